@@ -1,0 +1,72 @@
+"""The gee-mining local engine: an Earth Engine of our own for one machine.
+
+It answers Earth Engine's REST API, in-process (``LocalEngine.transport()``,
+for ``ee.Initialize(http_transport=...)``) or over HTTP on a loopback address
+(``LocalEngine.serve()``), and evaluates expression graphs with numpy,
+shapely and pyproj over a local catalog of assets. The rest of gee_mining
+reaches it only through the real ``ee`` client; :func:`gee_mining.connect`
+starts it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .catalog import Catalog, CatalogError
+from .errors import EngineError
+from .operations import Operations
+from .router import Router
+from .server import IN_PROCESS_URL, LocalServer, LocalTransport, check_loopback
+
+__all__ = ["Catalog", "CatalogError", "EngineError", "LocalEngine", "LocalServer", "check_loopback"]
+
+
+class LocalEngine:
+    """One engine: a catalog, its operations and its router.
+
+    ``catalog``: a :class:`Catalog`, the path of a catalog TOML file, or None
+    for an empty catalog. ``storage_root``: where exports land (a temporary
+    folder by default). ``workers``: threads for batch tasks.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog | str | os.PathLike | None = None,
+        project: str = "local-project",
+        storage_root: str | os.PathLike | None = None,
+        workers: int | None = None,
+        settings: dict[str, Any] | None = None,
+    ):
+        if catalog is None:
+            catalog = Catalog()
+        elif not isinstance(catalog, Catalog):
+            catalog = Catalog.from_file(catalog)
+        self.catalog = catalog
+        self.project = project
+        self.storage_root = Path(storage_root or tempfile.mkdtemp(prefix="gee-mining-storage-"))
+        self.settings = dict(settings or {})
+        self.operations = Operations(project, workers or max(1, (os.cpu_count() or 2) - 1))
+        self.router = Router(self)
+        self._servers: list[LocalServer] = []
+
+    def transport(self) -> LocalTransport:
+        """An in-process ``http_transport`` for ``ee.Initialize``."""
+        return LocalTransport(self.router, IN_PROCESS_URL)
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> LocalServer:
+        """Start serving over HTTP on a loopback address (port 0: a free one)."""
+        server = LocalServer(self.router, host, port).start()
+        self._servers.append(server)
+        return server
+
+    def handle(self, method: str, path: str, query=None, body=None, base_url: str = IN_PROCESS_URL):
+        return self.router.handle(method, path, query or {}, body, base_url)
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.stop()
+        self._servers.clear()
+        self.operations.shutdown()

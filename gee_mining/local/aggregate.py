@@ -1,0 +1,3 @@
+"""Earth Engine aggregate algorithms."""
+
+from __future__ import annotations

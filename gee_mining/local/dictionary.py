@@ -1,0 +1,3 @@
+"""Earth Engine dictionary algorithms."""
+
+from __future__ import annotations

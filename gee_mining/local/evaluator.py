@@ -1,0 +1,236 @@
+"""Evaluation of Earth Engine expression graphs.
+
+An expression is ``{"result": id, "values": {id: node}}`` as
+``ee.serializer.encode(obj, for_cloud_api=True)`` writes it. Nodes are
+``constantValue``, ``integerValue``, ``bytesValue``, ``valueReference``,
+``arrayValue``, ``dictionaryValue``, ``functionInvocationValue``,
+``functionDefinitionValue`` and ``argumentReference``.
+
+Shared sub-graphs (entries of the ``values`` table) are evaluated once per
+request; an entry that reads a function's arguments is evaluated once per call
+of that function.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import registry
+from .errors import EngineError
+
+
+@dataclass
+class Context:
+    """What one request may touch: the catalog, settings, a cancellation flag."""
+
+    catalog: Any = None
+    project: str = "local-project"
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def check_cancelled(self) -> None:
+        if self.cancelled.is_set():
+            raise EngineError("Computation was cancelled.", status=499)
+
+
+class _Frame:
+    __slots__ = ("env", "memo", "parent")
+
+    def __init__(self, env: Mapping[str, Any], parent: _Frame | None):
+        self.env = env
+        self.parent = parent
+        self.memo: dict[str, Any] = {}
+
+    def lookup(self, name: str) -> Any:
+        frame: _Frame | None = self
+        while frame is not None:
+            if name in frame.env:
+                return frame.env[name]
+            frame = frame.parent
+        raise EngineError(f"Unbound argument reference: '{name}'.")
+
+
+class Closure:
+    """A user function (``functionDefinitionValue``) with its captured frame."""
+
+    ee_type = "Function"
+
+    def __init__(self, evaluator: Evaluator, argument_names: list[str], body: str, frame: _Frame):
+        self.evaluator = evaluator
+        self.argument_names = list(argument_names)
+        self.body = body
+        self.frame = frame
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if len(args) > len(self.argument_names):
+            raise EngineError(
+                f"Function expects {len(self.argument_names)} argument(s) but was called with {len(args)}."
+            )
+        env = dict(zip(self.argument_names, args, strict=False))
+        for key, value in kwargs.items():
+            if key not in self.argument_names:
+                raise EngineError(f"Function has no argument named '{key}'.")
+            env[key] = value
+        for name in self.argument_names:
+            env.setdefault(name, None)
+        frame = _Frame(env, self.frame)
+        return self.evaluator.value(self.body, frame)
+
+    @property
+    def arity(self) -> int:
+        return len(self.argument_names)
+
+
+class Evaluator:
+    """Evaluates one expression within one request context."""
+
+    def __init__(self, expression: Mapping[str, Any], ctx: Context):
+        if not isinstance(expression, Mapping) or "result" not in expression or "values" not in expression:
+            raise EngineError("Invalid expression: expected an object with 'result' and 'values'.")
+        values = expression["values"]
+        if not isinstance(values, Mapping):
+            raise EngineError("Invalid expression: 'values' must be an object.")
+        self.values: Mapping[str, Any] = values
+        self.result_id = str(expression["result"])
+        self.ctx = ctx
+        self.root = _Frame({}, None)
+        self._free: dict[str, frozenset[str]] = {}
+        self._in_progress: set[str] = set()
+
+    def evaluate(self) -> Any:
+        return self.value(self.result_id, self.root)
+
+    # -- value table -------------------------------------------------------
+
+    def value(self, vid: str, frame: _Frame) -> Any:
+        """The value of table entry ``vid``, memoised in the right frame."""
+        if vid not in self.values:
+            raise EngineError(f"Invalid expression: reference to missing value '{vid}'.")
+        target = self.root if not self.free_arguments(vid) else frame
+        if vid in target.memo:
+            return target.memo[vid]
+        result = self.node(self.values[vid], frame)
+        target.memo[vid] = result
+        return result
+
+    def free_arguments(self, vid: str) -> frozenset[str]:
+        """Argument names entry ``vid`` reads that it does not bind itself."""
+        cached = self._free.get(vid)
+        if cached is not None:
+            return cached
+        if vid in self._in_progress:
+            raise EngineError(f"Invalid expression: value '{vid}' refers to itself.")
+        self._in_progress.add(vid)
+        try:
+            free = self._node_free(self.values[vid])
+        finally:
+            self._in_progress.discard(vid)
+        self._free[vid] = free
+        return free
+
+    def _node_free(self, node: Any) -> frozenset[str]:
+        if not isinstance(node, Mapping) or len(node) != 1:
+            return frozenset()
+        kind, body = next(iter(node.items()))
+        if kind == "argumentReference":
+            return frozenset([body])
+        if kind == "valueReference":
+            if body not in self.values:
+                raise EngineError(f"Invalid expression: reference to missing value '{body}'.")
+            return self.free_arguments(body)
+        if kind == "arrayValue":
+            return frozenset().union(*(self._node_free(n) for n in body.get("values", [])))
+        if kind == "dictionaryValue":
+            return frozenset().union(*(self._node_free(n) for n in body.get("values", {}).values()))
+        if kind == "functionInvocationValue":
+            args = body.get("arguments", {}) or {}
+            free = frozenset().union(*(self._node_free(n) for n in args.values()))
+            if "functionReference" in body:
+                free |= self.free_arguments(body["functionReference"])
+            return free
+        if kind == "functionDefinitionValue":
+            return self.free_arguments(body["body"]) - set(body.get("argumentNames", []))
+        return frozenset()
+
+    # -- nodes -------------------------------------------------------------
+
+    def node(self, node: Any, frame: _Frame) -> Any:
+        self.ctx.check_cancelled()
+        if not isinstance(node, Mapping) or len(node) != 1:
+            raise EngineError(f"Invalid expression: malformed value node {str(node)[:200]}.")
+        kind, body = next(iter(node.items()))
+        if kind == "constantValue":
+            return body
+        if kind == "integerValue":
+            try:
+                return int(body)
+            except (TypeError, ValueError):
+                raise EngineError(f"Invalid expression: bad integerValue {body!r}.") from None
+        if kind == "bytesValue":
+            return base64.b64decode(body)
+        if kind == "valueReference":
+            return self.value(str(body), frame)
+        if kind == "argumentReference":
+            return frame.lookup(body)
+        if kind == "arrayValue":
+            return [self.node(n, frame) for n in _field(body, "values", list)]
+        if kind == "dictionaryValue":
+            return {k: self.node(n, frame) for k, n in _field(body, "values", Mapping).items()}
+        if kind == "functionDefinitionValue":
+            names = _field(body, "argumentNames", list)
+            body_id = body.get("body")
+            if not isinstance(body_id, str) or body_id not in self.values:
+                raise EngineError("Invalid expression: functionDefinitionValue needs a 'body' value id.")
+            return Closure(self, names, body_id, frame)
+        if kind == "functionInvocationValue":
+            return self.invoke(body, frame)
+        raise EngineError(f"Invalid expression: unknown value kind '{kind}'.")
+
+    def invoke(self, body: Mapping[str, Any], frame: _Frame) -> Any:
+        args_nodes = body.get("arguments", {}) or {}
+        if not isinstance(args_nodes, Mapping):
+            raise EngineError("Invalid expression: 'arguments' must be an object.")
+        if "functionReference" in body:
+            fn = self.value(str(body["functionReference"]), frame)
+            if not callable(fn):
+                raise EngineError("Invalid expression: functionReference does not name a function.")
+            return fn(**{k: self.node(n, frame) for k, n in args_nodes.items()})
+        name = body.get("functionName")
+        if not isinstance(name, str):
+            raise EngineError("Invalid expression: functionInvocationValue needs a 'functionName'.")
+        alg = registry.get(name)
+        if alg.lazy:
+            given = {k: _thunk(self, n, frame) for k, n in args_nodes.items()}
+        else:
+            given = {k: self.node(n, frame) for k, n in args_nodes.items()}
+        kwargs = registry.bind(alg, given)
+        if alg.context:
+            kwargs["ctx"] = self.ctx
+        try:
+            return alg.func(**kwargs)
+        except EngineError:
+            raise
+        except RecursionError:
+            raise EngineError(f"{name}: expression nested too deeply.") from None
+        except Exception as e:  # a bug or an unforeseen input: say where, keep serving
+            raise EngineError(f"{name}: {type(e).__name__}: {e}", status=500) from e
+
+
+def _thunk(evaluator: Evaluator, node: Any, frame: _Frame):
+    return lambda: evaluator.node(node, frame)
+
+
+def _field(body: Any, name: str, kind: type) -> Any:
+    value = body.get(name) if isinstance(body, Mapping) else None
+    if not isinstance(value, kind):
+        raise EngineError(f"Invalid expression: expected '{name}' to be a {kind.__name__}.")
+    return value
+
+
+def evaluate(expression: Mapping[str, Any], ctx: Context) -> Any:
+    """Evaluate an expression graph to an engine value."""
+    return Evaluator(expression, ctx).evaluate()

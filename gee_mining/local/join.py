@@ -1,0 +1,3 @@
+"""Earth Engine join algorithms."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Earth Engine list algorithms."""
+
+from __future__ import annotations

@@ -1,0 +1,41 @@
+"""Algorithms outside any family: If, IsEqual, ObjectType, Describe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .info import to_info
+from .registry import algorithm
+from .types import ee_type_of
+
+
+def truthy(value: Any) -> bool:
+    """Earth Engine's truth: null, 0, false, empty string/list/dictionary are false."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, int | float):
+        return value != 0
+    if isinstance(value, str | list | dict):
+        return len(value) > 0
+    return True
+
+
+@algorithm("If", lazy=True)
+def if_(condition, trueCase, falseCase):  # noqa: N803 - Earth Engine's argument names
+    """Only the chosen branch is evaluated."""
+    return trueCase() if truthy(condition()) else falseCase()
+
+
+@algorithm("IsEqual")
+def is_equal(left, right):
+    return to_info(left) == to_info(right) and ee_type_of(left) == ee_type_of(right)
+
+
+@algorithm("ObjectType")
+def object_type(value):
+    return ee_type_of(value)
+
+
+@algorithm("Describe")
+def describe(input):
+    return to_info(input)

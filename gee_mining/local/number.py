@@ -1,0 +1,3 @@
+"""Earth Engine number algorithms."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Earth Engine reducer algorithms."""
+
+from __future__ import annotations

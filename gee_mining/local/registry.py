@@ -1,0 +1,154 @@
+"""The table of Earth Engine algorithms the engine evaluates.
+
+Each family module (``number.py``, ``geometry.py``, ...) registers its
+functions under their Earth Engine names with :func:`algorithm`. The function's
+parameters must be exactly the arguments of the Earth Engine signature (an
+argument named like a Python keyword, ``from`` or ``lambda``, is spelled with a
+trailing underscore), so a misspelt name fails at import, not at a user's
+request. Defaults of optional arguments come from the signature.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import keyword
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import EngineError, NotImplementedAlgorithm
+from .signatures import Argument, Signature, signatures
+
+FAMILY_MODULES = (
+    "number",
+    "string",
+    "list",
+    "dictionary",
+    "date",
+    "projection",
+    "geometry",
+    "element",
+    "feature",
+    "filter",
+    "reducer",
+    "collection",
+    "aggregate",
+    "featurecollection",
+    "join",
+    "misc",
+)
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One registered implementation."""
+
+    name: str
+    func: Callable[..., Any]
+    signature: Signature
+    lazy: bool = False
+    context: bool = False
+
+
+_ALGORITHMS: dict[str, Algorithm] = {}
+
+
+def _py_name(name: str) -> str:
+    return name + "_" if keyword.iskeyword(name) else name
+
+
+def algorithm(
+    name: str,
+    *,
+    lazy: bool = False,
+    context: bool = False,
+    arguments: tuple[Argument, ...] | None = None,
+    return_type: str = "Object",
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``func`` as the Earth Engine algorithm ``name``.
+
+    ``lazy``: the function receives zero-argument callables (thunks) in place of
+    argument values, so it evaluates only the branches it needs (``If``).
+    ``context``: the function receives the request context as ``ctx``.
+    ``arguments``: a signature for an algorithm missing from the client's list.
+    """
+
+    def register(func: Callable[..., Any]) -> Callable[..., Any]:
+        sig = signatures().get(name)
+        if sig is None:
+            if arguments is None:
+                raise RuntimeError(f"{name} is not in the Earth Engine signature list")
+            sig = Signature(name, return_type, arguments)
+        params = inspect.signature(func).parameters
+        has_var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        got = {p for p in params if p != "ctx" and params[p].kind is not inspect.Parameter.VAR_KEYWORD}
+        want = {_py_name(a.name) for a in sig.arguments}
+        if (got != want and not has_var_kw) or (has_var_kw and not got <= want):
+            raise RuntimeError(
+                f"{func.__module__}.{func.__name__} registered as {name}: parameters {sorted(got)} "
+                f"do not match the signature's arguments {sorted(want)}"
+            )
+        if context and "ctx" not in params:
+            raise RuntimeError(f"{name}: context=True needs a 'ctx' parameter")
+        if name in _ALGORITHMS:
+            raise RuntimeError(f"{name} registered twice ({_ALGORITHMS[name].func.__module__})")
+        _ALGORITHMS[name] = Algorithm(name, func, sig, lazy=lazy, context=context)
+        return func
+
+    return register
+
+
+def load_families() -> None:
+    """Import every family module so that its algorithms register."""
+    for mod in FAMILY_MODULES:
+        importlib.import_module(f"{__package__}.{mod}")
+
+
+def get(name: str) -> Algorithm:
+    load_families()
+    alg = _ALGORITHMS.get(name)
+    if alg is None:
+        if name in signatures():
+            raise NotImplementedAlgorithm(name)
+        raise EngineError(f"Unknown algorithm: '{name}'.")
+    return alg
+
+
+def implemented() -> Mapping[str, Algorithm]:
+    """Every algorithm the engine evaluates, by name."""
+    load_families()
+    return dict(_ALGORITHMS)
+
+
+def bind(alg: Algorithm, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``given`` against the signature and fill in defaults.
+
+    Unknown and missing arguments, and values of the wrong Earth Engine type,
+    raise errors worded as Earth Engine words them.
+    """
+    from .types import check_argument
+
+    sig = alg.signature
+    names = sig.argument_names
+    for key in given:
+        if key not in names:
+            raise EngineError(f"{sig.name}: Unrecognized argument '{key}'. Allowed arguments: {', '.join(names)}.")
+    out = {}
+    for arg in sig.arguments:
+        if arg.name in given:
+            value = given[arg.name]
+            if not alg.lazy:
+                value = check_argument(sig.name, arg, value)
+        elif arg.optional:
+            value = arg.default
+            if alg.lazy:
+                value = _constant_thunk(value)
+        else:
+            raise EngineError(f"{sig.name}: Parameter '{arg.name}' is required.")
+        out[_py_name(arg.name)] = value
+    return out
+
+
+def _constant_thunk(value: Any) -> Callable[[], Any]:
+    return lambda: value

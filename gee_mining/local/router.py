@@ -1,0 +1,175 @@
+"""One door for every endpoint of Earth Engine's REST API that the engine answers.
+
+``Router.handle(method, path, query, body, base_url)`` returns
+``(status, content_type, bytes)``. The loopback HTTP server and the in-process
+``http_transport`` are thin adapters around it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import unquote
+
+from . import signatures
+from .errors import EngineError, NotFound
+from .evaluator import Context, evaluate
+from .featurecollection import FeatureCollection
+from .info import to_info
+
+JSON = "application/json; charset=UTF-8"
+COMPUTE_COLLECTION_LIMIT = 5000
+DEFAULT_PAGE_SIZE = 1000
+
+Response = tuple[int, str, bytes]
+
+_ROUTES: list[tuple[str, re.Pattern, str]] = [
+    ("GET", re.compile(r"^/\$discovery/rest$"), "discovery"),
+    ("GET", re.compile(r"^/v1/projects/(?P<project>[^/]+)/algorithms$"), "algorithms"),
+    ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/value:compute$"), "compute_value"),
+    ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/table:computeFeatures$"), "compute_features"),
+    ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/table:export$"), "export_table"),
+    ("GET", re.compile(r"^/v1/projects/(?P<project>[^/]+)/operations$"), "list_operations"),
+    ("GET", re.compile(r"^/v1/projects/(?P<project>[^/]+)/operations/(?P<op>[^/:]+)$"), "get_operation"),
+    ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/operations/(?P<op>[^/:]+):cancel$"), "cancel_operation"),
+    ("GET", re.compile(r"^/v1/projects/(?P<project>[^/]+)/assets/(?P<asset>.+)$"), "get_asset"),
+]
+
+
+class Router:
+    def __init__(self, engine: Any):
+        self.engine = engine
+        self._pages: OrderedDict[str, list] = OrderedDict()
+        self._pages_lock = threading.Lock()
+
+    def handle(
+        self, method: str, path: str, query: Mapping[str, str], body: bytes | str | None, base_url: str
+    ) -> Response:
+        try:
+            for route_method, pattern, name in _ROUTES:
+                m = pattern.match(path)
+                if m and route_method == method.upper():
+                    handler: Callable[..., Any] = getattr(self, name)
+                    payload = _parse_body(body) if method.upper() == "POST" else {}
+                    result = handler(payload, base_url=base_url, query=query, **m.groupdict())
+                    return 200, JSON, json.dumps(result, allow_nan=True).encode()
+            raise NotFound(
+                f"The gee-mining local engine does not serve {method.upper()} {path}. "
+                "It answers the Earth Engine REST methods listed in docs/local-engine.md."
+            )
+        except EngineError as e:
+            return e.status, JSON, json.dumps(e.to_json()).encode()
+        except Exception as e:  # never take the server down with a request
+            err = EngineError(f"Internal error in the local engine: {type(e).__name__}: {e}", status=500)
+            return 500, JSON, json.dumps(err.to_json()).encode()
+
+    # -- discovery ---------------------------------------------------------
+
+    def discovery(self, payload, base_url: str, **_):
+        doc = dict(signatures.discovery_document())
+        doc["rootUrl"] = base_url.rstrip("/") + "/"
+        doc["baseUrl"] = doc["rootUrl"]
+        return doc
+
+    def algorithms(self, payload, **_):
+        return signatures.algorithms_document()
+
+    # -- computation -------------------------------------------------------
+
+    def _context(self, project: str) -> Context:
+        return Context(catalog=self.engine.catalog, project=project, settings=self.engine.settings)
+
+    def _evaluate(self, payload: Mapping, project: str) -> Any:
+        expression = payload.get("expression")
+        if expression is None:
+            raise EngineError("Request is missing 'expression'.")
+        return evaluate(expression, self._context(project))
+
+    def compute_value(self, payload, project: str, **_):
+        value = self._evaluate(payload, project)
+        if isinstance(value, FeatureCollection) and len(value.features) > COMPUTE_COLLECTION_LIMIT:
+            raise EngineError(
+                f"Collection query aborted after accumulating over {COMPUTE_COLLECTION_LIMIT} elements."
+            )
+        return {"result": to_info(value)}
+
+    def compute_features(self, payload, project: str, **_):
+        token = payload.get("pageToken")
+        size = int(payload.get("pageSize") or DEFAULT_PAGE_SIZE)
+        if size <= 0:
+            raise EngineError("pageSize must be positive.")
+        if token:
+            key, _, offset_text = str(token).partition(":")
+            with self._pages_lock:
+                features = self._pages.get(key)
+            if features is None:
+                raise EngineError(f"Invalid or expired page token '{token}'.")
+            offset = int(offset_text)
+        else:
+            value = self._evaluate(payload, project)
+            if not isinstance(value, FeatureCollection):
+                raise EngineError(
+                    f"table:computeFeatures needs a FeatureCollection, not {getattr(value, 'ee_type', type(value).__name__)}."
+                )
+            features = [f.to_info() for f in value.features]
+            key, offset = uuid.uuid4().hex, 0
+            with self._pages_lock:
+                self._pages[key] = features
+                while len(self._pages) > 64:
+                    self._pages.popitem(last=False)
+        page = features[offset : offset + size]
+        out: dict[str, Any] = {"type": "FeatureCollection", "features": page}
+        if offset + size < len(features):
+            out["nextPageToken"] = f"{key}:{offset + size}"
+        return out
+
+    # -- batch tasks ---------------------------------------------------------
+
+    def export_table(self, payload, project: str, **_):
+        from .export import table_export_work
+
+        expression = payload.get("expression")
+        if expression is None:
+            raise EngineError("Request is missing 'expression'.")
+        work = table_export_work(self.engine, payload, self._context(project))
+        op = self.engine.operations.submit(
+            "EXPORT_FEATURES", payload.get("description") or "myExportTableTask", work, payload.get("requestId")
+        )
+        return op.to_json()
+
+    def list_operations(self, payload, **_):
+        return {"operations": self.engine.operations.list()}
+
+    def get_operation(self, payload, op: str, **_):
+        return self.engine.operations.get(op)
+
+    def cancel_operation(self, payload, op: str, **_):
+        self.engine.operations.cancel(op)
+        return {}
+
+    # -- assets --------------------------------------------------------------
+
+    def get_asset(self, payload, project: str, asset: str, **_):
+        asset = unquote(asset)
+        asset_id = asset if asset.startswith("projects/") else f"projects/{project}/assets/{asset}"
+        for candidate in (asset_id, asset):
+            if self.engine.catalog.has(candidate):
+                return self.engine.catalog.asset_info(candidate)
+        raise NotFound(f"Asset '{asset_id}' not found.")
+
+
+def _parse_body(body: bytes | str | None) -> dict:
+    if not body:
+        return {}
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise EngineError("Request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise EngineError("Request body must be a JSON object.")
+    return data

@@ -1,0 +1,3 @@
+"""Earth Engine string algorithms."""
+
+from __future__ import annotations

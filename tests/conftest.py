@@ -1,0 +1,93 @@
+"""Shared fixtures: the real ``ee`` client connected to a local engine.
+
+Tests talk to the engine only through ``ee``, as users do. The ``ee`` module is
+process-global, so one session-wide connection serves every test; the engine
+is in-process, and ``ee_http`` gives the same engine over loopback HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+TEST_DATA = Path(__file__).parent / "data"
+
+os.environ.setdefault("MPLCONFIGDIR", str(ROOT / ".cache" / "matplotlib"))
+
+
+def shared_file(relative: str) -> Path:
+    """A file of ../shared/data, or a skip that says why."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"{path} is absent: this test needs the project's shared real data beside the checkout")
+    return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_network():
+    """Refuse every connection that is not to loopback: no test may go online."""
+    real_connect = socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and host not in ("127.0.0.1", "::1", "localhost") and not host.startswith("127."):
+            raise OSError(f"network access refused in tests: {address!r}")
+        return real_connect(self, address)
+
+    socket.socket.connect = guarded
+    yield
+    socket.socket.connect = real_connect
+
+
+def _write_catalog(tmp: Path) -> Path:
+    lines = []
+    tables = {
+        "projects/gee-mining-test/assets/mining_tropics_demo": SHARED_DATA / "polygons/mining_tropics_demo.gpkg",
+        "projects/gee-mining-test/assets/amazon_mining_2024": SHARED_DATA
+        / "polygons/amazon_mining_2024_model.geojson",
+        "projects/gee-mining-test/assets/squares": TEST_DATA / "squares.geojson",
+    }
+    for asset_id, path in tables.items():
+        if path.exists():
+            lines += ["[[table]]", f'id = "{asset_id}"', f'path = "{path}"', ""]
+    catalog = tmp / "catalog.toml"
+    catalog.write_text("\n".join(lines))
+    return catalog
+
+
+@pytest.fixture(scope="session")
+def engine_catalog(tmp_path_factory) -> Path:
+    return _write_catalog(tmp_path_factory.mktemp("catalog"))
+
+
+@pytest.fixture(scope="session")
+def ee_local(engine_catalog, tmp_path_factory):
+    """``ee`` initialised against an in-process local engine with the test catalog."""
+    import ee
+
+    import gee_mining
+
+    conn = gee_mining.connect(
+        "local",
+        project="gee-mining-test",
+        catalog=engine_catalog,
+        storage_root=tmp_path_factory.mktemp("storage"),
+    )
+    yield ee
+    assert conn.is_local
+
+
+@pytest.fixture
+def ee_http(ee_local, engine_catalog):
+    """The same engine over loopback HTTP for one test; back in-process afterwards."""
+    import gee_mining
+
+    conn = gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog, http=True)
+    yield ee_local
+    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+    assert conn.url.startswith("http://127.0.0.1:")
