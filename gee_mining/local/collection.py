@@ -1,10 +1,320 @@
-"""Collection algorithms (shared by feature and image collections)."""
+"""Collection algorithms (shared by feature and image collections).
+
+Collections keep their order: ``filter``, ``map``, ``distinct`` and ``remap``
+keep the input order, ``limit`` with a key sorts stably. The collection's
+id and properties survive the algorithms that transform its elements.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+from .element import Element
+from .errors import EngineError
+from .feature import Feature, geometry_algorithm
+from .featurecollection import FeatureCollection, as_collection
+from .filter import Filter, parse_expression
 from .registry import algorithm
 
 
 @algorithm("Collection.loadTable", context=True)
 def load_table(ctx, tableId, geometryColumn, version):  # noqa: N803
     return ctx.catalog.table(tableId)
+
+
+@algorithm("Collection")
+def collection(features):
+    """A collection of the given elements; those without an id get their position ("0", "1", ...)."""
+    out = []
+    for i, f in enumerate(features):
+        if not isinstance(f, Element):
+            raise EngineError(
+                f"Collection: Element {i} is not a Feature: {getattr(f, 'ee_type', type(f).__name__)}."
+            )
+        out.append(f if f.id is not None else f.copy_with(id=str(i)))
+    return FeatureCollection(out)
+
+
+def as_filter(name: str, value: Any) -> Filter:
+    if isinstance(value, Filter):
+        return value
+    if isinstance(value, str):
+        return parse_expression(value)
+    raise EngineError(f"{name}: 'filter' must be a Filter, not {getattr(value, 'ee_type', type(value).__name__)}.")
+
+
+@algorithm("Collection.filter")
+def filter_(collection, filter):  # noqa: A002
+    fc = as_collection("Collection.filter", collection)
+    test = as_filter("Collection.filter", filter).test
+    return fc.with_features([f for f in fc.features if test(f, f)])
+
+
+def sort_key(value: Any) -> tuple:
+    """Order of property values: numbers, then strings, then anything else; nulls go last."""
+    from .date import Date
+
+    if isinstance(value, Date):
+        value = value.millis
+    if isinstance(value, bool):
+        return (0, int(value))
+    if isinstance(value, int | float):
+        return (0, value)
+    if isinstance(value, str):
+        return (1, value)
+    return (2, json.dumps(_info(value), sort_keys=True))
+
+
+def _info(value: Any) -> Any:
+    from .info import to_info
+
+    return to_info(value)
+
+
+@algorithm("Collection.limit")
+def limit(collection, limit, key, ascending):  # noqa: A002
+    """Sort by ``key`` (stable, nulls last in either direction), then keep the first ``limit``."""
+    fc = as_collection("Collection.limit", collection)
+    feats = fc.features
+    if key is not None:
+        present = [f for f in feats if f.get(key) is not None]
+        missing = [f for f in feats if f.get(key) is None]
+        present.sort(key=lambda f: sort_key(f.get(key)), reverse=not ascending)
+        feats = present + missing
+    if limit is not None:
+        if limit < 0:
+            raise EngineError("Collection.limit: 'limit' must be non-negative.")
+        feats = feats[: int(limit)]
+    return fc.with_features(list(feats))
+
+
+@algorithm("Collection.merge")
+def merge(collection1, collection2):
+    """Both collections' elements; ids get the prefixes ``1_`` and ``2_`` as on Earth Engine."""
+    a = as_collection("Collection.merge", collection1)
+    b = as_collection("Collection.merge", collection2)
+    out = [f.copy_with(id=f"1_{f.id}") for f in a.features]
+    out += [f.copy_with(id=f"2_{f.id}") for f in b.features]
+    return FeatureCollection(out)
+
+
+@algorithm("Collection.size")
+def size(collection):
+    return len(as_collection("Collection.size", collection).features)
+
+
+@algorithm("Collection.first")
+def first(collection):
+    """The first element, or null for an empty collection."""
+    feats = as_collection("Collection.first", collection).features
+    return feats[0] if feats else None
+
+
+def _call(fn: Any, *args: Any) -> Any:
+    if not callable(fn):
+        raise EngineError("Collection.map: 'baseAlgorithm' must be a function.")
+    return fn(*args)
+
+
+@algorithm("Collection.map")
+def map_(collection, baseAlgorithm, dropNulls):  # noqa: N803
+    """Apply the function to each element; results without an id take the input's."""
+    fc = as_collection("Collection.map", collection)
+    if not callable(baseAlgorithm):
+        raise EngineError("Collection.map: 'baseAlgorithm' must be a function.")
+    fn: Callable[[Any], Any] = baseAlgorithm
+    out = []
+    for f in fc.features:
+        r = fn(f)
+        if r is None:
+            if dropNulls:
+                continue
+            raise EngineError("Collection.map: A mapped algorithm must return a Feature or Image, not null.")
+        if not isinstance(r, Element):
+            raise EngineError(
+                "Collection.map: A mapped algorithm must return a Feature or Image, "
+                f"not {getattr(r, 'ee_type', type(r).__name__)}."
+            )
+        if r.id is None and f.id is not None:
+            r = r.copy_with(id=f.id)
+        out.append(r)
+    return fc.with_features(out)
+
+
+@algorithm("Collection.iterate")
+def iterate(collection, function, first):
+    fc = as_collection("Collection.iterate", collection)
+    acc = first
+    for f in fc.features:
+        acc = _call(function, f, acc)
+    return acc
+
+
+@algorithm("Collection.toList")
+def to_list(collection, count, offset):
+    fc = as_collection("Collection.toList", collection)
+    count, offset = int(count), int(offset or 0)
+    if count < 0 or offset < 0:
+        raise EngineError("Collection.toList: 'count' and 'offset' must be non-negative.")
+    return list(fc.features[offset : offset + count])
+
+
+def merged_geometry(name: str, fc: FeatureCollection) -> Any:
+    """All geometries of ``fc`` as one multi-geometry (MultiPolygon, MultiLineString,
+    MultiPoint, or a GeometryCollection when the kinds differ), not dissolved."""
+    import shapely
+
+    from .geometry import Geometry
+
+    geoms = [f.geometry for f in fc.features if getattr(f, "geometry", None) is not None]
+    if not geoms:
+        return Geometry(shapely.GeometryCollection(), type_name="GeometryCollection")
+    proj, geodesic = geoms[0].proj, geoms[0].geodesic
+    for g in geoms:
+        if g.proj != proj or g.geodesic != geodesic:
+            raise EngineError(
+                f"{name}: all the geometries of the collection must share the projection and edge interpretation."
+            )
+    parts = [p for g in geoms for p in shapely.get_parts(g.shape) if not p.is_empty]
+    kinds = {p.geom_type for p in parts}
+    if kinds == {"Polygon"}:
+        shape: Any = shapely.MultiPolygon(parts)
+    elif kinds == {"LineString"} or kinds == {"LinearRing"}:
+        shape = shapely.MultiLineString(parts)
+    elif kinds == {"Point"}:
+        shape = shapely.MultiPoint(parts)
+    else:
+        shape = shapely.GeometryCollection(parts)
+    return Geometry(shape, proj, geodesic=geodesic)
+
+
+@algorithm("Collection.geometry")
+def geometry(collection, maxError):  # noqa: N803
+    return merged_geometry("Collection.geometry", as_collection("Collection.geometry", collection))
+
+
+@algorithm("Collection.bounds")
+def bounds(collection, maxError, proj):  # noqa: N803
+    geom = merged_geometry("Collection.bounds", as_collection("Collection.bounds", collection))
+    return geometry_algorithm("bounds")(geometry=geom, maxError=maxError, proj=proj)
+
+
+@algorithm("Collection.union")
+def union(collection, maxError):  # noqa: N803
+    """One feature with id ``union_result`` whose geometry dissolves all the collection's geometries."""
+    geom = merged_geometry("Collection.union", as_collection("Collection.union", collection))
+    dissolved = geometry_algorithm("dissolve")(geometry=geom, maxError=maxError, proj=None)
+    return FeatureCollection([Feature(dissolved, {}, "union_result")])
+
+
+@algorithm("Collection.reduceColumns")
+def reduce_columns(collection, reducer, selectors, weightSelectors):  # noqa: N803
+    """Apply ``reducer`` to the selected properties, one column per selector."""
+    fc = as_collection("Collection.reduceColumns", collection)
+    n_inputs = getattr(reducer, "input_count", None)
+    if n_inputs is not None and n_inputs != len(selectors):
+        raise EngineError(
+            f"Collection.reduceColumns: Need {n_inputs} input selectors for reducer, but got {len(selectors)}."
+        )
+    columns = [[f.get(s) for f in fc.features] for s in selectors]
+    weights = None
+    if weightSelectors:
+        if len(weightSelectors) not in (1, len(selectors)):
+            raise EngineError("Collection.reduceColumns: weightSelectors must match the selectors.")
+        weights = [f.get(weightSelectors[0]) for f in fc.features]
+        weights = [0 if w is None else w for w in weights]
+    return reducer.reduce(columns, weights) if weights is not None else reducer.reduce(columns)
+
+
+@algorithm("Collection.remap")
+def remap(collection, lookupIn, lookupOut, columnName):  # noqa: N803
+    """Map the property's values through the two lists; elements with other values are dropped."""
+    fc = as_collection("Collection.remap", collection)
+    if len(lookupIn) != len(lookupOut):
+        raise EngineError("Collection.remap: lookupIn and lookupOut must have the same length.")
+    table = {_hashable(k): v for k, v in zip(lookupIn, lookupOut, strict=True)}
+    out = []
+    for f in fc.features:
+        key = _hashable(f.get(columnName))
+        if key in table:
+            props = dict(f.properties)
+            props[columnName] = table[key]
+            out.append(f.copy_with(properties=props))
+    return fc.with_features(out)
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list | dict):
+        return json.dumps(_info(value), sort_keys=True)
+    return value
+
+
+@algorithm("Collection.distinct")
+def distinct(collection, properties):
+    """The first element of each distinct combination of the properties (``.geo``: the geometry)."""
+    fc = as_collection("Collection.distinct", collection)
+    names = [properties] if isinstance(properties, str) else list(properties)
+    seen: set[str] = set()
+    out = []
+    for f in fc.features:
+        key = json.dumps([_info(_field(f, n)) for n in names], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return fc.with_features(out)
+
+
+def _field(element: Any, name: str) -> Any:
+    from .filter import field_value
+
+    return field_value(element, name)
+
+
+def _row_random(seed: int, key: str) -> float:
+    digest = hashlib.blake2b(f"{int(seed)}\x00{key}".encode(), digest_size=8).digest()
+    return ((int.from_bytes(digest, "big") >> 11) + 0.5) / float(1 << 53)
+
+
+@algorithm("Collection.randomColumn")
+def random_column(collection, columnName, seed, distribution, rowKeys):  # noqa: N803
+    """A deterministic pseudo-random number per element, from the seed and the row keys.
+
+    ``uniform`` draws in [0, 1), ``normal`` from the standard normal. The values
+    depend only on (seed, row keys), so they are stable across runs and filters,
+    but they are not Earth Engine's values for the same seed.
+    """
+    fc = as_collection("Collection.randomColumn", collection)
+    if distribution not in ("uniform", "normal"):
+        raise EngineError(
+            f"Collection.randomColumn: Unknown distribution '{distribution}'. Must be 'uniform' or 'normal'."
+        )
+    keys = list(rowKeys or ["system:index"])
+    normal = statistics.NormalDist()
+    out = []
+    for f in fc.features:
+        key = json.dumps([_info(f.get(k)) for k in keys])
+        u = _row_random(seed, key)
+        value = u if distribution == "uniform" else normal.inv_cdf(u)
+        props = dict(f.properties)
+        props[columnName] = value
+        out.append(f.copy_with(properties=props))
+    return fc.with_features(out)
+
+
+@algorithm("Collection.flatten")
+def flatten(collection):
+    """Elements of a collection of collections; ids become ``<outer id>_<inner id>``."""
+    fc = as_collection("Collection.flatten", collection)
+    out = []
+    for outer in fc.features:
+        if isinstance(outer, FeatureCollection):
+            out.extend(f.copy_with(id=f"{outer.id}_{f.id}") for f in outer.features)
+        else:
+            raise EngineError("Collection.flatten: The collection's elements must be collections.")
+    return FeatureCollection(out)

@@ -39,14 +39,18 @@ class EngineError(Exception):
 
 
 class NotImplementedAlgorithm(EngineError):
-    """An algorithm Earth Engine has but this engine does not evaluate yet."""
+    """An algorithm Earth Engine has but this engine does not evaluate yet.
+
+    Answered with status 400, not 501: the client retries 5xx answers with
+    backoff, and retrying cannot make an algorithm appear.
+    """
 
     def __init__(self, name: str):
         super().__init__(
             f"{name}: this algorithm is not implemented by the gee-mining local engine. "
             "Run this graph on Earth Engine (gee_mining.connect(engine='earthengine')) "
             "or add the algorithm to gee_mining/local (docs: 'extending the engine').",
-            status=501,
+            status=400,
         )
         self.algorithm = name
 

@@ -133,27 +133,35 @@ class Evaluator:
         return free
 
     def _node_free(self, node: Any) -> frozenset[str]:
+        """Free argument names of a node; malformed nodes have none here and fail in ``node``."""
         if not isinstance(node, Mapping) or len(node) != 1:
             return frozenset()
         kind, body = next(iter(node.items()))
-        if kind == "argumentReference":
-            return frozenset([body])
+        if kind not in ("argumentReference", "valueReference") and not isinstance(body, Mapping):
+            return frozenset()
         if kind == "valueReference":
-            if body not in self.values:
+            if not isinstance(body, str) or body not in self.values:
                 raise EngineError(f"Invalid expression: reference to missing value '{body}'.")
             return self.free_arguments(body)
-        if kind == "arrayValue":
-            return frozenset().union(*(self._node_free(n) for n in body.get("values", [])))
-        if kind == "dictionaryValue":
-            return frozenset().union(*(self._node_free(n) for n in body.get("values", {}).values()))
+        if kind == "argumentReference":
+            return frozenset([body]) if isinstance(body, str) else frozenset()
+        if kind == "arrayValue" and isinstance(body.get("values"), list):
+            return frozenset().union(*(self._node_free(n) for n in body["values"]))
+        if kind == "dictionaryValue" and isinstance(body.get("values"), Mapping):
+            return frozenset().union(*(self._node_free(n) for n in body["values"].values()))
         if kind == "functionInvocationValue":
-            args = body.get("arguments", {}) or {}
-            free = frozenset().union(*(self._node_free(n) for n in args.values()))
-            if "functionReference" in body:
-                free |= self.free_arguments(body["functionReference"])
+            args = body.get("arguments") or {}
+            free = frozenset().union(*(self._node_free(n) for n in args.values())) if isinstance(args, Mapping) else frozenset()
+            ref = body.get("functionReference")
+            if isinstance(ref, str) and ref in self.values:
+                free |= self.free_arguments(ref)
             return free
         if kind == "functionDefinitionValue":
-            return self.free_arguments(body["body"]) - set(body.get("argumentNames", []))
+            inner = body.get("body")
+            if not isinstance(inner, str) or inner not in self.values:
+                return frozenset()
+            names = body.get("argumentNames")
+            return self.free_arguments(inner) - set(names if isinstance(names, list) else [])
         return frozenset()
 
     # -- nodes -------------------------------------------------------------
@@ -217,7 +225,8 @@ class Evaluator:
         except RecursionError:
             raise EngineError(f"{name}: expression nested too deeply.") from None
         except Exception as e:  # a bug or an unforeseen input: say where, keep serving
-            raise EngineError(f"{name}: {type(e).__name__}: {e}", status=500) from e
+            # 400, not 500: the client retries 5xx answers, and a rerun fails the same way.
+            raise EngineError(f"{name}: internal error: {type(e).__name__}: {e}") from e
 
 
 def _thunk(evaluator: Evaluator, node: Any, frame: _Frame):

@@ -1,10 +1,21 @@
-"""FeatureCollection: an ordered list of features plus collection properties."""
+"""FeatureCollection: an ordered list of features plus collection properties.
+
+A collection is an Element too (``ee.Collection`` extends ``ee.Element``):
+``fc.set('x', 1)`` sets a collection property and ``fc.get('system:id')``
+reads its asset id. Its elements are usually features; a ``map`` that returns
+collections gives a collection of collections, which ``flatten`` undoes.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import math
 from typing import Any
 
+from .element import Element
+from .errors import EngineError
 from .feature import Feature
+from .registry import algorithm
 
 
 def column_type(value: Any) -> str:
@@ -24,30 +35,34 @@ def column_type(value: Any) -> str:
     return getattr(value, "ee_type", "Object")
 
 
-class FeatureCollection:
+class FeatureCollection(Element):
     ee_type = "FeatureCollection"
+    id_property = "system:id"
+    __slots__ = ("features",)
 
     def __init__(self, features: list[Any], properties: dict[str, Any] | None = None, id: str | None = None):
+        super().__init__(properties, id)
         self.features = list(features)
-        self.properties = dict(properties or {})
-        self.id = id
 
-    def copy_with(self, features: list[Any] | None = None, properties: dict[str, Any] | None = None) -> FeatureCollection:
-        return FeatureCollection(
-            self.features if features is None else features,
-            self.properties if properties is None else properties,
-            self.id,
-        )
+    def copy_with(
+        self, features: list[Any] | None = None, properties: dict[str, Any] | None = None, **changes: Any
+    ) -> FeatureCollection:
+        out = FeatureCollection.__new__(FeatureCollection)
+        out.features = self.features if features is None else features
+        out.properties = self.properties if properties is None else properties
+        out.id = changes.get("id", self.id)
+        return out
 
-    def get(self, name: str) -> Any:
-        if name == "system:id":
-            return self.id
-        return self.properties.get(name)
+    def with_features(self, features: list[Any]) -> FeatureCollection:
+        """The same collection (id and properties) with other elements."""
+        return self.copy_with(features)
 
     def columns(self) -> dict[str, str]:
         cols: dict[str, str] = {}
         for f in self.features:
-            for key, value in f.properties.items():
+            for key, value in getattr(f, "properties", {}).items():
+                if value is None:
+                    continue
                 t = column_type(value)
                 if key in cols and cols[key] != t:
                     cols[key] = "Float" if {cols[key], t} == {"Long", "Float"} else "Object"
@@ -67,3 +82,55 @@ class FeatureCollection:
         feats = self.features if features is None else features
         info["features"] = [f.to_info() if isinstance(f, Feature) else to_info(f) for f in feats]
         return info
+
+
+def as_collection(name: str, value: Any) -> FeatureCollection:
+    if not isinstance(value, FeatureCollection):
+        raise EngineError(f"{name}: expected a FeatureCollection, got {getattr(value, 'ee_type', type(value).__name__)}.")
+    return value
+
+
+def _unit_random(seed: int, key: str) -> float:
+    digest = hashlib.blake2b(f"{seed}\x00{key}".encode(), digest_size=8).digest()
+    return (int.from_bytes(digest, "big") >> 11) / float(1 << 53)
+
+
+@algorithm("FeatureCollection.randomPoints")
+def random_points(region, points, seed, maxError):  # noqa: N803
+    """``points`` points drawn uniformly by area (on the sphere for geographic regions) inside ``region``.
+
+    Deterministic for a given seed, but not Earth Engine's sequence: the same
+    seed gives other points than on Earth Engine. Inside-tests are planar in the
+    region's coordinates (a geodesic edge's bulge is not followed).
+    """
+    import shapely
+
+    if region is None:
+        raise EngineError("FeatureCollection.randomPoints: Parameter 'region' is required.")
+    n = int(points)
+    if n < 0:
+        raise EngineError("FeatureCollection.randomPoints: 'points' must be non-negative.")
+    from .geometry import Geometry
+
+    shape = region.shape
+    if shape.is_empty or shape.area == 0:
+        raise EngineError("FeatureCollection.randomPoints: The region must be a polygon with a non-zero area.")
+    shapely.prepare(shape)
+    minx, miny, maxx, maxy = shape.bounds
+    geographic = region.proj.is_geographic
+    if geographic:
+        lo, hi = math.sin(math.radians(max(miny, -90.0))), math.sin(math.radians(min(maxy, 90.0)))
+    out: list[Feature] = []
+    draw = 0
+    limit = max(1000, n * 10_000)
+    while len(out) < n:
+        if draw > limit:
+            raise EngineError("FeatureCollection.randomPoints: could not place the points inside the region.")
+        u = _unit_random(int(seed), f"x{draw}")
+        v = _unit_random(int(seed), f"y{draw}")
+        draw += 1
+        x = minx + u * (maxx - minx)
+        y = math.degrees(math.asin(lo + v * (hi - lo))) if geographic else miny + v * (maxy - miny)
+        if shapely.contains_xy(shape, x, y):
+            out.append(Feature(Geometry(shapely.Point(x, y), region.proj), {}, str(len(out))))
+    return FeatureCollection(out)

@@ -10,6 +10,7 @@ request. Defaults of optional arguments come from the signature.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import keyword
@@ -99,8 +100,9 @@ def algorithm(
     return register
 
 
+@functools.cache
 def load_families() -> None:
-    """Import every family module so that its algorithms register."""
+    """Import every family module so that its algorithms register (once: ``get`` calls it per invocation)."""
     for mod in FAMILY_MODULES:
         importlib.import_module(f"{__package__}.{mod}")
 

@@ -105,8 +105,10 @@ class LocalServer:
         self._thread.start()
         return self
 
-    def serve_forever(self) -> None:
-        self._httpd.serve_forever()
+    def wait(self) -> None:
+        """Block until the server stops (``gee-mining serve``)."""
+        if self._thread is not None:
+            self._thread.join()
 
     def stop(self) -> None:
         self._httpd.shutdown()

@@ -50,7 +50,7 @@ def is_assignable(value: Any, type_name: str) -> bool:
     if want == "Boolean":
         return have in ("Number", "Boolean")
     if want == "Element":
-        return have in ("Element", "Feature", "Image")
+        return have in ("Element", "Feature", "Image", "FeatureCollection", "ImageCollection")
     if want in ("FeatureCollection", "Collection"):
         return have in ("FeatureCollection", "ImageCollection", "Collection")
     if want == "Image":

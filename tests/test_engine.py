@@ -1,0 +1,311 @@
+"""The engine as a server: both routes, errors in Earth Engine's shape, loopback only.
+
+Everything goes through the real, unmodified ``ee`` client, except the few
+malformed requests no client would send, which go over plain HTTP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+import types
+import urllib.error
+import urllib.request
+
+import pytest
+
+import gee_mining
+from gee_mining.local import EngineError, LocalEngine
+
+
+def raw_object(ee, node):
+    """An ``ee`` object whose serialised node is given verbatim (for graphs no client builds)."""
+
+    class Raw(ee.ComputedObject):
+        def __init__(self):
+            super().__init__(None, None)
+
+        def encode_cloud_value(self, encoder=None):
+            return node
+
+    return Raw()
+
+
+def compute_raw(engine_url_or_engine, values: dict, result: str = "0"):
+    """POST a raw expression to value:compute; returns (status, body)."""
+    payload = json.dumps({"expression": {"result": result, "values": values}}).encode()
+    return _post(engine_url_or_engine, "/v1/projects/gee-mining-test/value:compute", payload)
+
+
+def test_in_process_and_http_agree(ee_local, ee_http):
+    ee = ee_http
+    over_http = ee.Algorithms.If(ee.Algorithms.IsEqual(1, 1), "same", "different").getInfo()
+    assert over_http == "same"
+
+
+def test_http_route_answers_through_real_client(ee_http):
+    ee = ee_http
+    assert ee.Algorithms.ObjectType(ee.String("x")).getInfo() == "String"
+    with pytest.raises(ee.EEException, match="not found"):
+        ee.FeatureCollection("projects/gee-mining-test/assets/nope").size().getInfo()
+
+
+def test_no_private_ee_function_is_patched(engine_catalog):
+    """connect() replaces no function of the client, private or public."""
+    import ee
+
+    def functions():
+        out = {}
+        for mod in (ee, ee.data, ee.deprecation, ee.apifunction, ee.computedobject, ee._cloud_api_utils):
+            for name, value in vars(mod).items():
+                if isinstance(value, types.FunctionType):
+                    out[(mod.__name__, name)] = value
+        return out
+
+    before = functions()
+    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+    after = functions()
+    changed = [k for k in before if after.get(k) is not before[k]]
+    assert changed == []
+
+
+@pytest.fixture
+def raw_url(tmp_path):
+    engine = LocalEngine(storage_root=tmp_path)
+    yield engine.serve().url
+    engine.close()
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"0": {"functionInvocationValue": {"arguments": {}}}}, "needs a 'functionName'"),
+        ({"0": {"noSuchKind": 1}}, "unknown value kind 'noSuchKind'"),
+        ({"0": {"valueReference": "9"}}, "reference to missing value '9'"),
+        ({"0": {"valueReference": "0"}}, "refers to itself"),
+        ({"0": {"argumentReference": "x"}}, "Unbound argument reference: 'x'"),
+        ({"0": {"integerValue": "twelve"}}, "bad integerValue"),
+        ({"0": {"arrayValue": {"values": 3}}}, "expected 'values' to be a list"),
+        ({"0": {"functionDefinitionValue": {"argumentNames": ["a"], "body": "7"}}}, "needs a 'body' value id"),
+        ({"0": {"functionInvocationValue": {"functionName": "Mine.find", "arguments": {}}}}, "Unknown algorithm: 'Mine.find'"),
+    ],
+)
+def test_malformed_graph_is_a_clear_error_and_server_keeps_serving(raw_url, values, message):
+    status, body = compute_raw(raw_url, values)
+    assert status == 400, body
+    assert message in body["error"]["message"]
+    assert body["error"]["status"] == "INVALID_ARGUMENT"
+    status, body = compute_raw(raw_url, {"0": {"constantValue": "still serving"}})
+    assert (status, body) == (200, {"result": "still serving"})
+
+
+def test_malformed_graph_through_the_client(ee_local):
+    ee = ee_local
+    with pytest.raises(ee.EEException, match="malformed value node"):
+        ee.data.computeValue(raw_object(ee, {"noSuchKind": 1}))  # the client's serializer drops the node
+    assert ee.Algorithms.If(1, 2, 3).getInfo() == 2
+
+
+def test_unknown_algorithm_is_named(ee_local):
+    ee = ee_local
+    made_up = raw_object(ee, {"functionInvocationValue": {"functionName": "Mine.find", "arguments": {}}})
+    with pytest.raises(ee.EEException, match="Unknown algorithm: 'Mine.find'"):
+        ee.data.computeValue(made_up)
+
+
+def test_unimplemented_earth_engine_algorithm_is_named_not_approximated(ee_local):
+    ee = ee_local
+    with pytest.raises(ee.EEException, match=r"Blob: this algorithm is not implemented by the gee-mining local engine"):
+        ee.Blob("gs://bucket/object.json").getInfo()
+    assert ee.Algorithms.If(0, 2, 3).getInfo() == 3
+
+
+def test_unknown_asset_has_earth_engines_error(ee_local):
+    ee = ee_local
+    with pytest.raises(ee.EEException, match="Collection asset 'projects/gee-mining-test/assets/nope' not found"):
+        ee.FeatureCollection("projects/gee-mining-test/assets/nope").getInfo()
+    with pytest.raises(ee.EEException, match="not found"):
+        ee.data.getAsset("projects/gee-mining-test/assets/nope")
+
+
+def test_type_error_names_argument_and_types(ee_local):
+    ee = ee_local
+    with pytest.raises(ee.EEException) as err:
+        ee.ApiFunction.call_("Number.add", ee.String("a"), 1).getInfo()
+    message = str(err.value)
+    assert "Number.add, argument 'left': Invalid type." in message
+    assert "Expected type: Number." in message and "Actual type: String." in message
+    assert ee.Algorithms.If(1, "still serving", 0).getInfo() == "still serving"
+
+
+def test_unknown_argument_and_missing_argument(ee_local):
+    ee = ee_local
+    extra = raw_object(
+        ee,
+        {"functionInvocationValue": {"functionName": "ObjectType", "arguments": {"value": {"constantValue": 1}, "bogus": {"constantValue": 2}}}},
+    )
+    with pytest.raises(ee.EEException, match="ObjectType: Unrecognized argument 'bogus'"):
+        ee.data.computeValue(extra)
+    missing = raw_object(ee, {"functionInvocationValue": {"functionName": "Describe", "arguments": {}}})
+    with pytest.raises(ee.EEException, match="Describe: Parameter 'input' is required"):
+        ee.data.computeValue(missing)
+
+
+def test_if_evaluates_only_the_chosen_branch(ee_local):
+    ee = ee_local
+    failing = ee.FeatureCollection("projects/gee-mining-test/assets/nope").size()
+    assert ee.Algorithms.If(1, "fine", failing).getInfo() == "fine"
+    with pytest.raises(ee.EEException, match="not found"):
+        ee.Algorithms.If(0, "fine", failing).getInfo()
+
+
+def test_shared_subgraphs_are_evaluated_once(ee_local, monkeypatch):
+    """A value used several times in one graph is computed once per request."""
+    from gee_mining.local import registry
+
+    ee = ee_local
+    alg = registry.get("Collection.loadTable")
+    calls = []
+
+    def counting(**kwargs):
+        calls.append(kwargs["tableId"])
+        return alg.func(**kwargs)
+
+    monkeypatch.setitem(registry._ALGORITHMS, alg.name, dataclasses.replace(alg, func=counting))
+    fc = ee.FeatureCollection("projects/gee-mining-test/assets/squares")
+    graph = ee.Algorithms.If(fc, ee.Algorithms.ObjectType(fc), ee.Algorithms.Describe(fc))
+    assert ee.serializer.encode(graph, for_cloud_api=True)["values"].__len__() > 1  # fc is hoisted and shared
+    assert graph.getInfo() == "FeatureCollection"
+    assert calls == ["projects/gee-mining-test/assets/squares"]
+
+
+def test_http_server_binds_loopback_only(tmp_path):
+    engine = LocalEngine(storage_root=tmp_path)
+    try:
+        server = engine.serve()
+        assert server.host == "127.0.0.1"
+        assert server.url.startswith("http://127.0.0.1:")
+        for host in ("0.0.0.0", "192.168.1.10", "::", "example.org"):
+            with pytest.raises(EngineError, match="loopback"):
+                engine.serve(host)
+    finally:
+        engine.close()
+
+
+def _post(url: str, path: str, body: bytes):
+    req = urllib.request.Request(url + path, data=body, method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_error_answers_have_earth_engines_shape_over_http(tmp_path):
+    engine = LocalEngine(storage_root=tmp_path)
+    try:
+        url = engine.serve().url
+        status, body = _post(url, "/v1/projects/p-local/value:compute", b"{not json")
+        assert status == 400 and body["error"]["status"] == "INVALID_ARGUMENT"
+        assert "not valid JSON" in body["error"]["message"]
+        status, body = _post(url, "/v1/projects/p-local/value:compute", b'{"expression": {"result": "0"}}')
+        assert status == 400 and "'values'" in body["error"]["message"]
+        status, body = _post(url, "/v1/projects/p-local/nothing:here", b"{}")
+        assert status == 404 and body["error"]["code"] == 404
+        ok = {"expression": {"result": "0", "values": {"0": {"constantValue": [1, "two"]}}}}
+        status, body = _post(url, "/v1/projects/p-local/value:compute", json.dumps(ok).encode())
+        assert status == 200 and body == {"result": [1, "two"]}
+    finally:
+        engine.close()
+
+
+def test_connect_reports_engine(engine_catalog):
+    conn = gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+    assert conn.engine == "local" and conn.is_local and conn.transport == "in-process"
+    assert "local engine" in conn.describe()
+    again = gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+    assert again.local_engine is conn.local_engine  # reused, not restarted
+
+
+def test_connect_earthengine_needs_project_and_credentials():
+    with pytest.raises(gee_mining.ConnectError, match="project="):
+        gee_mining.connect("earthengine")
+    with pytest.raises(gee_mining.ConnectError, match="earthengine authenticate"):
+        gee_mining.connect("earthengine", project="some-project", credentials=None)
+    with pytest.raises(gee_mining.ConnectError, match="Unknown engine"):
+        gee_mining.connect("gee")
+
+
+def test_connect_bad_catalog_is_clear(tmp_path):
+    bad = tmp_path / "catalog.toml"
+    bad.write_text("[[table]]\nid = 'projects/x-project/assets/t'\n")
+    with pytest.raises(gee_mining.ConnectError, match="needs 'id' and 'path'"):
+        gee_mining.connect("local", project="gee-mining-test", catalog=bad)
+    with pytest.raises(gee_mining.ConnectError, match="does not exist"):
+        gee_mining.connect("local", project="gee-mining-test", catalog=tmp_path / "missing.toml")
+
+
+def test_operations_list_get_cancel_through_the_client(ee_local, tmp_path):
+    ee = ee_local
+    fc = ee.FeatureCollection("projects/gee-mining-test/assets/squares")
+    task = ee.batch.Export.table.toCloudStorage(fc, description="squares", bucket="test-bucket", fileNamePrefix="sq")
+    task.start()
+    for _ in range(200):
+        status = task.status()
+        if status["state"] in ("COMPLETED", "SUCCEEDED", "FAILED"):
+            break
+        time.sleep(0.05)
+    assert status["state"] == "COMPLETED", status
+    assert status["description"] == "squares"
+    names = [op["name"] for op in ee.data.listOperations()]
+    assert task.operation_name in names
+    op = ee.data.getOperation(task.operation_name)
+    assert op["done"] is True and op["metadata"]["state"] == "SUCCEEDED"
+    uri = op["metadata"]["destinationUris"][0]
+    assert uri.endswith("/test-bucket/sq.csv")
+    task.cancel()  # cancelling a finished task changes nothing
+    assert ee.data.getOperation(task.operation_name)["metadata"]["state"] == "SUCCEEDED"
+    with pytest.raises(ee.EEException, match="not found"):
+        ee.data.getOperation("projects/gee-mining-test/operations/NOSUCHOPERATION")
+
+
+def test_failed_task_carries_its_error(ee_local):
+    ee = ee_local
+    fc = ee.FeatureCollection("projects/gee-mining-test/assets/nope")
+    task = ee.batch.Export.table.toCloudStorage(fc, description="doomed", bucket="b-bucket", fileNamePrefix="x")
+    task.start()
+    for _ in range(200):
+        status = task.status()
+        if status["state"] in ("COMPLETED", "FAILED"):
+            break
+        time.sleep(0.05)
+    assert status["state"] == "FAILED"
+    assert "not found" in status["error_message"]
+
+
+def test_cli_serve_over_http(tmp_path, engine_catalog):
+    """`gee-mining serve` in another process; the client connects by URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gee_mining.cli", "serve", "--catalog", str(engine_catalog), "--project", "gee-mining-test"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert "serving Earth Engine's REST API on http://127.0.0.1:" in line
+        url = line.split(" on ", 1)[1].split()[0]
+        import ee
+
+        conn = gee_mining.connect("local", project="gee-mining-test", url=url)
+        assert conn.transport == "http"
+        with pytest.raises(ee.EEException, match="not found"):
+            ee.FeatureCollection("projects/gee-mining-test/assets/nope").getInfo()
+        assert ee.Algorithms.ObjectType("text").getInfo() == "String"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
