@@ -173,6 +173,7 @@ REFERENCE_CASES = [
     ("Number.clamp", (5, 0, 3), 3),
     ("Number.clamp", (-5, 0, 3), 0),
     ("Number.clamp", (2, 0, 3), 2),
+    ("Number.clamp", (4, 5, 3), min(max(4, 5), 3)),
     ("Number.unitScale", (5, 0, 10), 0.5),
     ("Number.unitScale", (15, 0, 10), 1.5),
     ("Number.unitScale", (5, 3, 3), 0),
@@ -281,6 +282,16 @@ def test_erf_inv_inverts_erf(ee_local):
         (42, "%-5d|", "42   |"),
         (7, "%s", "7"),
         (2.5, "%s", "2.5"),
+        # The pattern rules link Java's Formatter specification: %g keeps trailing
+        # zeros and switches to scientific notation at 10**precision; %f and %e
+        # round half up; %a is Double.toHexString.
+        (123.0, "%g", "123.000"),
+        (999999.5, "%g", "1.00000e+06"),
+        (0.00001234, "%g", "1.23400e-05"),
+        (0.125, "%.2f", "0.13"),
+        (9.999, "%.2e", "1.00e+01"),
+        (1.0, "%a", "0x1.0p0"),
+        (-3.14159, "%08.2f", "-0003.14"),
     ],
 )
 def test_format(ee_local, number, pattern, want):

@@ -694,11 +694,9 @@ for _short in ("double", "toDouble"):
 def clamp(number, min, max):  # noqa: A002 - Earth Engine's argument names
     x = _num("Number.clamp", "number", number)
     lo, hi = _num("Number.clamp", "min", min), _num("Number.clamp", "max", max)
-    if x < lo:
-        return lo
-    if x > hi:
-        return hi
-    return x
+    # Math.min(Math.max(x, min), max): with min > max the result is max.
+    low_bounded = lo if x < lo else x
+    return hi if low_bounded > hi else low_bounded
 
 
 @algorithm("Number.unitScale")
@@ -784,8 +782,8 @@ def _scientific(x: float, prec: int, upper: bool) -> str:
     if x == 0:
         mantissa, exp10 = Decimal(0).quantize(Decimal(1).scaleb(-prec)), 0
     else:
-        exp10 = math.floor(math.log10(x))
         d = Decimal(repr(x))
+        exp10 = d.adjusted()
         mantissa = (d.scaleb(-exp10)).quantize(Decimal(1).scaleb(-prec), rounding=ROUND_HALF_UP)
         if mantissa >= 10:
             exp10 += 1
@@ -802,7 +800,8 @@ def _general(x: float, prec: int, grouping: bool, upper: bool) -> str:
     prec = 1 if prec == 0 else prec
     if x == 0:
         return _fixed(0.0, prec - 1, grouping, False)
-    rounded = Decimal(repr(x)).quantize(Decimal(1).scaleb(math.floor(math.log10(x)) - prec + 1), rounding=ROUND_HALF_UP)
+    exact = Decimal(repr(x))
+    rounded = exact.quantize(Decimal(1).scaleb(exact.adjusted() - prec + 1), rounding=ROUND_HALF_UP)
     if Decimal("1e-4") <= rounded < Decimal(10) ** prec:
         exp10 = rounded.adjusted()
         return _fixed(x, max(prec - 1 - exp10, 0), grouping, False)

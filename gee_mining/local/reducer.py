@@ -10,8 +10,13 @@ Columns are Python lists (``None`` is a null and is skipped, as Earth Engine
 skips null inputs) or 1-D numpy arrays (a masked entry of a
 ``numpy.ma.MaskedArray`` is a null; NaN is an ordinary value). Optional
 ``weights`` (one per row) stand for Earth Engine's pixel weights: a row of
-weight 0 is absent for every reducer, and the reducers Earth Engine documents as
-"(weighted)" use the weights themselves. Numeric work is vectorised float64
+weight 0 is absent for every reducer; the weights themselves are used by the
+reducers Earth Engine documents as "(weighted)" (sum, mean, frequencyHistogram,
+circular*, linearFit) and by stdDev, variance and fixedHistogram (population
+moments and counts with frequency weights). Order statistics and the sample
+statistics ignore them. ``Reducer.to_info`` answers ``{'type':
+'Reducer.<name>', <non-null arguments>}``, a shape not confirmed against Earth
+Engine. Numeric work is vectorised float64
 numpy; counts come back as Python ints, and values taken from the inputs
 (``min``, ``first``, ``toList``) come back as they went in.
 

@@ -1,0 +1,134 @@
+"""The local catalog: asset ids mapped to table files of every supported format."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pyogrio
+import pyproj
+import pytest
+import shapely
+
+import gee_mining
+from gee_mining.local import Catalog, CatalogError
+
+POLYS = [
+    shapely.Polygon([(10, 45), (10.01, 45), (10.01, 45.01), (10, 45.01)]),
+    shapely.Polygon([(-60, -3), (-59.98, -3), (-59.98, -2.99), (-60, -3)]),
+]
+NAMES = ["north", "south"]
+
+
+def _write_ogr(path, driver, crs="EPSG:4326", geoms=POLYS):
+    pyogrio.raw.write(
+        path,
+        geometry=shapely.to_wkb(np.array(geoms, dtype=object)),
+        field_data=[np.array(NAMES, dtype=object), np.array([1, 2], dtype=np.int64)],
+        fields=["name", "rank"],
+        crs=crs,
+        driver=driver,
+        geometry_type="Polygon",
+    )
+
+
+def _write_parquet(path):
+    geo = {"version": "1.0.0", "primary_column": "geometry", "columns": {"geometry": {"encoding": "WKB"}}}
+    table = pa.table({"name": NAMES, "rank": [1, 2], "geometry": [shapely.to_wkb(g) for g in POLYS]})
+    table = table.replace_schema_metadata({b"geo": json.dumps(geo).encode()})
+    pq.write_table(table, path)
+
+
+def _write_csv(path):
+    lines = ["name,rank,.geo"] + [
+        f'{n},{r},"{json.dumps(shapely.geometry.mapping(g)).replace(chr(34), chr(34) * 2)}"'
+        for n, r, g in zip(NAMES, [1, 2], POLYS, strict=True)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+WRITERS = {
+    "geojson": lambda p: _write_ogr(p, "GeoJSON"),
+    "gpkg": lambda p: _write_ogr(p, "GPKG"),
+    "shp": lambda p: _write_ogr(p, "ESRI Shapefile"),
+    "parquet": _write_parquet,
+    "csv": _write_csv,
+}
+
+
+@pytest.mark.parametrize("suffix", sorted(WRITERS))
+def test_every_table_format_loads_the_same_features(tmp_path, suffix):
+    path = tmp_path / f"t.{suffix}"
+    WRITERS[suffix](path)
+    catalog = Catalog()
+    catalog.add_table("projects/gee-mining-test/assets/t", path)
+    fc = catalog.table("projects/gee-mining-test/assets/t")
+    assert [f.properties["name"] for f in fc.features] == NAMES
+    assert [int(f.properties["rank"]) for f in fc.features] == [1, 2]
+    for feature, expected in zip(fc.features, POLYS, strict=True):
+        assert feature.geometry.shape.normalize().equals_exact(expected.normalize(), 1e-9)
+    assert [f.id for f in fc.features] == [f"{i:020x}" for i in range(2)]
+
+
+def test_projected_tables_are_reprojected_to_wgs84(tmp_path):
+    utm = pyproj.Transformer.from_crs(4326, 32632, always_xy=True)
+    projected = [shapely.transform(g, lambda xy: np.column_stack(utm.transform(xy[:, 0], xy[:, 1]))) for g in POLYS[:1]]
+    path = tmp_path / "utm.gpkg"
+    pyogrio.raw.write(
+        path,
+        geometry=shapely.to_wkb(np.array(projected, dtype=object)),
+        field_data=[np.array(["north"], dtype=object), np.array([1])],
+        fields=["name", "rank"],
+        crs="EPSG:32632",
+        driver="GPKG",
+        geometry_type="Polygon",
+    )
+    catalog = Catalog()
+    catalog.add_table("projects/gee-mining-test/assets/utm", path)
+    (feature,) = catalog.table("projects/gee-mining-test/assets/utm").features
+    assert shapely.equals_exact(feature.geometry.shape.normalize(), POLYS[0].normalize(), 1e-7)
+
+
+def test_catalog_toml_paths_are_relative_to_the_file(tmp_path):
+    (tmp_path / "data").mkdir()
+    WRITERS["geojson"](tmp_path / "data" / "t.geojson")
+    (tmp_path / "catalog.toml").write_text('[[table]]\nid = "projects/gee-mining-test/assets/rel"\npath = "data/t.geojson"\n')
+    catalog = Catalog.from_file(tmp_path / "catalog.toml")
+    assert catalog.asset_ids() == ["projects/gee-mining-test/assets/rel"]
+    assert len(catalog.table("projects/gee-mining-test/assets/rel").features) == 2
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[[table]]\nid = 'projects/x-project/assets/a'\n", "needs 'id' and 'path'"),
+        ("[[table]]\nid = 'projects/x-project/assets/a'\npath = 'a.xlsx'\n", "not a supported table file"),
+        ("[[table]]\nid = 'projects/x-project/assets/a'\npath = 'a.gpkg'\ncolour = 'red'\n", "unknown keys"),
+        ("[[table]\n", "not valid TOML"),
+    ],
+)
+def test_bad_catalogs_name_the_entry_and_the_fix(tmp_path, text, message):
+    (tmp_path / "catalog.toml").write_text(text)
+    with pytest.raises(CatalogError, match=message):
+        Catalog.from_file(tmp_path / "catalog.toml")
+
+
+def test_missing_file_is_an_earth_engine_error_naming_the_asset(tmp_path, engine_catalog):
+    import ee
+
+    (tmp_path / "catalog.toml").write_text('[[table]]\nid = "projects/gee-mining-test/assets/gone"\npath = "gone.gpkg"\n')
+    gee_mining.connect("local", project="gee-mining-test", catalog=tmp_path / "catalog.toml")
+    try:
+        with pytest.raises(ee.EEException, match="file for asset 'projects/gee-mining-test/assets/gone' is missing"):
+            ee.FeatureCollection("projects/gee-mining-test/assets/gone").getInfo()
+    finally:
+        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+
+
+def test_get_asset_answers_for_catalog_tables(ee_local):
+    ee = ee_local
+    info = ee.data.getAsset("projects/gee-mining-test/assets/squares")
+    assert info["type"] == "TABLE"
+    assert info["name"] == "projects/gee-mining-test/assets/squares"
