@@ -49,7 +49,10 @@ def test_combine(ee_local, dic):
             "B1": -9999,
         }
     )
-    extra = {"Region": "The Forest of Nisene Marks State Park", "Image": "Sentinel-2 surface reflectance (scaled by 1e4)"}
+    extra = {
+        "Region": "The Forest of Nisene Marks State Park",
+        "Image": "Sentinel-2 surface reflectance (scaled by 1e4)",
+    }
     assert dic.combine(other, False).getInfo() == {**BANDS, **extra}
     assert dic.combine(other, True).getInfo() == {**BANDS, **extra, "B1": -9999}
     assert dic.combine(other).getInfo()["B1"] == -9999
@@ -92,7 +95,11 @@ def test_typed_getters(ee_local):
     requires("GeometryConstructors.Point")
     # ee.Dictionary.getNumber / getString / getGeometry
     d = ee_local.Dictionary(
-        {**BANDS, "Region": "The Forest of Nisene Marks State Park", "Geometry": ee_local.Geometry.Point([-122.01, 36.97])}
+        {
+            **BANDS,
+            "Region": "The Forest of Nisene Marks State Park",
+            "Geometry": ee_local.Geometry.Point([-122.01, 36.97]),
+        }
     )
     assert d.getNumber("B1").getInfo() == 182
     assert d.getString("Region").getInfo() == "The Forest of Nisene Marks State Park"

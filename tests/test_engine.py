@@ -133,8 +133,17 @@ def test_unknown_asset_has_earth_engines_error(ee_local):
 
 def test_type_error_names_argument_and_types(ee_local):
     ee = ee_local
+    add_text = raw_object(
+        ee,
+        {
+            "functionInvocationValue": {
+                "functionName": "Number.add",
+                "arguments": {"left": {"constantValue": "a"}, "right": {"constantValue": 1}},
+            }
+        },
+    )
     with pytest.raises(ee.EEException) as err:
-        ee.ApiFunction.call_("Number.add", ee.String("a"), 1).getInfo()
+        ee.data.computeValue(add_text)
     message = str(err.value)
     assert "Number.add, argument 'left': Invalid type." in message
     assert "Expected type: Number." in message and "Actual type: String." in message

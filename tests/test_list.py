@@ -297,7 +297,12 @@ def test_insert(ee_local, index, expected):
 
 @pytest.mark.parametrize(
     "items, sep, expected",
-    [(["a", "b", "c"], ",", "a,b,c"), ([1, 2.5, "x", True], "-", "1-2.5-x-true"), (["a", "b"], None, "ab"), ([], "/", "")],
+    [
+        (["a", "b", "c"], ",", "a,b,c"),
+        ([1, 2.5, "x", True], "-", "1-2.5-x-true"),
+        (["a", "b"], None, "ab"),
+        ([], "/", ""),
+    ],
 )
 def test_join(ee_local, items, sep, expected):
     lst = ee_local.List(items)

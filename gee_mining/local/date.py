@@ -417,8 +417,10 @@ def parse_millis(pattern: str, text: str, tz: str | None) -> int:
             continue
         n = int(value)
         group = f"(?P<t{i}>"
-        adjacent = i + 1 < len(tokens) and tokens[i + 1][0] in _NUMERIC_LETTERS and not (
-            tokens[i + 1][0] == "M" and int(tokens[i + 1][1]) >= 3
+        adjacent = (
+            i + 1 < len(tokens)
+            and tokens[i + 1][0] in _NUMERIC_LETTERS
+            and not (tokens[i + 1][0] == "M" and int(tokens[i + 1][1]) >= 3)
         )
         if kind in ("M", "E") and (kind == "E" or n >= 3):
             names = _MONTHS if kind == "M" else _DAYS

@@ -147,9 +147,7 @@ def dictionary_remove(dictionary, selectors, ignoreMissing):  # noqa: N803
 @algorithm("Dictionary.rename")
 def dictionary_rename(dictionary, from_, to, overwrite):
     if len(from_) != len(to):
-        raise EngineError(
-            f"Dictionary.rename: 'from' and 'to' must have the same length ({len(from_)} != {len(to)})."
-        )
+        raise EngineError(f"Dictionary.rename: 'from' and 'to' must have the same length ({len(from_)} != {len(to)}).")
     for old in from_:
         if old not in dictionary:
             raise _missing("Dictionary.rename", old)

@@ -52,6 +52,25 @@ def geometry_algorithm(name: str) -> Callable[..., Any]:
     return registry.get(f"Geometry.{name}").func
 
 
+def default_value(value: Any) -> Any:
+    """A signature default (an ErrorMargin or Projection written as JSON) as an engine value.
+
+    Defaults from the signature list reach algorithms unconverted; arguments
+    the client sends are already engine values and pass through.
+    """
+    if isinstance(value, dict):
+        kind = value.get("type")
+        if kind == "ErrorMargin":
+            from .geometry import ErrorMargin
+
+            return ErrorMargin(float(value.get("value", 0.0)), value.get("unit", "meters"))
+        if kind == "Projection":
+            from .projection import Projection
+
+            return Projection.from_crs(value.get("crs") or value.get("wkt"), value.get("transform"))
+    return value
+
+
 def _as_feature(name: str, value: Any) -> Feature:
     if not isinstance(value, Feature):
         raise EngineError(f"{name}: expected a Feature, got {getattr(value, 'ee_type', type(value).__name__)}.")
@@ -219,7 +238,7 @@ def cut_lines(feature, distances, maxError, proj):  # noqa: N803
 @algorithm("Feature.transform")
 def transform(feature, proj, maxError, geodesic):  # noqa: N803
     geom = geometry_algorithm("transform")(
-        geometry=_geometry_of("transform", feature), proj=proj, maxError=maxError, geodesic=geodesic
+        geometry=_geometry_of("transform", feature), proj=default_value(proj), maxError=maxError, geodesic=geodesic
     )
     return feature.copy_with(geometry=geom)
 

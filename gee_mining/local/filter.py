@@ -366,9 +366,12 @@ def _geometry(value: Any) -> Any:
 def _geometry_filter(
     name: str, geometry_alg: str, leftField, rightValue, rightField, leftValue, maxError, **args: Any  # noqa: N803
 ) -> Filter:
+    from .feature import default_value
+
     left = _operand(leftField, leftValue)
     right = _operand(rightField, rightValue)
     func_name = geometry_alg
+    maxError = default_value(maxError)  # noqa: N806
 
     def test(p: Any, s: Any) -> bool:
         a, b = _geometry(left(p)), _geometry(right(s))
@@ -412,6 +415,9 @@ def is_contained(leftField, rightValue, rightField, leftValue, maxError):  # noq
 @algorithm("Filter.withinDistance")
 def within_distance(distance, leftField, rightValue, rightField, leftValue, maxError):  # noqa: N803
     """Passes if the geometries are within ``distance`` metres; the distance is the join measure."""
+    from .feature import default_value
+
+    maxError = default_value(maxError)  # noqa: N806
     left = _operand(leftField, leftValue)
     right = _operand(rightField, rightValue)
 
