@@ -116,7 +116,9 @@ def run_demo(
         t = time.perf_counter()
         stats = measure_table(ee, table_id)
         timings[f"measure {table_id.rsplit('/', 1)[-1]}"] = time.perf_counter() - t
-        summary["tables"][table_id] = {k: v for k, v in stats.items() if k not in ("centroids", "by_group")}
+        summary["tables"][table_id] = {
+            k: v for k, v in stats.items() if k not in ("centroids", "by_group", "log10_area_histogram")
+        }
         progress(
             f"[demo] {table_id}: {stats['count']:,} polygons, {stats['total_area_km2']:,.1f} km² geodesic area"
         )
@@ -135,13 +137,16 @@ def measure_table(ee, table_id: str) -> dict:
     """Count, geodesic area and centroids of a polygon table, computed server-side."""
     fc = ee.FeatureCollection(table_id)
     with_area = fc.map(lambda f: f.set("area_km2", f.geometry().area(1).divide(1e6)))
-    group_field = {MINES_ID: "COUNTRY_NAME", COUNTRIES_ID: "continent", AMAZON_ID: "year"}.get(table_id)
+    group_field = {MINES_ID: "COUNTRY_NAME", COUNTRIES_ID: "continent"}.get(table_id)
     summary = ee.Dictionary(
         {
             "count": fc.size(),
             "total_area_km2": with_area.aggregate_sum("area_km2"),
             "largest_km2": with_area.aggregate_max("area_km2"),
             "median_km2": with_area.reduceColumns(ee.Reducer.median(), ["area_km2"]).get("median"),
+            "log10_area_histogram": with_area.map(lambda f: f.set("log_area", ee.Number(f.get("area_km2")).log10()))
+            .reduceColumns(ee.Reducer.fixedHistogram(-4, 3, 28), ["log_area"])
+            .get("histogram"),
         }
     )
     if group_field:
@@ -190,13 +195,23 @@ def _table_section(report, table_id: str, stats: dict) -> None:
         ax.set_xlabel("longitude")
         ax.set_ylabel("latitude")
         Report.figure(s, fig, "Polygon centroids (Feature.centroid), marker size by geodesic area (Feature.area).")
+    hist = stats.get("log10_area_histogram") or []
+    if hist:
+        fig, ax = plt.subplots(figsize=(10, 3.2))
+        lefts = [10 ** b for b, _ in hist]
+        widths = [10 ** (b + 0.25) - 10**b for b, _ in hist]
+        ax.bar(lefts, [c for _, c in hist], width=widths, align="edge", color="#b33", edgecolor="white")
+        ax.set_xscale("log")
+        ax.set_xlabel("polygon area, km² (log scale)")
+        ax.set_ylabel("polygons")
+        Report.figure(s, fig, "Size distribution: Reducer.fixedHistogram over log10(geodesic area), server-side.")
     groups = stats.get("by_group") or []
     if groups:
         groups = sorted(groups, key=lambda g: g["sum"], reverse=True)[:20]
         fig, ax = plt.subplots(figsize=(10, 0.32 * len(groups) + 1))
         ax.barh([str(g["group"]) for g in groups][::-1], [g["sum"] for g in groups][::-1], color="#b33")
         ax.set_xlabel("geodesic area, km²")
-        Report.figure(s, fig, "Area by group: reduceColumns(Reducer.sum().group(...)), computed server-side.")
+        Report.figure(s, fig, "Geodesic area by country (top 20): reduceColumns(Reducer.sum().group(...)), server-side.")
 
 
 def _draw_countries(ax) -> None:

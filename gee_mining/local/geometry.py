@@ -42,7 +42,7 @@ import shapely.affinity
 import shapely.ops
 
 from .errors import EngineError
-from .projection import WGS84, Projection, crs_object, meters_per_unit, transformer
+from .projection import LOCAL_PREFIX, WGS84, Projection, is_geographic, meters_per_unit, transformer
 from .registry import algorithm
 
 GEOD = pyproj.Geod(ellps="WGS84")
@@ -172,11 +172,11 @@ def max_error_m(margin: ErrorMargin | None, default: float = DEFAULT_MAX_ERROR, 
 
 def _is_tame(crs: str) -> bool:
     """CRSs whose geodesics and lines bend no more than parallels do (the analytic bound holds)."""
-    if crs.startswith("+proj=aeqd"):
+    if crs.startswith(LOCAL_PREFIX):
         return True
     if crs.startswith("EPSG:326") or crs.startswith("EPSG:327"):
         return len(crs) == 10
-    return crs_object(crs).is_geographic
+    return is_geographic(crs)
 
 
 def _edge_mask(shape: shapely.Geometry) -> np.ndarray:
@@ -192,12 +192,26 @@ def _edge_mask(shape: shapely.Geometry) -> np.ndarray:
     return is_edge[:-1]
 
 
+def _bbox_small(bounds: Any, lonlat: np.ndarray | None, src: str, max_err: float) -> bool:
+    """Whether the bound holds for an edge as long as the bounding box's diagonal,
+    hence for every edge: an O(1) test that settles small geometries."""
+    x0, y0, x1, y1 = bounds
+    if is_geographic(src):
+        lat = math.radians(min(max(abs(y0), abs(y1)), 89.0))
+        diag = math.hypot((x1 - x0) * 111_320.0, (y1 - y0) * 110_600.0) * 1.01
+    else:
+        diag = math.hypot(x1 - x0, y1 - y0) * meters_per_unit(src) * 1.01
+        lat_deg = 84.0 if lonlat is None or not len(lonlat) else min(float(np.abs(lonlat[:, 1]).max()), 89.0)
+        lat = math.radians(lat_deg)
+    return 2.0 * diag**2 * (math.tan(lat) + 1.0) / (8.0 * 6_356_752.0) <= max_err
+
+
 def _edges_small(xy: np.ndarray, lonlat: np.ndarray | None, src: str, max_err: float, mask: np.ndarray | None) -> bool:
     """Whether every edge's curvature deviation is provably under ``max_err`` metres."""
     if len(xy) < 2:
         return True
     d = np.diff(xy, axis=0)
-    if crs_object(src).is_geographic:
+    if is_geographic(src):
         lat = np.radians(np.maximum(np.abs(xy[:-1, 1]), np.abs(xy[1:, 1])))
         length = np.hypot(d[:, 0] * np.cos(lat) * 111_320.0, d[:, 1] * 110_600.0) * 1.01
         lat_max = np.minimum(lat, np.radians(89.0))
@@ -239,7 +253,7 @@ def _midpoints(xy: np.ndarray, crs: str, geodesic: bool) -> np.ndarray:
 
 def _deviation_m(p: np.ndarray, q: np.ndarray, crs: str) -> np.ndarray:
     d = p - q
-    if crs_object(crs).is_geographic:
+    if is_geographic(crs):
         lat = np.radians(np.clip((p[:, 1] + q[:, 1]) / 2.0, -90, 90))
         return np.hypot(d[:, 0] * np.cos(lat) * 111_320.0, d[:, 1] * 110_600.0)
     return np.hypot(d[:, 0], d[:, 1]) * meters_per_unit(crs)
@@ -255,8 +269,10 @@ def _densify_seq(xy: np.ndarray, src: str, dst: str, src_geo: bool, dst_geo: boo
         return xy
     out = _transform_xy(xy, src, dst)
     if _is_tame(src) and _is_tame(dst):
-        lonlat = out if crs_object(dst).is_geographic else None
-        if _edges_small(xy, lonlat, src, max_err, None):
+        lonlat = out if is_geographic(dst) else None
+        if _bbox_small((*xy.min(axis=0), *xy.max(axis=0)), lonlat, src, max_err) or _edges_small(
+            xy, lonlat, src, max_err, None
+        ):
             return out
     pts = xy
     for _ in range(30):
@@ -304,10 +320,12 @@ def reproject(
     if only_points or not math.isfinite(max_err):
         return shape if src == dst else shapely.transform(shape, lambda xy: _transform_xy(xy, src, dst))
     if _is_tame(src) and _is_tame(dst):
+        if _bbox_small(shape.bounds, None, src, max_err):
+            return shape if src == dst else shapely.transform(shape, lambda xy: _transform_xy(xy, src, dst))
         xy = shapely.get_coordinates(shape)
         out = _transform_xy(xy, src, dst)
-        lonlat = out if crs_object(dst).is_geographic else None
-        if _edges_small(xy, lonlat, src, max_err, _edge_mask(shape)):
+        lonlat = out if is_geographic(dst) else None
+        if _bbox_small(shape.bounds, lonlat, src, max_err) or _edges_small(xy, lonlat, src, max_err, _edge_mask(shape)):
             return shape if src == dst else shapely.transform(shape, lambda _xy: out)
     return _rebuild(shape, lambda xy: _densify_seq(xy, src, dst, src_geo, dst_geo, max_err))
 
@@ -346,7 +364,7 @@ def local_crs(shape_lonlat: shapely.Geometry) -> str:
         lon, lat = round(lon * 4) / 4, round(lat * 4) / 4
     lon = ((lon + 180.0) % 360.0) - 180.0
     lat = min(max(lat, -90.0), 90.0)
-    return f"+proj=aeqd +lat_0={lat:.6f} +lon_0={lon:.6f} +datum=WGS84 +units=m +no_defs +type=crs"
+    return f"{LOCAL_PREFIX}+lat_0={lat:.6f} +lon_0={lon:.6f} +ellps=WGS84 +units=m +no_defs +type=crs"
 
 
 def _local(geom: Geometry, max_err: float) -> tuple[shapely.Geometry, str]:
@@ -366,6 +384,8 @@ def _back(shape: shapely.Geometry, local: str, geom: Geometry, max_err: float) -
 
 
 def _flat_parts(shape: shapely.Geometry) -> list[shapely.Geometry]:
+    if shape.geom_type in ("Polygon", "LineString", "Point", "LinearRing"):
+        return [shape]
     out: list[shapely.Geometry] = []
     for part in shapely.get_parts(shape):
         if part.geom_type == "GeometryCollection" or part.geom_type.startswith("Multi"):
@@ -735,7 +755,7 @@ def _nearest_geodesic(a: shapely.Geometry, b: shapely.Geometry, max_err: float) 
     the current left point, where distances from that point are exact."""
     pa, pb = shapely.ops.nearest_points(a, b)
     for _ in range(2):
-        centre = f"+proj=aeqd +lat_0={pa.y:.9f} +lon_0={pa.x:.9f} +datum=WGS84 +units=m +no_defs +type=crs"
+        centre = f"{LOCAL_PREFIX}+lat_0={pa.y:.9f} +lon_0={pa.x:.9f} +ellps=WGS84 +units=m +no_defs +type=crs"
         la = reproject(a, LONLAT, centre, False, False, max_err)
         lb = reproject(b, LONLAT, centre, False, False, max_err)
         qa, qb = shapely.ops.nearest_points(la, lb)

@@ -47,15 +47,45 @@ def crs_object(crs: str) -> pyproj.CRS:
         raise EngineError(f"Projection: Unknown projection '{crs}'.") from None
 
 
-@functools.lru_cache(maxsize=1024)
+LOCAL_PREFIX = "+proj=aeqd "
+
+
+def is_geographic(crs: str) -> bool:
+    """Whether ``crs`` has longitude/latitude coordinates (fast for the common cases)."""
+    if crs == "EPSG:4326":
+        return True
+    if crs.startswith(LOCAL_PREFIX):
+        return False
+    return crs_object(crs).is_geographic
+
+
+@functools.lru_cache(maxsize=4096)
 def transformer(src: str, dst: str) -> pyproj.Transformer:
-    """A cached ``always_xy`` transformer between two CRS strings."""
+    """A cached ``always_xy`` transformer between two CRS strings.
+
+    Between EPSG:4326 and a local AEQD (``+proj=aeqd ... +ellps=WGS84``, no datum
+    shift) the transformer is built from a PROJ pipeline, which costs 0.1 ms
+    instead of the 10 ms of an operation search: there is one such CRS per
+    locality, so this keeps many-feature maps fast."""
+    if src == "EPSG:4326" and dst.startswith(LOCAL_PREFIX):
+        return pyproj.Transformer.from_pipeline(_aeqd_pipeline(dst))
+    if dst == "EPSG:4326" and src.startswith(LOCAL_PREFIX):
+        return pyproj.Transformer.from_pipeline(_aeqd_pipeline(src, inverse=True))
     return pyproj.Transformer.from_crs(crs_object(src), crs_object(dst), always_xy=True)
+
+
+def _aeqd_pipeline(local: str, inverse: bool = False) -> str:
+    params = local.replace(" +type=crs", "")
+    if inverse:
+        return f"+proj=pipeline +step +inv {params} +step +proj=unitconvert +xy_in=rad +xy_out=deg"
+    return f"+proj=pipeline +step +proj=unitconvert +xy_in=deg +xy_out=rad +step {params}"
 
 
 @functools.lru_cache(maxsize=512)
 def meters_per_unit(crs: str) -> float:
     """Metres in one unit of ``crs``'s first axis (degrees count as Earth Engine counts them)."""
+    if crs.startswith(LOCAL_PREFIX):
+        return 1.0
     obj = crs_object(crs)
     if obj.is_geographic:
         return METERS_PER_DEGREE

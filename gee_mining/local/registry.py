@@ -129,27 +129,51 @@ def bind(alg: Algorithm, given: Mapping[str, Any]) -> dict[str, Any]:
     Unknown and missing arguments, and values of the wrong Earth Engine type,
     raise errors worded as Earth Engine words them.
     """
-    from .types import check_argument
-
-    sig = alg.signature
-    names = sig.argument_names
+    plan = _plan(alg)
     for key in given:
-        if key not in names:
-            raise EngineError(f"{sig.name}: Unrecognized argument '{key}'. Allowed arguments: {', '.join(names)}.")
+        if key not in plan.names:
+            raise EngineError(
+                f"{alg.name}: Unrecognized argument '{key}'. Allowed arguments: {', '.join(plan.order)}."
+            )
     out = {}
-    for arg in sig.arguments:
+    for arg, py_name, check in plan.arguments:
         if arg.name in given:
             value = given[arg.name]
-            if not alg.lazy:
-                value = check_argument(sig.name, arg, value)
+            if check is not None and value is not None:
+                value = check(alg.name, arg, value)
         elif arg.optional:
-            value = arg.default
-            if alg.lazy:
-                value = _constant_thunk(value)
+            value = _constant_thunk(arg.default) if alg.lazy else arg.default
         else:
-            raise EngineError(f"{sig.name}: Parameter '{arg.name}' is required.")
-        out[_py_name(arg.name)] = value
+            raise EngineError(f"{alg.name}: Parameter '{arg.name}' is required.")
+        out[py_name] = value
     return out
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What ``bind`` needs of a signature, worked out once per algorithm."""
+
+    order: tuple[str, ...]
+    names: frozenset[str]
+    arguments: tuple[tuple[Argument, str, Callable[..., Any] | None], ...]
+
+
+_PLANS: dict[str, _Plan] = {}
+
+
+def _plan(alg: Algorithm) -> _Plan:
+    plan = _PLANS.get(alg.name)
+    if plan is None:
+        from .types import checker
+
+        order = alg.signature.argument_names
+        plan = _Plan(
+            order,
+            frozenset(order),
+            tuple((a, _py_name(a.name), None if alg.lazy else checker(a.type)) for a in alg.signature.arguments),
+        )
+        _PLANS[alg.name] = plan
+    return plan
 
 
 def _constant_thunk(value: Any) -> Callable[[], Any]:

@@ -10,6 +10,7 @@ Engine's message.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .errors import EngineError
@@ -35,6 +36,7 @@ def ee_type_of(value: Any) -> str:
     return getattr(value, "ee_type", type(value).__name__)
 
 
+@functools.lru_cache(maxsize=None)
 def _base(type_name: str) -> str:
     return type_name.split("<", 1)[0]
 
@@ -62,9 +64,22 @@ def is_assignable(value: Any, type_name: str) -> bool:
     return have == want
 
 
+_PLAIN = {"Object"}
+
+
+@functools.lru_cache(maxsize=None)
+def checker(type_name: str):
+    """The check for arguments of ``type_name``, or None where any value passes."""
+    if _base(type_name) in _PLAIN:
+        return None
+    return check_argument
+
+
 def check_argument(algorithm: str, arg: Argument, value: Any) -> Any:
     """Promote ``value`` as Earth Engine does, or raise its type error."""
     want = _base(arg.type)
+    if getattr(value, "ee_type", None) == want:
+        return value
     if value is not None:
         value = _promote(want, value)
     if not is_assignable(value, arg.type):
