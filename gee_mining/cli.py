@@ -50,7 +50,9 @@ def _algorithms(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gee-mining", description="Find mines in Sentinel-2 imagery with Earth Engine.")
+    parser = argparse.ArgumentParser(
+        prog="gee-mining", description="Find mines in Sentinel-2 imagery with Earth Engine."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="serve the local engine over HTTP on loopback")

@@ -119,9 +119,7 @@ def run_demo(
         summary["tables"][table_id] = {
             k: v for k, v in stats.items() if k not in ("centroids", "by_group", "log10_area_histogram")
         }
-        progress(
-            f"[demo] {table_id}: {stats['count']:,} polygons, {stats['total_area_km2']:,.1f} km² geodesic area"
-        )
+        progress(f"[demo] {table_id}: {stats['count']:,} polygons, {stats['total_area_km2']:,.1f} km² geodesic area")
         _table_section(report, table_id, stats)
 
     timing_section = report.section("Timings")
@@ -152,14 +150,12 @@ def measure_table(ee, table_id: str) -> dict:
     if group_field:
         summary = summary.set(
             "by_group",
-            with_area.reduceColumns(ee.Reducer.sum().group(groupField=1, groupName="group"), ["area_km2", group_field]).get(
-                "groups"
-            ),
+            with_area.reduceColumns(
+                ee.Reducer.sum().group(groupField=1, groupName="group"), ["area_km2", group_field]
+            ).get("groups"),
         )
     stats = summary.getInfo()
-    centroids = with_area.map(
-        lambda f: ee.Feature(f.geometry().centroid(1), {"area_km2": f.get("area_km2")})
-    )
+    centroids = with_area.map(lambda f: ee.Feature(f.geometry().centroid(1), {"area_km2": f.get("area_km2")}))
     stats["centroids"] = [
         (f["geometry"]["coordinates"][0], f["geometry"]["coordinates"][1], f["properties"]["area_km2"])
         for f in iter_features(centroids)
@@ -198,7 +194,7 @@ def _table_section(report, table_id: str, stats: dict) -> None:
     hist = stats.get("log10_area_histogram") or []
     if hist:
         fig, ax = plt.subplots(figsize=(10, 3.2))
-        lefts = [10 ** b for b, _ in hist]
+        lefts = [10**b for b, _ in hist]
         widths = [10 ** (b + 0.25) - 10**b for b, _ in hist]
         ax.bar(lefts, [c for _, c in hist], width=widths, align="edge", color="#b33", edgecolor="white")
         ax.set_xscale("log")
@@ -211,7 +207,9 @@ def _table_section(report, table_id: str, stats: dict) -> None:
         fig, ax = plt.subplots(figsize=(10, 0.32 * len(groups) + 1))
         ax.barh([str(g["group"]) for g in groups][::-1], [g["sum"] for g in groups][::-1], color="#b33")
         ax.set_xlabel("geodesic area, km²")
-        Report.figure(s, fig, "Geodesic area by country (top 20): reduceColumns(Reducer.sum().group(...)), server-side.")
+        Report.figure(
+            s, fig, "Geodesic area by country (top 20): reduceColumns(Reducer.sum().group(...)), server-side."
+        )
 
 
 def _draw_countries(ax) -> None:

@@ -48,8 +48,7 @@ def _write_catalog(tmp: Path) -> Path:
     lines = []
     tables = {
         "projects/gee-mining-test/assets/mining_tropics_demo": SHARED_DATA / "polygons/mining_tropics_demo.gpkg",
-        "projects/gee-mining-test/assets/amazon_mining_2024": SHARED_DATA
-        / "polygons/amazon_mining_2024_model.geojson",
+        "projects/gee-mining-test/assets/amazon_mining_2024": SHARED_DATA / "polygons/amazon_mining_2024_model.geojson",
         "projects/gee-mining-test/assets/squares": TEST_DATA / "squares.geojson",
     }
     for asset_id, path in tables.items():

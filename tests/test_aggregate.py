@@ -48,7 +48,9 @@ def _reference(values: list[float]) -> dict:
     }
 
 
-@pytest.mark.parametrize("stat", ["sum", "mean", "min", "max", "count", "sample_var", "sample_sd", "total_var", "total_sd", "product"])
+@pytest.mark.parametrize(
+    "stat", ["sum", "mean", "min", "max", "count", "sample_var", "sample_sd", "total_var", "total_sd", "product"]
+)
 def test_squares_aggregates(ee_local, square_values, stat):
     fc = ee_local.FeatureCollection(SQUARES)
     got = getattr(fc, f"aggregate_{stat}")("value").getInfo()
@@ -65,8 +67,21 @@ def test_amazon_aggregates(ee_local, amazon_areas, stat):
 def test_stats_dictionary(ee_local, amazon_areas):
     got = ee_local.FeatureCollection(AMAZON).aggregate_stats(AREA).getInfo()
     assert sorted(got) == sorted(
-        ["max", "mean", "min", "sample_sd", "sample_var", "sum", "sum_sq", "total_count", "total_sd",
-         "total_var", "valid_count", "weight_sum", "weighted_sum"]
+        [
+            "max",
+            "mean",
+            "min",
+            "sample_sd",
+            "sample_var",
+            "sum",
+            "sum_sq",
+            "total_count",
+            "total_sd",
+            "total_var",
+            "valid_count",
+            "weight_sum",
+            "weighted_sum",
+        ]
     )
     ref = _reference(amazon_areas)
     for key in ("max", "mean", "min", "sample_sd", "sample_var", "sum", "total_sd", "total_var"):

@@ -94,7 +94,9 @@ def test_projected_tables_are_reprojected_to_wgs84(tmp_path):
 def test_catalog_toml_paths_are_relative_to_the_file(tmp_path):
     (tmp_path / "data").mkdir()
     WRITERS["geojson"](tmp_path / "data" / "t.geojson")
-    (tmp_path / "catalog.toml").write_text('[[table]]\nid = "projects/gee-mining-test/assets/rel"\npath = "data/t.geojson"\n')
+    (tmp_path / "catalog.toml").write_text(
+        '[[table]]\nid = "projects/gee-mining-test/assets/rel"\npath = "data/t.geojson"\n'
+    )
     catalog = Catalog.from_file(tmp_path / "catalog.toml")
     assert catalog.asset_ids() == ["projects/gee-mining-test/assets/rel"]
     assert len(catalog.table("projects/gee-mining-test/assets/rel").features) == 2
@@ -118,7 +120,9 @@ def test_bad_catalogs_name_the_entry_and_the_fix(tmp_path, text, message):
 def test_missing_file_is_an_earth_engine_error_naming_the_asset(tmp_path, engine_catalog):
     import ee
 
-    (tmp_path / "catalog.toml").write_text('[[table]]\nid = "projects/gee-mining-test/assets/gone"\npath = "gone.gpkg"\n')
+    (tmp_path / "catalog.toml").write_text(
+        '[[table]]\nid = "projects/gee-mining-test/assets/gone"\npath = "gone.gpkg"\n'
+    )
     gee_mining.connect("local", project="gee-mining-test", catalog=tmp_path / "catalog.toml")
     try:
         with pytest.raises(ee.EEException, match="file for asset 'projects/gee-mining-test/assets/gone' is missing"):

@@ -155,11 +155,13 @@ def test_distinct(ee_local):
 def test_remap_reference_example(ee_local):
     # ee.FeatureCollection.remap reference: the 'nonsense' category gets dropped.
     ee = ee_local
-    fc = ee.FeatureCollection([
-        ee.Feature(ee.Geometry.Point([1, 2]), {"isTree": "Tree"}),
-        ee.Feature(ee.Geometry.Point([3, 4]), {"isTree": "NotTree"}),
-        ee.Feature(ee.Geometry.Point([5, 6]), {"isTree": "nonsense"}),
-    ])
+    fc = ee.FeatureCollection(
+        [
+            ee.Feature(ee.Geometry.Point([1, 2]), {"isTree": "Tree"}),
+            ee.Feature(ee.Geometry.Point([3, 4]), {"isTree": "NotTree"}),
+            ee.Feature(ee.Geometry.Point([5, 6]), {"isTree": "nonsense"}),
+        ]
+    )
     trees = fc.remap(["NotTree", "Tree"], [0, 1], "isTree")
     assert trees.aggregate_array("isTree").getInfo() == [1, 0]
 
@@ -187,8 +189,10 @@ def test_random_column_normal(ee_local):
 
 def test_flatten_collection_of_collections(ee_local):
     ee = ee_local
-    outer = ee.FeatureCollection(SQUARES).limit(2).map(
-        lambda f: ee.FeatureCollection([ee.Feature(None, {"n": f.get("name"), "j": j}) for j in range(2)])
+    outer = (
+        ee.FeatureCollection(SQUARES)
+        .limit(2)
+        .map(lambda f: ee.FeatureCollection([ee.Feature(None, {"n": f.get("name"), "j": j}) for j in range(2)]))
     )
     flat = outer.flatten()
     assert flat.aggregate_array("n").getInfo() == ["a", "a", "b", "b"]
@@ -245,20 +249,22 @@ def test_random_points(ee_local):
 
 
 def test_map_area_centroid_buffer_within_twice_direct_shapely(ee_local, amazon_json):
-    """Per-feature overhead: the engine's map over 5,232 polygons (area, centroid,
-    buffer) against the same work done directly with shapely + pyproj."""
+    """Per-feature overhead: the engine's map over the 5,232 polygons (area, centroid,
+    buffer) against the same work written directly with shapely + pyproj (geodesic
+    area with Geod, a 30 m buffer in the polygon's UTM zone, transformers cached)."""
     needs("Geometry.area", "Geometry.centroid", "Geometry.buffer")
+    import numpy as np
     import pyproj
     import shapely
     from shapely.geometry import shape
 
     fc = ee_local.FeatureCollection(AMAZON)
-    fc.size().getInfo()  # load the table outside the timing
-    expr = fc.map(lambda f: f.buffer(30, 1).centroid(1).set("a", f.area(1)))
+    # aggregate_count forces the whole map without the JSON answer of 5,232 features.
+    expr = fc.map(lambda f: f.buffer(30, 1).centroid(1).set("a", f.area(1))).aggregate_count("a")
 
     def engine():
         t = time.perf_counter()
-        ee_local.data.computeFeatures({"expression": expr, "pageSize": 10_000})
+        assert expr.getInfo() == len(amazon_json)
         return time.perf_counter() - t
 
     geod = pyproj.Geod(ellps="WGS84")
@@ -266,19 +272,27 @@ def test_map_area_centroid_buffer_within_twice_direct_shapely(ee_local, amazon_j
 
     def direct():
         t = time.perf_counter()
-        out = []
+        transformers: dict[int, tuple] = {}
         for s in shapes:
-            area = abs(geod.geometry_area_perimeter(s)[0])
+            abs(geod.geometry_area_perimeter(s)[0])
             c = s.centroid
-            aeqd = pyproj.CRS.from_proj4(f"+proj=aeqd +lat_0={c.y} +lon_0={c.x} +datum=WGS84")
-            fwd = pyproj.Transformer.from_crs(4326, aeqd, always_xy=True)
-            back = pyproj.Transformer.from_crs(aeqd, 4326, always_xy=True)
-            buf = shapely.ops.transform(back.transform, shapely.ops.transform(fwd.transform, s).buffer(30))
-            out.append((area, buf.centroid.__geo_interface__))
+            epsg = (32600 if c.y >= 0 else 32700) + int((c.x + 180) // 6) + 1
+            if epsg not in transformers:
+                transformers[epsg] = (
+                    pyproj.Transformer.from_crs(4326, epsg, always_xy=True),
+                    pyproj.Transformer.from_crs(epsg, 4326, always_xy=True),
+                )
+            fwd, back = transformers[epsg]
+            local = shapely.transform(s, lambda xy, tf=fwd: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
+            buf = shapely.transform(
+                local.buffer(30), lambda xy, tf=back: np.column_stack(tf.transform(xy[:, 0], xy[:, 1]))
+            )
+            out = buf.centroid  # noqa: F841
         return time.perf_counter() - t
 
-    import shapely.ops  # noqa: F401
-
-    engine_s = min(engine() for _ in range(2))
-    direct_s = min(direct() for _ in range(2))
+    fc.size().getInfo()  # load the table outside the timing
+    engine_s = direct_s = float("inf")
+    for _ in range(3):  # interleaved best-of-3: other processes' load hits both sides alike
+        engine_s = min(engine_s, engine())
+        direct_s = min(direct_s, direct())
     assert engine_s < 2 * direct_s, f"engine {engine_s:.2f}s vs direct {direct_s:.2f}s"

@@ -9,7 +9,6 @@ import pyogrio
 import pyproj
 import pytest
 import shapely
-
 from conftest import shared_file
 
 

@@ -90,7 +90,10 @@ def raw_url(tmp_path):
         ({"0": {"integerValue": "twelve"}}, "bad integerValue"),
         ({"0": {"arrayValue": {"values": 3}}}, "expected 'values' to be a list"),
         ({"0": {"functionDefinitionValue": {"argumentNames": ["a"], "body": "7"}}}, "needs a 'body' value id"),
-        ({"0": {"functionInvocationValue": {"functionName": "Mine.find", "arguments": {}}}}, "Unknown algorithm: 'Mine.find'"),
+        (
+            {"0": {"functionInvocationValue": {"functionName": "Mine.find", "arguments": {}}}},
+            "Unknown algorithm: 'Mine.find'",
+        ),
     ],
 )
 def test_malformed_graph_is_a_clear_error_and_server_keeps_serving(raw_url, values, message):
@@ -154,7 +157,12 @@ def test_unknown_argument_and_missing_argument(ee_local):
     ee = ee_local
     extra = raw_object(
         ee,
-        {"functionInvocationValue": {"functionName": "ObjectType", "arguments": {"value": {"constantValue": 1}, "bogus": {"constantValue": 2}}}},
+        {
+            "functionInvocationValue": {
+                "functionName": "ObjectType",
+                "arguments": {"value": {"constantValue": 1}, "bogus": {"constantValue": 2}},
+            }
+        },
     )
     with pytest.raises(ee.EEException, match="ObjectType: Unrecognized argument 'bogus'"):
         ee.data.computeValue(extra)
@@ -239,11 +247,16 @@ def test_connect_reports_engine(engine_catalog):
     assert again.local_engine is conn.local_engine  # reused, not restarted
 
 
-def test_connect_earthengine_needs_project_and_credentials():
+def test_connect_earthengine_needs_project_and_credentials(tmp_path, monkeypatch, engine_catalog):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no stored Earth Engine credentials
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
     with pytest.raises(gee_mining.ConnectError, match="project="):
         gee_mining.connect("earthengine")
-    with pytest.raises(gee_mining.ConnectError, match="earthengine authenticate"):
-        gee_mining.connect("earthengine", project="some-project", credentials=None)
+    try:
+        with pytest.raises(gee_mining.ConnectError, match="earthengine authenticate"):
+            gee_mining.connect("earthengine", project="some-project")
+    finally:
+        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
     with pytest.raises(gee_mining.ConnectError, match="Unknown engine"):
         gee_mining.connect("gee")
 
@@ -298,7 +311,16 @@ def test_failed_task_carries_its_error(ee_local):
 def test_cli_serve_over_http(tmp_path, engine_catalog):
     """`gee-mining serve` in another process; the client connects by URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gee_mining.cli", "serve", "--catalog", str(engine_catalog), "--project", "gee-mining-test"],
+        [
+            sys.executable,
+            "-m",
+            "gee_mining.cli",
+            "serve",
+            "--catalog",
+            str(engine_catalog),
+            "--project",
+            "gee-mining-test",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -74,7 +74,9 @@ def test_neq_is_not_eq_so_missing_values_pass(ee_local, rows):
 
 def test_in_list_and_list_contains(ee_local):
     assert names(ee_local, ee_local.Filter.inList("name", ["a", "d", "zz"])) == ["a", "d"]
-    fc = ee_local.FeatureCollection([ee_local.Feature(None, {"tags": ["p", "q"], "n": 1}), ee_local.Feature(None, {"tags": ["q"], "n": 2})])
+    fc = ee_local.FeatureCollection(
+        [ee_local.Feature(None, {"tags": ["p", "q"], "n": 1}), ee_local.Feature(None, {"tags": ["q"], "n": 2})]
+    )
     assert fc.filter(ee_local.Filter.listContains("tags", "p")).aggregate_array("n").getInfo() == [1]
 
 
@@ -125,7 +127,10 @@ def _dated(ee, stamps: list[dt.datetime]):
     )
 
 
-STAMPS = [dt.datetime(2020, m, d, h, tzinfo=dt.UTC) for m, d, h in [(1, 5, 0), (3, 31, 6), (6, 15, 12), (8, 31, 23), (11, 1, 3), (12, 31, 18)]]
+STAMPS = [
+    dt.datetime(2020, m, d, h, tzinfo=dt.UTC)
+    for m, d, h in [(1, 5, 0), (3, 31, 6), (6, 15, 12), (8, 31, 23), (11, 1, 3), (12, 31, 18)]
+]
 
 
 @pytest.mark.parametrize(
@@ -189,13 +194,18 @@ def test_has_type(ee_local):
 
 
 def test_has_geometry(ee_local):
-    fc = ee_local.FeatureCollection([ee_local.Feature(None, {"n": 1}), ee_local.Feature(ee_local.Geometry.Point([0, 0]), {"n": 2})])
+    fc = ee_local.FeatureCollection(
+        [ee_local.Feature(None, {"n": 1}), ee_local.Feature(ee_local.Geometry.Point([0, 0]), {"n": 2})]
+    )
     assert fc.filter(ee_local.ApiFunction.call_("Filter.hasGeometry")).aggregate_array("n").getInfo() == [2]
 
 
 @pytest.fixture(scope="module")
 def square_shapes():
-    return [(f["properties"]["name"], shape(f["geometry"])) for f in json.loads((TEST_DATA / "squares.geojson").read_text())["features"]]
+    return [
+        (f["properties"]["name"], shape(f["geometry"]))
+        for f in json.loads((TEST_DATA / "squares.geojson").read_text())["features"]
+    ]
 
 
 @pytest.mark.parametrize(

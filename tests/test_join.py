@@ -12,7 +12,12 @@ from __future__ import annotations
 import pytest
 
 PRIMARY = [{"k": 1, "t": 10}, {"k": 2, "t": 20}, {"k": 3, "t": 30}, {"k": 9, "t": 90}]
-SECONDARY = [{"k": 1, "t": 12, "n": "s1"}, {"k": 2, "t": 19, "n": "s2"}, {"k": 1, "t": 11, "n": "s3"}, {"k": 3, "t": 37, "n": "s4"}]
+SECONDARY = [
+    {"k": 1, "t": 12, "n": "s1"},
+    {"k": 2, "t": 19, "n": "s2"},
+    {"k": 1, "t": 11, "n": "s3"},
+    {"k": 3, "t": 37, "n": "s4"},
+]
 
 
 def needs(*names: str) -> None:
@@ -47,7 +52,10 @@ def test_simple_and_inverted(ee_local, collections):
 def test_inner_join_pairs(ee_local, collections):
     primary, secondary = collections
     joined = ee_local.Join.inner().apply(primary, secondary, key_filter(ee_local)).getInfo()
-    pairs = [(f["properties"]["primary"]["properties"]["k"], f["properties"]["secondary"]["properties"]["n"]) for f in joined["features"]]
+    pairs = [
+        (f["properties"]["primary"]["properties"]["k"], f["properties"]["secondary"]["properties"]["n"])
+        for f in joined["features"]
+    ]
     assert pairs == [(p["k"], s["n"]) for p in PRIMARY for s in SECONDARY if p["k"] == s["k"]]
     assert all(f["geometry"] is None for f in joined["features"])
 
@@ -80,7 +88,11 @@ def test_save_first(ee_local, collections):
     primary, secondary = collections
     joined = ee_local.Join.saveFirst("m", "t").apply(primary, secondary, key_filter(ee_local)).getInfo()
     got = {f["properties"]["k"]: f["properties"]["m"]["properties"]["t"] for f in joined["features"]}
-    expected = {p["k"]: min(s["t"] for s in SECONDARY if s["k"] == p["k"]) for p in PRIMARY if any(s["k"] == p["k"] for s in SECONDARY)}
+    expected = {
+        p["k"]: min(s["t"] for s in SECONDARY if s["k"] == p["k"])
+        for p in PRIMARY
+        if any(s["k"] == p["k"] for s in SECONDARY)
+    }
     assert got == expected
 
 
@@ -88,7 +100,13 @@ def test_save_best_with_max_difference(ee_local, collections):
     primary, secondary = collections
     cond = ee_local.Filter.maxDifference(difference=5, leftField="t", rightField="t")
     joined = ee_local.Join.saveBest("best", "diff").apply(primary, secondary, cond).getInfo()
-    got = {f["properties"]["k"]: (f["properties"]["best"]["properties"]["n"], f["properties"]["best"]["properties"]["diff"]) for f in joined["features"]}
+    got = {
+        f["properties"]["k"]: (
+            f["properties"]["best"]["properties"]["n"],
+            f["properties"]["best"]["properties"]["diff"],
+        )
+        for f in joined["features"]
+    }
     expected = {}
     for p in PRIMARY:
         cands = [(abs(p["t"] - s["t"]), s["n"]) for s in SECONDARY if abs(p["t"] - s["t"]) <= 5]
@@ -123,9 +141,7 @@ def test_spatial_join_within_distance(ee_local):
     joined = ee.Join.saveAll("near", None, True, "dist").apply(primary, primary, cond).getInfo()
     geod = Geod(ellps="WGS84")
     got = {f["properties"]["i"]: [m["properties"]["i"] for m in f["properties"]["near"]] for f in joined["features"]}
-    expected = {
-        i: [j for j, q in enumerate(pts) if geod.inv(*p, *q)[2] <= 5000] for i, p in enumerate(pts)
-    }
+    expected = {i: [j for j, q in enumerate(pts) if geod.inv(*p, *q)[2] <= 5000] for i, p in enumerate(pts)}
     assert got == expected
     d01 = [m["properties"]["dist"] for m in joined["features"][0]["properties"]["near"] if m["properties"]["i"] == 1][0]
     assert d01 == pytest.approx(geod.inv(0, 0, 0.01, 0)[2], rel=5e-3)

@@ -213,7 +213,9 @@ def _read_csv(entry: TableEntry):
             geoms.append(shapely.Point(float(r[x]), float(r[y])))
         elif wkt and r.get(wkt):
             text = r[wkt]
-            geoms.append(shapely.geometry.shape(json.loads(text)) if text.lstrip().startswith("{") else shapely.from_wkt(text))
+            geoms.append(
+                shapely.geometry.shape(json.loads(text)) if text.lstrip().startswith("{") else shapely.from_wkt(text)
+            )
         else:
             geoms.append(None)
     skip = {c for c in (x, y, wkt) if c}

@@ -15,7 +15,7 @@ from typing import Any
 
 from .element import Element
 from .errors import EngineError
-from .feature import Feature, default_value, geometry_algorithm
+from .feature import Feature, geometry_algorithm
 from .featurecollection import FeatureCollection, as_collection
 from .filter import Filter, parse_expression
 from .registry import algorithm
@@ -32,9 +32,7 @@ def collection(features):
     out = []
     for i, f in enumerate(features):
         if not isinstance(f, Element):
-            raise EngineError(
-                f"Collection: Element {i} is not a Feature: {getattr(f, 'ee_type', type(f).__name__)}."
-            )
+            raise EngineError(f"Collection: Element {i} is not a Feature: {getattr(f, 'ee_type', type(f).__name__)}.")
         out.append(f if f.id is not None else f.copy_with(id=str(i)))
     return FeatureCollection(out)
 
@@ -200,7 +198,7 @@ def geometry(collection, maxError):  # noqa: N803
 @algorithm("Collection.bounds")
 def bounds(collection, maxError, proj):  # noqa: N803
     geom = merged_geometry("Collection.bounds", as_collection("Collection.bounds", collection))
-    return geometry_algorithm("bounds")(geometry=geom, maxError=default_value(maxError), proj=default_value(proj))
+    return geometry_algorithm("bounds")(geometry=geom, maxError=maxError, proj=proj)
 
 
 @algorithm("Collection.union")

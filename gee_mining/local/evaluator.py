@@ -151,7 +151,11 @@ class Evaluator:
             return frozenset().union(*(self._node_free(n) for n in body["values"].values()))
         if kind == "functionInvocationValue":
             args = body.get("arguments") or {}
-            free = frozenset().union(*(self._node_free(n) for n in args.values())) if isinstance(args, Mapping) else frozenset()
+            free = (
+                frozenset().union(*(self._node_free(n) for n in args.values()))
+                if isinstance(args, Mapping)
+                else frozenset()
+            )
             ref = body.get("functionReference")
             if isinstance(ref, str) and ref in self.values:
                 free |= self.free_arguments(ref)

@@ -39,7 +39,10 @@ class Feature(Element):
     def to_info(self) -> dict:
         from .info import to_info
 
-        info: dict[str, Any] = {"type": "Feature", "geometry": None if self.geometry is None else self.geometry.to_info()}
+        info: dict[str, Any] = {
+            "type": "Feature",
+            "geometry": None if self.geometry is None else self.geometry.to_info(),
+        }
         if self.id is not None:
             info["id"] = self.id
         info["properties"] = to_info(self.properties)
@@ -50,25 +53,6 @@ class Feature(Element):
 def geometry_algorithm(name: str) -> Callable[..., Any]:
     """The implementation of ``Geometry.<name>`` (501 "not implemented" if absent)."""
     return registry.get(f"Geometry.{name}").func
-
-
-def default_value(value: Any) -> Any:
-    """A signature default (an ErrorMargin or Projection written as JSON) as an engine value.
-
-    Defaults from the signature list reach algorithms unconverted; arguments
-    the client sends are already engine values and pass through.
-    """
-    if isinstance(value, dict):
-        kind = value.get("type")
-        if kind == "ErrorMargin":
-            from .geometry import ErrorMargin
-
-            return ErrorMargin(float(value.get("value", 0.0)), value.get("unit", "meters"))
-        if kind == "Projection":
-            from .projection import Projection
-
-            return Projection.from_crs(value.get("crs") or value.get("wkt"), value.get("transform"))
-    return value
 
 
 def _as_feature(name: str, value: Any) -> Feature:
@@ -238,7 +222,7 @@ def cut_lines(feature, distances, maxError, proj):  # noqa: N803
 @algorithm("Feature.transform")
 def transform(feature, proj, maxError, geodesic):  # noqa: N803
     geom = geometry_algorithm("transform")(
-        geometry=_geometry_of("transform", feature), proj=default_value(proj), maxError=maxError, geodesic=geodesic
+        geometry=_geometry_of("transform", feature), proj=proj, maxError=maxError, geodesic=geodesic
     )
     return feature.copy_with(geometry=geom)
 

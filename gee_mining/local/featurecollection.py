@@ -86,7 +86,9 @@ class FeatureCollection(Element):
 
 def as_collection(name: str, value: Any) -> FeatureCollection:
     if not isinstance(value, FeatureCollection):
-        raise EngineError(f"{name}: expected a FeatureCollection, got {getattr(value, 'ee_type', type(value).__name__)}.")
+        raise EngineError(
+            f"{name}: expected a FeatureCollection, got {getattr(value, 'ee_type', type(value).__name__)}."
+        )
     return value
 
 

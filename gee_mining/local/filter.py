@@ -270,9 +270,7 @@ def not_(filter):  # noqa: A002
 @algorithm("Filter.notNull")
 def not_null(properties):
     names = list(properties)
-    return Filter(
-        lambda p, s: all(field_value(p, n) is not None for n in names), f"Filter.notNull({', '.join(names)})"
-    )
+    return Filter(lambda p, s: all(field_value(p, n) is not None for n in names), f"Filter.notNull({', '.join(names)})")
 
 
 @algorithm("Filter.rangeContains")
@@ -321,9 +319,7 @@ def _calendar_filter(name: str, start: int, end: int, field: str) -> Filter:
 
     get = _CALENDAR_FIELDS.get(field)
     if get is None:
-        raise EngineError(
-            f"{name}: Unknown calendar field '{field}'. Options are: {', '.join(_CALENDAR_FIELDS)}."
-        )
+        raise EngineError(f"{name}: Unknown calendar field '{field}'. Options are: {', '.join(_CALENDAR_FIELDS)}.")
     start, end = int(start), int(end)
 
     def test(p: Any, s: Any) -> bool:
@@ -364,14 +360,19 @@ def _geometry(value: Any) -> Any:
 
 
 def _geometry_filter(
-    name: str, geometry_alg: str, leftField, rightValue, rightField, leftValue, maxError, **args: Any  # noqa: N803
+    name: str,
+    geometry_alg: str,
+    leftField,
+    rightValue,
+    rightField,
+    leftValue,
+    maxError,
+    **args: Any,  # noqa: N803
 ) -> Filter:
-    from .feature import default_value
 
     left = _operand(leftField, leftValue)
     right = _operand(rightField, rightValue)
     func_name = geometry_alg
-    maxError = default_value(maxError)  # noqa: N806
 
     def test(p: Any, s: Any) -> bool:
         a, b = _geometry(left(p)), _geometry(right(s))
@@ -407,17 +408,13 @@ def contains(leftField, rightValue, rightField, leftValue, maxError):  # noqa: N
 @algorithm("Filter.isContained")
 def is_contained(leftField, rightValue, rightField, leftValue, maxError):  # noqa: N803
     """Passes if the right geometry contains the left one."""
-    return _geometry_filter(
-        "Filter.isContained", "containedIn", leftField, rightValue, rightField, leftValue, maxError
-    )
+    return _geometry_filter("Filter.isContained", "containedIn", leftField, rightValue, rightField, leftValue, maxError)
 
 
 @algorithm("Filter.withinDistance")
 def within_distance(distance, leftField, rightValue, rightField, leftValue, maxError):  # noqa: N803
     """Passes if the geometries are within ``distance`` metres; the distance is the join measure."""
-    from .feature import default_value
 
-    maxError = default_value(maxError)  # noqa: N806
     left = _operand(leftField, leftValue)
     right = _operand(rightField, rightValue)
 
@@ -431,9 +428,7 @@ def within_distance(distance, leftField, rightValue, rightField, leftValue, maxE
         a, b = _geometry(left(p)), _geometry(right(s))
         if a is None or b is None:
             return False
-        return bool(
-            _geometry_func("withinDistance")(left=a, right=b, distance=distance, maxError=maxError, proj=None)
-        )
+        return bool(_geometry_func("withinDistance")(left=a, right=b, distance=distance, maxError=maxError, proj=None))
 
     return Filter(test, f"Filter.withinDistance({distance})", measure=measure)
 

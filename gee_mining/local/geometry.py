@@ -155,7 +155,9 @@ def _coordinates(shape: shapely.Geometry) -> list:
 # -- error margins ----------------------------------------------------------------
 
 
-def max_error_m(margin: ErrorMargin | None, default: float = DEFAULT_MAX_ERROR, proj: Projection | None = None) -> float:
+def max_error_m(
+    margin: ErrorMargin | None, default: float = DEFAULT_MAX_ERROR, proj: Projection | None = None
+) -> float:
     """An ErrorMargin in metres (``inf`` for an infinite one)."""
     if margin is None:
         return default
@@ -187,7 +189,10 @@ def _edge_mask(shape: shapely.Geometry) -> np.ndarray:
         seqs.extend([part.exterior, *part.interiors] if part.geom_type == "Polygon" else [part])
     counts = shapely.get_num_coordinates(np.array(seqs, dtype=object)).astype(np.int64)
     is_edge = np.concatenate(
-        [np.append(np.full(max(n - 1, 0), s.geom_type != "Point"), False) if n else [] for s, n in zip(seqs, counts, strict=True)]
+        [
+            np.append(np.full(max(n - 1, 0), s.geom_type != "Point"), False) if n else []
+            for s, n in zip(seqs, counts, strict=True)
+        ]
     ).astype(bool)
     return is_edge[:-1]
 
@@ -232,7 +237,7 @@ def _transform_xy(xy: np.ndarray, src: str, dst: str) -> np.ndarray:
         return xy
     x, y = transformer(src, dst).transform(xy[:, 0], xy[:, 1])
     out = np.column_stack([x, y])
-    if not np.all(np.isfinite(out)):
+    if not math.isfinite(float(out.sum())):
         raise EngineError(f"Geometry: Unable to transform coordinates from {src} to {dst}.")
     return out
 
@@ -404,13 +409,13 @@ def _lines(shape: shapely.Geometry) -> list[shapely.Geometry]:
 
 
 def _ring_area(ring: shapely.Geometry) -> float:
-    xy = np.asarray(ring.coords)
+    xy = shapely.get_coordinates(ring)
     area, _ = GEOD.polygon_area_perimeter(xy[:, 0], xy[:, 1])
     return abs(area)
 
 
 def _line_length(line: shapely.Geometry) -> float:
-    xy = np.asarray(line.coords)
+    xy = shapely.get_coordinates(line)
     return float(GEOD.line_length(xy[:, 0], xy[:, 1]))
 
 
@@ -427,7 +432,9 @@ def _space(left: Geometry, right: Geometry | None, proj: Projection | None) -> t
     return WGS84, any(g.geodesic for g in geoms)
 
 
-def _pair(left: Geometry, right: Geometry, maxError, proj) -> tuple[shapely.Geometry, shapely.Geometry, Projection, bool]:
+def _pair(
+    left: Geometry, right: Geometry, maxError, proj
+) -> tuple[shapely.Geometry, shapely.Geometry, Projection, bool]:
     space, geodesic = _space(left, right, proj)
     err = max_error_m(maxError, proj=space)
     return in_proj(left, space, err), in_proj(right, space, err), space, geodesic
@@ -532,7 +539,9 @@ def _ring(name: str, pts: list, proj: Projection) -> list[tuple[float, float]]:
     if len(ring) > 1 and ring[0] == ring[-1]:
         ring = ring[:-1]
     if len(set(ring)) < 3:
-        raise EngineError(f"{name}: Invalid geometry: a LinearRing needs at least 3 distinct points, got {len(set(ring))}.")
+        raise EngineError(
+            f"{name}: Invalid geometry: a LinearRing needs at least 3 distinct points, got {len(set(ring))}."
+        )
     return ring + [ring[0]]
 
 
@@ -726,7 +735,11 @@ def area(geometry, maxError, proj):  # noqa: N803
     """Square metres on the ellipsoid, or square units of ``proj``."""
     if proj is not None:
         return float(sum(p.area for p in _polygons(in_proj(geometry, proj, max_error_m(maxError, proj=proj)))))
-    shape = geodesic_lonlat(geometry, max_error_m(maxError))
+    shape = geometry.shape
+    if geometry.crs != LONLAT or (
+        not geometry.edges_geodesic and not _bbox_small(shape.bounds, None, LONLAT, max_error_m(maxError))
+    ):
+        shape = geodesic_lonlat(geometry, max_error_m(maxError))
     total = 0.0
     for poly in _polygons(shape):
         total += _ring_area(poly.exterior) - sum(_ring_area(r) for r in poly.interiors)
@@ -937,7 +950,7 @@ def buffer(geometry, distance, maxError, proj):  # noqa: N803
         return _result(shape.buffer(distance, quad_segs=_quad_segs(abs(distance), units_err)), proj, False)
     err = max_error_m(maxError, default)
     local, crs = _local(geometry, err)
-    buffered = local.buffer(distance, quad_segs=_quad_segs(abs(distance), err))
+    buffered = shapely.buffer(local, distance, quad_segs=_quad_segs(abs(distance), err))
     return _back(buffered, crs, geometry, err)
 
 
@@ -957,7 +970,9 @@ def simplify(geometry, maxError, proj):  # noqa: N803
 def transform(geometry, proj, maxError, geodesic):  # noqa: N803
     proj = Projection.coerce(proj)
     target_geo = proj.is_geographic if geodesic is None else bool(geodesic and proj.is_geographic)
-    shape = reproject(geometry.shape, geometry.crs, proj.crs, geometry.edges_geodesic, target_geo, max_error_m(maxError))
+    shape = reproject(
+        geometry.shape, geometry.crs, proj.crs, geometry.edges_geodesic, target_geo, max_error_m(maxError)
+    )
     return Geometry(shape, proj.base, target_geo, geometry.type_name, geometry.even_odd)
 
 

@@ -54,7 +54,13 @@ def inner(primaryKey, secondaryKey, measureKey):  # noqa: N803
 def save_all(matchesKey, ordering, ascending, measureKey, outer):  # noqa: N803
     return Join(
         "saveAll",
-        {"matchesKey": matchesKey, "ordering": ordering, "ascending": ascending, "measureKey": measureKey, "outer": outer},
+        {
+            "matchesKey": matchesKey,
+            "ordering": ordering,
+            "ascending": ascending,
+            "measureKey": measureKey,
+            "outer": outer,
+        },
     )
 
 

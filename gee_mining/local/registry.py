@@ -10,6 +10,7 @@ request. Defaults of optional arguments come from the signature.
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import inspect
@@ -132,17 +133,17 @@ def bind(alg: Algorithm, given: Mapping[str, Any]) -> dict[str, Any]:
     plan = _plan(alg)
     for key in given:
         if key not in plan.names:
-            raise EngineError(
-                f"{alg.name}: Unrecognized argument '{key}'. Allowed arguments: {', '.join(plan.order)}."
-            )
+            raise EngineError(f"{alg.name}: Unrecognized argument '{key}'. Allowed arguments: {', '.join(plan.order)}.")
     out = {}
-    for arg, py_name, check in plan.arguments:
+    for arg, py_name, check, default in plan.arguments:
         if arg.name in given:
             value = given[arg.name]
             if check is not None and value is not None:
                 value = check(alg.name, arg, value)
         elif arg.optional:
-            value = _constant_thunk(arg.default) if alg.lazy else arg.default
+            value = default()
+            if alg.lazy:
+                value = _constant_thunk(value)
         else:
             raise EngineError(f"{alg.name}: Parameter '{arg.name}' is required.")
         out[py_name] = value
@@ -155,7 +156,7 @@ class _Plan:
 
     order: tuple[str, ...]
     names: frozenset[str]
-    arguments: tuple[tuple[Argument, str, Callable[..., Any] | None], ...]
+    arguments: tuple[tuple[Argument, str, Callable[..., Any] | None, Callable[[], Any]], ...]
 
 
 _PLANS: dict[str, _Plan] = {}
@@ -170,10 +171,33 @@ def _plan(alg: Algorithm) -> _Plan:
         plan = _Plan(
             order,
             frozenset(order),
-            tuple((a, _py_name(a.name), None if alg.lazy else checker(a.type)) for a in alg.signature.arguments),
+            tuple(
+                (a, _py_name(a.name), None if alg.lazy else checker(a.type), _default_factory(a))
+                for a in alg.signature.arguments
+            ),
         )
         _PLANS[alg.name] = plan
     return plan
+
+
+def _default_factory(arg: Argument) -> Callable[[], Any]:
+    """A signature's default as an engine value: ErrorMargin and Projection
+    defaults are JSON objects in the signature list; lists and dictionaries are
+    copied per call so that no algorithm can alter a shared default."""
+    default = arg.default
+    if isinstance(default, dict) and default.get("type") == "ErrorMargin":
+        from .geometry import ErrorMargin
+
+        margin = ErrorMargin(default.get("value", 0.0), default.get("unit", "meters"))
+        return lambda: margin
+    if isinstance(default, dict) and default.get("type") == "Projection":
+        from .projection import Projection
+
+        proj = Projection.from_crs(default["crs"], default.get("transform"))
+        return lambda: proj
+    if isinstance(default, list | dict):
+        return lambda: copy.deepcopy(default)
+    return lambda: default
 
 
 def _constant_thunk(value: Any) -> Callable[[], Any]:

@@ -93,9 +93,7 @@ class Router:
     def compute_value(self, payload, project: str, **_):
         value = self._evaluate(payload, project)
         if isinstance(value, FeatureCollection) and len(value.features) > COMPUTE_COLLECTION_LIMIT:
-            raise EngineError(
-                f"Collection query aborted after accumulating over {COMPUTE_COLLECTION_LIMIT} elements."
-            )
+            raise EngineError(f"Collection query aborted after accumulating over {COMPUTE_COLLECTION_LIMIT} elements.")
         return {"result": to_info(value)}
 
     def compute_features(self, payload, project: str, **_):

@@ -36,7 +36,7 @@ def ee_type_of(value: Any) -> str:
     return getattr(value, "ee_type", type(value).__name__)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _base(type_name: str) -> str:
     return type_name.split("<", 1)[0]
 
@@ -67,7 +67,7 @@ def is_assignable(value: Any, type_name: str) -> bool:
 _PLAIN = {"Object"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def checker(type_name: str):
     """The check for arguments of ``type_name``, or None where any value passes."""
     if _base(type_name) in _PLAIN:
