@@ -9,7 +9,6 @@ files read with json (shapely, pyproj.Geod).
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -246,53 +245,3 @@ def test_random_points(ee_local):
     assert len(coords) == 50 and len({tuple(c) for c in coords}) == 50
     box = shapely.box(10, 20, 11, 21)
     assert all(box.contains(shapely.Point(c)) for c in coords)
-
-
-def test_map_area_centroid_buffer_within_twice_direct_shapely(ee_local, amazon_json):
-    """Per-feature overhead: the engine's map over the 5,232 polygons (area, centroid,
-    buffer) against the same work written directly with shapely + pyproj (geodesic
-    area with Geod, a 30 m buffer in the polygon's UTM zone, transformers cached)."""
-    needs("Geometry.area", "Geometry.centroid", "Geometry.buffer")
-    import numpy as np
-    import pyproj
-    import shapely
-    from shapely.geometry import shape
-
-    fc = ee_local.FeatureCollection(AMAZON)
-    # aggregate_count forces the whole map without the JSON answer of 5,232 features.
-    expr = fc.map(lambda f: f.buffer(30, 1).centroid(1).set("a", f.area(1))).aggregate_count("a")
-
-    def engine():
-        t = time.perf_counter()
-        assert expr.getInfo() == len(amazon_json)
-        return time.perf_counter() - t
-
-    geod = pyproj.Geod(ellps="WGS84")
-    shapes = [shape(f["geometry"]) for f in amazon_json]
-
-    def direct():
-        t = time.perf_counter()
-        transformers: dict[int, tuple] = {}
-        for s in shapes:
-            abs(geod.geometry_area_perimeter(s)[0])
-            c = s.centroid
-            epsg = (32600 if c.y >= 0 else 32700) + int((c.x + 180) // 6) + 1
-            if epsg not in transformers:
-                transformers[epsg] = (
-                    pyproj.Transformer.from_crs(4326, epsg, always_xy=True),
-                    pyproj.Transformer.from_crs(epsg, 4326, always_xy=True),
-                )
-            fwd, back = transformers[epsg]
-            local = shapely.transform(s, lambda xy, tf=fwd: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
-            buf = shapely.transform(
-                local.buffer(30), lambda xy, tf=back: np.column_stack(tf.transform(xy[:, 0], xy[:, 1]))
-            )
-            out = buf.centroid  # noqa: F841
-        return time.perf_counter() - t
-
-    fc.size().getInfo()  # load the table outside the timing
-    engine_s = direct_s = float("inf")
-    for _ in range(3):  # interleaved best-of-3: other processes' load hits both sides alike
-        engine_s = min(engine_s, engine())
-        direct_s = min(direct_s, direct())
-    assert engine_s < 2 * direct_s, f"engine {engine_s:.2f}s vs direct {direct_s:.2f}s"

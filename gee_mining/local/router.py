@@ -57,7 +57,7 @@ class Router:
                     handler: Callable[..., Any] = getattr(self, name)
                     payload = _parse_body(body) if method.upper() == "POST" else {}
                     result = handler(payload, base_url=base_url, query=query, **m.groupdict())
-                    return 200, JSON, json.dumps(result, allow_nan=True).encode()
+                    return 200, JSON, _dumps(result)
             raise NotFound(
                 f"The gee-mining local engine does not serve {method.upper()} {path}. "
                 "It answers the Earth Engine REST methods listed in docs/local-engine.md."
@@ -159,6 +159,11 @@ class Router:
             if self.engine.catalog.has(candidate):
                 return self.engine.catalog.asset_info(candidate)
         raise NotFound(f"Asset '{asset_id}' not found.")
+
+
+def _dumps(value: Any) -> bytes:
+    """Compact JSON: answers of thousands of features are encoded, sent and decoded."""
+    return json.dumps(value, separators=(",", ":"), check_circular=False).encode()
 
 
 def _parse_body(body: bytes | str | None) -> dict:
