@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
+from .shared_data import find_shared_data
 from .tables import iter_features
 
 MINES_ID = "projects/gee-mining-local/assets/mining_tropics_demo"
@@ -35,15 +36,6 @@ class DemoResult:
     out_dir: Path
     report: Path
     summary: dict = field(default_factory=dict)
-
-
-def find_shared_data() -> Path | None:
-    """The project's shared real data: ``$GEE_MINING_SHARED_DATA``, or ``../shared/data`` beside the checkout."""
-    env = os.environ.get("GEE_MINING_SHARED_DATA")
-    candidates = [Path(env)] if env else []
-    here = Path(__file__).resolve().parents[1]
-    candidates += [here.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"]
-    return next((c for c in candidates if (c / "polygons").is_dir()), None)
 
 
 def natural_earth_countries() -> Path:

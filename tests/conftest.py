@@ -45,17 +45,13 @@ def _no_network():
 
 
 def _write_catalog(tmp: Path) -> Path:
-    lines = []
-    tables = {
-        "projects/gee-mining-test/assets/mining_tropics_demo": SHARED_DATA / "polygons/mining_tropics_demo.gpkg",
-        "projects/gee-mining-test/assets/amazon_mining_2024": SHARED_DATA / "polygons/amazon_mining_2024_model.geojson",
-        "projects/gee-mining-test/assets/squares": TEST_DATA / "squares.geojson",
-    }
-    for asset_id, path in tables.items():
-        if path.exists():
-            lines += ["[[table]]", f'id = "{asset_id}"', f'path = "{path}"', ""]
+    """The test catalog: the shared real data (tables, the real Sentinel-2 scenes) and small test tables."""
+    from gee_mining.shared_data import catalog_toml
+
+    text = catalog_toml(SHARED_DATA if SHARED_DATA.is_dir() else None, "gee-mining-test")
+    text += f'\n[[table]]\nid = "projects/gee-mining-test/assets/squares"\npath = "{TEST_DATA / "squares.geojson"}"\n'
     catalog = tmp / "catalog.toml"
-    catalog.write_text("\n".join(lines))
+    catalog.write_text(text)
     return catalog
 
 

@@ -12,6 +12,24 @@ A catalog is a small TOML file::
 Tables may be GeoJSON, GeoPackage, Shapefile, FlatGeobuf, GeoParquet or CSV.
 Geometries are reprojected to EPSG:4326, as Earth Engine does on upload. A table
 is read once per engine and then served from memory.
+
+Images are raster files (GeoTIFF, JPEG2000, anything rasterio reads), one file
+per band or one multi-band file; an image may belong to an image collection::
+
+    [[image]]
+    id = "COPERNICUS/S2_HARMONIZED/20170216T102101_20170216T102101_T33UUU"
+    collection = "COPERNICUS/S2_HARMONIZED"       # optional
+    time_start = "2017-02-16T10:21:01Z"           # system:time_start
+    bands = { B2 = "s2/B02.jp2", B3 = "s2/B03.jp2" }   # name -> file (band 1)
+    # or: path = "multi.tif" and band_names = ["B2", "B3"]
+    pyramiding = { SCL = "sample" }               # default "mean"
+    properties = { CLOUDY_PIXEL_PERCENTAGE = 12.5 }
+
+    [[image_collection]]
+    id = "COPERNICUS/S2_SR_HARMONIZED"
+    index = "s2_items.jsonl"     # optional: one JSON object per line, keys as [[image]]
+
+Band headers are read on first use and kept.
 """
 
 from __future__ import annotations
@@ -46,6 +64,22 @@ class TableEntry:
     properties: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ImageEntry:
+    id: str
+    bands: dict[str, tuple[Path, int]]
+    collection: str | None = None
+    time_start: Any = None
+    time_end: Any = None
+    pyramiding: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def index(self) -> str:
+        """``system:index``: the id's last path element, as Earth Engine names collection items."""
+        return self.id.rsplit("/", 1)[-1]
+
+
 class CatalogError(ValueError):
     """A catalog file that cannot be used; the message names the entry and the fix."""
 
@@ -53,8 +87,11 @@ class CatalogError(ValueError):
 @dataclass
 class Catalog:
     tables: dict[str, TableEntry] = field(default_factory=dict)
+    images: dict[str, ImageEntry] = field(default_factory=dict)
+    collections: dict[str, list[str]] = field(default_factory=dict)
     source: Path | None = None
     _loaded: dict[str, FeatureCollection] = field(default_factory=dict, repr=False)
+    _sources: dict[tuple[Path, int, str], Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -69,7 +106,94 @@ class Catalog:
         catalog = cls(source=path)
         for i, entry in enumerate(config.get("table", [])):
             catalog.add_table(**_entry_args(entry, path.parent, f"{path}: [[table]] #{i + 1}"))
+        for i, entry in enumerate(config.get("image", [])):
+            catalog.add_image(**_image_args(entry, path.parent, f"{path}: [[image]] #{i + 1}"))
+        for i, entry in enumerate(config.get("image_collection", [])):
+            where = f"{path}: [[image_collection]] #{i + 1}"
+            if "id" not in entry:
+                raise CatalogError(f"{where}: every image collection needs an 'id'.")
+            catalog.collections.setdefault(entry["id"], [])
+            if "index" in entry:
+                index = _resolve(entry["index"], path.parent)
+                try:
+                    lines = index.read_text().splitlines()
+                except FileNotFoundError:
+                    raise CatalogError(f"{where}: index file {index} does not exist.") from None
+                for n, line in enumerate(lines):
+                    if line.strip():
+                        item = {"collection": entry["id"], **json.loads(line)}
+                        catalog.add_image(**_image_args(item, index.parent, f"{index}: line {n + 1}"))
         return catalog
+
+    def add_image(
+        self,
+        id: str,
+        bands: dict[str, Any],
+        collection: str | None = None,
+        **options: Any,
+    ) -> ImageEntry:
+        """Register an image; ``bands`` maps band names to a path or a (path, band index) pair."""
+        files = {}
+        for name, spec in bands.items():
+            path, index = (spec, 1) if isinstance(spec, str | Path) else (spec[0], int(spec[1]))
+            files[name] = (Path(path), index)
+        entry = ImageEntry(id=id, bands=files, collection=collection, **options)
+        self.images[id] = entry
+        if collection:
+            items = self.collections.setdefault(collection, [])
+            if id not in items:
+                items.append(id)
+        return entry
+
+    def image(self, asset_id: str):
+        """The image as an engine Image; Earth Engine's error if unknown."""
+        entry = self.images.get(asset_id)
+        if entry is None:
+            if asset_id in self.collections:
+                raise EngineError(f"Image.load: Asset '{asset_id}' is an image collection, not an image.")
+            raise NotFound(f"Image.load: Image asset '{asset_id}' not found.")
+        return self._image(entry)
+
+    def image_collection(self, collection_id: str):
+        from .image import ImageCollection
+
+        items = self.collections.get(collection_id)
+        if items is None:
+            raise NotFound(f"ImageCollection.load: ImageCollection asset '{collection_id}' not found.")
+        images = [self._image(self.images[i]) for i in items]
+        images.sort(key=lambda im: (im.properties.get("system:time_start") or 0, im.id))
+        return ImageCollection(images, {}, id=collection_id)
+
+    def _source(self, path: Path, index: int, pyramiding: str):
+        from .resample import FileSource
+
+        key = (path, index, pyramiding)
+        with self._lock:
+            if key not in self._sources:
+                if not path.exists():
+                    raise EngineError(f"Image.load: the file {path} is missing; fix the path in the catalog.", 404)
+                self._sources[key] = FileSource.open(path, index, pyramiding)
+            return self._sources[key]
+
+    def _image(self, entry: ImageEntry):
+        from .date import Date
+        from .image import Image
+        from .resample import source_band
+
+        bands = [
+            source_band(name, self._source(path, index, entry.pyramiding.get(name, "mean")))
+            for name, (path, index) in entry.bands.items()
+        ]
+        props: dict[str, Any] = dict(entry.properties)
+        props["system:id"] = entry.id
+        if entry.time_start is not None:
+            props["system:time_start"] = Date.coerce(entry.time_start).millis
+        if entry.time_end is not None:
+            props["system:time_end"] = Date.coerce(entry.time_end).millis
+        footprints = [b.footprint for b in bands if b.footprint is not None]
+        if footprints:
+            props.setdefault("system:footprint", Geometry(shapely.union_all(footprints), geodesic=False))
+        return Image(bands, props, id=entry.index)
 
     def add_table(self, id: str, path: str | Path, **options: Any) -> TableEntry:
         path = Path(path)
@@ -83,10 +207,10 @@ class Catalog:
         return entry
 
     def asset_ids(self) -> list[str]:
-        return sorted(self.tables)
+        return sorted({*self.tables, *self.images, *self.collections})
 
     def has(self, asset_id: str) -> bool:
-        return asset_id in self.tables
+        return asset_id in self.tables or asset_id in self.images or asset_id in self.collections
 
     def table(self, asset_id: str) -> FeatureCollection:
         """The table as a FeatureCollection; Earth Engine's error if unknown."""
@@ -99,11 +223,46 @@ class Catalog:
             return self._loaded[asset_id]
 
     def asset_info(self, asset_id: str) -> dict:
+        if asset_id in self.images:
+            return {"type": "IMAGE", "name": asset_id, "id": asset_id}
+        if asset_id in self.collections:
+            return {"type": "IMAGE_COLLECTION", "name": asset_id, "id": asset_id}
         entry = self.tables.get(asset_id)
         if entry is None:
             raise NotFound(f"Asset '{asset_id}' not found.")
         size = entry.path.stat().st_size if entry.path.exists() else 0
         return {"type": "TABLE", "name": asset_id, "id": asset_id, "sizeBytes": str(size)}
+
+
+def _resolve(path: str | Path, base: Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _image_args(entry: dict, base: Path, where: str) -> dict:
+    known = {"id", "bands", "path", "band_names", "collection", "time_start", "time_end", "pyramiding", "properties"}
+    unknown = set(entry) - known
+    if unknown:
+        raise CatalogError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(known)}.")
+    if "id" not in entry:
+        raise CatalogError(f"{where}: every image needs an 'id'.")
+    args = {k: v for k, v in entry.items() if k not in ("path", "band_names", "bands")}
+    if "bands" in entry:
+        if not isinstance(entry["bands"], dict) or not entry["bands"]:
+            raise CatalogError(f"{where}: 'bands' must map band names to files.")
+        args["bands"] = {
+            name: (_resolve(spec, base), 1) if isinstance(spec, str) else (_resolve(spec[0], base), int(spec[1]))
+            for name, spec in entry["bands"].items()
+        }
+    elif "path" in entry:
+        names = entry.get("band_names")
+        if not names:
+            raise CatalogError(f"{where}: a multi-band 'path' needs 'band_names'.")
+        path = _resolve(entry["path"], base)
+        args["bands"] = {name: (path, i + 1) for i, name in enumerate(names)}
+    else:
+        raise CatalogError(f"{where}: give 'bands' (one file per band) or 'path' with 'band_names'.")
+    return args
 
 
 def _entry_args(entry: dict, base: Path, where: str) -> dict:

@@ -31,6 +31,7 @@ class Context:
     project: str = "local-project"
     cancelled: threading.Event = field(default_factory=threading.Event)
     settings: dict[str, Any] = field(default_factory=dict)
+    pixels: dict = field(default_factory=dict)  # band pixels computed in this request, by (band key, grid)
 
     def check_cancelled(self) -> None:
         if self.cancelled.is_set():

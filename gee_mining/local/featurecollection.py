@@ -47,7 +47,7 @@ class FeatureCollection(Element):
     def copy_with(
         self, features: list[Any] | None = None, properties: dict[str, Any] | None = None, **changes: Any
     ) -> FeatureCollection:
-        out = FeatureCollection.__new__(FeatureCollection)
+        out = type(self).__new__(type(self))
         out.features = self.features if features is None else features
         out.properties = self.properties if properties is None else properties
         out.id = changes.get("id", self.id)

@@ -39,6 +39,9 @@ FAMILY_MODULES = (
     "featurecollection",
     "join",
     "misc",
+    "pixeltype",
+    "image",
+    "image_collection",
 )
 
 

@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -28,12 +29,21 @@ DEFAULT_PAGE_SIZE = 1000
 
 Response = tuple[int, str, bytes]
 
+
+@dataclass(frozen=True)
+class RawAnswer:
+    """An answer that is not JSON (pixels, files)."""
+
+    content_type: str
+    content: bytes
+
 _ROUTES: list[tuple[str, re.Pattern, str]] = [
     ("GET", re.compile(r"^/\$discovery/rest$"), "discovery"),
     ("GET", re.compile(r"^/v1/projects/(?P<project>[^/]+)/algorithms$"), "algorithms"),
     ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/value:compute$"), "compute_value"),
     ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/table:computeFeatures$"), "compute_features"),
     ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/table:export$"), "export_table"),
+    ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/image:computePixels$"), "compute_pixels"),
     ("GET", re.compile(r"^/v1/projects/(?P<project>[^/]+)/operations$"), "list_operations"),
     ("GET", re.compile(r"^/v1/projects/(?P<project>[^/]+)/operations/(?P<op>[^/:]+)$"), "get_operation"),
     ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/operations/(?P<op>[^/:]+):cancel$"), "cancel_operation"),
@@ -57,6 +67,8 @@ class Router:
                     handler: Callable[..., Any] = getattr(self, name)
                     payload = _parse_body(body) if method.upper() == "POST" else {}
                     result = handler(payload, base_url=base_url, query=query, **m.groupdict())
+                    if isinstance(result, RawAnswer):
+                        return 200, result.content_type, result.content
                     return 200, JSON, _dumps(result)
             raise NotFound(
                 f"The gee-mining local engine does not serve {method.upper()} {path}. "
@@ -85,10 +97,14 @@ class Router:
         return Context(catalog=self.engine.catalog, project=project, settings=self.engine.settings)
 
     def _evaluate(self, payload: Mapping, project: str) -> Any:
+        return self._evaluate_in(payload, self._context(project))
+
+    @staticmethod
+    def _evaluate_in(payload: Mapping, ctx: Context) -> Any:
         expression = payload.get("expression")
         if expression is None:
             raise EngineError("Request is missing 'expression'.")
-        return evaluate(expression, self._context(project))
+        return evaluate(expression, ctx)
 
     def compute_value(self, payload, project: str, **_):
         value = self._evaluate(payload, project)
@@ -125,6 +141,14 @@ class Router:
         if offset + size < len(features):
             out["nextPageToken"] = f"{key}:{offset + size}"
         return out
+
+    def compute_pixels(self, payload, project: str, **_):
+        from .pixels import compute_pixels
+
+        ctx = self._context(project)
+        value = self._evaluate_in(payload, ctx)
+        content_type, content = compute_pixels(value, payload, ctx)
+        return RawAnswer(content_type, content)
 
     # -- batch tasks ---------------------------------------------------------
 
