@@ -166,6 +166,7 @@ def test_remap_reference_example(ee_local):
 
 
 def test_random_column_is_deterministic_and_in_range(ee_local):
+    shared_file("polygons/amazon_mining_2024_model.geojson")
     fc = ee_local.FeatureCollection(AMAZON)
     a = fc.randomColumn("r", 7).aggregate_array("r").getInfo()
     b = fc.randomColumn("r", 7).aggregate_array("r").getInfo()
@@ -181,6 +182,7 @@ def test_random_column_is_deterministic_and_in_range(ee_local):
 def test_random_column_normal(ee_local):
     import statistics
 
+    shared_file("polygons/amazon_mining_2024_model.geojson")
     vals = ee_local.FeatureCollection(AMAZON).randomColumn("z", 1, "normal").aggregate_array("z").getInfo()
     assert abs(statistics.fmean(vals)) < 0.1
     assert 0.9 < statistics.stdev(vals) < 1.1
