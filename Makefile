@@ -15,12 +15,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[all]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The Earth Engine JavaScript client (npm), for the Code Editor scripts' round-trip tests (tests/test_jsgen.py).
+NODE_STAMP := node_modules/.installed-$(shell cat package-lock.json | cksum | cut -d' ' -f1)
+$(NODE_STAMP): package.json package-lock.json
+	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund && touch $@; \
+	else echo "npm not found: tests/test_jsgen.py will skip its JavaScript round trips"; fi
+
+install: $(STAMP) $(NODE_STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/gee-mining demo --out runs/demo
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m ruff check gee_mining tests bench
 	$(PY) -m pytest -q -p no:cacheprovider
 
@@ -29,4 +35,4 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check gee_mining tests bench
 
 clean:
-	rm -rf $(VENV) runs .cache
+	rm -rf $(VENV) runs .cache node_modules

@@ -34,6 +34,12 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _js(args: argparse.Namespace) -> int:
+    from .jsgen import cli
+
+    return cli(args)
+
+
 def _algorithms(args: argparse.Namespace) -> int:
     from .local.registry import implemented
     from .local.signatures import signatures
@@ -67,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--catalog", help="catalog TOML (default: the project's shared data, if found)")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("js", help="write the pipeline steps' Earth Engine Code Editor scripts (ee_scripts/)")
+    p.add_argument("--out", default="ee_scripts", help="output folder (default ee_scripts)")
+    p.set_defaults(func=_js)
 
     p = sub.add_parser("algorithms", help="list the Earth Engine algorithms the local engine implements")
     p.add_argument("--all", action="store_true", help="list every Earth Engine algorithm, marking ours")
