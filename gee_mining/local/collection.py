@@ -47,9 +47,17 @@ def as_filter(name: str, value: Any) -> Filter:
 
 @algorithm("Collection.filter")
 def filter_(collection, filter):  # noqa: A002
+    """The elements that pass, in order. A bounds filter on a large collection first
+    prunes by bounding boxes (an index kept with the collection), then tests exactly."""
     fc = as_collection("Collection.filter", collection)
-    test = as_filter("Collection.filter", filter).test
-    return fc.with_features([f for f in fc.features if test(f, f)])
+    flt = as_filter("Collection.filter", filter)
+    test = flt.test
+    candidates = fc.features
+    if flt.bounds is not None and len(fc.features) > 64:
+        from .spatial_index import candidates_intersecting
+
+        candidates = candidates_intersecting(fc, flt.bounds)
+    return fc.with_features([f for f in candidates if test(f, f)])
 
 
 def sort_key(value: Any) -> tuple:

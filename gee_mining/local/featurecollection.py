@@ -38,11 +38,12 @@ def column_type(value: Any) -> str:
 class FeatureCollection(Element):
     ee_type = "FeatureCollection"
     id_property = "system:id"
-    __slots__ = ("features",)
+    __slots__ = ("features", "spatial_index")
 
     def __init__(self, features: list[Any], properties: dict[str, Any] | None = None, id: str | None = None):
         super().__init__(properties, id)
         self.features = list(features)
+        self.spatial_index = None
 
     def copy_with(
         self, features: list[Any] | None = None, properties: dict[str, Any] | None = None, **changes: Any
@@ -51,6 +52,7 @@ class FeatureCollection(Element):
         out.features = self.features if features is None else features
         out.properties = self.properties if properties is None else properties
         out.id = changes.get("id", self.id)
+        out.spatial_index = self.spatial_index if features is None else None
         return out
 
     def with_features(self, features: list[Any]) -> FeatureCollection:
