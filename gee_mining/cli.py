@@ -55,6 +55,48 @@ def _algorithms(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grid(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    import ee
+
+    from .connect import connect
+    from .grid import GridSpec, build_levels, parse_region, register_polygon_file, write_table
+
+    if args.levels:
+        specs = [GridSpec.of(float(v), projection=args.projection) for v in args.levels.split(",")]
+    else:
+        specs = [GridSpec.of(args.cell, args.zoom, projection=args.projection)]
+    out = Path(args.out)
+    polygons = args.polygons
+    from .local.catalog import TABLE_SUFFIXES
+
+    if Path(polygons).suffix.lower() in TABLE_SUFFIXES or Path(polygons).exists():
+        if args.engine != "local":
+            from .errors import InputError
+
+            raise InputError(
+                f"--polygons {polygons}: Earth Engine reads tables from assets; upload the file as a table asset "
+                "and pass its id, or use --engine local."
+            )
+        polygons, catalog, _ = register_polygon_file(
+            polygons, Path(tempfile.mkdtemp(prefix="gee-mining-grid-")), args.project
+        )
+        connect("local", project=args.project, catalog=catalog)
+    else:
+        connect(args.engine, project=args.project, catalog=args.catalog)
+    region = parse_region(ee, args.region)
+    tables = build_levels(ee, polygons, specs, region=region, margin=args.margin, progress=print)
+    for spec, table in zip(specs, tables, strict=True):
+        path = out if len(specs) == 1 else out.with_name(f"{out.stem}_z{spec.zoom}{out.suffix}")
+        write_table(table, path)
+        for warning in table.warnings:
+            print(f"warning: {warning}")
+        print(f"zoom {spec.zoom}: {len(table.positives)} positives, {len(table.negatives)} negatives -> {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gee-mining", description="Find mines in Sentinel-2 imagery with Earth Engine."
@@ -77,6 +119,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("js", help="write the pipeline steps' Earth Engine Code Editor scripts (ee_scripts/)")
     p.add_argument("--out", default="ee_scripts", help="output folder (default ee_scripts)")
     p.set_defaults(func=_js)
+
+    p = sub.add_parser("grid", help="Step 1: cells over mine polygons (positives, negatives, names) to a table")
+    p.add_argument("--polygons", required=True, help="a table asset id, or a polygon file (local engine)")
+    p.add_argument("--cell", type=float, help="cell size in metres (5500, 2750, 1375 = zoom 14, 15, 16)")
+    p.add_argument("--zoom", type=int, help="zoom label (needed for other cell sizes)")
+    p.add_argument("--levels", help="several nested sizes, coarse to fine, e.g. 5500,2750,1375")
+    p.add_argument("--projection", default="utm", choices=["utm", "EPSG:3857"], help="grid projection (default utm)")
+    p.add_argument("--region", help="west,south,east,north in degrees (default: everywhere)")
+    p.add_argument("--margin", type=float, default=0.0, help="metres between negatives and any polygon")
+    p.add_argument("--engine", default="local", choices=["local", "earthengine"])
+    p.add_argument("--project", default="gee-mining-local", help="Cloud project (Earth Engine) or local project id")
+    p.add_argument("--catalog", help="local engine catalog TOML (for asset ids)")
+    p.add_argument("--out", required=True, help="output table: .parquet (GeoParquet), .gpkg or .csv")
+    p.set_defaults(func=_grid)
 
     p = sub.add_parser("algorithms", help="list the Earth Engine algorithms the local engine implements")
     p.add_argument("--all", action="store_true", help="list every Earth Engine algorithm, marking ours")

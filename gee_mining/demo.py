@@ -114,6 +114,12 @@ def run_demo(
         progress(f"[demo] {table_id}: {stats['count']:,} polygons, {stats['total_area_km2']:,.1f} km² geodesic area")
         _table_section(report, table_id, stats)
 
+    if mines_id is not None:
+        t = time.perf_counter()
+        grid_summary = run_grid_step(ee, report, mines_id, out, progress)
+        timings["step 1: grids at 5500, 2750, 1375 m"] = time.perf_counter() - t
+        summary["grid"] = grid_summary
+
     timing_section = report.section("Timings")
     Report.table(timing_section, ["step", "seconds"], [(k, round(v, 3)) for k, v in timings.items()])
     summary["timings_s"] = timings
@@ -171,6 +177,93 @@ def table_summary(ee, table_id: str):
             ).get("groups"),
         )
     return summary
+
+
+def run_grid_step(ee, report, table_id: str, out: Path, progress: Callable[[str], None]) -> dict:
+    """Step 1 on the demo polygons: nested grids, written as GeoParquet, GeoPackage and CSV, with maps."""
+    from .grid import GridSpec, build_levels, write_table
+    from .report import Report
+
+    specs = [GridSpec.of(5500), GridSpec.of(2750), GridSpec.of(1375)]
+    tables = build_levels(ee, table_id, specs, progress=lambda m: None)
+    s = report.section("Step 1: grids of cells over the mine polygons")
+    Report.text(
+        s,
+        "Cells are squares in the UTM zone of the polygons they cover (Sentinel-2's projection), nested so that each "
+        "cell splits into the 4 cells of the next level. Positives overlap the union of the polygons by at least "
+        "0.1 % (coarse cells that hold a finer positive are kept too); each positive has its own negative: the "
+        "nearest cell touching no polygon. Computed server-side with Geometry.coveringGrid per UTM zone.",
+    )
+    rows, summary = [], {}
+    for spec, table in zip(specs, tables, strict=True):
+        for suffix in ("parquet", "gpkg", "csv"):
+            write_table(table, out / "grid" / f"grid_z{spec.zoom}.{suffix}")
+        pos = table.positives
+        kept = sum(r["nesting_only"] for r in pos)
+        mean_overlap = sum(r["overlap"] for r in pos) / len(pos) if pos else 0.0
+        mean_dist = sum(r["distance_m"] for r in table.negatives) / max(1, len(table.negatives))
+        rows.append((spec.zoom, f"{spec.cell_size:g} m", len(pos), kept, len(table.negatives), mean_overlap, mean_dist))
+        summary[f"z{spec.zoom}"] = {"positives": len(pos), "negatives": len(table.negatives), "kept_for_nesting": kept}
+        progress(f"[demo] grid zoom {spec.zoom}: {len(pos)} positives, {len(table.negatives)} negatives")
+    Report.table(
+        s,
+        ["zoom", "cell", "positives", "kept for nesting", "negatives", "mean overlap", "mean negative distance (m)"],
+        rows,
+    )
+    Report.text(s, f"Tables written to {out / 'grid'} (GeoParquet, GeoPackage, CSV).", "meta")
+    _grid_figure(ee, s, table_id, specs, tables)
+    return summary
+
+
+def _grid_figure(ee, section, table_id: str, specs, tables) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import shapely
+    from shapely.geometry import shape
+
+    from .grid import cell_polygon
+    from .report import Report
+
+    coarse = tables[0]
+    # the densest cluster: the coarse positive with most fine positives around it
+    centre = max(coarse.positives, key=lambda r: r["overlap"])
+    lon0, lat0 = centre["lon"], centre["lat"]
+    half = 0.12
+    window = shapely.box(lon0 - half, lat0 - half, lon0 + half, lat0 + half)
+    polys = [
+        shape(f["geometry"])
+        for f in iter_features(ee.FeatureCollection(table_id).filterBounds(ee.Geometry.Rectangle(list(window.bounds))))
+    ]
+    fig, axes = plt.subplots(1, len(tables), figsize=(5 * len(tables), 5.2))
+    for ax, spec, table in zip(axes, specs, tables, strict=True):
+        for r in table.rows:
+            poly = cell_polygon(r)
+            if not poly.intersects(window):
+                continue
+            x, y = poly.exterior.xy
+            if r["label"] == 1:
+                ax.fill(
+                    x, y, color="#f4a259", alpha=0.25 + 0.75 * min(1.0, r["overlap"] * 4), edgecolor="#c0392b", lw=0.6
+                )
+            else:
+                ax.fill(x, y, color="#5dade2", alpha=0.35, edgecolor="#1f618d", lw=0.6)
+        for p in polys:
+            for part in getattr(p, "geoms", [p]):
+                px, py = part.exterior.xy
+                ax.fill(px, py, color="#c62828", alpha=0.55, lw=0)
+        ax.set_xlim(lon0 - half, lon0 + half)
+        ax.set_ylim(lat0 - half, lat0 + half)
+        ax.set_aspect(1 / max(0.2, abs(__import__("math").cos(__import__("math").radians(lat0)))))
+        ax.set_title(f"zoom {spec.zoom} ({spec.cell_size:g} m)")
+        ax.tick_params(labelsize=7)
+    Report.figure(
+        section,
+        fig,
+        f"Around {centre['name']}: positive cells (orange, darker = more overlap), their negatives (blue) and the "
+        "mine polygons (red), at each level.",
+    )
 
 
 def _table_section(report, table_id: str, stats: dict) -> None:

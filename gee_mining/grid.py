@@ -1,0 +1,569 @@
+"""Step 1: grids of cells over mine polygons.
+
+Cells are squares of a chosen size (5500, 2750 and 1375 m carry the zoom
+labels 14, 15 and 16). By default each cell lives in the UTM zone of the
+polygons it covers (the Sentinel-2 native projection, EPSG:326zz north of the
+equator and 327zz south of it, as Sentinel-2 tiles are), on the grid whose
+origin is the projection's origin: cells are then square and true to size on
+the ground, an image exported in the cell's projection at 10 m is exactly
+cell/10 pixels wide, and every cell splits exactly into the 4 cells of the next
+finer level (5500 = 2 x 2750 = 4 x 1375), which the pyramid search relies on.
+``projection="EPSG:3857"`` puts every cell on one Web Mercator grid instead
+(square on a Google-like map, not true to size away from the equator).
+
+Everything on geometry runs server-side through ``ee``
+(``Geometry.coveringGrid`` per zone, intersections and areas in the zone's
+projection, spatial filters), so the same code runs on Earth Engine and on the
+local engine. Cell names, the nearest-negative assignment and file writing are
+small pure functions on the results.
+
+Positives overlap the union of the polygons by at least 0.1 % of their area
+(``overlap`` is that fraction); each positive gets its own negative, the
+nearest cell (centre to centre) that touches no polygon, optionally at least
+``margin`` metres from every polygon.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+ZOOM_SIZES: dict[int, float] = {14: 5500.0, 15: 2750.0, 16: 1375.0}
+MIN_OVERLAP = 0.001
+MAX_ERROR_M = 1.0
+
+
+# -- specs and names (pure) ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """A grid level: the cell size in metres, its zoom label, and the grid projection."""
+
+    cell_size: float
+    zoom: int
+    projection: str = "utm"
+
+    def __post_init__(self):
+        if not (self.cell_size > 0 and math.isfinite(self.cell_size)):
+            raise InputError(f"cell size {self.cell_size!r}: give a positive size in metres, e.g. 5500.")
+        if self.projection not in ("utm", "EPSG:3857"):
+            raise InputError(f"grid projection {self.projection!r}: use 'utm' (default) or 'EPSG:3857'.")
+
+    @classmethod
+    def of(cls, cell_size: float | None = None, zoom: int | None = None, projection: str = "utm") -> GridSpec:
+        """A spec from a size, a zoom label, or both (sizes other than 5500/2750/1375 m need a label)."""
+        if cell_size is None and zoom is None:
+            raise InputError("give a cell size (--cell 5500) or a zoom level (14, 15, 16).")
+        if cell_size is None:
+            if zoom not in ZOOM_SIZES:
+                raise InputError(f"zoom {zoom}: known levels are {sorted(ZOOM_SIZES)}; give a cell size as well.")
+            cell_size = ZOOM_SIZES[zoom]
+        if zoom is None:
+            zoom = next((z for z, s in ZOOM_SIZES.items() if s == float(cell_size)), None)
+            if zoom is None:
+                raise InputError(
+                    f"cell size {cell_size} m has no zoom label: pass one (e.g. --zoom 13), "
+                    f"or use one of {sorted(ZOOM_SIZES.values())}."
+                )
+        return cls(float(cell_size), int(zoom), projection)
+
+    def child(self) -> GridSpec:
+        """The next finer level: each cell splits into 4."""
+        return GridSpec(self.cell_size / 2, self.zoom + 1, self.projection)
+
+
+def check_nesting(levels: Sequence[GridSpec]) -> None:
+    """Each level must halve the previous one on the same projection, so cells split into 4."""
+    for coarse, fine in zip(levels, levels[1:], strict=False):
+        if fine.projection != coarse.projection or abs(coarse.cell_size - 2 * fine.cell_size) > 1e-9:
+            raise InputError(
+                f"levels {coarse.cell_size} m -> {fine.cell_size} m break the nesting: each level must be half "
+                "the previous one, on the same grid projection."
+            )
+
+
+def utm_epsg(lon: float, lat: float) -> int:
+    """The EPSG code of the UTM zone (WGS84, by hemisphere) of a point, as Sentinel-2 tiles are."""
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise InputError(f"({lon}, {lat}) is outside the world's longitudes and latitudes.")
+    zone = min(60, int(math.floor((lon + 180) / 6)) + 1)
+    return (32600 if lat >= 0 else 32700) + zone
+
+
+def encode_coordinate(value: float) -> str:
+    """The seed's encoding: the coordinate times 1000 as an integer, a leading 0 for the minus sign.
+
+    -29.5 -> '029500', 29.5 -> '29500', 0.25 -> '250', -0.25 -> '0250'.
+    """
+    n = int(round(abs(value) * 1000))
+    return ("0" if value < 0 and n else "") + str(n)
+
+
+def decode_coordinate(text: str) -> float:
+    if not text.isdigit():
+        raise InputError(f"{text!r} is not an encoded coordinate (digits, a leading 0 for negatives).")
+    if len(text) > 1 and text[0] == "0":
+        return -int(text[1:]) / 1000
+    return int(text) / 1000
+
+
+def cell_name(lat: float, lon: float, zoom: int, overlap: float | None) -> str:
+    """``LAT_LON_Zoom_OverlapPct``; OverlapPct is the percent overlap with one decimal, or ``neg``."""
+    pct = "neg" if overlap is None else f"{overlap * 100:.1f}"
+    return f"{encode_coordinate(lat)}_{encode_coordinate(lon)}_{zoom}_{pct}"
+
+
+@dataclass(frozen=True)
+class CellName:
+    lat: float
+    lon: float
+    zoom: int
+    overlap_pct: float | None  # None for negatives
+
+    @property
+    def is_negative(self) -> bool:
+        return self.overlap_pct is None
+
+
+_NAME = re.compile(r"^(\d+)_(\d+)_(\d+)_(neg|\d+(?:\.\d+)?)$")
+
+
+def parse_cell_name(name: str) -> CellName:
+    m = _NAME.match(name)
+    if not m:
+        raise InputError(
+            f"{name!r} is not a cell name of the form LAT_LON_Zoom_OverlapPct (e.g. 029500_14125_14_12.5)."
+        )
+    lat, lon, zoom, pct = m.groups()
+    return CellName(decode_coordinate(lat), decode_coordinate(lon), int(zoom), None if pct == "neg" else float(pct))
+
+
+def assign_negatives(
+    positives: Sequence[tuple[int, int]], free: Sequence[tuple[int, int]], cell_size: float
+) -> list[tuple[int, int, float] | None]:
+    """Give each positive (cell indices x, y) a distinct free cell, nearest first.
+
+    Pairs are taken in order of centre-to-centre distance (ties by positive,
+    then candidate order), each positive and candidate used once. Returns, per
+    positive, ``(candidate position, distance in metres)`` or None when no
+    candidate is left.
+    """
+    pairs = sorted(
+        ((px - fx) ** 2 + (py - fy) ** 2, i, j)
+        for i, (px, py) in enumerate(positives)
+        for j, (fx, fy) in enumerate(free)
+    )
+    out: list[tuple[int, int, float] | None] = [None] * len(positives)
+    used: set[int] = set()
+    for d2, i, j in pairs:
+        if out[i] is None and j not in used:
+            out[i] = (i, j, math.sqrt(d2) * cell_size)
+            used.add(j)
+    return out
+
+
+# -- server-side graphs ----------------------------------------------------------------
+
+
+def tag_zones(ee, polygons, spec: GridSpec):
+    """Each polygon with ``grid_epsg``: the UTM zone of its centroid (or 3857)."""
+    if spec.projection == "EPSG:3857":
+        return polygons.map(lambda f: f.set("grid_epsg", 3857))
+
+    def tag(f):
+        c = f.geometry().centroid(MAX_ERROR_M).coordinates()
+        lon, lat = ee.Number(c.get(0)), ee.Number(c.get(1))
+        zone = lon.add(180).divide(6).floor().add(1).min(60)
+        base = ee.Number(ee.Algorithms.If(lat.gte(0), 32600, 32700))
+        return f.set("grid_epsg", base.add(zone).int())
+
+    return polygons.map(tag)
+
+
+def _cell_properties(ee, cell, proj, epsg: int):
+    g = cell.geometry()
+    lonlat = g.transform("EPSG:4326", MAX_ERROR_M)
+    return {
+        "epsg": epsg,
+        "centroid": g.centroid(MAX_ERROR_M).coordinates(),
+        "bounds": lonlat.bounds(MAX_ERROR_M).coordinates().get(0),
+    }
+
+
+def positive_cells(ee, tagged, epsg: int, spec: GridSpec, id_column: str, region=None, keep: Sequence[str] = ()):
+    """The zone's cells overlapping the polygons, with overlap fraction, polygon ids, centroid, bounds.
+
+    Cells below the minimum overlap are dropped unless their id (``"x,y"``) is in ``keep``.
+    """
+    crs = ee.Projection(f"EPSG:{epsg}")
+    zone_polys = tagged.filter(ee.Filter.eq("grid_epsg", epsg))
+    if region is not None:
+        zone_polys = zone_polys.filterBounds(region)
+    cells = zone_polys.geometry().coveringGrid(crs.atScale(spec.cell_size))
+    area = spec.cell_size * spec.cell_size
+
+    def measure(cell):
+        g = cell.geometry()
+        touching = tagged.filterBounds(g)
+        inter = touching.geometry().dissolve(MAX_ERROR_M, crs).intersection(g, MAX_ERROR_M, crs)
+        props = _cell_properties(ee, cell, crs, epsg)
+        props["overlap"] = inter.area(MAX_ERROR_M, crs).divide(area)
+        props["polygon_ids"] = touching.aggregate_array(id_column)
+        return cell.set(props)
+
+    passes = ee.Filter.gte("overlap", MIN_OVERLAP)
+    if keep:
+        passes = ee.Filter.Or(passes, ee.Filter.inList("system:index", list(keep)))
+    return cells.map(measure).filter(passes)
+
+
+def free_cells(ee, tagged, positives, epsg: int, spec: GridSpec, radius_cells: int, margin: float):
+    """Cells within ``radius_cells`` of the positives that touch no polygon (or none within ``margin`` m)."""
+    crs = ee.Projection(f"EPSG:{epsg}")
+    region = positives.geometry().buffer(radius_cells * spec.cell_size, MAX_ERROR_M, crs)
+    candidates = region.coveringGrid(crs.atScale(spec.cell_size))
+
+    def count_near(cell):
+        g = cell.geometry()
+        probe = g.buffer(margin, MAX_ERROR_M, crs) if margin > 0 else g
+        props = _cell_properties(ee, cell, crs, epsg)
+        props["near_polygons"] = tagged.filterBounds(probe).size()
+        return cell.set(props)
+
+    return candidates.map(count_near).filter(ee.Filter.eq("near_polygons", 0))
+
+
+# -- the step ------------------------------------------------------------------------------
+
+
+@dataclass
+class GridTable:
+    """The grid: one row per cell (positives, then their negatives), plus what happened."""
+
+    spec: GridSpec
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def positives(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["label"] == 1]
+
+    @property
+    def negatives(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["label"] == 0]
+
+
+def _index(cell_id: str) -> tuple[int, int]:
+    x, y = cell_id.split(",")
+    return int(x), int(y)
+
+
+def _row(feature: dict, spec: GridSpec, label: int) -> dict[str, Any]:
+    p = feature["properties"]
+    lon, lat = p["centroid"]
+    xs = [c[0] for c in p["bounds"]]
+    ys = [c[1] for c in p["bounds"]]
+    x, y = _index(feature["id"])
+    return {
+        "name": cell_name(lat, lon, spec.zoom, p["overlap"] if label else None),
+        "zoom": spec.zoom,
+        "cell_size": spec.cell_size,
+        "label": label,
+        "overlap": p.get("overlap", 0.0) if label else 0.0,
+        "epsg": int(p["epsg"]),
+        "cell_x": x,
+        "cell_y": y,
+        "lon": lon,
+        "lat": lat,
+        "west": min(xs),
+        "south": min(ys),
+        "east": max(xs),
+        "north": max(ys),
+        "polygon_ids": list(p.get("polygon_ids", [])) if label else [],
+        "distance_m": 0.0,
+        "pair": None,
+        "nesting_only": False,
+    }
+
+
+def build_grid(
+    ee,
+    polygons: Any,
+    spec: GridSpec,
+    *,
+    region: Any = None,
+    margin: float = 0.0,
+    id_column: str | None = None,
+    progress: Callable[[str], None] | None = None,
+    keep: dict[int, set[str]] | None = None,
+) -> GridTable:
+    """Positives with overlap, their distinct nearest negatives, names: the grid of one level.
+
+    ``polygons``: an ``ee.FeatureCollection`` or a table asset id. ``region``: an
+    optional ``ee.Geometry`` to restrict to. ``margin``: keep negatives this many
+    metres from every polygon. ``id_column``: the polygons' id property
+    (default: ``id`` if the table has it, else ``system:index``). ``keep``: per
+    zone EPSG, ids (``"x,y"``) of cells kept as positives whatever their
+    overlap (the parents of finer positives, see :func:`build_levels`).
+    """
+    from .tables import iter_features
+
+    say = progress or (lambda msg: None)
+    fc = ee.FeatureCollection(polygons) if isinstance(polygons, str) else polygons
+    if margin < 0:
+        raise InputError(f"margin {margin}: give a distance in metres >= 0.")
+    count = fc.size().getInfo()
+    if count == 0:
+        raise InputError("the polygon set is empty: give a table with at least one mine polygon.")
+    if id_column is None:
+        first = fc.first().propertyNames().getInfo()
+        id_column = "id" if "id" in first else "system:index"
+    tagged = tag_zones(ee, fc, spec)
+    zones = sorted({int(z) for z in tagged.aggregate_array("grid_epsg").distinct().getInfo()})
+    table = GridTable(spec)
+    say(f"[grid] {count:,} polygons in {len(zones)} grid zone(s) at {spec.cell_size:g} m (zoom {spec.zoom})")
+    for n, epsg in enumerate(zones, start=1):
+        kept = sorted((keep or {}).get(epsg, ()))
+        pos_fc = positive_cells(ee, tagged, epsg, spec, id_column, region, kept)
+        positives = [_row(f, spec, 1) for f in iter_features(pos_fc)]
+        for r in positives:
+            r["nesting_only"] = r["overlap"] < MIN_OVERLAP
+        say(f"[grid] zone EPSG:{epsg} ({n}/{len(zones)}): {len(positives)} positive cells")
+        if not positives:
+            continue
+        pos_index = [(r["cell_x"], r["cell_y"]) for r in positives]
+        assigned: list = [None] * len(positives)
+        radius = 2
+        pos_xy_fc = pos_fc
+        taken: set[tuple[int, int]] = set()
+        while any(a is None for a in assigned):
+            free = [
+                _row(f, spec, 0) for f in iter_features(free_cells(ee, tagged, pos_xy_fc, epsg, spec, radius, margin))
+            ]
+            free = [r for r in free if (r["cell_x"], r["cell_y"]) not in taken]
+            todo = [i for i, a in enumerate(assigned) if a is None]
+            found = assign_negatives(
+                [pos_index[i] for i in todo], [(r["cell_x"], r["cell_y"]) for r in free], spec.cell_size
+            )
+            for k, hit in zip(todo, found, strict=True):
+                if hit is not None:
+                    _, j, dist = hit
+                    assigned[k] = (free[j], dist)
+                    taken.add((free[j]["cell_x"], free[j]["cell_y"]))
+            if any(a is None for a in assigned):
+                if radius >= 64:
+                    missing = sum(a is None for a in assigned)
+                    table.warnings.append(f"EPSG:{epsg}: {missing} positive cell(s) got no negative within 64 cells.")
+                    break
+                radius *= 2
+        for pos, neg in zip(positives, assigned, strict=True):
+            table.rows.append(pos)
+            if neg is not None:
+                row, dist = dict(neg[0]), neg[1]
+                row["distance_m"] = dist
+                row["pair"] = pos["name"]
+                pos["pair"] = row["name"]
+                table.rows.append(row)
+    names = [r["name"] for r in table.rows]
+    if len(set(names)) != len(names):
+        raise AssertionError("cell names are not unique")  # cannot happen for cells >= 100 m apart
+    say(f"[grid] {len(table.positives)} positives, {len(table.negatives)} negatives")
+    return table
+
+
+def build_levels(ee, polygons: Any, levels: Sequence[GridSpec], **options: Any) -> list[GridTable]:
+    """Nested grids, coarse to fine, such that every positive lies inside a positive of each coarser level.
+
+    A fine cell may pass the 0.1 % overlap threshold while its parent, four
+    times larger, does not; such parents are kept as positives, with their true
+    overlap and ``nesting_only`` set, so that the pyramid never loses a mine
+    between levels. Levels are built finest first.
+    """
+    levels = list(levels)
+    check_nesting(levels)
+    out: list[GridTable] = []
+    keep: dict[int, set[str]] = {}
+    for spec in reversed(levels):
+        table = build_grid(ee, polygons, spec, keep=keep, **options)
+        out.append(table)
+        keep = {}
+        for r in table.positives:
+            keep.setdefault(r["epsg"], set()).add(f"{r['cell_x'] // 2},{r['cell_y'] // 2}")
+    return out[::-1]
+
+
+# -- writing -------------------------------------------------------------------------------
+
+COLUMNS = [
+    "name", "zoom", "cell_size", "label", "overlap", "epsg", "cell_x", "cell_y", "lon", "lat",
+    "west", "south", "east", "north", "distance_m", "pair", "nesting_only", "polygon_ids",
+]  # fmt: skip
+
+
+def cell_polygon(row: dict[str, Any]):
+    """The cell's square in its projection, reprojected to EPSG:4326 (edges densified)."""
+    import numpy as np
+    import pyproj
+    import shapely
+
+    size = row["cell_size"]
+    x0, y0 = row["cell_x"] * size, row["cell_y"] * size
+    square = shapely.segmentize(shapely.box(x0, y0, x0 + size, y0 + size), size / 16)
+    tf = pyproj.Transformer.from_crs(row["epsg"], 4326, always_xy=True)
+    return shapely.transform(square, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
+
+
+def write_table(table: GridTable, path: str | os.PathLike) -> Path:
+    """Write the grid as GeoParquet (.parquet), GeoPackage (.gpkg) or CSV with bounds (.csv)."""
+    import tempfile
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".gpkg", ".csv"):
+        raise InputError(f"{path}: write the grid as .parquet (GeoParquet), .gpkg or .csv.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=suffix)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        {".parquet": _write_parquet, ".gpkg": _write_gpkg, ".csv": _write_csv}[suffix](table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _column(rows: Iterable[dict], name: str) -> list:
+    if name == "polygon_ids":
+        return [";".join(str(v) for v in r[name]) for r in rows]
+    return [r[name] for r in rows]
+
+
+def _write_csv(table: GridTable, path: Path) -> None:
+    import csv
+
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(COLUMNS)
+        for r in table.rows:
+            w.writerow(
+                ["" if r[c] is None else (";".join(map(str, r[c])) if c == "polygon_ids" else r[c]) for c in COLUMNS]
+            )
+
+
+def _write_parquet(table: GridTable, path: Path) -> None:
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import shapely
+
+    geoms = [shapely.to_wkb(cell_polygon(r)) for r in table.rows]
+    data = {c: _column(table.rows, c) for c in COLUMNS}
+    data["geometry"] = geoms
+    geo = {
+        "version": "1.0.0",
+        "primary_column": "geometry",
+        "columns": {"geometry": {"encoding": "WKB", "geometry_types": ["Polygon"], "crs": None}},
+    }
+    pa_table = pa.table(data).replace_schema_metadata({b"geo": json.dumps(geo).encode()})
+    pq.write_table(pa_table, path)
+
+
+def _write_gpkg(table: GridTable, path: Path) -> None:
+    import numpy as np
+    import pyogrio
+    import shapely
+
+    path.unlink(missing_ok=True)
+    geoms = np.array([shapely.to_wkb(cell_polygon(r)) for r in table.rows], dtype=object)
+    fields = [
+        np.array(_column(table.rows, c), dtype=object if c in ("name", "pair", "polygon_ids") else None)
+        for c in COLUMNS
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pyogrio.raw.write(
+            path,
+            geometry=geoms,
+            field_data=fields,
+            fields=COLUMNS,
+            crs="EPSG:4326",
+            driver="GPKG",
+            geometry_type="Polygon",
+            layer="grid",
+        )
+
+
+# -- input files ------------------------------------------------------------------------------
+
+
+def register_polygon_file(path: str | os.PathLike, catalog_dir: Path, project: str) -> tuple[str, Path, int]:
+    """A catalog for a user's polygon file, with invalid polygons repaired.
+
+    Returns the asset id the local engine serves it under, the catalog path and
+    the number of polygons repaired (each repaired with ``shapely.make_valid``).
+    """
+    import numpy as np
+    import pyogrio
+    import shapely
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"--polygons {path}: no such file.")
+    try:
+        meta, _, wkb, fields = pyogrio.raw.read(path)
+    except Exception as e:  # pyogrio raises several kinds
+        raise InputError(f"--polygons {path}: cannot read it as a vector file ({e}).") from None
+    geoms = shapely.from_wkb(wkb)
+    invalid = ~shapely.is_valid(geoms)
+    repaired = int(invalid.sum())
+    catalog_dir.mkdir(parents=True, exist_ok=True)
+    source = path
+    if repaired:
+        fixed = geoms.copy()
+        fixed[invalid] = shapely.make_valid(geoms[invalid])
+        source = catalog_dir / "polygons_repaired.gpkg"
+        pyogrio.raw.write(
+            source,
+            geometry=shapely.to_wkb(fixed),
+            field_data=list(fields),
+            fields=list(meta["fields"]),
+            crs=meta.get("crs") or "EPSG:4326",
+            driver="GPKG",
+            layer="polygons",
+            promote_to_multi=True,
+        )
+        warnings.warn(f"{repaired} invalid polygon(s) in {path} were repaired (shapely.make_valid).", stacklevel=2)
+    if len(geoms) == 0 or np.all(shapely.is_empty(geoms)):
+        raise InputError(f"--polygons {path}: the file holds no polygons.")
+    asset_id = f"projects/{project}/assets/{re.sub(r'[^A-Za-z0-9_-]', '_', path.stem)}"
+    catalog = catalog_dir / "catalog.toml"
+    catalog.write_text(f'[[table]]\nid = "{asset_id}"\npath = "{source.resolve()}"\n')
+    return asset_id, catalog, repaired
+
+
+def parse_region(ee, text: str | None):
+    """``W,S,E,N`` in degrees as an ee.Geometry.Rectangle, checked against the world's bounds."""
+    if not text:
+        return None
+    try:
+        west, south, east, north = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--region {text!r}: give west,south,east,north in degrees, e.g. -60,-10,-50,0.") from None
+    if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
+        raise InputError(
+            f"--region {text!r} is outside the world or empty: longitudes within -180..180, latitudes within "
+            "-90..90, west < east and south < north."
+        )
+    return ee.Geometry.Rectangle([west, south, east, north], None, False)

@@ -1,0 +1,178 @@
+"""Step 1, the grid: checked against an independent shapely + pyproj reference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyogrio
+import pyproj
+import pytest
+import shapely
+from conftest import shared_file
+
+from gee_mining.errors import InputError
+from gee_mining.grid import (
+    GridSpec,
+    build_grid,
+    cell_name,
+    check_nesting,
+    decode_coordinate,
+    encode_coordinate,
+    parse_cell_name,
+    write_table,
+)
+
+MINES = "projects/gee-mining-test/assets/mining_tropics_demo"
+
+
+def reference_positives(path, size):
+    """Cells of each polygon's UTM zone (by its centroid) overlapping the union of all polygons."""
+    _, _, wkb, _ = pyogrio.raw.read(path)
+    polys = list(shapely.from_wkb(wkb))
+    zones = {}
+    for p in polys:
+        c = p.centroid
+        epsg = (32600 if c.y >= 0 else 32700) + min(60, int(math.floor((c.x + 180) / 6)) + 1)
+        zones.setdefault(epsg, []).append(p)
+    out = {}
+    for epsg, members in zones.items():
+        tf = pyproj.Transformer.from_crs(4326, epsg, always_xy=True)
+
+        def utm(g, tf=tf):
+            return shapely.transform(g, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
+
+        zone_union = shapely.union_all([utm(p) for p in members])
+        all_union = shapely.union_all([utm(p) for p in polys])
+        x0, y0, x1, y1 = zone_union.bounds
+        for i in range(math.floor(x0 / size), math.ceil(x1 / size)):
+            for j in range(math.floor(y0 / size), math.ceil(y1 / size)):
+                cell = shapely.box(i * size, j * size, (i + 1) * size, (j + 1) * size)
+                if not cell.intersects(zone_union):
+                    continue
+                frac = cell.intersection(all_union).area / size**2
+                if frac >= 0.001:
+                    out[(epsg, i, j)] = frac
+    return out, polys
+
+
+@pytest.fixture(scope="module", params=[5500, 2750, 1375])
+def grid_case(request, ee_local):
+    path = shared_file("polygons/mining_tropics_demo.gpkg")
+    spec = GridSpec.of(request.param)
+    table = build_grid(ee_local, MINES, spec)
+    return spec, table, path
+
+
+def test_positives_and_overlaps_equal_reference(grid_case):
+    spec, table, path = grid_case
+    expected, _ = reference_positives(path, spec.cell_size)
+    got = {(r["epsg"], r["cell_x"], r["cell_y"]): r["overlap"] for r in table.positives}
+    assert set(got) == set(expected)
+    worst = max(abs(got[k] - expected[k]) for k in got)
+    assert worst < 1e-4, worst
+
+
+def test_negatives_are_distinct_nearest_free_cells(grid_case):
+    spec, table, path = grid_case
+    size = spec.cell_size
+    _, polys = reference_positives(path, size)
+    negatives = table.negatives
+    assert len(negatives) == len(table.positives)
+    keys = [(r["epsg"], r["cell_x"], r["cell_y"]) for r in negatives]
+    assert len(set(keys)) == len(keys)
+    by_name = {r["name"]: r for r in table.rows}
+    tfs = {}
+    for neg in negatives:
+        epsg = neg["epsg"]
+        tf = tfs.setdefault(epsg, pyproj.Transformer.from_crs(epsg, 4326, always_xy=True))
+        x, y = neg["cell_x"] * size, neg["cell_y"] * size
+        square = shapely.segmentize(shapely.box(x, y, x + size, y + size), size / 64)
+        lonlat = shapely.transform(square, lambda xy, tf=tf: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
+        assert not any(lonlat.intersects(p) for p in polys), neg["name"]
+        pos = by_name[neg["pair"]]
+        d = size * math.hypot(pos["cell_x"] - neg["cell_x"], pos["cell_y"] - neg["cell_y"])
+        assert neg["distance_m"] == pytest.approx(d)
+        assert pos["epsg"] == neg["epsg"]
+    # nearest: no negative is farther than the farthest of the 8 neighbours when one of them is free and unused
+    assert min(r["distance_m"] for r in negatives) >= size
+
+
+def test_names_round_trip_and_are_unique(grid_case):
+    _, table, _ = grid_case
+    names = [r["name"] for r in table.rows]
+    assert len(names) == len(set(names))
+    for r in table.rows:
+        parsed = parse_cell_name(r["name"])
+        assert parsed.lat == pytest.approx(r["lat"], abs=5e-4)
+        assert parsed.lon == pytest.approx(r["lon"], abs=5e-4)
+        assert parsed.is_negative == (r["label"] == 0)
+
+
+def test_seed_name_example_and_signs():
+    assert encode_coordinate(-29.5) == "029500"
+    assert encode_coordinate(29.5) == "29500"
+    assert decode_coordinate("029500") == -29.5
+    assert decode_coordinate("29500") == 29.5
+    assert decode_coordinate(encode_coordinate(-0.25)) == -0.25
+    name = cell_name(-29.5, -70.125, 14, 0.1234)
+    assert name == "029500_070125_14_12.3"
+    parsed = parse_cell_name(name)
+    assert (parsed.lat, parsed.lon, parsed.zoom, parsed.overlap_pct) == (-29.5, -70.125, 14, 12.3)
+    assert parse_cell_name(cell_name(10.0, 20.0, 15, None)).is_negative
+    with pytest.raises(InputError, match="not a cell name"):
+        parse_cell_name("10_20_neg")
+
+
+def test_bad_specs_are_clear():
+    with pytest.raises(InputError, match="no zoom label"):
+        GridSpec.of(3000)
+    assert GridSpec.of(3000, zoom=13).cell_size == 3000
+    with pytest.raises(InputError, match="break the nesting"):
+        check_nesting([GridSpec.of(5500), GridSpec.of(1375)])
+    check_nesting([GridSpec.of(5500), GridSpec.of(2750), GridSpec.of(1375)])
+    with pytest.raises(InputError, match="positive size"):
+        GridSpec(-5, 14)
+
+
+def test_empty_polygon_set_is_an_error(ee_local):
+    ee = ee_local
+    empty = ee.FeatureCollection(MINES).filter(ee.Filter.eq("COUNTRY_NAME", "Atlantis"))
+    shared_file("polygons/mining_tropics_demo.gpkg")
+    with pytest.raises(InputError, match="empty"):
+        build_grid(ee, empty, GridSpec.of(5500))
+
+
+def test_outputs_are_written(grid_case, tmp_path):
+    import pyarrow.parquet as pq
+
+    spec, table, _ = grid_case
+    if spec.cell_size != 5500:
+        pytest.skip("written once")
+    for suffix in ("parquet", "gpkg", "csv"):
+        path = write_table(table, tmp_path / f"grid.{suffix}")
+        assert path.exists()
+    assert pq.read_table(tmp_path / "grid.parquet").num_rows == len(table.rows)
+    meta, _, wkb, fields = pyogrio.raw.read(tmp_path / "grid.gpkg")
+    assert len(wkb) == len(table.rows)
+    assert list(meta["fields"])[:4] == ["name", "zoom", "cell_size", "label"]
+    lines = (tmp_path / "grid.csv").read_text().splitlines()
+    assert len(lines) == len(table.rows) + 1 and lines[0].startswith("name,zoom")
+    with pytest.raises(InputError, match="parquet"):
+        write_table(table, tmp_path / "grid.xlsx")
+
+
+def test_levels_nest(ee_local):
+    """Every 2750 m positive lies inside a 5500 m positive (parents kept for nesting are flagged)."""
+    shared_file("polygons/mining_tropics_demo.gpkg")
+    from gee_mining.grid import build_levels
+
+    coarse, fine = build_levels(ee_local, MINES, [GridSpec.of(5500), GridSpec.of(2750)])
+    parents = {(r["epsg"], r["cell_x"], r["cell_y"]) for r in coarse.positives}
+    for r in fine.positives:
+        assert (r["epsg"], r["cell_x"] // 2, r["cell_y"] // 2) in parents, r["name"]
+    kept = [r for r in coarse.positives if r["nesting_only"]]
+    assert kept and all(r["overlap"] < 0.001 for r in kept)
+    assert all(r["overlap"] >= 0.001 for r in coarse.positives if not r["nesting_only"])
+    coarse_negatives = {(r["epsg"], r["cell_x"], r["cell_y"]) for r in coarse.negatives}
+    assert not any((r["epsg"], r["cell_x"] // 2, r["cell_y"] // 2) in coarse_negatives for r in fine.positives)
