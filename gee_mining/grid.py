@@ -532,7 +532,7 @@ def register_polygon_file(path: str | os.PathLike, catalog_dir: Path, project: s
     source = path
     if repaired:
         fixed = geoms.copy()
-        fixed[invalid] = shapely.make_valid(geoms[invalid])
+        fixed[invalid] = shapely.make_valid(geoms[invalid], method="structure", keep_collapsed=False)
         source = catalog_dir / "polygons_repaired.gpkg"
         pyogrio.raw.write(
             source,
@@ -542,9 +542,12 @@ def register_polygon_file(path: str | os.PathLike, catalog_dir: Path, project: s
             crs=meta.get("crs") or "EPSG:4326",
             driver="GPKG",
             layer="polygons",
+            geometry_type="MultiPolygon",
             promote_to_multi=True,
         )
-        warnings.warn(f"{repaired} invalid polygon(s) in {path} were repaired (shapely.make_valid).", stacklevel=2)
+        warnings.warn(
+            f"{repaired} invalid polygon(s) in {path} were repaired (shapely.make_valid).", UserWarning, stacklevel=2
+        )
     if len(geoms) == 0 or np.all(shapely.is_empty(geoms)):
         raise InputError(f"--polygons {path}: the file holds no polygons.")
     asset_id = f"projects/{project}/assets/{re.sub(r'[^A-Za-z0-9_-]', '_', path.stem)}"

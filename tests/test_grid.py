@@ -176,3 +176,55 @@ def test_levels_nest(ee_local):
     assert all(r["overlap"] >= 0.001 for r in coarse.positives if not r["nesting_only"])
     coarse_negatives = {(r["epsg"], r["cell_x"], r["cell_y"]) for r in coarse.negatives}
     assert not any((r["epsg"], r["cell_x"] // 2, r["cell_y"] // 2) in coarse_negatives for r in fine.positives)
+
+
+def _write_polygons(path, geoms):
+    pyogrio.raw.write(
+        path,
+        geometry=shapely.to_wkb(np.array(geoms, dtype=object)),
+        field_data=[np.arange(len(geoms))],
+        fields=["id"],
+        crs="EPSG:4326",
+        driver="GPKG",
+        geometry_type="Polygon",
+        layer="mines",
+    )
+
+
+def test_cli_grid_from_a_file_with_an_invalid_polygon(tmp_path, engine_catalog, capsys):
+    import gee_mining
+    from gee_mining.cli import main
+
+    bowtie = shapely.Polygon([(10.0, 45.0), (10.02, 45.02), (10.02, 45.0), (10.0, 45.02)])  # self-intersecting
+    square = shapely.box(10.1, 45.1, 10.12, 45.12)
+    assert not bowtie.is_valid
+    src = tmp_path / "mines.gpkg"
+    _write_polygons(src, [bowtie, square])
+    try:
+        with pytest.warns(UserWarning, match="1 invalid polygon"):
+            rc = main(["grid", "--polygons", str(src), "--cell", "5500", "--out", str(tmp_path / "grid.csv")])
+    finally:
+        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+    assert rc == 0
+    rows = (tmp_path / "grid.csv").read_text().splitlines()[1:]
+    labels = [r.split(",")[3] for r in rows]
+    assert labels.count("1") == labels.count("0") >= 2
+    assert "positives" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--cell", "5500", "--region", "170,0,190,10"], "outside the world"),
+        (["--cell", "3000"], "no zoom label"),
+        (["--levels", "5500,1375"], "break the nesting"),
+    ],
+)
+def test_cli_grid_bad_input(tmp_path, capsys, args, message):
+    from gee_mining.cli import main
+
+    src = tmp_path / "mines.gpkg"
+    _write_polygons(src, [shapely.box(10.1, 45.1, 10.12, 45.12)])
+    assert main(["grid", "--polygons", str(src), "--out", str(tmp_path / "g.csv"), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "g.csv").exists()
