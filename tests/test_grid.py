@@ -228,3 +228,35 @@ def test_cli_grid_bad_input(tmp_path, capsys, args, message):
     assert main(["grid", "--polygons", str(src), "--out", str(tmp_path / "g.csv"), *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "g.csv").exists()
+
+
+def graph_algorithms(ee, obj) -> set[str]:
+    """Every algorithm name in an object's expression graph."""
+    names: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            fi = node.get("functionInvocationValue")
+            if isinstance(fi, dict) and "functionName" in fi:
+                names.add(fi["functionName"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(ee.serializer.encode(obj, for_cloud_api=True))
+    return names
+
+
+def test_grid_graphs_use_only_earth_engine_algorithms(ee_local):
+    from gee_mining.grid import free_cells, positive_cells, tag_zones
+    from gee_mining.local.signatures import signatures
+
+    ee = ee_local
+    spec = GridSpec.of(5500)
+    tagged = tag_zones(ee, ee.FeatureCollection(MINES), spec)
+    pos = positive_cells(ee, tagged, 32633, spec, "id", ee.Geometry.Rectangle([10, 0, 20, 10]), ["1,2"])
+    graph = ee.List([pos, free_cells(ee, tagged, pos, 32633, spec, 2, 100.0)])
+    used = graph_algorithms(ee, graph)
+    assert used and used <= set(signatures()), used - set(signatures())
