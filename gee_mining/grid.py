@@ -148,26 +148,36 @@ def parse_cell_name(name: str) -> CellName:
 
 
 def assign_negatives(
-    positives: Sequence[tuple[int, int]], free: Sequence[tuple[int, int]], cell_size: float
-) -> list[tuple[int, int, float] | None]:
+    positives: Sequence[tuple[int, int]],
+    blocked: set[tuple[int, int]],
+    cell_size: float,
+    radius: int,
+) -> list[tuple[tuple[int, int], float] | None]:
     """Give each positive (cell indices x, y) a distinct free cell, nearest first.
 
-    Pairs are taken in order of centre-to-centre distance (ties by positive,
-    then candidate order), each positive and candidate used once. Returns, per
-    positive, ``(candidate position, distance in metres)`` or None when no
-    candidate is left.
+    Free cells are those within ``radius`` cells (Chebyshev) of a positive that
+    are not ``blocked`` (cells touching a polygon, or already taken). Pairs are
+    taken in order of centre-to-centre distance, ties by positive order, then
+    by candidate (y, x); each positive and each cell is used once. Returns, per
+    positive, ``((x, y), distance in metres)``, or None when none is left
+    within the radius.
     """
-    pairs = sorted(
-        ((px - fx) ** 2 + (py - fy) ** 2, i, j)
-        for i, (px, py) in enumerate(positives)
-        for j, (fx, fy) in enumerate(free)
+    offsets = sorted(
+        ((dx * dx + dy * dy, dy, dx) for dx in range(-radius, radius + 1) for dy in range(-radius, radius + 1)),
     )
-    out: list[tuple[int, int, float] | None] = [None] * len(positives)
-    used: set[int] = set()
-    for d2, i, j in pairs:
-        if out[i] is None and j not in used:
-            out[i] = (i, j, math.sqrt(d2) * cell_size)
-            used.add(j)
+    offsets = [o for o in offsets if o[0] > 0]
+    pairs = sorted(
+        (d2, i, py + dy, px + dx)
+        for i, (px, py) in enumerate(positives)
+        for d2, dy, dx in offsets
+        if (px + dx, py + dy) not in blocked
+    )
+    out: list[tuple[tuple[int, int], float] | None] = [None] * len(positives)
+    used: set[tuple[int, int]] = set()
+    for d2, i, y, x in pairs:
+        if out[i] is None and (x, y) not in used:
+            out[i] = ((x, y), math.sqrt(d2) * cell_size)
+            used.add((x, y))
     return out
 
 
@@ -226,20 +236,38 @@ def positive_cells(ee, tagged, epsg: int, spec: GridSpec, id_column: str, region
     return cells.map(measure).filter(passes)
 
 
-def free_cells(ee, tagged, positives, epsg: int, spec: GridSpec, radius_cells: int, margin: float):
-    """Cells within ``radius_cells`` of the positives that touch no polygon (or none within ``margin`` m)."""
+def neighbour_zones(epsg: int) -> list[int]:
+    """A UTM zone's EPSG with its east and west neighbours (across the antimeridian too), both hemispheres."""
+    if epsg == 3857:
+        return [3857]
+    zone = epsg % 100
+    zones = {zone, zone % 60 + 1, (zone - 2) % 60 + 1}
+    return sorted(base + z for base in (32600, 32700) for z in zones)
+
+
+def touching_cells(ee, tagged, epsg: int, spec: GridSpec, margin: float):
+    """Ids (``"x,y"``) of the zone's cells that touch a polygon, or come within ``margin`` metres of
+    one: the cells no negative may take. Polygons of the neighbouring zones count too (cells near a zone
+    edge or the antimeridian); no longitude/latitude box is involved, so the antimeridian is safe."""
     crs = ee.Projection(f"EPSG:{epsg}")
-    region = positives.geometry().buffer(radius_cells * spec.cell_size, MAX_ERROR_M, crs)
-    candidates = region.coveringGrid(crs.atScale(spec.cell_size))
+    near = tagged.filter(ee.Filter.inList("grid_epsg", neighbour_zones(epsg)))
+    if margin > 0:
+        near = near.map(lambda f: f.setGeometry(f.geometry().buffer(margin, MAX_ERROR_M)))
+    return near.geometry().coveringGrid(crs.atScale(spec.cell_size)).aggregate_array("system:index")
 
-    def count_near(cell):
-        g = cell.geometry()
-        probe = g.buffer(margin, MAX_ERROR_M, crs) if margin > 0 else g
-        props = _cell_properties(ee, cell, crs, epsg)
-        props["near_polygons"] = tagged.filterBounds(probe).size()
-        return cell.set(props)
 
-    return candidates.map(count_near).filter(ee.Filter.eq("near_polygons", 0))
+def measured_cells(ee, epsg: int, spec: GridSpec, cells: Sequence[tuple[int, int]]):
+    """Centroids and bounds (EPSG:4326) of the given cells of a zone's grid, as a FeatureCollection."""
+    crs = ee.Projection(f"EPSG:{epsg}")
+    size = spec.cell_size
+    features = [
+        ee.Feature(
+            ee.Geometry.Rectangle([x * size, y * size, (x + 1) * size, (y + 1) * size], f"EPSG:{epsg}", False),
+            {"system:index": f"{x},{y}"},
+        )
+        for x, y in cells
+    ]
+    return ee.FeatureCollection(features).map(lambda cell: cell.set(_cell_properties(ee, cell, crs, epsg)))
 
 
 # -- the step ------------------------------------------------------------------------------
@@ -342,33 +370,31 @@ def build_grid(
             continue
         pos_index = [(r["cell_x"], r["cell_y"]) for r in positives]
         assigned: list = [None] * len(positives)
-        radius = 2
-        pos_xy_fc = pos_fc
-        taken: set[tuple[int, int]] = set()
-        while any(a is None for a in assigned):
-            free = [
-                _row(f, spec, 0) for f in iter_features(free_cells(ee, tagged, pos_xy_fc, epsg, spec, radius, margin))
-            ]
-            free = [r for r in free if (r["cell_x"], r["cell_y"]) not in taken]
+        blocked = {_index(i) for i in touching_cells(ee, tagged, epsg, spec, margin).getInfo()}
+        radius = 3
+        while True:
             todo = [i for i, a in enumerate(assigned) if a is None]
-            found = assign_negatives(
-                [pos_index[i] for i in todo], [(r["cell_x"], r["cell_y"]) for r in free], spec.cell_size
-            )
-            for k, hit in zip(todo, found, strict=True):
+            for k, hit in zip(
+                todo, assign_negatives([pos_index[i] for i in todo], blocked, spec.cell_size, radius), strict=True
+            ):
                 if hit is not None:
-                    _, j, dist = hit
-                    assigned[k] = (free[j], dist)
-                    taken.add((free[j]["cell_x"], free[j]["cell_y"]))
-            if any(a is None for a in assigned):
-                if radius >= 64:
-                    missing = sum(a is None for a in assigned)
-                    table.warnings.append(f"EPSG:{epsg}: {missing} positive cell(s) got no negative within 64 cells.")
-                    break
-                radius *= 2
+                    assigned[k] = hit
+                    blocked.add(hit[0])
+            missing = sum(a is None for a in assigned)
+            if not missing:
+                break
+            if radius >= 48:
+                table.warnings.append(f"EPSG:{epsg}: {missing} positive cell(s) got no negative within {radius} cells.")
+                break
+            radius *= 2
+        chosen = [a[0] for a in assigned if a is not None]
+        measured = {}
+        for f in iter_features(measured_cells(ee, epsg, spec, chosen)):
+            measured[_index(f["id"])] = _row(f, spec, 0)
         for pos, neg in zip(positives, assigned, strict=True):
             table.rows.append(pos)
             if neg is not None:
-                row, dist = dict(neg[0]), neg[1]
+                row, dist = dict(measured[neg[0]]), neg[1]
                 row["distance_m"] = dist
                 row["pair"] = pos["name"]
                 pos["pair"] = row["name"]

@@ -250,13 +250,32 @@ def graph_algorithms(ee, obj) -> set[str]:
 
 
 def test_grid_graphs_use_only_earth_engine_algorithms(ee_local):
-    from gee_mining.grid import free_cells, positive_cells, tag_zones
+    from gee_mining.grid import measured_cells, positive_cells, tag_zones, touching_cells
     from gee_mining.local.signatures import signatures
 
     ee = ee_local
     spec = GridSpec.of(5500)
     tagged = tag_zones(ee, ee.FeatureCollection(MINES), spec)
     pos = positive_cells(ee, tagged, 32633, spec, "id", ee.Geometry.Rectangle([10, 0, 20, 10]), ["1,2"])
-    graph = ee.List([pos, free_cells(ee, tagged, pos, 32633, spec, 2, 100.0)])
+    graph = ee.List([pos, touching_cells(ee, tagged, 32633, spec, 100.0), measured_cells(ee, 32633, spec, [(1, 2)])])
     used = graph_algorithms(ee, graph)
     assert used and used <= set(signatures()), used - set(signatures())
+
+
+def test_margin_keeps_negatives_away_from_polygons(ee_local):
+    path = shared_file("polygons/mining_tropics_demo.gpkg")
+    margin = 3000.0
+    ee = ee_local
+    region = ee.Geometry.Rectangle([-75, -25, -60, -15], None, False)  # the Chilean and Peruvian mines
+    table = build_grid(ee, MINES, GridSpec.of(5500), region=region, margin=margin)
+    _, polys = reference_positives(path, 5500)
+    assert table.negatives
+    for neg in table.negatives:
+        epsg, size = neg["epsg"], neg["cell_size"]
+        tf = pyproj.Transformer.from_crs(4326, epsg, always_xy=True)
+        x, y = neg["cell_x"] * size, neg["cell_y"] * size
+        cell = shapely.box(x, y, x + size, y + size)
+        for p in polys:
+            if abs(p.centroid.x - neg["lon"]) < 3 and abs(p.centroid.y - neg["lat"]) < 3:
+                utm = shapely.transform(p, lambda xy, tf=tf: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
+                assert utm.distance(cell) >= margin - 2.0, neg["name"]
