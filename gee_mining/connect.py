@@ -55,6 +55,8 @@ def connect(
     url: str | None = None,
     port: int = 0,
     storage_root: str | os.PathLike | None = None,
+    storage: Literal["local", "emulator", "gcs"] = "local",
+    storage_options: dict[str, Any] | None = None,
     credentials: Any = "persistent",
 ) -> Connection:
     """Initialise ``ee`` against an engine and say which.
@@ -66,6 +68,10 @@ def connect(
     http: serve the local engine over HTTP on 127.0.0.1 (``port``, 0 = a free
         one) instead of in-process; ``url``: use a local engine already serving there
         (``gee-mining serve``).
+    storage: where the local engine's Cloud Storage exports go: "local"
+        (folders under ``storage_root``), "emulator" (a Cloud Storage emulator
+        on 127.0.0.1) or "gcs" (real buckets; ``storage_options`` may give
+        ``project``, ``credentials`` or ``client``).
     """
     if engine == "earthengine":
         if not project:
@@ -98,11 +104,17 @@ def connect(
 
     from .local import CatalogError, LocalEngine
 
-    key = (catalog_path, str(storage_root) if storage_root else None, project)
+    key = (catalog_path, str(storage_root) if storage_root else None, project, storage)
     local = _ENGINES.get(key)
     if local is None:
         try:
-            local = LocalEngine(catalog_path, project=project, storage_root=storage_root)
+            local = LocalEngine(
+                catalog_path,
+                project=project,
+                storage_root=storage_root,
+                storage=storage,
+                storage_options=storage_options,
+            )
         except CatalogError as e:
             raise ConnectError(str(e)) from None
         _ENGINES[key] = local

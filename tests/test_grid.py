@@ -220,12 +220,16 @@ def test_cli_grid_from_a_file_with_an_invalid_polygon(tmp_path, engine_catalog, 
         (["--levels", "5500,1375"], "break the nesting"),
     ],
 )
-def test_cli_grid_bad_input(tmp_path, capsys, args, message):
+def test_cli_grid_bad_input(tmp_path, capsys, args, message, engine_catalog):
+    import gee_mining
     from gee_mining.cli import main
 
     src = tmp_path / "mines.gpkg"
     _write_polygons(src, [shapely.box(10.1, 45.1, 10.12, 45.12)])
-    assert main(["grid", "--polygons", str(src), "--out", str(tmp_path / "g.csv"), *args]) == 2
+    try:
+        assert main(["grid", "--polygons", str(src), "--out", str(tmp_path / "g.csv"), *args]) == 2
+    finally:
+        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
     assert message in capsys.readouterr().err
     assert not (tmp_path / "g.csv").exists()
 

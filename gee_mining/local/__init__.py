@@ -20,6 +20,7 @@ from .errors import EngineError
 from .operations import Operations
 from .router import Router
 from .server import IN_PROCESS_URL, LocalServer, LocalTransport, check_loopback
+from .storage import make_storage
 
 __all__ = ["Catalog", "CatalogError", "EngineError", "LocalEngine", "LocalServer", "check_loopback"]
 
@@ -30,6 +31,14 @@ class LocalEngine:
     ``catalog``: a :class:`Catalog`, the path of a catalog TOML file, or None
     for an empty catalog. ``storage_root``: where exports land (a temporary
     folder by default). ``workers``: threads for batch tasks.
+
+    ``storage``: where Cloud Storage exports go: "local" (folders under
+    ``storage_root``, the default), "emulator" (a Cloud Storage emulator the
+    engine starts in memory on 127.0.0.1, read with the official
+    ``google-cloud-storage`` client: ``engine.storage_client()``) or "gcs"
+    (real buckets with the user's credentials). ``storage_options``: see
+    :func:`.storage.make_storage` (emulator ``buckets`` to create; gcs
+    ``project``, ``credentials`` or ``client``).
     """
 
     def __init__(
@@ -39,6 +48,8 @@ class LocalEngine:
         storage_root: str | os.PathLike | None = None,
         workers: int | None = None,
         settings: dict[str, Any] | None = None,
+        storage: str = "local",
+        storage_options: dict[str, Any] | None = None,
     ):
         if catalog is None:
             catalog = Catalog()
@@ -48,9 +59,23 @@ class LocalEngine:
         self.project = project
         self.storage_root = Path(storage_root or tempfile.mkdtemp(prefix="gee-mining-storage-"))
         self.settings = dict(settings or {})
+        self.storage_kind = storage
+        self.storage, self._emulator = make_storage(storage, self.storage_root, project, storage_options)
         self.operations = Operations(project, workers or max(1, (os.cpu_count() or 2) - 1))
         self.router = Router(self)
         self._servers: list[LocalServer] = []
+
+    @property
+    def storage_endpoint(self) -> str | None:
+        """The loopback URL of the Cloud Storage emulator (storage="emulator"), else None."""
+        return self._emulator.endpoint if self._emulator else None
+
+    def storage_client(self):
+        """A ``google.cloud.storage.Client`` on the engine's Cloud Storage (emulator or gcs)."""
+        client = getattr(self.storage, "client", None)
+        if client is None:
+            raise EngineError("This engine stores exports in local folders (storage='local'); it has no client.")
+        return client
 
     def transport(self) -> LocalTransport:
         """An in-process ``http_transport`` for ``ee.Initialize``."""
@@ -70,3 +95,6 @@ class LocalEngine:
             server.stop()
         self._servers.clear()
         self.operations.shutdown()
+        if self._emulator is not None:
+            self._emulator.stop()
+            self._emulator = None

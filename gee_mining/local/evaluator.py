@@ -172,7 +172,6 @@ class Evaluator:
     # -- nodes -------------------------------------------------------------
 
     def node(self, node: Any, frame: _Frame) -> Any:
-        self.ctx.check_cancelled()
         if not isinstance(node, Mapping) or len(node) != 1:
             raise EngineError(f"Invalid expression: malformed value node {str(node)[:200]}.")
         kind, body = next(iter(node.items()))
@@ -204,6 +203,7 @@ class Evaluator:
         raise EngineError(f"Invalid expression: unknown value kind '{kind}'.")
 
     def invoke(self, body: Mapping[str, Any], frame: _Frame) -> Any:
+        self.ctx.check_cancelled()
         args_nodes = body.get("arguments", {}) or {}
         if not isinstance(args_nodes, Mapping):
             raise EngineError("Invalid expression: 'arguments' must be an object.")

@@ -356,6 +356,13 @@ def _geometry(value: Any) -> Any:
 
     if isinstance(value, Geometry):
         return value
+    from .image import Image
+
+    if isinstance(value, Image):  # an image's geometry is its footprint; unbounded: the whole world
+        import shapely
+
+        footprint = value.footprint()
+        return Geometry(shapely.box(-180, -90, 180, 90) if footprint is None else footprint, geodesic=False)
     return getattr(value, "geometry", None) if value is not None else None
 
 

@@ -85,7 +85,7 @@ class Geometry:
     """``shape`` holds coordinates in ``proj``'s CRS units (``proj`` has no transform)."""
 
     ee_type = "Geometry"
-    __slots__ = ("shape", "proj", "geodesic", "type_name", "even_odd")
+    __slots__ = ("shape", "proj", "geodesic", "type_name", "even_odd", "_in_crs")
 
     def __init__(
         self,
@@ -336,8 +336,21 @@ def reproject(
 
 
 def in_crs(geom: Geometry, crs: str, max_err: float, geodesic: bool = False) -> shapely.Geometry:
-    """``geom``'s shape in ``crs`` with edges of the given kind, within ``max_err`` metres."""
-    return reproject(geom.shape, geom.crs, crs, geom.edges_geodesic, geodesic, max_err)
+    """``geom``'s shape in ``crs`` with edges of the given kind, within ``max_err`` metres.
+
+    Kept on the (immutable) geometry: a polygon tested against many grid cells,
+    or a cell measured several ways, is reprojected once per target."""
+    try:
+        cache = geom._in_crs
+    except AttributeError:
+        cache = geom._in_crs = {}
+    key = (crs, max_err, geodesic)
+    shape = cache.get(key)
+    if shape is None:
+        if len(cache) > 8:
+            cache.clear()
+        shape = cache[key] = reproject(geom.shape, geom.crs, crs, geom.edges_geodesic, geodesic, max_err)
+    return shape
 
 
 def in_proj(geom: Geometry, proj: Projection, max_err: float) -> shapely.Geometry:

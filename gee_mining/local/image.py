@@ -39,7 +39,7 @@ from .registry import algorithm
 
 Compute = Callable[[PixelGrid, Any], np.ma.MaskedArray]
 
-_DEGREE = Projection("EPSG:4326", (1.0, 0.0, 0.0, 0.0, -1.0, 0.0))
+_DEGREE = Projection("EPSG:4326")  # WGS84 at 1 degree, as Earth Engine reports it: transform [1, 0, 0, 0, 1, 0]
 _band_ids = itertools.count()
 
 
@@ -221,7 +221,7 @@ def constant_band(value: float, name: str = "constant") -> Band:
         v = int(value)
         ptype = PixelType.int_range(v, v)
     else:
-        ptype = PixelType("float" if np.float32(value) == value else "double")
+        ptype = PixelType("float" if float(np.float32(value)) == value else "double")
 
     def compute(grid: PixelGrid, ctx: Any) -> np.ma.MaskedArray:
         return np.ma.MaskedArray(np.full(grid.shape, float(value)), np.zeros(grid.shape, dtype=bool))
@@ -540,17 +540,41 @@ def clip(input, geometry):
     return img.with_bands(_clip_band(b, shape) for b in img.bands)
 
 
+def _clip_band_to_bounds(band: Band, shape_lonlat: shapely.Geometry) -> Band:
+    """``band`` masked outside the bounding box, in the band's projection, of a lon/lat shape."""
+    from .pixels import bounds_in
+    from .projection import transformer
+
+    crs = band.proj.crs
+    x0, y0, x1, y1 = bounds_in(shape_lonlat, crs)
+    footprint = shapely.box(*shape_lonlat.bounds)
+    footprint = footprint if band.footprint is None else band.footprint.intersection(footprint)
+
+    def compute(grid: PixelGrid, ctx: Any) -> np.ma.MaskedArray:
+        x = band.compute(grid, ctx)
+        xs, ys = grid.pixel_centers()
+        if grid.crs != crs:
+            xs, ys = (np.asarray(v) for v in transformer(grid.crs, crs).transform(xs, ys))
+        inside = (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)
+        return np.ma.MaskedArray(x.data, np.ma.getmaskarray(x) | ~inside)
+
+    return band.replace(compute=compute, footprint=footprint)
+
+
 @algorithm("Image.clipToBoundsAndScale")
 def clip_to_bounds_and_scale(input, geometry, width, height, maxDimension, scale):  # noqa: N803
-    """Clip to the geometry's bounding box; exports and thumbnails read the requested output
-    size from the ``gee_mining:output_size`` property it records."""
+    """Clip to the geometry's bounding box in each band's projection (the docs' rule); exports and
+    thumbnails read the requested output size from the ``gee_mining:output_size`` property it
+    records. Without a geometry the image keeps its own bounds (``bounds`` is then None)."""
     img = as_image("Image.clipToBoundsAndScale", input)
-    shape = geometry_lonlat(geometry, "Image.clipToBoundsAndScale")
-    box = shapely.box(*shape.bounds)
-    out = img.with_bands(_clip_band(b, box) for b in img.bands)
+    if geometry is None:
+        out, bounds = img, None
+    else:
+        shape = geometry_lonlat(geometry, "Image.clipToBoundsAndScale")
+        out, bounds = img.with_bands(_clip_band_to_bounds(b, shape) for b in img.bands), list(shape.bounds)
     props = dict(out.properties)
     props["gee_mining:output_size"] = {
-        "bounds": list(shape.bounds),
+        "bounds": bounds,
         "width": width,
         "height": height,
         "maxDimension": maxDimension,

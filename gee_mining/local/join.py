@@ -124,7 +124,8 @@ def apply(join, primary, secondary, condition):
                 out.append(Feature(None, props, f"{p.id}_{s.id}"))
         else:
             out.extend(_save(join, condition, p, matches))
-    return left.with_features(out) if join.kind in ("simple", "inverted") else FeatureCollection(out)
+    # saveAll/saveFirst/saveBest keep the primary collection's kind (images stay an ImageCollection).
+    return FeatureCollection(out) if join.kind == "inner" else left.with_features(out)
 
 
 def _save(join: Join, condition: Filter, p: Any, matches: list[Any]) -> list[Any]:

@@ -69,6 +69,7 @@ class _Inputs:
         mask: np.ndarray,
         weights: np.ndarray | None,
         numeric: dict[int, np.ndarray] | None = None,
+        plain: tuple[list[np.ndarray], np.ndarray] | None = None,
     ):
         self.values = values
         self.valid = valid
@@ -76,6 +77,9 @@ class _Inputs:
         self.weights = weights
         self.n = len(mask)
         self._numeric: dict[int, np.ndarray] = {} if numeric is None else numeric
+        # (valid, mask) for unweighted reducers when they take other rows than weighted ones
+        # (image regions: pixel centres in the region vs. pixels partly covered); see reduce_region_rows
+        self.plain = plain
 
     @classmethod
     def build(cls, columns: Sequence[Any], weights: Any, name: str) -> _Inputs:
@@ -104,17 +108,22 @@ class _Inputs:
     def select(self, indices: Sequence[int]) -> _Inputs:
         """The given columns, same rows."""
         numeric = {k: self._numeric[i] for k, i in enumerate(indices) if i in self._numeric}
+        plain = None if self.plain is None else ([self.plain[0][i] for i in indices], self.plain[1])
         return _Inputs(
-            [self.values[i] for i in indices], [self.valid[i] for i in indices], self.mask, self.weights, numeric
+            [self.values[i] for i in indices], [self.valid[i] for i in indices], self.mask, self.weights, numeric, plain
         )
 
     def rows(self, keep: np.ndarray) -> _Inputs:
         """The given rows, all columns."""
         w = None if self.weights is None else self.weights[keep]
-        return _Inputs([v[keep] for v in self.values], [ok[keep] for ok in self.valid], self.mask[keep], w)
+        plain = None if self.plain is None else ([ok[keep] for ok in self.plain[0]], self.plain[1][keep])
+        return _Inputs([v[keep] for v in self.values], [ok[keep] for ok in self.valid], self.mask[keep], w, None, plain)
 
     def unweighted(self) -> _Inputs:
-        """The same rows (those of weight 0 stay out) without their weights."""
+        """The same rows (those of weight 0 stay out) without their weights; or, where
+        ``plain`` says which rows unweighted reducers take, those rows."""
+        if self.plain is not None:
+            return _Inputs(self.values, self.plain[0], self.plain[1], None)
         return _Inputs(self.values, self.valid, self.mask, None, self._numeric)
 
     def with_weights(self, weights: np.ndarray) -> _Inputs:
@@ -1089,3 +1098,241 @@ def split_weights(reducer):
         _split_weights(reducer),
         weighted=False,
     )
+
+
+# -- image regions (used by image_reduce.py) ----------------------------------------
+
+
+def reduce_region_rows(reducer: Reducer, columns: Sequence[Any], weights: np.ndarray, plain_rows: np.ndarray) -> dict:
+    """Reduce pixel columns where weighted and unweighted reducers take different pixels.
+
+    Earth Engine's region rule: weighted reducers take every pixel the region
+    covers, weighted by the covered fraction (``weights``); unweighted ones
+    (``count``, ``median``, ``x.unweighted()``...) take the pixels whose centre
+    lies in the region (``plain_rows``), with weight 1. Inside combined reducers
+    each part follows its own rule.
+    """
+    if len(columns) != reducer.input_count:
+        raise EngineError(
+            f"{reducer.kind}: the reducer takes {reducer.input_count} input(s) but was given {len(columns)}."
+        )
+    inputs = _Inputs.build(columns, weights, reducer.kind)
+    rows = np.asarray(plain_rows, dtype=bool).reshape(-1)
+    inputs.plain = ([_column(c)[1] & rows for c in columns], rows)
+    return dict(zip(reducer.output_names, reducer._evaluate(inputs), strict=True))
+
+
+# -- per-pixel stack reductions (ImageCollection.reduce and reduce.*) -----------
+#
+# An image collection reduces pixel by pixel over its stack of images. These
+# functions take one (n_images, n_pixels) array per reducer input, masked
+# pixels as NaN, and return one (values, mask) pair per reducer output, both
+# of shape (n_pixels,). They are vectorised over all pixels (no Python loop per
+# pixel). A pixel whose inputs are all masked gives a masked output. Order
+# statistics use the same definitions as the reducers above: the median of an
+# even count is the mean of the two middle values, percentiles interpolate
+# linearly between closest ranks, the mode's ties go to the smallest value.
+# Multi-input reducers (``Reducer.max(2)``) use the images whose inputs are
+# all unmasked. Reducers with non-scalar outputs (lists, histograms) cannot
+# make pixels: :func:`stack_reducer` refuses them.
+
+StackKernel = Callable[[list[np.ndarray]], list[tuple[np.ndarray, np.ndarray]]]
+
+
+def _valid_rows(stacks: list[np.ndarray]) -> np.ndarray:
+    valid = ~np.isnan(stacks[0])
+    for s in stacks[1:]:
+        valid &= ~np.isnan(s)
+    return valid
+
+
+def _stack_count(stacks: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    c = _valid_rows(stacks).sum(axis=0)
+    return [(c.astype(np.float64), c == 0)]
+
+
+def _stack_sum_mean(which: str) -> StackKernel:
+    def kernel(stacks: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        x = stacks[0]
+        valid = ~np.isnan(x)
+        c = valid.sum(axis=0)
+        total = np.sum(np.where(valid, x, 0), axis=0, dtype=np.float64)
+        if which == "mean":
+            total /= np.maximum(c, 1)
+        return [(total, c == 0)]
+
+    return kernel
+
+
+def _stack_product(stacks: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    x = stacks[0]
+    valid = ~np.isnan(x)
+    return [(np.prod(np.where(valid, x, 1), axis=0, dtype=np.float64), ~valid.any(axis=0))]
+
+
+def _stack_extreme(which: str, count: int) -> StackKernel:
+    def kernel(stacks: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        valid = _valid_rows(stacks[:count])
+        none = ~valid.any(axis=0)
+        key = np.where(valid, stacks[0], np.inf if which == "min" else -np.inf)
+        idx = (np.argmin(key, axis=0) if which == "min" else np.argmax(key, axis=0))[None]
+        return [(np.take_along_axis(s, idx, axis=0)[0].astype(np.float64), none) for s in stacks[:count]]
+
+    return kernel
+
+
+def _sorted_stack(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's values in ascending order, masked (NaN) ones last, and the count of valid values."""
+    return np.sort(x, axis=0), (~np.isnan(x)).sum(axis=0)
+
+
+def _ranked(s: np.ndarray, k: np.ndarray, p: float) -> np.ndarray:
+    """The linearly interpolated ``p``-th percentile of the first ``k`` values of each sorted column."""
+    pos = (p / 100.0) * np.maximum(k - 1, 0)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(k - 1, 0))
+    a = np.take_along_axis(s, lo[None], axis=0)[0].astype(np.float64)
+    b = np.take_along_axis(s, hi[None], axis=0)[0].astype(np.float64)
+    frac = pos - lo
+    return np.where(frac > 0, a + (b - a) * frac, a)
+
+
+def _stack_percentiles(percentiles: list[float]) -> StackKernel:
+    def kernel(stacks: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        s, k = _sorted_stack(stacks[0])
+        return [(_ranked(s, k, p), k == 0) for p in percentiles]
+
+    return kernel
+
+
+def _stack_median(stacks: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    s, k = _sorted_stack(stacks[0])
+    a = np.take_along_axis(s, ((np.maximum(k, 1) - 1) // 2)[None], axis=0)[0].astype(np.float64)
+    b = np.take_along_axis(s, (k // 2)[None], axis=0)[0].astype(np.float64)
+    return [((a + b) * 0.5, k == 0)]
+
+
+def _stack_mode(stacks: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    s, k = _sorted_stack(stacks[0])
+    n = s.shape[0]
+    idx = np.arange(n)[:, None]
+    new_run = np.ones(s.shape, dtype=bool)
+    new_run[1:] = s[1:] != s[:-1]
+    start = np.maximum.accumulate(np.where(new_run, idx, 0), axis=0)
+    run = np.where(idx < k[None], idx - start + 1, 0)
+    best = np.argmax(run, axis=0)  # the first longest run: ties go to the smallest value
+    return [(np.take_along_axis(s, best[None], axis=0)[0].astype(np.float64), k == 0)]
+
+
+def _stack_spread(sample: bool, sqrt: bool) -> StackKernel:
+    def kernel(stacks: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        x = stacks[0]
+        valid = ~np.isnan(x)
+        c = valid.sum(axis=0)
+        mean = np.sum(np.where(valid, x, 0), axis=0, dtype=np.float64) / np.maximum(c, 1)
+        ss = np.sum(np.where(valid, (x - mean) ** 2, 0), axis=0, dtype=np.float64)
+        denom = c - 1 if sample else c
+        v = ss / np.maximum(denom, 1)
+        return [(np.sqrt(v) if sqrt else v, denom <= 0)]
+
+    return kernel
+
+
+def _stack_first(last: bool) -> StackKernel:
+    def kernel(stacks: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        x = stacks[0]
+        valid = ~np.isnan(x)
+        n = x.shape[0]
+        idx = n - 1 - np.argmax(valid[::-1], axis=0) if last else np.argmax(valid, axis=0)
+        return [(np.take_along_axis(x, idx[None], axis=0)[0].astype(np.float64), ~valid.any(axis=0))]
+
+    return kernel
+
+
+def _stack_all_any(want_all: bool) -> StackKernel:
+    def kernel(stacks: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        x = stacks[0]
+        valid = ~np.isnan(x)
+        nonzero = valid & (x != 0)
+        out = (nonzero.sum(axis=0) == valid.sum(axis=0)) if want_all else nonzero.any(axis=0)
+        return [(out.astype(np.float64), ~valid.any(axis=0))]
+
+    return kernel
+
+
+_STACK_SIMPLE: dict[str, StackKernel] = {
+    "Reducer.count": _stack_count,
+    "Reducer.sum": _stack_sum_mean("sum"),
+    "Reducer.mean": _stack_sum_mean("mean"),
+    "Reducer.product": _stack_product,
+    "Reducer.minMax": lambda stacks: _stack_extreme("min", 1)(stacks) + _stack_extreme("max", 1)(stacks),
+    "Reducer.median": _stack_median,
+    "Reducer.mode": _stack_mode,
+    "Reducer.stdDev": _stack_spread(False, True),
+    "Reducer.variance": _stack_spread(False, False),
+    "Reducer.sampleStdDev": _stack_spread(True, True),
+    "Reducer.sampleVariance": _stack_spread(True, False),
+    "Reducer.first": _stack_first(False),
+    "Reducer.firstNonNull": _stack_first(False),
+    "Reducer.last": _stack_first(True),
+    "Reducer.lastNonNull": _stack_first(True),
+    "Reducer.allNonZero": _stack_all_any(True),
+    "Reducer.and": _stack_all_any(True),
+    "Reducer.anyNonZero": _stack_all_any(False),
+    "Reducer.or": _stack_all_any(False),
+}
+
+
+def stack_reducer(reducer: Reducer, name: str) -> StackKernel:
+    """The per-pixel stack kernel of ``reducer``, or Earth Engine's-style error naming what is not supported.
+
+    Masked inputs never take part, so the ``*NonNull`` reducers equal their
+    plain forms, and weights do not apply (``unweighted`` is the reducer itself).
+    """
+    kind = reducer.kind
+    simple = _STACK_SIMPLE.get(kind)
+    if simple is not None:
+        return simple
+    args = reducer.args
+    if kind in ("Reducer.min", "Reducer.max"):
+        return _stack_extreme(kind.split(".")[1], reducer.input_count)
+    if kind == "Reducer.percentile":
+        return _stack_percentiles([float(p) for p in args["percentiles"]])
+    if kind == "Reducer.unweighted":
+        return stack_reducer(args["reducer"], name)
+    if kind == "Reducer.combine":
+        r1, r2 = args["reducer1"], args["reducer2"]
+        k1, k2 = stack_reducer(r1, name), stack_reducer(r2, name)
+        if args["sharedInputs"]:
+            return lambda stacks: k1(stacks) + k2(stacks)
+        n1 = r1.input_count
+        return lambda stacks: k1(stacks[:n1]) + k2(stacks[n1:])
+    if kind == "Reducer.setOutputs":
+        inner = stack_reducer(args["reducer"], name)
+        keep = [i for i, o in enumerate(args["outputs"]) if o is not None]
+        return lambda stacks: [inner(stacks)[i] for i in keep] if keep else []
+    if kind == "Reducer.forEach":
+        inner_reducer = args["reducer"]
+        inner = stack_reducer(inner_reducer, name)
+        k = inner_reducer.input_count
+        copies = len(args["outputNames"])
+        return lambda stacks: [out for c in range(copies) for out in inner(stacks[c * k : (c + 1) * k])]
+    raise EngineError(
+        f"{name}: the reducer {kind} is not supported per pixel by the gee-mining local engine "
+        "(its outputs are not single numbers, or it has no vectorised form here yet)."
+    )
+
+
+def reduce_stack(reducer: Reducer, stacks: Sequence[np.ndarray], name: str) -> list[np.ma.MaskedArray]:
+    """Reduce ``reducer.input_count`` stacks of shape (n_images, *shape), NaN where masked,
+    to one float64 masked array of ``shape`` per output."""
+    if len(stacks) != reducer.input_count:
+        raise EngineError(f"{name}: the reducer takes {reducer.input_count} input(s) but was given {len(stacks)}.")
+    kernel = stack_reducer(reducer, name)
+    shape = stacks[0].shape[1:]
+    flat = [s.reshape(s.shape[0], -1) for s in stacks]
+    if flat[0].shape[0] == 0:
+        empty = np.ma.MaskedArray(np.zeros(shape), np.ones(shape, dtype=bool))
+        return [empty.copy() for _ in reducer.output_names]
+    outs = kernel(flat)
+    return [np.ma.MaskedArray(np.where(m, 0.0, v).reshape(shape), m.reshape(shape)) for v, m in outs]

@@ -41,6 +41,11 @@ FAMILY_MODULES = (
     "misc",
     "pixeltype",
     "image",
+    "kernel",
+    "image_reduce",
+    "image_draw",
+    "image_math",
+    "image_visualize",
     "image_collection",
 )
 

@@ -43,7 +43,20 @@ _ROUTES: list[tuple[str, re.Pattern, str]] = [
     ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/value:compute$"), "compute_value"),
     ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/table:computeFeatures$"), "compute_features"),
     ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/table:export$"), "export_table"),
+    ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/image:export$"), "export_image"),
     ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/image:computePixels$"), "compute_pixels"),
+    ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/thumbnails$"), "create_thumbnail"),
+    (
+        "GET",
+        re.compile(r"^/v1/projects/(?P<project>[^/]+)/thumbnails/(?P<thumb>[^/:]+):getPixels$"),
+        "thumbnail_pixels",
+    ),
+    ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/maps$"), "create_map"),
+    (
+        "GET",
+        re.compile(r"^/v1/projects/(?P<project>[^/]+)/maps/(?P<map_id>[^/]+)/tiles/(?P<z>\d+)/(?P<x>\d+)/(?P<y>\d+)$"),
+        "map_tile",
+    ),
     ("GET", re.compile(r"^/v1/projects/(?P<project>[^/]+)/operations$"), "list_operations"),
     ("GET", re.compile(r"^/v1/projects/(?P<project>[^/]+)/operations/(?P<op>[^/:]+)$"), "get_operation"),
     ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/operations/(?P<op>[^/:]+):cancel$"), "cancel_operation"),
@@ -56,6 +69,7 @@ class Router:
         self.engine = engine
         self._pages: OrderedDict[str, list] = OrderedDict()
         self._pages_lock = threading.Lock()
+        self._renders: Any = None  # maps and thumbnails (pixels.RenderStore), made on first use
 
     def handle(
         self, method: str, path: str, query: Mapping[str, str], body: bytes | str | None, base_url: str
@@ -150,7 +164,50 @@ class Router:
         content_type, content = compute_pixels(value, payload, ctx)
         return RawAnswer(content_type, content)
 
+    # -- thumbnails and maps ---------------------------------------------------
+
+    def _render_store(self):
+        from .pixels import RenderStore
+
+        with self._pages_lock:
+            if self._renders is None:
+                self._renders = RenderStore()
+            return self._renders
+
+    def _create_render(self, payload, project: str, kind: str) -> str:
+        from .pixels import prepare_render
+
+        value = self._evaluate_in(payload, self._context(project))
+        return self._render_store().add(prepare_render(value, payload, kind))
+
+    def create_thumbnail(self, payload, project: str, **_):
+        return {"name": f"projects/{project}/thumbnails/{self._create_render(payload, project, 'thumbnail')}"}
+
+    def thumbnail_pixels(self, payload, project: str, thumb: str, **_):
+        from .pixels import thumbnail_pixels
+
+        render = self._render_store().get(thumb, "thumbnail")
+        return RawAnswer(*thumbnail_pixels(render, self._context(project)))
+
+    def create_map(self, payload, project: str, **_):
+        return {"name": f"projects/{project}/maps/{self._create_render(payload, project, 'map')}"}
+
+    def map_tile(self, payload, project: str, map_id: str, z: str, x: str, y: str, **_):
+        from .pixels import map_tile
+
+        render = self._render_store().get(map_id, "map")
+        return RawAnswer(*map_tile(render, int(z), int(x), int(y), self._context(project)))
+
     # -- batch tasks ---------------------------------------------------------
+
+    def export_image(self, payload, project: str, **_):
+        from .export import image_export_work
+
+        work = image_export_work(self.engine, payload, self._context(project))
+        op = self.engine.operations.submit(
+            "EXPORT_IMAGE", payload.get("description") or "myExportImageTask", work, payload.get("requestId")
+        )
+        return op.to_json()
 
     def export_table(self, payload, project: str, **_):
         from .export import table_export_work

@@ -67,12 +67,32 @@ def is_assignable(value: Any, type_name: str) -> bool:
 _PLAIN = {"Object"}
 
 
+_FAST_BUILTINS: dict[str, tuple[type, ...]] = {
+    **{t: (int, float, bool) for t in _NUMBER_TYPES},
+    "Boolean": (bool, int, float),
+    "String": (str,),
+    "List": (list,),
+    "Dictionary": (dict,),
+}
+
+
 @functools.cache
 def checker(type_name: str):
-    """The check for arguments of ``type_name``, or None where any value passes."""
-    if _base(type_name) in _PLAIN:
+    """The check for arguments of ``type_name``, or None where any value passes.
+
+    Values of exactly the expected kind pass at once (most arguments); the
+    rest go through promotion and the full check."""
+    base = _base(type_name)
+    if base in _PLAIN:
         return None
-    return check_argument
+    fast = _FAST_BUILTINS.get(base, ())
+
+    def check(algorithm: str, arg: Argument, value: Any) -> Any:
+        if type(value) in fast or getattr(value, "ee_type", None) == base:
+            return value
+        return check_argument(algorithm, arg, value)
+
+    return check
 
 
 def check_argument(algorithm: str, arg: Argument, value: Any) -> Any:
@@ -111,4 +131,10 @@ def _promote(want: str, value: Any) -> Any:
         return Date.coerce(value)
     if want == "Geometry" and have == "Feature":
         return value.geometry
+    if want == "ImageCollection" and have == "FeatureCollection":
+        # ee.ImageCollection(fc) is only a cast on Earth Engine: a collection of images is one.
+        from .image import Image, ImageCollection
+
+        if all(isinstance(f, Image) for f in value.features):
+            return ImageCollection(value.features, value.properties, value.id)
     return value
