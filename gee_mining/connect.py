@@ -44,6 +44,18 @@ class Connection:
 
 # Engines already started in this process, by (catalog, storage): connect() reuses them.
 _ENGINES: dict[tuple, Any] = {}
+# The connection ``ee`` is initialised against (part of the ``ee`` session's state).
+_CURRENT: list[Connection] = []
+
+
+def current_connection() -> Connection | None:
+    """The engine ``ee`` talks to now, as the last :func:`connect` set it (None before any)."""
+    return _CURRENT[-1] if _CURRENT else None
+
+
+def _set_current(conn: Connection) -> Connection:
+    _CURRENT[:] = [conn]
+    return conn
 
 
 def connect(
@@ -73,6 +85,7 @@ def connect(
         on 127.0.0.1) or "gcs" (real buckets; ``storage_options`` may give
         ``project``, ``credentials`` or ``client``).
     """
+    _CURRENT.clear()  # until this connect succeeds, ``ee`` is connected to nothing we know
     if engine == "earthengine":
         if not project:
             raise ConnectError(
@@ -86,7 +99,7 @@ def connect(
                 f"Earth Engine could not be initialised: {e}. Run `earthengine authenticate` "
                 "first, or use connect(engine='local') to work offline."
             ) from e
-        return Connection("earthengine", project)
+        return _set_current(Connection("earthengine", project))
     if engine != "local":
         raise ConnectError(f"Unknown engine {engine!r}: use 'local' or 'earthengine'.")
 
@@ -100,7 +113,7 @@ def connect(
     _skip_online_catalog()
     if url:
         _initialize(project, url=url.rstrip("/"))
-        return Connection("local", project, url=url.rstrip("/"), transport="http", catalog=catalog_path)
+        return _set_current(Connection("local", project, url=url.rstrip("/"), transport="http", catalog=catalog_path))
 
     from .local import CatalogError, LocalEngine
 
@@ -121,9 +134,11 @@ def connect(
     if http:
         server = next((s for s in local._servers if port in (0, s.port)), None) or local.serve(port=port)
         _initialize(project, url=server.url, credentials=AnonymousCredentials())
-        return Connection("local", project, url=server.url, transport="http", catalog=catalog_path, local_engine=local)
+        return _set_current(
+            Connection("local", project, url=server.url, transport="http", catalog=catalog_path, local_engine=local)
+        )
     _initialize(project, url=None, transport=local.transport())
-    return Connection("local", project, transport="in-process", catalog=catalog_path, local_engine=local)
+    return _set_current(Connection("local", project, transport="in-process", catalog=catalog_path, local_engine=local))
 
 
 def _initialize(project: str, url: str | None, transport: Any = None, credentials: Any = None) -> None:

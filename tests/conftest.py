@@ -61,20 +61,32 @@ def engine_catalog(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ee_local(engine_catalog, tmp_path_factory):
+def _session_connection(engine_catalog, tmp_path_factory):
+    import gee_mining
+
+    options = dict(project="gee-mining-test", catalog=engine_catalog, storage_root=tmp_path_factory.mktemp("storage"))
+    return options, gee_mining.connect("local", **options)
+
+
+@pytest.fixture(scope="session")
+def ee_local(_session_connection):
     """``ee`` initialised against an in-process local engine with the test catalog."""
     import ee
 
+    yield ee
+
+
+@pytest.fixture(autouse=True)
+def _back_to_the_test_engine(_session_connection):
+    """A test that connects ``ee`` elsewhere (a CLI, another engine) does not leak it to the next test."""
     import gee_mining
 
-    conn = gee_mining.connect(
-        "local",
-        project="gee-mining-test",
-        catalog=engine_catalog,
-        storage_root=tmp_path_factory.mktemp("storage"),
-    )
-    yield ee
-    assert conn.is_local
+    before = gee_mining.current_connection()
+    yield
+    now = gee_mining.current_connection()
+    if now is None or before is None or now != before or now.local_engine is not before.local_engine:
+        options, _ = _session_connection
+        gee_mining.connect("local", **options)
 
 
 @pytest.fixture

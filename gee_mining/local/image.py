@@ -118,7 +118,9 @@ def _plain(value: float) -> float | int:
 def _as_masked(data: Any, grid: PixelGrid) -> np.ma.MaskedArray:
     arr = np.ma.asarray(data, dtype=np.float64)
     if arr.shape != grid.shape:
-        arr = np.ma.MaskedArray(np.broadcast_to(arr.filled(0), grid.shape), np.broadcast_to(np.ma.getmaskarray(arr), grid.shape))
+        arr = np.ma.MaskedArray(
+            np.broadcast_to(arr.filled(0), grid.shape), np.broadcast_to(np.ma.getmaskarray(arr), grid.shape)
+        )
     if arr.mask is np.ma.nomask:
         arr = np.ma.MaskedArray(arr.data, np.zeros(grid.shape, dtype=bool))
     return arr
@@ -317,9 +319,7 @@ def select(input, bandSelectors, newNames):  # noqa: N803
 def rename(input, names):
     image = as_image("Image.rename", input)
     if len(names) != len(image.bands):
-        raise EngineError(
-            f"Image.rename: Can't rename {len(image.bands)} band(s) with {len(names)} name(s)."
-        )
+        raise EngineError(f"Image.rename: Can't rename {len(image.bands)} band(s) with {len(names)} name(s).")
     return image.with_bands(b.replace(name=str(n)) for b, n in zip(image.bands, names, strict=True))
 
 
@@ -507,7 +507,9 @@ def geometry_mask(shape_lonlat: shapely.Geometry, grid: PixelGrid) -> np.ndarray
         shape = shape_lonlat
     if shape.is_empty:
         return np.zeros(grid.shape, dtype=bool)
-    outside = rio_mask([shapely.geometry.mapping(shape)], out_shape=grid.shape, transform=grid.affine, all_touched=False)
+    outside = rio_mask(
+        [shapely.geometry.mapping(shape)], out_shape=grid.shape, transform=grid.affine, all_touched=False
+    )
     return ~outside
 
 
@@ -586,8 +588,9 @@ def clip_to_bounds_and_scale(input, geometry, width, height, maxDimension, scale
 # -- helpers for pixel requests ------------------------------------------------------
 
 
-def compute_bands(image: Image, grid: PixelGrid, ctx: Any, band_ids: Sequence[str] | None = None) -> dict[str, np.ma.MaskedArray]:
+def compute_bands(
+    image: Image, grid: PixelGrid, ctx: Any, band_ids: Sequence[str] | None = None
+) -> dict[str, np.ma.MaskedArray]:
     """Every (or the named) band's pixels on ``grid``, by band name."""
     bands = image.bands if not band_ids else [image.band(n) for n in band_ids]
     return {b.name: b.compute(grid, ctx) for b in bands}
-

@@ -37,6 +37,7 @@ class RawAnswer:
     content_type: str
     content: bytes
 
+
 _ROUTES: list[tuple[str, re.Pattern, str]] = [
     ("GET", re.compile(r"^/\$discovery/rest$"), "discovery"),
     ("GET", re.compile(r"^/v1/projects/(?P<project>[^/]+)/algorithms$"), "algorithms"),

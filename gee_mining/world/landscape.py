@@ -1,0 +1,332 @@
+"""The static world: UTM grid, mine polygons, land-cover materials and their spectra.
+
+Everything here is fixed for the year; ``scenes.py`` adds seasons, noise and clouds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from pyproj import Transformer
+
+from .fields import Field, block_mean, octaves, sample_octaves
+from .spectra import MATERIAL_ID, VEGETATED, Palette, build_palette
+
+DEFAULT_CENTER = (-55.75, -6.25)  # Tapajos basin, Para, Brazil: a region of many small mines
+RESOLUTIONS = (10, 20, 60)
+
+
+@dataclass(frozen=True)
+class WorldGrid:
+    """A square of ``size`` metres on a UTM zone, aligned to 60 m so the 10/20/60 m lattices nest."""
+
+    epsg: int
+    x0: float  # left edge (easting)
+    y0: float  # top edge (northing)
+    size: int
+
+    @classmethod
+    def around(cls, lon: float, lat: float, size_km: float) -> WorldGrid:
+        zone = int((lon + 180) // 6) + 1
+        epsg = (32600 if lat >= 0 else 32700) + zone
+        x, y = Transformer.from_crs(4326, epsg, always_xy=True).transform(lon, lat)
+        size = max(60, int(round(size_km * 1000 / 60)) * 60)
+        return cls(epsg, math.floor((x - size / 2) / 60) * 60, math.floor((y + size / 2) / 60) * 60, size)
+
+    @property
+    def crs(self) -> str:
+        return f"EPSG:{self.epsg}"
+
+    @property
+    def zone(self) -> int:
+        return self.epsg % 100
+
+    def shape(self, res: int) -> tuple[int, int]:
+        return self.size // res, self.size // res
+
+    def transform(self, res: int):
+        from rasterio.transform import Affine
+
+        return Affine(res, 0.0, self.x0, 0.0, -res, self.y0)
+
+    def to_utm(self):
+        return Transformer.from_crs(4326, self.epsg, always_xy=True)
+
+    def to_lonlat(self):
+        return Transformer.from_crs(self.epsg, 4326, always_xy=True)
+
+    def bounds_lonlat(self) -> shapely.Polygon:
+        """The world's outline in degrees (edges densified)."""
+        box = shapely.box(self.x0, self.y0 - self.size, self.x0 + self.size, self.y0).segmentize(self.size / 16)
+        tf = self.to_lonlat()
+        return shapely.transform(box, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
+
+    def centre_lonlat(self) -> tuple[float, float]:
+        return self.to_lonlat().transform(self.x0 + self.size / 2, self.y0 - self.size / 2)
+
+    def mgrs_tile(self) -> str:
+        """The MGRS 100 km square of the world's centre (zone, latitude band, column and row letters)."""
+        lon, lat = self.centre_lonlat()
+        band = "CDEFGHJKLMNPQRSTUVWX"[min(int((lat + 80) // 8), 19)]
+        x, y = self.x0 + self.size / 2, self.y0 - self.size / 2
+        columns = ("STUVWXYZ", "ABCDEFGH", "JKLMNPQR")[self.zone % 3]
+        col = columns[int(x // 100_000) - 1]
+        row = "ABCDEFGHJKLMNPQRSTUV"[(int(y // 100_000) + (5 if self.zone % 2 == 0 else 0)) % 20]
+        return f"{self.zone:02d}{band}{col}{row}"
+
+
+# ---------------------------------------------------------------- mine polygons
+
+
+def generated_polygons(grid: WorldGrid, rng: np.random.Generator) -> list[shapely.Polygon]:
+    """Mine polygons with the sizes, shapes and clustering of mapped mining areas (in UTM metres).
+
+    Areas are log-normal around 0.23 km2 (the median of the project's real demo
+    polygons; their 5th and 95th percentiles are 0.01 and 5 km2), capped to fit
+    the world; outlines are irregular, elongated star shapes; mines come in
+    clusters (a large pit with satellites along a valley), as mining areas do.
+    """
+    extent = grid.size
+    area_km2 = (extent / 1000) ** 2
+    n_clusters = max(1, int(round(rng.uniform(0.8, 1.4) * math.sqrt(area_km2) / 3)))
+    polys: list[shapely.Polygon] = []
+    for _ in range(n_clusters):
+        cx, cy = rng.uniform(0.2, 0.8, 2) * extent
+        spread = rng.uniform(0.06, 0.15) * extent
+        for k in range(int(rng.integers(2, 7))):
+            area = float(np.clip(rng.lognormal(math.log(0.23e6), 1.1), 0.01e6, 0.02 * extent * extent))
+            if k == 0:
+                area = max(area, 0.3e6 * min(1.0, area_km2 / 100))
+                x, y = cx, cy
+            else:
+                x, y = cx + rng.normal(0, spread), cy + rng.normal(0, spread)
+            shape = _blob(rng, x, y, area)
+            shape = shape.intersection(shapely.box(0, 0, extent, extent).buffer(-50))
+            if shape.is_empty or shape.area < 5000:
+                continue
+            if any(shape.intersects(p) for p in polys):
+                shape = shape.difference(shapely.union_all(polys))
+                if shape.is_empty or shape.area < 5000:
+                    continue
+            if shape.geom_type == "MultiPolygon":
+                shape = max(shape.geoms, key=lambda g: g.area)
+            polys.append(shape)
+    # local metres (origin top-left, y down) -> UTM
+    return [shapely.transform(p, lambda xy: np.column_stack([grid.x0 + xy[:, 0], grid.y0 - xy[:, 1]])) for p in polys]
+
+
+def _blob(rng: np.random.Generator, x: float, y: float, area: float) -> shapely.Polygon:
+    theta = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    r = np.ones_like(theta)
+    for k in range(2, 7):
+        r += rng.uniform(0, 0.35 / k) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+    aspect = rng.uniform(1.0, 2.5)
+    px, py = r * np.cos(theta) * math.sqrt(aspect), r * np.sin(theta) / math.sqrt(aspect)
+    rot = rng.uniform(0, np.pi)
+    c, s = math.cos(rot), math.sin(rot)
+    shape = shapely.Polygon(np.column_stack([c * px - s * py, s * px + c * py])).buffer(0)
+    scale = math.sqrt(area / shape.area)
+    return shapely.affinity.affine_transform(shape, [scale, 0, 0, scale, x, y]).simplify(5)
+
+
+# ---------------------------------------------------------------- the static scene
+
+
+@dataclass
+class Surface:
+    """Per-pixel static description at 10 m, and its spectra at each native resolution.
+
+    ``A[res]`` (bands, h, w): reflectance at greenness 0 (brightness x base spectrum);
+    ``D[res]``: what greenness 1 adds (brightness x (green - base) spectrum);
+    ``group[res]``: index of the phenology group each pixel follows (``groups`` rows).
+    """
+
+    material: np.ndarray  # uint8 (h, w) at 10 m
+    base: np.ndarray  # uint16 palette entry at greenness 0
+    green: np.ndarray  # uint16 palette entry at greenness 1 (== base where the material has no season)
+    brightness: np.ndarray  # float32 texture factor
+    group: dict[int, np.ndarray]
+    groups: np.ndarray  # (n, 4) float32: kind (0 none, 1 seasonal cosine, 2 crop), g0 / plant day, amplitude, phase
+    A: dict[int, np.ndarray]
+    D: dict[int, np.ndarray]
+    palette: Palette
+    mine_mask: np.ndarray  # bool (h, w) at 10 m
+
+
+def _rasterize(shapes, grid: WorldGrid, res: int, value: int = 1, all_touched: bool = False) -> np.ndarray:
+    from rasterio.features import rasterize
+
+    shapes = [s for s in shapes if s is not None and not s.is_empty]
+    h, w = grid.shape(res)
+    if not shapes:
+        return np.zeros((h, w), dtype=np.uint8)
+    return rasterize(
+        [(s, value) for s in shapes],
+        out_shape=(h, w),
+        transform=grid.transform(res),
+        fill=0,
+        dtype="uint8",
+        all_touched=all_touched,
+    )
+
+
+def build_surface(grid: WorldGrid, mines_utm: list[shapely.Geometry], rng: np.random.Generator) -> Surface:
+    """Materials, spectra and phenology for every 10 m pixel of the world."""
+    palette = build_palette(rng)
+    h, w = grid.shape(10)
+    extent = float(grid.size)
+    # land use: the highest of several patchy scores wins
+    scores = []
+    biases = {"forest": 0.55, "crop": -0.05, "grass": 0.0, "shrub": -0.35, "natural_soil": -0.75, "natural_rock": -0.95}
+    for bias in biases.values():
+        parts = octaves(rng, extent, [2400.0, 700.0, 180.0], [1.0, 0.45, 0.15])
+        scores.append(sample_octaves(parts, h, w, 10.0) + np.float32(bias))
+    order = np.array([MATERIAL_ID[k] for k in biases], dtype=np.uint8)
+    material = order[np.argmax(np.stack(scores), axis=0)]
+    del scores
+
+    # crop fields: a rotated lattice of 120-320 m fields inside the crop zone
+    rot = rng.uniform(0, np.pi / 2)
+    ys, xs = (np.mgrid[0:h, 0:w].astype(np.float32) + 0.5) * 10.0
+    u = xs * math.cos(rot) + ys * math.sin(rot)
+    v = -xs * math.sin(rot) + ys * math.cos(rot)
+    fx, fy = rng.uniform(120, 320), rng.uniform(120, 320)
+    field_id = (np.floor(u / fx).astype(np.int64) * 7919 + np.floor(v / fy).astype(np.int64)) % 1_000_003
+    boundaries = (np.mod(u, fx) < 10) | (np.mod(v, fy) < 10)
+    del u, v, xs, ys
+
+    # a river and a lake
+    river = _river(rng, extent)
+    lake = Field.random(rng, extent, 900.0).sample(h, w, 10.0) > 2.3
+    material[lake] = MATERIAL_ID["water"]
+    # a village with roofs and paved roads
+    village_roofs, village_roads = _village(rng, extent)
+    to_utm = lambda g: shapely.transform(g, lambda xy: np.column_stack([grid.x0 + xy[:, 0], grid.y0 - xy[:, 1]]))  # noqa: E731
+    material[_rasterize([to_utm(river)], grid, 10) > 0] = MATERIAL_ID["water"]
+    material[_rasterize([to_utm(g) for g in village_roads], grid, 10, all_touched=True) > 0] = MATERIAL_ID["paved_road"]
+    material[_rasterize([to_utm(g) for g in village_roofs], grid, 10) > 0] = MATERIAL_ID["roof"]
+    material[(material == MATERIAL_ID["crop"]) & boundaries] = MATERIAL_ID["grass"]
+
+    # mines: soil, rock benches, tailings, pit water, haul roads
+    mine_mask = _rasterize(mines_utm, grid, 10) > 0
+    inner = Field.random(rng, extent, 150.0).sample(h, w, 10.0)
+    tail = Field.random(rng, extent, 300.0).sample(h, w, 10.0)
+    mm = np.full((h, w), MATERIAL_ID["mine_soil"], dtype=np.uint8)
+    mm[inner > 0.6] = MATERIAL_ID["mine_rock"]
+    mm[tail > 0.9] = MATERIAL_ID["tailings"]
+    material = np.where(mine_mask, mm, material)
+    pits = []
+    roads = []
+    polys = [p for p in mines_utm if p.geom_type in ("Polygon", "MultiPolygon")]
+    centres = [p.representative_point() for p in polys]
+    for p, c in zip(polys, centres, strict=True):
+        if p.area > 0.15e6:
+            pit = c.buffer(math.sqrt(p.area) * rng.uniform(0.08, 0.16)).intersection(p.buffer(-20))
+            pits.append(pit)
+        others = [o for o in centres if o is not c]
+        if others:
+            target = min(others, key=lambda o: o.distance(c))
+        else:
+            target = shapely.Point(grid.x0 + rng.uniform(0, extent), grid.y0 - extent)
+        roads.append(shapely.LineString([c, target]).buffer(rng.uniform(6, 10)))
+        edge = shapely.Point(grid.x0 if rng.random() < 0.5 else grid.x0 + extent, c.y)
+        if rng.random() < 0.5:
+            roads.append(shapely.LineString([c, edge]).buffer(6))
+    road_mask = _rasterize(roads, grid, 10, all_touched=True) > 0
+    material[road_mask & (material != MATERIAL_ID["water"])] = MATERIAL_ID["haul_road"]
+    material[_rasterize(pits, grid, 10) > 0] = MATERIAL_ID["pit_water"]
+
+    # spectra: each material's candidates assigned in patches
+    base = np.zeros((h, w), dtype=np.uint16)
+    green = np.zeros((h, w), dtype=np.uint16)
+    pick = Field.random(rng, extent, 350.0).sample(h, w, 10.0)
+    rank = np.clip((pick / 3.0 + 0.5), 0, 0.999)  # ~uniform 0..1
+    field_pick = (field_id * 2654435761 % 4294967296) / 4294967296.0
+    for m, candidates in palette.base.items():
+        sel = material == m
+        if not sel.any():
+            continue
+        r = field_pick[sel] if m == MATERIAL_ID["crop"] else rank[sel]
+        k = np.minimum((r * len(candidates)).astype(int), len(candidates) - 1)
+        base[sel] = candidates[k]
+        g = palette.green.get(m)
+        green[sel] = g[np.minimum((r * len(g)).astype(int), len(g) - 1)] if g is not None else candidates[k]
+    parts = octaves(rng, extent, [160.0, 40.0], [0.05, 0.03])
+    brightness = np.clip(1.0 + sample_octaves(parts, h, w, 10.0), 0.8, 1.2).astype(np.float32)
+    brightness[(material == MATERIAL_ID["water"]) | (material == MATERIAL_ID["pit_water"])] = 1.0
+
+    # phenology groups: crops follow their field, other vegetation its 1 km block
+    block = (np.arange(h)[:, None] // 100) * 1000 + (np.arange(w)[None, :] // 100)
+    key = np.where(material == MATERIAL_ID["crop"], field_id + 10_000_000, block * 16 + material)
+    key = np.where(np.isin(material, VEGETATED), key, -1)
+    uniq, group10 = np.unique(key, return_inverse=True)
+    group10 = group10.reshape(h, w).astype(np.int32)
+    groups = np.zeros((len(uniq), 4), dtype=np.float32)
+    peak = rng.uniform(0, 365)
+    for i, kv in enumerate(uniq):
+        if kv < 0:
+            continue
+        if kv >= 10_000_000:
+            groups[i] = (2, rng.uniform(0, 365), rng.uniform(90, 140), 0)
+        else:
+            mat = int(kv % 16)
+            g0, amp = {0: (0.7, 0.15), 1: (0.5, 0.25), 2: (0.5, 0.35)}.get(mat, (0.0, 0.0))
+            groups[i] = (1, g0 + rng.normal(0, 0.05), amp, peak + rng.normal(0, 15))
+
+    A, D, group = {}, {}, {}
+    spectra = palette.values  # (n, 12)
+    from .spectra import BAND_RES, S2_SR_BANDS
+
+    for res in RESOLUTIONS:
+        idx = [i for i, b in enumerate(S2_SR_BANDS) if BAND_RES[b] == res]
+        f = res // 10
+        a = np.empty((len(idx), h // f, w // f), dtype=np.float32)
+        d = np.empty_like(a)
+        for j, bi in enumerate(idx):
+            sb = spectra[:, bi]
+            a[j] = block_mean(brightness * sb[base], f)
+            d[j] = block_mean(brightness * (sb[green] - sb[base]), f)
+        A[res], D[res] = a, d
+        group[res] = group10[f // 2 :: f, f // 2 :: f] if f > 1 else group10
+    return Surface(material, base, green, brightness, group, groups, A, D, palette, mine_mask)
+
+
+def greenness(groups: np.ndarray, doy: float) -> np.ndarray:
+    """Greenness (0..1) of each phenology group on day-of-year ``doy``."""
+    kind, p1, p2, p3 = groups.T
+    seasonal = np.clip(p1 + p2 * np.cos(2 * np.pi * (doy - p3) / 365.25), 0, 1)
+    age = np.mod(doy - p1, 365.25)
+    crop = np.where(age < p2, np.sin(np.pi * age / np.maximum(p2, 1)), 0.0)
+    return np.where(kind == 1, seasonal, np.where(kind == 2, crop, 0.0)).astype(np.float32)
+
+
+def _river(rng: np.random.Generator, extent: float) -> shapely.Geometry:
+    n = 60
+    t = np.linspace(-0.05, 1.05, n) * extent
+    wander = np.cumsum(rng.normal(0, extent * 0.02, n))
+    wander -= np.linspace(wander[0], wander[-1], n)
+    offset = rng.uniform(0.15, 0.85) * extent
+    if rng.random() < 0.5:
+        line = shapely.LineString(np.column_stack([t, offset + wander]))
+    else:
+        line = shapely.LineString(np.column_stack([offset + wander, t]))
+    return line.buffer(rng.uniform(18, 35))
+
+
+def _village(rng: np.random.Generator, extent: float):
+    cx, cy = rng.uniform(0.15, 0.85, 2) * extent
+    radius = min(500.0, extent * 0.08)
+    roads = [
+        shapely.LineString([(cx - radius, cy + dy), (cx + radius, cy + dy)]).buffer(4)
+        for dy in np.arange(-radius, radius + 1, 120)
+    ]
+    roads += [shapely.LineString([(cx + dx, cy - radius), (cx + dx, cy + radius)]).buffer(4) for dx in (-60.0, 60.0)]
+    roofs = []
+    for _ in range(int(radius**2 / 2500)):
+        x, y = cx + rng.uniform(-radius, radius), cy + rng.uniform(-radius, radius)
+        s = rng.uniform(8, 22)
+        roofs.append(shapely.box(x, y, x + s, y + s * rng.uniform(0.6, 1.4)))
+    return roofs, roads

@@ -1,0 +1,307 @@
+"""Scenes of the simulated world: the acquisition rhythm, rendering and the files of each scene.
+
+Each scene is rendered at its bands' native resolutions from the static surface
+(``landscape.Surface``): reflectance = brightness x spectrum (mixed towards the
+green spectrum by the day's greenness), plus sensor noise, seen through the
+scene's clouds (``clouds.py``); stored as DN = reflectance x 10000 (uint16), as
+in ``COPERNICUS/S2_SR_HARMONIZED``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import clouds
+from .fields import block_mean
+from .landscape import Surface, WorldGrid, greenness
+from .spectra import MATERIAL_ID, S2_SR_BANDS
+
+GROUPS = {10: ["B2", "B3", "B4", "B8"], 20: ["B5", "B6", "B7", "B8A", "B11", "B12"], 60: ["B1", "B9"]}
+NOISE_SIGMA = 0.004  # reflectance; additive sensor and retrieval noise per pixel and scene
+GTIFF = {"driver": "GTiff", "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "ZSTD", "zstd_level": 1}
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    number: int
+    sensing: dt.datetime
+    granule: dt.datetime
+    spacecraft: str
+    orbit: int
+    tile: str
+
+    @property
+    def index(self) -> str:
+        """Earth Engine's ``system:index`` for Sentinel-2: datatake time, granule time, tile."""
+        return f"{self.sensing:%Y%m%dT%H%M%S}_{self.granule:%Y%m%dT%H%M%S}_T{self.tile}"
+
+    @property
+    def doy(self) -> float:
+        return float(self.sensing.timetuple().tm_yday)
+
+
+def schedule(grid: WorldGrid, year: int, months: int) -> list[SceneSpec]:
+    """Sentinel-2A and 2B alternating every 5 days (the constellation's revisit) over the world's tile."""
+    lon, _ = grid.centre_lonlat()
+    tile = grid.mgrs_tile()
+    offset = (grid.zone * 3 + sum(map(ord, tile))) % 5
+    start = dt.datetime(year, 1, 1, tzinfo=dt.UTC) + dt.timedelta(days=offset)
+    end_month = min(months, 12)
+    end = dt.datetime(year + (end_month // 12), end_month % 12 + 1, 1, tzinfo=dt.UTC)
+    hours = (10.5 - lon / 15.0) % 24  # descending node ~10:30 local solar time
+    orbit = 1 + (grid.zone * 37 + 11) % 143
+    specs = []
+    day = start
+    n = 0
+    while day < end:
+        # a few seconds' drift per pass, as datatake times vary
+        seconds = int(hours * 3600) + (n * 7919) % 41 - 20
+        sensing = day.replace(hour=0, minute=0, second=0) + dt.timedelta(seconds=seconds)
+        granule = sensing + dt.timedelta(seconds=60 + (n * 104729) % 1500)
+        specs.append(SceneSpec(n, sensing, granule, "Sentinel-2A" if n % 2 == 0 else "Sentinel-2B", orbit, tile))
+        n += 1
+        day += dt.timedelta(days=5)
+    return specs
+
+
+def sun_angles(lon: float, lat: float, when: dt.datetime) -> tuple[float, float]:
+    """(zenith, azimuth) in degrees from a standard low-precision solar position formula."""
+    doy = when.timetuple().tm_yday
+    decl = math.radians(23.44) * math.sin(2 * math.pi * (284 + doy) / 365)
+    solar_hours = when.hour + when.minute / 60 + lon / 15.0
+    ha = math.radians(15 * (solar_hours - 12))
+    phi = math.radians(lat)
+    cos_z = math.sin(phi) * math.sin(decl) + math.cos(phi) * math.cos(decl) * math.cos(ha)
+    zen = math.acos(max(-1.0, min(1.0, cos_z)))
+    az = math.atan2(math.sin(ha), math.cos(ha) * math.sin(phi) - math.tan(decl) * math.cos(phi)) + math.pi
+    return math.degrees(zen), math.degrees(az) % 360
+
+
+def mean_cover(doy: float, lat: float) -> float:
+    """Seasonal mean cloud cover: a wet season peaking in the local summer."""
+    peak = 45 if lat < 0 else 225
+    return float(0.38 + 0.22 * math.cos(2 * math.pi * (doy - peak) / 365.25))
+
+
+@dataclass
+class Static:
+    """What every scene shares (read-only while scenes render in threads)."""
+
+    grid: WorldGrid
+    surface: Surface
+    noise: np.ndarray  # (2, H + pad, W + pad) float32 normal, standard deviation NOISE_SIGMA
+    bright: np.ndarray  # (h, w) float32 0..1: bright bare ground (cloud detectors' false alarms)
+    seed: int
+    out: Path
+
+
+def make_static(grid: WorldGrid, surface: Surface, seed: int, out: Path) -> Static:
+    rng = np.random.default_rng([seed, 7])
+    h, w = grid.shape(10)
+    noise = rng.standard_normal((2, h + 64, w + 64), dtype=np.float32)
+    noise *= np.float32(NOISE_SIGMA)
+    vis = surface.A[10][:3].mean(axis=0)
+    bright = np.clip((vis - 0.12) / 0.15, 0, 1).astype(np.float32)
+    bright[np.isin(surface.material, (0, 1, 2, 3))] = 0
+    return Static(grid, surface, noise, bright, seed, out)
+
+
+def write_tif(path: Path, data: np.ndarray, grid: WorldGrid, res: int, names: list[str], **extra) -> None:
+    import rasterio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = data if data.ndim == 3 else data[None]
+    opts = dict(GTIFF)
+    if data.dtype == np.float32:
+        opts["predictor"] = 3
+    elif data.dtype != np.uint8:
+        opts["predictor"] = 2
+    opts.update(extra)
+    with rasterio.open(
+        path,
+        "w",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype,
+        crs=grid.crs,
+        transform=grid.transform(res),
+        interleave="band",
+        **opts,
+    ) as ds:
+        ds.write(data)
+        for i, n in enumerate(names):
+            ds.set_band_description(i + 1, n)
+
+
+def render_scene(static: Static, spec: SceneSpec) -> dict[str, Any]:
+    """Render and write one scene; returns its catalog entries and properties."""
+    grid, surface = static.grid, static.surface
+    rng = np.random.default_rng([static.seed, 1000 + spec.number])
+    lon, lat = grid.centre_lonlat()
+    zen, az = sun_angles(lon, lat, spec.sensing)
+    sky = clouds.draw_sky(rng, float(grid.size), mean_cover(spec.doy, lat))
+    # shadows fall away from the sun: the shadow at p is the cloud at p minus the displacement,
+    # so the cloud field is sampled at +(L sin az) east and -(L cos az) in image rows (y down)
+    length = math.hypot(sky.shadow_dx, sky.shadow_dy)
+    shift = {"shadow_dx": length * math.sin(math.radians(az)), "shadow_dy": -length * math.cos(math.radians(az))}
+    sky = clouds.Sky(**{**sky.__dict__, **shift})
+    g = greenness(surface.groups, spec.doy)
+    folder = static.out / "S2_SR_HARMONIZED" / spec.index
+    bands_out: dict[str, list] = {}
+    layers: dict[int, tuple] = {}
+    surface20_b4 = None
+    for res in (10, 20, 60):
+        names = GROUPS[res]
+        shape = grid.shape(res)
+        idx = [S2_SR_BANDS.index(b) for b in names]
+        gmap = g[surface.group[res]]
+        refl = surface.D[res] * gmap[None]
+        refl += surface.A[res]
+        for j in range(len(names)):
+            k = int(rng.integers(2))
+            oy, ox = rng.integers(0, 64, 2)
+            refl[j] += static.noise[k, oy : oy + shape[0], ox : ox + shape[1]]
+        if res == 10:
+            surface20_b4 = block_mean(refl[2], 2)
+        if res == 10:
+            layers[10] = sky.at(10.0, shape)
+        else:  # a coarser detector pixel sees the mean of the finer sky
+            layers[res] = tuple(block_mean(x, res // 10) for x in layers[10])
+        alpha, tau, shadow = layers[res]
+        if res == 20:
+            nir = refl[3].copy()  # B8A before clouds
+        clouds.composite(refl, alpha, tau, shadow, idx)
+        refl *= np.float32(10000)
+        refl += np.float32(0.5)  # round half up on truncation (values are positive after the clip)
+        np.clip(refl, 1, 65535, out=refl)
+        dn = refl.astype(np.uint16)
+        path = folder / f"{res}m.tif"
+        write_tif(path, dn, grid, res, names)
+        for i, b in enumerate(names):
+            bands_out[b] = [str(path.relative_to(static.out)), i + 1]
+    # scene classification at 20 m
+    alpha20, tau20, shadow20 = layers[20]
+    material20 = surface.material[1::2, 1::2]
+    ndvi = (nir - surface20_b4) / np.maximum(nir + surface20_b4, 1e-6)
+    water = (material20 == MATERIAL_ID["water"]) | (material20 == MATERIAL_ID["pit_water"])
+    surface_class = np.where(water, 6, np.where(ndvi > 0.4, 4, 5)).astype(np.uint8)
+    scl = clouds.scl(alpha20, tau20, shadow20, surface_class)
+    msk = clouds.cloud_probability_msk(alpha20, tau20)
+    path = folder / "20m_qa.tif"
+    write_tif(path, np.stack([scl, msk]), grid, 20, ["SCL", "MSK_CLDPRB"])
+    bands_out["SCL"] = [str(path.relative_to(static.out)), 1]
+    bands_out["MSK_CLDPRB"] = [str(path.relative_to(static.out)), 2]
+    alpha60, tau60, _ = layers[60]
+    path = folder / "QA60.tif"
+    write_tif(path, clouds.qa60(alpha60, tau60), grid, 60, ["QA60"])
+    bands_out["QA60"] = [str(path.relative_to(static.out)), 1]
+
+    alpha10, tau10, shadow10 = layers[10]
+    truth = clouds.truth_classes(alpha10, tau10, shadow10)
+    truth_path = static.out / "truth" / "clouds" / f"{spec.index}.tif"
+    write_tif(truth_path, truth, grid, 10, ["cloud_truth"])
+    cs, cs_cdf = clouds.cloud_score_plus(alpha10, tau10, shadow10, static.bright, rng, float(grid.size))
+    csp_path = static.out / "CLOUD_SCORE_PLUS" / f"{spec.index}.tif"
+    write_tif(csp_path, np.stack([cs, cs_cdf]), grid, 10, ["cs", "cs_cdf"])
+    prob_path = static.out / "S2_CLOUD_PROBABILITY" / f"{spec.index}.tif"
+    write_tif(prob_path, clouds.s2cloudless(sky, grid.shape(10), static.bright), grid, 10, ["probability"])
+
+    n20 = scl.size
+    pct = {c: round(100.0 * float(np.count_nonzero(scl == c)) / n20, 6) for c in (3, 4, 5, 6, 8, 9, 10)}
+    cloudy = round(pct[8] + pct[9] + pct[10], 6)
+    truth_counts = {name: int(np.count_nonzero(truth == c)) for c, name in clouds.TRUTH_CLASSES.items()}
+    props = {
+        "CLOUDY_PIXEL_PERCENTAGE": cloudy,
+        "CLOUD_COVERAGE_ASSESSMENT": cloudy,
+        "HIGH_PROBA_CLOUDS_PERCENTAGE": pct[9],
+        "MEDIUM_PROBA_CLOUDS_PERCENTAGE": pct[8],
+        "THIN_CIRRUS_PERCENTAGE": pct[10],
+        "CLOUD_SHADOW_PERCENTAGE": pct[3],
+        "VEGETATION_PERCENTAGE": pct[4],
+        "NOT_VEGETATED_PERCENTAGE": pct[5],
+        "WATER_PERCENTAGE": pct[6],
+        "SNOW_ICE_PERCENTAGE": 0.0,
+        "NODATA_PIXEL_PERCENTAGE": 0.0,
+        "MGRS_TILE": spec.tile,
+        "SPACECRAFT_NAME": spec.spacecraft,
+        "SENSING_ORBIT_NUMBER": spec.orbit,
+        "SENSING_ORBIT_DIRECTION": "DESCENDING",
+        "PROCESSING_BASELINE": "02.12",
+        "PRODUCT_ID": f"S2{spec.spacecraft[-1]}_MSIL2A_{spec.sensing:%Y%m%dT%H%M%S}_N0212_R{spec.orbit:03d}_T{spec.tile}_"
+        f"{spec.granule:%Y%m%dT%H%M%S}",
+        "DATATAKE_TYPE": "INS-NOBS",
+        "MEAN_SOLAR_ZENITH_ANGLE": round(zen, 6),
+        "MEAN_SOLAR_AZIMUTH_ANGLE": round(az, 6),
+        "GEE_MINING_SIMULATED": True,
+        "GEE_MINING_WORLD_SEED": static.seed,
+    }
+    when = spec.sensing.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "index": spec.index,
+        "time_start": when,
+        "s2": {
+            "id": f"COPERNICUS/S2_SR_HARMONIZED/{spec.index}",
+            "time_start": when,
+            "bands": bands_out,
+            "pyramiding": {"SCL": "sample", "QA60": "sample"},
+            "properties": props,
+        },
+        "csplus": {
+            "id": f"GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED/{spec.index}",
+            "time_start": when,
+            "bands": {
+                "cs": [str(csp_path.relative_to(static.out)), 1],
+                "cs_cdf": [str(csp_path.relative_to(static.out)), 2],
+            },
+            "properties": {"GEE_MINING_SIMULATED": True},
+        },
+        "probability": {
+            "id": f"COPERNICUS/S2_CLOUD_PROBABILITY/{spec.index}",
+            "time_start": when,
+            "bands": {"probability": [str(prob_path.relative_to(static.out)), 1]},
+            "properties": {"MGRS_TILE": spec.tile, "SPACECRAFT_NAME": spec.spacecraft, "GEE_MINING_SIMULATED": True},
+        },
+        "truth": {"path": str(truth_path.relative_to(static.out)), "pixels": truth_counts},
+        "cover": sky.cover,
+    }
+
+
+_WORKER: dict[str, Static] = {}  # per worker process: the shared static world, inherited through fork
+
+
+def _init_worker(static: Static) -> None:
+    _WORKER["static"] = static
+
+
+def _render_in_worker(spec: SceneSpec) -> dict[str, Any]:
+    return render_scene(_WORKER["static"], spec)
+
+
+def render_all(static: Static, specs: list[SceneSpec], workers: int, progress=None) -> list[dict[str, Any]]:
+    """Render every scene, in ``workers`` forked processes (scenes are independent: same bytes in any order)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    results: list[dict[str, Any]] = []
+
+    def note(r: dict[str, Any]) -> None:
+        results.append(r)
+        if progress:
+            progress(f"scene {len(results)}/{len(specs)} {r['index']} cloud cover {r['cover']:.2f}")
+
+    if workers <= 1 or "fork" not in mp.get_all_start_methods():
+        for spec in specs:
+            note(render_scene(static, spec))
+        return results
+    ctx = mp.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(static,)) as pool:
+        for r in pool.map(_render_in_worker, specs):
+            note(r)
+    return results
