@@ -346,6 +346,7 @@ def test_cancel_mid_run_leaves_nothing(emulated):
 
 
 def test_failure_carries_its_error(emulated):
+    shared_file("imagery")
     ee, engine = emulated
     task = _export(ee, ee.Image("projects/gee-mining-test/assets/no_such_image"), "failed/x")
     status = _wait(task)

@@ -152,6 +152,7 @@ def test_filter_bounds_uses_the_image_footprint(ee_local):
 
 
 def test_map_limit_sort_first_to_list(ee_local):
+    shared_file("imagery")
     # ee.ImageCollection.map returns an ImageCollection; limit/sort/first/toList as on collections.
     ic = ee_local.ImageCollection(SR)
     mapped = ic.map(lambda im: im.select(["B4", "B8"]).set("n", 1))
@@ -313,6 +314,7 @@ def test_reduce_with_a_multi_input_reducer(ee_local, stack):
 
 
 def test_reduce_refuses_heterogeneous_collections(ee_local):
+    shared_file("imagery")
     # ee.ImageCollection.reduce: "If the reducer has a single input, it will be applied separately to each
     # band of the collection" - which needs every image to have the same bands.
     ee = ee_local
@@ -325,6 +327,7 @@ def test_reduce_refuses_heterogeneous_collections(ee_local):
 
 
 def test_composite_default_projection_is_one_degree_wgs84(ee_local):
+    shared_file("imagery")
     # "Projections" guide: "Image collections reduced into composites or mosaics ... will have a default
     # WGS84 projection with a 1-degree scale"; ee.Projection.nominalScale of 1 degree is 111319.49 m.
     ee = ee_local
@@ -352,6 +355,7 @@ def test_mosaic_puts_the_last_image_on_top(ee_local, stack):
 
 
 def test_quality_mosaic_takes_all_bands_of_the_best_image(ee_local):
+    shared_file("imagery")
     # ee.ImageCollection.qualityMosaic: "selects the image (per-pixel) with the HIGHEST quality-band-score";
     # "All bands from the selected image ... are included in the output".
     ee = ee_local
@@ -371,6 +375,7 @@ def test_quality_mosaic_takes_all_bands_of_the_best_image(ee_local):
 
 
 def test_merge_to_bands_and_combine(ee_local):
+    shared_file("imagery")
     # ee.ImageCollection.merge: "all the images that were in either collection"; ee.ImageCollection.toBands:
     # bands "named by prefixing the existing band names with the image id"; ee.ImageCollection.combine:
     # "an inner join on ID with merging of the bands".
@@ -393,6 +398,7 @@ def _probability(ee):
 
 
 def test_join_save_first_on_system_index_then_add_bands(ee_local):
+    shared_file("imagery")
     # The s2cloudless tutorial ("Sentinel-2 Cloud Masking with s2cloudless"): join the cloud probability
     # collection with ee.Join.saveFirst('s2cloudless') and ee.Filter.equals(leftField='system:index',
     # rightField='system:index'), then add the matched image's 'probability' band.
@@ -427,6 +433,7 @@ def test_join_save_first_on_system_index_then_add_bands(ee_local):
 
 
 def test_inner_join_then_cat_reduces(ee_local):
+    shared_file("imagery")
     # "Inner Joins" guide: the joined features' 'primary' and 'secondary' images are combined with
     # ee.Image.cat, and the result is used as an ImageCollection.
     ee = ee_local
@@ -442,6 +449,7 @@ def test_inner_join_then_cat_reduces(ee_local):
 
 
 def test_link_collection(ee_local):
+    shared_file("imagery")
     # ee.ImageCollection.linkCollection: bands of the matching image (default match: system:index) are
     # added; without a match "any new or updated bands will be fully masked".
     ee = ee_local

@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import shapely
-
-from tests.conftest import shared_file
+from conftest import shared_file
 
 L1C = "COPERNICUS/S2_HARMONIZED/20170216T102101_20170216T102101_T33UUU"
 B4 = "imagery/s2_l1c_T33UUU_20170216/T33UUU_20170216T102101_B04.jp2"
@@ -89,6 +88,7 @@ def test_max_pixels_error_and_best_effort(ee_local, inside):
 
 
 def test_output_keys_follow_bands(ee_local):
+    shared_file("imagery")
     # multi-band image, one-input reducer: one key per band (and per output when several)
     ee = ee_local
     img = ee.Image(L1C).select(["B4", "B8"])
@@ -119,6 +119,7 @@ def test_sample_counts(ee_local, b4, inside):
 
 
 def test_stratified_sample_counts(ee_local):
+    shared_file("imagery")
     # ee.Image.stratifiedSample reference: numPoints per class, all points of a class with fewer pixels
     ee = ee_local
     small = ee.Geometry.Rectangle([332000, 5819000, 332200, 5819100], "EPSG:32633", False)
@@ -180,6 +181,7 @@ def test_reduce_resolution_mean_of_blocks(ee_local, b4):
 
 
 def test_reduce_across_bands(ee_local):
+    shared_file("imagery")
     ee = ee_local
     img = ee.Image(L1C).select(["B2", "B3", "B4"])
     px = _pixels(ee, img.addBands(img.reduce(ee.Reducer.max())))
