@@ -91,6 +91,8 @@ def widest(*types: PixelType) -> PixelType:
 
 @algorithm("PixelType")
 def pixel_type(precision, minValue, maxValue, dimensions):  # noqa: N803
+    if isinstance(precision, PixelType):  # the client wraps PixelType.int8() and the like in PixelType(...)
+        return precision
     if precision not in ("int", "float", "double"):
         raise EngineError(f"PixelType: Unknown precision '{precision}'.")
     if dimensions:
@@ -100,3 +102,40 @@ def pixel_type(precision, minValue, maxValue, dimensions):  # noqa: N803
         hi = 2**63 - 1 if maxValue is None else maxValue
         return PixelType.int_range(lo, hi)
     return PixelType(precision)
+
+
+def _named(name: str):
+    def make():
+        return PixelType.named(name)
+
+    make.__name__ = name
+    return make
+
+
+for _name in ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "float", "double"):
+    algorithm(f"PixelType.{_name}")(_named(_name))
+
+
+@algorithm("PixelType.precision")
+def precision(pixelType):  # noqa: N803
+    return pixelType.precision
+
+
+@algorithm("PixelType.minValue")
+def min_value(pixelType):  # noqa: N803
+    """The smallest value of an integer type; floating types report their IEEE range."""
+    if pixelType.is_int:
+        return int(pixelType.min)
+    return -float(np.finfo(pixelType.numpy_dtype()).max)
+
+
+@algorithm("PixelType.maxValue")
+def max_value(pixelType):  # noqa: N803
+    if pixelType.is_int:
+        return int(pixelType.max)
+    return float(np.finfo(pixelType.numpy_dtype()).max)
+
+
+@algorithm("PixelType.dimensions")
+def dimensions(pixelType):  # noqa: N803
+    return 0
