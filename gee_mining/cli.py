@@ -97,6 +97,21 @@ def _grid(args: argparse.Namespace) -> int:
     return 0
 
 
+def _world(args: argparse.Namespace) -> int:
+    from .world import generate_world
+
+    center = tuple(float(v) for v in args.center.split(",")) if args.center else None
+    m = generate_world(
+        args.out, polygons=args.polygons, size_km=args.size_km, year=args.year, seed=args.seed,
+        months=args.months, center=center, project=args.project, workers=args.workers,
+        progress=print if args.verbose else None,
+    )  # fmt: skip
+    print(f"simulated world: {len(m.scenes)} scenes over tile {m.mgrs_tile}, {m.size_bytes / 1e6:.1f} MB "
+          f"in {m.timing_s['total']:.1f} s")  # fmt: skip
+    print(f"  catalog: {m.catalog} (serve it: gee-mining serve --catalog {m.catalog})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gee-mining", description="Find mines in Sentinel-2 imagery with Earth Engine."
@@ -133,6 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catalog", help="local engine catalog TOML (for asset ids)")
     p.add_argument("--out", required=True, help="output table: .parquet (GeoParquet), .gpkg or .csv")
     p.set_defaults(func=_grid)
+
+    p = sub.add_parser("world", help="write a SIMULATED Sentinel-2 world (scenes, cloud scores, land cover) + catalog")
+    p.add_argument("--out", default="runs/world", help="output folder (default runs/world)")
+    p.add_argument("--polygons", help="mine polygon file to build around (default: generated polygons)")
+    p.add_argument("--size-km", type=float, default=20.0, help="side of the square world in km (default 20)")
+    p.add_argument("--year", type=int, default=2019, help="year of the scenes (default 2019)")
+    p.add_argument("--months", type=int, default=12, help="months of scenes from January (default 12)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
+    p.add_argument("--center", help="lon,lat of the world's centre (default: densest polygons, or Tapajos)")
+    p.add_argument("--project", default="gee-mining-local", help="project of the mine table's asset id")
+    p.add_argument("--workers", type=int, help="processes rendering scenes (default: up to 2)")
+    p.add_argument("--verbose", action="store_true", help="print each scene")
+    p.set_defaults(func=_world)
 
     p = sub.add_parser("algorithms", help="list the Earth Engine algorithms the local engine implements")
     p.add_argument("--all", action="store_true", help="list every Earth Engine algorithm, marking ours")

@@ -199,17 +199,79 @@ def tag_zones(ee, polygons, spec: GridSpec):
     return polygons.map(tag)
 
 
-def _cell_properties(ee, cell, proj, epsg: int):
+@dataclass(frozen=True)
+class Metadata:
+    """What each cell is annotated with, server-side.
+
+    ``countries``: a table with a country name column (Earth Engine's LSIB by
+    default): the country at the cell's centre. ``landcover``: an image or
+    image collection of classes (ESA WorldCover by default): the share of each
+    class in the cell, from pixels sampled at ``landcover_scale`` metres.
+    ``images``: extra ``(column, image id, band, reducer name)`` statistics
+    (e.g. ``("elevation", "USGS/SRTMGL1_003", "elevation", "mean")``).
+    ``tables``: extra ``(column, table id, property)``: the property of the
+    table's feature at the cell's centre. None switches a source off.
+    """
+
+    countries: str | None = "USDOS/LSIB_SIMPLE/2017"
+    country_column: str = "country_na"
+    landcover: str | None = "ESA/WorldCover/v200"
+    landcover_band: str = "Map"
+    landcover_scale: float = 100.0
+    images: tuple[tuple[str, str, str, str], ...] = ()
+    tables: tuple[tuple[str, str, str], ...] = ()
+
+
+NO_METADATA = Metadata(countries=None, landcover=None)
+
+
+def _at_centre(ee, table_id: str, point, column: str):
+    hit = ee.FeatureCollection(table_id).filterBounds(point).first()
+    return ee.Algorithms.If(hit, ee.Feature(hit).get(column), None)
+
+
+def _image(ee, asset_id: str):
+    """An image asset, or the first image of an image collection (WorldCover is a collection of one)."""
+    info = ee.data.getAsset(asset_id)
+    if info.get("type") == "IMAGE_COLLECTION":
+        return ee.ImageCollection(asset_id).first()
+    return ee.Image(asset_id)
+
+
+def _cell_properties(ee, cell, proj, epsg: int, metadata: Metadata = NO_METADATA):
     g = cell.geometry()
     lonlat = g.transform("EPSG:4326", MAX_ERROR_M)
-    return {
+    centre = g.centroid(MAX_ERROR_M)
+    props = {
         "epsg": epsg,
-        "centroid": g.centroid(MAX_ERROR_M).coordinates(),
+        "centroid": centre.coordinates(),
         "bounds": lonlat.bounds(MAX_ERROR_M).coordinates().get(0),
     }
+    if metadata.countries:
+        props["country"] = _at_centre(ee, metadata.countries, centre, metadata.country_column)
+    if metadata.landcover:
+        classes = _image(ee, metadata.landcover).select(metadata.landcover_band)
+        props["landcover"] = classes.reduceRegion(
+            ee.Reducer.frequencyHistogram(), g, metadata.landcover_scale, proj
+        ).get(metadata.landcover_band)
+    for column, image_id, band, reducer in metadata.images:
+        stat = _image(ee, image_id).select(band).reduceRegion(getattr(ee.Reducer, reducer)(), g, None, proj)
+        props[column] = stat.get(band)
+    for column, table_id, prop in metadata.tables:
+        props[column] = _at_centre(ee, table_id, centre, prop)
+    return props
 
 
-def positive_cells(ee, tagged, epsg: int, spec: GridSpec, id_column: str, region=None, keep: Sequence[str] = ()):
+def positive_cells(
+    ee,
+    tagged,
+    epsg: int,
+    spec: GridSpec,
+    id_column: str,
+    region=None,
+    keep: Sequence[str] = (),
+    metadata: Metadata = NO_METADATA,
+):
     """The zone's cells overlapping the polygons, with overlap fraction, polygon ids, centroid, bounds.
 
     Cells below the minimum overlap are dropped unless their id (``"x,y"``) is in ``keep``.
@@ -225,7 +287,7 @@ def positive_cells(ee, tagged, epsg: int, spec: GridSpec, id_column: str, region
         g = cell.geometry()
         touching = tagged.filterBounds(g)
         inter = touching.geometry().dissolve(MAX_ERROR_M, crs).intersection(g, MAX_ERROR_M, crs)
-        props = _cell_properties(ee, cell, crs, epsg)
+        props = _cell_properties(ee, cell, crs, epsg, metadata)
         props["overlap"] = inter.area(MAX_ERROR_M, crs).divide(area)
         props["polygon_ids"] = touching.aggregate_array(id_column)
         return cell.set(props)
@@ -256,7 +318,7 @@ def touching_cells(ee, tagged, epsg: int, spec: GridSpec, margin: float):
     return near.geometry().coveringGrid(crs.atScale(spec.cell_size)).aggregate_array("system:index")
 
 
-def measured_cells(ee, epsg: int, spec: GridSpec, cells: Sequence[tuple[int, int]]):
+def measured_cells(ee, epsg: int, spec: GridSpec, cells: Sequence[tuple[int, int]], metadata: Metadata = NO_METADATA):
     """Centroids and bounds (EPSG:4326) of the given cells of a zone's grid, as a FeatureCollection."""
     crs = ee.Projection(f"EPSG:{epsg}")
     size = spec.cell_size
@@ -267,7 +329,7 @@ def measured_cells(ee, epsg: int, spec: GridSpec, cells: Sequence[tuple[int, int
         )
         for x, y in cells
     ]
-    return ee.FeatureCollection(features).map(lambda cell: cell.set(_cell_properties(ee, cell, crs, epsg)))
+    return ee.FeatureCollection(features).map(lambda cell: cell.set(_cell_properties(ee, cell, crs, epsg, metadata)))
 
 
 # -- the step ------------------------------------------------------------------------------
@@ -320,7 +382,48 @@ def _row(feature: dict, spec: GridSpec, label: int) -> dict[str, Any]:
         "distance_m": 0.0,
         "pair": None,
         "nesting_only": False,
+        **_metadata_columns(p),
     }
+
+
+_BASE_PROPERTIES = {"centroid", "bounds", "epsg", "overlap", "polygon_ids"}
+
+
+def _metadata_columns(props: dict[str, Any]) -> dict[str, Any]:
+    """Metadata properties as table columns; a land-cover histogram becomes one share column per class."""
+    out: dict[str, Any] = {}
+    for key, value in props.items():
+        if key in _BASE_PROPERTIES:
+            continue
+        if key == "landcover":
+            hist = value or {}
+            total = sum(hist.values())
+            for cls, count in sorted(hist.items(), key=lambda kv: float(kv[0])):
+                out[f"lc_{int(float(cls))}"] = count / total if total else 0.0
+        else:
+            out[key] = value
+    return out
+
+
+def available_metadata(ee, metadata: Metadata, warn: Callable[[str], None]) -> Metadata:
+    """``metadata`` without the sources whose assets the engine does not have (each one warned about)."""
+    import dataclasses
+
+    def exists(asset_id: str) -> bool:
+        try:
+            ee.data.getAsset(asset_id)
+            return True
+        except ee.EEException:
+            warn(f"metadata source {asset_id} not found on this engine: its columns are left out")
+            return False
+
+    return dataclasses.replace(
+        metadata,
+        countries=metadata.countries if metadata.countries and exists(metadata.countries) else None,
+        landcover=metadata.landcover if metadata.landcover and exists(metadata.landcover) else None,
+        images=tuple(m for m in metadata.images if exists(m[1])),
+        tables=tuple(m for m in metadata.tables if exists(m[1])),
+    )
 
 
 def build_grid(
@@ -333,6 +436,7 @@ def build_grid(
     id_column: str | None = None,
     progress: Callable[[str], None] | None = None,
     keep: dict[int, set[str]] | None = None,
+    metadata: Metadata | None = None,
 ) -> GridTable:
     """Positives with overlap, their distinct nearest negatives, names: the grid of one level.
 
@@ -342,6 +446,8 @@ def build_grid(
     (default: ``id`` if the table has it, else ``system:index``). ``keep``: per
     zone EPSG, ids (``"x,y"``) of cells kept as positives whatever their
     overlap (the parents of finer positives, see :func:`build_levels`).
+    ``metadata``: what to annotate cells with (default :class:`Metadata`: country
+    and land-cover shares, from the sources the engine has).
     """
     from .tables import iter_features
 
@@ -358,10 +464,11 @@ def build_grid(
     tagged = tag_zones(ee, fc, spec)
     zones = sorted({int(z) for z in tagged.aggregate_array("grid_epsg").distinct().getInfo()})
     table = GridTable(spec)
+    metadata = available_metadata(ee, Metadata() if metadata is None else metadata, table.warnings.append)
     say(f"[grid] {count:,} polygons in {len(zones)} grid zone(s) at {spec.cell_size:g} m (zoom {spec.zoom})")
     for n, epsg in enumerate(zones, start=1):
         kept = sorted((keep or {}).get(epsg, ()))
-        pos_fc = positive_cells(ee, tagged, epsg, spec, id_column, region, kept)
+        pos_fc = positive_cells(ee, tagged, epsg, spec, id_column, region, kept, metadata)
         positives = [_row(f, spec, 1) for f in iter_features(pos_fc)]
         for r in positives:
             r["nesting_only"] = r["overlap"] < MIN_OVERLAP
@@ -389,7 +496,7 @@ def build_grid(
             radius *= 2
         chosen = [a[0] for a in assigned if a is not None]
         measured = {}
-        for f in iter_features(measured_cells(ee, epsg, spec, chosen)):
+        for f in iter_features(measured_cells(ee, epsg, spec, chosen, metadata)):
             measured[_index(f["id"])] = _row(f, spec, 0)
         for pos, neg in zip(positives, assigned, strict=True):
             table.rows.append(pos)
@@ -469,22 +576,35 @@ def write_table(table: GridTable, path: str | os.PathLike) -> Path:
     return path
 
 
+def columns_of(table: GridTable) -> list[str]:
+    """The base columns, then metadata columns in order of first appearance."""
+    extra: dict[str, None] = {}
+    for r in table.rows:
+        for key in r:
+            if key not in COLUMNS:
+                extra.setdefault(key, None)
+    lc = sorted((k for k in extra if k.startswith("lc_")), key=lambda k: int(k[3:]))
+    return COLUMNS + [k for k in extra if not k.startswith("lc_")] + lc
+
+
 def _column(rows: Iterable[dict], name: str) -> list:
     if name == "polygon_ids":
         return [";".join(str(v) for v in r[name]) for r in rows]
-    return [r[name] for r in rows]
+    if name.startswith("lc_"):
+        return [r.get(name, 0.0) for r in rows]
+    return [r.get(name) for r in rows]
 
 
 def _write_csv(table: GridTable, path: Path) -> None:
     import csv
 
+    columns = columns_of(table)
+    values = [_column(table.rows, c) for c in columns]
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(COLUMNS)
-        for r in table.rows:
-            w.writerow(
-                ["" if r[c] is None else (";".join(map(str, r[c])) if c == "polygon_ids" else r[c]) for c in COLUMNS]
-            )
+        w.writerow(columns)
+        for row in zip(*values, strict=True):
+            w.writerow(["" if v is None else v for v in row])
 
 
 def _write_parquet(table: GridTable, path: Path) -> None:
@@ -495,7 +615,7 @@ def _write_parquet(table: GridTable, path: Path) -> None:
     import shapely
 
     geoms = [shapely.to_wkb(cell_polygon(r)) for r in table.rows]
-    data = {c: _column(table.rows, c) for c in COLUMNS}
+    data = {c: _column(table.rows, c) for c in columns_of(table)}
     data["geometry"] = geoms
     geo = {
         "version": "1.0.0",
@@ -513,17 +633,19 @@ def _write_gpkg(table: GridTable, path: Path) -> None:
 
     path.unlink(missing_ok=True)
     geoms = np.array([shapely.to_wkb(cell_polygon(r)) for r in table.rows], dtype=object)
-    fields = [
-        np.array(_column(table.rows, c), dtype=object if c in ("name", "pair", "polygon_ids") else None)
-        for c in COLUMNS
-    ]
+    columns = columns_of(table)
+    fields = []
+    for c in columns:
+        values = _column(table.rows, c)
+        kind = object if any(isinstance(v, str) for v in values) or any(v is None for v in values) else None
+        fields.append(np.array(values, dtype=kind))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pyogrio.raw.write(
             path,
             geometry=geoms,
             field_data=fields,
-            fields=COLUMNS,
+            fields=columns,
             crs="EPSG:4326",
             driver="GPKG",
             geometry_type="Polygon",

@@ -14,7 +14,6 @@ Deterministic: the same arguments and seed write the same bytes.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
@@ -32,7 +31,16 @@ S2_ID = "COPERNICUS/S2_SR_HARMONIZED"
 CSPLUS_ID = "GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED"
 PROBABILITY_ID = "COPERNICUS/S2_CLOUD_PROBABILITY"
 
-__all__ = ["WorldManifest", "generate_world", "S2_ID", "CSPLUS_ID", "PROBABILITY_ID", "WORLDCOVER_ID", "LSIB_ID"]
+__all__ = [
+    "WorldManifest",
+    "generate_world",
+    "world_catalog_toml",
+    "S2_ID",
+    "CSPLUS_ID",
+    "PROBABILITY_ID",
+    "WORLDCOVER_ID",
+    "LSIB_ID",
+]
 
 
 def _choose_centre(polys: list[shapely.Geometry], size_km: float) -> tuple[float, float]:
@@ -136,7 +144,7 @@ def generate_world(
 
     def jsonl(name: str, key: str) -> str:
         path = out / name
-        path.write_text("".join(json.dumps(r[key], sort_keys=True) + "\n" for r in results))
+        path.write_text("".join(json.dumps(r[key]) + "\n" for r in results))
         return name
 
     toml = [
@@ -202,6 +210,7 @@ def generate_world(
                 "index": r["index"],
                 "time_start": r["time_start"],
                 "cloud_cover": round(r["cover"], 4),
+                "cirrus": r["cirrus"],
                 "CLOUDY_PIXEL_PERCENTAGE": r["s2"]["properties"]["CLOUDY_PIXEL_PERCENTAGE"],
                 "truth": r["truth"],
             }
@@ -238,5 +247,16 @@ def generate_world(
     timing["total"] = time.perf_counter() - t0
     manifest.timing_s = {k: round(v, 3) for k, v in timing.items()}
     manifest.size_bytes = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    _ = math
     return manifest
+
+
+def world_catalog_toml(out_dir: str | os.PathLike) -> str:
+    """The world's catalog entries with absolute paths, to merge into another catalog TOML."""
+    out = Path(out_dir).resolve()
+    lines = []
+    for line in (out / "catalog.toml").read_text().splitlines():
+        key, sep, value = line.partition(" = ")
+        if sep and key in ("index", "path"):
+            line = f"{key} = {json.dumps(str(out / json.loads(value)))}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"

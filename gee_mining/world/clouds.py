@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fields import Field, block_mean, octaves, sample_octaves
+from .fields import block_mean, octaves, sample_octaves
 
 TRUTH_CLASSES = {0: "clear", 1: "thin_cloud", 2: "cloud", 3: "opaque_cloud", 4: "cirrus", 5: "shadow"}
 THIN, MEDIUM, OPAQUE = 0.03, 0.25, 0.6  # opacity thresholds of the truth classes
@@ -113,11 +113,13 @@ def truth_classes(alpha: np.ndarray, tau: np.ndarray, shadow: np.ndarray) -> np.
 
 def composite(reflectance: np.ndarray, alpha: np.ndarray, tau: np.ndarray, shadow: np.ndarray, bands: list[int]):
     """Surface reflectance (bands, h, w) seen through cirrus and cloud, darkened by shadow (in place)."""
-    a = alpha[None]
-    reflectance *= 1 - shadow[None]
-    reflectance *= 1 - a
-    reflectance += a * CLOUD_SPECTRUM[bands, None, None]
-    reflectance += tau[None] * CIRRUS_SPECTRUM[bands, None, None]
+    keep = (1 - shadow) * (1 - alpha)
+    cirrus = bool(tau.any())
+    for j, b in enumerate(bands):
+        reflectance[j] *= keep
+        reflectance[j] += alpha * CLOUD_SPECTRUM[b]
+        if cirrus:
+            reflectance[j] += tau * CIRRUS_SPECTRUM[b]
     return reflectance
 
 
@@ -146,20 +148,31 @@ def qa60(alpha60: np.ndarray, tau60: np.ndarray) -> np.ndarray:
 
 
 def cloud_score_plus(
-    alpha: np.ndarray, tau: np.ndarray, shadow: np.ndarray, bright: np.ndarray, rng: np.random.Generator, extent: float
+    alpha: np.ndarray, tau: np.ndarray, shadow: np.ndarray, bright: np.ndarray, texture: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(cs, cs_cdf) at 10 m: below 0.6 on every truth cloud, cirrus and shadow pixel; 0.6..1 elsewhere."""
-    h, w = alpha.shape
+    """(cs, cs_cdf) at 10 m: below 0.6 on every truth cloud, cirrus and shadow pixel; 0.6..1 elsewhere.
+
+    ``texture`` (0..1) varies the clear-sky score; ``bright`` (0..1, bright bare
+    ground) lowers ``cs`` but not ``cs_cdf``, whose per-pixel normalisation
+    removes that bias in the real product.
+    """
     flagged = (alpha >= THIN) | (tau >= CIRRUS_MIN) | (shadow >= SHADOW_MIN)
-    severity = np.clip(np.maximum.reduce([alpha / OPAQUE, tau / 0.1, shadow / 0.5]), 0, 1)
-    texture = np.clip(Field.random(rng, extent, 250.0).sample(h, w, 10.0) * 0.15 + 0.5, 0, 1)
-    clear_cdf = 0.62 + 0.38 * np.clip(1 - severity * 0.5 - 0.3 * texture, 0, 1)
-    cloudy_cdf = 0.55 * (1 - severity) * (0.6 + 0.4 * texture)
-    cs_cdf = np.where(flagged, cloudy_cdf, clear_cdf)
-    clear_cs = np.clip(clear_cdf - 0.12 * texture - 0.2 * bright, 0.3, 1.0)
-    cs = np.where(flagged, np.minimum(cloudy_cdf * 0.9, 0.59), clear_cs)
-    q = np.float32(1000)
-    return (np.round(cs * q) / q).astype(np.float32), (np.round(cs_cdf * q) / q).astype(np.float32)
+    severity = np.maximum(alpha * np.float32(1 / OPAQUE), tau * np.float32(10))
+    np.maximum(severity, shadow * np.float32(2), out=severity)
+    np.minimum(severity, 1, out=severity)
+    clear = np.float32(0.97) - np.float32(0.35) * severity - np.float32(0.1) * texture
+    cloudy = np.float32(0.55) - np.float32(0.5) * severity
+    cs_cdf = np.where(flagged, cloudy, clear)
+    cs = np.where(flagged, cloudy * np.float32(0.9), clear - np.float32(0.12) * texture - np.float32(0.25) * bright)
+    return _quantise(cs), _quantise(cs_cdf)
+
+
+def _quantise(x: np.ndarray) -> np.ndarray:
+    """Round to 1/1000 (the stored files compress; the values keep three decimals)."""
+    x *= np.float32(1000)
+    np.rint(x, out=x)
+    x *= np.float32(1 / 1000)
+    return x
 
 
 def s2cloudless(sky: Sky, shape10: tuple[int, int], bright: np.ndarray) -> np.ndarray:

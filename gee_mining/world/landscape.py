@@ -233,7 +233,7 @@ def build_surface(grid: WorldGrid, mines_utm: list[shapely.Geometry], rng: np.ra
             target = shapely.Point(grid.x0 + rng.uniform(0, extent), grid.y0 - extent)
         roads.append(shapely.LineString([c, target]).buffer(rng.uniform(6, 10)))
         edge = shapely.Point(grid.x0 if rng.random() < 0.5 else grid.x0 + extent, c.y)
-        if rng.random() < 0.5:
+        if rng.random() < 0.15:  # a few mines have their own track out of the area
             roads.append(shapely.LineString([c, edge]).buffer(6))
     road_mask = _rasterize(roads, grid, 10, all_touched=True) > 0
     material[road_mask & (material != MATERIAL_ID["water"])] = MATERIAL_ID["haul_road"]

@@ -50,13 +50,6 @@ class WorldManifest:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
 
-    def write(self, path: Path) -> None:
-        """The manifest without timings, so that the same seed writes the same bytes."""
-        data = asdict(self)
-        data.pop("timing_s")
-        data.pop("size_bytes")
-        path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-
     @classmethod
     def read(cls, path: str | Path) -> WorldManifest:
         data = json.loads(Path(path).read_text())

@@ -97,6 +97,7 @@ class Static:
     surface: Surface
     noise: np.ndarray  # (2, H + pad, W + pad) float32 normal, standard deviation NOISE_SIGMA
     bright: np.ndarray  # (h, w) float32 0..1: bright bare ground (cloud detectors' false alarms)
+    texture: np.ndarray  # (H + pad, W + pad) float32 0..1: smooth variation of clear-sky cloud scores
     seed: int
     out: Path
 
@@ -109,7 +110,10 @@ def make_static(grid: WorldGrid, surface: Surface, seed: int, out: Path) -> Stat
     vis = surface.A[10][:3].mean(axis=0)
     bright = np.clip((vis - 0.12) / 0.15, 0, 1).astype(np.float32)
     bright[np.isin(surface.material, (0, 1, 2, 3))] = 0
-    return Static(grid, surface, noise, bright, seed, out)
+    from .fields import Field
+
+    texture = np.clip(Field.random(rng, grid.size + 640.0, 250.0).sample(h + 64, w + 64, 10.0) * 0.25 + 0.5, 0, 1)
+    return Static(grid, surface, noise, bright, texture.astype(np.float32), seed, out)
 
 
 def write_tif(path: Path, data: np.ndarray, grid: WorldGrid, res: int, names: list[str], **extra) -> None:
@@ -177,7 +181,8 @@ def render_scene(static: Static, spec: SceneSpec) -> dict[str, Any]:
         alpha, tau, shadow = layers[res]
         if res == 20:
             nir = refl[3].copy()  # B8A before clouds
-        clouds.composite(refl, alpha, tau, shadow, idx)
+        if sky.cover > 0 or sky.cirrus is not None:
+            clouds.composite(refl, alpha, tau, shadow, idx)
         refl *= np.float32(10000)
         refl += np.float32(0.5)  # round half up on truncation (values are positive after the clip)
         np.clip(refl, 1, 65535, out=refl)
@@ -207,7 +212,9 @@ def render_scene(static: Static, spec: SceneSpec) -> dict[str, Any]:
     truth = clouds.truth_classes(alpha10, tau10, shadow10)
     truth_path = static.out / "truth" / "clouds" / f"{spec.index}.tif"
     write_tif(truth_path, truth, grid, 10, ["cloud_truth"])
-    cs, cs_cdf = clouds.cloud_score_plus(alpha10, tau10, shadow10, static.bright, rng, float(grid.size))
+    oy, ox = rng.integers(0, 64, 2)
+    texture = static.texture[oy : oy + alpha10.shape[0], ox : ox + alpha10.shape[1]]
+    cs, cs_cdf = clouds.cloud_score_plus(alpha10, tau10, shadow10, static.bright, texture)
     csp_path = static.out / "CLOUD_SCORE_PLUS" / f"{spec.index}.tif"
     write_tif(csp_path, np.stack([cs, cs_cdf]), grid, 10, ["cs", "cs_cdf"])
     prob_path = static.out / "S2_CLOUD_PROBABILITY" / f"{spec.index}.tif"
@@ -249,7 +256,7 @@ def render_scene(static: Static, spec: SceneSpec) -> dict[str, Any]:
         "s2": {
             "id": f"COPERNICUS/S2_SR_HARMONIZED/{spec.index}",
             "time_start": when,
-            "bands": bands_out,
+            "bands": {b: bands_out[b] for b in [*S2_SR_BANDS, "SCL", "MSK_CLDPRB", "QA60"]},
             "pyramiding": {"SCL": "sample", "QA60": "sample"},
             "properties": props,
         },
@@ -270,6 +277,7 @@ def render_scene(static: Static, spec: SceneSpec) -> dict[str, Any]:
         },
         "truth": {"path": str(truth_path.relative_to(static.out)), "pixels": truth_counts},
         "cover": sky.cover,
+        "cirrus": sky.cirrus is not None,
     }
 
 
