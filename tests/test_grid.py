@@ -283,3 +283,62 @@ def test_margin_keeps_negatives_away_from_polygons(ee_local):
             if abs(p.centroid.x - neg["lon"]) < 3 and abs(p.centroid.y - neg["lat"]) < 3:
                 utm = shapely.transform(p, lambda xy, tf=tf: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
                 assert utm.distance(cell) >= margin - 2.0, neg["name"]
+
+
+@pytest.fixture(scope="module")
+def world_grid(tmp_path_factory):
+    """Step 1 on a small simulated world, whose catalog holds LSIB and WorldCover."""
+    import ee
+
+    import gee_mining
+    from gee_mining.world import generate_world
+
+    world = generate_world(tmp_path_factory.mktemp("world"), size_km=3, months=1, seed=5, project="gee-mining-test")
+    gee_mining.connect("local", project="gee-mining-test", catalog=world.catalog)
+    table = build_grid(ee, world.asset_ids["mines"], GridSpec.of(1375))
+    return world, table
+
+
+def test_cells_carry_country_and_landcover(world_grid):
+    import json
+    from pathlib import Path
+
+    import rasterio
+    from rasterio.features import geometry_mask
+    from shapely.geometry import shape
+
+    world, table = world_grid
+    root = Path(world.catalog).parent
+    lsib = json.loads((root / "tables" / "lsib_simple_2017.geojson").read_text())["features"]
+    item = json.loads((root / "worldcover.jsonl").read_text().splitlines()[0])
+    with rasterio.open(root / item["bands"]["Map"]) as ds:
+        classes, transform = ds.read(1), ds.transform
+    assert not table.warnings
+    for row in table.rows:
+        centre = shapely.Point(row["lon"], row["lat"])
+        expected = next((f["properties"]["country_na"] for f in lsib if shape(f["geometry"]).contains(centre)), None)
+        assert row["country"] == expected
+        shares = {k: v for k, v in row.items() if k.startswith("lc_")}
+        inside = ~geometry_mask([cell_polygon_of(row)], classes.shape, transform)
+        if not inside.any():
+            continue  # a cell beyond the simulated land cover
+        assert sum(shares.values()) == pytest.approx(1.0)
+        values, counts = np.unique(classes[inside], return_counts=True)
+        reference = dict(zip(values.tolist(), (counts / counts.sum()).tolist(), strict=True))
+        dominant = max(reference, key=reference.get)
+        assert max(shares, key=shares.get) == f"lc_{dominant}" or reference[dominant] < 0.5
+        for cls, share in reference.items():
+            assert shares.get(f"lc_{cls}", 0.0) == pytest.approx(share, abs=0.1)
+
+
+def cell_polygon_of(row):
+    from gee_mining.grid import cell_polygon
+
+    return cell_polygon(row)
+
+
+def test_metadata_columns_are_written(world_grid, tmp_path):
+    _, table = world_grid
+    path = write_table(table, tmp_path / "grid.csv")
+    header = path.read_text().splitlines()[0].split(",")
+    assert "country" in header and any(h.startswith("lc_") for h in header)
