@@ -47,19 +47,24 @@ def natural_earth_countries() -> Path:
     return path
 
 
-def write_demo_catalog(out_dir: Path) -> tuple[Path, list[str]]:
-    """A catalog TOML for the demo (the shared real data, if found, and the country outlines);
-    returns its path and the table ids present."""
-    from .shared_data import catalog_toml
+WORLD_MINES_ID = "projects/gee-mining-local/assets/world_mines"
 
-    shared = find_shared_data()
-    text = "# Written by `gee-mining demo`: asset ids of the local engine -> files.\n\n"
-    text += catalog_toml(shared, "gee-mining-local")
-    text += f'\n[[table]]\nid = "{COUNTRIES_ID}"\npath = "{natural_earth_countries().resolve()}"\n'
-    path = out_dir / "catalog.toml"
-    path.write_text(text)
+
+def write_demo_catalog(out_dir: Path, world=None) -> tuple[Path, list[str]]:
+    """A catalog TOML for the demo: the simulated world (if generated), the shared real data (if found)
+    and the country outlines; returns its path and the table ids present."""
     import tomllib
 
+    from .shared_data import catalog_toml
+
+    base = Path(world.catalog).parent if world is not None else out_dir
+    text = "# Written by `gee-mining demo`: asset ids of the local engine -> files.\n\n"
+    if world is not None:
+        text += Path(world.catalog).read_text() + "\n"
+    text += catalog_toml(find_shared_data(), "gee-mining-local")
+    text += f'\n[[table]]\nid = "{COUNTRIES_ID}"\npath = "{natural_earth_countries().resolve()}"\n'
+    path = base / "catalog_demo.toml"
+    path.write_text(text)
     present = [t["id"] for t in tomllib.loads(text).get("table", [])]
     return path, present
 
@@ -78,8 +83,14 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    world = None
     if catalog is None:
-        catalog_path, present = write_demo_catalog(out)
+        from .world import generate_world
+
+        progress("[demo] generating a small simulated Sentinel-2 world (8 km, 2019)")
+        world = generate_world(out / "world", size_km=8, months=12, seed=0, project="gee-mining-local")
+        timings["generate the simulated world (8 km, 73 scenes)"] = time.perf_counter() - t0
+        catalog_path, present = write_demo_catalog(out, world)
     else:
         catalog_path, present = Path(catalog), []
     conn = connect("local", project="gee-mining-local", catalog=catalog_path, storage_root=out / "storage")
@@ -96,13 +107,13 @@ def run_demo(
     )
     summary: dict = {"engine": conn.describe(), "tables": {}}
 
-    mines_id = MINES_ID if MINES_ID in present else None
-    if mines_id is None:
+    mines_id = MINES_ID if MINES_ID in present else (WORLD_MINES_ID if WORLD_MINES_ID in present else None)
+    if MINES_ID not in present:
         Report.text(
             intro,
-            "No mine polygons were found (the project's shared data folder ../shared/data is absent), so this run "
-            "measures the Natural Earth country outlines instead. Set GEE_MINING_SHARED_DATA to the folder that "
-            "holds polygons/mining_tropics_demo.gpkg to see mines.",
+            "No real mine polygons were found (the project's shared data folder ../shared/data is absent), so this "
+            "run uses the SIMULATED world's generated mine polygons. Set GEE_MINING_SHARED_DATA to the folder that "
+            "holds polygons/mining_tropics_demo.gpkg to see real mines.",
             "warn",
         )
     for table_id in [t for t in (MINES_ID, AMAZON_ID) if t in present] or [COUNTRIES_ID]:
@@ -115,6 +126,10 @@ def run_demo(
         progress(f"[demo] {table_id}: {stats['count']:,} polygons, {stats['total_area_km2']:,.1f} km² geodesic area")
         _table_section(report, table_id, stats)
 
+    if world is not None:
+        t = time.perf_counter()
+        world_section(ee, report, world)
+        timings["simulated world: composites through the engine"] = time.perf_counter() - t
     t = time.perf_counter()
     if real_scene_section(ee, report):
         timings["a real Sentinel-2 scene through the engine"] = time.perf_counter() - t
@@ -184,6 +199,72 @@ def table_summary(ee, table_id: str):
 
 
 L1C_ID = "COPERNICUS/S2_HARMONIZED/20170216T102101_20170216T102101_T33UUU"
+
+
+def world_section(ee, report, world) -> None:
+    """The simulated world through the engine: one cloudy scene, and cloud-masked and unmasked median composites."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image as PILImage
+
+    from .report import Report
+
+    ids = world.asset_ids
+    x0, y0 = world.grid["origin"]
+    n = world.grid["pixels_10m"][0] // 2
+    grid = {
+        "dimensions": {"width": n, "height": n},
+        "affineTransform": {"scaleX": 20, "shearX": 0, "translateX": x0, "shearY": 0, "scaleY": -20, "translateY": y0},
+        "crsCode": world.grid["crs"],
+    }
+    scenes = ee.ImageCollection(ids["s2"]).filterDate("2019-01-01", "2020-01-01")
+    masked = (
+        scenes.linkCollection(ee.ImageCollection(ids["cloud_score_plus"]), ["cs_cdf"])
+        .map(lambda im: im.updateMask(im.select("cs_cdf").gte(0.6)))
+        .median()
+    )
+    partly = scenes.filter(ee.Filter.rangeContains("CLOUDY_PIXEL_PERCENTAGE", 25, 60)).first()
+    unmasked = scenes.median()
+    vis = {"bands": ["B4", "B3", "B2"], "min": 0, "max": 2500}
+    difference = unmasked.select("B2").subtract(masked.select("B2")).abs()
+    panels = [
+        ("a partly cloudy scene", partly.visualize(**vis)),
+        ("median of all scenes, unmasked", unmasked.visualize(**vis)),
+        ("median, clouds masked (Cloud Score+ cs_cdf >= 0.6)", masked.visualize(**vis)),
+        (
+            "|unmasked - masked| in B2 (cloud residue)",
+            difference.visualize(min=0, max=300, palette=["000000", "ff3b30"]),
+        ),
+    ]
+    pictures = [
+        PILImage.open(io.BytesIO(ee.data.computePixels({"expression": img, "fileFormat": "PNG", "grid": grid})))
+        for _, img in panels
+    ]
+    s = report.section("SIMULATED: a year of Sentinel-2 scenes over generated mines")
+    Report.text(
+        s,
+        f"SIMULATED data, not real imagery: {len(world.scenes)} Level-2A scenes of {world.parameters['size_km']} km on "
+        f"the Sentinel-2 rhythm (tile {world.mgrs_tile}, {world.grid['crs']}), surfaces from measured spectra (earthlib), "
+        "moving clouds flagged in SCL, QA60, Cloud Score+ and s2cloudless, "
+        f"{world.polygons['count']} generated mine polygons. Every picture below was computed and rendered by the "
+        "local engine (ImageCollection.linkCollection, updateMask, median, visualize, computePixels).",
+        "warn",
+    )
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.4))
+    for ax, pic, (title, _) in zip(axes, pictures, panels, strict=True):
+        ax.imshow(pic)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    Report.figure(
+        s,
+        fig,
+        "SIMULATED scenes: clouds come and go; the unmasked median keeps some cloud residue (red), the masked one "
+        "does not.",
+    )
 
 
 def real_scene_section(ee, report) -> bool:

@@ -101,6 +101,15 @@ def _cut_to_footprint(shape: shapely.Geometry, image: Image, crs: str, pixel_m: 
     fp = image.footprint()
     if fp is None or shape.is_empty:
         return shape
+    # Meet in longitude/latitude first: a footprint far from the region (another UTM zone, another
+    # continent) cannot be projected into the region's CRS, and need not be.
+    from .projection import Projection
+
+    region_ll = in_crs(Geometry(shape, Projection.from_crs(crs), geodesic=False), "EPSG:4326", max(pixel_m, 1.0))
+    pad = 0.01 + 4 * pixel_m / 111_000.0
+    fp = fp.intersection(shapely.box(*region_ll.bounds).buffer(pad))
+    if fp.is_empty:
+        return shapely.Polygon()
     fp_crs = in_crs(Geometry(fp), crs, max(pixel_m / 20.0, 0.01))
     # keep a pixel of margin so edge pixels keep their full coverage
     return shape.intersection(fp_crs.buffer(2 * pixel_m / max(1e-12, _meters_per_unit(crs))))
