@@ -286,7 +286,7 @@ def test_margin_keeps_negatives_away_from_polygons(ee_local):
 
 
 @pytest.fixture(scope="module")
-def world_grid(tmp_path_factory):
+def world_grid(tmp_path_factory, _session_connection):
     """Step 1 on a small simulated world, whose catalog holds LSIB and WorldCover."""
     import ee
 
@@ -295,7 +295,11 @@ def world_grid(tmp_path_factory):
 
     world = generate_world(tmp_path_factory.mktemp("world"), size_km=3, months=1, seed=5, project="gee-mining-test")
     gee_mining.connect("local", project="gee-mining-test", catalog=world.catalog)
-    table = build_grid(ee, world.asset_ids["mines"], GridSpec.of(1375))
+    try:
+        table = build_grid(ee, world.asset_ids["mines"], GridSpec.of(1375))
+    finally:
+        options, _ = _session_connection
+        gee_mining.connect("local", **options)
     return world, table
 
 
