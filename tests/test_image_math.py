@@ -609,3 +609,23 @@ def test_pixel_area_on_utm_and_lonlat_grids(ee_local):
             lats = np.concatenate([np.full(50, n), np.full(50, n - 0.01)])
             polys.append((lons, lats))
     np.testing.assert_allclose(got.ravel(), _geod_areas(polys), rtol=1e-6)
+
+
+def test_image_geometry_is_the_footprint(ee_local):
+    """ "ee.Image.geometry": the footprint of the image; a constant image is unbounded (the whole world)."""
+    import pyproj
+    import rasterio
+    import shapely
+    import shapely.geometry
+
+    ee = ee_local
+    path = shared_file("imagery/s2_l1c_T33UUU_20170216/T33UUU_20170216T102101_B04.jp2")
+    with rasterio.open(path) as ds:
+        left, bottom, right, top = ds.bounds
+    tf = pyproj.Transformer.from_crs(32633, 4326, always_xy=True)
+    corners = [tf.transform(x, y) for x, y in ((left, bottom), (right, bottom), (right, top), (left, top))]
+    footprint = shapely.geometry.shape(ee.Image(L1C).select("B4").geometry().getInfo())
+    assert footprint.buffer(1e-6).contains(shapely.Polygon(corners).buffer(-1e-6))
+    assert shapely.Polygon(corners).area == pytest.approx(footprint.area, rel=1e-3)
+    world = ee.Image(1).geometry().getInfo()
+    assert shapely.geometry.shape(world).bounds == (-180, -90, 180, 90)

@@ -594,3 +594,20 @@ def compute_bands(
     """Every (or the named) band's pixels on ``grid``, by band name."""
     bands = image.bands if not band_ids else [image.band(n) for n in band_ids]
     return {b.name: b.compute(grid, ctx) for b in bands}
+
+
+@algorithm("Image.geometry")
+def geometry(feature, maxError, proj, geodesics):  # noqa: N803
+    """The image's footprint (the union of its bands'), planar in EPSG:4326; an unbounded
+    image gives the whole world's rectangle."""
+    from .feature import geometry_algorithm
+    from .geometry import Geometry
+
+    img = as_image("Image.geometry", feature)
+    footprint = img.footprint()
+    geom = Geometry(footprint if footprint is not None else shapely.box(-180, -90, 180, 90), geodesic=False)
+    if proj is not None:
+        return geometry_algorithm("transform")(geometry=geom, proj=proj, maxError=maxError, geodesic=geodesics)
+    if geodesics:
+        return Geometry(geom.shape, geom.proj, geodesic=True)
+    return geom
