@@ -46,10 +46,10 @@ from .errors import EngineError
 from .evaluator import Context, Evaluator, evaluate
 from .featurecollection import FeatureCollection
 from .geometry import Geometry, in_crs
-from .grid import PixelGrid
+from .grid import PixelGrid, grid_covering
 from .image import Image, as_image
 from .pixeltype import PixelType
-from .projection import Projection, at_scale
+from .projection import at_scale
 from .storage import FolderStorage, Storage
 
 _TABLE_EXTENSIONS = {"CSV": "csv", "GEO_JSON": "geojson"}
@@ -221,20 +221,6 @@ def export_region(ev: Evaluator) -> Geometry | None:
     return value if isinstance(value, Geometry) else None
 
 
-def _covering(proj: Projection, bounds: tuple[float, float, float, float]) -> PixelGrid:
-    """The pixels of ``proj``'s lattice whose interior ``bounds`` touch (tolerant of rounding)."""
-    a, b, c, d, e, f = proj.transform
-    if b != 0 or d != 0:
-        raise EngineError("Export.image: rotated or sheared pixel grids are not supported by the local engine.")
-    xmin, ymin, xmax, ymax = bounds
-    cols = sorted(((xmin - c) / a, (xmax - c) / a))
-    rows = sorted(((ymin - f) / e, (ymax - f) / e))
-    tol = 1e-6
-    col0, col1 = math.floor(cols[0] + tol), math.ceil(cols[1] - tol)
-    row0, row1 = math.floor(rows[0] + tol), math.ceil(rows[1] - tol)
-    return PixelGrid(proj.crs, (a, 0.0, c + a * col0, 0.0, e, f + e * row0), max(1, col1 - col0), max(1, row1 - row0))
-
-
 def export_grid(image: Image, region: Geometry | None) -> PixelGrid:
     """The pixel grid an export writes, from the image's default projection and the client's
     region / scale / dimensions (recorded by ``Image.clipToBoundsAndScale``).
@@ -259,7 +245,7 @@ def export_grid(image: Image, region: Geometry | None) -> PixelGrid:
     xmin, ymin, xmax, ymax = bounds
     scale, width, height, max_dim = (size.get(k) for k in ("scale", "width", "height", "maxDimension"))
     if scale is not None:
-        return _covering(at_scale(projection=proj, meters=float(scale)), bounds)
+        return grid_covering(at_scale(projection=proj, meters=float(scale)), bounds)
     if width is not None or height is not None or max_dim is not None:
         if width is None or height is None:
             side = float(max_dim if max_dim is not None else max(width or 0, height or 0))
@@ -270,7 +256,7 @@ def export_grid(image: Image, region: Geometry | None) -> PixelGrid:
         else:
             sx, sy = (xmax - xmin) / int(width), (ymax - ymin) / int(height)
         return PixelGrid(proj.crs, (sx, 0.0, xmin, 0.0, -sy, ymax), int(width), int(height))
-    return _covering(proj, bounds)
+    return grid_covering(proj, bounds)
 
 
 def check_max_pixels(grid: PixelGrid, max_pixels: int) -> None:

@@ -98,7 +98,7 @@ def grid_covering(
     xmin, ymin, xmax, ymax = bounds
     cols = sorted(((xmin - c) / a, (xmax - c) / a))
     rows = sorted(((ymin - f) / e, (ymax - f) / e))
-    eps = 1e-9
+    eps = 1e-6  # tolerant of rounding in bounds computed from the same lattice
     col0, col1 = math.floor(cols[0] + eps), math.ceil(cols[1] - eps)
     row0, row1 = math.floor(rows[0] + eps), math.ceil(rows[1] - eps)
     width, height = max(1, col1 - col0), max(1, row1 - row0)

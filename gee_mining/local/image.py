@@ -328,16 +328,27 @@ def add_bands(dstImg, srcImg, names, overwrite):  # noqa: N803
     dst = as_image("Image.addBands", dstImg)
     src = as_image("Image.addBands", srcImg)
     added = select_bands("Image.addBands", src, names) if names is not None else list(src.bands)
-    bands = list(dst.bands)
+    return dst.with_bands(
+        merge_bands(
+            dst.bands, added, overwrite, lambda n: f"Image.addBands: Image already contains a band named '{n}'."
+        )
+    )
+
+
+def merge_bands(
+    bands: Sequence[Band], added: Iterable[Band], overwrite: bool, clash: Callable[[str], str]
+) -> list[Band]:
+    """``bands`` then ``added``; a name already present is replaced when ``overwrite``, else an error."""
+    out = list(bands)
     for b in added:
-        idx = next((i for i, old in enumerate(bands) if old.name == b.name), None)
+        idx = next((i for i, old in enumerate(out) if old.name == b.name), None)
         if idx is None:
-            bands.append(b)
+            out.append(b)
         elif overwrite:
-            bands[idx] = b
+            out[idx] = b
         else:
-            raise EngineError(f"Image.addBands: Image already contains a band named '{b.name}'.")
-    return dst.with_bands(bands)
+            raise EngineError(clash(b.name))
+    return out
 
 
 @algorithm("Image.bandNames")

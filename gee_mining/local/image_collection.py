@@ -29,7 +29,7 @@ import numpy as np
 
 from .errors import EngineError
 from .grid import PixelGrid
-from .image import _DEGREE, Band, Image, ImageCollection, _clip_band, select_bands
+from .image import _DEGREE, Band, Image, ImageCollection, _clip_band, merge_bands, select_bands
 from .pixeltype import PixelType, widest
 from .reducer import Reducer, reduce_stack, stack_reducer
 from .registry import algorithm
@@ -88,18 +88,15 @@ def combine(primary, secondary, overwrite):
         match = by_id.get(im.id)
         if match is None:
             continue
-        bands = list(im.bands)
-        for b in match.bands:
-            idx = next((i for i, old in enumerate(bands) if old.name == b.name), None)
-            if idx is None:
-                bands.append(b)
-            elif overwrite:
-                bands[idx] = b
-            else:
-                raise EngineError(
-                    f"ImageCollection.combine: both images have a band named '{b.name}'; renaming duplicate bands "
-                    "is not supported by the gee-mining local engine (pass overwrite=True or rename them first)."
-                )
+        bands = merge_bands(
+            im.bands,
+            match.bands,
+            overwrite,
+            lambda n: (
+                f"ImageCollection.combine: both images have a band named '{n}'; renaming duplicate bands "
+                "is not supported by the gee-mining local engine (pass overwrite=True or rename them first)."
+            ),
+        )
         out.append(im.with_bands(bands))
     return p.with_features(out) if out else ImageCollection([], p.properties, p.id)
 

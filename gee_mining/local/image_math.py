@@ -785,21 +785,12 @@ class _ImageExpression(_ExpressionParser):
         self.default = default
         super().__init__(text, images, {})
 
+    TOKEN_RE = _IMAGE_TOKEN_RE
+    ALGORITHM = "Image.expression"
+
     @staticmethod
-    def _tokenize(text: str) -> list[tuple[str, str]]:
-        tokens: list[tuple[str, str]] = []
-        pos = 0
-        while pos < len(text):
-            if text[pos:].strip() == "":
-                break
-            m = _IMAGE_TOKEN_RE.match(text, pos)
-            if m is None or m.end() == pos:
-                raise EngineError(f"Image.expression: Unexpected character '{text[pos:].lstrip()[0]}' in '{text}'.")
-            kind = m.lastgroup or ""
-            value = m.group(kind)
-            tokens.append((kind, value[1:-1] if kind == "str" else value))
-            pos = m.end()
-        return tokens
+    def _token_value(kind: str, value: str) -> str:
+        return value[1:-1] if kind == "str" else value
 
     def parse(self) -> Image:
         target = None

@@ -1001,18 +1001,25 @@ class _ExpressionParser:
         self.tokens = self._tokenize(text)
         self.pos = 0
 
+    TOKEN_RE = _TOKEN_RE
+    ALGORITHM = "Number.expression"
+
     @staticmethod
-    def _tokenize(text: str) -> list[tuple[str, str]]:
+    def _token_value(kind: str, value: str) -> str:
+        return value
+
+    @classmethod
+    def _tokenize(cls, text: str) -> list[tuple[str, str]]:
         tokens: list[tuple[str, str]] = []
         pos = 0
         while pos < len(text):
             if text[pos:].strip() == "":
                 break
-            m = _TOKEN_RE.match(text, pos)
+            m = cls.TOKEN_RE.match(text, pos)
             if m is None or m.end() == pos:
-                raise EngineError(f"Number.expression: Unexpected character '{text[pos:].lstrip()[0]}' in '{text}'.")
+                raise EngineError(f"{cls.ALGORITHM}: Unexpected character '{text[pos:].lstrip()[0]}' in '{text}'.")
             kind = m.lastgroup or ""
-            tokens.append((kind, m.group(kind)))
+            tokens.append((kind, cls._token_value(kind, m.group(kind))))
             pos = m.end()
         return tokens
 
