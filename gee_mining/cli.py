@@ -62,20 +62,20 @@ def _grid(args: argparse.Namespace) -> int:
     import ee
 
     from .connect import connect
+    from .errors import InputError
     from .grid import GridSpec, build_levels, parse_region, register_polygon_file, write_table
+    from .local.catalog import TABLE_SUFFIXES
 
     if args.levels:
         specs = [GridSpec.of(float(v), projection=args.projection) for v in args.levels.split(",")]
     else:
         specs = [GridSpec.of(args.cell, args.zoom, projection=args.projection)]
-    out = Path(args.out)
+    if not args.export and not args.out:
+        raise InputError("give --out PATH for the grid table (or --export gs://BUCKET/PREFIX for a global run).")
+    out = Path(args.out) if args.out else None
     polygons = args.polygons
-    from .local.catalog import TABLE_SUFFIXES
-
     if Path(polygons).suffix.lower() in TABLE_SUFFIXES or Path(polygons).exists():
         if args.engine != "local":
-            from .errors import InputError
-
             raise InputError(
                 f"--polygons {polygons}: Earth Engine reads tables from assets; upload the file as a table asset "
                 "and pass its id, or use --engine local."
@@ -87,7 +87,25 @@ def _grid(args: argparse.Namespace) -> int:
     else:
         connect(args.engine, project=args.project, catalog=args.catalog)
     region = parse_region(ee, args.region)
-    tables = build_levels(ee, polygons, specs, region=region, margin=args.margin, progress=print)
+    if args.export:
+        from .grid import export_grid
+
+        bucket, _, prefix = args.export.removeprefix("gs://").partition("/")
+        for spec in specs:
+            for task in export_grid(ee, polygons, spec, bucket, prefix or "grid", region=region, margin=args.margin):
+                print(f"started {task.status()['description']} ({task.id})")
+        print(
+            f"when they finish, download gs://{bucket}/{prefix or 'grid'}/zZOOM/ and run: gee-mining grid --from-exports DIR ..."
+        )
+        return 0
+    if args.from_exports:
+        from .grid import grid_from_exports
+
+        if len(specs) != 1:
+            raise InputError("--from-exports reads one level: give --cell (or --zoom), not --levels.")
+        tables = [grid_from_exports(ee, args.from_exports, specs[0])]
+    else:
+        tables = build_levels(ee, polygons, specs, region=region, margin=args.margin, progress=print)
     for spec, table in zip(specs, tables, strict=True):
         path = out if len(specs) == 1 else out.with_name(f"{out.stem}_z{spec.zoom}{out.suffix}")
         write_table(table, path)
@@ -146,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="local", choices=["local", "earthengine"])
     p.add_argument("--project", default="gee-mining-local", help="Cloud project (Earth Engine) or local project id")
     p.add_argument("--catalog", help="local engine catalog TOML (for asset ids)")
-    p.add_argument("--out", required=True, help="output table: .parquet (GeoParquet), .gpkg or .csv")
+    p.add_argument("--out", help="output table: .parquet (GeoParquet), .gpkg or .csv")
+    p.add_argument("--export", metavar="gs://BUCKET/PREFIX", help="global run: start Export.table tasks per UTM zone")
+    p.add_argument("--from-exports", metavar="DIR", help="build the table from a global run's downloaded exports")
     p.set_defaults(func=_grid)
 
     p = sub.add_parser("world", help="write a SIMULATED Sentinel-2 world (scenes, cloud scores, land cover) + catalog")

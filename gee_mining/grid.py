@@ -307,15 +307,22 @@ def neighbour_zones(epsg: int) -> list[int]:
     return sorted(base + z for base in (32600, 32700) for z in zones)
 
 
-def touching_cells(ee, tagged, epsg: int, spec: GridSpec, margin: float):
-    """Ids (``"x,y"``) of the zone's cells that touch a polygon, or come within ``margin`` metres of
-    one: the cells no negative may take. Polygons of the neighbouring zones count too (cells near a zone
-    edge or the antimeridian); no longitude/latitude box is involved, so the antimeridian is safe."""
+def touching_collection(ee, tagged, epsg: int, spec: GridSpec, margin: float):
+    """The zone's cells that touch a polygon, or come within ``margin`` metres of one: the cells no
+    negative may take, as features with ids ``"x,y"`` and no geometry. Polygons of the neighbouring zones
+    count too (cells near a zone edge or the antimeridian); no longitude/latitude box is involved, so the
+    antimeridian is safe."""
     crs = ee.Projection(f"EPSG:{epsg}")
     near = tagged.filter(ee.Filter.inList("grid_epsg", neighbour_zones(epsg)))
     if margin > 0:
         near = near.map(lambda f: f.setGeometry(f.geometry().buffer(margin, MAX_ERROR_M)))
-    return near.geometry().coveringGrid(crs.atScale(spec.cell_size)).aggregate_array("system:index")
+    cells = near.geometry().coveringGrid(crs.atScale(spec.cell_size))
+    return cells.map(lambda c: ee.Feature(None, {"cell": c.id()}).set("system:index", c.id()))
+
+
+def touching_cells(ee, tagged, epsg: int, spec: GridSpec, margin: float):
+    """Ids (``"x,y"``) of :func:`touching_collection`'s cells, as a list."""
+    return touching_collection(ee, tagged, epsg, spec, margin).aggregate_array("cell")
 
 
 def measured_cells(ee, epsg: int, spec: GridSpec, cells: Sequence[tuple[int, int]], metadata: Metadata = NO_METADATA):
@@ -475,41 +482,123 @@ def build_grid(
         say(f"[grid] zone EPSG:{epsg} ({n}/{len(zones)}): {len(positives)} positive cells")
         if not positives:
             continue
-        pos_index = [(r["cell_x"], r["cell_y"]) for r in positives]
-        assigned: list = [None] * len(positives)
         blocked = {_index(i) for i in touching_cells(ee, tagged, epsg, spec, margin).getInfo()}
-        radius = 3
-        while True:
-            todo = [i for i, a in enumerate(assigned) if a is None]
-            for k, hit in zip(
-                todo, assign_negatives([pos_index[i] for i in todo], blocked, spec.cell_size, radius), strict=True
-            ):
-                if hit is not None:
-                    assigned[k] = hit
-                    blocked.add(hit[0])
-            missing = sum(a is None for a in assigned)
-            if not missing:
-                break
-            if radius >= 48:
-                table.warnings.append(f"EPSG:{epsg}: {missing} positive cell(s) got no negative within {radius} cells.")
-                break
-            radius *= 2
-        chosen = [a[0] for a in assigned if a is not None]
-        measured = {}
-        for f in iter_features(measured_cells(ee, epsg, spec, chosen, metadata)):
-            measured[_index(f["id"])] = _row(f, spec, 0)
-        for pos, neg in zip(positives, assigned, strict=True):
-            table.rows.append(pos)
-            if neg is not None:
-                row, dist = dict(measured[neg[0]]), neg[1]
-                row["distance_m"] = dist
-                row["pair"] = pos["name"]
-                pos["pair"] = row["name"]
-                table.rows.append(row)
+        add_negatives(ee, table, epsg, positives, blocked, metadata)
     names = [r["name"] for r in table.rows]
     if len(set(names)) != len(names):
         raise AssertionError("cell names are not unique")  # cannot happen for cells >= 100 m apart
     say(f"[grid] {len(table.positives)} positives, {len(table.negatives)} negatives")
+    return table
+
+
+def add_negatives(
+    ee, table: GridTable, epsg: int, positives: list[dict[str, Any]], blocked: set[tuple[int, int]], metadata: Metadata
+) -> None:
+    """Pair each positive of a zone with its nearest free cell, measure those cells server-side, and append
+    positives and negatives to ``table``."""
+    from .tables import iter_features
+
+    spec = table.spec
+    pos_index = [(r["cell_x"], r["cell_y"]) for r in positives]
+    assigned: list = [None] * len(positives)
+    blocked = set(blocked)
+    radius = 3
+    while True:
+        todo = [i for i, a in enumerate(assigned) if a is None]
+        hits = assign_negatives([pos_index[i] for i in todo], blocked, spec.cell_size, radius)
+        for k, hit in zip(todo, hits, strict=True):
+            if hit is not None:
+                assigned[k] = hit
+                blocked.add(hit[0])
+        missing = sum(a is None for a in assigned)
+        if not missing:
+            break
+        if radius >= 48:
+            table.warnings.append(f"EPSG:{epsg}: {missing} positive cell(s) got no negative within {radius} cells.")
+            break
+        radius *= 2
+    chosen = [a[0] for a in assigned if a is not None]
+    measured = {}
+    for f in iter_features(measured_cells(ee, epsg, spec, chosen, metadata)):
+        measured[_index(f["id"])] = _row(f, spec, 0)
+    for pos, neg in zip(positives, assigned, strict=True):
+        table.rows.append(pos)
+        if neg is not None:
+            row = dict(measured[neg[0]])
+            row["distance_m"] = neg[1]
+            row["pair"] = pos["name"]
+            pos["pair"] = row["name"]
+            table.rows.append(row)
+
+
+# -- the global run: Export.table tasks per zone, then the negatives from what they wrote ----------
+
+
+def export_grid(
+    ee,
+    polygons: Any,
+    spec: GridSpec,
+    bucket: str,
+    prefix: str,
+    *,
+    region: Any = None,
+    margin: float = 0.0,
+    id_column: str | None = None,
+    metadata: Metadata | None = None,
+    start: bool = True,
+) -> list[Any]:
+    """Start the global run of one level as batch tasks: per UTM zone, an ``Export.table`` (GeoJSON) of its
+    positive cells (``PREFIX/zZOOM/positives_EPSGnnnnn``) and one of the cells no negative may take
+    (``.../touching_EPSGnnnnn``). :func:`grid_from_exports` then pairs the negatives. Returns the tasks.
+    """
+    fc = ee.FeatureCollection(polygons) if isinstance(polygons, str) else polygons
+    if id_column is None:
+        id_column = "id" if "id" in fc.first().propertyNames().getInfo() else "system:index"
+    warnings_: list[str] = []
+    metadata = available_metadata(ee, Metadata() if metadata is None else metadata, warnings_.append)
+    tagged = tag_zones(ee, fc, spec)
+    zones = sorted({int(z) for z in tagged.aggregate_array("grid_epsg").distinct().getInfo()})
+    tasks = []
+    for epsg in zones:
+        for kind, collection in (
+            ("positives", positive_cells(ee, tagged, epsg, spec, id_column, region, (), metadata)),
+            ("touching", touching_collection(ee, tagged, epsg, spec, margin)),
+        ):
+            task = ee.batch.Export.table.toCloudStorage(
+                collection,
+                description=f"grid_z{spec.zoom}_{kind}_EPSG{epsg}",
+                bucket=bucket,
+                fileNamePrefix=f"{prefix}/z{spec.zoom}/{kind}_EPSG{epsg}",
+                fileFormat="GeoJSON",
+            )
+            if start:
+                task.start()
+            tasks.append(task)
+    return tasks
+
+
+def grid_from_exports(ee, folder: str | os.PathLike, spec: GridSpec, metadata: Metadata | None = None) -> GridTable:
+    """The grid of one level from the files :func:`export_grid`'s tasks wrote (downloaded to ``folder``,
+    the ``zZOOM`` folder): positives as exported, negatives paired here and measured server-side."""
+    import json
+
+    folder = Path(folder)
+    table = GridTable(spec)
+    metadata = available_metadata(ee, Metadata() if metadata is None else metadata, table.warnings.append)
+    files = sorted(folder.glob("positives_EPSG*.geojson"))
+    if not files:
+        raise InputError(f"{folder}: no positives_EPSG*.geojson files; download the export tasks' output there.")
+    for path in files:
+        epsg = int(path.stem.rsplit("EPSG", 1)[1])
+        touching = folder / f"touching_EPSG{epsg}.geojson"
+        if not touching.exists():
+            raise InputError(f"{touching} is missing: its export task has not finished or was not downloaded.")
+        positives = [_row(f, spec, 1) for f in json.loads(path.read_text())["features"]]
+        for r in positives:
+            r["nesting_only"] = r["overlap"] < MIN_OVERLAP
+        blocked = {_index(f["properties"]["cell"]) for f in json.loads(touching.read_text())["features"]}
+        if positives:
+            add_negatives(ee, table, epsg, positives, blocked, metadata)
     return table
 
 

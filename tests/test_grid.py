@@ -346,3 +346,36 @@ def test_metadata_columns_are_written(world_grid, tmp_path):
     path = write_table(table, tmp_path / "grid.csv")
     header = path.read_text().splitlines()[0].split(",")
     assert "country" in header and any(h.startswith("lc_") for h in header)
+
+
+def test_global_run_through_export_tasks_equals_interactive_run(ee_local, _session_connection):
+    """The global route (Export.table per zone, then negatives from the files) gives the same grid."""
+    import time
+
+    from gee_mining.grid import NO_METADATA, export_grid, grid_from_exports
+
+    shared_file("polygons/mining_tropics_demo.gpkg")
+    ee = ee_local
+    spec = GridSpec.of(5500)
+    region = ee.Geometry.Rectangle([-80, -30, -30, 10], None, False)  # South America
+    tasks = export_grid(ee, MINES, spec, "grid-bucket", "run1", region=region, metadata=NO_METADATA)
+    assert tasks and all(t.status()["description"].startswith("grid_z14_") for t in tasks)
+    for task in tasks:
+        for _ in range(600):
+            state = task.status()["state"]
+            if state in ("COMPLETED", "FAILED", "CANCELLED"):
+                break
+            time.sleep(0.05)
+        assert state == "COMPLETED", task.status()
+    options, _ = _session_connection
+    folder = options["storage_root"] / "grid-bucket" / "run1" / "z14"
+    from_exports = grid_from_exports(ee, folder, spec, metadata=NO_METADATA)
+    direct = build_grid(ee, MINES, spec, region=region, metadata=NO_METADATA)
+
+    def cells(table):
+        return {(r["epsg"], r["cell_x"], r["cell_y"], r["label"]): round(r["overlap"], 9) for r in table.rows}
+
+    assert cells(from_exports) == cells(direct)
+    assert sorted(r["name"] for r in from_exports.rows) == sorted(r["name"] for r in direct.rows)
+    with pytest.raises(InputError, match="no positives"):
+        grid_from_exports(ee, folder.parent / "z99", spec)
