@@ -46,7 +46,11 @@ var touching = collection
   )
   .geometry()
   .coveringGrid(projection)
-  .aggregate_array('system:index');
+  .map(function (feature) {
+    var text = feature.id();
+    return ee.Algorithms.Feature({metadata: {cell: text}}).set('system:index', text);
+  })
+  .aggregate_array('cell');
 print('Positive cells', positives.size());
 Map.addLayer(positives, {color: 'orange'}, 'positive cells');
 Export.table.toCloudStorage({
