@@ -20,6 +20,26 @@ TEST_DATA = Path(__file__).parent / "data"
 os.environ.setdefault("MPLCONFIGDIR", str(ROOT / ".cache" / "matplotlib"))
 
 
+L1C_ORIGIN = (330000.0, 5822040.0)  # the real L1C crop's 10 m lattice origin in EPSG:32633
+
+
+def l1c_grid(col0: int, row0: int, width: int, height: int, scale: float = 10.0) -> dict:
+    """A computePixels ``grid`` on a window of the real L1C crop's lattice (EPSG:32633)."""
+    x0, y0 = L1C_ORIGIN
+    return {
+        "dimensions": {"width": width, "height": height},
+        "affineTransform": {
+            "scaleX": scale,
+            "shearX": 0,
+            "translateX": x0 + 10 * col0,
+            "shearY": 0,
+            "scaleY": -scale,
+            "translateY": y0 - 10 * row0,
+        },
+        "crsCode": "EPSG:32633",
+    }
+
+
 def shared_file(relative: str) -> Path:
     """A file of ../shared/data, or a skip that says why."""
     path = SHARED_DATA / relative

@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, shared_file
+from conftest import SHARED_DATA, l1c_grid, shared_file
 
 L1C_ID = "COPERNICUS/S2_HARMONIZED/20170216T102101_20170216T102101_T33UUU"
 L1C_DIR = "imagery/s2_l1c_T33UUU_20170216"
@@ -21,18 +21,7 @@ SR = "COPERNICUS/S2_SR_HARMONIZED"
 BEN_DIR = "imagery/bigearthnet_s2_l2a"
 # A 40 x 24 window of the crop's 10 m lattice (EPSG:32633, origin 330000, 5822040).
 COL0, ROW0, W, H = 300, 200, 40, 24
-GRID = {
-    "dimensions": {"width": W, "height": H},
-    "affineTransform": {
-        "scaleX": 10,
-        "shearX": 0,
-        "translateX": 330000 + 10 * COL0,
-        "shearY": 0,
-        "scaleY": -10,
-        "translateY": 5822040 - 10 * ROW0,
-    },
-    "crsCode": "EPSG:32633",
-}
+GRID = l1c_grid(COL0, ROW0, W, H)
 # (band, mask threshold): the stack's image k is band k, masked where its value <= threshold.
 STACK = [("B2", 1150), ("B3", 1000), ("B4", 900), ("B8", 1900), ("B2", 1250)]
 

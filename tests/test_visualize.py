@@ -14,25 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from tests.conftest import shared_file
+from conftest import l1c_grid, shared_file
 
 L1C = "COPERNICUS/S2_HARMONIZED/20170216T102101_20170216T102101_T33UUU"
 FILES = {"B2": "B02", "B3": "B03", "B4": "B04", "B8": "B08"}
 # a 64 x 48 window of the crop's native 10 m lattice (EPSG:32633)
 COL0, ROW0, W, H = 300, 200, 64, 48
-NATIVE_GRID = {
-    "dimensions": {"width": W, "height": H},
-    "affineTransform": {
-        "scaleX": 10,
-        "shearX": 0,
-        "translateX": 330000 + 10 * COL0,
-        "shearY": 0,
-        "scaleY": -10,
-        "translateY": 5822040 - 10 * ROW0,
-    },
-    "crsCode": "EPSG:32633",
-}
+NATIVE_GRID = l1c_grid(COL0, ROW0, W, H)
 LONLAT_GRID = {  # 8 x 4 pixels of 1 degree around (0, 0)
     "dimensions": {"width": 8, "height": 4},
     "affineTransform": {"scaleX": 1, "shearX": 0, "translateX": -4, "shearY": 0, "scaleY": -1, "translateY": 2},
