@@ -103,9 +103,12 @@ def merge(collection1, collection2):
     """Both collections' elements; ids get the prefixes ``1_`` and ``2_`` as on Earth Engine."""
     a = as_collection("Collection.merge", collection1)
     b = as_collection("Collection.merge", collection2)
-    out = [f.copy_with(id=f"1_{f.id}") for f in a.features]
-    out += [f.copy_with(id=f"2_{f.id}") for f in b.features]
-    return FeatureCollection(out)
+    return FeatureCollection(merged_elements(a, b))
+
+
+def merged_elements(a: FeatureCollection, b: FeatureCollection) -> list:
+    """The elements of ``a`` then ``b``, ids prefixed ``1_`` and ``2_`` as Earth Engine's merges name them."""
+    return [f.copy_with(id=f"1_{f.id}") for f in a.features] + [f.copy_with(id=f"2_{f.id}") for f in b.features]
 
 
 @algorithm("Collection.size")

@@ -68,11 +68,11 @@ def as_image_collection(name: str, value: Any) -> ImageCollection:
 @algorithm("ImageCollection.merge")
 def merge(collection1, collection2):
     """Both collections' images; ids get the prefixes ``1_`` and ``2_``, as Collection.merge gives them."""
+    from .collection import merged_elements
+
     a = as_image_collection("ImageCollection.merge", collection1)
     b = as_image_collection("ImageCollection.merge", collection2)
-    out = [im.copy_with(id=f"1_{im.id}") for im in a.features]
-    out += [im.copy_with(id=f"2_{im.id}") for im in b.features]
-    return ImageCollection(out)
+    return ImageCollection(merged_elements(a, b))
 
 
 @algorithm("ImageCollection.combine")
