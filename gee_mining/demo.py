@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError
 from .shared_data import find_shared_data
@@ -38,6 +39,24 @@ class DemoResult:
     out_dir: Path
     report: Path
     summary: dict = field(default_factory=dict)
+
+
+@dataclass
+class DemoContext:
+    """What the demo's steps share: each step reads what earlier ones left here and adds its own.
+
+    A step is a function ``step(ee, report, ctx) -> None`` in its pipeline module (``demo_step``);
+    it adds a section to ``report``, writes under ``ctx.out / <its name>``, and records its figures
+    in ``ctx.summary[<its name>]`` and its time in ``ctx.timings``.
+    """
+
+    out: Path
+    world: Any  # WorldManifest of the simulated world, or None when the demo runs on a given catalog
+    mines_id: str | None  # the table asset of the mine polygons the grid used
+    grids: dict[int, Any] = field(default_factory=dict)  # zoom -> GridTable of step 1
+    summary: dict = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    progress: Callable[[str], None] = print
 
 
 def natural_earth_countries() -> Path:
@@ -137,9 +156,12 @@ def run_demo(
         timings["a real Sentinel-2 scene through the engine"] = time.perf_counter() - t
     if mines_id is not None:
         t = time.perf_counter()
-        grid_summary = run_grid_step(ee, report, mines_id, out, progress)
+        grid_summary, grids = run_grid_step(ee, report, mines_id, out, progress)
         timings["step 1: grids at 5500, 2750, 1375 m"] = time.perf_counter() - t
         summary["grid"] = grid_summary
+    ctx = DemoContext(out, world, mines_id, grids if mines_id else {}, summary, timings, progress)
+    for step in demo_steps():
+        step(ee, report, ctx)
 
     timing_section = report.section("Timings")
     Report.table(timing_section, ["step", "seconds"], [(k, round(v, 3)) for k, v in timings.items()])
@@ -325,7 +347,12 @@ def real_scene_section(ee, report) -> bool:
     return True
 
 
-def run_grid_step(ee, report, table_id: str, out: Path, progress: Callable[[str], None]) -> dict:
+def demo_steps() -> list[Callable]:
+    """The pipeline steps after the grid, in order; each is its module's ``demo_step(ee, report, ctx)``."""
+    return []
+
+
+def run_grid_step(ee, report, table_id: str, out: Path, progress: Callable[[str], None]) -> tuple[dict, dict]:
     """Step 1 on the demo polygons: nested grids, written as GeoParquet, GeoPackage and CSV, with maps."""
     from .grid import GridSpec, build_levels, write_table
     from .report import Report
@@ -358,7 +385,7 @@ def run_grid_step(ee, report, table_id: str, out: Path, progress: Callable[[str]
     )
     Report.text(s, f"Tables written to {out / 'grid'} (GeoParquet, GeoPackage, CSV).", "meta")
     _grid_figure(ee, s, table_id, specs, tables)
-    return summary
+    return summary, {spec.zoom: table for spec, table in zip(specs, tables, strict=True)}
 
 
 def _grid_figure(ee, section, table_id: str, specs, tables) -> None:

@@ -623,6 +623,65 @@ def build_levels(ee, polygons: Any, levels: Sequence[GridSpec], **options: Any) 
     return out[::-1]
 
 
+# -- a cell's pixel grid (pure) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PixelGrid:
+    """The pixel lattice of one cell: ``width`` x ``height`` pixels of ``scale`` metres in ``crs``.
+
+    ``transform`` is Earth Engine's ``crsTransform`` (``[xScale, 0, x0, 0, -yScale, y1]``, the
+    upper-left corner), so ``ee.Image.reproject(crs, transform)``, ``computePixels``'s grid and
+    ``Export.image``'s ``crsTransform`` all land on the same pixels, on Earth Engine and locally.
+    """
+
+    crs: str
+    transform: tuple[float, float, float, float, float, float]
+    width: int
+    height: int
+
+    @property
+    def scale(self) -> float:
+        return self.transform[0]
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(xmin, ymin, xmax, ymax) in ``crs``."""
+        x0, y1 = self.transform[2], self.transform[5]
+        return x0, y1 - self.height * self.scale, x0 + self.width * self.scale, y1
+
+    def ee_grid(self) -> dict:
+        """The ``grid`` argument of ``ee.data.computePixels`` for this lattice."""
+        return {
+            "dimensions": {"width": self.width, "height": self.height},
+            "affineTransform": dict(zip(("scaleX", "shearX", "translateX", "shearY", "scaleY", "translateY"),
+                                        self.transform, strict=True)),
+            "crsCode": self.crs,
+        }  # fmt: skip
+
+
+def pixel_grid(row: dict[str, Any], scale: float = 10.0) -> PixelGrid:
+    """The lattice of a grid-table row (``epsg``, ``cell_x``, ``cell_y``, ``cell_size``) at ``scale`` metres.
+
+    Cells are multiples of 10 m wide (and of 20 and 60 m for the nested sizes), so the lattice
+    is exactly ``cell_size / scale`` pixels wide; a scale that does not divide the cell is an error.
+    """
+    size = float(row["cell_size"])
+    n = size / scale
+    if scale <= 0 or abs(n - round(n)) > 1e-9:
+        raise InputError(f"scale {scale:g} m does not divide the {size:g} m cell: use 10, 20 or a divisor of it.")
+    x0, y0 = row["cell_x"] * size, row["cell_y"] * size
+    epsg = int(row["epsg"])
+    return PixelGrid(f"EPSG:{epsg}", (scale, 0.0, x0, 0.0, -scale, y0 + size), int(round(n)), int(round(n)))
+
+
+def ee_cell_geometry(ee, row: dict[str, Any]):
+    """The cell's square as an ``ee.Geometry`` in its own projection (planar, as the grid made it)."""
+    x0, y0 = row["cell_x"] * row["cell_size"], row["cell_y"] * row["cell_size"]
+    s = row["cell_size"]
+    return ee.Geometry.Rectangle([x0, y0, x0 + s, y0 + s], f"EPSG:{int(row['epsg'])}", False)
+
+
 # -- writing -------------------------------------------------------------------------------
 
 COLUMNS = [
