@@ -82,9 +82,14 @@ def index_formula(name: str) -> tuple[str, dict[str, str], dict[str, float]]:
     spyndex = _spyndex()
     key = ALIASES.get(name, name)
     if key not in spyndex.indices:
+        import difflib
+
+        known = [*spyndex.indices, *ALIASES]
+        close = difflib.get_close_matches(str(name), known, n=3) or [k for k in known if k.lower() == str(name).lower()]
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise InputError(
             f"Unknown spectral index {name!r}: use a name of the Awesome Spectral Indices catalogue "
-            f"(spyndex.indices, e.g. NDVI, NBR, MNDWI) or one of the aliases {sorted(ALIASES)}."
+            f"(spyndex.indices, e.g. NDVI, NBR, MNDWI) or one of the aliases {sorted(ALIASES)}.{hint}"
         )
     index = spyndex.indices[key]
     symbols = sentinel2_symbols()
