@@ -16,6 +16,8 @@ from the Python code, and writes it in the JavaScript client's own style:
 - a ``var`` for each value used more than once, named after what it is
   (``image``, ``collection``, ``geometry``, ...);
 - user functions as ``function (feature) { ... return ...; }``;
+- ``image.expression(text, {name: image})`` for the client's call of what ``Image.parseExpression``
+  returns (a ``functionReference`` invocation, which ``expand`` turns into one ``$call`` node);
 - literals as JavaScript: ``NaN``, ``Infinity``, ``-0``, strings escaped to ASCII
   (``\\uXXXX``), integers beyond 2^53 (``integerValue`` nodes, which JavaScript
   numbers cannot hold) as ``ee.Number.parse('...')``.
@@ -172,6 +174,10 @@ class Node:
     free: frozenset[str] = frozenset()  # argument names used but not bound inside
 
 
+# The name ``expand`` gives a call of a computed function (a ``functionReference`` invocation).
+CALL = "$call"
+
+
 def expand(expression: dict) -> dict:
     """The Cloud API expression ``{"result", "values"}`` as one tree, every ``valueReference`` replaced."""
     values = expression["values"]
@@ -186,6 +192,20 @@ def expand(expression: dict) -> dict:
                     "functionDefinitionValue": {
                         "argumentNames": fd.get("argumentNames", []),
                         "body": walk(values[fd["body"]]),
+                    }
+                }
+            fi = v.get("functionInvocationValue")
+            if isinstance(fi, dict) and "functionReference" in fi and len(v) == 1:
+                # A call of a computed function (``Image.expression`` calls what Image.parseExpression
+                # returns): one ``$call`` node holding the function and its arguments.
+                args = {k: walk(x) for k, x in (fi.get("arguments") or {}).items()}
+                return {
+                    "functionInvocationValue": {
+                        "functionName": CALL,
+                        "arguments": {
+                            "function": walk(values[fi["functionReference"]]),
+                            "arguments": {"dictionaryValue": {"values": args}},
+                        },
                     }
                 }
             return {k: walk(x) for k, x in v.items()}
@@ -1030,6 +1050,29 @@ def _image_select(w: Writer, node: Node, block: Block) -> Js | None:
     if "newNames" in node.args:
         args.append(w.value(node.args["newNames"], block, "List"))
     return Js("method", "select", receiver=image, args=args, cls="Image")
+
+
+@idiom(CALL)
+def _computed_call(w: Writer, node: Node, block: Block) -> Js | None:
+    """``image.expression(text, {name: image, ...})``: the client's call of what Image.parseExpression returns."""
+    fn, call = node.args.get("function"), node.args.get("arguments")
+    if fn is None or call is None or fn.kind != "functionInvocationValue" or fn.value != "Image.parseExpression":
+        raise JsGenError("A call of a computed function has no Code Editor form unless it is Image.expression")
+    arg_name, text, names = fn.args.get("argName"), fn.args.get("expression"), fn.args.get("vars")
+    if arg_name is None or text is None or names is None or arg_name.kind != "constantValue":
+        raise JsGenError("Image.parseExpression without a constant argName, expression and vars")
+    default = arg_name.value
+    order = [n.value for n in names.items if n.kind == "constantValue"]
+    if order[:1] != [default] or set(order) != set(call.args) or text.kind != "constantValue":
+        raise JsGenError("Image.expression whose variables do not match its arguments")
+    image = w.value(call.args[default], block, "Image")
+    if image.cls != "Image" or image.plain:
+        image = Js("call", "ee.Image", args=[image], cls="Image")
+    args = [literal(text.value)]
+    if len(order) > 1:
+        mapping = [w.value(call.args[k], block, "Image") for k in order[1:]]
+        args.append(Js("object", keys=[js_key(k) for k in order[1:]], args=mapping, cls="Dictionary", plain=True))
+    return Js("method", "expression", receiver=image, args=args, cls="Image")
 
 
 @idiom("Image.rename")
