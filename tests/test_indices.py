@@ -146,3 +146,30 @@ def test_the_graph_round_trips_through_the_javascript_client(ee_local):
     finally:
         client.close()
     assert ".expression('(N-R)/(N+R)', {N: " in source  # written as the Code Editor user would write it
+
+
+def test_on_a_real_l2a_patch_the_indices_match_spyndex(ee_local):
+    """The same on a BigEarthNet Sentinel-2 L2A patch (surface reflectance), on its own 10 m grid."""
+    import spyndex
+
+    shared_file("imagery/bigearthnet_s2_l2a")
+    image = ee_local.ImageCollection("COPERNICUS/S2_SR_HARMONIZED").first().select(list(BANDS)).divide(10000)
+    b2 = next(b for b in image.getInfo()["bands"] if b["id"] == "B2")
+    t = b2["crs_transform"]
+    grid = {
+        "dimensions": {"width": 32, "height": 32},
+        "affineTransform": dict(
+            zip(["scaleX", "shearX", "translateX", "shearY", "scaleY", "translateY"], t, strict=True)
+        ),
+        "crsCode": b2["crs"],
+    }
+    names = ["NDVI", "NDMI", "MNDWI", "NBR", "NDVI705", "NDTI"]
+    out = ee_local.data.computePixels(
+        {"expression": add_indices(image, names), "fileFormat": "NUMPY_NDARRAY", "grid": grid}
+    )
+    bands = {b: np.asarray(out[b], np.float64) for b in BANDS}
+    assert all(np.all(v > 0) for v in bands.values())
+    params = {sym: bands[b] for sym, b in SPYNDEX_S2.items()}
+    for name in names:
+        ref = spyndex.computeIndex(name, params=params)
+        np.testing.assert_allclose(out[name], ref, rtol=1e-5, atol=1e-6, err_msg=name)
