@@ -1,0 +1,318 @@
+"""Batch export jobs through the real ``ee`` client against the local engine, into emulated Cloud Storage.
+
+Checked: every cell exported exactly once (files listed with the official google-cloud-storage
+client and counted by name), a second run submits nothing (the engine's operations counted
+with ``ee.data.listOperations``), a ledger left with SUBMITTING rows (a crash between the
+ledger write and the engine's answer) resumes to exactly one operation per cell, GeoTIFFs on
+the cell's lattice (read with rasterio against ``pixel_grid``), bad spec fields -> InputError.
+"""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+
+import pytest
+
+from gee_mining.errors import InputError
+from gee_mining.jobs import JobSpec, Ledger, is_transient, load_spec, parse_spec, read_cells, run_job
+
+BUCKET = "jobs"
+SIZE = 1375.0
+SCALE = 55.0  # 25 x 25 px per cell: cheap
+
+
+@pytest.fixture(scope="module")
+def emulated(ee_local, engine_catalog, tmp_path_factory):
+    """``ee`` against an engine whose Cloud Storage is the emulator; (ee, engine)."""
+    import gee_mining
+
+    conn = gee_mining.connect(
+        "local",
+        project="gee-mining-test",
+        catalog=engine_catalog,
+        storage_root=tmp_path_factory.mktemp("jobs-storage"),
+        storage="emulator",
+    )
+    yield ee_local, conn.local_engine
+    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+
+
+@pytest.fixture(autouse=True)
+def _back_to_the_test_engine():
+    """Override conftest's: this module keeps its emulator engine for all its tests."""
+    yield
+
+
+def _cells(path, n=8):
+    rows = [
+        {"name": f"c16_{i}", "zoom": 16, "label": 1, "epsg": 32633, "cell_x": 250 + i % 4, "cell_y": 4230 + i // 4,
+         "cell_size": SIZE}
+        for i in range(n)
+    ]  # fmt: skip
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return rows
+
+
+def _spec(tmp_path, name, product="cell-geotiff", n=8, **params):
+    cells = tmp_path / f"{name}.csv"
+    rows = _cells(cells, n)
+    spec = parse_spec({
+        "name": name, "product": product, "cells": str(cells),
+        "destination": {"bucket": BUCKET, "prefix": f"runs/{name}"},
+        "params": {"scale": SCALE, **params}, "max_running": 2,
+    })  # fmt: skip
+    return spec, rows
+
+
+def _blobs(engine, prefix):
+    return sorted(b.name for b in engine.storage_client().list_blobs(BUCKET, prefix=prefix))
+
+
+def _ops(ee):
+    return ee.data.listOperations()
+
+
+def _ops_of(ee, spec):
+    return [o for o in _ops(ee) if o["metadata"].get("description", "").startswith(spec.name + "_")]
+
+
+def test_geotiff_job_exports_each_cell_once_and_rerun_submits_nothing(emulated, tmp_path):
+    import rasterio
+
+    from gee_mining.grid import pixel_grid
+
+    ee, engine = emulated
+    spec, rows = _spec(tmp_path, "geo8", value=7.0)
+    ledger = tmp_path / "geo8.sqlite"
+    lines = []
+    result = run_job(ee, spec, ledger, progress=lines.append, poll_interval=0.05, timeout=120)
+    assert result.ok and result.submitted == 8
+    assert result.counts["SUCCEEDED"] == 8
+    names = _blobs(engine, "runs/geo8/")
+    assert names == sorted(f"runs/geo8/{r['name']}.tif" for r in rows)
+    assert len(_ops_of(ee, spec)) == 8
+    # The file lies on the cell's lattice and holds the constant.
+    blob = engine.storage_client().bucket(BUCKET).blob(f"runs/geo8/{rows[5]['name']}.tif").download_as_bytes()
+    path = tmp_path / "one.tif"
+    path.write_bytes(blob)
+    grid = pixel_grid(rows[5], scale=SCALE)
+    with rasterio.open(path) as ds:
+        assert (ds.width, ds.height) == (grid.width, grid.height) == (25, 25)
+        assert ds.crs.to_epsg() == 32633
+        assert tuple(ds.transform)[:6] == (SCALE, 0.0, grid.transform[2], 0.0, -SCALE, grid.transform[5])
+        assert (ds.read(1) == 7.0).all()
+    # The ledger: one row per cell, each with its operation and the file's URI.
+    db = sqlite3.connect(ledger)
+    got = db.execute("SELECT cell, state, operation, attempts, uris FROM cells ORDER BY cell").fetchall()
+    assert [g[0] for g in got] == sorted(r["name"] for r in rows)
+    assert all(g[1] == "SUCCEEDED" and g[2] and g[3] == 1 and ".tif" in g[4] for g in got)
+    assert len({g[2] for g in got}) == 8
+    # A second run submits nothing new.
+    before = len(_ops(ee))
+    again = run_job(ee, spec, ledger, progress=None, poll_interval=0.05, timeout=60)
+    assert again.submitted == 0 and again.ok
+    assert len(_ops(ee)) == before
+    assert _blobs(engine, "runs/geo8/") == names
+
+
+def test_never_more_running_than_max_running(emulated, tmp_path):
+    ee, engine = emulated
+    spec, _ = _spec(tmp_path, "limit", n=6)
+    spec = JobSpec(**{**spec.__dict__, "max_running": 1})
+    seen = []
+    real = ee.data.getOperation
+
+    def watching(name):  # observes the engine's operations at each poll; changes nothing
+        seen.append(sum(o["metadata"]["state"] in ("PENDING", "RUNNING") for o in _ops_of(ee, spec)))
+        return real(name)
+
+    ee.data.getOperation = watching
+    try:
+        result = run_job(ee, spec, tmp_path / "limit.sqlite", progress=None, poll_interval=0.02, timeout=120)
+    finally:
+        ee.data.getOperation = real
+    assert result.ok and result.submitted == 6
+    assert seen and max(seen) <= 1
+    assert len(_blobs(engine, "runs/limit/")) == 6
+
+
+def test_resume_after_crash_in_submitting(emulated, tmp_path):
+    """A crash after the ledger said SUBMITTING (and the engine may or may not have heard): one op per cell."""
+    ee, engine = emulated
+    spec, rows = _spec(tmp_path, "crash", product="grid-table")
+    ledger_path = tmp_path / "crash.sqlite"
+    ledger = Ledger(ledger_path)
+    ledger.bind(spec)
+    ledger.add_cells(spec, [r["name"] for r in rows])
+    # Cells 0-2: the engine got the request before the crash (submitted with the ledger's request id).
+    from gee_mining.jobs import PRODUCTS
+
+    for row in rows[:3]:
+        task = PRODUCTS["grid-table"](ee, row, spec)
+        task._request_id = spec.request_id(row["name"])
+        task.start()
+        ledger.update(row["name"], state="SUBMITTING", attempts=1)
+    # Cells 3-4: the crash came before the engine heard of them.
+    for row in rows[3:5]:
+        ledger.update(row["name"], state="SUBMITTING", attempts=1)
+    ledger.close()
+    assert len(_ops_of(ee, spec)) == 3
+
+    result = run_job(ee, spec, ledger_path, progress=None, poll_interval=0.05, timeout=120)
+    assert result.ok
+    ops = _ops_of(ee, spec)
+    assert len(ops) == 8
+    assert sorted(o["metadata"]["description"] for o in ops) == sorted(f"crash_{r['name']}" for r in rows)
+    assert _blobs(engine, "runs/crash/") == sorted(f"runs/crash/{r['name']}.csv" for r in rows)
+    # Each file holds its own cell (the grid-table product writes the cell's row).
+    text = engine.storage_client().bucket(BUCKET).blob(f"runs/crash/{rows[4]['name']}.csv").download_as_text()
+    parsed = list(csv.DictReader(text.splitlines()))
+    assert len(parsed) == 1 and parsed[0]["name"] == rows[4]["name"]
+
+
+def test_deterministic_task_failure_is_not_retried(emulated, tmp_path):
+    ee, engine = emulated
+    # 1375 m / 10 m is not a whole number of pixels: every cell fails before submission, with the reason.
+    spec, rows = _spec(tmp_path, "bad", n=2, scale=10.0)
+    result = run_job(ee, spec, tmp_path / "bad.sqlite", progress=None, poll_interval=0.02, timeout=30)
+    assert result.counts["FAILED"] == 2 and result.submitted == 0
+    assert all("does not divide" in msg for _, msg in result.failed)
+    assert _ops_of(ee, spec) == []
+
+
+def test_request_ids_are_deterministic(tmp_path):
+    spec, _ = _spec(tmp_path, "ids", n=1)
+    same, _ = _spec(tmp_path, "ids", n=1)
+    other, _ = _spec(tmp_path, "ids", n=1, value=2.0)
+    assert spec.request_id("a") == same.request_id("a")
+    assert spec.request_id("a") != spec.request_id("b") != other.request_id("b")
+    assert spec.request_id("a") != other.request_id("a")
+    assert spec.request_id("a", 1) != spec.request_id("a")
+
+
+def test_ledger_of_another_job_is_refused(tmp_path):
+    a, _ = _spec(tmp_path, "one", n=1)
+    b, _ = _spec(tmp_path, "two", n=1)
+    ledger = Ledger(tmp_path / "l.sqlite")
+    ledger.bind(a)
+    with pytest.raises(InputError, match="belongs to job"):
+        ledger.bind(b)
+
+
+@pytest.mark.parametrize(
+    "message, transient",
+    [
+        ("HTTP Error 429: Too Many Requests", True),
+        ("Too many tasks already in the queue (3000). Please wait for some of them to complete.", True),
+        ("<HttpError 503 'Service Unavailable'>", True),
+        ("An internal error has occurred (request: 1234).", True),
+        ("User memory limit exceeded.", False),
+        ("Computation timed out.", False),
+        ("Invalid argument: 'crs' must be a string", False),
+        ("Image.select: Pattern 'B99' did not match any bands.", False),
+    ],
+)
+def test_error_classes(message, transient):
+    assert is_transient(message) is transient
+
+
+BASE = {"name": "j", "product": "cell-geotiff", "cells": "g.csv", "destination": {"bucket": "my-bucket"}}
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"name": None}, "name"),
+        ({"name": "a b/c"}, "name"),
+        ({"product": "video"}, "product"),
+        ({"cells": "g.shp"}, "cells"),
+        ({"destination": None}, "destination"),
+        ({"destination": {"bucket": "Bad_Bucket!"}}, "bucket"),
+        ({"destination": {"bucket": "ok-bucket", "prefix": 3}}, "prefix"),
+        ({"engine": "gcp"}, "engine"),
+        ({"max_running": 0}, "max_running"),
+        ({"max_running": True}, "max_running"),
+        ({"params": [1]}, "params"),
+        ({"bucket": "x"}, "bucket"),
+    ],
+)
+def test_bad_spec_fields(change, field):
+    data = {**BASE, **change}
+    data = {k: v for k, v in data.items() if v is not None}
+    with pytest.raises(InputError, match=field):
+        parse_spec(data)
+
+
+def test_example_specs_parse():
+    from pathlib import Path
+
+    specs = sorted((Path(__file__).resolve().parents[1] / "export_jobs").glob("*.toml"))
+    assert len(specs) >= 2
+    for path in specs:
+        spec = load_spec(path)
+        assert spec.path == path and spec.max_running >= 1
+
+
+def test_cells_file_errors(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        read_cells(tmp_path / "none.csv")
+    (tmp_path / "g.csv").write_text("name,epsg\nx,32633\n")
+    with pytest.raises(InputError, match="cell_x"):
+        read_cells(tmp_path / "g.csv")
+
+
+def test_engine_failure_is_recorded_once_and_not_retried(emulated, tmp_path):
+    """A task the engine fails (a band that does not exist) ends FAILED with the engine's message, one operation."""
+    from gee_mining import jobs
+
+    def missing_band(ee, row, spec):
+        return ee.batch.Export.image.toCloudStorage(
+            ee.Image.constant(1).select("nope"), description=jobs._description(spec, row), bucket=spec.bucket,
+            fileNamePrefix=jobs._file_prefix(spec, row), crs="EPSG:32633", crsTransform=[55, 0, 0, 0, -55, 0],
+            dimensions="4x4",
+        )  # fmt: skip
+
+    jobs.PRODUCTS["test-missing-band"] = missing_band
+    try:
+        spec, _ = _spec(tmp_path, "enginefail", product="test-missing-band", n=2)
+        ledger = tmp_path / "enginefail.sqlite"
+        result = run_job(ee_ := emulated[0], spec, ledger, progress=None, poll_interval=0.02, timeout=60)
+        assert result.counts["FAILED"] == 2
+        assert all("nope" in msg for _, msg in result.failed), result.failed
+        assert len(_ops_of(ee_, spec)) == 2
+        again = run_job(ee_, spec, ledger, progress=None, poll_interval=0.02, timeout=60)
+        assert again.submitted == 0 and len(_ops_of(ee_, spec)) == 2
+    finally:
+        del jobs.PRODUCTS["test-missing-band"]
+
+
+def test_transient_submission_errors_are_retried_with_backoff(emulated, tmp_path):
+    """A product whose first two submissions raise 429 (the engine has no fault injection yet): retried, one file."""
+    from gee_mining import jobs
+
+    ee, engine = emulated
+    calls = {"n": 0}
+
+    def flaky(ee, row, spec):
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise ee.EEException("HTTP Error 429: Too Many Requests")
+        return jobs.cell_geotiff(ee, row, spec)
+
+    jobs.PRODUCTS["test-flaky"] = flaky
+    waits = []
+    try:
+        spec, rows = _spec(tmp_path, "flaky", product="test-flaky", n=1)
+        result = run_job(ee, spec, tmp_path / "flaky.sqlite", progress=None, poll_interval=0.0, timeout=60,
+                         backoff_base=0.01, sleep=waits.append)  # fmt: skip
+    finally:
+        del jobs.PRODUCTS["test-flaky"]
+    assert result.ok and result.submitted == 1
+    assert len(_ops_of(ee, spec)) == 1
+    assert _blobs(engine, "runs/flaky/") == [f"runs/flaky/{rows[0]['name']}.tif"]
+    row = sqlite3.connect(tmp_path / "flaky.sqlite").execute("SELECT attempts, error FROM cells").fetchone()
+    assert row == (3, None)
