@@ -1,0 +1,207 @@
+"""Step 2 composites (gee_mining.sentinel2) on a tiny simulated world, through the real ``ee`` client.
+
+References are independent of the code: scene bands, Cloud Score+, SCL and cloud
+truth are read back from the world's files with rasterio, coarse bands are
+repeated onto the 10 m lattice (the world's 10/20/60 m lattices nest), and the
+median is numpy's ``nanmedian`` (mean of the two middle values for an even
+count, which is Earth Engine's exact median).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from gee_mining.errors import InputError
+from gee_mining.sentinel2 import BANDS, CompositeSpec, collection, composite
+from gee_mining.world import generate_world, world_catalog_toml
+
+CELL = 600  # metres: a 60 x 60 pixel cell inside the 3 km world
+START, END = "2019-01-01", "2019-04-01"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return generate_world(tmp_path_factory.mktemp("s2world"), size_km=3, months=3, seed=3, project="gee-mining-test")
+
+
+@pytest.fixture(scope="module")
+def ee_world(ee_local, engine_catalog, world, tmp_path_factory):
+    import gee_mining
+
+    catalog = tmp_path_factory.mktemp("s2world_catalog") / "catalog.toml"
+    catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))
+    gee_mining.connect("local", project="gee-mining-test", catalog=catalog)
+    yield ee_local
+    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+
+
+@pytest.fixture(scope="module")
+def cell(world):
+    """A grid-table-like row for a 600 m cell inside the world, and its (row, col) offset in the world's 10 m lattice."""
+    x0, top = world.grid["origin"]
+    epsg = int(world.grid["crs"].split(":")[1])
+    cx = math.ceil(x0 / CELL) + 1
+    cy = math.floor(top / CELL) - 2
+    row = {"name": "test", "epsg": epsg, "cell_x": cx, "cell_y": cy, "cell_size": CELL}
+    offset = (int(round((top - (cy + 1) * CELL) / 10)), int(round((cx * CELL - x0) / 10)))
+    assert min(offset) > 0 and max(offset) + CELL // 10 <= world.grid["size_m"] // 10
+    return row, offset
+
+
+def _read(path: Path, band: int) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read(band)
+
+
+def _to10(a: np.ndarray, n10: int) -> np.ndarray:
+    k = n10 // a.shape[0]
+    return np.repeat(np.repeat(a, k, axis=0), k, axis=1)
+
+
+@pytest.fixture(scope="module")
+def files(world):
+    """Per scene (in time order): every band at 10 m (DN), cs_cdf, SCL at 10 m, cloud truth; all from the files."""
+    out = Path(world.out_dir)
+    items = [json.loads(line) for line in (out / "s2_sr_harmonized.jsonl").read_text().splitlines()]
+    n = world.grid["size_m"] // 10
+    scenes = []
+    for item in items:
+        if not START <= item["time_start"][:10] < END:
+            continue
+        index = item["id"].rsplit("/", 1)[1]
+        bands = {b: _to10(_read(out / item["bands"][b][0], item["bands"][b][1]), n).astype(float) for b in BANDS}
+        scl = _to10(_read(out / item["bands"]["SCL"][0], item["bands"]["SCL"][1]), n)
+        cs_cdf = _read(out / "CLOUD_SCORE_PLUS" / f"{index}.tif", 2)
+        truth = _read(out / "truth" / "clouds" / f"{index}.tif", 1)
+        scenes.append({"bands": bands, "scl": scl, "cs_cdf": cs_cdf, "truth": truth})
+    assert len(scenes) == 18
+    return scenes
+
+
+def _pixels(ee, image, row) -> dict[str, np.ma.MaskedArray]:
+    from gee_mining.grid import pixel_grid
+
+    arr = ee.data.computePixels({"expression": image, "fileFormat": "NUMPY_NDARRAY", "grid": pixel_grid(row).ee_grid()})
+    out = {}
+    for b in arr.dtype.names:
+        data = np.asarray(arr[b], dtype=float)
+        mask = np.ma.getmaskarray(arr[b]) if np.ma.isMaskedArray(arr) else np.zeros(data.shape, bool)
+        out[b] = np.ma.MaskedArray(data, mask)
+    return out
+
+
+def _reference(files, keep_of, offset) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """numpy: per band, nanmedian over the scenes ``keep_of(scene)`` keeps, / 10000, cut to the cell."""
+    r, c = offset
+    win = (slice(r, r + CELL // 10), slice(c, c + CELL // 10))
+    keep = np.stack([keep_of(s)[win] for s in files])
+    ref = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: no clear scene, masked in the composite
+        for b in BANDS:
+            stack = np.stack([s["bands"][b][win] for s in files])
+            ref[b] = np.nanmedian(np.where(keep, stack, np.nan), axis=0) / 10000
+    return ref, keep
+
+
+def _assert_matches(got, ref, keep):
+    has = keep.any(axis=0)
+    assert list(got) == list(BANDS)
+    for b in BANDS:
+        assert (got[b].mask == ~has).all(), b
+        np.testing.assert_allclose(got[b].data[has], ref[b][has], rtol=0, atol=1e-6, err_msg=b)
+        assert 0 <= got[b].data[has].min() and got[b].data[has].max() <= 1.5, b
+
+
+def test_cloud_score_plus_composite_equals_numpy_and_has_no_cloud(ee_world, files, cell):
+    ee = ee_world
+    row, offset = cell
+    image = composite(row, start=START, end=END)  # the default spec: Cloud Score+ cs_cdf >= 0.6
+    got = _pixels(ee, image, row)
+    ref, keep = _reference(files, lambda s: s["cs_cdf"] >= 0.6, offset)
+    _assert_matches(got, ref, keep)
+    # the world's truth: every scene a pixel's composite uses is clear there
+    r, c = offset
+    win = (slice(r, r + CELL // 10), slice(c, c + CELL // 10))
+    truth = np.stack([s["truth"][win] for s in files])
+    assert not (keep & (truth > 0)).any()
+    assert keep.any(axis=0).mean() > 0.9  # 3 months leave most pixels with a clear view
+    assert (truth > 0).any(axis=0).mean() > 0.5  # and the clouds were there to mask
+    info = image.getInfo()
+    assert [b["data_type"]["precision"] for b in info["bands"]] == ["float"] * len(BANDS)
+    assert info["bands"][0]["crs"] == f"EPSG:{row['epsg']}"
+    assert info["bands"][0]["crs_transform"] == [
+        10.0,
+        0.0,
+        row["cell_x"] * CELL,
+        0.0,
+        -10.0,
+        (row["cell_y"] + 1) * CELL,
+    ]
+
+
+def test_scl_composite_equals_numpy_and_lets_thin_clouds_through(ee_world, files, cell):
+    ee = ee_world
+    row, offset = cell
+    spec = CompositeSpec(start=START, end=END, mask="scl")
+    got = _pixels(ee, composite(row, spec), row)
+    ref, keep = _reference(files, lambda s: np.isin(s["scl"], spec.scl_keep), offset)
+    _assert_matches(got, ref, keep)
+    # measured, as documented for Sen2Cor: SCL keeps some thin-cloud / faint-shadow pixels
+    r, c = offset
+    win = (slice(r, r + CELL // 10), slice(c, c + CELL // 10))
+    truth = np.stack([s["truth"][win] for s in files])
+    assert (keep & np.isin(truth, (1, 5))).any()
+
+
+def test_other_masks_and_prefilter_run(ee_world, world, cell):
+    ee = ee_world
+    row, _ = cell
+    for mask in ("s2cloudless", "none"):
+        got = _pixels(ee, composite(row, start=START, end=END, mask=mask, bands=("B4", "B8")), row)
+        assert list(got) == ["B4", "B8"] and got["B8"].count() > 0
+    with pytest.warns(UserWarning, match="QA60"):
+        composite(row, start="2023-01-01", end="2023-06-01", mask="qa60")
+    _pixels(ee, composite(row, start=START, end=END, mask="qa60", bands=("B2",)), row)
+    region = ee.Geometry.Point(world.parameters["center"])
+    n_all = collection(region, CompositeSpec(start=START, end=END)).size().getInfo()
+    n_clear = collection(region, CompositeSpec(start=START, end=END, max_cloudy_percentage=50)).size().getInfo()
+    expected = sum(START <= s["time_start"][:10] < END and s["CLOUDY_PIXEL_PERCENTAGE"] <= 50 for s in world.scenes)
+    assert n_all == 18 and n_clear == expected < 18
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mask": "fmask"}, "mask='fmask'"),
+        ({"bands": ("B2", "AOT", "TCI_R")}, "AOT, TCI_R"),
+        ({"bands": ("B10",)}, "B10"),
+        ({"cs_threshold": 1.5}, "cs_threshold"),
+        ({"start": "2020-01-01", "end": "2019-01-01"}, "start="),
+        ({"colour": 1}, "colour"),
+    ],
+)
+def test_bad_input_is_a_clear_error(kwargs, message, cell):
+    with pytest.raises(InputError, match=message.replace("(", r"\(")):
+        composite(cell[0], **kwargs)
+
+
+def test_graph_uses_only_earth_engine_algorithms(ee_local, cell):
+    from test_grid import graph_algorithms
+
+    from gee_mining.local.signatures import signatures
+
+    ee = ee_local
+    images = [composite(cell[0], mask=m) for m in ("cs_plus", "s2cloudless", "scl", "none")]
+    with pytest.warns(UserWarning):
+        images.append(composite(cell[0], start="2022-01-01", mask="qa60", end="2023-01-01"))
+    used = graph_algorithms(ee, ee.List(images))
+    assert {"Image.linkCollection", "Join.saveFirst", "Image.reproject"} <= used
+    assert used <= set(signatures()), used - set(signatures())
