@@ -104,3 +104,35 @@ def test_draw_is_rgb_and_masked_outside(ee_local):
     assert (px["vis-red"][inside] == 255).all() and (px["vis-green"][inside] == 128).all()
     assert (px["vis-blue"][inside] == 0).all()
     assert (px["vis-red"][:2, :2] == 7).all()
+
+
+def test_collection_distance_to_points_lines_and_polygon_boundaries(ee_local):
+    # ee.FeatureCollection.distance reference: distance in metres from the pixel centre to the nearest
+    # point, line or polygon boundary, also inside polygons; masked beyond searchRadius
+    ee = ee_local
+    line = [(500050.5, 5799950.2), (500580.3, 5799900.7)]
+    point = (500133.3, 5799555.5)
+    fc = _fc(ee).merge(
+        ee.FeatureCollection([
+            ee.Feature(ee.Geometry.LineString([list(c) for c in line], "EPSG:32633", False)),
+            ee.Feature(ee.Geometry.Point(list(point), "EPSG:32633")),
+        ])
+    )  # fmt: skip
+    radius = 120.0
+    got = _pixels(ee, fc.distance(radius, 1).unmask(-1))["distance"]
+    xx, yy = np.meshgrid(X0 + 10 * (np.arange(W) + 0.5), Y0 - 10 * (np.arange(H) + 0.5))
+    edges = shapely.union_all([shapely.Polygon(r).boundary for r in POLYS] + [shapely.LineString(line),
+                                                                            shapely.Point(point)])  # fmt: skip
+    ref = shapely.distance(edges, shapely.points(xx, yy))
+    ref = np.where(ref <= radius, ref, -1)
+    np.testing.assert_allclose(got, ref, atol=1e-6)
+    assert (got == -1).any() and (got > 0).any()
+
+
+def test_collection_distance_refuses_degree_grids(ee_local):
+    ee = ee_local
+    grid = {"dimensions": {"width": 4, "height": 4}, "crsCode": "EPSG:4326",
+            "affineTransform": {"scaleX": 0.01, "shearX": 0, "translateX": 15, "shearY": 0, "scaleY": -0.01,
+                                "translateY": 52}}  # fmt: skip
+    with pytest.raises(ee.EEException, match="Collection.distance.*projected"):
+        ee.data.computePixels({"expression": _fc(ee).distance(), "fileFormat": "NUMPY_NDARRAY", "grid": grid})

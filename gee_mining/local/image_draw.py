@@ -1,4 +1,5 @@
-"""Vectors onto pixels, and distances: Image.paint, Collection.draw, Image.distance, Image.fastDistanceTransform.
+"""Vectors onto pixels, and distances: Image.paint, Collection.draw, Collection.distance, Image.distance,
+Image.fastDistanceTransform.
 
 ``paint`` burns each feature's geometry, in collection order (later features
 over earlier ones), into the request grid: a polygon takes the pixels whose
@@ -21,6 +22,16 @@ pixel distances by default (its reference says so) and is masked where no
 non-zero pixel lies within ``neighborhood`` pixels; ``distance`` returns
 distances in the kernel's units (pixels, or metres for a metre kernel) and is
 masked beyond the kernel's radius.
+
+``Collection.distance`` (``ee.FeatureCollection.distance``) is exact, not a
+raster approximation: each pixel centre's distance to the nearest point, line
+or polygon *boundary* (also inside polygons, as its reference says) is
+computed with shapely in the request grid's CRS, the geometries reprojected
+there within ``min(maxError, pixel / 20)``. Earth Engine measures on a sphere;
+here the distance is planar in the grid's projected CRS (for UTM grids the
+two differ by the projection's scale factor, under 0.1 %). Geographic
+(degree) grids are refused: reproject to a metre grid. Pixels farther than
+``searchRadius`` metres from every geometry are masked, as on Earth Engine.
 """
 
 from __future__ import annotations
@@ -38,7 +49,7 @@ from .grid import PixelGrid
 from .image import Band, Image, as_image
 from .kernel import Kernel
 from .pixeltype import PixelType, widest
-from .projection import Projection
+from .projection import Projection, crs_object, is_geographic
 from .registry import algorithm
 
 _DEGREE = Projection("EPSG:4326", (1.0, 0.0, 0.0, 0.0, -1.0, 0.0))
@@ -195,6 +206,51 @@ def draw(collection, color, pointRadius, strokeWidth):  # noqa: N803
 
 
 # -- distances -------------------------------------------------------------------------------
+
+
+def _edges(shape: shapely.Geometry) -> list[shapely.Geometry]:
+    """Points and lines as they are; polygons as their boundaries (outer and inner rings)."""
+    out = []
+    for p in shapely.get_parts(shape):
+        e = p.boundary if p.geom_type == "Polygon" else p
+        if not e.is_empty:
+            out.append(e)
+    return out
+
+
+@algorithm("Collection.distance")
+def collection_distance(features, searchRadius, maxError):  # noqa: N803
+    name = "Collection.distance"
+    feats = [f for f in features.features if isinstance(f, Feature)]
+    radius = float(searchRadius)
+    if not radius > 0:
+        raise EngineError(f"{name}: searchRadius must be positive, got {searchRadius}.")
+
+    def compute(grid: PixelGrid, ctx: Any) -> np.ma.MaskedArray:
+        if is_geographic(grid.crs):
+            raise EngineError(
+                f"{name}: the local engine measures distances on projected (metre) grids only, not on "
+                f"'{grid.crs}': reproject the result to a UTM grid (image.reproject(crs, crsTransform))."
+            )
+        unit = float(crs_object(grid.crs).axis_info[0].unit_conversion_factor)  # metres per CRS unit
+        tol = max(min(float(maxError), grid.projection.nominal_scale() / 20.0), 0.01)
+        edges = []
+        for f in feats:
+            if isinstance(f.geometry, Geometry):
+                edges.extend(_edges(in_crs(f.geometry, grid.crs, tol)))
+        d = np.full(grid.size, np.inf)
+        if edges:
+            xx, yy = grid.pixel_centers()
+            pts = shapely.points(xx.ravel(), yy.ravel())
+            (i_pt, _), dist = shapely.STRtree(edges).query_nearest(
+                pts, max_distance=radius / unit, return_distance=True, all_matches=False
+            )
+            d[i_pt] = dist * unit
+        d = d.reshape(grid.shape)
+        mask = ~(d <= radius)
+        return np.ma.MaskedArray(np.where(mask, 0.0, d), mask)
+
+    return Image([Band("distance", PixelType("double"), _DEGREE, None, compute)])
 
 
 def distance_transform(target: np.ndarray, limit: int, metric: str) -> np.ndarray:
