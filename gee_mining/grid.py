@@ -663,16 +663,21 @@ class PixelGrid:
 def pixel_grid(row: dict[str, Any], scale: float = 10.0) -> PixelGrid:
     """The lattice of a grid-table row (``epsg``, ``cell_x``, ``cell_y``, ``cell_size``) at ``scale`` metres.
 
-    Cells are multiples of 10 m wide (and of 20 and 60 m for the nested sizes), so the lattice
-    is exactly ``cell_size / scale`` pixels wide; a scale that does not divide the cell is an error.
+    The lattice is aligned to multiples of ``scale`` in the cell's UTM zone, as Sentinel-2's own
+    10, 20 and 60 m pixels are, so nothing is resampled. When ``scale`` divides the cell (5500 and
+    2750 m at 10 m) the lattice is the cell, exactly ``cell_size / scale`` pixels wide. When it
+    does not (1375 m at 10 m: 137.5 pixels) the lattice is the smallest one that covers the cell,
+    reaching at most one pixel beyond it (138 x 138 pixels for every 1375 m cell at 10 m).
     """
     size = float(row["cell_size"])
-    n = size / scale
-    if scale <= 0 or abs(n - round(n)) > 1e-9:
-        raise InputError(f"scale {scale:g} m does not divide the {size:g} m cell: use 10, 20 or a divisor of it.")
+    if not scale > 0:
+        raise InputError(f"scale {scale!r}: give a positive pixel size in metres, e.g. 10.")
     x0, y0 = row["cell_x"] * size, row["cell_y"] * size
+    left, bottom = math.floor(x0 / scale + 1e-9) * scale, math.floor(y0 / scale + 1e-9) * scale
+    right, top = math.ceil((x0 + size) / scale - 1e-9) * scale, math.ceil((y0 + size) / scale - 1e-9) * scale
+    width, height = int(round((right - left) / scale)), int(round((top - bottom) / scale))
     epsg = int(row["epsg"])
-    return PixelGrid(f"EPSG:{epsg}", (scale, 0.0, x0, 0.0, -scale, y0 + size), int(round(n)), int(round(n)))
+    return PixelGrid(f"EPSG:{epsg}", (scale, 0.0, left, 0.0, -scale, top), width, height)
 
 
 def ee_cell_geometry(ee, row: dict[str, Any]):

@@ -176,11 +176,11 @@ def test_resume_after_crash_in_submitting(emulated, tmp_path):
 
 def test_deterministic_task_failure_is_not_retried(emulated, tmp_path):
     ee, engine = emulated
-    # 1375 m / 10 m is not a whole number of pixels: every cell fails before submission, with the reason.
-    spec, rows = _spec(tmp_path, "bad", n=2, scale=10.0)
+    # A negative pixel size can never work: every cell fails before submission, with the reason.
+    spec, rows = _spec(tmp_path, "bad", n=2, scale=-10.0)
     result = run_job(ee, spec, tmp_path / "bad.sqlite", progress=None, poll_interval=0.02, timeout=30)
     assert result.counts["FAILED"] == 2 and result.submitted == 0
-    assert all("does not divide" in msg for _, msg in result.failed)
+    assert all("positive pixel size" in msg for _, msg in result.failed)
     assert _ops_of(ee, spec) == []
 
 
