@@ -203,10 +203,13 @@ def composite(cell_row_or_geometry, spec: CompositeSpec | None = None, **overrid
         if bad:
             raise InputError(f"unknown composite option(s) {', '.join(bad)}: use {', '.join(sorted(names))}.")
         spec = replace(spec, **overrides)
+    ee = _ee()
     region = region_of(cell_row_or_geometry)
     bands = list(spec.bands)
     scenes = collection(region, spec).map(lambda img: img.select(bands).toFloat().divide(10000))
-    image = scenes.median().rename(bands).toFloat()
+    # A fully masked image with the bands keeps the median's bands when no scene covers the region.
+    nothing = ee.Image.constant([0] * len(bands)).rename(bands).toFloat().updateMask(0)
+    image = scenes.merge(ee.ImageCollection([nothing])).median().rename(bands).toFloat()
     if _is_grid_row(cell_row_or_geometry):
         from .grid import pixel_grid
 
