@@ -56,15 +56,12 @@ def _algorithms(args: argparse.Namespace) -> int:
 
 
 def _grid(args: argparse.Namespace) -> int:
-    import tempfile
     from pathlib import Path
 
     import ee
 
-    from .connect import connect
     from .errors import InputError
-    from .grid import GridSpec, build_levels, parse_region, register_polygon_file, write_table
-    from .local.catalog import TABLE_SUFFIXES
+    from .grid import GridSpec, build_levels, parse_region, write_table
 
     if args.levels:
         specs = [GridSpec.of(float(v), projection=args.projection) for v in args.levels.split(",")]
@@ -73,19 +70,7 @@ def _grid(args: argparse.Namespace) -> int:
     if not args.export and not args.out:
         raise InputError("give --out PATH for the grid table (or --export gs://BUCKET/PREFIX for a global run).")
     out = Path(args.out) if args.out else None
-    polygons = args.polygons
-    if Path(polygons).suffix.lower() in TABLE_SUFFIXES or Path(polygons).exists():
-        if args.engine != "local":
-            raise InputError(
-                f"--polygons {polygons}: Earth Engine reads tables from assets; upload the file as a table asset "
-                "and pass its id, or use --engine local."
-            )
-        polygons, catalog, _ = register_polygon_file(
-            polygons, Path(tempfile.mkdtemp(prefix="gee-mining-grid-")), args.project
-        )
-        connect("local", project=args.project, catalog=catalog)
-    else:
-        connect(args.engine, project=args.project, catalog=args.catalog)
+    polygons = _connect_with_polygons(args)
     region = parse_region(ee, args.region)
     if args.export:
         from .grid import export_grid
@@ -113,6 +98,146 @@ def _grid(args: argparse.Namespace) -> int:
             print(f"warning: {warning}")
         print(f"zoom {spec.zoom}: {len(table.positives)} positives, {len(table.negatives)} negatives -> {path}")
     return 0
+
+
+def _connect_with_polygons(args: argparse.Namespace) -> str:
+    """Connect ``ee`` as ``--engine`` says; a polygon file (local engine) is served under an asset id, returned."""
+    import tempfile
+    from pathlib import Path
+
+    from .connect import connect
+    from .errors import InputError
+    from .grid import register_polygon_file
+    from .local.catalog import TABLE_SUFFIXES
+
+    polygons = args.polygons
+    if Path(polygons).suffix.lower() in TABLE_SUFFIXES or Path(polygons).exists():
+        if args.engine != "local":
+            raise InputError(
+                f"--polygons {polygons}: Earth Engine reads tables from assets; upload the file as a table asset "
+                "and pass its id, or use --engine local."
+            )
+        catalog_dir = Path(tempfile.mkdtemp(prefix="gee-mining-"))
+        polygons, catalog, _ = register_polygon_file(polygons, catalog_dir, args.project, base=args.catalog)
+        connect("local", project=args.project, catalog=catalog, storage_root=getattr(args, "storage", None))
+    else:
+        connect(args.engine, project=args.project, catalog=args.catalog, storage_root=getattr(args, "storage", None))
+    return polygons
+
+
+def _imagery_spec(args: argparse.Namespace):
+    from .imagery import ImagerySpec
+    from .indices import BANDS
+
+    params = {"start": args.start, "end": args.end, "mask": args.mask}
+    if args.indices:
+        params["indices"] = [n.strip() for n in args.indices.split(",") if n.strip()]
+    if args.pairwise:
+        params["pairwise"] = list(BANDS)
+    return ImagerySpec.from_params(params)
+
+
+def _cells(args: argparse.Namespace) -> list[dict]:
+    from .jobs import read_cells
+
+    rows = read_cells(args.grid)
+    if args.cells:
+        wanted = set(args.cells.split(","))
+        rows = [r for r in rows if r["name"] in wanted]
+    return rows[: args.limit] if args.limit else rows
+
+
+def _export_cells(args: argparse.Namespace) -> int:
+    from .exports import ExportSpec, export_cells
+
+    polygons = _connect_with_polygons(args)
+    spec = ExportSpec(args.out, args.format, patch_size=args.patch_size, margin=args.margin)
+    rows = _cells(args)
+    results = export_cells(rows, polygons, spec, _imagery_spec(args), download_to=args.download, progress=print)
+    failed = [r for r in results if r.state != "COMPLETED"]
+    for r in failed:
+        print(f"failed: {r.cell}: {r.error}")
+    print(f"{len(results) - len(failed)} of {len(results)} cells exported to {args.out}")
+    return 1 if failed else 0
+
+
+def _quicklooks(args: argparse.Namespace) -> int:
+    from .quicklooks import QuicklookSpec, write_quicklooks
+
+    polygons = _connect_with_polygons(args)
+    look = QuicklookSpec(vmax=args.vmax, opacity=args.opacity)
+    paths = write_quicklooks(_cells(args), polygons, args.out, look, _imagery_spec(args).composite, progress=print)
+    print(f"{len(paths)} quicklooks in {args.out}")
+    return 0
+
+
+def _pixels(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from .errors import InputError
+    from .pixel_tables import export_pixel_table, from_geotiff, write_pixel_table
+
+    rows = _cells(args)
+    formats = tuple(f.strip() for f in args.format.split(","))
+    if args.from_geotiff:
+        frames = []
+        for row in rows:
+            path = Path(args.from_geotiff) / f"{row['name']}.tif"
+            if path.exists():
+                frames.append(from_geotiff(path, row))
+            else:
+                print(f"skipped {row['name']}: no {path}")
+        if not frames:
+            raise InputError(f"--from-geotiff {args.from_geotiff}: none of the cells' GeoTIFFs is there.")
+        paths = write_pixel_table(pd.concat(frames, ignore_index=True), args.out, formats)
+        print(f"{len(paths)} files, {sum(len(f) for f in frames):,} pixels -> {args.out}")
+        return 0
+    from .exports import wait_for
+    from .imagery import cell_image
+
+    if not str(args.out).startswith("gs://"):
+        raise InputError("server-side pixel tables go to Cloud Storage: give --out gs://BUCKET/PREFIX, "
+                         "or --from-geotiff DIR to read exported GeoTIFFs into a local folder.")  # fmt: skip
+    if not args.polygons:
+        raise InputError("server-side pixel tables need --polygons (the mine polygons, for the labels).")
+    polygons = _connect_with_polygons(args)
+    spec = _imagery_spec(args)
+    tasks = []
+    for row in rows:
+        task = export_pixel_table(row, cell_image(row, polygons, spec), spec.band_names, args.out)
+        task.start()
+        tasks.append(task)
+    statuses = wait_for(tasks, progress=print)
+    done = sum(s["state"] in ("COMPLETED", "SUCCEEDED") for s in statuses)
+    print(f"{done} of {len(tasks)} pixel tables exported to {args.out} (CSV, one per cell)")
+    return 0 if done == len(tasks) else 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .connect import connect
+    from .jobs import Ledger, load_spec, run_job
+
+    spec = load_spec(args.job)
+    ledger_path = args.ledger or spec.default_ledger()
+    if args.action == "status":
+        ledger = Ledger(ledger_path)
+        try:
+            counts = ledger.counts()
+            print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "no cells yet")
+            for row in ledger.rows("FAILED"):
+                print(f"  failed {row['cell']}: {row.get('error') or ''}")
+        finally:
+            ledger.close()
+        return 0
+    connect(spec.engine, project=args.project, catalog=args.catalog, storage_root=args.storage)
+    import ee
+
+    result = run_job(ee, spec, ledger_path, progress=print)
+    print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in result.counts.items() if v)
+          + f"; {result.submitted} submitted by this run in {result.seconds:.1f} s")  # fmt: skip
+    return 0 if result.ok else 1
 
 
 def _world(args: argparse.Namespace) -> int:
@@ -168,6 +293,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", metavar="gs://BUCKET/PREFIX", help="global run: start Export.table tasks per UTM zone")
     p.add_argument("--from-exports", metavar="DIR", help="build the table from a global run's downloaded exports")
     p.set_defaults(func=_grid)
+
+    def cells_options(p, polygons_required: bool = True) -> None:
+        p.add_argument("--grid", required=True, help="grid table (.parquet, .gpkg, .csv) written by gee-mining grid")
+        p.add_argument("--cells", help="only these cell names (comma-separated)")
+        p.add_argument("--limit", type=int, help="only the first N cells")
+        p.add_argument("--polygons", required=polygons_required, help="mine polygons: asset id, or a file (local)")
+        p.add_argument("--start", default="2019-01-01", help="composite period start (default 2019-01-01)")
+        p.add_argument("--end", default="2020-01-01", help="composite period end, exclusive (default 2020-01-01)")
+        p.add_argument("--mask", default="cs_plus", help="cloud mask: cs_plus, scl, s2cloudless, qa60, none")
+        p.add_argument("--indices", help="spectral indices (spyndex names), comma-separated, e.g. NDVI,NBR")
+        p.add_argument("--pairwise", action="store_true", help="add the 66 pairwise normalised differences")
+        p.add_argument("--engine", default="local", choices=["local", "earthengine"])
+        p.add_argument("--project", default="gee-mining-local", help="Cloud project or local project id")
+        p.add_argument("--catalog", help="local engine catalog TOML (for asset ids)")
+        p.add_argument("--storage", help="local engine: folder where gs:// exports land")
+
+    p = sub.add_parser("export-cells", help="Steps 2-3: a COG or TFRecord patches per cell (image, indices, labels)")
+    cells_options(p)
+    p.add_argument("--out", required=True, metavar="gs://BUCKET/PREFIX", help="where the files go")
+    p.add_argument("--format", default="GeoTIFF", choices=["GeoTIFF", "TFRecord"])
+    p.add_argument("--patch-size", type=int, default=128, help="TFRecord patch side in pixels (default 128)")
+    p.add_argument("--margin", type=int, default=0, help="TFRecord extra pixels on each side of a patch")
+    p.add_argument("--download", metavar="DIR", help="also copy each cell's files into this local folder")
+    p.set_defaults(func=_export_cells)
+
+    p = sub.add_parser("quicklooks", help="Step 2: a JPEG per cell, polygons in translucent red")
+    cells_options(p)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--vmax", type=float, default=0.3, help="reflectance shown as white (default 0.3)")
+    p.add_argument("--opacity", type=float, default=0.35, help="polygon fill opacity (default 0.35)")
+    p.set_defaults(func=_quicklooks)
+
+    p = sub.add_parser("pixels", help="Step 3: pixel tables, server-side to gs:// or from exported GeoTIFFs")
+    cells_options(p, polygons_required=False)
+    p.add_argument("--out", required=True, help="gs://BUCKET/PREFIX (server-side CSV) or a folder (--from-geotiff)")
+    p.add_argument("--from-geotiff", metavar="DIR", help="read <cell>.tif files exported by export-cells")
+    p.add_argument("--format", default="parquet", help="with --from-geotiff: parquet, csv or parquet,csv")
+    p.set_defaults(func=_pixels)
+
+    p = sub.add_parser("export", help="batch export jobs (export_jobs/*.toml): run or resume, status")
+    p.add_argument("action", choices=["run", "status"], help="run (or resume) the job, or show its ledger")
+    p.add_argument("job", help="job spec TOML, e.g. export_jobs/z14-cells-cog.toml")
+    p.add_argument("--ledger", help="ledger SQLite file (default: beside the job spec)")
+    p.add_argument("--project", default="gee-mining-local", help="Cloud project (Earth Engine) or local project id")
+    p.add_argument("--catalog", help="local engine catalog TOML")
+    p.add_argument("--storage", help="local engine: folder where gs:// exports land")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("world", help="write a SIMULATED Sentinel-2 world (scenes, cloud scores, land cover) + catalog")
     p.add_argument("--out", default="runs/world", help="output folder (default runs/world)")

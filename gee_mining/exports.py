@@ -51,7 +51,7 @@ class ExportSpec:
         if not isinstance(self.destination, str) or not self.destination.startswith("gs://"):
             raise InputError(
                 f"destination {self.destination!r}: give gs://BUCKET/PREFIX (on the local engine it lands under the "
-                "engine's storage); use download_to=FOLDER for a local copy."
+                "engine's storage); for a local copy add download_to=FOLDER (CLI: --download DIR)."
             )
         if not self.bucket:
             raise InputError(f"destination {self.destination!r} names no bucket: give gs://BUCKET/PREFIX.")

@@ -809,8 +809,10 @@ def _write_gpkg(table: GridTable, path: Path) -> None:
 # -- input files ------------------------------------------------------------------------------
 
 
-def register_polygon_file(path: str | os.PathLike, catalog_dir: Path, project: str) -> tuple[str, Path, int]:
-    """A catalog for a user's polygon file, with invalid polygons repaired.
+def register_polygon_file(
+    path: str | os.PathLike, catalog_dir: Path, project: str, base: str | os.PathLike | None = None
+) -> tuple[str, Path, int]:
+    """A catalog for a user's polygon file, with invalid polygons repaired (and ``base``'s assets included).
 
     Returns the asset id the local engine serves it under, the catalog path and
     the number of polygons repaired (each repaired with ``shapely.make_valid``).
@@ -853,7 +855,8 @@ def register_polygon_file(path: str | os.PathLike, catalog_dir: Path, project: s
         raise InputError(f"--polygons {path}: the file holds no polygons.")
     asset_id = f"projects/{project}/assets/{re.sub(r'[^A-Za-z0-9_-]', '_', path.stem)}"
     catalog = catalog_dir / "catalog.toml"
-    catalog.write_text(f'[[table]]\nid = "{asset_id}"\npath = "{source.resolve()}"\n')
+    include = f'include = ["{Path(base).resolve()}"]\n\n' if base else ""
+    catalog.write_text(f'{include}[[table]]\nid = "{asset_id}"\npath = "{source.resolve()}"\n')
     return asset_id, catalog, repaired
 
 

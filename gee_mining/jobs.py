@@ -275,7 +275,51 @@ def grid_table(ee, row: dict, spec: JobSpec):
     )
 
 
-PRODUCTS: dict[str, Callable[..., Any]] = {"cell-geotiff": cell_geotiff, "grid-table": grid_table}
+def _imagery(spec: JobSpec):
+    from .imagery import ImagerySpec
+
+    params = {k: v for k, v in spec.params.items() if k not in ("polygons", "format", "patch_size", "margin")}
+    if "polygons" not in spec.params:
+        raise InputError(f"job {spec.name}: [params] needs polygons = \"<table asset id of the mine polygons>\".")
+    return spec.params["polygons"], ImagerySpec.from_params(params)
+
+
+def cell_image(ee, row: dict, spec: JobSpec):
+    """The cell's image (composite, indices, labels; ``imagery.cell_image``) as a COG or TFRecord patches.
+
+    ``params``: ``polygons`` (asset id), ``format`` ("GeoTIFF" or "TFRecord"), ``patch_size``, ``margin``
+    and the imagery options (``indices``, ``pairwise``, ``start``, ``end``, ``mask``, ...).
+    """
+    from .exports import ExportSpec, cell_export_task
+
+    polygons, imagery = _imagery(spec)
+    export = ExportSpec(
+        f"gs://{spec.bucket}/{spec.prefix}",
+        str(spec.params.get("format", "GeoTIFF")),
+        patch_size=int(spec.params.get("patch_size", 128)),
+        margin=int(spec.params.get("margin", 0)),
+    )
+    return cell_export_task(row, polygons, export, imagery, description=_description(spec, row))
+
+
+def pixel_table(ee, row: dict, spec: JobSpec):
+    """The cell's pixel table (``pixel_tables.pixel_features``) as CSV; ``params`` as for ``cell-image``."""
+    from .imagery import cell_image as image_of
+    from .pixel_tables import export_pixel_table
+
+    polygons, imagery = _imagery(spec)
+    image = image_of(row, polygons, imagery)
+    return export_pixel_table(
+        row, image, imagery.band_names, f"gs://{spec.bucket}/{spec.prefix}", description=_description(spec, row)
+    )
+
+
+PRODUCTS: dict[str, Callable[..., Any]] = {
+    "cell-geotiff": cell_geotiff,
+    "grid-table": grid_table,
+    "cell-image": cell_image,
+    "pixel-table": pixel_table,
+}
 
 
 # --------------------------------------------------------------------------- the ledger

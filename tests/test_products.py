@@ -272,3 +272,45 @@ def test_write_and_read_pixel_tables_by_column_and_cell(ee_world, exported, tmp_
         read_pixel_table(tmp_path / "missing")
     assert not list((tmp_path / "t").glob(".partial-*"))
     assert math.isclose(frames[0]["overlap"].iloc[0], rows[0]["overlap"])
+
+
+def test_cli_exports_quicklooks_pixel_tables_and_a_job(world, grid, tmp_path, capsys):
+    """The commands a user runs, end to end on the local engine, reading a grid table file."""
+    from gee_mining.cli import main
+    from gee_mining.grid import write_table
+
+    grid_file = write_table(grid, tmp_path / "grid.parquet")
+    catalog = tmp_path / "world.toml"
+    catalog.write_text(world_catalog_toml(world.out_dir))
+    mines = Path(world.out_dir) / "tables" / "mines.geojson"
+    common = ["--grid", str(grid_file), "--polygons", str(mines), "--catalog", str(catalog), "--limit", "2",
+              "--start", "2019-01-01", "--end", "2019-04-01", "--storage", str(tmp_path / "st")]  # fmt: skip
+    assert (
+        main(["export-cells", *common, "--indices", "NDVI", "--out", "gs://b/c", "--download", str(tmp_path / "tif")])
+        == 0
+    )
+    tifs = sorted(p.name for p in (tmp_path / "tif").glob("*.tif"))
+    assert tifs == sorted(f"{r['name']}.tif" for r in grid.rows[:2])
+    assert main(["quicklooks", *common, "--out", str(tmp_path / "ql")]) == 0
+    assert len(list((tmp_path / "ql").glob("*.jpg"))) == 2
+    assert main(["pixels", "--grid", str(grid_file), "--from-geotiff", str(tmp_path / "tif"), "--out",
+                 str(tmp_path / "px"), "--format", "parquet,csv"]) == 0  # fmt: skip
+    table = read_pixel_table(tmp_path / "px", columns=["cell", "NDVI", "_mine"])
+    assert set(table["cell"]) == {r["name"] for r in grid.rows[:2]} and table["NDVI"].notna().all()
+    assert main(["export-cells", *common, "--out", "/not/a/bucket"]) == 2
+    assert "gs://BUCKET/PREFIX" in capsys.readouterr().err
+
+    job = tmp_path / "job.toml"
+    job.write_text(
+        f'name = "t"\nproduct = "cell-image"\ncells = "{grid_file}"\nengine = "local"\nmax_running = 2\n'
+        '[destination]\nbucket = "jobs"\nprefix = "cells"\n'
+        f'[params]\npolygons = "{world.asset_ids["mines"]}"\nstart = "2019-01-01"\nend = "2019-04-01"\n'
+    )
+    args = ["--catalog", str(catalog), "--project", "gee-mining-test", "--storage", str(tmp_path / "jobst")]
+    assert main(["export", "run", str(job), *args]) == 0
+    written = sorted(p.name for p in (tmp_path / "jobst" / "jobs" / "cells").glob("*.tif"))
+    assert written == sorted(f"{r['name']}.tif" for r in grid.rows)
+    assert main(["export", "run", str(job), *args]) == 0  # a re-run submits nothing
+    assert "0 submitted by this run" in capsys.readouterr().out
+    assert main(["export", "status", str(job)]) == 0
+    assert f"SUCCEEDED {len(grid.rows)}" in capsys.readouterr().out

@@ -29,6 +29,8 @@ per band or one multi-band file; an image may belong to an image collection::
     id = "COPERNICUS/S2_SR_HARMONIZED"
     index = "s2_items.jsonl"     # optional: one JSON object per line, keys as [[image]]
 
+``include = ["other.toml"]`` (relative to this file) adds another catalog's assets first.
+
 Band headers are read on first use and kept.
 """
 
@@ -104,6 +106,12 @@ class Catalog:
         except tomllib.TOMLDecodeError as e:
             raise CatalogError(f"Catalog file {path} is not valid TOML: {e}") from None
         catalog = cls(source=path)
+        for other in config.get("include", []):
+            included = cls.from_file(_resolve(other, path.parent))
+            catalog.tables.update(included.tables)
+            catalog.images.update(included.images)
+            for cid, ids in included.collections.items():
+                catalog.collections.setdefault(cid, []).extend(ids)
         for i, entry in enumerate(config.get("table", [])):
             catalog.add_table(**_entry_args(entry, path.parent, f"{path}: [[table]] #{i + 1}"))
         for i, entry in enumerate(config.get("image", [])):
