@@ -205,3 +205,22 @@ def test_graph_uses_only_earth_engine_algorithms(ee_local, cell):
     used = graph_algorithms(ee, ee.List(images))
     assert {"Image.linkCollection", "Join.saveFirst", "Image.reproject"} <= used
     assert used <= set(signatures()), used - set(signatures())
+
+
+def test_composite_of_a_real_l2a_patch_equals_its_band_files(ee_local):
+    """A real BigEarthNet Level-2A patch (Austria, 2017-06-13) as the only scene of a 1200 m cell on its own
+    10 m lattice: the unmasked median is the scene, DN / 10000, its 20 and 60 m bands on the 10 m pixels
+    they cover (nearest neighbour), read here with rasterio from the patch's own band files."""
+    from conftest import shared_file
+
+    folder = shared_file("imagery/bigearthnet_s2_l2a/S2A_MSIL2A_20170613T101031_87_48")
+    row = {"name": "ben", "epsg": 32633, "cell_x": 337, "cell_y": 4451, "cell_size": 1200.0}
+    image = composite(row, CompositeSpec(start="2017-06-13", end="2017-06-14", mask="none"))
+    got = _pixels(ee_local, image, row)
+    assert sorted(got) == sorted(BANDS)
+    for band in BANDS:
+        name = "B" + band[1:].zfill(2) if band[1:].isdigit() else band
+        dn = _read(folder / f"{folder.name}_{name}.tif", 1).astype(float)
+        expected = _to10(dn, 120) / 10000
+        assert not got[band].mask.any()
+        np.testing.assert_allclose(got[band].data, expected, rtol=1e-6, atol=1e-7, err_msg=band)
