@@ -234,6 +234,15 @@ def _export(args: argparse.Namespace) -> int:
     connect(spec.engine, project=args.project, catalog=args.catalog, storage_root=args.storage)
     import ee
 
+    if args.action == "cancel":
+        from .jobs import cancel_job
+
+        print(f"{spec.name}: cancelled {cancel_job(ee, spec, ledger_path)} task(s)")
+        return 0
+    if args.action == "retry-failed":
+        from .jobs import retry_failed
+
+        print(f"{spec.name}: {retry_failed(spec, ledger_path)} failed cell(s) queued again")
     result = run_job(ee, spec, ledger_path, progress=print)
     print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in result.counts.items() if v)
           + f"; {result.submitted} submitted by this run in {result.seconds:.1f} s")  # fmt: skip
@@ -332,8 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="parquet", help="with --from-geotiff: parquet, csv or parquet,csv")
     p.set_defaults(func=_pixels)
 
-    p = sub.add_parser("export", help="batch export jobs (export_jobs/*.toml): run or resume, status")
-    p.add_argument("action", choices=["run", "status"], help="run (or resume) the job, or show its ledger")
+    p = sub.add_parser(
+        "export", help="batch export jobs (export_jobs/*.toml): run/resume, status, retry-failed, cancel"
+    )
+    p.add_argument(
+        "action",
+        choices=["run", "status", "retry-failed", "cancel"],
+        help="run (or resume) the job; show its ledger; re-run its failed cells; cancel its tasks",
+    )
     p.add_argument("job", help="job spec TOML, e.g. export_jobs/z14-cells-cog.toml")
     p.add_argument("--ledger", help="ledger SQLite file (default: beside the job spec)")
     p.add_argument("--project", default="gee-mining-local", help="Cloud project (Earth Engine) or local project id")

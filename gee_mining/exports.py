@@ -250,6 +250,18 @@ class Bucket:
             tmp.unlink(missing_ok=True)
         return path
 
+    def crc32c(self, name: str) -> str:
+        """The object's CRC32C, base64 as Cloud Storage reports it (computed from the bytes for a folder)."""
+        if self._folder is None:
+            blob = self._client.bucket(self.name).get_blob(name)
+            if blob is not None and blob.crc32c:
+                return blob.crc32c
+        import base64
+
+        import google_crc32c
+
+        return base64.b64encode(google_crc32c.Checksum(self.read(name)).digest()).decode()
+
     def size(self, name: str) -> int:
         if self._folder is not None:
             return (self._folder / name).stat().st_size

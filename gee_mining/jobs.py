@@ -280,7 +280,7 @@ def _imagery(spec: JobSpec):
 
     params = {k: v for k, v in spec.params.items() if k not in ("polygons", "format", "patch_size", "margin")}
     if "polygons" not in spec.params:
-        raise InputError(f"job {spec.name}: [params] needs polygons = \"<table asset id of the mine polygons>\".")
+        raise InputError(f'job {spec.name}: [params] needs polygons = "<table asset id of the mine polygons>".')
     return spec.params["polygons"], ImagerySpec.from_params(params)
 
 
@@ -496,6 +496,64 @@ def run_job(
         ledger.close()
 
 
+def verify_outputs(spec: JobSpec, cell: str) -> dict[str, str]:
+    """The files a finished task wrote for ``cell`` ({gs:// URI: crc32c}), or JobError when none or an empty one.
+
+    Checked at the destination itself (Cloud Storage, the emulator or the local engine's folder),
+    so a task that reports success without its files is caught.
+    """
+    from .exports import cell_files, open_bucket
+
+    bucket = open_bucket(spec.bucket)
+    prefix = f"{spec.prefix}/{cell}" if spec.prefix else cell
+    names = [n for n in bucket.list(prefix) if n.startswith(prefix)]
+    names = cell_files(names, prefix) or [n for n in names if n.rsplit("/", 1)[-1].startswith(cell + ".")]
+    if not names:
+        raise JobError(f"verification: the task succeeded but gs://{spec.bucket}/{prefix}* holds no file")
+    out = {}
+    for name in names:
+        if bucket.size(name) <= 0:
+            raise JobError(f"verification: gs://{spec.bucket}/{name} is empty")
+        out[f"gs://{spec.bucket}/{name}"] = bucket.crc32c(name)
+    return out
+
+
+def retry_failed(spec: JobSpec, ledger_path: str | Path | None = None) -> int:
+    """Put every FAILED cell back to PENDING with a new request id (a new generation); how many."""
+    ledger = Ledger(ledger_path or spec.default_ledger())
+    try:
+        ledger.bind(spec)
+        rows = ledger.rows("FAILED")
+        for row in rows:
+            generation = row["generation"] + 1
+            ledger.update(row["cell"], state="PENDING", generation=generation, attempts=0,
+                          request_id=spec.request_id(row["cell"], generation))  # fmt: skip
+        return len(rows)
+    finally:
+        ledger.close()
+
+
+def cancel_job(ee, spec: JobSpec, ledger_path: str | Path | None = None) -> int:
+    """Cancel the job's submitted and running tasks on the engine; their cells become FAILED ("cancelled")."""
+    ledger = Ledger(ledger_path or spec.default_ledger())
+    try:
+        ledger.bind(spec)
+        cancelled = 0
+        for row in ledger.rows(ACTIVE):
+            try:
+                ee.data.cancelOperation(row["operation"])
+                state = _op_state(ee.data.getOperation(row["operation"]))[0]
+            except ee.EEException:
+                continue  # unknown to the engine now: the next run's poll resubmits it
+            if state == "SUCCEEDED":
+                continue  # finished before the cancel: the next run verifies its files
+            ledger.update(row["cell"], state="FAILED", error="cancelled by gee-mining export cancel")
+            cancelled += 1
+        return cancelled
+    finally:
+        ledger.close()
+
+
 def _progress_line(counts: dict[str, int], start: float, submitted: int) -> str:
     total = sum(counts.values())
     done = counts["SUCCEEDED"] + counts["FAILED"]
@@ -546,7 +604,14 @@ def _poll(ee, ledger: Ledger, spec: JobSpec, row: dict, queue: list[str], max_at
         return
     state, error, uris = _op_state(op)
     if state == "SUCCEEDED":
-        ledger.update(cell, state="SUCCEEDED", uris=json.dumps(uris), error=None)
+        try:
+            files = verify_outputs(spec, cell)
+        except JobError as exc:
+            ledger.update(cell, state="FAILED", error=str(exc), uris=json.dumps(uris))
+            say(f"  FAILED {cell}: {exc}")
+            return
+        ledger.update(cell, state="SUCCEEDED", uris=json.dumps(sorted(files)), error=None,
+                      checksum=json.dumps(files, sort_keys=True))  # fmt: skip
     elif state in ("FAILED", "CANCELLED"):
         message = error or state.lower()
         if state == "FAILED" and is_transient(message) and row["attempts"] < max_attempts:

@@ -10,6 +10,7 @@ the cell's lattice (read with rasterio against ``pixel_grid``), bad spec fields 
 from __future__ import annotations
 
 import csv
+import json
 import sqlite3
 
 import pytest
@@ -316,3 +317,83 @@ def test_transient_submission_errors_are_retried_with_backoff(emulated, tmp_path
     assert _blobs(engine, "runs/flaky/") == [f"runs/flaky/{rows[0]['name']}.tif"]
     row = sqlite3.connect(tmp_path / "flaky.sqlite").execute("SELECT attempts, error FROM cells").fetchone()
     assert row == (3, None)
+
+
+def test_succeeded_cells_are_verified_with_checksums(emulated, tmp_path):
+    """After SUCCEEDED the files are looked up at the destination; the ledger keeps each file's CRC32C,
+    which equals google-crc32c's checksum of the bytes downloaded with google-cloud-storage."""
+    import base64
+
+    import google_crc32c
+
+    from gee_mining.jobs import Ledger
+
+    ee, engine = emulated
+    spec, rows = _spec(tmp_path, "verify", n=3, value=2.0)
+    ledger_path = tmp_path / "verify.sqlite"
+    assert run_job(ee, spec, ledger_path, progress=None, poll_interval=0.05, timeout=120).ok
+    ledger = Ledger(ledger_path)
+    try:
+        for row in ledger.rows():
+            files = json.loads(row["checksum"])
+            assert list(files) == [f"gs://{BUCKET}/runs/verify/{row['cell']}.tif"]
+            data = engine.storage_client().bucket(BUCKET).blob(f"runs/verify/{row['cell']}.tif").download_as_bytes()
+            assert files[next(iter(files))] == base64.b64encode(google_crc32c.Checksum(data).digest()).decode()
+    finally:
+        ledger.close()
+
+
+def test_a_task_that_succeeds_without_its_files_fails_verification(emulated, tmp_path):
+    """A product writing under another name: the task succeeds, the cell's files are missing, the cell FAILS."""
+    from gee_mining import jobs
+
+    ee, engine = emulated
+    spec, rows = _spec(tmp_path, "nofiles", n=2, value=1.0)
+
+    def elsewhere(ee, row, spec):
+        task = jobs.cell_geotiff(ee, row, spec)
+        task.config["fileExportOptions"]["cloudStorageDestination"]["filenamePrefix"] = f"other/{row['name']}"
+        return task
+
+    jobs.PRODUCTS["elsewhere-test"] = elsewhere
+    try:
+        spec = jobs.JobSpec(**{**spec.__dict__, "product": "elsewhere-test"})
+        result = run_job(ee, spec, tmp_path / "nofiles.sqlite", progress=None, poll_interval=0.05, timeout=120)
+    finally:
+        del jobs.PRODUCTS["elsewhere-test"]
+    assert result.counts["FAILED"] == 2
+    assert all("verification" in msg and "holds no file" in msg for _, msg in result.failed)
+
+
+def test_retry_failed_requeues_with_new_request_ids_and_cancel_stops_tasks(emulated, tmp_path):
+    from gee_mining.jobs import JobError, Ledger, cancel_job, retry_failed
+
+    ee, engine = emulated
+    spec, rows = _spec(tmp_path, "again", n=2, scale=-10.0)
+    ledger_path = tmp_path / "again.sqlite"
+    run_job(ee, spec, ledger_path, progress=None, poll_interval=0.02, timeout=30)
+    before = {r["cell"]: r["request_id"] for r in Ledger(ledger_path).rows()}
+    assert retry_failed(spec, ledger_path) == 2
+    ledger = Ledger(ledger_path)
+    after = {r["cell"]: (r["state"], r["generation"], r["request_id"]) for r in ledger.rows()}
+    ledger.close()
+    assert all(s == "PENDING" and g == 1 and rid != before[c] for c, (s, g, rid) in after.items())
+    assert all(rid == spec.request_id(c, 1) for c, (_, _, rid) in after.items())
+
+    big, _ = _spec(tmp_path, "cancelme", n=4, value=3.0)
+    with pytest.raises(JobError, match="resume"):
+        run_job(ee, big, tmp_path / "cancel.sqlite", progress=None, poll_interval=0.0, timeout=0.0)
+    active = Ledger(tmp_path / "cancel.sqlite").rows(("SUBMITTED", "RUNNING"))
+    assert active  # the run stopped with tasks in flight
+    cancelled = cancel_job(ee, big, tmp_path / "cancel.sqlite")
+    ledger = Ledger(tmp_path / "cancel.sqlite")
+    rows = {r["cell"]: r for r in ledger.rows()}
+    ledger.close()
+    gone = [r for r in rows.values() if r["state"] == "FAILED" and "cancelled" in (r["error"] or "")]
+    assert len(gone) == cancelled
+    for r in gone:  # the engine agrees: those operations were cancelled, not finished
+        assert ee.data.getOperation(r["operation"])["metadata"]["state"] in ("CANCELLED", "CANCELLING")
+    # resuming finishes every cell that was not cancelled, and submits nothing twice
+    result = run_job(ee, big, tmp_path / "cancel.sqlite", progress=None, poll_interval=0.05, timeout=120)
+    assert result.counts["SUCCEEDED"] == 4 - cancelled and result.counts["FAILED"] == cancelled
+    assert len(_ops_of(ee, big)) == 4
