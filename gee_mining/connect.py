@@ -70,6 +70,7 @@ def connect(
     storage: Literal["local", "emulator", "gcs"] = "local",
     storage_options: dict[str, Any] | None = None,
     credentials: Any = "persistent",
+    engine_settings: dict[str, Any] | None = None,
 ) -> Connection:
     """Initialise ``ee`` against an engine and say which.
 
@@ -84,6 +85,8 @@ def connect(
         (folders under ``storage_root``), "emulator" (a Cloud Storage emulator
         on 127.0.0.1) or "gcs" (real buckets; ``storage_options`` may give
         ``project``, ``credentials`` or ``client``).
+    engine_settings: the local engine's settings, e.g. ``{"faults": {"transient_rate": 0.2}}``
+        (fault injection for tests, ``gee_mining.local.faults``; off by default).
     """
     _CURRENT.clear()  # until this connect succeeds, ``ee`` is connected to nothing we know
     if engine == "earthengine":
@@ -115,9 +118,12 @@ def connect(
         _initialize(project, url=url.rstrip("/"))
         return _set_current(Connection("local", project, url=url.rstrip("/"), transport="http", catalog=catalog_path))
 
+    import json
+
     from .local import CatalogError, LocalEngine
 
-    key = (catalog_path, str(storage_root) if storage_root else None, project, storage)
+    settings_key = json.dumps(engine_settings or {}, sort_keys=True)
+    key = (catalog_path, str(storage_root) if storage_root else None, project, storage, settings_key)
     local = _ENGINES.get(key)
     if local is None:
         try:
@@ -127,6 +133,7 @@ def connect(
                 storage_root=storage_root,
                 storage=storage,
                 storage_options=storage_options,
+                settings=engine_settings,
             )
         except CatalogError as e:
             raise ConnectError(str(e)) from None

@@ -397,3 +397,30 @@ def test_retry_failed_requeues_with_new_request_ids_and_cancel_stops_tasks(emula
     result = run_job(ee, big, tmp_path / "cancel.sqlite", progress=None, poll_interval=0.05, timeout=120)
     assert result.counts["SUCCEEDED"] == 4 - cancelled and result.counts["FAILED"] == cancelled
     assert len(_ops_of(ee, big)) == 4
+
+
+def test_a_job_under_injected_faults_loses_nothing_and_duplicates_nothing(engine_catalog, tmp_path):
+    """503s on submissions and polls, tasks dying with internal errors, slow tasks: every cell ends with
+    exactly one successful export, its file at the destination, and a re-run submits nothing."""
+    import ee
+
+    import gee_mining
+
+    faults = {"transient_rate": 0.25, "task_failure_rate": 0.3, "slow_task_rate": 0.3, "slow_task_s": 0.2, "seed": 7}
+    conn = gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog,
+                              storage_root=tmp_path / "st", engine_settings={"faults": faults})  # fmt: skip
+    engine = conn.local_engine
+    spec, rows = _spec(tmp_path, "faulty", n=8, value=5.0)
+    result = run_job(ee, spec, tmp_path / "faulty.sqlite", progress=None, poll_interval=0.02, timeout=300,
+                     backoff_base=0.01, max_attempts=12)  # fmt: skip
+    assert result.ok, result.failed
+    injected = engine.faults.injected
+    assert injected["transient"] > 0 and injected["task_failure"] > 0 and injected["slow"] > 0
+    ops = _ops_of(ee, spec)
+    succeeded = [o for o in ops if o["metadata"]["state"] == "SUCCEEDED"]
+    assert sorted(o["metadata"]["description"] for o in succeeded) == sorted(f"faulty_{r['name']}" for r in rows)
+    assert len(ops) == 8 + sum(1 for o in ops if o["metadata"]["state"] == "FAILED")
+    files = sorted(p.name for p in (tmp_path / "st" / BUCKET / "runs" / "faulty").glob("*.tif"))
+    assert files == sorted(f"{r['name']}.tif" for r in rows)
+    again = run_job(ee, spec, tmp_path / "faulty.sqlite", progress=None, poll_interval=0.02, timeout=60)
+    assert again.submitted == 0 and again.ok

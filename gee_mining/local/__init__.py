@@ -17,6 +17,7 @@ from typing import Any
 
 from .catalog import Catalog, CatalogError
 from .errors import EngineError
+from .faults import Faults
 from .operations import Operations
 from .router import Router
 from .server import IN_PROCESS_URL, LocalServer, LocalTransport, check_loopback
@@ -62,6 +63,8 @@ class LocalEngine:
         self.storage_kind = storage
         self.storage, self._emulator = make_storage(storage, self.storage_root, project, storage_options)
         self.operations = Operations(project, workers or max(1, (os.cpu_count() or 2) - 1))
+        self.faults = Faults.from_settings(self.settings)
+        self.operations.faults = self.faults
         self.router = Router(self)
         self._servers: list[LocalServer] = []
 

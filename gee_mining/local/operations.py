@@ -53,6 +53,7 @@ class Operations:
         self._by_request: dict[str, str] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="gee-mining-task")
+        self.faults: Any = None  # faults.Faults when the engine injects faults (tests)
 
     def submit(
         self,
@@ -91,6 +92,8 @@ class Operations:
                 return
             op.metadata.update(state="RUNNING", startTime=_now(), updateTime=_now(), progress=0.0)
         try:
+            if self.faults is not None:
+                self.faults.task(op.cancel_event)
             uris = work(op)
         except EngineError as e:
             self._finish(op, "CANCELLED" if op.cancel_event.is_set() else "FAILED", error=e.message)

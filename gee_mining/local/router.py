@@ -65,6 +65,9 @@ _ROUTES: list[tuple[str, re.Pattern, str]] = [
 ]
 
 
+_FAULTY = ("export_table", "export_image", "get_operation")  # where faults.transient_rate applies
+
+
 class Router:
     def __init__(self, engine: Any):
         self.engine = engine
@@ -80,6 +83,8 @@ class Router:
                 m = pattern.match(path)
                 if m and route_method == method.upper():
                     handler: Callable[..., Any] = getattr(self, name)
+                    if name in _FAULTY and getattr(self.engine, "faults", None) is not None:
+                        self.engine.faults.request()
                     payload = _parse_body(body) if method.upper() == "POST" else {}
                     result = handler(payload, base_url=base_url, query=query, **m.groupdict())
                     if isinstance(result, RawAnswer):
