@@ -10,9 +10,12 @@ from .errors import GeeMiningError
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import json
+
     from .local import LocalEngine
 
-    engine = LocalEngine(args.catalog, project=args.project, storage_root=args.storage)
+    settings = {"faults": json.loads(args.faults)} if args.faults else None
+    engine = LocalEngine(args.catalog, project=args.project, storage_root=args.storage, settings=settings)
     server = engine.serve(args.host, args.port)
     print(f"gee-mining local engine serving Earth Engine's REST API on {server.url} (Ctrl-C to stop)")
     print(f"  connect with: gee_mining.connect('local', project='{args.project}', url='{server.url}')")
@@ -231,7 +234,10 @@ def _export(args: argparse.Namespace) -> int:
         finally:
             ledger.close()
         return 0
-    connect(spec.engine, project=args.project, catalog=args.catalog, storage_root=args.storage)
+    if args.url:
+        connect("local", project=args.project, url=args.url)
+    else:
+        connect(spec.engine, project=args.project, catalog=args.catalog, storage_root=args.storage)
     import ee
 
     if args.action == "cancel":
@@ -243,7 +249,7 @@ def _export(args: argparse.Namespace) -> int:
         from .jobs import retry_failed
 
         print(f"{spec.name}: {retry_failed(spec, ledger_path)} failed cell(s) queued again")
-    result = run_job(ee, spec, ledger_path, progress=print)
+    result = run_job(ee, spec, ledger_path, progress=print, storage_root=args.storage if args.url else None)
     print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in result.counts.items() if v)
           + f"; {result.submitted} submitted by this run in {result.seconds:.1f} s")  # fmt: skip
     return 0 if result.ok else 1
@@ -276,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catalog", help="catalog TOML mapping asset ids to files")
     p.add_argument("--project", default="gee-mining-local", help="Cloud project id the engine answers for")
     p.add_argument("--storage", help="folder where exports land (default: a temporary folder)")
+    p.add_argument("--faults", help="fault injection for testing launchers, JSON, e.g. '{\"transient_rate\": 0.1}'")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("demo", help="run every pipeline step on the local engine and write a report")
@@ -354,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", default="gee-mining-local", help="Cloud project (Earth Engine) or local project id")
     p.add_argument("--catalog", help="local engine catalog TOML")
     p.add_argument("--storage", help="local engine: folder where gs:// exports land")
+    p.add_argument("--url", help="a local engine already serving (gee-mining serve), e.g. http://127.0.0.1:8765")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("world", help="write a SIMULATED Sentinel-2 world (scenes, cloud scores, land cover) + catalog")

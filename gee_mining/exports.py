@@ -269,12 +269,23 @@ class Bucket:
         return int(blob.size) if blob is not None else -1
 
 
-def open_bucket(name: str) -> Bucket:
-    """The bucket ``name`` where the current engine's exports land."""
+def open_bucket(name: str, storage_root: str | os.PathLike | None = None) -> Bucket:
+    """The bucket ``name`` where the current engine's exports land.
+
+    ``storage_root``: the folder of a local engine's folder storage, for a local engine that serves
+    from another process (``gee-mining serve --storage DIR``), whose storage this process cannot see.
+    """
     from .connect import current_connection
 
+    if storage_root is not None:
+        return Bucket(name, folder=Path(storage_root) / name)
     conn = current_connection()
     engine = conn.local_engine if conn is not None and conn.is_local else None
+    if conn is not None and conn.is_local and engine is None:
+        raise InputError(
+            f"the local engine at {conn.url} serves from another process: give its storage folder "
+            "(gee-mining serve --storage DIR; then --storage DIR here) to read what exports wrote."
+        )
     if engine is not None:
         if engine.storage_kind == "local":
             return Bucket(name, folder=Path(engine.storage_root) / name)

@@ -429,13 +429,16 @@ def run_job(
     timeout: float | None = None,
     rng: random.Random | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    storage_root: str | Path | None = None,
 ) -> JobResult:
     """Export ``spec.product`` for every cell, never more than ``spec.max_running`` at once, exactly once.
 
     The ledger (``ledger_path`` or beside the spec) is read first: SUCCEEDED and FAILED cells are
     left alone, SUBMITTING cells (a crash between the ledger write and the engine's answer) are
     resubmitted with the same ``requestId`` (the engine returns the operation it already has),
-    SUBMITTED/RUNNING cells are polled. Returns a :class:`JobResult`; the ledger keeps everything.
+    SUBMITTED/RUNNING cells are polled. A SUCCEEDED task's files are verified at the destination
+    (``storage_root``: a local engine's storage folder when it serves from another process).
+    Returns a :class:`JobResult`; the ledger keeps everything.
     """
     say = progress or (lambda _msg: None)
     rng = rng or random.Random()
@@ -457,7 +460,7 @@ def run_job(
         while True:
             active = ledger.rows(ACTIVE)
             for row in active:
-                _poll(ee, ledger, spec, row, queue, max_attempts, say)
+                _poll(ee, ledger, spec, row, queue, max_attempts, say, storage_root)
             active = ledger.rows(ACTIVE)
             now = time.time()
             slots = spec.max_running - len(active)
@@ -496,7 +499,7 @@ def run_job(
         ledger.close()
 
 
-def verify_outputs(spec: JobSpec, cell: str) -> dict[str, str]:
+def verify_outputs(spec: JobSpec, cell: str, storage_root: str | Path | None = None) -> dict[str, str]:
     """The files a finished task wrote for ``cell`` ({gs:// URI: crc32c}), or JobError when none or an empty one.
 
     Checked at the destination itself (Cloud Storage, the emulator or the local engine's folder),
@@ -504,7 +507,7 @@ def verify_outputs(spec: JobSpec, cell: str) -> dict[str, str]:
     """
     from .exports import cell_files, open_bucket
 
-    bucket = open_bucket(spec.bucket)
+    bucket = open_bucket(spec.bucket, storage_root)
     prefix = f"{spec.prefix}/{cell}" if spec.prefix else cell
     names = [n for n in bucket.list(prefix) if n.startswith(prefix)]
     names = cell_files(names, prefix) or [n for n in names if n.rsplit("/", 1)[-1].startswith(cell + ".")]
@@ -591,7 +594,8 @@ def _submit(ee, ledger: Ledger, spec: JobSpec, product, row: dict, max_attempts:
     return "submitted"
 
 
-def _poll(ee, ledger: Ledger, spec: JobSpec, row: dict, queue: list[str], max_attempts: int, say) -> None:
+def _poll(ee, ledger: Ledger, spec: JobSpec, row: dict, queue: list[str], max_attempts: int, say,
+          storage_root: str | Path | None = None) -> None:  # fmt: skip
     cell = row["cell"]
     try:
         op = ee.data.getOperation(row["operation"])
@@ -605,7 +609,7 @@ def _poll(ee, ledger: Ledger, spec: JobSpec, row: dict, queue: list[str], max_at
     state, error, uris = _op_state(op)
     if state == "SUCCEEDED":
         try:
-            files = verify_outputs(spec, cell)
+            files = verify_outputs(spec, cell, storage_root)
         except JobError as exc:
             ledger.update(cell, state="FAILED", error=str(exc), uris=json.dumps(uris))
             say(f"  FAILED {cell}: {exc}")
