@@ -227,10 +227,23 @@ class Bucket:
 
     def list(self, prefix: str = "") -> list[str]:
         if self._folder is not None:
-            if not self._folder.is_dir():
+            # Only the folder the prefix ends in is scanned (not the whole bucket): a job verifying
+            # each of 10,000 cells must not read 10,000 names 10,000 times.
+            parent, _, stem = prefix.rpartition("/")
+            base = self._folder / parent if parent else self._folder
+            if not base.is_dir():
                 return []
-            found = (p.relative_to(self._folder).as_posix() for p in self._folder.rglob("*") if p.is_file())
-            return sorted(n for n in found if n.startswith(prefix) and not Path(n).name.startswith(".partial-"))
+            found = []
+            for entry in os.scandir(base):
+                if not entry.name.startswith(stem) or entry.name.startswith(".partial-"):
+                    continue
+                if entry.is_file():
+                    found.append(f"{parent}/{entry.name}" if parent else entry.name)
+                elif entry.is_dir():
+                    found += [
+                        p.relative_to(self._folder).as_posix() for p in Path(entry.path).rglob("*") if p.is_file()
+                    ]
+            return sorted(found)
         return sorted(b.name for b in self._client.list_blobs(self.name, prefix=prefix))
 
     def read(self, name: str) -> bytes:

@@ -342,6 +342,7 @@ class Ledger:
                 state TEXT NOT NULL, operation TEXT, attempts INTEGER NOT NULL DEFAULT 0,
                 error TEXT, uris TEXT, checksum TEXT, updated REAL
             );
+            CREATE INDEX IF NOT EXISTS cells_state ON cells (state);
             """
         )
 
@@ -380,13 +381,14 @@ class Ledger:
         self.db.execute(f"UPDATE cells SET {cols} WHERE cell = ?", (*values.values(), cell))
 
     def rows(self, state: str | tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-        cur = self.db.execute("SELECT * FROM cells ORDER BY cell")
+        if state is None:
+            cur = self.db.execute("SELECT * FROM cells ORDER BY cell")
+        else:
+            states = (state,) if isinstance(state, str) else tuple(state)
+            marks = ",".join("?" * len(states))
+            cur = self.db.execute(f"SELECT * FROM cells WHERE state IN ({marks}) ORDER BY cell", states)
         cols = [d[0] for d in cur.description]
-        out = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-        if state is not None:
-            states = (state,) if isinstance(state, str) else state
-            out = [r for r in out if r["state"] in states]
-        return out
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
     def counts(self) -> dict[str, int]:
         got = dict(self.db.execute("SELECT state, COUNT(*) FROM cells GROUP BY state").fetchall())
