@@ -231,7 +231,9 @@ def read_cells(path: str | Path) -> list[dict[str, Any]]:
 
 def _description(spec: JobSpec, row: dict) -> str:
     """An Earth Engine task description (letters, digits, '-', '_', at most 100 characters)."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", f"{spec.name}_{row['name']}")[:100]
+    from .exports import task_description
+
+    return task_description(row["name"], spec.name)
 
 
 def _file_prefix(spec: JobSpec, row: dict) -> str:
