@@ -158,7 +158,7 @@ def merge_detections(detections: Sequence[Detection], gap_px: float = 1.0) -> li
         n = len(dets)
         parent = list(range(n))
 
-        def find(i):
+        def find(i, parent=parent):
             while parent[i] != i:
                 parent[i] = parent[parent[i]]
                 i = parent[i]

@@ -113,7 +113,7 @@ def train(
         timing["images"] = len(trainer.train_loader.dataset)
 
     def on_fit_epoch_end(trainer):
-        row = {"epoch": trainer.epoch + 1, **_metrics_of(trainer.metrics)}
+        row = {"epoch": min(trainer.epoch + 1, trainer.epochs), **_metrics_of(trainer.metrics)}
         if history and history[-1]["epoch"] >= row["epoch"]:
             return  # the final validation of best.pt fires this callback again
         history.append(row)
