@@ -291,3 +291,34 @@ def test_missing_weights_name_the_file(yolo_env, tmp_path, cells_dir):
     with pytest.raises(InputError, match=r"yolo11n\.pt"):
         load_model("yolo11n.pt")
     assert not (tmp_path / "yolov8s-worldv2.pt").exists()
+
+
+def test_cli_dataset_and_demo_step(cells_dir, polygons_path, world, ee_local, engine_catalog, tmp_path, yolo_env):
+    import argparse
+
+    import gee_mining
+    from gee_mining.demo import DemoContext
+    from gee_mining.detect import add_cli, demo_step, open_dataset
+    from gee_mining.report import Report
+    from gee_mining.world import world_catalog_toml
+
+    parser = argparse.ArgumentParser()
+    add_cli(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["detect", "dataset", "--cells", str(cells_dir), "--polygons", str(polygons_path),
+                              "--out", str(tmp_path / "cli"), "--bands", "B8,B11,B12,B4", "--min-box-px", "3"])  # fmt: skip
+    assert args.func(args) == 0
+    ds = open_dataset(tmp_path / "cli")
+    assert ds.spec.channels == 4 and ds.spec.min_box_px == 3 and len(ds.cells) == 16
+
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))
+    gee_mining.connect("local", project="gee-mining-test", catalog=catalog)
+    try:
+        report = Report("t", "t")
+        ctx = DemoContext(tmp_path / "demo", world, world.asset_ids["mines"], progress=lambda s: None)
+        demo_step(ee_local, report, ctx)
+    finally:
+        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+    s = ctx.summary["detect"]
+    assert s["positive_cells"] >= 1 and s["negative_cells"] >= 1 and s["boxes"] >= 1
+    assert "Object detection" in report.render()
