@@ -364,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="a local engine already serving (gee-mining serve), e.g. http://127.0.0.1:8765")
     p.set_defaults(func=_export)
 
+    from .detect.cli import add_cli as add_detect_cli
+
+    add_detect_cli(sub)
+
     p = sub.add_parser("world", help="write a SIMULATED Sentinel-2 world (scenes, cloud scores, land cover) + catalog")
     p.add_argument("--out", default="runs/world", help="output folder (default runs/world)")
     p.add_argument("--polygons", help="mine polygon file to build around (default: generated polygons)")

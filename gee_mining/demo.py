@@ -350,8 +350,9 @@ def real_scene_section(ee, report) -> bool:
 def demo_steps() -> list[Callable]:
     """The pipeline steps after the grid, in order; each is its module's ``demo_step(ee, report, ctx)``."""
     from . import imagery
+    from .detect import demo as detect_demo
 
-    return [imagery.demo_step]
+    return [imagery.demo_step, detect_demo.demo_step]
 
 
 def run_grid_step(ee, report, table_id: str, out: Path, progress: Callable[[str], None]) -> tuple[dict, dict]:

@@ -68,16 +68,17 @@ def demo_step(ee, report, ctx) -> None:
     from .dataset import DatasetSpec, build_dataset, dataset_summary, load_polygons
 
     section = report.section("Object detection (YOLO)")
-    if ctx.world is None or ctx.mines_id is None:
+    if ctx.world is None:
         Report.text(section, "Skipped: the detection demo runs on the simulated world's polygons.", "warn")
         return
     t0 = time.perf_counter()
     out = Path(ctx.out) / "detect"
     cells = out / "cells"
     cells.mkdir(parents=True, exist_ok=True)
-    polygons = load_polygons(ee.FeatureCollection(ctx.mines_id))
+    mines_id = ctx.world.asset_ids["mines"]  # the simulated world's own mines (ctx.mines_id may be real ones)
+    polygons = load_polygons(ee.FeatureCollection(mines_id))
     rows = _cell_rows(ctx.world, polygons)
-    fc = ee.FeatureCollection(ctx.mines_id)
+    fc = ee.FeatureCollection(mines_id)
     start, end = ctx.world.parameters["year"], ctx.world.parameters["year"]
     for row in rows:
         image = sentinel2.composite(row, start=f"{start}-01-01", end=f"{end}-04-01").addBands(
