@@ -231,6 +231,8 @@ def _export(args: argparse.Namespace) -> int:
             print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "no cells yet")
             for row in ledger.rows("FAILED"):
                 print(f"  failed {row['cell']}: {row.get('error') or ''}")
+            for row in ledger.rows("SPLIT"):
+                print(f"  split {row['cell']} into its 4 children: {row.get('error') or ''}")
         finally:
             ledger.close()
         return 0

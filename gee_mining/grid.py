@@ -680,6 +680,32 @@ def pixel_grid(row: dict[str, Any], scale: float = 10.0) -> PixelGrid:
     return PixelGrid(f"EPSG:{epsg}", (scale, 0.0, left, 0.0, -scale, top), width, height)
 
 
+def child_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The 4 cells of the next finer level that tile a grid-table row's cell, as rows (NW, NE, SW, SE).
+
+    Each is named ``<parent name>_q<k>`` (k = 0..3 in that order; their overlap is not measured, so
+    they carry no ``LAT_LON_Zoom_OverlapPct`` name of their own), keeps the parent's ``label`` and
+    metadata, records ``parent`` and ``split_depth``, and has its own index, size, centroid and bounds.
+    Used to re-plan an export that failed for being too large (``jobs``).
+    """
+    size = float(row["cell_size"]) / 2
+    x, y = 2 * int(row["cell_x"]), 2 * int(row["cell_y"])
+    dropped = {"overlap", "polygon_ids", "pair", "distance_m", "nesting_only"}
+    out = []
+    for k, (dx, dy) in enumerate(((0, 1), (1, 1), (0, 0), (1, 0))):
+        child = {key: value for key, value in row.items() if key not in dropped}
+        child.update(name=f"{row['name']}_q{k}", cell_size=size, cell_x=x + dx, cell_y=y + dy, parent=row["name"],
+                     split_depth=int(row.get("split_depth") or 0) + 1)  # fmt: skip
+        if row.get("zoom") is not None:
+            child["zoom"] = int(row["zoom"]) + 1
+        polygon = cell_polygon(child)
+        west, south, east, north = polygon.bounds
+        centre = polygon.centroid
+        child.update(lon=centre.x, lat=centre.y, west=west, south=south, east=east, north=north)
+        out.append(child)
+    return out
+
+
 def ee_cell_geometry(ee, row: dict[str, Any]):
     """The cell's square as an ``ee.Geometry`` in its own projection (planar, as the grid made it)."""
     x0, y0 = row["cell_x"] * row["cell_size"], row["cell_y"] * row["cell_size"]

@@ -10,7 +10,10 @@ starting a second one: no cell is exported twice, none is lost.
 
 Transient errors (HTTP 429 and 5xx, "Too many tasks", internal errors) are retried with
 exponential backoff and jitter; deterministic ones ("User memory limit exceeded", "Computation
-timed out", invalid arguments) mark the cell FAILED with the message and are not retried.
+timed out", invalid arguments) mark the cell FAILED with the message and are not retried. With
+``split_failed = true``, a cell that failed for its size (memory limit, time out, too many pixels)
+is re-planned instead: it becomes SPLIT and its 4 children of the next finer level
+(``grid.child_rows``) join the job, down to ``max_split_depth`` splits.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any
 
 from .errors import GeeMiningError, InputError
 
-STATES = ("PENDING", "SUBMITTING", "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED")
+STATES = ("PENDING", "SUBMITTING", "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED", "SPLIT")
 ACTIVE = ("SUBMITTED", "RUNNING")
 ENGINES = ("local", "earthengine")
 NAMESPACE = uuid.UUID("5f0c6d2e-7c1a-4d8e-9b3f-2a6e8c4d1b90")  # fixed: request ids must not change between runs
@@ -59,6 +62,14 @@ DETERMINISTIC_PATTERNS = (
     r"not found",
     r"permission denied",
     r"too many pixels",
+    r"export too large",
+)
+# Errors a smaller region fixes: with ``split_failed`` the cell is re-planned as its 4 children.
+SPLITTABLE_PATTERNS = (
+    r"user memory limit exceeded",
+    r"computation timed out",
+    r"too many pixels",
+    r"export too large",
 )
 
 
@@ -76,6 +87,12 @@ def is_transient(message: str) -> bool:
     if any(re.search(p, text) for p in DETERMINISTIC_PATTERNS):
         return False
     return any(re.search(p, text) for p in TRANSIENT_PATTERNS)
+
+
+def is_splittable(message: str) -> bool:
+    """Whether an error is about the size of the work (memory, time, pixels), which a smaller cell avoids."""
+    text = message.lower()
+    return any(re.search(p, text) for p in SPLITTABLE_PATTERNS)
 
 
 def backoff_delay(attempt: int, base: float = 1.0, cap: float = 300.0, rng: random.Random | None = None) -> float:
@@ -100,6 +117,8 @@ class JobSpec:
     engine: str = "local"
     max_running: int = 2
     path: Path | None = None
+    split_failed: bool = False
+    max_split_depth: int = 2
 
     @property
     def params_hash(self) -> str:
@@ -172,10 +191,18 @@ def parse_spec(data: dict[str, Any], base: Path | None = None, where: str = "job
         raise InputError(
             f"{where}: max_running = {max_running!r}: give a whole number >= 1 (2 on the noncommercial tier)"
         )
-    unknown = set(data) - {"name", "product", "cells", "destination", "params", "engine", "max_running"}
+    split_failed = data.get("split_failed", False)
+    if not isinstance(split_failed, bool):
+        raise InputError(f"{where}: split_failed = {split_failed!r}: give true or false")
+    max_split_depth = data.get("max_split_depth", 2)
+    if isinstance(max_split_depth, bool) or not isinstance(max_split_depth, int) or max_split_depth < 0:
+        raise InputError(f"{where}: max_split_depth = {max_split_depth!r}: give a whole number >= 0, e.g. 2")
+    unknown = set(data) - {"name", "product", "cells", "destination", "params", "engine", "max_running",
+                           "split_failed", "max_split_depth"}  # fmt: skip
     if unknown:
         raise InputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}: remove them or check the spelling")
-    return JobSpec(name, product, cells, bucket, prefix.strip("/"), dict(params), engine, max_running)
+    return JobSpec(name, product, cells, bucket, prefix.strip("/"), dict(params), engine, max_running, None,
+                   split_failed, max_split_depth)  # fmt: skip
 
 
 def load_spec(path: str | Path) -> JobSpec:
@@ -342,11 +369,15 @@ class Ledger:
             CREATE TABLE IF NOT EXISTS cells (
                 cell TEXT PRIMARY KEY, request_id TEXT NOT NULL, generation INTEGER NOT NULL DEFAULT 0,
                 state TEXT NOT NULL, operation TEXT, attempts INTEGER NOT NULL DEFAULT 0,
-                error TEXT, uris TEXT, checksum TEXT, updated REAL
+                error TEXT, uris TEXT, checksum TEXT, updated REAL, parent TEXT, row TEXT
             );
             CREATE INDEX IF NOT EXISTS cells_state ON cells (state);
             """
         )
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(cells)")}
+        for column in ("parent", "row"):  # ledgers written before cells could be split
+            if column not in have:
+                self.db.execute(f"ALTER TABLE cells ADD COLUMN {column} TEXT")
 
     def close(self) -> None:
         self.db.close()
@@ -373,6 +404,21 @@ class Ledger:
         )
         self.db.execute("COMMIT")
         return self.count() - before
+
+    def split(self, spec: JobSpec, cell: str, message: str, children: list[dict[str, Any]]) -> None:
+        """Mark ``cell`` SPLIT and add its children as PENDING rows, in one transaction (a kill keeps both or none)."""
+        now = time.time()
+        self.db.execute("BEGIN")
+        self.db.execute("UPDATE cells SET state='SPLIT', error=?, updated=? WHERE cell=?", (message, now, cell))
+        self.db.executemany(
+            "INSERT OR IGNORE INTO cells (cell, request_id, state, updated, parent, row) VALUES (?, ?, 'PENDING', ?, ?, ?)",
+            [(c["name"], spec.request_id(c["name"]), now, cell, json.dumps(c, default=str)) for c in children],
+        )
+        self.db.execute("COMMIT")
+
+    def split_cells(self) -> list[dict[str, Any]]:
+        """The grid rows of the cells added by splits (their parents are not in the cells file's order)."""
+        return [json.loads(r[0]) for r in self.db.execute("SELECT row FROM cells WHERE row IS NOT NULL ORDER BY cell")]
 
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
@@ -411,7 +457,9 @@ class JobResult:
 
     @property
     def ok(self) -> bool:
-        return self.counts.get("FAILED", 0) == 0 and self.counts.get("SUCCEEDED", 0) == sum(self.counts.values())
+        """Every cell exported, itself or through the children it was split into."""
+        done = self.counts.get("SUCCEEDED", 0) + self.counts.get("SPLIT", 0)
+        return self.counts.get("FAILED", 0) == 0 and done == sum(self.counts.values())
 
 
 def _op_state(op: dict) -> tuple[str, str | None, list[str]]:
@@ -454,6 +502,7 @@ def run_job(
     try:
         ledger.bind(spec)
         new = ledger.add_cells(spec, list(cells))
+        cells.update({r["name"]: r for r in ledger.split_cells()})
         counts = ledger.counts()
         say(f"job {spec.name}: {len(cells)} cells ({new} new), {counts['SUCCEEDED']} already done")
         # SUBMITTING first: they may already run on the engine, and count towards max_running once answered.
@@ -464,7 +513,7 @@ def run_job(
         while True:
             active = ledger.rows(ACTIVE)
             for row in active:
-                _poll(ee, ledger, spec, row, queue, max_attempts, say, storage_root)
+                _poll(ee, ledger, spec, row, queue, cells, max_attempts, say, storage_root)
             active = ledger.rows(ACTIVE)
             now = time.time()
             slots = spec.max_running - len(active)
@@ -474,7 +523,7 @@ def run_job(
                 if wait_until.get(cell, 0) > now:
                     continue
                 queue.remove(cell)
-                outcome = _submit(ee, ledger, spec, product, cells[cell], max_attempts, say)
+                outcome = _submit(ee, ledger, spec, product, cells, queue, cell, max_attempts, say)
                 if outcome == "submitted":
                     submitted += 1
                     slots -= 1
@@ -494,7 +543,8 @@ def run_job(
         counts = ledger.counts()
         failed = [(r["cell"], r["error"] or "") for r in ledger.rows("FAILED")]
         result = JobResult(counts, submitted, time.time() - start, failed)
-        say(f"job {spec.name}: done {counts['SUCCEEDED']}, failed {counts['FAILED']}, "
+        split = f", split {counts['SPLIT']}" if counts["SPLIT"] else ""
+        say(f"job {spec.name}: done {counts['SUCCEEDED']}, failed {counts['FAILED']}{split}, "
             f"{submitted} submitted by this run, {result.seconds:.1f} s")  # fmt: skip
         for cell, error in failed[:10]:
             say(f"  FAILED {cell}: {error}")
@@ -563,16 +613,37 @@ def cancel_job(ee, spec: JobSpec, ledger_path: str | Path | None = None) -> int:
 
 def _progress_line(counts: dict[str, int], start: float, submitted: int) -> str:
     total = sum(counts.values())
-    done = counts["SUCCEEDED"] + counts["FAILED"]
+    done = counts["SUCCEEDED"] + counts["FAILED"] + counts["SPLIT"]
     elapsed = time.time() - start
     eta = f", ETA {elapsed / done * (total - done):.0f} s" if done and submitted else ""
     running = counts["SUBMITTED"] + counts["RUNNING"]
     return f"  {done}/{total} done ({counts['FAILED']} failed), {running} running{eta}"
 
 
-def _submit(ee, ledger: Ledger, spec: JobSpec, product, row: dict, max_attempts: int, say) -> str:
+def _fail(ledger: Ledger, spec: JobSpec, cells: dict[str, dict], queue: list[str], cell: str, message: str,
+          say) -> None:  # fmt: skip
+    """A deterministic failure: re-plan the cell as its 4 children when the spec allows and size was the cause."""
+    row = cells.get(cell)
+    if spec.split_failed and row is not None and is_splittable(message):
+        if int(row.get("split_depth") or 0) < spec.max_split_depth:
+            from .grid import child_rows
+
+            children = child_rows(row)
+            ledger.split(spec, cell, message, children)
+            for child in children:
+                cells[child["name"]] = child
+                queue.append(child["name"])
+            say(f"  SPLIT {cell} into {len(children)} cells of {children[0]['cell_size']:g} m: {message}")
+            return
+        message += f" (not split again: max_split_depth = {spec.max_split_depth} reached)"
+    ledger.update(cell, state="FAILED", error=message)
+    say(f"  FAILED {cell}: {message}")
+
+
+def _submit(ee, ledger: Ledger, spec: JobSpec, product, cells: dict[str, dict], queue: list[str], cell: str,
+            max_attempts: int, say) -> str:  # fmt: skip
     """Submit one cell: 'submitted', 'retry' (transient error, backoff) or 'failed'."""
-    cell = row["name"]
+    row = cells[cell]
     current = ledger.db.execute("SELECT request_id, attempts FROM cells WHERE cell=?", (cell,)).fetchone()
     request_id, attempts = current[0], current[1] + 1
     ledger.update(cell, state="SUBMITTING", attempts=attempts)  # BEFORE the engine hears of it
@@ -591,15 +662,14 @@ def _submit(ee, ledger: Ledger, spec: JobSpec, product, row: dict, max_attempts:
             ledger.update(cell, state="PENDING", error=message)
             say(f"  {cell}: transient error, will retry ({attempts}/{max_attempts}): {message}")
             return "retry"
-        ledger.update(cell, state="FAILED", error=message)
-        say(f"  FAILED {cell}: {message}")
+        _fail(ledger, spec, cells, queue, cell, message, say)
         return "failed"
     ledger.update(cell, state="SUBMITTED", operation=name, error=None)  # AFTER
     return "submitted"
 
 
-def _poll(ee, ledger: Ledger, spec: JobSpec, row: dict, queue: list[str], max_attempts: int, say,
-          storage_root: str | Path | None = None) -> None:  # fmt: skip
+def _poll(ee, ledger: Ledger, spec: JobSpec, row: dict, queue: list[str], cells: dict[str, dict], max_attempts: int,
+          say, storage_root: str | Path | None = None) -> None:  # fmt: skip
     cell = row["cell"]
     try:
         op = ee.data.getOperation(row["operation"])
@@ -628,6 +698,8 @@ def _poll(ee, ledger: Ledger, spec: JobSpec, row: dict, queue: list[str], max_at
                           request_id=spec.request_id(cell, generation))  # fmt: skip
             queue.append(cell)
             say(f"  {cell}: task failed transiently, will resubmit: {message}")
+        elif state == "FAILED":
+            _fail(ledger, spec, cells, queue, cell, message, say)
         else:
             ledger.update(cell, state="FAILED", error=message)
             say(f"  FAILED {cell}: {message}")

@@ -426,6 +426,60 @@ def test_a_job_under_injected_faults_loses_nothing_and_duplicates_nothing(engine
     assert again.submitted == 0 and again.ok
 
 
+def test_cells_over_the_memory_limit_are_split_into_their_four_children(engine_catalog, tmp_path):
+    """With split_failed, a cell whose export fails with "User memory limit exceeded" (25 x 25 px over a limit of
+    400 px) becomes SPLIT and its 4 children (13 x 13 px each) are exported once each; the children tile the
+    parent exactly (shapely); without split_failed the cell ends FAILED with the message, and a depth limit
+    stops the splitting."""
+    import ee
+    import rasterio
+    import shapely
+
+    import gee_mining
+    from gee_mining.jobs import Ledger
+
+    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog, storage_root=tmp_path / "st",
+                              engine_settings={"faults": {"memory_limit_pixels": 400}})  # fmt: skip
+    spec, rows = _spec(tmp_path, "big", n=3, value=3.0)
+    plain = run_job(ee, spec, tmp_path / "plain.sqlite", progress=None, poll_interval=0.02, timeout=60)
+    assert plain.counts["FAILED"] == 3 and not plain.ok
+    assert all("User memory limit exceeded" in m for _, m in plain.failed)
+
+    split = JobSpec(**{**spec.__dict__, "name": "bigsplit", "split_failed": True})
+    lines: list[str] = []
+    result = run_job(ee, split, tmp_path / "split.sqlite", progress=lines.append, poll_interval=0.02, timeout=120)
+    assert result.ok, result.failed
+    assert result.counts["SPLIT"] == 3 and result.counts["SUCCEEDED"] == 12
+    assert sum("SPLIT" in line for line in lines) == 3
+    ops = _ops_of(ee, split)
+    succeeded = sorted(o["metadata"]["description"] for o in ops if o["metadata"]["state"] == "SUCCEEDED")
+    children = sorted(f"{r['name']}_q{k}" for r in rows for k in range(4))
+    assert succeeded == sorted(f"bigsplit_{c}" for c in children)
+    folder = tmp_path / "st" / BUCKET / "runs" / "big"
+    assert sorted(p.name for p in folder.glob("*.tif")) == sorted(f"{c}.tif" for c in children)
+    for r in rows:
+        x0, y0 = r["cell_x"] * SIZE, r["cell_y"] * SIZE
+        parent = shapely.box(x0, y0, x0 + SIZE, y0 + SIZE)
+        squares = []
+        for k in range(4):
+            with rasterio.open(folder / f"{r['name']}_q{k}.tif") as ds:
+                assert (ds.width, ds.height) == (13, 13) and (ds.read(1) == 3.0).all()
+                left, bottom, right, top = ds.bounds
+                assert left <= x0 + (k % 2) * SIZE / 2 and top >= y0 + SIZE - (k // 2) * SIZE / 2
+            squares.append(shapely.box(x0 + (k % 2) * SIZE / 2, y0 + (1 - k // 2) * SIZE / 2,
+                                       x0 + (k % 2 + 1) * SIZE / 2, y0 + (2 - k // 2) * SIZE / 2))  # fmt: skip
+        assert shapely.union_all(squares).symmetric_difference(parent).area < 1e-6
+    ledger = Ledger(tmp_path / "split.sqlite")
+    assert {c["parent"] for c in ledger.split_cells()} == {r["name"] for r in rows}
+    ledger.close()
+    again = run_job(ee, split, tmp_path / "split.sqlite", progress=None, poll_interval=0.02, timeout=60)
+    assert again.submitted == 0 and again.ok
+
+    tight = JobSpec(**{**split.__dict__, "name": "tight", "max_split_depth": 0})
+    stopped = run_job(ee, tight, tmp_path / "tight.sqlite", progress=None, poll_interval=0.02, timeout=60)
+    assert stopped.counts["FAILED"] == 3 and all("max_split_depth" in m for _, m in stopped.failed)
+
+
 def test_sigkill_of_the_launcher_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     """The launcher (`gee-mining export run`) killed with SIGKILL eight times at random moments while an
     engine in another process (`gee-mining serve`, slow tasks) keeps running; a last run finishes.

@@ -329,6 +329,8 @@ def image_export_work(engine: Any, payload: dict, ctx: Context):
         else:
             grid = export_grid(image, export_region(ev))
         check_max_pixels(grid, max_pixels)
+        if getattr(engine, "faults", None) is not None:
+            engine.faults.memory(grid.size)
         with tempfile.TemporaryDirectory(prefix="gee-mining-export-") as tmp:
             staged = writer(image, grid, ctx, Path(tmp), lambda f: _progress(op, 0.95 * f))
             uris = _commit(storage, bucket, staged, op.cancel_event.is_set)

@@ -7,6 +7,9 @@ turns it on:
   operation polls answered with HTTP 503 "Service unavailable (injected fault)" before any work;
 - ``task_failure_rate``: share of started tasks that end FAILED with "Internal error (injected fault)";
 - ``slow_task_rate`` / ``slow_task_s``: share of tasks that wait ``slow_task_s`` seconds first;
+- ``memory_limit_pixels``: an image export whose grid holds more pixels than this fails with
+  "User memory limit exceeded." every time (Earth Engine's per-task memory limit, which a smaller
+  region fixes and a retry never does);
 - ``seed``: the random stream (same seed, same faults in the same order).
 
 These are the failures Earth Engine's batch system shows under load (429/503 answers, tasks that die
@@ -30,8 +33,11 @@ class Faults:
     task_failure_rate: float = 0.0
     slow_task_rate: float = 0.0
     slow_task_s: float = 0.0
+    memory_limit_pixels: int | None = None
     seed: int = 0
-    injected: dict[str, int] = field(default_factory=lambda: {"transient": 0, "task_failure": 0, "slow": 0})
+    injected: dict[str, int] = field(
+        default_factory=lambda: {"transient": 0, "task_failure": 0, "slow": 0, "memory": 0}
+    )
     _rng: random.Random = field(default=None, repr=False)  # type: ignore[assignment]
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -47,7 +53,7 @@ class Faults:
         spec = settings.get("faults")
         if not spec:
             return None
-        known = {"transient_rate", "task_failure_rate", "slow_task_rate", "slow_task_s", "seed"}
+        known = {"transient_rate", "task_failure_rate", "slow_task_rate", "slow_task_s", "memory_limit_pixels", "seed"}
         unknown = sorted(set(spec) - known)
         if unknown:
             raise EngineError(f"unknown fault setting(s) {', '.join(unknown)}: use {', '.join(sorted(known))}.")
@@ -71,3 +77,10 @@ class Faults:
             cancelled.wait(self.slow_task_s)
         if self._draw(self.task_failure_rate, "task_failure"):
             raise EngineError("Internal error (injected fault).", status=500)
+
+    def memory(self, pixels: int) -> None:
+        """Before an image export writes: over ``memory_limit_pixels``, the deterministic memory error."""
+        if self.memory_limit_pixels is not None and pixels > self.memory_limit_pixels:
+            with self._lock:
+                self.injected["memory"] += 1
+            raise EngineError("User memory limit exceeded.", status=400)
