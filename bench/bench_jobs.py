@@ -7,7 +7,12 @@ side by side for N = 1,000, 5,000 and 10,000 in one run: tasks per second (submi
 tracked to SUCCEEDED, files verified) and the peak of Python allocations (tracemalloc) and of
 the process's resident memory; memory should stay flat as N grows.
 
-Usage: ``.venv/bin/python bench/bench_jobs.py [--sizes 1000,5000,10000] [--max-running 64]``
+By default the engine serves from another process (``gee-mining serve``, over loopback HTTP), so
+the memory figures are the launcher's own: an engine keeps every operation it ever ran, as Earth
+Engine's task list does, and would grow with N whatever the launcher does. ``--inline`` runs the
+engine in-process instead (faster, no HTTP; memory then includes the engine's).
+
+Usage: ``.venv/bin/python bench/bench_jobs.py [--sizes 1000,5000,10000] [--max-running 64] [--inline]``
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import argparse
 import csv
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -25,15 +32,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,5000,10000")
     parser.add_argument("--max-running", type=int, default=64)
+    parser.add_argument("--inline", action="store_true", help="run the engine in this process")
     args = parser.parse_args()
 
     import ee
 
     import gee_mining
-    from gee_mining.jobs import parse_spec, run_job
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-jobs-"))
-    gee_mining.connect("local", project="gee-mining-bench", storage_root=tmp / "storage")
+    serve = None
+    if args.inline:
+        gee_mining.connect("local", project="gee-mining-bench", storage_root=tmp / "storage")
+    else:
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "gee_mining.cli", "serve", "--project", "gee-mining-bench", "--storage",
+             str(tmp / "storage")], stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        url = serve.stdout.readline().split(" on ")[1].split(" ")[0]
+        gee_mining.connect("local", project="gee-mining-bench", url=url)
+    print(f"engine: {'in-process' if args.inline else 'another process, loopback HTTP'}")
+    try:
+        _run(ee, args, tmp, None if args.inline else tmp / "storage")
+    finally:
+        if serve is not None:
+            serve.terminate()
+            serve.wait(timeout=30)
+
+
+def _run(ee, args, tmp: Path, storage_root: Path | None) -> None:
+    from gee_mining.jobs import parse_spec, run_job
+
     print(f"{'cells':>7} {'seconds':>8} {'tasks/s':>8} {'peak alloc MB':>14} {'max RSS MB':>11}")
     for n in [int(v) for v in args.sizes.split(",")]:
         cells = tmp / f"cells_{n}.csv"
@@ -48,7 +76,8 @@ def main() -> None:
         })  # fmt: skip
         tracemalloc.start()
         t = time.perf_counter()
-        result = run_job(ee, spec, tmp / f"ledger_{n}.sqlite", progress=None, poll_interval=0.0)
+        result = run_job(ee, spec, tmp / f"ledger_{n}.sqlite", progress=None, poll_interval=0.0,
+                         storage_root=storage_root)  # fmt: skip
         seconds = time.perf_counter() - t
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()

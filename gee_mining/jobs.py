@@ -27,7 +27,7 @@ import sqlite3
 import time
 import tomllib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,38 +218,51 @@ def load_spec(path: str | Path) -> JobSpec:
     return JobSpec(**{**spec.__dict__, "path": path})
 
 
-def read_cells(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a grid table file (.parquet, .gpkg, .csv), each with name, epsg, cell_x, cell_y, cell_size."""
+def iter_cells(path: str | Path, batch: int = 4096) -> Iterator[dict[str, Any]]:
+    """The rows of a grid table file (.parquet, .gpkg, .csv), streamed, each checked for name, epsg,
+    cell_x, cell_y, cell_size (a job of a million cells never holds them all in memory)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: the cells file does not exist: write it with gee-mining grid -o {path}")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with path.open(newline="") as fh:
-            rows = [dict(r) for r in csv.DictReader(fh)]
+        fh = path.open(newline="")
+        rows: Iterable[dict[str, Any]] = csv.DictReader(fh)
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        rows = pq.read_table(path).to_pylist()
+        fh = pq.ParquetFile(path)
+        rows = (r for b in fh.iter_batches(batch_size=batch) for r in b.to_pylist())
     elif suffix == ".gpkg":
         import pyogrio
 
-        _, df = None, pyogrio.read_dataframe(path, read_geometry=False)
-        rows = df.to_dict("records")
+        fh = None
+        rows = pyogrio.read_dataframe(path, read_geometry=False).to_dict("records")
     else:
         raise InputError(f"{path}: cells must be .parquet, .gpkg or .csv")
-    out = []
-    for i, row in enumerate(rows):
-        for key in ("name", "epsg", "cell_x", "cell_y", "cell_size"):
-            if row.get(key) in (None, ""):
-                raise InputError(f"{path}: row {i + 1} has no {key!r}: use a grid table written by gee-mining grid")
-        row = dict(row)
-        row["epsg"], row["cell_x"], row["cell_y"] = int(row["epsg"]), int(row["cell_x"]), int(row["cell_y"])
-        row["cell_size"] = float(row["cell_size"])
-        out.append(row)
-    names = [r["name"] for r in out]
-    if len(set(names)) != len(names):
-        raise InputError(f"{path}: cell names repeat: one row per cell (a ledger row and a requestId per name)")
+    try:
+        for i, row in enumerate(rows):
+            for key in ("name", "epsg", "cell_x", "cell_y", "cell_size"):
+                if row.get(key) in (None, ""):
+                    raise InputError(f"{path}: row {i + 1} has no {key!r}: use a grid table written by gee-mining grid")
+            row = dict(row)
+            row["epsg"], row["cell_x"], row["cell_y"] = int(row["epsg"]), int(row["cell_x"]), int(row["cell_y"])
+            row["cell_size"] = float(row["cell_size"])
+            yield row
+    finally:
+        if fh is not None and hasattr(fh, "close"):
+            fh.close()
+
+
+def _duplicate_names(path: Path) -> InputError:
+    return InputError(f"{path}: cell names repeat: one row per cell (a ledger row and a requestId per name)")
+
+
+def read_cells(path: str | Path) -> list[dict[str, Any]]:
+    """All rows of a grid table file (see :func:`iter_cells`); repeated names are an error."""
+    out = list(iter_cells(path))
+    if len({r["name"] for r in out}) != len(out):
+        raise _duplicate_names(Path(path))
     return out
 
 
@@ -354,6 +367,17 @@ PRODUCTS: dict[str, Callable[..., Any]] = {
 # --------------------------------------------------------------------------- the ledger
 
 
+def _chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 class Ledger:
     """The SQLite ledger of a job: one row per cell, committed before and after each submission."""
 
@@ -369,15 +393,16 @@ class Ledger:
             CREATE TABLE IF NOT EXISTS cells (
                 cell TEXT PRIMARY KEY, request_id TEXT NOT NULL, generation INTEGER NOT NULL DEFAULT 0,
                 state TEXT NOT NULL, operation TEXT, attempts INTEGER NOT NULL DEFAULT 0,
-                error TEXT, uris TEXT, checksum TEXT, updated REAL, parent TEXT, row TEXT
+                error TEXT, uris TEXT, checksum TEXT, updated REAL, parent TEXT, row TEXT,
+                listed INTEGER NOT NULL DEFAULT 1
             );
             CREATE INDEX IF NOT EXISTS cells_state ON cells (state);
             """
         )
         have = {r[1] for r in self.db.execute("PRAGMA table_info(cells)")}
-        for column in ("parent", "row"):  # ledgers written before cells could be split
-            if column not in have:
-                self.db.execute(f"ALTER TABLE cells ADD COLUMN {column} TEXT")
+        for column, kind in (("parent", "TEXT"), ("row", "TEXT"), ("listed", "INTEGER NOT NULL DEFAULT 1")):
+            if column not in have:  # a ledger written by an earlier version
+                self.db.execute(f"ALTER TABLE cells ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self.db.close()
@@ -393,17 +418,46 @@ class Ledger:
                 f"{self.path}: this ledger belongs to job {row[0]!r}, not {key!r}: give the job its own ledger path"
             )
 
-    def add_cells(self, spec: JobSpec, names: list[str]) -> int:
-        """Insert PENDING rows for cells not yet in the ledger; returns how many were new."""
+    def add_cells(self, spec: JobSpec, rows: Iterable[dict[str, Any]], source: Path | None = None) -> int:
+        """Plan the cells of the cells file: new ones as PENDING rows (with their grid row), every listed one
+        marked ``listed``; returns how many were new. Streams: memory does not grow with the file."""
         before = self.count()
         now = time.time()
         self.db.execute("BEGIN")
-        self.db.executemany(
-            "INSERT OR IGNORE INTO cells (cell, request_id, state, updated) VALUES (?, ?, 'PENDING', ?)",
-            [(n, spec.request_id(n), now) for n in names],
-        )
-        self.db.execute("COMMIT")
+        try:
+            self.db.execute("UPDATE cells SET listed = 0 WHERE parent IS NULL")
+            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (cell TEXT PRIMARY KEY)")
+            self.db.execute("DELETE FROM seen")
+            for chunk in _chunks(rows, 2048):
+                try:
+                    self.db.executemany("INSERT INTO seen VALUES (?)", [(r["name"],) for r in chunk])
+                except sqlite3.IntegrityError:
+                    raise _duplicate_names(source or Path("cells")) from None
+                self.db.executemany(
+                    "INSERT INTO cells (cell, request_id, state, updated, row, listed) VALUES (?, ?, 'PENDING', ?, ?, 1)"
+                    " ON CONFLICT(cell) DO UPDATE SET listed = 1, row = COALESCE(cells.row, excluded.row)",
+                    [(r["name"], spec.request_id(r["name"]), now, json.dumps(r, default=str)) for r in chunk],
+                )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
         return self.count() - before
+
+    def cell_row(self, cell: str) -> dict[str, Any]:
+        """The grid row of a planned cell."""
+        return json.loads(self.db.execute("SELECT row FROM cells WHERE cell = ?", (cell,)).fetchone()[0])
+
+    def next_cells(self, limit: int, skip: Iterable[str] = ()) -> list[str]:
+        """Up to ``limit`` cells to submit, leftovers of a crash (SUBMITTING) first, then PENDING ones;
+        cells no longer in the cells file stay as they are."""
+        skip = set(skip)
+        cur = self.db.execute(
+            "SELECT cell FROM cells WHERE state IN ('SUBMITTING', 'PENDING') AND (listed = 1 OR parent IS NOT NULL)"
+            " ORDER BY state = 'PENDING', cell LIMIT ?",
+            (limit + len(skip),),
+        )
+        return [c for (c,) in cur if c not in skip][:limit]
 
     def split(self, spec: JobSpec, cell: str, message: str, children: list[dict[str, Any]]) -> None:
         """Mark ``cell`` SPLIT and add its children as PENDING rows, in one transaction (a kill keeps both or none)."""
@@ -417,8 +471,9 @@ class Ledger:
         self.db.execute("COMMIT")
 
     def split_cells(self) -> list[dict[str, Any]]:
-        """The grid rows of the cells added by splits (their parents are not in the cells file's order)."""
-        return [json.loads(r[0]) for r in self.db.execute("SELECT row FROM cells WHERE row IS NOT NULL ORDER BY cell")]
+        """The grid rows of the cells added by splits."""
+        cur = self.db.execute("SELECT row FROM cells WHERE parent IS NOT NULL ORDER BY cell")
+        return [json.loads(r[0]) for r in cur]
 
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
@@ -495,44 +550,33 @@ def run_job(
     say = progress or (lambda _msg: None)
     rng = rng or random.Random()
     product = PRODUCTS[spec.product]
-    cells = {r["name"]: r for r in read_cells(spec.cells)}
     ledger = Ledger(ledger_path or spec.default_ledger())
     start = time.time()
     submitted = 0
     try:
         ledger.bind(spec)
-        new = ledger.add_cells(spec, list(cells))
-        cells.update({r["name"]: r for r in ledger.split_cells()})
+        new = ledger.add_cells(spec, iter_cells(spec.cells), spec.cells)
         counts = ledger.counts()
-        say(f"job {spec.name}: {len(cells)} cells ({new} new), {counts['SUCCEEDED']} already done")
-        # SUBMITTING first: they may already run on the engine, and count towards max_running once answered.
-        queue = [r["cell"] for r in ledger.rows("SUBMITTING")] + [r["cell"] for r in ledger.rows("PENDING")]
-        queue = [c for c in queue if c in cells]
-        wait_until: dict[str, float] = {}
+        say(f"job {spec.name}: {sum(counts.values())} cells ({new} new), {counts['SUCCEEDED']} already done")
+        wait_until: dict[str, float] = {}  # cells in backoff after a transient error
         last_report = 0.0
         while True:
             active = ledger.rows(ACTIVE)
             for row in active:
-                _poll(ee, ledger, spec, row, queue, cells, max_attempts, say, storage_root)
-            active = ledger.rows(ACTIVE)
+                _poll(ee, ledger, spec, row, max_attempts, say, storage_root)
             now = time.time()
-            slots = spec.max_running - len(active)
-            for cell in list(queue):
-                if slots <= 0:
-                    break
-                if wait_until.get(cell, 0) > now:
-                    continue
-                queue.remove(cell)
-                outcome = _submit(ee, ledger, spec, product, cells, queue, cell, max_attempts, say)
+            wait_until = {c: t for c, t in wait_until.items() if t > now}
+            slots = spec.max_running - len(ledger.rows(ACTIVE))
+            # SUBMITTING first: they may already run on the engine, and count towards max_running once answered.
+            for cell in ledger.next_cells(max(slots, 0), skip=wait_until):
+                outcome = _submit(ee, ledger, spec, product, cell, max_attempts, say)
                 if outcome == "submitted":
                     submitted += 1
-                    slots -= 1
                 elif outcome == "retry":
                     attempts = ledger.db.execute("SELECT attempts FROM cells WHERE cell=?", (cell,)).fetchone()[0]
                     wait_until[cell] = time.time() + backoff_delay(attempts, backoff_base, rng=rng)
-                    queue.append(cell)
             counts = ledger.counts()
-            if not queue and not ledger.rows(ACTIVE):
+            if not ledger.rows(ACTIVE) and not ledger.next_cells(1) and not wait_until:
                 break
             if time.time() - last_report >= 5.0:
                 last_report = time.time()
@@ -620,19 +664,15 @@ def _progress_line(counts: dict[str, int], start: float, submitted: int) -> str:
     return f"  {done}/{total} done ({counts['FAILED']} failed), {running} running{eta}"
 
 
-def _fail(ledger: Ledger, spec: JobSpec, cells: dict[str, dict], queue: list[str], cell: str, message: str,
-          say) -> None:  # fmt: skip
+def _fail(ledger: Ledger, spec: JobSpec, cell: str, message: str, say) -> None:
     """A deterministic failure: re-plan the cell as its 4 children when the spec allows and size was the cause."""
-    row = cells.get(cell)
-    if spec.split_failed and row is not None and is_splittable(message):
+    if spec.split_failed and is_splittable(message):
+        row = ledger.cell_row(cell)
         if int(row.get("split_depth") or 0) < spec.max_split_depth:
             from .grid import child_rows
 
             children = child_rows(row)
             ledger.split(spec, cell, message, children)
-            for child in children:
-                cells[child["name"]] = child
-                queue.append(child["name"])
             say(f"  SPLIT {cell} into {len(children)} cells of {children[0]['cell_size']:g} m: {message}")
             return
         message += f" (not split again: max_split_depth = {spec.max_split_depth} reached)"
@@ -640,10 +680,9 @@ def _fail(ledger: Ledger, spec: JobSpec, cells: dict[str, dict], queue: list[str
     say(f"  FAILED {cell}: {message}")
 
 
-def _submit(ee, ledger: Ledger, spec: JobSpec, product, cells: dict[str, dict], queue: list[str], cell: str,
-            max_attempts: int, say) -> str:  # fmt: skip
+def _submit(ee, ledger: Ledger, spec: JobSpec, product, cell: str, max_attempts: int, say) -> str:
     """Submit one cell: 'submitted', 'retry' (transient error, backoff) or 'failed'."""
-    row = cells[cell]
+    row = ledger.cell_row(cell)
     current = ledger.db.execute("SELECT request_id, attempts FROM cells WHERE cell=?", (cell,)).fetchone()
     request_id, attempts = current[0], current[1] + 1
     ledger.update(cell, state="SUBMITTING", attempts=attempts)  # BEFORE the engine hears of it
@@ -662,14 +701,14 @@ def _submit(ee, ledger: Ledger, spec: JobSpec, product, cells: dict[str, dict], 
             ledger.update(cell, state="PENDING", error=message)
             say(f"  {cell}: transient error, will retry ({attempts}/{max_attempts}): {message}")
             return "retry"
-        _fail(ledger, spec, cells, queue, cell, message, say)
+        _fail(ledger, spec, cell, message, say)
         return "failed"
     ledger.update(cell, state="SUBMITTED", operation=name, error=None)  # AFTER
     return "submitted"
 
 
-def _poll(ee, ledger: Ledger, spec: JobSpec, row: dict, queue: list[str], cells: dict[str, dict], max_attempts: int,
-          say, storage_root: str | Path | None = None) -> None:  # fmt: skip
+def _poll(ee, ledger: Ledger, spec: JobSpec, row: dict, max_attempts: int, say,
+          storage_root: str | Path | None = None) -> None:  # fmt: skip
     cell = row["cell"]
     try:
         op = ee.data.getOperation(row["operation"])
@@ -678,7 +717,6 @@ def _poll(ee, ledger: Ledger, spec: JobSpec, row: dict, queue: list[str], cells:
             return
         # The engine no longer knows the operation (a local engine restarted): submit again.
         ledger.update(cell, state="PENDING", operation=None, error=str(exc))
-        queue.append(cell)
         return
     state, error, uris = _op_state(op)
     if state == "SUCCEEDED":
@@ -696,10 +734,9 @@ def _poll(ee, ledger: Ledger, spec: JobSpec, row: dict, queue: list[str], cells:
             generation = row["generation"] + 1  # the old request id names the failed operation: a new one
             ledger.update(cell, state="PENDING", generation=generation, error=message,
                           request_id=spec.request_id(cell, generation))  # fmt: skip
-            queue.append(cell)
             say(f"  {cell}: task failed transiently, will resubmit: {message}")
         elif state == "FAILED":
-            _fail(ledger, spec, cells, queue, cell, message, say)
+            _fail(ledger, spec, cell, message, say)
         else:
             ledger.update(cell, state="FAILED", error=message)
             say(f"  FAILED {cell}: {message}")

@@ -148,7 +148,7 @@ def test_resume_after_crash_in_submitting(emulated, tmp_path):
     ledger_path = tmp_path / "crash.sqlite"
     ledger = Ledger(ledger_path)
     ledger.bind(spec)
-    ledger.add_cells(spec, [r["name"] for r in rows])
+    ledger.add_cells(spec, rows)
     # Cells 0-2: the engine got the request before the crash (submitted with the ledger's request id).
     from gee_mining.jobs import PRODUCTS
 
