@@ -64,7 +64,15 @@ def _grid(args: argparse.Namespace) -> int:
     import ee
 
     from .errors import InputError
-    from .grid import GridSpec, build_levels, parse_region, write_table
+    from .grid import (
+        GridSpec,
+        Metadata,
+        build_levels,
+        parse_image_stat,
+        parse_region,
+        parse_table_property,
+        write_table,
+    )
 
     if args.levels:
         specs = [GridSpec.of(float(v), projection=args.projection) for v in args.levels.split(",")]
@@ -73,6 +81,8 @@ def _grid(args: argparse.Namespace) -> int:
     if not args.export and not args.out:
         raise InputError("give --out PATH for the grid table (or --export gs://BUCKET/PREFIX for a global run).")
     out = Path(args.out) if args.out else None
+    metadata = Metadata(images=tuple(parse_image_stat(t) for t in args.image_stat),
+                        tables=tuple(parse_table_property(t) for t in args.table_property))  # fmt: skip
     polygons = _connect_with_polygons(args)
     region = parse_region(ee, args.region)
     if args.export:
@@ -80,7 +90,9 @@ def _grid(args: argparse.Namespace) -> int:
 
         bucket, _, prefix = args.export.removeprefix("gs://").partition("/")
         for spec in specs:
-            for task in export_grid(ee, polygons, spec, bucket, prefix or "grid", region=region, margin=args.margin):
+            tasks = export_grid(ee, polygons, spec, bucket, prefix or "grid", region=region, margin=args.margin,
+                                metadata=metadata)  # fmt: skip
+            for task in tasks:
                 print(f"started {task.status()['description']} ({task.id})")
         print(
             f"when they finish, download gs://{bucket}/{prefix or 'grid'}/zZOOM/ and run: gee-mining grid --from-exports DIR ..."
@@ -91,9 +103,9 @@ def _grid(args: argparse.Namespace) -> int:
 
         if len(specs) != 1:
             raise InputError("--from-exports reads one level: give --cell (or --zoom), not --levels.")
-        tables = [grid_from_exports(ee, args.from_exports, specs[0])]
+        tables = [grid_from_exports(ee, args.from_exports, specs[0], metadata=metadata)]
     else:
-        tables = build_levels(ee, polygons, specs, region=region, margin=args.margin, progress=print)
+        tables = build_levels(ee, polygons, specs, region=region, margin=args.margin, progress=print, metadata=metadata)
     for spec, table in zip(specs, tables, strict=True):
         path = out if len(specs) == 1 else out.with_name(f"{out.stem}_z{spec.zoom}{out.suffix}")
         write_table(table, path)
@@ -304,6 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--projection", default="utm", choices=["utm", "EPSG:3857"], help="grid projection (default utm)")
     p.add_argument("--region", help="west,south,east,north in degrees (default: everywhere)")
     p.add_argument("--margin", type=float, default=0.0, help="metres between negatives and any polygon")
+    p.add_argument("--image-stat", action="append", default=[], metavar="COLUMN=IMAGE_ID:BAND:REDUCER",
+                   help="an extra column: a statistic of an image band over each cell (repeatable)")  # fmt: skip
+    p.add_argument("--table-property", action="append", default=[], metavar="COLUMN=TABLE_ID:PROPERTY",
+                   help="an extra column: a property of the table's feature at each cell's centre (repeatable)")  # fmt: skip
     p.add_argument("--engine", default="local", choices=["local", "earthengine"])
     p.add_argument("--project", default="gee-mining-local", help="Cloud project (Earth Engine) or local project id")
     p.add_argument("--catalog", help="local engine catalog TOML (for asset ids)")

@@ -223,6 +223,32 @@ class Metadata:
 
 
 NO_METADATA = Metadata(countries=None, landcover=None)
+METADATA_REDUCERS = ("mean", "median", "min", "max", "sum", "stdDev", "mode", "count")
+
+
+def parse_image_stat(text: str) -> tuple[str, str, str, str]:
+    """``COLUMN=IMAGE_ID:BAND:REDUCER`` (e.g. ``elevation=USGS/SRTMGL1_003:elevation:mean``) as a ``Metadata.images`` entry."""
+    column, sep, rest = text.partition("=")
+    parts = rest.rsplit(":", 2)
+    if not sep or not column or len(parts) != 3 or not all(parts):
+        raise InputError(
+            f"image statistic {text!r}: write COLUMN=IMAGE_ID:BAND:REDUCER, e.g. elevation=USGS/SRTMGL1_003:elevation:mean"
+        )
+    image_id, band, reducer = parts
+    if reducer not in METADATA_REDUCERS:
+        raise InputError(f"image statistic {text!r}: reducer {reducer!r} is not one of {', '.join(METADATA_REDUCERS)}")
+    return column, image_id, band, reducer
+
+
+def parse_table_property(text: str) -> tuple[str, str, str]:
+    """``COLUMN=TABLE_ID:PROPERTY`` (the property of the table's feature at the cell's centre) as a ``Metadata.tables`` entry."""
+    column, sep, rest = text.partition("=")
+    parts = rest.rsplit(":", 1)
+    if not sep or not column or len(parts) != 2 or not all(parts):
+        raise InputError(
+            f"table property {text!r}: write COLUMN=TABLE_ID:PROPERTY, e.g. basin=projects/p/assets/basins:NAME"
+        )
+    return column, parts[0], parts[1]
 
 
 def _at_centre(ee, table_id: str, point, column: str):
@@ -255,7 +281,8 @@ def _cell_properties(ee, cell, proj, epsg: int, metadata: Metadata = NO_METADATA
             ee.Reducer.frequencyHistogram(), g, metadata.landcover_scale, proj
         ).get(metadata.landcover_band)
     for column, image_id, band, reducer in metadata.images:
-        stat = _image(ee, image_id).select(band).reduceRegion(getattr(ee.Reducer, reducer)(), g, None, proj)
+        # At the image's own resolution (its default projection), not the grid's 1 m unit.
+        stat = _image(ee, image_id).select(band).reduceRegion(getattr(ee.Reducer, reducer)(), g, maxPixels=1e10)
         props[column] = stat.get(band)
     for column, table_id, prop in metadata.tables:
         props[column] = _at_centre(ee, table_id, centre, prop)

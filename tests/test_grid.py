@@ -379,3 +379,67 @@ def test_global_run_through_export_tasks_equals_interactive_run(ee_local, _sessi
     assert sorted(r["name"] for r in from_exports.rows) == sorted(r["name"] for r in direct.rows)
     with pytest.raises(InputError, match="no positives"):
         grid_from_exports(ee, folder.parent / "z99", spec)
+
+
+def test_cli_grid_extra_metadata_columns_equal_rasterio_and_shapely(tmp_path, engine_catalog):
+    """--image-stat: the mean of the real L1C crop's B4 over each cell, at the image's own 10 m, equals
+    numpy over the pixels whose centres lie in the cell (rasterio); --table-property: the property of the
+    table's feature at the cell's centre equals shapely's point-in-polygon answer."""
+    import json
+
+    import rasterio
+
+    import gee_mining
+    from gee_mining.cli import main
+    from gee_mining.grid import parse_image_stat, parse_table_property
+
+    l1c = shared_file("imagery/s2_l1c_T33UUU_20170216/T33UUU_20170216T102101_B04.jp2")
+    mine = shapely.box(12.60, 52.48, 12.605, 52.483)
+    src = tmp_path / "mines.gpkg"
+    _write_polygons(src, [mine])
+    halves = [shapely.box(12.0, 52.0, 12.6, 53.0), shapely.box(12.6, 52.0, 13.0, 53.0)]
+    regions = tmp_path / "regions.geojson"
+    regions.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"side": side}, "geometry": shapely.geometry.mapping(g)}
+        for side, g in zip(("west", "east"), halves, strict=True)]}))  # fmt: skip
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(f'include = ["{engine_catalog}"]\n\n[[table]]\nid = "projects/gee-mining-test/assets/regions"\n'
+                       f'path = "{regions}"\n')  # fmt: skip
+    image_id = "COPERNICUS/S2_HARMONIZED/20170216T102101_20170216T102101_T33UUU"
+    out = tmp_path / "grid.csv"
+    try:
+        rc = main(["grid", "--polygons", str(src), "--cell", "2750", "--catalog", str(catalog), "--project",
+                   "gee-mining-test", "--out", str(out), "--image-stat", f"b4_mean={image_id}:B4:mean",
+                   "--table-property", "side=projects/gee-mining-test/assets/regions:side"])  # fmt: skip
+    finally:
+        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+    assert rc == 0
+    import csv
+
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 2 and {r["label"] for r in rows} == {"0", "1"}
+    with rasterio.open(l1c) as ds:
+        band = ds.read(1).astype(float)
+        t = ds.transform
+        xs = t.c + (np.arange(ds.width) + 0.5) * t.a
+        ys = t.f + (np.arange(ds.height) + 0.5) * t.e
+    for r in rows:
+        size = float(r["cell_size"])
+        x0, y0 = int(r["cell_x"]) * size, int(r["cell_y"]) * size
+        cols = (xs >= x0) & (xs < x0 + size)
+        lines = (ys >= y0) & (ys < y0 + size)
+        expected = band[np.ix_(lines, cols)].mean() if cols.any() and lines.any() else None
+        if expected is None:
+            assert r["b4_mean"] in ("", "None")
+        else:
+            assert float(r["b4_mean"]) == pytest.approx(expected, rel=1e-9)
+        centre = pyproj.Transformer.from_crs(32633, 4326, always_xy=True).transform(x0 + size / 2, y0 + size / 2)
+        want = next(side for side, g in zip(("west", "east"), halves, strict=True) if g.contains(shapely.Point(centre)))
+        assert r["side"] == want
+    assert {int(r["epsg"]) for r in rows} == {32633}
+    with pytest.raises(InputError, match="COLUMN=IMAGE_ID:BAND:REDUCER"):
+        parse_image_stat("b4=onlyanid")
+    with pytest.raises(InputError, match="not one of"):
+        parse_image_stat("b4=an/id:B4:average")
+    with pytest.raises(InputError, match="COLUMN=TABLE_ID:PROPERTY"):
+        parse_table_property("side")
