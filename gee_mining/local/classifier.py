@@ -251,7 +251,7 @@ class _MinimumDistance(_Model):
 
 
 def _fit(kind: str, args: dict[str, Any], x: np.ndarray, y: np.ndarray, regression: bool) -> _Model:
-    from sklearn import ensemble, naive_bayes, svm, tree
+    from sklearn import ensemble, naive_bayes, tree
 
     a = args
     if kind == "Classifier.smileCart":
@@ -317,7 +317,7 @@ def _fit_forest(a: dict[str, Any], x: np.ndarray, y: np.ndarray, regression: boo
     n = len(y)
     size = max(1, int(round(frac * n)))
     trees, oob_votes = [], [[] for _ in range(n)]
-    for t in range(n_trees):
+    for _ in range(n_trees):
         rows = rng.integers(0, n, n) if frac == 1 else rng.choice(n, size, replace=False)
         cls = DecisionTreeRegressor if regression else DecisionTreeClassifier
         est = cls(max_features=min(mtry, p), min_samples_leaf=int(a["minLeafPopulation"]),
