@@ -279,3 +279,51 @@ def test_graphs_use_only_earth_engine_algorithms(ee_world, samples, pixels, cell
     assert {"Classifier.train", "Image.classify", "Collection.errorMatrix", "Classifier.decisionTreeEnsemble",
             "Image.stratifiedSample", "Clusterer.train", "Image.cluster"} <= used  # fmt: skip
     assert used <= set(signatures()), used - set(signatures())
+
+
+def test_demo_step_writes_a_simulated_section(ee_world, world, cells, tmp_path):
+    from gee_mining.classify import demo as classify_demo
+    from gee_mining.demo import DemoContext, demo_steps
+    from gee_mining.report import Report
+
+    assert classify_demo.demo_step in demo_steps()
+    pairs = [r for r in cells if r["label"] == 1][:2]
+    rows = pairs + [next(c for c in cells if c["name"] == p["pair"]) for p in pairs]
+    ctx = DemoContext(tmp_path, world, world.asset_ids["mines"], summary={"imagery": {"cells_table": rows}},
+                      progress=lambda m: None)  # fmt: skip
+    report = Report("t", "t")
+    classify_demo.demo_step(ee_world, report, ctx)
+    html = report.write(tmp_path / "r.html").read_text()
+    assert "SIMULATED · Step 3 server-side" in html and html.count("<img") >= 2
+    got = ctx.summary["classify"]
+    assert got["random_forest"]["samples"] > 0 and 0 <= got["logistic_compiled"]["accuracy"] <= 1
+    assert C.LinearModel.read(tmp_path / "classify" / "logistic_model.json").kind == "logistic"
+
+
+def test_cli_evaluate_and_deploy(ee_world, world, cells, samples, pixels, tmp_path):
+    """Last in this module: the CLI connects ``ee`` to its own engine."""
+    from sklearn.linear_model import LogisticRegression
+
+    import gee_mining
+    from gee_mining.cli import main
+    from gee_mining.grid import write_table
+
+    conn = gee_mining.current_connection()
+    catalog, storage = conn.catalog, conn.local_engine.storage_root
+    table = build_grid(ee_world, world.asset_ids["mines"], GridSpec.of(640, zoom=19))
+    write_table(table, tmp_path / "grid.parquet")
+    pairs = [r for r in cells if r["label"] == 1][:2]
+    names = ",".join(n for p in pairs for n in (p["name"], p["pair"]))
+    common = ["--grid", str(tmp_path / "grid.parquet"), "--polygons", world.asset_ids["mines"], "--cells", names,
+              "--features", ",".join(FEATURES), "--start", "2019-01-01", "--end", "2019-04-01", "--project",
+              "gee-mining-test", "--catalog", str(catalog), "--storage", str(storage)]  # fmt: skip
+    out = tmp_path / "acc.json"
+    assert (
+        main(["classify", "evaluate", *common, "--points", "20", "--param", "numberOfTrees=5", "--out", str(out)]) == 0
+    )
+    got = json.loads(out.read_text())
+    assert got["order"] == [0, 1] and sum(map(sum, got["matrix"])) == got["samples"] > 0
+    _, _, x, y = pixels
+    C.LinearModel.from_sklearn(LogisticRegression().fit(x, y), FEATURES).write(tmp_path / "m.json")
+    assert main(["classify", "deploy", *common, "--linear", str(tmp_path / "m.json"), "--out", "gs://prob/cli"]) == 0
+    assert main(["classify", "deploy", *common, "--linear", str(tmp_path / "nope.json"), "--out", "gs://p/x"]) == 2
