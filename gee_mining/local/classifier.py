@@ -36,6 +36,7 @@ Decisions where Earth Engine's documentation is silent or Smile differs:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -451,22 +452,35 @@ class ParsedTree:
         node = np.zeros(n, dtype=np.int64)
         active = np.arange(n)
         cols = np.array([columns[f] for f in self.features], dtype=np.int64) if self.features else np.zeros(0, int)
+        col_of_node = cols[self.feature] if len(cols) else np.zeros(len(self.left), dtype=np.int64)
         ops = {"<=": np.less_equal, "<": np.less, ">": np.greater, ">=": np.greater_equal}
+        used = {o for o, left in zip(self.op, self.left, strict=True) if left != -1}
+        single = ops[used.pop()] if len(used) == 1 else None
         opcode = np.array([list(ops).index(o) if o in ops else -1 for o in self.op])
         while len(active):
             k = node[active]
             internal = self.left[k] != -1
-            active, k = active[internal], k[internal]
+            if not internal.all():
+                active, k = active[internal], k[internal]
             if not len(active):
                 break
-            v = x[active, cols[self.feature[k]]]
-            go_left = np.empty(len(active), dtype=bool)
-            for code, fn in enumerate(ops.values()):
-                sel = opcode[k] == code
-                if sel.any():
-                    go_left[sel] = fn(v[sel], self.threshold[k[sel]])
+            v = x[active, col_of_node[k]]
+            if single is not None:
+                go_left = single(v, self.threshold[k])
+            else:
+                go_left = np.empty(len(active), dtype=bool)
+                for code, fn in enumerate(ops.values()):
+                    sel = opcode[k] == code
+                    if sel.any():
+                        go_left[sel] = fn(v[sel], self.threshold[k[sel]])
             node[active] = np.where(go_left, self.left[k], self.right[k])
         return self.value[node]
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_tree_cached(text: str, name: str) -> ParsedTree:
+    """:func:`parse_tree`, remembered across requests (a compiled forest is sent with every request)."""
+    return parse_tree(text, name)
 
 
 def parse_tree(text: str, name: str) -> ParsedTree:
@@ -606,7 +620,7 @@ def smile_naive_bayes(lambda_):
 
 @algorithm("Classifier.decisionTree")
 def decision_tree(treeString):  # noqa: N803
-    model = _Trees([parse_tree(treeString, "Classifier.decisionTree")], [treeString], single=True)
+    model = _Trees([parse_tree_cached(treeString, "Classifier.decisionTree")], [treeString], single=True)
     return Classifier("Classifier.decisionTree", {}, schema=model.schema, model=model)
 
 
@@ -614,7 +628,7 @@ def decision_tree(treeString):  # noqa: N803
 def decision_tree_ensemble(treeStrings):  # noqa: N803
     if not treeStrings:
         raise EngineError("Classifier.decisionTreeEnsemble: 'treeStrings' must hold at least one tree.")
-    trees = [parse_tree(s, f"Classifier.decisionTreeEnsemble (tree {i})") for i, s in enumerate(treeStrings)]
+    trees = [parse_tree_cached(s, f"Classifier.decisionTreeEnsemble (tree {i})") for i, s in enumerate(treeStrings)]
     model = _Trees(trees, list(treeStrings), single=False)
     return Classifier("Classifier.decisionTreeEnsemble", {}, schema=model.schema, model=model)
 
