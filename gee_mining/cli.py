@@ -385,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .detect.cli import add_cli as add_detect_cli
 
     add_detect_cli(sub)
+    from .classify.cli import add_cli as add_classify_cli
+
+    add_classify_cli(sub)
 
     p = sub.add_parser("world", help="write a SIMULATED Sentinel-2 world (scenes, cloud scores, land cover) + catalog")
     p.add_argument("--out", default="runs/world", help="output folder (default runs/world)")

@@ -350,9 +350,10 @@ def real_scene_section(ee, report) -> bool:
 def demo_steps() -> list[Callable]:
     """The pipeline steps after the grid, in order; each is its module's ``demo_step(ee, report, ctx)``."""
     from . import imagery
+    from .classify import demo as classify_demo
     from .detect import demo as detect_demo
 
-    return [imagery.demo_step, detect_demo.demo_step]
+    return [imagery.demo_step, classify_demo.demo_step, detect_demo.demo_step]
 
 
 def run_grid_step(ee, report, table_id: str, out: Path, progress: Callable[[str], None]) -> tuple[dict, dict]:

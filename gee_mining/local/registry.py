@@ -47,6 +47,9 @@ FAMILY_MODULES = (
     "image_math",
     "image_visualize",
     "image_collection",
+    "confusion_matrix",
+    "classifier",
+    "clusterer",
 )
 
 

@@ -1,0 +1,329 @@
+"""Server-side classification on a tiny simulated world, and offline models compiled to Earth Engine.
+
+Independent references: scikit-learn (the same model's predictions on the same pixels; confusion-matrix
+figures on the same labels), the client's signature list (every graph would run on Earth Engine) and
+rasterio (the exported probability map).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn import metrics
+
+from gee_mining import classify as C
+from gee_mining.errors import InputError
+from gee_mining.grid import GridSpec, build_grid, pixel_grid
+from gee_mining.sentinel2 import CompositeSpec
+from gee_mining.world import generate_world, world_catalog_toml
+
+FEATURES = ("B2", "B4", "B8", "B11", "B12", "NDVI", "ND_B11_B8")
+SPEC = C.ClassifySpec(
+    features=FEATURES,
+    composite=CompositeSpec(start="2019-01-01", end="2019-04-01"),
+    points_per_class=40,
+    params={"numberOfTrees": 15},
+)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return generate_world(tmp_path_factory.mktemp("cworld"), size_km=3, months=3, seed=3, project="gee-mining-test")
+
+
+@pytest.fixture(scope="module")
+def ee_world(ee_local, engine_catalog, world, tmp_path_factory):
+    import gee_mining
+
+    catalog = tmp_path_factory.mktemp("cworld_catalog") / "catalog.toml"
+    catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))
+    storage = tmp_path_factory.mktemp("cworld_storage")
+    gee_mining.connect("local", project="gee-mining-test", catalog=catalog, storage_root=storage)
+    yield ee_local
+    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+
+
+@pytest.fixture(scope="module")
+def cells(ee_world, world):
+    table = build_grid(ee_world, world.asset_ids["mines"], GridSpec.of(640, zoom=19))
+    return table.positives + table.negatives
+
+
+@pytest.fixture(scope="module")
+def samples(ee_world, world, cells):
+    """Samples of the training and held-out cells, computed once (fetched back as constant collections)."""
+    train_rows, test_rows = C.split_cells(cells, 0.3, seed=0)
+    mines = world.asset_ids["mines"]
+    graph = C.training_samples(train_rows, mines, SPEC), C.training_samples(test_rows, mines, SPEC)
+    return train_rows, test_rows, C.fetch_samples(graph[0]), C.fetch_samples(graph[1]), graph
+
+
+@pytest.fixture(scope="module")
+def pixels(ee_world, world, cells):
+    """One positive cell's features and labels on its lattice, read once with computePixels."""
+    row = next(r for r in cells if r["label"] == 1)
+    grid = pixel_grid(row)
+    image = C.cell_features(row, world.asset_ids["mines"], SPEC)
+    arr = ee_world.data.computePixels({"expression": image, "fileFormat": "NUMPY_NDARRAY", "grid": grid.ee_grid()})
+    x = np.stack([arr[f] for f in FEATURES], axis=-1).reshape(-1, len(FEATURES)).astype(np.float64)
+    y = arr["_mine"].reshape(-1).astype(int)
+    assert np.isfinite(x).all() and 0 < y.mean() < 1
+    return row, grid, x, y
+
+
+def _compute(ee, image, grid):
+    return ee.data.computePixels({"expression": image, "fileFormat": "NUMPY_NDARRAY", "grid": grid.ee_grid()})
+
+
+def test_split_keeps_pairs_and_holds_out_cells(cells):
+    train_rows, test_rows = C.split_cells(cells, 0.3, seed=0)
+    names_train, names_test = {r["name"] for r in train_rows}, {r["name"] for r in test_rows}
+    assert names_train and names_test and not names_train & names_test
+    assert names_train | names_test == {r["name"] for r in cells}
+    for r in cells:
+        side = names_train if r["name"] in names_train else names_test
+        assert r.get("pair") is None or r["pair"] in side or r["pair"] not in {c["name"] for c in cells}
+
+
+def test_compiled_logistic_equals_scikit_learn(ee_world, pixels):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    row, grid, x, y = pixels
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000)).fit(x, y)
+    model = C.LinearModel.from_sklearn(pipe, FEATURES, source="test")
+    back = C.LinearModel.from_json(json.loads(json.dumps(model.to_json())))
+    assert back == model and model.kind == "logistic"
+    image = C.cell_features(row, None, SPEC, labels=False)
+    out = _compute(ee_world, C.compile_linear(model, image, features_ready=True), grid)
+    want = pipe.predict_proba(x)[:, 1]
+    np.testing.assert_allclose(out["probability"].reshape(-1), want, atol=2e-6)
+    np.testing.assert_allclose(out["score"].reshape(-1), pipe.decision_function(x), rtol=1e-5, atol=1e-4)
+    clear = np.abs(want - 0.5) > 1e-5
+    np.testing.assert_array_equal(out["mine"].reshape(-1)[clear], pipe.predict(x)[clear])
+
+
+def test_compiled_forest_and_tree_equal_scikit_learn_exactly(ee_world, pixels):
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    row, grid, x, y = pixels
+    forest = RandomForestClassifier(n_estimators=15, random_state=0).fit(x, y)  # odd count: no 0.5 ties
+    tree = DecisionTreeClassifier(max_depth=6, random_state=0).fit(x, y)
+    image = C.cell_features(row, None, SPEC, labels=False)
+    both = C.forest_image(forest, FEATURES, image, features_ready=True).addBands(
+        C.forest_image(tree, FEATURES, image, features_ready=True).rename(["tree_p", "tree_mine"])
+    )
+    out = _compute(ee_world, both, grid)
+    np.testing.assert_array_equal(out["mine"].reshape(-1), forest.predict(x))
+    np.testing.assert_array_equal(out["tree_mine"].reshape(-1), tree.predict(x))
+    np.testing.assert_allclose(out["probability"].reshape(-1), forest.predict_proba(x)[:, 1], atol=1e-6)
+    np.testing.assert_array_equal(out["tree_p"].reshape(-1), tree.predict_proba(x)[:, 1].astype(np.float32))
+
+
+def test_train_and_classify_on_held_out_cells(ee_world, samples):
+    _, _, train_fc, test_fc, _ = samples
+    clf = C.train(train_fc, SPEC)
+    acc = C.accuracy(clf, test_fc)
+    # the same figures from scikit-learn on the same labels
+    got = test_fc.classify(clf, "predicted").getInfo()["features"]
+    actual = np.array([f["properties"]["_mine"] for f in got])
+    pred = np.array([f["properties"]["predicted"] for f in got])
+    assert acc.samples == len(actual) > 0
+    np.testing.assert_array_equal(acc.matrix, metrics.confusion_matrix(actual, pred, labels=[0, 1]))
+    assert acc.accuracy == pytest.approx(metrics.accuracy_score(actual, pred), abs=1e-12)
+    assert acc.kappa == pytest.approx(metrics.cohen_kappa_score(actual, pred), abs=1e-12)
+    np.testing.assert_allclose(acc.producers, metrics.recall_score(actual, pred, average=None), atol=1e-12)
+    np.testing.assert_allclose(acc.consumers, metrics.precision_score(actual, pred, average=None), atol=1e-12)
+    np.testing.assert_allclose(acc.fscore, metrics.f1_score(actual, pred, average=None), atol=1e-12)
+    print(f"held-out accuracy {acc.accuracy:.3f}, kappa {acc.kappa:.3f}, F1(mine) {acc.fscore[1]:.3f}")
+    assert acc.accuracy > 0.85
+
+
+def test_smile_cart_explain_round_trips_through_decision_tree(ee_world, samples):
+    ee = ee_world
+    _, _, train_fc, test_fc, _ = samples
+    cart = ee.Classifier.smileCart().train(train_fc, "_mine", list(FEATURES))
+    tree = ee.Classifier.decisionTree(ee.String(cart.explain().get("tree")))
+    a = test_fc.classify(cart, "a").classify(tree, "b").getInfo()["features"]
+    assert [f["properties"]["a"] for f in a] == [f["properties"]["b"] for f in a]
+
+
+def test_clusters_matched_to_labels(ee_world, samples):
+    _, _, train_fc, test_fc, _ = samples
+    km = C.train_clusterer(train_fc, SPEC, "wekaKMeans", nClusters=4, seed=1)
+    mapping = C.match_clusters(km, train_fc)
+    assert set(mapping) <= set(range(4)) and set(mapping.values()) == {0, 1}
+    acc = C.cluster_accuracy(km, mapping, test_fc)
+    print(f"k-means (4 clusters matched to labels) held-out accuracy {acc.accuracy:.3f}")
+    assert acc.accuracy > 0.6
+
+
+def test_confusion_matrix_figures_equal_scikit_learn(ee_local):
+    ee = ee_local
+    rng = np.random.default_rng(1)
+    actual = rng.integers(0, 3, 300)
+    pred = np.where(rng.random(300) < 0.7, actual, rng.integers(0, 3, 300))
+    fc = ee.FeatureCollection([ee.Feature(None, {"a": int(a), "p": int(p)}) for a, p in zip(actual, pred, strict=True)])
+    cm = fc.errorMatrix("a", "p")
+    d = ee.Dictionary({"m": cm.array(), "acc": cm.accuracy(), "k": cm.kappa(), "pa": cm.producersAccuracy(),
+                       "ca": cm.consumersAccuracy(), "f1": cm.fscore(), "f2": cm.fscore(2), "o": cm.order()}).getInfo()  # fmt: skip
+    np.testing.assert_array_equal(d["m"], metrics.confusion_matrix(actual, pred))
+    assert d["acc"] == pytest.approx(metrics.accuracy_score(actual, pred))
+    assert d["k"] == pytest.approx(metrics.cohen_kappa_score(actual, pred))
+    np.testing.assert_allclose(np.array(d["pa"])[:, 0], metrics.recall_score(actual, pred, average=None))
+    np.testing.assert_allclose(np.array(d["ca"])[0], metrics.precision_score(actual, pred, average=None))
+    np.testing.assert_allclose(d["f1"], metrics.f1_score(actual, pred, average=None))
+    np.testing.assert_allclose(d["f2"], metrics.fbeta_score(actual, pred, beta=2, average=None))
+    assert d["o"] == [0, 1, 2]
+    # order: only listed values, in that order
+    sub = fc.errorMatrix("a", "p", [2, 0]).array().getInfo()
+    np.testing.assert_array_equal(sub, metrics.confusion_matrix(actual, pred, labels=[2, 0]))
+    # the reference page's example matrix (rows actual, columns predicted)
+    example = [[32, 0, 0, 0, 1, 0], [0, 5, 0, 0, 1, 0], [0, 0, 1, 3, 0, 0], [0, 1, 4, 26, 8, 0], [0, 0, 0, 7, 15, 0],
+               [0, 0, 0, 1, 0, 5]]  # fmt: skip
+    a_ex = np.repeat(np.repeat(np.arange(6), 6), np.ravel(example))
+    p_ex = np.repeat(np.tile(np.arange(6), 6), np.ravel(example))
+    assert ee.ConfusionMatrix(example).kappa().getInfo() == pytest.approx(metrics.cohen_kappa_score(a_ex, p_ex))
+
+
+def test_engine_classifiers_train_and_refuse_clearly(ee_local):
+    ee = ee_local
+    rng = np.random.default_rng(0)
+    y = np.arange(120) % 2
+    x = rng.normal(y[:, None] * [1.0, -1.0], 0.6, (120, 2))
+    fc = ee.FeatureCollection([ee.Feature(None, {"a": float(a), "b": float(b), "c": int(c)}) for (a, b), c in zip(x, y, strict=True)])  # fmt: skip
+    makers = [ee.Classifier.smileRandomForest(10), ee.Classifier.smileCart(), ee.Classifier.smileGradientTreeBoost(10),
+              ee.Classifier.libsvm(), ee.Classifier.minimumDistance()]  # fmt: skip
+    accs = ee.List([fc.classify(m.train(fc, "c", ["a", "b"])).errorMatrix("c", "classification").accuracy()
+                    for m in makers]).getInfo()  # fmt: skip
+    assert min(accs) > 0.8, accs
+    # minimumDistance is nearest class mean: equal to scikit-learn's NearestCentroid
+    from sklearn.neighbors import NearestCentroid
+
+    md = fc.classify(ee.Classifier.minimumDistance().train(fc, "c", ["a", "b"])).aggregate_array("classification")
+    np.testing.assert_array_equal(md.getInfo(), NearestCentroid().fit(x, y).predict(x))
+    with pytest.raises(ee.EEException, match="MULTIPROBABILITY"):
+        fc.classify(ee.Classifier.smileCart().setOutputMode("MULTIPROBABILITY").train(fc, "c", ["a", "b"])).getInfo()
+    with pytest.raises(ee.EEException, match="libsvm.*ONE_CLASS"):
+        ee.Classifier.libsvm(svmType="ONE_CLASS").getInfo()
+    with pytest.raises(ee.EEException, match="wekaKMeans.*canopies"):
+        ee.Clusterer.wekaKMeans(2, canopies=True).getInfo()
+    with pytest.raises(ee.EEException, match="decisionTree.*node 5"):
+        ee.Classifier.decisionTree("1) root 10 1 0\n  5) a<=1 5 0 1 *\n").getInfo()
+
+
+def test_linear_model_json_contract_and_bad_input(tmp_path):
+    m = C.LinearModel("lasso", ["B4", "ND_B8_B4", "NDVI"], [0.1, 0.2, 0.3], [1, 2, 3], [0.5, -1, 0], 0.2,
+                      None, "distance", "study")  # fmt: skip
+    path = m.write(tmp_path / "m.json")
+    data = json.loads(path.read_text())
+    assert set(data) == {"kind", "features", "mean", "scale", "coef", "intercept", "threshold", "target", "source"}
+    assert C.LinearModel.read(path) == m and m.cutoff == 0.0
+    with pytest.raises(InputError, match="scale"):
+        C.LinearModel("lasso", ["B4"], [0], [0], [1], 0)
+    with pytest.raises(InputError, match="B99"):
+        C.LinearModel("lasso", ["B99"], [0], [1], [1], 0)
+    with pytest.raises(InputError, match="unknown keys"):
+        C.LinearModel.from_json({**data, "alpha": 1})
+    with pytest.raises(InputError, match="classifier"):
+        C.ClassifySpec(classifier="randomForest")
+
+
+def test_export_probability_map(ee_world, samples, pixels, tmp_path):
+    import rasterio
+
+    from gee_mining.exports import open_bucket, wait_for
+
+    row, grid, _, _ = pixels
+    clf = C.train(samples[2], SPEC)
+    image = C.probability_image(row, clf, SPEC)
+    task = C.export_probability(row, image, "gs://prob/z19")
+    task.start()
+    assert wait_for([task])[0]["state"] in ("COMPLETED", "SUCCEEDED")
+    path = open_bucket("prob").download(f"z19/{row['name']}.tif", tmp_path / "p.tif")
+    with rasterio.open(path) as ds:
+        data = ds.read(1)
+        assert ds.crs.to_epsg() == row["epsg"] and (ds.width, ds.height) == (grid.width, grid.height)
+    assert data.min() >= 0 and data.max() <= 1 and data.max() > 0.5
+
+
+def test_graphs_use_only_earth_engine_algorithms(ee_world, samples, pixels, cells, world):
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from test_grid import graph_algorithms
+
+    from gee_mining.local.signatures import signatures
+
+    ee = ee_world
+    row, _, x, y = pixels
+    train_graph, test_graph = samples[4]
+    clf = C.train(train_graph, SPEC)
+    km = C.train_clusterer(train_graph, SPEC, "wekaXMeans")
+    points = C.training_samples(
+        cells[:2], world.asset_ids["mines"], C.ClassifySpec(features=FEATURES, sampling="points")
+    )
+    image = C.cell_features(row, None, SPEC, labels=False)
+    lin = C.LinearModel.from_sklearn(LogisticRegression().fit(x, y), FEATURES)
+    forest = RandomForestClassifier(n_estimators=3, max_depth=3, random_state=0).fit(x, y)
+    graphs = ee.List([
+        test_graph.classify(clf).errorMatrix("_mine", "classification").accuracy(),
+        C.probability_image(row, clf, SPEC), points, C.compile_linear(lin, image),
+        C.forest_image(forest, FEATURES, image), C.clusters_to_labels(image.cluster(km), {0: 1, 1: 0}),
+        test_graph.cluster(km).errorMatrix("_mine", "cluster", [0, 1]).fscore(),
+    ])  # fmt: skip
+    used = graph_algorithms(ee, graphs)
+    assert {"Classifier.train", "Image.classify", "Collection.errorMatrix", "Classifier.decisionTreeEnsemble",
+            "Image.stratifiedSample", "Clusterer.train", "Image.cluster"} <= used  # fmt: skip
+    assert used <= set(signatures()), used - set(signatures())
+
+
+def test_demo_step_writes_a_simulated_section(ee_world, world, cells, tmp_path):
+    from gee_mining.classify import demo as classify_demo
+    from gee_mining.demo import DemoContext, demo_steps
+    from gee_mining.report import Report
+
+    assert classify_demo.demo_step in demo_steps()
+    pairs = [r for r in cells if r["label"] == 1][:2]
+    rows = pairs + [next(c for c in cells if c["name"] == p["pair"]) for p in pairs]
+    ctx = DemoContext(tmp_path, world, world.asset_ids["mines"], summary={"imagery": {"cells_table": rows}},
+                      progress=lambda m: None)  # fmt: skip
+    report = Report("t", "t")
+    classify_demo.demo_step(ee_world, report, ctx)
+    html = report.write(tmp_path / "r.html").read_text()
+    assert "SIMULATED · Step 3 server-side" in html and html.count("<img") >= 2
+    got = ctx.summary["classify"]
+    assert got["random_forest"]["samples"] > 0 and 0 <= got["logistic_compiled"]["accuracy"] <= 1
+    assert C.LinearModel.read(tmp_path / "classify" / "logistic_model.json").kind == "logistic"
+
+
+def test_cli_evaluate_and_deploy(ee_world, world, cells, samples, pixels, tmp_path):
+    """Last in this module: the CLI connects ``ee`` to its own engine."""
+    from sklearn.linear_model import LogisticRegression
+
+    import gee_mining
+    from gee_mining.cli import main
+    from gee_mining.grid import write_table
+
+    conn = gee_mining.current_connection()
+    catalog, storage = conn.catalog, conn.local_engine.storage_root
+    table = build_grid(ee_world, world.asset_ids["mines"], GridSpec.of(640, zoom=19))
+    write_table(table, tmp_path / "grid.parquet")
+    pairs = [r for r in cells if r["label"] == 1][:2]
+    names = ",".join(n for p in pairs for n in (p["name"], p["pair"]))
+    common = ["--grid", str(tmp_path / "grid.parquet"), "--polygons", world.asset_ids["mines"], "--cells", names,
+              "--features", ",".join(FEATURES), "--start", "2019-01-01", "--end", "2019-04-01", "--project",
+              "gee-mining-test", "--catalog", str(catalog), "--storage", str(storage)]  # fmt: skip
+    out = tmp_path / "acc.json"
+    assert (
+        main(["classify", "evaluate", *common, "--points", "20", "--param", "numberOfTrees=5", "--out", str(out)]) == 0
+    )
+    got = json.loads(out.read_text())
+    assert got["order"] == [0, 1] and sum(map(sum, got["matrix"])) == got["samples"] > 0
+    _, _, x, y = pixels
+    C.LinearModel.from_sklearn(LogisticRegression().fit(x, y), FEATURES).write(tmp_path / "m.json")
+    assert main(["classify", "deploy", *common, "--linear", str(tmp_path / "m.json"), "--out", "gs://prob/cli"]) == 0
+    assert main(["classify", "deploy", *common, "--linear", str(tmp_path / "nope.json"), "--out", "gs://p/x"]) == 2
