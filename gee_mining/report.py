@@ -167,8 +167,16 @@ class Report:
 
     # -- HTML ------------------------------------------------------------------------------------------------------
 
-    def render(self, summary: Mapping | None = None, run_dir: str | os.PathLike | None = None) -> str:
-        """The self-contained HTML page: parameters, contents, warnings, sections, timings, files."""
+    def render(
+        self,
+        summary: Mapping | None = None,
+        run_dir: str | os.PathLike | None = None,
+        html_dir: str | os.PathLike | None = None,
+    ) -> str:
+        """The self-contained HTML page: parameters, contents, warnings, sections, timings, files.
+
+        ``run_dir``: the run's folder, whose files the page lists with links relative to ``html_dir``
+        (where the page will be written; default ``run_dir``)."""
         summary = dict(summary or {})
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         head = [f"<h1>{html.escape(self.title)}</h1>"]
@@ -200,7 +208,7 @@ class Report:
             k += 1
         if run_dir is not None:
             body.append(_h2("Files written by this run", anchors[k]))
-            body.append(_files_html(Path(run_dir)))
+            body.append(_files_html(Path(run_dir), Path(html_dir) if html_dir is not None else Path(run_dir)))
         return (
             '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -250,7 +258,7 @@ def build_report(
             if key not in ("engine", "parameters", "timings_s", "warnings"):
                 Report.table(s, ["field", "value"], _flatten(value), caption=key)
     html_path = Path(out) if out is not None else run_dir / REPORT_HTML
-    _atomic_write(html_path, report.render(summary, run_dir))
+    _atomic_write(html_path, report.render(summary, run_dir, html_path.parent))
     pdf_path = None
     if pdf:
         pdf_path = Path(pdf) if not isinstance(pdf, bool) else html_path.with_suffix(".pdf")
@@ -394,7 +402,7 @@ def _timings_html(timings: Mapping[str, float]) -> str:
     return "".join(_part_html(p) for p in section.parts)
 
 
-def _files_html(run_dir: Path) -> str:
+def _files_html(run_dir: Path, html_dir: Path) -> str:
     rows = []
     for entry in sorted(run_dir.iterdir()):
         if entry.name.startswith(".") or entry.name in (REPORT_HTML, REPORT_PDF):
@@ -402,12 +410,12 @@ def _files_html(run_dir: Path) -> str:
         if entry.is_dir():
             files = [p for p in entry.rglob("*") if p.is_file()]
             what = f"{len(files)} files, {_size(sum(p.stat().st_size for p in files))}"
-            href = entry.name + "/"
+            href = _relative(entry, html_dir) + "/"
         else:
-            what, href = _size(entry.stat().st_size), entry.name
+            what, href = _size(entry.stat().st_size), _relative(entry, html_dir)
         rows.append(f'<tr><td><a href="{html.escape(href)}">{html.escape(entry.name)}</a></td><td>{what}</td></tr>')
     return (
-        '<p class="meta">Links are relative to the run directory: they work where the report sits beside its run.</p>'
+        '<p class="meta">Links are relative: they work while the report stays where it was written.</p>'
         f"<table><tr><th>file or folder</th><th>contents</th></tr>{''.join(rows)}</table>"
     )
 
@@ -445,6 +453,10 @@ def _part_html(p: Any) -> str:
             f"<figcaption>{html.escape(p['caption'])}</figcaption></figure>"
         )
     raise ValueError(f"unknown report part kind {kind!r}")
+
+
+def _relative(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
 
 
 def _h2(title: str, anchor: str) -> str:

@@ -137,6 +137,13 @@ def test_report_is_rebuilt_from_the_run_folder(small_run):
     assert not re.search(r'(src|href)="https?:', html)
 
 
+def test_report_written_elsewhere_links_back_to_the_run(small_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("weekly") / "report.html"
+    assert main(["report", str(small_run), "--out", str(out)]) == 0
+    page = parse(out.read_text())
+    assert "../" in "".join(page.hrefs) and not broken_links(page, out.parent)
+
+
 def test_report_of_a_summary_only_run(tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps({"engine": "e", "grid": {"z14": {"positives": 3}}}))
     html = build_report(tmp_path).html.read_text()
@@ -191,7 +198,9 @@ def test_demo_report_opens_in_chromium(demo_run, chromium, tmp_path, capsys):
     assert main(["report", str(run), "--pdf"]) == 0
     assert "report:" in capsys.readouterr().out
     html_path, pdf_path = run / "report.html", run / "report.pdf"
-    assert pdf_path.read_bytes()[:5] == b"%PDF-" and pdf_path.stat().st_size > 50_000
+    pdf = pdf_path.read_bytes()
+    assert pdf[:5] == b"%PDF-" and len(pdf) > 50_000
+    assert len(re.findall(rb"/Type\s*/Page\b", pdf)) >= 3  # the whole report, not one page
 
     screenshot = tmp_path / "report.png"
     seen = open_in_chromium(html_path, screenshot)
