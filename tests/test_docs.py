@@ -100,6 +100,7 @@ def test_notebook_runs_offline(name, tmp_path, monkeypatch):
     monkeypatch.setenv("GEE_MINING_NET_LOG", str(log))
     monkeypatch.setenv("MPLCONFIGDIR", str(ROOT / ".cache" / "matplotlib"))
     monkeypatch.delenv("GEE_MINING_CATALOG", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the notebook's scratch folder (tempfile.mkdtemp) goes away after
 
     nb = nbformat.read(DOCS / "notebooks" / name, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()

@@ -157,6 +157,14 @@ def test_report_command_refuses_a_folder_that_is_no_run(tmp_path, capsys):
     assert not (tmp_path / "report.html").exists()
 
 
+def test_pdf_without_chromium_says_how_to_get_it(small_run, monkeypatch, capsys):
+    monkeypatch.setenv("GEE_MINING_CHROMIUM", str(small_run / "no-such-chromium"))
+    assert main(["report", str(small_run), "--pdf"]) == 2
+    assert "apt-get install chromium" in capsys.readouterr().err
+    assert (small_run / "report.html").is_file()  # the HTML report stands on its own
+    assert not list(small_run.glob("*.pdf")) and not list(small_run.glob(".report-*"))
+
+
 @pytest.fixture(scope="module")
 def chromium():
     exe = find_chromium()
