@@ -249,16 +249,24 @@ def build_report(
         summary = json.loads((run_dir / SUMMARY_JSON).read_text()) if has_summary else {}
     except json.JSONDecodeError as e:
         raise InputError(f"{run_dir / SUMMARY_JSON} is not valid JSON ({e}); rerun the step that wrote it.") from e
+    html_path = Path(out) if out is not None else run_dir / REPORT_HTML
     if has_report:
         report = Report.load(run_dir)
+    elif html_path.exists() and _SUMMARY_ONLY not in html_path.read_text(errors="replace")[:4000]:
+        raise InputError(
+            f"{run_dir} has no {REPORT_JSON} (a run of an older gee-mining?): rebuilding {html_path} from "
+            f"{SUMMARY_JSON} alone would replace its figures. Give --out NEW.html to write the summary's report elsewhere."
+        )
     else:
         report = Report("gee-mining run report", f"run {run_dir.name}")
         s = report.section("Summary")
         for key, value in summary.items():
             if key not in ("engine", "parameters", "timings_s", "warnings"):
                 Report.table(s, ["field", "value"], _flatten(value), caption=key)
-    html_path = Path(out) if out is not None else run_dir / REPORT_HTML
-    _atomic_write(html_path, report.render(summary, run_dir, html_path.parent))
+    page = report.render(summary, run_dir, html_path.parent)
+    if not has_report:
+        page = page.replace('<meta charset="utf-8">', '<meta charset="utf-8">' + _SUMMARY_ONLY, 1)
+    _atomic_write(html_path, page)
     pdf_path = None
     if pdf:
         pdf_path = Path(pdf) if not isinstance(pdf, bool) else html_path.with_suffix(".pdf")
@@ -267,6 +275,8 @@ def build_report(
 
 
 # -- Chromium ---------------------------------------------------------------------------------------------------------
+
+_SUMMARY_ONLY = '<meta name="gee-mining-report" content="summary-only">'
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 CHROMIUM_FLAGS = (

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from gee_mining.cli import main
+from gee_mining.errors import InputError
 from gee_mining.report import Report, build_report, find_chromium, run_chromium
 
 
@@ -148,6 +149,12 @@ def test_report_of_a_summary_only_run(tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps({"engine": "e", "grid": {"z14": {"positives": 3}}}))
     html = build_report(tmp_path).html.read_text()
     assert "grid" in html and "z14.positives" in html and "No warnings" in html
+    assert build_report(tmp_path).html.read_text().count("z14.positives") == 1  # rebuilt in place
+    # a report an older run wrote itself (no report.json) is not silently replaced by this poorer one
+    (tmp_path / "report.html").write_text("<html><body><img src='data:image/png;base64,AAAA'></body></html>")
+    with pytest.raises(InputError, match="would replace its figures"):
+        build_report(tmp_path)
+    assert build_report(tmp_path, out=tmp_path / "again.html").html.is_file()
 
 
 def test_report_command_refuses_a_folder_that_is_no_run(tmp_path, capsys):
