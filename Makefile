@@ -7,7 +7,7 @@ export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
 export YOLO_CONFIG_DIR ?= $(CURDIR)/.cache/ultralytics
 export KERAS_HOME ?= $(CURDIR)/.cache/keras
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean docs chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,10 +23,27 @@ $(NODE_STAMP): package.json package-lock.json
 
 install: $(STAMP) $(NODE_STAMP)
 
-demo: $(STAMP)
-	$(VENV)/bin/gee-mining demo --out runs/demo
+# Headless Chromium, for the report's browser test and `gee-mining report --pdf`: installed on a fresh Debian
+# machine when run as root (as CI is); elsewhere the test skips and says why.
+chromium:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "chromium not found and not installable here: tests/test_report.py will skip its browser test"; fi
 
-test: $(STAMP) $(NODE_STAMP)
+demo: $(STAMP) chromium
+	$(VENV)/bin/gee-mining demo --out runs/demo
+	$(VENV)/bin/gee-mining report runs/demo $$(command -v chromium >/dev/null && echo --pdf)
+	$(MAKE) docs
+
+# The documentation: the algorithm list regenerated from the engine's registry, then a strict offline build.
+docs: $(STAMP)
+	$(VENV)/bin/gee-mining algorithms --markdown > docs/algorithms.md
+	$(VENV)/bin/mkdocs build --strict --quiet -d runs/site
+	@echo "documentation: runs/site/index.html"
+
+test: $(STAMP) $(NODE_STAMP) chromium
 	$(PY) -m ruff check gee_mining tests bench
 	$(PY) -m pytest -q -p no:cacheprovider
 

@@ -43,7 +43,22 @@ def _js(args: argparse.Namespace) -> int:
     return cli(args)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    files = build_report(args.run_dir, out=args.out, pdf=args.pdf or False)
+    print(f"report: {files.html.resolve()}")
+    if files.pdf is not None:
+        print(f"pdf: {files.pdf.resolve()}")
+    return 0
+
+
 def _algorithms(args: argparse.Namespace) -> int:
+    if args.markdown:
+        from .algorithms_doc import algorithms_markdown
+
+        sys.stdout.write(algorithms_markdown())
+        return 0
     from .local.registry import implemented
     from .local.signatures import signatures
 
@@ -304,6 +319,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catalog", help="catalog TOML (default: the project's shared data, if found)")
     p.set_defaults(func=_demo)
 
+    p = sub.add_parser("report", help="(re)write a run's self-contained HTML report (and a PDF copy on request)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the folder a run wrote (report.json, summary.json, figures)")
+    p.add_argument("--out", help="HTML file to write (default RUN_DIR/report.html)")
+    p.add_argument(
+        "--pdf",
+        nargs="?",
+        const=True,
+        metavar="PATH",
+        help="also print it to PDF with headless Chromium (default RUN_DIR/report.pdf)",
+    )
+    p.set_defaults(func=_report)
+
     p = sub.add_parser("js", help="write the pipeline steps' Earth Engine Code Editor scripts (ee_scripts/)")
     p.add_argument("--out", default="ee_scripts", help="output folder (default ee_scripts)")
     p.set_defaults(func=_js)
@@ -404,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("algorithms", help="list the Earth Engine algorithms the local engine implements")
     p.add_argument("--all", action="store_true", help="list every Earth Engine algorithm, marking ours")
+    p.add_argument("--markdown", action="store_true", help="the documentation page (docs/algorithms.md) instead")
     p.set_defaults(func=_algorithms)
     return parser
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,9 @@ class DemoContext:
 
     A step is a function ``step(ee, report, ctx) -> None`` in its pipeline module (``demo_step``);
     it adds a section to ``report``, writes under ``ctx.out / <its name>``, and records its figures
-    in ``ctx.summary[<its name>]`` and its time in ``ctx.timings``.
+    in ``ctx.summary[<its name>]`` and its time in ``ctx.timings``. Warnings (repaired polygons, masked
+    scenes, failed exports) go in ``ctx.summary[<its name>]["warnings"]`` (a list of str) or are raised
+    with ``warnings.warn``; the report lists them all in its Warnings section.
     """
 
     out: Path
@@ -114,8 +117,9 @@ def run_demo(
         catalog_path, present = write_demo_catalog(out, world)
     else:
         catalog_path, present = Path(catalog), []
+    t = time.perf_counter()
     conn = connect("local", project="gee-mining-local", catalog=catalog_path, storage_root=out / "storage")
-    timings["start the local engine"] = time.perf_counter() - t0
+    timings["start the local engine"] = time.perf_counter() - t
     progress(f"[demo] engine: {conn.describe()}")
 
     report = Report("gee-mining run report", f"make demo — engine: {conn.describe()}")
@@ -126,17 +130,23 @@ def run_demo(
         "number below was computed by an Earth Engine expression graph, evaluated on this machine. The same "
         "graphs run unchanged on Earth Engine with gee_mining.connect(engine='earthengine').",
     )
-    summary: dict = {"engine": conn.describe(), "tables": {}}
+    summary: dict = {
+        "engine": conn.describe(),
+        "parameters": run_parameters(out, catalog_path, world, real=MINES_ID in present),
+        "simulated": world is not None,
+        "warnings": [],
+        "tables": {},
+    }
 
     mines_id = MINES_ID if MINES_ID in present else (WORLD_MINES_ID if WORLD_MINES_ID in present else None)
     if MINES_ID not in present:
-        Report.text(
-            intro,
+        no_real = (
             "No real mine polygons were found (the project's shared data folder ../shared/data is absent), so this "
             "run uses the SIMULATED world's generated mine polygons. Set GEE_MINING_SHARED_DATA to the folder that "
-            "holds polygons/mining_tropics_demo.gpkg to see real mines.",
-            "warn",
+            "holds polygons/mining_tropics_demo.gpkg to see real mines."
         )
+        Report.text(intro, no_real, "warn")
+        summary["warnings"].append({"step": "inputs", "message": no_real})
     for table_id in [t for t in (MINES_ID, AMAZON_ID) if t in present] or [mines_id or COUNTRIES_ID]:
         t = time.perf_counter()
         stats = measure_table(ee, table_id)
@@ -156,18 +166,60 @@ def run_demo(
         timings["a real Sentinel-2 scene through the engine"] = time.perf_counter() - t
     if mines_id is not None:
         t = time.perf_counter()
-        grid_summary, grids = run_grid_step(ee, report, mines_id, out, progress)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            grid_summary, grids = run_grid_step(ee, report, mines_id, out, progress)
+        summary["warnings"] += python_warnings(caught, "step 1: grids")
+        summary["warnings"] += [
+            {"step": f"step 1: grid zoom {z}", "message": m} for z, t in grids.items() for m in t.warnings
+        ]
         timings["step 1: grids at 5500, 2750, 1375 m"] = time.perf_counter() - t
         summary["grid"] = grid_summary
     ctx = DemoContext(out, world, mines_id, grids if mines_id else {}, summary, timings, progress)
     for step in demo_steps():
-        step(ee, report, ctx)
-
-    timing_section = report.section("Timings")
-    Report.table(timing_section, ["step", "seconds"], [(k, round(v, 3)) for k, v in timings.items()])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            step(ee, report, ctx)
+        summary["warnings"] += python_warnings(caught, getattr(step, "__module__", ""))
     summary["timings_s"] = timings
-    report_path = report.write(out / "report.html")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return finish_run(out, report, summary, progress)
+
+
+def run_parameters(out: Path, catalog_path: Path, world, real: bool) -> dict:
+    """The demo's parameters for the top of its report: what ran, on what, with which versions."""
+    import platform
+
+    import ee
+
+    from . import __version__
+
+    params = {
+        "command": "gee-mining demo",
+        "output folder": str(out.resolve()),
+        "catalog": str(Path(catalog_path).resolve()),
+        "inputs": ("SIMULATED world (8 km, 12 months of 2019, seed 0)" if world is not None else "the given catalog")
+        + (" and the shared real data (mine polygons, Sentinel-2 scenes)" if real else "; no real mine polygons"),
+        "grid levels (m)": "5500, 2750, 1375 (zoom 14, 15, 16)",
+        "gee-mining": __version__,
+        "earthengine-api": ee.__version__,
+        "python": platform.python_version(),
+        "started (UTC)": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+    }
+    return params
+
+
+def python_warnings(caught, step: str) -> list[dict]:
+    """Python warnings raised while a step ran (e.g. polygons repaired with make_valid), as report warnings."""
+    return [{"step": step, "message": f"{w.category.__name__}: {w.message}"} for w in caught]
+
+
+def finish_run(out: Path, report, summary: dict, progress: Callable[[str], None] = print) -> DemoResult:
+    """Save the report's sections and ``summary.json``, then build ``report.html`` from them (as `gee-mining report`)."""
+    from .report import build_report
+
+    report.save(out)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    report_path = build_report(out).html
     progress(f"[demo] report: {report_path}")
     return DemoResult(out, report_path, summary)
 

@@ -118,3 +118,20 @@ def ee_http(ee_local, engine_catalog):
     yield ee_local
     gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
     assert conn.url.startswith("http://127.0.0.1:")
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, engine_catalog):
+    """``make demo``, run once per test session (about 3 minutes) and shared by the tests that read its output.
+
+    With the shared real data beside the checkout it measures the real polygons too; without, it runs on the
+    simulated world alone, as the demo does.
+    """
+    import gee_mining
+    from gee_mining.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    try:
+        yield run_demo(out, progress=lambda msg: None)
+    finally:
+        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)

@@ -1,0 +1,40 @@
+"""mkdocs hook: a placeholder page for each step page named in the nav that is not written yet.
+
+The pipeline's step pages (study.md, classify.md, pyramid.md...) are written by the people who build
+those steps. Until a page exists, the site shows a short placeholder in its place instead of failing
+`mkdocs build --strict` on a nav entry or link to a missing file. A page that exists is never touched.
+"""
+
+from __future__ import annotations
+
+from mkdocs.structure.files import File
+
+PLACEHOLDERS = {
+    "study.md": (
+        "Step 3: the pixel study (LASSO)",
+        "The LASSO path over bands and pairwise normalised differences, splits by image and metadata, "
+        "ranked channel combinations (`gee_mining.study`).",
+    ),
+    "classify.md": (
+        "Step 3: classifiers on Earth Engine",
+        "The chosen transformation and an `ee.Classifier` / `ee.Clusterer` deployed server-side, with "
+        "accuracy and confusion matrices (`gee_mining.classify`).",
+    ),
+    "pyramid.md": (
+        "Step 4: the coarse-to-fine pyramid",
+        "Search at zoom 14, refine at 15 and 16 where the coarse level says so, YOLO only at fine levels; "
+        "level figures and a cost table (`gee_mining.pyramid`).",
+    ),
+}
+
+
+def on_files(files, config):
+    for name, (title, what) in PLACEHOLDERS.items():
+        if files.get_file_from_path(name) is None:
+            content = (
+                f"# {title}\n\n!!! note \"This page is being written\"\n    {what}\n\n"
+                "    Its Python API, command line and Code Editor script will be documented here when the step "
+                "lands; meanwhile see [the steps overview](steps.md).\n"
+            )
+            files.append(File.generated(config, name, content=content))
+    return files
