@@ -164,6 +164,7 @@ def demo_step(ee, report, ctx) -> None:
     from PIL import Image as PILImage
 
     from .exports import ExportSpec, export_cells
+    from .grid import pixel_grid
     from .indices import DEFAULT_INDICES
     from .pixel_tables import fetch_pixel_table, from_geotiff, write_pixel_table
     from .quicklooks import write_quicklooks
@@ -243,7 +244,17 @@ def demo_step(ee, report, ctx) -> None:
         [(len(pixels), int(mine.sum()), len(pixels.columns), "yes" if same else "NO")],
         f"Pixel tables in {out / 'pixels'} (Parquet and CSV, one file per cell).",
     )
+    warnings = [f"export of {r.cell} ended {r.state}: {r.error or 'no message'}" for r in results + tfr
+                if r.state != "COMPLETED"]  # fmt: skip
+    counts = pixels["cell"].value_counts()
+    for r in cells:
+        lattice = pixel_grid(r)
+        masked = 1 - counts.get(r["name"], 0) / (lattice.width * lattice.height)
+        if masked > 0.05:
+            warnings.append(f"{r['name']}: {masked:.0%} of its pixels had no clear observation in the composite "
+                            "(masked: no row in the pixel table)")  # fmt: skip
     ctx.summary["imagery"] = {
+        "warnings": warnings,
         "cells": len(cells),
         "exports_completed": sum(r.state == "COMPLETED" for r in results + tfr),
         "pixels": len(pixels),
