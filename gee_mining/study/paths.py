@@ -180,8 +180,8 @@ def logistic(
             if progress and (k + 1) % 10 == 0:
                 progress(f"[study] L1-logistic path: {k + 1}/{len(Cs)} penalties")
     n = len(X)
-    # report in decreasing penalty order, as the LASSO path
-    return Path("logistic", list(features), (1.0 / (Cs * n))[::-1], Cs[::-1], coefs[:, ::-1], intercepts[::-1], st, n)
+    # increasing C is decreasing penalty lambda = 1/(C n), the LASSO path's order
+    return Path("logistic", list(features), 1.0 / (Cs * n), Cs, coefs, intercepts, st, n)
 
 
 def min_c(Z: np.ndarray, y: np.ndarray, solver: str) -> float:
