@@ -416,6 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_classify_cli(sub)
 
+    from .study.cli import add_cli as add_study_cli
+
+    add_study_cli(sub)
+
     p = sub.add_parser("world", help="write a SIMULATED Sentinel-2 world (scenes, cloud scores, land cover) + catalog")
     p.add_argument("--out", default="runs/world", help="output folder (default runs/world)")
     p.add_argument("--polygons", help="mine polygon file to build around (default: generated polygons)")
