@@ -287,3 +287,44 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(sim, tmp_path, capsys):
     assert "no pixel table" in capsys.readouterr().err and not out.exists()
     assert main(["study", "run", "--pixels", str(pixels), "--out", str(out), "--target", "area"]) == 2
     assert not out.exists() and not list(tmp_path.glob(".partial-*"))
+
+
+@pytest.mark.parametrize("kind", ["logistic", "lasso"])
+def test_exported_model_deploys_server_side_with_the_same_scores(sim, tmp_path, kind):
+    """The hand-off: the study's model JSON, read by ``classify.LinearModel`` and compiled to an ee.Image on the
+    local engine over the cell's composite, scores every pixel as numpy does from the JSON and the pixel table
+    (the LASSO on the distance target: positive inside mines, so "mine" means score > 0 on both sides)."""
+    import ee
+
+    import gee_mining
+    from gee_mining import classify as C
+    from gee_mining.grid import pixel_grid
+    from gee_mining.sentinel2 import composite
+    from gee_mining.study import export_linear_model
+
+    world, pixels, table = sim
+    spec = StudySpec(paths=(kind,), models=(), n_penalties=8, n_logistic_penalties=4, max_logistic_rows=3000,
+                     split=SplitSpec(by="cell", val_fraction=0.34, test_fraction=0.34))  # fmt: skip
+    result = run_study(pixels, spec, sample_per_cell=800)
+    path = tmp_path / f"model_{kind}.json"
+    export_linear_model(result, path, kind=kind, penalty="nonzero:6")
+    model = C.LinearModel.read(path)
+    assert model.kind == kind and model.target == ("binary" if kind == "logistic" else "distance")
+    cell = sorted(table["cell"].unique())[0]
+    rows = table[table["cell"] == cell]
+    cx, cy = (int(v) for v in cell[1:].split("_"))  # the fixture names cells c{cell_x}_{cell_y}
+    row = {"name": cell, "epsg": int(rows.iloc[0]["epsg"]), "zoom": 19, "cell_size": CELL, "cell_x": cx, "cell_y": cy}
+    grid = pixel_grid(row)
+    catalog = Path(world.out_dir).parent / "catalog.toml"
+    gee_mining.connect("local", project="gee-mining-test", catalog=catalog)
+    out = ee.data.computePixels({"expression": C.compile_linear(model, composite(row, SPEC.composite)),
+                                 "fileFormat": "NUMPY_NDARRAY", "grid": grid.ee_grid()})  # fmt: skip
+    names, X = numpy_features(rows)
+    idx = [names.index(f) for f in model.features]
+    want = ((X[:, idx] - np.array(model.mean)) / np.array(model.scale)) @ np.array(model.coef) + model.intercept
+    got = out["score"][rows["row"].to_numpy(), rows["col"].to_numpy()]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(want).max()))
+    mine = out["mine"][rows["row"].to_numpy(), rows["col"].to_numpy()]
+    clear = np.abs(want - (np.log(model.cutoff / (1 - model.cutoff)) if kind == "logistic" else model.cutoff)) > 1e-3
+    np.testing.assert_array_equal(mine[clear], (want > (np.log(model.cutoff / (1 - model.cutoff))
+                                                        if kind == "logistic" else model.cutoff))[clear])  # fmt: skip

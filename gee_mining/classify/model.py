@@ -40,10 +40,11 @@ class LinearModel:
     """A linear model on standardised features: ``score = intercept + sum(coef * (x - mean) / scale)``.
 
     ``kind="logistic"``: the probability of a mine is ``sigmoid(score)``. ``kind="lasso"``: the
-    score is the prediction of ``target`` (``binary``: the ``_mine`` label, ``distance``: the signed
-    distance to the nearest mine edge in metres, negative inside). ``threshold`` turns the output
-    into a class: mine where probability (logistic) or score (lasso binary) > threshold, or where
-    the predicted distance < threshold (lasso distance); None means 0.5 (binary) or 0 (distance).
+    score is the prediction of ``target`` (``binary``: the ``_mine`` label, ``distance``: the pixel
+    study's distance target, metres from the nearest mine edge with the sign flipped so that it is
+    POSITIVE INSIDE a mine, then clipped or tanh-scaled, 0 at the edge; see
+    ``gee_mining.study.TargetSpec``). ``threshold`` turns the output into a class: mine where the
+    probability (logistic) or the score (lasso) > threshold; None means 0.5 (binary) or 0 (distance).
     """
 
     kind: str
@@ -222,8 +223,9 @@ def compile_linear(model: LinearModel, image: Any, features_ready: bool = False)
 
     ``image`` is a reflectance composite (or, with ``features_ready``, an image that already has the
     model's feature bands). ``probability`` is ``sigmoid(score)`` for a logistic model, the score
-    clamped to [0, 1] for a LASSO on the binary target, and for a LASSO on the signed distance
-    ``sigmoid(-score / 30 m)``, a monotone map from "30 m inside" (0.73) to "30 m outside" (0.27).
+    clamped to [0, 1] for a LASSO on the binary target, and for a LASSO on the distance target
+    (positive inside) ``sigmoid(score / 30 m)``, a monotone map from "30 m inside" (0.73) to
+    "30 m outside" (0.27).
     """
     import ee
 
@@ -238,8 +240,8 @@ def compile_linear(model: LinearModel, image: Any, features_ready: bool = False)
         prob = score.clamp(0, 1)
         mine = score.gt(model.cutoff)
     else:
-        prob = _sigmoid(ee, score.divide(-30.0))
-        mine = score.lt(model.cutoff)
+        prob = _sigmoid(ee, score.divide(30.0))
+        mine = score.gt(model.cutoff)
     return ee.Image.cat([score, prob.toFloat().rename("probability"), mine.toByte().rename("mine")])
 
 
