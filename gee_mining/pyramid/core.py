@@ -427,9 +427,6 @@ def run_exhaustive(ee, spec: PyramidSpec, cells: Sequence[dict[str, Any]], detec
     run = detector.detect(ee, fine)
     result = PyramidResult(spec, [], [fine], [[]], run.detections, run.cost)
     if polygons is not None:
-        from ..tables import iter_features
-
-        del iter_features
         touched = score_mines(ee, fine, polygons, id_column)
         result.known_mines = sorted(touched)
         result.detected_mines = mines_hit(run.detections, known_polygons(ee, polygons, id_column, result.known_mines))
