@@ -351,8 +351,9 @@ def demo_steps() -> list[Callable]:
     """The pipeline steps after the grid, in order; each is its module's ``demo_step(ee, report, ctx)``."""
     from . import imagery
     from .detect import demo as detect_demo
+    from .pyramid import demo as pyramid_demo
 
-    return [imagery.demo_step, detect_demo.demo_step]
+    return [imagery.demo_step, pyramid_demo.demo_step, detect_demo.demo_step]
 
 
 def run_grid_step(ee, report, table_id: str, out: Path, progress: Callable[[str], None]) -> tuple[dict, dict]:

@@ -124,12 +124,14 @@ def prepare_simulated(
     months: int = 1,
     seed: int = 0,
     project: str = "gee-mining-pyramid",
+    engine_project: str | None = None,
     progress=None,
 ) -> SimulatedPyramid:
     """Generate :func:`generate_pyramid_world`, export its composite once (on the world's engine), then connect
     ``ee`` to ``base_catalog`` plus two assets: the composite (``projects/<project>/assets/composite``) and the
     world's mines (``projects/<project>/assets/world_mines``). The world's own Sentinel-2 collections are not
-    served afterwards, so a caller's engine keeps its own."""
+    served afterwards, so a caller's engine keeps its own; ``engine_project``: the project of that last connection
+    (default ``project``)."""
     import ee
 
     from ..connect import connect
@@ -159,6 +161,6 @@ def prepare_simulated(
     text += f'\n[[table]]\nid = "{mines_id}"\npath = "{mines_path.resolve()}"\n'
     catalog = out / "catalog_pyramid.toml"
     catalog.write_text(text)
-    connect("local", project=project, catalog=catalog, storage_root=storage)
+    connect("local", project=engine_project or project, catalog=catalog, storage_root=storage)
     say(f"[pyramid] composite exported and served as {composite_id}")
     return SimulatedPyramid(world, epsg, bounds, composite_id, mines_id, catalog)
