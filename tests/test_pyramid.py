@@ -235,3 +235,38 @@ def test_input_errors_are_clear():
         PyramidSpec.of([5500, 2750], thresholds=[0.1])
     with pytest.raises(InputError, match="zoom label"):
         PyramidSpec.of([44000, 22000])
+
+
+def test_cli_plan_counts_cells_of_the_real_polygons(capsys):
+    """The plan's level-0 count is the land over the cell area; the cells with mines at each level equal
+    shapely's count of grid squares touching the polygons (reprojected to each polygon's UTM zone)."""
+    from conftest import shared_file
+
+    from gee_mining.cli import main
+    from gee_mining.pyramid.plan import LAND_KM2
+
+    path = shared_file("polygons/mining_tropics_demo.gpkg")
+    assert main(["pyramid", "plan", "--polygons", str(path), "--levels", "44000,22000", "--zooms", "11,12"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    first, second = out["levels"][0], out["levels"][1]
+    assert first["cells evaluated"] == math.ceil(LAND_KM2 * 1e6 / 44000**2)
+    assert second["cells evaluated"] == 4 * first["cells kept"]
+    import pyogrio
+    import pyproj
+
+    _, _, wkb, _ = pyogrio.raw.read(path)
+    for level, size in ((first, 44000), (second, 22000)):
+        cells = set()
+        for g in shapely.from_wkb(wkb):
+            c = g.centroid
+            epsg = (32600 if c.y >= 0 else 32700) + min(60, int((c.x + 180) // 6) + 1)
+            tf = pyproj.Transformer.from_crs(4326, epsg, always_xy=True)
+            u = shapely.transform(
+                shapely.segmentize(g, 0.01), lambda xy, tf=tf: np.column_stack(tf.transform(xy[:, 0], xy[:, 1]))
+            )
+            x0, y0, x1, y1 = u.bounds
+            for i in range(int(x0 // size), int(x1 // size) + 1):
+                for j in range(int(y0 // size), int(y1 // size) + 1):
+                    if shapely.box(i * size, j * size, (i + 1) * size, (j + 1) * size).intersects(u):
+                        cells.add((epsg, i, j))
+        assert abs(level["cells with mines"] - len(cells)) <= max(1, 0.01 * len(cells))
