@@ -420,6 +420,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_study_cli(sub)
 
+    from .pyramid.cli import add_cli as add_pyramid_cli
+
+    add_pyramid_cli(sub)
+
     p = sub.add_parser("world", help="write a SIMULATED Sentinel-2 world (scenes, cloud scores, land cover) + catalog")
     p.add_argument("--out", default="runs/world", help="output folder (default runs/world)")
     p.add_argument("--polygons", help="mine polygon file to build around (default: generated polygons)")

@@ -404,9 +404,16 @@ def demo_steps() -> list[Callable]:
     from . import imagery
     from .classify import demo as classify_demo
     from .detect import demo as detect_demo
+    from .pyramid import demo as pyramid_demo
     from .study import demo as study_demo
 
-    return [imagery.demo_step, study_demo.demo_step, classify_demo.demo_step, detect_demo.demo_step]
+    return [
+        imagery.demo_step,
+        study_demo.demo_step,
+        classify_demo.demo_step,
+        detect_demo.demo_step,
+        pyramid_demo.demo_step,
+    ]
 
 
 def run_grid_step(ee, report, table_id: str, out: Path, progress: Callable[[str], None]) -> tuple[dict, dict]:

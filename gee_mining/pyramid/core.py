@@ -1,0 +1,508 @@
+"""The pyramid: coarse-to-fine search for mines, with its cost accounted.
+
+A run starts from the cells of a coarse grid level over a region (for example 5500 m, or 44 km for
+a continent), scores every cell server-side from a one-band mine-probability image (the share of
+its pixels whose probability exceeds ``pixel_threshold``, by ``Image.reduceRegions`` at a coarse
+``scale``: one number per cell, cheap), keeps the cells whose score reaches the level's threshold,
+splits each kept cell into its 4 children (the grid's nesting: cells of size ``s`` on the UTM grid
+whose origin is the projection's origin split exactly into cells of ``s/2``), and repeats. The cells
+that survive the finest level go to a detector (:class:`~gee_mining.pyramid.detectors.Detector`:
+YOLO on exported patches, or the documented pixel-model detector). Dropped cells are never looked
+at again: every cell inside a dropped cell stays negative.
+
+Thresholds come from :func:`calibrate`: on a region whose mines are known, it runs the same
+levels and picks each level's threshold as high as it can while the level keeps a target share of
+the known mines still alive (a mine is alive at a level while some evaluated cell that touches it is
+kept). Everything the run costs is counted per level (:class:`LevelStats`) and compared with an
+exhaustive run of the same detector on every finest-level cell (:func:`exhaustive_cells`).
+
+Server-side graphs use only Earth Engine algorithms (``reduceRegions``, ``Reducer.mean``/``count``,
+``Image.gt``, ``FeatureCollection.filterBounds``...); cell indices, splitting and bookkeeping are
+small pure functions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InputError
+from ..grid import GridSpec, check_nesting
+
+MAX_ERROR_M = 1.0
+BATCH = 2000  # cells per reduceRegions request
+
+
+# -- specs ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PyramidSpec:
+    """The levels (coarse to fine, each half the previous), how each is scored, and the kept-cell thresholds.
+
+    ``scales``: metres per pixel at which each level's score is computed (default: cell size / 64, at
+    least 10 m: 86 m for 5500 m cells, 21 m for 1375 m). ``pixel_threshold``: a pixel counts as mine
+    when its probability exceeds it. ``thresholds``: per level, the least score (share of mine pixels,
+    0..1) a cell needs to be kept; ``None`` keeps every cell of that level (no screening there). The
+    detector runs on the cells kept at the last level.
+    """
+
+    levels: tuple[GridSpec, ...]
+    scales: tuple[float, ...] = ()
+    pixel_threshold: float = 0.5
+    thresholds: tuple[float | None, ...] = ()
+
+    def __post_init__(self) -> None:
+        levels = tuple(self.levels)
+        if not levels:
+            raise InputError("a pyramid needs at least one grid level, e.g. 5500,2750,1375.")
+        check_nesting(levels)
+        object.__setattr__(self, "levels", levels)
+        scales = tuple(float(s) for s in self.scales) or tuple(max(10.0, lv.cell_size / 64) for lv in levels)
+        if len(scales) != len(levels) or not all(s > 0 for s in scales):
+            raise InputError(f"scales {self.scales}: give one positive scale (metres) per level ({len(levels)}).")
+        object.__setattr__(self, "scales", scales)
+        thresholds = tuple(self.thresholds) or (None,) * len(levels)
+        if len(thresholds) != len(levels):
+            raise InputError(f"thresholds {self.thresholds}: give one per level ({len(levels)}), None to keep all.")
+        for t in thresholds:
+            if t is not None and not 0 <= t <= 1:
+                raise InputError(f"threshold {t}: a cell's score is a share of pixels, 0..1.")
+        object.__setattr__(self, "thresholds", thresholds)
+        if not 0 <= self.pixel_threshold < 1:
+            raise InputError(f"pixel_threshold {self.pixel_threshold}: a probability in 0..1.")
+
+    @classmethod
+    def of(cls, sizes: Iterable[float], zooms: Iterable[int] | None = None, **kwargs: Any) -> PyramidSpec:
+        """A spec from cell sizes (``[5500, 2750, 1375]``); sizes outside 5500/2750/1375 need ``zooms``."""
+        sizes = [float(s) for s in sizes]
+        zooms = list(zooms) if zooms is not None else [None] * len(sizes)
+        if len(zooms) != len(sizes):
+            raise InputError(f"zooms {zooms}: give one zoom label per level ({len(sizes)}).")
+        return cls(tuple(GridSpec.of(s, z) for s, z in zip(sizes, zooms, strict=True)), **kwargs)
+
+    def with_thresholds(self, thresholds: Sequence[float | None]) -> PyramidSpec:
+        import dataclasses
+
+        return dataclasses.replace(self, thresholds=tuple(thresholds))
+
+
+# -- cells (pure) ----------------------------------------------------------------------------------
+
+
+def cell_row(epsg: int, x: int, y: int, spec: GridSpec) -> dict[str, Any]:
+    """A cell as a grid row (``name``, ``epsg``, ``cell_x``, ``cell_y``, ``cell_size``, ``zoom``), as
+    :func:`gee_mining.grid.pixel_grid`, exports and detectors read them."""
+    return {
+        "name": f"z{spec.zoom}_{epsg}_{x}_{y}",
+        "epsg": int(epsg),
+        "cell_x": int(x),
+        "cell_y": int(y),
+        "cell_size": spec.cell_size,
+        "zoom": spec.zoom,
+    }
+
+
+def children(row: dict[str, Any], child: GridSpec) -> list[dict[str, Any]]:
+    """The 4 cells of the next finer level inside ``row``'s cell (the grid's nesting)."""
+    x, y = 2 * row["cell_x"], 2 * row["cell_y"]
+    return [cell_row(row["epsg"], x + dx, y + dy, child) for dy in (1, 0) for dx in (0, 1)]
+
+
+def descendants(rows: Iterable[dict[str, Any]], levels: Sequence[GridSpec]) -> list[dict[str, Any]]:
+    """Every cell of ``levels[-1]`` inside ``rows`` (cells of ``levels[0]``)."""
+    out = list(rows)
+    for spec in levels[1:]:
+        out = [c for r in out for c in children(r, spec)]
+    return out
+
+
+def start_cells(ee, region, spec: GridSpec, epsg: int, inside: bool = True) -> list[dict[str, Any]]:
+    """The cells of ``spec`` in zone ``epsg`` over ``region`` (an ``ee.Geometry``), server-side
+    (``Geometry.coveringGrid``); with ``inside``, only the cells the region contains whole."""
+    proj = ee.Projection(f"EPSG:{epsg}")
+    cells = region.coveringGrid(proj.atScale(spec.cell_size))
+    if inside:
+        cells = cells.map(lambda c: c.set("inside", region.contains(c.geometry(), MAX_ERROR_M, proj))).filter(
+            ee.Filter.eq("inside", True)
+        )
+    ids = cells.aggregate_array("system:index").getInfo()
+    out = []
+    for cid in ids:
+        x, y = (int(v) for v in cid.split(","))
+        out.append(cell_row(epsg, x, y, spec))
+    if not out:
+        raise InputError(f"the region holds no whole {spec.cell_size:g} m cell in EPSG:{epsg}: give a larger region.")
+    return sorted(out, key=lambda r: (-r["cell_y"], r["cell_x"]))
+
+
+# -- server-side scoring ---------------------------------------------------------------------------
+
+
+def score_collection(ee, probability, rows: Sequence[dict[str, Any]], scale: float, pixel_threshold: float,
+                     polygons=None, id_column: str = "id"):  # fmt: skip
+    """The graph of one batch: each cell (same zone) with ``score`` (share of unmasked pixels whose probability
+    exceeds ``pixel_threshold``, at ``scale`` metres in the cell's zone) and ``pixels`` (how many pixels that
+    share is of); with ``polygons``, also ``mines``: the ids of the known polygons the cell touches."""
+    from ..grid import ee_cell_geometry
+
+    epsg = rows[0]["epsg"]
+    fc = ee.FeatureCollection([ee.Feature(ee_cell_geometry(ee, r), {"name": r["name"]}) for r in rows])
+    hits = ee.Image(probability).gt(pixel_threshold).rename("hit")
+    reducer = ee.Reducer.mean().combine(ee.Reducer.count(), sharedInputs=True)
+    scored = hits.reduceRegions(collection=fc, reducer=reducer, scale=scale, crs=f"EPSG:{epsg}")
+    if polygons is not None:
+        known = ee.FeatureCollection(polygons)
+        scored = scored.map(lambda c: c.set("mines", known.filterBounds(c.geometry()).aggregate_array(id_column)))
+    return scored
+
+
+def score_cells(ee, probability, rows: Sequence[dict[str, Any]], scale: float, pixel_threshold: float,
+                polygons=None, id_column: str = "id") -> dict[str, dict[str, Any]]:  # fmt: skip
+    """``{cell name: {"score", "pixels", "mines"}}`` for ``rows``, computed server-side in batches per zone."""
+    from ..tables import iter_features
+
+    out: dict[str, dict[str, Any]] = {}
+    by_zone: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_zone.setdefault(r["epsg"], []).append(r)
+    for zone_rows in by_zone.values():
+        for i in range(0, len(zone_rows), BATCH):
+            batch = zone_rows[i : i + BATCH]
+            fc = score_collection(ee, probability, batch, scale, pixel_threshold, polygons, id_column)
+            for f in iter_features(fc):
+                p = f["properties"]
+                out[p["name"]] = {
+                    "score": float(p.get("mean") or 0.0),
+                    "pixels": int(p.get("count") or 0),
+                    "mines": [str(m) for m in p.get("mines", [])],
+                }
+    missing = [r["name"] for r in rows if r["name"] not in out]
+    if missing:
+        raise RuntimeError(f"the engine returned no score for {len(missing)} cell(s), e.g. {missing[0]}")
+    return out
+
+
+# -- results ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class LevelStats:
+    """What one level cost and kept."""
+
+    zoom: int
+    cell_size: float
+    scale: float
+    threshold: float | None
+    cells_evaluated: int
+    cells_kept: int
+    pixels: int  # pixels scored server-side (unmasked, at ``scale``)
+    positives_evaluated: int = 0  # cells touching a known mine (labelled runs)
+    positives_kept: int = 0
+    mines_alive: int = 0  # known mines touched by a kept cell
+    mines_dropped: list[str] = field(default_factory=list)  # known mines no kept cell touches any more
+
+
+@dataclass
+class DetectorCost:
+    """What a detector run on a set of finest-level cells cost."""
+
+    cells: int
+    patches_exported: int
+    patches_seen: int
+    pixels: int  # pixels of the exported patches (server-side)
+    bytes_exported: int
+    seconds: float = 0.0
+
+
+@dataclass
+class PyramidResult:
+    """A run: per-level statistics, the kept and dropped cells of each level, and the detector's output."""
+
+    spec: PyramidSpec
+    levels: list[LevelStats]
+    kept: list[list[dict[str, Any]]]  # per level, kept cells (rows with their score)
+    dropped: list[list[dict[str, Any]]]  # per level, dropped cells
+    detections: list[Any] = field(default_factory=list)
+    detector: DetectorCost | None = None
+    known_mines: list[str] = field(default_factory=list)
+    detected_mines: list[str] = field(default_factory=list)
+
+    @property
+    def fine_cells(self) -> list[dict[str, Any]]:
+        return self.kept[-1]
+
+    @property
+    def recall(self) -> float | None:
+        """Share of the known mines a detection touches (None when no mines are known)."""
+        if not self.known_mines:
+            return None
+        return len(self.detected_mines) / len(self.known_mines)
+
+    def dropped_at(self) -> dict[str, int]:
+        """Known mine id -> the zoom of the level that dropped it."""
+        return {m: lv.zoom for lv in self.levels for m in lv.mines_dropped}
+
+    def cost_rows(self) -> list[dict[str, Any]]:
+        rows = [
+            {
+                "stage": f"screen z{lv.zoom} ({lv.cell_size:g} m at {lv.scale:g} m/px)",
+                "threshold": lv.threshold,
+                "cells evaluated": lv.cells_evaluated,
+                "cells kept": lv.cells_kept,
+                "pixels server-side": lv.pixels,
+                "patches exported": 0,
+                "patches seen by detector": 0,
+                "known mines alive": lv.mines_alive,
+            }
+            for lv in self.levels
+        ]
+        if self.detector is not None:
+            rows.append(detector_row("detector", self.detector, len(self.detected_mines)))
+        return rows
+
+
+def detector_row(stage: str, cost: DetectorCost, mines: int) -> dict[str, Any]:
+    return {
+        "stage": stage,
+        "threshold": None,
+        "cells evaluated": cost.cells,
+        "cells kept": None,
+        "pixels server-side": cost.pixels,
+        "patches exported": cost.patches_exported,
+        "patches seen by detector": cost.patches_seen,
+        "known mines alive": mines,
+    }
+
+
+# -- the search -------------------------------------------------------------------------------------
+
+
+def _choose_threshold(best: dict[str, float], target: float) -> tuple[float, list[str]]:
+    """The highest threshold that keeps at least ``target`` of the mines (by each mine's best cell score).
+
+    A mine whose best score is 0 cannot be kept by any positive threshold; such mines are the first
+    dropped, and the threshold never goes to 0 (which would keep every cell)."""
+    if not best:
+        return 1.0, []
+    scores = sorted(best.values(), reverse=True)
+    k = max(1, math.ceil(target * len(scores) - 1e-9))
+    t = scores[k - 1]
+    if t <= 0:
+        positive = [s for s in scores if s > 0]
+        t = min(positive) if positive else 1.0
+    return t, sorted(m for m, s in best.items() if s < t)
+
+
+def run_levels(
+    ee,
+    probability,
+    spec: PyramidSpec,
+    cells: Sequence[dict[str, Any]],
+    polygons=None,
+    id_column: str = "id",
+    calibrate_to: float | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> PyramidResult:
+    """Screen ``cells`` (of ``spec.levels[0]``) level by level; with ``calibrate_to``, choose each level's threshold
+    on the known ``polygons`` so the level keeps that share of the mines still alive (see :func:`calibrate`)."""
+    say = progress or (lambda msg: None)
+    if not cells:
+        raise InputError("no cells to start from: give the region's cells of the first level (start_cells).")
+    sizes = {float(r["cell_size"]) for r in cells}
+    if sizes != {spec.levels[0].cell_size}:
+        raise InputError(f"start cells of {sorted(sizes)} m: the first level is {spec.levels[0].cell_size:g} m.")
+    labelled = polygons is not None
+    if calibrate_to is not None and not labelled:
+        raise InputError("calibration needs the known mine polygons (polygons=...).")
+    per_level_target = None
+    if calibrate_to is not None:
+        if not 0 < calibrate_to <= 1:
+            raise InputError(f"target recall {calibrate_to}: a share in (0, 1].")
+        per_level_target = calibrate_to ** (1 / len(spec.levels))
+    known: set[str] | None = None
+    alive: set[str] = set()
+    result = PyramidResult(spec, [], [], [])
+    thresholds = list(spec.thresholds)
+    current = [dict(r) for r in cells]
+    for i, (level, scale) in enumerate(zip(spec.levels, spec.scales, strict=True)):
+        if i > 0:
+            current = [c for r in result.kept[-1] for c in children(r, level)]
+        scores = (
+            score_cells(ee, probability, current, scale, spec.pixel_threshold, polygons, id_column) if current else {}
+        )
+        for r in current:
+            r.update(scores[r["name"]])
+        if labelled:
+            touched = {m for r in current for m in r["mines"]}
+            if known is None:
+                known = touched
+                alive = set(touched)
+            else:
+                alive &= touched
+        if per_level_target is not None:
+            best = {m: 0.0 for m in alive}
+            for r in current:
+                for m in r["mines"]:
+                    if m in best:
+                        best[m] = max(best[m], r["score"])
+            thresholds[i], _ = _choose_threshold(best, per_level_target)
+        t = thresholds[i]
+        kept = [r for r in current if t is None or r["score"] >= t]
+        dropped = [r for r in current if not (t is None or r["score"] >= t)]
+        stats = LevelStats(level.zoom, level.cell_size, scale, t, len(current), len(kept),
+                           sum(r["pixels"] for r in current))  # fmt: skip
+        if labelled:
+            stats.positives_evaluated = sum(bool(r["mines"]) for r in current)
+            stats.positives_kept = sum(bool(r["mines"]) for r in kept)
+            still = {m for r in kept for m in r["mines"]} & alive
+            stats.mines_dropped = sorted(alive - still)
+            alive = still
+            stats.mines_alive = len(alive)
+        result.levels.append(stats)
+        result.kept.append(kept)
+        result.dropped.append(dropped)
+        say(f"[pyramid] z{level.zoom} ({level.cell_size:g} m): {len(kept)}/{len(current)} cells kept (threshold {t})")
+    result.spec = spec.with_thresholds(thresholds)
+    result.known_mines = sorted(known or ())
+    return result
+
+
+def calibrate(ee, probability, spec: PyramidSpec, cells, polygons, target_recall: float = 0.98,
+              id_column: str = "id", progress=None) -> PyramidSpec:  # fmt: skip
+    """``spec`` with thresholds chosen on labelled cells: at each of the L levels, the highest score threshold
+    that keeps at least ``target_recall ** (1/L)`` of the known mines still alive, so the whole pyramid keeps
+    at least ``target_recall`` of them on this region (mines the model gives no signal at all are dropped
+    first, and reported)."""
+    return run_levels(ee, probability, spec, cells, polygons, id_column, target_recall, progress).spec
+
+
+def mines_hit(detections: Sequence[Any], polygons: dict[str, Any]) -> list[str]:
+    """Ids of the known mine polygons (EPSG:4326 shapely geometries) that some detection's polygon touches."""
+    import shapely
+
+    if not detections or not polygons:
+        return []
+    ids = list(polygons)
+    tree = shapely.STRtree([polygons[i] for i in ids])
+    hit: set[str] = set()
+    for d in detections:
+        for j in tree.query(d.geometry, predicate="intersects"):
+            hit.add(ids[int(j)])
+    return sorted(hit)
+
+
+def run_pyramid(
+    ee,
+    probability,
+    spec: PyramidSpec,
+    cells: Sequence[dict[str, Any]],
+    detector=None,
+    polygons=None,
+    id_column: str = "id",
+    progress: Callable[[str], None] | None = None,
+) -> PyramidResult:
+    """Screen level by level with ``spec``'s thresholds, then run ``detector`` on the cells kept at the finest
+    level. With ``polygons`` (known mines: an ee table id or FeatureCollection), count recall per level and the
+    detector's recall (a mine is found when a detection touches it)."""
+    if any(t is None for t in spec.thresholds[:-1]) and progress:
+        progress("[pyramid] some levels have no threshold: every cell of those levels is kept (calibrate first?)")
+    result = run_levels(ee, probability, spec, cells, polygons, id_column, None, progress)
+    if detector is not None:
+        run = detector.detect(ee, result.fine_cells)
+        result.detections, result.detector = run.detections, run.cost
+        if polygons is not None:
+            result.detected_mines = mines_hit(
+                run.detections, known_polygons(ee, polygons, id_column, result.known_mines)
+            )
+    return result
+
+
+def run_exhaustive(ee, spec: PyramidSpec, cells: Sequence[dict[str, Any]], detector, polygons=None,
+                   id_column: str = "id") -> PyramidResult:  # fmt: skip
+    """The same detector on every finest-level cell under ``cells`` (no screening): the pyramid's reference."""
+    fine = descendants(cells, spec.levels)
+    run = detector.detect(ee, fine)
+    result = PyramidResult(spec, [], [fine], [[]], run.detections, run.cost)
+    if polygons is not None:
+        touched = score_mines(ee, fine, polygons, id_column)
+        result.known_mines = sorted(touched)
+        result.detected_mines = mines_hit(run.detections, known_polygons(ee, polygons, id_column, result.known_mines))
+    return result
+
+
+def score_mines(ee, rows: Sequence[dict[str, Any]], polygons, id_column: str = "id") -> set[str]:
+    """Ids of the known mines that touch any of ``rows`` (server-side ``filterBounds``)."""
+    from ..grid import ee_cell_geometry
+
+    out: set[str] = set()
+    for i in range(0, len(rows), BATCH):
+        cells = ee.FeatureCollection([ee.Feature(ee_cell_geometry(ee, r)) for r in rows[i : i + BATCH]])
+        ids = ee.FeatureCollection(polygons).filterBounds(cells.geometry(MAX_ERROR_M)).aggregate_array(id_column)
+        out |= {str(v) for v in ids.getInfo()}
+    return out
+
+
+def known_polygons(ee, polygons, id_column: str, ids: Iterable[str]) -> dict[str, Any]:
+    """The known mines of ``ids`` as EPSG:4326 shapely geometries (read through ``ee``)."""
+    import shapely
+
+    from ..tables import iter_features
+
+    want = set(ids)
+    out = {}
+    for f in iter_features(ee.FeatureCollection(polygons)):
+        key = str(f["properties"].get(id_column, f.get("id")))
+        if key in want and f.get("geometry"):
+            out[key] = shapely.geometry.shape(f["geometry"])
+    return out
+
+
+# -- zoom-level change --------------------------------------------------------------------------------
+
+
+@dataclass
+class ZoomCheck:
+    """Labels of two grid levels side by side: negatives must stay negative across levels.
+
+    ``broken``: coarse negatives holding a fine positive (must be empty: a cell called mine-free at the coarse
+    level would hide a mine). ``fine_negatives_in_coarse_positives``: fine negatives inside a coarse positive
+    (allowed only where chosen on purpose, e.g. hard negatives next to mines; listed so they can be checked).
+    """
+
+    coarse_zoom: int
+    fine_zoom: int
+    broken: list[tuple[str, str]]
+    fine_negatives_in_coarse_positives: list[tuple[str, str]]
+
+    @property
+    def ok(self) -> bool:
+        return not self.broken
+
+
+def zoom_check(coarse, fine) -> ZoomCheck:
+    """Compare two :class:`gee_mining.grid.GridTable` levels of the same polygons (``fine`` nested in ``coarse``)."""
+    ratio = coarse.spec.cell_size / fine.spec.cell_size
+    k = round(math.log2(ratio))
+    if k < 1 or abs(2**k - ratio) > 1e-9 or coarse.spec.projection != fine.spec.projection:
+        raise InputError(
+            f"levels {coarse.spec.cell_size:g} m and {fine.spec.cell_size:g} m do not nest: the coarse size must be "
+            "the fine size times a power of 2, on the same grid projection."
+        )
+    by_key = {(r["epsg"], r["cell_x"], r["cell_y"]): r for r in coarse.rows}
+
+    def parent(r):
+        return by_key.get((r["epsg"], r["cell_x"] >> k, r["cell_y"] >> k))
+
+    broken, allowed = [], []
+    for r in fine.rows:
+        p = parent(r)
+        if p is None:
+            continue
+        if r["label"] == 1 and p["label"] == 0:
+            broken.append((p["name"], r["name"]))
+        elif r["label"] == 0 and p["label"] == 1:
+            allowed.append((p["name"], r["name"]))
+    return ZoomCheck(coarse.spec.zoom, fine.spec.zoom, broken, allowed)

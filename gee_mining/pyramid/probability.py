@@ -1,0 +1,170 @@
+"""A mine-probability image for screening: logistic regression on pixel tables, written as an ee.Image.
+
+TEMPORARY: ``_fit_logistic_image`` is the one stand-in for ``gee_mining.classify``'s ``LinearModel``
+(issue 10), which compiles the same JSON (``kind``, ``features``, ``mean``, ``scale``, ``coef``,
+``intercept``, ``threshold``) to an ee.Image expression. When that lands, the lead replaces
+:func:`_fit_logistic_image` with it; the pyramid itself takes *any* one-band probability image.
+
+Why a pixel model: screening needs a probability that Earth Engine can compute per pixel at any
+scale over a whole region, from the composite alone; the pyramid then aggregates it per cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InputError
+
+FEATURE_INDICES: tuple[str, ...] = ("NDVI", "NDWI", "NBR", "NDBI")
+"""Indices added to the 12 reflectance bands as features of the screening model."""
+
+
+@dataclass(frozen=True)
+class ProbabilityModel:
+    """A fitted pixel model as the image it compiles to, and its JSON form (``LinearModel``'s schema)."""
+
+    image: Any  # one-band ee.Image "probability", 0..1
+    spec: dict  # {"kind": "logistic", "features", "mean", "scale", "coef", "intercept", "threshold"}
+    train_pixels: int
+    train_mine_pixels: int
+
+
+def logistic_image(features, spec: dict):
+    """``sigmoid(sum(coef * (x - mean) / scale) + intercept)`` as a one-band ``probability`` image."""
+    import ee
+
+    names = list(spec["features"])
+    x = ee.Image(features).select(names)
+    z = (
+        x.subtract(ee.Image.constant(list(spec["mean"])))
+        .divide(ee.Image.constant(list(spec["scale"])))
+        .multiply(ee.Image.constant(list(spec["coef"])))
+        .reduce(ee.Reducer.sum())
+        .add(float(spec["intercept"]))
+    )
+    return ee.Image(1).divide(z.multiply(-1).exp().add(1)).rename("probability").toFloat()
+
+
+def _fit_logistic_image(
+    features, table, names: Sequence[str], label: str = "_mine", C: float = 1.0, threshold: float = 0.5
+) -> ProbabilityModel:
+    """TEMPORARY stand-in for ``gee_mining.classify.LinearModel`` (issue 10): fit scikit-learn's logistic
+    regression on a pixel table (a pandas DataFrame with the feature columns and ``label``), standardised
+    features, class-balanced, and write it as an ee.Image expression over ``features``."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    names = list(names)
+    missing = [c for c in [*names, label] if c not in table.columns]
+    if missing:
+        raise InputError(f"pixel table lacks column(s) {', '.join(missing)}: sample the feature image with its labels.")
+    data = table.dropna(subset=names + [label])
+    y = data[label].to_numpy() > 0.5
+    if y.all() or not y.any():
+        raise InputError("the pixel table holds only one class: sample cells with and without mines.")
+    x = data[names].to_numpy(dtype=float)
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    clf = LogisticRegression(C=C, class_weight="balanced", max_iter=2000).fit((x - mean) / scale, y)
+    spec = {
+        "kind": "logistic",
+        "features": names,
+        "mean": [float(v) for v in mean],
+        "scale": [float(v) for v in scale],
+        "coef": [float(v) for v in clf.coef_[0]],
+        "intercept": float(clf.intercept_[0]),
+        "threshold": float(threshold),
+    }
+    return ProbabilityModel(logistic_image(features, spec), spec, int(len(y)), int(np.sum(y)))
+
+
+def fit_probability(ee, composite, region, polygons, pixels: int = 2000, scale: float = 10.0, seed: int = 0,
+                    indices: Sequence[str] = FEATURE_INDICES) -> ProbabilityModel:  # fmt: skip
+    """Sample ``pixels`` pixels per class over ``region`` (server-side ``stratifiedSample`` of ``composite`` with its
+    indices and the ``_mine`` label painted from ``polygons``), fit the temporary logistic model on that pixel
+    table, and return it as a probability image over ``composite``."""
+    import pandas as pd
+
+    from ..indices import add_indices
+    from ..tables import iter_features
+
+    features = add_indices(ee.Image(composite), list(indices))
+    mine = ee.Image(0).byte().paint(ee.FeatureCollection(polygons), 1).rename("_mine")
+    sample = features.addBands(mine).stratifiedSample(
+        numPoints=pixels, classBand="_mine", region=region, scale=scale, seed=seed, geometries=False
+    )
+    table = pd.DataFrame([f["properties"] for f in iter_features(sample)])
+    names = [b for b in ee.Image(composite).bandNames().getInfo()] + list(indices)
+    return _fit_logistic_image(features, table, names)
+
+
+def composite_bands(composite_spec=None) -> list[str]:
+    from ..sentinel2 import CompositeSpec
+
+    return list((composite_spec or CompositeSpec()).bands)
+
+
+def export_composite(ee, epsg: int, bounds: Sequence[float], composite_spec=None, destination: str = "gs://gee-mining-pyramid/composite",
+                     name: str = "composite", download_to=None, progress=None):  # fmt: skip
+    """Export the composite of a rectangle (``bounds`` = xmin, ymin, xmax, ymax in ``EPSG:epsg``, multiples of
+    10 m) on its 10 m lattice as one cloud-optimized GeoTIFF (``Export.image.toCloudStorage``), so that screening
+    and the fine-level detector read it as an image asset instead of recomputing the median of every scene at each
+    level (on Earth Engine, ``Export.image.toAsset`` does the same). Returns the local copy's path."""
+    from pathlib import Path
+
+    from ..exports import open_bucket, wait_for
+    from ..sentinel2 import composite
+
+    xmin, ymin, xmax, ymax = (float(v) for v in bounds)
+    width, height = round((xmax - xmin) / 10), round((ymax - ymin) / 10)
+    if width <= 0 or height <= 0 or abs(width * 10 - (xmax - xmin)) > 1e-6 or abs(height * 10 - (ymax - ymin)) > 1e-6:
+        raise InputError(f"bounds {tuple(bounds)}: give xmin < xmax, ymin < ymax, on multiples of 10 m.")
+    region = ee.Geometry.Rectangle([xmin, ymin, xmax, ymax], f"EPSG:{epsg}", False)
+    bucket, _, prefix = destination.removeprefix("gs://").partition("/")
+    key = f"{prefix.strip('/')}/{name}" if prefix.strip("/") else name
+    task = ee.batch.Export.image.toCloudStorage(
+        composite(region, composite_spec), description=f"pyramid_{name}", bucket=bucket, fileNamePrefix=key,
+        crs=f"EPSG:{epsg}", crsTransform=[10, 0, xmin, 0, -10, ymax], dimensions=f"{width}x{height}",
+        maxPixels=int(1e10), fileFormat="GeoTIFF", formatOptions={"cloudOptimized": True},
+    )  # fmt: skip
+    task.start()
+    (status,) = wait_for([task], progress=progress)
+    if status.get("state") != "COMPLETED":
+        raise RuntimeError(f"the composite export failed: {status.get('error_message', status)}")
+    target = Path(download_to or ".") / f"{name}.tif"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    open_bucket(bucket).download(f"{key}.tif", target)
+    _band_interleaved(target)
+    return target
+
+
+def _band_interleaved(path) -> None:
+    """Rewrite a multi-band GeoTIFF band-interleaved and uncompressed, in place (same pixels, georeference and
+    band names): reading one band of a window then decodes that band only, not all of them."""
+    import os
+
+    import rasterio
+
+    tmp = path.with_name(f".partial-{path.name}")
+    with rasterio.open(path) as src:
+        profile = {**src.profile, "interleave": "band", "tiled": True, "blockxsize": 256, "blockysize": 256,
+                   "compress": None}  # fmt: skip
+        with rasterio.open(tmp, "w", **profile) as dst:
+            for i in range(1, src.count + 1):
+                dst.write(src.read(i), i)
+            dst.descriptions = src.descriptions
+    os.replace(tmp, path)
+
+
+def composite_catalog(path, asset_id: str, composite_spec=None) -> str:
+    """A catalog ``[[image]]`` entry serving an exported composite GeoTIFF under ``asset_id``."""
+    import json
+    from pathlib import Path
+
+    bands = composite_bands(composite_spec)
+    return (
+        f'\n[[image]]\nid = "{asset_id}"\npath = {json.dumps(str(Path(path).resolve()))}\n'
+        f"band_names = {json.dumps(bands)}\n"
+    )
