@@ -1,9 +1,6 @@
-"""A mine-probability image for screening: logistic regression on pixel tables, written as an ee.Image.
-
-TEMPORARY: ``_fit_logistic_image`` is the one stand-in for ``gee_mining.classify``'s ``LinearModel``
-(issue 10), which compiles the same JSON (``kind``, ``features``, ``mean``, ``scale``, ``coef``,
-``intercept``, ``threshold``) to an ee.Image expression. When that lands, the lead replaces
-:func:`_fit_logistic_image` with it; the pyramid itself takes *any* one-band probability image.
+"""A mine-probability image for screening: a logistic regression on a server-side pixel sample, deployed
+with ``gee_mining.classify`` (``LinearModel`` compiled to an ee.Image), so the pyramid screens with exactly the
+model the classifiers would deploy; the pyramid itself takes *any* one-band probability image.
 
 Why a pixel model: screening needs a probability that Earth Engine can compute per pixel at any
 scale over a whole region, from the composite alone; the pyramid then aggregates it per cell.
@@ -23,38 +20,25 @@ FEATURE_INDICES: tuple[str, ...] = ("NDVI", "NDWI", "NBR", "NDBI")
 
 @dataclass(frozen=True)
 class ProbabilityModel:
-    """A fitted pixel model as the image it compiles to, and its JSON form (``LinearModel``'s schema)."""
+    """A fitted pixel model as the image it compiles to, and the model itself (its JSON is the classifiers')."""
 
     image: Any  # one-band ee.Image "probability", 0..1
-    spec: dict  # {"kind": "logistic", "features", "mean", "scale", "coef", "intercept", "threshold"}
+    model: Any  # gee_mining.classify.LinearModel
     train_pixels: int
     train_mine_pixels: int
 
 
-def logistic_image(features, spec: dict):
-    """``sigmoid(sum(coef * (x - mean) / scale) + intercept)`` as a one-band ``probability`` image."""
-    import ee
-
-    names = list(spec["features"])
-    x = ee.Image(features).select(names)
-    z = (
-        x.subtract(ee.Image.constant(list(spec["mean"])))
-        .divide(ee.Image.constant(list(spec["scale"])))
-        .multiply(ee.Image.constant(list(spec["coef"])))
-        .reduce(ee.Reducer.sum())
-        .add(float(spec["intercept"]))
-    )
-    return ee.Image(1).divide(z.multiply(-1).exp().add(1)).rename("probability").toFloat()
-
-
-def _fit_logistic_image(
-    features, table, names: Sequence[str], label: str = "_mine", C: float = 1.0, threshold: float = 0.5
-) -> ProbabilityModel:
-    """TEMPORARY stand-in for ``gee_mining.classify.LinearModel`` (issue 10): fit scikit-learn's logistic
-    regression on a pixel table (a pandas DataFrame with the feature columns and ``label``), standardised
-    features, class-balanced, and write it as an ee.Image expression over ``features``."""
+def fit_logistic(features, table, names: Sequence[str], label: str = "_mine", C: float = 1.0,
+                 threshold: float = 0.5) -> ProbabilityModel:  # fmt: skip
+    """Fit scikit-learn's class-balanced logistic regression on standardised features of a pixel table (a pandas
+    DataFrame with the feature columns and ``label``) and compile it over ``features`` (an image that has those
+    bands) with ``classify.compile_linear``."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from ..classify import LinearModel, compile_linear
 
     names = list(names)
     missing = [c for c in [*names, label] if c not in table.columns]
@@ -65,25 +49,16 @@ def _fit_logistic_image(
     if y.all() or not y.any():
         raise InputError("the pixel table holds only one class: sample cells with and without mines.")
     x = data[names].to_numpy(dtype=float)
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale[scale == 0] = 1.0
-    clf = LogisticRegression(C=C, class_weight="balanced", max_iter=2000).fit((x - mean) / scale, y)
-    spec = {
-        "kind": "logistic",
-        "features": names,
-        "mean": [float(v) for v in mean],
-        "scale": [float(v) for v in scale],
-        "coef": [float(v) for v in clf.coef_[0]],
-        "intercept": float(clf.intercept_[0]),
-        "threshold": float(threshold),
-    }
-    return ProbabilityModel(logistic_image(features, spec), spec, int(len(y)), int(np.sum(y)))
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(C=C, class_weight="balanced", max_iter=2000)).fit(x, y)
+    model = LinearModel.from_sklearn(pipe, names, threshold=threshold, source="gee_mining.pyramid screening model")
+    image = compile_linear(model, features, features_ready=True).select("probability")
+    return ProbabilityModel(image, model, int(len(y)), int(np.sum(y)))
 
 
 def fit_probability(ee, composite, region, polygons, pixels: int = 2000, scale: float = 10.0, seed: int = 0,
                     indices: Sequence[str] = FEATURE_INDICES) -> ProbabilityModel:  # fmt: skip
     """Sample ``pixels`` pixels per class over ``region`` (server-side ``stratifiedSample`` of ``composite`` with its
-    indices and the ``_mine`` label painted from ``polygons``), fit the temporary logistic model on that pixel
+    indices and the ``_mine`` label painted from ``polygons``), fit a logistic model on that pixel
     table, and return it as a probability image over ``composite``."""
     import pandas as pd
 
@@ -97,7 +72,7 @@ def fit_probability(ee, composite, region, polygons, pixels: int = 2000, scale: 
     )
     table = pd.DataFrame([f["properties"] for f in iter_features(sample)])
     names = [b for b in ee.Image(composite).bandNames().getInfo()] + list(indices)
-    return _fit_logistic_image(features, table, names)
+    return fit_logistic(features, table, names)
 
 
 def composite_bands(composite_spec=None) -> list[str]:
