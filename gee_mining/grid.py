@@ -707,6 +707,16 @@ def pixel_grid(row: dict[str, Any], scale: float = 10.0) -> PixelGrid:
     return PixelGrid(f"EPSG:{epsg}", (scale, 0.0, left, 0.0, -scale, top), width, height)
 
 
+def child_indices(cell_x: int, cell_y: int) -> list[tuple[int, int]]:
+    """The indices of the 4 cells of the next finer level inside cell ``(cell_x, cell_y)``: NW, NE, SW, SE.
+
+    The grid's origin is its projection's origin, so cell ``(x, y)`` of size ``s`` is exactly the cells
+    ``(2x .. 2x+1, 2y .. 2y+1)`` of size ``s/2`` (y grows northwards).
+    """
+    x, y = 2 * int(cell_x), 2 * int(cell_y)
+    return [(x, y + 1), (x + 1, y + 1), (x, y), (x + 1, y)]
+
+
 def child_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
     """The 4 cells of the next finer level that tile a grid-table row's cell, as rows (NW, NE, SW, SE).
 
@@ -716,12 +726,11 @@ def child_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
     Used to re-plan an export that failed for being too large (``jobs``).
     """
     size = float(row["cell_size"]) / 2
-    x, y = 2 * int(row["cell_x"]), 2 * int(row["cell_y"])
     dropped = {"overlap", "polygon_ids", "pair", "distance_m", "nesting_only"}
     out = []
-    for k, (dx, dy) in enumerate(((0, 1), (1, 1), (0, 0), (1, 0))):
+    for k, (x, y) in enumerate(child_indices(row["cell_x"], row["cell_y"])):
         child = {key: value for key, value in row.items() if key not in dropped}
-        child.update(name=f"{row['name']}_q{k}", cell_size=size, cell_x=x + dx, cell_y=y + dy, parent=row["name"],
+        child.update(name=f"{row['name']}_q{k}", cell_size=size, cell_x=x, cell_y=y, parent=row["name"],
                      split_depth=int(row.get("split_depth") or 0) + 1)  # fmt: skip
         if row.get("zoom") is not None:
             child["zoom"] = int(row["zoom"]) + 1

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError
-from ..grid import GridSpec, check_nesting
+from ..grid import GridSpec, check_nesting, child_indices
 
 MAX_ERROR_M = 1.0
 BATCH = 2000  # cells per reduceRegions request
@@ -107,8 +107,7 @@ def cell_row(epsg: int, x: int, y: int, spec: GridSpec) -> dict[str, Any]:
 
 def children(row: dict[str, Any], child: GridSpec) -> list[dict[str, Any]]:
     """The 4 cells of the next finer level inside ``row``'s cell (the grid's nesting)."""
-    x, y = 2 * row["cell_x"], 2 * row["cell_y"]
-    return [cell_row(row["epsg"], x + dx, y + dy, child) for dy in (1, 0) for dx in (0, 1)]
+    return [cell_row(row["epsg"], x, y, child) for x, y in child_indices(row["cell_x"], row["cell_y"])]
 
 
 def descendants(rows: Iterable[dict[str, Any]], levels: Sequence[GridSpec]) -> list[dict[str, Any]]:

@@ -156,7 +156,8 @@ def prepare_simulated(
     composite_id = f"projects/{project}/assets/composite"
     mines_id = f"projects/{project}/assets/world_mines"
     mines_path = Path(world.out_dir) / "tables" / "mines.geojson"
-    text = Path(base_catalog).read_text() + "\n" if base_catalog else ""
+    # The base catalog is included by its absolute path: its own relative paths stay relative to it.
+    text = f"include = [{json.dumps(str(Path(base_catalog).resolve()))}]\n" if base_catalog else ""
     text += composite_catalog(path, composite_id, spec)
     text += f'\n[[table]]\nid = "{mines_id}"\npath = "{mines_path.resolve()}"\n'
     catalog = out / "catalog_pyramid.toml"
