@@ -322,3 +322,47 @@ def test_cli_dataset_and_demo_step(cells_dir, polygons_path, world, ee_local, en
     s = ctx.summary["detect"]
     assert s["positive_cells"] >= 1 and s["negative_cells"] >= 1 and s["boxes"] >= 1
     assert "Object detection" in report.render()
+
+
+def test_cut_patches_keep_pixels_and_georeference(cells_dir, polygons, tmp_path):
+    """Patches equal numpy slices of the source, at the window's corner computed from the source's affine."""
+    from gee_mining.detect import DatasetSpec, build_dataset
+    from gee_mining.detect.dataset import cut_patches
+
+    src = sorted(cells_dir.glob("*.tif"))[:2]
+    with pytest.raises(InputError, match="smaller than the patch size"):
+        cut_patches(src, tmp_path / "big", size=128)
+    assert not (tmp_path / "big").exists() and not (tmp_path / "big.partial").exists()
+    written = cut_patches(src, tmp_path / "p", size=32, stride=16, keep=lambda name, r: not name.endswith("_16_16"))
+    assert len(written) == 2 * (9 - 1)
+    for tif in src:
+        with rasterio.open(tif) as ds:
+            full, t, names = ds.read(), ds.transform, ds.descriptions
+        for col in (0, 16, 32):
+            for row in (0, 16, 32):
+                path = tmp_path / "p" / f"{tif.stem}_{col}_{row}.tif"
+                if (col, row) == (16, 16):
+                    assert not path.exists()
+                    continue
+                with rasterio.open(path) as p:
+                    np.testing.assert_array_equal(p.read(), full[:, row : row + 32, col : col + 32])
+                    assert p.descriptions == names and (p.width, p.height) == (32, 32)
+                    assert p.transform.c == pytest.approx(t.c + col * t.a) and p.transform.f == pytest.approx(
+                        t.f + row * t.e
+                    )
+    ds = build_dataset(tmp_path / "p", polygons, tmp_path / "ds", DatasetSpec())
+    assert len(ds.cells) == 16
+
+
+def test_stratified_split_balances_positives(rgb):
+    from gee_mining.detect.splits import cell_groups, geographic_folds, geographic_split
+
+    groups = cell_groups(rgb, "region", region_deg=0.006)
+    folds = geographic_folds(rgb, k=2, by="region", region_deg=0.006, stratify=True)
+    n_pos = sum(bool(c["boxes"]) for c in rgb.cells)
+    for f in folds:
+        assert not {groups[c] for c in f.train} & {groups[c] for c in f.val}
+        assert any(rgb.cell(c)["boxes"] for c in f.val) or n_pos < 2
+    split = geographic_split(rgb, 0.5, by="region", region_deg=0.006, stratify=True)
+    assert sorted(split.train + split.val) == sorted(rgb.names)
+    assert not {groups[c] for c in split.train} & {groups[c] for c in split.val}

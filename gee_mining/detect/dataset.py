@@ -432,6 +432,67 @@ def open_dataset(root: str | os.PathLike) -> DetectDataset:
     return DetectDataset(root.resolve(), DatasetSpec.from_json(d["spec"]), d["cells"])
 
 
+def cut_patches(
+    images: Any,
+    out_dir: str | os.PathLike,
+    size: int = 128,
+    stride: int | None = None,
+    keep: Callable[[str, CellRaster], bool] | None = None,
+    overwrite: bool = False,
+) -> list[Path]:
+    """Cut exported GeoTIFFs (larger cells or tiles) into ``size`` x ``size`` patch GeoTIFFs every ``stride`` pixels.
+
+    Each patch keeps every band, its band names and its exact georeference (the window's affine),
+    so :func:`build_dataset` and :func:`~gee_mining.detect.predict.predict_cells` treat it as an
+    exported cell. Patches are named ``<image stem>_<col>_<row>`` (pixel offsets of the window);
+    windows that would run past the image's right or bottom edge are not cut. ``keep(name,
+    raster)`` (optional) chooses which patches to write. ``stride < size`` gives overlapping
+    patches, so an object cut by one window's edge is seen whole in a neighbour. Written under a
+    ``.partial`` name and renamed when complete.
+    """
+    import rasterio
+    from rasterio.windows import Window
+
+    stride = int(stride or size)
+    if size < 8 or stride < 1:
+        raise InputError(f"size={size} must be >= 8 pixels and stride={stride} >= 1.")
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise InputError(f"{out} exists: choose another folder or pass overwrite=True.")
+    paths = find_cells(images)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    written = []
+    try:
+        for path in paths:
+            with rasterio.open(path) as src:
+                if src.width < size or src.height < size:
+                    raise InputError(f"{path} is {src.width} x {src.height} px, smaller than the patch size {size}.")
+                profile = {**src.profile, "width": size, "height": size, "compress": "deflate"}
+                for key in ("blockxsize", "blockysize", "tiled"):
+                    profile.pop(key, None)
+                for row in range(0, src.height - size + 1, stride):
+                    for col in range(0, src.width - size + 1, stride):
+                        window = Window(col, row, size, size)
+                        t = src.window_transform(window)
+                        name = f"{Path(path).stem}_{col}_{row}"
+                        raster = CellRaster(name, "", src.crs.to_epsg(), (t.a, t.b, t.c, t.d, t.e, t.f), size, size)
+                        if keep is not None and not keep(name, raster):
+                            continue
+                        with rasterio.open(tmp / f"{name}.tif", "w", **{**profile, "transform": t}) as dst:
+                            dst.write(src.read(window=window))
+                            dst.descriptions = src.descriptions
+                        written.append(name)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return [out / f"{n}.tif" for n in written]
+
+
 def find_cells(cells: Any) -> list[Path]:
     """Per-cell GeoTIFFs: a folder (every ``*.tif`` in it), a file, or a list of files."""
     if isinstance(cells, (str, os.PathLike)):
