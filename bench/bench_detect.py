@@ -93,6 +93,7 @@ def main() -> None:
         cut_patches,
         dataset_summary,
         load_polygons,
+        to_crs,
     )
     from gee_mining.detect.evaluate import evaluate, iou_summary, label_iou, polygon_iou, untrained_model
     from gee_mining.detect.figures import save_boxes_figure
@@ -105,9 +106,16 @@ def main() -> None:
     polygons = load_polygons(Path(world.out_dir) / "tables" / "mines.geojson")
     print(f"world + {len(list((out / 'tiles').glob('*.tif')))} tiles of {TILE} px: {t_export:.0f} s", flush=True)
 
+    import shapely
+
+    epsg = int(world.grid["crs"].split(":")[1])
+    local = [to_crs(p, epsg) for p in polygons]  # once, not per window
+    tree = shapely.STRtree(local)
+
     def keep(name, raster):
         col, row = (int(v) for v in name.rsplit("_", 2)[1:])
-        stride = args.pos_stride if cell_boxes(raster, polygons) else args.neg_stride
+        near = [local[i] for i in tree.query(raster.footprint)]
+        stride = args.pos_stride if near and cell_boxes(raster, near, src_epsg=epsg) else args.neg_stride
         return col % stride == 0 and row % stride == 0
 
     t = time.perf_counter()

@@ -366,3 +366,22 @@ def test_stratified_split_balances_positives(rgb):
     split = geographic_split(rgb, 0.5, by="region", region_deg=0.006, stratify=True)
     assert sorted(split.train + split.val) == sorted(rgb.names)
     assert not {groups[c] for c in split.train} & {groups[c] for c in split.val}
+
+
+def test_label_iou_by_hand(tmp_path):
+    """IoU of predicted and label boxes against values worked out by hand (overlap / union of rectangles)."""
+    from gee_mining.detect import DatasetSpec, DetectDataset
+    from gee_mining.detect.evaluate import iou_summary, label_iou
+    from gee_mining.detect.predict import Detection
+
+    box = {"x0": 5.0, "y0": 0.0, "x1": 15.0, "y1": 10.0, "polygon": 7}
+    ds = DetectDataset(tmp_path, DatasetSpec(), [{"name": "a", "boxes": [box]}, {"name": "b", "boxes": []}])
+
+    def det(cell, b):
+        return Detection(cell, 0.9, 0, "mine", b, 32721, None, None)
+
+    m = label_iou([det("a", (0, 0, 10, 10)), det("a", (5, 0, 15, 10)), det("b", (0, 0, 4, 4))], ds)
+    assert [r["iou"] for r in m] == pytest.approx([50 / 150, 1.0, 0.0])
+    assert [r["polygon"] for r in m] == [7, 7, None]
+    s = iou_summary(m)
+    assert s["n"] == 3 and s["mean"] == pytest.approx((1 / 3 + 1) / 3) and s["share_ge_0.5"] == pytest.approx(1 / 3)

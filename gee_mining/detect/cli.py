@@ -125,8 +125,8 @@ def _cv(args) -> int:
     ds = open_dataset(args.dataset)
     table = _table(args.table) if args.table else None
     res = cross_validate(ds, args.k, args.by, args.region_deg, table, args.model, args.weights, args.out,
-                         args.seed, stratify=args.stratify, epochs=args.epochs, batch=args.batch, device=args.device, progress=print,
-                         **_settings(args.set))  # fmt: skip
+                         args.seed, stratify=args.stratify, epochs=args.epochs, batch=args.batch,
+                         device=args.device, progress=print, **_settings(args.set))  # fmt: skip
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "cv.json").write_text(json.dumps({"folds": res.folds, "summary": res.summary}, indent=1))
     print(json.dumps(res.summary, indent=1))

@@ -451,6 +451,7 @@ def cut_patches(
     ``.partial`` name and renamed when complete.
     """
     import rasterio
+    from rasterio.transform import Affine
     from rasterio.windows import Window
 
     stride = int(stride or size)
@@ -475,7 +476,8 @@ def cut_patches(
                 for row in range(0, src.height - size + 1, stride):
                     for col in range(0, src.width - size + 1, stride):
                         window = Window(col, row, size, size)
-                        t = src.window_transform(window)
+                        a, b, c, d, e, f = tuple(src.transform)[:6]
+                        t = Affine(a, b, c + a * col + b * row, d, e, f + d * col + e * row)
                         name = f"{Path(path).stem}_{col}_{row}"
                         raster = CellRaster(name, "", src.crs.to_epsg(), (t.a, t.b, t.c, t.d, t.e, t.f), size, size)
                         if keep is not None and not keep(name, raster):
