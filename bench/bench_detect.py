@@ -37,8 +37,14 @@ def export_tiles(out: Path, size_km: float, months: int, seed: int) -> tuple[obj
     from gee_mining import labels, sentinel2
     from gee_mining.grid import PixelGrid
     from gee_mining.world import generate_world
+    from gee_mining.world.manifest import WorldManifest
 
     t0 = time.perf_counter()
+    manifest, n = out / "world" / "manifest.json", int(size_km * 1000 // (TILE * 10))
+    if manifest.is_file() and len(list((out / "tiles").glob("t*.tif"))) == n * n:
+        world = WorldManifest.read(manifest)  # world and tiles of an earlier run in --out: nothing to export
+        if (world.parameters["size_km"], world.parameters["months"]) == (size_km, months):
+            return world, 0.0
     world = generate_world(out / "world", size_km=size_km, months=months, seed=seed, project="bench-detect")
     gee_mining.connect("local", project="bench-detect", catalog=world.catalog)
     fc = ee.FeatureCollection(world.asset_ids["mines"])
@@ -77,6 +83,8 @@ def main() -> None:
     ap.add_argument("--inputs", default="rgb,ms12")
     ap.add_argument("--out", default=None)
     ap.add_argument("--figure", default=None, help="write a picture of predicted boxes (PNG/JPEG)")
+    ap.add_argument("--reuse", action="store_true", help="reuse the trained weights and timings of a previous run")
+    ap.add_argument("--speed-rounds", type=int, default=2, help="side-by-side speed rounds (1 epoch + predict each)")
     args = ap.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_detect_")).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -103,7 +111,7 @@ def main() -> None:
 
     t_all = time.perf_counter()
     world, t_export = export_tiles(out, args.size_km, args.months, args.seed)
-    polygons = load_polygons(Path(world.out_dir) / "tables" / "mines.geojson")
+    polygons = load_polygons(out / "world" / "tables" / "mines.geojson")
     print(f"world + {len(list((out / 'tiles').glob('*.tif')))} tiles of {TILE} px: {t_export:.0f} s", flush=True)
 
     import shapely
@@ -134,24 +142,44 @@ def main() -> None:
     }
     inputs = {"rgb": ("B4", "B3", "B2"), "ms12": REFLECTANCE}
     figure_done = False
+    trained_runs = {}
     for label in args.inputs.split(","):
         ds = build_dataset(patches, polygons, out / f"ds_{label}", DatasetSpec(bands=inputs[label]), overwrite=True)
         tile_of = {c["name"]: {"tile": c["name"].rsplit("_", 2)[0]} for c in ds.cells}
         split = geographic_split(ds, 0.25, by="tile", table=tile_of, seed=0, stratify=True)
         yaml = ds.write_split("bench", split.train, split.val)
+        previous = json.loads((out / "bench_detect.json").read_text())["runs"].get(label) if args.reuse else None
         with no_network() as refused:
             base = evaluate(untrained_model(channels=ds.spec.channels), yaml, imgsz=args.patch)
-            r = train(yaml, "yolo11n.yaml", out_dir=out / "runs", name=label, epochs=args.epochs, imgsz=args.patch,
-                      batch=args.batch, flipud=0.5, val=False)  # fmt: skip
-            model = load_model(None, r.best)
+            if previous:
+                best = out / "runs" / label / "weights" / "best.pt"
+                timing = {k: previous[k] for k in ("train_s", "train_images_per_s")}
+            else:
+                r = train(yaml, "yolo11n.yaml", out_dir=out / "runs", name=label, epochs=args.epochs,
+                          imgsz=args.patch, batch=args.batch, flipud=0.5, val=False)  # fmt: skip
+                best = r.best
+                timing = {"train_s": round(r.seconds, 1), "train_images_per_s": round(r.images_per_s, 1)}
+            model = load_model(None, best)
             trained = evaluate(model, yaml, imgsz=args.patch)
             val_sources = [ds.cell(c)["source"] for c in split.val]
             t = time.perf_counter()
             dets = predict_cells(model, val_sources, ds.spec, conf=0.25, imgsz=args.patch)
             infer_s = time.perf_counter() - t
         assert not refused, refused
-        poly = iou_summary(polygon_iou(dets, polygons))
-        boxes = iou_summary(label_iou(dets, ds))
+        trained_runs[label] = (ds, yaml, best, val_sources)
+        footprints = {c: ds.raster(c).footprint for c in split.val}
+        per_box = label_iou(dets, ds)
+        per_poly = polygon_iou(dets, polygons, footprints=footprints)
+        poly_whole = iou_summary(polygon_iou(dets, polygons))
+        # the ceiling for a box: IoU of each validation label box with its polygon's part inside the patch
+        ceiling = []
+        for c in split.val:
+            raster = ds.raster(c)
+            for b in ds.cell(c)["boxes"]:
+                part = shapely.intersection(to_crs(polygons[b["polygon"]], raster.epsg), raster.footprint)
+                xs, ys = raster.pixel_to_crs([b["x0"], b["x1"]], [b["y0"], b["y1"]])
+                box = shapely.box(min(xs), min(ys), max(xs), max(ys))
+                ceiling.append({"iou": part.intersection(box).area / part.union(box).area})
         pos_val = [c for c in split.val if ds.cell(c)["boxes"]]
         run = {
             "dataset": dataset_summary(ds),
@@ -161,16 +189,26 @@ def main() -> None:
             "val_tiles": sorted({tile_of[c]["tile"] for c in split.val}),
             "untrained": base,
             "trained": trained,
-            "train_s": round(r.seconds, 1),
-            "train_images_per_s": round(r.images_per_s, 1),
+            **timing,
             "inference_patches_per_s": round(len(val_sources) / infer_s, 1),
             "detections_val": len(dets),
-            "iou_with_polygon": poly,
-            "iou_with_label_box": boxes,
+            "iou_with_label_box": iou_summary(per_box),
+            "iou_with_polygon_in_patch": iou_summary(per_poly),
+            "iou_with_whole_polygon": poly_whole,
+            "iou_label_box_with_polygon_in_patch (ceiling)": iou_summary(ceiling),
+            "per_box": [
+                {
+                    "cell": m["cell"],
+                    "score": round(m["score"], 3),
+                    "iou_label_box": round(m["iou"], 3),
+                    "iou_polygon_in_patch": round(q["iou"], 3),
+                }
+                for m, q in zip(per_box, per_poly, strict=True)
+            ],
             "network_attempts": len(refused),
         }
         report["runs"][label] = run
-        print(label, json.dumps(run, indent=1), flush=True)
+        print(label, json.dumps({k: v for k, v in run.items() if k != "per_box"}, indent=1), flush=True)
         if args.figure and not figure_done:
             shown = sorted(pos_val, key=lambda c: -sum(d.score for d in dets if d.cell == c))
             shown = [c for c in shown if int(c.rsplit("_", 2)[1]) % 64 == 0 and int(c.rsplit("_", 2)[2]) % 64 == 0]
@@ -179,6 +217,28 @@ def main() -> None:
                               title=f"SIMULATED world - validation patches ({label}): label boxes yellow dashed, "
                                     f"predictions red (score >= 0.25)", columns=6)  # fmt: skip
             figure_done = True
+    # Speed side by side: the learning runs above may see different loads on a shared machine, so RGB and 12-band
+    # alternate here, each round one training epoch from scratch and one prediction pass over the validation patches.
+    speed: dict[str, dict[str, list[float]]] = {}
+    for _ in range(args.speed_rounds):
+        for label, (ds, yaml, best, val_sources) in trained_runs.items():
+            with no_network():
+                r = train(yaml, "yolo11n.yaml", out_dir=out / "runs", name=f"speed_{label}", epochs=1,
+                          imgsz=args.patch, batch=args.batch, flipud=0.5, val=False)  # fmt: skip
+                model = load_model(None, best)
+                t = time.perf_counter()
+                predict_cells(model, val_sources, ds.spec, conf=0.25, imgsz=args.patch)
+                infer = len(val_sources) / (time.perf_counter() - t)
+            s = speed.setdefault(label, {"train_images_per_s": [], "inference_patches_per_s": []})
+            s["train_images_per_s"].append(round(r.images_per_s, 1))
+            s["inference_patches_per_s"].append(round(infer, 1))
+    if speed:
+        report["speed_side_by_side"] = speed
+        if {"rgb", "ms12"} <= set(speed):
+            report["speed_ratio_ms12_over_rgb"] = {
+                k: round(sum(speed["ms12"][k]) / sum(speed["rgb"][k]), 2) for k in speed["rgb"]
+            }
+        print("speed", json.dumps(speed), report.get("speed_ratio_ms12_over_rgb"), flush=True)
     report["total_s"] = round(time.perf_counter() - t_all, 1)
     (out / "bench_detect.json").write_text(json.dumps(report, indent=1))
     print(f"total {report['total_s']:.0f} s; written {out / 'bench_detect.json'}")

@@ -309,6 +309,9 @@ def test_cli_dataset_and_demo_step(cells_dir, polygons_path, world, ee_local, en
     assert args.func(args) == 0
     ds = open_dataset(tmp_path / "cli")
     assert ds.spec.channels == 4 and ds.spec.min_box_px == 3 and len(ds.cells) == 16
+    args = parser.parse_args(["detect", "patches", "--images", str(cells_dir), "--out", str(tmp_path / "pt"),
+                              "--size", "32", "--stride", "32"])  # fmt: skip
+    assert args.func(args) == 0 and len(list((tmp_path / "pt").glob("*.tif"))) == 16 * 4
 
     catalog = tmp_path / "catalog.toml"
     catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))

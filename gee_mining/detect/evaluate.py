@@ -117,12 +117,14 @@ def dataset_cell_metrics(model, ds: DetectDataset, cells: Sequence[str], conf: f
     return cell_metrics(scores, truth, conf)
 
 
-def polygon_iou(detections, polygons: Sequence, min_iou: float = 0.0) -> list[dict]:
+def polygon_iou(detections, polygons: Sequence, min_iou: float = 0.0, footprints=None) -> list[dict]:
     """For each detection, the true polygon (EPSG:4326) it overlaps most and the IoU of their areas.
 
     Areas are measured in the detection's UTM CRS (the polygon reprojected with pyproj). A box is
     compared with the whole polygon, so an irregular polygon's IoU with even its exact bounding box
-    is below 1 (the fill ratio of the polygon in its box).
+    is below 1 (the fill ratio of the polygon in its box). ``footprints`` (``{cell: polygon in the
+    cell's CRS}``, e.g. ``ds.raster(name).footprint``): compare with the part of the polygon inside
+    the detection's cell only, the part the detector could see.
     """
     import shapely
 
@@ -135,6 +137,8 @@ def polygon_iou(detections, polygons: Sequence, min_iou: float = 0.0) -> list[di
             if p is None or not p.intersects(d.geometry):
                 continue
             local = to_crs(p, d.epsg)
+            if footprints is not None and d.cell in footprints:
+                local = shapely.intersection(local, footprints[d.cell])
             inter = shapely.intersection(local, d.crs_geometry).area
             union = shapely.union(local, d.crs_geometry).area
             iou = inter / union if union else 0.0
