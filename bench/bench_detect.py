@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import tempfile
 import time
@@ -91,15 +92,16 @@ def main() -> None:
     from gee_mining.detect.offline import no_network, prepare_ultralytics
 
     prepare_ultralytics(out / "ultralytics")
+    import shapely
     import torch
 
     from gee_mining.detect.dataset import (
         REFLECTANCE,
         DatasetSpec,
         build_dataset,
-        cell_boxes,
         cut_patches,
         dataset_summary,
+        keep_near_mines,
         load_polygons,
         to_crs,
     )
@@ -114,22 +116,12 @@ def main() -> None:
     polygons = load_polygons(out / "world" / "tables" / "mines.geojson")
     print(f"world + {len(list((out / 'tiles').glob('*.tif')))} tiles of {TILE} px: {t_export:.0f} s", flush=True)
 
-    import shapely
-
-    epsg = int(world.grid["crs"].split(":")[1])
-    local = [to_crs(p, epsg) for p in polygons]  # once, not per window
-    tree = shapely.STRtree(local)
-
-    def keep(name, raster):
-        col, row = (int(v) for v in name.rsplit("_", 2)[1:])
-        near = [local[i] for i in tree.query(raster.footprint)]
-        stride = args.pos_stride if near and cell_boxes(raster, near, src_epsg=epsg) else args.neg_stride
-        return col % stride == 0 and row % stride == 0
+    keep = keep_near_mines(polygons, args.pos_stride, args.neg_stride)
 
     t = time.perf_counter()
     patches = out / f"patches_{args.patch}_{args.pos_stride}_{args.neg_stride}"
     if not patches.exists():
-        cut_patches(out / "tiles", patches, args.patch, min(args.pos_stride, args.neg_stride), keep=keep)
+        cut_patches(out / "tiles", patches, args.patch, math.gcd(args.pos_stride, args.neg_stride), keep=keep)
     t_cut = time.perf_counter() - t
     report = {
         "machine": f"{os.cpu_count()} CPUs (shared), torch {torch.__version__}, threads {torch.get_num_threads()}, "

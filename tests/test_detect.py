@@ -298,7 +298,7 @@ def test_cli_dataset_and_demo_step(cells_dir, polygons_path, world, ee_local, en
 
     import gee_mining
     from gee_mining.demo import DemoContext
-    from gee_mining.detect import add_cli, demo_step, open_dataset
+    from gee_mining.detect import DatasetSpec, add_cli, build_dataset, demo_step, open_dataset
     from gee_mining.report import Report
     from gee_mining.world import world_catalog_toml
 
@@ -312,6 +312,15 @@ def test_cli_dataset_and_demo_step(cells_dir, polygons_path, world, ee_local, en
     args = parser.parse_args(["detect", "patches", "--images", str(cells_dir), "--out", str(tmp_path / "pt"),
                               "--size", "32", "--stride", "32"])  # fmt: skip
     assert args.func(args) == 0 and len(list((tmp_path / "pt").glob("*.tif"))) == 16 * 4
+    args = parser.parse_args(["detect", "patches", "--images", str(cells_dir), "--out", str(tmp_path / "pm"),
+                              "--size", "32", "--stride", "32", "--polygons", str(polygons_path),
+                              "--mine-stride", "16"])  # fmt: skip
+    assert args.func(args) == 0
+    dense = build_dataset(tmp_path / "pm", polygons_path, tmp_path / "dm", DatasetSpec())
+    offsets = {c["name"]: tuple(int(v) for v in c["name"].rsplit("_", 2)[1:]) for c in dense.cells}
+    assert sum(1 for o in offsets.values() if o[0] % 32 == 0 and o[1] % 32 == 0) == 16 * 4  # every sparse window
+    extra = [n for n, o in offsets.items() if o[0] % 32 or o[1] % 32]
+    assert extra and all(dense.cell(n)["boxes"] for n in extra)  # dense windows only where a mine box is
 
     catalog = tmp_path / "catalog.toml"
     catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))

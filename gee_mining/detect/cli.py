@@ -47,7 +47,17 @@ def _dataset(args) -> int:
 def _patches(args) -> int:
     from .dataset import cut_patches
 
-    written = cut_patches(args.images, args.out, args.size, args.stride, overwrite=args.overwrite)
+    keep = None
+    if args.polygons:
+        import math
+
+        from .dataset import keep_near_mines
+
+        mine_stride = args.mine_stride or args.stride or args.size
+        other_stride = args.stride or args.size
+        keep = keep_near_mines(args.polygons, mine_stride, other_stride)
+        args.stride = math.gcd(mine_stride, other_stride)
+    written = cut_patches(args.images, args.out, args.size, args.stride, keep=keep, overwrite=args.overwrite)
     print(f"{len(written)} patches of {args.size} x {args.size} px -> {args.out}")
     return 0
 
@@ -160,6 +170,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--size", type=int, default=128, help="patch side in pixels")
     p.add_argument("--stride", type=int, help="pixels between patches (default: --size; less = overlapping)")
+    p.add_argument("--polygons", help="mine polygons: with --mine-stride, patches holding a mine are cut more densely")
+    p.add_argument("--mine-stride", type=int, help="pixels between patches that hold a mine (needs --polygons)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_patches)
 

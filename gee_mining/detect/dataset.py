@@ -495,6 +495,35 @@ def cut_patches(
     return [out / f"{n}.tif" for n in written]
 
 
+def keep_near_mines(
+    polygons: Any, mine_stride: int, other_stride: int, spec: DatasetSpec = DatasetSpec()
+) -> Callable[[str, CellRaster], bool]:
+    """A ``keep`` for :func:`cut_patches`: windows with a mine box every ``mine_stride`` px, others every ``other_stride``.
+
+    A window "has a mine" when :func:`cell_boxes` gives it a box under ``spec``'s limits. Cut with
+    ``stride = gcd`` of the two (e.g. 32 and 128: cut every 32, keep background windows at multiples
+    of 128). Polygons (see :func:`load_polygons`) are reprojected once per CRS and indexed (STRtree).
+    """
+    import shapely
+
+    geoms = [g for g in load_polygons(polygons) if g is not None]
+    if mine_stride < 1 or other_stride < 1:
+        raise InputError(f"strides must be >= 1 pixel (got {mine_stride} and {other_stride}).")
+    by_epsg: dict[int, tuple[list, Any]] = {}
+
+    def keep(name: str, raster: CellRaster) -> bool:
+        if raster.epsg not in by_epsg:
+            local = [to_crs(g, raster.epsg) for g in geoms]
+            by_epsg[raster.epsg] = (local, shapely.STRtree(local))
+        local, tree = by_epsg[raster.epsg]
+        near = [local[i] for i in tree.query(raster.footprint)]
+        stride = mine_stride if near and cell_boxes(raster, near, spec, src_epsg=raster.epsg) else other_stride
+        col, row = (int(v) for v in name.rsplit("_", 2)[1:])
+        return col % stride == 0 and row % stride == 0
+
+    return keep
+
+
 def find_cells(cells: Any) -> list[Path]:
     """Per-cell GeoTIFFs: a folder (every ``*.tif`` in it), a file, or a list of files."""
     if isinstance(cells, (str, os.PathLike)):
