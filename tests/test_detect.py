@@ -298,7 +298,7 @@ def test_cli_dataset_and_demo_step(cells_dir, polygons_path, world, ee_local, en
 
     import gee_mining
     from gee_mining.demo import DemoContext
-    from gee_mining.detect import add_cli, demo_step, open_dataset
+    from gee_mining.detect import DatasetSpec, add_cli, build_dataset, demo_step, open_dataset
     from gee_mining.report import Report
     from gee_mining.world import world_catalog_toml
 
@@ -309,6 +309,18 @@ def test_cli_dataset_and_demo_step(cells_dir, polygons_path, world, ee_local, en
     assert args.func(args) == 0
     ds = open_dataset(tmp_path / "cli")
     assert ds.spec.channels == 4 and ds.spec.min_box_px == 3 and len(ds.cells) == 16
+    args = parser.parse_args(["detect", "patches", "--images", str(cells_dir), "--out", str(tmp_path / "pt"),
+                              "--size", "32", "--stride", "32"])  # fmt: skip
+    assert args.func(args) == 0 and len(list((tmp_path / "pt").glob("*.tif"))) == 16 * 4
+    args = parser.parse_args(["detect", "patches", "--images", str(cells_dir), "--out", str(tmp_path / "pm"),
+                              "--size", "32", "--stride", "32", "--polygons", str(polygons_path),
+                              "--mine-stride", "16"])  # fmt: skip
+    assert args.func(args) == 0
+    dense = build_dataset(tmp_path / "pm", polygons_path, tmp_path / "dm", DatasetSpec())
+    offsets = {c["name"]: tuple(int(v) for v in c["name"].rsplit("_", 2)[1:]) for c in dense.cells}
+    assert sum(1 for o in offsets.values() if o[0] % 32 == 0 and o[1] % 32 == 0) == 16 * 4  # every sparse window
+    extra = [n for n, o in offsets.items() if o[0] % 32 or o[1] % 32]
+    assert extra and all(dense.cell(n)["boxes"] for n in extra)  # dense windows only where a mine box is
 
     catalog = tmp_path / "catalog.toml"
     catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))
@@ -322,3 +334,66 @@ def test_cli_dataset_and_demo_step(cells_dir, polygons_path, world, ee_local, en
     s = ctx.summary["detect"]
     assert s["positive_cells"] >= 1 and s["negative_cells"] >= 1 and s["boxes"] >= 1
     assert "Object detection" in report.render()
+
+
+def test_cut_patches_keep_pixels_and_georeference(cells_dir, polygons, tmp_path):
+    """Patches equal numpy slices of the source, at the window's corner computed from the source's affine."""
+    from gee_mining.detect import DatasetSpec, build_dataset
+    from gee_mining.detect.dataset import cut_patches
+
+    src = sorted(cells_dir.glob("*.tif"))[:2]
+    with pytest.raises(InputError, match="smaller than the patch size"):
+        cut_patches(src, tmp_path / "big", size=128)
+    assert not (tmp_path / "big").exists() and not (tmp_path / "big.partial").exists()
+    written = cut_patches(src, tmp_path / "p", size=32, stride=16, keep=lambda name, r: not name.endswith("_16_16"))
+    assert len(written) == 2 * (9 - 1)
+    for tif in src:
+        with rasterio.open(tif) as ds:
+            full, t, names = ds.read(), ds.transform, ds.descriptions
+        for col in (0, 16, 32):
+            for row in (0, 16, 32):
+                path = tmp_path / "p" / f"{tif.stem}_{col}_{row}.tif"
+                if (col, row) == (16, 16):
+                    assert not path.exists()
+                    continue
+                with rasterio.open(path) as p:
+                    np.testing.assert_array_equal(p.read(), full[:, row : row + 32, col : col + 32])
+                    assert p.descriptions == names and (p.width, p.height) == (32, 32)
+                    assert p.transform.c == pytest.approx(t.c + col * t.a) and p.transform.f == pytest.approx(
+                        t.f + row * t.e
+                    )
+    ds = build_dataset(tmp_path / "p", polygons, tmp_path / "ds", DatasetSpec())
+    assert len(ds.cells) == 16
+
+
+def test_stratified_split_balances_positives(rgb):
+    from gee_mining.detect.splits import cell_groups, geographic_folds, geographic_split
+
+    groups = cell_groups(rgb, "region", region_deg=0.006)
+    folds = geographic_folds(rgb, k=2, by="region", region_deg=0.006, stratify=True)
+    n_pos = sum(bool(c["boxes"]) for c in rgb.cells)
+    for f in folds:
+        assert not {groups[c] for c in f.train} & {groups[c] for c in f.val}
+        assert any(rgb.cell(c)["boxes"] for c in f.val) or n_pos < 2
+    split = geographic_split(rgb, 0.5, by="region", region_deg=0.006, stratify=True)
+    assert sorted(split.train + split.val) == sorted(rgb.names)
+    assert not {groups[c] for c in split.train} & {groups[c] for c in split.val}
+
+
+def test_label_iou_by_hand(tmp_path):
+    """IoU of predicted and label boxes against values worked out by hand (overlap / union of rectangles)."""
+    from gee_mining.detect import DatasetSpec, DetectDataset
+    from gee_mining.detect.evaluate import iou_summary, label_iou
+    from gee_mining.detect.predict import Detection
+
+    box = {"x0": 5.0, "y0": 0.0, "x1": 15.0, "y1": 10.0, "polygon": 7}
+    ds = DetectDataset(tmp_path, DatasetSpec(), [{"name": "a", "boxes": [box]}, {"name": "b", "boxes": []}])
+
+    def det(cell, b):
+        return Detection(cell, 0.9, 0, "mine", b, 32721, None, None)
+
+    m = label_iou([det("a", (0, 0, 10, 10)), det("a", (5, 0, 15, 10)), det("b", (0, 0, 4, 4))], ds)
+    assert [r["iou"] for r in m] == pytest.approx([50 / 150, 1.0, 0.0])
+    assert [r["polygon"] for r in m] == [7, 7, None]
+    s = iou_summary(m)
+    assert s["n"] == 3 and s["mean"] == pytest.approx((1 / 3 + 1) / 3) and s["share_ge_0.5"] == pytest.approx(1 / 3)

@@ -1,4 +1,4 @@
-"""``gee-mining detect dataset | train | evaluate | predict | cv``."""
+"""``gee-mining detect patches | dataset | train | evaluate | predict | cv``."""
 
 from __future__ import annotations
 
@@ -44,13 +44,31 @@ def _dataset(args) -> int:
     return 0
 
 
+def _patches(args) -> int:
+    from .dataset import cut_patches
+
+    keep = None
+    if args.polygons:
+        import math
+
+        from .dataset import keep_near_mines
+
+        mine_stride = args.mine_stride or args.stride or args.size
+        other_stride = args.stride or args.size
+        keep = keep_near_mines(args.polygons, mine_stride, other_stride)
+        args.stride = math.gcd(mine_stride, other_stride)
+    written = cut_patches(args.images, args.out, args.size, args.stride, keep=keep, overwrite=args.overwrite)
+    print(f"{len(written)} patches of {args.size} x {args.size} px -> {args.out}")
+    return 0
+
+
 def _split_yaml(args) -> Path:
     from .dataset import open_dataset
     from .splits import geographic_split
 
     ds = open_dataset(args.dataset)
     table = _table(args.table) if getattr(args, "table", None) else None
-    fold = geographic_split(ds, args.val_fraction, args.by, args.region_deg, table, args.seed)
+    fold = geographic_split(ds, args.val_fraction, args.by, args.region_deg, table, args.seed, args.stratify)
     return ds.write_split("split", fold.train, fold.val)
 
 
@@ -117,8 +135,8 @@ def _cv(args) -> int:
     ds = open_dataset(args.dataset)
     table = _table(args.table) if args.table else None
     res = cross_validate(ds, args.k, args.by, args.region_deg, table, args.model, args.weights, args.out,
-                         args.seed, epochs=args.epochs, batch=args.batch, device=args.device, progress=print,
-                         **_settings(args.set))  # fmt: skip
+                         args.seed, stratify=args.stratify, epochs=args.epochs, batch=args.batch,
+                         device=args.device, progress=print, **_settings(args.set))  # fmt: skip
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "cv.json").write_text(json.dumps({"folds": res.folds, "summary": res.summary}, indent=1))
     print(json.dumps(res.summary, indent=1))
@@ -130,6 +148,7 @@ def _split_args(p) -> None:
     p.add_argument("--region-deg", type=float, default=1.0, help="block size in degrees for --by region")
     p.add_argument("--table", help="grid table (.parquet/.csv) for --by country or another column")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stratify", action="store_true", help="keep the share of cells with mines alike in every split")
 
 
 def _train_args(p) -> None:
@@ -145,6 +164,16 @@ def add_cli(subparsers) -> None:
     """Add ``gee-mining detect ...`` to the CLI's subparsers."""
     det = subparsers.add_parser("detect", help="YOLO mine detection: datasets, training, evaluation, predictions")
     sub = det.add_subparsers(dest="detect_command", required=True)
+
+    p = sub.add_parser("patches", help="cut exported GeoTIFFs (tiles, larger cells) into patch GeoTIFFs")
+    p.add_argument("--images", required=True, help="folder of GeoTIFFs (or one file)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--size", type=int, default=128, help="patch side in pixels")
+    p.add_argument("--stride", type=int, help="pixels between patches (default: --size; less = overlapping)")
+    p.add_argument("--polygons", help="mine polygons: with --mine-stride, patches holding a mine are cut more densely")
+    p.add_argument("--mine-stride", type=int, help="pixels between patches that hold a mine (needs --polygons)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_patches)
 
     p = sub.add_parser("dataset", help="YOLO images + labels + data.yaml from per-cell GeoTIFFs and mine polygons")
     p.add_argument("--cells", required=True, help="folder of per-cell GeoTIFFs (<cell name>.tif)")

@@ -432,6 +432,98 @@ def open_dataset(root: str | os.PathLike) -> DetectDataset:
     return DetectDataset(root.resolve(), DatasetSpec.from_json(d["spec"]), d["cells"])
 
 
+def cut_patches(
+    images: Any,
+    out_dir: str | os.PathLike,
+    size: int = 128,
+    stride: int | None = None,
+    keep: Callable[[str, CellRaster], bool] | None = None,
+    overwrite: bool = False,
+) -> list[Path]:
+    """Cut exported GeoTIFFs (larger cells or tiles) into ``size`` x ``size`` patch GeoTIFFs every ``stride`` pixels.
+
+    Each patch keeps every band, its band names and its exact georeference (the window's affine),
+    so :func:`build_dataset` and :func:`~gee_mining.detect.predict.predict_cells` treat it as an
+    exported cell. Patches are named ``<image stem>_<col>_<row>`` (pixel offsets of the window);
+    windows that would run past the image's right or bottom edge are not cut. ``keep(name,
+    raster)`` (optional) chooses which patches to write. ``stride < size`` gives overlapping
+    patches, so an object cut by one window's edge is seen whole in a neighbour. Written under a
+    ``.partial`` name and renamed when complete.
+    """
+    import rasterio
+    from rasterio.transform import Affine
+    from rasterio.windows import Window
+
+    stride = int(stride or size)
+    if size < 8 or stride < 1:
+        raise InputError(f"size={size} must be >= 8 pixels and stride={stride} >= 1.")
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise InputError(f"{out} exists: choose another folder or pass overwrite=True.")
+    paths = find_cells(images)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    written = []
+    try:
+        for path in paths:
+            with rasterio.open(path) as src:
+                if src.width < size or src.height < size:
+                    raise InputError(f"{path} is {src.width} x {src.height} px, smaller than the patch size {size}.")
+                profile = {**src.profile, "width": size, "height": size, "compress": "deflate"}
+                for key in ("blockxsize", "blockysize", "tiled"):
+                    profile.pop(key, None)
+                for row in range(0, src.height - size + 1, stride):
+                    for col in range(0, src.width - size + 1, stride):
+                        window = Window(col, row, size, size)
+                        a, b, c, d, e, f = tuple(src.transform)[:6]
+                        t = Affine(a, b, c + a * col + b * row, d, e, f + d * col + e * row)
+                        name = f"{Path(path).stem}_{col}_{row}"
+                        raster = CellRaster(name, "", src.crs.to_epsg(), (t.a, t.b, t.c, t.d, t.e, t.f), size, size)
+                        if keep is not None and not keep(name, raster):
+                            continue
+                        with rasterio.open(tmp / f"{name}.tif", "w", **{**profile, "transform": t}) as dst:
+                            dst.write(src.read(window=window))
+                            dst.descriptions = src.descriptions
+                        written.append(name)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return [out / f"{n}.tif" for n in written]
+
+
+def keep_near_mines(
+    polygons: Any, mine_stride: int, other_stride: int, spec: DatasetSpec = DatasetSpec()
+) -> Callable[[str, CellRaster], bool]:
+    """A ``keep`` for :func:`cut_patches`: windows with a mine box every ``mine_stride`` px, others every ``other_stride``.
+
+    A window "has a mine" when :func:`cell_boxes` gives it a box under ``spec``'s limits. Cut with
+    ``stride = gcd`` of the two (e.g. 32 and 128: cut every 32, keep background windows at multiples
+    of 128). Polygons (see :func:`load_polygons`) are reprojected once per CRS and indexed (STRtree).
+    """
+    import shapely
+
+    geoms = [g for g in load_polygons(polygons) if g is not None]
+    if mine_stride < 1 or other_stride < 1:
+        raise InputError(f"strides must be >= 1 pixel (got {mine_stride} and {other_stride}).")
+    by_epsg: dict[int, tuple[list, Any]] = {}
+
+    def keep(name: str, raster: CellRaster) -> bool:
+        if raster.epsg not in by_epsg:
+            local = [to_crs(g, raster.epsg) for g in geoms]
+            by_epsg[raster.epsg] = (local, shapely.STRtree(local))
+        local, tree = by_epsg[raster.epsg]
+        near = [local[i] for i in tree.query(raster.footprint)]
+        stride = mine_stride if near and cell_boxes(raster, near, spec, src_epsg=raster.epsg) else other_stride
+        col, row = (int(v) for v in name.rsplit("_", 2)[1:])
+        return col % stride == 0 and row % stride == 0
+
+    return keep
+
+
 def find_cells(cells: Any) -> list[Path]:
     """Per-cell GeoTIFFs: a folder (every ``*.tif`` in it), a file, or a list of files."""
     if isinstance(cells, (str, os.PathLike)):

@@ -117,12 +117,14 @@ def dataset_cell_metrics(model, ds: DetectDataset, cells: Sequence[str], conf: f
     return cell_metrics(scores, truth, conf)
 
 
-def polygon_iou(detections, polygons: Sequence, min_iou: float = 0.0) -> list[dict]:
+def polygon_iou(detections, polygons: Sequence, min_iou: float = 0.0, footprints=None) -> list[dict]:
     """For each detection, the true polygon (EPSG:4326) it overlaps most and the IoU of their areas.
 
     Areas are measured in the detection's UTM CRS (the polygon reprojected with pyproj). A box is
     compared with the whole polygon, so an irregular polygon's IoU with even its exact bounding box
-    is below 1 (the fill ratio of the polygon in its box).
+    is below 1 (the fill ratio of the polygon in its box). ``footprints`` (``{cell: polygon in the
+    cell's CRS}``, e.g. ``ds.raster(name).footprint``): compare with the part of the polygon inside
+    the detection's cell only, the part the detector could see.
     """
     import shapely
 
@@ -135,6 +137,8 @@ def polygon_iou(detections, polygons: Sequence, min_iou: float = 0.0) -> list[di
             if p is None or not p.intersects(d.geometry):
                 continue
             local = to_crs(p, d.epsg)
+            if footprints is not None and d.cell in footprints:
+                local = shapely.intersection(local, footprints[d.cell])
             inter = shapely.intersection(local, d.crs_geometry).area
             union = shapely.union(local, d.crs_geometry).area
             iou = inter / union if union else 0.0
@@ -143,6 +147,44 @@ def polygon_iou(detections, polygons: Sequence, min_iou: float = 0.0) -> list[di
         if best_iou >= min_iou:
             out.append({"cell": d.cell, "score": d.score, "polygon": best, "iou": best_iou})
     return out
+
+
+def label_iou(detections, ds: DetectDataset) -> list[dict]:
+    """For each detection, the IoU (shapely, pixel space) with the best-matching label box of its cell (0 if none).
+
+    The label box is the bounding box of the polygon part's visible piece, so this is the IoU a box
+    detector can reach 1 on; :func:`polygon_iou` compares with the polygon itself.
+    """
+    import shapely
+
+    out = []
+    for d in detections:
+        pred = shapely.box(*d.pixel_box)
+        best, best_iou = None, 0.0
+        for b in ds.cell(d.cell)["boxes"]:
+            true = shapely.box(b["x0"], b["y0"], b["x1"], b["y1"])
+            union = shapely.union(pred, true).area
+            iou = shapely.intersection(pred, true).area / union if union else 0.0
+            if iou > best_iou:
+                best, best_iou = b["polygon"], iou
+        out.append({"cell": d.cell, "score": d.score, "polygon": best, "iou": best_iou})
+    return out
+
+
+def iou_summary(matches: Sequence[dict]) -> dict[str, float]:
+    """Mean, median, and shares at or above 0.5 and 0.25 of the ``iou`` of matches (NaN when none)."""
+    import numpy as np
+
+    v = np.array([m["iou"] for m in matches], float)
+    if not v.size:
+        return {"n": 0, "mean": math.nan, "median": math.nan, "share_ge_0.5": math.nan, "share_ge_0.25": math.nan}
+    return {
+        "n": int(v.size),
+        "mean": float(v.mean()),
+        "median": float(np.median(v)),
+        "share_ge_0.5": float((v >= 0.5).mean()),
+        "share_ge_0.25": float((v >= 0.25).mean()),
+    }
 
 
 @dataclass
@@ -176,13 +218,14 @@ def cross_validate(
     seed: int = 0,
     conf: float = 0.25,
     progress: Callable[[str], None] | None = None,
+    stratify: bool = False,
     **train_args: Any,
 ) -> CVResult:
     """Train on k-1 geographic folds, evaluate on the held-out one, k times; box and cell metrics per fold."""
     from .splits import geographic_folds
     from .train import train
 
-    folds = geographic_folds(ds, k, by, region_deg, table, seed)
+    folds = geographic_folds(ds, k, by, region_deg, table, seed, stratify)
     rows = []
     for fold in folds:
         yaml = ds.write_split(fold.name, fold.train, fold.val)
@@ -207,6 +250,8 @@ __all__ = [
     "cross_validate",
     "dataset_cell_metrics",
     "evaluate",
+    "iou_summary",
+    "label_iou",
     "polygon_iou",
     "summarise",
     "untrained_model",

@@ -11,7 +11,10 @@ Groups (``by``):
 - any other column name of the grid table.
 
 Folds are scikit-learn's ``GroupKFold`` (each group in exactly one validation fold; sizes
-balanced), shuffled with ``seed``.
+balanced), shuffled with ``seed``. With ``stratify=True`` they are ``StratifiedGroupKFold``
+on "the cell has a box": mines cluster, so a purely random choice of groups can leave a
+validation set with almost no mine; stratifying keeps about the same share of positive
+cells in every fold, still whole groups at a time.
 """
 
 from __future__ import annotations
@@ -67,10 +70,11 @@ def geographic_folds(
     region_deg: float = 1.0,
     table=None,
     seed: int = 0,
+    stratify: bool = False,
 ) -> list[Fold]:
-    """``k`` folds; fold ``i`` validates on its groups and trains on the others."""
+    """``k`` folds; fold ``i`` validates on its groups and trains on the others (``stratify``: see the module)."""
     import numpy as np
-    from sklearn.model_selection import GroupKFold
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
     groups = cell_groups(ds, by, region_deg, table)
     names = list(groups)
@@ -83,9 +87,13 @@ def geographic_folds(
             f"(by='region' with a smaller region_deg than {region_deg})."
         )
     labels = np.array([groups[n] for n in names])
-    splitter = GroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    if stratify:
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        splits = splitter.split(names, _positive(ds, names), groups=labels)
+    else:
+        splits = GroupKFold(n_splits=k, shuffle=True, random_state=seed).split(names, groups=labels)
     folds = []
-    for i, (tr, va) in enumerate(splitter.split(names, groups=labels)):
+    for i, (tr, va) in enumerate(splits):
         folds.append(Fold(f"fold{i}", [names[j] for j in tr], [names[j] for j in va]))
     return folds
 
@@ -97,8 +105,13 @@ def geographic_split(
     region_deg: float = 1.0,
     table=None,
     seed: int = 0,
+    stratify: bool = False,
 ) -> Fold:
-    """One train/validation split holding out about ``val_fraction`` of the cells, whole groups at a time."""
+    """One train/validation split holding out about ``val_fraction`` of the cells, whole groups at a time.
+
+    ``stratify=True``: the first fold of ``round(1 / val_fraction)`` stratified group folds, so that
+    validation holds about ``val_fraction`` of the positive cells too (see the module).
+    """
     import numpy as np
     from sklearn.model_selection import GroupShuffleSplit
 
@@ -108,6 +121,16 @@ def geographic_split(
     names = list(groups)
     if len(set(groups.values())) < 2:
         raise InputError(f"all cells are in one {by} group: a geographic split needs two; use a smaller region_deg.")
+    if stratify:
+        k = max(2, round(1 / val_fraction))
+        fold = geographic_folds(ds, k, by, region_deg, table, seed, stratify=True)[0]
+        return Fold("split", fold.train, fold.val)
     splitter = GroupShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed)
     tr, va = next(splitter.split(names, groups=np.array([groups[n] for n in names])))
     return Fold("split", [names[j] for j in tr], [names[j] for j in va])
+
+
+def _positive(ds: DetectDataset, names: Sequence[str]):
+    import numpy as np
+
+    return np.array([bool(ds.cell(n)["boxes"]) for n in names], dtype=int)
