@@ -90,8 +90,8 @@ def demo_step(ee, report, ctx) -> None:
         section,
         f"SIMULATED data. A {sim.world.grid['size_m'] / 1000:g} km world with {len(result.known_mines)} generated "
         f"mines in 2 clusters; its 1-month composite exported once and served as an image asset. Screening score: "
-        f"the share of a cell's pixels whose mine probability (a logistic pixel model, TEMPORARY until "
-        f"gee_mining.classify lands) exceeds {spec.pixel_threshold}, by Image.reduceRegions at cell/64 m per pixel. "
+        f"the share of a cell's pixels whose mine probability (a logistic pixel model compiled to image "
+        f"algebra by gee_mining.classify) exceeds {spec.pixel_threshold}, by Image.reduceRegions at cell/64 m per pixel. "
         f"Thresholds calibrated on the known mines for a target recall of 98 %: "
         f"{', '.join(f'z{lv.zoom} {t:.3f}' for lv, t in zip(spec.levels, calibrated.thresholds, strict=True))}. "
         f"Detector: the pixel model thresholded into boxes (not YOLO; see docs/pyramid.md). Calibrated and measured "
