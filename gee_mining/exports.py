@@ -169,8 +169,12 @@ def export_cells(
     download_to: str | os.PathLike | None = None,
     wait: bool = True,
     progress: Callable[[str], None] | None = None,
+    image: Any = None,
 ) -> list[ExportResult]:
     """Export every cell of ``rows``: start one task per cell, wait, list (and optionally copy) the files.
+
+    Each cell's image is ``imagery.cell_image`` (composite, indices, labels), or ``image`` when given: any
+    ``ee.Image`` (a composite served as an asset, a probability map) exported on each cell's lattice.
 
     For a few cells or a demo. Thousands of cells belong in an export job
     (``gee-mining export run``), which keeps at most ``max_running`` tasks alive and resumes.
@@ -181,7 +185,7 @@ def export_cells(
         raise InputError("rows: cell names repeat; give each cell once (names are the files' names).")
     tasks = []
     for i, row in enumerate(rows):
-        task = cell_export_task(row, polygons, spec, imagery)
+        task = cell_export_task(row, polygons, spec, imagery) if image is None else export_task(image, row, spec)
         task.start()
         tasks.append(task)
         if progress:

@@ -4,8 +4,9 @@ the same detector at the finest level, the fine cells it saves, and its cost acc
 The world: 11 km square, 1 month (6 scenes), 2 compact mine clusters, its composite exported once and served as an
 image asset. Levels 2750 -> 1375 -> 687.5 -> 343.75 m (zoom 15-18): a scaled-down pyramid (the bench runs 22 km,
 5500 -> 687.5 m). The detector is the pixel model thresholded into boxes (documented in
-gee_mining/pyramid/detectors.py): a YOLO run over the 576 finest cells of the exhaustive reference is too slow for
-CI; bench/bench_pyramid.py and the demo run YOLO.
+gee_mining/pyramid/detectors.py): a YOLO run over the 1024 finest cells of the exhaustive reference is too slow for
+CI. ``test_yolo_detector_exports_the_surviving_cells_and_georeferences_its_boxes`` runs the YOLO detector itself
+(an untrained yolo11n: the plumbing, not the accuracy, which bench/bench_detect.py measures) on a few surviving cells.
 
 Independent references: numpy on ``computePixels`` of the same probability image (the cell scores), shapely on
 the mine polygons read from the world's file (which mines touch which cells, which detections touch which mines),
@@ -270,3 +271,38 @@ def test_cli_plan_counts_cells_of_the_real_polygons(capsys):
                     if shapely.box(i * size, j * size, (i + 1) * size, (j + 1) * size).intersects(u):
                         cells.add((epsg, i, j))
         assert abs(level["cells with mines"] - len(cells)) <= max(1, 0.01 * len(cells))
+
+
+def test_yolo_detector_exports_the_surviving_cells_and_georeferences_its_boxes(ee_local, runs, sim, tmp_path):
+    """The fine level's YOLO detector on 3 cells the pyramid kept: one export per cell (the served composite on
+    the cell's 10 m lattice, checked with rasterio), the cost counted, and every box inside its cell, its
+    EPSG:4326 polygon the reprojection of its box in the cell's CRS (pyproj)."""
+    import pyproj
+    import rasterio
+
+    from gee_mining.detect.dataset import DatasetSpec
+    from gee_mining.detect.train import load_model
+    from gee_mining.pyramid import YoloDetector
+
+    ee = ee_local
+    _, _, pyramid, _ = runs
+    cells = pyramid.fine_cells[:3]
+    detector = YoloDetector(load_model("yolo11n.yaml"), DatasetSpec(), image=ee.Image(sim.composite_id),
+                            destination="gs://gee-mining-test/yolo", conf=1e-4, folder=tmp_path)  # fmt: skip
+    run = detector.detect(ee, cells)
+    assert run.cost.cells == 3 and len(run.files) == 3
+    for r, path in zip(cells, sorted(run.files, key=lambda p: [c["name"] for c in cells].index(p.stem)), strict=True):
+        grid = pixel_grid(r)
+        with rasterio.open(path) as ds:
+            assert (ds.width, ds.height, ds.count) == (grid.width, grid.height, 12)
+            assert tuple(ds.transform)[:6] == grid.transform
+    assert run.detections, "an untrained model at conf 1e-4 still proposes boxes"
+    by_name = {r["name"]: r for r in cells}
+    to_lonlat = pyproj.Transformer.from_crs(sim.epsg, 4326, always_xy=True)
+    for det in run.detections:
+        lattice = shapely.box(*pixel_grid(by_name[det.cell]).bounds)  # the cell, or at most a pixel beyond it
+        assert lattice.covers(det.crs_geometry) and det.epsg == sim.epsg
+        ring = np.asarray(det.crs_geometry.exterior.coords)
+        lon, lat = to_lonlat.transform(ring[:, 0], ring[:, 1])
+        corners = shapely.Polygon(np.column_stack([lon, lat]))  # the detector densifies edges; corners suffice here
+        assert corners.symmetric_difference(det.geometry).area < 1e-4 * det.geometry.area

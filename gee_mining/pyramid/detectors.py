@@ -156,15 +156,17 @@ def _blocks(cells: Sequence[dict[str, Any]], block: int) -> list[list[dict[str, 
 class YoloDetector:
     """The trained YOLO model (``gee_mining.detect``) on per-cell GeoTIFFs exported through ``ee``.
 
-    ``weights``: the trained model; ``dataset_spec``: the training dataset's spec
-    (``open_dataset(root).spec``: same bands and 8-bit scaling); ``imagery``: what each cell's image
-    holds (:class:`gee_mining.imagery.ImagerySpec`; labels off unless ``polygons`` are given);
-    ``destination``: ``gs://bucket/prefix`` for the export tasks.
+    ``weights``: the trained model (a weights file, or an ``ultralytics.YOLO``); ``dataset_spec``: the
+    training dataset's spec (``open_dataset(root).spec``: same bands and 8-bit scaling); ``imagery``: what
+    each cell's image holds (:class:`gee_mining.imagery.ImagerySpec`; labels off unless ``polygons`` are
+    given), or ``image``: an ``ee.Image`` exported on each cell's lattice instead (a composite already served
+    as an asset); ``destination``: ``gs://bucket/prefix`` for the export tasks.
     """
 
-    weights: str | os.PathLike
+    weights: Any
     dataset_spec: Any
     imagery: Any = None
+    image: Any = None
     destination: str = "gs://gee-mining-pyramid/cells"
     polygons: Any = None
     conf: float = 0.25
@@ -187,7 +189,8 @@ class YoloDetector:
             imagery = dataclasses.replace(imagery, labels=False)
         if not cells:
             return DetectorRun([], DetectorCost(0, 0, 0, 0, 0, 0.0))
-        results = export_cells(list(cells), self.polygons, ExportSpec(self.destination), imagery, download_to=out)
+        results = export_cells(list(cells), self.polygons, ExportSpec(self.destination), imagery, download_to=out,
+                               image=self.image)  # fmt: skip
         files = [p for r in results for p in r.local_files]
         dets = predict_cells(self.weights, files, self.dataset_spec, conf=self.conf, **self.predict_args)
         pixels = sum(pixel_grid(r).width * pixel_grid(r).height for r in cells)
