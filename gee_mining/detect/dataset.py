@@ -38,7 +38,8 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -432,6 +433,23 @@ def open_dataset(root: str | os.PathLike) -> DetectDataset:
     return DetectDataset(root.resolve(), DatasetSpec.from_json(d["spec"]), d["cells"])
 
 
+@contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """A fresh ``<out>.partial`` folder to write into; renamed to ``out`` (replacing it) when the block ends
+    without error, deleted otherwise, so a failure leaves nothing half-written."""
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+
+
 def cut_patches(
     images: Any,
     out_dir: str | os.PathLike,
@@ -461,11 +479,8 @@ def cut_patches(
     if out.exists() and not overwrite:
         raise InputError(f"{out} exists: choose another folder or pass overwrite=True.")
     paths = find_cells(images)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     written = []
-    try:
+    with staged_folder(out) as tmp:
         for path in paths:
             with rasterio.open(path) as src:
                 if src.width < size or src.height < size:
@@ -486,12 +501,6 @@ def cut_patches(
                             dst.write(src.read(window=window))
                             dst.descriptions = src.descriptions
                         written.append(name)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return [out / f"{n}.tif" for n in written]
 
 
@@ -556,12 +565,10 @@ def build_dataset(
         raise InputError(f"{out} exists: choose another folder or pass overwrite=True (--overwrite).")
     paths = find_cells(cells)
     geoms = load_polygons(polygons)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "images").mkdir(parents=True)
-    (tmp / "labels").mkdir()
     records = []
-    try:
+    with staged_folder(out) as tmp:
+        (tmp / "images").mkdir()
+        (tmp / "labels").mkdir()
         for n, path in enumerate(paths):
             cell = open_cell(path)
             boxes = cell_boxes(cell, geoms, spec)
@@ -594,12 +601,6 @@ def build_dataset(
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=1))
         (tmp / "all.txt").write_text("".join(f"./images/{r['image']}\n" for r in records))
         write_yaml(tmp / "data.yaml", out, {"train": "all.txt", "val": "all.txt"}, spec)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return DetectDataset(out.resolve(), spec, records)
 
 

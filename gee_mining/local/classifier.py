@@ -769,6 +769,24 @@ def output_type(c: Classifier):
     return PixelType("float")
 
 
+def per_pixel(model):
+    """A band function applying ``model`` (an ``(n, bands)`` float64 array -> ``n`` values) to the pixels
+    unmasked in every input band; a pixel masked in any input is masked in the output."""
+
+    def fn(*arrays: np.ma.MaskedArray) -> np.ma.MaskedArray:
+        shape = arrays[0].shape
+        masked = np.zeros(shape, dtype=bool)
+        for a in arrays:
+            masked |= np.ma.getmaskarray(a)
+        ok = ~masked.reshape(-1)
+        x = np.stack([np.asarray(a.data, dtype=np.float64).reshape(-1)[ok] for a in arrays], axis=1)
+        out = np.zeros(ok.size)
+        out[ok] = model(x)
+        return np.ma.MaskedArray(out.reshape(shape), masked)
+
+    return fn
+
+
 @algorithm("Image.classify")
 def image_classify(image, classifier, outputName):  # noqa: N803
     """One band ``outputName``: the classifier's output where every input band is unmasked."""
@@ -788,18 +806,7 @@ def image_classify(image, classifier, outputName):  # noqa: N803
         )
     bands = [img.band(s) for s in c.schema]
 
-    def fn(*arrays: np.ma.MaskedArray) -> np.ma.MaskedArray:
-        shape = arrays[0].shape
-        masked = np.zeros(shape, dtype=bool)
-        for a in arrays:
-            masked |= np.ma.getmaskarray(a)
-        ok = ~masked.reshape(-1)
-        x = np.stack([np.asarray(a.data, dtype=np.float64).reshape(-1)[ok] for a in arrays], axis=1)
-        out = np.zeros(ok.size)
-        out[ok] = c.predict(name, x)
-        return np.ma.MaskedArray(out.reshape(shape), masked)
-
-    return Image([derive(str(outputName), bands, fn, output_type(c))])
+    return Image([derive(str(outputName), bands, per_pixel(lambda x: c.predict(name, x)), output_type(c))])
 
 
 @algorithm("FeatureCollection.classify")

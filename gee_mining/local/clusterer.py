@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .classifier import per_pixel
 from .errors import EngineError
 from .registry import algorithm
 
@@ -170,16 +171,7 @@ def image_cluster(image, clusterer, outputName):  # noqa: N803
     if missing:
         raise EngineError(f"{name}: the image lacks the band(s) {missing} the clusterer was trained on.")
 
-    def fn(*arrays: np.ma.MaskedArray) -> np.ma.MaskedArray:
-        shape = arrays[0].shape
-        masked = np.zeros(shape, dtype=bool)
-        for a in arrays:
-            masked |= np.ma.getmaskarray(a)
-        ok = ~masked.reshape(-1)
-        x = np.stack([np.asarray(a.data, dtype=np.float64).reshape(-1)[ok] for a in arrays], axis=1)
-        out = np.zeros(ok.size)
-        out[ok] = c.assign(name, x)
-        return np.ma.MaskedArray(out.reshape(shape), masked)
+    fn = per_pixel(lambda x: c.assign(name, x))
 
     k = int(c.model.n_clusters)
     return Image([derive(str(outputName), [img.band(s) for s in c.schema], fn, PixelType.int_range(0, k - 1))])
