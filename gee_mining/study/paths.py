@@ -250,17 +250,20 @@ def path_metrics(
     """Metrics per penalty on each split: ``splits[name] = (X, target, mine)``.
 
     LASSO: R2 and RMSE of the target, ROC AUC of the prediction against ``_mine``, and F1, precision,
-    recall of "prediction > lasso_threshold" (0: inside a mine for the distance target). Logistic: ROC AUC, and F1, precision, recall at the
-    probability threshold that maximises F1 on the validation split (chosen there, applied to test).
+    recall of "prediction > threshold". Logistic: ROC AUC, and F1, precision, recall of "probability >
+    threshold". Both thresholds are the ones that maximise F1 on the validation split (chosen there,
+    applied to test); without a validation split, ``lasso_threshold`` (0: the mine edge for the distance
+    target) and 0.5 for the logistic probability. A LASSO fitted on the distance is rarely calibrated
+    at 0 (far pixels pull the fit), which is why its threshold is chosen like the logistic's.
     """
     rows: list[dict] = []
     outs = {name: path.predict(X) for name, (X, _, _) in splits.items()}
     nnz = path.nonzero()
     for k, pen in enumerate(path.penalties):
-        thr = 0.0
-        if path.kind == "logistic" and "val" in splits:
-            prob = 1 / (1 + np.exp(-outs["val"][:, k]))
-            thr = best_f1_threshold(splits["val"][2], prob)
+        thr = lasso_threshold if path.kind == "lasso" else 0.5
+        if "val" in splits and len(splits["val"][2]):
+            val = outs["val"][:, k]
+            thr = best_f1_threshold(splits["val"][2], val if path.kind == "lasso" else 1 / (1 + np.exp(-val)))
         for name, (_, target, mine) in splits.items():
             if len(target) == 0:
                 continue
@@ -273,8 +276,8 @@ def path_metrics(
                 ss = float(((target - target.mean()) ** 2).sum())
                 row["r2"] = 1 - float((resid**2).sum()) / ss if ss > 0 else float("nan")
                 row["rmse"] = float(np.sqrt((resid**2).mean()))
-                row.update(binary_metrics(mine, out, lasso_threshold))
-                row["threshold"] = lasso_threshold
+                row.update(binary_metrics(mine, out, thr))
+                row["threshold"] = thr
             else:
                 prob = 1 / (1 + np.exp(-out))
                 row.update(binary_metrics(mine, prob, thr))

@@ -373,8 +373,9 @@ def export_linear_model(
     (applied to ``(x - mean) / scale``), ``intercept``, ``threshold``, ``target``, ``source``.
     Logistic: score = intercept + coef . z is the log-odds; ``threshold`` is the probability above
     which a pixel is called mine (the validation's best-F1 threshold at that penalty). LASSO:
-    score = intercept + coef . z predicts the target; ``threshold`` is 0 for the distance target
-    (above 0 = inside a mine, as every TargetSpec transform keeps 0 at the edge), 0.5 for binary.
+    score = intercept + coef . z predicts the target; ``threshold`` is the score above which a pixel
+    is called mine, also the validation's best F1 (without a validation split: 0 for the distance
+    target, the mine edge, as every TargetSpec transform keeps 0 there; 0.5 for binary).
     ``penalty``: "best" (``choose_penalty``), an index along the path, or "nonzero:K" (the
     largest penalty with at most K non-zero weights).
     """
@@ -402,12 +403,9 @@ def export_linear_model(
     used = np.flatnonzero(fit.coefs[:, k] != 0)
     m = ps.metrics
     sel = m[(m["fold"] == result.folds[fold].name) & (m["penalty_index"] == k) & (m["split"] == "val")]
-    if kind == "logistic":
-        threshold = float(sel["threshold"].iloc[0]) if len(sel) else 0.5
-        target = "binary"
-    else:
-        target = result.spec.target.kind
-        threshold = 0.5 if target == "binary" else 0.0
+    target = "binary" if kind == "logistic" else result.spec.target.kind
+    default = 0.0 if target == "distance" else 0.5
+    threshold = float(sel["threshold"].iloc[0]) if len(sel) else default
     t = result.spec.target
     model = {
         "kind": kind,
