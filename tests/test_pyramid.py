@@ -280,6 +280,7 @@ def test_yolo_detector_exports_the_surviving_cells_and_georeferences_its_boxes(e
     import pyproj
     import rasterio
 
+    import gee_mining
     from gee_mining.detect.dataset import DatasetSpec
     from gee_mining.detect.train import load_model
     from gee_mining.pyramid import YoloDetector
@@ -287,6 +288,8 @@ def test_yolo_detector_exports_the_surviving_cells_and_georeferences_its_boxes(e
     ee = ee_local
     _, _, pyramid, _ = runs
     cells = pyramid.fine_cells[:3]
+    # an earlier test's CLI may have moved ``ee`` back to the session engine: serve the world's composite again
+    gee_mining.connect("local", project="gee-mining-pyramid", catalog=sim.catalog, storage_root=tmp_path / "st")
     detector = YoloDetector(load_model("yolo11n.yaml"), DatasetSpec(), image=ee.Image(sim.composite_id),
                             destination="gs://gee-mining-test/yolo", conf=1e-4, folder=tmp_path)  # fmt: skip
     run = detector.detect(ee, cells)

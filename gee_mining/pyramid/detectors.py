@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from ..errors import GeeMiningError
 from .core import DetectorCost
 
 
@@ -191,6 +192,11 @@ class YoloDetector:
             return DetectorRun([], DetectorCost(0, 0, 0, 0, 0, 0.0))
         results = export_cells(list(cells), self.polygons, ExportSpec(self.destination), imagery, download_to=out,
                                image=self.image)  # fmt: skip
+        failed = [f"{r.cell}: {r.state} {r.error or ''}".strip() for r in results if r.state != "COMPLETED"]
+        if failed:
+            raise GeeMiningError(
+                f"{self.name}: {len(failed)} of {len(results)} cell exports failed: {'; '.join(failed[:5])}"
+            )
         files = [p for r in results for p in r.local_files]
         dets = predict_cells(self.weights, files, self.dataset_spec, conf=self.conf, **self.predict_args)
         pixels = sum(pixel_grid(r).width * pixel_grid(r).height for r in cells)
