@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .errors import GeeMiningError
 
@@ -442,6 +443,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="the documentation page (docs/algorithms.md) instead")
     p.set_defaults(func=_algorithms)
     return parser
+
+
+def parse_key_values(pairs: Sequence[str] | None, option: str, example: str) -> dict[str, Any]:
+    """``key=value`` command-line pairs as keyword arguments; values become int, float, bool or None when they read
+    as one (``numberOfTrees=100``, ``mosaic=0``, ``amp=false``), strings otherwise."""
+    from .errors import InputError
+
+    def value(text: str) -> Any:
+        for cast in (int, float):
+            try:
+                return cast(text)
+            except ValueError:
+                pass
+        return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"{option} {pair!r}: write name=value, e.g. {example}.")
+        out[key] = value(text)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

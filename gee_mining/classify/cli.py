@@ -13,27 +13,12 @@ import json
 from pathlib import Path
 
 
-def _value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
-
-
 def _spec(args):
+    from ..cli import parse_key_values
     from ..sentinel2 import CompositeSpec
     from .pipeline import DEFAULT_FEATURES, ClassifySpec
 
-    params = {}
-    for p in args.param or []:
-        key, sep, value = p.partition("=")
-        if not sep:
-            from ..errors import InputError
-
-            raise InputError(f"--param {p!r}: write classifier arguments as name=value (e.g. numberOfTrees=100).")
-        params[key] = _value(value)
+    params = parse_key_values(args.param, "--param", "numberOfTrees=100 (a classifier argument)")
     features = tuple(f.strip() for f in args.features.split(",")) if args.features else DEFAULT_FEATURES
     return ClassifySpec(
         features=features,

@@ -6,26 +6,11 @@ import json
 from pathlib import Path
 
 
-def _value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
-
-
 def _settings(pairs: list[str] | None) -> dict:
     """``key=value`` pairs (ultralytics' own setting names) to keyword arguments."""
-    from ..errors import InputError
+    from ..cli import parse_key_values
 
-    out = {}
-    for p in pairs or []:
-        key, sep, value = p.partition("=")
-        if not sep or not key:
-            raise InputError(f"setting {p!r}: write ultralytics settings as key=value (e.g. lr0=0.005 mosaic=0).")
-        out[key] = _value(value)
-    return out
+    return parse_key_values(pairs, "setting", "lr0=0.005 or mosaic=0 (an ultralytics setting)")
 
 
 def _dataset(args) -> int:
