@@ -193,8 +193,8 @@ def tag_zones(ee, polygons, spec: GridSpec):
         c = f.geometry().centroid(MAX_ERROR_M).coordinates()
         lon, lat = ee.Number(c.get(0)), ee.Number(c.get(1))
         zone = lon.add(180).divide(6).floor().add(1).min(60)
-        base = ee.Number(ee.Algorithms.If(lat.gte(0), 32600, 32700))
-        return f.set("grid_epsg", base.add(zone).int())
+        south = lat.lt(0).multiply(100)  # 326zz north of the equator, 327zz south
+        return f.set("grid_epsg", south.add(32600).add(zone).int())
 
     return polygons.map(tag)
 
@@ -353,17 +353,24 @@ def touching_cells(ee, tagged, epsg: int, spec: GridSpec, margin: float):
 
 
 def measured_cells(ee, epsg: int, spec: GridSpec, cells: Sequence[tuple[int, int]], metadata: Metadata = NO_METADATA):
-    """Centroids and bounds (EPSG:4326) of the given cells of a zone's grid, as a FeatureCollection."""
+    """Centroids and bounds (EPSG:4326) of the given cells of a zone's grid, as a FeatureCollection.
+
+    The cells travel as one string of ``"x,y"`` ids and become squares server-side: a graph of one
+    rectangle per cell would take the client longer to serialise than the engine to measure them."""
     crs = ee.Projection(f"EPSG:{epsg}")
     size = spec.cell_size
-    features = [
-        ee.Feature(
-            ee.Geometry.Rectangle([x * size, y * size, (x + 1) * size, (y + 1) * size], f"EPSG:{epsg}", False),
-            {"system:index": f"{x},{y}"},
-        )
-        for x, y in cells
-    ]
-    return ee.FeatureCollection(features).map(lambda cell: cell.set(_cell_properties(ee, cell, crs, epsg, metadata)))
+
+    def square(cell_id):
+        xy = ee.String(cell_id).split(",")
+        x0 = ee.Number.parse(xy.get(0)).multiply(size)
+        y0 = ee.Number.parse(xy.get(1)).multiply(size)
+        rect = ee.Geometry.Rectangle([x0, y0, x0.add(size), y0.add(size)], f"EPSG:{epsg}", False)
+        return ee.Feature(rect, {"system:index": cell_id})
+
+    ids = ee.String(" ".join(f"{x},{y}" for x, y in cells)).split(" ")
+    return ee.FeatureCollection(ids.map(square)).map(
+        lambda cell: cell.set(_cell_properties(ee, cell, crs, epsg, metadata))
+    )
 
 
 # -- the step ------------------------------------------------------------------------------
@@ -387,7 +394,8 @@ class GridTable:
 
 
 def _index(cell_id: str) -> tuple[int, int]:
-    x, y = cell_id.split(",")
+    """A cell's ``"x,y"`` id (or a flattened collection's ``"k_x,y"``) as indices."""
+    x, y = cell_id.rsplit("_", 1)[-1].split(",")
     return int(x), int(y)
 
 
@@ -500,17 +508,24 @@ def build_grid(
     table = GridTable(spec)
     metadata = available_metadata(ee, Metadata() if metadata is None else metadata, table.warnings.append)
     say(f"[grid] {count:,} polygons in {len(zones)} grid zone(s) at {spec.cell_size:g} m (zoom {spec.zoom})")
-    for n, epsg in enumerate(zones, start=1):
-        kept = sorted((keep or {}).get(epsg, ()))
-        pos_fc = positive_cells(ee, tagged, epsg, spec, id_column, region, kept, metadata)
-        positives = [_row(f, spec, 1) for f in iter_features(pos_fc)]
-        for r in positives:
-            r["nesting_only"] = r["overlap"] < MIN_OVERLAP
-        say(f"[grid] zone EPSG:{epsg} ({n}/{len(zones)}): {len(positives)} positive cells")
-        if not positives:
-            continue
-        blocked = {_index(i) for i in touching_cells(ee, tagged, epsg, spec, margin).getInfo()}
-        add_negatives(ee, table, epsg, positives, blocked, metadata)
+    # One request per phase for all zones: the polygons are tagged once per request, not once per zone.
+    pos_fc = ee.FeatureCollection(
+        [
+            positive_cells(ee, tagged, epsg, spec, id_column, region, sorted((keep or {}).get(epsg, ())), metadata)
+            for epsg in zones
+        ]
+    ).flatten()
+    by_zone: dict[int, list[dict[str, Any]]] = {}
+    for f in iter_features(pos_fc):
+        row = _row(f, spec, 1)
+        row["nesting_only"] = row["overlap"] < MIN_OVERLAP
+        by_zone.setdefault(row["epsg"], []).append(row)
+    say(f"[grid] {sum(map(len, by_zone.values())):,} positive cells in {len(by_zone)} zone(s)")
+    pos_zones = sorted(by_zone)
+    if pos_zones:
+        lists = ee.List([touching_cells(ee, tagged, epsg, spec, margin) for epsg in pos_zones]).getInfo()
+        blocked = {epsg: {_index(i) for i in ids} for epsg, ids in zip(pos_zones, lists, strict=True)}
+        add_negatives(ee, table, {epsg: by_zone[epsg] for epsg in pos_zones}, blocked, metadata)
     names = [r["name"] for r in table.rows]
     if len(set(names)) != len(names):
         raise AssertionError("cell names are not unique")  # cannot happen for cells >= 100 m apart
@@ -518,14 +533,11 @@ def build_grid(
     return table
 
 
-def add_negatives(
-    ee, table: GridTable, epsg: int, positives: list[dict[str, Any]], blocked: set[tuple[int, int]], metadata: Metadata
-) -> None:
-    """Pair each positive of a zone with its nearest free cell, measure those cells server-side, and append
-    positives and negatives to ``table``."""
-    from .tables import iter_features
-
-    spec = table.spec
+def pair_negatives(
+    spec: GridSpec, epsg: int, positives: list[dict[str, Any]], blocked: set[tuple[int, int]], warn: Callable[[str], None]
+) -> list[tuple[tuple[int, int], float] | None]:
+    """Each positive's distinct nearest free cell of its zone (see :func:`assign_negatives`), searching
+    ever farther (3 to 48 cells) for the positives still without one."""
     pos_index = [(r["cell_x"], r["cell_y"]) for r in positives]
     assigned: list = [None] * len(positives)
     blocked = set(blocked)
@@ -539,23 +551,46 @@ def add_negatives(
                 blocked.add(hit[0])
         missing = sum(a is None for a in assigned)
         if not missing:
-            break
+            return assigned
         if radius >= 48:
-            table.warnings.append(f"EPSG:{epsg}: {missing} positive cell(s) got no negative within {radius} cells.")
-            break
+            warn(f"EPSG:{epsg}: {missing} positive cell(s) got no negative within {radius} cells.")
+            return assigned
         radius *= 2
-    chosen = [a[0] for a in assigned if a is not None]
+
+
+def add_negatives(
+    ee,
+    table: GridTable,
+    positives: dict[int, list[dict[str, Any]]],
+    blocked: dict[int, set[tuple[int, int]]],
+    metadata: Metadata,
+) -> None:
+    """Pair each positive (per zone EPSG) with its nearest free cell, measure those cells server-side (one
+    request for all zones), and append positives and negatives to ``table``."""
+    from .tables import iter_features
+
+    spec = table.spec
+    assigned = {
+        epsg: pair_negatives(spec, epsg, rows, blocked.get(epsg, set()), table.warnings.append)
+        for epsg, rows in positives.items()
+    }
+    chosen = {epsg: [a[0] for a in hits if a is not None] for epsg, hits in assigned.items()}
     measured = {}
-    for f in iter_features(measured_cells(ee, epsg, spec, chosen, metadata)):
-        measured[_index(f["id"])] = _row(f, spec, 0)
-    for pos, neg in zip(positives, assigned, strict=True):
-        table.rows.append(pos)
-        if neg is not None:
-            row = dict(measured[neg[0]])
-            row["distance_m"] = neg[1]
-            row["pair"] = pos["name"]
-            pos["pair"] = row["name"]
-            table.rows.append(row)
+    zones = [epsg for epsg in sorted(chosen) if chosen[epsg]]
+    if zones:
+        cells = ee.FeatureCollection([measured_cells(ee, epsg, spec, chosen[epsg], metadata) for epsg in zones])
+        for f in iter_features(cells.flatten()):
+            row = _row(f, spec, 0)
+            measured[(row["epsg"], row["cell_x"], row["cell_y"])] = row
+    for epsg, rows in positives.items():
+        for pos, neg in zip(rows, assigned[epsg], strict=True):
+            table.rows.append(pos)
+            if neg is not None:
+                row = dict(measured[(epsg, *neg[0])])
+                row["distance_m"] = neg[1]
+                row["pair"] = pos["name"]
+                pos["pair"] = row["name"]
+                table.rows.append(row)
 
 
 # -- the global run: Export.table tasks per zone, then the negatives from what they wrote ----------
@@ -615,17 +650,20 @@ def grid_from_exports(ee, folder: str | os.PathLike, spec: GridSpec, metadata: M
     files = sorted(folder.glob("positives_EPSG*.geojson"))
     if not files:
         raise InputError(f"{folder}: no positives_EPSG*.geojson files; download the export tasks' output there.")
+    positives: dict[int, list[dict[str, Any]]] = {}
+    blocked: dict[int, set[tuple[int, int]]] = {}
     for path in files:
         epsg = int(path.stem.rsplit("EPSG", 1)[1])
         touching = folder / f"touching_EPSG{epsg}.geojson"
         if not touching.exists():
             raise InputError(f"{touching} is missing: its export task has not finished or was not downloaded.")
-        positives = [_row(f, spec, 1) for f in json.loads(path.read_text())["features"]]
-        for r in positives:
+        rows = [_row(f, spec, 1) for f in json.loads(path.read_text())["features"]]
+        for r in rows:
             r["nesting_only"] = r["overlap"] < MIN_OVERLAP
-        blocked = {_index(f["properties"]["cell"]) for f in json.loads(touching.read_text())["features"]}
-        if positives:
-            add_negatives(ee, table, epsg, positives, blocked, metadata)
+        if rows:
+            positives[epsg] = rows
+            blocked[epsg] = {_index(f["properties"]["cell"]) for f in json.loads(touching.read_text())["features"]}
+    add_negatives(ee, table, positives, blocked, metadata)
     return table
 
 

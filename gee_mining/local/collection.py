@@ -136,9 +136,9 @@ def map_(collection, baseAlgorithm, dropNulls):  # noqa: N803
     if not callable(baseAlgorithm):
         raise EngineError("Collection.map: 'baseAlgorithm' must be a function.")
     fn: Callable[[Any], Any] = baseAlgorithm
+    results = fn.map(fc.features) if hasattr(fn, "map") else [fn(f) for f in fc.features]
     out = []
-    for f in fc.features:
-        r = fn(f)
+    for f, r in zip(fc.features, results, strict=True):
         if r is None:
             if dropNulls:
                 continue

@@ -9,6 +9,16 @@ An expression is ``{"result": id, "values": {id: node}}`` as
 Shared sub-graphs (entries of the ``values`` table) are evaluated once per
 request; an entry that reads a function's arguments is evaluated once per call
 of that function.
+
+A function mapped over many elements (``Collection.map``) is evaluated for all
+of them at once (:meth:`Evaluator.map_batched`): the graph is walked once, each
+node yields a :class:`Column` of per-element values, and algorithms with a
+vectorised implementation (``registry.batched``) compute a whole column in one
+call; the others run once per element. ``If``, ``And``, ``Or`` and calls of
+function values run per element, exactly as they would one element at a time,
+so branches a condition skips are never evaluated. The results are those of
+calling the function on each element in turn; only which element's error is
+reported first may differ when several elements fail.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from typing import Any
 
 from . import registry
 from .errors import EngineError
+from .registry import Column
 
 
 @dataclass
@@ -55,6 +66,19 @@ class _Frame:
         raise EngineError(f"Unbound argument reference: '{name}'.")
 
 
+class _Batch:
+    """A batched call's state: the mapped argument's name, one scalar frame per element, the memo."""
+
+    __slots__ = ("name", "elements", "frames", "parent", "memo")
+
+    def __init__(self, name: str, elements: list[Any], parent: _Frame):
+        self.name = name
+        self.elements = Column(elements)
+        self.parent = parent
+        self.frames = [_Frame({name: e}, parent) for e in elements]
+        self.memo: dict[str, Any] = {}
+
+
 class Closure:
     """A user function (``functionDefinitionValue``) with its captured frame."""
 
@@ -84,6 +108,12 @@ class Closure:
     @property
     def arity(self) -> int:
         return len(self.argument_names)
+
+    def map(self, elements: list[Any]) -> list[Any]:
+        """The function's value for each element (its only argument), evaluated as a batch."""
+        if len(self.argument_names) != 1:
+            return [self(e) for e in elements]
+        return self.evaluator.map_batched(self, elements)
 
 
 class Evaluator:
@@ -232,6 +262,83 @@ class Evaluator:
         except Exception as e:  # a bug or an unforeseen input: say where, keep serving
             # 400, not 500: the client retries 5xx answers, and a rerun fails the same way.
             raise EngineError(f"{name}: internal error: {type(e).__name__}: {e}") from e
+
+
+    # -- batched evaluation --------------------------------------------------
+
+    def map_batched(self, closure: Closure, elements: list[Any]) -> list[Any]:
+        """``closure`` (of one argument) called on each element, the graph walked once for all."""
+        if not elements:
+            return []
+        batch = _Batch(closure.argument_names[0], list(elements), closure.frame)
+        out = self._batch_value(closure.body, batch)
+        return list(out) if isinstance(out, Column) else [out] * len(elements)
+
+    def _batch_value(self, vid: str, batch: _Batch) -> Any:
+        if batch.name not in self.free_arguments(vid):
+            return self.value(vid, batch.parent)
+        if vid in batch.memo:
+            return batch.memo[vid]
+        result = self._batch_node(self.values[vid], batch)
+        batch.memo[vid] = result
+        if isinstance(result, Column):
+            for frame, v in zip(batch.frames, result, strict=True):
+                frame.memo[vid] = v
+        return result
+
+    def _batch_node(self, node: Any, batch: _Batch) -> Any:
+        if not isinstance(node, Mapping) or len(node) != 1:
+            raise EngineError(f"Invalid expression: malformed value node {str(node)[:200]}.")
+        kind, body = next(iter(node.items()))
+        if kind == "valueReference":
+            return self._batch_value(str(body), batch)
+        if batch.name not in self._node_free(node):
+            return self.node(node, batch.parent)
+        if kind == "argumentReference":
+            return batch.elements
+        if kind == "arrayValue":
+            items = [self._batch_node(n, batch) for n in _field(body, "values", list)]
+            return Column([[v[i] if isinstance(v, Column) else v for v in items] for i in range(len(batch.frames))])
+        if kind == "dictionaryValue":
+            entries = {k: self._batch_node(n, batch) for k, n in _field(body, "values", Mapping).items()}
+            return Column(
+                [
+                    {k: v[i] if isinstance(v, Column) else v for k, v in entries.items()}
+                    for i in range(len(batch.frames))
+                ]
+            )
+        if kind == "functionInvocationValue" and "functionReference" not in body:
+            name = body.get("functionName")
+            alg = registry.get(name) if isinstance(name, str) else None
+            if alg is not None and not alg.lazy:
+                return self._batch_invoke(alg, body, batch)
+        # Calls of function values, lazy algorithms (If, And, Or) and function definitions: per element.
+        return Column([self.node(node, frame) for frame in batch.frames])
+
+    def _batch_invoke(self, alg: registry.Algorithm, body: Mapping[str, Any], batch: _Batch) -> Column:
+        self.ctx.check_cancelled()
+        args_nodes = body.get("arguments", {}) or {}
+        if not isinstance(args_nodes, Mapping):
+            raise EngineError("Invalid expression: 'arguments' must be an object.")
+        given = {k: self._batch_node(n, batch) for k, n in args_nodes.items()}
+        n = len(batch.frames)
+        try:
+            kwargs = registry.bind_batched(alg, given, n)
+            if alg.context:
+                kwargs["ctx"] = self.ctx
+            vectorised = registry.batched(alg.name)
+            if vectorised is not None:
+                out = vectorised(n, **kwargs)
+                if len(out) != n:
+                    raise AssertionError(f"{len(out)} values for {n} elements")
+                return Column(out)
+            return Column(registry.per_element(alg.name, n, kwargs))
+        except EngineError:
+            raise
+        except RecursionError:
+            raise EngineError(f"{alg.name}: expression nested too deeply.") from None
+        except Exception as e:
+            raise EngineError(f"{alg.name}: internal error: {type(e).__name__}: {e}") from e
 
 
 def _thunk(evaluator: Evaluator, node: Any, frame: _Frame):

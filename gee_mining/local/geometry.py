@@ -43,7 +43,7 @@ import shapely.ops
 
 from .errors import EngineError
 from .projection import LOCAL_PREFIX, WGS84, Projection, is_geographic, meters_per_unit, transformer
-from .registry import algorithm
+from .registry import Column, algorithm, per_element, vectorised
 
 GEOD = pyproj.Geod(ellps="WGS84")
 EARTH_RADIUS = 6378137.0
@@ -243,7 +243,11 @@ def _transform_xy(xy: np.ndarray, src: str, dst: str) -> np.ndarray:
 
 
 def _midpoints(xy: np.ndarray, crs: str, geodesic: bool) -> np.ndarray:
-    a, b = xy[:-1], xy[1:]
+    return _edge_midpoints(xy[:-1], xy[1:], crs, geodesic)
+
+
+def _edge_midpoints(a: np.ndarray, b: np.ndarray, crs: str, geodesic: bool) -> np.ndarray:
+    """Midpoints of the edges from ``a[i]`` to ``b[i]`` (geodesic or straight in ``crs``)."""
     if not geodesic:
         return (a + b) / 2.0
     ll_a = _transform_xy(a, crs, LONLAT)
@@ -1032,15 +1036,39 @@ def covering_grid(geometry, proj, scale):
 
     if scale is not None:
         proj = proj.scaled(scale / proj.nominal_scale(), scale / proj.nominal_scale())
-    cells = grid_cells(in_proj(geometry, proj, 0.01))
+    parts = _flat_parts(geometry.shape)
+    if len(parts) > 1:  # the parts of a collection's merged geometry, reprojected together
+        shapes = reproject_many(_object_array(parts), geometry.crs, proj.crs, geometry.edges_geodesic, False, 0.01)
+        if not proj.is_identity:
+            shapes = _affine_many(shapes, proj.inverse())
+        cells = grid_cells(shapely.GeometryCollection(list(shapes)))
+    else:
+        cells = grid_cells(in_proj(geometry, proj, 0.01))
+    if not cells:
+        return FeatureCollection([])
     a, b, c, d, e, f = proj.transform
+    ij = np.array(cells, dtype=np.float64)
+    u = ij[:, :1] + np.array([0.0, 0.0, 1.0, 1.0, 0.0])  # corners (i, j+1), (i, j), (i+1, j), (i+1, j+1), (i, j+1)
+    v = ij[:, 1:] + np.array([1.0, 0.0, 0.0, 1.0, 1.0])
+    squares = shapely.polygons(np.stack([a * u + b * v + c, d * u + e * v + f], axis=-1))
     base = proj.base
-    features = []
-    for i, j in cells:
-        corners = [(i, j + 1), (i, j), (i + 1, j), (i + 1, j + 1), (i, j + 1)]
-        ring = [(a * u + b * v + c, d * u + e * v + f) for u, v in corners]
-        features.append(Feature(Geometry(shapely.Polygon(ring), base, False, "Polygon"), {}, id=f"{i},{j}"))
-    return FeatureCollection(features)
+    return FeatureCollection(
+        [
+            Feature(Geometry(square, base, False, "Polygon"), {}, id=f"{i},{j}")
+            for (i, j), square in zip(cells, squares, strict=True)
+        ]
+    )
+
+
+def _affine_many(shapes: np.ndarray, matrix: tuple[float, ...]) -> np.ndarray:
+    """``shapely.affinity.affine_transform`` of each 2-D shape, in one call (the same arithmetic)."""
+    a, b, d, e, xoff, yoff = matrix
+
+    def coords(xy: np.ndarray) -> np.ndarray:
+        x, y = xy.T
+        return np.stack([a * x + b * y + xoff, d * x + e * y + yoff]).T
+
+    return shapely.transform(shapes, coords)
 
 
 def grid_cells(shape: shapely.Geometry) -> list[tuple[int, int]]:
@@ -1086,3 +1114,264 @@ def error_margin(value, unit):
     if value is not None and value < 0:
         raise EngineError(f"ErrorMargin: The error margin must not be negative, got {value}.")
     return ErrorMargin(0.0 if value is None else value, unit)
+
+
+# -- vectorised forms (a mapped function evaluated for many elements at once) ---------------------
+#
+# Each returns, element by element, exactly what the scalar algorithm above returns: the same
+# coordinates go through the same transformer, only in one call for all elements. Whatever they do
+# not vectorise (geodesic centroids, shapes needing densification, non-geometries) runs per element.
+
+
+def _object_array(items: list[Any]) -> np.ndarray:
+    arr = np.empty(len(items), dtype=object)
+    arr[:] = items
+    return arr
+
+
+def _bbox_small_many(b: np.ndarray, src: str, max_err: float, lat_deg: np.ndarray | None = None) -> np.ndarray:
+    """:func:`_bbox_small` for many bounds at once (``lat_deg``: the largest absolute latitude of each
+    projected shape, else 84); False for empty shapes."""
+    x0, y0, x1, y1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    with np.errstate(invalid="ignore"):
+        if is_geographic(src):
+            lat = np.radians(np.minimum(np.maximum(np.abs(y0), np.abs(y1)), 89.0))
+            diag = np.hypot((x1 - x0) * 111_320.0, (y1 - y0) * 110_600.0) * 1.01
+        else:
+            diag = np.hypot(x1 - x0, y1 - y0) * meters_per_unit(src) * 1.01
+            lat = math.radians(84.0) if lat_deg is None else np.radians(lat_deg)
+        return np.isfinite(diag) & (2.0 * diag**2 * (np.tan(lat) + 1.0) / (8.0 * 6_356_752.0) <= max_err)
+
+
+def _edges_small_many(shapes: np.ndarray, src: str, dst: str, max_err: float) -> np.ndarray:
+    """:func:`_edges_small` of each (multi)polygon or (multi)line, with the edges of all shapes in one
+    pass (lon/lat from one transformer call); False for other kinds of shape."""
+    ok = np.zeros(len(shapes), dtype=bool)
+    idx = np.nonzero(np.isin(shapely.get_type_id(shapes), (1, 3, 5, 6)))[0]
+    if not len(idx):
+        return ok
+    parts, part_owner = shapely.get_parts(shapes[idx], return_index=True)
+    poly = shapely.get_type_id(parts) == 3
+    rings, ring_part = shapely.get_rings(parts[poly], return_index=True)
+    seqs = np.concatenate([rings, parts[~poly]])
+    seq_owner = np.concatenate([part_owner[poly][ring_part], part_owner[~poly]])
+    xy, seq_of = shapely.get_coordinates(seqs, return_index=True)
+    if len(xy) < 2:
+        ok[idx] = True
+        return ok
+    edge = seq_of[:-1] == seq_of[1:]
+    d = np.diff(xy, axis=0)
+    if is_geographic(src):
+        lat = np.radians(np.maximum(np.abs(xy[:-1, 1]), np.abs(xy[1:, 1])))
+        length = np.hypot(d[:, 0] * np.cos(lat) * 111_320.0, d[:, 1] * 110_600.0) * 1.01
+        lat_max = np.minimum(lat, np.radians(89.0))
+    else:
+        length = np.hypot(d[:, 0], d[:, 1]) * meters_per_unit(src) * 1.01
+        if is_geographic(dst):
+            ll = _transform_xy(xy, src, dst)
+            lat_max = np.radians(np.minimum(np.maximum(np.abs(ll[:-1, 1]), np.abs(ll[1:, 1])), 89.0))
+        else:
+            lat_max = np.full(len(length), np.radians(84.0))
+    bound = 2.0 * length**2 * (np.tan(lat_max) + 1.0) / (8.0 * 6_356_752.0)
+    bad = np.zeros(len(idx), dtype=bool)
+    np.logical_or.at(bad, seq_owner[seq_of[:-1][edge & (bound > max_err)]], True)
+    ok[idx] = ~bad
+    return ok
+
+
+def _densify_polygons_many(
+    shapes: np.ndarray, src: str, dst: str, src_geo: bool, dst_geo: bool, max_err: float
+) -> np.ndarray:
+    """:func:`reproject` of each (multi)polygon by :func:`_densify_seq`'s rule, with every ring's edges
+    in one array: each round bisects, in all rings at once, the edges still off by more than
+    ``max_err``; a ring whose edges all pass gets no new vertex, as it would alone."""
+    parts, part_owner = shapely.get_parts(shapes, return_index=True)
+    if shapely.is_empty(parts).any():
+        return _object_array([reproject(s, src, dst, src_geo, dst_geo, max_err) for s in shapes])
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    pts, ring_of = shapely.get_coordinates(rings, return_index=True)
+    out = _transform_xy(pts, src, dst)
+    check = np.ones(len(pts), dtype=bool)  # edges (k, k + 1) to test: all, then the halves of bisected ones
+    for _ in range(30):
+        edge = np.nonzero(check[:-1] & (ring_of[:-1] == ring_of[1:]))[0]
+        mids = _edge_midpoints(pts[edge], pts[edge + 1], src, src_geo)
+        mids_dst = _transform_xy(mids, src, dst)
+        chord = _edge_midpoints(out[edge], out[edge + 1], dst, dst_geo)
+        bad = _deviation_m(mids_dst, chord, dst) > max_err
+        if not bad.any():
+            break
+        at = edge[bad] + 1
+        pts = np.insert(pts, at, mids[bad], axis=0)
+        out = np.insert(out, at, mids_dst[bad], axis=0)
+        ring_of = np.insert(ring_of, at, ring_of[at - 1])
+        starts = edge[bad] + np.arange(len(at))  # where each bisected edge now starts
+        check = np.zeros(len(pts), dtype=bool)
+        check[starts] = True
+        check[starts + 1] = True
+    new_rings = shapely.linearrings(out, indices=ring_of)
+    polygons = shapely.polygons(new_rings, indices=ring_part)
+    result = np.empty(len(shapes), dtype=object)
+    multi = shapely.get_type_id(shapes) == 6
+    single = np.nonzero(~multi)[0]
+    result[single] = polygons[np.searchsorted(part_owner, single)]
+    if multi.any():
+        rows = np.nonzero(multi[part_owner])[0]
+        compact = np.unique(part_owner[rows], return_inverse=True)[1]
+        result[multi] = shapely.multipolygons(polygons[rows], indices=compact)
+    return result
+
+
+def reproject_many(
+    shapes: np.ndarray, src: str, dst: str, src_geo: bool, dst_geo: bool, max_err: float
+) -> np.ndarray:
+    """:func:`reproject` of each shape: the points and the small shapes (no densification needed)
+    through one transformer call, the rest one by one."""
+    if src == dst and src_geo == dst_geo:
+        return shapes
+    out = shapes.copy()
+    empty = shapely.is_empty(shapes)
+    types = shapely.get_type_id(shapes)
+    direct = (types == 0) | (types == 4) | (not math.isfinite(max_err))
+    if _is_tame(src) and _is_tame(dst):
+        b = shapely.bounds(shapes)
+        direct |= _bbox_small_many(b, src, max_err)
+        rest = np.nonzero(~direct & ~empty)[0]
+        if len(rest):
+            direct[rest] = _edges_small_many(shapes[rest], src, dst, max_err)
+    direct &= ~empty
+    if direct.any() and src != dst:
+        out[direct] = shapely.transform(shapes[direct], lambda xy: _transform_xy(xy, src, dst))
+    rest = ~direct & ~empty
+    polygonal = rest & np.isin(types, (3, 6))
+    if polygonal.sum() > 1 and math.isfinite(max_err):
+        out[polygonal] = _densify_polygons_many(shapes[polygonal], src, dst, src_geo, dst_geo, max_err)
+        rest &= ~polygonal
+    for i in np.nonzero(rest)[0]:
+        out[i] = reproject(shapes[i], src, dst, src_geo, dst_geo, max_err)
+    return out
+
+
+def in_crs_many(geoms: list[Geometry], crs: str, max_err: float, geodesic: bool = False) -> list[shapely.Geometry]:
+    """:func:`in_crs` of each geometry (its cache read and filled), reprojected in groups of one source CRS."""
+    key = (crs, max_err, geodesic)
+    out: list[Any] = [None] * len(geoms)
+    todo: dict[tuple[str, bool], list[int]] = {}
+    for i, g in enumerate(geoms):
+        cache = getattr(g, "_in_crs", None)
+        shape = cache.get(key) if cache else None
+        if shape is None:
+            todo.setdefault((g.crs, g.edges_geodesic), []).append(i)
+        else:
+            out[i] = shape
+    for (src, src_geo), idx in todo.items():
+        shapes = reproject_many(_object_array([geoms[i].shape for i in idx]), src, crs, src_geo, geodesic, max_err)
+        for i, shape in zip(idx, shapes, strict=True):
+            out[i] = shape
+            g = geoms[i]
+            cache = getattr(g, "_in_crs", None)
+            if cache is None:
+                cache = g._in_crs = {}
+            elif len(cache) > 8:
+                cache.clear()
+            cache[key] = shape
+    return out
+
+
+def _all_geometries(value: Any) -> bool:
+    return isinstance(value, Column) and all(isinstance(g, Geometry) for g in value)
+
+
+def _shared(*values: Any) -> bool:
+    return not any(isinstance(v, Column) for v in values)
+
+
+@vectorised("Geometry.transform")
+def transform_many(n, geometry, proj, maxError, geodesic):  # noqa: N803
+    if not (_all_geometries(geometry) and _shared(proj, maxError, geodesic)):
+        args = {"geometry": geometry, "proj": proj, "maxError": maxError, "geodesic": geodesic}
+        return per_element("Geometry.transform", n, args)
+    proj = Projection.coerce(proj)
+    target_geo = proj.is_geographic if geodesic is None else bool(geodesic and proj.is_geographic)
+    err = max_error_m(maxError)
+    out: list[Any] = [None] * n
+    groups: dict[tuple[str, bool], list[int]] = {}
+    for i, g in enumerate(geometry):
+        groups.setdefault((g.crs, g.edges_geodesic), []).append(i)
+    for (src, src_geo), idx in groups.items():
+        shapes = reproject_many(_object_array([geometry[i].shape for i in idx]), src, proj.crs, src_geo, target_geo, err)
+        for i, shape in zip(idx, shapes, strict=True):
+            g = geometry[i]
+            out[i] = Geometry(shape, proj.base, target_geo, g.type_name, g.even_odd)
+    return out
+
+
+def _in_proj_many(geoms: list[Geometry], proj: Projection, max_err: float) -> list[shapely.Geometry]:
+    shapes = in_crs_many(geoms, proj.crs, max_err, False)
+    if proj.is_identity:
+        return shapes
+    return list(_affine_many(_object_array(shapes), proj.inverse()))
+
+
+@vectorised("Geometry.bounds")
+def bounds_many(n, geometry, maxError, proj):  # noqa: N803
+    if not (_all_geometries(geometry) and _shared(maxError, proj)):
+        return per_element("Geometry.bounds", n, {"geometry": geometry, "maxError": maxError, "proj": proj})
+    space = proj if proj is not None else WGS84
+    shapes = _object_array(_in_proj_many(geometry, space, max_error_m(maxError, proj=space)))
+    b = shapely.bounds(shapes)
+    x0, y0, x1, y1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    rings = np.stack([np.column_stack(c) for c in ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))], axis=1)
+    empty = shapely.is_empty(shapes)
+    boxes = shapely.polygons(np.where(empty[:, None, None], 0.0, rings))
+    out = []
+    for i, g in enumerate(geometry):
+        if empty[i]:
+            out.append(_result(shapely.Polygon(), space, False))
+        elif x0[i] == x1[i] and y0[i] == y1[i] and g.shape.geom_type == "Point":
+            out.append(_result(shapely.Point(x0[i], y0[i]), space, False))
+        else:
+            out.append(_result(boxes[i], space, False))
+    return out
+
+
+@vectorised("Geometry.centroid")
+def centroid_many(n, geometry, maxError, proj):  # noqa: N803
+    if not (_all_geometries(geometry) and _shared(maxError, proj)):
+        return per_element("Geometry.centroid", n, {"geometry": geometry, "maxError": maxError, "proj": proj})
+    if proj is not None:
+        shapes = _in_proj_many(geometry, proj, max_error_m(maxError, proj=proj))
+        return [_result(c, proj, False) for c in shapely.centroid(_object_array(shapes))]
+    err = max_error_m(maxError)
+    out: list[Any] = [None] * n
+    planar = [i for i, g in enumerate(geometry) if not g.edges_geodesic]
+    cents = shapely.centroid(_object_array([geometry[i].shape for i in planar]))
+    to_lonlat: dict[str, list[int]] = {}
+    for i, c in zip(planar, cents, strict=True):
+        g = geometry[i]
+        if g.crs == LONLAT or c.is_empty:
+            out[i] = Geometry(c, g.proj, g.geodesic)
+        else:
+            to_lonlat.setdefault(g.crs, []).append(i)
+            out[i] = c
+    for crs, idx in to_lonlat.items():
+        points = reproject_many(_object_array([out[i] for i in idx]), crs, LONLAT, False, False, err)
+        for i, p in zip(idx, points, strict=True):
+            out[i] = Geometry(p, WGS84)
+    for i, g in enumerate(geometry):
+        if g.edges_geodesic:
+            out[i] = centroid(g, maxError, None)
+    return out
+
+
+@vectorised("Geometry.area")
+def area_many(n, geometry, maxError, proj):  # noqa: N803
+    """Planar areas in ``proj`` in one call for polygons; everything else as the scalar form."""
+    if not (_all_geometries(geometry) and _shared(maxError, proj)) or proj is None:
+        return per_element("Geometry.area", n, {"geometry": geometry, "maxError": maxError, "proj": proj})
+    shapes = _object_array(_in_proj_many(geometry, proj, max_error_m(maxError, proj=proj)))
+    polygon = shapely.get_type_id(shapes) == 3
+    areas = shapely.area(shapes)
+    return [
+        float(areas[i]) if polygon[i] and not shapes[i].is_empty else area(g, maxError, proj)
+        for i, g in enumerate(geometry)
+    ]

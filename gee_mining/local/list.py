@@ -242,7 +242,8 @@ def list_length(list):
 
 @algorithm("List.map")
 def list_map(list, baseAlgorithm, dropNulls):  # noqa: N803 - Earth Engine's argument names
-    out = [baseAlgorithm(v) for v in list]
+    batched = getattr(baseAlgorithm, "map", None)
+    out = batched(list) if batched is not None else [baseAlgorithm(v) for v in list]
     if dropNulls:
         out = [v for v in out if v is not None]
     return out

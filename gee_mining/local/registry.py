@@ -64,7 +64,15 @@ class Algorithm:
     context: bool = False
 
 
+class Column(list):
+    """One value per element of a batched map (see ``evaluator.Evaluator.map_batched``): what a vectorised
+    implementation receives for an argument that differs between elements."""
+
+    __slots__ = ()
+
+
 _ALGORITHMS: dict[str, Algorithm] = {}
+_BATCHED: dict[str, Callable[..., list[Any]]] = {}
 
 
 def _py_name(name: str) -> str:
@@ -112,6 +120,46 @@ def algorithm(
     return register
 
 
+def vectorised(name: str) -> Callable[[Callable[..., list[Any]]], Callable[..., list[Any]]]:
+    """Register a vectorised implementation of the already registered algorithm ``name``.
+
+    It is called as ``func(n, **arguments)`` when a mapped function is evaluated
+    for ``n`` elements at once: each argument is either one value for all
+    elements or a list of ``n`` values (an ``evaluator.Column``), already checked
+    and promoted as :func:`bind` would; it returns the ``n`` results, each equal
+    to what the scalar implementation returns for that element's arguments.
+    """
+
+    def register(func: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
+        if name not in _ALGORITHMS:
+            raise RuntimeError(f"{name}: register the algorithm before its vectorised form")
+        if name in _BATCHED or _ALGORITHMS[name].lazy:
+            raise RuntimeError(f"{name}: a second vectorised form, or one for a lazy algorithm")
+        _BATCHED[name] = func
+        return func
+
+    return register
+
+
+def batched(name: str) -> Callable[..., list[Any]] | None:
+    """The vectorised implementation of ``name``, if it has one."""
+    return _BATCHED.get(name)
+
+
+def per_element(name: str, n: int, arguments: Mapping[str, Any]) -> list[Any]:
+    """The scalar implementation of ``name`` called once per element (columns indexed, the rest shared):
+    what a vectorised implementation falls back to for the cases it does not vectorise."""
+    func = _ALGORITHMS[name].func
+    columns = [(k, v) for k, v in arguments.items() if isinstance(v, Column)]
+    kwargs = dict(arguments)
+    out = []
+    for i in range(n):
+        for k, v in columns:
+            kwargs[k] = v[i]
+        out.append(func(**kwargs))
+    return out
+
+
 @functools.cache
 def load_families() -> None:
     """Import every family module so that its algorithms register (once: ``get`` calls it per invocation)."""
@@ -155,6 +203,32 @@ def bind(alg: Algorithm, given: Mapping[str, Any]) -> dict[str, Any]:
             value = default()
             if alg.lazy:
                 value = _constant_thunk(value)
+        else:
+            raise EngineError(f"{alg.name}: Parameter '{arg.name}' is required.")
+        out[py_name] = value
+    return out
+
+
+def bind_batched(alg: Algorithm, given: Mapping[str, Any], n: int) -> dict[str, Any]:
+    """:func:`bind` for a vectorised call: arguments that are columns (lists of ``n`` per-element values,
+    ``evaluator.Column``) are checked element by element and stay columns."""
+    plan = _plan(alg)
+    for key in given:
+        if key not in plan.names:
+            raise EngineError(f"{alg.name}: Unrecognized argument '{key}'. Allowed arguments: {', '.join(plan.order)}.")
+    out = {}
+    for arg, py_name, check, default in plan.arguments:
+        if arg.name in given:
+            value = given[arg.name]
+            if check is not None:
+                if isinstance(value, Column):
+                    value = Column([v if v is None else check(alg.name, arg, v) for v in value])
+                elif value is not None:
+                    value = check(alg.name, arg, value)
+        elif arg.optional:
+            value = default()
+            if isinstance(value, list | dict):  # each element gets its own copy, as bind gives each call
+                value = Column([value] + [default() for _ in range(n - 1)])
         else:
             raise EngineError(f"{alg.name}: Parameter '{arg.name}' is required.")
         out[py_name] = value
