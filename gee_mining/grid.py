@@ -25,6 +25,7 @@ nearest cell (centre to centre) that touches no polygon, optionally at least
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -334,41 +335,39 @@ def neighbour_zones(epsg: int) -> list[int]:
     return sorted(base + z for base in (32600, 32700) for z in zones)
 
 
+def _touching_grid(ee, tagged, epsg: int, spec: GridSpec, margin: float):
+    crs = ee.Projection(f"EPSG:{epsg}")
+    near = tagged.filter(ee.Filter.inList("grid_epsg", neighbour_zones(epsg)))
+    if margin > 0:
+        near = near.map(lambda f: f.setGeometry(f.geometry().buffer(margin, MAX_ERROR_M)))
+    return near.geometry().coveringGrid(crs.atScale(spec.cell_size))
+
+
 def touching_collection(ee, tagged, epsg: int, spec: GridSpec, margin: float):
     """The zone's cells that touch a polygon, or come within ``margin`` metres of one: the cells no
     negative may take, as features with ids ``"x,y"`` and no geometry. Polygons of the neighbouring zones
     count too (cells near a zone edge or the antimeridian); no longitude/latitude box is involved, so the
     antimeridian is safe."""
-    crs = ee.Projection(f"EPSG:{epsg}")
-    near = tagged.filter(ee.Filter.inList("grid_epsg", neighbour_zones(epsg)))
-    if margin > 0:
-        near = near.map(lambda f: f.setGeometry(f.geometry().buffer(margin, MAX_ERROR_M)))
-    cells = near.geometry().coveringGrid(crs.atScale(spec.cell_size))
+    cells = _touching_grid(ee, tagged, epsg, spec, margin)
     return cells.map(lambda c: ee.Feature(None, {"cell": c.id()}).set("system:index", c.id()))
 
 
 def touching_cells(ee, tagged, epsg: int, spec: GridSpec, margin: float):
     """Ids (``"x,y"``) of :func:`touching_collection`'s cells, as a list."""
-    return touching_collection(ee, tagged, epsg, spec, margin).aggregate_array("cell")
+    return _touching_grid(ee, tagged, epsg, spec, margin).aggregate_array("system:index")
 
 
 def measured_cells(ee, epsg: int, spec: GridSpec, cells: Sequence[tuple[int, int]], metadata: Metadata = NO_METADATA):
     """Centroids and bounds (EPSG:4326) of the given cells of a zone's grid, as a FeatureCollection.
 
-    The cells travel as one string of ``"x,y"`` ids and become squares server-side: a graph of one
-    rectangle per cell would take the client longer to serialise than the engine to measure them."""
+    The cells travel as their centres, one JSON string (a graph of one rectangle per cell would take the
+    client longer to serialise than the engine to measure them), and become the grid's own squares again
+    by ``coveringGrid`` of those points: ids ``"x,y"``, planar in the zone's projection."""
     crs = ee.Projection(f"EPSG:{epsg}")
     size = spec.cell_size
-
-    def square(cell_id):
-        xy = ee.String(cell_id).split(",")
-        x0 = ee.Number.parse(xy.get(0)).multiply(size)
-        y0 = ee.Number.parse(xy.get(1)).multiply(size)
-        rect = ee.Geometry.Rectangle([x0, y0, x0.add(size), y0.add(size)], f"EPSG:{epsg}", False)
-        return ee.Feature(rect, {"system:index": cell_id})
-
-    ids = ee.String(" ".join(f"{x},{y}" for x, y in cells)).split(" ")
-    return ee.FeatureCollection(ids.map(square)).map(
+    centres = json.dumps([[(x + 0.5) * size, (y + 0.5) * size] for x, y in cells])
+    points = ee.Geometry.MultiPoint(ee.List(ee.String(centres).decodeJSON()), f"EPSG:{epsg}")
+    return points.coveringGrid(crs.atScale(size)).map(
         lambda cell: cell.set(_cell_properties(ee, cell, crs, epsg, metadata))
     )
 
@@ -525,6 +524,7 @@ def build_grid(
     if pos_zones:
         lists = ee.List([touching_cells(ee, tagged, epsg, spec, margin) for epsg in pos_zones]).getInfo()
         blocked = {epsg: {_index(i) for i in ids} for epsg, ids in zip(pos_zones, lists, strict=True)}
+        say(f"[grid] {sum(map(len, blocked.values())):,} cells touch a polygon: pairing negatives")
         add_negatives(ee, table, {epsg: by_zone[epsg] for epsg in pos_zones}, blocked, metadata)
     names = [r["name"] for r in table.rows]
     if len(set(names)) != len(names):
@@ -534,7 +534,11 @@ def build_grid(
 
 
 def pair_negatives(
-    spec: GridSpec, epsg: int, positives: list[dict[str, Any]], blocked: set[tuple[int, int]], warn: Callable[[str], None]
+    spec: GridSpec,
+    epsg: int,
+    positives: list[dict[str, Any]],
+    blocked: set[tuple[int, int]],
+    warn: Callable[[str], None],
 ) -> list[tuple[tuple[int, int], float] | None]:
     """Each positive's distinct nearest free cell of its zone (see :func:`assign_negatives`), searching
     ever farther (3 to 48 cells) for the positives still without one."""
@@ -642,7 +646,6 @@ def export_grid(
 def grid_from_exports(ee, folder: str | os.PathLike, spec: GridSpec, metadata: Metadata | None = None) -> GridTable:
     """The grid of one level from the files :func:`export_grid`'s tasks wrote (downloaded to ``folder``,
     the ``zZOOM`` folder): positives as exported, negatives paired here and measured server-side."""
-    import json
 
     folder = Path(folder)
     table = GridTable(spec)
@@ -861,8 +864,6 @@ def _write_csv(table: GridTable, path: Path) -> None:
 
 
 def _write_parquet(table: GridTable, path: Path) -> None:
-    import json
-
     import pyarrow as pa
     import pyarrow.parquet as pq
     import shapely

@@ -18,7 +18,7 @@ from .errors import EngineError
 from .feature import Feature, geometry_algorithm
 from .featurecollection import FeatureCollection, as_collection
 from .filter import Filter, parse_expression
-from .registry import algorithm
+from .registry import Column, algorithm, per_element, vectorised
 
 
 @algorithm("Collection.loadTable", context=True)
@@ -58,6 +58,42 @@ def filter_(collection, filter):  # noqa: A002
 
         candidates = candidates_intersecting(fc, flt.bounds)
     return fc.with_features([f for f in candidates if test(f, f)])
+
+
+@vectorised("Collection.filter")
+def filter_many(n, collection, filter):  # noqa: A002
+    """Bounds filters of one collection, one per element (``filterBounds`` of each cell): candidates from
+    one bulk query of the collection's index, then every (element, candidate) pair tested at once."""
+    tests = [getattr(f, "geometry_test", None) for f in filter] if isinstance(filter, Column) else [None]
+    if isinstance(collection, Column) or any(t is None or t[1] != "intersects" for t in tests):
+        return per_element("Collection.filter", n, {"collection": collection, "filter": filter})
+    import numpy as np
+
+    from .filter import _geometry, field_value
+    from .geometry import intersects_pairs
+    from .spatial_index import candidates_many
+
+    fc = as_collection("Collection.filter", collection)
+    feats = fc.features
+    if len(feats) > 64:
+        candidates = candidates_many(fc, [t[2] for t in tests])
+    else:
+        candidates = [np.arange(len(feats))] * n
+    owner = np.repeat(np.arange(n), [len(c) for c in candidates])
+    cand = np.concatenate(candidates).astype(np.int64) if n else np.empty(0, dtype=np.int64)
+    lefts = [_geometry(field_value(feats[j], tests[k][0])) for k, j in zip(owner, cand, strict=True)]
+    known = np.array([g is not None for g in lefts], dtype=bool)
+    passed = np.zeros(len(cand), dtype=bool)
+    rows = np.nonzero(known)[0]
+    if len(rows):
+        passed[rows] = intersects_pairs(
+            [lefts[r] for r in rows], [tests[owner[r]][2] for r in rows], [tests[owner[r]][3] for r in rows]
+        )
+    cuts = np.concatenate([[0], np.cumsum([len(c) for c in candidates])])
+    return [
+        fc.with_features([feats[j] for j, ok in zip(cand[a:b], passed[a:b], strict=True) if ok])
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True)
+    ]
 
 
 def sort_key(value: Any) -> tuple:

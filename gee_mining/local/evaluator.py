@@ -263,7 +263,6 @@ class Evaluator:
             # 400, not 500: the client retries 5xx answers, and a rerun fails the same way.
             raise EngineError(f"{name}: internal error: {type(e).__name__}: {e}") from e
 
-
     # -- batched evaluation --------------------------------------------------
 
     def map_batched(self, closure: Closure, elements: list[Any]) -> list[Any]:

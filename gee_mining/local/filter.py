@@ -36,6 +36,9 @@ class Filter:
     bounds: Any = None  # a Geometry every passing element intersects (for pruning)
     date_range: tuple[float, float] | None = None  # [start, end) of system:time_start
     measure: Measure | None = None  # the join measure of a (primary, secondary) pair
+    # ``(field, predicate, geometry, maxError)`` when the filter is "the element's ``field`` (``.geo`` or
+    # ``.all``) ``Geometry.<predicate>`` this fixed geometry": what a vectorised filter can test in bulk.
+    geometry_test: tuple[str, str, Any, Any] | None = None
 
     ee_type = "Filter"
 
@@ -84,6 +87,9 @@ def _short(value: Any) -> str:
     return text if len(text) < 60 else text[:57] + "..."
 
 
+_PLAIN = (int, float, str)
+
+
 def _millis(value: Any) -> Any:
     from .date import Date
 
@@ -109,6 +115,8 @@ def _ordered(a: Any, b: Any) -> tuple[Any, Any] | None:
 def values_equal(a: Any, b: Any) -> bool:
     if a is None or b is None:
         return False
+    if type(a) in _PLAIN and type(b) in _PLAIN:  # the common case, first
+        return a == b if (type(a) is str) == (type(b) is str) else False
     a, b = _millis(a), _millis(b)
     if _is_number(a) and _is_number(b):
         return a == b
@@ -388,12 +396,16 @@ def _geometry_filter(
         return bool(_geometry_func(func_name)(left=a, right=b, maxError=maxError, proj=None, **args))
 
     bounds = None
+    geometry_test = None
     if name == "Filter.intersects":
         if leftField in (".geo", ".all") and rightField is None:
             bounds = _geometry(rightValue)
+            if bounds is not None and not args:
+                geometry_test = (leftField, func_name, bounds, maxError)
         elif rightField in (".geo", ".all") and leftField is None:
             bounds = _geometry(leftValue)
-    return Filter(test, f"{name}({leftField or 'value'}, {rightField or 'value'})", bounds=bounds)
+    description = f"{name}({leftField or 'value'}, {rightField or 'value'})"
+    return Filter(test, description, bounds=bounds, geometry_test=geometry_test)
 
 
 @algorithm("Filter.intersects")

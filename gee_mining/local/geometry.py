@@ -1221,9 +1221,7 @@ def _densify_polygons_many(
     return result
 
 
-def reproject_many(
-    shapes: np.ndarray, src: str, dst: str, src_geo: bool, dst_geo: bool, max_err: float
-) -> np.ndarray:
+def reproject_many(shapes: np.ndarray, src: str, dst: str, src_geo: bool, dst_geo: bool, max_err: float) -> np.ndarray:
     """:func:`reproject` of each shape: the points and the small shapes (no densification needed)
     through one transformer call, the rest one by one."""
     if src == dst and src_geo == dst_geo:
@@ -1298,7 +1296,9 @@ def transform_many(n, geometry, proj, maxError, geodesic):  # noqa: N803
     for i, g in enumerate(geometry):
         groups.setdefault((g.crs, g.edges_geodesic), []).append(i)
     for (src, src_geo), idx in groups.items():
-        shapes = reproject_many(_object_array([geometry[i].shape for i in idx]), src, proj.crs, src_geo, target_geo, err)
+        shapes = reproject_many(
+            _object_array([geometry[i].shape for i in idx]), src, proj.crs, src_geo, target_geo, err
+        )
         for i, shape in zip(idx, shapes, strict=True):
             g = geometry[i]
             out[i] = Geometry(shape, proj.base, target_geo, g.type_name, g.even_odd)
@@ -1375,3 +1375,27 @@ def area_many(n, geometry, maxError, proj):  # noqa: N803
         float(areas[i]) if polygon[i] and not shapes[i].is_empty else area(g, maxError, proj)
         for i, g in enumerate(geometry)
     ]
+
+
+def intersects_pairs(lefts: list[Geometry], rights: list[Geometry], margins: list[Any]) -> np.ndarray:
+    """``Geometry.intersects(lefts[i], rights[i], margins[i])`` for every pair, as the scalar algorithm
+    decides it (the same common space and reprojection), with one vectorised test per space."""
+    out = np.zeros(len(lefts), dtype=bool)
+    groups: dict[tuple, list[int]] = {}
+    spaces: dict[tuple, tuple[Projection, float]] = {}
+    for i, (a, b, margin) in enumerate(zip(lefts, rights, margins, strict=True)):
+        space, _ = _space(a, b, None)
+        err = max_error_m(margin, proj=space)
+        key = (space.crs, space.transform, err)
+        spaces[key] = (space, err)
+        groups.setdefault(key, []).append(i)
+    for key, idx in groups.items():
+        space, err = spaces[key]
+        shapes = {}
+        for side in (lefts, rights):
+            unique = list({id(side[i]): side[i] for i in idx}.values())
+            shapes.update(zip(map(id, unique), _in_proj_many(unique, space, err), strict=True))
+        a = _object_array([shapes[id(lefts[i])] for i in idx])
+        b = _object_array([shapes[id(rights[i])] for i in idx])
+        out[idx] = shapely.intersects(a, b)
+    return out

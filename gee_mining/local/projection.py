@@ -50,6 +50,7 @@ def crs_object(crs: str) -> pyproj.CRS:
 LOCAL_PREFIX = "+proj=aeqd "
 
 
+@functools.lru_cache(maxsize=4096)
 def is_geographic(crs: str) -> bool:
     """Whether ``crs`` has longitude/latitude coordinates (fast for the common cases)."""
     if crs == "EPSG:4326":
@@ -132,7 +133,7 @@ class Projection:
 
     @property
     def is_geographic(self) -> bool:
-        return self.pyproj_crs.is_geographic
+        return is_geographic(self.crs)
 
     @property
     def is_wgs84(self) -> bool:

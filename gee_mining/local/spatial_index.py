@@ -67,3 +67,31 @@ def candidates_intersecting(collection: Any, geometry: Any) -> list[Any]:
     if shape.is_empty:
         return []
     return [collection.features[i] for i in index.query(shape.bounds)]
+
+
+def candidates_many(collection: Any, geometries: list[Any]) -> list[np.ndarray]:
+    """For each geometry, the indices (ascending) of the collection's elements that may intersect it:
+    :func:`candidates_intersecting` for many geometries, with one bulk query of the index."""
+    from .geometry import in_crs_many
+
+    index = getattr(collection, "spatial_index", None)
+    if index is None:
+        index = _Index(collection.features)
+        collection.spatial_index = index
+    shapes = np.empty(len(geometries), dtype=object)
+    shapes[:] = in_crs_many(geometries, "EPSG:4326", 1.0, True)
+    empty = shapely.is_empty(shapes)
+    b = shapely.bounds(shapes)
+    boxes = shapely.box(b[:, 0] - _PAD_DEGREES, b[:, 1] - _PAD_DEGREES, b[:, 2] + _PAD_DEGREES, b[:, 3] + _PAD_DEGREES)
+    per: list[list[np.ndarray]] = [[index.always] for _ in geometries]
+    if index.tree is not None and (~empty).any():
+        rows = np.nonzero(~empty)[0]
+        which, hit = index.tree.query(boxes[rows])
+        order = np.argsort(which, kind="stable")
+        which, hit = which[order], hit[order]
+        cuts = np.searchsorted(which, np.arange(len(rows) + 1))
+        for k, row in enumerate(rows):
+            per[row].append(index.small[hit[cuts[k] : cuts[k + 1]]])
+    return [
+        np.empty(0, dtype=np.int64) if empty[i] else np.sort(np.concatenate(per[i])) for i in range(len(geometries))
+    ]
