@@ -163,22 +163,32 @@ def assign_negatives(
     positive, ``((x, y), distance in metres)``, or None when none is left
     within the radius.
     """
-    offsets = sorted(
-        ((dx * dx + dy * dy, dy, dx) for dx in range(-radius, radius + 1) for dy in range(-radius, radius + 1)),
-    )
-    offsets = [o for o in offsets if o[0] > 0]
-    pairs = sorted(
-        (d2, i, py + dy, px + dx)
-        for i, (px, py) in enumerate(positives)
-        for d2, dy, dx in offsets
-        if (px + dx, py + dy) not in blocked
-    )
+    import numpy as np
+
     out: list[tuple[tuple[int, int], float] | None] = [None] * len(positives)
+    if not positives:
+        return out
+    r = np.arange(-radius, radius + 1)
+    dx, dy = (a.ravel() for a in np.meshgrid(r, r))
+    off = (dx != 0) | (dy != 0)
+    dx, dy = dx[off], dy[off]
+    pos = np.asarray(positives, dtype=np.int64).reshape(-1, 2)
+    x = (pos[:, :1] + dx).ravel()
+    y = (pos[:, 1:] + dy).ravel()
+    d2 = np.tile(dx * dx + dy * dy, len(pos))
+    who = np.repeat(np.arange(len(pos)), len(dx))
+    if blocked:
+        keys = np.array([((bx + 2**30) << 31) | (by + 2**30) for bx, by in blocked], dtype=np.int64)
+        free = ~np.isin(((x + 2**30) << 31) | (y + 2**30), keys)
+        x, y, d2, who = x[free], y[free], d2[free], who[free]
+    order = np.lexsort((x, y, who, d2))
     used: set[tuple[int, int]] = set()
-    for d2, i, y, x in pairs:
-        if out[i] is None and (x, y) not in used:
-            out[i] = ((x, y), math.sqrt(d2) * cell_size)
-            used.add((x, y))
+    for i, cx, cy, dd in zip(
+        who[order].tolist(), x[order].tolist(), y[order].tolist(), d2[order].tolist(), strict=True
+    ):
+        if out[i] is None and (cx, cy) not in used:
+            out[i] = ((cx, cy), math.sqrt(dd) * cell_size)
+            used.add((cx, cy))
     return out
 
 
@@ -299,10 +309,12 @@ def positive_cells(
     region=None,
     keep: Sequence[str] = (),
     metadata: Metadata = NO_METADATA,
+    with_geometry: bool = True,
 ):
     """The zone's cells overlapping the polygons, with overlap fraction, polygon ids, centroid, bounds.
 
-    Cells below the minimum overlap are dropped unless their id (``"x,y"``) is in ``keep``.
+    Cells below the minimum overlap are dropped unless their id (``"x,y"``) is in ``keep``. Without
+    ``with_geometry`` the features carry no square (the table needs only its bounds): less to send back.
     """
     crs = ee.Projection(f"EPSG:{epsg}")
     zone_polys = tagged.filter(ee.Filter.eq("grid_epsg", epsg))
@@ -318,12 +330,16 @@ def positive_cells(
         props = _cell_properties(ee, cell, crs, epsg, metadata)
         props["overlap"] = inter.area(MAX_ERROR_M, crs).divide(area)
         props["polygon_ids"] = touching.aggregate_array(id_column)
-        return cell.set(props)
+        return cell.set(props) if with_geometry else _without_geometry(ee, cell, props)
 
     passes = ee.Filter.gte("overlap", MIN_OVERLAP)
     if keep:
         passes = ee.Filter.Or(passes, ee.Filter.inList("system:index", list(keep)))
     return cells.map(measure).filter(passes)
+
+
+def _without_geometry(ee, cell, props: dict):
+    return ee.Feature(None, props).set("system:index", cell.id())
 
 
 def neighbour_zones(epsg: int) -> list[int]:
@@ -358,7 +374,8 @@ def touching_cells(ee, tagged, epsg: int, spec: GridSpec, margin: float):
 
 
 def measured_cells(ee, epsg: int, spec: GridSpec, cells: Sequence[tuple[int, int]], metadata: Metadata = NO_METADATA):
-    """Centroids and bounds (EPSG:4326) of the given cells of a zone's grid, as a FeatureCollection.
+    """Centroids and bounds (EPSG:4326) of the given cells of a zone's grid, as a FeatureCollection of
+    features without geometry (ids ``"x,y"``).
 
     The cells travel as their centres, one JSON string (a graph of one rectangle per cell would take the
     client longer to serialise than the engine to measure them), and become the grid's own squares again
@@ -368,7 +385,7 @@ def measured_cells(ee, epsg: int, spec: GridSpec, cells: Sequence[tuple[int, int
     centres = json.dumps([[(x + 0.5) * size, (y + 0.5) * size] for x, y in cells])
     points = ee.Geometry.MultiPoint(ee.List(ee.String(centres).decodeJSON()), f"EPSG:{epsg}")
     return points.coveringGrid(crs.atScale(size)).map(
-        lambda cell: cell.set(_cell_properties(ee, cell, crs, epsg, metadata))
+        lambda cell: _without_geometry(ee, cell, _cell_properties(ee, cell, crs, epsg, metadata))
     )
 
 
@@ -510,7 +527,9 @@ def build_grid(
     # One request per phase for all zones: the polygons are tagged once per request, not once per zone.
     pos_fc = ee.FeatureCollection(
         [
-            positive_cells(ee, tagged, epsg, spec, id_column, region, sorted((keep or {}).get(epsg, ())), metadata)
+            positive_cells(
+                ee, tagged, epsg, spec, id_column, region, sorted((keep or {}).get(epsg, ())), metadata, False
+            )
             for epsg in zones
         ]
     ).flatten()
