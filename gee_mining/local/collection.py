@@ -211,6 +211,7 @@ def to_list(collection, count, offset):
 def merged_geometry(name: str, fc: FeatureCollection) -> Any:
     """All geometries of ``fc`` as one multi-geometry (MultiPolygon, MultiLineString,
     MultiPoint, or a GeometryCollection when the kinds differ), not dissolved."""
+    import numpy as np
     import shapely
 
     from .geometry import Geometry
@@ -224,7 +225,10 @@ def merged_geometry(name: str, fc: FeatureCollection) -> Any:
             raise EngineError(
                 f"{name}: all the geometries of the collection must share the projection and edge interpretation."
             )
-    parts = [p for g in geoms for p in shapely.get_parts(g.shape) if not p.is_empty]
+    shapes = np.empty(len(geoms), dtype=object)
+    shapes[:] = [g.shape for g in geoms]
+    parts = shapely.get_parts(shapes)
+    parts = list(parts[~shapely.is_empty(parts)])
     kinds = {p.geom_type for p in parts}
     if kinds == {"Polygon"}:
         shape: Any = shapely.MultiPolygon(parts)

@@ -1399,3 +1399,59 @@ def intersects_pairs(lefts: list[Geometry], rights: list[Geometry], margins: lis
         b = _object_array([shapes[id(rights[i])] for i in idx])
         out[idx] = shapely.intersects(a, b)
     return out
+
+
+def _clean_many(shapes: list[shapely.Geometry]) -> np.ndarray:
+    """:func:`_clean` of each shape, validity tested in one call."""
+    arr = _object_array(shapes)
+    invalid = ~shapely.is_valid(arr)
+    for i in np.nonzero(invalid)[0]:
+        arr[i] = shapely.make_valid(arr[i])
+    return arr
+
+
+def _side(value: Any, n: int, proj: Projection, err: float) -> list[shapely.Geometry]:
+    """One operand of a vectorised binary operation, in ``proj``'s units: a column, or one geometry for all."""
+    if isinstance(value, Column):
+        return _in_proj_many(value, proj, err)
+    return _in_proj_many([value], proj, err) * n
+
+
+def _overlay_many(name: str, op: Callable[[Any, Any], Any]):
+    def run(n, left, right, maxError, proj):  # noqa: N803
+        operands = [v for v in (left, right) if isinstance(v, Column)]
+        if (
+            proj is None
+            or not _shared(maxError, proj)
+            or not all(_all_geometries(v) for v in operands)
+            or not all(isinstance(v, Geometry) for v in (left, right) if not isinstance(v, Column))
+        ):
+            return per_element(name, n, {"left": left, "right": right, "maxError": maxError, "proj": proj})
+        err = max_error_m(maxError, proj=proj)
+        a = _clean_many(_side(left, n, proj, err))
+        b = _clean_many(_side(right, n, proj, err))
+        return [_result(shape, proj, False) for shape in op(a, b)]
+
+    return run
+
+
+vectorised("Geometry.intersection")(_overlay_many("Geometry.intersection", shapely.intersection))
+vectorised("Geometry.union")(_overlay_many("Geometry.union", shapely.union))
+vectorised("Geometry.difference")(_overlay_many("Geometry.difference", shapely.difference))
+vectorised("Geometry.symmetricDifference")(_overlay_many("Geometry.symmetricDifference", shapely.symmetric_difference))
+
+
+@vectorised("Geometry.dissolve")
+def dissolve_many(n, geometry, maxError, proj):  # noqa: N803
+    """Reprojection of all elements' geometries at once (``proj`` given); each union as the scalar form."""
+    if proj is None or not (_all_geometries(geometry) and _shared(maxError, proj)):
+        return per_element("Geometry.dissolve", n, {"geometry": geometry, "maxError": maxError, "proj": proj})
+    shapes = _in_proj_many(geometry, proj, max_error_m(maxError, proj=proj))
+    out = []
+    for shape in shapes:
+        if shape.geom_type == "GeometryCollection" or shape.geom_type.startswith("Multi"):
+            parts = _flat_parts(shape)
+            out.append(_result(shapely.union_all(list(_clean_many(parts))), proj, False))
+        else:
+            out.append(_result(shape, proj, False))
+    return out

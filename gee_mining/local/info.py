@@ -7,23 +7,18 @@ millis}``, feature collections as GeoJSON with ``columns``, and so on).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from .errors import EngineError
 
+_PLAIN = (type(None), bool, str, int, float)
+
 
 def to_info(value: Any) -> Any:
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if value.is_integer() and math.isfinite(value) and abs(value) < 2**53:
-            return value
+    if type(value) in _PLAIN or isinstance(value, bool | str | int | float):
         return value
     if isinstance(value, list | tuple):
-        return [to_info(v) for v in value]
+        return [v if type(v) in _PLAIN else to_info(v) for v in value]
     if isinstance(value, dict):
         return {str(k): to_info(v) for k, v in value.items()}
     method = getattr(value, "to_info", None)
