@@ -1,0 +1,212 @@
+"""A mapped function evaluated for all elements at once gives what it gives one element at a time.
+
+``Collection.map`` and ``List.map`` evaluate their function as a batch (one
+graph walk, vectorised geometry algorithms). The reference here is the same
+function applied to each element outside any map, which the engine evaluates
+one algorithm call at a time (the path the geometry tests check against
+shapely and pyproj). Results must be equal, not close: the batch sends the
+same coordinates through the same transformers. Also: ``If`` evaluates only
+the branch each element takes, errors still name the algorithm, functions
+nest, and the bulk reprojection equals the one-by-one one on random shapes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import shared_file
+
+AMAZON = "projects/gee-mining-test/assets/amazon_mining_2024"
+
+
+def _features(ee):
+    """Geometries of every kind the grid and the pixel steps map over, with the awkward ones."""
+    utm = "EPSG:32721"
+    geoms = [
+        ee.Geometry.Polygon([[[-55.0, -5.0], [-54.99, -5.0], [-54.99, -4.99], [-55.0, -4.99]]]),  # a mine
+        ee.Geometry.Polygon([[[-60.0, -10.0], [-50.0, -10.0], [-50.0, 0.0], [-60.0, 0.0]]]),  # needs densifying
+        ee.Geometry.Rectangle([687500, 9447000, 688875, 9448375], utm, False),  # a grid cell
+        ee.Geometry.Rectangle([600000, 9300000, 700000, 9400000], utm, False),  # a big planar one
+        ee.Geometry.Point([-54.5, -4.5]),
+        ee.Geometry.MultiPoint([[-54.5, -4.5], [-54.4, -4.4]]),
+        ee.Geometry.LineString([[-55.0, -5.0], [-54.0, -4.0]]),
+        ee.Geometry.MultiPolygon(
+            [
+                [[[-55.0, -5.0], [-54.9, -5.0], [-54.9, -4.9], [-55.0, -4.9]]],
+                [
+                    [[-54.8, -5.0], [-54.6, -5.0], [-54.6, -4.8], [-54.8, -4.8]],
+                    [[-54.75, -4.95], [-54.65, -4.95], [-54.65, -4.85], [-54.75, -4.85]],
+                ],
+            ]
+        ),
+        ee.Geometry.Polygon([[[10.0, 60.0], [11.0, 60.0], [11.0, 61.0], [10.0, 61.0]]], None, False),  # planar lon/lat
+        ee.Geometry.Polygon([[[-55.0, -5.0], [-54.9, -4.9], [-54.9, -5.0], [-55.0, -4.9]]]),  # a bow-tie
+    ]
+    return [ee.Feature(g, {"k": i, "v": i * 1.5}) for i, g in enumerate(geoms)]
+
+
+def _both(ee, fn, features):
+    """``fn`` over the features as a mapped collection, and applied to each feature on its own."""
+    batched = ee.FeatureCollection(features).map(fn).getInfo()["features"]
+    one_by_one = ee.List([fn(f) for f in features]).getInfo()
+    return [f["properties"] for f in batched], [f["properties"] for f in one_by_one]
+
+
+def test_geometry_algorithms_equal(ee_local):
+    ee = ee_local
+    utm = ee.Projection("EPSG:32721")
+    other = ee.Geometry.Rectangle([-55.2, -5.2, -54.7, -4.7])
+
+    def fn(f):
+        g = f.geometry()
+        return ee.Feature(
+            None,
+            {
+                "to_lonlat": g.transform("EPSG:4326", 1).coordinates(),
+                "to_utm": g.transform(utm, 0.01).coordinates(),
+                "bounds": g.bounds(1).coordinates(),
+                "bounds_utm": g.bounds(1, utm).coordinates(),
+                "centroid": g.centroid(1).coordinates(),
+                "centroid_utm": g.centroid(1, utm).coordinates(),
+                "area_utm": g.area(1, utm),
+                "area": g.area(1),
+                "dissolved": g.dissolve(1, utm).coordinates(),
+                "cut": g.intersection(other, 1, utm).coordinates(),
+                "joined": g.union(other, 1, utm).area(1, utm),
+                "cut_lonlat": g.intersection(other, 1).area(1),
+            },
+        )
+
+    batched, one_by_one = _both(ee, fn, _features(ee))
+    assert batched == one_by_one
+
+
+def test_bounds_filters_equal(ee_local):
+    """``filterBounds`` of one collection inside a map (the grid's positives) picks what it picks alone."""
+    ee = ee_local
+    polygons = ee.FeatureCollection(AMAZON).limit(300)
+
+    def fn(f):
+        hits = polygons.filterBounds(f.geometry())
+        return ee.Feature(None, {"n": hits.size(), "ids": hits.aggregate_array("system:index")})
+
+    cells = ee.FeatureCollection(AMAZON).limit(80).geometry().coveringGrid(ee.Projection("EPSG:32721").atScale(5500))
+    features = [ee.Feature(ee.Geometry(g)) for g in cells.geometry().geometries().getInfo()[:60]]
+    batched, one_by_one = _both(ee, fn, features)
+    assert batched == one_by_one
+    assert sum(p["n"] for p in one_by_one) > 0
+
+
+def test_if_evaluates_only_the_branch_taken(ee_local):
+    ee = ee_local
+    fc = ee.FeatureCollection([ee.Feature(None, {"ok": i % 2, "v": i}) for i in range(6)])
+
+    def fn(f):
+        safe = ee.Algorithms.If(ee.Number(f.get("ok")).eq(1), ee.Number(f.get("v")).multiply(10), ee.Number(-1))
+        return f.set("out", safe)
+
+    assert fc.map(fn).aggregate_array("out").getInfo() == [-1, 10, -1, 30, -1, 50]
+
+    def failing_when_odd(f):
+        bad = ee.List([]).get(3)
+        return f.set("out", ee.Algorithms.If(ee.Number(f.get("ok")).eq(0), f.get("v"), bad))
+
+    assert fc.filter(ee.Filter.eq("ok", 0)).map(failing_when_odd).aggregate_array("out").getInfo() == [0, 2, 4]
+    with pytest.raises(ee.EEException, match="List.get"):
+        fc.map(failing_when_odd).getInfo()
+
+
+def test_nested_functions_and_drop_nulls(ee_local):
+    ee = ee_local
+    fc = ee.FeatureCollection([ee.Feature(None, {"v": i}) for i in range(5)])
+    out = fc.map(lambda f: f.set("l", ee.List([1, 2, 3]).map(lambda x: ee.Number(x).add(f.get("v")))))
+    assert out.aggregate_array("l").getInfo() == [[1 + i, 2 + i, 3 + i] for i in range(5)]
+    kept = fc.map(lambda f: ee.Algorithms.If(ee.Number(f.get("v")).gt(2), f, None), True)
+    assert kept.aggregate_array("v").getInfo() == [3, 4]
+    squares = ee.List.sequence(0, 9).map(lambda x: ee.Number(x).pow(2))
+    assert squares.getInfo() == [float(i * i) for i in range(10)]
+
+
+def test_errors_name_the_algorithm(ee_local):
+    ee = ee_local
+    fc = ee.FeatureCollection([ee.Feature(ee.Geometry.Point([0, i])) for i in range(3)])
+    with pytest.raises(ee.EEException, match="Number.add"):
+        fc.map(lambda f: f.set("x", ee.Number(f.get("missing")).add(1))).getInfo()
+
+
+# -- the bulk reprojection against the one-by-one one, on random shapes ---------------------------------
+
+_CRS = ("EPSG:4326", "EPSG:32721", "EPSG:32633", "EPSG:3857")
+
+
+def _polygon(lon: float, lat: float, size: float, n: int, hole: bool) -> shapely.Geometry:
+    angles = np.linspace(0, 2 * math.pi, n, endpoint=False)
+    ring = np.column_stack([lon + size * np.cos(angles), lat + 0.8 * size * np.sin(angles)])
+    holes = [ring[::-1] * 0.3 + np.array([lon, lat]) * 0.7] if hole else []
+    return shapely.Polygon(ring, holes)
+
+
+shapes_st = st.lists(
+    st.builds(
+        _polygon,
+        st.floats(-60, -48),
+        st.floats(-20, 5),
+        st.sampled_from([0.001, 0.01, 0.2, 2.0]),
+        st.integers(3, 40),
+        st.booleans(),
+    ),
+    min_size=2,
+    max_size=12,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shapes_st,
+    st.sampled_from(_CRS),
+    st.sampled_from(_CRS),
+    st.booleans(),
+    st.sampled_from([0.01, 1.0, math.inf]),
+    st.booleans(),
+)
+def test_reproject_many_equals_reproject(shapes, src, dst, src_geo, max_err, multi):
+    from gee_mining.local.geometry import reproject, reproject_many
+
+    src_geo = src_geo and src == "EPSG:4326"
+    dst_geo = dst == "EPSG:4326" and not src_geo
+    if src != "EPSG:4326":
+        to = shapely.transform
+        import pyproj
+
+        tf = pyproj.Transformer.from_crs("EPSG:4326", src, always_xy=True)
+        shapes = [to(s, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1]))) for s in shapes]
+    if multi:
+        shapes = [shapely.MultiPolygon(shapes[: len(shapes) // 2]), *shapes[len(shapes) // 2 :]]
+    arr = np.empty(len(shapes), dtype=object)
+    arr[:] = shapes
+    bulk = reproject_many(arr, src, dst, src_geo, dst_geo, max_err)
+    for a, b in zip(bulk, (reproject(s, src, dst, src_geo, dst_geo, max_err) for s in shapes), strict=True):
+        assert a.geom_type == b.geom_type
+        assert np.array_equal(shapely.get_coordinates(a), shapely.get_coordinates(b))
+
+
+def test_amazon_polygons_reprojected_in_bulk():
+    """The real polygons the grid bench covers, at coveringGrid's 1 cm: the same vertices one by one or together."""
+    import pyogrio
+
+    from gee_mining.local.geometry import reproject, reproject_many
+
+    _, _, wkb, _ = pyogrio.raw.read(shared_file("polygons/amazon_mining_2024_model.geojson"))
+    polys = shapely.from_wkb(wkb)[:600]
+    bulk = reproject_many(polys, "EPSG:4326", "EPSG:32721", True, False, 0.01)
+    one = [reproject(p, "EPSG:4326", "EPSG:32721", True, False, 0.01) for p in polys]
+    assert all(
+        np.array_equal(shapely.get_coordinates(a), shapely.get_coordinates(b)) for a, b in zip(bulk, one, strict=True)
+    )
+    assert sum(len(shapely.get_coordinates(b)) for b in one) > len(shapely.get_coordinates(polys))  # some densified
