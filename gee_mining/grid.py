@@ -40,6 +40,7 @@ from .errors import InputError
 ZOOM_SIZES: dict[int, float] = {14: 5500.0, 15: 2750.0, 16: 1375.0}
 MIN_OVERLAP = 0.001
 MAX_ERROR_M = 1.0
+NEGATIVE_REACH = 48  # cells: how far from its positive a negative is looked for
 
 
 # -- specs and names (pure) ----------------------------------------------------------
@@ -352,11 +353,21 @@ def neighbour_zones(epsg: int) -> list[int]:
 
 
 def _touching_grid(ee, tagged, epsg: int, spec: GridSpec, margin: float):
+    """The zone's cells touching a (buffered) polygon of it or of a neighbouring zone, within reach of the
+    pairing: polygons farther than :data:`NEGATIVE_REACH` cells (plus two, against rounding) from the box
+    around the zone's own polygons cannot touch a cell a negative may be looked for in."""
     crs = ee.Projection(f"EPSG:{epsg}")
+    reach = (NEGATIVE_REACH + 2) * spec.cell_size * math.sqrt(2)  # the box's corners too
+    region = (
+        tagged.filter(ee.Filter.eq("grid_epsg", epsg))
+        .geometry()
+        .bounds(MAX_ERROR_M, crs)
+        .buffer(reach, spec.cell_size / 10, crs)
+    )
     near = tagged.filter(ee.Filter.inList("grid_epsg", neighbour_zones(epsg)))
     if margin > 0:
         near = near.map(lambda f: f.setGeometry(f.geometry().buffer(margin, MAX_ERROR_M)))
-    return near.geometry().coveringGrid(crs.atScale(spec.cell_size))
+    return near.filterBounds(region).geometry().coveringGrid(crs.atScale(spec.cell_size))
 
 
 def touching_collection(ee, tagged, epsg: int, spec: GridSpec, margin: float):
@@ -560,7 +571,7 @@ def pair_negatives(
     warn: Callable[[str], None],
 ) -> list[tuple[tuple[int, int], float] | None]:
     """Each positive's distinct nearest free cell of its zone (see :func:`assign_negatives`), searching
-    ever farther (3 to 48 cells) for the positives still without one."""
+    ever farther (3 to :data:`NEGATIVE_REACH` cells) for the positives still without one."""
     pos_index = [(r["cell_x"], r["cell_y"]) for r in positives]
     assigned: list = [None] * len(positives)
     blocked = set(blocked)
@@ -575,7 +586,7 @@ def pair_negatives(
         missing = sum(a is None for a in assigned)
         if not missing:
             return assigned
-        if radius >= 48:
+        if radius >= NEGATIVE_REACH:
             warn(f"EPSG:{epsg}: {missing} positive cell(s) got no negative within {radius} cells.")
             return assigned
         radius *= 2

@@ -91,16 +91,27 @@ def test_bounds_filters_equal(ee_local):
     """``filterBounds`` of one collection inside a map (the grid's positives) picks what it picks alone."""
     ee = ee_local
     polygons = ee.FeatureCollection(AMAZON).limit(300)
+    utm = ee.Projection("EPSG:32721")
 
     def fn(f):
         hits = polygons.filterBounds(f.geometry())
-        return ee.Feature(None, {"n": hits.size(), "ids": hits.aggregate_array("system:index")})
+        merged = hits.geometry()
+        return ee.Feature(
+            None,
+            {
+                "n": hits.size(),
+                "ids": hits.aggregate_array("system:index"),
+                "merged": merged.coordinates(),
+                "overlap": merged.dissolve(1, utm).intersection(f.geometry(), 1, utm).area(1, utm),
+            },
+        )
 
     cells = ee.FeatureCollection(AMAZON).limit(80).geometry().coveringGrid(ee.Projection("EPSG:32721").atScale(5500))
     features = [ee.Feature(ee.Geometry(g)) for g in cells.geometry().geometries().getInfo()[:60]]
+    features += [ee.Feature(ee.Geometry.Rectangle([x, 0, x + 0.1, 0.1])) for x in (10, 20)]  # no polygon there
     batched, one_by_one = _both(ee, fn, features)
     assert batched == one_by_one
-    assert sum(p["n"] for p in one_by_one) > 0
+    assert sum(p["n"] for p in one_by_one) > 0 and any(p["n"] == 0 for p in one_by_one)
 
 
 def test_if_evaluates_only_the_branch_taken(ee_local):

@@ -246,6 +246,43 @@ def geometry(collection, maxError):  # noqa: N803
     return merged_geometry("Collection.geometry", as_collection("Collection.geometry", collection))
 
 
+@vectorised("Collection.geometry")
+def geometry_many(n, collection, maxError):  # noqa: N803
+    """Each collection's merged geometry; collections of polygons (the usual case) merged in one call."""
+    import numpy as np
+    import shapely
+
+    from .geometry import Geometry
+
+    if not isinstance(collection, Column):
+        return per_element("Collection.geometry", n, {"collection": collection, "maxError": maxError})
+    colls = [as_collection("Collection.geometry", c) for c in collection]
+    geoms = [[f.geometry for f in fc.features if getattr(f, "geometry", None) is not None] for fc in colls]
+    shapes = np.empty(sum(map(len, geoms)), dtype=object)
+    shapes[:] = [g.shape for gs in geoms for g in gs]
+    owner = np.repeat(np.arange(n), [len(gs) for gs in geoms])
+    parts, part_of = shapely.get_parts(shapes, return_index=True)
+    keep = ~shapely.is_empty(parts)
+    parts, part_owner = parts[keep], owner[part_of[keep]]
+    polygonal = np.ones(n, dtype=bool)
+    np.logical_and.at(polygonal, part_owner, shapely.get_type_id(parts) == 3)
+    uniform = [bool(gs) and all(g.proj == gs[0].proj and g.geodesic == gs[0].geodesic for g in gs) for gs in geoms]
+    has_parts = np.zeros(n, dtype=bool)
+    has_parts[part_owner] = True
+    fast = polygonal & has_parts & np.array(uniform, dtype=bool)
+    merged: dict[int, Any] = {}
+    rows = np.nonzero(fast[part_owner])[0]
+    if len(rows):
+        which, compact = np.unique(part_owner[rows], return_inverse=True)
+        merged = dict(zip(which.tolist(), shapely.multipolygons(parts[rows], indices=compact), strict=True))
+    return [
+        Geometry(merged[i], geoms[i][0].proj, geodesic=geoms[i][0].geodesic)
+        if fast[i]
+        else merged_geometry("Collection.geometry", colls[i])
+        for i in range(n)
+    ]
+
+
 @algorithm("Collection.bounds")
 def bounds(collection, maxError, proj):  # noqa: N803
     geom = merged_geometry("Collection.bounds", as_collection("Collection.bounds", collection))

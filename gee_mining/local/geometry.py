@@ -1447,11 +1447,10 @@ def dissolve_many(n, geometry, maxError, proj):  # noqa: N803
     if proj is None or not (_all_geometries(geometry) and _shared(maxError, proj)):
         return per_element("Geometry.dissolve", n, {"geometry": geometry, "maxError": maxError, "proj": proj})
     shapes = _in_proj_many(geometry, proj, max_error_m(maxError, proj=proj))
-    out = []
-    for shape in shapes:
-        if shape.geom_type == "GeometryCollection" or shape.geom_type.startswith("Multi"):
-            parts = _flat_parts(shape)
-            out.append(_result(shapely.union_all(list(_clean_many(parts))), proj, False))
-        else:
-            out.append(_result(shape, proj, False))
-    return out
+    multi = [s.geom_type == "GeometryCollection" or s.geom_type.startswith("Multi") for s in shapes]
+    parts = [_flat_parts(s) if m else [] for s, m in zip(shapes, multi, strict=True)]
+    cleaned = iter(_clean_many([p for ps in parts for p in ps]))
+    return [
+        _result(shapely.union_all([next(cleaned) for _ in ps]) if m else shape, proj, False)
+        for shape, m, ps in zip(shapes, multi, parts, strict=True)
+    ]

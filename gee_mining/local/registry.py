@@ -222,7 +222,7 @@ def bind_batched(alg: Algorithm, given: Mapping[str, Any], n: int) -> dict[str, 
             value = given[arg.name]
             if check is not None:
                 if isinstance(value, Column):
-                    value = Column([v if v is None else check(alg.name, arg, v) for v in value])
+                    value = _checked_column(check, alg.name, arg, value)
                 elif value is not None:
                     value = check(alg.name, arg, value)
         elif arg.optional:
@@ -233,6 +233,17 @@ def bind_batched(alg: Algorithm, given: Mapping[str, Any], n: int) -> dict[str, 
             raise EngineError(f"{alg.name}: Parameter '{arg.name}' is required.")
         out[py_name] = value
     return out
+
+
+def _checked_column(check: Callable[..., Any], name: str, arg: Argument, column: Column) -> Column:
+    """``check`` of each value; when all values share one type that passes unchanged, the column as it is."""
+    first = next((v for v in column if v is not None), None)
+    if first is None:
+        return column
+    kind = type(first)
+    if check(name, arg, first) is first and all(type(v) is kind or v is None for v in column):
+        return column
+    return Column([v if v is None else check(name, arg, v) for v in column])
 
 
 @dataclass(frozen=True)
