@@ -160,10 +160,17 @@ def agreement(table, ref: dict) -> str:
         (math.hypot(got[k]["lon"] - ref[k]["centroid"][0], got[k]["lat"] - ref[k]["centroid"][1]) for k in shared),
         default=0.0,
     )
+    d_bounds = max(
+        (
+            max(abs(got[k][side] - ref[k]["bounds"][j]) for j, side in enumerate(("west", "south", "east", "north")))
+            for k in shared
+        ),
+        default=0.0,
+    )
     return (
         f"positives {'same' if pos == ref_pos else f'DIFFER ({len(pos ^ ref_pos)})'}, overlap within {d_overlap:.1e}, "
         f"ids same {ids_same:,}/{len(both):,}, negatives same {len(negs & ref_negs):,}/{len(ref_negs):,}, "
-        f"centroids within {d_centre:.1e} deg"
+        f"centroids within {d_centre:.1e} deg, bounds within {d_bounds:.1e} deg"
     )
 
 

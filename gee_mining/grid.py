@@ -276,6 +276,12 @@ def _image(ee, asset_id: str):
     return ee.Image(asset_id)
 
 
+def _corners(ee, box):
+    """A bounding rectangle's south-west and north-east corners (all the table needs of its ring)."""
+    ring = ee.List(box.coordinates().get(0))
+    return ee.List([ring.get(0), ring.get(2)])
+
+
 def _cell_properties(ee, cell, proj, epsg: int, metadata: Metadata = NO_METADATA):
     g = cell.geometry()
     lonlat = g.transform("EPSG:4326", MAX_ERROR_M)
@@ -283,7 +289,7 @@ def _cell_properties(ee, cell, proj, epsg: int, metadata: Metadata = NO_METADATA
     props = {
         "epsg": epsg,
         "centroid": centre.coordinates(),
-        "bounds": lonlat.bounds(MAX_ERROR_M).coordinates().get(0),
+        "bounds": _corners(ee, lonlat.bounds(MAX_ERROR_M)),
     }
     if metadata.countries:
         props["country"] = _at_centre(ee, metadata.countries, centre, metadata.country_column)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import registry
+from .element import Element
 from .errors import EngineError
 from .registry import algorithm
 
@@ -54,8 +55,6 @@ class Filter:
 
 def field_value(element: Any, name: str) -> Any:
     """Field ``name`` of ``element``: a property, ``.geo`` (geometry) or ``.all`` (the element)."""
-    from .element import Element
-
     if isinstance(element, Element):
         if name == ".geo":
             return getattr(element, "geometry", None)
