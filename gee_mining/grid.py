@@ -41,6 +41,7 @@ ZOOM_SIZES: dict[int, float] = {14: 5500.0, 15: 2750.0, 16: 1375.0}
 MIN_OVERLAP = 0.001
 MAX_ERROR_M = 1.0
 NEGATIVE_REACH = 48  # cells: how far from its positive a negative is looked for
+PAGE_SIZE = 5000  # features asked for per computeFeatures page (the server may send fewer)
 
 
 # -- specs and names (pure) ----------------------------------------------------------
@@ -551,7 +552,7 @@ def build_grid(
         ]
     ).flatten()
     by_zone: dict[int, list[dict[str, Any]]] = {}
-    for f in iter_features(pos_fc):
+    for f in iter_features(pos_fc, PAGE_SIZE):
         row = _row(f, spec, 1)
         row["nesting_only"] = row["overlap"] < MIN_OVERLAP
         by_zone.setdefault(row["epsg"], []).append(row)
@@ -619,7 +620,7 @@ def add_negatives(
     zones = [epsg for epsg in sorted(chosen) if chosen[epsg]]
     if zones:
         cells = ee.FeatureCollection([measured_cells(ee, epsg, spec, chosen[epsg], metadata) for epsg in zones])
-        for f in iter_features(cells.flatten()):
+        for f in iter_features(cells.flatten(), PAGE_SIZE):
             row = _row(f, spec, 0)
             measured[(row["epsg"], row["cell_x"], row["cell_y"])] = row
     for epsg, rows in positives.items():

@@ -166,8 +166,32 @@ _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+def _plain_set(values: Any) -> frozenset | None:
+    """The values as a set when membership in it decides ``values_equal`` exactly (plain, non-NaN values)."""
+    if not isinstance(values, list) or not all(type(v) in _PLAIN and v == v for v in values):
+        return None
+    return frozenset(values)
+
+
+def _membership(name: str, field: str, allowed: frozenset, op: Callable[[Any, Any], bool], constant: Any) -> Filter:
+    """A property ``eq``/``inList`` filter against plain constants: a set lookup for plain property
+    values (the same answer as ``values_equal``), the full comparison for anything else."""
+
+    def test(p: Any, s: Any) -> bool:
+        value = field_value(p, field)
+        if type(value) in _PLAIN:
+            return value in allowed
+        return op(value, constant)
+
+    return Filter(test, f"{name}({field}, {_short(constant)})")
+
+
 def _register_comparison(short: str, op: Callable[[Any, Any], bool]) -> None:
     def make(leftField, rightValue, rightField, leftValue):  # noqa: N803
+        if short in ("eq", "equals", "inList") and leftField is not None and rightField is None and leftValue is None:
+            allowed = _plain_set(rightValue if short == "inList" else [rightValue])
+            if allowed is not None:
+                return _membership(f"Filter.{short}", leftField, allowed, op, rightValue)
         return _binary(f"Filter.{short}", op, leftField, rightValue, rightField, leftValue)
 
     make.__name__ = short

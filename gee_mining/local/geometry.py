@@ -1454,3 +1454,26 @@ def dissolve_many(n, geometry, maxError, proj):  # noqa: N803
         _result(shapely.union_all([next(cleaned) for _ in ps]) if m else shape, proj, False)
         for shape, m, ps in zip(shapes, multi, parts, strict=True)
     ]
+
+
+@vectorised("Geometry.coordinates")
+def coordinates_many(n, geometry):
+    """Points' and hole-free polygons' coordinates from one array conversion; the rest as the scalar form."""
+    if not _all_geometries(geometry):
+        return per_element("Geometry.coordinates", n, {"geometry": geometry})
+    shapes = _object_array([g.shape for g in geometry])
+    kind = shapely.get_type_id(shapes)
+    simple = ((kind == 0) | ((kind == 3) & (shapely.get_num_interior_rings(shapes) == 0))) & ~shapely.is_empty(shapes)
+    xy, owner = shapely.get_coordinates(shapes[simple], return_index=True)
+    cuts = np.searchsorted(owner, np.arange(simple.sum() + 1)).tolist()
+    flat = xy.tolist()
+    rows = iter(range(simple.sum()))
+    out = []
+    for i, g in enumerate(geometry):
+        if not simple[i]:
+            out.append(_coordinates(g.shape))
+            continue
+        k = next(rows)
+        points = flat[cuts[k] : cuts[k + 1]]
+        out.append(points[0] if kind[i] == 0 else [points])
+    return out

@@ -160,6 +160,9 @@ class Router:
         out: dict[str, Any] = {"type": "FeatureCollection", "features": page}
         if offset + size < len(features):
             out["nextPageToken"] = f"{key}:{offset + size}"
+        else:  # the last page: nothing asks for this result again, so it need not stay in memory
+            with self._pages_lock:
+                self._pages.pop(key, None)
         return out
 
     def compute_pixels(self, payload, project: str, **_):
