@@ -8,7 +8,10 @@ var collection = table.map(function (feature) {
   var list = feature.geometry().centroid(1).coordinates();
   return feature.set(
     'grid_epsg',
-    ee.Number(ee.Algorithms.If(ee.Number(list.get(1)).gte(0), 32600, 32700))
+    ee.Number(list.get(1))
+      .lt(0)
+      .multiply(100)
+      .add(32600)
       .add(ee.Number(list.get(0)).add(180).divide(6).floor().add(1).min(60))
       .int()
   );
@@ -19,11 +22,12 @@ var projection = ee.Projection('EPSG:32719').atScale(5500);
 var collection3 = geometry.coveringGrid(projection);
 var collection4 = collection3.map(function (feature) {
   var geometry2 = feature.geometry();
+  var value = geometry2.transform('EPSG:4326', 1).bounds(1).coordinates().get(0);
   var collection4 = collection.filterBounds(geometry2);
   return feature
     .set('epsg', 32719)
     .set('centroid', geometry2.centroid(1).coordinates())
-    .set('bounds', geometry2.transform('EPSG:4326', 1).bounds(1).coordinates().get(0))
+    .set('bounds', [ee.List(value).get(0), ee.List(value).get(2)])
     .set(
       'overlap',
       collection4
@@ -44,13 +48,10 @@ var touching = collection
       leftValue: [32618, 32619, 32620, 32718, 32719, 32720]
     })
   )
+  .filterBounds(geometry.bounds(1, 'EPSG:32719').buffer(388908.7296526012, 550, 'EPSG:32719'))
   .geometry()
   .coveringGrid(projection)
-  .map(function (feature) {
-    var text = feature.id();
-    return ee.Algorithms.Feature({metadata: {cell: text}}).set('system:index', text);
-  })
-  .aggregate_array('cell');
+  .aggregate_array('system:index');
 print('Positive cells', positives.size());
 Map.addLayer(positives, {color: 'orange'}, 'positive cells');
 Export.table.toCloudStorage({

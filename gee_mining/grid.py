@@ -362,19 +362,18 @@ def neighbour_zones(epsg: int) -> list[int]:
 def _touching_grid(ee, tagged, epsg: int, spec: GridSpec, margin: float):
     """The zone's cells touching a (buffered) polygon of it or of a neighbouring zone, within reach of the
     pairing: polygons farther than :data:`NEGATIVE_REACH` cells (plus two, against rounding) from the box
-    around the zone's own polygons cannot touch a cell a negative may be looked for in."""
+    around the zone's own polygons cannot touch a cell a negative may be looked for in. Zones 1 and 60 keep
+    every neighbour: their box may cross the antimeridian, which a test in longitude and latitude (the
+    local engine's) would get wrong; the grid itself is planar in the zone and safe there."""
     crs = ee.Projection(f"EPSG:{epsg}")
-    reach = (NEGATIVE_REACH + 2) * spec.cell_size * math.sqrt(2)  # the box's corners too
-    region = (
-        tagged.filter(ee.Filter.eq("grid_epsg", epsg))
-        .geometry()
-        .bounds(MAX_ERROR_M, crs)
-        .buffer(reach, spec.cell_size / 10, crs)
-    )
     near = tagged.filter(ee.Filter.inList("grid_epsg", neighbour_zones(epsg)))
     if margin > 0:
         near = near.map(lambda f: f.setGeometry(f.geometry().buffer(margin, MAX_ERROR_M)))
-    return near.filterBounds(region).geometry().coveringGrid(crs.atScale(spec.cell_size))
+    if epsg % 100 not in (1, 60) and epsg != 3857:
+        reach = (NEGATIVE_REACH + 2) * spec.cell_size * math.sqrt(2)  # the box's corners too
+        zone_box = tagged.filter(ee.Filter.eq("grid_epsg", epsg)).geometry().bounds(MAX_ERROR_M, crs)
+        near = near.filterBounds(zone_box.buffer(reach, spec.cell_size / 10, crs))
+    return near.geometry().coveringGrid(crs.atScale(spec.cell_size))
 
 
 def touching_collection(ee, tagged, epsg: int, spec: GridSpec, margin: float):

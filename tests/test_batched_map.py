@@ -17,7 +17,7 @@ import math
 import numpy as np
 import pytest
 import shapely
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import shared_file
@@ -178,6 +178,14 @@ shapes_st = st.lists(
 
 
 @settings(max_examples=40, deadline=None)
+@example(  # far outside the UTM zone, where the analytic bound settles rings it does not bound
+    shapes=[_polygon(lon, 0.0, size, 3, False) for lon, size in ((-48, 1e-3), (-48, 0.01), (-60, 1e-3), (-48, 1e-3))],
+    src="EPSG:4326",
+    dst="EPSG:32633",
+    src_geo=False,
+    max_err=0.01,
+    multi=True,
+)
 @given(
     shapes_st,
     st.sampled_from(_CRS),

@@ -1179,6 +1179,28 @@ def _edges_small_many(shapes: np.ndarray, src: str, dst: str, max_err: float) ->
     return ok
 
 
+def _rings_small(
+    xy: np.ndarray, lonlat: np.ndarray | None, ring_of: np.ndarray, n: int, src: str, max_err: float
+) -> np.ndarray:
+    """:func:`_edges_small` of each of ``n`` rings whose coordinates are ``xy`` (ring ``ring_of``)."""
+    edge = ring_of[:-1] == ring_of[1:]
+    d = np.diff(xy, axis=0)
+    if is_geographic(src):
+        lat = np.radians(np.maximum(np.abs(xy[:-1, 1]), np.abs(xy[1:, 1])))
+        length = np.hypot(d[:, 0] * np.cos(lat) * 111_320.0, d[:, 1] * 110_600.0) * 1.01
+        lat_max = np.minimum(lat, np.radians(89.0))
+    else:
+        length = np.hypot(d[:, 0], d[:, 1]) * meters_per_unit(src) * 1.01
+        if lonlat is not None:
+            lat_max = np.radians(np.minimum(np.maximum(np.abs(lonlat[:-1, 1]), np.abs(lonlat[1:, 1])), 89.0))
+        else:
+            lat_max = np.full(len(length), np.radians(84.0))
+    bound = 2.0 * length**2 * (np.tan(lat_max) + 1.0) / (8.0 * 6_356_752.0)
+    small = np.ones(n, dtype=bool)
+    small[ring_of[:-1][edge & (bound > max_err)]] = False
+    return small
+
+
 def _densify_polygons_many(
     shapes: np.ndarray, src: str, dst: str, src_geo: bool, dst_geo: bool, max_err: float
 ) -> np.ndarray:
@@ -1191,7 +1213,12 @@ def _densify_polygons_many(
     rings, ring_part = shapely.get_rings(parts, return_index=True)
     pts, ring_of = shapely.get_coordinates(rings, return_index=True)
     out = _transform_xy(pts, src, dst)
-    check = np.ones(len(pts), dtype=bool)  # edges (k, k + 1) to test: all, then the halves of bisected ones
+    # Edges (k, k + 1) to test: those of the rings the analytic bound does not settle (_densify_seq
+    # skips those), then the halves of bisected edges.
+    check = np.ones(len(pts), dtype=bool)
+    if _is_tame(src) and _is_tame(dst):
+        settled = _rings_small(pts, out if is_geographic(dst) else None, ring_of, len(rings), src, max_err)
+        check = ~settled[ring_of]
     for _ in range(30):
         edge = np.nonzero(check[:-1] & (ring_of[:-1] == ring_of[1:]))[0]
         mids = _edge_midpoints(pts[edge], pts[edge + 1], src, src_geo)
