@@ -362,25 +362,37 @@ def neighbour_zones(epsg: int) -> list[int]:
 def _touching_grid(ee, tagged, epsg: int, spec: GridSpec, margin: float):
     """The zone's cells touching a (buffered) polygon of it or of a neighbouring zone, within reach of the
     pairing: polygons farther than :data:`NEGATIVE_REACH` cells (plus two, against rounding) from the box
-    around the zone's own polygons cannot touch a cell a negative may be looked for in. Zones 1 and 60 keep
-    every neighbour: their box may cross the antimeridian, which a test in longitude and latitude (the
-    local engine's) would get wrong; the grid itself is planar in the zone and safe there."""
+    around the zone's own polygons cannot touch a cell a negative may be looked for in. Zones whose box
+    could reach the antimeridian keep every neighbour (see :func:`reach_is_clear_of_antimeridian`); the grid
+    itself is planar in the zone and safe there."""
     crs = ee.Projection(f"EPSG:{epsg}")
     near = tagged.filter(ee.Filter.inList("grid_epsg", neighbour_zones(epsg)))
     if margin > 0:
         near = near.map(lambda f: f.setGeometry(f.geometry().buffer(margin, MAX_ERROR_M)))
-    if epsg % 100 not in (1, 60) and epsg != 3857:
-        reach = (NEGATIVE_REACH + 2) * spec.cell_size * math.sqrt(2)  # the box's corners too
+    reach = (NEGATIVE_REACH + 2) * spec.cell_size * math.sqrt(2)  # the box's corners too
+    if reach_is_clear_of_antimeridian(epsg, reach + margin):
         zone_box = tagged.filter(ee.Filter.eq("grid_epsg", epsg)).geometry().bounds(MAX_ERROR_M, crs)
         near = near.filterBounds(zone_box.buffer(reach, spec.cell_size / 10, crs))
     return near.geometry().coveringGrid(crs.atScale(spec.cell_size))
 
 
+def reach_is_clear_of_antimeridian(epsg: int, reach_m: float) -> bool:
+    """Whether a UTM zone's polygons, grown by ``reach_m`` metres, stay at least a zone's width (6 degrees,
+    for polygons reaching out of their zone) from the antimeridian even at 84 degrees of latitude, UTM's
+    limit: there the box can be tested in longitude and latitude (the local engine's common space for a
+    UTM box against longitude/latitude polygons), which an antimeridian crossing would break."""
+    if not (32601 <= epsg <= 32660 or 32701 <= epsg <= 32760):
+        return False
+    zone = epsg % 100
+    degrees = reach_m / (111_320.0 * math.cos(math.radians(84.0))) + 6.0
+    return min(6 * (zone - 1), 6 * (60 - zone)) > degrees
+
+
 def touching_collection(ee, tagged, epsg: int, spec: GridSpec, margin: float):
     """The zone's cells that touch a polygon, or come within ``margin`` metres of one: the cells no
     negative may take, as features with ids ``"x,y"`` and no geometry. Polygons of the neighbouring zones
-    count too (cells near a zone edge or the antimeridian); no longitude/latitude box is involved, so the
-    antimeridian is safe."""
+    count too (cells near a zone edge or the antimeridian), within the pairing's reach (see
+    :func:`_touching_grid`)."""
     cells = _touching_grid(ee, tagged, epsg, spec, margin)
     return cells.map(lambda c: ee.Feature(None, {"cell": c.id()}).set("system:index", c.id()))
 

@@ -443,3 +443,15 @@ def test_cli_grid_extra_metadata_columns_equal_rasterio_and_shapely(tmp_path, en
         parse_image_stat("b4=an/id:B4:average")
     with pytest.raises(InputError, match="COLUMN=TABLE_ID:PROPERTY"):
         parse_table_property("side")
+
+
+def test_reach_is_clear_of_antimeridian():
+    """Zones near the antimeridian keep every neighbour's polygons. At 1375 m the reach is 50 cells
+    across a diagonal, 97.2 km: 8.4 degrees of longitude at 84 degrees of latitude, plus a zone's width,
+    14.4 degrees; zone 4 starts 18 degrees from the antimeridian, zone 3 only 12."""
+    from gee_mining.grid import reach_is_clear_of_antimeridian
+
+    reach = 50 * 1375 * math.sqrt(2)
+    assert [z for z in range(1, 61) if reach_is_clear_of_antimeridian(32700 + z, reach)] == list(range(4, 58))
+    assert not reach_is_clear_of_antimeridian(3857, 1.0)
+    assert not reach_is_clear_of_antimeridian(32601, 1.0) and not reach_is_clear_of_antimeridian(32760, 1.0)

@@ -125,7 +125,7 @@ def vectorised(name: str) -> Callable[[Callable[..., list[Any]]], Callable[..., 
 
     It is called as ``func(n, **arguments)`` when a mapped function is evaluated
     for ``n`` elements at once: each argument is either one value for all
-    elements or a list of ``n`` values (an ``evaluator.Column``), already checked
+    elements or a list of ``n`` values (a :class:`Column`), already checked
     and promoted as :func:`bind` would; it returns the ``n`` results, each equal
     to what the scalar implementation returns for that element's arguments.
     """
@@ -211,7 +211,7 @@ def bind(alg: Algorithm, given: Mapping[str, Any]) -> dict[str, Any]:
 
 def bind_batched(alg: Algorithm, given: Mapping[str, Any], n: int) -> dict[str, Any]:
     """:func:`bind` for a vectorised call: arguments that are columns (lists of ``n`` per-element values,
-    ``evaluator.Column``) are checked element by element and stay columns."""
+    :class:`Column`) are checked element by element and stay columns."""
     plan = _plan(alg)
     for key in given:
         if key not in plan.names:
