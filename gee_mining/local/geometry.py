@@ -1129,9 +1129,8 @@ def _object_array(items: list[Any]) -> np.ndarray:
     return arr
 
 
-def _bbox_small_many(b: np.ndarray, src: str, max_err: float, lat_deg: np.ndarray | None = None) -> np.ndarray:
-    """:func:`_bbox_small` for many bounds at once (``lat_deg``: the largest absolute latitude of each
-    projected shape, else 84); False for empty shapes."""
+def _bbox_small_many(b: np.ndarray, src: str, max_err: float) -> np.ndarray:
+    """:func:`_bbox_small` (without longitudes and latitudes) for many bounds at once; False for empty shapes."""
     x0, y0, x1, y1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
     with np.errstate(invalid="ignore"):
         if is_geographic(src):
@@ -1139,7 +1138,7 @@ def _bbox_small_many(b: np.ndarray, src: str, max_err: float, lat_deg: np.ndarra
             diag = np.hypot((x1 - x0) * 111_320.0, (y1 - y0) * 110_600.0) * 1.01
         else:
             diag = np.hypot(x1 - x0, y1 - y0) * meters_per_unit(src) * 1.01
-            lat = math.radians(84.0) if lat_deg is None else np.radians(lat_deg)
+            lat = math.radians(84.0)
         return np.isfinite(diag) & (2.0 * diag**2 * (np.tan(lat) + 1.0) / (8.0 * 6_356_752.0) <= max_err)
 
 
@@ -1156,33 +1155,19 @@ def _edges_small_many(shapes: np.ndarray, src: str, dst: str, max_err: float) ->
     seqs = np.concatenate([rings, parts[~poly]])
     seq_owner = np.concatenate([part_owner[poly][ring_part], part_owner[~poly]])
     xy, seq_of = shapely.get_coordinates(seqs, return_index=True)
-    if len(xy) < 2:
-        ok[idx] = True
-        return ok
-    edge = seq_of[:-1] == seq_of[1:]
-    d = np.diff(xy, axis=0)
-    if is_geographic(src):
-        lat = np.radians(np.maximum(np.abs(xy[:-1, 1]), np.abs(xy[1:, 1])))
-        length = np.hypot(d[:, 0] * np.cos(lat) * 111_320.0, d[:, 1] * 110_600.0) * 1.01
-        lat_max = np.minimum(lat, np.radians(89.0))
-    else:
-        length = np.hypot(d[:, 0], d[:, 1]) * meters_per_unit(src) * 1.01
-        if is_geographic(dst):
-            ll = _transform_xy(xy, src, dst)
-            lat_max = np.radians(np.minimum(np.maximum(np.abs(ll[:-1, 1]), np.abs(ll[1:, 1])), 89.0))
-        else:
-            lat_max = np.full(len(length), np.radians(84.0))
-    bound = 2.0 * length**2 * (np.tan(lat_max) + 1.0) / (8.0 * 6_356_752.0)
-    bad = np.zeros(len(idx), dtype=bool)
-    np.logical_or.at(bad, seq_owner[seq_of[:-1][edge & (bound > max_err)]], True)
-    ok[idx] = ~bad
+    lonlat = _transform_xy(xy, src, dst) if is_geographic(dst) and not is_geographic(src) else None
+    small = _rings_small(xy, lonlat, seq_of, len(seqs), src, max_err)
+    good = np.ones(len(idx), dtype=bool)
+    np.logical_and.at(good, seq_owner, small)
+    ok[idx] = good
     return ok
 
 
 def _rings_small(
     xy: np.ndarray, lonlat: np.ndarray | None, ring_of: np.ndarray, n: int, src: str, max_err: float
 ) -> np.ndarray:
-    """:func:`_edges_small` of each of ``n`` rings whose coordinates are ``xy`` (ring ``ring_of``)."""
+    """:func:`_edges_small` of each of ``n`` rings (or lines) whose coordinates are ``xy``, in sequence
+    ``ring_of`` (``lonlat``: the same points in longitude and latitude, for a projected ``src``)."""
     edge = ring_of[:-1] == ring_of[1:]
     d = np.diff(xy, axis=0)
     if is_geographic(src):
