@@ -65,10 +65,11 @@ def _touching(shapes) -> set[tuple[int, int]]:
 
 
 def _negatives(pos: np.ndarray, blocked: set) -> list:
-    """Each positive's distinct nearest free cell: all (distance, positive, y, x) candidates sorted, taken greedily."""
+    """Each positive's distinct nearest free cell: all (distance, positive, y, x) candidates sorted, taken
+    greedily, within 1 cell (the 8 neighbours), then 3, 6, ..., 48 cells for those still without one."""
     out: list = [None] * len(pos)
     taken = set(blocked)
-    radius = 3
+    radius = 1
     while True:
         todo = np.array([k for k, o in enumerate(out) if o is None])
         r = np.arange(-radius, radius + 1)
@@ -86,7 +87,7 @@ def _negatives(pos: np.ndarray, blocked: set) -> list:
                 taken.add(cell)
         if all(o is not None for o in out) or radius >= 48:
             return out
-        radius *= 2
+        radius = 3 if radius == 1 else radius * 2
 
 
 def _lonlat(tf, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

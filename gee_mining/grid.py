@@ -589,11 +589,14 @@ def pair_negatives(
     warn: Callable[[str], None],
 ) -> list[tuple[tuple[int, int], float] | None]:
     """Each positive's distinct nearest free cell of its zone (see :func:`assign_negatives`), searching
-    ever farther (3 to :data:`NEGATIVE_REACH` cells) for the positives still without one."""
+    ever farther (3 to :data:`NEGATIVE_REACH` cells) for the positives still without one.
+
+    A first round over the 8 neighbours settles most positives cheaply; it makes the same choices as the
+    first pairs of the 3-cell round (those at distance 1 and sqrt 2, taken first there too)."""
     pos_index = [(r["cell_x"], r["cell_y"]) for r in positives]
     assigned: list = [None] * len(positives)
     blocked = set(blocked)
-    radius = 3
+    radius = 1
     while True:
         todo = [i for i, a in enumerate(assigned) if a is None]
         hits = assign_negatives([pos_index[i] for i in todo], blocked, spec.cell_size, radius)
@@ -607,7 +610,7 @@ def pair_negatives(
         if radius >= NEGATIVE_REACH:
             warn(f"EPSG:{epsg}: {missing} positive cell(s) got no negative within {radius} cells.")
             return assigned
-        radius *= 2
+        radius = 3 if radius == 1 else radius * 2
 
 
 def add_negatives(

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 
 from . import signatures
 from .errors import EngineError, NotFound
-from .evaluator import Context, evaluate
+from .evaluator import Context, deferred_gc, evaluate
 from .featurecollection import FeatureCollection
 from .info import to_info
 
@@ -85,11 +85,12 @@ class Router:
                     handler: Callable[..., Any] = getattr(self, name)
                     if name in _FAULTY and getattr(self.engine, "faults", None) is not None:
                         self.engine.faults.request()
-                    payload = _parse_body(body) if method.upper() == "POST" else {}
-                    result = handler(payload, base_url=base_url, query=query, **m.groupdict())
-                    if isinstance(result, RawAnswer):
-                        return 200, result.content_type, result.content
-                    return 200, JSON, _dumps(result)
+                    with deferred_gc():  # the answer's objects too (see evaluator.deferred_gc)
+                        payload = _parse_body(body) if method.upper() == "POST" else {}
+                        result = handler(payload, base_url=base_url, query=query, **m.groupdict())
+                        if isinstance(result, RawAnswer):
+                            return 200, result.content_type, result.content
+                        return 200, JSON, _dumps(result)
             raise NotFound(
                 f"The gee-mining local engine does not serve {method.upper()} {path}. "
                 "It answers the Earth Engine REST methods listed in docs/local-engine.md."
