@@ -210,7 +210,11 @@ def main(argv=None) -> int:
             ref = reference(polys[:n])
             refs.append(time.perf_counter() - t)
         engine_s, ref_s = min(engine), min(refs)
-        print("engine", [round(v, 2) for v in engine], "ref", [round(v, 2) for v in refs])
+        paired = sorted(e / r for e, r in zip(engine, refs, strict=True))
+        print(
+            f"{'':>9} runs: engine {', '.join(f'{v:.2f}' for v in engine)} s; reference "
+            f"{', '.join(f'{v:.2f}' for v in refs)} s; run-by-run ratio median {paired[len(paired) // 2]:.2f}x"
+        )
         print(
             f"{n:>9,} {len(table.rows):>7,} {engine_s:>9.2f} {ref_s:>12.2f} {engine_s / ref_s:>6.2f}x  {agreement(table, ref)}"
         )

@@ -192,6 +192,10 @@ def _register_comparison(short: str, op: Callable[[Any, Any], bool]) -> None:
             allowed = _plain_set(rightValue if short == "inList" else [rightValue])
             if allowed is not None:
                 return _membership(f"Filter.{short}", leftField, allowed, op, rightValue)
+        if short == "listContains" and rightField is not None and leftField is None and rightValue is None:
+            allowed = _plain_set(leftValue)  # ee.Filter.inList(field, list) arrives in this form
+            if allowed is not None:
+                return _membership(f"Filter.{short}", rightField, allowed, lambda v, c: op(c, v), leftValue)
         return _binary(f"Filter.{short}", op, leftField, rightValue, rightField, leftValue)
 
     make.__name__ = short
