@@ -215,6 +215,16 @@ def _edges_small(xy: np.ndarray, lonlat: np.ndarray | None, src: str, max_err: f
     """Whether every edge's curvature deviation is provably under ``max_err`` metres."""
     if len(xy) < 2:
         return True
+    bound = _edge_bounds(xy, lonlat, src)
+    if mask is not None:
+        bound = bound[mask[: len(bound)]]
+    return bool(np.all(bound <= max_err))
+
+
+def _edge_bounds(xy: np.ndarray, lonlat: np.ndarray | None, src: str) -> np.ndarray:
+    """For each pair of consecutive points, the analytic bound (metres) on how far the edge between them
+    bends when it changes projection or kind (``lonlat``: the points in longitude and latitude, for a
+    projected ``src``; without them, the worst latitude UTM allows)."""
     d = np.diff(xy, axis=0)
     if is_geographic(src):
         lat = np.radians(np.maximum(np.abs(xy[:-1, 1]), np.abs(xy[1:, 1])))
@@ -226,10 +236,7 @@ def _edges_small(xy: np.ndarray, lonlat: np.ndarray | None, src: str, max_err: f
             lat_max = np.radians(np.minimum(np.maximum(np.abs(lonlat[:-1, 1]), np.abs(lonlat[1:, 1])), 89.0))
         else:
             lat_max = np.full(len(length), np.radians(84.0))
-    bound = 2.0 * length**2 * (np.tan(lat_max) + 1.0) / (8.0 * 6_356_752.0)
-    if mask is not None:
-        bound = bound[mask[: len(bound)]]
-    return bool(np.all(bound <= max_err))
+    return 2.0 * length**2 * (np.tan(lat_max) + 1.0) / (8.0 * 6_356_752.0)
 
 
 def _transform_xy(xy: np.ndarray, src: str, dst: str) -> np.ndarray:
@@ -1169,18 +1176,7 @@ def _rings_small(
     """:func:`_edges_small` of each of ``n`` rings (or lines) whose coordinates are ``xy``, in sequence
     ``ring_of`` (``lonlat``: the same points in longitude and latitude, for a projected ``src``)."""
     edge = ring_of[:-1] == ring_of[1:]
-    d = np.diff(xy, axis=0)
-    if is_geographic(src):
-        lat = np.radians(np.maximum(np.abs(xy[:-1, 1]), np.abs(xy[1:, 1])))
-        length = np.hypot(d[:, 0] * np.cos(lat) * 111_320.0, d[:, 1] * 110_600.0) * 1.01
-        lat_max = np.minimum(lat, np.radians(89.0))
-    else:
-        length = np.hypot(d[:, 0], d[:, 1]) * meters_per_unit(src) * 1.01
-        if lonlat is not None:
-            lat_max = np.radians(np.minimum(np.maximum(np.abs(lonlat[:-1, 1]), np.abs(lonlat[1:, 1])), 89.0))
-        else:
-            lat_max = np.full(len(length), np.radians(84.0))
-    bound = 2.0 * length**2 * (np.tan(lat_max) + 1.0) / (8.0 * 6_356_752.0)
+    bound = _edge_bounds(xy, lonlat, src)
     small = np.ones(n, dtype=bool)
     small[ring_of[:-1][edge & (bound > max_err)]] = False
     return small

@@ -183,16 +183,22 @@ def implemented() -> Mapping[str, Algorithm]:
     return dict(_ALGORITHMS)
 
 
+def _checked_plan(alg: Algorithm, given: Mapping[str, Any]) -> _Plan:
+    """The algorithm's binding plan, once ``given`` names only arguments it has."""
+    plan = _plan(alg)
+    for key in given:
+        if key not in plan.names:
+            raise EngineError(f"{alg.name}: Unrecognized argument '{key}'. Allowed arguments: {', '.join(plan.order)}.")
+    return plan
+
+
 def bind(alg: Algorithm, given: Mapping[str, Any]) -> dict[str, Any]:
     """Check ``given`` against the signature and fill in defaults.
 
     Unknown and missing arguments, and values of the wrong Earth Engine type,
     raise errors worded as Earth Engine words them.
     """
-    plan = _plan(alg)
-    for key in given:
-        if key not in plan.names:
-            raise EngineError(f"{alg.name}: Unrecognized argument '{key}'. Allowed arguments: {', '.join(plan.order)}.")
+    plan = _checked_plan(alg, given)
     out = {}
     for arg, py_name, check, default in plan.arguments:
         if arg.name in given:
@@ -212,10 +218,7 @@ def bind(alg: Algorithm, given: Mapping[str, Any]) -> dict[str, Any]:
 def bind_batched(alg: Algorithm, given: Mapping[str, Any], n: int) -> dict[str, Any]:
     """:func:`bind` for a vectorised call: arguments that are columns (lists of ``n`` per-element values,
     :class:`Column`) are checked element by element and stay columns."""
-    plan = _plan(alg)
-    for key in given:
-        if key not in plan.names:
-            raise EngineError(f"{alg.name}: Unrecognized argument '{key}'. Allowed arguments: {', '.join(plan.order)}.")
+    plan = _checked_plan(alg, given)
     out = {}
     for arg, py_name, check, default in plan.arguments:
         if arg.name in given:
