@@ -53,16 +53,22 @@ class _Index:
         return np.sort(np.concatenate([hits, self.always]))
 
 
+def _index_of(collection: Any) -> _Index:
+    """The collection's index, built on first use and kept with it."""
+    index = getattr(collection, "spatial_index", None)
+    if index is None:
+        index = _Index(collection.features)
+        collection.spatial_index = index
+    return index
+
+
 def candidates_intersecting(collection: Any, geometry: Any) -> list[Any]:
     """The collection's elements that may intersect ``geometry``, in collection order."""
     from .geometry import Geometry, geodesic_lonlat
 
     if not isinstance(geometry, Geometry):
         return collection.features
-    index = getattr(collection, "spatial_index", None)
-    if index is None:
-        index = _Index(collection.features)
-        collection.spatial_index = index
+    index = _index_of(collection)
     shape = geodesic_lonlat(geometry, 1.0)
     if shape.is_empty:
         return []
@@ -74,10 +80,7 @@ def candidates_many(collection: Any, geometries: list[Any]) -> list[np.ndarray]:
     :func:`candidates_intersecting` for many geometries, with one bulk query of the index."""
     from .geometry import in_crs_many
 
-    index = getattr(collection, "spatial_index", None)
-    if index is None:
-        index = _Index(collection.features)
-        collection.spatial_index = index
+    index = _index_of(collection)
     shapes = np.empty(len(geometries), dtype=object)
     shapes[:] = in_crs_many(geometries, "EPSG:4326", 1.0, True)
     empty = shapely.is_empty(shapes)
