@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pyproj
 import pytest
 import shapely
 from hypothesis import example, given, settings
@@ -200,11 +201,8 @@ def test_reproject_many_equals_reproject(shapes, src, dst, src_geo, max_err, mul
     src_geo = src_geo and src == "EPSG:4326"
     dst_geo = dst == "EPSG:4326" and not src_geo
     if src != "EPSG:4326":
-        to = shapely.transform
-        import pyproj
-
         tf = pyproj.Transformer.from_crs("EPSG:4326", src, always_xy=True)
-        shapes = [to(s, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1]))) for s in shapes]
+        shapes = [shapely.transform(s, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1]))) for s in shapes]
     if multi:
         shapes = [shapely.MultiPolygon(shapes[: len(shapes) // 2]), *shapes[len(shapes) // 2 :]]
     arr = np.empty(len(shapes), dtype=object)
