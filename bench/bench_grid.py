@@ -18,6 +18,7 @@ Usage: ``.venv/bin/python bench/bench_grid.py [--sizes 500,1000,2500,5232] [--re
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import sys
 import tempfile
@@ -193,9 +194,18 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="gee-mining-bench-"))
     catalog = tmp / "catalog.toml"
     catalog.write_text(f'[[table]]\nid = "projects/gee-mining-bench/assets/amazon"\npath = "{AMAZON}"\n')
-    gee_mining.connect("local", project="gee-mining-bench", catalog=catalog)
-    fc = ee.FeatureCollection("projects/gee-mining-bench/assets/amazon")
-    fc.size().getInfo()  # the table read once, outside the timings
+
+    def fresh_engine():
+        """A new local engine for each run, the table read outside the timing: nothing it derived from the
+        polygons in an earlier run (their reprojections, cached on them) is reused, as the reference
+        reuses nothing either."""
+        gee_mining.disconnect()
+        gee_mining.connect("local", project="gee-mining-bench", catalog=catalog)
+        fc = ee.FeatureCollection("projects/gee-mining-bench/assets/amazon")
+        fc.size().getInfo()
+        gc.collect()
+        return fc
+
     spec = GridSpec.of(SIZE)
     print(f"== grid at {SIZE:g} m: engine (build_grid) vs a shapely/pyproj/numpy reference of the same table ==")
     print(f"best of {args.repeat} runs of each side, alternating")
@@ -203,9 +213,11 @@ def main(argv=None) -> int:
     for n in [int(v) for v in args.sizes.split(",")]:
         engine, refs = [], []
         for _ in range(args.repeat):  # alternating, so that a noisy moment hits both sides
+            fc = fresh_engine()
             t = time.perf_counter()
             table = build_grid(ee, fc.limit(n), spec)
             engine.append(time.perf_counter() - t)
+            gc.collect()
             t = time.perf_counter()
             ref = reference(polys[:n])
             refs.append(time.perf_counter() - t)

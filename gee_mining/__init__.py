@@ -9,8 +9,17 @@ Start with :func:`connect`; after it, user code is plain ``ee``::
 
 from __future__ import annotations
 
-from .connect import Connection, connect, current_connection
+from .connect import Connection, connect, current_connection, disconnect
 from .errors import ConnectError, GeeMiningError, InputError
 
 __version__ = "0.1.0"
-__all__ = ["Connection", "ConnectError", "GeeMiningError", "InputError", "__version__", "connect", "current_connection"]
+__all__ = [
+    "Connection",
+    "ConnectError",
+    "GeeMiningError",
+    "InputError",
+    "__version__",
+    "connect",
+    "current_connection",
+    "disconnect",
+]

@@ -53,6 +53,21 @@ def current_connection() -> Connection | None:
     return _CURRENT[-1] if _CURRENT else None
 
 
+def disconnect() -> None:
+    """Close the local engine ``ee`` talks to (its servers, task workers, storage emulator) and forget it,
+    with everything it loaded and cached: the next :func:`connect` starts a fresh one. ``ee`` is left
+    uninitialised. Does nothing for Earth Engine's service or when nothing is connected."""
+    conn = current_connection()
+    _CURRENT.clear()
+    if conn is None or conn.local_engine is None:
+        return
+    for key, engine in list(_ENGINES.items()):
+        if engine is conn.local_engine:
+            del _ENGINES[key]
+    conn.local_engine.close()
+    ee.Reset()
+
+
 def _set_current(conn: Connection) -> Connection:
     _CURRENT[:] = [conn]
     return conn

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .gc_pause import deferred_gc
 
 ZOOM_SIZES: dict[int, float] = {14: 5500.0, 15: 2750.0, 16: 1375.0}
 MIN_OVERLAP = 0.001
@@ -513,6 +514,7 @@ def available_metadata(ee, metadata: Metadata, warn: Callable[[str], None]) -> M
     )
 
 
+@deferred_gc()  # thousands of cells decoded and tabulated: see gc_pause
 def build_grid(
     ee,
     polygons: Any,

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from .gc_pause import deferred_gc
+
 
 def iter_features(collection: Any, page_size: int = 1000) -> Iterator[dict]:
     """Yield the GeoJSON features of an ``ee.FeatureCollection``, paging as needed."""
@@ -16,7 +18,8 @@ def iter_features(collection: Any, page_size: int = 1000) -> Iterator[dict]:
 
     params: dict[str, Any] = {"expression": collection, "pageSize": page_size}
     while True:
-        page = ee.data.computeFeatures(dict(params))
+        with deferred_gc():  # a page decodes to hundreds of thousands of objects the collector need not walk
+            page = ee.data.computeFeatures(dict(params))
         yield from page.get("features", [])
         token = page.get("nextPageToken")
         if not token:
@@ -26,4 +29,5 @@ def iter_features(collection: Any, page_size: int = 1000) -> Iterator[dict]:
 
 def fetch_features(collection: Any, page_size: int = 1000) -> list[dict]:
     """All features of a collection as a list of GeoJSON dicts."""
-    return list(iter_features(collection, page_size))
+    with deferred_gc():
+        return list(iter_features(collection, page_size))

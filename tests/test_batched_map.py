@@ -227,3 +227,34 @@ def test_amazon_polygons_reprojected_in_bulk():
         np.array_equal(shapely.get_coordinates(a), shapely.get_coordinates(b)) for a, b in zip(bulk, one, strict=True)
     )
     assert sum(len(shapely.get_coordinates(b)) for b in one) > len(shapely.get_coordinates(polys))  # some densified
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shapes_st,
+    st.sampled_from(_CRS),
+    st.sampled_from(_CRS),
+    st.booleans(),
+    st.sampled_from([0.01, 1.0, math.inf]),
+)
+def test_merged_geometry_reprojected_member_by_member(shapes, src, dst, src_geo, max_err):
+    """A collection's merged geometry is reprojected through its members' caches: the same vertices as
+    reprojecting the merged MultiPolygon as one shape."""
+    from gee_mining.local.geometry import Geometry, in_crs
+    from gee_mining.local.projection import Projection
+
+    if src != "EPSG:4326":
+        tf = pyproj.Transformer.from_crs("EPSG:4326", src, always_xy=True)
+        shapes = [shapely.transform(s, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1]))) for s in shapes]
+    proj = Projection.coerce(src)
+    members = [Geometry(shapely.MultiPolygon(shapes[:2]), proj, src_geo)]  # a multi member too
+    members += [Geometry(s, proj, src_geo) for s in shapes[2:]]
+    whole = shapely.MultiPolygon(shapes)
+    merged = Geometry.merged(whole, members)
+    plain = Geometry(whole, proj, src_geo)
+    dst_geo = dst == "EPSG:4326" and not members[0].edges_geodesic
+    for _ in range(2):  # filled, then read from the members' caches
+        a, b = in_crs(merged, dst, max_err, dst_geo), in_crs(plain, dst, max_err, dst_geo)
+        assert a.geom_type == b.geom_type == "MultiPolygon"
+        assert np.array_equal(shapely.get_coordinates(a), shapely.get_coordinates(b))
+        merged = Geometry.merged(whole, members)

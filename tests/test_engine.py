@@ -247,6 +247,25 @@ def test_connect_reports_engine(engine_catalog):
     assert again.local_engine is conn.local_engine  # reused, not restarted
 
 
+def test_disconnect_closes_the_engine_and_the_next_connect_starts_afresh(tmp_path):
+    import ee
+
+    options = dict(project="gee-mining-closing", storage_root=tmp_path / "storage")
+    first = gee_mining.connect("local", **options, http=True)
+    assert ee.Number(2).add(3).getInfo() == 5
+    gee_mining.disconnect()
+    assert gee_mining.current_connection() is None
+    with pytest.raises(ee.EEException, match="not initialized"):
+        ee.Number(1).getInfo()
+    with pytest.raises(urllib.error.URLError):  # its HTTP server is stopped
+        urllib.request.urlopen(first.url + "/v1/projects/gee-mining-closing/value:compute", timeout=5)
+    second = gee_mining.connect("local", **options)
+    assert second.local_engine is not first.local_engine
+    assert ee.Number(2).add(3).getInfo() == 5
+    gee_mining.disconnect()
+    gee_mining.disconnect()  # nothing connected: nothing to do
+
+
 def test_connect_earthengine_needs_project_and_credentials(tmp_path, monkeypatch, engine_catalog):
     monkeypatch.setenv("HOME", str(tmp_path))  # no stored Earth Engine credentials
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)

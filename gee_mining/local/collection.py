@@ -231,8 +231,8 @@ def merged_geometry(name: str, fc: FeatureCollection) -> Any:
     parts = list(parts[~shapely.is_empty(parts)])
     kinds = {p.geom_type for p in parts}
     if kinds == {"Polygon"}:
-        shape: Any = shapely.MultiPolygon(parts)
-    elif kinds == {"LineString"} or kinds == {"LinearRing"}:
+        return Geometry.merged(shapely.MultiPolygon(parts), geoms)
+    if kinds == {"LineString"} or kinds == {"LinearRing"}:
         shape = shapely.MultiLineString(parts)
     elif kinds == {"Point"}:
         shape = shapely.MultiPoint(parts)
@@ -276,9 +276,7 @@ def geometry_many(n, collection, maxError):  # noqa: N803
         which, compact = np.unique(part_owner[rows], return_inverse=True)
         merged = dict(zip(which.tolist(), shapely.multipolygons(parts[rows], indices=compact), strict=True))
     return [
-        Geometry(merged[i], geoms[i][0].proj, geodesic=geoms[i][0].geodesic)
-        if fast[i]
-        else merged_geometry("Collection.geometry", colls[i])
+        Geometry.merged(merged[i], geoms[i]) if fast[i] else merged_geometry("Collection.geometry", colls[i])
         for i in range(n)
     ]
 

@@ -24,13 +24,12 @@ reported first may differ when several elements fail.
 from __future__ import annotations
 
 import base64
-import contextlib
-import gc
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..gc_pause import deferred_gc
 from . import registry
 from .errors import EngineError
 from .registry import Column
@@ -341,39 +340,6 @@ class Evaluator:
             raise EngineError(f"{alg.name}: expression nested too deeply.") from None
         except Exception as e:
             raise EngineError(f"{alg.name}: internal error: {type(e).__name__}: {e}") from e
-
-
-_gc_lock = threading.Lock()
-_gc_holders = 0
-_gc_was_enabled = False
-
-
-@contextlib.contextmanager
-def deferred_gc():
-    """Python's cyclic garbage collector paused while graphs are evaluated, then run on the young objects.
-
-    Evaluation makes and drops millions of small objects (features, geometries, per-element values),
-    freed by reference counting as they go; the collector's repeated passes over them cost about a third
-    of the grid step's time (measured on bench/bench_grid.py: 6.6-7.3 s with it, 4.2-4.9 s without).
-    The few reference cycles a request makes (a function value memoised in the frame it captured) wait
-    until the request ends. Counted, so that concurrent requests of the HTTP server nest safely.
-    """
-    global _gc_holders, _gc_was_enabled
-    with _gc_lock:
-        if _gc_holders == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_holders += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_holders -= 1
-            resume = _gc_holders == 0 and _gc_was_enabled
-            if resume:
-                gc.enable()
-        if resume:
-            gc.collect(0)
 
 
 def _thunk(evaluator: Evaluator, node: Any, frame: _Frame):

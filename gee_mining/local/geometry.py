@@ -32,7 +32,7 @@ longitudes must be continuous), and unbounded geometries are not represented.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -85,7 +85,7 @@ class Geometry:
     """``shape`` holds coordinates in ``proj``'s CRS units (``proj`` has no transform)."""
 
     ee_type = "Geometry"
-    __slots__ = ("shape", "proj", "geodesic", "type_name", "even_odd", "_in_crs")
+    __slots__ = ("shape", "proj", "geodesic", "type_name", "even_odd", "_in_crs", "_members")
 
     def __init__(
         self,
@@ -111,6 +111,16 @@ class Geometry:
     @property
     def edges_geodesic(self) -> bool:
         return self.geodesic and self.shape.geom_type not in ("Point", "MultiPoint")
+
+    @classmethod
+    def merged(cls, shape: shapely.MultiPolygon, members: Sequence[Geometry]) -> Geometry:
+        """The MultiPolygon made of the polygons of ``members`` (geometries sharing one projection and
+        edge kind), in order: reprojected member by member through their caches (see :func:`in_crs`),
+        so that a polygon merged into many collections' geometries is reprojected once."""
+        first = members[0]
+        geom = cls(shape, first.proj, first.geodesic)
+        geom._members = tuple(members)
+        return geom
 
     def replace(self, shape: shapely.Geometry, type_name: str | None = None) -> Geometry:
         """The same projection and edge kind with another shape."""
@@ -358,6 +368,8 @@ def in_crs(geom: Geometry, crs: str, max_err: float, geodesic: bool = False) -> 
     key = (crs, max_err, geodesic)
     shape = cache.get(key)
     if shape is None:
+        if getattr(geom, "_members", None) is not None:
+            return in_crs_many([geom], crs, max_err, geodesic)[0]
         if len(cache) > 8:
             cache.clear()
         shape = cache[key] = reproject(geom.shape, geom.crs, crs, geom.edges_geodesic, geodesic, max_err)
@@ -1043,8 +1055,14 @@ def covering_grid(geometry, proj, scale):
 
     if scale is not None:
         proj = proj.scaled(scale / proj.nominal_scale(), scale / proj.nominal_scale())
-    parts = _flat_parts(geometry.shape)
-    if len(parts) > 1:  # the parts of a collection's merged geometry, reprojected together
+    members = getattr(geometry, "_members", None)
+    parts = _flat_parts(geometry.shape) if members is None else members
+    if members is not None:  # a collection's merged geometry: its members' reprojections, cached
+        shapes = _object_array(in_crs_many(list(members), proj.crs, 0.01, False))
+        if not proj.is_identity:
+            shapes = _affine_many(shapes, proj.inverse())
+        cells = grid_cells(shapely.GeometryCollection(list(shapes)))
+    elif len(parts) > 1:  # the parts of a multi-geometry, reprojected together
         shapes = reproject_many(_object_array(parts), geometry.crs, proj.crs, geometry.edges_geodesic, False, 0.01)
         if not proj.is_identity:
             shapes = _affine_many(shapes, proj.inverse())
@@ -1262,24 +1280,35 @@ def in_crs_many(geoms: list[Geometry], crs: str, max_err: float, geodesic: bool 
     key = (crs, max_err, geodesic)
     out: list[Any] = [None] * len(geoms)
     todo: dict[tuple[str, bool], list[int]] = {}
+    merged: list[int] = []
     for i, g in enumerate(geoms):
         cache = getattr(g, "_in_crs", None)
         shape = cache.get(key) if cache else None
-        if shape is None:
-            todo.setdefault((g.crs, g.edges_geodesic), []).append(i)
-        else:
+        if shape is not None:
             out[i] = shape
+        elif getattr(g, "_members", None) is not None:
+            merged.append(i)
+        else:
+            todo.setdefault((g.crs, g.edges_geodesic), []).append(i)
     for (src, src_geo), idx in todo.items():
         shapes = reproject_many(_object_array([geoms[i].shape for i in idx]), src, crs, src_geo, geodesic, max_err)
         for i, shape in zip(idx, shapes, strict=True):
             out[i] = shape
+    if merged:
+        members = list({id(m): m for i in merged for m in geoms[i]._members}.values())
+        shape_of = dict(zip(map(id, members), in_crs_many(members, crs, max_err, geodesic), strict=True))
+        for i in merged:
+            parts = shapely.get_parts(_object_array([shape_of[id(m)] for m in geoms[i]._members]))
+            out[i] = shapely.multipolygons(parts[~shapely.is_empty(parts)])
+    for idx in [*todo.values(), merged]:
+        for i in idx:
             g = geoms[i]
             cache = getattr(g, "_in_crs", None)
             if cache is None:
                 cache = g._in_crs = {}
             elif len(cache) > 8:
                 cache.clear()
-            cache[key] = shape
+            cache[key] = out[i]
     return out
 
 

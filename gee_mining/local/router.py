@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from ..gc_pause import deferred_gc
 from . import signatures
 from .errors import EngineError, NotFound
-from .evaluator import Context, deferred_gc, evaluate
+from .evaluator import Context, evaluate
 from .featurecollection import FeatureCollection
 from .info import to_info
 
@@ -85,7 +86,7 @@ class Router:
                     handler: Callable[..., Any] = getattr(self, name)
                     if name in _FAULTY and getattr(self.engine, "faults", None) is not None:
                         self.engine.faults.request()
-                    with deferred_gc():  # the answer's objects too (see evaluator.deferred_gc)
+                    with deferred_gc():  # the answer's objects too (see gee_mining.gc_pause)
                         payload = _parse_body(body) if method.upper() == "POST" else {}
                         result = handler(payload, base_url=base_url, query=query, **m.groupdict())
                         if isinstance(result, RawAnswer):
