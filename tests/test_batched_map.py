@@ -258,3 +258,28 @@ def test_merged_geometry_reprojected_member_by_member(shapes, src, dst, src_geo,
         assert a.geom_type == b.geom_type == "MultiPolygon"
         assert np.array_equal(shapely.get_coordinates(a), shapely.get_coordinates(b))
         merged = Geometry.merged(whole, members)
+
+
+def test_merged_geometries_dissolved_from_their_members_cached_parts():
+    """``dissolve`` of collections' merged geometries (parts repaired and cached on each member) equals
+    ``dissolve`` of the same MultiPolygons given as plain geometries; a bow-tie member is repaired alike."""
+    import pyogrio
+
+    from gee_mining.local.geometry import ErrorMargin, Geometry, dissolve_many
+    from gee_mining.local.projection import Projection
+    from gee_mining.local.registry import Column
+
+    _, _, wkb, _ = pyogrio.raw.read(shared_file("polygons/amazon_mining_2024_model.geojson"))
+    polys = list(shapely.from_wkb(wkb)[:40])
+    x, y = shapely.get_coordinates(polys[0])[0]
+    polys.append(shapely.Polygon([(x, y), (x + 0.01, y + 0.01), (x + 0.01, y), (x, y + 0.01)]))  # a bow-tie
+    members = [Geometry(p) for p in polys]
+    groups = [members[k : k + 5] for k in range(0, len(members), 3)]  # overlapping groups share members
+    utm = Projection.coerce("EPSG:32721")
+    for _ in range(2):  # parts computed, then read from the members' caches
+        merged = Column([Geometry.merged(shapely.MultiPolygon([m.shape for m in g]), g) for g in groups])
+        plain = Column([Geometry(shapely.MultiPolygon([m.shape for m in g])) for g in groups])
+        got = dissolve_many(len(groups), merged, ErrorMargin(1.0), utm)
+        want = dissolve_many(len(groups), plain, ErrorMargin(1.0), utm)
+        for a, b in zip(got, want, strict=True):
+            assert a.shape.is_valid and shapely.equals_exact(a.shape, b.shape, 0.0)

@@ -70,7 +70,7 @@ class _Frame:
 class _Batch:
     """A batched call's state: the mapped argument's name, one scalar frame per element, the memo."""
 
-    __slots__ = ("name", "elements", "frames", "parent", "memo")
+    __slots__ = ("name", "elements", "frames", "parent", "memo", "unshared")
 
     def __init__(self, name: str, elements: list[Any], parent: _Frame):
         self.name = name
@@ -78,6 +78,17 @@ class _Batch:
         self.parent = parent
         self.frames = [_Frame({name: e}, parent) for e in elements]
         self.memo: dict[str, Any] = {}
+        self.unshared: list[str] = []  # memo entries not yet copied into the frames' own memos
+
+    def share_memo(self) -> None:
+        """Each element's values computed so far into its frame's memo, for a node evaluated element by
+        element (``If``, calls of function values) that reads them: copied only when such a node runs."""
+        for vid in self.unshared:
+            result = self.memo[vid]
+            if isinstance(result, Column):
+                for frame, v in zip(self.frames, result, strict=True):
+                    frame.memo[vid] = v
+        self.unshared.clear()
 
 
 class Closure:
@@ -282,9 +293,7 @@ class Evaluator:
             return batch.memo[vid]
         result = self._batch_node(self.values[vid], batch)
         batch.memo[vid] = result
-        if isinstance(result, Column):
-            for frame, v in zip(batch.frames, result, strict=True):
-                frame.memo[vid] = v
+        batch.unshared.append(vid)
         return result
 
     def _batch_node(self, node: Any, batch: _Batch) -> Any:
@@ -314,6 +323,7 @@ class Evaluator:
             if alg is not None and not alg.lazy:
                 return self._batch_invoke(alg, body, batch)
         # Calls of function values, lazy algorithms (If, And, Or) and function definitions: per element.
+        batch.share_memo()
         return Column([self.node(node, frame) for frame in batch.frames])
 
     def _batch_invoke(self, alg: registry.Algorithm, body: Mapping[str, Any], batch: _Batch) -> Column:

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import registry
+from .date import Date
 from .element import Element
 from .errors import EngineError
+from .geometry import Geometry
 from .registry import algorithm
 
 Test = Callable[[Any, Any], bool]
@@ -90,8 +92,6 @@ _PLAIN = (int, float, str)
 
 
 def _millis(value: Any) -> Any:
-    from .date import Date
-
     return value.millis if isinstance(value, Date) else value
 
 
@@ -387,8 +387,6 @@ def _geometry_func(name: str) -> Callable[..., Any]:
 
 
 def _geometry(value: Any) -> Any:
-    from .geometry import Geometry
-
     if isinstance(value, Geometry):
         return value
     from .image import Image

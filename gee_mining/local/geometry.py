@@ -1483,14 +1483,40 @@ def dissolve_many(n, geometry, maxError, proj):  # noqa: N803
     """Reprojection of all elements' geometries at once (``proj`` given); each union as the scalar form."""
     if proj is None or not (_all_geometries(geometry) and _shared(maxError, proj)):
         return per_element("Geometry.dissolve", n, {"geometry": geometry, "maxError": maxError, "proj": proj})
-    shapes = _in_proj_many(geometry, proj, max_error_m(maxError, proj=proj))
+    err = max_error_m(maxError, proj=proj)
+    out: list[Any] = [None] * n
+    merged = [i for i, g in enumerate(geometry) if proj.is_identity and getattr(g, "_members", None) is not None]
+    if merged:  # collections' merged geometries: their members' repaired parts, cached on the members
+        members = list({id(m): m for i in merged for m in geometry[i]._members}.values())
+        parts_of = dict(zip(map(id, members), _clean_parts_many(members, proj.crs, err), strict=True))
+        for i in merged:
+            out[i] = _result(shapely.union_all([p for m in geometry[i]._members for p in parts_of[id(m)]]), proj, False)
+    rest = [i for i in range(n) if out[i] is None]
+    shapes = _in_proj_many([geometry[i] for i in rest], proj, err)
     multi = [s.geom_type == "GeometryCollection" or s.geom_type.startswith("Multi") for s in shapes]
     parts = [_flat_parts(s) if m else [] for s, m in zip(shapes, multi, strict=True)]
     cleaned = iter(_clean_many([p for ps in parts for p in ps]))
-    return [
-        _result(shapely.union_all([next(cleaned) for _ in ps]) if m else shape, proj, False)
-        for shape, m, ps in zip(shapes, multi, parts, strict=True)
-    ]
+    for i, shape, m, ps in zip(rest, shapes, multi, parts, strict=True):
+        out[i] = _result(shapely.union_all([next(cleaned) for _ in ps]) if m else shape, proj, False)
+    return out
+
+
+def _clean_parts_many(members: list[Geometry], crs: str, err: float) -> list[list[shapely.Geometry]]:
+    """Each geometry's non-empty parts in ``crs`` (straight edges), repaired for overlays (:func:`_clean`):
+    kept in its reprojection cache, as a polygon dissolved with others in many cells is."""
+    key = (crs, err, False, "clean parts")
+    out: list[Any] = [None] * len(members)
+    for i, m in enumerate(members):
+        cache = getattr(m, "_in_crs", None)
+        out[i] = cache.get(key) if cache else None
+    todo = [i for i, parts in enumerate(out) if parts is None]
+    if todo:
+        shapes = in_crs_many([members[i] for i in todo], crs, err, False)
+        parts = [[p for p in _flat_parts(s) if not p.is_empty] for s in shapes]
+        cleaned = iter(_clean_many([p for ps in parts for p in ps]))
+        for i, ps in zip(todo, parts, strict=True):
+            out[i] = members[i]._in_crs[key] = [next(cleaned) for _ in ps]
+    return out
 
 
 @vectorised("Geometry.coordinates")
