@@ -614,7 +614,14 @@ def _make(
     if kind == "Point":
         shape = shapely.Point(_point(name, coords, proj)) if coords else shapely.Point()
     elif kind == "MultiPoint":
-        shape = shapely.MultiPoint([_point(name, p, proj) for p in coords])
+        try:  # numbers, as _resolve left them
+            xy = np.array(coords, dtype=np.float64) if coords else np.empty((0, 2))
+        except (TypeError, ValueError):
+            xy = np.empty((0, 0))
+        if xy.ndim == 2 and xy.shape[1] == 2 and np.isfinite(xy).all():
+            shape = shapely.multipoints(xy) if len(xy) else shapely.MultiPoint()
+        else:  # the error names the bad point
+            shape = shapely.MultiPoint([_point(name, p, proj) for p in coords])
     elif kind == "LineString":
         shape = shapely.LineString(_line(name, coords, proj)) if coords else shapely.LineString()
     elif kind == "LinearRing":
@@ -1402,16 +1409,14 @@ def centroid_many(n, geometry, maxError, proj):  # noqa: N803
 
 @vectorised("Geometry.area")
 def area_many(n, geometry, maxError, proj):  # noqa: N803
-    """Planar areas in ``proj`` in one call for polygons; everything else as the scalar form."""
+    """Planar areas in ``proj`` in one call for polygons and multipolygons (GEOS sums the parts in the
+    scalar form's order); everything else as the scalar form."""
     if not (_all_geometries(geometry) and _shared(maxError, proj)) or proj is None:
         return per_element("Geometry.area", n, {"geometry": geometry, "maxError": maxError, "proj": proj})
     shapes = _object_array(_in_proj_many(geometry, proj, max_error_m(maxError, proj=proj)))
-    polygon = shapely.get_type_id(shapes) == 3
+    polygonal = np.isin(shapely.get_type_id(shapes), (3, 6)) & ~shapely.is_empty(shapes)
     areas = shapely.area(shapes)
-    return [
-        float(areas[i]) if polygon[i] and not shapes[i].is_empty else area(g, maxError, proj)
-        for i, g in enumerate(geometry)
-    ]
+    return [float(areas[i]) if polygonal[i] else area(g, maxError, proj) for i, g in enumerate(geometry)]
 
 
 def intersects_pairs(lefts: list[Geometry], rights: list[Geometry], margins: list[Any]) -> np.ndarray:
