@@ -80,20 +80,25 @@ def test_in_list_and_list_contains(ee_local):
     assert fc.filter(ee_local.Filter.listContains("tags", "p")).aggregate_array("n").getInfo() == [1]
 
 
-def test_eq_and_in_list_on_mixed_values(ee_local):
+@pytest.mark.parametrize("copies", [1, 10])  # 80 elements: answered from the collection's value index
+def test_eq_and_in_list_on_mixed_values(ee_local, copies):
     """Numbers equal across int and float, never a string; a list value equals only an equal list; null never."""
     ee = ee_local
-    values = [1, 1.0, "1", None, [1], 2, "a", 2.5]
+    values = [1, 1.0, "1", None, [1], 2, "a", 2.5] * copies
     fc = ee.FeatureCollection([ee.Feature(None, {"p": v, "i": i}) for i, v in enumerate(values)])
 
     def picked(flt):
         return fc.filter(flt).aggregate_array("i").getInfo()
 
-    assert picked(ee.Filter.eq("p", 1)) == [0, 1]
-    assert picked(ee.Filter.eq("p", "1")) == [2]
-    assert picked(ee.Filter.inList("p", [1, "a", 2.5])) == [0, 1, 6, 7]
+    def at(*positions):
+        return [i for i in range(len(values)) if i % 8 in positions]
+
+    assert picked(ee.Filter.eq("p", 1)) == at(0, 1)
+    assert picked(ee.Filter.eq("p", "1")) == at(2)
+    assert picked(ee.Filter.inList("p", [1, "a", 2.5])) == at(0, 1, 6, 7)
     assert picked(ee.Filter.inList("p", ["x"])) == []
-    assert picked(ee.Filter.eq("p", [1])) == [4]
+    assert picked(ee.Filter.eq("p", [1])) == at(4)
+    assert picked(ee.Filter.And(ee.Filter.eq("p", 1), ee.Filter.lt("i", 9))) == [i for i in at(0, 1) if i < 9]
 
 
 def test_not_null_and_logic(ee_local, rows):

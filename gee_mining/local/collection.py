@@ -52,12 +52,38 @@ def filter_(collection, filter):  # noqa: A002
     fc = as_collection("Collection.filter", collection)
     flt = as_filter("Collection.filter", filter)
     test = flt.test
+    if flt.membership is not None and len(fc.features) > 64:
+        return fc.with_features(_members_of(fc, *flt.membership, test))
     candidates = fc.features
     if flt.bounds is not None and len(fc.features) > 64:
         from .spatial_index import candidates_intersecting
 
         candidates = candidates_intersecting(fc, flt.bounds)
     return fc.with_features([f for f in candidates if test(f, f)])
+
+
+def _members_of(fc: FeatureCollection, field: str, values: frozenset, test: Any) -> list[Any]:
+    """The elements whose ``field`` is one of ``values``, in order, from the collection's index of that
+    property's plain values (built on first use and kept with the collection: a collection filtered by
+    zone, say, once per zone); elements without a plain value there are tested one by one."""
+    from .filter import _PLAIN, field_value
+
+    index = fc.value_index.get(field)
+    if index is None:
+        plain: dict[Any, list[int]] = {}
+        other: list[int] = []
+        for i, f in enumerate(fc.features):
+            value = field_value(f, field)
+            if type(value) in _PLAIN:
+                plain.setdefault(value, []).append(i)
+            else:
+                other.append(i)
+        index = fc.value_index[field] = (plain, other)
+    plain, other = index
+    feats = fc.features
+    picked = {i for v in values if v in plain for i in plain[v]}
+    picked.update(i for i in other if test(feats[i], feats[i]))
+    return [feats[i] for i in sorted(picked)]
 
 
 @vectorised("Collection.filter")

@@ -38,12 +38,13 @@ def column_type(value: Any) -> str:
 class FeatureCollection(Element):
     ee_type = "FeatureCollection"
     id_property = "system:id"
-    __slots__ = ("features", "spatial_index")
+    __slots__ = ("features", "spatial_index", "value_index")
 
     def __init__(self, features: list[Any], properties: dict[str, Any] | None = None, id: str | None = None):
         super().__init__(properties, id)
         self.features = list(features)
         self.spatial_index = None
+        self.value_index: dict[str, Any] = {}  # property -> positions by plain value (see collection.filter_)
 
     def copy_with(
         self, features: list[Any] | None = None, properties: dict[str, Any] | None = None, **changes: Any
@@ -53,6 +54,7 @@ class FeatureCollection(Element):
         out.properties = self.properties if properties is None else properties
         out.id = changes.get("id", self.id)
         out.spatial_index = self.spatial_index if features is None else None
+        out.value_index = self.value_index if features is None else {}
         return out
 
     def with_features(self, features: list[Any]) -> FeatureCollection:

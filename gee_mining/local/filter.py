@@ -42,6 +42,9 @@ class Filter:
     # ``(field, predicate, geometry, maxError)`` when the filter is "the element's ``field`` (``.geo`` or
     # ``.all``) ``Geometry.<predicate>`` this fixed geometry": what a vectorised filter can test in bulk.
     geometry_test: tuple[str, str, Any, Any] | None = None
+    # ``(field, values)`` when an element whose ``field`` holds a plain value (int, float, str) passes exactly
+    # when that value is in ``values``: what a collection's value index answers without testing each element.
+    membership: tuple[str, frozenset] | None = None
 
     ee_type = "Filter"
 
@@ -183,7 +186,7 @@ def _membership(name: str, field: str, allowed: frozenset, op: Callable[[Any, An
             return value in allowed
         return op(value, constant)
 
-    return Filter(test, f"{name}({field}, {_short(constant)})")
+    return Filter(test, f"{name}({field}, {_short(constant)})", membership=(field, allowed))
 
 
 def _register_comparison(short: str, op: Callable[[Any, Any], bool]) -> None:

@@ -1066,20 +1066,17 @@ def covering_grid(geometry, proj, scale):
     parts = _flat_parts(geometry.shape) if members is None else members
     if members is not None:  # a collection's merged geometry: its members' reprojections, cached
         shapes = _object_array(in_crs_many(list(members), proj.crs, 0.01, False))
-        if not proj.is_identity:
-            shapes = _affine_many(shapes, proj.inverse())
-        cells = grid_cells(shapely.GeometryCollection(list(shapes)))
     elif len(parts) > 1:  # the parts of a multi-geometry, reprojected together
         shapes = reproject_many(_object_array(parts), geometry.crs, proj.crs, geometry.edges_geodesic, False, 0.01)
-        if not proj.is_identity:
-            shapes = _affine_many(shapes, proj.inverse())
-        cells = grid_cells(shapely.GeometryCollection(list(shapes)))
     else:
-        cells = grid_cells(in_proj(geometry, proj, 0.01))
-    if not cells:
+        shapes = _object_array([in_crs(geometry, proj.crs, 0.01)])
+    if not proj.is_identity:
+        shapes = _affine_many(shapes, proj.inverse())
+    cells = grid_cells(shapes)
+    if not len(cells):
         return FeatureCollection([])
     a, b, c, d, e, f = proj.transform
-    ij = np.array(cells, dtype=np.float64)
+    ij = cells.astype(np.float64)
     u = ij[:, :1] + np.array([0.0, 0.0, 1.0, 1.0, 0.0])  # corners (i, j+1), (i, j), (i+1, j), (i+1, j+1), (i, j+1)
     v = ij[:, 1:] + np.array([1.0, 0.0, 0.0, 1.0, 1.0])
     squares = shapely.polygons(np.stack([a * u + b * v + c, d * u + e * v + f], axis=-1))
@@ -1087,7 +1084,7 @@ def covering_grid(geometry, proj, scale):
     return FeatureCollection(
         [
             Feature(Geometry(square, base, False, "Polygon"), {}, id=f"{i},{j}")
-            for (i, j), square in zip(cells, squares, strict=True)
+            for (i, j), square in zip(cells.tolist(), squares, strict=True)
         ]
     )
 
@@ -1103,12 +1100,21 @@ def _affine_many(shapes: np.ndarray, matrix: tuple[float, ...]) -> np.ndarray:
     return shapely.transform(shapes, coords)
 
 
-def grid_cells(shape: shapely.Geometry) -> list[tuple[int, int]]:
-    """Integer cells ``[i, i+1] x [j, j+1]`` that intersect ``shape``, sorted by (j, i)."""
-    parts = [p for p in _flat_parts(shape) if not p.is_empty]
-    if not parts:
-        return []
-    parts_arr = np.array(parts, dtype=object)
+def _simple_parts(shapes: np.ndarray) -> np.ndarray:
+    """The non-empty points, lines and polygons of the shapes, multi-geometries and collections opened."""
+    parts = shapely.get_parts(shapes)
+    while True:
+        nested = shapely.get_type_id(parts) >= 4  # multi-geometries and collections
+        if not nested.any():
+            return parts[~shapely.is_empty(parts)]
+        parts = np.concatenate([parts[~nested], shapely.get_parts(parts[nested])])
+
+
+def grid_cells(shapes: np.ndarray) -> np.ndarray:
+    """Integer cells ``[i, i+1] x [j, j+1]`` that intersect any of the shapes: rows ``(i, j)``, sorted by (j, i)."""
+    parts_arr = _simple_parts(shapes)
+    if not len(parts_arr):
+        return np.empty((0, 2), dtype=np.int64)
     shapely.prepare(parts_arr)
     b = shapely.bounds(parts_arr)
     i0, j0 = np.floor(b[:, 0]).astype(np.int64), np.floor(b[:, 1]).astype(np.int64)
@@ -1121,7 +1127,7 @@ def grid_cells(shape: shapely.Geometry) -> list[tuple[int, int]]:
             f"Geometry.coveringGrid: the geometry spans {total} grid cells; "
             f"the local engine tests at most {MAX_GRID_CANDIDATES}. Use a coarser scale."
         )
-    owner_all = np.repeat(np.arange(len(parts)), counts)
+    owner_all = np.repeat(np.arange(len(parts_arr)), counts)
     offset_all = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
     found = []
     for lo in range(0, total, 1_000_000):
@@ -1129,9 +1135,15 @@ def grid_cells(shape: shapely.Geometry) -> list[tuple[int, int]]:
         ci = i0[owner] + offset % nx[owner]
         cj = j0[owner] + offset // nx[owner]
         hit = shapely.intersects(parts_arr[owner], shapely.box(ci, cj, ci + 1, cj + 1))
-        found.append(np.column_stack([cj[hit], ci[hit]]))
-    keys = np.unique(np.concatenate(found), axis=0)
-    return [(int(i), int(j)) for j, i in keys]
+        found.append(np.column_stack([ci[hit], cj[hit]]))
+    cells = np.concatenate(found)
+    if not len(cells):
+        return cells
+    # One sortable key per cell (rows by j, then i) instead of np.unique over rows.
+    imin, jmin = cells.min(axis=0)
+    width = int(cells[:, 0].max() - imin) + 1
+    keys = np.unique((cells[:, 1] - jmin) * width + (cells[:, 0] - imin))
+    return np.column_stack([keys % width + imin, keys // width + jmin])
 
 
 # -- error margins ----------------------------------------------------------------

@@ -20,7 +20,7 @@ def to_info(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [v if type(v) in _PLAIN else to_info(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): to_info(v) for k, v in value.items()}
+        return {str(k): v if type(v) in _PLAIN else to_info(v) for k, v in value.items()}
     method = getattr(value, "to_info", None)
     if method is not None:
         return method()

@@ -20,31 +20,37 @@ _PAD_DEGREES = 1e-3
 
 class _Index:
     def __init__(self, elements: list[Any]):
-        from .geometry import Geometry, geodesic_lonlat
+        from .geometry import Geometry, in_crs_many
 
-        boxes, small, always = [], [], []
+        positions, geoms, footprints, always = [], [], {}, []
         for i, element in enumerate(elements):
             geom = element if isinstance(element, Geometry) else getattr(element, "geometry", None)
             if callable(geom) or geom is None:
                 footprint = element.footprint() if hasattr(element, "footprint") else None
                 if footprint is None:
                     always.append(i)
-                    continue
-                x0, y0, x1, y1 = footprint.bounds
+                else:
+                    footprints[i] = footprint
             else:
-                shape = geom.shape if geom.proj.crs == "EPSG:4326" and not geom.geodesic else geodesic_lonlat(geom, 1.0)
-                if shape.is_empty:
-                    always.append(i)
-                    continue
-                x0, y0, x1, y1 = shape.bounds
-            if x1 - x0 > _SMALL_DEGREES or y1 - y0 > _SMALL_DEGREES:
-                always.append(i)
-            else:
-                small.append(i)
-                boxes.append(shapely.box(x0, y0, x1, y1))
-        self.small = np.asarray(small, dtype=np.int64)
-        self.always = np.asarray(always, dtype=np.int64)
-        self.tree = shapely.STRtree(boxes) if boxes else None
+                positions.append(i)
+                geoms.append(geom)
+        # Longitude/latitude shapes: planar ones as they are, the rest with geodesic edges (reprojected once).
+        plain = [g.proj.crs == "EPSG:4326" and not g.geodesic for g in geoms]
+        shapes = np.empty(len(geoms) + len(footprints), dtype=object)
+        shapes[: len(geoms)] = [g.shape if p else None for g, p in zip(geoms, plain, strict=True)]
+        other = [k for k, p in enumerate(plain) if not p]
+        for k, shape in zip(other, in_crs_many([geoms[k] for k in other], "EPSG:4326", 1.0, True), strict=True):
+            shapes[k] = shape
+        shapes[len(geoms) :] = list(footprints.values())
+        positions = np.asarray(positions + list(footprints), dtype=np.int64)
+        b = shapely.bounds(shapes).reshape(-1, 4)
+        empty = shapely.is_empty(shapes)
+        big = (b[:, 2] - b[:, 0] > _SMALL_DEGREES) | (b[:, 3] - b[:, 1] > _SMALL_DEGREES)
+        small = ~empty & ~big
+        self.small = positions[small]
+        self.always = np.sort(np.concatenate([np.asarray(always, dtype=np.int64), positions[~small]]))
+        boxes = shapely.box(b[small, 0], b[small, 1], b[small, 2], b[small, 3])
+        self.tree = shapely.STRtree(boxes) if len(boxes) else None
 
     def query(self, bounds: tuple[float, float, float, float]) -> np.ndarray:
         x0, y0, x1, y1 = bounds
