@@ -54,6 +54,9 @@ def filter_(collection, filter):  # noqa: A002
     test = flt.test
     if flt.membership is not None and len(fc.features) > 64:
         return fc.with_features(_members_of(fc, *flt.membership, test))
+    geometry_test = flt.geometry_test
+    if geometry_test is not None and geometry_test[1] == "intersects" and len(fc.features) > 64:
+        return filter_many(1, fc, Column([flt]))[0]  # candidates from the index, tested in one call
     candidates = fc.features
     if flt.bounds is not None and len(fc.features) > 64:
         from .spatial_index import candidates_intersecting

@@ -148,16 +148,42 @@ def batched(name: str) -> Callable[..., list[Any]] | None:
 
 def per_element(name: str, n: int, arguments: Mapping[str, Any]) -> list[Any]:
     """The scalar implementation of ``name`` called once per element (columns indexed, the rest shared):
-    what a vectorised implementation falls back to for the cases it does not vectorise."""
+    what a vectorised implementation falls back to for the cases it does not vectorise. Called with
+    positional arguments where the function allows (cheaper per call than unpacking a dict)."""
     func = _ALGORITHMS[name].func
-    columns = [(k, v) for k, v in arguments.items() if isinstance(v, Column)]
-    kwargs = dict(arguments)
+    order = _positional_order(func)
+    if order is None or len(order) != len(arguments) or not all(k in arguments for k in order):
+        columns = [(k, v) for k, v in arguments.items() if isinstance(v, Column)]
+        kwargs = dict(arguments)
+        out = []
+        for i in range(n):
+            for k, v in columns:
+                kwargs[k] = v[i]
+            out.append(func(**kwargs))
+        return out
+    args = [arguments[k] for k in order]
+    where = [j for j, v in enumerate(args) if isinstance(v, Column)]
+    if not where:
+        return [func(*args) for _ in range(n)]
+    if len(where) == 1:
+        j = where[0]
+        before, after = args[:j], args[j + 1 :]
+        return [func(*before, v, *after) for v in args[j]]
     out = []
-    for i in range(n):
-        for k, v in columns:
-            kwargs[k] = v[i]
-        out.append(func(**kwargs))
+    for values in zip(*(args[j] for j in where), strict=True):
+        for j, v in zip(where, values, strict=True):
+            args[j] = v
+        out.append(func(*args))
     return out
+
+
+@functools.cache
+def _positional_order(func: Callable[..., Any]) -> tuple[str, ...] | None:
+    """The names of ``func``'s parameters in order, if all can be given by position; else None."""
+    params = inspect.signature(func).parameters.values()
+    if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params):
+        return None
+    return tuple(p.name for p in params)
 
 
 @functools.cache
