@@ -9,8 +9,10 @@ a vectorised shapely STRtree reference that builds the same table:
 - every cell's centroid and bounds in longitude/latitude.
 
 The reference is written here with shapely, pyproj and numpy only, and is
-checked against the engine's table in the same run. Also: how the engine's
-time grows from 500 to 5,232 polygons.
+checked against the engine's table in the same run. Each engine run starts a
+fresh local engine (the table read outside the timing), so that nothing the
+engine derived from the polygons in an earlier run is reused. Also: how the
+engine's time grows from 500 to 5,232 polygons.
 
 Usage: ``.venv/bin/python bench/bench_grid.py [--sizes 500,1000,2500,5232] [--repeat 3]``
 """
@@ -208,7 +210,7 @@ def main(argv=None) -> int:
 
     spec = GridSpec.of(SIZE)
     print(f"== grid at {SIZE:g} m: engine (build_grid) vs a shapely/pyproj/numpy reference of the same table ==")
-    print(f"best of {args.repeat} runs of each side, alternating")
+    print(f"best of {args.repeat} runs of each side, alternating; a fresh engine for each run")
     print(f"{'polygons':>9} {'cells':>7} {'engine s':>9} {'reference s':>12} {'ratio':>7}  agreement")
     for n in [int(v) for v in args.sizes.split(",")]:
         engine, refs = [], []
