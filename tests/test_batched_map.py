@@ -176,6 +176,22 @@ shapes_st = st.lists(
     min_size=2,
     max_size=12,
 )
+# shapes (made in longitude/latitude), source CRS, target CRS, geodesic source edges, error margin
+reprojections = (
+    shapes_st,
+    st.sampled_from(_CRS),
+    st.sampled_from(_CRS),
+    st.booleans(),
+    st.sampled_from([0.01, 1.0, math.inf]),
+)
+
+
+def _in_source_crs(shapes: list, src: str) -> list:
+    """The shapes (made in longitude/latitude) with their coordinates in ``src``, through pyproj."""
+    if src == "EPSG:4326":
+        return shapes
+    tf = pyproj.Transformer.from_crs("EPSG:4326", src, always_xy=True)
+    return [shapely.transform(s, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1]))) for s in shapes]
 
 
 @settings(max_examples=40, deadline=None)
@@ -187,22 +203,13 @@ shapes_st = st.lists(
     max_err=0.01,
     multi=True,
 )
-@given(
-    shapes_st,
-    st.sampled_from(_CRS),
-    st.sampled_from(_CRS),
-    st.booleans(),
-    st.sampled_from([0.01, 1.0, math.inf]),
-    st.booleans(),
-)
+@given(*reprojections, st.booleans())
 def test_reproject_many_equals_reproject(shapes, src, dst, src_geo, max_err, multi):
     from gee_mining.local.geometry import reproject, reproject_many
 
     src_geo = src_geo and src == "EPSG:4326"
     dst_geo = dst == "EPSG:4326" and not src_geo
-    if src != "EPSG:4326":
-        tf = pyproj.Transformer.from_crs("EPSG:4326", src, always_xy=True)
-        shapes = [shapely.transform(s, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1]))) for s in shapes]
+    shapes = _in_source_crs(shapes, src)
     if multi:
         shapes = [shapely.MultiPolygon(shapes[: len(shapes) // 2]), *shapes[len(shapes) // 2 :]]
     arr = np.empty(len(shapes), dtype=object)
@@ -230,22 +237,14 @@ def test_amazon_polygons_reprojected_in_bulk():
 
 
 @settings(max_examples=40, deadline=None)
-@given(
-    shapes_st,
-    st.sampled_from(_CRS),
-    st.sampled_from(_CRS),
-    st.booleans(),
-    st.sampled_from([0.01, 1.0, math.inf]),
-)
+@given(*reprojections)
 def test_merged_geometry_reprojected_member_by_member(shapes, src, dst, src_geo, max_err):
     """A collection's merged geometry is reprojected through its members' caches: the same vertices as
     reprojecting the merged MultiPolygon as one shape."""
     from gee_mining.local.geometry import Geometry, in_crs
     from gee_mining.local.projection import Projection
 
-    if src != "EPSG:4326":
-        tf = pyproj.Transformer.from_crs("EPSG:4326", src, always_xy=True)
-        shapes = [shapely.transform(s, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1]))) for s in shapes]
+    shapes = _in_source_crs(shapes, src)
     proj = Projection.coerce(src)
     members = [Geometry(shapely.MultiPolygon(shapes[:2]), proj, src_geo)]  # a multi member too
     members += [Geometry(s, proj, src_geo) for s in shapes[2:]]
