@@ -43,7 +43,10 @@ def reference_positives(path, size):
             return shapely.transform(g, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
 
         zone_union = shapely.union_all([utm(p) for p in members])
-        all_union = shapely.union_all([utm(p) for p in polys])
+        # Polygons of other continents fall outside the zone's projection (infinite coordinates); none
+        # of them can reach its cells.
+        in_zone = [q for q in (utm(p) for p in polys) if np.isfinite(shapely.get_coordinates(q)).all()]
+        all_union = shapely.union_all(in_zone)
         x0, y0, x1, y1 = zone_union.bounds
         for i in range(math.floor(x0 / size), math.ceil(x1 / size)):
             for j in range(math.floor(y0 / size), math.ceil(y1 / size)):
