@@ -58,9 +58,9 @@ def disconnect() -> None:
     with everything it loaded and cached: the next :func:`connect` starts a fresh one. ``ee`` is left
     uninitialised. Does nothing for Earth Engine's service or when nothing is connected."""
     conn = current_connection()
-    _CURRENT.clear()
     if conn is None or conn.local_engine is None:
         return
+    _CURRENT.clear()
     for key, engine in list(_ENGINES.items()):
         if engine is conn.local_engine:
             del _ENGINES[key]

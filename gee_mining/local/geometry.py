@@ -1063,7 +1063,7 @@ def covering_grid(geometry, proj, scale):
     if scale is not None:
         proj = proj.scaled(scale / proj.nominal_scale(), scale / proj.nominal_scale())
     members = getattr(geometry, "_members", None)
-    parts = _flat_parts(geometry.shape) if members is None else members
+    parts = _flat_parts(geometry.shape) if members is None else []
     if members is not None:  # a collection's merged geometry: its members' reprojections, cached
         shapes = _object_array(in_crs_many(list(members), proj.crs, 0.01, False))
     elif len(parts) > 1:  # the parts of a multi-geometry, reprojected together
