@@ -71,6 +71,8 @@ def _members_of(fc: FeatureCollection, field: str, values: frozenset, test: Any)
     zone, say, once per zone); elements without a plain value there are tested one by one."""
     from .filter import _PLAIN, field_value
 
+    if fc.value_index is None:
+        fc.value_index = {}
     index = fc.value_index.get(field)
     if index is None:
         plain: dict[Any, list[int]] = {}

@@ -44,7 +44,7 @@ class FeatureCollection(Element):
         super().__init__(properties, id)
         self.features = list(features)
         self.spatial_index = None
-        self.value_index: dict[str, Any] = {}  # property -> positions by plain value (see collection.filter_)
+        self.value_index: dict[str, Any] | None = None  # property -> positions by value (collection._members_of)
 
     def copy_with(
         self, features: list[Any] | None = None, properties: dict[str, Any] | None = None, **changes: Any
@@ -54,7 +54,7 @@ class FeatureCollection(Element):
         out.properties = self.properties if properties is None else properties
         out.id = changes.get("id", self.id)
         out.spatial_index = self.spatial_index if features is None else None
-        out.value_index = self.value_index if features is None else {}
+        out.value_index = self.value_index if features is None else None
         return out
 
     def with_features(self, features: list[Any]) -> FeatureCollection:

@@ -1511,11 +1511,16 @@ def dissolve_many(n, geometry, maxError, proj):  # noqa: N803
     rest = [i for i in range(n) if out[i] is None]
     shapes = _in_proj_many([geometry[i] for i in rest], proj, err)
     multi = [s.geom_type == "GeometryCollection" or s.geom_type.startswith("Multi") for s in shapes]
-    parts = [_flat_parts(s) if m else [] for s, m in zip(shapes, multi, strict=True)]
-    cleaned = iter(_clean_many([p for ps in parts for p in ps]))
+    parts = _cleaned_groups([_flat_parts(s) if m else [] for s, m in zip(shapes, multi, strict=True)])
     for i, shape, m, ps in zip(rest, shapes, multi, parts, strict=True):
-        out[i] = _result(shapely.union_all([next(cleaned) for _ in ps]) if m else shape, proj, False)
+        out[i] = _result(shapely.union_all(ps) if m else shape, proj, False)
     return out
+
+
+def _cleaned_groups(groups: list[list[shapely.Geometry]]) -> list[list[shapely.Geometry]]:
+    """Each group's shapes repaired for overlays (:func:`_clean`), validity tested in one call for all."""
+    cleaned = iter(_clean_many([p for ps in groups for p in ps]))
+    return [[next(cleaned) for _ in ps] for ps in groups]
 
 
 def _clean_parts_many(members: list[Geometry], crs: str, err: float) -> list[list[shapely.Geometry]]:
@@ -1529,10 +1534,9 @@ def _clean_parts_many(members: list[Geometry], crs: str, err: float) -> list[lis
     todo = [i for i, parts in enumerate(out) if parts is None]
     if todo:
         shapes = in_crs_many([members[i] for i in todo], crs, err, False)
-        parts = [[p for p in _flat_parts(s) if not p.is_empty] for s in shapes]
-        cleaned = iter(_clean_many([p for ps in parts for p in ps]))
+        parts = _cleaned_groups([[p for p in _flat_parts(s) if not p.is_empty] for s in shapes])
         for i, ps in zip(todo, parts, strict=True):
-            out[i] = members[i]._in_crs[key] = [next(cleaned) for _ in ps]
+            out[i] = members[i]._in_crs[key] = ps
     return out
 
 
