@@ -35,8 +35,8 @@ def export_tiles(out: Path, size_km: float, months: int, seed: int) -> tuple[obj
     import ee
 
     import gee_mining
-    from gee_mining import labels, sentinel2
-    from gee_mining.grid import PixelGrid
+    from gee_mining.steps import labels, sentinel2
+    from gee_mining.steps.grid import PixelGrid
     from gee_mining.world import generate_world
     from gee_mining.world.manifest import WorldManifest
 
@@ -47,7 +47,7 @@ def export_tiles(out: Path, size_km: float, months: int, seed: int) -> tuple[obj
         if (world.parameters["size_km"], world.parameters["months"]) == (size_km, months):
             return world, 0.0
     world = generate_world(out / "world", size_km=size_km, months=months, seed=seed, project="bench-detect")
-    gee_mining.connect("local", project="bench-detect", catalog=world.catalog)
+    gee_mining.connection("local", project="bench-detect", catalog=world.catalog)
     fc = ee.FeatureCollection(world.asset_ids["mines"])
     x0, top = world.grid["origin"]
     size = world.grid["size_m"]
@@ -89,13 +89,13 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_detect_")).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    from gee_mining.detect.offline import no_network, prepare_ultralytics
+    from gee_mining.ml.detect.offline import no_network, prepare_ultralytics
 
     prepare_ultralytics(out / "ultralytics")
     import shapely
     import torch
 
-    from gee_mining.detect.dataset import (
+    from gee_mining.ml.detect.dataset import (
         REFLECTANCE,
         DatasetSpec,
         build_dataset,
@@ -105,11 +105,11 @@ def main() -> None:
         load_polygons,
         to_crs,
     )
-    from gee_mining.detect.evaluate import evaluate, iou_summary, label_iou, polygon_iou, untrained_model
-    from gee_mining.detect.figures import save_boxes_figure
-    from gee_mining.detect.predict import predict_cells
-    from gee_mining.detect.splits import geographic_split
-    from gee_mining.detect.train import load_model, train
+    from gee_mining.ml.detect.evaluate import evaluate, iou_summary, label_iou, polygon_iou, untrained_model
+    from gee_mining.ml.detect.figures import save_boxes_figure
+    from gee_mining.ml.detect.predict import predict_cells
+    from gee_mining.ml.detect.splits import geographic_split
+    from gee_mining.ml.detect.train import load_model, train
 
     t_all = time.perf_counter()
     world, t_export = export_tiles(out, args.size_km, args.months, args.seed)

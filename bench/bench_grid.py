@@ -1,6 +1,6 @@
 """Step 1 benchmark: the grid of the 5,232 Amazon mining polygons at 1375 m.
 
-Side by side in one run: ``gee_mining.grid.build_grid`` on the local engine vs
+Side by side in one run: ``gee_mining.steps.grid.build_grid`` on the local engine vs
 a vectorised shapely STRtree reference that builds the same table:
 
 - positive cells with their overlap fraction and the ids of the polygons they touch;
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
     import ee
 
     import gee_mining
-    from gee_mining.grid import GridSpec, build_grid
+    from gee_mining.steps.grid import GridSpec, build_grid
 
     _, _, wkb, _ = pyogrio.raw.read(AMAZON)
     polys = shapely.from_wkb(wkb)
@@ -202,7 +202,7 @@ def main(argv=None) -> int:
         polygons in an earlier run (their reprojections, cached on them) is reused, as the reference
         reuses nothing either."""
         gee_mining.disconnect()
-        gee_mining.connect("local", project="gee-mining-bench", catalog=catalog)
+        gee_mining.connection("local", project="gee-mining-bench", catalog=catalog)
         fc = ee.FeatureCollection("projects/gee-mining-bench/assets/amazon")
         fc.size().getInfo()
         gc.collect()

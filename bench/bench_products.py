@@ -40,19 +40,19 @@ def main() -> None:
     import ee
 
     import gee_mining
-    from gee_mining.exports import ExportSpec, export_cells
-    from gee_mining.grid import GridSpec, build_grid, pixel_grid
-    from gee_mining.imagery import ImagerySpec
-    from gee_mining.indices import BANDS, add_indices
-    from gee_mining.labels import label_bands
-    from gee_mining.sentinel2 import composite
+    from gee_mining.batch.exports import ExportSpec, export_cells
+    from gee_mining.steps.cell_image import ImagerySpec
+    from gee_mining.steps.grid import GridSpec, build_grid, pixel_grid
+    from gee_mining.steps.indices import BANDS, add_indices
+    from gee_mining.steps.labels import label_bands
+    from gee_mining.steps.sentinel2 import composite
     from gee_mining.world import generate_world
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-products-"))
     t = time.perf_counter()
     world = generate_world(tmp / "world", size_km=args.size_km, months=args.months, seed=0, project="gee-mining-bench")
     print(f"world: {len(world.scenes)} scenes in {time.perf_counter() - t:.1f} s")
-    gee_mining.connect("local", project="gee-mining-bench", catalog=world.catalog, storage_root=tmp / "storage")
+    gee_mining.connection("local", project="gee-mining-bench", catalog=world.catalog, storage_root=tmp / "storage")
     mines = world.asset_ids["mines"]
     table = build_grid(ee, mines, GridSpec.of(1375))
     x0, top = world.grid["origin"]

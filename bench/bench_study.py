@@ -2,7 +2,7 @@
 
 Side by side, each in its own fresh process (so peak resident memory is each one's own):
 
-- **study**: ``gee_mining.study.lasso`` on the feature matrix that ``feature_matrix`` builds from the
+- **study**: ``gee_mining.ml.study.lasso`` on the feature matrix that ``feature_matrix`` builds from the
   12 band columns (12 bands + 66 ND_a_b, float64, Fortran order): standardisation, the Gram matrix and
   ``Z'y`` computed once, then scikit-learn's ``lasso_path`` on them (no copy of the n x p matrix);
 - **plain**: the same 78 features stacked with numpy (``np.column_stack``), standardised with numpy,
@@ -29,7 +29,7 @@ import numpy as np
 
 
 def bands(rows: int, seed: int = 0):
-    from gee_mining.indices import BANDS
+    from gee_mining.steps.indices import BANDS
 
     rng = np.random.default_rng(seed)
     mine = rng.random(rows) < 0.1
@@ -47,8 +47,8 @@ def bands(rows: int, seed: int = 0):
 def _run(kind: str, rows: int, threads: int, alphas, queue) -> None:
     from threadpoolctl import threadpool_limits
 
-    from gee_mining.indices import BANDS
-    from gee_mining.study import FeatureSpec, feature_matrix, lasso
+    from gee_mining.ml.study import FeatureSpec, feature_matrix, lasso
+    from gee_mining.steps.indices import BANDS
 
     cols, y = bands(rows)
     spec = FeatureSpec()

@@ -13,12 +13,12 @@ PLACEHOLDERS = {
     "study.md": (
         "Step 3: the pixel study (LASSO)",
         "The LASSO path over bands and pairwise normalised differences, splits by image and metadata, "
-        "ranked channel combinations (`gee_mining.study`).",
+        "ranked channel combinations (`gee_mining.ml.study`).",
     ),
     "classify.md": (
         "Step 3: classifiers on Earth Engine",
         "The chosen transformation and an `ee.Classifier` / `ee.Clusterer` deployed server-side, with "
-        "accuracy and confusion matrices (`gee_mining.classify`).",
+        "accuracy and confusion matrices (`gee_mining.ml.classify`).",
     ),
     "pyramid.md": (
         "Step 4: the coarse-to-fine pyramid",

@@ -3,14 +3,14 @@
 Start with :func:`connect`; after it, user code is plain ``ee``::
 
     import ee, gee_mining
-    conn = gee_mining.connect()            # the local engine, nothing to sign up for
+    conn = gee_mining.connection()            # the local engine, nothing to sign up for
     ee.Number(1).add(2).getInfo()          # 3
 """
 
 from __future__ import annotations
 
-from .connect import Connection, connect, current_connection, disconnect
-from .errors import ConnectError, GeeMiningError, InputError
+from gee_mining.connection import Connection, connect, current_connection, disconnect
+from gee_mining.errors import ConnectError, GeeMiningError, InputError
 
 __version__ = "0.1.0"
 __all__ = [

@@ -66,7 +66,7 @@ def _no_network():
 
 def _write_catalog(tmp: Path) -> Path:
     """The test catalog: the shared real data (tables, the real Sentinel-2 scenes) and small test tables."""
-    from gee_mining.shared_data import catalog_toml
+    from gee_mining.io.catalog import catalog_toml
 
     text = catalog_toml(SHARED_DATA if SHARED_DATA.is_dir() else None, "gee-mining-test")
     text += f'\n[[table]]\nid = "projects/gee-mining-test/assets/squares"\npath = "{TEST_DATA / "squares.geojson"}"\n'
@@ -85,7 +85,7 @@ def _session_connection(engine_catalog, tmp_path_factory):
     import gee_mining
 
     options = dict(project="gee-mining-test", catalog=engine_catalog, storage_root=tmp_path_factory.mktemp("storage"))
-    return options, gee_mining.connect("local", **options)
+    return options, gee_mining.connection("local", **options)
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +106,7 @@ def _back_to_the_test_engine(_session_connection):
     now = gee_mining.current_connection()
     if now is None or before is None or now != before or now.local_engine is not before.local_engine:
         options, _ = _session_connection
-        gee_mining.connect("local", **options)
+        gee_mining.connection("local", **options)
 
 
 @pytest.fixture
@@ -114,9 +114,9 @@ def ee_http(ee_local, engine_catalog):
     """The same engine over loopback HTTP for one test; back in-process afterwards."""
     import gee_mining
 
-    conn = gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog, http=True)
+    conn = gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog, http=True)
     yield ee_local
-    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
     assert conn.url.startswith("http://127.0.0.1:")
 
 
@@ -128,10 +128,10 @@ def demo_run(tmp_path_factory, engine_catalog):
     simulated world alone, as the demo does.
     """
     import gee_mining
-    from gee_mining.demo import run_demo
+    from gee_mining.demo.run import run_demo
 
     out = tmp_path_factory.mktemp("demo")
     try:
         yield run_demo(out, progress=lambda msg: None)
     finally:
-        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)

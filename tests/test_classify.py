@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from sklearn import metrics
 
-from gee_mining import classify as C
 from gee_mining.errors import InputError
-from gee_mining.grid import GridSpec, build_grid, pixel_grid
-from gee_mining.sentinel2 import CompositeSpec
+from gee_mining.ml import classify as C
+from gee_mining.steps.grid import GridSpec, build_grid, pixel_grid
+from gee_mining.steps.sentinel2 import CompositeSpec
 from gee_mining.world import generate_world, world_catalog_toml
 
 FEATURES = ("B2", "B4", "B8", "B11", "B12", "NDVI", "ND_B11_B8")
@@ -40,9 +40,9 @@ def ee_world(ee_local, engine_catalog, world, tmp_path_factory):
     catalog = tmp_path_factory.mktemp("cworld_catalog") / "catalog.toml"
     catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))
     storage = tmp_path_factory.mktemp("cworld_storage")
-    gee_mining.connect("local", project="gee-mining-test", catalog=catalog, storage_root=storage)
+    gee_mining.connection("local", project="gee-mining-test", catalog=catalog, storage_root=storage)
     yield ee_local
-    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +236,7 @@ def test_linear_model_json_contract_and_bad_input(tmp_path):
 def test_export_probability_map(ee_world, samples, pixels, tmp_path):
     import rasterio
 
-    from gee_mining.exports import open_bucket, wait_for
+    from gee_mining.batch.exports import open_bucket, wait_for
 
     row, grid, _, _ = pixels
     clf = C.train(samples[2], SPEC)
@@ -282,9 +282,10 @@ def test_graphs_use_only_earth_engine_algorithms(ee_world, samples, pixels, cell
 
 
 def test_demo_step_writes_a_simulated_section(ee_world, world, cells, tmp_path):
-    from gee_mining.classify import demo as classify_demo
-    from gee_mining.demo import DemoContext, demo_steps
-    from gee_mining.report import Report
+    from gee_mining.demo import classify as classify_demo
+    from gee_mining.demo.context import DemoContext
+    from gee_mining.demo.run import demo_steps
+    from gee_mining.tools.report import Report
 
     assert classify_demo.demo_step in demo_steps()
     pairs = [r for r in cells if r["label"] == 1][:2]
@@ -305,8 +306,8 @@ def test_cli_evaluate_and_deploy(ee_world, world, cells, samples, pixels, tmp_pa
     from sklearn.linear_model import LogisticRegression
 
     import gee_mining
-    from gee_mining.cli import main
-    from gee_mining.grid import write_table
+    from gee_mining.cli.main import main
+    from gee_mining.steps.grid import write_table
 
     conn = gee_mining.current_connection()
     catalog, storage = conn.catalog, conn.local_engine.storage_root

@@ -1,4 +1,4 @@
-"""gee_mining.detect on per-cell GeoTIFFs of a tiny simulated world, made through the real ``ee`` client.
+"""gee_mining.ml.detect on per-cell GeoTIFFs of a tiny simulated world, made through the real ``ee`` client.
 
 References are independent of the code: boxes from shapely in pixel space (polygon -> pixel
 coordinates with rasterio's inverse affine, clipped to the image rectangle there), label files
@@ -33,14 +33,14 @@ def world(tmp_path_factory):
 def cells_dir(ee_local, engine_catalog, world, tmp_path_factory):
     """16 per-cell GeoTIFFs (4 x 4 cells of 640 m) as the export writes them: composite + label bands."""
     import gee_mining
-    from gee_mining import labels, sentinel2
-    from gee_mining.grid import pixel_grid
+    from gee_mining.steps import labels, sentinel2
+    from gee_mining.steps.grid import pixel_grid
     from gee_mining.world import world_catalog_toml
 
     ee = ee_local
     catalog = tmp_path_factory.mktemp("detworld_catalog") / "catalog.toml"
     catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))
-    gee_mining.connect("local", project="gee-mining-test", catalog=catalog)
+    gee_mining.connection("local", project="gee-mining-test", catalog=catalog)
     try:
         fc = ee.FeatureCollection(world.asset_ids["mines"])
         out = tmp_path_factory.mktemp("cells")
@@ -56,7 +56,7 @@ def cells_dir(ee_local, engine_catalog, world, tmp_path_factory):
                 )
                 (out / f"{row['name']}.tif").write_bytes(data)
     finally:
-        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
     return out
 
 
@@ -76,22 +76,22 @@ def polygons(polygons_path):
 
 @pytest.fixture(scope="module")
 def yolo_env(tmp_path_factory):
-    from gee_mining.detect.offline import prepare_ultralytics
+    from gee_mining.ml.detect.offline import prepare_ultralytics
 
     return prepare_ultralytics(tmp_path_factory.mktemp("ultralytics_cfg"))
 
 
 @pytest.fixture(scope="module")
 def rgb(cells_dir, polygons_path, tmp_path_factory):
-    from gee_mining.detect import DatasetSpec, build_dataset
+    from gee_mining.ml.detect import DatasetSpec, build_dataset
 
     return build_dataset(cells_dir, polygons_path, tmp_path_factory.mktemp("ds") / "rgb", DatasetSpec())
 
 
 @pytest.fixture(scope="module")
 def ms(cells_dir, polygons_path, tmp_path_factory):
-    from gee_mining.detect import DatasetSpec, build_dataset
-    from gee_mining.detect.dataset import REFLECTANCE
+    from gee_mining.ml.detect import DatasetSpec, build_dataset
+    from gee_mining.ml.detect.dataset import REFLECTANCE
 
     spec = DatasetSpec(bands=REFLECTANCE)
     return build_dataset(cells_dir, polygons_path, tmp_path_factory.mktemp("ds") / "ms", spec)
@@ -142,7 +142,7 @@ def test_boxes_equal_independent_bounding_boxes(rgb, cells_dir, polygons):
 
 
 def test_limits_are_applied(cells_dir, polygons_path, polygons, tmp_path):
-    from gee_mining.detect import DatasetSpec, build_dataset
+    from gee_mining.ml.detect import DatasetSpec, build_dataset
 
     strict = build_dataset(cells_dir, polygons_path, tmp_path / "s", DatasetSpec(min_visible=0.9, min_box_px=20))
     for c in strict.cells:
@@ -194,7 +194,7 @@ def test_ultralytics_accepts_every_image(which, request, yolo_env):
 
 
 def test_geographic_folds_never_straddle(rgb):
-    from gee_mining.detect.splits import cell_groups, geographic_folds
+    from gee_mining.ml.detect.splits import cell_groups, geographic_folds
 
     groups = cell_groups(rgb, "region", region_deg=0.006)
     folds = geographic_folds(rgb, k=3, by="region", region_deg=0.006)
@@ -210,10 +210,10 @@ def test_geographic_folds_never_straddle(rgb):
 
 
 def test_train_predict_offline_and_georeferenced(rgb, ms, yolo_env, tmp_path, cells_dir, polygons):
-    from gee_mining.detect.evaluate import cell_metrics, evaluate
-    from gee_mining.detect.offline import no_network
-    from gee_mining.detect.predict import merge_detections, predict_cells, write_detections
-    from gee_mining.detect.train import load_model, train
+    from gee_mining.ml.detect.evaluate import cell_metrics, evaluate
+    from gee_mining.ml.detect.offline import no_network
+    from gee_mining.ml.detect.predict import merge_detections, predict_cells, write_detections
+    from gee_mining.ml.detect.train import load_model, train
 
     attempts = []
     real_connect = socket.socket.connect
@@ -250,7 +250,7 @@ def test_boxes_map_back_to_the_right_place(rgb, polygons):
     """Label boxes mapped back to EPSG:4326 cover their polygon's visible part: checked with rasterio + pyproj."""
     import pyproj
 
-    from gee_mining.detect.predict import detection_from_box, merge_detections
+    from gee_mining.ml.detect.predict import detection_from_box, merge_detections
 
     dets = []
     for c in rgb.cells:
@@ -283,8 +283,8 @@ def test_boxes_map_back_to_the_right_place(rgb, polygons):
 
 
 def test_missing_weights_name_the_file(yolo_env, tmp_path, cells_dir):
-    from gee_mining.detect.predict import zero_shot
-    from gee_mining.detect.train import load_model
+    from gee_mining.ml.detect.predict import zero_shot
+    from gee_mining.ml.detect.train import load_model
 
     with pytest.raises(InputError, match=r"yolov8s-worldv2\.pt.*never downloads"):
         zero_shot(tmp_path / "yolov8s-worldv2.pt", cells_dir)
@@ -297,9 +297,11 @@ def test_cli_dataset_and_demo_step(cells_dir, polygons_path, world, ee_local, en
     import argparse
 
     import gee_mining
-    from gee_mining.demo import DemoContext
-    from gee_mining.detect import DatasetSpec, add_cli, build_dataset, demo_step, open_dataset
-    from gee_mining.report import Report
+    from gee_mining.cli.detect import add_cli
+    from gee_mining.demo.context import DemoContext
+    from gee_mining.demo.detect import demo_step
+    from gee_mining.ml.detect import DatasetSpec, build_dataset, open_dataset
+    from gee_mining.tools.report import Report
     from gee_mining.world import world_catalog_toml
 
     parser = argparse.ArgumentParser()
@@ -324,13 +326,13 @@ def test_cli_dataset_and_demo_step(cells_dir, polygons_path, world, ee_local, en
 
     catalog = tmp_path / "catalog.toml"
     catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))
-    gee_mining.connect("local", project="gee-mining-test", catalog=catalog)
+    gee_mining.connection("local", project="gee-mining-test", catalog=catalog)
     try:
         report = Report("t", "t")
         ctx = DemoContext(tmp_path / "demo", world, world.asset_ids["mines"], progress=lambda s: None)
         demo_step(ee_local, report, ctx)
     finally:
-        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
     s = ctx.summary["detect"]
     assert s["positive_cells"] >= 1 and s["negative_cells"] >= 1 and s["boxes"] >= 1
     assert "Object detection" in report.render()
@@ -338,8 +340,8 @@ def test_cli_dataset_and_demo_step(cells_dir, polygons_path, world, ee_local, en
 
 def test_cut_patches_keep_pixels_and_georeference(cells_dir, polygons, tmp_path):
     """Patches equal numpy slices of the source, at the window's corner computed from the source's affine."""
-    from gee_mining.detect import DatasetSpec, build_dataset
-    from gee_mining.detect.dataset import cut_patches
+    from gee_mining.ml.detect import DatasetSpec, build_dataset
+    from gee_mining.ml.detect.dataset import cut_patches
 
     src = sorted(cells_dir.glob("*.tif"))[:2]
     with pytest.raises(InputError, match="smaller than the patch size"):
@@ -367,7 +369,7 @@ def test_cut_patches_keep_pixels_and_georeference(cells_dir, polygons, tmp_path)
 
 
 def test_stratified_split_balances_positives(rgb):
-    from gee_mining.detect.splits import cell_groups, geographic_folds, geographic_split
+    from gee_mining.ml.detect.splits import cell_groups, geographic_folds, geographic_split
 
     groups = cell_groups(rgb, "region", region_deg=0.006)
     folds = geographic_folds(rgb, k=2, by="region", region_deg=0.006, stratify=True)
@@ -382,9 +384,9 @@ def test_stratified_split_balances_positives(rgb):
 
 def test_label_iou_by_hand(tmp_path):
     """IoU of predicted and label boxes against values worked out by hand (overlap / union of rectangles)."""
-    from gee_mining.detect import DatasetSpec, DetectDataset
-    from gee_mining.detect.evaluate import iou_summary, label_iou
-    from gee_mining.detect.predict import Detection
+    from gee_mining.ml.detect import DatasetSpec, DetectDataset
+    from gee_mining.ml.detect.evaluate import iou_summary, label_iou
+    from gee_mining.ml.detect.predict import Detection
 
     box = {"x0": 5.0, "y0": 0.0, "x1": 15.0, "y1": 10.0, "polygon": 7}
     ds = DetectDataset(tmp_path, DatasetSpec(), [{"name": "a", "boxes": [box]}, {"name": "b", "boxes": []}])

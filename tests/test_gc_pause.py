@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 
-from gee_mining.gc_pause import deferred_gc
+from gee_mining.contracts.gc_pause import deferred_gc
 
 
 def test_nested_blocks_pause_once_and_restore():

@@ -12,7 +12,7 @@ import shapely
 from conftest import shared_file
 
 from gee_mining.errors import InputError
-from gee_mining.grid import (
+from gee_mining.steps.grid import (
     GridSpec,
     build_grid,
     cell_name,
@@ -168,7 +168,7 @@ def test_outputs_are_written(grid_case, tmp_path):
 def test_levels_nest(ee_local):
     """Every 2750 m positive lies inside a 5500 m positive (parents kept for nesting are flagged)."""
     shared_file("polygons/mining_tropics_demo.gpkg")
-    from gee_mining.grid import build_levels
+    from gee_mining.steps.grid import build_levels
 
     coarse, fine = build_levels(ee_local, MINES, [GridSpec.of(5500), GridSpec.of(2750)])
     parents = {(r["epsg"], r["cell_x"], r["cell_y"]) for r in coarse.positives}
@@ -196,7 +196,7 @@ def _write_polygons(path, geoms):
 
 def test_cli_grid_from_a_file_with_an_invalid_polygon(tmp_path, engine_catalog, capsys):
     import gee_mining
-    from gee_mining.cli import main
+    from gee_mining.cli.main import main
 
     bowtie = shapely.Polygon([(10.0, 45.0), (10.02, 45.02), (10.02, 45.0), (10.0, 45.02)])  # self-intersecting
     square = shapely.box(10.1, 45.1, 10.12, 45.12)
@@ -207,7 +207,7 @@ def test_cli_grid_from_a_file_with_an_invalid_polygon(tmp_path, engine_catalog, 
         with pytest.warns(UserWarning, match="1 invalid polygon"):
             rc = main(["grid", "--polygons", str(src), "--cell", "5500", "--out", str(tmp_path / "grid.csv")])
     finally:
-        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
     assert rc == 0
     rows = (tmp_path / "grid.csv").read_text().splitlines()[1:]
     labels = [r.split(",")[3] for r in rows]
@@ -225,14 +225,14 @@ def test_cli_grid_from_a_file_with_an_invalid_polygon(tmp_path, engine_catalog, 
 )
 def test_cli_grid_bad_input(tmp_path, capsys, args, message, engine_catalog):
     import gee_mining
-    from gee_mining.cli import main
+    from gee_mining.cli.main import main
 
     src = tmp_path / "mines.gpkg"
     _write_polygons(src, [shapely.box(10.1, 45.1, 10.12, 45.12)])
     try:
         assert main(["grid", "--polygons", str(src), "--out", str(tmp_path / "g.csv"), *args]) == 2
     finally:
-        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
     assert message in capsys.readouterr().err
     assert not (tmp_path / "g.csv").exists()
 
@@ -257,8 +257,8 @@ def graph_algorithms(ee, obj) -> set[str]:
 
 
 def test_grid_graphs_use_only_earth_engine_algorithms(ee_local):
-    from gee_mining.grid import measured_cells, positive_cells, tag_zones, touching_cells
     from gee_mining.local.signatures import signatures
+    from gee_mining.steps.grid import measured_cells, positive_cells, tag_zones, touching_cells
 
     ee = ee_local
     spec = GridSpec.of(5500)
@@ -297,12 +297,12 @@ def world_grid(tmp_path_factory, _session_connection):
     from gee_mining.world import generate_world
 
     world = generate_world(tmp_path_factory.mktemp("world"), size_km=3, months=1, seed=5, project="gee-mining-test")
-    gee_mining.connect("local", project="gee-mining-test", catalog=world.catalog)
+    gee_mining.connection("local", project="gee-mining-test", catalog=world.catalog)
     try:
         table = build_grid(ee, world.asset_ids["mines"], GridSpec.of(1375))
     finally:
         options, _ = _session_connection
-        gee_mining.connect("local", **options)
+        gee_mining.connection("local", **options)
     return world, table
 
 
@@ -339,7 +339,7 @@ def test_cells_carry_country_and_landcover(world_grid):
 
 
 def cell_polygon_of(row):
-    from gee_mining.grid import cell_polygon
+    from gee_mining.steps.grid import cell_polygon
 
     return cell_polygon(row)
 
@@ -355,7 +355,7 @@ def test_global_run_through_export_tasks_equals_interactive_run(ee_local, _sessi
     """The global route (Export.table per zone, then negatives from the files) gives the same grid."""
     import time
 
-    from gee_mining.grid import NO_METADATA, export_grid, grid_from_exports
+    from gee_mining.steps.grid import NO_METADATA, export_grid, grid_from_exports
 
     shared_file("polygons/mining_tropics_demo.gpkg")
     ee = ee_local
@@ -393,8 +393,8 @@ def test_cli_grid_extra_metadata_columns_equal_rasterio_and_shapely(tmp_path, en
     import rasterio
 
     import gee_mining
-    from gee_mining.cli import main
-    from gee_mining.grid import parse_image_stat, parse_table_property
+    from gee_mining.cli.main import main
+    from gee_mining.steps.grid import parse_image_stat, parse_table_property
 
     l1c = shared_file("imagery/s2_l1c_T33UUU_20170216/T33UUU_20170216T102101_B04.jp2")
     mine = shapely.box(12.60, 52.48, 12.605, 52.483)
@@ -415,7 +415,7 @@ def test_cli_grid_extra_metadata_columns_equal_rasterio_and_shapely(tmp_path, en
                    "gee-mining-test", "--out", str(out), "--image-stat", f"b4_mean={image_id}:B4:mean",
                    "--table-property", "side=projects/gee-mining-test/assets/regions:side"])  # fmt: skip
     finally:
-        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
     assert rc == 0
     import csv
 
@@ -452,7 +452,7 @@ def test_reach_is_clear_of_antimeridian():
     """Zones near the antimeridian keep every neighbour's polygons. At 1375 m the reach is 50 cells
     across a diagonal, 97.2 km: 8.4 degrees of longitude at 84 degrees of latitude, plus a zone's width,
     14.4 degrees; zone 4 starts 18 degrees from the antimeridian, zone 3 only 12."""
-    from gee_mining.grid import reach_is_clear_of_antimeridian
+    from gee_mining.steps.grid import reach_is_clear_of_antimeridian
 
     reach = 50 * 1375 * math.sqrt(2)
     assert [z for z in range(1, 61) if reach_is_clear_of_antimeridian(32700 + z, reach)] == list(range(4, 58))

@@ -1,4 +1,4 @@
-"""gee_mining.indices against numpy and spyndex on the real Sentinel-2 L1C crop.
+"""gee_mining.steps.indices against numpy and spyndex on the real Sentinel-2 L1C crop.
 
 The engine evaluates the ``ee`` graph (``Image.expression`` with spyndex's formula
 strings, band math for ``ND_*``) on a window of the crop's 10 m lattice; the references
@@ -13,7 +13,7 @@ import pytest
 from conftest import l1c_grid, shared_file
 
 from gee_mining.errors import InputError
-from gee_mining.indices import ALIASES, BANDS, DEFAULT_INDICES, add_indices, normalized_difference_names
+from gee_mining.steps.indices import ALIASES, BANDS, DEFAULT_INDICES, add_indices, normalized_difference_names
 
 L1C = "COPERNICUS/S2_HARMONIZED/20170216T102101_20170216T102101_T33UUU"
 GRID = l1c_grid(300, 200, 32, 24)
@@ -134,7 +134,7 @@ def test_the_graph_round_trips_through_the_javascript_client(ee_local):
 
     from test_jsgen import NODE_CLIENT, NodeClient, round_trip
 
-    from gee_mining import jsgen
+    from gee_mining.tools import jsgen
 
     if shutil.which("node") is None or not (NODE_CLIENT / "package.json").exists():
         pytest.skip("node and the npm @google/earthengine client are needed for the JavaScript round trip")

@@ -15,8 +15,8 @@ import sqlite3
 
 import pytest
 
+from gee_mining.batch.jobs import JobSpec, Ledger, is_transient, load_spec, parse_spec, read_cells, run_job
 from gee_mining.errors import InputError
-from gee_mining.jobs import JobSpec, Ledger, is_transient, load_spec, parse_spec, read_cells, run_job
 
 BUCKET = "jobs"
 SIZE = 1375.0
@@ -28,7 +28,7 @@ def emulated(ee_local, engine_catalog, tmp_path_factory):
     """``ee`` against an engine whose Cloud Storage is the emulator; (ee, engine)."""
     import gee_mining
 
-    conn = gee_mining.connect(
+    conn = gee_mining.connection(
         "local",
         project="gee-mining-test",
         catalog=engine_catalog,
@@ -36,7 +36,7 @@ def emulated(ee_local, engine_catalog, tmp_path_factory):
         storage="emulator",
     )
     yield ee_local, conn.local_engine
-    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
 
 
 @pytest.fixture(autouse=True)
@@ -84,7 +84,7 @@ def _ops_of(ee, spec):
 def test_geotiff_job_exports_each_cell_once_and_rerun_submits_nothing(emulated, tmp_path):
     import rasterio
 
-    from gee_mining.grid import pixel_grid
+    from gee_mining.steps.grid import pixel_grid
 
     ee, engine = emulated
     spec, rows = _spec(tmp_path, "geo8", value=7.0)
@@ -150,7 +150,7 @@ def test_resume_after_crash_in_submitting(emulated, tmp_path):
     ledger.bind(spec)
     ledger.add_cells(spec, rows)
     # Cells 0-2: the engine got the request before the crash (submitted with the ledger's request id).
-    from gee_mining.jobs import PRODUCTS
+    from gee_mining.batch.jobs import PRODUCTS
 
     for row in rows[:3]:
         task = PRODUCTS["grid-table"](ee, row, spec)
@@ -268,7 +268,7 @@ def test_cells_file_errors(tmp_path):
 
 def test_engine_failure_is_recorded_once_and_not_retried(emulated, tmp_path):
     """A task the engine fails (a band that does not exist) ends FAILED with the engine's message, one operation."""
-    from gee_mining import jobs
+    from gee_mining.batch import jobs
 
     def missing_band(ee, row, spec):
         return ee.batch.Export.image.toCloudStorage(
@@ -293,7 +293,7 @@ def test_engine_failure_is_recorded_once_and_not_retried(emulated, tmp_path):
 
 def test_transient_submission_errors_are_retried_with_backoff(emulated, tmp_path):
     """A product whose first two submissions raise 429 (the engine has no fault injection yet): retried, one file."""
-    from gee_mining import jobs
+    from gee_mining.batch import jobs
 
     ee, engine = emulated
     calls = {"n": 0}
@@ -326,7 +326,7 @@ def test_succeeded_cells_are_verified_with_checksums(emulated, tmp_path):
 
     import google_crc32c
 
-    from gee_mining.jobs import Ledger
+    from gee_mining.batch.jobs import Ledger
 
     ee, engine = emulated
     spec, rows = _spec(tmp_path, "verify", n=3, value=2.0)
@@ -345,7 +345,7 @@ def test_succeeded_cells_are_verified_with_checksums(emulated, tmp_path):
 
 def test_a_task_that_succeeds_without_its_files_fails_verification(emulated, tmp_path):
     """A product writing under another name: the task succeeds, the cell's files are missing, the cell FAILS."""
-    from gee_mining import jobs
+    from gee_mining.batch import jobs
 
     ee, engine = emulated
     spec, rows = _spec(tmp_path, "nofiles", n=2, value=1.0)
@@ -366,7 +366,7 @@ def test_a_task_that_succeeds_without_its_files_fails_verification(emulated, tmp
 
 
 def test_retry_failed_requeues_with_new_request_ids_and_cancel_stops_tasks(emulated, tmp_path):
-    from gee_mining.jobs import JobError, Ledger, cancel_job, retry_failed
+    from gee_mining.batch.jobs import JobError, Ledger, cancel_job, retry_failed
 
     ee, engine = emulated
     spec, rows = _spec(tmp_path, "again", n=2, scale=-10.0)
@@ -407,7 +407,7 @@ def test_a_job_under_injected_faults_loses_nothing_and_duplicates_nothing(engine
     import gee_mining
 
     faults = {"transient_rate": 0.25, "task_failure_rate": 0.3, "slow_task_rate": 0.3, "slow_task_s": 0.2, "seed": 7}
-    conn = gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog,
+    conn = gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog,
                               storage_root=tmp_path / "st", engine_settings={"faults": faults})  # fmt: skip
     engine = conn.local_engine
     spec, rows = _spec(tmp_path, "faulty", n=8, value=5.0)
@@ -436,9 +436,9 @@ def test_cells_over_the_memory_limit_are_split_into_their_four_children(engine_c
     import shapely
 
     import gee_mining
-    from gee_mining.jobs import Ledger
+    from gee_mining.batch.jobs import Ledger
 
-    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog, storage_root=tmp_path / "st",
+    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog, storage_root=tmp_path / "st",
                               engine_settings={"faults": {"memory_limit_pixels": 400}})  # fmt: skip
     spec, rows = _spec(tmp_path, "big", n=3, value=3.0)
     plain = run_job(ee, spec, tmp_path / "plain.sqlite", progress=None, poll_interval=0.02, timeout=60)
@@ -523,7 +523,7 @@ def test_sigkill_of_the_launcher_at_random_moments_loses_and_duplicates_nothing(
         assert final.returncode == 0, final.stdout + final.stderr
         done_before = int(final.stdout.split(" already done")[0].rsplit(" ", 1)[1])
         assert done_before < 24  # the kills did interrupt the job: the last run still had cells to finish
-        gee_mining.connect("local", project="gee-mining-test", url=url)
+        gee_mining.connection("local", project="gee-mining-test", url=url)
         ops = [o for o in ee.data.listOperations() if o["metadata"]["description"].startswith("kill_")]
         assert sorted(o["metadata"]["description"] for o in ops) == sorted(f"kill_{r['name']}" for r in rows)
         assert all(o["metadata"]["state"] == "SUCCEEDED" for o in ops)

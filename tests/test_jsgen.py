@@ -1,4 +1,4 @@
-"""Code Editor scripts (gee_mining.jsgen), round-tripped through the official JavaScript client.
+"""Code Editor scripts (gee_mining.tools.jsgen), round-tripped through the official JavaScript client.
 
 Each script is run in node with the npm package ``@google/earthengine`` initialised offline
 (tests/js/ee_offline.js: no server, the signatures come from the Python client's algorithms.json),
@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gee_mining import jsgen
+from gee_mining.tools import jsgen
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_CLIENT = ROOT / "node_modules" / "@google" / "earthengine"
@@ -462,7 +462,7 @@ def test_every_checked_in_script_is_registered():
 
 
 def test_cli_writes_scripts(ee_local, tmp_path):
-    from gee_mining.cli import main
+    from gee_mining.cli.main import main
 
     assert main(["js", "--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(jsgen.SCRIPTS)

@@ -1,4 +1,4 @@
-"""gee_mining.labels.label_bands against shapely at the pixel centres of a cell's 10 m lattice."""
+"""gee_mining.steps.labels.label_bands against shapely at the pixel centres of a cell's 10 m lattice."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import shapely
 from test_grid import graph_algorithms
 
 from gee_mining.errors import InputError
-from gee_mining.grid import pixel_grid
-from gee_mining.labels import label_bands
+from gee_mining.steps.grid import pixel_grid
+from gee_mining.steps.labels import label_bands
 
 EPSG = 32633
 ROW = {"name": "test-cell", "epsg": EPSG, "cell_size": 1380.0, "cell_x": 360, "cell_y": 3600}  # 138 x 138 px

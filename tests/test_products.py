@@ -19,11 +19,11 @@ import pytest
 import rasterio
 import shapely
 
+from gee_mining.batch.exports import NODATA, ExportSpec, cell_files, export_cells, open_bucket
 from gee_mining.errors import InputError
-from gee_mining.exports import NODATA, ExportSpec, cell_files, export_cells, open_bucket
-from gee_mining.grid import GridSpec, build_grid, pixel_grid
-from gee_mining.imagery import ImagerySpec, cell_image
-from gee_mining.pixel_tables import (
+from gee_mining.steps.cell_image import ImagerySpec, cell_image
+from gee_mining.steps.grid import GridSpec, build_grid, pixel_grid
+from gee_mining.steps.pixel_tables import (
     csv_to_table,
     export_pixel_table,
     fetch_pixel_table,
@@ -31,8 +31,8 @@ from gee_mining.pixel_tables import (
     read_pixel_table,
     write_pixel_table,
 )
-from gee_mining.quicklooks import QuicklookSpec, quicklook_bytes
-from gee_mining.sentinel2 import CompositeSpec
+from gee_mining.steps.quicklooks import QuicklookSpec, quicklook_bytes
+from gee_mining.steps.sentinel2 import CompositeSpec
 from gee_mining.world import generate_world, world_catalog_toml
 
 SPEC = ImagerySpec(composite=CompositeSpec(start="2019-01-01", end="2019-04-01"), indices=("NDVI",))
@@ -50,9 +50,9 @@ def ee_world(ee_local, engine_catalog, world, tmp_path_factory):
     catalog = tmp_path_factory.mktemp("pworld_catalog") / "catalog.toml"
     catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))
     storage = tmp_path_factory.mktemp("pworld_storage")
-    gee_mining.connect("local", project="gee-mining-test", catalog=catalog, storage_root=storage)
+    gee_mining.connection("local", project="gee-mining-test", catalog=catalog, storage_root=storage)
     yield ee_local
-    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
 
 
 @pytest.fixture(scope="module")
@@ -230,7 +230,7 @@ def test_pixel_table_routes_agree_and_positions_are_right(ee_world, world, expor
 
     task = export_pixel_table(row, image, SPEC.band_names, "gs://tables/pixels")
     task.start()
-    from gee_mining.exports import wait_for
+    from gee_mining.batch.exports import wait_for
 
     assert wait_for([task], poll_s=0.05)[0]["state"] == "COMPLETED"
     bucket = open_bucket("tables")
@@ -276,8 +276,8 @@ def test_write_and_read_pixel_tables_by_column_and_cell(ee_world, exported, tmp_
 
 def test_cli_exports_quicklooks_pixel_tables_and_a_job(world, grid, tmp_path, capsys):
     """The commands a user runs, end to end on the local engine, reading a grid table file."""
-    from gee_mining.cli import main
-    from gee_mining.grid import write_table
+    from gee_mining.cli.main import main
+    from gee_mining.steps.grid import write_table
 
     grid_file = write_table(grid, tmp_path / "grid.parquet")
     catalog = tmp_path / "world.toml"

@@ -24,7 +24,6 @@ import pytest
 import shapely
 
 from gee_mining.errors import InputError
-from gee_mining.grid import NO_METADATA, GridSpec, build_levels, ee_cell_geometry, pixel_grid
 from gee_mining.pyramid import (
     PixelModelDetector,
     PyramidSpec,
@@ -39,6 +38,7 @@ from gee_mining.pyramid import (
 from gee_mining.pyramid.core import score_collection
 from gee_mining.pyramid.probability import fit_probability
 from gee_mining.pyramid.world import prepare_simulated
+from gee_mining.steps.grid import NO_METADATA, GridSpec, build_levels, ee_cell_geometry, pixel_grid
 
 LEVELS = ([2750, 1375, 687.5, 343.75], [15, 16, 17, 18])
 
@@ -49,7 +49,7 @@ def sim(ee_local, engine_catalog, tmp_path_factory):
 
     setup = prepare_simulated(tmp_path_factory.mktemp("pyramid"), engine_catalog, size_km=11.04, clusters=2, seed=0)
     yield setup
-    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +243,7 @@ def test_cli_plan_counts_cells_of_the_real_polygons(capsys):
     shapely's count of grid squares touching the polygons (reprojected to each polygon's UTM zone)."""
     from conftest import shared_file
 
-    from gee_mining.cli import main
+    from gee_mining.cli.main import main
     from gee_mining.pyramid.plan import LAND_KM2
 
     path = shared_file("polygons/mining_tropics_demo.gpkg")
@@ -281,15 +281,15 @@ def test_yolo_detector_exports_the_surviving_cells_and_georeferences_its_boxes(e
     import rasterio
 
     import gee_mining
-    from gee_mining.detect.dataset import DatasetSpec
-    from gee_mining.detect.train import load_model
+    from gee_mining.ml.detect.dataset import DatasetSpec
+    from gee_mining.ml.detect.train import load_model
     from gee_mining.pyramid import YoloDetector
 
     ee = ee_local
     _, _, pyramid, _ = runs
     cells = pyramid.fine_cells[:3]
     # an earlier test's CLI may have moved ``ee`` back to the session engine: serve the world's composite again
-    gee_mining.connect("local", project="gee-mining-pyramid", catalog=sim.catalog, storage_root=tmp_path / "st")
+    gee_mining.connection("local", project="gee-mining-pyramid", catalog=sim.catalog, storage_root=tmp_path / "st")
     detector = YoloDetector(load_model("yolo11n.yaml"), DatasetSpec(), image=ee.Image(sim.composite_id),
                             destination="gs://gee-mining-test/yolo", conf=1e-4, folder=tmp_path)  # fmt: skip
     run = detector.detect(ee, cells)

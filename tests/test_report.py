@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from gee_mining.cli import main
+from gee_mining.cli.main import main
 from gee_mining.errors import InputError
-from gee_mining.report import Report, build_report, find_chromium, run_chromium
+from gee_mining.tools.report import Report, build_report, find_chromium, run_chromium
 
 
 class _Page(HTMLParser):

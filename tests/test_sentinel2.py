@@ -1,4 +1,4 @@
-"""Step 2 composites (gee_mining.sentinel2) on a tiny simulated world, through the real ``ee`` client.
+"""Step 2 composites (gee_mining.steps.sentinel2) on a tiny simulated world, through the real ``ee`` client.
 
 References are independent of the code: scene bands, Cloud Score+, SCL and cloud
 truth are read back from the world's files with rasterio, coarse bands are
@@ -19,7 +19,7 @@ import pytest
 import rasterio
 
 from gee_mining.errors import InputError
-from gee_mining.sentinel2 import BANDS, CompositeSpec, collection, composite
+from gee_mining.steps.sentinel2 import BANDS, CompositeSpec, collection, composite
 from gee_mining.world import generate_world, world_catalog_toml
 
 CELL = 600  # metres: a 60 x 60 pixel cell inside the 3 km world
@@ -37,9 +37,9 @@ def ee_world(ee_local, engine_catalog, world, tmp_path_factory):
 
     catalog = tmp_path_factory.mktemp("s2world_catalog") / "catalog.toml"
     catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))
-    gee_mining.connect("local", project="gee-mining-test", catalog=catalog)
+    gee_mining.connection("local", project="gee-mining-test", catalog=catalog)
     yield ee_local
-    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def files(world):
 
 
 def _pixels(ee, image, row) -> dict[str, np.ma.MaskedArray]:
-    from gee_mining.grid import pixel_grid
+    from gee_mining.steps.grid import pixel_grid
 
     arr = ee.data.computePixels({"expression": image, "fileFormat": "NUMPY_NDARRAY", "grid": pixel_grid(row).ee_grid()})
     out = {}

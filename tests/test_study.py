@@ -18,13 +18,9 @@ import rasterio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gee_mining.batch.exports import ExportSpec, export_cells
 from gee_mining.errors import InputError
-from gee_mining.exports import ExportSpec, export_cells
-from gee_mining.imagery import ImagerySpec
-from gee_mining.indices import BANDS, normalized_difference_names
-from gee_mining.pixel_tables import from_geotiff, read_pixel_table, write_pixel_table
-from gee_mining.sentinel2 import CompositeSpec
-from gee_mining.study import (
+from gee_mining.ml.study import (
     FeatureSpec,
     SplitSpec,
     StudySpec,
@@ -36,6 +32,10 @@ from gee_mining.study import (
     make_folds,
     run_study,
 )
+from gee_mining.steps.cell_image import ImagerySpec
+from gee_mining.steps.indices import BANDS, normalized_difference_names
+from gee_mining.steps.pixel_tables import from_geotiff, read_pixel_table, write_pixel_table
+from gee_mining.steps.sentinel2 import CompositeSpec
 from gee_mining.world import generate_world, world_catalog_toml
 from gee_mining.world.spectra import S2_SR_BANDS, library
 
@@ -54,7 +54,7 @@ def sim(ee_local, engine_catalog, tmp_path_factory):
     world = generate_world(tmp / "world", size_km=3, months=3, seed=4, project="gee-mining-test")
     catalog = tmp / "catalog.toml"
     catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))
-    gee_mining.connect("local", project="gee-mining-test", catalog=catalog, storage_root=tmp / "storage")
+    gee_mining.connection("local", project="gee-mining-test", catalog=catalog, storage_root=tmp / "storage")
     try:
         with rasterio.open(Path(world.out_dir) / "truth" / "surface.tif") as ds:
             material, t, epsg = ds.read(1), ds.transform, ds.crs.to_epsg()
@@ -75,7 +75,7 @@ def sim(ee_local, engine_catalog, tmp_path_factory):
             rows, world.asset_ids["mines"], ExportSpec("gs://cells/s"), SPEC, download_to=tmp / "tif"
         )
     finally:
-        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
     by = {r["name"]: r for r in rows}
     table = pd.concat([from_geotiff(p, by[r.cell]) for r in results for p in r.local_files], ignore_index=True)
     write_pixel_table(table, tmp / "pixels")
@@ -231,7 +231,7 @@ def test_targets_patches_and_edges(sim):
     np.testing.assert_allclose(ds.X[:, 0], ref["B4"].to_numpy(), rtol=1e-6)
     np.testing.assert_allclose(ds.X[:, 2], (ref["B8"] - ref["B4"]) / (ref["B8"] + ref["B4"]), rtol=1e-6)
     np.testing.assert_allclose(ds.mine, ref["_mine"].to_numpy())
-    from gee_mining.study import load_dataset
+    from gee_mining.ml.study import load_dataset
 
     near = np.abs(read_pixel_table(pixels, ["distance"])["distance"].to_numpy()) < 25
     full = load_dataset(pixels, FeatureSpec(bands=("B4", "B8")))
@@ -241,7 +241,7 @@ def test_targets_patches_and_edges(sim):
 
 
 def test_cli_runs_the_study_and_writes_tables_plots_and_the_model(sim, tmp_path, capsys):
-    from gee_mining.cli import main
+    from gee_mining.cli.main import main
 
     _, pixels, table = sim
     out = tmp_path / "study"
@@ -271,7 +271,7 @@ def test_cli_runs_the_study_and_writes_tables_plots_and_the_model(sim, tmp_path,
 
 
 def test_bad_input_is_a_clear_error_and_writes_nothing(sim, tmp_path, capsys):
-    from gee_mining.cli import main
+    from gee_mining.cli.main import main
 
     _, pixels, table = sim
     with pytest.raises(InputError, match="lacks column"):
@@ -297,10 +297,10 @@ def test_exported_model_deploys_server_side_with_the_same_scores(sim, tmp_path, 
     import ee
 
     import gee_mining
-    from gee_mining import classify as C
-    from gee_mining.grid import pixel_grid
-    from gee_mining.sentinel2 import composite
-    from gee_mining.study import export_linear_model
+    from gee_mining.ml import classify as C
+    from gee_mining.ml.study import export_linear_model
+    from gee_mining.steps.grid import pixel_grid
+    from gee_mining.steps.sentinel2 import composite
 
     world, pixels, table = sim
     spec = StudySpec(paths=(kind,), models=(), n_penalties=8, n_logistic_penalties=4, max_logistic_rows=3000,
@@ -316,7 +316,7 @@ def test_exported_model_deploys_server_side_with_the_same_scores(sim, tmp_path, 
     row = {"name": cell, "epsg": int(rows.iloc[0]["epsg"]), "zoom": 19, "cell_size": CELL, "cell_x": cx, "cell_y": cy}
     grid = pixel_grid(row)
     catalog = Path(world.out_dir).parent / "catalog.toml"
-    gee_mining.connect("local", project="gee-mining-test", catalog=catalog)
+    gee_mining.connection("local", project="gee-mining-test", catalog=catalog)
     out = ee.data.computePixels({"expression": C.compile_linear(model, composite(row, SPEC.composite)),
                                  "fileFormat": "NUMPY_NDARRAY", "grid": grid.ee_grid()})  # fmt: skip
     names, X = numpy_features(rows)

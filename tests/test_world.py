@@ -35,9 +35,9 @@ def ee_world(ee_local, engine_catalog, world, tmp_path_factory):
 
     catalog = tmp_path_factory.mktemp("world_catalog") / "catalog.toml"
     catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))
-    gee_mining.connect("local", project="gee-mining-test", catalog=catalog)
+    gee_mining.connection("local", project="gee-mining-test", catalog=catalog)
     yield ee_local
-    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
 
 
 def _read(path: Path, band: int | None = None) -> np.ndarray:
@@ -301,7 +301,7 @@ def test_user_polygons(tmp_path):
 
 
 def test_cli_world(tmp_path, capsys):
-    from gee_mining.cli import main
+    from gee_mining.cli.main import main
 
     assert main(["world", "--out", str(tmp_path / "w"), "--size-km", "1.2", "--months", "1", "--seed", "5"]) == 0
     assert (tmp_path / "w" / "catalog.toml").exists()

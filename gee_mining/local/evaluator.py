@@ -29,7 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..gc_pause import deferred_gc
+from gee_mining.contracts.gc_pause import deferred_gc
+
 from . import registry
 from .errors import EngineError
 from .registry import Column

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from ..gc_pause import deferred_gc
+from gee_mining.contracts.gc_pause import deferred_gc
+
 from . import signatures
 from .errors import EngineError, NotFound
 from .evaluator import Context, evaluate
@@ -86,7 +87,7 @@ class Router:
                     handler: Callable[..., Any] = getattr(self, name)
                     if name in _FAULTY and getattr(self.engine, "faults", None) is not None:
                         self.engine.faults.request()
-                    with deferred_gc():  # the answer's objects too (see gee_mining.gc_pause)
+                    with deferred_gc():  # the answer's objects too (see gee_mining.contracts.gc_pause)
                         payload = _parse_body(body) if method.upper() == "POST" else {}
                         result = handler(payload, base_url=base_url, query=query, **m.groupdict())
                         if isinstance(result, RawAnswer):

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from .core import (
+from gee_mining.pyramid.core import (
     DetectorCost,
     LevelStats,
     PyramidResult,
@@ -26,7 +26,7 @@ from .core import (
     start_cells,
     zoom_check,
 )
-from .detectors import Detector, DetectorRun, PixelModelDetector, YoloDetector
+from gee_mining.pyramid.detectors import Detector, DetectorRun, PixelModelDetector, YoloDetector
 
 __all__ = [
     "Detector",

@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InputError
-from ..grid import GridSpec, check_nesting, child_indices
+from gee_mining.errors import InputError
+from gee_mining.steps.grid import GridSpec, check_nesting, child_indices
 
 MAX_ERROR_M = 1.0
 BATCH = 2000  # cells per reduceRegions request
@@ -94,7 +94,7 @@ class PyramidSpec:
 
 def cell_row(epsg: int, x: int, y: int, spec: GridSpec) -> dict[str, Any]:
     """A cell as a grid row (``name``, ``epsg``, ``cell_x``, ``cell_y``, ``cell_size``, ``zoom``), as
-    :func:`gee_mining.grid.pixel_grid`, exports and detectors read them."""
+    :func:`gee_mining.steps.grid.pixel_grid`, exports and detectors read them."""
     return {
         "name": f"z{spec.zoom}_{epsg}_{x}_{y}",
         "epsg": int(epsg),
@@ -145,7 +145,7 @@ def score_collection(ee, probability, rows: Sequence[dict[str, Any]], scale: flo
     """The graph of one batch: each cell (same zone) with ``score`` (share of unmasked pixels whose probability
     exceeds ``pixel_threshold``, at ``scale`` metres in the cell's zone) and ``pixels`` (how many pixels that
     share is of); with ``polygons``, also ``mines``: the ids of the known polygons the cell touches."""
-    from ..grid import ee_cell_geometry
+    from gee_mining.steps.grid import ee_cell_geometry
 
     epsg = rows[0]["epsg"]
     fc = ee.FeatureCollection([ee.Feature(ee_cell_geometry(ee, r), {"name": r["name"]}) for r in rows])
@@ -161,7 +161,7 @@ def score_collection(ee, probability, rows: Sequence[dict[str, Any]], scale: flo
 def score_cells(ee, probability, rows: Sequence[dict[str, Any]], scale: float, pixel_threshold: float,
                 polygons=None, id_column: str = "id") -> dict[str, dict[str, Any]]:  # fmt: skip
     """``{cell name: {"score", "pixels", "mines"}}`` for ``rows``, computed server-side in batches per zone."""
-    from ..tables import iter_features
+    from gee_mining.io.pages import iter_features
 
     out: dict[str, dict[str, Any]] = {}
     by_zone: dict[int, list[dict[str, Any]]] = {}
@@ -434,7 +434,7 @@ def run_exhaustive(ee, spec: PyramidSpec, cells: Sequence[dict[str, Any]], detec
 
 def score_mines(ee, rows: Sequence[dict[str, Any]], polygons, id_column: str = "id") -> set[str]:
     """Ids of the known mines that touch any of ``rows`` (server-side ``filterBounds``)."""
-    from ..grid import ee_cell_geometry
+    from gee_mining.steps.grid import ee_cell_geometry
 
     out: set[str] = set()
     for i in range(0, len(rows), BATCH):
@@ -448,7 +448,7 @@ def known_polygons(ee, polygons, id_column: str, ids: Iterable[str]) -> dict[str
     """The known mines of ``ids`` as EPSG:4326 shapely geometries (read through ``ee``)."""
     import shapely
 
-    from ..tables import iter_features
+    from gee_mining.io.pages import iter_features
 
     want = set(ids)
     out = {}
@@ -482,7 +482,7 @@ class ZoomCheck:
 
 
 def zoom_check(coarse, fine) -> ZoomCheck:
-    """Compare two :class:`gee_mining.grid.GridTable` levels of the same polygons (``fine`` nested in ``coarse``)."""
+    """Compare two :class:`gee_mining.steps.grid.GridTable` levels of the same polygons (``fine`` nested in ``coarse``)."""
     ratio = coarse.spec.cell_size / fine.spec.cell_size
     k = round(math.log2(ratio))
     if k < 1 or abs(2**k - ratio) > 1e-9 or coarse.spec.projection != fine.spec.projection:

@@ -2,12 +2,12 @@
 
 :class:`Detector` is the interface (a ``typing.Protocol``): ``detect(ee, cells) -> DetectorRun``, where
 ``cells`` are grid rows of the finest level and each detection is a
-:class:`gee_mining.detect.predict.Detection` (a box as an EPSG:4326 polygon with a score). Two
+:class:`gee_mining.ml.detect.predict.Detection` (a box as an EPSG:4326 polygon with a score). Two
 implementations:
 
-- :class:`YoloDetector`: the trained YOLO model of :mod:`gee_mining.detect` on per-cell GeoTIFFs
+- :class:`YoloDetector`: the trained YOLO model of :mod:`gee_mining.ml.detect` on per-cell GeoTIFFs
   exported through ``ee`` (``Export.image.toCloudStorage``, one task per cell, as
-  :func:`gee_mining.exports.export_cells` starts them), predicted offline.
+  :func:`gee_mining.batch.exports.export_cells` starts them), predicted offline.
 - :class:`PixelModelDetector`: the pixel model itself, thresholded into boxes. Per cell, the
   probability image is exported on the cell's 10 m lattice (``computePixels`` as a GeoTIFF), the
   pixels above ``threshold`` are grouped into 8-connected components offline, and each component of
@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from ..errors import GeeMiningError
-from .core import DetectorCost
+from gee_mining.errors import GeeMiningError
+from gee_mining.pyramid.core import DetectorCost
 
 
 @dataclass
 class DetectorRun:
-    """A detector's output on some cells: detections (``gee_mining.detect.predict.Detection``) and its cost."""
+    """A detector's output on some cells: detections (``gee_mining.ml.detect.predict.Detection``) and its cost."""
 
     detections: list[Any]
     cost: DetectorCost
@@ -75,8 +75,8 @@ class PixelModelDetector:
         import rasterio
         from scipy import ndimage
 
-        from ..detect.dataset import open_cell
-        from ..detect.predict import detection_from_box
+        from gee_mining.ml.detect.dataset import open_cell
+        from gee_mining.ml.detect.predict import detection_from_box
 
         t0 = time.perf_counter()
         out = _workdir(self.folder, "gee-mining-pyramid-")
@@ -110,7 +110,7 @@ class PixelModelDetector:
         import rasterio
         from rasterio.windows import Window
 
-        from ..grid import PixelGrid, pixel_grid
+        from gee_mining.steps.grid import PixelGrid, pixel_grid
 
         grids = [pixel_grid(r) for r in group]
         if len(group) == 1:
@@ -155,11 +155,11 @@ def _blocks(cells: Sequence[dict[str, Any]], block: int) -> list[list[dict[str, 
 
 @dataclass
 class YoloDetector:
-    """The trained YOLO model (``gee_mining.detect``) on per-cell GeoTIFFs exported through ``ee``.
+    """The trained YOLO model (``gee_mining.ml.detect``) on per-cell GeoTIFFs exported through ``ee``.
 
     ``weights``: the trained model (a weights file, or an ``ultralytics.YOLO``); ``dataset_spec``: the
     training dataset's spec (``open_dataset(root).spec``: same bands and 8-bit scaling); ``imagery``: what
-    each cell's image holds (:class:`gee_mining.imagery.ImagerySpec`; labels off unless ``polygons`` are
+    each cell's image holds (:class:`gee_mining.steps.cell_image.ImagerySpec`; labels off unless ``polygons`` are
     given), or ``image``: an ``ee.Image`` exported on each cell's lattice instead (a composite already served
     as an asset); ``destination``: ``gs://bucket/prefix`` for the export tasks.
     """
@@ -178,10 +178,10 @@ class YoloDetector:
     def detect(self, ee: Any, cells: Sequence[dict[str, Any]]) -> DetectorRun:
         import dataclasses
 
-        from ..detect.predict import predict_cells
-        from ..exports import ExportSpec, export_cells
-        from ..grid import pixel_grid
-        from ..imagery import ImagerySpec
+        from gee_mining.batch.exports import ExportSpec, export_cells
+        from gee_mining.ml.detect.predict import predict_cells
+        from gee_mining.steps.cell_image import ImagerySpec
+        from gee_mining.steps.grid import pixel_grid
 
         t0 = time.perf_counter()
         out = _workdir(self.folder, "gee-mining-pyramid-yolo-")

@@ -1,5 +1,5 @@
 """A mine-probability image for screening: a logistic regression on a server-side pixel sample, deployed
-with ``gee_mining.classify`` (``LinearModel`` compiled to an ee.Image), so the pyramid screens with exactly the
+with ``gee_mining.ml.classify`` (``LinearModel`` compiled to an ee.Image), so the pyramid screens with exactly the
 model the classifiers would deploy; the pyramid itself takes *any* one-band probability image.
 
 Why a pixel model: screening needs a probability that Earth Engine can compute per pixel at any
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InputError
+from gee_mining.errors import InputError
 
 FEATURE_INDICES: tuple[str, ...] = ("NDVI", "NDWI", "NBR", "NDBI")
 """Indices added to the 12 reflectance bands as features of the screening model."""
@@ -23,7 +23,7 @@ class ProbabilityModel:
     """A fitted pixel model as the image it compiles to, and the model itself (its JSON is the classifiers')."""
 
     image: Any  # one-band ee.Image "probability", 0..1
-    model: Any  # gee_mining.classify.LinearModel
+    model: Any  # gee_mining.ml.classify.LinearModel
     train_pixels: int
     train_mine_pixels: int
 
@@ -38,7 +38,7 @@ def fit_logistic(features, table, names: Sequence[str], label: str = "_mine", C:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from ..classify import LinearModel, compile_linear
+    from gee_mining.ml.classify import LinearModel, compile_linear
 
     names = list(names)
     missing = [c for c in [*names, label] if c not in table.columns]
@@ -62,8 +62,8 @@ def fit_probability(ee, composite, region, polygons, pixels: int = 2000, scale: 
     table, and return it as a probability image over ``composite``."""
     import pandas as pd
 
-    from ..indices import add_indices
-    from ..tables import iter_features
+    from gee_mining.io.pages import iter_features
+    from gee_mining.steps.indices import add_indices
 
     features = add_indices(ee.Image(composite), list(indices))
     mine = ee.Image(0).byte().paint(ee.FeatureCollection(polygons), 1).rename("_mine")
@@ -76,7 +76,7 @@ def fit_probability(ee, composite, region, polygons, pixels: int = 2000, scale: 
 
 
 def composite_bands(composite_spec=None) -> list[str]:
-    from ..sentinel2 import CompositeSpec
+    from gee_mining.steps.sentinel2 import CompositeSpec
 
     return list((composite_spec or CompositeSpec()).bands)
 
@@ -89,8 +89,8 @@ def export_composite(ee, epsg: int, bounds: Sequence[float], composite_spec=None
     level (on Earth Engine, ``Export.image.toAsset`` does the same). Returns the local copy's path."""
     from pathlib import Path
 
-    from ..exports import open_bucket, wait_for
-    from ..sentinel2 import composite
+    from gee_mining.batch.exports import open_bucket, wait_for
+    from gee_mining.steps.sentinel2 import composite
 
     xmin, ymin, xmax, ymax = (float(v) for v in bounds)
     width, height = round((xmax - xmin) / 10), round((ymax - ymin) / 10)

@@ -30,7 +30,7 @@ def cluster_polygons(
     """Mine polygons (shapely, local metres from the square's top-left corner, y down) in compact clusters."""
     import shapely
 
-    from ..world.landscape import _blob
+    from gee_mining.world.landscape import _blob
 
     polys: list = []
     margin = 0.12 * size_m
@@ -72,7 +72,7 @@ def generate_pyramid_world(
     import pyproj
     import shapely
 
-    from ..world import generate_world
+    from gee_mining.world import generate_world
 
     rng = np.random.default_rng([seed, 12])
     size = max(60, int(round(size_km * 1000 / 60)) * 60)
@@ -134,9 +134,9 @@ def prepare_simulated(
     (default ``project``)."""
     import ee
 
-    from ..connect import connect
-    from ..sentinel2 import CompositeSpec
-    from .probability import composite_catalog, export_composite
+    from gee_mining.connection import connect
+    from gee_mining.pyramid.probability import composite_catalog, export_composite
+    from gee_mining.steps.sentinel2 import CompositeSpec
 
     say = progress or (lambda msg: None)
     out = Path(out_dir)

@@ -22,10 +22,17 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from .datasets import LSIB_ID, WORLDCOVER_ID, read_polygons, write_lsib, write_polygons, write_worldcover
-from .landscape import DEFAULT_CENTER, WorldGrid, build_surface, generated_polygons
-from .manifest import WorldManifest
-from .scenes import make_static, render_all, schedule, write_tif
+from gee_mining.world.datasets import (
+    LSIB_ID,
+    WORLDCOVER_ID,
+    read_polygons,
+    write_lsib,
+    write_polygons,
+    write_worldcover,
+)
+from gee_mining.world.landscape import DEFAULT_CENTER, WorldGrid, build_surface, generated_polygons
+from gee_mining.world.manifest import WorldManifest
+from gee_mining.world.scenes import make_static, render_all, schedule, write_tif
 
 S2_ID = "COPERNICUS/S2_SR_HARMONIZED"
 CSPLUS_ID = "GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED"
@@ -86,7 +93,7 @@ def generate_world(
     if polygons is not None:
         user_polys, user_props = read_polygons(polygons)
         if not user_polys:
-            from ..errors import InputError
+            from gee_mining.errors import InputError
 
             raise InputError(f"{polygons}: no polygons found.")
         lon, lat = center or _choose_centre(user_polys, size_km)
@@ -183,7 +190,7 @@ def generate_world(
     import pyogrio
 
     palette = surface.palette
-    from .spectra import MATERIALS
+    from gee_mining.world.spectra import MATERIALS
 
     spectra = {
         MATERIALS[m][0]: sorted(

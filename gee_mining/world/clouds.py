@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fields import block_mean, octaves, sample_octaves
+from gee_mining.world.fields import block_mean, octaves, sample_octaves
 
 TRUTH_CLASSES = {0: "clear", 1: "thin_cloud", 2: "cloud", 3: "opaque_cloud", 4: "cirrus", 5: "shadow"}
 THIN, MEDIUM, OPAQUE = 0.03, 0.25, 0.6  # opacity thresholds of the truth classes
@@ -184,7 +184,7 @@ def s2cloudless(sky: Sky, shape10: tuple[int, int], bright: np.ndarray) -> np.nd
         hc, wc = -(-h // 16), -(-w // 16)
         alpha, tau, _ = sky.at(160.0, (hc, wc))
         coarse = np.clip(alpha * 100 + tau * 250, 0, 100)
-        from .fields import _weights
+        from gee_mining.world.fields import _weights
 
         ys = ((np.arange(h) + 0.5) * 10.0 - 80.0).clip(0)
         xs = ((np.arange(w) + 0.5) * 10.0 - 80.0).clip(0)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from .landscape import Surface, WorldGrid
-from .spectra import MATERIALS
+from gee_mining.world.landscape import Surface, WorldGrid
+from gee_mining.world.spectra import MATERIALS
 
 WORLDCOVER_ID = "ESA/WorldCover/v200"
 LSIB_ID = "USDOS/LSIB_SIMPLE/2017"
@@ -19,7 +19,7 @@ WORLDCOVER_PIXEL = 1 / 12000  # degrees: WorldCover's native lattice (~8.3 m at 
 def natural_earth_path() -> Path:
     import pyogrio
 
-    from ..errors import InputError
+    from gee_mining.errors import InputError
 
     path = Path(pyogrio.__file__).parent / "tests" / "fixtures" / "naturalearth_lowres" / "naturalearth_lowres.shp"
     if not path.exists():
@@ -112,7 +112,7 @@ def write_polygons(polygons_lonlat: list[shapely.Geometry], props: list[dict], o
 
 def read_polygons(path: str | Path) -> tuple[list[shapely.Geometry], list[dict]]:
     """Polygons of a table file in EPSG:4326 with their attributes (any format the catalog reads)."""
-    from ..local.catalog import TableEntry, read_table
+    from gee_mining.local.catalog import TableEntry, read_table
 
     fc = read_table(TableEntry(id="polygons", path=Path(path)))
     geoms, props = [], []

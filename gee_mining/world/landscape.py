@@ -12,8 +12,8 @@ import numpy as np
 import shapely
 from pyproj import Transformer
 
-from .fields import Field, block_mean, octaves, sample_octaves
-from .spectra import MATERIAL_ID, VEGETATED, Palette, build_palette
+from gee_mining.world.fields import Field, block_mean, octaves, sample_octaves
+from gee_mining.world.spectra import MATERIAL_ID, VEGETATED, Palette, build_palette
 
 DEFAULT_CENTER = (-55.75, -6.25)  # Tapajos basin, Para, Brazil: a region of many small mines
 RESOLUTIONS = (10, 20, 60)
@@ -278,7 +278,7 @@ def build_surface(grid: WorldGrid, mines_utm: list[shapely.Geometry], rng: np.ra
 
     A, D, group = {}, {}, {}
     spectra = palette.values  # (n, 12)
-    from .spectra import BAND_RES, S2_SR_BANDS
+    from gee_mining.world.spectra import BAND_RES, S2_SR_BANDS
 
     for res in RESOLUTIONS:
         idx = [i for i, b in enumerate(S2_SR_BANDS) if BAND_RES[b] == res]

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from . import clouds
-from .fields import block_mean
-from .landscape import Surface, WorldGrid, greenness
-from .spectra import MATERIAL_ID, S2_SR_BANDS
+from gee_mining.world import clouds
+from gee_mining.world.fields import block_mean
+from gee_mining.world.landscape import Surface, WorldGrid, greenness
+from gee_mining.world.spectra import MATERIAL_ID, S2_SR_BANDS
 
 GROUPS = {10: ["B2", "B3", "B4", "B8"], 20: ["B5", "B6", "B7", "B8A", "B11", "B12"], 60: ["B1", "B9"]}
 NOISE_SIGMA = 0.004  # reflectance; additive sensor and retrieval noise per pixel and scene
@@ -110,7 +110,7 @@ def make_static(grid: WorldGrid, surface: Surface, seed: int, out: Path) -> Stat
     vis = surface.A[10][:3].mean(axis=0)
     bright = np.clip((vis - 0.12) / 0.15, 0, 1).astype(np.float32)
     bright[np.isin(surface.material, (0, 1, 2, 3))] = 0
-    from .fields import Field
+    from gee_mining.world.fields import Field
 
     texture = np.clip(Field.random(rng, grid.size + 640.0, 250.0).sample(h + 64, w + 64, 10.0) * 0.25 + 0.5, 0, 1)
     return Static(grid, surface, noise, bright, texture.astype(np.float32), seed, out)

@@ -1,0 +1,744 @@
+"""Batch export jobs: one Earth Engine export task per grid cell, launched, tracked and resumed.
+
+A job (``export_jobs/*.toml``, read into a :class:`JobSpec`) names a product, the cells (a grid
+table written by ``gee-mining grid``), the parameters and the Cloud Storage destination. The
+launcher (:func:`run_job`) keeps a SQLite ledger with one row per cell and writes it BEFORE and
+after every submission. Each cell's ``requestId`` is deterministic (a UUID5 of the job, product,
+cell and parameters), so a resume after a crash resubmits an interrupted cell with the same id
+and Earth Engine (and the local engine) returns the operation it already started instead of
+starting a second one: no cell is exported twice, none is lost.
+
+Transient errors (HTTP 429 and 5xx, "Too many tasks", internal errors) are retried with
+exponential backoff and jitter; deterministic ones ("User memory limit exceeded", "Computation
+timed out", invalid arguments) mark the cell FAILED with the message and are not retried. With
+``split_failed = true``, a cell that failed for its size (memory limit, time out, too many pixels)
+is re-planned instead: it becomes SPLIT and its 4 children of the next finer level
+(``grid.child_rows``) join the job, down to ``max_split_depth`` splits.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+import re
+import sqlite3
+import time
+import tomllib
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gee_mining.errors import GeeMiningError, InputError
+
+STATES = ("PENDING", "SUBMITTING", "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED", "SPLIT")
+ACTIVE = ("SUBMITTED", "RUNNING")
+ENGINES = ("local", "earthengine")
+NAMESPACE = uuid.UUID("5f0c6d2e-7c1a-4d8e-9b3f-2a6e8c4d1b90")  # fixed: request ids must not change between runs
+
+TRANSIENT_PATTERNS = (
+    r"\b429\b",
+    r"\b5\d\d\b",
+    r"too many tasks",
+    r"too many concurrent",
+    r"quota exceeded",
+    r"rate limit",
+    r"internal error",
+    r"service unavailable",
+    r"backend error",
+    r"deadline exceeded",
+    r"temporarily unavailable",
+    r"connection (reset|aborted|refused)",
+    r"timed? ?out while (connecting|reading)",
+)
+DETERMINISTIC_PATTERNS = (
+    r"user memory limit exceeded",
+    r"computation timed out",
+    r"invalid argument",
+    r"\b400\b",
+    r"not found",
+    r"permission denied",
+    r"too many pixels",
+    r"export too large",
+)
+# Errors a smaller region fixes: with ``split_failed`` the cell is re-planned as its 4 children.
+SPLITTABLE_PATTERNS = (
+    r"user memory limit exceeded",
+    r"computation timed out",
+    r"too many pixels",
+    r"export too large",
+)
+
+
+class JobError(GeeMiningError):
+    """A job could not run (its ledger belongs to another job, the engine refused every attempt, ...)."""
+
+
+def is_transient(message: str) -> bool:
+    """Whether an error message is worth retrying; deterministic messages win over transient ones.
+
+    "User memory limit exceeded" or "Computation timed out" fail the same way every time, so
+    retrying them wastes quota; 429/5xx and "Too many tasks" pass once the load drops.
+    """
+    text = message.lower()
+    if any(re.search(p, text) for p in DETERMINISTIC_PATTERNS):
+        return False
+    return any(re.search(p, text) for p in TRANSIENT_PATTERNS)
+
+
+def is_splittable(message: str) -> bool:
+    """Whether an error is about the size of the work (memory, time, pixels), which a smaller cell avoids."""
+    text = message.lower()
+    return any(re.search(p, text) for p in SPLITTABLE_PATTERNS)
+
+
+def backoff_delay(attempt: int, base: float = 1.0, cap: float = 300.0, rng: random.Random | None = None) -> float:
+    """Seconds to wait before retry ``attempt`` (1, 2, ...): full jitter on ``base * 2**(attempt-1)``, capped."""
+    rng = rng or random
+    return rng.uniform(0, min(cap, base * 2 ** max(0, attempt - 1)))
+
+
+# --------------------------------------------------------------------------- the spec
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One export job: ``product`` for every cell of ``cells``, into ``gs://bucket/prefix/``."""
+
+    name: str
+    product: str
+    cells: Path
+    bucket: str
+    prefix: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    engine: str = "local"
+    max_running: int = 2
+    path: Path | None = None
+    split_failed: bool = False
+    max_split_depth: int = 2
+
+    @property
+    def params_hash(self) -> str:
+        """A stable hash of what the tasks compute (params, product, destination): part of each request id."""
+        blob = json.dumps(
+            {"product": self.product, "params": self.params, "bucket": self.bucket, "prefix": self.prefix},
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def request_id(self, cell: str, generation: int = 0) -> str:
+        """The deterministic ``requestId`` of a cell's export; ``generation`` > 0 after a failed operation."""
+        key = f"{self.name}|{self.product}|{cell}|{self.params_hash}"
+        if generation:
+            key += f"|#{generation}"
+        return str(uuid.uuid5(NAMESPACE, key))
+
+    def default_ledger(self) -> Path:
+        """The ledger beside the spec file (``<spec>.ledger.sqlite``), or in the working directory."""
+        if self.path is not None:
+            return self.path.with_suffix(".ledger.sqlite")
+        return Path(f"{self.name}.ledger.sqlite")
+
+
+def _need(data: dict, key: str, kind: type, where: str, example: str):
+    if key not in data:
+        raise InputError(f"{where}: the field {key!r} is missing: add e.g. {example}")
+    value = data[key]
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise InputError(f"{where}: {key} = {value!r} should be a {kind.__name__}: e.g. {example}")
+    return value
+
+
+def parse_spec(data: dict[str, Any], base: Path | None = None, where: str = "job spec") -> JobSpec:
+    """A :class:`JobSpec` from a TOML table; every bad field raises :class:`InputError` naming it and the fix."""
+    name = _need(data, "name", str, where, 'name = "s2-cells-2019"')
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name):
+        raise InputError(
+            f"{where}: name = {name!r}: use letters, digits, '_', '-', '.' (at most 100), e.g. \"z16-2019\""
+        )
+    product = _need(data, "product", str, where, 'product = "cell-geotiff"')
+    if product not in PRODUCTS:
+        raise InputError(f"{where}: product = {product!r} is unknown: use one of {', '.join(sorted(PRODUCTS))}")
+    cells_text = _need(data, "cells", str, where, 'cells = "grids/z16.parquet"')
+    cells = Path(cells_text).expanduser()
+    if not cells.is_absolute() and base is not None:
+        cells = base / cells
+    if cells.suffix.lower() not in (".parquet", ".gpkg", ".csv"):
+        raise InputError(
+            f"{where}: cells = {cells_text!r}: give a grid table (.parquet, .gpkg or .csv) from gee-mining grid"
+        )
+    dest = _need(data, "destination", dict, where, '[destination] bucket = "my-bucket"')
+    bucket = _need(dest, "bucket", str, f"{where} [destination]", 'bucket = "my-bucket"')
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,221}[a-z0-9]", bucket):
+        raise InputError(
+            f"{where}: destination.bucket = {bucket!r} is not a Cloud Storage bucket name (lowercase, 3-63)"
+        )
+    prefix = dest.get("prefix", "")
+    if not isinstance(prefix, str):
+        raise InputError(f'{where}: destination.prefix = {prefix!r} should be a string, e.g. "exports/z16"')
+    params = data.get("params", {})
+    if not isinstance(params, dict):
+        raise InputError(f"{where}: params should be a table, e.g. [params] scale = 10")
+    engine = data.get("engine", "local")
+    if engine not in ENGINES:
+        raise InputError(f'{where}: engine = {engine!r}: use "local" or "earthengine"')
+    max_running = data.get("max_running", 2)
+    if isinstance(max_running, bool) or not isinstance(max_running, int) or max_running < 1:
+        raise InputError(
+            f"{where}: max_running = {max_running!r}: give a whole number >= 1 (2 on the noncommercial tier)"
+        )
+    split_failed = data.get("split_failed", False)
+    if not isinstance(split_failed, bool):
+        raise InputError(f"{where}: split_failed = {split_failed!r}: give true or false")
+    max_split_depth = data.get("max_split_depth", 2)
+    if isinstance(max_split_depth, bool) or not isinstance(max_split_depth, int) or max_split_depth < 0:
+        raise InputError(f"{where}: max_split_depth = {max_split_depth!r}: give a whole number >= 0, e.g. 2")
+    unknown = set(data) - {"name", "product", "cells", "destination", "params", "engine", "max_running",
+                           "split_failed", "max_split_depth"}  # fmt: skip
+    if unknown:
+        raise InputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}: remove them or check the spelling")
+    return JobSpec(name, product, cells, bucket, prefix.strip("/"), dict(params), engine, max_running, None,
+                   split_failed, max_split_depth)  # fmt: skip
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read a job spec TOML; relative ``cells`` paths are relative to the spec file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such job spec: give a TOML file such as export_jobs/z16-geotiff.toml") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML ({exc}): fix the syntax") from None
+    spec = parse_spec(data, base=path.parent, where=str(path))
+    return JobSpec(**{**spec.__dict__, "path": path})
+
+
+def iter_cells(path: str | Path, batch: int = 4096) -> Iterator[dict[str, Any]]:
+    """The rows of a grid table file (.parquet, .gpkg, .csv), streamed, each checked for name, epsg,
+    cell_x, cell_y, cell_size (a job of a million cells never holds them all in memory)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: the cells file does not exist: write it with gee-mining grid -o {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        fh = path.open(newline="")
+        rows: Iterable[dict[str, Any]] = csv.DictReader(fh)
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        fh = pq.ParquetFile(path)
+        rows = (r for b in fh.iter_batches(batch_size=batch) for r in b.to_pylist())
+    elif suffix == ".gpkg":
+        import pyogrio
+
+        fh = None
+        rows = pyogrio.read_dataframe(path, read_geometry=False).to_dict("records")
+    else:
+        raise InputError(f"{path}: cells must be .parquet, .gpkg or .csv")
+    try:
+        for i, row in enumerate(rows):
+            for key in ("name", "epsg", "cell_x", "cell_y", "cell_size"):
+                if row.get(key) in (None, ""):
+                    raise InputError(f"{path}: row {i + 1} has no {key!r}: use a grid table written by gee-mining grid")
+            row = dict(row)
+            row["epsg"], row["cell_x"], row["cell_y"] = int(row["epsg"]), int(row["cell_x"]), int(row["cell_y"])
+            row["cell_size"] = float(row["cell_size"])
+            yield row
+    finally:
+        if fh is not None and hasattr(fh, "close"):
+            fh.close()
+
+
+def _duplicate_names(path: Path) -> InputError:
+    return InputError(f"{path}: cell names repeat: one row per cell (a ledger row and a requestId per name)")
+
+
+def read_cells(path: str | Path) -> list[dict[str, Any]]:
+    """All rows of a grid table file (see :func:`iter_cells`); repeated names are an error."""
+    out = list(iter_cells(path))
+    if len({r["name"] for r in out}) != len(out):
+        raise _duplicate_names(Path(path))
+    return out
+
+
+# --------------------------------------------------------------------------- products
+
+
+def _description(spec: JobSpec, row: dict) -> str:
+    """An Earth Engine task description (letters, digits, '-', '_', at most 100 characters)."""
+    from gee_mining.batch.exports import task_description
+
+    return task_description(row["name"], spec.name)
+
+
+def _file_prefix(spec: JobSpec, row: dict) -> str:
+    return f"{spec.prefix}/{row['name']}" if spec.prefix else str(row["name"])
+
+
+def cell_geotiff(ee, row: dict, spec: JobSpec):
+    """A GeoTIFF on the cell's lattice (``params.scale`` m, default 10) of a cheap image (``params.value``).
+
+    The image is ``ee.Image.constant(value)``: the product exercises the launcher; real
+    per-cell products (composites, indices) plug in the same way.
+    """
+    from gee_mining.steps.grid import pixel_grid
+
+    grid = pixel_grid(row, scale=float(spec.params.get("scale", 10.0)))
+    image = ee.Image.constant(float(spec.params.get("value", 1.0))).toFloat().rename("value")
+    return ee.batch.Export.image.toCloudStorage(
+        image,
+        description=_description(spec, row),
+        bucket=spec.bucket,
+        fileNamePrefix=_file_prefix(spec, row),
+        crs=grid.crs,
+        crsTransform=list(grid.transform),
+        dimensions=f"{grid.width}x{grid.height}",
+        fileFormat="GeoTIFF",
+    )
+
+
+def grid_table(ee, row: dict, spec: JobSpec):
+    """The cell itself (its polygon and grid-table columns) as a table file (``params.format``, default CSV)."""
+    from gee_mining.steps.grid import ee_cell_geometry
+
+    props = {k: v for k, v in row.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+    fc = ee.FeatureCollection([ee.Feature(ee_cell_geometry(ee, row), props)])
+    return ee.batch.Export.table.toCloudStorage(
+        fc,
+        description=_description(spec, row),
+        bucket=spec.bucket,
+        fileNamePrefix=_file_prefix(spec, row),
+        fileFormat=str(spec.params.get("format", "CSV")),
+    )
+
+
+def _imagery(spec: JobSpec):
+    from gee_mining.steps.cell_image import ImagerySpec
+
+    params = {k: v for k, v in spec.params.items() if k not in ("polygons", "format", "patch_size", "margin")}
+    if "polygons" not in spec.params:
+        raise InputError(f'job {spec.name}: [params] needs polygons = "<table asset id of the mine polygons>".')
+    return spec.params["polygons"], ImagerySpec.from_params(params)
+
+
+def cell_image(ee, row: dict, spec: JobSpec):
+    """The cell's image (composite, indices, labels; ``imagery.cell_image``) as a COG or TFRecord patches.
+
+    ``params``: ``polygons`` (asset id), ``format`` ("GeoTIFF" or "TFRecord"), ``patch_size``, ``margin``
+    and the imagery options (``indices``, ``pairwise``, ``start``, ``end``, ``mask``, ...).
+    """
+    from gee_mining.batch.exports import ExportSpec, cell_export_task
+
+    polygons, imagery = _imagery(spec)
+    export = ExportSpec(
+        f"gs://{spec.bucket}/{spec.prefix}",
+        str(spec.params.get("format", "GeoTIFF")),
+        patch_size=int(spec.params.get("patch_size", 128)),
+        margin=int(spec.params.get("margin", 0)),
+    )
+    return cell_export_task(row, polygons, export, imagery, description=_description(spec, row))
+
+
+def pixel_table(ee, row: dict, spec: JobSpec):
+    """The cell's pixel table (``pixel_tables.pixel_features``) as CSV; ``params`` as for ``cell-image``."""
+    from gee_mining.steps.cell_image import cell_image as image_of
+    from gee_mining.steps.pixel_tables import export_pixel_table
+
+    polygons, imagery = _imagery(spec)
+    image = image_of(row, polygons, imagery)
+    return export_pixel_table(
+        row, image, imagery.band_names, f"gs://{spec.bucket}/{spec.prefix}", description=_description(spec, row)
+    )
+
+
+PRODUCTS: dict[str, Callable[..., Any]] = {
+    "cell-geotiff": cell_geotiff,
+    "grid-table": grid_table,
+    "cell-image": cell_image,
+    "pixel-table": pixel_table,
+}
+
+
+# --------------------------------------------------------------------------- the ledger
+
+
+def _chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class Ledger:
+    """The SQLite ledger of a job: one row per cell, committed before and after each submission."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None)  # autocommit: each write is durable at once
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS job (key TEXT PRIMARY KEY, value TEXT);
+            CREATE TABLE IF NOT EXISTS cells (
+                cell TEXT PRIMARY KEY, request_id TEXT NOT NULL, generation INTEGER NOT NULL DEFAULT 0,
+                state TEXT NOT NULL, operation TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+                error TEXT, uris TEXT, checksum TEXT, updated REAL, parent TEXT, row TEXT,
+                listed INTEGER NOT NULL DEFAULT 1
+            );
+            CREATE INDEX IF NOT EXISTS cells_state ON cells (state);
+            """
+        )
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(cells)")}
+        for column, kind in (("parent", "TEXT"), ("row", "TEXT"), ("listed", "INTEGER NOT NULL DEFAULT 1")):
+            if column not in have:  # a ledger written by an earlier version
+                self.db.execute(f"ALTER TABLE cells ADD COLUMN {column} {kind}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def bind(self, spec: JobSpec) -> None:
+        """Tie the ledger to a job: a ledger of another job (or other params) is an error, not a silent mix."""
+        key = f"{spec.name}|{spec.product}|{spec.params_hash}"
+        row = self.db.execute("SELECT value FROM job WHERE key='job'").fetchone()
+        if row is None:
+            self.db.execute("INSERT INTO job VALUES ('job', ?)", (key,))
+        elif row[0] != key:
+            raise InputError(
+                f"{self.path}: this ledger belongs to job {row[0]!r}, not {key!r}: give the job its own ledger path"
+            )
+
+    def add_cells(self, spec: JobSpec, rows: Iterable[dict[str, Any]], source: Path | None = None) -> int:
+        """Plan the cells of the cells file: new ones as PENDING rows (with their grid row), every listed one
+        marked ``listed``; returns how many were new. Streams: memory does not grow with the file."""
+        before = self.count()
+        now = time.time()
+        self.db.execute("BEGIN")
+        try:
+            self.db.execute("UPDATE cells SET listed = 0 WHERE parent IS NULL")
+            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (cell TEXT PRIMARY KEY)")
+            self.db.execute("DELETE FROM seen")
+            for chunk in _chunks(rows, 2048):
+                try:
+                    self.db.executemany("INSERT INTO seen VALUES (?)", [(r["name"],) for r in chunk])
+                except sqlite3.IntegrityError:
+                    raise _duplicate_names(source or Path("cells")) from None
+                self.db.executemany(
+                    "INSERT INTO cells (cell, request_id, state, updated, row, listed) VALUES (?, ?, 'PENDING', ?, ?, 1)"
+                    " ON CONFLICT(cell) DO UPDATE SET listed = 1, row = COALESCE(cells.row, excluded.row)",
+                    [(r["name"], spec.request_id(r["name"]), now, json.dumps(r, default=str)) for r in chunk],
+                )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return self.count() - before
+
+    def cell_row(self, cell: str) -> dict[str, Any]:
+        """The grid row of a planned cell."""
+        return json.loads(self.db.execute("SELECT row FROM cells WHERE cell = ?", (cell,)).fetchone()[0])
+
+    def next_cells(self, limit: int, skip: Iterable[str] = ()) -> list[str]:
+        """Up to ``limit`` cells to submit, leftovers of a crash (SUBMITTING) first, then PENDING ones;
+        cells no longer in the cells file stay as they are."""
+        skip = set(skip)
+        cur = self.db.execute(
+            "SELECT cell FROM cells WHERE state IN ('SUBMITTING', 'PENDING') AND (listed = 1 OR parent IS NOT NULL)"
+            " ORDER BY state = 'PENDING', cell LIMIT ?",
+            (limit + len(skip),),
+        )
+        return [c for (c,) in cur if c not in skip][:limit]
+
+    def split(self, spec: JobSpec, cell: str, message: str, children: list[dict[str, Any]]) -> None:
+        """Mark ``cell`` SPLIT and add its children as PENDING rows, in one transaction (a kill keeps both or none)."""
+        now = time.time()
+        self.db.execute("BEGIN")
+        self.db.execute("UPDATE cells SET state='SPLIT', error=?, updated=? WHERE cell=?", (message, now, cell))
+        self.db.executemany(
+            "INSERT OR IGNORE INTO cells (cell, request_id, state, updated, parent, row) VALUES (?, ?, 'PENDING', ?, ?, ?)",
+            [(c["name"], spec.request_id(c["name"]), now, cell, json.dumps(c, default=str)) for c in children],
+        )
+        self.db.execute("COMMIT")
+
+    def split_cells(self) -> list[dict[str, Any]]:
+        """The grid rows of the cells added by splits."""
+        cur = self.db.execute("SELECT row FROM cells WHERE parent IS NOT NULL ORDER BY cell")
+        return [json.loads(r[0]) for r in cur]
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+
+    def update(self, cell: str, **values: Any) -> None:
+        values["updated"] = time.time()
+        cols = ", ".join(f"{k} = ?" for k in values)
+        self.db.execute(f"UPDATE cells SET {cols} WHERE cell = ?", (*values.values(), cell))
+
+    def rows(self, state: str | tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        if state is None:
+            cur = self.db.execute("SELECT * FROM cells ORDER BY cell")
+        else:
+            states = (state,) if isinstance(state, str) else tuple(state)
+            marks = ",".join("?" * len(states))
+            cur = self.db.execute(f"SELECT * FROM cells WHERE state IN ({marks}) ORDER BY cell", states)
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+    def counts(self) -> dict[str, int]:
+        got = dict(self.db.execute("SELECT state, COUNT(*) FROM cells GROUP BY state").fetchall())
+        return {s: got.get(s, 0) for s in STATES}
+
+
+# --------------------------------------------------------------------------- the launcher
+
+
+@dataclass
+class JobResult:
+    """What a run ended with: counts per state, submissions made by this run, seconds."""
+
+    counts: dict[str, int]
+    submitted: int
+    seconds: float
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Every cell exported, itself or through the children it was split into."""
+        done = self.counts.get("SUCCEEDED", 0) + self.counts.get("SPLIT", 0)
+        return self.counts.get("FAILED", 0) == 0 and done == sum(self.counts.values())
+
+
+def _op_state(op: dict) -> tuple[str, str | None, list[str]]:
+    meta = op.get("metadata", {})
+    state = meta.get("state", "PENDING")
+    error = (op.get("error") or {}).get("message")
+    return state, error, list(meta.get("destinationUris", []))
+
+
+def run_job(
+    ee,
+    spec: JobSpec,
+    ledger_path: str | Path | None = None,
+    progress: Callable[[str], None] | None = print,
+    *,
+    poll_interval: float = 0.2,
+    max_attempts: int = 6,
+    backoff_base: float = 1.0,
+    timeout: float | None = None,
+    rng: random.Random | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    storage_root: str | Path | None = None,
+) -> JobResult:
+    """Export ``spec.product`` for every cell, never more than ``spec.max_running`` at once, exactly once.
+
+    The ledger (``ledger_path`` or beside the spec) is read first: SUCCEEDED and FAILED cells are
+    left alone, SUBMITTING cells (a crash between the ledger write and the engine's answer) are
+    resubmitted with the same ``requestId`` (the engine returns the operation it already has),
+    SUBMITTED/RUNNING cells are polled. A SUCCEEDED task's files are verified at the destination
+    (``storage_root``: a local engine's storage folder when it serves from another process).
+    Returns a :class:`JobResult`; the ledger keeps everything.
+    """
+    say = progress or (lambda _msg: None)
+    rng = rng or random.Random()
+    product = PRODUCTS[spec.product]
+    ledger = Ledger(ledger_path or spec.default_ledger())
+    start = time.time()
+    submitted = 0
+    try:
+        ledger.bind(spec)
+        new = ledger.add_cells(spec, iter_cells(spec.cells), spec.cells)
+        counts = ledger.counts()
+        say(f"job {spec.name}: {sum(counts.values())} cells ({new} new), {counts['SUCCEEDED']} already done")
+        wait_until: dict[str, float] = {}  # cells in backoff after a transient error
+        last_report = 0.0
+        while True:
+            active = ledger.rows(ACTIVE)
+            for row in active:
+                _poll(ee, ledger, spec, row, max_attempts, say, storage_root)
+            now = time.time()
+            wait_until = {c: t for c, t in wait_until.items() if t > now}
+            slots = spec.max_running - len(ledger.rows(ACTIVE))
+            # SUBMITTING first: they may already run on the engine, and count towards max_running once answered.
+            for cell in ledger.next_cells(max(slots, 0), skip=wait_until):
+                outcome = _submit(ee, ledger, spec, product, cell, max_attempts, say)
+                if outcome == "submitted":
+                    submitted += 1
+                elif outcome == "retry":
+                    attempts = ledger.db.execute("SELECT attempts FROM cells WHERE cell=?", (cell,)).fetchone()[0]
+                    wait_until[cell] = time.time() + backoff_delay(attempts, backoff_base, rng=rng)
+            counts = ledger.counts()
+            if not ledger.rows(ACTIVE) and not ledger.next_cells(1) and not wait_until:
+                break
+            if time.time() - last_report >= 5.0:
+                last_report = time.time()
+                say(_progress_line(counts, start, submitted))
+            if timeout is not None and time.time() - start > timeout:
+                raise JobError(f"job {spec.name}: not finished after {timeout:g} s; run it again to resume")
+            sleep(poll_interval)
+        counts = ledger.counts()
+        failed = [(r["cell"], r["error"] or "") for r in ledger.rows("FAILED")]
+        result = JobResult(counts, submitted, time.time() - start, failed)
+        split = f", split {counts['SPLIT']}" if counts["SPLIT"] else ""
+        say(f"job {spec.name}: done {counts['SUCCEEDED']}, failed {counts['FAILED']}{split}, "
+            f"{submitted} submitted by this run, {result.seconds:.1f} s")  # fmt: skip
+        for cell, error in failed[:10]:
+            say(f"  FAILED {cell}: {error}")
+        return result
+    finally:
+        ledger.close()
+
+
+def verify_outputs(spec: JobSpec, cell: str, storage_root: str | Path | None = None) -> dict[str, str]:
+    """The files a finished task wrote for ``cell`` ({gs:// URI: crc32c}), or JobError when none or an empty one.
+
+    Checked at the destination itself (Cloud Storage, the emulator or the local engine's folder),
+    so a task that reports success without its files is caught.
+    """
+    from gee_mining.batch.exports import cell_files, open_bucket
+
+    bucket = open_bucket(spec.bucket, storage_root)
+    prefix = f"{spec.prefix}/{cell}" if spec.prefix else cell
+    names = [n for n in bucket.list(prefix) if n.startswith(prefix)]
+    names = cell_files(names, prefix) or [n for n in names if n.rsplit("/", 1)[-1].startswith(cell + ".")]
+    if not names:
+        raise JobError(f"verification: the task succeeded but gs://{spec.bucket}/{prefix}* holds no file")
+    out = {}
+    for name in names:
+        if bucket.size(name) <= 0:
+            raise JobError(f"verification: gs://{spec.bucket}/{name} is empty")
+        out[f"gs://{spec.bucket}/{name}"] = bucket.crc32c(name)
+    return out
+
+
+def retry_failed(spec: JobSpec, ledger_path: str | Path | None = None) -> int:
+    """Put every FAILED cell back to PENDING with a new request id (a new generation); how many."""
+    ledger = Ledger(ledger_path or spec.default_ledger())
+    try:
+        ledger.bind(spec)
+        rows = ledger.rows("FAILED")
+        for row in rows:
+            generation = row["generation"] + 1
+            ledger.update(row["cell"], state="PENDING", generation=generation, attempts=0,
+                          request_id=spec.request_id(row["cell"], generation))  # fmt: skip
+        return len(rows)
+    finally:
+        ledger.close()
+
+
+def cancel_job(ee, spec: JobSpec, ledger_path: str | Path | None = None) -> int:
+    """Cancel the job's submitted and running tasks on the engine; their cells become FAILED ("cancelled")."""
+    ledger = Ledger(ledger_path or spec.default_ledger())
+    try:
+        ledger.bind(spec)
+        cancelled = 0
+        for row in ledger.rows(ACTIVE):
+            try:
+                ee.data.cancelOperation(row["operation"])
+                state = _op_state(ee.data.getOperation(row["operation"]))[0]
+            except ee.EEException:
+                continue  # unknown to the engine now: the next run's poll resubmits it
+            if state == "SUCCEEDED":
+                continue  # finished before the cancel: the next run verifies its files
+            ledger.update(row["cell"], state="FAILED", error="cancelled by gee-mining export cancel")
+            cancelled += 1
+        return cancelled
+    finally:
+        ledger.close()
+
+
+def _progress_line(counts: dict[str, int], start: float, submitted: int) -> str:
+    total = sum(counts.values())
+    done = counts["SUCCEEDED"] + counts["FAILED"] + counts["SPLIT"]
+    elapsed = time.time() - start
+    eta = f", ETA {elapsed / done * (total - done):.0f} s" if done and submitted else ""
+    running = counts["SUBMITTED"] + counts["RUNNING"]
+    return f"  {done}/{total} done ({counts['FAILED']} failed), {running} running{eta}"
+
+
+def _fail(ledger: Ledger, spec: JobSpec, cell: str, message: str, say) -> None:
+    """A deterministic failure: re-plan the cell as its 4 children when the spec allows and size was the cause."""
+    if spec.split_failed and is_splittable(message):
+        row = ledger.cell_row(cell)
+        if int(row.get("split_depth") or 0) < spec.max_split_depth:
+            from gee_mining.steps.grid import child_rows
+
+            children = child_rows(row)
+            ledger.split(spec, cell, message, children)
+            say(f"  SPLIT {cell} into {len(children)} cells of {children[0]['cell_size']:g} m: {message}")
+            return
+        message += f" (not split again: max_split_depth = {spec.max_split_depth} reached)"
+    ledger.update(cell, state="FAILED", error=message)
+    say(f"  FAILED {cell}: {message}")
+
+
+def _submit(ee, ledger: Ledger, spec: JobSpec, product, cell: str, max_attempts: int, say) -> str:
+    """Submit one cell: 'submitted', 'retry' (transient error, backoff) or 'failed'."""
+    row = ledger.cell_row(cell)
+    current = ledger.db.execute("SELECT request_id, attempts FROM cells WHERE cell=?", (cell,)).fetchone()
+    request_id, attempts = current[0], current[1] + 1
+    ledger.update(cell, state="SUBMITTING", attempts=attempts)  # BEFORE the engine hears of it
+    try:
+        task = product(ee, row, spec)
+        task._request_id = request_id  # Task.start sends it as the requestId; id stays None so it keeps the name
+        task.start()
+        name = task.name
+    except InputError as exc:
+        ledger.update(cell, state="FAILED", error=str(exc))
+        say(f"  FAILED {cell}: {exc}")
+        return "failed"
+    except ee.EEException as exc:
+        message = str(exc)
+        if is_transient(message) and attempts < max_attempts:
+            ledger.update(cell, state="PENDING", error=message)
+            say(f"  {cell}: transient error, will retry ({attempts}/{max_attempts}): {message}")
+            return "retry"
+        _fail(ledger, spec, cell, message, say)
+        return "failed"
+    ledger.update(cell, state="SUBMITTED", operation=name, error=None)  # AFTER
+    return "submitted"
+
+
+def _poll(ee, ledger: Ledger, spec: JobSpec, row: dict, max_attempts: int, say,
+          storage_root: str | Path | None = None) -> None:  # fmt: skip
+    cell = row["cell"]
+    try:
+        op = ee.data.getOperation(row["operation"])
+    except ee.EEException as exc:
+        if is_transient(str(exc)):
+            return
+        # The engine no longer knows the operation (a local engine restarted): submit again.
+        ledger.update(cell, state="PENDING", operation=None, error=str(exc))
+        return
+    state, error, uris = _op_state(op)
+    if state == "SUCCEEDED":
+        try:
+            files = verify_outputs(spec, cell, storage_root)
+        except JobError as exc:
+            ledger.update(cell, state="FAILED", error=str(exc), uris=json.dumps(uris))
+            say(f"  FAILED {cell}: {exc}")
+            return
+        ledger.update(cell, state="SUCCEEDED", uris=json.dumps(sorted(files)), error=None,
+                      checksum=json.dumps(files, sort_keys=True))  # fmt: skip
+    elif state in ("FAILED", "CANCELLED"):
+        message = error or state.lower()
+        if state == "FAILED" and is_transient(message) and row["attempts"] < max_attempts:
+            generation = row["generation"] + 1  # the old request id names the failed operation: a new one
+            ledger.update(cell, state="PENDING", generation=generation, error=message,
+                          request_id=spec.request_id(cell, generation))  # fmt: skip
+            say(f"  {cell}: task failed transiently, will resubmit: {message}")
+        elif state == "FAILED":
+            _fail(ledger, spec, cell, message, say)
+        else:
+            ledger.update(cell, state="FAILED", error=message)
+            say(f"  FAILED {cell}: {message}")
+    elif state == "RUNNING" and row["state"] != "RUNNING":
+        ledger.update(cell, state="RUNNING")

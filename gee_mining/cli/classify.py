@@ -1,0 +1,145 @@
+"""``gee-mining classify evaluate | deploy``.
+
+- ``evaluate``: samples of a grid table's cells (split by cell), an Earth Engine classifier trained on
+  the training cells, its ConfusionMatrix figures on the held-out cells (printed and written as JSON).
+- ``deploy``: a linear model JSON (the pixel study's) compiled to an image expression, or an Earth
+  Engine classifier trained on the table's cells, classifying each cell: probability maps exported
+  as GeoTIFFs to ``gs://BUCKET/PREFIX/<cell>.tif``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _spec(args):
+    from gee_mining.cli.common import parse_key_values
+    from gee_mining.ml.classify.pipeline import DEFAULT_FEATURES, ClassifySpec
+    from gee_mining.steps.sentinel2 import CompositeSpec
+
+    params = parse_key_values(args.param, "--param", "numberOfTrees=100 (a classifier argument)")
+    features = tuple(f.strip() for f in args.features.split(",")) if args.features else DEFAULT_FEATURES
+    return ClassifySpec(
+        features=features,
+        classifier=args.classifier,
+        params=params if params or args.classifier != "smileRandomForest" else {"numberOfTrees": 50},
+        sampling=args.sampling,
+        points_per_class=args.points,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        composite=CompositeSpec(start=args.start, end=args.end),
+    )
+
+
+def _rows(args):
+    from gee_mining.batch.jobs import read_cells
+
+    rows = read_cells(args.grid)
+    if args.cells:
+        wanted = set(args.cells.split(","))
+        rows = [r for r in rows if r["name"] in wanted]
+    return rows[: args.limit] if args.limit else rows
+
+
+def _evaluate(args) -> int:
+    from gee_mining.cli.common import connect_with_polygons
+    from gee_mining.ml.classify.pipeline import accuracy, fetch_samples, split_cells, train, training_samples
+
+    polygons = connect_with_polygons(args)
+    spec = _spec(args)
+    train_rows, test_rows = split_cells(_rows(args), spec.test_fraction, spec.seed)
+    print(f"{len(train_rows)} training cells, {len(test_rows)} held-out cells; sampling ({spec.sampling})")
+    train_fc = fetch_samples(training_samples(train_rows, polygons, spec))
+    test_fc = fetch_samples(training_samples(test_rows, polygons, spec))
+    acc = accuracy(train(train_fc, spec), test_fc)
+    print(f"{spec.classifier} on held-out cells: accuracy {acc.accuracy:.3f}, kappa {acc.kappa:.3f}, "
+          f"producers' {acc.producers}, consumers' {acc.consumers}, F1 {acc.fscore} ({acc.samples} samples)")  # fmt: skip
+    print(f"confusion matrix (rows actual, columns predicted, classes {acc.order}): {acc.matrix}")
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"spec": {"classifier": spec.classifier, "params": spec.params,
+                                            "features": list(spec.features), "sampling": spec.sampling},
+                                   "train_cells": [r["name"] for r in train_rows],
+                                   "test_cells": [r["name"] for r in test_rows], **acc.as_dict()}, indent=2))  # fmt: skip
+        print(f"-> {out}")
+    return 0
+
+
+def _deploy(args) -> int:
+    from gee_mining.batch.exports import wait_for
+    from gee_mining.cli.common import connect_with_polygons
+    from gee_mining.ml.classify.model import LinearModel, compile_linear
+    from gee_mining.ml.classify.pipeline import (
+        cell_features,
+        export_probability,
+        probability_image,
+        train,
+        training_samples,
+    )
+
+    polygons = connect_with_polygons(args)
+    spec = _spec(args)
+    rows = _rows(args)
+    if args.linear:
+        model = LinearModel.read(args.linear)
+        from dataclasses import replace
+
+        lin_spec = replace(spec, features=model.features)
+        images = [
+            compile_linear(model, cell_features(r, None, lin_spec, labels=False), features_ready=True).select(
+                "probability"
+            )
+            for r in rows
+        ]
+    else:
+        classifier = train(training_samples(rows, polygons, spec), spec)
+        images = [probability_image(r, classifier, spec) for r in rows]
+    tasks = []
+    for row, image in zip(rows, images, strict=True):
+        task = export_probability(row, image, args.out)
+        task.start()
+        tasks.append(task)
+    statuses = wait_for(tasks, progress=print)
+    done = sum(s["state"] in ("COMPLETED", "SUCCEEDED") for s in statuses)
+    for row, st in zip(rows, statuses, strict=True):
+        if st["state"] not in ("COMPLETED", "SUCCEEDED"):
+            print(f"failed: {row['name']}: {st.get('error_message', st['state'])}")
+    print(f"{done} of {len(tasks)} probability maps exported to {args.out}")
+    return 0 if done == len(tasks) else 1
+
+
+def add_cli(sub) -> None:
+    from gee_mining.ml.classify.pipeline import CLASSIFIERS, SAMPLING
+
+    p = sub.add_parser("classify", help="Step 3 server-side: Earth Engine classifiers, accuracy, probability maps")
+    csub = p.add_subparsers(dest="classify_command", required=True)
+    for name, func, text in (
+        ("evaluate", _evaluate, "train an Earth Engine classifier on some cells, accuracy on held-out cells"),
+        ("deploy", _deploy, "export probability maps per cell (a linear model JSON, or a classifier trained here)"),
+    ):
+        q = csub.add_parser(name, help=text)
+        q.add_argument("--grid", required=True, help="grid table (Parquet/CSV from `gee-mining grid`)")
+        q.add_argument("--polygons", required=True, help="mine polygons: a table asset id, or a file (local engine)")
+        q.add_argument("--cells", help="comma-separated cell names (default: all)")
+        q.add_argument("--limit", type=int, help="at most this many cells")
+        q.add_argument("--features", help="comma-separated features: bands, ND_a_b, index names")
+        q.add_argument("--classifier", default="smileRandomForest", choices=CLASSIFIERS)
+        q.add_argument("--param", action="append", help="classifier argument name=value (repeatable)")
+        q.add_argument("--sampling", default="stratified", choices=SAMPLING)
+        q.add_argument("--points", type=int, default=200, help="samples per class and cell")
+        q.add_argument("--test-fraction", type=float, default=0.3, help="share of cells held out")
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--start", default="2019-01-01")
+        q.add_argument("--end", default="2020-01-01")
+        q.add_argument("--engine", default="local", choices=("local", "earthengine"))
+        q.add_argument("--project", default="gee-mining-local")
+        q.add_argument("--catalog", help="local engine catalog TOML")
+        q.add_argument("--storage", help="local engine storage folder (exports)")
+        if name == "evaluate":
+            q.add_argument("--out", help="write the figures as JSON here")
+        else:
+            q.add_argument("--out", required=True, help="gs://BUCKET/PREFIX for the GeoTIFFs")
+            q.add_argument("--linear", help="a linear model JSON (kind, features, mean, scale, coef, ...)")
+        q.set_defaults(func=func)

@@ -1,0 +1,433 @@
+"""The ``gee-mining`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from gee_mining.cli.common import connect_with_polygons
+from gee_mining.errors import GeeMiningError
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import json
+
+    from gee_mining.local import LocalEngine
+
+    settings = {"faults": json.loads(args.faults)} if args.faults else None
+    engine = LocalEngine(args.catalog, project=args.project, storage_root=args.storage, settings=settings)
+    server = engine.serve(args.host, args.port)
+    print(f"gee-mining local engine serving Earth Engine's REST API on {server.url} (Ctrl-C to stop)")
+    print(f"  connect with: gee_mining.connection('local', project='{args.project}', url='{server.url}')")
+    print(f"  catalog: {args.catalog or '(empty)'}; exports land under {engine.storage_root}")
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        print("stopping")
+    finally:
+        engine.close()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gee_mining.demo.run import run_demo
+
+    result = run_demo(args.out, catalog=args.catalog)
+    print(f"report: {result.report.resolve()}")
+    return 0
+
+
+def _js(args: argparse.Namespace) -> int:
+    from gee_mining.tools.jsgen import cli
+
+    return cli(args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from gee_mining.tools.report import build_report
+
+    files = build_report(args.run_dir, out=args.out, pdf=args.pdf or False)
+    print(f"report: {files.html.resolve()}")
+    if files.pdf is not None:
+        print(f"pdf: {files.pdf.resolve()}")
+    return 0
+
+
+def _algorithms(args: argparse.Namespace) -> int:
+    if args.markdown:
+        from gee_mining.tools.algorithms_doc import algorithms_markdown
+
+        sys.stdout.write(algorithms_markdown())
+        return 0
+    from gee_mining.local.registry import implemented
+    from gee_mining.local.signatures import signatures
+
+    done = implemented()
+    names = sorted(signatures()) if args.all else sorted(done)
+    for name in names:
+        if args.all:
+            print(f"{'yes' if name in done else ' - '}  {name}")
+        else:
+            print(name)
+    print(f"# {len(done)} of {len(signatures())} Earth Engine algorithms implemented", file=sys.stderr)
+    return 0
+
+
+def _grid(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import ee
+
+    from gee_mining.errors import InputError
+    from gee_mining.steps.grid import (
+        GridSpec,
+        Metadata,
+        build_levels,
+        parse_image_stat,
+        parse_region,
+        parse_table_property,
+        write_table,
+    )
+
+    if args.levels:
+        specs = [GridSpec.of(float(v), projection=args.projection) for v in args.levels.split(",")]
+    else:
+        specs = [GridSpec.of(args.cell, args.zoom, projection=args.projection)]
+    if not args.export and not args.out:
+        raise InputError("give --out PATH for the grid table (or --export gs://BUCKET/PREFIX for a global run).")
+    out = Path(args.out) if args.out else None
+    metadata = Metadata(images=tuple(parse_image_stat(t) for t in args.image_stat),
+                        tables=tuple(parse_table_property(t) for t in args.table_property))  # fmt: skip
+    polygons = connect_with_polygons(args)
+    region = parse_region(ee, args.region)
+    if args.export:
+        from gee_mining.steps.grid import export_grid
+
+        bucket, _, prefix = args.export.removeprefix("gs://").partition("/")
+        for spec in specs:
+            tasks = export_grid(ee, polygons, spec, bucket, prefix or "grid", region=region, margin=args.margin,
+                                metadata=metadata)  # fmt: skip
+            for task in tasks:
+                print(f"started {task.status()['description']} ({task.id})")
+        print(
+            f"when they finish, download gs://{bucket}/{prefix or 'grid'}/zZOOM/ and run: gee-mining grid --from-exports DIR ..."
+        )
+        return 0
+    if args.from_exports:
+        from gee_mining.steps.grid import grid_from_exports
+
+        if len(specs) != 1:
+            raise InputError("--from-exports reads one level: give --cell (or --zoom), not --levels.")
+        tables = [grid_from_exports(ee, args.from_exports, specs[0], metadata=metadata)]
+    else:
+        tables = build_levels(ee, polygons, specs, region=region, margin=args.margin, progress=print, metadata=metadata)
+    for spec, table in zip(specs, tables, strict=True):
+        path = out if len(specs) == 1 else out.with_name(f"{out.stem}_z{spec.zoom}{out.suffix}")
+        write_table(table, path)
+        for warning in table.warnings:
+            print(f"warning: {warning}")
+        print(f"zoom {spec.zoom}: {len(table.positives)} positives, {len(table.negatives)} negatives -> {path}")
+    return 0
+
+
+def _imagery_spec(args: argparse.Namespace):
+    from gee_mining.steps.cell_image import ImagerySpec
+    from gee_mining.steps.indices import BANDS
+
+    params = {"start": args.start, "end": args.end, "mask": args.mask}
+    if args.indices:
+        params["indices"] = [n.strip() for n in args.indices.split(",") if n.strip()]
+    if args.pairwise:
+        params["pairwise"] = list(BANDS)
+    return ImagerySpec.from_params(params)
+
+
+def _cells(args: argparse.Namespace) -> list[dict]:
+    from gee_mining.batch.jobs import read_cells
+
+    rows = read_cells(args.grid)
+    if args.cells:
+        wanted = set(args.cells.split(","))
+        rows = [r for r in rows if r["name"] in wanted]
+    return rows[: args.limit] if args.limit else rows
+
+
+def _export_cells(args: argparse.Namespace) -> int:
+    from gee_mining.batch.exports import ExportSpec, export_cells
+
+    polygons = connect_with_polygons(args)
+    spec = ExportSpec(args.out, args.format, patch_size=args.patch_size, margin=args.margin)
+    rows = _cells(args)
+    results = export_cells(rows, polygons, spec, _imagery_spec(args), download_to=args.download, progress=print)
+    failed = [r for r in results if r.state != "COMPLETED"]
+    for r in failed:
+        print(f"failed: {r.cell}: {r.error}")
+    print(f"{len(results) - len(failed)} of {len(results)} cells exported to {args.out}")
+    return 1 if failed else 0
+
+
+def _quicklooks(args: argparse.Namespace) -> int:
+    from gee_mining.steps.quicklooks import QuicklookSpec, write_quicklooks
+
+    polygons = connect_with_polygons(args)
+    look = QuicklookSpec(vmax=args.vmax, opacity=args.opacity)
+    paths = write_quicklooks(_cells(args), polygons, args.out, look, _imagery_spec(args).composite, progress=print)
+    print(f"{len(paths)} quicklooks in {args.out}")
+    return 0
+
+
+def _pixels(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from gee_mining.errors import InputError
+    from gee_mining.steps.pixel_tables import export_pixel_table, from_geotiff, write_pixel_table
+
+    rows = _cells(args)
+    formats = tuple(f.strip() for f in args.format.split(","))
+    if args.from_geotiff:
+        frames = []
+        for row in rows:
+            path = Path(args.from_geotiff) / f"{row['name']}.tif"
+            if path.exists():
+                frames.append(from_geotiff(path, row))
+            else:
+                print(f"skipped {row['name']}: no {path}")
+        if not frames:
+            raise InputError(f"--from-geotiff {args.from_geotiff}: none of the cells' GeoTIFFs is there.")
+        paths = write_pixel_table(pd.concat(frames, ignore_index=True), args.out, formats)
+        print(f"{len(paths)} files, {sum(len(f) for f in frames):,} pixels -> {args.out}")
+        return 0
+    from gee_mining.batch.exports import wait_for
+    from gee_mining.steps.cell_image import cell_image
+
+    if not str(args.out).startswith("gs://"):
+        raise InputError("server-side pixel tables go to Cloud Storage: give --out gs://BUCKET/PREFIX, "
+                         "or --from-geotiff DIR to read exported GeoTIFFs into a local folder.")  # fmt: skip
+    if not args.polygons:
+        raise InputError("server-side pixel tables need --polygons (the mine polygons, for the labels).")
+    polygons = connect_with_polygons(args)
+    spec = _imagery_spec(args)
+    tasks = []
+    for row in rows:
+        task = export_pixel_table(row, cell_image(row, polygons, spec), spec.band_names, args.out)
+        task.start()
+        tasks.append(task)
+    statuses = wait_for(tasks, progress=print)
+    done = sum(s["state"] in ("COMPLETED", "SUCCEEDED") for s in statuses)
+    print(f"{done} of {len(tasks)} pixel tables exported to {args.out} (CSV, one per cell)")
+    return 0 if done == len(tasks) else 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    from gee_mining.batch.jobs import Ledger, load_spec, run_job
+    from gee_mining.connection import connect
+
+    spec = load_spec(args.job)
+    ledger_path = args.ledger or spec.default_ledger()
+    if args.action == "status":
+        ledger = Ledger(ledger_path)
+        try:
+            counts = ledger.counts()
+            print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "no cells yet")
+            for row in ledger.rows("FAILED"):
+                print(f"  failed {row['cell']}: {row.get('error') or ''}")
+            for row in ledger.rows("SPLIT"):
+                print(f"  split {row['cell']} into its 4 children: {row.get('error') or ''}")
+        finally:
+            ledger.close()
+        return 0
+    if args.url:
+        connect("local", project=args.project, url=args.url)
+    else:
+        connect(spec.engine, project=args.project, catalog=args.catalog, storage_root=args.storage)
+    import ee
+
+    if args.action == "cancel":
+        from gee_mining.batch.jobs import cancel_job
+
+        print(f"{spec.name}: cancelled {cancel_job(ee, spec, ledger_path)} task(s)")
+        return 0
+    if args.action == "retry-failed":
+        from gee_mining.batch.jobs import retry_failed
+
+        print(f"{spec.name}: {retry_failed(spec, ledger_path)} failed cell(s) queued again")
+    result = run_job(ee, spec, ledger_path, progress=print, storage_root=args.storage if args.url else None)
+    print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in result.counts.items() if v)
+          + f"; {result.submitted} submitted by this run in {result.seconds:.1f} s")  # fmt: skip
+    return 0 if result.ok else 1
+
+
+def _world(args: argparse.Namespace) -> int:
+    from gee_mining.world import generate_world
+
+    center = tuple(float(v) for v in args.center.split(",")) if args.center else None
+    m = generate_world(
+        args.out, polygons=args.polygons, size_km=args.size_km, year=args.year, seed=args.seed,
+        months=args.months, center=center, project=args.project, workers=args.workers,
+        progress=print if args.verbose else None,
+    )  # fmt: skip
+    print(f"simulated world: {len(m.scenes)} scenes over tile {m.mgrs_tile}, {m.size_bytes / 1e6:.1f} MB "
+          f"in {m.timing_s['total']:.1f} s")  # fmt: skip
+    print(f"  catalog: {m.catalog} (serve it: gee-mining serve --catalog {m.catalog})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gee-mining", description="Find mines in Sentinel-2 imagery with Earth Engine."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="serve the local engine over HTTP on loopback")
+    p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    p.add_argument("--catalog", help="catalog TOML mapping asset ids to files")
+    p.add_argument("--project", default="gee-mining-local", help="Cloud project id the engine answers for")
+    p.add_argument("--storage", help="folder where exports land (default: a temporary folder)")
+    p.add_argument("--faults", help="fault injection for testing launchers, JSON, e.g. '{\"transient_rate\": 0.1}'")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("demo", help="run every pipeline step on the local engine and write a report")
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--catalog", help="catalog TOML (default: the project's shared data, if found)")
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("report", help="(re)write a run's self-contained HTML report (and a PDF copy on request)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the folder a run wrote (report.json, summary.json, figures)")
+    p.add_argument("--out", help="HTML file to write (default RUN_DIR/report.html)")
+    p.add_argument(
+        "--pdf",
+        nargs="?",
+        const=True,
+        metavar="PATH",
+        help="also print it to PDF with headless Chromium (default RUN_DIR/report.pdf)",
+    )
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser("js", help="write the pipeline steps' Earth Engine Code Editor scripts (ee_scripts/)")
+    p.add_argument("--out", default="ee_scripts", help="output folder (default ee_scripts)")
+    p.set_defaults(func=_js)
+
+    p = sub.add_parser("grid", help="Step 1: cells over mine polygons (positives, negatives, names) to a table")
+    p.add_argument("--polygons", required=True, help="a table asset id, or a polygon file (local engine)")
+    p.add_argument("--cell", type=float, help="cell size in metres (5500, 2750, 1375 = zoom 14, 15, 16)")
+    p.add_argument("--zoom", type=int, help="zoom label (needed for other cell sizes)")
+    p.add_argument("--levels", help="several nested sizes, coarse to fine, e.g. 5500,2750,1375")
+    p.add_argument("--projection", default="utm", choices=["utm", "EPSG:3857"], help="grid projection (default utm)")
+    p.add_argument("--region", help="west,south,east,north in degrees (default: everywhere)")
+    p.add_argument("--margin", type=float, default=0.0, help="metres between negatives and any polygon")
+    p.add_argument("--image-stat", action="append", default=[], metavar="COLUMN=IMAGE_ID:BAND:REDUCER",
+                   help="an extra column: a statistic of an image band over each cell (repeatable)")  # fmt: skip
+    p.add_argument("--table-property", action="append", default=[], metavar="COLUMN=TABLE_ID:PROPERTY",
+                   help="an extra column: a property of the table's feature at each cell's centre (repeatable)")  # fmt: skip
+    p.add_argument("--engine", default="local", choices=["local", "earthengine"])
+    p.add_argument("--project", default="gee-mining-local", help="Cloud project (Earth Engine) or local project id")
+    p.add_argument("--catalog", help="local engine catalog TOML (for asset ids)")
+    p.add_argument("--out", help="output table: .parquet (GeoParquet), .gpkg or .csv")
+    p.add_argument("--export", metavar="gs://BUCKET/PREFIX", help="global run: start Export.table tasks per UTM zone")
+    p.add_argument("--from-exports", metavar="DIR", help="build the table from a global run's downloaded exports")
+    p.set_defaults(func=_grid)
+
+    def cells_options(p, polygons_required: bool = True) -> None:
+        p.add_argument("--grid", required=True, help="grid table (.parquet, .gpkg, .csv) written by gee-mining grid")
+        p.add_argument("--cells", help="only these cell names (comma-separated)")
+        p.add_argument("--limit", type=int, help="only the first N cells")
+        p.add_argument("--polygons", required=polygons_required, help="mine polygons: asset id, or a file (local)")
+        p.add_argument("--start", default="2019-01-01", help="composite period start (default 2019-01-01)")
+        p.add_argument("--end", default="2020-01-01", help="composite period end, exclusive (default 2020-01-01)")
+        p.add_argument("--mask", default="cs_plus", help="cloud mask: cs_plus, scl, s2cloudless, qa60, none")
+        p.add_argument("--indices", help="spectral indices (spyndex names), comma-separated, e.g. NDVI,NBR")
+        p.add_argument("--pairwise", action="store_true", help="add the 66 pairwise normalised differences")
+        p.add_argument("--engine", default="local", choices=["local", "earthengine"])
+        p.add_argument("--project", default="gee-mining-local", help="Cloud project or local project id")
+        p.add_argument("--catalog", help="local engine catalog TOML (for asset ids)")
+        p.add_argument("--storage", help="local engine: folder where gs:// exports land")
+
+    p = sub.add_parser("export-cells", help="Steps 2-3: a COG or TFRecord patches per cell (image, indices, labels)")
+    cells_options(p)
+    p.add_argument("--out", required=True, metavar="gs://BUCKET/PREFIX", help="where the files go")
+    p.add_argument("--format", default="GeoTIFF", choices=["GeoTIFF", "TFRecord"])
+    p.add_argument("--patch-size", type=int, default=128, help="TFRecord patch side in pixels (default 128)")
+    p.add_argument("--margin", type=int, default=0, help="TFRecord extra pixels on each side of a patch")
+    p.add_argument("--download", metavar="DIR", help="also copy each cell's files into this local folder")
+    p.set_defaults(func=_export_cells)
+
+    p = sub.add_parser("quicklooks", help="Step 2: a JPEG per cell, polygons in translucent red")
+    cells_options(p)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--vmax", type=float, default=0.3, help="reflectance shown as white (default 0.3)")
+    p.add_argument("--opacity", type=float, default=0.35, help="polygon fill opacity (default 0.35)")
+    p.set_defaults(func=_quicklooks)
+
+    p = sub.add_parser("pixels", help="Step 3: pixel tables, server-side to gs:// or from exported GeoTIFFs")
+    cells_options(p, polygons_required=False)
+    p.add_argument("--out", required=True, help="gs://BUCKET/PREFIX (server-side CSV) or a folder (--from-geotiff)")
+    p.add_argument("--from-geotiff", metavar="DIR", help="read <cell>.tif files exported by export-cells")
+    p.add_argument("--format", default="parquet", help="with --from-geotiff: parquet, csv or parquet,csv")
+    p.set_defaults(func=_pixels)
+
+    p = sub.add_parser(
+        "export", help="batch export jobs (export_jobs/*.toml): run/resume, status, retry-failed, cancel"
+    )
+    p.add_argument(
+        "action",
+        choices=["run", "status", "retry-failed", "cancel"],
+        help="run (or resume) the job; show its ledger; re-run its failed cells; cancel its tasks",
+    )
+    p.add_argument("job", help="job spec TOML, e.g. export_jobs/z14-cells-cog.toml")
+    p.add_argument("--ledger", help="ledger SQLite file (default: beside the job spec)")
+    p.add_argument("--project", default="gee-mining-local", help="Cloud project (Earth Engine) or local project id")
+    p.add_argument("--catalog", help="local engine catalog TOML")
+    p.add_argument("--storage", help="local engine: folder where gs:// exports land")
+    p.add_argument("--url", help="a local engine already serving (gee-mining serve), e.g. http://127.0.0.1:8765")
+    p.set_defaults(func=_export)
+
+    from gee_mining.cli.detect import add_cli as add_detect_cli
+
+    add_detect_cli(sub)
+    from gee_mining.cli.classify import add_cli as add_classify_cli
+
+    add_classify_cli(sub)
+
+    from gee_mining.cli.study import add_cli as add_study_cli
+
+    add_study_cli(sub)
+
+    from gee_mining.cli.pyramid import add_cli as add_pyramid_cli
+
+    add_pyramid_cli(sub)
+
+    p = sub.add_parser("world", help="write a SIMULATED Sentinel-2 world (scenes, cloud scores, land cover) + catalog")
+    p.add_argument("--out", default="runs/world", help="output folder (default runs/world)")
+    p.add_argument("--polygons", help="mine polygon file to build around (default: generated polygons)")
+    p.add_argument("--size-km", type=float, default=20.0, help="side of the square world in km (default 20)")
+    p.add_argument("--year", type=int, default=2019, help="year of the scenes (default 2019)")
+    p.add_argument("--months", type=int, default=12, help="months of scenes from January (default 12)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
+    p.add_argument("--center", help="lon,lat of the world's centre (default: densest polygons, or Tapajos)")
+    p.add_argument("--project", default="gee-mining-local", help="project of the mine table's asset id")
+    p.add_argument("--workers", type=int, help="processes rendering scenes (default: up to 2)")
+    p.add_argument("--verbose", action="store_true", help="print each scene")
+    p.set_defaults(func=_world)
+
+    p = sub.add_parser("algorithms", help="list the Earth Engine algorithms the local engine implements")
+    p.add_argument("--all", action="store_true", help="list every Earth Engine algorithm, marking ours")
+    p.add_argument("--markdown", action="store_true", help="the documentation page (docs/algorithms.md) instead")
+    p.set_defaults(func=_algorithms)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except GeeMiningError as e:
+        print(f"gee-mining: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

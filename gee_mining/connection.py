@@ -1,0 +1,189 @@
+"""``gee_mining.connection``: point the ``ee`` module at an engine.
+
+``connect(engine="earthengine")`` initialises the real Earth Engine service
+with the user's credentials. ``connect(engine="local")`` starts (or reuses) the
+local engine and initialises the same ``ee`` module against it, in-process by
+default or over HTTP on loopback. After ``connect``, user code is plain ``ee``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import ee
+
+from gee_mining.errors import ConnectError
+
+DEFAULT_LOCAL_PROJECT = "gee-mining-local"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Which engine ``ee`` now talks to."""
+
+    engine: Literal["local", "earthengine"]
+    project: str
+    url: str | None = None
+    transport: Literal["in-process", "http", "service"] = "service"
+    catalog: Path | None = None
+    local_engine: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def is_local(self) -> bool:
+        return self.engine == "local"
+
+    def describe(self) -> str:
+        if self.engine == "earthengine":
+            return f"Earth Engine (project {self.project})"
+        where = self.url if self.transport == "http" else "in-process"
+        return f"gee-mining local engine ({where}, project {self.project}, catalog {self.catalog or 'empty'})"
+
+
+# Engines already started in this process, by (catalog, storage): connect() reuses them.
+_ENGINES: dict[tuple, Any] = {}
+# The connection ``ee`` is initialised against (part of the ``ee`` session's state).
+_CURRENT: list[Connection] = []
+
+
+def current_connection() -> Connection | None:
+    """The engine ``ee`` talks to now, as the last :func:`connect` set it (None before any)."""
+    return _CURRENT[-1] if _CURRENT else None
+
+
+def disconnect() -> None:
+    """Close the local engine ``ee`` talks to (its servers, task workers, storage emulator) and forget it,
+    with everything it loaded and cached: the next :func:`connect` starts a fresh one. ``ee`` is left
+    uninitialised. Does nothing for Earth Engine's service or when nothing is connected."""
+    conn = current_connection()
+    if conn is None or conn.local_engine is None:
+        return
+    _CURRENT.clear()
+    for key, engine in list(_ENGINES.items()):
+        if engine is conn.local_engine:
+            del _ENGINES[key]
+    conn.local_engine.close()
+    ee.Reset()
+
+
+def _set_current(conn: Connection) -> Connection:
+    _CURRENT[:] = [conn]
+    return conn
+
+
+def connect(
+    engine: Literal["local", "earthengine"] = "local",
+    project: str | None = None,
+    *,
+    catalog: str | os.PathLike | None = None,
+    http: bool = False,
+    url: str | None = None,
+    port: int = 0,
+    storage_root: str | os.PathLike | None = None,
+    storage: Literal["local", "emulator", "gcs"] = "local",
+    storage_options: dict[str, Any] | None = None,
+    credentials: Any = "persistent",
+    engine_settings: dict[str, Any] | None = None,
+) -> Connection:
+    """Initialise ``ee`` against an engine and say which.
+
+    engine: "local" (the default: nothing to sign up for) or "earthengine".
+    project: the Cloud project (required by Earth Engine; any id of 6+ characters locally).
+    catalog: the local catalog TOML mapping asset ids to files (local engine);
+        default: ``$GEE_MINING_CATALOG`` if set, else an empty catalog.
+    http: serve the local engine over HTTP on 127.0.0.1 (``port``, 0 = a free
+        one) instead of in-process; ``url``: use a local engine already serving there
+        (``gee-mining serve``).
+    storage: where the local engine's Cloud Storage exports go: "local"
+        (folders under ``storage_root``), "emulator" (a Cloud Storage emulator
+        on 127.0.0.1) or "gcs" (real buckets; ``storage_options`` may give
+        ``project``, ``credentials`` or ``client``).
+    engine_settings: the local engine's settings, e.g. ``{"faults": {"transient_rate": 0.2}}``
+        (fault injection for tests, ``gee_mining.local.faults``; off by default).
+    """
+    _CURRENT.clear()  # until this connect succeeds, ``ee`` is connected to nothing we know
+    if engine == "earthengine":
+        if not project:
+            raise ConnectError(
+                "connect(engine='earthengine') needs project='your-cloud-project' "
+                "(an Earth Engine-enabled Google Cloud project)."
+            )
+        try:
+            ee.Initialize(credentials=credentials, project=project)
+        except Exception as e:
+            raise ConnectError(
+                f"Earth Engine could not be initialised: {e}. Run `earthengine authenticate` "
+                "first, or use connect(engine='local') to work offline."
+            ) from e
+        return _set_current(Connection("earthengine", project))
+    if engine != "local":
+        raise ConnectError(f"Unknown engine {engine!r}: use 'local' or 'earthengine'.")
+
+    from google.auth.credentials import AnonymousCredentials
+
+    project = project or DEFAULT_LOCAL_PROJECT
+    if len(project) < 6:
+        raise ConnectError(f"project={project!r}: Earth Engine project ids have at least 6 characters.")
+    catalog_path = catalog or os.environ.get("GEE_MINING_CATALOG")
+    catalog_path = Path(catalog_path).resolve() if catalog_path else None
+    _skip_online_catalog()
+    if url:
+        _initialize(project, url=url.rstrip("/"))
+        return _set_current(Connection("local", project, url=url.rstrip("/"), transport="http", catalog=catalog_path))
+
+    import json
+
+    from gee_mining.local import CatalogError, LocalEngine
+
+    settings_key = json.dumps(engine_settings or {}, sort_keys=True)
+    key = (catalog_path, str(storage_root) if storage_root else None, project, storage, settings_key)
+    local = _ENGINES.get(key)
+    if local is None:
+        try:
+            local = LocalEngine(
+                catalog_path,
+                project=project,
+                storage_root=storage_root,
+                storage=storage,
+                storage_options=storage_options,
+                settings=engine_settings,
+            )
+        except CatalogError as e:
+            raise ConnectError(str(e)) from None
+        _ENGINES[key] = local
+    if http:
+        server = next((s for s in local._servers if port in (0, s.port)), None) or local.serve(port=port)
+        _initialize(project, url=server.url, credentials=AnonymousCredentials())
+        return _set_current(
+            Connection("local", project, url=server.url, transport="http", catalog=catalog_path, local_engine=local)
+        )
+    _initialize(project, url=None, transport=local.transport())
+    return _set_current(Connection("local", project, transport="in-process", catalog=catalog_path, local_engine=local))
+
+
+def _initialize(project: str, url: str | None, transport: Any = None, credentials: Any = None) -> None:
+    from google.auth.credentials import AnonymousCredentials
+
+    from gee_mining.local.server import IN_PROCESS_URL
+
+    ee.Reset()
+    _skip_online_catalog()
+    try:
+        ee.Initialize(
+            credentials=credentials or AnonymousCredentials(),
+            url=url or IN_PROCESS_URL,
+            http_transport=transport,
+            project=project,
+        )
+    except Exception as e:
+        raise ConnectError(f"The local engine at {url or 'in-process'} did not answer: {e}") from e
+
+
+def _skip_online_catalog() -> None:
+    """The client fetches Earth Engine's public STAC catalog to warn about deprecated
+    datasets; the local engine has no such datasets and must not go online. A
+    non-empty ``ee.deprecation.deprecated_assets`` (a public attribute) tells the
+    client the list is already known."""
+    ee.deprecation.deprecated_assets = {"(local engine: no deprecated assets)": None}

@@ -1,0 +1,1 @@
+"""The contracts every layer shares: cells and their one pixel lattice, band and label names, the feature grammar, the model formats, the table schemas. Pure definitions: no `ee`, no I/O, no engine."""

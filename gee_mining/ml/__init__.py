@@ -1,0 +1,1 @@
+"""Models: the pixel study (`study`), server-side classifiers (`classify`), object detection (`detect`)."""

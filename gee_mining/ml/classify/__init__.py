@@ -1,0 +1,67 @@
+"""Step 3, server side: Earth Engine classifiers and clusterers on the transformed image, and offline
+models (linear / logistic, scikit-learn trees and forests) compiled to Earth Engine.
+
+See docs/classify.md. ``model``: :class:`LinearModel` (the pixel study's JSON hand-off),
+``compile_linear``, ``compile_forest``, tree strings. ``pipeline``: samples split by cell, training,
+accuracy on held-out cells, clusterers matched to labels, probability maps and their export.
+"""
+
+from gee_mining.ml.classify.model import (
+    LinearModel,
+    compile_forest,
+    compile_linear,
+    feature_image,
+    forest_image,
+    forest_to_strings,
+    tree_to_string,
+)
+from gee_mining.ml.classify.pipeline import (
+    CLASSIFIERS,
+    CLUSTERERS,
+    DEFAULT_FEATURES,
+    Accuracy,
+    ClassifySpec,
+    accuracy,
+    cell_features,
+    cell_region,
+    cluster_accuracy,
+    clusters_to_labels,
+    export_probability,
+    fetch_samples,
+    match_clusters,
+    matrix_figures,
+    probability_image,
+    split_cells,
+    train,
+    train_clusterer,
+    training_samples,
+)
+
+__all__ = [
+    "CLASSIFIERS",
+    "CLUSTERERS",
+    "DEFAULT_FEATURES",
+    "Accuracy",
+    "ClassifySpec",
+    "LinearModel",
+    "accuracy",
+    "cell_features",
+    "cell_region",
+    "cluster_accuracy",
+    "clusters_to_labels",
+    "compile_forest",
+    "compile_linear",
+    "export_probability",
+    "feature_image",
+    "fetch_samples",
+    "forest_image",
+    "forest_to_strings",
+    "match_clusters",
+    "matrix_figures",
+    "probability_image",
+    "split_cells",
+    "train",
+    "train_clusterer",
+    "training_samples",
+    "tree_to_string",
+]

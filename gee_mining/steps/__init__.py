@@ -1,0 +1,1 @@
+"""The pipeline's steps as Earth Engine graphs (`ee` only): grids, composites, indices, labels, a cell's image, quicklooks, pixel tables. The same graph runs on Earth Engine, on the local engine and as Code Editor JavaScript."""
