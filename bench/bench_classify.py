@@ -63,7 +63,7 @@ def main() -> None:
     import gee_mining
     from gee_mining.ml.classify import LinearModel, compile_forest, compile_linear, feature_image
 
-    gee_mining.connection("local", project="gee-mining-bench")
+    gee_mining.connect("local", project="gee-mining-bench")
     features = feature_image(synthetic_bands(ee), FEATURES)
     arr = ee.data.computePixels({"expression": features, "fileFormat": "NUMPY_NDARRAY", "grid": GRID})
     x = np.stack([arr[f] for f in FEATURES], axis=-1).reshape(-1, len(FEATURES)).astype(np.float64)

@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         catalog = write_scenes(folder, args.scenes)
         print(f"wrote {args.scenes} scenes x {len(BANDS)} bands in {time.perf_counter() - t:.1f} s")
-        gee_mining.connection("local", project="gee-mining-bench", catalog=catalog, storage_root=folder / "storage")
+        gee_mining.connect("local", project="gee-mining-bench", catalog=catalog, storage_root=folder / "storage")
 
         got = engine_composite(ee)
         want = numpy_composite(folder, args.scenes)

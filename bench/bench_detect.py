@@ -47,7 +47,7 @@ def export_tiles(out: Path, size_km: float, months: int, seed: int) -> tuple[obj
         if (world.parameters["size_km"], world.parameters["months"]) == (size_km, months):
             return world, 0.0
     world = generate_world(out / "world", size_km=size_km, months=months, seed=seed, project="bench-detect")
-    gee_mining.connection("local", project="bench-detect", catalog=world.catalog)
+    gee_mining.connect("local", project="bench-detect", catalog=world.catalog)
     fc = ee.FeatureCollection(world.asset_ids["mines"])
     x0, top = world.grid["origin"]
     size = world.grid["size_m"]

@@ -96,14 +96,14 @@ def main(argv=None) -> int:
     catalog.write_text(f'[[table]]\nid = "{ASSET}"\npath = "{AMAZON}"\n')
 
     print("== value:compute round trip (median of", args.requests, "requests) ==")
-    gee_mining.connection("local", project="gee-mining-bench", catalog=catalog)
+    gee_mining.connect("local", project="gee-mining-bench", catalog=catalog)
     in_process = latency(ee, args.requests)
-    gee_mining.connection("local", project="gee-mining-bench", catalog=catalog, http=True)
+    gee_mining.connect("local", project="gee-mining-bench", catalog=catalog, http=True)
     over_http = latency(ee, args.requests)
     print(f"in-process : {in_process * 1e3:7.2f} ms")
     print(f"HTTP       : {over_http * 1e3:7.2f} ms   (HTTP / in-process = {over_http / in_process:.2f}x)")
 
-    gee_mining.connection("local", project="gee-mining-bench", catalog=catalog)
+    gee_mining.connect("local", project="gee-mining-bench", catalog=catalog)
     _, _, wkb, _ = pyogrio.raw.read(AMAZON)
     geoms = list(shapely.from_wkb(wkb))
     engine_map(ee)  # warm: table read once, as the engine keeps it

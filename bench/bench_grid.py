@@ -202,7 +202,7 @@ def main(argv=None) -> int:
         polygons in an earlier run (their reprojections, cached on them) is reused, as the reference
         reuses nothing either."""
         gee_mining.disconnect()
-        gee_mining.connection("local", project="gee-mining-bench", catalog=catalog)
+        gee_mining.connect("local", project="gee-mining-bench", catalog=catalog)
         fc = ee.FeatureCollection("projects/gee-mining-bench/assets/amazon")
         fc.size().getInfo()
         gc.collect()

@@ -42,14 +42,14 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-jobs-"))
     serve = None
     if args.inline:
-        gee_mining.connection("local", project="gee-mining-bench", storage_root=tmp / "storage")
+        gee_mining.connect("local", project="gee-mining-bench", storage_root=tmp / "storage")
     else:
         serve = subprocess.Popen(
             [sys.executable, "-m", "gee_mining.cli.main", "serve", "--project", "gee-mining-bench", "--storage",
              str(tmp / "storage")], stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         url = serve.stdout.readline().split(" on ")[1].split(" ")[0]
-        gee_mining.connection("local", project="gee-mining-bench", url=url)
+        gee_mining.connect("local", project="gee-mining-bench", url=url)
     print(f"engine: {'in-process' if args.inline else 'another process, loopback HTTP'}")
     try:
         _run(ee, args, tmp, None if args.inline else tmp / "storage")

@@ -52,7 +52,7 @@ def main() -> None:
     t = time.perf_counter()
     world = generate_world(tmp / "world", size_km=args.size_km, months=args.months, seed=0, project="gee-mining-bench")
     print(f"world: {len(world.scenes)} scenes in {time.perf_counter() - t:.1f} s")
-    gee_mining.connection("local", project="gee-mining-bench", catalog=world.catalog, storage_root=tmp / "storage")
+    gee_mining.connect("local", project="gee-mining-bench", catalog=world.catalog, storage_root=tmp / "storage")
     mines = world.asset_ids["mines"]
     table = build_grid(ee, mines, GridSpec.of(1375))
     x0, top = world.grid["origin"]

@@ -3,7 +3,7 @@
 Start with :func:`connect`; after it, user code is plain ``ee``::
 
     import ee, gee_mining
-    conn = gee_mining.connection()            # the local engine, nothing to sign up for
+    conn = gee_mining.connect()            # the local engine, nothing to sign up for
     ee.Number(1).add(2).getInfo()          # 3
 """
 

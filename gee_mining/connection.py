@@ -1,4 +1,4 @@
-"""``gee_mining.connection``: point the ``ee`` module at an engine.
+"""``gee_mining.connect``: point the ``ee`` module at an engine.
 
 ``connect(engine="earthengine")`` initialises the real Earth Engine service
 with the user's credentials. ``connect(engine="local")`` starts (or reuses) the
@@ -8,14 +8,18 @@ default or over HTTP on loopback. After ``connect``, user code is plain ``ee``.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import ee
+from google.auth.credentials import AnonymousCredentials
 
 from gee_mining.errors import ConnectError
+from gee_mining.local import CatalogError, LocalEngine
+from gee_mining.local.server import IN_PROCESS_URL
 
 DEFAULT_LOCAL_PROJECT = "gee-mining-local"
 
@@ -121,8 +125,6 @@ def connect(
     if engine != "local":
         raise ConnectError(f"Unknown engine {engine!r}: use 'local' or 'earthengine'.")
 
-    from google.auth.credentials import AnonymousCredentials
-
     project = project or DEFAULT_LOCAL_PROJECT
     if len(project) < 6:
         raise ConnectError(f"project={project!r}: Earth Engine project ids have at least 6 characters.")
@@ -132,10 +134,6 @@ def connect(
     if url:
         _initialize(project, url=url.rstrip("/"))
         return _set_current(Connection("local", project, url=url.rstrip("/"), transport="http", catalog=catalog_path))
-
-    import json
-
-    from gee_mining.local import CatalogError, LocalEngine
 
     settings_key = json.dumps(engine_settings or {}, sort_keys=True)
     key = (catalog_path, str(storage_root) if storage_root else None, project, storage, settings_key)
@@ -164,9 +162,6 @@ def connect(
 
 
 def _initialize(project: str, url: str | None, transport: Any = None, credentials: Any = None) -> None:
-    from google.auth.credentials import AnonymousCredentials
-
-    from gee_mining.local.server import IN_PROCESS_URL
 
     ee.Reset()
     _skip_online_catalog()

@@ -123,12 +123,12 @@ def test_missing_file_is_an_earth_engine_error_naming_the_asset(tmp_path, engine
     (tmp_path / "catalog.toml").write_text(
         '[[table]]\nid = "projects/gee-mining-test/assets/gone"\npath = "gone.gpkg"\n'
     )
-    gee_mining.connection("local", project="gee-mining-test", catalog=tmp_path / "catalog.toml")
+    gee_mining.connect("local", project="gee-mining-test", catalog=tmp_path / "catalog.toml")
     try:
         with pytest.raises(ee.EEException, match="file for asset 'projects/gee-mining-test/assets/gone' is missing"):
             ee.FeatureCollection("projects/gee-mining-test/assets/gone").getInfo()
     finally:
-        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
 
 
 def test_get_asset_answers_for_catalog_tables(ee_local):

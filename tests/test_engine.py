@@ -66,7 +66,7 @@ def test_no_private_ee_function_is_patched(engine_catalog):
         return out
 
     before = functions()
-    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
     after = functions()
     changed = [k for k in before if after.get(k) is not before[k]]
     assert changed == []
@@ -240,10 +240,10 @@ def test_error_answers_have_earth_engines_shape_over_http(tmp_path):
 
 
 def test_connect_reports_engine(engine_catalog):
-    conn = gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+    conn = gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
     assert conn.engine == "local" and conn.is_local and conn.transport == "in-process"
     assert "local engine" in conn.describe()
-    again = gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+    again = gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
     assert again.local_engine is conn.local_engine  # reused, not restarted
 
 
@@ -251,7 +251,7 @@ def test_disconnect_closes_the_engine_and_the_next_connect_starts_afresh(tmp_pat
     import ee
 
     options = dict(project="gee-mining-closing", storage_root=tmp_path / "storage")
-    first = gee_mining.connection("local", **options, http=True)
+    first = gee_mining.connect("local", **options, http=True)
     assert ee.Number(2).add(3).getInfo() == 5
     gee_mining.disconnect()
     assert gee_mining.current_connection() is None
@@ -259,7 +259,7 @@ def test_disconnect_closes_the_engine_and_the_next_connect_starts_afresh(tmp_pat
         ee.Number(1).getInfo()
     with pytest.raises(urllib.error.URLError):  # its HTTP server is stopped
         urllib.request.urlopen(first.url + "/v1/projects/gee-mining-closing/value:compute", timeout=5)
-    second = gee_mining.connection("local", **options)
+    second = gee_mining.connect("local", **options)
     assert second.local_engine is not first.local_engine
     assert ee.Number(2).add(3).getInfo() == 5
     gee_mining.disconnect()
@@ -270,23 +270,23 @@ def test_connect_earthengine_needs_project_and_credentials(tmp_path, monkeypatch
     monkeypatch.setenv("HOME", str(tmp_path))  # no stored Earth Engine credentials
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
     with pytest.raises(gee_mining.ConnectError, match="project="):
-        gee_mining.connection("earthengine")
+        gee_mining.connect("earthengine")
     try:
         with pytest.raises(gee_mining.ConnectError, match="earthengine authenticate"):
-            gee_mining.connection("earthengine", project="some-project")
+            gee_mining.connect("earthengine", project="some-project")
     finally:
-        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
     with pytest.raises(gee_mining.ConnectError, match="Unknown engine"):
-        gee_mining.connection("gee")
+        gee_mining.connect("gee")
 
 
 def test_connect_bad_catalog_is_clear(tmp_path):
     bad = tmp_path / "catalog.toml"
     bad.write_text("[[table]]\nid = 'projects/x-project/assets/t'\n")
     with pytest.raises(gee_mining.ConnectError, match="needs 'id' and 'path'"):
-        gee_mining.connection("local", project="gee-mining-test", catalog=bad)
+        gee_mining.connect("local", project="gee-mining-test", catalog=bad)
     with pytest.raises(gee_mining.ConnectError, match="does not exist"):
-        gee_mining.connection("local", project="gee-mining-test", catalog=tmp_path / "missing.toml")
+        gee_mining.connect("local", project="gee-mining-test", catalog=tmp_path / "missing.toml")
 
 
 def test_operations_list_get_cancel_through_the_client(ee_local, tmp_path):
@@ -350,7 +350,7 @@ def test_cli_serve_over_http(tmp_path, engine_catalog):
         url = line.split(" on ", 1)[1].split()[0]
         import ee
 
-        conn = gee_mining.connection("local", project="gee-mining-test", url=url)
+        conn = gee_mining.connect("local", project="gee-mining-test", url=url)
         assert conn.transport == "http"
         with pytest.raises(ee.EEException, match="not found"):
             ee.FeatureCollection("projects/gee-mining-test/assets/nope").getInfo()
@@ -358,4 +358,4 @@ def test_cli_serve_over_http(tmp_path, engine_catalog):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)

@@ -38,7 +38,7 @@ def emulated(ee_local, engine_catalog, tmp_path_factory):
     """``ee`` against an engine whose Cloud Storage is the emulator; (ee, engine)."""
     import gee_mining
 
-    conn = gee_mining.connection(
+    conn = gee_mining.connect(
         "local",
         project="gee-mining-test",
         catalog=engine_catalog,
@@ -46,7 +46,7 @@ def emulated(ee_local, engine_catalog, tmp_path_factory):
         storage="emulator",
     )
     yield ee_local, conn.local_engine
-    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
 
 
 def _wait(task, timeout=60.0) -> dict:

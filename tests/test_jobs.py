@@ -28,7 +28,7 @@ def emulated(ee_local, engine_catalog, tmp_path_factory):
     """``ee`` against an engine whose Cloud Storage is the emulator; (ee, engine)."""
     import gee_mining
 
-    conn = gee_mining.connection(
+    conn = gee_mining.connect(
         "local",
         project="gee-mining-test",
         catalog=engine_catalog,
@@ -36,7 +36,7 @@ def emulated(ee_local, engine_catalog, tmp_path_factory):
         storage="emulator",
     )
     yield ee_local, conn.local_engine
-    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
 
 
 @pytest.fixture(autouse=True)
@@ -407,7 +407,7 @@ def test_a_job_under_injected_faults_loses_nothing_and_duplicates_nothing(engine
     import gee_mining
 
     faults = {"transient_rate": 0.25, "task_failure_rate": 0.3, "slow_task_rate": 0.3, "slow_task_s": 0.2, "seed": 7}
-    conn = gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog,
+    conn = gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog,
                               storage_root=tmp_path / "st", engine_settings={"faults": faults})  # fmt: skip
     engine = conn.local_engine
     spec, rows = _spec(tmp_path, "faulty", n=8, value=5.0)
@@ -438,7 +438,7 @@ def test_cells_over_the_memory_limit_are_split_into_their_four_children(engine_c
     import gee_mining
     from gee_mining.batch.jobs import Ledger
 
-    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog, storage_root=tmp_path / "st",
+    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog, storage_root=tmp_path / "st",
                               engine_settings={"faults": {"memory_limit_pixels": 400}})  # fmt: skip
     spec, rows = _spec(tmp_path, "big", n=3, value=3.0)
     plain = run_job(ee, spec, tmp_path / "plain.sqlite", progress=None, poll_interval=0.02, timeout=60)
@@ -523,7 +523,7 @@ def test_sigkill_of_the_launcher_at_random_moments_loses_and_duplicates_nothing(
         assert final.returncode == 0, final.stdout + final.stderr
         done_before = int(final.stdout.split(" already done")[0].rsplit(" ", 1)[1])
         assert done_before < 24  # the kills did interrupt the job: the last run still had cells to finish
-        gee_mining.connection("local", project="gee-mining-test", url=url)
+        gee_mining.connect("local", project="gee-mining-test", url=url)
         ops = [o for o in ee.data.listOperations() if o["metadata"]["description"].startswith("kill_")]
         assert sorted(o["metadata"]["description"] for o in ops) == sorted(f"kill_{r['name']}" for r in rows)
         assert all(o["metadata"]["state"] == "SUCCEEDED" for o in ops)

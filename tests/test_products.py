@@ -50,9 +50,9 @@ def ee_world(ee_local, engine_catalog, world, tmp_path_factory):
     catalog = tmp_path_factory.mktemp("pworld_catalog") / "catalog.toml"
     catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))
     storage = tmp_path_factory.mktemp("pworld_storage")
-    gee_mining.connection("local", project="gee-mining-test", catalog=catalog, storage_root=storage)
+    gee_mining.connect("local", project="gee-mining-test", catalog=catalog, storage_root=storage)
     yield ee_local
-    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ def sim(ee_local, engine_catalog, tmp_path_factory):
 
     setup = prepare_simulated(tmp_path_factory.mktemp("pyramid"), engine_catalog, size_km=11.04, clusters=2, seed=0)
     yield setup
-    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
 
 
 @pytest.fixture(scope="module")
@@ -289,7 +289,7 @@ def test_yolo_detector_exports_the_surviving_cells_and_georeferences_its_boxes(e
     _, _, pyramid, _ = runs
     cells = pyramid.fine_cells[:3]
     # an earlier test's CLI may have moved ``ee`` back to the session engine: serve the world's composite again
-    gee_mining.connection("local", project="gee-mining-pyramid", catalog=sim.catalog, storage_root=tmp_path / "st")
+    gee_mining.connect("local", project="gee-mining-pyramid", catalog=sim.catalog, storage_root=tmp_path / "st")
     detector = YoloDetector(load_model("yolo11n.yaml"), DatasetSpec(), image=ee.Image(sim.composite_id),
                             destination="gs://gee-mining-test/yolo", conf=1e-4, folder=tmp_path)  # fmt: skip
     run = detector.detect(ee, cells)

@@ -54,7 +54,7 @@ def sim(ee_local, engine_catalog, tmp_path_factory):
     world = generate_world(tmp / "world", size_km=3, months=3, seed=4, project="gee-mining-test")
     catalog = tmp / "catalog.toml"
     catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))
-    gee_mining.connection("local", project="gee-mining-test", catalog=catalog, storage_root=tmp / "storage")
+    gee_mining.connect("local", project="gee-mining-test", catalog=catalog, storage_root=tmp / "storage")
     try:
         with rasterio.open(Path(world.out_dir) / "truth" / "surface.tif") as ds:
             material, t, epsg = ds.read(1), ds.transform, ds.crs.to_epsg()
@@ -75,7 +75,7 @@ def sim(ee_local, engine_catalog, tmp_path_factory):
             rows, world.asset_ids["mines"], ExportSpec("gs://cells/s"), SPEC, download_to=tmp / "tif"
         )
     finally:
-        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
     by = {r["name"]: r for r in rows}
     table = pd.concat([from_geotiff(p, by[r.cell]) for r in results for p in r.local_files], ignore_index=True)
     write_pixel_table(table, tmp / "pixels")
@@ -316,7 +316,7 @@ def test_exported_model_deploys_server_side_with_the_same_scores(sim, tmp_path, 
     row = {"name": cell, "epsg": int(rows.iloc[0]["epsg"]), "zoom": 19, "cell_size": CELL, "cell_x": cx, "cell_y": cy}
     grid = pixel_grid(row)
     catalog = Path(world.out_dir).parent / "catalog.toml"
-    gee_mining.connection("local", project="gee-mining-test", catalog=catalog)
+    gee_mining.connect("local", project="gee-mining-test", catalog=catalog)
     out = ee.data.computePixels({"expression": C.compile_linear(model, composite(row, SPEC.composite)),
                                  "fileFormat": "NUMPY_NDARRAY", "grid": grid.ee_grid()})  # fmt: skip
     names, X = numpy_features(rows)

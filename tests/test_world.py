@@ -35,9 +35,9 @@ def ee_world(ee_local, engine_catalog, world, tmp_path_factory):
 
     catalog = tmp_path_factory.mktemp("world_catalog") / "catalog.toml"
     catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))
-    gee_mining.connection("local", project="gee-mining-test", catalog=catalog)
+    gee_mining.connect("local", project="gee-mining-test", catalog=catalog)
     yield ee_local
-    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
 
 
 def _read(path: Path, band: int | None = None) -> np.ndarray:

@@ -19,6 +19,7 @@ Large runs (thousands of cells, a few tasks at a time, resumable) go through
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import time
@@ -27,8 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import ee
+import google_crc32c
+from google.cloud import storage
+
+from gee_mining.connection import current_connection
 from gee_mining.errors import GeeMiningError, InputError
 from gee_mining.steps.cell_image import ImagerySpec, cell_image, check_rows
+from gee_mining.steps.grid import pixel_grid
 
 FORMATS = ("GeoTIFF", "TFRecord")
 NODATA = -9999.0
@@ -108,9 +115,6 @@ def task_description(cell: str, prefix: str = "cell") -> str:
 
 def export_task(image: Any, row: dict[str, Any], spec: ExportSpec, description: str | None = None):
     """The (unstarted) ``Export.image.toCloudStorage`` task of ``image`` on the cell's 10 m lattice."""
-    import ee
-
-    from gee_mining.steps.grid import pixel_grid
 
     grid = pixel_grid(row)
     if spec.format == "TFRecord" and (grid.width % spec.patch_size or grid.height % spec.patch_size):
@@ -273,9 +277,6 @@ class Bucket:
             blob = self._client.bucket(self.name).get_blob(name)
             if blob is not None and blob.crc32c:
                 return blob.crc32c
-        import base64
-
-        import google_crc32c
 
         return base64.b64encode(google_crc32c.Checksum(self.read(name)).digest()).decode()
 
@@ -292,7 +293,6 @@ def open_bucket(name: str, storage_root: str | os.PathLike | None = None) -> Buc
     ``storage_root``: the folder of a local engine's folder storage, for a local engine that serves
     from another process (``gee-mining serve --storage DIR``), whose storage this process cannot see.
     """
-    from gee_mining.connection import current_connection
 
     if storage_root is not None:
         return Bucket(name, folder=Path(storage_root) / name)
@@ -307,6 +307,5 @@ def open_bucket(name: str, storage_root: str | os.PathLike | None = None) -> Buc
         if engine.storage_kind == "local":
             return Bucket(name, folder=Path(engine.storage_root) / name)
         return Bucket(name, client=engine.storage_client())
-    from google.cloud import storage
 
     return Bucket(name, client=storage.Client(project=conn.project if conn else None))

@@ -32,7 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+import pyogrio
+
+from gee_mining.batch.exports import ExportSpec, cell_export_task, cell_files, open_bucket, task_description
 from gee_mining.errors import GeeMiningError, InputError
+from gee_mining.steps.cell_image import ImagerySpec
+from gee_mining.steps.cell_image import cell_image as image_of
+from gee_mining.steps.grid import child_rows, ee_cell_geometry, pixel_grid
+from gee_mining.steps.pixel_tables import export_pixel_table
 
 STATES = ("PENDING", "SUBMITTING", "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED", "SPLIT")
 ACTIVE = ("SUBMITTED", "RUNNING")
@@ -229,13 +237,9 @@ def iter_cells(path: str | Path, batch: int = 4096) -> Iterator[dict[str, Any]]:
         fh = path.open(newline="")
         rows: Iterable[dict[str, Any]] = csv.DictReader(fh)
     elif suffix == ".parquet":
-        import pyarrow.parquet as pq
-
         fh = pq.ParquetFile(path)
         rows = (r for b in fh.iter_batches(batch_size=batch) for r in b.to_pylist())
     elif suffix == ".gpkg":
-        import pyogrio
-
         fh = None
         rows = pyogrio.read_dataframe(path, read_geometry=False).to_dict("records")
     else:
@@ -271,7 +275,6 @@ def read_cells(path: str | Path) -> list[dict[str, Any]]:
 
 def _description(spec: JobSpec, row: dict) -> str:
     """An Earth Engine task description (letters, digits, '-', '_', at most 100 characters)."""
-    from gee_mining.batch.exports import task_description
 
     return task_description(row["name"], spec.name)
 
@@ -286,7 +289,6 @@ def cell_geotiff(ee, row: dict, spec: JobSpec):
     The image is ``ee.Image.constant(value)``: the product exercises the launcher; real
     per-cell products (composites, indices) plug in the same way.
     """
-    from gee_mining.steps.grid import pixel_grid
 
     grid = pixel_grid(row, scale=float(spec.params.get("scale", 10.0)))
     image = ee.Image.constant(float(spec.params.get("value", 1.0))).toFloat().rename("value")
@@ -304,7 +306,6 @@ def cell_geotiff(ee, row: dict, spec: JobSpec):
 
 def grid_table(ee, row: dict, spec: JobSpec):
     """The cell itself (its polygon and grid-table columns) as a table file (``params.format``, default CSV)."""
-    from gee_mining.steps.grid import ee_cell_geometry
 
     props = {k: v for k, v in row.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
     fc = ee.FeatureCollection([ee.Feature(ee_cell_geometry(ee, row), props)])
@@ -318,7 +319,6 @@ def grid_table(ee, row: dict, spec: JobSpec):
 
 
 def _imagery(spec: JobSpec):
-    from gee_mining.steps.cell_image import ImagerySpec
 
     params = {k: v for k, v in spec.params.items() if k not in ("polygons", "format", "patch_size", "margin")}
     if "polygons" not in spec.params:
@@ -332,7 +332,6 @@ def cell_image(ee, row: dict, spec: JobSpec):
     ``params``: ``polygons`` (asset id), ``format`` ("GeoTIFF" or "TFRecord"), ``patch_size``, ``margin``
     and the imagery options (``indices``, ``pairwise``, ``start``, ``end``, ``mask``, ...).
     """
-    from gee_mining.batch.exports import ExportSpec, cell_export_task
 
     polygons, imagery = _imagery(spec)
     export = ExportSpec(
@@ -346,8 +345,6 @@ def cell_image(ee, row: dict, spec: JobSpec):
 
 def pixel_table(ee, row: dict, spec: JobSpec):
     """The cell's pixel table (``pixel_tables.pixel_features``) as CSV; ``params`` as for ``cell-image``."""
-    from gee_mining.steps.cell_image import cell_image as image_of
-    from gee_mining.steps.pixel_tables import export_pixel_table
 
     polygons, imagery = _imagery(spec)
     image = image_of(row, polygons, imagery)
@@ -603,7 +600,6 @@ def verify_outputs(spec: JobSpec, cell: str, storage_root: str | Path | None = N
     Checked at the destination itself (Cloud Storage, the emulator or the local engine's folder),
     so a task that reports success without its files is caught.
     """
-    from gee_mining.batch.exports import cell_files, open_bucket
 
     bucket = open_bucket(spec.bucket, storage_root)
     prefix = f"{spec.prefix}/{cell}" if spec.prefix else cell
@@ -669,8 +665,6 @@ def _fail(ledger: Ledger, spec: JobSpec, cell: str, message: str, say) -> None:
     if spec.split_failed and is_splittable(message):
         row = ledger.cell_row(cell)
         if int(row.get("split_depth") or 0) < spec.max_split_depth:
-            from gee_mining.steps.grid import child_rows
-
             children = child_rows(row)
             ledger.split(spec, cell, message, children)
             say(f"  SPLIT {cell} into {len(children)} cells of {children[0]['cell_size']:g} m: {message}")

@@ -10,13 +10,31 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
+
+from gee_mining.batch.exports import wait_for
+from gee_mining.batch.jobs import read_cells
+from gee_mining.cli.common import connect_with_polygons, parse_key_values
+from gee_mining.ml.classify.model import LinearModel, compile_linear
+from gee_mining.ml.classify.pipeline import (
+    CLASSIFIERS,
+    DEFAULT_FEATURES,
+    SAMPLING,
+    ClassifySpec,
+    accuracy,
+    cell_features,
+    export_probability,
+    fetch_samples,
+    probability_image,
+    split_cells,
+    train,
+    training_samples,
+)
+from gee_mining.steps.sentinel2 import CompositeSpec
 
 
 def _spec(args):
-    from gee_mining.cli.common import parse_key_values
-    from gee_mining.ml.classify.pipeline import DEFAULT_FEATURES, ClassifySpec
-    from gee_mining.steps.sentinel2 import CompositeSpec
 
     params = parse_key_values(args.param, "--param", "numberOfTrees=100 (a classifier argument)")
     features = tuple(f.strip() for f in args.features.split(",")) if args.features else DEFAULT_FEATURES
@@ -33,7 +51,6 @@ def _spec(args):
 
 
 def _rows(args):
-    from gee_mining.batch.jobs import read_cells
 
     rows = read_cells(args.grid)
     if args.cells:
@@ -43,8 +60,6 @@ def _rows(args):
 
 
 def _evaluate(args) -> int:
-    from gee_mining.cli.common import connect_with_polygons
-    from gee_mining.ml.classify.pipeline import accuracy, fetch_samples, split_cells, train, training_samples
 
     polygons = connect_with_polygons(args)
     spec = _spec(args)
@@ -68,23 +83,12 @@ def _evaluate(args) -> int:
 
 
 def _deploy(args) -> int:
-    from gee_mining.batch.exports import wait_for
-    from gee_mining.cli.common import connect_with_polygons
-    from gee_mining.ml.classify.model import LinearModel, compile_linear
-    from gee_mining.ml.classify.pipeline import (
-        cell_features,
-        export_probability,
-        probability_image,
-        train,
-        training_samples,
-    )
 
     polygons = connect_with_polygons(args)
     spec = _spec(args)
     rows = _rows(args)
     if args.linear:
         model = LinearModel.read(args.linear)
-        from dataclasses import replace
 
         lin_spec = replace(spec, features=model.features)
         images = [
@@ -111,7 +115,6 @@ def _deploy(args) -> int:
 
 
 def add_cli(sub) -> None:
-    from gee_mining.ml.classify.pipeline import CLASSIFIERS, SAMPLING
 
     p = sub.add_parser("classify", help="Step 3 server-side: Earth Engine classifiers, accuracy, probability maps")
     csub = p.add_subparsers(dest="classify_command", required=True)

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+from gee_mining.connection import connect
+from gee_mining.errors import InputError
+from gee_mining.local.catalog import TABLE_SUFFIXES
+from gee_mining.steps.grid import register_polygon_file
 
 
 def connect_with_polygons(args: argparse.Namespace) -> str:
     """Connect ``ee`` as ``--engine`` says; a polygon file (local engine) is served under an asset id, returned."""
-    import tempfile
-    from pathlib import Path
-
-    from gee_mining.connection import connect
-    from gee_mining.errors import InputError
-    from gee_mining.local.catalog import TABLE_SUFFIXES
-    from gee_mining.steps.grid import register_polygon_file
 
     polygons = args.polygons
     if Path(polygons).suffix.lower() in TABLE_SUFFIXES or Path(polygons).exists():
@@ -35,7 +35,6 @@ def connect_with_polygons(args: argparse.Namespace) -> str:
 def parse_key_values(pairs: Sequence[str] | None, option: str, example: str) -> dict[str, Any]:
     """``key=value`` command-line pairs as keyword arguments; values become int, float, bool or None when they read
     as one (``numberOfTrees=100``, ``mosaic=0``, ``amp=false``), strings otherwise."""
-    from gee_mining.errors import InputError
 
     def value(text: str) -> Any:
         for cast in (int, float):

@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from gee_mining.cli.common import parse_key_values
+from gee_mining.ml.detect.dataset import (
+    DatasetSpec,
+    build_dataset,
+    cut_patches,
+    dataset_summary,
+    keep_near_mines,
+    open_dataset,
+)
+from gee_mining.ml.detect.evaluate import cross_validate, dataset_cell_metrics, evaluate
+from gee_mining.ml.detect.predict import merge_detections, predict_cells, write_detections, zero_shot
+from gee_mining.ml.detect.splits import geographic_split
+from gee_mining.ml.detect.train import load_model, train
 
 
 def _settings(pairs: list[str] | None) -> dict:
     """``key=value`` pairs (ultralytics' own setting names) to keyword arguments."""
-    from gee_mining.cli.common import parse_key_values
 
     return parse_key_values(pairs, "setting", "lr0=0.005 or mosaic=0 (an ultralytics setting)")
 
 
 def _dataset(args) -> int:
-    from gee_mining.ml.detect.dataset import DatasetSpec, build_dataset, dataset_summary
 
     spec = DatasetSpec(
         bands=tuple(args.bands.split(",")),
@@ -30,14 +46,9 @@ def _dataset(args) -> int:
 
 
 def _patches(args) -> int:
-    from gee_mining.ml.detect.dataset import cut_patches
 
     keep = None
     if args.polygons:
-        import math
-
-        from gee_mining.ml.detect.dataset import keep_near_mines
-
         mine_stride = args.mine_stride or args.stride or args.size
         other_stride = args.stride or args.size
         keep = keep_near_mines(args.polygons, mine_stride, other_stride)
@@ -48,8 +59,6 @@ def _patches(args) -> int:
 
 
 def _split_yaml(args) -> Path:
-    from gee_mining.ml.detect.dataset import open_dataset
-    from gee_mining.ml.detect.splits import geographic_split
 
     ds = open_dataset(args.dataset)
     table = _table(args.table) if getattr(args, "table", None) else None
@@ -58,17 +67,13 @@ def _split_yaml(args) -> Path:
 
 
 def _table(path: str) -> list[dict]:
-    import pyarrow.parquet as pq
 
     if path.endswith(".csv"):
-        import pandas as pd
-
         return pd.read_csv(path).to_dict("records")
     return pq.read_table(path).to_pylist()
 
 
 def _train(args) -> int:
-    from gee_mining.ml.detect.train import train
 
     yaml = _split_yaml(args) if args.val_fraction else Path(args.dataset) / "data.yaml"
     r = train(yaml, args.model, args.weights, args.out, args.name, epochs=args.epochs, imgsz=args.imgsz,
@@ -78,9 +83,6 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from gee_mining.ml.detect.dataset import open_dataset
-    from gee_mining.ml.detect.evaluate import dataset_cell_metrics, evaluate
-    from gee_mining.ml.detect.train import load_model
 
     ds = open_dataset(args.dataset)
     yaml = Path(args.data) if args.data else ds.yaml
@@ -99,8 +101,6 @@ def _split_list(yaml: Path, split: str) -> list[str]:
 
 
 def _predict(args) -> int:
-    from gee_mining.ml.detect.dataset import DatasetSpec, open_dataset
-    from gee_mining.ml.detect.predict import merge_detections, predict_cells, write_detections, zero_shot
 
     spec = open_dataset(args.dataset).spec if args.dataset else DatasetSpec(bands=tuple(args.bands.split(",")))
     if args.prompt:
@@ -114,8 +114,6 @@ def _predict(args) -> int:
 
 
 def _cv(args) -> int:
-    from gee_mining.ml.detect.dataset import open_dataset
-    from gee_mining.ml.detect.evaluate import cross_validate
 
     ds = open_dataset(args.dataset)
     table = _table(args.table) if args.table else None

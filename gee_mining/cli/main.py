@@ -3,23 +3,55 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+import ee
+import pandas as pd
+
+from gee_mining.batch.exports import ExportSpec, export_cells, wait_for
+from gee_mining.batch.jobs import Ledger, cancel_job, load_spec, read_cells, retry_failed, run_job
+from gee_mining.cli.classify import add_cli as add_classify_cli
 from gee_mining.cli.common import connect_with_polygons
-from gee_mining.errors import GeeMiningError
+from gee_mining.cli.detect import add_cli as add_detect_cli
+from gee_mining.cli.pyramid import add_cli as add_pyramid_cli
+from gee_mining.cli.study import add_cli as add_study_cli
+from gee_mining.connection import connect
+from gee_mining.demo.run import run_demo
+from gee_mining.errors import GeeMiningError, InputError
+from gee_mining.local import LocalEngine
+from gee_mining.local.registry import implemented
+from gee_mining.local.signatures import signatures
+from gee_mining.steps.cell_image import ImagerySpec, cell_image
+from gee_mining.steps.grid import (
+    GridSpec,
+    Metadata,
+    build_levels,
+    export_grid,
+    grid_from_exports,
+    parse_image_stat,
+    parse_region,
+    parse_table_property,
+    write_table,
+)
+from gee_mining.steps.indices import BANDS
+from gee_mining.steps.pixel_tables import export_pixel_table, from_geotiff, write_pixel_table
+from gee_mining.steps.quicklooks import QuicklookSpec, write_quicklooks
+from gee_mining.tools.algorithms_doc import algorithms_markdown
+from gee_mining.tools.jsgen import cli
+from gee_mining.tools.report import build_report
+from gee_mining.world import generate_world
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import json
-
-    from gee_mining.local import LocalEngine
 
     settings = {"faults": json.loads(args.faults)} if args.faults else None
     engine = LocalEngine(args.catalog, project=args.project, storage_root=args.storage, settings=settings)
     server = engine.serve(args.host, args.port)
     print(f"gee-mining local engine serving Earth Engine's REST API on {server.url} (Ctrl-C to stop)")
-    print(f"  connect with: gee_mining.connection('local', project='{args.project}', url='{server.url}')")
+    print(f"  connect with: gee_mining.connect('local', project='{args.project}', url='{server.url}')")
     print(f"  catalog: {args.catalog or '(empty)'}; exports land under {engine.storage_root}")
     try:
         server.wait()
@@ -31,7 +63,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from gee_mining.demo.run import run_demo
 
     result = run_demo(args.out, catalog=args.catalog)
     print(f"report: {result.report.resolve()}")
@@ -39,13 +70,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _js(args: argparse.Namespace) -> int:
-    from gee_mining.tools.jsgen import cli
 
     return cli(args)
 
 
 def _report(args: argparse.Namespace) -> int:
-    from gee_mining.tools.report import build_report
 
     files = build_report(args.run_dir, out=args.out, pdf=args.pdf or False)
     print(f"report: {files.html.resolve()}")
@@ -56,12 +85,8 @@ def _report(args: argparse.Namespace) -> int:
 
 def _algorithms(args: argparse.Namespace) -> int:
     if args.markdown:
-        from gee_mining.tools.algorithms_doc import algorithms_markdown
-
         sys.stdout.write(algorithms_markdown())
         return 0
-    from gee_mining.local.registry import implemented
-    from gee_mining.local.signatures import signatures
 
     done = implemented()
     names = sorted(signatures()) if args.all else sorted(done)
@@ -75,20 +100,6 @@ def _algorithms(args: argparse.Namespace) -> int:
 
 
 def _grid(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    import ee
-
-    from gee_mining.errors import InputError
-    from gee_mining.steps.grid import (
-        GridSpec,
-        Metadata,
-        build_levels,
-        parse_image_stat,
-        parse_region,
-        parse_table_property,
-        write_table,
-    )
 
     if args.levels:
         specs = [GridSpec.of(float(v), projection=args.projection) for v in args.levels.split(",")]
@@ -102,8 +113,6 @@ def _grid(args: argparse.Namespace) -> int:
     polygons = connect_with_polygons(args)
     region = parse_region(ee, args.region)
     if args.export:
-        from gee_mining.steps.grid import export_grid
-
         bucket, _, prefix = args.export.removeprefix("gs://").partition("/")
         for spec in specs:
             tasks = export_grid(ee, polygons, spec, bucket, prefix or "grid", region=region, margin=args.margin,
@@ -115,8 +124,6 @@ def _grid(args: argparse.Namespace) -> int:
         )
         return 0
     if args.from_exports:
-        from gee_mining.steps.grid import grid_from_exports
-
         if len(specs) != 1:
             raise InputError("--from-exports reads one level: give --cell (or --zoom), not --levels.")
         tables = [grid_from_exports(ee, args.from_exports, specs[0], metadata=metadata)]
@@ -132,8 +139,6 @@ def _grid(args: argparse.Namespace) -> int:
 
 
 def _imagery_spec(args: argparse.Namespace):
-    from gee_mining.steps.cell_image import ImagerySpec
-    from gee_mining.steps.indices import BANDS
 
     params = {"start": args.start, "end": args.end, "mask": args.mask}
     if args.indices:
@@ -144,7 +149,6 @@ def _imagery_spec(args: argparse.Namespace):
 
 
 def _cells(args: argparse.Namespace) -> list[dict]:
-    from gee_mining.batch.jobs import read_cells
 
     rows = read_cells(args.grid)
     if args.cells:
@@ -154,7 +158,6 @@ def _cells(args: argparse.Namespace) -> list[dict]:
 
 
 def _export_cells(args: argparse.Namespace) -> int:
-    from gee_mining.batch.exports import ExportSpec, export_cells
 
     polygons = connect_with_polygons(args)
     spec = ExportSpec(args.out, args.format, patch_size=args.patch_size, margin=args.margin)
@@ -168,7 +171,6 @@ def _export_cells(args: argparse.Namespace) -> int:
 
 
 def _quicklooks(args: argparse.Namespace) -> int:
-    from gee_mining.steps.quicklooks import QuicklookSpec, write_quicklooks
 
     polygons = connect_with_polygons(args)
     look = QuicklookSpec(vmax=args.vmax, opacity=args.opacity)
@@ -178,12 +180,6 @@ def _quicklooks(args: argparse.Namespace) -> int:
 
 
 def _pixels(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    import pandas as pd
-
-    from gee_mining.errors import InputError
-    from gee_mining.steps.pixel_tables import export_pixel_table, from_geotiff, write_pixel_table
 
     rows = _cells(args)
     formats = tuple(f.strip() for f in args.format.split(","))
@@ -200,8 +196,6 @@ def _pixels(args: argparse.Namespace) -> int:
         paths = write_pixel_table(pd.concat(frames, ignore_index=True), args.out, formats)
         print(f"{len(paths)} files, {sum(len(f) for f in frames):,} pixels -> {args.out}")
         return 0
-    from gee_mining.batch.exports import wait_for
-    from gee_mining.steps.cell_image import cell_image
 
     if not str(args.out).startswith("gs://"):
         raise InputError("server-side pixel tables go to Cloud Storage: give --out gs://BUCKET/PREFIX, "
@@ -222,8 +216,6 @@ def _pixels(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from gee_mining.batch.jobs import Ledger, load_spec, run_job
-    from gee_mining.connection import connect
 
     spec = load_spec(args.job)
     ledger_path = args.ledger or spec.default_ledger()
@@ -243,16 +235,11 @@ def _export(args: argparse.Namespace) -> int:
         connect("local", project=args.project, url=args.url)
     else:
         connect(spec.engine, project=args.project, catalog=args.catalog, storage_root=args.storage)
-    import ee
 
     if args.action == "cancel":
-        from gee_mining.batch.jobs import cancel_job
-
         print(f"{spec.name}: cancelled {cancel_job(ee, spec, ledger_path)} task(s)")
         return 0
     if args.action == "retry-failed":
-        from gee_mining.batch.jobs import retry_failed
-
         print(f"{spec.name}: {retry_failed(spec, ledger_path)} failed cell(s) queued again")
     result = run_job(ee, spec, ledger_path, progress=print, storage_root=args.storage if args.url else None)
     print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in result.counts.items() if v)
@@ -261,7 +248,6 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _world(args: argparse.Namespace) -> int:
-    from gee_mining.world import generate_world
 
     center = tuple(float(v) for v in args.center.split(",")) if args.center else None
     m = generate_world(
@@ -385,18 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="a local engine already serving (gee-mining serve), e.g. http://127.0.0.1:8765")
     p.set_defaults(func=_export)
 
-    from gee_mining.cli.detect import add_cli as add_detect_cli
-
     add_detect_cli(sub)
-    from gee_mining.cli.classify import add_cli as add_classify_cli
 
     add_classify_cli(sub)
 
-    from gee_mining.cli.study import add_cli as add_study_cli
-
     add_study_cli(sub)
-
-    from gee_mining.cli.pyramid import add_cli as add_pyramid_cli
 
     add_pyramid_cli(sub)
 

@@ -6,10 +6,19 @@ import json
 import tempfile
 from pathlib import Path
 
+import ee
+
+from gee_mining.connection import connect
+from gee_mining.errors import InputError
+from gee_mining.pyramid.core import PyramidSpec, calibrate, run_exhaustive, run_pyramid, start_cells
+from gee_mining.pyramid.detectors import PixelModelDetector
+from gee_mining.pyramid.plan import world_plan
+from gee_mining.pyramid.probability import fit_probability
+from gee_mining.pyramid.world import prepare_simulated
+from gee_mining.steps.grid import register_polygon_file
+
 
 def _levels(args):
-    from gee_mining.errors import InputError
-    from gee_mining.pyramid.core import PyramidSpec
 
     try:
         sizes = [float(v) for v in args.levels.split(",")]
@@ -20,11 +29,6 @@ def _levels(args):
 
 
 def _plan(args) -> int:
-    import ee
-
-    from gee_mining.connection import connect
-    from gee_mining.pyramid.plan import world_plan
-    from gee_mining.steps.grid import register_polygon_file
 
     spec = _levels(args)
     with tempfile.TemporaryDirectory() as tmp:
@@ -39,12 +43,6 @@ def _plan(args) -> int:
 
 
 def _simulate(args) -> int:
-    import ee
-
-    from gee_mining.pyramid.core import calibrate, run_exhaustive, run_pyramid, start_cells
-    from gee_mining.pyramid.detectors import PixelModelDetector
-    from gee_mining.pyramid.probability import fit_probability
-    from gee_mining.pyramid.world import prepare_simulated
 
     spec = _levels(args)
     out = Path(args.out)

@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gee_mining.ml.study.data import FeatureSpec, TargetSpec
+from gee_mining.ml.study.run import StudySpec, export_linear_model, run_study, summary, write_outputs
+from gee_mining.ml.study.splits import SplitSpec
+from gee_mining.steps.indices import BANDS
+
 
 def _list(text: str | None) -> tuple[str, ...]:
     if text is None or text.strip().lower() in ("", "none"):
@@ -13,7 +18,6 @@ def _list(text: str | None) -> tuple[str, ...]:
 
 
 def add_cli(sub) -> None:
-    from gee_mining.steps.indices import BANDS
 
     p = sub.add_parser("study", help="pixel study: LASSO and L1-logistic paths, splits, other models, ranked features")
     ssub = p.add_subparsers(dest="study_command", required=True)
@@ -51,9 +55,6 @@ def add_cli(sub) -> None:
 
 
 def _run(args) -> int:
-    from gee_mining.ml.study.data import FeatureSpec, TargetSpec
-    from gee_mining.ml.study.run import StudySpec, export_linear_model, run_study, summary, write_outputs
-    from gee_mining.ml.study.splits import SplitSpec
 
     spec = StudySpec(
         features=FeatureSpec(_list(args.bands), not args.no_pairwise, _list(args.indices), args.patch),

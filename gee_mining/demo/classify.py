@@ -7,31 +7,35 @@ from __future__ import annotations
 
 import time
 
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from gee_mining.ml.classify.model import LinearModel, compile_linear
+from gee_mining.ml.classify.pipeline import (
+    ClassifySpec,
+    accuracy,
+    cell_features,
+    cluster_accuracy,
+    fetch_samples,
+    match_clusters,
+    matrix_figures,
+    probability_image,
+    split_cells,
+    train,
+    train_clusterer,
+    training_samples,
+)
+from gee_mining.steps.grid import pixel_grid
+from gee_mining.tools.report import Report
+
 
 def demo_step(ee, report, ctx) -> None:
-    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from gee_mining.ml.classify.model import LinearModel, compile_linear
-    from gee_mining.ml.classify.pipeline import (
-        ClassifySpec,
-        accuracy,
-        cell_features,
-        cluster_accuracy,
-        fetch_samples,
-        match_clusters,
-        matrix_figures,
-        probability_image,
-        split_cells,
-        train,
-        train_clusterer,
-        training_samples,
-    )
-    from gee_mining.steps.grid import pixel_grid
-    from gee_mining.tools.report import Report
 
     cells = (ctx.summary.get("imagery") or {}).get("cells_table")
     if ctx.world is None or not cells:
@@ -46,9 +50,6 @@ def demo_step(ee, report, ctx) -> None:
     forest = train(train_fc, spec)
     rf = accuracy(forest, test_fc)
     # offline logistic on the same training samples, compiled to an image expression
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     rows = train_fc.getInfo()["features"]
     x = np.array([[f["properties"][b] for b in spec.features] for f in rows])

@@ -13,15 +13,26 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import matplotlib
+import matplotlib.patches as mpatches
+import matplotlib.pyplot as plt
+import numpy as np
+import shapely
+from PIL import Image
+
+from gee_mining.ml.detect.dataset import DatasetSpec, build_dataset, dataset_summary, load_polygons, to_crs
+from gee_mining.ml.detect.predict import predict_cells
+from gee_mining.ml.detect.train import load_model, train
+from gee_mining.steps import labels, sentinel2
+from gee_mining.steps.grid import pixel_grid
+from gee_mining.tools.report import Report
+
 CELL = 640
 MAX_POSITIVE = 6
 MAX_NEGATIVE = 3
 
 
 def _cell_rows(world, polygons) -> list[dict]:
-    import shapely
-
-    from gee_mining.ml.detect.dataset import to_crs
 
     epsg = int(world.grid["crs"].split(":")[1])
     x0, top = world.grid["origin"]
@@ -54,18 +65,8 @@ def _cell_rows(world, polygons) -> list[dict]:
 
 def demo_step(ee, report, ctx) -> None:
     """Add the "Object detection (YOLO)" section: dataset counts, label previews, a 2-epoch training, detections."""
-    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.patches as mpatches
-    import matplotlib.pyplot as plt
-    import numpy as np
-    from PIL import Image
-
-    from gee_mining.ml.detect.dataset import DatasetSpec, build_dataset, dataset_summary, load_polygons
-    from gee_mining.steps import labels, sentinel2
-    from gee_mining.steps.grid import pixel_grid
-    from gee_mining.tools.report import Report
 
     section = report.section("Object detection (YOLO)")
     if ctx.world is None:
@@ -108,9 +109,6 @@ def demo_step(ee, report, ctx) -> None:
         ax.axis("off")
     Report.figure(section, fig, "Label previews: YOLO boxes (one per polygon part, clipped at the edge) on the images.")
     plt.close(fig)
-
-    from gee_mining.ml.detect.predict import predict_cells
-    from gee_mining.ml.detect.train import load_model, train
 
     t = time.perf_counter()
     result = train(ds.yaml, "yolo11n.yaml", out_dir=out / "runs", name="demo", epochs=2, batch=8)

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from PIL import Image as PILImage
+
+from gee_mining.batch.exports import ExportSpec, export_cells
+from gee_mining.io.catalog import WORLD_MINES_ID
 from gee_mining.steps.cell_image import ImagerySpec, cell_image
+from gee_mining.steps.grid import GridSpec, build_grid, pixel_grid
+from gee_mining.steps.indices import DEFAULT_INDICES
+from gee_mining.steps.pixel_tables import fetch_pixel_table, from_geotiff, write_pixel_table
+from gee_mining.steps.quicklooks import write_quicklooks
+from gee_mining.tools.report import Report
 
 
 def demo_cells(ee, ctx, zoom_cell: float = 1375.0, limit: int = 4) -> list[dict[str, Any]]:
     """Grid cells inside the demo's simulated world (positives and their negatives), built server-side."""
-    from gee_mining.io.catalog import WORLD_MINES_ID
-    from gee_mining.steps.grid import GridSpec, build_grid, pixel_grid
 
     table = build_grid(ee, WORLD_MINES_ID, GridSpec.of(zoom_cell))
     x0, top = ctx.world.grid["origin"]
@@ -32,22 +44,8 @@ def demo_cells(ee, ctx, zoom_cell: float = 1375.0, limit: int = 4) -> list[dict[
 def demo_step(ee, report, ctx) -> None:
     """Steps 2-3 in ``make demo``: composites, indices and labels of zoom-16 cells of the simulated world,
     exported as COG and TFRecord, quicklooks, and pixel tables (server-side and from the GeoTIFFs)."""
-    import time
-
-    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import pandas as pd
-    from PIL import Image as PILImage
-
-    from gee_mining.batch.exports import ExportSpec, export_cells
-    from gee_mining.steps.grid import pixel_grid
-    from gee_mining.steps.indices import DEFAULT_INDICES
-    from gee_mining.steps.pixel_tables import fetch_pixel_table, from_geotiff, write_pixel_table
-    from gee_mining.steps.quicklooks import write_quicklooks
-    from gee_mining.tools.report import Report
 
     if ctx.world is None:
         return

@@ -3,26 +3,36 @@ run, a map of the kept and dropped cells of each level, and the world-scale plan
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+
+import matplotlib
+import matplotlib.patches as mpatches
+import matplotlib.pyplot as plt
+import numpy as np
+import pyproj
+import shapely
+
+from gee_mining.connection import current_connection
+from gee_mining.io.catalog import AMAZON_ID, MINES_ID
+from gee_mining.pyramid.core import PyramidSpec, calibrate, run_exhaustive, run_pyramid, start_cells
+from gee_mining.pyramid.detectors import PixelModelDetector
+from gee_mining.pyramid.plan import world_plan
+from gee_mining.pyramid.probability import fit_probability
+from gee_mining.pyramid.world import prepare_simulated
+from gee_mining.tools.report import Report
 
 SIZES, ZOOMS = [2750, 1375, 687.5, 343.75], [15, 16, 17, 18]
 PLAN_SIZES, PLAN_ZOOMS = [44000, 22000, 11000, 5500, 2750, 1375], [11, 12, 13, 14, 15, 16]
 
 
 def _levels_figure(result, sim, exhaustive_detected):
-    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.patches as mpatches
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import pyproj
-    import shapely
 
     n = len(result.levels)
     fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.9))
-    import json
 
     data = json.loads((Path(sim.world.out_dir) / "tables" / "mines.geojson").read_text())
     tf = pyproj.Transformer.from_crs(4326, sim.epsg, always_xy=True)
@@ -57,14 +67,6 @@ def _levels_figure(result, sim, exhaustive_detected):
 
 def demo_step(ee, report, ctx) -> None:
     """Add the "Pyramid" section (see the module's docstring)."""
-    from gee_mining.connection import current_connection
-    from gee_mining.io.catalog import AMAZON_ID, MINES_ID
-    from gee_mining.pyramid.core import PyramidSpec, calibrate, run_exhaustive, run_pyramid, start_cells
-    from gee_mining.pyramid.detectors import PixelModelDetector
-    from gee_mining.pyramid.plan import world_plan
-    from gee_mining.pyramid.probability import fit_probability
-    from gee_mining.pyramid.world import prepare_simulated
-    from gee_mining.tools.report import Report
 
     section = report.section("SIMULATED · The pyramid: coarse-to-fine search, its cost and recall")
     conn = current_connection()

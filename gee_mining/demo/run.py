@@ -8,18 +8,39 @@ an HTML report with a map and charts. Each later step adds its section here.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import platform
 import time
+import tomllib
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import ee
+import matplotlib
+import matplotlib.pyplot as plt
+import pyogrio
+import shapely
+from PIL import Image as PILImage
+from shapely.geometry import shape
+
+from gee_mining import __version__
+from gee_mining.connection import connect
+from gee_mining.demo import classify as classify_demo
+from gee_mining.demo import detect as detect_demo
+from gee_mining.demo import imagery
+from gee_mining.demo import pyramid as pyramid_demo
+from gee_mining.demo import study as study_demo
 from gee_mining.demo.context import DemoContext, DemoResult
 from gee_mining.errors import InputError
-from gee_mining.io.catalog import AMAZON_ID, COUNTRIES_ID, MINES_ID, WORLD_MINES_ID, find_shared_data
+from gee_mining.io.catalog import AMAZON_ID, COUNTRIES_ID, MINES_ID, WORLD_MINES_ID, catalog_toml, find_shared_data
 from gee_mining.io.pages import iter_features
+from gee_mining.steps.grid import GridSpec, build_levels, cell_polygon, write_table
 from gee_mining.steps.measure import measure_table
+from gee_mining.tools.report import Report, build_report
+from gee_mining.world import generate_world
 
 ATTRIBUTION = {
     MINES_ID: "Mining-area polygons: Maus et al. 2022 (CC BY-SA 4.0) and Tang & Werner 2023 (CC BY 4.0), "
@@ -32,7 +53,6 @@ ATTRIBUTION = {
 
 
 def natural_earth_countries() -> Path:
-    import pyogrio
 
     path = Path(pyogrio.__file__).parent / "tests" / "fixtures" / "naturalearth_lowres" / "naturalearth_lowres.shp"
     if not path.exists():
@@ -43,9 +63,6 @@ def natural_earth_countries() -> Path:
 def write_demo_catalog(out_dir: Path, world=None) -> tuple[Path, list[str]]:
     """A catalog TOML for the demo: the simulated world (if generated), the shared real data (if found)
     and the country outlines; returns its path and the table ids present."""
-    import tomllib
-
-    from gee_mining.io.catalog import catalog_toml
 
     base = Path(world.catalog).parent if world is not None else out_dir
     text = "# Written by `gee-mining demo`: asset ids of the local engine -> files.\n\n"
@@ -64,10 +81,6 @@ def run_demo(
     catalog: str | os.PathLike | None = None,
     progress: Callable[[str], None] = print,
 ) -> DemoResult:
-    import ee
-
-    from gee_mining.connection import connect
-    from gee_mining.tools.report import Report
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -75,8 +88,6 @@ def run_demo(
     t0 = time.perf_counter()
     world = None
     if catalog is None:
-        from gee_mining.world import generate_world
-
         progress("[demo] generating a small simulated Sentinel-2 world (8 km, 2019)")
         world = generate_world(out / "world", size_km=8, months=12, seed=0, project="gee-mining-local")
         timings["generate the simulated world (8 km, 73 scenes)"] = time.perf_counter() - t0
@@ -94,7 +105,7 @@ def run_demo(
         intro,
         "The local engine answered the real Earth Engine Python client (earthengine-api, unmodified): every "
         "number below was computed by an Earth Engine expression graph, evaluated on this machine. The same "
-        "graphs run unchanged on Earth Engine with gee_mining.connection(engine='earthengine').",
+        "graphs run unchanged on Earth Engine with gee_mining.connect(engine='earthengine').",
     )
     summary: dict = {
         "engine": conn.describe(),
@@ -153,11 +164,6 @@ def run_demo(
 
 def run_parameters(out: Path, catalog_path: Path, world, real: bool) -> dict:
     """The demo's parameters for the top of its report: what ran, on what, with which versions."""
-    import platform
-
-    import ee
-
-    from gee_mining import __version__
 
     params = {
         "command": "gee-mining demo",
@@ -181,7 +187,6 @@ def python_warnings(caught, step: str) -> list[dict]:
 
 def finish_run(out: Path, report, summary: dict, progress: Callable[[str], None] = print) -> DemoResult:
     """Save the report's sections and ``summary.json``, then build ``report.html`` from them (as `gee-mining report`)."""
-    from gee_mining.tools.report import build_report
 
     report.save(out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -195,15 +200,8 @@ L1C_ID = "COPERNICUS/S2_HARMONIZED/20170216T102101_20170216T102101_T33UUU"
 
 def world_section(ee, report, world) -> None:
     """The simulated world through the engine: one cloudy scene, and cloud-masked and unmasked median composites."""
-    import io
-
-    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from PIL import Image as PILImage
-
-    from gee_mining.tools.report import Report
 
     ids = world.asset_ids
     x0, y0 = world.grid["origin"]
@@ -261,19 +259,13 @@ def world_section(ee, report, world) -> None:
 
 def real_scene_section(ee, report) -> bool:
     """The real Level-1C crop through the engine: natural colour and NDVI, as PNGs the engine renders."""
-    from gee_mining.tools.report import Report
 
     try:
         ee.data.getAsset(L1C_ID)
     except ee.EEException:
         return False  # the shared real scenes are not beside this checkout
-    import io
-
-    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from PIL import Image as PILImage
 
     image = ee.Image(L1C_ID)
     grid = {
@@ -317,11 +309,6 @@ def real_scene_section(ee, report) -> bool:
 
 def demo_steps() -> list[Callable]:
     """The pipeline steps after the grid, in order; each is its module's ``demo_step(ee, report, ctx)``."""
-    from gee_mining.demo import classify as classify_demo
-    from gee_mining.demo import detect as detect_demo
-    from gee_mining.demo import imagery
-    from gee_mining.demo import pyramid as pyramid_demo
-    from gee_mining.demo import study as study_demo
 
     return [
         imagery.demo_step,
@@ -334,8 +321,6 @@ def demo_steps() -> list[Callable]:
 
 def run_grid_step(ee, report, table_id: str, out: Path, progress: Callable[[str], None]) -> tuple[dict, dict]:
     """Step 1 on the demo polygons: nested grids, written as GeoParquet, GeoPackage and CSV, with maps."""
-    from gee_mining.steps.grid import GridSpec, build_levels, write_table
-    from gee_mining.tools.report import Report
 
     specs = [GridSpec.of(5500), GridSpec.of(2750), GridSpec.of(1375)]
     tables = build_levels(ee, table_id, specs, progress=lambda m: None)
@@ -369,15 +354,8 @@ def run_grid_step(ee, report, table_id: str, out: Path, progress: Callable[[str]
 
 
 def _grid_figure(ee, section, table_id: str, specs, tables) -> None:
-    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import shapely
-    from shapely.geometry import shape
-
-    from gee_mining.steps.grid import cell_polygon
-    from gee_mining.tools.report import Report
 
     coarse = tables[0]
     # the densest cluster: the coarse positive with most fine positives around it
@@ -420,12 +398,8 @@ def _grid_figure(ee, section, table_id: str, specs, tables) -> None:
 
 
 def _table_section(report, table_id: str, stats: dict) -> None:
-    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from gee_mining.tools.report import Report
 
     s = report.section(f"Polygons: {table_id}")
     Report.text(s, ATTRIBUTION.get(table_id, ""), "meta")
@@ -468,8 +442,6 @@ def _table_section(report, table_id: str, stats: dict) -> None:
 
 
 def _draw_countries(ax) -> None:
-    import pyogrio
-    import shapely
 
     _, _, wkb, _ = pyogrio.raw.read(natural_earth_countries())
     for geom in shapely.from_wkb(wkb):

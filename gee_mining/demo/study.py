@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 
+from gee_mining.ml.study import plots
+from gee_mining.ml.study.run import StudySpec, run_study, summary, write_outputs
+from gee_mining.tools.report import Report
+
 
 def demo_step(ee, report, ctx) -> None:
     """Add "Pixel study": LASSO and L1-logistic paths, drop-out order, model comparison, the ranked answer."""
-    from gee_mining.ml.study import plots
-    from gee_mining.ml.study.run import StudySpec, run_study, summary, write_outputs
-    from gee_mining.tools.report import Report
 
     section = report.section("SIMULATED · Pixel study: which channel combinations make mines stand out")
     pixels = ctx.out / "imagery" / "pixels"

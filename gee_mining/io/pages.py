@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import ee
+
 from gee_mining.contracts.gc_pause import deferred_gc
 
 
 def iter_features(collection: Any, page_size: int = 1000) -> Iterator[dict]:
     """Yield the GeoJSON features of an ``ee.FeatureCollection``, paging as needed."""
-    import ee
 
     params: dict[str, Any] = {"expression": collection, "pageSize": page_size}
     while True:

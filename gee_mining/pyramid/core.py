@@ -23,13 +23,17 @@ small pure functions.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import shapely
+
 from gee_mining.errors import InputError
-from gee_mining.steps.grid import GridSpec, check_nesting, child_indices
+from gee_mining.io.pages import iter_features
+from gee_mining.steps.grid import GridSpec, check_nesting, child_indices, ee_cell_geometry
 
 MAX_ERROR_M = 1.0
 BATCH = 2000  # cells per reduceRegions request
@@ -84,7 +88,6 @@ class PyramidSpec:
         return cls(tuple(GridSpec.of(s, z) for s, z in zip(sizes, zooms, strict=True)), **kwargs)
 
     def with_thresholds(self, thresholds: Sequence[float | None]) -> PyramidSpec:
-        import dataclasses
 
         return dataclasses.replace(self, thresholds=tuple(thresholds))
 
@@ -145,7 +148,6 @@ def score_collection(ee, probability, rows: Sequence[dict[str, Any]], scale: flo
     """The graph of one batch: each cell (same zone) with ``score`` (share of unmasked pixels whose probability
     exceeds ``pixel_threshold``, at ``scale`` metres in the cell's zone) and ``pixels`` (how many pixels that
     share is of); with ``polygons``, also ``mines``: the ids of the known polygons the cell touches."""
-    from gee_mining.steps.grid import ee_cell_geometry
 
     epsg = rows[0]["epsg"]
     fc = ee.FeatureCollection([ee.Feature(ee_cell_geometry(ee, r), {"name": r["name"]}) for r in rows])
@@ -161,7 +163,6 @@ def score_collection(ee, probability, rows: Sequence[dict[str, Any]], scale: flo
 def score_cells(ee, probability, rows: Sequence[dict[str, Any]], scale: float, pixel_threshold: float,
                 polygons=None, id_column: str = "id") -> dict[str, dict[str, Any]]:  # fmt: skip
     """``{cell name: {"score", "pixels", "mines"}}`` for ``rows``, computed server-side in batches per zone."""
-    from gee_mining.io.pages import iter_features
 
     out: dict[str, dict[str, Any]] = {}
     by_zone: dict[int, list[dict[str, Any]]] = {}
@@ -380,7 +381,6 @@ def calibrate(ee, probability, spec: PyramidSpec, cells, polygons, target_recall
 
 def mines_hit(detections: Sequence[Any], polygons: dict[str, Any]) -> list[str]:
     """Ids of the known mine polygons (EPSG:4326 shapely geometries) that some detection's polygon touches."""
-    import shapely
 
     if not detections or not polygons:
         return []
@@ -434,7 +434,6 @@ def run_exhaustive(ee, spec: PyramidSpec, cells: Sequence[dict[str, Any]], detec
 
 def score_mines(ee, rows: Sequence[dict[str, Any]], polygons, id_column: str = "id") -> set[str]:
     """Ids of the known mines that touch any of ``rows`` (server-side ``filterBounds``)."""
-    from gee_mining.steps.grid import ee_cell_geometry
 
     out: set[str] = set()
     for i in range(0, len(rows), BATCH):
@@ -446,9 +445,6 @@ def score_mines(ee, rows: Sequence[dict[str, Any]], polygons, id_column: str = "
 
 def known_polygons(ee, polygons, id_column: str, ids: Iterable[str]) -> dict[str, Any]:
     """The known mines of ``ids`` as EPSG:4326 shapely geometries (read through ``ee``)."""
-    import shapely
-
-    from gee_mining.io.pages import iter_features
 
     want = set(ids)
     out = {}

@@ -21,6 +21,7 @@ Earth Engine computed for them and the bytes that came back.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -29,8 +30,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+from scipy import ndimage
+
+from gee_mining.batch.exports import ExportSpec, export_cells
 from gee_mining.errors import GeeMiningError
+from gee_mining.ml.detect.dataset import open_cell
+from gee_mining.ml.detect.predict import detection_from_box, predict_cells
 from gee_mining.pyramid.core import DetectorCost
+from gee_mining.steps.cell_image import ImagerySpec
+from gee_mining.steps.grid import PixelGrid, pixel_grid
 
 
 @dataclass
@@ -71,12 +82,6 @@ class PixelModelDetector:
     name: str = "pixel model thresholded into boxes"
 
     def detect(self, ee: Any, cells: Sequence[dict[str, Any]]) -> DetectorRun:
-        import numpy as np
-        import rasterio
-        from scipy import ndimage
-
-        from gee_mining.ml.detect.dataset import open_cell
-        from gee_mining.ml.detect.predict import detection_from_box
 
         t0 = time.perf_counter()
         out = _workdir(self.folder, "gee-mining-pyramid-")
@@ -107,10 +112,6 @@ class PixelModelDetector:
         """Each cell's probability GeoTIFF on its own 10 m lattice: one ``computePixels`` per cell, or one per
         block of neighbouring cells cut into the cells' lattices (the same pixels: every lattice is aligned to
         multiples of 10 m in the zone, and the image is computed per pixel)."""
-        import rasterio
-        from rasterio.windows import Window
-
-        from gee_mining.steps.grid import PixelGrid, pixel_grid
 
         grids = [pixel_grid(r) for r in group]
         if len(group) == 1:
@@ -176,12 +177,6 @@ class YoloDetector:
     predict_args: dict = field(default_factory=dict)
 
     def detect(self, ee: Any, cells: Sequence[dict[str, Any]]) -> DetectorRun:
-        import dataclasses
-
-        from gee_mining.batch.exports import ExportSpec, export_cells
-        from gee_mining.ml.detect.predict import predict_cells
-        from gee_mining.steps.cell_image import ImagerySpec
-        from gee_mining.steps.grid import pixel_grid
 
         t0 = time.perf_counter()
         out = _workdir(self.folder, "gee-mining-pyramid-yolo-")

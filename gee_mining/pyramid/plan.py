@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gee_mining.pyramid.core import PyramidSpec
-from gee_mining.steps.grid import GridSpec, tag_zones
+from gee_mining.steps.grid import GridSpec, pixel_grid, tag_zones
 
 LAND_KM2 = 148.9e6  # the Earth's land area (km2), the level-0 region of a world run
 
@@ -104,7 +104,6 @@ def world_plan(
     """The plan of ``spec``'s levels over the world's land, with the mines of ``polygons`` (see the module's
     docstring). ``scale_to_polygons``: scale the positive counts by that many polygons over the set's count
     (e.g. 44,929 for the full Maus et al. layer from its 100-polygon demo subset: an extrapolation, said so)."""
-    from gee_mining.steps.grid import pixel_grid
 
     fc = ee.FeatureCollection(polygons) if isinstance(polygons, str) else polygons
     n_polygons = int(fc.size().getInfo())

@@ -8,11 +8,26 @@ scale over a whole region, from the composite alone; the pyramid then aggregates
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+import rasterio
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from gee_mining.batch.exports import open_bucket, wait_for
 from gee_mining.errors import InputError
+from gee_mining.io.pages import iter_features
+from gee_mining.ml.classify import LinearModel, compile_linear
+from gee_mining.steps.indices import add_indices
+from gee_mining.steps.sentinel2 import CompositeSpec, composite
 
 FEATURE_INDICES: tuple[str, ...] = ("NDVI", "NDWI", "NBR", "NDBI")
 """Indices added to the 12 reflectance bands as features of the screening model."""
@@ -33,12 +48,6 @@ def fit_logistic(features, table, names: Sequence[str], label: str = "_mine", C:
     """Fit scikit-learn's class-balanced logistic regression on standardised features of a pixel table (a pandas
     DataFrame with the feature columns and ``label``) and compile it over ``features`` (an image that has those
     bands) with ``classify.compile_linear``."""
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from gee_mining.ml.classify import LinearModel, compile_linear
 
     names = list(names)
     missing = [c for c in [*names, label] if c not in table.columns]
@@ -60,10 +69,6 @@ def fit_probability(ee, composite, region, polygons, pixels: int = 2000, scale: 
     """Sample ``pixels`` pixels per class over ``region`` (server-side ``stratifiedSample`` of ``composite`` with its
     indices and the ``_mine`` label painted from ``polygons``), fit a logistic model on that pixel
     table, and return it as a probability image over ``composite``."""
-    import pandas as pd
-
-    from gee_mining.io.pages import iter_features
-    from gee_mining.steps.indices import add_indices
 
     features = add_indices(ee.Image(composite), list(indices))
     mine = ee.Image(0).byte().paint(ee.FeatureCollection(polygons), 1).rename("_mine")
@@ -76,7 +81,6 @@ def fit_probability(ee, composite, region, polygons, pixels: int = 2000, scale: 
 
 
 def composite_bands(composite_spec=None) -> list[str]:
-    from gee_mining.steps.sentinel2 import CompositeSpec
 
     return list((composite_spec or CompositeSpec()).bands)
 
@@ -87,10 +91,6 @@ def export_composite(ee, epsg: int, bounds: Sequence[float], composite_spec=None
     10 m) on its 10 m lattice as one cloud-optimized GeoTIFF (``Export.image.toCloudStorage``), so that screening
     and the fine-level detector read it as an image asset instead of recomputing the median of every scene at each
     level (on Earth Engine, ``Export.image.toAsset`` does the same). Returns the local copy's path."""
-    from pathlib import Path
-
-    from gee_mining.batch.exports import open_bucket, wait_for
-    from gee_mining.steps.sentinel2 import composite
 
     xmin, ymin, xmax, ymax = (float(v) for v in bounds)
     width, height = round((xmax - xmin) / 10), round((ymax - ymin) / 10)
@@ -118,9 +118,6 @@ def export_composite(ee, epsg: int, bounds: Sequence[float], composite_spec=None
 def _band_interleaved(path) -> None:
     """Rewrite a multi-band GeoTIFF band-interleaved and uncompressed, in place (same pixels, georeference and
     band names): reading one band of a window then decodes that band only, not all of them."""
-    import os
-
-    import rasterio
 
     tmp = path.with_name(f".partial-{path.name}")
     with rasterio.open(path) as src:
@@ -135,8 +132,6 @@ def _band_interleaved(path) -> None:
 
 def composite_catalog(path, asset_id: str, composite_spec=None) -> str:
     """A catalog ``[[image]]`` entry serving an exported composite GeoTIFF under ``asset_id``."""
-    import json
-    from pathlib import Path
 
     bands = composite_bands(composite_spec)
     return (

@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ee
 import numpy as np
+import pyproj
+import shapely
+
+from gee_mining.connection import connect
+from gee_mining.pyramid.probability import composite_catalog, export_composite
+from gee_mining.steps.sentinel2 import CompositeSpec
+from gee_mining.world import generate_world
+from gee_mining.world.landscape import _blob
 
 DEFAULT_EPSG = 32721  # UTM 21S: the Tapajos basin (Para, Brazil), as the default world
 DEFAULT_CORNER = (561000.0, 9306000.0)  # a corner of the 5500 m grid on the 60 m world lattice (16500 = lcm)
@@ -28,9 +37,6 @@ def cluster_polygons(
     size_m: float, clusters: int, rng: np.random.Generator, cluster_radius: float = 500.0, per_cluster=(2, 5)
 ):
     """Mine polygons (shapely, local metres from the square's top-left corner, y down) in compact clusters."""
-    import shapely
-
-    from gee_mining.world.landscape import _blob
 
     polys: list = []
     margin = 0.12 * size_m
@@ -69,10 +75,6 @@ def generate_pyramid_world(
 ):
     """Write a SIMULATED world (see :func:`gee_mining.world.generate_world`) whose top-left corner is ``corner``
     (UTM metres in ``epsg``) with ``clusters`` compact mine clusters; returns its manifest."""
-    import pyproj
-    import shapely
-
-    from gee_mining.world import generate_world
 
     rng = np.random.default_rng([seed, 12])
     size = max(60, int(round(size_km * 1000 / 60)) * 60)
@@ -132,11 +134,6 @@ def prepare_simulated(
     world's mines (``projects/<project>/assets/world_mines``). The world's own Sentinel-2 collections are not
     served afterwards, so a caller's engine keeps its own; ``engine_project``: the project of that last connection
     (default ``project``)."""
-    import ee
-
-    from gee_mining.connection import connect
-    from gee_mining.pyramid.probability import composite_catalog, export_composite
-    from gee_mining.steps.sentinel2 import CompositeSpec
 
     say = progress or (lambda msg: None)
     out = Path(out_dir)

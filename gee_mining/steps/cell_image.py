@@ -18,12 +18,16 @@ Written once with the ``ee`` API: Earth Engine, the local engine and the Code Ed
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+import ee
+
 from gee_mining.errors import InputError
-from gee_mining.steps.indices import index_formula, normalized_difference_names
-from gee_mining.steps.sentinel2 import CompositeSpec
+from gee_mining.steps.grid import pixel_grid
+from gee_mining.steps.indices import add_indices, index_formula, normalized_difference_names
+from gee_mining.steps.labels import label_bands
+from gee_mining.steps.sentinel2 import CompositeSpec, composite
 
 LABEL_BANDS = ("_mine", "distance")
 
@@ -50,7 +54,6 @@ class ImagerySpec:
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> ImagerySpec:
         """A spec from a job's or a CLI's flat parameters (``indices``, ``pairwise``, ``start``, ``mask``, ...)."""
-        from dataclasses import fields
 
         composite_names = {f.name for f in fields(CompositeSpec)}
         own = {"indices", "pairwise", "labels", "search_radius"}
@@ -89,12 +92,6 @@ def cell_image(row: dict[str, Any], polygons: Any = None, spec: ImagerySpec | No
     ``ee.FeatureCollection``), needed when ``spec.labels``. Keyword overrides build the spec:
     ``cell_image(row, mines, indices=["NDVI"], pairwise=BANDS, start="2020-01-01", end="2021-01-01")``.
     """
-    import ee
-
-    from gee_mining.steps.grid import pixel_grid
-    from gee_mining.steps.indices import add_indices
-    from gee_mining.steps.labels import label_bands
-    from gee_mining.steps.sentinel2 import composite
 
     if overrides:
         if spec is not None:
@@ -126,5 +123,3 @@ def check_rows(rows: Sequence[dict[str, Any]], where: str = "cells") -> list[dic
                 "(gee-mining grid --out grid.parquet)."
             )
     return rows
-
-

@@ -25,18 +25,29 @@ nearest cell (centre to centre) that touches no polygon, optionally at least
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import json
 import math
 import os
 import re
+import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pyogrio
+import pyproj
+import shapely
+
 from gee_mining.contracts.gc_pause import deferred_gc
 from gee_mining.errors import InputError
+from gee_mining.io.pages import iter_features
 
 ZOOM_SIZES: dict[int, float] = {14: 5500.0, 15: 2750.0, 16: 1375.0}
 MIN_OVERLAP = 0.001
@@ -166,7 +177,6 @@ def assign_negatives(
     positive, ``((x, y), distance in metres)``, or None when none is left
     within the radius.
     """
-    import numpy as np
 
     out: list[tuple[tuple[int, int], float] | None] = [None] * len(positives)
     if not positives:
@@ -495,7 +505,6 @@ def _metadata_columns(props: dict[str, Any]) -> dict[str, Any]:
 
 def available_metadata(ee, metadata: Metadata, warn: Callable[[str], None]) -> Metadata:
     """``metadata`` without the sources whose assets the engine does not have (each one warned about)."""
-    import dataclasses
 
     def exists(asset_id: str) -> bool:
         try:
@@ -538,7 +547,6 @@ def build_grid(
     ``metadata``: what to annotate cells with (default :class:`Metadata`: country
     and land-cover shares, from the sources the engine has).
     """
-    from gee_mining.io.pages import iter_features
 
     say = progress or (lambda msg: None)
     fc = ee.FeatureCollection(polygons) if isinstance(polygons, str) else polygons
@@ -624,7 +632,6 @@ def add_negatives(
 ) -> None:
     """Pair each positive (per zone EPSG) with its nearest free cell, measure those cells server-side (one
     request for all zones), and append positives and negatives to ``table``."""
-    from gee_mining.io.pages import iter_features
 
     spec = table.spec
     assigned = {
@@ -853,9 +860,6 @@ COLUMNS = [
 
 def cell_polygon(row: dict[str, Any]):
     """The cell's square in its projection, reprojected to EPSG:4326 (edges densified)."""
-    import numpy as np
-    import pyproj
-    import shapely
 
     size = row["cell_size"]
     x0, y0 = row["cell_x"] * size, row["cell_y"] * size
@@ -866,7 +870,6 @@ def cell_polygon(row: dict[str, Any]):
 
 def write_table(table: GridTable, path: str | os.PathLike) -> Path:
     """Write the grid as GeoParquet (.parquet), GeoPackage (.gpkg) or CSV with bounds (.csv)."""
-    import tempfile
 
     path = Path(path)
     suffix = path.suffix.lower()
@@ -905,7 +908,6 @@ def _column(rows: Iterable[dict], name: str) -> list:
 
 
 def _write_csv(table: GridTable, path: Path) -> None:
-    import csv
 
     columns = columns_of(table)
     values = [_column(table.rows, c) for c in columns]
@@ -917,9 +919,6 @@ def _write_csv(table: GridTable, path: Path) -> None:
 
 
 def _write_parquet(table: GridTable, path: Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    import shapely
 
     geoms = [shapely.to_wkb(cell_polygon(r)) for r in table.rows]
     data = {c: _column(table.rows, c) for c in columns_of(table)}
@@ -934,9 +933,6 @@ def _write_parquet(table: GridTable, path: Path) -> None:
 
 
 def _write_gpkg(table: GridTable, path: Path) -> None:
-    import numpy as np
-    import pyogrio
-    import shapely
 
     path.unlink(missing_ok=True)
     geoms = np.array([shapely.to_wkb(cell_polygon(r)) for r in table.rows], dtype=object)
@@ -971,9 +967,6 @@ def register_polygon_file(
     Returns the asset id the local engine serves it under, the catalog path and
     the number of polygons repaired (each repaired with ``shapely.make_valid``).
     """
-    import numpy as np
-    import pyogrio
-    import shapely
 
     path = Path(path)
     if not path.exists():

@@ -16,10 +16,14 @@ name, and the tests check the engine's result against ``spyndex.computeIndex``.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+import ee
+import spyndex
 
 from gee_mining.errors import InputError
 
@@ -54,19 +58,10 @@ _SYMBOL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @functools.cache
-def _spyndex():
-    try:
-        import spyndex
-    except ImportError as exc:  # pragma: no cover - spyndex is a dependency
-        raise InputError("Named spectral indices need the 'spyndex' package: pip install spyndex.") from exc
-    return spyndex
-
-
-@functools.cache
 def sentinel2_symbols() -> dict[str, str]:
     """spyndex band symbol -> Sentinel-2 band name (e.g. 'N' -> 'B8', 'S1' -> 'B11')."""
     out = {}
-    for symbol, band in _spyndex().bands.items():
+    for symbol, band in spyndex.bands.items():
         s2 = getattr(band, "sentinel2a", None)
         if s2 is not None and getattr(s2, "band", None):
             out[symbol] = s2.band
@@ -79,11 +74,8 @@ def index_formula(name: str) -> tuple[str, dict[str, str], dict[str, float]]:
     Raises InputError for a name spyndex does not know, or an index that needs a band
     Sentinel-2 lacks (thermal, for instance).
     """
-    spyndex = _spyndex()
     key = ALIASES.get(name, name)
     if key not in spyndex.indices:
-        import difflib
-
         known = [*spyndex.indices, *ALIASES]
         close = difflib.get_close_matches(str(name), known, n=3) or [k for k in known if k.lower() == str(name).lower()]
         hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -127,7 +119,6 @@ def add_indices(
     the band; ``check_bands=True`` asks the engine for the band names first (one round trip)
     and raises InputError naming the missing ones.
     """
-    import ee
 
     names = [names] if isinstance(names, str) else list(names)
     if len(set(names)) != len(names):

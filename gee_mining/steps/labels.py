@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import ee
+
 from gee_mining.errors import InputError
 from gee_mining.steps.grid import PixelGrid, pixel_grid
 
@@ -33,7 +35,9 @@ def _lattice(grid: PixelGrid | dict[str, Any] | None) -> PixelGrid | None:
         return grid
     if isinstance(grid, dict):
         return pixel_grid(grid)
-    raise InputError(f"grid must be a gee_mining.steps.grid.PixelGrid or a grid-table row (dict), got {type(grid).__name__}.")
+    raise InputError(
+        f"grid must be a gee_mining.steps.grid.PixelGrid or a grid-table row (dict), got {type(grid).__name__}."
+    )
 
 
 def label_bands(polygons, grid: PixelGrid | dict[str, Any] | None = None, search_radius: float | None = None):
@@ -44,7 +48,6 @@ def label_bands(polygons, grid: PixelGrid | dict[str, Any] | None = None, search
     caps the distance; by default the lattice's diagonal (every pixel of a cell that holds an
     edge gets its exact distance), or 5 km without a grid.
     """
-    import ee
 
     lattice = _lattice(grid)
     if search_radius is None:

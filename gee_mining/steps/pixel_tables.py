@@ -34,7 +34,16 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import ee
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as ds
+import rasterio
+
+from gee_mining.batch.exports import ExportSpec, task_description
 from gee_mining.errors import InputError
+from gee_mining.io.pages import iter_features
+from gee_mining.steps.grid import pixel_grid
 
 POSITION_COLUMNS = ("cell", "row", "col", "x", "y")
 METADATA_COLUMNS = ("epsg", "zoom", "cell_label", "overlap", "lat", "lon", "country")
@@ -58,9 +67,6 @@ def pixel_features(row: dict[str, Any], image: Any):
 
     ``image`` is the cell's image (``imagery.cell_image``). Written with the ``ee`` API only.
     """
-    import ee
-
-    from gee_mining.steps.grid import pixel_grid
 
     grid = pixel_grid(row)
     x0, top = grid.transform[2], grid.transform[5]
@@ -87,9 +93,6 @@ def export_pixel_table(row: dict[str, Any], image: Any, bands: Sequence[str], de
 
     ``destination`` is ``gs://BUCKET/PREFIX``; the file is ``PREFIX/<cell>.csv``.
     """
-    import ee
-
-    from gee_mining.batch.exports import ExportSpec, task_description
 
     spec = ExportSpec(destination)
     return ee.batch.Export.table.toCloudStorage(
@@ -103,7 +106,6 @@ def export_pixel_table(row: dict[str, Any], image: Any, bands: Sequence[str], de
 
 
 def _typed(df, bands: Iterable[str]):
-    import numpy as np
 
     for name in ("row", "col"):
         if name in df:
@@ -122,9 +124,6 @@ def _typed(df, bands: Iterable[str]):
 
 def fetch_pixel_table(row: dict[str, Any], image: Any, bands: Sequence[str]):
     """The cell's pixel table computed server-side and fetched now (small cells; big runs export)."""
-    import pandas as pd
-
-    from gee_mining.io.pages import iter_features
 
     records = [f["properties"] for f in iter_features(pixel_features(row, image), page_size=5000)]
     cols = columns(bands, row)
@@ -134,7 +133,6 @@ def fetch_pixel_table(row: dict[str, Any], image: Any, bands: Sequence[str]):
 
 def csv_to_table(path: str | os.PathLike, bands: Sequence[str] | None = None):
     """A pixel-table CSV (as ``Export.table`` wrote it) as a DataFrame with the schema's types."""
-    import pandas as pd
 
     df = pd.read_csv(path, dtype={"cell": str, "country": str})
     if bands is None:
@@ -145,9 +143,6 @@ def csv_to_table(path: str | os.PathLike, bands: Sequence[str] | None = None):
 
 def from_geotiff(path: str | os.PathLike, row: dict[str, Any]):
     """The pixel table of one exported cell GeoTIFF (``exports``): rows for the pixels with data."""
-    import numpy as np
-    import pandas as pd
-    import rasterio
 
     path = Path(path)
     if not path.is_file():
@@ -201,7 +196,6 @@ def read_pixel_table(path: str | os.PathLike, columns: Sequence[str] | None = No
 
     Only ``columns`` are read (all when None) and only the ``cells`` named (all when None).
     """
-    import pyarrow.dataset as ds
 
     path = Path(path)
     if not path.exists():

@@ -16,9 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ee
+
 from gee_mining.errors import InputError
 from gee_mining.steps.cell_image import check_rows
+from gee_mining.steps.grid import pixel_grid
 from gee_mining.steps.sentinel2 import CompositeSpec
+from gee_mining.steps.sentinel2 import composite as s2_composite
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,6 @@ class QuicklookSpec:
 
 def quicklook_image(composite: Any, polygons: Any, spec: QuicklookSpec | None = None):
     """The 8-bit RGB ``ee.Image`` of a composite with ``polygons`` overlaid (fill at ``opacity``, outline opaque)."""
-    import ee
 
     spec = spec or QuicklookSpec()
     rgb = composite.visualize(bands=["B4", "B3", "B2"], min=spec.vmin, max=spec.vmax, gamma=spec.gamma)
@@ -61,10 +64,6 @@ def quicklook_image(composite: Any, polygons: Any, spec: QuicklookSpec | None = 
 def quicklook_bytes(row: dict[str, Any], polygons: Any, spec: QuicklookSpec | None = None,
                     composite_spec: CompositeSpec | None = None, composite: Any = None) -> bytes:  # fmt: skip
     """The JPEG of one cell (computed by the engine)."""
-    import ee
-
-    from gee_mining.steps.grid import pixel_grid
-    from gee_mining.steps.sentinel2 import composite as s2_composite
 
     spec = spec or QuicklookSpec()
     image = quicklook_image(composite if composite is not None else s2_composite(row, composite_spec), polygons, spec)

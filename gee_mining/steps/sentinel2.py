@@ -35,7 +35,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+import ee
+
 from gee_mining.errors import InputError
+from gee_mining.steps.grid import ee_cell_geometry, pixel_grid
 
 S2_SR = "COPERNICUS/S2_SR_HARMONIZED"
 CLOUD_SCORE_PLUS = "GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED"
@@ -105,7 +108,6 @@ class CompositeSpec:
 
 
 def _ee():
-    import ee
 
     return ee
 
@@ -118,8 +120,6 @@ def region_of(target: Any):
     """The ``ee.Geometry`` of a grid row (its square in its own projection) or a geometry as given."""
     ee = _ee()
     if _is_grid_row(target):
-        from gee_mining.steps.grid import ee_cell_geometry
-
         return ee_cell_geometry(ee, target)
     if isinstance(target, ee.ComputedObject):
         return target
@@ -211,8 +211,6 @@ def composite(cell_row_or_geometry, spec: CompositeSpec | None = None, **overrid
     nothing = ee.Image.constant([0] * len(bands)).rename(bands).toFloat().updateMask(0)
     image = scenes.merge(ee.ImageCollection([nothing])).median().rename(bands).toFloat()
     if _is_grid_row(cell_row_or_geometry):
-        from gee_mining.steps.grid import pixel_grid
-
         grid = pixel_grid(cell_row_or_geometry, scale=10)
         image = image.reproject(crs=grid.crs, crsTransform=list(grid.transform))
     return image

@@ -6,7 +6,13 @@ checked-in page lists exactly the registry's algorithms, so the page cannot drif
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
+
+import ee
+
+from gee_mining.local.registry import implemented
+from gee_mining.local.signatures import signatures
 
 HEADER = """# Supported Earth Engine algorithms
 
@@ -26,7 +32,7 @@ that signature (see [the local engine](local-engine.md) and [how to extend](exte
   Landsat and FMask, temporal segmentation (CCDC, LandTrendr), `Model.*` (Vertex AI models),
   `Classifier.*`, `Clusterer.*` and `ConfusionMatrix.*` trainers and metrics.
 - **No public data catalog.** Only the assets your catalog TOML maps to local files exist
-  (`gee_mining.connection(catalog=...)`); `ee.ImageCollection("COPERNICUS/S2_SR_HARMONIZED")` holds the
+  (`gee_mining.connect(catalog=...)`); `ee.ImageCollection("COPERNICUS/S2_SR_HARMONIZED")` holds the
   scenes you registered under that id, not Earth Engine's archive.
 - **Fractional masks** are binary; random sampling cannot reproduce Earth Engine's random choices;
   large reductions are exact where Earth Engine approximates with histograms; geometries crossing the
@@ -51,10 +57,6 @@ def _family(name: str, all_names) -> str:
 
 def algorithms_markdown() -> str:
     """The Markdown page: a summary, what the engine does not do, and per family what is and is not implemented."""
-    import ee
-
-    from gee_mining.local.registry import implemented
-    from gee_mining.local.signatures import signatures
 
     done = implemented()
     sigs = signatures()
@@ -90,7 +92,6 @@ def algorithms_markdown() -> str:
 
 def _anchor(title: str) -> str:
     """The id Python-Markdown's toc extension gives a heading (lower case, spaces to dashes, punctuation dropped)."""
-    import re
 
     slug = re.sub(r"[^\w\s-]", "", title).strip().lower()
     return re.sub(r"[-\s]+", "-", slug)

@@ -44,7 +44,23 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import ee
+import pyproj
+from ee import serializer
+
+from gee_mining.batch.exports import NODATA, ExportSpec
+from gee_mining.connection import connect
 from gee_mining.errors import GeeMiningError
+from gee_mining.io.catalog import MINES_ID
+from gee_mining.local.signatures import signatures
+from gee_mining.ml.classify import ClassifySpec, probability_image, train, training_samples
+from gee_mining.steps.cell_image import ImagerySpec, cell_image
+from gee_mining.steps.grid import GridSpec, pixel_grid, positive_cells, tag_zones, touching_cells
+from gee_mining.steps.indices import DEFAULT_INDICES
+from gee_mining.steps.measure import table_summary
+from gee_mining.steps.pixel_tables import columns, pixel_features
+from gee_mining.steps.quicklooks import quicklook_image
+from gee_mining.steps.sentinel2 import composite
 
 WIDTH = 100
 MAX_SAFE_INTEGER = 2**53
@@ -132,7 +148,6 @@ class JsApi:
 @functools.cache
 def js_api() -> JsApi:
     """The JavaScript client's method table shipped with this package."""
-    from gee_mining.local.signatures import signatures
 
     doc = json.loads((resources.files("gee_mining") / "data" / "js_api.json").read_text())
     classes = doc["classes"]
@@ -244,7 +259,6 @@ def constant_collisions(tree: Any) -> list[str]:
 
 def encode(obj: Any) -> dict:
     """The Python client's graph of ``obj``, expanded into one tree."""
-    from ee import serializer
 
     return expand(serializer.encode(obj, for_cloud_api=True))
 
@@ -1181,7 +1195,6 @@ class Script:
 
     def render(self, api: JsApi | None = None) -> str:
         api = api or js_api()
-        import ee
 
         graph = Graph()
         roots: dict[int, Node] = {}
@@ -1288,8 +1301,6 @@ def script(filename: str) -> Callable[[ScriptFactory], ScriptFactory]:
 @script("polygons_area.js")
 def polygons_area(ee: Any) -> Script:
     """The foundation step: count and geodesic area of a polygon table (``demo.table_summary``)."""
-    from gee_mining.io.catalog import MINES_ID
-    from gee_mining.steps.measure import table_summary
 
     summary = table_summary(ee, MINES_ID)
     s = Script(
@@ -1308,8 +1319,6 @@ def grid(ee: Any) -> Script:
     (EPSG:32719, the Chilean mines) at 5500 m. Negatives are then chosen by ``gee_mining.steps.grid.assign_negatives``
     (integer cell arithmetic, outside Earth Engine).
     """
-    from gee_mining.io.catalog import MINES_ID
-    from gee_mining.steps.grid import GridSpec, positive_cells, tag_zones, touching_cells
 
     spec = GridSpec.of(5500)
     epsg = 32719
@@ -1333,7 +1342,6 @@ def grid(ee: Any) -> Script:
 
 def _example_cell() -> dict[str, Any]:
     """The zoom-14 cell holding a point of the Escondida copper mine (Chile, EPSG:32719): the scripts' example."""
-    import pyproj
 
     lon, lat, size, epsg = -69.07, -24.27, 5500.0, 32719
     x, y = pyproj.Transformer.from_crs(4326, epsg, always_xy=True).transform(lon, lat)
@@ -1344,14 +1352,6 @@ def _example_cell() -> dict[str, Any]:
 @script("cell_image.js")
 def cell_image_script(ee: Any) -> Script:
     """Steps 2-3 for one cell: composite, indices and labels; quicklook; COG, TFRecord and pixel-table exports."""
-    from gee_mining.batch.exports import NODATA, ExportSpec
-    from gee_mining.io.catalog import MINES_ID
-    from gee_mining.steps.cell_image import ImagerySpec, cell_image
-    from gee_mining.steps.grid import pixel_grid
-    from gee_mining.steps.indices import DEFAULT_INDICES
-    from gee_mining.steps.pixel_tables import columns, pixel_features
-    from gee_mining.steps.quicklooks import quicklook_image
-    from gee_mining.steps.sentinel2 import composite
 
     row = _example_cell()
     spec = ImagerySpec(indices=DEFAULT_INDICES)
@@ -1386,9 +1386,6 @@ def cell_image_script(ee: Any) -> Script:
 def classify_script(ee: Any) -> Script:
     """Step 3 on Earth Engine: samples of one cell, a random forest, its resubstitution accuracy and the
     probability map of the cell, exported as a GeoTIFF on the cell's lattice (``gee_mining.ml.classify``)."""
-    from gee_mining.io.catalog import MINES_ID
-    from gee_mining.ml.classify import ClassifySpec, probability_image, train, training_samples
-    from gee_mining.steps.grid import pixel_grid
 
     row = _example_cell()
     spec = ClassifySpec(points_per_class=500, params={"numberOfTrees": 50})
@@ -1417,7 +1414,6 @@ def classify_script(ee: Any) -> Script:
 
 def write_scripts(out_dir: str | Path = "ee_scripts") -> list[Path]:
     """Write every registered script into ``out_dir``; ``ee`` must be initialised (any engine)."""
-    import ee
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -1431,7 +1427,6 @@ def write_scripts(out_dir: str | Path = "ee_scripts") -> list[Path]:
 
 def cli(args: Any) -> int:
     """``gee-mining js``: write ``ee_scripts/`` (graphs are built against an in-process local engine, offline)."""
-    from gee_mining.connection import connect
 
     connect("local")
     for path in write_scripts(args.out):

@@ -34,6 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+import matplotlib.pyplot as plt
+
 from gee_mining.errors import InputError
 
 REPORT_JSON = "report.json"
@@ -107,7 +110,6 @@ class Report:
     @staticmethod
     def figure(section: Section, fig: Any, caption: str, alt: str | None = None) -> None:
         """A matplotlib figure, kept as PNG (and closed)."""
-        import matplotlib.pyplot as plt
 
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -395,10 +397,8 @@ def _warnings_html(warnings: list[dict]) -> str:
 
 
 def _timings_html(timings: Mapping[str, float]) -> str:
-    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     items = [(str(k), float(v)) for k, v in timings.items()]
     total = sum(v for _, v in items)

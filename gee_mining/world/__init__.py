@@ -19,9 +19,12 @@ import shutil
 import time
 from pathlib import Path
 
+import earthlib
 import numpy as np
+import pyogrio
 import shapely
 
+from gee_mining.errors import InputError
 from gee_mining.world.datasets import (
     LSIB_ID,
     WORLDCOVER_ID,
@@ -33,6 +36,7 @@ from gee_mining.world.datasets import (
 from gee_mining.world.landscape import DEFAULT_CENTER, WorldGrid, build_surface, generated_polygons
 from gee_mining.world.manifest import WorldManifest
 from gee_mining.world.scenes import make_static, render_all, schedule, write_tif
+from gee_mining.world.spectra import MATERIALS
 
 S2_ID = "COPERNICUS/S2_SR_HARMONIZED"
 CSPLUS_ID = "GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED"
@@ -93,8 +97,6 @@ def generate_world(
     if polygons is not None:
         user_polys, user_props = read_polygons(polygons)
         if not user_polys:
-            from gee_mining.errors import InputError
-
             raise InputError(f"{polygons}: no polygons found.")
         lon, lat = center or _choose_centre(user_polys, size_km)
         grid = WorldGrid.around(lon, lat, size_km)
@@ -186,11 +188,7 @@ def generate_world(
     catalog = out / "catalog.toml"
     catalog.write_text("\n".join(toml))
 
-    import earthlib
-    import pyogrio
-
     palette = surface.palette
-    from gee_mining.world.spectra import MATERIALS
 
     spectra = {
         MATERIALS[m][0]: sorted(

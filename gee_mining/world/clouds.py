@@ -22,10 +22,11 @@ products flag that truth the way they behave in reality:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
-from gee_mining.world.fields import block_mean, octaves, sample_octaves
+from gee_mining.world.fields import _weights, block_mean, octaves, sample_octaves
 
 TRUTH_CLASSES = {0: "clear", 1: "thin_cloud", 2: "cloud", 3: "opaque_cloud", 4: "cirrus", 5: "shadow"}
 THIN, MEDIUM, OPAQUE = 0.03, 0.25, 0.6  # opacity thresholds of the truth classes
@@ -80,7 +81,6 @@ def draw_sky(rng: np.random.Generator, extent: float, mean_cover: float) -> Sky:
     margin = extent * 0.25
     cloud = octaves(rng, extent, [4000.0, 1200.0, 300.0, 80.0], [1.0, 0.5, 0.22, 0.08], margin)
     # the threshold that leaves ``cover`` of a ~unit-variance field above it (normal quantile)
-    from statistics import NormalDist
 
     sd = float(np.sqrt(1 + 0.25 + 0.0484 + 0.0064))
     threshold = NormalDist(0, sd).inv_cdf(1 - cover) if cover > 0 else 99.0
@@ -184,7 +184,6 @@ def s2cloudless(sky: Sky, shape10: tuple[int, int], bright: np.ndarray) -> np.nd
         hc, wc = -(-h // 16), -(-w // 16)
         alpha, tau, _ = sky.at(160.0, (hc, wc))
         coarse = np.clip(alpha * 100 + tau * 250, 0, 100)
-        from gee_mining.world.fields import _weights
 
         ys = ((np.arange(h) + 0.5) * 10.0 - 80.0).clip(0)
         xs = ((np.arange(w) + 0.5) * 10.0 - 80.0).clip(0)

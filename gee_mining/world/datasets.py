@@ -6,8 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyogrio
+import rasterio
 import shapely
+from rasterio.transform import Affine
+from rasterio.warp import Resampling, reproject
 
+from gee_mining.errors import InputError
+from gee_mining.local.catalog import TableEntry, read_table
 from gee_mining.world.landscape import Surface, WorldGrid
 from gee_mining.world.spectra import MATERIALS
 
@@ -17,9 +23,6 @@ WORLDCOVER_PIXEL = 1 / 12000  # degrees: WorldCover's native lattice (~8.3 m at 
 
 
 def natural_earth_path() -> Path:
-    import pyogrio
-
-    from gee_mining.errors import InputError
 
     path = Path(pyogrio.__file__).parent / "tests" / "fixtures" / "naturalearth_lowres" / "naturalearth_lowres.shp"
     if not path.exists():
@@ -29,9 +32,6 @@ def natural_earth_path() -> Path:
 
 def write_worldcover(grid: WorldGrid, surface: Surface, out: Path) -> dict:
     """The land-cover map the scenes were drawn from, on WorldCover's EPSG:4326 lattice (band ``Map``)."""
-    import rasterio
-    from rasterio.transform import Affine
-    from rasterio.warp import Resampling, reproject
 
     lut = np.zeros(256, dtype=np.uint8)
     for m, (_, wc) in MATERIALS.items():
@@ -75,7 +75,6 @@ def write_worldcover(grid: WorldGrid, surface: Surface, out: Path) -> dict:
 
 def write_lsib(out: Path) -> Path:
     """Natural Earth 1:110m countries with LSIB_SIMPLE's column names, as GeoJSON."""
-    import pyogrio
 
     meta, _, wkb, fields = pyogrio.raw.read(natural_earth_path())
     cols = dict(zip(meta["fields"], fields, strict=True))
@@ -112,7 +111,6 @@ def write_polygons(polygons_lonlat: list[shapely.Geometry], props: list[dict], o
 
 def read_polygons(path: str | Path) -> tuple[list[shapely.Geometry], list[dict]]:
     """Polygons of a table file in EPSG:4326 with their attributes (any format the catalog reads)."""
-    from gee_mining.local.catalog import TableEntry, read_table
 
     fc = read_table(TableEntry(id="polygons", path=Path(path)))
     geoms, props = [], []

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 from pyproj import Transformer
+from rasterio.features import rasterize
+from rasterio.transform import Affine
 
 from gee_mining.world.fields import Field, block_mean, octaves, sample_octaves
-from gee_mining.world.spectra import MATERIAL_ID, VEGETATED, Palette, build_palette
+from gee_mining.world.spectra import BAND_RES, MATERIAL_ID, S2_SR_BANDS, VEGETATED, Palette, build_palette
 
 DEFAULT_CENTER = (-55.75, -6.25)  # Tapajos basin, Para, Brazil: a region of many small mines
 RESOLUTIONS = (10, 20, 60)
@@ -48,7 +50,6 @@ class WorldGrid:
         return self.size // res, self.size // res
 
     def transform(self, res: int):
-        from rasterio.transform import Affine
 
         return Affine(res, 0.0, self.x0, 0.0, -res, self.y0)
 
@@ -157,7 +158,6 @@ class Surface:
 
 
 def _rasterize(shapes, grid: WorldGrid, res: int, value: int = 1, all_touched: bool = False) -> np.ndarray:
-    from rasterio.features import rasterize
 
     shapes = [s for s in shapes if s is not None and not s.is_empty]
     h, w = grid.shape(res)
@@ -278,7 +278,6 @@ def build_surface(grid: WorldGrid, mines_utm: list[shapely.Geometry], rng: np.ra
 
     A, D, group = {}, {}, {}
     spectra = palette.values  # (n, 12)
-    from gee_mining.world.spectra import BAND_RES, S2_SR_BANDS
 
     for res in RESOLUTIONS:
         idx = [i for i, b in enumerate(S2_SR_BANDS) if BAND_RES[b] == res]

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
+import rasterio
 
 
 def _rgb(bands: list[np.ndarray], gain: float = 2.8) -> np.ndarray:
@@ -16,11 +19,8 @@ def _rgb(bands: list[np.ndarray], gain: float = 2.8) -> np.ndarray:
 
 def quicklook(world_dir: str | Path, png: str | Path, real_l1c: str | Path | None = None, crop: int = 768) -> Path:
     """Write ``png``: a clear and a cloudy simulated scene (``crop`` px at 10 m) and, if given, the real L1C crop."""
-    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import rasterio
 
     world = Path(world_dir)
     manifest = json.loads((world / "manifest.json").read_text())

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
 
 from gee_mining.world import clouds
-from gee_mining.world.fields import block_mean
+from gee_mining.world.fields import Field, block_mean
 from gee_mining.world.landscape import Surface, WorldGrid, greenness
 from gee_mining.world.spectra import MATERIAL_ID, S2_SR_BANDS
 
@@ -110,14 +113,12 @@ def make_static(grid: WorldGrid, surface: Surface, seed: int, out: Path) -> Stat
     vis = surface.A[10][:3].mean(axis=0)
     bright = np.clip((vis - 0.12) / 0.15, 0, 1).astype(np.float32)
     bright[np.isin(surface.material, (0, 1, 2, 3))] = 0
-    from gee_mining.world.fields import Field
 
     texture = np.clip(Field.random(rng, grid.size + 640.0, 250.0).sample(h + 64, w + 64, 10.0) * 0.25 + 0.5, 0, 1)
     return Static(grid, surface, noise, bright, texture.astype(np.float32), seed, out)
 
 
 def write_tif(path: Path, data: np.ndarray, grid: WorldGrid, res: int, names: list[str], **extra) -> None:
-    import rasterio
 
     path.parent.mkdir(parents=True, exist_ok=True)
     data = data if data.ndim == 3 else data[None]
@@ -294,8 +295,6 @@ def _render_in_worker(spec: SceneSpec) -> dict[str, Any]:
 
 def render_all(static: Static, specs: list[SceneSpec], workers: int, progress=None) -> list[dict[str, Any]]:
     """Render every scene, in ``workers`` forked processes (scenes are independent: same bytes in any order)."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
 
     results: list[dict[str, Any]] = []
 

@@ -19,7 +19,9 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+import earthlib
 import numpy as np
+from earthlib.sensors import Sensor, Sentinel2
 
 S2_SR_BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12"]
 BAND_RES = {"B1": 60, "B2": 10, "B3": 10, "B4": 10, "B5": 20, "B6": 20, "B7": 20, "B8": 10, "B8A": 20, "B9": 60}
@@ -50,7 +52,6 @@ class Library:
 
 def s2_sensor():
     """earthlib's Sentinel2 sensor with B1 and B9 added, in S2_SR_BANDS order."""
-    from earthlib.sensors import Sensor, Sentinel2
 
     centres = dict(zip(Sentinel2.band_names, Sentinel2.band_centers, strict=True))
     widths = dict(zip(Sentinel2.band_names, Sentinel2.band_widths, strict=True))
@@ -69,7 +70,6 @@ def s2_sensor():
 @lru_cache(maxsize=1)
 def library() -> Library:
     """The whole earthlib library resampled to Sentinel-2 (computed once per process, ~1 s; no network)."""
-    import earthlib
 
     full = earthlib.full_library
     resampled = full.to_sensor(s2_sensor())

@@ -26,9 +26,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import ee
 import numpy as np
 
 from gee_mining.errors import InputError
+from gee_mining.steps.indices import BANDS, add_indices, index_formula
 
 KINDS = ("lasso", "logistic")
 TARGETS = ("binary", "distance")
@@ -177,7 +179,6 @@ class LinearModel:
 
 def check_feature(name: str) -> None:
     """A feature name must be a band, ``ND_a_b`` of two bands, or a spectral index name."""
-    from gee_mining.steps.indices import BANDS, index_formula
 
     if name in BANDS:
         return
@@ -198,9 +199,6 @@ def feature_image(image: Any, features: Sequence[str]) -> Any:
 
     Bands are taken as they are; ``ND_a_b`` is ``(a - b) / (a + b)`` (as ``indices.add_indices``
     computes it); other names are spyndex indices (``indices.add_indices``)."""
-    import ee
-
-    from gee_mining.steps.indices import BANDS, add_indices
 
     features = list(features)
     for f in features:
@@ -227,7 +225,6 @@ def compile_linear(model: LinearModel, image: Any, features_ready: bool = False)
     (positive inside) ``sigmoid(score / 30 m)``, a monotone map from "30 m inside" (0.73) to
     "30 m outside" (0.27).
     """
-    import ee
 
     x = image.select(list(model.features)) if features_ready else feature_image(image, model.features)
     z = x.subtract(ee.Image.constant(list(model.mean))).divide(ee.Image.constant(list(model.scale)))
@@ -323,7 +320,6 @@ def compile_forest(model: Any, features: Sequence[str]) -> Any:
     output is ``predict_proba(x)[:, 1]``: each tree's leaves hold the class-1 probability, and
     Earth Engine's ensemble in REGRESSION mode averages the trees, as scikit-learn's forest does.
     Classify with :func:`forest_image` (probability, and mine where probability > 0.5)."""
-    import ee
 
     strings = forest_to_strings(model, features, "probability")
     if len(strings) == 1:
@@ -336,7 +332,6 @@ def compile_forest(model: Any, features: Sequence[str]) -> Any:
 def forest_image(model: Any, features: Sequence[str], image: Any, features_ready: bool = False) -> Any:
     """The forest applied to an image: bands ``probability`` and ``mine`` (probability > 0.5, which is
     scikit-learn's ``predict`` for two classes, ties going to class 0)."""
-    import ee
 
     x = image.select(list(features)) if features_ready else feature_image(image, features)
     prob = x.classify(compile_forest(model, features), "probability")

@@ -23,14 +23,19 @@ Clusterers (``wekaKMeans``, ``wekaXMeans``) are trained on the same samples with
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import ee
 import numpy as np
 
+from gee_mining.batch.exports import ExportSpec, export_task, task_description
 from gee_mining.errors import InputError
 from gee_mining.ml.classify.model import check_feature, feature_image
-from gee_mining.steps.sentinel2 import CompositeSpec
+from gee_mining.steps.cell_image import check_rows
+from gee_mining.steps.grid import pixel_grid
+from gee_mining.steps.labels import label_bands
+from gee_mining.steps.sentinel2 import CompositeSpec, composite
 
 CLASS_BAND = "_mine"
 DEFAULT_FEATURES = ("B2", "B3", "B4", "B8", "B11", "B12", "NDVI", "NBR2", "ND_B11_B8", "ND_B12_B4")
@@ -91,7 +96,6 @@ class Accuracy:
     samples: int
 
     def as_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
 
         return asdict(self)
 
@@ -104,7 +108,6 @@ def split_cells(
 ) -> tuple[list[dict], list[dict]]:
     """Training and held-out cells. A positive and its paired negative (``pair``) stay together;
     at least one unit goes to each side when there are two or more."""
-    from gee_mining.steps.cell_image import check_rows
 
     rows = check_rows(rows, "split_cells")
     by_name = {r["name"]: r for r in rows}
@@ -131,9 +134,6 @@ def split_cells(
 
 def cell_region(row: dict[str, Any]):
     """The cell's square as an ``ee.Geometry`` in its UTM projection."""
-    import ee
-
-    from gee_mining.steps.grid import pixel_grid
 
     grid = pixel_grid(row)
     return ee.Geometry.Rectangle(list(grid.bounds), grid.crs, False)
@@ -142,11 +142,6 @@ def cell_region(row: dict[str, Any]):
 def cell_features(row: dict[str, Any], polygons: Any, spec: ClassifySpec, labels: bool = True):
     """The cell's features (float32, in ``spec.features`` order) and, with ``labels``, the ``_mine`` band
     (uint8), masked where the composite has no clear observation, on the cell's 10 m lattice."""
-    import ee
-
-    from gee_mining.steps.grid import pixel_grid
-    from gee_mining.steps.labels import label_bands
-    from gee_mining.steps.sentinel2 import composite
 
     comp = composite(row, spec.composite)
     image = feature_image(comp, spec.features)
@@ -162,9 +157,6 @@ def cell_features(row: dict[str, Any], polygons: Any, spec: ClassifySpec, labels
 
 def training_samples(rows: Sequence[dict[str, Any]], polygons: Any, spec: ClassifySpec):
     """Labelled pixels of ``rows`` as one ``ee.FeatureCollection`` (features, ``_mine``, ``cell``)."""
-    import ee
-
-    from gee_mining.steps.grid import pixel_grid
 
     fc_polys = polygons if isinstance(polygons, ee.FeatureCollection) else ee.FeatureCollection(polygons)
     parts = []
@@ -193,7 +185,6 @@ def training_samples(rows: Sequence[dict[str, Any]], polygons: Any, spec: Classi
 
 def make_classifier(spec: ClassifySpec):
     """The untrained ``ee.Classifier`` of ``spec`` (constructor name and arguments)."""
-    import ee
 
     return getattr(ee.Classifier, spec.classifier)(**spec.params)
 
@@ -211,8 +202,6 @@ def accuracy(classifier: Any, samples: Any, order: Sequence[int] = (0, 1)) -> Ac
 
 
 def matrix_figures(cm: Any, size: Any = None) -> Accuracy:
-    import ee
-
     d = ee.Dictionary({"matrix": cm.array(), "order": cm.order(), "accuracy": cm.accuracy(), "kappa": cm.kappa(),
                        "producers": cm.producersAccuracy(), "consumers": cm.consumersAccuracy(),
                        "fscore": cm.fscore(), "samples": size if size is not None else 0}).getInfo()  # fmt: skip
@@ -236,7 +225,6 @@ def probability_image(row: dict[str, Any], classifier: Any, spec: ClassifySpec):
 
 def export_probability(row: dict[str, Any], image: Any, destination: str, description: str | None = None):
     """The (unstarted) export of a probability map on the cell's lattice: ``destination/<cell>.tif``."""
-    from gee_mining.batch.exports import ExportSpec, export_task, task_description
 
     return export_task(image, row, ExportSpec(destination), description or task_description(row["name"], "prob"))
 
@@ -246,7 +234,6 @@ def export_probability(row: dict[str, Any], image: Any, destination: str, descri
 
 def train_clusterer(samples: Any, spec: ClassifySpec, name: str = "wekaKMeans", **params: Any):
     """``ee.Clusterer.<name>(**params)`` trained on the samples' features (labels unused)."""
-    import ee
 
     if name not in CLUSTERERS:
         raise InputError(f"clusterer {name!r}: use one of {', '.join(CLUSTERERS)}.")
@@ -265,7 +252,6 @@ def match_clusters(clusterer: Any, samples: Any, max_clusters: int = 64) -> dict
 
 def clusters_to_labels(clustered: Any, mapping: dict[int, int], band: str = "cluster"):
     """An image (or collection) of cluster numbers mapped to labels: ``ee.Image`` with ``where``."""
-    import ee
 
     out = ee.Image.constant(0).toByte()
     for k, label in sorted(mapping.items()):
@@ -276,7 +262,6 @@ def clusters_to_labels(clustered: Any, mapping: dict[int, int], band: str = "clu
 
 def cluster_accuracy(clusterer: Any, mapping: dict[int, int], samples: Any) -> Accuracy:
     """Figures of the cluster-to-label mapping on ``samples`` (held-out cells)."""
-    import ee
 
     keys = sorted(mapping)
     labelled = samples.cluster(clusterer, "cluster").map(
@@ -289,6 +274,5 @@ def fetch_samples(samples: Any):
     """The samples computed once and brought back as a constant ``ee.FeatureCollection``, so that later
     graphs (training, accuracy, clusters) do not recompute the composites. For a few thousand samples;
     on Earth Engine, export larger sample sets to a table asset instead (``Export.table.toAsset``)."""
-    import ee
 
     return ee.FeatureCollection([ee.Feature(None, f["properties"]) for f in samples.getInfo()["features"]])

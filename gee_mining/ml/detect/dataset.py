@@ -44,9 +44,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ee
 import numpy as np
+import pyogrio.raw
+import pyproj
+import rasterio
+import shapely
+from PIL import Image
+from rasterio.transform import Affine
+from rasterio.windows import Window
+from shapely.geometry import shape
 
 from gee_mining.errors import InputError
+from gee_mining.io.pages import iter_features
 
 RGB = ("B4", "B3", "B2")
 REFLECTANCE = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12")
@@ -155,14 +165,12 @@ class CellRaster:
     @property
     def footprint(self):
         """The image's footprint in its CRS (a shapely polygon)."""
-        import shapely
 
         xs, ys = self.pixel_to_crs([0, self.width, self.width, 0], [0, 0, self.height, self.height])
         return shapely.Polygon(np.column_stack([xs, ys]))
 
     @property
     def centre_lonlat(self) -> tuple[float, float]:
-        import pyproj
 
         x, y = self.pixel_to_crs(self.width / 2, self.height / 2)
         lon, lat = pyproj.Transformer.from_crs(self.epsg, 4326, always_xy=True).transform(float(x), float(y))
@@ -171,7 +179,6 @@ class CellRaster:
 
 def open_cell(path: str | os.PathLike) -> CellRaster:
     """The georeference of a per-cell GeoTIFF (name = file stem)."""
-    import rasterio
 
     path = Path(path)
     if not path.is_file():
@@ -190,7 +197,6 @@ def read_bands(path: str | os.PathLike, bands: Sequence[str]) -> tuple[np.ndarra
 
     A pixel is nodata where every reflectance band present is 0 or NaN (the export's nodata 0).
     """
-    import rasterio
 
     with rasterio.open(path) as ds:
         names = list(ds.descriptions)
@@ -220,7 +226,6 @@ def to_uint8(data: np.ndarray, nodata: np.ndarray, spec: DatasetSpec) -> np.ndar
 
 def write_image(image: np.ndarray, path: str | os.PathLike) -> Path:
     """Write an 8-bit (H, W, C) image: PNG for C = 3 (RGB order), else a multi-page grayscale TIFF."""
-    from PIL import Image
 
     path = Path(path)
     if image.ndim != 3 or image.dtype != np.uint8:
@@ -273,8 +278,6 @@ def polygon_parts(geometry) -> list:
 
 def to_crs(geometry, epsg: int, src: int = 4326):
     """``geometry`` reprojected vertex by vertex from EPSG:``src`` to EPSG:``epsg`` (pyproj, x/y order)."""
-    import pyproj
-    import shapely
 
     if int(epsg) == int(src):
         return geometry
@@ -286,7 +289,6 @@ def cell_boxes(
     cell: CellRaster, polygons: Sequence, spec: DatasetSpec = DatasetSpec(), src_epsg: int = 4326
 ) -> list[Box]:
     """The boxes of ``polygons`` (shapely, EPSG:``src_epsg``) in ``cell``'s image, per the spec's limits."""
-    import shapely
 
     footprint = cell.footprint
     boxes = []
@@ -327,18 +329,12 @@ def load_polygons(polygons: Any) -> list:
     pyogrio and reprojected to EPSG:4326), an Earth Engine table id or ``ee.FeatureCollection``
     (fetched through ``ee``), a GeoJSON FeatureCollection dict, or shapely geometries.
     """
-    import shapely
-    from shapely.geometry import shape
 
     if isinstance(polygons, (str, os.PathLike)) and Path(polygons).exists():
-        import pyogrio.raw
-
         meta, _, wkb, _ = pyogrio.raw.read(polygons, read_geometry=True)
         geoms = list(shapely.from_wkb(wkb))
         crs = meta.get("crs")
         if crs:
-            import pyproj
-
             epsg = pyproj.CRS.from_user_input(crs).to_epsg()
             if epsg is None:
                 raise InputError(f"{polygons}: CRS {crs} has no EPSG code; reproject the file to EPSG:4326.")
@@ -351,12 +347,8 @@ def load_polygons(polygons: Any) -> list:
         and not os.path.exists(polygons)
         and not polygons.endswith((".geojson", ".gpkg", ".shp", ".parquet", ".fgb", ".json"))
     ):
-        import ee
-
         polygons = ee.FeatureCollection(polygons)
     if type(polygons).__name__ == "FeatureCollection" and hasattr(polygons, "getInfo"):
-        from gee_mining.io.pages import iter_features
-
         return [shape(f["geometry"]) if f.get("geometry") else None for f in iter_features(polygons)]
     if isinstance(polygons, dict) and polygons.get("type") == "FeatureCollection":
         return [shape(f["geometry"]) if f.get("geometry") else None for f in polygons["features"]]
@@ -468,9 +460,6 @@ def cut_patches(
     patches, so an object cut by one window's edge is seen whole in a neighbour. Written under a
     ``.partial`` name and renamed when complete.
     """
-    import rasterio
-    from rasterio.transform import Affine
-    from rasterio.windows import Window
 
     stride = int(stride or size)
     if size < 8 or stride < 1:
@@ -513,7 +502,6 @@ def keep_near_mines(
     ``stride = gcd`` of the two (e.g. 32 and 128: cut every 32, keep background windows at multiples
     of 128). Polygons (see :func:`load_polygons`) are reprojected once per CRS and indexed (STRtree).
     """
-    import shapely
 
     geoms = [g for g in load_polygons(polygons) if g is not None]
     if mine_stride < 1 or other_stride < 1:

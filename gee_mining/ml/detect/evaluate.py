@@ -18,9 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import shapely
+
 from gee_mining.errors import InputError
-from gee_mining.ml.detect.dataset import DetectDataset
+from gee_mining.ml.detect.dataset import DetectDataset, to_crs
 from gee_mining.ml.detect.offline import OFFLINE_TRAIN_ARGS, no_network, prepare_ultralytics
+from gee_mining.ml.detect.predict import predict_cells
+from gee_mining.ml.detect.splits import geographic_folds
+from gee_mining.ml.detect.train import _dataset_imgsz, load_model, train
 
 BOX_METRICS = ("map50", "map50_95", "precision", "recall")
 
@@ -28,6 +34,7 @@ BOX_METRICS = ("map50", "map50_95", "precision", "recall")
 def untrained_model(model_yaml: str = "yolo11n.yaml", channels: int = 3, nc: int = 1, seed: int = 0):
     """An ``ultralytics.YOLO`` with freshly initialised weights for ``channels`` inputs: the baseline to beat."""
     prepare_ultralytics()
+    # deferred: heavy optional dependencies (the `yolo` extra), imported only once ultralytics is prepared
     import torch
     from ultralytics import YOLO
     from ultralytics.nn.tasks import DetectionModel
@@ -52,7 +59,6 @@ def evaluate(
     **val_args: Any,
 ) -> dict[str, float]:
     """mAP50, mAP50-95, precision, recall of ``model`` (a YOLO or weights path) on ``split`` of ``data``."""
-    from gee_mining.ml.detect.train import _dataset_imgsz, load_model
 
     if isinstance(model, (str, os.PathLike)):
         model = load_model(None, model)
@@ -106,7 +112,6 @@ def cell_metrics(scores: dict[str, float], truth: dict[str, bool], conf: float =
 
 def dataset_cell_metrics(model, ds: DetectDataset, cells: Sequence[str], conf: float = 0.25, **predict_args) -> dict:
     """:func:`cell_metrics` of ``model`` on these cells of the dataset (truth: the cell has a label box)."""
-    from gee_mining.ml.detect.predict import predict_cells
 
     sources = [ds.cell(c)["source"] for c in cells]
     dets = predict_cells(model, sources, ds.spec, conf=min(conf, 0.05), **predict_args)
@@ -126,9 +131,6 @@ def polygon_iou(detections, polygons: Sequence, min_iou: float = 0.0, footprints
     cell's CRS}``, e.g. ``ds.raster(name).footprint``): compare with the part of the polygon inside
     the detection's cell only, the part the detector could see.
     """
-    import shapely
-
-    from gee_mining.ml.detect.dataset import to_crs
 
     out = []
     for d in detections:
@@ -155,7 +157,6 @@ def label_iou(detections, ds: DetectDataset) -> list[dict]:
     The label box is the bounding box of the polygon part's visible piece, so this is the IoU a box
     detector can reach 1 on; :func:`polygon_iou` compares with the polygon itself.
     """
-    import shapely
 
     out = []
     for d in detections:
@@ -173,7 +174,6 @@ def label_iou(detections, ds: DetectDataset) -> list[dict]:
 
 def iou_summary(matches: Sequence[dict]) -> dict[str, float]:
     """Mean, median, and shares at or above 0.5 and 0.25 of the ``iou`` of matches (NaN when none)."""
-    import numpy as np
 
     v = np.array([m["iou"] for m in matches], float)
     if not v.size:
@@ -222,15 +222,12 @@ def cross_validate(
     **train_args: Any,
 ) -> CVResult:
     """Train on k-1 geographic folds, evaluate on the held-out one, k times; box and cell metrics per fold."""
-    from gee_mining.ml.detect.splits import geographic_folds
-    from gee_mining.ml.detect.train import train
 
     folds = geographic_folds(ds, k, by, region_deg, table, seed, stratify)
     rows = []
     for fold in folds:
         yaml = ds.write_split(fold.name, fold.train, fold.val)
         result = train(yaml, model, weights, out_dir, fold.name, seed=seed, progress=progress, **train_args)
-        from gee_mining.ml.detect.train import load_model
 
         trained = load_model(None, result.best)
         device = train_args.get("device", "cpu")

@@ -6,7 +6,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib
+import matplotlib.patches as mpatches
+import matplotlib.pyplot as plt
 import numpy as np
+from PIL import Image
 
 from gee_mining.ml.detect.dataset import DetectDataset
 
@@ -17,7 +21,6 @@ def patch_rgb(ds: DetectDataset, name: str) -> np.ndarray:
     For a multispectral dataset the view shows B4, B3, B2 when the dataset has them (natural colour),
     else its first three bands.
     """
-    from PIL import Image
 
     c = ds.cell(name)
     path = ds.root / "images" / c["image"]
@@ -44,11 +47,8 @@ def boxes_figure(
     size: float = 1.9,
 ):
     """A matplotlib figure: each patch with its label boxes (yellow, dashed) and detections (red, with scores)."""
-    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.patches as mpatches
-    import matplotlib.pyplot as plt
 
     by_cell: dict[str, list] = {}
     for d in detections:
@@ -79,7 +79,6 @@ def boxes_figure(
 
 def save_boxes_figure(path: str | os.PathLike, *args, dpi: int = 80, **kwargs) -> Path:
     """:func:`boxes_figure` saved as PNG or JPEG (by the suffix)."""
-    import matplotlib.pyplot as plt
 
     fig = boxes_figure(*args, **kwargs)
     path = Path(path)

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import matplotlib
+
 from gee_mining.errors import InputError
 
 # Arguments of ``model.train`` / ``model.val`` that keep ultralytics offline and in-process on a CPU.
@@ -88,7 +90,6 @@ def default_cache_dir() -> Path:
 
 
 def _font() -> Path:
-    import matplotlib
 
     font = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
     if not font.is_file():
@@ -114,6 +115,7 @@ def prepare_ultralytics(cache_dir: str | os.PathLike | None = None):
     os.environ.setdefault("MPLCONFIGDIR", str(Path(os.environ["YOLO_CONFIG_DIR"]).parent / "matplotlib"))
     Path(os.environ["YOLO_CONFIG_DIR"]).mkdir(parents=True, exist_ok=True)
     with no_network():
+        # deferred: heavy optional dependency (the `yolo` extra), imported with the network refused
         import ultralytics
         import ultralytics.utils as uutils
         import ultralytics.utils.checks as uchecks

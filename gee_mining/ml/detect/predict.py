@@ -22,10 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pyproj
+import shapely
 
 from gee_mining.errors import InputError
 from gee_mining.ml.detect.dataset import CellRaster, DatasetSpec, cell_image, find_cells, open_cell, write_image
-from gee_mining.ml.detect.offline import no_network
+from gee_mining.ml.detect.offline import NetworkRefused, no_network
+from gee_mining.ml.detect.train import load_model
 
 
 @dataclass
@@ -58,8 +63,6 @@ class Detection:
 
 
 def crs_to_lonlat(geometry, epsg: int):
-    import pyproj
-    import shapely
 
     tf = pyproj.Transformer.from_crs(int(epsg), 4326, always_xy=True)
     return shapely.transform(geometry, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
@@ -67,7 +70,6 @@ def crs_to_lonlat(geometry, epsg: int):
 
 def box_to_geometry(cell: CellRaster, box: Sequence[float], densify: int = 8) -> tuple[Any, Any]:
     """``(polygon in the cell's CRS, polygon in EPSG:4326)`` of a pixel box ``(x0, y0, x1, y1)``."""
-    import shapely
 
     x0, y0, x1, y1 = (float(v) for v in box)
     xs, ys = cell.pixel_to_crs([x0, x1, x1, x0], [y0, y0, y1, y1])
@@ -98,7 +100,6 @@ def predict_cells(
 
     ``spec`` must be the training dataset's (``open_dataset(root).spec``): the same bands and scaling.
     """
-    from gee_mining.ml.detect.train import load_model
 
     if isinstance(model, (str, os.PathLike)):
         model = load_model(None, model)
@@ -146,7 +147,6 @@ def merge_detections(detections: Sequence[Detection], gap_px: float = 1.0) -> li
     union of its boxes, its score the best, its ``cells`` every cell it came from. Boxes within one
     cell are left as the detector's non-maximum suppression gave them.
     """
-    import shapely
 
     out: list[Detection] = []
     by_epsg: dict[int, list[Detection]] = {}
@@ -191,7 +191,6 @@ def merge_detections(detections: Sequence[Detection], gap_px: float = 1.0) -> li
 
 def write_detections(detections: Sequence[Detection], path: str | os.PathLike) -> Path:
     """Write detections (EPSG:4326 polygons with cell, score, class) as GeoJSON (.geojson/.json) or GeoParquet."""
-    import shapely
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -203,9 +202,6 @@ def write_detections(detections: Sequence[Detection], path: str | os.PathLike) -
         ]
         tmp.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
     elif path.suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         props = [d.properties() for d in detections]
         keys = list(props[0]) if props else list(Detection("", 0, 0, "", (0, 0, 0, 0), 0, None, None).properties())
         data = {k: [p[k] for p in props] for k in keys}
@@ -237,8 +233,6 @@ def zero_shot(
     naming it; a model that would need to download more (YOLO-World's text encoder, for one) is an
     error naming what it tried to fetch. Nothing is ever downloaded.
     """
-    from gee_mining.ml.detect.offline import NetworkRefused
-    from gee_mining.ml.detect.train import load_model
 
     model = load_model(None, weights)
     if prompts and hasattr(model.model, "set_classes"):

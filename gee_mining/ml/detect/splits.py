@@ -23,6 +23,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+from sklearn.model_selection import GroupKFold, GroupShuffleSplit, StratifiedGroupKFold
+
 from gee_mining.errors import InputError
 from gee_mining.ml.detect.dataset import DetectDataset
 
@@ -73,8 +76,6 @@ def geographic_folds(
     stratify: bool = False,
 ) -> list[Fold]:
     """``k`` folds; fold ``i`` validates on its groups and trains on the others (``stratify``: see the module)."""
-    import numpy as np
-    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
     groups = cell_groups(ds, by, region_deg, table)
     names = list(groups)
@@ -112,8 +113,6 @@ def geographic_split(
     ``stratify=True``: the first fold of ``round(1 / val_fraction)`` stratified group folds, so that
     validation holds about ``val_fraction`` of the positive cells too (see the module).
     """
-    import numpy as np
-    from sklearn.model_selection import GroupShuffleSplit
 
     if not 0 < val_fraction < 1:
         raise InputError(f"val_fraction={val_fraction} must be in (0, 1).")
@@ -131,6 +130,5 @@ def geographic_split(
 
 
 def _positive(ds: DetectDataset, names: Sequence[str]):
-    import numpy as np
 
     return np.array([bool(ds.cell(n)["boxes"]) for n in names], dtype=int)

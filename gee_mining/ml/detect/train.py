@@ -12,6 +12,7 @@ reachable. The run happens inside :func:`~gee_mining.ml.detect.offline.no_networ
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -55,7 +56,7 @@ def load_model(
     lets ultralytics download it.
     """
     prepare_ultralytics()
-    from ultralytics import YOLO
+    from ultralytics import YOLO  # deferred: heavy optional dependency (the `yolo` extra)
 
     with no_network():
         if model is not None and is_model_yaml(model):
@@ -161,7 +162,6 @@ def train(
 
 
 def _dataset_imgsz(data: Path) -> int:
-    import json
 
     meta = data.parent / "dataset.json"
     if meta.is_file():

@@ -14,9 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pyarrow.dataset as pads
+import spyndex
 
 from gee_mining.errors import InputError
-from gee_mining.steps.indices import BANDS, normalized_difference_names
+from gee_mining.steps.indices import ALIASES, BANDS, index_formula, normalized_difference_names
+from gee_mining.steps.pixel_tables import read_pixel_table
 
 TARGETS = ("binary", "distance")
 TRANSFORMS = ("clip", "tanh", "none")
@@ -138,9 +142,6 @@ def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def named_index(name: str, columns: dict[str, np.ndarray]) -> np.ndarray:
     """A spyndex index from band columns, with the formula ``gee_mining.steps.indices`` deploys."""
-    import spyndex
-
-    from gee_mining.steps.indices import ALIASES, index_formula
 
     _, bands, constants = index_formula(name)
     missing = sorted({b for b in bands.values() if b not in columns})
@@ -182,7 +183,6 @@ def feature_matrix(columns: dict[str, np.ndarray], spec: FeatureSpec, out: np.nd
 
 def table_cells(path: str | os.PathLike) -> list[str]:
     """The cells of a pixel table (file stems of a folder; the ``cell`` column of one file)."""
-    from gee_mining.steps.pixel_tables import read_pixel_table
 
     path = Path(path)
     if path.is_dir():
@@ -209,9 +209,6 @@ def load_dataset(
     with ``seed``, so tables larger than memory can be studied. ``edge_m`` drops pixels nearer a
     polygon edge than that (before patching, so a patch averages only the kept pixels).
     """
-    import pyarrow.dataset as pads
-
-    from gee_mining.steps.pixel_tables import read_pixel_table
 
     path = Path(path)
     all_cells = table_cells(path)
@@ -304,7 +301,6 @@ def from_frame(df, spec: FeatureSpec = FeatureSpec(), group_columns: Sequence[st
             _patches(part, spec, [i for i in spec.indices if i in df], group_columns)[0]
             for _, part in df.groupby("cell")
         ]
-        import pandas as pd
 
         df = pd.concat(parts, ignore_index=True)
     cols = {c: df[c].to_numpy() for c in [*spec.bands, *[i for i in spec.indices if i in df]]}

@@ -14,6 +14,10 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from gee_mining.errors import InputError
 from gee_mining.ml.study.paths import best_f1_threshold, binary_metrics
@@ -22,10 +26,6 @@ MODELS = ("logistic", "random_forest", "hist_gradient_boosting")
 
 
 def make_model(name: str, seed: int = 0):
-    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     if name == "logistic":
         return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))

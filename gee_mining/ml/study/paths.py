@@ -23,6 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, lasso_path
+from sklearn.metrics import f1_score, precision_recall_curve, precision_score, recall_score, roc_auc_score
+from sklearn.svm import l1_min_c
 
 from gee_mining.errors import InputError
 
@@ -104,7 +108,6 @@ def lasso(
     max_iter: int = 1000,
 ) -> Path:
     """The LASSO path of ``y`` on standardised ``X`` (the training rows)."""
-    from sklearn.linear_model import lasso_path
 
     X = np.asarray(X)
     y = np.asarray(y, dtype=np.float64)
@@ -123,7 +126,6 @@ def lasso(
             raise InputError("the target is constant (or uncorrelated with every feature): no path to trace.")
         alphas = np.geomspace(alpha_max, alpha_max * eps, n_penalties)
     alphas = np.sort(np.asarray(alphas, dtype=np.float64))[::-1]
-    from sklearn.exceptions import ConvergenceWarning
 
     with warnings.catch_warnings():  # near-collinear ND features converge slowly at the smallest penalties
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -147,8 +149,6 @@ def logistic(
     progress: Callable[[str], None] | None = None,
 ) -> Path:
     """The L1-logistic path of binary ``y`` on standardised ``X``: ``n_penalties`` C's over ``span`` decades."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
 
     if solver not in SOLVERS:
         raise InputError(f"solver {solver!r}: use one of {SOLVERS}.")
@@ -191,7 +191,6 @@ def min_c(Z: np.ndarray, y: np.ndarray, solver: str) -> float:
     saga leaves the intercept free: at w = 0 the intercept fits the class share ``ybar``, and w = 0
     is optimal while ``C * max_j |Z_j . (y - ybar)| <= 1`` (the L1 subgradient condition).
     """
-    from sklearn.svm import l1_min_c
 
     if solver == "liblinear":
         return float(l1_min_c(Z, y, loss="log", fit_intercept=True))
@@ -217,7 +216,6 @@ def dropout_order(path: Path) -> list[tuple[str, float, float]]:
 
 def binary_metrics(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, float]:
     """ROC AUC (of the score) and F1, precision, recall of ``score > threshold``."""
-    from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
     yb = (np.asarray(y) >= 0.5).astype(int)
     pred = (score > threshold).astype(int)
@@ -232,7 +230,6 @@ def binary_metrics(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[s
 
 def best_f1_threshold(y: np.ndarray, score: np.ndarray) -> float:
     """The score threshold that maximises F1 (predicting ``score > threshold``); 0.5-prob fallback."""
-    from sklearn.metrics import precision_recall_curve
 
     yb = (np.asarray(y) >= 0.5).astype(int)
     if not 0 < yb.sum() < len(yb):

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
+
+from gee_mining.ml.study.paths import dropout_order
 
 TITLES = {"lasso": "LASSO (distance to a mine)", "logistic": "L1-logistic (mine / not mine)"}
 
 
 def _plt():
-    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     return plt
 
@@ -76,7 +78,6 @@ def weights_figure(result, top: int = 10, note: str = ""):
 
 
 def _order(fit):
-    from gee_mining.ml.study.paths import dropout_order
 
     return dropout_order(fit)
 

@@ -12,11 +12,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from gee_mining.errors import InputError
 from gee_mining.ml.study import paths as P
 from gee_mining.ml.study.data import Dataset, FeatureSpec, TargetSpec, load_dataset
 from gee_mining.ml.study.models import MODELS, apply_cost, compare_models
+from gee_mining.ml.study.plots import save_all
 from gee_mining.ml.study.splits import Fold, SplitSpec, make_folds
 
 PATH_KINDS = ("lasso", "logistic")
@@ -70,7 +73,6 @@ class PathStudy:
 
     def dropout(self):
         """Drop-out order per fold and the mean rank: DataFrame (rank, feature, penalty, sign, folds...)."""
-        import pandas as pd
 
         rows = []
         for i, fit in enumerate(self.fits):
@@ -127,7 +129,6 @@ def choose_penalty(kind: str, metrics) -> int:
 
 def univariate_auc(X: np.ndarray, mine: np.ndarray, features: list[str]) -> dict[str, float]:
     """Each feature alone as a mine score: ROC AUC, direction-free (max(auc, 1 - auc))."""
-    from sklearn.metrics import roc_auc_score
 
     yb = (mine >= 0.5).astype(int)
     if not 0 < yb.sum() < len(yb):
@@ -148,7 +149,6 @@ def run_study(
     progress: Callable[[str], None] = lambda m: None,
 ) -> StudyResult:
     """Run the whole study on a ``Dataset`` or a pixel-table path (read cell by cell)."""
-    import pandas as pd
 
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -264,7 +264,6 @@ def rank_features(path_studies: dict[str, PathStudy], uni: dict[str, float]):
     as the penalty grows carry the most separating power the others do not); the LASSO's order when
     there is no logistic path. ``direction`` says whether the feature is higher or lower on mines.
     """
-    import pandas as pd
 
     primary = "logistic" if "logistic" in path_studies else next(iter(path_studies))
     base = path_studies[primary].dropout()
@@ -296,9 +295,6 @@ def write_outputs(result: StudyResult, out_dir: str | os.PathLike) -> list[Path]
 
     Written into a temporary folder beside ``out_dir`` and moved in only when all are written.
     """
-    import pandas as pd
-
-    from gee_mining.ml.study.plots import save_all
 
     out = Path(out_dir)
     tmp = _atomic_dir(out)
