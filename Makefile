@@ -45,10 +45,12 @@ docs: $(STAMP)
 
 test: $(STAMP) $(NODE_STAMP) chromium
 	$(PY) -m ruff check gee_mining tests bench
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
 	$(PY) -m ruff check gee_mining tests bench
+	$(VENV)/bin/lint-imports
 	$(PY) -m ruff format --check gee_mining tests bench
 
 clean:
