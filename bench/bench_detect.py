@@ -95,8 +95,8 @@ def main() -> None:
     import shapely
     import torch
 
+    from gee_mining.contracts.bands import BANDS
     from gee_mining.ml.detect.dataset import (
-        REFLECTANCE,
         DatasetSpec,
         build_dataset,
         cut_patches,
@@ -132,7 +132,7 @@ def main() -> None:
         "settings": {k: getattr(args, k) for k in ("epochs", "patch", "pos_stride", "neg_stride", "batch")},
         "runs": {},
     }
-    inputs = {"rgb": ("B4", "B3", "B2"), "ms12": REFLECTANCE}
+    inputs = {"rgb": ("B4", "B3", "B2"), "ms12": BANDS}
     figure_done = False
     trained_runs = {}
     for label in args.inputs.split(","):

@@ -29,7 +29,7 @@ import numpy as np
 
 
 def bands(rows: int, seed: int = 0):
-    from gee_mining.steps.indices import BANDS
+    from gee_mining.contracts.bands import BANDS
 
     rng = np.random.default_rng(seed)
     mine = rng.random(rows) < 0.1
@@ -47,8 +47,8 @@ def bands(rows: int, seed: int = 0):
 def _run(kind: str, rows: int, threads: int, alphas, queue) -> None:
     from threadpoolctl import threadpool_limits
 
+    from gee_mining.contracts.bands import BANDS
     from gee_mining.ml.study import FeatureSpec, feature_matrix, lasso
-    from gee_mining.steps.indices import BANDS
 
     cols, y = bands(rows)
     spec = FeatureSpec()

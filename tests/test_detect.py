@@ -90,8 +90,8 @@ def rgb(cells_dir, polygons_path, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ms(cells_dir, polygons_path, tmp_path_factory):
+    from gee_mining.contracts.bands import BANDS as REFLECTANCE
     from gee_mining.ml.detect import DatasetSpec, build_dataset
-    from gee_mining.ml.detect.dataset import REFLECTANCE
 
     spec = DatasetSpec(bands=REFLECTANCE)
     return build_dataset(cells_dir, polygons_path, tmp_path_factory.mktemp("ds") / "ms", spec)

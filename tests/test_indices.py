@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from conftest import l1c_grid, shared_file
 
+from gee_mining.contracts.bands import BANDS
+from gee_mining.contracts.features import ALIASES, DEFAULT_INDICES, normalized_difference_names
 from gee_mining.errors import InputError
-from gee_mining.steps.indices import ALIASES, BANDS, DEFAULT_INDICES, add_indices, normalized_difference_names
+from gee_mining.steps.indices import add_indices
 
 L1C = "COPERNICUS/S2_HARMONIZED/20170216T102101_20170216T102101_T33UUU"
 GRID = l1c_grid(300, 200, 32, 24)

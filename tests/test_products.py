@@ -19,7 +19,8 @@ import pytest
 import rasterio
 import shapely
 
-from gee_mining.batch.exports import NODATA, ExportSpec, cell_files, export_cells, open_bucket
+from gee_mining.batch.exports import ExportSpec, cell_files, export_cells, open_bucket
+from gee_mining.contracts.bands import NODATA
 from gee_mining.errors import InputError
 from gee_mining.steps.cell_image import ImagerySpec, cell_image
 from gee_mining.steps.grid import GridSpec, build_grid, pixel_grid

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 import rasterio
 
+from gee_mining.contracts.bands import BANDS
 from gee_mining.errors import InputError
-from gee_mining.steps.sentinel2 import BANDS, CompositeSpec, collection, composite
+from gee_mining.steps.sentinel2 import CompositeSpec, collection, composite
 from gee_mining.world import generate_world, world_catalog_toml
 
 CELL = 600  # metres: a 60 x 60 pixel cell inside the 3 km world

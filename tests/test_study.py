@@ -19,6 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gee_mining.batch.exports import ExportSpec, export_cells
+from gee_mining.contracts.bands import BANDS
+from gee_mining.contracts.features import normalized_difference_names
 from gee_mining.errors import InputError
 from gee_mining.ml.study import (
     FeatureSpec,
@@ -33,11 +35,10 @@ from gee_mining.ml.study import (
     run_study,
 )
 from gee_mining.steps.cell_image import ImagerySpec
-from gee_mining.steps.indices import BANDS, normalized_difference_names
 from gee_mining.steps.pixel_tables import from_geotiff, read_pixel_table, write_pixel_table
 from gee_mining.steps.sentinel2 import CompositeSpec
 from gee_mining.world import generate_world, world_catalog_toml
-from gee_mining.world.spectra import S2_SR_BANDS, library
+from gee_mining.world.spectra import library
 
 SPEC = ImagerySpec(composite=CompositeSpec(start="2019-01-01", end="2019-04-01"), indices=())
 MINE_SURFACES = (9, 10, 11, 12)  # mine_soil, tailings, mine_rock, haul_road (pit water is water, not a surface)
@@ -173,7 +174,7 @@ def test_path_ranks_first_what_separates_mine_surfaces_from_natural_bare_soil(si
     index = {n: i for i, n in reversed(list(enumerate(lib.names)))}
     spectra = np.array([lib.values[index[n]] if n in index else np.zeros(12) for n in palette])
     refl = bright[keep, None] * spectra[base[keep]]
-    truth_df = pd.DataFrame({b: refl[:, S2_SR_BANDS.index(b)] for b in BANDS})
+    truth_df = pd.DataFrame({b: refl[:, BANDS.index(b)] for b in BANDS})
     names, F = numpy_features(truth_df)
     yk = mine[keep].astype(float)
     signed = np.array([np.corrcoef(F[:, j], yk)[0, 1] for j in range(F.shape[1])])

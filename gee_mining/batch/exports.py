@@ -33,13 +33,12 @@ import google_crc32c
 from google.cloud import storage
 
 from gee_mining.connection import current_connection
+from gee_mining.contracts.bands import NODATA
 from gee_mining.errors import GeeMiningError, InputError
 from gee_mining.steps.cell_image import ImagerySpec, cell_image, check_rows
 from gee_mining.steps.grid import pixel_grid
 
 FORMATS = ("GeoTIFF", "TFRecord")
-NODATA = -9999.0
-"""GeoTIFF nodata: 0 is a valid `_mine` and `distance` value, -9999 is no value of any band."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from pathlib import Path
 from gee_mining.batch.exports import wait_for
 from gee_mining.batch.jobs import read_cells
 from gee_mining.cli.common import connect_with_polygons, parse_key_values
-from gee_mining.ml.classify.model import LinearModel, compile_linear
+from gee_mining.contracts.models import LinearModel
+from gee_mining.ml.classify.model import compile_linear
 from gee_mining.ml.classify.pipeline import (
     CLASSIFIERS,
     DEFAULT_FEATURES,

@@ -19,6 +19,7 @@ from gee_mining.cli.detect import add_cli as add_detect_cli
 from gee_mining.cli.pyramid import add_cli as add_pyramid_cli
 from gee_mining.cli.study import add_cli as add_study_cli
 from gee_mining.connection import connect
+from gee_mining.contracts.bands import BANDS
 from gee_mining.demo.run import run_demo
 from gee_mining.errors import GeeMiningError, InputError
 from gee_mining.local import LocalEngine
@@ -36,7 +37,6 @@ from gee_mining.steps.grid import (
     parse_table_property,
     write_table,
 )
-from gee_mining.steps.indices import BANDS
 from gee_mining.steps.pixel_tables import export_pixel_table, from_geotiff, write_pixel_table
 from gee_mining.steps.quicklooks import QuicklookSpec, write_quicklooks
 from gee_mining.tools.algorithms_doc import algorithms_markdown

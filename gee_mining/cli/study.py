@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gee_mining.contracts.bands import BANDS
 from gee_mining.ml.study.data import FeatureSpec, TargetSpec
 from gee_mining.ml.study.run import StudySpec, export_linear_model, run_study, summary, write_outputs
 from gee_mining.ml.study.splits import SplitSpec
-from gee_mining.steps.indices import BANDS
 
 
 def _list(text: str | None) -> tuple[str, ...]:

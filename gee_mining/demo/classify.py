@@ -14,7 +14,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from gee_mining.ml.classify.model import LinearModel, compile_linear
+from gee_mining.contracts.models import LinearModel
+from gee_mining.ml.classify.model import compile_linear
 from gee_mining.ml.classify.pipeline import (
     ClassifySpec,
     accuracy,

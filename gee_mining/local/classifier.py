@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from gee_mining.contracts.models import tree_to_string
+
 from .errors import EngineError
 from .registry import algorithm
 
@@ -167,7 +169,7 @@ class _Sklearn(_Model):
         if imp is not None:
             out["importance"] = {n: float(v) for n, v in zip(schema, imp, strict=True)}
         if hasattr(self.est, "tree_"):
-            out["tree"] = tree_string(self.est, list(schema))
+            out["tree"] = tree_to_string(self.est, list(schema), "rpart")
         if hasattr(self.est, "estimators_") and not hasattr(self.est, "tree_"):
             out["numberOfTrees"] = int(np.size(self.est.estimators_))
         return out
@@ -199,7 +201,7 @@ class _Forest(_Model):
         out = {
             "numberOfTrees": len(self.trees),
             "importance": {n: float(v) for n, v in zip(schema, imp, strict=True)},
-            "trees": [tree_string(t, list(schema)) for t in self.trees],
+            "trees": [tree_to_string(t, list(schema), "rpart") for t in self.trees],
         }
         if self.oob_error is not None:
             out["outOfBagErrorEstimate"] = self.oob_error
@@ -375,57 +377,6 @@ def _fit_svm(kind: str, a: dict[str, Any], x: np.ndarray, y: np.ndarray, regress
 
 
 # -- tree strings ----------------------------------------------------------------------------------------------
-
-
-def _num(v: float) -> str:
-    """A float written so that parsing it gives the same double (shortest round-trip repr)."""
-    v = float(v)
-    return str(int(v)) if v.is_integer() and abs(v) < 2**53 else repr(v)
-
-
-def tree_string(est: Any, names: list[str], leaf_value: Any = None) -> str:
-    """A fitted scikit-learn tree in the text format of ``ee.Classifier.decisionTree`` (R's rpart print).
-
-    Nodes are numbered as rpart numbers them (children of k are 2k and 2k+1) and listed depth
-    first; the left child holds ``feature<=threshold`` (scikit-learn's test), the right
-    ``feature>threshold``; leaves end with ``*``. A node's yval is its class value (classifiers,
-    followed by the class proportions), its mean (regressors), or ``leaf_value(node)`` when given
-    (e.g. the probability of class 1). Numbers are written with Python's shortest round-trip
-    repr, so parsing them gives back the same doubles.
-    """
-    t = est.tree_
-    classes = getattr(est, "classes_", None)
-
-    def yval(node: int) -> str:
-        if leaf_value is not None:
-            return _num(leaf_value(node))
-        if classes is None:
-            return _num(t.value[node][0][0])
-        v = t.value[node][0]
-        return _num(np.asarray(classes)[int(np.argmax(v))]) + " (" + " ".join(f"{x:.4g}" for x in v / v.sum()) + ")"
-
-    def line(node: int, number: int, depth: int, split: str) -> str:
-        leaf = t.children_left[node] == -1
-        return (f"{'  ' * depth}{number}) {split} {int(t.n_node_samples[node])} {t.impurity[node]:.6g} "
-                f"{yval(node)}" + (" *" if leaf else ""))  # fmt: skip
-
-    lines = [
-        f"n= {int(t.n_node_samples[0])}",
-        "",
-        "node), split, n, deviance, yval",
-        "      * denotes terminal node",
-        "",
-    ]
-    stack = [(0, 1, 0, "root")]
-    while stack:
-        node, number, depth, split = stack.pop()
-        lines.append(line(node, number, depth, split))
-        left, right = t.children_left[node], t.children_right[node]
-        if left != -1:
-            name, thr = names[t.feature[node]], _num(t.threshold[node])
-            stack.append((right, 2 * number + 1, depth + 1, f"{name}>{thr}"))
-            stack.append((left, 2 * number, depth + 1, f"{name}<={thr}"))
-    return "\n".join(lines) + "\n"
 
 
 _NODE = re.compile(r"^\s*(\d+)\)\s+(.*?)\s*$")

@@ -23,9 +23,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from gee_mining.batch.exports import open_bucket, wait_for
+from gee_mining.contracts.bands import MINE_BAND
+from gee_mining.contracts.models import LinearModel
 from gee_mining.errors import InputError
 from gee_mining.io.pages import iter_features
-from gee_mining.ml.classify import LinearModel, compile_linear
+from gee_mining.ml.classify import compile_linear
 from gee_mining.steps.indices import add_indices
 from gee_mining.steps.sentinel2 import CompositeSpec, composite
 
@@ -38,12 +40,12 @@ class ProbabilityModel:
     """A fitted pixel model as the image it compiles to, and the model itself (its JSON is the classifiers')."""
 
     image: Any  # one-band ee.Image "probability", 0..1
-    model: Any  # gee_mining.ml.classify.LinearModel
+    model: LinearModel
     train_pixels: int
     train_mine_pixels: int
 
 
-def fit_logistic(features, table, names: Sequence[str], label: str = "_mine", C: float = 1.0,
+def fit_logistic(features, table, names: Sequence[str], label: str = MINE_BAND, C: float = 1.0,
                  threshold: float = 0.5) -> ProbabilityModel:  # fmt: skip
     """Fit scikit-learn's class-balanced logistic regression on standardised features of a pixel table (a pandas
     DataFrame with the feature columns and ``label``) and compile it over ``features`` (an image that has those
@@ -71,9 +73,9 @@ def fit_probability(ee, composite, region, polygons, pixels: int = 2000, scale: 
     table, and return it as a probability image over ``composite``."""
 
     features = add_indices(ee.Image(composite), list(indices))
-    mine = ee.Image(0).byte().paint(ee.FeatureCollection(polygons), 1).rename("_mine")
+    mine = ee.Image(0).byte().paint(ee.FeatureCollection(polygons), 1).rename(MINE_BAND)
     sample = features.addBands(mine).stratifiedSample(
-        numPoints=pixels, classBand="_mine", region=region, scale=scale, seed=seed, geometries=False
+        numPoints=pixels, classBand=MINE_BAND, region=region, scale=scale, seed=seed, geometries=False
     )
     table = pd.DataFrame([f["properties"] for f in iter_features(sample)])
     names = [b for b in ee.Image(composite).bandNames().getInfo()] + list(indices)

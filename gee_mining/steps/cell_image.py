@@ -3,7 +3,8 @@
 ``cell_image(row, polygons, spec)`` stacks, on the cell's 10 m lattice:
 
 1. the cloud-masked median composite (``sentinel2.composite``): B1..B12 as float reflectance;
-2. the requested spectral indices (``indices.add_indices``): named ones, then ``ND_a_b``;
+2. the requested spectral indices (``indices.add_indices``): named ones (spyndex names or ``ND_a_b``),
+   then every ``ND_a_b`` of the ``pairwise`` bands;
 3. the labels (``labels.label_bands``): ``_mine`` (0/1) and the signed ``distance`` (m).
 
 All bands are float32, so the stack exports as one GeoTIFF (Earth Engine refuses to mix
@@ -23,13 +24,13 @@ from typing import Any
 
 import ee
 
+from gee_mining.contracts.bands import LABEL_BANDS
+from gee_mining.contracts.features import check_index, normalized_difference_names
 from gee_mining.errors import InputError
 from gee_mining.steps.grid import pixel_grid
-from gee_mining.steps.indices import add_indices, index_formula, normalized_difference_names
+from gee_mining.steps.indices import add_indices
 from gee_mining.steps.labels import label_bands
 from gee_mining.steps.sentinel2 import CompositeSpec, composite
-
-LABEL_BANDS = ("_mine", "distance")
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class ImagerySpec:
             raise InputError(f"indices={self.indices!r}: give a list of index names, e.g. ['NDVI', 'NBR'].")
         object.__setattr__(self, "indices", tuple(self.indices))
         for name in self.indices:
-            index_formula(name)  # an unknown name fails here, with close-name suggestions
+            check_index(name)  # an unknown name fails here, with close-name suggestions
         if self.pairwise is not None:
             object.__setattr__(self, "pairwise", tuple(self.pairwise))
 

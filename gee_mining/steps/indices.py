@@ -16,94 +16,25 @@ name, and the tests check the engine's result against ``spyndex.computeIndex``.
 
 from __future__ import annotations
 
-import difflib
-import functools
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import ee
-import spyndex
 
+from gee_mining.contracts.features import (
+    Arithmetic,
+    check_feature,
+    derived_features,
+    index_formula,
+    nd_name,
+    nd_pairs,
+    normalized_difference,
+    parse_nd,
+)
 from gee_mining.errors import InputError
 
-# The 12 Sentinel-2 bands of the project's composites (B10, cirrus, is absent from L2A).
-BANDS: tuple[str, ...] = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12")
-
-# Names the seed used that spyndex files under another name with the same formula.
-# NDRE = (NIR - RedEdge1) / (NIR + RedEdge1) is spyndex's NDREI, "Normalized Difference Red
-# Edge Index" (Gitelson & Merzlyak 1994, https://doi.org/10.1016/1011-1344(93)06963-4),
-# on Sentinel-2 (B8 - B5) / (B8 + B5).
-ALIASES: Mapping[str, str] = {"NDRE": "NDREI"}
-
-# The indices the project computes by default (the seed's list, minus AMWI: neither spyndex
-# nor any published source we could check defines an "AMWI", so we do not invent one).
-DEFAULT_INDICES: tuple[str, ...] = (
-    "NDVI",
-    "NDRE",
-    "GNDVI",
-    "NDMI",
-    "MSI",
-    "NDWI",
-    "MNDWI",
-    "NBR",
-    "NBR2",
-    "NDBI",
-    "NDSI",
-    "NDVI705",
-    "NDTI",
-)
-
-_SYMBOL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-@functools.cache
-def sentinel2_symbols() -> dict[str, str]:
-    """spyndex band symbol -> Sentinel-2 band name (e.g. 'N' -> 'B8', 'S1' -> 'B11')."""
-    out = {}
-    for symbol, band in spyndex.bands.items():
-        s2 = getattr(band, "sentinel2a", None)
-        if s2 is not None and getattr(s2, "band", None):
-            out[symbol] = s2.band
-    return out
-
-
-def index_formula(name: str) -> tuple[str, dict[str, str], dict[str, float]]:
-    """An index's spyndex formula, its band symbols -> Sentinel-2 bands, its constants -> defaults.
-
-    Raises InputError for a name spyndex does not know, or an index that needs a band
-    Sentinel-2 lacks (thermal, for instance).
-    """
-    key = ALIASES.get(name, name)
-    if key not in spyndex.indices:
-        known = [*spyndex.indices, *ALIASES]
-        close = difflib.get_close_matches(str(name), known, n=3) or [k for k in known if k.lower() == str(name).lower()]
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise InputError(
-            f"Unknown spectral index {name!r}: use a name of the Awesome Spectral Indices catalogue "
-            f"(spyndex.indices, e.g. NDVI, NBR, MNDWI) or one of the aliases {sorted(ALIASES)}.{hint}"
-        )
-    index = spyndex.indices[key]
-    symbols = sentinel2_symbols()
-    bands: dict[str, str] = {}
-    constants: dict[str, float] = {}
-    for symbol in index.bands:
-        if symbol in symbols:
-            bands[symbol] = symbols[symbol]
-        elif symbol in spyndex.constants:
-            default = spyndex.constants[symbol].default
-            if default is None:
-                raise InputError(f"Spectral index {name!r} needs the constant {symbol!r}, which has no default.")
-            constants[symbol] = float(default)
-        else:
-            raise InputError(f"Spectral index {name!r} needs the input {symbol!r}, which Sentinel-2 does not have.")
-    used = set(_SYMBOL_RE.findall(index.formula))
-    return index.formula, {s: b for s, b in bands.items() if s in used}, constants
-
-
-def normalized_difference_names(bands: Sequence[str] = BANDS) -> list[str]:
-    """``ND_a_b`` for each pair with ``a`` later than ``b`` in ``bands``, in order of ``a`` then ``b``."""
-    return [f"ND_{a}_{b}" for i, a in enumerate(bands) for b in bands[:i]]
+EE_IMAGE = Arithmetic(lambda a, b: a.add(b), lambda a, b: a.subtract(b), lambda a, b: a.divide(b))
+"""``ee.Image`` band algebra for ``contracts.features.normalized_difference`` (methods, as ``ee.Initialize`` adds them)."""
 
 
 def add_indices(
@@ -111,7 +42,8 @@ def add_indices(
 ) -> Any:
     """``image`` with named spectral indices and pairwise normalised differences added as float32 bands.
 
-    ``names``: spyndex index names (or ``ALIASES``), each added as a band of that name.
+    ``names``: spyndex index names (or ``ALIASES``), each added as a band of that name, or ``ND_a_b``
+    names (the normalised difference of bands ``a`` and ``b``; the grammar is ``contracts.features``).
     ``pairwise``: a band list; adds ``ND_a_b = (a - b) / (a + b)`` for each ``a`` later than ``b``
     (plain band math, not ``normalizedDifference``, which masks negative inputs).
     The image's bands are Sentinel-2 reflectances named as in ``BANDS``. Building the graph
@@ -123,32 +55,61 @@ def add_indices(
     names = [names] if isinstance(names, str) else list(names)
     if len(set(names)) != len(names):
         raise InputError(f"add_indices: names repeat an index: {names}.")
-    formulas = {name: index_formula(name) for name in names}
+    named_pairs = {name: parse_nd(name) for name in names}
+    formulas = {name: index_formula(name) for name, pair in named_pairs.items() if pair is None}
+    pairs = [pair for pair in named_pairs.values() if pair is not None]
     if pairwise is not None:
         pairwise = list(pairwise)
         if len(set(pairwise)) != len(pairwise) or len(pairwise) < 2:
             raise InputError(f"add_indices: pairwise needs at least two distinct bands, got {pairwise}.")
     if check_bands:
-        needed = {b for _, bands, _ in formulas.values() for b in bands.values()} | set(pairwise or ())
-        have = set(image.bandNames().getInfo())
-        missing = sorted(needed - have)
-        if missing:
-            raise InputError(
-                f"add_indices: the image lacks the band(s) {missing} that the requested indices need "
-                f"(it has {sorted(have)}); select or compute them first."
-            )
+        needed = {b for _, bands, _ in formulas.values() for b in bands.values()}
+        _check_bands(image, needed | {b for pair in pairs for b in pair} | set(pairwise or ()))
+    floats = {band: image.select(band).toFloat() for pair in pairs for band in pair}
     added = []
     for name in names:
-        formula, bands, constants = formulas[name]
-        variables: dict[str, Any] = {s: image.select(b).toFloat() for s, b in bands.items()}
-        variables.update({s: ee.Image.constant(v).toFloat() for s, v in constants.items()})
-        added.append(image.expression(formula, variables).rename(name))
+        if named_pairs[name] is None:
+            added.append(_expression(image, name, *formulas[name]))
+        else:
+            added.append(_nd_band(floats, *named_pairs[name]))
     if pairwise is not None:
         floats = {band: image.select(band).toFloat() for band in pairwise}
-        for i, a in enumerate(pairwise):
-            for b in pairwise[:i]:
-                nd = floats[a].subtract(floats[b]).divide(floats[a].add(floats[b]))
-                added.append(nd.rename(f"ND_{a}_{b}"))
+        added += [_nd_band(floats, a, b) for a, b in nd_pairs(pairwise)]
     if not added:
         return image
     return image.addBands(ee.Image.cat(added))
+
+
+def _check_bands(image: Any, needed: set[str]) -> None:
+    """Raise InputError naming the ``needed`` bands that ``image`` lacks (asks the engine for its band names)."""
+    have = set(image.bandNames().getInfo())
+    missing = sorted(needed - have)
+    if missing:
+        raise InputError(
+            f"add_indices: the image lacks the band(s) {missing} that the requested indices need "
+            f"(it has {sorted(have)}); select or compute them first."
+        )
+
+
+def _expression(image: Any, name: str, formula: str, bands: dict[str, str], constants: dict[str, float]) -> Any:
+    """A spyndex index as ``image.expression``: band symbols bound to float bands, constants to constant images."""
+    variables: dict[str, Any] = {s: image.select(b).toFloat() for s, b in bands.items()}
+    variables.update({s: ee.Image.constant(v).toFloat() for s, v in constants.items()})
+    return image.expression(formula, variables).rename(name)
+
+
+def _nd_band(floats: dict[str, Any], a: str, b: str) -> Any:
+    """The band ``ND_a_b``: the contract's normalised difference in ``ee.Image`` algebra."""
+    return normalized_difference(floats[a], floats[b], EE_IMAGE).rename(nd_name(a, b))
+
+
+def feature_image(image: Any, features: Sequence[str]) -> Any:
+    """The named features of a Sentinel-2 reflectance image, as float32 bands in that order.
+
+    Bands are taken as they are (as float); ``ND_a_b`` and spectral index names are added by
+    :func:`add_indices`. Each name is checked against the grammar of ``contracts.features``."""
+
+    features = list(features)
+    for f in features:
+        check_feature(f)
+    return add_indices(image, derived_features(features)).select(features).toFloat()

@@ -37,15 +37,13 @@ from typing import Any
 
 import ee
 
+from gee_mining.contracts.bands import BANDS
 from gee_mining.errors import InputError
 from gee_mining.steps.grid import ee_cell_geometry, pixel_grid
 
 S2_SR = "COPERNICUS/S2_SR_HARMONIZED"
 CLOUD_SCORE_PLUS = "GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED"
 S2_CLOUD_PROBABILITY = "COPERNICUS/S2_CLOUD_PROBABILITY"
-
-BANDS: tuple[str, ...] = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12")
-"""The 12 spectral bands of Sentinel-2 L2A, in Earth Engine's order (B10 is not in L2A)."""
 
 MASKS = ("cs_plus", "scl", "s2cloudless", "qa60", "none")
 CS_BANDS = ("cs", "cs_cdf")

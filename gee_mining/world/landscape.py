@@ -14,8 +14,9 @@ from pyproj import Transformer
 from rasterio.features import rasterize
 from rasterio.transform import Affine
 
+from gee_mining.contracts.bands import BANDS
 from gee_mining.world.fields import Field, block_mean, octaves, sample_octaves
-from gee_mining.world.spectra import BAND_RES, MATERIAL_ID, S2_SR_BANDS, VEGETATED, Palette, build_palette
+from gee_mining.world.spectra import BAND_RES, MATERIAL_ID, VEGETATED, Palette, build_palette
 
 DEFAULT_CENTER = (-55.75, -6.25)  # Tapajos basin, Para, Brazil: a region of many small mines
 RESOLUTIONS = (10, 20, 60)
@@ -280,7 +281,7 @@ def build_surface(grid: WorldGrid, mines_utm: list[shapely.Geometry], rng: np.ra
     spectra = palette.values  # (n, 12)
 
     for res in RESOLUTIONS:
-        idx = [i for i, b in enumerate(S2_SR_BANDS) if BAND_RES[b] == res]
+        idx = [i for i, b in enumerate(BANDS) if BAND_RES[b] == res]
         f = res // 10
         a = np.empty((len(idx), h // f, w // f), dtype=np.float32)
         d = np.empty_like(a)

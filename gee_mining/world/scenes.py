@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 import rasterio
 
+from gee_mining.contracts.bands import BANDS
 from gee_mining.world import clouds
 from gee_mining.world.fields import Field, block_mean
 from gee_mining.world.landscape import Surface, WorldGrid, greenness
-from gee_mining.world.spectra import MATERIAL_ID, S2_SR_BANDS
+from gee_mining.world.spectra import MATERIAL_ID
 
 GROUPS = {10: ["B2", "B3", "B4", "B8"], 20: ["B5", "B6", "B7", "B8A", "B11", "B12"], 60: ["B1", "B9"]}
 NOISE_SIGMA = 0.004  # reflectance; additive sensor and retrieval noise per pixel and scene
@@ -165,7 +166,7 @@ def render_scene(static: Static, spec: SceneSpec) -> dict[str, Any]:
     for res in (10, 20, 60):
         names = GROUPS[res]
         shape = grid.shape(res)
-        idx = [S2_SR_BANDS.index(b) for b in names]
+        idx = [BANDS.index(b) for b in names]
         gmap = g[surface.group[res]]
         refl = surface.D[res] * gmap[None]
         refl += surface.A[res]
@@ -257,7 +258,7 @@ def render_scene(static: Static, spec: SceneSpec) -> dict[str, Any]:
         "s2": {
             "id": f"COPERNICUS/S2_SR_HARMONIZED/{spec.index}",
             "time_start": when,
-            "bands": {b: bands_out[b] for b in [*S2_SR_BANDS, "SCL", "MSK_CLDPRB", "QA60"]},
+            "bands": {b: bands_out[b] for b in [*BANDS, "SCL", "MSK_CLDPRB", "QA60"]},
             "pyramiding": {"SCL": "sample", "QA60": "sample"},
             "properties": props,
         },

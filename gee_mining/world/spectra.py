@@ -23,7 +23,8 @@ import earthlib
 import numpy as np
 from earthlib.sensors import Sensor, Sentinel2
 
-S2_SR_BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12"]
+from gee_mining.contracts.bands import BANDS
+
 BAND_RES = {"B1": 60, "B2": 10, "B3": 10, "B4": 10, "B5": 20, "B6": 20, "B7": 20, "B8": 10, "B8A": 20, "B9": 60}
 BAND_RES.update({"B11": 20, "B12": 20})
 # ESA Sentinel-2A spectral response summary (centre, width in um) for the two bands earthlib's sensor lacks.
@@ -38,7 +39,7 @@ WATER_SPECTRA = {
 
 @dataclass(frozen=True)
 class Library:
-    """earthlib's spectra resampled to the 12 Sentinel-2 L2A reflectance bands (rows: spectra, columns: S2_SR_BANDS)."""
+    """earthlib's spectra resampled to the 12 Sentinel-2 L2A reflectance bands (rows: spectra, columns: BANDS)."""
 
     names: tuple[str, ...]
     level3: tuple[str, ...]
@@ -51,7 +52,7 @@ class Library:
 
 
 def s2_sensor():
-    """earthlib's Sentinel2 sensor with B1 and B9 added, in S2_SR_BANDS order."""
+    """earthlib's Sentinel2 sensor with B1 and B9 added, in BANDS order."""
 
     centres = dict(zip(Sentinel2.band_names, Sentinel2.band_centers, strict=True))
     widths = dict(zip(Sentinel2.band_names, Sentinel2.band_widths, strict=True))
@@ -59,9 +60,9 @@ def s2_sensor():
         centres[band], widths[band] = c, w
     return Sensor(
         name="Sentinel2_L2A_12",
-        band_names=list(S2_SR_BANDS),
-        band_centers=[float(centres[b]) for b in S2_SR_BANDS],
-        band_widths=[float(widths[b]) for b in S2_SR_BANDS],
+        band_names=list(BANDS),
+        band_centers=[float(centres[b]) for b in BANDS],
+        band_widths=[float(widths[b]) for b in BANDS],
         collection="COPERNICUS/S2_SR_HARMONIZED",
         scale=0.0001,
     )

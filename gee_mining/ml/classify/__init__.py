@@ -1,20 +1,13 @@
 """Step 3, server side: Earth Engine classifiers and clusterers on the transformed image, and offline
 models (linear / logistic, scikit-learn trees and forests) compiled to Earth Engine.
 
-See docs/classify.md. ``model``: :class:`LinearModel` (the pixel study's JSON hand-off),
-``compile_linear``, ``compile_forest``, tree strings. ``pipeline``: samples split by cell, training,
-accuracy on held-out cells, clusterers matched to labels, probability maps and their export.
+See docs/classify.md. ``model``: ``compile_linear``, ``compile_forest`` of the formats of ``contracts.models``
+(:class:`LinearModel`, the pixel study's JSON hand-off, and tree strings). ``pipeline``: samples split by
+cell, training, accuracy on held-out cells, clusterers matched to labels, probability maps and their export.
 """
 
-from gee_mining.ml.classify.model import (
-    LinearModel,
-    compile_forest,
-    compile_linear,
-    feature_image,
-    forest_image,
-    forest_to_strings,
-    tree_to_string,
-)
+from gee_mining.contracts.models import LinearModel, forest_to_strings, tree_to_string
+from gee_mining.ml.classify.model import compile_forest, compile_linear, forest_image
 from gee_mining.ml.classify.pipeline import (
     CLASSIFIERS,
     CLUSTERERS,
@@ -36,6 +29,7 @@ from gee_mining.ml.classify.pipeline import (
     train_clusterer,
     training_samples,
 )
+from gee_mining.steps.indices import feature_image
 
 __all__ = [
     "CLASSIFIERS",

@@ -3,9 +3,9 @@ held-out cells, probability maps.
 
 Every step is an ``ee`` graph (Earth Engine, the local engine and the Code Editor run the same):
 
-1. ``cell_features(row, polygons, spec)``: a cell's composite transformed to the model's features
-   (``model.feature_image``: bands, ``ND_a_b``, spectral indices) plus the ``_mine`` class band, on
-   the cell's 10 m lattice.
+1. ``cell_features(row, polygons, spec)``: the model's features (bands, ``ND_a_b``, spectral indices)
+   and the ``_mine`` class band, selected from the cell's image (``steps.cell_image``) on the cell's
+   10 m lattice.
 2. ``training_samples(rows, ...)``: per cell, ``stratifiedSample`` on ``_mine`` (raster labels) or
    points drawn inside the mine polygons and anywhere in negative cells (point labels), each sample
    tagged with its ``cell``. ``split_cells`` divides cells (a positive with its paired negative)
@@ -30,14 +30,13 @@ import ee
 import numpy as np
 
 from gee_mining.batch.exports import ExportSpec, export_task, task_description
+from gee_mining.contracts.bands import MINE_BAND
+from gee_mining.contracts.features import check_feature, derived_features
 from gee_mining.errors import InputError
-from gee_mining.ml.classify.model import check_feature, feature_image
-from gee_mining.steps.cell_image import check_rows
+from gee_mining.steps.cell_image import ImagerySpec, cell_image, check_rows
 from gee_mining.steps.grid import pixel_grid
-from gee_mining.steps.labels import label_bands
-from gee_mining.steps.sentinel2 import CompositeSpec, composite
+from gee_mining.steps.sentinel2 import CompositeSpec
 
-CLASS_BAND = "_mine"
 DEFAULT_FEATURES = ("B2", "B3", "B4", "B8", "B11", "B12", "NDVI", "NBR2", "ND_B11_B8", "ND_B12_B4")
 CLASSIFIERS = ("smileRandomForest", "smileCart", "smileGradientTreeBoost", "libsvm", "minimumDistance",
                "smileNaiveBayes")  # fmt: skip
@@ -141,18 +140,15 @@ def cell_region(row: dict[str, Any]):
 
 def cell_features(row: dict[str, Any], polygons: Any, spec: ClassifySpec, labels: bool = True):
     """The cell's features (float32, in ``spec.features`` order) and, with ``labels``, the ``_mine`` band
-    (uint8), masked where the composite has no clear observation, on the cell's 10 m lattice."""
+    (uint8), masked where the composite has no clear observation, on the cell's 10 m lattice: the bands
+    of the cell's image (``steps.cell_image``) that the classifier reads."""
 
-    comp = composite(row, spec.composite)
-    image = feature_image(comp, spec.features)
-    if labels:
-        if polygons is None:
-            raise InputError("cell_features needs the mine polygons (a table asset id) for the _mine labels.")
-        fc = polygons if isinstance(polygons, ee.FeatureCollection) else ee.FeatureCollection(polygons)
-        mine = label_bands(fc, row).select(CLASS_BAND).toByte().updateMask(comp.select(0).mask())
-        image = image.addBands(mine)
-    grid = pixel_grid(row)
-    return image.reproject(crs=grid.crs, crsTransform=list(grid.transform))
+    if labels and polygons is None:
+        raise InputError("cell_features needs the mine polygons (a table asset id) for the _mine labels.")
+    imagery = ImagerySpec(composite=spec.composite, indices=tuple(derived_features(spec.features)), labels=labels)
+    image = cell_image(row, polygons, imagery)
+    features = image.select(list(spec.features))
+    return features.addBands(image.select(MINE_BAND).toByte()) if labels else features
 
 
 def training_samples(rows: Sequence[dict[str, Any]], polygons: Any, spec: ClassifySpec):
@@ -166,7 +162,7 @@ def training_samples(rows: Sequence[dict[str, Any]], polygons: Any, spec: Classi
         proj = ee.Projection(pixel_grid(row).crs, list(pixel_grid(row).transform))
         seed = spec.seed * 7919 + i
         if spec.sampling == "stratified":
-            s = image.stratifiedSample(numPoints=int(spec.points_per_class), classBand=CLASS_BAND, region=region,
+            s = image.stratifiedSample(numPoints=int(spec.points_per_class), classBand=MINE_BAND, region=region,
                                        projection=proj, seed=seed, geometries=False)  # fmt: skip
         else:
             inside = fc_polys.filterBounds(region).geometry(1).intersection(region, 1)
@@ -191,14 +187,14 @@ def make_classifier(spec: ClassifySpec):
 
 def train(samples: Any, spec: ClassifySpec, mode: str = "CLASSIFICATION"):
     """``ee.Classifier.<name>(**params)`` in ``mode``, trained on the samples' features to predict ``_mine``."""
-    return make_classifier(spec).setOutputMode(mode).train(samples, CLASS_BAND, list(spec.features))
+    return make_classifier(spec).setOutputMode(mode).train(samples, MINE_BAND, list(spec.features))
 
 
 def accuracy(classifier: Any, samples: Any, order: Sequence[int] = (0, 1)) -> Accuracy:
     """ConfusionMatrix figures of ``classifier`` (CLASSIFICATION mode) on ``samples`` (held-out cells),
     computed by Earth Engine and fetched in one request."""
     classified = samples.classify(classifier.setOutputMode("CLASSIFICATION"), "predicted")
-    return matrix_figures(classified.errorMatrix(CLASS_BAND, "predicted", list(order)), samples.size())
+    return matrix_figures(classified.errorMatrix(MINE_BAND, "predicted", list(order)), samples.size())
 
 
 def matrix_figures(cm: Any, size: Any = None) -> Accuracy:
@@ -245,7 +241,7 @@ def train_clusterer(samples: Any, spec: ClassifySpec, name: str = "wekaKMeans", 
 def match_clusters(clusterer: Any, samples: Any, max_clusters: int = 64) -> dict[int, int]:
     """Each cluster's label: the ``_mine`` value most of its samples carry (ties to 0), from the
     cluster-by-label counts Earth Engine computes (``errorMatrix`` of label vs cluster)."""
-    counts = samples.cluster(clusterer, "cluster").errorMatrix(CLASS_BAND, "cluster", list(range(max_clusters)))
+    counts = samples.cluster(clusterer, "cluster").errorMatrix(MINE_BAND, "cluster", list(range(max_clusters)))
     m = np.array(counts.array().getInfo())
     return {k: int(m[1, k] > m[0, k]) for k in range(m.shape[1]) if m[:, k].sum() > 0}
 
@@ -267,7 +263,7 @@ def cluster_accuracy(clusterer: Any, mapping: dict[int, int], samples: Any) -> A
     labelled = samples.cluster(clusterer, "cluster").map(
         lambda f: f.set("predicted", ee.List([mapping[k] for k in keys]).get(ee.List(keys).indexOf(f.get("cluster"))))
     )
-    return matrix_figures(labelled.errorMatrix(CLASS_BAND, "predicted", [0, 1]), samples.size())
+    return matrix_figures(labelled.errorMatrix(MINE_BAND, "predicted", [0, 1]), samples.size())
 
 
 def fetch_samples(samples: Any):

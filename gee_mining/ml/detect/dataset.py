@@ -55,12 +55,11 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 from shapely.geometry import shape
 
+from gee_mining.contracts.bands import BANDS, LABEL_BANDS
 from gee_mining.errors import InputError
 from gee_mining.io.pages import iter_features
 
 RGB = ("B4", "B3", "B2")
-REFLECTANCE = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12")
-LABEL_BANDS = ("_mine", "distance")
 DEFAULT_RANGES: dict[str, tuple[float, float]] = {
     **dict.fromkeys(("B1", "B2", "B3", "B4", "B5"), (0.0, 0.3)),
     **dict.fromkeys(("B6", "B7", "B8", "B8A", "B9", "B11", "B12"), (0.0, 0.5)),
@@ -207,7 +206,7 @@ def read_bands(path: str | os.PathLike, bands: Sequence[str]) -> tuple[np.ndarra
                 "choose bands among those or export them."
             )
         data = ds.read([names.index(b) + 1 for b in bands]).astype(np.float32)
-        refl = [names.index(b) + 1 for b in REFLECTANCE if b in names]
+        refl = [names.index(b) + 1 for b in BANDS if b in names]
         r = ds.read(refl).astype(np.float32) if refl else data
     nodata = np.all((r == 0) | np.isnan(r), axis=0)
     return data, nodata

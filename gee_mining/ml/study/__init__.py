@@ -16,15 +16,8 @@ From pixel tables (``gee_mining.steps.pixel_tables``, read cell by cell, only th
 ``export_linear_model`` hands a linear model to the classifiers. See docs/study.md.
 """
 
-from gee_mining.ml.study.data import (
-    Dataset,
-    FeatureSpec,
-    TargetSpec,
-    feature_matrix,
-    from_frame,
-    load_dataset,
-    normalized_difference,
-)
+from gee_mining.contracts.features import normalized_difference
+from gee_mining.ml.study.data import Dataset, FeatureSpec, TargetSpec, feature_matrix, from_frame, load_dataset
 from gee_mining.ml.study.models import MODELS, compare_models
 from gee_mining.ml.study.paths import Path as RegPath
 from gee_mining.ml.study.paths import Standardizer, dropout_order, lasso, logistic

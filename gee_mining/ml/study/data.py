@@ -1,9 +1,9 @@
 """The study's data: pixel tables read by cell, features (bands, normalised differences, indices, patches), targets.
 
 Offline ML reads what the exports wrote (the pixel tables of ``gee_mining.steps.pixel_tables``), so the
-features are computed here with numpy from the table's band columns. Their names are those of
-``gee_mining.steps.indices`` (``B4``, ``ND_B8_B4``, ``NDVI``), and each is what ``add_indices`` computes
-server-side, so a transformation chosen here deploys on Earth Engine unchanged.
+features are computed here with numpy from the table's band columns. Their names and formulas are those of
+``gee_mining.contracts.features`` (``B4``, ``ND_B8_B4``, ``NDVI``), the ones ``steps.indices.add_indices``
+computes server-side, so a transformation chosen here deploys on Earth Engine unchanged.
 """
 
 from __future__ import annotations
@@ -18,11 +18,18 @@ import pandas as pd
 import pyarrow.dataset as pads
 import spyndex
 
+from gee_mining.contracts.bands import BANDS, DISTANCE_BAND, MINE_BAND
+from gee_mining.contracts.features import (
+    ALIASES,
+    index_formula,
+    nd_pairs,
+    normalized_difference,
+    normalized_difference_names,
+)
+from gee_mining.contracts.models import TARGETS
 from gee_mining.errors import InputError
-from gee_mining.steps.indices import ALIASES, BANDS, index_formula, normalized_difference_names
 from gee_mining.steps.pixel_tables import read_pixel_table
 
-TARGETS = ("binary", "distance")
 TRANSFORMS = ("clip", "tanh", "none")
 
 
@@ -134,12 +141,6 @@ class Dataset:
         return self.groups[by]
 
 
-def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(a - b) / (a + b) as ``add_indices`` computes it; NaN where a + b == 0."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return (a - b) / (a + b)
-
-
 def named_index(name: str, columns: dict[str, np.ndarray]) -> np.ndarray:
     """A spyndex index from band columns, with the formula ``gee_mining.steps.indices`` deploys."""
 
@@ -171,10 +172,9 @@ def feature_matrix(columns: dict[str, np.ndarray], spec: FeatureSpec, out: np.nd
         X[:, j] = bands[b]
         j += 1
     if spec.pairwise:
-        for i, a in enumerate(spec.bands):
-            for b in spec.bands[:i]:
-                X[:, j] = normalized_difference(bands[a], bands[b])
-                j += 1
+        for a, b in nd_pairs(spec.bands):
+            X[:, j] = normalized_difference(bands[a], bands[b])
+            j += 1
     for name in spec.indices:
         X[:, j] = np.asarray(columns[name], dtype=np.float64) if name in columns else named_index(name, columns)
         j += 1
@@ -211,18 +211,54 @@ def load_dataset(
     """
 
     path = Path(path)
-    all_cells = table_cells(path)
-    if cells is not None:
-        unknown = sorted(set(cells) - set(all_cells))
-        if unknown:
-            raise InputError(f"{path}: no cell(s) {unknown[:5]} in the pixel table.")
-        all_cells = [c for c in all_cells if c in set(cells)]
+    all_cells = _chosen_cells(path, cells)
     if sample_per_cell is not None and sample_per_cell < 1:
         raise InputError(f"sample_per_cell = {sample_per_cell}: give a positive number of rows (or None for all).")
+    needed, indices_read = _needed_columns(path, spec, group_columns)
+    rng = np.random.default_rng(seed)
+    parts: list[Dataset] = []
+    dropped = {"near an edge": 0, "non-finite feature": 0, "sparse patch": 0}
+    for k, cell in enumerate(all_cells):
+        df = read_pixel_table(path, needed, cells=[cell] if path.is_dir() else None)
+        if not path.is_dir():
+            df = df[df["cell"].astype(str) == cell]
+        if edge_m > 0:
+            near = np.abs(df[DISTANCE_BAND].to_numpy()) < edge_m
+            dropped["near an edge"] += int(near.sum())
+            df = df[~near]
+        if spec.patch > 1:
+            df, sparse = _patches(df, spec, indices_read, group_columns)
+            dropped["sparse patch"] += sparse
+        if sample_per_cell is not None and len(df) > sample_per_cell:
+            df = df.iloc[np.sort(rng.choice(len(df), sample_per_cell, replace=False))]
+        cols = {c: df[c].to_numpy() for c in [*spec.bands, *indices_read]}
+        part = _finite_rows(df, spec, feature_matrix(cols, spec, np.empty((len(df), len(spec.names)))), group_columns)
+        dropped["non-finite feature"] += part.dropped["non-finite feature"]
+        parts.append(part)
+        if progress:
+            progress(f"[study] read cell {k + 1}/{len(all_cells)} {cell}: {len(part):,} rows")
+    if not parts or sum(len(p) for p in parts) == 0:
+        raise InputError(f"{path}: no usable rows (cells {len(all_cells)}, dropped {dropped}).")
+    return _concatenate(parts, spec.names, dropped)
+
+
+def _chosen_cells(path: Path, cells: Sequence[str] | None) -> list[str]:
+    """The table's cells, or those of ``cells`` (each must be in the table), in the table's order."""
+    all_cells = table_cells(path)
+    if cells is None:
+        return all_cells
+    unknown = sorted(set(cells) - set(all_cells))
+    if unknown:
+        raise InputError(f"{path}: no cell(s) {unknown[:5]} in the pixel table.")
+    return [c for c in all_cells if c in set(cells)]
+
+
+def _needed_columns(path: Path, spec: FeatureSpec, group_columns: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The columns to read (checked against the table's schema) and the indices the table holds itself."""
     files = sorted(path.glob("*.parquet")) or sorted(path.glob("*.csv")) if path.is_dir() else [path]
     schema = pads.dataset([str(f) for f in files[:1]], format="csv" if files[0].suffix == ".csv" else "parquet").schema
     have = set(schema.names)
-    needed = ["cell", "_mine", "distance", *spec.bands]
+    needed = ["cell", MINE_BAND, DISTANCE_BAND, *spec.bands]
     if spec.patch > 1:
         needed += ["row", "col"]
     indices_read = [i for i in spec.indices if i in have]
@@ -232,42 +268,27 @@ def load_dataset(
     missing = [c for c in needed if c not in have]
     if missing:
         raise InputError(f"{path}: the pixel table lacks column(s) {missing}; it has {sorted(have)}.")
-    rng = np.random.default_rng(seed)
-    parts: list[Dataset] = []
-    dropped = {"near an edge": 0, "non-finite feature": 0, "sparse patch": 0}
-    for k, cell in enumerate(all_cells):
-        df = read_pixel_table(path, needed, cells=[cell] if path.is_dir() else None)
-        if not path.is_dir():
-            df = df[df["cell"].astype(str) == cell]
-        if edge_m > 0:
-            near = np.abs(df["distance"].to_numpy()) < edge_m
-            dropped["near an edge"] += int(near.sum())
-            df = df[~near]
-        if spec.patch > 1:
-            df, sparse = _patches(df, spec, indices_read, group_columns)
-            dropped["sparse patch"] += sparse
-        if sample_per_cell is not None and len(df) > sample_per_cell:
-            df = df.iloc[np.sort(rng.choice(len(df), sample_per_cell, replace=False))]
-        cols = {c: df[c].to_numpy() for c in [*spec.bands, *indices_read]}
-        X = feature_matrix(cols, spec, np.empty((len(df), len(spec.names)), dtype=np.float64))
-        ok = np.isfinite(X).all(axis=1)
-        dropped["non-finite feature"] += int((~ok).sum())
-        parts.append(
-            Dataset(
-                spec.names,
-                X[ok],
-                df["_mine"].to_numpy(np.float64)[ok],
-                df["distance"].to_numpy(np.float64)[ok],
-                df["cell"].astype(str).to_numpy()[ok],
-                {g: df[g].to_numpy()[ok] for g in group_columns if g != "cell"},
-            )
-        )
-        if progress:
-            progress(f"[study] read cell {k + 1}/{len(all_cells)} {cell}: {int(ok.sum()):,} rows")
-    if not parts or sum(len(p) for p in parts) == 0:
-        raise InputError(f"{path}: no usable rows (cells {len(all_cells)}, dropped {dropped}).")
+    return needed, indices_read
+
+
+def _finite_rows(df: pd.DataFrame, spec: FeatureSpec, X: np.ndarray, group_columns: Sequence[str]) -> Dataset:
+    """The rows of ``df`` (features ``X``) whose features are all finite; ``dropped`` counts the others."""
+    ok = np.isfinite(X).all(axis=1)
     return Dataset(
         spec.names,
+        np.asarray(X[ok]),
+        df[MINE_BAND].to_numpy(np.float64)[ok],
+        df[DISTANCE_BAND].to_numpy(np.float64)[ok],
+        df["cell"].astype(str).to_numpy()[ok],
+        {g: df[g].to_numpy()[ok] for g in group_columns if g != "cell"},
+        {"non-finite feature": int((~ok).sum())},
+    )
+
+
+def _concatenate(parts: Sequence[Dataset], features: list[str], dropped: dict[str, int]) -> Dataset:
+    """One ``Dataset`` of the rows of ``parts``, in order, with the drop counts of them all."""
+    return Dataset(
+        features,
         np.concatenate([p.X for p in parts]),
         np.concatenate([p.mine for p in parts]),
         np.concatenate([p.distance for p in parts]),
@@ -281,7 +302,7 @@ def _patches(df, spec: FeatureSpec, indices_read: Sequence[str], group_columns: 
     """Non-overlapping k x k block means of one cell's pixels; returns (blocks, number dropped as sparse)."""
     k = int(spec.patch)
     keys = [df["row"].to_numpy() // k, df["col"].to_numpy() // k]
-    mean_cols = [*spec.bands, *indices_read, "_mine", "distance"]
+    mean_cols = [*spec.bands, *indices_read, MINE_BAND, DISTANCE_BAND]
     g = df.assign(_pr=keys[0], _pc=keys[1]).groupby(["_pr", "_pc"], sort=True)
     out = g[mean_cols].mean()
     count = g.size()
@@ -293,7 +314,7 @@ def _patches(df, spec: FeatureSpec, indices_read: Sequence[str], group_columns: 
 
 def from_frame(df, spec: FeatureSpec = FeatureSpec(), group_columns: Sequence[str] = ()) -> Dataset:
     """A ``Dataset`` from an in-memory pixel table (a pandas DataFrame with the table's columns)."""
-    missing = [c for c in ["cell", "_mine", "distance", *spec.bands] if c not in df]
+    missing = [c for c in ["cell", MINE_BAND, DISTANCE_BAND, *spec.bands] if c not in df]
     if missing:
         raise InputError(f"the pixel table lacks column(s) {missing}.")
     if spec.patch > 1:
@@ -304,14 +325,4 @@ def from_frame(df, spec: FeatureSpec = FeatureSpec(), group_columns: Sequence[st
 
         df = pd.concat(parts, ignore_index=True)
     cols = {c: df[c].to_numpy() for c in [*spec.bands, *[i for i in spec.indices if i in df]]}
-    X = feature_matrix(cols, spec)
-    ok = np.isfinite(X).all(axis=1)
-    return Dataset(
-        spec.names,
-        np.asarray(X[ok]),
-        df["_mine"].to_numpy(np.float64)[ok],
-        df["distance"].to_numpy(np.float64)[ok],
-        df["cell"].astype(str).to_numpy()[ok],
-        {g: df[g].to_numpy()[ok] for g in group_columns if g != "cell"},
-        {"non-finite feature": int((~ok).sum())},
-    )
+    return _finite_rows(df, spec, feature_matrix(cols, spec), group_columns)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from gee_mining.contracts.models import LinearModel
 from gee_mining.errors import InputError
 from gee_mining.ml.study import paths as P
 from gee_mining.ml.study.data import Dataset, FeatureSpec, TargetSpec, load_dataset
@@ -64,14 +65,14 @@ class PathStudy:
 
     kind: str
     fits: list[P.Path]
-    metrics: object  # pandas DataFrame: fold, penalty_index, penalty, nonzero, split, metrics...
+    metrics: pd.DataFrame  # fold, penalty_index, penalty, nonzero, split, metrics...
     best_index: int  # the chosen penalty (see choose_penalty)
 
     @property
     def penalties(self) -> np.ndarray:
         return self.fits[0].penalties
 
-    def dropout(self):
+    def dropout(self) -> pd.DataFrame:
         """Drop-out order per fold and the mean rank: DataFrame (rank, feature, penalty, sign, folds...)."""
 
         rows = []
@@ -95,14 +96,16 @@ class PathStudy:
 
 @dataclass
 class StudyResult:
+    """Everything the study found: the paths per kind, the other models' metrics, the feature ranking."""
+
     spec: StudySpec
     features: list[str]
     folds: list[Fold]
     rows: dict[str, int]
     dropped: dict[str, int]
     paths: dict[str, PathStudy]
-    models: object  # DataFrame
-    ranking: object  # DataFrame
+    models: pd.DataFrame
+    ranking: pd.DataFrame
     univariate_auc: dict[str, float]
     timings: dict[str, float] = field(default_factory=dict)
     outputs: list[Path] = field(default_factory=list)
@@ -152,93 +155,19 @@ def run_study(
 
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    if not isinstance(data, Dataset):
-        cols = tuple(dict.fromkeys([*group_columns, *([spec.split.by] if spec.split.by != "cell" else [])]))
-        data = load_dataset(
-            data,
-            spec.features,
-            group_columns=cols,
-            sample_per_cell=sample_per_cell,
-            edge_m=spec.target.edge_m,
-            seed=spec.seed,
-            progress=progress,
-        )
-    elif spec.target.edge_m > 0:
-        data = data.subset(np.abs(data.distance) >= spec.target.edge_m)
-    if data.features != spec.features.names:
-        raise InputError("the dataset's features differ from spec.features; build it with the same FeatureSpec.")
+    data = _study_data(data, spec, group_columns, sample_per_cell, progress)
     timings["read and features"] = time.perf_counter() - t
     folds = make_folds(data.group(spec.split.by), data.mine >= 0.5, spec.split)
     progress(f"[study] {len(data):,} rows, {len(data.features)} features, {len(folds)} fold(s) by {spec.split.by}")
     rng = np.random.default_rng(spec.seed)
-    y_lasso = data.target(spec.target)
     path_studies: dict[str, PathStudy] = {}
     for kind in spec.paths:
         t = time.perf_counter()
-        fits, rows = [], []
-        grid = None
-        for fold in folds:
-            tr = np.flatnonzero(fold.train)
-            if kind == "lasso":
-                fit = P.lasso(data.X[tr], y_lasso[tr], data.features, spec.n_penalties, spec.eps, alphas=grid)
-                grid = fit.penalties
-            else:
-                if spec.max_logistic_rows is not None and len(tr) > spec.max_logistic_rows:
-                    tr = np.sort(rng.choice(tr, spec.max_logistic_rows, replace=False))
-                fit = P.logistic(
-                    data.X[tr], data.mine[tr], data.features, spec.n_logistic_penalties, spec.logistic_span,
-                    Cs=None if grid is None else grid, solver=spec.solver, seed=spec.seed, progress=progress,
-                )  # fmt: skip
-                grid = fit.C
-            fits.append(fit)
-            splits = {
-                s: (data.X[m], y_lasso[m], data.mine[m])
-                for s, m in (("train", fold.train), ("val", fold.val), ("test", fold.test))
-            }
-            thr = 0.5 if spec.target.kind == "binary" else 0.0
-            for r in P.path_metrics(fit, splits, lasso_threshold=thr):
-                rows.append({"fold": fold.name, **r})
-        metrics = pd.DataFrame(rows)
-        path_studies[kind] = PathStudy(kind, fits, metrics, choose_penalty(kind, metrics))
+        path_studies[kind] = _path_study(kind, data, folds, spec, rng, progress)
         timings[f"{kind} path"] = time.perf_counter() - t
-        progress(f"[study] {kind} path: {len(folds)} fold(s) x {len(grid)} penalties")
+        progress(f"[study] {kind} path: {len(folds)} fold(s) x {len(path_studies[kind].penalties)} penalties")
     t = time.perf_counter()
-    model_rows = []
-    for fold in folds:
-        if spec.models:
-            splits = {s: (data.X[m], data.mine[m]) for s, m in (("val", fold.val), ("test", fold.test))}
-            for r in compare_models(
-                spec.models,
-                (data.X[fold.train], data.mine[fold.train]),
-                splits,
-                spec.max_model_rows,
-                spec.seed,
-                progress,
-            ):
-                model_rows.append({"fold": fold.name, **r})
-        for kind, ps in path_studies.items():
-            i = [f.name for f in folds].index(fold.name)
-            fit, k = ps.fits[i], ps.best_index
-            m = ps.metrics[(ps.metrics["fold"] == fold.name) & (ps.metrics["penalty_index"] == k)]
-            used = np.flatnonzero(fit.coefs[:, k] != 0)
-            w = fit.coefs[used, k] / fit.standardizer.scale[used]
-            b = fit.intercepts[k] - float(fit.standardizer.mean[used] @ w)
-            cost = apply_cost(lambda A, w=w, b=b, u=used: A[:, u] @ w + b, data.X[fold.test])
-            label = "L1-logistic (chosen penalty)" if kind == "logistic" else "LASSO (chosen penalty)"
-            for _, row in m[m["split"].isin(["val", "test"])].iterrows():
-                model_rows.append(
-                    {
-                        "fold": fold.name,
-                        "model": label,
-                        "split": row["split"],
-                        **{c: row[c] for c in ("auc", "f1", "precision", "recall", "threshold")},
-                        "fit_s": float("nan"),
-                        "train_rows": fit.n_train,
-                        "apply_us_per_pixel": cost * 1e6,
-                        "features_used": len(used),
-                    }
-                )
-    models = pd.DataFrame(model_rows)
+    models = pd.DataFrame([r for fold in folds for r in _model_rows(data, fold, folds, spec, path_studies, progress)])
     timings["other models"] = time.perf_counter() - t
     train0 = folds[0].train
     uni = univariate_auc(data.X[train0], data.mine[train0], data.features)
@@ -257,7 +186,111 @@ def run_study(
     )
 
 
-def rank_features(path_studies: dict[str, PathStudy], uni: dict[str, float]):
+def _study_data(
+    data: Dataset | str | os.PathLike,
+    spec: StudySpec,
+    group_columns: tuple[str, ...],
+    sample_per_cell: int | None,
+    progress: Callable[[str], None],
+) -> Dataset:
+    """The dataset to study: read from a pixel-table path, or the given one without pixels near an edge."""
+    if not isinstance(data, Dataset):
+        cols = tuple(dict.fromkeys([*group_columns, *([spec.split.by] if spec.split.by != "cell" else [])]))
+        data = load_dataset(
+            data,
+            spec.features,
+            group_columns=cols,
+            sample_per_cell=sample_per_cell,
+            edge_m=spec.target.edge_m,
+            seed=spec.seed,
+            progress=progress,
+        )
+    elif spec.target.edge_m > 0:
+        data = data.subset(np.abs(data.distance) >= spec.target.edge_m)
+    if data.features != spec.features.names:
+        raise InputError("the dataset's features differ from spec.features; build it with the same FeatureSpec.")
+    return data
+
+
+def _path_study(
+    kind: str,
+    data: Dataset,
+    folds: list[Fold],
+    spec: StudySpec,
+    rng: np.random.Generator,
+    progress: Callable[[str], None],
+) -> PathStudy:
+    """One kind of path fitted on each fold's training rows (the first fold's penalties reused by the others),
+    with its metrics per fold, penalty and split and the chosen penalty. ``rng`` samples the L1-logistic's rows."""
+    y_lasso = data.target(spec.target)
+    thr = 0.5 if spec.target.kind == "binary" else 0.0
+    fits, rows = [], []
+    grid = None
+    for fold in folds:
+        tr = np.flatnonzero(fold.train)
+        if kind == "lasso":
+            fit = P.lasso(data.X[tr], y_lasso[tr], data.features, spec.n_penalties, spec.eps, alphas=grid)
+            grid = fit.penalties
+        else:
+            if spec.max_logistic_rows is not None and len(tr) > spec.max_logistic_rows:
+                tr = np.sort(rng.choice(tr, spec.max_logistic_rows, replace=False))
+            fit = P.logistic(
+                data.X[tr], data.mine[tr], data.features, spec.n_logistic_penalties, spec.logistic_span,
+                Cs=None if grid is None else grid, solver=spec.solver, seed=spec.seed, progress=progress,
+            )  # fmt: skip
+            grid = fit.C
+        fits.append(fit)
+        splits = {
+            s: (data.X[m], y_lasso[m], data.mine[m])
+            for s, m in (("train", fold.train), ("val", fold.val), ("test", fold.test))
+        }
+        rows += [{"fold": fold.name, **r} for r in P.path_metrics(fit, splits, lasso_threshold=thr)]
+    metrics = pd.DataFrame(rows)
+    return PathStudy(kind, fits, metrics, choose_penalty(kind, metrics))
+
+
+def _model_rows(
+    data: Dataset,
+    fold: Fold,
+    folds: list[Fold],
+    spec: StudySpec,
+    path_studies: dict[str, PathStudy],
+    progress: Callable[[str], None],
+) -> list[dict]:
+    """One fold's rows of the models table: the other models (``compare_models``), then each path's chosen
+    penalty on the validation and test rows, with its per-pixel cost."""
+    out = []
+    if spec.models:
+        splits = {s: (data.X[m], data.mine[m]) for s, m in (("val", fold.val), ("test", fold.test))}
+        train = (data.X[fold.train], data.mine[fold.train])
+        for r in compare_models(spec.models, train, splits, spec.max_model_rows, spec.seed, progress):
+            out.append({"fold": fold.name, **r})
+    for kind, ps in path_studies.items():
+        i = [f.name for f in folds].index(fold.name)
+        fit, k = ps.fits[i], ps.best_index
+        m = ps.metrics[(ps.metrics["fold"] == fold.name) & (ps.metrics["penalty_index"] == k)]
+        used = np.flatnonzero(fit.coefs[:, k] != 0)
+        w = fit.coefs[used, k] / fit.standardizer.scale[used]
+        b = fit.intercepts[k] - float(fit.standardizer.mean[used] @ w)
+        cost = apply_cost(lambda A, w=w, b=b, u=used: A[:, u] @ w + b, data.X[fold.test])
+        label = "L1-logistic (chosen penalty)" if kind == "logistic" else "LASSO (chosen penalty)"
+        for _, row in m[m["split"].isin(["val", "test"])].iterrows():
+            out.append(
+                {
+                    "fold": fold.name,
+                    "model": label,
+                    "split": row["split"],
+                    **{c: row[c] for c in ("auc", "f1", "precision", "recall", "threshold")},
+                    "fit_s": float("nan"),
+                    "train_rows": fit.n_train,
+                    "apply_us_per_pixel": cost * 1e6,
+                    "features_used": len(used),
+                }
+            )
+    return out
+
+
+def rank_features(path_studies: dict[str, PathStudy], uni: dict[str, float]) -> pd.DataFrame:
     """The answer to "which channel combinations enhance mines": features by when they leave the paths.
 
     Primary order: the L1-logistic path's drop-out order (mine vs not; the last features to reach zero
@@ -291,7 +324,8 @@ def _atomic_dir(out: Path):
 
 
 def write_outputs(result: StudyResult, out_dir: str | os.PathLike) -> list[Path]:
-    """Tables (CSV and Parquet), plots (PNG), the chosen linear models (JSON) and summary.json.
+    """Tables (CSV and Parquet), plots (PNG), the chosen linear models (JSON; none for a path whose chosen
+    penalty keeps no feature) and summary.json.
 
     Written into a temporary folder beside ``out_dir`` and moved in only when all are written.
     """
@@ -313,8 +347,9 @@ def write_outputs(result: StudyResult, out_dir: str | os.PathLike) -> list[Path]
             df.to_csv(tmp / f"{name}.csv", index=False)
             df.to_parquet(tmp / f"{name}.parquet", index=False)
         save_all(result, tmp)
-        for kind in result.paths:
-            export_linear_model(result, tmp / f"model_{kind}.json", kind=kind)
+        for kind, ps in result.paths.items():
+            if np.any(ps.fits[0].coefs[:, ps.best_index] != 0):  # a model with no feature has nothing to deploy
+                export_linear_model(result, tmp / f"model_{kind}.json", kind=kind)
         (tmp / "summary.json").write_text(json.dumps(summary(result), indent=2, default=float))
         out.mkdir(parents=True, exist_ok=True)
         written = []
@@ -361,11 +396,11 @@ def summary(result: StudyResult) -> dict:
 
 def export_linear_model(
     result: StudyResult, path: str | os.PathLike, kind: str = "logistic", penalty: int | str = "best", fold: int = 0
-) -> dict:
-    """Write the linear model at one penalty of a path as JSON (the hand-off to the classifiers).
+) -> LinearModel:
+    """Write the linear model at one penalty of a path as JSON (the hand-off to the classifiers), and return it.
 
-    Keys: ``kind`` ("lasso" | "logistic"), ``features`` (names as in pixel tables and
-    ``gee_mining.steps.indices``; only those with a non-zero weight), ``mean``, ``scale``, ``coef``
+    The file is ``contracts.models.LinearModel``'s JSON: ``kind`` ("lasso" | "logistic"), ``features``
+    (names of ``contracts.features``; only those with a non-zero weight), ``mean``, ``scale``, ``coef``
     (applied to ``(x - mean) / scale``), ``intercept``, ``threshold``, ``target``, ``source``.
     Logistic: score = intercept + coef . z is the log-odds; ``threshold`` is the probability above
     which a pixel is called mine (the validation's best-F1 threshold at that penalty). LASSO:
@@ -381,38 +416,26 @@ def export_linear_model(
     if not 0 <= fold < len(ps.fits):
         raise InputError(f"export_linear_model: fold {fold} out of range (0..{len(ps.fits) - 1}).")
     fit = ps.fits[fold]
-    if penalty == "best":
-        k = ps.best_index
-    elif isinstance(penalty, str) and penalty.startswith("nonzero:"):
-        want = int(penalty.split(":", 1)[1])
-        ok = np.flatnonzero(fit.nonzero() <= want)
-        k = int(ok.max()) if len(ok) else 0
-    else:
-        try:
-            k = int(penalty)
-        except (TypeError, ValueError):
-            raise InputError(
-                f"penalty {penalty!r}: use 'best', 'nonzero:K' or an index 0..{len(fit.penalties) - 1}."
-            ) from None
-        if not 0 <= k < len(fit.penalties):
-            raise InputError(f"penalty index {k}: use 0..{len(fit.penalties) - 1}.")
+    k = _penalty_index(ps, fit, penalty)
     used = np.flatnonzero(fit.coefs[:, k] != 0)
+    if not len(used):
+        raise InputError(f"export_linear_model: no feature has a non-zero weight at penalty index {k}; "
+                         "choose a smaller penalty (a larger index or 'nonzero:K').")  # fmt: skip
     m = ps.metrics
     sel = m[(m["fold"] == result.folds[fold].name) & (m["penalty_index"] == k) & (m["split"] == "val")]
     target = "binary" if kind == "logistic" else result.spec.target.kind
     default = 0.0 if target == "distance" else 0.5
-    threshold = float(sel["threshold"].iloc[0]) if len(sel) else default
     t = result.spec.target
-    model = {
-        "kind": kind,
-        "features": [fit.features[j] for j in used],
-        "mean": [float(fit.standardizer.mean[j]) for j in used],
-        "scale": [float(fit.standardizer.scale[j]) for j in used],
-        "coef": [float(fit.coefs[j, k]) for j in used],
-        "intercept": float(fit.intercepts[k]),
-        "threshold": threshold,
-        "target": target,
-        "source": (
+    model = LinearModel(
+        kind=kind,
+        features=tuple(fit.features[j] for j in used),
+        mean=tuple(float(fit.standardizer.mean[j]) for j in used),
+        scale=tuple(float(fit.standardizer.scale[j]) for j in used),
+        coef=tuple(float(fit.coefs[j, k]) for j in used),
+        intercept=float(fit.intercepts[k]),
+        threshold=float(sel["threshold"].iloc[0]) if len(sel) else default,
+        target=target,
+        source=(
             f"gee_mining.ml.study {kind} path, fold {result.folds[fold].name}, penalty index {k} "
             f"({'lambda=1/(C n)' if kind == 'logistic' else 'alpha'}={float(fit.penalties[k]):.6g}), "
             f"{len(used)} of {len(fit.features)} features, {fit.n_train} training rows"
@@ -422,10 +445,25 @@ def export_linear_model(
                 else ""
             )
         ),
-    }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".partial-{path.name}")
-    tmp.write_text(json.dumps(model, indent=2))
-    os.replace(tmp, path)
+    )
+    model.write(path)
     return model
+
+
+def _penalty_index(ps: PathStudy, fit: P.Path, penalty: int | str) -> int:
+    """The index along the path of ``penalty``: "best", "nonzero:K" or an index (see ``export_linear_model``)."""
+    if penalty == "best":
+        return ps.best_index
+    if isinstance(penalty, str) and penalty.startswith("nonzero:"):
+        want = int(penalty.split(":", 1)[1])
+        ok = np.flatnonzero(fit.nonzero() <= want)
+        return int(ok.max()) if len(ok) else 0
+    try:
+        k = int(penalty)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"penalty {penalty!r}: use 'best', 'nonzero:K' or an index 0..{len(fit.penalties) - 1}."
+        ) from None
+    if not 0 <= k < len(fit.penalties):
+        raise InputError(f"penalty index {k}: use 0..{len(fit.penalties) - 1}.")
+    return k
