@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import registry
 from .catalog import Catalog, CatalogError
 from .errors import EngineError
 from .faults import Faults
@@ -22,6 +23,38 @@ from .operations import Operations
 from .router import Router
 from .server import IN_PROCESS_URL, LocalServer, LocalTransport, check_loopback
 from .storage import make_storage
+
+# The modules whose import registers the Earth Engine algorithms, imported on the first evaluation.
+FAMILY_MODULES = (
+    "gee_mining.local.number",
+    "gee_mining.local.string",
+    "gee_mining.local.list",
+    "gee_mining.local.dictionary",
+    "gee_mining.local.date",
+    "gee_mining.local.projection",
+    "gee_mining.local.geometry",
+    "gee_mining.local.element",
+    "gee_mining.local.feature",
+    "gee_mining.local.filter",
+    "gee_mining.local.reducer",
+    "gee_mining.local.collection",
+    "gee_mining.local.aggregate",
+    "gee_mining.local.featurecollection",
+    "gee_mining.local.join",
+    "gee_mining.local.misc",
+    "gee_mining.local.pixeltype",
+    "gee_mining.local.image",
+    "gee_mining.local.kernel",
+    "gee_mining.local.image_reduce",
+    "gee_mining.local.image_draw",
+    "gee_mining.local.image_math",
+    "gee_mining.local.image_visualize",
+    "gee_mining.local.image_collection",
+    "gee_mining.local.confusion_matrix",
+    "gee_mining.local.classifier",
+    "gee_mining.local.clusterer",
+)
+registry.register_families(*FAMILY_MODULES)
 
 __all__ = ["Catalog", "CatalogError", "EngineError", "LocalEngine", "LocalServer", "check_loopback"]
 

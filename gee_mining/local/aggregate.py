@@ -11,8 +11,10 @@ import json
 import math
 from typing import Any
 
+from .collection import sort_key
 from .errors import EngineError
 from .featurecollection import as_collection
+from .info import to_info
 from .registry import algorithm
 
 
@@ -68,14 +70,10 @@ def count(collection, property):  # noqa: A002
 
 @algorithm("AggregateFeatureCollection.count_distinct")
 def count_distinct(collection, property):  # noqa: A002
-    from .info import to_info
-
     return len({json.dumps(to_info(v), sort_keys=True) for v in _values("count_distinct", collection, property)})
 
 
 def _extreme(name: str, collection: Any, prop: str, pick: Any) -> Any:
-    from .collection import sort_key
-
     values = _values(name, collection, prop)
     return pick(values, key=sort_key) if values else None
 
@@ -159,8 +157,6 @@ def _histogram_key(value: Any) -> str:
         return str(int(value))
     if isinstance(value, int | float | str):
         return str(value)
-    from .info import to_info
-
     return json.dumps(to_info(value), separators=(",", ":"))
 
 

@@ -45,12 +45,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
+import pyogrio
+import pyproj
 import shapely
 
+from .date import Date
 from .errors import EngineError, NotFound
 from .feature import Feature
 from .featurecollection import FeatureCollection
 from .geometry import Geometry
+from .image import Image, ImageCollection
+from .resample import FileSource, source_band
 
 TABLE_SUFFIXES = {".geojson", ".json", ".gpkg", ".shp", ".fgb", ".parquet", ".geoparquet", ".csv"}
 
@@ -163,8 +169,6 @@ class Catalog:
         return self._image(entry)
 
     def image_collection(self, collection_id: str):
-        from .image import ImageCollection
-
         items = self.collections.get(collection_id)
         if items is None:
             raise NotFound(f"ImageCollection.load: ImageCollection asset '{collection_id}' not found.")
@@ -173,8 +177,6 @@ class Catalog:
         return ImageCollection(images, {}, id=collection_id)
 
     def _source(self, path: Path, index: int, pyramiding: str):
-        from .resample import FileSource
-
         key = (path, index, pyramiding)
         with self._lock:
             if key not in self._sources:
@@ -184,10 +186,6 @@ class Catalog:
             return self._sources[key]
 
     def _image(self, entry: ImageEntry):
-        from .date import Date
-        from .image import Image
-        from .resample import source_band
-
         bands = [
             source_band(name, self._source(path, index, entry.pyramiding.get(name, "mean")))
             for name, (path, index) in entry.bands.items()
@@ -328,8 +326,6 @@ def _plain(value: Any) -> Any:
 def _to_wgs84(geoms: np.ndarray, crs: str | None) -> np.ndarray:
     if not crs:
         return geoms
-    import pyproj
-
     src = pyproj.CRS.from_user_input(crs)
     if src.equals(pyproj.CRS.from_epsg(4326)):
         return geoms
@@ -338,8 +334,6 @@ def _to_wgs84(geoms: np.ndarray, crs: str | None) -> np.ndarray:
 
 
 def _read_ogr(entry: TableEntry):
-    import pyogrio
-
     meta, _fids, wkb, fields = pyogrio.raw.read(entry.path, layer=entry.layer)
     geoms = shapely.from_wkb(wkb) if wkb is not None else np.full(len(fields[0]) if fields else 0, None)
     geoms = _to_wgs84(geoms, meta.get("crs"))
@@ -347,8 +341,6 @@ def _read_ogr(entry: TableEntry):
 
 
 def _read_parquet(entry: TableEntry):
-    import pyarrow.parquet as pq
-
     table = pq.read_table(entry.path)
     meta = json.loads((table.schema.metadata or {}).get(b"geo", b"{}") or b"{}")
     col = meta.get("primary_column", "geometry")

@@ -43,8 +43,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from sklearn import ensemble, naive_bayes, svm, tree
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
+from .confusion_matrix import ConfusionMatrix
 from .errors import EngineError
+from .featurecollection import as_collection
+from .image import Image, as_image, derive
+from .pixeltype import PixelType
 from .registry import algorithm
 
 MODES = ("CLASSIFICATION", "REGRESSION", "PROBABILITY", "MULTIPROBABILITY", "RAW", "RAW_REGRESSION")
@@ -252,8 +258,6 @@ class _MinimumDistance(_Model):
 
 
 def _fit(kind: str, args: dict[str, Any], x: np.ndarray, y: np.ndarray, regression: bool) -> _Model:
-    from sklearn import ensemble, naive_bayes, tree
-
     a = args
     if kind == "Classifier.smileCart":
         cls = tree.DecisionTreeRegressor if regression else tree.DecisionTreeClassifier
@@ -301,8 +305,6 @@ def _max_nodes(kind: str, value: Any) -> int | None:
 
 
 def _fit_forest(a: dict[str, Any], x: np.ndarray, y: np.ndarray, regression: bool) -> _Forest:
-    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
-
     kind = "Classifier.smileRandomForest"
     n_trees = int(a["numberOfTrees"])
     if n_trees < 1:
@@ -340,8 +342,6 @@ def _fit_forest(a: dict[str, Any], x: np.ndarray, y: np.ndarray, regression: boo
 
 
 def _fit_svm(kind: str, a: dict[str, Any], x: np.ndarray, y: np.ndarray, regression: bool) -> _Model:
-    from sklearn import svm
-
     kernels = {"LINEAR": "linear", "POLY": "poly", "RBF": "rbf", "SIGMOID": "sigmoid"}
     kernel = kernels.get(str(a["kernelType"]).upper())
     if kernel is None:
@@ -641,8 +641,6 @@ def table(name: str, features: Any, columns: list[str] | None, exclude: tuple[st
 
     ``columns`` defaults to the collection's ``band_order`` property (set by Earth Engine's
     samplers), else the first feature's properties; rows with a null or non-numeric value are dropped."""
-    from .featurecollection import as_collection
-
     fc = as_collection(name, features)
     if not fc.features:
         raise EngineError(f"{name}: the training collection is empty.")
@@ -746,8 +744,6 @@ def explain(classifier):
 @algorithm("Classifier.confusionMatrix")
 def classifier_confusion_matrix(classifier):
     """The resubstitution matrix: the training rows classified by the trained model."""
-    from .confusion_matrix import ConfusionMatrix
-
     c = as_classifier("Classifier.confusionMatrix", classifier)
     if c.data is None:
         raise EngineError("Classifier.confusionMatrix: the classifier was not trained here (no training data).")
@@ -761,8 +757,6 @@ def classifier_confusion_matrix(classifier):
 
 
 def output_type(c: Classifier):
-    from .pixeltype import PixelType
-
     classes = getattr(c.model, "classes", None)
     if c.mode == "CLASSIFICATION" and classes is not None and len(classes):
         return PixelType.int_range(int(np.min(classes)), int(np.max(classes)))
@@ -790,8 +784,6 @@ def per_pixel(model):
 @algorithm("Image.classify")
 def image_classify(image, classifier, outputName):  # noqa: N803
     """One band ``outputName``: the classifier's output where every input band is unmasked."""
-    from .image import Image, as_image, derive
-
     name = "Image.classify"
     img = as_image(name, image)
     c = as_classifier(name, classifier)

@@ -21,9 +21,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from sklearn.cluster import KMeans
 
-from .classifier import per_pixel
+from .classifier import _subsample, per_pixel, table
 from .errors import EngineError
+from .image import Image, as_image, derive
+from .pixeltype import PixelType
 from .registry import algorithm
 
 
@@ -93,8 +96,6 @@ def weka_xmeans(minClusters, maxClusters, maxIterations, maxKMeans, maxForChildr
 
 
 def _kmeans(k: int, x: np.ndarray, init: str, max_iter: int, seed: int):
-    from sklearn.cluster import KMeans
-
     return KMeans(n_clusters=k, init=init, n_init=1, max_iter=max_iter, random_state=seed).fit(x)
 
 
@@ -120,8 +121,6 @@ def _bic(km: Any, x: np.ndarray) -> float:
 
 @algorithm("Clusterer.train")
 def train(clusterer, features, inputProperties, subsampling, subsamplingSeed):  # noqa: N803
-    from .classifier import _subsample, table
-
     name = "Clusterer.train"
     c = as_clusterer(name, clusterer)
     columns, x, _ = table(name, features, inputProperties)
@@ -159,9 +158,6 @@ def schema(clusterer):
 
 @algorithm("Image.cluster")
 def image_cluster(image, clusterer, outputName):  # noqa: N803
-    from .image import Image, as_image, derive
-    from .pixeltype import PixelType
-
     name = "Image.cluster"
     img = as_image(name, image)
     c = as_clusterer(name, clusterer)
@@ -179,8 +175,6 @@ def image_cluster(image, clusterer, outputName):  # noqa: N803
 
 @algorithm("FeatureCollection.cluster")
 def collection_cluster(features, clusterer, outputName):  # noqa: N803
-    from .classifier import table
-
     name = "FeatureCollection.cluster"
     c = as_clusterer(name, clusterer)
     if c.model is None:

@@ -13,12 +13,19 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import shapely
+
+from .date import Date
 from .element import Element
 from .errors import EngineError
 from .feature import Feature, geometry_algorithm
 from .featurecollection import FeatureCollection, as_collection
-from .filter import Filter, parse_expression
+from .filter import _PLAIN, Filter, _geometry, field_value, parse_expression
+from .geometry import Geometry, intersects_pairs
+from .info import to_info
 from .registry import Column, algorithm, per_element, vectorised
+from .spatial_index import candidates_intersecting, candidates_many
 
 
 @algorithm("Collection.loadTable", context=True)
@@ -59,8 +66,6 @@ def filter_(collection, filter):  # noqa: A002
         return filter_many(1, fc, Column([flt]))[0]  # candidates from the index, tested in one call
     candidates = fc.features
     if flt.bounds is not None and len(fc.features) > 64:
-        from .spatial_index import candidates_intersecting
-
         candidates = candidates_intersecting(fc, flt.bounds)
     return fc.with_features([f for f in candidates if test(f, f)])
 
@@ -69,8 +74,6 @@ def _members_of(fc: FeatureCollection, field: str, values: frozenset, test: Any)
     """The elements whose ``field`` is one of ``values``, in order, from the collection's index of that
     property's plain values (built on first use and kept with the collection: a collection filtered by
     zone, say, once per zone); elements without a plain value there are tested one by one."""
-    from .filter import _PLAIN, field_value
-
     if fc.value_index is None:
         fc.value_index = {}
     index = fc.value_index.get(field)
@@ -98,12 +101,6 @@ def filter_many(n, collection, filter):  # noqa: A002
     tests = [getattr(f, "geometry_test", None) for f in filter] if isinstance(filter, Column) else [None]
     if isinstance(collection, Column) or any(t is None or t[1] != "intersects" for t in tests):
         return per_element("Collection.filter", n, {"collection": collection, "filter": filter})
-    import numpy as np
-
-    from .filter import _geometry, field_value
-    from .geometry import intersects_pairs
-    from .spatial_index import candidates_many
-
     fc = as_collection("Collection.filter", collection)
     feats = fc.features
     if len(feats) > 64:
@@ -129,8 +126,6 @@ def filter_many(n, collection, filter):  # noqa: A002
 
 def sort_key(value: Any) -> tuple:
     """Order of property values: numbers, then strings, then anything else; nulls go last."""
-    from .date import Date
-
     if isinstance(value, Date):
         value = value.millis
     if isinstance(value, bool):
@@ -143,8 +138,6 @@ def sort_key(value: Any) -> tuple:
 
 
 def _info(value: Any) -> Any:
-    from .info import to_info
-
     return to_info(value)
 
 
@@ -242,11 +235,6 @@ def to_list(collection, count, offset):
 def merged_geometry(name: str, fc: FeatureCollection) -> Any:
     """All geometries of ``fc`` as one multi-geometry (MultiPolygon, MultiLineString,
     MultiPoint, or a GeometryCollection when the kinds differ), not dissolved."""
-    import numpy as np
-    import shapely
-
-    from .geometry import Geometry
-
     geoms = [f.geometry for f in fc.features if getattr(f, "geometry", None) is not None]
     if not geoms:
         return Geometry(shapely.GeometryCollection(), type_name="GeometryCollection")
@@ -280,11 +268,6 @@ def geometry(collection, maxError):  # noqa: N803
 @vectorised("Collection.geometry")
 def geometry_many(n, collection, maxError):  # noqa: N803
     """Each collection's merged geometry; collections of polygons (the usual case) merged in one call."""
-    import numpy as np
-    import shapely
-
-    from .geometry import Geometry
-
     if not isinstance(collection, Column):
         return per_element("Collection.geometry", n, {"collection": collection, "maxError": maxError})
     colls = [as_collection("Collection.geometry", c) for c in collection]
@@ -386,8 +369,6 @@ def distinct(collection, properties):
 
 
 def _field(element: Any, name: str) -> Any:
-    from .filter import field_value
-
     return field_value(element, name)
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .errors import EngineError
+from .featurecollection import as_collection
 from .registry import algorithm
 
 
@@ -111,8 +112,6 @@ def confusion_matrix(array, order):
 
 @algorithm("Collection.errorMatrix")
 def error_matrix(collection, actual, predicted, order):
-    from .featurecollection import as_collection
-
     fc = as_collection("FeatureCollection.errorMatrix", collection)
     pairs = [(f.properties.get(actual), f.properties.get(predicted)) for f in fc.features]
     for name, k in ((actual, 0), (predicted, 1)):

@@ -17,9 +17,12 @@ import datetime as dt
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import EngineError
 from .registry import algorithm
+from .types import promotion
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -89,8 +92,6 @@ def parse_iso(text: str, tz: str | None = None) -> int:
 def _zone(tz: str | None) -> dt.tzinfo:
     if tz in (None, "", "UTC", "Etc/UTC", "GMT", "Etc/GMT", "Zulu"):
         return dt.UTC
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
@@ -410,6 +411,25 @@ def _two_digit_year(two: int) -> int:
 def parse_millis(pattern: str, text: str, tz: str | None) -> int:
     """The instant ``text`` writes with a Joda-Time pattern, read in ``tz`` unless it has an offset."""
     tokens = _tokens("Date.parse", pattern)
+    m = re.fullmatch(_parse_regex(tokens), text.strip(), flags=re.IGNORECASE)
+    if not m:
+        raise EngineError(f'Date.parse: Invalid format: "{text}" does not match the pattern "{pattern}".')
+    fields, zone = _parsed_fields(tokens, m)
+    local = _fields_datetime(fields, text)
+    if zone is None:
+        return local_to_millis(local, tz)
+    if zone.upper() == "Z":
+        return _millis(local.replace(tzinfo=dt.UTC))
+    if zone[0] in "+-":
+        digits = zone[1:].replace(":", "")
+        minutes = int(digits[:2]) * 60 + int(digits[2:])
+        offset = dt.timezone(dt.timedelta(minutes=minutes if zone[0] == "+" else -minutes))
+        return _millis(local.replace(tzinfo=offset))
+    return local_to_millis(local, zone)
+
+
+def _parse_regex(tokens: list) -> str:
+    """The regular expression of a tokenised pattern: a group ``t<i>`` per field token."""
     regex = []
     for i, (kind, value) in enumerate(tokens):
         if kind == "text":
@@ -436,11 +456,14 @@ def parse_millis(pattern: str, text: str, tz: str | None) -> int:
             regex.append(group + (rf"\d{{{n}}})" if adjacent else r"[+-]?\d{1,9})"))
         else:
             regex.append(group + (rf"\d{{{n}}})" if adjacent else r"\d+)"))
-    m = re.fullmatch("".join(regex), text.strip(), flags=re.IGNORECASE)
-    if not m:
-        raise EngineError(f'Date.parse: Invalid format: "{text}" does not match the pattern "{pattern}".')
+    return "".join(regex)
+
+
+def _parsed_fields(tokens: list, m: re.Match) -> tuple[dict[str, Any], str | None]:
+    """The date and time fields a match of :func:`_parse_regex` gives, and its zone text (None if none)."""
     fields = {"year": None, "month": 1, "day": 1, "doy": None, "hour": 0, "minute": 0, "second": 0, "ms": 0}
     pm, half_hour, zone = None, None, None
+    simple = {"d": "day", "D": "doy", "m": "minute", "s": "second"}
     for i, (kind, value) in enumerate(tokens):
         if kind == "text":
             continue
@@ -453,20 +476,14 @@ def parse_millis(pattern: str, text: str, tz: str | None) -> int:
                 fields["month"] = next(k for k, name in enumerate(_MONTHS, 1) if name.lower().startswith(got.lower()))
             else:
                 fields["month"] = int(got)
-        elif kind == "d":
-            fields["day"] = int(got)
-        elif kind == "D":
-            fields["doy"] = int(got)
+        elif kind in simple:
+            fields[simple[kind]] = int(got)
         elif kind in ("H", "k"):
             fields["hour"] = int(got) % 24
         elif kind in ("K", "h"):
             half_hour = int(got) % 12
         elif kind == "a":
             pm = got.upper() == "PM"
-        elif kind == "m":
-            fields["minute"] = int(got)
-        elif kind == "s":
-            fields["second"] = int(got)
         elif kind == "S":
             fields["ms"] = int((got + "000")[:3])
         elif kind == "Z":
@@ -477,26 +494,21 @@ def parse_millis(pattern: str, text: str, tz: str | None) -> int:
         fields["hour"] = half_hour + (12 if pm else 0)
     elif pm is not None and fields["hour"] < 12 and pm:
         fields["hour"] += 12
+    return fields, zone
+
+
+def _fields_datetime(fields: dict[str, Any], text: str) -> dt.datetime:
+    """The naive local date and time of parsed fields (a day of the year wins over month and day)."""
     try:
         if fields["doy"] is not None:
             day = dt.date(fields["year"], 1, 1) + dt.timedelta(days=fields["doy"] - 1)
         else:
             day = dt.date(fields["year"], fields["month"], fields["day"])
-        local = dt.datetime(
+        return dt.datetime(
             day.year, day.month, day.day, fields["hour"], fields["minute"], fields["second"], fields["ms"] * 1000
         )
     except (ValueError, OverflowError) as e:
         raise EngineError(f'Date.parse: Cannot parse "{text}": {e}.') from None
-    if zone is None:
-        return local_to_millis(local, tz)
-    if zone.upper() == "Z":
-        return _millis(local.replace(tzinfo=dt.UTC))
-    if zone[0] in "+-":
-        digits = zone[1:].replace(":", "")
-        minutes = int(digits[:2]) * 60 + int(digits[2:])
-        offset = dt.timezone(dt.timedelta(minutes=minutes if zone[0] == "+" else -minutes))
-        return _millis(local.replace(tzinfo=offset))
-    return local_to_millis(local, zone)
 
 
 # -- Date algorithms ------------------------------------------------------------
@@ -695,3 +707,7 @@ def date_range_union(dateRange, other):  # noqa: N803
 @algorithm("DateRange.unbounded")
 def date_range_unbounded():
     return DateRange(MIN_MILLIS, MAX_MILLIS)
+
+
+# the promotion the argument checks apply (see ``types``)
+promotion("Date", "Number", "String")(Date.coerce)

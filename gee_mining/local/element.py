@@ -157,10 +157,3 @@ def replace_properties(destination, source):
         src = _check_element("Element.replaceProperties", source)
         kept.update({k: v for k, v in src.properties.items() if not is_system(k)})
     return dst.copy_with(properties=kept)
-
-
-@algorithm("Element.geometry")
-def geometry(feature, maxError, proj, geodesics):  # noqa: N803
-    from .feature import feature_geometry
-
-    return feature_geometry(feature, maxError, proj, geodesics, "Element.geometry")

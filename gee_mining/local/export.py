@@ -41,16 +41,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
+from rasterio.shutil import copy as rio_copy
+from rasterio.windows import Window
 
 from .errors import EngineError
 from .evaluator import Context, Evaluator, evaluate
+from .feature import Feature
 from .featurecollection import FeatureCollection
 from .geometry import Geometry, in_crs
 from .grid import PixelGrid, grid_covering
 from .image import Image, as_image
+from .info import to_info
+from .pixels import grid_from_request
 from .pixeltype import PixelType
 from .projection import at_scale
 from .storage import FolderStorage, Storage
+from .tfrecord import RecordWriter, encode_example, frame
 
 _TABLE_EXTENSIONS = {"CSV": "csv", "GEO_JSON": "geojson"}
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -147,8 +154,6 @@ def table_export_work(engine: Any, payload: dict, ctx: Context):
 
 
 def _write_csv(fh, fc: FeatureCollection, selectors: list[str] | None) -> None:
-    from .info import to_info
-
     infos = [f.to_info() for f in fc.features]
     cols = selectors or (["system:index", *sorted({k for i in infos for k in i["properties"]}), ".geo"])
     w = csv.writer(fh)
@@ -213,8 +218,6 @@ def export_region(ev: Evaluator) -> Geometry | None:
     arg = (call.get("arguments") or {}).get("geometry")
     if arg is None:
         return None
-    from .feature import Feature
-
     value = ev.node(arg, ev.root)
     if isinstance(value, Feature):
         value = value.geometry
@@ -323,8 +326,6 @@ def image_export_work(engine: Any, payload: dict, ctx: Context):
         ev = Evaluator(expression, ctx)
         image = as_image("Export.image", ev.evaluate())
         if request_grid:
-            from .pixels import grid_from_request
-
             grid = grid_from_request(request_grid)
         else:
             grid = export_grid(image, export_region(ev))
@@ -398,9 +399,6 @@ def _write_geotiff(
     tile_done: Callable[[int], None],
 ) -> bool:
     """Write one GeoTIFF of ``grid``, tile by tile; True if any pixel is unmasked."""
-    import rasterio
-    from rasterio.windows import Window
-
     plain = path.with_suffix(".plain.tif") if cog else path
     profile = {
         "driver": "GTiff",
@@ -436,16 +434,12 @@ def _write_geotiff(
                 n_tiles += 1
                 tile_done(n_tiles)
     if cog:
-        from rasterio.shutil import copy as rio_copy
-
         rio_copy(plain, path, driver="COG", compress="DEFLATE", blocksize=tile, overview_resampling="nearest")
         plain.unlink()
     return any_valid
 
 
 def _tfrecord_writer(options: Mapping[str, Any], prefix: str):
-    from .tfrecord import RecordWriter, encode_example, frame
-
     patch = _dims(options.get("tileDimensions"), "patchDimensions")
     if patch is None:
         raise EngineError("Export.image: TFRecord exports need formatOptions.patchDimensions.")

@@ -17,6 +17,8 @@ from typing import Any
 from . import registry
 from .element import Element
 from .errors import EngineError
+from .geometry import Geometry
+from .info import to_info
 from .registry import algorithm
 
 
@@ -37,8 +39,6 @@ class Feature(Element):
         return out
 
     def to_info(self) -> dict:
-        from .info import to_info
-
         info: dict[str, Any] = {
             "type": "Feature",
             "geometry": None if self.geometry is None else self.geometry.to_info(),
@@ -75,11 +75,14 @@ def feature_geometry(feature: Any, maxError: Any, proj: Any, geodesics: Any, nam
         return geom
     if proj is not None:
         return geometry_algorithm("transform")(geometry=geom, proj=proj, maxError=maxError, geodesic=geodesics)
-    from .geometry import Geometry
-
     if bool(geodesics) == geom.geodesic:
         return geom
     return Geometry(geom.shape, geom.proj, geodesic=bool(geodesics))
+
+
+@algorithm("Element.geometry")
+def element_geometry(feature, maxError, proj, geodesics):  # noqa: N803
+    return feature_geometry(feature, maxError, proj, geodesics, "Element.geometry")
 
 
 @algorithm("Feature")

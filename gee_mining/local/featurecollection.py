@@ -12,9 +12,13 @@ import hashlib
 import math
 from typing import Any
 
+import shapely
+
 from .element import Element
 from .errors import EngineError
 from .feature import Feature
+from .geometry import Geometry, covering_cells
+from .info import to_info
 from .registry import algorithm
 
 
@@ -76,8 +80,6 @@ class FeatureCollection(Element):
         return dict(sorted(cols.items()))
 
     def to_info(self, features: list[Any] | None = None) -> dict:
-        from .info import to_info
-
         info: dict[str, Any] = {"type": "FeatureCollection", "columns": self.columns()}
         if self.id is not None:
             info["id"] = self.id
@@ -109,15 +111,11 @@ def random_points(region, points, seed, maxError):  # noqa: N803
     seed gives other points than on Earth Engine. Inside-tests are planar in the
     region's coordinates (a geodesic edge's bulge is not followed).
     """
-    import shapely
-
     if region is None:
         raise EngineError("FeatureCollection.randomPoints: Parameter 'region' is required.")
     n = int(points)
     if n < 0:
         raise EngineError("FeatureCollection.randomPoints: 'points' must be non-negative.")
-    from .geometry import Geometry
-
     shape = region.shape
     if shape.is_empty or shape.area == 0:
         raise EngineError("FeatureCollection.randomPoints: The region must be a polygon with a non-zero area.")
@@ -140,3 +138,11 @@ def random_points(region, points, seed, maxError):  # noqa: N803
         if shapely.contains_xy(shape, x, y):
             out.append(Feature(Geometry(shapely.Point(x, y), region.proj), {}, str(len(out))))
     return FeatureCollection(out)
+
+
+@algorithm("Geometry.coveringGrid")
+def covering_grid(geometry, proj, scale):
+    """The cells of ``proj``'s grid that intersect ``geometry`` (see :func:`.geometry.covering_cells`):
+    each a Feature with id ``"x,y"`` (its integer cell indices), no properties, and a planar polygon in
+    ``proj``'s base CRS."""
+    return FeatureCollection([Feature(cell, {}, id=cell_id) for cell_id, cell in covering_cells(geometry, proj, scale)])

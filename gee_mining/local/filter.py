@@ -21,12 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import shapely
+
 from . import registry
-from .date import Date
+from .date import Date, DateRange, to_datetime
 from .element import Element
 from .errors import EngineError
 from .geometry import Geometry
+from .info import to_info
 from .registry import algorithm
+from .types import ee_type_of, is_assignable
 
 Test = Callable[[Any, Any], bool]
 Measure = Callable[[Any, Any], Any]
@@ -124,8 +128,6 @@ def values_equal(a: Any, b: Any) -> bool:
         return a == b
     if isinstance(a, str) or isinstance(b, str):
         return isinstance(a, str) and isinstance(b, str) and a == b
-    from .info import to_info
-
     return type(a) is type(b) and to_info(a) == to_info(b)
 
 
@@ -211,8 +213,6 @@ for _name, _op in _COMPARISONS.items():
 
 
 def _has_type(value: Any, type_name: Any) -> bool:
-    from .types import ee_type_of, is_assignable
-
     if value is None or not isinstance(type_name, str):
         return False
     if type_name in ("Object", "Element") or ee_type_of(value) == type_name:
@@ -329,7 +329,6 @@ def range_contains(field, minValue, maxValue):  # noqa: N803
 @algorithm("Filter.dateRangeContains")
 def date_range_contains(leftField, rightValue, rightField, leftValue):  # noqa: N803
     """Passes if the left date range contains the right date (``filterDate``)."""
-    from .date import DateRange
 
     def op(rng: Any, when: Any) -> bool:
         when = _millis(when)
@@ -353,8 +352,6 @@ _CALENDAR_FIELDS: dict[str, Callable[[dt.datetime], int]] = {
 
 
 def _calendar_filter(name: str, start: int, end: int, field: str) -> Filter:
-    from .date import to_datetime
-
     get = _CALENDAR_FIELDS.get(field)
     if get is None:
         raise EngineError(f"{name}: Unknown calendar field '{field}'. Options are: {', '.join(_CALENDAR_FIELDS)}.")
@@ -392,11 +389,7 @@ def _geometry_func(name: str) -> Callable[..., Any]:
 def _geometry(value: Any) -> Any:
     if isinstance(value, Geometry):
         return value
-    from .image import Image
-
-    if isinstance(value, Image):  # an image's geometry is its footprint; unbounded: the whole world
-        import shapely
-
+    if getattr(value, "ee_type", None) == "Image":  # an image's geometry is its footprint; unbounded: the world
         footprint = value.footprint()
         return Geometry(shapely.box(-180, -90, 180, 90) if footprint is None else footprint, geodesic=False)
     return getattr(value, "geometry", None) if value is not None else None

@@ -44,6 +44,7 @@ import shapely.ops
 from .errors import EngineError
 from .projection import LOCAL_PREFIX, WGS84, Projection, is_geographic, meters_per_unit, transformer
 from .registry import Column, algorithm, per_element, vectorised
+from .types import promotion, signature_default
 
 GEOD = pyproj.Geod(ellps="WGS84")
 EARTH_RADIUS = 6378137.0
@@ -1047,19 +1048,16 @@ def _cut(line: shapely.Geometry, cuts: list[float]) -> list[shapely.LineString]:
 # -- covering grid --------------------------------------------------------------
 
 
-@algorithm("Geometry.coveringGrid")
-def covering_grid(geometry, proj, scale):
+def covering_cells(geometry: Geometry, proj: Projection, scale: Any) -> list[tuple[str, Geometry]]:
     """The cells of ``proj``'s grid (unit squares of its coordinates, so cells of
-    its scale aligned on its transform's origin) that intersect ``geometry``.
+    its scale aligned on its transform's origin) that intersect ``geometry``
+    (``Geometry.coveringGrid``, whose features ``featurecollection.py`` makes).
 
-    Each cell is a Feature with id ``"x,y"`` (its integer cell indices), no
-    properties, and a planar polygon in ``proj``'s base CRS. The test is exact
-    in the projection: the geometry is reprojected (geodesic edges densified to
-    1 cm) and each candidate cell is tested with shapely, vectorised per part.
+    Each cell is an id ``"x,y"`` (its integer cell indices) and a planar polygon
+    in ``proj``'s base CRS. The test is exact in the projection: the geometry is
+    reprojected (geodesic edges densified to 1 cm) and each candidate cell is
+    tested with shapely, vectorised per part.
     """
-    from .feature import Feature
-    from .featurecollection import FeatureCollection
-
     if scale is not None:
         proj = proj.scaled(scale / proj.nominal_scale(), scale / proj.nominal_scale())
     members = getattr(geometry, "_members", None)
@@ -1074,19 +1072,17 @@ def covering_grid(geometry, proj, scale):
         shapes = _affine_many(shapes, proj.inverse())
     cells = grid_cells(shapes)
     if not len(cells):
-        return FeatureCollection([])
+        return []
     a, b, c, d, e, f = proj.transform
     ij = cells.astype(np.float64)
     u = ij[:, :1] + np.array([0.0, 0.0, 1.0, 1.0, 0.0])  # corners (i, j+1), (i, j), (i+1, j), (i+1, j+1), (i, j+1)
     v = ij[:, 1:] + np.array([1.0, 0.0, 0.0, 1.0, 1.0])
     squares = shapely.polygons(np.stack([a * u + b * v + c, d * u + e * v + f], axis=-1))
     base = proj.base
-    return FeatureCollection(
-        [
-            Feature(Geometry(square, base, False, "Polygon"), {}, id=f"{i},{j}")
-            for (i, j), square in zip(cells.tolist(), squares, strict=True)
-        ]
-    )
+    return [
+        (f"{i},{j}", Geometry(square, base, False, "Polygon"))
+        for (i, j), square in zip(cells.tolist(), squares, strict=True)
+    ]
 
 
 def _affine_many(shapes: np.ndarray, matrix: tuple[float, ...]) -> np.ndarray:
@@ -1561,3 +1557,14 @@ def coordinates_many(n, geometry):
         points = flat[cuts[k] : cuts[k + 1]]
         out.append(points[0] if kind[i] == 0 else [points])
     return out
+
+
+# the promotions and signature defaults the argument checks apply (see ``types``)
+@promotion("ErrorMargin", "Number")
+def _margin_of_number(value: Any) -> ErrorMargin:
+    return ErrorMargin(float(value), "meters")
+
+
+@signature_default("ErrorMargin")
+def _default_margin(default: dict) -> ErrorMargin:
+    return ErrorMargin(default.get("value", 0.0), default.get("unit", "meters"))

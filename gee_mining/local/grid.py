@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import shapely
+from rasterio.transform import Affine
 
 from .errors import EngineError
-from .projection import Projection
+from .projection import Projection, transformer
 
 Transform = tuple[float, float, float, float, float, float]
 
@@ -42,8 +43,6 @@ class PixelGrid:
 
     @property
     def affine(self):
-        from rasterio.transform import Affine
-
         return Affine(*self.transform)
 
     @property
@@ -118,3 +117,18 @@ def same_lattice(src: Transform, dst: Transform) -> tuple[int, int] | None:
     if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
         return None
     return int(round(col)), int(round(row))
+
+
+def bounds_in(region_lonlat: shapely.Geometry, crs: str) -> tuple[float, float, float, float]:
+    """Bounds in ``crs`` of a lon/lat region, its edges densified so that curved images of them count."""
+    if crs == "EPSG:4326":
+        return tuple(shapely.bounds(region_lonlat))
+    x0, y0, x1, y1 = shapely.bounds(region_lonlat)
+    step = max(x1 - x0, y1 - y0) / 64.0 or 1e-6
+    coords = shapely.get_coordinates(shapely.segmentize(region_lonlat, step))
+    xs, ys = transformer("EPSG:4326", crs).transform(coords[:, 0], coords[:, 1])
+    xs, ys = np.asarray(xs), np.asarray(ys)
+    ok = np.isfinite(xs) & np.isfinite(ys)
+    if not ok.any():
+        raise EngineError(f"The region cannot be expressed in {crs}.")
+    return float(xs[ok].min()), float(ys[ok].min()), float(xs[ok].max()), float(ys[ok].max())

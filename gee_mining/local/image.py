@@ -21,109 +21,30 @@ reductions and sampling in ``image_reduce.py``.
 
 from __future__ import annotations
 
-import itertools
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import shapely
+from rasterio.features import geometry_mask as rio_mask
 
+from .band import Band
 from .element import Element
 from .errors import EngineError
+from .feature import Feature, geometry_algorithm
 from .featurecollection import FeatureCollection
-from .geometry import Geometry
-from .grid import PixelGrid
-from .pixeltype import PixelType
-from .projection import Projection
+from .geometry import Geometry, geodesic_lonlat, in_crs
+from .geometry import Geometry as Geom
+from .grid import PixelGrid, bounds_in
+from .info import to_info
+from .pixeltype import PixelType, widest
+from .projection import Projection, at_scale, transformer
 from .registry import algorithm
-
-Compute = Callable[[PixelGrid, Any], np.ma.MaskedArray]
+from .resample import RESAMPLING, warp_band, with_resampling
+from .types import promotion
 
 _DEGREE = Projection("EPSG:4326")  # WGS84 at 1 degree, as Earth Engine reports it: transform [1, 0, 0, 0, 1, 0]
-_band_ids = itertools.count()
-
-
-class Band:
-    """One lazy band. ``footprint`` is a shapely geometry in EPSG:4326, or None when unbounded.
-
-    ``compute(grid, ctx)`` returns the band's pixels on ``grid``; results are
-    cached per request under the band's ``key``, which renaming keeps.
-    ``dimensions`` is the native (width, height) of a band read from a file.
-    """
-
-    __slots__ = ("name", "pixel_type", "proj", "footprint", "_compute", "key", "dimensions", "source")
-
-    def __init__(
-        self,
-        name: str,
-        pixel_type: PixelType,
-        proj: Projection,
-        footprint: shapely.Geometry | None,
-        compute: Compute,
-        key: int | None = None,
-        dimensions: tuple[int, int] | None = None,
-    ):
-        self.name = name
-        self.pixel_type = pixel_type
-        self.proj = proj
-        self.footprint = footprint
-        self._compute = compute
-        self.key = next(_band_ids) if key is None else key
-        self.dimensions = dimensions
-        self.source = None  # the FileSource of a band read straight from a file
-
-    def compute(self, grid: PixelGrid, ctx: Any) -> np.ma.MaskedArray:
-        cache = getattr(ctx, "pixels", None)
-        if cache is None:
-            return _as_masked(self._compute(grid, ctx), grid)
-        k = (self.key, grid)
-        out = cache.get(k)
-        if out is None:
-            ctx.check_cancelled()
-            out = _as_masked(self._compute(grid, ctx), grid)
-            cache[k] = out
-        return out
-
-    def replace(self, **changes: Any) -> Band:
-        """A copy with some attributes changed; the pixels (and cache key) stay unless ``compute`` changes."""
-        new_compute = changes.pop("compute", None)
-        b = Band(
-            changes.pop("name", self.name),
-            changes.pop("pixel_type", self.pixel_type),
-            changes.pop("proj", self.proj),
-            changes.pop("footprint", self.footprint),
-            new_compute or self._compute,
-            key=None if new_compute else self.key,
-            dimensions=changes.pop("dimensions", self.dimensions),
-        )
-        if changes:
-            raise TypeError(f"unknown band attributes {sorted(changes)}")
-        if new_compute is None:
-            b.source = self.source
-        return b
-
-    def to_info(self) -> dict:
-        info: dict[str, Any] = {"id": self.name, "data_type": self.pixel_type.to_info()}
-        if self.dimensions is not None:
-            info["dimensions"] = list(self.dimensions)
-        info["crs"] = self.proj.crs
-        info["crs_transform"] = [_plain(t) for t in self.proj.transform]
-        return info
-
-
-def _plain(value: float) -> float | int:
-    return int(value) if float(value).is_integer() else value
-
-
-def _as_masked(data: Any, grid: PixelGrid) -> np.ma.MaskedArray:
-    arr = np.ma.asarray(data, dtype=np.float64)
-    if arr.shape != grid.shape:
-        arr = np.ma.MaskedArray(
-            np.broadcast_to(arr.filled(0), grid.shape), np.broadcast_to(np.ma.getmaskarray(arr), grid.shape)
-        )
-    if arr.mask is np.ma.nomask:
-        arr = np.ma.MaskedArray(arr.data, np.zeros(grid.shape, dtype=bool))
-    return arr
 
 
 class Image(Element):
@@ -168,8 +89,6 @@ class Image(Element):
         return self.bands[0].proj if self.bands else _DEGREE
 
     def to_info(self) -> dict:
-        from .info import to_info
-
         info: dict[str, Any] = {"type": "Image", "bands": [b.to_info() for b in self.bands]}
         asset_id = self.properties.get("system:id")
         if asset_id is not None:
@@ -197,8 +116,6 @@ class ImageCollection(FeatureCollection):
         return FeatureCollection(features, self.properties, self.id)
 
     def to_info(self, features: list[Any] | None = None) -> dict:
-        from .info import to_info
-
         info: dict[str, Any] = {"type": "ImageCollection", "bands": []}
         if self.id is not None:
             info["id"] = self.id
@@ -276,8 +193,6 @@ def load(ctx, id, version):
 
 def select_bands(name: str, image: Image, selectors: Sequence[Any]) -> list[Band]:
     """Bands matched by ``selectors`` (names as regular expressions, or indices), in selector order."""
-    import re
-
     out: list[Band] = []
     for sel in selectors:
         if isinstance(sel, bool):
@@ -396,16 +311,12 @@ def _projection_from(crs: Any, transform: Any, scale: Any, name: str) -> Project
 
 
 def _at_scale(proj: Projection, meters: float) -> Projection:
-    from .projection import at_scale
-
     return at_scale(projection=proj, meters=meters)
 
 
 @algorithm("Image.reproject")
 def reproject(image, crs, crsTransform, scale):  # noqa: N803
     """Force computation in ``crs`` at ``scale`` (or ``crsTransform``), then resample to the request."""
-    from .resample import warp_band
-
     img = as_image("Image.reproject", image)
     proj = _projection_from(crs, crsTransform, scale, "Image.reproject")
     return img.with_bands(warp_band(b, proj) for b in img.bands)
@@ -413,8 +324,6 @@ def reproject(image, crs, crsTransform, scale):  # noqa: N803
 
 @algorithm("Image.resample")
 def resample(image, mode):
-    from .resample import RESAMPLING, with_resampling
-
     if mode not in RESAMPLING:
         raise EngineError(f"Image.resample: Unknown resampling mode '{mode}'. Use 'bilinear' or 'bicubic'.")
     img = as_image("Image.resample", image)
@@ -482,8 +391,6 @@ def mask(image, mask):
 def unmask(input, value, sameFootprint):  # noqa: N803
     """Masked pixels take ``value`` (an image or number, default 0); with ``sameFootprint``
     pixels outside the original footprint stay masked."""
-    from .pixeltype import widest
-
     img = as_image("Image.unmask", input)
     fill = value if isinstance(value, Image) else Image([constant_band(0 if value is None else value)])
     out = []
@@ -507,11 +414,6 @@ def _fill_masked(x: np.ma.MaskedArray, f: np.ma.MaskedArray) -> np.ma.MaskedArra
 
 def geometry_mask(shape_lonlat: shapely.Geometry, grid: PixelGrid) -> np.ndarray:
     """True for pixels whose centre lies inside ``shape_lonlat`` (an EPSG:4326 geometry)."""
-    from rasterio.features import geometry_mask as rio_mask
-
-    from .geometry import Geometry as Geom
-    from .geometry import in_crs
-
     if grid.crs != "EPSG:4326":
         shape = in_crs(Geom(shape_lonlat), grid.crs, 0.5 * abs(grid.transform[0]) or 1.0)
     else:
@@ -537,9 +439,6 @@ def _clip_band(band: Band, shape_lonlat: shapely.Geometry) -> Band:
 
 def geometry_lonlat(value: Any, name: str) -> shapely.Geometry:
     """An EPSG:4326 shapely geometry from a Geometry or Feature argument."""
-    from .feature import Feature
-    from .geometry import geodesic_lonlat
-
     geom = value.geometry if isinstance(value, Feature) else value
     if not isinstance(geom, Geometry):
         raise EngineError(f"{name}: expected a Geometry, got {getattr(value, 'ee_type', type(value).__name__)}.")
@@ -555,9 +454,6 @@ def clip(input, geometry):
 
 def _clip_band_to_bounds(band: Band, shape_lonlat: shapely.Geometry) -> Band:
     """``band`` masked outside the bounding box, in the band's projection, of a lon/lat shape."""
-    from .pixels import bounds_in
-    from .projection import transformer
-
     crs = band.proj.crs
     x0, y0, x1, y1 = bounds_in(shape_lonlat, crs)
     footprint = shapely.box(*shape_lonlat.bounds)
@@ -611,9 +507,6 @@ def compute_bands(
 def geometry(feature, maxError, proj, geodesics):  # noqa: N803
     """The image's footprint (the union of its bands'), planar in EPSG:4326; an unbounded
     image gives the whole world's rectangle."""
-    from .feature import geometry_algorithm
-    from .geometry import Geometry
-
     img = as_image("Image.geometry", feature)
     footprint = img.footprint()
     geom = Geometry(footprint if footprint is not None else shapely.box(-180, -90, 180, 90), geodesic=False)
@@ -622,3 +515,11 @@ def geometry(feature, maxError, proj, geodesics):  # noqa: N803
     if geodesics:
         return Geometry(geom.shape, geom.proj, geodesic=True)
     return geom
+
+
+@promotion("ImageCollection", "FeatureCollection")
+def _images_of(value: FeatureCollection) -> Any:
+    """ee.ImageCollection(fc) is only a cast on Earth Engine: a collection of images is one (see ``types``)."""
+    if all(isinstance(f, Image) for f in value.features):
+        return ImageCollection(value.features, value.properties, value.id)
+    return value

@@ -27,7 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from . import reducer as r
+from .collection import merged_elements
 from .errors import EngineError
+from .filter import values_equal
 from .grid import PixelGrid
 from .image import _DEGREE, Band, Image, ImageCollection, _clip_band, merge_bands, select_bands
 from .pixeltype import PixelType, widest
@@ -68,8 +71,6 @@ def as_image_collection(name: str, value: Any) -> ImageCollection:
 @algorithm("ImageCollection.merge")
 def merge(collection1, collection2):
     """Both collections' images; ids get the prefixes ``1_`` and ``2_``, as Collection.merge gives them."""
-    from .collection import merged_elements
-
     a = as_image_collection("ImageCollection.merge", collection1)
     b = as_image_collection("ImageCollection.merge", collection2)
     return ImageCollection(merged_elements(a, b))
@@ -125,8 +126,6 @@ def link_collection(input, imageCollection, linkedBands, linkedProperties, match
     collection's first image that has them) and the linked properties null.
     The linked bands take the source image's footprint.
     """
-    from .filter import values_equal
-
     name = "Image.linkCollection"
     if not isinstance(input, Image):
         raise EngineError(f"{name}: expected an Image, got {getattr(input, 'ee_type', type(input).__name__)}.")
@@ -332,8 +331,6 @@ def _shortcut(kind: str, reducer: Reducer) -> Callable[..., Image]:
 
 
 def _register_shortcuts() -> None:
-    from . import reducer as r
-
     made = {
         "count": r.count(),
         "mean": r.mean(),

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import shapely
+from rasterio.features import rasterize
 
 from .errors import EngineError
 from .feature import Feature
@@ -68,8 +69,6 @@ def _shapes_in(features: list[Feature], crs: str, pixel_m: float) -> list[shapel
 
 def _burn(pairs: list[tuple[shapely.Geometry, float]], grid: PixelGrid) -> np.ndarray:
     """Values burnt in order (NaN where nothing is painted)."""
-    from rasterio.features import rasterize
-
     geoms = [(shapely.geometry.mapping(s), v) for s, v in pairs if s is not None and not s.is_empty]
     if not geoms:
         return np.full(grid.shape, np.nan)

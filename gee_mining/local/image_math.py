@@ -38,13 +38,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pyproj
+import scipy.special
 
 from .errors import EngineError
 from .grid import PixelGrid
-from .image import _DEGREE, Band, Image, as_image, band_pairs, derive, select_bands
+from .image import _DEGREE, Band, Image, as_image, band_pairs, constant_band, derive, select_bands
 from .number import _BINARY_ALGORITHMS, _ExpressionParser
 from .pixeltype import _INT_RANGES, PixelType, widest
-from .projection import Projection, transformer
+from .projection import Projection, crs_object, transformer
 from .registry import algorithm
 
 Masked = np.ma.MaskedArray
@@ -346,8 +348,6 @@ def _special(name: str) -> UnaryFn:
     """A scipy.special function (imported when first used)."""
 
     def fn(x: np.ndarray) -> np.ndarray:
-        import scipy.special
-
         return getattr(scipy.special, name)(x)
 
     return fn
@@ -355,15 +355,11 @@ def _special(name: str) -> UnaryFn:
 
 def _gamma(x: np.ndarray) -> np.ndarray:
     """Gamma; NaN at zero and the negative integers (poles), as ee.Number.gamma."""
-    import scipy.special
-
     return np.where((x <= 0) & (x == np.floor(x)), np.nan, scipy.special.gamma(x))
 
 
 def _gammainc(x: np.ndarray, a: np.ndarray) -> np.ndarray:
     """The regularized lower incomplete gamma P(a, x) with x = image1 and a = image2 (as ee.Number.gammainc)."""
-    import scipy.special
-
     return scipy.special.gammainc(a, x)
 
 
@@ -705,8 +701,6 @@ def _pixel_area(grid: PixelGrid) -> np.ndarray:
     the square of the pixel's size over the Earth's radius).
     """
     a, b, c, d, e, f = grid.transform
-    from .projection import crs_object
-
     crs = crs_object(grid.crs)
     if crs.is_geographic and grid.is_rectilinear:
         cols = np.arange(grid.width)
@@ -718,8 +712,6 @@ def _pixel_area(grid: PixelGrid) -> np.ndarray:
         return band[:, None] * dlon[None, :]
     if crs.is_geographic:
         raise EngineError("Image.pixelArea: rotated geographic grids are not supported by the local engine.")
-    import pyproj
-
     lon, lat = _lonlat(grid)
     factors = pyproj.Proj(crs).get_factors(lon, lat, errcheck=False)
     planar = abs(a * e - b * d)
@@ -766,8 +758,6 @@ def _as_operand(value: Any) -> Image:
     """Numbers in an expression are constant images, as the client makes them."""
     if isinstance(value, Image):
         return value
-    from .image import constant_band
-
     return Image([constant_band(value)])
 
 

@@ -43,7 +43,9 @@ from typing import Any
 
 import numpy as np
 import shapely
+from rasterio.features import rasterize
 
+from . import reducer as reducers
 from .errors import EngineError
 from .feature import Feature
 from .featurecollection import FeatureCollection
@@ -52,7 +54,7 @@ from .grid import PixelGrid, grid_covering
 from .image import Band, Image, _projection_from, as_image
 from .kernel import Kernel, named
 from .pixeltype import PixelType, widest
-from .projection import Projection
+from .projection import Projection, meters_per_unit, transformer
 from .reducer import Reducer, reduce_region_rows
 from .registry import algorithm
 
@@ -103,8 +105,6 @@ def _cut_to_footprint(shape: shapely.Geometry, image: Image, crs: str, pixel_m: 
         return shape
     # Meet in longitude/latitude first: a footprint far from the region (another UTM zone, another
     # continent) cannot be projected into the region's CRS, and need not be.
-    from .projection import Projection
-
     region_ll = in_crs(Geometry(shape, Projection.from_crs(crs), geodesic=False), "EPSG:4326", max(pixel_m, 1.0))
     pad = 0.01 + 4 * pixel_m / 111_000.0
     fp = fp.intersection(shapely.box(*region_ll.bounds).buffer(pad))
@@ -116,14 +116,10 @@ def _cut_to_footprint(shape: shapely.Geometry, image: Image, crs: str, pixel_m: 
 
 
 def _meters_per_unit(crs: str) -> float:
-    from .projection import meters_per_unit
-
     return meters_per_unit(crs)
 
 
 def _rasterize(shapes: Sequence[shapely.Geometry], grid: PixelGrid, all_touched: bool) -> np.ndarray:
-    from rasterio.features import rasterize
-
     geoms = [shapely.geometry.mapping(s) for s in shapes if not s.is_empty]
     if not geoms:
         return np.zeros(grid.shape, dtype=bool)
@@ -315,8 +311,6 @@ def _values(image: Image, grid: PixelGrid, ctx: Any, idx: np.ndarray) -> tuple[d
 
 
 def _centres_lonlat(grid: PixelGrid, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from .projection import transformer
-
     rows, cols = np.divmod(idx, grid.width)
     a, b, c, d, e, f = grid.transform
     xs = a * (cols + 0.5) + b * (rows + 0.5) + c
@@ -665,8 +659,6 @@ def reduce_neighborhood(image, reducer, kernel, inputWeight, skipMasked, optimiz
 
 
 def _focal(name: str, reducer_kind: str, image: Any, radius, kernelType, units, iterations, kernel) -> Image:  # noqa: N803
-    from . import reducer as reducers
-
     img = as_image(name, image)
     k = kernel if kernel is not None else named(kernelType, float(radius), units)
     red = {

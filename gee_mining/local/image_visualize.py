@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import shapely
+from PIL import ImageColor
 
 from .errors import EngineError
 from .image import Band, Image, as_image, derive, select_bands
@@ -51,8 +52,6 @@ _HEX = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")
 
 def parse_color(text: Any, name: str = "Image.visualize") -> tuple[int, int, int]:
     """An (r, g, b) triple from a CSS colour name or a hex string with or without '#'."""
-    from PIL import ImageColor
-
     if not isinstance(text, str):
         raise EngineError(f"{name}: Invalid color {text!r}: expected a CSS color name or a hex string.")
     s = text.strip()
@@ -162,6 +161,31 @@ def visualize_image(
     name: str = "Image.visualize",
 ) -> Image:
     """The visualisation of ``img`` (see the module docstring for the rules)."""
+    shown = _shown_bands(img, bands, name)
+    colors = parse_palette(palette, name)
+    if colors is not None and len(shown) != 1:
+        raise EngineError(f"{name}: Cannot provide a palette when visualizing more than one band.")
+    n = len(shown)
+    ranges = _stretch_ranges(shown, gain, bias, min, max, 255.0 if colors is None else float(len(colors) - 1), name)
+    gammas = _numbers(gamma, "gamma", n, name) or [1.0] * n
+    if any(g <= 0 for g in gammas):
+        raise EngineError(f"{name}: The gamma must be positive.")
+    out = _visual_bands(shown, colors, ranges, gammas, force_rgb)
+    footprint = shapely.intersection_all([b.footprint for b in shown]) if all(b.footprint for b in shown) else None
+    out = [b.replace(footprint=footprint) for b in out]
+    props = dict(img.properties)
+    if opacity is not None:
+        if isinstance(opacity, bool) or not isinstance(opacity, int | float) or not 0 <= opacity <= 1:
+            raise EngineError(f"{name}: The opacity must be a number between 0 and 1, got {opacity!r}.")
+        if opacity == 0:
+            out = [_masked_everywhere(b) for b in out]
+        elif opacity < 1:
+            props[OPACITY_PROPERTY] = float(props.get(OPACITY_PROPERTY, 1.0)) * float(opacity)
+    return Image(out, props, img.id)
+
+
+def _shown_bands(img: Image, bands: Any, name: str) -> list[Band]:
+    """The bands a visualisation shows: those named, else the first three (or the only one or two)."""
     if bands is not None and not (isinstance(bands, list | tuple) and len(bands) == 0):
         selectors = bands.split(",") if isinstance(bands, str) else list(bands)
         shown = select_bands(name, img, [s.strip() if isinstance(s, str) else s for s in selectors])
@@ -171,11 +195,20 @@ def visualize_image(
         shown = list(img.bands)
     if len(shown) not in (1, 3):
         raise EngineError(f"{name}: Expected 1 or 3 bands to visualize, but got {len(shown)}.")
-    colors = parse_palette(palette, name)
-    if colors is not None and len(shown) != 1:
-        raise EngineError(f"{name}: Cannot provide a palette when visualizing more than one band.")
+    return shown
+
+
+def _stretch_ranges(
+    shown: list[Band],
+    gain: Any,
+    bias: Any,
+    min: Any,  # noqa: A002 - Earth Engine's argument names
+    max: Any,  # noqa: A002
+    value_range: float,
+    name: str,
+) -> list[tuple[float, float]]:
+    """Each shown band's (low, high) values: from gain and bias, from min and max, or its type's default."""
     n = len(shown)
-    value_range = 255.0 if colors is None else float(len(colors) - 1)
     gains, biases = _numbers(gain, "gain", n, name), _numbers(bias, "bias", n, name)
     mins, maxes = _numbers(min, "min", n, name), _numbers(max, "max", n, name)
     if (gains or biases) and (mins or maxes):
@@ -193,10 +226,14 @@ def visualize_image(
             ranges.append((mins[i] if mins else 0.0, maxes[i] if maxes else 1.0))
         else:
             ranges.append(default_range(band.pixel_type))
-    gammas = _numbers(gamma, "gamma", n, name) or [1.0] * n
-    if any(g <= 0 for g in gammas):
-        raise EngineError(f"{name}: The gamma must be positive.")
+    return ranges
 
+
+def _visual_bands(
+    shown: list[Band], colors: Any, ranges: list[tuple[float, float]], gammas: list[float], force_rgb: bool
+) -> list[Band]:
+    """The byte bands of the visualisation: a palette's red, green and blue, or the stretched grays."""
+    n = len(shown)
     if colors is not None:
         (lo, hi), gm = ranges[0], gammas[0]
 
@@ -207,34 +244,20 @@ def visualize_image(
 
             return fn
 
-        out = [derive(VIS_RGB[k], shown, channel(k), UINT8) for k in range(3)]
-    else:
+        return [derive(VIS_RGB[k], shown, channel(k), UINT8) for k in range(3)]
 
-        def gray(i: int):
-            (lo, hi), gm = ranges[i], gammas[i]
+    def gray(i: int):
+        (lo, hi), gm = ranges[i], gammas[i]
 
-            def fn(*xs: np.ma.MaskedArray) -> np.ma.MaskedArray:
-                return np.ma.MaskedArray(to_byte(stretch(xs[i].data, lo, hi, gm)), _any_mask(xs))
+        def fn(*xs: np.ma.MaskedArray) -> np.ma.MaskedArray:
+            return np.ma.MaskedArray(to_byte(stretch(xs[i].data, lo, hi, gm)), _any_mask(xs))
 
-            return fn
+        return fn
 
-        if n == 1 and not force_rgb:
-            out = [derive(VIS_GRAY, shown, gray(0), UINT8)]
-        else:
-            idx = [0, 0, 0] if n == 1 else [0, 1, 2]
-            out = [derive(VIS_RGB[k], shown, gray(idx[k]), UINT8) for k in range(3)]
-
-    footprint = shapely.intersection_all([b.footprint for b in shown]) if all(b.footprint for b in shown) else None
-    out = [b.replace(footprint=footprint) for b in out]
-    props = dict(img.properties)
-    if opacity is not None:
-        if isinstance(opacity, bool) or not isinstance(opacity, int | float) or not 0 <= opacity <= 1:
-            raise EngineError(f"{name}: The opacity must be a number between 0 and 1, got {opacity!r}.")
-        if opacity == 0:
-            out = [_masked_everywhere(b) for b in out]
-        elif opacity < 1:
-            props[OPACITY_PROPERTY] = float(props.get(OPACITY_PROPERTY, 1.0)) * float(opacity)
-    return Image(out, props, img.id)
+    if n == 1 and not force_rgb:
+        return [derive(VIS_GRAY, shown, gray(0), UINT8)]
+    idx = [0, 0, 0] if n == 1 else [0, 1, 2]
+    return [derive(VIS_RGB[k], shown, gray(idx[k]), UINT8) for k in range(3)]
 
 
 def _masked_everywhere(band: Band) -> Band:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .collection import sort_key
 from .element import set_property
 from .errors import EngineError
 from .feature import Feature
@@ -89,8 +90,6 @@ def _measure(condition: Filter, primary: Any, match: Any) -> Any:
 def _ordered(matches: list[Any], ordering: str | None, ascending: bool) -> list[Any]:
     if ordering is None:
         return matches
-    from .collection import sort_key
-
     present = [m for m in matches if m.get(ordering) is not None]
     missing = [m for m in matches if m.get(ordering) is None]
     present.sort(key=lambda m: sort_key(m.get(ordering)), reverse=not ascending)

@@ -14,7 +14,10 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from .date import Date
+from .element import Element
 from .errors import EngineError
+from .feature import Feature
 from .registry import algorithm
 from .types import ee_type_of
 
@@ -119,9 +122,6 @@ def list_equals(list, other):
 @algorithm("List.filter")
 def list_filter(list, filter):
     """Elements that pass ``filter``; a value that is not a Feature or Image is tested as property 'item'."""
-    from .element import Element
-    from .feature import Feature
-
     out = []
     for v in list:
         subject = v if isinstance(v, Element) else Feature(None, {"item": v})
@@ -395,7 +395,6 @@ def list_slice(list, start, end, step):
 
 def _sort_key(algorithm_name: str, values: list) -> Callable[[Any], Any]:
     """Ascending order of numbers, of strings, or of dates; mixed kinds are refused."""
-    from .date import Date
 
     def kind(v: Any) -> str:
         if isinstance(v, bool):

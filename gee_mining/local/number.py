@@ -21,7 +21,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from .errors import EngineError
-from .registry import algorithm
+from .registry import algorithm, implemented
 
 Num = int | float
 
@@ -1136,8 +1136,6 @@ class _ExpressionParser:
 
 def _expression_functions() -> dict[str, Callable[..., Any]]:
     """Every registered Number algorithm whose arguments are all numbers, by short name."""
-    from .registry import implemented
-
     out: dict[str, Callable[..., Any]] = {}
     for name, alg in implemented().items():
         if not name.startswith("Number.") or alg.lazy or alg.context:

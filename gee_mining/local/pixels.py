@@ -32,12 +32,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import rasterio
 import shapely
+from PIL import Image as PILImage
+from rasterio.io import MemoryFile
 
 from .errors import EngineError, NotFound
-from .grid import PixelGrid, grid_covering
+from .grid import PixelGrid, bounds_in, grid_covering
 from .image import Image, as_image
-from .projection import Projection
+from .image_visualize import opacity_of, visualize_image
+from .projection import Projection, at_scale
 
 MAX_REQUEST_PIXELS = 1 << 25  # computePixels is interactive: Earth Engine caps requests at 48 MB
 
@@ -100,9 +104,6 @@ def encode_npy(image: Image, arrays: Mapping[str, np.ma.MaskedArray]) -> bytes:
 
 
 def encode_geotiff(image: Image, arrays: Mapping[str, np.ma.MaskedArray], grid: PixelGrid) -> bytes:
-    import rasterio
-    from rasterio.io import MemoryFile
-
     dtype = np.result_type(*[b.pixel_type.numpy_dtype() for b in image.bands if b.name in arrays])
     with MemoryFile() as mem:
         with mem.open(
@@ -160,8 +161,6 @@ def selected(image: Image, band_ids: Any) -> Image:
 
 def visualization_from_options(image: Image, options: Mapping[str, Any], name: str) -> Image:
     """``Image.visualize`` with a REST ``VisualizationOptions`` object."""
-    from .image_visualize import visualize_image
-
     if not isinstance(options, Mapping):
         raise EngineError(f"{name}: visualizationOptions must be an object.")
     ranges = options.get("ranges") or None
@@ -190,8 +189,6 @@ def visualization_from_options(image: Image, options: Mapping[str, Any], name: s
 
 def display_image(image: Image, payload: Mapping[str, Any], name: str) -> Image:
     """What a PNG or JPEG shows: the requested bands, visualised by the request's options or by default."""
-    from .image_visualize import visualize_image
-
     image = selected(image, payload.get("bandIds"))
     options = payload.get("visualizationOptions")
     if options:
@@ -201,8 +198,6 @@ def display_image(image: Image, payload: Mapping[str, Any], name: str) -> Image:
 
 def render_rgb(image: Image, grid: PixelGrid, ctx: Any) -> tuple[np.ndarray, np.ndarray]:
     """Bytes of a display image on ``grid``: (height, width, 1 or 3) uint8 channels and a uint8 alpha."""
-    from .image_visualize import opacity_of
-
     channels = np.zeros(grid.shape + (len(image.bands),), dtype=np.uint8)
     alpha = np.zeros(grid.shape, dtype=np.uint8)
     window = footprint_window(image, grid)
@@ -250,8 +245,6 @@ def footprint_window(image: Image, grid: PixelGrid) -> tuple[int, int, int, int]
 
 def encode_display(channels: np.ndarray, alpha: np.ndarray, fmt: str) -> tuple[str, bytes]:
     """PNG (with alpha), JPEG (no alpha) or, for AUTO_JPEG_PNG, PNG only if any pixel is transparent."""
-    from PIL import Image as PILImage
-
     if fmt == "AUTO_JPEG_PNG":
         fmt = "PNG" if bool((alpha < 255).any()) else "JPEG"
     gray = channels.shape[-1] == 1
@@ -296,23 +289,6 @@ def compute_pixels(value: Any, payload: Mapping[str, Any], ctx: Any) -> tuple[st
 # -- grids of thumbnails and tiles -------------------------------------------------------
 
 
-def bounds_in(region_lonlat: shapely.Geometry, crs: str) -> tuple[float, float, float, float]:
-    """Bounds in ``crs`` of a lon/lat region, its edges densified so that curved images of them count."""
-    from .projection import transformer
-
-    if crs == "EPSG:4326":
-        return tuple(shapely.bounds(region_lonlat))
-    x0, y0, x1, y1 = shapely.bounds(region_lonlat)
-    step = max(x1 - x0, y1 - y0) / 64.0 or 1e-6
-    coords = shapely.get_coordinates(shapely.segmentize(region_lonlat, step))
-    xs, ys = transformer("EPSG:4326", crs).transform(coords[:, 0], coords[:, 1])
-    xs, ys = np.asarray(xs), np.asarray(ys)
-    ok = np.isfinite(xs) & np.isfinite(ys)
-    if not ok.any():
-        raise EngineError(f"The region cannot be expressed in {crs}.")
-    return float(xs[ok].min()), float(ys[ok].min()), float(xs[ok].max()), float(ys[ok].max())
-
-
 def _sized_grid(crs: str, bounds, width: Any, height: Any, max_dimension: Any, name: str) -> PixelGrid:
     """A grid exactly covering ``bounds`` with the requested pixel dimensions (one side from the aspect)."""
     xmin, ymin, xmax, ymax = bounds
@@ -348,8 +324,6 @@ def output_grid(
     footprint), at the recorded width/height/maxDimension or scale, else at
     the projection's native scale.
     """
-    from .projection import at_scale
-
     proj = proj or image.default_projection()
     size = image.properties.get(OUTPUT_SIZE_PROPERTY) or {}
     if size.get("bounds"):

@@ -23,6 +23,7 @@ import pyproj
 
 from .errors import EngineError
 from .registry import algorithm
+from .types import promotion, signature_default
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
@@ -281,3 +282,12 @@ def transform_wkt(projection):
 @algorithm("Projection.wkt")
 def wkt(projection):
     return projection.pyproj_crs.to_wkt(pyproj.enums.WktVersion.WKT1_GDAL)
+
+
+# the promotions and signature defaults the argument checks apply (see ``types``)
+promotion("Projection", "String")(Projection.from_crs)
+
+
+@signature_default("Projection")
+def _default_projection(default: dict) -> Projection:
+    return Projection.from_crs(default["crs"], default.get("transform"))

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from .errors import EngineError
+from .info import to_info
 from .registry import algorithm
 from .types import ee_type_of
 
@@ -265,8 +266,6 @@ class Reducer:
 
     def to_info(self) -> dict[str, Any]:
         """``{'type': 'Reducer.<name>', <its non-null arguments>}``, nested reducers likewise."""
-        from .info import to_info
-
         info: dict[str, Any] = {"type": self.kind}
         for key, value in self.args.items():
             if value is not None:

@@ -21,36 +21,16 @@ from typing import Any
 
 from .errors import EngineError, NotImplementedAlgorithm
 from .signatures import Argument, Signature, signatures
+from .types import checker, signature_default_decoder
 
-FAMILY_MODULES = (
-    "number",
-    "string",
-    "list",
-    "dictionary",
-    "date",
-    "projection",
-    "geometry",
-    "element",
-    "feature",
-    "filter",
-    "reducer",
-    "collection",
-    "aggregate",
-    "featurecollection",
-    "join",
-    "misc",
-    "pixeltype",
-    "image",
-    "kernel",
-    "image_reduce",
-    "image_draw",
-    "image_math",
-    "image_visualize",
-    "image_collection",
-    "confusion_matrix",
-    "classifier",
-    "clusterer",
-)
+_FAMILY_MODULES: list[str] = []
+
+
+def register_families(*modules: str) -> None:
+    """Name the modules (absolute names) whose import registers the algorithms: the engine's package
+    names its family modules here, and :func:`load_families` imports them on first use."""
+    _FAMILY_MODULES.extend(m for m in modules if m not in _FAMILY_MODULES)
+    load_families.cache_clear()
 
 
 @dataclass(frozen=True)
@@ -189,8 +169,8 @@ def _positional_order(func: Callable[..., Any]) -> tuple[str, ...] | None:
 @functools.cache
 def load_families() -> None:
     """Import every family module so that its algorithms register (once: ``get`` calls it per invocation)."""
-    for mod in FAMILY_MODULES:
-        importlib.import_module(f"{__package__}.{mod}")
+    for mod in _FAMILY_MODULES:
+        importlib.import_module(mod)
 
 
 def get(name: str) -> Algorithm:
@@ -290,8 +270,6 @@ _PLANS: dict[str, _Plan] = {}
 def _plan(alg: Algorithm) -> _Plan:
     plan = _PLANS.get(alg.name)
     if plan is None:
-        from .types import checker
-
         order = alg.signature.argument_names
         plan = _Plan(
             order,
@@ -310,16 +288,10 @@ def _default_factory(arg: Argument) -> Callable[[], Any]:
     defaults are JSON objects in the signature list; lists and dictionaries are
     copied per call so that no algorithm can alter a shared default."""
     default = arg.default
-    if isinstance(default, dict) and default.get("type") == "ErrorMargin":
-        from .geometry import ErrorMargin
-
-        margin = ErrorMargin(default.get("value", 0.0), default.get("unit", "meters"))
-        return lambda: margin
-    if isinstance(default, dict) and default.get("type") == "Projection":
-        from .projection import Projection
-
-        proj = Projection.from_crs(default["crs"], default.get("transform"))
-        return lambda: proj
+    decode = signature_default_decoder(default)
+    if decode is not None:
+        value = decode(default)
+        return lambda: value
     if isinstance(default, list | dict):
         return lambda: copy.deepcopy(default)
     return lambda: default

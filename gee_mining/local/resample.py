@@ -21,9 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
+import shapely
+from rasterio.windows import Window
 
+from .band import Band
 from .errors import EngineError
+from .geometry import Geometry, geodesic_lonlat
 from .grid import PixelGrid, same_lattice
+from .pixeltype import PixelType
 from .projection import Projection, transformer
 
 RESAMPLING = ("bilinear", "bicubic")
@@ -221,8 +227,6 @@ class FileSource:
 
     @classmethod
     def open(cls, path: Path, index: int = 1, pyramiding: str = "mean") -> FileSource:
-        import rasterio
-
         try:
             with rasterio.open(path) as ds:
                 if not 1 <= index <= ds.count:
@@ -248,10 +252,6 @@ class FileSource:
         cached = self.__dict__.get("_footprint")
         if cached is not None:
             return cached
-        import shapely
-
-        from .geometry import Geometry, geodesic_lonlat
-
         a, b, c, d, e, f = self.transform
         w, h = self.width, self.height
         ring = [(c + a * i + b * j, f + d * i + e * j) for i, j in ((0, 0), (w, 0), (w, h), (0, h))]
@@ -301,9 +301,6 @@ class FileSource:
         return np.ma.MaskedArray(np.where(mask, 0.0, data), mask)
 
     def _read_block(self, col: int, row: int, width: int, height: int) -> np.ndarray:
-        import rasterio
-        from rasterio.windows import Window
-
         with rasterio.open(self.path) as ds:
             return ds.read(self.index, window=Window(col, row, width, height))
 
@@ -327,9 +324,6 @@ def _aggregate(data: np.ndarray, mask: np.ndarray, f: int, policy: str) -> np.ma
 
 def source_band(name: str, source: FileSource, mode: str = "nearest", pixel_type=None):
     """A band read from a file through its pyramid, resampled into each request grid."""
-    from .image import Band
-    from .pixeltype import PixelType
-
     native = source.proj
 
     def compute(grid: PixelGrid, ctx: Any) -> np.ma.MaskedArray:

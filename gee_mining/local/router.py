@@ -21,8 +21,10 @@ from ..gc_pause import deferred_gc
 from . import signatures
 from .errors import EngineError, NotFound
 from .evaluator import Context, evaluate
+from .export import image_export_work, table_export_work
 from .featurecollection import FeatureCollection
 from .info import to_info
+from .pixels import RenderStore, compute_pixels, map_tile, prepare_render, thumbnail_pixels
 
 JSON = "application/json; charset=UTF-8"
 COMPUTE_COLLECTION_LIMIT = 5000
@@ -168,8 +170,6 @@ class Router:
         return out
 
     def compute_pixels(self, payload, project: str, **_):
-        from .pixels import compute_pixels
-
         ctx = self._context(project)
         value = self._evaluate_in(payload, ctx)
         content_type, content = compute_pixels(value, payload, ctx)
@@ -178,16 +178,12 @@ class Router:
     # -- thumbnails and maps ---------------------------------------------------
 
     def _render_store(self):
-        from .pixels import RenderStore
-
         with self._pages_lock:
             if self._renders is None:
                 self._renders = RenderStore()
             return self._renders
 
     def _create_render(self, payload, project: str, kind: str) -> str:
-        from .pixels import prepare_render
-
         value = self._evaluate_in(payload, self._context(project))
         return self._render_store().add(prepare_render(value, payload, kind))
 
@@ -195,8 +191,6 @@ class Router:
         return {"name": f"projects/{project}/thumbnails/{self._create_render(payload, project, 'thumbnail')}"}
 
     def thumbnail_pixels(self, payload, project: str, thumb: str, **_):
-        from .pixels import thumbnail_pixels
-
         render = self._render_store().get(thumb, "thumbnail")
         return RawAnswer(*thumbnail_pixels(render, self._context(project)))
 
@@ -204,16 +198,12 @@ class Router:
         return {"name": f"projects/{project}/maps/{self._create_render(payload, project, 'map')}"}
 
     def map_tile(self, payload, project: str, map_id: str, z: str, x: str, y: str, **_):
-        from .pixels import map_tile
-
         render = self._render_store().get(map_id, "map")
         return RawAnswer(*map_tile(render, int(z), int(x), int(y), self._context(project)))
 
     # -- batch tasks ---------------------------------------------------------
 
     def export_image(self, payload, project: str, **_):
-        from .export import image_export_work
-
         work = image_export_work(self.engine, payload, self._context(project))
         op = self.engine.operations.submit(
             "EXPORT_IMAGE", payload.get("description") or "myExportImageTask", work, payload.get("requestId")
@@ -221,8 +211,6 @@ class Router:
         return op.to_json()
 
     def export_table(self, payload, project: str, **_):
-        from .export import table_export_work
-
         expression = payload.get("expression")
         if expression is None:
             raise EngineError("Request is missing 'expression'.")

@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 import shapely
 
+from .geometry import Geometry, geodesic_lonlat, in_crs_many
+
 _SMALL_DEGREES = 1.0
 _PAD_DEGREES = 1e-3
 
 
 class _Index:
     def __init__(self, elements: list[Any]):
-        from .geometry import Geometry, in_crs_many
-
         positions, geoms, footprints, always = [], [], {}, []
         for i, element in enumerate(elements):
             geom = element if isinstance(element, Geometry) else getattr(element, "geometry", None)
@@ -70,8 +70,6 @@ def _index_of(collection: Any) -> _Index:
 
 def candidates_intersecting(collection: Any, geometry: Any) -> list[Any]:
     """The collection's elements that may intersect ``geometry``, in collection order."""
-    from .geometry import Geometry, geodesic_lonlat
-
     if not isinstance(geometry, Geometry):
         return collection.features
     index = _index_of(collection)
@@ -84,8 +82,6 @@ def candidates_intersecting(collection: Any, geometry: Any) -> list[Any]:
 def candidates_many(collection: Any, geometries: list[Any]) -> list[np.ndarray]:
     """For each geometry, the indices (ascending) of the collection's elements that may intersect it:
     :func:`candidates_intersecting` for many geometries, with one bulk query of the index."""
-    from .geometry import in_crs_many
-
     index = _index_of(collection)
     shapes = np.empty(len(geometries), dtype=object)
     shapes[:] = in_crs_many(geometries, "EPSG:4326", 1.0, True)

@@ -21,7 +21,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from gcp_storage_emulator.server import create_server
+from google.api_core import exceptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
 from .errors import EngineError
+from .server import check_loopback
 
 
 class Storage(Protocol):
@@ -109,8 +115,6 @@ class CloudStorage:
         self.endpoint = endpoint
 
     def _bucket(self, bucket: str, create: bool = False):
-        from google.api_core import exceptions
-
         b = self.client.bucket(bucket)
         if create and self.create_buckets:
             try:
@@ -120,8 +124,6 @@ class CloudStorage:
         return b
 
     def write(self, bucket: str, name: str, data: bytes | BinaryIO) -> str:
-        from google.api_core import exceptions
-
         _check_name(bucket, name)
         blob = self._bucket(bucket, create=True).blob(name)
         try:
@@ -136,24 +138,18 @@ class CloudStorage:
         return self.uri(bucket, name)
 
     def read(self, bucket: str, name: str) -> bytes:
-        from google.api_core import exceptions
-
         try:
             return self._bucket(bucket).blob(name).download_as_bytes()
         except exceptions.NotFound:
             raise EngineError(f"No such object: gs://{bucket}/{name}.", status=404) from None
 
     def list(self, bucket: str, prefix: str = "") -> list[str]:
-        from google.api_core import exceptions
-
         try:
             return sorted(b.name for b in self.client.list_blobs(bucket, prefix=prefix or None))
         except exceptions.NotFound:
             return []
 
     def delete(self, bucket: str, name: str) -> None:
-        from google.api_core import exceptions
-
         try:
             self._bucket(bucket).blob(name).delete()
         except exceptions.NotFound:
@@ -167,10 +163,6 @@ class Emulator:
     """A ``gcp-storage-emulator`` serving Cloud Storage's JSON API in memory on loopback."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
-        from gcp_storage_emulator.server import create_server
-
-        from .server import check_loopback
-
         check_loopback(host)
         self._server = create_server(host, port, in_memory=True)
         # The emulator exposes neither a daemon switch nor the port it bound: both through its thread.
@@ -182,9 +174,6 @@ class Emulator:
 
     def client(self, project: str = "local-project"):
         """A ``google.cloud.storage.Client`` talking to this emulator, anonymously."""
-        from google.auth.credentials import AnonymousCredentials
-        from google.cloud import storage
-
         return storage.Client(
             project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": self.endpoint}
         )
@@ -215,8 +204,6 @@ def make_storage(
     if kind == "gcs":
         client = options.get("client")
         if client is None:
-            from google.cloud import storage
-
             client = storage.Client(project=options.get("project"), credentials=options.get("credentials"))
         return CloudStorage(client), None
     raise EngineError(f"Unknown storage {kind!r}: use 'local', 'emulator' or 'gcs'.")

@@ -24,6 +24,7 @@ from typing import Any
 from .errors import EngineError
 from .number import number_to_string
 from .registry import algorithm
+from .types import ee_type_of
 
 # -- UTF-16 indexing -----------------------------------------------------------
 
@@ -210,8 +211,6 @@ def string(input):
         return input
     if isinstance(input, bool | int | float):
         return number_to_string(input)
-    from .types import ee_type_of
-
     raise EngineError(f"String: Cannot convert a {ee_type_of(input)} to a String.")
 
 
@@ -398,8 +397,6 @@ def _check_json(value: Any) -> None:
         for item in value.values():
             _check_json(item)
         return
-    from .types import ee_type_of
-
     raise EngineError(
         f"String.encodeJSON: Cannot encode a {ee_type_of(value)}; only primitives, lists and dictionaries are supported."
     )

@@ -6,15 +6,55 @@ Dictionary. :func:`check_argument` applies the promotions the service applies
 to arguments (a number where an ErrorMargin is expected, a CRS string where a
 Projection is expected) and refuses values of the wrong type with Earth
 Engine's message.
+
+The promotions and the signature defaults that need a value class
+(Projection, ErrorMargin, Date, ImageCollection) are registered here by the
+modules that define those classes (:func:`promotion`, :func:`signature_default`),
+so that this module depends on none of them.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from .errors import EngineError
 from .signatures import Argument
+
+_PROMOTIONS: dict[tuple[str, str], Callable[[Any], Any]] = {}
+_SIGNATURE_DEFAULTS: dict[str, Callable[[dict], Any]] = {}
+
+
+def promotion(want: str, *have: str) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+    """Register ``func(value)`` as the promotion of a value of type ``have`` given for an argument of type
+    ``want`` (it may return the value unchanged where it does not apply)."""
+
+    def register(func: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        for kind in have:
+            _PROMOTIONS[(want, kind)] = func
+        return func
+
+    return register
+
+
+def signature_default(type_name: str) -> Callable[[Callable[[dict], Any]], Callable[[dict], Any]]:
+    """Register ``func(json)``: the engine value of a signature default given as a JSON object
+    ``{"type": type_name, ...}`` (the signature list spells ErrorMargin and Projection defaults so)."""
+
+    def register(func: Callable[[dict], Any]) -> Callable[[dict], Any]:
+        _SIGNATURE_DEFAULTS[type_name] = func
+        return func
+
+    return register
+
+
+def signature_default_decoder(default: Any) -> Callable[[dict], Any] | None:
+    """The registered maker of the value of ``default`` if it is such a JSON object, else None."""
+    if isinstance(default, dict):
+        return _SIGNATURE_DEFAULTS.get(default.get("type"))
+    return None
+
 
 _NUMBER_TYPES = {"Number", "Float", "Integer", "Long", "Short", "Byte", "Double"}
 
@@ -117,24 +157,7 @@ def _promote(want: str, value: Any) -> Any:
     have = ee_type_of(value)
     if want == have:
         return value
-    if want == "Projection" and have == "String":
-        from .projection import Projection
-
-        return Projection.from_crs(value)
-    if want == "ErrorMargin" and have == "Number":
-        from .geometry import ErrorMargin
-
-        return ErrorMargin(float(value), "meters")
-    if want == "Date" and have in ("Number", "String"):
-        from .date import Date
-
-        return Date.coerce(value)
     if want == "Geometry" and have == "Feature":
         return value.geometry
-    if want == "ImageCollection" and have == "FeatureCollection":
-        # ee.ImageCollection(fc) is only a cast on Earth Engine: a collection of images is one.
-        from .image import Image, ImageCollection
-
-        if all(isinstance(f, Image) for f in value.features):
-            return ImageCollection(value.features, value.properties, value.id)
-    return value
+    promote = _PROMOTIONS.get((want, have))
+    return value if promote is None else promote(value)
