@@ -53,8 +53,7 @@ def algorithms_markdown() -> str:
     """The Markdown page: a summary, what the engine does not do, and per family what is and is not implemented."""
     import ee
 
-    from .local.registry import implemented
-    from .local.signatures import signatures
+    from .local import implemented, signatures
 
     done = implemented()
     sigs = signatures()

@@ -60,8 +60,7 @@ def _algorithms(args: argparse.Namespace) -> int:
 
         sys.stdout.write(algorithms_markdown())
         return 0
-    from .local.registry import implemented
-    from .local.signatures import signatures
+    from .local import implemented, signatures
 
     done = implemented()
     names = sorted(signatures()) if args.all else sorted(done)
@@ -139,7 +138,7 @@ def _connect_with_polygons(args: argparse.Namespace) -> str:
     from .connect import connect
     from .errors import InputError
     from .grid import register_polygon_file
-    from .local.catalog import TABLE_SUFFIXES
+    from .local import TABLE_SUFFIXES
 
     polygons = args.polygons
     if Path(polygons).suffix.lower() in TABLE_SUFFIXES or Path(polygons).exists():

@@ -101,7 +101,7 @@ def connect(
         on 127.0.0.1) or "gcs" (real buckets; ``storage_options`` may give
         ``project``, ``credentials`` or ``client``).
     engine_settings: the local engine's settings, e.g. ``{"faults": {"transient_rate": 0.2}}``
-        (fault injection for tests, ``gee_mining.local.faults``; off by default).
+        (fault injection for tests, ``gee_mining.local.service.faults``; off by default).
     """
     _CURRENT.clear()  # until this connect succeeds, ``ee`` is connected to nothing we know
     if engine == "earthengine":
@@ -166,7 +166,7 @@ def connect(
 def _initialize(project: str, url: str | None, transport: Any = None, credentials: Any = None) -> None:
     from google.auth.credentials import AnonymousCredentials
 
-    from .local.server import IN_PROCESS_URL
+    from .local import IN_PROCESS_URL
 
     ee.Reset()
     _skip_online_catalog()

@@ -132,7 +132,7 @@ class JsApi:
 @functools.cache
 def js_api() -> JsApi:
     """The JavaScript client's method table shipped with this package."""
-    from .local.signatures import signatures
+    from .local import signatures
 
     doc = json.loads((resources.files("gee_mining") / "data" / "js_api.json").read_text())
     classes = doc["classes"]

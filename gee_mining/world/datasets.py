@@ -112,7 +112,7 @@ def write_polygons(polygons_lonlat: list[shapely.Geometry], props: list[dict], o
 
 def read_polygons(path: str | Path) -> tuple[list[shapely.Geometry], list[dict]]:
     """Polygons of a table file in EPSG:4326 with their attributes (any format the catalog reads)."""
-    from ..local.catalog import TableEntry, read_table
+    from ..local import TableEntry, read_table
 
     fc = read_table(TableEntry(id="polygons", path=Path(path)))
     geoms, props = [], []
