@@ -1,7 +1,9 @@
 """The table of Earth Engine algorithms the engine evaluates.
 
-Each family module (``number.py``, ``geometry.py``, ...) registers its
-functions under their Earth Engine names with :func:`algorithm`. The function's
+Each family module (``values/number.py``, ``values/geometry.py``, ...)
+registers its functions under their Earth Engine names with :func:`algorithm`;
+the engine's package names those modules (:func:`register_families`), and
+they are imported on the first look-up. The function's
 parameters must be exactly the arguments of the Earth Engine signature (an
 argument named like a Python keyword, ``from`` or ``lambda``, is spelled with a
 trailing underscore), so a misspelt name fails at import, not at a user's

@@ -41,7 +41,6 @@ from gee_mining.local.values.element import Element
 from gee_mining.local.values.feature import Feature, geometry_algorithm
 from gee_mining.local.values.featurecollection import FeatureCollection
 from gee_mining.local.values.geometry import Geometry, geodesic_lonlat, in_crs
-from gee_mining.local.values.geometry import Geometry as Geom
 from gee_mining.local.values.projection import Projection, at_scale, transformer
 
 _DEGREE = Projection("EPSG:4326")  # WGS84 at 1 degree, as Earth Engine reports it: transform [1, 0, 0, 0, 1, 0]
@@ -415,7 +414,7 @@ def _fill_masked(x: np.ma.MaskedArray, f: np.ma.MaskedArray) -> np.ma.MaskedArra
 def geometry_mask(shape_lonlat: shapely.Geometry, grid: PixelGrid) -> np.ndarray:
     """True for pixels whose centre lies inside ``shape_lonlat`` (an EPSG:4326 geometry)."""
     if grid.crs != "EPSG:4326":
-        shape = in_crs(Geom(shape_lonlat), grid.crs, 0.5 * abs(grid.transform[0]) or 1.0)
+        shape = in_crs(Geometry(shape_lonlat), grid.crs, 0.5 * abs(grid.transform[0]) or 1.0)
     else:
         shape = shape_lonlat
     if shape.is_empty:
