@@ -19,7 +19,7 @@ from google.auth.credentials import AnonymousCredentials
 
 from gee_mining.errors import ConnectError
 from gee_mining.local import CatalogError, LocalEngine
-from gee_mining.local.server import IN_PROCESS_URL
+from gee_mining.local.service.server import IN_PROCESS_URL
 
 DEFAULT_LOCAL_PROJECT = "gee-mining-local"
 
@@ -105,7 +105,7 @@ def connect(
         on 127.0.0.1) or "gcs" (real buckets; ``storage_options`` may give
         ``project``, ``credentials`` or ``client``).
     engine_settings: the local engine's settings, e.g. ``{"faults": {"transient_rate": 0.2}}``
-        (fault injection for tests, ``gee_mining.local.faults``; off by default).
+        (fault injection for tests, ``gee_mining.local.service.faults``; off by default).
     """
     _CURRENT.clear()  # until this connect succeeds, ``ee`` is connected to nothing we know
     if engine == "earthengine":

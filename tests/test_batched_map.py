@@ -205,7 +205,7 @@ def _in_source_crs(shapes: list, src: str) -> list:
 )
 @given(*reprojections, st.booleans())
 def test_reproject_many_equals_reproject(shapes, src, dst, src_geo, max_err, multi):
-    from gee_mining.local.geometry import reproject, reproject_many
+    from gee_mining.local.values.geometry import reproject, reproject_many
 
     src_geo = src_geo and src == "EPSG:4326"
     dst_geo = dst == "EPSG:4326" and not src_geo
@@ -224,7 +224,7 @@ def test_amazon_polygons_reprojected_in_bulk():
     """The real polygons the grid bench covers, at coveringGrid's 1 cm: the same vertices one by one or together."""
     import pyogrio
 
-    from gee_mining.local.geometry import reproject, reproject_many
+    from gee_mining.local.values.geometry import reproject, reproject_many
 
     _, _, wkb, _ = pyogrio.raw.read(shared_file("polygons/amazon_mining_2024_model.geojson"))
     polys = shapely.from_wkb(wkb)[:600]
@@ -241,8 +241,8 @@ def test_amazon_polygons_reprojected_in_bulk():
 def test_merged_geometry_reprojected_member_by_member(shapes, src, dst, src_geo, max_err):
     """A collection's merged geometry is reprojected through its members' caches: the same vertices as
     reprojecting the merged MultiPolygon as one shape."""
-    from gee_mining.local.geometry import Geometry, in_crs
-    from gee_mining.local.projection import Projection
+    from gee_mining.local.values.geometry import Geometry, in_crs
+    from gee_mining.local.values.projection import Projection
 
     shapes = _in_source_crs(shapes, src)
     proj = Projection.coerce(src)
@@ -264,9 +264,9 @@ def test_merged_geometries_dissolved_from_their_members_cached_parts():
     ``dissolve`` of the same MultiPolygons given as plain geometries; a bow-tie member is repaired alike."""
     import pyogrio
 
-    from gee_mining.local.geometry import ErrorMargin, Geometry, dissolve_many
-    from gee_mining.local.projection import Projection
-    from gee_mining.local.registry import Column
+    from gee_mining.local.core.registry import Column
+    from gee_mining.local.values.geometry import ErrorMargin, Geometry, dissolve_many
+    from gee_mining.local.values.projection import Projection
 
     _, _, wkb, _ = pyogrio.raw.read(shared_file("polygons/amazon_mining_2024_model.geojson"))
     polys = list(shapely.from_wkb(wkb)[:40])

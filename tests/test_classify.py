@@ -256,7 +256,7 @@ def test_graphs_use_only_earth_engine_algorithms(ee_world, samples, pixels, cell
     from sklearn.linear_model import LogisticRegression
     from test_grid import graph_algorithms
 
-    from gee_mining.local.signatures import signatures
+    from gee_mining.contracts.signatures import signatures
 
     ee = ee_world
     row, _, x, y = pixels

@@ -19,7 +19,7 @@ AMAZON = "projects/gee-mining-test/assets/amazon_mining_2024"
 
 
 def needs(*names: str) -> None:
-    from gee_mining.local import registry
+    from gee_mining.local.core import registry
 
     missing = [n for n in names if n not in registry.implemented()]
     if missing:

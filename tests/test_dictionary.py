@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from gee_mining.local import registry
+from gee_mining.local.core import registry
 
 BANDS = {"B1": 182, "B2": 219, "B3": 443}
 

@@ -20,8 +20,8 @@ DOCS = ROOT / "docs"
 
 
 def test_algorithm_page_lists_exactly_the_registry():
-    from gee_mining.local.registry import implemented
-    from gee_mining.local.signatures import signatures
+    from gee_mining.contracts.signatures import signatures
+    from gee_mining.local.core.registry import implemented
 
     text = (DOCS / "algorithms.md").read_text()
     listed = set(re.findall(r"^\| `([^`]+)` \|", text, flags=re.M))

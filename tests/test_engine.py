@@ -181,7 +181,7 @@ def test_if_evaluates_only_the_chosen_branch(ee_local):
 
 def test_shared_subgraphs_are_evaluated_once(ee_local, monkeypatch):
     """A value used several times in one graph is computed once per request."""
-    from gee_mining.local import registry
+    from gee_mining.local.core import registry
 
     ee = ee_local
     alg = registry.get("Collection.loadTable")

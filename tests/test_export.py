@@ -303,7 +303,7 @@ def test_tfrecord_patches_read_back_with_tf_data(emulated, tmp_path, kernel):
 
 def test_tfrecord_max_file_size_shards_files(emulated):
     """maxFileSize (bytes before compression) splits the patches over PREFIX-00000.tfrecord, -00001, ..."""
-    from gee_mining.local.tfrecord import decode_example, read_records
+    from gee_mining.local.service.tfrecord import decode_example, read_records
 
     ee, engine = emulated
     image = _image(ee).select(["B4"])

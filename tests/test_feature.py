@@ -17,7 +17,7 @@ SQUARES = "projects/gee-mining-test/assets/squares"
 
 def needs(*names: str) -> None:
     """Skip when another family's algorithm is not implemented yet."""
-    from gee_mining.local import registry
+    from gee_mining.local.core import registry
 
     missing = [n for n in names if n not in registry.implemented()]
     if missing:

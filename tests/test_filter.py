@@ -23,7 +23,7 @@ SQUARES = "projects/gee-mining-test/assets/squares"
 
 
 def needs(*names: str) -> None:
-    from gee_mining.local import registry
+    from gee_mining.local.core import registry
 
     missing = [n for n in names if n not in registry.implemented()]
     if missing:
@@ -195,8 +195,8 @@ def test_filter_date_is_half_open(ee_local):
 
 
 def test_date_filter_carries_its_range_for_pruning():
-    from gee_mining.local import registry
-    from gee_mining.local.date import DateRange
+    from gee_mining.local.core import registry
+    from gee_mining.local.values.date import DateRange
 
     flt = registry.get("Filter.dateRangeContains").func(
         leftField=None, rightValue=None, rightField="system:time_start", leftValue=DateRange(10, 20)
@@ -248,9 +248,9 @@ def test_filter_bounds_matches_shapely(ee_local, square_shapes, region):
 
 def test_filter_bounds_carries_the_geometry_for_pruning(ee_local):
     needs("Geometry.intersects")
-    from gee_mining.local import registry
-    from gee_mining.local.feature import Feature
-    from gee_mining.local.geometry import Geometry
+    from gee_mining.local.core import registry
+    from gee_mining.local.values.feature import Feature
+    from gee_mining.local.values.geometry import Geometry
 
     g = Geometry(shapely.Point(1, 2))
     flt = registry.get("Filter.intersects").func(

@@ -257,7 +257,7 @@ def graph_algorithms(ee, obj) -> set[str]:
 
 
 def test_grid_graphs_use_only_earth_engine_algorithms(ee_local):
-    from gee_mining.local.signatures import signatures
+    from gee_mining.contracts.signatures import signatures
     from gee_mining.steps.grid import measured_cells, positive_cells, tag_zones, touching_cells
 
     ee = ee_local

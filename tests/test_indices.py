@@ -119,7 +119,7 @@ def test_unknown_index_and_missing_band_are_input_errors(ee_local, scene):
 def test_graph_uses_only_earth_engine_algorithms(ee_local, scene):
     from test_grid import graph_algorithms
 
-    from gee_mining.local.signatures import signatures
+    from gee_mining.contracts.signatures import signatures
 
     used = graph_algorithms(ee_local, add_indices(scene, DEFAULT_INDICES, pairwise=BANDS))
     assert used and used <= set(signatures()), used - set(signatures())

@@ -21,7 +21,7 @@ SECONDARY = [
 
 
 def needs(*names: str) -> None:
-    from gee_mining.local import registry
+    from gee_mining.local.core import registry
 
     missing = [n for n in names if n not in registry.implemented()]
     if missing:

@@ -105,7 +105,7 @@ def test_distance_is_capped_at_the_search_radius(ee_local):
 
 
 def test_graph_uses_only_earth_engine_algorithms(ee_local):
-    from gee_mining.local.signatures import signatures
+    from gee_mining.contracts.signatures import signatures
 
     used = graph_algorithms(ee_local, label_bands(_fc(ee_local, [QUAD, MULTI]), ROW))
     assert {"Image.paint", "Collection.distance", "Image.reproject"} <= used

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from gee_mining.local import registry
+from gee_mining.local.core import registry
 
 
 def requires(*names: str) -> None:

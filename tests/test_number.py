@@ -404,7 +404,7 @@ def test_mod_by_zero_is_refused_not_guessed(ee_local):
 
 def test_every_number_algorithm_is_covered():
     """Each registered Number algorithm appears in a test above."""
-    from gee_mining.local.registry import implemented
+    from gee_mining.local.core.registry import implemented
 
     covered = {name for name, _, _ in CASES + REFERENCE_CASES}
     covered |= {f"Number.{s}" for s in CAST_RANGES}

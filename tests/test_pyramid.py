@@ -210,7 +210,7 @@ def test_block_fetch_gives_the_per_cell_pixels(ee_local, sim, model, tmp_path):
 def test_graphs_use_only_earth_engine_algorithms(ee_local, sim, model):
     from test_grid import graph_algorithms
 
-    from gee_mining.local.signatures import signatures
+    from gee_mining.contracts.signatures import signatures
 
     ee = ee_local
     spec = PyramidSpec.of(*LEVELS)

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gee_mining.local import reducer as R
-from gee_mining.local import registry
-from gee_mining.local.errors import EngineError
+from gee_mining.local.core import registry
+from gee_mining.local.core.errors import EngineError
+from gee_mining.local.values import reducer as R
 
 TEST_DATA = Path(__file__).parent / "data"
 VALUES = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5]

@@ -197,7 +197,7 @@ def test_bad_input_is_a_clear_error(kwargs, message, cell):
 def test_graph_uses_only_earth_engine_algorithms(ee_local, cell):
     from test_grid import graph_algorithms
 
-    from gee_mining.local.signatures import signatures
+    from gee_mining.contracts.signatures import signatures
 
     ee = ee_local
     images = [composite(cell[0], mask=m) for m in ("cs_plus", "s2cloudless", "scl", "none")]

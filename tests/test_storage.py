@@ -1,5 +1,5 @@
 """Export storage: a local folder and Cloud Storage through the official client against
-the loopback emulator (gee_mining.local.storage)."""
+the loopback emulator (gee_mining.local.service.storage)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import io
 import pytest
 
 from gee_mining.local import EngineError, LocalEngine
-from gee_mining.local.storage import CloudStorage, Emulator, FolderStorage, make_storage
+from gee_mining.local.service.storage import CloudStorage, Emulator, FolderStorage, make_storage
 
 
 @pytest.fixture(scope="module")

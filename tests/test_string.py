@@ -197,7 +197,7 @@ def test_string_algorithm_refuses_unsupported_inputs(ee_local):
 
 
 def test_every_string_algorithm_is_covered():
-    from gee_mining.local.registry import implemented
+    from gee_mining.local.core.registry import implemented
 
     covered = {
         "String",

@@ -1,4 +1,4 @@
-"""The tensorflow-free TFRecord writer and reader of gee_mining.local.tfrecord, checked
+"""The tensorflow-free TFRecord writer and reader of gee_mining.local.service.tfrecord, checked
 against tensorflow itself (``tf.io.TFRecordWriter``, ``tf.train.Example``, ``tf.data``)
 and against the published CRC-32C check value.
 
@@ -17,7 +17,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from gee_mining.local.tfrecord import (
+from gee_mining.local.service.tfrecord import (
     RecordWriter,
     decode_example,
     encode_example,

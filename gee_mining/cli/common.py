@@ -10,7 +10,7 @@ from typing import Any
 
 from gee_mining.connection import connect
 from gee_mining.errors import InputError
-from gee_mining.local.catalog import TABLE_SUFFIXES
+from gee_mining.local.service.catalog import TABLE_SUFFIXES
 from gee_mining.steps.grid import register_polygon_file
 
 

@@ -20,11 +20,11 @@ from gee_mining.cli.pyramid import add_cli as add_pyramid_cli
 from gee_mining.cli.study import add_cli as add_study_cli
 from gee_mining.connection import connect
 from gee_mining.contracts.bands import BANDS
+from gee_mining.contracts.signatures import signatures
 from gee_mining.demo.run import run_demo
 from gee_mining.errors import GeeMiningError, InputError
 from gee_mining.local import LocalEngine
-from gee_mining.local.registry import implemented
-from gee_mining.local.signatures import signatures
+from gee_mining.local.core.registry import implemented
 from gee_mining.steps.cell_image import ImagerySpec, cell_image
 from gee_mining.steps.grid import (
     GridSpec,
@@ -85,7 +85,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _algorithms(args: argparse.Namespace) -> int:
     if args.markdown:
-        sys.stdout.write(algorithms_markdown())
+        sys.stdout.write(algorithms_markdown(implemented()))
         return 0
 
     done = implemented()

@@ -6,6 +6,17 @@ for ``ee.Initialize(http_transport=...)``) or over HTTP on a loopback address
 shapely and pyproj over a local catalog of assets. The rest of gee_mining
 reaches it only through the real ``ee`` client; :func:`gee_mining.connect`
 starts it.
+
+The engine is layered, each layer importing only those below it:
+
+- ``service``: the REST router, the HTTP server, operations, exports, storage, the catalog;
+- ``raster``: images and their bands, the pixel grid, pixel requests, classifiers;
+- ``values``: numbers, strings, lists, dates, geometries, features, collections, filters, reducers...;
+- ``core``: errors, the algorithm signatures and registry, type checks, ``getInfo`` shapes, the evaluator.
+
+This package composes them (:class:`LocalEngine`) and names the family modules
+whose import registers the algorithms (``FAMILY_MODULES``). The rest of
+gee_mining imports the engine from here only.
 """
 
 from __future__ import annotations
@@ -15,15 +26,63 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .catalog import Catalog, CatalogError
-from .errors import EngineError
-from .faults import Faults
-from .operations import Operations
-from .router import Router
-from .server import IN_PROCESS_URL, LocalServer, LocalTransport, check_loopback
-from .storage import make_storage
+from gee_mining.contracts.signatures import signatures
+from gee_mining.local.core import registry
+from gee_mining.local.core.errors import EngineError
+from gee_mining.local.core.registry import implemented
+from gee_mining.local.service.catalog import TABLE_SUFFIXES, Catalog, CatalogError, TableEntry, read_table
+from gee_mining.local.service.faults import Faults
+from gee_mining.local.service.operations import Operations
+from gee_mining.local.service.router import Router
+from gee_mining.local.service.server import IN_PROCESS_URL, LocalServer, LocalTransport, check_loopback
+from gee_mining.local.service.storage import make_storage
 
-__all__ = ["Catalog", "CatalogError", "EngineError", "LocalEngine", "LocalServer", "check_loopback"]
+# The modules whose import registers the Earth Engine algorithms, imported on the first evaluation.
+FAMILY_MODULES = (
+    "gee_mining.local.values.number",
+    "gee_mining.local.values.string",
+    "gee_mining.local.values.list",
+    "gee_mining.local.values.dictionary",
+    "gee_mining.local.values.date",
+    "gee_mining.local.values.projection",
+    "gee_mining.local.values.geometry",
+    "gee_mining.local.values.element",
+    "gee_mining.local.values.feature",
+    "gee_mining.local.values.filter",
+    "gee_mining.local.values.reducer",
+    "gee_mining.local.values.collection",
+    "gee_mining.local.values.aggregate",
+    "gee_mining.local.values.featurecollection",
+    "gee_mining.local.values.join",
+    "gee_mining.local.values.misc",
+    "gee_mining.local.raster.pixeltype",
+    "gee_mining.local.raster.image",
+    "gee_mining.local.values.kernel",
+    "gee_mining.local.raster.image_reduce",
+    "gee_mining.local.raster.image_draw",
+    "gee_mining.local.raster.image_math",
+    "gee_mining.local.raster.image_visualize",
+    "gee_mining.local.raster.image_collection",
+    "gee_mining.local.values.confusion_matrix",
+    "gee_mining.local.raster.classifier",
+    "gee_mining.local.raster.clusterer",
+)
+registry.register_families(*FAMILY_MODULES)
+
+__all__ = [
+    "IN_PROCESS_URL",
+    "TABLE_SUFFIXES",
+    "Catalog",
+    "CatalogError",
+    "EngineError",
+    "LocalEngine",
+    "LocalServer",
+    "TableEntry",
+    "check_loopback",
+    "implemented",
+    "read_table",
+    "signatures",
+]
 
 
 class LocalEngine:

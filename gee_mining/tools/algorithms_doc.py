@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Collection
 
 import ee
 
-from gee_mining.local.registry import implemented
-from gee_mining.local.signatures import signatures
+from gee_mining.contracts.signatures import signatures
 
 HEADER = """# Supported Earth Engine algorithms
 
@@ -55,10 +55,10 @@ def _family(name: str, all_names) -> str:
     return "(top level)"
 
 
-def algorithms_markdown() -> str:
-    """The Markdown page: a summary, what the engine does not do, and per family what is and is not implemented."""
-
-    done = implemented()
+def algorithms_markdown(done: Collection[str]) -> str:
+    """The Markdown page of an engine implementing the algorithms ``done``: a summary, what the engine does not
+    do, and per family what is and is not implemented (the CLI passes the local engine's registry)."""
+    done = set(done)
     sigs = signatures()
     families: dict[str, list[str]] = defaultdict(list)
     for name in sorted(sigs):

@@ -52,9 +52,9 @@ from gee_mining.batch.exports import ExportSpec
 from gee_mining.connection import connect
 from gee_mining.contracts.bands import NODATA
 from gee_mining.contracts.features import DEFAULT_INDICES
+from gee_mining.contracts.signatures import signatures
 from gee_mining.errors import GeeMiningError
 from gee_mining.io.catalog import MINES_ID
-from gee_mining.local.signatures import signatures
 from gee_mining.ml.classify import ClassifySpec, probability_image, train, training_samples
 from gee_mining.steps.cell_image import ImagerySpec, cell_image
 from gee_mining.steps.grid import GridSpec, pixel_grid, positive_cells, tag_zones, touching_cells

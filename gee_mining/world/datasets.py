@@ -13,7 +13,7 @@ from rasterio.transform import Affine
 from rasterio.warp import Resampling, reproject
 
 from gee_mining.errors import InputError
-from gee_mining.local.catalog import TableEntry, read_table
+from gee_mining.local.service.catalog import TableEntry, read_table
 from gee_mining.world.landscape import Surface, WorldGrid
 from gee_mining.world.spectra import MATERIALS
 

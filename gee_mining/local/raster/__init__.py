@@ -1,0 +1,3 @@
+"""The engine's images: bands, the pixel grid, pixel types, resampling, image algorithms, pixel requests,
+classifiers and clusterers. They import ``values`` and ``core``.
+"""

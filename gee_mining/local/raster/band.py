@@ -1,0 +1,105 @@
+"""Band: one lazy band of an image, what every raster module computes with.
+
+A band knows its name, pixel type, default projection, footprint and how to
+compute its pixels on any :class:`~.grid.PixelGrid` (see ``image.py``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import shapely
+
+from gee_mining.local.raster.grid import PixelGrid
+from gee_mining.local.raster.pixeltype import PixelType
+from gee_mining.local.values.projection import Projection
+
+Compute = Callable[[PixelGrid, Any], np.ma.MaskedArray]
+
+_band_ids = itertools.count()
+
+
+class Band:
+    """One lazy band. ``footprint`` is a shapely geometry in EPSG:4326, or None when unbounded.
+
+    ``compute(grid, ctx)`` returns the band's pixels on ``grid``; results are
+    cached per request under the band's ``key``, which renaming keeps.
+    ``dimensions`` is the native (width, height) of a band read from a file.
+    """
+
+    __slots__ = ("name", "pixel_type", "proj", "footprint", "_compute", "key", "dimensions", "source")
+
+    def __init__(
+        self,
+        name: str,
+        pixel_type: PixelType,
+        proj: Projection,
+        footprint: shapely.Geometry | None,
+        compute: Compute,
+        key: int | None = None,
+        dimensions: tuple[int, int] | None = None,
+    ):
+        self.name = name
+        self.pixel_type = pixel_type
+        self.proj = proj
+        self.footprint = footprint
+        self._compute = compute
+        self.key = next(_band_ids) if key is None else key
+        self.dimensions = dimensions
+        self.source = None  # the FileSource of a band read straight from a file
+
+    def compute(self, grid: PixelGrid, ctx: Any) -> np.ma.MaskedArray:
+        cache = getattr(ctx, "pixels", None)
+        if cache is None:
+            return _as_masked(self._compute(grid, ctx), grid)
+        k = (self.key, grid)
+        out = cache.get(k)
+        if out is None:
+            ctx.check_cancelled()
+            out = _as_masked(self._compute(grid, ctx), grid)
+            cache[k] = out
+        return out
+
+    def replace(self, **changes: Any) -> Band:
+        """A copy with some attributes changed; the pixels (and cache key) stay unless ``compute`` changes."""
+        new_compute = changes.pop("compute", None)
+        b = Band(
+            changes.pop("name", self.name),
+            changes.pop("pixel_type", self.pixel_type),
+            changes.pop("proj", self.proj),
+            changes.pop("footprint", self.footprint),
+            new_compute or self._compute,
+            key=None if new_compute else self.key,
+            dimensions=changes.pop("dimensions", self.dimensions),
+        )
+        if changes:
+            raise TypeError(f"unknown band attributes {sorted(changes)}")
+        if new_compute is None:
+            b.source = self.source
+        return b
+
+    def to_info(self) -> dict:
+        info: dict[str, Any] = {"id": self.name, "data_type": self.pixel_type.to_info()}
+        if self.dimensions is not None:
+            info["dimensions"] = list(self.dimensions)
+        info["crs"] = self.proj.crs
+        info["crs_transform"] = [_plain(t) for t in self.proj.transform]
+        return info
+
+
+def _plain(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
+def _as_masked(data: Any, grid: PixelGrid) -> np.ma.MaskedArray:
+    arr = np.ma.asarray(data, dtype=np.float64)
+    if arr.shape != grid.shape:
+        arr = np.ma.MaskedArray(
+            np.broadcast_to(arr.filled(0), grid.shape), np.broadcast_to(np.ma.getmaskarray(arr), grid.shape)
+        )
+    if arr.mask is np.ma.nomask:
+        arr = np.ma.MaskedArray(arr.data, np.zeros(grid.shape, dtype=bool))
+    return arr

@@ -1,0 +1,526 @@
+"""Batch exports (``image:export``, ``table:export``), written through the engine's storage.
+
+A Cloud Storage destination ``gs://BUCKET/PREFIX`` goes to the engine's
+:mod:`~.storage` (a local folder, the Cloud Storage emulator or real Cloud
+Storage); a Drive destination to the local folder ``<storage_root>/drive/FOLDER``.
+
+Files are first written to a private staging folder and only uploaded once the
+whole export has been computed, so a failed or cancelled task leaves nothing
+behind (files already uploaded by a task that fails while uploading are
+deleted again). Exports run on the engine's worker pool
+(:mod:`~.operations`); the cancel flag is checked between tiles and patches.
+
+Images, as Earth Engine writes them ("Exporting Images" guide, the REST
+``ImageFileExportOptions`` reference and the "TFRecord and Earth Engine" guide):
+
+- GeoTIFF: ``PREFIX.tif``, or ``PREFIX-RRRRRRRRRR-CCCCCCCCCC.tif`` (pixel offsets
+  of row then column) when ``fileDimensions`` splits the image; tiled
+  ``shardSize`` (default 256) blocks; cloud-optimized with overviews on
+  ``formatOptions.cloudOptimized``; masked pixels 0, or ``noData`` (then also
+  the file's nodata tag). All bands share one data type: integer bands widen
+  to a type holding every band's range; bands of float and integer or of
+  float and double types are refused, as Earth Engine refuses them ("Exported
+  bands must have compatible data types; ...").
+- TFRecord: one ``tf.train.Example`` per patch of ``patchDimensions`` (plus
+  ``kernelSize/2`` on each side), one float feature per band, patches in
+  row-major order and border patches that do not fit dropped; files
+  ``PREFIX-00000.tfrecord[.gz]`` split at ``maxFileSize`` bytes (before
+  compression, default 1 GiB), and the ``PREFIX-mixer.json`` sidecar.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.shutil import copy as rio_copy
+from rasterio.windows import Window
+
+from gee_mining.local.core.errors import EngineError
+from gee_mining.local.core.evaluator import Context, Evaluator, evaluate
+from gee_mining.local.core.info import to_info
+from gee_mining.local.raster.grid import PixelGrid, grid_covering
+from gee_mining.local.raster.image import Image, as_image
+from gee_mining.local.raster.pixels import grid_from_request
+from gee_mining.local.raster.pixeltype import PixelType
+from gee_mining.local.service.storage import FolderStorage, Storage
+from gee_mining.local.service.tfrecord import RecordWriter, encode_example, frame
+from gee_mining.local.values.feature import Feature
+from gee_mining.local.values.featurecollection import FeatureCollection
+from gee_mining.local.values.geometry import Geometry, in_crs
+from gee_mining.local.values.projection import at_scale
+
+_TABLE_EXTENSIONS = {"CSV": "csv", "GEO_JSON": "geojson"}
+DEFAULT_MAX_PIXELS = 100_000_000
+DEFAULT_TILE_SIZE = 256
+DEFAULT_MAX_TFRECORD_BYTES = 1 << 30
+_GDAL_NAMES = {
+    "uint8": "Byte",
+    "int8": "Int8",
+    "uint16": "UInt16",
+    "int16": "Int16",
+    "uint32": "UInt32",
+    "int32": "Int32",
+    "int64": "Int64",
+    "float32": "Float32",
+    "float64": "Float64",
+}
+
+Staged = list[tuple[str, Path]]  # (object name, local file)
+
+
+# -- destinations -----------------------------------------------------------------------
+
+
+def _destination(engine: Any, options: Mapping[str, Any], default_prefix: str) -> tuple[Storage, str, str]:
+    """(storage, bucket, filename prefix) of a ``fileExportOptions``."""
+    if "cloudStorageDestination" in options:
+        dest = options["cloudStorageDestination"] or {}
+        bucket = dest.get("bucket")
+        if not bucket:
+            raise EngineError("Export: a Cloud Storage destination needs a bucket.")
+        storage = getattr(engine, "storage", None) or FolderStorage(engine.storage_root)
+        return storage, bucket, dest.get("filenamePrefix") or default_prefix
+    if "driveDestination" in options:
+        dest = options["driveDestination"] or {}
+        prefix = dest.get("filenamePrefix") or default_prefix
+        folder = (dest.get("folder") or "").replace("/", "_")
+        return FolderStorage(Path(engine.storage_root)), "drive", f"{folder}/{prefix}" if folder else prefix
+    raise EngineError("Export: the local engine writes to Cloud Storage or Drive destinations only.")
+
+
+def _commit(storage: Storage, bucket: str, staged: Staged, cancelled: Callable[[], bool]) -> list[str]:
+    """Upload staged files; on any failure or cancellation remove what was uploaded."""
+    done: list[str] = []
+    try:
+        for name, path in staged:
+            if cancelled():
+                raise EngineError("Computation was cancelled.", status=499)
+            with path.open("rb") as fh:
+                storage.write(bucket, name, fh)
+            done.append(name)
+        if cancelled():  # cancelled while uploading: take the files back
+            raise EngineError("Computation was cancelled.", status=499)
+    except BaseException:
+        for name in done:
+            try:
+                storage.delete(bucket, name)
+            except Exception:  # best effort: the original error matters more
+                pass
+        raise
+    return [storage.uri(bucket, n) for n in done]
+
+
+def _progress(op: Any, fraction: float) -> None:
+    op.metadata["progress"] = round(min(max(fraction, 0.0), 1.0), 4)
+    op.metadata["updateTime"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+
+
+# -- tables -----------------------------------------------------------------------------------
+
+
+def table_export_work(engine: Any, payload: dict, ctx: Context):
+    options = payload.get("fileExportOptions") or {}
+    fmt = options.get("fileFormat", "CSV")
+    if fmt not in _TABLE_EXTENSIONS:
+        raise EngineError(f"Export.table: file format {fmt} is not supported by the local engine (CSV, GEO_JSON).")
+    storage, bucket, prefix = _destination(engine, options, payload.get("description") or "myExportTableTask")
+    selectors = payload.get("selectors")
+    expression = payload["expression"]
+
+    def work(op) -> list[str]:
+        ctx.cancelled = op.cancel_event
+        value = evaluate(expression, ctx)
+        if not isinstance(value, FeatureCollection):
+            raise EngineError("Export.table: the exported value is not a FeatureCollection.")
+        text = io.StringIO(newline="")
+        (_write_csv if fmt == "CSV" else _write_geojson)(text, value, selectors)
+        ctx.check_cancelled()
+        with tempfile.TemporaryDirectory(prefix="gee-mining-export-") as tmp:
+            path = Path(tmp) / "table"
+            path.write_bytes(text.getvalue().encode("utf-8"))
+            return _commit(storage, bucket, [(f"{prefix}.{_TABLE_EXTENSIONS[fmt]}", path)], op.cancel_event.is_set)
+
+    return work
+
+
+def _write_csv(fh, fc: FeatureCollection, selectors: list[str] | None) -> None:
+    infos = [f.to_info() for f in fc.features]
+    cols = selectors or (["system:index", *sorted({k for i in infos for k in i["properties"]}), ".geo"])
+    w = csv.writer(fh)
+    w.writerow(cols)
+    for feat, info in zip(fc.features, infos, strict=True):
+        row = []
+        for c in cols:
+            if c == "system:index":
+                row.append(feat.id or "")
+            elif c == ".geo":
+                row.append(json.dumps(info["geometry"], separators=(",", ":")) if info["geometry"] else "")
+            else:
+                v = to_info(feat.properties.get(c))
+                row.append("" if v is None else json.dumps(v) if isinstance(v, list | dict) else v)
+        w.writerow(row)
+
+
+def _write_geojson(fh, fc: FeatureCollection, selectors: list[str] | None) -> None:
+    out = fc.to_info()
+    if selectors:
+        for f in out["features"]:
+            f["properties"] = {k: v for k, v in f["properties"].items() if k in selectors}
+    json.dump({"type": "FeatureCollection", "features": out["features"]}, fh)
+
+
+# -- images: the export grid ----------------------------------------------------------------
+
+
+def _int64(value: Any, default: int) -> int:
+    """An Int64Value as the client sends it: {"value": "123"}, "123" or 123."""
+    if value is None:
+        return default
+    if isinstance(value, Mapping):
+        value = value.get("value", default)
+    return int(float(value))
+
+
+def _dims(value: Any, name: str, minimum: int = 1) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        w, h = value.get("width"), value.get("height")
+    elif isinstance(value, list | tuple) and len(value) == 2:
+        w, h = value
+    else:
+        w = h = value
+    try:
+        w, h = int(w), int(h)
+    except (TypeError, ValueError):
+        raise EngineError(f"Export.image: invalid {name} {value!r}.") from None
+    if w < minimum or h < minimum:
+        raise EngineError(f"Export.image: {name} must be >= {minimum}.")
+    return w, h
+
+
+def export_region(ev: Evaluator) -> Geometry | None:
+    """The region the client folded into ``Image.clipToBoundsAndScale`` (the graph's last call), if any."""
+    node = ev.values.get(ev.result_id) or {}
+    call = node.get("functionInvocationValue") or {}
+    if call.get("functionName") != "Image.clipToBoundsAndScale":
+        return None
+    arg = (call.get("arguments") or {}).get("geometry")
+    if arg is None:
+        return None
+    value = ev.node(arg, ev.root)
+    if isinstance(value, Feature):
+        value = value.geometry
+    return value if isinstance(value, Geometry) else None
+
+
+def export_grid(image: Image, region: Geometry | None) -> PixelGrid:
+    """The pixel grid an export writes, from the image's default projection and the client's
+    region / scale / dimensions (recorded by ``Image.clipToBoundsAndScale``).
+
+    Without a scale or dimensions the grid is the default projection's own
+    lattice covering the region; with ``scale`` the lattice of that projection
+    at that scale; with dimensions the region's bounding box divided into that
+    many pixels.
+    """
+    proj = image.default_projection()
+    if region is None:
+        footprint = image.footprint()
+        if footprint is None:
+            raise EngineError("Export.image: Unable to export unbounded image; specify a region.")
+        region = Geometry(footprint, geodesic=False)
+    size = image.properties.get("gee_mining:output_size") or {}
+    tolerance = max(min(proj.nominal_scale(), 1.0) * 1e-3, 1e-6)
+    shape = region.shape if region.crs == proj.crs else in_crs(region, proj.crs, tolerance)
+    if shape.is_empty:
+        raise EngineError("Export.image: the export region is empty.")
+    bounds = shape.bounds
+    xmin, ymin, xmax, ymax = bounds
+    scale, width, height, max_dim = (size.get(k) for k in ("scale", "width", "height", "maxDimension"))
+    if scale is not None:
+        return grid_covering(at_scale(projection=proj, meters=float(scale)), bounds)
+    if width is not None or height is not None or max_dim is not None:
+        if width is None or height is None:
+            side = float(max_dim if max_dim is not None else max(width or 0, height or 0))
+            pixel = max(xmax - xmin, ymax - ymin) / side
+            width = max(1, round((xmax - xmin) / pixel))
+            height = max(1, round((ymax - ymin) / pixel))
+            sx = sy = pixel
+        else:
+            sx, sy = (xmax - xmin) / int(width), (ymax - ymin) / int(height)
+        return PixelGrid(proj.crs, (sx, 0.0, xmin, 0.0, -sy, ymax), int(width), int(height))
+    return grid_covering(proj, bounds)
+
+
+def check_max_pixels(grid: PixelGrid, max_pixels: int) -> None:
+    if grid.size > max_pixels:
+        raise EngineError(
+            f"Export too large: specified {grid.size} pixels (max: {max_pixels}). "
+            "Specify higher maxPixels value if you intend to export a large area."
+        )
+
+
+def common_dtype(image: Image) -> np.dtype:
+    """One data type for every band of a GeoTIFF, or Earth Engine's error when bands are incompatible."""
+    types = [b.pixel_type for b in image.bands]
+    if not types:
+        raise EngineError("Export.image: the image has no bands.")
+    if all(t.is_int for t in types):
+        return PixelType.int_range(min(t.min for t in types), max(t.max for t in types)).numpy_dtype()
+    dtypes = [t.numpy_dtype() for t in types]
+    first = dtypes[0]
+    for dt in dtypes[1:]:
+        if dt != first:
+            raise EngineError(
+                "Exported bands must have compatible data types; found inconsistent types: "
+                f"{_GDAL_NAMES.get(first.name, first.name)} and {_GDAL_NAMES.get(dt.name, dt.name)}."
+            )
+    return first
+
+
+def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return np.clip(np.round(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype)
+
+
+# -- images: the task ------------------------------------------------------------------------
+
+
+def image_export_work(engine: Any, payload: dict, ctx: Context):
+    """Validate an ``image:export`` request and return the work its operation runs."""
+    if "assetExportOptions" in payload:
+        raise EngineError(
+            "Export.image.toAsset is not supported by the local engine: export to Cloud Storage or Drive instead."
+        )
+    options = payload.get("fileExportOptions") or {}
+    fmt = options.get("fileFormat", "GEO_TIFF")
+    if fmt not in ("GEO_TIFF", "TF_RECORD_IMAGE"):
+        raise EngineError(
+            f"Export.image: file format {fmt} is not supported by the local engine (GEO_TIFF, TF_RECORD_IMAGE)."
+        )
+    storage, bucket, prefix = _destination(engine, options, payload.get("description") or "myExportImageTask")
+    max_pixels = _int64(payload.get("maxPixels"), DEFAULT_MAX_PIXELS)
+    expression = payload.get("expression")
+    if expression is None:
+        raise EngineError("Request is missing 'expression'.")
+    if fmt == "GEO_TIFF":
+        writer = _geotiff_writer(options.get("geoTiffOptions") or {}, prefix)
+    else:
+        writer = _tfrecord_writer(options.get("tfRecordOptions") or {}, prefix)
+    request_grid = payload.get("grid")
+
+    def work(op) -> list[str]:
+        ctx.cancelled = op.cancel_event
+        ev = Evaluator(expression, ctx)
+        image = as_image("Export.image", ev.evaluate())
+        if request_grid:
+            grid = grid_from_request(request_grid)
+        else:
+            grid = export_grid(image, export_region(ev))
+        check_max_pixels(grid, max_pixels)
+        if getattr(engine, "faults", None) is not None:
+            engine.faults.memory(grid.size)
+        with tempfile.TemporaryDirectory(prefix="gee-mining-export-") as tmp:
+            staged = writer(image, grid, ctx, Path(tmp), lambda f: _progress(op, 0.95 * f))
+            uris = _commit(storage, bucket, staged, op.cancel_event.is_set)
+        return uris
+
+    return work
+
+
+def _tiles(total: int, step: int) -> list[tuple[int, int]]:
+    return [(o, min(step, total - o)) for o in range(0, total, step)]
+
+
+def _geotiff_writer(options: Mapping[str, Any], prefix: str):
+    cog = bool(options.get("cloudOptimized"))
+    tile = _int64(options.get("tileSize"), DEFAULT_TILE_SIZE)
+    if tile <= 0 or tile % 16:
+        raise EngineError(f"Export.image: shardSize must be a positive multiple of 16, got {tile}.")
+    file_dims = _dims(options.get("tileDimensions"), "fileDimensions")
+    if file_dims and (file_dims[0] % tile or file_dims[1] % tile):
+        raise EngineError(
+            f"Export.image: fileDimensions ({file_dims[0]}x{file_dims[1]}) must be a multiple of shardSize ({tile})."
+        )
+    nodata_opt = options.get("noData")
+    nodata = None
+    if isinstance(nodata_opt, Mapping):
+        nodata = float(nodata_opt.get("floatValue", nodata_opt.get("integerValue", 0)))
+    elif nodata_opt is not None:
+        nodata = float(nodata_opt)
+    skip_empty = bool(options.get("skipEmptyFiles"))
+
+    def write(image: Image, grid: PixelGrid, ctx: Context, tmp: Path, progress) -> Staged:
+        dtype = common_dtype(image)
+        fw, fh = file_dims or (grid.width, grid.height)
+        files = [(c, r, w, h) for r, h in _tiles(grid.height, fh) for c, w in _tiles(grid.width, fw)]
+        sharded = len(files) > 1
+        staged: Staged = []
+        total = sum(math.ceil(w / tile) * math.ceil(h / tile) for _, _, w, h in files)
+        done = 0
+        for i, (c0, r0, w, h) in enumerate(files):
+            name = f"{prefix}-{r0:010d}-{c0:010d}.tif" if sharded else f"{prefix}.tif"
+            path = tmp / f"{i}.tif"
+            base = done
+
+            def tile_done(n: int, base: int = base) -> None:
+                progress((base + n) / total)
+
+            wrote_any = _write_geotiff(image, grid.window(c0, r0, w, h), ctx, path, dtype, tile, nodata, cog, tile_done)
+            done += math.ceil(w / tile) * math.ceil(h / tile)
+            if wrote_any or not skip_empty:
+                staged.append((name, path))
+        return staged
+
+    return write
+
+
+def _write_geotiff(
+    image: Image,
+    grid: PixelGrid,
+    ctx: Context,
+    path: Path,
+    dtype: np.dtype,
+    tile: int,
+    nodata: float | None,
+    cog: bool,
+    tile_done: Callable[[int], None],
+) -> bool:
+    """Write one GeoTIFF of ``grid``, tile by tile; True if any pixel is unmasked."""
+    plain = path.with_suffix(".plain.tif") if cog else path
+    profile = {
+        "driver": "GTiff",
+        "width": grid.width,
+        "height": grid.height,
+        "count": len(image.bands),
+        "dtype": dtype.name,
+        "crs": rasterio.crs.CRS.from_user_input(grid.crs),
+        "transform": grid.affine,
+        "compress": "deflate",
+        "tiled": True,
+        "blockxsize": tile,
+        "blockysize": tile,
+        "BIGTIFF": "IF_SAFER",
+    }
+    if nodata is not None:
+        profile["nodata"] = nodata
+    fill = 0.0 if nodata is None else nodata
+    any_valid = False
+    n_tiles = 0
+    with rasterio.open(plain, "w", **profile) as ds:
+        for i, band in enumerate(image.bands, start=1):
+            ds.set_band_description(i, band.name)
+        for r0, h in _tiles(grid.height, tile):
+            for c0, w in _tiles(grid.width, tile):
+                ctx.check_cancelled()
+                sub = grid.window(c0, r0, w, h)
+                for i, band in enumerate(image.bands, start=1):
+                    arr = band.compute(sub, ctx)
+                    any_valid = any_valid or not np.ma.getmaskarray(arr).all()
+                    ds.write(_cast(arr.filled(fill), dtype), i, window=Window(c0, r0, w, h))
+                ctx.pixels.clear()  # tiles do not share pixels: keep memory flat
+                n_tiles += 1
+                tile_done(n_tiles)
+    if cog:
+        rio_copy(plain, path, driver="COG", compress="DEFLATE", blocksize=tile, overview_resampling="nearest")
+        plain.unlink()
+    return any_valid
+
+
+def _tfrecord_writer(options: Mapping[str, Any], prefix: str):
+    patch = _dims(options.get("tileDimensions"), "patchDimensions")
+    if patch is None:
+        raise EngineError("Export.image: TFRecord exports need formatOptions.patchDimensions.")
+    kernel = _dims(options.get("marginDimensions"), "kernelSize", minimum=0) or (1, 1)
+    for k in kernel:
+        if k > 1 and k % 2:
+            raise EngineError(
+                f"Export.image: an odd kernelSize ({k}) is not supported by the local engine; "
+                "patches are buffered by kernelSize/2 pixels on each side."
+            )
+    mx, my = kernel[0] // 2, kernel[1] // 2
+    compress = bool(options.get("compress"))
+    max_bytes = _int64(options.get("maxSizeBytes"), DEFAULT_MAX_TFRECORD_BYTES)
+    default = float(options.get("defaultValue") or 0.0)
+    ratio = options.get("maxMaskedRatio")
+    ratio = 1.0 if ratio is None else float(ratio.get("value", 1.0) if isinstance(ratio, Mapping) else ratio)
+    for unsupported in ("tensorDepths", "sequenceData", "collapseBands"):
+        if options.get(unsupported):
+            raise EngineError(f"Export.image: TFRecord option {unsupported} is not supported by the local engine.")
+    suffix = ".tfrecord.gz" if compress else ".tfrecord"
+
+    def write(image: Image, grid: PixelGrid, ctx: Context, tmp: Path, progress) -> Staged:
+        pw, ph = patch
+        per_row, rows = grid.width // pw, grid.height // ph
+        if per_row == 0 or rows == 0:
+            raise EngineError(
+                f"Export.image: patchDimensions ({pw}x{ph}) are larger than the export region "
+                f"({grid.width}x{grid.height})."
+            )
+        defaults = {b.name: _band_default(default, b.pixel_type) for b in image.bands}
+        staged: Staged = []
+        writer: RecordWriter | None = None
+        fh = None
+        total = per_row * rows
+        try:
+            for k in range(total):
+                ctx.check_cancelled()
+                r, c = divmod(k, per_row)
+                sub = grid.window(c * pw - mx, r * ph - my, pw + 2 * mx, ph + 2 * my)
+                arrays = {b.name: b.compute(sub, ctx) for b in image.bands}
+                ctx.pixels.clear()
+                masked = np.zeros(sub.shape, dtype=bool)
+                for a in arrays.values():
+                    masked |= np.ma.getmaskarray(a)
+                if ratio < 1.0 and masked.mean() > ratio:
+                    progress((k + 1) / total)
+                    continue
+                record = encode_example({n: a.filled(defaults[n]).astype(np.float32) for n, a in arrays.items()})
+                size = len(frame(record)) if writer is None else len(record) + 16
+                if writer is None or (writer.bytes_written and writer.bytes_written + size > max_bytes):
+                    if writer is not None:
+                        writer.close()
+                        fh.close()
+                    path = tmp / f"{len(staged):05d}{suffix}"
+                    fh = path.open("wb")
+                    writer = RecordWriter(fh, compress)
+                    staged.append((f"{prefix}-{len(staged):05d}{suffix}", path))
+                writer.write(record)
+                progress((k + 1) / total)
+        finally:
+            if writer is not None:
+                writer.close()
+            if fh is not None:
+                fh.close()
+        if ratio == 1.0:
+            mixer = {
+                "projection": {"crs": grid.crs, "affine": {"doubleMatrix": [float(t) for t in grid.transform]}},
+                "patchDimensions": [pw, ph],
+                "patchesPerRow": per_row,
+                "totalPatches": total,
+            }
+            path = tmp / "mixer.json"
+            path.write_text(json.dumps(mixer, indent=2))
+            staged.append((f"{prefix}-mixer.json", path))
+        return staged
+
+    return write
+
+
+def _band_default(value: float, ptype: PixelType) -> float:
+    """``defaultValue`` as a band holds it: fraction dropped and clamped for integer bands."""
+    if not ptype.is_int:
+        return value
+    return float(min(max(math.trunc(value), ptype.min), ptype.max))

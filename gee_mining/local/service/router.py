@@ -1,0 +1,258 @@
+"""One door for every endpoint of Earth Engine's REST API that the engine answers.
+
+``Router.handle(method, path, query, body, base_url)`` returns
+``(status, content_type, bytes)``. The loopback HTTP server and the in-process
+``http_transport`` are thin adapters around it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from gee_mining.contracts import signatures
+from gee_mining.contracts.gc_pause import deferred_gc
+from gee_mining.local.core.errors import EngineError, NotFound
+from gee_mining.local.core.evaluator import Context, evaluate
+from gee_mining.local.core.info import to_info
+from gee_mining.local.raster.pixels import RenderStore, compute_pixels, map_tile, prepare_render, thumbnail_pixels
+from gee_mining.local.service.export import image_export_work, table_export_work
+from gee_mining.local.values.featurecollection import FeatureCollection
+
+JSON = "application/json; charset=UTF-8"
+COMPUTE_COLLECTION_LIMIT = 5000
+DEFAULT_PAGE_SIZE = 1000
+
+Response = tuple[int, str, bytes]
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    """An answer that is not JSON (pixels, files)."""
+
+    content_type: str
+    content: bytes
+
+
+_ROUTES: list[tuple[str, re.Pattern, str]] = [
+    ("GET", re.compile(r"^/\$discovery/rest$"), "discovery"),
+    ("GET", re.compile(r"^/v1/projects/(?P<project>[^/]+)/algorithms$"), "algorithms"),
+    ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/value:compute$"), "compute_value"),
+    ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/table:computeFeatures$"), "compute_features"),
+    ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/table:export$"), "export_table"),
+    ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/image:export$"), "export_image"),
+    ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/image:computePixels$"), "compute_pixels"),
+    ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/thumbnails$"), "create_thumbnail"),
+    (
+        "GET",
+        re.compile(r"^/v1/projects/(?P<project>[^/]+)/thumbnails/(?P<thumb>[^/:]+):getPixels$"),
+        "thumbnail_pixels",
+    ),
+    ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/maps$"), "create_map"),
+    (
+        "GET",
+        re.compile(r"^/v1/projects/(?P<project>[^/]+)/maps/(?P<map_id>[^/]+)/tiles/(?P<z>\d+)/(?P<x>\d+)/(?P<y>\d+)$"),
+        "map_tile",
+    ),
+    ("GET", re.compile(r"^/v1/projects/(?P<project>[^/]+)/operations$"), "list_operations"),
+    ("GET", re.compile(r"^/v1/projects/(?P<project>[^/]+)/operations/(?P<op>[^/:]+)$"), "get_operation"),
+    ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/operations/(?P<op>[^/:]+):cancel$"), "cancel_operation"),
+    ("GET", re.compile(r"^/v1/projects/(?P<project>[^/]+)/assets/(?P<asset>.+)$"), "get_asset"),
+]
+
+
+_FAULTY = ("export_table", "export_image", "get_operation")  # where faults.transient_rate applies
+
+
+class Router:
+    def __init__(self, engine: Any):
+        self.engine = engine
+        self._pages: OrderedDict[str, list] = OrderedDict()
+        self._pages_lock = threading.Lock()
+        self._renders: Any = None  # maps and thumbnails (pixels.RenderStore), made on first use
+
+    def handle(
+        self, method: str, path: str, query: Mapping[str, str], body: bytes | str | None, base_url: str
+    ) -> Response:
+        try:
+            for route_method, pattern, name in _ROUTES:
+                m = pattern.match(path)
+                if m and route_method == method.upper():
+                    handler: Callable[..., Any] = getattr(self, name)
+                    if name in _FAULTY and getattr(self.engine, "faults", None) is not None:
+                        self.engine.faults.request()
+                    with deferred_gc():  # the answer's objects too (see gee_mining.contracts.gc_pause)
+                        payload = _parse_body(body) if method.upper() == "POST" else {}
+                        result = handler(payload, base_url=base_url, query=query, **m.groupdict())
+                        if isinstance(result, RawAnswer):
+                            return 200, result.content_type, result.content
+                        return 200, JSON, _dumps(result)
+            raise NotFound(
+                f"The gee-mining local engine does not serve {method.upper()} {path}. "
+                "It answers the Earth Engine REST methods listed in docs/local-engine.md."
+            )
+        except EngineError as e:
+            return e.status, JSON, json.dumps(e.to_json()).encode()
+        except Exception as e:  # never take the server down with a request
+            err = EngineError(f"Internal error in the local engine: {type(e).__name__}: {e}", status=500)
+            return 500, JSON, json.dumps(err.to_json()).encode()
+
+    # -- discovery ---------------------------------------------------------
+
+    def discovery(self, payload, base_url: str, **_):
+        doc = dict(signatures.discovery_document())
+        doc["rootUrl"] = base_url.rstrip("/") + "/"
+        doc["baseUrl"] = doc["rootUrl"]
+        return doc
+
+    def algorithms(self, payload, **_):
+        return signatures.algorithms_document()
+
+    # -- computation -------------------------------------------------------
+
+    def _context(self, project: str) -> Context:
+        return Context(catalog=self.engine.catalog, project=project, settings=self.engine.settings)
+
+    def _evaluate(self, payload: Mapping, project: str) -> Any:
+        return self._evaluate_in(payload, self._context(project))
+
+    @staticmethod
+    def _evaluate_in(payload: Mapping, ctx: Context) -> Any:
+        expression = payload.get("expression")
+        if expression is None:
+            raise EngineError("Request is missing 'expression'.")
+        return evaluate(expression, ctx)
+
+    def compute_value(self, payload, project: str, **_):
+        value = self._evaluate(payload, project)
+        if isinstance(value, FeatureCollection) and len(value.features) > COMPUTE_COLLECTION_LIMIT:
+            raise EngineError(f"Collection query aborted after accumulating over {COMPUTE_COLLECTION_LIMIT} elements.")
+        return {"result": to_info(value)}
+
+    def compute_features(self, payload, project: str, **_):
+        token = payload.get("pageToken")
+        size = int(payload.get("pageSize") or DEFAULT_PAGE_SIZE)
+        if size <= 0:
+            raise EngineError("pageSize must be positive.")
+        if token:
+            key, _, offset_text = str(token).partition(":")
+            with self._pages_lock:
+                features = self._pages.get(key)
+            if features is None:
+                raise EngineError(f"Invalid or expired page token '{token}'.")
+            offset = int(offset_text)
+        else:
+            value = self._evaluate(payload, project)
+            if not isinstance(value, FeatureCollection):
+                raise EngineError(
+                    f"table:computeFeatures needs a FeatureCollection, not {getattr(value, 'ee_type', type(value).__name__)}."
+                )
+            features = [f.to_info() for f in value.features]
+            key, offset = uuid.uuid4().hex, 0
+            with self._pages_lock:
+                self._pages[key] = features
+                while len(self._pages) > 64:
+                    self._pages.popitem(last=False)
+        page = features[offset : offset + size]
+        out: dict[str, Any] = {"type": "FeatureCollection", "features": page}
+        if offset + size < len(features):
+            out["nextPageToken"] = f"{key}:{offset + size}"
+        else:  # the last page: nothing asks for this result again, so it need not stay in memory
+            with self._pages_lock:
+                self._pages.pop(key, None)
+        return out
+
+    def compute_pixels(self, payload, project: str, **_):
+        ctx = self._context(project)
+        value = self._evaluate_in(payload, ctx)
+        content_type, content = compute_pixels(value, payload, ctx)
+        return RawAnswer(content_type, content)
+
+    # -- thumbnails and maps ---------------------------------------------------
+
+    def _render_store(self):
+        with self._pages_lock:
+            if self._renders is None:
+                self._renders = RenderStore()
+            return self._renders
+
+    def _create_render(self, payload, project: str, kind: str) -> str:
+        value = self._evaluate_in(payload, self._context(project))
+        return self._render_store().add(prepare_render(value, payload, kind))
+
+    def create_thumbnail(self, payload, project: str, **_):
+        return {"name": f"projects/{project}/thumbnails/{self._create_render(payload, project, 'thumbnail')}"}
+
+    def thumbnail_pixels(self, payload, project: str, thumb: str, **_):
+        render = self._render_store().get(thumb, "thumbnail")
+        return RawAnswer(*thumbnail_pixels(render, self._context(project)))
+
+    def create_map(self, payload, project: str, **_):
+        return {"name": f"projects/{project}/maps/{self._create_render(payload, project, 'map')}"}
+
+    def map_tile(self, payload, project: str, map_id: str, z: str, x: str, y: str, **_):
+        render = self._render_store().get(map_id, "map")
+        return RawAnswer(*map_tile(render, int(z), int(x), int(y), self._context(project)))
+
+    # -- batch tasks ---------------------------------------------------------
+
+    def export_image(self, payload, project: str, **_):
+        work = image_export_work(self.engine, payload, self._context(project))
+        op = self.engine.operations.submit(
+            "EXPORT_IMAGE", payload.get("description") or "myExportImageTask", work, payload.get("requestId")
+        )
+        return op.to_json()
+
+    def export_table(self, payload, project: str, **_):
+        expression = payload.get("expression")
+        if expression is None:
+            raise EngineError("Request is missing 'expression'.")
+        work = table_export_work(self.engine, payload, self._context(project))
+        op = self.engine.operations.submit(
+            "EXPORT_FEATURES", payload.get("description") or "myExportTableTask", work, payload.get("requestId")
+        )
+        return op.to_json()
+
+    def list_operations(self, payload, **_):
+        return {"operations": self.engine.operations.list()}
+
+    def get_operation(self, payload, op: str, **_):
+        return self.engine.operations.get(op)
+
+    def cancel_operation(self, payload, op: str, **_):
+        self.engine.operations.cancel(op)
+        return {}
+
+    # -- assets --------------------------------------------------------------
+
+    def get_asset(self, payload, project: str, asset: str, **_):
+        asset = unquote(asset)
+        asset_id = asset if asset.startswith("projects/") else f"projects/{project}/assets/{asset}"
+        for candidate in (asset_id, asset):
+            if self.engine.catalog.has(candidate):
+                return self.engine.catalog.asset_info(candidate)
+        raise NotFound(f"Asset '{asset_id}' not found.")
+
+
+def _dumps(value: Any) -> bytes:
+    """Compact JSON: answers of thousands of features are encoded, sent and decoded."""
+    return json.dumps(value, separators=(",", ":"), check_circular=False).encode()
+
+
+def _parse_body(body: bytes | str | None) -> dict:
+    if not body:
+        return {}
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise EngineError("Request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise EngineError("Request body must be a JSON object.")
+    return data
