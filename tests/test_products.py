@@ -19,7 +19,8 @@ import pytest
 import rasterio
 import shapely
 
-from gee_mining.batch.exports import NODATA, ExportSpec, cell_files, export_cells, open_bucket
+from gee_mining.batch.exports import NODATA, ExportSpec, cell_files, export_cells
+from gee_mining.connection import open_bucket
 from gee_mining.errors import InputError
 from gee_mining.steps.cell_image import ImagerySpec, cell_image
 from gee_mining.steps.grid import GridSpec, build_grid, pixel_grid
@@ -230,7 +231,7 @@ def test_pixel_table_routes_agree_and_positions_are_right(ee_world, world, expor
 
     task = export_pixel_table(row, image, SPEC.band_names, "gs://tables/pixels")
     task.start()
-    from gee_mining.batch.exports import wait_for
+    from gee_mining.batch.tasks import wait_for
 
     assert wait_for([task], poll_s=0.05)[0]["state"] == "COMPLETED"
     bucket = open_bucket("tables")

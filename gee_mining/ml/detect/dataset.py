@@ -46,7 +46,6 @@ from typing import Any
 
 import ee
 import numpy as np
-import pyogrio.raw
 import pyproj
 import rasterio
 import shapely
@@ -57,6 +56,7 @@ from shapely.geometry import shape
 
 from gee_mining.errors import InputError
 from gee_mining.io.pages import iter_features
+from gee_mining.io.polygons import read_polygons
 
 RGB = ("B4", "B3", "B2")
 REFLECTANCE = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12")
@@ -331,16 +331,7 @@ def load_polygons(polygons: Any) -> list:
     """
 
     if isinstance(polygons, (str, os.PathLike)) and Path(polygons).exists():
-        meta, _, wkb, _ = pyogrio.raw.read(polygons, read_geometry=True)
-        geoms = list(shapely.from_wkb(wkb))
-        crs = meta.get("crs")
-        if crs:
-            epsg = pyproj.CRS.from_user_input(crs).to_epsg()
-            if epsg is None:
-                raise InputError(f"{polygons}: CRS {crs} has no EPSG code; reproject the file to EPSG:4326.")
-            if epsg != 4326:
-                geoms = [to_crs(g, 4326, epsg) for g in geoms]
-        return geoms
+        return read_polygons(polygons).geometries
     if (
         isinstance(polygons, str)
         and "/" in polygons
