@@ -31,6 +31,7 @@ import ee
 from gee_mining.batch.tasks import start_tasks, succeeded, wait_for
 from gee_mining.connection import open_bucket
 from gee_mining.errors import InputError
+from gee_mining.io.cell_tags import CELL_TAG, cell_tag_value
 from gee_mining.steps.cell_image import ImagerySpec, cell_image, check_rows
 from gee_mining.steps.grid import pixel_grid
 
@@ -119,6 +120,8 @@ def export_task(image: Any, row: dict[str, Any], spec: ExportSpec, description: 
             f"patch_size {spec.patch_size}: the {grid.width} x {grid.height} pixel cell {row['name']} does not split "
             f"into whole patches; use a divisor of {grid.width} (Earth Engine would drop the border patches)."
         )
+    if spec.format == "GeoTIFF":  # the cell's row travels in the file (GEE_MINING_CELL tag)
+        image = ee.Image(image).set(CELL_TAG, cell_tag_value(row))
     return ee.batch.Export.image.toCloudStorage(
         image,
         description=description or task_description(row["name"]),

@@ -38,6 +38,7 @@ import json
 import math
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -55,6 +56,7 @@ from rasterio.windows import Window
 from shapely.geometry import shape
 
 from gee_mining.errors import InputError
+from gee_mining.io.cell_tags import read_cell_tag
 from gee_mining.io.pages import iter_features
 from gee_mining.io.polygons import read_polygons
 
@@ -177,19 +179,23 @@ class CellRaster:
         return float(lon), float(lat)
 
 
-def open_cell(path: str | os.PathLike) -> CellRaster:
-    """The georeference of a per-cell GeoTIFF (name = file stem)."""
+def open_cell(path: str | os.PathLike, name: str | None = None) -> CellRaster:
+    """The georeference of a per-cell GeoTIFF; its name from ``name`` (a caller that wrote the file for a known
+    cell), else the ``GEE_MINING_CELL`` tag (the file stem, with a warning, for files without one)."""
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"cell image {path} does not exist.")
+    if name is None:
+        tagged = read_cell_tag(path)
+        if tagged is None:
+            warnings.warn(f"{path}: no GEE_MINING_CELL tag; the cell is named after the file.", stacklevel=2)
+        name = path.stem if tagged is None else str(tagged["name"])
     with rasterio.open(path) as ds:
         if ds.crs is None or ds.crs.to_epsg() is None:
             raise InputError(f"{path}: no EPSG CRS; per-cell GeoTIFFs are in the cell's UTM EPSG code.")
         t = ds.transform
-        return CellRaster(
-            path.stem, str(path), int(ds.crs.to_epsg()), (t.a, t.b, t.c, t.d, t.e, t.f), ds.width, ds.height
-        )
+        return CellRaster(name, str(path), int(ds.crs.to_epsg()), (t.a, t.b, t.c, t.d, t.e, t.f), ds.width, ds.height)
 
 
 def read_bands(path: str | os.PathLike, bands: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
