@@ -16,8 +16,10 @@ from typing import Any, Literal
 
 import ee
 from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage as gcs
 
-from gee_mining.errors import ConnectError
+from gee_mining.errors import ConnectError, InputError
+from gee_mining.io.storage import CloudStorage, FolderStorage, Storage
 from gee_mining.local import CatalogError, LocalEngine
 from gee_mining.local.service.server import IN_PROCESS_URL
 
@@ -45,6 +47,31 @@ class Connection:
         where = self.url if self.transport == "http" else "in-process"
         return f"gee-mining local engine ({where}, project {self.project}, catalog {self.catalog or 'empty'})"
 
+    @property
+    def storage_root(self) -> Path | None:
+        """The folder a local engine in this process keeps its exports in (None elsewhere)."""
+        return None if self.local_engine is None else Path(self.local_engine.storage_root)
+
+    def storage(self, bucket: str) -> Storage:
+        """The bucket ``bucket`` where this engine's Cloud Storage exports land.
+
+        Earth Engine: the real bucket (``google-cloud-storage``). The local engine: its storage (a
+        folder under ``storage_root``, the emulator or real Cloud Storage, as ``connect(storage=...)``
+        chose). A local engine serving from another process has storage this process cannot see:
+        give its folder to :func:`open_bucket`.
+        """
+        if not self.is_local:
+            return CloudStorage(bucket, gcs.Client(project=self.project))
+        engine = self.local_engine
+        if engine is None:
+            raise InputError(
+                f"the local engine at {self.url} serves from another process: give its storage folder "
+                "(gee-mining serve --storage DIR; then --storage DIR here) to read what exports wrote."
+            )
+        if engine.storage_kind == "local":
+            return FolderStorage(bucket, Path(engine.storage_root) / bucket)
+        return CloudStorage(bucket, engine.storage_client())
+
 
 # Engines already started in this process, by (catalog, storage): connect() reuses them.
 _ENGINES: dict[tuple, Any] = {}
@@ -55,6 +82,21 @@ _CURRENT: list[Connection] = []
 def current_connection() -> Connection | None:
     """The engine ``ee`` talks to now, as the last :func:`connect` set it (None before any)."""
     return _CURRENT[-1] if _CURRENT else None
+
+
+def open_bucket(name: str, storage_root: str | os.PathLike | None = None) -> Storage:
+    """The bucket ``name`` where the current engine's exports land (:meth:`Connection.storage`).
+
+    ``storage_root``: the folder of a local engine's folder storage, for a local engine that serves
+    from another process (``gee-mining serve --storage DIR``), whose storage this process cannot see.
+    With no connection, Cloud Storage with the default project.
+    """
+    if storage_root is not None:
+        return FolderStorage(name, Path(storage_root) / name)
+    conn = current_connection()
+    if conn is None:
+        return CloudStorage(name, gcs.Client(project=None))
+    return conn.storage(name)
 
 
 def disconnect() -> None:
@@ -109,22 +151,9 @@ def connect(
     """
     _CURRENT.clear()  # until this connect succeeds, ``ee`` is connected to nothing we know
     if engine == "earthengine":
-        if not project:
-            raise ConnectError(
-                "connect(engine='earthengine') needs project='your-cloud-project' "
-                "(an Earth Engine-enabled Google Cloud project)."
-            )
-        try:
-            ee.Initialize(credentials=credentials, project=project)
-        except Exception as e:
-            raise ConnectError(
-                f"Earth Engine could not be initialised: {e}. Run `earthengine authenticate` "
-                "first, or use connect(engine='local') to work offline."
-            ) from e
-        return _set_current(Connection("earthengine", project))
+        return _set_current(_connect_earthengine(project, credentials))
     if engine != "local":
         raise ConnectError(f"Unknown engine {engine!r}: use 'local' or 'earthengine'.")
-
     project = project or DEFAULT_LOCAL_PROJECT
     if len(project) < 6:
         raise ConnectError(f"project={project!r}: Earth Engine project ids have at least 6 characters.")
@@ -134,7 +163,43 @@ def connect(
     if url:
         _initialize(project, url=url.rstrip("/"))
         return _set_current(Connection("local", project, url=url.rstrip("/"), transport="http", catalog=catalog_path))
+    local = _local_engine(catalog_path, project, storage_root, storage, storage_options, engine_settings)
+    if http:
+        server = next((s for s in local._servers if port in (0, s.port)), None) or local.serve(port=port)
+        _initialize(project, url=server.url, credentials=AnonymousCredentials())
+        return _set_current(
+            Connection("local", project, url=server.url, transport="http", catalog=catalog_path, local_engine=local)
+        )
+    _initialize(project, url=None, transport=local.transport())
+    return _set_current(Connection("local", project, transport="in-process", catalog=catalog_path, local_engine=local))
 
+
+def _connect_earthengine(project: str | None, credentials: Any) -> Connection:
+    """Initialise ``ee`` against Earth Engine's service for ``project``."""
+    if not project:
+        raise ConnectError(
+            "connect(engine='earthengine') needs project='your-cloud-project' "
+            "(an Earth Engine-enabled Google Cloud project)."
+        )
+    try:
+        ee.Initialize(credentials=credentials, project=project)
+    except Exception as e:
+        raise ConnectError(
+            f"Earth Engine could not be initialised: {e}. Run `earthengine authenticate` "
+            "first, or use connect(engine='local') to work offline."
+        ) from e
+    return Connection("earthengine", project)
+
+
+def _local_engine(
+    catalog_path: Path | None,
+    project: str,
+    storage_root: str | os.PathLike | None,
+    storage: str,
+    storage_options: dict[str, Any] | None,
+    engine_settings: dict[str, Any] | None,
+) -> Any:
+    """The local engine of these settings: the one this process already started, or a new one."""
     settings_key = json.dumps(engine_settings or {}, sort_keys=True)
     key = (catalog_path, str(storage_root) if storage_root else None, project, storage, settings_key)
     local = _ENGINES.get(key)
@@ -151,14 +216,7 @@ def connect(
         except CatalogError as e:
             raise ConnectError(str(e)) from None
         _ENGINES[key] = local
-    if http:
-        server = next((s for s in local._servers if port in (0, s.port)), None) or local.serve(port=port)
-        _initialize(project, url=server.url, credentials=AnonymousCredentials())
-        return _set_current(
-            Connection("local", project, url=server.url, transport="http", catalog=catalog_path, local_engine=local)
-        )
-    _initialize(project, url=None, transport=local.transport())
-    return _set_current(Connection("local", project, transport="in-process", catalog=catalog_path, local_engine=local))
+    return local
 
 
 def _initialize(project: str, url: str | None, transport: Any = None, credentials: Any = None) -> None:

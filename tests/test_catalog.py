@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +14,8 @@ import pytest
 import shapely
 
 import gee_mining
+from gee_mining.io.catalog import CatalogEntry, catalog_text, table_entry
+from gee_mining.io.polygons import read_polygons, register_polygon_file
 from gee_mining.local import Catalog, CatalogError
 
 POLYS = [
@@ -136,3 +139,40 @@ def test_get_asset_answers_for_catalog_tables(ee_local):
     info = ee.data.getAsset("projects/gee-mining-test/assets/squares")
     assert info["type"] == "TABLE"
     assert info["name"] == "projects/gee-mining-test/assets/squares"
+
+
+def test_catalog_text_escapes_paths_for_toml(tmp_path):
+    """A path with quotes, backslashes, a newline and non-ASCII letters round-trips through tomllib."""
+    path = 'C:\\data\\"mines"\n\té ü/x.geojson'
+    entries = [
+        table_entry("projects/p/assets/a", path),
+        CatalogEntry("image", {"id": "x", "path": path, "band_names": ["B1", 'q"'], "properties": {"a b": 1.5}}),
+    ]
+    data = tomllib.loads(catalog_text(entries, include=[path], header='one "line"\nand another'))
+    assert data["include"] == [path]
+    assert data["table"] == [{"id": "projects/p/assets/a", "path": path}]
+    assert data["image"] == [{"id": "x", "path": path, "band_names": ["B1", 'q"'], "properties": {"a b": 1.5}}]
+
+
+def test_register_polygon_file_writes_an_escaped_catalog(tmp_path):
+    """A user's polygon file in a folder whose name needs escaping is served under its asset id."""
+    folder = tmp_path / 'we"ird\\name'
+    folder.mkdir()
+    src = folder / "mines.geojson"
+    bowtie = shapely.Polygon([(0, 0), (1, 1), (1, 0), (0, 1)])  # self-intersecting: repaired
+    square = shapely.box(2, 2, 3, 3)
+    features = [
+        {"type": "Feature", "geometry": json.loads(shapely.to_geojson(g)), "properties": {"id": i}}
+        for i, g in enumerate([bowtie, square])
+    ]
+    src.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    with pytest.warns(UserWarning, match="1 invalid"):
+        asset, catalog, repaired = register_polygon_file(src, tmp_path / "cat", "my-project", base=src)
+    assert (asset, repaired) == ("projects/my-project/assets/mines", 1)
+    data = tomllib.loads(catalog.read_text())
+    assert data["include"] == [str(src.resolve())]
+    served = read_polygons(data["table"][0]["path"])
+    assert [p["id"] for p in served.properties] == [0, 1]
+    assert all(shapely.is_valid(g) for g in served.geometries)
+    assert shapely.equals(served.geometries[1], square)
+    assert abs(served.geometries[0].area - shapely.make_valid(bowtie).area) < 1e-12

@@ -236,7 +236,8 @@ def test_linear_model_json_contract_and_bad_input(tmp_path):
 def test_export_probability_map(ee_world, samples, pixels, tmp_path):
     import rasterio
 
-    from gee_mining.batch.exports import open_bucket, wait_for
+    from gee_mining.batch.tasks import wait_for
+    from gee_mining.connection import open_bucket
 
     row, grid, _, _ = pixels
     clf = C.train(samples[2], SPEC)

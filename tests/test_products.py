@@ -19,14 +19,14 @@ import pytest
 import rasterio
 import shapely
 
-from gee_mining.batch.exports import ExportSpec, cell_files, export_cells, open_bucket
+from gee_mining.batch.exports import ExportSpec, cell_files, export_cells, export_pixel_table
+from gee_mining.connection import open_bucket
 from gee_mining.contracts.bands import NODATA
 from gee_mining.errors import InputError
 from gee_mining.steps.cell_image import ImagerySpec, cell_image
 from gee_mining.steps.grid import GridSpec, build_grid, pixel_grid
 from gee_mining.steps.pixel_tables import (
     csv_to_table,
-    export_pixel_table,
     fetch_pixel_table,
     from_geotiff,
     read_pixel_table,
@@ -231,7 +231,7 @@ def test_pixel_table_routes_agree_and_positions_are_right(ee_world, world, expor
 
     task = export_pixel_table(row, image, SPEC.band_names, "gs://tables/pixels")
     task.start()
-    from gee_mining.batch.exports import wait_for
+    from gee_mining.batch.tasks import wait_for
 
     assert wait_for([task], poll_s=0.05)[0]["state"] == "COMPLETED"
     bucket = open_bucket("tables")
@@ -315,3 +315,32 @@ def test_cli_exports_quicklooks_pixel_tables_and_a_job(world, grid, tmp_path, ca
     assert "0 submitted by this run" in capsys.readouterr().out
     assert main(["export", "status", str(job)]) == 0
     assert f"SUCCEEDED {len(grid.rows)}" in capsys.readouterr().out
+
+
+def test_cell_geotiff_carries_its_row_as_a_tag(ee_world, exported):
+    """Each exported cell GeoTIFF holds its grid row (GEE_MINING_CELL tag); the pixel table needs no row."""
+    rows, _, folder = exported
+    for row in rows:
+        path = folder / f"{row['name']}.tif"
+        with rasterio.open(path) as ds:
+            tag = json.loads(ds.tags()["GEE_MINING_CELL"])
+        assert {k: tag[k] for k in ("name", "epsg", "zoom", "label")} == {
+            k: row[k] for k in ("name", "epsg", "zoom", "label")
+        }
+        pd.testing.assert_frame_equal(from_geotiff(path), from_geotiff(path, row))
+
+
+def test_from_geotiff_without_a_tag_warns_and_uses_the_row(ee_world, exported, tmp_path):
+    rows, _, folder = exported
+    row = rows[0]
+    untagged = tmp_path / "renamed.tif"
+    with rasterio.open(folder / f"{row['name']}.tif") as src:
+        profile = {**src.profile, "driver": "GTiff"}
+        with rasterio.open(untagged, "w", **profile) as dst:
+            dst.write(src.read())
+            dst.descriptions = src.descriptions
+    with pytest.warns(UserWarning, match="GEE_MINING_CELL"):
+        table = from_geotiff(untagged, row)
+    assert (table["cell"] == row["name"]).all()
+    with pytest.raises(InputError, match="GEE_MINING_CELL"):
+        from_geotiff(untagged)

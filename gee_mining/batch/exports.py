@@ -19,24 +19,23 @@ Large runs (thousands of cells, a few tasks at a time, resumable) go through
 
 from __future__ import annotations
 
-import base64
 import os
 import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import ee
-import google_crc32c
-from google.cloud import storage
 
-from gee_mining.connection import current_connection
+from gee_mining.batch.tasks import start_tasks, succeeded, wait_for
+from gee_mining.connection import open_bucket
 from gee_mining.contracts.bands import NODATA
-from gee_mining.errors import GeeMiningError, InputError
+from gee_mining.errors import InputError
+from gee_mining.io.cell_tags import CELL_TAG, cell_tag_value
 from gee_mining.steps.cell_image import ImagerySpec, cell_image, check_rows
 from gee_mining.steps.grid import pixel_grid
+from gee_mining.steps.pixel_tables import columns, pixel_features
 
 FORMATS = ("GeoTIFF", "TFRecord")
 
@@ -121,6 +120,8 @@ def export_task(image: Any, row: dict[str, Any], spec: ExportSpec, description: 
             f"patch_size {spec.patch_size}: the {grid.width} x {grid.height} pixel cell {row['name']} does not split "
             f"into whole patches; use a divisor of {grid.width} (Earth Engine would drop the border patches)."
         )
+    if spec.format == "GeoTIFF":  # the cell's row travels in the file (GEE_MINING_CELL tag)
+        image = ee.Image(image).set(CELL_TAG, cell_tag_value(row))
     return ee.batch.Export.image.toCloudStorage(
         image,
         description=description or task_description(row["name"]),
@@ -140,28 +141,6 @@ def cell_export_task(
 ):
     """The export task of one cell's image (composite, indices, labels)."""
     return export_task(cell_image(row, polygons, imagery), row, spec, **kw)
-
-
-def wait_for(tasks: Sequence[Any], poll_s: float = 1.0, timeout_s: float | None = None, progress=None) -> list[dict]:
-    """Poll started tasks until each ends (COMPLETED, FAILED or CANCELLED); their final statuses."""
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    done: dict[int, dict] = {}
-    last = None
-    while len(done) < len(tasks):
-        for i, task in enumerate(tasks):
-            if i not in done:
-                status = task.status()
-                if status.get("state") in ("COMPLETED", "SUCCEEDED", "FAILED", "CANCELLED"):
-                    done[i] = status
-        line = f"[exports] {len(done)}/{len(tasks)} tasks finished"
-        if progress and line != last:
-            progress(line)
-            last = line
-        if len(done) < len(tasks):
-            if deadline is not None and time.monotonic() > deadline:
-                raise GeeMiningError(f"{len(tasks) - len(done)} export task(s) still running after {timeout_s:g} s.")
-            time.sleep(poll_s)
-    return [done[i] for i in range(len(tasks))]
 
 
 def export_cells(
@@ -186,20 +165,16 @@ def export_cells(
     names = [r["name"] for r in rows]
     if len(set(names)) != len(names):
         raise InputError("rows: cell names repeat; give each cell once (names are the files' names).")
-    tasks = []
-    for i, row in enumerate(rows):
-        task = cell_export_task(row, polygons, spec, imagery) if image is None else export_task(image, row, spec)
-        task.start()
-        tasks.append(task)
-        if progress:
-            progress(f"[exports] started {i + 1}/{len(rows)}: {row['name']} ({spec.format})")
+    tasks = [cell_export_task(row, polygons, spec, imagery) if image is None else export_task(image, row, spec)
+             for row in rows]  # fmt: skip
+    start_tasks(tasks, progress, [f"{row['name']} ({spec.format})" for row in rows])
     if not wait:
         return [ExportResult(r["name"], t.id, "RUNNING") for r, t in zip(rows, tasks, strict=True)]
     statuses = wait_for(tasks, progress=progress)
     results = []
     bucket = open_bucket(spec.bucket)
     for row, task, status in zip(rows, tasks, statuses, strict=True):
-        state = "COMPLETED" if status["state"] in ("COMPLETED", "SUCCEEDED") else status["state"]
+        state = "COMPLETED" if succeeded(status) else status["state"]
         result = ExportResult(row["name"], task.id, state, error=status.get("error_message"))
         if state == "COMPLETED":
             names = cell_files(bucket.list(spec.file_prefix(row["name"])), spec.file_prefix(row["name"]))
@@ -219,92 +194,18 @@ def cell_files(names: Sequence[str], file_prefix: str) -> list[str]:
     return sorted(n for n in names if pattern.fullmatch(n))
 
 
-# -- reading what exports wrote ---------------------------------------------------------
+def export_pixel_table(row: dict[str, Any], image: Any, bands: Sequence[str], destination: str, description=None):
+    """An (unstarted) ``Export.table.toCloudStorage`` task writing the cell's pixel table as CSV.
 
-
-class Bucket:
-    """The objects of one Cloud Storage bucket as the current engine sees them (listing and download).
-
-    On Earth Engine and on a local engine backed by the emulator or real Cloud Storage this is
-    ``google-cloud-storage``; on a local engine with folder storage, the bucket's folder.
+    ``destination`` is ``gs://BUCKET/PREFIX``; the file is ``PREFIX/<cell>.csv``.
     """
 
-    def __init__(self, name: str, client: Any = None, folder: Path | None = None):
-        self.name, self._client, self._folder = name, client, folder
-
-    def list(self, prefix: str = "") -> list[str]:
-        if self._folder is not None:
-            # Only the folder the prefix ends in is scanned (not the whole bucket): a job verifying
-            # each of 10,000 cells must not read 10,000 names 10,000 times.
-            parent, _, stem = prefix.rpartition("/")
-            base = self._folder / parent if parent else self._folder
-            if not base.is_dir():
-                return []
-            found = []
-            for entry in os.scandir(base):
-                if not entry.name.startswith(stem) or entry.name.startswith(".partial-"):
-                    continue
-                if entry.is_file():
-                    found.append(f"{parent}/{entry.name}" if parent else entry.name)
-                elif entry.is_dir():
-                    found += [
-                        p.relative_to(self._folder).as_posix() for p in Path(entry.path).rglob("*") if p.is_file()
-                    ]
-            return sorted(found)
-        return sorted(b.name for b in self._client.list_blobs(self.name, prefix=prefix))
-
-    def read(self, name: str) -> bytes:
-        if self._folder is not None:
-            return (self._folder / name).read_bytes()
-        return self._client.bucket(self.name).blob(name).download_as_bytes()
-
-    def download(self, name: str, path: str | os.PathLike) -> Path:
-        """Copy one object to ``path`` atomically (a partial file never stays behind)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".partial-{path.name}")
-        try:
-            tmp.write_bytes(self.read(name))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
-
-    def crc32c(self, name: str) -> str:
-        """The object's CRC32C, base64 as Cloud Storage reports it (computed from the bytes for a folder)."""
-        if self._folder is None:
-            blob = self._client.bucket(self.name).get_blob(name)
-            if blob is not None and blob.crc32c:
-                return blob.crc32c
-
-        return base64.b64encode(google_crc32c.Checksum(self.read(name)).digest()).decode()
-
-    def size(self, name: str) -> int:
-        if self._folder is not None:
-            return (self._folder / name).stat().st_size
-        blob = self._client.bucket(self.name).get_blob(name)
-        return int(blob.size) if blob is not None else -1
-
-
-def open_bucket(name: str, storage_root: str | os.PathLike | None = None) -> Bucket:
-    """The bucket ``name`` where the current engine's exports land.
-
-    ``storage_root``: the folder of a local engine's folder storage, for a local engine that serves
-    from another process (``gee-mining serve --storage DIR``), whose storage this process cannot see.
-    """
-
-    if storage_root is not None:
-        return Bucket(name, folder=Path(storage_root) / name)
-    conn = current_connection()
-    engine = conn.local_engine if conn is not None and conn.is_local else None
-    if conn is not None and conn.is_local and engine is None:
-        raise InputError(
-            f"the local engine at {conn.url} serves from another process: give its storage folder "
-            "(gee-mining serve --storage DIR; then --storage DIR here) to read what exports wrote."
-        )
-    if engine is not None:
-        if engine.storage_kind == "local":
-            return Bucket(name, folder=Path(engine.storage_root) / name)
-        return Bucket(name, client=engine.storage_client())
-
-    return Bucket(name, client=storage.Client(project=conn.project if conn else None))
+    spec = ExportSpec(destination)
+    return ee.batch.Export.table.toCloudStorage(
+        pixel_features(row, image),
+        description=description or task_description(row["name"], "pixels"),
+        bucket=spec.bucket,
+        fileNamePrefix=spec.file_prefix(row["name"]),
+        fileFormat="CSV",
+        selectors=columns(bands, row),
+    )

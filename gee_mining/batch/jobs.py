@@ -35,12 +35,13 @@ from typing import Any
 import pyarrow.parquet as pq
 import pyogrio
 
-from gee_mining.batch.exports import ExportSpec, cell_export_task, cell_files, open_bucket, task_description
+from gee_mining.batch.exports import ExportSpec, cell_export_task, cell_files, export_pixel_table, task_description
+from gee_mining.batch.tasks import operation_state, start_with_request_id
+from gee_mining.connection import open_bucket
 from gee_mining.errors import GeeMiningError, InputError
 from gee_mining.steps.cell_image import ImagerySpec
 from gee_mining.steps.cell_image import cell_image as image_of
 from gee_mining.steps.grid import child_rows, ee_cell_geometry, pixel_grid
-from gee_mining.steps.pixel_tables import export_pixel_table
 
 STATES = ("PENDING", "SUBMITTING", "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED", "SPLIT")
 ACTIVE = ("SUBMITTED", "RUNNING")
@@ -514,13 +515,6 @@ class JobResult:
         return self.counts.get("FAILED", 0) == 0 and done == sum(self.counts.values())
 
 
-def _op_state(op: dict) -> tuple[str, str | None, list[str]]:
-    meta = op.get("metadata", {})
-    state = meta.get("state", "PENDING")
-    error = (op.get("error") or {}).get("message")
-    return state, error, list(meta.get("destinationUris", []))
-
-
 def run_job(
     ee,
     spec: JobSpec,
@@ -639,7 +633,7 @@ def cancel_job(ee, spec: JobSpec, ledger_path: str | Path | None = None) -> int:
         for row in ledger.rows(ACTIVE):
             try:
                 ee.data.cancelOperation(row["operation"])
-                state = _op_state(ee.data.getOperation(row["operation"]))[0]
+                state = operation_state(ee.data.getOperation(row["operation"]))[0]
             except ee.EEException:
                 continue  # unknown to the engine now: the next run's poll resubmits it
             if state == "SUCCEEDED":
@@ -681,10 +675,7 @@ def _submit(ee, ledger: Ledger, spec: JobSpec, product, cell: str, max_attempts:
     request_id, attempts = current[0], current[1] + 1
     ledger.update(cell, state="SUBMITTING", attempts=attempts)  # BEFORE the engine hears of it
     try:
-        task = product(ee, row, spec)
-        task._request_id = request_id  # Task.start sends it as the requestId; id stays None so it keeps the name
-        task.start()
-        name = task.name
+        name = start_with_request_id(product(ee, row, spec), request_id)
     except InputError as exc:
         ledger.update(cell, state="FAILED", error=str(exc))
         say(f"  FAILED {cell}: {exc}")
@@ -712,7 +703,7 @@ def _poll(ee, ledger: Ledger, spec: JobSpec, row: dict, max_attempts: int, say,
         # The engine no longer knows the operation (a local engine restarted): submit again.
         ledger.update(cell, state="PENDING", operation=None, error=str(exc))
         return
-    state, error, uris = _op_state(op)
+    state, error, uris = operation_state(op)
     if state == "SUCCEEDED":
         try:
             files = verify_outputs(spec, cell, storage_root)

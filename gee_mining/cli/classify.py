@@ -13,8 +13,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from gee_mining.batch.exports import wait_for
 from gee_mining.batch.jobs import read_cells
+from gee_mining.batch.tasks import run_tasks, succeeded
 from gee_mining.cli.common import connect_with_polygons, parse_key_values
 from gee_mining.contracts.models import LinearModel
 from gee_mining.ml.classify.model import compile_linear
@@ -101,15 +101,11 @@ def _deploy(args) -> int:
     else:
         classifier = train(training_samples(rows, polygons, spec), spec)
         images = [probability_image(r, classifier, spec) for r in rows]
-    tasks = []
-    for row, image in zip(rows, images, strict=True):
-        task = export_probability(row, image, args.out)
-        task.start()
-        tasks.append(task)
-    statuses = wait_for(tasks, progress=print)
-    done = sum(s["state"] in ("COMPLETED", "SUCCEEDED") for s in statuses)
+    tasks = [export_probability(row, image, args.out) for row, image in zip(rows, images, strict=True)]
+    statuses = run_tasks(tasks, progress=print)
+    done = sum(succeeded(s) for s in statuses)
     for row, st in zip(rows, statuses, strict=True):
-        if st["state"] not in ("COMPLETED", "SUCCEEDED"):
+        if not succeeded(st):
             print(f"failed: {row['name']}: {st.get('error_message', st['state'])}")
     print(f"{done} of {len(tasks)} probability maps exported to {args.out}")
     return 0 if done == len(tasks) else 1

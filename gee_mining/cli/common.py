@@ -10,8 +10,8 @@ from typing import Any
 
 from gee_mining.connection import connect
 from gee_mining.errors import InputError
+from gee_mining.io.polygons import register_polygon_file
 from gee_mining.local.service.catalog import TABLE_SUFFIXES
-from gee_mining.steps.grid import register_polygon_file
 
 
 def connect_with_polygons(args: argparse.Namespace) -> str:

@@ -11,8 +11,9 @@ from pathlib import Path
 import ee
 import pandas as pd
 
-from gee_mining.batch.exports import ExportSpec, export_cells, wait_for
+from gee_mining.batch.exports import ExportSpec, export_cells, export_pixel_table
 from gee_mining.batch.jobs import Ledger, cancel_job, load_spec, read_cells, retry_failed, run_job
+from gee_mining.batch.tasks import run_tasks, succeeded
 from gee_mining.cli.classify import add_cli as add_classify_cli
 from gee_mining.cli.common import connect_with_polygons
 from gee_mining.cli.detect import add_cli as add_detect_cli
@@ -37,7 +38,7 @@ from gee_mining.steps.grid import (
     parse_table_property,
     write_table,
 )
-from gee_mining.steps.pixel_tables import export_pixel_table, from_geotiff, write_pixel_table
+from gee_mining.steps.pixel_tables import from_geotiff, write_pixel_table
 from gee_mining.steps.quicklooks import QuicklookSpec, write_quicklooks
 from gee_mining.tools.algorithms_doc import algorithms_markdown
 from gee_mining.tools.jsgen import cli
@@ -204,13 +205,9 @@ def _pixels(args: argparse.Namespace) -> int:
         raise InputError("server-side pixel tables need --polygons (the mine polygons, for the labels).")
     polygons = connect_with_polygons(args)
     spec = _imagery_spec(args)
-    tasks = []
-    for row in rows:
-        task = export_pixel_table(row, cell_image(row, polygons, spec), spec.band_names, args.out)
-        task.start()
-        tasks.append(task)
-    statuses = wait_for(tasks, progress=print)
-    done = sum(s["state"] in ("COMPLETED", "SUCCEEDED") for s in statuses)
+    tasks = [export_pixel_table(row, cell_image(row, polygons, spec), spec.band_names, args.out) for row in rows]
+    statuses = run_tasks(tasks, progress=print)
+    done = sum(succeeded(s) for s in statuses)
     print(f"{done} of {len(tasks)} pixel tables exported to {args.out} (CSV, one per cell)")
     return 0 if done == len(tasks) else 1
 

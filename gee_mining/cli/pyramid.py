@@ -10,12 +10,12 @@ import ee
 
 from gee_mining.connection import connect
 from gee_mining.errors import InputError
+from gee_mining.io.polygons import register_polygon_file
 from gee_mining.pyramid.core import PyramidSpec, calibrate, run_exhaustive, run_pyramid, start_cells
 from gee_mining.pyramid.detectors import PixelModelDetector
 from gee_mining.pyramid.plan import world_plan
 from gee_mining.pyramid.probability import fit_probability
 from gee_mining.pyramid.world import prepare_simulated
-from gee_mining.steps.grid import register_polygon_file
 
 
 def _levels(args):

@@ -70,12 +70,12 @@ def demo_step(ee, report, ctx) -> None:
 
     section = report.section("SIMULATED · The pyramid: coarse-to-fine search, its cost and recall")
     conn = current_connection()
-    if conn is None or not conn.is_local or conn.local_engine is None:
+    if conn is None or conn.storage_root is None:
         Report.text(section, "Skipped: the pyramid demo runs on an in-process local engine.", "warn")
         return
     t0 = time.perf_counter()
     out = Path(ctx.out) / "pyramid"
-    sim = prepare_simulated(out, conn.catalog, conn.local_engine.storage_root, size_km=11.04, clusters=2,
+    sim = prepare_simulated(out, conn.catalog, conn.storage_root, size_km=11.04, clusters=2,
                             engine_project=conn.project, progress=ctx.progress)  # fmt: skip
     ctx.timings["pyramid: simulated world + composite export"] = time.perf_counter() - t0
     t = time.perf_counter()

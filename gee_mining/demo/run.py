@@ -35,7 +35,16 @@ from gee_mining.demo import pyramid as pyramid_demo
 from gee_mining.demo import study as study_demo
 from gee_mining.demo.context import DemoContext, DemoResult
 from gee_mining.errors import InputError
-from gee_mining.io.catalog import AMAZON_ID, COUNTRIES_ID, MINES_ID, WORLD_MINES_ID, catalog_toml, find_shared_data
+from gee_mining.io.catalog import (
+    AMAZON_ID,
+    COUNTRIES_ID,
+    MINES_ID,
+    WORLD_MINES_ID,
+    catalog_text,
+    find_shared_data,
+    shared_entries,
+    table_entry,
+)
 from gee_mining.io.pages import iter_features
 from gee_mining.steps.grid import GridSpec, build_levels, cell_polygon, write_table
 from gee_mining.steps.measure import measure_table
@@ -68,8 +77,8 @@ def write_demo_catalog(out_dir: Path, world=None) -> tuple[Path, list[str]]:
     text = "# Written by `gee-mining demo`: asset ids of the local engine -> files.\n\n"
     if world is not None:
         text += Path(world.catalog).read_text() + "\n"
-    text += catalog_toml(find_shared_data(), "gee-mining-local")
-    text += f'\n[[table]]\nid = "{COUNTRIES_ID}"\npath = "{natural_earth_countries().resolve()}"\n'
+    text += catalog_text([*shared_entries(find_shared_data(), "gee-mining-local"),
+                          table_entry(COUNTRIES_ID, natural_earth_countries().resolve())])  # fmt: skip
     path = base / "catalog_demo.toml"
     path.write_text(text)
     present = [t["id"] for t in tomllib.loads(text).get("table", [])]

@@ -1,4 +1,10 @@
-"""Catalog entries for the project's shared real data (``../shared/data``).
+"""The local engine's catalog TOML: the one place that writes it, and the entries of the shared real data.
+
+Every catalog this package writes (the simulated world's, the demo's, a user's polygon file, the
+pyramid's composite) is built from :class:`CatalogEntry` values by :func:`catalog_text`, which
+quotes every string as TOML requires (paths with quotes or backslashes included).
+
+Catalog entries for the project's shared real data (``../shared/data``):
 
 The real Sentinel-2 scenes register under Earth Engine's collection ids, with
 Earth Engine's band names and the scene properties that their file names and
@@ -11,9 +17,13 @@ metadata give (nothing invented): the Level-1C crop as an item of
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 S2_BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
 L1C_DIR = "imagery/s2_l1c_T33UUU_20170216"
@@ -38,24 +48,87 @@ def _file_band(name: str) -> str:
     return re.sub(r"^B0(\d)$", r"B\1", name)
 
 
-def _toml_value(value) -> str:
-    return json.dumps(value)
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 
 
-def _image_toml(asset_id: str, collection: str, time_start: str, bands: dict[str, Path], props: dict) -> str:
-    lines = [
-        "[[image]]",
-        f"id = {_toml_value(asset_id)}",
-        f"collection = {_toml_value(collection)}",
-        f"time_start = {_toml_value(time_start)}",
-        "bands = { " + ", ".join(f"{k} = {_toml_value(str(v))}" for k, v in bands.items()) + " }",
-        "properties = { " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in props.items()) + " }",
-    ]
-    return "\n".join(lines)
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string: quotes, backslashes and control characters escaped, the rest as is."""
+    out = []
+    for ch in str(text):
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
-def imagery_toml(shared: Path) -> str:
-    """TOML ``[[image]]`` entries for the real scenes found under ``shared``."""
+def toml_key(key: str) -> str:
+    """A TOML key: bare when it may be, quoted otherwise."""
+    return key if _BARE_KEY.fullmatch(key) else toml_string(key)
+
+
+def toml_value(value: Any) -> str:
+    """A TOML value of a string, path, bool, number, list or dict (an inline table)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
+    if isinstance(value, (str, os.PathLike)):
+        return toml_string(os.fspath(value))
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{toml_key(str(k))} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"{value!r}: no TOML form for a {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One catalog entry: its kind (``table``, ``image``, ``image_collection``) and its fields, in order."""
+
+    kind: Literal["table", "image", "image_collection"]
+    fields: dict[str, Any]
+
+    def toml(self) -> str:
+        """``[[kind]]`` and one ``key = value`` line per field."""
+        return "\n".join([f"[[{self.kind}]]", *(f"{toml_key(k)} = {toml_value(v)}" for k, v in self.fields.items())])
+
+
+def table_entry(asset_id: str, path: str | os.PathLike) -> CatalogEntry:
+    """A ``[[table]]`` entry serving the vector file ``path`` under ``asset_id``."""
+    return CatalogEntry("table", {"id": asset_id, "path": os.fspath(path)})
+
+
+def catalog_text(entries: Iterable[CatalogEntry], include: Sequence[str | os.PathLike] = (), header: str = "") -> str:
+    """A catalog TOML: ``header`` (comment lines), the ``include`` list, then the entries (blank lines between)."""
+    parts = ["\n".join(f"# {line}" for line in header.splitlines())] if header else []
+    if include:
+        parts.append(f"include = {toml_value([os.fspath(p) for p in include])}")
+    parts += [e.toml() for e in entries]
+    return "\n\n".join(parts) + "\n"
+
+
+def write_catalog(
+    path: str | os.PathLike, entries: Iterable[CatalogEntry], include: Sequence[str | os.PathLike] = (), header=""
+) -> Path:
+    """Write :func:`catalog_text` to ``path``; the path."""
+    path = Path(path)
+    path.write_text(catalog_text(entries, include, header))
+    return path
+
+
+def _image_entry(asset_id: str, collection: str, time_start: str, bands: dict[str, Path], props: dict) -> CatalogEntry:
+    fields = {"id": asset_id, "collection": collection, "time_start": time_start, "bands": bands, "properties": props}
+    return CatalogEntry("image", fields)
+
+
+def imagery_entries(shared: Path) -> list[CatalogEntry]:
+    """``[[image]]`` entries for the real scenes found under ``shared``."""
     out = []
     l1c = shared / L1C_DIR
     if l1c.is_dir():
@@ -63,7 +136,7 @@ def imagery_toml(shared: Path) -> str:
         bands = {b: files[b] for b in S2_BANDS if b in files}
         index = "20170216T102101_20170216T102101_T33UUU"
         out.append(
-            _image_toml(
+            _image_entry(
                 f"COPERNICUS/S2_HARMONIZED/{index}",
                 "COPERNICUS/S2_HARMONIZED",
                 "2017-02-16T10:21:01Z",
@@ -87,7 +160,7 @@ def imagery_toml(shared: Path) -> str:
         bands = {b: files[b] for b in S2_BANDS if b in files}
         when = meta["acquisition_date"].replace(" ", "T") + "Z"
         out.append(
-            _image_toml(
+            _image_entry(
                 f"COPERNICUS/S2_SR_HARMONIZED/{index}",
                 "COPERNICUS/S2_SR_HARMONIZED",
                 when,
@@ -101,23 +174,28 @@ def imagery_toml(shared: Path) -> str:
                 },
             )
         )
-    return "\n\n".join(out)
+    return out
 
 
-def tables_toml(shared: Path, project: str) -> str:
-    out = []
-    for name, rel in TABLES.items():
-        path = shared / rel
-        if path.exists():
-            out.append(f'[[table]]\nid = "projects/{project}/assets/{name}"\npath = {_toml_value(str(path.resolve()))}')
-    return "\n\n".join(out)
+def table_entries(shared: Path, project: str) -> list[CatalogEntry]:
+    """``[[table]]`` entries for the polygon files found under ``shared``."""
+    return [
+        table_entry(f"projects/{project}/assets/{name}", (shared / rel).resolve())
+        for name, rel in TABLES.items()
+        if (shared / rel).exists()
+    ]
+
+
+def shared_entries(shared: Path | None, project: str) -> list[CatalogEntry]:
+    """Entries for everything in the shared data folder (none when there is none)."""
+    if shared is None:
+        return []
+    return table_entries(shared, project) + imagery_entries(shared)
 
 
 def catalog_toml(shared: Path | None, project: str) -> str:
     """A catalog of everything in the shared data folder (empty when there is none)."""
-    if shared is None:
-        return ""
-    return "\n\n".join(p for p in (tables_toml(shared, project), imagery_toml(shared)) if p) + "\n"
+    return "" if shared is None else catalog_text(shared_entries(shared, project))
 
 
 MINES_ID = "projects/gee-mining-local/assets/mining_tropics_demo"

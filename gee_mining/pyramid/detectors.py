@@ -88,10 +88,10 @@ class PixelModelDetector:
         detections, files, pixels, nbytes = [], [], 0, 0
         image = ee.Image(self.probability).rename("probability").toFloat()
         for group in _blocks(cells, self.block):
-            for path, size in self._export(ee, image, group, out):
+            for row, (path, size) in zip(group, self._export(ee, image, group, out), strict=True):
                 files.append(path)
                 nbytes += size
-                raster = open_cell(path)
+                raster = open_cell(path, name=row["name"])
                 pixels += raster.width * raster.height
                 with rasterio.open(path) as ds:
                     prob = ds.read(1, masked=True).filled(0.0)

@@ -8,7 +8,6 @@ scale over a whole region, from the composite alone; the pyramid then aggregates
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,10 +21,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from gee_mining.batch.exports import open_bucket, wait_for
+from gee_mining.batch.tasks import run_tasks, succeeded
+from gee_mining.connection import open_bucket
 from gee_mining.contracts.bands import MINE_BAND
 from gee_mining.contracts.models import LinearModel
 from gee_mining.errors import InputError
+from gee_mining.io.catalog import CatalogEntry
 from gee_mining.io.pages import iter_features
 from gee_mining.ml.classify import compile_linear
 from gee_mining.steps.indices import add_indices
@@ -106,9 +107,8 @@ def export_composite(ee, epsg: int, bounds: Sequence[float], composite_spec=None
         crs=f"EPSG:{epsg}", crsTransform=[10, 0, xmin, 0, -10, ymax], dimensions=f"{width}x{height}",
         maxPixels=int(1e10), fileFormat="GeoTIFF", formatOptions={"cloudOptimized": True},
     )  # fmt: skip
-    task.start()
-    (status,) = wait_for([task], progress=progress)
-    if status.get("state") != "COMPLETED":
+    (status,) = run_tasks([task], progress=progress)
+    if not succeeded(status):
         raise RuntimeError(f"the composite export failed: {status.get('error_message', status)}")
     target = Path(download_to or ".") / f"{name}.tif"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -132,11 +132,8 @@ def _band_interleaved(path) -> None:
     os.replace(tmp, path)
 
 
-def composite_catalog(path, asset_id: str, composite_spec=None) -> str:
+def composite_entry(path, asset_id: str, composite_spec=None) -> CatalogEntry:
     """A catalog ``[[image]]`` entry serving an exported composite GeoTIFF under ``asset_id``."""
 
     bands = composite_bands(composite_spec)
-    return (
-        f'\n[[image]]\nid = "{asset_id}"\npath = {json.dumps(str(Path(path).resolve()))}\n'
-        f"band_names = {json.dumps(bands)}\n"
-    )
+    return CatalogEntry("image", {"id": asset_id, "path": Path(path).resolve(), "band_names": bands})

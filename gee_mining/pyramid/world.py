@@ -24,7 +24,8 @@ import pyproj
 import shapely
 
 from gee_mining.connection import connect
-from gee_mining.pyramid.probability import composite_catalog, export_composite
+from gee_mining.io.catalog import table_entry, write_catalog
+from gee_mining.pyramid.probability import composite_entry, export_composite
 from gee_mining.steps.sentinel2 import CompositeSpec
 from gee_mining.world import generate_world
 from gee_mining.world.landscape import _blob
@@ -154,11 +155,9 @@ def prepare_simulated(
     mines_id = f"projects/{project}/assets/world_mines"
     mines_path = Path(world.out_dir) / "tables" / "mines.geojson"
     # The base catalog is included by its absolute path: its own relative paths stay relative to it.
-    text = f"include = [{json.dumps(str(Path(base_catalog).resolve()))}]\n" if base_catalog else ""
-    text += composite_catalog(path, composite_id, spec)
-    text += f'\n[[table]]\nid = "{mines_id}"\npath = "{mines_path.resolve()}"\n'
-    catalog = out / "catalog_pyramid.toml"
-    catalog.write_text(text)
+    include = [Path(base_catalog).resolve()] if base_catalog else []
+    entries = [composite_entry(path, composite_id, spec), table_entry(mines_id, mines_path.resolve())]
+    catalog = write_catalog(out / "catalog_pyramid.toml", entries, include)
     connect("local", project=engine_project or project, catalog=catalog, storage_root=storage)
     say(f"[pyramid] composite exported and served as {composite_id}")
     return SimulatedPyramid(world, epsg, bounds, composite_id, mines_id, catalog)

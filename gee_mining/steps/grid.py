@@ -956,57 +956,6 @@ def _write_gpkg(table: GridTable, path: Path) -> None:
         )
 
 
-# -- input files ------------------------------------------------------------------------------
-
-
-def register_polygon_file(
-    path: str | os.PathLike, catalog_dir: Path, project: str, base: str | os.PathLike | None = None
-) -> tuple[str, Path, int]:
-    """A catalog for a user's polygon file, with invalid polygons repaired (and ``base``'s assets included).
-
-    Returns the asset id the local engine serves it under, the catalog path and
-    the number of polygons repaired (each repaired with ``shapely.make_valid``).
-    """
-
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"--polygons {path}: no such file.")
-    try:
-        meta, _, wkb, fields = pyogrio.raw.read(path)
-    except Exception as e:  # pyogrio raises several kinds
-        raise InputError(f"--polygons {path}: cannot read it as a vector file ({e}).") from None
-    geoms = shapely.from_wkb(wkb)
-    invalid = ~shapely.is_valid(geoms)
-    repaired = int(invalid.sum())
-    catalog_dir.mkdir(parents=True, exist_ok=True)
-    source = path
-    if repaired:
-        fixed = geoms.copy()
-        fixed[invalid] = shapely.make_valid(geoms[invalid], method="structure", keep_collapsed=False)
-        source = catalog_dir / "polygons_repaired.gpkg"
-        pyogrio.raw.write(
-            source,
-            geometry=shapely.to_wkb(fixed),
-            field_data=list(fields),
-            fields=list(meta["fields"]),
-            crs=meta.get("crs") or "EPSG:4326",
-            driver="GPKG",
-            layer="polygons",
-            geometry_type="MultiPolygon",
-            promote_to_multi=True,
-        )
-        warnings.warn(
-            f"{repaired} invalid polygon(s) in {path} were repaired (shapely.make_valid).", UserWarning, stacklevel=2
-        )
-    if len(geoms) == 0 or np.all(shapely.is_empty(geoms)):
-        raise InputError(f"--polygons {path}: the file holds no polygons.")
-    asset_id = f"projects/{project}/assets/{re.sub(r'[^A-Za-z0-9_-]', '_', path.stem)}"
-    catalog = catalog_dir / "catalog.toml"
-    include = f'include = ["{Path(base).resolve()}"]\n\n' if base else ""
-    catalog.write_text(f'{include}[[table]]\nid = "{asset_id}"\npath = "{source.resolve()}"\n')
-    return asset_id, catalog, repaired
-
-
 def parse_region(ee, text: str | None):
     """``W,S,E,N`` in degrees as an ee.Geometry.Rectangle, checked against the world's bounds."""
     if not text:

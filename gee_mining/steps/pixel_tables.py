@@ -30,6 +30,7 @@ tables larger than memory can be sampled by cell.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,8 @@ import pandas as pd
 import pyarrow.dataset as ds
 import rasterio
 
-from gee_mining.batch.exports import ExportSpec, task_description
 from gee_mining.errors import InputError
+from gee_mining.io.cell_tags import read_cell_tag
 from gee_mining.io.pages import iter_features
 from gee_mining.steps.grid import pixel_grid
 
@@ -88,23 +89,6 @@ def columns(bands: Sequence[str], row: dict[str, Any] | None = None) -> list[str
     return [*POSITION_COLUMNS, *bands, *meta]
 
 
-def export_pixel_table(row: dict[str, Any], image: Any, bands: Sequence[str], destination: str, description=None):
-    """An (unstarted) ``Export.table.toCloudStorage`` task writing the cell's pixel table as CSV.
-
-    ``destination`` is ``gs://BUCKET/PREFIX``; the file is ``PREFIX/<cell>.csv``.
-    """
-
-    spec = ExportSpec(destination)
-    return ee.batch.Export.table.toCloudStorage(
-        pixel_features(row, image),
-        description=description or task_description(row["name"], "pixels"),
-        bucket=spec.bucket,
-        fileNamePrefix=spec.file_prefix(row["name"]),
-        fileFormat="CSV",
-        selectors=columns(bands, row),
-    )
-
-
 def _typed(df, bands: Iterable[str]):
 
     for name in ("row", "col"):
@@ -141,12 +125,28 @@ def csv_to_table(path: str | os.PathLike, bands: Sequence[str] | None = None):
     return _typed(df.sort_values(["row", "col"], ignore_index=True), bands)
 
 
-def from_geotiff(path: str | os.PathLike, row: dict[str, Any]):
-    """The pixel table of one exported cell GeoTIFF (``exports``): rows for the pixels with data."""
+def _cell_row(path: Path, row: dict[str, Any] | None) -> dict[str, Any]:
+    """The cell's row from the file's ``GEE_MINING_CELL`` tag; ``row`` (with a warning) for files without one."""
+    tagged = read_cell_tag(path)
+    if tagged is not None:
+        return tagged
+    if row is None:
+        raise InputError(f"{path}: the GeoTIFF carries no cell metadata (GEE_MINING_CELL tag); give its grid row.")
+    warnings.warn(f"{path}: no GEE_MINING_CELL tag; the cell's metadata come from the row given.", stacklevel=3)
+    return row
+
+
+def from_geotiff(path: str | os.PathLike, row: dict[str, Any] | None = None):
+    """The pixel table of one exported cell GeoTIFF (``exports``): rows for the pixels with data.
+
+    The cell's name and metadata come from the file's ``GEE_MINING_CELL`` tag; ``row`` (the cell's
+    grid row) serves only files without the tag (exports written before the tag, or elsewhere).
+    """
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such GeoTIFF; export the cell first (gee_mining.batch.exports.export_cells).")
+    row = _cell_row(path, row)
     with rasterio.open(path) as ds:
         bands = list(ds.descriptions)
         if any(b is None for b in bands):

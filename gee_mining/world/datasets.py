@@ -13,7 +13,7 @@ from rasterio.transform import Affine
 from rasterio.warp import Resampling, reproject
 
 from gee_mining.errors import InputError
-from gee_mining.local.service.catalog import TableEntry, read_table
+from gee_mining.io.polygons import read_polygons
 from gee_mining.world.landscape import Surface, WorldGrid
 from gee_mining.world.spectra import MATERIALS
 
@@ -109,16 +109,13 @@ def write_polygons(polygons_lonlat: list[shapely.Geometry], props: list[dict], o
     return path
 
 
-def read_polygons(path: str | Path) -> tuple[list[shapely.Geometry], list[dict]]:
-    """Polygons of a table file in EPSG:4326 with their attributes (any format the catalog reads)."""
+def mine_polygons(path: str | Path) -> tuple[list[shapely.Geometry], list[dict]]:
+    """The (Multi)Polygons of a polygon file in EPSG:4326, each made valid, with their attributes."""
 
-    fc = read_table(TableEntry(id="polygons", path=Path(path)))
+    polygons = read_polygons(path)
     geoms, props = [], []
-    for f in fc.features:
-        if f.geometry is None:
-            continue
-        g = f.geometry.shape if hasattr(f.geometry, "shape") else f.geometry
-        if g.geom_type in ("Polygon", "MultiPolygon"):
+    for g, p in zip(polygons.geometries, polygons.properties, strict=True):
+        if g is not None and g.geom_type in ("Polygon", "MultiPolygon"):
             geoms.append(shapely.make_valid(g))
-            props.append({k: v for k, v in f.properties.items()})
+            props.append(p)
     return geoms, props

@@ -387,6 +387,15 @@ def _geotiff_writer(options: Mapping[str, Any], prefix: str):
     return write
 
 
+def _property_tags(image: Image) -> dict[str, str]:
+    """The image's plain properties (strings and numbers, no ``system:`` or other namespaced ones) as GeoTIFF tags."""
+    return {
+        k: str(v)
+        for k, v in image.properties.items()
+        if ":" not in k and isinstance(v, (str, int, float)) and not isinstance(v, bool)
+    }
+
+
 def _write_geotiff(
     image: Image,
     grid: PixelGrid,
@@ -422,6 +431,7 @@ def _write_geotiff(
     with rasterio.open(plain, "w", **profile) as ds:
         for i, band in enumerate(image.bands, start=1):
             ds.set_band_description(i, band.name)
+        ds.update_tags(**_property_tags(image))
         for r0, h in _tiles(grid.height, tile):
             for c0, w in _tiles(grid.width, tile):
                 ctx.check_cancelled()

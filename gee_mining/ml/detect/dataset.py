@@ -38,6 +38,7 @@ import json
 import math
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -46,7 +47,6 @@ from typing import Any
 
 import ee
 import numpy as np
-import pyogrio.raw
 import pyproj
 import rasterio
 import shapely
@@ -57,7 +57,9 @@ from shapely.geometry import shape
 
 from gee_mining.contracts.bands import BANDS, LABEL_BANDS
 from gee_mining.errors import InputError
+from gee_mining.io.cell_tags import read_cell_tag
 from gee_mining.io.pages import iter_features
+from gee_mining.io.polygons import read_polygons
 
 RGB = ("B4", "B3", "B2")
 DEFAULT_RANGES: dict[str, tuple[float, float]] = {
@@ -176,19 +178,23 @@ class CellRaster:
         return float(lon), float(lat)
 
 
-def open_cell(path: str | os.PathLike) -> CellRaster:
-    """The georeference of a per-cell GeoTIFF (name = file stem)."""
+def open_cell(path: str | os.PathLike, name: str | None = None) -> CellRaster:
+    """The georeference of a per-cell GeoTIFF; its name from ``name`` (a caller that wrote the file for a known
+    cell), else the ``GEE_MINING_CELL`` tag (the file stem, with a warning, for files without one)."""
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"cell image {path} does not exist.")
+    if name is None:
+        tagged = read_cell_tag(path)
+        if tagged is None:
+            warnings.warn(f"{path}: no GEE_MINING_CELL tag; the cell is named after the file.", stacklevel=2)
+        name = path.stem if tagged is None else str(tagged["name"])
     with rasterio.open(path) as ds:
         if ds.crs is None or ds.crs.to_epsg() is None:
             raise InputError(f"{path}: no EPSG CRS; per-cell GeoTIFFs are in the cell's UTM EPSG code.")
         t = ds.transform
-        return CellRaster(
-            path.stem, str(path), int(ds.crs.to_epsg()), (t.a, t.b, t.c, t.d, t.e, t.f), ds.width, ds.height
-        )
+        return CellRaster(name, str(path), int(ds.crs.to_epsg()), (t.a, t.b, t.c, t.d, t.e, t.f), ds.width, ds.height)
 
 
 def read_bands(path: str | os.PathLike, bands: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -330,16 +336,7 @@ def load_polygons(polygons: Any) -> list:
     """
 
     if isinstance(polygons, (str, os.PathLike)) and Path(polygons).exists():
-        meta, _, wkb, _ = pyogrio.raw.read(polygons, read_geometry=True)
-        geoms = list(shapely.from_wkb(wkb))
-        crs = meta.get("crs")
-        if crs:
-            epsg = pyproj.CRS.from_user_input(crs).to_epsg()
-            if epsg is None:
-                raise InputError(f"{polygons}: CRS {crs} has no EPSG code; reproject the file to EPSG:4326.")
-            if epsg != 4326:
-                geoms = [to_crs(g, 4326, epsg) for g in geoms]
-        return geoms
+        return read_polygons(polygons).geometries
     if (
         isinstance(polygons, str)
         and "/" in polygons

@@ -1,0 +1,82 @@
+"""Earth Engine batch tasks: the one place that starts them and polls them.
+
+Two ways of following a task, both here:
+
+- a handful of ``ee.batch.Task`` objects started together and waited for (:func:`start_tasks`,
+  :func:`wait_for`, :func:`run_tasks`): exports of a few cells, probability maps, pixel tables,
+  the pyramid's composite;
+- one operation by name, as the export-job launcher does (:func:`start_with_request_id`,
+  :func:`operation_state`): its ledger keeps the operation names and request ids across runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from gee_mining.errors import GeeMiningError
+
+DONE_STATES = ("COMPLETED", "SUCCEEDED", "FAILED", "CANCELLED")
+"""A task in one of these states has ended (Earth Engine's task list says COMPLETED, operations SUCCEEDED)."""
+
+
+def succeeded(status: dict) -> bool:
+    """Whether a task status (``Task.status()``) says the task finished its work."""
+    return status.get("state") in ("COMPLETED", "SUCCEEDED")
+
+
+def start_tasks(
+    tasks: Iterable[Any], progress: Callable[[str], None] | None = None, labels: Sequence[str] | None = None
+) -> list[Any]:
+    """Start each task in turn; the started tasks. ``progress`` hears one line per task when ``labels``
+    (one per task) name them."""
+    tasks = list(tasks)
+    for i, task in enumerate(tasks):
+        task.start()
+        if progress and labels is not None:
+            progress(f"[exports] started {i + 1}/{len(tasks)}: {labels[i]}")
+    return tasks
+
+
+def wait_for(tasks: Sequence[Any], poll_s: float = 1.0, timeout_s: float | None = None, progress=None) -> list[dict]:
+    """Poll started tasks until each ends (COMPLETED, FAILED or CANCELLED); their final statuses."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    done: dict[int, dict] = {}
+    last = None
+    while len(done) < len(tasks):
+        for i, task in enumerate(tasks):
+            if i not in done:
+                status = task.status()
+                if status.get("state") in DONE_STATES:
+                    done[i] = status
+        line = f"[exports] {len(done)}/{len(tasks)} tasks finished"
+        if progress and line != last:
+            progress(line)
+            last = line
+        if len(done) < len(tasks):
+            if deadline is not None and time.monotonic() > deadline:
+                raise GeeMiningError(f"{len(tasks) - len(done)} export task(s) still running after {timeout_s:g} s.")
+            time.sleep(poll_s)
+    return [done[i] for i in range(len(tasks))]
+
+
+def run_tasks(tasks: Iterable[Any], progress: Callable[[str], None] | None = None) -> list[dict]:
+    """Start the tasks, wait for all of them: their final statuses, in order."""
+    return wait_for(start_tasks(tasks), progress=progress)
+
+
+def start_with_request_id(task: Any, request_id: str) -> str:
+    """Start ``task`` under ``request_id`` (Earth Engine answers a repeated id with the operation it already
+    has, so a resubmission never starts a second export); the operation's name."""
+    task._request_id = request_id  # Task.start sends it as the requestId; id stays None so it keeps the name
+    task.start()
+    return task.name
+
+
+def operation_state(op: dict) -> tuple[str, str | None, list[str]]:
+    """An operation's (``ee.data.getOperation``) state, error message and destination URIs."""
+    meta = op.get("metadata", {})
+    state = meta.get("state", "PENDING")
+    error = (op.get("error") or {}).get("message")
+    return state, error, list(meta.get("destinationUris", []))

@@ -1,0 +1,143 @@
+"""Polygon files: the one reader (GeoJSON, GeoPackage, Shapefile, FlatGeobuf, GeoParquet) and their catalog entry.
+
+:func:`read_polygons` gives the features of a file as shapely geometries in EPSG:4326 with their
+properties as plain Python values (what ``json.dumps`` and the local engine take). The simulated
+world, the detector's dataset and the CLI's ``--polygons`` all read polygon files through it.
+:func:`register_polygon_file` serves a user's file to the local engine under an asset id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import pyogrio
+import pyproj
+import shapely
+
+from gee_mining.errors import InputError
+from gee_mining.io.catalog import table_entry, write_catalog
+
+POLYGON_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp", ".fgb", ".parquet", ".geoparquet")
+
+
+@dataclass(frozen=True)
+class PolygonFile:
+    """A polygon file's features: geometries in EPSG:4326 (None where a feature has none) and properties."""
+
+    path: Path
+    geometries: list[Any]
+    properties: list[dict[str, Any]]
+    source_crs: str | None
+
+
+def _plain(value: Any) -> Any:
+    """A column value as plain Python: numbers, strings, ISO dates, None for missing (NaN)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def _to_wgs84(geoms: np.ndarray, crs: str | None) -> np.ndarray:
+    """Geometries in ``crs`` (EPSG:4326 when None) reprojected to EPSG:4326, longitude first."""
+    if not crs:
+        return geoms
+    src = pyproj.CRS.from_user_input(crs)
+    if src.equals(pyproj.CRS.from_epsg(4326)):
+        return geoms
+    tf = pyproj.Transformer.from_crs(src, 4326, always_xy=True)
+    return shapely.transform(geoms, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
+
+
+def _read_parquet(path: Path) -> tuple[np.ndarray, dict[str, list], str | None]:
+    """GeoParquet: the primary geometry column (WKB), the other columns and the CRS its ``geo`` metadata gives."""
+    table = pq.read_table(path)
+    meta = json.loads((table.schema.metadata or {}).get(b"geo", b"{}") or b"{}")
+    col = meta.get("primary_column", "geometry")
+    if col not in table.column_names:
+        raise InputError(f"{path}: no geometry column '{col}' (is it GeoParquet?).")
+    crs = meta.get("columns", {}).get(col, {}).get("crs")
+    crs_text = json.dumps(crs) if isinstance(crs, dict) else crs
+    geoms = shapely.from_wkb(table.column(col).to_pylist())
+    return geoms, {n: table.column(n).to_pylist() for n in table.column_names if n != col}, crs_text
+
+
+def _read_ogr(path: Path) -> tuple[np.ndarray, dict[str, Any], str | None]:
+    """Any vector format GDAL reads (GeoJSON, GeoPackage, Shapefile, FlatGeobuf)."""
+    meta, _fids, wkb, fields = pyogrio.raw.read(path)
+    geoms = shapely.from_wkb(wkb) if wkb is not None else np.full(len(fields[0]) if len(fields) else 0, None)
+    return geoms, dict(zip(meta["fields"], fields, strict=True)), meta.get("crs")
+
+
+def read_polygons(path: str | os.PathLike, what: str = "polygons") -> PolygonFile:
+    """The features of a polygon file in EPSG:4326; ``what`` names the file in error messages (``--polygons``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} {path}: no such file.")
+    if path.suffix.lower() not in POLYGON_SUFFIXES:
+        raise InputError(f"{what} {path}: not a polygon file; use one of {', '.join(POLYGON_SUFFIXES)}.")
+    try:
+        reader = _read_parquet if path.suffix.lower() in (".parquet", ".geoparquet") else _read_ogr
+        geoms, columns, crs = reader(path)
+        geoms = _to_wgs84(np.asarray(geoms, dtype=object), crs)
+    except InputError:
+        raise
+    except Exception as e:  # pyogrio, pyarrow and pyproj raise several kinds
+        raise InputError(f"{what} {path}: cannot read it as a polygon file ({e}).") from None
+    names = list(columns)
+    props = [{n: _plain(columns[n][i]) for n in names} for i in range(len(geoms))]
+    geometries = [None if g is None or g.is_empty else g for g in geoms]
+    return PolygonFile(path, geometries, props, crs)
+
+
+def _write_geojson(geoms: list[Any], props: list[dict[str, Any]], path: Path) -> Path:
+    """A GeoJSON FeatureCollection (EPSG:4326) of ``geoms`` with ``props``."""
+    features = [
+        {"type": "Feature", "geometry": None if g is None else json.loads(shapely.to_geojson(g)), "properties": p}
+        for g, p in zip(geoms, props, strict=True)
+    ]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    return path
+
+
+def register_polygon_file(
+    path: str | os.PathLike, catalog_dir: Path, project: str, base: str | os.PathLike | None = None
+) -> tuple[str, Path, int]:
+    """A catalog for a user's polygon file, with invalid polygons repaired (and ``base``'s assets included).
+
+    Returns the asset id the local engine serves it under, the catalog path and the number of polygons
+    repaired (each with ``shapely.make_valid``, written to ``polygons_repaired.geojson`` in EPSG:4326).
+    """
+    polygons = read_polygons(path, "--polygons")
+    geoms = np.array(polygons.geometries, dtype=object)
+    present = np.array([g is not None for g in geoms], dtype=bool)
+    if not present.any():
+        raise InputError(f"--polygons {path}: the file holds no polygons.")
+    invalid = present.copy()
+    invalid[present] = ~shapely.is_valid(geoms[present].astype(object))
+    repaired = int(invalid.sum())
+    catalog_dir.mkdir(parents=True, exist_ok=True)
+    source = polygons.path
+    if repaired:
+        geoms[invalid] = shapely.make_valid(geoms[invalid], method="structure", keep_collapsed=False)
+        source = _write_geojson(list(geoms), polygons.properties, catalog_dir / "polygons_repaired.geojson")
+        warnings.warn(
+            f"{repaired} invalid polygon(s) in {path} were repaired (shapely.make_valid).", UserWarning, stacklevel=2
+        )
+    asset_id = f"projects/{project}/assets/{re.sub(r'[^A-Za-z0-9_-]', '_', polygons.path.stem)}"
+    include = [Path(base).resolve()] if base else []
+    catalog = write_catalog(catalog_dir / "catalog.toml", [table_entry(asset_id, source.resolve())], include)
+    return asset_id, catalog, repaired

@@ -1,0 +1,137 @@
+"""Where exports land: the ``Storage`` protocol and its two implementations.
+
+A ``Storage`` is one Cloud Storage bucket as the current engine sees it: the objects an
+export task wrote, listed, read, copied to a local file and checked (size, CRC32C). Exports,
+export jobs and pixel tables read files only through it, so they work the same on Earth Engine
+(real buckets, ``google-cloud-storage``), on a local engine backed by the Cloud Storage emulator
+(``CloudStorage``) and on a local engine with folder storage (``FolderStorage``).
+``gee_mining.connection.Connection.storage`` hands out the right one.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import google_crc32c
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """One bucket's objects: what exports, export jobs and pixel tables need of storage."""
+
+    name: str
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Object names starting with ``prefix``, sorted."""
+        ...
+
+    def exists(self, name: str) -> bool:
+        """Whether the object ``name`` is there."""
+        ...
+
+    def read(self, name: str) -> bytes:
+        """The object's bytes."""
+        ...
+
+    def download(self, name: str, path: str | os.PathLike) -> Path:
+        """Copy one object to ``path`` atomically (a partial file never stays behind)."""
+        ...
+
+    def crc32c(self, name: str) -> str:
+        """The object's CRC32C, base64 as Cloud Storage reports it."""
+        ...
+
+    def size(self, name: str) -> int:
+        """The object's size in bytes (-1 when it is missing)."""
+        ...
+
+
+def _crc32c_of(data: bytes) -> str:
+    """CRC32C of ``data``, base64 as Cloud Storage writes it."""
+    return base64.b64encode(google_crc32c.Checksum(data).digest()).decode()
+
+
+def _download(storage: Storage, name: str, path: str | os.PathLike) -> Path:
+    """Write ``storage``'s object ``name`` to ``path`` through a ``.partial-`` file, renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".partial-{path.name}")
+    try:
+        tmp.write_bytes(storage.read(name))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+class FolderStorage:
+    """A bucket kept as a folder (a local engine's folder storage): object names are relative paths."""
+
+    def __init__(self, name: str, folder: str | os.PathLike):
+        self.name, self.folder = name, Path(folder)
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Only the folder the prefix ends in is scanned (not the whole bucket): a job verifying
+        each of 10,000 cells must not read 10,000 names 10,000 times."""
+        parent, _, stem = prefix.rpartition("/")
+        base = self.folder / parent if parent else self.folder
+        if not base.is_dir():
+            return []
+        found = []
+        for entry in os.scandir(base):
+            if not entry.name.startswith(stem) or entry.name.startswith(".partial-"):
+                continue
+            if entry.is_file():
+                found.append(f"{parent}/{entry.name}" if parent else entry.name)
+            elif entry.is_dir():
+                found += [p.relative_to(self.folder).as_posix() for p in Path(entry.path).rglob("*") if p.is_file()]
+        return sorted(found)
+
+    def exists(self, name: str) -> bool:
+        return (self.folder / name).is_file()
+
+    def read(self, name: str) -> bytes:
+        return (self.folder / name).read_bytes()
+
+    def download(self, name: str, path: str | os.PathLike) -> Path:
+        return _download(self, name, path)
+
+    def crc32c(self, name: str) -> str:
+        return _crc32c_of(self.read(name))
+
+    def size(self, name: str) -> int:
+        path = self.folder / name
+        return path.stat().st_size if path.is_file() else -1
+
+
+class CloudStorage:
+    """A Cloud Storage bucket through a ``google.cloud.storage.Client`` (real buckets or the emulator)."""
+
+    def __init__(self, name: str, client: Any):
+        self.name, self.client = name, client
+
+    def list(self, prefix: str = "") -> list[str]:
+        return sorted(b.name for b in self.client.list_blobs(self.name, prefix=prefix))
+
+    def exists(self, name: str) -> bool:
+        return self.client.bucket(self.name).get_blob(name) is not None
+
+    def read(self, name: str) -> bytes:
+        return self.client.bucket(self.name).blob(name).download_as_bytes()
+
+    def download(self, name: str, path: str | os.PathLike) -> Path:
+        return _download(self, name, path)
+
+    def crc32c(self, name: str) -> str:
+        """Cloud Storage's own checksum when it has one, else computed from the bytes."""
+        blob = self.client.bucket(self.name).get_blob(name)
+        if blob is not None and blob.crc32c:
+            return blob.crc32c
+        return _crc32c_of(self.read(name))
+
+    def size(self, name: str) -> int:
+        blob = self.client.bucket(self.name).get_blob(name)
+        return int(blob.size) if blob is not None else -1
