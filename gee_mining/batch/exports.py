@@ -33,9 +33,10 @@ import google_crc32c
 from google.cloud import storage
 
 from gee_mining.connection import current_connection
+from gee_mining.contracts.lattice import pixel_grid
+from gee_mining.contracts.schemas import check_rows
 from gee_mining.errors import GeeMiningError, InputError
-from gee_mining.steps.cell_image import ImagerySpec, cell_image, check_rows
-from gee_mining.steps.grid import pixel_grid
+from gee_mining.steps.cell_image import ImagerySpec, cell_image
 
 FORMATS = ("GeoTIFF", "TFRecord")
 NODATA = -9999.0

@@ -14,8 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from gee_mining.batch.exports import wait_for
-from gee_mining.batch.jobs import read_cells
 from gee_mining.cli.common import connect_with_polygons, parse_key_values
+from gee_mining.io.grid_table import read_grid_table
 from gee_mining.ml.classify.model import LinearModel, compile_linear
 from gee_mining.ml.classify.pipeline import (
     CLASSIFIERS,
@@ -52,7 +52,7 @@ def _spec(args):
 
 def _rows(args):
 
-    rows = read_cells(args.grid)
+    rows = read_grid_table(args.grid)
     if args.cells:
         wanted = set(args.cells.split(","))
         rows = [r for r in rows if r["name"] in wanted]

@@ -28,6 +28,7 @@ from shapely.geometry import shape
 
 from gee_mining import __version__
 from gee_mining.connection import connect
+from gee_mining.contracts.cells import GridSpec, cell_polygon
 from gee_mining.demo import classify as classify_demo
 from gee_mining.demo import detect as detect_demo
 from gee_mining.demo import imagery
@@ -36,8 +37,9 @@ from gee_mining.demo import study as study_demo
 from gee_mining.demo.context import DemoContext, DemoResult
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import AMAZON_ID, COUNTRIES_ID, MINES_ID, WORLD_MINES_ID, catalog_toml, find_shared_data
+from gee_mining.io.grid_table import write_table
 from gee_mining.io.pages import iter_features
-from gee_mining.steps.grid import GridSpec, build_levels, cell_polygon, write_table
+from gee_mining.steps.grid import build_levels
 from gee_mining.steps.measure import measure_table
 from gee_mining.tools.report import Report, build_report
 from gee_mining.world import generate_world

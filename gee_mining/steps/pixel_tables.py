@@ -41,9 +41,9 @@ import pyarrow.dataset as ds
 import rasterio
 
 from gee_mining.batch.exports import ExportSpec, task_description
+from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.errors import InputError
 from gee_mining.io.pages import iter_features
-from gee_mining.steps.grid import pixel_grid
 
 POSITION_COLUMNS = ("cell", "row", "col", "x", "y")
 METADATA_COLUMNS = ("epsg", "zoom", "cell_label", "overlap", "lat", "lon", "country")

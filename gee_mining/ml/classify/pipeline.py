@@ -30,10 +30,10 @@ import ee
 import numpy as np
 
 from gee_mining.batch.exports import ExportSpec, export_task, task_description
+from gee_mining.contracts.lattice import pixel_grid
+from gee_mining.contracts.schemas import check_rows
 from gee_mining.errors import InputError
 from gee_mining.ml.classify.model import check_feature, feature_image
-from gee_mining.steps.cell_image import check_rows
-from gee_mining.steps.grid import pixel_grid
 from gee_mining.steps.labels import label_bands
 from gee_mining.steps.sentinel2 import CompositeSpec, composite
 
