@@ -137,7 +137,7 @@ def iter_grid_table(path: str | os.PathLike, batch: int = 4096) -> Iterator[dict
         rows = (r for b in fh.iter_batches(batch_size=batch) for r in b.to_pylist())
     elif suffix == ".gpkg":
         fh = None
-        rows = pyogrio.read_dataframe(path, read_geometry=False).to_dict("records")
+        rows = _gpkg_rows(path)
     else:
         raise InputError(f"{path}: cells must be .parquet, .gpkg or .csv")
     try:
@@ -146,6 +146,13 @@ def iter_grid_table(path: str | os.PathLike, batch: int = 4096) -> Iterator[dict
     finally:
         if fh is not None and hasattr(fh, "close"):
             fh.close()
+
+
+def _gpkg_rows(path: Path) -> list[dict[str, Any]]:
+    """A GeoPackage's attribute rows (pyogrio's raw reader: no geopandas needed)."""
+    meta, _, _, fields = pyogrio.raw.read(path, read_geometry=False)
+    columns = [f.tolist() for f in fields]
+    return [dict(zip(meta["fields"], values, strict=True)) for values in zip(*columns, strict=True)]
 
 
 def duplicate_names(path: str | os.PathLike) -> InputError:
