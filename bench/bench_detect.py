@@ -35,8 +35,8 @@ def export_tiles(out: Path, size_km: float, months: int, seed: int) -> tuple[obj
     import ee
 
     import gee_mining
+    from gee_mining.contracts.lattice import PixelGrid
     from gee_mining.steps import labels, sentinel2
-    from gee_mining.steps.grid import PixelGrid
     from gee_mining.world import generate_world
     from gee_mining.world.manifest import WorldManifest
 
@@ -159,7 +159,7 @@ def main() -> None:
             infer_s = time.perf_counter() - t
         assert not refused, refused
         trained_runs[label] = (ds, yaml, best, val_sources)
-        footprints = {c: ds.raster(c).footprint for c in split.val}
+        footprints = {c: ds.raster(c).lattice.outline() for c in split.val}
         per_box = label_iou(dets, ds)
         per_poly = polygon_iou(dets, polygons, footprints=footprints)
         poly_whole = iou_summary(polygon_iou(dets, polygons))
@@ -168,8 +168,10 @@ def main() -> None:
         for c in split.val:
             raster = ds.raster(c)
             for b in ds.cell(c)["boxes"]:
-                part = shapely.intersection(to_crs(polygons[b["polygon"]], raster.epsg), raster.footprint)
-                xs, ys = raster.pixel_to_crs([b["x0"], b["x1"]], [b["y0"], b["y1"]])
+                part = shapely.intersection(
+                    to_crs(polygons[b["polygon"]], raster.lattice.epsg), raster.lattice.outline()
+                )
+                xs, ys = raster.lattice.pixel_to_crs([b["x0"], b["x1"]], [b["y0"], b["y1"]])
                 box = shapely.box(min(xs), min(ys), max(xs), max(ys))
                 ceiling.append({"iou": part.intersection(box).area / part.union(box).area})
         pos_val = [c for c in split.val if ds.cell(c)["boxes"]]

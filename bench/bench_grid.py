@@ -189,7 +189,8 @@ def main(argv=None) -> int:
     import ee
 
     import gee_mining
-    from gee_mining.steps.grid import GridSpec, build_grid
+    from gee_mining.contracts.cells import GridSpec
+    from gee_mining.steps.grid import build_grid
 
     _, _, wkb, _ = pyogrio.raw.read(AMAZON)
     polys = shapely.from_wkb(wkb)

@@ -42,8 +42,10 @@ def main() -> None:
     import gee_mining
     from gee_mining.batch.exports import ExportSpec, export_cells
     from gee_mining.contracts.bands import BANDS
+    from gee_mining.contracts.cells import GridSpec
+    from gee_mining.contracts.lattice import pixel_grid
     from gee_mining.steps.cell_image import ImagerySpec
-    from gee_mining.steps.grid import GridSpec, build_grid, pixel_grid
+    from gee_mining.steps.grid import build_grid
     from gee_mining.steps.indices import add_indices
     from gee_mining.steps.labels import label_bands
     from gee_mining.steps.sentinel2 import composite

@@ -80,6 +80,17 @@ def test_no_import_cycle_in_the_package():
     assert _cycles(graph) == []
 
 
+def _deferred_comment(lines: list[str], index: int) -> bool:
+    """Does the import on line ``index`` (0-based) say it is deferred: on its line, or in the comment above
+    the block of imports it belongs to?"""
+    if "deferred" in lines[index]:
+        return True
+    i = index - 1
+    while i >= 0 and lines[i].strip().startswith(("import ", "from ")):
+        i -= 1
+    return i >= 0 and lines[i].strip().startswith("#") and "deferred" in lines[i]
+
+
 def _inner_imports(path: Path) -> list[str]:
     text = path.read_text()
     lines = text.splitlines()
@@ -90,7 +101,7 @@ def _inner_imports(path: Path) -> list[str]:
             if in_function and isinstance(child, ast.Import | ast.ImportFrom):
                 names = [a.name for a in child.names] if isinstance(child, ast.Import) else [child.module or ""]
                 heavy = all(n.split(".")[0] in DEFERRED for n in names)
-                said = any("deferred" in lines[i] for i in range(max(0, child.lineno - 3), child.lineno))
+                said = _deferred_comment(lines, child.lineno - 1)
                 if not (heavy and said):
                     found.append(
                         f"{path.relative_to(PACKAGE.parent)}:{child.lineno}: {lines[child.lineno - 1].strip()}"
@@ -114,6 +125,8 @@ def test_imports_at_module_top():
         ("def f():\n    import json\n", 1),
         ("def f():\n    # deferred: heavy optional dependency\n    import torch\n", 0),
         ("def f():\n    import torch\n", 1),
+        ("def f():\n    # deferred: heavy\n    import torch\n    import ultralytics\n", 0),
+        ("def f():\n    # deferred: heavy\n    import torch\n    x = 1\n    import ultralytics\n", 1),
         ("import json\n", 0),
     ],
 )

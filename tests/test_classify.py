@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 from sklearn import metrics
 
+from gee_mining.contracts.cells import GridSpec
+from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.errors import InputError
 from gee_mining.ml import classify as C
-from gee_mining.steps.grid import GridSpec, build_grid, pixel_grid
+from gee_mining.steps.grid import build_grid
 from gee_mining.steps.sentinel2 import CompositeSpec
 from gee_mining.world import generate_world, world_catalog_toml
 
@@ -308,7 +310,7 @@ def test_cli_evaluate_and_deploy(ee_world, world, cells, samples, pixels, tmp_pa
 
     import gee_mining
     from gee_mining.cli.main import main
-    from gee_mining.steps.grid import write_table
+    from gee_mining.io.grid_table import write_table
 
     conn = gee_mining.current_connection()
     catalog, storage = conn.catalog, conn.local_engine.storage_root

@@ -33,8 +33,8 @@ def world(tmp_path_factory):
 def cells_dir(ee_local, engine_catalog, world, tmp_path_factory):
     """16 per-cell GeoTIFFs (4 x 4 cells of 640 m) as the export writes them: composite + label bands."""
     import gee_mining
+    from gee_mining.contracts.lattice import pixel_grid
     from gee_mining.steps import labels, sentinel2
-    from gee_mining.steps.grid import pixel_grid
     from gee_mining.world import world_catalog_toml
 
     ee = ee_local

@@ -11,17 +11,17 @@ import pytest
 import shapely
 from conftest import shared_file
 
-from gee_mining.errors import InputError
-from gee_mining.steps.grid import (
+from gee_mining.contracts.cells import (
     GridSpec,
-    build_grid,
     cell_name,
     check_nesting,
     decode_coordinate,
     encode_coordinate,
     parse_cell_name,
-    write_table,
 )
+from gee_mining.errors import InputError
+from gee_mining.io.grid_table import write_table
+from gee_mining.steps.grid import build_grid
 
 MINES = "projects/gee-mining-test/assets/mining_tropics_demo"
 
@@ -339,7 +339,7 @@ def test_cells_carry_country_and_landcover(world_grid):
 
 
 def cell_polygon_of(row):
-    from gee_mining.steps.grid import cell_polygon
+    from gee_mining.contracts.cells import cell_polygon
 
     return cell_polygon(row)
 
@@ -452,7 +452,7 @@ def test_reach_is_clear_of_antimeridian():
     """Zones near the antimeridian keep every neighbour's polygons. At 1375 m the reach is 50 cells
     across a diagonal, 97.2 km: 8.4 degrees of longitude at 84 degrees of latitude, plus a zone's width,
     14.4 degrees; zone 4 starts 18 degrees from the antimeridian, zone 3 only 12."""
-    from gee_mining.steps.grid import reach_is_clear_of_antimeridian
+    from gee_mining.contracts.cells import reach_is_clear_of_antimeridian
 
     reach = 50 * 1375 * math.sqrt(2)
     assert [z for z in range(1, 61) if reach_is_clear_of_antimeridian(32700 + z, reach)] == list(range(4, 58))

@@ -15,8 +15,9 @@ import sqlite3
 
 import pytest
 
-from gee_mining.batch.jobs import JobSpec, Ledger, is_transient, load_spec, parse_spec, read_cells, run_job
+from gee_mining.batch.jobs import JobSpec, Ledger, is_transient, load_spec, parse_spec, run_job
 from gee_mining.errors import InputError
+from gee_mining.io.grid_table import read_grid_table
 
 BUCKET = "jobs"
 SIZE = 1375.0
@@ -84,7 +85,7 @@ def _ops_of(ee, spec):
 def test_geotiff_job_exports_each_cell_once_and_rerun_submits_nothing(emulated, tmp_path):
     import rasterio
 
-    from gee_mining.steps.grid import pixel_grid
+    from gee_mining.contracts.lattice import pixel_grid
 
     ee, engine = emulated
     spec, rows = _spec(tmp_path, "geo8", value=7.0)
@@ -260,10 +261,10 @@ def test_example_specs_parse():
 
 def test_cells_file_errors(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
-        read_cells(tmp_path / "none.csv")
+        read_grid_table(tmp_path / "none.csv")
     (tmp_path / "g.csv").write_text("name,epsg\nx,32633\n")
     with pytest.raises(InputError, match="cell_x"):
-        read_cells(tmp_path / "g.csv")
+        read_grid_table(tmp_path / "g.csv")
 
 
 def test_engine_failure_is_recorded_once_and_not_retried(emulated, tmp_path):

@@ -7,8 +7,8 @@ import pytest
 import shapely
 from test_grid import graph_algorithms
 
+from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.errors import InputError
-from gee_mining.steps.grid import pixel_grid
 from gee_mining.steps.labels import label_bands
 
 EPSG = 32633

@@ -22,9 +22,11 @@ import shapely
 from gee_mining.batch.exports import ExportSpec, cell_files, export_cells, export_pixel_table
 from gee_mining.connection import open_bucket
 from gee_mining.contracts.bands import NODATA
+from gee_mining.contracts.cells import GridSpec
+from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.errors import InputError
 from gee_mining.steps.cell_image import ImagerySpec, cell_image
-from gee_mining.steps.grid import GridSpec, build_grid, pixel_grid
+from gee_mining.steps.grid import build_grid
 from gee_mining.steps.pixel_tables import (
     csv_to_table,
     fetch_pixel_table,
@@ -278,7 +280,7 @@ def test_write_and_read_pixel_tables_by_column_and_cell(ee_world, exported, tmp_
 def test_cli_exports_quicklooks_pixel_tables_and_a_job(world, grid, tmp_path, capsys):
     """The commands a user runs, end to end on the local engine, reading a grid table file."""
     from gee_mining.cli.main import main
-    from gee_mining.steps.grid import write_table
+    from gee_mining.io.grid_table import write_table
 
     grid_file = write_table(grid, tmp_path / "grid.parquet")
     catalog = tmp_path / "world.toml"

@@ -23,6 +23,8 @@ import numpy as np
 import pytest
 import shapely
 
+from gee_mining.contracts.cells import GridSpec
+from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.errors import InputError
 from gee_mining.pyramid import (
     PixelModelDetector,
@@ -38,7 +40,7 @@ from gee_mining.pyramid import (
 from gee_mining.pyramid.core import score_collection
 from gee_mining.pyramid.probability import fit_probability
 from gee_mining.pyramid.world import prepare_simulated
-from gee_mining.steps.grid import NO_METADATA, GridSpec, build_levels, ee_cell_geometry, pixel_grid
+from gee_mining.steps.grid import NO_METADATA, build_levels, ee_cell_geometry
 
 LEVELS = ([2750, 1375, 687.5, 343.75], [15, 16, 17, 18])
 

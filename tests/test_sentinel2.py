@@ -87,7 +87,7 @@ def files(world):
 
 
 def _pixels(ee, image, row) -> dict[str, np.ma.MaskedArray]:
-    from gee_mining.steps.grid import pixel_grid
+    from gee_mining.contracts.lattice import pixel_grid
 
     arr = ee.data.computePixels({"expression": image, "fileFormat": "NUMPY_NDARRAY", "grid": pixel_grid(row).ee_grid()})
     out = {}

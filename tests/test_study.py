@@ -298,9 +298,9 @@ def test_exported_model_deploys_server_side_with_the_same_scores(sim, tmp_path, 
     import ee
 
     import gee_mining
+    from gee_mining.contracts.lattice import pixel_grid
     from gee_mining.ml import classify as C
     from gee_mining.ml.study import export_linear_model
-    from gee_mining.steps.grid import pixel_grid
     from gee_mining.steps.sentinel2 import composite
 
     world, pixels, table = sim

@@ -31,10 +31,11 @@ import ee
 from gee_mining.batch.tasks import start_tasks, succeeded, wait_for
 from gee_mining.connection import open_bucket
 from gee_mining.contracts.bands import NODATA
+from gee_mining.contracts.lattice import pixel_grid
+from gee_mining.contracts.schemas import check_rows
 from gee_mining.errors import InputError
 from gee_mining.io.cell_tags import CELL_TAG, cell_tag_value
-from gee_mining.steps.cell_image import ImagerySpec, cell_image, check_rows
-from gee_mining.steps.grid import pixel_grid
+from gee_mining.steps.cell_image import ImagerySpec, cell_image
 from gee_mining.steps.pixel_tables import columns, pixel_features
 
 FORMATS = ("GeoTIFF", "TFRecord")

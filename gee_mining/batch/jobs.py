@@ -18,7 +18,6 @@ is re-planned instead: it becomes SPLIT and its 4 children of the next finer lev
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import random
@@ -32,16 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-import pyogrio
-
 from gee_mining.batch.exports import ExportSpec, cell_export_task, cell_files, export_pixel_table, task_description
 from gee_mining.batch.tasks import operation_state, start_with_request_id
 from gee_mining.connection import open_bucket
+from gee_mining.contracts.cells import child_rows
+from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.errors import GeeMiningError, InputError
+from gee_mining.io.grid_table import duplicate_names, iter_grid_table
 from gee_mining.steps.cell_image import ImagerySpec
 from gee_mining.steps.cell_image import cell_image as image_of
-from gee_mining.steps.grid import child_rows, ee_cell_geometry, pixel_grid
+from gee_mining.steps.grid import ee_cell_geometry
 
 STATES = ("PENDING", "SUBMITTING", "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED", "SPLIT")
 ACTIVE = ("SUBMITTED", "RUNNING")
@@ -227,50 +226,6 @@ def load_spec(path: str | Path) -> JobSpec:
     return JobSpec(**{**spec.__dict__, "path": path})
 
 
-def iter_cells(path: str | Path, batch: int = 4096) -> Iterator[dict[str, Any]]:
-    """The rows of a grid table file (.parquet, .gpkg, .csv), streamed, each checked for name, epsg,
-    cell_x, cell_y, cell_size (a job of a million cells never holds them all in memory)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: the cells file does not exist: write it with gee-mining grid -o {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        fh = path.open(newline="")
-        rows: Iterable[dict[str, Any]] = csv.DictReader(fh)
-    elif suffix == ".parquet":
-        fh = pq.ParquetFile(path)
-        rows = (r for b in fh.iter_batches(batch_size=batch) for r in b.to_pylist())
-    elif suffix == ".gpkg":
-        fh = None
-        rows = pyogrio.read_dataframe(path, read_geometry=False).to_dict("records")
-    else:
-        raise InputError(f"{path}: cells must be .parquet, .gpkg or .csv")
-    try:
-        for i, row in enumerate(rows):
-            for key in ("name", "epsg", "cell_x", "cell_y", "cell_size"):
-                if row.get(key) in (None, ""):
-                    raise InputError(f"{path}: row {i + 1} has no {key!r}: use a grid table written by gee-mining grid")
-            row = dict(row)
-            row["epsg"], row["cell_x"], row["cell_y"] = int(row["epsg"]), int(row["cell_x"]), int(row["cell_y"])
-            row["cell_size"] = float(row["cell_size"])
-            yield row
-    finally:
-        if fh is not None and hasattr(fh, "close"):
-            fh.close()
-
-
-def _duplicate_names(path: Path) -> InputError:
-    return InputError(f"{path}: cell names repeat: one row per cell (a ledger row and a requestId per name)")
-
-
-def read_cells(path: str | Path) -> list[dict[str, Any]]:
-    """All rows of a grid table file (see :func:`iter_cells`); repeated names are an error."""
-    out = list(iter_cells(path))
-    if len({r["name"] for r in out}) != len(out):
-        raise _duplicate_names(Path(path))
-    return out
-
-
 # --------------------------------------------------------------------------- products
 
 
@@ -430,7 +385,7 @@ class Ledger:
                 try:
                     self.db.executemany("INSERT INTO seen VALUES (?)", [(r["name"],) for r in chunk])
                 except sqlite3.IntegrityError:
-                    raise _duplicate_names(source or Path("cells")) from None
+                    raise duplicate_names(source or Path("cells")) from None
                 self.db.executemany(
                     "INSERT INTO cells (cell, request_id, state, updated, row, listed) VALUES (?, ?, 'PENDING', ?, ?, 1)"
                     " ON CONFLICT(cell) DO UPDATE SET listed = 1, row = COALESCE(cells.row, excluded.row)",
@@ -546,7 +501,7 @@ def run_job(
     submitted = 0
     try:
         ledger.bind(spec)
-        new = ledger.add_cells(spec, iter_cells(spec.cells), spec.cells)
+        new = ledger.add_cells(spec, iter_grid_table(spec.cells), spec.cells)
         counts = ledger.counts()
         say(f"job {spec.name}: {sum(counts.values())} cells ({new} new), {counts['SUCCEEDED']} already done")
         wait_until: dict[str, float] = {}  # cells in backoff after a transient error

@@ -13,10 +13,10 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from gee_mining.batch.jobs import read_cells
 from gee_mining.batch.tasks import run_tasks, succeeded
 from gee_mining.cli.common import connect_with_polygons, parse_key_values
 from gee_mining.contracts.models import LinearModel
+from gee_mining.io.grid_table import read_grid_table
 from gee_mining.ml.classify.model import compile_linear
 from gee_mining.ml.classify.pipeline import (
     CLASSIFIERS,
@@ -53,7 +53,7 @@ def _spec(args):
 
 def _rows(args):
 
-    rows = read_cells(args.grid)
+    rows = read_grid_table(args.grid)
     if args.cells:
         wanted = set(args.cells.split(","))
         rows = [r for r in rows if r["name"] in wanted]

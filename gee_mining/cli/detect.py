@@ -6,10 +6,8 @@ import json
 import math
 from pathlib import Path
 
-import pandas as pd
-import pyarrow.parquet as pq
-
 from gee_mining.cli.common import parse_key_values
+from gee_mining.io.grid_table import read_grid_table
 from gee_mining.ml.detect.dataset import (
     DatasetSpec,
     build_dataset,
@@ -61,16 +59,9 @@ def _patches(args) -> int:
 def _split_yaml(args) -> Path:
 
     ds = open_dataset(args.dataset)
-    table = _table(args.table) if getattr(args, "table", None) else None
+    table = read_grid_table(args.table) if getattr(args, "table", None) else None
     fold = geographic_split(ds, args.val_fraction, args.by, args.region_deg, table, args.seed, args.stratify)
     return ds.write_split("split", fold.train, fold.val)
-
-
-def _table(path: str) -> list[dict]:
-
-    if path.endswith(".csv"):
-        return pd.read_csv(path).to_dict("records")
-    return pq.read_table(path).to_pylist()
 
 
 def _train(args) -> int:
@@ -116,7 +107,7 @@ def _predict(args) -> int:
 def _cv(args) -> int:
 
     ds = open_dataset(args.dataset)
-    table = _table(args.table) if args.table else None
+    table = read_grid_table(args.table) if args.table else None
     res = cross_validate(ds, args.k, args.by, args.region_deg, table, args.model, args.weights, args.out,
                          args.seed, stratify=args.stratify, epochs=args.epochs, batch=args.batch,
                          device=args.device, progress=print, **_settings(args.set))  # fmt: skip

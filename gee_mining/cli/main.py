@@ -12,7 +12,7 @@ import ee
 import pandas as pd
 
 from gee_mining.batch.exports import ExportSpec, export_cells, export_pixel_table
-from gee_mining.batch.jobs import Ledger, cancel_job, load_spec, read_cells, retry_failed, run_job
+from gee_mining.batch.jobs import Ledger, cancel_job, load_spec, retry_failed, run_job
 from gee_mining.batch.tasks import run_tasks, succeeded
 from gee_mining.cli.classify import add_cli as add_classify_cli
 from gee_mining.cli.common import connect_with_polygons
@@ -21,14 +21,15 @@ from gee_mining.cli.pyramid import add_cli as add_pyramid_cli
 from gee_mining.cli.study import add_cli as add_study_cli
 from gee_mining.connection import connect
 from gee_mining.contracts.bands import BANDS
+from gee_mining.contracts.cells import GridSpec
 from gee_mining.contracts.signatures import signatures
 from gee_mining.demo.run import run_demo
 from gee_mining.errors import GeeMiningError, InputError
+from gee_mining.io.grid_table import read_grid_table, write_table
 from gee_mining.local import LocalEngine
 from gee_mining.local.core.registry import implemented
 from gee_mining.steps.cell_image import ImagerySpec, cell_image
 from gee_mining.steps.grid import (
-    GridSpec,
     Metadata,
     build_levels,
     export_grid,
@@ -36,7 +37,6 @@ from gee_mining.steps.grid import (
     parse_image_stat,
     parse_region,
     parse_table_property,
-    write_table,
 )
 from gee_mining.steps.pixel_tables import from_geotiff, write_pixel_table
 from gee_mining.steps.quicklooks import QuicklookSpec, write_quicklooks
@@ -151,7 +151,7 @@ def _imagery_spec(args: argparse.Namespace):
 
 def _cells(args: argparse.Namespace) -> list[dict]:
 
-    rows = read_cells(args.grid)
+    rows = read_grid_table(args.grid)
     if args.cells:
         wanted = set(args.cells.split(","))
         rows = [r for r in rows if r["name"] in wanted]

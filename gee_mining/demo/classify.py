@@ -14,6 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.contracts.models import LinearModel
 from gee_mining.ml.classify.model import compile_linear
 from gee_mining.ml.classify.pipeline import (
@@ -30,7 +31,6 @@ from gee_mining.ml.classify.pipeline import (
     train_clusterer,
     training_samples,
 )
-from gee_mining.steps.grid import pixel_grid
 from gee_mining.tools.report import Report
 
 

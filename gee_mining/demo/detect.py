@@ -20,11 +20,11 @@ import numpy as np
 import shapely
 from PIL import Image
 
+from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.ml.detect.dataset import DatasetSpec, build_dataset, dataset_summary, load_polygons, to_crs
 from gee_mining.ml.detect.predict import predict_cells
 from gee_mining.ml.detect.train import load_model, train
 from gee_mining.steps import labels, sentinel2
-from gee_mining.steps.grid import pixel_grid
 from gee_mining.tools.report import Report
 
 CELL = 640

@@ -12,10 +12,12 @@ import pandas as pd
 from PIL import Image as PILImage
 
 from gee_mining.batch.exports import ExportSpec, export_cells
+from gee_mining.contracts.cells import GridSpec
 from gee_mining.contracts.features import DEFAULT_INDICES
+from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.io.catalog import WORLD_MINES_ID
 from gee_mining.steps.cell_image import ImagerySpec, cell_image
-from gee_mining.steps.grid import GridSpec, build_grid, pixel_grid
+from gee_mining.steps.grid import build_grid
 from gee_mining.steps.pixel_tables import fetch_pixel_table, from_geotiff, write_pixel_table
 from gee_mining.steps.quicklooks import write_quicklooks
 from gee_mining.tools.report import Report

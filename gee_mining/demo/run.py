@@ -28,6 +28,7 @@ from shapely.geometry import shape
 
 from gee_mining import __version__
 from gee_mining.connection import connect
+from gee_mining.contracts.cells import GridSpec, cell_polygon
 from gee_mining.demo import classify as classify_demo
 from gee_mining.demo import detect as detect_demo
 from gee_mining.demo import imagery
@@ -45,8 +46,9 @@ from gee_mining.io.catalog import (
     shared_entries,
     table_entry,
 )
+from gee_mining.io.grid_table import write_table
 from gee_mining.io.pages import iter_features
-from gee_mining.steps.grid import GridSpec, build_levels, cell_polygon, write_table
+from gee_mining.steps.grid import build_levels
 from gee_mining.steps.measure import measure_table
 from gee_mining.tools.report import Report, build_report
 from gee_mining.world import generate_world

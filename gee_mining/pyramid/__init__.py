@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from gee_mining.contracts.cells import cell_row
 from gee_mining.pyramid.core import (
     DetectorCost,
     LevelStats,
@@ -16,7 +17,6 @@ from gee_mining.pyramid.core import (
     PyramidSpec,
     ZoomCheck,
     calibrate,
-    cell_row,
     children,
     descendants,
     run_exhaustive,

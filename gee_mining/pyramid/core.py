@@ -31,9 +31,10 @@ from typing import Any
 
 import shapely
 
+from gee_mining.contracts.cells import GridSpec, cell_row, check_nesting, child_indices
 from gee_mining.errors import InputError
 from gee_mining.io.pages import iter_features
-from gee_mining.steps.grid import GridSpec, check_nesting, child_indices, ee_cell_geometry
+from gee_mining.steps.grid import ee_cell_geometry
 
 MAX_ERROR_M = 1.0
 BATCH = 2000  # cells per reduceRegions request
@@ -93,19 +94,6 @@ class PyramidSpec:
 
 
 # -- cells (pure) ----------------------------------------------------------------------------------
-
-
-def cell_row(epsg: int, x: int, y: int, spec: GridSpec) -> dict[str, Any]:
-    """A cell as a grid row (``name``, ``epsg``, ``cell_x``, ``cell_y``, ``cell_size``, ``zoom``), as
-    :func:`gee_mining.steps.grid.pixel_grid`, exports and detectors read them."""
-    return {
-        "name": f"z{spec.zoom}_{epsg}_{x}_{y}",
-        "epsg": int(epsg),
-        "cell_x": int(x),
-        "cell_y": int(y),
-        "cell_size": spec.cell_size,
-        "zoom": spec.zoom,
-    }
 
 
 def children(row: dict[str, Any], child: GridSpec) -> list[dict[str, Any]]:
@@ -478,7 +466,7 @@ class ZoomCheck:
 
 
 def zoom_check(coarse, fine) -> ZoomCheck:
-    """Compare two :class:`gee_mining.steps.grid.GridTable` levels of the same polygons (``fine`` nested in ``coarse``)."""
+    """Compare two :class:`gee_mining.contracts.cells.GridTable` levels of the same polygons (``fine`` nested in ``coarse``)."""
     ratio = coarse.spec.cell_size / fine.spec.cell_size
     k = round(math.log2(ratio))
     if k < 1 or abs(2**k - ratio) > 1e-9 or coarse.spec.projection != fine.spec.projection:

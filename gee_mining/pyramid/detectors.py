@@ -36,12 +36,12 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 from gee_mining.batch.exports import ExportSpec, export_cells
+from gee_mining.contracts.lattice import PixelGrid, pixel_grid
 from gee_mining.errors import GeeMiningError
 from gee_mining.ml.detect.dataset import open_cell
 from gee_mining.ml.detect.predict import detection_from_box, predict_cells
 from gee_mining.pyramid.core import DetectorCost
 from gee_mining.steps.cell_image import ImagerySpec
-from gee_mining.steps.grid import PixelGrid, pixel_grid
 
 
 @dataclass
@@ -92,7 +92,7 @@ class PixelModelDetector:
                 files.append(path)
                 nbytes += size
                 raster = open_cell(path, name=row["name"])
-                pixels += raster.width * raster.height
+                pixels += raster.lattice.size
                 with rasterio.open(path) as ds:
                     prob = ds.read(1, masked=True).filled(0.0)
                 labels, _ = ndimage.label(prob > self.threshold, structure=np.ones((3, 3)))

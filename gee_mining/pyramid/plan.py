@@ -23,8 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gee_mining.contracts.cells import GridSpec
+from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.pyramid.core import PyramidSpec
-from gee_mining.steps.grid import GridSpec, pixel_grid, tag_zones
+from gee_mining.steps.grid import tag_zones
 
 LAND_KM2 = 148.9e6  # the Earth's land area (km2), the level-0 region of a world run
 

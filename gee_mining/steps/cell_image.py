@@ -18,7 +18,6 @@ Written once with the ``ee`` API: Earth Engine, the local engine and the Code Ed
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -26,8 +25,8 @@ import ee
 
 from gee_mining.contracts.bands import LABEL_BANDS
 from gee_mining.contracts.features import check_index, normalized_difference_names
+from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.errors import InputError
-from gee_mining.steps.grid import pixel_grid
 from gee_mining.steps.indices import add_indices
 from gee_mining.steps.labels import label_bands
 from gee_mining.steps.sentinel2 import CompositeSpec, composite
@@ -110,17 +109,3 @@ def cell_image(row: dict[str, Any], polygons: Any = None, spec: ImagerySpec | No
         image = image.addBands(lab.updateMask(image.select(0).mask()))
     grid = pixel_grid(row)
     return image.toFloat().reproject(crs=grid.crs, crsTransform=list(grid.transform))
-
-
-def check_rows(rows: Sequence[dict[str, Any]], where: str = "cells") -> list[dict[str, Any]]:
-    """Grid rows as a list, refusing rows that lack the columns a cell's lattice needs."""
-    need = ("name", "epsg", "cell_x", "cell_y", "cell_size")
-    rows = list(rows)
-    for r in rows:
-        missing = [k for k in need if k not in r]
-        if missing:
-            raise InputError(
-                f"{where}: row {r.get('name', '?')!r} lacks {', '.join(missing)}: give rows of a grid table "
-                "(gee-mining grid --out grid.parquet)."
-            )
-    return rows

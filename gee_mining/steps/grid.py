@@ -14,8 +14,8 @@ finer level (5500 = 2 x 2750 = 4 x 1375), which the pyramid search relies on.
 Everything on geometry runs server-side through ``ee``
 (``Geometry.coveringGrid`` per zone, intersections and areas in the zone's
 projection, spatial filters), so the same code runs on Earth Engine and on the
-local engine. Cell names, the nearest-negative assignment and file writing are
-small pure functions on the results.
+local engine. Cell names, nesting and the nearest-negative assignment are pure
+functions in :mod:`gee_mining.contracts.cells`; the table is written by :mod:`gee_mining.io.grid_table`.
 
 Positives overlap the union of the polygons by at least 0.1 % of their area
 (``overlap`` is that fraction); each positive gets its own negative, the
@@ -25,184 +25,36 @@ nearest cell (centre to centre) that touches no polygon, optionally at least
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
 import os
-import re
-import tempfile
-import warnings
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-import pyogrio
-import pyproj
-import shapely
-
+from gee_mining.contracts.cells import (
+    MIN_OVERLAP,
+    NEGATIVE_REACH,
+    GridSpec,
+    GridTable,
+    assign_negatives,
+    cell_index,
+    cell_name,
+    check_nesting,
+    neighbour_zones,
+    reach_is_clear_of_antimeridian,
+)
 from gee_mining.contracts.gc_pause import deferred_gc
 from gee_mining.errors import InputError
 from gee_mining.io.pages import iter_features
 
-ZOOM_SIZES: dict[int, float] = {14: 5500.0, 15: 2750.0, 16: 1375.0}
-MIN_OVERLAP = 0.001
 MAX_ERROR_M = 1.0
-NEGATIVE_REACH = 48  # cells: how far from its positive a negative is looked for
 PAGE_SIZE = 5000  # features asked for per computeFeatures page (the server may send fewer)
 
 
 # -- specs and names (pure) ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GridSpec:
-    """A grid level: the cell size in metres, its zoom label, and the grid projection."""
-
-    cell_size: float
-    zoom: int
-    projection: str = "utm"
-
-    def __post_init__(self):
-        if not (self.cell_size > 0 and math.isfinite(self.cell_size)):
-            raise InputError(f"cell size {self.cell_size!r}: give a positive size in metres, e.g. 5500.")
-        if self.projection not in ("utm", "EPSG:3857"):
-            raise InputError(f"grid projection {self.projection!r}: use 'utm' (default) or 'EPSG:3857'.")
-
-    @classmethod
-    def of(cls, cell_size: float | None = None, zoom: int | None = None, projection: str = "utm") -> GridSpec:
-        """A spec from a size, a zoom label, or both (sizes other than 5500/2750/1375 m need a label)."""
-        if cell_size is None and zoom is None:
-            raise InputError("give a cell size (--cell 5500) or a zoom level (14, 15, 16).")
-        if cell_size is None:
-            if zoom not in ZOOM_SIZES:
-                raise InputError(f"zoom {zoom}: known levels are {sorted(ZOOM_SIZES)}; give a cell size as well.")
-            cell_size = ZOOM_SIZES[zoom]
-        if zoom is None:
-            zoom = next((z for z, s in ZOOM_SIZES.items() if s == float(cell_size)), None)
-            if zoom is None:
-                raise InputError(
-                    f"cell size {cell_size} m has no zoom label: pass one (e.g. --zoom 13), "
-                    f"or use one of {sorted(ZOOM_SIZES.values())}."
-                )
-        return cls(float(cell_size), int(zoom), projection)
-
-    def child(self) -> GridSpec:
-        """The next finer level: each cell splits into 4."""
-        return GridSpec(self.cell_size / 2, self.zoom + 1, self.projection)
-
-
-def check_nesting(levels: Sequence[GridSpec]) -> None:
-    """Each level must halve the previous one on the same projection, so cells split into 4."""
-    for coarse, fine in zip(levels, levels[1:], strict=False):
-        if fine.projection != coarse.projection or abs(coarse.cell_size - 2 * fine.cell_size) > 1e-9:
-            raise InputError(
-                f"levels {coarse.cell_size} m -> {fine.cell_size} m break the nesting: each level must be half "
-                "the previous one, on the same grid projection."
-            )
-
-
-def utm_epsg(lon: float, lat: float) -> int:
-    """The EPSG code of the UTM zone (WGS84, by hemisphere) of a point, as Sentinel-2 tiles are."""
-    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
-        raise InputError(f"({lon}, {lat}) is outside the world's longitudes and latitudes.")
-    zone = min(60, int(math.floor((lon + 180) / 6)) + 1)
-    return (32600 if lat >= 0 else 32700) + zone
-
-
-def encode_coordinate(value: float) -> str:
-    """The seed's encoding: the coordinate times 1000 as an integer, a leading 0 for the minus sign.
-
-    -29.5 -> '029500', 29.5 -> '29500', 0.25 -> '250', -0.25 -> '0250'.
-    """
-    n = int(round(abs(value) * 1000))
-    return ("0" if value < 0 and n else "") + str(n)
-
-
-def decode_coordinate(text: str) -> float:
-    if not text.isdigit():
-        raise InputError(f"{text!r} is not an encoded coordinate (digits, a leading 0 for negatives).")
-    if len(text) > 1 and text[0] == "0":
-        return -int(text[1:]) / 1000
-    return int(text) / 1000
-
-
-def cell_name(lat: float, lon: float, zoom: int, overlap: float | None) -> str:
-    """``LAT_LON_Zoom_OverlapPct``; OverlapPct is the percent overlap with one decimal, or ``neg``."""
-    pct = "neg" if overlap is None else f"{overlap * 100:.1f}"
-    return f"{encode_coordinate(lat)}_{encode_coordinate(lon)}_{zoom}_{pct}"
-
-
-@dataclass(frozen=True)
-class CellName:
-    lat: float
-    lon: float
-    zoom: int
-    overlap_pct: float | None  # None for negatives
-
-    @property
-    def is_negative(self) -> bool:
-        return self.overlap_pct is None
-
-
-_NAME = re.compile(r"^(\d+)_(\d+)_(\d+)_(neg|\d+(?:\.\d+)?)$")
-
-
-def parse_cell_name(name: str) -> CellName:
-    m = _NAME.match(name)
-    if not m:
-        raise InputError(
-            f"{name!r} is not a cell name of the form LAT_LON_Zoom_OverlapPct (e.g. 029500_14125_14_12.5)."
-        )
-    lat, lon, zoom, pct = m.groups()
-    return CellName(decode_coordinate(lat), decode_coordinate(lon), int(zoom), None if pct == "neg" else float(pct))
-
-
-def assign_negatives(
-    positives: Sequence[tuple[int, int]],
-    blocked: set[tuple[int, int]],
-    cell_size: float,
-    radius: int,
-) -> list[tuple[tuple[int, int], float] | None]:
-    """Give each positive (cell indices x, y) a distinct free cell, nearest first.
-
-    Free cells are those within ``radius`` cells (Chebyshev) of a positive that
-    are not ``blocked`` (cells touching a polygon, or already taken). Pairs are
-    taken in order of centre-to-centre distance, ties by positive order, then
-    by candidate (y, x); each positive and each cell is used once. Returns, per
-    positive, ``((x, y), distance in metres)``, or None when none is left
-    within the radius.
-    """
-
-    out: list[tuple[tuple[int, int], float] | None] = [None] * len(positives)
-    if not positives:
-        return out
-    r = np.arange(-radius, radius + 1)
-    dx, dy = (a.ravel() for a in np.meshgrid(r, r))
-    off = (dx != 0) | (dy != 0)
-    dx, dy = dx[off], dy[off]
-    pos = np.asarray(positives, dtype=np.int64).reshape(-1, 2)
-    x = (pos[:, :1] + dx).ravel()
-    y = (pos[:, 1:] + dy).ravel()
-    d2 = np.tile(dx * dx + dy * dy, len(pos))
-    who = np.repeat(np.arange(len(pos)), len(dx))
-    if blocked:
-        keys = np.array([((bx + 2**30) << 31) | (by + 2**30) for bx, by in blocked], dtype=np.int64)
-        free = ~np.isin(((x + 2**30) << 31) | (y + 2**30), keys)
-        x, y, d2, who = x[free], y[free], d2[free], who[free]
-    order = np.lexsort((x, y, who, d2))
-    used: set[tuple[int, int]] = set()
-    for i, cx, cy, dd in zip(
-        who[order].tolist(), x[order].tolist(), y[order].tolist(), d2[order].tolist(), strict=True
-    ):
-        if out[i] is None and (cx, cy) not in used:
-            out[i] = ((cx, cy), math.sqrt(dd) * cell_size)
-            used.add((cx, cy))
-    return out
 
 
 # -- server-side graphs ----------------------------------------------------------------
@@ -361,15 +213,6 @@ def _without_geometry(ee, cell, props: dict):
     return ee.Feature(None, props).set("system:index", cell.id())
 
 
-def neighbour_zones(epsg: int) -> list[int]:
-    """A UTM zone's EPSG with its east and west neighbours (across the antimeridian too), both hemispheres."""
-    if epsg == 3857:
-        return [3857]
-    zone = epsg % 100
-    zones = {zone, zone % 60 + 1, (zone - 2) % 60 + 1}
-    return sorted(base + z for base in (32600, 32700) for z in zones)
-
-
 def _touching_grid(ee, tagged, epsg: int, spec: GridSpec, margin: float):
     """The zone's cells touching a (buffered) polygon of it or of a neighbouring zone, within reach of the
     pairing: polygons farther than :data:`NEGATIVE_REACH` cells (plus two, against rounding) from the box
@@ -385,18 +228,6 @@ def _touching_grid(ee, tagged, epsg: int, spec: GridSpec, margin: float):
         zone_box = tagged.filter(ee.Filter.eq("grid_epsg", epsg)).geometry().bounds(MAX_ERROR_M, crs)
         near = near.filterBounds(zone_box.buffer(reach, spec.cell_size / 10, crs))
     return near.geometry().coveringGrid(crs.atScale(spec.cell_size))
-
-
-def reach_is_clear_of_antimeridian(epsg: int, reach_m: float) -> bool:
-    """Whether a UTM zone's polygons, grown by ``reach_m`` metres, stay at least a zone's width (6 degrees,
-    for polygons reaching out of their zone) from the antimeridian even at 84 degrees of latitude, UTM's
-    limit: there the box can be tested in longitude and latitude (the local engine's common space for a
-    UTM box against longitude/latitude polygons), which an antimeridian crossing would break."""
-    if not (32601 <= epsg <= 32660 or 32701 <= epsg <= 32760):
-        return False
-    zone = epsg % 100
-    degrees = reach_m / (111_320.0 * math.cos(math.radians(84.0))) + 6.0
-    return min(6 * (zone - 1), 6 * (60 - zone)) > degrees
 
 
 def touching_collection(ee, tagged, epsg: int, spec: GridSpec, margin: float):
@@ -432,35 +263,12 @@ def measured_cells(ee, epsg: int, spec: GridSpec, cells: Sequence[tuple[int, int
 # -- the step ------------------------------------------------------------------------------
 
 
-@dataclass
-class GridTable:
-    """The grid: one row per cell (positives, then their negatives), plus what happened."""
-
-    spec: GridSpec
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def positives(self) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r["label"] == 1]
-
-    @property
-    def negatives(self) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r["label"] == 0]
-
-
-def _index(cell_id: str) -> tuple[int, int]:
-    """A cell's ``"x,y"`` id (or a flattened collection's ``"k_x,y"``) as indices."""
-    x, y = cell_id.rsplit("_", 1)[-1].split(",")
-    return int(x), int(y)
-
-
 def _row(feature: dict, spec: GridSpec, label: int) -> dict[str, Any]:
     p = feature["properties"]
     lon, lat = p["centroid"]
     xs = [c[0] for c in p["bounds"]]
     ys = [c[1] for c in p["bounds"]]
-    x, y = _index(feature["id"])
+    x, y = cell_index(feature["id"])
     return {
         "name": cell_name(lat, lon, spec.zoom, p["overlap"] if label else None),
         "zoom": spec.zoom,
@@ -581,7 +389,7 @@ def build_grid(
     pos_zones = sorted(by_zone)
     if pos_zones:
         lists = ee.List([touching_cells(ee, tagged, epsg, spec, margin) for epsg in pos_zones]).getInfo()
-        blocked = {epsg: {_index(i) for i in ids} for epsg, ids in zip(pos_zones, lists, strict=True)}
+        blocked = {epsg: {cell_index(i) for i in ids} for epsg, ids in zip(pos_zones, lists, strict=True)}
         say(f"[grid] {sum(map(len, blocked.values())):,} cells touch a polygon: pairing negatives")
         add_negatives(ee, table, {epsg: by_zone[epsg] for epsg in pos_zones}, blocked, metadata)
     names = [r["name"] for r in table.rows]
@@ -725,7 +533,7 @@ def grid_from_exports(ee, folder: str | os.PathLike, spec: GridSpec, metadata: M
             r["nesting_only"] = r["overlap"] < MIN_OVERLAP
         if rows:
             positives[epsg] = rows
-            blocked[epsg] = {_index(f["properties"]["cell"]) for f in json.loads(touching.read_text())["features"]}
+            blocked[epsg] = {cell_index(f["properties"]["cell"]) for f in json.loads(touching.read_text())["features"]}
     add_negatives(ee, table, positives, blocked, metadata)
     return table
 
@@ -754,95 +562,6 @@ def build_levels(ee, polygons: Any, levels: Sequence[GridSpec], **options: Any) 
 # -- a cell's pixel grid (pure) --------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PixelGrid:
-    """The pixel lattice of one cell: ``width`` x ``height`` pixels of ``scale`` metres in ``crs``.
-
-    ``transform`` is Earth Engine's ``crsTransform`` (``[xScale, 0, x0, 0, -yScale, y1]``, the
-    upper-left corner), so ``ee.Image.reproject(crs, transform)``, ``computePixels``'s grid and
-    ``Export.image``'s ``crsTransform`` all land on the same pixels, on Earth Engine and locally.
-    """
-
-    crs: str
-    transform: tuple[float, float, float, float, float, float]
-    width: int
-    height: int
-
-    @property
-    def scale(self) -> float:
-        return self.transform[0]
-
-    @property
-    def bounds(self) -> tuple[float, float, float, float]:
-        """(xmin, ymin, xmax, ymax) in ``crs``."""
-        x0, y1 = self.transform[2], self.transform[5]
-        return x0, y1 - self.height * self.scale, x0 + self.width * self.scale, y1
-
-    def ee_grid(self) -> dict:
-        """The ``grid`` argument of ``ee.data.computePixels`` for this lattice."""
-        return {
-            "dimensions": {"width": self.width, "height": self.height},
-            "affineTransform": dict(zip(("scaleX", "shearX", "translateX", "shearY", "scaleY", "translateY"),
-                                        self.transform, strict=True)),
-            "crsCode": self.crs,
-        }  # fmt: skip
-
-
-def pixel_grid(row: dict[str, Any], scale: float = 10.0) -> PixelGrid:
-    """The lattice of a grid-table row (``epsg``, ``cell_x``, ``cell_y``, ``cell_size``) at ``scale`` metres.
-
-    The lattice is aligned to multiples of ``scale`` in the cell's UTM zone, as Sentinel-2's own
-    10, 20 and 60 m pixels are, so nothing is resampled. When ``scale`` divides the cell (5500 and
-    2750 m at 10 m) the lattice is the cell, exactly ``cell_size / scale`` pixels wide. When it
-    does not (1375 m at 10 m: 137.5 pixels) the lattice is the smallest one that covers the cell,
-    reaching at most one pixel beyond it (138 x 138 pixels for every 1375 m cell at 10 m).
-    """
-    size = float(row["cell_size"])
-    if not scale > 0:
-        raise InputError(f"scale {scale!r}: give a positive pixel size in metres, e.g. 10.")
-    x0, y0 = row["cell_x"] * size, row["cell_y"] * size
-    left, bottom = math.floor(x0 / scale + 1e-9) * scale, math.floor(y0 / scale + 1e-9) * scale
-    right, top = math.ceil((x0 + size) / scale - 1e-9) * scale, math.ceil((y0 + size) / scale - 1e-9) * scale
-    width, height = int(round((right - left) / scale)), int(round((top - bottom) / scale))
-    epsg = int(row["epsg"])
-    return PixelGrid(f"EPSG:{epsg}", (scale, 0.0, left, 0.0, -scale, top), width, height)
-
-
-def child_indices(cell_x: int, cell_y: int) -> list[tuple[int, int]]:
-    """The indices of the 4 cells of the next finer level inside cell ``(cell_x, cell_y)``: NW, NE, SW, SE.
-
-    The grid's origin is its projection's origin, so cell ``(x, y)`` of size ``s`` is exactly the cells
-    ``(2x .. 2x+1, 2y .. 2y+1)`` of size ``s/2`` (y grows northwards).
-    """
-    x, y = 2 * int(cell_x), 2 * int(cell_y)
-    return [(x, y + 1), (x + 1, y + 1), (x, y), (x + 1, y)]
-
-
-def child_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
-    """The 4 cells of the next finer level that tile a grid-table row's cell, as rows (NW, NE, SW, SE).
-
-    Each is named ``<parent name>_q<k>`` (k = 0..3 in that order; their overlap is not measured, so
-    they carry no ``LAT_LON_Zoom_OverlapPct`` name of their own), keeps the parent's ``label`` and
-    metadata, records ``parent`` and ``split_depth``, and has its own index, size, centroid and bounds.
-    Used to re-plan an export that failed for being too large (``jobs``).
-    """
-    size = float(row["cell_size"]) / 2
-    dropped = {"overlap", "polygon_ids", "pair", "distance_m", "nesting_only"}
-    out = []
-    for k, (x, y) in enumerate(child_indices(row["cell_x"], row["cell_y"])):
-        child = {key: value for key, value in row.items() if key not in dropped}
-        child.update(name=f"{row['name']}_q{k}", cell_size=size, cell_x=x, cell_y=y, parent=row["name"],
-                     split_depth=int(row.get("split_depth") or 0) + 1)  # fmt: skip
-        if row.get("zoom") is not None:
-            child["zoom"] = int(row["zoom"]) + 1
-        polygon = cell_polygon(child)
-        west, south, east, north = polygon.bounds
-        centre = polygon.centroid
-        child.update(lon=centre.x, lat=centre.y, west=west, south=south, east=east, north=north)
-        out.append(child)
-    return out
-
-
 def ee_cell_geometry(ee, row: dict[str, Any]):
     """The cell's square as an ``ee.Geometry`` in its own projection (planar, as the grid made it)."""
     x0, y0 = row["cell_x"] * row["cell_size"], row["cell_y"] * row["cell_size"]
@@ -851,109 +570,6 @@ def ee_cell_geometry(ee, row: dict[str, Any]):
 
 
 # -- writing -------------------------------------------------------------------------------
-
-COLUMNS = [
-    "name", "zoom", "cell_size", "label", "overlap", "epsg", "cell_x", "cell_y", "lon", "lat",
-    "west", "south", "east", "north", "distance_m", "pair", "nesting_only", "polygon_ids",
-]  # fmt: skip
-
-
-def cell_polygon(row: dict[str, Any]):
-    """The cell's square in its projection, reprojected to EPSG:4326 (edges densified)."""
-
-    size = row["cell_size"]
-    x0, y0 = row["cell_x"] * size, row["cell_y"] * size
-    square = shapely.segmentize(shapely.box(x0, y0, x0 + size, y0 + size), size / 16)
-    tf = pyproj.Transformer.from_crs(row["epsg"], 4326, always_xy=True)
-    return shapely.transform(square, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
-
-
-def write_table(table: GridTable, path: str | os.PathLike) -> Path:
-    """Write the grid as GeoParquet (.parquet), GeoPackage (.gpkg) or CSV with bounds (.csv)."""
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".gpkg", ".csv"):
-        raise InputError(f"{path}: write the grid as .parquet (GeoParquet), .gpkg or .csv.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=suffix)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        {".parquet": _write_parquet, ".gpkg": _write_gpkg, ".csv": _write_csv}[suffix](table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def columns_of(table: GridTable) -> list[str]:
-    """The base columns, then metadata columns in order of first appearance."""
-    extra: dict[str, None] = {}
-    for r in table.rows:
-        for key in r:
-            if key not in COLUMNS:
-                extra.setdefault(key, None)
-    lc = sorted((k for k in extra if k.startswith("lc_")), key=lambda k: int(k[3:]))
-    return COLUMNS + [k for k in extra if not k.startswith("lc_")] + lc
-
-
-def _column(rows: Iterable[dict], name: str) -> list:
-    if name == "polygon_ids":
-        return [";".join(str(v) for v in r[name]) for r in rows]
-    if name.startswith("lc_"):
-        return [r.get(name, 0.0) for r in rows]
-    return [r.get(name) for r in rows]
-
-
-def _write_csv(table: GridTable, path: Path) -> None:
-
-    columns = columns_of(table)
-    values = [_column(table.rows, c) for c in columns]
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(columns)
-        for row in zip(*values, strict=True):
-            w.writerow(["" if v is None else v for v in row])
-
-
-def _write_parquet(table: GridTable, path: Path) -> None:
-
-    geoms = [shapely.to_wkb(cell_polygon(r)) for r in table.rows]
-    data = {c: _column(table.rows, c) for c in columns_of(table)}
-    data["geometry"] = geoms
-    geo = {
-        "version": "1.0.0",
-        "primary_column": "geometry",
-        "columns": {"geometry": {"encoding": "WKB", "geometry_types": ["Polygon"], "crs": None}},
-    }
-    pa_table = pa.table(data).replace_schema_metadata({b"geo": json.dumps(geo).encode()})
-    pq.write_table(pa_table, path)
-
-
-def _write_gpkg(table: GridTable, path: Path) -> None:
-
-    path.unlink(missing_ok=True)
-    geoms = np.array([shapely.to_wkb(cell_polygon(r)) for r in table.rows], dtype=object)
-    columns = columns_of(table)
-    fields = []
-    for c in columns:
-        values = _column(table.rows, c)
-        kind = object if any(isinstance(v, str) for v in values) or any(v is None for v in values) else None
-        fields.append(np.array(values, dtype=kind))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pyogrio.raw.write(
-            path,
-            geometry=geoms,
-            field_data=fields,
-            fields=columns,
-            crs="EPSG:4326",
-            driver="GPKG",
-            geometry_type="Polygon",
-            layer="grid",
-        )
 
 
 def parse_region(ee, text: str | None):

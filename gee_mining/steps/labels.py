@@ -23,8 +23,8 @@ from typing import Any
 
 import ee
 
+from gee_mining.contracts.lattice import PixelGrid, pixel_grid
 from gee_mining.errors import InputError
-from gee_mining.steps.grid import PixelGrid, pixel_grid
 
 DEFAULT_SEARCH_RADIUS = 5000.0  # metres, without a grid
 MAX_ERROR = 1.0  # metres: reprojection error of the polygons when distances are measured
@@ -36,14 +36,14 @@ def _lattice(grid: PixelGrid | dict[str, Any] | None) -> PixelGrid | None:
     if isinstance(grid, dict):
         return pixel_grid(grid)
     raise InputError(
-        f"grid must be a gee_mining.steps.grid.PixelGrid or a grid-table row (dict), got {type(grid).__name__}."
+        f"grid must be a gee_mining.contracts.lattice.PixelGrid or a grid-table row (dict), got {type(grid).__name__}."
     )
 
 
 def label_bands(polygons, grid: PixelGrid | dict[str, Any] | None = None, search_radius: float | None = None):
     """The ``_mine`` and ``distance`` bands of ``polygons`` (an ``ee.FeatureCollection``).
 
-    ``grid`` is a cell's lattice (``gee_mining.steps.grid.pixel_grid(row)``) or a grid-table row: the
+    ``grid`` is a cell's lattice (``gee_mining.contracts.lattice.pixel_grid(row)``) or a grid-table row: the
     image is then reprojected onto it (``crs`` and ``crsTransform``). ``search_radius`` (metres)
     caps the distance; by default the lattice's diagonal (every pixel of a cell that holds an
     edge gets its exact distance), or 5 km without a grid.

@@ -41,10 +41,10 @@ import pandas as pd
 import pyarrow.dataset as ds
 import rasterio
 
+from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.errors import InputError
 from gee_mining.io.cell_tags import read_cell_tag
 from gee_mining.io.pages import iter_features
-from gee_mining.steps.grid import pixel_grid
 
 POSITION_COLUMNS = ("cell", "row", "col", "x", "y")
 METADATA_COLUMNS = ("epsg", "zoom", "cell_label", "overlap", "lat", "lon", "country")

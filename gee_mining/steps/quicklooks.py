@@ -18,9 +18,9 @@ from typing import Any
 
 import ee
 
+from gee_mining.contracts.lattice import pixel_grid
+from gee_mining.contracts.schemas import check_rows
 from gee_mining.errors import InputError
-from gee_mining.steps.cell_image import check_rows
-from gee_mining.steps.grid import pixel_grid
 from gee_mining.steps.sentinel2 import CompositeSpec
 from gee_mining.steps.sentinel2 import composite as s2_composite
 

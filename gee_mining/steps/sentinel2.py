@@ -31,15 +31,16 @@ shadows and to single odd acquisitions.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import ee
 
 from gee_mining.contracts.bands import BANDS
+from gee_mining.contracts.lattice import pixel_grid
+from gee_mining.contracts.schemas import is_grid_row
 from gee_mining.errors import InputError
-from gee_mining.steps.grid import ee_cell_geometry, pixel_grid
+from gee_mining.steps.grid import ee_cell_geometry
 
 S2_SR = "COPERNICUS/S2_SR_HARMONIZED"
 CLOUD_SCORE_PLUS = "GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED"
@@ -110,20 +111,16 @@ def _ee():
     return ee
 
 
-def _is_grid_row(target: Any) -> bool:
-    return isinstance(target, Mapping) and all(k in target for k in ("epsg", "cell_x", "cell_y", "cell_size"))
-
-
 def region_of(target: Any):
     """The ``ee.Geometry`` of a grid row (its square in its own projection) or a geometry as given."""
     ee = _ee()
-    if _is_grid_row(target):
+    if is_grid_row(target):
         return ee_cell_geometry(ee, target)
     if isinstance(target, ee.ComputedObject):
         return target
     raise InputError(
         f"composite target {type(target).__name__} is neither a grid row (a dict with epsg, cell_x, cell_y, "
-        "cell_size, as gee_mining.steps.grid.GridTable rows are) nor an ee.Geometry."
+        "cell_size, as gee_mining.contracts.cells.GridTable rows are) nor an ee.Geometry."
     )
 
 
@@ -184,7 +181,7 @@ def collection(region, spec: CompositeSpec | None = None):
 def composite(cell_row_or_geometry, spec: CompositeSpec | None = None, **overrides):
     """The median reflectance composite (float, 0..1) of ``spec.bands`` over a grid cell or a geometry.
 
-    A grid row (``gee_mining.steps.grid.GridTable`` row) gives an image reprojected to
+    A grid row (``gee_mining.contracts.cells.GridTable`` row) gives an image reprojected to
     the cell's 10 m lattice (``pixel_grid(row)``: its CRS and ``crsTransform``),
     so exports and ``computePixels`` of the cell land on its pixels; 20 and 60 m
     bands are sampled nearest-neighbour onto it, as Earth Engine does. A
@@ -208,7 +205,7 @@ def composite(cell_row_or_geometry, spec: CompositeSpec | None = None, **overrid
     # A fully masked image with the bands keeps the median's bands when no scene covers the region.
     nothing = ee.Image.constant([0] * len(bands)).rename(bands).toFloat().updateMask(0)
     image = scenes.merge(ee.ImageCollection([nothing])).median().rename(bands).toFloat()
-    if _is_grid_row(cell_row_or_geometry):
+    if is_grid_row(cell_row_or_geometry):
         grid = pixel_grid(cell_row_or_geometry, scale=10)
         image = image.reproject(crs=grid.crs, crsTransform=list(grid.transform))
     return image

@@ -51,13 +51,15 @@ from ee import serializer
 from gee_mining.batch.exports import ExportSpec
 from gee_mining.connection import connect
 from gee_mining.contracts.bands import NODATA
+from gee_mining.contracts.cells import GridSpec
 from gee_mining.contracts.features import DEFAULT_INDICES
+from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.contracts.signatures import signatures
 from gee_mining.errors import GeeMiningError
 from gee_mining.io.catalog import MINES_ID
 from gee_mining.ml.classify import ClassifySpec, probability_image, train, training_samples
 from gee_mining.steps.cell_image import ImagerySpec, cell_image
-from gee_mining.steps.grid import GridSpec, pixel_grid, positive_cells, tag_zones, touching_cells
+from gee_mining.steps.grid import positive_cells, tag_zones, touching_cells
 from gee_mining.steps.measure import table_summary
 from gee_mining.steps.pixel_tables import columns, pixel_features
 from gee_mining.steps.quicklooks import quicklook_image
@@ -1317,7 +1319,7 @@ def grid(ee: Any) -> Script:
     """Step 1: the positive cells of one UTM zone with overlap fractions, and the cells no negative may take.
 
     Built by ``gee_mining.steps.grid`` (``tag_zones``, ``positive_cells``, ``touching_cells``) for zone 19 south
-    (EPSG:32719, the Chilean mines) at 5500 m. Negatives are then chosen by ``gee_mining.steps.grid.assign_negatives``
+    (EPSG:32719, the Chilean mines) at 5500 m. Negatives are then chosen by ``gee_mining.contracts.cells.assign_negatives``
     (integer cell arithmetic, outside Earth Engine).
     """
 

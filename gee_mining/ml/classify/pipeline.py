@@ -32,9 +32,10 @@ import numpy as np
 from gee_mining.batch.exports import ExportSpec, export_task, task_description
 from gee_mining.contracts.bands import MINE_BAND
 from gee_mining.contracts.features import check_feature, derived_features
+from gee_mining.contracts.lattice import pixel_grid
+from gee_mining.contracts.schemas import check_rows
 from gee_mining.errors import InputError
-from gee_mining.steps.cell_image import ImagerySpec, cell_image, check_rows
-from gee_mining.steps.grid import pixel_grid
+from gee_mining.steps.cell_image import ImagerySpec, cell_image
 from gee_mining.steps.sentinel2 import CompositeSpec
 
 DEFAULT_FEATURES = ("B2", "B3", "B4", "B8", "B11", "B12", "NDVI", "NBR2", "ND_B11_B8", "ND_B12_B4")

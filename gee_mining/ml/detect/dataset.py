@@ -56,6 +56,7 @@ from rasterio.windows import Window
 from shapely.geometry import shape
 
 from gee_mining.contracts.bands import BANDS, LABEL_BANDS
+from gee_mining.contracts.lattice import PixelGrid
 from gee_mining.errors import InputError
 from gee_mining.io.cell_tags import read_cell_tag
 from gee_mining.io.pages import iter_features
@@ -143,39 +144,19 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class CellRaster:
-    """One exported cell: its name, file, CRS (EPSG code), GDAL-order affine and size."""
+    """One exported cell image: its name (the file stem), its file, and its pixel lattice."""
 
     name: str
     path: str
-    epsg: int
-    transform: tuple[float, float, float, float, float, float]  # a, b, c, d, e, f (rasterio Affine order)
-    width: int
-    height: int
+    lattice: PixelGrid
 
-    def pixel_to_crs(self, col, row):
-        a, b, c, d, e, f = self.transform
-        col, row = np.asarray(col, float), np.asarray(row, float)
-        return a * col + b * row + c, d * col + e * row + f
 
-    def crs_to_pixel(self, x, y):
-        a, b, c, d, e, f = self.transform
-        det = a * e - b * d
-        x, y = np.asarray(x, float) - c, np.asarray(y, float) - f
-        return (e * x - b * y) / det, (-d * x + a * y) / det
-
-    @property
-    def footprint(self):
-        """The image's footprint in its CRS (a shapely polygon)."""
-
-        xs, ys = self.pixel_to_crs([0, self.width, self.width, 0], [0, 0, self.height, self.height])
-        return shapely.Polygon(np.column_stack([xs, ys]))
-
-    @property
-    def centre_lonlat(self) -> tuple[float, float]:
-
-        x, y = self.pixel_to_crs(self.width / 2, self.height / 2)
-        lon, lat = pyproj.Transformer.from_crs(self.epsg, 4326, always_xy=True).transform(float(x), float(y))
-        return float(lon), float(lat)
+def lattice_of(crs, transform: Affine, width: int, height: int, where: str) -> PixelGrid:
+    """The lattice of a raster (rasterio's CRS and affine); per-cell images are in an EPSG code."""
+    if crs is None or crs.to_epsg() is None:
+        raise InputError(f"{where}: no EPSG CRS; per-cell GeoTIFFs are in the cell's UTM EPSG code.")
+    t = transform
+    return PixelGrid(f"EPSG:{int(crs.to_epsg())}", (t.a, t.b, t.c, t.d, t.e, t.f), width, height)
 
 
 def open_cell(path: str | os.PathLike, name: str | None = None) -> CellRaster:
@@ -191,10 +172,7 @@ def open_cell(path: str | os.PathLike, name: str | None = None) -> CellRaster:
             warnings.warn(f"{path}: no GEE_MINING_CELL tag; the cell is named after the file.", stacklevel=2)
         name = path.stem if tagged is None else str(tagged["name"])
     with rasterio.open(path) as ds:
-        if ds.crs is None or ds.crs.to_epsg() is None:
-            raise InputError(f"{path}: no EPSG CRS; per-cell GeoTIFFs are in the cell's UTM EPSG code.")
-        t = ds.transform
-        return CellRaster(name, str(path), int(ds.crs.to_epsg()), (t.a, t.b, t.c, t.d, t.e, t.f), ds.width, ds.height)
+        return CellRaster(name, str(path), lattice_of(ds.crs, ds.transform, ds.width, ds.height, str(path)))
 
 
 def read_bands(path: str | os.PathLike, bands: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -295,12 +273,12 @@ def cell_boxes(
 ) -> list[Box]:
     """The boxes of ``polygons`` (shapely, EPSG:``src_epsg``) in ``cell``'s image, per the spec's limits."""
 
-    footprint = cell.footprint
+    footprint = cell.lattice.outline()
     boxes = []
     for i, geometry in enumerate(polygons):
         if geometry is None:
             continue
-        local = to_crs(geometry, cell.epsg, src_epsg)
+        local = to_crs(geometry, cell.lattice.epsg, src_epsg)
         if not local.intersects(footprint):
             continue
         for j, part in enumerate(polygon_parts(local)):
@@ -313,9 +291,9 @@ def cell_boxes(
             if fraction < spec.min_visible:
                 continue
             ring = np.concatenate([np.asarray(p.exterior.coords) for p in polygon_parts(visible)])
-            cols, rows = cell.crs_to_pixel(ring[:, 0], ring[:, 1])
-            x0, x1 = max(0.0, float(cols.min())), min(float(cell.width), float(cols.max()))
-            y0, y1 = max(0.0, float(rows.min())), min(float(cell.height), float(rows.max()))
+            cols, rows = cell.lattice.crs_to_pixel(ring[:, 0], ring[:, 1])
+            x0, x1 = max(0.0, float(cols.min())), min(float(cell.lattice.width), float(cols.max()))
+            y0, y1 = max(0.0, float(rows.min())), min(float(cell.lattice.height), float(rows.max()))
             if x1 - x0 < spec.min_box_px or y1 - y0 < spec.min_box_px:
                 continue
             boxes.append(Box(x0, y0, x1, y1, i, j, round(fraction, 6)))
@@ -380,7 +358,8 @@ class DetectDataset:
 
     def raster(self, name: str) -> CellRaster:
         c = self.cell(name)
-        return CellRaster(c["name"], c["source"], c["epsg"], tuple(c["transform"]), c["width"], c["height"])
+        lattice = PixelGrid(f"EPSG:{int(c['epsg'])}", tuple(c["transform"]), c["width"], c["height"])
+        return CellRaster(c["name"], c["source"], lattice)
 
     def write_split(self, name: str, train: Sequence[str], val: Sequence[str], test: Sequence[str] = ()) -> Path:
         """``data_<name>.yaml`` with image lists ``<name>_train.txt`` / ``_val`` (/ ``_test``) of these cells."""
@@ -479,8 +458,9 @@ def cut_patches(
                         a, b, c, d, e, f = tuple(src.transform)[:6]
                         t = Affine(a, b, c + a * col + b * row, d, e, f + d * col + e * row)
                         name = f"{Path(path).stem}_{col}_{row}"
-                        raster = CellRaster(name, "", src.crs.to_epsg(), (t.a, t.b, t.c, t.d, t.e, t.f), size, size)
-                        if keep is not None and not keep(name, raster):
+                        if keep is not None and not keep(
+                            name, CellRaster(name, "", lattice_of(src.crs, t, size, size, str(path)))
+                        ):
                             continue
                         with rasterio.open(tmp / f"{name}.tif", "w", **{**profile, "transform": t}) as dst:
                             dst.write(src.read(window=window))
@@ -505,12 +485,13 @@ def keep_near_mines(
     by_epsg: dict[int, tuple[list, Any]] = {}
 
     def keep(name: str, raster: CellRaster) -> bool:
-        if raster.epsg not in by_epsg:
-            local = [to_crs(g, raster.epsg) for g in geoms]
-            by_epsg[raster.epsg] = (local, shapely.STRtree(local))
-        local, tree = by_epsg[raster.epsg]
-        near = [local[i] for i in tree.query(raster.footprint)]
-        stride = mine_stride if near and cell_boxes(raster, near, spec, src_epsg=raster.epsg) else other_stride
+        epsg = raster.lattice.epsg
+        if epsg not in by_epsg:
+            local = [to_crs(g, epsg) for g in geoms]
+            by_epsg[epsg] = (local, shapely.STRtree(local))
+        local, tree = by_epsg[epsg]
+        near = [local[i] for i in tree.query(raster.lattice.outline())]
+        stride = mine_stride if near and cell_boxes(raster, near, spec, src_epsg=epsg) else other_stride
         col, row = (int(v) for v in name.rsplit("_", 2)[1:])
         return col % stride == 0 and row % stride == 0
 
@@ -561,17 +542,17 @@ def build_dataset(
             image = cell_image(path, spec)
             name = cell.name + spec.image_suffix
             write_image(image, tmp / "images" / name)
-            (tmp / "labels" / f"{cell.name}.txt").write_text(label_text(boxes, cell.width, cell.height))
-            lon, lat = cell.centre_lonlat
+            (tmp / "labels" / f"{cell.name}.txt").write_text(label_text(boxes, cell.lattice.width, cell.lattice.height))
+            lon, lat = cell.lattice.centre_lonlat()
             records.append(
                 {
                     "name": cell.name,
                     "image": name,
                     "source": str(Path(path).resolve()),
-                    "epsg": cell.epsg,
-                    "transform": list(cell.transform),
-                    "width": cell.width,
-                    "height": cell.height,
+                    "epsg": cell.lattice.epsg,
+                    "transform": list(cell.lattice.transform),
+                    "width": cell.lattice.width,
+                    "height": cell.lattice.height,
                     "lon": lon,
                     "lat": lat,
                     "boxes": [asdict(b) for b in boxes],

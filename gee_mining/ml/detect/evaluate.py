@@ -128,7 +128,7 @@ def polygon_iou(detections, polygons: Sequence, min_iou: float = 0.0, footprints
     Areas are measured in the detection's UTM CRS (the polygon reprojected with pyproj). A box is
     compared with the whole polygon, so an irregular polygon's IoU with even its exact bounding box
     is below 1 (the fill ratio of the polygon in its box). ``footprints`` (``{cell: polygon in the
-    cell's CRS}``, e.g. ``ds.raster(name).footprint``): compare with the part of the polygon inside
+    cell's CRS}``, e.g. ``ds.raster(name).lattice.outline()``): compare with the part of the polygon inside
     the detection's cell only, the part the detector could see.
     """
 

@@ -72,15 +72,17 @@ def box_to_geometry(cell: CellRaster, box: Sequence[float], densify: int = 8) ->
     """``(polygon in the cell's CRS, polygon in EPSG:4326)`` of a pixel box ``(x0, y0, x1, y1)``."""
 
     x0, y0, x1, y1 = (float(v) for v in box)
-    xs, ys = cell.pixel_to_crs([x0, x1, x1, x0], [y0, y0, y1, y1])
+    xs, ys = cell.lattice.pixel_to_crs([x0, x1, x1, x0], [y0, y0, y1, y1])
     local = shapely.Polygon(np.column_stack([xs, ys]))
     step = max(local.length / (4 * densify), 1e-6)
-    return local, crs_to_lonlat(shapely.segmentize(local, step), cell.epsg)
+    return local, crs_to_lonlat(shapely.segmentize(local, step), cell.lattice.epsg)
 
 
 def detection_from_box(cell: CellRaster, box, score: float, cls: int = 0, name: str = "mine") -> Detection:
     local, lonlat = box_to_geometry(cell, box)
-    return Detection(cell.name, float(score), int(cls), name, tuple(float(v) for v in box), cell.epsg, local, lonlat)
+    return Detection(
+        cell.name, float(score), int(cls), name, tuple(float(v) for v in box), cell.lattice.epsg, local, lonlat
+    )
 
 
 def predict_cells(
@@ -106,7 +108,7 @@ def predict_cells(
     paths = find_cells(cells)
     rasters = [open_cell(p) for p in paths]
     if imgsz is None:
-        side = max(max(r.width, r.height) for r in rasters) if rasters else 64
+        side = max(max(r.lattice.width, r.lattice.height) for r in rasters) if rasters else 64
         imgsz = max(32, int(-(-side // 32) * 32))
     tmp = Path(tempfile.mkdtemp(prefix="gee-mining-detect-"))
     out: list[Detection] = []

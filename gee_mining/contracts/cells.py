@@ -1,0 +1,312 @@
+"""The cell contract: grid levels, cell indices and names, nesting, and the grid table's rows (pure).
+
+A grid level (:class:`GridSpec`) is a square cell size on the grid whose origin is its projection's
+origin (each cell in its polygons' UTM zone by default, or one Web Mercator grid): cell ``(x, y)``
+of size ``s`` is the square ``[x s, (x + 1) s] x [y s, (y + 1) s]`` in the zone's metres, so a cell
+splits exactly into the 4 cells of the level half its size (:func:`child_indices`). A cell's name
+(:func:`cell_name`) is ``LAT_LON_Zoom_OverlapPct``. A grid table (:class:`GridTable`) holds one row
+per cell; :func:`cell_row` is the row of a cell nobody has measured yet (the pyramid's cells).
+
+Everything here is numbers, shapely and pyproj: no ``ee``, no files. The grid step
+(:mod:`gee_mining.steps.grid`) computes the cells server-side; :mod:`gee_mining.io.grid_table`
+writes and reads the table.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pyproj
+import shapely
+
+from gee_mining.errors import InputError
+
+ZOOM_SIZES: dict[int, float] = {14: 5500.0, 15: 2750.0, 16: 1375.0}
+
+
+MIN_OVERLAP = 0.001
+
+
+NEGATIVE_REACH = 48  # cells: how far from its positive a negative is looked for
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """A grid level: the cell size in metres, its zoom label, and the grid projection."""
+
+    cell_size: float
+    zoom: int
+    projection: str = "utm"
+
+    def __post_init__(self):
+        if not (self.cell_size > 0 and math.isfinite(self.cell_size)):
+            raise InputError(f"cell size {self.cell_size!r}: give a positive size in metres, e.g. 5500.")
+        if self.projection not in ("utm", "EPSG:3857"):
+            raise InputError(f"grid projection {self.projection!r}: use 'utm' (default) or 'EPSG:3857'.")
+
+    @classmethod
+    def of(cls, cell_size: float | None = None, zoom: int | None = None, projection: str = "utm") -> GridSpec:
+        """A spec from a size, a zoom label, or both (sizes other than 5500/2750/1375 m need a label)."""
+        if cell_size is None and zoom is None:
+            raise InputError("give a cell size (--cell 5500) or a zoom level (14, 15, 16).")
+        if cell_size is None:
+            if zoom not in ZOOM_SIZES:
+                raise InputError(f"zoom {zoom}: known levels are {sorted(ZOOM_SIZES)}; give a cell size as well.")
+            cell_size = ZOOM_SIZES[zoom]
+        if zoom is None:
+            zoom = next((z for z, s in ZOOM_SIZES.items() if s == float(cell_size)), None)
+            if zoom is None:
+                raise InputError(
+                    f"cell size {cell_size} m has no zoom label: pass one (e.g. --zoom 13), "
+                    f"or use one of {sorted(ZOOM_SIZES.values())}."
+                )
+        return cls(float(cell_size), int(zoom), projection)
+
+    def child(self) -> GridSpec:
+        """The next finer level: each cell splits into 4."""
+        return GridSpec(self.cell_size / 2, self.zoom + 1, self.projection)
+
+
+def check_nesting(levels: Sequence[GridSpec]) -> None:
+    """Each level must halve the previous one on the same projection, so cells split into 4."""
+    for coarse, fine in zip(levels, levels[1:], strict=False):
+        if fine.projection != coarse.projection or abs(coarse.cell_size - 2 * fine.cell_size) > 1e-9:
+            raise InputError(
+                f"levels {coarse.cell_size} m -> {fine.cell_size} m break the nesting: each level must be half "
+                "the previous one, on the same grid projection."
+            )
+
+
+def utm_epsg(lon: float, lat: float) -> int:
+    """The EPSG code of the UTM zone (WGS84, by hemisphere) of a point, as Sentinel-2 tiles are."""
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise InputError(f"({lon}, {lat}) is outside the world's longitudes and latitudes.")
+    zone = min(60, int(math.floor((lon + 180) / 6)) + 1)
+    return (32600 if lat >= 0 else 32700) + zone
+
+
+def encode_coordinate(value: float) -> str:
+    """The seed's encoding: the coordinate times 1000 as an integer, a leading 0 for the minus sign.
+
+    -29.5 -> '029500', 29.5 -> '29500', 0.25 -> '250', -0.25 -> '0250'.
+    """
+    n = int(round(abs(value) * 1000))
+    return ("0" if value < 0 and n else "") + str(n)
+
+
+def decode_coordinate(text: str) -> float:
+    if not text.isdigit():
+        raise InputError(f"{text!r} is not an encoded coordinate (digits, a leading 0 for negatives).")
+    if len(text) > 1 and text[0] == "0":
+        return -int(text[1:]) / 1000
+    return int(text) / 1000
+
+
+UNMEASURED = "na"  # the OverlapPct of a cell whose overlap was not measured (a search's cell, not a sample)
+
+
+def cell_name(lat: float, lon: float, zoom: int, overlap: float | None, measured: bool = True) -> str:
+    """``LAT_LON_Zoom_OverlapPct``: the cell's centre (see :func:`encode_coordinate`), its zoom label, and
+    the percent overlap with the polygons (one decimal), ``neg`` for a negative, or ``na`` when the
+    overlap was not measured (``measured=False``: the pyramid's cells, which no polygon labelled)."""
+    if not measured:
+        pct = UNMEASURED
+    else:
+        pct = "neg" if overlap is None else f"{overlap * 100:.1f}"
+    return f"{encode_coordinate(lat)}_{encode_coordinate(lon)}_{zoom}_{pct}"
+
+
+@dataclass(frozen=True)
+class CellName:
+    lat: float
+    lon: float
+    zoom: int
+    overlap_pct: float | None  # None for negatives and unmeasured cells
+    measured: bool = True  # False for an ``na`` name: neither positive nor negative
+
+    @property
+    def is_negative(self) -> bool:
+        return self.measured and self.overlap_pct is None
+
+
+_NAME = re.compile(r"^(\d+)_(\d+)_(\d+)_(neg|na|\d+(?:\.\d+)?)$")
+
+
+def parse_cell_name(name: str) -> CellName:
+    m = _NAME.match(name)
+    if not m:
+        raise InputError(
+            f"{name!r} is not a cell name of the form LAT_LON_Zoom_OverlapPct (e.g. 029500_14125_14_12.5)."
+        )
+    lat, lon, zoom, pct = m.groups()
+    overlap = None if pct in ("neg", UNMEASURED) else float(pct)
+    return CellName(decode_coordinate(lat), decode_coordinate(lon), int(zoom), overlap, pct != UNMEASURED)
+
+
+def assign_negatives(
+    positives: Sequence[tuple[int, int]],
+    blocked: set[tuple[int, int]],
+    cell_size: float,
+    radius: int,
+) -> list[tuple[tuple[int, int], float] | None]:
+    """Give each positive (cell indices x, y) a distinct free cell, nearest first.
+
+    Free cells are those within ``radius`` cells (Chebyshev) of a positive that
+    are not ``blocked`` (cells touching a polygon, or already taken). Pairs are
+    taken in order of centre-to-centre distance, ties by positive order, then
+    by candidate (y, x); each positive and each cell is used once. Returns, per
+    positive, ``((x, y), distance in metres)``, or None when none is left
+    within the radius.
+    """
+
+    out: list[tuple[tuple[int, int], float] | None] = [None] * len(positives)
+    if not positives:
+        return out
+    r = np.arange(-radius, radius + 1)
+    dx, dy = (a.ravel() for a in np.meshgrid(r, r))
+    off = (dx != 0) | (dy != 0)
+    dx, dy = dx[off], dy[off]
+    pos = np.asarray(positives, dtype=np.int64).reshape(-1, 2)
+    x = (pos[:, :1] + dx).ravel()
+    y = (pos[:, 1:] + dy).ravel()
+    d2 = np.tile(dx * dx + dy * dy, len(pos))
+    who = np.repeat(np.arange(len(pos)), len(dx))
+    if blocked:
+        keys = np.array([((bx + 2**30) << 31) | (by + 2**30) for bx, by in blocked], dtype=np.int64)
+        free = ~np.isin(((x + 2**30) << 31) | (y + 2**30), keys)
+        x, y, d2, who = x[free], y[free], d2[free], who[free]
+    order = np.lexsort((x, y, who, d2))
+    used: set[tuple[int, int]] = set()
+    for i, cx, cy, dd in zip(
+        who[order].tolist(), x[order].tolist(), y[order].tolist(), d2[order].tolist(), strict=True
+    ):
+        if out[i] is None and (cx, cy) not in used:
+            out[i] = ((cx, cy), math.sqrt(dd) * cell_size)
+            used.add((cx, cy))
+    return out
+
+
+def neighbour_zones(epsg: int) -> list[int]:
+    """A UTM zone's EPSG with its east and west neighbours (across the antimeridian too), both hemispheres."""
+    if epsg == 3857:
+        return [3857]
+    zone = epsg % 100
+    zones = {zone, zone % 60 + 1, (zone - 2) % 60 + 1}
+    return sorted(base + z for base in (32600, 32700) for z in zones)
+
+
+def reach_is_clear_of_antimeridian(epsg: int, reach_m: float) -> bool:
+    """Whether a UTM zone's polygons, grown by ``reach_m`` metres, stay at least a zone's width (6 degrees,
+    for polygons reaching out of their zone) from the antimeridian even at 84 degrees of latitude, UTM's
+    limit: there the box can be tested in longitude and latitude (the local engine's common space for a
+    UTM box against longitude/latitude polygons), which an antimeridian crossing would break."""
+    if not (32601 <= epsg <= 32660 or 32701 <= epsg <= 32760):
+        return False
+    zone = epsg % 100
+    degrees = reach_m / (111_320.0 * math.cos(math.radians(84.0))) + 6.0
+    return min(6 * (zone - 1), 6 * (60 - zone)) > degrees
+
+
+@dataclass
+class GridTable:
+    """The grid: one row per cell (positives, then their negatives), plus what happened."""
+
+    spec: GridSpec
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def positives(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["label"] == 1]
+
+    @property
+    def negatives(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["label"] == 0]
+
+
+def cell_index(cell_id: str) -> tuple[int, int]:
+    """A cell's ``"x,y"`` id (or a flattened collection's ``"k_x,y"``) as indices."""
+    x, y = cell_id.rsplit("_", 1)[-1].split(",")
+    return int(x), int(y)
+
+
+def child_indices(cell_x: int, cell_y: int) -> list[tuple[int, int]]:
+    """The indices of the 4 cells of the next finer level inside cell ``(cell_x, cell_y)``: NW, NE, SW, SE.
+
+    The grid's origin is its projection's origin, so cell ``(x, y)`` of size ``s`` is exactly the cells
+    ``(2x .. 2x+1, 2y .. 2y+1)`` of size ``s/2`` (y grows northwards).
+    """
+    x, y = 2 * int(cell_x), 2 * int(cell_y)
+    return [(x, y + 1), (x + 1, y + 1), (x, y), (x + 1, y)]
+
+
+def child_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The 4 cells of the next finer level that tile a grid-table row's cell, as rows (NW, NE, SW, SE).
+
+    Each is named ``<parent name>_q<k>`` (k = 0..3 in that order; their overlap is not measured, so
+    they carry no ``LAT_LON_Zoom_OverlapPct`` name of their own), keeps the parent's ``label`` and
+    metadata, records ``parent`` and ``split_depth``, and has its own index, size, centroid and bounds.
+    Used to re-plan an export that failed for being too large (``jobs``).
+    """
+    size = float(row["cell_size"]) / 2
+    dropped = {"overlap", "polygon_ids", "pair", "distance_m", "nesting_only"}
+    out = []
+    for k, (x, y) in enumerate(child_indices(row["cell_x"], row["cell_y"])):
+        child = {key: value for key, value in row.items() if key not in dropped}
+        child.update(name=f"{row['name']}_q{k}", cell_size=size, cell_x=x, cell_y=y, parent=row["name"],
+                     split_depth=int(row.get("split_depth") or 0) + 1)  # fmt: skip
+        if row.get("zoom") is not None:
+            child["zoom"] = int(row["zoom"]) + 1
+        polygon = cell_polygon(child)
+        west, south, east, north = polygon.bounds
+        centre = polygon.centroid
+        child.update(lon=centre.x, lat=centre.y, west=west, south=south, east=east, north=north)
+        out.append(child)
+    return out
+
+
+def cell_polygon(row: dict[str, Any]):
+    """The cell's square in its projection, reprojected to EPSG:4326 (edges densified)."""
+
+    size = row["cell_size"]
+    x0, y0 = row["cell_x"] * size, row["cell_y"] * size
+    square = shapely.segmentize(shapely.box(x0, y0, x0 + size, y0 + size), size / 16)
+    tf = _to_lonlat(int(row["epsg"]))
+    return shapely.transform(square, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
+
+
+def _to_lonlat(epsg: int) -> pyproj.Transformer:
+    """A transformer to longitude/latitude, one per CRS and thread (making one costs far more than using
+    it; pyproj transformers are not to be shared between threads)."""
+    return _transformer(epsg, threading.get_ident())
+
+
+@lru_cache(maxsize=256)
+def _transformer(epsg: int, thread: int) -> pyproj.Transformer:
+    return pyproj.Transformer.from_crs(epsg, 4326, always_xy=True)
+
+
+def cell_row(epsg: int, x: int, y: int, spec: GridSpec) -> dict[str, Any]:
+    """Cell ``(x, y)`` of ``spec`` in zone ``epsg`` as a grid-table row whose overlap is not measured.
+
+    The grid's columns that need no polygons: ``name`` (:func:`cell_name` with OverlapPct ``na``, from
+    the cell's centre), ``zoom``, ``cell_size``, ``epsg``, ``cell_x``, ``cell_y``, ``lon``/``lat`` (the
+    centre of the square in its zone, in degrees) and ``west``/``south``/``east``/``north`` (the bounds
+    of the square in degrees, edges densified). What :func:`~gee_mining.contracts.lattice.pixel_grid`,
+    exports and detectors read, and the pyramid's cells.
+    """
+    size = spec.cell_size
+    row: dict[str, Any] = {"name": "", "zoom": spec.zoom, "cell_size": size, "epsg": int(epsg),
+                           "cell_x": int(x), "cell_y": int(y)}  # fmt: skip
+    lon, lat = _to_lonlat(int(epsg)).transform((x + 0.5) * size, (y + 0.5) * size)
+    west, south, east, north = cell_polygon(row).bounds
+    row.update(name=cell_name(lat, lon, spec.zoom, None, measured=False), lon=lon, lat=lat,
+               west=west, south=south, east=east, north=north)  # fmt: skip
+    return row
