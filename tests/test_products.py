@@ -25,15 +25,10 @@ from gee_mining.contracts.bands import NODATA
 from gee_mining.contracts.cells import GridSpec
 from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.errors import InputError
+from gee_mining.io.pixel_table import csv_to_table, from_geotiff, read_pixel_table, write_pixel_table
 from gee_mining.steps.cell_image import ImagerySpec, cell_image
 from gee_mining.steps.grid import build_grid
-from gee_mining.steps.pixel_tables import (
-    csv_to_table,
-    fetch_pixel_table,
-    from_geotiff,
-    read_pixel_table,
-    write_pixel_table,
-)
+from gee_mining.steps.pixel_tables import fetch_pixel_table
 from gee_mining.steps.quicklooks import QuicklookSpec, quicklook_bytes
 from gee_mining.steps.sentinel2 import CompositeSpec
 from gee_mining.world import generate_world, world_catalog_toml

@@ -22,6 +22,7 @@ from gee_mining.batch.exports import ExportSpec, export_cells
 from gee_mining.contracts.bands import BANDS
 from gee_mining.contracts.features import normalized_difference_names
 from gee_mining.errors import InputError
+from gee_mining.io.pixel_table import from_geotiff, read_pixel_table, write_pixel_table
 from gee_mining.ml.study import (
     FeatureSpec,
     SplitSpec,
@@ -35,7 +36,6 @@ from gee_mining.ml.study import (
     run_study,
 )
 from gee_mining.steps.cell_image import ImagerySpec
-from gee_mining.steps.pixel_tables import from_geotiff, read_pixel_table, write_pixel_table
 from gee_mining.steps.sentinel2 import CompositeSpec
 from gee_mining.world import generate_world, world_catalog_toml
 from gee_mining.world.spectra import library

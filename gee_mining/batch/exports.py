@@ -1,6 +1,6 @@
 """Step 2 exports: one cloud-optimized GeoTIFF, or TFRecord patches, per grid cell.
 
-Each cell's image (``imagery.cell_image``) goes out as an ``Export.image.toCloudStorage``
+Each cell's image (``steps.cell_image.cell_image``) goes out as an ``Export.image.toCloudStorage``
 task on the cell's own 10 m lattice (its UTM CRS, ``crsTransform`` and ``dimensions``),
 named after the cell:
 
@@ -32,11 +32,11 @@ from gee_mining.batch.tasks import start_tasks, succeeded, wait_for
 from gee_mining.connection import open_bucket
 from gee_mining.contracts.bands import NODATA
 from gee_mining.contracts.lattice import pixel_grid
-from gee_mining.contracts.schemas import check_rows
+from gee_mining.contracts.schemas import check_rows, columns
 from gee_mining.errors import InputError
 from gee_mining.io.cell_tags import CELL_TAG, cell_tag_value
 from gee_mining.steps.cell_image import ImagerySpec, cell_image
-from gee_mining.steps.pixel_tables import columns, pixel_features
+from gee_mining.steps.pixel_tables import pixel_features
 
 FORMATS = ("GeoTIFF", "TFRecord")
 
@@ -156,7 +156,7 @@ def export_cells(
 ) -> list[ExportResult]:
     """Export every cell of ``rows``: start one task per cell, wait, list (and optionally copy) the files.
 
-    Each cell's image is ``imagery.cell_image`` (composite, indices, labels), or ``image`` when given: any
+    Each cell's image is ``steps.cell_image.cell_image`` (composite, indices, labels), or ``image`` when given: any
     ``ee.Image`` (a composite served as an asset, a probability map) exported on each cell's lattice.
 
     For a few cells or a demo. Thousands of cells belong in an export job

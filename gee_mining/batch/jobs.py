@@ -13,7 +13,7 @@ exponential backoff and jitter; deterministic ones ("User memory limit exceeded"
 timed out", invalid arguments) mark the cell FAILED with the message and are not retried. With
 ``split_failed = true``, a cell that failed for its size (memory limit, time out, too many pixels)
 is re-planned instead: it becomes SPLIT and its 4 children of the next finer level
-(``grid.child_rows``) join the job, down to ``max_split_depth`` splits.
+(``contracts.cells.child_rows``) join the job, down to ``max_split_depth`` splits.
 """
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ def _imagery(spec: JobSpec):
 
 
 def cell_image(ee, row: dict, spec: JobSpec):
-    """The cell's image (composite, indices, labels; ``imagery.cell_image``) as a COG or TFRecord patches.
+    """The cell's image (composite, indices, labels; ``steps.cell_image.cell_image``) as a COG or TFRecord patches.
 
     ``params``: ``polygons`` (asset id), ``format`` ("GeoTIFF" or "TFRecord"), ``patch_size``, ``margin``
     and the imagery options (``indices``, ``pairwise``, ``start``, ``end``, ``mask``, ...).
@@ -300,7 +300,7 @@ def cell_image(ee, row: dict, spec: JobSpec):
 
 
 def pixel_table(ee, row: dict, spec: JobSpec):
-    """The cell's pixel table (``pixel_tables.pixel_features``) as CSV; ``params`` as for ``cell-image``."""
+    """The cell's pixel table (``steps.pixel_tables.pixel_features``) as CSV; ``params`` as for ``cell-image``."""
 
     polygons, imagery = _imagery(spec)
     image = image_of(row, polygons, imagery)

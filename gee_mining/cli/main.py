@@ -26,6 +26,7 @@ from gee_mining.contracts.signatures import signatures
 from gee_mining.demo.run import run_demo
 from gee_mining.errors import GeeMiningError, InputError
 from gee_mining.io.grid_table import read_grid_table, write_table
+from gee_mining.io.pixel_table import from_geotiff, write_pixel_table
 from gee_mining.local import LocalEngine
 from gee_mining.local.core.registry import implemented
 from gee_mining.steps.cell_image import ImagerySpec, cell_image
@@ -38,7 +39,6 @@ from gee_mining.steps.grid import (
     parse_region,
     parse_table_property,
 )
-from gee_mining.steps.pixel_tables import from_geotiff, write_pixel_table
 from gee_mining.steps.quicklooks import QuicklookSpec, write_quicklooks
 from gee_mining.tools.algorithms_doc import algorithms_markdown
 from gee_mining.tools.jsgen import cli

@@ -13,7 +13,7 @@ types them, with one message, wherever a row comes from.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,3 +98,27 @@ def check_rows(rows: Iterable[Mapping[str, Any]], where: str = "cells") -> list[
 def is_grid_row(target: Any) -> bool:
     """Whether ``target`` is a row placing a cell (a mapping with :data:`CELL_COLUMNS`), not a geometry."""
     return isinstance(target, Mapping) and all(k in target for k in CELL_COLUMNS)
+
+
+POSITION_COLUMNS = ("cell", "row", "col", "x", "y")
+
+
+METADATA_COLUMNS = ("epsg", "zoom", "cell_label", "overlap", "lat", "lon", "country")
+
+
+def cell_metadata(row: dict[str, Any]) -> dict[str, Any]:
+    """The metadata a grid row gives each of its pixels (``cell_label`` is the grid's ``label``)."""
+    meta: dict[str, Any] = {"cell": row["name"]}
+    for key in ("epsg", "zoom", "overlap", "lat", "lon", "country"):
+        if key in row and row[key] is not None:
+            meta[key] = row[key]
+    if "label" in row:
+        meta["cell_label"] = int(row["label"])
+    meta.update({k: float(v) for k, v in row.items() if k.startswith("lc_") and v is not None})
+    return meta
+
+
+def columns(bands: Sequence[str], row: dict[str, Any] | None = None) -> list[str]:
+    """The table's columns, in order: position, bands, metadata (of ``row`` when given)."""
+    meta = [k for k in cell_metadata(row) if k != "cell"] if row else list(METADATA_COLUMNS)
+    return [*POSITION_COLUMNS, *bands, *meta]

@@ -16,9 +16,10 @@ from gee_mining.contracts.cells import GridSpec
 from gee_mining.contracts.features import DEFAULT_INDICES
 from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.io.catalog import WORLD_MINES_ID
+from gee_mining.io.pixel_table import from_geotiff, write_pixel_table
 from gee_mining.steps.cell_image import ImagerySpec, cell_image
 from gee_mining.steps.grid import build_grid
-from gee_mining.steps.pixel_tables import fetch_pixel_table, from_geotiff, write_pixel_table
+from gee_mining.steps.pixel_tables import fetch_pixel_table
 from gee_mining.steps.quicklooks import write_quicklooks
 from gee_mining.tools.report import Report
 

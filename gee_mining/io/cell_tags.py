@@ -1,6 +1,6 @@
 """A grid cell's row carried inside its exported GeoTIFF, as the GDAL metadata tag ``GEE_MINING_CELL``.
 
-The per-cell export sets the tag as an image property (``exports.export_task``); the local engine
+The per-cell export sets the tag as an image property (``batch.exports.export_task``); the local engine
 writes an image's plain properties as GeoTIFF tags. Readers (the pixel table's ``from_geotiff``, the
 detector's dataset) take the cell's name and metadata from the tag, not from the file name.
 """

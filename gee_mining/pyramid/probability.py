@@ -50,7 +50,7 @@ def fit_logistic(features, table, names: Sequence[str], label: str = MINE_BAND, 
                  threshold: float = 0.5) -> ProbabilityModel:  # fmt: skip
     """Fit scikit-learn's class-balanced logistic regression on standardised features of a pixel table (a pandas
     DataFrame with the feature columns and ``label``) and compile it over ``features`` (an image that has those
-    bands) with ``classify.compile_linear``."""
+    bands) with ``ml.classify.compile_linear``."""
 
     names = list(names)
     missing = [c for c in [*names, label] if c not in table.columns]

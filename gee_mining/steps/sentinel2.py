@@ -106,14 +106,8 @@ class CompositeSpec:
             raise InputError(f"start={self.start!r} is not before end={self.end!r}.")
 
 
-def _ee():
-
-    return ee
-
-
 def region_of(target: Any):
     """The ``ee.Geometry`` of a grid row (its square in its own projection) or a geometry as given."""
-    ee = _ee()
     if is_grid_row(target):
         return ee_cell_geometry(ee, target)
     if isinstance(target, ee.ComputedObject):
@@ -141,7 +135,6 @@ def collection(region, spec: CompositeSpec | None = None):
     Each image keeps all its bands (the masks apply to all of them) and its
     properties; reflectance scaling and band selection happen in :func:`composite`.
     """
-    ee = _ee()
     spec = spec or CompositeSpec()
     s2 = ee.ImageCollection(S2_SR).filterBounds(region).filterDate(spec.start, spec.end)
     if spec.max_cloudy_percentage is not None:
@@ -198,7 +191,6 @@ def composite(cell_row_or_geometry, spec: CompositeSpec | None = None, **overrid
         if bad:
             raise InputError(f"unknown composite option(s) {', '.join(bad)}: use {', '.join(sorted(names))}.")
         spec = replace(spec, **overrides)
-    ee = _ee()
     region = region_of(cell_row_or_geometry)
     bands = list(spec.bands)
     scenes = collection(region, spec).map(lambda img: img.select(bands).toFloat().divide(10000))

@@ -54,6 +54,7 @@ from gee_mining.contracts.bands import NODATA
 from gee_mining.contracts.cells import GridSpec
 from gee_mining.contracts.features import DEFAULT_INDICES
 from gee_mining.contracts.lattice import pixel_grid
+from gee_mining.contracts.schemas import columns
 from gee_mining.contracts.signatures import signatures
 from gee_mining.errors import GeeMiningError
 from gee_mining.io.catalog import MINES_ID
@@ -61,7 +62,7 @@ from gee_mining.ml.classify import ClassifySpec, probability_image, train, train
 from gee_mining.steps.cell_image import ImagerySpec, cell_image
 from gee_mining.steps.grid import positive_cells, tag_zones, touching_cells
 from gee_mining.steps.measure import table_summary
-from gee_mining.steps.pixel_tables import columns, pixel_features
+from gee_mining.steps.pixel_tables import pixel_features
 from gee_mining.steps.quicklooks import quicklook_image
 from gee_mining.steps.sentinel2 import composite
 

@@ -28,7 +28,7 @@ from gee_mining.contracts.features import (
 )
 from gee_mining.contracts.models import TARGETS
 from gee_mining.errors import InputError
-from gee_mining.steps.pixel_tables import read_pixel_table
+from gee_mining.io.pixel_table import read_pixel_table
 
 TRANSFORMS = ("clip", "tanh", "none")
 
