@@ -60,7 +60,8 @@ def main() -> None:
 
 
 def _run(ee, args, tmp: Path, storage_root: Path | None) -> None:
-    from gee_mining.batch.jobs import parse_spec, run_job
+    from gee_mining.batch.jobs import run_job
+    from gee_mining.batch.spec import parse_spec
 
     print(f"{'cells':>7} {'seconds':>8} {'tasks/s':>8} {'peak alloc MB':>14} {'max RSS MB':>11}")
     for n in [int(v) for v in args.sizes.split(",")]:

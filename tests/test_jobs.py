@@ -15,7 +15,8 @@ import sqlite3
 
 import pytest
 
-from gee_mining.batch.jobs import JobSpec, Ledger, is_transient, load_spec, parse_spec, run_job
+from gee_mining.batch.jobs import Ledger, is_transient, run_job
+from gee_mining.batch.spec import JobSpec, load_spec, parse_spec
 from gee_mining.errors import InputError
 from gee_mining.io.grid_table import read_grid_table
 
@@ -151,7 +152,7 @@ def test_resume_after_crash_in_submitting(emulated, tmp_path):
     ledger.bind(spec)
     ledger.add_cells(spec, rows)
     # Cells 0-2: the engine got the request before the crash (submitted with the ledger's request id).
-    from gee_mining.batch.jobs import PRODUCTS
+    from gee_mining.batch.products import PRODUCTS
 
     for row in rows[:3]:
         task = PRODUCTS["grid-table"](ee, row, spec)

@@ -12,7 +12,8 @@ import ee
 import pandas as pd
 
 from gee_mining.batch.exports import ExportSpec, export_cells, export_pixel_table
-from gee_mining.batch.jobs import Ledger, cancel_job, load_spec, retry_failed, run_job
+from gee_mining.batch.jobs import Ledger, cancel_job, retry_failed, run_job
+from gee_mining.batch.spec import load_spec
 from gee_mining.batch.tasks import run_tasks, succeeded
 from gee_mining.cli.classify import add_cli as add_classify_cli
 from gee_mining.cli.common import connect_with_polygons

@@ -1,0 +1,116 @@
+"""What an export job makes of each cell: the products, one function each, by name in :data:`PRODUCTS`.
+
+A product is ``product(ee, row, job) -> ee.batch.Task`` (unstarted): the task that writes that cell's
+output under the job's ``gs://bucket/prefix``. The launcher (``batch.jobs.run_job``) calls it for every cell
+of the job's grid table. A new product is a function here and a line in :data:`PRODUCTS`
+(docs/extending.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from gee_mining.batch.exports import ExportSpec, cell_export_task, export_pixel_table, task_description
+from gee_mining.contracts.lattice import pixel_grid
+from gee_mining.errors import InputError
+from gee_mining.steps.cell_image import ImagerySpec
+from gee_mining.steps.cell_image import cell_image as image_of
+from gee_mining.steps.grid import ee_cell_geometry
+
+
+class Job(Protocol):
+    """What a product reads of its job (``batch.spec.JobSpec`` is one)."""
+
+    name: str
+    bucket: str
+    prefix: str
+    params: dict[str, Any]
+
+
+def _description(spec: Job, row: dict) -> str:
+    """An Earth Engine task description (letters, digits, '-', '_', at most 100 characters)."""
+
+    return task_description(row["name"], spec.name)
+
+
+def _file_prefix(spec: Job, row: dict) -> str:
+    return f"{spec.prefix}/{row['name']}" if spec.prefix else str(row["name"])
+
+
+def cell_geotiff(ee, row: dict, spec: Job):
+    """A GeoTIFF on the cell's lattice (``params.scale`` m, default 10) of a cheap image (``params.value``).
+
+    The image is ``ee.Image.constant(value)``: the product exercises the launcher; real
+    per-cell products (composites, indices) plug in the same way.
+    """
+
+    grid = pixel_grid(row, scale=float(spec.params.get("scale", 10.0)))
+    image = ee.Image.constant(float(spec.params.get("value", 1.0))).toFloat().rename("value")
+    return ee.batch.Export.image.toCloudStorage(
+        image,
+        description=_description(spec, row),
+        bucket=spec.bucket,
+        fileNamePrefix=_file_prefix(spec, row),
+        crs=grid.crs,
+        crsTransform=list(grid.transform),
+        dimensions=f"{grid.width}x{grid.height}",
+        fileFormat="GeoTIFF",
+    )
+
+
+def grid_table(ee, row: dict, spec: Job):
+    """The cell itself (its polygon and grid-table columns) as a table file (``params.format``, default CSV)."""
+
+    props = {k: v for k, v in row.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+    fc = ee.FeatureCollection([ee.Feature(ee_cell_geometry(ee, row), props)])
+    return ee.batch.Export.table.toCloudStorage(
+        fc,
+        description=_description(spec, row),
+        bucket=spec.bucket,
+        fileNamePrefix=_file_prefix(spec, row),
+        fileFormat=str(spec.params.get("format", "CSV")),
+    )
+
+
+def _imagery(spec: Job):
+
+    params = {k: v for k, v in spec.params.items() if k not in ("polygons", "format", "patch_size", "margin")}
+    if "polygons" not in spec.params:
+        raise InputError(f'job {spec.name}: [params] needs polygons = "<table asset id of the mine polygons>".')
+    return spec.params["polygons"], ImagerySpec.from_params(params)
+
+
+def cell_image(ee, row: dict, spec: Job):
+    """The cell's image (composite, indices, labels; ``steps.cell_image.cell_image``) as a COG or TFRecord patches.
+
+    ``params``: ``polygons`` (asset id), ``format`` ("GeoTIFF" or "TFRecord"), ``patch_size``, ``margin``
+    and the imagery options (``indices``, ``pairwise``, ``start``, ``end``, ``mask``, ...).
+    """
+
+    polygons, imagery = _imagery(spec)
+    export = ExportSpec(
+        f"gs://{spec.bucket}/{spec.prefix}",
+        str(spec.params.get("format", "GeoTIFF")),
+        patch_size=int(spec.params.get("patch_size", 128)),
+        margin=int(spec.params.get("margin", 0)),
+    )
+    return cell_export_task(row, polygons, export, imagery, description=_description(spec, row))
+
+
+def pixel_table(ee, row: dict, spec: Job):
+    """The cell's pixel table (``steps.pixel_tables.pixel_features``) as CSV; ``params`` as for ``cell-image``."""
+
+    polygons, imagery = _imagery(spec)
+    image = image_of(row, polygons, imagery)
+    return export_pixel_table(
+        row, image, imagery.band_names, f"gs://{spec.bucket}/{spec.prefix}", description=_description(spec, row)
+    )
+
+
+PRODUCTS: dict[str, Callable[..., Any]] = {
+    "cell-geotiff": cell_geotiff,
+    "grid-table": grid_table,
+    "cell-image": cell_image,
+    "pixel-table": pixel_table,
+}
