@@ -203,6 +203,15 @@ def test_unknown_format_is_refused(scene, ee_local):
         ee_local.data.computePixels({"expression": scene, "fileFormat": "TF_RECORD_IMAGE", "grid": native_grid()})
 
 
+@pytest.mark.parametrize("width, height", [(0, H), (W, -1)])
+def test_a_grid_without_pixels_is_refused_with_earth_engines_message(ee_local, width, height):
+    import ee
+
+    grid = native_grid(width=width, height=height)
+    with pytest.raises(ee.EEException, match=f"Invalid pixel grid dimensions {width}x{height}"):
+        ee_local.data.computePixels({"expression": ee_local.Image.constant(1), "fileFormat": "NPY", "grid": grid})
+
+
 # -- thumbnails over HTTP -------------------------------------------------------------------
 
 

@@ -1,7 +1,7 @@
 """Band: one lazy band of an image, what every raster module computes with.
 
 A band knows its name, pixel type, default projection, footprint and how to
-compute its pixels on any :class:`~.grid.PixelGrid` (see ``image.py``).
+compute its pixels on any :class:`~gee_mining.contracts.lattice.PixelGrid` (see ``image.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import shapely
 
-from gee_mining.local.raster.grid import PixelGrid
+from gee_mining.contracts.lattice import PixelGrid
 from gee_mining.local.raster.pixeltype import PixelType
 from gee_mining.local.values.projection import Projection
 

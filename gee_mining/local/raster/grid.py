@@ -1,85 +1,36 @@
 """Pixel grids: the (crs, affine transform, width, height) a request computes on.
 
-Pure functions over a frozen :class:`PixelGrid`. The transform has Earth
-Engine's order ``(scaleX, shearX, translateX, shearY, scaleY, translateY)``,
-mapping pixel (column, row) corners to CRS coordinates:
-``x = scaleX * col + shearX * row + translateX``. It is also rasterio's
-``Affine(a, b, c, d, e, f)`` order.
+The lattice itself is the library's :class:`gee_mining.contracts.lattice.PixelGrid` (its
+transform has Earth Engine's order ``(scaleX, shearX, translateX, shearY, scaleY, translateY)``,
+which is also rasterio's ``Affine(a, b, c, d, e, f)``). Here are the engine's functions over it:
+its :class:`Projection`, grids from requests (with Earth Engine's errors), the grid covering a
+region, and whether two transforms share a lattice.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import shapely
-from rasterio.transform import Affine
 
+from gee_mining.contracts.lattice import PixelGrid, Transform
 from gee_mining.local.core.errors import EngineError
 from gee_mining.local.values.projection import Projection, transformer
 
-Transform = tuple[float, float, float, float, float, float]
+
+def grid_projection(grid: PixelGrid) -> Projection:
+    """The engine's :class:`Projection` of ``grid``'s lattice (its CRS and transform): the contract's
+    lattice knows nothing of the engine, so the engine derives it here."""
+    return Projection.from_crs(grid.crs, grid.transform)
 
 
-@dataclass(frozen=True)
-class PixelGrid:
-    crs: str
-    transform: Transform
-    width: int
-    height: int
-
-    def __post_init__(self):
-        if self.width <= 0 or self.height <= 0:
-            raise EngineError(f"Invalid pixel grid dimensions {self.width}x{self.height}.")
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self.height, self.width)
-
-    @property
-    def size(self) -> int:
-        return self.width * self.height
-
-    @property
-    def affine(self):
-        return Affine(*self.transform)
-
-    @property
-    def projection(self) -> Projection:
-        return Projection.from_crs(self.crs, self.transform)
-
-    @property
-    def is_rectilinear(self) -> bool:
-        return self.transform[1] == 0 and self.transform[3] == 0
-
-    def bounds(self) -> tuple[float, float, float, float]:
-        """(xmin, ymin, xmax, ymax) in the grid's CRS."""
-        a, b, c, d, e, f = self.transform
-        xs = [c, c + a * self.width, c + b * self.height, c + a * self.width + b * self.height]
-        ys = [f, f + d * self.width, f + e * self.height, f + d * self.width + e * self.height]
-        return (min(xs), min(ys), max(xs), max(ys))
-
-    def outline(self) -> shapely.Polygon:
-        a, b, c, d, e, f = self.transform
-        w, h = self.width, self.height
-        corners = [(0, 0), (w, 0), (w, h), (0, h)]
-        return shapely.Polygon([(a * i + b * j + c, d * i + e * j + f) for i, j in corners])
-
-    def pixel_centers(self) -> tuple[np.ndarray, np.ndarray]:
-        """CRS coordinates of every pixel centre, as two (height, width) arrays."""
-        a, b, c, d, e, f = self.transform
-        cols = np.arange(self.width) + 0.5
-        rows = np.arange(self.height) + 0.5
-        cc, rr = np.meshgrid(cols, rows)
-        return a * cc + b * rr + c, d * cc + e * rr + f
-
-    def window(self, col_off: int, row_off: int, width: int, height: int) -> PixelGrid:
-        """A sub-grid (or super-grid) sharing this grid's lattice."""
-        a, b, c, d, e, f = self.transform
-        return PixelGrid(
-            self.crs, (a, b, c + a * col_off + b * row_off, d, e, f + d * col_off + e * row_off), width, height
-        )
+def checked_grid(crs: str, transform: Transform, width: int, height: int) -> PixelGrid:
+    """The lattice a request names, refusing a non-positive size with Earth Engine's message
+    (the contract's own check raises the library's ``InputError``, which clients do not expect)."""
+    if width <= 0 or height <= 0:
+        raise EngineError(f"Invalid pixel grid dimensions {width}x{height}.")
+    return PixelGrid(crs, transform, width, height)
 
 
 def grid_covering(

@@ -1,7 +1,7 @@
 """Image: an ordered list of lazy bands plus properties (Earth Engine's ``ee.Image``).
 
 A :class:`Band` knows its name, pixel type, default projection, footprint and
-how to compute its pixels on any :class:`~.grid.PixelGrid`. Nothing reads a
+how to compute its pixels on any :class:`~gee_mining.contracts.lattice.PixelGrid`. Nothing reads a
 pixel until a request (computePixels, reduceRegion, sample, export) fixes the
 grid; then every band computes on that grid, sources resampled into it
 (nearest neighbour unless ``resample()`` says otherwise), as Earth Engine
@@ -29,12 +29,13 @@ import numpy as np
 import shapely
 from rasterio.features import geometry_mask as rio_mask
 
+from gee_mining.contracts.lattice import PixelGrid
 from gee_mining.local.core.errors import EngineError
 from gee_mining.local.core.info import to_info
 from gee_mining.local.core.registry import algorithm
 from gee_mining.local.core.types import promotion
 from gee_mining.local.raster.band import Band
-from gee_mining.local.raster.grid import PixelGrid, bounds_in
+from gee_mining.local.raster.grid import bounds_in
 from gee_mining.local.raster.pixeltype import PixelType, widest
 from gee_mining.local.raster.resample import RESAMPLING, warp_band, with_resampling
 from gee_mining.local.values.element import Element

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from gee_mining.contracts.lattice import PixelGrid
 from gee_mining.local.core.errors import EngineError
 from gee_mining.local.core.registry import algorithm
-from gee_mining.local.raster.grid import PixelGrid
 from gee_mining.local.raster.image import _DEGREE, Band, Image, ImageCollection, _clip_band, merge_bands, select_bands
 from gee_mining.local.raster.pixeltype import PixelType, widest
 from gee_mining.local.values import reducer as r

@@ -43,9 +43,10 @@ import numpy as np
 import shapely
 from rasterio.features import rasterize
 
+from gee_mining.contracts.lattice import PixelGrid
 from gee_mining.local.core.errors import EngineError
 from gee_mining.local.core.registry import algorithm
-from gee_mining.local.raster.grid import PixelGrid
+from gee_mining.local.raster.grid import grid_projection
 from gee_mining.local.raster.image import Band, Image, as_image
 from gee_mining.local.raster.pixeltype import PixelType, widest
 from gee_mining.local.values.feature import Feature
@@ -114,7 +115,7 @@ def paint(image, featureCollection, color, width):  # noqa: N803
 
     def painted(grid: PixelGrid, ctx: Any) -> np.ndarray:
         pixel = abs(grid.transform[0])
-        shapes = _shapes_in(features, grid.crs, grid.projection.nominal_scale())
+        shapes = _shapes_in(features, grid.crs, grid_projection(grid).nominal_scale())
         pairs = []
         for k, s in enumerate(shapes):
             if s is None:
@@ -174,7 +175,7 @@ def draw(collection, color, pointRadius, strokeWidth):  # noqa: N803
     def coverage(grid: PixelGrid, ctx: Any) -> np.ndarray:
         pixel = abs(grid.transform[0])
         pairs = []
-        for s in _shapes_in(features, grid.crs, grid.projection.nominal_scale()):
+        for s in _shapes_in(features, grid.crs, grid_projection(grid).nominal_scale()):
             if s is None:
                 continue
             for p in shapely.get_parts(s):
@@ -232,7 +233,7 @@ def collection_distance(features, searchRadius, maxError):  # noqa: N803
                 f"'{grid.crs}': reproject the result to a UTM grid (image.reproject(crs, crsTransform))."
             )
         unit = float(crs_object(grid.crs).axis_info[0].unit_conversion_factor)  # metres per CRS unit
-        tol = max(min(float(maxError), grid.projection.nominal_scale() / 20.0), 0.01)
+        tol = max(min(float(maxError), grid_projection(grid).nominal_scale() / 20.0), 0.01)
         edges = []
         for f in feats:
             if isinstance(f.geometry, Geometry):
@@ -334,12 +335,12 @@ def distance(image, kernel, skipMasked):  # noqa: N803
     metric = kernel.distance
 
     def margin_of(grid: PixelGrid):
-        pixel_m = grid.projection.nominal_scale()
+        pixel_m = grid_projection(grid).nominal_scale()
         r_px = kernel.radius / pixel_m if kernel.units == "meters" else kernel.radius
         return int(math.ceil(r_px)), r_px, metric
 
     def finish(d, grid, r_px):
-        unit = grid.projection.nominal_scale() if kernel.units == "meters" else 1.0
+        unit = grid_projection(grid).nominal_scale() if kernel.units == "meters" else 1.0
         out_mask = ~np.isfinite(d) | (d > r_px + 1e-9)
         return d * unit, out_mask
 

@@ -41,9 +41,9 @@ import numpy as np
 import pyproj
 import scipy.special
 
+from gee_mining.contracts.lattice import PixelGrid
 from gee_mining.local.core.errors import EngineError
 from gee_mining.local.core.registry import algorithm
-from gee_mining.local.raster.grid import PixelGrid
 from gee_mining.local.raster.image import (
     _DEGREE,
     Band,

@@ -45,9 +45,10 @@ import numpy as np
 import shapely
 from rasterio.features import rasterize
 
+from gee_mining.contracts.lattice import PixelGrid
 from gee_mining.local.core.errors import EngineError
 from gee_mining.local.core.registry import algorithm
-from gee_mining.local.raster.grid import PixelGrid, grid_covering
+from gee_mining.local.raster.grid import grid_covering, grid_projection
 from gee_mining.local.raster.image import Band, Image, _projection_from, as_image
 from gee_mining.local.raster.pixeltype import PixelType, widest
 from gee_mining.local.values import reducer as reducers
@@ -593,7 +594,7 @@ def _shared(ctx: Any, key: tuple, compute: Callable[[], Outputs]) -> Outputs:
 
 
 def _pixel_m(grid: PixelGrid) -> float:
-    return grid.projection.nominal_scale()
+    return grid_projection(grid).nominal_scale()
 
 
 # -- neighbourhoods ------------------------------------------------------------------------------

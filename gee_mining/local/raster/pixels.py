@@ -37,8 +37,9 @@ import shapely
 from PIL import Image as PILImage
 from rasterio.io import MemoryFile
 
+from gee_mining.contracts.lattice import PixelGrid
 from gee_mining.local.core.errors import EngineError, NotFound
-from gee_mining.local.raster.grid import PixelGrid, bounds_in, grid_covering
+from gee_mining.local.raster.grid import bounds_in, checked_grid, grid_covering
 from gee_mining.local.raster.image import Image, as_image
 from gee_mining.local.raster.image_visualize import opacity_of, visualize_image
 from gee_mining.local.values.projection import Projection, at_scale
@@ -69,7 +70,7 @@ def grid_from_request(grid: Mapping[str, Any]) -> PixelGrid:
         )
     )
     Projection.from_crs(crs)  # a clear error for an unknown CRS
-    return PixelGrid(crs, transform, width, height)
+    return checked_grid(crs, transform, width, height)
 
 
 def compute_image(image: Image, grid: PixelGrid, ctx: Any, band_ids=None) -> dict[str, np.ma.MaskedArray]:

@@ -25,9 +25,10 @@ import rasterio
 import shapely
 from rasterio.windows import Window
 
+from gee_mining.contracts.lattice import PixelGrid
 from gee_mining.local.core.errors import EngineError
 from gee_mining.local.raster.band import Band
-from gee_mining.local.raster.grid import PixelGrid, same_lattice
+from gee_mining.local.raster.grid import same_lattice
 from gee_mining.local.raster.pixeltype import PixelType
 from gee_mining.local.values.geometry import Geometry, geodesic_lonlat
 from gee_mining.local.values.projection import Projection, transformer

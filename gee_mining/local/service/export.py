@@ -45,10 +45,11 @@ import rasterio
 from rasterio.shutil import copy as rio_copy
 from rasterio.windows import Window
 
+from gee_mining.contracts.lattice import PixelGrid
 from gee_mining.local.core.errors import EngineError
 from gee_mining.local.core.evaluator import Context, Evaluator, evaluate
 from gee_mining.local.core.info import to_info
-from gee_mining.local.raster.grid import PixelGrid, grid_covering
+from gee_mining.local.raster.grid import checked_grid, grid_covering
 from gee_mining.local.raster.image import Image, as_image
 from gee_mining.local.raster.pixels import grid_from_request
 from gee_mining.local.raster.pixeltype import PixelType
@@ -258,7 +259,7 @@ def export_grid(image: Image, region: Geometry | None) -> PixelGrid:
             sx = sy = pixel
         else:
             sx, sy = (xmax - xmin) / int(width), (ymax - ymin) / int(height)
-        return PixelGrid(proj.crs, (sx, 0.0, xmin, 0.0, -sy, ymax), int(width), int(height))
+        return checked_grid(proj.crs, (sx, 0.0, xmin, 0.0, -sy, ymax), int(width), int(height))
     return grid_covering(proj, bounds)
 
 
