@@ -260,11 +260,27 @@ def _world(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``gee-mining`` parser: one subcommand per pipeline step or tool, each with its handler in ``func``."""
     parser = argparse.ArgumentParser(
         prog="gee-mining", description="Find mines in Sentinel-2 imagery with Earth Engine."
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_serve(sub)
+    _add_runs(sub)
+    _add_grid(sub)
+    _add_cell_steps(sub)
+    _add_export(sub)
+    add_detect_cli(sub)
+    add_classify_cli(sub)
+    add_study_cli(sub)
+    add_pyramid_cli(sub)
+    _add_world(sub)
+    _add_algorithms(sub)
+    return parser
 
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    """``serve``: the local engine over HTTP."""
     p = sub.add_parser("serve", help="serve the local engine over HTTP on loopback")
     p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
@@ -274,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--faults", help="fault injection for testing launchers, JSON, e.g. '{\"transient_rate\": 0.1}'")
     p.set_defaults(func=_serve)
 
+
+def _add_runs(sub: argparse._SubParsersAction) -> None:
+    """``demo``, ``report`` and ``js``: a demo run, its report, the Code Editor scripts."""
     p = sub.add_parser("demo", help="run every pipeline step on the local engine and write a report")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--catalog", help="catalog TOML (default: the project's shared data, if found)")
@@ -295,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="ee_scripts", help="output folder (default ee_scripts)")
     p.set_defaults(func=_js)
 
+
+def _add_grid(sub: argparse._SubParsersAction) -> None:
+    """``grid`` (step 1): cells over mine polygons."""
     p = sub.add_parser("grid", help="Step 1: cells over mine polygons (positives, negatives, names) to a table")
     p.add_argument("--polygons", required=True, help="a table asset id, or a polygon file (local engine)")
     p.add_argument("--cell", type=float, help="cell size in metres (5500, 2750, 1375 = zoom 14, 15, 16)")
@@ -315,23 +337,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-exports", metavar="DIR", help="build the table from a global run's downloaded exports")
     p.set_defaults(func=_grid)
 
-    def cells_options(p, polygons_required: bool = True) -> None:
-        p.add_argument("--grid", required=True, help="grid table (.parquet, .gpkg, .csv) written by gee-mining grid")
-        p.add_argument("--cells", help="only these cell names (comma-separated)")
-        p.add_argument("--limit", type=int, help="only the first N cells")
-        p.add_argument("--polygons", required=polygons_required, help="mine polygons: asset id, or a file (local)")
-        p.add_argument("--start", default="2019-01-01", help="composite period start (default 2019-01-01)")
-        p.add_argument("--end", default="2020-01-01", help="composite period end, exclusive (default 2020-01-01)")
-        p.add_argument("--mask", default="cs_plus", help="cloud mask: cs_plus, scl, s2cloudless, qa60, none")
-        p.add_argument("--indices", help="spectral indices (spyndex names), comma-separated, e.g. NDVI,NBR")
-        p.add_argument("--pairwise", action="store_true", help="add the 66 pairwise normalised differences")
-        p.add_argument("--engine", default="local", choices=["local", "earthengine"])
-        p.add_argument("--project", default="gee-mining-local", help="Cloud project or local project id")
-        p.add_argument("--catalog", help="local engine catalog TOML (for asset ids)")
-        p.add_argument("--storage", help="local engine: folder where gs:// exports land")
 
+def _cells_options(p: argparse.ArgumentParser, polygons_required: bool = True) -> None:
+    """The options every per-cell step shares: which cells, the polygons, the composite and the engine."""
+    p.add_argument("--grid", required=True, help="grid table (.parquet, .gpkg, .csv) written by gee-mining grid")
+    p.add_argument("--cells", help="only these cell names (comma-separated)")
+    p.add_argument("--limit", type=int, help="only the first N cells")
+    p.add_argument("--polygons", required=polygons_required, help="mine polygons: asset id, or a file (local)")
+    p.add_argument("--start", default="2019-01-01", help="composite period start (default 2019-01-01)")
+    p.add_argument("--end", default="2020-01-01", help="composite period end, exclusive (default 2020-01-01)")
+    p.add_argument("--mask", default="cs_plus", help="cloud mask: cs_plus, scl, s2cloudless, qa60, none")
+    p.add_argument("--indices", help="spectral indices (spyndex names), comma-separated, e.g. NDVI,NBR")
+    p.add_argument("--pairwise", action="store_true", help="add the 66 pairwise normalised differences")
+    p.add_argument("--engine", default="local", choices=["local", "earthengine"])
+    p.add_argument("--project", default="gee-mining-local", help="Cloud project or local project id")
+    p.add_argument("--catalog", help="local engine catalog TOML (for asset ids)")
+    p.add_argument("--storage", help="local engine: folder where gs:// exports land")
+
+
+def _add_cell_steps(sub: argparse._SubParsersAction) -> None:
+    """``export-cells``, ``quicklooks`` and ``pixels`` (steps 2-3): per-cell outputs of a grid table."""
     p = sub.add_parser("export-cells", help="Steps 2-3: a COG or TFRecord patches per cell (image, indices, labels)")
-    cells_options(p)
+    _cells_options(p)
     p.add_argument("--out", required=True, metavar="gs://BUCKET/PREFIX", help="where the files go")
     p.add_argument("--format", default="GeoTIFF", choices=["GeoTIFF", "TFRecord"])
     p.add_argument("--patch-size", type=int, default=128, help="TFRecord patch side in pixels (default 128)")
@@ -340,19 +367,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_export_cells)
 
     p = sub.add_parser("quicklooks", help="Step 2: a JPEG per cell, polygons in translucent red")
-    cells_options(p)
+    _cells_options(p)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--vmax", type=float, default=0.3, help="reflectance shown as white (default 0.3)")
     p.add_argument("--opacity", type=float, default=0.35, help="polygon fill opacity (default 0.35)")
     p.set_defaults(func=_quicklooks)
 
     p = sub.add_parser("pixels", help="Step 3: pixel tables, server-side to gs:// or from exported GeoTIFFs")
-    cells_options(p, polygons_required=False)
+    _cells_options(p, polygons_required=False)
     p.add_argument("--out", required=True, help="gs://BUCKET/PREFIX (server-side CSV) or a folder (--from-geotiff)")
     p.add_argument("--from-geotiff", metavar="DIR", help="read <cell>.tif files exported by export-cells")
     p.add_argument("--format", default="parquet", help="with --from-geotiff: parquet, csv or parquet,csv")
     p.set_defaults(func=_pixels)
 
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    """``export``: batch export jobs and their ledger."""
     p = sub.add_parser(
         "export", help="batch export jobs (export_jobs/*.toml): run/resume, status, retry-failed, cancel"
     )
@@ -369,14 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="a local engine already serving (gee-mining serve), e.g. http://127.0.0.1:8765")
     p.set_defaults(func=_export)
 
-    add_detect_cli(sub)
 
-    add_classify_cli(sub)
-
-    add_study_cli(sub)
-
-    add_pyramid_cli(sub)
-
+def _add_world(sub: argparse._SubParsersAction) -> None:
+    """``world``: a simulated Sentinel-2 world and its catalog."""
     p = sub.add_parser("world", help="write a SIMULATED Sentinel-2 world (scenes, cloud scores, land cover) + catalog")
     p.add_argument("--out", default="runs/world", help="output folder (default runs/world)")
     p.add_argument("--polygons", help="mine polygon file to build around (default: generated polygons)")
@@ -390,11 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="print each scene")
     p.set_defaults(func=_world)
 
+
+def _add_algorithms(sub: argparse._SubParsersAction) -> None:
+    """``algorithms``: the Earth Engine algorithms the local engine implements."""
     p = sub.add_parser("algorithms", help="list the Earth Engine algorithms the local engine implements")
     p.add_argument("--all", action="store_true", help="list every Earth Engine algorithm, marking ours")
     p.add_argument("--markdown", action="store_true", help="the documentation page (docs/algorithms.md) instead")
     p.set_defaults(func=_algorithms)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,8 @@ to labels, and the probability maps of a held-out cell."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -18,6 +20,7 @@ from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.contracts.models import LinearModel
 from gee_mining.ml.classify.model import compile_linear
 from gee_mining.ml.classify.pipeline import (
+    Accuracy,
     ClassifySpec,
     accuracy,
     cell_features,
@@ -34,7 +37,23 @@ from gee_mining.ml.classify.pipeline import (
 from gee_mining.tools.report import Report
 
 
+@dataclass
+class _Models:
+    """The demo's classifiers, trained on some cells and measured on the held-out ones."""
+
+    spec: ClassifySpec
+    train_rows: list[dict]
+    test_rows: list[dict]
+    forest: Any  # the trained ee.Classifier (random forest)
+    lin: LinearModel  # the offline logistic, as a linear model compiled to image algebra
+    rf: Accuracy
+    lr: Accuracy
+    kmeans: Accuracy
+    mapping: Any  # k-means cluster -> label, by majority
+
+
 def demo_step(ee, report, ctx) -> None:
+    """Add the classification section (see the module's docstring)."""
 
     matplotlib.use("Agg")
 
@@ -43,6 +62,30 @@ def demo_step(ee, report, ctx) -> None:
         return
     t0 = time.perf_counter()
     mines = ctx.world.asset_ids["mines"]
+    models = _train_models(ee, ctx, cells, mines)
+    ctx.timings["step 3: samples, random forest, logistic, k-means"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    row = next((r for r in models.test_rows if r.get("label") == 1), models.test_rows[0])
+    arr = _probability_maps(ee, row, mines, models)
+    ctx.timings["step 3: probability maps of a held-out cell"] = time.perf_counter() - t
+
+    _classify_section(report, models, cells, row, arr)
+    rf, lr, kmeans = models.rf, models.lr, models.kmeans
+    ctx.summary["classify"] = {
+        "train_cells": [r["name"] for r in models.train_rows],
+        "test_cells": [r["name"] for r in models.test_rows],
+        "random_forest": rf.as_dict(),
+        "logistic_compiled": lr.as_dict(),
+        "kmeans_matched": kmeans.as_dict(),
+        "cluster_labels": models.mapping,
+    }
+    ctx.progress(f"[demo] classify: held-out accuracy forest {rf.accuracy:.3f}, logistic {lr.accuracy:.3f}, "
+                 f"k-means {kmeans.accuracy:.3f}")  # fmt: skip
+
+
+def _train_models(ee, ctx, cells: list[dict], mines: str) -> _Models:
+    """Split the cells, sample them, and train and measure the random forest, the compiled logistic and k-means."""
     spec = ClassifySpec(points_per_class=150, params={"numberOfTrees": 50})
     train_rows, test_rows = split_cells(cells, 0.3, seed=0)
     ctx.progress(f"[demo] classify: {len(train_rows)} training cells, {len(test_rows)} held-out cells")
@@ -50,8 +93,16 @@ def demo_step(ee, report, ctx) -> None:
     test_fc = fetch_samples(training_samples(test_rows, mines, spec))
     forest = train(train_fc, spec)
     rf = accuracy(forest, test_fc)
-    # offline logistic on the same training samples, compiled to an image expression
+    lin, lr = _logistic(ee, ctx, spec, train_fc, test_fc)
+    km = train_clusterer(train_fc, spec, "wekaKMeans", nClusters=4, seed=1)
+    mapping = match_clusters(km, train_fc)
+    kmeans = cluster_accuracy(km, mapping, test_fc)
+    return _Models(spec, train_rows, test_rows, forest, lin, rf, lr, kmeans, mapping)
 
+
+def _logistic(ee, ctx, spec: ClassifySpec, train_fc, test_fc) -> tuple[LinearModel, Accuracy]:
+    """A logistic regression fitted offline on the forest's training samples, written as a linear model,
+    and its accuracy on the held-out samples (with the same formula the image expression uses)."""
     rows = train_fc.getInfo()["features"]
     x = np.array([[f["properties"][b] for b in spec.features] for f in rows])
     y = np.array([f["properties"]["_mine"] for f in rows])
@@ -62,30 +113,33 @@ def demo_step(ee, report, ctx) -> None:
         lambda f: f.set("predicted", ee.Number(_linear_score(ee, f, lin)).gt(0).toInt())
     )  # the same formula the image expression uses, on the held-out samples
     lr = matrix_figures(lin_classified.errorMatrix("_mine", "predicted", [0, 1]), test_fc.size())
-    km = train_clusterer(train_fc, spec, "wekaKMeans", nClusters=4, seed=1)
-    mapping = match_clusters(km, train_fc)
-    kmeans = cluster_accuracy(km, mapping, test_fc)
-    ctx.timings["step 3: samples, random forest, logistic, k-means"] = time.perf_counter() - t0
+    return lin, lr
 
-    t = time.perf_counter()
-    row = next((r for r in test_rows if r.get("label") == 1), test_rows[0])
+
+def _probability_maps(ee, row: dict, mines: str, models: _Models) -> np.ndarray:
+    """The forest's and the compiled logistic's mine probability, the label and the RGB bands of one cell,
+    computed server-side (a structured array with one field per band)."""
     grid = pixel_grid(row)
-    features = cell_features(row, mines, spec)
+    features = cell_features(row, mines, models.spec)
     maps = ee.Image.cat([
-        probability_image(row, forest, spec).rename("forest"),
-        compile_linear(lin, features, features_ready=True).select("probability").rename("logistic"),
+        probability_image(row, models.forest, models.spec).rename("forest"),
+        compile_linear(models.lin, features, features_ready=True).select("probability").rename("logistic"),
         features.select("_mine").toFloat(),
         features.select(["B4", "B3", "B2"]),
     ])  # fmt: skip
-    arr = ee.data.computePixels({"expression": maps, "fileFormat": "NUMPY_NDARRAY", "grid": grid.ee_grid()})
-    ctx.timings["step 3: probability maps of a held-out cell"] = time.perf_counter() - t
+    return ee.data.computePixels({"expression": maps, "fileFormat": "NUMPY_NDARRAY", "grid": grid.ee_grid()})
 
+
+def _classify_section(report, models: _Models, cells: list[dict], row: dict, arr: np.ndarray) -> None:
+    """The report's step 3 section: what ran, the accuracy table, confusion matrices and probability maps."""
+    spec, rf, lr, kmeans = models.spec, models.rf, models.lr, models.kmeans
     s = report.section("SIMULATED · Step 3 server-side: Earth Engine classifiers, compiled models, accuracy")
     Report.text(
         s,
         f"SIMULATED imagery. Stratified samples of _mine ({spec.points_per_class} pixels per class and cell) on the "
         f"features {', '.join(spec.features)} of {len(cells)} zoom-16 cells, split by cell: "
-        f"{len(train_rows)} training cells, {len(test_rows)} held out ({', '.join(r['name'] for r in test_rows)}). "
+        f"{len(models.train_rows)} training cells, {len(models.test_rows)} held out "
+        f"({', '.join(r['name'] for r in models.test_rows)}). "
         "ee.Classifier.smileRandomForest(50) was trained and evaluated with classify + errorMatrix on the engine; "
         "a logistic regression fitted offline with scikit-learn on the same training samples was compiled to an "
         "ee.Image expression; ee.Clusterer.wekaKMeans(4) clusters were matched to labels by majority.",
@@ -100,9 +154,17 @@ def demo_step(ee, report, ctx) -> None:
         "SIMULATED: ConfusionMatrix figures on the held-out cells (producer's accuracy = recall, consumer's = "
         "precision).",
     )  # fmt: skip
+    Report.figure(s, _confusion_figure(models),
+                  "SIMULATED: confusion matrices on the held-out cells (rows actual, columns predicted).")  # fmt: skip
+    Report.figure(s, _maps_figure(arr), f"SIMULATED: probability maps of held-out cell {row['name']}, computed "
+                  "server-side (Image.classify in PROBABILITY mode; the compiled logistic as image algebra).")  # fmt: skip
+
+
+def _confusion_figure(models: _Models):
+    """The three models' confusion matrices side by side."""
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-    for ax, (name, a) in zip(axes, (("random forest", rf), ("logistic (compiled)", lr), ("k-means → labels", kmeans)),
-                             strict=True):  # fmt: skip
+    named = (("random forest", models.rf), ("logistic (compiled)", models.lr), ("k-means → labels", models.kmeans))
+    for ax, (name, a) in zip(axes, named, strict=True):
         m = np.array(a.matrix)
         ax.imshow(m, cmap="Blues")
         for (i, j), v in np.ndenumerate(m):
@@ -112,7 +174,11 @@ def demo_step(ee, report, ctx) -> None:
         ax.set_xlabel("predicted")
         ax.set_ylabel("actual")
         ax.set_title(f"{name}: accuracy {a.accuracy:.2f}", fontsize=9)
-    Report.figure(s, fig, "SIMULATED: confusion matrices on the held-out cells (rows actual, columns predicted).")
+    return fig
+
+
+def _maps_figure(arr: np.ndarray):
+    """The cell's composite, its label and the two models' probability maps."""
     rgb = np.stack([arr[b] for b in ("B4", "B3", "B2")], axis=-1).astype(float)
     rgb = np.clip(rgb / max(np.nanpercentile(rgb, 99), 1e-6), 0, 1)
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.8))
@@ -124,18 +190,7 @@ def demo_step(ee, report, ctx) -> None:
         ax.axis("off")
         if cmap == "magma":
             fig.colorbar(im, ax=ax, fraction=0.046)
-    Report.figure(s, fig, f"SIMULATED: probability maps of held-out cell {row['name']}, computed server-side "
-                  "(Image.classify in PROBABILITY mode; the compiled logistic as image algebra).")  # fmt: skip
-    ctx.summary["classify"] = {
-        "train_cells": [r["name"] for r in train_rows],
-        "test_cells": [r["name"] for r in test_rows],
-        "random_forest": rf.as_dict(),
-        "logistic_compiled": lr.as_dict(),
-        "kmeans_matched": kmeans.as_dict(),
-        "cluster_labels": mapping,
-    }
-    ctx.progress(f"[demo] classify: held-out accuracy forest {rf.accuracy:.3f}, logistic {lr.accuracy:.3f}, "
-                 f"k-means {kmeans.accuracy:.3f}")  # fmt: skip
+    return fig
 
 
 def _linear_score(ee, feature, model):

@@ -21,9 +21,16 @@ import shapely
 from PIL import Image
 
 from gee_mining.contracts.lattice import pixel_grid
-from gee_mining.ml.detect.dataset import DatasetSpec, build_dataset, dataset_summary, load_polygons, to_crs
-from gee_mining.ml.detect.predict import predict_cells
-from gee_mining.ml.detect.train import load_model, train
+from gee_mining.ml.detect.dataset import (
+    DatasetSpec,
+    DetectDataset,
+    build_dataset,
+    dataset_summary,
+    load_polygons,
+    to_crs,
+)
+from gee_mining.ml.detect.predict import Detection, predict_cells
+from gee_mining.ml.detect.train import TrainResult, load_model, train
 from gee_mining.steps import labels, sentinel2
 from gee_mining.tools.report import Report
 
@@ -75,18 +82,9 @@ def demo_step(ee, report, ctx) -> None:
     t0 = time.perf_counter()
     out = Path(ctx.out) / "detect"
     cells = out / "cells"
-    cells.mkdir(parents=True, exist_ok=True)
     mines_id = ctx.world.asset_ids["mines"]  # the simulated world's own mines (ctx.mines_id may be real ones)
     polygons = load_polygons(ee.FeatureCollection(mines_id))
-    rows = _cell_rows(ctx.world, polygons)
-    fc = ee.FeatureCollection(mines_id)
-    start, end = ctx.world.parameters["year"], ctx.world.parameters["year"]
-    for row in rows:
-        image = sentinel2.composite(row, start=f"{start}-01-01", end=f"{end}-04-01").addBands(
-            labels.label_bands(fc, row)
-        )
-        data = ee.data.computePixels({"expression": image, "fileFormat": "GEO_TIFF", "grid": pixel_grid(row).ee_grid()})
-        (cells / f"{row['name']}.tif").write_bytes(data)
+    rows = _export_cells(ee, ctx.world, mines_id, polygons, cells)
     t_export = time.perf_counter() - t0
     ctx.progress(f"[demo] detect: exported {len(rows)} cells of {CELL} m in {t_export:.1f} s")
     ds = build_dataset(cells, polygons, out / "dataset", DatasetSpec(), overwrite=True)
@@ -98,6 +96,37 @@ def demo_step(ee, report, ctx) -> None:
         f"{summary['median_box_px']:.0f} px) and {summary['negative_cells']} background images. RGB (B4, B3, B2) "
         "scaled to 8 bits with the fixed range 0..0.3 reflectance.",
     )
+    fig = _previews_figure(ds)
+    Report.figure(section, fig, "Label previews: YOLO boxes (one per polygon part, clipped at the edge) on the images.")
+    plt.close(fig)
+
+    t = time.perf_counter()
+    result = train(ds.yaml, "yolo11n.yaml", out_dir=out / "runs", name="demo", epochs=2, batch=8)
+    dets = predict_cells(load_model(None, result.best), cells, ds.spec, conf=0.05)
+    t_train = time.perf_counter() - t
+    _training_report(section, result, dets)
+    ctx.summary["detect"] = {**summary, "train_s": round(result.seconds, 2), "detections": len(dets)}
+    ctx.timings["detect: export cells + dataset"] = t_export
+    ctx.timings["detect: 2-epoch training + prediction"] = t_train
+
+
+def _export_cells(ee, world, mines_id: str, polygons, cells: Path) -> list[dict]:
+    """Write each chosen cell's composite (January to March) and label bands as a GeoTIFF into ``cells``."""
+    cells.mkdir(parents=True, exist_ok=True)
+    rows = _cell_rows(world, polygons)
+    fc = ee.FeatureCollection(mines_id)
+    start, end = world.parameters["year"], world.parameters["year"]
+    for row in rows:
+        image = sentinel2.composite(row, start=f"{start}-01-01", end=f"{end}-04-01").addBands(
+            labels.label_bands(fc, row)
+        )
+        data = ee.data.computePixels({"expression": image, "fileFormat": "GEO_TIFF", "grid": pixel_grid(row).ee_grid()})
+        (cells / f"{row['name']}.tif").write_bytes(data)
+    return rows
+
+
+def _previews_figure(ds: DetectDataset):
+    """Up to four images with boxes and two background images, their YOLO boxes drawn in yellow."""
     shown = [c for c in ds.cells if c["boxes"]][:4] + [c for c in ds.cells if not c["boxes"]][:2]
     fig, axes = plt.subplots(1, len(shown), figsize=(2.4 * len(shown), 2.6), squeeze=False)
     for ax, c in zip(axes[0], shown, strict=True):
@@ -107,13 +136,11 @@ def demo_step(ee, report, ctx) -> None:
                                             fill=False, edgecolor="yellow", lw=1.2))  # fmt: skip
         ax.set_title(f"{len(c['boxes'])} box(es)", fontsize=8)
         ax.axis("off")
-    Report.figure(section, fig, "Label previews: YOLO boxes (one per polygon part, clipped at the edge) on the images.")
-    plt.close(fig)
+    return fig
 
-    t = time.perf_counter()
-    result = train(ds.yaml, "yolo11n.yaml", out_dir=out / "runs", name="demo", epochs=2, batch=8)
-    dets = predict_cells(load_model(None, result.best), cells, ds.spec, conf=0.05)
-    t_train = time.perf_counter() - t
+
+def _training_report(section, result: TrainResult, dets: list[Detection]) -> None:
+    """The training's figures and detections, and why this smoke run is not a measure of the detector."""
     Report.table(
         section,
         ["what", "value"],
@@ -132,6 +159,3 @@ def demo_step(ee, report, ctx) -> None:
         "validation mAP50 against an untrained model, IoU with the true polygons and speed are in docs/detect.md.",
         "warn",
     )
-    ctx.summary["detect"] = {**summary, "train_s": round(result.seconds, 2), "detections": len(dets)}
-    ctx.timings["detect: export cells + dataset"] = t_export
-    ctx.timings["detect: 2-epoch training + prediction"] = t_train

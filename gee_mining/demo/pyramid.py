@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -16,11 +17,11 @@ import shapely
 
 from gee_mining.connection import current_connection
 from gee_mining.io.catalog import AMAZON_ID, MINES_ID
-from gee_mining.pyramid.core import PyramidSpec, calibrate, run_exhaustive, run_pyramid, start_cells
+from gee_mining.pyramid.core import PyramidResult, PyramidSpec, calibrate, run_exhaustive, run_pyramid, start_cells
 from gee_mining.pyramid.detectors import PixelModelDetector
-from gee_mining.pyramid.plan import world_plan
+from gee_mining.pyramid.plan import WorldPlan, world_plan
 from gee_mining.pyramid.probability import fit_probability
-from gee_mining.pyramid.world import prepare_simulated
+from gee_mining.pyramid.world import SimulatedPyramid, prepare_simulated
 from gee_mining.tools.report import Report
 
 SIZES, ZOOMS = [2750, 1375, 687.5, 343.75], [15, 16, 17, 18]
@@ -65,6 +66,21 @@ def _levels_figure(result, sim, exhaustive_detected):
     return fig
 
 
+@dataclass(frozen=True)
+class _Searches:
+    """The pyramid and exhaustive searches of the simulated world, on thresholds calibrated for 98 % recall."""
+
+    spec: PyramidSpec  # the levels as given
+    calibrated: PyramidSpec  # the same levels with calibrated thresholds
+    result: PyramidResult
+    exhaustive: PyramidResult
+
+    @property
+    def ratio(self) -> float:
+        """How many times fewer finest cells the pyramid evaluated than the exhaustive run."""
+        return self.exhaustive.detector.cells / max(1, self.result.detector.cells)
+
+
 def demo_step(ee, report, ctx) -> None:
     """Add the "Pyramid" section (see the module's docstring)."""
 
@@ -79,6 +95,38 @@ def demo_step(ee, report, ctx) -> None:
                             engine_project=conn.project, progress=ctx.progress)  # fmt: skip
     ctx.timings["pyramid: simulated world + composite export"] = time.perf_counter() - t0
     t = time.perf_counter()
+    runs = _search(ee, ctx, sim, out)
+    ctx.timings["pyramid: calibration, pyramid and exhaustive runs"] = time.perf_counter() - t
+    _search_report(section, sim, runs)
+    result, exhaustive = runs.result, runs.exhaustive
+    ctx.summary["pyramid"] = {
+        "thresholds": list(runs.calibrated.thresholds),
+        "recall_pyramid": result.recall,
+        "recall_exhaustive": exhaustive.recall,
+        "fine_cells_pyramid": result.detector.cells,
+        "fine_cells_exhaustive": exhaustive.detector.cells,
+        "ratio": runs.ratio,
+    }
+    # false positives per level measured here feed the world plan
+    fp = [max(1.0, lv.cells_kept / max(1, lv.positives_evaluated)) for lv in result.levels]
+    fp_factor = sum(fp) / len(fp)
+    t = time.perf_counter()
+    plans = _world_plans(ee, fp_factor)
+    ctx.timings["pyramid: world-scale plans"] = time.perf_counter() - t
+    if not plans:
+        Report.text(section, "World-scale plan skipped: the real polygon sets (../shared/data) are absent.", "warn")
+        return
+    _plans_report(section, plans, fp_factor)
+    ctx.summary["pyramid"]["plans"] = {
+        p.name: {"tasks": p.tasks, "fine_cells": p.fine_cells, "exhaustive_cells": p.exhaustive_cells,
+                 "detector_bytes": p.detector_bytes, "exhaustive_bytes": p.exhaustive_bytes}
+        for p in plans
+    }  # fmt: skip
+
+
+def _search(ee, ctx, sim: SimulatedPyramid, out: Path) -> _Searches:
+    """Fit the pixel model, calibrate the levels' thresholds on the known mines, and run the pyramid and the
+    exhaustive search with the same detector."""
     model = fit_probability(ee, ee.Image(sim.composite_id), sim.region(ee), sim.mines_id, pixels=1000)
     spec = PyramidSpec.of(SIZES, ZOOMS)
     cells = start_cells(ee, sim.region(ee), spec.levels[0], sim.epsg)
@@ -86,8 +134,12 @@ def demo_step(ee, report, ctx) -> None:
     detector = PixelModelDetector(model.image, block=8, folder=out / "patches")
     result = run_pyramid(ee, model.image, calibrated, cells, detector, sim.mines_id, progress=ctx.progress)
     exhaustive = run_exhaustive(ee, calibrated, cells, detector, sim.mines_id)
-    ctx.timings["pyramid: calibration, pyramid and exhaustive runs"] = time.perf_counter() - t
-    ratio = exhaustive.detector.cells / max(1, result.detector.cells)
+    return _Searches(spec, calibrated, result, exhaustive)
+
+
+def _search_report(section, sim: SimulatedPyramid, runs: _Searches) -> None:
+    """What the simulated search did, a map of its levels, and its cost next to the exhaustive run's."""
+    spec, calibrated, result, exhaustive = runs.spec, runs.calibrated, runs.result, runs.exhaustive
     Report.text(
         section,
         f"SIMULATED data. A {sim.world.grid['size_m'] / 1000:g} km world with {len(result.known_mines)} generated "
@@ -112,20 +164,12 @@ def demo_step(ee, report, ctx) -> None:
         [tuple("" if v is None else (round(v, 4) if isinstance(v, float) else v) for v in r) for r in rows],
         f"Cost per level, and the exhaustive reference. Recall of known mines: pyramid {result.recall:.3f}, "
         f"exhaustive {exhaustive.recall:.3f}; finest cells evaluated: {result.detector.cells} vs "
-        f"{exhaustive.detector.cells} ({ratio:.1f}x fewer). Dropped mines: {result.dropped_at() or 'none'}.",
+        f"{exhaustive.detector.cells} ({runs.ratio:.1f}x fewer). Dropped mines: {result.dropped_at() or 'none'}.",
     )
-    ctx.summary["pyramid"] = {
-        "thresholds": list(calibrated.thresholds),
-        "recall_pyramid": result.recall,
-        "recall_exhaustive": exhaustive.recall,
-        "fine_cells_pyramid": result.detector.cells,
-        "fine_cells_exhaustive": exhaustive.detector.cells,
-        "ratio": ratio,
-    }
-    # false positives per level measured here feed the world plan
-    fp = [max(1.0, lv.cells_kept / max(1, lv.positives_evaluated)) for lv in result.levels]
-    fp_factor = sum(fp) / len(fp)
-    t = time.perf_counter()
+
+
+def _world_plans(ee, fp_factor: float) -> list[WorldPlan]:
+    """World-scale plans from the real polygon sets the catalog holds (none when they are absent)."""
     plan_spec = PyramidSpec.of(PLAN_SIZES, PLAN_ZOOMS)
     plans = []
     for table_id, limit, scale_to in ((MINES_ID, None, 44929), (AMAZON_ID, 5500, None)):
@@ -135,10 +179,11 @@ def demo_step(ee, report, ctx) -> None:
             continue
         plans.append(world_plan(ee, table_id, plan_spec, table_id.rsplit("/", 1)[1], measured_down_to=limit,
                                 fp_factor=fp_factor, scale_to_polygons=scale_to))  # fmt: skip
-    ctx.timings["pyramid: world-scale plans"] = time.perf_counter() - t
-    if not plans:
-        Report.text(section, "World-scale plan skipped: the real polygon sets (../shared/data) are absent.", "warn")
-        return
+    return plans
+
+
+def _plans_report(section, plans: list[WorldPlan], fp_factor: float) -> None:
+    """A table per world-scale plan: cells, pixels, tasks and bytes of each stage."""
     for plan in plans:
         Report.table(
             section,
@@ -158,8 +203,3 @@ def demo_step(ee, report, ctx) -> None:
             f"above). {'; '.join(plan.notes)}. Total EE tasks {plan.tasks:,}; exported bytes are float32, "
             f"12 bands, uncompressed (an upper bound).",
         )
-    ctx.summary["pyramid"]["plans"] = {
-        p.name: {"tasks": p.tasks, "fine_cells": p.fine_cells, "exhaustive_cells": p.exhaustive_cells,
-                 "detector_bytes": p.detector_bytes, "exhaustive_bytes": p.exhaustive_bytes}
-        for p in plans
-    }  # fmt: skip

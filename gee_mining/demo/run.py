@@ -16,7 +16,9 @@ import time
 import tomllib
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ee
 import matplotlib
@@ -87,30 +89,77 @@ def write_demo_catalog(out_dir: Path, world=None) -> tuple[Path, list[str]]:
     return path, present
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """What the demo runs on: the simulated world (None with a given catalog), the catalog and its tables."""
+
+    world: Any  # WorldManifest, or None
+    catalog_path: Path
+    present: list[str]  # table ids the catalog holds
+
+    @property
+    def mines_id(self) -> str | None:
+        """The mine polygons the grid step uses: the real ones if present, else the simulated world's."""
+        if MINES_ID in self.present:
+            return MINES_ID
+        return WORLD_MINES_ID if WORLD_MINES_ID in self.present else None
+
+
 def run_demo(
     out_dir: str | os.PathLike = "runs/demo",
     catalog: str | os.PathLike | None = None,
     progress: Callable[[str], None] = print,
 ) -> DemoResult:
+    """Run every pipeline step on the local engine (over a simulated world, unless ``catalog`` is given) and
+    write the report and ``summary.json`` under ``out_dir``."""
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
+    inputs = _prepare_inputs(out, catalog, progress, timings)
+    t = time.perf_counter()
+    conn = connect("local", project="gee-mining-local", catalog=inputs.catalog_path, storage_root=out / "storage")
+    timings["start the local engine"] = time.perf_counter() - t
+    progress(f"[demo] engine: {conn.describe()}")
+
+    report = Report("gee-mining run report", f"make demo — engine: {conn.describe()}")
+    summary = _intro(report, conn, out, inputs)
+    _measure_tables(report, inputs, summary, timings, progress)
+    if inputs.world is not None:
+        t = time.perf_counter()
+        world_section(ee, report, inputs.world)
+        timings["simulated world: composites through the engine"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if real_scene_section(ee, report):
+        timings["a real Sentinel-2 scene through the engine"] = time.perf_counter() - t
+    mines_id = inputs.mines_id
+    grids = _grid_step(report, mines_id, out, summary, timings, progress) if mines_id is not None else {}
+    ctx = DemoContext(out, inputs.world, mines_id, grids, summary, timings, progress)
+    for step in demo_steps():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            step(ee, report, ctx)
+        summary["warnings"] += python_warnings(caught, getattr(step, "__module__", ""))
+    summary["timings_s"] = timings
+    return finish_run(out, report, summary, progress)
+
+
+def _prepare_inputs(
+    out: Path, catalog: str | os.PathLike | None, progress: Callable[[str], None], timings: dict[str, float]
+) -> _Inputs:
+    """Without a catalog: generate the small simulated world and write the demo's catalog; else use the catalog."""
     t0 = time.perf_counter()
-    world = None
     if catalog is None:
         progress("[demo] generating a small simulated Sentinel-2 world (8 km, 2019)")
         world = generate_world(out / "world", size_km=8, months=12, seed=0, project="gee-mining-local")
         timings["generate the simulated world (8 km, 73 scenes)"] = time.perf_counter() - t0
         catalog_path, present = write_demo_catalog(out, world)
-    else:
-        catalog_path, present = Path(catalog), []
-    t = time.perf_counter()
-    conn = connect("local", project="gee-mining-local", catalog=catalog_path, storage_root=out / "storage")
-    timings["start the local engine"] = time.perf_counter() - t
-    progress(f"[demo] engine: {conn.describe()}")
+        return _Inputs(world, catalog_path, present)
+    return _Inputs(None, Path(catalog), [])
 
-    report = Report("gee-mining run report", f"make demo — engine: {conn.describe()}")
+
+def _intro(report, conn, out: Path, inputs: _Inputs) -> dict:
+    """The report's "What ran" section (warning when no real mine polygons are found); returns the run's summary."""
     intro = report.section("What ran")
     Report.text(
         intro,
@@ -120,14 +169,12 @@ def run_demo(
     )
     summary: dict = {
         "engine": conn.describe(),
-        "parameters": run_parameters(out, catalog_path, world, real=MINES_ID in present),
-        "simulated": world is not None,
+        "parameters": run_parameters(out, inputs.catalog_path, inputs.world, real=MINES_ID in inputs.present),
+        "simulated": inputs.world is not None,
         "warnings": [],
         "tables": {},
     }
-
-    mines_id = MINES_ID if MINES_ID in present else (WORLD_MINES_ID if WORLD_MINES_ID in present else None)
-    if MINES_ID not in present:
+    if MINES_ID not in inputs.present:
         no_real = (
             "No real mine polygons were found (the project's shared data folder ../shared/data is absent), so this "
             "run uses the SIMULATED world's generated mine polygons. Set GEE_MINING_SHARED_DATA to the folder that "
@@ -135,7 +182,15 @@ def run_demo(
         )
         Report.text(intro, no_real, "warn")
         summary["warnings"].append({"step": "inputs", "message": no_real})
-    for table_id in [t for t in (MINES_ID, AMAZON_ID) if t in present] or [mines_id or COUNTRIES_ID]:
+    return summary
+
+
+def _measure_tables(
+    report, inputs: _Inputs, summary: dict, timings: dict[str, float], progress: Callable[[str], None]
+) -> None:
+    """Measure the real polygon tables present (else the mine polygons, else the countries) and add a section each."""
+    present = inputs.present
+    for table_id in [t for t in (MINES_ID, AMAZON_ID) if t in present] or [inputs.mines_id or COUNTRIES_ID]:
         t = time.perf_counter()
         stats = measure_table(ee, table_id)
         timings[f"measure {table_id.rsplit('/', 1)[-1]}"] = time.perf_counter() - t
@@ -145,32 +200,22 @@ def run_demo(
         progress(f"[demo] {table_id}: {stats['count']:,} polygons, {stats['total_area_km2']:,.1f} km² geodesic area")
         _table_section(report, table_id, stats)
 
-    if world is not None:
-        t = time.perf_counter()
-        world_section(ee, report, world)
-        timings["simulated world: composites through the engine"] = time.perf_counter() - t
+
+def _grid_step(
+    report, mines_id: str, out: Path, summary: dict, timings: dict[str, float], progress: Callable[[str], None]
+) -> dict:
+    """Step 1 (the grids) with its Python warnings and the grids' own warnings recorded; returns zoom -> table."""
     t = time.perf_counter()
-    if real_scene_section(ee, report):
-        timings["a real Sentinel-2 scene through the engine"] = time.perf_counter() - t
-    if mines_id is not None:
-        t = time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            grid_summary, grids = run_grid_step(ee, report, mines_id, out, progress)
-        summary["warnings"] += python_warnings(caught, "step 1: grids")
-        summary["warnings"] += [
-            {"step": f"step 1: grid zoom {z}", "message": m} for z, t in grids.items() for m in t.warnings
-        ]
-        timings["step 1: grids at 5500, 2750, 1375 m"] = time.perf_counter() - t
-        summary["grid"] = grid_summary
-    ctx = DemoContext(out, world, mines_id, grids if mines_id else {}, summary, timings, progress)
-    for step in demo_steps():
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            step(ee, report, ctx)
-        summary["warnings"] += python_warnings(caught, getattr(step, "__module__", ""))
-    summary["timings_s"] = timings
-    return finish_run(out, report, summary, progress)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        grid_summary, grids = run_grid_step(ee, report, mines_id, out, progress)
+    summary["warnings"] += python_warnings(caught, "step 1: grids")
+    summary["warnings"] += [
+        {"step": f"step 1: grid zoom {z}", "message": m} for z, table in grids.items() for m in table.warnings
+    ]
+    timings["step 1: grids at 5500, 2750, 1375 m"] = time.perf_counter() - t
+    summary["grid"] = grid_summary
+    return grids
 
 
 def run_parameters(out: Path, catalog_path: Path, world, real: bool) -> dict:

@@ -117,7 +117,7 @@ def generated_polygons(grid: WorldGrid, rng: np.random.Generator) -> list[shapel
                 shape = max(shape.geoms, key=lambda g: g.area)
             polys.append(shape)
     # local metres (origin top-left, y down) -> UTM
-    return [shapely.transform(p, lambda xy: np.column_stack([grid.x0 + xy[:, 0], grid.y0 - xy[:, 1]])) for p in polys]
+    return [_local_to_utm(grid, p) for p in polys]
 
 
 def _blob(rng: np.random.Generator, x: float, y: float, area: float) -> shapely.Polygon:
@@ -174,22 +174,71 @@ def _rasterize(shapes, grid: WorldGrid, res: int, value: int = 1, all_touched: b
     )
 
 
+@dataclass(frozen=True)
+class _CropFields:
+    """The rotated lattice of crop fields: each 10 m pixel's field number, and the 10 m strips between fields."""
+
+    field_id: np.ndarray  # int64 (h, w)
+    boundaries: np.ndarray  # bool (h, w)
+
+
+@dataclass(frozen=True)
+class _Spectra:
+    """Each 10 m pixel's palette entries (at greenness 0 and 1) and its brightness texture."""
+
+    base: np.ndarray  # uint16 (h, w)
+    green: np.ndarray  # uint16 (h, w)
+    brightness: np.ndarray  # float32 (h, w)
+
+
+@dataclass(frozen=True)
+class _Phenology:
+    """Which phenology group each 10 m pixel follows, and the groups' parameters (see ``Surface.groups``)."""
+
+    group10: np.ndarray  # int32 (h, w)
+    groups: np.ndarray  # (n, 4) float32
+
+
+def _local_to_utm(grid: WorldGrid, geom: shapely.Geometry) -> shapely.Geometry:
+    """A geometry in the world's local metres (origin top-left, y down) moved to UTM."""
+    return shapely.transform(geom, lambda xy: np.column_stack([grid.x0 + xy[:, 0], grid.y0 - xy[:, 1]]))
+
+
 def build_surface(grid: WorldGrid, mines_utm: list[shapely.Geometry], rng: np.random.Generator) -> Surface:
-    """Materials, spectra and phenology for every 10 m pixel of the world."""
+    """Materials, spectra and phenology for every 10 m pixel of the world.
+
+    The pieces draw from ``rng`` in a fixed order (palette, land use, fields, water and village,
+    mines, spectra, phenology), which keeps a seed's world the same bytes.
+    """
     palette = build_palette(rng)
     h, w = grid.shape(10)
     extent = float(grid.size)
-    # land use: the highest of several patchy scores wins
+    material = _land_use(rng, extent, h, w)
+    fields = _crop_fields(rng, h, w)
+    _add_water_and_village(rng, grid, material)
+    material[(material == MATERIAL_ID["crop"]) & fields.boundaries] = MATERIAL_ID["grass"]
+    material, mine_mask = _add_mines(rng, grid, mines_utm, material)
+    spectra = _assign_spectra(rng, extent, material, fields.field_id, palette)
+    phenology = _phenology(rng, material, fields.field_id)
+    A, D, group = _native_resolutions(palette.values, spectra, phenology.group10)
+    return Surface(
+        material, spectra.base, spectra.green, spectra.brightness, group, phenology.groups, A, D, palette, mine_mask
+    )
+
+
+def _land_use(rng: np.random.Generator, extent: float, h: int, w: int) -> np.ndarray:
+    """Land use at 10 m (uint8 material ids): the highest of several patchy, biased scores wins."""
     scores = []
     biases = {"forest": 0.55, "crop": -0.05, "grass": 0.0, "shrub": -0.35, "natural_soil": -0.75, "natural_rock": -0.95}
     for bias in biases.values():
         parts = octaves(rng, extent, [2400.0, 700.0, 180.0], [1.0, 0.45, 0.15])
         scores.append(sample_octaves(parts, h, w, 10.0) + np.float32(bias))
     order = np.array([MATERIAL_ID[k] for k in biases], dtype=np.uint8)
-    material = order[np.argmax(np.stack(scores), axis=0)]
-    del scores
+    return order[np.argmax(np.stack(scores), axis=0)]
 
-    # crop fields: a rotated lattice of 120-320 m fields inside the crop zone
+
+def _crop_fields(rng: np.random.Generator, h: int, w: int) -> _CropFields:
+    """A rotated lattice of 120-320 m fields over the whole world (used inside the crop zone)."""
     rot = rng.uniform(0, np.pi / 2)
     ys, xs = (np.mgrid[0:h, 0:w].astype(np.float32) + 0.5) * 10.0
     u = xs * math.cos(rot) + ys * math.sin(rot)
@@ -197,21 +246,32 @@ def build_surface(grid: WorldGrid, mines_utm: list[shapely.Geometry], rng: np.ra
     fx, fy = rng.uniform(120, 320), rng.uniform(120, 320)
     field_id = (np.floor(u / fx).astype(np.int64) * 7919 + np.floor(v / fy).astype(np.int64)) % 1_000_003
     boundaries = (np.mod(u, fx) < 10) | (np.mod(v, fy) < 10)
-    del u, v, xs, ys
+    return _CropFields(field_id, boundaries)
 
-    # a river and a lake
+
+def _add_water_and_village(rng: np.random.Generator, grid: WorldGrid, material: np.ndarray) -> None:
+    """Paint a lake, a river and a village (roofs and paved roads) into ``material``, in place."""
+    h, w = material.shape
+    extent = float(grid.size)
     river = _river(rng, extent)
     lake = Field.random(rng, extent, 900.0).sample(h, w, 10.0) > 2.3
     material[lake] = MATERIAL_ID["water"]
-    # a village with roofs and paved roads
     village_roofs, village_roads = _village(rng, extent)
-    to_utm = lambda g: shapely.transform(g, lambda xy: np.column_stack([grid.x0 + xy[:, 0], grid.y0 - xy[:, 1]]))  # noqa: E731
-    material[_rasterize([to_utm(river)], grid, 10) > 0] = MATERIAL_ID["water"]
-    material[_rasterize([to_utm(g) for g in village_roads], grid, 10, all_touched=True) > 0] = MATERIAL_ID["paved_road"]
-    material[_rasterize([to_utm(g) for g in village_roofs], grid, 10) > 0] = MATERIAL_ID["roof"]
-    material[(material == MATERIAL_ID["crop"]) & boundaries] = MATERIAL_ID["grass"]
+    material[_rasterize([_local_to_utm(grid, river)], grid, 10) > 0] = MATERIAL_ID["water"]
+    roads = [_local_to_utm(grid, g) for g in village_roads]
+    material[_rasterize(roads, grid, 10, all_touched=True) > 0] = MATERIAL_ID["paved_road"]
+    material[_rasterize([_local_to_utm(grid, g) for g in village_roofs], grid, 10) > 0] = MATERIAL_ID["roof"]
 
-    # mines: soil, rock benches, tailings, pit water, haul roads
+
+def _add_mines(
+    rng: np.random.Generator, grid: WorldGrid, mines_utm: list[shapely.Geometry], material: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mines over ``material``: soil, rock benches, tailings, then haul roads and pit water.
+
+    Returns the new material array and the mine mask (bool, 10 m).
+    """
+    h, w = material.shape
+    extent = float(grid.size)
     mine_mask = _rasterize(mines_utm, grid, 10) > 0
     inner = Field.random(rng, extent, 150.0).sample(h, w, 10.0)
     tail = Field.random(rng, extent, 300.0).sample(h, w, 10.0)
@@ -219,6 +279,19 @@ def build_surface(grid: WorldGrid, mines_utm: list[shapely.Geometry], rng: np.ra
     mm[inner > 0.6] = MATERIAL_ID["mine_rock"]
     mm[tail > 0.9] = MATERIAL_ID["tailings"]
     material = np.where(mine_mask, mm, material)
+    pits, roads = _pits_and_roads(rng, grid, mines_utm)
+    road_mask = _rasterize(roads, grid, 10, all_touched=True) > 0
+    material[road_mask & (material != MATERIAL_ID["water"])] = MATERIAL_ID["haul_road"]
+    material[_rasterize(pits, grid, 10) > 0] = MATERIAL_ID["pit_water"]
+    return material, mine_mask
+
+
+def _pits_and_roads(
+    rng: np.random.Generator, grid: WorldGrid, mines_utm: list[shapely.Geometry]
+) -> tuple[list[shapely.Geometry], list[shapely.Geometry]]:
+    """Water-filled pits in the larger mines, and haul roads joining each mine to its nearest neighbour
+    (or to the world's bottom edge when alone; a few also get a track out of the area). In UTM metres."""
+    extent = float(grid.size)
     pits = []
     roads = []
     polys = [p for p in mines_utm if p.geom_type in ("Polygon", "MultiPolygon")]
@@ -236,11 +309,14 @@ def build_surface(grid: WorldGrid, mines_utm: list[shapely.Geometry], rng: np.ra
         edge = shapely.Point(grid.x0 if rng.random() < 0.5 else grid.x0 + extent, c.y)
         if rng.random() < 0.15:  # a few mines have their own track out of the area
             roads.append(shapely.LineString([c, edge]).buffer(6))
-    road_mask = _rasterize(roads, grid, 10, all_touched=True) > 0
-    material[road_mask & (material != MATERIAL_ID["water"])] = MATERIAL_ID["haul_road"]
-    material[_rasterize(pits, grid, 10) > 0] = MATERIAL_ID["pit_water"]
+    return pits, roads
 
-    # spectra: each material's candidates assigned in patches
+
+def _assign_spectra(
+    rng: np.random.Generator, extent: float, material: np.ndarray, field_id: np.ndarray, palette: Palette
+) -> _Spectra:
+    """Each material's candidate spectra assigned in patches (crops: one per field), and a brightness texture."""
+    h, w = material.shape
     base = np.zeros((h, w), dtype=np.uint16)
     green = np.zeros((h, w), dtype=np.uint16)
     pick = Field.random(rng, extent, 350.0).sample(h, w, 10.0)
@@ -258,8 +334,12 @@ def build_surface(grid: WorldGrid, mines_utm: list[shapely.Geometry], rng: np.ra
     parts = octaves(rng, extent, [160.0, 40.0], [0.05, 0.03])
     brightness = np.clip(1.0 + sample_octaves(parts, h, w, 10.0), 0.8, 1.2).astype(np.float32)
     brightness[(material == MATERIAL_ID["water"]) | (material == MATERIAL_ID["pit_water"])] = 1.0
+    return _Spectra(base, green, brightness)
 
-    # phenology groups: crops follow their field, other vegetation its 1 km block
+
+def _phenology(rng: np.random.Generator, material: np.ndarray, field_id: np.ndarray) -> _Phenology:
+    """Phenology groups: crops follow their field, other vegetation its 1 km block; the rest none (kind 0)."""
+    h, w = material.shape
     block = (np.arange(h)[:, None] // 100) * 1000 + (np.arange(w)[None, :] // 100)
     key = np.where(material == MATERIAL_ID["crop"], field_id + 10_000_000, block * 16 + material)
     key = np.where(np.isin(material, VEGETATED), key, -1)
@@ -276,22 +356,28 @@ def build_surface(grid: WorldGrid, mines_utm: list[shapely.Geometry], rng: np.ra
             mat = int(kv % 16)
             g0, amp = {0: (0.7, 0.15), 1: (0.5, 0.25), 2: (0.5, 0.35)}.get(mat, (0.0, 0.0))
             groups[i] = (1, g0 + rng.normal(0, 0.05), amp, peak + rng.normal(0, 15))
+    return _Phenology(group10, groups)
 
+
+def _native_resolutions(
+    values: np.ndarray, spectra: _Spectra, group10: np.ndarray
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """``Surface.A``, ``Surface.D`` and ``Surface.group`` at each band resolution (block means of the 10 m pixels;
+    a coarse pixel follows the phenology group of its centre pixel). ``values``: the palette's (n, 12) spectra."""
+    h, w = group10.shape
     A, D, group = {}, {}, {}
-    spectra = palette.values  # (n, 12)
-
     for res in RESOLUTIONS:
         idx = [i for i, b in enumerate(BANDS) if BAND_RES[b] == res]
         f = res // 10
         a = np.empty((len(idx), h // f, w // f), dtype=np.float32)
         d = np.empty_like(a)
         for j, bi in enumerate(idx):
-            sb = spectra[:, bi]
-            a[j] = block_mean(brightness * sb[base], f)
-            d[j] = block_mean(brightness * (sb[green] - sb[base]), f)
+            sb = values[:, bi]
+            a[j] = block_mean(spectra.brightness * sb[spectra.base], f)
+            d[j] = block_mean(spectra.brightness * (sb[spectra.green] - sb[spectra.base]), f)
         A[res], D[res] = a, d
         group[res] = group10[f // 2 :: f, f // 2 :: f] if f > 1 else group10
-    return Surface(material, base, green, brightness, group, groups, A, D, palette, mine_mask)
+    return A, D, group
 
 
 def greenness(groups: np.ndarray, doy: float) -> np.ndarray:

@@ -146,71 +146,137 @@ def write_tif(path: Path, data: np.ndarray, grid: WorldGrid, res: int, names: li
             ds.set_band_description(i + 1, n)
 
 
+@dataclass
+class _SceneBands:
+    """What rendering a scene's spectral bands leaves for its QA layers and its catalog entry."""
+
+    bands: dict[str, list]  # band name -> [file relative to the world's folder, band number]
+    layers: dict[int, tuple]  # resolution -> the sky's (alpha, tau, shadow) at that resolution
+    b4_20: np.ndarray  # B4 before clouds, block means at 20 m (for the scene classification's NDVI)
+    nir_20: np.ndarray  # B8A before clouds at 20 m
+
+
+@dataclass(frozen=True)
+class _CloudFiles:
+    """The scene's cloud truth and the files of its cloud products."""
+
+    truth: np.ndarray  # uint8 (h, w) true cloud classes at 10 m
+    truth_path: Path
+    csp_path: Path
+    prob_path: Path
+
+
 def render_scene(static: Static, spec: SceneSpec) -> dict[str, Any]:
-    """Render and write one scene; returns its catalog entries and properties."""
-    grid, surface = static.grid, static.surface
+    """Render and write one scene; returns its catalog entries and properties.
+
+    The scene draws from its own generator in a fixed order (sky, per-band noise windows,
+    Cloud Score+ texture window), so its bytes do not depend on which process renders it.
+    """
     rng = np.random.default_rng([static.seed, 1000 + spec.number])
-    lon, lat = grid.centre_lonlat()
+    lon, lat = static.grid.centre_lonlat()
     zen, az = sun_angles(lon, lat, spec.sensing)
+    sky = _draw_sky(rng, static.grid, spec, lat, az)
+    folder = static.out / "S2_SR_HARMONIZED" / spec.index
+    rendered = _render_bands(static, spec, sky, rng, folder)
+    scl = _write_qa(static, folder, rendered)
+    cloud_files = _write_cloud_products(static, spec, sky, rendered.layers[10], rng)
+    props = _scene_properties(static, spec, scl, zen, az)
+    return _catalog_entry(static, spec, sky, rendered.bands, cloud_files, props)
+
+
+def _draw_sky(rng: np.random.Generator, grid: WorldGrid, spec: SceneSpec, lat: float, az: float) -> clouds.Sky:
+    """The scene's clouds (cover from the season), with their shadows cast away from the sun.
+
+    The shadow at p is the cloud at p minus the displacement, so the cloud field is sampled
+    at +(L sin az) east and -(L cos az) in image rows (y down).
+    """
     sky = clouds.draw_sky(rng, float(grid.size), mean_cover(spec.doy, lat))
-    # shadows fall away from the sun: the shadow at p is the cloud at p minus the displacement,
-    # so the cloud field is sampled at +(L sin az) east and -(L cos az) in image rows (y down)
     length = math.hypot(sky.shadow_dx, sky.shadow_dy)
     shift = {"shadow_dx": length * math.sin(math.radians(az)), "shadow_dy": -length * math.cos(math.radians(az))}
-    sky = clouds.Sky(**{**sky.__dict__, **shift})
-    g = greenness(surface.groups, spec.doy)
-    folder = static.out / "S2_SR_HARMONIZED" / spec.index
-    bands_out: dict[str, list] = {}
+    return clouds.Sky(**{**sky.__dict__, **shift})
+
+
+def _render_bands(
+    static: Static, spec: SceneSpec, sky: clouds.Sky, rng: np.random.Generator, folder: Path
+) -> _SceneBands:
+    """Each band group at its native resolution: clear-sky reflectance seen through the sky, written as DN."""
+    grid = static.grid
+    g = greenness(static.surface.groups, spec.doy)
+    bands: dict[str, list] = {}
     layers: dict[int, tuple] = {}
-    surface20_b4 = None
+    b4_20 = nir_20 = None
     for res in (10, 20, 60):
         names = GROUPS[res]
-        shape = grid.shape(res)
-        idx = [BANDS.index(b) for b in names]
-        gmap = g[surface.group[res]]
-        refl = surface.D[res] * gmap[None]
-        refl += surface.A[res]
-        for j in range(len(names)):
-            k = int(rng.integers(2))
-            oy, ox = rng.integers(0, 64, 2)
-            refl[j] += static.noise[k, oy : oy + shape[0], ox : ox + shape[1]]
+        refl = _clear_reflectance(static, res, g, rng)
         if res == 10:
-            surface20_b4 = block_mean(refl[2], 2)
-        if res == 10:
-            layers[10] = sky.at(10.0, shape)
+            b4_20 = block_mean(refl[2], 2)
+            layers[10] = sky.at(10.0, grid.shape(res))
         else:  # a coarser detector pixel sees the mean of the finer sky
             layers[res] = tuple(block_mean(x, res // 10) for x in layers[10])
         alpha, tau, shadow = layers[res]
         if res == 20:
-            nir = refl[3].copy()  # B8A before clouds
+            nir_20 = refl[3].copy()  # B8A before clouds
         if sky.cover > 0 or sky.cirrus is not None:
-            clouds.composite(refl, alpha, tau, shadow, idx)
-        refl *= np.float32(10000)
-        refl += np.float32(0.5)  # round half up on truncation (values are positive after the clip)
-        np.clip(refl, 1, 65535, out=refl)
-        dn = refl.astype(np.uint16)
+            clouds.composite(refl, alpha, tau, shadow, [BANDS.index(b) for b in names])
         path = folder / f"{res}m.tif"
-        write_tif(path, dn, grid, res, names)
+        write_tif(path, _to_dn(refl), grid, res, names)
         for i, b in enumerate(names):
-            bands_out[b] = [str(path.relative_to(static.out)), i + 1]
-    # scene classification at 20 m
-    alpha20, tau20, shadow20 = layers[20]
-    material20 = surface.material[1::2, 1::2]
-    ndvi = (nir - surface20_b4) / np.maximum(nir + surface20_b4, 1e-6)
+            bands[b] = [str(path.relative_to(static.out)), i + 1]
+    return _SceneBands(bands, layers, b4_20, nir_20)
+
+
+def _clear_reflectance(static: Static, res: int, g: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(bands, h, w) float32 clear-sky reflectance of the ``res`` band group: the surface at the day's
+    greenness ``g`` (per phenology group) plus sensor noise (a random window of the shared noise per band)."""
+    surface = static.surface
+    shape = static.grid.shape(res)
+    gmap = g[surface.group[res]]
+    refl = surface.D[res] * gmap[None]
+    refl += surface.A[res]
+    for j in range(len(GROUPS[res])):
+        k = int(rng.integers(2))
+        oy, ox = rng.integers(0, 64, 2)
+        refl[j] += static.noise[k, oy : oy + shape[0], ox : ox + shape[1]]
+    return refl
+
+
+def _to_dn(refl: np.ndarray) -> np.ndarray:
+    """Reflectance to uint16 DN (x 10000, clipped to 1..65535), as the L2A product stores it; scales ``refl`` in place."""
+    refl *= np.float32(10000)
+    refl += np.float32(0.5)  # round half up on truncation (values are positive after the clip)
+    np.clip(refl, 1, 65535, out=refl)
+    return refl.astype(np.uint16)
+
+
+def _write_qa(static: Static, folder: Path, rendered: _SceneBands) -> np.ndarray:
+    """Write the scene classification and cloud probability (20 m) and QA60 (60 m), add them to
+    ``rendered.bands``, and return the SCL band."""
+    grid = static.grid
+    alpha20, tau20, shadow20 = rendered.layers[20]
+    material20 = static.surface.material[1::2, 1::2]
+    nir, b4 = rendered.nir_20, rendered.b4_20
+    ndvi = (nir - b4) / np.maximum(nir + b4, 1e-6)
     water = (material20 == MATERIAL_ID["water"]) | (material20 == MATERIAL_ID["pit_water"])
     surface_class = np.where(water, 6, np.where(ndvi > 0.4, 4, 5)).astype(np.uint8)
     scl = clouds.scl(alpha20, tau20, shadow20, surface_class)
     msk = clouds.cloud_probability_msk(alpha20, tau20)
     path = folder / "20m_qa.tif"
     write_tif(path, np.stack([scl, msk]), grid, 20, ["SCL", "MSK_CLDPRB"])
-    bands_out["SCL"] = [str(path.relative_to(static.out)), 1]
-    bands_out["MSK_CLDPRB"] = [str(path.relative_to(static.out)), 2]
-    alpha60, tau60, _ = layers[60]
+    rendered.bands["SCL"] = [str(path.relative_to(static.out)), 1]
+    rendered.bands["MSK_CLDPRB"] = [str(path.relative_to(static.out)), 2]
+    alpha60, tau60, _ = rendered.layers[60]
     path = folder / "QA60.tif"
     write_tif(path, clouds.qa60(alpha60, tau60), grid, 60, ["QA60"])
-    bands_out["QA60"] = [str(path.relative_to(static.out)), 1]
+    rendered.bands["QA60"] = [str(path.relative_to(static.out)), 1]
+    return scl
 
-    alpha10, tau10, shadow10 = layers[10]
+
+def _write_cloud_products(
+    static: Static, spec: SceneSpec, sky: clouds.Sky, layers10: tuple, rng: np.random.Generator
+) -> _CloudFiles:
+    """Write the scene's cloud truth, its Cloud Score+ image and its s2cloudless probability (all 10 m)."""
+    grid = static.grid
+    alpha10, tau10, shadow10 = layers10
     truth = clouds.truth_classes(alpha10, tau10, shadow10)
     truth_path = static.out / "truth" / "clouds" / f"{spec.index}.tif"
     write_tif(truth_path, truth, grid, 10, ["cloud_truth"])
@@ -221,12 +287,16 @@ def render_scene(static: Static, spec: SceneSpec) -> dict[str, Any]:
     write_tif(csp_path, np.stack([cs, cs_cdf]), grid, 10, ["cs", "cs_cdf"])
     prob_path = static.out / "S2_CLOUD_PROBABILITY" / f"{spec.index}.tif"
     write_tif(prob_path, clouds.s2cloudless(sky, grid.shape(10), static.bright), grid, 10, ["probability"])
+    return _CloudFiles(truth, truth_path, csp_path, prob_path)
 
+
+def _scene_properties(static: Static, spec: SceneSpec, scl: np.ndarray, zen: float, az: float) -> dict[str, Any]:
+    """The scene's ``COPERNICUS/S2_SR_HARMONIZED`` properties: class percentages of its SCL, product metadata
+    and sun angles."""
     n20 = scl.size
     pct = {c: round(100.0 * float(np.count_nonzero(scl == c)) / n20, 6) for c in (3, 4, 5, 6, 8, 9, 10)}
     cloudy = round(pct[8] + pct[9] + pct[10], 6)
-    truth_counts = {name: int(np.count_nonzero(truth == c)) for c, name in clouds.TRUTH_CLASSES.items()}
-    props = {
+    return {
         "CLOUDY_PIXEL_PERCENTAGE": cloudy,
         "CLOUD_COVERAGE_ASSESSMENT": cloudy,
         "HIGH_PROBA_CLOUDS_PERCENTAGE": pct[9],
@@ -251,14 +321,27 @@ def render_scene(static: Static, spec: SceneSpec) -> dict[str, Any]:
         "GEE_MINING_SIMULATED": True,
         "GEE_MINING_WORLD_SEED": static.seed,
     }
+
+
+def _catalog_entry(
+    static: Static,
+    spec: SceneSpec,
+    sky: clouds.Sky,
+    bands: dict[str, list],
+    files: _CloudFiles,
+    props: dict[str, Any],
+) -> dict[str, Any]:
+    """The scene's entries in the world's catalog: the S2 image, its Cloud Score+ and cloud probability
+    images, and its cloud truth (file and pixel counts per class)."""
     when = spec.sensing.strftime("%Y-%m-%dT%H:%M:%SZ")
+    truth_counts = {name: int(np.count_nonzero(files.truth == c)) for c, name in clouds.TRUTH_CLASSES.items()}
     return {
         "index": spec.index,
         "time_start": when,
         "s2": {
             "id": f"COPERNICUS/S2_SR_HARMONIZED/{spec.index}",
             "time_start": when,
-            "bands": {b: bands_out[b] for b in [*BANDS, "SCL", "MSK_CLDPRB", "QA60"]},
+            "bands": {b: bands[b] for b in [*BANDS, "SCL", "MSK_CLDPRB", "QA60"]},
             "pyramiding": {"SCL": "sample", "QA60": "sample"},
             "properties": props,
         },
@@ -266,18 +349,18 @@ def render_scene(static: Static, spec: SceneSpec) -> dict[str, Any]:
             "id": f"GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED/{spec.index}",
             "time_start": when,
             "bands": {
-                "cs": [str(csp_path.relative_to(static.out)), 1],
-                "cs_cdf": [str(csp_path.relative_to(static.out)), 2],
+                "cs": [str(files.csp_path.relative_to(static.out)), 1],
+                "cs_cdf": [str(files.csp_path.relative_to(static.out)), 2],
             },
             "properties": {"GEE_MINING_SIMULATED": True},
         },
         "probability": {
             "id": f"COPERNICUS/S2_CLOUD_PROBABILITY/{spec.index}",
             "time_start": when,
-            "bands": {"probability": [str(prob_path.relative_to(static.out)), 1]},
+            "bands": {"probability": [str(files.prob_path.relative_to(static.out)), 1]},
             "properties": {"MGRS_TILE": spec.tile, "SPACECRAFT_NAME": spec.spacecraft, "GEE_MINING_SIMULATED": True},
         },
-        "truth": {"path": str(truth_path.relative_to(static.out)), "pixels": truth_counts},
+        "truth": {"path": str(files.truth_path.relative_to(static.out)), "pixels": truth_counts},
         "cover": sky.cover,
         "cirrus": sky.cirrus is not None,
     }
