@@ -48,6 +48,23 @@ def shared_file(relative: str) -> Path:
     return path
 
 
+# Fixtures that take more than a few seconds to make (a simulated world, the demo, grids of the real polygons):
+# every test that needs one, directly or through another fixture, is marked ``slow``. ``make test`` runs
+# everything; ``pytest -m "not slow"`` is the quick loop.
+SLOW_FIXTURES = frozenset({
+    "sim_world",  # the shared simulated world (conftest)
+    "demo_run",  # make demo, end to end (conftest)
+    "sim",  # test_pyramid's and test_study's own simulated worlds
+    "grid_case",  # test_grid: the grid of the 100 real polygons at three cell sizes
+})  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _no_network():
     """Refuse every connection that is not to loopback: no test may go online."""
@@ -135,3 +152,29 @@ def demo_run(tmp_path_factory, engine_catalog):
         yield run_demo(out, progress=lambda msg: None)
     finally:
         gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+
+
+# -- the simulated world, generated once per session ----------------------------------------------------------
+SIM_WORLD = dict(size_km=3, months=3, seed=3, project="gee-mining-test")  # 3 km, Jan-Mar 2019: 18 scenes
+
+
+@pytest.fixture(scope="session")
+def sim_world(tmp_path_factory):
+    """The tiny simulated Sentinel-2 world (:data:`SIM_WORLD`) shared by every module that reads it.
+
+    Generated once per session; read-only for tests (none may write into ``out_dir``): each module that
+    exports does so into its own storage root.
+    """
+    from gee_mining.world import generate_world
+
+    return generate_world(tmp_path_factory.mktemp("sim_world"), **SIM_WORLD)
+
+
+@pytest.fixture(scope="session")
+def sim_catalog(engine_catalog, sim_world, tmp_path_factory) -> Path:
+    """A catalog holding the test catalog (real scenes, tables) and the simulated world side by side."""
+    from gee_mining.world import world_catalog_toml
+
+    catalog = tmp_path_factory.mktemp("sim_catalog") / "catalog.toml"
+    catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(sim_world.out_dir))
+    return catalog

@@ -23,24 +23,20 @@ CELLS_Y = range(14543, 14547)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from gee_mining.world import generate_world
-
-    return generate_world(tmp_path_factory.mktemp("detworld"), size_km=3, months=3, seed=3, project="gee-mining-test")
+def world(sim_world):
+    """The session's simulated world (conftest.SIM_WORLD)."""
+    return sim_world
 
 
 @pytest.fixture(scope="module")
-def cells_dir(ee_local, engine_catalog, world, tmp_path_factory):
+def cells_dir(ee_local, engine_catalog, sim_catalog, world, tmp_path_factory):
     """16 per-cell GeoTIFFs (4 x 4 cells of 640 m) as the export writes them: composite + label bands."""
     import gee_mining
     from gee_mining import labels, sentinel2
     from gee_mining.grid import pixel_grid
-    from gee_mining.world import world_catalog_toml
 
     ee = ee_local
-    catalog = tmp_path_factory.mktemp("detworld_catalog") / "catalog.toml"
-    catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))
-    gee_mining.connect("local", project="gee-mining-test", catalog=catalog)
+    gee_mining.connect("local", project="gee-mining-test", catalog=sim_catalog)
     try:
         fc = ee.FeatureCollection(world.asset_ids["mines"])
         out = tmp_path_factory.mktemp("cells")
