@@ -236,7 +236,7 @@ def test_export_probability_map(ee_world, samples, pixels, tmp_path):
 
     from gee_mining.exports import open_bucket, wait_for
 
-    row, grid, _, _ = pixels
+    row, grid, _, y = pixels
     clf = C.train(samples[2], SPEC)
     image = C.probability_image(row, clf, SPEC)
     task = C.export_probability(row, image, "gs://prob/z19")
@@ -246,7 +246,13 @@ def test_export_probability_map(ee_world, samples, pixels, tmp_path):
     with rasterio.open(path) as ds:
         data = ds.read(1)
         assert ds.crs.to_epsg() == row["epsg"] and (ds.width, ds.height) == (grid.width, grid.height)
-    assert data.min() >= 0 and data.max() <= 1 and data.max() > 0.5
+    # the file holds what computePixels (no export code) gives for the same image on the same lattice
+    ref = _compute(ee_world, image, grid)["probability"]
+    np.testing.assert_allclose(data, np.asarray(ref, dtype=np.float32), rtol=0, atol=1e-6)
+    # and it is a probability of a mine: high on the cell's mine pixels (the _mine labels), low elsewhere
+    p = data.reshape(-1)
+    assert p.min() >= 0 and p.max() <= 1
+    assert p[y == 1].mean() > 0.7 and p[y == 0].mean() < 0.3, (p[y == 1].mean(), p[y == 0].mean())
 
 
 def test_graphs_use_only_earth_engine_algorithms(ee_world, samples, pixels, cells, world):

@@ -89,6 +89,7 @@ def test_native_resolutions_through_the_engine(ee_world, world, band, scale):
     assert proj.crs().getInfo() == world.grid["crs"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes(tmp_path):
     def digest(folder: Path) -> dict[str, str]:
         return {
