@@ -46,7 +46,7 @@ docs: $(STAMP)
 test: $(STAMP) $(NODE_STAMP) chromium
 	$(PY) -m ruff check gee_mining tests bench
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15
 
 lint: $(STAMP)
 	$(PY) -m ruff check gee_mining tests bench

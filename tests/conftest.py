@@ -13,6 +13,13 @@ from pathlib import Path
 
 import pytest
 
+# torch (for YOLO) must load before TensorFlow (for TFRecords) in one process: the other order segfaults in
+# triton's import. Tests import both late, in whatever order they run, so torch is loaded first here.
+try:
+    import torch  # noqa: F401
+except ImportError:  # the `yolo` extra is not installed: the YOLO tests skip
+    pass
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 TEST_DATA = Path(__file__).parent / "data"
@@ -46,6 +53,23 @@ def shared_file(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: this test needs the project's shared real data beside the checkout")
     return path
+
+
+# Fixtures that take more than a few seconds to make (a simulated world, the demo, grids of the real polygons):
+# every test that needs one, directly or through another fixture, is marked ``slow``. ``make test`` runs
+# everything; ``pytest -m "not slow"`` is the quick loop.
+SLOW_FIXTURES = frozenset({
+    "sim_world",  # the shared simulated world (conftest)
+    "demo_run",  # make demo, end to end (conftest)
+    "sim",  # test_pyramid's and test_study's own simulated worlds
+    "grid_case",  # test_grid: the grid of the 100 real polygons at three cell sizes
+})  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -85,7 +109,7 @@ def _session_connection(engine_catalog, tmp_path_factory):
     import gee_mining
 
     options = dict(project="gee-mining-test", catalog=engine_catalog, storage_root=tmp_path_factory.mktemp("storage"))
-    return options, gee_mining.connect("local", **options)
+    return options, gee_mining.connection("local", **options)
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +130,7 @@ def _back_to_the_test_engine(_session_connection):
     now = gee_mining.current_connection()
     if now is None or before is None or now != before or now.local_engine is not before.local_engine:
         options, _ = _session_connection
-        gee_mining.connect("local", **options)
+        gee_mining.connection("local", **options)
 
 
 @pytest.fixture
@@ -114,9 +138,9 @@ def ee_http(ee_local, engine_catalog):
     """The same engine over loopback HTTP for one test; back in-process afterwards."""
     import gee_mining
 
-    conn = gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog, http=True)
+    conn = gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog, http=True)
     yield ee_local
-    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
     assert conn.url.startswith("http://127.0.0.1:")
 
 
@@ -134,4 +158,30 @@ def demo_run(tmp_path_factory, engine_catalog):
     try:
         yield run_demo(out, progress=lambda msg: None)
     finally:
-        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+
+
+# -- the simulated world, generated once per session ----------------------------------------------------------
+SIM_WORLD = dict(size_km=3, months=3, seed=3, project="gee-mining-test")  # 3 km, Jan-Mar 2019: 18 scenes
+
+
+@pytest.fixture(scope="session")
+def sim_world(tmp_path_factory):
+    """The tiny simulated Sentinel-2 world (:data:`SIM_WORLD`) shared by every module that reads it.
+
+    Generated once per session; read-only for tests (none may write into ``out_dir``): each module that
+    exports does so into its own storage root.
+    """
+    from gee_mining.world import generate_world
+
+    return generate_world(tmp_path_factory.mktemp("sim_world"), **SIM_WORLD)
+
+
+@pytest.fixture(scope="session")
+def sim_catalog(engine_catalog, sim_world, tmp_path_factory) -> Path:
+    """A catalog holding the test catalog (real scenes, tables) and the simulated world side by side."""
+    from gee_mining.world import world_catalog_toml
+
+    catalog = tmp_path_factory.mktemp("sim_catalog") / "catalog.toml"
+    catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(sim_world.out_dir))
+    return catalog

@@ -19,7 +19,6 @@ from gee_mining.errors import InputError
 from gee_mining.ml import classify as C
 from gee_mining.steps.grid import build_grid
 from gee_mining.steps.sentinel2 import CompositeSpec
-from gee_mining.world import generate_world, world_catalog_toml
 
 FEATURES = ("B2", "B4", "B8", "B11", "B12", "NDVI", "ND_B11_B8")
 SPEC = C.ClassifySpec(
@@ -31,20 +30,19 @@ SPEC = C.ClassifySpec(
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return generate_world(tmp_path_factory.mktemp("cworld"), size_km=3, months=3, seed=3, project="gee-mining-test")
+def world(sim_world):
+    """The session's simulated world (conftest.SIM_WORLD)."""
+    return sim_world
 
 
 @pytest.fixture(scope="module")
-def ee_world(ee_local, engine_catalog, world, tmp_path_factory):
+def ee_world(ee_local, engine_catalog, sim_catalog, tmp_path_factory):
     import gee_mining
 
-    catalog = tmp_path_factory.mktemp("cworld_catalog") / "catalog.toml"
-    catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))
     storage = tmp_path_factory.mktemp("cworld_storage")
-    gee_mining.connect("local", project="gee-mining-test", catalog=catalog, storage_root=storage)
+    gee_mining.connection("local", project="gee-mining-test", catalog=sim_catalog, storage_root=storage)
     yield ee_local
-    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +239,7 @@ def test_export_probability_map(ee_world, samples, pixels, tmp_path):
     from gee_mining.batch.tasks import wait_for
     from gee_mining.connection import open_bucket
 
-    row, grid, _, _ = pixels
+    row, grid, _, y = pixels
     clf = C.train(samples[2], SPEC)
     image = C.probability_image(row, clf, SPEC)
     task = C.export_probability(row, image, "gs://prob/z19")
@@ -251,7 +249,13 @@ def test_export_probability_map(ee_world, samples, pixels, tmp_path):
     with rasterio.open(path) as ds:
         data = ds.read(1)
         assert ds.crs.to_epsg() == row["epsg"] and (ds.width, ds.height) == (grid.width, grid.height)
-    assert data.min() >= 0 and data.max() <= 1 and data.max() > 0.5
+    # the file holds what computePixels (no export code) gives for the same image on the same lattice
+    ref = _compute(ee_world, image, grid)["probability"]
+    np.testing.assert_allclose(data, np.asarray(ref, dtype=np.float32), rtol=0, atol=1e-6)
+    # and it is a probability of a mine: high on the cell's mine pixels (the _mine labels), low elsewhere
+    p = data.reshape(-1)
+    assert p.min() >= 0 and p.max() <= 1
+    assert p[y == 1].mean() > 0.7 and p[y == 0].mean() < 0.3, (p[y == 1].mean(), p[y == 0].mean())
 
 
 def test_graphs_use_only_earth_engine_algorithms(ee_world, samples, pixels, cells, world):
@@ -284,24 +288,119 @@ def test_graphs_use_only_earth_engine_algorithms(ee_world, samples, pixels, cell
     assert used <= set(signatures()), used - set(signatures())
 
 
+def _sklearn_figures(actual, pred) -> dict:
+    """The ConfusionMatrix figures of labels 0 and 1 by scikit-learn."""
+    kw = {"labels": [0, 1], "average": None, "zero_division": 0}
+    return {
+        "matrix": metrics.confusion_matrix(actual, pred, labels=[0, 1]).tolist(),
+        "accuracy": metrics.accuracy_score(actual, pred),
+        "kappa": metrics.cohen_kappa_score(actual, pred, labels=[0, 1]),
+        "producers": metrics.recall_score(actual, pred, **kw),
+        "consumers": metrics.precision_score(actual, pred, **kw),
+        "fscore": metrics.f1_score(actual, pred, **kw),
+        "samples": len(actual),
+    }
+
+
+def _assert_figures(got: dict, want: dict, what: str) -> None:
+    assert got["order"] == [0, 1], what
+    assert got["matrix"] == want["matrix"] and got["samples"] == want["samples"], what
+    for key in ("accuracy", "kappa"):
+        assert got[key] == pytest.approx(want[key], abs=1e-9), (what, key)
+    for key in ("producers", "consumers", "fscore"):
+        np.testing.assert_allclose(got[key], want[key], atol=1e-9, err_msg=f"{what} {key}")
+
+
 def test_demo_step_writes_a_simulated_section(ee_world, world, cells, tmp_path):
     from gee_mining.demo import classify as classify_demo
     from gee_mining.demo.context import DemoContext
     from gee_mining.demo.run import demo_steps
     from gee_mining.tools.report import Report
 
+    """The demo's step 3 on two pairs of cells: its figures equal scikit-learn's on the same held-out samples
+    (the forest's and the clusters' predictions from the engine, the logistic refitted here), and the report
+    shows them."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    ee = ee_world
     assert classify_demo.demo_step in demo_steps()
     pairs = [r for r in cells if r["label"] == 1][:2]
     rows = pairs + [next(c for c in cells if c["name"] == p["pair"]) for p in pairs]
     ctx = DemoContext(tmp_path, world, world.asset_ids["mines"], summary={"imagery": {"cells_table": rows}},
                       progress=lambda m: None)  # fmt: skip
     report = Report("t", "t")
-    classify_demo.demo_step(ee_world, report, ctx)
-    html = report.write(tmp_path / "r.html").read_text()
-    assert "SIMULATED · Step 3 server-side" in html and html.count("<img") >= 2
+    classify_demo.demo_step(ee, report, ctx)
     got = ctx.summary["classify"]
-    assert got["random_forest"]["samples"] > 0 and 0 <= got["logistic_compiled"]["accuracy"] <= 1
-    assert C.LinearModel.read(tmp_path / "classify" / "logistic_model.json").kind == "logistic"
+
+    # held-out cells: whole pairs, each cell on one side
+    train_names, test_names = set(got["train_cells"]), set(got["test_cells"])
+    assert train_names and test_names and not train_names & test_names
+    assert train_names | test_names == {r["name"] for r in rows}
+    for p in pairs:
+        assert (p["name"] in test_names) == (p["pair"] in test_names)
+
+    # the same samples (the demo's spec: 150 points per class and cell), fetched here as plain arrays
+    spec = C.ClassifySpec(points_per_class=150, params={"numberOfTrees": 50})
+    mines = world.asset_ids["mines"]
+    train_rows = [r for r in rows if r["name"] in train_names]
+    test_rows = [r for r in rows if r["name"] in test_names]
+    train_rows.sort(key=lambda r: got["train_cells"].index(r["name"]))
+    test_rows.sort(key=lambda r: got["test_cells"].index(r["name"]))
+    train_fc = C.fetch_samples(C.training_samples(train_rows, mines, spec))
+    test_fc = C.fetch_samples(C.training_samples(test_rows, mines, spec))
+    forest = C.train(train_fc, spec)
+    km = C.train_clusterer(train_fc, spec, "wekaKMeans", nClusters=4, seed=1)
+    train_f = train_fc.cluster(km, "cluster").getInfo()["features"]
+    test_f = test_fc.classify(forest, "predicted").cluster(km, "cluster").getInfo()["features"]
+
+    def column(features, name):
+        return np.array([f["properties"][name] for f in features])
+
+    x_train = np.stack([column(train_f, b) for b in spec.features], axis=1).astype(np.float64)
+    x_test = np.stack([column(test_f, b) for b in spec.features], axis=1).astype(np.float64)
+    y_train, y_test = column(train_f, "_mine").astype(int), column(test_f, "_mine").astype(int)
+    assert set(y_train) == set(y_test) == {0, 1}
+
+    want = {"random_forest": _sklearn_figures(y_test, column(test_f, "predicted"))}
+    _assert_figures(got["random_forest"], want["random_forest"], "forest")
+
+    logistic = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x_train, y_train)
+    model = C.LinearModel.read(tmp_path / "classify" / "logistic_model.json")
+    assert model.kind == "logistic" and tuple(model.features) == spec.features
+    np.testing.assert_allclose(model.mean, logistic[0].mean_, rtol=1e-9)
+    np.testing.assert_allclose(model.scale, logistic[0].scale_, rtol=1e-9)
+    np.testing.assert_allclose(model.coef, logistic[1].coef_[0], rtol=1e-6, atol=1e-9)
+    assert model.intercept == pytest.approx(logistic[1].intercept_[0], rel=1e-6)
+    assert np.abs(logistic.decision_function(x_test)).min() > 1e-6  # no sample on the boundary
+    want["logistic_compiled"] = _sklearn_figures(y_test, logistic.predict(x_test))
+    _assert_figures(got["logistic_compiled"], want["logistic_compiled"], "logistic")
+
+    # clusters: each one labelled by the majority of its training samples (ties to not-mine)
+    c_train, c_test = column(train_f, "cluster").astype(int), column(test_f, "cluster").astype(int)
+    mapping = {int(k): int((y_train[c_train == k] == 1).sum() > (y_train[c_train == k] == 0).sum())
+               for k in np.unique(c_train)}  # fmt: skip
+    assert got["cluster_labels"] == mapping
+    want["kmeans_matched"] = _sklearn_figures(y_test, [mapping[k] for k in c_test])
+    _assert_figures(got["kmeans_matched"], want["kmeans_matched"], "k-means")
+
+    # the report: one section, its table carries scikit-learn's figures, two figures drawn
+    (section,) = [s for s in report.sections if s.title.startswith("SIMULATED · Step 3 server-side")]
+    (table,) = [p for p in section.parts if isinstance(p, dict) and p["kind"] == "table"]
+    assert [r[0] for r in table["rows"]] == ["random forest (Earth Engine)", "logistic, compiled",
+                                             "k-means (4) matched to labels"]  # fmt: skip
+    for r, key in zip(table["rows"], ("random_forest", "logistic_compiled", "kmeans_matched"), strict=True):
+        a = want[key]
+        assert r[1:] == [a["samples"], f"{a['accuracy']:.3f}", f"{a['kappa']:.3f}", f"{a['producers'][1]:.3f}",
+                         f"{a['consumers'][1]:.3f}", f"{a['fscore'][1]:.3f}"]  # fmt: skip
+    assert sum(isinstance(p, dict) and p["kind"] == "figure" for p in section.parts) == 2
+    html = report.write(tmp_path / "r.html").read_text()
+    assert html.count("<img") == 2 and "SIMULATED · Step 3 server-side" in html
+    for key in want:
+        assert f"<td>{want[key]['accuracy']:.3f}</td><td>{want[key]['kappa']:.3f}</td>" in html, key
+    for name in test_names:
+        assert name in html
 
 
 def test_cli_evaluate_and_deploy(ee_world, world, cells, samples, pixels, tmp_path):

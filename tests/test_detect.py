@@ -23,24 +23,20 @@ CELLS_Y = range(14543, 14547)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from gee_mining.world import generate_world
-
-    return generate_world(tmp_path_factory.mktemp("detworld"), size_km=3, months=3, seed=3, project="gee-mining-test")
+def world(sim_world):
+    """The session's simulated world (conftest.SIM_WORLD)."""
+    return sim_world
 
 
 @pytest.fixture(scope="module")
-def cells_dir(ee_local, engine_catalog, world, tmp_path_factory):
+def cells_dir(ee_local, engine_catalog, sim_catalog, world, tmp_path_factory):
     """16 per-cell GeoTIFFs (4 x 4 cells of 640 m) as the export writes them: composite + label bands."""
     import gee_mining
     from gee_mining.contracts.lattice import pixel_grid
     from gee_mining.steps import labels, sentinel2
-    from gee_mining.world import world_catalog_toml
 
     ee = ee_local
-    catalog = tmp_path_factory.mktemp("detworld_catalog") / "catalog.toml"
-    catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))
-    gee_mining.connect("local", project="gee-mining-test", catalog=catalog)
+    gee_mining.connection("local", project="gee-mining-test", catalog=sim_catalog)
     try:
         fc = ee.FeatureCollection(world.asset_ids["mines"])
         out = tmp_path_factory.mktemp("cells")
@@ -56,7 +52,7 @@ def cells_dir(ee_local, engine_catalog, world, tmp_path_factory):
                 )
                 (out / f"{row['name']}.tif").write_bytes(data)
     finally:
-        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
     return out
 
 
@@ -326,13 +322,13 @@ def test_cli_dataset_and_demo_step(cells_dir, polygons_path, world, ee_local, en
 
     catalog = tmp_path / "catalog.toml"
     catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))
-    gee_mining.connect("local", project="gee-mining-test", catalog=catalog)
+    gee_mining.connection("local", project="gee-mining-test", catalog=catalog)
     try:
         report = Report("t", "t")
         ctx = DemoContext(tmp_path / "demo", world, world.asset_ids["mines"], progress=lambda s: None)
         demo_step(ee_local, report, ctx)
     finally:
-        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
     s = ctx.summary["detect"]
     assert s["positive_cells"] >= 1 and s["negative_cells"] >= 1 and s["boxes"] >= 1
     assert "Object detection" in report.render()

@@ -255,6 +255,7 @@ def _tf():
     return pytest.importorskip("tensorflow", reason="tensorflow (the `tf` extra) reads TFRecords back")
 
 
+@pytest.mark.slow  # tensorflow
 @pytest.mark.parametrize("kernel", [0, 32])
 def test_tfrecord_patches_read_back_with_tf_data(emulated, tmp_path, kernel):
     """patchDimensions 256 on 550x550 px: 2x2 patches (the border patches that do not fit are

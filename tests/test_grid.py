@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -26,6 +27,7 @@ from gee_mining.steps.grid import build_grid
 MINES = "projects/gee-mining-test/assets/mining_tropics_demo"
 
 
+@functools.cache
 def reference_positives(path, size):
     """Cells of each polygon's UTM zone (by its centroid) overlapping the union of all polygons."""
     _, _, wkb, _ = pyogrio.raw.read(path)
@@ -37,25 +39,25 @@ def reference_positives(path, size):
         zones.setdefault(epsg, []).append(p)
     out = {}
     for epsg, members in zones.items():
-        tf = pyproj.Transformer.from_crs(4326, epsg, always_xy=True)
-
-        def utm(g, tf=tf):
-            return shapely.transform(g, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
-
-        zone_union = shapely.union_all([utm(p) for p in members])
         # Polygons of other continents fall outside the zone's projection (infinite coordinates); none
         # of them can reach its cells.
-        in_zone = [q for q in (utm(p) for p in polys) if np.isfinite(shapely.get_coordinates(q)).all()]
-        all_union = shapely.union_all(in_zone)
-        x0, y0, x1, y1 = zone_union.bounds
-        for i in range(math.floor(x0 / size), math.ceil(x1 / size)):
-            for j in range(math.floor(y0 / size), math.ceil(y1 / size)):
-                cell = shapely.box(i * size, j * size, (i + 1) * size, (j + 1) * size)
-                if not cell.intersects(zone_union):
-                    continue
-                frac = cell.intersection(all_union).area / size**2
-                if frac >= 0.001:
-                    out[(epsg, i, j)] = frac
+        all_union = shapely.union_all(utm_polygons(polys, epsg))
+        own = utm_polygons(members, epsg)
+        zone_union = shapely.union_all(own)
+        # every cell over the bounds of one of the zone's polygons (the only cells that can touch them)
+        ij = set()
+        for q in own:
+            x0, y0, x1, y1 = q.bounds
+            for i in range(math.floor(x0 / size), math.ceil(x1 / size)):
+                for j in range(math.floor(y0 / size), math.ceil(y1 / size)):
+                    ij.add((i, j))
+        i, j = np.array(sorted(ij)).T
+        cells = shapely.box(i * size, j * size, (i + 1) * size, (j + 1) * size)
+        touch = shapely.intersects(cells, zone_union)
+        frac = shapely.area(shapely.intersection(cells[touch], all_union)) / size**2
+        for a, b, f in zip(i[touch].tolist(), j[touch].tolist(), frac.tolist(), strict=True):
+            if f >= 0.001:
+                out[(epsg, a, b)] = f
     return out, polys
 
 
@@ -97,8 +99,61 @@ def test_negatives_are_distinct_nearest_free_cells(grid_case):
         d = size * math.hypot(pos["cell_x"] - neg["cell_x"], pos["cell_y"] - neg["cell_y"])
         assert neg["distance_m"] == pytest.approx(d)
         assert pos["epsg"] == neg["epsg"]
-    # nearest: no negative is farther than the farthest of the 8 neighbours when one of them is free and unused
-    assert min(r["distance_m"] for r in negatives) >= size
+
+
+def test_negatives_are_the_nearest_free_cells(grid_case, request):
+    """No negative is farther from its positive than a cell that touches no polygon and that no pair at most
+    as near took (pairs are taken nearest first)."""
+    spec, table, path = grid_case
+    _, polys = reference_positives(path, spec.cell_size)
+    if spec.cell_size == 1375:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "library bug (gee_mining/grid.py pair_negatives): the search widens by Chebyshev radius "
+            "(1, 3, 6, ...), so the radius-3 round takes a corner cell at 3*sqrt(2) = 4.24 cells while a free "
+            "cell 4 cells away, outside that square, is never weighed: 020356_069911_16_neg")))  # fmt: skip
+    far = nearer_free_cells(table, polys, spec.cell_size)
+    assert not far, f"{len(far)} nearer free cell(s), e.g. (negative, cell, its distance, the negative's) {far[:3]}"
+
+
+def nearer_free_cells(table, polys, size, tol=5.0):
+    """The cells nearer to a positive (centre to centre) than its negative that are more than ``tol`` metres
+    from every polygon (shapely, in the zone's UTM projection by pyproj) and that no pair at most as near took.
+
+    Pairs are taken nearest first, so each such cell is a negative placed farther than it had to be."""
+    by_name = {r["name"]: r for r in table.rows}
+    taken = {}  # (epsg, x, y) -> the distance in cells from the positive that took it
+    for neg in table.negatives:
+        pos = by_name[neg["pair"]]
+        taken[(neg["epsg"], neg["cell_x"], neg["cell_y"])] = math.hypot(
+            pos["cell_x"] - neg["cell_x"], pos["cell_y"] - neg["cell_y"]
+        )
+    trees = {}
+    out = []
+    for neg in table.negatives:
+        epsg, pos = neg["epsg"], by_name[neg["pair"]]
+        px, py = pos["cell_x"], pos["cell_y"]
+        d = math.hypot(px - neg["cell_x"], py - neg["cell_y"])
+        if epsg not in trees:
+            trees[epsg] = shapely.STRtree(utm_polygons(polys, epsg))
+        reach = math.ceil(d)
+        for x in range(px - reach, px + reach + 1):
+            for y in range(py - reach, py + reach + 1):
+                dc = math.hypot(x - px, y - py)
+                if dc >= d - 1e-9:
+                    continue
+                if taken.get((epsg, x, y), math.inf) <= dc + 1e-9:
+                    continue
+                cell = shapely.box(x * size, y * size, (x + 1) * size, (y + 1) * size)
+                if not len(trees[epsg].query(cell, predicate="dwithin", distance=tol)):
+                    out.append((neg["name"], (epsg, x, y), dc * size, d * size))
+    return out
+
+
+def utm_polygons(polys, epsg):
+    """The polygons (longitude, latitude) in a UTM zone, less those its projection cannot hold (infinite)."""
+    tf = pyproj.Transformer.from_crs(4326, epsg, always_xy=True)
+    projected = [shapely.transform(p, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1]))) for p in polys]
+    return [q for q in projected if np.isfinite(shapely.get_coordinates(q)).all()]
 
 
 def test_names_round_trip_and_are_unique(grid_case):
@@ -207,7 +262,7 @@ def test_cli_grid_from_a_file_with_an_invalid_polygon(tmp_path, engine_catalog, 
         with pytest.warns(UserWarning, match="1 invalid polygon"):
             rc = main(["grid", "--polygons", str(src), "--cell", "5500", "--out", str(tmp_path / "grid.csv")])
     finally:
-        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
     assert rc == 0
     rows = (tmp_path / "grid.csv").read_text().splitlines()[1:]
     labels = [r.split(",")[3] for r in rows]
@@ -232,7 +287,7 @@ def test_cli_grid_bad_input(tmp_path, capsys, args, message, engine_catalog):
     try:
         assert main(["grid", "--polygons", str(src), "--out", str(tmp_path / "g.csv"), *args]) == 2
     finally:
-        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
     assert message in capsys.readouterr().err
     assert not (tmp_path / "g.csv").exists()
 
@@ -289,20 +344,19 @@ def test_margin_keeps_negatives_away_from_polygons(ee_local):
 
 
 @pytest.fixture(scope="module")
-def world_grid(tmp_path_factory, _session_connection):
-    """Step 1 on a small simulated world, whose catalog holds LSIB and WorldCover."""
+def world_grid(sim_world, _session_connection):
+    """Step 1 on the session's small simulated world, whose catalog holds LSIB and WorldCover."""
     import ee
 
     import gee_mining
-    from gee_mining.world import generate_world
 
-    world = generate_world(tmp_path_factory.mktemp("world"), size_km=3, months=1, seed=5, project="gee-mining-test")
-    gee_mining.connect("local", project="gee-mining-test", catalog=world.catalog)
+    world = sim_world
+    gee_mining.connection("local", project="gee-mining-test", catalog=world.catalog)
     try:
         table = build_grid(ee, world.asset_ids["mines"], GridSpec.of(1375))
     finally:
         options, _ = _session_connection
-        gee_mining.connect("local", **options)
+        gee_mining.connection("local", **options)
     return world, table
 
 
@@ -415,7 +469,7 @@ def test_cli_grid_extra_metadata_columns_equal_rasterio_and_shapely(tmp_path, en
                    "gee-mining-test", "--out", str(out), "--image-stat", f"b4_mean={image_id}:B4:mean",
                    "--table-property", "side=projects/gee-mining-test/assets/regions:side"])  # fmt: skip
     finally:
-        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
     assert rc == 0
     import csv
 

@@ -64,6 +64,7 @@ def test_unweighted_statistics_equal_numpy(ee_local, b4, inside):
     assert hist == {str(k): int(c) for k, c in zip(keys, counts, strict=True)}
 
 
+@pytest.mark.slow
 def test_weighted_mean_uses_covered_fraction(ee_local, b4):
     # guide "Weighted Reductions": weights are the covered fraction, quantised to 8 bits
     poly = shapely.Polygon(RING)

@@ -401,6 +401,7 @@ def test_retry_failed_requeues_with_new_request_ids_and_cancel_stops_tasks(emula
     assert len(_ops_of(ee, big)) == 4
 
 
+@pytest.mark.slow
 def test_a_job_under_injected_faults_loses_nothing_and_duplicates_nothing(engine_catalog, tmp_path):
     """503s on submissions and polls, tasks dying with internal errors, slow tasks: every cell ends with
     exactly one successful export, its file at the destination, and a re-run submits nothing."""
@@ -482,6 +483,7 @@ def test_cells_over_the_memory_limit_are_split_into_their_four_children(engine_c
     assert stopped.counts["FAILED"] == 3 and all("max_split_depth" in m for _, m in stopped.failed)
 
 
+@pytest.mark.slow
 def test_sigkill_of_the_launcher_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     """The launcher (`gee-mining export run`) killed with SIGKILL eight times at random moments while an
     engine in another process (`gee-mining serve`, slow tasks) keeps running; a last run finishes.

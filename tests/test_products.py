@@ -31,26 +31,25 @@ from gee_mining.steps.grid import build_grid
 from gee_mining.steps.pixel_tables import fetch_pixel_table
 from gee_mining.steps.quicklooks import QuicklookSpec, quicklook_bytes
 from gee_mining.steps.sentinel2 import CompositeSpec
-from gee_mining.world import generate_world, world_catalog_toml
+from gee_mining.world import world_catalog_toml
 
 SPEC = ImagerySpec(composite=CompositeSpec(start="2019-01-01", end="2019-04-01"), indices=("NDVI",))
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return generate_world(tmp_path_factory.mktemp("pworld"), size_km=3, months=3, seed=3, project="gee-mining-test")
+def world(sim_world):
+    """The session's simulated world (conftest.SIM_WORLD)."""
+    return sim_world
 
 
 @pytest.fixture(scope="module")
-def ee_world(ee_local, engine_catalog, world, tmp_path_factory):
+def ee_world(ee_local, engine_catalog, sim_catalog, tmp_path_factory):
     import gee_mining
 
-    catalog = tmp_path_factory.mktemp("pworld_catalog") / "catalog.toml"
-    catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))
     storage = tmp_path_factory.mktemp("pworld_storage")
-    gee_mining.connect("local", project="gee-mining-test", catalog=catalog, storage_root=storage)
+    gee_mining.connection("local", project="gee-mining-test", catalog=sim_catalog, storage_root=storage)
     yield ee_local
-    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +104,7 @@ def test_cell_geotiff_is_a_named_cog_on_the_cell_lattice(ee_world, exported, min
             assert list(ds.descriptions) == SPEC.band_names
             assert tuple(ds.transform)[:6] == (10.0, 0.0, lattice.transform[2], 0.0, -10.0, lattice.transform[5])
             assert (ds.width, ds.height) == (64, 64) and ds.nodata == NODATA and ds.dtypes[0] == "float32"
-            assert ds.overviews(1) is not None
+            assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"  # GDAL recognises the COG layout
             data = ds.read()
         mine = data[SPEC.band_names.index("_mine")]
         np.testing.assert_array_equal(mine == 1, _centres_inside(lattice, mines_utm))

@@ -21,26 +21,24 @@ import rasterio
 from gee_mining.contracts.bands import BANDS
 from gee_mining.errors import InputError
 from gee_mining.steps.sentinel2 import CompositeSpec, collection, composite
-from gee_mining.world import generate_world, world_catalog_toml
 
 CELL = 600  # metres: a 60 x 60 pixel cell inside the 3 km world
 START, END = "2019-01-01", "2019-04-01"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return generate_world(tmp_path_factory.mktemp("s2world"), size_km=3, months=3, seed=3, project="gee-mining-test")
+def world(sim_world):
+    """The session's simulated world (conftest.SIM_WORLD)."""
+    return sim_world
 
 
 @pytest.fixture(scope="module")
-def ee_world(ee_local, engine_catalog, world, tmp_path_factory):
+def ee_world(ee_local, engine_catalog, sim_catalog):
     import gee_mining
 
-    catalog = tmp_path_factory.mktemp("s2world_catalog") / "catalog.toml"
-    catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))
-    gee_mining.connect("local", project="gee-mining-test", catalog=catalog)
+    gee_mining.connection("local", project="gee-mining-test", catalog=sim_catalog)
     yield ee_local
-    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
 
 
 @pytest.fixture(scope="module")

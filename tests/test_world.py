@@ -17,27 +17,26 @@ import pytest
 import rasterio
 from conftest import SHARED_DATA, shared_file
 
-from gee_mining.world import generate_world, world_catalog_toml
+from gee_mining.world import generate_world
 
 NON_VEGETATED = (4, 5, 6, 7, 9, 10, 11, 12)  # roof, paved road, natural soil/rock, mine soil, tailings, rock, haul road
 NOISE = 0.004
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return generate_world(tmp_path_factory.mktemp("world"), size_km=3, months=3, seed=3, project="gee-mining-test")
+def world(sim_world):
+    """The session's simulated world (conftest.SIM_WORLD)."""
+    return sim_world
 
 
 @pytest.fixture(scope="module")
-def ee_world(ee_local, engine_catalog, world, tmp_path_factory):
+def ee_world(ee_local, engine_catalog, sim_catalog):
     """``ee`` on a catalog holding the test catalog (real scenes) and the simulated world side by side."""
     import gee_mining
 
-    catalog = tmp_path_factory.mktemp("world_catalog") / "catalog.toml"
-    catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))
-    gee_mining.connect("local", project="gee-mining-test", catalog=catalog)
+    gee_mining.connection("local", project="gee-mining-test", catalog=sim_catalog)
     yield ee_local
-    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
 
 
 def _read(path: Path, band: int | None = None) -> np.ndarray:
@@ -90,6 +89,7 @@ def test_native_resolutions_through_the_engine(ee_world, world, band, scale):
     assert proj.crs().getInfo() == world.grid["crs"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes(tmp_path):
     def digest(folder: Path) -> dict[str, str]:
         return {
