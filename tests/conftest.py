@@ -109,7 +109,7 @@ def _session_connection(engine_catalog, tmp_path_factory):
     import gee_mining
 
     options = dict(project="gee-mining-test", catalog=engine_catalog, storage_root=tmp_path_factory.mktemp("storage"))
-    return options, gee_mining.connection("local", **options)
+    return options, gee_mining.connect("local", **options)
 
 
 @pytest.fixture(scope="session")
@@ -130,7 +130,7 @@ def _back_to_the_test_engine(_session_connection):
     now = gee_mining.current_connection()
     if now is None or before is None or now != before or now.local_engine is not before.local_engine:
         options, _ = _session_connection
-        gee_mining.connection("local", **options)
+        gee_mining.connect("local", **options)
 
 
 @pytest.fixture
@@ -138,9 +138,9 @@ def ee_http(ee_local, engine_catalog):
     """The same engine over loopback HTTP for one test; back in-process afterwards."""
     import gee_mining
 
-    conn = gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog, http=True)
+    conn = gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog, http=True)
     yield ee_local
-    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
     assert conn.url.startswith("http://127.0.0.1:")
 
 
@@ -158,7 +158,7 @@ def demo_run(tmp_path_factory, engine_catalog):
     try:
         yield run_demo(out, progress=lambda msg: None)
     finally:
-        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
 
 
 # -- the simulated world, generated once per session ----------------------------------------------------------

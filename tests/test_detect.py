@@ -36,7 +36,7 @@ def cells_dir(ee_local, engine_catalog, sim_catalog, world, tmp_path_factory):
     from gee_mining.steps import labels, sentinel2
 
     ee = ee_local
-    gee_mining.connection("local", project="gee-mining-test", catalog=sim_catalog)
+    gee_mining.connect("local", project="gee-mining-test", catalog=sim_catalog)
     try:
         fc = ee.FeatureCollection(world.asset_ids["mines"])
         out = tmp_path_factory.mktemp("cells")
@@ -52,7 +52,7 @@ def cells_dir(ee_local, engine_catalog, sim_catalog, world, tmp_path_factory):
                 )
                 (out / f"{row['name']}.tif").write_bytes(data)
     finally:
-        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
     return out
 
 
@@ -322,13 +322,13 @@ def test_cli_dataset_and_demo_step(cells_dir, polygons_path, world, ee_local, en
 
     catalog = tmp_path / "catalog.toml"
     catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(world.out_dir))
-    gee_mining.connection("local", project="gee-mining-test", catalog=catalog)
+    gee_mining.connect("local", project="gee-mining-test", catalog=catalog)
     try:
         report = Report("t", "t")
         ctx = DemoContext(tmp_path / "demo", world, world.asset_ids["mines"], progress=lambda s: None)
         demo_step(ee_local, report, ctx)
     finally:
-        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
     s = ctx.summary["detect"]
     assert s["positive_cells"] >= 1 and s["negative_cells"] >= 1 and s["boxes"] >= 1
     assert "Object detection" in report.render()

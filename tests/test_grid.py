@@ -262,7 +262,7 @@ def test_cli_grid_from_a_file_with_an_invalid_polygon(tmp_path, engine_catalog, 
         with pytest.warns(UserWarning, match="1 invalid polygon"):
             rc = main(["grid", "--polygons", str(src), "--cell", "5500", "--out", str(tmp_path / "grid.csv")])
     finally:
-        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
     assert rc == 0
     rows = (tmp_path / "grid.csv").read_text().splitlines()[1:]
     labels = [r.split(",")[3] for r in rows]
@@ -287,7 +287,7 @@ def test_cli_grid_bad_input(tmp_path, capsys, args, message, engine_catalog):
     try:
         assert main(["grid", "--polygons", str(src), "--out", str(tmp_path / "g.csv"), *args]) == 2
     finally:
-        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
     assert message in capsys.readouterr().err
     assert not (tmp_path / "g.csv").exists()
 
@@ -351,12 +351,12 @@ def world_grid(sim_world, _session_connection):
     import gee_mining
 
     world = sim_world
-    gee_mining.connection("local", project="gee-mining-test", catalog=world.catalog)
+    gee_mining.connect("local", project="gee-mining-test", catalog=world.catalog)
     try:
         table = build_grid(ee, world.asset_ids["mines"], GridSpec.of(1375))
     finally:
         options, _ = _session_connection
-        gee_mining.connection("local", **options)
+        gee_mining.connect("local", **options)
     return world, table
 
 
@@ -469,7 +469,7 @@ def test_cli_grid_extra_metadata_columns_equal_rasterio_and_shapely(tmp_path, en
                    "gee-mining-test", "--out", str(out), "--image-stat", f"b4_mean={image_id}:B4:mean",
                    "--table-property", "side=projects/gee-mining-test/assets/regions:side"])  # fmt: skip
     finally:
-        gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
     assert rc == 0
     import csv
 

@@ -47,9 +47,9 @@ def ee_world(ee_local, engine_catalog, sim_catalog, tmp_path_factory):
     import gee_mining
 
     storage = tmp_path_factory.mktemp("pworld_storage")
-    gee_mining.connection("local", project="gee-mining-test", catalog=sim_catalog, storage_root=storage)
+    gee_mining.connect("local", project="gee-mining-test", catalog=sim_catalog, storage_root=storage)
     yield ee_local
-    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
 
 
 @pytest.fixture(scope="module")

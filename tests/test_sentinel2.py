@@ -36,9 +36,9 @@ def world(sim_world):
 def ee_world(ee_local, engine_catalog, sim_catalog):
     import gee_mining
 
-    gee_mining.connection("local", project="gee-mining-test", catalog=sim_catalog)
+    gee_mining.connect("local", project="gee-mining-test", catalog=sim_catalog)
     yield ee_local
-    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
 
 
 @pytest.fixture(scope="module")

@@ -34,9 +34,9 @@ def ee_world(ee_local, engine_catalog, sim_catalog):
     """``ee`` on a catalog holding the test catalog (real scenes) and the simulated world side by side."""
     import gee_mining
 
-    gee_mining.connection("local", project="gee-mining-test", catalog=sim_catalog)
+    gee_mining.connect("local", project="gee-mining-test", catalog=sim_catalog)
     yield ee_local
-    gee_mining.connection("local", project="gee-mining-test", catalog=engine_catalog)
+    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
 
 
 def _read(path: Path, band: int | None = None) -> np.ndarray:
