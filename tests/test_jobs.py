@@ -270,12 +270,12 @@ def test_cells_file_errors(tmp_path):
 
 def test_engine_failure_is_recorded_once_and_not_retried(emulated, tmp_path):
     """A task the engine fails (a band that does not exist) ends FAILED with the engine's message, one operation."""
-    from gee_mining.batch import jobs
+    from gee_mining.batch import jobs, products
 
     def missing_band(ee, row, spec):
         return ee.batch.Export.image.toCloudStorage(
-            ee.Image.constant(1).select("nope"), description=jobs._description(spec, row), bucket=spec.bucket,
-            fileNamePrefix=jobs._file_prefix(spec, row), crs="EPSG:32633", crsTransform=[55, 0, 0, 0, -55, 0],
+            ee.Image.constant(1).select("nope"), description=products._description(spec, row), bucket=spec.bucket,
+            fileNamePrefix=products._file_prefix(spec, row), crs="EPSG:32633", crsTransform=[55, 0, 0, 0, -55, 0],
             dimensions="4x4",
         )  # fmt: skip
 
@@ -485,7 +485,9 @@ def test_cells_over_the_memory_limit_are_split_into_their_four_children(engine_c
 def test_sigkill_of_the_launcher_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     """The launcher (`gee-mining export run`) killed with SIGKILL eight times at random moments while an
     engine in another process (`gee-mining serve`, slow tasks) keeps running; a last run finishes.
-    Every cell then has exactly one operation (requestIds deduplicate resubmissions) and one file."""
+    Every cell then has exactly one operation (requestIds deduplicate resubmissions) and one file.
+    The engine runs with Earth Engine's limits, a repeated requestId answered with an error (the default
+    ``duplicate_request_id = "error"``) and a quota of 10 requests per second, so the launcher meets 429s."""
     import os
     import random
     import signal
@@ -501,7 +503,7 @@ def test_sigkill_of_the_launcher_at_random_moments_loses_and_duplicates_nothing(
     faults = json.dumps({"slow_task_rate": 1.0, "slow_task_s": 1.0})
     serve = subprocess.Popen(
         [sys.executable, "-m", "gee_mining.cli", "serve", "--project", "gee-mining-test", "--storage",
-         str(tmp_path / "st"), "--faults", faults],
+         str(tmp_path / "st"), "--faults", faults, "--limits", "requests_per_s=10"],
         stdout=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
@@ -536,6 +538,9 @@ def test_sigkill_of_the_launcher_at_random_moments_loses_and_duplicates_nothing(
         assert sorted(r["operation"] for r in by_cell.values()) == sorted(o["name"] for o in ops)
         files = sorted(p.name for p in (tmp_path / "st" / BUCKET / "runs" / "kill").glob("*.tif"))
         assert files == sorted(f"{r['name']}.tif" for r in rows)
+        serve.send_signal(signal.SIGINT)
+        said = serve.communicate(timeout=30)[0]
+        assert int(said.split("refused: rate ")[1].split(",")[0]) > 0, said  # the launcher did meet 429s
     finally:
         serve.terminate()
         serve.wait(timeout=30)

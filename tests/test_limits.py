@@ -399,3 +399,19 @@ def test_error_margin_finer_than_a_millimetre_fails(ee_local):
     """ "High precision for 'meters' (< 0.001) results in an error." (the API reference's example)."""
     with pytest.raises(ee.EEException, match="ErrorMargin"):
         ee.ErrorMargin(0.0009, "meters").getInfo()
+
+
+def test_serve_limits_option():
+    """``gee-mining serve --limits``: on, off, name=value pairs or JSON; a bad name is an InputError naming it."""
+    from gee_mining.cli.main import limits_option
+    from gee_mining.errors import InputError
+
+    assert limits_option("on") is True and limits_option("off") is False
+    assert limits_option("max_concurrent_tasks=4,short_pages=false") == {
+        "max_concurrent_tasks": 4,
+        "short_pages": False,
+    }
+    assert limits_option('{"request_time_s": 600}') == {"request_time_s": 600}
+    assert Limits.from_settings({"limits": limits_option("max_concurrent_tasks=4")}).max_concurrent_tasks == 4
+    with pytest.raises(InputError, match="--limits"):
+        limits_option("max_concurrent_tasks")
