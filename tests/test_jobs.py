@@ -295,7 +295,7 @@ def test_engine_failure_is_recorded_once_and_not_retried(emulated, tmp_path):
 
 def test_transient_submission_errors_are_retried_with_backoff(emulated, tmp_path):
     """A product whose first two submissions raise 429 (the engine has no fault injection yet): retried, one file."""
-    from gee_mining.batch import jobs
+    from gee_mining.batch import jobs, products
 
     ee, engine = emulated
     calls = {"n": 0}
@@ -304,7 +304,7 @@ def test_transient_submission_errors_are_retried_with_backoff(emulated, tmp_path
         calls["n"] += 1
         if calls["n"] <= 2:
             raise ee.EEException("HTTP Error 429: Too Many Requests")
-        return jobs.cell_geotiff(ee, row, spec)
+        return products.cell_geotiff(ee, row, spec)
 
     jobs.PRODUCTS["test-flaky"] = flaky
     waits = []
@@ -347,13 +347,13 @@ def test_succeeded_cells_are_verified_with_checksums(emulated, tmp_path):
 
 def test_a_task_that_succeeds_without_its_files_fails_verification(emulated, tmp_path):
     """A product writing under another name: the task succeeds, the cell's files are missing, the cell FAILS."""
-    from gee_mining.batch import jobs
+    from gee_mining.batch import jobs, products
 
     ee, engine = emulated
     spec, rows = _spec(tmp_path, "nofiles", n=2, value=1.0)
 
     def elsewhere(ee, row, spec):
-        task = jobs.cell_geotiff(ee, row, spec)
+        task = products.cell_geotiff(ee, row, spec)
         task.config["fileExportOptions"]["cloudStorageDestination"]["filenamePrefix"] = f"other/{row['name']}"
         return task
 

@@ -61,11 +61,6 @@ class Context:
         if self.budget is not None:
             self.budget.add_pixels(count)
 
-    def count_features(self, count: int, what: str) -> None:
-        """Features a filter tested on a computed collection (an interactive request's work bound)."""
-        if self.budget is not None:
-            self.budget.add_features(count, what)
-
 
 class _Frame:
     __slots__ = ("env", "memo", "parent")

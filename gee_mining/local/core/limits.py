@@ -11,7 +11,7 @@ Settings: ``LocalEngine(settings={"limits": {...}})`` (``connect(engine_settings
 every limit off, for a plain offline engine.
 
 :class:`RequestBudget` is one interactive request's share of them: its time budget and the work it
-has done (pixels computed, features scanned), carried by the request's context, never module state.
+has done (band pixels computed), carried by the request's context, never module state.
 """
 
 from __future__ import annotations
@@ -46,9 +46,8 @@ class Limits:
     request and ``seed``), so every paging loop meets short pages.
 
     Interactive time (guide "Processing environments": about 5 minutes): ``request_time_s``; and
-    work bounds standing in for Earth Engine's speed on this machine: ``pixels_per_request`` (band
-    pixels computed by one interactive request) and ``features_scanned`` (features a filter tests on
-    a computed collection in one interactive request). Batch exports have neither.
+    work bound standing in for Earth Engine's speed on this machine: ``pixels_per_request`` (band
+    pixels computed by one interactive request). Batch exports have neither.
 
     Batch (guide "Earth Engine quotas"; REST ``projects.image.export``): ``max_concurrent_tasks``
     RUNNING at once (the rest stay PENDING, READY in the task list), ``max_queued_tasks`` unfinished
@@ -72,7 +71,6 @@ class Limits:
     seed: int = 0
     request_time_s: float = 300.0
     pixels_per_request: int = 2_000_000_000
-    features_scanned: int = 10_000_000
     max_concurrent_tasks: int = 2
     max_queued_tasks: int = 3000
     duplicate_request_id: str = "error"
@@ -208,7 +206,6 @@ class RequestBudget:
     limits: Limits
     started: float = field(default_factory=time.monotonic)
     pixels: int = 0
-    features: int = 0
 
     def check_time(self) -> None:
         """Past ``request_time_s``: Earth Engine's "Computation timed out.", with the budget named."""
@@ -228,16 +225,5 @@ class RequestBudget:
                 f"Computation timed out. (local engine: this interactive request computed {self.pixels:,} band "
                 f"pixels, over its bound of {self.limits.pixels_per_request:,}, limits.pixels_per_request; "
                 "Earth Engine does not finish such a request in 5 minutes: export it instead)",
-                status=400,
-            )
-
-    def add_features(self, count: int, what: str) -> None:
-        """Count features a filter tested; past ``features_scanned``, "Computation timed out." with the bound."""
-        self.features += int(count)
-        if self.limits.enabled and self.features > self.limits.features_scanned:
-            raise EngineError(
-                f"Computation timed out. (local engine: {what} scanned {self.features:,} features of computed "
-                f"collections in this interactive request, over its bound of {self.limits.features_scanned:,}, "
-                "limits.features_scanned; filter a table asset, or export the result instead)",
                 status=400,
             )
