@@ -146,7 +146,9 @@ def connect(
         (folders under ``storage_root``), "emulator" (a Cloud Storage emulator
         on 127.0.0.1) or "gcs" (real buckets; ``storage_options`` may give
         ``project``, ``credentials`` or ``client``).
-    engine_settings: the local engine's settings, e.g. ``{"faults": {"transient_rate": 0.2}}``
+    engine_settings: the local engine's settings: ``{"limits": ...}``, Earth Engine's documented limits
+        (on by default; ``False`` turns them all off, ``{"max_concurrent_tasks": 4}`` changes one:
+        ``gee_mining.local.core.limits.Limits``, docs/engines.md), and ``{"faults": {"transient_rate": 0.2}}``
         (fault injection for tests, ``gee_mining.local.service.faults``; off by default).
     """
     _CURRENT.clear()  # until this connect succeeds, ``ee`` is connected to nothing we know

@@ -270,12 +270,12 @@ def test_cells_file_errors(tmp_path):
 
 def test_engine_failure_is_recorded_once_and_not_retried(emulated, tmp_path):
     """A task the engine fails (a band that does not exist) ends FAILED with the engine's message, one operation."""
-    from gee_mining.batch import jobs
+    from gee_mining.batch import jobs, products
 
     def missing_band(ee, row, spec):
         return ee.batch.Export.image.toCloudStorage(
-            ee.Image.constant(1).select("nope"), description=jobs._description(spec, row), bucket=spec.bucket,
-            fileNamePrefix=jobs._file_prefix(spec, row), crs="EPSG:32633", crsTransform=[55, 0, 0, 0, -55, 0],
+            ee.Image.constant(1).select("nope"), description=products._description(spec, row), bucket=spec.bucket,
+            fileNamePrefix=products._file_prefix(spec, row), crs="EPSG:32633", crsTransform=[55, 0, 0, 0, -55, 0],
             dimensions="4x4",
         )  # fmt: skip
 
@@ -295,7 +295,7 @@ def test_engine_failure_is_recorded_once_and_not_retried(emulated, tmp_path):
 
 def test_transient_submission_errors_are_retried_with_backoff(emulated, tmp_path):
     """A product whose first two submissions raise 429 (the engine has no fault injection yet): retried, one file."""
-    from gee_mining.batch import jobs
+    from gee_mining.batch import jobs, products
 
     ee, engine = emulated
     calls = {"n": 0}
@@ -304,7 +304,7 @@ def test_transient_submission_errors_are_retried_with_backoff(emulated, tmp_path
         calls["n"] += 1
         if calls["n"] <= 2:
             raise ee.EEException("HTTP Error 429: Too Many Requests")
-        return jobs.cell_geotiff(ee, row, spec)
+        return products.cell_geotiff(ee, row, spec)
 
     jobs.PRODUCTS["test-flaky"] = flaky
     waits = []
@@ -347,13 +347,13 @@ def test_succeeded_cells_are_verified_with_checksums(emulated, tmp_path):
 
 def test_a_task_that_succeeds_without_its_files_fails_verification(emulated, tmp_path):
     """A product writing under another name: the task succeeds, the cell's files are missing, the cell FAILS."""
-    from gee_mining.batch import jobs
+    from gee_mining.batch import jobs, products
 
     ee, engine = emulated
     spec, rows = _spec(tmp_path, "nofiles", n=2, value=1.0)
 
     def elsewhere(ee, row, spec):
-        task = jobs.cell_geotiff(ee, row, spec)
+        task = products.cell_geotiff(ee, row, spec)
         task.config["fileExportOptions"]["cloudStorageDestination"]["filenamePrefix"] = f"other/{row['name']}"
         return task
 
@@ -487,7 +487,9 @@ def test_cells_over_the_memory_limit_are_split_into_their_four_children(engine_c
 def test_sigkill_of_the_launcher_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     """The launcher (`gee-mining export run`) killed with SIGKILL eight times at random moments while an
     engine in another process (`gee-mining serve`, slow tasks) keeps running; a last run finishes.
-    Every cell then has exactly one operation (requestIds deduplicate resubmissions) and one file."""
+    Every cell then has exactly one operation (requestIds deduplicate resubmissions) and one file.
+    The engine runs with Earth Engine's limits, a repeated requestId answered with an error (the default
+    ``duplicate_request_id = "error"``) and a quota of 10 requests per second, so the launcher meets 429s."""
     import os
     import random
     import signal
@@ -503,7 +505,7 @@ def test_sigkill_of_the_launcher_at_random_moments_loses_and_duplicates_nothing(
     faults = json.dumps({"slow_task_rate": 1.0, "slow_task_s": 1.0})
     serve = subprocess.Popen(
         [sys.executable, "-m", "gee_mining.cli", "serve", "--project", "gee-mining-test", "--storage",
-         str(tmp_path / "st"), "--faults", faults],
+         str(tmp_path / "st"), "--faults", faults, "--limits", "requests_per_s=10"],
         stdout=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
@@ -538,6 +540,9 @@ def test_sigkill_of_the_launcher_at_random_moments_loses_and_duplicates_nothing(
         assert sorted(r["operation"] for r in by_cell.values()) == sorted(o["name"] for o in ops)
         files = sorted(p.name for p in (tmp_path / "st" / BUCKET / "runs" / "kill").glob("*.tif"))
         assert files == sorted(f"{r['name']}.tif" for r in rows)
+        serve.send_signal(signal.SIGINT)
+        said = serve.communicate(timeout=30)[0]
+        assert int(said.split("refused: rate ")[1].split(",")[0]) > 0, said  # the launcher did meet 429s
     finally:
         serve.terminate()
         serve.wait(timeout=30)

@@ -270,6 +270,7 @@ def run_job(
     progress: Callable[[str], None] | None = print,
     *,
     poll_interval: float = 0.2,
+    max_polls_per_s: float = 20.0,
     max_attempts: int = 6,
     backoff_base: float = 1.0,
     timeout: float | None = None,
@@ -284,7 +285,9 @@ def run_job(
     resubmitted with the same ``requestId`` (the engine returns the operation it already has),
     SUBMITTED/RUNNING cells are polled. A SUCCEEDED task's files are verified at the destination
     (``storage_root``: a local engine's storage folder when it serves from another process).
-    Returns a :class:`JobResult`; the ledger keeps everything.
+    Polls stay under ``max_polls_per_s`` operation reads (Earth Engine's quota is about 100 requests
+    per second per project, shared with everything else): each pass polls the next share of the
+    active cells in turn. Returns a :class:`JobResult`; the ledger keeps everything.
     """
     say = progress or (lambda _msg: None)
     rng = rng or random.Random()
@@ -299,10 +302,12 @@ def run_job(
         say(f"job {spec.name}: {sum(counts.values())} cells ({new} new), {counts['SUCCEEDED']} already done")
         wait_until: dict[str, float] = {}  # cells in backoff after a transient error
         last_report = 0.0
+        per_pass, turn = max(1, int(max_polls_per_s * poll_interval)), 0
         while True:
             active = ledger.rows(ACTIVE)
-            for row in active:
+            for row in _rotation(active, turn, per_pass):
                 _poll(ee, ledger, spec, row, max_attempts, say, storage_root)
+            turn += per_pass
             now = time.time()
             wait_until = {c: t for c, t in wait_until.items() if t > now}
             slots = spec.max_running - len(ledger.rows(ACTIVE))
@@ -334,6 +339,14 @@ def run_job(
         return result
     finally:
         ledger.close()
+
+
+def _rotation(rows: list[Any], turn: int, count: int) -> list[Any]:
+    """``count`` of ``rows`` starting at position ``turn`` (wrapping): each row's turn comes in order."""
+    if len(rows) <= count:
+        return rows
+    start = turn % len(rows)
+    return (rows[start:] + rows[:start])[:count]
 
 
 def verify_outputs(spec: JobSpec, cell: str, storage_root: str | Path | None = None) -> dict[str, str]:
@@ -423,7 +436,7 @@ def _submit(ee, ledger: Ledger, spec: JobSpec, product, cell: str, max_attempts:
     request_id, attempts = current[0], current[1] + 1
     ledger.update(cell, state="SUBMITTING", attempts=attempts)  # BEFORE the engine hears of it
     try:
-        name = start_with_request_id(product(ee, row, spec), request_id)
+        name = start_with_request_id(ee, product(ee, row, spec), request_id)
     except InputError as exc:
         ledger.update(cell, state="FAILED", error=str(exc))
         say(f"  FAILED {cell}: {exc}")

@@ -11,6 +11,7 @@ Two ways of following a task, both here:
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -66,12 +67,38 @@ def run_tasks(tasks: Iterable[Any], progress: Callable[[str], None] | None = Non
     return wait_for(start_tasks(tasks), progress=progress)
 
 
-def start_with_request_id(task: Any, request_id: str) -> str:
-    """Start ``task`` under ``request_id`` (Earth Engine answers a repeated id with the operation it already
-    has, so a resubmission never starts a second export); the operation's name."""
+DUPLICATE_PATTERN = re.compile(r"already (used|exists)|duplicate request", re.IGNORECASE)
+
+
+def start_with_request_id(ee: Any, task: Any, request_id: str) -> str:
+    """Start ``task`` under ``request_id``; the operation's name.
+
+    Earth Engine starts at most one operation per request id. A repeated id is answered either with the
+    operation it started or with an error ("already used / exists"); on the error the operation is
+    looked up by the task's description (:func:`find_operation`), so a resubmission never starts a
+    second export and never fails the cell.
+    """
     task._request_id = request_id  # Task.start sends it as the requestId; id stays None so it keeps the name
-    task.start()
+    try:
+        task.start()
+    except ee.EEException as exc:
+        if not DUPLICATE_PATTERN.search(str(exc)):
+            raise
+        name = find_operation(ee, task.config.get("description"))
+        if name is None:
+            raise
+        return name
     return task.name
+
+
+def find_operation(ee: Any, description: str | None) -> str | None:
+    """The name of the newest operation with this description (one ``listOperations`` call), or None."""
+    if not description:
+        return None
+    ops = [op for op in ee.data.listOperations() if op.get("metadata", {}).get("description") == description]
+    if not ops:
+        return None
+    return max(ops, key=lambda op: op.get("metadata", {}).get("createTime", ""))["name"]
 
 
 def operation_state(op: dict) -> tuple[str, str | None, list[str]]:

@@ -28,7 +28,7 @@ from gee_mining.demo.run import run_demo
 from gee_mining.errors import GeeMiningError, InputError
 from gee_mining.io.grid_table import read_grid_table, write_table
 from gee_mining.io.pixel_table import from_geotiff, write_pixel_table
-from gee_mining.local import LocalEngine
+from gee_mining.local import EngineError, LocalEngine
 from gee_mining.local.core.registry import implemented
 from gee_mining.steps.cell_image import ImagerySpec, cell_image
 from gee_mining.steps.grid import (
@@ -47,10 +47,40 @@ from gee_mining.tools.report import build_report
 from gee_mining.world import generate_world
 
 
+def limits_option(text: str | None) -> bool | dict:
+    """``--limits``: "on" (Earth Engine's limits, the default), "off" (none), a JSON object or
+    ``name=value,name=value`` of the limits to change (``gee_mining.local.core.limits.Limits``)."""
+    if text is None or text.strip().lower() == "on":
+        return True
+    if text.strip().lower() == "off":
+        return False
+    try:
+        if text.lstrip().startswith("{"):
+            return dict(json.loads(text))
+        pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
+        return {name.strip(): _json_or_text(value.strip()) for name, value in pairs}
+    except ValueError as exc:
+        raise InputError(
+            f"--limits {text!r}: give on, off, a JSON object or name=value pairs, e.g. --limits max_concurrent_tasks=4"
+        ) from exc
+
+
+def _json_or_text(value: str):
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
 def _serve(args: argparse.Namespace) -> int:
 
-    settings = {"faults": json.loads(args.faults)} if args.faults else None
-    engine = LocalEngine(args.catalog, project=args.project, storage_root=args.storage, settings=settings)
+    settings = {"limits": limits_option(args.limits)}
+    if args.faults:
+        settings["faults"] = json.loads(args.faults)
+    try:
+        engine = LocalEngine(args.catalog, project=args.project, storage_root=args.storage, settings=settings)
+    except EngineError as exc:
+        raise InputError(f"--limits / --faults: {exc}") from exc
     server = engine.serve(args.host, args.port)
     print(f"gee-mining local engine serving Earth Engine's REST API on {server.url} (Ctrl-C to stop)")
     print(f"  connect with: gee_mining.connect('local', project='{args.project}', url='{server.url}')")
@@ -58,7 +88,8 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         server.wait()
     except KeyboardInterrupt:
-        print("stopping")
+        refused = engine.router.quotas.refused
+        print(f"stopping; requests refused: rate {refused['rate']}, concurrency {refused['concurrency']}")
     finally:
         engine.close()
     return 0
@@ -288,6 +319,12 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--project", default="gee-mining-local", help="Cloud project id the engine answers for")
     p.add_argument("--storage", help="folder where exports land (default: a temporary folder)")
     p.add_argument("--faults", help="fault injection for testing launchers, JSON, e.g. '{\"transient_rate\": 0.1}'")
+    p.add_argument(
+        "--limits",
+        default="on",
+        help="Earth Engine's limits (docs/engines.md): on (default), off, or the ones to change, "
+        "e.g. 'max_concurrent_tasks=4,request_time_s=600' or a JSON object",
+    )
     p.set_defaults(func=_serve)
 
 

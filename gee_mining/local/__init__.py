@@ -29,6 +29,7 @@ from typing import Any
 from gee_mining.contracts.signatures import signatures
 from gee_mining.local.core import registry
 from gee_mining.local.core.errors import EngineError
+from gee_mining.local.core.limits import Limits
 from gee_mining.local.core.registry import implemented
 from gee_mining.local.service.catalog import TABLE_SUFFIXES, Catalog, CatalogError, TableEntry, read_table
 from gee_mining.local.service.faults import Faults
@@ -76,6 +77,7 @@ __all__ = [
     "CatalogError",
     "EngineError",
     "LocalEngine",
+    "Limits",
     "LocalServer",
     "TableEntry",
     "check_loopback",
@@ -99,6 +101,10 @@ class LocalEngine:
     (real buckets with the user's credentials). ``storage_options``: see
     :func:`.storage.make_storage` (emulator ``buckets`` to create; gcs
     ``project``, ``credentials`` or ``client``).
+
+    ``settings``: ``{"limits": ...}`` (Earth Engine's limits, on by default:
+    :class:`~gee_mining.local.core.limits.Limits`; False turns them off, a
+    mapping changes some), ``{"faults": ...}`` (fault injection, off by default).
     """
 
     def __init__(
@@ -121,7 +127,8 @@ class LocalEngine:
         self.settings = dict(settings or {})
         self.storage_kind = storage
         self.storage, self._emulator = make_storage(storage, self.storage_root, project, storage_options)
-        self.operations = Operations(project, workers or max(1, (os.cpu_count() or 2) - 1))
+        self.limits = Limits.from_settings(self.settings)
+        self.operations = Operations(project, workers or max(1, (os.cpu_count() or 2) - 1), self.limits)
         self.faults = Faults.from_settings(self.settings)
         self.operations.faults = self.faults
         self.router = Router(self)

@@ -32,22 +32,34 @@ from typing import Any
 from gee_mining.contracts.gc_pause import deferred_gc
 from gee_mining.local.core import registry
 from gee_mining.local.core.errors import EngineError
+from gee_mining.local.core.limits import Limits, RequestBudget
 from gee_mining.local.core.registry import Column
 
 
 @dataclass
 class Context:
-    """What one request may touch: the catalog, settings, a cancellation flag."""
+    """What one request may touch: the catalog, settings, a cancellation flag, the engine's limits and,
+    for an interactive request, its budget (time and work; None for a batch task)."""
 
     catalog: Any = None
     project: str = "local-project"
     cancelled: threading.Event = field(default_factory=threading.Event)
     settings: dict[str, Any] = field(default_factory=dict)
     pixels: dict = field(default_factory=dict)  # band pixels computed in this request, by (band key, grid)
+    limits: Limits = field(default_factory=Limits)
+    budget: RequestBudget | None = None
 
     def check_cancelled(self) -> None:
+        """Stop a cancelled request, or an interactive one past its time budget."""
         if self.cancelled.is_set():
             raise EngineError("Computation was cancelled.", status=499)
+        if self.budget is not None:
+            self.budget.check_time()
+
+    def count_pixels(self, count: int) -> None:
+        """Band pixels computed (an interactive request's work bound)."""
+        if self.budget is not None:
+            self.budget.add_pixels(count)
 
 
 class _Frame:

@@ -59,6 +59,7 @@ class Band:
         out = cache.get(k)
         if out is None:
             ctx.check_cancelled()
+            ctx.count_pixels(grid.size)
             out = _as_masked(self._compute(grid, ctx), grid)
             cache[k] = out
         return out

@@ -44,8 +44,6 @@ from gee_mining.local.raster.image import Image, as_image
 from gee_mining.local.raster.image_visualize import opacity_of, visualize_image
 from gee_mining.local.values.projection import Projection, at_scale
 
-MAX_REQUEST_PIXELS = 1 << 25  # computePixels is interactive: Earth Engine caps requests at 48 MB
-
 
 def grid_from_request(grid: Mapping[str, Any]) -> PixelGrid:
     """The PixelGrid of a REST ``grid`` object ({dimensions, affineTransform, crsCode})."""
@@ -73,12 +71,14 @@ def grid_from_request(grid: Mapping[str, Any]) -> PixelGrid:
     return checked_grid(crs, transform, width, height)
 
 
+def check_request_size(image: Image, grid: PixelGrid, ctx: Any) -> None:
+    """Refuse, before computing, a request over Earth Engine's computePixels limits (sides, bands,
+    pixels x bands x bytes of each band's type; ``ctx.limits``)."""
+    band_bytes = [b.pixel_type.numpy_dtype().itemsize for b in image.bands]
+    ctx.limits.check_pixels(grid.width, grid.height, band_bytes)
+
+
 def compute_image(image: Image, grid: PixelGrid, ctx: Any, band_ids=None) -> dict[str, np.ma.MaskedArray]:
-    if grid.size * max(1, len(band_ids or image.bands)) > MAX_REQUEST_PIXELS:
-        raise EngineError(
-            f"Total request size ({grid.size * len(band_ids or image.bands):,} pixels) must be less than or equal "
-            f"to {MAX_REQUEST_PIXELS:,}; export the image instead."
-        )
     bands = image.bands if not band_ids else [image.band(n) for n in band_ids]
     return {b.name: b.compute(grid, ctx) for b in bands}
 
@@ -199,6 +199,7 @@ def display_image(image: Image, payload: Mapping[str, Any], name: str) -> Image:
 
 def render_rgb(image: Image, grid: PixelGrid, ctx: Any) -> tuple[np.ndarray, np.ndarray]:
     """Bytes of a display image on ``grid``: (height, width, 1 or 3) uint8 channels and a uint8 alpha."""
+    check_request_size(image, grid, ctx)
     channels = np.zeros(grid.shape + (len(image.bands),), dtype=np.uint8)
     alpha = np.zeros(grid.shape, dtype=np.uint8)
     window = footprint_window(image, grid)
@@ -263,6 +264,7 @@ def encode_display(channels: np.ndarray, alpha: np.ndarray, fmt: str) -> tuple[s
 
 def encode_data(image: Image, grid: PixelGrid, ctx: Any, fmt: str) -> tuple[str, bytes]:
     """NPY or GeoTIFF of every band of ``image`` on ``grid``."""
+    check_request_size(image, grid, ctx)
     arrays = compute_image(image, grid, ctx)
     if fmt == "NPY":
         return "application/octet-stream", encode_npy(image, arrays)

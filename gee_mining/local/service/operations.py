@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gee_mining.local.core.errors import EngineError, NotFound
+from gee_mining.local.core.limits import Limits
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 
@@ -43,15 +44,22 @@ class Operations:
     """Every operation of one engine; the operations endpoints read it.
 
     Work runs on a thread pool; ``submit`` returns at once with a PENDING
-    operation. A ``request_id`` already seen returns the first operation, as
-    Earth Engine does for a repeated ``requestId``.
+    operation. With the limits on, at most ``limits.max_concurrent_tasks`` run
+    at once (the others stay PENDING, as on Earth Engine), at most
+    ``limits.max_queued_tasks`` may be unfinished, and a ``request_id`` already
+    seen is answered as ``limits.duplicate_request_id`` says: the first
+    operation ("first") or 409 ALREADY_EXISTS ("error"); Earth Engine documents
+    only that one of the requests starts an operation.
     """
 
-    def __init__(self, project: str, workers: int = 2):
+    def __init__(self, project: str, workers: int = 2, limits: Limits | None = None):
         self.project = project
+        self.limits = limits or Limits(enabled=False)
         self._ops: dict[str, Operation] = {}
         self._by_request: dict[str, str] = {}
         self._lock = threading.Lock()
+        if self.limits.enabled:  # Earth Engine runs this many whatever the machine
+            workers = self.limits.max_concurrent_tasks
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="gee-mining-task")
         self.faults: Any = None  # faults.Faults when the engine injects faults (tests)
 
@@ -64,7 +72,8 @@ class Operations:
     ) -> Operation:
         with self._lock:
             if request_id and request_id in self._by_request:
-                return self._ops[self._by_request[request_id]]
+                return self._repeated(request_id)
+            self.limits.check_queue(sum(op.state not in TERMINAL for op in self._ops.values()))
             op_id = uuid.uuid4().hex.upper()[:24]
             name = f"projects/{self.project}/operations/{op_id}"
             now = _now()
@@ -85,6 +94,17 @@ class Operations:
                 self._by_request[request_id] = op_id
         self._pool.submit(self._run, op, work)
         return op
+
+    def _repeated(self, request_id: str) -> Operation:
+        """A repeated request id: the operation it started, or Earth Engine's other answer, an error."""
+        first = self._ops[self._by_request[request_id]]
+        if self.limits.enabled and self.limits.duplicate_request_id == "error":
+            raise EngineError(
+                f"Request id '{request_id}' was already used: an operation was started with it "
+                "(look it up with listOperations; limits.duplicate_request_id).",
+                status=409,
+            )
+        return first
 
     def _run(self, op: Operation, work: Callable[[Operation], list[str] | None]) -> None:
         with self._lock:

@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -22,8 +23,10 @@ from gee_mining.contracts.gc_pause import deferred_gc
 from gee_mining.local.core.errors import EngineError, NotFound
 from gee_mining.local.core.evaluator import Context, evaluate
 from gee_mining.local.core.info import to_info
+from gee_mining.local.core.limits import Limits, RequestBudget, request_digest
 from gee_mining.local.raster.pixels import RenderStore, compute_pixels, map_tile, prepare_render, thumbnail_pixels
 from gee_mining.local.service.export import image_export_work, table_export_work
+from gee_mining.local.service.quotas import Quotas
 from gee_mining.local.values.featurecollection import FeatureCollection
 
 JSON = "application/json; charset=UTF-8"
@@ -69,6 +72,7 @@ _ROUTES: list[tuple[str, re.Pattern, str]] = [
 
 
 _FAULTY = ("export_table", "export_image", "get_operation")  # where faults.transient_rate applies
+_UNMETERED = ("discovery", "algorithms")  # what the client fetches to start: outside the project's quotas
 
 
 class Router:
@@ -77,6 +81,12 @@ class Router:
         self._pages: OrderedDict[str, list] = OrderedDict()
         self._pages_lock = threading.Lock()
         self._renders: Any = None  # maps and thumbnails (pixels.RenderStore), made on first use
+        self.quotas = Quotas(self.limits)
+
+    @property
+    def limits(self) -> Limits:
+        """The engine's limits (``gee_mining.local.core.limits``)."""
+        return getattr(self.engine, "limits", None) or Limits(enabled=False)
 
     def handle(
         self, method: str, path: str, query: Mapping[str, str], body: bytes | str | None, base_url: str
@@ -85,15 +95,7 @@ class Router:
             for route_method, pattern, name in _ROUTES:
                 m = pattern.match(path)
                 if m and route_method == method.upper():
-                    handler: Callable[..., Any] = getattr(self, name)
-                    if name in _FAULTY and getattr(self.engine, "faults", None) is not None:
-                        self.engine.faults.request()
-                    with deferred_gc():  # the answer's objects too (see gee_mining.contracts.gc_pause)
-                        payload = _parse_body(body) if method.upper() == "POST" else {}
-                        result = handler(payload, base_url=base_url, query=query, **m.groupdict())
-                        if isinstance(result, RawAnswer):
-                            return 200, result.content_type, result.content
-                        return 200, JSON, _dumps(result)
+                    return self._dispatch(name, m.groupdict(), method, query, body, base_url)
             raise NotFound(
                 f"The gee-mining local engine does not serve {method.upper()} {path}. "
                 "It answers the Earth Engine REST methods listed in docs/local-engine.md."
@@ -103,6 +105,20 @@ class Router:
         except Exception as e:  # never take the server down with a request
             err = EngineError(f"Internal error in the local engine: {type(e).__name__}: {e}", status=500)
             return 500, JSON, json.dumps(err.to_json()).encode()
+
+    def _dispatch(self, name: str, groups: dict, method: str, query, body, base_url: str) -> Response:
+        """One matched request: its size, the project's quotas, injected faults, then the handler."""
+        handler: Callable[..., Any] = getattr(self, name)
+        self.limits.check_request(body)
+        with self.quotas.admit() if name not in _UNMETERED else nullcontext():
+            if name in _FAULTY and getattr(self.engine, "faults", None) is not None:
+                self.engine.faults.request()
+            with deferred_gc():  # the answer's objects too (see gee_mining.contracts.gc_pause)
+                payload = _parse_body(body) if method.upper() == "POST" else {}
+                result = handler(payload, base_url=base_url, query=query, **groups)
+                if isinstance(result, RawAnswer):
+                    return 200, result.content_type, result.content
+                return 200, JSON, _dumps(result)
 
     # -- discovery ---------------------------------------------------------
 
@@ -117,8 +133,13 @@ class Router:
 
     # -- computation -------------------------------------------------------
 
-    def _context(self, project: str) -> Context:
-        return Context(catalog=self.engine.catalog, project=project, settings=self.engine.settings)
+    def _context(self, project: str, interactive: bool = True) -> Context:
+        """A request's context; an interactive one carries its budget (time, work), a batch task's none."""
+        limits = self.limits
+        budget = RequestBudget(limits) if interactive and limits.enabled else None
+        return Context(
+            catalog=self.engine.catalog, project=project, settings=self.engine.settings, limits=limits, budget=budget
+        )
 
     def _evaluate(self, payload: Mapping, project: str) -> Any:
         return self._evaluate_in(payload, self._context(project))
@@ -134,7 +155,10 @@ class Router:
         value = self._evaluate(payload, project)
         if isinstance(value, FeatureCollection) and len(value.features) > COMPUTE_COLLECTION_LIMIT:
             raise EngineError(f"Collection query aborted after accumulating over {COMPUTE_COLLECTION_LIMIT} elements.")
-        return {"result": to_info(value)}
+        answer = {"result": to_info(value)}
+        if self.limits.enabled:  # encoded twice only to measure it; answers are small by this limit
+            self.limits.check_answer(len(_dumps(answer)), "value:compute")
+        return answer
 
     def compute_features(self, payload, project: str, **_):
         token = payload.get("pageToken")
@@ -144,30 +168,37 @@ class Router:
         if token:
             key, _, offset_text = str(token).partition(":")
             with self._pages_lock:
-                features = self._pages.get(key)
-            if features is None:
+                kept = self._pages.get(key)
+            if kept is None:
                 raise EngineError(f"Invalid or expired page token '{token}'.")
+            features, digest = kept
             offset = int(offset_text)
         else:
-            value = self._evaluate(payload, project)
-            if not isinstance(value, FeatureCollection):
-                raise EngineError(
-                    f"table:computeFeatures needs a FeatureCollection, not {getattr(value, 'ee_type', type(value).__name__)}."
-                )
-            features = [f.to_info() for f in value.features]
+            features, digest = self._features(payload, project), request_digest(payload.get("expression"))
             key, offset = uuid.uuid4().hex, 0
             with self._pages_lock:
-                self._pages[key] = features
+                self._pages[key] = (features, digest)
                 while len(self._pages) > 64:
                     self._pages.popitem(last=False)
-        page = features[offset : offset + size]
+        # Earth Engine "may return fewer" than pageSize: a short page by default, and never over page_bytes.
+        page = self.limits.fit_page(features[offset : offset + self.limits.page_length(size, digest, offset)])
+        end = offset + len(page)
         out: dict[str, Any] = {"type": "FeatureCollection", "features": page}
-        if offset + size < len(features):
-            out["nextPageToken"] = f"{key}:{offset + size}"
+        if end < len(features):
+            out["nextPageToken"] = f"{key}:{end}"
         else:  # the last page: nothing asks for this result again, so it need not stay in memory
             with self._pages_lock:
                 self._pages.pop(key, None)
         return out
+
+    def _features(self, payload, project: str) -> list[dict]:
+        """The GeoJSON features of a computeFeatures request's collection."""
+        value = self._evaluate(payload, project)
+        if not isinstance(value, FeatureCollection):
+            raise EngineError(
+                f"table:computeFeatures needs a FeatureCollection, not {getattr(value, 'ee_type', type(value).__name__)}."
+            )
+        return [f.to_info() for f in value.features]
 
     def compute_pixels(self, payload, project: str, **_):
         ctx = self._context(project)
@@ -204,7 +235,8 @@ class Router:
     # -- batch tasks ---------------------------------------------------------
 
     def export_image(self, payload, project: str, **_):
-        work = image_export_work(self.engine, payload, self._context(project))
+        self.limits.check_request_id(payload.get("requestId"))
+        work = image_export_work(self.engine, payload, self._context(project, interactive=False))
         op = self.engine.operations.submit(
             "EXPORT_IMAGE", payload.get("description") or "myExportImageTask", work, payload.get("requestId")
         )
@@ -214,7 +246,8 @@ class Router:
         expression = payload.get("expression")
         if expression is None:
             raise EngineError("Request is missing 'expression'.")
-        work = table_export_work(self.engine, payload, self._context(project))
+        self.limits.check_request_id(payload.get("requestId"))
+        work = table_export_work(self.engine, payload, self._context(project, interactive=False))
         op = self.engine.operations.submit(
             "EXPORT_FEATURES", payload.get("description") or "myExportTableTask", work, payload.get("requestId")
         )

@@ -1152,15 +1152,25 @@ def grid_cells(shapes: np.ndarray) -> np.ndarray:
 # -- error margins ----------------------------------------------------------------
 
 
+INFINITE_MARGIN_M = 2.0e7  # a margin in metres this large or larger is infinite (the API reference)
+FINEST_MARGIN_M = 0.001  # a finer non-zero margin in metres is refused (the API reference)
+
+
 @algorithm("ErrorMargin")
 def error_margin(value, unit):
+    """As the API reference's examples of ``ee.ErrorMargin`` show: a negative value counts by its
+    magnitude (``ErrorMargin(-1)`` is 1 m), 2e7 m or more is infinite, a non-zero margin under 1 mm is
+    an error (the reference shows no message; this one names the bound)."""
     if unit not in ("meters", "projected", "infinite"):
         raise EngineError(f"ErrorMargin: Unknown unit '{unit}'. Expected 'meters', 'projected' or 'infinite'.")
     if unit != "infinite" and value is None:
         raise EngineError("ErrorMargin: A value is required unless the unit is 'infinite'.")
-    if value is not None and value < 0:
-        raise EngineError(f"ErrorMargin: The error margin must not be negative, got {value}.")
-    return ErrorMargin(0.0 if value is None else value, unit)
+    value = 0.0 if value is None else abs(float(value))
+    if unit == "meters" and value >= INFINITE_MARGIN_M:
+        return ErrorMargin(0.0, "infinite")
+    if unit == "meters" and 0 < value < FINEST_MARGIN_M:
+        raise EngineError(f"ErrorMargin: {value} m is finer than the finest margin, {FINEST_MARGIN_M} m.")
+    return ErrorMargin(value, unit)
 
 
 # -- vectorised forms (a mapped function evaluated for many elements at once) ---------------------
