@@ -12,6 +12,7 @@ import numpy as np
 import pyproj
 import pytest
 import shapely
+import shapely.affinity
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -119,8 +120,7 @@ def test_antimeridian_mine_is_gridded_in_one_zone_as_shapely_does(tmp_path, engi
 def test_mines_on_both_sides_of_the_antimeridian_pair_negatives_clear_of_both(tmp_path, engine_catalog):
     west_mine = shapely.box(179.90, -17.0, 179.97, -16.95)  # zone 60
     east_mine = shapely.box(180.03, -17.0, 180.10, -16.95)  # -179.97 .. -179.90: zone 1 by its centroid
-    geoms = [json.loads(shapely.to_geojson(west_mine)), json.loads(shapely.to_geojson(split_antimeridian(
-        shapely.affinity.translate(east_mine, -360.0))))]  # fmt: skip
+    geoms = [json.loads(shapely.to_geojson(m)) for m in (west_mine, shapely.affinity.translate(east_mine, -360.0))]
     rc, rows = run_grid(tmp_path, geoms, engine_catalog=engine_catalog)
     assert rc == 0
     by_zone = {}
@@ -160,3 +160,64 @@ def test_split_antimeridian_and_bounds_are_rfc7946():
     assert math.isclose(parts.area, MINE.area, rel_tol=1e-12)
     assert np.allclose(lonlat_bounds(parts), (179.95, -17.0, -179.95, -16.95))
     assert lonlat_bounds(shapely.box(10, 0, 11, 1)) == (10.0, 0.0, 11.0, 1.0)
+
+
+def _box_ring(lon, lat, w, h):
+    """A box's ring as a user writes it: longitudes wrapped to -180..180, so one across 180 steps over it."""
+    wrap = lambda v: (v + 180.0) % 360.0 - 180.0  # noqa: E731
+    return [[wrap(lon), lat], [wrap(lon + w), lat], [wrap(lon + w), lat + h], [wrap(lon), lat + h], [wrap(lon), lat]]
+
+
+@st.composite
+def grid_inputs(draw):
+    """A box anywhere (near the poles and the antimeridian too), tiny to 0.2 degrees, or a bow-tie, a point,
+    a line, or nothing."""
+    kind = draw(st.sampled_from(["box", "box", "box", "bowtie", "point", "line", "empty"]))
+    lat = draw(st.one_of(st.floats(-85.0, 85.0), st.sampled_from([-80.1, 83.7, 84.05, -79.9])))
+    lon = draw(st.one_of(st.floats(-180.0, 179.99), st.floats(179.8, 179.99)))
+    w, h = (draw(st.floats(1e-5, 0.2)) for _ in range(2))
+    ring = _box_ring(lon, lat, w, h)
+    geometry = {
+        "box": {"type": "Polygon", "coordinates": [ring]},
+        "bowtie": {"type": "Polygon", "coordinates": [[ring[0], ring[2], ring[1], ring[3], ring[0]]]},
+        "point": {"type": "Point", "coordinates": ring[0]},
+        "line": {"type": "LineString", "coordinates": ring[:3]},
+        "empty": None,
+    }[kind]
+    return kind, (lon, lat, w, h), geometry
+
+
+def reference_zone(lon, lat, w, h):
+    """The UTM zone (EPSG) of a box's centre in the split frame, and whether the box is beyond UTM."""
+    c = (lon + w / 2 + 180.0) % 360.0 - 180.0
+    epsg = (32600 if lat + h / 2 >= 0 else 32700) + min(60, int(math.floor((c + 180) / 6)) + 1)
+    return (32760 if lat < 0 else 32660) if lon + w > 180 else epsg, lat + h > 84 or lat < -80
+
+
+@pytest.mark.slow
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(case=grid_inputs())
+def test_fuzz_grid_gives_a_table_shapely_agrees_with_or_a_clear_error(tmp_path_factory, engine_catalog, case):
+    kind, (lon, lat, w, h), geometry = case
+    tmp = tmp_path_factory.mktemp("fuzz")
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc, rows = run_grid(tmp, [geometry], engine_catalog=engine_catalog)  # any exception fails the test
+    epsg, beyond = reference_zone(lon, lat, w, h)
+    if rc == 2:
+        message = err.getvalue().strip()
+        assert message.startswith("gee-mining: error:") and "\n" not in message and rows is None
+        assert beyond or kind in ("point", "line", "empty", "bowtie"), message
+        return
+    assert rc == 0 and rows is not None
+    if kind != "box":
+        return
+    assert not beyond
+    mine = shapely.box(lon, lat, lon + w, lat + h)
+    expected = reference_cells(utm_of(mine, epsg))
+    got = {(int(r["cell_x"]), int(r["cell_y"])): float(r["overlap"]) for r in rows if r["label"] == "1"}
+    assert {int(r["epsg"]) for r in rows} <= {epsg}
+    assert set(got) == set(expected)

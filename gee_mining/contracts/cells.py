@@ -344,6 +344,8 @@ def split_antimeridian(geom: Any) -> Any:
         shape = shapely.LineString(_unwrap(xy, float(xy[0, 0])))
     else:
         return geom
+    if not shape.is_valid:  # a self-intersecting ring across 180: repaired as the reader repairs the others
+        shape = shapely.make_valid(shape, method="structure", keep_collapsed=False)
     out = []
     for k in (-2, -1, 0, 1, 2):
         piece = shapely.intersection(shape, shapely.box(360.0 * k - 180.0, -90.0, 360.0 * k + 180.0, 90.0))

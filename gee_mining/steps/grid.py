@@ -73,8 +73,9 @@ def tag_zones(ee, polygons, spec: GridSpec):
     def tag(f):
         c = f.geometry().centroid(MAX_ERROR_M).coordinates()
         lon, lat = ee.Number(c.get(0)), ee.Number(c.get(1))
-        corners = _corners(ee, f.geometry().bounds(MAX_ERROR_M))
-        width = ee.Number(ee.List(corners.get(1)).get(0)).subtract(ee.List(corners.get(0)).get(0))
+        # The bounds' west and east (a point's bounds are the point: one longitude).
+        lons = f.geometry().bounds(MAX_ERROR_M).coordinates().flatten().slice(0, 3, 2)
+        width = ee.Number(lons.reduce(ee.Reducer.max())).subtract(lons.reduce(ee.Reducer.min()))
         zone = lon.add(180).divide(6).floor().add(1).min(60).max(width.gt(180).multiply(60))
         south = lat.lt(0).multiply(100)  # 326zz north of the equator, 327zz south
         return f.set("grid_epsg", south.add(32600).add(zone).int())
@@ -92,7 +93,10 @@ def check_latitudes(ee, polygons, spec: GridSpec, id_column: str) -> None:
     (one request)."""
     south, north = UTM_LIMITS if spec.projection == "utm" else (-MERCATOR_LIMIT, MERCATOR_LIMIT)
     caps = ee.Geometry.MultiPolygon(
-        [[[[-180, north], [180, north], [180, 90], [-180, 90]]], [[[-180, -90], [180, -90], [180, south], [-180, south]]]],
+        [
+            [[[-180, north], [180, north], [180, 90], [-180, 90]]],
+            [[[-180, -90], [180, -90], [180, south], [-180, south]]],
+        ],
         None,
         False,
     )
@@ -303,7 +307,9 @@ def _row(feature: dict, spec: GridSpec, label: int) -> dict[str, Any]:
     x, y = cell_index(feature["id"])
     west, south, east, north = min(xs), min(ys), max(xs), max(ys)
     if east - west > 180.0:  # the cell crosses the antimeridian: its bounds go the short way round (RFC 7946)
-        west, south, east, north = cell_bounds({"epsg": int(p["epsg"]), "cell_x": x, "cell_y": y, "cell_size": spec.cell_size})
+        west, south, east, north = cell_bounds(
+            {"epsg": int(p["epsg"]), "cell_x": x, "cell_y": y, "cell_size": spec.cell_size}
+        )
     return {
         "name": cell_name(lat, lon, spec.zoom, p["overlap"] if label else None),
         "zoom": spec.zoom,
