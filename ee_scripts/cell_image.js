@@ -100,10 +100,22 @@ var image58 = image55.addBands(image57);
 var image59 = image7.addBands(image58);
 var image60 = ee.Image.constant(0).byte();
 var table = ee.FeatureCollection('projects/gee-mining-local/assets/mining_tropics_demo');
-var image61 = image60.paint(table, 1);
+var geometry2 = ee.Algorithms.GeometryConstructors.MultiPolygon([
+  [
+    [
+      [-69.18210580140182, -24.350112028565704],
+      [-68.97070027158288, -24.350112028565704],
+      [-68.97070027158288, -24.156004276315677],
+      [-69.18210580140182, -24.156004276315677],
+      [-69.18210580140182, -24.350112028565704]
+    ]
+  ]
+], 'EPSG:4326', false);
+var collection = table.filterBounds(geometry2);
+var image61 = image60.paint(collection, 1);
 var image62 = image61.toUint8();
 var image63 = image62.rename('_mine');
-var image64 = table.distance(7779, 1);
+var image64 = collection.distance(7779, 1);
 var image65 = image64.unmask(7779);
 var image66 = image65.multiply(-1);
 var image67 = image65.where(image63, image66);
@@ -121,6 +133,7 @@ var cell = image77.reproject('EPSG:32719', [10, 0, 489500, 0, -10, 7320500]);
 var image78 = ee.Image.constant(0).mask(0).byte();
 var quicklook = image7
   .visualize({bands: ['B4', 'B3', 'B2'], min: 0, max: 0.3, gamma: 1.3})
+  .unmask(0)
   .blend(image78.paint(table, 1).visualize({opacity: 0.35, palette: ['ff0000']}))
   .blend(image78.paint(table, 1, 1).visualize({palette: ['ff0000']}))
   .toUint8();

@@ -72,10 +72,22 @@ var image30 = image25.addBands(image29);
 var image31 = image7.addBands(image30);
 var image32 = ee.Image.constant(0).byte();
 var table = ee.FeatureCollection('projects/gee-mining-local/assets/mining_tropics_demo');
-var image33 = image32.paint(table, 1);
+var geometry2 = ee.Algorithms.GeometryConstructors.MultiPolygon([
+  [
+    [
+      [-69.18210580140182, -24.350112028565704],
+      [-68.97070027158288, -24.350112028565704],
+      [-68.97070027158288, -24.156004276315677],
+      [-69.18210580140182, -24.156004276315677],
+      [-69.18210580140182, -24.350112028565704]
+    ]
+  ]
+], 'EPSG:4326', false);
+var collection = table.filterBounds(geometry2);
+var image33 = image32.paint(collection, 1);
 var image34 = image33.toUint8();
 var image35 = image34.rename('_mine');
-var image36 = table.distance(7779, 1);
+var image36 = collection.distance(7779, 1);
 var image37 = image36.unmask(7779);
 var image38 = image37.multiply(-1);
 var image39 = image37.where(image35, image38);
@@ -94,7 +106,7 @@ var image51 = image50.select(['B2', 'B3', 'B4', 'B8', 'B11', 'B12', 'NDVI', 'NBR
 var image52 = image50.select(['_mine']);
 var image53 = image52.toByte();
 var image54 = image51.addBands(image53);
-var collection = image54.stratifiedSample({
+var collection2 = image54.stratifiedSample({
   numPoints: 500,
   classBand: '_mine',
   region: geometry,
@@ -102,11 +114,11 @@ var collection = image54.stratifiedSample({
   seed: 0,
   geometries: false
 });
-var collection2 = collection.map(function (feature) {
+var collection3 = collection2.map(function (feature) {
   return feature.set('cell', 'escondida_z14');
 });
-var collection3 = ee.Algorithms.Collection([collection2]);
-var samples = collection3.flatten();
+var collection4 = ee.Algorithms.Collection([collection3]);
+var samples = collection4.flatten();
 var classifier2 = ee.Classifier.smileRandomForest(50).setOutputMode('CLASSIFICATION');
 var classifier = classifier2.train(samples, '_mine', [
   'B2',

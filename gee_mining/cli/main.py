@@ -431,6 +431,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GeeMiningError as e:
         print(f"gee-mining: error: {e}", file=sys.stderr)
         return 2
+    except ee.EEException as e:  # the engine refused a graph: one line, as for our own errors
+        print(f"gee-mining: error: Earth Engine: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

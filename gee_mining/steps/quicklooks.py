@@ -21,6 +21,7 @@ import ee
 from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.contracts.schemas import check_rows
 from gee_mining.errors import InputError
+from gee_mining.steps.labels import polygons_near
 from gee_mining.steps.sentinel2 import CompositeSpec
 from gee_mining.steps.sentinel2 import composite as s2_composite
 
@@ -52,6 +53,7 @@ def quicklook_image(composite: Any, polygons: Any, spec: QuicklookSpec | None = 
 
     spec = spec or QuicklookSpec()
     rgb = composite.visualize(bands=["B4", "B3", "B2"], min=spec.vmin, max=spec.vmax, gamma=spec.gamma)
+    rgb = rgb.unmask(0)  # pixels without a clear observation show black, under the polygons as elsewhere
     fc = polygons if isinstance(polygons, ee.FeatureCollection) else ee.FeatureCollection(polygons)
     fill = ee.Image().byte().paint(fc, 1).visualize(palette=[spec.color], opacity=spec.opacity)
     out = rgb.blend(fill)
@@ -66,8 +68,9 @@ def quicklook_bytes(row: dict[str, Any], polygons: Any, spec: QuicklookSpec | No
     """The JPEG of one cell (computed by the engine)."""
 
     spec = spec or QuicklookSpec()
-    image = quicklook_image(composite if composite is not None else s2_composite(row, composite_spec), polygons, spec)
     grid = pixel_grid(row, scale=spec.scale)
+    near = polygons_near(polygons, grid)  # a global polygon file: only the cell's polygons are projected
+    image = quicklook_image(composite if composite is not None else s2_composite(row, composite_spec), near, spec)
     return ee.data.computePixels({"expression": image, "fileFormat": "JPEG", "grid": grid.ee_grid()})
 
 
