@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pyproj
 import shapely
+import shapely.affinity
 
 from gee_mining.errors import InputError
 
@@ -265,21 +266,106 @@ def child_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
         if row.get("zoom") is not None:
             child["zoom"] = int(row["zoom"]) + 1
         polygon = cell_polygon(child)
-        west, south, east, north = polygon.bounds
-        centre = polygon.centroid
-        child.update(lon=centre.x, lat=centre.y, west=west, south=south, east=east, north=north)
+        west, south, east, north = lonlat_bounds(polygon)
+        centre = _centre(child)
+        child.update(lon=centre[0], lat=centre[1], west=west, south=south, east=east, north=north)
         out.append(child)
     return out
 
 
 def cell_polygon(row: dict[str, Any]):
-    """The cell's square in its projection, reprojected to EPSG:4326 (edges densified)."""
+    """The cell's square in its projection, reprojected to EPSG:4326 (edges densified); a cell across the
+    antimeridian is split there into two parts (RFC 7946), never one polygon around the world."""
 
     size = row["cell_size"]
     x0, y0 = row["cell_x"] * size, row["cell_y"] * size
     square = shapely.segmentize(shapely.box(x0, y0, x0 + size, y0 + size), size / 16)
     tf = _to_lonlat(int(row["epsg"]))
-    return shapely.transform(square, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
+    return split_antimeridian(shapely.transform(square, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1]))))
+
+
+def _centre(row: dict[str, Any]) -> tuple[float, float]:
+    """The centre of the cell's square in its zone, in degrees."""
+    size = row["cell_size"]
+    return _to_lonlat(int(row["epsg"])).transform((row["cell_x"] + 0.5) * size, (row["cell_y"] + 0.5) * size)
+
+
+def cell_bounds(row: dict[str, Any]) -> tuple[float, float, float, float]:
+    """The cell's ``(west, south, east, north)`` in degrees; ``west > east`` for a cell across the antimeridian."""
+    return lonlat_bounds(cell_polygon(row))
+
+
+# -- the antimeridian (pure) ------------------------------------------------------------------------
+
+
+def _unwrap(xy: np.ndarray, ref: float) -> np.ndarray:
+    """A coordinate sequence with longitudes made continuous (no step over 180 degrees), starting within 180
+    degrees of ``ref``."""
+    lon = xy[:, 0].copy()
+    steps = (np.diff(lon) + 180.0) % 360.0 - 180.0
+    start = lon[0] + round((ref - lon[0]) / 360.0) * 360.0
+    lon = start + np.concatenate([[0.0], np.cumsum(steps)])
+    return np.column_stack([lon, xy[:, 1]])
+
+
+def _crosses(shape: shapely.Geometry) -> bool:
+    xy = shapely.get_coordinates(shape)
+    return len(xy) > 1 and bool(np.any(np.abs(np.diff(xy[:, 0])) > 180.0))
+
+
+def _unwrapped_polygon(poly: shapely.Polygon) -> shapely.Polygon:
+    outer = np.asarray(poly.exterior.coords)[:, :2]
+    ref = float(outer[0, 0])
+    ring = _unwrap(outer, ref)
+    if abs(ring[-1, 0] - ring[0, 0]) > 1e-9:
+        raise InputError(
+            f"a polygon around a pole (its ring circles the Earth, starting at {outer[0, 0]:g}, {outer[0, 1]:g}): "
+            "the grid cannot cover polar caps; leave it out or cut it into pieces that do not circle the pole."
+        )
+    holes = [_unwrap(np.asarray(r.coords)[:, :2], ref) for r in poly.interiors]
+    return shapely.Polygon(ring, holes)
+
+
+def split_antimeridian(geom: Any) -> Any:
+    """A lon/lat geometry whose edges step over the antimeridian (consecutive longitudes more than 180
+    degrees apart: the short way round, as Earth Engine's geodesic edges go) split there into parts within
+    -180..180, as RFC 7946 asks. Geometries that do not cross come back unchanged; points have no edges.
+    Raises InputError for a ring that circles a pole (no split gives it a meaning on a flat map)."""
+    if geom is None or geom.is_empty or not _crosses(geom):
+        return geom
+    parts = [p for p in shapely.get_parts(geom)]
+    if len(parts) > 1 or geom.geom_type.startswith("Multi") or geom.geom_type == "GeometryCollection":
+        pieces = [split_antimeridian(p) for p in parts]
+        return shapely.union_all(pieces) if geom.area > 0 else shapely.GeometryCollection(pieces)
+    if geom.geom_type == "Polygon":
+        shape = _unwrapped_polygon(geom)
+    elif geom.geom_type in ("LineString", "LinearRing"):
+        xy = np.asarray(geom.coords)[:, :2]
+        shape = shapely.LineString(_unwrap(xy, float(xy[0, 0])))
+    else:
+        return geom
+    out = []
+    for k in (-2, -1, 0, 1, 2):
+        piece = shapely.intersection(shape, shapely.box(360.0 * k - 180.0, -90.0, 360.0 * k + 180.0, 90.0))
+        if not piece.is_empty:
+            out.extend(shapely.get_parts(shapely.affinity.translate(piece, -360.0 * k)))
+    kept = [p for p in out if p.geom_type in ("Polygon", "LineString")]
+    if geom.geom_type == "Polygon":
+        return shapely.MultiPolygon([p for p in kept if p.geom_type == "Polygon"])
+    return shapely.MultiLineString([p for p in kept if p.geom_type == "LineString"])
+
+
+def lonlat_bounds(geom: Any) -> tuple[float, float, float, float]:
+    """``(west, south, east, north)`` of a lon/lat geometry, the narrower way round the globe: a geometry with
+    parts on both sides of the antimeridian has ``west > east`` (e.g. 179.9 .. -179.9), as RFC 7946's bbox."""
+    west, south, east, north = shapely.bounds(geom).tolist()
+    if east - west <= 180.0:
+        return west, south, east, north
+    lon = shapely.get_coordinates(geom)[:, 0]
+    shifted = np.where(lon < 0, lon + 360.0, lon)
+    if shifted.max() - shifted.min() >= east - west:
+        return west, south, east, north
+    return float(shifted.min()), south, float(shifted.max() - 360.0), north
 
 
 def _to_lonlat(epsg: int) -> pyproj.Transformer:
@@ -306,7 +392,7 @@ def cell_row(epsg: int, x: int, y: int, spec: GridSpec) -> dict[str, Any]:
     row: dict[str, Any] = {"name": "", "zoom": spec.zoom, "cell_size": size, "epsg": int(epsg),
                            "cell_x": int(x), "cell_y": int(y)}  # fmt: skip
     lon, lat = _to_lonlat(int(epsg)).transform((x + 0.5) * size, (y + 0.5) * size)
-    west, south, east, north = cell_polygon(row).bounds
+    west, south, east, north = cell_bounds(row)
     row.update(name=cell_name(lat, lon, spec.zoom, None, measured=False), lon=lon, lat=lat,
                west=west, south=south, east=east, north=north)  # fmt: skip
     return row

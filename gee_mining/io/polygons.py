@@ -22,6 +22,7 @@ import pyogrio
 import pyproj
 import shapely
 
+from gee_mining.contracts.cells import split_antimeridian
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import table_entry, write_catalog
 
@@ -36,6 +37,7 @@ class PolygonFile:
     geometries: list[Any]
     properties: list[dict[str, Any]]
     source_crs: str | None
+    split: int = 0  # features split at the antimeridian
 
 
 def _plain(value: Any) -> Any:
@@ -83,7 +85,11 @@ def _read_ogr(path: Path) -> tuple[np.ndarray, dict[str, Any], str | None]:
 
 
 def read_polygons(path: str | os.PathLike, what: str = "polygons") -> PolygonFile:
-    """The features of a polygon file in EPSG:4326; ``what`` names the file in error messages (``--polygons``)."""
+    """The features of a polygon file in EPSG:4326; ``what`` names the file in error messages (``--polygons``).
+
+    Geometries whose edges cross the antimeridian (a step of more than 180 degrees of longitude, the short way
+    round as on Earth Engine) come back split there into parts within -180..180 (RFC 7946), so that every
+    later step, planar in longitude and latitude or not, sees where they are."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{what} {path}: no such file.")
@@ -100,7 +106,14 @@ def read_polygons(path: str | os.PathLike, what: str = "polygons") -> PolygonFil
     names = list(columns)
     props = [{n: _plain(columns[n][i]) for n in names} for i in range(len(geoms))]
     geometries = [None if g is None or g.is_empty else g for g in geoms]
-    return PolygonFile(path, geometries, props, crs)
+    split = 0
+    for i, g in enumerate(geometries):
+        try:
+            geometries[i] = split_antimeridian(g)
+        except InputError as e:
+            raise InputError(f"{what} {path}: feature {i}: {e}") from None
+        split += geometries[i] is not g
+    return PolygonFile(path, geometries, props, crs, split)
 
 
 def _write_geojson(geoms: list[Any], props: list[dict[str, Any]], path: Path) -> Path:
@@ -131,6 +144,8 @@ def register_polygon_file(
     repaired = int(invalid.sum())
     catalog_dir.mkdir(parents=True, exist_ok=True)
     source = polygons.path
+    if polygons.split and not repaired:  # the engine reads the split parts, not the file's crossing rings
+        source = _write_geojson(list(geoms), polygons.properties, catalog_dir / "polygons_split.geojson")
     if repaired:
         geoms[invalid] = shapely.make_valid(geoms[invalid], method="structure", keep_collapsed=False)
         source = _write_geojson(list(geoms), polygons.properties, catalog_dir / "polygons_repaired.geojson")

@@ -40,6 +40,7 @@ from gee_mining.contracts.cells import (
     GridSpec,
     GridTable,
     assign_negatives,
+    cell_bounds,
     cell_index,
     cell_name,
     check_nesting,
@@ -61,18 +62,49 @@ PAGE_SIZE = 5000  # features asked for per computeFeatures page (the server may 
 
 
 def tag_zones(ee, polygons, spec: GridSpec):
-    """Each polygon with ``grid_epsg``: the UTM zone of its centroid (or 3857)."""
+    """Each polygon with ``grid_epsg``: the UTM zone of its centroid (or 3857).
+
+    A polygon with parts on both sides of the antimeridian (split there, as RFC 7946 asks: its
+    longitude/latitude bounds span more than 180 degrees) goes to zone 60, whose projection is continuous
+    across the antimeridian; its planar centroid in degrees would be near longitude 0, half a world away."""
     if spec.projection == "EPSG:3857":
         return polygons.map(lambda f: f.set("grid_epsg", 3857))
 
     def tag(f):
         c = f.geometry().centroid(MAX_ERROR_M).coordinates()
         lon, lat = ee.Number(c.get(0)), ee.Number(c.get(1))
-        zone = lon.add(180).divide(6).floor().add(1).min(60)
+        corners = _corners(ee, f.geometry().bounds(MAX_ERROR_M))
+        width = ee.Number(ee.List(corners.get(1)).get(0)).subtract(ee.List(corners.get(0)).get(0))
+        zone = lon.add(180).divide(6).floor().add(1).min(60).max(width.gt(180).multiply(60))
         south = lat.lt(0).multiply(100)  # 326zz north of the equator, 327zz south
         return f.set("grid_epsg", south.add(32600).add(zone).int())
 
     return polygons.map(tag)
+
+
+UTM_LIMITS = (-80.0, 84.0)  # UTM's latitudes (beyond them: the polar UPS zones, which the grid has not)
+MERCATOR_LIMIT = 85.0511  # Web Mercator's square world
+
+
+def check_latitudes(ee, polygons, spec: GridSpec, id_column: str) -> None:
+    """Refuse polygons beyond the grid projection's latitudes (UTM: 80 S to 84 N; Web Mercator: 85.05 S to
+    85.05 N), naming up to five of them: cells there would not be the true-sized squares the grid promises
+    (one request)."""
+    south, north = UTM_LIMITS if spec.projection == "utm" else (-MERCATOR_LIMIT, MERCATOR_LIMIT)
+    caps = ee.Geometry.MultiPolygon(
+        [[[[-180, north], [180, north], [180, 90], [-180, 90]]], [[[-180, -90], [180, -90], [180, south], [-180, south]]]],
+        None,
+        False,
+    )
+    beyond = polygons.filterBounds(caps)
+    found = ee.Dictionary({"n": beyond.size(), "ids": beyond.limit(5).aggregate_array(id_column)}).getInfo()
+    if found["n"]:
+        ids = ", ".join(str(i) for i in found["ids"])
+        where = "UTM zones end (the grid has no polar UPS zones)" if spec.projection == "utm" else "Web Mercator ends"
+        raise InputError(
+            f"{found['n']} polygon(s) ({id_column} {ids}{', ...' if found['n'] > 5 else ''}) reach beyond "
+            f"{north:g} N or {-south:g} S, where {where}: clip them at those latitudes or leave them out."
+        )
 
 
 @dataclass(frozen=True)
@@ -269,6 +301,9 @@ def _row(feature: dict, spec: GridSpec, label: int) -> dict[str, Any]:
     xs = [c[0] for c in p["bounds"]]
     ys = [c[1] for c in p["bounds"]]
     x, y = cell_index(feature["id"])
+    west, south, east, north = min(xs), min(ys), max(xs), max(ys)
+    if east - west > 180.0:  # the cell crosses the antimeridian: its bounds go the short way round (RFC 7946)
+        west, south, east, north = cell_bounds({"epsg": int(p["epsg"]), "cell_x": x, "cell_y": y, "cell_size": spec.cell_size})
     return {
         "name": cell_name(lat, lon, spec.zoom, p["overlap"] if label else None),
         "zoom": spec.zoom,
@@ -280,10 +315,10 @@ def _row(feature: dict, spec: GridSpec, label: int) -> dict[str, Any]:
         "cell_y": y,
         "lon": lon,
         "lat": lat,
-        "west": min(xs),
-        "south": min(ys),
-        "east": max(xs),
-        "north": max(ys),
+        "west": west,
+        "south": south,
+        "east": east,
+        "north": north,
         "polygon_ids": list(p.get("polygon_ids", [])) if label else [],
         "distance_m": 0.0,
         "pair": None,
@@ -366,6 +401,7 @@ def build_grid(
     if id_column is None:
         first = fc.first().propertyNames().getInfo()
         id_column = "id" if "id" in first else "system:index"
+    check_latitudes(ee, fc, spec, id_column)
     tagged = tag_zones(ee, fc, spec)
     zones = sorted({int(z) for z in tagged.aggregate_array("grid_epsg").distinct().getInfo()})
     table = GridTable(spec)
@@ -490,6 +526,7 @@ def export_grid(
         id_column = "id" if "id" in fc.first().propertyNames().getInfo() else "system:index"
     warnings_: list[str] = []
     metadata = available_metadata(ee, Metadata() if metadata is None else metadata, warnings_.append)
+    check_latitudes(ee, fc, spec, id_column)
     tagged = tag_zones(ee, fc, spec)
     zones = sorted({int(z) for z in tagged.aggregate_array("grid_epsg").distinct().getInfo()})
     tasks = []

@@ -408,6 +408,11 @@ def geodesic_lonlat(geom: Geometry, max_err: float) -> shapely.Geometry:
 def local_crs(shape_lonlat: shapely.Geometry) -> str:
     """An AEQD CRS centred near a lon/lat shape (snapped, so transformers are shared)."""
     x0, y0, x1, y1 = shapely.bounds(shape_lonlat)
+    if x1 - x0 > 180.0:  # parts on both sides of the antimeridian: centred the narrower way round
+        lon_all = shapely.get_coordinates(shape_lonlat)[:, 0]
+        shifted = np.where(lon_all < 0, lon_all + 360.0, lon_all)
+        if shifted.max() - shifted.min() < x1 - x0:
+            x0, x1 = float(shifted.min()), float(shifted.max())
     lon, lat = (x0 + x1) / 2.0, (y0 + y1) / 2.0
     if max(x1 - x0, y1 - y0) < 2.0:
         lon, lat = round(lon * 4) / 4, round(lat * 4) / 4
