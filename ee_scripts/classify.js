@@ -102,11 +102,17 @@ var image47 = image44.updateMask(image46);
 var image48 = image31.addBands(image47);
 var image49 = image48.toFloat();
 var image50 = image49.reproject('EPSG:32719', [10, 0, 489500, 0, -10, 7320500]);
-var image51 = image50.select(['B2', 'B3', 'B4', 'B8', 'B11', 'B12', 'NDVI', 'NBR2', 'ND_B11_B8', 'ND_B12_B4']);
-var image52 = image50.select(['_mine']);
-var image53 = image52.toByte();
-var image54 = image51.addBands(image53);
-var collection2 = image54.stratifiedSample({
+var images10 = images3.filter(ee.Filter.eq('GEE_MINING_SIMULATED', true));
+var number = images10.size();
+var number2 = number.gt(0);
+var value = ee.Algorithms.If(number2, 'true', 'false');
+var text = ee.Algorithms.String(value);
+var image51 = image50.set('GEE_MINING_SIMULATED', text);
+var image52 = image51.select(['B2', 'B3', 'B4', 'B8', 'B11', 'B12', 'NDVI', 'NBR2', 'ND_B11_B8', 'ND_B12_B4']);
+var image53 = image51.select(['_mine']);
+var image54 = image53.toByte();
+var image55 = image52.addBands(image54);
+var collection2 = image55.stratifiedSample({
   numPoints: 500,
   classBand: '_mine',
   region: geometry,
@@ -135,6 +141,7 @@ var classifier = classifier2.train(samples, '_mine', [
 var probability = image31
   .toFloat()
   .reproject('EPSG:32719', [10, 0, 489500, 0, -10, 7320500])
+  .set('GEE_MINING_SIMULATED', text)
   .select(['B2', 'B3', 'B4', 'B8', 'B11', 'B12', 'NDVI', 'NBR2', 'ND_B11_B8', 'ND_B12_B4'])
   .classify(classifier.setOutputMode('PROBABILITY'), 'probability')
   .toFloat();
