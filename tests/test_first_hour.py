@@ -139,3 +139,12 @@ def test_describe_by_url_does_not_claim_an_empty_catalog(first_hour):
     finally:
         server.stop()
         engine.close()
+
+
+def test_report_inputs_do_not_claim_real_scenes_from_a_polygon_file():
+    from gee_mining.demo.run import inputs_text
+
+    only_polygons = inputs_text(world=object(), real_polygons=True, real_scenes=False)
+    assert "Sentinel-2 scenes" not in only_polygons and "mine polygons" in only_polygons
+    assert "Sentinel-2 scenes" in inputs_text(world=None, real_polygons=True, real_scenes=True)
+    assert "SIMULATED" in inputs_text(world=object(), real_polygons=False, real_scenes=False)
