@@ -100,10 +100,22 @@ var image58 = image55.addBands(image57);
 var image59 = image7.addBands(image58);
 var image60 = ee.Image.constant(0).byte();
 var table = ee.FeatureCollection('projects/gee-mining-local/assets/mining_tropics_demo');
-var image61 = image60.paint(table, 1);
+var geometry2 = ee.Algorithms.GeometryConstructors.MultiPolygon([
+  [
+    [
+      [-69.18210580140182, -24.350112028565704],
+      [-68.97070027158288, -24.350112028565704],
+      [-68.97070027158288, -24.156004276315677],
+      [-69.18210580140182, -24.156004276315677],
+      [-69.18210580140182, -24.350112028565704]
+    ]
+  ]
+], 'EPSG:4326', false);
+var collection = table.filterBounds(geometry2);
+var image61 = image60.paint(collection, 1);
 var image62 = image61.toUint8();
 var image63 = image62.rename('_mine');
-var image64 = table.distance(7779, 1);
+var image64 = collection.distance(7779, 1);
 var image65 = image64.unmask(7779);
 var image66 = image65.multiply(-1);
 var image67 = image65.where(image63, image66);
@@ -117,12 +129,19 @@ var image74 = image73.mask();
 var image75 = image72.updateMask(image74);
 var image76 = image59.addBands(image75);
 var image77 = image76.toFloat();
-var cell = image77.reproject('EPSG:32719', [10, 0, 489500, 0, -10, 7320500]);
-var image78 = ee.Image.constant(0).mask(0).byte();
+var image78 = image77.reproject('EPSG:32719', [10, 0, 489500, 0, -10, 7320500]);
+var images10 = images3.filter(ee.Filter.eq('GEE_MINING_SIMULATED', true));
+var number = images10.size();
+var number2 = number.gt(0);
+var value = ee.Algorithms.If(number2, 'true', 'false');
+var text = ee.Algorithms.String(value);
+var cell = image78.set('GEE_MINING_SIMULATED', text);
+var image79 = ee.Image.constant(0).mask(0).byte();
 var quicklook = image7
   .visualize({bands: ['B4', 'B3', 'B2'], min: 0, max: 0.3, gamma: 1.3})
-  .blend(image78.paint(table, 1).visualize({opacity: 0.35, palette: ['ff0000']}))
-  .blend(image78.paint(table, 1, 1).visualize({palette: ['ff0000']}))
+  .unmask(0)
+  .blend(image79.paint(table, 1).visualize({opacity: 0.35, palette: ['ff0000']}))
+  .blend(image79.paint(table, 1, 1).visualize({palette: ['ff0000']}))
   .toUint8();
 Map.addLayer(quicklook, {}, 'quicklook: B4/B3/B2, mines in red');
 Export.image.toCloudStorage({
@@ -149,21 +168,21 @@ Export.image.toCloudStorage({
   crsTransform: [10, 0, 489500, 0, -10, 7320500],
   dimensions: '550x550'
 });
-var image79 = ee.Image.pixelCoordinates('EPSG:32719');
-var image80 = image79.select(['y']);
-var image81 = image79.select(['x']);
+var image80 = ee.Image.pixelCoordinates('EPSG:32719');
+var image81 = image80.select(['y']);
+var image82 = image80.select(['x']);
 Export.table.toCloudStorage({
   collection: cell
     .addBands(
       ee.Image.constant(7320500)
-        .subtract(image80)
+        .subtract(image81)
         .divide(10)
         .floor()
         .toInt32()
         .rename('row')
-        .addBands(image81.subtract(489500).divide(10).floor().toInt32().rename('col'))
+        .addBands(image82.subtract(489500).divide(10).floor().toInt32().rename('col'))
+        .addBands(image82)
         .addBands(image81)
-        .addBands(image80)
     )
     .sampleRegions({
       collection: ee.Algorithms.Collection([

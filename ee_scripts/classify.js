@@ -72,10 +72,22 @@ var image30 = image25.addBands(image29);
 var image31 = image7.addBands(image30);
 var image32 = ee.Image.constant(0).byte();
 var table = ee.FeatureCollection('projects/gee-mining-local/assets/mining_tropics_demo');
-var image33 = image32.paint(table, 1);
+var geometry2 = ee.Algorithms.GeometryConstructors.MultiPolygon([
+  [
+    [
+      [-69.18210580140182, -24.350112028565704],
+      [-68.97070027158288, -24.350112028565704],
+      [-68.97070027158288, -24.156004276315677],
+      [-69.18210580140182, -24.156004276315677],
+      [-69.18210580140182, -24.350112028565704]
+    ]
+  ]
+], 'EPSG:4326', false);
+var collection = table.filterBounds(geometry2);
+var image33 = image32.paint(collection, 1);
 var image34 = image33.toUint8();
 var image35 = image34.rename('_mine');
-var image36 = table.distance(7779, 1);
+var image36 = collection.distance(7779, 1);
 var image37 = image36.unmask(7779);
 var image38 = image37.multiply(-1);
 var image39 = image37.where(image35, image38);
@@ -90,11 +102,17 @@ var image47 = image44.updateMask(image46);
 var image48 = image31.addBands(image47);
 var image49 = image48.toFloat();
 var image50 = image49.reproject('EPSG:32719', [10, 0, 489500, 0, -10, 7320500]);
-var image51 = image50.select(['B2', 'B3', 'B4', 'B8', 'B11', 'B12', 'NDVI', 'NBR2', 'ND_B11_B8', 'ND_B12_B4']);
-var image52 = image50.select(['_mine']);
-var image53 = image52.toByte();
-var image54 = image51.addBands(image53);
-var collection = image54.stratifiedSample({
+var images10 = images3.filter(ee.Filter.eq('GEE_MINING_SIMULATED', true));
+var number = images10.size();
+var number2 = number.gt(0);
+var value = ee.Algorithms.If(number2, 'true', 'false');
+var text = ee.Algorithms.String(value);
+var image51 = image50.set('GEE_MINING_SIMULATED', text);
+var image52 = image51.select(['B2', 'B3', 'B4', 'B8', 'B11', 'B12', 'NDVI', 'NBR2', 'ND_B11_B8', 'ND_B12_B4']);
+var image53 = image51.select(['_mine']);
+var image54 = image53.toByte();
+var image55 = image52.addBands(image54);
+var collection2 = image55.stratifiedSample({
   numPoints: 500,
   classBand: '_mine',
   region: geometry,
@@ -102,11 +120,11 @@ var collection = image54.stratifiedSample({
   seed: 0,
   geometries: false
 });
-var collection2 = collection.map(function (feature) {
+var collection3 = collection2.map(function (feature) {
   return feature.set('cell', 'escondida_z14');
 });
-var collection3 = ee.Algorithms.Collection([collection2]);
-var samples = collection3.flatten();
+var collection4 = ee.Algorithms.Collection([collection3]);
+var samples = collection4.flatten();
 var classifier2 = ee.Classifier.smileRandomForest(50).setOutputMode('CLASSIFICATION');
 var classifier = classifier2.train(samples, '_mine', [
   'B2',
@@ -123,6 +141,7 @@ var classifier = classifier2.train(samples, '_mine', [
 var probability = image31
   .toFloat()
   .reproject('EPSG:32719', [10, 0, 489500, 0, -10, 7320500])
+  .set('GEE_MINING_SIMULATED', text)
   .select(['B2', 'B3', 'B4', 'B8', 'B11', 'B12', 'NDVI', 'NBR2', 'ND_B11_B8', 'ND_B12_B4'])
   .classify(classifier.setOutputMode('PROBABILITY'), 'probability')
   .toFloat();

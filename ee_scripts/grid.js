@@ -5,14 +5,33 @@
 
 var table = ee.FeatureCollection('projects/gee-mining-local/assets/mining_tropics_demo');
 var collection = table.map(function (feature) {
-  var list = feature.geometry().centroid(1).coordinates();
+  var geometry = feature.geometry();
+  var list = geometry.centroid(1).coordinates();
+  var value = geometry.bounds(1).coordinates().get(0);
   return feature.set(
     'grid_epsg',
     ee.Number(list.get(1))
       .lt(0)
       .multiply(100)
       .add(32600)
-      .add(ee.Number(list.get(0)).add(180).divide(6).floor().add(1).min(60))
+      .add(
+        ee.Number(list.get(0))
+          .add(180)
+          .divide(6)
+          .floor()
+          .add(1)
+          .min(60)
+          .max(
+            ee.Number(
+              ee.List(ee.List([ee.List(value).get(0), ee.List(value).get(2)]).get(1)).get(0)
+            )
+              .subtract(
+                ee.List(ee.List([ee.List(value).get(0), ee.List(value).get(2)]).get(0)).get(0)
+              )
+              .gt(180)
+              .multiply(60)
+          )
+      )
       .int()
   );
 });

@@ -45,7 +45,11 @@ class Connection:
         if self.engine == "earthengine":
             return f"Earth Engine (project {self.project})"
         where = self.url if self.transport == "http" else "in-process"
-        return f"gee-mining local engine ({where}, project {self.project}, catalog {self.catalog or 'empty'})"
+        if self.transport == "http" and self.local_engine is None:  # another process's engine: its catalog
+            catalog = self.catalog or "the server's"
+        else:
+            catalog = self.catalog or "empty"
+        return f"gee-mining local engine ({where}, project {self.project}, catalog {catalog})"
 
     @property
     def storage_root(self) -> Path | None:

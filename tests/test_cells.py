@@ -109,3 +109,21 @@ def test_rows_without_a_cell_are_refused(tmp_path):
     (tmp_path / "dup.csv").write_text("name,epsg,cell_x,cell_y,cell_size\na,32633,1,1,10\na,32633,2,1,10\n")
     with pytest.raises(InputError, match="repeat"):
         read_grid_table(tmp_path / "dup.csv")
+
+
+def test_cell_name_examples_in_the_docs_decode_as_documented():
+    """Issue 27 item 10: the leading-0-is-minus rule has worked examples (doctest) and the docs' table agrees."""
+    import doctest
+    import re
+    from pathlib import Path
+
+    from gee_mining.contracts import cells
+
+    result = doctest.testmod(cells, verbose=False)
+    assert result.attempted >= 3 and result.failed == 0
+    table = (Path(__file__).resolve().parents[1] / "docs" / "grid.md").read_text()
+    rows = re.findall(r"^\| `(\d+_\d+_\d+_[\w.]+)` \| ([-+]?[\d.]+) .*?\| ([-+]?[\d.]+)", table, flags=re.M)
+    assert len(rows) == 3
+    for name, lat, lon in rows:
+        parsed = cells.parse_cell_name(name)
+        assert (parsed.lat, parsed.lon) == (float(lat), float(lon))

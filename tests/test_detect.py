@@ -113,7 +113,7 @@ def _reference_boxes(tif, polygons, min_px, min_visible):
 
             px = shapely.transform(p, to_px)
             vis = px.intersection(frame)
-            if vis.is_empty or vis.area / px.area < min_visible:
+            if vis.is_empty or (vis.area / px.area < min_visible and vis.area < min_visible * frame.area):
                 continue
             x0, y0, x1, y1 = vis.bounds
             if x1 - x0 >= min_px and y1 - y0 >= min_px:
@@ -395,3 +395,40 @@ def test_label_iou_by_hand(tmp_path):
     assert [r["polygon"] for r in m] == [7, 7, None]
     s = iou_summary(m)
     assert s["n"] == 3 and s["mean"] == pytest.approx((1 / 3 + 1) / 3) and s["share_ge_0.5"] == pytest.approx(1 / 3)
+
+
+def test_a_cell_inside_a_large_open_pit_gets_a_box():
+    """Issue 27 item 2: a 1375 m cell inside a 46 km2 pit sees 4 % of it; it is all mine, not background.
+
+    The reference is shapely: the pit clipped to the cell's footprint, in pixels."""
+    import pyproj
+
+    from gee_mining.contracts.lattice import pixel_grid
+    from gee_mining.ml.detect import DatasetSpec
+    from gee_mining.ml.detect.dataset import CellRaster, cell_boxes
+
+    row = {"epsg": 32719, "cell_size": 1375.0, "cell_x": 300, "cell_y": 5630}
+    lattice = pixel_grid(row)  # 138 x 138 px
+    x0, y0 = 300 * 1375.0, 5630 * 1375.0
+    pit = shapely.box(x0 - 3000.3, y0 - 2500.7, x0 + 3800.1, y0 + 4264.9)  # 46.0 km2, covers the cell
+    corner = shapely.box(
+        x0 + 1100.2, y0 + 1100.4, x0 + 1500.6, y0 + 1500.8
+    )  # 0.16 km2, half of it inside: kept by either rule
+    to_ll = pyproj.Transformer.from_crs(32719, 4326, always_xy=True)
+    ll = [shapely.transform(g, lambda xy: np.column_stack(to_ll.transform(xy[:, 0], xy[:, 1]))) for g in (pit, corner)]
+    cell = CellRaster("pit", "pit.tif", lattice)
+    boxes = cell_boxes(cell, ll, DatasetSpec())
+    assert round(pit.area / 1e6) == 46
+    footprint = lattice.outline()
+    share_of_pit = pit.intersection(footprint).area / pit.area
+    assert share_of_pit < 0.2  # the old rule (share of the polygon alone) dropped it
+    by_polygon = {b.polygon: b for b in boxes}
+    assert set(by_polygon) == {0, 1}
+    got = by_polygon[0]
+    assert (got.x0, got.y0) == pytest.approx((0, 0), abs=1e-6)
+    assert (got.x1, got.y1) == pytest.approx((lattice.width, lattice.height), abs=1e-6)  # clipped to the image
+    # a polygon seen at under min_visible of itself and of the cell stays out
+    small = shapely.box(x0 + 1300.2, y0 + 1300.4, x0 + 1700.6, y0 + 1700.8)  # 0.16 km2, 4 % of it inside
+    far = shapely.transform(small, lambda xy: np.column_stack(to_ll.transform(xy[:, 0], xy[:, 1])))
+    assert small.intersection(footprint).area / small.area < 0.2
+    assert cell_boxes(cell, [far], DatasetSpec()) == []

@@ -38,8 +38,10 @@ def test_algorithm_page_lists_exactly_the_registry():
     # the unimplemented names depend on the installed client's signature list, which may be newer than the page
 
 
-def test_site_builds_strict_and_offline(tmp_path):
-    site = tmp_path / "site"
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The documentation site, built as `make docs` builds it."""
+    site = tmp_path_factory.mktemp("docs") / "site"
     done = subprocess.run(
         [
             sys.executable,
@@ -58,14 +60,39 @@ def test_site_builds_strict_and_offline(tmp_path):
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return site
+
+
+def test_site_builds_strict_and_offline(site):
     pages = list(site.rglob("*.html"))
     assert len(pages) >= 20
     for page in pages:  # the built-in theme, with nothing fetched from a CDN
         assert not re.search(r'(src|href)="https?://(cdn|fonts|ajax)', page.read_text()), page
     assert (site / "notebooks" / "tour.ipynb").is_file()
-    assert "Image.normalizedDifference" in (site / "algorithms" / "index.html").read_text()
+    assert "Image.normalizedDifference" in (site / "algorithms.html").read_text()
     for step in ("study", "classify", "pyramid"):  # a page of its own, or a placeholder until it lands
-        assert (site / step / "index.html").is_file()
+        assert (site / f"{step}.html").is_file()
+
+
+def test_site_works_from_disk_in_a_browser(site, tmp_path):
+    """Issue 27 item 3: opened from file://, the nav links land on pages, not on folder listings.
+
+    A real headless Chromium clicks two nav links; the reference is the page's own title and address."""
+    from browser import Browser
+
+    from gee_mining.tools.report import find_chromium
+
+    if find_chromium() is None:
+        pytest.skip("Chromium not found (apt-get install chromium): cannot click through the site")
+    with Browser() as browser:
+        browser.open((site / "index.html").as_uri())
+        for link, title in (("Install", "Install"), ("1. Grids", "1. Grids")):
+            url = browser.click_link(link)
+            assert url.startswith("file://") and url.endswith(".html"), url
+            assert browser.evaluate("document.title").startswith(title)
+            assert browser.evaluate("document.querySelectorAll('.navbar a').length") > 10  # the site, not a listing
+        shot = browser.screenshot(tmp_path / "grid.png")
+    assert shot.stat().st_size > 20_000
 
 
 _GUARD = """

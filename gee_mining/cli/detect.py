@@ -155,10 +155,12 @@ def add_cli(subparsers) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--bands", default="B4,B3,B2", help="comma-separated bands/indices (3 = PNG, else multi-page TIFF)")
     p.add_argument("--scale", nargs="*", metavar="BAND=LO:HI", help="8-bit range per band (default docs/detect.md)")
-    p.add_argument("--min-box-px", type=float, default=2.0)
-    p.add_argument("--min-visible", type=float, default=0.2)
+    p.add_argument("--min-box-px", type=float, default=2.0, help="smallest box side kept, pixels (default 2)")
+    p.add_argument("--min-visible", type=float, default=0.2,
+                   help="keep a polygon part when this share of it is in the cell, or it covers this share "
+                        "of the cell (default 0.2)")  # fmt: skip
     p.add_argument("--no-negatives", action="store_true", help="leave out cells without boxes")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     p.set_defaults(func=_dataset)
 
     p = sub.add_parser("train", help="train with ultralytics, offline")

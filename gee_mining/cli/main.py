@@ -23,6 +23,7 @@ from gee_mining.cli.study import add_cli as add_study_cli
 from gee_mining.connection import connect
 from gee_mining.contracts.bands import BANDS
 from gee_mining.contracts.cells import GridSpec
+from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.contracts.signatures import signatures
 from gee_mining.demo.run import run_demo
 from gee_mining.errors import GeeMiningError, InputError
@@ -41,6 +42,7 @@ from gee_mining.steps.grid import (
     parse_table_property,
 )
 from gee_mining.steps.quicklooks import QuicklookSpec, write_quicklooks
+from gee_mining.steps.sentinel2 import scene_counts
 from gee_mining.tools.algorithms_doc import algorithms_markdown
 from gee_mining.tools.jsgen import cli
 from gee_mining.tools.report import build_report
@@ -190,26 +192,56 @@ def _cells(args: argparse.Namespace) -> list[dict]:
     return rows[: args.limit] if args.limit else rows
 
 
+def _covered(rows: list[dict], args: argparse.Namespace) -> tuple[list[dict], list[str]]:
+    """The cells some Sentinel-2 scene covers in the period, and an error line for each other cell."""
+    if not rows:
+        raise InputError(f"--grid {args.grid}: no cells selected (check --cells and --limit).")
+    spec = _imagery_spec(args).composite
+    counts = scene_counts(rows, spec)
+    kept = [r for r, n in zip(rows, counts, strict=True) if n > 0]
+    errors = [
+        f"failed: {r['name']}: no Sentinel-2 scene covers this cell from {spec.start} to {spec.end}; on the local "
+        f"engine the catalog's imagery (a simulated world covers only its square: see its manifest.json) does not "
+        f"reach it. Build a world there: gee-mining world --center={lon:.4f},{lat:.4f} --polygons FILE"
+        for r, n in zip(rows, counts, strict=True)
+        for lon, lat in [pixel_grid(r).centre_lonlat()]
+        if n == 0
+    ]
+    return kept, errors
+
+
 def _export_cells(args: argparse.Namespace) -> int:
 
     polygons = connect_with_polygons(args)
     spec = ExportSpec(args.out, args.format, patch_size=args.patch_size, margin=args.margin)
-    rows = _cells(args)
-    results = export_cells(rows, polygons, spec, _imagery_spec(args), download_to=args.download, progress=print)
+    rows, uncovered = _covered(_cells(args), args)
+    for line in uncovered:
+        print(line)
+    results = (
+        export_cells(rows, polygons, spec, _imagery_spec(args), download_to=args.download, progress=print)
+        if rows
+        else []
+    )
     failed = [r for r in results if r.state != "COMPLETED"]
     for r in failed:
         print(f"failed: {r.cell}: {r.error}")
-    print(f"{len(results) - len(failed)} of {len(results)} cells exported to {args.out}")
-    return 1 if failed else 0
+    total = len(results) + len(uncovered)
+    print(f"{len(results) - len(failed)} of {total} cells exported to {args.out}")
+    return 1 if failed or uncovered else 0
 
 
 def _quicklooks(args: argparse.Namespace) -> int:
 
     polygons = connect_with_polygons(args)
     look = QuicklookSpec(vmax=args.vmax, opacity=args.opacity)
-    paths = write_quicklooks(_cells(args), polygons, args.out, look, _imagery_spec(args).composite, progress=print)
-    print(f"{len(paths)} quicklooks in {args.out}")
-    return 0
+    rows, uncovered = _covered(_cells(args), args)
+    for line in uncovered:
+        print(line)
+    paths = (
+        write_quicklooks(rows, polygons, args.out, look, _imagery_spec(args).composite, progress=print) if rows else []
+    )
+    print(f"{len(paths)} of {len(paths) + len(uncovered)} quicklooks in {args.out}")
+    return 1 if uncovered else 0
 
 
 def _pixels(args: argparse.Namespace) -> int:
@@ -286,7 +318,14 @@ def _world(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(f"simulated world: {len(m.scenes)} scenes over tile {m.mgrs_tile}, {m.size_bytes / 1e6:.1f} MB "
           f"in {m.timing_s['total']:.1f} s")  # fmt: skip
-    print(f"  catalog: {m.catalog} (serve it: gee-mining serve --catalog {m.catalog})")
+    w, so, e, n = m.grid["bounds_lonlat"]
+    print(f"  square: {m.grid['size_m'] / 1000:g} km, lon {w:.4f}..{e:.4f}, lat {so:.4f}..{n:.4f} ({m.grid['crs']})")
+    if m.polygons.get("source") == "user":
+        print(f"  covers {m.polygons['count']} of the {m.polygons['count_in_file']} polygons of {m.polygons['path']}; "
+              "cells elsewhere have no imagery (build another world with --center=LON,LAT)")  # fmt: skip
+    print(
+        f"  catalog: {m.catalog} (use it: --catalog {m.catalog}; or serve it: gee-mining serve --catalog {m.catalog})"
+    )
     return 0
 
 
@@ -467,6 +506,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except GeeMiningError as e:
         print(f"gee-mining: error: {e}", file=sys.stderr)
+        return 2
+    except ee.EEException as e:  # the engine refused a graph: one line, as for our own errors
+        print(f"gee-mining: error: Earth Engine: {e}", file=sys.stderr)
         return 2
 
 

@@ -126,6 +126,35 @@ class PixelGrid:
         lon, lat = _to_lonlat(self.crs).transform(float(x), float(y))
         return float(lon), float(lat)
 
+    def lonlat_boxes(self, reach_m: float = 0.0, points: int = 16) -> list[tuple[float, float, float, float]]:
+        """(west, south, east, north) boxes in degrees that cover the lattice grown by ``reach_m`` metres.
+
+        Why: a step that draws polygons on a cell first keeps the polygons near it, in EPSG:4326, so
+        polygons on the far side of the globe are never projected into the cell's zone (a transverse
+        Mercator zone cannot hold them). The grown outline is sampled at ``points`` points per side
+        and padded by 1 % of its span; one box, or two where it crosses the antimeridian.
+        """
+        xmin, ymin, xmax, ymax = self.bounds
+        xmin, ymin, xmax, ymax = xmin - reach_m, ymin - reach_m, xmax + reach_m, ymax + reach_m
+        t = np.linspace(0.0, 1.0, points)
+        xs = np.concatenate(
+            [xmin + (xmax - xmin) * t, np.full(points, xmax), xmax - (xmax - xmin) * t, np.full(points, xmin)]
+        )
+        ys = np.concatenate(
+            [np.full(points, ymin), ymin + (ymax - ymin) * t, np.full(points, ymax), ymax - (ymax - ymin) * t]
+        )
+        lon, lat = _to_lonlat(self.crs).transform(xs, ys)
+        lon, lat = np.asarray(lon), np.asarray(lat)
+        pad = 0.01 * max(float(np.ptp(lat)), 1e-6)
+        south, north = max(float(lat.min()) - pad, -90.0), min(float(lat.max()) + pad, 90.0)
+        if float(np.ptp(lon)) > 180:  # across the antimeridian: east of it (negative) and west of it
+            east_part, west_part = lon[lon < 0], lon[lon >= 0]
+            return [
+                (float(west_part.min()) - pad, south, 180.0, north),
+                (-180.0, south, float(east_part.max()) + pad, north),
+            ]
+        return [(max(float(lon.min()) - pad, -180.0), south, min(float(lon.max()) + pad, 180.0), north)]
+
     def window(self, col_off: int, row_off: int, width: int, height: int) -> PixelGrid:
         """A sub-lattice (or super-lattice) on the same pixels, ``col_off``/``row_off`` pixels from this one."""
         a, b, c, d, e, f = self.transform

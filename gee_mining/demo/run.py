@@ -169,7 +169,9 @@ def _intro(report, conn, out: Path, inputs: _Inputs) -> dict:
     )
     summary: dict = {
         "engine": conn.describe(),
-        "parameters": run_parameters(out, inputs.catalog_path, inputs.world, real=MINES_ID in inputs.present),
+        "parameters": run_parameters(
+            out, inputs.catalog_path, inputs.world, real=MINES_ID in inputs.present, real_scenes=_has_real_scene()
+        ),
         "simulated": inputs.world is not None,
         "warnings": [],
         "tables": {},
@@ -218,15 +220,23 @@ def _grid_step(
     return grids
 
 
-def run_parameters(out: Path, catalog_path: Path, world, real: bool) -> dict:
+def inputs_text(world, real_polygons: bool, real_scenes: bool) -> str:
+    """What the run read, each real input named only when it was there (a polygon file is no Sentinel-2 scene)."""
+    text = "SIMULATED world (8 km, 12 months of 2019, seed 0)" if world is not None else "the given catalog"
+    real = [name for name, there in (("mine polygons", real_polygons), ("Sentinel-2 scenes", real_scenes)) if there]
+    if real:
+        return text + f" and the shared real data ({', '.join(real)})"
+    return text + "; no real mine polygons or scenes"
+
+
+def run_parameters(out: Path, catalog_path: Path, world, real: bool, real_scenes: bool = False) -> dict:
     """The demo's parameters for the top of its report: what ran, on what, with which versions."""
 
     params = {
         "command": "gee-mining demo",
         "output folder": str(out.resolve()),
         "catalog": str(Path(catalog_path).resolve()),
-        "inputs": ("SIMULATED world (8 km, 12 months of 2019, seed 0)" if world is not None else "the given catalog")
-        + (" and the shared real data (mine polygons, Sentinel-2 scenes)" if real else "; no real mine polygons"),
+        "inputs": inputs_text(world, real, real_scenes),
         "grid levels (m)": "5500, 2750, 1375 (zoom 14, 15, 16)",
         "gee-mining": __version__,
         "earthengine-api": ee.__version__,
@@ -252,6 +262,15 @@ def finish_run(out: Path, report, summary: dict, progress: Callable[[str], None]
 
 
 L1C_ID = "COPERNICUS/S2_HARMONIZED/20170216T102101_20170216T102101_T33UUU"
+
+
+def _has_real_scene() -> bool:
+    """Whether the catalog holds the shared real Sentinel-2 scene (one request)."""
+    try:
+        ee.data.getAsset(L1C_ID)
+    except ee.EEException:
+        return False
+    return True
 
 
 def world_section(ee, report, world) -> None:

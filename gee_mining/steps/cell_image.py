@@ -7,6 +7,9 @@
    then every ``ND_a_b`` of the ``pairwise`` bands;
 3. the labels (``labels.label_bands``): ``_mine`` (0/1) and the signed ``distance`` (m).
 
+The image carries ``GEE_MINING_SIMULATED`` (``"true"``/``"false"``, ``sentinel2.simulated_flag``): the local
+engine writes it as a GeoTIFF tag, so a cell exported from the simulated world says so in its file.
+
 All bands are float32, so the stack exports as one GeoTIFF (Earth Engine refuses to mix
 float and integer bands in one file) and as TFRecord float features. Pixels with no clear
 observation are masked in every band (the labels take the composite's mask), so exports
@@ -29,7 +32,7 @@ from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.errors import InputError
 from gee_mining.steps.indices import add_indices
 from gee_mining.steps.labels import label_bands
-from gee_mining.steps.sentinel2 import CompositeSpec, composite
+from gee_mining.steps.sentinel2 import SIMULATED_PROPERTY, CompositeSpec, composite, region_of, simulated_flag
 
 
 @dataclass(frozen=True)
@@ -108,4 +111,6 @@ def cell_image(row: dict[str, Any], polygons: Any = None, spec: ImagerySpec | No
         lab = label_bands(fc, row, search_radius=spec.search_radius).toFloat()
         image = image.addBands(lab.updateMask(image.select(0).mask()))
     grid = pixel_grid(row)
-    return image.toFloat().reproject(crs=grid.crs, crsTransform=list(grid.transform))
+    image = image.toFloat().reproject(crs=grid.crs, crsTransform=list(grid.transform))
+    # provenance: the local engine writes it as a GeoTIFF tag, so a simulated cell stays marked once copied
+    return image.set(SIMULATED_PROPERTY, simulated_flag(region_of(row), spec.composite))

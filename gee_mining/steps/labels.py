@@ -12,6 +12,11 @@
   has no masked pixels; an empty collection gives ``_mine`` 0 and ``distance`` ``+search_radius``
   everywhere.
 
+With a grid, only the polygons near the cell (``polygons_near``: within ``search_radius``, filtered
+in EPSG:4326) are drawn: a polygon file may span the globe, and a polygon 90 degrees of longitude
+away cannot be projected into the cell's UTM zone (Earth Engine and the local engine both refuse:
+"Unable to transform coordinates"). Far polygons change neither band, so the filter changes no pixel.
+
 Written once with the ``ee`` API: it runs on Earth Engine, on the local engine and as
 Code Editor JavaScript alike.
 """
@@ -40,6 +45,19 @@ def _lattice(grid: PixelGrid | dict[str, Any] | None) -> PixelGrid | None:
     )
 
 
+def polygons_near(polygons, grid: PixelGrid | dict[str, Any], reach_m: float = 0.0):
+    """``polygons`` (an ``ee.FeatureCollection``) that may lie within ``reach_m`` metres of the cell.
+
+    A server-side ``filterBounds`` on the cell's box in longitude and latitude
+    (``PixelGrid.lonlat_boxes``), so nothing far away is ever projected into the cell's zone; one
+    request's graph, whatever the number of polygons.
+    """
+    lattice = _lattice(grid)
+    rings = [[[[w, s], [e, s], [e, n], [w, n], [w, s]]] for w, s, e, n in lattice.lonlat_boxes(reach_m)]
+    region = ee.Geometry.MultiPolygon(rings, "EPSG:4326", False)
+    return ee.FeatureCollection(polygons).filterBounds(region)
+
+
 def label_bands(polygons, grid: PixelGrid | dict[str, Any] | None = None, search_radius: float | None = None):
     """The ``_mine`` and ``distance`` bands of ``polygons`` (an ``ee.FeatureCollection``).
 
@@ -59,6 +77,8 @@ def label_bands(polygons, grid: PixelGrid | dict[str, Any] | None = None, search
     if not search_radius > 0:
         raise InputError(f"search_radius must be a positive number of metres, got {search_radius}.")
     fc = ee.FeatureCollection(polygons)
+    if lattice is not None:
+        fc = polygons_near(fc, lattice, search_radius)
     mine = ee.Image(0).byte().paint(fc, 1).toUint8().rename("_mine")
     unsigned = fc.distance(search_radius, MAX_ERROR).unmask(search_radius)
     signed = unsigned.where(mine, unsigned.multiply(-1)).toFloat().rename("distance")

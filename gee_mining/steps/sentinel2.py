@@ -171,6 +171,40 @@ def collection(region, spec: CompositeSpec | None = None):
     return s2
 
 
+SIMULATED_PROPERTY = "GEE_MINING_SIMULATED"  # set (true) on every scene of the simulated world (gee_mining.world)
+
+
+def simulated_flag(region, spec: CompositeSpec | None = None):
+    """``"true"`` (an ``ee.String``) when any Sentinel-2 scene of ``region`` in the spec's period is a simulated one,
+    else ``"false"``.
+
+    Why: a file made from the local engine's simulated world must say so, or once copied it looks real.
+    Computed server-side with the image it describes (no request of its own); on Earth Engine, where no
+    scene carries the property, it is ``"false"``.
+    """
+    spec = spec or CompositeSpec()
+    scenes = ee.ImageCollection(S2_SR).filterBounds(region).filterDate(spec.start, spec.end)
+    count = scenes.filter(ee.Filter.eq(SIMULATED_PROPERTY, True)).size()
+    return ee.String(ee.Algorithms.If(count.gt(0), "true", "false"))
+
+
+def scene_counts(rows: list[dict], spec: CompositeSpec | None = None, batch: int = 500) -> list[int]:
+    """The number of Sentinel-2 scenes over each grid cell in the spec's period (before cloud masking).
+
+    Why: a cell no scene covers (outside the local engine's simulated world, or at sea) would export as
+    an all-nodata file and look like success; callers refuse it up front. One request per ``batch`` cells.
+    """
+    spec = spec or CompositeSpec()
+    counts: list[int] = []
+    for i in range(0, len(rows), batch):
+        sizes = [
+            ee.ImageCollection(S2_SR).filterBounds(region_of(row)).filterDate(spec.start, spec.end).size()
+            for row in rows[i : i + batch]
+        ]
+        counts += [int(n) for n in ee.List(sizes).getInfo()]
+    return counts
+
+
 def composite(cell_row_or_geometry, spec: CompositeSpec | None = None, **overrides):
     """The median reflectance composite (float, 0..1) of ``spec.bands`` over a grid cell or a geometry.
 

@@ -207,14 +207,14 @@ def generate_world(
     catalog, mines_id = _write_datasets(out, grid, surface, mines, results, project)
     parameters = {"size_km": size_km, "year": year, "months": months, "center": list(mines.center), "project": project}
     manifest = _manifest(out, catalog, seed, parameters, grid, surface, results, mines, mines_id)
-    written = dict(manifest.__dict__)
+    # size_bytes: every file but manifest.json itself (same seed, same bytes: timings stay out of the file)
+    manifest.size_bytes = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
+    written = {k: v for k, v in manifest.__dict__.items() if k != "timing_s"}
     (out / "manifest.json").write_text(
-        json.dumps({**written, "out_dir": ".", "catalog": "catalog.toml", "timing_s": {}, "size_bytes": 0},
-                   indent=1, sort_keys=True) + "\n"
-    )  # fmt: skip
+        json.dumps({**written, "out_dir": ".", "catalog": "catalog.toml"}, indent=1, sort_keys=True) + "\n"
+    )
     timing["total"] = time.perf_counter() - t0
     manifest.timing_s = {k: round(v, 3) for k, v in timing.items()}
-    manifest.size_bytes = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     return manifest
 
 

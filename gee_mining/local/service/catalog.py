@@ -171,7 +171,12 @@ class Catalog:
     def image_collection(self, collection_id: str):
         items = self.collections.get(collection_id)
         if items is None:
-            raise NotFound(f"ImageCollection.load: ImageCollection asset '{collection_id}' not found.")
+            raise NotFound(
+                f"ImageCollection.load: ImageCollection asset '{collection_id}' not found. "
+                "(Local engine: its catalog does not hold this collection. For Sentinel-2 imagery on this "
+                "machine, build a simulated world around your polygons: gee-mining world --polygons FILE "
+                "--out runs/world, then pass --catalog runs/world/catalog.toml; docs/world.md.)"
+            )
         images = [self._image(self.images[i]) for i in items]
         images.sort(key=lambda im: (im.properties.get("system:time_start") or 0, im.id))
         return ImageCollection(images, {}, id=collection_id)
