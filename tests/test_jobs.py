@@ -66,7 +66,8 @@ def _spec(tmp_path, name, product="cell-geotiff", n=8, **params):
     spec = parse_spec({
         "name": name, "product": product, "cells": str(cells),
         "destination": {"bucket": BUCKET, "prefix": f"runs/{name}"},
-        "params": {"scale": SCALE, **params}, "max_running": 2,
+        "params": {"scale": SCALE, **params} if product not in ("grid-table", "cell-image", "pixel-table") else params,
+        "max_running": 2,
     })  # fmt: skip
     return spec, rows
 
@@ -270,12 +271,12 @@ def test_cells_file_errors(tmp_path):
 
 def test_engine_failure_is_recorded_once_and_not_retried(emulated, tmp_path):
     """A task the engine fails (a band that does not exist) ends FAILED with the engine's message, one operation."""
-    from gee_mining.batch import jobs
+    from gee_mining.batch import jobs, products
 
     def missing_band(ee, row, spec):
         return ee.batch.Export.image.toCloudStorage(
-            ee.Image.constant(1).select("nope"), description=jobs._description(spec, row), bucket=spec.bucket,
-            fileNamePrefix=jobs._file_prefix(spec, row), crs="EPSG:32633", crsTransform=[55, 0, 0, 0, -55, 0],
+            ee.Image.constant(1).select("nope"), description=products._description(spec, row), bucket=spec.bucket,
+            fileNamePrefix=products._file_prefix(spec, row), crs="EPSG:32633", crsTransform=[55, 0, 0, 0, -55, 0],
             dimensions="4x4",
         )  # fmt: skip
 
@@ -295,7 +296,7 @@ def test_engine_failure_is_recorded_once_and_not_retried(emulated, tmp_path):
 
 def test_transient_submission_errors_are_retried_with_backoff(emulated, tmp_path):
     """A product whose first two submissions raise 429 (the engine has no fault injection yet): retried, one file."""
-    from gee_mining.batch import jobs
+    from gee_mining.batch import jobs, products
 
     ee, engine = emulated
     calls = {"n": 0}
@@ -304,7 +305,7 @@ def test_transient_submission_errors_are_retried_with_backoff(emulated, tmp_path
         calls["n"] += 1
         if calls["n"] <= 2:
             raise ee.EEException("HTTP Error 429: Too Many Requests")
-        return jobs.cell_geotiff(ee, row, spec)
+        return products.cell_geotiff(ee, row, spec)
 
     jobs.PRODUCTS["test-flaky"] = flaky
     waits = []
@@ -347,13 +348,13 @@ def test_succeeded_cells_are_verified_with_checksums(emulated, tmp_path):
 
 def test_a_task_that_succeeds_without_its_files_fails_verification(emulated, tmp_path):
     """A product writing under another name: the task succeeds, the cell's files are missing, the cell FAILS."""
-    from gee_mining.batch import jobs
+    from gee_mining.batch import jobs, products
 
     ee, engine = emulated
     spec, rows = _spec(tmp_path, "nofiles", n=2, value=1.0)
 
     def elsewhere(ee, row, spec):
-        task = jobs.cell_geotiff(ee, row, spec)
+        task = products.cell_geotiff(ee, row, spec)
         task.config["fileExportOptions"]["cloudStorageDestination"]["filenamePrefix"] = f"other/{row['name']}"
         return task
 
