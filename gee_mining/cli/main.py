@@ -16,8 +16,9 @@ from gee_mining.batch.jobs import Ledger, cancel_job, retry_failed, run_job
 from gee_mining.batch.spec import load_spec
 from gee_mining.batch.tasks import run_tasks, succeeded
 from gee_mining.cli.classify import add_cli as add_classify_cli
-from gee_mining.cli.common import connect_with_polygons
+from gee_mining.cli.common import connect_with_polygons, scratch_folder, storage_root
 from gee_mining.cli.detect import add_cli as add_detect_cli
+from gee_mining.cli.errors import explain
 from gee_mining.cli.pyramid import add_cli as add_pyramid_cli
 from gee_mining.cli.study import add_cli as add_study_cli
 from gee_mining.connection import connect
@@ -161,8 +162,8 @@ def _cells(args: argparse.Namespace) -> list[dict]:
 
 def _export_cells(args: argparse.Namespace) -> int:
 
-    polygons = connect_with_polygons(args)
     spec = ExportSpec(args.out, args.format, patch_size=args.patch_size, margin=args.margin)
+    polygons = connect_with_polygons(args, keeps_exports=not args.download)
     rows = _cells(args)
     results = export_cells(rows, polygons, spec, _imagery_spec(args), download_to=args.download, progress=print)
     failed = [r for r in results if r.state != "COMPLETED"]
@@ -204,7 +205,7 @@ def _pixels(args: argparse.Namespace) -> int:
                          "or --from-geotiff DIR to read exported GeoTIFFs into a local folder.")  # fmt: skip
     if not args.polygons:
         raise InputError("server-side pixel tables need --polygons (the mine polygons, for the labels).")
-    polygons = connect_with_polygons(args)
+    polygons = connect_with_polygons(args, keeps_exports=True)
     spec = _imagery_spec(args)
     tasks = [export_pixel_table(row, cell_image(row, polygons, spec), spec.band_names, args.out) for row in rows]
     statuses = run_tasks(tasks, progress=print)
@@ -218,7 +219,10 @@ def _export(args: argparse.Namespace) -> int:
     spec = load_spec(args.job)
     ledger_path = args.ledger or spec.default_ledger()
     if args.action == "status":
-        ledger = Ledger(ledger_path)
+        ledger = Ledger.existing(ledger_path, args.job)
+        if ledger is None:
+            print(f"{spec.name}: not run yet (no ledger at {ledger_path}); start it: gee-mining export run {args.job}")
+            return 0
         try:
             counts = ledger.counts()
             print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "no cells yet")
@@ -232,14 +236,16 @@ def _export(args: argparse.Namespace) -> int:
     if args.url:
         connect("local", project=args.project, url=args.url)
     else:
-        connect(spec.engine, project=args.project, catalog=args.catalog, storage_root=args.storage)
+        storage = storage_root(args, keeps_exports=True) if spec.engine == "local" else None
+        connect(spec.engine, project=args.project, catalog=args.catalog, storage_root=storage)
 
     if args.action == "cancel":
         print(f"{spec.name}: cancelled {cancel_job(ee, spec, ledger_path)} task(s)")
         return 0
     if args.action == "retry-failed":
-        print(f"{spec.name}: {retry_failed(spec, ledger_path)} failed cell(s) queued again")
-    result = run_job(ee, spec, ledger_path, progress=print, storage_root=args.storage if args.url else None)
+        print(f"{spec.name}: {retry_failed(spec, ledger_path, say=print)} failed cell(s) queued again")
+    result = run_job(ee, spec, ledger_path, progress=print, storage_root=args.storage if args.url else None,
+                     adopt_existing=args.adopt_existing)  # fmt: skip
     print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in result.counts.items() if v)
           + f"; {result.submitted} submitted by this run in {result.seconds:.1f} s")  # fmt: skip
     return 0 if result.ok else 1
@@ -262,7 +268,9 @@ def _world(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The ``gee-mining`` parser: one subcommand per pipeline step or tool, each with its handler in ``func``."""
     parser = argparse.ArgumentParser(
-        prog="gee-mining", description="Find mines in Sentinel-2 imagery with Earth Engine."
+        prog="gee-mining",
+        description="Find mines in Sentinel-2 imagery with Earth Engine.",
+        epilog="--debug (anywhere): show the full traceback of an error",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
@@ -397,6 +405,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--catalog", help="local engine catalog TOML")
     p.add_argument("--storage", help="local engine: folder where gs:// exports land")
     p.add_argument("--url", help="a local engine already serving (gee-mining serve), e.g. http://127.0.0.1:8765")
+    p.add_argument("--adopt-existing", action="store_true",
+                   help="run: cells whose files are already at the destination count as done (a new ledger after a "
+                   "damaged one)")  # fmt: skip
     p.set_defaults(func=_export)
 
 
@@ -425,12 +436,26 @@ def _add_algorithms(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except GeeMiningError as e:
-        print(f"gee-mining: error: {e}", file=sys.stderr)
-        return 2
+    """Run one command. Every known failure ends as one line on stderr, exit status 2 (``cli.errors.explain``);
+    ``--debug`` anywhere on the command line shows the traceback. The run's scratch folder (``gee-mining-*``
+    under the temporary directory) is removed at the end, whatever happens."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    with scratch_folder(args):
+        try:
+            return args.func(args)
+        except KeyboardInterrupt:
+            print("gee-mining: interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:
+            message = explain(exc, args)
+            if message is None or debug:
+                raise
+            print(f"gee-mining: error: {message}", file=sys.stderr)
+            if not isinstance(exc, GeeMiningError):
+                print("  (run again with --debug for the traceback)", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":
