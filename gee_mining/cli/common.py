@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -95,3 +96,15 @@ def parse_key_values(pairs: Sequence[str] | None, option: str, example: str) -> 
             raise InputError(f"{option} {pair!r}: write name=value, e.g. {example}.")
         out[key] = value(text)
     return out
+
+
+def check_writable(path: Path) -> Path:
+    """``path`` if its folder (the nearest existing one) can be written, else InputError: found before the work."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: the folder {folder} cannot be written: choose another output path (--out).")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder: give a file name for --out, e.g. {path / 'grid.parquet'}.")
+    return path

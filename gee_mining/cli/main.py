@@ -16,7 +16,7 @@ from gee_mining.batch.jobs import Ledger, cancel_job, retry_failed, run_job
 from gee_mining.batch.spec import load_spec
 from gee_mining.batch.tasks import run_tasks, succeeded
 from gee_mining.cli.classify import add_cli as add_classify_cli
-from gee_mining.cli.common import connect_with_polygons, scratch_folder, storage_root
+from gee_mining.cli.common import check_writable, connect_with_polygons, scratch_folder, storage_root
 from gee_mining.cli.detect import add_cli as add_detect_cli
 from gee_mining.cli.errors import explain
 from gee_mining.cli.pyramid import add_cli as add_pyramid_cli
@@ -27,7 +27,7 @@ from gee_mining.contracts.cells import GridSpec
 from gee_mining.contracts.signatures import signatures
 from gee_mining.demo.run import run_demo
 from gee_mining.errors import GeeMiningError, InputError
-from gee_mining.io.grid_table import read_grid_table, write_table
+from gee_mining.io.grid_table import check_table_path, read_grid_table, write_table
 from gee_mining.io.pixel_table import from_geotiff, write_pixel_table
 from gee_mining.local import LocalEngine
 from gee_mining.local.core.registry import implemented
@@ -110,7 +110,7 @@ def _grid(args: argparse.Namespace) -> int:
         specs = [GridSpec.of(args.cell, args.zoom, projection=args.projection)]
     if not args.export and not args.out:
         raise InputError("give --out PATH for the grid table (or --export gs://BUCKET/PREFIX for a global run).")
-    out = Path(args.out) if args.out else None
+    out = check_writable(check_table_path(args.out)) if args.out else None  # before any work
     metadata = Metadata(images=tuple(parse_image_stat(t) for t in args.image_stat),
                         tables=tuple(parse_table_property(t) for t in args.table_property))  # fmt: skip
     polygons = connect_with_polygons(args)
