@@ -31,6 +31,7 @@ from gee_mining.io.grid_table import check_table_path, read_grid_table, write_ta
 from gee_mining.io.pixel_table import from_geotiff, write_pixel_table
 from gee_mining.local import LocalEngine
 from gee_mining.local.core.registry import implemented
+from gee_mining.ml.detect.dataset import CELL_ERRORS
 from gee_mining.steps.cell_image import ImagerySpec, cell_image
 from gee_mining.steps.grid import (
     Metadata,
@@ -187,18 +188,23 @@ def _pixels(args: argparse.Namespace) -> int:
     rows = _cells(args)
     formats = tuple(f.strip() for f in args.format.split(","))
     if args.from_geotiff:
-        frames = []
+        frames, failed = [], 0
         for row in rows:
             path = Path(args.from_geotiff) / f"{row['name']}.tif"
-            if path.exists():
-                frames.append(from_geotiff(path, row))
-            else:
+            if not path.exists():
                 print(f"skipped {row['name']}: no {path}")
+                continue
+            try:
+                frames.append(from_geotiff(path, row))
+            except CELL_ERRORS as exc:  # one damaged GeoTIFF: reported, the other cells still go in
+                failed += 1
+                print(f"failed {row['name']}: {path} cannot be read ({exc}): export the cell again")
         if not frames:
-            raise InputError(f"--from-geotiff {args.from_geotiff}: none of the cells' GeoTIFFs is there.")
+            raise InputError(f"--from-geotiff {args.from_geotiff}: none of the cells' GeoTIFFs could be read.")
         paths = write_pixel_table(pd.concat(frames, ignore_index=True), args.out, formats)
-        print(f"{len(paths)} files, {sum(len(f) for f in frames):,} pixels -> {args.out}")
-        return 0
+        print(f"{len(paths)} files, {sum(len(f) for f in frames):,} pixels -> {args.out}"
+              + (f"; {failed} cell(s) failed (above)" if failed else ""))  # fmt: skip
+        return 1 if failed else 0
 
     if not str(args.out).startswith("gs://"):
         raise InputError("server-side pixel tables go to Cloud Storage: give --out gs://BUCKET/PREFIX, "
