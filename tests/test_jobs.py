@@ -66,7 +66,8 @@ def _spec(tmp_path, name, product="cell-geotiff", n=8, **params):
     spec = parse_spec({
         "name": name, "product": product, "cells": str(cells),
         "destination": {"bucket": BUCKET, "prefix": f"runs/{name}"},
-        "params": {"scale": SCALE, **params}, "max_running": 2,
+        "params": {"scale": SCALE, **params} if product not in ("grid-table", "cell-image", "pixel-table") else params,
+        "max_running": 2,
     })  # fmt: skip
     return spec, rows
 
@@ -546,3 +547,185 @@ def test_sigkill_of_the_launcher_at_random_moments_loses_and_duplicates_nothing(
     finally:
         serve.terminate()
         serve.wait(timeout=30)
+
+
+# --------------------------------------------------------------------------- the ledger's edges (issue 29, 27)
+
+
+def test_cells_finished_while_the_engine_was_away_are_not_exported_again(emulated, tmp_path, engine_catalog):
+    """A launcher stops with tasks in flight; they finish; the engine restarts (it forgets its operations).
+    The next run finds the finished cells' files instead of exporting them again: every cell exactly once."""
+    import gee_mining
+    from gee_mining.batch.jobs import JobError
+    from gee_mining.connection import disconnect
+
+    ee, engine = emulated
+    options = dict(project="gee-mining-restart", catalog=engine_catalog, storage_root=tmp_path / "st")
+    try:
+        gee_mining.connect("local", **options)
+        spec, rows = _spec(tmp_path, "restart", n=3)
+        ledger = tmp_path / "restart.sqlite"
+        with pytest.raises(JobError, match="resume"):
+            run_job(ee, spec, ledger, progress=None, poll_interval=0.0, timeout=0.0)
+        in_flight = Ledger(ledger).rows(("SUBMITTED", "RUNNING"))
+        assert len(in_flight) == 2
+        for row in in_flight:  # the tasks finish while no launcher watches
+            while ee.data.getOperation(row["operation"])["metadata"]["state"] not in ("SUCCEEDED", "FAILED"):
+                pass
+        disconnect()
+        gee_mining.connect("local", **options)  # a fresh engine on the same storage: it knows no operation
+        lines = []
+        result = run_job(ee, spec, ledger, progress=lines.append, poll_interval=0.02, timeout=60)
+        assert result.ok and result.counts["SUCCEEDED"] == 3
+        assert result.submitted == 1  # only the cell never submitted
+        assert len(ee.data.listOperations()) == 1
+        assert sum("files are at the destination" in line for line in lines) == 2
+        files = sorted(p.name for p in (tmp_path / "st" / BUCKET / "runs" / "restart").iterdir())
+        assert files == sorted(f"{r['name']}.tif" for r in rows)
+    finally:
+        disconnect()
+        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog,
+                           storage_root=engine.storage_root, storage="emulator")  # fmt: skip
+
+
+def test_ledger_rows_in_an_unknown_state_are_an_error_naming_them(emulated, tmp_path):
+    ee, _ = emulated
+    spec, rows = _spec(tmp_path, "unknownstate", n=3)
+    ledger_path = tmp_path / "unknownstate.sqlite"
+    ledger = Ledger(ledger_path)
+    ledger.bind(spec)
+    ledger.add_cells(spec, rows)
+    ledger.update(rows[1]["name"], state="DONE")
+    ledger.close()
+    with pytest.raises(InputError, match=rf"{rows[1]['name']} \('DONE'\).*UPDATE cells SET state='PENDING'"):
+        run_job(ee, spec, ledger_path, progress=None, poll_interval=0.02, timeout=30)
+    assert _ops_of(ee, spec) == []  # nothing was submitted
+
+
+def test_a_damaged_ledger_is_a_clear_error_and_the_recovery_exports_nothing_twice(emulated, tmp_path):
+    ee, engine = emulated
+    spec, rows = _spec(tmp_path, "damaged", n=2)
+    ledger_path = tmp_path / "damaged.sqlite"
+    assert run_job(ee, spec, ledger_path, progress=None, poll_interval=0.02, timeout=60).ok
+    ops = len(_ops_of(ee, spec))
+    ledger_path.write_bytes(bytes(range(256)) * 64)  # random bytes where the database was
+    for suffix in ("-wal", "-shm"):
+        ledger_path.with_name(ledger_path.name + suffix).unlink(missing_ok=True)
+    with pytest.raises(InputError, match=r"damaged.*mv .*--adopt-existing"):
+        run_job(ee, spec, ledger_path, progress=None, poll_interval=0.02, timeout=30)
+    ledger_path.rename(tmp_path / "damaged.sqlite.damaged")  # the recovery the message gives
+    result = run_job(ee, spec, ledger_path, progress=None, poll_interval=0.02, timeout=30, adopt_existing=True)
+    assert result.ok and result.submitted == 0 and result.counts["SUCCEEDED"] == 2
+    assert len(_ops_of(ee, spec)) == ops
+
+
+def test_retry_failed_after_fixing_the_spec_uses_the_same_ledger(emulated, tmp_path):
+    from gee_mining.batch.jobs import retry_failed
+
+    ee, engine = emulated
+    broken, rows = _spec(tmp_path, "fixme", n=2, scale=-10.0)
+    ledger_path = tmp_path / "fixme.sqlite"
+    assert run_job(ee, broken, ledger_path, progress=None, poll_interval=0.02, timeout=30).counts["FAILED"] == 2
+    fixed, _ = _spec(tmp_path, "fixme", n=2)
+    with pytest.raises(InputError, match="retry-failed"):  # a plain run says what to do
+        run_job(ee, fixed, ledger_path, progress=None, poll_interval=0.02, timeout=30)
+    said = []
+    assert retry_failed(fixed, ledger_path, say=said.append) == 2
+    assert said and "new parameters" in said[0]
+    result = run_job(ee, fixed, ledger_path, progress=None, poll_interval=0.02, timeout=60)
+    assert result.ok and result.counts["SUCCEEDED"] == 2
+    assert _blobs(engine, "runs/fixme/") == sorted(f"runs/fixme/{r['name']}.tif" for r in rows)
+
+
+def test_retry_failed_without_a_ledger_creates_nothing(tmp_path):
+    from gee_mining.batch.jobs import retry_failed
+
+    spec, _ = _spec(tmp_path, "neverrun", n=1)
+    with pytest.raises(InputError, match="has not run yet"):
+        retry_failed(spec, tmp_path / "neverrun.sqlite")
+    assert not (tmp_path / "neverrun.sqlite").exists()
+
+
+BASE = {"name": "t", "product": "cell-image", "cells": "c.csv", "destination": {"bucket": "my-bucket"},
+        "params": {"polygons": "projects/p/assets/mines"}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("table", "change", "message"),
+    [
+        ("params", {"indicies": ["NDVI"]}, "unknown key 'indicies': did you mean 'indices'"),
+        ("params", {"patchsize": 100}, "did you mean 'patch_size'"),
+        ("destination", {"prefx": "a"}, r"\[destination\]: unknown key 'prefx': did you mean 'prefix'"),
+        (None, {"max_runing": 3}, "did you mean 'max_running'"),
+        ("params", {"polygons": "mines.gpkg"}, "is a file, but an export task reads its polygons from a table asset"),
+        ("params", {"mask": "clouds"}, "not a known cloud mask"),
+    ],
+)
+def test_spec_schema_refuses_unknown_keys_with_the_nearest_one(table, change, message):
+    data = json.loads(json.dumps(BASE))
+    (data[table] if table else data).update(change)
+    with pytest.raises(InputError, match=message):
+        parse_spec(data)
+
+
+@pytest.mark.parametrize(
+    "bucket",
+    ["ab", "My-Bucket", "-lead", "trail-", "a" * 64, "192.168.1.1", "goog-data", "my-google-bucket", "a..b", "a b"],
+)
+def test_one_bucket_rule_for_jobs_and_export_cells(bucket):
+    """Cloud Storage's naming rules (3-63 characters, lowercase, no IP, no 'goog'), the same in both places."""
+    from gee_mining.batch.exports import ExportSpec
+
+    with pytest.raises(InputError, match="bucket"):
+        parse_spec({**BASE, "destination": {"bucket": bucket}})
+    with pytest.raises(InputError, match="bucket"):
+        ExportSpec(f"gs://{bucket}/cells")
+    for good in ("my_bucket.example.com", "abc", "a" * 63):
+        parse_spec({**BASE, "destination": {"bucket": good}})
+        ExportSpec(f"gs://{good}/cells")
+
+
+def _toml_values():
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=12))
+    return st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                         st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                        max_leaves=8)  # fmt: skip
+
+
+def test_fuzzed_job_specs_raise_only_input_errors(tmp_path):
+    """Hypothesis: any table (keys near the real ones, any values) and any bytes as a spec file either parse or
+    raise InputError with a message; no other exception reaches the user."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    keys = st.sampled_from([*BASE, "engine", "max_running", "split_failed", "max_split_depth", "nme", "x"])
+    tables = st.dictionaries(keys, _toml_values(), max_size=6).map(lambda d: {**BASE, **d})
+    nested = st.fixed_dictionaries({
+        "params": st.dictionaries(st.sampled_from(["polygons", "format", "patch_size", "margin", "indices", "mask",
+                                                   "start", "pairwise", "labels", "scale", "bands"]),
+                                  _toml_values(), max_size=4),
+        "destination": st.dictionaries(st.sampled_from(["bucket", "prefix", "bukket"]), _toml_values(), max_size=2),
+    }).map(lambda d: {**BASE, **d})  # fmt: skip
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.one_of(tables, nested, _toml_values()))
+    def tables_only_input_errors(data):
+        try:
+            parse_spec(data)
+        except InputError as exc:
+            assert str(exc).strip()
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+    def files_only_input_errors(blob):
+        path = tmp_path / "fuzz.toml"
+        path.write_bytes(blob)
+        try:
+            load_spec(path)
+        except InputError as exc:
+            assert str(exc).strip()
+
+    tables_only_input_errors()
+    files_only_input_errors()

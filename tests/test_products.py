@@ -151,11 +151,11 @@ def test_export_input_errors_are_clear(grid, world):
     with pytest.raises(InputError, match="gs://BUCKET/PREFIX"):
         ExportSpec("/tmp/somewhere")
     with pytest.raises(InputError, match="format"):
-        ExportSpec("gs://b/p", format="PNG")
+        ExportSpec("gs://bkt/p", format="PNG")
     with pytest.raises(InputError, match="divisor of 64"):
-        export_cells(grid.positives[:1], world.asset_ids["mines"], ExportSpec("gs://b/p", "TFRecord", 48), SPEC)
+        export_cells(grid.positives[:1], world.asset_ids["mines"], ExportSpec("gs://bkt/p", "TFRecord", 48), SPEC)
     with pytest.raises(InputError, match="lacks"):
-        export_cells([{"name": "x"}], world.asset_ids["mines"], ExportSpec("gs://b/p"), SPEC)
+        export_cells([{"name": "x"}], world.asset_ids["mines"], ExportSpec("gs://bkt/p"), SPEC)
     with pytest.raises(InputError, match="mine polygons"):
         cell_image(grid.positives[0], None, SPEC)
     assert cell_files(["p/a.tif", "p/ab.tif", "p/a-00000.tfrecord.gz", "p/a-mixer.json", "p/a.csv"], "p/a") == [
@@ -283,7 +283,7 @@ def test_cli_exports_quicklooks_pixel_tables_and_a_job(world, grid, tmp_path, ca
     common = ["--grid", str(grid_file), "--polygons", str(mines), "--catalog", str(catalog), "--limit", "2",
               "--start", "2019-01-01", "--end", "2019-04-01", "--storage", str(tmp_path / "st")]  # fmt: skip
     assert (
-        main(["export-cells", *common, "--indices", "NDVI", "--out", "gs://b/c", "--download", str(tmp_path / "tif")])
+        main(["export-cells", *common, "--indices", "NDVI", "--out", "gs://bkt/c", "--download", str(tmp_path / "tif")])
         == 0
     )
     tifs = sorted(p.name for p in (tmp_path / "tif").glob("*.tif"))

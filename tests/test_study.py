@@ -329,3 +329,38 @@ def test_exported_model_deploys_server_side_with_the_same_scores(sim, tmp_path, 
     clear = np.abs(want - (np.log(model.cutoff / (1 - model.cutoff)) if kind == "logistic" else model.cutoff)) > 1e-3
     np.testing.assert_array_equal(mine[clear], (want > (np.log(model.cutoff / (1 - model.cutoff))
                                                         if kind == "logistic" else model.cutoff))[clear])  # fmt: skip
+
+
+def test_a_validation_split_of_one_class_is_reported_and_summary_json_stays_valid(sim, tmp_path):
+    """Mines in one region only: the validation split holds background alone and its AUC is undefined. The study
+    says so (a warning, in summary.json too), and summary.json is strict JSON (null, never a bare NaN)."""
+    from gee_mining.ml.study.run import write_outputs
+
+    _, _, table = sim
+    mine_cells = {c for c, m in table.groupby("cell")["_mine"].max().items() if m > 0}
+    region = np.where(table["cell"].isin(mine_cells), "R1", np.array(["R2", "R3", "R4"])[np.arange(len(table)) % 3])
+    data = from_frame(table.assign(region=region), FeatureSpec(), group_columns=("region",))
+    spec = StudySpec(split=SplitSpec("region", "holdout", 5, 0.3, 0.3, 0), paths=("logistic",), models=(),
+                     n_logistic_penalties=3)  # fmt: skip
+    result = run_study(data, spec)
+    assert any("validation split holds no mine pixel" in w for w in result.warnings)
+    write_outputs(result, tmp_path / "study")
+
+    def no_nan(token):
+        raise AssertionError(f"summary.json holds a bare {token}")
+
+    summary = json.loads((tmp_path / "study" / "summary.json").read_text(), parse_constant=no_nan)
+    assert any("validation AUC is undefined" in w for w in summary["warnings"])
+    assert summary["logistic"]["metrics"]["val"]["auc"] is None
+
+
+def test_non_numeric_pixel_values_are_a_clear_error(sim, tmp_path):
+    _, _, table = sim
+    bad = table.copy()
+    bad["B4"] = bad["B4"].astype(object)
+    bad.loc[bad.index[3], "B4"] = "n/a"
+    with pytest.raises(InputError, match="column 'B4' holds 'n/a', not a number"):
+        from_frame(bad, FeatureSpec())
+    write_pixel_table(bad.astype({"B4": str}), tmp_path / "bad")
+    with pytest.raises(InputError, match="not a number"):
+        run_study(tmp_path / "bad", StudySpec(models=()))

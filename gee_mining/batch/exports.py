@@ -35,6 +35,7 @@ from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.contracts.schemas import check_rows, columns
 from gee_mining.errors import InputError
 from gee_mining.io.cell_tags import CELL_TAG, cell_tag_value
+from gee_mining.io.storage import check_bucket_name
 from gee_mining.steps.cell_image import ImagerySpec, cell_image
 from gee_mining.steps.pixel_tables import pixel_features
 
@@ -61,6 +62,7 @@ class ExportSpec:
             )
         if not self.bucket:
             raise InputError(f"destination {self.destination!r} names no bucket: give gs://BUCKET/PREFIX.")
+        check_bucket_name(self.bucket, f"destination {self.destination!r}: bucket")
         fmt = {f.lower(): f for f in FORMATS}.get(str(self.format).lower())
         if fmt is None:
             raise InputError(f"format {self.format!r}: use one of {', '.join(FORMATS)}.")

@@ -80,6 +80,16 @@ class JobError(GeeMiningError):
     """A job could not run (its ledger belongs to another job, the engine refused every attempt, ...)."""
 
 
+def corrupt_ledger(path: Path, exc: Exception, job: str | Path | None = None) -> InputError:
+    """The error for a ledger SQLite cannot read, with the command that recovers the job."""
+    spec = job or "JOB.toml"
+    return InputError(
+        f"{path}: the job's ledger is damaged ({exc}). Recover: mv {path} {path}.damaged && gee-mining export run "
+        f"{spec} --ledger {path} --adopt-existing (a new ledger; cells whose files are already at the destination are "
+        "recognised as done, the others exported)."
+    )
+
+
 def is_transient(message: str) -> bool:
     """Whether an error message is worth retrying; deterministic messages win over transient ones.
 
@@ -127,9 +137,20 @@ def _chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
 class Ledger:
     """The SQLite ledger of a job: one row per cell, committed before and after each submission."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, job: str | Path | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:  # not a database, truncated, bit-flipped, locked
+            raise corrupt_ledger(self.path, exc, job) from None
+
+    @classmethod
+    def existing(cls, path: str | Path, job: str | Path | None = None) -> Ledger | None:
+        """The ledger at ``path`` if there is one, else None: read-only commands (``status``) create nothing."""
+        return cls(path, job) if Path(path).is_file() else None
+
+    def _open(self) -> None:
         self.db = sqlite3.connect(self.path, isolation_level=None)  # autocommit: each write is durable at once
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
@@ -153,16 +174,50 @@ class Ledger:
     def close(self) -> None:
         self.db.close()
 
-    def bind(self, spec: JobSpec) -> None:
-        """Tie the ledger to a job: a ledger of another job (or other params) is an error, not a silent mix."""
+    def check_states(self) -> None:
+        """Every row in a known state, else InputError naming the rows: a row the launcher does not recognise
+        would otherwise be neither exported nor reported, and the job would end "SUCCEEDED"."""
+        marks = ",".join("?" * len(STATES))
+        bad = self.db.execute(f"SELECT cell, state FROM cells WHERE state NOT IN ({marks}) ORDER BY cell", STATES)
+        bad = bad.fetchall()
+        if bad:
+            shown = ", ".join(f"{cell} ({state!r})" for cell, state in bad[:10])
+            more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+            raise InputError(
+                f"{self.path}: {len(bad)} ledger row(s) in an unknown state: {shown}{more}. Known states: "
+                f"{', '.join(STATES)}. To export them again: sqlite3 {self.path} \"UPDATE cells SET state='PENDING', "
+                f'operation=NULL WHERE state NOT IN ({", ".join(repr(s) for s in STATES)})"'
+            )
+
+    def bind(self, spec: JobSpec, new_params: bool = False) -> bool:
+        """Tie the ledger to a job: a ledger of another job (or other params) is an error, not a silent mix.
+
+        ``new_params`` (``retry-failed`` after the spec was fixed): the same job (name and product) with other
+        parameters or destination takes the ledger over when no task is in flight; True when it did. Its PENDING
+        cells get request ids of the new parameters; SUCCEEDED cells stay as they are.
+        """
         key = f"{spec.name}|{spec.product}|{spec.params_hash}"
         row = self.db.execute("SELECT value FROM job WHERE key='job'").fetchone()
         if row is None:
             self.db.execute("INSERT INTO job VALUES ('job', ?)", (key,))
-        elif row[0] != key:
+            return False
+        if row[0] == key:
+            return False
+        same_job = row[0].rsplit("|", 1)[0] == key.rsplit("|", 1)[0]
+        if not (new_params and same_job):
+            hint = (" (the spec's [params] or [destination] changed: `gee-mining export retry-failed JOB` re-exports the "
+                    "failed cells with the new ones)" if same_job else "")  # fmt: skip
             raise InputError(
-                f"{self.path}: this ledger belongs to job {row[0]!r}, not {key!r}: give the job its own ledger path"
+                f"{self.path}: this ledger belongs to job {row[0]!r}, not {key!r}{hint}: give the job its own ledger "
+                "path (--ledger)"
             )
+        if self.rows(("SUBMITTING", *ACTIVE)):
+            raise InputError(f"{self.path}: tasks of the previous parameters are still in flight: let "
+                             "`gee-mining export run` finish them (or `export cancel`) before changing the spec")  # fmt: skip
+        self.db.execute("UPDATE job SET value = ? WHERE key = 'job'", (key,))
+        for cell, generation in self.db.execute("SELECT cell, generation FROM cells WHERE state='PENDING'").fetchall():
+            self.update(cell, request_id=spec.request_id(cell, generation))
+        return True
 
     def add_cells(self, spec: JobSpec, rows: Iterable[dict[str, Any]], source: Path | None = None) -> int:
         """Plan the cells of the cells file: new ones as PENDING rows (with their grid row), every listed one
@@ -277,6 +332,7 @@ def run_job(
     rng: random.Random | None = None,
     sleep: Callable[[float], None] = time.sleep,
     storage_root: str | Path | None = None,
+    adopt_existing: bool = False,
 ) -> JobResult:
     """Export ``spec.product`` for every cell, never more than ``spec.max_running`` at once, exactly once.
 
@@ -285,6 +341,10 @@ def run_job(
     resubmitted with the same ``requestId`` (the engine returns the operation it already has),
     SUBMITTED/RUNNING cells are polled. A SUCCEEDED task's files are verified at the destination
     (``storage_root``: a local engine's storage folder when it serves from another process).
+    A cell whose operation the engine no longer knows (an engine restarted while it ran) and a SUBMITTING
+    cell are looked up at the destination before they are submitted again: finished files make them
+    SUCCEEDED. ``adopt_existing`` (a new ledger after a damaged one) does that for every planned cell,
+    with one listing of the job's prefix.
     Polls stay under ``max_polls_per_s`` operation reads (Earth Engine's quota is about 100 requests
     per second per project, shared with everything else): each pass polls the next share of the
     active cells in turn. Returns a :class:`JobResult`; the ledger keeps everything.
@@ -292,12 +352,15 @@ def run_job(
     say = progress or (lambda _msg: None)
     rng = rng or random.Random()
     product = PRODUCTS[spec.product]
-    ledger = Ledger(ledger_path or spec.default_ledger())
+    ledger = Ledger(ledger_path or spec.default_ledger(), spec.path)
     start = time.time()
     submitted = 0
     try:
         ledger.bind(spec)
+        ledger.check_states()
         new = ledger.add_cells(spec, iter_grid_table(spec.cells), spec.cells)
+        if adopt_existing:
+            _adopt_existing(ledger, spec, storage_root, say)
         counts = ledger.counts()
         say(f"job {spec.name}: {sum(counts.values())} cells ({new} new), {counts['SUCCEEDED']} already done")
         wait_until: dict[str, float] = {}  # cells in backoff after a transient error
@@ -310,10 +373,7 @@ def run_job(
             turn += per_pass
             now = time.time()
             wait_until = {c: t for c, t in wait_until.items() if t > now}
-            slots = spec.max_running - len(ledger.rows(ACTIVE))
-            # SUBMITTING first: they may already run on the engine, and count towards max_running once answered.
-            for cell in ledger.next_cells(max(slots, 0), skip=wait_until):
-                outcome = _submit(ee, ledger, spec, product, cell, max_attempts, say)
+            for cell, outcome in _fill_slots(ee, ledger, spec, product, wait_until, max_attempts, say, storage_root):
                 if outcome == "submitted":
                     submitted += 1
                 elif outcome == "retry":
@@ -328,17 +388,31 @@ def run_job(
             if timeout is not None and time.time() - start > timeout:
                 raise JobError(f"job {spec.name}: not finished after {timeout:g} s; run it again to resume")
             sleep(poll_interval)
-        counts = ledger.counts()
-        failed = [(r["cell"], r["error"] or "") for r in ledger.rows("FAILED")]
-        result = JobResult(counts, submitted, time.time() - start, failed)
-        split = f", split {counts['SPLIT']}" if counts["SPLIT"] else ""
-        say(f"job {spec.name}: done {counts['SUCCEEDED']}, failed {counts['FAILED']}{split}, "
-            f"{submitted} submitted by this run, {result.seconds:.1f} s")  # fmt: skip
-        for cell, error in failed[:10]:
-            say(f"  FAILED {cell}: {error}")
-        return result
+        return _finished(ledger, spec, submitted, start, say)
     finally:
         ledger.close()
+
+
+def _fill_slots(ee, ledger: Ledger, spec: JobSpec, product, wait_until: dict[str, float], max_attempts: int, say,
+                storage_root) -> Iterator[tuple[str, str]]:  # fmt: skip
+    """Submit cells into the free slots (``spec.max_running`` less the active cells), yielding each cell's
+    outcome; SUBMITTING cells come first: they may already run on the engine."""
+    slots = spec.max_running - len(ledger.rows(ACTIVE))
+    for cell in ledger.next_cells(max(slots, 0), skip=wait_until):
+        yield cell, _submit(ee, ledger, spec, product, cell, max_attempts, say, storage_root)
+
+
+def _finished(ledger: Ledger, spec: JobSpec, submitted: int, start: float, say) -> JobResult:
+    """The job's result from its ledger, said in one line (and the first failures)."""
+    counts = ledger.counts()
+    failed = [(r["cell"], r["error"] or "") for r in ledger.rows("FAILED")]
+    result = JobResult(counts, submitted, time.time() - start, failed)
+    split = f", split {counts['SPLIT']}" if counts["SPLIT"] else ""
+    say(f"job {spec.name}: done {counts['SUCCEEDED']}, failed {counts['FAILED']}{split}, "
+        f"{submitted} submitted by this run, {result.seconds:.1f} s")  # fmt: skip
+    for cell, error in failed[:10]:
+        say(f"  FAILED {cell}: {error}")
+    return result
 
 
 def _rotation(rows: list[Any], turn: int, count: int) -> list[Any]:
@@ -370,11 +444,22 @@ def verify_outputs(spec: JobSpec, cell: str, storage_root: str | Path | None = N
     return out
 
 
-def retry_failed(spec: JobSpec, ledger_path: str | Path | None = None) -> int:
-    """Put every FAILED cell back to PENDING with a new request id (a new generation); how many."""
-    ledger = Ledger(ledger_path or spec.default_ledger())
+def retry_failed(spec: JobSpec, ledger_path: str | Path | None = None, say=None) -> int:
+    """Put every FAILED cell back to PENDING with a new request id (a new generation); how many.
+
+    The spec may have been fixed since (other ``[params]`` or destination): the ledger follows it (see
+    :meth:`Ledger.bind`), so the failed cells are exported with the new parameters.
+    """
+    path = Path(ledger_path or spec.default_ledger())
+    ledger = Ledger.existing(path, spec.path)
+    if ledger is None:
+        raise InputError(f"{path}: no ledger: job {spec.name} has not run yet; run it: gee-mining export run "
+                         f"{spec.path or 'JOB.toml'}")  # fmt: skip
     try:
-        ledger.bind(spec)
+        if ledger.bind(spec, new_params=True) and say:
+            done = ledger.counts()["SUCCEEDED"]
+            say(f"{spec.name}: the spec changed: failed cells are exported with the new parameters "
+                f"({done} cell(s) done earlier keep their files)")  # fmt: skip
         rows = ledger.rows("FAILED")
         for row in rows:
             generation = row["generation"] + 1
@@ -387,7 +472,9 @@ def retry_failed(spec: JobSpec, ledger_path: str | Path | None = None) -> int:
 
 def cancel_job(ee, spec: JobSpec, ledger_path: str | Path | None = None) -> int:
     """Cancel the job's submitted and running tasks on the engine; their cells become FAILED ("cancelled")."""
-    ledger = Ledger(ledger_path or spec.default_ledger())
+    ledger = Ledger.existing(ledger_path or spec.default_ledger(), spec.path)
+    if ledger is None:
+        return 0
     try:
         ledger.bind(spec)
         cancelled = 0
@@ -429,10 +516,39 @@ def _fail(ledger: Ledger, spec: JobSpec, cell: str, message: str, say) -> None:
     say(f"  FAILED {cell}: {message}")
 
 
-def _submit(ee, ledger: Ledger, spec: JobSpec, product, cell: str, max_attempts: int, say) -> str:
-    """Submit one cell: 'submitted', 'retry' (transient error, backoff) or 'failed'."""
+def _found_at_destination(ledger: Ledger, spec: JobSpec, cell: str, storage_root, say, why: str) -> bool:
+    """Whether the cell's files are already at the destination (then it is SUCCEEDED, with their checksums)."""
+    try:
+        files = verify_outputs(spec, cell, storage_root)
+    except JobError:
+        return False
+    ledger.update(cell, state="SUCCEEDED", uris=json.dumps(sorted(files)), error=None,
+                  checksum=json.dumps(files, sort_keys=True))  # fmt: skip
+    say(f"  {cell}: {why}; its files are at the destination: done, not exported again")
+    return True
+
+
+def _adopt_existing(ledger: Ledger, spec: JobSpec, storage_root, say) -> None:
+    """Cells not yet SUCCEEDED whose files are at the destination become SUCCEEDED: one listing of the prefix."""
+    bucket = open_bucket(spec.bucket, storage_root)
+    listed = set(bucket.list(f"{spec.prefix}/" if spec.prefix else ""))
+    adopted = 0
+    for row in ledger.rows(("PENDING", "SUBMITTING", "FAILED")):
+        prefix = f"{spec.prefix}/{row['cell']}" if spec.prefix else row["cell"]
+        if cell_files(sorted(n for n in listed if n.startswith(prefix)), prefix):
+            adopted += _found_at_destination(ledger, spec, row["cell"], storage_root, lambda _m: None, "")
+    say(f"job {spec.name}: {adopted} cell(s) already at gs://{spec.bucket}/{spec.prefix} adopted as done")
+
+
+def _submit(ee, ledger: Ledger, spec: JobSpec, product, cell: str, max_attempts: int, say, storage_root=None) -> str:
+    """Submit one cell: 'submitted', 'retry' (transient error, backoff) or 'failed'; a SUBMITTING cell (a crash
+    between the ledger and the engine) is first looked up at the destination."""
     row = ledger.cell_row(cell)
-    current = ledger.db.execute("SELECT request_id, attempts FROM cells WHERE cell=?", (cell,)).fetchone()
+    current = ledger.db.execute("SELECT request_id, attempts, state FROM cells WHERE cell=?", (cell,)).fetchone()
+    if current[2] == "SUBMITTING" and _found_at_destination(
+        ledger, spec, cell, storage_root, say, "submitted before an interruption"
+    ):
+        return "done"
     request_id, attempts = current[0], current[1] + 1
     ledger.update(cell, state="SUBMITTING", attempts=attempts)  # BEFORE the engine hears of it
     try:
@@ -461,8 +577,10 @@ def _poll(ee, ledger: Ledger, spec: JobSpec, row: dict, max_attempts: int, say,
     except ee.EEException as exc:
         if is_transient(str(exc)):
             return
-        # The engine no longer knows the operation (a local engine restarted): submit again.
-        ledger.update(cell, state="PENDING", operation=None, error=str(exc))
+        # The engine no longer knows the operation (a local engine restarted): done if its files are there,
+        # else submitted again.
+        if not _found_at_destination(ledger, spec, cell, storage_root, say, "the engine no longer knows its task"):
+            ledger.update(cell, state="PENDING", operation=None, error=str(exc))
         return
     state, error, uris = operation_state(op)
     if state == "SUCCEEDED":

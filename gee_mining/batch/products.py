@@ -9,20 +9,25 @@ of the job's grid table. A new product is a function here and a line in :data:`P
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields
+from pathlib import PurePath
 from typing import Any, Protocol
 
 from gee_mining.batch.exports import ExportSpec, cell_export_task, export_pixel_table, task_description
 from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.errors import InputError
+from gee_mining.io.polygons import POLYGON_SUFFIXES
 from gee_mining.steps.cell_image import ImagerySpec
 from gee_mining.steps.cell_image import cell_image as image_of
 from gee_mining.steps.grid import ee_cell_geometry
+from gee_mining.steps.sentinel2 import CompositeSpec
 
 
 class Job(Protocol):
     """What a product reads of its job (``batch.spec.JobSpec`` is one)."""
 
     name: str
+    product: str
     bucket: str
     prefix: str
     params: dict[str, Any]
@@ -78,6 +83,17 @@ def _imagery(spec: Job):
     params = {k: v for k, v in spec.params.items() if k not in ("polygons", "format", "patch_size", "margin")}
     if "polygons" not in spec.params:
         raise InputError(f'job {spec.name}: [params] needs polygons = "<table asset id of the mine polygons>".')
+    polygons = spec.params["polygons"]
+    if not isinstance(polygons, str) or not polygons.strip():
+        raise InputError(f'job {spec.name}: params.polygons = {polygons!r}: give a table asset id, e.g. '
+                         '"projects/my-project/assets/mines".')  # fmt: skip
+    if PurePath(polygons).suffix.lower() in (*POLYGON_SUFFIXES, ".csv"):
+        raise InputError(
+            f"job {spec.name}: params.polygons = {polygons!r} is a file, but an export task reads its polygons from "
+            "a table asset: upload it (earthengine upload table --asset_id=projects/PROJECT/assets/NAME "
+            f"{polygons}; for the local engine, add it to the catalog TOML of gee-mining serve / --catalog) and give "
+            'its id, e.g. polygons = "projects/my-project/assets/mines".'
+        )
     return spec.params["polygons"], ImagerySpec.from_params(params)
 
 
@@ -114,3 +130,33 @@ PRODUCTS: dict[str, Callable[..., Any]] = {
     "cell-image": cell_image,
     "pixel-table": pixel_table,
 }
+
+TABLE_FORMATS = ("CSV", "GeoJSON", "KML", "KMZ", "SHP", "TFRecord", "GeoParquet")
+_IMAGERY_PARAMS = frozenset(
+    {f.name for f in fields(CompositeSpec)} | {"indices", "pairwise", "labels", "search_radius", "polygons"}
+)
+PARAMS: dict[str, frozenset[str]] = {
+    "cell-geotiff": frozenset({"scale", "value"}),
+    "grid-table": frozenset({"format"}),
+    "cell-image": _IMAGERY_PARAMS | {"format", "patch_size", "margin"},
+    "pixel-table": _IMAGERY_PARAMS,
+}
+"""The ``[params]`` each product reads: the job spec refuses any other key (a typo must not fall back to a default)."""
+
+
+def check_params(spec: Job) -> None:
+    """Check a job's ``[params]`` values up front (the imagery options, the polygons), so that a bad value is one
+    error before any task is submitted rather than one failed task per cell."""
+    for key in ("scale", "value"):
+        value = spec.params.get(key, 1.0)
+        if spec.product == "cell-geotiff" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise InputError(f"params.{key} = {value!r}: give a number, e.g. {key} = 10")
+    table_format = spec.params.get("format", "CSV")
+    if spec.product == "grid-table" and table_format not in TABLE_FORMATS:
+        raise InputError(f"params.format = {table_format!r}: use one of {', '.join(TABLE_FORMATS)}")
+    if "polygons" in PARAMS.get(spec.product, ()):
+        _imagery(spec)
+        ImagerySpec.from_params({k: v for k, v in spec.params.items() if k in _IMAGERY_PARAMS})
+    if spec.product == "cell-image":
+        ExportSpec(f"gs://{spec.bucket}/{spec.prefix}", str(spec.params.get("format", "GeoTIFF")),
+                   patch_size=spec.params.get("patch_size", 128), margin=spec.params.get("margin", 0))  # fmt: skip

@@ -16,8 +16,9 @@ from gee_mining.batch.jobs import Ledger, cancel_job, retry_failed, run_job
 from gee_mining.batch.spec import load_spec
 from gee_mining.batch.tasks import run_tasks, succeeded
 from gee_mining.cli.classify import add_cli as add_classify_cli
-from gee_mining.cli.common import connect_with_polygons
+from gee_mining.cli.common import check_writable, connect_with_polygons, scratch_folder, storage_root
 from gee_mining.cli.detect import add_cli as add_detect_cli
+from gee_mining.cli.errors import explain
 from gee_mining.cli.pyramid import add_cli as add_pyramid_cli
 from gee_mining.cli.study import add_cli as add_study_cli
 from gee_mining.connection import connect
@@ -27,10 +28,11 @@ from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.contracts.signatures import signatures
 from gee_mining.demo.run import run_demo
 from gee_mining.errors import GeeMiningError, InputError
-from gee_mining.io.grid_table import read_grid_table, write_table
+from gee_mining.io.grid_table import check_table_path, read_grid_table, write_table
 from gee_mining.io.pixel_table import from_geotiff, write_pixel_table
 from gee_mining.local import EngineError, LocalEngine
 from gee_mining.local.core.registry import implemented
+from gee_mining.ml.detect.dataset import CELL_ERRORS
 from gee_mining.steps.cell_image import ImagerySpec, cell_image
 from gee_mining.steps.grid import (
     Metadata,
@@ -142,7 +144,7 @@ def _grid(args: argparse.Namespace) -> int:
         specs = [GridSpec.of(args.cell, args.zoom, projection=args.projection)]
     if not args.export and not args.out:
         raise InputError("give --out PATH for the grid table (or --export gs://BUCKET/PREFIX for a global run).")
-    out = Path(args.out) if args.out else None
+    out = check_writable(check_table_path(args.out)) if args.out else None  # before any work
     metadata = Metadata(images=tuple(parse_image_stat(t) for t in args.image_stat),
                         tables=tuple(parse_table_property(t) for t in args.table_property))  # fmt: skip
     polygons = connect_with_polygons(args)
@@ -212,8 +214,8 @@ def _covered(rows: list[dict], args: argparse.Namespace) -> tuple[list[dict], li
 
 def _export_cells(args: argparse.Namespace) -> int:
 
-    polygons = connect_with_polygons(args)
     spec = ExportSpec(args.out, args.format, patch_size=args.patch_size, margin=args.margin)
+    polygons = connect_with_polygons(args, keeps_exports=not args.download)
     rows, uncovered = _covered(_cells(args), args)
     for line in uncovered:
         print(line)
@@ -249,25 +251,30 @@ def _pixels(args: argparse.Namespace) -> int:
     rows = _cells(args)
     formats = tuple(f.strip() for f in args.format.split(","))
     if args.from_geotiff:
-        frames = []
+        frames, failed = [], 0
         for row in rows:
             path = Path(args.from_geotiff) / f"{row['name']}.tif"
-            if path.exists():
-                frames.append(from_geotiff(path, row))
-            else:
+            if not path.exists():
                 print(f"skipped {row['name']}: no {path}")
+                continue
+            try:
+                frames.append(from_geotiff(path, row))
+            except CELL_ERRORS as exc:  # one damaged GeoTIFF: reported, the other cells still go in
+                failed += 1
+                print(f"failed {row['name']}: {path} cannot be read ({exc}): export the cell again")
         if not frames:
-            raise InputError(f"--from-geotiff {args.from_geotiff}: none of the cells' GeoTIFFs is there.")
+            raise InputError(f"--from-geotiff {args.from_geotiff}: none of the cells' GeoTIFFs could be read.")
         paths = write_pixel_table(pd.concat(frames, ignore_index=True), args.out, formats)
-        print(f"{len(paths)} files, {sum(len(f) for f in frames):,} pixels -> {args.out}")
-        return 0
+        print(f"{len(paths)} files, {sum(len(f) for f in frames):,} pixels -> {args.out}"
+              + (f"; {failed} cell(s) failed (above)" if failed else ""))  # fmt: skip
+        return 1 if failed else 0
 
     if not str(args.out).startswith("gs://"):
         raise InputError("server-side pixel tables go to Cloud Storage: give --out gs://BUCKET/PREFIX, "
                          "or --from-geotiff DIR to read exported GeoTIFFs into a local folder.")  # fmt: skip
     if not args.polygons:
         raise InputError("server-side pixel tables need --polygons (the mine polygons, for the labels).")
-    polygons = connect_with_polygons(args)
+    polygons = connect_with_polygons(args, keeps_exports=True)
     spec = _imagery_spec(args)
     tasks = [export_pixel_table(row, cell_image(row, polygons, spec), spec.band_names, args.out) for row in rows]
     statuses = run_tasks(tasks, progress=print)
@@ -281,7 +288,10 @@ def _export(args: argparse.Namespace) -> int:
     spec = load_spec(args.job)
     ledger_path = args.ledger or spec.default_ledger()
     if args.action == "status":
-        ledger = Ledger(ledger_path)
+        ledger = Ledger.existing(ledger_path, args.job)
+        if ledger is None:
+            print(f"{spec.name}: not run yet (no ledger at {ledger_path}); start it: gee-mining export run {args.job}")
+            return 0
         try:
             counts = ledger.counts()
             print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "no cells yet")
@@ -295,14 +305,16 @@ def _export(args: argparse.Namespace) -> int:
     if args.url:
         connect("local", project=args.project, url=args.url)
     else:
-        connect(spec.engine, project=args.project, catalog=args.catalog, storage_root=args.storage)
+        storage = storage_root(args, keeps_exports=True) if spec.engine == "local" else None
+        connect(spec.engine, project=args.project, catalog=args.catalog, storage_root=storage)
 
     if args.action == "cancel":
         print(f"{spec.name}: cancelled {cancel_job(ee, spec, ledger_path)} task(s)")
         return 0
     if args.action == "retry-failed":
-        print(f"{spec.name}: {retry_failed(spec, ledger_path)} failed cell(s) queued again")
-    result = run_job(ee, spec, ledger_path, progress=print, storage_root=args.storage if args.url else None)
+        print(f"{spec.name}: {retry_failed(spec, ledger_path, say=print)} failed cell(s) queued again")
+    result = run_job(ee, spec, ledger_path, progress=print, storage_root=args.storage if args.url else None,
+                     adopt_existing=args.adopt_existing)  # fmt: skip
     print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in result.counts.items() if v)
           + f"; {result.submitted} submitted by this run in {result.seconds:.1f} s")  # fmt: skip
     return 0 if result.ok else 1
@@ -332,7 +344,9 @@ def _world(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The ``gee-mining`` parser: one subcommand per pipeline step or tool, each with its handler in ``func``."""
     parser = argparse.ArgumentParser(
-        prog="gee-mining", description="Find mines in Sentinel-2 imagery with Earth Engine."
+        prog="gee-mining",
+        description="Find mines in Sentinel-2 imagery with Earth Engine.",
+        epilog="--debug (anywhere): show the full traceback of an error",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
@@ -473,6 +487,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--catalog", help="local engine catalog TOML")
     p.add_argument("--storage", help="local engine: folder where gs:// exports land")
     p.add_argument("--url", help="a local engine already serving (gee-mining serve), e.g. http://127.0.0.1:8765")
+    p.add_argument("--adopt-existing", action="store_true",
+                   help="run: cells whose files are already at the destination count as done (a new ledger after a "
+                   "damaged one)")  # fmt: skip
     p.set_defaults(func=_export)
 
 
@@ -501,15 +518,26 @@ def _add_algorithms(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except GeeMiningError as e:
-        print(f"gee-mining: error: {e}", file=sys.stderr)
-        return 2
-    except ee.EEException as e:  # the engine refused a graph: one line, as for our own errors
-        print(f"gee-mining: error: Earth Engine: {e}", file=sys.stderr)
-        return 2
+    """Run one command. Every known failure ends as one line on stderr, exit status 2 (``cli.errors.explain``);
+    ``--debug`` anywhere on the command line shows the traceback. The run's scratch folder (``gee-mining-*``
+    under the temporary directory) is removed at the end, whatever happens."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    with scratch_folder(args):
+        try:
+            return args.func(args)
+        except KeyboardInterrupt:
+            print("gee-mining: interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:
+            message = explain(exc, args)
+            if message is None or debug:
+                raise
+            print(f"gee-mining: error: {message}", file=sys.stderr)
+            if not isinstance(exc, GeeMiningError):
+                print("  (run again with --debug for the traceback)", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

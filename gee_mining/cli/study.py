@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gee_mining.contracts.bands import BANDS
 from gee_mining.ml.study.data import FeatureSpec, TargetSpec
-from gee_mining.ml.study.run import StudySpec, export_linear_model, run_study, summary, write_outputs
+from gee_mining.ml.study.run import StudySpec, export_linear_model, json_safe, run_study, summary, write_outputs
 from gee_mining.ml.study.splits import SplitSpec
 
 
@@ -81,7 +81,9 @@ def _run(args) -> int:
         print(
             f"  {int(row['rank']):2d}. {row['feature']:<10} {row['direction']:<16} univariate AUC {row['univariate_auc']:.3f}"
         )
-    s = summary(result)
-    print(json.dumps({k: s[k] for k in ("rows", *result.paths)}, default=float))
+    s = json_safe(summary(result))
+    print(json.dumps({k: s[k] for k in ("rows", *result.paths)}))
+    for warning in result.warnings:
+        print(f"warning: {warning}")
     print(f"outputs: {Path(args.out)}")
     return 0

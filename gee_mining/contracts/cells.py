@@ -30,6 +30,8 @@ import shapely.affinity
 from gee_mining.errors import InputError
 
 ZOOM_SIZES: dict[int, float] = {14: 5500.0, 15: 2750.0, 16: 1375.0}
+MIN_CELL_M = 10.0  # one Sentinel-2 pixel
+MAX_CELL_M = 200_000.0  # well inside a UTM zone (about 668 km wide at the equator)
 
 
 MIN_OVERLAP = 0.001
@@ -68,6 +70,11 @@ class GridSpec:
                     f"cell size {cell_size} m has no zoom label: pass one (e.g. --zoom 13), "
                     f"or use one of {sorted(ZOOM_SIZES.values())}."
                 )
+        if not MIN_CELL_M <= float(cell_size) <= MAX_CELL_M:
+            raise InputError(
+                f"cell size {cell_size:g} m: give {MIN_CELL_M:g} to {MAX_CELL_M:g} m (a cell holds whole 10 m pixels "
+                "and fits in its UTM zone), e.g. --cell 5500."
+            )
         return cls(float(cell_size), int(zoom), projection)
 
     def child(self) -> GridSpec:

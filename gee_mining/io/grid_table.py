@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
@@ -23,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pyogrio
+import pyproj
 import shapely
 
 from gee_mining.contracts.cells import (
@@ -33,19 +35,41 @@ from gee_mining.contracts.schemas import COLUMNS, GridRow
 from gee_mining.errors import InputError
 
 
+def check_table_path(path: str | os.PathLike) -> Path:
+    """The grid table's path if its suffix is one we write (checked before any work), else InputError."""
+    path = Path(path)
+    if path.suffix.lower() not in (".parquet", ".gpkg", ".csv"):
+        raise InputError(f"{path}: write the grid as .parquet (GeoParquet), .gpkg or .csv.")
+    return path
+
+
+def remove_stale_partials(path: Path) -> None:
+    """Remove ``.partial-PID-*`` files beside ``path`` left by a process that no longer runs (a killed ``grid``)."""
+    for stale in path.parent.glob(".partial-*"):
+        match = re.fullmatch(r"\.partial-(\d+)-\w{8}\.(parquet|gpkg|csv)", stale.name)
+        if match is None:
+            continue
+        try:
+            os.kill(int(match[1]), 0)
+        except ProcessLookupError:
+            stale.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # another user's live process
+
+
 def write_table(table: GridTable, path: str | os.PathLike) -> Path:
     """Write the grid as GeoParquet (.parquet), GeoPackage (.gpkg) or CSV with bounds (.csv)."""
 
-    path = Path(path)
+    path = check_table_path(path)
     suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".gpkg", ".csv"):
-        raise InputError(f"{path}: write the grid as .parquet (GeoParquet), .gpkg or .csv.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=suffix)
+    remove_stale_partials(path)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".partial-{os.getpid()}-", suffix=suffix)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         {".parquet": _write_parquet, ".gpkg": _write_gpkg, ".csv": _write_csv}[suffix](table, tmp)
+        readable_by_all(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -83,17 +107,29 @@ def _write_csv(table: GridTable, path: Path) -> None:
             w.writerow(["" if v is None else v for v in row])
 
 
+def geoparquet_metadata(geometry_types: list[str]) -> bytes:
+    """The ``geo`` metadata of a GeoParquet file of WKB geometries in longitude/latitude (EPSG:4326).
+
+    The CRS is written as PROJJSON, as GeoParquet 1.0 asks: ``"crs": null`` would mean "CRS unknown" (readers such
+    as geopandas and QGIS then open the file without one); coordinates stay longitude first, as the spec orders.
+    """
+    column = {"encoding": "WKB", "geometry_types": geometry_types, "crs": pyproj.CRS("EPSG:4326").to_json_dict()}
+    return json.dumps({"version": "1.0.0", "primary_column": "geometry", "columns": {"geometry": column}}).encode()
+
+
+def readable_by_all(path: Path) -> None:
+    """Give a file written through ``mkstemp`` (0600) the mode a plain ``open`` would: 0666 less the umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def _write_parquet(table: GridTable, path: Path) -> None:
 
     geoms = [shapely.to_wkb(cell_polygon(r)) for r in table.rows]
     data = {c: _column(table.rows, c) for c in columns_of(table)}
     data["geometry"] = geoms
-    geo = {
-        "version": "1.0.0",
-        "primary_column": "geometry",
-        "columns": {"geometry": {"encoding": "WKB", "geometry_types": ["Polygon"], "crs": None}},
-    }
-    pa_table = pa.table(data).replace_schema_metadata({b"geo": json.dumps(geo).encode()})
+    pa_table = pa.table(data).replace_schema_metadata({b"geo": geoparquet_metadata(["Polygon"])})
     pq.write_table(pa_table, path)
 
 

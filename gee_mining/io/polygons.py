@@ -102,10 +102,12 @@ def read_polygons(path: str | os.PathLike, what: str = "polygons") -> PolygonFil
     except InputError:
         raise
     except Exception as e:  # pyogrio, pyarrow and pyproj raise several kinds
-        raise InputError(f"{what} {path}: cannot read it as a polygon file ({e}).") from None
+        hint = ": close each ring (its last point repeats its first)" if "closed linestring" in str(e) else ""
+        raise InputError(f"{what} {path}: cannot read it as a polygon file ({e}){hint}.") from None
     names = list(columns)
     props = [{n: _plain(columns[n][i]) for n in names} for i in range(len(geoms))]
     geometries = [None if g is None or g.is_empty else g for g in geoms]
+    geometries = _checked(geometries, f"{what} {path}", crs)
     split = 0
     for i, g in enumerate(geometries):
         try:
@@ -114,6 +116,48 @@ def read_polygons(path: str | os.PathLike, what: str = "polygons") -> PolygonFil
             raise InputError(f"{what} {path}: feature {i}: {e}") from None
         split += geometries[i] is not g
     return PolygonFile(path, geometries, props, crs, split)
+
+
+def _checked(geometries: list[Any], where: str, crs: str | None) -> list[Any]:
+    """The geometries if they are polygons in degrees; InputError for NaN coordinates, coordinates outside
+    longitude/latitude (metres with no CRS, latitude 95) or no polygon at all; other geometry types (points,
+    lines) are left out with a warning."""
+    for i, g in enumerate(geometries):
+        if g is None:
+            continue
+        xy = shapely.get_coordinates(g)
+        if not np.isfinite(xy).all():
+            raise InputError(f"{where}: feature {i} has NaN or infinite coordinates: fix or remove it.")
+        if (np.abs(xy[:, 0]) > 180).any() or (np.abs(xy[:, 1]) > 90).any():
+            x, y = xy[np.argmax((np.abs(xy[:, 0]) > 180) | (np.abs(xy[:, 1]) > 90))]
+            hint = ("these look like metres, not degrees: declare the file's CRS (ogr2ogr -a_srs EPSG:326NN) or "
+                    "reproject it to degrees" if np.abs(xy).max() > 1000 else f"the coordinates do not fit the file's CRS ({crs or 'none: degrees assumed'}); fix them")  # fmt: skip
+            raise InputError(
+                f"{where}: feature {i} has the point ({x:g}, {y:g}), outside longitude -180..180 / latitude "
+                f"-90..90: {hint}."
+            )
+    kinds = [None if g is None else g.geom_type for g in geometries]
+    polygonal = [k in ("Polygon", "MultiPolygon") or (k == "GeometryCollection" and _has_polygon(g))
+                 for k, g in zip(kinds, geometries, strict=True)]  # fmt: skip
+    others = sorted({k for k, p in zip(kinds, polygonal, strict=True) if k and not p})
+    if others and not any(polygonal):
+        raise InputError(
+            f"{where}: the file holds no polygons, only {', '.join(others)} features: mines are outlines (polygons); "
+            "buffer points or lines into polygons first (e.g. ogr2ogr -dialect sqlite -sql "
+            '"SELECT ST_Buffer(geometry, 0.005) FROM layer")'
+        )
+    if others:
+        warnings.warn(
+            f"{where}: {sum(1 for k, p in zip(kinds, polygonal, strict=True) if k and not p)} {'/'.join(others)} "
+            "feature(s) are not polygons and are left out.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return [g if p else None for g, p in zip(geometries, polygonal, strict=True)]
+
+
+def _has_polygon(g: Any) -> bool:
+    return any(part.geom_type in ("Polygon", "MultiPolygon") for part in getattr(g, "geoms", ()))
 
 
 def _write_geojson(geoms: list[Any], props: list[dict[str, Any]], path: Path) -> Path:

@@ -11,11 +11,15 @@ export jobs and pixel tables read files only through it, so they work the same o
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import google_crc32c
+
+from gee_mining.errors import InputError
 
 
 @runtime_checkable
@@ -47,6 +51,38 @@ class Storage(Protocol):
     def size(self, name: str) -> int:
         """The object's size in bytes (-1 when it is missing)."""
         ...
+
+
+def check_bucket_name(name: str, where: str = "bucket") -> str:
+    """``name`` if it is a valid Cloud Storage bucket name, else InputError naming the rule it breaks.
+
+    The one rule for every destination (``export-cells --out gs://...``, export jobs, pixel tables), Cloud
+    Storage's (https://cloud.google.com/storage/docs/buckets#naming): 3-63 characters (up to 222 with dots, each
+    dot-separated part at most 63); lowercase letters, digits, '-', '_' and '.'; starting and ending with a letter
+    or digit; not an IP address; not starting with "goog" nor containing "google".
+    """
+    fix = 'e.g. "my-mining-exports"'
+    if not isinstance(name, str) or not name:
+        raise InputError(f"{where} {name!r}: give a Cloud Storage bucket name, {fix}.")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*[a-z0-9]", name):
+        raise InputError(
+            f"{where} {name!r}: a bucket name uses only lowercase letters, digits, '-', '_' and '.', and starts and "
+            f"ends with a letter or digit, {fix}."
+        )
+    parts = name.split(".")
+    if len(name) < 3 or len(name) > (222 if len(parts) > 1 else 63) or any(len(p) > 63 or not p for p in parts):
+        raise InputError(
+            f"{where} {name!r}: a bucket name has 3-63 characters (up to 222 with dots, at most 63 between dots), {fix}."
+        )
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        raise InputError(f"{where} {name!r}: a bucket name cannot be an IP address, {fix}.")
+    if name.startswith("goog") or "google" in name:
+        raise InputError(f"{where} {name!r}: a bucket name cannot start with 'goog' or contain 'google', {fix}.")
+    return name
 
 
 def _crc32c_of(data: bytes) -> str:

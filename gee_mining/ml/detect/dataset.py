@@ -49,6 +49,7 @@ import ee
 import numpy as np
 import pyproj
 import rasterio
+import rasterio.errors
 import shapely
 from PIL import Image
 from rasterio.transform import Affine
@@ -511,6 +512,35 @@ def find_cells(cells: Any) -> list[Path]:
     return [Path(c) for c in cells]
 
 
+CELL_ERRORS = (rasterio.errors.RasterioError, InputError, OSError, ValueError)
+"""What reading one cell's GeoTIFF raises when the file is truncated, empty or damaged."""
+
+
+def _dataset_record(path: Path, geoms: Any, spec: DatasetSpec, tmp: Path) -> dict | None:
+    """Write one cell's image and label file into ``tmp``; its ``dataset.json`` record (None: no box, no negatives)."""
+    cell = open_cell(path)
+    boxes = cell_boxes(cell, geoms, spec)
+    if not boxes and not spec.negatives:
+        return None
+    image = cell_image(path, spec)
+    name = cell.name + spec.image_suffix
+    write_image(image, tmp / "images" / name)
+    (tmp / "labels" / f"{cell.name}.txt").write_text(label_text(boxes, cell.lattice.width, cell.lattice.height))
+    lon, lat = cell.lattice.centre_lonlat()
+    return {
+        "name": cell.name,
+        "image": name,
+        "source": str(Path(path).resolve()),
+        "epsg": cell.lattice.epsg,
+        "transform": list(cell.lattice.transform),
+        "width": cell.lattice.width,
+        "height": cell.lattice.height,
+        "lon": lon,
+        "lat": lat,
+        "boxes": [asdict(b) for b in boxes],
+    }
+
+
 def build_dataset(
     cells: Any,
     polygons: Any,
@@ -534,35 +564,26 @@ def build_dataset(
     with staged_folder(out) as tmp:
         (tmp / "images").mkdir()
         (tmp / "labels").mkdir()
+        failed = []
         for n, path in enumerate(paths):
-            cell = open_cell(path)
-            boxes = cell_boxes(cell, geoms, spec)
-            if not boxes and not spec.negatives:
+            try:
+                record = _dataset_record(path, geoms, spec, tmp)
+            except CELL_ERRORS as exc:  # one damaged GeoTIFF: reported, the other cells still go in
+                failed.append({"source": str(path), "error": str(exc)})
+                if progress:
+                    progress(f"[detect] dataset: skipped {path}: {exc}")
                 continue
-            image = cell_image(path, spec)
-            name = cell.name + spec.image_suffix
-            write_image(image, tmp / "images" / name)
-            (tmp / "labels" / f"{cell.name}.txt").write_text(label_text(boxes, cell.lattice.width, cell.lattice.height))
-            lon, lat = cell.lattice.centre_lonlat()
-            records.append(
-                {
-                    "name": cell.name,
-                    "image": name,
-                    "source": str(Path(path).resolve()),
-                    "epsg": cell.lattice.epsg,
-                    "transform": list(cell.lattice.transform),
-                    "width": cell.lattice.width,
-                    "height": cell.lattice.height,
-                    "lon": lon,
-                    "lat": lat,
-                    "boxes": [asdict(b) for b in boxes],
-                }
-            )
+            if record is not None:
+                records.append(record)
             if progress and (n + 1) % 50 == 0:
                 progress(f"[detect] dataset: {n + 1}/{len(paths)} cells")
+        if failed and progress:
+            progress(
+                f"[detect] dataset: {len(failed)} of {len(paths)} cell(s) could not be read (dataset.json 'failed')"
+            )
         if not records:
             raise InputError(f"no images written from {len(paths)} cells (negatives=False and no cell has a box).")
-        meta = {"spec": spec.to_json(), "class_names": [CLASS_NAME], "cells": records}
+        meta = {"spec": spec.to_json(), "class_names": [CLASS_NAME], "cells": records, "failed": failed}
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=1))
         (tmp / "all.txt").write_text("".join(f"./images/{r['image']}\n" for r in records))
         write_yaml(tmp / "data.yaml", out, {"train": "all.txt", "val": "all.txt"}, spec)

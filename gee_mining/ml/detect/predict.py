@@ -28,6 +28,7 @@ import pyproj
 import shapely
 
 from gee_mining.errors import InputError
+from gee_mining.io.grid_table import geoparquet_metadata
 from gee_mining.ml.detect.dataset import CellRaster, DatasetSpec, cell_image, find_cells, open_cell, write_image
 from gee_mining.ml.detect.offline import NetworkRefused, no_network
 from gee_mining.ml.detect.train import load_model
@@ -208,12 +209,8 @@ def write_detections(detections: Sequence[Detection], path: str | os.PathLike) -
         keys = list(props[0]) if props else list(Detection("", 0, 0, "", (0, 0, 0, 0), 0, None, None).properties())
         data = {k: [p[k] for p in props] for k in keys}
         data["geometry"] = [shapely.to_wkb(d.geometry) for d in detections]
-        geo = {
-            "version": "1.0.0",
-            "primary_column": "geometry",
-            "columns": {"geometry": {"encoding": "WKB", "geometry_types": ["Polygon", "MultiPolygon"], "crs": None}},
-        }
-        pq.write_table(pa.table(data).replace_schema_metadata({b"geo": json.dumps(geo).encode()}), tmp)
+        geo = geoparquet_metadata(["Polygon", "MultiPolygon"])
+        pq.write_table(pa.table(data).replace_schema_metadata({b"geo": geo}), tmp)
     else:
         raise InputError(f"{path}: write detections as .geojson or .parquet (GeoParquet).")
     tmp.replace(path)

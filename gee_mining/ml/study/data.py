@@ -231,6 +231,7 @@ def load_dataset(
             dropped["sparse patch"] += sparse
         if sample_per_cell is not None and len(df) > sample_per_cell:
             df = df.iloc[np.sort(rng.choice(len(df), sample_per_cell, replace=False))]
+        _check_numeric(df, [*spec.bands, *indices_read, MINE_BAND, DISTANCE_BAND], f"{path} (cell {cell})")
         cols = {c: df[c].to_numpy() for c in [*spec.bands, *indices_read]}
         part = _finite_rows(df, spec, feature_matrix(cols, spec, np.empty((len(df), len(spec.names)))), group_columns)
         dropped["non-finite feature"] += part.dropped["non-finite feature"]
@@ -324,5 +325,20 @@ def from_frame(df, spec: FeatureSpec = FeatureSpec(), group_columns: Sequence[st
         ]
 
         df = pd.concat(parts, ignore_index=True)
+    _check_numeric(df, [*spec.bands, *[i for i in spec.indices if i in df], MINE_BAND, DISTANCE_BAND], "pixel table")
     cols = {c: df[c].to_numpy() for c in [*spec.bands, *[i for i in spec.indices if i in df]]}
     return _finite_rows(df, spec, feature_matrix(cols, spec), group_columns)
+
+
+def _check_numeric(df: pd.DataFrame, columns: Sequence[str], where: str) -> None:
+    """InputError naming the first column (and value) that is not a number: bands and labels must be numeric."""
+    for column in columns:
+        if column not in df or pd.api.types.is_numeric_dtype(df[column]) or pd.api.types.is_bool_dtype(df[column]):
+            continue
+        values = pd.to_numeric(df[column], errors="coerce")
+        bad = df[column][values.isna() & df[column].notna()]
+        if len(bad):
+            raise InputError(
+                f"{where}: column {column!r} holds {bad.iloc[0]!r}, not a number ({len(bad)} such row(s)): pixel tables "
+                "hold numbers only; write it again with gee-mining pixels, or fix those rows."
+            )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -10,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -109,6 +111,7 @@ class StudyResult:
     univariate_auc: dict[str, float]
     timings: dict[str, float] = field(default_factory=dict)
     outputs: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def choose_penalty(kind: str, metrics) -> int:
@@ -158,6 +161,9 @@ def run_study(
     data = _study_data(data, spec, group_columns, sample_per_cell, progress)
     timings["read and features"] = time.perf_counter() - t
     folds = make_folds(data.group(spec.split.by), data.mine >= 0.5, spec.split)
+    warnings = one_class_splits(folds, data.mine >= 0.5, spec.split.by)
+    for warning in warnings:
+        progress(f"[study] warning: {warning}")
     progress(f"[study] {len(data):,} rows, {len(data.features)} features, {len(folds)} fold(s) by {spec.split.by}")
     rng = np.random.default_rng(spec.seed)
     path_studies: dict[str, PathStudy] = {}
@@ -183,7 +189,27 @@ def run_study(
         ranking,
         uni,
         timings,
+        warnings=warnings,
     )
+
+
+def one_class_splits(folds: list[Fold], mine: np.ndarray, by: str) -> list[str]:
+    """Warnings for validation splits of one class (their AUC is undefined: the L1-logistic penalty is then chosen on
+    the training split); InputError for a training split of one class, on which no classifier can be fitted."""
+    fix = (f"split by groups that mix mines and background: more groups (--split-by other than {by!r}), "
+           "--scheme kfold, or a larger --val-fraction")  # fmt: skip
+    warnings = []
+    for fold in folds:
+        for split, rows in (("train", fold.train), ("validation", fold.val)):
+            classes = set(np.unique(mine[rows]).tolist()) if rows.any() else set()
+            if len(classes) == 2 or (split == "validation" and not rows.any()):
+                continue
+            what = "no rows" if not classes else ("only mine pixels" if classes == {True} else "no mine pixel")
+            if split == "train":
+                raise InputError(f"fold {fold.name}: the training split holds {what}: nothing to learn; {fix}.")
+            warnings.append(f"fold {fold.name}: the validation split holds {what}, so validation AUC is undefined "
+                            f"(null in summary.json) and the L1-logistic penalty was chosen on training data; {fix}")  # fmt: skip
+    return warnings
 
 
 def _study_data(
@@ -350,7 +376,7 @@ def write_outputs(result: StudyResult, out_dir: str | os.PathLike) -> list[Path]
         for kind, ps in result.paths.items():
             if np.any(ps.fits[0].coefs[:, ps.best_index] != 0):  # a model with no feature has nothing to deploy
                 export_linear_model(result, tmp / f"model_{kind}.json", kind=kind)
-        (tmp / "summary.json").write_text(json.dumps(summary(result), indent=2, default=float))
+        (tmp / "summary.json").write_text(json.dumps(json_safe(summary(result)), indent=2, allow_nan=False))
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for f in sorted(tmp.iterdir()):
@@ -360,6 +386,22 @@ def write_outputs(result: StudyResult, out_dir: str | os.PathLike) -> list[Path]
         shutil.rmtree(tmp, ignore_errors=True)
     result.outputs = written
     return written
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as None (JSON's null) and numpy scalars as Python numbers: JSON has no NaN,
+    and a bare ``NaN`` makes the file unreadable to strict parsers (browsers, jq, most languages)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
 
 
 def summary(result: StudyResult) -> dict:
@@ -379,6 +421,7 @@ def summary(result: StudyResult) -> dict:
         ],
         "top_features": result.ranking["feature"].head(10).tolist(),
         "timings_s": result.timings,
+        "warnings": result.warnings,
     }
     for kind, ps in result.paths.items():
         m = ps.metrics[ps.metrics["penalty_index"] == ps.best_index].groupby("split").mean(numeric_only=True)
