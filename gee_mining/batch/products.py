@@ -9,14 +9,19 @@ of the job's grid table. A new product is a function here and a line in :data:`P
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
+from gee_mining.batch.batches import Batch, search_radius
 from gee_mining.batch.exports import ExportSpec, cell_export_task, export_pixel_table, task_description
+from gee_mining.contracts.bands import NODATA
 from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.errors import InputError
 from gee_mining.steps.cell_image import ImagerySpec
 from gee_mining.steps.cell_image import cell_image as image_of
 from gee_mining.steps.grid import ee_cell_geometry
+
+JOB_PARAMS = ("polygons", "format", "patch_size", "margin", "files_per_side")  # not imagery options
 
 
 class Job(Protocol):
@@ -75,7 +80,7 @@ def grid_table(ee, row: dict, spec: Job):
 
 def _imagery(spec: Job):
 
-    params = {k: v for k, v in spec.params.items() if k not in ("polygons", "format", "patch_size", "margin")}
+    params = {k: v for k, v in spec.params.items() if k not in JOB_PARAMS}
     if "polygons" not in spec.params:
         raise InputError(f'job {spec.name}: [params] needs polygons = "<table asset id of the mine polygons>".')
     return spec.params["polygons"], ImagerySpec.from_params(params)
@@ -108,9 +113,56 @@ def pixel_table(ee, row: dict, spec: Job):
     )
 
 
+def _cells_mask(ee, batch: Batch):
+    """1 on the pixels of the batch's cells (their lattices' squares, whose edges are pixel edges), else 0."""
+    crs = f"EPSG:{batch.epsg}"
+    boxes = [pixel_grid(c).bounds for c in batch.cells]
+    fc = ee.FeatureCollection([ee.Feature(ee.Geometry.Rectangle(list(b), crs, False)) for b in boxes])
+    return ee.Image(0).byte().paint(fc, 1)
+
+
+def cell_image_batch(ee, row: dict, spec: Job):
+    """Every cell of a batch (``batch.batches``) in ONE task: one GeoTIFF per file block, each cell's pixels
+    those of its ``cell-image`` export (params as for ``cell-image``, GeoTIFF only; ``files_per_side``).
+
+    The image is the cell stack (scenes over the batch's rectangle, labels with the cells' own search radius)
+    masked outside the batch's cells, exported on the zone's 10 m lattice with ``fileDimensions`` = a file
+    block and ``skipEmptyTiles``; ``batches.cells_of_file`` maps each file back to its cells.
+    """
+    batch = Batch.from_row(row)
+    if str(spec.params.get("format", "GeoTIFF")).lower() != "geotiff":
+        raise InputError(f"job {spec.name}: cell-image-batch writes GeoTIFFs; remove format or use cell-image.")
+    polygons, imagery = _imagery(spec)
+    first = batch.cells[0]
+    if imagery.labels and imagery.search_radius is None:
+        imagery = replace(imagery, search_radius=search_radius(first))
+    grid = batch.grid
+    region = ee.Geometry.Rectangle(list(grid.bounds), grid.crs, False)
+    image = image_of(first, polygons, imagery, region=region).updateMask(_cells_mask(ee, batch))
+    image = image.reproject(crs=grid.crs, crsTransform=list(grid.transform))
+    return ee.batch.Export.image.toCloudStorage(
+        image,
+        description=_description(spec, row),
+        bucket=spec.bucket,
+        fileNamePrefix=_file_prefix(spec, row),
+        crs=grid.crs,
+        crsTransform=list(grid.transform),
+        dimensions=f"{grid.width}x{grid.height}",
+        maxPixels=int(1e13),
+        shardSize=batch.file_px,
+        fileDimensions=[batch.file_px, batch.file_px],
+        skipEmptyTiles=True,
+        fileFormat="GeoTIFF",
+        formatOptions={"cloudOptimized": True, "noData": NODATA},
+    )
+
+
 PRODUCTS: dict[str, Callable[..., Any]] = {
     "cell-geotiff": cell_geotiff,
     "grid-table": grid_table,
     "cell-image": cell_image,
     "pixel-table": pixel_table,
+    "cell-image-batch": cell_image_batch,
 }
+BATCHED_PRODUCTS = frozenset({"cell-image-batch"})
+"""Products whose unit is a batch of cells (``batch.batches``): the launcher plans batches for them."""
