@@ -165,8 +165,24 @@ def test_plan_counts_and_model():
     rows = [cell_row(32633, x, 0, GridSpec(5500.0, 14)) for x in range(100)]
     plan = plan_job([rows], ["cell-image-batch", "cell-image"], bands=14, concurrent_tasks=2)
     got = {p.product: p for p in plan.products}
-    assert got["cell-image"].tasks == 100 and got["cell-image-batch"].tasks == 2  # 64 files a side: x 0..63, 64..99
+    assert (
+        got["cell-image"].tasks == 100 and got["cell-image-batch"].tasks == 2
+    )  # 64 files (352 km) a side: x 0..63, 64..99
     assert got["cell-image"].bytes_written == 100 * 550 * 550 * 14 * 4
     model = TaskModel()
     assert got["cell-image"].task_seconds == pytest.approx(100 * model.seconds(0.3025))
     assert plan.to_json()["total_tasks"] == 102
+
+
+def test_plan_cli_writes_total_tasks_and_interactive_requests(tmp_path, capsys):
+    from gee_mining.cli.main import main
+
+    out = tmp_path / "plan.json"
+    assert main(["plan", "--polygons", "tests/data/squares.geojson", "--levels", "5500,2750",
+                 "--products", "cell-image-batch,cell-image", "--json", str(out)]) == 0  # fmt: skip
+    plan = json.loads(out.read_text())
+    per_cell = sum(p["tasks"] for p in plan["products"] if p["product"] == "cell-image")
+    cells = sum(p["cells"] for p in plan["products"] if p["product"] == "cell-image")
+    assert plan["total_tasks"] == sum(p["tasks"] for p in plan["products"]) and per_cell == cells > 0
+    assert plan["interactive_requests"] == 0 and plan["task_model"]["sources"]
+    assert "total_tasks" in capsys.readouterr().out

@@ -10,7 +10,7 @@ row 2). A batch is one task that writes many cells, the way Earth Engine is mean
   at 10 m), else the smallest ``n`` that makes ``F`` whole (1375 m: ``n = 2``, ``F = 275``; each cell's
   138 px lattice, ``contracts.lattice.pixel_grid``, lies inside its block). Block ``(bx, by)`` holds the
   cells ``x`` in ``[bx n, bx n + n)``, ``y`` in ``[by n, by n + n)``.
-- **A batch** is a rectangle of blocks of one zone and level, at most ``files_per_side`` blocks on a side,
+- **A batch** is a rectangle of blocks of one zone and level, at most ``files_per_side`` blocks on a side (by default 352 km),
   holding the job's cells that fall in it (:func:`plan_batches`). Its export (``batch.products``) is the
   cell stack masked outside the batch's cells, on the zone's 10 m lattice, ``crsTransform`` starting at the
   batch's north-west block corner, ``dimensions`` of all its blocks, ``fileDimensions = F`` and
@@ -39,7 +39,8 @@ from typing import Any
 from gee_mining.contracts.lattice import PixelGrid, pixel_grid
 from gee_mining.errors import InputError
 
-DEFAULT_FILES_PER_SIDE = 64  # up to 4,096 files (cells at 5500 and 2750 m) per task: 35,200 px a side at 5500 m
+DEFAULT_BATCH_M = 352_000.0  # a batch's side: 64 cells of 5500 m, 128 of 2750 m, 128 blocks of 2 x 2 1375 m cells
+DEFAULT_FILES_PER_SIDE = None  # None: as many file blocks as fit DEFAULT_BATCH_M (35,200 px a side at 10 m)
 SCALE = 10.0
 FILE_NAME = re.compile(r"-(\d{10})-(\d{10})\.tif$")
 
@@ -116,14 +117,23 @@ def _signed(value: int) -> str:
     return f"m{-value}" if value < 0 else str(value)
 
 
-def plan_batches(rows: Iterable[dict[str, Any]], files_per_side: int = DEFAULT_FILES_PER_SIDE) -> list[Batch]:
-    """The batches of a job's cells: grouped by zone and level, then by squares of ``files_per_side`` blocks.
+def files_per_side_of(cell_size: float, files_per_side: int | None = DEFAULT_FILES_PER_SIDE) -> int:
+    """File blocks on a batch's side: ``files_per_side``, or by default those that fit ``DEFAULT_BATCH_M``."""
+    if files_per_side is None:
+        return max(1, int(DEFAULT_BATCH_M // (cells_per_file(cell_size) * float(cell_size))))
+    if not (isinstance(files_per_side, int) and files_per_side >= 1):
+        raise InputError(f"files_per_side {files_per_side!r}: give a whole number >= 1, e.g. 64.")
+    return files_per_side
+
+
+def plan_batches(rows: Iterable[dict[str, Any]], files_per_side: int | None = DEFAULT_FILES_PER_SIDE) -> list[Batch]:
+    """The batches of a job's cells: grouped by zone and level, then by squares of ``files_per_side`` blocks
+    (by default those of :data:`DEFAULT_BATCH_M` metres a side).
 
     Deterministic (a resumed job plans the same batches, under the same names and request ids). Each cell
     lands in exactly one batch; a cell name given twice is an error.
     """
-    if not (isinstance(files_per_side, int) and files_per_side >= 1):
-        raise InputError(f"files_per_side {files_per_side!r}: give a whole number >= 1, e.g. 64.")
+    files_per_side_of(1.0, files_per_side)  # a bad value fails before any row is read
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     seen: set[str] = set()
     for row in rows:
@@ -132,7 +142,8 @@ def plan_batches(rows: Iterable[dict[str, Any]], files_per_side: int = DEFAULT_F
         seen.add(row["name"])
         size = float(row["cell_size"])
         bx, by = block_of(row, cells_per_file(size))
-        key = (int(row["epsg"]), size, row.get("zoom"), bx // files_per_side, by // files_per_side)
+        per_side = files_per_side_of(size, files_per_side)
+        key = (int(row["epsg"]), size, row.get("zoom"), bx // per_side, by // per_side)
         groups[key].append(dict(row))
     out = []
     for (epsg, size, zoom, sx, sy), cells in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):

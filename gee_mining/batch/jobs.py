@@ -381,7 +381,7 @@ def job_units(spec: JobSpec) -> Iterable[dict[str, Any]]:
     rows = iter_grid_table(spec.cells)
     if spec.product not in BATCHED_PRODUCTS:
         return rows
-    per_side = int(spec.params.get("files_per_side", DEFAULT_FILES_PER_SIDE))
+    per_side = spec.params.get("files_per_side", DEFAULT_FILES_PER_SIDE)
     return [b.to_row() for b in plan_batches(rows, per_side)]
 
 

@@ -104,7 +104,7 @@ class RunPlan:
 
 
 def plan_product(rows: Sequence[dict[str, Any]], product: str, bands: int, model: TaskModel,
-                 files_per_side: int = DEFAULT_FILES_PER_SIDE) -> ProductPlan:  # fmt: skip
+                 files_per_side: int | None = DEFAULT_FILES_PER_SIDE) -> ProductPlan:  # fmt: skip
     """The tasks ``product`` makes of ``rows`` (what ``batch.jobs.job_units`` submits), with pixels and bytes."""
     if product not in PLAN_PRODUCTS:
         raise InputError(f"product {product!r}: the plan knows {', '.join(PLAN_PRODUCTS)}.")
@@ -126,7 +126,7 @@ def plan_product(rows: Sequence[dict[str, Any]], product: str, bands: int, model
 
 def plan_job(levels: Sequence[Sequence[dict[str, Any]]], products: Sequence[str], bands: int,
              concurrent_tasks: int = 2, model: TaskModel | None = None,
-             files_per_side: int = DEFAULT_FILES_PER_SIDE) -> RunPlan:  # fmt: skip
+             files_per_side: int | None = DEFAULT_FILES_PER_SIDE) -> RunPlan:  # fmt: skip
     """The plan of ``products`` over each level's cells. Export jobs make no interactive request."""
     if not (isinstance(concurrent_tasks, int) and concurrent_tasks >= 1):
         raise InputError(f"concurrent tasks {concurrent_tasks!r}: give a whole number >= 1 (2 on Community).")
