@@ -28,10 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gee_mining.batch.exports import cell_files
-from gee_mining.batch.products import (
-    PRODUCTS,
+from gee_mining.batch.batches import (
+    DEFAULT_FILES_PER_SIDE,
+    Batch,
+    batch_files,
+    cells_of_file,
+    is_batch_row,
+    plan_batches,
+    split_batch,
 )
+from gee_mining.batch.exports import cell_files
+from gee_mining.batch.products import BATCHED_PRODUCTS, PRODUCTS
 from gee_mining.batch.spec import JobSpec
 from gee_mining.batch.tasks import operation_state, start_with_request_id
 from gee_mining.connection import open_bucket
@@ -164,6 +171,10 @@ class Ledger:
                 listed INTEGER NOT NULL DEFAULT 1
             );
             CREATE INDEX IF NOT EXISTS cells_state ON cells (state);
+            CREATE TABLE IF NOT EXISTS members (
+                cell TEXT PRIMARY KEY, unit TEXT NOT NULL, file TEXT, window TEXT
+            );
+            CREATE INDEX IF NOT EXISTS members_unit ON members (unit);
             """
         )
         have = {r[1] for r in self.db.execute("PRAGMA table_info(cells)")}
@@ -239,11 +250,33 @@ class Ledger:
                     " ON CONFLICT(cell) DO UPDATE SET listed = 1, row = COALESCE(cells.row, excluded.row)",
                     [(r["name"], spec.request_id(r["name"]), now, json.dumps(r, default=str)) for r in chunk],
                 )
+                self._add_members(chunk)
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
         return self.count() - before
+
+    def _add_members(self, units: list[dict[str, Any]]) -> None:
+        """Each cell of a batch row joins the ``members`` table once (its primary key): a cell already there,
+        in this batch or in the quadrant a split moved it to, stays where it is; a cell in two batches fails."""
+        pairs = [(c["name"], u["name"]) for u in units if is_batch_row(u) for c in u["cells"]]
+        if not pairs:
+            return
+        self.db.executemany("INSERT INTO members (cell, unit) VALUES (?, ?) ON CONFLICT(cell) DO NOTHING", pairs)
+
+    def members(self) -> list[dict[str, Any]]:
+        """Every cell of a batched job: its batch, its file (None before, '' when Earth Engine skipped it as
+        fully masked) and its pixel window in that file."""
+        cur = self.db.execute("SELECT cell, unit, file, window FROM members ORDER BY cell")
+        return [dict(zip(("cell", "unit", "file", "window"), r, strict=True)) for r in cur]
+
+    def place_members(self, places: dict[str, tuple[str, Any]]) -> None:
+        """Record each verified cell's file and window (one transaction)."""
+        self.db.execute("BEGIN")
+        self.db.executemany("UPDATE members SET file = ?, window = ? WHERE cell = ?",
+                            [(f, json.dumps(w), c) for c, (f, w) in places.items()])  # fmt: skip
+        self.db.execute("COMMIT")
 
     def cell_row(self, cell: str) -> dict[str, Any]:
         """The grid row of a planned cell."""
@@ -269,6 +302,8 @@ class Ledger:
             "INSERT OR IGNORE INTO cells (cell, request_id, state, updated, parent, row) VALUES (?, ?, 'PENDING', ?, ?, ?)",
             [(c["name"], spec.request_id(c["name"]), now, cell, json.dumps(c, default=str)) for c in children],
         )
+        moves = [(c["name"], m["name"]) for c in children if is_batch_row(c) for m in c["cells"]]
+        self.db.executemany("UPDATE members SET unit = ? WHERE cell = ?", moves)
         self.db.execute("COMMIT")
 
     def split_cells(self) -> list[dict[str, Any]]:
@@ -358,7 +393,7 @@ def run_job(
     try:
         ledger.bind(spec)
         ledger.check_states()
-        new = ledger.add_cells(spec, iter_grid_table(spec.cells), spec.cells)
+        new = ledger.add_cells(spec, job_units(spec), spec.cells)
         if adopt_existing:
             _adopt_existing(ledger, spec, storage_root, say)
         counts = ledger.counts()
@@ -415,6 +450,15 @@ def _finished(ledger: Ledger, spec: JobSpec, submitted: int, start: float, say) 
     return result
 
 
+def job_units(spec: JobSpec) -> Iterable[dict[str, Any]]:
+    """What the job submits, one task each: its cells, or for a batched product its batches (as rows)."""
+    rows = iter_grid_table(spec.cells)
+    if spec.product not in BATCHED_PRODUCTS:
+        return rows
+    per_side = spec.params.get("files_per_side", DEFAULT_FILES_PER_SIDE)
+    return [b.to_row() for b in plan_batches(rows, per_side)]
+
+
 def _rotation(rows: list[Any], turn: int, count: int) -> list[Any]:
     """``count`` of ``rows`` starting at position ``turn`` (wrapping): each row's turn comes in order."""
     if len(rows) <= count:
@@ -442,6 +486,29 @@ def verify_outputs(spec: JobSpec, cell: str, storage_root: str | Path | None = N
             raise JobError(f"verification: gs://{spec.bucket}/{name} is empty")
         out[f"gs://{spec.bucket}/{name}"] = bucket.crc32c(name)
     return out
+
+
+def verify_batch(spec: JobSpec, row: dict[str, Any], storage_root: str | Path | None = None):
+    """A finished batch's files ({gs:// URI: crc32c}) and its cells' places in them.
+
+    Every file must be one of the batch's blocks that hold a cell (a stray or empty file is a JobError); a
+    cell whose block has no file was skipped by ``skipEmptyTiles`` (all its pixels masked) and gets file ''.
+    """
+    batch = Batch.from_row(row)
+    bucket = open_bucket(spec.bucket, storage_root)
+    prefix = f"{spec.prefix}/{batch.name}" if spec.prefix else batch.name
+    files, places = {}, {c["name"]: ("", None) for c in batch.cells}
+    for name in batch_files(bucket.list(prefix), prefix):
+        windows = cells_of_file(batch, name, prefix)
+        if not windows:
+            raise JobError(f"verification: gs://{spec.bucket}/{name} holds none of batch {batch.name}'s cells")
+        if bucket.size(name) <= 0:
+            raise JobError(f"verification: gs://{spec.bucket}/{name} is empty")
+        uri = f"gs://{spec.bucket}/{name}"
+        files[uri] = bucket.crc32c(name)
+        for w in windows:
+            places[w.cell] = (uri, [w.col_off, w.row_off, w.width, w.height])
+    return files, places
 
 
 def retry_failed(spec: JobSpec, ledger_path: str | Path | None = None, say=None) -> int:
@@ -506,6 +573,16 @@ def _fail(ledger: Ledger, spec: JobSpec, cell: str, message: str, say) -> None:
     """A deterministic failure: re-plan the cell as its 4 children when the spec allows and size was the cause."""
     if spec.split_failed and is_splittable(message):
         row = ledger.cell_row(cell)
+        if is_batch_row(row):
+            quadrants = [b.to_row() for b in split_batch(Batch.from_row(row))]
+            if quadrants:
+                ledger.split(spec, cell, message, quadrants)
+                say(f"  SPLIT batch {cell} into {len(quadrants)} batches: {message}")
+                return
+            message += " (a batch of one file block cannot be split)"
+            ledger.update(cell, state="FAILED", error=message)
+            say(f"  FAILED {cell}: {message}")
+            return
         if int(row.get("split_depth") or 0) < spec.max_split_depth:
             children = child_rows(row)
             ledger.split(spec, cell, message, children)
@@ -584,8 +661,13 @@ def _poll(ee, ledger: Ledger, spec: JobSpec, row: dict, max_attempts: int, say,
         return
     state, error, uris = operation_state(op)
     if state == "SUCCEEDED":
+        unit = ledger.cell_row(cell)
         try:
-            files = verify_outputs(spec, cell, storage_root)
+            if is_batch_row(unit):
+                files, places = verify_batch(spec, unit, storage_root)
+                ledger.place_members(places)
+            else:
+                files = verify_outputs(spec, cell, storage_root)
         except JobError as exc:
             ledger.update(cell, state="FAILED", error=str(exc), uris=json.dumps(uris))
             say(f"  FAILED {cell}: {exc}")

@@ -9,11 +9,13 @@ of the job's grid table. A new product is a function here and a line in :data:`P
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import PurePath
 from typing import Any, Protocol
 
+from gee_mining.batch.batches import Batch, search_radius
 from gee_mining.batch.exports import ExportSpec, cell_export_task, export_pixel_table, task_description
+from gee_mining.contracts.bands import NODATA
 from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.errors import InputError
 from gee_mining.io.polygons import POLYGON_SUFFIXES
@@ -21,6 +23,8 @@ from gee_mining.steps.cell_image import ImagerySpec
 from gee_mining.steps.cell_image import cell_image as image_of
 from gee_mining.steps.grid import ee_cell_geometry
 from gee_mining.steps.sentinel2 import CompositeSpec
+
+JOB_PARAMS = ("polygons", "format", "patch_size", "margin", "files_per_side")  # not imagery options
 
 
 class Job(Protocol):
@@ -80,7 +84,7 @@ def grid_table(ee, row: dict, spec: Job):
 
 def _imagery(spec: Job):
 
-    params = {k: v for k, v in spec.params.items() if k not in ("polygons", "format", "patch_size", "margin")}
+    params = {k: v for k, v in spec.params.items() if k not in JOB_PARAMS}
     if "polygons" not in spec.params:
         raise InputError(f'job {spec.name}: [params] needs polygons = "<table asset id of the mine polygons>".')
     polygons = spec.params["polygons"]
@@ -124,11 +128,56 @@ def pixel_table(ee, row: dict, spec: Job):
     )
 
 
+def _cells_mask(ee, batch: Batch):
+    """1 on the pixels of the batch's cells (their lattices' squares, whose edges are pixel edges), else 0."""
+    crs = f"EPSG:{batch.epsg}"
+    boxes = [pixel_grid(c).bounds for c in batch.cells]
+    fc = ee.FeatureCollection([ee.Feature(ee.Geometry.Rectangle(list(b), crs, False)) for b in boxes])
+    return ee.Image(0).byte().paint(fc, 1)
+
+
+def cell_image_batch(ee, row: dict, spec: Job):
+    """Every cell of a batch (``batch.batches``) in ONE task: one GeoTIFF per file block, each cell's pixels
+    those of its ``cell-image`` export (params as for ``cell-image``, GeoTIFF only; ``files_per_side``).
+
+    The image is the cell stack (scenes over the batch's rectangle, labels with the cells' own search radius)
+    masked outside the batch's cells, exported on the zone's 10 m lattice with ``fileDimensions`` = a file
+    block and ``skipEmptyTiles``; ``batches.cells_of_file`` maps each file back to its cells.
+    """
+    batch = Batch.from_row(row)
+    if str(spec.params.get("format", "GeoTIFF")).lower() != "geotiff":
+        raise InputError(f"job {spec.name}: cell-image-batch writes GeoTIFFs; remove format or use cell-image.")
+    polygons, imagery = _imagery(spec)
+    first = batch.cells[0]
+    if imagery.labels and imagery.search_radius is None:
+        imagery = replace(imagery, search_radius=search_radius(first))
+    grid = batch.grid
+    region = ee.Geometry.Rectangle(list(grid.bounds), grid.crs, False)
+    image = image_of(first, polygons, imagery, region=region).updateMask(_cells_mask(ee, batch))
+    image = image.reproject(crs=grid.crs, crsTransform=list(grid.transform))
+    return ee.batch.Export.image.toCloudStorage(
+        image,
+        description=_description(spec, row),
+        bucket=spec.bucket,
+        fileNamePrefix=_file_prefix(spec, row),
+        crs=grid.crs,
+        crsTransform=list(grid.transform),
+        dimensions=f"{grid.width}x{grid.height}",
+        maxPixels=int(1e13),
+        shardSize=batch.file_px,
+        fileDimensions=[batch.file_px, batch.file_px],
+        skipEmptyTiles=True,
+        fileFormat="GeoTIFF",
+        formatOptions={"cloudOptimized": True, "noData": NODATA},
+    )
+
+
 PRODUCTS: dict[str, Callable[..., Any]] = {
     "cell-geotiff": cell_geotiff,
     "grid-table": grid_table,
     "cell-image": cell_image,
     "pixel-table": pixel_table,
+    "cell-image-batch": cell_image_batch,
 }
 
 TABLE_FORMATS = ("CSV", "GeoJSON", "KML", "KMZ", "SHP", "TFRecord", "GeoParquet")
@@ -140,6 +189,7 @@ PARAMS: dict[str, frozenset[str]] = {
     "grid-table": frozenset({"format"}),
     "cell-image": _IMAGERY_PARAMS | {"format", "patch_size", "margin"},
     "pixel-table": _IMAGERY_PARAMS,
+    "cell-image-batch": _IMAGERY_PARAMS | {"format", "files_per_side"},
 }
 """The ``[params]`` each product reads: the job spec refuses any other key (a typo must not fall back to a default)."""
 
@@ -160,3 +210,7 @@ def check_params(spec: Job) -> None:
     if spec.product == "cell-image":
         ExportSpec(f"gs://{spec.bucket}/{spec.prefix}", str(spec.params.get("format", "GeoTIFF")),
                    patch_size=spec.params.get("patch_size", 128), margin=spec.params.get("margin", 0))  # fmt: skip
+
+
+BATCHED_PRODUCTS = frozenset({"cell-image-batch"})
+"""Products whose unit is a batch of cells (``batch.batches``): the launcher plans batches for them."""

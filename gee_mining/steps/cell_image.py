@@ -88,12 +88,17 @@ class ImagerySpec:
         return names
 
 
-def cell_image(row: dict[str, Any], polygons: Any = None, spec: ImagerySpec | None = None, **overrides: Any):
+def cell_image(
+    row: dict[str, Any], polygons: Any = None, spec: ImagerySpec | None = None, region: Any = None, **overrides: Any
+):
     """The float32 image of one grid cell: composite bands, indices, and ``_mine`` / ``distance``.
 
     ``row`` is a grid-table row; ``polygons`` the mine polygons (a table asset id or an
     ``ee.FeatureCollection``), needed when ``spec.labels``. Keyword overrides build the spec:
     ``cell_image(row, mines, indices=["NDVI"], pairwise=BANDS, start="2020-01-01", end="2021-01-01")``.
+    ``region`` (an ``ee.Geometry``): the scenes are those over it instead of over the cell, for a batch of
+    cells exported in one task (``batch.batches``); the image stays on the cell's lattice, whose pixels
+    every cell of the zone and level shares, so each cell's pixels are those of its own image.
     """
 
     if overrides:
@@ -103,14 +108,17 @@ def cell_image(row: dict[str, Any], polygons: Any = None, spec: ImagerySpec | No
     spec = spec or ImagerySpec()
     if spec.labels and polygons is None:
         raise InputError("cell_image needs the mine polygons (a table asset id) for its labels, or labels=False.")
-    image = composite(row, spec.composite)
+    grid = pixel_grid(row)
+    if region is None:
+        image = composite(row, spec.composite)
+    else:
+        image = composite(region, spec.composite).reproject(crs=grid.crs, crsTransform=list(grid.transform))
     if spec.indices or spec.pairwise:
         image = add_indices(image, spec.indices, pairwise=spec.pairwise)
     if spec.labels:
         fc = polygons if isinstance(polygons, ee.FeatureCollection) else ee.FeatureCollection(polygons)
         lab = label_bands(fc, row, search_radius=spec.search_radius).toFloat()
         image = image.addBands(lab.updateMask(image.select(0).mask()))
-    grid = pixel_grid(row)
     image = image.toFloat().reproject(crs=grid.crs, crsTransform=list(grid.transform))
     # provenance: the local engine writes it as a GeoTIFF tag, so a simulated cell stays marked once copied
     return image.set(SIMULATED_PROPERTY, simulated_flag(region_of(row), spec.composite))

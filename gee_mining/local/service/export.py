@@ -15,7 +15,8 @@ Images, as Earth Engine writes them ("Exporting Images" guide, the REST
 
 - GeoTIFF: ``PREFIX.tif``, or ``PREFIX-RRRRRRRRRR-CCCCCCCCCC.tif`` (pixel offsets
   of row then column) when ``fileDimensions`` splits the image; tiled
-  ``shardSize`` (default 256) blocks; cloud-optimized with overviews on
+  ``shardSize`` (default 256) blocks (256 when the shard is not a multiple of 16, as TIFF
+  tiles must be); ``skipEmptyTiles`` leaves out the files whose every pixel is masked; cloud-optimized with overviews on
   ``formatOptions.cloudOptimized``; masked pixels 0, or ``noData`` (then also
   the file's nodata tag). All bands share one data type: integer bands widen
   to a type holding every band's range; bands of float and integer or of
@@ -348,8 +349,8 @@ def _tiles(total: int, step: int) -> list[tuple[int, int]]:
 def _geotiff_writer(options: Mapping[str, Any], prefix: str):
     cog = bool(options.get("cloudOptimized"))
     tile = _int64(options.get("tileSize"), DEFAULT_TILE_SIZE)
-    if tile <= 0 or tile % 16:
-        raise EngineError(f"Export.image: shardSize must be a positive multiple of 16, got {tile}.")
+    if tile <= 0:
+        raise EngineError(f"Export.image: shardSize must be a positive number of pixels, got {tile}.")
     file_dims = _dims(options.get("tileDimensions"), "fileDimensions")
     if file_dims and (file_dims[0] % tile or file_dims[1] % tile):
         raise EngineError(
@@ -380,12 +381,21 @@ def _geotiff_writer(options: Mapping[str, Any], prefix: str):
                 progress((base + n) / total)
 
             wrote_any = _write_geotiff(image, grid.window(c0, r0, w, h), ctx, path, dtype, tile, nodata, cog, tile_done)
+            # skipEmptyTiles: a file whose every pixel is masked is not written (Earth Engine's "skipEmptyFiles").
             done += math.ceil(w / tile) * math.ceil(h / tile)
             if wrote_any or not skip_empty:
                 staged.append((name, path))
         return staged
 
     return write
+
+
+def tiff_block(shard: int) -> int:
+    """The GeoTIFF's internal block side for a ``shardSize``: the shard when TIFF allows it (a multiple of 16),
+    else 256. ``shardSize`` is the computation tile ("Size in pixels of the tiles in which this image will be
+    computed"); Earth Engine documents no rule tying it to 16, only that ``fileDimensions`` is a multiple of it,
+    so a file of a 550 px cell (``shardSize`` 550) is allowed; its TIFF blocks are the engine's own choice."""
+    return shard if shard % 16 == 0 else DEFAULT_TILE_SIZE
 
 
 def _property_tags(image: Image) -> dict[str, str]:
@@ -410,6 +420,7 @@ def _write_geotiff(
 ) -> bool:
     """Write one GeoTIFF of ``grid``, tile by tile; True if any pixel is unmasked."""
     plain = path.with_suffix(".plain.tif") if cog else path
+    block = tiff_block(tile)
     profile = {
         "driver": "GTiff",
         "width": grid.width,
@@ -420,8 +431,8 @@ def _write_geotiff(
         "transform": grid.affine,
         "compress": "deflate",
         "tiled": True,
-        "blockxsize": tile,
-        "blockysize": tile,
+        "blockxsize": block,
+        "blockysize": block,
         "BIGTIFF": "IF_SAFER",
     }
     if nodata is not None:
@@ -445,7 +456,7 @@ def _write_geotiff(
                 n_tiles += 1
                 tile_done(n_tiles)
     if cog:
-        rio_copy(plain, path, driver="COG", compress="DEFLATE", blocksize=tile, overview_resampling="nearest")
+        rio_copy(plain, path, driver="COG", compress="DEFLATE", blocksize=block, overview_resampling="nearest")
         plain.unlink()
     return any_valid
 

@@ -11,7 +11,7 @@ import json
 import re
 import threading
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -73,6 +73,9 @@ _ROUTES: list[tuple[str, re.Pattern, str]] = [
 
 _FAULTY = ("export_table", "export_image", "get_operation")  # where faults.transient_rate applies
 _UNMETERED = ("discovery", "algorithms")  # what the client fetches to start: outside the project's quotas
+INTERACTIVE = ("compute_value", "compute_features", "compute_pixels", "create_thumbnail", "thumbnail_pixels",
+               "create_map", "map_tile")  # fmt: skip
+"""The requests that compute interactively (Earth Engine's 5-minute, ~10 MB answers), as counted in ``calls``."""
 
 
 class Router:
@@ -82,6 +85,7 @@ class Router:
         self._pages_lock = threading.Lock()
         self._renders: Any = None  # maps and thumbnails (pixels.RenderStore), made on first use
         self.quotas = Quotas(self.limits)
+        self.calls: Counter[str] = Counter()  # requests answered, by handler: what a plan's counts are checked on
 
     @property
     def limits(self) -> Limits:
@@ -109,6 +113,7 @@ class Router:
     def _dispatch(self, name: str, groups: dict, method: str, query, body, base_url: str) -> Response:
         """One matched request: its size, the project's quotas, injected faults, then the handler."""
         handler: Callable[..., Any] = getattr(self, name)
+        self.calls[name] += 1
         self.limits.check_request(body)
         with self.quotas.admit() if name not in _UNMETERED else nullcontext():
             if name in _FAULTY and getattr(self.engine, "faults", None) is not None:

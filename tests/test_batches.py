@@ -1,0 +1,188 @@
+"""Batched exports: many cells in one Earth Engine task, each cell its own file, equal to its per-cell export.
+
+The rehearsal runs on the shared simulated world with the local engine's Earth Engine limits on (the
+default): the same cells exported per cell (``cell-image``, one task each) and in batches
+(``cell-image-batch``), band by band equal; the tasks and interactive requests counted on the engine
+(its requests by handler, ``ee.data.listOperations``) against the plan. The file-to-cell mapping is checked
+against pixel arithmetic done here (rasterio's transform of each file), not against the mapping's own code.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sqlite3
+
+import numpy as np
+import pytest
+import rasterio
+
+from gee_mining.batch.batches import Batch, cells_per_file, file_offsets, plan_batches, split_batch
+from gee_mining.batch.jobs import run_job
+from gee_mining.batch.plan import TaskModel, plan_job
+from gee_mining.batch.spec import parse_spec
+from gee_mining.contracts.cells import GridSpec, cell_row
+from gee_mining.contracts.lattice import pixel_grid
+from gee_mining.errors import InputError
+
+BUCKET = "batches"
+PARAMS = {"start": "2019-01-01", "end": "2019-04-01", "indices": ["NDVI"]}
+
+
+@pytest.fixture(scope="module")
+def engine(sim_world, sim_catalog, tmp_path_factory):
+    """The local engine (limits on, as by default) serving the simulated world; (ee, engine, storage root)."""
+    import gee_mining
+
+    storage = tmp_path_factory.mktemp("batch_storage")
+    conn = gee_mining.connect("local", project="gee-mining-test", catalog=sim_catalog, storage_root=storage)
+    assert conn.local_engine.limits.enabled
+    import ee
+
+    yield ee, conn.local_engine, storage
+
+
+def _world_cells(world, size: float, zoom: int) -> list[dict]:
+    """Every cell of ``size`` m wholly inside the simulated world, as grid rows."""
+    x0, y0 = world.grid["origin"]
+    side = world.grid["size_m"]
+    epsg = int(world.grid["crs"].split(":")[1])
+    xs = range(math.ceil(x0 / size), math.floor((x0 + side) / size))
+    ys = range(math.ceil((y0 - side) / size), math.floor(y0 / size))
+    return [cell_row(epsg, x, y, GridSpec(size, zoom)) for y in ys for x in xs]
+
+
+def _write_cells(path, rows):
+    keys = ["name", "zoom", "epsg", "cell_x", "cell_y", "cell_size", "label"]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        w.writerows({**r, "label": 1} for r in rows)
+
+
+def _job(tmp_path, name, product, rows, polygons, **extra):
+    cells = tmp_path / f"{name}.csv"
+    _write_cells(cells, rows)
+    return parse_spec({"name": name, "product": product, "cells": str(cells), "max_running": 2,
+                       "destination": {"bucket": BUCKET, "prefix": name},
+                       "params": {"polygons": polygons, **PARAMS, **extra}})  # fmt: skip
+
+
+def _read(path, window=None):
+    with rasterio.open(path) as ds:
+        return ds.read(window=window), ds.transform, ds.descriptions
+
+
+def test_a_batched_job_writes_each_cell_equal_to_its_own_export(engine, sim_world, tmp_path):
+    ee, eng, storage = engine
+    polygons = sim_world.asset_ids["mines"]
+    # 640 m cells (64 px: one cell a file) and 645 m cells (64.5 px: 2 x 2 cells a file of 129 px), a hole left.
+    cells640 = _world_cells(sim_world, 640.0, 19)
+    cells645 = _world_cells(sim_world, 645.0, 20)
+    rows = [c for i, c in enumerate(cells640) if i != 1][:5] + cells645[:3]
+    assert len(rows) == 8 and cells_per_file(645.0) == 2 and cells_per_file(640.0) == 1
+    batched = _job(tmp_path, "batched", "cell-image-batch", rows, polygons, files_per_side=2)
+    single = _job(tmp_path, "single", "cell-image", rows, polygons)
+    plan = plan_job([[r for r in rows if r["cell_size"] == s] for s in (640.0, 645.0)],
+                    ["cell-image-batch", "cell-image"], bands=16, files_per_side=2)  # fmt: skip
+    planned = {(p.product, p.level_m): p.tasks for p in plan.products}
+
+    eng.router.calls.clear()
+    ops_before = len(ee.data.listOperations())
+    result = run_job(ee, batched, tmp_path / "b.sqlite", progress=None, poll_interval=0.05, timeout=300)
+    calls = dict(eng.router.calls)
+    assert result.ok, result.failed
+    tasks = len(ee.data.listOperations()) - ops_before
+    # As planned: the tasks submitted, and no interactive computation on the way.
+    assert tasks == result.submitted == planned[("cell-image-batch", 640.0)] + planned[("cell-image-batch", 645.0)]
+    assert tasks < len(rows)
+    from gee_mining.local.service.router import INTERACTIVE
+
+    assert sum(calls.get(k, 0) for k in INTERACTIVE) == plan.interactive_requests == 0
+    assert calls.get("export_image") == tasks
+    # The reference: each cell's own task.
+    assert run_job(ee, single, tmp_path / "s.sqlite", progress=None, poll_interval=0.05, timeout=300).ok
+    assert planned[("cell-image", 640.0)] + planned[("cell-image", 645.0)] == len(rows)
+
+    members = sqlite3.connect(tmp_path / "b.sqlite").execute("SELECT cell, unit, file, window FROM members").fetchall()
+    assert sorted(m[0] for m in members) == sorted(r["name"] for r in rows)  # each cell once
+    for cell, _unit, uri, window in members:
+        row = next(r for r in rows if r["name"] == cell)
+        own = storage / BUCKET / "single" / f"{cell}.tif"
+        want, want_tf, want_bands = _read(own)
+        assert uri, f"{cell}: no file (the world covers it: it has clear pixels)"
+        path = storage / uri.removeprefix("gs://")
+        col, r0, w, h = json.loads(window)
+        got, got_tf, got_bands = _read(path, rasterio.windows.Window(col, r0, w, h))
+        # The window's corner, from the file's own transform, is the cell lattice's corner (independent check).
+        grid = pixel_grid(row)
+        assert (got_tf.c + col * got_tf.a, got_tf.f + r0 * got_tf.e) == (grid.transform[2], grid.transform[5])
+        assert (w, h) == (grid.width, grid.height) and got_bands == want_bands
+        assert tuple(want_tf)[:6] == tuple(grid.transform)
+        for b, name in enumerate(want_bands):
+            np.testing.assert_array_equal(got[b], want[b], err_msg=f"{cell} band {name}")
+        assert np.isfinite(want).all() and (want != -9999).any()
+    # Outside the job's cells the files hold nodata: the hole left in the 640 m cells is no one's pixels.
+    hole = cells640[1]
+    assert hole["name"] not in {m[0] for m in members}
+
+
+def test_the_file_names_map_back_to_their_cells():
+    rows = [cell_row(32721, x, y, GridSpec(1375.0, 16)) for x, y in [(100, -3), (101, -3), (104, -2)]]
+    (batch,) = plan_batches(rows, files_per_side=8)
+    assert batch.file_px == 275 and (batch.bx0, batch.bx1, batch.by0, batch.by1) == (50, 52, -2, -1)
+    grid = batch.grid
+    assert (grid.width, grid.height) == (3 * 275, 2 * 275)
+    # The file at row 275, column 0 is block (50, -2), the south-west one: cells 100 and 101 of row -3.
+    assert file_offsets("p/b-0000000275-0000000000.tif", "p/b") == (275, 0)
+    from gee_mining.batch.batches import cells_of_file
+
+    got = {
+        w.cell: (w.col_off, w.row_off, w.width, w.height)
+        for w in cells_of_file(batch, "p/b-0000000275-0000000000.tif", "p/b")
+    }  # noqa: E501
+    # 1375 m cells at 10 m: x = 100 starts at 137,500 m (column 0 of the block at 137,500 m), x = 101 at
+    # 138,875 m, floored to 138,870 m: column 137. Row -3's top is -2,750 m, the block's top -2,750 m: row 0.
+    assert got == {rows[0]["name"]: (0, 0, 138, 138), rows[1]["name"]: (137, 0, 138, 138)}
+    with pytest.raises(InputError, match="not a file of the batch"):
+        file_offsets("p/b_q0-0000000000-0000000000.tif", "p/b")
+
+
+def test_a_split_keeps_every_cell_exactly_once():
+    rows = [cell_row(32633, x, y, GridSpec(5500.0, 14)) for x in range(10) for y in range(7) if (x * y) % 3]
+    (batch,) = plan_batches(rows, files_per_side=16)
+    parts = split_batch(batch)
+    assert 2 <= len(parts) <= 4
+    names = [c["name"] for p in parts for c in p.cells]
+    assert sorted(names) == sorted(r["name"] for r in rows)
+    assert all(Batch.from_row(p.to_row()) == p for p in parts)
+    one = plan_batches(rows[:1], files_per_side=16)[0]
+    assert split_batch(one) == []
+
+
+def test_plan_counts_and_model():
+    rows = [cell_row(32633, x, 0, GridSpec(5500.0, 14)) for x in range(100)]
+    plan = plan_job([rows], ["cell-image-batch", "cell-image"], bands=14, concurrent_tasks=2)
+    got = {p.product: p for p in plan.products}
+    assert (
+        got["cell-image"].tasks == 100 and got["cell-image-batch"].tasks == 2
+    )  # 64 files (352 km) a side: x 0..63, 64..99
+    assert got["cell-image"].bytes_written == 100 * 550 * 550 * 14 * 4
+    model = TaskModel()
+    assert got["cell-image"].task_seconds == pytest.approx(100 * model.seconds(0.3025))
+    assert plan.to_json()["total_tasks"] == 102
+
+
+def test_plan_cli_writes_total_tasks_and_interactive_requests(tmp_path, capsys):
+    from gee_mining.cli.main import main
+
+    out = tmp_path / "plan.json"
+    assert main(["plan", "--polygons", "tests/data/squares.geojson", "--levels", "5500,2750",
+                 "--products", "cell-image-batch,cell-image", "--json", str(out)]) == 0  # fmt: skip
+    plan = json.loads(out.read_text())
+    per_cell = sum(p["tasks"] for p in plan["products"] if p["product"] == "cell-image")
+    cells = sum(p["cells"] for p in plan["products"] if p["product"] == "cell-image")
+    assert plan["total_tasks"] == sum(p["tasks"] for p in plan["products"]) and per_cell == cells > 0
+    assert plan["interactive_requests"] == 0 and plan["task_model"]["sources"]
+    assert "total_tasks" in capsys.readouterr().out
