@@ -536,9 +536,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = explain(exc, args)
             if message is None or debug:
                 raise
-            print(f"gee-mining: error: {message}", file=sys.stderr)
-            if not isinstance(exc, GeeMiningError):
-                print("  (run again with --debug for the traceback)", file=sys.stderr)
+            hint = "" if isinstance(exc, GeeMiningError) else " (--debug shows the traceback)"
+            print(f"gee-mining: error: {message}{hint}", file=sys.stderr)
             return 2
 
 
