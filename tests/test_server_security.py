@@ -162,6 +162,7 @@ def test_hostile_requests_are_answered_within_the_timeout_while_another_is_serve
     hostile = {
         "regex": _graph(ee, ee.String("a" * 40 + "!").match("^(a+)+$")),
         "list": _graph(ee, ee.List.sequence(0, 1e9)),
+        "bands": _graph(ee, ee.Image.constant(1).rename("a" * 40 + "!").select("(a+)+$").bandNames()),
         "long": _graph(ee, ee.List.sequence(0, 200_000).iterate(lambda x, acc: ee.Number(acc).add(x), 0)),
     }
     out: dict = {}
@@ -175,6 +176,7 @@ def test_hostile_requests_are_answered_within_the_timeout_while_another_is_serve
     for t in threads:
         t.join(timeout=60)
     assert out["regex"][:2] == (200, {"result": []})  # RE2: no match, found in linear time
+    assert out["bands"][0] == 400 and "did not match any bands" in out["bands"][1]["error"]["message"]
     assert out["list"][0] == 400 and out["list"][1]["error"]["message"].startswith("User memory limit exceeded.")
     assert out["long"][0] == 400 and out["long"][1]["error"]["message"].startswith("Computation timed out.")
     for key in hostile:
@@ -211,3 +213,18 @@ def _cpu_s(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` (/proc/PID/stat, fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_the_memory_bound_just_under_and_just_over(engine_catalog):
+    """limits.elements_per_value (here 1,000): a list of 1,000 is made, one of 1,001 is refused before it is
+    made (List.sequence, List.repeat) or after (a list grown by List.cat), with Earth Engine's words."""
+    import ee
+
+    gee_mining.connect("local", project=PROJECT, engine_settings={"limits": {"elements_per_value": 1000}})
+    assert ee.List.sequence(1, 1000).size().getInfo() == 1000
+    assert ee.List.repeat(0, 1000).size().getInfo() == 1000
+    for over in (ee.List.sequence(1, 1001), ee.List.sequence(0, None, 1, 1001), ee.List.repeat(0, 1001)):
+        with pytest.raises(ee.EEException, match=r"^User memory limit exceeded\. .*1,001 elements"):
+            over.size().getInfo()
+    with pytest.raises(ee.EEException, match=r"^User memory limit exceeded\. .*List\.cat .*1,200 elements"):
+        ee.List.sequence(1, 600).cat(ee.List.sequence(1, 600)).size().getInfo()
