@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import ee
-from google.auth.credentials import AnonymousCredentials
+from google.auth.credentials import AnonymousCredentials, Credentials
+from google.auth.exceptions import RefreshError
 from google.cloud import storage as gcs
 
 from gee_mining.errors import ConnectError, InputError
 from gee_mining.io.storage import CloudStorage, FolderStorage, Storage
-from gee_mining.local import CatalogError, LocalEngine
+from gee_mining.local import CatalogError, EngineError, LocalEngine
+from gee_mining.local.service.access import TOKEN_ENV, find_token, runtime_file
 from gee_mining.local.service.server import IN_PROCESS_URL
 
 DEFAULT_LOCAL_PROJECT = "gee-mining-local"
@@ -118,6 +120,39 @@ def disconnect() -> None:
     ee.Reset()
 
 
+class EngineToken(Credentials):
+    """The token of a local engine served over HTTP, as ``ee`` credentials: the client sends it with
+    every request as ``Authorization: Bearer <token>``. It never expires; a refused one cannot be
+    refreshed, only found again (the server was restarted)."""
+
+    def __init__(self, token: str, url: str):
+        super().__init__()
+        self.token = token
+        self.url = url
+
+    def refresh(self, request: Any) -> None:
+        raise RefreshError(
+            f"the local engine at {self.url} refused its token: it was restarted or is another server. "
+            "Connect again (gee_mining.connect(url=...) reads the new token from the server's runtime file)."
+        )
+
+
+def _token_for(url: str, token: str | None) -> EngineToken:
+    """The credentials for the engine serving at ``url``: ``token``, else the one it left for us."""
+    try:
+        token = token or find_token(url)
+    except EngineError as e:
+        raise ConnectError(str(e)) from None
+    if not token:
+        port = url.rsplit(":", 1)[-1].split("/")[0]
+        where = runtime_file(int(port)) if port.isdigit() else "its runtime file"
+        raise ConnectError(
+            f"no token for the local engine at {url}: it is not in {where} (is `gee-mining serve` running there, "
+            f"as the same user?). Give connect(url=..., token=...) or set ${TOKEN_ENV} to the token it printed."
+        )
+    return EngineToken(token, url)
+
+
 def _set_current(conn: Connection) -> Connection:
     _CURRENT[:] = [conn]
     return conn
@@ -130,6 +165,7 @@ def connect(
     catalog: str | os.PathLike | None = None,
     http: bool = False,
     url: str | None = None,
+    token: str | None = None,
     port: int = 0,
     storage_root: str | os.PathLike | None = None,
     storage: Literal["local", "emulator", "gcs"] = "local",
@@ -145,7 +181,8 @@ def connect(
         default: ``$GEE_MINING_CATALOG`` if set, else an empty catalog.
     http: serve the local engine over HTTP on 127.0.0.1 (``port``, 0 = a free
         one) instead of in-process; ``url``: use a local engine already serving there
-        (``gee-mining serve``).
+        (``gee-mining serve``), with its ``token`` (default: ``$GEE_MINING_TOKEN``, else the token the
+        server wrote to its runtime file, ``gee_mining.local.service.access.runtime_file``).
     storage: where the local engine's Cloud Storage exports go: "local"
         (folders under ``storage_root``), "emulator" (a Cloud Storage emulator
         on 127.0.0.1) or "gcs" (real buckets; ``storage_options`` may give
@@ -167,12 +204,12 @@ def connect(
     catalog_path = Path(catalog_path).resolve() if catalog_path else None
     _skip_online_catalog()
     if url:
-        _initialize(project, url=url.rstrip("/"))
+        _initialize(project, url=url.rstrip("/"), credentials=_token_for(url.rstrip("/"), token))
         return _set_current(Connection("local", project, url=url.rstrip("/"), transport="http", catalog=catalog_path))
     local = _local_engine(catalog_path, project, storage_root, storage, storage_options, engine_settings)
     if http:
         server = next((s for s in local._servers if port in (0, s.port)), None) or local.serve(port=port)
-        _initialize(project, url=server.url, credentials=AnonymousCredentials())
+        _initialize(project, url=server.url, credentials=EngineToken(server.token, server.url))
         return _set_current(
             Connection("local", project, url=server.url, transport="http", catalog=catalog_path, local_engine=local)
         )

@@ -73,6 +73,13 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _runtime_files(tmp_path_factory):
+    """Engines served in tests (and their subprocesses) leave their tokens' runtime files in a temporary
+    folder, not in the user's own (gee_mining.local.service.access.runtime_dir)."""
+    os.environ["GEE_MINING_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("runtime"))
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _no_network():
     """Refuse every connection that is not to loopback: no test may go online."""
     real_connect = socket.socket.connect

@@ -19,6 +19,7 @@ import pytest
 
 import gee_mining
 from gee_mining.local import EngineError, LocalEngine
+from gee_mining.local.service.access import find_token
 
 
 def raw_object(ee, node):
@@ -213,7 +214,9 @@ def test_http_server_binds_loopback_only(tmp_path):
 
 
 def _post(url: str, path: str, body: bytes):
-    req = urllib.request.Request(url + path, data=body, method="POST", headers={"Content-Type": "application/json"})
+    """POST to an engine served at ``url``, with the token it left in its runtime file."""
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {find_token(url)}"}
+    req = urllib.request.Request(url + path, data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read())

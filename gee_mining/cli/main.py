@@ -88,6 +88,9 @@ def _serve(args: argparse.Namespace) -> int:
         raise InputError(f"--limits / --faults: {exc}") from exc
     server = engine.serve(args.host, args.port)
     print(f"gee-mining local engine serving Earth Engine's REST API on {server.url} (Ctrl-C to stop)")
+    print(
+        f"  token: {server.token} (every request needs 'Authorization: Bearer <token>'; written to {server.runtime_file})"
+    )
     print(f"  connect with: gee_mining.connect('local', project='{args.project}', url='{server.url}')")
     print(f"  catalog: {args.catalog or '(empty)'}; exports land under {engine.storage_root}")
     try:

@@ -279,14 +279,18 @@ class Evaluator:
         if alg.context:
             kwargs["ctx"] = self.ctx
         try:
-            return alg.func(**kwargs)
+            result = alg.func(**kwargs)
         except EngineError:
             raise
         except RecursionError:
             raise EngineError(f"{name}: expression nested too deeply.") from None
+        except MemoryError:
+            raise EngineError(f"User memory limit exceeded. (local engine: {name} ran out of memory)") from None
         except Exception as e:  # a bug or an unforeseen input: say where, keep serving
             # 400, not 500: the client retries 5xx answers, and a rerun fails the same way.
             raise EngineError(f"{name}: internal error: {type(e).__name__}: {e}") from e
+        self.ctx.limits.check_value(result, name)
+        return result
 
     # -- batched evaluation --------------------------------------------------
 
@@ -360,6 +364,8 @@ class Evaluator:
             raise
         except RecursionError:
             raise EngineError(f"{alg.name}: expression nested too deeply.") from None
+        except MemoryError:
+            raise EngineError(f"User memory limit exceeded. (local engine: {alg.name} ran out of memory)") from None
         except Exception as e:
             raise EngineError(f"{alg.name}: internal error: {type(e).__name__}: {e}") from e
 

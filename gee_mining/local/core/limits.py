@@ -47,7 +47,14 @@ class Limits:
 
     Interactive time (guide "Processing environments": about 5 minutes): ``request_time_s``; and
     work bound standing in for Earth Engine's speed on this machine: ``pixels_per_request`` (band
-    pixels computed by one interactive request). Batch exports have neither.
+    pixels computed by one interactive request). Batch exports have neither. The time budget is
+    checked at every algorithm call and band computation, so one call's own work is bounded by the
+    other limits (a regular expression runs in linear time; a list holds at most ``elements_per_value``).
+
+    Memory (guide "Debugging": "User memory limit exceeded."; Earth Engine gives no number):
+    ``elements_per_value``, the most elements one value may hold (list elements, a collection's
+    features, a string's characters), a stand-in for Earth Engine's per-request memory: 10 million
+    numbers take about 300 MB in the local engine. It applies to batch tasks too.
 
     Batch (guide "Earth Engine quotas"; REST ``projects.image.export``): ``max_concurrent_tasks``
     RUNNING at once (the rest stay PENDING, READY in the task list), ``max_queued_tasks`` unfinished
@@ -71,6 +78,7 @@ class Limits:
     seed: int = 0
     request_time_s: float = 300.0
     pixels_per_request: int = 2_000_000_000
+    elements_per_value: int = 10_000_000
     max_concurrent_tasks: int = 2
     max_queued_tasks: int = 3000
     duplicate_request_id: str = "error"
@@ -175,6 +183,27 @@ class Limits:
                 status=400,
             )
         return page[:kept]
+
+    # -- memory --------------------------------------------------------------------------------
+
+    def check_elements(self, count: int, what: str) -> None:
+        """Refuse a value of ``count`` elements over ``elements_per_value``, before it is made."""
+        if self.enabled and count > self.elements_per_value:
+            raise EngineError(
+                f"User memory limit exceeded. (local engine: {what} would hold {count:,} elements, over the "
+                f"bound of {self.elements_per_value:,} per value, limits.elements_per_value)",
+                status=400,
+            )
+
+    def check_value(self, value: Any, what: str) -> None:
+        """Refuse a list, string or collection (a value with ``features``) that an algorithm made over
+        ``elements_per_value``: what no algorithm checks beforehand (a list grown by repeated ``cat``)."""
+        if not self.enabled:
+            return
+        if isinstance(value, list | str):
+            self.check_elements(len(value), what)
+        elif isinstance(getattr(value, "features", None), list):
+            self.check_elements(len(value.features), what)
 
     # -- batch ---------------------------------------------------------------------------------
 

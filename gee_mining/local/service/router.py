@@ -1,8 +1,12 @@
 """One door for every endpoint of Earth Engine's REST API that the engine answers.
 
-``Router.handle(method, path, query, body, base_url)`` returns
+``Router.handle(method, path, query, body, base_url, caller=None)`` returns
 ``(status, content_type, bytes)``. The loopback HTTP server and the in-process
-``http_transport`` are thin adapters around it.
+``http_transport`` are thin adapters around it. A request over HTTP comes with
+its :class:`~.access.Caller`: its headers are checked against the server's
+access rule (token, loopback Host and Origin, JSON bodies) before anything else,
+and its ``gone`` event (set when the client goes away) cancels its evaluation.
+The in-process transport has no caller: nothing to check, no socket to watch.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from gee_mining.local.core.evaluator import Context, evaluate
 from gee_mining.local.core.info import to_info
 from gee_mining.local.core.limits import Limits, RequestBudget, request_digest
 from gee_mining.local.raster.pixels import RenderStore, compute_pixels, map_tile, prepare_render, thumbnail_pixels
+from gee_mining.local.service.access import Caller
 from gee_mining.local.service.export import image_export_work, table_export_work
 from gee_mining.local.service.quotas import Quotas
 from gee_mining.local.values.featurecollection import FeatureCollection
@@ -86,6 +91,7 @@ class Router:
         self._renders: Any = None  # maps and thumbnails (pixels.RenderStore), made on first use
         self.quotas = Quotas(self.limits)
         self.calls: Counter[str] = Counter()  # requests answered, by handler: what a plan's counts are checked on
+        self._request = threading.local()  # the running request's cancellation event, per server thread
 
     @property
     def limits(self) -> Limits:
@@ -93,13 +99,19 @@ class Router:
         return getattr(self.engine, "limits", None) or Limits(enabled=False)
 
     def handle(
-        self, method: str, path: str, query: Mapping[str, str], body: bytes | str | None, base_url: str
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        body: bytes | str | None,
+        base_url: str,
+        caller: Caller | None = None,
     ) -> Response:
         try:
             for route_method, pattern, name in _ROUTES:
                 m = pattern.match(path)
                 if m and route_method == method.upper():
-                    return self._dispatch(name, m.groupdict(), method, query, body, base_url)
+                    return self._dispatch(name, m.groupdict(), method, query, body, base_url, caller)
             raise NotFound(
                 f"The gee-mining local engine does not serve {method.upper()} {path}. "
                 "It answers the Earth Engine REST methods listed in docs/local-engine.md."
@@ -110,11 +122,24 @@ class Router:
             err = EngineError(f"Internal error in the local engine: {type(e).__name__}: {e}", status=500)
             return 500, JSON, json.dumps(err.to_json()).encode()
 
-    def _dispatch(self, name: str, groups: dict, method: str, query, body, base_url: str) -> Response:
-        """One matched request: its size, the project's quotas, injected faults, then the handler."""
+    def _dispatch(
+        self, name: str, groups: dict, method: str, query, body, base_url: str, caller: Caller | None
+    ) -> Response:
+        """One matched request: who sent it (over HTTP), its size, the project's quotas, injected faults,
+        then the handler, cancelled when its client goes away."""
         handler: Callable[..., Any] = getattr(self, name)
+        if caller is not None:
+            caller.access.check(name, method, caller.headers)
         self.calls[name] += 1
         self.limits.check_request(body)
+        self._request.gone = caller.gone if caller is not None else None
+        try:
+            return self._run(handler, name, groups, method, query, body, base_url)
+        finally:
+            self._request.gone = None
+
+    def _run(self, handler: Callable[..., Any], name: str, groups: dict, method: str, query, body, base_url):
+        """The handler within the project's quotas, after any injected fault."""
         with self.quotas.admit() if name not in _UNMETERED else nullcontext():
             if name in _FAULTY and getattr(self.engine, "faults", None) is not None:
                 self.engine.faults.request()
@@ -139,11 +164,18 @@ class Router:
     # -- computation -------------------------------------------------------
 
     def _context(self, project: str, interactive: bool = True) -> Context:
-        """A request's context; an interactive one carries its budget (time, work), a batch task's none."""
+        """A request's context; an interactive one carries its budget (time, work) and stops when its client
+        goes away (over HTTP), a batch task's has neither."""
         limits = self.limits
         budget = RequestBudget(limits) if interactive and limits.enabled else None
+        gone = getattr(self._request, "gone", None) if interactive else None
         return Context(
-            catalog=self.engine.catalog, project=project, settings=self.engine.settings, limits=limits, budget=budget
+            catalog=self.engine.catalog,
+            project=project,
+            settings=self.engine.settings,
+            limits=limits,
+            budget=budget,
+            cancelled=gone if gone is not None else threading.Event(),
         )
 
     def _evaluate(self, payload: Mapping, project: str) -> Any:

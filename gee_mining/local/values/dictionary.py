@@ -7,13 +7,13 @@ sorted by key; ``keys()`` and ``values()`` follow that order.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 from gee_mining.local.core.errors import EngineError
 from gee_mining.local.core.registry import algorithm
 from gee_mining.local.core.types import ee_type_of
+from gee_mining.local.values.string import selector_pattern
 
 
 def _sorted(entries: dict[str, Any]) -> dict[str, Any]:
@@ -34,10 +34,7 @@ def _matching(algorithm_name: str, keys: list[str], selectors: list[str], ignore
     """Keys that a selector (a key or a regular expression matching whole keys) names, in key order."""
     chosen: set[str] = set()
     for selector in selectors:
-        try:
-            pattern = re.compile(_key(algorithm_name, selector))
-        except re.error:
-            pattern = None
+        pattern = selector_pattern(_key(algorithm_name, selector))
         hits = [k for k in keys if k == selector or (pattern is not None and pattern.fullmatch(k))]
         if not hits and not ignore_missing:
             raise EngineError(f"{algorithm_name}: Pattern '{selector}' did not match any keys.")

@@ -10,7 +10,6 @@ the others return the geometry algorithm's number or boolean.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +19,7 @@ from gee_mining.local.core.info import to_info
 from gee_mining.local.core.registry import algorithm
 from gee_mining.local.values.element import Element
 from gee_mining.local.values.geometry import Geometry
+from gee_mining.local.values.string import selector_pattern
 
 
 class Feature(Element):
@@ -127,10 +127,9 @@ def select(input, propertySelectors, newProperties, retainGeometry):  # noqa: A0
         if selector in props:
             matches = [selector]
         else:
-            try:
-                pattern = re.compile(selector)
-            except re.error:
-                raise EngineError(f"Feature.select: Invalid property selector '{selector}'.") from None
+            pattern = selector_pattern(selector)
+            if pattern is None:
+                raise EngineError(f"Feature.select: Invalid property selector '{selector}'.")
             matches = [k for k in props if pattern.fullmatch(k)]
         chosen.extend(m for m in matches if m not in chosen)
     if newProperties is not None:

@@ -290,11 +290,12 @@ def list_remove_all(list, other):
     return [v for v in list if canonical(v) not in drop]
 
 
-@algorithm("List.repeat")
-def list_repeat(value, count):
+@algorithm("List.repeat", context=True)
+def list_repeat(value, count, ctx):
     n = _whole("List.repeat", "count", count)
     if n < 0:
         raise EngineError(f"List.repeat: count must not be negative, got {n}.")
+    ctx.limits.check_elements(n, "List.repeat")
     return [value] * n
 
 
@@ -327,13 +328,15 @@ def list_rotate(list, distance):
     return [*list[-d:], *list[:-d]] if d else [*list]
 
 
-@algorithm("List.sequence")
-def list_sequence(start, end, step, count):
-    """From ``start`` to ``end`` inclusive by ``step``, or ``count`` values (evenly spaced when ``end`` is given)."""
+@algorithm("List.sequence", context=True)
+def list_sequence(start, end, step, count, ctx):
+    """From ``start`` to ``end`` inclusive by ``step``, or ``count`` values (evenly spaced when ``end`` is given);
+    its length is checked against the memory bound before the list is made."""
     if count is not None:
         n = _whole("List.sequence", "count", count)
         if n < 0:
             raise EngineError(f"List.sequence: count must not be negative, got {n}.")
+        ctx.limits.check_elements(n, "List.sequence")
         if end is None:
             return [_tidy_number(start + step * i) for i in range(n)]
         if n == 1:
@@ -343,6 +346,9 @@ def list_sequence(start, end, step, count):
         raise EngineError("List.sequence: At least one of 'end' or 'count' must be specified.")
     if step == 0:
         raise EngineError("List.sequence: 'step' must not be zero.")
+    steps = (end - start) / step
+    if steps >= 0:  # (an infinite end is bounded too)
+        ctx.limits.check_elements(math.floor(min(steps, 1e18)) + 1, "List.sequence")
     out = []
     i = 0
     while True:

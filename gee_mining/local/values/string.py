@@ -4,9 +4,11 @@ Earth Engine's service is Java, and its regular expressions are RE2's dialect
 (``ee.String('a b').split('[[:space:]]')`` works, documented), so:
 
 - lengths and indices count UTF-16 code units, as Java strings do;
-- patterns are translated from RE2 syntax to Python's ``re`` (POSIX classes,
-  ASCII-only ``\\d \\w \\s \\b``, ``$`` only at the end of the text), and
-  constructs RE2 refuses (look-around, back-references) are refused;
+- patterns run on RE2 itself (the ``google-re2`` bindings: POSIX classes,
+  ASCII-only ``\\d \\w \\s \\b``, ``$`` only at the end of the text), in time
+  linear in the text: no pattern backtracks catastrophically (``^(a+)+$``);
+  constructs RE2 refuses (look-around, back-references) are refused with a
+  word that says why;
 - ``split`` follows Java's ``split``: captured groups are not returned, a
   zero-width match at the start adds no empty string, trailing empty strings
   are dropped;
@@ -16,10 +18,12 @@ Earth Engine's service is Java, and its regular expressions are RE2's dialect
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-import re
 from typing import Any
+
+import re2
 
 from gee_mining.local.core.errors import EngineError
 from gee_mining.local.core.registry import algorithm
@@ -48,47 +52,20 @@ def _utf16_index(s: str, codepoint_index: int) -> int:
 
 # -- RE2 patterns ----------------------------------------------------------------
 
-_POSIX_CLASSES = {
-    "alnum": "0-9A-Za-z",
-    "alpha": "A-Za-z",
-    "ascii": "\\x00-\\x7f",
-    "blank": "\\t ",
-    "cntrl": "\\x00-\\x1f\\x7f",
-    "digit": "0-9",
-    "graph": "!-~",
-    "lower": "a-z",
-    "print": " -~",
-    "punct": "!-/:-@\\[-`{-~",
-    "space": "\\t\\n\\v\\f\\r ",
-    "upper": "A-Z",
-    "word": "0-9A-Za-z_",
-    "xdigit": "0-9A-Fa-f",
-}
-
-_WORD = "0-9A-Za-z_"
-_SPACE = "\\t\\n\\f\\r "
-_OUTSIDE_ESCAPES = {
-    "d": "[0-9]",
-    "D": "[^0-9]",
-    "w": f"[{_WORD}]",
-    "W": f"[^{_WORD}]",
-    "s": f"[{_SPACE}]",
-    "S": f"[^{_SPACE}]",
-    "b": f"(?:(?<=[{_WORD}])(?![{_WORD}])|(?<![{_WORD}])(?=[{_WORD}]))",
-    "B": f"(?:(?<=[{_WORD}])(?=[{_WORD}])|(?<![{_WORD}])(?![{_WORD}]))",
-    "z": "\\Z",
-    "A": "\\A",
-}
-_INSIDE_ESCAPES = {"d": "0-9", "w": _WORD, "s": _SPACE}
+# RE2's POSIX classes (RE2's syntax page); the engine knows no others.
+_POSIX_CLASSES = frozenset(
+    ("alnum", "alpha", "ascii", "blank", "cntrl", "digit", "graph", "lower", "print", "punct", "space", "upper", "word")
+    + ("xdigit",)
+)
 
 
 def _unsupported(name: str, pattern: str, what: str) -> EngineError:
     return EngineError(f"{name}: Invalid regular expression '{pattern}': {what}.")
 
 
-def translate_re2(name: str, pattern: str) -> str:
-    """An RE2 pattern as an equivalent Python ``re`` pattern."""
-    out: list[str] = []
+def check_re2(name: str, pattern: str) -> None:
+    """Refuse what RE2 refuses with a word that says why (look-around, back-references), and what the
+    local engine does not take (``\\p``, ``\\P``, ``\\C``, ``\\Z``); RE2 itself refuses the rest."""
     i, n = 0, len(pattern)
     while i < n:
         c = pattern[i]
@@ -96,91 +73,79 @@ def translate_re2(name: str, pattern: str) -> str:
             if i + 1 >= n:
                 raise _unsupported(name, pattern, "trailing backslash")
             e = pattern[i + 1]
-            if e in _OUTSIDE_ESCAPES:
-                out.append(_OUTSIDE_ESCAPES[e])
-            elif e.isdigit() and e != "0":
+            if e.isdigit() and e != "0":
                 raise _unsupported(name, pattern, f"back-reference \\{e} is not supported (RE2)")
-            elif e in "pPCZ":
+            if e in "pPCZ":
                 raise _unsupported(name, pattern, f"\\{e} is not supported by the local engine")
-            else:
-                out.append(c + e)
             i += 2
         elif c == "[":
-            j, cls = _translate_class(name, pattern, i)
-            out.append(cls)
-            i = j
-        elif c == "(" and pattern.startswith("(?", i):
-            if pattern.startswith(("(?=", "(?!", "(?<=", "(?<!"), i):
-                raise _unsupported(name, pattern, "look-around is not supported (RE2)")
-            if pattern.startswith("(?<", i):
-                out.append("(?P<")
-                i += 3
-            else:
-                out.append("(?")
-                i += 2
-        elif c == "$":
-            out.append("\\Z")
-            i += 1
+            i = _check_class(name, pattern, i)
+        elif pattern.startswith(("(?=", "(?!", "(?<=", "(?<!"), i):
+            raise _unsupported(name, pattern, "look-around is not supported (RE2)")
         else:
-            out.append(c)
             i += 1
-    return "".join(out)
 
 
-def _translate_class(name: str, pattern: str, start: int) -> tuple[int, str]:
-    """Translate the bracket expression at ``start``; returns (end index, Python class)."""
+def _check_class(name: str, pattern: str, start: int) -> int:
+    """Check the bracket expression at ``start``; returns the index after it."""
     i = start + 1
-    out = ["["]
     if i < len(pattern) and pattern[i] == "^":
-        out.append("^")
         i += 1
     first = True
     while i < len(pattern):
         c = pattern[i]
         if c == "]" and not first:
-            out.append("]")
-            return i + 1, "".join(out)
+            return i + 1
         first = False
-        if c == "[" and pattern.startswith("[:", i):
+        if pattern.startswith("[:", i):
             end = pattern.find(":]", i + 2)
             if end < 0:
                 raise _unsupported(name, pattern, "unterminated POSIX class")
-            cls = pattern[i + 2 : end]
-            if cls not in _POSIX_CLASSES:
-                raise _unsupported(name, pattern, f"unknown POSIX class [:{cls}:]")
-            out.append(_POSIX_CLASSES[cls])
+            if pattern[i + 2 : end] not in _POSIX_CLASSES:
+                raise _unsupported(name, pattern, f"unknown POSIX class [:{pattern[i + 2 : end]}:]")
             i = end + 2
         elif c == "\\":
             if i + 1 >= len(pattern):
                 raise _unsupported(name, pattern, "trailing backslash")
-            e = pattern[i + 1]
-            if e in _INSIDE_ESCAPES:
-                out.append(_INSIDE_ESCAPES[e])
-            elif e in "DWSpP":
-                raise _unsupported(name, pattern, f"\\{e} inside a class is not supported by the local engine")
-            else:
-                out.append(c + e)
+            if pattern[i + 1] in "DWSpP":
+                raise _unsupported(
+                    name, pattern, f"\\{pattern[i + 1]} inside a class is not supported by the local engine"
+                )
             i += 2
-        elif c in "[&~|":
-            out.append("\\" + c)
-            i += 1
         else:
-            out.append(c)
             i += 1
     raise _unsupported(name, pattern, "missing closing ]")
 
 
-def compile_regex(name: str, regex: str, flags: str | None) -> tuple[re.Pattern[str], bool]:
-    """The compiled pattern and whether the 'g' flag was given."""
+def compile_regex(name: str, regex: str, flags: str | None) -> tuple[Any, bool]:
+    """The compiled pattern (RE2: linear time in the text, whatever the pattern, so no pattern can hold
+    the engine; Earth Engine's own dialect) and whether the 'g' flag was given."""
     flags = flags or ""
     bad = set(flags) - {"g", "i"}
     if bad:
         raise EngineError(f"{name}: Invalid flags '{flags}'. Supported flags are 'g' (global) and 'i' (ignore case).")
+    check_re2(name, regex)
+    options = re2.Options()
+    options.log_errors = False
+    options.case_sensitive = "i" not in flags
     try:
-        compiled = re.compile(translate_re2(name, regex), re.IGNORECASE if "i" in flags else 0)
-    except re.error as err:
-        raise EngineError(f"{name}: Invalid regular expression '{regex}': {err}.") from None
+        compiled = re2.compile(regex, options)
+    except re2.error as err:
+        what = err.args[0].decode(errors="replace") if err.args and isinstance(err.args[0], bytes) else str(err)
+        raise EngineError(f"{name}: Invalid regular expression '{regex}': {what}.") from None
     return compiled, "g" in flags
+
+
+@functools.lru_cache(maxsize=1024)
+def selector_pattern(selector: str) -> Any:
+    """A band, property or key selector as an RE2 pattern (matched in full, in linear time), or None when
+    it is not a valid pattern (then it can only name a band, property or key exactly)."""
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        return re2.compile(selector, options)
+    except re2.error:
+        return None
 
 
 # -- algorithms ------------------------------------------------------------------
@@ -300,7 +265,7 @@ def match(input, regex, flags):
     return [m.group(0), *m.groups()]
 
 
-def _expand(name: str, replacement: str, m: re.Match[str]) -> str:
+def _expand(name: str, replacement: str, m: Any) -> str:
     """RE2/J replacement syntax: ``$n`` (longest valid group number), ``${name}``, ``\\x`` is x."""
     out: list[str] = []
     i, n = 0, len(replacement)
