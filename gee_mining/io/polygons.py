@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pyogrio
-import pyproj
 import shapely
 
 from gee_mining.contracts.cells import split_antimeridian
+from gee_mining.contracts.tables import plain_value, to_lonlat
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import table_entry, write_catalog
 
@@ -38,30 +38,6 @@ class PolygonFile:
     properties: list[dict[str, Any]]
     source_crs: str | None
     split: int = 0  # features split at the antimeridian
-
-
-def _plain(value: Any) -> Any:
-    """A column value as plain Python: numbers, strings, ISO dates, None for missing (NaN)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
-
-
-def _to_wgs84(geoms: np.ndarray, crs: str | None) -> np.ndarray:
-    """Geometries in ``crs`` (EPSG:4326 when None) reprojected to EPSG:4326, longitude first."""
-    if not crs:
-        return geoms
-    src = pyproj.CRS.from_user_input(crs)
-    if src.equals(pyproj.CRS.from_epsg(4326)):
-        return geoms
-    tf = pyproj.Transformer.from_crs(src, 4326, always_xy=True)
-    return shapely.transform(geoms, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
 
 
 def _read_parquet(path: Path) -> tuple[np.ndarray, dict[str, list], str | None]:
@@ -98,14 +74,14 @@ def read_polygons(path: str | os.PathLike, what: str = "polygons") -> PolygonFil
     try:
         reader = _read_parquet if path.suffix.lower() in (".parquet", ".geoparquet") else _read_ogr
         geoms, columns, crs = reader(path)
-        geoms = _to_wgs84(np.asarray(geoms, dtype=object), crs)
+        geoms = to_lonlat(np.asarray(geoms, dtype=object), crs)
     except InputError:
         raise
     except Exception as e:  # pyogrio, pyarrow and pyproj raise several kinds
         hint = ": close each ring (its last point repeats its first)" if "closed linestring" in str(e) else ""
         raise InputError(f"{what} {path}: cannot read it as a polygon file ({e}){hint}.") from None
     names = list(columns)
-    props = [{n: _plain(columns[n][i]) for n in names} for i in range(len(geoms))]
+    props = [{n: plain_value(columns[n][i]) for n in names} for i in range(len(geoms))]
     geometries = [None if g is None or g.is_empty else g for g in geoms]
     geometries = _checked(geometries, f"{what} {path}", crs)
     split = 0

@@ -47,9 +47,9 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pyogrio
-import pyproj
 import shapely
 
+from gee_mining.contracts.tables import plain_value, to_lonlat
 from gee_mining.local.core.errors import EngineError, NotFound
 from gee_mining.local.raster.image import Image, ImageCollection
 from gee_mining.local.raster.resample import FileSource, source_band
@@ -308,40 +308,16 @@ def read_table(entry: TableEntry) -> FeatureCollection:
     values = [columns[n] for n in names]
     features = []
     for i, geom in enumerate(geoms):
-        props = {n: _plain(v[i]) for n, v in zip(names, values, strict=True)}
+        props = {n: plain_value(v[i]) for n, v in zip(names, values, strict=True)}
         g = None if geom is None or geom.is_empty else Geometry(geom, geodesic=entry.geodesic)
         features.append(Feature(g, props, id=f"{i:020x}"))
     return FeatureCollection(features, dict(entry.properties), id=entry.id)
 
 
-def _plain(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
-
-
-def _to_wgs84(geoms: np.ndarray, crs: str | None) -> np.ndarray:
-    if not crs:
-        return geoms
-    src = pyproj.CRS.from_user_input(crs)
-    if src.equals(pyproj.CRS.from_epsg(4326)):
-        return geoms
-    tf = pyproj.Transformer.from_crs(src, 4326, always_xy=True)
-    return shapely.transform(geoms, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
-
-
 def _read_ogr(entry: TableEntry):
     meta, _fids, wkb, fields = pyogrio.raw.read(entry.path, layer=entry.layer)
     geoms = shapely.from_wkb(wkb) if wkb is not None else np.full(len(fields[0]) if fields else 0, None)
-    geoms = _to_wgs84(geoms, meta.get("crs"))
+    geoms = to_lonlat(geoms, meta.get("crs"))
     return list(geoms), dict(zip(meta["fields"], fields, strict=True))
 
 
@@ -357,7 +333,7 @@ def _read_parquet(entry: TableEntry):
         crs_text = json.dumps(crs)
     elif isinstance(crs, str):
         crs_text = crs
-    geoms = _to_wgs84(shapely.from_wkb(table.column(col).to_pylist()), crs_text)
+    geoms = to_lonlat(shapely.from_wkb(table.column(col).to_pylist()), crs_text)
     columns = {n: table.column(n).to_pylist() for n in table.column_names if n != col}
     return list(geoms), columns
 
