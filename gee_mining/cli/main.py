@@ -18,6 +18,7 @@ from gee_mining.batch.tasks import run_tasks, succeeded
 from gee_mining.cli.classify import add_cli as add_classify_cli
 from gee_mining.cli.common import connect_with_polygons
 from gee_mining.cli.detect import add_cli as add_detect_cli
+from gee_mining.cli.evaluate import add_cli as add_evaluate_cli
 from gee_mining.cli.pyramid import add_cli as add_pyramid_cli
 from gee_mining.cli.study import add_cli as add_study_cli
 from gee_mining.connection import connect
@@ -344,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_classify_cli(sub)
     add_study_cli(sub)
     add_pyramid_cli(sub)
+    add_evaluate_cli(sub)
     _add_world(sub)
     _add_algorithms(sub)
     return parser
