@@ -19,6 +19,7 @@ from gee_mining.cli.classify import add_cli as add_classify_cli
 from gee_mining.cli.common import check_writable, connect_with_polygons, scratch_folder, storage_root
 from gee_mining.cli.detect import add_cli as add_detect_cli
 from gee_mining.cli.errors import explain
+from gee_mining.cli.evaluate import add_cli as add_evaluate_cli
 from gee_mining.cli.plan import add_cli as add_plan_cli
 from gee_mining.cli.pyramid import add_cli as add_pyramid_cli
 from gee_mining.cli.study import add_cli as add_study_cli
@@ -363,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_study_cli(sub)
     add_pyramid_cli(sub)
     add_plan_cli(sub)
+    add_evaluate_cli(sub)
     _add_world(sub)
     _add_algorithms(sub)
     return parser

@@ -67,20 +67,38 @@ def fit_logistic(features, table, names: Sequence[str], label: str = MINE_BAND, 
     return ProbabilityModel(image, model, int(len(y)), int(np.sum(y)))
 
 
-def fit_probability(ee, composite, region, polygons, pixels: int = 2000, scale: float = 10.0, seed: int = 0,
-                    indices: Sequence[str] = FEATURE_INDICES) -> ProbabilityModel:  # fmt: skip
-    """Sample ``pixels`` pixels per class over ``region`` (server-side ``stratifiedSample`` of ``composite`` with its
-    indices and the ``_mine`` label painted from ``polygons``), fit a logistic model on that pixel
-    table, and return it as a probability image over ``composite``."""
+def sample_pixels(ee, composite, region, polygons, pixels: int = 2000, scale: float = 10.0, seed: int = 0,
+                  indices: Sequence[str] = FEATURE_INDICES) -> pd.DataFrame:  # fmt: skip
+    """A pixel table of ``pixels`` pixels per class over ``region``: server-side ``stratifiedSample`` of ``composite``
+    with its indices and the ``_mine`` label painted from ``polygons`` (one request)."""
 
     features = add_indices(ee.Image(composite), list(indices))
     mine = ee.Image(0).byte().paint(ee.FeatureCollection(polygons), 1).rename(MINE_BAND)
     sample = features.addBands(mine).stratifiedSample(
         numPoints=pixels, classBand=MINE_BAND, region=region, scale=scale, seed=seed, geometries=False
     )
-    table = pd.DataFrame([f["properties"] for f in iter_features(sample)])
-    names = [b for b in ee.Image(composite).bandNames().getInfo()] + list(indices)
-    return fit_logistic(features, table, names)
+    return pd.DataFrame([f["properties"] for f in iter_features(sample)])
+
+
+def feature_names(ee, composite, indices: Sequence[str] = FEATURE_INDICES) -> list[str]:
+    """The screening model's features: the composite's bands, then ``indices``."""
+    return [b for b in ee.Image(composite).bandNames().getInfo()] + list(indices)
+
+
+def probability_image(ee, model: LinearModel, composite, indices: Sequence[str] = FEATURE_INDICES):
+    """A fitted screening model compiled over another composite (a world it was not fitted on)."""
+    features = add_indices(ee.Image(composite), list(indices))
+    return compile_linear(model, features, features_ready=True).select("probability")
+
+
+def fit_probability(ee, composite, region, polygons, pixels: int = 2000, scale: float = 10.0, seed: int = 0,
+                    indices: Sequence[str] = FEATURE_INDICES) -> ProbabilityModel:  # fmt: skip
+    """Sample ``pixels`` pixels per class over ``region`` (:func:`sample_pixels`), fit a logistic model on that pixel
+    table, and return it as a probability image over ``composite``."""
+
+    table = sample_pixels(ee, composite, region, polygons, pixels, scale, seed, indices)
+    features = add_indices(ee.Image(composite), list(indices))
+    return fit_logistic(features, table, feature_names(ee, composite, indices))
 
 
 def composite_bands(composite_spec=None) -> list[str]:

@@ -73,9 +73,11 @@ def generate_pyramid_world(
     corner: tuple[float, float] = DEFAULT_CORNER,
     project: str = "gee-mining-local",
     progress=None,
+    library_part: str | None = None,
 ):
     """Write a SIMULATED world (see :func:`gee_mining.world.generate_world`) whose top-left corner is ``corner``
-    (UTM metres in ``epsg``) with ``clusters`` compact mine clusters; returns its manifest."""
+    (UTM metres in ``epsg``) with ``clusters`` compact mine clusters; returns its manifest. ``library_part``: paint
+    it from that half of the spectral library only (``generate_world``)."""
 
     rng = np.random.default_rng([seed, 12])
     size = max(60, int(round(size_km * 1000 / 60)) * 60)
@@ -99,8 +101,18 @@ def generate_pyramid_world(
     centre = to_ll.transform(x0 + size / 2 + 1, top - size / 2 + 1)
     return generate_world(
         out, polygons=poly_path, size_km=size / 1000, months=months, seed=seed, center=centre, project=project,
-        progress=progress,
+        progress=progress, library_part=library_part,
     )  # fmt: skip
+
+
+def seed_corner(seed: int, size_km: float, corner: tuple[float, float] = DEFAULT_CORNER) -> tuple[float, float]:
+    """A top-left corner of its own for the world of ``seed``: worlds of different seeds sit side by side (8 to a
+    row, then rows further south), on corners of the 5500 m grid and of the 60 m world lattice (steps of 16500 m),
+    so their squares and their mines never overlap."""
+    if seed < 0:
+        raise ValueError(f"seed {seed}: a world seed is 0 or more.")
+    step = 16500.0 * (1 + math.ceil(size_km * 1000 / 16500))
+    return corner[0] + (seed % 8 - 4) * step, corner[1] - (seed // 8) * step
 
 
 @dataclass
@@ -129,16 +141,19 @@ def prepare_simulated(
     project: str = "gee-mining-pyramid",
     engine_project: str | None = None,
     progress=None,
+    corner: tuple[float, float] = DEFAULT_CORNER,
+    library_part: str | None = None,
 ) -> SimulatedPyramid:
     """Generate :func:`generate_pyramid_world`, export its composite once (on the world's engine), then connect
     ``ee`` to ``base_catalog`` plus two assets: the composite (``projects/<project>/assets/composite``) and the
     world's mines (``projects/<project>/assets/world_mines``). The world's own Sentinel-2 collections are not
     served afterwards, so a caller's engine keeps its own; ``engine_project``: the project of that last connection
-    (default ``project``)."""
+    (default ``project``). ``corner`` and ``library_part``: as :func:`generate_pyramid_world`."""
 
     say = progress or (lambda msg: None)
     out = Path(out_dir)
-    world = generate_pyramid_world(out / "world", size_km, clusters, months, seed, project=project)
+    world = generate_pyramid_world(out / "world", size_km, clusters, months, seed, corner=corner, project=project,
+                                   library_part=library_part)  # fmt: skip
     say(f"[pyramid] SIMULATED world of {world.grid['size_m'] / 1000:g} km, {len(world.scenes)} scenes")
     storage = Path(storage_root or out / "storage")
     connect("local", project=project, catalog=world.catalog, storage_root=storage)

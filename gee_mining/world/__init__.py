@@ -177,12 +177,15 @@ def generate_world(
     project: str = "gee-mining-local",
     workers: int | None = None,
     progress=None,
+    library_part: str | None = None,
 ) -> WorldManifest:
     """Write a simulated world of ``size_km`` x ``size_km`` for ``months`` months of ``year`` into ``out_dir``.
 
     ``polygons``: a polygon file (any format the catalog reads); the world is
     centred on the densest group of them (or on ``center``, lon/lat). Without
-    it, mine polygons are generated (and documented as generated).
+    it, mine polygons are generated (and documented as generated). ``library_part``: paint the world from one
+    half of the spectral library only (``"train"`` or ``"test"``; see ``world.spectra.library_part``), so that
+    worlds for training and for testing share no spectrum.
     """
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -196,7 +199,7 @@ def generate_world(
     grid = mines.grid
     timing["polygons"] = time.perf_counter() - t0
 
-    surface = build_surface(grid, mines.utm, rng)
+    surface = build_surface(grid, mines.utm, rng, library_part)
     timing["surface"] = time.perf_counter() - t0 - sum(timing.values())
     static = make_static(grid, surface, seed, out)
     specs = schedule(grid, year, months)
@@ -205,7 +208,8 @@ def generate_world(
     timing["scenes"] = time.perf_counter() - t0 - sum(timing.values())
 
     catalog, mines_id = _write_datasets(out, grid, surface, mines, results, project)
-    parameters = {"size_km": size_km, "year": year, "months": months, "center": list(mines.center), "project": project}
+    parameters = {"size_km": size_km, "year": year, "months": months, "center": list(mines.center), "project": project,
+                  "library_part": library_part}  # fmt: skip
     manifest = _manifest(out, catalog, seed, parameters, grid, surface, results, mines, mines_id)
     # size_bytes: every file but manifest.json itself (same seed, same bytes: timings stay out of the file)
     manifest.size_bytes = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")

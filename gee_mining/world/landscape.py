@@ -204,13 +204,16 @@ def _local_to_utm(grid: WorldGrid, geom: shapely.Geometry) -> shapely.Geometry:
     return shapely.transform(geom, lambda xy: np.column_stack([grid.x0 + xy[:, 0], grid.y0 - xy[:, 1]]))
 
 
-def build_surface(grid: WorldGrid, mines_utm: list[shapely.Geometry], rng: np.random.Generator) -> Surface:
+def build_surface(
+    grid: WorldGrid, mines_utm: list[shapely.Geometry], rng: np.random.Generator, library_part: str | None = None
+) -> Surface:
     """Materials, spectra and phenology for every 10 m pixel of the world.
 
     The pieces draw from ``rng`` in a fixed order (palette, land use, fields, water and village,
-    mines, spectra, phenology), which keeps a seed's world the same bytes.
+    mines, spectra, phenology), which keeps a seed's world the same bytes. ``library_part``: draw the palette from
+    that half of the spectral library only (see :func:`gee_mining.world.spectra.library_part`).
     """
-    palette = build_palette(rng)
+    palette = build_palette(rng, part=library_part)
     h, w = grid.shape(10)
     extent = float(grid.size)
     material = _land_use(rng, extent, h, w)

@@ -16,6 +16,7 @@ manifest. Everything else a scene shows traces back to a library spectrum.
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -126,8 +127,36 @@ class Palette:
     green: dict[int, np.ndarray]
 
 
-def build_palette(rng: np.random.Generator, per_material: int = 5) -> Palette:
-    """Pick library spectra for each material (deterministic for ``rng``)."""
+LIBRARY_PARTS = ("train", "test")
+"""The two disjoint halves of the library a world can be limited to (``build_palette(part=...)``)."""
+
+
+def sample_stem(name: str) -> str:
+    """The measured sample a library spectrum belongs to: replicate measurements share it (``mugexx.002-`` and
+    ``mugexx.001-`` are two readings of sample ``mugexx``), so a split of the library keeps them together."""
+    return re.sub(r"\.\d+-?$", "", name)
+
+
+def library_part(name: str, by_sample: bool = True) -> str:
+    """Which half of the library (``"train"`` or ``"test"``) a spectrum belongs to: a fixed hash (CRC-32, the same
+    on every machine) of its sample's stem, so worlds limited to different halves share no spectrum and no
+    replicate of one; with ``by_sample=False``, of its own name."""
+    return LIBRARY_PARTS[zlib.crc32((sample_stem(name) if by_sample else name).encode()) % 2]
+
+
+def split_pool(names: list[str], pool: np.ndarray, part: str) -> np.ndarray:
+    """The entries of ``pool`` (library rows) in ``part``: split by sample, or by spectrum where every spectrum of
+    the pool shares one stem (earthlib's 39 sand spectra are all ``lbxsxx.NNN-``), so each half keeps some."""
+    by_sample = {library_part(names[i]) for i in pool} == set(LIBRARY_PARTS)
+    return pool[np.array([library_part(names[i], by_sample) == part for i in pool], dtype=bool)]
+
+
+def build_palette(rng: np.random.Generator, per_material: int = 5, part: str | None = None) -> Palette:
+    """Pick library spectra for each material (deterministic for ``rng``). ``part``: draw only from that half of
+    the library (:func:`library_part`), so that worlds made for training and for testing share no spectrum; the
+    two modelled water spectra are fixed constants, not draws, and every world has them."""
+    if part is not None and part not in LIBRARY_PARTS:
+        raise ValueError(f"part {part!r}: one of {', '.join(LIBRARY_PARTS)}, or None for the whole library.")
     lib = library()
     names = list(lib.names)
     canopy = lib.where("canopy")
@@ -167,6 +196,9 @@ def build_palette(rng: np.random.Generator, per_material: int = 5) -> Palette:
     entries: list[int | str] = []
     base: dict[int, np.ndarray] = {}
     green: dict[int, np.ndarray] = {}
+
+    if part is not None:
+        pools = {k: split_pool(names, v, part) for k, v in pools.items()}
 
     def take(pool: str) -> np.ndarray:
         candidates = pools[pool]

@@ -1,0 +1,55 @@
+"""``gee-mining evaluate pyramid``: the pyramid trained and calibrated on some SIMULATED worlds, measured on others."""
+
+from __future__ import annotations
+
+import json
+
+from gee_mining.errors import InputError
+from gee_mining.pyramid.evaluate import EvaluationSpec, evaluate_pyramid
+
+
+def _seeds(text: str, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"{option} {text!r}: comma-separated world seeds, e.g. 1,2,3.") from None
+
+
+def _numbers(text: str, option: str, kind=float) -> tuple:
+    try:
+        return tuple(kind(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"{option} {text!r}: comma-separated numbers.") from None
+
+
+def _pyramid(args) -> int:
+    spec = EvaluationSpec(
+        train_seeds=_seeds(args.train_seeds, "--train-seeds"), test_seeds=_seeds(args.test_seeds, "--test-seeds"),
+        size_km=args.size_km, clusters=args.clusters, levels=_numbers(args.levels, "--levels"),
+        zooms=_numbers(args.zooms, "--zooms", int), target_recall=args.target_recall, margin=args.margin,
+        pixels=args.pixels, mine_share=args.mine_share, exhaustive=args.exhaustive, workers=args.workers,
+    )  # fmt: skip
+    report = evaluate_pyramid(args.out, spec, progress=print)
+    print(json.dumps({"SIMULATED": True, "pooled": report["pooled"]}, indent=1))
+    print(f"SIMULATED: written {args.out}/evaluation.json")
+    return 0
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("evaluate", help="measure out of sample: train and calibrate on some worlds, report on others")
+    act = p.add_subparsers(dest="target", required=True)
+    q = act.add_parser("pyramid", help="the pyramid on SIMULATED worlds: train/calibrate seeds vs held-out seeds")
+    q.add_argument("--train-seeds", required=True, help="world seeds to train and calibrate on, e.g. 1,2,3")
+    q.add_argument("--test-seeds", required=True, help="world seeds to report on, e.g. 4,5 (never trained on)")
+    q.add_argument("--out", required=True, help="output folder (worlds, patches, evaluation.json)")
+    q.add_argument("--size-km", type=float, default=11.04, help="side of each world (km; default 11.04)")
+    q.add_argument("--clusters", type=int, default=4, help="mine clusters per world (default 4)")
+    q.add_argument("--levels", default="2750,1375,687.5,343.75", help="cell sizes, coarse to fine")
+    q.add_argument("--zooms", default="15,16,17,18", help="zoom labels of the levels")
+    q.add_argument("--target-recall", type=float, default=0.98, help="calibration target on the train worlds")
+    q.add_argument("--margin", type=float, default=0.5, help="factor applied to each calibrated threshold (0..1]")
+    q.add_argument("--pixels", type=int, default=1000, help="sampled pixels per class per train world")
+    q.add_argument("--mine-share", type=float, default=0.0007, help="share of land that is mine, for precision")
+    q.add_argument("--exhaustive", action="store_true", help="also run the detector on every fine cell (slow)")
+    q.add_argument("--workers", type=int, default=1, help="processes building worlds side by side")
+    q.set_defaults(func=_pyramid)

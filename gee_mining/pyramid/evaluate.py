@@ -1,0 +1,349 @@
+"""The pyramid measured out of sample: trained and calibrated on some SIMULATED worlds, reported on others.
+
+Every figure the pyramid reports used to come from the world it was tuned on. Here each seed makes
+its own world (:func:`gee_mining.pyramid.world.prepare_simulated`), placed on a square of its own
+(:func:`~gee_mining.pyramid.world.seed_corner`: no two worlds share ground or a mine) and painted
+from one half of the spectral library (``library_part``: the train worlds from ``"train"``, the
+test worlds from ``"test"``, so no spectrum a test world shows was ever seen in training). The
+screening model is fitted on a pixel sample pooled over the train worlds; the thresholds are
+calibrated on the pooled mines of the train worlds with a margin
+(:func:`gee_mining.pyramid.calibration.calibrate_worlds`). Both are then frozen and the pyramid runs
+on each test world with the pixel-model detector at the finest level. :func:`check_disjoint`
+refuses an evaluation whose train and test worlds share a seed, a mine or a spectrum.
+
+Reported per test world and pooled: recall (a mine is found when a detection touches it) with its
+95 % Clopper-Pearson interval, the screening's own recall (mines still touched by a kept fine
+cell), fine cells against the exhaustive count, false alarms per 1000 km2 (kept fine cells and
+boxes that touch no mine), the precision those rates would give at a realistic mine share
+(``mine_share`` of the land, 0.07 % by default), and the cost (fine cells, pixels, tasks).
+All of it is SIMULATED.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import ee
+import pandas as pd
+import shapely
+
+from gee_mining.connection import connect
+from gee_mining.errors import InputError
+from gee_mining.io.catalog import write_catalog
+from gee_mining.pyramid.calibration import Calibration, CalibrationWorld, calibrate_worlds, clopper_pearson
+from gee_mining.pyramid.core import PyramidSpec, descendants, known_polygons, run_exhaustive, run_pyramid, start_cells
+from gee_mining.pyramid.detectors import PixelModelDetector
+from gee_mining.pyramid.probability import (
+    FEATURE_INDICES,
+    feature_names,
+    fit_logistic,
+    probability_image,
+    sample_pixels,
+)
+from gee_mining.pyramid.world import SimulatedPyramid, prepare_simulated, seed_corner
+from gee_mining.steps.indices import add_indices
+
+SIZE_BINS_KM2 = (0.05, 0.2, 1.0)  # recall is also reported for mines below 0.05 km2, 0.05-0.2, 0.2-1, above 1
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """What an evaluation builds and how it tunes: seeds, world size, levels, calibration target and margin."""
+
+    train_seeds: tuple[int, ...]
+    test_seeds: tuple[int, ...]
+    size_km: float = 11.04
+    clusters: int = 4
+    months: int = 1
+    levels: tuple[float, ...] = (2750, 1375, 687.5, 343.75)
+    zooms: tuple[int, ...] = (15, 16, 17, 18)
+    target_recall: float = 0.98
+    margin: float = 0.5
+    pixels: int = 1000  # sampled pixels per class per train world
+    mine_share: float = 0.0007  # a realistic share of land that is mine, for precision
+    confidence: float = 0.95
+    exhaustive: bool = False  # also run the detector on every fine cell (slow: the reference recall)
+    workers: int = 1  # processes that build worlds side by side
+
+    def __post_init__(self) -> None:
+        train, test = tuple(int(s) for s in self.train_seeds), tuple(int(s) for s in self.test_seeds)
+        if not train or not test:
+            raise InputError(
+                "give at least one train seed and one test seed, e.g. --train-seeds 1,2,3 --test-seeds 4,5"
+            )
+        shared = sorted(set(train) & set(test))
+        if shared:
+            raise InputError(f"seed(s) {shared} are both train and test: a world is used for one or the other.")
+        if any(s < 0 for s in train + test) or len(set(train)) < len(train) or len(set(test)) < len(test):
+            raise InputError(f"seeds {train} / {test}: distinct seeds, 0 or more.")
+        if not 0 < self.mine_share < 1:
+            raise InputError(f"mine_share {self.mine_share}: a share of land in (0, 1), e.g. 0.0007.")
+        object.__setattr__(self, "train_seeds", train)
+        object.__setattr__(self, "test_seeds", test)
+        self.pyramid_spec()  # validates the levels
+
+    def pyramid_spec(self) -> PyramidSpec:
+        return PyramidSpec.of(self.levels, self.zooms)
+
+
+@dataclass
+class WorldResult:
+    """One held-out world: its mines, what the pyramid found and kept, and what it cost. SIMULATED."""
+
+    seed: int
+    mines: int
+    detected: int
+    recall: float | None
+    recall_ci_low: float | None
+    recall_ci_high: float | None
+    screening_recall: float | None  # mines a kept fine cell still touches
+    fine_cells: int
+    exhaustive_fine_cells: int
+    area_km2: float
+    mine_area_km2: float
+    false_alarm_cells: int  # kept fine cells that touch no mine
+    boxes: int
+    false_alarm_boxes: int  # boxes that touch no mine
+    pixels_screening: int
+    pixels_detector: int
+    tasks: int  # Earth Engine batch tasks (the composite's export)
+    patches: int  # fine cells whose probability image was fetched
+    mine_areas_km2: dict[str, float] = field(default_factory=dict)
+    detected_ids: list[str] = field(default_factory=list)
+    alive_ids: list[str] = field(default_factory=list)
+    exhaustive_recall: float | None = None
+    seconds: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        out = {"SIMULATED": True, **asdict(self)}
+        out.update(rates(self.area_km2, self.mine_area_km2, self.false_alarm_cells, self.false_alarm_boxes,
+                         self.boxes - self.false_alarm_boxes))  # fmt: skip
+        out["recall_by_size"] = recall_by_size([self])
+        for k in ("mine_areas_km2", "detected_ids", "alive_ids"):
+            out.pop(k)
+        return out
+
+
+def rates(area_km2: float, mine_km2: float, fa_cells: int, fa_boxes: int, true_boxes: int,
+          mine_share: float = 0.0007) -> dict[str, Any]:  # fmt: skip
+    """False alarms per 1000 km2 of mine-free land, and the precision of the boxes at ``mine_share``: true boxes
+    scale with the mined area (``true_boxes / mine_km2`` per mined km2), false ones with the mine-free area."""
+    free = max(area_km2 - mine_km2, 1e-9)
+    fa_box_rate = fa_boxes / free  # per km2
+    true_rate = true_boxes / mine_km2 if mine_km2 > 0 else 0.0  # per mined km2
+    t, f = true_rate * mine_share, fa_box_rate * (1 - mine_share)
+    return {
+        "false_alarm_cells_per_1000km2": 1000 * fa_cells / free,
+        "false_alarms_per_1000km2": 1000 * fa_box_rate,
+        "precision_at_mine_share": t / (t + f) if t + f > 0 else None,
+        "mine_share": mine_share,
+    }
+
+
+def recall_by_size(worlds: Sequence[WorldResult]) -> list[dict[str, Any]]:
+    """Recall per mine-area bin (``SIZE_BINS_KM2``), with its interval."""
+    edges = (0.0, *SIZE_BINS_KM2, float("inf"))
+    out = []
+    for lo, hi in zip(edges, edges[1:], strict=False):
+        ids = [(w.seed, m) for w in worlds for m, a in w.mine_areas_km2.items() if lo <= a < hi]
+        found = sum(m in set(w.detected_ids) for w in worlds for s, m in ids if s == w.seed)
+        low, high = clopper_pearson(found, len(ids)) if ids else (None, None)
+        out.append({"area_km2": [lo, hi if hi != float("inf") else None], "mines": len(ids), "detected": found,
+                    "recall": found / len(ids) if ids else None, "recall_ci_low": low, "recall_ci_high": high})  # fmt: skip
+    return out
+
+
+# -- worlds ----------------------------------------------------------------------------------------
+
+
+def _prepare(args: tuple) -> SimulatedPyramid:
+    out, seed, part, spec = args
+    return prepare_simulated(
+        out, None, size_km=spec.size_km, clusters=spec.clusters, months=spec.months, seed=seed,
+        project=f"gee-mining-eval-{seed}", corner=seed_corner(seed, spec.size_km), library_part=part,
+    )  # fmt: skip
+
+
+def prepare_worlds(out: Path, spec: EvaluationSpec, say: Callable[[str], None]) -> dict[int, SimulatedPyramid]:
+    """Each seed's world (train worlds from the library's ``train`` half, test worlds from its ``test`` half), then
+    ``ee`` connected to one catalog that serves every world's composite and mines under its own project."""
+    jobs = [(out / f"seed_{s}", s, "train", spec) for s in spec.train_seeds]
+    jobs += [(out / f"seed_{s}", s, "test", spec) for s in spec.test_seeds]
+    t0 = time.perf_counter()
+    if spec.workers > 1:
+        with ProcessPoolExecutor(spec.workers, mp_context=get_context("spawn")) as pool:
+            sims = list(pool.map(_prepare, jobs))
+    else:
+        sims = []
+        for job in jobs:
+            sims.append(_prepare(job))
+            say(f"[evaluate] world of seed {job[1]} ready ({len(sims)}/{len(jobs)}, {time.perf_counter() - t0:.0f} s)")
+    worlds = {job[1]: sim for job, sim in zip(jobs, sims, strict=True)}
+    catalog = write_catalog(out / "catalog_evaluation.toml", [], [Path(w.catalog).resolve() for w in worlds.values()])
+    connect("local", project="gee-mining-evaluate", catalog=catalog, storage_root=out / "storage")
+    return worlds
+
+
+def world_mines(sim: SimulatedPyramid) -> dict[str, shapely.Geometry]:
+    """A world's mine polygons (EPSG:4326), read from its own file, by id."""
+    data = json.loads((Path(sim.world.out_dir) / "tables" / "mines.geojson").read_text())
+    return {str(f["properties"]["id"]): shapely.geometry.shape(f["geometry"]) for f in data["features"]}
+
+
+def world_spectra(sim: SimulatedPyramid) -> set[str]:
+    """The library spectra a world drew (its palette, without the two modelled water constants every world has)."""
+    data = json.loads((Path(sim.world.out_dir) / "manifest.json").read_text())
+    return {n for n in data["truth"]["palette"] if not n.startswith("modelled:")}
+
+
+def check_disjoint(train: dict[int, SimulatedPyramid], test: dict[int, SimulatedPyramid]) -> None:
+    """Refuse train and test worlds that share a seed, touch a common mine (or ground), or draw a common spectrum."""
+    shared = set(train) & set(test)
+    if shared:
+        raise InputError(f"seed(s) {sorted(shared)} are both train and test worlds.")
+    train_mines = [g for s in train.values() for g in world_mines(s).values()]
+    tree = shapely.STRtree(train_mines) if train_mines else None
+    train_spectra = set().union(*(world_spectra(s) for s in train.values()))
+    for seed, sim in test.items():
+        boxes = [shapely.box(*w.bounds) for w in train.values() if w.epsg == sim.epsg]
+        if any(b.intersects(shapely.box(*sim.bounds)) and not b.touches(shapely.box(*sim.bounds)) for b in boxes):
+            raise InputError(f"the test world of seed {seed} overlaps a train world's square.")
+        if tree is not None and any(len(tree.query(g, predicate="intersects")) for g in world_mines(sim).values()):
+            raise InputError(f"the test world of seed {seed} holds a mine that touches a train world's mine.")
+        common = world_spectra(sim) & train_spectra
+        if common:
+            raise InputError(f"the test world of seed {seed} draws spectra the train worlds drew: {sorted(common)[:3]}")
+
+
+# -- training, calibration, test -------------------------------------------------------------------
+
+
+def fit_screening(train: dict[int, SimulatedPyramid], spec: EvaluationSpec):
+    """One logistic screening model on a pixel sample pooled over the train worlds (``spec.pixels`` per class each)."""
+    tables = [sample_pixels(ee, ee.Image(w.composite_id), w.region(ee), w.mines_id, spec.pixels, seed=s)
+              for s, w in train.items()]  # fmt: skip
+    first = next(iter(train.values()))
+    composite = ee.Image(first.composite_id)
+    features = add_indices(composite, list(FEATURE_INDICES))
+    return fit_logistic(features, pd.concat(tables, ignore_index=True), feature_names(ee, composite)).model
+
+
+def evaluate_world(seed: int, sim: SimulatedPyramid, model, spec: PyramidSpec, ev: EvaluationSpec,
+                   out: Path) -> WorldResult:  # fmt: skip
+    """The frozen model and thresholds on one held-out world."""
+    t0 = time.perf_counter()
+    image = probability_image(ee, model, ee.Image(sim.composite_id))
+    cells = start_cells(ee, sim.region(ee), spec.levels[0], sim.epsg)
+    detector = PixelModelDetector(image, block=8, folder=out / f"seed_{seed}" / "patches")
+    result = run_pyramid(ee, image, spec, cells, detector, sim.mines_id)
+    polys = known_polygons(ee, sim.mines_id, "id", result.known_mines)
+    tree = shapely.STRtree([polys[m] for m in result.known_mines]) if polys else None
+    false_boxes = sum(
+        tree is None or not len(tree.query(d.geometry, predicate="intersects")) for d in result.detections
+    )
+    n, k = len(result.known_mines), len(result.detected_mines)
+    low, high = clopper_pearson(k, n, ev.confidence) if n else (None, None)
+    alive = sorted({m for r in result.fine_cells for m in r["mines"]})
+    areas = {m: a / 1e6 for m, a in _mine_areas(sim).items() if m in set(result.known_mines)}
+    side = (sim.bounds[2] - sim.bounds[0]) * (sim.bounds[3] - sim.bounds[1]) / 1e6
+    res = WorldResult(
+        seed, n, k, k / n if n else None, low, high, len(alive) / n if n else None, len(result.fine_cells),
+        len(descendants(cells, spec.levels)), side, sum(areas.values()),
+        sum(not r["mines"] for r in result.fine_cells), len(result.detections), false_boxes,
+        sum(lv.pixels for lv in result.levels), result.detector.pixels, 1, result.detector.patches_exported,
+        areas, list(result.detected_mines), alive,
+    )  # fmt: skip
+    if ev.exhaustive:
+        res.exhaustive_recall = run_exhaustive(ee, spec, cells, detector, sim.mines_id).recall
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _mine_areas(sim: SimulatedPyramid) -> dict[str, float]:
+    data = json.loads((Path(sim.world.out_dir) / "tables" / "mines.geojson").read_text())
+    return {str(f["properties"]["id"]): float(f["properties"]["area_m2"]) for f in data["features"]}
+
+
+def pooled(worlds: Sequence[WorldResult], ev: EvaluationSpec) -> dict[str, Any]:
+    """The held-out worlds together: recall with its interval, fine cells, false alarms, precision, cost."""
+    n, k = sum(w.mines for w in worlds), sum(w.detected for w in worlds)
+    low, high = clopper_pearson(k, n, ev.confidence) if n else (None, None)
+    fine, exhaustive = sum(w.fine_cells for w in worlds), sum(w.exhaustive_fine_cells for w in worlds)
+    area, mine_km2 = sum(w.area_km2 for w in worlds), sum(w.mine_area_km2 for w in worlds)
+    fa_boxes = sum(w.false_alarm_boxes for w in worlds)
+    out = {
+        "SIMULATED": True, "worlds": len(worlds), "mines": n, "detected": k, "recall": k / n if n else None,
+        "recall_ci_low": low, "recall_ci_high": high, "confidence": ev.confidence,
+        "screening_recall": sum(len(w.alive_ids) for w in worlds) / n if n else None,
+        "fine_cells": fine, "exhaustive_fine_cells": exhaustive, "fine_cell_ratio": exhaustive / max(1, fine),
+        "area_km2": area, "mine_area_km2": mine_km2, "boxes": sum(w.boxes for w in worlds),
+        "false_alarm_boxes": fa_boxes, "false_alarm_cells": sum(w.false_alarm_cells for w in worlds),
+        "cost": {"fine_cells": fine, "pixels_screening": sum(w.pixels_screening for w in worlds),
+                 "pixels_detector": sum(w.pixels_detector for w in worlds), "tasks": sum(w.tasks for w in worlds),
+                 "patches": sum(w.patches for w in worlds)},
+        "recall_by_size": recall_by_size(worlds),
+    }  # fmt: skip
+    out.update(rates(area, mine_km2, out["false_alarm_cells"], fa_boxes, out["boxes"] - fa_boxes, ev.mine_share))
+    if all(w.exhaustive_recall is not None for w in worlds):
+        hits = sum(round((w.exhaustive_recall or 0) * w.mines) for w in worlds)
+        out["exhaustive_recall"] = hits / n if n else None
+    return out
+
+
+def evaluate_pyramid(out_dir: str | os.PathLike, ev: EvaluationSpec,
+                     progress: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Build the worlds, train and calibrate on ``ev.train_seeds``, report on ``ev.test_seeds``; writes
+    ``evaluation.json`` in ``out_dir`` (whole or not at all) and returns it."""
+    say = progress or (lambda msg: None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    worlds = prepare_worlds(out, ev, say)
+    train = {s: worlds[s] for s in ev.train_seeds}
+    test = {s: worlds[s] for s in ev.test_seeds}
+    check_disjoint(train, test)
+    model = fit_screening(train, ev)
+    say(f"[evaluate] screening model fitted on {len(train)} train world(s)")
+    cal = _calibrate(train, model, ev, say)
+    results = []
+    for seed, sim in test.items():
+        results.append(evaluate_world(seed, sim, model, cal.spec, ev, out))
+        r = results[-1]
+        say(f"[evaluate] test world {seed}: {r.detected}/{r.mines} mines, {r.fine_cells}/{r.exhaustive_fine_cells} "
+            f"fine cells ({r.seconds:.0f} s)")  # fmt: skip
+    report = {
+        "SIMULATED": True,
+        "what": "the pyramid trained and calibrated on the train worlds only, measured on the test worlds",
+        "protocol": {
+            "train_seeds": list(ev.train_seeds),
+            "test_seeds": list(ev.test_seeds),
+            "spec": {k: v for k, v in asdict(ev).items() if k not in ("train_seeds", "test_seeds")},
+            "calibration": cal.as_json(),
+            "screening_model": model.to_json(),
+        },  # fmt: skip
+        "worlds": [r.as_json() for r in results],
+        "pooled": pooled(results, ev),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    tmp = out / ".partial-evaluation.json"
+    tmp.write_text(json.dumps(report, indent=1, default=str))
+    os.replace(tmp, out / "evaluation.json")
+    return report
+
+
+def _calibrate(train: dict[int, SimulatedPyramid], model, ev: EvaluationSpec, say) -> Calibration:
+    spec = ev.pyramid_spec()
+    worlds = []
+    for seed, sim in train.items():
+        image = probability_image(ee, model, ee.Image(sim.composite_id))
+        cells = start_cells(ee, sim.region(ee), spec.levels[0], sim.epsg)
+        worlds.append(CalibrationWorld(f"seed_{seed}", image, cells, sim.mines_id))
+    return calibrate_worlds(ee, worlds, spec, ev.target_recall, ev.margin, ev.confidence, say)

@@ -1,0 +1,146 @@
+"""The pyramid's out-of-sample evaluation (SIMULATED): train and test worlds share nothing, and the reported
+figures agree with independent references.
+
+Two tiny worlds (5.52 km, one mine cluster each): seed 1 trains and calibrates, seed 2 is held out. References:
+the worlds' own files read with json and shapely (squares, mine polygons, palettes in the manifests), earthlib's
+library names, scipy's ``binomtest`` for the interval, and plain counting for the pooled figures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import shapely
+from scipy.stats import binomtest
+
+from gee_mining.errors import InputError
+from gee_mining.pyramid.calibration import clopper_pearson, margin_threshold
+from gee_mining.pyramid.evaluate import EvaluationSpec, check_disjoint, evaluate_pyramid, rates
+from gee_mining.pyramid.world import seed_corner
+from gee_mining.world.spectra import LIBRARY_PARTS, build_palette, library_part, sample_stem
+
+
+@pytest.mark.parametrize("k,n", [(0, 5), (3, 7), (200, 200), (190, 200)])
+def test_clopper_pearson_matches_scipy(k, n):
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    assert clopper_pearson(k, n) == pytest.approx((ci.low, ci.high), abs=1e-9)
+
+
+def test_margin_threshold_lowers_the_weakest_kept_mine():
+    best = {f"m{i}": s for i, s in enumerate([0.9, 0.5, 0.2, 0.1, 0.0])}
+    # keeping all 4 mines with signal puts the threshold at 0.1; the zero-signal mine cannot be kept
+    assert margin_threshold(best, 1.0, 0.5) == pytest.approx(0.05)
+    assert margin_threshold(best, 0.5, 1.0) == pytest.approx(0.2)  # keep ceil(0.5 * 5) = 3 mines: the 3rd best
+    with pytest.raises(InputError, match="margin"):
+        margin_threshold(best, 1.0, 0.0)
+
+
+def test_spec_refuses_a_seed_in_both_sets():
+    with pytest.raises(InputError, match="both train and test"):
+        EvaluationSpec((1, 2), (2, 3))
+    with pytest.raises(InputError, match="at least one"):
+        EvaluationSpec((), (3,))
+
+
+def test_library_halves_share_no_spectrum_and_no_sample():
+    rng = np.random.default_rng
+    drawn = {p: set(build_palette(rng(7), part=p).names) - {"modelled:clear_water", "modelled:turbid_pit_water"}
+             for p in LIBRARY_PARTS}  # fmt: skip
+    assert drawn["train"] and drawn["test"] and not drawn["train"] & drawn["test"]
+    for part, names in drawn.items():
+        assert all(library_part(n, by_sample=True) == part or library_part(n, by_sample=False) == part for n in names)
+    # replicates of one gravel sample land in the same half
+    assert sample_stem("mugexx.002-") == sample_stem("mugexx.001-") == "mugexx"
+    assert library_part("mugexx.002-") == library_part("mugexx.001-")
+
+
+def test_seed_corners_do_not_overlap():
+    size = 11.04e3
+    squares = [shapely.box(x, y - size, x + size, y) for x, y in (seed_corner(s, 11.04) for s in range(20))]
+    for i, a in enumerate(squares):
+        for b in squares[i + 1 :]:
+            assert a.intersection(b).area == 0
+    assert all(x % 16500 == 561000 % 16500 for x, _ in (seed_corner(s, 11.04) for s in range(20)))
+
+
+@pytest.fixture(scope="module")
+def sim(ee_local, engine_catalog, tmp_path_factory):
+    import gee_mining
+
+    out = tmp_path_factory.mktemp("evaluate")
+    spec = EvaluationSpec((1,), (2,), size_km=5.52, clusters=1, pixels=500)
+    report = evaluate_pyramid(out, spec)
+    yield out, spec, report
+    gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+
+
+def _world(out: Path, seed: int) -> tuple[list[shapely.Geometry], set[str]]:
+    """A world's mine polygons and drawn spectra, read from its own files."""
+    world = out / f"seed_{seed}" / "world"
+    manifest = json.loads((world / "manifest.json").read_text())
+    mines = json.loads((world / "tables" / "mines.geojson").read_text())["features"]
+    polys = [shapely.geometry.shape(f["geometry"]) for f in mines]
+    return polys, {n for n in manifest["truth"]["palette"] if not n.startswith("modelled:")}
+
+
+def test_train_and_test_worlds_share_no_seed_mine_or_spectrum(sim):
+    out, spec, report = sim
+    assert report["protocol"]["train_seeds"] == [1] and report["protocol"]["test_seeds"] == [2]
+    assert [w["seed"] for w in report["worlds"]] == [2]  # only held-out worlds are reported
+    train_mines, train_spectra = _world(out, 1)
+    test_mines, test_spectra = _world(out, 2)
+    assert train_mines and test_mines
+    assert not any(a.intersects(b) for a in train_mines for b in test_mines)
+    assert shapely.union_all(train_mines).distance(shapely.union_all(test_mines)) > 0.05  # degrees: other squares
+    assert train_spectra and test_spectra and not train_spectra & test_spectra
+    manifests = [json.loads((out / f"seed_{s}" / "world" / "manifest.json").read_text()) for s in (1, 2)]
+    assert [m["seed"] for m in manifests] == [1, 2]
+    assert [m["parameters"]["library_part"] for m in manifests] == ["train", "test"]
+
+
+def test_check_disjoint_refuses_a_world_used_twice(sim):
+    out, _, _ = sim
+    # the held-out world offered as train and test: the same seed, then (under another seed) the same square,
+    # mines and spectra
+    same = SimpleNamespace(world=SimpleNamespace(out_dir=str(out / "seed_2" / "world")), epsg=32721,
+                           bounds=(0.0, 0.0, 10.0, 10.0))  # fmt: skip
+    with pytest.raises(InputError, match="both train and test"):
+        check_disjoint({2: same}, {2: same})
+    with pytest.raises(InputError, match="overlaps"):
+        check_disjoint({3: same}, {2: same})
+    moved = SimpleNamespace(world=same.world, epsg=32721, bounds=(100.0, 0.0, 110.0, 10.0))
+    with pytest.raises(InputError, match="mine"):
+        check_disjoint({3: same}, {2: moved})
+
+
+def test_pooled_figures_are_counts_of_the_world_figures(sim):
+    out, spec, report = sim
+    (w,) = report["worlds"]
+    pooled = report["pooled"]
+    assert pooled["SIMULATED"] is True and w["SIMULATED"] is True
+    assert pooled["mines"] == w["mines"] > 0
+    assert pooled["recall"] == pytest.approx(w["detected"] / w["mines"])
+    ci = binomtest(w["detected"], w["mines"]).proportion_ci(method="exact")
+    assert (pooled["recall_ci_low"], pooled["recall_ci_high"]) == pytest.approx((ci.low, ci.high))
+    assert pooled["exhaustive_fine_cells"] == 4 * 4**3  # 2 x 2 start cells of 2750 m, three halvings
+    assert 0 < pooled["fine_cells"] <= pooled["exhaustive_fine_cells"]
+    assert pooled["area_km2"] == pytest.approx(5.52**2)
+    assert pooled["false_alarms_per_1000km2"] == pytest.approx(
+        1000 * w["false_alarm_boxes"] / (w["area_km2"] - w["mine_area_km2"])
+    )
+    assert sum(b["mines"] for b in pooled["recall_by_size"]) == pooled["mines"]
+    # the thresholds in the report are the ones calibrated on the train world only
+    cal = report["protocol"]["calibration"]
+    assert cal["worlds"] == ["seed_1"] and all(0 < t < 1 for t in cal["thresholds"])
+    assert json.loads((out / "evaluation.json").read_text())["pooled"]["mines"] == pooled["mines"]
+
+
+def test_rates_at_a_realistic_share():
+    r = rates(area_km2=100.0, mine_km2=1.0, fa_cells=3, fa_boxes=9, true_boxes=5, mine_share=0.01)
+    assert r["false_alarms_per_1000km2"] == pytest.approx(1000 * 9 / 99)
+    t, f = 5 / 1.0 * 0.01, 9 / 99 * 0.99
+    assert r["precision_at_mine_share"] == pytest.approx(t / (t + f))
