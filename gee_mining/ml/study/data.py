@@ -166,11 +166,11 @@ def feature_matrix(columns: dict[str, np.ndarray], spec: FeatureSpec, out: np.nd
     n = len(next(iter(columns.values())))
     names = spec.names
     X = np.empty((n, len(names)), dtype=np.float64, order="F") if out is None else out
-    bands = {b: np.asarray(columns[b], dtype=np.float64) for b in spec.bands}
-    j = 0
-    for b in spec.bands:
-        X[:, j] = bands[b]
-        j += 1
+    bands = {}
+    for j, b in enumerate(spec.bands):
+        X[:, j] = columns[b]  # cast in place; the ND below read the column back (no float64 copy per band)
+        bands[b] = X[:, j]
+    j = len(spec.bands)
     if spec.pairwise:
         for a, b in nd_pairs(spec.bands):
             X[:, j] = normalized_difference(bands[a], bands[b])
