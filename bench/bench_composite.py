@@ -1,25 +1,35 @@
-"""Issue 3 benchmark: a median composite of a year of scenes plus 66 normalised differences.
+"""Issue 3/26 benchmark: a median composite of a year of scenes plus 66 normalised differences.
 
 A year of synthetic Sentinel-2-like scenes (73 scenes, one every 5 days; 12
-reflectance bands B1..B12 with B8A at their native 10/20/60 m; random DN with
-cloud masks written as nodata 0) is written as GeoTIFFs in a temporary folder
-and registered as an image collection in a temporary catalog. For one 550 x
-550 cell at 10 m the benchmark computes
+reflectance bands B1..B12 with B8A at their native 10/20/60 m; random uint16 DN
+with cloud masks written as nodata 0) is written as GeoTIFFs in a temporary
+folder and registered as an image collection in a temporary catalog. For one
+550 x 550 cell at 10 m the benchmark computes
 
     the 12-band median composite and the 66 ``ND_Bi_Bj = (Bi - Bj) / (Bi + Bj)``
 
 1. through the engine: ``ee.ImageCollection(...).median()`` plus 66
    ``normalizedDifference`` bands, fetched with ``ee.data.computePixels``
-   (NPY) through the real ``ee`` client, in-process;
-2. hand-written in numpy on the same files: rasterio window reads, nearest
-   upsampling of the 20 m and 60 m bands to 10 m, a sort-based masked median
-   (much faster than ``np.nanmedian``), the same ND arithmetic;
+   (NPY) through the real ``ee`` client, in-process. The 78 bands of the whole
+   cell are 109 MB, over Earth Engine's 48 MiB per request, so the cell is
+   fetched as three strips of rows (on the 60 m lattice), as a user must;
+2. the reference, "native numpy": the fastest plain numpy we could write on
+   the same files: each band's median taken at its NATIVE resolution (10, 20
+   or 60 m; 4, 1/4 or 1/36 of the pixels) on an integer stack (uint16 DN
+   widened to uint32 with masked pixels as the largest value, so they sort
+   last: numpy's SIMD sort of 32-bit keys is 4-6x faster here than its uint16
+   sort), the median of the first ``count`` sorted values, then nearest
+   upsampling to 10 m, then the same ND arithmetic. Its datasets are opened
+   once and kept open across runs, as the engine keeps them (an open costs
+   about 1 ms; the window read 0.05 ms);
 
 checks that both give the same pixels, and prints times, peak memory
 (tracemalloc, in a separate run so that tracing does not slow the timings)
-and their ratios side by side. Goal: engine time <= 1.3 x numpy time.
+and their ratios side by side, paired run by run (engine and reference
+alternate, so a busy machine slows both alike): min and median of the
+per-pair ratios. Goal (issue 26): median pair ratio <= 1.2.
 
-Usage: ``.venv/bin/python bench/bench_composite.py [--repeat 3] [--scenes 73]``
+Usage: ``.venv/bin/python bench/bench_composite.py [--repeat 5] [--scenes 73]``
 """
 
 from __future__ import annotations
@@ -119,38 +129,56 @@ GRID = {
 }
 
 
-def engine_composite(ee) -> np.ndarray:
+STRIPS = ((0, 186), (186, 372), (372, CELL))  # rows; each strip's 78 bands fit in 48 MiB
+
+
+def engine_composite(ee) -> list[np.ndarray]:
     median = ee.ImageCollection(COLLECTION).median()
     image = median
     for a, b in PAIRS:
         image = image.addBands(median.normalizedDifference([a, b]).rename(f"ND_{a}_{b}"))
-    return ee.data.computePixels({"expression": image, "fileFormat": "NUMPY_NDARRAY", "grid": GRID})
+    parts = []
+    for r0, r1 in STRIPS:
+        grid = {
+            "dimensions": {"width": CELL, "height": r1 - r0},
+            "affineTransform": {**GRID["affineTransform"], "translateY": CELL_Y0 - 10 * r0},
+            "crsCode": CRS,
+        }
+        parts.append(ee.data.computePixels({"expression": image, "fileFormat": "NUMPY_NDARRAY", "grid": grid}))
+    return parts  # the cell's three strips of rows, as Earth Engine answers them
 
 
-def numpy_composite(folder: Path, n: int) -> dict[str, np.ndarray]:
-    """The same composite by hand: windowed reads, nearest upsampling, sort-based masked median, NDs."""
+def open_datasets(folder: Path, n: int) -> dict[tuple[int, str], object]:
     import rasterio
+
+    return {(k, band): rasterio.open(folder / f"scene{k:03d}_{band}.tif") for k in range(n) for band in BANDS}
+
+
+def native_median(datasets: dict, n: int, band: str, res: int) -> np.ndarray:
+    """One band's median at its native resolution: a uint32 stack, masked (0) as the largest value."""
     from rasterio.windows import Window
 
+    off = 600 // res  # the cell starts 600 m inside the scene, on every band's lattice
+    size = -(-CELL * 10 // res)
+    stack = np.empty((n, size, size), np.uint32)
+    for k in range(n):
+        stack[k] = datasets[k, band].read(1, window=Window(off, off, size, size))
+    invalid = stack == 0
+    count = n - invalid.sum(axis=0, dtype=np.int32)
+    stack[invalid] = np.iinfo(np.uint32).max
+    stack.sort(axis=0)
+    lo = np.take_along_axis(stack, ((np.maximum(count, 1) - 1) // 2)[None], axis=0)[0]
+    hi = np.take_along_axis(stack, (count // 2)[None], axis=0)[0]
+    return np.where(count > 0, (lo.astype(np.float64) + hi) * 0.5, 0.0)
+
+
+def numpy_composite(datasets: dict, n: int) -> dict[str, np.ndarray]:
+    """The reference: native-resolution integer medians, nearest upsampling, then the NDs at 10 m."""
     medians: dict[str, np.ndarray] = {}
     for band, res in BANDS.items():
+        m = native_median(datasets, n, band, res)
         f = res // 10
-        off = 600 // res  # the cell starts 600 m inside the scene, on every band's lattice
-        size = -(-CELL * 10 // res)
-        stack = np.empty((n, CELL, CELL), np.float32)
-        for k in range(n):
-            with rasterio.open(folder / f"scene{k:03d}_{band}.tif") as ds:
-                block = ds.read(1, window=Window(off, off, size, size))
-            if f > 1:
-                block = np.repeat(np.repeat(block, f, 0), f, 1)[:CELL, :CELL]
-            layer = stack[k]
-            layer[...] = block
-            layer[block == 0] = np.nan
-        s = np.sort(stack, axis=0)
-        count = (~np.isnan(stack)).sum(axis=0)
-        lo = np.take_along_axis(s, ((np.maximum(count, 1) - 1) // 2)[None], axis=0)[0].astype(np.float64)
-        hi = np.take_along_axis(s, (count // 2)[None], axis=0)[0].astype(np.float64)
-        medians[band] = np.where(count > 0, (lo + hi) / 2, 0.0)
+        medians[band] = m if f == 1 else m.repeat(f, 0).repeat(f, 1)[:CELL, :CELL]
     out = dict(medians)
     for a, b in PAIRS:
         x, y = medians[a], medians[b]
@@ -158,9 +186,8 @@ def numpy_composite(folder: Path, n: int) -> dict[str, np.ndarray]:
     return out
 
 
-def timed_pairs(engine, numpy_, repeat: int) -> tuple[float, float, float]:
-    """Best times of both paths and the median ratio of back-to-back pairs (the two paths alternate,
-    so that a busy machine slows both alike)."""
+def timed_pairs(engine, numpy_, repeat: int) -> list[tuple[float, float]]:
+    """(engine, reference) seconds of back-to-back runs, the two alternating."""
     pairs = []
     for _ in range(repeat):
         t = time.perf_counter()
@@ -169,7 +196,7 @@ def timed_pairs(engine, numpy_, repeat: int) -> tuple[float, float, float]:
         t = time.perf_counter()
         numpy_()
         pairs.append((te, time.perf_counter() - t))
-    return min(p[0] for p in pairs), min(p[1] for p in pairs), statistics.median(e / n for e, n in pairs)
+    return pairs
 
 
 def peak_mb(fn) -> float:
@@ -183,7 +210,7 @@ def peak_mb(fn) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--scenes", type=int, default=73)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
@@ -198,26 +225,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.scenes} scenes x {len(BANDS)} bands in {time.perf_counter() - t:.1f} s")
         gee_mining.connect("local", project="gee-mining-bench", catalog=catalog, storage_root=folder / "storage")
 
+        datasets = open_datasets(folder, args.scenes)
         got = engine_composite(ee)
-        want = numpy_composite(folder, args.scenes)
-        assert list(got.dtype.names) == list(want), "band names differ"
+        want = numpy_composite(datasets, args.scenes)
+        assert all(list(part.dtype.names) == list(want) for part in got), "band names differ"
         for name, ref in want.items():
-            np.testing.assert_allclose(got[name], ref, rtol=1e-6 if name.startswith("ND_") else 0, err_msg=name)
+            joined = np.concatenate([part[name] for part in got])
+            np.testing.assert_allclose(joined, ref, rtol=1e-6 if name.startswith("ND_") else 0, err_msg=name)
         print(f"same pixels: {len(want)} bands ({len(BANDS)} medians + {len(PAIRS)} NDs) on {CELL} x {CELL}")
 
-        t_engine, t_numpy, pair_ratio = timed_pairs(
-            lambda: engine_composite(ee), lambda: numpy_composite(folder, args.scenes), args.repeat
-        )
+        pairs = timed_pairs(lambda: engine_composite(ee), lambda: numpy_composite(datasets, args.scenes), args.repeat)
         m_engine = peak_mb(lambda: engine_composite(ee))
-        m_numpy = peak_mb(lambda: numpy_composite(folder, args.scenes))
+        m_numpy = peak_mb(lambda: numpy_composite(datasets, args.scenes))
+        for ds in datasets.values():
+            ds.close()
+        gee_mining.disconnect()
 
-    print()
-    print(f"{'':24}{'engine':>12}{'numpy':>12}{'ratio':>10}")
-    print(f"{f'time (best of {args.repeat}), s':24}{t_engine:12.3f}{t_numpy:12.3f}{t_engine / t_numpy:10.2f}")
-    print(f"{'median pair ratio':24}{'':24}{pair_ratio:10.2f}")
-    print(f"{'peak memory, MiB':24}{m_engine:12.1f}{m_numpy:12.1f}{m_engine / m_numpy:10.2f}")
-    goal = pair_ratio <= 1.3
-    print(f"\ngoal engine/numpy time <= 1.3: {'met' if goal else 'NOT met'}")
+    ratios = [e / r for e, r in pairs]
+    print(
+        f"\nreference: native numpy (uint32 integer sort at native resolution, nearest upsampling); {args.repeat} pairs"
+    )
+    print(f"{'':26}{'engine':>10}{'native numpy':>14}{'ratio':>8}")
+    print(f"{'time min, s':26}{min(p[0] for p in pairs):10.3f}{min(p[1] for p in pairs):14.3f}")
+    print(
+        f"{'time median, s':26}{statistics.median(p[0] for p in pairs):10.3f}"
+        f"{statistics.median(p[1] for p in pairs):14.3f}"
+    )
+    print(f"{'pair ratio min / median':26}{'':24}{min(ratios):8.2f} / {statistics.median(ratios):.2f}")
+    print(f"{'peak memory, MiB':26}{m_engine:10.1f}{m_numpy:14.1f}{m_engine / m_numpy:8.2f}")
+    goal = statistics.median(ratios) <= 1.2
+    print(f"\ngoal median pair ratio engine/native numpy <= 1.2: {'met' if goal else 'NOT met'}")
     return 0
 
 

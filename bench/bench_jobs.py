@@ -64,6 +64,7 @@ def _run(ee, args, tmp: Path, storage_root: Path | None) -> None:
     from gee_mining.batch.spec import parse_spec
 
     print(f"{'cells':>7} {'seconds':>8} {'tasks/s':>8} {'peak alloc MB':>14} {'max RSS MB':>11}")
+    rates = []
     for n in [int(v) for v in args.sizes.split(",")]:
         cells = tmp / f"cells_{n}.csv"
         with cells.open("w", newline="") as fh:
@@ -87,6 +88,11 @@ def _run(ee, args, tmp: Path, storage_root: Path | None) -> None:
         assert files == n, files
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"{n:7d} {seconds:8.1f} {n / seconds:8.1f} {peak / 1e6:14.1f} {rss:11.0f}")
+        rates.append(n / seconds)
+    ratio = rates[-1] / rates[0]
+    print(
+        f"tasks/s at the largest size / at the smallest: {ratio:.2f} (goal, issue 26: >= 0.9: {'met' if ratio >= 0.9 else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

@@ -463,3 +463,92 @@ def test_link_collection(ee_local):
     )
     mask = _pixels(ee, unmatched.first().select(["probability"]).mask(), grid)["probability"]
     assert (mask == 0).all()
+
+
+# -- composites of files on one lattice (computed on the native lattice, integer sorts) ---------------
+
+
+def _native_scenes(tmp_path, n=5):
+    """``n`` scenes of a 10 m band A (40 x 40) and a 20 m band B (20 x 20), uint16 with nodata 0."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    rng = np.random.default_rng(7)
+    arrays = {"A": [], "B": []}
+    lines = []
+    for k in range(n):
+        files = {}
+        for band, res, size in (("A", 10, 40), ("B", 20, 20)):
+            data = rng.integers(1, 60000, (size, size), dtype=np.uint16)
+            data[rng.random((size, size)) < 0.3] = 0
+            path = tmp_path / f"s{k}_{band}.tif"
+            with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1, dtype="uint16",
+                               crs="EPSG:32633", transform=from_origin(500000, 6000000, res, res), nodata=0) as ds:  # fmt: skip
+                ds.write(data, 1)
+            files[band] = path
+            arrays[band].append(data)
+        lines.append(f'[[image]]\nid = "t/c/s{k}"\ncollection = "t/c"\ntime_start = "2021-01-0{k + 1}"\n'
+                     f'bands = {{ A = "{files["A"]}", B = "{files["B"]}" }}\n')  # fmt: skip
+    (tmp_path / "catalog.toml").write_text("\n".join(lines))
+    return {b: np.stack(v) for b, v in arrays.items()}
+
+
+def test_native_lattice_composites_match_numpy(tmp_path):
+    # A 10 m request over a 10 m and a 20 m band, reaching 10 px past the files' edge: nearest upsampling
+    # of the 20 m band (pixel i, j of 10 m reads i // 2, j // 2), nodata and outside masked; the median
+    # and percentiles equal numpy's on the upsampled stack, at full and at a coarser (pyramid) scale.
+    import ee
+
+    import gee_mining
+
+    raw = _native_scenes(tmp_path)
+    gee_mining.connect("local", project="native-test", catalog=tmp_path / "catalog.toml", storage_root=tmp_path / "st")
+    grid = {"dimensions": {"width": 30, "height": 30}, "crsCode": "EPSG:32633",
+            "affineTransform": {"scaleX": 10, "shearX": 0, "translateX": 500200, "shearY": 0, "scaleY": -10,
+                                "translateY": 6000000 - 200}}  # fmt: skip
+    want = {}
+    for band, f in (("A", 1), ("B", 2)):
+        up = np.zeros((5, 30, 30), np.uint16)  # outside the files: nodata
+        inner = raw[band].repeat(f, 1).repeat(f, 2)[:, 20:, 20:]
+        up[:, : inner.shape[1], : inner.shape[2]] = inner
+        want[band] = np.ma.MaskedArray(up.astype(np.float64), up == 0)
+    ic = ee.ImageCollection("t/c")
+    got = ee.data.computePixels({"expression": ic.median(), "fileFormat": "NUMPY_NDARRAY", "grid": grid})
+    pct = ee.data.computePixels(
+        {"expression": ic.reduce(ee.Reducer.percentile([25])), "fileFormat": "NUMPY_NDARRAY", "grid": grid}
+    )
+    for band in ("A", "B"):
+        med = np.ma.median(want[band], axis=0)
+        valid = ~np.ma.getmaskarray(med)
+        assert valid.sum() > 100 and (~valid).sum() > 100
+        np.testing.assert_array_equal(got[band][valid], med.data[valid])
+        np.testing.assert_array_equal(got[band][~valid], 0)
+        p25 = _np_percentile(want[band], 25)
+        np.testing.assert_allclose(pct[f"{band}_p25"][valid], p25.data[valid], rtol=1e-12)
+    # at 40 m the 20 m band reads pyramid level 1 (2 x 2 means): a float stack, the same median as numpy's
+    coarse = {**grid, "dimensions": {"width": 5, "height": 5},
+              "affineTransform": {**grid["affineTransform"], "scaleX": 40, "scaleY": -40}}  # fmt: skip
+    got40 = ee.data.computePixels({"expression": ic.median(), "fileFormat": "NUMPY_NDARRAY", "grid": coarse})["B"]
+    b = np.ma.MaskedArray(raw["B"].astype(np.float64), raw["B"] == 0)[:, 10:20, 10:20]
+    level1 = b.reshape(5, 5, 2, 5, 2).mean(axis=(2, 4))
+    # (the stack of a uint16 band is float32, as on the request's grid: the means agree to float32's precision)
+    np.testing.assert_allclose(got40, np.ma.median(level1, axis=0).filled(0), rtol=1e-6)
+
+
+def test_open_datasets_are_bounded_and_closed(tmp_path):
+    from gee_mining.local.raster.resample import DatasetCache
+
+    _native_scenes(tmp_path, n=2)
+    cache = DatasetCache(size=2)
+    paths = sorted(tmp_path.glob("*.tif"))
+    kept = []
+    for p in paths:
+        with cache.dataset(p) as ds:
+            kept.append(ds)
+            assert ds.read(1).shape in ((40, 40), (20, 20))
+    assert len(cache) == 2 and [d.closed for d in kept] == [True, True, False, False]
+    cache.close()
+    assert all(d.closed for d in kept) and len(cache) == 0
+    with cache.dataset(paths[0]) as ds:  # a closed cache still reads, opening per read
+        assert not ds.closed
+    assert ds.closed

@@ -164,6 +164,7 @@ class LocalEngine:
             server.stop()
         self._servers.clear()
         self.operations.shutdown()
+        self.catalog.close()
         if self._emulator is not None:
             self._emulator.stop()
             self._emulator = None

@@ -30,7 +30,7 @@ class Band:
     ``dimensions`` is the native (width, height) of a band read from a file.
     """
 
-    __slots__ = ("name", "pixel_type", "proj", "footprint", "_compute", "key", "dimensions", "source")
+    __slots__ = ("name", "pixel_type", "proj", "footprint", "_compute", "key", "dimensions", "source", "resampling")
 
     def __init__(
         self,
@@ -50,6 +50,7 @@ class Band:
         self.key = next(_band_ids) if key is None else key
         self.dimensions = dimensions
         self.source = None  # the FileSource of a band read straight from a file
+        self.resampling = "nearest"  # how a band read from a file is resampled into a request's grid
 
     def compute(self, grid: PixelGrid, ctx: Any) -> np.ma.MaskedArray:
         cache = getattr(ctx, "pixels", None)
@@ -80,6 +81,7 @@ class Band:
             raise TypeError(f"unknown band attributes {sorted(changes)}")
         if new_compute is None:
             b.source = self.source
+            b.resampling = self.resampling
         return b
 
     def to_info(self) -> dict:

@@ -15,7 +15,9 @@ pixel cache (it sees what the request computed before, but what it computes
 is dropped once its pixels are in the stack), so a year of scenes is not
 kept in memory band by band. Stacks are float32 when every input value is
 exactly representable (ints of up to 24 bits, floats), else float64; a NaN
-pixel value counts as masked in a stack.
+pixel value counts as masked in a stack. Composites of bands read straight
+from files on one lattice are computed on that lattice and then resampled
+(see "composites of files on one lattice" below).
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ from gee_mining.local.core.errors import EngineError
 from gee_mining.local.core.registry import algorithm
 from gee_mining.local.raster.image import _DEGREE, Band, Image, ImageCollection, _clip_band, merge_bands, select_bands
 from gee_mining.local.raster.pixeltype import PixelType, widest
+from gee_mining.local.raster.resample import FileSource, pyramid_level, resample_into, scale_ratio
 from gee_mining.local.values import reducer as r
 from gee_mining.local.values.collection import merged_elements
 from gee_mining.local.values.filter import values_equal
-from gee_mining.local.values.reducer import Reducer, reduce_stack, stack_reducer
+from gee_mining.local.values.reducer import Reducer, reduce_int_stack, reduce_stack, sorts_integers, stack_reducer
 
 # -- building collections ---------------------------------------------------------------
 
@@ -208,6 +211,88 @@ def _stack(bands: Sequence[Band], grid: PixelGrid, ctx: Any, dtype: type) -> np.
     return out
 
 
+# -- composites of files on one lattice ------------------------------------------------------
+#
+# When every image of a single-input reduction reads its band straight from a file on one and the
+# same lattice (the scenes of one Sentinel-2 tile, band by band) with nearest resampling, every
+# request pixel takes the same native pixel of every image. A per-pixel reduction then commutes with
+# the resampling: it is computed on the native lattice (a 20 m band of a 10 m request has a quarter
+# of the pixels, a 60 m band a 36th) and the result resampled by nearest neighbour. The pixels are
+# the same as reducing on the request's grid. Integer files reduced by order statistics are stacked
+# as 32-bit integers read straight from the file, with no float copy.
+
+_INT_STACKS = {"u": (np.uint32, 32), "i": (np.int32, 31)}  # kind -> stack type, bits of the file types it holds
+
+
+def _native_sources(inputs: Sequence[Sequence[Band]]) -> list[FileSource] | None:
+    """The files of a single-input reduction's bands, if all are read by nearest from one lattice."""
+    if len(inputs) != 1 or not inputs[0]:
+        return None
+    bands = inputs[0]
+    if any(b.source is None or b.resampling != "nearest" for b in bands):
+        return None
+    first = bands[0].source
+    if any(b.source.crs != first.crs or b.source.transform != first.transform for b in bands):
+        return None
+    return [b.source for b in bands]
+
+
+def _native_reduction(
+    sources: list[FileSource], reducer: Reducer, name: str, grid: PixelGrid, ctx: Any, dtype: type
+) -> list[np.ma.MaskedArray]:
+    """The reduction computed on the sources' lattice (at the pyramid level the grid reads), then
+    resampled into ``grid`` by nearest neighbour."""
+    native = sources[0].proj
+    level = pyramid_level(scale_ratio(native, grid))
+    level_proj = native.scaled(1 << level, 1 << level) if level else native
+    done: list[np.ma.MaskedArray] = []
+
+    def compute_native(window: PixelGrid) -> np.ma.MaskedArray:
+        ctx.check_cancelled()
+        ctx.count_pixels(window.size * len(sources))
+        done.extend(_reduce_window(sources, reducer, name, window, level, dtype))
+        return done[0]
+
+    first = resample_into(compute_native, level_proj, grid)
+    return [first, *(resample_into(lambda window, out=out: out, level_proj, grid) for out in done[1:])]
+
+
+def _int_stack_type(sources: Sequence[FileSource]) -> type | None:
+    kinds = {np.dtype(s.dtype).kind for s in sources}
+    if len(kinds) != 1 or next(iter(kinds)) not in _INT_STACKS:
+        return None
+    stack_type, bits = _INT_STACKS[next(iter(kinds))]
+    return stack_type if all(np.dtype(s.dtype).itemsize * 8 <= bits + 1 for s in sources) else None
+
+
+def _reduce_window(
+    sources: Sequence[FileSource], reducer: Reducer, name: str, window: PixelGrid, level: int, dtype: type
+) -> list[np.ma.MaskedArray]:
+    """``reducer`` over the stack of the sources' pixels on ``window`` of the level-``level`` lattice."""
+    int_type = _int_stack_type(sources) if level == 0 and sorts_integers(reducer) else None
+    if int_type is None:
+        stack = np.empty((len(sources), *window.shape), dtype)
+        for layer, source in zip(stack, sources, strict=True):
+            x = source.read(window, level)
+            np.copyto(layer, x.data, casting="same_kind")
+            np.copyto(layer, np.nan, where=np.ma.getmaskarray(x))
+        return reduce_stack(reducer, [stack], name)
+    filler = np.iinfo(int_type).max
+    stack = np.empty((len(sources), *window.shape), int_type)
+    count = np.full(window.shape, len(sources), np.int32)
+    for layer, source in zip(stack, sources, strict=True):
+        raw = source.read_raw(window)
+        if raw is None:  # the window leaves the file: padded, masked, as floats holding the file's integers
+            x = source.read(window, 0)
+            raw = (x.data, np.ma.getmaskarray(x))
+        block, mask = raw
+        np.copyto(layer, block, casting="unsafe")
+        if mask.any():
+            np.copyto(layer, filler, where=mask)
+            np.subtract(count, mask, out=count, casting="unsafe")
+    return reduce_int_stack(reducer, stack, count)
+
+
 def _grouped(specs: Sequence[tuple[str, PixelType]], compute_all: Callable[[PixelGrid, Any], list]) -> list[Band]:
     """Bands computed together: computing any of them caches all of them (composite outputs of one input band)."""
     bands: list[Band] = []
@@ -305,6 +390,9 @@ def _reduction_bands(
         out_types = _output_types(reducer, types, n_images)
 
         def compute_all(grid: PixelGrid, ctx: Any, inputs=inputs, dtype=dtype) -> list[np.ma.MaskedArray]:
+            sources = _native_sources(inputs)
+            if sources is not None:
+                return _native_reduction(sources, reducer, name, grid, ctx, dtype)
             stacks = [_stack(bands, grid, ctx, dtype) for bands in inputs]
             return reduce_stack(reducer, stacks, name)
 

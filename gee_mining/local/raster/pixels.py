@@ -99,9 +99,20 @@ def encode_npy(image: Image, arrays: Mapping[str, np.ma.MaskedArray]) -> bytes:
     raw[: len(head)] = head
     out = np.ndarray(shape, dtype=dtype, buffer=raw, offset=len(head))
     for n in names:
-        out[n] = _cast(arrays[n].filled(0), types[n])
+        _write_field(out[n], arrays[n], types[n])
     del out
     return bytes(raw)
+
+
+def _write_field(field: np.ndarray, values: np.ma.MaskedArray, dtype: np.dtype) -> None:
+    """One band into its field of a structured array, masked pixels 0; floats with no temporary copy."""
+    if np.dtype(dtype).kind in "iu":
+        field[...] = _cast(values.filled(0), dtype)
+        return
+    np.copyto(field, values.data, casting="unsafe")
+    mask = np.ma.getmaskarray(values)
+    if mask.any():
+        np.copyto(field, 0, where=mask)
 
 
 def encode_geotiff(image: Image, arrays: Mapping[str, np.ma.MaskedArray], grid: PixelGrid) -> bytes:

@@ -31,7 +31,8 @@ per band or one multi-band file; an image may belong to an image collection::
 
 ``include = ["other.toml"]`` (relative to this file) adds another catalog's assets first.
 
-Band headers are read on first use and kept.
+Band headers are read on first use and kept; raster files stay open across reads and requests (a
+bounded least-recently-used set, closed with the engine).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ import shapely
 from gee_mining.contracts.tables import plain_value, to_lonlat
 from gee_mining.local.core.errors import EngineError, NotFound
 from gee_mining.local.raster.image import Image, ImageCollection
-from gee_mining.local.raster.resample import FileSource, source_band
+from gee_mining.local.raster.resample import DatasetCache, FileSource, source_band
 from gee_mining.local.values.date import Date
 from gee_mining.local.values.feature import Feature
 from gee_mining.local.values.featurecollection import FeatureCollection
@@ -101,6 +102,8 @@ class Catalog:
     _loaded: dict[str, FeatureCollection] = field(default_factory=dict, repr=False)
     _sources: dict[tuple[Path, int, str], Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _handles: DatasetCache = field(default_factory=DatasetCache, repr=False)  # open rasters, across requests
+    _images: dict[str, Image] = field(default_factory=dict, repr=False)  # engine images are values: built once
 
     @classmethod
     def from_file(cls, path: str | Path) -> Catalog:
@@ -153,6 +156,7 @@ class Catalog:
             files[name] = (Path(path), index)
         entry = ImageEntry(id=id, bands=files, collection=collection, **options)
         self.images[id] = entry
+        self._images.pop(id, None)
         if collection:
             items = self.collections.setdefault(collection, [])
             if id not in items:
@@ -187,10 +191,21 @@ class Catalog:
             if key not in self._sources:
                 if not path.exists():
                     raise EngineError(f"Image.load: the file {path} is missing; fix the path in the catalog.", 404)
-                self._sources[key] = FileSource.open(path, index, pyramiding)
+                self._sources[key] = FileSource.open(path, index, pyramiding, self._handles)
             return self._sources[key]
 
-    def _image(self, entry: ImageEntry):
+    def close(self) -> None:
+        """Close the raster files kept open; later reads open and close their file each time."""
+        self._handles.close()
+
+    def _image(self, entry: ImageEntry) -> Image:
+        """The entry's engine Image, built on first use (band headers, footprint union) and then reused."""
+        image = self._images.get(entry.id)
+        if image is None:
+            image = self._images[entry.id] = self._build_image(entry)
+        return image
+
+    def _build_image(self, entry: ImageEntry) -> Image:
         bands = [
             source_band(name, self._source(path, index, entry.pyramiding.get(name, "mean")))
             for name, (path, index) in entry.bands.items()

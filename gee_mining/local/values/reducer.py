@@ -1204,11 +1204,40 @@ def _stack_percentiles(percentiles: list[float]) -> StackKernel:
     return kernel
 
 
+def _median_sorted(s: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """The median of the first ``k`` values of each sorted column (the mean of the middle two)."""
+    a = np.take_along_axis(s, ((np.maximum(k, 1) - 1) // 2)[None], axis=0)[0].astype(np.float64)
+    b = np.take_along_axis(s, (k // 2)[None], axis=0)[0]
+    return (a + b) * 0.5
+
+
 def _stack_median(stacks: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
     s, k = _sorted_stack(stacks[0])
-    a = np.take_along_axis(s, ((np.maximum(k, 1) - 1) // 2)[None], axis=0)[0].astype(np.float64)
-    b = np.take_along_axis(s, (k // 2)[None], axis=0)[0].astype(np.float64)
-    return [((a + b) * 0.5, k == 0)]
+    return [(_median_sorted(s, k), k == 0)]
+
+
+def sorts_integers(reducer: Reducer) -> bool:
+    """Whether :func:`reduce_int_stack` computes ``reducer`` (order statistics: median, percentiles)."""
+    return reducer.kind in ("Reducer.median", "Reducer.percentile")
+
+
+def reduce_int_stack(reducer: Reducer, stack: np.ndarray, count: np.ndarray) -> list[np.ma.MaskedArray]:
+    """Median or percentiles of an integer stack (n_images, *shape) whose masked pixels hold the dtype's
+    largest value, with ``count`` valid values per pixel; the stack is sorted in place.
+
+    Masked pixels sort last, so the first ``count`` sorted values of a pixel are its valid ones (a valid
+    value equal to the filler ties with it and is the same number). No float copy of the stack is made:
+    numpy sorts 32-bit integers with SIMD, several times faster than a float64 stack.
+    """
+    stack.sort(axis=0)
+    shape = stack.shape[1:]
+    s, k = stack.reshape(stack.shape[0], -1), count.reshape(-1)
+    if reducer.kind == "Reducer.median":
+        values = [_median_sorted(s, k)]
+    else:
+        values = [_ranked(s, k, float(p)) for p in reducer.args["percentiles"]]
+    empty = k == 0
+    return [np.ma.MaskedArray(np.where(empty, 0.0, v).reshape(shape), empty.reshape(shape)) for v in values]
 
 
 def _stack_mode(stacks: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:

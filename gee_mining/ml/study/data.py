@@ -21,6 +21,7 @@ import spyndex
 from gee_mining.contracts.bands import BANDS, DISTANCE_BAND, MINE_BAND
 from gee_mining.contracts.features import (
     ALIASES,
+    Arithmetic,
     index_formula,
     nd_pairs,
     normalized_difference,
@@ -166,19 +167,30 @@ def feature_matrix(columns: dict[str, np.ndarray], spec: FeatureSpec, out: np.nd
     n = len(next(iter(columns.values())))
     names = spec.names
     X = np.empty((n, len(names)), dtype=np.float64, order="F") if out is None else out
-    bands = {b: np.asarray(columns[b], dtype=np.float64) for b in spec.bands}
-    j = 0
-    for b in spec.bands:
-        X[:, j] = bands[b]
-        j += 1
+    bands = {}
+    for j, b in enumerate(spec.bands):
+        X[:, j] = columns[b]  # cast in place; the ND below read the column back (no float64 copy per band)
+        bands[b] = X[:, j]
+    j = len(spec.bands)
     if spec.pairwise:
-        for a, b in nd_pairs(spec.bands):
-            X[:, j] = normalized_difference(bands[a], bands[b])
+        scratch = np.empty(n)
+        for a, b in nd_pairs(spec.bands):  # the one formula, computed into its column (one scratch column)
+            X[:, j] = normalized_difference(bands[a], bands[b], _into(X[:, j], scratch))
             j += 1
     for name in spec.indices:
         X[:, j] = np.asarray(columns[name], dtype=np.float64) if name in columns else named_index(name, columns)
         j += 1
     return X
+
+
+def _into(column: np.ndarray, scratch: np.ndarray) -> Arithmetic:
+    """numpy arithmetic for ``(a - b) / (a + b)`` written into ``column`` (the sum into ``scratch``):
+    no temporary arrays."""
+    return Arithmetic(
+        lambda x, y: np.add(x, y, out=scratch),
+        lambda x, y: np.subtract(x, y, out=column),
+        lambda x, y: np.divide(x, y, out=column),
+    )
 
 
 def table_cells(path: str | os.PathLike) -> list[str]:
