@@ -21,6 +21,7 @@ import shapely
 from PIL import Image
 
 from gee_mining.contracts.lattice import pixel_grid
+from gee_mining.io.cell_tags import write_cell_tag
 from gee_mining.ml.detect.dataset import (
     DatasetSpec,
     DetectDataset,
@@ -121,7 +122,9 @@ def _export_cells(ee, world, mines_id: str, polygons, cells: Path) -> list[dict]
             labels.label_bands(fc, row)
         )
         data = ee.data.computePixels({"expression": image, "fileFormat": "GEO_TIFF", "grid": pixel_grid(row).ee_grid()})
-        (cells / f"{row['name']}.tif").write_bytes(data)
+        path = cells / f"{row['name']}.tif"
+        path.write_bytes(data)
+        write_cell_tag(path, row)
     return rows
 
 

@@ -33,3 +33,9 @@ def read_cell_tag(path: str | os.PathLike) -> dict[str, Any] | None:
     with rasterio.open(path) as ds:
         text = ds.tags().get(CELL_TAG)
     return None if text is None else json.loads(text)
+
+
+def write_cell_tag(path: str | os.PathLike, row: dict[str, Any]) -> None:
+    """Tag a cell's GeoTIFF written by other means than an export (``computePixels``: no image properties there)."""
+    with rasterio.open(path, "r+") as ds:
+        ds.update_tags(**{CELL_TAG: cell_tag_value(row)})
