@@ -148,6 +148,15 @@ _NAME = re.compile(r"^(\d+)_(\d+)_(\d+)_(neg|na|\d+(?:\.\d+)?)$")
 
 
 def parse_cell_name(name: str) -> CellName:
+    """A cell name read back. A LEADING 0 IS A MINUS SIGN: ``029500`` is -29.5, ``29500`` is +29.5.
+
+    >>> parse_cell_name("029500_070125_14_12.3")  # 29.5 S, 70.125 W: zoom 14, 12.3 % mine
+    CellName(lat=-29.5, lon=-70.125, zoom=14, overlap_pct=12.3, measured=True)
+    >>> parse_cell_name("5250_13875_16_neg")  # 5.25 N, 13.875 E: a negative
+    CellName(lat=5.25, lon=13.875, zoom=16, overlap_pct=None, measured=True)
+    >>> parse_cell_name("0250_0_15_na").lat  # 0.25 S on the prime meridian, overlap not measured
+    -0.25
+    """
     m = _NAME.match(name)
     if not m:
         raise InputError(
