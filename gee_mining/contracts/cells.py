@@ -151,6 +151,10 @@ def parse_cell_name(name: str) -> CellName:
     return CellName(decode_coordinate(lat), decode_coordinate(lon), int(zoom), overlap, pct != UNMEASURED)
 
 
+NEGATIVE_BLOCK = 256  # cells: the side of the lattice blocks the negatives search works through, one at a time
+_CHUNK = 1 << 20  # candidate pairs made, or taken, at a time
+
+
 def assign_negatives(
     positives: Sequence[tuple[int, int]],
     blocked: set[tuple[int, int]],
@@ -165,33 +169,102 @@ def assign_negatives(
     by candidate (y, x); each positive and each cell is used once. Returns, per
     positive, ``((x, y), distance in metres)``, or None when none is left
     within the radius.
+
+    Memory follows the free pairs, not the positives times the window: the pairs are made block by block
+    of the lattice (:func:`_free_pairs`), and a positive with no free cell in its window (the inside of a
+    country-sized polygon) makes none.
     """
 
     out: list[tuple[tuple[int, int], float] | None] = [None] * len(positives)
     if not positives:
         return out
+    x, y, d2, who = _free_pairs(np.asarray(positives, dtype=np.int64).reshape(-1, 2), blocked, radius)
+    order = np.lexsort((x, y, who, d2))
+    used: set[tuple[int, int]] = set()
+    left = len(np.unique(who))
+    for lo in range(0, len(order), _CHUNK):
+        if not left:
+            break
+        part = order[lo : lo + _CHUNK]
+        for i, cx, cy, dd in zip(who[part].tolist(), x[part].tolist(), y[part].tolist(), d2[part].tolist(), strict=True):
+            if out[i] is None and (cx, cy) not in used:
+                out[i] = ((cx, cy), math.sqrt(dd) * cell_size)
+                used.add((cx, cy))
+                left -= 1
+    return out
+
+
+def _offsets(radius: int) -> tuple[np.ndarray, np.ndarray]:
     r = np.arange(-radius, radius + 1)
     dx, dy = (a.ravel() for a in np.meshgrid(r, r))
     off = (dx != 0) | (dy != 0)
-    dx, dy = dx[off], dy[off]
-    pos = np.asarray(positives, dtype=np.int64).reshape(-1, 2)
-    x = (pos[:, :1] + dx).ravel()
-    y = (pos[:, 1:] + dy).ravel()
-    d2 = np.tile(dx * dx + dy * dy, len(pos))
-    who = np.repeat(np.arange(len(pos)), len(dx))
-    if blocked:
-        keys = np.array([((bx + 2**30) << 31) | (by + 2**30) for bx, by in blocked], dtype=np.int64)
-        free = ~np.isin(((x + 2**30) << 31) | (y + 2**30), keys)
-        x, y, d2, who = x[free], y[free], d2[free], who[free]
-    order = np.lexsort((x, y, who, d2))
-    used: set[tuple[int, int]] = set()
-    for i, cx, cy, dd in zip(
-        who[order].tolist(), x[order].tolist(), y[order].tolist(), d2[order].tolist(), strict=True
-    ):
-        if out[i] is None and (cx, cy) not in used:
-            out[i] = ((cx, cy), math.sqrt(dd) * cell_size)
-            used.add((cx, cy))
-    return out
+    return dx[off], dy[off]
+
+
+def _block_keys(bx: np.ndarray, by: np.ndarray) -> np.ndarray:
+    return ((bx + 2**30) << 31) | (by + 2**30)
+
+
+def _free_pairs(
+    pos: np.ndarray, blocked: set[tuple[int, int]], radius: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every (free cell x, y, squared distance in cells, positive's index) within ``radius`` of a positive.
+
+    Positives are taken by :data:`NEGATIVE_BLOCK`-cell block of the lattice: the block and its ``radius``
+    rim become a raster of free cells (from the blocked cells of the block and its 8 neighbours), whose
+    summed-area table drops the positives with no free cell in their window before any pair is made."""
+    size = NEGATIVE_BLOCK
+    if radius > size:
+        raise ValueError(f"radius {radius} exceeds the block of {size} cells")
+    dx, dy = _offsets(radius)
+    taken = np.array(sorted(blocked), dtype=np.int64).reshape(-1, 2)
+    taken_keys = _block_keys(taken[:, 0] // size, taken[:, 1] // size)
+    by_key = np.argsort(taken_keys, kind="stable")
+    taken_keys, taken = taken_keys[by_key], taken[by_key]
+    keys = _block_keys(pos[:, 0] // size, pos[:, 1] // size)
+    by_block = np.argsort(keys, kind="stable")
+    _, starts = np.unique(keys[by_block], return_index=True)
+    pieces: list[tuple[np.ndarray, ...]] = []
+    for members in np.split(by_block, starts[1:]):
+        bx, by = int(pos[members[0], 0] // size), int(pos[members[0], 1] // size)
+        ox, oy = bx * size - radius, by * size - radius
+        free = _free_raster(taken, taken_keys, bx, by, ox, oy, size + 2 * radius)
+        members = members[_window_counts(free, pos[members, 0] - ox, pos[members, 1] - oy, radius) > 0]
+        step = max(1, _CHUNK // len(dx))
+        for lo in range(0, len(members), step):
+            idx = members[lo : lo + step]
+            cx = (pos[idx, :1] + dx).ravel()
+            cy = (pos[idx, 1:] + dy).ravel()
+            ok = free[cy - oy, cx - ox]
+            pieces.append((cx[ok], cy[ok], np.tile(dx * dx + dy * dy, len(idx))[ok], np.repeat(idx, len(dx))[ok]))
+    if not pieces:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, empty, empty
+    x, y, d2, who = (np.concatenate(col) for col in zip(*pieces, strict=True))
+    return x, y, d2, who
+
+
+def _free_raster(
+    taken: np.ndarray, taken_keys: np.ndarray, bx: int, by: int, ox: int, oy: int, width: int
+) -> np.ndarray:
+    """The free cells of the square ``width`` cells wide from cell (ox, oy), as a boolean raster [y, x]."""
+    free = np.ones((width, width), dtype=bool)
+    for nx in (bx - 1, bx, bx + 1):
+        for ny in (by - 1, by, by + 1):
+            k = _block_keys(np.int64(nx), np.int64(ny))
+            lo, hi = np.searchsorted(taken_keys, [k, k + 1])
+            cells = taken[lo:hi] - (ox, oy)
+            inside = ((cells >= 0) & (cells < width)).all(axis=1)
+            free[cells[inside, 1], cells[inside, 0]] = False
+    return free
+
+
+def _window_counts(free: np.ndarray, px: np.ndarray, py: np.ndarray, radius: int) -> np.ndarray:
+    """How many free cells lie within ``radius`` (Chebyshev) of each (px, py), raster coordinates."""
+    sat = np.zeros((free.shape[0] + 1, free.shape[1] + 1), dtype=np.int64)
+    sat[1:, 1:] = free.cumsum(axis=0).cumsum(axis=1)
+    x0, y0, x1, y1 = px - radius, py - radius, px + radius + 1, py + radius + 1
+    return sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
 
 
 def neighbour_zones(epsg: int) -> list[int]:
