@@ -152,7 +152,8 @@ def parse_cell_name(name: str) -> CellName:
 
 
 NEGATIVE_BLOCK = 256  # cells: the side of the lattice blocks the negatives search works through, one at a time
-_CHUNK = 1 << 20  # candidate pairs made, or taken, at a time
+_BAND = 512  # window offsets (whole distances) whose pairs are made and taken together
+_CHUNK = 1 << 20  # candidate pairs made at a time
 
 
 def assign_negatives(
@@ -170,27 +171,38 @@ def assign_negatives(
     positive, ``((x, y), distance in metres)``, or None when none is left
     within the radius.
 
-    Memory follows the free pairs, not the positives times the window: the pairs are made block by block
-    of the lattice (:func:`_free_pairs`), and a positive with no free cell in its window (the inside of a
-    country-sized polygon) makes none.
+    Memory and time follow the pairs that can still be taken, not the positives times the window (the
+    inside of a country-sized polygon has millions of those): the window's offsets are taken in bands of
+    whole distances, nearest first (the order above, band after band); each band's pairs are made only for
+    the positives still without a cell and only with cells still free, block by block of the lattice
+    (:func:`_free_pairs`).
     """
 
     out: list[tuple[tuple[int, int], float] | None] = [None] * len(positives)
     if not positives:
         return out
-    x, y, d2, who = _free_pairs(np.asarray(positives, dtype=np.int64).reshape(-1, 2), blocked, radius)
-    order = np.lexsort((x, y, who, d2))
-    used: set[tuple[int, int]] = set()
-    left = len(np.unique(who))
-    for lo in range(0, len(order), _CHUNK):
-        if not left:
+    pos = np.asarray(positives, dtype=np.int64).reshape(-1, 2)
+    dx, dy = _offsets(radius)
+    d2 = dx * dx + dy * dy
+    by_distance = np.argsort(d2, kind="stable")
+    dx, dy, d2 = dx[by_distance], dy[by_distance], d2[by_distance]
+    taken = set(blocked)
+    lo = 0
+    while lo < len(d2):
+        hi = min(lo + _BAND, len(d2))
+        hi = int(np.searchsorted(d2, d2[hi - 1], side="right"))  # a distance is never split between bands
+        todo = np.array([i for i, a in enumerate(out) if a is None], dtype=np.int64)
+        if not len(todo):
             break
-        part = order[lo : lo + _CHUNK]
-        for i, cx, cy, dd in zip(who[part].tolist(), x[part].tolist(), y[part].tolist(), d2[part].tolist(), strict=True):
-            if out[i] is None and (cx, cy) not in used:
-                out[i] = ((cx, cy), math.sqrt(dd) * cell_size)
-                used.add((cx, cy))
-                left -= 1
+        x, y, dd, who = _free_pairs(pos[todo], taken, dx[lo:hi], dy[lo:hi])
+        order = np.lexsort((x, y, todo[who], dd))
+        for i, cx, cy, d in zip(
+            todo[who[order]].tolist(), x[order].tolist(), y[order].tolist(), dd[order].tolist(), strict=True
+        ):
+            if out[i] is None and (cx, cy) not in taken:
+                out[i] = ((cx, cy), math.sqrt(d) * cell_size)
+                taken.add((cx, cy))
+        lo = hi
     return out
 
 
@@ -206,56 +218,57 @@ def _block_keys(bx: np.ndarray, by: np.ndarray) -> np.ndarray:
 
 
 def _free_pairs(
-    pos: np.ndarray, blocked: set[tuple[int, int]], radius: int
+    pos: np.ndarray, taken: set[tuple[int, int]], dx: np.ndarray, dy: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Every (free cell x, y, squared distance in cells, positive's index) within ``radius`` of a positive.
+    """(cell x, y, squared distance in cells, positive's index) for each offset (dx, dy) of each positive
+    that lands on a cell not ``taken``.
 
-    Positives are taken by :data:`NEGATIVE_BLOCK`-cell block of the lattice: the block and its ``radius``
-    rim become a raster of free cells (from the blocked cells of the block and its 8 neighbours), whose
-    summed-area table drops the positives with no free cell in their window before any pair is made."""
+    Positives are taken by :data:`NEGATIVE_BLOCK`-cell block of the lattice: the block and a rim as wide
+    as the offsets reach become a raster of free cells (from the taken cells of the block and its 8
+    neighbours), whose summed-area table drops the positives with no free cell within reach before any
+    pair is made."""
     size = NEGATIVE_BLOCK
-    if radius > size:
-        raise ValueError(f"radius {radius} exceeds the block of {size} cells")
-    dx, dy = _offsets(radius)
-    taken = np.array(sorted(blocked), dtype=np.int64).reshape(-1, 2)
-    taken_keys = _block_keys(taken[:, 0] // size, taken[:, 1] // size)
-    by_key = np.argsort(taken_keys, kind="stable")
-    taken_keys, taken = taken_keys[by_key], taken[by_key]
+    reach = int(max(np.abs(dx).max(), np.abs(dy).max()))
+    if reach > size:
+        raise ValueError(f"a reach of {reach} cells exceeds the block of {size} cells")
+    cells = np.array(list(taken), dtype=np.int64).reshape(-1, 2)
+    cell_keys = _block_keys(cells[:, 0] // size, cells[:, 1] // size)
+    by_key = np.argsort(cell_keys, kind="stable")
+    cell_keys, cells = cell_keys[by_key], cells[by_key]
     keys = _block_keys(pos[:, 0] // size, pos[:, 1] // size)
     by_block = np.argsort(keys, kind="stable")
-    _, starts = np.unique(keys[by_block], return_index=True)
+    starts = np.unique(keys[by_block], return_index=True)[1]
     pieces: list[tuple[np.ndarray, ...]] = []
+    step = max(1, _CHUNK // len(dx))
     for members in np.split(by_block, starts[1:]):
-        bx, by = int(pos[members[0], 0] // size), int(pos[members[0], 1] // size)
-        ox, oy = bx * size - radius, by * size - radius
-        free = _free_raster(taken, taken_keys, bx, by, ox, oy, size + 2 * radius)
-        members = members[_window_counts(free, pos[members, 0] - ox, pos[members, 1] - oy, radius) > 0]
-        step = max(1, _CHUNK // len(dx))
+        bx, by = (int(v) // size for v in pos[members[0]])
+        ox, oy = bx * size - reach, by * size - reach
+        free = _free_raster(cells, cell_keys, bx, by, ox, oy, size + 2 * reach)
+        members = members[_window_counts(free, pos[members, 0] - ox, pos[members, 1] - oy, reach) > 0]
         for lo in range(0, len(members), step):
             idx = members[lo : lo + step]
-            cx = (pos[idx, :1] + dx).ravel()
-            cy = (pos[idx, 1:] + dy).ravel()
+            cx, cy = (pos[idx, :1] + dx).ravel(), (pos[idx, 1:] + dy).ravel()
             ok = free[cy - oy, cx - ox]
             pieces.append((cx[ok], cy[ok], np.tile(dx * dx + dy * dy, len(idx))[ok], np.repeat(idx, len(dx))[ok]))
     if not pieces:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty, empty, empty
+        return tuple(np.empty(0, dtype=np.int64) for _ in range(4))  # type: ignore[return-value]
     x, y, d2, who = (np.concatenate(col) for col in zip(*pieces, strict=True))
     return x, y, d2, who
 
 
 def _free_raster(
-    taken: np.ndarray, taken_keys: np.ndarray, bx: int, by: int, ox: int, oy: int, width: int
+    cells: np.ndarray, cell_keys: np.ndarray, bx: int, by: int, ox: int, oy: int, width: int
 ) -> np.ndarray:
-    """The free cells of the square ``width`` cells wide from cell (ox, oy), as a boolean raster [y, x]."""
+    """The cells not in ``cells`` (sorted by block key) of the square ``width`` cells wide from cell (ox, oy),
+    as a boolean raster [y, x]; only the blocks around block (bx, by) are looked at."""
     free = np.ones((width, width), dtype=bool)
     for nx in (bx - 1, bx, bx + 1):
         for ny in (by - 1, by, by + 1):
             k = _block_keys(np.int64(nx), np.int64(ny))
-            lo, hi = np.searchsorted(taken_keys, [k, k + 1])
-            cells = taken[lo:hi] - (ox, oy)
-            inside = ((cells >= 0) & (cells < width)).all(axis=1)
-            free[cells[inside, 1], cells[inside, 0]] = False
+            lo, hi = np.searchsorted(cell_keys, [k, k + 1])
+            near = cells[lo:hi] - (ox, oy)
+            inside = ((near >= 0) & (near < width)).all(axis=1)
+            free[near[inside, 1], near[inside, 0]] = False
     return free
 
 
