@@ -438,7 +438,7 @@ def build_grid(
     progress: Callable[[str], None] | None = None,
     keep: dict[int, set[str]] | None = None,
     metadata: Metadata | None = None,
-    block: int = GRID_BLOCK,
+    block: int | None = GRID_BLOCK,
 ) -> GridTable:
     """Positives with overlap, their distinct nearest negatives, names: the grid of one level.
 
@@ -450,7 +450,8 @@ def build_grid(
     overlap (the parents of finer positives, see :func:`build_levels`).
     ``metadata``: what to annotate cells with (default :class:`Metadata`: country
     and land-cover shares, from the sources the engine has). ``block``: the side, in cells, of the squares
-    of each zone's lattice whose positives one request asks for (see :func:`_positives_by_block`).
+    of each zone's lattice whose positives one request asks for (see :func:`_positives_by_block`); None: one
+    request per zone.
     """
 
     say = progress or (lambda msg: None)
@@ -489,13 +490,14 @@ def _positives_by_block(ee, tagged, zones, spec, id_column, region, keep, metada
     the engine's memory and each answer follow a block, not the polygons (a country is hundreds of
     thousands of cells, more than one interactive request of Earth Engine may compute). Rows are in the
     order of the unblocked grid: by row of the lattice, then column."""
-    blocks = zone_blocks(ee, tagged, zones, spec, block, region)
+    blocks = {z: [None] for z in zones} if block is None else zone_blocks(ee, tagged, zones, spec, block, region)
     total, done = sum(map(len, blocks.values())), 0
     by_zone: dict[int, list[dict[str, Any]]] = {}
     for epsg in zones:
         kept = sorted(keep.get(epsg, ()))
-        for bx, by in blocks[epsg]:
-            cells = positive_cells(ee, tagged, epsg, spec, id_column, region, kept, metadata, False, (bx, by, block))
+        for b in blocks[epsg]:
+            square = None if b is None else (*b, block)
+            cells = positive_cells(ee, tagged, epsg, spec, id_column, region, kept, metadata, False, square)
             for f in iter_features(cells, PAGE_SIZE):
                 row = _row(f, spec, 1)
                 row["nesting_only"] = row["overlap"] < MIN_OVERLAP
