@@ -268,10 +268,13 @@ def _block_cells(ee, zone_polys, crs, cell_size: float, block: tuple[int, int, i
     bx, by, n = block
     side, pad = n * cell_size, cell_size / 1000
 
-    def box(f):
-        ring = ee.List(f.geometry().bounds(MAX_ERROR_M, crs).coordinates().get(0))
-        sw, ne = ee.List(ring.get(0)), ee.List(ring.get(2))
-        return f.set({"gx0": sw.get(0), "gy0": sw.get(1), "gx1": ne.get(0), "gy1": ne.get(1)})
+    def box(f):  # the bounds' corners (a point's bounds are the point)
+        flat = f.geometry().bounds(MAX_ERROR_M, crs).coordinates().flatten()
+        xs, ys = flat.slice(0, None, 2), flat.slice(1, None, 2)
+        return f.set({
+            "gx0": xs.reduce(ee.Reducer.min()), "gx1": xs.reduce(ee.Reducer.max()),
+            "gy0": ys.reduce(ee.Reducer.min()), "gy1": ys.reduce(ee.Reducer.max()),
+        })  # fmt: skip
 
     reaches = ee.Filter.And(
         ee.Filter.lte("gx0", (bx + 1) * side + pad),
