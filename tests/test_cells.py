@@ -3,6 +3,8 @@ rasterio and pyarrow (pure: no engine)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyarrow.parquet as pq
 import pyproj
@@ -11,7 +13,14 @@ import rasterio.transform
 import rasterio.windows
 import shapely
 
-from gee_mining.contracts.cells import GridSpec, GridTable, cell_row, child_indices, parse_cell_name
+from gee_mining.contracts.cells import (
+    GridSpec,
+    GridTable,
+    assign_negatives,
+    cell_row,
+    child_indices,
+    parse_cell_name,
+)
 from gee_mining.contracts.lattice import PixelGrid, pixel_grid
 from gee_mining.contracts.schemas import COLUMNS, GRID_SCHEMA, GridRow, check_rows
 from gee_mining.errors import InputError
@@ -127,3 +136,35 @@ def test_cell_name_examples_in_the_docs_decode_as_documented():
     for name, lat, lon in rows:
         parsed = cells.parse_cell_name(name)
         assert (parsed.lat, parsed.lon) == (float(lat), float(lon))
+
+
+def _nearest_free_reference(positives, blocked, cell_size, radius):
+    """Every (positive, free cell) pair in the window, sorted by (distance, positive, y, x), taken greedily."""
+    pairs = sorted(
+        (dx * dx + dy * dy, i, py + dy, px + dx)
+        for i, (px, py) in enumerate(positives)
+        for dy in range(-radius, radius + 1)
+        for dx in range(-radius, radius + 1)
+        if (dx, dy) != (0, 0) and (px + dx, py + dy) not in blocked
+    )
+    out, used = [None] * len(positives), set()
+    for d2, i, y, x in pairs:
+        if out[i] is None and (x, y) not in used:
+            out[i] = ((x, y), math.sqrt(d2) * cell_size)
+            used.add((x, y))
+    return out
+
+
+@pytest.mark.parametrize("radius", [1, 3, 12, pytest.param(48, marks=pytest.mark.slow)])
+def test_assign_negatives_equals_the_greedy_reference(radius):
+    """Pairs made block by block and band by band take the same cells as every pair sorted at once: a solid
+    square of positives (a large polygon's inside, most without a free cell in reach), scattered positives
+    across the lattice blocks' edges and at negative indices, random blocked cells."""
+    rng = np.random.default_rng(radius)
+    solid = [(x, y) for y in range(250, 262) for x in range(-6, 9)]
+    scattered = [tuple(p) for p in rng.integers(-300, 600, size=(40, 2)).tolist()]
+    positives = list(dict.fromkeys(solid + scattered))
+    blocked = set(positives) | {tuple(p) for p in rng.integers(-300, 600, size=(300, 2)).tolist()}
+    got = assign_negatives(positives, blocked, 5500.0, radius)
+    assert got == _nearest_free_reference(positives, blocked, 5500.0, radius)
+    assert any(g is None for g in got) == (radius < 12)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import functools
+import json
 import math
+import os
+import resource
+import subprocess
+import sys
 
 import numpy as np
 import pyogrio
@@ -21,7 +26,7 @@ from gee_mining.contracts.cells import (
     parse_cell_name,
 )
 from gee_mining.errors import InputError
-from gee_mining.io.grid_table import write_table
+from gee_mining.io.grid_table import read_grid_table, write_table
 from gee_mining.steps.grid import build_grid
 
 MINES = "projects/gee-mining-test/assets/mining_tropics_demo"
@@ -512,3 +517,47 @@ def test_reach_is_clear_of_antimeridian():
     assert [z for z in range(1, 61) if reach_is_clear_of_antimeridian(32700 + z, reach)] == list(range(4, 58))
     assert not reach_is_clear_of_antimeridian(3857, 1.0)
     assert not reach_is_clear_of_antimeridian(32601, 1.0) and not reach_is_clear_of_antimeridian(32760, 1.0)
+
+
+@pytest.mark.slow
+def test_blocked_grid_equals_the_unblocked_grid_and_the_reference(ee_local):
+    """Positives asked for in blocks of 3 x 3 cells (hundreds of requests, blocks across zone and antimeridian
+    edges) give the same table, row for row, as one request per zone, and the shapely reference's cells."""
+    path = shared_file("polygons/mining_tropics_demo.gpkg")
+    spec = GridSpec.of(5500)
+    blocked = build_grid(ee_local, MINES, spec, block=3)
+    whole = build_grid(ee_local, MINES, spec, block=None)
+    assert blocked.rows == whole.rows
+    expected, _ = reference_positives(path, spec.cell_size)
+    assert {(r["epsg"], r["cell_x"], r["cell_y"]) for r in blocked.positives} == set(expected)
+
+
+@pytest.mark.slow
+def test_a_large_box_grids_within_8_gib(tmp_path):
+    """A 6 x 6 degree box at 5500 m (14,736 positives, most far from any free cell) under an 8 GiB
+    address-space cap: it used to build every positive's 97 x 97 window of candidates at once and died with
+    MemoryError here (a Brazil-sized box grew to 22.5 GB); now it succeeds."""
+    box = [[-55.0, -10.0], [-49.0, -10.0], [-49.0, -4.0], [-55.0, -4.0], [-55.0, -10.0]]
+    polygons = tmp_path / "box.geojson"
+    feature = {"type": "Feature", "properties": {"id": 1}, "geometry": {"type": "Polygon", "coordinates": [box]}}
+    polygons.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    out = tmp_path / "grid.parquet"
+    cap = 8 << 30
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    command = [sys.executable, "-m", "gee_mining.cli.main", "grid", "--polygons", str(polygons), "--cell", "5500"]
+    done = subprocess.run(
+        [*command, "--out", str(out)],
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MPLCONFIGDIR": str(tmp_path)},
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = read_grid_table(out)
+    positives = [r for r in rows if r["label"] == 1]
+    assert len(positives) > 14_000
+    assert len({r["name"] for r in rows}) == len(rows)

@@ -167,6 +167,11 @@ def parse_cell_name(name: str) -> CellName:
     return CellName(decode_coordinate(lat), decode_coordinate(lon), int(zoom), overlap, pct != UNMEASURED)
 
 
+NEGATIVE_BLOCK = 256  # cells: the side of the lattice blocks the negatives search works through, one at a time
+_BAND = 512  # window offsets (whole distances) whose pairs are made and taken together
+_CHUNK = 1 << 20  # candidate pairs made at a time
+
+
 def assign_negatives(
     positives: Sequence[tuple[int, int]],
     blocked: set[tuple[int, int]],
@@ -181,33 +186,114 @@ def assign_negatives(
     by candidate (y, x); each positive and each cell is used once. Returns, per
     positive, ``((x, y), distance in metres)``, or None when none is left
     within the radius.
+
+    Memory and time follow the pairs that can still be taken, not the positives times the window (the
+    inside of a country-sized polygon has millions of those): the window's offsets are taken in bands of
+    whole distances, nearest first (the order above, band after band); each band's pairs are made only for
+    the positives still without a cell and only with cells still free, block by block of the lattice
+    (:func:`_free_pairs`).
     """
 
     out: list[tuple[tuple[int, int], float] | None] = [None] * len(positives)
     if not positives:
         return out
+    pos = np.asarray(positives, dtype=np.int64).reshape(-1, 2)
+    dx, dy = _offsets(radius)
+    d2 = dx * dx + dy * dy
+    by_distance = np.argsort(d2, kind="stable")
+    dx, dy, d2 = dx[by_distance], dy[by_distance], d2[by_distance]
+    taken = set(blocked)
+    lo = 0
+    while lo < len(d2):
+        hi = min(lo + _BAND, len(d2))
+        hi = int(np.searchsorted(d2, d2[hi - 1], side="right"))  # a distance is never split between bands
+        todo = np.array([i for i, a in enumerate(out) if a is None], dtype=np.int64)
+        if not len(todo):
+            break
+        x, y, dd, who = _free_pairs(pos[todo], taken, dx[lo:hi], dy[lo:hi])
+        order = np.lexsort((x, y, todo[who], dd))
+        for i, cx, cy, d in zip(
+            todo[who[order]].tolist(), x[order].tolist(), y[order].tolist(), dd[order].tolist(), strict=True
+        ):
+            if out[i] is None and (cx, cy) not in taken:
+                out[i] = ((cx, cy), math.sqrt(d) * cell_size)
+                taken.add((cx, cy))
+        lo = hi
+    return out
+
+
+def _offsets(radius: int) -> tuple[np.ndarray, np.ndarray]:
     r = np.arange(-radius, radius + 1)
     dx, dy = (a.ravel() for a in np.meshgrid(r, r))
     off = (dx != 0) | (dy != 0)
-    dx, dy = dx[off], dy[off]
-    pos = np.asarray(positives, dtype=np.int64).reshape(-1, 2)
-    x = (pos[:, :1] + dx).ravel()
-    y = (pos[:, 1:] + dy).ravel()
-    d2 = np.tile(dx * dx + dy * dy, len(pos))
-    who = np.repeat(np.arange(len(pos)), len(dx))
-    if blocked:
-        keys = np.array([((bx + 2**30) << 31) | (by + 2**30) for bx, by in blocked], dtype=np.int64)
-        free = ~np.isin(((x + 2**30) << 31) | (y + 2**30), keys)
-        x, y, d2, who = x[free], y[free], d2[free], who[free]
-    order = np.lexsort((x, y, who, d2))
-    used: set[tuple[int, int]] = set()
-    for i, cx, cy, dd in zip(
-        who[order].tolist(), x[order].tolist(), y[order].tolist(), d2[order].tolist(), strict=True
-    ):
-        if out[i] is None and (cx, cy) not in used:
-            out[i] = ((cx, cy), math.sqrt(dd) * cell_size)
-            used.add((cx, cy))
-    return out
+    return dx[off], dy[off]
+
+
+def _block_keys(bx: np.ndarray, by: np.ndarray) -> np.ndarray:
+    return ((bx + 2**30) << 31) | (by + 2**30)
+
+
+def _free_pairs(
+    pos: np.ndarray, taken: set[tuple[int, int]], dx: np.ndarray, dy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(cell x, y, squared distance in cells, positive's index) for each offset (dx, dy) of each positive
+    that lands on a cell not ``taken``.
+
+    Positives are taken by :data:`NEGATIVE_BLOCK`-cell block of the lattice: the block and a rim as wide
+    as the offsets reach become a raster of free cells (from the taken cells of the block and its 8
+    neighbours), whose summed-area table drops the positives with no free cell within reach before any
+    pair is made."""
+    size = NEGATIVE_BLOCK
+    reach = int(max(np.abs(dx).max(), np.abs(dy).max()))
+    if reach > size:
+        raise ValueError(f"a reach of {reach} cells exceeds the block of {size} cells")
+    cells = np.array(list(taken), dtype=np.int64).reshape(-1, 2)
+    cell_keys = _block_keys(cells[:, 0] // size, cells[:, 1] // size)
+    by_key = np.argsort(cell_keys, kind="stable")
+    cell_keys, cells = cell_keys[by_key], cells[by_key]
+    keys = _block_keys(pos[:, 0] // size, pos[:, 1] // size)
+    by_block = np.argsort(keys, kind="stable")
+    starts = np.unique(keys[by_block], return_index=True)[1]
+    pieces: list[tuple[np.ndarray, ...]] = []
+    step = max(1, _CHUNK // len(dx))
+    for members in np.split(by_block, starts[1:]):
+        bx, by = (int(v) // size for v in pos[members[0]])
+        ox, oy = bx * size - reach, by * size - reach
+        free = _free_raster(cells, cell_keys, bx, by, ox, oy, size + 2 * reach)
+        members = members[_window_counts(free, pos[members, 0] - ox, pos[members, 1] - oy, reach) > 0]
+        for lo in range(0, len(members), step):
+            idx = members[lo : lo + step]
+            cx, cy = (pos[idx, :1] + dx).ravel(), (pos[idx, 1:] + dy).ravel()
+            ok = free[cy - oy, cx - ox]
+            pieces.append((cx[ok], cy[ok], np.tile(dx * dx + dy * dy, len(idx))[ok], np.repeat(idx, len(dx))[ok]))
+    if not pieces:
+        return tuple(np.empty(0, dtype=np.int64) for _ in range(4))  # type: ignore[return-value]
+    x, y, d2, who = (np.concatenate(col) for col in zip(*pieces, strict=True))
+    return x, y, d2, who
+
+
+def _free_raster(
+    cells: np.ndarray, cell_keys: np.ndarray, bx: int, by: int, ox: int, oy: int, width: int
+) -> np.ndarray:
+    """The cells not in ``cells`` (sorted by block key) of the square ``width`` cells wide from cell (ox, oy),
+    as a boolean raster [y, x]; only the blocks around block (bx, by) are looked at."""
+    free = np.ones((width, width), dtype=bool)
+    for nx in (bx - 1, bx, bx + 1):
+        for ny in (by - 1, by, by + 1):
+            k = _block_keys(np.int64(nx), np.int64(ny))
+            lo, hi = np.searchsorted(cell_keys, [k, k + 1])
+            near = cells[lo:hi] - (ox, oy)
+            inside = ((near >= 0) & (near < width)).all(axis=1)
+            free[near[inside, 1], near[inside, 0]] = False
+    return free
+
+
+def _window_counts(free: np.ndarray, px: np.ndarray, py: np.ndarray, radius: int) -> np.ndarray:
+    """How many free cells lie within ``radius`` (Chebyshev) of each (px, py), raster coordinates."""
+    sat = np.zeros((free.shape[0] + 1, free.shape[1] + 1), dtype=np.int64)
+    sat[1:, 1:] = free.cumsum(axis=0).cumsum(axis=1)
+    x0, y0, x1, y1 = px - radius, py - radius, px + radius + 1, py + radius + 1
+    return sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
 
 
 def neighbour_zones(epsg: int) -> list[int]:

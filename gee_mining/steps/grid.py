@@ -53,6 +53,7 @@ from gee_mining.io.pages import iter_features
 
 MAX_ERROR_M = 1.0
 PAGE_SIZE = 5000  # features asked for per computeFeatures page (the server may send fewer)
+GRID_BLOCK = 128  # cells: the side of the lattice squares whose positives one request asks for
 
 
 # -- specs and names (pure) ----------------------------------------------------------
@@ -217,17 +218,23 @@ def positive_cells(
     keep: Sequence[str] = (),
     metadata: Metadata = NO_METADATA,
     with_geometry: bool = True,
+    block: tuple[int, int, int] | None = None,
 ):
     """The zone's cells overlapping the polygons, with overlap fraction, polygon ids, centroid, bounds.
 
     Cells below the minimum overlap are dropped unless their id (``"x,y"``) is in ``keep``. Without
     ``with_geometry`` the features carry no square (the table needs only its bounds): less to send back.
+    ``block``: ``(bx, by, n)``, only the cells of that square of n x n cells of the zone's lattice (see
+    :func:`zone_blocks`): what one request can answer, however large the polygons.
     """
     crs = ee.Projection(f"EPSG:{epsg}")
     zone_polys = tagged.filter(ee.Filter.eq("grid_epsg", epsg))
     if region is not None:
         zone_polys = zone_polys.filterBounds(region)
-    cells = zone_polys.geometry().coveringGrid(crs.atScale(spec.cell_size))
+    if block is None:
+        cells = zone_polys.geometry().coveringGrid(crs.atScale(spec.cell_size))
+    else:
+        cells = _block_cells(ee, zone_polys, crs, spec.cell_size, block)
     area = spec.cell_size * spec.cell_size
 
     def measure(cell):
@@ -243,6 +250,56 @@ def positive_cells(
     if keep:
         passes = ee.Filter.Or(passes, ee.Filter.inList("system:index", list(keep)))
     return cells.map(measure).filter(passes)
+
+
+def _block_square(ee, crs, cell_size: float, block: tuple[int, int, int], inset: float = 0.0):
+    bx, by, n = block
+    side = n * cell_size
+    x0, y0 = bx * side + inset, by * side + inset
+    return ee.Geometry.Rectangle([x0, y0, x0 + side - 2 * inset, y0 + side - 2 * inset], crs, False)
+
+
+def _block_cells(ee, zone_polys, crs, cell_size: float, block: tuple[int, int, int]):
+    """The covering grid's cells (exactly those of the unblocked grid) that lie in the block: the grid of the
+    polygons whose box (in the zone's metres) reaches the block, kept where a cell meets the block's square
+    shrunk by a thousandth of a cell (planar in the zone's projection, both of them: cells of the
+    neighbouring blocks only touch its edge). The polygons are chosen by numbers, not by a filter on the
+    square, which would go through longitude and latitude and break where the block crosses 180 degrees."""
+    bx, by, n = block
+    side, pad = n * cell_size, cell_size / 1000
+
+    def box(f):  # the bounds' corners (a point's bounds are the point)
+        flat = f.geometry().bounds(MAX_ERROR_M, crs).coordinates().flatten()
+        xs, ys = flat.slice(0, None, 2), flat.slice(1, None, 2)
+        return f.set({
+            "gx0": xs.reduce(ee.Reducer.min()), "gx1": xs.reduce(ee.Reducer.max()),
+            "gy0": ys.reduce(ee.Reducer.min()), "gy1": ys.reduce(ee.Reducer.max()),
+        })  # fmt: skip
+
+    reaches = ee.Filter.And(
+        ee.Filter.lte("gx0", (bx + 1) * side + pad),
+        ee.Filter.gte("gx1", bx * side - pad),
+        ee.Filter.lte("gy0", (by + 1) * side + pad),
+        ee.Filter.gte("gy1", by * side - pad),
+    )
+    cells = zone_polys.map(box).filter(reaches).geometry().coveringGrid(crs.atScale(cell_size))
+    return cells.filterBounds(_block_square(ee, crs, cell_size, block, pad))
+
+
+def zone_blocks(ee, tagged, zones: Sequence[int], spec: GridSpec, block: int, region=None) -> dict[int, list]:
+    """Per zone EPSG, the blocks (``(bx, by)``: squares of ``block`` x ``block`` cells of the zone's lattice)
+    that its polygons touch: the covering grid at the block's scale, on the same origin (one request)."""
+    ids = []
+    for epsg in zones:
+        crs = ee.Projection(f"EPSG:{epsg}")
+        zone_polys = tagged.filter(ee.Filter.eq("grid_epsg", epsg))
+        if region is not None:
+            zone_polys = zone_polys.filterBounds(region)
+        ids.append(
+            zone_polys.geometry().coveringGrid(crs.atScale(spec.cell_size * block)).aggregate_array("system:index")
+        )
+    answers = ee.List(ids).getInfo()
+    return {epsg: sorted(cell_index(i) for i in found) for epsg, found in zip(zones, answers, strict=True)}
 
 
 def _without_geometry(ee, cell, props: dict):
@@ -384,6 +441,7 @@ def build_grid(
     progress: Callable[[str], None] | None = None,
     keep: dict[int, set[str]] | None = None,
     metadata: Metadata | None = None,
+    block: int | None = GRID_BLOCK,
 ) -> GridTable:
     """Positives with overlap, their distinct nearest negatives, names: the grid of one level.
 
@@ -394,7 +452,9 @@ def build_grid(
     zone EPSG, ids (``"x,y"``) of cells kept as positives whatever their
     overlap (the parents of finer positives, see :func:`build_levels`).
     ``metadata``: what to annotate cells with (default :class:`Metadata`: country
-    and land-cover shares, from the sources the engine has).
+    and land-cover shares, from the sources the engine has). ``block``: the side, in cells, of the squares
+    of each zone's lattice whose positives one request asks for (see :func:`_positives_by_block`); None: one
+    request per zone.
     """
 
     say = progress or (lambda msg: None)
@@ -413,20 +473,7 @@ def build_grid(
     table = GridTable(spec)
     metadata = available_metadata(ee, Metadata() if metadata is None else metadata, table.warnings.append)
     say(f"[grid] {count:,} polygons in {len(zones)} grid zone(s) at {spec.cell_size:g} m (zoom {spec.zoom})")
-    # One request per phase for all zones: the polygons are tagged once per request, not once per zone.
-    pos_fc = ee.FeatureCollection(
-        [
-            positive_cells(
-                ee, tagged, epsg, spec, id_column, region, sorted((keep or {}).get(epsg, ())), metadata, False
-            )
-            for epsg in zones
-        ]
-    ).flatten()
-    by_zone: dict[int, list[dict[str, Any]]] = {}
-    for f in iter_features(pos_fc, PAGE_SIZE):
-        row = _row(f, spec, 1)
-        row["nesting_only"] = row["overlap"] < MIN_OVERLAP
-        by_zone.setdefault(row["epsg"], []).append(row)
+    by_zone = _positives_by_block(ee, tagged, zones, spec, id_column, region, keep or {}, metadata, block, say)
     say(f"[grid] {sum(map(len, by_zone.values())):,} positive cells in {len(by_zone)} zone(s)")
     pos_zones = sorted(by_zone)
     if pos_zones:
@@ -439,6 +486,31 @@ def build_grid(
         raise AssertionError("cell names are not unique")  # cannot happen for cells >= 100 m apart
     say(f"[grid] {len(table.positives)} positives, {len(table.negatives)} negatives")
     return table
+
+
+def _positives_by_block(ee, tagged, zones, spec, id_column, region, keep, metadata, block, say):
+    """Per zone EPSG, its positive rows, asked for block by block (:func:`zone_blocks`), one request each:
+    the engine's memory and each answer follow a block, not the polygons (a country is hundreds of
+    thousands of cells, more than one interactive request of Earth Engine may compute). Rows are in the
+    order of the unblocked grid: by row of the lattice, then column."""
+    blocks = {z: [None] for z in zones} if block is None else zone_blocks(ee, tagged, zones, spec, block, region)
+    total, done = sum(map(len, blocks.values())), 0
+    by_zone: dict[int, list[dict[str, Any]]] = {}
+    for epsg in zones:
+        kept = sorted(keep.get(epsg, ()))
+        for b in blocks[epsg]:
+            square = None if b is None else (*b, block)
+            cells = positive_cells(ee, tagged, epsg, spec, id_column, region, kept, metadata, False, square)
+            for f in iter_features(cells, PAGE_SIZE):
+                row = _row(f, spec, 1)
+                row["nesting_only"] = row["overlap"] < MIN_OVERLAP
+                by_zone.setdefault(epsg, []).append(row)
+            done += 1
+            if total > 1:
+                say(f"[grid] block {done}/{total} (EPSG:{epsg}): {len(by_zone.get(epsg, [])):,} positive cells so far")
+    for rows in by_zone.values():
+        rows.sort(key=lambda r: (r["cell_y"], r["cell_x"]))
+    return by_zone
 
 
 def pair_negatives(
