@@ -581,6 +581,8 @@ def build_dataset(
             progress(
                 f"[detect] dataset: {len(failed)} of {len(paths)} cell(s) could not be read (dataset.json 'failed')"
             )
+        if failed and len(failed) == len(paths):  # every cell failed alike: the input, not a damaged file
+            raise InputError(f"none of the {len(paths)} cells could be read; the first: {failed[0]['error']}")
         if not records:
             raise InputError(f"no images written from {len(paths)} cells (negatives=False and no cell has a box).")
         meta = {"spec": spec.to_json(), "class_names": [CLASS_NAME], "cells": records, "failed": failed}
