@@ -272,7 +272,11 @@ def to_crs(geometry, epsg: int, src: int = 4326):
 def cell_boxes(
     cell: CellRaster, polygons: Sequence, spec: DatasetSpec = DatasetSpec(), src_epsg: int = 4326
 ) -> list[Box]:
-    """The boxes of ``polygons`` (shapely, EPSG:``src_epsg``) in ``cell``'s image, per the spec's limits."""
+    """The boxes of ``polygons`` (shapely, EPSG:``src_epsg``) in ``cell``'s image, per the spec's limits.
+
+    A polygon part is kept when at least ``min_visible`` of it lies in the cell, or when it covers at least
+    ``min_visible`` of the cell (a cell inside a large open pit is mine, not background); its box is clipped
+    to the image."""
 
     footprint = cell.lattice.outline()
     boxes = []
@@ -289,8 +293,8 @@ def cell_boxes(
             if visible.is_empty or visible.area <= 0:
                 continue
             fraction = visible.area / part.area
-            if fraction < spec.min_visible:
-                continue
+            if fraction < spec.min_visible and visible.area / footprint.area < spec.min_visible:
+                continue  # neither enough of the polygon in the cell nor enough of the cell in the polygon
             ring = np.concatenate([np.asarray(p.exterior.coords) for p in polygon_parts(visible)])
             cols, rows = cell.lattice.crs_to_pixel(ring[:, 0], ring[:, 1])
             x0, x1 = max(0.0, float(cols.min())), min(float(cell.lattice.width), float(cols.max()))
