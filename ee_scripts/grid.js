@@ -7,7 +7,7 @@ var table = ee.FeatureCollection('projects/gee-mining-local/assets/mining_tropic
 var collection = table.map(function (feature) {
   var geometry = feature.geometry();
   var list = geometry.centroid(1).coordinates();
-  var value = geometry.bounds(1).coordinates().get(0);
+  var list2 = geometry.bounds(1).coordinates().flatten().slice(0, 3, 2);
   return feature.set(
     'grid_epsg',
     ee.Number(list.get(1))
@@ -22,12 +22,8 @@ var collection = table.map(function (feature) {
           .add(1)
           .min(60)
           .max(
-            ee.Number(
-              ee.List(ee.List([ee.List(value).get(0), ee.List(value).get(2)]).get(1)).get(0)
-            )
-              .subtract(
-                ee.List(ee.List([ee.List(value).get(0), ee.List(value).get(2)]).get(0)).get(0)
-              )
+            ee.Number(list2.reduce(ee.Reducer.max()))
+              .subtract(list2.reduce(ee.Reducer.min()))
               .gt(180)
               .multiply(60)
           )

@@ -98,8 +98,14 @@ class Browser:
     def wait_loaded(self, not_url: str | None = None, timeout: float = 20) -> str:
         """Wait until the page has loaded (and, with ``not_url``, left that address); its address."""
         deadline = time.monotonic() + timeout
+        href = None
         while time.monotonic() < deadline:
-            state, href = self.evaluate("[document.readyState, location.href]") or (None, None)
+            try:
+                state, href = self.evaluate("[document.readyState, location.href]") or (None, None)
+            except RuntimeError as e:  # asked while the page was being replaced: ask the new one
+                if "navigated or closed" not in str(e):
+                    raise
+                state = None
             if state == "complete" and (not_url is None or href != not_url):
                 return href
             time.sleep(0.1)

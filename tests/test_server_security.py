@@ -163,7 +163,7 @@ def test_hostile_requests_are_answered_within_the_timeout_while_another_is_serve
         "regex": _graph(ee, ee.String("a" * 40 + "!").match("^(a+)+$")),
         "list": _graph(ee, ee.List.sequence(0, 1e9)),
         "bands": _graph(ee, ee.Image.constant(1).rename("a" * 40 + "!").select("(a+)+$").bandNames()),
-        "long": _graph(ee, ee.List.sequence(0, 200_000).iterate(lambda x, acc: ee.Number(acc).add(x), 0)),
+        "long": _graph(ee, ee.List.sequence(0, 2_000_000).iterate(lambda x, acc: ee.Number(acc).add(x), 0)),
     }
     out: dict = {}
     threads = [threading.Thread(target=_timed, args=(url, token, body, out, k)) for k, body in hostile.items()]
@@ -189,7 +189,7 @@ def test_the_work_of_a_request_whose_client_went_away_stops(served, ee_local):
     /proc, stops growing) within the request timeout."""
     ee = ee_local
     url, token, _, _, pid = served
-    body = _graph(ee, ee.List.sequence(0, 200_000).iterate(lambda x, acc: ee.Number(acc).add(x), 0))
+    body = _graph(ee, ee.List.sequence(0, 2_000_000).iterate(lambda x, acc: ee.Number(acc).add(x), 0))
     parts = urlsplit(url)
     sock = socket.create_connection((parts.hostname, parts.port))
     head = "".join(f"{k}: {v}\r\n" for k, v in _good_headers(url, token).items())
