@@ -38,6 +38,18 @@ def test_algorithm_page_lists_exactly_the_registry():
     # the unimplemented names depend on the installed client's signature list, which may be newer than the page
 
 
+def test_the_cli_regenerates_the_algorithm_page():
+    """`gee-mining algorithms --markdown` (what `make docs` runs) writes the checked-in page, byte for byte."""
+    done = subprocess.run(
+        [sys.executable, "-m", "gee_mining.cli", "algorithms", "--markdown"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == (DOCS / "algorithms.md").read_text()
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The documentation site, built as `make docs` builds it."""

@@ -113,7 +113,7 @@ def test_negatives_are_the_nearest_free_cells(grid_case, request):
     _, polys = reference_positives(path, spec.cell_size)
     if spec.cell_size == 1375:
         request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "library bug (gee_mining/grid.py pair_negatives): the search widens by Chebyshev radius "
+            "library bug (gee_mining/steps/grid.py pair_negatives): the search widens by Chebyshev radius "
             "(1, 3, 6, ...), so the radius-3 round takes a corner cell at 3*sqrt(2) = 4.24 cells while a free "
             "cell 4 cells away, outside that square, is never weighed: 020356_069911_16_neg")))  # fmt: skip
     far = nearer_free_cells(table, polys, spec.cell_size)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Mapping
+from typing import Any
 
 import ee
 
@@ -55,10 +56,9 @@ def _family(name: str, all_names) -> str:
     return "(top level)"
 
 
-def algorithms_markdown(done: Collection[str]) -> str:
+def algorithms_markdown(done: Mapping[str, Any]) -> str:
     """The Markdown page of an engine implementing the algorithms ``done``: a summary, what the engine does not
     do, and per family what is and is not implemented (the CLI passes the local engine's registry)."""
-    done = set(done)
     sigs = signatures()
     families: dict[str, list[str]] = defaultdict(list)
     for name in sorted(sigs):
