@@ -90,6 +90,7 @@ def test_geometry_algorithms_equal(ee_local):
 
 def test_bounds_filters_equal(ee_local):
     """``filterBounds`` of one collection inside a map (the grid's positives) picks what it picks alone."""
+    shared_file("polygons/amazon_mining_2024_model.geojson")  # the Amazon table: skips without the shared data
     ee = ee_local
     polygons = ee.FeatureCollection(AMAZON).limit(300)
     utm = ee.Projection("EPSG:32721")

@@ -195,12 +195,12 @@ def test_the_work_of_a_request_whose_client_went_away_stops(served, ee_local):
     head = "".join(f"{k}: {v}\r\n" for k, v in _good_headers(url, token).items())
     start = time.monotonic()
     sock.sendall(f"POST {COMPUTE} HTTP/1.1\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    time.sleep(0.1)
+    time.sleep(0.6)  # past the list's construction (one call that no check interrupts): into the iteration
     before = _cpu_s(pid)
     time.sleep(0.4)
     busy = _cpu_s(pid) - before
     sock.close()  # the client goes away
-    time.sleep(0.3)  # noticed within 0.1 s; the evaluation stops at its next algorithm call
+    time.sleep(0.4)  # noticed within 0.1 s; the evaluation stops at its next algorithm call
     idle_from = _cpu_s(pid)
     time.sleep(0.8)
     idle = _cpu_s(pid) - idle_from
