@@ -186,3 +186,44 @@ def test_plan_cli_writes_total_tasks_and_interactive_requests(tmp_path, capsys):
     assert plan["total_tasks"] == sum(p["tasks"] for p in plan["products"]) and per_cell == cells > 0
     assert plan["interactive_requests"] == 0 and plan["task_model"]["sources"]
     assert "total_tasks" in capsys.readouterr().out
+
+
+def _csv_rows(path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _by_cell(rows: list[dict]) -> dict[str, list[tuple]]:
+    out: dict[str, list[tuple]] = {}
+    for r in rows:
+        out.setdefault(r["cell"], []).append(tuple(sorted(r.items())))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def test_a_batched_pixel_table_holds_each_cells_own_table(engine, sim_world, tmp_path):
+    """645 m cells (65 px lattices, 2 x 2 a file block): neighbouring lattices share a pixel column, which
+    belongs to both cells' tables. sampleRegions takes every pixel (no sampling), so equality is exact."""
+    ee, eng, storage = engine
+    polygons = sim_world.asset_ids["mines"]
+    rows = _world_cells(sim_world, 645.0, 20)[:3]
+    batched = _job(tmp_path, "ptb", "pixel-table-batch", rows, polygons, files_per_side=1)
+    single = _job(tmp_path, "pts", "pixel-table", rows, polygons)
+    result = run_job(ee, batched, tmp_path / "ptb.sqlite", progress=None, poll_interval=0.05, timeout=300)
+    assert result.ok, result.failed
+    assert run_job(ee, single, tmp_path / "pts.sqlite", progress=None, poll_interval=0.05, timeout=300).ok
+    members = sqlite3.connect(tmp_path / "ptb.sqlite").execute("SELECT cell, file FROM members").fetchall()
+    assert sorted(m[0] for m in members) == sorted(r["name"] for r in rows)
+    got = {}
+    for uri in {m[1] for m in members}:
+        got.update(_by_cell(_csv_rows(storage / uri.removeprefix("gs://"))))
+    assert sorted(got) == sorted(r["name"] for r in rows)  # every row names one of the batch's cells
+    for row in rows:
+        want = _by_cell(_csv_rows(storage / BUCKET / "pts" / f"{row['name']}.csv"))[row["name"]]
+        assert got[row["name"]] == want and len(want) > 100, row["name"]
+        grid = pixel_grid(row)
+        for rec in map(dict, got[row["name"]]):  # position: the pixel centre in the cell's own lattice
+            assert float(rec["x"]) == grid.transform[2] + 10 * int(rec["col"]) + 5
+            assert float(rec["y"]) == grid.transform[5] - 10 * int(rec["row"]) - 5
+    # The first two cells share a lattice column: its pixels are in both tables.
+    xs = [{dict(r)["x"] for r in got[row["name"]]} for row in rows[:2]]
+    assert len(xs[0] & xs[1]) == 1

@@ -501,6 +501,8 @@ def verify_batch(spec: JobSpec, row: dict[str, Any], storage_root: str | Path | 
     batch = Batch.from_row(row)
     bucket = open_bucket(spec.bucket, storage_root)
     prefix = f"{spec.prefix}/{batch.name}" if spec.prefix else batch.name
+    if BATCHED_PRODUCTS.get(spec.product, "image") != "image":
+        return _verify_batch_files(spec, batch, bucket, prefix)
     files, places = {}, {c["name"]: ("", None) for c in batch.cells}
     for name in batch_files(bucket.list(prefix), prefix):
         windows = cells_of_file(batch, name, prefix)
@@ -513,6 +515,27 @@ def verify_batch(spec: JobSpec, row: dict[str, Any], storage_root: str | Path | 
         for w in windows:
             places[w.cell] = (uri, [w.col_off, w.row_off, w.width, w.height])
     return files, places
+
+
+def _verify_batch_files(spec: JobSpec, batch: Batch, bucket, prefix: str):
+    """A table or TFRecord batch: its files (the CSV, which must exist; the TFRecord files, none when every patch
+    was dropped by ``maxMaskedRatio``), none empty. Each cell's place is the batch's file (a table: its rows
+    carry the cell in ``cell``) or file pattern (TFRecord: patches carry ``x``/``y``), with no window."""
+    names = [n for n in bucket.list(prefix) if n.startswith(prefix)]
+    if BATCHED_PRODUCTS[spec.product] == "table":
+        names = [n for n in names if n == f"{prefix}.csv"]
+        if not names:
+            raise JobError(f"verification: the task succeeded but gs://{spec.bucket}/{prefix}.csv is missing")
+        place = f"gs://{spec.bucket}/{names[0]}"
+    else:
+        names = cell_files(names, prefix)
+        place = f"gs://{spec.bucket}/{prefix}-*.tfrecord.gz" if names else ""
+    files = {}
+    for name in names:
+        if bucket.size(name) <= 0:
+            raise JobError(f"verification: gs://{spec.bucket}/{name} is empty")
+        files[f"gs://{spec.bucket}/{name}"] = bucket.crc32c(name)
+    return files, {c["name"]: (place, None) for c in batch.cells}
 
 
 def retry_failed(spec: JobSpec, ledger_path: str | Path | None = None, say=None) -> int:

@@ -17,11 +17,13 @@ from gee_mining.batch.batches import Batch, search_radius
 from gee_mining.batch.exports import ExportSpec, cell_export_task, export_pixel_table, task_description
 from gee_mining.contracts.bands import NODATA
 from gee_mining.contracts.lattice import pixel_grid
+from gee_mining.contracts.schemas import columns
 from gee_mining.errors import InputError
 from gee_mining.io.polygons import POLYGON_SUFFIXES
 from gee_mining.steps.cell_image import ImagerySpec
 from gee_mining.steps.cell_image import cell_image as image_of
 from gee_mining.steps.grid import ee_cell_geometry
+from gee_mining.steps.pixel_tables import cells_pixel_features
 from gee_mining.steps.sentinel2 import CompositeSpec
 
 JOB_PARAMS = ("polygons", "format", "patch_size", "margin", "files_per_side")  # not imagery options
@@ -136,27 +138,22 @@ def _cells_mask(ee, batch: Batch):
     return ee.Image(0).byte().paint(fc, 1)
 
 
-def cell_image_batch(ee, row: dict, spec: Job):
-    """Every cell of a batch (``batch.batches``) in ONE task: one GeoTIFF per file block, each cell's pixels
-    those of its ``cell-image`` export (params as for ``cell-image``, GeoTIFF only; ``files_per_side``).
-
-    The image is the cell stack (scenes over the batch's rectangle, labels with the cells' own search radius)
-    masked outside the batch's cells, exported on the zone's 10 m lattice with ``fileDimensions`` = a file
-    block and ``skipEmptyTiles``; ``batches.cells_of_file`` maps each file back to its cells.
-    """
-    batch = Batch.from_row(row)
-    if str(spec.params.get("format", "GeoTIFF")).lower() != "geotiff":
-        raise InputError(f"job {spec.name}: cell-image-batch writes GeoTIFFs; remove format or use cell-image.")
+def _batch_stack(ee, batch: Batch, spec: Job):
+    """The cell stack over a batch's rectangle (scenes over it, labels with its cells' own search radius), on
+    the zone's 10 m lattice, and that lattice; the imagery spec used. Each cell's pixels are those of its own
+    ``cell-image`` (the lattice is shared, the radius is the cell's)."""
     polygons, imagery = _imagery(spec)
     first = batch.cells[0]
     if imagery.labels and imagery.search_radius is None:
         imagery = replace(imagery, search_radius=search_radius(first))
     grid = batch.grid
     region = ee.Geometry.Rectangle(list(grid.bounds), grid.crs, False)
-    image = image_of(first, polygons, imagery, region=region).updateMask(_cells_mask(ee, batch))
-    image = image.reproject(crs=grid.crs, crsTransform=list(grid.transform))
+    return image_of(first, polygons, imagery, region=region), grid, imagery
+
+
+def _image_export(ee, image, grid, spec: Job, row: dict, **options):
     return ee.batch.Export.image.toCloudStorage(
-        image,
+        image.reproject(crs=grid.crs, crsTransform=list(grid.transform)),
         description=_description(spec, row),
         bucket=spec.bucket,
         fileNamePrefix=_file_prefix(spec, row),
@@ -164,12 +161,97 @@ def cell_image_batch(ee, row: dict, spec: Job):
         crsTransform=list(grid.transform),
         dimensions=f"{grid.width}x{grid.height}",
         maxPixels=int(1e13),
-        shardSize=batch.file_px,
-        fileDimensions=[batch.file_px, batch.file_px],
-        skipEmptyTiles=True,
-        fileFormat="GeoTIFF",
-        formatOptions={"cloudOptimized": True, "noData": NODATA},
+        **options,
     )
+
+
+def cell_image_batch(ee, row: dict, spec: Job):
+    """Every cell of a batch (``batch.batches``) in ONE task: one GeoTIFF per file block, each cell's pixels
+    those of its ``cell-image`` export (params as for ``cell-image``, GeoTIFF only; ``files_per_side``).
+
+    The image is the cell stack (scenes over the batch's rectangle, labels with the cells' own search radius)
+    masked outside the batch's cells, exported on the zone's 10 m lattice with ``fileDimensions`` = a file
+    block and ``skipEmptyTiles``; ``batches.cells_of_file`` maps each file back to its cells.
+
+    Bands: the 12 Sentinel-2 bands and the labels (``_mine``, ``distance``) by default, as every batched
+    product: indices and normalised differences are cheap to compute offline from the 12 bands
+    (``contracts.features``), so they are not shipped unless ``params.indices`` / ``params.pairwise`` ask.
+    """
+    batch = Batch.from_row(row)
+    if str(spec.params.get("format", "GeoTIFF")).lower() != "geotiff":
+        raise InputError(f"job {spec.name}: cell-image-batch writes GeoTIFFs; remove format or use cell-image.")
+    image, grid, _ = _batch_stack(ee, batch, spec)
+    return _image_export(ee, image.updateMask(_cells_mask(ee, batch)), grid, spec, row, shardSize=batch.file_px,
+                         fileDimensions=[batch.file_px, batch.file_px], skipEmptyTiles=True, fileFormat="GeoTIFF",
+                         formatOptions={"cloudOptimized": True, "noData": NODATA})  # fmt: skip
+
+
+def pixel_table_batch(ee, row: dict, spec: Job):
+    """Every cell of a batch in ONE table export: ``PREFIX/<batch>.csv``, the rows of each cell's ``pixel-table``.
+
+    One ``sampleRegions`` over all the batch's cells (``steps.pixel_tables.cells_pixel_features``): every
+    unmasked pixel of each cell, no sampling (so no seed: the rows are each cell's full table, exactly). Each row
+    carries its cell's name in ``cell`` and its grid row's metadata, taken from the cell's feature (never from a
+    file name), and ``row``/``col`` in that cell's own lattice. Bands: the 12 Sentinel-2 bands and the labels by
+    default (indices and normalised differences are computed offline where they are used; ``params.indices`` /
+    ``params.pairwise`` add them).
+    """
+    batch = Batch.from_row(row)
+    image, _, imagery = _batch_stack(ee, batch, spec)
+    return ee.batch.Export.table.toCloudStorage(
+        cells_pixel_features(list(batch.cells), image),
+        description=_description(spec, row),
+        bucket=spec.bucket,
+        fileNamePrefix=_file_prefix(spec, row),
+        fileFormat="CSV",
+        selectors=columns(imagery.band_names, batch.cells[0]),
+    )
+
+
+def patch_size_of(batch: Batch, spec: Job) -> int:
+    """The patch side of a TFRecord batch: ``params.patch_size``, which must divide the file block (so every
+    block pixel is in exactly one patch and, at 5500 and 2750 m, every patch in one cell); by default the largest
+    divisor of the block that is at most 128 (550 px blocks: 110; 275 px: 55)."""
+    f = batch.file_px
+    size = spec.params.get("patch_size")
+    if size is None:
+        return max(d for d in range(1, min(f, 128) + 1) if f % d == 0)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1 or f % size:
+        divisors = [d for d in range(2, min(f, 256) + 1) if f % d == 0]
+        raise InputError(f"job {spec.name}: patch_size = {size!r} does not divide the {f} px file block of "
+                         f"{batch.cell_size:g} m cells; use one of {divisors}.")  # fmt: skip
+    return size
+
+
+def tfrecord_batch(ee, row: dict, spec: Job):
+    """Every cell of a batch in ONE TFRecord export: patches of the cell stack, patches with no cell dropped.
+
+    The image is that of ``cell-image-batch`` (masked outside the batch's cells) plus the bands ``x`` and ``y``,
+    each pixel centre in the zone's UTM CRS (masked outside the cells only), exported on the batch's lattice with:
+
+    - ``patchDimensions`` = ``params.patch_size`` (:func:`patch_size_of`: it divides the file block);
+    - ``maxMaskedRatio`` = ``params.max_masked_ratio`` (default 0.5): a patch with more masked pixels (outside
+      the cells, or without a clear observation) is not written. Earth Engine then writes no mixer sidecar, so
+      the patches carry their place: ``x``/``y`` give each pixel's cell (``floor(x / cell_size)``) without
+      relying on file names or patch order;
+    - ``defaultValue`` = the nodata value (``contracts.bands.NODATA``, -9999): a masked pixel reads -9999 in
+      every band, never a valid reflectance or a "distance 0" label (Earth Engine's default is 0).
+
+    Bands: the 12 Sentinel-2 bands, the labels, ``x``, ``y`` by default (indices are computed offline from the
+    12 bands; ``params.indices`` / ``params.pairwise`` add them).
+    """
+    batch = Batch.from_row(row)
+    image, grid, _ = _batch_stack(ee, batch, spec)
+    mask = _cells_mask(ee, batch)
+    xy = ee.Image.pixelCoordinates(ee.Projection(grid.crs)).select(["x", "y"]).toFloat().updateMask(mask)
+    ratio = spec.params.get("max_masked_ratio", 0.5)
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
+        raise InputError(f"job {spec.name}: max_masked_ratio = {ratio!r}: give a fraction in [0, 1], e.g. 0.5.")
+    size = patch_size_of(batch, spec)
+    options = {"patchDimensions": [size, size], "maxMaskedRatio": float(ratio), "defaultValue": NODATA,
+               "compressed": True}  # fmt: skip
+    return _image_export(ee, image.updateMask(mask).addBands(xy), grid, spec, row, fileFormat="TFRecord",
+                         formatOptions=options)  # fmt: skip
 
 
 PRODUCTS: dict[str, Callable[..., Any]] = {
@@ -178,6 +260,8 @@ PRODUCTS: dict[str, Callable[..., Any]] = {
     "cell-image": cell_image,
     "pixel-table": pixel_table,
     "cell-image-batch": cell_image_batch,
+    "pixel-table-batch": pixel_table_batch,
+    "tfrecord-batch": tfrecord_batch,
 }
 
 TABLE_FORMATS = ("CSV", "GeoJSON", "KML", "KMZ", "SHP", "TFRecord", "GeoParquet")
@@ -190,6 +274,8 @@ PARAMS: dict[str, frozenset[str]] = {
     "cell-image": _IMAGERY_PARAMS | {"format", "patch_size", "margin"},
     "pixel-table": _IMAGERY_PARAMS,
     "cell-image-batch": _IMAGERY_PARAMS | {"format", "files_per_side"},
+    "pixel-table-batch": _IMAGERY_PARAMS | {"files_per_side"},
+    "tfrecord-batch": _IMAGERY_PARAMS | {"files_per_side", "patch_size", "max_masked_ratio"},
 }
 """The ``[params]`` each product reads: the job spec refuses any other key (a typo must not fall back to a default)."""
 
@@ -212,5 +298,7 @@ def check_params(spec: Job) -> None:
                    patch_size=spec.params.get("patch_size", 128), margin=spec.params.get("margin", 0))  # fmt: skip
 
 
-BATCHED_PRODUCTS = frozenset({"cell-image-batch"})
-"""Products whose unit is a batch of cells (``batch.batches``): the launcher plans batches for them."""
+BATCHED_PRODUCTS: dict[str, str] = {"cell-image-batch": "image", "pixel-table-batch": "table",
+                                     "tfrecord-batch": "tfrecord"}  # fmt: skip
+"""Products whose unit is a batch of cells (``batch.batches``), by the files they write: the launcher plans
+batches for them and verifies each batch by its kind (``batch.jobs.verify_batch``)."""

@@ -36,6 +36,7 @@ import pandas as pd
 
 from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.contracts.schemas import cell_metadata, columns
+from gee_mining.errors import InputError
 from gee_mining.io.pages import iter_features
 from gee_mining.io.pixel_table import typed_pixel_table
 
@@ -58,6 +59,41 @@ def pixel_features(row: dict[str, Any], image: Any):
     meta = cell_metadata(row)
     cell = ee.FeatureCollection([ee.Feature(region, meta)])
     return stacked.sampleRegions(collection=cell, properties=list(meta), projection=proj, geometries=False)
+
+
+def cells_pixel_features(rows: Sequence[dict[str, Any]], image: Any):
+    """The pixel tables of many cells of ONE zone and level in one collection: for every cell the rows of
+    ``pixel_features(row, image)``, its ``cell`` and metadata taken from its grid row.
+
+    One ``sampleRegions`` over the cells' lattice squares (each a feature carrying its row's metadata and its
+    lattice's corner), on the zone's 10 m lattice that every cell's own lattice is part of; ``row`` and ``col``
+    are then each pixel's place in its own cell's lattice (a pixel on the shared edge of two 1375 m lattices is
+    in both, once each). ``image`` is the stack over all the cells (``cell_image(..., region=...)``). For the
+    batched pixel-table product (``batch.products``): one task, not one per cell.
+    """
+
+    grids = [pixel_grid(r) for r in rows]
+    crs, scale = grids[0].crs, grids[0].scale
+    if any(g.crs != crs or g.scale != scale for g in grids):
+        raise InputError("cells_pixel_features: give cells of one zone and scale (a batch, batch.batches).")
+    xy = ee.Image.pixelCoordinates(ee.Projection(crs))
+    stacked = image.addBands(xy.select(["x", "y"]))
+    feats, keys = [], []
+    for row, g in zip(rows, grids, strict=True):
+        meta = cell_metadata(row)
+        keys = keys or list(meta)
+        box = ee.Geometry.Rectangle(list(g.bounds), crs, False)
+        feats.append(ee.Feature(box, {**meta, "_x0": g.transform[2], "_top": g.transform[5]}))
+    lattice = ee.Projection(crs, [scale, 0, 0, 0, -scale, 0])
+    samples = stacked.sampleRegions(collection=ee.FeatureCollection(feats), properties=[*keys, "_x0", "_top"],
+                                    projection=lattice, geometries=False)  # fmt: skip
+
+    def place(f):
+        col = ee.Number(f.get("x")).subtract(f.get("_x0")).divide(scale).floor().toInt32()
+        row = ee.Number(f.get("_top")).subtract(f.get("y")).divide(scale).floor().toInt32()
+        return f.set({"row": row, "col": col})
+
+    return samples.map(place)
 
 
 def fetch_pixel_table(row: dict[str, Any], image: Any, bands: Sequence[str]):
