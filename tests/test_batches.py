@@ -227,3 +227,90 @@ def test_a_batched_pixel_table_holds_each_cells_own_table(engine, sim_world, tmp
     # The first two cells share a lattice column: its pixels are in both tables.
     xs = [{dict(r)["x"] for r in got[row["name"]]} for row in rows[:2]]
     assert len(xs[0] & xs[1]) == 1
+
+
+def _patches(storage, names) -> list[dict]:
+    from gee_mining.local.service.tfrecord import decode_example, read_records
+
+    out = []
+    for name in sorted(names):
+        out += [decode_example(r) for r in read_records((storage / name).read_bytes())]
+    return out
+
+
+def _run(ee, spec, ledger):
+    result = run_job(ee, spec, ledger, progress=None, poll_interval=0.05, timeout=300)
+    assert result.ok, result.failed
+    return result
+
+
+def test_rehearsal_every_batched_product_at_one_level(engine, sim_world, tmp_path):
+    """All batched products at one level (640 m, 4 cells and a hole, 4 x 4 cells a batch), limits on:
+    tasks as planned, no interactive request, no task refused; TFRecord patches equal the per-cell export's."""
+    ee, eng, storage = engine
+    from gee_mining.local.service.router import INTERACTIVE
+
+    polygons = sim_world.asset_ids["mines"]
+    world = _world_cells(sim_world, 640.0, 19)
+    squares: dict[tuple, list[dict]] = {}
+    for c in world:  # batches of 4 x 4 cells from the zone origin
+        squares.setdefault((c["cell_x"] // 4, c["cell_y"] // 4), []).append(c)
+    big, other = sorted(squares.values(), key=len, reverse=True)[:2]
+    xs, ys = {c["cell_x"] for c in big}, {c["cell_y"] for c in big}
+    assert len(xs) >= 2 and len(ys) >= 2
+    # The hole: a corner cell of the big square's rectangle, which the other cells still span.
+    corner = {(c["cell_x"], c["cell_y"]): c for c in big}
+    hole = corner[min(xs), max(ys)]
+    rows = [corner[max(xs), max(ys)], corner[min(xs), min(ys)], corner[max(xs), min(ys)], other[0]]
+    products = ["cell-image-batch", "pixel-table-batch", "tfrecord-batch"]
+    plan = plan_job([rows], products, bands=15, files_per_side=4)
+    batches = {(r["cell_x"] // 4, r["cell_y"] // 4) for r in rows}
+    assert len(batches) == 2
+    extra = {"cell-image-batch": {}, "pixel-table-batch": {}, "tfrecord-batch": {"patch_size": 32}}
+    for product in products:
+        spec = _job(tmp_path, product, product, rows, polygons, files_per_side=4, **extra[product])
+        eng.router.calls.clear()
+        ops_before = len(ee.data.listOperations())
+        result = _run(ee, spec, tmp_path / f"{product}.sqlite")
+        calls = dict(eng.router.calls)
+        tasks = len(ee.data.listOperations()) - ops_before
+        planned = next(p for p in plan.products if p.product == product)
+        assert tasks == result.submitted == planned.tasks == len(batches), product
+        assert sum(calls.get(k, 0) for k in INTERACTIVE) == plan.interactive_requests == 0, (product, calls)
+    assert plan.total_tasks == 3 * len(batches)
+    # The TFRecord patches: each names its cell by its x/y bands, and equals the cell's own patch.
+    single = _job(tmp_path, "tfs", "cell-image", rows, polygons, format="TFRecord", patch_size=32)
+    _run(ee, single, tmp_path / "tfs.sqlite")
+    got = _patches(storage / BUCKET, [n.relative_to(storage / BUCKET) for n in (storage / BUCKET / "tfrecord-batch")
+                                      .glob("*.tfrecord.gz")])  # fmt: skip
+    kept = dropped = 0
+    for row in rows:
+        grid = pixel_grid(row)
+        own = _patches(storage / BUCKET, [f"tfs/{row['name']}-00000.tfrecord.gz"])
+        assert len(own) == 4  # 64 px: 2 x 2 patches of 32, row-major (the mixer's order)
+        for k, patch in enumerate(own):
+            r, c = divmod(k, 2)
+            x0 = grid.transform[2] + c * 320 + 5
+            y0 = grid.transform[5] - r * 320 - 5
+            match = [p for p in got if p["x"][0] == x0 and p["y"][0] == y0]
+            masked = np.zeros(32 * 32, bool)
+            for name, values in patch.items():
+                masked |= values == -9999  # defaultValue = nodata
+            if masked.mean() > 0.5:  # maxMaskedRatio 0.5: dropped
+                assert match == []
+                dropped += 1
+                continue
+            assert len(match) == 1, (row["name"], k)
+            kept += 1
+            xs = match[0]["x"].reshape(32, 32)
+            assert (xs[:, 1:] - xs[:, :-1] == 10).all() and np.floor(xs / 640).min() == row["cell_x"]
+            assert set(match[0]) == set(patch) | {"x", "y"}
+            for name, values in patch.items():
+                np.testing.assert_array_equal(match[0][name], values, err_msg=f"{row['name']} patch {k} {name}")
+    # Every batched patch is one of the cells' patches: none outside the cells (the hole's included).
+    assert kept == len(got) and kept + dropped == 4 * len(rows) and kept > 0
+    # The hole lies inside a batch's rectangle: its patches, all masked, were computed and dropped.
+    exported = sum((b.grid.width // 32) * (b.grid.height // 32) for b in plan_batches(rows, files_per_side=4))
+    assert exported >= kept + dropped + 4
+    assert not [p for p in got if np.floor(p["x"] / 640).min() == hole["cell_x"] and
+                np.floor(p["y"] / 640).min() == hole["cell_y"]]  # fmt: skip

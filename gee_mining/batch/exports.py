@@ -7,7 +7,9 @@ named after the cell:
 - GeoTIFF: ``PREFIX/<cell>.tif``, cloud-optimized, float32, masked pixels -9999 (the nodata tag).
 - TFRecord: ``PREFIX/<cell>-00000.tfrecord.gz`` (and more files past ``max_file_size``) plus
   ``PREFIX/<cell>-mixer.json``: patches of ``patch_size`` pixels, each with ``margin`` extra
-  pixels on every side (Earth Engine's ``kernelSize = 2 * margin``), one float feature per band.
+  pixels on every side (Earth Engine's ``kernelSize = 2 * margin``), one float feature per band; masked
+  pixels (no clear observation) hold ``defaultValue`` = -9999, the GeoTIFFs' nodata value (Earth Engine's
+  default would be 0: a valid reflectance, and "not a mine, distance 0" in the labels).
 
 The destination is ``gs://BUCKET/PREFIX``: on Earth Engine a real bucket; on the local
 engine its storage (a folder under ``storage_root``, the Cloud Storage emulator, or real
@@ -89,6 +91,7 @@ class ExportSpec:
         options: dict[str, Any] = {
             "patchDimensions": [self.patch_size, self.patch_size],
             "compressed": bool(self.compressed),
+            "defaultValue": NODATA,  # masked pixels read -9999, not Earth Engine's default 0 ("distance 0")
         }
         if self.margin:
             options["kernelSize"] = [2 * self.margin, 2 * self.margin]

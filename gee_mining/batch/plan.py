@@ -27,12 +27,26 @@ import pyproj
 import shapely
 
 from gee_mining.batch.batches import DEFAULT_FILES_PER_SIDE, plan_batches
+from gee_mining.batch.products import BATCHED_PRODUCTS
 from gee_mining.contracts.cells import GridSpec, assign_negatives, utm_epsg
 from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.errors import InputError
 
-PLAN_PRODUCTS = ("cell-image-batch", "cell-image")
+PLAN_PRODUCTS = ("cell-image-batch", "pixel-table-batch", "tfrecord-batch", "cell-image", "pixel-table")
+BATCHED_PLAN_PRODUCTS = tuple(p for p in PLAN_PRODUCTS if p in BATCHED_PRODUCTS)
 BYTES_PER_VALUE = 4  # float32 (the cell stack's type); files are compressed, so this is an upper bound
+CSV_BYTES_PER_VALUE = 10  # a pixel-table value as CSV text (sign, digits, separator); an estimate
+TABLE_EXTRA_COLUMNS = 12  # a pixel table's columns besides the bands: cell, row, col, x, y and ~7 metadata
+PATCH_EXTRA_BANDS = 2  # tfrecord-batch's x and y bands
+
+
+def bytes_per_pixel(product: str, bands: int) -> int:
+    """Bytes a product writes per cell pixel (uncompressed; TFRecord patches kept by maxMaskedRatio only)."""
+    if product.startswith("pixel-table"):
+        return (bands + TABLE_EXTRA_COLUMNS) * CSV_BYTES_PER_VALUE
+    if product == "tfrecord-batch":
+        return (bands + PATCH_EXTRA_BANDS) * BYTES_PER_VALUE
+    return bands * BYTES_PER_VALUE
 
 
 @dataclass(frozen=True)
@@ -110,17 +124,18 @@ def plan_product(rows: Sequence[dict[str, Any]], product: str, bands: int, model
         raise InputError(f"product {product!r}: the plan knows {', '.join(PLAN_PRODUCTS)}.")
     pixels = [pixel_grid(r).size for r in rows]
     level = float(rows[0]["cell_size"]) if rows else 0.0
-    if product == "cell-image":
+    if product not in BATCHED_PRODUCTS:  # one task (and file) per cell
         units = [[p] for p in pixels]
         files = len(rows)
     else:
         index = {r["name"]: p for r, p in zip(rows, pixels, strict=True)}
         batches = plan_batches(rows, files_per_side)
         units = [[index[c["name"]] for c in b.cells] for b in batches]
-        files = sum(len(b.blocks) for b in batches)
+        # image batches: a file per block holding a cell; a table batch: one CSV; TFRecord: at least one file
+        files = sum(len(b.blocks) if BATCHED_PRODUCTS[product] == "image" else 1 for b in batches)
     mpx = [sum(u) / 1e6 for u in units]
     return ProductPlan(product, level, len(rows), len(units), files, round(sum(mpx), 3),
-                       int(sum(pixels) * bands * BYTES_PER_VALUE), bands,
+                       int(sum(pixels) * bytes_per_pixel(product, bands)), bands,
                        round(sum(model.seconds(m) for m in mpx), 1), round(max(mpx, default=0.0), 3))  # fmt: skip
 
 

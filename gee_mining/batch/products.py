@@ -230,8 +230,9 @@ def tfrecord_batch(ee, row: dict, spec: Job):
     each pixel centre in the zone's UTM CRS (masked outside the cells only), exported on the batch's lattice with:
 
     - ``patchDimensions`` = ``params.patch_size`` (:func:`patch_size_of`: it divides the file block);
-    - ``maxMaskedRatio`` = ``params.max_masked_ratio`` (default 0.5): a patch with more masked pixels (outside
-      the cells, or without a clear observation) is not written. Earth Engine then writes no mixer sidecar, so
+    - ``maxMaskedRatio`` (the client's ``formatOptions.maskedThreshold``) = ``params.max_masked_ratio`` (default
+      0.5): a patch with a larger share of masked pixels (outside the cells, or without a clear observation) is
+      not written. Earth Engine then writes no mixer sidecar, so
       the patches carry their place: ``x``/``y`` give each pixel's cell (``floor(x / cell_size)``) without
       relying on file names or patch order;
     - ``defaultValue`` = the nodata value (``contracts.bands.NODATA``, -9999): a masked pixel reads -9999 in
@@ -248,7 +249,7 @@ def tfrecord_batch(ee, row: dict, spec: Job):
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
         raise InputError(f"job {spec.name}: max_masked_ratio = {ratio!r}: give a fraction in [0, 1], e.g. 0.5.")
     size = patch_size_of(batch, spec)
-    options = {"patchDimensions": [size, size], "maxMaskedRatio": float(ratio), "defaultValue": NODATA,
+    options = {"patchDimensions": [size, size], "maskedThreshold": float(ratio), "defaultValue": NODATA,
                "compressed": True}  # fmt: skip
     return _image_export(ee, image.updateMask(mask).addBands(xy), grid, spec, row, fileFormat="TFRecord",
                          formatOptions=options)  # fmt: skip

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from gee_mining.batch.batches import DEFAULT_FILES_PER_SIDE
-from gee_mining.batch.plan import PLAN_PRODUCTS, TaskModel, cells_of_polygons, plan_job
+from gee_mining.batch.plan import BATCHED_PLAN_PRODUCTS, PLAN_PRODUCTS, TaskModel, cells_of_polygons, plan_job
 from gee_mining.contracts.cells import GridSpec
 from gee_mining.errors import InputError
 from gee_mining.io.polygons import read_polygons
@@ -17,7 +17,8 @@ def add_cli(sub) -> None:
     p = sub.add_parser("plan", help="tasks, interactive requests, bytes and wall time of an export run, offline")
     p.add_argument("--polygons", required=True, help="mine polygon file (GeoPackage, GeoJSON, Parquet, ...)")
     p.add_argument("--levels", default="5500,2750,1375", help="cell sizes in metres (default 5500,2750,1375)")
-    p.add_argument("--products", default="cell-image-batch", help=f"comma-separated, of {', '.join(PLAN_PRODUCTS)}")
+    p.add_argument("--products", default=",".join(BATCHED_PLAN_PRODUCTS),
+                   help=f"comma-separated, of {', '.join(PLAN_PRODUCTS)} (default: every batched product)")  # fmt: skip
     p.add_argument("--concurrent", type=int, default=2, help="batch tasks Earth Engine runs at once (default 2)")
     p.add_argument(
         "--files-per-side",
