@@ -200,6 +200,7 @@ def _by_cell(rows: list[dict]) -> dict[str, list[tuple]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
+@pytest.mark.slow
 def test_a_batched_pixel_table_holds_each_cells_own_table(engine, sim_world, tmp_path):
     """645 m cells (65 px lattices, 2 x 2 a file block): neighbouring lattices share a pixel column, which
     belongs to both cells' tables. sampleRegions takes every pixel (no sampling), so equality is exact."""
@@ -244,6 +245,7 @@ def _run(ee, spec, ledger):
     return result
 
 
+@pytest.mark.slow
 def test_rehearsal_every_batched_product_at_one_level(engine, sim_world, tmp_path):
     """All batched products at one level (640 m, 4 cells and a hole, 4 x 4 cells a batch), limits on:
     tasks as planned, no interactive request, no task refused; TFRecord patches equal the per-cell export's."""
@@ -294,7 +296,7 @@ def test_rehearsal_every_batched_product_at_one_level(engine, sim_world, tmp_pat
             y0 = grid.transform[5] - r * 320 - 5
             match = [p for p in got if p["x"][0] == x0 and p["y"][0] == y0]
             masked = np.zeros(32 * 32, bool)
-            for name, values in patch.items():
+            for values in patch.values():
                 masked |= values == -9999  # defaultValue = nodata
             if masked.mean() > 0.5:  # maxMaskedRatio 0.5: dropped
                 assert match == []
