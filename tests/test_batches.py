@@ -162,16 +162,31 @@ def test_a_split_keeps_every_cell_exactly_once():
 
 
 def test_plan_counts_and_model():
-    rows = [cell_row(32633, x, 0, GridSpec(5500.0, 14)) for x in range(100)]
-    plan = plan_job([rows], ["cell-image-batch", "cell-image"], bands=14, concurrent_tasks=2)
+    rows = [cell_row(32633, x, 0, GridSpec(5500.0, 14)) for x in range(300)]
+    products = ["cell-image-batch", "pixel-table-batch", "tfrecord-batch", "cell-image", "pixel-table"]
+    plan = plan_job([rows], products, bands=14, concurrent_tasks=2)
     got = {p.product: p for p in plan.products}
-    assert (
-        got["cell-image"].tasks == 100 and got["cell-image-batch"].tasks == 2
-    )  # 64 files (352 km) a side: x 0..63, 64..99
-    assert got["cell-image"].bytes_written == 100 * 550 * 550 * 14 * 4
+    # 1,408 km batches: 256 cells of 5500 m a side, x 0..255 and 256..299; per cell: 300 tasks.
+    assert [got[p].tasks for p in products] == [2, 2, 2, 300, 300]
+    assert [got[p].files for p in products] == [300, 2, 2, 300, 300]  # a file per cell; one CSV / TFRecord set
+    px = 300 * 550 * 550
+    assert got["cell-image"].bytes_written == got["cell-image-batch"].bytes_written == px * 14 * 4
+    assert got["tfrecord-batch"].bytes_written == px * (14 + 2) * 4  # + x, y
+    assert got["pixel-table-batch"].bytes_written == px * (14 + 12) * 10  # CSV text, an estimate
     model = TaskModel()
-    assert got["cell-image"].task_seconds == pytest.approx(100 * model.seconds(0.3025))
-    assert plan.to_json()["total_tasks"] == 102
+    assert got["cell-image"].task_seconds == pytest.approx(300 * model.seconds(0.3025))
+    assert plan.to_json()["total_tasks"] == 606
+
+
+def test_a_batch_over_the_cell_cap_is_split_into_quadrants():
+    rows = [cell_row(32633, x, y, GridSpec(5500.0, 14)) for x in range(20) for y in range(10)]
+    (whole,) = plan_batches(rows)
+    parts = plan_batches(rows, max_cells=30)
+    assert all(len(b.cells) <= 30 for b in parts) and len(parts) >= 200 // 30
+    assert sorted(c["name"] for b in parts for c in b.cells) == sorted(r["name"] for r in rows)
+    assert all(b.name.startswith(whole.name + "_q") for b in parts)
+    with pytest.raises(InputError, match="max_cells"):
+        plan_batches(rows, max_cells=0)
 
 
 def test_plan_cli_writes_total_tasks_and_interactive_requests(tmp_path, capsys):

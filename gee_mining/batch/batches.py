@@ -10,8 +10,9 @@ row 2). A batch is one task that writes many cells, the way Earth Engine is mean
   at 10 m), else the smallest ``n`` that makes ``F`` whole (1375 m: ``n = 2``, ``F = 275``; each cell's
   138 px lattice, ``contracts.lattice.pixel_grid``, lies inside its block). Block ``(bx, by)`` holds the
   cells ``x`` in ``[bx n, bx n + n)``, ``y`` in ``[by n, by n + n)``.
-- **A batch** is a rectangle of blocks of one zone and level, at most ``files_per_side`` blocks on a side (by default 352 km),
-  holding the job's cells that fall in it (:func:`plan_batches`). Its export (``batch.products``) is the
+- **A batch** is a rectangle of blocks of one zone and level, at most ``files_per_side`` blocks on a side (by
+  default 1,408 km: wider than any UTM zone, so a batch is a strip of its zone), holding the job's cells that
+  fall in it, at most ``MAX_BATCH_CELLS`` of them (a fuller square is split into quadrants): :func:`plan_batches`. Its export (``batch.products``) is the
   cell stack masked outside the batch's cells, on the zone's 10 m lattice, ``crsTransform`` starting at the
   batch's north-west block corner, ``dimensions`` of all its blocks, ``fileDimensions = F`` and
   ``skipEmptyTiles``: Earth Engine writes one file per block holding a cell, in one task.
@@ -39,9 +40,10 @@ from typing import Any
 from gee_mining.contracts.lattice import PixelGrid, pixel_grid
 from gee_mining.errors import InputError
 
-DEFAULT_BATCH_M = 352_000.0  # a batch's side: 64 cells of 5500 m, 128 of 2750 m, 128 blocks of 2 x 2 1375 m cells
-DEFAULT_FILES_PER_SIDE = None  # None: as many file blocks as fit DEFAULT_BATCH_M (35,200 px a side at 10 m)
+DEFAULT_BATCH_M = 1_408_000.0  # a batch side: 256 cells of 5500 m, 512 of 2750 m, 512 blocks of 2 x 2 1375 m cells
+DEFAULT_FILES_PER_SIDE = None  # None: as many file blocks as fit DEFAULT_BATCH_M (140,800 px a side at 10 m)
 SCALE = 10.0
+MAX_BATCH_CELLS = 8000  # a batch's cells are in its graph (~0.5 kB each): 8,000 keep a request near 4 MB of 10
 FILE_NAME = re.compile(r"-(\d{10})-(\d{10})\.tif$")
 
 
@@ -126,14 +128,19 @@ def files_per_side_of(cell_size: float, files_per_side: int | None = DEFAULT_FIL
     return files_per_side
 
 
-def plan_batches(rows: Iterable[dict[str, Any]], files_per_side: int | None = DEFAULT_FILES_PER_SIDE) -> list[Batch]:
+def plan_batches(rows: Iterable[dict[str, Any]], files_per_side: int | None = DEFAULT_FILES_PER_SIDE,
+                 max_cells: int = MAX_BATCH_CELLS) -> list[Batch]:  # fmt: skip
     """The batches of a job's cells: grouped by zone and level, then by squares of ``files_per_side`` blocks
-    (by default those of :data:`DEFAULT_BATCH_M` metres a side).
+    (by default those of :data:`DEFAULT_BATCH_M` metres a side); a square holding more than ``max_cells`` cells
+    is split into quadrants (:func:`split_batch`) until none does, which bounds the request (the cells are in
+    the task's graph).
 
     Deterministic (a resumed job plans the same batches, under the same names and request ids). Each cell
     lands in exactly one batch; a cell name given twice is an error.
     """
     files_per_side_of(1.0, files_per_side)  # a bad value fails before any row is read
+    if not (isinstance(max_cells, int) and max_cells >= 1):
+        raise InputError(f"max_cells {max_cells!r}: give a whole number >= 1, e.g. {MAX_BATCH_CELLS}.")
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     seen: set[str] = set()
     for row in rows:
@@ -147,8 +154,19 @@ def plan_batches(rows: Iterable[dict[str, Any]], files_per_side: int | None = DE
         groups[key].append(dict(row))
     out = []
     for (epsg, size, zoom, sx, sy), cells in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
-        out.append(_batch(f"b{epsg}-{_level(size, zoom)}-{_signed(sx)}-{_signed(sy)}", epsg, size, zoom, cells, 0))
+        batch = _batch(f"b{epsg}-{_level(size, zoom)}-{_signed(sx)}-{_signed(sy)}", epsg, size, zoom, cells, 0)
+        out += _capped(batch, max_cells)
     return out
+
+
+def _capped(batch: Batch, max_cells: int) -> list[Batch]:
+    """``batch``, or its quadrants (recursively) while it holds more than ``max_cells`` cells."""
+    if len(batch.cells) <= max_cells:
+        return [batch]
+    parts = split_batch(batch)
+    if not parts:  # one block: its n x n cells cannot be split further
+        return [batch]
+    return [b for part in parts for b in _capped(part, max_cells)]
 
 
 def _level(size: float, zoom: int | None) -> str:
