@@ -162,20 +162,20 @@ def test_a_split_keeps_every_cell_exactly_once():
 
 
 def test_plan_counts_and_model():
-    rows = [cell_row(32633, x, 0, GridSpec(5500.0, 14)) for x in range(300)]
+    rows = [cell_row(32633, x, 0, GridSpec(5500.0, 14)) for x in range(600)]
     products = ["cell-image-batch", "pixel-table-batch", "tfrecord-batch", "cell-image", "pixel-table"]
     plan = plan_job([rows], products, bands=14, concurrent_tasks=2)
     got = {p.product: p for p in plan.products}
-    # 1,408 km batches: 256 cells of 5500 m a side, x 0..255 and 256..299; per cell: 300 tasks.
-    assert [got[p].tasks for p in products] == [2, 2, 2, 300, 300]
-    assert [got[p].files for p in products] == [300, 2, 2, 300, 300]  # a file per cell; one CSV / TFRecord set
-    px = 300 * 550 * 550
+    # 2,816 km batches: 512 cells of 5500 m a side, x 0..511 and 512..599; per cell: 600 tasks.
+    assert [got[p].tasks for p in products] == [2, 2, 2, 600, 600]
+    assert [got[p].files for p in products] == [600, 2, 2, 600, 600]  # a file per cell; one CSV / TFRecord set
+    px = 600 * 550 * 550
     assert got["cell-image"].bytes_written == got["cell-image-batch"].bytes_written == px * 14 * 4
     assert got["tfrecord-batch"].bytes_written == px * (14 + 2) * 4  # + x, y
     assert got["pixel-table-batch"].bytes_written == px * (14 + 12) * 10  # CSV text, an estimate
     model = TaskModel()
-    assert got["cell-image"].task_seconds == pytest.approx(300 * model.seconds(0.3025))
-    assert plan.to_json()["total_tasks"] == 606
+    assert got["cell-image"].task_seconds == pytest.approx(600 * model.seconds(0.3025))
+    assert plan.to_json()["total_tasks"] == 1206
 
 
 def test_a_batch_over_the_cell_cap_is_split_into_quadrants():

@@ -11,7 +11,7 @@ row 2). A batch is one task that writes many cells, the way Earth Engine is mean
   138 px lattice, ``contracts.lattice.pixel_grid``, lies inside its block). Block ``(bx, by)`` holds the
   cells ``x`` in ``[bx n, bx n + n)``, ``y`` in ``[by n, by n + n)``.
 - **A batch** is a rectangle of blocks of one zone and level, at most ``files_per_side`` blocks on a side (by
-  default 1,408 km: wider than any UTM zone, so a batch is a strip of its zone), holding the job's cells that
+  default 2,816 km: wider than any UTM zone, so a batch is a strip of its zone, at most 4 of a hemisphere), holding the job's cells that
   fall in it, at most ``MAX_BATCH_CELLS`` of them (a fuller square is split into quadrants): :func:`plan_batches`. Its export (``batch.products``) is the
   cell stack masked outside the batch's cells, on the zone's 10 m lattice, ``crsTransform`` starting at the
   batch's north-west block corner, ``dimensions`` of all its blocks, ``fileDimensions = F`` and
@@ -40,8 +40,8 @@ from typing import Any
 from gee_mining.contracts.lattice import PixelGrid, pixel_grid
 from gee_mining.errors import InputError
 
-DEFAULT_BATCH_M = 1_408_000.0  # a batch side: 256 cells of 5500 m, 512 of 2750 m, 512 blocks of 2 x 2 1375 m cells
-DEFAULT_FILES_PER_SIDE = None  # None: as many file blocks as fit DEFAULT_BATCH_M (140,800 px a side at 10 m)
+DEFAULT_BATCH_M = 2_816_000.0  # a batch side: 512 cells of 5500 m, 1024 of 2750 m, 1024 blocks of 2 x 2 1375 m cells
+DEFAULT_FILES_PER_SIDE = None  # None: as many file blocks as fit DEFAULT_BATCH_M (281,600 px a side at 10 m)
 SCALE = 10.0
 MAX_BATCH_CELLS = 8000  # a batch's cells are in its graph (~0.5 kB each): 8,000 keep a request near 4 MB of 10
 FILE_NAME = re.compile(r"-(\d{10})-(\d{10})\.tif$")

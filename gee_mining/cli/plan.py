@@ -24,7 +24,7 @@ def add_cli(sub) -> None:
         "--files-per-side",
         type=int,
         default=DEFAULT_FILES_PER_SIDE,
-        help="file blocks a batch side (default: 1,408 km of them, a strip of a UTM zone)",
+        help="file blocks a batch side (default: 2,816 km of them, a strip of a UTM zone)",
     )
     p.add_argument("--scale-to", type=int, help="extrapolate the counts to this many polygons (said so)")
     p.add_argument("--json", dest="json_out", help="write the plan as JSON here")
