@@ -11,9 +11,9 @@ row 2). A batch is one task that writes many cells, the way Earth Engine is mean
   138 px lattice, ``contracts.lattice.pixel_grid``, lies inside its block). Block ``(bx, by)`` holds the
   cells ``x`` in ``[bx n, bx n + n)``, ``y`` in ``[by n, by n + n)``.
 - **A batch** is a rectangle of blocks of one zone and level, at most ``files_per_side`` blocks on a side (by
-  default 2,816 km: wider than any UTM zone, so a batch is a strip of its zone, at most 4 of a hemisphere), holding the job's cells that
-  fall in it, at most ``MAX_BATCH_CELLS`` of them (a fuller square is split into quadrants): :func:`plan_batches`. Its export (``batch.products``) is the
-  cell stack masked outside the batch's cells, on the zone's 10 m lattice, ``crsTransform`` starting at the
+  default 2,816 km: wider than any UTM zone, so a batch is a strip of its zone, at most 4 a hemisphere),
+  holding the job's cells that fall in it, at most ``MAX_BATCH_CELLS`` of them (a fuller square is split into
+  quadrants): :func:`plan_batches`. Its image export (``batch.products``) is the cell stack masked outside the batch's cells, on the zone's 10 m lattice, ``crsTransform`` starting at the
   batch's north-west block corner, ``dimensions`` of all its blocks, ``fileDimensions = F`` and
   ``skipEmptyTiles``: Earth Engine writes one file per block holding a cell, in one task.
 - **Files back to cells** (the mapping, written down once, used by :func:`cells_of_file`). Earth Engine
