@@ -13,9 +13,11 @@ row 2). A batch is one task that writes many cells, the way Earth Engine is mean
 - **A batch** is a rectangle of blocks of one zone and level, at most ``files_per_side`` blocks on a side (by
   default 2,816 km: wider than any UTM zone, so a batch is a strip of its zone, at most 4 a hemisphere),
   holding the job's cells that fall in it, at most ``MAX_BATCH_CELLS`` of them (a fuller square is split into
-  quadrants): :func:`plan_batches`. Its image export (``batch.products``) is the cell stack masked outside the batch's cells, on the zone's 10 m lattice, ``crsTransform`` starting at the
-  batch's north-west block corner, ``dimensions`` of all its blocks, ``fileDimensions = F`` and
-  ``skipEmptyTiles``: Earth Engine writes one file per block holding a cell, in one task.
+  quadrants): :func:`plan_batches`. Its image export (``batch.products``) is the cell stack masked outside
+  the batch's cells, on the zone's 10 m lattice, ``crsTransform`` starting at the batch's north-west block
+  corner, ``dimensions`` of all its blocks, ``fileDimensions = F`` and ``skipEmptyTiles``: Earth Engine
+  writes one file per block holding a cell, in one task. Its table export is one CSV, its TFRecord export
+  one set of patches (``batch.products``).
 - **Files back to cells** (the mapping, written down once, used by :func:`cells_of_file`). Earth Engine
   names the files ``PREFIX-RRRRRRRRRR-CCCCCCCCCC.tif``, the file's row then column pixel offset in the
   export ("Exporting Images" guide; ``gee_mining.local.service.export``), or ``PREFIX.tif`` when the
