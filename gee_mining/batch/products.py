@@ -26,7 +26,7 @@ from gee_mining.steps.grid import ee_cell_geometry
 from gee_mining.steps.pixel_tables import cells_pixel_features
 from gee_mining.steps.sentinel2 import CompositeSpec
 
-JOB_PARAMS = ("polygons", "format", "patch_size", "margin", "files_per_side")  # not imagery options
+JOB_PARAMS = ("polygons", "format", "patch_size", "margin", "files_per_side", "max_masked_ratio")  # not imagery
 
 
 class Job(Protocol):
@@ -223,6 +223,13 @@ def patch_size_of(batch: Batch, spec: Job) -> int:
     return size
 
 
+def _masked_ratio(spec: Job) -> float:
+    ratio = spec.params.get("max_masked_ratio", 0.5)
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
+        raise InputError(f"job {spec.name}: max_masked_ratio = {ratio!r}: give a fraction in [0, 1], e.g. 0.5.")
+    return float(ratio)
+
+
 def tfrecord_batch(ee, row: dict, spec: Job):
     """Every cell of a batch in ONE TFRecord export: patches of the cell stack, patches with no cell dropped.
 
@@ -245,11 +252,9 @@ def tfrecord_batch(ee, row: dict, spec: Job):
     image, grid, _ = _batch_stack(ee, batch, spec)
     mask = _cells_mask(ee, batch)
     xy = ee.Image.pixelCoordinates(ee.Projection(grid.crs)).select(["x", "y"]).toFloat().updateMask(mask)
-    ratio = spec.params.get("max_masked_ratio", 0.5)
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
-        raise InputError(f"job {spec.name}: max_masked_ratio = {ratio!r}: give a fraction in [0, 1], e.g. 0.5.")
+    ratio = _masked_ratio(spec)
     size = patch_size_of(batch, spec)
-    options = {"patchDimensions": [size, size], "maskedThreshold": float(ratio), "defaultValue": NODATA,
+    options = {"patchDimensions": [size, size], "maskedThreshold": ratio, "defaultValue": NODATA,
                "compressed": True}  # fmt: skip
     return _image_export(ee, image.updateMask(mask).addBands(xy), grid, spec, row, fileFormat="TFRecord",
                          formatOptions=options)  # fmt: skip
@@ -294,6 +299,14 @@ def check_params(spec: Job) -> None:
     if "polygons" in PARAMS.get(spec.product, ()):
         _imagery(spec)
         ImagerySpec.from_params({k: v for k, v in spec.params.items() if k in _IMAGERY_PARAMS})
+    if spec.product == "tfrecord-batch":
+        _masked_ratio(spec)
+        if "patch_size" in spec.params and not (
+            isinstance(spec.params["patch_size"], int) and spec.params["patch_size"] > 0
+        ):
+            raise InputError(
+                f"params.patch_size = {spec.params['patch_size']!r}: give a whole number of pixels, e.g. 55."
+            )
     if spec.product == "cell-image":
         ExportSpec(f"gs://{spec.bucket}/{spec.prefix}", str(spec.params.get("format", "GeoTIFF")),
                    patch_size=spec.params.get("patch_size", 128), margin=spec.params.get("margin", 0))  # fmt: skip
