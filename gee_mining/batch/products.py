@@ -71,7 +71,11 @@ def cell_geotiff(ee, row: dict, spec: Job):
 
 
 def grid_table(ee, row: dict, spec: Job):
-    """The cell itself (its polygon and grid-table columns) as a table file (``params.format``, default CSV)."""
+    """The cell itself (its polygon and grid-table columns) as a table file (``params.format``, default CSV).
+
+    Not for global runs: the grid table already holds these squares (one task per cell would re-export it).
+    It stays as the cheapest product that writes a cell's identity, for the launcher's crash tests and
+    ``bench/bench_jobs.py``."""
 
     props = {k: v for k, v in row.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
     fc = ee.FeatureCollection([ee.Feature(ee_cell_geometry(ee, row), props)])
