@@ -331,3 +331,20 @@ def test_rehearsal_every_batched_product_at_one_level(engine, sim_world, tmp_pat
     assert exported >= kept + dropped + 4
     assert not [p for p in got if np.floor(p["x"] / 640).min() == hole["cell_x"] and
                 np.floor(p["y"] / 640).min() == hole["cell_y"]]  # fmt: skip
+
+
+def test_tfrecord_batch_patch_size_and_masked_ratio_are_checked(tmp_path):
+    from gee_mining.batch.products import patch_size_of
+
+    rows = [cell_row(32721, x, -3, GridSpec(size, 0)) for size in (5500.0, 1375.0) for x in (100, 101)]
+    big, small = plan_batches(rows[:2])[0], plan_batches(rows[2:])[0]
+    job = _job(tmp_path, "tfb", "tfrecord-batch", rows[:2], "projects/p/assets/mines")
+    # Defaults: the largest divisor of the file block up to 128 (550 = 2 x 5^2 x 11; 275 = 5^2 x 11).
+    assert (patch_size_of(big, job), patch_size_of(small, job)) == (110, 55)
+    with pytest.raises(InputError, match="does not divide the 275 px file block"):
+        patch_size_of(small, _job(tmp_path, "tfc", "tfrecord-batch", rows[2:], "projects/p/assets/mines",
+                                  patch_size=110))  # fmt: skip
+    with pytest.raises(InputError, match="max_masked_ratio"):
+        _job(tmp_path, "tfd", "tfrecord-batch", rows[:2], "projects/p/assets/mines", max_masked_ratio=1.5)
+    with pytest.raises(InputError, match="margin"):  # not a parameter of the batched product: refused by name
+        _job(tmp_path, "tfe", "tfrecord-batch", rows[:2], "projects/p/assets/mines", margin=16)
