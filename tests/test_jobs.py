@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
+import time
 
 import pytest
 
@@ -128,20 +129,70 @@ def test_never_more_running_than_max_running(emulated, tmp_path):
     spec, _ = _spec(tmp_path, "limit", n=6)
     spec = JobSpec(**{**spec.__dict__, "max_running": 1})
     seen = []
-    real = ee.data.getOperation
 
-    def watching(name):  # observes the engine's operations at each poll; changes nothing
+    def watching(seconds):  # observes the engine's operations between polls; changes nothing
         seen.append(sum(o["metadata"]["state"] in ("PENDING", "RUNNING") for o in _ops_of(ee, spec)))
-        return real(name)
+        time.sleep(seconds)
 
-    ee.data.getOperation = watching
-    try:
-        result = run_job(ee, spec, tmp_path / "limit.sqlite", progress=None, poll_interval=0.02, timeout=120)
-    finally:
-        ee.data.getOperation = real
+    result = run_job(ee, spec, tmp_path / "limit.sqlite", progress=None, poll_interval=0.02, timeout=120,
+                     sleep=watching)  # fmt: skip
     assert result.ok and result.submitted == 6
     assert seen and max(seen) <= 1
     assert len(_blobs(engine, "runs/limit/")) == 6
+
+
+def test_list_operations_pages_like_earth_engine(emulated, monkeypatch):
+    """``operations.list`` answers pages of ``pageSize`` with ``nextPageToken``: the ``ee`` client, asking 3 a page,
+    gets every operation once, newest first, in ceil(n / 3) requests, and an operation started between two pages
+    neither repeats nor hides one of the listing."""
+    import math
+
+    ee, engine = emulated
+    for i in range(4):  # a few operations of our own, on top of the module's
+        ee.batch.Export.table.toCloudStorage(
+            ee.FeatureCollection([ee.Feature(None, {"i": i})]), description=f"pages_{i}", bucket=BUCKET,
+            fileNamePrefix=f"pages/{i}",
+        ).start()  # fmt: skip
+    every = engine.operations.list()
+    monkeypatch.setattr(ee.data, "_TASKLIST_PAGE_SIZE", 3)
+    engine.router.calls.clear()
+    listed = ee.data.listOperations()
+    assert [o["name"] for o in listed] == [o["name"] for o in every]
+    assert len({o["name"] for o in listed}) == len(every) >= 4
+    assert engine.router.calls["list_operations"] == math.ceil(len(every) / 3)
+    first, token = engine.operations.page(3)
+    ee.batch.Export.table.toCloudStorage(
+        ee.FeatureCollection([ee.Feature(None, {"i": 9})]), description="pages_late", bucket=BUCKET,
+        fileNamePrefix="pages/late",
+    ).start()  # fmt: skip
+    second, _ = engine.operations.page(3, token)
+    assert not {o["name"] for o in first} & {o["name"] for o in second}
+    assert [o["name"] for o in first + second] == [o["name"] for o in every[:6]]
+    with pytest.raises(Exception, match="Invalid page token"):
+        engine.operations.page(3, "x9")
+
+
+def test_the_launcher_polls_with_one_listing_per_round(emulated, tmp_path):
+    """Each poll round is one ``listOperations`` (one request for up to 500 operations), never a request per
+    cell: over the whole run, no ``getOperation`` and at most one listing per round, for 8 cells at once."""
+    ee, engine = emulated
+    spec, _ = _spec(tmp_path, "listing", n=8)
+    spec = JobSpec(**{**spec.__dict__, "max_running": 8})
+    assert len(_ops(ee)) < 500  # one page: the listing is one request
+    rounds = []
+
+    def counting(seconds):
+        rounds.append(seconds)
+        time.sleep(seconds)
+
+    engine.router.calls.clear()
+    result = run_job(ee, spec, tmp_path / "listing.sqlite", progress=None, poll_interval=0.05, timeout=120,
+                     sleep=counting)  # fmt: skip
+    calls = dict(engine.router.calls)
+    assert result.ok and result.submitted == 8
+    assert calls.get("get_operation", 0) == 0
+    assert 1 <= calls["list_operations"] <= len(rounds) + 1
+    assert calls["export_image"] == 8
 
 
 def test_resume_after_crash_in_submitting(emulated, tmp_path):
@@ -490,7 +541,8 @@ def test_sigkill_of_the_launcher_at_random_moments_loses_and_duplicates_nothing(
     engine in another process (`gee-mining serve`, slow tasks) keeps running; a last run finishes.
     Every cell then has exactly one operation (requestIds deduplicate resubmissions) and one file.
     The engine runs with Earth Engine's limits, a repeated requestId answered with an error (the default
-    ``duplicate_request_id = "error"``) and a quota of 10 requests per second, so the launcher meets 429s."""
+    ``duplicate_request_id = "error"``) and a quota of 2 requests per second, so the launcher meets 429s
+    (its submissions come 3 at once; its polls, one listing a second, would not)."""
     import os
     import random
     import signal
@@ -506,7 +558,7 @@ def test_sigkill_of_the_launcher_at_random_moments_loses_and_duplicates_nothing(
     faults = json.dumps({"slow_task_rate": 1.0, "slow_task_s": 1.0})
     serve = subprocess.Popen(
         [sys.executable, "-m", "gee_mining.cli", "serve", "--project", "gee-mining-test", "--storage",
-         str(tmp_path / "st"), "--faults", faults, "--limits", "requests_per_s=10"],
+         str(tmp_path / "st"), "--faults", faults, "--limits", "requests_per_s=2"],
         stdout=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
