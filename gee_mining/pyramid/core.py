@@ -31,10 +31,10 @@ from typing import Any
 
 import shapely
 
-from gee_mining.contracts.cells import GridSpec, cell_row, check_nesting, child_indices
+from gee_mining.contracts.cells import GridSpec, cell_index, cell_row, check_nesting, child_indices
 from gee_mining.errors import InputError
 from gee_mining.io.pages import iter_features
-from gee_mining.steps.grid import ee_cell_geometry
+from gee_mining.steps.grid import ee_cell_geometry, keyed_cells
 
 MAX_ERROR_M = 1.0
 BATCH = 2000  # cells per reduceRegions request
@@ -118,11 +118,8 @@ def start_cells(ee, region, spec: GridSpec, epsg: int, inside: bool = True) -> l
         cells = cells.map(lambda c: c.set("inside", region.contains(c.geometry(), MAX_ERROR_M, proj))).filter(
             ee.Filter.eq("inside", True)
         )
-    ids = cells.aggregate_array("system:index").getInfo()
-    out = []
-    for cid in ids:
-        x, y = (int(v) for v in cid.split(","))
-        out.append(cell_row(epsg, x, y, spec))
+    keys = keyed_cells(ee, cells, proj, spec.cell_size).aggregate_array("cell").getInfo()
+    out = [cell_row(epsg, *cell_index(key), spec) for key in keys]
     if not out:
         raise InputError(f"the region holds no whole {spec.cell_size:g} m cell in EPSG:{epsg}: give a larger region.")
     return sorted(out, key=lambda r: (-r["cell_y"], r["cell_x"]))
