@@ -479,6 +479,15 @@ def test_global_run_through_export_tasks_equals_interactive_run(ee_local, _sessi
 
     assert cells(from_exports) == cells(direct)
     assert sorted(r["name"] for r in from_exports.rows) == sorted(r["name"] for r in direct.rows)
+    # Negatives measured 2 cells a request: the same table, in ceil(n / 2) requests per zone, none larger.
+    engine = _session_connection[1].local_engine
+    engine.router.calls.clear()
+    bounded = grid_from_exports(ee, folder, spec, metadata=NO_METADATA, measure_block=2)
+    per_zone = {}
+    for r in bounded.negatives:
+        per_zone[r["epsg"]] = per_zone.get(r["epsg"], 0) + 1
+    assert cells(bounded) == cells(direct) and len(per_zone) >= 1
+    assert engine.router.calls["compute_features"] == sum(-(-n // 2) for n in per_zone.values()) > 1
     with pytest.raises(InputError, match="no positives"):
         grid_from_exports(ee, folder.parent / "z99", spec)
 

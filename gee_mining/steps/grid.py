@@ -54,6 +54,7 @@ from gee_mining.io.pages import iter_features
 MAX_ERROR_M = 1.0
 PAGE_SIZE = 5000  # features asked for per computeFeatures page (the server may send fewer)
 GRID_BLOCK = 128  # cells: the side of the lattice squares whose positives one request asks for
+MEASURE_BLOCK = 1000  # negatives measured per request: each answer stays bounded however many there are
 
 
 # -- specs and names (pure) ----------------------------------------------------------
@@ -582,9 +583,14 @@ def add_negatives(
     positives: dict[int, list[dict[str, Any]]],
     blocked: dict[int, set[tuple[int, int]]],
     metadata: Metadata,
+    measure_block: int = MEASURE_BLOCK,
 ) -> None:
-    """Pair each positive (per zone EPSG) with its nearest free cell, measure those cells server-side (one
-    request for all zones), and append positives and negatives to ``table``."""
+    """Pair each positive (per zone EPSG) with its nearest free cell, measure those cells server-side, and
+    append positives and negatives to ``table``. The negatives are measured ``measure_block`` cells a request
+    (one ``computeFeatures`` each): every answer, its work and its time stay bounded however many cells the
+    run has (Earth Engine aborts an interactive request after about 5 minutes or 10 MB)."""
+    if measure_block < 1:
+        raise InputError(f"measure_block {measure_block!r}: give a number of cells >= 1.")
 
     spec = table.spec
     assigned = {
@@ -593,12 +599,12 @@ def add_negatives(
     }
     chosen = {epsg: [a[0] for a in hits if a is not None] for epsg, hits in assigned.items()}
     measured = {}
-    zones = [epsg for epsg in sorted(chosen) if chosen[epsg]]
-    if zones:
-        cells = ee.FeatureCollection([measured_cells(ee, epsg, spec, chosen[epsg], metadata) for epsg in zones])
-        for f in iter_features(cells.flatten(), PAGE_SIZE):
-            row = _row(f, spec, 0)
-            measured[(row["epsg"], row["cell_x"], row["cell_y"])] = row
+    for epsg in sorted(chosen):
+        for i in range(0, len(chosen[epsg]), measure_block):
+            cells = measured_cells(ee, epsg, spec, chosen[epsg][i : i + measure_block], metadata)
+            for f in iter_features(cells, PAGE_SIZE):
+                row = _row(f, spec, 0)
+                measured[(row["epsg"], row["cell_x"], row["cell_y"])] = row
     for epsg, rows in positives.items():
         for pos, neg in zip(rows, assigned[epsg], strict=True):
             table.rows.append(pos)
@@ -657,9 +663,11 @@ def export_grid(
     return tasks
 
 
-def grid_from_exports(ee, folder: str | os.PathLike, spec: GridSpec, metadata: Metadata | None = None) -> GridTable:
+def grid_from_exports(ee, folder: str | os.PathLike, spec: GridSpec, metadata: Metadata | None = None,
+                      measure_block: int = MEASURE_BLOCK) -> GridTable:  # fmt: skip
     """The grid of one level from the files :func:`export_grid`'s tasks wrote (downloaded to ``folder``,
-    the ``zZOOM`` folder): positives as exported, negatives paired here and measured server-side."""
+    the ``zZOOM`` folder): positives as exported, negatives paired here and measured server-side,
+    ``measure_block`` cells a request (:func:`add_negatives`)."""
 
     folder = Path(folder)
     table = GridTable(spec)
@@ -680,7 +688,7 @@ def grid_from_exports(ee, folder: str | os.PathLike, spec: GridSpec, metadata: M
         if rows:
             positives[epsg] = rows
             blocked[epsg] = {cell_index(f["properties"]["cell"]) for f in json.loads(touching.read_text())["features"]}
-    add_negatives(ee, table, positives, blocked, metadata)
+    add_negatives(ee, table, positives, blocked, metadata, measure_block)
     return table
 
 
