@@ -38,11 +38,17 @@ var collection3 = geometry.coveringGrid(projection);
 var collection4 = collection3.map(function (feature) {
   var geometry2 = feature.geometry();
   var value = geometry2.transform('EPSG:4326', 1).bounds(1).coordinates().get(0);
-  var collection4 = collection.filterBounds(geometry2);
+  var list = geometry2.centroid(1, 'EPSG:32719').coordinates();
+  var number = ee.Number(list.get(0)).divide(5500).floor();
+  var number2 = ee.Number(list.get(1)).divide(5500).floor();
+  var collection4 = table.filterBounds(geometry2);
   return feature
     .set('epsg', 32719)
     .set('centroid', geometry2.centroid(1).coordinates())
     .set('bounds', [ee.List(value).get(0), ee.List(value).get(2)])
+    .set('cell_x', number)
+    .set('cell_y', number2)
+    .set('cell', number.format('%.0f').cat(',').cat(number2.format('%.0f')))
     .set(
       'overlap',
       collection4
@@ -66,7 +72,17 @@ var touching = collection
   .filterBounds(geometry.bounds(1, 'EPSG:32719').buffer(388908.7296526012, 550, 'EPSG:32719'))
   .geometry()
   .coveringGrid(projection)
-  .aggregate_array('system:index');
+  .map(function (feature) {
+    var list = feature.geometry().centroid(1, 'EPSG:32719').coordinates();
+    var text = ee.Number(list.get(0))
+    .divide(5500)
+    .floor()
+    .format('%.0f')
+    .cat(',')
+    .cat(ee.Number(list.get(1)).divide(5500).floor().format('%.0f'));
+    return ee.Algorithms.Feature({metadata: {cell: text}}).set('system:index', text);
+  })
+  .aggregate_array('cell');
 print('Positive cells', positives.size());
 Map.addLayer(positives, {color: 'orange'}, 'positive cells');
 Export.table.toCloudStorage({

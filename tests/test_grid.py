@@ -322,11 +322,51 @@ def test_grid_graphs_use_only_earth_engine_algorithms(ee_local):
 
     ee = ee_local
     spec = GridSpec.of(5500)
-    tagged = tag_zones(ee, ee.FeatureCollection(MINES), spec)
-    pos = positive_cells(ee, tagged, 32633, spec, "id", ee.Geometry.Rectangle([10, 0, 20, 10]), ["1,2"])
+    table = ee.FeatureCollection(MINES)
+    tagged = tag_zones(ee, table, spec)
+    pos = positive_cells(ee, table, tagged, 32633, spec, "id", ee.Geometry.Rectangle([10, 0, 20, 10]), ["1,2"])
     graph = ee.List([pos, touching_cells(ee, tagged, 32633, spec, 100.0), measured_cells(ee, 32633, spec, [(1, 2)])])
     used = graph_algorithms(ee, graph)
     assert used and used <= set(signatures()), used - set(signatures())
+
+
+def _bounds_filters(encoded: dict) -> list[dict]:
+    """Every ``Collection.filter`` node of an encoded graph whose filter is a bounds filter (``filterBounds``),
+    with its ``collection`` argument resolved to the node it names."""
+    values = encoded["values"]
+
+    def node(v):
+        return values[v["valueReference"]] if isinstance(v, dict) and "valueReference" in v else v
+
+    found = []
+    for value in values.values():
+        call = value.get("functionInvocationValue") if isinstance(value, dict) else None
+        if not call or call["functionName"] != "Collection.filter":
+            continue
+        flt = node(call["arguments"]["filter"]).get("functionInvocationValue", {})
+        if flt.get("functionName") == "Filter.intersects":
+            found.append(node(call["arguments"]["collection"]))
+    return found
+
+
+def test_each_cells_polygons_are_filtered_on_the_table_not_a_computed_collection(ee_local):
+    """The per-cell ``filterBounds`` in :func:`positive_cells` runs on the polygon table as loaded
+    (``Collection.loadTable`` of the asset), which Earth Engine answers from the table's spatial index;
+    on the zone-tagged collection (a ``Collection.map``) every cell would scan every polygon. Read from the
+    serialized graph: the bounds filter inside the per-cell function takes the table itself."""
+    from gee_mining.steps.grid import positive_cells, tag_zones
+
+    ee = ee_local
+    spec = GridSpec.of(5500)
+    table = ee.FeatureCollection(MINES)
+    tagged = tag_zones(ee, table, spec)
+    encoded = ee.serializer.encode(positive_cells(ee, table, tagged, 32719, spec, "id"), for_cloud_api=True)
+    sources = [c.get("functionInvocationValue", {}).get("functionName") for c in _bounds_filters(encoded)]
+    assert sources == ["Collection.loadTable"], sources  # the cell's polygons, from the table
+    # The same check refuses the old graph: the cell's polygons filtered from the tagged collection.
+    wrong = ee.serializer.encode(positive_cells(ee, tagged, tagged, 32719, spec, "id"), for_cloud_api=True)
+    assert "Collection.map" in [c.get("functionInvocationValue", {}).get("functionName")
+                                for c in _bounds_filters(wrong)]  # fmt: skip
 
 
 def test_margin_keeps_negatives_away_from_polygons(ee_local):
@@ -439,6 +479,15 @@ def test_global_run_through_export_tasks_equals_interactive_run(ee_local, _sessi
 
     assert cells(from_exports) == cells(direct)
     assert sorted(r["name"] for r in from_exports.rows) == sorted(r["name"] for r in direct.rows)
+    # Negatives measured 2 cells a request: the same table, in ceil(n / 2) requests per zone, none larger.
+    engine = _session_connection[1].local_engine
+    engine.router.calls.clear()
+    bounded = grid_from_exports(ee, folder, spec, metadata=NO_METADATA, measure_block=2)
+    per_zone = {}
+    for r in bounded.negatives:
+        per_zone[r["epsg"]] = per_zone.get(r["epsg"], 0) + 1
+    assert cells(bounded) == cells(direct) and len(per_zone) >= 1
+    assert engine.router.calls["compute_features"] == sum(-(-n // 2) for n in per_zone.values()) > 1
     with pytest.raises(InputError, match="no positives"):
         grid_from_exports(ee, folder.parent / "z99", spec)
 

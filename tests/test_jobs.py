@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import os
+import re
 import sqlite3
+import time
 
 import pytest
 
@@ -128,20 +132,70 @@ def test_never_more_running_than_max_running(emulated, tmp_path):
     spec, _ = _spec(tmp_path, "limit", n=6)
     spec = JobSpec(**{**spec.__dict__, "max_running": 1})
     seen = []
-    real = ee.data.getOperation
 
-    def watching(name):  # observes the engine's operations at each poll; changes nothing
+    def watching(seconds):  # observes the engine's operations between polls; changes nothing
         seen.append(sum(o["metadata"]["state"] in ("PENDING", "RUNNING") for o in _ops_of(ee, spec)))
-        return real(name)
+        time.sleep(seconds)
 
-    ee.data.getOperation = watching
-    try:
-        result = run_job(ee, spec, tmp_path / "limit.sqlite", progress=None, poll_interval=0.02, timeout=120)
-    finally:
-        ee.data.getOperation = real
+    result = run_job(ee, spec, tmp_path / "limit.sqlite", progress=None, poll_interval=0.02, timeout=120,
+                     sleep=watching)  # fmt: skip
     assert result.ok and result.submitted == 6
     assert seen and max(seen) <= 1
     assert len(_blobs(engine, "runs/limit/")) == 6
+
+
+def test_list_operations_pages_like_earth_engine(emulated, monkeypatch):
+    """``operations.list`` answers pages of ``pageSize`` with ``nextPageToken``: the ``ee`` client, asking 3 a page,
+    gets every operation once, newest first, in ceil(n / 3) requests, and an operation started between two pages
+    neither repeats nor hides one of the listing."""
+    import math
+
+    ee, engine = emulated
+    for i in range(4):  # a few operations of our own, on top of the module's
+        ee.batch.Export.table.toCloudStorage(
+            ee.FeatureCollection([ee.Feature(None, {"i": i})]), description=f"pages_{i}", bucket=BUCKET,
+            fileNamePrefix=f"pages/{i}",
+        ).start()  # fmt: skip
+    every = engine.operations.list()
+    monkeypatch.setattr(ee.data, "_TASKLIST_PAGE_SIZE", 3)
+    engine.router.calls.clear()
+    listed = ee.data.listOperations()
+    assert [o["name"] for o in listed] == [o["name"] for o in every]
+    assert len({o["name"] for o in listed}) == len(every) >= 4
+    assert engine.router.calls["list_operations"] == math.ceil(len(every) / 3)
+    first, token = engine.operations.page(3)
+    ee.batch.Export.table.toCloudStorage(
+        ee.FeatureCollection([ee.Feature(None, {"i": 9})]), description="pages_late", bucket=BUCKET,
+        fileNamePrefix="pages/late",
+    ).start()  # fmt: skip
+    second, _ = engine.operations.page(3, token)
+    assert not {o["name"] for o in first} & {o["name"] for o in second}
+    assert [o["name"] for o in first + second] == [o["name"] for o in every[:6]]
+    with pytest.raises(Exception, match="Invalid page token"):
+        engine.operations.page(3, "x9")
+
+
+def test_the_launcher_polls_with_one_listing_per_round(emulated, tmp_path):
+    """Each poll round is one ``listOperations`` (one request for up to 500 operations), never a request per
+    cell: over the whole run, no ``getOperation`` and at most one listing per round, for 8 cells at once."""
+    ee, engine = emulated
+    spec, _ = _spec(tmp_path, "listing", n=8)
+    spec = JobSpec(**{**spec.__dict__, "max_running": 8})
+    assert len(_ops(ee)) < 500  # one page: the listing is one request
+    rounds = []
+
+    def counting(seconds):
+        rounds.append(seconds)
+        time.sleep(seconds)
+
+    engine.router.calls.clear()
+    result = run_job(ee, spec, tmp_path / "listing.sqlite", progress=None, poll_interval=0.05, timeout=120,
+                     sleep=counting)  # fmt: skip
+    calls = dict(engine.router.calls)
+    assert result.ok and result.submitted == 8
+    assert calls.get("get_operation", 0) == 0
+    assert 1 <= calls["list_operations"] <= len(rounds) + 1
+    assert calls["export_image"] == 8
 
 
 def test_resume_after_crash_in_submitting(emulated, tmp_path):
@@ -484,33 +538,75 @@ def test_cells_over_the_memory_limit_are_split_into_their_four_children(engine_c
     assert stopped.counts["FAILED"] == 3 and all("max_split_depth" in m for _, m in stopped.failed)
 
 
+def _serve(tmp_path, faults: dict, *extra: str):
+    """``gee-mining serve`` in another process (Earth Engine's limits on): the process and its URL."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "gee_mining.cli", "serve", "--project", "gee-mining-test", "--storage",
+         str(tmp_path / "st"), "--faults", json.dumps(faults), *extra],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    return serve, serve.stdout.readline().split(" on ")[1].split(" ")[0]
+
+
+def _kill_and_finish(tmp_path, job, url: str, kills: int, seed: int, window: tuple[float, float],
+                     once_started: bool = False):  # fmt: skip
+    """Start the launcher (`gee-mining export run JOB --url URL`) and SIGKILL it after a random wait, ``kills``
+    times; then one run to the end. That run's output; its count of cells already done must show the kills
+    interrupted the job. ``once_started``: the wait starts when the launcher has said its first line (its
+    ledger is planned), so every kill lands inside the job, not in the interpreter's start (seconds on a
+    busy machine)."""
+    import random
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    run = [sys.executable, "-m", "gee_mining.cli", "export", "run", str(job), "--url", url,
+           "--project", "gee-mining-test", "--storage", str(tmp_path / "st")]  # fmt: skip
+    rng = random.Random(seed)
+    for _ in range(kills):
+        out = subprocess.PIPE if once_started else subprocess.DEVNULL
+        launcher = subprocess.Popen(run, stdout=out, stderr=subprocess.DEVNULL, env=env, text=True)
+        if once_started:
+            launcher.stdout.readline()
+        time.sleep(rng.uniform(*window))
+        launcher.send_signal(signal.SIGKILL)
+        launcher.communicate()
+    final = subprocess.run(run, capture_output=True, text=True, env=env, timeout=300)
+    assert final.returncode == 0, final.stdout + final.stderr
+    return final.stdout
+
+
+def _stop(serve) -> str:
+    """Stop the engine process (SIGINT: it reports its refusals); what it said."""
+    import signal
+
+    serve.send_signal(signal.SIGINT)
+    try:
+        return serve.communicate(timeout=30)[0]
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
+
+
 @pytest.mark.slow
 def test_sigkill_of_the_launcher_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     """The launcher (`gee-mining export run`) killed with SIGKILL eight times at random moments while an
     engine in another process (`gee-mining serve`, slow tasks) keeps running; a last run finishes.
     Every cell then has exactly one operation (requestIds deduplicate resubmissions) and one file.
     The engine runs with Earth Engine's limits, a repeated requestId answered with an error (the default
-    ``duplicate_request_id = "error"``) and a quota of 10 requests per second, so the launcher meets 429s."""
-    import os
-    import random
-    import signal
-    import subprocess
-    import sys
-    import time
-
+    ``duplicate_request_id = "error"``) and a quota of 2 requests per second, so the launcher meets 429s
+    (its submissions come 3 at once; its polls, one listing a second, would not)."""
     import ee
 
     import gee_mining
 
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    faults = json.dumps({"slow_task_rate": 1.0, "slow_task_s": 1.0})
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "gee_mining.cli", "serve", "--project", "gee-mining-test", "--storage",
-         str(tmp_path / "st"), "--faults", faults, "--limits", "requests_per_s=10"],
-        stdout=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+    serve, url = _serve(tmp_path, {"slow_task_rate": 1.0, "slow_task_s": 1.0}, "--limits", "requests_per_s=2")
     try:
-        url = serve.stdout.readline().split(" on ")[1].split(" ")[0]
         cells = tmp_path / "cells.csv"
         rows = _cells(cells, n=24)
         job = tmp_path / "kill.toml"
@@ -518,17 +614,8 @@ def test_sigkill_of_the_launcher_at_random_moments_loses_and_duplicates_nothing(
             f'name = "kill"\nproduct = "cell-geotiff"\ncells = "{cells}"\nmax_running = 3\n'
             f'[destination]\nbucket = "{BUCKET}"\nprefix = "runs/kill"\n[params]\nscale = {SCALE}\n'
         )
-        run = [sys.executable, "-m", "gee_mining.cli", "export", "run", str(job), "--url", url,
-               "--project", "gee-mining-test", "--storage", str(tmp_path / "st")]  # fmt: skip
-        rng = random.Random(11)
-        for _ in range(8):
-            launcher = subprocess.Popen(run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-            time.sleep(rng.uniform(1.5, 3.5))
-            launcher.send_signal(signal.SIGKILL)
-            launcher.wait()
-        final = subprocess.run(run, capture_output=True, text=True, env=env, timeout=300)
-        assert final.returncode == 0, final.stdout + final.stderr
-        done_before = int(final.stdout.split(" already done")[0].rsplit(" ", 1)[1])
+        said = _kill_and_finish(tmp_path, job, url, kills=8, seed=11, window=(1.5, 3.5))
+        done_before = int(said.split(" already done")[0].rsplit(" ", 1)[1])
         assert done_before < 24  # the kills did interrupt the job: the last run still had cells to finish
         gee_mining.connect("local", project="gee-mining-test", url=url)
         ops = [o for o in ee.data.listOperations() if o["metadata"]["description"].startswith("kill_")]
@@ -541,12 +628,73 @@ def test_sigkill_of_the_launcher_at_random_moments_loses_and_duplicates_nothing(
         assert sorted(r["operation"] for r in by_cell.values()) == sorted(o["name"] for o in ops)
         files = sorted(p.name for p in (tmp_path / "st" / BUCKET / "runs" / "kill").glob("*.tif"))
         assert files == sorted(f"{r['name']}.tif" for r in rows)
-        serve.send_signal(signal.SIGINT)
-        said = serve.communicate(timeout=30)[0]
-        assert int(said.split("refused: rate ")[1].split(",")[0]) > 0, said  # the launcher did meet 429s
     finally:
-        serve.terminate()
-        serve.wait(timeout=30)
+        said = _stop(serve)
+    assert int(said.split("refused: rate ")[1].split(",")[0]) > 0, said  # the launcher did meet 429s
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_launcher_on_batched_exports_loses_and_duplicates_no_cell(tmp_path, sim_world, sim_catalog):
+    """The same trial on ``cell-image-batch`` (several cells a task, several files a task) over the simulated
+    world: after the kills and a last run, each batch has exactly one operation, SUCCEEDED; the ledger's
+    ``members`` table holds every cell once with its file; and, read from the files themselves (rasterio
+    bounds against each cell's lattice square), every cell lies in exactly one file of the destination."""
+    import ee
+    import rasterio
+    import shapely
+
+    import gee_mining
+    from gee_mining.contracts.cells import GridSpec, cell_row
+    from gee_mining.contracts.lattice import pixel_grid
+
+    serve, url = _serve(tmp_path, {"slow_task_rate": 1.0, "slow_task_s": 0.5}, "--catalog", str(sim_catalog))
+    start = time.time()
+    try:
+        x0, y0 = sim_world.grid["origin"]
+        epsg, size = int(sim_world.grid["crs"].split(":")[1]), 640.0
+        xs = range(math.ceil(x0 / size), math.floor((x0 + sim_world.grid["size_m"]) / size))
+        ys = range(math.ceil((y0 - sim_world.grid["size_m"]) / size), math.floor(y0 / size))
+        rows = [cell_row(epsg, x, y, GridSpec(size, 16)) for y in ys for x in xs]
+        cells = tmp_path / "cells.csv"
+        with open(cells, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=["name", "zoom", "epsg", "cell_x", "cell_y", "cell_size", "label"])
+            w.writeheader()
+            w.writerows({**{k: r[k] for k in w.fieldnames if k != "label"}, "label": 1} for r in rows)
+        job = tmp_path / "killb.toml"
+        job.write_text(
+            f'name = "killb"\nproduct = "cell-image-batch"\ncells = "{cells}"\nmax_running = 3\n'
+            f'[destination]\nbucket = "{BUCKET}"\nprefix = "runs/killb"\n[params]\n'
+            f'polygons = "{sim_world.asset_ids["mines"]}"\nstart = "2019-01-01"\nend = "2019-02-01"\n'
+            "indices = []\nfiles_per_side = 2\n"
+        )
+        said = _kill_and_finish(tmp_path, job, url, kills=3, seed=5, window=(0.5, 4.0), once_started=True)
+        planned, done_before = (int(v) for v in re.search(r"(\d+) cells \(\d+ new\), (\d+) already", said).groups())
+        assert done_before < planned  # the kills did interrupt the job
+        assert "(0 new)" in said  # the killed runs had planned the batches: the kills landed inside the job
+        gee_mining.connect("local", project="gee-mining-test", url=url)
+        ops = [o for o in ee.data.listOperations() if o["metadata"]["description"].startswith("killb_")]
+        ledger = Ledger(tmp_path / "killb.ledger.sqlite")
+        units, members = ledger.rows(), ledger.members()
+        ledger.close()
+        assert len(rows) > len(units) > 1 and all(u["state"] == "SUCCEEDED" for u in units)
+        assert sorted(o["metadata"]["description"] for o in ops) == sorted(f"killb_{u['cell']}" for u in units)
+        assert all(o["metadata"]["state"] == "SUCCEEDED" for o in ops)
+        assert sorted(m["cell"] for m in members) == sorted(r["name"] for r in rows)  # 0 lost
+        folder = tmp_path / "st" / BUCKET / "runs" / "killb"
+        files = sorted(folder.glob("*.tif"))
+        assert sorted(f"gs://{BUCKET}/runs/killb/{p.name}" for p in files) == sorted({m["file"] for m in members})
+        holding: dict[str, list[str]] = {r["name"]: [] for r in rows}
+        for path in files:
+            with rasterio.open(path) as ds:
+                box = shapely.box(*ds.bounds)
+            for r in rows:
+                t = pixel_grid(r).transform
+                if box.contains(shapely.box(t[2], t[5] - 64 * 10.0, t[2] + 64 * 10.0, t[5])):
+                    holding[r["name"]].append(f"gs://{BUCKET}/runs/killb/{path.name}")
+        assert holding == {m["cell"]: [m["file"]] for m in members}  # 0 duplicated: each cell in one file, its own
+        print(f"batched SIGKILL trial: {len(rows)} cells, {len(units)} batches, {time.time() - start:.0f} s")
+    finally:
+        _stop(serve)
 
 
 # --------------------------------------------------------------------------- the ledger's edges (issue 29, 27)

@@ -311,3 +311,32 @@ def test_yolo_detector_exports_the_surviving_cells_and_georeferences_its_boxes(e
         lon, lat = to_lonlat.transform(ring[:, 0], ring[:, 1])
         corners = shapely.Polygon(np.column_stack([lon, lat]))  # the detector densifies edges; corners suffice here
         assert corners.symmetric_difference(det.geometry).area < 1e-4 * det.geometry.area
+
+
+def test_known_polygons_are_filtered_server_side(ee_local, monkeypatch):
+    """``known_polygons`` asks the engine for the wanted polygons only (numeric ids given as text, as the
+    scores give them): 3 features cross, not the table's 100; each equals the polygon read from the file
+    with pyogrio; an id the table lacks is left out."""
+    import pyogrio
+    from conftest import shared_file
+
+    from gee_mining.pyramid.core import known_polygons
+
+    ee = ee_local
+    frame = pyogrio.read_dataframe(shared_file("polygons/mining_tropics_demo.gpkg"))
+    crossed = []
+    real = ee.data.computeFeatures
+
+    def observing(params):  # counts the features each answer carries; changes nothing
+        page = real(params)
+        crossed.append(len(page.get("features", [])))
+        return page
+
+    monkeypatch.setattr(ee.data, "computeFeatures", observing)
+    got = known_polygons(
+        ee, "projects/gee-mining-test/assets/mining_tropics_demo", "id", ["3818", "4688", "12499", "99999999"]
+    )
+    assert sorted(got) == ["12499", "3818", "4688"] and sum(crossed) == 3 < len(frame)
+    for key, shape in got.items():
+        want = frame.loc[frame["id"] == int(key), "geometry"].iloc[0]
+        assert shapely.symmetric_difference(shape, want).area <= 1e-9 * want.area

@@ -40,7 +40,7 @@ from gee_mining.batch.batches import (
 from gee_mining.batch.exports import cell_files
 from gee_mining.batch.products import BATCHED_PRODUCTS, PRODUCTS
 from gee_mining.batch.spec import JobSpec
-from gee_mining.batch.tasks import operation_state, start_with_request_id
+from gee_mining.batch.tasks import DEFAULT_POLL_S, list_operations, operation_state, start_with_request_id
 from gee_mining.connection import open_bucket
 from gee_mining.contracts.cells import child_rows
 from gee_mining.errors import GeeMiningError, InputError
@@ -364,8 +364,7 @@ def run_job(
     ledger_path: str | Path | None = None,
     progress: Callable[[str], None] | None = print,
     *,
-    poll_interval: float = 0.2,
-    max_polls_per_s: float = 20.0,
+    poll_interval: float = DEFAULT_POLL_S,
     max_attempts: int = 6,
     backoff_base: float = 1.0,
     timeout: float | None = None,
@@ -385,9 +384,11 @@ def run_job(
     cell are looked up at the destination before they are submitted again: finished files make them
     SUCCEEDED. ``adopt_existing`` (a new ledger after a damaged one) does that for every planned cell,
     with one listing of the job's prefix.
-    Polls stay under ``max_polls_per_s`` operation reads (Earth Engine's quota is about 100 requests
-    per second per project, shared with everything else): each pass polls the next share of the
-    active cells in turn. Returns a :class:`JobResult`; the ledger keeps everything.
+    Every ``poll_interval`` seconds (15-60 s against Earth Engine, where a task runs minutes) one
+    ``listOperations`` (one request per page of 500 operations, :func:`~gee_mining.batch.tasks.list_operations`)
+    reads every active cell's operation at once: the requests grow with the pages, not with the cells.
+    Only an operation the listing lacks is read on its own (``getOperation``). Returns a
+    :class:`JobResult`; the ledger keeps everything.
     """
     say = progress or (lambda _msg: None)
     rng = rng or random.Random()
@@ -405,12 +406,8 @@ def run_job(
         say(f"job {spec.name}: {sum(counts.values())} cells ({new} new), {counts['SUCCEEDED']} already done")
         wait_until: dict[str, float] = {}  # cells in backoff after a transient error
         last_report = 0.0
-        per_pass, turn = max(1, int(max_polls_per_s * poll_interval)), 0
         while True:
-            active = ledger.rows(ACTIVE)
-            for row in _rotation(active, turn, per_pass):
-                _poll(ee, ledger, spec, row, max_attempts, say, storage_root)
-            turn += per_pass
+            _poll_round(ee, ledger, spec, max_attempts, say, storage_root)
             now = time.time()
             wait_until = {c: t for c, t in wait_until.items() if t > now}
             for cell, outcome in _fill_slots(ee, ledger, spec, product, wait_until, max_attempts, say, storage_root):
@@ -461,14 +458,6 @@ def job_units(spec: JobSpec) -> Iterable[dict[str, Any]]:
         return rows
     per_side = spec.params.get("files_per_side", DEFAULT_FILES_PER_SIDE)
     return [b.to_row() for b in plan_batches(rows, per_side)]
-
-
-def _rotation(rows: list[Any], turn: int, count: int) -> list[Any]:
-    """``count`` of ``rows`` starting at position ``turn`` (wrapping): each row's turn comes in order."""
-    if len(rows) <= count:
-        return rows
-    start = turn % len(rows)
-    return (rows[start:] + rows[:start])[:count]
 
 
 def verify_outputs(spec: JobSpec, cell: str, storage_root: str | Path | None = None) -> dict[str, str]:
@@ -673,11 +662,28 @@ def _submit(ee, ledger: Ledger, spec: JobSpec, product, cell: str, max_attempts:
     return "submitted"
 
 
+def _poll_round(ee, ledger: Ledger, spec: JobSpec, max_attempts: int, say, storage_root) -> None:
+    """One poll of every active cell: one listing of the project's operations (a transient error skips the
+    round), then each cell's state from it."""
+    active = ledger.rows(ACTIVE)
+    if not active:
+        return
+    try:
+        listed = list_operations(ee)
+    except ee.EEException as exc:
+        if is_transient(str(exc)):
+            return
+        raise
+    for row in active:
+        _poll(ee, ledger, spec, row, max_attempts, say, storage_root, listed.get(row["operation"]))
+
+
 def _poll(ee, ledger: Ledger, spec: JobSpec, row: dict, max_attempts: int, say,
-          storage_root: str | Path | None = None) -> None:  # fmt: skip
+          storage_root: str | Path | None = None, op: dict | None = None) -> None:  # fmt: skip
+    """One cell's operation (``op`` as listed, else read on its own) into the ledger."""
     cell = row["cell"]
     try:
-        op = ee.data.getOperation(row["operation"])
+        op = op or ee.data.getOperation(row["operation"])
     except ee.EEException as exc:
         if is_transient(str(exc)):
             return

@@ -5,8 +5,9 @@ Two ways of following a task, both here:
 - a handful of ``ee.batch.Task`` objects started together and waited for (:func:`start_tasks`,
   :func:`wait_for`, :func:`run_tasks`): exports of a few cells, probability maps, pixel tables,
   the pyramid's composite;
-- one operation by name, as the export-job launcher does (:func:`start_with_request_id`,
-  :func:`operation_state`): its ledger keeps the operation names and request ids across runs.
+- operations by name, as the export-job launcher does (:func:`start_with_request_id`,
+  :func:`list_operations`, :func:`operation_state`): its ledger keeps the operation names and request ids
+  across runs, and one listing of the project's operations per poll round reads them all.
 """
 
 from __future__ import annotations
@@ -89,6 +90,20 @@ def start_with_request_id(ee: Any, task: Any, request_id: str) -> str:
             raise
         return name
     return task.name
+
+
+DEFAULT_POLL_S = 30.0
+"""How often the launcher polls (seconds): Earth Engine tasks run minutes, so 15-60 s loses little and one
+``listOperations`` a round costs a request per 500 operations, whatever the number of cells."""
+
+
+LOCAL_POLL_S = 1.0
+"""The local engine's tasks take seconds: the command line polls it every second."""
+
+
+def list_operations(ee: Any) -> dict[str, dict]:
+    """Every operation of the project by name: one ``ee.data.listOperations`` (one request per page of 500)."""
+    return {op["name"]: op for op in ee.data.listOperations() if "name" in op}
 
 
 def find_operation(ee: Any, description: str | None) -> str | None:

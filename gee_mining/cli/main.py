@@ -14,7 +14,7 @@ import pandas as pd
 from gee_mining.batch.exports import ExportSpec, export_cells, export_pixel_table
 from gee_mining.batch.jobs import Ledger, cancel_job, retry_failed, run_job
 from gee_mining.batch.spec import load_spec
-from gee_mining.batch.tasks import run_tasks, succeeded
+from gee_mining.batch.tasks import DEFAULT_POLL_S, LOCAL_POLL_S, run_tasks, succeeded
 from gee_mining.cli.classify import add_cli as add_classify_cli
 from gee_mining.cli.common import check_writable, connect_with_polygons, scratch_folder, storage_root
 from gee_mining.cli.detect import add_cli as add_detect_cli
@@ -318,8 +318,13 @@ def _export(args: argparse.Namespace) -> int:
         return 0
     if args.action == "retry-failed":
         print(f"{spec.name}: {retry_failed(spec, ledger_path, say=print)} failed cell(s) queued again")
+    poll = args.poll_interval
+    if poll is None:
+        poll = LOCAL_POLL_S if args.url or spec.engine == "local" else DEFAULT_POLL_S
+    if poll < 0:
+        raise InputError(f"--poll-interval {poll:g}: give a number of seconds >= 0 (15-60 on Earth Engine).")
     result = run_job(ee, spec, ledger_path, progress=print, storage_root=args.storage if args.url else None,
-                     adopt_existing=args.adopt_existing)  # fmt: skip
+                     adopt_existing=args.adopt_existing, poll_interval=poll)  # fmt: skip
     print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in result.counts.items() if v)
           + f"; {result.submitted} submitted by this run in {result.seconds:.1f} s")  # fmt: skip
     return 0 if result.ok else 1
@@ -494,6 +499,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--catalog", help="local engine catalog TOML")
     p.add_argument("--storage", help="local engine: folder where gs:// exports land")
     p.add_argument("--url", help="a local engine already serving (gee-mining serve), e.g. http://127.0.0.1:8765")
+    p.add_argument("--poll-interval", type=float, default=None, metavar="S",
+                   help="run: seconds between polls, one listOperations each (default 30 on Earth Engine, 1 on "
+                   "the local engine, whose tasks take seconds)")  # fmt: skip
     p.add_argument("--adopt-existing", action="store_true",
                    help="run: cells whose files are already at the destination count as done (a new ledger after a "
                    "damaged one)")  # fmt: skip

@@ -335,7 +335,8 @@ class GridTable:
 
 
 def cell_index(cell_id: str) -> tuple[int, int]:
-    """A cell's ``"x,y"`` id (or a flattened collection's ``"k_x,y"``) as indices."""
+    """A cell's key ``"x,y"`` (as ``steps.grid.lattice_index`` reads it from the cell's square; or a flattened
+    collection's ``"k_x,y"``) as indices."""
     x, y = cell_id.rsplit("_", 1)[-1].split(",")
     return int(x), int(y)
 

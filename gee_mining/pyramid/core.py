@@ -31,10 +31,10 @@ from typing import Any
 
 import shapely
 
-from gee_mining.contracts.cells import GridSpec, cell_row, check_nesting, child_indices
+from gee_mining.contracts.cells import GridSpec, cell_index, cell_row, check_nesting, child_indices
 from gee_mining.errors import InputError
 from gee_mining.io.pages import iter_features
-from gee_mining.steps.grid import ee_cell_geometry
+from gee_mining.steps.grid import ee_cell_geometry, keyed_cells
 
 MAX_ERROR_M = 1.0
 BATCH = 2000  # cells per reduceRegions request
@@ -118,11 +118,8 @@ def start_cells(ee, region, spec: GridSpec, epsg: int, inside: bool = True) -> l
         cells = cells.map(lambda c: c.set("inside", region.contains(c.geometry(), MAX_ERROR_M, proj))).filter(
             ee.Filter.eq("inside", True)
         )
-    ids = cells.aggregate_array("system:index").getInfo()
-    out = []
-    for cid in ids:
-        x, y = (int(v) for v in cid.split(","))
-        out.append(cell_row(epsg, x, y, spec))
+    keys = keyed_cells(ee, cells, proj, spec.cell_size).aggregate_array("cell").getInfo()
+    out = [cell_row(epsg, *cell_index(key), spec) for key in keys]
     if not out:
         raise InputError(f"the region holds no whole {spec.cell_size:g} m cell in EPSG:{epsg}: give a larger region.")
     return sorted(out, key=lambda r: (-r["cell_y"], r["cell_x"]))
@@ -431,16 +428,38 @@ def score_mines(ee, rows: Sequence[dict[str, Any]], polygons, id_column: str = "
     return out
 
 
-def known_polygons(ee, polygons, id_column: str, ids: Iterable[str]) -> dict[str, Any]:
-    """The known mines of ``ids`` as EPSG:4326 shapely geometries (read through ``ee``)."""
+KNOWN_BLOCK = 1000  # polygon ids asked for per request: the filter and the answer stay bounded
 
-    want = set(ids)
+
+def known_polygons(ee, polygons, id_column: str, ids: Iterable[str]) -> dict[str, Any]:
+    """The known mines of ``ids`` as EPSG:4326 shapely geometries (read through ``ee``).
+
+    The table is filtered server-side (``Filter.inList`` on ``id_column``, :data:`KNOWN_BLOCK` ids a
+    request): only the wanted polygons travel, never the whole table (the Maus layer is 44,929 polygons, more
+    than Earth Engine sends in one interactive answer). An id is looked for as text and, when it reads as a
+    number, as that number: ids come back from the scores as text whatever the column's type."""
+    want = sorted({str(i) for i in ids})
+    table = ee.FeatureCollection(polygons)
     out = {}
-    for f in iter_features(ee.FeatureCollection(polygons)):
-        key = str(f["properties"].get(id_column, f.get("id")))
-        if key in want and f.get("geometry"):
-            out[key] = shapely.geometry.shape(f["geometry"])
+    for start in range(0, len(want), KNOWN_BLOCK):
+        chunk = want[start : start + KNOWN_BLOCK]
+        for f in iter_features(table.filter(ee.Filter.inList(id_column, _as_values(chunk)))):
+            key = str(f["properties"].get(id_column, f.get("id")))
+            if key in want and f.get("geometry"):
+                out[key] = shapely.geometry.shape(f["geometry"])
     return out
+
+
+def _as_values(ids: Sequence[str]) -> list[Any]:
+    """Each id as text, and as the number it reads as (an integer, else a float), if it reads as one."""
+    values: list[Any] = list(ids)
+    for text in ids:
+        try:
+            number = float(text)
+        except ValueError:
+            continue
+        values.append(int(number) if number.is_integer() and "." not in text else number)
+    return values
 
 
 # -- zoom-level change --------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from gee_mining.io.pages import iter_features
 MAX_ERROR_M = 1.0
 PAGE_SIZE = 5000  # features asked for per computeFeatures page (the server may send fewer)
 GRID_BLOCK = 128  # cells: the side of the lattice squares whose positives one request asks for
+MEASURE_BLOCK = 1000  # negatives measured per request: each answer stays bounded however many there are
 
 
 # -- specs and names (pure) ----------------------------------------------------------
@@ -183,7 +184,18 @@ def _corners(ee, box):
     return ee.List([ring.get(0), ring.get(2)])
 
 
-def _cell_properties(ee, cell, proj, epsg: int, metadata: Metadata = NO_METADATA):
+def lattice_index(ee, geometry, crs, cell_size: float) -> dict[str, Any]:
+    """A grid cell's index on the zone's lattice, read from its square (its centre in the zone's projection,
+    divided by the cell size and floored), not from ``coveringGrid``'s feature ids, whose format Earth Engine
+    does not document: ``cell_x``, ``cell_y`` and ``cell`` (``"x,y"``, the key of :func:`~gee_mining.contracts.
+    cells.cell_index`). The centre lies half a cell from every edge, so rounding cannot move it off its cell."""
+    xy = geometry.centroid(MAX_ERROR_M, crs).coordinates()
+    x = ee.Number(xy.get(0)).divide(cell_size).floor()
+    y = ee.Number(xy.get(1)).divide(cell_size).floor()
+    return {"cell_x": x, "cell_y": y, "cell": x.format("%.0f").cat(",").cat(y.format("%.0f"))}
+
+
+def _cell_properties(ee, cell, proj, epsg: int, cell_size: float, metadata: Metadata = NO_METADATA):
     g = cell.geometry()
     lonlat = g.transform("EPSG:4326", MAX_ERROR_M)
     centre = g.centroid(MAX_ERROR_M)
@@ -191,6 +203,7 @@ def _cell_properties(ee, cell, proj, epsg: int, metadata: Metadata = NO_METADATA
         "epsg": epsg,
         "centroid": centre.coordinates(),
         "bounds": _corners(ee, lonlat.bounds(MAX_ERROR_M)),
+        **lattice_index(ee, g, proj, cell_size),
     }
     if metadata.countries:
         props["country"] = _at_centre(ee, metadata.countries, centre, metadata.country_column)
@@ -210,6 +223,7 @@ def _cell_properties(ee, cell, proj, epsg: int, metadata: Metadata = NO_METADATA
 
 def positive_cells(
     ee,
+    polygons,
     tagged,
     epsg: int,
     spec: GridSpec,
@@ -220,9 +234,14 @@ def positive_cells(
     with_geometry: bool = True,
     block: tuple[int, int, int] | None = None,
 ):
-    """The zone's cells overlapping the polygons, with overlap fraction, polygon ids, centroid, bounds.
+    """The zone's cells overlapping the polygons, with overlap fraction, polygon ids, centroid, bounds and
+    their lattice index (:func:`lattice_index`).
 
-    Cells below the minimum overlap are dropped unless their id (``"x,y"``) is in ``keep``. Without
+    ``polygons`` is the polygon table as loaded (``ee.FeatureCollection(asset)``), ``tagged`` the same with
+    each polygon's zone (:func:`tag_zones`). Each cell's polygons are found by ``filterBounds`` on the
+    table, which Earth Engine answers from the table's spatial index; on ``tagged``, a computed collection,
+    every cell would compute and scan every polygon.
+    Cells below the minimum overlap are dropped unless their key (``"x,y"``) is in ``keep``. Without
     ``with_geometry`` the features carry no square (the table needs only its bounds): less to send back.
     ``block``: ``(bx, by, n)``, only the cells of that square of n x n cells of the zone's lattice (see
     :func:`zone_blocks`): what one request can answer, however large the polygons.
@@ -239,16 +258,16 @@ def positive_cells(
 
     def measure(cell):
         g = cell.geometry()
-        touching = tagged.filterBounds(g)
+        touching = polygons.filterBounds(g)
         inter = touching.geometry().dissolve(MAX_ERROR_M, crs).intersection(g, MAX_ERROR_M, crs)
-        props = _cell_properties(ee, cell, crs, epsg, metadata)
+        props = _cell_properties(ee, cell, crs, epsg, spec.cell_size, metadata)
         props["overlap"] = inter.area(MAX_ERROR_M, crs).divide(area)
         props["polygon_ids"] = touching.aggregate_array(id_column)
         return cell.set(props) if with_geometry else _without_geometry(ee, cell, props)
 
     passes = ee.Filter.gte("overlap", MIN_OVERLAP)
     if keep:
-        passes = ee.Filter.Or(passes, ee.Filter.inList("system:index", list(keep)))
+        passes = ee.Filter.Or(passes, ee.Filter.inList("cell", list(keep)))
     return cells.map(measure).filter(passes)
 
 
@@ -288,22 +307,34 @@ def _block_cells(ee, zone_polys, crs, cell_size: float, block: tuple[int, int, i
 
 def zone_blocks(ee, tagged, zones: Sequence[int], spec: GridSpec, block: int, region=None) -> dict[int, list]:
     """Per zone EPSG, the blocks (``(bx, by)``: squares of ``block`` x ``block`` cells of the zone's lattice)
-    that its polygons touch: the covering grid at the block's scale, on the same origin (one request)."""
+    that its polygons touch: the covering grid at the block's scale, on the same origin, each block's index
+    read from its square (:func:`lattice_index`; one request)."""
     ids = []
     for epsg in zones:
         crs = ee.Projection(f"EPSG:{epsg}")
         zone_polys = tagged.filter(ee.Filter.eq("grid_epsg", epsg))
         if region is not None:
             zone_polys = zone_polys.filterBounds(region)
-        ids.append(
-            zone_polys.geometry().coveringGrid(crs.atScale(spec.cell_size * block)).aggregate_array("system:index")
-        )
+        side = spec.cell_size * block
+        squares = zone_polys.geometry().coveringGrid(crs.atScale(side))
+        ids.append(keyed_cells(ee, squares, crs, side).aggregate_array("cell"))
     answers = ee.List(ids).getInfo()
     return {epsg: sorted(cell_index(i) for i in found) for epsg, found in zip(zones, answers, strict=True)}
 
 
 def _without_geometry(ee, cell, props: dict):
-    return ee.Feature(None, props).set("system:index", cell.id())
+    return ee.Feature(None, props).set("system:index", props["cell"])
+
+
+def keyed_cells(ee, cells, crs, cell_size: float):
+    """Grid cells (``coveringGrid``'s squares) as features without geometry holding only their key ``cell``
+    (``"x,y"``, read from each square by :func:`lattice_index`)."""
+
+    def keyed(cell):
+        key = lattice_index(ee, cell.geometry(), crs, cell_size)["cell"]
+        return ee.Feature(None, {"cell": key}).set("system:index", key)
+
+    return cells.map(keyed)
 
 
 def _touching_grid(ee, tagged, epsg: int, spec: GridSpec, margin: float):
@@ -328,13 +359,13 @@ def touching_collection(ee, tagged, epsg: int, spec: GridSpec, margin: float):
     negative may take, as features with ids ``"x,y"`` and no geometry. Polygons of the neighbouring zones
     count too (cells near a zone edge or the antimeridian), within the pairing's reach (see
     :func:`_touching_grid`)."""
-    cells = _touching_grid(ee, tagged, epsg, spec, margin)
-    return cells.map(lambda c: ee.Feature(None, {"cell": c.id()}).set("system:index", c.id()))
+    crs = ee.Projection(f"EPSG:{epsg}")
+    return keyed_cells(ee, _touching_grid(ee, tagged, epsg, spec, margin), crs, spec.cell_size)
 
 
 def touching_cells(ee, tagged, epsg: int, spec: GridSpec, margin: float):
-    """Ids (``"x,y"``) of :func:`touching_collection`'s cells, as a list."""
-    return _touching_grid(ee, tagged, epsg, spec, margin).aggregate_array("system:index")
+    """Keys (``"x,y"``) of :func:`touching_collection`'s cells, as a list."""
+    return touching_collection(ee, tagged, epsg, spec, margin).aggregate_array("cell")
 
 
 def measured_cells(ee, epsg: int, spec: GridSpec, cells: Sequence[tuple[int, int]], metadata: Metadata = NO_METADATA):
@@ -343,13 +374,14 @@ def measured_cells(ee, epsg: int, spec: GridSpec, cells: Sequence[tuple[int, int
 
     The cells travel as their centres, one JSON string (a graph of one rectangle per cell would take the
     client longer to serialise than the engine to measure them), and become the grid's own squares again
-    by ``coveringGrid`` of those points: ids ``"x,y"``, planar in the zone's projection."""
+    by ``coveringGrid`` of those points, planar in the zone's projection, each with its index read from its
+    square (:func:`lattice_index`)."""
     crs = ee.Projection(f"EPSG:{epsg}")
     size = spec.cell_size
     centres = json.dumps([[(x + 0.5) * size, (y + 0.5) * size] for x, y in cells])
     points = ee.Geometry.MultiPoint(ee.List(ee.String(centres).decodeJSON()), f"EPSG:{epsg}")
     return points.coveringGrid(crs.atScale(size)).map(
-        lambda cell: _without_geometry(ee, cell, _cell_properties(ee, cell, crs, epsg, metadata))
+        lambda cell: _without_geometry(ee, cell, _cell_properties(ee, cell, crs, epsg, size, metadata))
     )
 
 
@@ -361,7 +393,7 @@ def _row(feature: dict, spec: GridSpec, label: int) -> dict[str, Any]:
     lon, lat = p["centroid"]
     xs = [c[0] for c in p["bounds"]]
     ys = [c[1] for c in p["bounds"]]
-    x, y = cell_index(feature["id"])
+    x, y = int(p["cell_x"]), int(p["cell_y"])
     west, south, east, north = min(xs), min(ys), max(xs), max(ys)
     if east - west > 180.0:  # the cell crosses the antimeridian: its bounds go the short way round (RFC 7946)
         west, south, east, north = cell_bounds(
@@ -390,7 +422,7 @@ def _row(feature: dict, spec: GridSpec, label: int) -> dict[str, Any]:
     }
 
 
-_BASE_PROPERTIES = {"centroid", "bounds", "epsg", "overlap", "polygon_ids"}
+_BASE_PROPERTIES = {"centroid", "bounds", "epsg", "overlap", "polygon_ids", "cell", "cell_x", "cell_y"}
 
 
 def _metadata_columns(props: dict[str, Any]) -> dict[str, Any]:
@@ -473,7 +505,7 @@ def build_grid(
     table = GridTable(spec)
     metadata = available_metadata(ee, Metadata() if metadata is None else metadata, table.warnings.append)
     say(f"[grid] {count:,} polygons in {len(zones)} grid zone(s) at {spec.cell_size:g} m (zoom {spec.zoom})")
-    by_zone = _positives_by_block(ee, tagged, zones, spec, id_column, region, keep or {}, metadata, block, say)
+    by_zone = _positives_by_block(ee, fc, tagged, zones, spec, id_column, region, keep or {}, metadata, block, say)
     say(f"[grid] {sum(map(len, by_zone.values())):,} positive cells in {len(by_zone)} zone(s)")
     pos_zones = sorted(by_zone)
     if pos_zones:
@@ -488,7 +520,7 @@ def build_grid(
     return table
 
 
-def _positives_by_block(ee, tagged, zones, spec, id_column, region, keep, metadata, block, say):
+def _positives_by_block(ee, polygons, tagged, zones, spec, id_column, region, keep, metadata, block, say):
     """Per zone EPSG, its positive rows, asked for block by block (:func:`zone_blocks`), one request each:
     the engine's memory and each answer follow a block, not the polygons (a country is hundreds of
     thousands of cells, more than one interactive request of Earth Engine may compute). Rows are in the
@@ -500,7 +532,7 @@ def _positives_by_block(ee, tagged, zones, spec, id_column, region, keep, metada
         kept = sorted(keep.get(epsg, ()))
         for b in blocks[epsg]:
             square = None if b is None else (*b, block)
-            cells = positive_cells(ee, tagged, epsg, spec, id_column, region, kept, metadata, False, square)
+            cells = positive_cells(ee, polygons, tagged, epsg, spec, id_column, region, kept, metadata, False, square)
             for f in iter_features(cells, PAGE_SIZE):
                 row = _row(f, spec, 1)
                 row["nesting_only"] = row["overlap"] < MIN_OVERLAP
@@ -551,9 +583,14 @@ def add_negatives(
     positives: dict[int, list[dict[str, Any]]],
     blocked: dict[int, set[tuple[int, int]]],
     metadata: Metadata,
+    measure_block: int = MEASURE_BLOCK,
 ) -> None:
-    """Pair each positive (per zone EPSG) with its nearest free cell, measure those cells server-side (one
-    request for all zones), and append positives and negatives to ``table``."""
+    """Pair each positive (per zone EPSG) with its nearest free cell, measure those cells server-side, and
+    append positives and negatives to ``table``. The negatives are measured ``measure_block`` cells a request
+    (one ``computeFeatures`` each): every answer, its work and its time stay bounded however many cells the
+    run has (Earth Engine aborts an interactive request after about 5 minutes or 10 MB)."""
+    if measure_block < 1:
+        raise InputError(f"measure_block {measure_block!r}: give a number of cells >= 1.")
 
     spec = table.spec
     assigned = {
@@ -562,12 +599,12 @@ def add_negatives(
     }
     chosen = {epsg: [a[0] for a in hits if a is not None] for epsg, hits in assigned.items()}
     measured = {}
-    zones = [epsg for epsg in sorted(chosen) if chosen[epsg]]
-    if zones:
-        cells = ee.FeatureCollection([measured_cells(ee, epsg, spec, chosen[epsg], metadata) for epsg in zones])
-        for f in iter_features(cells.flatten(), PAGE_SIZE):
-            row = _row(f, spec, 0)
-            measured[(row["epsg"], row["cell_x"], row["cell_y"])] = row
+    for epsg in sorted(chosen):
+        for i in range(0, len(chosen[epsg]), measure_block):
+            cells = measured_cells(ee, epsg, spec, chosen[epsg][i : i + measure_block], metadata)
+            for f in iter_features(cells, PAGE_SIZE):
+                row = _row(f, spec, 0)
+                measured[(row["epsg"], row["cell_x"], row["cell_y"])] = row
     for epsg, rows in positives.items():
         for pos, neg in zip(rows, assigned[epsg], strict=True):
             table.rows.append(pos)
@@ -610,7 +647,7 @@ def export_grid(
     tasks = []
     for epsg in zones:
         for kind, collection in (
-            ("positives", positive_cells(ee, tagged, epsg, spec, id_column, region, (), metadata)),
+            ("positives", positive_cells(ee, fc, tagged, epsg, spec, id_column, region, (), metadata)),
             ("touching", touching_collection(ee, tagged, epsg, spec, margin)),
         ):
             task = ee.batch.Export.table.toCloudStorage(
@@ -626,9 +663,11 @@ def export_grid(
     return tasks
 
 
-def grid_from_exports(ee, folder: str | os.PathLike, spec: GridSpec, metadata: Metadata | None = None) -> GridTable:
+def grid_from_exports(ee, folder: str | os.PathLike, spec: GridSpec, metadata: Metadata | None = None,
+                      measure_block: int = MEASURE_BLOCK) -> GridTable:  # fmt: skip
     """The grid of one level from the files :func:`export_grid`'s tasks wrote (downloaded to ``folder``,
-    the ``zZOOM`` folder): positives as exported, negatives paired here and measured server-side."""
+    the ``zZOOM`` folder): positives as exported, negatives paired here and measured server-side,
+    ``measure_block`` cells a request (:func:`add_negatives`)."""
 
     folder = Path(folder)
     table = GridTable(spec)
@@ -649,7 +688,7 @@ def grid_from_exports(ee, folder: str | os.PathLike, spec: GridSpec, metadata: M
         if rows:
             positives[epsg] = rows
             blocked[epsg] = {cell_index(f["properties"]["cell"]) for f in json.loads(touching.read_text())["features"]}
-    add_negatives(ee, table, positives, blocked, metadata)
+    add_negatives(ee, table, positives, blocked, metadata, measure_block)
     return table
 
 

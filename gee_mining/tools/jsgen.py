@@ -1326,8 +1326,9 @@ def grid(ee: Any) -> Script:
 
     spec = GridSpec.of(5500)
     epsg = 32719
-    tagged = tag_zones(ee, ee.FeatureCollection(MINES_ID), spec)
-    positives = positive_cells(ee, tagged, epsg, spec, "id")
+    table = ee.FeatureCollection(MINES_ID)
+    tagged = tag_zones(ee, table, spec)
+    positives = positive_cells(ee, table, tagged, epsg, spec, "id")
     blocked = touching_cells(ee, tagged, epsg, spec, 0.0)
     s = Script(
         "gee-mining step 1: grid cells over mining polygons (one UTM zone)",

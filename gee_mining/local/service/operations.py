@@ -139,6 +139,21 @@ class Operations:
         with self._lock:
             return [op.to_json() for op in reversed(list(self._ops.values()))]
 
+    def page(self, size: int, token: str | None = None) -> tuple[list[dict], str | None]:
+        """One page of operations, newest first, as ``operations.list`` answers: at most ``size`` of them and
+        the token of the next page (None on the last). The token is the position, counted from the oldest,
+        where the next page starts, so operations started between two pages neither shift nor repeat it."""
+        with self._lock:
+            ops = list(self._ops.values())
+            end = len(ops)
+            if token:
+                if not token.isdigit() or int(token) > len(ops):
+                    raise EngineError(f"Invalid page token '{token}' for operations.list.")
+                end = int(token)
+            start = max(0, end - size)
+            page = [op.to_json() for op in reversed(ops[start:end])]
+        return page, (str(start) if start > 0 else None)
+
     def get(self, op_id: str) -> dict:
         with self._lock:
             op = self._ops.get(op_id)

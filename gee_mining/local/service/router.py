@@ -37,6 +37,7 @@ from gee_mining.local.values.featurecollection import FeatureCollection
 JSON = "application/json; charset=UTF-8"
 COMPUTE_COLLECTION_LIMIT = 5000
 DEFAULT_PAGE_SIZE = 1000
+MAX_OPERATIONS_PAGE = 1000
 
 Response = tuple[int, str, bytes]
 
@@ -76,7 +77,7 @@ _ROUTES: list[tuple[str, re.Pattern, str]] = [
 ]
 
 
-_FAULTY = ("export_table", "export_image", "get_operation")  # where faults.transient_rate applies
+_FAULTY = ("export_table", "export_image", "get_operation", "list_operations")  # where faults.transient_rate applies
 _UNMETERED = ("discovery", "algorithms")  # what the client fetches to start: outside the project's quotas
 INTERACTIVE = ("compute_value", "compute_features", "compute_pixels", "create_thumbnail", "thumbnail_pixels",
                "create_map", "map_tile")  # fmt: skip
@@ -290,8 +291,21 @@ class Router:
         )
         return op.to_json()
 
-    def list_operations(self, payload, **_):
-        return {"operations": self.engine.operations.list()}
+    def list_operations(self, payload, query=None, **_):
+        """``operations.list``: pages of at most ``pageSize`` with ``nextPageToken`` (the ``ee`` client asks for
+        500 a page; without ``pageSize``, and above it, the engine's own cap of 1,000)."""
+        query = query or {}
+        try:
+            size = int(query.get("pageSize") or MAX_OPERATIONS_PAGE)
+        except ValueError:
+            raise EngineError(f"pageSize must be an integer, not '{query.get('pageSize')}'.") from None
+        if size <= 0:
+            raise EngineError("pageSize must be positive.")
+        page, token = self.engine.operations.page(min(size, MAX_OPERATIONS_PAGE), query.get("pageToken"))
+        out: dict[str, Any] = {"operations": page}
+        if token is not None:
+            out["nextPageToken"] = token
+        return out
 
     def get_operation(self, payload, op: str, **_):
         return self.engine.operations.get(op)
