@@ -1,7 +1,8 @@
 """``gee-mining classify evaluate | deploy``.
 
-- ``evaluate``: samples of a grid table's cells (split by cell), an Earth Engine classifier trained on
-  the training cells, its ConfusionMatrix figures on the held-out cells (printed and written as JSON).
+- ``evaluate``: samples of a grid table's cells (split by cell) exported once to table assets (batch), an
+  Earth Engine classifier trained on the training cells' asset, its ConfusionMatrix figures on the
+  held-out cells' asset (one answer of a fixed size; printed and written as JSON).
 - ``deploy``: a linear model JSON (the pixel study's) compiled to an image expression, or an Earth
   Engine classifier trained on the table's cells, classifying each cell: probability maps exported
   as GeoTIFFs to ``gs://BUCKET/PREFIX/<cell>.tif``.
@@ -26,8 +27,9 @@ from gee_mining.ml.classify.pipeline import (
     accuracy,
     cell_features,
     export_probability,
-    fetch_samples,
+    exported_samples,
     probability_image,
+    samples_asset_id,
     split_cells,
     train,
     training_samples,
@@ -66,8 +68,11 @@ def _evaluate(args) -> int:
     spec = _spec(args)
     train_rows, test_rows = split_cells(_rows(args), spec.test_fraction, spec.seed)
     print(f"{len(train_rows)} training cells, {len(test_rows)} held-out cells; sampling ({spec.sampling})")
-    train_fc = fetch_samples(training_samples(train_rows, polygons, spec))
-    test_fc = fetch_samples(training_samples(test_rows, polygons, spec))
+    prefix = args.samples_asset or f"projects/{args.project}/assets/gee-mining-samples"
+    ids = [samples_asset_id(prefix, rows, spec, part) for rows, part in ((train_rows, "train"), (test_rows, "test"))]
+    graphs = {ids[0]: training_samples(train_rows, polygons, spec), ids[1]: training_samples(test_rows, polygons, spec)}
+    tables = exported_samples(graphs, progress=print)  # batch: no interactive answer grows with the samples
+    train_fc, test_fc = tables[ids[0]], tables[ids[1]]
     acc = accuracy(train(train_fc, spec), test_fc)
     print(f"{spec.classifier} on held-out cells: accuracy {acc.accuracy:.3f}, kappa {acc.kappa:.3f}, "
           f"producers' {acc.producers}, consumers' {acc.consumers}, F1 {acc.fscore} ({acc.samples} samples)")  # fmt: skip
@@ -139,6 +144,8 @@ def add_cli(sub) -> None:
         q.add_argument("--storage", help="local engine storage folder (exports)")
         if name == "evaluate":
             q.add_argument("--out", help="write the figures as JSON here")
+            q.add_argument("--samples-asset", help="table asset prefix for the exported samples "
+                           "(default projects/PROJECT/assets/gee-mining-samples; reused when they exist)")  # fmt: skip
         else:
             q.add_argument("--out", required=True, help="gs://BUCKET/PREFIX for the GeoTIFFs")
             q.add_argument("--linear", help="a linear model JSON (kind, features, mean, scale, coef, ...)")

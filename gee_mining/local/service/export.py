@@ -131,6 +131,8 @@ def _progress(op: Any, fraction: float) -> None:
 
 
 def table_export_work(engine: Any, payload: dict, ctx: Context):
+    if "assetExportOptions" in payload:
+        return table_asset_work(engine, payload, ctx)
     options = payload.get("fileExportOptions") or {}
     fmt = options.get("fileFormat", "CSV")
     if fmt not in _TABLE_EXTENSIONS:
@@ -155,6 +157,37 @@ def table_export_work(engine: Any, payload: dict, ctx: Context):
     return work
 
 
+def table_asset_work(engine: Any, payload: dict, ctx: Context):
+    """``Export.table.toAsset``: the collection written as a GeoJSON file under
+    ``<storage_root>/assets/`` and added to the engine's catalog as a table asset, which
+    ``ee.FeatureCollection(assetId)`` then reads (as Earth Engine serves an exported table asset)."""
+    dest = (payload["assetExportOptions"] or {}).get("earthEngineDestination") or {}
+    name = dest.get("name")
+    if not name:
+        raise EngineError("Export.table.toAsset: give an assetId (projects/PROJECT/assets/NAME).")
+    expression = payload["expression"]
+
+    def work(op) -> list[str]:
+        ctx.cancelled = op.cancel_event
+        if engine.catalog.has(name):
+            raise EngineError(f"Cannot overwrite asset '{name}'.")
+        value = evaluate(expression, ctx)
+        if not isinstance(value, FeatureCollection):
+            raise EngineError("Export.table: the exported value is not a FeatureCollection.")
+        text = io.StringIO()
+        _write_geojson(text, value, payload.get("selectors"), ids=False)  # the asset numbers its rows
+        ctx.check_cancelled()
+        path = Path(engine.storage_root) / "assets" / (name.replace("/", "__") + ".geojson")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staged = path.with_suffix(".tmp")
+        staged.write_text(text.getvalue())
+        staged.replace(path)
+        engine.catalog.add_table(name, path)
+        return [name]
+
+    return work
+
+
 def _write_csv(fh, fc: FeatureCollection, selectors: list[str] | None) -> None:
     infos = [f.to_info() for f in fc.features]
     cols = selectors or (["system:index", *sorted({k for i in infos for k in i["properties"]}), ".geo"])
@@ -173,8 +206,11 @@ def _write_csv(fh, fc: FeatureCollection, selectors: list[str] | None) -> None:
         w.writerow(row)
 
 
-def _write_geojson(fh, fc: FeatureCollection, selectors: list[str] | None) -> None:
+def _write_geojson(fh, fc: FeatureCollection, selectors: list[str] | None, ids: bool = True) -> None:
     out = fc.to_info()
+    if not ids:
+        for f in out["features"]:
+            f.pop("id", None)
     if selectors:
         for f in out["features"]:
             f["properties"] = {k: v for k, v in f["properties"].items() if k in selectors}
