@@ -135,7 +135,7 @@ def _warn_coverage(spec: CompositeSpec) -> None:
     if cov is not None:
         warnings.warn(
             f"{S2_SR} over {spec.start}..{spec.end}: the period starts before {cov.global_from}, when the "
-            f"collection becomes global on Earth Engine ({cov.source}: \"{cov.quote}\"), so cells outside its "
+            f'collection becomes global on Earth Engine ({cov.source}: "{cov.quote}"), so cells outside its '
             f"early coverage get empty composites. Start the period on {cov.global_from} or later.",
             UserWarning,
             stacklevel=3,
