@@ -188,7 +188,9 @@ class Catalog:
             )
         images = [self._image(self.images[i]) for i in items]
         images.sort(key=lambda im: (im.properties.get("system:time_start") or 0, im.id))
-        return ImageCollection(images, {}, id=collection_id)
+        out = ImageCollection(images, {}, id=collection_id)
+        out.stored = True  # an asset: Earth Engine filters it by its index
+        return out
 
     def _source(self, path: Path, index: int, pyramiding: str):
         key = (path, index, pyramiding)
@@ -251,6 +253,7 @@ class Catalog:
         with self._lock:
             if asset_id not in self._loaded:
                 self._loaded[asset_id] = read_table(entry)
+                self._loaded[asset_id].stored = True  # an asset: Earth Engine filters it by its index
             return self._loaded[asset_id]
 
     def asset_info(self, asset_id: str) -> dict:
