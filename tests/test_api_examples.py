@@ -26,7 +26,11 @@ for _case in CASES:
 
 def _same(got, want, tol: float) -> bool:
     if isinstance(want, list):
-        return isinstance(got, list) and len(got) == len(want) and all(_same(g, w, tol) for g, w in zip(got, want, strict=True))
+        return (
+            isinstance(got, list)
+            and len(got) == len(want)
+            and all(_same(g, w, tol) for g, w in zip(got, want, strict=True))
+        )
     if isinstance(want, dict):
         return isinstance(got, dict) and got.keys() == want.keys() and all(_same(got[k], want[k], tol) for k in want)
     if isinstance(want, bool) or isinstance(got, bool):
