@@ -403,7 +403,7 @@ def test_demo_step_writes_a_simulated_section(ee_world, world, cells, tmp_path):
         assert name in html
 
 
-def test_cli_evaluate_and_deploy(ee_world, world, cells, samples, pixels, tmp_path):
+def test_cli_evaluate_and_deploy(ee_world, world, cells, samples, pixels, tmp_path, capsys):
     """Last in this module: the CLI connects ``ee`` to its own engine."""
     from sklearn.linear_model import LogisticRegression
 
@@ -426,6 +426,20 @@ def test_cli_evaluate_and_deploy(ee_world, world, cells, samples, pixels, tmp_pa
     )
     got = json.loads(out.read_text())
     assert got["order"] == [0, 1] and sum(map(sum, got["matrix"])) == got["samples"] > 0
+    assert "0 sample table(s) exist, exporting 2" in capsys.readouterr().out
+    # a rerun (another engine on the same storage) reuses the exported samples and gives the same figures
+    assert (
+        main(["classify", "evaluate", *common, "--points", "20", "--param", "numberOfTrees=5", "--out", str(out)]) == 0
+    )
+    assert "2 sample table(s) exist, exporting 0" in capsys.readouterr().out
+    assert json.loads(out.read_text()) == got
+    # deploy: the classifier trained once on the exported samples, one probability map per cell
+    assert (
+        main(["classify", "deploy", *common, "--points", "20", "--param", "numberOfTrees=5", "--out", "gs://prob/rf"])
+        == 0
+    )
+    assert "0 sample table(s) exist, exporting 1" in capsys.readouterr().out
+    assert sorted((storage / "prob" / "rf").glob("*.tif")) and len(list((storage / "prob" / "rf").glob("*.tif"))) == 4
     _, _, x, y = pixels
     C.LinearModel.from_sklearn(LogisticRegression().fit(x, y), FEATURES).write(tmp_path / "m.json")
     assert main(["classify", "deploy", *common, "--linear", str(tmp_path / "m.json"), "--out", "gs://prob/cli"]) == 0

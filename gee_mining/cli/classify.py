@@ -4,7 +4,7 @@
   Earth Engine classifier trained on the training cells' asset, its ConfusionMatrix figures on the
   held-out cells' asset (one answer of a fixed size; printed and written as JSON).
 - ``deploy``: a linear model JSON (the pixel study's) compiled to an image expression, or an Earth
-  Engine classifier trained on the table's cells, classifying each cell: probability maps exported
+  Engine classifier trained on the table's cells (their samples exported once to a table asset), classifying each cell: probability maps exported
   as GeoTIFFs to ``gs://BUCKET/PREFIX/<cell>.tif``.
 """
 
@@ -62,13 +62,18 @@ def _rows(args):
     return rows[: args.limit] if args.limit else rows
 
 
+def _samples_prefix(args) -> str:
+    """The table asset prefix of the exported samples (``--samples-asset``)."""
+    return args.samples_asset or f"projects/{args.project}/assets/gee-mining-samples"
+
+
 def _evaluate(args) -> int:
 
     polygons = connect_with_polygons(args)
     spec = _spec(args)
     train_rows, test_rows = split_cells(_rows(args), spec.test_fraction, spec.seed)
     print(f"{len(train_rows)} training cells, {len(test_rows)} held-out cells; sampling ({spec.sampling})")
-    prefix = args.samples_asset or f"projects/{args.project}/assets/gee-mining-samples"
+    prefix = _samples_prefix(args)
     ids = [samples_asset_id(prefix, rows, spec, part) for rows, part in ((train_rows, "train"), (test_rows, "test"))]
     graphs = {ids[0]: training_samples(train_rows, polygons, spec), ids[1]: training_samples(test_rows, polygons, spec)}
     tables = exported_samples(graphs, progress=print)  # batch: no interactive answer grows with the samples
@@ -103,8 +108,10 @@ def _deploy(args) -> int:
             )
             for r in rows
         ]
-    else:
-        classifier = train(training_samples(rows, polygons, spec), spec)
+    else:  # samples exported once (batch) and the classifier trained on the asset, not in every cell's task
+        asset = samples_asset_id(_samples_prefix(args), rows, spec, "all")
+        samples = exported_samples({asset: training_samples(rows, polygons, spec)}, progress=print)[asset]
+        classifier = train(samples, spec)
         images = [probability_image(r, classifier, spec) for r in rows]
     tasks = [export_probability(row, image, args.out) for row, image in zip(rows, images, strict=True)]
     statuses = run_tasks(tasks, progress=print)
@@ -142,10 +149,10 @@ def add_cli(sub) -> None:
         q.add_argument("--project", default="gee-mining-local")
         q.add_argument("--catalog", help="local engine catalog TOML")
         q.add_argument("--storage", help="local engine storage folder (exports)")
+        q.add_argument("--samples-asset", help="table asset prefix for the exported samples "
+                       "(default projects/PROJECT/assets/gee-mining-samples; reused when they exist)")  # fmt: skip
         if name == "evaluate":
             q.add_argument("--out", help="write the figures as JSON here")
-            q.add_argument("--samples-asset", help="table asset prefix for the exported samples "
-                           "(default projects/PROJECT/assets/gee-mining-samples; reused when they exist)")  # fmt: skip
         else:
             q.add_argument("--out", required=True, help="gs://BUCKET/PREFIX for the GeoTIFFs")
             q.add_argument("--linear", help="a linear model JSON (kind, features, mean, scale, coef, ...)")

@@ -32,6 +32,7 @@ Images, as Earth Engine writes them ("Exporting Images" guide, the REST
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -62,6 +63,8 @@ from gee_mining.local.values.geometry import Geometry, in_crs
 from gee_mining.local.values.projection import at_scale
 
 _TABLE_EXTENSIONS = {"CSV": "csv", "GEO_JSON": "geojson"}
+ASSETS_FOLDER = "assets"  # Export.table.toAsset: <storage_root>/assets/<hash>.geojson, listed in index.jsonl
+ASSETS_INDEX = "index.jsonl"
 DEFAULT_MAX_PIXELS = 100_000_000
 DEFAULT_TILE_SIZE = 256
 DEFAULT_MAX_TFRECORD_BYTES = 1 << 30
@@ -177,15 +180,31 @@ def table_asset_work(engine: Any, payload: dict, ctx: Context):
         text = io.StringIO()
         _write_geojson(text, value, payload.get("selectors"), ids=False)  # the asset numbers its rows
         ctx.check_cancelled()
-        path = Path(engine.storage_root) / "assets" / (name.replace("/", "__") + ".geojson")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(engine.storage_root) / ASSETS_FOLDER
+        path = folder / (hashlib.sha256(name.encode()).hexdigest()[:24] + ".geojson")
+        folder.mkdir(parents=True, exist_ok=True)
         staged = path.with_suffix(".tmp")
         staged.write_text(text.getvalue())
         staged.replace(path)
+        with (folder / ASSETS_INDEX).open("a") as fh:  # the engines of this storage folder find it there
+            fh.write(json.dumps({"id": name, "path": path.name}) + "\n")
         engine.catalog.add_table(name, path)
         return [name]
 
     return work
+
+
+def load_exported_assets(catalog: Any, storage_root: Path) -> None:
+    """Add the table assets earlier ``Export.table.toAsset`` tasks wrote under ``storage_root`` to
+    ``catalog``: on Earth Engine an asset outlives the session that made it."""
+    index = Path(storage_root) / ASSETS_FOLDER / ASSETS_INDEX
+    if not index.exists():
+        return
+    for line in index.read_text().splitlines():
+        entry = json.loads(line)
+        path = index.parent / entry["path"]
+        if path.exists() and not catalog.has(entry["id"]):
+            catalog.add_table(entry["id"], path)
 
 
 def _write_csv(fh, fc: FeatureCollection, selectors: list[str] | None) -> None:
