@@ -18,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 
 from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.contracts.models import LinearModel
+from gee_mining.io.pages import fetch_features
 from gee_mining.ml.classify.model import compile_linear
 from gee_mining.ml.classify.pipeline import (
     Accuracy,
@@ -25,10 +26,11 @@ from gee_mining.ml.classify.pipeline import (
     accuracy,
     cell_features,
     cluster_accuracy,
-    fetch_samples,
+    exported_samples,
     match_clusters,
     matrix_figures,
     probability_image,
+    samples_asset_id,
     split_cells,
     train,
     train_clusterer,
@@ -89,8 +91,11 @@ def _train_models(ee, ctx, cells: list[dict], mines: str) -> _Models:
     spec = ClassifySpec(points_per_class=150, params={"numberOfTrees": 50})
     train_rows, test_rows = split_cells(cells, 0.3, seed=0)
     ctx.progress(f"[demo] classify: {len(train_rows)} training cells, {len(test_rows)} held-out cells")
-    train_fc = fetch_samples(training_samples(train_rows, mines, spec))
-    test_fc = fetch_samples(training_samples(test_rows, mines, spec))
+    prefix = mines.split("/assets/")[0] + "/assets/gee-mining-demo-samples"  # the world's project
+    ids = [samples_asset_id(prefix, rows, spec, part) for rows, part in ((train_rows, "train"), (test_rows, "test"))]
+    graphs = {ids[0]: training_samples(train_rows, mines, spec), ids[1]: training_samples(test_rows, mines, spec)}
+    tables = exported_samples(graphs, progress=ctx.progress)  # as a run does: batch, no getInfo of the samples
+    train_fc, test_fc = tables[ids[0]], tables[ids[1]]
     forest = train(train_fc, spec)
     rf = accuracy(forest, test_fc)
     lin, lr = _logistic(ee, ctx, spec, train_fc, test_fc)
@@ -103,7 +108,7 @@ def _train_models(ee, ctx, cells: list[dict], mines: str) -> _Models:
 def _logistic(ee, ctx, spec: ClassifySpec, train_fc, test_fc) -> tuple[LinearModel, Accuracy]:
     """A logistic regression fitted offline on the forest's training samples, written as a linear model,
     and its accuracy on the held-out samples (with the same formula the image expression uses)."""
-    rows = train_fc.getInfo()["features"]
+    rows = fetch_features(train_fc)  # paged (computeFeatures): no answer over Earth Engine's limits
     x = np.array([[f["properties"][b] for b in spec.features] for f in rows])
     y = np.array([f["properties"]["_mine"] for f in rows])
     logistic = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x, y)
