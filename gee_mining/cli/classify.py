@@ -4,8 +4,8 @@
   Earth Engine classifier trained on the training cells' asset, its ConfusionMatrix figures on the
   held-out cells' asset (one answer of a fixed size; printed and written as JSON).
 - ``deploy``: a linear model JSON (the pixel study's) compiled to an image expression, or an Earth
-  Engine classifier trained on the table's cells (their samples exported once to a table asset), classifying each cell: probability maps exported
-  as GeoTIFFs to ``gs://BUCKET/PREFIX/<cell>.tif``.
+  Engine classifier trained on the table's cells (their samples exported once to a table asset),
+  classifying each cell: probability maps exported as GeoTIFFs to ``gs://BUCKET/PREFIX/<cell>.tif``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from gee_mining.ml.classify.pipeline import (
     cell_features,
     export_probability,
     exported_samples,
+    held_out_samples,
     probability_image,
     samples_asset_id,
     split_cells,
@@ -73,11 +74,7 @@ def _evaluate(args) -> int:
     spec = _spec(args)
     train_rows, test_rows = split_cells(_rows(args), spec.test_fraction, spec.seed)
     print(f"{len(train_rows)} training cells, {len(test_rows)} held-out cells; sampling ({spec.sampling})")
-    prefix = _samples_prefix(args)
-    ids = [samples_asset_id(prefix, rows, spec, part) for rows, part in ((train_rows, "train"), (test_rows, "test"))]
-    graphs = {ids[0]: training_samples(train_rows, polygons, spec), ids[1]: training_samples(test_rows, polygons, spec)}
-    tables = exported_samples(graphs, progress=print)  # batch: no interactive answer grows with the samples
-    train_fc, test_fc = tables[ids[0]], tables[ids[1]]
+    train_fc, test_fc = held_out_samples(train_rows, test_rows, polygons, spec, _samples_prefix(args), print)
     acc = accuracy(train(train_fc, spec), test_fc)
     print(f"{spec.classifier} on held-out cells: accuracy {acc.accuracy:.3f}, kappa {acc.kappa:.3f}, "
           f"producers' {acc.producers}, consumers' {acc.consumers}, F1 {acc.fscore} ({acc.samples} samples)")  # fmt: skip
@@ -109,7 +106,7 @@ def _deploy(args) -> int:
             for r in rows
         ]
     else:  # samples exported once (batch) and the classifier trained on the asset, not in every cell's task
-        asset = samples_asset_id(_samples_prefix(args), rows, spec, "all")
+        asset = samples_asset_id(_samples_prefix(args), rows, polygons, spec, "all")
         samples = exported_samples({asset: training_samples(rows, polygons, spec)}, progress=print)[asset]
         classifier = train(samples, spec)
         images = [probability_image(r, classifier, spec) for r in rows]

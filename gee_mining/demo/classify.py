@@ -26,15 +26,13 @@ from gee_mining.ml.classify.pipeline import (
     accuracy,
     cell_features,
     cluster_accuracy,
-    exported_samples,
+    held_out_samples,
     match_clusters,
     matrix_figures,
     probability_image,
-    samples_asset_id,
     split_cells,
     train,
     train_clusterer,
-    training_samples,
 )
 from gee_mining.tools.report import Report
 
@@ -92,10 +90,7 @@ def _train_models(ee, ctx, cells: list[dict], mines: str) -> _Models:
     train_rows, test_rows = split_cells(cells, 0.3, seed=0)
     ctx.progress(f"[demo] classify: {len(train_rows)} training cells, {len(test_rows)} held-out cells")
     prefix = mines.split("/assets/")[0] + "/assets/gee-mining-demo-samples"  # the world's project
-    ids = [samples_asset_id(prefix, rows, spec, part) for rows, part in ((train_rows, "train"), (test_rows, "test"))]
-    graphs = {ids[0]: training_samples(train_rows, mines, spec), ids[1]: training_samples(test_rows, mines, spec)}
-    tables = exported_samples(graphs, progress=ctx.progress)  # as a run does: batch, no getInfo of the samples
-    train_fc, test_fc = tables[ids[0]], tables[ids[1]]
+    train_fc, test_fc = held_out_samples(train_rows, test_rows, mines, spec, prefix, ctx.progress)  # as a run does
     forest = train(train_fc, spec)
     rf = accuracy(forest, test_fc)
     lin, lr = _logistic(ee, ctx, spec, train_fc, test_fc)

@@ -284,15 +284,17 @@ def fetch_samples(samples: Any):
 # -- samples as table assets (what a run of any size uses) ----------------------------------------------------
 
 
-def samples_asset_id(prefix: str, rows: Sequence[dict[str, Any]], spec: ClassifySpec, part: str) -> str:
+def samples_asset_id(prefix: str, rows: Sequence[dict[str, Any]], polygons: Any, spec: ClassifySpec, part: str) -> str:
     """The table asset of one part (``train``/``test``) of a sample set: ``PREFIX-<digest>-<part>``, the
-    digest of the spec and the cells, so the same samples are exported once and reused on a rerun."""
+    digest of what the samples depend on (the cells, the polygons, the features, sampling, seed and
+    composite; not the classifier), so the same samples are exported once and reused on a rerun."""
     if not re.fullmatch(r"projects/[^/]+/assets/[A-Za-z0-9_/-]+", prefix):
         raise InputError(
             f"samples asset prefix {prefix!r}: give projects/PROJECT/assets/NAME (letters, digits, '-', '_')."
         )
-    key = json.dumps([spec.features, spec.classifier, spec.sampling, spec.points_per_class, spec.seed,
-                      asdict(spec.composite), sorted(r["name"] for r in rows)], sort_keys=True, default=str)  # fmt: skip
+    labels = polygons if isinstance(polygons, str) else polygons.serialize()
+    key = json.dumps([spec.features, spec.sampling, spec.points_per_class, spec.seed, asdict(spec.composite),
+                      sorted(r["name"] for r in rows), labels], sort_keys=True, default=str)  # fmt: skip
     return f"{prefix}-{hashlib.sha256(key.encode()).hexdigest()[:12]}-{part}"
 
 
@@ -330,3 +332,22 @@ def exported_samples(graphs: dict[str, Any], progress: Callable[[str], None] | N
         if failed:
             raise GeeMiningError("sample export failed: " + "; ".join(failed))
     return {aid: ee.FeatureCollection(aid) for aid in graphs}
+
+
+def held_out_samples(
+    train_rows: Sequence[dict[str, Any]],
+    test_rows: Sequence[dict[str, Any]],
+    polygons: Any,
+    spec: ClassifySpec,
+    prefix: str,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Any, Any]:
+    """The training and held-out cells' samples as table assets under ``prefix`` (:func:`exported_samples`:
+    two batch tasks the first time, none on a rerun): two ``ee.FeatureCollection``."""
+    parts = {
+        samples_asset_id(prefix, rows, polygons, spec, part): training_samples(rows, polygons, spec)
+        for rows, part in ((train_rows, "train"), (test_rows, "test"))
+    }
+    tables = exported_samples(parts, progress=progress)
+    train_id, test_id = parts
+    return tables[train_id], tables[test_id]
