@@ -176,3 +176,30 @@ def test_register_polygon_file_writes_an_escaped_catalog(tmp_path):
     assert all(shapely.is_valid(g) for g in served.geometries)
     assert shapely.equals(served.geometries[1], square)
     assert abs(served.geometries[0].area - shapely.make_valid(bowtie).area) < 1e-12
+
+
+def test_collections_carry_their_global_coverage_and_composites_warn_before_it(ee_local, tmp_path):
+    """Earth Engine's catalog page for Sentinel-2 Level-2A: "WARNING: 2017-2018 L2 coverage in the EE
+    collection is not yet global." (https://developers.google.com/earth-engine/datasets/catalog/COPERNICUS_S2_SR):
+    the catalog marks the collection global from 2019-01-01 and a composite period starting earlier warns,
+    naming the asset, the date and the fix."""
+    import warnings
+
+    from gee_mining.io.catalog import COVERAGE, coverage_entry
+    from gee_mining.steps.sentinel2 import S2_SR, CompositeSpec, collection
+
+    assert COVERAGE[S2_SR].global_from == "2019-01-01"
+    path = tmp_path / "catalog.toml"
+    path.write_text(catalog_text([coverage_entry(S2_SR)]))
+    assert tomllib.loads(path.read_text())["image_collection"] == [{"id": S2_SR, "global_from": "2019-01-01"}]
+    assert Catalog.from_file(path).asset_info(S2_SR)["properties"] == {"global_from": 1546300800000}  # 2019-01-01Z
+
+    region = ee_local.Geometry.Point([-60.0, -3.0])
+    with pytest.warns(UserWarning) as caught:
+        collection(region, CompositeSpec(start="2018-06-01", end="2019-06-01"))
+    text = str(caught[0].message)
+    assert S2_SR in text and "2018-06-01" in text and "Start the period on 2019-01-01 or later" in text
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        collection(region, CompositeSpec(start="2020-01-01", end="2021-01-01"))
+        collection(region, CompositeSpec(start="2019-01-01", end="2019-02-01"))  # the first global day

@@ -403,7 +403,7 @@ def test_demo_step_writes_a_simulated_section(ee_world, world, cells, tmp_path):
         assert name in html
 
 
-def test_cli_evaluate_and_deploy(ee_world, world, cells, samples, pixels, tmp_path):
+def test_cli_evaluate_and_deploy(ee_world, world, cells, samples, pixels, tmp_path, capsys):
     """Last in this module: the CLI connects ``ee`` to its own engine."""
     from sklearn.linear_model import LogisticRegression
 
@@ -426,7 +426,71 @@ def test_cli_evaluate_and_deploy(ee_world, world, cells, samples, pixels, tmp_pa
     )
     got = json.loads(out.read_text())
     assert got["order"] == [0, 1] and sum(map(sum, got["matrix"])) == got["samples"] > 0
+    assert "0 sample table(s) exist, exporting 2" in capsys.readouterr().out
+    # a rerun (another engine on the same storage) reuses the exported samples and gives the same figures
+    assert (
+        main(["classify", "evaluate", *common, "--points", "20", "--param", "numberOfTrees=5", "--out", str(out)]) == 0
+    )
+    assert "2 sample table(s) exist, exporting 0" in capsys.readouterr().out
+    assert json.loads(out.read_text()) == got
+    # deploy: the classifier trained once on the exported samples, one probability map per cell
+    assert (
+        main(["classify", "deploy", *common, "--points", "20", "--param", "numberOfTrees=5", "--out", "gs://prob/rf"])
+        == 0
+    )
+    assert "0 sample table(s) exist, exporting 1" in capsys.readouterr().out
+    assert sorted((storage / "prob" / "rf").glob("*.tif")) and len(list((storage / "prob" / "rf").glob("*.tif"))) == 4
     _, _, x, y = pixels
     C.LinearModel.from_sklearn(LogisticRegression().fit(x, y), FEATURES).write(tmp_path / "m.json")
     assert main(["classify", "deploy", *common, "--linear", str(tmp_path / "m.json"), "--out", "gs://prob/cli"]) == 0
     assert main(["classify", "deploy", *common, "--linear", str(tmp_path / "nope.json"), "--out", "gs://p/x"]) == 2
+
+
+@pytest.mark.slow
+def test_samples_over_5000_evaluate_through_table_assets(ee_local):
+    """Earth Engine aborts ``getInfo`` of a collection "after accumulating over 5000 elements" (the local
+    engine too, with its limits on): the evaluation path exports the samples to table assets (batch),
+    trains on one and measures on the other with ``errorMatrix`` (a fixed-size answer). Figures checked
+    against scikit-learn on the same labels and predictions, read from a CSV export in storage."""
+    import csv
+    import io
+
+    import gee_mining
+
+    ee = ee_local
+    proj = ee.Projection("EPSG:32633").atScale(10)
+    xy = ee.Image.pixelCoordinates(proj).floor()
+    noisy = xy.select("x").multiply(7).add(xy.select("y").multiply(13)).mod(11).eq(0)
+    label = xy.select("x").mod(80).add(xy.select("y")).gt(70).neq(noisy).rename("_mine").toInt()
+    image = xy.select("x").mod(80).rename("a").addBands(xy.select("y").rename("b")).addBands(label)
+
+    def part(x0: float):  # 80 x 70 pixels of 10 m: 5,600 samples, every pixel sampled
+        region = ee.Geometry.Rectangle([x0, 0, x0 + 800, 700], "EPSG:32633", False)
+        return image.sample(region=region, projection=proj, geometries=False)
+
+    spec = C.ClassifySpec(features=("B2", "B3"), classifier="smileCart", params={})
+    ids = {"projects/gee-mining-test/assets/big-samples-train": part(500000),
+           "projects/gee-mining-test/assets/big-samples-test": part(500800)}  # fmt: skip
+    with pytest.raises(ee.EEException, match="Collection query aborted after accumulating over 5000 elements"):
+        part(500800).getInfo()  # the limit is on: the old fetch_samples path fails here
+    tables = C.exported_samples(ids)
+    train_fc, test_fc = tables.values()
+    clf = ee.Classifier.smileCart().train(train_fc, "_mine", ["a", "b"])
+    acc = C.accuracy(clf, test_fc)
+    assert spec.classifier == "smileCart" and acc.samples == 5600
+
+    task = ee.batch.Export.table.toCloudStorage(test_fc.classify(clf, "predicted"), "big-samples-check",
+                                                bucket="checks", fileNamePrefix="big", selectors=["_mine", "predicted"])  # fmt: skip
+    task.start()
+    from gee_mining.batch.tasks import wait_for
+
+    assert wait_for([task], poll_s=0.2)[0]["state"] == "COMPLETED"
+    rows = list(csv.DictReader(io.StringIO(gee_mining.current_connection().storage("checks").read("big.csv").decode())))
+    actual = np.array([int(r["_mine"]) for r in rows])
+    pred = np.array([int(r["predicted"]) for r in rows])
+    assert len(actual) == 5600 and 0.1 < actual.mean() < 0.9
+    want = _sklearn_figures(actual, pred)
+    _assert_figures(acc.as_dict(), want, "cart on 5,600 samples")
+    assert 0.7 < acc.accuracy < 1  # the noise (1 pixel in 11) is not learnable from a, b alone
+    again = C.exported_samples(ids)  # the assets exist: nothing is exported again
+    assert list(again) == list(ids)

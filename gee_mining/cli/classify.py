@@ -1,10 +1,11 @@
 """``gee-mining classify evaluate | deploy``.
 
-- ``evaluate``: samples of a grid table's cells (split by cell), an Earth Engine classifier trained on
-  the training cells, its ConfusionMatrix figures on the held-out cells (printed and written as JSON).
+- ``evaluate``: samples of a grid table's cells (split by cell) exported once to table assets (batch), an
+  Earth Engine classifier trained on the training cells' asset, its ConfusionMatrix figures on the
+  held-out cells' asset (one answer of a fixed size; printed and written as JSON).
 - ``deploy``: a linear model JSON (the pixel study's) compiled to an image expression, or an Earth
-  Engine classifier trained on the table's cells, classifying each cell: probability maps exported
-  as GeoTIFFs to ``gs://BUCKET/PREFIX/<cell>.tif``.
+  Engine classifier trained on the table's cells (their samples exported once to a table asset),
+  classifying each cell: probability maps exported as GeoTIFFs to ``gs://BUCKET/PREFIX/<cell>.tif``.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from gee_mining.ml.classify.pipeline import (
     accuracy,
     cell_features,
     export_probability,
-    fetch_samples,
+    exported_samples,
+    held_out_samples,
     probability_image,
+    samples_asset_id,
     split_cells,
     train,
     training_samples,
@@ -60,14 +63,18 @@ def _rows(args):
     return rows[: args.limit] if args.limit else rows
 
 
+def _samples_prefix(args) -> str:
+    """The table asset prefix of the exported samples (``--samples-asset``)."""
+    return args.samples_asset or f"projects/{args.project}/assets/gee-mining-samples"
+
+
 def _evaluate(args) -> int:
 
     polygons = connect_with_polygons(args)
     spec = _spec(args)
     train_rows, test_rows = split_cells(_rows(args), spec.test_fraction, spec.seed)
     print(f"{len(train_rows)} training cells, {len(test_rows)} held-out cells; sampling ({spec.sampling})")
-    train_fc = fetch_samples(training_samples(train_rows, polygons, spec))
-    test_fc = fetch_samples(training_samples(test_rows, polygons, spec))
+    train_fc, test_fc = held_out_samples(train_rows, test_rows, polygons, spec, _samples_prefix(args), print)
     acc = accuracy(train(train_fc, spec), test_fc)
     print(f"{spec.classifier} on held-out cells: accuracy {acc.accuracy:.3f}, kappa {acc.kappa:.3f}, "
           f"producers' {acc.producers}, consumers' {acc.consumers}, F1 {acc.fscore} ({acc.samples} samples)")  # fmt: skip
@@ -98,8 +105,10 @@ def _deploy(args) -> int:
             )
             for r in rows
         ]
-    else:
-        classifier = train(training_samples(rows, polygons, spec), spec)
+    else:  # samples exported once (batch) and the classifier trained on the asset, not in every cell's task
+        asset = samples_asset_id(_samples_prefix(args), rows, polygons, spec, "all")
+        samples = exported_samples({asset: training_samples(rows, polygons, spec)}, progress=print)[asset]
+        classifier = train(samples, spec)
         images = [probability_image(r, classifier, spec) for r in rows]
     tasks = [export_probability(row, image, args.out) for row, image in zip(rows, images, strict=True)]
     statuses = run_tasks(tasks, progress=print)
@@ -137,6 +146,8 @@ def add_cli(sub) -> None:
         q.add_argument("--project", default="gee-mining-local")
         q.add_argument("--catalog", help="local engine catalog TOML")
         q.add_argument("--storage", help="local engine storage folder (exports)")
+        q.add_argument("--samples-asset", help="table asset prefix for the exported samples "
+                       "(default projects/PROJECT/assets/gee-mining-samples; reused when they exist)")  # fmt: skip
         if name == "evaluate":
             q.add_argument("--out", help="write the figures as JSON here")
         else:

@@ -18,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 
 from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.contracts.models import LinearModel
+from gee_mining.io.pages import fetch_features
 from gee_mining.ml.classify.model import compile_linear
 from gee_mining.ml.classify.pipeline import (
     Accuracy,
@@ -25,14 +26,13 @@ from gee_mining.ml.classify.pipeline import (
     accuracy,
     cell_features,
     cluster_accuracy,
-    fetch_samples,
+    held_out_samples,
     match_clusters,
     matrix_figures,
     probability_image,
     split_cells,
     train,
     train_clusterer,
-    training_samples,
 )
 from gee_mining.tools.report import Report
 
@@ -89,8 +89,8 @@ def _train_models(ee, ctx, cells: list[dict], mines: str) -> _Models:
     spec = ClassifySpec(points_per_class=150, params={"numberOfTrees": 50})
     train_rows, test_rows = split_cells(cells, 0.3, seed=0)
     ctx.progress(f"[demo] classify: {len(train_rows)} training cells, {len(test_rows)} held-out cells")
-    train_fc = fetch_samples(training_samples(train_rows, mines, spec))
-    test_fc = fetch_samples(training_samples(test_rows, mines, spec))
+    prefix = mines.split("/assets/")[0] + "/assets/gee-mining-demo-samples"  # the world's project
+    train_fc, test_fc = held_out_samples(train_rows, test_rows, mines, spec, prefix, ctx.progress)  # as a run does
     forest = train(train_fc, spec)
     rf = accuracy(forest, test_fc)
     lin, lr = _logistic(ee, ctx, spec, train_fc, test_fc)
@@ -103,7 +103,7 @@ def _train_models(ee, ctx, cells: list[dict], mines: str) -> _Models:
 def _logistic(ee, ctx, spec: ClassifySpec, train_fc, test_fc) -> tuple[LinearModel, Accuracy]:
     """A logistic regression fitted offline on the forest's training samples, written as a linear model,
     and its accuracy on the held-out samples (with the same formula the image expression uses)."""
-    rows = train_fc.getInfo()["features"]
+    rows = fetch_features(train_fc)  # paged (computeFeatures): no answer over Earth Engine's limits
     x = np.array([[f["properties"][b] for b in spec.features] for f in rows])
     y = np.array([f["properties"]["_mine"] for f in rows])
     logistic = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x, y)

@@ -34,6 +34,37 @@ TABLES = {
 }
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """When an Earth Engine collection becomes global: composites of an earlier period have holes."""
+
+    asset: str
+    global_from: str  # YYYY-MM-DD, the first day of global coverage
+    source: str  # the page that says so
+    quote: str
+
+
+COVERAGE = {
+    "COPERNICUS/S2_SR_HARMONIZED": Coverage(
+        "COPERNICUS/S2_SR_HARMONIZED",
+        "2019-01-01",
+        "https://developers.google.com/earth-engine/datasets/catalog/COPERNICUS_S2_SR",
+        "WARNING: 2017-2018 L2 coverage in the EE collection is not yet global.",
+    ),
+}
+"""Earth Engine's collections whose early years are not global, with the catalog page that says so (the
+Level-2A page: the ``_HARMONIZED`` collection holds the same scenes, offset removed). Written into the
+local catalog as ``global_from`` (:func:`coverage_entry`); the pipeline warns from it
+(``steps.sentinel2.collection``)."""
+
+
+def coverage_before(asset_id: str, start: str) -> Coverage | None:
+    """The asset's :class:`Coverage` when a period starting at ``start`` (YYYY-MM-DD...) begins before
+    the asset is global, else None."""
+    cov = COVERAGE.get(asset_id)
+    return cov if cov is not None and str(start)[:10] < cov.global_from else None
+
+
 def find_shared_data() -> Path | None:
     """``$GEE_MINING_SHARED_DATA``, or ``../shared/data`` beside the checkout or the working folder."""
     env = os.environ.get("GEE_MINING_SHARED_DATA")
@@ -122,6 +153,11 @@ def write_catalog(
     return path
 
 
+def coverage_entry(asset_id: str) -> CatalogEntry:
+    """An ``[[image_collection]]`` entry marking ``asset_id`` with its ``global_from`` date (:data:`COVERAGE`)."""
+    return CatalogEntry("image_collection", {"id": asset_id, "global_from": COVERAGE[asset_id].global_from})
+
+
 def _image_entry(asset_id: str, collection: str, time_start: str, bands: dict[str, Path], props: dict) -> CatalogEntry:
     fields = {"id": asset_id, "collection": collection, "time_start": time_start, "bands": bands, "properties": props}
     return CatalogEntry("image", fields)
@@ -190,7 +226,9 @@ def shared_entries(shared: Path | None, project: str) -> list[CatalogEntry]:
     """Entries for everything in the shared data folder (none when there is none)."""
     if shared is None:
         return []
-    return table_entries(shared, project) + imagery_entries(shared)
+    images = imagery_entries(shared)
+    marks = [coverage_entry(c) for c in COVERAGE if any(e.fields.get("collection") == c for e in images)]
+    return table_entries(shared, project) + images + marks
 
 
 def catalog_toml(shared: Path | None, project: str) -> str:

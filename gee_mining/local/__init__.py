@@ -32,6 +32,7 @@ from gee_mining.local.core.errors import EngineError
 from gee_mining.local.core.limits import Limits
 from gee_mining.local.core.registry import implemented
 from gee_mining.local.service.catalog import TABLE_SUFFIXES, Catalog, CatalogError, TableEntry, read_table
+from gee_mining.local.service.export import load_exported_assets
 from gee_mining.local.service.faults import Faults
 from gee_mining.local.service.operations import Operations
 from gee_mining.local.service.router import Router
@@ -124,6 +125,7 @@ class LocalEngine:
         self.catalog = catalog
         self.project = project
         self.storage_root = Path(storage_root or tempfile.mkdtemp(prefix="gee-mining-storage-"))
+        load_exported_assets(self.catalog, self.storage_root)  # table assets earlier engines exported here
         self.settings = dict(settings or {})
         self.storage_kind = storage
         self.storage, self._emulator = make_storage(storage, self.storage_root, project, storage_options)

@@ -40,6 +40,7 @@ from gee_mining.contracts.bands import BANDS
 from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.contracts.schemas import is_grid_row
 from gee_mining.errors import InputError
+from gee_mining.io.catalog import coverage_before
 from gee_mining.steps.grid import ee_cell_geometry
 
 S2_SR = "COPERNICUS/S2_SR_HARMONIZED"
@@ -129,13 +130,27 @@ def _warn_qa60(spec: CompositeSpec) -> None:
         )
 
 
+def _warn_coverage(spec: CompositeSpec) -> None:
+    cov = coverage_before(S2_SR, spec.start)
+    if cov is not None:
+        warnings.warn(
+            f"{S2_SR} over {spec.start}..{spec.end}: the period starts before {cov.global_from}, when the "
+            f'collection becomes global on Earth Engine ({cov.source}: "{cov.quote}"), so cells outside its '
+            f"early coverage get empty composites. Start the period on {cov.global_from} or later.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def collection(region, spec: CompositeSpec | None = None):
     """``S2_SR_HARMONIZED`` over ``region`` in ``[start, end)``, prefiltered and cloud-masked per ``spec``.
 
     Each image keeps all its bands (the masks apply to all of them) and its
     properties; reflectance scaling and band selection happen in :func:`composite`.
+    A period starting before the collection is global (``io.catalog.COVERAGE``) gives a ``UserWarning``.
     """
     spec = spec or CompositeSpec()
+    _warn_coverage(spec)
     s2 = ee.ImageCollection(S2_SR).filterBounds(region).filterDate(spec.start, spec.end)
     if spec.max_cloudy_percentage is not None:
         s2 = s2.filter(ee.Filter.lte("CLOUDY_PIXEL_PERCENTAGE", spec.max_cloudy_percentage))

@@ -56,6 +56,11 @@ class Context:
         if self.budget is not None:
             self.budget.check_time()
 
+    def count_scanned(self, count: int) -> None:
+        """Features tested by a filter on a computed collection (an interactive request's work bound)."""
+        if self.budget is not None:
+            self.budget.add_scanned(count)
+
     def count_pixels(self, count: int) -> None:
         """Band pixels computed (an interactive request's work bound)."""
         if self.budget is not None:

@@ -46,8 +46,12 @@ class Limits:
     request and ``seed``), so every paging loop meets short pages.
 
     Interactive time (guide "Processing environments": about 5 minutes): ``request_time_s``; and
-    work bound standing in for Earth Engine's speed on this machine: ``pixels_per_request`` (band
-    pixels computed by one interactive request). Batch exports have neither. The time budget is
+    work bounds standing in for Earth Engine's speed on this machine: ``pixels_per_request`` (band
+    pixels computed by one interactive request) and ``features_scanned_per_request`` (features that the
+    request's filters test on computed collections: Earth Engine filters a stored asset by its index but
+    a computed collection, one made by ``map``, ``merge``, a list of features, ..., element by element;
+    10 million is our bound, not an Earth Engine number: Earth Engine documents none). Batch exports
+    have neither. The time budget is
     checked at every algorithm call and band computation, so one call's own work is bounded by the
     other limits (a regular expression runs in linear time; a list holds at most ``elements_per_value``).
 
@@ -78,6 +82,7 @@ class Limits:
     seed: int = 0
     request_time_s: float = 300.0
     pixels_per_request: int = 2_000_000_000
+    features_scanned_per_request: int = 10_000_000
     elements_per_value: int = 10_000_000
     max_concurrent_tasks: int = 2
     max_queued_tasks: int = 3000
@@ -235,6 +240,7 @@ class RequestBudget:
     limits: Limits
     started: float = field(default_factory=time.monotonic)
     pixels: int = 0
+    scanned: int = 0  # features tested by filters on computed collections
 
     def check_time(self) -> None:
         """Past ``request_time_s``: Earth Engine's "Computation timed out.", with the budget named."""
@@ -243,6 +249,19 @@ class RequestBudget:
             raise EngineError(
                 f"Computation timed out. (local engine: this interactive request ran {elapsed:.1f} s, over its "
                 f"budget of {self.limits.request_time_s:g} s, limits.request_time_s; export the result instead)",
+                status=400,
+            )
+
+    def add_scanned(self, count: int) -> None:
+        """Count features a filter tested on a computed collection; past ``features_scanned_per_request``,
+        "Computation timed out." with the count and the bound."""
+        self.scanned += int(count)
+        if self.limits.enabled and self.scanned > self.limits.features_scanned_per_request:
+            raise EngineError(
+                f"Computation timed out. (local engine: this interactive request's filters scanned {self.scanned:,} "
+                f"features of computed collections, over its bound of {self.limits.features_scanned_per_request:,}, "
+                "limits.features_scanned_per_request; Earth Engine filters an asset by its index but a computed "
+                "collection feature by feature: filter the asset before mapping it, or export the result)",
                 status=400,
             )
 

@@ -77,6 +77,9 @@ class PixelType:
         if self.is_int:
             info["min"] = int(self.min)
             info["max"] = int(self.max)
+        elif self.min is not None and self.max is not None:  # a floating type given a range
+            info["min"] = self.min
+            info["max"] = self.max
         return info
 
 
@@ -101,7 +104,9 @@ def pixel_type(precision, minValue, maxValue, dimensions):  # noqa: N803
         lo = -(2**63) if minValue is None else minValue
         hi = 2**63 - 1 if maxValue is None else maxValue
         return PixelType.int_range(lo, hi)
-    return PixelType(precision)
+    if minValue is not None and maxValue is not None:  # API reference: PixelType('double', 1, 2) is "double ∈ [1, 2]"
+        return PixelType(precision, float(minValue), float(maxValue))
+    return PixelType(precision)  # one bound alone is dropped ("double", as the API reference prints it)
 
 
 def _named(name: str):
@@ -126,6 +131,8 @@ def min_value(pixelType):  # noqa: N803
     """The smallest value of an integer type; floating types report their IEEE range."""
     if pixelType.is_int:
         return int(pixelType.min)
+    if pixelType.min is not None:
+        return pixelType.min
     return -float(np.finfo(pixelType.numpy_dtype()).max)
 
 
@@ -133,6 +140,8 @@ def min_value(pixelType):  # noqa: N803
 def max_value(pixelType):  # noqa: N803
     if pixelType.is_int:
         return int(pixelType.max)
+    if pixelType.max is not None:
+        return pixelType.max
     return float(np.finfo(pixelType.numpy_dtype()).max)
 
 

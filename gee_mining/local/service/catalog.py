@@ -28,6 +28,7 @@ per band or one multi-band file; an image may belong to an image collection::
     [[image_collection]]
     id = "COPERNICUS/S2_SR_HARMONIZED"
     index = "s2_items.jsonl"     # optional: one JSON object per line, keys as [[image]]
+    global_from = "2019-01-01"   # optional: global coverage since (the asset's "properties" say so)
 
 ``include = ["other.toml"]`` (relative to this file) adds another catalog's assets first.
 
@@ -98,6 +99,7 @@ class Catalog:
     tables: dict[str, TableEntry] = field(default_factory=dict)
     images: dict[str, ImageEntry] = field(default_factory=dict)
     collections: dict[str, list[str]] = field(default_factory=dict)
+    coverage: dict[str, int] = field(default_factory=dict)  # collection id -> global_from (ms): global since
     source: Path | None = None
     _loaded: dict[str, FeatureCollection] = field(default_factory=dict, repr=False)
     _sources: dict[tuple[Path, int, str], Any] = field(default_factory=dict, repr=False)
@@ -119,6 +121,7 @@ class Catalog:
             included = cls.from_file(_resolve(other, path.parent))
             catalog.tables.update(included.tables)
             catalog.images.update(included.images)
+            catalog.coverage.update(included.coverage)
             for cid, ids in included.collections.items():
                 catalog.collections.setdefault(cid, []).extend(ids)
         for i, entry in enumerate(config.get("table", [])):
@@ -130,6 +133,8 @@ class Catalog:
             if "id" not in entry:
                 raise CatalogError(f"{where}: every image collection needs an 'id'.")
             catalog.collections.setdefault(entry["id"], [])
+            if "global_from" in entry:
+                catalog.coverage[entry["id"]] = Date.coerce(entry["global_from"]).millis
             if "index" in entry:
                 index = _resolve(entry["index"], path.parent)
                 try:
@@ -183,7 +188,9 @@ class Catalog:
             )
         images = [self._image(self.images[i]) for i in items]
         images.sort(key=lambda im: (im.properties.get("system:time_start") or 0, im.id))
-        return ImageCollection(images, {}, id=collection_id)
+        out = ImageCollection(images, {}, id=collection_id)
+        out.stored = True  # an asset: Earth Engine filters it by its index
+        return out
 
     def _source(self, path: Path, index: int, pyramiding: str):
         key = (path, index, pyramiding)
@@ -246,13 +253,17 @@ class Catalog:
         with self._lock:
             if asset_id not in self._loaded:
                 self._loaded[asset_id] = read_table(entry)
+                self._loaded[asset_id].stored = True  # an asset: Earth Engine filters it by its index
             return self._loaded[asset_id]
 
     def asset_info(self, asset_id: str) -> dict:
         if asset_id in self.images:
             return {"type": "IMAGE", "name": asset_id, "id": asset_id}
         if asset_id in self.collections:
-            return {"type": "IMAGE_COLLECTION", "name": asset_id, "id": asset_id}
+            info = {"type": "IMAGE_COLLECTION", "name": asset_id, "id": asset_id}
+            if asset_id in self.coverage:  # from [[image_collection]] global_from
+                info["properties"] = {"global_from": self.coverage[asset_id]}
+            return info
         entry = self.tables.get(asset_id)
         if entry is None:
             raise NotFound(f"Asset '{asset_id}' not found.")

@@ -32,6 +32,7 @@ Images, as Earth Engine writes them ("Exporting Images" guide, the REST
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -62,6 +63,8 @@ from gee_mining.local.values.geometry import Geometry, in_crs
 from gee_mining.local.values.projection import at_scale
 
 _TABLE_EXTENSIONS = {"CSV": "csv", "GEO_JSON": "geojson"}
+ASSETS_FOLDER = "assets"  # Export.table.toAsset: <storage_root>/assets/<hash>.geojson, listed in index.jsonl
+ASSETS_INDEX = "index.jsonl"
 DEFAULT_MAX_PIXELS = 100_000_000
 DEFAULT_TILE_SIZE = 256
 DEFAULT_MAX_TFRECORD_BYTES = 1 << 30
@@ -131,6 +134,8 @@ def _progress(op: Any, fraction: float) -> None:
 
 
 def table_export_work(engine: Any, payload: dict, ctx: Context):
+    if "assetExportOptions" in payload:
+        return table_asset_work(engine, payload, ctx)
     options = payload.get("fileExportOptions") or {}
     fmt = options.get("fileFormat", "CSV")
     if fmt not in _TABLE_EXTENSIONS:
@@ -155,6 +160,53 @@ def table_export_work(engine: Any, payload: dict, ctx: Context):
     return work
 
 
+def table_asset_work(engine: Any, payload: dict, ctx: Context):
+    """``Export.table.toAsset``: the collection written as a GeoJSON file under
+    ``<storage_root>/assets/`` and added to the engine's catalog as a table asset, which
+    ``ee.FeatureCollection(assetId)`` then reads (as Earth Engine serves an exported table asset)."""
+    dest = (payload["assetExportOptions"] or {}).get("earthEngineDestination") or {}
+    name = dest.get("name")
+    if not name:
+        raise EngineError("Export.table.toAsset: give an assetId (projects/PROJECT/assets/NAME).")
+    expression = payload["expression"]
+
+    def work(op) -> list[str]:
+        ctx.cancelled = op.cancel_event
+        if engine.catalog.has(name):
+            raise EngineError(f"Cannot overwrite asset '{name}'.")
+        value = evaluate(expression, ctx)
+        if not isinstance(value, FeatureCollection):
+            raise EngineError("Export.table: the exported value is not a FeatureCollection.")
+        text = io.StringIO()
+        _write_geojson(text, value, payload.get("selectors"), ids=False)  # the asset numbers its rows
+        ctx.check_cancelled()
+        folder = Path(engine.storage_root) / ASSETS_FOLDER
+        path = folder / (hashlib.sha256(name.encode()).hexdigest()[:24] + ".geojson")
+        folder.mkdir(parents=True, exist_ok=True)
+        staged = path.with_suffix(".tmp")
+        staged.write_text(text.getvalue())
+        staged.replace(path)
+        with (folder / ASSETS_INDEX).open("a") as fh:  # the engines of this storage folder find it there
+            fh.write(json.dumps({"id": name, "path": path.name}) + "\n")
+        engine.catalog.add_table(name, path)
+        return [name]
+
+    return work
+
+
+def load_exported_assets(catalog: Any, storage_root: Path) -> None:
+    """Add the table assets earlier ``Export.table.toAsset`` tasks wrote under ``storage_root`` to
+    ``catalog``: on Earth Engine an asset outlives the session that made it."""
+    index = Path(storage_root) / ASSETS_FOLDER / ASSETS_INDEX
+    if not index.exists():
+        return
+    for line in index.read_text().splitlines():
+        entry = json.loads(line)
+        path = index.parent / entry["path"]
+        if path.exists() and not catalog.has(entry["id"]):
+            catalog.add_table(entry["id"], path)
+
+
 def _write_csv(fh, fc: FeatureCollection, selectors: list[str] | None) -> None:
     infos = [f.to_info() for f in fc.features]
     cols = selectors or (["system:index", *sorted({k for i in infos for k in i["properties"]}), ".geo"])
@@ -173,8 +225,11 @@ def _write_csv(fh, fc: FeatureCollection, selectors: list[str] | None) -> None:
         w.writerow(row)
 
 
-def _write_geojson(fh, fc: FeatureCollection, selectors: list[str] | None) -> None:
+def _write_geojson(fh, fc: FeatureCollection, selectors: list[str] | None, ids: bool = True) -> None:
     out = fc.to_info()
+    if not ids:
+        for f in out["features"]:
+            f.pop("id", None)
     if selectors:
         for f in out["features"]:
             f["properties"] = {k: v for k, v in f["properties"].items() if k in selectors}

@@ -52,22 +52,38 @@ def as_filter(name: str, value: Any) -> Filter:
     raise EngineError(f"{name}: 'filter' must be a Filter, not {getattr(value, 'ee_type', type(value).__name__)}.")
 
 
-@algorithm("Collection.filter")
-def filter_(collection, filter):  # noqa: A002
+def _filtered(fc: FeatureCollection, features: list[Any]) -> FeatureCollection:
+    """``fc`` with the elements a filter kept: a filter of an asset is still read from its index."""
+    out = fc.with_features(features)
+    out.stored = fc.stored
+    return out
+
+
+def _count_scanned(ctx: Any, fc: FeatureCollection, filters: int = 1) -> None:
+    """A filter on a computed collection tests each of its elements (``limits.features_scanned_per_request``)."""
+    if not fc.stored:
+        ctx.count_scanned(len(fc.features) * filters)
+
+
+@algorithm("Collection.filter", context=True)
+def filter_(ctx, collection, filter):  # noqa: A002
     """The elements that pass, in order. A bounds filter on a large collection first
-    prunes by bounding boxes (an index kept with the collection), then tests exactly."""
+    prunes by bounding boxes (an index kept with the collection), then tests exactly.
+    On a computed collection each element counts as scanned (the request's work bound)."""
     fc = as_collection("Collection.filter", collection)
     flt = as_filter("Collection.filter", filter)
     test = flt.test
     if flt.membership is not None and len(fc.features) > 64:
-        return fc.with_features(_members_of(fc, *flt.membership, test))
+        _count_scanned(ctx, fc)
+        return _filtered(fc, _members_of(fc, *flt.membership, test))
     geometry_test = flt.geometry_test
     if geometry_test is not None and geometry_test[1] == "intersects" and len(fc.features) > 64:
-        return filter_many(1, fc, Column([flt]))[0]  # candidates from the index, tested in one call
+        return filter_many(1, fc, Column([flt]), ctx)[0]  # candidates from the index, tested in one call
+    _count_scanned(ctx, fc)
     candidates = fc.features
     if flt.bounds is not None and len(fc.features) > 64:
         candidates = candidates_intersecting(fc, flt.bounds)
-    return fc.with_features([f for f in candidates if test(f, f)])
+    return _filtered(fc, [f for f in candidates if test(f, f)])
 
 
 def _members_of(fc: FeatureCollection, field: str, values: frozenset, test: Any) -> list[Any]:
@@ -95,13 +111,14 @@ def _members_of(fc: FeatureCollection, field: str, values: frozenset, test: Any)
 
 
 @vectorised("Collection.filter")
-def filter_many(n, collection, filter):  # noqa: A002
+def filter_many(n, collection, filter, ctx):  # noqa: A002
     """Bounds filters of one collection, one per element (``filterBounds`` of each cell): candidates from
     one bulk query of the collection's index, then every (element, candidate) pair tested at once."""
     tests = [getattr(f, "geometry_test", None) for f in filter] if isinstance(filter, Column) else [None]
     if isinstance(collection, Column) or any(t is None or t[1] != "intersects" for t in tests):
-        return per_element("Collection.filter", n, {"collection": collection, "filter": filter})
+        return per_element("Collection.filter", n, {"ctx": ctx, "collection": collection, "filter": filter})
     fc = as_collection("Collection.filter", collection)
+    _count_scanned(ctx, fc, n)
     feats = fc.features
     if len(feats) > 64:
         candidates = candidates_many(fc, [t[2] for t in tests])
@@ -119,7 +136,7 @@ def filter_many(n, collection, filter):  # noqa: A002
         )
     cuts = np.concatenate([[0], np.cumsum([len(c) for c in candidates])])
     return [
-        fc.with_features([feats[j] for j, ok in zip(cand[a:b], passed[a:b], strict=True) if ok])
+        _filtered(fc, [feats[j] for j, ok in zip(cand[a:b], passed[a:b], strict=True) if ok])
         for a, b in zip(cuts[:-1], cuts[1:], strict=True)
     ]
 

@@ -42,13 +42,14 @@ def column_type(value: Any) -> str:
 class FeatureCollection(Element):
     ee_type = "FeatureCollection"
     id_property = "system:id"
-    __slots__ = ("features", "spatial_index", "value_index")
+    __slots__ = ("features", "spatial_index", "value_index", "stored")
 
     def __init__(self, features: list[Any], properties: dict[str, Any] | None = None, id: str | None = None):
         super().__init__(properties, id)
         self.features = list(features)
         self.spatial_index = None
         self.value_index: dict[str, Any] | None = None  # property -> positions by value (collection._members_of)
+        self.stored = False  # an asset's elements (or a filter of them): Earth Engine filters it by index
 
     def copy_with(
         self, features: list[Any] | None = None, properties: dict[str, Any] | None = None, **changes: Any
@@ -59,6 +60,7 @@ class FeatureCollection(Element):
         out.id = changes.get("id", self.id)
         out.spatial_index = self.spatial_index if features is None else None
         out.value_index = self.value_index if features is None else None
+        out.stored = self.stored if features is None else False
         return out
 
     def with_features(self, features: list[Any]) -> FeatureCollection:

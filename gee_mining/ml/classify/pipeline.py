@@ -11,8 +11,10 @@ Every step is an ``ee`` graph (Earth Engine, the local engine and the Code Edito
    tagged with its ``cell``. ``split_cells`` divides cells (a positive with its paired negative)
    into training and held-out cells, so no held-out pixel shares a cell with a training pixel.
 3. ``train(samples, spec)``: ``ee.Classifier.<name>(**params).train(samples, '_mine', features)``.
+   A run exports each sample set once to a table asset (``exported_samples``: ``Export.table.toAsset``,
+   batch) and trains on the asset, so no interactive answer grows with the number of samples.
 4. ``accuracy(classifier, test_samples)``: ``classify`` + ``errorMatrix`` on held-out cells, the
-   ConfusionMatrix figures fetched in one request.
+   ConfusionMatrix figures fetched in one request of a fixed size.
 5. ``probability_image(row, classifier, spec)`` / ``export_probability``: the classifier in
    PROBABILITY mode over a cell, exported as a GeoTIFF on the cell's lattice.
 
@@ -22,7 +24,10 @@ Clusterers (``wekaKMeans``, ``wekaXMeans``) are trained on the same samples with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,11 +35,12 @@ import ee
 import numpy as np
 
 from gee_mining.batch.exports import ExportSpec, export_task, task_description
+from gee_mining.batch.tasks import run_tasks, succeeded
 from gee_mining.contracts.bands import MINE_BAND
 from gee_mining.contracts.features import check_feature, derived_features
 from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.contracts.schemas import check_rows
-from gee_mining.errors import InputError
+from gee_mining.errors import GeeMiningError, InputError
 from gee_mining.steps.cell_image import ImagerySpec, cell_image
 from gee_mining.steps.sentinel2 import CompositeSpec
 
@@ -269,7 +275,79 @@ def cluster_accuracy(clusterer: Any, mapping: dict[int, int], samples: Any) -> A
 
 def fetch_samples(samples: Any):
     """The samples computed once and brought back as a constant ``ee.FeatureCollection``, so that later
-    graphs (training, accuracy, clusters) do not recompute the composites. For a few thousand samples;
-    on Earth Engine, export larger sample sets to a table asset instead (``Export.table.toAsset``)."""
+    graphs do not recompute the composites. Interactive and growing with the input: Earth Engine aborts it
+    above 5,000 features; for tests and demos of a few cells. A run uses :func:`exported_samples`."""
 
     return ee.FeatureCollection([ee.Feature(None, f["properties"]) for f in samples.getInfo()["features"]])
+
+
+# -- samples as table assets (what a run of any size uses) ----------------------------------------------------
+
+
+def samples_asset_id(prefix: str, rows: Sequence[dict[str, Any]], polygons: Any, spec: ClassifySpec, part: str) -> str:
+    """The table asset of one part (``train``/``test``) of a sample set: ``PREFIX-<digest>-<part>``, the
+    digest of what the samples depend on (the cells, the polygons, the features, sampling, seed and
+    composite; not the classifier), so the same samples are exported once and reused on a rerun."""
+    if not re.fullmatch(r"projects/[^/]+/assets/[A-Za-z0-9_/-]+", prefix):
+        raise InputError(
+            f"samples asset prefix {prefix!r}: give projects/PROJECT/assets/NAME (letters, digits, '-', '_')."
+        )
+    labels = polygons if isinstance(polygons, str) else polygons.serialize()
+    key = json.dumps([spec.features, spec.sampling, spec.points_per_class, spec.seed, asdict(spec.composite),
+                      sorted(r["name"] for r in rows), labels], sort_keys=True, default=str)  # fmt: skip
+    return f"{prefix}-{hashlib.sha256(key.encode()).hexdigest()[:12]}-{part}"
+
+
+def asset_exists(asset_id: str) -> bool:
+    """Whether Earth Engine holds the asset (one ``getAsset`` request; "not found" is no)."""
+    try:
+        ee.data.getAsset(asset_id)
+    except ee.EEException as exc:
+        if re.search(r"not found|does not exist", str(exc), re.IGNORECASE):
+            return False
+        raise
+    return True
+
+
+def export_samples(samples: Any, asset_id: str, description: str | None = None):
+    """The (unstarted) ``Export.table.toAsset`` of a sample collection."""
+    return ee.batch.Export.table.toAsset(
+        samples, description or f"samples-{asset_id.rsplit('/', 1)[-1]}"[:100], asset_id
+    )
+
+
+def exported_samples(graphs: dict[str, Any], progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Each sample graph (asset id -> ``ee.FeatureCollection``) as a table asset, exported in one batch
+    of tasks where the asset does not exist yet: ``ee.FeatureCollection(asset_id)`` for each.
+
+    The samples are computed once, by batch tasks; training and accuracy then read the assets, and no
+    interactive request grows with the number of samples (``getInfo`` of a collection stops at 5,000)."""
+    todo = {aid: g for aid, g in graphs.items() if not asset_exists(aid)}
+    if progress:
+        progress(f"[samples] {len(graphs) - len(todo)} sample table(s) exist, exporting {len(todo)}")
+    if todo:
+        statuses = run_tasks([export_samples(g, aid) for aid, g in todo.items()], progress=progress)
+        failed = [f"{aid}: {st.get('error_message', st['state'])}" for aid, st in zip(todo, statuses, strict=True)
+                  if not succeeded(st)]  # fmt: skip
+        if failed:
+            raise GeeMiningError("sample export failed: " + "; ".join(failed))
+    return {aid: ee.FeatureCollection(aid) for aid in graphs}
+
+
+def held_out_samples(
+    train_rows: Sequence[dict[str, Any]],
+    test_rows: Sequence[dict[str, Any]],
+    polygons: Any,
+    spec: ClassifySpec,
+    prefix: str,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Any, Any]:
+    """The training and held-out cells' samples as table assets under ``prefix`` (:func:`exported_samples`:
+    two batch tasks the first time, none on a rerun): two ``ee.FeatureCollection``."""
+    parts = {
+        samples_asset_id(prefix, rows, polygons, spec, part): training_samples(rows, polygons, spec)
+        for rows, part in ((train_rows, "train"), (test_rows, "test"))
+    }
+    tables = exported_samples(parts, progress=progress)
+    train_id, test_id = parts
+    return tables[train_id], tables[test_id]
