@@ -126,6 +126,13 @@ def test_a_batched_job_writes_each_cell_equal_to_its_own_export(engine, sim_worl
     # Outside the job's cells the files hold nodata: the hole left in the 640 m cells is no one's pixels.
     hole = cells640[1]
     assert hole["name"] not in {m[0] for m in members}
+    # A new ledger adopting what is at the destination (after a damaged one) submits nothing and places every
+    # cell in the same file and window as the run that wrote them.
+    adopted = run_job(ee, batched, tmp_path / "adopt.sqlite", progress=None, poll_interval=0.05, timeout=60,
+                      adopt_existing=True)  # fmt: skip
+    assert adopted.ok and adopted.submitted == 0
+    again = sqlite3.connect(tmp_path / "adopt.sqlite").execute("SELECT cell, file, window FROM members").fetchall()
+    assert sorted(again) == sorted((c, f, w) for c, _u, f, w in members)
 
 
 def test_the_file_names_map_back_to_their_cells():

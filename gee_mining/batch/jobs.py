@@ -610,9 +610,17 @@ def _fail(ledger: Ledger, spec: JobSpec, cell: str, message: str, say) -> None:
 
 
 def _found_at_destination(ledger: Ledger, spec: JobSpec, cell: str, storage_root, say, why: str) -> bool:
-    """Whether the cell's files are already at the destination (then it is SUCCEEDED, with their checksums)."""
+    """Whether the cell's files are already at the destination (then it is SUCCEEDED, with their checksums; a
+    batch's cells are placed in its files, as when its task is seen to succeed)."""
+    unit = ledger.cell_row(cell)
     try:
-        files = verify_outputs(spec, cell, storage_root)
+        if is_batch_row(unit):
+            files, places = verify_batch(spec, unit, storage_root)
+            if not files:
+                return False  # nothing written yet: the task may still run, or never started
+            ledger.place_members(places)
+        else:
+            files = verify_outputs(spec, cell, storage_root)
     except JobError:
         return False
     ledger.update(cell, state="SUCCEEDED", uris=json.dumps(sorted(files)), error=None,
@@ -638,7 +646,9 @@ def _submit(ee, ledger: Ledger, spec: JobSpec, product, cell: str, max_attempts:
     between the ledger and the engine) is first looked up at the destination."""
     row = ledger.cell_row(cell)
     current = ledger.db.execute("SELECT request_id, attempts, state FROM cells WHERE cell=?", (cell,)).fetchone()
-    if current[2] == "SUBMITTING" and _found_at_destination(
+    # A batch's files may be half written by a task still running: its request id (Earth Engine keeps one
+    # operation per id) finds that task again instead of the files.
+    if current[2] == "SUBMITTING" and not is_batch_row(row) and _found_at_destination(
         ledger, spec, cell, storage_root, say, "submitted before an interruption"
     ):
         return "done"
