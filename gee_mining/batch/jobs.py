@@ -648,8 +648,10 @@ def _submit(ee, ledger: Ledger, spec: JobSpec, product, cell: str, max_attempts:
     current = ledger.db.execute("SELECT request_id, attempts, state FROM cells WHERE cell=?", (cell,)).fetchone()
     # A batch's files may be half written by a task still running: its request id (Earth Engine keeps one
     # operation per id) finds that task again instead of the files.
-    if current[2] == "SUBMITTING" and not is_batch_row(row) and _found_at_destination(
-        ledger, spec, cell, storage_root, say, "submitted before an interruption"
+    if (
+        current[2] == "SUBMITTING"
+        and not is_batch_row(row)
+        and _found_at_destination(ledger, spec, cell, storage_root, say, "submitted before an interruption")
     ):
         return "done"
     request_id, attempts = current[0], current[1] + 1
