@@ -1,0 +1,98 @@
+"""Monitoring: footprints and candidates through the real ``ee`` client on the local engine, against shapely."""
+
+from __future__ import annotations
+
+import json
+
+import ee
+import numpy as np
+import pandas as pd
+import pyogrio
+import pytest
+import shapely
+from pyproj import Transformer
+
+import gee_mining
+from gee_mining.cli.main import main
+from gee_mining.cli.monitor import parse_years
+from gee_mining.errors import InputError
+from gee_mining.io.catalog import table_entry, write_catalog
+from gee_mining.monitor.core import (
+    MonitorRegion,
+    MonitorSpec,
+    candidate_image,
+    export_candidate_image,
+    footprint_frame,
+    footprint_table,
+    vectorise,
+)
+
+EPSG = 32721
+X0, TOP = 561000.0, 9306000.0  # a 1.5 km square in UTM 21S
+BOUNDS = (X0, TOP - 1500, X0 + 1500, TOP)
+YEARS = (2019, 2020, 2021)
+
+
+def test_spec_and_years_refuse_bad_input():
+    assert parse_years("2019-2021") == YEARS and parse_years("2019,2021") == (2019, 2021)
+    with pytest.raises(InputError, match="--years"):
+        parse_years("2021-2019")
+    with pytest.raises(InputError, match="min_years"):
+        MonitorSpec(years=YEARS, min_years=4)
+    with pytest.raises(InputError, match="threshold"):
+        MonitorSpec(years=YEARS, threshold=0.95, band=0.1)
+
+
+def test_footprint_frame_scales_to_the_register_and_orders_the_interval():
+    rows = [{"mine_id": "7", "known_area_m2": "10000", "a050_2019": "5000", "a060_2019": "4000", "a040_2019": "8000",
+             "a050_2020": "7500", "a060_2020": "5000", "a040_2020": "10000"}]  # fmt: skip
+    f = footprint_frame(rows, [2019, 2020], (0.5, 0.6, 0.4)).set_index("year")
+    assert f.loc[2019, "area_m2"] == 10000 and f.loc[2019, "growth_m2"] == 0
+    assert f.loc[2020, "area_m2"] == pytest.approx(15000)  # 7500 * 10000 / 5000
+    assert f.loc[2020, "growth_low_m2"] == pytest.approx(2500)  # 10000 * 10000 / 8000 - 10000
+    assert f.loc[2020, "growth_high_m2"] == pytest.approx(5000)
+    assert f.loc[2020, "growth_low_m2"] <= f.loc[2020, "growth_m2"] <= f.loc[2020, "growth_high_m2"]
+
+
+def _utm_to_ll(g):
+    tf = Transformer.from_crs(EPSG, 4326, always_xy=True)
+    return shapely.transform(g, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
+
+
+@pytest.fixture
+def painted(tmp_path, ee_local):
+    """A known mine growing by 20 m a year, a new mine from 2020, a one-year patch in 2019 (a fire scar)."""
+    known = shapely.box(X0 + 200, TOP - 500, X0 + 400, TOP - 300)
+    new = shapely.box(X0 + 1000, TOP - 1200, X0 + 1200, TOP - 1000)
+    scar = shapely.box(X0 + 900, TOP - 400, X0 + 1100, TOP - 300)
+    path = tmp_path / "mines.geojson"
+    feature = {"type": "Feature", "geometry": shapely.geometry.mapping(_utm_to_ll(known)), "properties": {"id": 7}}
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    catalog = write_catalog(tmp_path / "catalog.toml", [table_entry("projects/gee-mining-mtest/assets/mines", path)])
+    gee_mining.connect("local", project="gee-mining-mtest", catalog=catalog, storage_root=tmp_path / "storage")
+    shapes = {2019: [known, scar], 2020: [known.buffer(20, join_style="mitre"), new],
+              2021: [known.buffer(40, join_style="mitre"), new]}  # fmt: skip
+    probs = {}
+    for y, gs in shapes.items():
+        fc = ee.FeatureCollection([ee.Feature(ee.Geometry(shapely.geometry.mapping(_utm_to_ll(g)))) for g in gs])
+        probs[y] = ee.Image(0.1).paint(fc, 0.95).rename("probability")
+    region = MonitorRegion(EPSG, BOUNDS, "projects/gee-mining-mtest/assets/mines")
+    return probs, region, {"known": known, "new": new, "scar": scar}
+
+
+def test_footprints_and_candidates_against_shapely(painted, tmp_path):
+    probs, region, shapes = painted
+    spec = MonitorSpec(years=YEARS, threshold=0.5, band=0.1, min_pixels=20, known_buffer_m=100)
+    foot = footprint_table(probs, region, spec, tmp_path / "work")
+    last = foot[foot.year == 2021].iloc[0]
+    true_growth = shapes["known"].buffer(40, join_style="mitre").area - shapes["known"].area
+    assert last.known_area_m2 == pytest.approx(shapes["known"].area, rel=0.01)
+    assert last.growth_m2 == pytest.approx(true_growth, rel=0.05)
+    raster = export_candidate_image(candidate_image(probs, region, spec), region, spec, tmp_path / "work")
+    cands = vectorise(raster, 0.5, 1, 20)
+    assert len(cands) == 2  # the new mine and the scar; the known mine's growth is in its zone
+    by_first = {c.first_year: c for c in cands}
+    assert by_first[2020].area_m2 == pytest.approx(shapes["new"].area, rel=0.05)
+    assert by_first[2020].years_seen == 2 and by_first[2019].years_seen == 1
+    assert _utm_to_ll(shapes["new"]).intersects(by_first[2020].geometry)
+    assert len(vectorise(raster, 0.5, 2, 20)) == 1  # seen in two years: the scar drops
