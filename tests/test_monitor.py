@@ -96,3 +96,33 @@ def test_footprints_and_candidates_against_shapely(painted, tmp_path):
     assert by_first[2020].years_seen == 2 and by_first[2019].years_seen == 1
     assert _utm_to_ll(shapes["new"]).intersects(by_first[2020].geometry)
     assert len(vectorise(raster, 0.5, 2, 20)) == 1  # seen in two years: the scar drops
+
+
+@pytest.mark.slow
+def test_cli_world_years_then_monitor(tmp_path, capsys):
+    """``gee-mining world --years`` then ``gee-mining monitor``: the files, and each candidate's attributes against
+    shapely (outside the buffered known mines, nearest mine and distance in UTM) and the world's own tables."""
+    world, out = tmp_path / "world", tmp_path / "run"
+    assert main(["world", "--years", "2019-2020", "--size-km", "4.2", "--months", "1", "--seed", "4", "--out",
+                 str(world)]) == 0  # fmt: skip
+    assert main(["monitor", "--world", str(world), "--years", "2019-2020", "--months", "1", "--threshold", "0.6",
+                 "--min-pixels", "10", "--out", str(out)]) == 0  # fmt: skip
+    foot = pd.read_parquet(out / "footprints.parquet")
+    truth = pd.read_parquet(world / "truth" / "mines_by_year.parquet")
+    known = sorted(truth.loc[truth.known, "mine_id"].unique())
+    assert sorted(foot.mine_id.unique()) == known and len(foot) == 2 * len(known)
+    cands = pyogrio.read_dataframe(out / "candidates.gpkg")
+    assert cands.crs.to_epsg() == 4326 and len(cands)
+    mines = json.loads((world / "tables" / "mines.geojson").read_text())["features"]
+    tf = Transformer.from_crs(4326, 32721, always_xy=True)
+    utm = {str(f["properties"]["id"]): shapely.transform(shapely.geometry.shape(f["geometry"]),
+           lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1]))) for f in mines}  # fmt: skip
+    for c in cands.itertuples():
+        g = shapely.transform(c.geometry, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
+        dist = {m: g.distance(p) for m, p in utm.items()}
+        assert min(dist.values()) > 200 - 15  # outside every known mine's 200 m zone (a pixel's tolerance)
+        assert c.nearest_mine == min(dist, key=dist.get)
+        assert c.distance_m == pytest.approx(min(dist.values()), abs=15)
+        assert c.country == "Brazil" and c.land_cover in (10, 20, 30, 40, 50, 60, 80)
+        assert c.first_year in (2019, 2020) and c.area_m2 >= 1000
+    assert "SIMULATED" in capsys.readouterr().out
