@@ -10,14 +10,18 @@ import pandas as pd
 import pyogrio
 import pytest
 import shapely
+from browser import Browser
+from PIL import Image
 from pyproj import Transformer
 
 import gee_mining
 from gee_mining.cli.main import main
 from gee_mining.cli.monitor import parse_years
+from gee_mining.contracts.bands import MINE_BAND
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import table_entry, write_catalog
 from gee_mining.monitor.core import (
+    REJECTED_STRATUM,
     MonitorRegion,
     MonitorSpec,
     candidate_image,
@@ -26,6 +30,8 @@ from gee_mining.monitor.core import (
     footprint_table,
     vectorise,
 )
+from gee_mining.monitor.review import read_verdicts
+from gee_mining.monitor.world import MonitorWorld, fit_first_year, world_region
 
 EPSG = 32721
 X0, TOP = 561000.0, 9306000.0  # a 1.5 km square in UTM 21S
@@ -98,15 +104,23 @@ def test_footprints_and_candidates_against_shapely(painted, tmp_path):
     assert len(vectorise(raster, 0.5, 2, 20)) == 1  # seen in two years: the scar drops
 
 
-@pytest.mark.slow
-def test_cli_world_years_then_monitor(tmp_path, capsys):
-    """``gee-mining world --years`` then ``gee-mining monitor``: the files, and each candidate's attributes against
-    shapely (outside the buffered known mines, nearest mine and distance in UTM) and the world's own tables."""
-    world, out = tmp_path / "world", tmp_path / "run"
+@pytest.fixture(scope="module")
+def monitored(tmp_path_factory):
+    """``gee-mining world --years`` then ``gee-mining monitor`` on a small world; (world folder, run folder)."""
+    tmp = tmp_path_factory.mktemp("monitor")
+    world, out = tmp / "world", tmp / "run"
     assert main(["world", "--years", "2019-2020", "--size-km", "4.2", "--months", "1", "--seed", "4", "--out",
                  str(world)]) == 0  # fmt: skip
     assert main(["monitor", "--world", str(world), "--years", "2019-2020", "--months", "1", "--threshold", "0.6",
                  "--min-pixels", "10", "--out", str(out)]) == 0  # fmt: skip
+    return world, out
+
+
+@pytest.mark.slow
+def test_cli_world_years_then_monitor(monitored):
+    """The files, and each candidate's attributes against shapely (outside the buffered known mines, nearest mine
+    and distance in UTM) and the world's own tables."""
+    world, out = monitored
     foot = pd.read_parquet(out / "footprints.parquet")
     truth = pd.read_parquet(world / "truth" / "mines_by_year.parquet")
     known = sorted(truth.loc[truth.known, "mine_id"].unique())
@@ -125,4 +139,45 @@ def test_cli_world_years_then_monitor(tmp_path, capsys):
         assert c.distance_m == pytest.approx(min(dist.values()), abs=15)
         assert c.country == "Brazil" and c.land_cover in (10, 20, 30, 40, 50, 60, 80)
         assert c.first_year in (2019, 2020) and c.area_m2 >= 1000
-    assert "SIMULATED" in capsys.readouterr().out
+    assert json.loads((out / "monitor.json").read_text())["candidates"] == len(cands)
+
+
+@pytest.mark.slow
+def test_review_page_in_chromium_and_verdicts_into_the_next_training(monitored, tmp_path):
+    """The page opens in headless Chromium (screenshot), its table sorts, two verdicts clicked come back as the
+    file the page saves, and that file makes the rejected candidate's pixels hard negatives of the next model."""
+    world, out = monitored
+    cands = pyogrio.read_dataframe(out / "candidates.gpkg")
+    assert len(cands) >= 2, "the small world should give at least two candidates to review"
+    with Browser() as b:
+        b.open((out / "review.html").resolve().as_uri())
+        shot = b.screenshot(tmp_path / "review.png")
+        assert Image.open(shot).convert("L").getextrema()[1] > 0 and shot.stat().st_size > 10_000
+        assert b.evaluate("document.querySelectorAll('#candidates tbody tr').length") == len(cands)
+        assert b.evaluate("[...document.images].every(i => i.complete && i.naturalWidth === 64)")
+        b.evaluate("sortBy(document.querySelectorAll('#candidates th')[1])")  # score, ascending
+        scores = b.evaluate(
+            "[...document.querySelectorAll('#candidates tbody tr')].map(r => Number(r.cells[1].textContent))"
+        )
+        assert scores == sorted(scores)
+        first, second = (int(i) for i in cands.candidate_id[:2])
+        b.evaluate(f"document.querySelector('tr[data-id=\"{first}\"] button[data-verdict=mine]').click()")
+        b.evaluate(f"document.querySelector('tr[data-id=\"{second}\"] button[data-verdict=not_mine]').click()")
+        saved = b.evaluate("verdictsJSON()")
+    path = tmp_path / "verdicts.json"
+    path.write_text(saved)
+    verdicts = {v.candidate_id: v for v in read_verdicts(path)}
+    assert verdicts[first].verdict == "mine" and verdicts[second].verdict == "not_mine"
+    by_id = cands.set_index("candidate_id")
+    assert verdicts[second].geometry.equals_exact(by_id.geometry[second], 1e-9)
+    region, manifest = world_region(world)
+    years = (2019, 2020)
+    ids = {y: f"projects/{manifest['parameters']['project']}/assets/composite_{y}" for y in years}
+    mw = MonitorWorld(world, region, ids, out / "work" / "catalog_monitor.toml", years)
+    gee_mining.connect("local", project=manifest["parameters"]["project"], catalog=mw.catalog,
+                       storage_root=out / "storage")  # fmt: skip
+    _, table = fit_first_year(mw, pixels=50, verdicts=list(verdicts.values()))
+    hard = table[table.stratum == REJECTED_STRATUM]
+    assert len(hard) == min(50, round(by_id.area_m2[second] / 100)) and (hard[MINE_BAND] == 0).all()
+    with pytest.raises(InputError, match="verdicts"):
+        read_verdicts(tmp_path / "review.png")

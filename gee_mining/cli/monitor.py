@@ -8,8 +8,9 @@ from pathlib import Path
 import ee
 
 from gee_mining.errors import InputError
-from gee_mining.monitor.core import MonitorSpec, run_monitor
-from gee_mining.monitor.world import fit_first_year, prepare_world
+from gee_mining.monitor.core import REJECTED_STRATUM, MonitorSpec, run_monitor
+from gee_mining.monitor.review import read_verdicts, write_review
+from gee_mining.monitor.world import fit_first_year, known_outlines, prepare_world
 
 
 def parse_years(text: str) -> tuple[int, ...]:
@@ -46,9 +47,17 @@ def _monitor(args) -> int:
     out = Path(args.out)
     world = prepare_world(args.world, spec, out, progress=None)
     print(f"[monitor] {len(spec.years)} composites exported and served (SIMULATED world {args.world})")
-    model = fit_first_year(world, pixels=args.pixels)
+    verdicts = read_verdicts(args.verdicts) if args.verdicts else []
+    model, table = fit_first_year(world, pixels=args.pixels, verdicts=verdicts)
+    if verdicts:
+        print(f"[monitor] {len(verdicts)} verdict(s) from {args.verdicts}: {int((table.stratum == REJECTED_STRATUM).sum())} "
+              "hard-negative pixel(s) in the training sample")  # fmt: skip
     composites = {y: ee.Image(i) for y, i in world.composites.items()}
     result = run_monitor(model, composites, world.region, spec, out, progress=print)
+    if not args.no_review:
+        page = write_review(out, result.candidates, world.region, composites, known_outlines(world), simulated=True,
+                            max_quicklooks=args.max_quicklooks)  # fmt: skip
+        result.files["review"] = str(page)
     last = result.footprints[result.footprints.year == spec.years[-1]]
     print(json.dumps({"SIMULATED": True, "known_mines": int(last.mine_id.nunique()),
                       "growth_m2_total": float(last.growth_m2.sum()), "candidates": len(result.candidates),
@@ -69,4 +78,7 @@ def add_cli(sub) -> None:
     p.add_argument("--buffer-m", type=float, default=200.0, help="known mine's room to grow, metres (default 200)")
     p.add_argument("--pixels", type=int, default=500, help="sampled pixels per land-cover stratum (default 500)")
     p.add_argument("--rules", help="monitor_evaluation.json: use the rules chosen there on train worlds")
+    p.add_argument("--verdicts", help="verdicts.json saved by a review page: labels and hard negatives for training")
+    p.add_argument("--no-review", action="store_true", help="no review.html (no quicklooks fetched)")
+    p.add_argument("--max-quicklooks", type=int, default=50, help="candidates with quicklooks (default 50)")
     p.set_defaults(func=_monitor)

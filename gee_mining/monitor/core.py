@@ -349,6 +349,7 @@ class MonitorResult:
     candidates: list[Candidate]
     files: dict[str, str]
     tasks: int  # Earth Engine batch tasks started
+    probabilities: dict[int, Any] = field(default_factory=dict)  # year -> the probability image
 
 
 def run_monitor(model, composites: dict[int, Any], region: MonitorRegion, spec: MonitorSpec, out_dir,
@@ -366,7 +367,7 @@ def run_monitor(model, composites: dict[int, Any], region: MonitorRegion, spec: 
     annotate(cands, region, spec, work)
     say(f"[monitor] {len(cands)} candidate(s) outside the known mines")
     files = write_outputs(out, foot, cands, spec, region)
-    return MonitorResult(foot, cands, files, tasks=3 if cands else 2)
+    return MonitorResult(foot, cands, files, tasks=3 if cands else 2, probabilities=probs)
 
 
 def write_outputs(out: Path, foot: pd.DataFrame, cands: Sequence[Candidate], spec: MonitorSpec,
@@ -392,23 +393,37 @@ def write_outputs(out: Path, foot: pd.DataFrame, cands: Sequence[Candidate], spe
 MINE_STRATUM = 255  # the mine pixels' stratum (WorldCover classes are 10 .. 100)
 
 
-def sample_by_land_cover(composite, region: MonitorRegion, pixels: int = 500, seed: int = 0) -> pd.DataFrame:
+REJECTED_STRATUM = 254  # pixels of candidates a reviewer rejected: hard negatives
+
+
+def _painted(geoms: Sequence[Any]):
+    return ee.FeatureCollection([ee.Feature(ee.Geometry(shapely.geometry.mapping(g))) for g in geoms])
+
+
+def sample_by_land_cover(composite, region: MonitorRegion, pixels: int = 500, seed: int = 0,
+                         confirmed: Sequence[Any] = (), rejected: Sequence[Any] = ()) -> pd.DataFrame:  # fmt: skip
     """A pixel table of the composite with its indices, ``pixels`` pixels from the known mines and as many from each
-    WorldCover class outside them (``stratifiedSample``, one request), labelled ``_mine``.
+    WorldCover class outside them (``stratifiedSample``, one request), labelled ``_mine``; column ``stratum`` says
+    where each came from.
 
     Why: a class-balanced sample of "mine" against "everything else" holds almost no built-up or bare ground (rare
-    in most land), which are what mines are mistaken for; one stratum per land-cover class keeps them in."""
+    in most land), which are what mines are mistaken for; one stratum per land-cover class keeps them in.
+    ``confirmed`` and ``rejected``: outlines (EPSG:4326) of candidates a reviewer called mine (sampled as mine) and
+    not mine (a stratum of their own, labelled not mine: hard negatives)."""
     features = add_indices(ee.Image(composite), list(FEATURE_INDICES))
     cover = ee.ImageCollection(WORLDCOVER_ID).first().select("Map")
-    mines = ee.FeatureCollection(region.mines_id)
-    stratum = cover.unmask(0).paint(mines, MINE_STRATUM).rename("stratum").toInt()
-    sample = features.addBands(stratum).stratifiedSample(
+    stratum = cover.unmask(0).paint(ee.FeatureCollection(region.mines_id), MINE_STRATUM)
+    if rejected:
+        stratum = stratum.paint(_painted(rejected), REJECTED_STRATUM)
+    if confirmed:
+        stratum = stratum.paint(_painted(confirmed), MINE_STRATUM)
+    sample = features.addBands(stratum.rename("stratum").toInt()).stratifiedSample(
         numPoints=pixels, classBand="stratum", region=region.geometry(), scale=10, seed=seed, geometries=False
     )
     table = pd.DataFrame([f["properties"] for f in iter_features(sample)])
     if table.empty:
         raise InputError(f"{region.mines_id}: no pixel sampled in the region; is the composite empty there?")
-    table[MINE_BAND] = (table.pop("stratum") == MINE_STRATUM).astype(int)
+    table[MINE_BAND] = (table["stratum"] == MINE_STRATUM).astype(int)
     return table
 
 

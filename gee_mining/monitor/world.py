@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import ee
+import shapely
 
 from gee_mining.connection import connect
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import write_catalog
 from gee_mining.monitor.core import MonitorRegion, MonitorSpec, fit_screening, sample_by_land_cover, year_composites
+from gee_mining.monitor.review import Verdict
 from gee_mining.pyramid.probability import composite_entry
 
 
@@ -65,8 +68,18 @@ def prepare_world(world_dir: str | os.PathLike, spec: MonitorSpec, out_dir: str 
     return MonitorWorld(folder, region, ids, catalog, spec.years)
 
 
-def fit_first_year(world: MonitorWorld, pixels: int = 500, seed: int = 0):
+def fit_first_year(world: MonitorWorld, pixels: int = 500, seed: int = 0, verdicts: Sequence[Verdict] = ()):
     """The screening model fitted on the first year's composite, labelled by the known mines and stratified by land
-    cover (:func:`gee_mining.monitor.core.sample_by_land_cover`); a ``LinearModel``."""
+    cover (:func:`gee_mining.monitor.core.sample_by_land_cover`), with a reviewer's ``verdicts`` as labels (mine)
+    and hard negatives (not mine); a ``LinearModel`` and the pixel table it was fitted on."""
     first = ee.Image(world.composites[world.years[0]])
-    return fit_screening([sample_by_land_cover(first, world.region, pixels, seed)], first)
+    confirmed = [v.geometry for v in verdicts if v.verdict == "mine"]
+    rejected = [v.geometry for v in verdicts if v.verdict == "not_mine"]
+    table = sample_by_land_cover(first, world.region, pixels, seed, confirmed, rejected)
+    return fit_screening([table], first), table
+
+
+def known_outlines(world: MonitorWorld) -> list:
+    """The known mines' outlines (EPSG:4326) from the world's own table, for the review page's map."""
+    data = json.loads((world.folder / "tables" / "mines.geojson").read_text())
+    return [shapely.geometry.shape(f["geometry"]) for f in data["features"]]
