@@ -43,7 +43,9 @@ def _rules(path: str | None) -> dict:
 def _monitor(args) -> int:
     chosen = {"threshold": args.threshold, "min_pixels": args.min_pixels, "min_years": args.min_years,
               "new_only": args.new_only, **_rules(args.rules)}  # fmt: skip
-    spec = MonitorSpec(years=parse_years(args.years), months=args.months, known_buffer_m=args.buffer_m, **chosen)
+    spec = MonitorSpec(
+        years=parse_years(args.years), months=args.months, known_buffer_m=args.buffer_m, band=args.band, **chosen
+    )
     out = Path(args.out)
     world = prepare_world(args.world, spec, out, progress=None)
     print(f"[monitor] {len(spec.years)} composites exported and served (SIMULATED world {args.world})")
@@ -72,6 +74,7 @@ def add_cli(sub) -> None:
     p.add_argument("--out", required=True, help="output folder (footprints.parquet, candidates.gpkg, monitor.json)")
     p.add_argument("--months", type=int, default=12, help="months of each year in its composite (default 12)")
     p.add_argument("--threshold", type=float, default=0.9, help="mine probability threshold (default 0.9)")
+    p.add_argument("--band", type=float, default=0.05, help="area interval: areas at threshold +/- band (0.05)")
     p.add_argument("--min-pixels", type=int, default=20, help="smallest candidate in 10 m pixels (default 20)")
     p.add_argument("--min-years", type=int, default=1, help="years a candidate pixel is seen (default 1)")
     p.add_argument("--new-only", action="store_true", help="only candidates first seen after the first year")

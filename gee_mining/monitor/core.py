@@ -73,7 +73,7 @@ class MonitorSpec:
     months: int = 12  # months of each year in its composite, from January
     mask: str = "cs_plus"
     threshold: float = 0.5  # probability at or above which a pixel is mine
-    band: float = 0.15  # the area interval: areas at threshold + band and threshold - band
+    band: float = 0.05  # the area interval: areas at threshold + band and threshold - band
     min_years: int = 1  # a candidate pixel is seen in at least this many years
     min_pixels: int = 20  # a candidate has at least this many 10 m pixels (0.002 km2)
     new_only: bool = False  # keep only candidates first seen after the first year (new since the span began)
