@@ -30,7 +30,7 @@ from gee_mining.monitor.core import (
     footprint_table,
     vectorise,
 )
-from gee_mining.monitor.review import read_verdicts
+from gee_mining.monitor.review import QUICKLOOK_PX, read_verdicts
 from gee_mining.monitor.world import MonitorWorld, fit_first_year, world_region
 
 EPSG = 32721
@@ -154,7 +154,7 @@ def test_review_page_in_chromium_and_verdicts_into_the_next_training(monitored, 
         shot = b.screenshot(tmp_path / "review.png")
         assert Image.open(shot).convert("L").getextrema()[1] > 0 and shot.stat().st_size > 10_000
         assert b.evaluate("document.querySelectorAll('#candidates tbody tr').length") == len(cands)
-        assert b.evaluate("[...document.images].every(i => i.complete && i.naturalWidth === 64)")
+        assert b.evaluate("[...document.images].every(i => i.complete && i.naturalWidth === " + str(QUICKLOOK_PX) + ")")
         b.evaluate("sortBy(document.querySelectorAll('#candidates th')[1])")  # score, ascending
         scores = b.evaluate(
             "[...document.querySelectorAll('#candidates tbody tr')].map(r => Number(r.cells[1].textContent))"

@@ -31,6 +31,7 @@ from gee_mining.monitor.core import Candidate, MonitorRegion
 from gee_mining.steps.quicklooks import QuicklookSpec, quicklook_image, stamp_simulated
 
 VERDICTS = ("mine", "not_mine", "unsure")
+QUICKLOOK_PX = 128  # a quicklook's side in 10 m pixels
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def _grid(geom, region: MonitorRegion, size_px: int) -> dict:
 
 
 def quicklooks(candidates: Sequence[Candidate], composites: dict[int, Any], region: MonitorRegion,
-               simulated: bool, max_quicklooks: int = 50, size_px: int = 64) -> dict[int, dict[int, bytes]]:  # fmt: skip
+               simulated: bool, max_quicklooks: int = 50, size_px: int = QUICKLOOK_PX) -> dict[int, dict[int, bytes]]:  # fmt: skip
     """JPEGs of the first and last year around the best ``max_quicklooks`` candidates: {candidate: {year: jpeg}}."""
     years = (min(composites), max(composites))
     spec = QuicklookSpec(opacity=0.0, color="ffff00")
@@ -118,7 +119,7 @@ function sortBy(th) {
 
 _STYLE = """body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}td,th{border:1px solid #ccc;
 padding:3px 6px;font-size:13px}th{cursor:pointer;background:#eee}button.v.on{background:#2a7;color:#fff}
-.sim{background:#b00;color:#fff;padding:2px 8px;font-weight:bold}img{width:96px;height:96px}svg{border:1px solid #999}"""
+.sim{background:#b00;color:#fff;padding:2px 8px;font-weight:bold}img{width:128px;height:128px}svg{border:1px solid #999}"""
 
 
 def _svg(candidates: Sequence[Candidate], known: Sequence[Any], bounds: tuple[float, float, float, float],
