@@ -245,23 +245,39 @@ def candidate_image(probs: dict[int, Any], region: MonitorRegion, spec: MonitorS
     return ee.Image.cat([*[b.toFloat() for b in bands], score]).updateMask(outside)
 
 
-def export_candidate_image(image, region: MonitorRegion, spec: MonitorSpec, out: Path, progress=None) -> Path:
-    """The candidate image of the region on its 10 m lattice, one batch task; the local GeoTIFF."""
+def export_image(image, region: MonitorRegion, spec: MonitorSpec, name: str, out: Path, progress=None) -> Path:
+    """An image of the region on its 10 m lattice, one batch task; the local GeoTIFF ``out/<name>.tif``."""
     xmin, ymin, xmax, ymax = region.bounds
     bucket, _, prefix = spec.destination.removeprefix("gs://").partition("/")
-    key = f"{prefix.strip('/')}/candidates" if prefix.strip("/") else "candidates"
+    key = f"{prefix.strip('/')}/{name}" if prefix.strip("/") else name
     task = ee.batch.Export.image.toCloudStorage(
-        image, description="monitor_candidates", bucket=bucket, fileNamePrefix=key, crs=f"EPSG:{region.epsg}",
+        image, description=f"monitor_{name}", bucket=bucket, fileNamePrefix=key, crs=f"EPSG:{region.epsg}",
         crsTransform=[10, 0, xmin, 0, -10, ymax], dimensions=f"{round((xmax - xmin) / 10)}x{round((ymax - ymin) / 10)}",
         maxPixels=int(1e10), fileFormat="GeoTIFF",
     )  # fmt: skip
     (status,) = run_tasks([task], progress=progress)
     if not succeeded(status):
-        raise GeeMiningError(f"monitor: the candidate image export failed: {status.get('error_message', status)}")
-    target = out / "candidates.tif"
+        raise GeeMiningError(f"monitor: the {name} export failed: {status.get('error_message', status)}")
+    target = out / f"{name}.tif"
     target.parent.mkdir(parents=True, exist_ok=True)
     open_bucket(bucket).download(f"{key}.tif", target)
     return target
+
+
+def export_candidate_image(image, region: MonitorRegion, spec: MonitorSpec, out: Path, progress=None) -> Path:
+    """The candidate image (:func:`candidate_image`), one batch task; the local GeoTIFF ``out/candidates.tif``."""
+    return export_image(image, region, spec, "candidates", out, progress)
+
+
+def probability_stack(probs: dict[int, Any]):
+    """Every year's probability as one image, bands ``p_<year>``: exported once (:func:`export_image`) and read
+    back, each threshold reads the stored probabilities instead of recompiling the model over the composite."""
+    return ee.Image.cat([probs[y].rename(f"p_{y}").toFloat() for y in sorted(probs)])
+
+
+def stacked_probabilities(image_id: str, years: Sequence[int]) -> dict[int, Any]:
+    """The per-year probability images of a stored :func:`probability_stack`."""
+    return {y: ee.Image(image_id).select(f"p_{y}").rename("probability") for y in years}
 
 
 def vectorise(path: Path, threshold: float, min_years: int, min_pixels: int) -> list[Candidate]:

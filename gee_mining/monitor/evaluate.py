@@ -33,16 +33,20 @@ import shapely
 
 from gee_mining.connection import connect
 from gee_mining.errors import InputError
+from gee_mining.io.catalog import CatalogEntry, write_catalog
 from gee_mining.monitor.core import (
     MonitorSpec,
     candidate_image,
     export_candidate_image,
+    export_image,
     fit_screening,
     footprint_frame,
     footprint_sums,
     probabilities,
+    probability_stack,
     sample_by_land_cover,
     select,
+    stacked_probabilities,
     vectorise,
 )
 from gee_mining.monitor.world import MonitorWorld, prepare_world
@@ -130,10 +134,18 @@ def fit_model(worlds: dict[int, MonitorWorld], ev: MonitorEvaluationSpec, out: P
 
 
 def export_products(seed: int, world: MonitorWorld, model, spec: MonitorSpec, out: Path) -> _World:
-    """The world's candidate image and footprint sums at every threshold of ``GRID`` (two batch tasks)."""
+    """The world's candidate image and footprint sums at every threshold of ``GRID``: the probabilities exported
+    once and served, then the two products from them (three batch tasks)."""
     run = out / f"seed_{seed}" / "run"
     _use(world, run)
     probs = probabilities(model, {y: ee.Image(i) for y, i in world.composites.items()})
+    stack = export_image(probability_stack(probs), world.region, spec, "probabilities", run / "work")
+    image_id = f"projects/{world.region.mines_id.split('/')[1]}/assets/probabilities"
+    entry = CatalogEntry("image", {"id": image_id, "path": stack.resolve(),
+                                   "band_names": [f"p_{y}" for y in sorted(probs)]})  # fmt: skip
+    catalog = write_catalog(run / "work" / "catalog_probabilities.toml", [entry], [world.catalog.resolve()])
+    connect("local", project=image_id.split("/")[1], catalog=catalog, storage_root=run / "storage")
+    probs = stacked_probabilities(image_id, sorted(probs))
     raster = export_candidate_image(candidate_image(probs, world.region, spec, GRID), world.region, spec, run / "work")
     sums = footprint_sums(probs, world.region, spec, run / "work", GRID)
     truth = pd.read_parquet(world.folder / "truth" / "mines_by_year.parquet")
