@@ -283,9 +283,13 @@ def stacked_probabilities(image_id: str, years: Sequence[int]) -> dict[int, Any]
 def vectorise(path: Path, threshold: float, min_years: int, min_pixels: int) -> list[Candidate]:
     """8-connected groups of pixels seen in at least ``min_years`` years at ``threshold`` (bands of
     :func:`candidate_image`), of at least ``min_pixels`` pixels, as polygons in EPSG:4326."""
+    wanted = (f"n{_tag(threshold)}", f"f{_tag(threshold)}", "score")
     with rasterio.open(path) as ds:
         names = list(ds.descriptions)
-        data = {n: ds.read(i + 1, masked=True).filled(0) for i, n in enumerate(names)}
+        missing = [n for n in wanted if n not in names]
+        if missing:
+            raise InputError(f"{path}: no band(s) {missing}; export the candidate image with threshold {threshold}.")
+        data = {n: ds.read(names.index(n) + 1, masked=True).filled(0) for n in wanted}
         transform, crs = ds.transform, ds.crs
     count, first, score = data[f"n{_tag(threshold)}"], data[f"f{_tag(threshold)}"], data["score"]
     labels, _ = ndimage.label(count >= min_years, structure=np.ones((3, 3)))
