@@ -49,14 +49,19 @@ def test_spec_and_years_refuse_bad_input():
         MonitorSpec(years=YEARS, threshold=0.95, band=0.1)
 
 
-def test_footprint_frame_scales_to_the_register_and_orders_the_interval():
+def test_footprint_frame_growth_is_the_change_over_the_share_detected_inside():
+    """Zone areas 5000 -> 7500 at 0.5 with 4000 of a 10000 m2 polygon detected inside in the first year: growth
+    2500 / 0.4 = 6250; at 0.6 and 0.4 the same rule gives the interval."""
     rows = [{"mine_id": "7", "known_area_m2": "10000", "a050_2019": "5000", "a060_2019": "4000", "a040_2019": "8000",
-             "a050_2020": "7500", "a060_2020": "5000", "a040_2020": "10000"}]  # fmt: skip
+             "a050_2020": "7500", "a060_2020": "5000", "a040_2020": "10000", "i050": "4000", "i060": "2500",
+             "i040": "8000"}]  # fmt: skip
     f = footprint_frame(rows, [2019, 2020], (0.5, 0.6, 0.4)).set_index("year")
     assert f.loc[2019, "area_m2"] == 10000 and f.loc[2019, "growth_m2"] == 0
-    assert f.loc[2020, "area_m2"] == pytest.approx(15000)  # 7500 * 10000 / 5000
-    assert f.loc[2020, "growth_low_m2"] == pytest.approx(2500)  # 10000 * 10000 / 8000 - 10000
-    assert f.loc[2020, "growth_high_m2"] == pytest.approx(5000)
+    assert f.loc[2020, "growth_m2"] == pytest.approx(2500 / 0.4)
+    assert f.loc[2020, "area_m2"] == pytest.approx(10000 + 2500 / 0.4)
+    # 0.6: 1000 more over a share of 0.25 -> 4000; 0.4: 2000 over 0.8 -> 2500; 0.5: 6250
+    assert f.loc[2020, "growth_low_m2"] == pytest.approx(2000 / 0.8)
+    assert f.loc[2020, "growth_high_m2"] == pytest.approx(2500 / 0.4)
     assert f.loc[2020, "growth_low_m2"] <= f.loc[2020, "growth_m2"] <= f.loc[2020, "growth_high_m2"]
 
 

@@ -182,12 +182,18 @@ def _export_table(collection, spec: MonitorSpec, name: str, fmt: str, out: Path,
 
 def footprint_sums(probs: dict[int, Any], region: MonitorRegion, spec: MonitorSpec, out: Path,
                    thresholds: Sequence[float], progress=None) -> list[dict]:  # fmt: skip
-    """Per known mine (``mine_id``) the area (m2) at or above each threshold each year (columns ``a<ttt>_<year>``):
-    ``reduceRegions`` over the buffered known polygons, one exported table for any number of mines."""
-    image = footprint_image(probs, thresholds)
+    """Per known mine (``mine_id``) the area (m2) at or above each threshold each year in its zone (columns
+    ``a<ttt>_<year>``) and in the first year inside its own polygon (``i<ttt>``): ``reduceRegions`` over the
+    buffered known polygons, one exported table for any number of mines."""
+    first = probs[min(probs)]
+    known = ee.FeatureCollection(region.mines_id).filterBounds(region.geometry())
+    inside = ee.Image(0).byte().paint(known, 1).multiply(ee.Image.pixelArea())
+    image = footprint_image(probs, thresholds).addBands(
+        ee.Image.cat([first.gte(t).multiply(inside).rename(f"i{_tag(t)}") for t in thresholds])
+    )
     sums = image.reduceRegions(collection=known_zones(region, spec), reducer=ee.Reducer.sum(), scale=10,
                                crs=f"EPSG:{region.epsg}")  # fmt: skip
-    names = [f"a{_tag(t)}_{y}" for t in thresholds for y in sorted(probs)]
+    names = [f"a{_tag(t)}_{y}" for t in thresholds for y in sorted(probs)] + [f"i{_tag(t)}" for t in thresholds]
     path = _export_table(sums, spec, "footprints", "CSV", out, ["mine_id", "known_area_m2", *names], progress)
     return list(csv.DictReader(io.StringIO(path.read_text())))
 
@@ -203,25 +209,27 @@ def footprint_table(probs: dict[int, Any], region: MonitorRegion, spec: MonitorS
 def footprint_frame(rows: list[dict], years: Sequence[int], ts: Sequence[float]) -> pd.DataFrame:
     """The exported sums as one row per mine and year.
 
-    ``detected_m2``: the area at or above the threshold in the mine's zone. ``area_m2``: that area scaled so that
-    the first year's equals the known polygon's area (the register says how large the mine was; what the model
-    misses or adds inside and around it is taken as the same share every year), and its interval from the same
-    scaling at threshold + band and - band. ``growth_m2``: ``area_m2`` minus the first year's, with its interval.
-    A mine nothing was detected at in the first year has no scaled area (NaN).
+    ``detected_m2``: the area at or above the threshold in the mine's zone. ``growth_m2``: the change of that area
+    since the first year, divided by the share of the known polygon detected in the first year (``i<ttt>`` over
+    the polygon's area): what the model misses inside a mine is taken as the same share every year, and what it
+    sees around the mine (bare ground, roads) cancels in the change. ``area_m2``: the known area plus that growth.
+    Intervals: the same estimates at threshold + band and - band, in order. A mine nothing was detected in during
+    the first year has no estimate (NaN).
     """
     out = []
     t, hi, lo = (_tag(x) for x in ts)
     for r in rows:
         known = float(r.get("known_area_m2") or "nan")
         first = {k: float(r[f"a{k}_{years[0]}"] or 0) for k in (t, hi, lo)}
-        scale = {k: known / first[k] if first[k] > 0 else float("nan") for k in (t, hi, lo)}
+        inside = {k: float(r.get(f"i{k}") or 0) for k in (t, hi, lo)}
+        share = {k: inside[k] / known if inside[k] > 0 else float("nan") for k in (t, hi, lo)}
         for y in years:
             raw = {k: float(r[f"a{k}_{y}"] or 0) for k in (t, hi, lo)}
-            a = {k: raw[k] * scale[k] for k in (t, hi, lo)}
-            areas, growths = sorted((a[hi], a[lo], a[t])), sorted((a[hi] - known, a[lo] - known, a[t] - known))
+            g = {k: (raw[k] - first[k]) / share[k] for k in (t, hi, lo)}
+            growths = sorted((g[hi], g[lo], g[t]))
             out.append({"mine_id": str(r["mine_id"]), "year": int(y), "known_area_m2": known, "detected_m2": raw[t],
-                        "area_m2": a[t], "area_low_m2": areas[0], "area_high_m2": areas[2], "growth_m2": a[t] - known,
-                        "growth_low_m2": growths[0], "growth_high_m2": growths[2]})  # fmt: skip
+                        "area_m2": known + g[t], "area_low_m2": known + growths[0], "area_high_m2": known + growths[2],
+                        "growth_m2": g[t], "growth_low_m2": growths[0], "growth_high_m2": growths[2]})  # fmt: skip
     return pd.DataFrame(out, columns=FOOTPRINT_COLUMNS)
 
 
