@@ -107,6 +107,8 @@ def test_footprints_and_candidates_against_shapely(painted, tmp_path):
     assert by_first[2020].years_seen == 2 and by_first[2019].years_seen == 1
     assert _utm_to_ll(shapes["new"]).intersects(by_first[2020].geometry)
     assert len(vectorise(raster, 0.5, 2, 20)) == 1  # seen in two years: the scar drops
+    (only_new,) = vectorise(raster, 0.5, 1, 20, after=2019)  # first seen after 2019: the new mine alone
+    assert only_new.first_year == 2020 and only_new.area_m2 == pytest.approx(shapes["new"].area, rel=0.05)
 
 
 @pytest.fixture(scope="module")

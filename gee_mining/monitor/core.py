@@ -76,7 +76,7 @@ class MonitorSpec:
     band: float = 0.05  # the area interval: areas at threshold + band and threshold - band
     min_years: int = 1  # a candidate pixel is seen in at least this many years
     min_pixels: int = 20  # a candidate has at least this many 10 m pixels (0.002 km2)
-    new_only: bool = False  # keep only candidates first seen after the first year (new since the span began)
+    new_only: bool = False  # only pixels first seen after the first year make candidates (new since the span began)
     known_buffer_m: float = 200.0  # a known mine's room to grow: its footprint zone, and no candidate there
     nearest_within_m: float = 50_000.0
     destination: str = "gs://gee-mining-monitor/run"
@@ -288,9 +288,12 @@ def stacked_probabilities(image_id: str, years: Sequence[int]) -> dict[int, Any]
     return {y: ee.Image(image_id).select(f"p_{y}").rename("probability") for y in years}
 
 
-def vectorise(path: Path, threshold: float, min_years: int, min_pixels: int) -> list[Candidate]:
+def vectorise(
+    path: Path, threshold: float, min_years: int, min_pixels: int, after: int | None = None
+) -> list[Candidate]:
     """8-connected groups of pixels seen in at least ``min_years`` years at ``threshold`` (bands of
-    :func:`candidate_image`), of at least ``min_pixels`` pixels, as polygons in EPSG:4326."""
+    :func:`candidate_image`), of at least ``min_pixels`` pixels, as polygons in EPSG:4326. ``after``: only pixels
+    first seen after that year (so a new mine beside ground that was already bare is not merged into it)."""
     wanted = (f"n{_tag(threshold)}", f"f{_tag(threshold)}", "score")
     with rasterio.open(path) as ds:
         names = list(ds.descriptions)
@@ -300,7 +303,8 @@ def vectorise(path: Path, threshold: float, min_years: int, min_pixels: int) -> 
         data = {n: ds.read(names.index(n) + 1, masked=True).filled(0) for n in wanted}
         transform, crs = ds.transform, ds.crs
     count, first, score = data[f"n{_tag(threshold)}"], data[f"f{_tag(threshold)}"], data["score"]
-    labels, _ = ndimage.label(count >= min_years, structure=np.ones((3, 3)))
+    seen = (count >= min_years) & (first > after) if after is not None else count >= min_years
+    labels, _ = ndimage.label(seen, structure=np.ones((3, 3)))
     to_ll = Transformer.from_crs(crs, 4326, always_xy=True)
     out = []
     for k, sl in enumerate(ndimage.find_objects(labels), start=1):
@@ -391,7 +395,8 @@ def run_monitor(model, composites: dict[int, Any], region: MonitorRegion, spec: 
     foot = footprint_table(probs, region, spec, work)
     say(f"[monitor] footprints of {foot['mine_id'].nunique()} known mine(s) over {len(spec.years)} year(s)")
     raster = export_candidate_image(candidate_image(probs, region, spec), region, spec, work)
-    cands = select(vectorise(raster, spec.threshold, spec.min_years, spec.min_pixels), spec)
+    after = spec.years[0] if spec.new_only else None
+    cands = select(vectorise(raster, spec.threshold, spec.min_years, spec.min_pixels, after), spec)
     annotate(cands, region, spec, work)
     say(f"[monitor] {len(cands)} candidate(s) outside the known mines")
     files = write_outputs(out, foot, cands, spec, region)

@@ -165,18 +165,19 @@ class Rules:
 
 
 @functools.lru_cache(maxsize=256)
-def _groups(raster: Path, threshold: float, min_years: int) -> tuple:
-    """Every group of candidate pixels (any size), once per raster, threshold and minimum years: the rules
-    searched differ in the smallest group kept and in ``new_only``, which filter these."""
-    return tuple(vectorise(raster, threshold, min_years, 1))
+def _groups(raster: Path, threshold: float, min_years: int, after: int | None) -> tuple:
+    """Every group of candidate pixels (any size), once per raster, threshold, minimum years and ``after``: the
+    rules searched differ then only in the smallest group kept."""
+    return tuple(vectorise(raster, threshold, min_years, 1, after))
 
 
 def score_candidates(w: _World, rules: Rules, ev: MonitorEvaluationSpec) -> dict[str, Any]:
     """Planted new mines (last-year area >= ``min_new_area_m2``) a candidate touches, and false candidates."""
     spec = MonitorSpec(years=ev.years, threshold=rules.threshold, min_years=rules.min_years,
                        min_pixels=rules.min_pixels, new_only=rules.new_only, band=0.0)  # fmt: skip
-    cands = select([c for c in _groups(w.raster, rules.threshold, rules.min_years) if c.area_m2 >= 100 * rules.min_pixels],
-                   spec)  # fmt: skip
+    after = ev.years[0] if rules.new_only else None
+    groups = _groups(w.raster, rules.threshold, rules.min_years, after)
+    cands = select([c for c in groups if c.area_m2 >= 100 * rules.min_pixels], spec)
     last = w.truth[w.truth.year == ev.years[-1]]
     new = last[~last.known & (last.outline_area_m2 >= ev.min_new_area_m2)]
     outlines = [shapely.from_wkt(g) for g in w.truth.geometry_wkt]
