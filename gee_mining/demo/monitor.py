@@ -48,7 +48,7 @@ def demo_step(ee, report, ctx) -> None:
     t0 = time.perf_counter()
     out = Path(ctx.out) / "monitor"
     generate_years(out / "world", WORLD, seed=3)
-    spec = MonitorSpec(years=YEARS, months=1, threshold=0.8, band=0.1, min_pixels=10, new_only=True)
+    spec = MonitorSpec(years=YEARS, months=1, threshold=0.8, band=0.1, min_pixels=80, new_only=True)  # as evaluated
     try:
         world = prepare_world(out / "world", spec, out)
         model, _ = fit_first_year(world, pixels=300)
