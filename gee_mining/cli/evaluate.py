@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+from gee_mining.cli.monitor import parse_years
 from gee_mining.errors import InputError
+from gee_mining.monitor.evaluate import MonitorEvaluationSpec, evaluate_monitor
 from gee_mining.pyramid.evaluate import EvaluationSpec, evaluate_pyramid
 
 
@@ -35,6 +37,32 @@ def _pyramid(args) -> int:
     return 0
 
 
+def _monitor(args) -> int:
+    spec = MonitorEvaluationSpec(
+        train_seeds=_seeds(args.train_seeds, "--train-seeds"), test_seeds=_seeds(args.test_seeds, "--test-seeds"),
+        years=parse_years(args.years), size_km=args.size_km, months=args.months, known_mines=args.known_mines,
+        new_mines=args.new_mines,
+    )  # fmt: skip
+    report = evaluate_monitor(args.out, spec, progress=print)
+    test = {k: v for k, v in report["test"].items() if k not in ("growth", "per_world")}
+    print(json.dumps({"SIMULATED": True, "rules": report["protocol"]["rules"], "test": test}, indent=1, default=str))
+    print(f"SIMULATED: written {args.out}/monitor_evaluation.json")
+    return 0
+
+
+def _add_monitor(act) -> None:
+    q = act.add_parser("monitor", help="monitoring on SIMULATED multi-year worlds: tune on train seeds, report on test")
+    q.add_argument("--train-seeds", required=True, help="world seeds to fit and tune on, e.g. 1,2,3")
+    q.add_argument("--test-seeds", required=True, help="world seeds to report on, e.g. 11,12 (never tuned on)")
+    q.add_argument("--out", required=True, help="output folder (worlds, runs, monitor_evaluation.json)")
+    q.add_argument("--years", default="2019-2023", help="years of each world (default 2019-2023)")
+    q.add_argument("--size-km", type=float, default=6.0, help="side of each world (km; default 6)")
+    q.add_argument("--months", type=int, default=1, help="months of scenes each year (default 1)")
+    q.add_argument("--known-mines", type=int, default=4, help="known mines per world (default 4)")
+    q.add_argument("--new-mines", type=int, default=4, help="new mines planted per world (default 4)")
+    q.set_defaults(func=_monitor)
+
+
 def add_cli(sub) -> None:
     p = sub.add_parser("evaluate", help="measure out of sample: train and calibrate on some worlds, report on others")
     act = p.add_subparsers(dest="target", required=True)
@@ -53,3 +81,4 @@ def add_cli(sub) -> None:
     q.add_argument("--exhaustive", action="store_true", help="also run the detector on every fine cell (slow)")
     q.add_argument("--workers", type=int, default=1, help="processes building worlds side by side")
     q.set_defaults(func=_pyramid)
+    _add_monitor(act)

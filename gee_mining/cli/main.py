@@ -20,6 +20,8 @@ from gee_mining.cli.common import check_writable, connect_with_polygons, scratch
 from gee_mining.cli.detect import add_cli as add_detect_cli
 from gee_mining.cli.errors import explain
 from gee_mining.cli.evaluate import add_cli as add_evaluate_cli
+from gee_mining.cli.monitor import add_cli as add_monitor_cli
+from gee_mining.cli.monitor import parse_years
 from gee_mining.cli.plan import add_cli as add_plan_cli
 from gee_mining.cli.pyramid import add_cli as add_pyramid_cli
 from gee_mining.cli.study import add_cli as add_study_cli
@@ -51,6 +53,7 @@ from gee_mining.tools.algorithms_doc import algorithms_markdown
 from gee_mining.tools.jsgen import cli
 from gee_mining.tools.report import build_report
 from gee_mining.world import generate_world
+from gee_mining.world.years import YearsSpec, generate_years
 
 
 def limits_option(text: str | None) -> bool | dict:
@@ -333,6 +336,8 @@ def _export(args: argparse.Namespace) -> int:
 def _world(args: argparse.Namespace) -> int:
 
     center = tuple(float(v) for v in args.center.split(",")) if args.center else None
+    if args.years:
+        return _world_years(args, center)
     m = generate_world(
         args.out, polygons=args.polygons, size_km=args.size_km, year=args.year, seed=args.seed,
         months=args.months, center=center, project=args.project, workers=args.workers,
@@ -368,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_classify_cli(sub)
     add_study_cli(sub)
     add_pyramid_cli(sub)
+    add_monitor_cli(sub)
     add_plan_cli(sub)
     add_evaluate_cli(sub)
     _add_world(sub)
@@ -508,6 +514,19 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_export)
 
 
+def _world_years(args: argparse.Namespace, center) -> int:
+    """``world --years``: a multi-year SIMULATED world (mines appear, grow, are abandoned; other change)."""
+    if args.polygons:
+        raise InputError("--years with --polygons: a multi-year world plants its own mines; leave --polygons out.")
+    spec = YearsSpec(years=parse_years(args.years), size_km=args.size_km, months=args.months, center=center,
+                     project=args.project)  # fmt: skip
+    m = generate_years(args.out, spec, seed=args.seed, workers=args.workers, progress=print if args.verbose else None)
+    print(f"SIMULATED multi-year world: {len(m.scenes)} scenes over {spec.years[0]}-{spec.years[-1]}, "
+          f"{m.size_bytes / 1e6:.1f} MB in {m.timing_s['total']:.1f} s; truth in {args.out}/truth/mines_by_year.parquet")
+    print(f"  monitor it: gee-mining monitor --world {args.out} --years {spec.years[0]}-{spec.years[-1]} --out DIR")
+    return 0
+
+
 def _add_world(sub: argparse._SubParsersAction) -> None:
     """``world``: a simulated Sentinel-2 world and its catalog."""
     p = sub.add_parser("world", help="write a SIMULATED Sentinel-2 world (scenes, cloud scores, land cover) + catalog")
@@ -516,6 +535,7 @@ def _add_world(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size-km", type=float, default=20.0, help="side of the square world in km (default 20)")
     p.add_argument("--year", type=int, default=2019, help="year of the scenes (default 2019)")
     p.add_argument("--months", type=int, default=12, help="months of scenes from January (default 12)")
+    p.add_argument("--years", help="a multi-year world over these years (e.g. 2019-2023): mines appear, grow, stop")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
     p.add_argument("--center", help="lon,lat of the world's centre (default: densest polygons, or Tapajos)")
     p.add_argument("--project", default="gee-mining-local", help="project of the mine table's asset id")

@@ -34,6 +34,7 @@ from gee_mining.contracts.cells import GridSpec, cell_polygon
 from gee_mining.demo import classify as classify_demo
 from gee_mining.demo import detect as detect_demo
 from gee_mining.demo import imagery
+from gee_mining.demo import monitor as monitor_demo
 from gee_mining.demo import pyramid as pyramid_demo
 from gee_mining.demo import study as study_demo
 from gee_mining.demo.context import DemoContext, DemoResult
@@ -391,6 +392,7 @@ def demo_steps() -> list[Callable]:
         classify_demo.demo_step,
         detect_demo.demo_step,
         pyramid_demo.demo_step,
+        monitor_demo.demo_step,
     ]
 
 

@@ -207,18 +207,29 @@ def generate_world(
     results = render_all(static, specs, n_workers, progress)
     timing["scenes"] = time.perf_counter() - t0 - sum(timing.values())
 
-    catalog, mines_id = _write_datasets(out, grid, surface, mines, results, project)
     parameters = {"size_km": size_km, "year": year, "months": months, "center": list(mines.center), "project": project,
                   "library_part": library_part}  # fmt: skip
-    manifest = _manifest(out, catalog, seed, parameters, grid, surface, results, mines, mines_id)
+    manifest = finish_world(out, seed, parameters, surface, mines, results, project)
+    timing["total"] = time.perf_counter() - t0
+    manifest.timing_s = {k: round(v, 3) for k, v in timing.items()}
+    return manifest
+
+
+def finish_world(out: Path, seed: int, parameters: dict, surface, mines: _Mines, results: list[dict],
+                 project: str) -> WorldManifest:  # fmt: skip
+    """Write the datasets, the catalog and ``manifest.json`` of rendered scenes (``results``); the manifest.
+
+    Shared by the one-year world and the multi-year one (``gee_mining.world.years``): the scenes of every year
+    go in one collection, and ``surface`` (the first year's) gives the truth rasters and WorldCover.
+    """
+    catalog, mines_id = _write_datasets(out, mines.grid, surface, mines, results, project)
+    manifest = _manifest(out, catalog, seed, parameters, mines.grid, surface, results, mines, mines_id)
     # size_bytes: every file but manifest.json itself (same seed, same bytes: timings stay out of the file)
     manifest.size_bytes = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
     written = {k: v for k, v in manifest.__dict__.items() if k != "timing_s"}
     (out / "manifest.json").write_text(
         json.dumps({**written, "out_dir": ".", "catalog": "catalog.toml"}, indent=1, sort_keys=True) + "\n"
     )
-    timing["total"] = time.perf_counter() - t0
-    manifest.timing_s = {k: round(v, 3) for k, v in timing.items()}
     return manifest
 
 

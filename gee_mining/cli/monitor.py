@@ -1,0 +1,87 @@
+"""``gee-mining monitor``: footprints of known mines and new candidates across years, on a SIMULATED world."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import ee
+
+from gee_mining.errors import InputError
+from gee_mining.monitor.core import REJECTED_STRATUM, MonitorSpec, run_monitor
+from gee_mining.monitor.review import read_verdicts, write_review
+from gee_mining.monitor.world import fit_first_year, known_outlines, prepare_world
+
+
+def parse_years(text: str) -> tuple[int, ...]:
+    """``2019-2023`` or ``2019,2020,2021``: the years, in order."""
+    try:
+        if "-" in text:
+            a, b = (int(v) for v in text.split("-", 1))
+            years = tuple(range(a, b + 1))
+        else:
+            years = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--years {text!r}: a span (2019-2023) or a list (2019,2020).") from None
+    if not years:
+        raise InputError(f"--years {text!r}: the span is empty; give the first year first, e.g. 2019-2023.")
+    return years
+
+
+def _rules(path: str | None) -> dict:
+    """The candidate rules an evaluation chose on its train worlds (``monitor_evaluation.json``), if given."""
+    if not path:
+        return {}
+    try:
+        rules = json.loads(Path(path).read_text())["protocol"]["rules"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputError(f"--rules {path}: not a monitor_evaluation.json ({exc}).") from None
+    return {"threshold": rules["threshold"], "min_pixels": rules["min_pixels"], "min_years": rules["min_years"],
+            "new_only": rules["new_only"]}  # fmt: skip
+
+
+def _monitor(args) -> int:
+    chosen = {"threshold": args.threshold, "min_pixels": args.min_pixels, "min_years": args.min_years,
+              "new_only": args.new_only, **_rules(args.rules)}  # fmt: skip
+    spec = MonitorSpec(
+        years=parse_years(args.years), months=args.months, known_buffer_m=args.buffer_m, band=args.band, **chosen
+    )
+    out = Path(args.out)
+    world = prepare_world(args.world, spec, out, progress=None)
+    print(f"[monitor] {len(spec.years)} composites exported and served (SIMULATED world {args.world})")
+    verdicts = read_verdicts(args.verdicts) if args.verdicts else []
+    model, table = fit_first_year(world, pixels=args.pixels, verdicts=verdicts)
+    if verdicts:
+        print(f"[monitor] {len(verdicts)} verdict(s) from {args.verdicts}: {int((table.stratum == REJECTED_STRATUM).sum())} "
+              "hard-negative pixel(s) in the training sample")  # fmt: skip
+    composites = {y: ee.Image(i) for y, i in world.composites.items()}
+    result = run_monitor(model, composites, world.region, spec, out, progress=print)
+    if not args.no_review:
+        page = write_review(out, result.candidates, world.region, composites, known_outlines(world), simulated=True,
+                            max_quicklooks=args.max_quicklooks)  # fmt: skip
+        result.files["review"] = str(page)
+    last = result.footprints[result.footprints.year == spec.years[-1]]
+    print(json.dumps({"SIMULATED": True, "known_mines": int(last.mine_id.nunique()),
+                      "growth_m2_total": float(last.growth_m2.sum()), "candidates": len(result.candidates),
+                      "files": result.files}, indent=1))  # fmt: skip
+    return 0
+
+
+def add_cli(sub) -> None:
+    p = sub.add_parser("monitor", help="known mines' footprints and new candidates across years (SIMULATED world)")
+    p.add_argument("--world", required=True, help="a multi-year world folder (gee-mining world --years 2019-2023)")
+    p.add_argument("--years", required=True, help="years to monitor, e.g. 2019-2023")
+    p.add_argument("--out", required=True, help="output folder (footprints.parquet, candidates.gpkg, monitor.json)")
+    p.add_argument("--months", type=int, default=12, help="months of each year in its composite (default 12)")
+    p.add_argument("--threshold", type=float, default=0.9, help="mine probability threshold (default 0.9)")
+    p.add_argument("--band", type=float, default=0.05, help="area interval: areas at threshold +/- band (0.05)")
+    p.add_argument("--min-pixels", type=int, default=20, help="smallest candidate in 10 m pixels (default 20)")
+    p.add_argument("--min-years", type=int, default=1, help="years a candidate pixel is seen (default 1)")
+    p.add_argument("--new-only", action="store_true", help="only candidates first seen after the first year")
+    p.add_argument("--buffer-m", type=float, default=200.0, help="known mine's room to grow, metres (default 200)")
+    p.add_argument("--pixels", type=int, default=500, help="sampled pixels per land-cover stratum (default 500)")
+    p.add_argument("--rules", help="monitor_evaluation.json: use the rules chosen there on train worlds")
+    p.add_argument("--verdicts", help="verdicts.json saved by a review page: labels and hard negatives for training")
+    p.add_argument("--no-review", action="store_true", help="no review.html (no quicklooks fetched)")
+    p.add_argument("--max-quicklooks", type=int, default=50, help="candidates with quicklooks (default 50)")
+    p.set_defaults(func=_monitor)

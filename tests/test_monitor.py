@@ -1,0 +1,190 @@
+"""Monitoring: footprints and candidates through the real ``ee`` client on the local engine, against shapely."""
+
+from __future__ import annotations
+
+import json
+
+import ee
+import numpy as np
+import pandas as pd
+import pyogrio
+import pytest
+import shapely
+from browser import Browser
+from PIL import Image
+from pyproj import Transformer
+
+import gee_mining
+from gee_mining.cli.main import main
+from gee_mining.cli.monitor import parse_years
+from gee_mining.contracts.bands import MINE_BAND
+from gee_mining.errors import InputError
+from gee_mining.io.catalog import table_entry, write_catalog
+from gee_mining.monitor.core import (
+    REJECTED_STRATUM,
+    MonitorRegion,
+    MonitorSpec,
+    candidate_image,
+    export_candidate_image,
+    footprint_frame,
+    footprint_table,
+    vectorise,
+)
+from gee_mining.monitor.review import QUICKLOOK_PX, read_verdicts
+from gee_mining.monitor.world import MonitorWorld, fit_first_year, world_region
+
+EPSG = 32721
+X0, TOP = 561000.0, 9306000.0  # a 1.5 km square in UTM 21S
+BOUNDS = (X0, TOP - 1500, X0 + 1500, TOP)
+YEARS = (2019, 2020, 2021)
+
+
+def test_spec_and_years_refuse_bad_input():
+    assert parse_years("2019-2021") == YEARS and parse_years("2019,2021") == (2019, 2021)
+    with pytest.raises(InputError, match="--years"):
+        parse_years("2021-2019")
+    with pytest.raises(InputError, match="min_years"):
+        MonitorSpec(years=YEARS, min_years=4)
+    with pytest.raises(InputError, match="threshold"):
+        MonitorSpec(years=YEARS, threshold=0.95, band=0.1)
+
+
+def test_footprint_frame_growth_is_the_change_over_the_share_detected_inside():
+    """Zone areas 5000 -> 7500 at 0.5 with 4000 of a 10000 m2 polygon detected inside in the first year: growth
+    2500 / 0.4 = 6250; at 0.6 and 0.4 the same rule gives the interval."""
+    rows = [{"mine_id": "7", "known_area_m2": "10000", "a050_2019": "5000", "a060_2019": "4000", "a040_2019": "8000",
+             "a050_2020": "7500", "a060_2020": "5000", "a040_2020": "10000", "i050": "4000", "i060": "2500",
+             "i040": "8000"}]  # fmt: skip
+    f = footprint_frame(rows, [2019, 2020], (0.5, 0.6, 0.4)).set_index("year")
+    assert f.loc[2019, "area_m2"] == 10000 and f.loc[2019, "growth_m2"] == 0
+    assert f.loc[2020, "growth_m2"] == pytest.approx(2500 / 0.4)
+    assert f.loc[2020, "area_m2"] == pytest.approx(10000 + 2500 / 0.4)
+    # 0.6: 1000 more over a share of 0.25 -> 4000; 0.4: 2000 over 0.8 -> 2500; 0.5: 6250
+    assert f.loc[2020, "growth_low_m2"] == pytest.approx(2000 / 0.8)
+    assert f.loc[2020, "growth_high_m2"] == pytest.approx(2500 / 0.4)
+    assert f.loc[2020, "growth_low_m2"] <= f.loc[2020, "growth_m2"] <= f.loc[2020, "growth_high_m2"]
+
+
+def _utm_to_ll(g):
+    tf = Transformer.from_crs(EPSG, 4326, always_xy=True)
+    return shapely.transform(g, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
+
+
+@pytest.fixture
+def painted(tmp_path, ee_local):
+    """A known mine growing by 20 m a year, a new mine from 2020, a one-year patch in 2019 (a fire scar)."""
+    known = shapely.box(X0 + 200, TOP - 500, X0 + 400, TOP - 300)
+    new = shapely.box(X0 + 1000, TOP - 1200, X0 + 1200, TOP - 1000)
+    scar = shapely.box(X0 + 900, TOP - 400, X0 + 1100, TOP - 300)
+    path = tmp_path / "mines.geojson"
+    feature = {"type": "Feature", "geometry": shapely.geometry.mapping(_utm_to_ll(known)), "properties": {"id": 7}}
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    catalog = write_catalog(tmp_path / "catalog.toml", [table_entry("projects/gee-mining-mtest/assets/mines", path)])
+    gee_mining.connect("local", project="gee-mining-mtest", catalog=catalog, storage_root=tmp_path / "storage")
+    shapes = {2019: [known, scar], 2020: [known.buffer(20, join_style="mitre"), new],
+              2021: [known.buffer(40, join_style="mitre"), new]}  # fmt: skip
+    probs = {}
+    for y, gs in shapes.items():
+        fc = ee.FeatureCollection([ee.Feature(ee.Geometry(shapely.geometry.mapping(_utm_to_ll(g)))) for g in gs])
+        probs[y] = ee.Image(0.1).paint(fc, 0.95).rename("probability")
+    region = MonitorRegion(EPSG, BOUNDS, "projects/gee-mining-mtest/assets/mines")
+    return probs, region, {"known": known, "new": new, "scar": scar}
+
+
+def test_footprints_and_candidates_against_shapely(painted, tmp_path):
+    probs, region, shapes = painted
+    spec = MonitorSpec(years=YEARS, threshold=0.5, band=0.1, min_pixels=20, known_buffer_m=100)
+    foot = footprint_table(probs, region, spec, tmp_path / "work")
+    last = foot[foot.year == 2021].iloc[0]
+    true_growth = shapes["known"].buffer(40, join_style="mitre").area - shapes["known"].area
+    assert last.known_area_m2 == pytest.approx(shapes["known"].area, rel=0.01)
+    assert last.growth_m2 == pytest.approx(true_growth, rel=0.05)
+    raster = export_candidate_image(candidate_image(probs, region, spec), region, spec, tmp_path / "work")
+    cands = vectorise(raster, 0.5, 1, 20)
+    assert len(cands) == 2  # the new mine and the scar; the known mine's growth is in its zone
+    by_first = {c.first_year: c for c in cands}
+    assert by_first[2020].area_m2 == pytest.approx(shapes["new"].area, rel=0.05)
+    assert by_first[2020].years_seen == 2 and by_first[2019].years_seen == 1
+    assert _utm_to_ll(shapes["new"]).intersects(by_first[2020].geometry)
+    assert len(vectorise(raster, 0.5, 2, 20)) == 1  # seen in two years: the scar drops
+    (only_new,) = vectorise(raster, 0.5, 1, 20, after=2019)  # first seen after 2019: the new mine alone
+    assert only_new.first_year == 2020 and only_new.area_m2 == pytest.approx(shapes["new"].area, rel=0.05)
+
+
+@pytest.fixture(scope="module")
+def monitored(tmp_path_factory):
+    """``gee-mining world --years`` then ``gee-mining monitor`` on a small world; (world folder, run folder)."""
+    tmp = tmp_path_factory.mktemp("monitor")
+    world, out = tmp / "world", tmp / "run"
+    assert main(["world", "--years", "2019-2020", "--size-km", "4.2", "--months", "1", "--seed", "4", "--out",
+                 str(world)]) == 0  # fmt: skip
+    assert main(["monitor", "--world", str(world), "--years", "2019-2020", "--months", "1", "--threshold", "0.6",
+                 "--min-pixels", "10", "--out", str(out)]) == 0  # fmt: skip
+    return world, out
+
+
+@pytest.mark.slow
+def test_cli_world_years_then_monitor(monitored):
+    """The files, and each candidate's attributes against shapely (outside the buffered known mines, nearest mine
+    and distance in UTM) and the world's own tables."""
+    world, out = monitored
+    foot = pd.read_parquet(out / "footprints.parquet")
+    truth = pd.read_parquet(world / "truth" / "mines_by_year.parquet")
+    known = sorted(truth.loc[truth.known, "mine_id"].unique())
+    assert sorted(foot.mine_id.unique()) == known and len(foot) == 2 * len(known)
+    cands = pyogrio.read_dataframe(out / "candidates.gpkg")
+    assert cands.crs.to_epsg() == 4326 and len(cands)
+    mines = json.loads((world / "tables" / "mines.geojson").read_text())["features"]
+    tf = Transformer.from_crs(4326, 32721, always_xy=True)
+    utm = {str(f["properties"]["id"]): shapely.transform(shapely.geometry.shape(f["geometry"]),
+           lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1]))) for f in mines}  # fmt: skip
+    for c in cands.itertuples():
+        g = shapely.transform(c.geometry, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
+        dist = {m: g.distance(p) for m, p in utm.items()}
+        assert min(dist.values()) > 200 - 15  # outside every known mine's 200 m zone (a pixel's tolerance)
+        assert c.nearest_mine == min(dist, key=dist.get)
+        assert c.distance_m == pytest.approx(min(dist.values()), abs=15)
+        assert c.country == "Brazil" and c.land_cover in (10, 20, 30, 40, 50, 60, 80)
+        assert c.first_year in (2019, 2020) and c.area_m2 >= 1000
+    assert json.loads((out / "monitor.json").read_text())["candidates"] == len(cands)
+
+
+@pytest.mark.slow
+def test_review_page_in_chromium_and_verdicts_into_the_next_training(monitored, tmp_path):
+    """The page opens in headless Chromium (screenshot), its table sorts, two verdicts clicked come back as the
+    file the page saves, and that file makes the rejected candidate's pixels hard negatives of the next model."""
+    world, out = monitored
+    cands = pyogrio.read_dataframe(out / "candidates.gpkg")
+    assert len(cands) >= 2, "the small world should give at least two candidates to review"
+    with Browser() as b:
+        b.open((out / "review.html").resolve().as_uri())
+        shot = b.screenshot(tmp_path / "review.png")
+        assert Image.open(shot).convert("L").getextrema()[1] > 0 and shot.stat().st_size > 10_000
+        assert b.evaluate("document.querySelectorAll('#candidates tbody tr').length") == len(cands)
+        assert b.evaluate("[...document.images].every(i => i.complete && i.naturalWidth === " + str(QUICKLOOK_PX) + ")")
+        b.evaluate("sortBy(document.querySelectorAll('#candidates th')[1])")  # score, ascending
+        scores = b.evaluate(
+            "[...document.querySelectorAll('#candidates tbody tr')].map(r => Number(r.cells[1].textContent))"
+        )
+        assert scores == sorted(scores)
+        first, second = (int(i) for i in cands.candidate_id[:2])
+        b.evaluate(f"document.querySelector('tr[data-id=\"{first}\"] button[data-verdict=mine]').click()")
+        b.evaluate(f"document.querySelector('tr[data-id=\"{second}\"] button[data-verdict=not_mine]').click()")
+        saved = b.evaluate("verdictsJSON()")
+    path = tmp_path / "verdicts.json"
+    path.write_text(saved)
+    verdicts = {v.candidate_id: v for v in read_verdicts(path)}
+    assert verdicts[first].verdict == "mine" and verdicts[second].verdict == "not_mine"
+    by_id = cands.set_index("candidate_id")
+    assert verdicts[second].geometry.equals_exact(by_id.geometry[second], 1e-9)
+    region, manifest = world_region(world)
+    years = (2019, 2020)
+    ids = {y: f"projects/{manifest['parameters']['project']}/assets/composite_{y}" for y in years}
+    mw = MonitorWorld(world, region, ids, out / "work" / "catalog_monitor.toml", years)
+    gee_mining.connect("local", project=manifest["parameters"]["project"], catalog=mw.catalog,
+                       storage_root=out / "storage")  # fmt: skip
+    _, table = fit_first_year(mw, pixels=50, verdicts=list(verdicts.values()))
+    hard = table[table.stratum == REJECTED_STRATUM]
+    assert len(hard) == min(50, round(by_id.area_m2[second] / 100)) and (hard[MINE_BAND] == 0).all()
+    with pytest.raises(InputError, match="verdicts"):
+        read_verdicts(tmp_path / "review.png")
