@@ -311,7 +311,7 @@ class BlockGroup:
 
 
 TILE = 16  # cells: the side of the squares (at most) whose occupancy sizes the blocks
-GROUP_CELLS = 1 << 16  # cells: what one request's blocks hold at most (more only for a single block)
+GROUP_CELLS = GRID_BLOCK * GRID_BLOCK  # cells: what one request's blocks hold at most (a full block alone)
 GROUP_BLOCKS = 16  # blocks one request asks for at most (each brings its rim of touching cells)
 
 
