@@ -50,7 +50,9 @@ import pyarrow.parquet as pq
 import pyogrio
 import shapely
 
+from gee_mining.contracts.cells import split_antimeridian
 from gee_mining.contracts.tables import plain_value, to_lonlat
+from gee_mining.errors import InputError
 from gee_mining.local.core.errors import EngineError, NotFound
 from gee_mining.local.raster.image import Image, ImageCollection
 from gee_mining.local.raster.resample import DatasetCache, FileSource, source_band
@@ -324,6 +326,10 @@ def read_table(entry: TableEntry) -> FeatureCollection:
     features = []
     for i, geom in enumerate(geoms):
         props = {n: plain_value(v[i]) for n, v in zip(names, values, strict=True)}
+        try:  # a shape across the antimeridian (a projected file's, reprojected): in parts either side of it
+            geom = split_antimeridian(geom)
+        except InputError as e:
+            raise EngineError(f"Collection.loadTable: asset '{entry.id}', row {i + 1}: {e}") from None
         g = None if geom is None or geom.is_empty else Geometry(geom, geodesic=entry.geodesic)
         features.append(Feature(g, props, id=f"{i:020x}"))
     return FeatureCollection(features, dict(entry.properties), id=entry.id)
