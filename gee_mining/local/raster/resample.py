@@ -334,10 +334,8 @@ class FileSource:
             shape = geodesic_lonlat(Geometry(shape, Projection.from_crs(self.crs), geodesic=False), 1.0)
         try:  # a file across the antimeridian: its outline in parts either side of it, as Earth Engine's
             shape = split_antimeridian(shape)
-        except InputError as e:
-            raise EngineError(
-                f"Image.load: {self.path}: its outline cannot be put in longitude/latitude: {e}"
-            ) from None
+        except InputError:
+            pass  # a file around a pole: its outline as pyproj gives it (no split gives it a meaning)
         object.__setattr__(self, "_footprint", shape)  # a cache of a derived value on a frozen dataclass
         return shape
 
