@@ -253,26 +253,27 @@ def positive_cells(
     return cells.map(measure).filter(passes)
 
 
-def _block_squares(ee, crs, cell_size: float, group: BlockGroup, rim: int = 0, inset: float = 0.0) -> list:
-    """The group's blocks as planar rectangles of the zone's projection, grown by ``rim`` cells each side and
-    shrunk by ``inset`` metres."""
+def _square_rings(cell_size: float, group: BlockGroup, grow: float) -> list[list[list[float]]]:
+    """The group's blocks as rings of the zone's projection (metres), each grown by ``grow`` metres a side."""
     side = group.side * cell_size
-    grow = rim * cell_size - inset
     return [
-        ee.Geometry.Rectangle(
-            [bx * side - grow, by * side - grow, (bx + 1) * side + grow, (by + 1) * side + grow], crs, False
-        )  # fmt: skip
+        [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
         for bx, by in group.blocks
+        for x0, y0, x1, y1 in [(bx * side - grow, by * side - grow, (bx + 1) * side + grow, (by + 1) * side + grow)]
     ]
+
+
+CLIP_ERROR_M = 0.01  # the clip of the polygons to a group's blocks: as fine as coveringGrid's own reprojection
 
 
 def _block_cells(ee, polys, crs, cell_size: float, group: BlockGroup, rim: int = 0):
     """The covering grid's cells (exactly those of the unblocked grid) that lie in the group's blocks (grown
-    by ``rim`` cells): the grid of the polygons whose box (in the zone's metres) reaches a block, kept where a
-    cell meets a block's square shrunk by a thousandth of a cell (planar in the zone's projection, both of
-    them: cells of the neighbouring blocks only touch its edge). The polygons are chosen by numbers, not by a
-    filter on the square, which would go through longitude and latitude and break where the block crosses
-    180 degrees."""
+    by ``rim`` cells): the grid of the polygons whose box (in the zone's metres) reaches a block, clipped to
+    the blocks grown by two thousandths of a cell (the engine's work follows the blocks, not the polygons: a
+    country is clipped to a block), kept where a cell meets a block's square shrunk by a thousandth of a cell
+    (planar in the zone's projection, all of them: cells of the neighbouring blocks only touch its edge).
+    The polygons are chosen by numbers, not by a filter on the square, which would go through longitude and
+    latitude and break where the block crosses 180 degrees."""
     side, pad = group.side * cell_size, cell_size / 1000
     grow = rim * cell_size + pad
 
@@ -293,8 +294,11 @@ def _block_cells(ee, polys, crs, cell_size: float, group: BlockGroup, rim: int =
         )
         for bx, by in group.blocks
     ]
-    cells = polys.map(box).filter(ee.Filter.Or(*reaches)).geometry().coveringGrid(crs.atScale(cell_size))
-    squares = _block_squares(ee, crs, cell_size, group, rim, pad)
+    rings = _square_rings(cell_size, group, grow + pad)
+    clip = ee.Geometry.MultiPolygon([[r] for r in rings], crs, False).dissolve(CLIP_ERROR_M, crs)
+    shapes = polys.map(box).filter(ee.Filter.Or(*reaches)).geometry()
+    cells = shapes.intersection(clip, CLIP_ERROR_M, crs).coveringGrid(crs.atScale(cell_size))
+    squares = [ee.Geometry.Polygon([r], crs, False) for r in _square_rings(cell_size, group, grow - 2 * pad)]
     return cells.filter(ee.Filter.Or(*[ee.Filter.bounds(sq) for sq in squares]))
 
 
