@@ -533,7 +533,6 @@ def _prepare(ee, polygons: Any, spec: GridSpec, margin: float, id_column: str | 
     return tagged, zones, id_column, count
 
 
-@deferred_gc()  # thousands of cells decoded and tabulated: see gc_pause
 def stream_grid(
     ee,
     polygons: Any,
@@ -584,8 +583,9 @@ def stream_grid(
             fh.seek(0)
             start = 0
             for line in fh:
-                positives = json.loads(line)
-                rows = paired_rows(ee, spec, epsg, positives, hits[start : start + len(positives)], metadata)
+                with deferred_gc():  # a group's rows decoded and tabulated: see gc_pause
+                    positives = json.loads(line)
+                    rows = paired_rows(ee, spec, epsg, positives, hits[start : start + len(positives)], metadata)
                 start += len(positives)
                 summary.positives += len(positives)
                 summary.negatives += len(rows) - len(positives)
@@ -602,11 +602,12 @@ def _zone_positives(ee, tagged, groups, spec, id_column, region, keep, metadata,
     for i, group in enumerate(groups):
         kept = sorted(k for k in keep.get(group.epsg, ()) if _in_group(cell_index(k), group))
         found = positive_cells(ee, tagged, group.epsg, spec, id_column, region, kept, metadata, False, group)
-        rows = []
-        for f in iter_features(found, PAGE_SIZE):
-            row = _row(f, spec, 1)
-            row["nesting_only"] = row["overlap"] < MIN_OVERLAP
-            rows.append(row)
+        with deferred_gc():  # a group's cells decoded and tabulated (the collector runs between groups)
+            rows = []
+            for f in iter_features(found, PAGE_SIZE):
+                row = _row(f, spec, 1)
+                row["nesting_only"] = row["overlap"] < MIN_OVERLAP
+                rows.append(row)
         say(i + 1)
         if not rows:
             continue
