@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -32,20 +33,21 @@ from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.contracts.signatures import signatures
 from gee_mining.demo.run import run_demo
 from gee_mining.errors import GeeMiningError, InputError
-from gee_mining.io.grid_table import check_table_path, read_grid_table, write_table
+from gee_mining.io.grid_table import GridTableWriter, check_table_path, read_grid_table
 from gee_mining.io.pixel_table import from_geotiff, write_pixel_table
 from gee_mining.local import EngineError, LocalEngine
 from gee_mining.local.core.registry import implemented
 from gee_mining.ml.detect.dataset import CELL_ERRORS
 from gee_mining.steps.cell_image import ImagerySpec, cell_image
 from gee_mining.steps.grid import (
+    GridSummary,
     Metadata,
-    build_levels,
     export_grid,
     grid_from_exports,
     parse_image_stat,
     parse_region,
     parse_table_property,
+    stream_levels,
 )
 from gee_mining.steps.quicklooks import QuicklookSpec, write_quicklooks
 from gee_mining.steps.sentinel2 import scene_counts
@@ -152,34 +154,47 @@ def _grid(args: argparse.Namespace) -> int:
         specs = [GridSpec.of(args.cell, args.zoom, projection=args.projection)]
     if not args.export and not args.out:
         raise InputError("give --out PATH for the grid table (or --export gs://BUCKET/PREFIX for a global run).")
+    if args.from_exports and len(specs) != 1:
+        raise InputError("--from-exports reads one level: give --cell (or --zoom), not --levels.")
     out = check_writable(check_table_path(args.out)) if args.out else None  # before any work
     metadata = Metadata(images=tuple(parse_image_stat(t) for t in args.image_stat),
                         tables=tuple(parse_table_property(t) for t in args.table_property))  # fmt: skip
+    if args.export:
+        return _grid_export(args, specs, metadata)
+    paths = [out if len(specs) == 1 else out.with_name(f"{out.stem}_z{s.zoom}{out.suffix}") for s in specs]
+    with contextlib.ExitStack() as stack:
+        # Opened first: each removes the partial tables of killed runs from its folder, and a failure
+        # anywhere below removes this run's.
+        writers = [stack.enter_context(GridTableWriter(path)) for path in paths]
+        polygons = connect_with_polygons(args)
+        if args.from_exports:
+            table = grid_from_exports(ee, args.from_exports, specs[0], metadata=metadata)
+            writers[0].add(table.rows)
+            summaries = [GridSummary(specs[0], len(table.positives), len(table.negatives), table.warnings)]
+        else:
+            region = parse_region(ee, args.region)
+            summaries = stream_levels(ee, polygons, specs, [w.add for w in writers], region=region,
+                                      margin=args.margin, progress=print, metadata=metadata, spool=out.parent)  # fmt: skip
+    for summary, path in zip(summaries, paths, strict=True):
+        for warning in summary.warnings:
+            print(f"warning: {warning}")
+        print(f"zoom {summary.spec.zoom}: {summary.positives} positives, {summary.negatives} negatives -> {path}")
+    return 0
+
+
+def _grid_export(args: argparse.Namespace, specs: list[GridSpec], metadata: Metadata) -> int:
+    """``grid --export``: the global run's batch tasks started, and what to do when they finish."""
     polygons = connect_with_polygons(args)
     region = parse_region(ee, args.region)
-    if args.export:
-        bucket, _, prefix = args.export.removeprefix("gs://").partition("/")
-        for spec in specs:
-            tasks = export_grid(ee, polygons, spec, bucket, prefix or "grid", region=region, margin=args.margin,
-                                metadata=metadata)  # fmt: skip
-            for task in tasks:
-                print(f"started {task.status()['description']} ({task.id})")
-        print(
-            f"when they finish, download gs://{bucket}/{prefix or 'grid'}/zZOOM/ and run: gee-mining grid --from-exports DIR ..."
-        )
-        return 0
-    if args.from_exports:
-        if len(specs) != 1:
-            raise InputError("--from-exports reads one level: give --cell (or --zoom), not --levels.")
-        tables = [grid_from_exports(ee, args.from_exports, specs[0], metadata=metadata)]
-    else:
-        tables = build_levels(ee, polygons, specs, region=region, margin=args.margin, progress=print, metadata=metadata)
-    for spec, table in zip(specs, tables, strict=True):
-        path = out if len(specs) == 1 else out.with_name(f"{out.stem}_z{spec.zoom}{out.suffix}")
-        write_table(table, path)
-        for warning in table.warnings:
-            print(f"warning: {warning}")
-        print(f"zoom {spec.zoom}: {len(table.positives)} positives, {len(table.negatives)} negatives -> {path}")
+    bucket, _, prefix = args.export.removeprefix("gs://").partition("/")
+    for spec in specs:
+        tasks = export_grid(ee, polygons, spec, bucket, prefix or "grid", region=region, margin=args.margin,
+                            metadata=metadata)  # fmt: skip
+        for task in tasks:
+            print(f"started {task.status()['description']} ({task.id})")
+    print(
+        f"when they finish, download gs://{bucket}/{prefix or 'grid'}/zZOOM/ and run: gee-mining grid --from-exports DIR ..."
+    )
     return 0
 
 

@@ -1,7 +1,7 @@
 """The grid table on disk: written as GeoParquet, GeoPackage or CSV, and read back (one reader for all).
 
 The columns are :data:`gee_mining.contracts.schemas.COLUMNS`, then the metadata columns (see
-:func:`columns_of`); GeoParquet and GeoPackage add the cell's polygon in EPSG:4326. Files are written
+:meth:`GridTableWriter.columns`); GeoParquet and GeoPackage add the cell's polygon in EPSG:4326. Files are written
 under a temporary name and renamed, so a failure leaves no half-written table. Every reader of a grid
 table (job cells files, the CLI, the detector's splits) goes through :func:`iter_grid_table` /
 :func:`read_grid_table`, which check each row's cell columns with
@@ -16,7 +16,7 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,49 +43,114 @@ def check_table_path(path: str | os.PathLike) -> Path:
     return path
 
 
-def remove_stale_partials(path: Path) -> None:
-    """Remove ``.partial-PID-*`` files beside ``path`` left by a process that no longer runs (a killed ``grid``)."""
-    for stale in path.parent.glob(".partial-*"):
-        match = re.fullmatch(r"\.partial-(\d+)-\w{8}\.(parquet|gpkg|csv)", stale.name)
-        if match is None:
+PARTIAL = re.compile(r"\.partial-(\d+)-\w{8}\.(parquet|gpkg|csv)")
+"""The name of a table being written: the writing process's id, then mkstemp's 8 characters."""
+
+
+def remove_stale_partials(folder: Path) -> list[Path]:
+    """Remove the ``.partial-PID-*`` tables in ``folder`` whose process no longer runs (a killed ``grid``): a
+    partial of a live process (or of another user's, which cannot be signalled) is left alone. Returns
+    those removed."""
+    removed = []
+    for stale in folder.glob(".partial-*"):
+        match = PARTIAL.fullmatch(stale.name)
+        if match is None or int(match[1]) == os.getpid():
             continue
         try:
             os.kill(int(match[1]), 0)
         except ProcessLookupError:
             stale.unlink(missing_ok=True)
+            removed.append(stale)
         except PermissionError:
             pass  # another user's live process
+    return removed
+
+
+ROWS_PER_GROUP = 8192  # rows per parquet row group, CSV or GeoPackage append: what the final pass holds at once
+
+
+class GridTableWriter:
+    """A grid table written block by block: memory follows the rows of one :meth:`add`, not the table.
+
+    Opening it removes the dead processes' partial tables in the output's folder and creates this one's
+    (``.partial-PID-XXXXXXXX.SUFFIX``, seen from the start of the run: a killed run leaves it, the next run
+    removes it). :meth:`add` appends rows to an anonymous spool file (JSON lines, in the output's folder;
+    it disappears with the process, however it ends) and notes their columns; :meth:`close` writes the
+    table from the spool in groups of :data:`ROWS_PER_GROUP` rows (the metadata columns, such as the land
+    cover classes, are known only once every row is in) and renames it onto the output. Used as a context
+    manager, a failure removes the partial and leaves no output."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = check_table_path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(self.path.parent)
+        fd, name = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".partial-{os.getpid()}-", suffix=self.path.suffix.lower()
+        )
+        os.close(fd)
+        self.partial = Path(name)
+        self._spool = tempfile.TemporaryFile("w+", dir=self.path.parent, encoding="utf-8")
+        self._extra: dict[str, None] = {}
+        self.count = 0
+
+    def add(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Append rows (in order) to the table."""
+        for r in rows:
+            for key in r:
+                if key not in COLUMNS:
+                    self._extra.setdefault(key, None)
+            self._spool.write(json.dumps(r, allow_nan=True) + "\n")
+            self.count += 1
+
+    def columns(self) -> list[str]:
+        """The base columns, then metadata columns in order of first appearance (land cover classes sorted)."""
+        lc = sorted((k for k in self._extra if k.startswith("lc_")), key=lambda k: int(k[3:]))
+        return COLUMNS + [k for k in self._extra if not k.startswith("lc_")] + lc
+
+    def _groups(self) -> Iterator[list[dict[str, Any]]]:
+        self._spool.seek(0)
+        group: list[dict[str, Any]] = []
+        for line in self._spool:
+            group.append(json.loads(line))
+            if len(group) == ROWS_PER_GROUP:
+                yield group
+                group = []
+        if group or not self.count:
+            yield group
+
+    def close(self) -> Path:
+        """Write the table and rename it onto the output; returns the output's path."""
+        try:
+            write = {".parquet": _write_parquet, ".gpkg": _write_gpkg, ".csv": _write_csv}[self.path.suffix.lower()]
+            write(self._groups, self.columns(), self.partial)
+            readable_by_all(self.partial)
+            os.replace(self.partial, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        self._spool.close()
+        return self.path
+
+    def abort(self) -> None:
+        """Leave no output: the partial table and the spool removed."""
+        self._spool.close()
+        self.partial.unlink(missing_ok=True)
+
+    def __enter__(self) -> GridTableWriter:
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def write_table(table: GridTable, path: str | os.PathLike) -> Path:
     """Write the grid as GeoParquet (.parquet), GeoPackage (.gpkg) or CSV with bounds (.csv)."""
-
-    path = check_table_path(path)
-    suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".partial-{os.getpid()}-", suffix=suffix)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        {".parquet": _write_parquet, ".gpkg": _write_gpkg, ".csv": _write_csv}[suffix](table, tmp)
-        readable_by_all(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def columns_of(table: GridTable) -> list[str]:
-    """The base columns, then metadata columns in order of first appearance."""
-    extra: dict[str, None] = {}
-    for r in table.rows:
-        for key in r:
-            if key not in COLUMNS:
-                extra.setdefault(key, None)
-    lc = sorted((k for k in extra if k.startswith("lc_")), key=lambda k: int(k[3:]))
-    return COLUMNS + [k for k in extra if not k.startswith("lc_")] + lc
+    with GridTableWriter(path) as writer:
+        writer.add(table.rows)
+    return writer.path
 
 
 def _column(rows: Iterable[dict], name: str) -> list:
@@ -96,15 +161,18 @@ def _column(rows: Iterable[dict], name: str) -> list:
     return [r.get(name) for r in rows]
 
 
-def _write_csv(table: GridTable, path: Path) -> None:
+Groups = Callable[[], Iterator[list[dict[str, Any]]]]
+"""The table's rows, group by group, from the start each time it is called."""
 
-    columns = columns_of(table)
-    values = [_column(table.rows, c) for c in columns]
+
+def _write_csv(groups: Groups, columns: list[str], path: Path) -> None:
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(columns)
-        for row in zip(*values, strict=True):
-            w.writerow(["" if v is None else v for v in row])
+        for rows in groups():
+            values = [_column(rows, c) for c in columns]
+            for row in zip(*values, strict=True):
+                w.writerow(["" if v is None else v for v in row])
 
 
 def geoparquet_metadata(geometry_types: list[str]) -> bytes:
@@ -124,37 +192,55 @@ def readable_by_all(path: Path) -> None:
     os.chmod(path, 0o666 & ~mask)
 
 
-def _write_parquet(table: GridTable, path: Path) -> None:
-
-    geoms = [shapely.to_wkb(cell_polygon(r)) for r in table.rows]
-    data = {c: _column(table.rows, c) for c in columns_of(table)}
-    data["geometry"] = geoms
-    pa_table = pa.table(data).replace_schema_metadata({b"geo": geoparquet_metadata(["Polygon"])})
-    pq.write_table(pa_table, path)
+def _arrow(rows: list[dict[str, Any]], columns: list[str]) -> pa.Table:
+    data = {c: _column(rows, c) for c in columns}
+    data["geometry"] = [shapely.to_wkb(cell_polygon(r)) for r in rows]
+    return pa.table(data)
 
 
-def _write_gpkg(table: GridTable, path: Path) -> None:
+def _write_parquet(groups: Groups, columns: list[str], path: Path) -> None:
+    """Two passes over the groups: their column types unified (a column empty in one group, integer in one
+    and real in another, as one table of them all would have it), then one row group each."""
+    schema = pa.unify_schemas([_arrow(rows, columns).schema for rows in groups()], promote_options="permissive")
+    schema = schema.with_metadata({b"geo": geoparquet_metadata(["Polygon"])})
+    with pq.ParquetWriter(path, schema) as writer:
+        for rows in groups():
+            writer.write_table(_arrow(rows, columns).cast(schema))
 
+
+def _gpkg_kinds(groups: Groups, columns: list[str]) -> list[Any]:
+    """Each column's numpy dtype over all groups: text where a value is text or missing, else real where a
+    value is real, else as numpy finds it (the field's type is set by the first group written)."""
+    text, real = set(), set()
+    for rows in groups():
+        for c in columns:
+            values = _column(rows, c)
+            if any(isinstance(v, str) or v is None for v in values):
+                text.add(c)
+            elif any(isinstance(v, float) for v in values):
+                real.add(c)
+    return [object if c in text else float if c in real else None for c in columns]
+
+
+def _write_gpkg(groups: Groups, columns: list[str], path: Path) -> None:
     path.unlink(missing_ok=True)
-    geoms = np.array([shapely.to_wkb(cell_polygon(r)) for r in table.rows], dtype=object)
-    columns = columns_of(table)
-    fields = []
-    for c in columns:
-        values = _column(table.rows, c)
-        kind = object if any(isinstance(v, str) for v in values) or any(v is None for v in values) else None
-        fields.append(np.array(values, dtype=kind))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pyogrio.raw.write(
-            path,
-            geometry=geoms,
-            field_data=fields,
-            fields=columns,
-            crs="EPSG:4326",
-            driver="GPKG",
-            geometry_type="Polygon",
-            layer="grid",
-        )
+    kinds = _gpkg_kinds(groups, columns)
+    for i, rows in enumerate(groups()):
+        geoms = np.array([shapely.to_wkb(cell_polygon(r)) for r in rows], dtype=object)
+        fields = [np.array(_column(rows, c), dtype=kind) for c, kind in zip(columns, kinds, strict=True)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pyogrio.raw.write(
+                path,
+                geometry=geoms,
+                field_data=fields,
+                fields=columns,
+                crs="EPSG:4326",
+                driver="GPKG",
+                geometry_type="Polygon",
+                layer="grid",
+                append=i > 0,
+            )
 
 
 def iter_grid_table(path: str | os.PathLike, batch: int = 4096) -> Iterator[dict[str, Any]]:

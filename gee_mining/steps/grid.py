@@ -29,6 +29,7 @@ import dataclasses
 import json
 import math
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,7 +233,7 @@ def positive_cells(
     keep: Sequence[str] = (),
     metadata: Metadata = NO_METADATA,
     with_geometry: bool = True,
-    block: tuple[int, int, int] | None = None,
+    group: BlockGroup | None = None,
 ):
     """The zone's cells overlapping the polygons, with overlap fraction, polygon ids, centroid, bounds and
     their lattice index (:func:`lattice_index`).
@@ -243,17 +244,17 @@ def positive_cells(
     every cell would compute and scan every polygon.
     Cells below the minimum overlap are dropped unless their key (``"x,y"``) is in ``keep``. Without
     ``with_geometry`` the features carry no square (the table needs only its bounds): less to send back.
-    ``block``: ``(bx, by, n)``, only the cells of that square of n x n cells of the zone's lattice (see
-    :func:`zone_blocks`): what one request can answer, however large the polygons.
+    ``group``: only the cells of its blocks (squares of the zone's lattice, see :func:`plan_groups`): what
+    one request can answer, however large the polygons.
     """
     crs = ee.Projection(f"EPSG:{epsg}")
     zone_polys = tagged.filter(ee.Filter.eq("grid_epsg", epsg))
     if region is not None:
         zone_polys = zone_polys.filterBounds(region)
-    if block is None:
+    if group is None or not group.blocks:
         cells = zone_polys.geometry().coveringGrid(crs.atScale(spec.cell_size))
     else:
-        cells = _block_cells(ee, zone_polys, crs, spec.cell_size, block)
+        cells = _block_cells(ee, zone_polys, crs, spec.cell_size, group)
     area = spec.cell_size * spec.cell_size
 
     def measure(cell):
@@ -271,21 +272,29 @@ def positive_cells(
     return cells.map(measure).filter(passes)
 
 
-def _block_square(ee, crs, cell_size: float, block: tuple[int, int, int], inset: float = 0.0):
-    bx, by, n = block
-    side = n * cell_size
-    x0, y0 = bx * side + inset, by * side + inset
-    return ee.Geometry.Rectangle([x0, y0, x0 + side - 2 * inset, y0 + side - 2 * inset], crs, False)
+def _square_rings(cell_size: float, group: BlockGroup, grow: float) -> list[list[list[float]]]:
+    """The group's blocks as rings of the zone's projection (metres), each grown by ``grow`` metres a side."""
+    side = group.side * cell_size
+    return [
+        [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+        for bx, by in group.blocks
+        for x0, y0, x1, y1 in [(bx * side - grow, by * side - grow, (bx + 1) * side + grow, (by + 1) * side + grow)]
+    ]
 
 
-def _block_cells(ee, zone_polys, crs, cell_size: float, block: tuple[int, int, int]):
-    """The covering grid's cells (exactly those of the unblocked grid) that lie in the block: the grid of the
-    polygons whose box (in the zone's metres) reaches the block, kept where a cell meets the block's square
-    shrunk by a thousandth of a cell (planar in the zone's projection, both of them: cells of the
-    neighbouring blocks only touch its edge). The polygons are chosen by numbers, not by a filter on the
-    square, which would go through longitude and latitude and break where the block crosses 180 degrees."""
-    bx, by, n = block
-    side, pad = n * cell_size, cell_size / 1000
+CLIP_ERROR_M = 0.01  # the clip of the polygons to a group's blocks: as fine as coveringGrid's own reprojection
+
+
+def _block_cells(ee, polys, crs, cell_size: float, group: BlockGroup, rim: int = 0):
+    """The covering grid's cells (exactly those of the unblocked grid) that lie in the group's blocks (grown
+    by ``rim`` cells): the grid of the polygons whose box (in the zone's metres) reaches a block, clipped to
+    the blocks grown by two thousandths of a cell (the engine's work follows the blocks, not the polygons: a
+    country is clipped to a block), kept where a cell meets a block's square shrunk by a thousandth of a cell
+    (planar in the zone's projection, all of them: cells of the neighbouring blocks only touch its edge).
+    The polygons are chosen by numbers, not by a filter on the square, which would go through longitude and
+    latitude and break where the block crosses 180 degrees."""
+    side, pad = group.side * cell_size, cell_size / 1000
+    grow = rim * cell_size + pad
 
     def box(f):  # the bounds' corners (a point's bounds are the point)
         flat = f.geometry().bounds(MAX_ERROR_M, crs).coordinates().flatten()
@@ -295,31 +304,91 @@ def _block_cells(ee, zone_polys, crs, cell_size: float, block: tuple[int, int, i
             "gy0": ys.reduce(ee.Reducer.min()), "gy1": ys.reduce(ee.Reducer.max()),
         })  # fmt: skip
 
-    reaches = ee.Filter.And(
-        ee.Filter.lte("gx0", (bx + 1) * side + pad),
-        ee.Filter.gte("gx1", bx * side - pad),
-        ee.Filter.lte("gy0", (by + 1) * side + pad),
-        ee.Filter.gte("gy1", by * side - pad),
-    )
-    cells = zone_polys.map(box).filter(reaches).geometry().coveringGrid(crs.atScale(cell_size))
-    return cells.filterBounds(_block_square(ee, crs, cell_size, block, pad))
+    reaches = [
+        ee.Filter.And(
+            ee.Filter.lte("gx0", (bx + 1) * side + grow),
+            ee.Filter.gte("gx1", bx * side - grow),
+            ee.Filter.lte("gy0", (by + 1) * side + grow),
+            ee.Filter.gte("gy1", by * side - grow),
+        )
+        for bx, by in group.blocks
+    ]
+    rings = _square_rings(cell_size, group, grow + pad)
+    clip = ee.Geometry.MultiPolygon([[r] for r in rings], crs, False).dissolve(CLIP_ERROR_M, crs)
+    shapes = polys.map(box).filter(ee.Filter.Or(*reaches)).geometry()
+    cells = shapes.intersection(clip, CLIP_ERROR_M, crs).coveringGrid(crs.atScale(cell_size))
+    squares = [ee.Geometry.Polygon([r], crs, False) for r in _square_rings(cell_size, group, grow - 2 * pad)]
+    return cells.filter(ee.Filter.Or(*[ee.Filter.bounds(sq) for sq in squares]))
 
 
-def zone_blocks(ee, tagged, zones: Sequence[int], spec: GridSpec, block: int, region=None) -> dict[int, list]:
-    """Per zone EPSG, the blocks (``(bx, by)``: squares of ``block`` x ``block`` cells of the zone's lattice)
-    that its polygons touch: the covering grid at the block's scale, on the same origin, each block's index
-    read from its square (:func:`lattice_index`; one request)."""
-    ids = []
+@dataclass(frozen=True)
+class BlockGroup:
+    """Blocks of a zone's lattice (squares of ``side`` x ``side`` cells, indices ``(bx, by)``) whose cells
+    one request asks for; ``cells``: at most how many cells they hold near the polygons (occupied tiles
+    times a tile's cells). No blocks: the whole zone in one request."""
+
+    epsg: int
+    side: int = 0
+    blocks: tuple[tuple[int, int], ...] = ()
+    cells: int = 0
+
+
+TILE = 16  # cells: the side of the squares (at most) whose occupancy sizes the blocks
+GROUP_CELLS = GRID_BLOCK * GRID_BLOCK  # cells: what one request's blocks hold at most (a full block alone)
+GROUP_BLOCKS = 16  # blocks one request asks for at most (each brings its rim of touching cells)
+
+
+def tile_side(block: int) -> int:
+    """The largest divisor of ``block`` up to :data:`TILE`: tiles nest in blocks."""
+    return max(d for d in range(1, min(TILE, block) + 1) if block % d == 0)
+
+
+def group_blocks(
+    epsg: int, tiles: Sequence[tuple[int, int]], block: int, tile: int, bound: int = GROUP_CELLS
+) -> list[BlockGroup]:
+    """A zone's occupied tiles as groups of blocks, in the lattice's row order (by, bx), each group's cells
+    (``tile * tile`` per occupied tile) at most ``bound`` (a block alone may hold more: its request is bounded
+    by the block) and at most :data:`GROUP_BLOCKS` blocks: the requests follow the cells near the polygons,
+    not the number of blocks they are scattered over."""
+    per = block // tile
+    counts: dict[tuple[int, int], int] = {}
+    for tx, ty in tiles:
+        key = (ty // per, tx // per)
+        counts[key] = counts.get(key, 0) + tile * tile
+    groups: list[BlockGroup] = []
+    members: list[tuple[int, int]] = []
+    cells = 0
+    for (by, bx), n in sorted(counts.items()):
+        if members and (cells + n > bound or len(members) == GROUP_BLOCKS):
+            groups.append(BlockGroup(epsg, block, tuple(members), cells))
+            members, cells = [], 0
+        members.append((bx, by))
+        cells += n
+    if members:
+        groups.append(BlockGroup(epsg, block, tuple(members), cells))
+    return groups
+
+
+def plan_groups(ee, tagged, zones: Sequence[int], spec: GridSpec, block: int | None, region=None) -> list[BlockGroup]:
+    """The requests of the positives, zone by zone: the tiles (:func:`tile_side`) the zones' polygons touch,
+    the covering grid at the tile's scale on the same origin, paged (each answer bounded), grouped by
+    :func:`group_blocks`. ``block`` None: one group per zone (no request)."""
+    if block is None:
+        return [BlockGroup(epsg) for epsg in zones]
+    tile = tile_side(block)
+    grids = []
     for epsg in zones:
         crs = ee.Projection(f"EPSG:{epsg}")
         zone_polys = tagged.filter(ee.Filter.eq("grid_epsg", epsg))
         if region is not None:
             zone_polys = zone_polys.filterBounds(region)
-        side = spec.cell_size * block
-        squares = zone_polys.geometry().coveringGrid(crs.atScale(side))
-        ids.append(keyed_cells(ee, squares, crs, side).aggregate_array("cell"))
-    answers = ee.List(ids).getInfo()
-    return {epsg: sorted(cell_index(i) for i in found) for epsg, found in zip(zones, answers, strict=True)}
+        side = spec.cell_size * tile
+        grid = keyed_cells(ee, zone_polys.geometry().coveringGrid(crs.atScale(side)), crs, side)
+        grids.append(grid.map(lambda c, epsg=epsg: c.set("zone", epsg)))
+    tiles: dict[int, list[tuple[int, int]]] = {epsg: [] for epsg in zones}
+    for f in iter_features(ee.FeatureCollection(grids).flatten(), PAGE_SIZE):
+        tiles[int(f["properties"]["zone"])].append(cell_index(f["properties"]["cell"]))
+    return [g for epsg in zones for g in group_blocks(epsg, tiles[epsg], block, tile)]
 
 
 def _without_geometry(ee, cell, props: dict):
@@ -337,16 +406,19 @@ def keyed_cells(ee, cells, crs, cell_size: float):
     return cells.map(keyed)
 
 
-def _touching_grid(ee, tagged, epsg: int, spec: GridSpec, margin: float):
+def _touching_grid(ee, tagged, epsg: int, spec: GridSpec, margin: float, group: BlockGroup | None = None):
     """The zone's cells touching a (buffered) polygon of it or of a neighbouring zone, within reach of the
-    pairing: polygons farther than :data:`NEGATIVE_REACH` cells (plus two, against rounding) from the box
-    around the zone's own polygons cannot touch a cell a negative may be looked for in. Zones whose box
-    could reach the antimeridian keep every neighbour (see :func:`reach_is_clear_of_antimeridian`); the grid
-    itself is planar in the zone and safe there."""
+    pairing. With a ``group`` of blocks: those in its blocks grown by the pairing's reach (see
+    :func:`_block_cells`). Else polygons farther than :data:`NEGATIVE_REACH` cells (plus two, against
+    rounding) from the box around the zone's own polygons cannot touch a cell a negative may be looked for
+    in. Zones whose box could reach the antimeridian keep every neighbour (see
+    :func:`reach_is_clear_of_antimeridian`); the grid itself is planar in the zone and safe there."""
     crs = ee.Projection(f"EPSG:{epsg}")
     near = tagged.filter(ee.Filter.inList("grid_epsg", neighbour_zones(epsg)))
     if margin > 0:
         near = near.map(lambda f: f.setGeometry(f.geometry().buffer(margin, MAX_ERROR_M)))
+    if group is not None and group.blocks:
+        return _block_cells(ee, near, crs, spec.cell_size, group, NEGATIVE_REACH + 2)
     reach = (NEGATIVE_REACH + 2) * spec.cell_size * math.sqrt(2)  # the box's corners too
     if reach_is_clear_of_antimeridian(epsg, reach + margin):
         zone_box = tagged.filter(ee.Filter.eq("grid_epsg", epsg)).geometry().bounds(MAX_ERROR_M, crs)
@@ -363,9 +435,13 @@ def touching_collection(ee, tagged, epsg: int, spec: GridSpec, margin: float):
     return keyed_cells(ee, _touching_grid(ee, tagged, epsg, spec, margin), crs, spec.cell_size)
 
 
-def touching_cells(ee, tagged, epsg: int, spec: GridSpec, margin: float):
-    """Keys (``"x,y"``) of :func:`touching_collection`'s cells, as a list."""
-    return touching_collection(ee, tagged, epsg, spec, margin).aggregate_array("cell")
+def touching_cells(ee, tagged, epsg: int, spec: GridSpec, margin: float, group: BlockGroup | None = None):
+    """Keys (``"x,y"``) of :func:`touching_collection`'s cells (of the ``group``'s blocks and their rims), as a
+    list."""
+    crs = ee.Projection(f"EPSG:{epsg}")
+    return keyed_cells(ee, _touching_grid(ee, tagged, epsg, spec, margin, group), crs, spec.cell_size).aggregate_array(
+        "cell"
+    )
 
 
 def measured_cells(ee, epsg: int, spec: GridSpec, cells: Sequence[tuple[int, int]], metadata: Metadata = NO_METADATA):
@@ -461,35 +537,23 @@ def available_metadata(ee, metadata: Metadata, warn: Callable[[str], None]) -> M
     )
 
 
-@deferred_gc()  # thousands of cells decoded and tabulated: see gc_pause
-def build_grid(
-    ee,
-    polygons: Any,
-    spec: GridSpec,
-    *,
-    region: Any = None,
-    margin: float = 0.0,
-    id_column: str | None = None,
-    progress: Callable[[str], None] | None = None,
-    keep: dict[int, set[str]] | None = None,
-    metadata: Metadata | None = None,
-    block: int | None = GRID_BLOCK,
-) -> GridTable:
-    """Positives with overlap, their distinct nearest negatives, names: the grid of one level.
+@dataclass
+class GridSummary:
+    """What a streamed grid (:func:`stream_grid`) wrote: its counts and warnings (the rows went to its sink)."""
 
-    ``polygons``: an ``ee.FeatureCollection`` or a table asset id. ``region``: an
-    optional ``ee.Geometry`` to restrict to. ``margin``: keep negatives this many
-    metres from every polygon. ``id_column``: the polygons' id property
-    (default: ``id`` if the table has it, else ``system:index``). ``keep``: per
-    zone EPSG, ids (``"x,y"``) of cells kept as positives whatever their
-    overlap (the parents of finer positives, see :func:`build_levels`).
-    ``metadata``: what to annotate cells with (default :class:`Metadata`: country
-    and land-cover shares, from the sources the engine has). ``block``: the side, in cells, of the squares
-    of each zone's lattice whose positives one request asks for (see :func:`_positives_by_block`); None: one
-    request per zone.
-    """
+    spec: GridSpec
+    positives: int = 0
+    negatives: int = 0
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
-    say = progress or (lambda msg: None)
+
+Sink = Callable[[list[dict[str, Any]]], None]
+"""Where a streamed grid's rows go, a block group's at a time: each positive followed by its negative."""
+
+
+def _prepare(ee, polygons: Any, spec: GridSpec, margin: float, id_column: str | None):
+    """The polygons checked (not empty, within the projection's latitudes), tagged with their zones: (the
+    table as loaded, the tagged collection, zone EPSGs, id column, count)."""
     fc = ee.FeatureCollection(polygons) if isinstance(polygons, str) else polygons
     if margin < 0:
         raise InputError(f"margin {margin}: give a distance in metres >= 0.")
@@ -502,62 +566,148 @@ def build_grid(
     check_latitudes(ee, fc, spec, id_column)
     tagged = tag_zones(ee, fc, spec)
     zones = sorted({int(z) for z in tagged.aggregate_array("grid_epsg").distinct().getInfo()})
+    return fc, tagged, zones, id_column, count
+
+
+def stream_grid(
+    ee,
+    polygons: Any,
+    spec: GridSpec,
+    sink: Sink,
+    *,
+    region: Any = None,
+    margin: float = 0.0,
+    id_column: str | None = None,
+    progress: Callable[[str], None] | None = None,
+    keep: dict[int, set[str]] | None = None,
+    metadata: Metadata | None = None,
+    block: int | None = GRID_BLOCK,
+    spool: str | os.PathLike | None = None,
+) -> GridSummary:
+    """The grid of one level (see :func:`build_grid` for the arguments), handed to ``sink`` a group of blocks
+    at a time: memory follows a group of blocks and a few numbers per cell of a zone, not the rows.
+
+    Per zone, each group's positives (one paged request, :func:`plan_groups`) go to an anonymous spool file
+    (in the folder ``spool``, default the system's) and the cells touching a polygon within the pairing's
+    reach of its blocks (one request) to the zone's blocked set; the negatives are then paired over the
+    whole zone, as one request per zone would (nearest first, the same pairs), and each group's rows are read
+    back, its negatives measured (one request) and passed on."""
+    say = progress or (lambda msg: None)
+    summary = GridSummary(spec)
+    fc, tagged, zones, id_column, count = _prepare(ee, polygons, spec, margin, id_column)
+    metadata = available_metadata(ee, Metadata() if metadata is None else metadata, summary.warnings.append)
+    groups = plan_groups(ee, tagged, zones, spec, block, region)
+    say(f"[grid] {count:,} polygons in {len(zones)} grid zone(s) at {spec.cell_size:g} m (zoom {spec.zoom}): "
+        f"{len(groups)} request(s) of positives")  # fmt: skip
+    done = 0
+    for epsg in zones:
+        zone_groups = [g for g in groups if g.epsg == epsg]
+        with tempfile.TemporaryFile("w+", dir=spool, encoding="utf-8") as fh:
+
+            def step(i: int, first: int = done, epsg: int = epsg) -> None:
+                say(f"[grid] group {first + i}/{len(groups)} (EPSG:{epsg})")
+
+            cells, blocked = _zone_positives(
+                ee, fc, tagged, zone_groups, spec, id_column, region, keep or {}, metadata, margin, fh, step
+            )
+            done += len(zone_groups)
+            if not cells:
+                continue
+            say(f"[grid] EPSG:{epsg}: {len(cells):,} positive cells, {len(blocked):,} cells touch a polygon: pairing")
+            hits = _pair_in_grid_order(spec, epsg, cells, blocked, summary.warnings.append)
+            del blocked
+            fh.seek(0)
+            start = 0
+            for line in fh:
+                with deferred_gc():  # a group's rows decoded and tabulated: see gc_pause
+                    positives = json.loads(line)
+                    rows = paired_rows(ee, spec, epsg, positives, hits[start : start + len(positives)], metadata)
+                start += len(positives)
+                summary.positives += len(positives)
+                summary.negatives += len(rows) - len(positives)
+                sink(rows)
+    say(f"[grid] {summary.positives} positives, {summary.negatives} negatives")
+    return summary
+
+
+def _zone_positives(ee, polygons, tagged, groups, spec, id_column, region, keep, metadata, margin, spool, say):
+    """A zone's positives, group by group: each group's rows (in the lattice's row order) one JSON line of
+    ``spool``; returns the cells of the rows, in the spool's order, and the cells touching a polygon."""
+    cells: list[tuple[int, int]] = []
+    blocked: set[tuple[int, int]] = set()
+    for i, group in enumerate(groups):
+        kept = sorted(k for k in keep.get(group.epsg, ()) if _in_group(cell_index(k), group))
+        found = positive_cells(ee, polygons, tagged, group.epsg, spec, id_column, region, kept, metadata, False, group)
+        with deferred_gc():  # a group's cells decoded and tabulated (the collector runs between groups)
+            rows = []
+            for f in iter_features(found, PAGE_SIZE):
+                row = _row(f, spec, 1)
+                row["nesting_only"] = row["overlap"] < MIN_OVERLAP
+                rows.append(row)
+        say(i + 1)
+        if not rows:
+            continue
+        rows.sort(key=lambda r: (r["cell_y"], r["cell_x"]))
+        spool.write(json.dumps(rows) + "\n")
+        cells.extend((r["cell_x"], r["cell_y"]) for r in rows)
+        ids = touching_cells(ee, tagged, group.epsg, spec, margin, group).getInfo()
+        blocked.update(cell_index(i) for i in ids)
+    return cells, blocked
+
+
+def _in_group(cell: tuple[int, int], group: BlockGroup) -> bool:
+    return not group.blocks or (cell[0] // group.side, cell[1] // group.side) in group.blocks
+
+
+def _pair_in_grid_order(spec, epsg, cells, blocked, warn):
+    """:func:`pair_negatives` of the zone's cells taken in the lattice's row order (its ties are broken by
+    the positives' order: the pairs do not depend on how the zone was cut into blocks), in ``cells``' order."""
+    order = sorted(range(len(cells)), key=lambda i: (cells[i][1], cells[i][0]))
+    hits = pair_negatives(spec, epsg, [cells[i] for i in order], blocked, warn)
+    out: list[Any] = [None] * len(cells)
+    for k, i in enumerate(order):
+        out[i] = hits[k]
+    return out
+
+
+def build_grid(ee, polygons: Any, spec: GridSpec, **options: Any) -> GridTable:
+    """Positives with overlap, their distinct nearest negatives, names: the grid of one level, in memory.
+
+    ``polygons``: an ``ee.FeatureCollection`` or a table asset id. ``region``: an
+    optional ``ee.Geometry`` to restrict to. ``margin``: keep negatives this many
+    metres from every polygon. ``id_column``: the polygons' id property
+    (default: ``id`` if the table has it, else ``system:index``). ``keep``: per
+    zone EPSG, ids (``"x,y"``) of cells kept as positives whatever their
+    overlap (the parents of finer positives, see :func:`build_levels`).
+    ``metadata``: what to annotate cells with (default :class:`Metadata`: country
+    and land-cover shares, from the sources the engine has). ``block``: the side, in cells, of the squares
+    of each zone's lattice whose positives are asked for by groups (see :func:`plan_groups`); None: one
+    request per zone. ``progress``: called with progress lines. A table too large for memory:
+    :func:`stream_grid`.
+    """
     table = GridTable(spec)
-    metadata = available_metadata(ee, Metadata() if metadata is None else metadata, table.warnings.append)
-    say(f"[grid] {count:,} polygons in {len(zones)} grid zone(s) at {spec.cell_size:g} m (zoom {spec.zoom})")
-    by_zone = _positives_by_block(ee, fc, tagged, zones, spec, id_column, region, keep or {}, metadata, block, say)
-    say(f"[grid] {sum(map(len, by_zone.values())):,} positive cells in {len(by_zone)} zone(s)")
-    pos_zones = sorted(by_zone)
-    if pos_zones:
-        lists = ee.List([touching_cells(ee, tagged, epsg, spec, margin) for epsg in pos_zones]).getInfo()
-        blocked = {epsg: {cell_index(i) for i in ids} for epsg, ids in zip(pos_zones, lists, strict=True)}
-        say(f"[grid] {sum(map(len, blocked.values())):,} cells touch a polygon: pairing negatives")
-        add_negatives(ee, table, {epsg: by_zone[epsg] for epsg in pos_zones}, blocked, metadata)
+    summary = stream_grid(ee, polygons, spec, table.rows.extend, **options)
+    table.warnings.extend(summary.warnings)
     names = [r["name"] for r in table.rows]
     if len(set(names)) != len(names):
         raise AssertionError("cell names are not unique")  # cannot happen for cells >= 100 m apart
-    say(f"[grid] {len(table.positives)} positives, {len(table.negatives)} negatives")
     return table
-
-
-def _positives_by_block(ee, polygons, tagged, zones, spec, id_column, region, keep, metadata, block, say):
-    """Per zone EPSG, its positive rows, asked for block by block (:func:`zone_blocks`), one request each:
-    the engine's memory and each answer follow a block, not the polygons (a country is hundreds of
-    thousands of cells, more than one interactive request of Earth Engine may compute). Rows are in the
-    order of the unblocked grid: by row of the lattice, then column."""
-    blocks = {z: [None] for z in zones} if block is None else zone_blocks(ee, tagged, zones, spec, block, region)
-    total, done = sum(map(len, blocks.values())), 0
-    by_zone: dict[int, list[dict[str, Any]]] = {}
-    for epsg in zones:
-        kept = sorted(keep.get(epsg, ()))
-        for b in blocks[epsg]:
-            square = None if b is None else (*b, block)
-            cells = positive_cells(ee, polygons, tagged, epsg, spec, id_column, region, kept, metadata, False, square)
-            for f in iter_features(cells, PAGE_SIZE):
-                row = _row(f, spec, 1)
-                row["nesting_only"] = row["overlap"] < MIN_OVERLAP
-                by_zone.setdefault(epsg, []).append(row)
-            done += 1
-            if total > 1:
-                say(f"[grid] block {done}/{total} (EPSG:{epsg}): {len(by_zone.get(epsg, [])):,} positive cells so far")
-    for rows in by_zone.values():
-        rows.sort(key=lambda r: (r["cell_y"], r["cell_x"]))
-    return by_zone
 
 
 def pair_negatives(
     spec: GridSpec,
     epsg: int,
-    positives: list[dict[str, Any]],
+    positives: Sequence[tuple[int, int]],
     blocked: set[tuple[int, int]],
     warn: Callable[[str], None],
 ) -> list[tuple[tuple[int, int], float] | None]:
-    """Each positive's distinct nearest free cell of its zone (see :func:`assign_negatives`), searching
-    ever farther (3 to :data:`NEGATIVE_REACH` cells) for the positives still without one.
+    """Each positive's (cell indices x, y) distinct nearest free cell of its zone (see
+    :func:`assign_negatives`), searching ever farther (3 to :data:`NEGATIVE_REACH` cells) for the positives
+    still without one.
 
     A first round over the 8 neighbours settles most positives cheaply; it makes the same choices as the
     first pairs of the 3-cell round (those at distance 1 and sqrt 2, taken first there too)."""
-    pos_index = [(r["cell_x"], r["cell_y"]) for r in positives]
+    pos_index = list(positives)
     assigned: list = [None] * len(positives)
     blocked = set(blocked)
     radius = 1
@@ -577,43 +727,37 @@ def pair_negatives(
         radius = 3 if radius == 1 else radius * 2
 
 
-def add_negatives(
+def paired_rows(
     ee,
-    table: GridTable,
-    positives: dict[int, list[dict[str, Any]]],
-    blocked: dict[int, set[tuple[int, int]]],
+    spec: GridSpec,
+    epsg: int,
+    positives: list[dict[str, Any]],
+    hits: Sequence[tuple[tuple[int, int], float] | None],
     metadata: Metadata,
     measure_block: int = MEASURE_BLOCK,
-) -> None:
-    """Pair each positive (per zone EPSG) with its nearest free cell, measure those cells server-side, and
-    append positives and negatives to ``table``. The negatives are measured ``measure_block`` cells a request
-    (one ``computeFeatures`` each): every answer, its work and its time stay bounded however many cells the
-    run has (Earth Engine aborts an interactive request after about 5 minutes or 10 MB)."""
+) -> list[dict[str, Any]]:
+    """The positives of a zone, each followed by its negative (``hits``, from :func:`pair_negatives`), the
+    negatives measured server-side ``measure_block`` cells a request (one paged ``computeFeatures`` each:
+    every answer, its work and its time stay bounded however many cells the run has; Earth Engine aborts an
+    interactive request after about 5 minutes or 10 MB), the pairs named on both rows."""
     if measure_block < 1:
         raise InputError(f"measure_block {measure_block!r}: give a number of cells >= 1.")
-
-    spec = table.spec
-    assigned = {
-        epsg: pair_negatives(spec, epsg, rows, blocked.get(epsg, set()), table.warnings.append)
-        for epsg, rows in positives.items()
-    }
-    chosen = {epsg: [a[0] for a in hits if a is not None] for epsg, hits in assigned.items()}
+    chosen = [h[0] for h in hits if h is not None]
     measured = {}
-    for epsg in sorted(chosen):
-        for i in range(0, len(chosen[epsg]), measure_block):
-            cells = measured_cells(ee, epsg, spec, chosen[epsg][i : i + measure_block], metadata)
-            for f in iter_features(cells, PAGE_SIZE):
-                row = _row(f, spec, 0)
-                measured[(row["epsg"], row["cell_x"], row["cell_y"])] = row
-    for epsg, rows in positives.items():
-        for pos, neg in zip(rows, assigned[epsg], strict=True):
-            table.rows.append(pos)
-            if neg is not None:
-                row = dict(measured[(epsg, *neg[0])])
-                row["distance_m"] = neg[1]
-                row["pair"] = pos["name"]
-                pos["pair"] = row["name"]
-                table.rows.append(row)
+    for i in range(0, len(chosen), measure_block):
+        for f in iter_features(measured_cells(ee, epsg, spec, chosen[i : i + measure_block], metadata), PAGE_SIZE):
+            row = _row(f, spec, 0)
+            measured[(row["cell_x"], row["cell_y"])] = row
+    rows = []
+    for pos, neg in zip(positives, hits, strict=True):
+        rows.append(pos)
+        if neg is not None:
+            row = dict(measured[neg[0]])
+            row["distance_m"] = neg[1]
+            row["pair"] = pos["name"]
+            pos["pair"] = row["name"]
+            rows.append(row)
+    return rows
 
 
 # -- the global run: Export.table tasks per zone, then the negatives from what they wrote ----------
@@ -667,7 +811,7 @@ def grid_from_exports(ee, folder: str | os.PathLike, spec: GridSpec, metadata: M
                       measure_block: int = MEASURE_BLOCK) -> GridTable:  # fmt: skip
     """The grid of one level from the files :func:`export_grid`'s tasks wrote (downloaded to ``folder``,
     the ``zZOOM`` folder): positives as exported, negatives paired here and measured server-side,
-    ``measure_block`` cells a request (:func:`add_negatives`)."""
+    ``measure_block`` cells a request (:func:`paired_rows`)."""
 
     folder = Path(folder)
     table = GridTable(spec)
@@ -688,29 +832,49 @@ def grid_from_exports(ee, folder: str | os.PathLike, spec: GridSpec, metadata: M
         if rows:
             positives[epsg] = rows
             blocked[epsg] = {cell_index(f["properties"]["cell"]) for f in json.loads(touching.read_text())["features"]}
-    add_negatives(ee, table, positives, blocked, metadata, measure_block)
+    for epsg, rows in positives.items():
+        cells = [(r["cell_x"], r["cell_y"]) for r in rows]
+        hits = _pair_in_grid_order(spec, epsg, cells, blocked[epsg], table.warnings.append)
+        table.rows.extend(paired_rows(ee, spec, epsg, rows, hits, metadata, measure_block))
     return table
 
 
-def build_levels(ee, polygons: Any, levels: Sequence[GridSpec], **options: Any) -> list[GridTable]:
-    """Nested grids, coarse to fine, such that every positive lies inside a positive of each coarser level.
+def stream_levels(
+    ee, polygons: Any, levels: Sequence[GridSpec], sinks: Sequence[Sink], **options: Any
+) -> list[GridSummary]:
+    """Nested grids, coarse to fine, each streamed to its sink (see :func:`stream_grid`), such that every
+    positive lies inside a positive of each coarser level.
 
     A fine cell may pass the 0.1 % overlap threshold while its parent, four
     times larger, does not; such parents are kept as positives, with their true
     overlap and ``nesting_only`` set, so that the pyramid never loses a mine
-    between levels. Levels are built finest first.
-    """
+    between levels. Levels are built finest first; what is kept of a level for the next is its positives'
+    parents' indices."""
     levels = list(levels)
     check_nesting(levels)
-    out: list[GridTable] = []
+    out: list[GridSummary] = []
     keep: dict[int, set[str]] = {}
-    for spec in reversed(levels):
-        table = build_grid(ee, polygons, spec, keep=keep, **options)
-        out.append(table)
-        keep = {}
-        for r in table.positives:
-            keep.setdefault(r["epsg"], set()).add(f"{r['cell_x'] // 2},{r['cell_y'] // 2}")
+    for spec, sink in zip(reversed(levels), reversed(list(sinks)), strict=True):
+        parents: dict[int, set[str]] = {}
+
+        def emit(rows: list[dict[str, Any]], sink: Sink = sink, parents: dict = parents) -> None:
+            for r in rows:
+                if r["label"] == 1:
+                    parents.setdefault(r["epsg"], set()).add(f"{r['cell_x'] // 2},{r['cell_y'] // 2}")
+            sink(rows)
+
+        out.append(stream_grid(ee, polygons, spec, emit, keep=keep, **options))
+        keep = parents
     return out[::-1]
+
+
+def build_levels(ee, polygons: Any, levels: Sequence[GridSpec], **options: Any) -> list[GridTable]:
+    """:func:`stream_levels` into tables in memory."""
+    tables = [GridTable(spec) for spec in levels]
+    summaries = stream_levels(ee, polygons, levels, [t.rows.extend for t in tables], **options)
+    for table, summary in zip(tables, summaries, strict=True):
+        table.warnings.extend(summary.warnings)
+    return tables
 
 
 # -- a cell's pixel grid (pure) --------------------------------------------------------

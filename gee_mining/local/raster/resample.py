@@ -34,7 +34,9 @@ try:
 except ImportError:  # Windows: no open-file limit to read
     resource = None
 
+from gee_mining.contracts.cells import split_antimeridian
 from gee_mining.contracts.lattice import PixelGrid
+from gee_mining.errors import InputError
 from gee_mining.local.core.errors import EngineError
 from gee_mining.local.raster.band import Band
 from gee_mining.local.raster.grid import same_lattice
@@ -330,6 +332,10 @@ class FileSource:
         shape = shapely.Polygon(ring)
         if self.crs != "EPSG:4326":
             shape = geodesic_lonlat(Geometry(shape, Projection.from_crs(self.crs), geodesic=False), 1.0)
+        try:  # a file across the antimeridian: its outline in parts either side of it, as Earth Engine's
+            shape = split_antimeridian(shape)
+        except InputError:
+            pass  # a file around a pole: its outline as pyproj gives it (no split gives it a meaning)
         object.__setattr__(self, "_footprint", shape)  # a cache of a derived value on a frozen dataclass
         return shape
 

@@ -51,7 +51,9 @@ import pyarrow.parquet as pq
 import pyogrio
 import shapely
 
+from gee_mining.contracts.cells import split_antimeridian
 from gee_mining.contracts.tables import plain_value, to_lonlat
+from gee_mining.errors import InputError
 from gee_mining.local.core.errors import EngineError, NotFound
 from gee_mining.local.raster.image import Image, ImageCollection
 from gee_mining.local.raster.resample import DatasetCache, FileSource, source_band
@@ -335,9 +337,21 @@ def read_table(entry: TableEntry) -> FeatureCollection:
     features = []
     for i, geom in enumerate(geoms):
         props = {n: plain_value(v[i]) for n, v in zip(names, values, strict=True)}
+        geom = _split_at_antimeridian(geom)
         g = None if geom is None or geom.is_empty else Geometry(geom, geodesic=entry.geodesic)
         features.append(Feature(g, props, id=f"{i:020x}"))
     return FeatureCollection(features, dict(entry.properties), id=entry.id)
+
+
+def _split_at_antimeridian(geom: Any) -> Any:
+    """A shape across the antimeridian (a projected file's, reprojected, or one whose edges step over 180
+    degrees) in parts either side of it, as Earth Engine holds them (RFC 7946). A ring around a pole (a
+    countries table's Antarctica, drawn along the map's edges) has no such split: it is kept as the file
+    has it, a planar ring Earth Engine reads the same way."""
+    try:
+        return split_antimeridian(geom)
+    except InputError:
+        return geom
 
 
 def _read_ogr(entry: TableEntry):

@@ -1,0 +1,173 @@
+"""The grid streamed by zone and group of blocks: requests bounded by the input, rows written as they
+come, the table appearing whole (or not at all), a killed run's partial removed by the next run."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pyogrio
+import pyproj
+import pytest
+import shapely
+
+from gee_mining.contracts.cells import GridSpec
+from gee_mining.io import grid_table
+from gee_mining.io.grid_table import GridTableWriter, read_grid_table
+from gee_mining.local.service.router import INTERACTIVE
+from gee_mining.steps.grid import GROUP_BLOCKS, NO_METADATA, build_grid, stream_grid
+
+# 64 small squares (about 1.1 km) half a degree apart in UTM zone 33 N: each alone in its block of 4 cells.
+SCATTERED = [
+    shapely.box(12.6 + 0.5 * i, 0.6 + 0.5 * j, 12.61 + 0.5 * i, 0.61 + 0.5 * j) for i in range(8) for j in range(8)
+]
+
+
+def _collection(ee, polys):
+    return ee.FeatureCollection(
+        [ee.Feature(ee.Geometry(shapely.geometry.mapping(p)), {"id": k}) for k, p in enumerate(polys)]
+    )
+
+
+def _reference(polys, size, epsg=32633):
+    """The cells (x, y) of the zone's lattice each polygon overlaps by at least 0.1 % of a cell (shapely, pyproj)."""
+    tf = pyproj.Transformer.from_crs(4326, epsg, always_xy=True)
+    out = set()
+    for p in polys:
+        q = shapely.transform(shapely.segmentize(p, 0.001), lambda xy: np.column_stack(tf.transform(*xy.T)))
+        x0, y0, x1, y1 = q.bounds
+        for x in range(math.floor(x0 / size), math.ceil(x1 / size)):
+            for y in range(math.floor(y0 / size), math.ceil(y1 / size)):
+                cell = shapely.box(x * size, y * size, (x + 1) * size, (y + 1) * size)
+                if cell.intersection(q).area >= 0.001 * size * size:
+                    out.add((x, y))
+    return out
+
+
+@pytest.mark.slow
+def test_scattered_polygons_take_requests_by_group_not_by_block(ee_local, _session_connection):
+    """64 scattered mines, each in its own block: the positives, touching cells and negatives are asked for by
+    groups of up to GROUP_BLOCKS blocks (3 requests a group, plus 5 for the polygons and the tiles), not one
+    request per block (the rows equal the shapely reference's cells)."""
+    _, conn = _session_connection
+    calls = conn.local_engine.router.calls
+    spec = GridSpec.of(5500)
+    before = sum(calls[k] for k in INTERACTIVE)
+    table = build_grid(ee_local, _collection(ee_local, SCATTERED), spec, block=4, metadata=NO_METADATA)
+    requests = sum(calls[k] for k in INTERACTIVE) - before
+    assert requests <= 5 + 3 * math.ceil(len(SCATTERED) / GROUP_BLOCKS), requests
+    got = {(r["cell_x"], r["cell_y"]) for r in table.positives}
+    assert got == _reference(SCATTERED, spec.cell_size)
+    assert len(table.negatives) == len(table.positives)
+
+
+def _cli(args, tmp_path):
+    command = [sys.executable, "-m", "gee_mining.cli.main", "grid", *args]
+    env = {**os.environ, "MPLCONFIGDIR": str(tmp_path)}
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_a_killed_grid_leaves_a_partial_the_next_run_removes(tmp_path):
+    """`grid` killed with SIGKILL mid-run leaves its `.partial-PID-*` table (nothing can run after SIGKILL);
+    the next run writing to that folder removes it at its start, as that process is gone, even when the
+    next run itself fails (an empty polygon set): no partial and no output remain."""
+    polygons = tmp_path / "mines.geojson"
+    feature = {
+        "type": "Feature",
+        "properties": {"id": 1},
+        "geometry": shapely.geometry.mapping(shapely.box(-55, -10, -54, -9)),
+    }
+    polygons.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    out = tmp_path / "out" / "grid.parquet"
+    run = _cli(["--polygons", str(polygons), "--cell", "5500", "--out", str(out)], tmp_path)
+    deadline = time.monotonic() + 60
+    while not list(out.parent.glob(f".partial-{run.pid}-*.parquet")) and run.poll() is None:
+        assert time.monotonic() < deadline, "no partial table appeared"
+        time.sleep(0.01)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert run.returncode == -signal.SIGKILL
+    stale = list(out.parent.glob(".partial-*"))
+    assert [p.name.split("-")[1] for p in stale] == [str(run.pid)] and not out.exists()
+
+    empty = tmp_path / "empty.geojson"
+    empty.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    again = _cli(["--polygons", str(empty), "--cell", "5500", "--out", str(out)], tmp_path)
+    _, err = again.communicate(timeout=120)
+    assert again.returncode != 0 and "Traceback" not in err, err
+    assert not list(out.parent.iterdir()), list(out.parent.iterdir())
+
+
+@pytest.mark.slow
+def test_streamed_rows_come_by_group_and_pair_as_one_zone(ee_local):
+    """stream_grid hands its sink each group's rows (positive, then its negative) as the group completes, never
+    more than a group's cells; the pairs are those of the zone asked for in one request (pairing is over the
+    zone in the lattice's order, whatever the blocks), and negatives touch no polygon (shapely)."""
+    spec = GridSpec.of(5500)
+    polys = SCATTERED[:24] + [shapely.box(13.0, 5.0, 13.3, 5.3)]  # one 33 km square: a few blocks of 4 cells
+    fc = _collection(ee_local, polys)
+    calls = []
+    summary = stream_grid(ee_local, fc, spec, calls.append, block=4, metadata=NO_METADATA)
+    whole = build_grid(ee_local, fc, spec, block=None, metadata=NO_METADATA)
+    rows = [r for c in calls for r in c]
+    assert len(calls) >= 2 and max(len(c) for c in calls) <= 2 * GROUP_BLOCKS * 16
+    assert all(
+        c[0]["label"] == 1 and all(a["label"] or b["label"] for a, b in zip(c, c[1:], strict=False)) for c in calls
+    )
+    assert sorted(rows, key=lambda r: r["name"]) == sorted(whole.rows, key=lambda r: r["name"])
+    assert (summary.positives, summary.negatives) == (len(whole.positives), len(whole.negatives))
+    tf = pyproj.Transformer.from_crs(4326, 32633, always_xy=True)
+    union = shapely.union_all([shapely.transform(p, lambda xy: np.column_stack(tf.transform(*xy.T))) for p in polys])
+    for r in rows:
+        x, y, s = r["cell_x"] * spec.cell_size, r["cell_y"] * spec.cell_size, spec.cell_size
+        assert shapely.box(x, y, x + s, y + s).intersects(union) == (r["label"] == 1), r["name"]
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv", "gpkg"])
+def test_writer_writes_group_by_group_what_one_table_would(tmp_path, monkeypatch, suffix):
+    """Rows added in pieces and written 3 rows a group: a column empty in the first group and real later, a
+    land-cover class first seen in the last group, integers then reals: the file reads back as the rows
+    (pyarrow, csv, pyogrio), as a table written at once would, and is there only once closed."""
+    monkeypatch.setattr(grid_table, "ROWS_PER_GROUP", 3)
+    spec = GridSpec.of(5500)
+    from gee_mining.contracts.cells import cell_row
+
+    rows = []
+    for k in range(8):
+        r = cell_row(32633, k, 2 * k, spec)
+        r.update(label=k % 2, polygon_ids=[k, "a"], overlap=0.5 if k % 2 else 0.0, elevation=None if k < 4 else k / 2)
+        r["count"] = k if k < 6 else k + 0.5
+        if k == 7:
+            r["lc_80"] = 0.25
+        rows.append(r)
+    path = tmp_path / f"grid.{suffix}"
+    with GridTableWriter(path) as writer:
+        writer.add(rows[:5])
+        writer.add(rows[5:])
+        assert not path.exists() and len(list(tmp_path.glob(".partial-*"))) == 1
+    assert not list(tmp_path.glob(".partial-*"))
+    back = read_grid_table(path)
+    assert [r["name"] for r in back] == [r["name"] for r in rows]
+    for got, want in zip(back, rows, strict=True):
+        assert float(got["lc_80"] or 0) == want.get("lc_80", 0.0)
+        assert float(got["count"]) == want["count"]
+        assert (
+            got["elevation"] in (None, "")
+            if want["elevation"] is None
+            else float(got["elevation"]) == want["elevation"]
+        )
+        assert got["polygon_ids"] == f"{want['polygon_ids'][0]};a"
+    if suffix == "parquet":
+        schema = pq.read_schema(path)
+        assert str(schema.field("count").type) == "double" and str(schema.field("elevation").type) == "double"
+        assert pq.ParquetFile(path).metadata.num_row_groups == 3
+    if suffix == "gpkg":
+        assert len(pyogrio.raw.read(path)[2]) == len(rows)
