@@ -162,7 +162,7 @@ Export.image.toCloudStorage({
   bucket: 'your-bucket',
   fileNamePrefix: 'patches/z14/escondida_z14',
   fileFormat: 'TFRecord',
-  formatOptions: {patchDimensions: [110, 110], compressed: true},
+  formatOptions: {patchDimensions: [110, 110], compressed: true, defaultValue: -9999},
   maxPixels: 10000000000,
   crs: 'EPSG:32719',
   crsTransform: [10, 0, 489500, 0, -10, 7320500],
