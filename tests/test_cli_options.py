@@ -11,11 +11,10 @@ import re
 
 import geopandas
 import pytest
+from conftest import TEST_DATA
 
 from gee_mining.cli.main import build_parser, main
 from gee_mining.cli.output import QUIET_ENVIRONMENT, leaf_parsers
-
-from conftest import TEST_DATA
 
 # The commands whose output is for machines (counts, plans, ledgers, figures): each takes --json.
 JSON_COMMANDS = {
@@ -146,3 +145,16 @@ def test_help_shows_defaults(argv, capsys):
     with pytest.raises(SystemExit):
         main(argv)
     assert "(default: " in capsys.readouterr().out
+
+
+def test_json_output_is_strict_json_even_with_undefined_figures(tmp_path):
+    """An undefined figure (a NaN AUC on a one-class split) is null, never the bare NaN JSON forbids."""
+    import numpy as np
+
+    from gee_mining.cli.output import emit
+
+    args = argparse.Namespace(json=str(tmp_path / "r.json"))
+    emit(args, {"auc": float("nan"), "n": np.int64(3), "folds": [np.float32(0.5), float("inf")]}, lambda: None)
+    text = (tmp_path / "r.json").read_text()
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in {text}")) == {
+        "auc": None, "n": 3, "folds": [0.5, None]}  # fmt: skip

@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -113,7 +114,7 @@ def emit(args: argparse.Namespace, result: Any, human: Callable[[], None]) -> No
     if target is None:
         human()
         return
-    text = json.dumps(result, indent=1, default=str, allow_nan=False) + "\n"
+    text = json.dumps(_plain(result), indent=1, default=str, allow_nan=False) + "\n"
     if target == "-":
         stream = getattr(args, "_stdout", None) or sys.stdout
         stream.write(text)
@@ -121,6 +122,19 @@ def emit(args: argparse.Namespace, result: Any, human: Callable[[], None]) -> No
     else:
         Path(target).write_text(text)
         human()
+
+
+def _plain(value: Any) -> Any:
+    """JSON's values only: NaN and infinities (undefined figures) become null, numpy scalars Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", None) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 @contextlib.contextmanager
