@@ -116,7 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
 
-    result = run_demo(args.out, catalog=args.catalog)
+    result = run_demo(args.out, catalog=args.catalog, progress=progress(args))
     print(f"report: {result.report.resolve()}")
     return 0
 
