@@ -24,6 +24,7 @@ import datetime as dt
 import html
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -44,6 +45,8 @@ SUMMARY_JSON = "summary.json"
 FIGURES_DIR = "report_figures"
 REPORT_HTML = "report.html"
 REPORT_PDF = "report.pdf"
+SIMULATED = "SIMULATED"
+MIN_TIMING_S = 0.005  # parts that took less (skipped, or nothing to do) are named, not drawn as 0 s bars
 
 _CSS = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; max-width: 1100px; margin: 2em auto;
@@ -62,6 +65,8 @@ figcaption { font-size: .88em; color: #555; }
 .meta { color: #666; font-size: .9em; }
 nav.toc ol { columns: 2; font-size: .92em; }
 table.params td:first-child { font-weight: 600; white-space: nowrap; }
+h2, h3, caption { break-after: avoid; page-break-after: avoid; }
+.keep { break-inside: avoid; page-break-inside: avoid; }
 @media print { body { max-width: none; margin: 0; } figure, table { break-inside: avoid; } nav.toc { display: none; } }
 """
 
@@ -83,7 +88,11 @@ class Report:
     sections: list[Section] = field(default_factory=list)
     warnings: list[dict] = field(default_factory=list)
 
-    def section(self, title: str) -> Section:
+    def section(self, title: str, simulated: bool = False) -> Section:
+        """A new section. ``simulated``: it shows simulated imagery or polygons, and its title says SIMULATED
+        (prefixed when the title does not already say so), as every such section must."""
+        if simulated and SIMULATED not in title:
+            title = f"{SIMULATED} · {title}"
         s = Section(title)
         self.sections.append(s)
         return s
@@ -198,19 +207,16 @@ class Report:
         toc = "".join(f'<li><a href="#{a}">{html.escape(t)}</a></li>' for t, a in zip(titles, anchors, strict=True))
         body = head + [f'<nav class="toc"><h2>Contents</h2><ol>{toc}</ol></nav>']
 
-        body.append(_h2("Warnings", anchors[0]))
-        body.append(_warnings_html(warnings))
+        body.append(_kept(_h2("Warnings", anchors[0]), [_warnings_html(warnings)]))
         for s, a in zip(sections, anchors[1:], strict=False):
-            body.append(_h2(s.title, a))
-            body.extend(_part_html(p) for p in s.parts)
+            body.append(_kept(_h2(s.title, a), [_part_html(p) for p in s.parts]))
         k = 1 + len(sections)
         if timings:
-            body.append(_h2("Timings", anchors[k]))
-            body.append(_timings_html(timings))
+            body.append(_kept(_h2("Timings", anchors[k]), [_timings_html(timings)]))
             k += 1
         if run_dir is not None:
-            body.append(_h2("Files written by this run", anchors[k]))
-            body.append(_files_html(Path(run_dir), Path(html_dir) if html_dir is not None else Path(run_dir)))
+            files = _files_html(Path(run_dir), Path(html_dir) if html_dir is not None else Path(run_dir))
+            body.append(_kept(_h2("Files written by this run", anchors[k]), [files]))
         return (
             '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -397,18 +403,24 @@ def _warnings_html(warnings: list[dict]) -> str:
 
 
 def _timings_html(timings: Mapping[str, float]) -> str:
+    """A bar per part that took time, the table of them, and the parts that took none (skipped) by name."""
 
     matplotlib.use("Agg")
 
-    items = [(str(k), float(v)) for k, v in timings.items()]
+    all_items = [(str(k), float(v)) for k, v in timings.items()]
+    items = [(k, v) for k, v in all_items if v >= MIN_TIMING_S]
+    idle = [k for k, v in all_items if v < MIN_TIMING_S]
     total = sum(v for _, v in items)
     section = Section("Timings")
-    fig, ax = plt.subplots(figsize=(10, 0.3 * len(items) + 1))
-    ax.barh([k for k, _ in items][::-1], [v for _, v in items][::-1], color="#b33")
-    ax.set_xlabel("seconds (wall clock)")
-    ax.tick_params(axis="y", labelsize=8)
-    Report.figure(section, fig, f"Wall-clock time of each part of the run ({total:,.1f} s in all).")
-    Report.table(section, ["part", "seconds", "share"], [(k, round(v, 2), f"{v / total:.0%}") for k, v in items])
+    if items:
+        fig, ax = plt.subplots(figsize=(10, 0.3 * len(items) + 1))
+        ax.barh([k for k, _ in items][::-1], [v for _, v in items][::-1], color="#b33")
+        ax.set_xlabel("seconds (wall clock)")
+        ax.tick_params(axis="y", labelsize=8)
+        Report.figure(section, fig, f"Wall-clock time of each part of the run ({total:,.1f} s in all).")
+        Report.table(section, ["part", "seconds", "share"], [(k, round(v, 2), f"{v / total:.0%}") for k, v in items])
+    if idle:
+        Report.text(section, f"Not run, or under {MIN_TIMING_S * 1000:g} ms: {', '.join(idle)}.", "meta")
     return "".join(_part_html(p) for p in section.parts)
 
 
@@ -444,11 +456,12 @@ def _part_html(p: Any) -> str:
         if p.get("caption"):
             out.append(f"<caption>{html.escape(p['caption'])}</caption>")
         out.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in p["header"]) + "</tr>")
+        formats = [_column_format([row[i] for row in p["rows"] if i < len(row)]) for i in range(len(p["header"]))]
         for row in p["rows"]:
             cells = []
-            for v in row:
-                if isinstance(v, int | float) and not isinstance(v, bool):
-                    cells.append(f'<td class="num">{_fmt(v)}</td>')
+            for v, fmt in zip(row, formats, strict=False):
+                if _is_number(v):
+                    cells.append(f'<td class="num">{fmt(v)}</td>')
                 else:
                     cells.append(f"<td>{html.escape(str(v))}</td>")
             out.append("<tr>" + "".join(cells) + "</tr>")
@@ -547,13 +560,30 @@ def _readable(path: str | os.PathLike) -> None:
     os.chmod(path, 0o666 & ~mask)
 
 
-def _fmt(v: float) -> str:
-    if isinstance(v, int):
-        return f"{v:,}"
-    if v != v:
-        return "nan"
-    if abs(v) >= 1000:
-        return f"{v:,.0f}"
-    if abs(v) >= 1:
-        return f"{v:,.2f}"
-    return f"{v:.4g}"
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _column_format(values: Sequence[Any]):
+    """One number format for a table column: integers with thousands separators; floats with the same decimals
+    down the column, enough for two significant digits of its smallest non-zero value (at most 4)."""
+    numbers = [v for v in values if _is_number(v)]
+    floats = [abs(v) for v in numbers if isinstance(v, float) and math.isfinite(v)]
+    if not any(isinstance(v, float) for v in numbers):
+        return lambda v: f"{v:,}"
+    nonzero = [v for v in floats if v > 0]
+    decimals = 0 if not nonzero else max(0, min(4, 1 - math.floor(math.log10(min(nonzero)))))
+
+    def fmt(v: float) -> str:
+        if isinstance(v, float) and not math.isfinite(v):
+            return "n/a" if v != v else ("∞" if v > 0 else "-∞")
+        return f"{v:,.{decimals}f}"
+
+    return fmt
+
+
+def _kept(heading: str, parts: Sequence[str]) -> str:
+    """A section: its heading kept on one page with its first part (no heading orphaned at a page's foot)."""
+    first = parts[0] if parts else ""
+    rest = "".join(parts[1:])
+    return f'<section><div class="keep">{heading}{first}</div>{rest}</section>'
