@@ -24,7 +24,9 @@ def add_cli(sub) -> None:
     r = ssub.add_parser("run", help="run the study on a pixel table and write tables, plots and the chosen models")
     r.add_argument("--pixels", required=True, help="pixel table: a folder of per-cell Parquet/CSV files, or one file")
     r.add_argument("--out", required=True, help="output folder (tables CSV+Parquet, PNG plots, model_*.json)")
-    r.add_argument("--bands", default=",".join(BANDS), help="bands, comma-separated: the 12 of Sentinel-2 L2A unless given")
+    r.add_argument(
+        "--bands", default=",".join(BANDS), help="bands, comma-separated: the 12 of Sentinel-2 L2A unless given"
+    )
     r.add_argument("--no-pairwise", action="store_true", help="leave out the pairwise normalised differences ND_a_b")
     r.add_argument("--indices", help="named spyndex indices to add, e.g. NDVI,NBR (read from the table or computed)")
     r.add_argument("--patch", type=int, default=1, help="k: features and label as k x k block means (default 1)")
