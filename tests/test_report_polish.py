@@ -37,7 +37,7 @@ def test_a_column_has_one_number_format():
 def test_parts_that_took_no_time_are_named_not_drawn():
     page = Report("t").render({"timings_s": {"grid": 12.0, "detect (skipped)": 0.0, "exports": 3.5}})
     timings = page.split('id="timings"', 1)[1].split("</section>", 1)[0]
-    rows = re.findall(r"<tr><td>([^<]*)</td>", timings)
+    rows = re.findall(r"<tr><td[^>]*>([^<]*)</td>", timings)
     assert rows == ["grid", "exports"]
     assert "Not run, or under 5 ms: detect (skipped)." in timings
     assert "15.5 s in all" in timings
@@ -73,6 +73,7 @@ def test_no_heading_is_orphaned_at_the_foot_of_a_pdf_page(tmp_path):
         title = f"Section number {k}"
         titles.append(title)
         s = report.section(title)
+        Report.text(s, f"Introduction {k}.")
         fig, ax = plt.subplots(figsize=(8, 2.2 + 0.9 * (k % 3)))
         ax.plot([0, 1], [k, k + 1])
         Report.figure(s, fig, f"figure {k}")
@@ -82,5 +83,7 @@ def test_no_heading_is_orphaned_at_the_foot_of_a_pdf_page(tmp_path):
     assert len(pages) >= 3
     seen = [t for lines in pages for t in titles if t in lines]
     assert sorted(seen) == titles  # every heading printed once
+    intros = {f"Introduction {k}." for k in range(8)}
     for n, lines in enumerate(pages[:-1]):
         assert lines[-1] not in titles, f"page {n + 1} ends with the heading {lines[-1]!r}"
+        assert lines[-1] not in intros, f"page {n + 1} ends with a heading and its introduction {lines[-1]!r}"

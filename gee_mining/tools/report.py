@@ -56,7 +56,8 @@ h2 { margin-top: 2em; color: #822; }
 table { border-collapse: collapse; margin: .8em 0; font-size: .92em; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; vertical-align: top; }
 th { background: #f4eeee; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.short { white-space: nowrap; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: .88em; color: #555; }
 .note { background: #fff8e5; border-left: 4px solid #e0a800; padding: .5em .8em; }
@@ -209,7 +210,7 @@ class Report:
 
         body.append(_kept(_h2("Warnings", anchors[0]), [_warnings_html(warnings)]))
         for s, a in zip(sections, anchors[1:], strict=False):
-            body.append(_kept(_h2(s.title, a), [_part_html(p) for p in s.parts]))
+            body.append(_kept(_h2(s.title, a), [_part_html(p) for p in s.parts], _lead(s.parts)))
         k = 1 + len(sections)
         if timings:
             body.append(_kept(_h2("Timings", anchors[k]), [_timings_html(timings)]))
@@ -463,7 +464,8 @@ def _part_html(p: Any) -> str:
                 if _is_number(v):
                     cells.append(f'<td class="num">{fmt(v)}</td>')
                 else:
-                    cells.append(f"<td>{html.escape(str(v))}</td>")
+                    short = ' class="short"' if len(str(v)) <= 12 else ""  # "5500 m" on one line
+                    cells.append(f"<td{short}>{html.escape(str(v))}</td>")
             out.append("<tr>" + "".join(cells) + "</tr>")
         out.append("</table>")
         return "".join(out)
@@ -582,8 +584,17 @@ def _column_format(values: Sequence[Any]):
     return fmt
 
 
-def _kept(heading: str, parts: Sequence[str]) -> str:
-    """A section: its heading kept on one page with its first part (no heading orphaned at a page's foot)."""
-    first = parts[0] if parts else ""
-    rest = "".join(parts[1:])
+def _lead(parts: Sequence[Any]) -> int:
+    """How many parts open a section: its leading paragraphs and the first table or figure after them."""
+    n = 0
+    while n < len(parts) and isinstance(parts[n], dict) and parts[n].get("kind") == "text":
+        n += 1
+    return min(n + 1, len(parts))
+
+
+def _kept(heading: str, parts: Sequence[str], lead: int = 1) -> str:
+    """A section: its heading kept on one page with its first ``lead`` parts (the opening paragraphs and the first
+    table or figure), so that no heading, or heading and introduction, is left at the foot of a page."""
+    first = "".join(parts[:lead])
+    rest = "".join(parts[lead:])
     return f'<section><div class="keep">{heading}{first}</div>{rest}</section>'
