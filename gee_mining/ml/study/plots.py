@@ -113,7 +113,7 @@ def models_figure(result, note: str = ""):
     a1.set_yticks(y, m.index, fontsize=8)
     a1.invert_yaxis()
     a1.set_xlim(0, 1)
-    a1.legend(fontsize=7, loc="lower right")
+    a1.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.12))  # below the bars, not on them
     a1.set_title(f"test metrics{note}", fontsize=10)
     a2.barh(y, m["apply_us_per_pixel"], color="#555")
     a2.set_yticks(y, [""] * len(y))
