@@ -27,6 +27,7 @@ from gee_mining.cli.output import (
     emit,
     json_stdout,
     leaf_parsers,
+    plain_warnings,
     progress,
     quiet_third_party,
 )
@@ -170,14 +171,19 @@ def _grid(args: argparse.Namespace) -> int:
     region = parse_region(ee, args.region)
     if args.export:
         bucket, _, prefix = args.export.removeprefix("gs://").partition("/")
+        started = []
         for spec in specs:
             tasks = export_grid(ee, polygons, spec, bucket, prefix or "grid", region=region, margin=args.margin,
                                 metadata=metadata)  # fmt: skip
-            for task in tasks:
-                print(f"started {task.status()['description']} ({task.id})")
-        print(
-            f"when they finish, download gs://{bucket}/{prefix or 'grid'}/zZOOM/ and run: gee-mining grid --from-exports DIR ..."
-        )
+            started += [{"zoom": spec.zoom, "id": t.id, "description": t.status()["description"]} for t in tasks]
+        then = f"when they finish, download gs://{bucket}/{prefix or 'grid'}/zZOOM/ and run: gee-mining grid --from-exports DIR ..."
+
+        def human() -> None:
+            for task in started:
+                print(f"started {task['description']} ({task['id']})")
+            print(then)
+
+        emit(args, {"tasks": started, "next": then}, human)
         return 0
     if args.from_exports:
         if len(specs) != 1:
@@ -581,6 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     quiet_third_party()
+    plain_warnings()
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
     with scratch_folder(args), json_stdout(args):
         try:
