@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -134,7 +135,8 @@ def test_the_real_tour_executes_and_its_page_opens_from_disk(tmp_path):
     shutil.copytree(ROOT / "docs", root / "docs")
     shutil.copy(ROOT / "mkdocs.yml", root / "mkdocs.yml")
     done = subprocess.run([sys.executable, "-m", "gee_mining.tools.notebook_doc", "docs/notebooks/tour.ipynb",
-                           "runs/notebooks/tour.ipynb"], cwd=root, capture_output=True, text=True, timeout=900)  # fmt: skip
+                           "runs/notebooks/tour.ipynb"], cwd=root, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     _build_site(root, tmp_path / "site")
     page = (tmp_path / "site" / "tour.html").read_text()
