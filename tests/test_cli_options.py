@@ -64,7 +64,8 @@ def test_every_default_is_shown_in_the_help():
     for name, parser in _commands():
         options = parser.format_help().split("options:", 1)[1]
         for action in parser._actions:
-            if not action.option_strings or action.default in (None, False, argparse.SUPPRESS, [], ""):
+            nothing = action.default is None or action.default is False or action.default in ([], "", argparse.SUPPRESS)
+            if not action.option_strings or nothing:  # 0 and 0.0 are defaults to show
                 continue
             # the option's entry: from its flag to the next line that starts with a flag
             flag = action.option_strings[-1]

@@ -425,7 +425,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     """``serve``: the local engine over HTTP."""
     p = sub.add_parser("serve", help="serve the local engine over HTTP on loopback")
     p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    p.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
     p.add_argument("--catalog", help="catalog TOML mapping asset ids to files")
     p.add_argument("--project", default="gee-mining-local", help="Cloud project id the engine answers for")
     p.add_argument("--storage", help="folder where exports land (default: a temporary folder)")

@@ -42,12 +42,19 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         default = action.default
         if (
             "default" in text.lower()
-            or default in (None, False, argparse.SUPPRESS, [], "")
+            or _no_default(default)
             or action.option_strings == []
             or isinstance(action, argparse._HelpAction)
         ):
             return text
         return f"{text} (default: %(default)s)"
+
+
+def _no_default(value: Any) -> bool:
+    """Nothing worth showing: None, a flag's False, an empty list or text (0 and 0.0 are defaults to show)."""
+    return (
+        value is None or value is False or value is argparse.SUPPRESS or (isinstance(value, list | str) and not value)
+    )
 
 
 class Parser(argparse.ArgumentParser):
