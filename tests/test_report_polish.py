@@ -32,15 +32,18 @@ def test_a_column_has_one_number_format():
     # the smallest non-zero area (0.125) needs 2 decimals for 2 significant digits: every area gets 2
     assert cells == ["0.12", "1,200", "12.50", "3", "1,500.00", "45,000"]
     assert [f"{v:,.2f}" for v in (0.125, 12.5, 1500.0)] == [cells[0], cells[2], cells[4]]
+    Report.table(s, ["seconds"], [(70.3,), (0.5,), (382.4,)])  # rounded to 0.1: no digits invented
+    assert re.findall(r'<td class="num">([^<]*)</td>', report.render({}))[-3:] == ["70.3", "0.5", "382.4"]
 
 
 def test_parts_that_took_no_time_are_named_not_drawn():
-    page = Report("t").render({"timings_s": {"grid": 12.0, "detect (skipped)": 0.0, "exports": 3.5}})
+    page = Report("t").render({"timings_s": {"grid": 12.04, "detect (skipped)": 0.0147, "exports": 3.5}})
     timings = page.split('id="timings"', 1)[1].split("</section>", 1)[0]
     rows = re.findall(r"<tr><td[^>]*>([^<]*)</td>", timings)
     assert rows == ["grid", "exports"]
-    assert "Not run, or under 5 ms: detect (skipped)." in timings
+    assert "Not run, or under 50 ms: detect (skipped)." in timings
     assert "15.5 s in all" in timings
+    assert re.findall(r'<td class="num">([^<]*)</td>', timings) == ["12.0", "3.5"]  # seconds to 0.1 s, alike
 
 
 def test_every_heading_is_kept_with_what_follows_it():

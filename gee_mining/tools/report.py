@@ -46,7 +46,7 @@ FIGURES_DIR = "report_figures"
 REPORT_HTML = "report.html"
 REPORT_PDF = "report.pdf"
 SIMULATED = "SIMULATED"
-MIN_TIMING_S = 0.005  # parts that took less (skipped, or nothing to do) are named, not drawn as 0 s bars
+MIN_TIMING_S = 0.05  # parts that took less (skipped, or nothing to do) are named, not drawn as 0 s bars
 
 _CSS = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; max-width: 1100px; margin: 2em auto;
@@ -419,7 +419,7 @@ def _timings_html(timings: Mapping[str, float]) -> str:
         ax.set_xlabel("seconds (wall clock)")
         ax.tick_params(axis="y", labelsize=8)
         Report.figure(section, fig, f"Wall-clock time of each part of the run ({total:,.1f} s in all).")
-        Report.table(section, ["part", "seconds", "share"], [(k, round(v, 2), f"{v / total:.0%}") for k, v in items])
+        Report.table(section, ["part", "seconds", "share"], [(k, round(v, 1), f"{v / total:.0%}") for k, v in items])
     if idle:
         Report.text(section, f"Not run, or under {MIN_TIMING_S * 1000:g} ms: {', '.join(idle)}.", "meta")
     return "".join(_part_html(p) for p in section.parts)
@@ -568,13 +568,15 @@ def _is_number(v: Any) -> bool:
 
 def _column_format(values: Sequence[Any]):
     """One number format for a table column: integers with thousands separators; floats with the same decimals
-    down the column, enough for two significant digits of its smallest non-zero value (at most 4)."""
+    down the column, enough for two significant digits of its smallest non-zero value (at most 4, and never more
+    than the values hold: seconds rounded to 0.1 s show one decimal)."""
     numbers = [v for v in values if _is_number(v)]
     floats = [abs(v) for v in numbers if isinstance(v, float) and math.isfinite(v)]
     if not any(isinstance(v, float) for v in numbers):
         return lambda v: f"{v:,}"
     nonzero = [v for v in floats if v > 0]
     decimals = 0 if not nonzero else max(0, min(4, 1 - math.floor(math.log10(min(nonzero)))))
+    decimals = min(decimals, max(_decimals_held(v) for v in floats))  # never more digits than the values hold
 
     def fmt(v: float) -> str:
         if isinstance(v, float) and not math.isfinite(v):
@@ -590,6 +592,15 @@ def _lead(parts: Sequence[Any]) -> int:
     while n < len(parts) and isinstance(parts[n], dict) and parts[n].get("kind") == "text":
         n += 1
     return min(n + 1, len(parts))
+
+
+def _decimals_held(v: float) -> int:
+    """The decimals of a float's shortest repr: 12.5 holds 1, 0.125 holds 3, 1e-05 holds 5."""
+    text = repr(v)
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        return max(0, len(mantissa.split(".")[1]) if "." in mantissa else 0) - int(exponent)
+    return len(text.split(".")[1]) if "." in text else 0
 
 
 def _kept(heading: str, parts: Sequence[str], lead: int = 1) -> str:
