@@ -103,6 +103,7 @@ def _build_site(root: Path, site: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
+@pytest.mark.slow  # a site build / Chromium / every pixel of a collection: more than a few seconds
 def test_the_site_shows_the_executed_tour(tmp_path):
     """A copy of the docs with an executed tour beside it (its outputs written here, not run): the built page
     carries them, and `mkdocs build --strict` passes offline."""

@@ -65,6 +65,7 @@ def _pages_text(pdf_path) -> list[list[str]]:
     return pages
 
 
+@pytest.mark.slow  # a site build / Chromium / every pixel of a collection: more than a few seconds
 def test_no_heading_is_orphaned_at_the_foot_of_a_pdf_page(tmp_path):
     if find_chromium() is None:
         pytest.skip("Chromium not found (apt-get install chromium): cannot print the PDF")

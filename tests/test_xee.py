@@ -62,6 +62,7 @@ def _compute_pixels(ee, image, params: dict) -> dict[str, np.ma.MaskedArray]:
     return {n: np.ma.masked_array(values[n].astype(np.float64), mask[n] == 0) for n in values.dtype.names}
 
 
+@pytest.mark.slow  # a site build / Chromium / every pixel of a collection: more than a few seconds
 def test_a_collection_opens_with_xee_and_every_pixel_equals_compute_pixels(ee_world):
     ee, _ = ee_world
     collection = ee.ImageCollection(S2).select(BANDS)
