@@ -40,6 +40,7 @@ demo: $(STAMP) chromium
 # The documentation: the algorithm list regenerated from the engine's registry, then a strict offline build.
 docs: $(STAMP)
 	$(VENV)/bin/gee-mining algorithms --markdown > docs/algorithms.md
+	$(PY) -m gee_mining.tools.notebook_doc docs/notebooks/tour.ipynb runs/notebooks/tour.ipynb
 	$(VENV)/bin/mkdocs build --strict --quiet -d runs/site
 	@echo "documentation: runs/site/index.html"
 

@@ -1,4 +1,4 @@
-"""mkdocs hook: a placeholder page for each step page named in the nav that is not written yet.
+"""mkdocs hooks: the tour notebook's page with its outputs; a placeholder for each step page not written yet.
 
 The pipeline's step pages (study.md, classify.md, pyramid.md...) are written by the people who build
 those steps. Until a page exists, the site shows a short placeholder in its place instead of failing
@@ -7,7 +7,13 @@ those steps. Until a page exists, the site shows a short placeholder in its plac
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mkdocs.structure.files import File
+
+# The notebooks shown as pages with their outputs: source in docs/, executed copy written by `make docs`
+# (python -m gee_mining.tools.notebook_doc SOURCE EXECUTED), page generated here.
+NOTEBOOK_PAGES = {"tour.md": ("notebooks/tour.ipynb", "runs/notebooks/tour.ipynb")}
 
 PLACEHOLDERS = {
     "study.md": (
@@ -37,4 +43,16 @@ def on_files(files, config):
                 "lands; meanwhile see [the steps overview](steps.md).\n"
             )
             files.append(File.generated(config, name, content=content))
+    for name, (source, executed) in NOTEBOOK_PAGES.items():
+        files.append(File.generated(config, name, content=_notebook_page(config, source, executed)))
     return files
+
+
+def _notebook_page(config, source: str, executed: str) -> str:
+    """The notebook's page: rendered from its executed copy when that ran this very source, else code only."""
+    from gee_mining.tools.notebook_doc import executed_copy, notebook_markdown
+
+    root = Path(config.config_file_path).parent
+    src = Path(config.docs_dir) / source
+    copy = executed_copy(src, root / executed)
+    return notebook_markdown(copy or src, raw_link=source, executed=copy is not None)

@@ -249,7 +249,9 @@ def test_cli_plan_counts_cells_of_the_real_polygons(capsys):
     from gee_mining.pyramid.plan import LAND_KM2
 
     path = shared_file("polygons/mining_tropics_demo.gpkg")
-    assert main(["pyramid", "plan", "--polygons", str(path), "--levels", "44000,22000", "--zooms", "11,12"]) == 0
+    assert (
+        main(["pyramid", "plan", "--polygons", str(path), "--levels", "44000,22000", "--zooms", "11,12", "--json"]) == 0
+    )
     out = json.loads(capsys.readouterr().out)
     first, second = out["levels"][0], out["levels"][1]
     assert first["cells evaluated"] == math.ceil(LAND_KM2 * 1e6 / 44000**2)

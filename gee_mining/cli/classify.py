@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gee_mining.batch.tasks import run_tasks, succeeded
 from gee_mining.cli.common import connect_with_polygons, parse_key_values
+from gee_mining.cli.output import add_json_option, emit, progress
 from gee_mining.contracts.models import LinearModel
 from gee_mining.io.grid_table import read_grid_table
 from gee_mining.ml.classify.model import compile_linear
@@ -76,17 +77,23 @@ def _evaluate(args) -> int:
     print(f"{len(train_rows)} training cells, {len(test_rows)} held-out cells; sampling ({spec.sampling})")
     train_fc, test_fc = held_out_samples(train_rows, test_rows, polygons, spec, _samples_prefix(args), print)
     acc = accuracy(train(train_fc, spec), test_fc)
-    print(f"{spec.classifier} on held-out cells: accuracy {acc.accuracy:.3f}, kappa {acc.kappa:.3f}, "
-          f"producers' {acc.producers}, consumers' {acc.consumers}, F1 {acc.fscore} ({acc.samples} samples)")  # fmt: skip
-    print(f"confusion matrix (rows actual, columns predicted, classes {acc.order}): {acc.matrix}")
+    result = {"spec": {"classifier": spec.classifier, "params": spec.params, "features": list(spec.features),
+                       "sampling": spec.sampling},
+              "train_cells": [r["name"] for r in train_rows], "test_cells": [r["name"] for r in test_rows],
+              **acc.as_dict()}  # fmt: skip
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"spec": {"classifier": spec.classifier, "params": spec.params,
-                                            "features": list(spec.features), "sampling": spec.sampling},
-                                   "train_cells": [r["name"] for r in train_rows],
-                                   "test_cells": [r["name"] for r in test_rows], **acc.as_dict()}, indent=2))  # fmt: skip
-        print(f"-> {out}")
+        out.write_text(json.dumps(result, indent=2))
+
+    def human() -> None:
+        print(f"{spec.classifier} on held-out cells: accuracy {acc.accuracy:.3f}, kappa {acc.kappa:.3f}, "
+              f"producers' {acc.producers}, consumers' {acc.consumers}, F1 {acc.fscore} ({acc.samples} samples)")  # fmt: skip
+        print(f"confusion matrix (rows actual, columns predicted, classes {acc.order}): {acc.matrix}")
+        if args.out:
+            print(f"-> {args.out}")
+
+    emit(args, result, human)
     return 0
 
 
@@ -111,7 +118,7 @@ def _deploy(args) -> int:
         classifier = train(samples, spec)
         images = [probability_image(r, classifier, spec) for r in rows]
     tasks = [export_probability(row, image, args.out) for row, image in zip(rows, images, strict=True)]
-    statuses = run_tasks(tasks, progress=print)
+    statuses = run_tasks(tasks, progress=progress(args))
     done = sum(succeeded(s) for s in statuses)
     for row, st in zip(rows, statuses, strict=True):
         if not succeeded(st):
@@ -134,22 +141,24 @@ def add_cli(sub) -> None:
         q.add_argument("--cells", help="comma-separated cell names (default: all)")
         q.add_argument("--limit", type=int, help="at most this many cells")
         q.add_argument("--features", help="comma-separated features: bands, ND_a_b, index names")
-        q.add_argument("--classifier", default="smileRandomForest", choices=CLASSIFIERS)
+        q.add_argument("--classifier", default="smileRandomForest", choices=CLASSIFIERS, help="Earth Engine classifier")
         q.add_argument("--param", action="append", help="classifier argument name=value (repeatable)")
-        q.add_argument("--sampling", default="stratified", choices=SAMPLING)
+        q.add_argument("--sampling", default="stratified", choices=SAMPLING, help="how training pixels are drawn")
         q.add_argument("--points", type=int, default=200, help="samples per class and cell")
         q.add_argument("--test-fraction", type=float, default=0.3, help="share of cells held out")
-        q.add_argument("--seed", type=int, default=0)
-        q.add_argument("--start", default="2019-01-01")
-        q.add_argument("--end", default="2020-01-01")
-        q.add_argument("--engine", default="local", choices=("local", "earthengine"))
-        q.add_argument("--project", default="gee-mining-local")
+        q.add_argument("--seed", type=int, default=0, help="seed of the cell split and the samples")
+        q.add_argument("--start", default="2019-01-01", help="composite period start")
+        q.add_argument("--end", default="2020-01-01", help="composite period end, exclusive")
+        q.add_argument("--engine", default="local", choices=("local", "earthengine"),
+                       help="which engine runs the graphs: the local engine (offline) or Earth Engine")  # fmt: skip
+        q.add_argument("--project", default="gee-mining-local", help="Cloud project (Earth Engine) or local project id")
         q.add_argument("--catalog", help="local engine catalog TOML")
         q.add_argument("--storage", help="local engine storage folder (exports)")
         q.add_argument("--samples-asset", help="table asset prefix for the exported samples "
                        "(default projects/PROJECT/assets/gee-mining-samples; reused when they exist)")  # fmt: skip
         if name == "evaluate":
             q.add_argument("--out", help="write the figures as JSON here")
+            add_json_option(q, "the held-out accuracy figures")
         else:
             q.add_argument("--out", required=True, help="gs://BUCKET/PREFIX for the GeoTIFFs")
             q.add_argument("--linear", help="a linear model JSON (kind, features, mean, scale, coef, ...)")

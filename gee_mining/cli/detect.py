@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from gee_mining.cli.common import parse_key_values
+from gee_mining.cli.output import add_json_option, emit, print_figures, progress
 from gee_mining.io.grid_table import read_grid_table
 from gee_mining.ml.detect.dataset import (
     DatasetSpec,
@@ -37,9 +38,9 @@ def _dataset(args) -> int:
         min_visible=args.min_visible,
         negatives=not args.no_negatives,
     )
-    ds = build_dataset(args.cells, args.polygons, args.out, spec, overwrite=args.overwrite, progress=print)
-    print(json.dumps(dataset_summary(ds)))
-    print(f"dataset yaml: {ds.yaml}")
+    ds = build_dataset(args.cells, args.polygons, args.out, spec, overwrite=args.overwrite, progress=progress(args))
+    emit(args, {**dataset_summary(ds), "yaml": str(ds.yaml)},
+         lambda: print_figures("dataset", dataset_summary(ds), ds.yaml))  # fmt: skip
     return 0
 
 
@@ -68,8 +69,9 @@ def _train(args) -> int:
 
     yaml = _split_yaml(args) if args.val_fraction else Path(args.dataset) / "data.yaml"
     r = train(yaml, args.model, args.weights, args.out, args.name, epochs=args.epochs, imgsz=args.imgsz,
-              batch=args.batch, device=args.device, seed=args.seed, progress=print, **_settings(args.set))  # fmt: skip
-    print(json.dumps({"best": str(r.best), **r.metrics, "images_per_s": round(r.images_per_s, 1)}))
+              batch=args.batch, device=args.device, seed=args.seed, progress=progress(args), **_settings(args.set))  # fmt: skip
+    figures = {"best": str(r.best), **r.metrics, "images_per_s": round(r.images_per_s, 1)}
+    emit(args, figures, lambda: print_figures("trained", figures))
     return 0
 
 
@@ -80,7 +82,8 @@ def _evaluate(args) -> int:
     model = load_model(None, args.weights)
     box = evaluate(model, yaml, split=args.split, device=args.device)
     cells = [Path(line.strip()).stem for line in _split_list(yaml, args.split)]
-    print(json.dumps({**box, **dataset_cell_metrics(model, ds, cells, conf=args.conf, device=args.device)}))
+    figures = {**box, **dataset_cell_metrics(model, ds, cells, conf=args.conf, device=args.device)}
+    emit(args, figures, lambda: print_figures(f"{args.split} split", figures))
     return 0
 
 
@@ -97,7 +100,9 @@ def _predict(args) -> int:
     if args.prompt:
         dets = zero_shot(args.weights, args.cells, spec, prompts=args.prompt, conf=args.conf, device=args.device)
     else:
-        dets = predict_cells(args.weights, args.cells, spec, conf=args.conf, device=args.device, progress=print)
+        dets = predict_cells(
+            args.weights, args.cells, spec, conf=args.conf, device=args.device, progress=progress(args)
+        )
     merged = merge_detections(dets) if not args.no_merge else dets
     path = write_detections(merged, args.out)
     print(f"{len(merged)} detections ({len(dets)} boxes) -> {path}")
@@ -110,10 +115,10 @@ def _cv(args) -> int:
     table = read_grid_table(args.table) if args.table else None
     res = cross_validate(ds, args.k, args.by, args.region_deg, table, args.model, args.weights, args.out,
                          args.seed, stratify=args.stratify, epochs=args.epochs, batch=args.batch,
-                         device=args.device, progress=print, **_settings(args.set))  # fmt: skip
+                         device=args.device, progress=progress(args), **_settings(args.set))  # fmt: skip
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "cv.json").write_text(json.dumps({"folds": res.folds, "summary": res.summary}, indent=1))
-    print(json.dumps(res.summary, indent=1))
+    emit(args, res.summary, lambda: print_figures("cross-validation", res.summary, Path(args.out) / "cv.json"))
     return 0
 
 
@@ -121,16 +126,16 @@ def _split_args(p) -> None:
     p.add_argument("--by", default="region", help="group cells by region (lat/lon blocks), utm, country, or a column")
     p.add_argument("--region-deg", type=float, default=1.0, help="block size in degrees for --by region")
     p.add_argument("--table", help="grid table (.parquet/.csv) for --by country or another column")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the geographic split")
     p.add_argument("--stratify", action="store_true", help="keep the share of cells with mines alike in every split")
 
 
 def _train_args(p) -> None:
     p.add_argument("--model", default="yolo11n.yaml", help="model yaml (built offline) or a weights file")
     p.add_argument("--weights", help="start from these weights (a .pt file on disk; never downloaded)")
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--epochs", type=int, default=50, help="training epochs")
+    p.add_argument("--batch", type=int, default=16, help="images per training batch")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, 0 (the first GPU), 0,1 ...")
     p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="any ultralytics train setting, e.g. lr0=0.005")
 
 
@@ -141,18 +146,18 @@ def add_cli(subparsers) -> None:
 
     p = sub.add_parser("patches", help="cut exported GeoTIFFs (tiles, larger cells) into patch GeoTIFFs")
     p.add_argument("--images", required=True, help="folder of GeoTIFFs (or one file)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="folder for the patch GeoTIFFs")
     p.add_argument("--size", type=int, default=128, help="patch side in pixels")
     p.add_argument("--stride", type=int, help="pixels between patches (default: --size; less = overlapping)")
     p.add_argument("--polygons", help="mine polygons: with --mine-stride, patches holding a mine are cut more densely")
     p.add_argument("--mine-stride", type=int, help="pixels between patches that hold a mine (needs --polygons)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace patches already in --out")
     p.set_defaults(func=_patches)
 
     p = sub.add_parser("dataset", help="YOLO images + labels + data.yaml from per-cell GeoTIFFs and mine polygons")
     p.add_argument("--cells", required=True, help="folder of per-cell GeoTIFFs (<cell name>.tif)")
     p.add_argument("--polygons", required=True, help="polygon file, or an Earth Engine table id")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="dataset folder (images/, labels/, data.yaml)")
     p.add_argument("--bands", default="B4,B3,B2", help="comma-separated bands/indices (3 = PNG, else multi-page TIFF)")
     p.add_argument("--scale", nargs="*", metavar="BAND=LO:HI", help="8-bit range per band (default docs/detect.md)")
     p.add_argument("--min-box-px", type=float, default=2.0, help="smallest box side kept, pixels (default 2)")
@@ -161,43 +166,47 @@ def add_cli(subparsers) -> None:
                         "of the cell (default 0.2)")  # fmt: skip
     p.add_argument("--no-negatives", action="store_true", help="leave out cells without boxes")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
+    add_json_option(p, "the dataset's counts (cells, images, boxes) and its data.yaml")
     p.set_defaults(func=_dataset)
 
     p = sub.add_parser("train", help="train with ultralytics, offline")
     p.add_argument("--dataset", required=True, help="folder written by `detect dataset`")
     p.add_argument("--val-fraction", type=float, default=0.25, help="geographic hold-out (0: train and val on all)")
-    p.add_argument("--out", default="runs/detect")
-    p.add_argument("--name", default="train")
-    p.add_argument("--imgsz", type=int)
+    p.add_argument("--out", default="runs/detect", help="folder of training runs")
+    p.add_argument("--name", default="train", help="this run's subfolder of --out")
+    p.add_argument("--imgsz", type=int, help="training image size in pixels (default: the dataset's image size)")
     _train_args(p)
     _split_args(p)
+    add_json_option(p, "the best weights' path and validation figures")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="mAP50, mAP50-95, precision, recall and cell-level metrics")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--weights", required=True)
+    p.add_argument("--dataset", required=True, help="folder written by `detect dataset`")
+    p.add_argument("--weights", required=True, help="trained weights (.pt file on disk)")
     p.add_argument("--data", help="a split yaml of the dataset (default data.yaml)")
-    p.add_argument("--split", default="val")
+    p.add_argument("--split", default="val", help="which split of the yaml to measure: val, test or train")
     p.add_argument("--conf", type=float, default=0.25, help="score for a cell to count as detected")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, 0 (the first GPU) ...")
+    add_json_option(p, "the box and cell figures")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("predict", help="boxes on per-cell GeoTIFFs -> EPSG:4326 polygons (GeoJSON / GeoParquet)")
-    p.add_argument("--cells", required=True)
+    p.add_argument("--cells", required=True, help="folder of per-cell GeoTIFFs (<cell name>.tif)")
     p.add_argument("--weights", required=True, help="a .pt file on disk (yours, or a COCO / YOLO-World model)")
     p.add_argument("--dataset", help="the training dataset (for its bands and scaling)")
     p.add_argument("--bands", default="B4,B3,B2", help="bands when no --dataset is given")
     p.add_argument("--prompt", nargs="*", help="open-vocabulary prompts (YOLO-World), e.g. 'open-pit mine'")
-    p.add_argument("--conf", type=float, default=0.25)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--conf", type=float, default=0.25, help="smallest box score kept")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, 0 (the first GPU) ...")
     p.add_argument("--no-merge", action="store_true", help="keep boxes of neighbouring cells apart")
     p.add_argument("--out", required=True, help=".geojson or .parquet")
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("cv", help="k-fold cross-validation by geography, with a summary across folds")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--k", type=int, default=5)
-    p.add_argument("--out", default="runs/detect/cv")
+    p.add_argument("--dataset", required=True, help="folder written by `detect dataset`")
+    p.add_argument("--k", type=int, default=5, help="number of geographic folds")
+    p.add_argument("--out", default="runs/detect/cv", help="folder of the folds' runs and cv.json")
     _train_args(p)
     _split_args(p)
+    add_json_option(p, "the summary across folds")
     p.set_defaults(func=_cv)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from gee_mining.cli.monitor import parse_years
+from gee_mining.cli.output import add_json_option, emit, print_figures, progress
 from gee_mining.errors import InputError
 from gee_mining.monitor.evaluate import MonitorEvaluationSpec, evaluate_monitor
 from gee_mining.pyramid.evaluate import EvaluationSpec, evaluate_pyramid
@@ -31,9 +32,10 @@ def _pyramid(args) -> int:
         zooms=_numbers(args.zooms, "--zooms", int), target_recall=args.target_recall, margin=args.margin,
         pixels=args.pixels, mine_share=args.mine_share, exhaustive=args.exhaustive, workers=args.workers,
     )  # fmt: skip
-    report = evaluate_pyramid(args.out, spec, progress=print)
-    print(json.dumps({"SIMULATED": True, "pooled": report["pooled"]}, indent=1))
-    print(f"SIMULATED: written {args.out}/evaluation.json")
+    report = evaluate_pyramid(args.out, spec, progress=progress(args))
+    pooled = {"SIMULATED": True, "pooled": report["pooled"], "evaluation": f"{args.out}/evaluation.json"}
+    emit(args, pooled, lambda: print_figures("SIMULATED, held-out worlds, pooled", report["pooled"],
+                                             f"{args.out}/evaluation.json"))  # fmt: skip
     return 0
 
 
@@ -80,5 +82,6 @@ def add_cli(sub) -> None:
     q.add_argument("--mine-share", type=float, default=0.0007, help="share of land that is mine, for precision")
     q.add_argument("--exhaustive", action="store_true", help="also run the detector on every fine cell (slow)")
     q.add_argument("--workers", type=int, default=1, help="processes building worlds side by side")
+    add_json_option(q, "the pooled held-out figures")
     q.set_defaults(func=_pyramid)
     _add_monitor(act)

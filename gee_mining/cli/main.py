@@ -23,6 +23,17 @@ from gee_mining.cli.errors import explain
 from gee_mining.cli.evaluate import add_cli as add_evaluate_cli
 from gee_mining.cli.monitor import add_cli as add_monitor_cli
 from gee_mining.cli.monitor import parse_years
+from gee_mining.cli.output import (
+    Parser,
+    add_json_option,
+    add_quiet_option,
+    emit,
+    json_stdout,
+    leaf_parsers,
+    plain_warnings,
+    progress,
+    quiet_third_party,
+)
 from gee_mining.cli.plan import add_cli as add_plan_cli
 from gee_mining.cli.pyramid import add_cli as add_pyramid_cli
 from gee_mining.cli.study import add_cli as add_study_cli
@@ -111,7 +122,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
 
-    result = run_demo(args.out, catalog=args.catalog)
+    result = run_demo(args.out, catalog=args.catalog, progress=progress(args))
     print(f"report: {result.report.resolve()}")
     return 0
 
@@ -137,12 +148,16 @@ def _algorithms(args: argparse.Namespace) -> int:
 
     done = implemented()
     names = sorted(signatures()) if args.all else sorted(done)
-    for name in names:
-        if args.all:
-            print(f"{'yes' if name in done else ' - '}  {name}")
-        else:
-            print(name)
-    print(f"# {len(done)} of {len(signatures())} Earth Engine algorithms implemented", file=sys.stderr)
+    result = {"count": len(done), "of": len(signatures()), "implemented": sorted(done)}
+    if args.all:
+        result["missing"] = sorted(set(signatures()) - set(done))
+
+    def human() -> None:
+        for name in names:
+            print(f"{'yes' if name in done else ' - '}  {name}" if args.all else name)
+        print(f"# {len(done)} of {len(signatures())} Earth Engine algorithms implemented", file=sys.stderr)
+
+    emit(args, result, human)
     return 0
 
 
@@ -174,11 +189,20 @@ def _grid(args: argparse.Namespace) -> int:
         else:
             region = parse_region(ee, args.region)
             summaries = stream_levels(ee, polygons, specs, [w.add for w in writers], region=region,
-                                      margin=args.margin, progress=print, metadata=metadata, spool=out.parent)  # fmt: skip
-    for summary, path in zip(summaries, paths, strict=True):
-        for warning in summary.warnings:
-            print(f"warning: {warning}")
-        print(f"zoom {summary.spec.zoom}: {summary.positives} positives, {summary.negatives} negatives -> {path}")
+                                      margin=args.margin, progress=progress(args), metadata=metadata,
+                                      spool=out.parent)  # fmt: skip
+    levels = [{"zoom": s.spec.zoom, "cell_size_m": s.spec.cell_size, "cells": s.positives + s.negatives,
+               "positives": s.positives, "negatives": s.negatives, "path": str(path), "warnings": list(s.warnings)}
+              for s, path in zip(summaries, paths, strict=True)]  # fmt: skip
+
+    def human() -> None:
+        for level in levels:
+            for warning in level["warnings"]:
+                print(f"warning: {warning}")
+            print(f"zoom {level['zoom']}: {level['positives']} positives, {level['negatives']} negatives "
+                  f"-> {level['path']}")  # fmt: skip
+
+    emit(args, {"levels": levels}, human)
     return 0
 
 
@@ -187,14 +211,19 @@ def _grid_export(args: argparse.Namespace, specs: list[GridSpec], metadata: Meta
     polygons = connect_with_polygons(args)
     region = parse_region(ee, args.region)
     bucket, _, prefix = args.export.removeprefix("gs://").partition("/")
+    started = []
     for spec in specs:
         tasks = export_grid(ee, polygons, spec, bucket, prefix or "grid", region=region, margin=args.margin,
                             metadata=metadata)  # fmt: skip
-        for task in tasks:
-            print(f"started {task.status()['description']} ({task.id})")
-    print(
-        f"when they finish, download gs://{bucket}/{prefix or 'grid'}/zZOOM/ and run: gee-mining grid --from-exports DIR ..."
-    )
+        started += [{"zoom": spec.zoom, "id": t.id, "description": t.status()["description"]} for t in tasks]
+    then = f"when they finish, download gs://{bucket}/{prefix or 'grid'}/zZOOM/ and run: gee-mining grid --from-exports DIR ..."
+
+    def human() -> None:
+        for task in started:
+            print(f"started {task['description']} ({task['id']})")
+        print(then)
+
+    emit(args, {"tasks": started, "next": then}, human)
     return 0
 
 
@@ -243,7 +272,7 @@ def _export_cells(args: argparse.Namespace) -> int:
     for line in uncovered:
         print(line)
     results = (
-        export_cells(rows, polygons, spec, _imagery_spec(args), download_to=args.download, progress=print)
+        export_cells(rows, polygons, spec, _imagery_spec(args), download_to=args.download, progress=progress(args))
         if rows
         else []
     )
@@ -263,7 +292,9 @@ def _quicklooks(args: argparse.Namespace) -> int:
     for line in uncovered:
         print(line)
     paths = (
-        write_quicklooks(rows, polygons, args.out, look, _imagery_spec(args).composite, progress=print) if rows else []
+        write_quicklooks(rows, polygons, args.out, look, _imagery_spec(args).composite, progress=progress(args))
+        if rows
+        else []
     )
     print(f"{len(paths)} of {len(paths) + len(uncovered)} quicklooks in {args.out}")
     return 1 if uncovered else 0
@@ -300,7 +331,7 @@ def _pixels(args: argparse.Namespace) -> int:
     polygons = connect_with_polygons(args, keeps_exports=True)
     spec = _imagery_spec(args)
     tasks = [export_pixel_table(row, cell_image(row, polygons, spec), spec.band_names, args.out) for row in rows]
-    statuses = run_tasks(tasks, progress=print)
+    statuses = run_tasks(tasks, progress=progress(args))
     done = sum(succeeded(s) for s in statuses)
     print(f"{done} of {len(tasks)} pixel tables exported to {args.out} (CSV, one per cell)")
     return 0 if done == len(tasks) else 1
@@ -311,20 +342,7 @@ def _export(args: argparse.Namespace) -> int:
     spec = load_spec(args.job)
     ledger_path = args.ledger or spec.default_ledger()
     if args.action == "status":
-        ledger = Ledger.existing(ledger_path, args.job)
-        if ledger is None:
-            print(f"{spec.name}: not run yet (no ledger at {ledger_path}); start it: gee-mining export run {args.job}")
-            return 0
-        try:
-            counts = ledger.counts()
-            print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "no cells yet")
-            for row in ledger.rows("FAILED"):
-                print(f"  failed {row['cell']}: {row.get('error') or ''}")
-            for row in ledger.rows("SPLIT"):
-                print(f"  split {row['cell']} into its 4 children: {row.get('error') or ''}")
-        finally:
-            ledger.close()
-        return 0
+        return _export_status(args, spec, ledger_path)
     if args.url:
         connect("local", project=args.project, url=args.url)
     else:
@@ -341,11 +359,40 @@ def _export(args: argparse.Namespace) -> int:
         poll = LOCAL_POLL_S if args.url or spec.engine == "local" else DEFAULT_POLL_S
     if poll < 0:
         raise InputError(f"--poll-interval {poll:g}: give a number of seconds >= 0 (15-60 on Earth Engine).")
-    result = run_job(ee, spec, ledger_path, progress=print, storage_root=args.storage if args.url else None,
+    result = run_job(ee, spec, ledger_path, progress=progress(args), storage_root=args.storage if args.url else None,
                      adopt_existing=args.adopt_existing, poll_interval=poll)  # fmt: skip
-    print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in result.counts.items() if v)
-          + f"; {result.submitted} submitted by this run in {result.seconds:.1f} s")  # fmt: skip
+    emit(args, {"job": spec.name, "counts": dict(result.counts), "submitted": result.submitted,
+                "seconds": round(result.seconds, 1), "ok": result.ok},
+         lambda: print(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in result.counts.items() if v)
+                       + f"; {result.submitted} submitted by this run in {result.seconds:.1f} s"))  # fmt: skip
     return 0 if result.ok else 1
+
+
+def _export_status(args: argparse.Namespace, spec, ledger_path: Path) -> int:
+    """``export status``: the ledger's counts and its failed and split cells."""
+    ledger = Ledger.existing(ledger_path, args.job)
+    if ledger is None:
+        emit(args, {"job": spec.name, "ledger": str(ledger_path), "counts": {}, "failed": [], "split": []},
+             lambda: print(f"{spec.name}: not run yet (no ledger at {ledger_path}); start it: "
+                           f"gee-mining export run {args.job}"))  # fmt: skip
+        return 0
+    try:
+        counts = ledger.counts()
+        failed = [{"cell": r["cell"], "error": r.get("error") or ""} for r in ledger.rows("FAILED")]
+        split = [{"cell": r["cell"], "error": r.get("error") or ""} for r in ledger.rows("SPLIT")]
+    finally:
+        ledger.close()
+
+    def human() -> None:
+        print(f"{spec.name}: " + (", ".join(f"{k} {v}" for k, v in counts.items() if v) or "no cells yet"))
+        for row in failed:
+            print(f"  failed {row['cell']}: {row['error']}")
+        for row in split:
+            print(f"  split {row['cell']} into its 4 children: {row['error']}")
+
+    emit(args, {"job": spec.name, "ledger": str(ledger_path), "counts": dict(counts), "failed": failed,
+                "split": split}, human)  # fmt: skip
+    return 0
 
 
 def _world(args: argparse.Namespace) -> int:
@@ -356,7 +403,7 @@ def _world(args: argparse.Namespace) -> int:
     m = generate_world(
         args.out, polygons=args.polygons, size_km=args.size_km, year=args.year, seed=args.seed,
         months=args.months, center=center, project=args.project, workers=args.workers,
-        progress=print if args.verbose else None,
+        progress=progress(args),
     )  # fmt: skip
     print(f"simulated world: {len(m.scenes)} scenes over tile {m.mgrs_tile}, {m.size_bytes / 1e6:.1f} MB "
           f"in {m.timing_s['total']:.1f} s")  # fmt: skip
@@ -373,7 +420,7 @@ def _world(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``gee-mining`` parser: one subcommand per pipeline step or tool, each with its handler in ``func``."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="gee-mining",
         description="Find mines in Sentinel-2 imagery with Earth Engine.",
         epilog="--debug (anywhere): show the full traceback of an error",
@@ -393,6 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_cli(sub)
     _add_world(sub)
     _add_algorithms(sub)
+    for _, command in leaf_parsers(parser):
+        add_quiet_option(command)
     return parser
 
 
@@ -400,7 +449,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     """``serve``: the local engine over HTTP."""
     p = sub.add_parser("serve", help="serve the local engine over HTTP on loopback")
     p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    p.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
     p.add_argument("--catalog", help="catalog TOML mapping asset ids to files")
     p.add_argument("--project", default="gee-mining-local", help="Cloud project id the engine answers for")
     p.add_argument("--storage", help="folder where exports land (default: a temporary folder)")
@@ -452,12 +501,14 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
                    help="an extra column: a statistic of an image band over each cell (repeatable)")  # fmt: skip
     p.add_argument("--table-property", action="append", default=[], metavar="COLUMN=TABLE_ID:PROPERTY",
                    help="an extra column: a property of the table's feature at each cell's centre (repeatable)")  # fmt: skip
-    p.add_argument("--engine", default="local", choices=["local", "earthengine"])
+    p.add_argument("--engine", default="local", choices=["local", "earthengine"],
+                   help="which engine runs the graphs: the local engine (offline) or Earth Engine")  # fmt: skip
     p.add_argument("--project", default="gee-mining-local", help="Cloud project (Earth Engine) or local project id")
     p.add_argument("--catalog", help="local engine catalog TOML (for asset ids)")
     p.add_argument("--out", help="output table: .parquet (GeoParquet), .gpkg or .csv")
     p.add_argument("--export", metavar="gs://BUCKET/PREFIX", help="global run: start Export.table tasks per UTM zone")
     p.add_argument("--from-exports", metavar="DIR", help="build the table from a global run's downloaded exports")
+    add_json_option(p, "each level's cells, positives, negatives, file and warnings")
     p.set_defaults(func=_grid)
 
 
@@ -472,7 +523,8 @@ def _cells_options(p: argparse.ArgumentParser, polygons_required: bool = True) -
     p.add_argument("--mask", default="cs_plus", help="cloud mask: cs_plus, scl, s2cloudless, qa60, none")
     p.add_argument("--indices", help="spectral indices (spyndex names), comma-separated, e.g. NDVI,NBR")
     p.add_argument("--pairwise", action="store_true", help="add the 66 pairwise normalised differences")
-    p.add_argument("--engine", default="local", choices=["local", "earthengine"])
+    p.add_argument("--engine", default="local", choices=["local", "earthengine"],
+                   help="which engine runs the graphs: the local engine (offline) or Earth Engine")  # fmt: skip
     p.add_argument("--project", default="gee-mining-local", help="Cloud project or local project id")
     p.add_argument("--catalog", help="local engine catalog TOML (for asset ids)")
     p.add_argument("--storage", help="local engine: folder where gs:// exports land")
@@ -483,7 +535,8 @@ def _add_cell_steps(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export-cells", help="Steps 2-3: a COG or TFRecord patches per cell (image, indices, labels)")
     _cells_options(p)
     p.add_argument("--out", required=True, metavar="gs://BUCKET/PREFIX", help="where the files go")
-    p.add_argument("--format", default="GeoTIFF", choices=["GeoTIFF", "TFRecord"])
+    p.add_argument("--format", default="GeoTIFF", choices=["GeoTIFF", "TFRecord"],
+                   help="a Cloud-Optimized GeoTIFF per cell, or TFRecord patches of --patch-size")  # fmt: skip
     p.add_argument("--patch-size", type=int, default=128, help="TFRecord patch side in pixels (default 128)")
     p.add_argument("--margin", type=int, default=0, help="TFRecord extra pixels on each side of a patch")
     p.add_argument("--download", metavar="DIR", help="also copy each cell's files into this local folder")
@@ -526,6 +579,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adopt-existing", action="store_true",
                    help="run: cells whose files are already at the destination count as done (a new ledger after a "
                    "damaged one)")  # fmt: skip
+    add_json_option(p, "the ledger's counts and failed cells (status), or the run's result")
     p.set_defaults(func=_export)
 
 
@@ -555,7 +609,6 @@ def _add_world(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--center", help="lon,lat of the world's centre (default: densest polygons, or Tapajos)")
     p.add_argument("--project", default="gee-mining-local", help="project of the mine table's asset id")
     p.add_argument("--workers", type=int, help="processes rendering scenes (default: up to 2)")
-    p.add_argument("--verbose", action="store_true", help="print each scene")
     p.set_defaults(func=_world)
 
 
@@ -564,6 +617,7 @@ def _add_algorithms(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("algorithms", help="list the Earth Engine algorithms the local engine implements")
     p.add_argument("--all", action="store_true", help="list every Earth Engine algorithm, marking ours")
     p.add_argument("--markdown", action="store_true", help="the documentation page (docs/algorithms.md) instead")
+    add_json_option(p, "the implemented algorithms (and with --all every algorithm)")
     p.set_defaults(func=_algorithms)
 
 
@@ -573,8 +627,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     under the temporary directory) is removed at the end, whatever happens."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    quiet_third_party()
+    plain_warnings()
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
-    with scratch_folder(args):
+    with scratch_folder(args), json_stdout(args):
         try:
             return args.func(args)
         except KeyboardInterrupt:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from gee_mining.batch.batches import DEFAULT_FILES_PER_SIDE
 from gee_mining.batch.plan import BATCHED_PLAN_PRODUCTS, PLAN_PRODUCTS, TaskModel, cells_of_polygons, plan_job
+from gee_mining.cli.output import add_json_option, emit
 from gee_mining.contracts.cells import GridSpec
 from gee_mining.errors import InputError
 from gee_mining.io.polygons import read_polygons
@@ -27,7 +25,7 @@ def add_cli(sub) -> None:
         help="file blocks a batch side (default: 2,816 km of them, a strip of a UTM zone)",
     )
     p.add_argument("--scale-to", type=int, help="extrapolate the counts to this many polygons (said so)")
-    p.add_argument("--json", dest="json_out", help="write the plan as JSON here")
+    add_json_option(p, "the plan (products, levels, tasks, requests, bytes, days)")
     p.set_defaults(func=_plan)
 
 
@@ -49,13 +47,14 @@ def _plan(args) -> int:
     out["polygons"] = {"file": str(args.polygons), "count": len(shapes)}
     if args.scale_to:
         out["extrapolation"] = extrapolate(out, len(shapes), args.scale_to)
-    text = json.dumps(out, indent=1)
-    if args.json_out:
-        Path(args.json_out).write_text(text + "\n")
-    for p in out["products"]:
-        print(f"{p['product']:>18} {p['level_m']:>6g} m: {p['cells']:>7} cells, {p['tasks']:>6} tasks")
-    print(f"total_tasks {out['total_tasks']}, interactive_requests {out['interactive_requests']}, "
-          f"{out['bytes_written'] / 1e9:.1f} GB, {out['wall_days']} days at {args.concurrent} tasks")  # fmt: skip
+
+    def human() -> None:
+        for p in out["products"]:
+            print(f"{p['product']:>18} {p['level_m']:>6g} m: {p['cells']:>7} cells, {p['tasks']:>6} tasks")
+        print(f"total_tasks {out['total_tasks']}, interactive_requests {out['interactive_requests']}, "
+              f"{out['bytes_written'] / 1e9:.1f} GB, {out['wall_days']} days at {args.concurrent} tasks")  # fmt: skip
+
+    emit(args, out, human)
     return 0
 
 

@@ -162,9 +162,9 @@ def _classify_section(report, models: _Models, cells: list[dict], row: dict, arr
 
 def _confusion_figure(models: _Models):
     """The three models' confusion matrices side by side."""
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True, layout="constrained")  # no label over a neighbour
     named = (("random forest", models.rf), ("logistic (compiled)", models.lr), ("k-means → labels", models.kmeans))
-    for ax, (name, a) in zip(axes, named, strict=True):
+    for k, (ax, (name, a)) in enumerate(zip(axes, named, strict=True)):
         m = np.array(a.matrix)
         ax.imshow(m, cmap="Blues")
         for (i, j), v in np.ndenumerate(m):
@@ -172,7 +172,8 @@ def _confusion_figure(models: _Models):
         ax.set_xticks([0, 1], ["not mine", "mine"])
         ax.set_yticks([0, 1], ["not mine", "mine"])
         ax.set_xlabel("predicted")
-        ax.set_ylabel("actual")
+        if k == 0:
+            ax.set_ylabel("actual")
         ax.set_title(f"{name}: accuracy {a.accuracy:.2f}", fontsize=9)
     return fig
 

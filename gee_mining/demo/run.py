@@ -401,7 +401,7 @@ def run_grid_step(ee, report, table_id: str, out: Path, progress: Callable[[str]
 
     specs = [GridSpec.of(5500), GridSpec.of(2750), GridSpec.of(1375)]
     tables = build_levels(ee, table_id, specs, progress=lambda m: None)
-    s = report.section("Step 1: grids of cells over the mine polygons")
+    s = report.section("Step 1: grids of cells over the mine polygons", simulated=table_id == WORLD_MINES_ID)
     Report.text(
         s,
         "Cells are squares in the UTM zone of the polygons they cover (Sentinel-2's projection), nested so that each "
@@ -478,7 +478,7 @@ def _table_section(report, table_id: str, stats: dict) -> None:
 
     matplotlib.use("Agg")
 
-    s = report.section(f"Polygons: {table_id}")
+    s = report.section(f"Polygons: {table_id}", simulated=table_id == WORLD_MINES_ID)
     Report.text(s, ATTRIBUTION.get(table_id, ""), "meta")
     Report.table(
         s,
@@ -490,7 +490,8 @@ def _table_section(report, table_id: str, stats: dict) -> None:
         _draw_countries(ax)
         xs, ys, areas = zip(*stats["centroids"], strict=True)
         ax.scatter(xs, ys, s=[max(4, min(300, a * 20)) for a in areas], c="#c62828", alpha=0.6, edgecolors="none")
-        pad = 5
+        span = max(max(xs) - min(xs), max(ys) - min(ys))
+        pad = min(5.0, max(0.15 * span, 0.01))  # a few km of polygons fill the map as a continent's do
         ax.set_xlim(min(xs) - pad, max(xs) + pad)
         ax.set_ylim(min(ys) - pad, max(ys) + pad)
         ax.set_aspect("equal")

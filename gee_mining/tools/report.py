@@ -24,6 +24,7 @@ import datetime as dt
 import html
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -44,6 +45,8 @@ SUMMARY_JSON = "summary.json"
 FIGURES_DIR = "report_figures"
 REPORT_HTML = "report.html"
 REPORT_PDF = "report.pdf"
+SIMULATED = "SIMULATED"
+MIN_TIMING_S = 0.05  # parts that took less (skipped, or nothing to do) are named, not drawn as 0 s bars
 
 _CSS = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; max-width: 1100px; margin: 2em auto;
@@ -53,7 +56,8 @@ h2 { margin-top: 2em; color: #822; }
 table { border-collapse: collapse; margin: .8em 0; font-size: .92em; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; vertical-align: top; }
 th { background: #f4eeee; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.short { white-space: nowrap; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: .88em; color: #555; }
 .note { background: #fff8e5; border-left: 4px solid #e0a800; padding: .5em .8em; }
@@ -62,6 +66,8 @@ figcaption { font-size: .88em; color: #555; }
 .meta { color: #666; font-size: .9em; }
 nav.toc ol { columns: 2; font-size: .92em; }
 table.params td:first-child { font-weight: 600; white-space: nowrap; }
+h2, h3, caption { break-after: avoid; page-break-after: avoid; }
+.keep { break-inside: avoid; page-break-inside: avoid; }
 @media print { body { max-width: none; margin: 0; } figure, table { break-inside: avoid; } nav.toc { display: none; } }
 """
 
@@ -83,7 +89,11 @@ class Report:
     sections: list[Section] = field(default_factory=list)
     warnings: list[dict] = field(default_factory=list)
 
-    def section(self, title: str) -> Section:
+    def section(self, title: str, simulated: bool = False) -> Section:
+        """A new section. ``simulated``: it shows simulated imagery or polygons, and its title says SIMULATED
+        (prefixed when the title does not already say so), as every such section must."""
+        if simulated and SIMULATED not in title:
+            title = f"{SIMULATED} · {title}"
         s = Section(title)
         self.sections.append(s)
         return s
@@ -198,19 +208,16 @@ class Report:
         toc = "".join(f'<li><a href="#{a}">{html.escape(t)}</a></li>' for t, a in zip(titles, anchors, strict=True))
         body = head + [f'<nav class="toc"><h2>Contents</h2><ol>{toc}</ol></nav>']
 
-        body.append(_h2("Warnings", anchors[0]))
-        body.append(_warnings_html(warnings))
+        body.append(_kept(_h2("Warnings", anchors[0]), [_warnings_html(warnings)]))
         for s, a in zip(sections, anchors[1:], strict=False):
-            body.append(_h2(s.title, a))
-            body.extend(_part_html(p) for p in s.parts)
+            body.append(_kept(_h2(s.title, a), [_part_html(p) for p in s.parts], _lead(s.parts)))
         k = 1 + len(sections)
         if timings:
-            body.append(_h2("Timings", anchors[k]))
-            body.append(_timings_html(timings))
+            body.append(_kept(_h2("Timings", anchors[k]), [_timings_html(timings)]))
             k += 1
         if run_dir is not None:
-            body.append(_h2("Files written by this run", anchors[k]))
-            body.append(_files_html(Path(run_dir), Path(html_dir) if html_dir is not None else Path(run_dir)))
+            files = _files_html(Path(run_dir), Path(html_dir) if html_dir is not None else Path(run_dir))
+            body.append(_kept(_h2("Files written by this run", anchors[k]), [files]))
         return (
             '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -397,18 +404,24 @@ def _warnings_html(warnings: list[dict]) -> str:
 
 
 def _timings_html(timings: Mapping[str, float]) -> str:
+    """A bar per part that took time, the table of them, and the parts that took none (skipped) by name."""
 
     matplotlib.use("Agg")
 
-    items = [(str(k), float(v)) for k, v in timings.items()]
+    all_items = [(str(k), float(v)) for k, v in timings.items()]
+    items = [(k, v) for k, v in all_items if v >= MIN_TIMING_S]
+    idle = [k for k, v in all_items if v < MIN_TIMING_S]
     total = sum(v for _, v in items)
     section = Section("Timings")
-    fig, ax = plt.subplots(figsize=(10, 0.3 * len(items) + 1))
-    ax.barh([k for k, _ in items][::-1], [v for _, v in items][::-1], color="#b33")
-    ax.set_xlabel("seconds (wall clock)")
-    ax.tick_params(axis="y", labelsize=8)
-    Report.figure(section, fig, f"Wall-clock time of each part of the run ({total:,.1f} s in all).")
-    Report.table(section, ["part", "seconds", "share"], [(k, round(v, 2), f"{v / total:.0%}") for k, v in items])
+    if items:
+        fig, ax = plt.subplots(figsize=(10, 0.3 * len(items) + 1))
+        ax.barh([k for k, _ in items][::-1], [v for _, v in items][::-1], color="#b33")
+        ax.set_xlabel("seconds (wall clock)")
+        ax.tick_params(axis="y", labelsize=8)
+        Report.figure(section, fig, f"Wall-clock time of each part of the run ({total:,.1f} s in all).")
+        Report.table(section, ["part", "seconds", "share"], [(k, round(v, 1), f"{v / total:.0%}") for k, v in items])
+    if idle:
+        Report.text(section, f"Not run, or under {MIN_TIMING_S * 1000:g} ms: {', '.join(idle)}.", "meta")
     return "".join(_part_html(p) for p in section.parts)
 
 
@@ -444,13 +457,15 @@ def _part_html(p: Any) -> str:
         if p.get("caption"):
             out.append(f"<caption>{html.escape(p['caption'])}</caption>")
         out.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in p["header"]) + "</tr>")
+        formats = [_column_format([row[i] for row in p["rows"] if i < len(row)]) for i in range(len(p["header"]))]
         for row in p["rows"]:
             cells = []
-            for v in row:
-                if isinstance(v, int | float) and not isinstance(v, bool):
-                    cells.append(f'<td class="num">{_fmt(v)}</td>')
+            for v, fmt in zip(row, formats, strict=False):
+                if _is_number(v):
+                    cells.append(f'<td class="num">{fmt(v)}</td>')
                 else:
-                    cells.append(f"<td>{html.escape(str(v))}</td>")
+                    short = ' class="short"' if len(str(v)) <= 12 else ""  # "5500 m" on one line
+                    cells.append(f"<td{short}>{html.escape(str(v))}</td>")
             out.append("<tr>" + "".join(cells) + "</tr>")
         out.append("</table>")
         return "".join(out)
@@ -547,13 +562,50 @@ def _readable(path: str | os.PathLike) -> None:
     os.chmod(path, 0o666 & ~mask)
 
 
-def _fmt(v: float) -> str:
-    if isinstance(v, int):
-        return f"{v:,}"
-    if v != v:
-        return "nan"
-    if abs(v) >= 1000:
-        return f"{v:,.0f}"
-    if abs(v) >= 1:
-        return f"{v:,.2f}"
-    return f"{v:.4g}"
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _column_format(values: Sequence[Any]):
+    """One number format for a table column: integers with thousands separators; floats with the same decimals
+    down the column, enough for two significant digits of its smallest non-zero value (at most 4, and never more
+    than the values hold: seconds rounded to 0.1 s show one decimal)."""
+    numbers = [v for v in values if _is_number(v)]
+    floats = [abs(v) for v in numbers if isinstance(v, float) and math.isfinite(v)]
+    if not any(isinstance(v, float) for v in numbers):
+        return lambda v: f"{v:,}"
+    nonzero = [v for v in floats if v > 0]
+    decimals = 0 if not nonzero else max(0, min(4, 1 - math.floor(math.log10(min(nonzero)))))
+    decimals = min(decimals, max(_decimals_held(v) for v in floats))  # never more digits than the values hold
+
+    def fmt(v: float) -> str:
+        if isinstance(v, float) and not math.isfinite(v):
+            return "n/a" if v != v else ("∞" if v > 0 else "-∞")
+        return f"{v:,.{decimals}f}"
+
+    return fmt
+
+
+def _lead(parts: Sequence[Any]) -> int:
+    """How many parts open a section: its leading paragraphs and the first table or figure after them."""
+    n = 0
+    while n < len(parts) and isinstance(parts[n], dict) and parts[n].get("kind") == "text":
+        n += 1
+    return min(n + 1, len(parts))
+
+
+def _decimals_held(v: float) -> int:
+    """The decimals of a float's shortest repr: 12.5 holds 1, 0.125 holds 3, 1e-05 holds 5."""
+    text = repr(v)
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        return max(0, len(mantissa.split(".")[1]) if "." in mantissa else 0) - int(exponent)
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+def _kept(heading: str, parts: Sequence[str], lead: int = 1) -> str:
+    """A section: its heading kept on one page with its first ``lead`` parts (the opening paragraphs and the first
+    table or figure), so that no heading, or heading and introduction, is left at the foot of a page."""
+    first = "".join(parts[:lead])
+    rest = "".join(parts[lead:])
+    return f'<section><div class="keep">{heading}{first}</div>{rest}</section>'

@@ -240,17 +240,13 @@ def add_bands(dstImg, srcImg, names, overwrite):  # noqa: N803
     dst = as_image("Image.addBands", dstImg)
     src = as_image("Image.addBands", srcImg)
     added = select_bands("Image.addBands", src, names) if names is not None else list(src.bands)
-    return dst.with_bands(
-        merge_bands(
-            dst.bands, added, overwrite, lambda n: f"Image.addBands: Image already contains a band named '{n}'."
-        )
-    )
+    return dst.with_bands(merge_bands(dst.bands, added, overwrite))
 
 
-def merge_bands(
-    bands: Sequence[Band], added: Iterable[Band], overwrite: bool, clash: Callable[[str], str]
-) -> list[Band]:
-    """``bands`` then ``added``; a name already present is replaced when ``overwrite``, else an error."""
+def merge_bands(bands: Sequence[Band], added: Iterable[Band], overwrite: bool) -> list[Band]:
+    """``bands`` then ``added``; a name already present is replaced when ``overwrite``, else the added band is
+    renamed with a numerical suffix (``foo`` to ``foo_1`` unless ``foo_1`` exists, then ``foo_2``...), as
+    Earth Engine's ``Image.addBands`` and ``ImageCollection.combine`` document."""
     out = list(bands)
     for b in added:
         idx = next((i for i, old in enumerate(out) if old.name == b.name), None)
@@ -259,7 +255,9 @@ def merge_bands(
         elif overwrite:
             out[idx] = b
         else:
-            raise EngineError(clash(b.name))
+            taken = {old.name for old in out}
+            n = next(k for k in range(1, len(out) + 2) if f"{b.name}_{k}" not in taken)
+            out.append(b.replace(name=f"{b.name}_{n}"))
     return out
 
 

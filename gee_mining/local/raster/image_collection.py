@@ -92,15 +92,7 @@ def combine(primary, secondary, overwrite):
         match = by_id.get(im.id)
         if match is None:
             continue
-        bands = merge_bands(
-            im.bands,
-            match.bands,
-            overwrite,
-            lambda n: (
-                f"ImageCollection.combine: both images have a band named '{n}'; renaming duplicate bands "
-                "is not supported by the gee-mining local engine (pass overwrite=True or rename them first)."
-            ),
-        )
+        bands = merge_bands(im.bands, match.bands, overwrite)
         out.append(im.with_bands(bands))
     return p.with_features(out) if out else ImageCollection([], p.properties, p.id)
 

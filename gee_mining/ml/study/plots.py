@@ -42,7 +42,7 @@ def metrics_figure(result, note: str = ""):
         ax2.set_ylabel("non-zero weights", color="#888")
         ax.set_xlabel("penalty (alpha)" if kind == "lasso" else "penalty lambda = 1/(C n)")
         ax.set_title(TITLES[kind] + note, fontsize=10)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below: never over a line
     fig.tight_layout()
     return fig
 
@@ -72,7 +72,7 @@ def weights_figure(result, top: int = 10, note: str = ""):
         ax.set_xlabel("penalty (alpha)" if kind == "lasso" else "penalty lambda = 1/(C n)")
         ax.set_ylabel("|w| (standardised features)")
         ax.set_title(TITLES[kind] + note, fontsize=10)
-        ax.legend(fontsize=7, ncol=2, loc="upper left")
+        ax.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.18))  # below: never over a line
     fig.tight_layout()
     return fig
 
@@ -113,7 +113,7 @@ def models_figure(result, note: str = ""):
     a1.set_yticks(y, m.index, fontsize=8)
     a1.invert_yaxis()
     a1.set_xlim(0, 1)
-    a1.legend(fontsize=7, loc="lower right")
+    a1.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.12))  # below the bars, not on them
     a1.set_title(f"test metrics{note}", fontsize=10)
     a2.barh(y, m["apply_us_per_pixel"], color="#555")
     a2.set_yticks(y, [""] * len(y))
