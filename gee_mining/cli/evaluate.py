@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from gee_mining.cli.monitor import parse_years
 from gee_mining.cli.output import add_json_option, emit, print_figures, progress
 from gee_mining.errors import InputError
@@ -45,10 +43,12 @@ def _monitor(args) -> int:
         years=parse_years(args.years), size_km=args.size_km, months=args.months, known_mines=args.known_mines,
         new_mines=args.new_mines,
     )  # fmt: skip
-    report = evaluate_monitor(args.out, spec, progress=print)
+    report = evaluate_monitor(args.out, spec, progress=progress(args))
     test = {k: v for k, v in report["test"].items() if k not in ("growth", "per_world")}
-    print(json.dumps({"SIMULATED": True, "rules": report["protocol"]["rules"], "test": test}, indent=1, default=str))
-    print(f"SIMULATED: written {args.out}/monitor_evaluation.json")
+    result = {"SIMULATED": True, "rules": report["protocol"]["rules"], "test": test,
+              "evaluation": f"{args.out}/monitor_evaluation.json"}  # fmt: skip
+    emit(args, result, lambda: print_figures("SIMULATED, held-out multi-year worlds", test,
+                                             f"{args.out}/monitor_evaluation.json"))  # fmt: skip
     return 0
 
 
@@ -62,6 +62,7 @@ def _add_monitor(act) -> None:
     q.add_argument("--months", type=int, default=1, help="months of scenes each year (default 1)")
     q.add_argument("--known-mines", type=int, default=4, help="known mines per world (default 4)")
     q.add_argument("--new-mines", type=int, default=4, help="new mines planted per world (default 4)")
+    add_json_option(q, "the rules chosen and the held-out figures")
     q.set_defaults(func=_monitor)
 
 

@@ -589,9 +589,11 @@ def _world_years(args: argparse.Namespace, center) -> int:
         raise InputError("--years with --polygons: a multi-year world plants its own mines; leave --polygons out.")
     spec = YearsSpec(years=parse_years(args.years), size_km=args.size_km, months=args.months, center=center,
                      project=args.project)  # fmt: skip
-    m = generate_years(args.out, spec, seed=args.seed, workers=args.workers, progress=print if args.verbose else None)
-    print(f"SIMULATED multi-year world: {len(m.scenes)} scenes over {spec.years[0]}-{spec.years[-1]}, "
-          f"{m.size_bytes / 1e6:.1f} MB in {m.timing_s['total']:.1f} s; truth in {args.out}/truth/mines_by_year.parquet")
+    m = generate_years(args.out, spec, seed=args.seed, workers=args.workers, progress=progress(args))
+    print(
+        f"SIMULATED multi-year world: {len(m.scenes)} scenes over {spec.years[0]}-{spec.years[-1]}, "
+        f"{m.size_bytes / 1e6:.1f} MB in {m.timing_s['total']:.1f} s; truth in {args.out}/truth/mines_by_year.parquet"
+    )
     print(f"  monitor it: gee-mining monitor --world {args.out} --years {spec.years[0]}-{spec.years[-1]} --out DIR")
     return 0
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import ee
 
+from gee_mining.cli.output import add_json_option, emit, progress
 from gee_mining.errors import InputError
 from gee_mining.monitor.core import REJECTED_STRATUM, MonitorSpec, run_monitor
 from gee_mining.monitor.review import read_verdicts, write_review
@@ -47,23 +48,34 @@ def _monitor(args) -> int:
         years=parse_years(args.years), months=args.months, known_buffer_m=args.buffer_m, band=args.band, **chosen
     )
     out = Path(args.out)
+    say = progress(args)
     world = prepare_world(args.world, spec, out, progress=None)
-    print(f"[monitor] {len(spec.years)} composites exported and served (SIMULATED world {args.world})")
+    say(f"[monitor] {len(spec.years)} composites exported and served (SIMULATED world {args.world})")
     verdicts = read_verdicts(args.verdicts) if args.verdicts else []
     model, table = fit_first_year(world, pixels=args.pixels, verdicts=verdicts)
     if verdicts:
-        print(f"[monitor] {len(verdicts)} verdict(s) from {args.verdicts}: {int((table.stratum == REJECTED_STRATUM).sum())} "
+        say(f"[monitor] {len(verdicts)} verdict(s) from {args.verdicts}: {int((table.stratum == REJECTED_STRATUM).sum())} "
               "hard-negative pixel(s) in the training sample")  # fmt: skip
     composites = {y: ee.Image(i) for y, i in world.composites.items()}
-    result = run_monitor(model, composites, world.region, spec, out, progress=print)
+    result = run_monitor(model, composites, world.region, spec, out, progress=say)
     if not args.no_review:
         page = write_review(out, result.candidates, world.region, composites, known_outlines(world), simulated=True,
                             max_quicklooks=args.max_quicklooks)  # fmt: skip
         result.files["review"] = str(page)
     last = result.footprints[result.footprints.year == spec.years[-1]]
-    print(json.dumps({"SIMULATED": True, "known_mines": int(last.mine_id.nunique()),
-                      "growth_m2_total": float(last.growth_m2.sum()), "candidates": len(result.candidates),
-                      "files": result.files}, indent=1))  # fmt: skip
+    summary = {"SIMULATED": True, "known_mines": int(last.mine_id.nunique()),
+               "growth_m2_total": float(last.growth_m2.sum()), "candidates": len(result.candidates),
+               "files": result.files}  # fmt: skip
+
+    def human() -> None:
+        print(
+            f"SIMULATED: {summary['known_mines']} known mine(s), their footprints grew by "
+            f"{summary['growth_m2_total'] / 1e6:.3f} km2 in all; {summary['candidates']} candidate(s) for review"
+        )
+        for kind, path in result.files.items():
+            print(f"  {kind}: {path}")
+
+    emit(args, summary, human)
     return 0
 
 
@@ -84,4 +96,5 @@ def add_cli(sub) -> None:
     p.add_argument("--verdicts", help="verdicts.json saved by a review page: labels and hard negatives for training")
     p.add_argument("--no-review", action="store_true", help="no review.html (no quicklooks fetched)")
     p.add_argument("--max-quicklooks", type=int, default=50, help="candidates with quicklooks (default 50)")
+    add_json_option(p, "the known mines, their growth, the candidates and the files written")
     p.set_defaults(func=_monitor)
