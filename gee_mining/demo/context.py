@@ -8,6 +8,31 @@ from pathlib import Path
 from typing import Any
 
 
+@dataclass(frozen=True)
+class DemoScale:
+    """How big a demo run is: the simulated world it generates and how much the pixel study reads.
+
+    ``make demo`` runs at :data:`FULL`; the test suite runs the same steps at :data:`SMALL`, which keeps every
+    step and every section of the report but spends a fraction of the time (the tests check structure and
+    independent references, not the demo's figures).
+    """
+
+    world_km: float = 8.0  # side of the simulated world
+    world_months: int = 12  # months of 2019 with scenes
+    study_pixels_per_cell: int = 3000  # pixel-study rows sampled per cell
+    study_rows: int = 10_000  # at most this many training rows for the L1-logistic path and the other models
+    study_logistic_penalties: int = 20  # penalties along the L1-logistic path
+    study_lasso_penalties: int = 50  # penalties along the LASSO path
+
+    def describe(self) -> str:
+        return f"{self.world_km:g} km, {self.world_months} months of 2019, seed 0"
+
+
+FULL = DemoScale()
+SMALL = DemoScale(world_km=6.0, world_months=4, study_pixels_per_cell=800, study_rows=3000,
+                  study_logistic_penalties=6, study_lasso_penalties=15)  # fmt: skip
+
+
 @dataclass
 class DemoResult:
     out_dir: Path
@@ -33,3 +58,4 @@ class DemoContext:
     summary: dict = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     progress: Callable[[str], None] = print
+    scale: DemoScale = FULL

@@ -36,7 +36,7 @@ from gee_mining.demo import detect as detect_demo
 from gee_mining.demo import imagery
 from gee_mining.demo import pyramid as pyramid_demo
 from gee_mining.demo import study as study_demo
-from gee_mining.demo.context import DemoContext, DemoResult
+from gee_mining.demo.context import FULL, DemoContext, DemoResult, DemoScale
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import (
     AMAZON_ID,
@@ -109,21 +109,23 @@ def run_demo(
     out_dir: str | os.PathLike = "runs/demo",
     catalog: str | os.PathLike | None = None,
     progress: Callable[[str], None] = print,
+    scale: DemoScale = FULL,
 ) -> DemoResult:
     """Run every pipeline step on the local engine (over a simulated world, unless ``catalog`` is given) and
-    write the report and ``summary.json`` under ``out_dir``."""
+    write the report and ``summary.json`` under ``out_dir``. ``scale``: the world's size and the study's sample
+    (``make demo`` runs at ``FULL``; the tests at ``context.SMALL``, the same steps on a smaller world)."""
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    inputs = _prepare_inputs(out, catalog, progress, timings)
+    inputs = _prepare_inputs(out, catalog, progress, timings, scale)
     t = time.perf_counter()
     conn = connect("local", project="gee-mining-local", catalog=inputs.catalog_path, storage_root=out / "storage")
     timings["start the local engine"] = time.perf_counter() - t
     progress(f"[demo] engine: {conn.describe()}")
 
     report = Report("gee-mining run report", f"make demo — engine: {conn.describe()}")
-    summary = _intro(report, conn, out, inputs)
+    summary = _intro(report, conn, out, inputs, scale)
     _measure_tables(report, inputs, summary, timings, progress)
     if inputs.world is not None:
         t = time.perf_counter()
@@ -134,7 +136,7 @@ def run_demo(
         timings["a real Sentinel-2 scene through the engine"] = time.perf_counter() - t
     mines_id = inputs.mines_id
     grids = _grid_step(report, mines_id, out, summary, timings, progress) if mines_id is not None else {}
-    ctx = DemoContext(out, inputs.world, mines_id, grids, summary, timings, progress)
+    ctx = DemoContext(out, inputs.world, mines_id, grids, summary, timings, progress, scale)
     for step in demo_steps():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
@@ -145,20 +147,28 @@ def run_demo(
 
 
 def _prepare_inputs(
-    out: Path, catalog: str | os.PathLike | None, progress: Callable[[str], None], timings: dict[str, float]
+    out: Path,
+    catalog: str | os.PathLike | None,
+    progress: Callable[[str], None],
+    timings: dict[str, float],
+    scale: DemoScale = FULL,
 ) -> _Inputs:
     """Without a catalog: generate the small simulated world and write the demo's catalog; else use the catalog."""
     t0 = time.perf_counter()
     if catalog is None:
-        progress("[demo] generating a small simulated Sentinel-2 world (8 km, 2019)")
-        world = generate_world(out / "world", size_km=8, months=12, seed=0, project="gee-mining-local")
-        timings["generate the simulated world (8 km, 73 scenes)"] = time.perf_counter() - t0
+        progress(f"[demo] generating a small simulated Sentinel-2 world ({scale.describe()})")
+        world = generate_world(
+            out / "world", size_km=scale.world_km, months=scale.world_months, seed=0, project="gee-mining-local"
+        )
+        timings[f"generate the simulated world ({scale.world_km:g} km, {len(world.scenes)} scenes)"] = (
+            time.perf_counter() - t0
+        )
         catalog_path, present = write_demo_catalog(out, world)
         return _Inputs(world, catalog_path, present)
     return _Inputs(None, Path(catalog), [])
 
 
-def _intro(report, conn, out: Path, inputs: _Inputs) -> dict:
+def _intro(report, conn, out: Path, inputs: _Inputs, scale: DemoScale = FULL) -> dict:
     """The report's "What ran" section (warning when no real mine polygons are found); returns the run's summary."""
     intro = report.section("What ran")
     Report.text(
@@ -170,7 +180,12 @@ def _intro(report, conn, out: Path, inputs: _Inputs) -> dict:
     summary: dict = {
         "engine": conn.describe(),
         "parameters": run_parameters(
-            out, inputs.catalog_path, inputs.world, real=MINES_ID in inputs.present, real_scenes=_has_real_scene()
+            out,
+            inputs.catalog_path,
+            inputs.world,
+            real=MINES_ID in inputs.present,
+            real_scenes=_has_real_scene(),
+            scale=scale,
         ),
         "simulated": inputs.world is not None,
         "warnings": [],
@@ -220,23 +235,25 @@ def _grid_step(
     return grids
 
 
-def inputs_text(world, real_polygons: bool, real_scenes: bool) -> str:
+def inputs_text(world, real_polygons: bool, real_scenes: bool, scale: DemoScale = FULL) -> str:
     """What the run read, each real input named only when it was there (a polygon file is no Sentinel-2 scene)."""
-    text = "SIMULATED world (8 km, 12 months of 2019, seed 0)" if world is not None else "the given catalog"
+    text = f"SIMULATED world ({scale.describe()})" if world is not None else "the given catalog"
     real = [name for name, there in (("mine polygons", real_polygons), ("Sentinel-2 scenes", real_scenes)) if there]
     if real:
         return text + f" and the shared real data ({', '.join(real)})"
     return text + "; no real mine polygons or scenes"
 
 
-def run_parameters(out: Path, catalog_path: Path, world, real: bool, real_scenes: bool = False) -> dict:
+def run_parameters(
+    out: Path, catalog_path: Path, world, real: bool, real_scenes: bool = False, scale: DemoScale = FULL
+) -> dict:
     """The demo's parameters for the top of its report: what ran, on what, with which versions."""
 
     params = {
         "command": "gee-mining demo",
         "output folder": str(out.resolve()),
         "catalog": str(Path(catalog_path).resolve()),
-        "inputs": inputs_text(world, real, real_scenes),
+        "inputs": inputs_text(world, real, real_scenes, scale),
         "grid levels (m)": "5500, 2750, 1375 (zoom 14, 15, 16)",
         "gee-mining": __version__,
         "earthengine-api": ee.__version__,
