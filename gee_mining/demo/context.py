@@ -17,6 +17,7 @@ class DemoScale:
     independent references, not the demo's figures).
     """
 
+    grid_cells: tuple[float, ...] = (5500.0, 2750.0, 1375.0)  # step 1's levels over the mine polygons (m)
     world_km: float = 8.0  # side of the simulated world
     world_months: int = 12  # months of 2019 with scenes
     study_pixels_per_cell: int = 3000  # pixel-study rows sampled per cell
@@ -24,13 +25,18 @@ class DemoScale:
     study_logistic_penalties: int = 20  # penalties along the L1-logistic path
     study_lasso_penalties: int = 50  # penalties along the LASSO path
 
+    @property
+    def grid_text(self) -> str:
+        """The grid levels, e.g. "5500, 2750, 1375 m"."""
+        return ", ".join(f"{c:g}" for c in self.grid_cells) + " m"
+
     def describe(self) -> str:
         return f"{self.world_km:g} km, {self.world_months} months of 2019, seed 0"
 
 
 FULL = DemoScale()
-SMALL = DemoScale(world_km=6.0, world_months=4, study_pixels_per_cell=800, study_rows=3000,
-                  study_logistic_penalties=6, study_lasso_penalties=15)  # fmt: skip
+SMALL = DemoScale(grid_cells=(5500.0, 2750.0), world_km=6.0, world_months=4, study_pixels_per_cell=300,
+                  study_rows=1500, study_logistic_penalties=4, study_lasso_penalties=8)  # fmt: skip
 
 
 @dataclass

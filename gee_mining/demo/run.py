@@ -135,7 +135,7 @@ def run_demo(
     if real_scene_section(ee, report):
         timings["a real Sentinel-2 scene through the engine"] = time.perf_counter() - t
     mines_id = inputs.mines_id
-    grids = _grid_step(report, mines_id, out, summary, timings, progress) if mines_id is not None else {}
+    grids = _grid_step(report, mines_id, out, summary, timings, progress, scale) if mines_id is not None else {}
     ctx = DemoContext(out, inputs.world, mines_id, grids, summary, timings, progress, scale)
     for step in demo_steps():
         with warnings.catch_warnings(record=True) as caught:
@@ -219,18 +219,24 @@ def _measure_tables(
 
 
 def _grid_step(
-    report, mines_id: str, out: Path, summary: dict, timings: dict[str, float], progress: Callable[[str], None]
+    report,
+    mines_id: str,
+    out: Path,
+    summary: dict,
+    timings: dict[str, float],
+    progress: Callable[[str], None],
+    scale: DemoScale = FULL,
 ) -> dict:
     """Step 1 (the grids) with its Python warnings and the grids' own warnings recorded; returns zoom -> table."""
     t = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        grid_summary, grids = run_grid_step(ee, report, mines_id, out, progress)
+        grid_summary, grids = run_grid_step(ee, report, mines_id, out, progress, scale.grid_cells)
     summary["warnings"] += python_warnings(caught, "step 1: grids")
     summary["warnings"] += [
         {"step": f"step 1: grid zoom {z}", "message": m} for z, table in grids.items() for m in table.warnings
     ]
-    timings["step 1: grids at 5500, 2750, 1375 m"] = time.perf_counter() - t
+    timings[f"step 1: grids at {scale.grid_text}"] = time.perf_counter() - t
     summary["grid"] = grid_summary
     return grids
 
@@ -254,7 +260,7 @@ def run_parameters(
         "output folder": str(out.resolve()),
         "catalog": str(Path(catalog_path).resolve()),
         "inputs": inputs_text(world, real, real_scenes, scale),
-        "grid levels (m)": "5500, 2750, 1375 (zoom 14, 15, 16)",
+        "grid levels": f"{scale.grid_text} (zoom {', '.join(str(GridSpec.of(c).zoom) for c in scale.grid_cells)})",
         "gee-mining": __version__,
         "earthengine-api": ee.__version__,
         "python": platform.python_version(),
@@ -411,10 +417,17 @@ def demo_steps() -> list[Callable]:
     ]
 
 
-def run_grid_step(ee, report, table_id: str, out: Path, progress: Callable[[str], None]) -> tuple[dict, dict]:
+def run_grid_step(
+    ee,
+    report,
+    table_id: str,
+    out: Path,
+    progress: Callable[[str], None],
+    cell_sizes: tuple[float, ...] = FULL.grid_cells,
+) -> tuple[dict, dict]:
     """Step 1 on the demo polygons: nested grids, written as GeoParquet, GeoPackage and CSV, with maps."""
 
-    specs = [GridSpec.of(5500), GridSpec.of(2750), GridSpec.of(1375)]
+    specs = [GridSpec.of(c) for c in cell_sizes]
     tables = build_levels(ee, table_id, specs, progress=lambda m: None)
     s = report.section("Step 1: grids of cells over the mine polygons")
     Report.text(
