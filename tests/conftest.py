@@ -153,9 +153,10 @@ def ee_http(ee_local, engine_catalog):
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory, engine_catalog):
-    """``make demo`` at its SMALL scale (every step, on a 6 km world of 4 months and a smaller pixel-study
-    sample: about a third of the full run's time), run once per test session and shared by the tests that read
-    its output. They check its structure and independent references, which hold at any scale.
+    """``make demo`` at its SMALL scale (``gee_mining.demo.context.SMALL``: every step and section, on a 6 km world
+    of 4 months, two grid levels, a smaller pixel-study sample and a 5.5 km pyramid world), run once per test
+    session and shared by the tests that read its output. They check its structure and independent references,
+    which hold at any scale.
 
     With the shared real data beside the checkout it measures the real polygons too; without, it runs on the
     simulated world alone, as the demo does.

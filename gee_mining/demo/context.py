@@ -24,6 +24,10 @@ class DemoScale:
     study_rows: int = 10_000  # at most this many training rows for the L1-logistic path and the other models
     study_logistic_penalties: int = 20  # penalties along the L1-logistic path
     study_lasso_penalties: int = 50  # penalties along the LASSO path
+    pyramid_km: float = 11.04  # side of the pyramid's own simulated world: 4 x 4 cells of its coarsest level
+    pyramid_cells: tuple[float, ...] = (2750.0, 1375.0, 687.5, 343.75)  # the pyramid's levels (m)...
+    pyramid_zooms: tuple[int, ...] = (15, 16, 17, 18)  # ...and their zoom labels
+    pyramid_clusters: int = 2  # mine clusters in the pyramid's world
 
     @property
     def grid_text(self) -> str:
@@ -36,7 +40,8 @@ class DemoScale:
 
 FULL = DemoScale()
 SMALL = DemoScale(grid_cells=(5500.0, 2750.0), world_km=6.0, world_months=4, study_pixels_per_cell=300,
-                  study_rows=1500, study_logistic_penalties=4, study_lasso_penalties=8)  # fmt: skip
+                  study_rows=1500, study_logistic_penalties=4, study_lasso_penalties=8, pyramid_km=5.52,
+                  pyramid_cells=(1375.0, 687.5, 343.75), pyramid_zooms=(16, 17, 18), pyramid_clusters=1)  # fmt: skip
 
 
 @dataclass
