@@ -10,7 +10,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class DemoScale:
-    """How big a demo run is: the simulated world it generates and how much the pixel study reads.
+    """How big a demo run is: the grid levels, the simulated worlds it generates, how much the pixel study reads.
 
     ``make demo`` runs at :data:`FULL`; the test suite runs the same steps at :data:`SMALL`, which keeps every
     step and every section of the report but spends a fraction of the time (the tests check structure and
@@ -35,6 +35,7 @@ class DemoScale:
         return ", ".join(f"{c:g}" for c in self.grid_cells) + " m"
 
     def describe(self) -> str:
+        """The simulated world in words, for the report's parameters and the progress lines."""
         return f"{self.world_km:g} km, {self.world_months} months of 2019, seed 0"
 
 
