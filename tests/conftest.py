@@ -153,17 +153,21 @@ def ee_http(ee_local, engine_catalog):
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory, engine_catalog):
-    """``make demo``, run once per test session (about 3 minutes) and shared by the tests that read its output.
+    """``make demo`` at its SMALL scale (``gee_mining.demo.context.SMALL``: every step and section, on a 6 km world
+    of 4 months, two grid levels, a smaller pixel-study sample and a 5.5 km pyramid world), run once per test
+    session and shared by the tests that read its output. They check its structure and independent references,
+    which hold at any scale.
 
     With the shared real data beside the checkout it measures the real polygons too; without, it runs on the
     simulated world alone, as the demo does.
     """
     import gee_mining
+    from gee_mining.demo.context import SMALL
     from gee_mining.demo.run import run_demo
 
     out = tmp_path_factory.mktemp("demo")
     try:
-        yield run_demo(out, progress=lambda msg: None)
+        yield run_demo(out, progress=lambda msg: None, scale=SMALL)
     finally:
         gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
 

@@ -24,11 +24,10 @@ from gee_mining.pyramid.probability import fit_probability
 from gee_mining.pyramid.world import SimulatedPyramid, prepare_simulated
 from gee_mining.tools.report import Report
 
-SIZES, ZOOMS = [2750, 1375, 687.5, 343.75], [15, 16, 17, 18]
 PLAN_SIZES, PLAN_ZOOMS = [44000, 22000, 11000, 5500, 2750, 1375], [11, 12, 13, 14, 15, 16]
 
 
-def _levels_figure(result, sim, exhaustive_detected):
+def _levels_figure(result, sim, exhaustive_detected, coarsest: float):
 
     matplotlib.use("Agg")
 
@@ -50,11 +49,11 @@ def _levels_figure(result, sim, exhaustive_detected):
             for r in rows:
                 ax.add_patch(mpatches.Rectangle((r["cell_x"] * s, r["cell_y"] * s), s, s, facecolor=colour,
                                                 edgecolor="white", lw=0.4))  # fmt: skip
-        for m in mines:
-            x, y = m.exterior.xy
+        for part in (part for m in mines for part in getattr(m, "geoms", [m])):  # a mine may be in several parts
+            x, y = part.exterior.xy
             ax.fill(x, y, color="#c62828", lw=0)
-        ax.set_xlim(xmin, xmin + 4 * SIZES[0])
-        ax.set_ylim(ymax - 4 * SIZES[0], ymax)
+        ax.set_xlim(xmin, xmin + 4 * coarsest)
+        ax.set_ylim(ymax - 4 * coarsest, ymax)
         ax.set_aspect("equal")
         ax.set_xticks([])
         ax.set_yticks([])
@@ -91,13 +90,14 @@ def demo_step(ee, report, ctx) -> None:
         return
     t0 = time.perf_counter()
     out = Path(ctx.out) / "pyramid"
-    sim = prepare_simulated(out, conn.catalog, conn.storage_root, size_km=11.04, clusters=2,
-                            engine_project=conn.project, progress=ctx.progress)  # fmt: skip
+    scale = ctx.scale
+    sim = prepare_simulated(out, conn.catalog, conn.storage_root, size_km=scale.pyramid_km,
+                            clusters=scale.pyramid_clusters, engine_project=conn.project, progress=ctx.progress)  # fmt: skip
     ctx.timings["pyramid: simulated world + composite export"] = time.perf_counter() - t0
     t = time.perf_counter()
     runs = _search(ee, ctx, sim, out)
     ctx.timings["pyramid: calibration, pyramid and exhaustive runs"] = time.perf_counter() - t
-    _search_report(section, sim, runs)
+    _search_report(section, sim, runs, scale.pyramid_clusters)
     result, exhaustive = runs.result, runs.exhaustive
     ctx.summary["pyramid"] = {
         "thresholds": list(runs.calibrated.thresholds),
@@ -128,7 +128,7 @@ def _search(ee, ctx, sim: SimulatedPyramid, out: Path) -> _Searches:
     """Fit the pixel model, calibrate the levels' thresholds on the known mines, and run the pyramid and the
     exhaustive search with the same detector."""
     model = fit_probability(ee, ee.Image(sim.composite_id), sim.region(ee), sim.mines_id, pixels=1000)
-    spec = PyramidSpec.of(SIZES, ZOOMS)
+    spec = PyramidSpec.of(list(ctx.scale.pyramid_cells), list(ctx.scale.pyramid_zooms))
     cells = start_cells(ee, sim.region(ee), spec.levels[0], sim.epsg)
     calibrated = calibrate(ee, model.image, spec, cells, sim.mines_id, target_recall=0.98)
     detector = PixelModelDetector(model.image, block=8, folder=out / "patches")
@@ -137,13 +137,13 @@ def _search(ee, ctx, sim: SimulatedPyramid, out: Path) -> _Searches:
     return _Searches(spec, calibrated, result, exhaustive)
 
 
-def _search_report(section, sim: SimulatedPyramid, runs: _Searches) -> None:
+def _search_report(section, sim: SimulatedPyramid, runs: _Searches, clusters: int) -> None:
     """What the simulated search did, a map of its levels, and its cost next to the exhaustive run's."""
     spec, calibrated, result, exhaustive = runs.spec, runs.calibrated, runs.result, runs.exhaustive
     Report.text(
         section,
         f"SIMULATED data. A {sim.world.grid['size_m'] / 1000:g} km world with {len(result.known_mines)} generated "
-        f"mines in 2 clusters; its 1-month composite exported once and served as an image asset. Screening score: "
+        f"mines in {clusters} cluster(s); its 1-month composite exported once and served as an image asset. Screening score: "
         f"the share of a cell's pixels whose mine probability (a logistic pixel model compiled to image "
         f"algebra by gee_mining.ml.classify) exceeds {spec.pixel_threshold}, by Image.reduceRegions at cell/64 m per pixel. "
         f"Thresholds calibrated on the known mines for a target recall of 98 %: "
@@ -152,7 +152,7 @@ def _search_report(section, sim: SimulatedPyramid, runs: _Searches) -> None:
         f"on the same world (in-sample).",
         "warn",
     )
-    Report.figure(section, _levels_figure(result, sim, exhaustive.detected_mines),
+    Report.figure(section, _levels_figure(result, sim, exhaustive.detected_mines, spec.levels[0].cell_size),
                   "SIMULATED: kept (amber) and dropped (grey) cells at each level; mines in red.")  # fmt: skip
     rows = [tuple(r.values()) for r in result.cost_rows()]
     rows.append(("exhaustive detector (every finest cell)", None, exhaustive.detector.cells, None,

@@ -37,7 +37,7 @@ from gee_mining.demo import imagery
 from gee_mining.demo import monitor as monitor_demo
 from gee_mining.demo import pyramid as pyramid_demo
 from gee_mining.demo import study as study_demo
-from gee_mining.demo.context import DemoContext, DemoResult
+from gee_mining.demo.context import FULL, DemoContext, DemoResult, DemoScale
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import (
     AMAZON_ID,
@@ -110,21 +110,23 @@ def run_demo(
     out_dir: str | os.PathLike = "runs/demo",
     catalog: str | os.PathLike | None = None,
     progress: Callable[[str], None] = print,
+    scale: DemoScale = FULL,
 ) -> DemoResult:
     """Run every pipeline step on the local engine (over a simulated world, unless ``catalog`` is given) and
-    write the report and ``summary.json`` under ``out_dir``."""
+    write the report and ``summary.json`` under ``out_dir``. ``scale``: the world's size and the study's sample
+    (``make demo`` runs at ``FULL``; the tests at ``context.SMALL``, the same steps on a smaller world)."""
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    inputs = _prepare_inputs(out, catalog, progress, timings)
+    inputs = _prepare_inputs(out, catalog, progress, timings, scale)
     t = time.perf_counter()
     conn = connect("local", project="gee-mining-local", catalog=inputs.catalog_path, storage_root=out / "storage")
     timings["start the local engine"] = time.perf_counter() - t
     progress(f"[demo] engine: {conn.describe()}")
 
     report = Report("gee-mining run report", f"make demo — engine: {conn.describe()}")
-    summary = _intro(report, conn, out, inputs)
+    summary = _intro(report, conn, out, inputs, scale)
     _measure_tables(report, inputs, summary, timings, progress)
     if inputs.world is not None:
         t = time.perf_counter()
@@ -134,8 +136,8 @@ def run_demo(
     if real_scene_section(ee, report):
         timings["a real Sentinel-2 scene through the engine"] = time.perf_counter() - t
     mines_id = inputs.mines_id
-    grids = _grid_step(report, mines_id, out, summary, timings, progress) if mines_id is not None else {}
-    ctx = DemoContext(out, inputs.world, mines_id, grids, summary, timings, progress)
+    grids = _grid_step(report, mines_id, out, summary, timings, progress, scale) if mines_id is not None else {}
+    ctx = DemoContext(out, inputs.world, mines_id, grids, summary, timings, progress, scale)
     for step in demo_steps():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
@@ -146,20 +148,28 @@ def run_demo(
 
 
 def _prepare_inputs(
-    out: Path, catalog: str | os.PathLike | None, progress: Callable[[str], None], timings: dict[str, float]
+    out: Path,
+    catalog: str | os.PathLike | None,
+    progress: Callable[[str], None],
+    timings: dict[str, float],
+    scale: DemoScale = FULL,
 ) -> _Inputs:
     """Without a catalog: generate the small simulated world and write the demo's catalog; else use the catalog."""
     t0 = time.perf_counter()
     if catalog is None:
-        progress("[demo] generating a small simulated Sentinel-2 world (8 km, 2019)")
-        world = generate_world(out / "world", size_km=8, months=12, seed=0, project="gee-mining-local")
-        timings["generate the simulated world (8 km, 73 scenes)"] = time.perf_counter() - t0
+        progress(f"[demo] generating a small simulated Sentinel-2 world ({scale.describe()})")
+        world = generate_world(
+            out / "world", size_km=scale.world_km, months=scale.world_months, seed=0, project="gee-mining-local"
+        )
+        timings[f"generate the simulated world ({scale.world_km:g} km, {len(world.scenes)} scenes)"] = (
+            time.perf_counter() - t0
+        )
         catalog_path, present = write_demo_catalog(out, world)
         return _Inputs(world, catalog_path, present)
     return _Inputs(None, Path(catalog), [])
 
 
-def _intro(report, conn, out: Path, inputs: _Inputs) -> dict:
+def _intro(report, conn, out: Path, inputs: _Inputs, scale: DemoScale = FULL) -> dict:
     """The report's "What ran" section (warning when no real mine polygons are found); returns the run's summary."""
     intro = report.section("What ran")
     Report.text(
@@ -171,7 +181,12 @@ def _intro(report, conn, out: Path, inputs: _Inputs) -> dict:
     summary: dict = {
         "engine": conn.describe(),
         "parameters": run_parameters(
-            out, inputs.catalog_path, inputs.world, real=MINES_ID in inputs.present, real_scenes=_has_real_scene()
+            out,
+            inputs.catalog_path,
+            inputs.world,
+            real=MINES_ID in inputs.present,
+            real_scenes=_has_real_scene(),
+            scale=scale,
         ),
         "simulated": inputs.world is not None,
         "warnings": [],
@@ -205,40 +220,48 @@ def _measure_tables(
 
 
 def _grid_step(
-    report, mines_id: str, out: Path, summary: dict, timings: dict[str, float], progress: Callable[[str], None]
+    report,
+    mines_id: str,
+    out: Path,
+    summary: dict,
+    timings: dict[str, float],
+    progress: Callable[[str], None],
+    scale: DemoScale = FULL,
 ) -> dict:
     """Step 1 (the grids) with its Python warnings and the grids' own warnings recorded; returns zoom -> table."""
     t = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        grid_summary, grids = run_grid_step(ee, report, mines_id, out, progress)
+        grid_summary, grids = run_grid_step(ee, report, mines_id, out, progress, scale.grid_cells)
     summary["warnings"] += python_warnings(caught, "step 1: grids")
     summary["warnings"] += [
         {"step": f"step 1: grid zoom {z}", "message": m} for z, table in grids.items() for m in table.warnings
     ]
-    timings["step 1: grids at 5500, 2750, 1375 m"] = time.perf_counter() - t
+    timings[f"step 1: grids at {scale.grid_text}"] = time.perf_counter() - t
     summary["grid"] = grid_summary
     return grids
 
 
-def inputs_text(world, real_polygons: bool, real_scenes: bool) -> str:
+def inputs_text(world, real_polygons: bool, real_scenes: bool, scale: DemoScale = FULL) -> str:
     """What the run read, each real input named only when it was there (a polygon file is no Sentinel-2 scene)."""
-    text = "SIMULATED world (8 km, 12 months of 2019, seed 0)" if world is not None else "the given catalog"
+    text = f"SIMULATED world ({scale.describe()})" if world is not None else "the given catalog"
     real = [name for name, there in (("mine polygons", real_polygons), ("Sentinel-2 scenes", real_scenes)) if there]
     if real:
         return text + f" and the shared real data ({', '.join(real)})"
     return text + "; no real mine polygons or scenes"
 
 
-def run_parameters(out: Path, catalog_path: Path, world, real: bool, real_scenes: bool = False) -> dict:
+def run_parameters(
+    out: Path, catalog_path: Path, world, real: bool, real_scenes: bool = False, scale: DemoScale = FULL
+) -> dict:
     """The demo's parameters for the top of its report: what ran, on what, with which versions."""
 
     params = {
         "command": "gee-mining demo",
         "output folder": str(out.resolve()),
         "catalog": str(Path(catalog_path).resolve()),
-        "inputs": inputs_text(world, real, real_scenes),
-        "grid levels (m)": "5500, 2750, 1375 (zoom 14, 15, 16)",
+        "inputs": inputs_text(world, real, real_scenes, scale),
+        "grid levels": f"{scale.grid_text} (zoom {', '.join(str(GridSpec.of(c).zoom) for c in scale.grid_cells)})",
         "gee-mining": __version__,
         "earthengine-api": ee.__version__,
         "python": platform.python_version(),
@@ -396,10 +419,17 @@ def demo_steps() -> list[Callable]:
     ]
 
 
-def run_grid_step(ee, report, table_id: str, out: Path, progress: Callable[[str], None]) -> tuple[dict, dict]:
+def run_grid_step(
+    ee,
+    report,
+    table_id: str,
+    out: Path,
+    progress: Callable[[str], None],
+    cell_sizes: tuple[float, ...] = FULL.grid_cells,
+) -> tuple[dict, dict]:
     """Step 1 on the demo polygons: nested grids, written as GeoParquet, GeoPackage and CSV, with maps."""
 
-    specs = [GridSpec.of(5500), GridSpec.of(2750), GridSpec.of(1375)]
+    specs = [GridSpec.of(c) for c in cell_sizes]
     tables = build_levels(ee, table_id, specs, progress=lambda m: None)
     s = report.section("Step 1: grids of cells over the mine polygons", simulated=table_id == WORLD_MINES_ID)
     Report.text(

@@ -18,15 +18,18 @@ def demo_step(ee, report, ctx) -> None:
         Report.text(section, "Skipped: the study runs on the pixel tables of the simulated world's cells.", "warn")
         return
     t0 = time.perf_counter()
-    spec = StudySpec(n_logistic_penalties=20, max_logistic_rows=10_000, max_model_rows=10_000)
-    result = run_study(pixels, spec, sample_per_cell=3000, progress=ctx.progress)
+    scale = ctx.scale
+    spec = StudySpec(n_penalties=scale.study_lasso_penalties, n_logistic_penalties=scale.study_logistic_penalties,
+                     max_logistic_rows=scale.study_rows, max_model_rows=scale.study_rows)  # fmt: skip
+    result = run_study(pixels, spec, sample_per_cell=scale.study_pixels_per_cell, progress=ctx.progress)
     out = ctx.out / "study"
     write_outputs(result, out)
     ctx.timings["pixel study (paths, models, outputs)"] = time.perf_counter() - t0
     s = summary(result)
     Report.text(
         section,
-        "SIMULATED data: the pixel tables of the simulated world's zoom-16 cells (at most 3,000 pixels per cell). "
+        f"SIMULATED data: the pixel tables of the simulated world's zoom-16 cells (at most "
+        f"{scale.study_pixels_per_cell:,} pixels per cell). "
         "Features: the 12 bands and their 66 pairwise normalised differences ND_a_b (the names add_indices uses, "
         "so the chosen transformation deploys server-side unchanged), standardised on the training cells. "
         "LASSO on the distance to a mine's edge (clipped at 200 m, positive inside), L1-logistic on the mine "
