@@ -40,7 +40,7 @@ def _truth_rows(run, world: Path) -> tuple[list, list]:
 
 def demo_step(ee, report, ctx) -> None:
     """Add the "Monitoring" section (see the module's docstring); the demo's own connection is restored after."""
-    section = report.section("SIMULATED · Monitoring: footprints of known mines and new candidates across years")
+    section = report.section("Monitoring: footprints of known mines and new candidates across years", simulated=True)
     conn = current_connection()
     if conn is None or not conn.is_local:
         Report.text(section, "Skipped: the monitoring demo runs on the local engine.", "warn")
