@@ -111,6 +111,36 @@ def test_footprints_and_candidates_against_shapely(painted, tmp_path):
     assert only_new.first_year == 2020 and only_new.area_m2 == pytest.approx(shapes["new"].area, rel=0.05)
 
 
+def _fc(geoms):
+    return ee.FeatureCollection([ee.Feature(ee.Geometry(shapely.geometry.mapping(_utm_to_ll(g)))) for g in geoms])
+
+
+def test_temporal_evidence_keeps_new_mines_and_drops_floods_and_bare_ground(painted, tmp_path):
+    """A flood seen in 2020 only is not persistent; ground bare (NDVI 0) in 2019's composite and seen from 2020 was
+    not cleared vegetation; the new mine (vegetated in 2019, seen 2020 and 2021) passes both rules."""
+    probs, region, shapes = painted
+    flood = shapely.box(X0 + 200, TOP - 1300, X0 + 400, TOP - 1100)
+    bare = shapely.box(X0 + 600, TOP - 1300, X0 + 800, TOP - 1150)
+    probs = {
+        2019: probs[2019],
+        2020: probs[2020].paint(_fc([flood, bare]), 0.95),
+        2021: probs[2021].paint(_fc([bare]), 0.95),
+    }
+    first = ee.Image.constant([500, 3000]).rename(["B4", "B8"]).paint(_fc([bare]), 1000)  # NDVI 0.71, bare 0
+    spec = MonitorSpec(years=YEARS, threshold=0.5, band=0.1, min_pixels=20, known_buffer_m=100)
+    raster = export_candidate_image(candidate_image(probs, region, spec, first_composite=first), region, spec, tmp_path)
+    kept = sorted(round(c.area_m2 / 1000) for c in vectorise(raster, 0.5, 1, 20, after=2019))
+    assert kept == sorted(round(g.area / 1000) for g in (shapes["new"], flood, bare))  # areas in 1000 m2
+    kept = sorted(round(c.area_m2 / 1000) for c in vectorise(raster, 0.5, 1, 20, after=2019, persistent=True))
+    assert kept == sorted(round(g.area / 1000) for g in (shapes["new"], bare))
+    (mine,) = vectorise(raster, 0.5, 1, 20, after=2019, persistent=True, min_ndvi_before=0.5)
+    assert mine.area_m2 == pytest.approx(shapes["new"].area, rel=0.05) and mine.first_year == 2020
+    assert _utm_to_ll(shapes["new"]).intersects(mine.geometry)
+    with pytest.raises(InputError, match="ndvi0"):
+        vectorise(export_candidate_image(candidate_image(probs, region, spec), region, spec, tmp_path / "plain"),
+                  0.5, 1, 20, min_ndvi_before=0.5)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def monitored(tmp_path_factory):
     """``gee-mining world --years`` then ``gee-mining monitor`` on a small world; (world folder, run folder)."""
