@@ -76,6 +76,7 @@ class MonitorEvaluationSpec:
     persistent: tuple[bool, ...] = (False, True)  # temporal evidence: seen every year since first seen
     min_ndvi_before: tuple[float | None, ...] = (None, 0.3, 0.5)  # temporal evidence: vegetated in the first year
     growth_scales: tuple[float, ...] = tuple(round(0.3 + 0.05 * i, 2) for i in range(25))  # 0.30 .. 1.50
+    growth_truth: str = "disturbed_m2"  # the truth's footprint: pit + cleared ring ("area_m2": the pit alone)
     band: float = 0.1
     min_new_area_m2: float = 20_000.0
     goal_false_per_1000km2_year: float = 10.0  # the issue's goal: 1 per 100 km2 per year
@@ -200,15 +201,19 @@ def score_candidates(w: _World, rules: Rules, ev: MonitorEvaluationSpec) -> dict
             "false_areas_m2": sorted(c.area_m2 for c in false)}  # fmt: skip
 
 
-def growth_errors(w: _World, threshold: float, band: float, years, scale: float = 1.0) -> pd.DataFrame:
-    """Each known mine's estimated growth (last year minus first, times ``scale``) against the truth's bare-area
-    growth."""
+def growth_errors(w: _World, threshold: float, band: float, years, scale: float = 1.0,
+                  truth_column: str = "disturbed_m2") -> pd.DataFrame:  # fmt: skip
+    """Each known mine's estimated growth (last year minus first, times ``scale``) against the truth's growth of
+    ``truth_column``: ``disturbed_m2`` (the pit and the ground cleared ahead of it: what the image shows bare) or
+    ``area_m2`` (the pit alone)."""
     ts = (threshold, round(threshold + band, 2), round(threshold - band, 2))
     est = footprint_frame(w.sums, list(years), ts, scale)
     est = est[est.year == years[-1]].set_index("mine_id")
     truth = w.truth[w.truth.known]
-    a0 = truth[truth.year == years[0]].set_index("mine_id").area_m2
-    a1 = truth[truth.year == years[-1]].set_index("mine_id").area_m2
+    if truth_column not in truth:
+        raise InputError(f"{w.world.folder}: the truth has no {truth_column!r}; regenerate the world.")
+    a0 = truth[truth.year == years[0]].set_index("mine_id")[truth_column]
+    a1 = truth[truth.year == years[-1]].set_index("mine_id")[truth_column]
     rows = []
     for m in est.index:
         g_true = float(a1[m] - a0[m])
@@ -254,7 +259,7 @@ def choose_growth(train: list[_World], ev: MonitorEvaluationSpec) -> tuple[float
     usable = [t for t in GRID if round(t - ev.band, 2) in GRID and round(t + ev.band, 2) in GRID]
     errs = {}
     for t in usable:
-        base = pd.concat([growth_errors(w, t, ev.band, ev.years) for w in train])
+        base = pd.concat([growth_errors(w, t, ev.band, ev.years, 1.0, ev.growth_truth) for w in train])
         for k in ev.growth_scales:
             rel = (k * base.growth_m2 - base.true_growth_m2).abs() / base.true_growth_m2.abs().replace(0, np.nan)
             errs[(t, k)] = float(np.nanmedian(rel))
@@ -280,7 +285,10 @@ def evaluate_monitor(out_dir: str | os.PathLike, ev: MonitorEvaluationSpec,
     say(f"[monitor evaluate] rules chosen on the train worlds: {rules}")
     scores = [score_candidates(w, rules, ev) for w in test]
     growth = pd.concat(
-        [growth_errors(w, rules.footprint_threshold, ev.band, ev.years, rules.growth_scale) for w in test]
+        [
+            growth_errors(w, rules.footprint_threshold, ev.band, ev.years, rules.growth_scale, ev.growth_truth)
+            for w in test
+        ]
     )
     train_scores = pool([score_candidates(w, rules, ev) for w in train], ev.confidence)
     report = {
