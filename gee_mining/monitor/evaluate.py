@@ -175,10 +175,10 @@ class Rules:
 
 @functools.lru_cache(maxsize=256)
 def _groups(raster: Path, threshold: float, min_years: int, after: int | None, persistent: bool,
-            min_ndvi: float | None) -> tuple:  # fmt: skip
-    """Every group of candidate pixels (any size), once per raster and pixel rule: the rules searched differ then
-    only in the smallest group kept."""
-    return tuple(vectorise(raster, threshold, min_years, 1, after, persistent, min_ndvi))
+            min_ndvi: float | None, min_pixels: int) -> tuple:  # fmt: skip
+    """Every group of candidate pixels of at least ``min_pixels`` (the smallest searched), once per raster and pixel
+    rule: the rules searched differ then only in the smallest group kept."""
+    return tuple(vectorise(raster, threshold, min_years, min_pixels, after, persistent, min_ndvi))
 
 
 def score_candidates(w: _World, rules: Rules, ev: MonitorEvaluationSpec) -> dict[str, Any]:
@@ -186,7 +186,10 @@ def score_candidates(w: _World, rules: Rules, ev: MonitorEvaluationSpec) -> dict
     spec = MonitorSpec(years=ev.years, threshold=rules.threshold, min_years=rules.min_years,
                        min_pixels=rules.min_pixels, new_only=rules.new_only, band=0.0)  # fmt: skip
     after = ev.years[0] if rules.new_only else None
-    groups = _groups(w.raster, rules.threshold, rules.min_years, after, rules.persistent, rules.min_ndvi_before)
+    smallest = min(ev.min_pixels + (rules.min_pixels,))
+    groups = _groups(
+        w.raster, rules.threshold, rules.min_years, after, rules.persistent, rules.min_ndvi_before, smallest
+    )
     cands = select([c for c in groups if c.area_m2 >= 100 * rules.min_pixels], spec)
     last = w.truth[w.truth.year == ev.years[-1]]
     new = last[~last.known & (last.outline_area_m2 >= ev.min_new_area_m2)]
@@ -245,12 +248,26 @@ def choose_rules(train: list[_World], ev: MonitorEvaluationSpec) -> tuple[Rules,
         p = pool([score_candidates(w, rules, ev) for w in train], ev.confidence)
         tried.append({**asdict(rules), **p})
     goal = ev.goal_false_per_1000km2_year
+    margin = _looser_false(tried)
     best = max(tried, key=lambda r: (r["false_per_1000km2_year"] <= goal, r["recall"] or 0,
-                                     -r["false_per_1000km2_year"], r["threshold"]))  # fmt: skip
+                                     -r["false_per_1000km2_year"], -margin[id(r)], r["threshold"]))  # fmt: skip
     ft, scale = choose_growth(train, ev)
     chosen = Rules(best["threshold"], best["min_pixels"], best["min_years"], best["new_only"], ft,
                    best["persistent"], best["min_ndvi_before"], scale)  # fmt: skip
     return chosen, tried
+
+
+def _looser_false(tried: list[dict]) -> dict[int, int]:
+    """Per rule tried, the train false candidates of the same rule at its threshold and the two lower ones of
+    ``GRID``: among rules that tie on the train worlds (often none false, all found, with so few worlds), the one
+    still clean when loosened is the one with a margin."""
+    key = ("min_pixels", "min_years", "new_only", "persistent", "min_ndvi_before")
+    false = {(*(r[k] for k in key), r["threshold"]): r["false_candidates"] for r in tried}
+    out = {}
+    for r in tried:
+        i = GRID.index(r["threshold"])
+        out[id(r)] = sum(false.get((*(r[k] for k in key), t), 0) for t in GRID[max(0, i - 2) : i + 1])
+    return out
 
 
 def choose_growth(train: list[_World], ev: MonitorEvaluationSpec) -> tuple[float, float]:
