@@ -30,6 +30,14 @@ from gee_mining.monitor.core import (
     footprint_table,
     vectorise,
 )
+from gee_mining.monitor.evaluate import (
+    GRID,
+    MonitorEvaluationSpec,
+    _looser_false,
+    _World,
+    choose_growth,
+    growth_errors,
+)
 from gee_mining.monitor.review import QUICKLOOK_PX, read_verdicts
 from gee_mining.monitor.world import MonitorWorld, fit_first_year, world_region
 
@@ -218,3 +226,38 @@ def test_review_page_in_chromium_and_verdicts_into_the_next_training(monitored, 
     assert len(hard) == min(50, round(by_id.area_m2[second] / 100)) and (hard[MINE_BAND] == 0).all()
     with pytest.raises(InputError, match="verdicts"):
         read_verdicts(tmp_path / "review.png")
+
+
+def _sums_world(tmp_path):
+    """One known mine of 10000 m2 whose zone area at every threshold goes 5000 -> 7500 with 4000 detected inside
+    (growth 2500 / 0.4 = 6250), and its truth: the pit grows by 5000, the pit and its cleared ring by 6250."""
+    row = {"mine_id": "7", "known_area_m2": "10000"}
+    for t in GRID:
+        row |= {f"a{round(t * 100):03d}_2019": "5000", f"a{round(t * 100):03d}_2020": "7500"}
+        row[f"i{round(t * 100):03d}"] = "4000"
+    truth = pd.DataFrame({"mine_id": ["7", "7"], "year": [2019, 2020], "known": [True, True],
+                          "area_m2": [10000.0, 15000.0], "disturbed_m2": [12000.0, 18250.0]})  # fmt: skip
+    return _World(1, None, tmp_path, [row], truth, 36.0)
+
+
+def test_growth_error_against_either_truth_and_the_scale_chosen(tmp_path):
+    w = _sums_world(tmp_path)
+    (e,) = growth_errors(w, 0.5, 0.1, (2019, 2020)).itertuples()
+    assert e.growth_m2 == pytest.approx(6250) and e.true_growth_m2 == 6250 and e.abs_rel_error == pytest.approx(0)
+    (e,) = growth_errors(w, 0.5, 0.1, (2019, 2020), scale=0.8, truth_column="area_m2").itertuples()
+    assert e.growth_m2 == pytest.approx(5000) and e.abs_rel_error == pytest.approx(0)
+    ev = MonitorEvaluationSpec(train_seeds=(1,), test_seeds=(2,), years=(2019, 2020), growth_truth="area_m2")
+    assert choose_growth([w], ev)[1] == pytest.approx(0.8)  # 5000 / 6250
+    with pytest.raises(InputError, match="no 'x_m2'"):
+        growth_errors(_World(1, MonitorWorld(tmp_path, None, {}, tmp_path, ()), tmp_path, w.sums, w.truth, 1.0),
+                      0.5, 0.1, (2019, 2020), truth_column="x_m2")  # fmt: skip
+
+
+def test_ties_go_to_the_rule_still_clean_when_loosened():
+    base = {"min_pixels": 10, "min_years": 1, "new_only": True, "min_ndvi_before": None}
+    tried = [{**base, "persistent": p, "threshold": t, "false_candidates": f}
+             for p, fs in ((False, (3, 1, 0)), (True, (1, 0, 0))) for t, f in zip(GRID[:3], fs, strict=True)]  # fmt: skip
+    margin = {
+        (r["persistent"], r["threshold"]): v for r in tried for k, v in _looser_false(tried).items() if k == id(r)
+    }
+    assert margin[(False, GRID[2])] == 4 and margin[(True, GRID[2])] == 1 and margin[(True, GRID[0])] == 1
