@@ -48,7 +48,17 @@ def demo_step(ee, report, ctx) -> None:
     t0 = time.perf_counter()
     out = Path(ctx.out) / "monitor"
     generate_years(out / "world", WORLD, seed=3)
-    spec = MonitorSpec(years=YEARS, months=1, threshold=0.8, band=0.1, min_pixels=80, new_only=True)  # as evaluated
+    spec = MonitorSpec(
+        years=YEARS,
+        months=1,
+        threshold=0.85,
+        band=0.1,
+        min_pixels=20,
+        new_only=True,
+        persistent=True,
+        footprint_threshold=0.45,
+        growth_scale=1.05,
+    )  # the rules evaluated (docs/monitor.md)
     try:
         world = prepare_world(out / "world", spec, out)
         model, _ = fit_first_year(world, pixels=300)

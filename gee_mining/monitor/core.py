@@ -80,6 +80,7 @@ class MonitorSpec:
     persistent: bool = False  # a candidate pixel is seen every year from its first year to the last (mines stay)
     min_ndvi_before: float | None = None  # a candidate pixel's NDVI in the first year at least this (was vegetated)
     growth_scale: float = 1.0  # footprint growth times this (a bias correction chosen on train worlds)
+    footprint_threshold: float | None = None  # the footprints' own threshold (None: ``threshold``)
     known_buffer_m: float = 200.0  # a known mine's room to grow: its footprint zone, and no candidate there
     nearest_within_m: float = 50_000.0
     destination: str = "gs://gee-mining-monitor/run"
@@ -89,8 +90,9 @@ class MonitorSpec:
         if not years or sorted(set(years)) != list(years):
             raise InputError(f"years {self.years}: one or more increasing years, e.g. --years 2019-2023.")
         object.__setattr__(self, "years", years)
-        if not 0 < self.threshold < 1 or not 0 <= self.band < min(self.threshold, 1 - self.threshold):
-            raise InputError(f"threshold {self.threshold} +/- band {self.band}: inside (0, 1).")
+        for name, t in (("threshold", self.threshold), ("footprint_threshold", self.footprint_threshold)):
+            if t is not None and (not 0 < t < 1 or not 0 <= self.band < min(t, 1 - t)):
+                raise InputError(f"{name} {t} +/- band {self.band}: inside (0, 1).")
         if not 1 <= self.min_years <= len(years):
             raise InputError(f"min_years {self.min_years}: 1 to the number of years ({len(years)}).")
         if not 1 <= self.months <= 12:
@@ -209,7 +211,8 @@ def footprint_table(probs: dict[int, Any], region: MonitorRegion, spec: MonitorS
                     progress=None) -> pd.DataFrame:  # fmt: skip
     """Known mine x year: area (m2) at the threshold, its interval at threshold +/- band, and the growth since the
     first year with the interval the same thresholds give."""
-    ts = (spec.threshold, spec.threshold + spec.band, spec.threshold - spec.band)
+    t = spec.threshold if spec.footprint_threshold is None else spec.footprint_threshold
+    ts = (t, t + spec.band, t - spec.band)
     return footprint_frame(footprint_sums(probs, region, spec, out, ts, progress), sorted(probs), ts, spec.growth_scale)
 
 
