@@ -55,6 +55,12 @@ def test_spec_and_years_refuse_bad_input():
         MonitorSpec(years=YEARS, min_years=4)
     with pytest.raises(InputError, match="threshold"):
         MonitorSpec(years=YEARS, threshold=0.95, band=0.1)
+    with pytest.raises(InputError, match="footprint_threshold"):
+        MonitorSpec(years=YEARS, threshold=0.5, band=0.1, footprint_threshold=0.05)
+    with pytest.raises(InputError, match="growth_scale"):
+        MonitorSpec(years=YEARS, growth_scale=0)
+    with pytest.raises(InputError, match="min_ndvi_before"):
+        MonitorSpec(years=YEARS, min_ndvi_before=2)
 
 
 def test_footprint_frame_growth_is_the_change_over_the_share_detected_inside():
