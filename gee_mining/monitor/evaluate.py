@@ -71,8 +71,8 @@ class MonitorEvaluationSpec:
     new_mines: int = 4
     pixels: int = 500  # sampled pixels per stratum (mines, each land-cover class) per train world
     min_pixels: tuple[int, ...] = (10, 20, 40, 80)
-    min_years: tuple[int, ...] = (1, 2)
-    new_only: tuple[bool, ...] = (False, True)
+    min_years: tuple[int, ...] = (1,)  # the first version searched (1, 2) and chose 1; each value doubles the search
+    new_only: tuple[bool, ...] = (True,)  # searched (False, True) before: True was chosen
     persistent: tuple[bool, ...] = (False, True)  # temporal evidence: seen every year since first seen
     min_ndvi_before: tuple[float | None, ...] = (None, 0.3, 0.5)  # temporal evidence: vegetated in the first year
     growth_scales: tuple[float, ...] = tuple(round(0.3 + 0.05 * i, 2) for i in range(25))  # 0.30 .. 1.50
