@@ -57,6 +57,7 @@ def test_spec_and_years_refuse_bad_input():
         MonitorSpec(years=YEARS, threshold=0.95, band=0.1)
     with pytest.raises(InputError, match="footprint_threshold"):
         MonitorSpec(years=YEARS, threshold=0.5, band=0.1, footprint_threshold=0.05)
+    assert MonitorSpec(years=YEARS, threshold=0.95, band=0.1, footprint_threshold=0.45).threshold == 0.95
     with pytest.raises(InputError, match="growth_scale"):
         MonitorSpec(years=YEARS, growth_scale=0)
     with pytest.raises(InputError, match="min_ndvi_before"):

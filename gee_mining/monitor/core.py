@@ -90,9 +90,15 @@ class MonitorSpec:
         if not years or sorted(set(years)) != list(years):
             raise InputError(f"years {self.years}: one or more increasing years, e.g. --years 2019-2023.")
         object.__setattr__(self, "years", years)
-        for name, t in (("threshold", self.threshold), ("footprint_threshold", self.footprint_threshold)):
-            if t is not None and (not 0 < t < 1 or not 0 <= self.band < min(t, 1 - t)):
-                raise InputError(f"{name} {t} +/- band {self.band}: inside (0, 1).")
+        if not 0 < self.threshold < 1:
+            raise InputError(f"threshold {self.threshold}: inside (0, 1).")
+        name, t = (
+            ("threshold", self.threshold)
+            if self.footprint_threshold is None
+            else ("footprint_threshold", self.footprint_threshold)
+        )
+        if not 0 < t < 1 or not 0 <= self.band < min(t, 1 - t):  # the footprints' area interval
+            raise InputError(f"{name} {t} +/- band {self.band}: inside (0, 1).")
         if not 1 <= self.min_years <= len(years):
             raise InputError(f"min_years {self.min_years}: 1 to the number of years ({len(years)}).")
         if not 1 <= self.months <= 12:
