@@ -30,6 +30,14 @@ from gee_mining.monitor.core import (
     footprint_table,
     vectorise,
 )
+from gee_mining.monitor.evaluate import (
+    GRID,
+    MonitorEvaluationSpec,
+    _looser_false,
+    _World,
+    choose_growth,
+    growth_errors,
+)
 from gee_mining.monitor.review import QUICKLOOK_PX, read_verdicts
 from gee_mining.monitor.world import MonitorWorld, fit_first_year, world_region
 
@@ -47,6 +55,13 @@ def test_spec_and_years_refuse_bad_input():
         MonitorSpec(years=YEARS, min_years=4)
     with pytest.raises(InputError, match="threshold"):
         MonitorSpec(years=YEARS, threshold=0.95, band=0.1)
+    with pytest.raises(InputError, match="footprint_threshold"):
+        MonitorSpec(years=YEARS, threshold=0.5, band=0.1, footprint_threshold=0.05)
+    assert MonitorSpec(years=YEARS, threshold=0.95, band=0.1, footprint_threshold=0.45).threshold == 0.95
+    with pytest.raises(InputError, match="growth_scale"):
+        MonitorSpec(years=YEARS, growth_scale=0)
+    with pytest.raises(InputError, match="min_ndvi_before"):
+        MonitorSpec(years=YEARS, min_ndvi_before=2)
 
 
 def test_footprint_frame_growth_is_the_change_over_the_share_detected_inside():
@@ -109,6 +124,36 @@ def test_footprints_and_candidates_against_shapely(painted, tmp_path):
     assert len(vectorise(raster, 0.5, 2, 20)) == 1  # seen in two years: the scar drops
     (only_new,) = vectorise(raster, 0.5, 1, 20, after=2019)  # first seen after 2019: the new mine alone
     assert only_new.first_year == 2020 and only_new.area_m2 == pytest.approx(shapes["new"].area, rel=0.05)
+
+
+def _fc(geoms):
+    return ee.FeatureCollection([ee.Feature(ee.Geometry(shapely.geometry.mapping(_utm_to_ll(g)))) for g in geoms])
+
+
+def test_temporal_evidence_keeps_new_mines_and_drops_floods_and_bare_ground(painted, tmp_path):
+    """A flood seen in 2020 only is not persistent; ground bare (NDVI 0) in 2019's composite and seen from 2020 was
+    not cleared vegetation; the new mine (vegetated in 2019, seen 2020 and 2021) passes both rules."""
+    probs, region, shapes = painted
+    flood = shapely.box(X0 + 200, TOP - 1300, X0 + 400, TOP - 1100)
+    bare = shapely.box(X0 + 600, TOP - 1300, X0 + 800, TOP - 1150)
+    probs = {
+        2019: probs[2019],
+        2020: probs[2020].paint(_fc([flood, bare]), 0.95),
+        2021: probs[2021].paint(_fc([bare]), 0.95),
+    }
+    first = ee.Image.constant([500, 3000]).rename(["B4", "B8"]).paint(_fc([bare]), 1000)  # NDVI 0.71, bare 0
+    spec = MonitorSpec(years=YEARS, threshold=0.5, band=0.1, min_pixels=20, known_buffer_m=100)
+    raster = export_candidate_image(candidate_image(probs, region, spec, first_composite=first), region, spec, tmp_path)
+    kept = sorted(round(c.area_m2 / 1000) for c in vectorise(raster, 0.5, 1, 20, after=2019))
+    assert kept == sorted(round(g.area / 1000) for g in (shapes["new"], flood, bare))  # areas in 1000 m2
+    kept = sorted(round(c.area_m2 / 1000) for c in vectorise(raster, 0.5, 1, 20, after=2019, persistent=True))
+    assert kept == sorted(round(g.area / 1000) for g in (shapes["new"], bare))
+    (mine,) = vectorise(raster, 0.5, 1, 20, after=2019, persistent=True, min_ndvi_before=0.5)
+    assert mine.area_m2 == pytest.approx(shapes["new"].area, rel=0.05) and mine.first_year == 2020
+    assert _utm_to_ll(shapes["new"]).intersects(mine.geometry)
+    with pytest.raises(InputError, match="ndvi0"):
+        vectorise(export_candidate_image(candidate_image(probs, region, spec), region, spec, tmp_path / "plain"),
+                  0.5, 1, 20, min_ndvi_before=0.5)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +233,38 @@ def test_review_page_in_chromium_and_verdicts_into_the_next_training(monitored, 
     assert len(hard) == min(50, round(by_id.area_m2[second] / 100)) and (hard[MINE_BAND] == 0).all()
     with pytest.raises(InputError, match="verdicts"):
         read_verdicts(tmp_path / "review.png")
+
+
+def _sums_world(tmp_path):
+    """One known mine of 10000 m2 whose zone area at every threshold goes 5000 -> 7500 with 4000 detected inside
+    (growth 2500 / 0.4 = 6250), and its truth: the pit grows by 5000, the pit and its cleared ring by 6250."""
+    row = {"mine_id": "7", "known_area_m2": "10000"}
+    for t in GRID:
+        row |= {f"a{round(t * 100):03d}_2019": "5000", f"a{round(t * 100):03d}_2020": "7500"}
+        row[f"i{round(t * 100):03d}"] = "4000"
+    truth = pd.DataFrame({"mine_id": ["7", "7"], "year": [2019, 2020], "known": [True, True],
+                          "area_m2": [10000.0, 15000.0], "disturbed_m2": [12000.0, 18250.0]})  # fmt: skip
+    return _World(1, None, tmp_path, [row], truth, 36.0)
+
+
+def test_growth_error_against_either_truth_and_the_scale_chosen(tmp_path):
+    w = _sums_world(tmp_path)
+    (e,) = growth_errors(w, 0.5, 0.1, (2019, 2020)).itertuples()
+    assert e.growth_m2 == pytest.approx(6250) and e.true_growth_m2 == 6250 and e.abs_rel_error == pytest.approx(0)
+    (e,) = growth_errors(w, 0.5, 0.1, (2019, 2020), scale=0.8, truth_column="area_m2").itertuples()
+    assert e.growth_m2 == pytest.approx(5000) and e.abs_rel_error == pytest.approx(0)
+    ev = MonitorEvaluationSpec(train_seeds=(1,), test_seeds=(2,), years=(2019, 2020), growth_truth="area_m2")
+    assert choose_growth([w], ev)[1] == pytest.approx(0.8)  # 5000 / 6250
+    with pytest.raises(InputError, match="no 'x_m2'"):
+        growth_errors(_World(1, MonitorWorld(tmp_path, None, {}, tmp_path, ()), tmp_path, w.sums, w.truth, 1.0),
+                      0.5, 0.1, (2019, 2020), truth_column="x_m2")  # fmt: skip
+
+
+def test_ties_go_to_the_rule_still_clean_when_loosened():
+    base = {"min_pixels": 10, "min_years": 1, "new_only": True, "min_ndvi_before": None}
+    tried = [{**base, "persistent": p, "threshold": t, "false_candidates": f}
+             for p, fs in ((False, (3, 1, 0)), (True, (1, 0, 0))) for t, f in zip(GRID[:3], fs, strict=True)]  # fmt: skip
+    margin = {
+        (r["persistent"], r["threshold"]): v for r in tried for k, v in _looser_false(tried).items() if k == id(r)
+    }
+    assert margin[(False, GRID[2])] == 4 and margin[(True, GRID[2])] == 1 and margin[(True, GRID[0])] == 1

@@ -81,6 +81,14 @@ def test_truth_area_is_the_mine_ground_rendered_each_year(years_world):
             assert mine_px == pytest.approx(row.area_m2, rel=0.08)
         else:  # abandoned: revegetated
             assert mine_px == 0 and (material[inside] == MATERIAL_ID["grass"]).mean() > 0.9
+        after = truth[(truth.mine_id == row.mine_id) & (truth.year == row.year + 1)]
+        if row.state == "active" and len(after) and after.iloc[0].state == "active":
+            # disturbed: the pit and the ring cleared ahead of it (bare soil), i.e. next year's outline laid bare
+            m, inside_next = _pixels(
+                out / "truth" / "years" / f"{row.year}_material.tif", _utm(grid, after.iloc[0].geometry_wkt)
+            )
+            bare = np.isin(m[inside_next], [*MINE_MATERIALS, MATERIAL_ID["natural_soil"]]).sum() * 100.0
+            assert bare == pytest.approx(row.disturbed_m2, rel=0.08) and row.disturbed_m2 > row.area_m2
         if row.year > row.appeared or not row.known:  # before it appeared there was no mine there
             before = out / "truth" / "years" / f"{row.appeared - 1}_material.tif"
             if before.exists():

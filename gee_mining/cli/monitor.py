@@ -38,12 +38,16 @@ def _rules(path: str | None) -> dict:
     except (OSError, KeyError, ValueError) as exc:
         raise InputError(f"--rules {path}: not a monitor_evaluation.json ({exc}).") from None
     return {"threshold": rules["threshold"], "min_pixels": rules["min_pixels"], "min_years": rules["min_years"],
-            "new_only": rules["new_only"]}  # fmt: skip
+            "new_only": rules["new_only"], "persistent": rules.get("persistent", False),
+            "min_ndvi_before": rules.get("min_ndvi_before"), "growth_scale": rules.get("growth_scale", 1.0),
+            "footprint_threshold": rules.get("footprint_threshold")}  # fmt: skip
 
 
 def _monitor(args) -> int:
     chosen = {"threshold": args.threshold, "min_pixels": args.min_pixels, "min_years": args.min_years,
-              "new_only": args.new_only, **_rules(args.rules)}  # fmt: skip
+              "new_only": args.new_only, "persistent": args.persistent, "min_ndvi_before": args.min_ndvi_before,
+              "growth_scale": args.growth_scale, "footprint_threshold": args.footprint_threshold,
+              **_rules(args.rules)}  # fmt: skip
     spec = MonitorSpec(
         years=parse_years(args.years), months=args.months, known_buffer_m=args.buffer_m, band=args.band, **chosen
     )
@@ -90,6 +94,12 @@ def add_cli(sub) -> None:
     p.add_argument("--min-pixels", type=int, default=20, help="smallest candidate in 10 m pixels (default 20)")
     p.add_argument("--min-years", type=int, default=1, help="years a candidate pixel is seen (default 1)")
     p.add_argument("--new-only", action="store_true", help="only candidates first seen after the first year")
+    p.add_argument("--persistent", action="store_true", help="only pixels seen every year since first seen")
+    p.add_argument("--min-ndvi-before", type=float, default=None,
+                   help="only pixels whose NDVI in the first year is at least this (vegetation cleared)")  # fmt: skip
+    p.add_argument("--footprint-threshold", type=float, default=None,
+                   help="the footprints' own probability threshold (default: --threshold)")  # fmt: skip
+    p.add_argument("--growth-scale", type=float, default=1.0, help="footprint growth times this (default 1)")
     p.add_argument("--buffer-m", type=float, default=200.0, help="known mine's room to grow, metres (default 200)")
     p.add_argument("--pixels", type=int, default=500, help="sampled pixels per land-cover stratum (default 500)")
     p.add_argument("--rules", help="monitor_evaluation.json: use the rules chosen there on train worlds")

@@ -24,7 +24,7 @@ WORLD = YearsSpec(years=YEARS, size_km=4.2, months=1, known_mines=2, new_mines=2
 def _truth_rows(run, world: Path) -> tuple[list, list]:
     """Footprint rows (estimated and true growth) and candidate rows (what each candidate is in the truth)."""
     truth = pd.read_parquet(world / "truth" / "mines_by_year.parquet")
-    a = truth[truth.known].pivot(index="mine_id", columns="year", values="area_m2")
+    a = truth[truth.known].pivot(index="mine_id", columns="year", values="disturbed_m2")  # pit + cleared ring
     last = run.footprints[run.footprints.year == YEARS[-1]]
     foot = [[r.mine_id, f"{r.known_area_m2:.0f}", f"{r.area_m2:.0f}", f"{r.growth_m2:.0f}",
              f"{r.growth_low_m2:.0f} .. {r.growth_high_m2:.0f}", f"{a.loc[r.mine_id, YEARS[-1]] - a.loc[r.mine_id, YEARS[0]]:.0f}"]
@@ -48,7 +48,17 @@ def demo_step(ee, report, ctx) -> None:
     t0 = time.perf_counter()
     out = Path(ctx.out) / "monitor"
     generate_years(out / "world", WORLD, seed=3)
-    spec = MonitorSpec(years=YEARS, months=1, threshold=0.8, band=0.1, min_pixels=80, new_only=True)  # as evaluated
+    spec = MonitorSpec(
+        years=YEARS,
+        months=1,
+        threshold=0.85,
+        band=0.1,
+        min_pixels=20,
+        new_only=True,
+        persistent=True,
+        footprint_threshold=0.45,
+        growth_scale=1.05,
+    )  # the rules evaluated (docs/monitor.md)
     try:
         world = prepare_world(out / "world", spec, out)
         model, _ = fit_first_year(world, pixels=300)

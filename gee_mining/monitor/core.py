@@ -77,6 +77,10 @@ class MonitorSpec:
     min_years: int = 1  # a candidate pixel is seen in at least this many years
     min_pixels: int = 20  # a candidate has at least this many 10 m pixels (0.002 km2)
     new_only: bool = False  # only pixels first seen after the first year make candidates (new since the span began)
+    persistent: bool = False  # a candidate pixel is seen every year from its first year to the last (mines stay)
+    min_ndvi_before: float | None = None  # a candidate pixel's NDVI in the first year at least this (was vegetated)
+    growth_scale: float = 1.0  # footprint growth times this (a bias correction chosen on train worlds)
+    footprint_threshold: float | None = None  # the footprints' own threshold (None: ``threshold``)
     known_buffer_m: float = 200.0  # a known mine's room to grow: its footprint zone, and no candidate there
     nearest_within_m: float = 50_000.0
     destination: str = "gs://gee-mining-monitor/run"
@@ -86,12 +90,23 @@ class MonitorSpec:
         if not years or sorted(set(years)) != list(years):
             raise InputError(f"years {self.years}: one or more increasing years, e.g. --years 2019-2023.")
         object.__setattr__(self, "years", years)
-        if not 0 < self.threshold < 1 or not 0 <= self.band < min(self.threshold, 1 - self.threshold):
-            raise InputError(f"threshold {self.threshold} +/- band {self.band}: inside (0, 1).")
+        if not 0 < self.threshold < 1:
+            raise InputError(f"threshold {self.threshold}: inside (0, 1).")
+        name, t = (
+            ("threshold", self.threshold)
+            if self.footprint_threshold is None
+            else ("footprint_threshold", self.footprint_threshold)
+        )
+        if not 0 < t < 1 or not 0 <= self.band < min(t, 1 - t):  # the footprints' area interval
+            raise InputError(f"{name} {t} +/- band {self.band}: inside (0, 1).")
         if not 1 <= self.min_years <= len(years):
             raise InputError(f"min_years {self.min_years}: 1 to the number of years ({len(years)}).")
         if not 1 <= self.months <= 12:
             raise InputError(f"months {self.months}: 1 to 12.")
+        if self.min_ndvi_before is not None and not -1 <= self.min_ndvi_before <= 1:
+            raise InputError(f"min_ndvi_before {self.min_ndvi_before}: an NDVI, -1 to 1 (or None: no rule).")
+        if not self.growth_scale > 0:
+            raise InputError(f"growth_scale {self.growth_scale}: above 0 (1: no correction).")
 
     def composite_spec(self, year: int) -> CompositeSpec:
         end = f"{year + 1}-01-01" if self.months == 12 else f"{year}-{self.months + 1:02d}-01"
@@ -202,17 +217,20 @@ def footprint_table(probs: dict[int, Any], region: MonitorRegion, spec: MonitorS
                     progress=None) -> pd.DataFrame:  # fmt: skip
     """Known mine x year: area (m2) at the threshold, its interval at threshold +/- band, and the growth since the
     first year with the interval the same thresholds give."""
-    ts = (spec.threshold, spec.threshold + spec.band, spec.threshold - spec.band)
-    return footprint_frame(footprint_sums(probs, region, spec, out, ts, progress), sorted(probs), ts)
+    t = spec.threshold if spec.footprint_threshold is None else spec.footprint_threshold
+    ts = (t, t + spec.band, t - spec.band)
+    return footprint_frame(footprint_sums(probs, region, spec, out, ts, progress), sorted(probs), ts, spec.growth_scale)
 
 
-def footprint_frame(rows: list[dict], years: Sequence[int], ts: Sequence[float]) -> pd.DataFrame:
+def footprint_frame(rows: list[dict], years: Sequence[int], ts: Sequence[float], scale: float = 1.0) -> pd.DataFrame:
     """The exported sums as one row per mine and year.
 
     ``detected_m2``: the area at or above the threshold in the mine's zone. ``growth_m2``: the change of that area
     since the first year, divided by the share of the known polygon detected in the first year (``i<ttt>`` over
     the polygon's area): what the model misses inside a mine is taken as the same share every year, and what it
-    sees around the mine (bare ground, roads) cancels in the change. ``area_m2``: the known area plus that growth.
+    sees around the mine (bare ground, roads) cancels in the change; times ``scale``, a correction chosen on train
+    worlds (the model also counts the ground cleared ahead of a pit, which grows with it: growth runs ahead).
+    ``area_m2``: the known area plus that growth.
     Intervals: the same estimates at threshold + band and - band, in order. A mine nothing was detected in during
     the first year has no estimate (NaN).
     """
@@ -225,7 +243,7 @@ def footprint_frame(rows: list[dict], years: Sequence[int], ts: Sequence[float])
         share = {k: inside[k] / known if inside[k] > 0 else float("nan") for k in (t, hi, lo)}
         for y in years:
             raw = {k: float(r[f"a{k}_{y}"] or 0) for k in (t, hi, lo)}
-            g = {k: (raw[k] - first[k]) / share[k] for k in (t, hi, lo)}
+            g = {k: scale * (raw[k] - first[k]) / share[k] for k in (t, hi, lo)}
             growths = sorted((g[hi], g[lo], g[t]))
             out.append({"mine_id": str(r["mine_id"]), "year": int(y), "known_area_m2": known, "detected_m2": raw[t],
                         "area_m2": known + g[t], "area_low_m2": known + growths[0], "area_high_m2": known + growths[2],
@@ -238,19 +256,32 @@ FOOTPRINT_COLUMNS = ["mine_id", "year", "known_area_m2", "detected_m2", "area_m2
 
 
 def candidate_image(probs: dict[int, Any], region: MonitorRegion, spec: MonitorSpec,
-                    thresholds: Sequence[float] | None = None):  # fmt: skip
-    """Outside the buffered known polygons: per threshold ``n<ttt>`` (years at or above it) and ``f<ttt>`` (first
-    such year, ``NO_YEAR`` if none), and ``score`` (the highest yearly probability)."""
+                    thresholds: Sequence[float] | None = None, first_composite=None):  # fmt: skip
+    """Outside the buffered known polygons: per threshold ``n<ttt>`` (years at or above it), ``f<ttt>`` (first
+    such year, ``NO_YEAR`` if none) and ``s<ttt>`` (1 where the pixel stays at or above it every year from its first
+    to the last: a mine stays, a fire scar or a flood does not), and ``score`` (the highest yearly probability).
+    With ``first_composite`` (the first year's composite) also ``ndvi0``: its NDVI, to keep only ground that was
+    vegetated when the span began (a new mine clears vegetation; natural bare ground was bare all along)."""
     outside = ee.Image(0).byte().paint(known_zones(region, spec), 1).Not()
-    years = sorted(probs)
     bands = []
     for t in thresholds or (spec.threshold,):
-        seen = [probs[y].unmask(0).gte(t) for y in years]
-        count = ee.ImageCollection([s.toInt16() for s in seen]).sum()
-        first = ee.ImageCollection([s.multiply(y - NO_YEAR).add(NO_YEAR).toInt16() for s, y in zip(seen, years, strict=True)]).min()  # fmt: skip
-        bands += [count.rename(f"n{_tag(t)}"), first.rename(f"f{_tag(t)}")]
-    score = ee.ImageCollection([probs[y].unmask(0).toFloat() for y in years]).max().rename("score")
+        bands += list(temporal_bands(probs, t))
+    score = ee.ImageCollection([probs[y].unmask(0).toFloat() for y in sorted(probs)]).max().rename("score")
+    if first_composite is not None:
+        bands.append(ee.Image(first_composite).normalizedDifference(["B8", "B4"]).rename("ndvi0"))
     return ee.Image.cat([*[b.toFloat() for b in bands], score]).updateMask(outside)
+
+
+def temporal_bands(probs: dict[int, Any], t: float) -> tuple:
+    """At threshold ``t``: years seen (``n<ttt>``), first year seen (``f<ttt>``) and seen every year since
+    (``s<ttt>``), each one image computed server-side from the yearly probabilities."""
+    years = sorted(probs)
+    seen = [probs[y].unmask(0).gte(t) for y in years]
+    count = ee.ImageCollection([s.toInt16() for s in seen]).sum()
+    first = ee.ImageCollection([s.multiply(y - NO_YEAR).add(NO_YEAR).toInt16() for s, y in zip(seen, years, strict=True)]).min()  # fmt: skip
+    stays = ee.ImageCollection([s.Or(first.gt(y)).toInt16() for s, y in zip(seen, years, strict=True)]).min()
+    stays = stays.And(first.lt(NO_YEAR))
+    return count.rename(f"n{_tag(t)}"), first.rename(f"f{_tag(t)}"), stays.rename(f"s{_tag(t)}")
 
 
 def export_image(image, region: MonitorRegion, spec: MonitorSpec, name: str, out: Path, progress=None) -> Path:
@@ -289,21 +320,32 @@ def stacked_probabilities(image_id: str, years: Sequence[int]) -> dict[int, Any]
 
 
 def vectorise(
-    path: Path, threshold: float, min_years: int, min_pixels: int, after: int | None = None
-) -> list[Candidate]:
+    path: Path, threshold: float, min_years: int, min_pixels: int, after: int | None = None,
+    persistent: bool = False, min_ndvi_before: float | None = None,
+) -> list[Candidate]:  # fmt: skip
     """8-connected groups of pixels seen in at least ``min_years`` years at ``threshold`` (bands of
     :func:`candidate_image`), of at least ``min_pixels`` pixels, as polygons in EPSG:4326. ``after``: only pixels
-    first seen after that year (so a new mine beside ground that was already bare is not merged into it)."""
-    wanted = (f"n{_tag(threshold)}", f"f{_tag(threshold)}", "score")
+    first seen after that year (so a new mine beside ground that was already bare is not merged into it).
+    ``persistent``: only pixels seen every year since their first (band ``s<ttt>``); ``min_ndvi_before``: only
+    pixels whose first-year NDVI (band ``ndvi0``) is at least this. Both were computed server-side; here they
+    only select pixels before grouping."""
+    wanted = [f"n{_tag(threshold)}", f"f{_tag(threshold)}", "score"]
+    wanted += [f"s{_tag(threshold)}"] if persistent else []
+    wanted += ["ndvi0"] if min_ndvi_before is not None else []
     with rasterio.open(path) as ds:
         names = list(ds.descriptions)
         missing = [n for n in wanted if n not in names]
         if missing:
-            raise InputError(f"{path}: no band(s) {missing}; export the candidate image with threshold {threshold}.")
+            raise InputError(f"{path}: no band(s) {missing}; export the candidate image with threshold {threshold}"
+                             " (ndvi0: with the first year's composite).")  # fmt: skip
         data = {n: ds.read(names.index(n) + 1, masked=True).filled(0) for n in wanted}
         transform, crs = ds.transform, ds.crs
     count, first, score = data[f"n{_tag(threshold)}"], data[f"f{_tag(threshold)}"], data["score"]
     seen = (count >= min_years) & (first > after) if after is not None else count >= min_years
+    if persistent:
+        seen &= data[f"s{_tag(threshold)}"] > 0
+    if min_ndvi_before is not None:
+        seen &= data["ndvi0"] >= min_ndvi_before
     labels, _ = ndimage.label(seen, structure=np.ones((3, 3)))
     to_ll = Transformer.from_crs(crs, 4326, always_xy=True)
     out = []
@@ -394,9 +436,12 @@ def run_monitor(model, composites: dict[int, Any], region: MonitorRegion, spec: 
     probs = probabilities(model, composites)
     foot = footprint_table(probs, region, spec, work)
     say(f"[monitor] footprints of {foot['mine_id'].nunique()} known mine(s) over {len(spec.years)} year(s)")
-    raster = export_candidate_image(candidate_image(probs, region, spec), region, spec, work)
+    image = candidate_image(probs, region, spec, first_composite=composites[spec.years[0]])
+    raster = export_candidate_image(image, region, spec, work)
     after = spec.years[0] if spec.new_only else None
-    cands = select(vectorise(raster, spec.threshold, spec.min_years, spec.min_pixels, after), spec)
+    groups = vectorise(raster, spec.threshold, spec.min_years, spec.min_pixels, after, spec.persistent,
+                       spec.min_ndvi_before)  # fmt: skip
+    cands = select(groups, spec)
     annotate(cands, region, spec, work)
     say(f"[monitor] {len(cands)} candidate(s) outside the known mines")
     files = write_outputs(out, foot, cands, spec, region)

@@ -15,7 +15,9 @@ painted over it:
 
 The truth is kept beside the scenes: ``truth/mines_by_year.parquet`` (mine x year: id, known, state, area
 of bare mine ground in m2, the year it appeared, the year it was abandoned, its outline in lon/lat WKT),
-``truth/changes.json`` and ``truth/years/<year>_material.tif``. Deterministic: the same spec, same bytes.
+``truth/changes.json`` and ``truth/years/<year>_material.tif``. ``disturbed_m2`` adds the ring cleared ahead of
+the pit to ``area_m2``: all the ground the mine has laid bare, what a footprint seen from space measures.
+Deterministic: the same spec, same bytes.
 """
 
 from __future__ import annotations
@@ -110,6 +112,13 @@ class MineHistory:
     def bare_area_m2(self, year: int) -> float:
         """Bare mine ground in ``year``: the outline while worked, 0 once abandoned (revegetated) or before."""
         return float(self.outline(year).area) if self.state(year) == "active" else 0.0
+
+    def cleared_area_m2(self, year: int) -> float:
+        """Ground cleared ahead of the pit in ``year`` (the ring it takes next year, bare soil already): 0 unless
+        worked that year and the next."""
+        if self.state(year) != "active":
+            return 0.0
+        return float(self.outline(year + 1).area - self.outline(year).area)
 
 
 @dataclass(frozen=True)
@@ -264,6 +273,7 @@ def mines_by_year(grid: WorldGrid, history: History, years: tuple[int, ...]) -> 
             rows.append({
                 "mine_id": m.id, "year": y, "known": m.known, "state": m.state(y),
                 "area_m2": round(m.bare_area_m2(y), 1), "outline_area_m2": round(m.outline(y).area, 1),
+                "disturbed_m2": round(m.bare_area_m2(y) + m.cleared_area_m2(y), 1),
                 "appeared": m.appeared, "abandoned": m.abandoned, "growth_m_per_year": round(m.growth_m, 2),
                 "geometry_wkt": _to_lonlat(grid, m.outline(y)).wkt,
             })  # fmt: skip
