@@ -341,9 +341,12 @@ def run_levels(
     id_column: str = "id",
     calibrate_to: float | None = None,
     progress: Callable[[str], None] | None = None,
+    export_to: str | None = None,
 ) -> PyramidResult:
     """Screen ``cells`` (of ``spec.levels[0]``) level by level; with ``calibrate_to``, choose each level's threshold
-    on the known ``polygons`` so the level keeps that share of the mines still alive (see :func:`calibrate`)."""
+    on the known ``polygons`` so the level keeps that share of the mines still alive (see :func:`calibrate`).
+    With ``export_to`` (``gs://BUCKET/PREFIX``), each level's scores are batch exports (:func:`export_scores`)
+    under ``PREFIX/z<zoom>``: a global run's path; without it, interactive pages of ``PAGE_CELLS`` cells."""
     say = progress or (lambda msg: None)
     if not cells:
         raise InputError("no cells to start from: give the region's cells of the first level (start_cells).")
@@ -366,8 +369,11 @@ def run_levels(
     for i, (level, scale) in enumerate(zip(spec.levels, spec.scales, strict=True)):
         if i > 0:
             current = [c for r in result.kept[-1] for c in children(r, level)]
+        where = f"{export_to.rstrip('/')}/z{level.zoom}" if export_to else None
         scores = (
-            score_cells(ee, probability, current, scale, spec.pixel_threshold, polygons, id_column) if current else {}
+            score_cells(ee, probability, current, scale, spec.pixel_threshold, polygons, id_column, where, progress)
+            if current
+            else {}
         )
         for r in current:
             r.update(scores[r["name"]])
@@ -407,12 +413,12 @@ def run_levels(
 
 
 def calibrate(ee, probability, spec: PyramidSpec, cells, polygons, target_recall: float = 0.98,
-              id_column: str = "id", progress=None) -> PyramidSpec:  # fmt: skip
+              id_column: str = "id", progress=None, export_to: str | None = None) -> PyramidSpec:  # fmt: skip
     """``spec`` with thresholds chosen on labelled cells: at each of the L levels, the highest score threshold
     that keeps at least ``target_recall ** (1/L)`` of the known mines still alive, so the whole pyramid keeps
     at least ``target_recall`` of them on this region (mines the model gives no signal at all are dropped
     first, and reported)."""
-    return run_levels(ee, probability, spec, cells, polygons, id_column, target_recall, progress).spec
+    return run_levels(ee, probability, spec, cells, polygons, id_column, target_recall, progress, export_to).spec
 
 
 def mines_hit(detections: Sequence[Any], polygons: dict[str, Any]) -> list[str]:
@@ -438,13 +444,15 @@ def run_pyramid(
     polygons=None,
     id_column: str = "id",
     progress: Callable[[str], None] | None = None,
+    export_to: str | None = None,
 ) -> PyramidResult:
     """Screen level by level with ``spec``'s thresholds, then run ``detector`` on the cells kept at the finest
     level. With ``polygons`` (known mines: an ee table id or FeatureCollection), count recall per level and the
-    detector's recall (a mine is found when a detection touches it)."""
+    detector's recall (a mine is found when a detection touches it). ``export_to``: scores by batch export
+    (:func:`run_levels`), the path of a global run."""
     if any(t is None for t in spec.thresholds[:-1]) and progress:
         progress("[pyramid] some levels have no threshold: every cell of those levels is kept (calibrate first?)")
-    result = run_levels(ee, probability, spec, cells, polygons, id_column, None, progress)
+    result = run_levels(ee, probability, spec, cells, polygons, id_column, None, progress, export_to)
     if detector is not None:
         run = detector.detect(ee, result.fine_cells)
         result.detections, result.detector = run.detections, run.cost
