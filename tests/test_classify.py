@@ -258,6 +258,62 @@ def test_export_probability_map(ee_world, samples, pixels, tmp_path):
     assert p[y == 1].mean() > 0.7 and p[y == 0].mean() < 0.3, (p[y == 1].mean(), p[y == 0].mean())
 
 
+def _export_maps(ee, rows, images, prefix, tmp_path) -> dict[str, np.ndarray]:
+    """Each cell's probability map exported (one task a cell) and read back from storage with rasterio."""
+    import rasterio
+
+    from gee_mining.batch.tasks import run_tasks
+    from gee_mining.connection import open_bucket
+
+    tasks = [C.export_probability(r, im, f"gs://prob/{prefix}") for r, im in zip(rows, images, strict=True)]
+    assert all(st["state"] == "COMPLETED" for st in run_tasks(tasks))
+    out = {}
+    for r in rows:
+        with rasterio.open(open_bucket("prob").download(f"{prefix}/{r['name']}.tif", tmp_path / "p.tif")) as ds:
+            out[r["name"]] = ds.read(1)
+    return out
+
+
+def test_deployed_classifier_is_trained_once_and_maps_equal_in_task_training(
+    ee_world, samples, cells, tmp_path, monkeypatch
+):
+    """``Export.classifier.toAsset`` then ``ee.Classifier.load`` in each cell's export: the same probability
+    maps, pixel for pixel, as training inside every export, with one ``Classifier.train`` in all instead of
+    one per cell (counted where the engine evaluates it); a missing classifier asset is a clear error."""
+    from dataclasses import replace
+
+    from gee_mining.local.core import registry
+
+    trains = []
+    alg = registry.get("Classifier.train")
+    monkeypatch.setitem(registry._ALGORITHMS, "Classifier.train",
+                        replace(alg, func=lambda *a, **k: trains.append(1) or alg.func(*a, **k)))  # fmt: skip
+    rows = [r for r in cells if r["label"] == 1][:1] + [r for r in cells if r["label"] == 0][:1]
+    fc = samples[2]
+    in_task = _export_maps(ee_world, rows, [C.probability_image(r, C.train(fc, SPEC), SPEC) for r in rows], "a",
+                           tmp_path)  # fmt: skip
+    assert len(trains) == len(rows)  # the old way: one training per cell's task
+    trains.clear()
+    asset = "projects/gee-mining-test/assets/clf-once"
+    clf = C.exported_classifier(fc, SPEC, asset)
+    assert len(trains) == 1  # the classifier export task
+    saved = _export_maps(ee_world, rows, [C.probability_image(r, clf, SPEC) for r in rows], "b", tmp_path)
+    assert len(trains) == 1  # no export trained again
+    for name, want in in_task.items():
+        assert 0 < want.mean() < 1
+        np.testing.assert_array_equal(saved[name], want)
+    assert C.exported_classifier(fc, SPEC, asset) is not None and len(trains) == 1  # the asset exists: reused
+    ops = ee_world.data.listOperations()
+    assert sum(o["metadata"]["type"] == "EXPORT_CLASSIFIER" for o in ops) == 1
+    # missing: the library names the asset and the fix; the engine says what Earth Engine says
+    with pytest.raises(InputError, match="classifier asset 'projects/gee-mining-test/assets/nope' not found"):
+        C.load_classifier("projects/gee-mining-test/assets/nope")
+    with pytest.raises(ee_world.EEException, match="Classifier asset 'projects/gee-mining-test/assets/nope' not"):
+        ee_world.Classifier.load("projects/gee-mining-test/assets/nope").schema().getInfo()
+    with pytest.raises(InputError, match="cannot be saved"):
+        C.exported_classifier(fc, replace(SPEC, classifier="libsvm", params={}), asset + "-svm")
+
+
 def test_graphs_use_only_earth_engine_algorithms(ee_world, samples, pixels, cells, world):
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
@@ -438,12 +494,16 @@ def test_cli_evaluate_and_deploy(ee_world, world, cells, samples, pixels, tmp_pa
         main(["classify", "deploy", *common, "--points", "20", "--param", "numberOfTrees=5", "--out", "gs://prob/rf"])
         == 0
     )
-    assert "0 sample table(s) exist, exporting 1" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "0 sample table(s) exist, exporting 1" in printed and "[classifier] training once" in printed
     assert sorted((storage / "prob" / "rf").glob("*.tif")) and len(list((storage / "prob" / "rf").glob("*.tif"))) == 4
     _, _, x, y = pixels
     C.LinearModel.from_sklearn(LogisticRegression().fit(x, y), FEATURES).write(tmp_path / "m.json")
     assert main(["classify", "deploy", *common, "--linear", str(tmp_path / "m.json"), "--out", "gs://prob/cli"]) == 0
     assert main(["classify", "deploy", *common, "--linear", str(tmp_path / "nope.json"), "--out", "gs://p/x"]) == 2
+    nope = ["--classifier-asset", "projects/gee-mining-test/assets/no-such-classifier", "--out", "gs://p/y"]
+    assert main(["classify", "deploy", *common, *nope]) == 2
+    assert "classifier asset 'projects/gee-mining-test/assets/no-such-classifier' not found" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -456,3 +456,50 @@ def test_serve_limits_option():
     assert Limits.from_settings({"limits": limits_option("max_concurrent_tasks=4")}).max_concurrent_tasks == 4
     with pytest.raises(InputError, match="--limits"):
         limits_option("max_concurrent_tasks")
+
+
+def test_pixel_table_pages_stay_under_their_byte_bound(limited, monkeypatch):
+    """``fetch_pixel_table`` asked 5,000 features a page whatever the columns: with the 66 normalised
+    differences that is about 15 MB, over Earth Engine's ~10 MB answers (notes row 1). ``page_size_for``
+    chooses the page from the columns. Scaled down: a 150,000-byte bound for the engine's pages and for the
+    chosen size, 600 pixels of 93 columns with float32 values as the engine writes them. The old size asks for
+    more than the bound holds (the engine cuts the answer short; Earth Engine may refuse it); the new pages
+    come back whole, each under the bound and not below half of it."""
+    from itertools import combinations
+
+    from gee_mining.contracts.schemas import columns
+    from gee_mining.io.pages import iter_features, page_size_for
+
+    bound = 150_000
+    limited(page_bytes=bound, short_pages=False)
+    s2 = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12"]
+    names = columns([*s2, *(f"ND_{a}_{b}" for a, b in combinations(s2, 2)), "distance", "_mine"])
+    assert 90 <= len(names) <= 100
+    proj = ee.Projection("EPSG:32633").atScale(10)
+    xy = ee.Image.pixelCoordinates(proj)
+    base = xy.select("x").multiply(0.0001371).add(xy.select("y").multiply(0.0002917))
+    image = ee.Image.cat([base.add(k / 97).toFloat().rename(n) for k, n in enumerate(names)])  # float32 values
+    region = ee.Geometry.Rectangle([500000, 0, 500300, 200], "EPSG:32633", False)  # 30 x 20 pixels
+    fc = image.sample(region=region, projection=proj, geometries=False)
+    seen: list[tuple[int, int, int]] = []  # (asked, answered, bytes) of each page
+    compute = ee.data.computeFeatures
+
+    def spy(params):
+        page = compute(params)
+        seen.append(
+            (params["pageSize"], len(page["features"]), len(json.dumps(page["features"], separators=(",", ":"))))
+        )
+        return page
+
+    monkeypatch.setattr(ee.data, "computeFeatures", spy)
+    old = list(iter_features(fc, page_size=5000))
+    assert len(old) == 600 and seen[0][1] < 600  # asked for all 600 at once: over the bound, cut short
+    seen.clear()
+    size = page_size_for(names, bound)
+    got = list(iter_features(fc, page_size=size))
+    assert [f["properties"] for f in got] == [f["properties"] for f in old]
+    assert 1 < size < 600 and len(seen) == -(-600 // size)
+    for asked, answered, nbytes in seen[:-1]:
+        assert answered == asked == size and bound / 2 < nbytes <= bound, (asked, answered, nbytes)
+    assert page_size_for(names) * len(json.dumps(got[0], separators=(",", ":"))) <= 4 * 1024 * 1024
+    assert page_size_for(names) < 5000 and page_size_for(["x"]) == 5000  # narrow tables keep full pages

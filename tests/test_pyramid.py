@@ -153,6 +153,52 @@ def test_scores_equal_numpy_on_computed_pixels(ee_local, sim, model):
         assert sorted(got["mines"]) == touching
 
 
+def test_exported_scores_equal_interactive_ones_and_requests_are_bounded(ee_local, sim, model, monkeypatch):
+    """A global run scores cells by batch export (``export_to``: one ``Export.table`` task per batch of cells,
+    read back from storage, no interactive request); a small run interactively, in pages of ``PAGE_CELLS``
+    cells, so no request grows with the run. On the 16 first-level cells of the simulated world, pages of 4
+    cells: the same scores both ways, one export task, 4 pages whose requests and answers hold 4 cells."""
+    import gee_mining
+    from gee_mining.batch.batches import plan_batches
+    from gee_mining.local.service.router import INTERACTIVE
+    from gee_mining.pyramid import core
+
+    ee = ee_local
+    spec = PyramidSpec.of(*LEVELS)
+    cells = start_cells(ee, sim.region(ee), spec.levels[0], sim.epsg)
+    assert len(cells) == 16
+    scale = spec.scales[0]
+    router = gee_mining.current_connection().local_engine.router
+    seen: list[tuple[int, int, int]] = []  # per request: cells in its graph, features answered, answer bytes
+    feature_bytes: list[int] = []  # each answered cell's feature
+    compute = ee.data.computeFeatures
+
+    def spy(params):
+        page = compute(params)
+        request = json.dumps(ee.serializer.encode(params["expression"], for_cloud_api=True))
+        feature_bytes.extend(len(json.dumps(f)) for f in page["features"])
+        seen.append((request.count('"name"'), len(page["features"]), len(json.dumps(page))))
+        return page
+
+    monkeypatch.setattr(ee.data, "computeFeatures", spy)
+    monkeypatch.setattr(core, "PAGE_CELLS", 4)
+    interactive = score_cells(ee, model.image, cells, scale, 0.5, sim.mines_id)
+    assert len(seen) >= 4 and all(n <= 4 for _, n, _ in seen)  # the engine may answer a page in parts
+    assert max(b for _, _, b in seen) <= 4 * max(feature_bytes) + 100  # at most 4 cells' features
+    assert sum(feature_bytes) > 3 * max(b for _, _, b in seen)  # where one answer of all 16 would be 4x that
+    assert 4 <= max(r for r, _, _ in seen) <= 6, seen  # a request's graph holds one page of cells, not 16
+    before = {k: router.calls[k] for k in INTERACTIVE}
+    seen.clear()
+    exported = score_cells(ee, model.image, cells, scale, 0.5, sim.mines_id, export_to="gs://scores/z16")
+    assert {k: router.calls[k] for k in INTERACTIVE} == before and not seen  # no interactive request
+    assert exported == interactive and len(exported) == 16
+    assert len({v["score"] for v in exported.values()}) > 8  # scores that differ between cells
+    assert 0 < sum(bool(v["mines"]) for v in exported.values()) < 16  # known mines touch some cells, not all
+    ops = [o for o in ee.data.listOperations() if o["metadata"]["type"] == "EXPORT_FEATURES"
+           and o["metadata"]["description"].startswith("scores-")]  # fmt: skip
+    assert len(ops) == len(plan_batches(cells)) == 1
+
+
 def test_negatives_stay_negative_across_levels(ee_local, runs, sim):
     """No cell below a dropped cell is ever evaluated; and on a subset of the mines (one cluster) at two other zoom
     levels, no coarse negative of the grid holds a fine positive."""

@@ -4,8 +4,11 @@
   Earth Engine classifier trained on the training cells' asset, its ConfusionMatrix figures on the
   held-out cells' asset (one answer of a fixed size; printed and written as JSON).
 - ``deploy``: a linear model JSON (the pixel study's) compiled to an image expression, or an Earth
-  Engine classifier trained on the table's cells (their samples exported once to a table asset),
-  classifying each cell: probability maps exported as GeoTIFFs to ``gs://BUCKET/PREFIX/<cell>.tif``.
+  Engine classifier trained on the table's cells (their samples exported once to a table asset), trained
+  once and saved as a classifier asset (``Export.classifier.toAsset``; ``--classifier-asset`` deploys a saved
+  one), classifying each cell with ``ee.Classifier.load``: probability maps exported as GeoTIFFs to
+  ``gs://BUCKET/PREFIX/<cell>.tif``. A classifier Earth Engine cannot save (libsvm, ...) is trained in
+  each cell's task, from the sample asset.
 """
 
 from __future__ import annotations
@@ -24,12 +27,16 @@ from gee_mining.ml.classify.pipeline import (
     CLASSIFIERS,
     DEFAULT_FEATURES,
     SAMPLING,
+    SAVED_CLASSIFIERS,
     ClassifySpec,
     accuracy,
     cell_features,
+    classifier_asset_id,
     export_probability,
+    exported_classifier,
     exported_samples,
     held_out_samples,
+    load_classifier,
     probability_image,
     samples_asset_id,
     split_cells,
@@ -97,6 +104,20 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _classifier(args, rows, polygons, spec):
+    """The deployed classifier: a saved one (``--classifier-asset``), or trained once on the cells' samples
+    (exported once to a table asset) and saved as a classifier asset; each cell's task loads it. A
+    classifier Earth Engine cannot save is trained in each cell's task, from the sample asset."""
+    if args.classifier_asset:
+        return load_classifier(args.classifier_asset)
+    asset = samples_asset_id(_samples_prefix(args), rows, polygons, spec, "all")
+    samples = exported_samples({asset: training_samples(rows, polygons, spec)}, progress=print)[asset]
+    if spec.classifier not in SAVED_CLASSIFIERS:
+        print(f"[classifier] {spec.classifier} cannot be saved as an asset: trained in each cell's task")
+        return train(samples, spec)
+    return exported_classifier(samples, spec, classifier_asset_id(asset, spec), progress=print)
+
+
 def _deploy(args) -> int:
 
     polygons = connect_with_polygons(args)
@@ -112,11 +133,8 @@ def _deploy(args) -> int:
             )
             for r in rows
         ]
-    else:  # samples exported once (batch) and the classifier trained on the asset, not in every cell's task
-        asset = samples_asset_id(_samples_prefix(args), rows, polygons, spec, "all")
-        samples = exported_samples({asset: training_samples(rows, polygons, spec)}, progress=print)[asset]
-        classifier = train(samples, spec)
-        images = [probability_image(r, classifier, spec) for r in rows]
+    else:
+        images = [probability_image(r, _classifier(args, rows, polygons, spec), spec) for r in rows]
     tasks = [export_probability(row, image, args.out) for row, image in zip(rows, images, strict=True)]
     statuses = run_tasks(tasks, progress=progress(args))
     done = sum(succeeded(s) for s in statuses)
@@ -162,4 +180,6 @@ def add_cli(sub) -> None:
         else:
             q.add_argument("--out", required=True, help="gs://BUCKET/PREFIX for the GeoTIFFs")
             q.add_argument("--linear", help="a linear model JSON (kind, features, mean, scale, coef, ...)")
+            q.add_argument("--classifier-asset", help="deploy this saved classifier (ee.Classifier.load) instead of "
+                           "training one")  # fmt: skip
         q.set_defaults(func=func)

@@ -67,9 +67,11 @@ def _simulate(args) -> int:
     )
     model = fit_probability(ee, ee.Image(sim.composite_id), sim.region(ee), sim.mines_id, pixels=1000)
     cells = start_cells(ee, sim.region(ee), spec.levels[0], sim.epsg)
-    spec = calibrate(ee, model.image, spec, cells, sim.mines_id, target_recall=args.target_recall)
+    spec = calibrate(ee, model.image, spec, cells, sim.mines_id, target_recall=args.target_recall,
+                     export_to=args.scores_to and f"{args.scores_to.rstrip('/')}/calibration")  # fmt: skip
     detector = PixelModelDetector(model.image, block=8, folder=out / "patches")
-    result = run_pyramid(ee, model.image, spec, cells, detector, sim.mines_id, progress=progress(args))
+    result = run_pyramid(ee, model.image, spec, cells, detector, sim.mines_id, progress=progress(args),
+                         export_to=args.scores_to and f"{args.scores_to.rstrip('/')}/run")  # fmt: skip
     exhaustive = run_exhaustive(ee, spec, cells, detector, sim.mines_id)
     summary = {
         "SIMULATED": True,
@@ -107,5 +109,7 @@ def add_cli(sub) -> None:
     q.add_argument("--seed", type=int, default=0, help="the simulated world's seed (same seed, same world)")
     q.add_argument("--target-recall", type=float, default=0.98,
                    help="share of the mines each level's calibrated threshold keeps")  # fmt: skip
+    q.add_argument("--scores-to", help="gs://BUCKET/PREFIX: score the cells by batch export (Export.table, one task "
+                   "per batch of cells), as a global run does; default: interactive pages")  # fmt: skip
     add_json_option(q, "the summary (thresholds, cost per level, recall)")
     q.set_defaults(func=_simulate)

@@ -72,7 +72,14 @@ def signatures() -> dict[str, Signature]:
 
 @functools.cache
 def discovery_document() -> dict:
-    """The client's discovery fixture, switched from v1alpha to v1."""
+    """The client's discovery fixture, switched from v1alpha to v1, with ``projects.classifier.export``
+    (``POST v1/{project}/classifier:export``, Earth Engine's REST reference), which the fixture lacks and
+    ``ee.batch.Export.classifier.toAsset`` calls."""
     path = resources.files("ee") / "tests" / "cloud_api_discovery_document.json"
     text = path.read_text().replace("v1alpha/", "v1/").replace('"v1alpha"', '"v1"')
-    return json.loads(text)
+    doc = json.loads(text)
+    projects = doc["resources"]["projects"]["resources"]
+    if "classifier" not in projects:
+        method = json.loads(json.dumps(projects["table"]["methods"]["export"]).replace("table", "classifier"))
+        projects["classifier"] = {"methods": {"export": method}}
+    return doc

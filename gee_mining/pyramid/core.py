@@ -24,6 +24,8 @@ small pure functions.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,13 +33,18 @@ from typing import Any
 
 import shapely
 
+from gee_mining.batch.batches import plan_batches
+from gee_mining.batch.exports import ExportSpec
+from gee_mining.batch.tasks import run_tasks, succeeded
+from gee_mining.connection import open_bucket
 from gee_mining.contracts.cells import GridSpec, cell_index, cell_row, check_nesting, child_indices
-from gee_mining.errors import InputError
+from gee_mining.errors import GeeMiningError, InputError
 from gee_mining.io.pages import iter_features
 from gee_mining.steps.grid import ee_cell_geometry, keyed_cells
 
 MAX_ERROR_M = 1.0
-BATCH = 2000  # cells per reduceRegions request
+PAGE_CELLS = 500  # cells per interactive scoring request: its graph, its work and its answer do not grow with a run
+SCORE_BATCH_CELLS = 8000  # cells per scoring export task (batch.batches: a request near 4 MB of 10)
 
 
 # -- specs ---------------------------------------------------------------------------------------
@@ -146,28 +153,72 @@ def score_collection(ee, probability, rows: Sequence[dict[str, Any]], scale: flo
 
 
 def score_cells(ee, probability, rows: Sequence[dict[str, Any]], scale: float, pixel_threshold: float,
-                polygons=None, id_column: str = "id") -> dict[str, dict[str, Any]]:  # fmt: skip
-    """``{cell name: {"score", "pixels", "mines"}}`` for ``rows``, computed server-side in batches per zone."""
+                polygons=None, id_column: str = "id", export_to: str | None = None,
+                progress: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """``{cell name: {"score", "pixels", "mines"}}`` for ``rows``, computed server-side.
 
+    Interactive by default, for small runs: one request per page of at most ``PAGE_CELLS`` cells of one zone,
+    so no request (its graph, its ``reduceRegions`` work, its answer) grows with the run. With ``export_to``
+    (``gs://BUCKET/PREFIX``), the path of a global run: :func:`export_scores`, one batch task per
+    ``SCORE_BATCH_CELLS`` cells, read back from storage."""
+    if export_to is not None:
+        return export_scores(ee, probability, rows, scale, pixel_threshold, export_to, polygons, id_column, progress)
     out: dict[str, dict[str, Any]] = {}
     by_zone: dict[int, list[dict[str, Any]]] = {}
     for r in rows:
         by_zone.setdefault(r["epsg"], []).append(r)
     for zone_rows in by_zone.values():
-        for i in range(0, len(zone_rows), BATCH):
-            batch = zone_rows[i : i + BATCH]
-            fc = score_collection(ee, probability, batch, scale, pixel_threshold, polygons, id_column)
-            for f in iter_features(fc):
-                p = f["properties"]
-                out[p["name"]] = {
-                    "score": float(p.get("mean") or 0.0),
-                    "pixels": int(p.get("count") or 0),
-                    "mines": [str(m) for m in p.get("mines", [])],
-                }
+        for i in range(0, len(zone_rows), PAGE_CELLS):
+            page = zone_rows[i : i + PAGE_CELLS]
+            fc = score_collection(ee, probability, page, scale, pixel_threshold, polygons, id_column)
+            for f in iter_features(fc, page_size=PAGE_CELLS):
+                out[f["properties"]["name"]] = _score(f["properties"])
+    return _all_scored(rows, out)
+
+
+def _score(p: dict[str, Any]) -> dict[str, Any]:
+    return {"score": float(p.get("mean") or 0.0), "pixels": int(p.get("count") or 0),
+            "mines": [str(m) for m in p.get("mines") or []]}  # fmt: skip
+
+
+def _all_scored(rows: Sequence[dict[str, Any]], out: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     missing = [r["name"] for r in rows if r["name"] not in out]
     if missing:
-        raise RuntimeError(f"the engine returned no score for {len(missing)} cell(s), e.g. {missing[0]}")
+        raise GeeMiningError(f"the engine returned no score for {len(missing)} cell(s), e.g. {missing[0]}")
     return out
+
+
+def export_scores(ee, probability, rows: Sequence[dict[str, Any]], scale: float, pixel_threshold: float,
+                  destination: str, polygons=None, id_column: str = "id",
+                  progress: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """:func:`score_cells` by batch export: the cells grouped as the batched products group them
+    (``batch.batches.plan_batches``: one zone and level, a compact block, at most ``SCORE_BATCH_CELLS``), each
+    group's :func:`score_collection` exported as one GeoJSON table (``Export.table.toCloudStorage``) to
+    ``destination/scores-<batch>-<digest of its cells>.geojson`` and read back from storage. Tasks: one per
+    batch (a few per zone and level); interactive requests: none."""
+    dest = ExportSpec(destination)
+    batches = plan_batches(rows, max_cells=SCORE_BATCH_CELLS)
+    names, tasks = [], []
+    for b in batches:
+        digest = hashlib.sha256(",".join(c["name"] for c in b.cells).encode()).hexdigest()[:10]
+        name = f"{dest.prefix.rstrip('/')}/scores-{b.name}-{digest}".lstrip("/")
+        fc = score_collection(ee, probability, b.cells, scale, pixel_threshold, polygons, id_column)
+        tasks.append(ee.batch.Export.table.toCloudStorage(fc, f"scores-{b.name}-{digest}"[:100], bucket=dest.bucket,
+                                                          fileNamePrefix=name, fileFormat="GeoJSON"))  # fmt: skip
+        names.append(f"{name}.geojson")
+    if progress:
+        progress(f"[pyramid] scoring {len(rows)} cells in {len(tasks)} export task(s) -> {destination}")
+    statuses = run_tasks(tasks, progress=progress)
+    failed = [f"{b.name}: {st.get('error_message', st['state'])}" for b, st in zip(batches, statuses, strict=True)
+              if not succeeded(st)]  # fmt: skip
+    if failed:
+        raise GeeMiningError("score export failed: " + "; ".join(failed))
+    bucket = open_bucket(dest.bucket)
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        for f in json.loads(bucket.read(name))["features"]:
+            out[f["properties"]["name"]] = _score(f["properties"])
+    return _all_scored(rows, out)
 
 
 # -- results ---------------------------------------------------------------------------------------
@@ -290,9 +341,12 @@ def run_levels(
     id_column: str = "id",
     calibrate_to: float | None = None,
     progress: Callable[[str], None] | None = None,
+    export_to: str | None = None,
 ) -> PyramidResult:
     """Screen ``cells`` (of ``spec.levels[0]``) level by level; with ``calibrate_to``, choose each level's threshold
-    on the known ``polygons`` so the level keeps that share of the mines still alive (see :func:`calibrate`)."""
+    on the known ``polygons`` so the level keeps that share of the mines still alive (see :func:`calibrate`).
+    With ``export_to`` (``gs://BUCKET/PREFIX``), each level's scores are batch exports (:func:`export_scores`)
+    under ``PREFIX/z<zoom>``: a global run's path; without it, interactive pages of ``PAGE_CELLS`` cells."""
     say = progress or (lambda msg: None)
     if not cells:
         raise InputError("no cells to start from: give the region's cells of the first level (start_cells).")
@@ -315,8 +369,11 @@ def run_levels(
     for i, (level, scale) in enumerate(zip(spec.levels, spec.scales, strict=True)):
         if i > 0:
             current = [c for r in result.kept[-1] for c in children(r, level)]
+        where = f"{export_to.rstrip('/')}/z{level.zoom}" if export_to else None
         scores = (
-            score_cells(ee, probability, current, scale, spec.pixel_threshold, polygons, id_column) if current else {}
+            score_cells(ee, probability, current, scale, spec.pixel_threshold, polygons, id_column, where, progress)
+            if current
+            else {}
         )
         for r in current:
             r.update(scores[r["name"]])
@@ -356,12 +413,12 @@ def run_levels(
 
 
 def calibrate(ee, probability, spec: PyramidSpec, cells, polygons, target_recall: float = 0.98,
-              id_column: str = "id", progress=None) -> PyramidSpec:  # fmt: skip
+              id_column: str = "id", progress=None, export_to: str | None = None) -> PyramidSpec:  # fmt: skip
     """``spec`` with thresholds chosen on labelled cells: at each of the L levels, the highest score threshold
     that keeps at least ``target_recall ** (1/L)`` of the known mines still alive, so the whole pyramid keeps
     at least ``target_recall`` of them on this region (mines the model gives no signal at all are dropped
     first, and reported)."""
-    return run_levels(ee, probability, spec, cells, polygons, id_column, target_recall, progress).spec
+    return run_levels(ee, probability, spec, cells, polygons, id_column, target_recall, progress, export_to).spec
 
 
 def mines_hit(detections: Sequence[Any], polygons: dict[str, Any]) -> list[str]:
@@ -387,13 +444,15 @@ def run_pyramid(
     polygons=None,
     id_column: str = "id",
     progress: Callable[[str], None] | None = None,
+    export_to: str | None = None,
 ) -> PyramidResult:
     """Screen level by level with ``spec``'s thresholds, then run ``detector`` on the cells kept at the finest
     level. With ``polygons`` (known mines: an ee table id or FeatureCollection), count recall per level and the
-    detector's recall (a mine is found when a detection touches it)."""
+    detector's recall (a mine is found when a detection touches it). ``export_to``: scores by batch export
+    (:func:`run_levels`), the path of a global run."""
     if any(t is None for t in spec.thresholds[:-1]) and progress:
         progress("[pyramid] some levels have no threshold: every cell of those levels is kept (calibrate first?)")
-    result = run_levels(ee, probability, spec, cells, polygons, id_column, None, progress)
+    result = run_levels(ee, probability, spec, cells, polygons, id_column, None, progress, export_to)
     if detector is not None:
         run = detector.detect(ee, result.fine_cells)
         result.detections, result.detector = run.detections, run.cost
@@ -421,8 +480,8 @@ def score_mines(ee, rows: Sequence[dict[str, Any]], polygons, id_column: str = "
     """Ids of the known mines that touch any of ``rows`` (server-side ``filterBounds``)."""
 
     out: set[str] = set()
-    for i in range(0, len(rows), BATCH):
-        cells = ee.FeatureCollection([ee.Feature(ee_cell_geometry(ee, r)) for r in rows[i : i + BATCH]])
+    for i in range(0, len(rows), PAGE_CELLS):
+        cells = ee.FeatureCollection([ee.Feature(ee_cell_geometry(ee, r)) for r in rows[i : i + PAGE_CELLS]])
         ids = ee.FeatureCollection(polygons).filterBounds(cells.geometry(MAX_ERROR_M)).aggregate_array(id_column)
         out |= {str(v) for v in ids.getInfo()}
     return out

@@ -10,7 +10,8 @@ engine (5,232 polygons at 1375 m: ~85 s), so levels finer than ``measured_down_t
 From the counts: level 0 evaluates every cell of the land (``land_km2`` / cell area); each later
 level evaluates the 4 children of each kept cell; a level keeps ``positives x fp_factor`` cells
 (``fp_factor`` >= 1: the kept cells per cell holding a mine, measured on the simulated world). Earth
-Engine tasks: screening exports one table per ``cells_per_task`` cells per level; the detector
+Engine tasks: screening exports one table per ``cells_per_task`` cells per level (``core.export_scores``: at
+most ``SCORE_BATCH_CELLS`` a task, and at least one per zone); the detector
 exports one image per finest cell. Pixels: cells x (cell / scale)^2 at each level; the detector's
 patches at 10 m. Bytes: the detector's float32 patches of ``bands`` bands, uncompressed (an upper
 bound: exported GeoTIFFs are compressed).
@@ -25,7 +26,7 @@ from typing import Any
 
 from gee_mining.contracts.cells import GridSpec
 from gee_mining.contracts.lattice import pixel_grid
-from gee_mining.pyramid.core import PyramidSpec
+from gee_mining.pyramid.core import SCORE_BATCH_CELLS, PyramidSpec
 from gee_mining.steps.grid import tag_zones
 
 LAND_KM2 = 148.9e6  # the Earth's land area (km2), the level-0 region of a world run
@@ -100,7 +101,7 @@ def world_plan(
     fp_factor: Sequence[float] | float = 2.0,
     land_km2: float = LAND_KM2,
     bands: int = 12,
-    cells_per_task: int = 10_000,
+    cells_per_task: int = SCORE_BATCH_CELLS,
     scale_to_polygons: int | None = None,
 ) -> WorldPlan:
     """The plan of ``spec``'s levels over the world's land, with the mines of ``polygons`` (see the module's

@@ -37,7 +37,7 @@ import pandas as pd
 from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.contracts.schemas import cell_metadata, columns
 from gee_mining.errors import InputError
-from gee_mining.io.pages import iter_features
+from gee_mining.io.pages import PAGE_BYTES, iter_features, page_size_for
 from gee_mining.io.pixel_table import typed_pixel_table
 
 
@@ -96,10 +96,13 @@ def cells_pixel_features(rows: Sequence[dict[str, Any]], image: Any):
     return samples.map(place)
 
 
-def fetch_pixel_table(row: dict[str, Any], image: Any, bands: Sequence[str]):
-    """The cell's pixel table computed server-side and fetched now (small cells; big runs export)."""
+def fetch_pixel_table(row: dict[str, Any], image: Any, bands: Sequence[str], max_page_bytes: int = PAGE_BYTES):
+    """The cell's pixel table computed server-side and fetched now (small cells; big runs export), in pages
+    of as many pixels as keep each answer under ``max_page_bytes`` (``io.pages.page_size_for`` of the
+    table's columns: about 1,000 pixels of 90 columns, 3,000 of 30, for 4 MB)."""
 
-    records = [f["properties"] for f in iter_features(pixel_features(row, image), page_size=5000)]
     cols = columns(bands, row)
+    page = page_size_for(cols, max_page_bytes)
+    records = [f["properties"] for f in iter_features(pixel_features(row, image), page_size=page)]
     df = pd.DataFrame.from_records(records, columns=cols) if records else pd.DataFrame(columns=cols)
     return typed_pixel_table(df.sort_values(["row", "col"], ignore_index=True), bands)

@@ -651,6 +651,12 @@ def train(classifier, features, classProperty, inputProperties, subsampling, sub
     return replace(c, schema=tuple(columns), model=model, data=(x, y))
 
 
+@algorithm("Classifier.load", context=True)
+def load(ctx, id):
+    """A classifier asset (``Export.classifier.toAsset``), trained as it was saved."""
+    return as_classifier("Classifier.load", ctx.catalog.classifier(id))
+
+
 @algorithm("Classifier.setOutputMode")
 def set_output_mode(classifier, mode):
     name = "Classifier.setOutputMode"

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import csv
 import json
+import pickle
 import threading
 import tomllib
 from dataclasses import dataclass, field
@@ -102,6 +103,7 @@ class Catalog:
     images: dict[str, ImageEntry] = field(default_factory=dict)
     collections: dict[str, list[str]] = field(default_factory=dict)
     coverage: dict[str, int] = field(default_factory=dict)  # collection id -> global_from (ms): global since
+    classifiers: dict[str, Path] = field(default_factory=dict)  # Export.classifier.toAsset: id -> pickled model
     source: Path | None = None
     _loaded: dict[str, FeatureCollection] = field(default_factory=dict, repr=False)
     _sources: dict[tuple[Path, int, str], Any] = field(default_factory=dict, repr=False)
@@ -241,11 +243,25 @@ class Catalog:
         self._loaded.pop(id, None)
         return entry
 
+    def add_classifier(self, id: str, path: str | Path) -> None:
+        """A classifier asset (``Export.classifier.toAsset``): the engine's pickled trained classifier."""
+        self.classifiers[id] = Path(path)
+
+    def classifier(self, asset_id: str) -> Any:
+        """The trained classifier of a classifier asset (``Classifier.load``); Earth Engine's error if unknown.
+        The file is the engine's own (written by its export under its storage folder), read as it was written."""
+        path = self.classifiers.get(asset_id)
+        if path is None or not path.exists():
+            kind = "" if asset_id not in self.tables and asset_id not in self.images else " (it is not a classifier)"
+            raise NotFound(f"Classifier.load: Classifier asset '{asset_id}' not found{kind}.")
+        with path.open("rb") as fh:
+            return pickle.load(fh)
+
     def asset_ids(self) -> list[str]:
-        return sorted({*self.tables, *self.images, *self.collections})
+        return sorted({*self.tables, *self.images, *self.collections, *self.classifiers})
 
     def has(self, asset_id: str) -> bool:
-        return asset_id in self.tables or asset_id in self.images or asset_id in self.collections
+        return any(asset_id in d for d in (self.tables, self.images, self.collections, self.classifiers))
 
     def table(self, asset_id: str) -> FeatureCollection:
         """The table as a FeatureCollection; Earth Engine's error if unknown."""
@@ -266,6 +282,8 @@ class Catalog:
             if asset_id in self.coverage:  # from [[image_collection]] global_from
                 info["properties"] = {"global_from": self.coverage[asset_id]}
             return info
+        if asset_id in self.classifiers:
+            return {"type": "CLASSIFIER", "name": asset_id, "id": asset_id}
         entry = self.tables.get(asset_id)
         if entry is None:
             raise NotFound(f"Asset '{asset_id}' not found.")

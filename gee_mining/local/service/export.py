@@ -1,4 +1,5 @@
-"""Batch exports (``image:export``, ``table:export``), written through the engine's storage.
+"""Batch exports (``image:export``, ``table:export``, ``classifier:export``), written through the engine's
+storage.
 
 A Cloud Storage destination ``gs://BUCKET/PREFIX`` goes to the engine's
 :mod:`~.storage` (a local folder, the Cloud Storage emulator or real Cloud
@@ -36,6 +37,7 @@ import hashlib
 import io
 import json
 import math
+import pickle
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -51,6 +53,7 @@ from gee_mining.contracts.lattice import PixelGrid
 from gee_mining.local.core.errors import EngineError
 from gee_mining.local.core.evaluator import Context, Evaluator, evaluate
 from gee_mining.local.core.info import to_info
+from gee_mining.local.raster.classifier import Classifier
 from gee_mining.local.raster.grid import checked_grid, grid_covering
 from gee_mining.local.raster.image import Image, as_image
 from gee_mining.local.raster.pixels import grid_from_request
@@ -63,8 +66,12 @@ from gee_mining.local.values.geometry import Geometry, in_crs
 from gee_mining.local.values.projection import at_scale
 
 _TABLE_EXTENSIONS = {"CSV": "csv", "GEO_JSON": "geojson"}
-ASSETS_FOLDER = "assets"  # Export.table.toAsset: <storage_root>/assets/<hash>.geojson, listed in index.jsonl
+ASSETS_FOLDER = "assets"  # Export.*.toAsset: <storage_root>/assets/<hash>.geojson|.classifier, in index.jsonl
 ASSETS_INDEX = "index.jsonl"
+EXPORTABLE_CLASSIFIERS = ("Classifier.smileRandomForest", "Classifier.smileCart", "Classifier.decisionTree",
+                          "Classifier.decisionTreeEnsemble")  # fmt: skip
+"""What ``Export.classifier.toAsset`` saves ("Only supported for ee.Classifier.smileRandomForest,
+ee.Classifier.smileCart, ee.Classifier.DecisionTree and ee.Classifier.DecisionTreeEnsemble", its reference)."""
 DEFAULT_MAX_PIXELS = 100_000_000
 DEFAULT_TILE_SIZE = 256
 DEFAULT_MAX_TFRECORD_BYTES = 1 << 30
@@ -180,22 +187,66 @@ def table_asset_work(engine: Any, payload: dict, ctx: Context):
         text = io.StringIO()
         _write_geojson(text, value, payload.get("selectors"), ids=False)  # the asset numbers its rows
         ctx.check_cancelled()
-        folder = Path(engine.storage_root) / ASSETS_FOLDER
-        path = folder / (hashlib.sha256(name.encode()).hexdigest()[:24] + ".geojson")
-        folder.mkdir(parents=True, exist_ok=True)
+        path = _asset_path(engine, name, ".geojson")
         staged = path.with_suffix(".tmp")
         staged.write_text(text.getvalue())
         staged.replace(path)
-        with (folder / ASSETS_INDEX).open("a") as fh:  # the engines of this storage folder find it there
-            fh.write(json.dumps({"id": name, "path": path.name}) + "\n")
+        _index_asset(engine, name, path, "table")
         engine.catalog.add_table(name, path)
         return [name]
 
     return work
 
 
+def classifier_export_work(engine: Any, payload: dict, ctx: Context):
+    """``Export.classifier.toAsset`` (``classifier:export``): the classifier trained once, by a batch task, and
+    saved as a classifier asset that ``ee.Classifier.load(assetId)`` reads back without training again.
+    Earth Engine saves only trained random forests, CART and given decision trees; so does this engine."""
+    options = payload.get("assetExportOptions") or {}
+    dest = options.get("earthEngineDestination") or {}
+    name = dest.get("name")
+    if not name:
+        raise EngineError("Export.classifier.toAsset: give an assetId (projects/PROJECT/assets/NAME).")
+    expression = payload["expression"]
+
+    def work(op) -> list[str]:
+        ctx.cancelled = op.cancel_event
+        if engine.catalog.has(name) and not dest.get("overwrite"):
+            raise EngineError(f"Cannot overwrite asset '{name}'.")
+        value = evaluate(expression, ctx)
+        if not isinstance(value, Classifier):
+            raise EngineError("Export.classifier: the exported value is not a Classifier.")
+        if value.kind not in EXPORTABLE_CLASSIFIERS:
+            raise EngineError(f"Export.classifier: {value.kind} cannot be exported; Earth Engine saves only "
+                              f"{', '.join(EXPORTABLE_CLASSIFIERS)}.")  # fmt: skip
+        if not value.trained:
+            raise EngineError(f"Export.classifier: the classifier ({value.kind}) is not trained.")
+        ctx.check_cancelled()
+        path = _asset_path(engine, name, ".classifier")
+        staged = path.with_suffix(".tmp")
+        staged.write_bytes(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        staged.replace(path)
+        _index_asset(engine, name, path, "classifier")
+        engine.catalog.add_classifier(name, path)
+        return [name]
+
+    return work
+
+
+def _asset_path(engine: Any, name: str, suffix: str) -> Path:
+    folder = Path(engine.storage_root) / ASSETS_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / (hashlib.sha256(name.encode()).hexdigest()[:24] + suffix)
+
+
+def _index_asset(engine: Any, name: str, path: Path, kind: str) -> None:
+    """List an exported asset in the storage folder's index: the engines of this folder find it there."""
+    with (path.parent / ASSETS_INDEX).open("a") as fh:
+        fh.write(json.dumps({"id": name, "path": path.name, "kind": kind}) + "\n")
+
+
 def load_exported_assets(catalog: Any, storage_root: Path) -> None:
-    """Add the table assets earlier ``Export.table.toAsset`` tasks wrote under ``storage_root`` to
+    """Add the table and classifier assets earlier ``Export.*.toAsset`` tasks wrote under ``storage_root`` to
     ``catalog``: on Earth Engine an asset outlives the session that made it."""
     index = Path(storage_root) / ASSETS_FOLDER / ASSETS_INDEX
     if not index.exists():
@@ -203,7 +254,11 @@ def load_exported_assets(catalog: Any, storage_root: Path) -> None:
     for line in index.read_text().splitlines():
         entry = json.loads(line)
         path = index.parent / entry["path"]
-        if path.exists() and not catalog.has(entry["id"]):
+        if not path.exists():
+            continue
+        if entry.get("kind") == "classifier":
+            catalog.add_classifier(entry["id"], path)  # the latest export of an id (overwrite) wins
+        elif not catalog.has(entry["id"]):
             catalog.add_table(entry["id"], path)
 
 

@@ -30,7 +30,7 @@ from gee_mining.local.core.info import to_info
 from gee_mining.local.core.limits import Limits, RequestBudget, request_digest
 from gee_mining.local.raster.pixels import RenderStore, compute_pixels, map_tile, prepare_render, thumbnail_pixels
 from gee_mining.local.service.access import Caller
-from gee_mining.local.service.export import image_export_work, table_export_work
+from gee_mining.local.service.export import classifier_export_work, image_export_work, table_export_work
 from gee_mining.local.service.quotas import Quotas
 from gee_mining.local.values.featurecollection import FeatureCollection
 
@@ -57,6 +57,7 @@ _ROUTES: list[tuple[str, re.Pattern, str]] = [
     ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/table:computeFeatures$"), "compute_features"),
     ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/table:export$"), "export_table"),
     ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/image:export$"), "export_image"),
+    ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/classifier:export$"), "export_classifier"),
     ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/image:computePixels$"), "compute_pixels"),
     ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/thumbnails$"), "create_thumbnail"),
     (
@@ -77,7 +78,13 @@ _ROUTES: list[tuple[str, re.Pattern, str]] = [
 ]
 
 
-_FAULTY = ("export_table", "export_image", "get_operation", "list_operations")  # where faults.transient_rate applies
+_FAULTY = (
+    "export_table",
+    "export_image",
+    "export_classifier",
+    "get_operation",
+    "list_operations",
+)  # where faults.transient_rate applies
 _UNMETERED = ("discovery", "algorithms")  # what the client fetches to start: outside the project's quotas
 INTERACTIVE = ("compute_value", "compute_features", "compute_pixels", "create_thumbnail", "thumbnail_pixels",
                "create_map", "map_tile")  # fmt: skip
@@ -288,6 +295,17 @@ class Router:
         work = table_export_work(self.engine, payload, self._context(project, interactive=False))
         op = self.engine.operations.submit(
             "EXPORT_FEATURES", payload.get("description") or "myExportTableTask", work, payload.get("requestId")
+        )
+        return op.to_json()
+
+    def export_classifier(self, payload, project: str, **_):
+        """``classifier:export`` (``Export.classifier.toAsset``): an EXPORT_CLASSIFIER task."""
+        if payload.get("expression") is None:
+            raise EngineError("Request is missing 'expression'.")
+        self.limits.check_request_id(payload.get("requestId"))
+        work = classifier_export_work(self.engine, payload, self._context(project, interactive=False))
+        op = self.engine.operations.submit(
+            "EXPORT_CLASSIFIER", payload.get("description") or "myExportClassifierTask", work, payload.get("requestId")
         )
         return op.to_json()
 

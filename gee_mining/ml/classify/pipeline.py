@@ -13,6 +13,9 @@ Every step is an ``ee`` graph (Earth Engine, the local engine and the Code Edito
 3. ``train(samples, spec)``: ``ee.Classifier.<name>(**params).train(samples, '_mine', features)``.
    A run exports each sample set once to a table asset (``exported_samples``: ``Export.table.toAsset``,
    batch) and trains on the asset, so no interactive answer grows with the number of samples.
+   ``exported_classifier`` trains once more than that: ``Export.classifier.toAsset`` (one batch task) saves
+   the trained classifier, and every cell's export reads it with ``ee.Classifier.load`` instead of
+   training again (random forests and CART: the classifiers Earth Engine saves).
 4. ``accuracy(classifier, test_samples)``: ``classify`` + ``errorMatrix`` on held-out cells, the
    ConfusionMatrix figures fetched in one request of a fixed size.
 5. ``probability_image(row, classifier, spec)`` / ``export_probability``: the classifier in
@@ -49,6 +52,9 @@ CLASSIFIERS = ("smileRandomForest", "smileCart", "smileGradientTreeBoost", "libs
                "smileNaiveBayes")  # fmt: skip
 CLUSTERERS = ("wekaKMeans", "wekaXMeans")
 SAMPLING = ("stratified", "points")
+SAVED_CLASSIFIERS = ("smileRandomForest", "smileCart")
+"""The classifiers of ``CLASSIFIERS`` that ``Export.classifier.toAsset`` saves (its reference: random
+forests, CART and given decision trees); the others are trained again wherever they are used."""
 
 
 @dataclass(frozen=True)
@@ -332,6 +338,46 @@ def exported_samples(graphs: dict[str, Any], progress: Callable[[str], None] | N
         if failed:
             raise GeeMiningError("sample export failed: " + "; ".join(failed))
     return {aid: ee.FeatureCollection(aid) for aid in graphs}
+
+
+def classifier_asset_id(samples_id: str, spec: ClassifySpec) -> str:
+    """The classifier asset of ``spec`` trained on the sample asset ``samples_id``: ``<samples_id>-clf-<digest>``,
+    the digest of the classifier and its arguments (the samples' own digest is in ``samples_id``)."""
+    key = json.dumps([spec.classifier, spec.params, spec.features], sort_keys=True, default=str)
+    return f"{samples_id}-clf-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def exported_classifier(samples: Any, spec: ClassifySpec, asset_id: str, progress: Callable[[str], None] | None = None):
+    """The classifier of ``spec`` trained once on ``samples`` and saved as a classifier asset
+    (``Export.classifier.toAsset``, one batch task, none when the asset exists), read back with
+    ``ee.Classifier.load``: a graph that uses it (a cell's probability export) no longer trains.
+
+    Only ``SAVED_CLASSIFIERS`` can be saved (Earth Engine's rule): others are refused here, by name."""
+    if spec.classifier not in SAVED_CLASSIFIERS:
+        raise InputError(f"classifier {spec.classifier!r} cannot be saved as an asset (Earth Engine saves "
+                         f"{', '.join(SAVED_CLASSIFIERS)}); train it where it is used instead.")  # fmt: skip
+    if asset_exists(asset_id):
+        if progress:
+            progress(f"[classifier] {asset_id} exists: loading it")
+    else:
+        if progress:
+            progress(f"[classifier] training once: Export.classifier.toAsset -> {asset_id}")
+        task = ee.batch.Export.classifier.toAsset(train(samples, spec), f"clf-{asset_id.rsplit('/', 1)[-1]}"[:100],
+                                                  asset_id)  # fmt: skip
+        status = run_tasks([task], progress=progress)[0]
+        if not succeeded(status):
+            raise GeeMiningError(
+                f"classifier export failed: {asset_id}: {status.get('error_message', status['state'])}"
+            )
+    return ee.Classifier.load(asset_id)
+
+
+def load_classifier(asset_id: str):
+    """A saved classifier (``ee.Classifier.load``); a missing asset is an error naming it and the fix."""
+    if not asset_exists(asset_id):
+        raise InputError(f"classifier asset {asset_id!r} not found: export it first "
+                         "(gee-mining classify deploy trains and saves it; Export.classifier.toAsset).")  # fmt: skip
+    return ee.Classifier.load(asset_id)
 
 
 def held_out_samples(
