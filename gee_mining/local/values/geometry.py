@@ -1441,12 +1441,50 @@ def centroid_many(n, geometry, maxError, proj):  # noqa: N803
 def area_many(n, geometry, maxError, proj):  # noqa: N803
     """Planar areas in ``proj`` in one call for polygons and multipolygons (GEOS sums the parts in the
     scalar form's order); everything else as the scalar form."""
-    if not (_all_geometries(geometry) and _shared(maxError, proj)) or proj is None:
+    if not (_all_geometries(geometry) and _shared(maxError, proj)):
         return per_element("Geometry.area", n, {"geometry": geometry, "maxError": maxError, "proj": proj})
+    if proj is None:
+        return _geodesic_areas(geometry, maxError)
     shapes = _object_array(_in_proj_many(geometry, proj, max_error_m(maxError, proj=proj)))
     polygonal = np.isin(shapely.get_type_id(shapes), (3, 6)) & ~shapely.is_empty(shapes)
     areas = shapely.area(shapes)
     return [float(areas[i]) if polygonal[i] else area(g, maxError, proj) for i, g in enumerate(geometry)]
+
+
+def _geodesic_areas(geometry: list[Geometry], maxError: Any) -> list[float]:  # noqa: N803
+    """Geodesic areas of lon/lat polygons and multipolygons that need no densification, with all their rings'
+    coordinates taken in one call and summed in the scalar form's order; everything else as the scalar form."""
+    err = max_error_m(maxError)
+    shapes = _object_array([g.shape for g in geometry])
+    lonlat = np.array([g.crs == LONLAT for g in geometry], dtype=bool)
+    geodesic = np.array([g.edges_geodesic for g in geometry], dtype=bool)
+    fast = lonlat & np.isin(shapely.get_type_id(shapes), (3, 6)) & ~shapely.is_empty(shapes)
+    slow = fast & ~geodesic
+    if slow.any():
+        fast[slow] = _bbox_small_many(shapely.bounds(shapes[slow]), LONLAT, err)
+    out: list[Any] = [None] * len(geometry)
+    idx = np.nonzero(fast)[0]
+    parts, part_owner = shapely.get_parts(shapes[idx], return_index=True)
+    parts_ok = ~shapely.is_empty(parts)
+    rings, ring_part = shapely.get_rings(parts[parts_ok], return_index=True)
+    xy, ring_of = shapely.get_coordinates(rings, return_index=True)
+    x, y = np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1])
+    cuts = np.searchsorted(ring_of, np.arange(len(rings) + 1)).tolist()
+    owner = part_owner[parts_ok][ring_part].tolist()
+    first = np.r_[True, ring_part[1:] != ring_part[:-1]].tolist() if len(rings) else []
+    totals = dict.fromkeys(idx.tolist(), 0.0)
+    ring_area = GEOD._polygon_area_perimeter  # what Geod.polygon_area_perimeter calls, on views of one copy
+    k, n_rings = 0, len(rings)
+    while k < n_rings:  # each part: its exterior less the sum of its holes, as the scalar form adds them
+        j = k + 1
+        while j < n_rings and not first[j]:
+            j += 1
+        holes = sum(abs(ring_area(x[cuts[r] : cuts[r + 1]], y[cuts[r] : cuts[r + 1]])[0]) for r in range(k + 1, j))
+        totals[int(idx[owner[k]])] += abs(ring_area(x[cuts[k] : cuts[k + 1]], y[cuts[k] : cuts[k + 1]])[0]) - holes
+        k = j
+    for i, g in enumerate(geometry):
+        out[i] = totals[i] if i in totals else area(g, maxError, None)
+    return out
 
 
 def intersects_pairs(lefts: list[Geometry], rights: list[Geometry], margins: list[Any]) -> np.ndarray:
