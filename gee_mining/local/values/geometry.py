@@ -134,8 +134,9 @@ class Geometry:
         """The same projection and edge kind with another shape."""
         return Geometry(shape, self.proj, self.geodesic, type_name)
 
-    def to_info(self) -> dict:
-        info = _shape_info(self.shape, self.type_name)
+    def to_info(self, coordinates: list | None = None) -> dict:
+        """GeoJSON of the geometry (``coordinates``: its shape's, when already made in bulk)."""
+        info = _shape_info(self.shape, self.type_name, coordinates)
         if not (self.proj.crs == LONLAT):
             info["crs"] = {"type": "name", "properties": {"name": self.proj.crs}}
         if self.proj.is_geographic and not self.geodesic and info["type"] not in ("Point", "MultiPoint"):
@@ -148,11 +149,35 @@ class Geometry:
         return f"Geometry({self.shape.wkt[:80]}, {self.proj.crs}, geodesic={self.geodesic})"
 
 
-def _shape_info(shape: shapely.Geometry, type_name: str | None = None) -> dict:
+def _shape_info(shape: shapely.Geometry, type_name: str | None = None, coordinates: list | None = None) -> dict:
     if shape.geom_type == "GeometryCollection":
         return {"type": "GeometryCollection", "geometries": [_shape_info(g) for g in shapely.get_parts(shape)]}
     kind = type_name if type_name in _GEOJSON_TYPES and type_name != "GeometryCollection" else shape.geom_type
-    return {"type": kind, "coordinates": _coordinates(shape)}
+    return {"type": kind, "coordinates": _coordinates(shape) if coordinates is None else coordinates}
+
+
+def infos_many(geoms: list[Geometry]) -> list[dict]:
+    """``g.to_info()`` of each geometry, the coordinates of all (multi)polygons taken in one call: what a
+    page of thousands of features is made of."""
+    shapes = _object_array([g.shape for g in geoms])
+    bulk = np.nonzero(np.isin(shapely.get_type_id(shapes), (3, 6)) & ~shapely.is_empty(shapes))[0]
+    coords = dict(zip(bulk.tolist(), _polygon_coordinates_many(shapes[bulk]), strict=True))
+    return [g.to_info(coords.get(i)) for i, g in enumerate(geoms)]
+
+
+def _polygon_coordinates_many(shapes: np.ndarray) -> list[list]:
+    """:func:`_coordinates` of non-empty polygons and multipolygons: every vertex in one list, sliced."""
+    parts, part_owner = shapely.get_parts(shapes, return_index=True)
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    xy, ring_of = shapely.get_coordinates(rings, return_index=True)
+    points = xy.tolist()
+    cuts = np.searchsorted(ring_of, np.arange(len(rings) + 1)).tolist()
+    ring_lists = [points[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    cuts = np.searchsorted(ring_part, np.arange(len(parts) + 1)).tolist()
+    part_lists = [ring_lists[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    cuts = np.searchsorted(part_owner, np.arange(len(shapes) + 1)).tolist()
+    multi = (shapely.get_type_id(shapes) == 6).tolist()
+    return [part_lists[a:b] if m else part_lists[a] for a, b, m in zip(cuts[:-1], cuts[1:], multi, strict=True)]
 
 
 def _coordinates(shape: shapely.Geometry) -> list:
