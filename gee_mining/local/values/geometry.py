@@ -31,7 +31,9 @@ longitudes must be continuous), and unbounded geometries are not represented.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -1487,7 +1489,6 @@ def _geodesic_areas(geometry: list[Geometry], maxError: Any) -> list[float]:  # 
     slow = fast & ~geodesic
     if slow.any():
         fast[slow] = _bbox_small_many(shapely.bounds(shapes[slow]), LONLAT, err)
-    out: list[Any] = [None] * len(geometry)
     idx = np.nonzero(fast)[0]
     parts, part_owner = shapely.get_parts(shapes[idx], return_index=True)
     parts_ok = ~shapely.is_empty(parts)
@@ -1495,18 +1496,16 @@ def _geodesic_areas(geometry: list[Geometry], maxError: Any) -> list[float]:  # 
     xy, ring_of = shapely.get_coordinates(rings, return_index=True)
     x, y = np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1])
     cuts = np.searchsorted(ring_of, np.arange(len(rings) + 1)).tolist()
-    owner = part_owner[parts_ok][ring_part].tolist()
-    first = np.r_[True, ring_part[1:] != ring_part[:-1]].tolist() if len(rings) else []
-    totals = dict.fromkeys(idx.tolist(), 0.0)
     ring_area = GEOD._polygon_area_perimeter  # what Geod.polygon_area_perimeter calls, on views of one copy
-    k, n_rings = 0, len(rings)
-    while k < n_rings:  # each part: its exterior less the sum of its holes, as the scalar form adds them
-        j = k + 1
-        while j < n_rings and not first[j]:
-            j += 1
-        holes = sum(abs(ring_area(x[cuts[r] : cuts[r + 1]], y[cuts[r] : cuts[r + 1]])[0]) for r in range(k + 1, j))
-        totals[int(idx[owner[k]])] += abs(ring_area(x[cuts[k] : cuts[k + 1]], y[cuts[k] : cuts[k + 1]])[0]) - holes
-        k = j
+    rings_m2 = [abs(ring_area(x[a:b], y[a:b])[0]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    cuts = np.searchsorted(ring_part, np.arange(int(parts_ok.sum()) + 1)).tolist()
+    parts_m2 = [rings_m2[a] - sum(rings_m2[a + 1 : b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    cuts = np.searchsorted(part_owner[parts_ok], np.arange(len(idx) + 1)).tolist()
+    totals = {  # each shape's parts added one by one from 0.0, as the scalar form adds them
+        i: functools.reduce(operator.add, parts_m2[a:b], 0.0)
+        for i, a, b in zip(idx.tolist(), cuts[:-1], cuts[1:], strict=True)
+    }
+    out: list[Any] = [None] * len(geometry)
     for i, g in enumerate(geometry):
         out[i] = totals[i] if i in totals else area(g, maxError, None)
     return out
