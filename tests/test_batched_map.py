@@ -116,6 +116,23 @@ def test_bounds_filters_equal(ee_local):
     assert sum(p["n"] for p in one_by_one) > 0 and any(p["n"] == 0 for p in one_by_one)
 
 
+def test_list_min_max_equal(ee_local):
+    """``List.reduce`` with ``Reducer.min``/``max`` in a map (the grid's per-row bounds) picks what Python's
+    ``min``/``max`` pick, the first of equals with its type kept; nulls and empty lists as the scalar form."""
+    ee = ee_local
+    lists = [[3, 1.0, 1, 2], [-2.5, 7, 7.0], [4], [], [None, 5, 2], [2, 2.0]]
+    features = [ee.Feature(None, {"k": i}) for i in range(len(lists))]
+
+    def fn(f):
+        xs = ee.List(ee.List(lists).get(f.get("k")))
+        return f.set({"lo": xs.reduce(ee.Reducer.min()), "hi": xs.reduce(ee.Reducer.max())})
+
+    batched, one_by_one = _both(ee, fn, features)
+    assert batched == one_by_one
+    assert [(p["lo"], p["hi"]) for p in batched[:3]] == [(min(v), max(v)) for v in lists[:3]]
+    assert [type(p["lo"]) for p in batched[:2]] == [float, float] and type(batched[1]["hi"]) is int
+
+
 def test_if_evaluates_only_the_branch_taken(ee_local):
     ee = ee_local
     fc = ee.FeatureCollection([ee.Feature(None, {"ok": i % 2, "v": i}) for i in range(6)])

@@ -170,14 +170,15 @@ class Limits:
         draw = random.Random(f"{self.seed}|{digest}|{offset}").random()
         return max(1, math.ceil(draw * size))
 
-    def fit_page(self, page: list[dict]) -> list[dict]:
-        """The longest head of ``page`` whose JSON fits ``page_bytes`` (at least one feature, which
-        must fit itself): Earth Engine may answer fewer features than asked."""
+    def fit_page(self, page: list[str]) -> list[str]:
+        """The longest head of ``page`` (features encoded as compact JSON) that fits ``page_bytes`` in a
+        FeatureCollection (at least one feature, which must fit itself): Earth Engine may answer fewer
+        features than asked."""
         if not self.enabled:
             return page
         total, kept = 2, 0
         for feature in page:
-            total += len(json.dumps(feature, separators=(",", ":"))) + 1
+            total += len(feature) + 1
             if total > self.page_bytes:
                 break
             kept += 1

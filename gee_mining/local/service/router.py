@@ -32,6 +32,7 @@ from gee_mining.local.raster.pixels import RenderStore, compute_pixels, map_tile
 from gee_mining.local.service.access import Caller
 from gee_mining.local.service.export import classifier_export_work, image_export_work, table_export_work
 from gee_mining.local.service.quotas import Quotas
+from gee_mining.local.values.feature import features_info
 from gee_mining.local.values.featurecollection import FeatureCollection
 
 JSON = "application/json; charset=UTF-8"
@@ -226,15 +227,18 @@ class Router:
                 while len(self._pages) > 64:
                     self._pages.popitem(last=False)
         # Earth Engine "may return fewer" than pageSize: a short page by default, and never over page_bytes.
-        page = self.limits.fit_page(features[offset : offset + self.limits.page_length(size, digest, offset)])
+        # Each feature is encoded once, to measure the page and to send it.
+        chunk = features[offset : offset + self.limits.page_length(size, digest, offset)]
+        page = self.limits.fit_page([_dumps_text(f) for f in chunk])
         end = offset + len(page)
-        out: dict[str, Any] = {"type": "FeatureCollection", "features": page}
+        tail = ""
         if end < len(features):
-            out["nextPageToken"] = f"{key}:{end}"
+            tail = f',"nextPageToken":"{key}:{end}"'
         else:  # the last page: nothing asks for this result again, so it need not stay in memory
             with self._pages_lock:
                 self._pages.pop(key, None)
-        return out
+        body = '{"type":"FeatureCollection","features":[' + ",".join(page) + "]" + tail + "}"
+        return RawAnswer(JSON, body.encode())
 
     def _features(self, payload, project: str) -> list[dict]:
         """The GeoJSON features of a computeFeatures request's collection."""
@@ -243,7 +247,7 @@ class Router:
             raise EngineError(
                 f"table:computeFeatures needs a FeatureCollection, not {getattr(value, 'ee_type', type(value).__name__)}."
             )
-        return [f.to_info() for f in value.features]
+        return features_info(value.features)
 
     def compute_pixels(self, payload, project: str, **_):
         ctx = self._context(project)
@@ -345,7 +349,11 @@ class Router:
 
 def _dumps(value: Any) -> bytes:
     """Compact JSON: answers of thousands of features are encoded, sent and decoded."""
-    return json.dumps(value, separators=(",", ":"), check_circular=False).encode()
+    return _dumps_text(value).encode()
+
+
+def _dumps_text(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), check_circular=False)
 
 
 def _parse_body(body: bytes | str | None) -> dict:

@@ -18,7 +18,7 @@ from gee_mining.local.core.errors import EngineError
 from gee_mining.local.core.info import to_info
 from gee_mining.local.core.registry import algorithm
 from gee_mining.local.values.element import Element
-from gee_mining.local.values.geometry import Geometry
+from gee_mining.local.values.geometry import Geometry, infos_many
 from gee_mining.local.values.string import selector_pattern
 
 
@@ -38,15 +38,22 @@ class Feature(Element):
         out.geometry = changes.get("geometry", self.geometry)
         return out
 
-    def to_info(self) -> dict:
-        info: dict[str, Any] = {
-            "type": "Feature",
-            "geometry": None if self.geometry is None else self.geometry.to_info(),
-        }
+    def to_info(self, geometry: dict | None = None) -> dict:
+        """GeoJSON of the feature (``geometry``: its geometry's, when already made in bulk)."""
+        if geometry is None and self.geometry is not None:
+            geometry = self.geometry.to_info()
+        info: dict[str, Any] = {"type": "Feature", "geometry": geometry}
         if self.id is not None:
             info["id"] = self.id
         info["properties"] = to_info(self.properties)
         return info
+
+
+def features_info(features: list[Feature]) -> list[dict]:
+    """``f.to_info()`` of each feature, their geometries' coordinates made in bulk (``infos_many``)."""
+    with_geometry = [i for i, f in enumerate(features) if f.geometry is not None]
+    infos = dict(zip(with_geometry, infos_many([features[i].geometry for i in with_geometry]), strict=True))
+    return [f.to_info(infos.get(i)) for i, f in enumerate(features)]
 
 
 @functools.cache

@@ -31,7 +31,9 @@ longitudes must be continuous), and unbounded geometries are not represented.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -134,8 +136,9 @@ class Geometry:
         """The same projection and edge kind with another shape."""
         return Geometry(shape, self.proj, self.geodesic, type_name)
 
-    def to_info(self) -> dict:
-        info = _shape_info(self.shape, self.type_name)
+    def to_info(self, coordinates: list | None = None) -> dict:
+        """GeoJSON of the geometry (``coordinates``: its shape's, when already made in bulk)."""
+        info = _shape_info(self.shape, self.type_name, coordinates)
         if not (self.proj.crs == LONLAT):
             info["crs"] = {"type": "name", "properties": {"name": self.proj.crs}}
         if self.proj.is_geographic and not self.geodesic and info["type"] not in ("Point", "MultiPoint"):
@@ -148,11 +151,35 @@ class Geometry:
         return f"Geometry({self.shape.wkt[:80]}, {self.proj.crs}, geodesic={self.geodesic})"
 
 
-def _shape_info(shape: shapely.Geometry, type_name: str | None = None) -> dict:
+def _shape_info(shape: shapely.Geometry, type_name: str | None = None, coordinates: list | None = None) -> dict:
     if shape.geom_type == "GeometryCollection":
         return {"type": "GeometryCollection", "geometries": [_shape_info(g) for g in shapely.get_parts(shape)]}
     kind = type_name if type_name in _GEOJSON_TYPES and type_name != "GeometryCollection" else shape.geom_type
-    return {"type": kind, "coordinates": _coordinates(shape)}
+    return {"type": kind, "coordinates": _coordinates(shape) if coordinates is None else coordinates}
+
+
+def infos_many(geoms: list[Geometry]) -> list[dict]:
+    """``g.to_info()`` of each geometry, the coordinates of all (multi)polygons taken in one call: what a
+    page of thousands of features is made of."""
+    shapes = _object_array([g.shape for g in geoms])
+    bulk = np.nonzero(np.isin(shapely.get_type_id(shapes), (3, 6)) & ~shapely.is_empty(shapes))[0]
+    coords = dict(zip(bulk.tolist(), _polygon_coordinates_many(shapes[bulk]), strict=True))
+    return [g.to_info(coords.get(i)) for i, g in enumerate(geoms)]
+
+
+def _polygon_coordinates_many(shapes: np.ndarray) -> list[list]:
+    """:func:`_coordinates` of non-empty polygons and multipolygons: every vertex in one list, sliced."""
+    parts, part_owner = shapely.get_parts(shapes, return_index=True)
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    xy, ring_of = shapely.get_coordinates(rings, return_index=True)
+    points = xy.tolist()
+    cuts = np.searchsorted(ring_of, np.arange(len(rings) + 1)).tolist()
+    ring_lists = [points[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    cuts = np.searchsorted(ring_part, np.arange(len(parts) + 1)).tolist()
+    part_lists = [ring_lists[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    cuts = np.searchsorted(part_owner, np.arange(len(shapes) + 1)).tolist()
+    multi = (shapely.get_type_id(shapes) == 6).tolist()
+    return [part_lists[a:b] if m else part_lists[a] for a, b, m in zip(cuts[:-1], cuts[1:], multi, strict=True)]
 
 
 def _coordinates(shape: shapely.Geometry) -> list:
@@ -1441,12 +1468,47 @@ def centroid_many(n, geometry, maxError, proj):  # noqa: N803
 def area_many(n, geometry, maxError, proj):  # noqa: N803
     """Planar areas in ``proj`` in one call for polygons and multipolygons (GEOS sums the parts in the
     scalar form's order); everything else as the scalar form."""
-    if not (_all_geometries(geometry) and _shared(maxError, proj)) or proj is None:
+    if not (_all_geometries(geometry) and _shared(maxError, proj)):
         return per_element("Geometry.area", n, {"geometry": geometry, "maxError": maxError, "proj": proj})
+    if proj is None:
+        return _geodesic_areas(geometry, maxError)
     shapes = _object_array(_in_proj_many(geometry, proj, max_error_m(maxError, proj=proj)))
     polygonal = np.isin(shapely.get_type_id(shapes), (3, 6)) & ~shapely.is_empty(shapes)
     areas = shapely.area(shapes)
     return [float(areas[i]) if polygonal[i] else area(g, maxError, proj) for i, g in enumerate(geometry)]
+
+
+def _geodesic_areas(geometry: list[Geometry], maxError: Any) -> list[float]:  # noqa: N803
+    """Geodesic areas of lon/lat polygons and multipolygons that need no densification, with all their rings'
+    coordinates taken in one call and summed in the scalar form's order; everything else as the scalar form."""
+    err = max_error_m(maxError)
+    shapes = _object_array([g.shape for g in geometry])
+    lonlat = np.array([g.crs == LONLAT for g in geometry], dtype=bool)
+    geodesic = np.array([g.edges_geodesic for g in geometry], dtype=bool)
+    fast = lonlat & np.isin(shapely.get_type_id(shapes), (3, 6)) & ~shapely.is_empty(shapes)
+    slow = fast & ~geodesic
+    if slow.any():
+        fast[slow] = _bbox_small_many(shapely.bounds(shapes[slow]), LONLAT, err)
+    idx = np.nonzero(fast)[0]
+    parts, part_owner = shapely.get_parts(shapes[idx], return_index=True)
+    parts_ok = ~shapely.is_empty(parts)
+    rings, ring_part = shapely.get_rings(parts[parts_ok], return_index=True)
+    xy, ring_of = shapely.get_coordinates(rings, return_index=True)
+    x, y = np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1])
+    cuts = np.searchsorted(ring_of, np.arange(len(rings) + 1)).tolist()
+    ring_area = GEOD._polygon_area_perimeter  # what Geod.polygon_area_perimeter calls, on views of one copy
+    rings_m2 = [abs(ring_area(x[a:b], y[a:b])[0]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    cuts = np.searchsorted(ring_part, np.arange(int(parts_ok.sum()) + 1)).tolist()
+    parts_m2 = [rings_m2[a] - sum(rings_m2[a + 1 : b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    cuts = np.searchsorted(part_owner[parts_ok], np.arange(len(idx) + 1)).tolist()
+    totals = {  # each shape's parts added one by one from 0.0, as the scalar form adds them
+        i: functools.reduce(operator.add, parts_m2[a:b], 0.0)
+        for i, a, b in zip(idx.tolist(), cuts[:-1], cuts[1:], strict=True)
+    }
+    out: list[Any] = [None] * len(geometry)
+    for i, g in enumerate(geometry):
+        out[i] = totals[i] if i in totals else area(g, maxError, None)
+    return out
 
 
 def intersects_pairs(lefts: list[Geometry], rights: list[Geometry], margins: list[Any]) -> np.ndarray:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gee_mining.local.core.errors import EngineError
-from gee_mining.local.core.registry import algorithm
+from gee_mining.local.core.registry import Column, algorithm, per_element, vectorised
 from gee_mining.local.core.types import ee_type_of
 from gee_mining.local.values.date import Date
 from gee_mining.local.values.element import Element
@@ -276,6 +276,22 @@ def list_reduce(list, reducer):
     if len(names) == 1:
         return result[names[0]]
     return result
+
+
+@vectorised("List.reduce")
+def list_reduce_many(n, list, reducer):
+    """``Reducer.min`` or ``Reducer.max`` of one input over lists of plain numbers (no null, no NaN) without
+    building a reducer's inputs per element: the first extreme element, as the scalar form picks it (Python's
+    ``min``/``max`` keep the first of equals, as ``argmin``/``argmax`` do). Everything else per element."""
+    kind = getattr(reducer, "kind", None)
+    if isinstance(reducer, Column) or kind not in ("Reducer.min", "Reducer.max") or reducer.input_count != 1:
+        return per_element("List.reduce", n, {"list": list, "reducer": reducer})
+    pick = min if kind == "Reducer.min" else max
+    out = []
+    for values in list if isinstance(list, Column) else [list] * n:
+        plain = isinstance(values, list_type) and values and all(type(v) in (int, float) and v == v for v in values)
+        out.append(pick(values) if plain else list_reduce(values, reducer))
+    return out
 
 
 @algorithm("List.remove")
