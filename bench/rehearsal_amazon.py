@@ -85,10 +85,11 @@ def amazon_cells(path: Path, level_m: float) -> list[dict]:
 
 
 def densest_centre(rows: list[dict], size_m: float) -> tuple[int, float, float]:
-    """The zone and UTM centre of the ``size_m`` square (on the cell lattice) holding the most cells."""
+    """The zone and UTM centre of the square of 3 x ``size_m`` (on the cell lattice) holding the most cells: a
+    world of ``size_m`` there covers the middle of a dense cluster, with cells of the cluster around it."""
     counts: Counter = Counter()
     size = rows[0]["cell_size"]
-    k = max(2, int(size_m // size))
+    k = max(2, int(3 * size_m // size))
     for r in rows:  # every window of k x k cells that holds r counts it
         for dx in range(k):
             for dy in range(k):
