@@ -1,5 +1,5 @@
 """The rehearsal on the real Amazon polygons (bench/rehearsal_amazon.py), at a small radius: the cells the plan
-makes of the 5,232 polygons at 1375 m within 5 km of the centre of a 3 km SIMULATED world, every batched product through the
+makes of the 5,232 polygons at 1375 m within 3.5 km of the centre of a 3 km SIMULATED world, every batched product through the
 launcher and the real ``ee`` client, limits on. The script asserts: tasks as planned, no interactive request, no
 task failed, each world cell's batch window equal to its own cell-image band by band and its batch rows equal to
 its own pixel-table; cells outside the world get no file and fail per cell when exported alone."""
@@ -26,9 +26,11 @@ def _bench():
 def test_rehearsal_on_the_amazon_polygons_near_a_simulated_world(tmp_path):
     shared_file("polygons/amazon_mining_2024_model.geojson")  # skips without the shared real data
     bench = _bench()
-    rep = bench.rehearse(tmp_path, level_m=1375.0, size_km=3.0, months=1, radius_km=5.0, say=lambda msg: None)
+    rep = bench.rehearse(tmp_path, level_m=1375.0, size_km=3.0, months=1, radius_km=3.5, say=lambda msg: None)
     assert rep.submitted == {p: rep.planned[p] for p in bench.BATCHED}
     assert rep.interactive == dict.fromkeys(bench.BATCHED, 0)
     assert 0 < len(rep.world_cells) < rep.cells  # some cells in the world, some outside
-    assert rep.outside_failed == rep.outside_tried > 0  # a cell with no imagery fails alone, per cell
+    assert (
+        rep.outside_failed == rep.outside_tried > 0 and rep.outside_no_file > 0
+    )  # a cell with no imagery fails alone, per cell
     assert rep.compared_bands > 0 and rep.compared_rows > 1000
