@@ -34,3 +34,8 @@ def test_rehearsal_on_the_amazon_polygons_near_a_simulated_world(tmp_path):
         rep.outside_failed == rep.outside_tried > 0 and rep.outside_no_file > 0
     )  # a cell with no imagery fails alone, per cell
     assert rep.compared_bands > 0 and rep.compared_rows > 1000
+    # Every value equal but the distance label (issue 24 rehearsal finding): the 12 bands and _mine are exact.
+    assert all(k.endswith(" distance") for k in rep.mismatches if k.startswith("image "))
+    assert all(v[1] == "distance only" for k, v in rep.mismatches.items() if k.startswith("table "))
+    if rep.mismatches:
+        pytest.xfail(f"the distance label differs between batch and per-cell exports: {rep.mismatches}")
