@@ -14,7 +14,7 @@ as the reference. It checks, and prints:
   exactly, and its rows of the batch CSV equal its own ``pixel-table`` rows;
 - cells outside the world have no clear pixel: the batch writes no file for them (``skipEmptyTiles``) or,
   at 1375 m, an all-nodata window of a 2 x 2-cell block shared with a world cell; no
-  CSV row, no TFRecord patch; a per-cell export of such a cell succeeds and writes a file all nodata.
+  CSV row (TFRecord patches are not checked here); a per-cell export of such a cell succeeds and writes a file all nodata.
 
     python bench/rehearsal_amazon.py [--level 2750] [--size-km 4] [--months 2] [--radius-km R]
 
