@@ -140,6 +140,21 @@ def _back_to_the_test_engine(_session_connection):
         gee_mining.connect("local", **options)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _module_back_to_the_test_engine(_session_connection):
+    """A module whose fixture connects ``ee`` elsewhere (a CLI run, its own engine) hands the test engine back
+    when it ends: the per-test check above compares with what the test started with, which for such a module
+    is already its own engine."""
+    import gee_mining
+
+    before = gee_mining.current_connection()
+    yield
+    now = gee_mining.current_connection()
+    if now is None or before is None or now != before or now.local_engine is not before.local_engine:
+        options, _ = _session_connection
+        gee_mining.connect("local", **options)
+
+
 @pytest.fixture
 def ee_http(ee_local, engine_catalog):
     """The same engine over loopback HTTP for one test; back in-process afterwards."""

@@ -555,7 +555,7 @@ def _serve(tmp_path, faults: dict, *extra: str):
 def _kill_and_finish(tmp_path, job, url: str, kills: int, seed: int, window: tuple[float, float],
                      once_started: bool = False):  # fmt: skip
     """Start the launcher (`gee-mining export run JOB --url URL`) and SIGKILL it after a random wait, ``kills``
-    times; then one run to the end. That run's output; its count of cells already done must show the kills
+    times; then one run to the end. That run's progress and result; its count of cells already done must show the kills
     interrupted the job. ``once_started``: the wait starts when the launcher has said its first line (its
     ledger is planned), so every kill lands inside the job, not in the interpreter's start (seconds on a
     busy machine)."""
@@ -569,16 +569,16 @@ def _kill_and_finish(tmp_path, job, url: str, kills: int, seed: int, window: tup
            "--project", "gee-mining-test", "--storage", str(tmp_path / "st")]  # fmt: skip
     rng = random.Random(seed)
     for _ in range(kills):
-        out = subprocess.PIPE if once_started else subprocess.DEVNULL
-        launcher = subprocess.Popen(run, stdout=out, stderr=subprocess.DEVNULL, env=env, text=True)
+        said = subprocess.PIPE if once_started else subprocess.DEVNULL  # progress lines go to stderr
+        launcher = subprocess.Popen(run, stdout=subprocess.DEVNULL, stderr=said, env=env, text=True)
         if once_started:
-            launcher.stdout.readline()
+            launcher.stderr.readline()
         time.sleep(rng.uniform(*window))
         launcher.send_signal(signal.SIGKILL)
         launcher.communicate()
     final = subprocess.run(run, capture_output=True, text=True, env=env, timeout=300)
     assert final.returncode == 0, final.stdout + final.stderr
-    return final.stdout
+    return final.stderr + final.stdout
 
 
 def _stop(serve) -> str:
@@ -647,7 +647,7 @@ def test_sigkill_of_the_launcher_on_batched_exports_loses_and_duplicates_no_cell
     from gee_mining.contracts.cells import GridSpec, cell_row
     from gee_mining.contracts.lattice import pixel_grid
 
-    serve, url = _serve(tmp_path, {"slow_task_rate": 1.0, "slow_task_s": 0.5}, "--catalog", str(sim_catalog))
+    serve, url = _serve(tmp_path, {"slow_task_rate": 1.0, "slow_task_s": 2.0}, "--catalog", str(sim_catalog))
     start = time.time()
     try:
         x0, y0 = sim_world.grid["origin"]

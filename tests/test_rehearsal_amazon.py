@@ -3,7 +3,7 @@ makes of the 5,232 polygons at 1375 m within 3.5 km of the centre of a 3 km SIMU
 product through the launcher and the real ``ee`` client, limits on: tasks as planned, no interactive request,
 no task failed, each world cell's batch window compared with its own cell-image band by band and its batch
 rows with its own pixel-table; cells outside the world: no file or an all-nodata window, and an all-nodata
-file when exported alone. It xfails on the batch labels' known defect (see the end of the test)."""
+file when exported alone. Every band and row equal (the labels too: see the end of the test)."""
 
 from __future__ import annotations
 
@@ -35,9 +35,6 @@ def test_rehearsal_on_the_amazon_polygons_near_a_simulated_world(tmp_path):
     # outside cells: no file, or a window all nodata of a 2 x 2-cell file block it shares with a world cell
     assert rep.outside_no_file + rep.outside_in_shared_file == rep.cells - len(rep.world_cells)
     assert rep.compared_bands > 0 and rep.compared_rows > 1000
-    # Found by this rehearsal: the 12 Sentinel-2 bands are exact; the labels (_mine, distance) are not. A batch's
-    # labels take the polygons near its FIRST cell only (batch.products._batch_stack -> steps.cell_image.image_of
-    # -> steps.labels.label_bands(fc, first cell) -> polygons_near): cells far from it miss their polygons.
-    assert all(k.rsplit(" ", 1)[1] in ("_mine", "distance") for k in rep.mismatches if k.startswith("image "))
-    if rep.mismatches:
-        pytest.xfail(f"batch labels use the polygons near the batch's first cell only: {sorted(rep.mismatches)}")
+    # Found by this rehearsal and fixed: a batch's labels took the polygons near its FIRST cell only, so cells far
+    # from it missed their polygons; they now take those near the batch's rectangle. Every band equal.
+    assert rep.mismatches == {}, sorted(rep.mismatches)

@@ -152,7 +152,7 @@ def _batch_stack(ee, batch: Batch, spec: Job):
         imagery = replace(imagery, search_radius=search_radius(first))
     grid = batch.grid
     region = ee.Geometry.Rectangle(list(grid.bounds), grid.crs, False)
-    return image_of(first, polygons, imagery, region=region), grid, imagery
+    return image_of(first, polygons, imagery, region=region, label_grid=grid), grid, imagery
 
 
 def _image_export(ee, image, grid, spec: Job, row: dict, **options):

@@ -28,7 +28,7 @@ import ee
 
 from gee_mining.contracts.bands import LABEL_BANDS
 from gee_mining.contracts.features import check_index, normalized_difference_names
-from gee_mining.contracts.lattice import pixel_grid
+from gee_mining.contracts.lattice import PixelGrid, pixel_grid
 from gee_mining.errors import InputError
 from gee_mining.steps.indices import add_indices
 from gee_mining.steps.labels import label_bands
@@ -89,7 +89,12 @@ class ImagerySpec:
 
 
 def cell_image(
-    row: dict[str, Any], polygons: Any = None, spec: ImagerySpec | None = None, region: Any = None, **overrides: Any
+    row: dict[str, Any],
+    polygons: Any = None,
+    spec: ImagerySpec | None = None,
+    region: Any = None,
+    label_grid: PixelGrid | None = None,
+    **overrides: Any,
 ):
     """The float32 image of one grid cell: composite bands, indices, and ``_mine`` / ``distance``.
 
@@ -99,6 +104,8 @@ def cell_image(
     ``region`` (an ``ee.Geometry``): the scenes are those over it instead of over the cell, for a batch of
     cells exported in one task (``batch.batches``); the image stays on the cell's lattice, whose pixels
     every cell of the zone and level shares, so each cell's pixels are those of its own image.
+    ``label_grid``: the lattice whose polygons label the image (a batch's rectangle, on the same lattice), so
+    that every cell of a batch finds its own polygons, not only the first cell's.
     """
 
     if overrides:
@@ -117,7 +124,7 @@ def cell_image(
         image = add_indices(image, spec.indices, pairwise=spec.pairwise)
     if spec.labels:
         fc = polygons if isinstance(polygons, ee.FeatureCollection) else ee.FeatureCollection(polygons)
-        lab = label_bands(fc, row, search_radius=spec.search_radius).toFloat()
+        lab = label_bands(fc, label_grid or row, search_radius=spec.search_radius).toFloat()
         image = image.addBands(lab.updateMask(image.select(0).mask()))
     image = image.toFloat().reproject(crs=grid.crs, crsTransform=list(grid.transform))
     # provenance: the local engine writes it as a GeoTIFF tag, so a simulated cell stays marked once copied
