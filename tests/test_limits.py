@@ -307,7 +307,10 @@ def test_at_most_two_tasks_run(limited):
     seen_running, seen_pending = 0, 0
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        states = [ee.data.getOperation(t.name)["metadata"]["state"] for t in tasks]
+        # One listing: a snapshot of every task at once (five getOperation calls could see a task end and
+        # the next start between two of them, three RUNNING that never ran together).
+        listed = {o["name"]: o["metadata"]["state"] for o in ee.data.listOperations()}
+        states = [listed[t.name] for t in tasks]
         seen_running = max(seen_running, states.count("RUNNING"))
         seen_pending = max(seen_pending, states.count("PENDING"))
         if all(s == "SUCCEEDED" for s in states):
