@@ -127,6 +127,16 @@ def ee_local(_session_connection):
     yield ee
 
 
+def _reconnect_if_moved(before, session_connection) -> None:
+    """``ee`` connected to the test engine again if what ran since ``before`` connected it elsewhere."""
+    import gee_mining
+
+    now = gee_mining.current_connection()
+    if now is None or before is None or now != before or now.local_engine is not before.local_engine:
+        options, _ = session_connection
+        gee_mining.connect("local", **options)
+
+
 @pytest.fixture(autouse=True)
 def _back_to_the_test_engine(_session_connection):
     """A test that connects ``ee`` elsewhere (a CLI, another engine) does not leak it to the next test."""
@@ -134,10 +144,7 @@ def _back_to_the_test_engine(_session_connection):
 
     before = gee_mining.current_connection()
     yield
-    now = gee_mining.current_connection()
-    if now is None or before is None or now != before or now.local_engine is not before.local_engine:
-        options, _ = _session_connection
-        gee_mining.connect("local", **options)
+    _reconnect_if_moved(before, _session_connection)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -149,10 +156,7 @@ def _module_back_to_the_test_engine(_session_connection):
 
     before = gee_mining.current_connection()
     yield
-    now = gee_mining.current_connection()
-    if now is None or before is None or now != before or now.local_engine is not before.local_engine:
-        options, _ = _session_connection
-        gee_mining.connect("local", **options)
+    _reconnect_if_moved(before, _session_connection)
 
 
 @pytest.fixture

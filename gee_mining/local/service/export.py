@@ -167,14 +167,20 @@ def table_export_work(engine: Any, payload: dict, ctx: Context):
     return work
 
 
+def _asset_destination(payload: dict, what: str) -> tuple[str, dict]:
+    """An asset export's ``assetExportOptions.earthEngineDestination``: its asset name and the whole entry."""
+    dest = (payload.get("assetExportOptions") or {}).get("earthEngineDestination") or {}
+    name = dest.get("name")
+    if not name:
+        raise EngineError(f"{what}: give an assetId (projects/PROJECT/assets/NAME).")
+    return name, dest
+
+
 def table_asset_work(engine: Any, payload: dict, ctx: Context):
     """``Export.table.toAsset``: the collection written as a GeoJSON file under
     ``<storage_root>/assets/`` and added to the engine's catalog as a table asset, which
     ``ee.FeatureCollection(assetId)`` then reads (as Earth Engine serves an exported table asset)."""
-    dest = (payload["assetExportOptions"] or {}).get("earthEngineDestination") or {}
-    name = dest.get("name")
-    if not name:
-        raise EngineError("Export.table.toAsset: give an assetId (projects/PROJECT/assets/NAME).")
+    name, _ = _asset_destination(payload, "Export.table.toAsset")
     expression = payload["expression"]
 
     def work(op) -> list[str]:
@@ -202,11 +208,7 @@ def classifier_export_work(engine: Any, payload: dict, ctx: Context):
     """``Export.classifier.toAsset`` (``classifier:export``): the classifier trained once, by a batch task, and
     saved as a classifier asset that ``ee.Classifier.load(assetId)`` reads back without training again.
     Earth Engine saves only trained random forests, CART and given decision trees; so does this engine."""
-    options = payload.get("assetExportOptions") or {}
-    dest = options.get("earthEngineDestination") or {}
-    name = dest.get("name")
-    if not name:
-        raise EngineError("Export.classifier.toAsset: give an assetId (projects/PROJECT/assets/NAME).")
+    name, dest = _asset_destination(payload, "Export.classifier.toAsset")
     expression = payload["expression"]
 
     def work(op) -> list[str]:
