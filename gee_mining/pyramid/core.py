@@ -118,14 +118,16 @@ def descendants(rows: Iterable[dict[str, Any]], levels: Sequence[GridSpec]) -> l
 
 def start_cells(ee, region, spec: GridSpec, epsg: int, inside: bool = True) -> list[dict[str, Any]]:
     """The cells of ``spec`` in zone ``epsg`` over ``region`` (an ``ee.Geometry``), server-side
-    (``Geometry.coveringGrid``); with ``inside``, only the cells the region contains whole."""
+    (``Geometry.coveringGrid``), read back in pages; with ``inside``, only the cells the region contains
+    whole."""
     proj = ee.Projection(f"EPSG:{epsg}")
     cells = region.coveringGrid(proj.atScale(spec.cell_size))
     if inside:
         cells = cells.map(lambda c: c.set("inside", region.contains(c.geometry(), MAX_ERROR_M, proj))).filter(
             ee.Filter.eq("inside", True)
         )
-    keys = keyed_cells(ee, cells, proj, spec.cell_size).aggregate_array("cell").getInfo()
+    # Paged: a continent's coarse cells are more than one interactive answer may hold (5,000 elements).
+    keys = [f["properties"]["cell"] for f in iter_features(keyed_cells(ee, cells, proj, spec.cell_size), 5000)]
     out = [cell_row(epsg, *cell_index(key), spec) for key in keys]
     if not out:
         raise InputError(f"the region holds no whole {spec.cell_size:g} m cell in EPSG:{epsg}: give a larger region.")
