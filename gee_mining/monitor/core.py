@@ -181,17 +181,26 @@ def footprint_image(probs: dict[int, Any], thresholds: Sequence[float]):
 
 def _export_table(collection, spec: MonitorSpec, name: str, fmt: str, out: Path, selectors=None, progress=None):
     """One ``Export.table.toCloudStorage`` task, waited for and downloaded to ``out/<name>.<ext>``; the path."""
-    bucket, _, prefix = spec.destination.removeprefix("gs://").partition("/")
-    key = f"{prefix.strip('/')}/{name}" if prefix.strip("/") else name
+    bucket, key = _destination(spec, name)
     ext = {"CSV": "csv", "GeoJSON": "geojson"}[fmt]
     task = ee.batch.Export.table.toCloudStorage(collection, description=f"monitor_{name}", bucket=bucket,
                                                 fileNamePrefix=key, fileFormat=fmt, selectors=selectors)  # fmt: skip
+    return _run_and_download(task, name, bucket, f"{key}.{ext}", out / f"{name}.{ext}", progress)
+
+
+def _destination(spec: MonitorSpec, name: str) -> tuple[str, str]:
+    """The bucket and object prefix of an export named ``name`` under ``spec.destination``."""
+    bucket, _, prefix = spec.destination.removeprefix("gs://").partition("/")
+    return bucket, f"{prefix.strip('/')}/{name}" if prefix.strip("/") else name
+
+
+def _run_and_download(task, name: str, bucket: str, key: str, target: Path, progress=None) -> Path:
+    """One export task run and waited for (an error names it), its file downloaded to ``target``."""
     (status,) = run_tasks([task], progress=progress)
     if not succeeded(status):
         raise GeeMiningError(f"monitor: the {name} export failed: {status.get('error_message', status)}")
-    target = out / f"{name}.{ext}"
     target.parent.mkdir(parents=True, exist_ok=True)
-    open_bucket(bucket).download(f"{key}.{ext}", target)
+    open_bucket(bucket).download(key, target)
     return target
 
 
@@ -287,20 +296,13 @@ def temporal_bands(probs: dict[int, Any], t: float) -> tuple:
 def export_image(image, region: MonitorRegion, spec: MonitorSpec, name: str, out: Path, progress=None) -> Path:
     """An image of the region on its 10 m lattice, one batch task; the local GeoTIFF ``out/<name>.tif``."""
     xmin, ymin, xmax, ymax = region.bounds
-    bucket, _, prefix = spec.destination.removeprefix("gs://").partition("/")
-    key = f"{prefix.strip('/')}/{name}" if prefix.strip("/") else name
+    bucket, key = _destination(spec, name)
     task = ee.batch.Export.image.toCloudStorage(
         image, description=f"monitor_{name}", bucket=bucket, fileNamePrefix=key, crs=f"EPSG:{region.epsg}",
         crsTransform=[10, 0, xmin, 0, -10, ymax], dimensions=f"{round((xmax - xmin) / 10)}x{round((ymax - ymin) / 10)}",
         maxPixels=int(1e10), fileFormat="GeoTIFF",
     )  # fmt: skip
-    (status,) = run_tasks([task], progress=progress)
-    if not succeeded(status):
-        raise GeeMiningError(f"monitor: the {name} export failed: {status.get('error_message', status)}")
-    target = out / f"{name}.tif"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    open_bucket(bucket).download(f"{key}.tif", target)
-    return target
+    return _run_and_download(task, name, bucket, f"{key}.tif", out / f"{name}.tif", progress)
 
 
 def export_candidate_image(image, region: MonitorRegion, spec: MonitorSpec, out: Path, progress=None) -> Path:
