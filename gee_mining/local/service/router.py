@@ -283,35 +283,27 @@ class Router:
 
     # -- batch tasks ---------------------------------------------------------
 
-    def export_image(self, payload, project: str, **_):
-        self.limits.check_request_id(payload.get("requestId"))
-        work = image_export_work(self.engine, payload, self._context(project, interactive=False))
-        op = self.engine.operations.submit(
-            "EXPORT_IMAGE", payload.get("description") or "myExportImageTask", work, payload.get("requestId")
-        )
-        return op.to_json()
-
-    def export_table(self, payload, project: str, **_):
-        expression = payload.get("expression")
-        if expression is None:
+    def _submit_export(self, payload, project: str, kind: str, default_name: str, make_work, needs_expression=True):
+        """A batch export: the request id checked, its work built on a batch context, an operation submitted."""
+        if needs_expression and payload.get("expression") is None:
             raise EngineError("Request is missing 'expression'.")
         self.limits.check_request_id(payload.get("requestId"))
-        work = table_export_work(self.engine, payload, self._context(project, interactive=False))
-        op = self.engine.operations.submit(
-            "EXPORT_FEATURES", payload.get("description") or "myExportTableTask", work, payload.get("requestId")
-        )
+        work = make_work(self.engine, payload, self._context(project, interactive=False))
+        op = self.engine.operations.submit(kind, payload.get("description") or default_name, work,
+                                           payload.get("requestId"))  # fmt: skip
         return op.to_json()
+
+    def export_image(self, payload, project: str, **_):
+        return self._submit_export(payload, project, "EXPORT_IMAGE", "myExportImageTask", image_export_work,
+                                   needs_expression=False)  # fmt: skip
+
+    def export_table(self, payload, project: str, **_):
+        return self._submit_export(payload, project, "EXPORT_FEATURES", "myExportTableTask", table_export_work)
 
     def export_classifier(self, payload, project: str, **_):
         """``classifier:export`` (``Export.classifier.toAsset``): an EXPORT_CLASSIFIER task."""
-        if payload.get("expression") is None:
-            raise EngineError("Request is missing 'expression'.")
-        self.limits.check_request_id(payload.get("requestId"))
-        work = classifier_export_work(self.engine, payload, self._context(project, interactive=False))
-        op = self.engine.operations.submit(
-            "EXPORT_CLASSIFIER", payload.get("description") or "myExportClassifierTask", work, payload.get("requestId")
-        )
-        return op.to_json()
+        return self._submit_export(payload, project, "EXPORT_CLASSIFIER", "myExportClassifierTask",
+                                   classifier_export_work)  # fmt: skip
 
     def list_operations(self, payload, query=None, **_):
         """``operations.list``: pages of at most ``pageSize`` with ``nextPageToken`` (the ``ee`` client asks for
