@@ -33,13 +33,13 @@ import statistics
 import sys
 import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pyogrio
 import pyproj
 import shapely
+from bench_composite import peak_mb  # the benches' one peak-memory probe (bench/ is the script's folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 AMAZON = ROOT.parent / "shared" / "data" / "polygons" / "amazon_mining_2024_model.geojson"
@@ -149,15 +149,6 @@ def check(got: list[dict], want: list[dict], polys: np.ndarray) -> str:
         f"areas within {d_area:.1e} (relative); centroids within 1 cm but {n_far} within {d_cent:.2f} m (large "
         f"polygons whose geodesic edges the engine densifies to maxError 1 m); vertices within {d_xy * 1e3:.3f} mm"
     )
-
-
-def peak_mb(fn) -> float:
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1] / 2**20
-    finally:
-        tracemalloc.stop()
 
 
 def run_size(ee, gee_mining, folder: Path, n: int, repeat: int) -> bool:
