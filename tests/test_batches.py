@@ -355,3 +355,49 @@ def test_tfrecord_batch_patch_size_and_masked_ratio_are_checked(tmp_path):
         _job(tmp_path, "tfd", "tfrecord-batch", rows[:2], "projects/p/assets/mines", max_masked_ratio=1.5)
     with pytest.raises(InputError, match="margin"):  # not a parameter of the batched product: refused by name
         _job(tmp_path, "tfe", "tfrecord-batch", rows[:2], "projects/p/assets/mines", margin=16)
+
+
+def _run_counted(ee, eng, spec, ledger) -> int:
+    """Run a one-batch job; the band pixels its task computed (the engine's work counter)."""
+    before = {op["name"] for op in ee.data.listOperations()}
+    _run(ee, spec, ledger)
+    (new,) = [op["name"] for op in ee.data.listOperations() if op["name"] not in before]
+    return eng.operations.pixels_computed(new.rsplit("/", 1)[-1])
+
+
+@pytest.mark.slow
+def test_a_sparse_batch_computes_its_cells_not_its_rectangle(engine, sim_world, tmp_path):
+    """Two world cells, then the same two and a cell 19 km away in one batch: the rectangle grows about 300
+    times, the work (band pixels computed) by about a third (one more block); the files are those of the
+    world cells' blocks under Earth Engine's names, each equal to the cell's own export."""
+    ee, eng, storage = engine
+    polygons = sim_world.asset_ids["mines"]
+    near = _world_cells(sim_world, 640.0, 19)[:2]
+    epsg = near[0]["epsg"]
+    far = cell_row(epsg, near[0]["cell_x"] + 30, near[0]["cell_y"] - 30, GridSpec(640.0, 19))  # no imagery there
+    work = {}
+    for name, rows in (("compact", near), ("sparse", [*near, far])):
+        for product, extra in (("cell-image-batch", {}), ("tfrecord-batch", {"patch_size": 32})):
+            spec = _job(tmp_path, f"{name}-{product}", product, rows, polygons, **extra)
+            work[name, product] = _run_counted(ee, eng, spec, tmp_path / f"{name}-{product}.sqlite")
+    (batch,) = plan_batches([*near, far])
+    assert batch.grid.size >= 300 * sum(pixel_grid(r).size for r in near)
+    for product in ("cell-image-batch", "tfrecord-batch"):
+        # one more cell's block, all masked: far from the rectangle's 300 times (before: every block computed)
+        assert work["compact", product] < work["sparse", product] < 2 * work["compact", product], (product, work)
+    # The files: one per world cell's block (64 px), named by its pixel offsets in the batch rectangle (row,
+    # then column), read from each file's own transform; the far cell, with no clear pixel, has no file.
+    _run(ee, _job(tmp_path, "own", "cell-image", near, polygons), tmp_path / "own.sqlite")
+    files = sorted((storage / BUCKET / "sparse-cell-image-batch").glob("*.tif"))
+    left, top = batch.grid.transform[2], batch.grid.transform[5]
+    owners = {}
+    for path in files:
+        got, tf, _ = _read(path)
+        r0, c0 = round((top - tf.f) / 10), round((tf.c - left) / 10)
+        assert path.name == f"{path.name[:-26]}-{r0:010d}-{c0:010d}.tif"
+        (cell,) = [r for r in near if pixel_grid(r).transform[2:6:3] == (tf.c, tf.f)]
+        want, want_tf, _ = _read(storage / BUCKET / "own" / f"{cell['name']}.tif")
+        assert tuple(want_tf)[:6] == tuple(tf)[:6]
+        np.testing.assert_array_equal(got, want, err_msg=cell["name"])
+        owners[cell["name"]] = path.name
+    assert sorted(owners) == sorted(r["name"] for r in near) and len(files) == 2

@@ -48,6 +48,7 @@ class Context:
     pixels: dict = field(default_factory=dict)  # band pixels computed in this request, by (band key, grid)
     limits: Limits = field(default_factory=Limits)
     budget: RequestBudget | None = None
+    pixels_computed: int = 0  # band pixels computed in this request (every band of the graph, cached ones once)
 
     def check_cancelled(self) -> None:
         """Stop a cancelled request, or an interactive one past its time budget."""
@@ -62,7 +63,8 @@ class Context:
             self.budget.add_scanned(count)
 
     def count_pixels(self, count: int) -> None:
-        """Band pixels computed (an interactive request's work bound)."""
+        """Band pixels computed (an interactive request's work bound; a batch task's work, ``pixels_computed``)."""
+        self.pixels_computed += count
         if self.budget is not None:
             self.budget.add_pixels(count)
 

@@ -18,6 +18,7 @@ from gee_mining.local.raster.pixeltype import PixelType
 from gee_mining.local.values.projection import Projection
 
 Compute = Callable[[PixelGrid, Any], np.ma.MaskedArray]
+Probe = Callable[[PixelGrid], bool]
 
 _band_ids = itertools.count()
 
@@ -28,9 +29,15 @@ class Band:
     ``compute(grid, ctx)`` returns the band's pixels on ``grid``; results are
     cached per request under the band's ``key``, which renaming keeps.
     ``dimensions`` is the native (width, height) of a band read from a file.
+
+    ``masked_on(grid)`` / ``zero_on(grid)`` (None when unknown) say, without computing a pixel, that every
+    pixel on ``grid`` is masked / masked or zero: a mask painted from geometries that miss the grid, a band
+    masked by it (:meth:`surely_masked`). An export skips the tiles where every band is surely masked, so a
+    batch of scattered cells costs its cells, not its rectangle. Conservative: False is always allowed.
     """
 
-    __slots__ = ("name", "pixel_type", "proj", "footprint", "_compute", "key", "dimensions", "source", "resampling")
+    __slots__ = ("name", "pixel_type", "proj", "footprint", "_compute", "key", "dimensions", "source", "resampling",
+                 "masked_on", "zero_on")  # fmt: skip
 
     def __init__(
         self,
@@ -41,6 +48,8 @@ class Band:
         compute: Compute,
         key: int | None = None,
         dimensions: tuple[int, int] | None = None,
+        masked_on: Probe | None = None,
+        zero_on: Probe | None = None,
     ):
         self.name = name
         self.pixel_type = pixel_type
@@ -51,6 +60,16 @@ class Band:
         self.dimensions = dimensions
         self.source = None  # the FileSource of a band read straight from a file
         self.resampling = "nearest"  # how a band read from a file is resampled into a request's grid
+        self.masked_on = masked_on
+        self.zero_on = zero_on
+
+    def surely_masked(self, grid: PixelGrid) -> bool:
+        """True only if every pixel of the band on ``grid`` is masked, known without computing it."""
+        return self.masked_on is not None and self.masked_on(grid)
+
+    def surely_zero(self, grid: PixelGrid) -> bool:
+        """True only if every pixel of the band on ``grid`` is masked or zero (a mask that masks it all)."""
+        return (self.zero_on is not None and self.zero_on(grid)) or self.surely_masked(grid)
 
     def compute(self, grid: PixelGrid, ctx: Any) -> np.ma.MaskedArray:
         cache = getattr(ctx, "pixels", None)
@@ -66,8 +85,10 @@ class Band:
         return out
 
     def replace(self, **changes: Any) -> Band:
-        """A copy with some attributes changed; the pixels (and cache key) stay unless ``compute`` changes."""
+        """A copy with some attributes changed; the pixels (and cache key) stay unless ``compute`` changes, and
+        so do the probes (``masked_on``, ``zero_on``) unless given: a new computation knows nothing of them."""
         new_compute = changes.pop("compute", None)
+        keep = new_compute is None
         b = Band(
             changes.pop("name", self.name),
             changes.pop("pixel_type", self.pixel_type),
@@ -76,6 +97,8 @@ class Band:
             new_compute or self._compute,
             key=None if new_compute else self.key,
             dimensions=changes.pop("dimensions", self.dimensions),
+            masked_on=changes.pop("masked_on", self.masked_on if keep else None),
+            zero_on=changes.pop("zero_on", self.zero_on if keep else None),
         )
         if changes:
             raise TypeError(f"unknown band attributes {sorted(changes)}")

@@ -84,6 +84,10 @@ class Image(Element):
             return None
         return shapely.union_all(parts)
 
+    def surely_masked(self, grid: PixelGrid) -> bool:
+        """True only if every band is masked everywhere on ``grid``, known without computing a pixel."""
+        return bool(self.bands) and all(b.surely_masked(grid) for b in self.bands)
+
     def default_projection(self) -> Projection:
         """The projection of the first band, or WGS84 at 1 degree when there are none."""
         return self.bands[0].proj if self.bands else _DEGREE
@@ -145,7 +149,11 @@ def constant_band(value: float, name: str = "constant") -> Band:
     def compute(grid: PixelGrid, ctx: Any) -> np.ma.MaskedArray:
         return np.ma.MaskedArray(np.full(grid.shape, float(value)), np.zeros(grid.shape, dtype=bool))
 
-    return Band(name, ptype, _DEGREE, None, compute)
+    return Band(name, ptype, _DEGREE, None, compute, zero_on=_everywhere if value == 0 else None)
+
+
+def _everywhere(grid: PixelGrid) -> bool:
+    return True
 
 
 def derive(
@@ -364,9 +372,20 @@ def update_mask(image, mask):
     img = as_image("Image.updateMask", image)
     m = as_image("Image.updateMask", mask)
     return img.with_bands(
-        derive(b.name, [b, mb], _keep_where, b.pixel_type).replace(proj=b.proj, footprint=b.footprint)
+        derive(b.name, [b, mb], _keep_where, b.pixel_type).replace(
+            proj=b.proj, footprint=b.footprint, masked_on=_masked_by(b, mb), zero_on=_zero_by(b, mb)
+        )
         for b, mb in _mask_pairs("Image.updateMask", img, m)
     )
+
+
+def _masked_by(band: Band, mask: Band) -> Callable[[PixelGrid], bool]:
+    """``band.updateMask(mask)`` is masked wherever the band is masked or the mask is zero or masked."""
+    return lambda grid: band.surely_masked(grid) or mask.surely_zero(grid)
+
+
+def _zero_by(band: Band, mask: Band) -> Callable[[PixelGrid], bool]:
+    return lambda grid: band.surely_zero(grid) or mask.surely_zero(grid)
 
 
 @algorithm("Image.mask")
@@ -429,7 +448,7 @@ def _clip_band(band: Band, shape_lonlat: shapely.Geometry) -> Band:
         inside = geometry_mask(shape_lonlat, grid)
         return np.ma.MaskedArray(x.data, np.ma.getmaskarray(x) | ~inside)
 
-    return band.replace(compute=compute, footprint=footprint)
+    return band.replace(compute=compute, footprint=footprint, masked_on=band.surely_masked, zero_on=band.surely_zero)
 
 
 def geometry_lonlat(value: Any, name: str) -> shapely.Geometry:
@@ -462,7 +481,7 @@ def _clip_band_to_bounds(band: Band, shape_lonlat: shapely.Geometry) -> Band:
         inside = (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)
         return np.ma.MaskedArray(x.data, np.ma.getmaskarray(x) | ~inside)
 
-    return band.replace(compute=compute, footprint=footprint)
+    return band.replace(compute=compute, footprint=footprint, masked_on=band.surely_masked, zero_on=band.surely_zero)
 
 
 @algorithm("Image.clipToBoundsAndScale")

@@ -101,6 +101,47 @@ def _outline(shape: shapely.Geometry, half_width: float) -> shapely.Geometry:
     return shapely.union_all(parts) if parts else shape
 
 
+class _Painted:
+    """The features of one ``paint``, in each grid's CRS (reprojected once per CRS and tolerance, not per tile),
+    with an STRtree: a tile burns only the features that meet it, in collection order, and a tile no feature
+    meets is known to get no paint without rasterising (the probes of :class:`~.band.Band`)."""
+
+    def __init__(self, features: list[Feature], colours: list[float], widths: list[float] | None):
+        self.features, self.colours, self.widths = features, colours, widths
+        self._by_crs: dict[tuple[str, float], tuple[list, shapely.STRtree]] = {}
+
+    def _shapes(self, grid: PixelGrid) -> tuple[list, shapely.STRtree]:
+        key = (grid.crs, grid_projection(grid).nominal_scale())
+        if key not in self._by_crs:
+            shapes = _shapes_in(self.features, grid.crs, key[1])
+            if self.widths is not None:
+                pixel = abs(grid.transform[0])
+                shapes = [None if s is None else _outline(s, w * pixel / 2.0) for s, w in zip(shapes, self.widths,
+                                                                                             strict=True)]  # fmt: skip
+            self._by_crs[key] = (shapes, shapely.STRtree([shapely.Point() if s is None else s for s in shapes]))
+        return self._by_crs[key]
+
+    def _hits(self, grid: PixelGrid) -> np.ndarray:
+        """The indices, in order, of the features whose shape's box meets the box of the grid's pixel centres
+        (the centre rule: no other feature paints a pixel of it); a rotated grid's whole box, widened a pixel."""
+        shapes, tree = self._shapes(grid)
+        x0, y0, x1, y1 = grid.bounds
+        a, b, _, d, e, _ = grid.transform
+        if b == 0 and d == 0:  # a little less than half a pixel in: the centres, and a margin for rounding
+            px, py = 0.45 * abs(a), 0.45 * abs(e)
+        else:
+            px = py = -(abs(a) + abs(b) + abs(d) + abs(e))
+        return np.sort(tree.query(shapely.box(x0 + px, y0 + py, x1 - px, y1 - py)))
+
+    def misses(self, grid: PixelGrid) -> bool:
+        """True when no feature meets the grid: paint leaves every pixel of it as it was."""
+        return len(self._hits(grid)) == 0
+
+    def burn(self, grid: PixelGrid) -> np.ndarray:
+        shapes, _ = self._shapes(grid)
+        return _burn([(shapes[k], self.colours[k]) for k in self._hits(grid) if shapes[k] is not None], grid)
+
+
 @algorithm("Image.paint")
 def paint(image, featureCollection, color, width):  # noqa: N803
     name = "Image.paint"
@@ -112,28 +153,16 @@ def paint(image, featureCollection, color, width):  # noqa: N803
         ctype = PixelType.int_range(min(colours), max(colours))
     else:
         ctype = PixelType("double") if colours else PixelType.int_range(0, 0)
-
-    def painted(grid: PixelGrid, ctx: Any) -> np.ndarray:
-        pixel = abs(grid.transform[0])
-        shapes = _shapes_in(features, grid.crs, grid_projection(grid).nominal_scale())
-        pairs = []
-        for k, s in enumerate(shapes):
-            if s is None:
-                continue
-            if widths is not None:
-                s = _outline(s, widths[k] * pixel / 2.0)
-            pairs.append((s, colours[k]))
-        return _burn(pairs, grid)
-
+    painted = _Painted(features, colours, widths)
     token = object()
 
     def burnt(grid: PixelGrid, ctx: Any) -> np.ndarray:
         cache = getattr(ctx, "pixels", None)
         if cache is None:
-            return painted(grid, ctx)
+            return painted.burn(grid)
         key = (token, grid)
         if key not in cache:
-            cache[key] = painted(grid, ctx)
+            cache[key] = painted.burn(grid)
         return cache[key]
 
     out = []
@@ -145,7 +174,9 @@ def paint(image, featureCollection, color, width):  # noqa: N803
             hit = ~np.isnan(paint_)
             return np.ma.MaskedArray(np.where(hit, paint_, x.data), np.ma.getmaskarray(x) & ~hit)
 
-        out.append(b.replace(compute=compute, pixel_type=widest(b.pixel_type, ctype)))
+        out.append(b.replace(compute=compute, pixel_type=widest(b.pixel_type, ctype),
+                             masked_on=lambda g, b=b: b.surely_masked(g) and painted.misses(g),
+                             zero_on=lambda g, b=b: b.surely_zero(g) and painted.misses(g)))  # fmt: skip
     return img.with_bands(out)
 
 

@@ -475,7 +475,9 @@ def cast_band(band: Band, t: PixelType) -> Band:
     def fn(x: Masked) -> Masked:
         return _out(convert(x.data), _mask(x))
 
-    return derive(band.name, [band], fn, t).replace(proj=band.proj)
+    # a cast keeps masks, and turns no zero into a non-zero
+    return derive(band.name, [band], fn, t).replace(proj=band.proj, masked_on=band.surely_masked,
+                                                    zero_on=band.surely_zero)  # fmt: skip
 
 
 def _register_cast(short: str, type_name: str) -> None:

@@ -205,7 +205,11 @@ def warp_band(band, proj: Projection, mode: str = "nearest"):
     def compute(grid: PixelGrid, ctx: Any) -> np.ma.MaskedArray:
         return resample_into(lambda window: band.compute(window, ctx), proj, grid, mode)
 
-    return band.replace(compute=compute, proj=proj)
+    def on_lattice(grid: PixelGrid) -> bool:  # the probes hold where the warp reads the grid itself
+        return grid.crs == proj.crs and same_lattice(proj.transform, grid.transform) is not None
+
+    return band.replace(compute=compute, proj=proj, masked_on=lambda g: on_lattice(g) and band.surely_masked(g),
+                        zero_on=lambda g: on_lattice(g) and band.surely_zero(g))  # fmt: skip
 
 
 def with_resampling(band, mode: str):

@@ -40,6 +40,7 @@ import math
 import pickle
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -448,6 +449,7 @@ def image_export_work(engine: Any, payload: dict, ctx: Context):
             engine.faults.memory(grid.size)
         with tempfile.TemporaryDirectory(prefix="gee-mining-export-") as tmp:
             staged = writer(image, grid, ctx, Path(tmp), lambda f: _progress(op, 0.95 * f))
+            op.pixels_computed = ctx.pixels_computed
             uris = _commit(storage, bucket, staged, op.cancel_event.is_set)
         return uris
 
@@ -456,6 +458,32 @@ def image_export_work(engine: Any, payload: dict, ctx: Context):
 
 def _tiles(total: int, step: int) -> list[tuple[int, int]]:
     return [(o, min(step, total - o)) for o in range(0, total, step)]
+
+
+def live_windows(grid: PixelGrid, step: tuple[int, int], image: Image, margin: tuple[int, int] = (0, 0)
+                 ) -> set[tuple[int, int]]:  # fmt: skip
+    """The ``(column, row)`` indices of the windows of ``step`` pixels tiling ``grid`` (each widened by
+    ``margin``) where ``image`` may hold an unmasked pixel: the others are surely masked (``Image.surely_masked``)
+    and need no computing. Probed as a quadtree, so a batch of scattered cells in a large rectangle costs about
+    (its live windows x the tree's depth) probes, not one per window."""
+    (sw, sh), (mx, my) = step, margin
+    nx, ny = math.ceil(grid.width / sw), math.ceil(grid.height / sh)
+    live: set[tuple[int, int]] = set()
+    stack = [(0, 0, nx, ny)]
+    while stack:
+        i0, j0, i1, j1 = stack.pop()
+        w, h = min(i1 * sw, grid.width) - i0 * sw, min(j1 * sh, grid.height) - j0 * sh
+        if image.surely_masked(grid.window(i0 * sw - mx, j0 * sh - my, w + 2 * mx, h + 2 * my)):
+            continue
+        if i1 - i0 == 1 and j1 - j0 == 1:
+            live.add((i0, j0))
+        elif i1 - i0 >= j1 - j0:
+            mid = (i0 + i1) // 2
+            stack += [(i0, j0, mid, j1), (mid, j0, i1, j1)]
+        else:
+            mid = (j0 + j1) // 2
+            stack += [(i0, j0, i1, mid), (i0, mid, i1, j1)]
+    return live
 
 
 def _geotiff_writer(options: Mapping[str, Any], prefix: str):
@@ -480,9 +508,12 @@ def _geotiff_writer(options: Mapping[str, Any], prefix: str):
         dtype = common_dtype(image)
         fw, fh = file_dims or (grid.width, grid.height)
         files = [(c, r, w, h) for r, h in _tiles(grid.height, fh) for c, w in _tiles(grid.width, fw)]
-        sharded = len(files) > 1
+        if skip_empty:  # files surely all masked are neither computed nor written
+            live = live_windows(grid, (fw, fh), image)
+            files = [f for f in files if (f[0] // fw, f[1] // fh) in live]
+        sharded = grid.width > fw or grid.height > fh
         staged: Staged = []
-        total = sum(math.ceil(w / tile) * math.ceil(h / tile) for _, _, w, h in files)
+        total = max(1, sum(math.ceil(w / tile) * math.ceil(h / tile) for _, _, w, h in files))
         done = 0
         for i, (c0, r0, w, h) in enumerate(files):
             name = f"{prefix}-{r0:010d}-{c0:010d}.tif" if sharded else f"{prefix}.tif"
@@ -560,8 +591,9 @@ def _write_geotiff(
             for c0, w in _tiles(grid.width, tile):
                 ctx.check_cancelled()
                 sub = grid.window(c0, r0, w, h)
+                empty = image.surely_masked(sub)  # every band masked: the fill, nothing computed
                 for i, band in enumerate(image.bands, start=1):
-                    arr = band.compute(sub, ctx)
+                    arr = np.ma.masked_all((h, w)) if empty else band.compute(sub, ctx)
                     any_valid = any_valid or not np.ma.getmaskarray(arr).all()
                     ds.write(_cast(arr.filled(fill), dtype), i, window=Window(c0, r0, w, h))
                 ctx.pixels.clear()  # tiles do not share pixels: keep memory flat
@@ -608,8 +640,9 @@ def _tfrecord_writer(options: Mapping[str, Any], prefix: str):
         writer: RecordWriter | None = None
         fh = None
         total = per_row * rows
+        live = live_windows(grid.window(0, 0, per_row * pw, rows * ph), patch, image, (mx, my))
         try:
-            for k, arrays in _patch_arrays(image, grid, ctx, patch, (mx, my), per_row, total):
+            for k, arrays in _patch_arrays(image, grid, ctx, patch, (mx, my), per_row, live, ratio == 1.0):
                 masked = np.zeros(next(iter(arrays.values())).shape, dtype=bool)
                 for a in arrays.values():
                     masked |= np.ma.getmaskarray(a)
@@ -651,23 +684,41 @@ def _tfrecord_writer(options: Mapping[str, Any], prefix: str):
 STRIP_PIXELS = 2048  # patches are computed a strip of up to this many pixels wide at a time
 
 
-def _patch_arrays(image: Image, grid: PixelGrid, ctx: Context, patch, margin, per_row: int, total: int):
+def _patch_arrays(image: Image, grid: PixelGrid, ctx: Context, patch, margin, per_row: int,
+                  live: set[tuple[int, int]], keep_masked: bool):  # fmt: skip
     """``(k, {band: masked array})`` for each patch ``k`` in row-major order, its ``margin`` included.
 
     Computed a strip of patches at a time (one window of up to :data:`STRIP_PIXELS` pixels wide per row of
     patches, then sliced): the same pixels as patch by patch, on the same lattice, with far fewer
-    evaluations of the image graph. The cancel flag is checked between strips."""
+    evaluations of the image graph. Only the ``live`` patches (``(column, row)``, :func:`live_windows`) are
+    computed; the others are surely all masked: left out, or all masked arrays with ``keep_masked`` (a
+    ``maxMaskedRatio`` of 1 keeps them). The cancel flag is checked between strips."""
     (pw, ph), (mx, my) = patch, margin
     step = max(1, STRIP_PIXELS // pw)
-    for r in range(total // per_row):
-        for c0 in range(0, per_row, step):
-            ctx.check_cancelled()
+    by_row: dict[int, list[int]] = defaultdict(list)
+    for c, r in sorted(live):
+        by_row[r].append(c)
+    for r in range(grid.height // ph) if keep_masked else sorted(by_row):
+        chunks = range(0, per_row, step) if keep_masked else sorted({c - c % step for c in by_row[r]})
+        for c0 in chunks:
             count = min(step, per_row - c0)
-            sub = grid.window(c0 * pw - mx, r * ph - my, count * pw + 2 * mx, ph + 2 * my)
-            strip = {b.name: b.compute(sub, ctx) for b in image.bands}
-            ctx.pixels.clear()
+            alive = [j for j in range(count) if (c0 + j, r) in live]
+            strip = {}
+            if alive:  # one window from the chunk's first live patch to its last
+                ctx.check_cancelled()
+                a, b = alive[0], alive[-1] + 1
+                sub = grid.window((c0 + a) * pw - mx, r * ph - my, (b - a) * pw + 2 * mx, ph + 2 * my)
+                strip = {band.name: band.compute(sub, ctx) for band in image.bands}
+                ctx.pixels.clear()
             for j in range(count):
-                yield r * per_row + c0 + j, {n: a[:, j * pw : j * pw + pw + 2 * mx] for n, a in strip.items()}
+                if (c0 + j, r) in live:
+                    o = (j - alive[0]) * pw
+                    yield r * per_row + c0 + j, {n: v[:, o : o + pw + 2 * mx] for n, v in strip.items()}
+                elif keep_masked:
+                    yield (
+                        r * per_row + c0 + j,
+                        {b.name: np.ma.masked_all((ph + 2 * my, pw + 2 * mx)) for b in image.bands},
+                    )
 
 
 def _band_default(value: float, ptype: PixelType) -> float:

@@ -26,6 +26,7 @@ class Operation:
     metadata: dict[str, Any]
     error: str | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    pixels_computed: int = 0  # the task's work: band pixels its export computed (the engine's own measure, not EE's)
 
     @property
     def state(self) -> str:
@@ -160,6 +161,14 @@ class Operations:
             if op is None:
                 raise NotFound(f"Operation {op_id} not found.")
             return op.to_json()
+
+    def pixels_computed(self, op_id: str) -> int:
+        """The band pixels a finished export computed: its work, for benchmarks and tests (not in EE's API)."""
+        with self._lock:
+            op = self._ops.get(op_id)
+            if op is None:
+                raise NotFound(f"Operation {op_id} not found.")
+            return op.pixels_computed
 
     def cancel(self, op_id: str) -> None:
         with self._lock:
