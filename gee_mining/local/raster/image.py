@@ -398,7 +398,9 @@ def mask(image, mask):
     def fn(x):
         return np.ma.MaskedArray((~np.ma.getmaskarray(x)).astype(np.float64), np.zeros(x.shape, dtype=bool))
 
-    return img.with_bands(derive(b.name, [b], fn, PixelType.int_range(0, 1)) for b in img.bands)
+    return img.with_bands(
+        derive(b.name, [b], fn, PixelType.int_range(0, 1)).replace(zero_on=b.surely_masked) for b in img.bands
+    )
 
 
 @algorithm("Image.unmask")

@@ -388,8 +388,17 @@ def _reduction_bands(
             stacks = [_stack(bands, grid, ctx, dtype) for bands in inputs]
             return reduce_stack(reducer, stacks, name)
 
-        out.extend(_grouped(list(zip(names, out_types, strict=True)), compute_all))
+        bands = _grouped(list(zip(names, out_types, strict=True)), compute_all)
+        if reducer.kind in _MASKED_WHEN_EMPTY:
+            every = [b for group in inputs for b in group]
+            for b in bands:  # no valid input pixel, no statistic: masked where every image is
+                b.masked_on = lambda grid, every=every: all(x.surely_masked(grid) for x in every)
+        out.extend(bands)
     return out
+
+
+_MASKED_WHEN_EMPTY = {"Reducer.median", "Reducer.mean", "Reducer.min", "Reducer.max", "Reducer.first",
+                      "Reducer.mode"}  # fmt: skip
 
 
 def _shortcut(kind: str, reducer: Reducer) -> Callable[..., Image]:

@@ -85,8 +85,15 @@ def _proj_of(bands: Sequence[Band]) -> Projection:
     return bands[0].proj
 
 
-def _new_band(name: str, inputs: Sequence[Band], fn: Callable[..., Masked], ptype: PixelType) -> Band:
-    return derive(name, inputs, fn, ptype).replace(proj=_proj_of(inputs))
+def _new_band(
+    name: str, inputs: Sequence[Band], fn: Callable[..., Masked], ptype: PixelType, strict: bool = False
+) -> Band:
+    """A pixelwise band; ``strict``: ``fn`` masks every pixel any input masks (arithmetic), so the band is surely
+    masked wherever an input is (``Band.surely_masked``)."""
+    band = derive(name, inputs, fn, ptype).replace(proj=_proj_of(inputs))
+    if strict:
+        band.masked_on = lambda grid: any(b.surely_masked(grid) for b in inputs)
+    return band
 
 
 def _float_type(*types: PixelType) -> PixelType:
@@ -129,7 +136,8 @@ def binary(name: str, image1: Any, image2: Any, op: BinaryFn, rule: TypeRule) ->
     names = [b.name for b in (right.bands if len(right.bands) > len(left.bands) else left.bands)]
     fn = _pixelwise(op)
     return Image(
-        _new_band(n, [lb, rb], fn, rule(lb.pixel_type, rb.pixel_type)) for n, (lb, rb) in zip(names, pairs, strict=True)
+        _new_band(n, [lb, rb], fn, rule(lb.pixel_type, rb.pixel_type), strict=True)
+        for n, (lb, rb) in zip(names, pairs, strict=True)
     )
 
 
@@ -303,7 +311,7 @@ def unary(name: str, value: Any, op: UnaryFn, rule: UnaryRule) -> Image:
             values = np.asarray(op(x.data), dtype=np.float64)
         return _out(values, _mask(x))
 
-    return Image(_new_band(b.name, [b], fn, rule(b.pixel_type)) for b in img.bands)
+    return Image(_new_band(b.name, [b], fn, rule(b.pixel_type), strict=True) for b in img.bands)
 
 
 def _float_of(t: PixelType) -> PixelType:
@@ -582,7 +590,7 @@ def clamp(input, low, high):  # noqa: A002
     def fn(x: Masked) -> Masked:
         return _out(np.minimum(np.maximum(x.data, lo), hi), _mask(x))
 
-    return Image(_new_band(b.name, [b], fn, rule(b.pixel_type)) for b in img.bands)
+    return Image(_new_band(b.name, [b], fn, rule(b.pixel_type), strict=True) for b in img.bands)
 
 
 @algorithm("Image.unitScale")
@@ -596,7 +604,7 @@ def unit_scale(input, low, high):  # noqa: A002
         values = (x.data - lo) / span if span != 0 else np.zeros(x.shape)
         return _out(values, _mask(x))
 
-    return Image(_new_band(b.name, [b], fn, _float_type(b.pixel_type)) for b in img.bands)
+    return Image(_new_band(b.name, [b], fn, _float_type(b.pixel_type), strict=True) for b in img.bands)
 
 
 def _normalized_difference(first: Band, second: Band) -> Callable[[Masked, Masked], Masked]:
@@ -634,7 +642,7 @@ def normalized_difference(input, bandNames):  # noqa: A002, N803
         if len(img.bands) < 2:
             raise EngineError(f"Image.normalizedDifference: Need 2 bands, but found {len(img.bands)}.")
         bands = list(img.bands[:2])
-    return Image([_new_band("nd", bands, _normalized_difference(*bands), PixelType("float"))])
+    return Image([_new_band("nd", bands, _normalized_difference(*bands), PixelType("float"), strict=True)])
 
 
 @algorithm("Image.id")

@@ -19,7 +19,7 @@ import collections
 import contextlib
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from gee_mining.contracts.lattice import PixelGrid
 from gee_mining.errors import InputError
 from gee_mining.local.core.errors import EngineError
 from gee_mining.local.raster.band import Band
-from gee_mining.local.raster.grid import same_lattice
+from gee_mining.local.raster.grid import bounds_in, same_lattice
 from gee_mining.local.raster.pixeltype import PixelType
 from gee_mining.local.values.geometry import Geometry, geodesic_lonlat
 from gee_mining.local.values.projection import Projection, transformer
@@ -439,4 +439,24 @@ def source_band(name: str, source: FileSource, mode: str = "nearest", pixel_type
     )
     band.source = source
     band.resampling = mode
+    band.masked_on = _outside(band.footprint)
     return band
+
+
+def _outside(footprint) -> Callable[[PixelGrid], bool] | None:
+    """A file band's probe: a grid whose box misses the box of the file's footprint (in the grid's CRS, two
+    pixels and 0.1 % wider) reads no pixel of the file, so it is all masked."""
+    if footprint is None or footprint.is_empty:
+        return None
+    boxes: dict[str, tuple[float, float, float, float]] = {}
+
+    def probe(grid: PixelGrid) -> bool:
+        if grid.crs not in boxes:
+            boxes[grid.crs] = bounds_in(footprint, grid.crs)
+        x0, y0, x1, y1 = boxes[grid.crs]
+        a, b, _, d, e, _ = grid.transform
+        pad = 2 * (abs(a) + abs(b) + abs(d) + abs(e)) + 1e-3 * max(x1 - x0, y1 - y0)
+        gx0, gy0, gx1, gy1 = grid.bounds
+        return gx0 > x1 + pad or gx1 < x0 - pad or gy0 > y1 + pad or gy1 < y0 - pad
+
+    return probe
