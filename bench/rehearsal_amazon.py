@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import resource
 import sqlite3
 import sys
 import tempfile
@@ -80,6 +81,9 @@ class Rehearsal:
     outside_tried: int = 0
     compared_bands: int = 0
     compared_rows: int = 0
+    pixels_computed: dict[str, int] = field(default_factory=dict)  # band pixels the batched tasks computed
+    cell_pixels: int = 0  # the job's cells' own pixels (each cell's lattice), one band
+    peak_rss_mb: float = 0.0
 
 
 def amazon_cells(path: Path, level_m: float) -> list[dict]:
@@ -153,11 +157,14 @@ def job(work: Path, name: str, product: str, rows: list[dict], **extra):
 
 
 def run_counted(ee, eng, spec, ledger: Path, timeout: float):
-    """Run a job; its result, the tasks it made (listOperations) and the engine's requests by handler."""
+    """Run a job; its result, the tasks it made (listOperations), the engine's requests by handler and the band
+    pixels its tasks computed (the engine's work counter, ``Operations.pixels_computed``)."""
     eng.router.calls.clear()
-    before = len(ee.data.listOperations())
+    before = {op["name"] for op in ee.data.listOperations()}
     result = run_job(ee, spec, ledger, progress=None, poll_interval=0.05, timeout=timeout)
-    return result, len(ee.data.listOperations()) - before, dict(eng.router.calls)
+    new = [op["name"] for op in ee.data.listOperations() if op["name"] not in before]
+    work = sum(eng.operations.pixels_computed(name.rsplit("/", 1)[-1]) for name in new)
+    return result, len(new), dict(eng.router.calls), work
 
 
 def connect(work: Path, world):
@@ -178,8 +185,9 @@ def run_batched(ee, eng, work: Path, rows: list[dict], rep: Rehearsal, timeout: 
     """The three batched products over every cell, counted."""
     for product in BATCHED:
         t0 = time.perf_counter()
-        result, tasks, calls = run_counted(ee, eng, job(work, product, product, rows), work / f"{product}.sqlite",
-                                           timeout)  # fmt: skip
+        result, tasks, calls, pixels = run_counted(ee, eng, job(work, product, product, rows),
+                                                   work / f"{product}.sqlite", timeout)  # fmt: skip
+        rep.pixels_computed[product] = pixels
         rep.seconds[product] = round(time.perf_counter() - t0, 1)
         rep.submitted[product] = tasks if tasks == result.submitted else -1
         rep.interactive[product] = sum(calls.get(k, 0) for k in INTERACTIVE)
@@ -247,7 +255,7 @@ def compare_tables(storage: Path, names: list[str], outside: set[str], rep: Rehe
 
 
 def rehearse(work: Path, level_m: float = 1375.0, size_km: float = 4.0, months: int = 2, radius_km: float = 0.0,
-             timeout: float = 1800.0, say=print) -> Rehearsal:  # fmt: skip
+             timeout: float = 1800.0, say=print, n_outside: int = 2) -> Rehearsal:  # fmt: skip
     """The whole rehearsal in ``work``; asserts what it must show and returns the figures."""
     t0 = time.perf_counter()
     rows = amazon_cells(POLYGONS, level_m)
@@ -263,10 +271,11 @@ def rehearse(work: Path, level_m: float = 1375.0, size_km: float = 4.0, months: 
     run_batched(ee, eng, work, rows, rep, timeout)
     say(f"batched: {rep.submitted} tasks (planned {rep.planned}), {rep.seconds} s")
     # The reference: each world cell's own task; and two cells outside the world (all nodata).
-    outside = [r for r in rows if not in_world(r, world)][:2]
+    outside = [r for r in rows if not in_world(r, world)][:: max(1, (len(rows) - len(inside)) // n_outside)][:n_outside]
     t1 = time.perf_counter()
     for name, product in (("cells", "cell-image"), ("tables", "pixel-table")):
-        result, tasks, calls = run_counted(ee, eng, job(work, name, product, inside), work / f"{name}.sqlite", timeout)
+        result, tasks, calls, _ = run_counted(ee, eng, job(work, name, product, inside), work / f"{name}.sqlite",
+                                              timeout)  # fmt: skip
         assert result.ok and tasks == len(inside), (product, result.failed)
         assert sum(calls.get(k, 0) for k in INTERACTIVE) == 0, (product, calls)
     failed = run_counted(ee, eng, job(work, "outside", "cell-image", outside), work / "outside.sqlite", timeout)[0]
@@ -274,6 +283,8 @@ def rehearse(work: Path, level_m: float = 1375.0, size_km: float = 4.0, months: 
     rep.seconds["per-cell reference"] = round(time.perf_counter() - t1, 1)
     check(work, storage, rows, rep, outside=[r["name"] for r in outside], failed=failed.failed)
     rep.seconds["total"] = round(time.perf_counter() - t0, 1)
+    rep.cell_pixels = sum(pixel_grid(r).size for r in rows)
+    rep.peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return rep
 
 
@@ -321,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         help="only the cells within this distance of the world's centre (default 0: every cell)",
     )
     p.add_argument("--work", help="working folder (default: a temporary one)")
+    p.add_argument("--outside", type=int, default=2,
+                   help="cells outside the world also exported one by one, evenly spread (default 2)")  # fmt: skip
     args = p.parse_args(argv)
     if not POLYGONS.exists():
         print(f"{POLYGONS} is absent: the rehearsal needs the shared real data beside the checkout", file=sys.stderr)
@@ -328,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        rep = rehearse(work, args.level, args.size_km, args.months, args.radius_km)
+        rep = rehearse(work, args.level, args.size_km, args.months, args.radius_km, n_outside=args.outside)
     print(json.dumps(rep.__dict__, indent=1, default=str))
     return 1 if rep.mismatches else 0
 

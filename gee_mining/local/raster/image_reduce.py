@@ -382,7 +382,7 @@ def sample_regions(ctx, image, collection, properties, scale, projection, tileSc
         if f.geometry is None:
             continue
         grid, inside = _sample_grid(name, img, f.geometry, scale, projection)
-        if grid is None:
+        if grid is None or any(b.surely_masked(grid) for b in img.bands):  # every pixel null: no row, no work
             continue
         idx = np.flatnonzero(inside.reshape(-1))
         vals, null = _values(img, grid, ctx, idx)
