@@ -593,7 +593,7 @@ def _write_geotiff(
                 sub = grid.window(c0, r0, w, h)
                 empty = image.surely_masked(sub)  # every band masked: the fill, nothing computed
                 for i, band in enumerate(image.bands, start=1):
-                    arr = np.ma.masked_all((h, w)) if empty else band.compute(sub, ctx)
+                    arr = np.ma.masked_all((h, w)) if empty or band.surely_masked(sub) else band.compute(sub, ctx)
                     any_valid = any_valid or not np.ma.getmaskarray(arr).all()
                     ds.write(_cast(arr.filled(fill), dtype), i, window=Window(c0, r0, w, h))
                 ctx.pixels.clear()  # tiles do not share pixels: keep memory flat
@@ -708,7 +708,8 @@ def _patch_arrays(image: Image, grid: PixelGrid, ctx: Context, patch, margin, pe
                 ctx.check_cancelled()
                 a, b = alive[0], alive[-1] + 1
                 sub = grid.window((c0 + a) * pw - mx, r * ph - my, (b - a) * pw + 2 * mx, ph + 2 * my)
-                strip = {band.name: band.compute(sub, ctx) for band in image.bands}
+                strip = {band.name: np.ma.masked_all(sub.shape) if band.surely_masked(sub) else band.compute(sub, ctx)
+                         for band in image.bands}  # fmt: skip
                 ctx.pixels.clear()
             for j in range(count):
                 if (c0 + j, r) in live:
