@@ -28,6 +28,11 @@ Images, as Earth Engine writes them ("Exporting Images" guide, the REST
   row-major order and border patches that do not fit dropped; files
   ``PREFIX-00000.tfrecord[.gz]`` split at ``maxFileSize`` bytes (before
   compression, default 1 GiB), and the ``PREFIX-mixer.json`` sidecar.
+
+The work is that of the pixels that may be unmasked: files, tiles and patches where every band is surely
+masked (``Band.surely_masked``: a mask painted from geometries that miss them, no image over them) are not
+computed (:func:`live_windows`), so a batch of scattered cells costs its cells, not its rectangle; the files
+written and their names are those of the full tiling, as before.
 """
 
 from __future__ import annotations
