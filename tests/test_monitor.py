@@ -195,9 +195,10 @@ def test_cli_world_years_then_monitor(monitored):
 
 
 @pytest.mark.slow
-def test_review_page_in_chromium_and_verdicts_into_the_next_training(monitored, tmp_path):
+def test_review_page_in_chromium_and_verdicts_into_the_next_run(monitored, tmp_path):
     """The page opens in headless Chromium (screenshot), its table sorts, two verdicts clicked come back as the
-    file the page saves, and that file makes the rejected candidate's pixels hard negatives of the next model."""
+    file the page saves, that file makes the rejected candidate's pixels hard negatives of the next model, and the
+    next run does not show the reviewed candidates again."""
     world, out = monitored
     cands = pyogrio.read_dataframe(out / "candidates.gpkg")
     assert len(cands) >= 2, "the small world should give at least two candidates to review"
@@ -233,6 +234,32 @@ def test_review_page_in_chromium_and_verdicts_into_the_next_training(monitored, 
     assert len(hard) == min(50, round(by_id.area_m2[second] / 100)) and (hard[MINE_BAND] == 0).all()
     with pytest.raises(InputError, match="verdicts"):
         read_verdicts(tmp_path / "review.png")
+    _next_run_hides_the_reviewed(world, path, verdicts, tmp_path / "run2")
+
+
+def _next_run_hides_the_reviewed(world, path, verdicts: dict, out):
+    """The next run given the saved file: candidates on a reviewed outline (shapely) carry its verdict in
+    candidates.gpkg and are not on its review page, which saves the earlier verdicts again with no click."""
+    assert main(["monitor", "--world", str(world), "--years", "2019-2020", "--months", "1", "--threshold", "0.6",
+                 "--min-pixels", "10", "--verdicts", str(path), "--out", str(out)]) == 0  # fmt: skip
+    cands = pyogrio.read_dataframe(out / "candidates.gpkg")
+    for c in cands.itertuples():
+        hit = [v.verdict for v in verdicts.values() if v.geometry.intersects(c.geometry)]
+        was = c.previous_verdict if isinstance(c.previous_verdict, str) else None  # pyogrio reads a null as NaN
+        assert was == (("mine" if "mine" in hit else hit[0]) if hit else None)
+    assert (cands.previous_verdict == "mine").any(), "the confirmed candidate, now a label, is seen again"
+    new = cands[cands.previous_verdict.isna()]
+    assert len(new) < len(cands)
+    with Browser() as b:
+        b.open((out / "review.html").resolve().as_uri())
+        rows = b.evaluate("[...document.querySelectorAll('#candidates tbody tr')].map(r => Number(r.dataset.id))")
+        saved = b.evaluate("verdictsJSON()")
+    assert sorted(rows) == sorted(int(i) for i in new.candidate_id)
+    (out / "verdicts.json").write_text(saved)
+    again = read_verdicts(out / "verdicts.json")
+    assert sorted((v.verdict, v.geometry.wkt) for v in again) == sorted(
+        (v.verdict, v.geometry.wkt) for v in verdicts.values()
+    )
 
 
 def _sums_world(tmp_path):

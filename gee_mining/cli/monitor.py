@@ -61,20 +61,21 @@ def _monitor(args) -> int:
         say(f"[monitor] {len(verdicts)} verdict(s) from {args.verdicts}: {int((table.stratum == REJECTED_STRATUM).sum())} "
               "hard-negative pixel(s) in the training sample")  # fmt: skip
     composites = {y: ee.Image(i) for y, i in world.composites.items()}
-    result = run_monitor(model, composites, world.region, spec, out, progress=say)
+    result = run_monitor(model, composites, world.region, spec, out, progress=say, reviewed=verdicts)
     if not args.no_review:
         page = write_review(out, result.candidates, world.region, composites, known_outlines(world), simulated=True,
-                            max_quicklooks=args.max_quicklooks)  # fmt: skip
+                            max_quicklooks=args.max_quicklooks, previous=verdicts)  # fmt: skip
         result.files["review"] = str(page)
     last = result.footprints[result.footprints.year == spec.years[-1]]
     summary = {"SIMULATED": True, "known_mines": int(last.mine_id.nunique()),
-               "growth_m2_total": float(last.growth_m2.sum()), "candidates": len(result.candidates),
-               "files": result.files}  # fmt: skip
+               "growth_m2_total": float(last.growth_m2.sum()), "candidates": len(result.new),
+               "reviewed_before": len(result.candidates) - len(result.new), "files": result.files}  # fmt: skip
 
     def human() -> None:
         print(
             f"SIMULATED: {summary['known_mines']} known mine(s), their footprints grew by "
-            f"{summary['growth_m2_total'] / 1e6:.3f} km2 in all; {summary['candidates']} candidate(s) for review"
+            f"{summary['growth_m2_total'] / 1e6:.3f} km2 in all; {summary['candidates']} new candidate(s) for review"
+            f" ({summary['reviewed_before']} reviewed before, not shown again)"
         )
         for kind, path in result.files.items():
             print(f"  {kind}: {path}")

@@ -142,6 +142,34 @@ class Candidate:
     first_year: int
     years_seen: int  # most years any of its pixels was seen
     attributes: dict[str, Any] = field(default_factory=dict)
+    previous_verdict: str | None = None  # a reviewer's verdict on it in an earlier run (None: new, to review)
+
+
+VERDICTS = ("mine", "not_mine", "unsure")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A reviewer's verdict on one candidate: what it is, and where (its outline, EPSG:4326)."""
+
+    candidate_id: int
+    verdict: str
+    geometry: Any  # shapely, EPSG:4326
+
+
+def mark_reviewed(candidates: Sequence[Candidate], verdicts: Sequence[Verdict]) -> list[Candidate]:
+    """Each candidate with the verdict of the reviewed outline it intersects (a mine grows, so this year's outline
+    of a candidate reviewed last year overlaps the old one); where several do, the most cautious: mine, then
+    unsure, then not mine. A candidate with a previous verdict is not new: the review page does not show it again."""
+    if not verdicts:
+        return list(candidates)
+    rank = {"mine": 0, "unsure": 1, "not_mine": 2}
+    tree = shapely.STRtree([v.geometry for v in verdicts])
+    out = []
+    for c in candidates:
+        hits = [verdicts[i].verdict for i in tree.query(c.geometry, predicate="intersects")]
+        out.append(dataclasses.replace(c, previous_verdict=min(hits, key=rank.get) if hits else None))
+    return out
 
 
 def year_composites(region: MonitorRegion, spec: MonitorSpec, out: Path, progress=None) -> dict[int, Path]:
@@ -412,9 +440,11 @@ def candidates_frame(candidates: Sequence[Candidate]):
     """The candidates as a GeoDataFrame (EPSG:4326), one row each."""
     import_cols = ["nearest_mine", "distance_m", "country", "country_code", "land_cover"]
     rows = [{"candidate_id": c.id, "score": c.score, "area_m2": c.area_m2, "first_year": c.first_year,
-             "years_seen": c.years_seen, **{k: c.attributes.get(k) for k in import_cols}} for c in candidates]  # fmt: skip
+             "years_seen": c.years_seen, **{k: c.attributes.get(k) for k in import_cols},
+             "previous_verdict": c.previous_verdict} for c in candidates]  # fmt: skip
     return gpd.GeoDataFrame(rows, geometry=[c.geometry for c in candidates], crs="EPSG:4326",
-                            columns=["candidate_id", "score", "area_m2", "first_year", "years_seen", *import_cols])  # fmt: skip
+                            columns=["candidate_id", "score", "area_m2", "first_year", "years_seen", *import_cols,
+                                     "previous_verdict"])  # fmt: skip
 
 
 @dataclass
@@ -427,11 +457,18 @@ class MonitorResult:
     tasks: int  # Earth Engine batch tasks started
     probabilities: dict[int, Any] = field(default_factory=dict)  # year -> the probability image
 
+    @property
+    def new(self) -> list[Candidate]:
+        """The candidates no reviewer has seen: what the review page shows."""
+        return [c for c in self.candidates if c.previous_verdict is None]
+
 
 def run_monitor(model, composites: dict[int, Any], region: MonitorRegion, spec: MonitorSpec, out_dir,
-                progress: Callable[[str], None] | None = None) -> MonitorResult:  # fmt: skip
+                progress: Callable[[str], None] | None = None, reviewed: Sequence[Verdict] = ()) -> MonitorResult:  # fmt: skip
     """Footprints and candidates for ``composites`` (year -> ``ee.Image``) with the screening ``model``; writes
-    ``footprints.parquet`` and ``candidates.gpkg`` (whole or not at all) and ``monitor.json`` into ``out_dir``."""
+    ``footprints.parquet`` and ``candidates.gpkg`` (whole or not at all) and ``monitor.json`` into ``out_dir``.
+    ``reviewed``: verdicts of earlier runs; a candidate on a reviewed outline keeps that verdict
+    (:func:`mark_reviewed`) and is not new."""
     say = progress or (lambda msg: None)
     out = Path(out_dir)
     work = out / "work"
@@ -443,9 +480,10 @@ def run_monitor(model, composites: dict[int, Any], region: MonitorRegion, spec: 
     after = spec.years[0] if spec.new_only else None
     groups = vectorise(raster, spec.threshold, spec.min_years, spec.min_pixels, after, spec.persistent,
                        spec.min_ndvi_before)  # fmt: skip
-    cands = select(groups, spec)
+    cands = mark_reviewed(select(groups, spec), reviewed)
     annotate(cands, region, spec, work)
-    say(f"[monitor] {len(cands)} candidate(s) outside the known mines")
+    new = sum(c.previous_verdict is None for c in cands)
+    say(f"[monitor] {len(cands)} candidate(s) outside the known mines, {new} new (the rest reviewed before)")
     files = write_outputs(out, foot, cands, spec, region)
     return MonitorResult(foot, cands, files, tasks=3 if cands else 2, probabilities=probs)
 
@@ -462,6 +500,8 @@ def write_outputs(out: Path, foot: pd.DataFrame, cands: Sequence[Candidate], spe
     summary = {"years": list(spec.years), "spec": {k: v for k, v in spec.__dict__.items()},
                "region": {"epsg": region.epsg, "bounds": list(region.bounds), "mines": region.mines_id},
                "known_mines": int(foot["mine_id"].nunique()), "candidates": len(cands),
+               "new_candidates": sum(c.previous_verdict is None for c in cands),
+               "reviewed_before": {v: sum(c.previous_verdict == v for c in cands) for v in VERDICTS},
                "nulls": "nearest_mine/distance_m: no known mine within nearest_within_m; country: outside every "
                         "LSIB polygon; land_cover: no WorldCover pixel"}  # fmt: skip
     tmp["summary"].write_text(json.dumps(summary, indent=1, default=str))

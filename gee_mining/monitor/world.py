@@ -19,8 +19,14 @@ import shapely
 from gee_mining.connection import connect
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import write_catalog
-from gee_mining.monitor.core import MonitorRegion, MonitorSpec, fit_screening, sample_by_land_cover, year_composites
-from gee_mining.monitor.review import Verdict
+from gee_mining.monitor.core import (
+    MonitorRegion,
+    MonitorSpec,
+    Verdict,
+    fit_screening,
+    sample_by_land_cover,
+    year_composites,
+)
 from gee_mining.pyramid.probability import composite_entry
 
 
@@ -65,6 +71,21 @@ def prepare_world(world_dir: str | os.PathLike, spec: MonitorSpec, out_dir: str 
     entries = [composite_entry(paths[y], ids[y], spec.composite_spec(y)) for y in spec.years]
     catalog = write_catalog(out / "work" / "catalog_monitor.toml", entries, [folder / "catalog.toml"])
     connect("local", project=project, catalog=catalog, storage_root=storage)
+    return MonitorWorld(folder, region, ids, catalog, spec.years)
+
+
+def reuse_world(world_dir: str | os.PathLike, spec: MonitorSpec, out_dir: str | os.PathLike) -> MonitorWorld:
+    """A world :func:`prepare_world` already prepared into ``out_dir``: its composites served again, nothing
+    recomputed (a clear error if they are not there)."""
+    folder = Path(world_dir).resolve()
+    region, manifest = world_region(folder)
+    out = Path(out_dir)
+    catalog = out / "work" / "catalog_monitor.toml"
+    if not catalog.exists():
+        raise InputError(f"{out}: no prepared composites ({catalog.name}); prepare the world again.")
+    project = manifest["parameters"]["project"]
+    connect("local", project=project, catalog=catalog, storage_root=out / "storage")
+    ids = {y: f"projects/{project}/assets/composite_{y}" for y in spec.years}
     return MonitorWorld(folder, region, ids, catalog, spec.years)
 
 
