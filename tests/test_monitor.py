@@ -40,6 +40,7 @@ from gee_mining.monitor.evaluate import (
 )
 from gee_mining.monitor.review import QUICKLOOK_PX, read_verdicts
 from gee_mining.monitor.world import MonitorWorld, fit_first_year, world_region
+from gee_mining.tools.report import Report, build_report
 
 EPSG = 32721
 X0, TOP = 561000.0, 9306000.0  # a 1.5 km square in UTM 21S
@@ -260,6 +261,31 @@ def _next_run_hides_the_reviewed(world, path, verdicts: dict, out):
     assert sorted((v.verdict, v.geometry.wkt) for v in again) == sorted(
         (v.verdict, v.geometry.wkt) for v in verdicts.values()
     )
+
+
+@pytest.mark.slow
+def test_review_page_embedded_in_the_run_report(monitored, tmp_path):
+    """A run report holding the review page: saved, rebuilt from the run's folder, opened in headless Chromium
+    (screenshot) with the page's table inside it and a link to the page beside the report."""
+    _, out = monitored
+    run = tmp_path / "run"
+    (run / "monitor").mkdir(parents=True)
+    page = run / "monitor" / "review.html"
+    page.write_text((out / "review.html").read_text())
+    report = Report("monitoring")
+    Report.page(report.section("Review", simulated=True), "monitor/review.html", page.read_text(), "the review page")
+    report.save(run)
+    assert "srcdoc" not in (run / "report.json").read_text()  # the page stays in its file, not copied
+    html_path = build_report(run).html
+    cands = pyogrio.read_dataframe(out / "candidates.gpkg")
+    with Browser() as b:
+        b.open(html_path.resolve().as_uri())
+        shot = b.screenshot(tmp_path / "report.png")
+        inner = "document.querySelector('figure.page iframe').contentDocument"
+        rows = b.evaluate(f"{inner}.querySelectorAll('#candidates tbody tr').length")
+        href = b.evaluate("document.querySelector('figure.page a').getAttribute('href')")
+    assert Image.open(shot).convert("L").getextrema()[1] > 0
+    assert rows == len(cands) and (html_path.parent / href).resolve() == page.resolve()
 
 
 def _sums_world(tmp_path):
