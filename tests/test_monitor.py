@@ -22,12 +22,15 @@ from gee_mining.errors import InputError
 from gee_mining.io.catalog import table_entry, write_catalog
 from gee_mining.monitor.core import (
     REJECTED_STRATUM,
+    Candidate,
     MonitorRegion,
     MonitorSpec,
+    annotate,
     candidate_image,
     export_candidate_image,
     footprint_frame,
     footprint_table,
+    pages,
     vectorise,
 )
 from gee_mining.monitor.evaluate import (
@@ -286,6 +289,37 @@ def test_review_page_embedded_in_the_run_report(monitored, tmp_path):
         href = b.evaluate("document.querySelector('figure.page a').getAttribute('href')")
     assert Image.open(shot).convert("L").getextrema()[1] > 0
     assert rows == len(cands) and (html_path.parent / href).resolve() == page.resolve()
+
+
+@pytest.mark.slow
+def test_candidate_attributes_in_pages_each_request_bounded(monitored, tmp_path):
+    """With Earth Engine's request limit lowered so all the outlines do not fit one export request, the attributes
+    come in pages (one export task each), and match shapely's nearest mine and distance."""
+    world, out = monitored
+    region, manifest = world_region(world)
+    gdf = pyogrio.read_dataframe(out / "candidates.gpkg")
+    cands = [Candidate(int(r.candidate_id), r.geometry, r.score, r.area_m2, r.first_year, r.years_seen)
+             for r in gdf.itertuples()]  # fmt: skip
+    sizes = [len(json.dumps(shapely.geometry.mapping(c.geometry))) for c in cands]
+    limit = round(1.5 * max(sizes)) + 8000  # the request: ~1.4 x its outlines' GeoJSON + ~6 KB of graph
+    assert 1.4 * sum(sizes) > limit  # all of them do not fit one request
+    gee_mining.connect("local", project=manifest["parameters"]["project"], catalog=out / "work" / "catalog_monitor.toml",
+                       storage_root=tmp_path / "storage", engine_settings={"limits": {"request_bytes": limit}})  # fmt: skip
+    spec = MonitorSpec(years=(2019, 2020), destination="gs://gee-mining-monitor/paged")
+    with pytest.raises(Exception, match="Request payload size exceeds"):
+        annotate(cands, region, spec, tmp_path / "one", page_bytes=sum(sizes) + 1)
+    tasks = annotate(cands, region, spec, tmp_path / "paged", page_bytes=max(sizes))
+    assert tasks == len(pages(cands, max(sizes))) > 1
+    tf = Transformer.from_crs(4326, region.epsg, always_xy=True)
+    mines = json.loads((world / "tables" / "mines.geojson").read_text())["features"]
+    utm = {str(f["properties"]["id"]): shapely.transform(shapely.geometry.shape(f["geometry"]),
+           lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1]))) for f in mines}  # fmt: skip
+    for c in cands:
+        g = shapely.transform(c.geometry, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
+        dist = {m: g.distance(p) for m, p in utm.items()}
+        assert c.attributes["nearest_mine"] == min(dist, key=dist.get)
+        assert c.attributes["distance_m"] == pytest.approx(min(dist.values()), abs=15)
+        assert c.attributes["country"] == "Brazil"
 
 
 def _sums_world(tmp_path):

@@ -17,10 +17,13 @@ work grows with the region only on the server:
    ``Image.reduceToVectors``; :mod:`gee_mining.pyramid.detectors` groups pixels the same way);
 5. candidate attributes (:func:`annotate`): nearest known mine and distance (``Join.saveBest`` on
    ``Filter.withinDistance``), country (``USDOS/LSIB_SIMPLE/2017``, ``Join.saveFirst`` on ``Filter.intersects``)
-   and land cover (``ESA/WorldCover/v200`` mode), one exported table; a candidate with no mine within
-   ``nearest_within_m`` or outside every country gets null there.
+   and land cover (``ESA/WorldCover/v200`` mode), one exported table per page of candidates (their outlines travel
+   in the export request, so they are paged: at most ``ATTRIBUTE_PAGE_BYTES`` of outlines a request, 45,000
+   candidates of ~1 KB each make ~45 tasks); a candidate with no mine within ``nearest_within_m`` or outside every
+   country gets null there.
 
-Interactive requests: none that grow with the region (``getInfo`` of band names only).
+Interactive requests: none that grow with the region (``getInfo`` of band names only); no request of any kind grows
+with the number of candidates.
 """
 
 from __future__ import annotations
@@ -401,12 +404,30 @@ def select(candidates: Sequence[Candidate], spec: MonitorSpec) -> list[Candidate
     return [dataclasses.replace(c, id=i) for i, c in enumerate(kept, start=1)]
 
 
-def annotate(candidates: Sequence[Candidate], region: MonitorRegion, spec: MonitorSpec, out: Path,
-             progress=None) -> None:  # fmt: skip
-    """Each candidate's nearest known mine and distance, country and land cover, from one exported table
-    (``ee`` joins and a ``reduceRegions``); sets ``Candidate.attributes`` (None where nothing matches)."""
-    if not candidates:
-        return
+ATTRIBUTE_PAGE_BYTES = 1_000_000
+"""Outlines (GeoJSON text) per attribute export request: the serialised request is about 1.4 times that plus ~6 KB
+of graph (measured with ``ee.serializer``), well under the 10 MB Earth Engine refuses."""
+
+
+def pages(candidates: Sequence[Candidate], max_bytes: int = ATTRIBUTE_PAGE_BYTES) -> list[list[Candidate]]:
+    """The candidates in consecutive pages whose outlines (GeoJSON text) hold at most ``max_bytes`` each (a larger
+    outline alone), so no export request grows with the number of candidates: the pages do."""
+    out: list[list[Candidate]] = []
+    size = 0
+    for c in candidates:
+        n = len(json.dumps(shapely.geometry.mapping(c.geometry)))
+        if not out or size + n > max_bytes:
+            out.append([])
+            size = 0
+        out[-1].append(c)
+        size += n
+    return out
+
+
+def attribute_table(candidates: Sequence[Candidate], region: MonitorRegion, spec: MonitorSpec):
+    """One page of candidates with their nearest known mine and distance (``Join.saveBest`` on
+    ``Filter.withinDistance``), country (LSIB, ``Join.saveFirst`` on ``Filter.intersects``) and land cover
+    (WorldCover mode, ``reduceRegions``): a collection of rows keyed by ``cid``."""
     fc = ee.FeatureCollection([ee.Feature(ee.Geometry(shapely.geometry.mapping(c.geometry)), {"cid": c.id})
                                for c in candidates])  # fmt: skip
     col = region.id_column
@@ -424,16 +445,44 @@ def annotate(candidates: Sequence[Candidate], region: MonitorRegion, spec: Monit
                                                       "country_code": ee.Feature(f.get("country")).get("country_co")}))  # fmt: skip
     cover = ee.ImageCollection(WORLDCOVER_ID).first().select("Map").reduceRegions(fc, ee.Reducer.mode(), 10)
     cover = cover.map(lambda f: ee.Feature(None, {"cid": f.get("cid"), "land_cover": f.get("mode")}))
-    cols = ["cid", "nearest_mine", "distance_m", "country", "country_code", "land_cover"]
-    path = _export_table(near.merge(country).merge(cover), spec, "candidate_attributes", "CSV", out, cols, progress)
-    merged: dict[int, dict[str, Any]] = {c.id: dict.fromkeys(cols[1:]) for c in candidates}
-    for r in csv.DictReader(io.StringIO(path.read_text())):
-        merged[int(float(r["cid"]))].update({k: v for k, v in r.items() if k != "cid" and v not in ("", None)})
+    return near.merge(country).merge(cover)
+
+
+ATTRIBUTE_COLUMNS = ["cid", "nearest_mine", "distance_m", "country", "country_code", "land_cover"]
+
+
+def annotate(candidates: Sequence[Candidate], region: MonitorRegion, spec: MonitorSpec, out: Path,
+             progress=None, page_bytes: int = ATTRIBUTE_PAGE_BYTES) -> int:  # fmt: skip
+    """Each candidate's nearest known mine and distance, country and land cover (:func:`attribute_table`), one
+    exported table per page of outlines (:func:`pages`), the tasks run side by side; sets ``Candidate.attributes``
+    (None where nothing matches). The number of export tasks."""
+    if not candidates:
+        return 0
+    bucket = _destination(spec, "")[0]
+    tasks, keys = [], []
+    for k, page in enumerate(pages(candidates, page_bytes), start=1):
+        key = _destination(spec, f"candidate_attributes_{k:05d}")[1]
+        tasks.append(ee.batch.Export.table.toCloudStorage(
+            attribute_table(page, region, spec), description=f"monitor_candidate_attributes_{k:05d}", bucket=bucket,
+            fileNamePrefix=key, fileFormat="CSV", selectors=ATTRIBUTE_COLUMNS))  # fmt: skip
+        keys.append(f"{key}.csv")
+    failed = [s for s in run_tasks(tasks, progress=progress) if not succeeded(s)]
+    if failed:
+        raise GeeMiningError(f"monitor: {len(failed)} candidate attribute export(s) failed: "
+                             f"{failed[0].get('error_message', failed[0])}")  # fmt: skip
+    merged: dict[int, dict[str, Any]] = {c.id: dict.fromkeys(ATTRIBUTE_COLUMNS[1:]) for c in candidates}
+    for key in keys:
+        target = out / Path(key).name
+        out.mkdir(parents=True, exist_ok=True)
+        open_bucket(bucket).download(key, target)
+        for r in csv.DictReader(io.StringIO(target.read_text())):
+            merged[int(float(r["cid"]))].update({k: v for k, v in r.items() if k != "cid" and v not in ("", None)})
     for c in candidates:
         a = merged[c.id]
         a["distance_m"] = float(a["distance_m"]) if a["distance_m"] is not None else None
         a["land_cover"] = int(float(a["land_cover"])) if a["land_cover"] is not None else None
         c.attributes = a
+    return len(tasks)
 
 
 def candidates_frame(candidates: Sequence[Candidate]):
@@ -481,11 +530,11 @@ def run_monitor(model, composites: dict[int, Any], region: MonitorRegion, spec: 
     groups = vectorise(raster, spec.threshold, spec.min_years, spec.min_pixels, after, spec.persistent,
                        spec.min_ndvi_before)  # fmt: skip
     cands = mark_reviewed(select(groups, spec), reviewed)
-    annotate(cands, region, spec, work)
+    attribute_tasks = annotate(cands, region, spec, work)
     new = sum(c.previous_verdict is None for c in cands)
     say(f"[monitor] {len(cands)} candidate(s) outside the known mines, {new} new (the rest reviewed before)")
     files = write_outputs(out, foot, cands, spec, region)
-    return MonitorResult(foot, cands, files, tasks=3 if cands else 2, probabilities=probs)
+    return MonitorResult(foot, cands, files, tasks=2 + attribute_tasks, probabilities=probs)
 
 
 def write_outputs(out: Path, foot: pd.DataFrame, cands: Sequence[Candidate], spec: MonitorSpec,
