@@ -41,6 +41,7 @@ from gee_mining.monitor.evaluate import (
     choose_growth,
     growth_errors,
 )
+from gee_mining.monitor.region import region_bounds, utm_region
 from gee_mining.monitor.review import QUICKLOOK_PX, read_verdicts
 from gee_mining.monitor.world import MonitorWorld, fit_first_year, world_region
 from gee_mining.tools.report import Report, build_report
@@ -320,6 +321,68 @@ def test_candidate_attributes_in_pages_each_request_bounded(monitored, tmp_path)
         assert c.attributes["nearest_mine"] == min(dist, key=dist.get)
         assert c.attributes["distance_m"] == pytest.approx(min(dist.values()), abs=15)
         assert c.attributes["country"] == "Brazil"
+
+
+def test_region_bounds_and_its_utm_rectangle(tmp_path):
+    """A bbox or a GeoJSON file's bounds (shapely), and the 10 m UTM rectangle covering them (pyproj back)."""
+    assert region_bounds("-55.8,-6.3,-55.7,-6.2") == (-55.8, -6.3, -55.7, -6.2)
+    with pytest.raises(InputError, match="west < east"):
+        region_bounds("-55.7,-6.3,-55.8,-6.2")
+    poly = shapely.Polygon([(-55.8, -6.3), (-55.7, -6.25), (-55.75, -6.2)])
+    path = tmp_path / "aoi.geojson"
+    path.write_text(json.dumps({"type": "Feature", "geometry": shapely.geometry.mapping(poly), "properties": {}}))
+    assert region_bounds(str(path)) == pytest.approx(poly.bounds)
+    r = utm_region(poly.bounds, "projects/p/assets/mines")
+    assert r.epsg == 32721 and all(v % 10 == 0 for v in r.bounds)  # 55.75 W, 6.25 S: UTM zone 21 south
+    rect = shapely.box(*r.bounds)
+    tf = Transformer.from_crs(4326, r.epsg, always_xy=True)
+    assert rect.covers(shapely.transform(shapely.box(*poly.bounds).segmentize(0.001),
+                                         lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1]))))  # fmt: skip
+
+
+def test_region_on_a_local_catalog_without_sentinel2(tmp_path, capsys, ee_local):
+    """``--region`` on a local engine whose catalog lacks COPERNICUS/S2_SR_HARMONIZED: one clear line, no output."""
+    mines = tmp_path / "mines.geojson"
+    mines.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    catalog = write_catalog(tmp_path / "catalog.toml", [table_entry("projects/gee-mining-rtest/assets/mines", mines)])
+    out = tmp_path / "run"
+    code = main(["monitor", "--region=-55.8,-6.3,-55.7,-6.2", "--mines", "projects/gee-mining-rtest/assets/mines",
+                 "--years", "2019-2020", "--project", "gee-mining-rtest", "--catalog", str(catalog), "--out", str(out)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code != 0 and "has no COPERNICUS/S2_SR_HARMONIZED" in err and "--engine earthengine" in err
+    assert not (out / "candidates.gpkg").exists()
+    assert main(["monitor", "--years", "2019-2020", "--out", str(out)]) != 0
+    assert "--world" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_region_on_a_catalog_that_serves_sentinel2(monitored, tmp_path):
+    """``--region`` (a bbox inside the SIMULATED world) through the region path: composites exported and served,
+    footprints of exactly the known mines whose polygons meet the rectangle (shapely), candidates inside it."""
+    world, _ = monitored
+    manifest = json.loads((world / "manifest.json").read_text())
+    region, _ = world_region(world)
+    cx, cy = (region.bounds[0] + region.bounds[2]) / 2, (region.bounds[1] + region.bounds[3]) / 2
+    to_ll = Transformer.from_crs(region.epsg, 4326, always_xy=True)
+    w, s = to_ll.transform(cx - 1200, cy - 1200)
+    e, n = to_ll.transform(cx + 1200, cy + 1200)
+    out = tmp_path / "run"
+    assert main(["monitor", f"--region={w},{s},{e},{n}", "--mines", manifest["asset_ids"]["mines"], "--years",
+                 "2019-2020", "--months", "1", "--threshold", "0.6", "--min-pixels", "10", "--no-review",
+                 "--project", manifest["parameters"]["project"], "--catalog", str(world / "catalog.toml"),
+                 "--out", str(out)]) == 0  # fmt: skip
+    summary = json.loads((out / "monitor.json").read_text())
+    assert summary["region"]["epsg"] == int(manifest["grid"]["crs"].split(":")[1])
+    rect = shapely.box(*summary["region"]["bounds"])
+    tf = Transformer.from_crs(4326, region.epsg, always_xy=True)
+    to_utm = lambda g: shapely.transform(g, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))  # noqa: E731
+    mines = json.loads((world / "tables" / "mines.geojson").read_text())["features"]
+    meeting = {
+        str(f["properties"]["id"]) for f in mines if to_utm(shapely.geometry.shape(f["geometry"])).intersects(rect)
+    }
+    assert set(pd.read_parquet(out / "footprints.parquet").mine_id) == meeting
+    for g in pyogrio.read_dataframe(out / "candidates.gpkg").geometry:
+        assert rect.buffer(1).covers(to_utm(g))
 
 
 def _sums_world(tmp_path):

@@ -602,3 +602,14 @@ def fit_screening(tables: Sequence[pd.DataFrame], composite):
     features = add_indices(ee.Image(composite), list(FEATURE_INDICES))
     names = feature_names(ee, composite)
     return fit_logistic(features, pd.concat(list(tables), ignore_index=True), names).model
+
+
+def fit_on_first_year(first, region: MonitorRegion, pixels: int = 500, seed: int = 0,
+                      verdicts: Sequence[Verdict] = ()):  # fmt: skip
+    """The screening model fitted on the first year's composite ``first``, labelled by the known mines and
+    stratified by land cover (:func:`sample_by_land_cover`), with a reviewer's ``verdicts`` as labels (mine) and
+    hard negatives (not mine); a ``LinearModel`` and the pixel table it was fitted on."""
+    confirmed = [v.geometry for v in verdicts if v.verdict == "mine"]
+    rejected = [v.geometry for v in verdicts if v.verdict == "not_mine"]
+    table = sample_by_land_cover(first, region, pixels, seed, confirmed, rejected)
+    return fit_screening([table], first), table

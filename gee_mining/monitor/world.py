@@ -23,8 +23,7 @@ from gee_mining.monitor.core import (
     MonitorRegion,
     MonitorSpec,
     Verdict,
-    fit_screening,
-    sample_by_land_cover,
+    fit_on_first_year,
     year_composites,
 )
 from gee_mining.pyramid.probability import composite_entry
@@ -90,14 +89,9 @@ def reuse_world(world_dir: str | os.PathLike, spec: MonitorSpec, out_dir: str | 
 
 
 def fit_first_year(world: MonitorWorld, pixels: int = 500, seed: int = 0, verdicts: Sequence[Verdict] = ()):
-    """The screening model fitted on the first year's composite, labelled by the known mines and stratified by land
-    cover (:func:`gee_mining.monitor.core.sample_by_land_cover`), with a reviewer's ``verdicts`` as labels (mine)
-    and hard negatives (not mine); a ``LinearModel`` and the pixel table it was fitted on."""
-    first = ee.Image(world.composites[world.years[0]])
-    confirmed = [v.geometry for v in verdicts if v.verdict == "mine"]
-    rejected = [v.geometry for v in verdicts if v.verdict == "not_mine"]
-    table = sample_by_land_cover(first, world.region, pixels, seed, confirmed, rejected)
-    return fit_screening([table], first), table
+    """The screening model fitted on the world's first composite (:func:`gee_mining.monitor.core.fit_on_first_year`);
+    a ``LinearModel`` and the pixel table it was fitted on."""
+    return fit_on_first_year(ee.Image(world.composites[world.years[0]]), world.region, pixels, seed, verdicts)
 
 
 def known_outlines(world: MonitorWorld) -> list:
