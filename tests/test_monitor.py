@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import ee
 import numpy as np
 import pandas as pd
 import pyogrio
 import pytest
+import rasterio
 import shapely
 from browser import Browser
 from PIL import Image
@@ -37,6 +39,8 @@ from gee_mining.monitor.evaluate import (
     GRID,
     MonitorEvaluationSpec,
     _looser_false,
+    _prepare,
+    _stamp,
     _World,
     choose_growth,
     growth_errors,
@@ -383,6 +387,29 @@ def test_region_on_a_catalog_that_serves_sentinel2(monitored, tmp_path):
     assert set(pd.read_parquet(out / "footprints.parquet").mine_id) == meeting
     for g in pyogrio.read_dataframe(out / "candidates.gpkg").geometry:
         assert rect.buffer(1).covers(to_utm(g))
+
+
+@pytest.mark.slow
+def test_evaluation_resumes_prepared_worlds(tmp_path):
+    """An evaluation stopped after its worlds were prepared reuses them (same composites served, nothing
+    regenerated: the files keep their times); a world made from another spec is not reused."""
+    ev = MonitorEvaluationSpec(train_seeds=(1,), test_seeds=(2,), years=(2019, 2020), size_km=4.2, known_mines=1,
+                               new_mines=1)  # fmt: skip
+    spec = MonitorSpec(years=ev.years, months=ev.months, band=ev.band)
+    said: list[str] = []
+    first = _prepare(tmp_path, ev, spec, said.append)
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("seed_*/world/manifest.json")}
+    again = _prepare(tmp_path, ev, spec, said.append)
+    assert [m for m in said if "reused" in m] == ["[monitor evaluate] world 1 reused (1/2)",
+                                                  "[monitor evaluate] world 2 reused (2/2)"]  # fmt: skip
+    assert {s: (w.region, w.composites) for s, w in again.items()} == {
+        s: (w.region, w.composites) for s, w in first.items()
+    }
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    with rasterio.open(next(tmp_path.glob("seed_2/run/work/composites/composite_2020.tif"))) as ds:
+        assert ds.count > 0 and ds.read(1).std() > 0  # the served composite is there, not empty
+    other = MonitorEvaluationSpec(**{**asdict(ev), "new_mines": 2})
+    assert _stamp(other, spec, 2) != json.loads((tmp_path / "seed_2" / "prepared.json").read_text())
 
 
 def _sums_world(tmp_path):
