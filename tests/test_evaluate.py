@@ -72,7 +72,7 @@ def sim(ee_local, engine_catalog, tmp_path_factory):
     import gee_mining
 
     out = tmp_path_factory.mktemp("evaluate")
-    spec = EvaluationSpec((1,), (2,), size_km=5.52, clusters=1, pixels=500)
+    spec = EvaluationSpec((1,), (2,), size_km=5.52, clusters=1, pixels=500, margin=0.5)
     report = evaluate_pyramid(out, spec)
     yield out, spec, report
     gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)

@@ -50,6 +50,7 @@ from gee_mining.pyramid.probability import (
 )
 from gee_mining.pyramid.world import SimulatedPyramid, prepare_simulated, seed_corner
 from gee_mining.steps.indices import add_indices
+from gee_mining.world.realism import REALISMS
 
 SIZE_BINS_KM2 = (0.05, 0.2, 1.0)  # recall is also reported for mines below 0.05 km2, 0.05-0.2, 0.2-1, above 1
 
@@ -66,12 +67,13 @@ class EvaluationSpec:
     levels: tuple[float, ...] = (2750, 1375, 687.5, 343.75)
     zooms: tuple[int, ...] = (15, 16, 17, 18)
     target_recall: float = 0.98
-    margin: float = 0.5
+    margin: float | None = None  # a fixed factor on each threshold, or None: chosen across the train worlds
     pixels: int = 1000  # sampled pixels per class per train world
     mine_share: float = 0.0007  # a realistic share of land that is mine, for precision
     confidence: float = 0.95
     exhaustive: bool = False  # also run the detector on every fine cell (slow: the reference recall)
     workers: int = 1  # processes that build worlds side by side
+    realism: str = "hard"  # the worlds' difficulty (gee_mining.world.realism): "hard" (default) or "easy"
 
     def __post_init__(self) -> None:
         train, test = tuple(int(s) for s in self.train_seeds), tuple(int(s) for s in self.test_seeds)
@@ -84,6 +86,13 @@ class EvaluationSpec:
             raise InputError(f"seed(s) {shared} are both train and test: a world is used for one or the other.")
         if any(s < 0 for s in train + test) or len(set(train)) < len(train) or len(set(test)) < len(test):
             raise InputError(f"seeds {train} / {test}: distinct seeds, 0 or more.")
+        if self.margin is None and len(train) < 2:
+            raise InputError(
+                f"a cross-world margin needs at least two train worlds (got {list(train)}): add train seeds, or give "
+                "a fixed margin, e.g. --margin 0.5."
+            )
+        if self.realism not in REALISMS:
+            raise InputError(f"realism {self.realism!r}: one of {', '.join(REALISMS)}.")
         if not 0 < self.mine_share < 1:
             raise InputError(f"mine_share {self.mine_share}: a share of land in (0, 1), e.g. 0.0007.")
         object.__setattr__(self, "train_seeds", train)
@@ -169,6 +178,7 @@ def _prepare(args: tuple) -> SimulatedPyramid:
     return prepare_simulated(
         out, None, size_km=spec.size_km, clusters=spec.clusters, months=spec.months, seed=seed,
         project=f"gee-mining-eval-{seed}", corner=seed_corner(seed, spec.size_km), library_part=part,
+        realism=spec.realism,
     )  # fmt: skip
 
 
