@@ -19,7 +19,7 @@ from scipy.stats import binomtest
 
 from gee_mining.errors import InputError
 from gee_mining.pyramid.calibration import clopper_pearson, margin_threshold
-from gee_mining.pyramid.evaluate import EvaluationSpec, check_disjoint, evaluate_pyramid, rates
+from gee_mining.pyramid.evaluate import EvaluationSpec, _prepare, check_disjoint, evaluate_pyramid, rates
 from gee_mining.pyramid.world import seed_corner
 from gee_mining.world.spectra import LIBRARY_PARTS, build_palette, library_part, sample_stem
 
@@ -144,3 +144,17 @@ def test_rates_at_a_realistic_share():
     assert r["false_alarms_per_1000km2"] == pytest.approx(1000 * 9 / 99)
     t, f = 5 / 1.0 * 0.01, 9 / 99 * 0.99
     assert r["precision_at_mine_share"] == pytest.approx(t / (t + f))
+
+
+def test_a_rerun_reuses_the_prepared_worlds(sim):
+    out, spec, _ = sim
+    manifest = out / "seed_2" / "world" / "manifest.json"
+    before = manifest.stat().st_mtime_ns
+    again = _prepare((out / "seed_2", 2, "test", spec))
+    assert manifest.stat().st_mtime_ns == before  # not generated again
+    saved = json.loads((out / "seed_2" / "prepared.json").read_text())
+    assert again.bounds == tuple(saved["bounds"]) and again.composite_id == saved["composite_id"]
+    size = 5.52e3
+    x0, top = seed_corner(2, 5.52)
+    assert again.bounds == pytest.approx((x0, top - size, x0 + size, top))  # the seed's own square
+    assert Path(again.world.out_dir) == out / "seed_2" / "world"

@@ -50,6 +50,7 @@ from gee_mining.pyramid.probability import (
 )
 from gee_mining.pyramid.world import SimulatedPyramid, prepare_simulated, seed_corner
 from gee_mining.steps.indices import add_indices
+from gee_mining.world.manifest import WorldManifest
 from gee_mining.world.realism import REALISMS
 
 SIZE_BINS_KM2 = (0.05, 0.2, 1.0)  # recall is also reported for mines below 0.05 km2, 0.05-0.2, 0.2-1, above 1
@@ -174,12 +175,31 @@ def recall_by_size(worlds: Sequence[WorldResult]) -> list[dict[str, Any]]:
 
 
 def _prepare(args: tuple) -> SimulatedPyramid:
+    """One seed's world, or the one already prepared in its folder with the same parameters (``prepared.json``,
+    written last: worlds are deterministic, so a rerun reuses them; delete the folder after changing the
+    generator's code)."""
     out, seed, part, spec = args
-    return prepare_simulated(
+    key = {"seed": seed, "library_part": part, "size_km": spec.size_km, "clusters": spec.clusters,
+           "months": spec.months, "realism": REALISMS[spec.realism].as_json()}  # fmt: skip
+    done = Path(out) / "prepared.json"
+    if done.exists():
+        saved = json.loads(done.read_text())
+        if saved["key"] == key:
+            world = WorldManifest.read(Path(out) / "world" / "manifest.json")
+            world.out_dir, world.catalog = str(Path(out) / "world"), str(Path(out) / "world" / "catalog.toml")
+            return SimulatedPyramid(world, saved["epsg"], tuple(saved["bounds"]), saved["composite_id"],
+                                    saved["mines_id"], Path(saved["catalog"]))  # fmt: skip
+    sim = prepare_simulated(
         out, None, size_km=spec.size_km, clusters=spec.clusters, months=spec.months, seed=seed,
         project=f"gee-mining-eval-{seed}", corner=seed_corner(seed, spec.size_km), library_part=part,
         realism=spec.realism,
     )  # fmt: skip
+    saved = {"key": key, "epsg": sim.epsg, "bounds": list(sim.bounds), "composite_id": sim.composite_id,
+             "mines_id": sim.mines_id, "catalog": str(Path(sim.catalog).resolve())}  # fmt: skip
+    tmp = done.with_name(".partial-prepared.json")
+    tmp.write_text(json.dumps(saved))
+    os.replace(tmp, done)
+    return sim
 
 
 def prepare_worlds(out: Path, spec: EvaluationSpec, say: Callable[[str], None]) -> dict[int, SimulatedPyramid]:

@@ -188,7 +188,7 @@ def generate_world(
     it, mine polygons are generated (and documented as generated). ``library_part``: paint the world from one
     half of the spectral library only (``"train"`` or ``"test"``; see ``world.spectra.library_part``), so that
     worlds for training and for testing share no spectrum. ``realism``: ``"easy"`` (default) or ``"hard"``
-    (:mod:`gee_mining.world.realism`: many spectra per material, mine soils no brighter than natural ones,
+    (:mod:`gee_mining.world.realism`: many spectra per material, mine soils from the brighter half of the soils, which natural soils overlap,
     unmined patches and ragged edges in the polygons, missed thin cloud and faint shadow, haze, real texture).
     """
     t0 = time.perf_counter()

@@ -26,7 +26,7 @@ class Realism:
 
     name: str = "easy"
     spectra_per_material: int = 5  # library spectra drawn per material (and per season end for vegetation)
-    mine_soil_pool: str = "bright_soil"  # "soil": mine soil as likely dark as bright, like natural soil
+    mine_soil_pool: str = "bright_soil"  # "upper_soil": the brighter half of the soils, which natural soil overlaps
     crop_soil_pool: str = "dark_soil"  # "soil": bare fields between crops show any soil, mine-like ones too
     natural_soil_bias: float = -0.75  # land-use score of natural bare soil (higher: more of it)
     soil_under_canopy: float = 0.0  # mean share of soil seen through vegetation (mixed pixels), 0..0.5
@@ -39,7 +39,7 @@ class Realism:
     haze_max: float = 0.0  # haze's largest added blue reflectance (falls with wavelength)
 
     def __post_init__(self) -> None:
-        pools = ("soil", "bright_soil", "dark_soil")
+        pools = ("soil", "upper_soil", "bright_soil", "dark_soil")
         if self.mine_soil_pool not in pools or self.crop_soil_pool not in pools:
             raise ValueError(f"soil pools {self.mine_soil_pool!r}/{self.crop_soil_pool!r}: one of {pools}.")
         if self.spectra_per_material < 1:
@@ -56,7 +56,7 @@ EASY = Realism()
 HARD = Realism(
     name="hard",
     spectra_per_material=25,
-    mine_soil_pool="soil",
+    mine_soil_pool="upper_soil",
     crop_soil_pool="soil",
     natural_soil_bias=-0.65,
     soil_under_canopy=0.25,

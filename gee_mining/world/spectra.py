@@ -172,6 +172,7 @@ def build_palette(rng: np.random.Generator, per_material: int = 5, part: str | N
         "npv": lib.where("litter", "npv", "bark", "wood"),
         "dark_soil": soils[brightness < np.quantile(brightness, 0.5)],
         "soil": soils,
+        "upper_soil": soils[brightness > np.quantile(brightness, 0.5)],
         "bright_soil": soils[brightness > np.quantile(brightness, 0.75)],
         "sand": lib.where("sand"),
         "gravel": lib.where("gravel"),
