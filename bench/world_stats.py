@@ -89,7 +89,8 @@ def sim_stats(out: Path, realism: str, size_km: float, months: int, seed: int) -
 def table(real: dict, sims: list[dict]) -> str:
     rows = ["| source | NIR texture | NDVI p5 / p50 / p95 | NBR2 p5 / p50 / p95 |", "|---|---|---|---|"]
     for name, r in real.items():
-        rows.append(f"| real L2A {name[:10]}.. {r['date'][:10] if r['date'] else ''} | {r['nir_texture']:.4f} | "
+        what = (r["labels"] or ["?"])[0].lower()
+        rows.append(f"| real L2A `{name}` ({what}) | {r['nir_texture']:.4f} | "
                     f"{' / '.join(f'{v:.2f}' for v in r['ndvi_p5_50_95'])} | "
                     f"{' / '.join(f'{v:.2f}' for v in r['nbr2_p5_50_95'])} |")  # fmt: skip
     for s in sims:
