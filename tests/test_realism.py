@@ -122,3 +122,15 @@ def test_hard_world_texture_and_nbr2_match_the_real_patches(tmp_path):
     assert tex_lo * 0.9 <= tex_hard <= tex_hi * 1.15
     assert nbr2_easy[2] > nbr2_p95_hi + 0.1  # the easy world's vegetation: NBR2 far above the real patches'
     assert nbr2_hard[2] <= nbr2_p95_hi + 0.05
+
+
+def test_world_cli_builds_a_hard_world_and_refuses_it_over_years(tmp_path, capsys):
+    from gee_mining.cli.main import main
+
+    assert main(["world", "--out", str(tmp_path / "w"), "--size-km", "0.6", "--months", "1", "--realism", "hard",
+                 "-q"]) == 0  # fmt: skip
+    manifest = json.loads((tmp_path / "w" / "manifest.json").read_text())
+    assert manifest["parameters"]["realism"] == HARD.as_json()
+    assert main(["world", "--out", str(tmp_path / "y"), "--years", "2019-2020", "--realism", "hard"]) == 2
+    assert "one-year worlds" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()
