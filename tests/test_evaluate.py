@@ -151,6 +151,8 @@ def test_pooled_figures_are_counts_of_the_world_figures(sim):
     cal = report["protocol"]["calibration"]
     assert cal["worlds"] == ["seed_1"] and all(0 < t < 1 for t in cal["thresholds"])
     assert json.loads((out / "evaluation.json").read_text())["pooled"]["mines"] == pooled["mines"]
+    lines = [json.loads(line) for line in (out / "worlds.jsonl").read_text().splitlines()]
+    assert [(x["seed"], x["detected"], x["fine_cells"]) for x in lines] == [(w["seed"], w["detected"], w["fine_cells"])]
 
 
 def test_rates_at_a_realistic_share():

@@ -331,7 +331,8 @@ def pooled(worlds: Sequence[WorldResult], ev: EvaluationSpec) -> dict[str, Any]:
 def evaluate_pyramid(out_dir: str | os.PathLike, ev: EvaluationSpec,
                      progress: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
     """Build the worlds, train and calibrate on ``ev.train_seeds``, report on ``ev.test_seeds``; writes
-    ``evaluation.json`` in ``out_dir`` (whole or not at all) and returns it."""
+    ``evaluation.json`` in ``out_dir`` (whole or not at all) and returns it. Each test world's figures are also
+    appended to ``worlds.jsonl`` as it finishes."""
     say = progress or (lambda msg: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -344,9 +345,13 @@ def evaluate_pyramid(out_dir: str | os.PathLike, ev: EvaluationSpec,
     say(f"[evaluate] screening model fitted on {len(train)} train world(s)")
     cal = _calibrate(train, model, ev, say)
     results = []
+    progress_file = out / "worlds.jsonl"  # one line per finished test world: a long run can be read as it goes
+    progress_file.unlink(missing_ok=True)
     for seed, sim in test.items():
         results.append(evaluate_world(seed, sim, model, cal.spec, ev, out))
         r = results[-1]
+        with progress_file.open("a") as f:
+            f.write(json.dumps(r.as_json(), default=str) + "\n")
         say(f"[evaluate] test world {seed}: {r.detected}/{r.mines} mines, {r.fine_cells}/{r.exhaustive_fine_cells} "
             f"fine cells ({r.seconds:.0f} s)")  # fmt: skip
     report = {
