@@ -9,6 +9,7 @@ import os
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pyogrio
@@ -610,3 +611,45 @@ def test_a_large_box_grids_within_8_gib(tmp_path):
     positives = [r for r in rows if r["label"] == 1]
     assert len(positives) > 14_000
     assert len({r["name"] for r in rows}) == len(rows)
+
+
+@pytest.mark.slow
+def test_cli_grid_export_on_the_local_engine_keeps_its_files_for_from_exports(tmp_path, capsys, engine_catalog):
+    """`grid --export` on the local engine waits for its tasks and leaves their files in a kept folder (printed,
+    or --storage): before, they went into the command's scratch folder, deleted as it ended (and the tasks
+    with the process). `grid --from-exports` of that folder gives the shapely reference's positives."""
+    import re
+
+    import gee_mining
+    from gee_mining.cli.main import main
+
+    squares = [shapely.box(10.1, 45.1, 10.16, 45.14), shapely.box(10.3, 45.3, 10.32, 45.32)]
+    src = tmp_path / "mines.gpkg"
+    _write_polygons(src, squares)
+    try:
+        args = ["grid", "--polygons", str(src), "--cell", "5500", "--export", "gs://grid-bucket/run"]
+        assert main(args) == 0
+        out = capsys.readouterr().out
+        kept = Path(re.search(r"land in the folder (\S+)", out).group(1))
+        assert main([*args, "--storage", str(tmp_path / "storage")]) == 0
+        for root in (kept, tmp_path / "storage"):
+            folder = root / "grid-bucket" / "run" / "z14"
+            assert len(list(folder.glob("positives_EPSG*.geojson"))) == 1, list(root.rglob("*"))
+        table = tmp_path / "grid.csv"
+        args = ["grid", "--from-exports", str(kept / "grid-bucket/run/z14"), "--polygons", str(src), "--cell", "5500"]
+        assert main([*args, "--out", str(table)]) == 0
+    finally:
+        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+    rows = read_grid_table(table)
+    tf = pyproj.Transformer.from_crs(4326, 32632, always_xy=True)
+    union = shapely.union_all([shapely.transform(s, lambda xy: np.column_stack(tf.transform(*xy.T))) for s in squares])
+    size = 5500.0
+    x0, y0, x1, y1 = union.bounds
+    expected = {
+        (x, y)
+        for x in range(math.floor(x0 / size), math.ceil(x1 / size))
+        for y in range(math.floor(y0 / size), math.ceil(y1 / size))
+        if shapely.box(x * size, y * size, (x + 1) * size, (y + 1) * size).intersection(union).area >= 0.001 * size**2
+    }
+    assert {(int(r["cell_x"]), int(r["cell_y"])) for r in rows if int(r["label"]) == 1} == expected
+    assert sum(int(r["label"]) == 0 for r in rows) == len(expected)
