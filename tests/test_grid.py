@@ -19,6 +19,7 @@ import shapely
 from conftest import shared_file
 
 from gee_mining.contracts.cells import (
+    NEGATIVE_REACH,
     GridSpec,
     cell_name,
     check_nesting,
@@ -86,8 +87,13 @@ def test_positives_and_overlaps_equal_reference(grid_case):
 
 def test_negatives_are_distinct_nearest_free_cells(grid_case):
     spec, table, path = grid_case
-    size = spec.cell_size
-    _, polys = reference_positives(path, size)
+    _, polys = reference_positives(path, spec.cell_size)
+    check_negatives(table, polys, spec.cell_size)
+
+
+def check_negatives(table, polys, size):
+    """One negative per positive, distinct, touching no polygon (shapely, pyproj), in its positive's zone, at
+    the distance its row says, within the pairing's reach."""
     negatives = table.negatives
     assert len(negatives) == len(table.positives)
     keys = [(r["epsg"], r["cell_x"], r["cell_y"]) for r in negatives]
@@ -105,6 +111,7 @@ def test_negatives_are_distinct_nearest_free_cells(grid_case):
         d = size * math.hypot(pos["cell_x"] - neg["cell_x"], pos["cell_y"] - neg["cell_y"])
         assert neg["distance_m"] == pytest.approx(d)
         assert pos["epsg"] == neg["epsg"]
+        assert max(abs(pos["cell_x"] - neg["cell_x"]), abs(pos["cell_y"] - neg["cell_y"])) <= NEGATIVE_REACH
 
 
 def test_negatives_are_the_nearest_free_cells(grid_case, request):
@@ -572,14 +579,21 @@ def test_reach_is_clear_of_antimeridian():
 @pytest.mark.slow
 def test_blocked_grid_equals_the_unblocked_grid_and_the_reference(ee_local):
     """Positives asked for in blocks of 3 x 3 cells (hundreds of requests, blocks across zone and antimeridian
-    edges) give the same rows (in the order of their groups), pairs included, as one request per zone, and the shapely reference's cells."""
+    edges) give the same positive rows as one request per zone, and the shapely reference's cells; their
+    negatives, paired group by group (where two groups' positives want one free cell, the earlier group's
+    gets it), are as valid: one each, distinct, free of every polygon, within reach."""
     path = shared_file("polygons/mining_tropics_demo.gpkg")
     spec = GridSpec.of(5500)
     blocked = build_grid(ee_local, MINES, spec, block=3)
     whole = build_grid(ee_local, MINES, spec, block=None)
-    assert sorted(blocked.rows, key=lambda r: r["name"]) == sorted(whole.rows, key=lambda r: r["name"])
-    expected, _ = reference_positives(path, spec.cell_size)
+
+    def positives(table):
+        return sorted(({k: v for k, v in r.items() if k != "pair"} for r in table.positives), key=lambda r: r["name"])
+
+    assert positives(blocked) == positives(whole)
+    expected, polys = reference_positives(path, spec.cell_size)
     assert {(r["epsg"], r["cell_x"], r["cell_y"]) for r in blocked.positives} == set(expected)
+    check_negatives(blocked, polys, spec.cell_size)
 
 
 @pytest.mark.slow
