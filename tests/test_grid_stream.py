@@ -203,3 +203,28 @@ def test_groups_pair_in_turn_and_keep_only_the_negatives_a_later_group_can_reach
     assert taken == {(4, 0), (x, y)}
     far = pair_group(spec, BlockGroup(32633, 4, ((0, 20),)), [row((1, 81))], set(), taken)
     assert taken == {far[0][0]} and far[0][0][1] >= 80 - NEGATIVE_REACH
+
+
+def test_memory_of_the_pairing_follows_a_row_of_blocks_not_the_zone():
+    """200 groups up a column (4 x 4 positives each, 3,200 in all): each group's negatives are distinct from
+    every earlier group's (all 3,200 distinct, none on a positive), yet ``taken`` never holds more than the
+    negatives of the blocks within the pairing's reach below the current one: what the pairing keeps between
+    groups does not grow with the zone (before, the zone's cells and touching cells were held until the zone
+    was paired: about 3 KB a positive)."""
+    from gee_mining.contracts.cells import NEGATIVE_REACH
+    from gee_mining.steps.grid import BlockGroup, pair_group
+
+    spec, side = GridSpec.of(5500), 4
+    taken: set = set()
+    negatives, positives, most = [], set(), 0
+    for by in range(200):
+        cells = [(x, y) for y in range(by * side, (by + 1) * side) for x in range(side)]
+        positives.update(cells)
+        rows = [{"cell_x": x, "cell_y": y} for x, y in cells]
+        reach = NEGATIVE_REACH + 2  # the touching cells come with the blocks' rim: the column's positives there
+        rim = {(x, y) for y in range(by * side - reach, (by + 1) * side + reach) for x in range(side) if y >= 0}
+        hits = pair_group(spec, BlockGroup(32633, side, ((0, by),)), rows, rim, taken)
+        negatives += [h[0] for h in hits]
+        most = max(most, len(taken))
+    assert len(negatives) == len(set(negatives)) == 3200 and not set(negatives) & positives
+    assert most <= side * side * (NEGATIVE_REACH // side + 2), most
