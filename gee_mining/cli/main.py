@@ -409,11 +409,13 @@ def _world(args: argparse.Namespace) -> int:
 
     center = tuple(float(v) for v in args.center.split(",")) if args.center else None
     if args.years:
+        if args.realism != "easy":
+            raise InputError("--realism hard is for one-year worlds: drop --years, or --realism.")
         return _world_years(args, center)
     m = generate_world(
         args.out, polygons=args.polygons, size_km=args.size_km, year=args.year, seed=args.seed,
         months=args.months, center=center, project=args.project, workers=args.workers,
-        progress=progress(args),
+        progress=progress(args), realism=args.realism,
     )  # fmt: skip
     print(f"simulated world: {len(m.scenes)} scenes over tile {m.mgrs_tile}, {m.size_bytes / 1e6:.1f} MB "
           f"in {m.timing_s['total']:.1f} s")  # fmt: skip
@@ -624,6 +626,9 @@ def _add_world(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--center", help="lon,lat of the world's centre (default: densest polygons, or Tapajos)")
     p.add_argument("--project", default="gee-mining-local", help="project of the mine table's asset id")
     p.add_argument("--workers", type=int, help="processes rendering scenes (default: up to 2)")
+    p.add_argument("--realism", choices=("easy", "hard"), default="easy",
+                   help="easy (default) or hard: many spectra, mine-like bare soil, imperfect cloud flags, haze, "
+                        "real texture (docs/world.md; one-year worlds only)")  # fmt: skip
     p.set_defaults(func=_world)
 
 
