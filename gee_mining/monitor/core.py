@@ -53,6 +53,7 @@ from gee_mining.connection import open_bucket
 from gee_mining.contracts.bands import MINE_BAND
 from gee_mining.errors import GeeMiningError, InputError
 from gee_mining.io.pages import iter_features
+from gee_mining.io.storage import gs_key, parse_gs_url
 from gee_mining.pyramid.probability import (
     FEATURE_INDICES,
     export_composite,
@@ -110,6 +111,7 @@ class MonitorSpec:
             raise InputError(f"min_ndvi_before {self.min_ndvi_before}: an NDVI, -1 to 1 (or None: no rule).")
         if not self.growth_scale > 0:
             raise InputError(f"growth_scale {self.growth_scale}: above 0 (1: no correction).")
+        parse_gs_url(self.destination, "monitor destination")  # a bad one found before any export
 
     def composite_spec(self, year: int) -> CompositeSpec:
         end = f"{year + 1}-01-01" if self.months == 12 else f"{year}-{self.months + 1:02d}-01"
@@ -221,8 +223,7 @@ def _export_table(collection, spec: MonitorSpec, name: str, fmt: str, out: Path,
 
 def _destination(spec: MonitorSpec, name: str) -> tuple[str, str]:
     """The bucket and object prefix of an export named ``name`` under ``spec.destination``."""
-    bucket, _, prefix = spec.destination.removeprefix("gs://").partition("/")
-    return bucket, f"{prefix.strip('/')}/{name}" if prefix.strip("/") else name
+    return gs_key(spec.destination, name, "monitor destination")
 
 
 def _run_and_download(task, name: str, bucket: str, key: str, target: Path, progress=None) -> Path:
