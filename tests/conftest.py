@@ -25,10 +25,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
 
-# torch (for YOLO) must load before TensorFlow (for TFRecords) in one process: the other order segfaults in
-# triton's import. Tests import both late, in whatever order they run, so torch is loaded first here.
+# torch and torchvision (for YOLO) must load before TensorFlow (for TFRecords) in one process: the other order
+# segfaults in triton's import, which torchvision makes (`import torch; import tensorflow; import torchvision`
+# segfaults; an xdist worker that ran a TFRecord test before the pyramid's YOLO test died of it). Tests import
+# them late, in whatever order they run, so both are loaded first here.
 try:
     import torch  # noqa: F401
+    import torchvision  # noqa: F401
 except ImportError:  # the `yolo` extra is not installed: the YOLO tests skip
     pass
 
