@@ -99,7 +99,9 @@ def test_a_batched_job_writes_each_cell_equal_to_its_own_export(engine, sim_worl
     assert tasks < len(rows)
     from gee_mining.local.service.router import INTERACTIVE
 
-    assert sum(calls.get(k, 0) for k in INTERACTIVE) == plan.interactive_requests == 0
+    assert sum(calls.get(k, 0) for k in INTERACTIVE) == 0
+    # the plan's interactive requests: the per-cell product's scene counts, one per level of under 500 cells
+    assert plan.interactive_requests == len({r["cell_size"] for r in rows})
     assert calls.get("export_image") == tasks
     # The reference: each cell's own task.
     assert run_job(ee, single, tmp_path / "s.sqlite", progress=None, poll_interval=0.05, timeout=300).ok
@@ -206,7 +208,9 @@ def test_plan_cli_writes_total_tasks_and_interactive_requests(tmp_path, capsys):
     per_cell = sum(p["tasks"] for p in plan["products"] if p["product"] == "cell-image")
     cells = sum(p["cells"] for p in plan["products"] if p["product"] == "cell-image")
     assert plan["total_tasks"] == sum(p["tasks"] for p in plan["products"]) and per_cell == cells > 0
-    assert plan["interactive_requests"] == 0 and plan["task_model"]["sources"]
+    # the per-cell product's cells no scene covers fail before any task: one scene count per 500 cells a level
+    checks = sum(-(-p["cells"] // 500) for p in plan["products"] if p["product"] == "cell-image")
+    assert plan["interactive_requests"] == checks > 0 and plan["task_model"]["sources"]
     assert "total_tasks" in capsys.readouterr().out
 
 

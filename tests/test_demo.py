@@ -30,5 +30,6 @@ def test_demo_writes_a_self_contained_report(demo_run):
     assert len(images) >= 3  # a map, a size histogram and areas by country at least
     assert "Maus et al. 2022" in html  # attribution shown beside results derived from the data
     assert 'src="http' not in html and 'href="http' not in html  # nothing to fetch
+    assert 'href="monitor/review.html"' in html and "srcdoc=" in html  # the review page, embedded and linked
     summary = json.loads((demo_run.out_dir / "summary.json").read_text())
     assert summary["engine"].startswith("gee-mining local engine")

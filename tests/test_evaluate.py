@@ -18,8 +18,8 @@ import shapely
 from scipy.stats import binomtest
 
 from gee_mining.errors import InputError
-from gee_mining.pyramid.calibration import clopper_pearson, margin_threshold
-from gee_mining.pyramid.evaluate import EvaluationSpec, check_disjoint, evaluate_pyramid, rates
+from gee_mining.pyramid.calibration import clopper_pearson, cross_world_margin, margin_threshold
+from gee_mining.pyramid.evaluate import EvaluationSpec, _prepare, check_disjoint, evaluate_pyramid, rates
 from gee_mining.pyramid.world import seed_corner
 from gee_mining.world.spectra import LIBRARY_PARTS, build_palette, library_part, sample_stem
 
@@ -37,6 +37,20 @@ def test_margin_threshold_lowers_the_weakest_kept_mine():
     assert margin_threshold(best, 0.5, 1.0) == pytest.approx(0.2)  # keep ceil(0.5 * 5) = 3 mines: the 3rd best
     with pytest.raises(InputError, match="margin"):
         margin_threshold(best, 1.0, 0.0)
+
+
+def test_cross_world_margin_is_the_worst_left_out_world():
+    best = {("a", 1): 0.8, ("a", 2): 0.4, ("b", 1): 0.6, ("b", 2): 0.5, ("c", 1): 0.9, ("c", 2): 0.1}
+    # keep every mine: leaving a out, b and c's weakest is 0.1 -> a's own 0.4 needs no lowering (factor 1);
+    # leaving b out: 0.1 -> 1; leaving c out: min(a, b) = 0.4, c's weakest 0.1 -> 0.25
+    assert cross_world_margin(best, 1.0) == pytest.approx(0.25)
+    # keep half: a's own 0.8, b's 0.6, c's 0.9; leaving c out, the others' threshold keeping 2 of 4 is 0.6 -> 1
+    # leaving a out: of (0.6, 0.5, 0.9, 0.1) the 2nd best 0.6 -> 0.8 / 0.6 > 1 -> 1; leaving b out: 0.8 -> 0.75
+    assert cross_world_margin(best, 0.5) == pytest.approx(0.75)
+    with pytest.raises(InputError, match="two calibration worlds"):
+        cross_world_margin({("a", 1): 0.5}, 1.0)
+    with pytest.raises(InputError, match="two train worlds"):
+        EvaluationSpec((1,), (2,))  # the cross-world margin (the default) needs two
 
 
 def test_spec_refuses_a_seed_in_both_sets():
@@ -72,7 +86,7 @@ def sim(ee_local, engine_catalog, tmp_path_factory):
     import gee_mining
 
     out = tmp_path_factory.mktemp("evaluate")
-    spec = EvaluationSpec((1,), (2,), size_km=5.52, clusters=1, pixels=500)
+    spec = EvaluationSpec((1,), (2,), size_km=5.52, clusters=1, pixels=500, margin=0.5)
     report = evaluate_pyramid(out, spec)
     yield out, spec, report
     gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
@@ -137,6 +151,8 @@ def test_pooled_figures_are_counts_of_the_world_figures(sim):
     cal = report["protocol"]["calibration"]
     assert cal["worlds"] == ["seed_1"] and all(0 < t < 1 for t in cal["thresholds"])
     assert json.loads((out / "evaluation.json").read_text())["pooled"]["mines"] == pooled["mines"]
+    lines = [json.loads(line) for line in (out / "worlds.jsonl").read_text().splitlines()]
+    assert [(x["seed"], x["detected"], x["fine_cells"]) for x in lines] == [(w["seed"], w["detected"], w["fine_cells"])]
 
 
 def test_rates_at_a_realistic_share():
@@ -144,3 +160,17 @@ def test_rates_at_a_realistic_share():
     assert r["false_alarms_per_1000km2"] == pytest.approx(1000 * 9 / 99)
     t, f = 5 / 1.0 * 0.01, 9 / 99 * 0.99
     assert r["precision_at_mine_share"] == pytest.approx(t / (t + f))
+
+
+def test_a_rerun_reuses_the_prepared_worlds(sim):
+    out, spec, _ = sim
+    manifest = out / "seed_2" / "world" / "manifest.json"
+    before = manifest.stat().st_mtime_ns
+    again = _prepare((out / "seed_2", 2, "test", spec))
+    assert manifest.stat().st_mtime_ns == before  # not generated again
+    saved = json.loads((out / "seed_2" / "prepared.json").read_text())
+    assert again.bounds == tuple(saved["bounds"]) and again.composite_id == saved["composite_id"]
+    size = 5.52e3
+    x0, top = seed_corner(2, 5.52)
+    assert again.bounds == pytest.approx((x0, top - size, x0 + size, top))  # the seed's own square
+    assert Path(again.world.out_dir) == out / "seed_2" / "world"

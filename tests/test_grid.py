@@ -9,6 +9,7 @@ import os
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pyogrio
@@ -18,6 +19,7 @@ import shapely
 from conftest import shared_file
 
 from gee_mining.contracts.cells import (
+    NEGATIVE_REACH,
     GridSpec,
     cell_name,
     check_nesting,
@@ -85,8 +87,13 @@ def test_positives_and_overlaps_equal_reference(grid_case):
 
 def test_negatives_are_distinct_nearest_free_cells(grid_case):
     spec, table, path = grid_case
-    size = spec.cell_size
-    _, polys = reference_positives(path, size)
+    _, polys = reference_positives(path, spec.cell_size)
+    check_negatives(table, polys, spec.cell_size)
+
+
+def check_negatives(table, polys, size):
+    """One negative per positive, distinct, touching no polygon (shapely, pyproj), in its positive's zone, at
+    the distance its row says, within the pairing's reach."""
     negatives = table.negatives
     assert len(negatives) == len(table.positives)
     keys = [(r["epsg"], r["cell_x"], r["cell_y"]) for r in negatives]
@@ -104,6 +111,7 @@ def test_negatives_are_distinct_nearest_free_cells(grid_case):
         d = size * math.hypot(pos["cell_x"] - neg["cell_x"], pos["cell_y"] - neg["cell_y"])
         assert neg["distance_m"] == pytest.approx(d)
         assert pos["epsg"] == neg["epsg"]
+        assert max(abs(pos["cell_x"] - neg["cell_x"]), abs(pos["cell_y"] - neg["cell_y"])) <= NEGATIVE_REACH
 
 
 def test_negatives_are_the_nearest_free_cells(grid_case, request):
@@ -571,14 +579,21 @@ def test_reach_is_clear_of_antimeridian():
 @pytest.mark.slow
 def test_blocked_grid_equals_the_unblocked_grid_and_the_reference(ee_local):
     """Positives asked for in blocks of 3 x 3 cells (hundreds of requests, blocks across zone and antimeridian
-    edges) give the same rows (in the order of their groups), pairs included, as one request per zone, and the shapely reference's cells."""
+    edges) give the same positive rows as one request per zone, and the shapely reference's cells; their
+    negatives, paired group by group (where two groups' positives want one free cell, the earlier group's
+    gets it), are as valid: one each, distinct, free of every polygon, within reach."""
     path = shared_file("polygons/mining_tropics_demo.gpkg")
     spec = GridSpec.of(5500)
     blocked = build_grid(ee_local, MINES, spec, block=3)
     whole = build_grid(ee_local, MINES, spec, block=None)
-    assert sorted(blocked.rows, key=lambda r: r["name"]) == sorted(whole.rows, key=lambda r: r["name"])
-    expected, _ = reference_positives(path, spec.cell_size)
+
+    def positives(table):
+        return sorted(({k: v for k, v in r.items() if k != "pair"} for r in table.positives), key=lambda r: r["name"])
+
+    assert positives(blocked) == positives(whole)
+    expected, polys = reference_positives(path, spec.cell_size)
     assert {(r["epsg"], r["cell_x"], r["cell_y"]) for r in blocked.positives} == set(expected)
+    check_negatives(blocked, polys, spec.cell_size)
 
 
 @pytest.mark.slow
@@ -610,3 +625,45 @@ def test_a_large_box_grids_within_8_gib(tmp_path):
     positives = [r for r in rows if r["label"] == 1]
     assert len(positives) > 14_000
     assert len({r["name"] for r in rows}) == len(rows)
+
+
+@pytest.mark.slow
+def test_cli_grid_export_on_the_local_engine_keeps_its_files_for_from_exports(tmp_path, capsys, engine_catalog):
+    """`grid --export` on the local engine waits for its tasks and leaves their files in a kept folder (printed,
+    or --storage): before, they went into the command's scratch folder, deleted as it ended (and the tasks
+    with the process). `grid --from-exports` of that folder gives the shapely reference's positives."""
+    import re
+
+    import gee_mining
+    from gee_mining.cli.main import main
+
+    squares = [shapely.box(10.1, 45.1, 10.16, 45.14), shapely.box(10.3, 45.3, 10.32, 45.32)]
+    src = tmp_path / "mines.gpkg"
+    _write_polygons(src, squares)
+    try:
+        args = ["grid", "--polygons", str(src), "--cell", "5500", "--export", "gs://grid-bucket/run"]
+        assert main(args) == 0
+        out = capsys.readouterr().out
+        kept = Path(re.search(r"land in the folder (\S+)", out).group(1))
+        assert main([*args, "--storage", str(tmp_path / "storage")]) == 0
+        for root in (kept, tmp_path / "storage"):
+            folder = root / "grid-bucket" / "run" / "z14"
+            assert len(list(folder.glob("positives_EPSG*.geojson"))) == 1, list(root.rglob("*"))
+        table = tmp_path / "grid.csv"
+        args = ["grid", "--from-exports", str(kept / "grid-bucket/run/z14"), "--polygons", str(src), "--cell", "5500"]
+        assert main([*args, "--out", str(table)]) == 0
+    finally:
+        gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+    rows = read_grid_table(table)
+    tf = pyproj.Transformer.from_crs(4326, 32632, always_xy=True)
+    union = shapely.union_all([shapely.transform(s, lambda xy: np.column_stack(tf.transform(*xy.T))) for s in squares])
+    size = 5500.0
+    x0, y0, x1, y1 = union.bounds
+    expected = {
+        (x, y)
+        for x in range(math.floor(x0 / size), math.ceil(x1 / size))
+        for y in range(math.floor(y0 / size), math.ceil(y1 / size))
+        if shapely.box(x * size, y * size, (x + 1) * size, (y + 1) * size).intersection(union).area >= 0.001 * size**2
+    }
+    assert {(int(r["cell_x"]), int(r["cell_y"])) for r in rows if int(r["label"]) == 1} == expected
+    assert sum(int(r["label"]) == 0 for r in rows) == len(expected)

@@ -109,8 +109,8 @@ def test_a_killed_grid_leaves_a_partial_the_next_run_removes(tmp_path):
 @pytest.mark.slow
 def test_streamed_rows_come_by_group_and_pair_as_one_zone(ee_local):
     """stream_grid hands its sink each group's rows (positive, then its negative) as the group completes, never
-    more than a group's cells; the pairs are those of the zone asked for in one request (pairing is over the
-    zone in the lattice's order, whatever the blocks), and negatives touch no polygon (shapely)."""
+    more than a group's cells; negatives touch no polygon (shapely). Here no two groups' positives want the same
+    free cell, so the pairs, made group by group, are those of the zone asked for in one request."""
     spec = GridSpec.of(5500)
     polys = SCATTERED[:24] + [shapely.box(13.0, 5.0, 13.3, 5.3)]  # one 33 km square: a few blocks of 4 cells
     fc = _collection(ee_local, polys)
@@ -171,3 +171,60 @@ def test_writer_writes_group_by_group_what_one_table_would(tmp_path, monkeypatch
         assert pq.ParquetFile(path).metadata.num_row_groups == 3
     if suffix == "gpkg":
         assert len(pyogrio.raw.read(path)[2]) == len(rows)
+
+
+def test_groups_pair_in_turn_and_keep_only_the_negatives_a_later_group_can_reach():
+    """pair_group: two groups' positives (3, 0) and (5, 0) both want the one free cell at distance 1, (4, 0): the
+    earlier group's takes it and the later one's gets the nearest free cell left (a brute-force search over the
+    window, ties by y then x); a group 20 blocks up drops from ``taken`` what no later group can reach."""
+    from gee_mining.contracts.cells import NEGATIVE_REACH
+    from gee_mining.steps.grid import BlockGroup, pair_group
+
+    spec = GridSpec.of(5500)
+    p1, p2 = (3, 0), (5, 0)
+    ring = {(p[0] + dx, p[1] + dy) for p in (p1, p2) for dx in (-1, 0, 1) for dy in (-1, 0, 1)}
+    blocked = ring - {(4, 0)}
+    taken: set = set()
+
+    def row(cell):
+        return {"cell_x": cell[0], "cell_y": cell[1]}
+
+    first = pair_group(spec, BlockGroup(32633, 4, ((0, 0),)), [row(p1)], blocked, taken)
+    second = pair_group(spec, BlockGroup(32633, 4, ((1, 0),)), [row(p2)], blocked, taken)
+    assert first == [((4, 0), 5500.0)]
+    window = [
+        (dx * dx + dy * dy, p2[1] + dy, p2[0] + dx)
+        for dx in range(-NEGATIVE_REACH, NEGATIVE_REACH + 1)
+        for dy in range(-NEGATIVE_REACH, NEGATIVE_REACH + 1)
+        if (p2[0] + dx, p2[1] + dy) not in blocked | {(4, 0)}
+    ]
+    d2, y, x = min(window)
+    assert second == [((x, y), 5500.0 * math.sqrt(d2))] and (x, y) != (4, 0)
+    assert taken == {(4, 0), (x, y)}
+    far = pair_group(spec, BlockGroup(32633, 4, ((0, 20),)), [row((1, 81))], set(), taken)
+    assert taken == {far[0][0]} and far[0][0][1] >= 80 - NEGATIVE_REACH
+
+
+def test_memory_of_the_pairing_follows_a_row_of_blocks_not_the_zone():
+    """200 groups up a column (4 x 4 positives each, 3,200 in all): each group's negatives are distinct from
+    every earlier group's (all 3,200 distinct, none on a positive), yet ``taken`` never holds more than the
+    negatives of the blocks within the pairing's reach below the current one: what the pairing keeps between
+    groups does not grow with the zone (before, the zone's cells and touching cells were held until the zone
+    was paired: about 3 KB a positive)."""
+    from gee_mining.contracts.cells import NEGATIVE_REACH
+    from gee_mining.steps.grid import BlockGroup, pair_group
+
+    spec, side = GridSpec.of(5500), 4
+    taken: set = set()
+    negatives, positives, most = [], set(), 0
+    for by in range(200):
+        cells = [(x, y) for y in range(by * side, (by + 1) * side) for x in range(side)]
+        positives.update(cells)
+        rows = [{"cell_x": x, "cell_y": y} for x, y in cells]
+        reach = NEGATIVE_REACH + 2  # the touching cells come with the blocks' rim: the column's positives there
+        rim = {(x, y) for y in range(by * side - reach, (by + 1) * side + reach) for x in range(side) if y >= 0}
+        hits = pair_group(spec, BlockGroup(32633, side, ((0, by),)), rows, rim, taken)
+        negatives += [h[0] for h in hits]
+        most = max(most, len(taken))
+    assert len(negatives) == len(set(negatives)) == 3200 and not set(negatives) & positives
+    assert most <= side * side * (NEGATIVE_REACH // side + 2), most

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import ee
 import numpy as np
 import pandas as pd
 import pyogrio
 import pytest
+import rasterio
 import shapely
 from browser import Browser
 from PIL import Image
@@ -22,24 +24,31 @@ from gee_mining.errors import InputError
 from gee_mining.io.catalog import table_entry, write_catalog
 from gee_mining.monitor.core import (
     REJECTED_STRATUM,
+    Candidate,
     MonitorRegion,
     MonitorSpec,
+    annotate,
     candidate_image,
     export_candidate_image,
     footprint_frame,
     footprint_table,
+    pages,
     vectorise,
 )
 from gee_mining.monitor.evaluate import (
     GRID,
     MonitorEvaluationSpec,
     _looser_false,
+    _prepare,
+    _stamp,
     _World,
     choose_growth,
     growth_errors,
 )
+from gee_mining.monitor.region import region_bounds, utm_region
 from gee_mining.monitor.review import QUICKLOOK_PX, read_verdicts
 from gee_mining.monitor.world import MonitorWorld, fit_first_year, world_region
+from gee_mining.tools.report import Report, build_report
 
 EPSG = 32721
 X0, TOP = 561000.0, 9306000.0  # a 1.5 km square in UTM 21S
@@ -195,9 +204,10 @@ def test_cli_world_years_then_monitor(monitored):
 
 
 @pytest.mark.slow
-def test_review_page_in_chromium_and_verdicts_into_the_next_training(monitored, tmp_path):
+def test_review_page_in_chromium_and_verdicts_into_the_next_run(monitored, tmp_path):
     """The page opens in headless Chromium (screenshot), its table sorts, two verdicts clicked come back as the
-    file the page saves, and that file makes the rejected candidate's pixels hard negatives of the next model."""
+    file the page saves, that file makes the rejected candidate's pixels hard negatives of the next model, and the
+    next run does not show the reviewed candidates again."""
     world, out = monitored
     cands = pyogrio.read_dataframe(out / "candidates.gpkg")
     assert len(cands) >= 2, "the small world should give at least two candidates to review"
@@ -233,6 +243,173 @@ def test_review_page_in_chromium_and_verdicts_into_the_next_training(monitored, 
     assert len(hard) == min(50, round(by_id.area_m2[second] / 100)) and (hard[MINE_BAND] == 0).all()
     with pytest.raises(InputError, match="verdicts"):
         read_verdicts(tmp_path / "review.png")
+    _next_run_hides_the_reviewed(world, path, verdicts, tmp_path / "run2")
+
+
+def _next_run_hides_the_reviewed(world, path, verdicts: dict, out):
+    """The next run given the saved file: candidates on a reviewed outline (shapely) carry its verdict in
+    candidates.gpkg and are not on its review page, which saves the earlier verdicts again with no click."""
+    assert main(["monitor", "--world", str(world), "--years", "2019-2020", "--months", "1", "--threshold", "0.6",
+                 "--min-pixels", "10", "--verdicts", str(path), "--out", str(out)]) == 0  # fmt: skip
+    cands = pyogrio.read_dataframe(out / "candidates.gpkg")
+    for c in cands.itertuples():
+        hit = [v.verdict for v in verdicts.values() if v.geometry.intersects(c.geometry)]
+        was = c.previous_verdict if isinstance(c.previous_verdict, str) else None  # pyogrio reads a null as NaN
+        assert was == (("mine" if "mine" in hit else hit[0]) if hit else None)
+    assert (cands.previous_verdict == "mine").any(), "the confirmed candidate, now a label, is seen again"
+    new = cands[cands.previous_verdict.isna()]
+    assert len(new) < len(cands)
+    with Browser() as b:
+        b.open((out / "review.html").resolve().as_uri())
+        rows = b.evaluate("[...document.querySelectorAll('#candidates tbody tr')].map(r => Number(r.dataset.id))")
+        saved = b.evaluate("verdictsJSON()")
+    assert sorted(rows) == sorted(int(i) for i in new.candidate_id)
+    (out / "verdicts.json").write_text(saved)
+    again = read_verdicts(out / "verdicts.json")
+    assert sorted((v.verdict, v.geometry.wkt) for v in again) == sorted(
+        (v.verdict, v.geometry.wkt) for v in verdicts.values()
+    )
+
+
+@pytest.mark.slow
+def test_review_page_embedded_in_the_run_report(monitored, tmp_path):
+    """A run report holding the review page: saved, rebuilt from the run's folder, opened in headless Chromium
+    (screenshot) with the page's table inside it and a link to the page beside the report."""
+    _, out = monitored
+    run = tmp_path / "run"
+    (run / "monitor").mkdir(parents=True)
+    page = run / "monitor" / "review.html"
+    page.write_text((out / "review.html").read_text())
+    report = Report("monitoring")
+    Report.page(report.section("Review", simulated=True), "monitor/review.html", page.read_text(), "the review page")
+    report.save(run)
+    assert "srcdoc" not in (run / "report.json").read_text()  # the page stays in its file, not copied
+    html_path = build_report(run).html
+    cands = pyogrio.read_dataframe(out / "candidates.gpkg")
+    with Browser() as b:
+        b.open(html_path.resolve().as_uri())
+        shot = b.screenshot(tmp_path / "report.png")
+        inner = "document.querySelector('figure.page iframe').contentDocument"
+        rows = b.evaluate(f"{inner}.querySelectorAll('#candidates tbody tr').length")
+        href = b.evaluate("document.querySelector('figure.page a').getAttribute('href')")
+    assert Image.open(shot).convert("L").getextrema()[1] > 0
+    assert rows == len(cands) and (html_path.parent / href).resolve() == page.resolve()
+
+
+@pytest.mark.slow
+def test_candidate_attributes_in_pages_each_request_bounded(monitored, tmp_path):
+    """With Earth Engine's request limit lowered so all the outlines do not fit one export request, the attributes
+    come in pages (one export task each), and match shapely's nearest mine and distance."""
+    world, out = monitored
+    region, manifest = world_region(world)
+    gdf = pyogrio.read_dataframe(out / "candidates.gpkg")
+    cands = [Candidate(int(r.candidate_id), r.geometry, r.score, r.area_m2, r.first_year, r.years_seen)
+             for r in gdf.itertuples()]  # fmt: skip
+    sizes = [len(json.dumps(shapely.geometry.mapping(c.geometry))) for c in cands]
+    limit = round(1.5 * max(sizes)) + 8000  # the request: ~1.4 x its outlines' GeoJSON + ~6 KB of graph
+    assert 1.4 * sum(sizes) > limit  # all of them do not fit one request
+    gee_mining.connect("local", project=manifest["parameters"]["project"], catalog=out / "work" / "catalog_monitor.toml",
+                       storage_root=tmp_path / "storage", engine_settings={"limits": {"request_bytes": limit}})  # fmt: skip
+    spec = MonitorSpec(years=(2019, 2020), destination="gs://gee-mining-monitor/paged")
+    with pytest.raises(Exception, match="Request payload size exceeds"):
+        annotate(cands, region, spec, tmp_path / "one", page_bytes=sum(sizes) + 1)
+    tasks = annotate(cands, region, spec, tmp_path / "paged", page_bytes=max(sizes))
+    assert tasks == len(pages(cands, max(sizes))) > 1
+    tf = Transformer.from_crs(4326, region.epsg, always_xy=True)
+    mines = json.loads((world / "tables" / "mines.geojson").read_text())["features"]
+    utm = {str(f["properties"]["id"]): shapely.transform(shapely.geometry.shape(f["geometry"]),
+           lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1]))) for f in mines}  # fmt: skip
+    for c in cands:
+        g = shapely.transform(c.geometry, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
+        dist = {m: g.distance(p) for m, p in utm.items()}
+        assert c.attributes["nearest_mine"] == min(dist, key=dist.get)
+        assert c.attributes["distance_m"] == pytest.approx(min(dist.values()), abs=15)
+        assert c.attributes["country"] == "Brazil"
+
+
+def test_region_bounds_and_its_utm_rectangle(tmp_path):
+    """A bbox or a GeoJSON file's bounds (shapely), and the 10 m UTM rectangle covering them (pyproj back)."""
+    assert region_bounds("-55.8,-6.3,-55.7,-6.2") == (-55.8, -6.3, -55.7, -6.2)
+    with pytest.raises(InputError, match="west < east"):
+        region_bounds("-55.7,-6.3,-55.8,-6.2")
+    poly = shapely.Polygon([(-55.8, -6.3), (-55.7, -6.25), (-55.75, -6.2)])
+    path = tmp_path / "aoi.geojson"
+    path.write_text(json.dumps({"type": "Feature", "geometry": shapely.geometry.mapping(poly), "properties": {}}))
+    assert region_bounds(str(path)) == pytest.approx(poly.bounds)
+    r = utm_region(poly.bounds, "projects/p/assets/mines")
+    assert r.epsg == 32721 and all(v % 10 == 0 for v in r.bounds)  # 55.75 W, 6.25 S: UTM zone 21 south
+    rect = shapely.box(*r.bounds)
+    tf = Transformer.from_crs(4326, r.epsg, always_xy=True)
+    assert rect.covers(shapely.transform(shapely.box(*poly.bounds).segmentize(0.001),
+                                         lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1]))))  # fmt: skip
+
+
+def test_region_on_a_local_catalog_without_sentinel2(tmp_path, capsys, ee_local):
+    """``--region`` on a local engine whose catalog lacks COPERNICUS/S2_SR_HARMONIZED: one clear line, no output."""
+    mines = tmp_path / "mines.geojson"
+    mines.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    catalog = write_catalog(tmp_path / "catalog.toml", [table_entry("projects/gee-mining-rtest/assets/mines", mines)])
+    out = tmp_path / "run"
+    code = main(["monitor", "--region=-55.8,-6.3,-55.7,-6.2", "--mines", "projects/gee-mining-rtest/assets/mines",
+                 "--years", "2019-2020", "--project", "gee-mining-rtest", "--catalog", str(catalog), "--out", str(out)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code != 0 and "has no COPERNICUS/S2_SR_HARMONIZED" in err and "--engine earthengine" in err
+    assert not (out / "candidates.gpkg").exists()
+    assert main(["monitor", "--years", "2019-2020", "--out", str(out)]) != 0
+    assert "--world" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_region_on_a_catalog_that_serves_sentinel2(monitored, tmp_path):
+    """``--region`` (a bbox inside the SIMULATED world) through the region path: composites exported and served,
+    footprints of exactly the known mines whose polygons meet the rectangle (shapely), candidates inside it."""
+    world, _ = monitored
+    manifest = json.loads((world / "manifest.json").read_text())
+    region, _ = world_region(world)
+    cx, cy = (region.bounds[0] + region.bounds[2]) / 2, (region.bounds[1] + region.bounds[3]) / 2
+    to_ll = Transformer.from_crs(region.epsg, 4326, always_xy=True)
+    w, s = to_ll.transform(cx - 1200, cy - 1200)
+    e, n = to_ll.transform(cx + 1200, cy + 1200)
+    out = tmp_path / "run"
+    assert main(["monitor", f"--region={w},{s},{e},{n}", "--mines", manifest["asset_ids"]["mines"], "--years",
+                 "2019-2020", "--months", "1", "--threshold", "0.6", "--min-pixels", "10", "--no-review",
+                 "--project", manifest["parameters"]["project"], "--catalog", str(world / "catalog.toml"),
+                 "--out", str(out)]) == 0  # fmt: skip
+    summary = json.loads((out / "monitor.json").read_text())
+    assert summary["region"]["epsg"] == int(manifest["grid"]["crs"].split(":")[1])
+    rect = shapely.box(*summary["region"]["bounds"])
+    tf = Transformer.from_crs(4326, region.epsg, always_xy=True)
+    to_utm = lambda g: shapely.transform(g, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))  # noqa: E731
+    mines = json.loads((world / "tables" / "mines.geojson").read_text())["features"]
+    meeting = {
+        str(f["properties"]["id"]) for f in mines if to_utm(shapely.geometry.shape(f["geometry"])).intersects(rect)
+    }
+    assert set(pd.read_parquet(out / "footprints.parquet").mine_id) == meeting
+    for g in pyogrio.read_dataframe(out / "candidates.gpkg").geometry:
+        assert rect.buffer(1).covers(to_utm(g))
+
+
+@pytest.mark.slow
+def test_evaluation_resumes_prepared_worlds(tmp_path):
+    """An evaluation stopped after its worlds were prepared reuses them (same composites served, nothing
+    regenerated: the files keep their times); a world made from another spec is not reused."""
+    ev = MonitorEvaluationSpec(train_seeds=(1,), test_seeds=(2,), years=(2019, 2020), size_km=4.2, known_mines=1,
+                               new_mines=1)  # fmt: skip
+    spec = MonitorSpec(years=ev.years, months=ev.months, band=ev.band)
+    said: list[str] = []
+    first = _prepare(tmp_path, ev, spec, said.append)
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("seed_*/world/manifest.json")}
+    again = _prepare(tmp_path, ev, spec, said.append)
+    assert [m for m in said if "reused" in m] == ["[monitor evaluate] world 1 reused (1/2)",
+                                                  "[monitor evaluate] world 2 reused (2/2)"]  # fmt: skip
+    assert {s: (w.region, w.composites) for s, w in again.items()} == {
+        s: (w.region, w.composites) for s, w in first.items()
+    }
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    with rasterio.open(next(tmp_path.glob("seed_2/run/work/composites/composite_2020.tif"))) as ds:
+        assert ds.count > 0 and ds.read(1).std() > 0  # the served composite is there, not empty
+    other = MonitorEvaluationSpec(**{**asdict(ev), "new_mines": 2})
+    assert _stamp(other, spec, 2) != json.loads((tmp_path / "seed_2" / "prepared.json").read_text())
 
 
 def _sums_world(tmp_path):

@@ -340,3 +340,42 @@ def test_from_geotiff_without_a_tag_warns_and_uses_the_row(ee_world, exported, t
     assert (table["cell"] == row["name"]).all()
     with pytest.raises(InputError, match="GEE_MINING_CELL"):
         from_geotiff(untagged)
+
+
+@pytest.mark.slow
+def test_a_job_fails_a_cell_no_scene_covers_as_export_cells_does(world, grid, tmp_path, capsys):
+    """A cell far outside the simulated world (100 cells north of a world cell, no scene there): ``export-cells``
+    fails it with a one-line error, and a ``cell-image`` export job now fails it too, with the same error and no
+    file and no task (before, the job's task succeeded with a file all nodata), while the world's cell succeeds."""
+    from gee_mining.cli.main import main
+    from gee_mining.contracts.cells import cell_row
+    from gee_mining.io.grid_table import write_table
+    from gee_mining.steps.sentinel2 import no_scene_error
+
+    inside = grid.positives[0]
+    far = {**grid.negatives[0], "pair": None} | cell_row(
+        inside["epsg"], inside["cell_x"], inside["cell_y"] + 100, GridSpec(inside["cell_size"], inside["zoom"])
+    )
+    table = type(grid)(grid.spec)
+    table.rows.extend([inside, far])
+    grid_file = write_table(table, tmp_path / "grid.csv")
+    catalog = tmp_path / "world.toml"
+    catalog.write_text(world_catalog_toml(world.out_dir))
+    period = ["--start", "2019-01-01", "--end", "2019-04-01"]
+    engine = ["--catalog", str(catalog), "--project", "gee-mining-test", "--storage", str(tmp_path / "st")]
+    mines = Path(world.out_dir) / "tables" / "mines.geojson"
+    args = ["export-cells", "--grid", str(grid_file), "--polygons", str(mines), *period, *engine, "--out", "gs://bkt/c"]
+    assert main(args) == 1
+    error = no_scene_error(far, CompositeSpec(start="2019-01-01", end="2019-04-01"))
+    assert f"failed: {error}" in capsys.readouterr().out
+    job = tmp_path / "job.toml"
+    job.write_text(
+        f'name = "t"\nproduct = "cell-image"\ncells = "{grid_file}"\nengine = "local"\nmax_running = 2\n'
+        '[destination]\nbucket = "jobs"\nprefix = "cells"\n'
+        f'[params]\npolygons = "{world.asset_ids["mines"]}"\nstart = "2019-01-01"\nend = "2019-04-01"\n'
+    )
+    assert main(["export", "run", str(job), *engine]) == 1
+    said = capsys.readouterr()
+    assert f"FAILED {error}" in said.err and "SUCCEEDED 1, FAILED 1; 1 submitted" in said.out, said
+    written = sorted(p.name for p in (tmp_path / "st" / "jobs" / "cells").glob("*"))
+    assert written == [f"{inside['name']}.tif"]

@@ -120,3 +120,65 @@ def test_engine_with_emulator_storage(tmp_path):
             local.storage_client()
     finally:
         local.close()
+
+
+BAD_GS_URLS = [
+    ("s3://my-bucket/cells", "give a Cloud Storage URL gs://BUCKET/PREFIX"),
+    ("gs:/my-bucket/cells", "give a Cloud Storage URL gs://BUCKET/PREFIX"),
+    (None, "give a Cloud Storage URL gs://BUCKET/PREFIX"),
+    ("gs://", "names no bucket"),
+    ("gs:///cells", "names no bucket"),
+    ("gs://My-Bucket/cells", "lowercase letters"),
+    ("gs://my-bucket/../cells", r"no '\.', '\.\.'"),
+    ("gs://my-bucket/a//b", "single '/'"),
+    ("gs://my-bucket/a\nb", "control characters"),
+]
+
+
+@pytest.mark.parametrize("url, message", BAD_GS_URLS)
+def test_one_gs_url_parser_gives_every_user_the_same_clear_error(url, message):
+    """Every reader of a gs:// destination (export specs, the monitor, the pyramid's composite, the bare parser)
+    refuses a bad URL with one InputError naming it and the fix (before, each parsed by its own copy: a '..' or
+    '//' prefix, or an s3:// monitor destination, went through)."""
+    from gee_mining.batch.exports import ExportSpec
+    from gee_mining.errors import InputError
+    from gee_mining.io.storage import parse_gs_url
+    from gee_mining.monitor.core import MonitorSpec
+    from gee_mining.pyramid.probability import export_composite
+
+    users = {
+        "parser": lambda u: parse_gs_url(u, "destination"),
+        "export spec": ExportSpec,
+        "monitor": lambda u: MonitorSpec(years=(2020,), destination=u),
+        "composite": lambda u: export_composite(None, 32633, (0, 0, 100, 100), destination=u),
+    }
+    for who, use in users.items():
+        with pytest.raises(InputError, match=message) as info:
+            use(url)
+        assert "gs://" in str(info.value) and "\n" not in str(info.value).replace(repr(url), ""), who
+
+
+def test_gs_urls_parse_to_bucket_and_prefix():
+    from gee_mining.batch.exports import ExportSpec
+    from gee_mining.io.storage import gs_key, parse_gs_url
+
+    assert parse_gs_url("gs://my-bucket/cells/z16/") == ("my-bucket", "cells/z16")
+    assert parse_gs_url("gs://my-bucket") == parse_gs_url("gs://my-bucket/") == ("my-bucket", "")
+    assert gs_key("gs://my-bucket/run", "composites") == ("my-bucket", "run/composites")
+    assert gs_key("gs://my-bucket", "composites") == ("my-bucket", "composites")
+    spec = ExportSpec("gs://my.bucket.example/cells/z14/")
+    assert (spec.bucket, spec.prefix, spec.file_prefix("c")) == ("my.bucket.example", "cells/z14", "cells/z14/c")
+
+
+@pytest.mark.parametrize("url, message", [BAD_GS_URLS[0], BAD_GS_URLS[6]])
+def test_cli_grid_export_refuses_a_bad_url_in_one_line_before_any_work(tmp_path, capsys, url, message):
+    import json
+    import re
+
+    from gee_mining.cli.main import main
+
+    src = tmp_path / "mines.geojson"
+    src.write_text(json.dumps({"type": "FeatureCollection", "features": []}))  # never read: the URL fails first
+    assert main(["grid", "--polygons", str(src), "--cell", "5500", "--export", url]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "--export" in err and "Traceback" not in err, err

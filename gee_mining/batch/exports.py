@@ -37,7 +37,7 @@ from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.contracts.schemas import check_rows, columns
 from gee_mining.errors import InputError
 from gee_mining.io.cell_tags import CELL_TAG, cell_tag_value
-from gee_mining.io.storage import check_bucket_name
+from gee_mining.io.storage import parse_gs_url
 from gee_mining.steps.cell_image import ImagerySpec, cell_image
 from gee_mining.steps.pixel_tables import pixel_features
 
@@ -57,14 +57,7 @@ class ExportSpec:
     max_file_size: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.destination, str) or not self.destination.startswith("gs://"):
-            raise InputError(
-                f"destination {self.destination!r}: give gs://BUCKET/PREFIX (on the local engine it lands under the "
-                "engine's storage); for a local copy add download_to=FOLDER (CLI: --download DIR)."
-            )
-        if not self.bucket:
-            raise InputError(f"destination {self.destination!r} names no bucket: give gs://BUCKET/PREFIX.")
-        check_bucket_name(self.bucket, f"destination {self.destination!r}: bucket")
+        parse_gs_url(self.destination, "destination")
         fmt = {f.lower(): f for f in FORMATS}.get(str(self.format).lower())
         if fmt is None:
             raise InputError(f"format {self.format!r}: use one of {', '.join(FORMATS)}.")
@@ -76,11 +69,11 @@ class ExportSpec:
 
     @property
     def bucket(self) -> str:
-        return self.destination.removeprefix("gs://").partition("/")[0]
+        return parse_gs_url(self.destination)[0]
 
     @property
     def prefix(self) -> str:
-        return self.destination.removeprefix("gs://").partition("/")[2].strip("/")
+        return parse_gs_url(self.destination)[1]
 
     def file_prefix(self, cell: str) -> str:
         return f"{self.prefix}/{cell}" if self.prefix else cell

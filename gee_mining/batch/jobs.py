@@ -38,13 +38,14 @@ from gee_mining.batch.batches import (
     split_batch,
 )
 from gee_mining.batch.exports import cell_files
-from gee_mining.batch.products import BATCHED_PRODUCTS, PRODUCTS
+from gee_mining.batch.products import BATCHED_PRODUCTS, PRODUCTS, SCENE_CHECKED, uncovered
 from gee_mining.batch.spec import JobSpec
 from gee_mining.batch.tasks import DEFAULT_POLL_S, list_operations, operation_state, start_with_request_id
 from gee_mining.connection import open_bucket
 from gee_mining.contracts.cells import child_rows
 from gee_mining.errors import GeeMiningError, InputError
 from gee_mining.io.grid_table import duplicate_names, iter_grid_table
+from gee_mining.steps.sentinel2 import SCENE_BATCH
 
 STATES = ("PENDING", "SUBMITTING", "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED", "SPLIT")
 ACTIVE = ("SUBMITTED", "RUNNING")
@@ -298,6 +299,17 @@ class Ledger:
             out += [c for (c,) in cur if c not in skip]
         return out[:limit]
 
+    def pending_rows(self, size: int) -> Iterator[list[dict[str, Any]]]:
+        """The grid rows of the PENDING cells of the cells file (and splits), ``size`` at a time."""
+        cells = [
+            c
+            for (c,) in self.db.execute(
+                "SELECT cell FROM cells WHERE state = 'PENDING' AND (listed = 1 OR parent IS NOT NULL) ORDER BY cell"
+            )
+        ]
+        for i in range(0, len(cells), size):  # the names read first: the caller may update the rows
+            yield [self.cell_row(c) for c in cells[i : i + size]]
+
     def split(self, spec: JobSpec, cell: str, message: str, children: list[dict[str, Any]]) -> None:
         """Mark ``cell`` SPLIT and add its children as PENDING rows, in one transaction (a kill keeps both or none)."""
         now = time.time()
@@ -402,6 +414,8 @@ def run_job(
         new = ledger.add_cells(spec, job_units(spec), spec.cells)
         if adopt_existing:
             _adopt_existing(ledger, spec, storage_root, say)
+        if spec.product in SCENE_CHECKED:
+            _refuse_uncovered(ee, ledger, spec, say)
         counts = ledger.counts()
         unit = "batches" if spec.product in BATCHED_PRODUCTS else "cells"
         say(f"job {spec.name}: {sum(counts.values())} {unit} ({new} new), {counts['SUCCEEDED']} already done")
@@ -428,6 +442,20 @@ def run_job(
         return _finished(ledger, spec, submitted, start, say)
     finally:
         ledger.close()
+
+
+def _refuse_uncovered(ee, ledger: Ledger, spec: JobSpec, say) -> None:
+    """The PENDING cells of a per-cell imagery product that no scene covers in the period made FAILED with the
+    error ``export-cells`` gives them, before any task; :data:`~gee_mining.steps.sentinel2.SCENE_BATCH` cells a
+    request. A bad ``[params]`` is left to the submission, which fails each cell with its error."""
+    for cells in ledger.pending_rows(SCENE_BATCH):
+        try:
+            errors = uncovered(ee, cells, spec)
+        except InputError:
+            return
+        for cell, error in errors.items():
+            ledger.update(cell, state="FAILED", error=error)
+            say(f"  FAILED {error}")
 
 
 def _fill_slots(ee, ledger: Ledger, spec: JobSpec, product, wait_until: dict[str, float], max_attempts: int, say,

@@ -27,10 +27,11 @@ import pyproj
 import shapely
 
 from gee_mining.batch.batches import DEFAULT_FILES_PER_SIDE, plan_batches
-from gee_mining.batch.products import BATCHED_PRODUCTS
+from gee_mining.batch.products import BATCHED_PRODUCTS, SCENE_CHECKED
 from gee_mining.contracts.cells import GridSpec, assign_negatives, utm_epsg
 from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.errors import InputError
+from gee_mining.steps.sentinel2 import SCENE_BATCH
 
 PLAN_PRODUCTS = ("cell-image-batch", "pixel-table-batch", "tfrecord-batch", "cell-image", "pixel-table")
 BATCHED_PLAN_PRODUCTS = tuple(p for p in PLAN_PRODUCTS if p in BATCHED_PRODUCTS)
@@ -142,12 +143,15 @@ def plan_product(rows: Sequence[dict[str, Any]], product: str, bands: int, model
 def plan_job(levels: Sequence[Sequence[dict[str, Any]]], products: Sequence[str], bands: int,
              concurrent_tasks: int = 2, model: TaskModel | None = None,
              files_per_side: int | None = DEFAULT_FILES_PER_SIDE) -> RunPlan:  # fmt: skip
-    """The plan of ``products`` over each level's cells. Export jobs make no interactive request."""
+    """The plan of ``products`` over each level's cells. Export jobs make no interactive request, but for the
+    per-cell imagery products (``SCENE_CHECKED``), whose cells no scene covers fail before any task: one scene
+    count per 500 cells (``steps.sentinel2.SCENE_BATCH``)."""
     if not (isinstance(concurrent_tasks, int) and concurrent_tasks >= 1):
         raise InputError(f"concurrent tasks {concurrent_tasks!r}: give a whole number >= 1 (2 on Community).")
     model = model or TaskModel()
     plans = [plan_product(rows, p, bands, model, files_per_side) for rows in levels if rows for p in products]
-    return RunPlan(plans, concurrent_tasks, model)
+    checks = sum(-(-len(rows) // SCENE_BATCH) for rows in levels if rows for p in products if p in SCENE_CHECKED)
+    return RunPlan(plans, concurrent_tasks, model, interactive_requests=checks)
 
 
 def _zone_cells(shapes: list[Any], epsg: int, size: float) -> set[tuple[int, int]]:

@@ -24,7 +24,7 @@ from gee_mining.steps.cell_image import ImagerySpec
 from gee_mining.steps.cell_image import cell_image as image_of
 from gee_mining.steps.grid import ee_cell_geometry
 from gee_mining.steps.pixel_tables import cells_pixel_features
-from gee_mining.steps.sentinel2 import CompositeSpec
+from gee_mining.steps.sentinel2 import CompositeSpec, no_scene_error, scene_counts
 
 JOB_PARAMS = ("polygons", "format", "patch_size", "margin", "files_per_side", "max_masked_ratio")  # not imagery
 
@@ -122,6 +122,18 @@ def cell_image(ee, row: dict, spec: Job):
         margin=int(spec.params.get("margin", 0)),
     )
     return cell_export_task(row, polygons, export, imagery, description=_description(spec, row))
+
+
+SCENE_CHECKED = ("cell-image", "pixel-table")
+"""Per-cell imagery products: the launcher fails their cells no scene covers (:func:`uncovered`) before any task."""
+
+
+def uncovered(ee, rows: list[dict], spec: Job) -> dict[str, str]:
+    """The cells of ``rows`` no Sentinel-2 scene covers in the job's period, each with the error ``export-cells``
+    gives it (their export would be all nodata and look like a success): one request per 500 cells."""
+    _, imagery = _imagery(spec)
+    counts = scene_counts(rows, imagery.composite)
+    return {r["name"]: no_scene_error(r, imagery.composite) for r, n in zip(rows, counts, strict=True) if n == 0}
 
 
 def pixel_table(ee, row: dict, spec: Job):

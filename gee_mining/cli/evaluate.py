@@ -23,12 +23,22 @@ def _numbers(text: str, option: str, kind=float) -> tuple:
         raise InputError(f"{option} {text!r}: comma-separated numbers.") from None
 
 
+def _margin(text: str) -> float | None:
+    if text == "cv":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"--margin {text!r}: cv (chosen across the train worlds) or a factor in (0, 1].") from None
+
+
 def _pyramid(args) -> int:
     spec = EvaluationSpec(
         train_seeds=_seeds(args.train_seeds, "--train-seeds"), test_seeds=_seeds(args.test_seeds, "--test-seeds"),
         size_km=args.size_km, clusters=args.clusters, levels=_numbers(args.levels, "--levels"),
-        zooms=_numbers(args.zooms, "--zooms", int), target_recall=args.target_recall, margin=args.margin,
+        zooms=_numbers(args.zooms, "--zooms", int), target_recall=args.target_recall, margin=_margin(args.margin),
         pixels=args.pixels, mine_share=args.mine_share, exhaustive=args.exhaustive, workers=args.workers,
+        realism=args.realism,
     )  # fmt: skip
     report = evaluate_pyramid(args.out, spec, progress=progress(args))
     pooled = {"SIMULATED": True, "pooled": report["pooled"], "evaluation": f"{args.out}/evaluation.json"}
@@ -78,11 +88,14 @@ def add_cli(sub) -> None:
     q.add_argument("--levels", default="2750,1375,687.5,343.75", help="cell sizes, coarse to fine")
     q.add_argument("--zooms", default="15,16,17,18", help="zoom labels of the levels")
     q.add_argument("--target-recall", type=float, default=0.98, help="calibration target on the train worlds")
-    q.add_argument("--margin", type=float, default=0.5, help="factor applied to each calibrated threshold (0..1]")
+    q.add_argument("--margin", default="cv",
+                   help="factor on each calibrated threshold, (0..1], or cv: chosen leaving one train world out")  # fmt: skip
     q.add_argument("--pixels", type=int, default=1000, help="sampled pixels per class per train world")
     q.add_argument("--mine-share", type=float, default=0.0007, help="share of land that is mine, for precision")
     q.add_argument("--exhaustive", action="store_true", help="also run the detector on every fine cell (slow)")
     q.add_argument("--workers", type=int, default=1, help="processes building worlds side by side")
+    q.add_argument("--realism", choices=("hard", "easy"), default="hard",
+                   help="the worlds' difficulty (docs/world.md): hard (default) or the old easy world")  # fmt: skip
     add_json_option(q, "the pooled held-out figures")
     q.set_defaults(func=_pyramid)
     _add_monitor(act)

@@ -15,7 +15,7 @@ import pandas as pd
 from gee_mining.batch.exports import ExportSpec, export_cells, export_pixel_table
 from gee_mining.batch.jobs import Ledger, cancel_job, retry_failed, run_job
 from gee_mining.batch.spec import load_spec
-from gee_mining.batch.tasks import DEFAULT_POLL_S, LOCAL_POLL_S, run_tasks, succeeded
+from gee_mining.batch.tasks import DEFAULT_POLL_S, LOCAL_POLL_S, run_tasks, succeeded, wait_for
 from gee_mining.cli.classify import add_cli as add_classify_cli
 from gee_mining.cli.common import check_writable, connect_with_polygons, scratch_folder, storage_root
 from gee_mining.cli.detect import add_cli as add_detect_cli
@@ -40,12 +40,12 @@ from gee_mining.cli.study import add_cli as add_study_cli
 from gee_mining.connection import connect
 from gee_mining.contracts.bands import BANDS
 from gee_mining.contracts.cells import GridSpec
-from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.contracts.signatures import signatures
 from gee_mining.demo.run import run_demo
 from gee_mining.errors import GeeMiningError, InputError
 from gee_mining.io.grid_table import GridTableWriter, check_table_path, read_grid_table
 from gee_mining.io.pixel_table import from_geotiff, write_pixel_table
+from gee_mining.io.storage import parse_gs_url
 from gee_mining.local import EngineError, LocalEngine
 from gee_mining.local.core.registry import implemented
 from gee_mining.ml.detect.dataset import CELL_ERRORS
@@ -61,7 +61,7 @@ from gee_mining.steps.grid import (
     stream_levels,
 )
 from gee_mining.steps.quicklooks import QuicklookSpec, write_quicklooks
-from gee_mining.steps.sentinel2 import scene_counts
+from gee_mining.steps.sentinel2 import no_scene_error, scene_counts
 from gee_mining.tools.algorithms_doc import algorithms_markdown
 from gee_mining.tools.jsgen import cli
 from gee_mining.tools.report import build_report
@@ -189,8 +189,7 @@ def _grid(args: argparse.Namespace) -> int:
         else:
             region = parse_region(ee, args.region)
             summaries = stream_levels(ee, polygons, specs, [w.add for w in writers], region=region,
-                                      margin=args.margin, progress=progress(args), metadata=metadata,
-                                      spool=out.parent)  # fmt: skip
+                                      margin=args.margin, progress=progress(args), metadata=metadata)  # fmt: skip
     levels = [{"zoom": s.spec.zoom, "cell_size_m": s.spec.cell_size, "cells": s.positives + s.negatives,
                "positives": s.positives, "negatives": s.negatives, "path": str(path), "warnings": list(s.warnings)}
               for s, path in zip(summaries, paths, strict=True)]  # fmt: skip
@@ -207,24 +206,41 @@ def _grid(args: argparse.Namespace) -> int:
 
 
 def _grid_export(args: argparse.Namespace, specs: list[GridSpec], metadata: Metadata) -> int:
-    """``grid --export``: the global run's batch tasks started, and what to do when they finish."""
-    polygons = connect_with_polygons(args)
+    """``grid --export``: the global run's batch tasks started, and what to do when they finish. On the local
+    engine the tasks run in this process, so they are waited for, into a kept folder (``--storage``, or one
+    printed): the scratch folder would be gone, and the tasks with the process, before anyone read them."""
+    bucket, prefix = parse_gs_url(args.export, "--export")  # before any work
+    prefix = prefix or "grid"
+    polygons = connect_with_polygons(args, keeps_exports=True)
     region = parse_region(ee, args.region)
-    bucket, _, prefix = args.export.removeprefix("gs://").partition("/")
-    started = []
+    started, tasks = [], []
     for spec in specs:
-        tasks = export_grid(ee, polygons, spec, bucket, prefix or "grid", region=region, margin=args.margin,
+        level = export_grid(ee, polygons, spec, bucket, prefix, region=region, margin=args.margin,
                             metadata=metadata)  # fmt: skip
-        started += [{"zoom": spec.zoom, "id": t.id, "description": t.status()["description"]} for t in tasks]
-    then = f"when they finish, download gs://{bucket}/{prefix or 'grid'}/zZOOM/ and run: gee-mining grid --from-exports DIR ..."
+        tasks += level
+        started += [{"zoom": spec.zoom, "id": t.id, "description": t.status()["description"]} for t in level]
+    root = storage_root(args, keeps_exports=True)
+    failed = []
+    if root is None:
+        then = (
+            f"when they finish, download gs://{bucket}/{prefix}/zZOOM/ and run: gee-mining grid --from-exports DIR ..."
+        )
+    else:
+        statuses = wait_for(tasks, poll_s=LOCAL_POLL_S, progress=progress(args))
+        failed = [f"{s.get('description')}: {s.get('error_message', s.get('state'))}" for s in statuses
+                  if not succeeded(s)]  # fmt: skip
+        folder = Path(root) / bucket / prefix
+        then = f"the exports are in {folder}/zZOOM/: run gee-mining grid --from-exports {folder}/z{specs[0].zoom} ..."
 
     def human() -> None:
         for task in started:
             print(f"started {task['description']} ({task['id']})")
+        for line in failed:
+            print(f"FAILED {line}", file=sys.stderr)
         print(then)
 
-    emit(args, {"tasks": started, "next": then}, human)
-    return 0
+    emit(args, {"tasks": started, "failed": failed, "next": then}, human)
+    return 1 if failed else 0
 
 
 def _imagery_spec(args: argparse.Namespace):
@@ -253,14 +269,7 @@ def _covered(rows: list[dict], args: argparse.Namespace) -> tuple[list[dict], li
     spec = _imagery_spec(args).composite
     counts = scene_counts(rows, spec)
     kept = [r for r, n in zip(rows, counts, strict=True) if n > 0]
-    errors = [
-        f"failed: {r['name']}: no Sentinel-2 scene covers this cell from {spec.start} to {spec.end}; on the local "
-        f"engine the catalog's imagery (a simulated world covers only its square: see its manifest.json) does not "
-        f"reach it. Build a world there: gee-mining world --center={lon:.4f},{lat:.4f} --polygons FILE"
-        for r, n in zip(rows, counts, strict=True)
-        for lon, lat in [pixel_grid(r).centre_lonlat()]
-        if n == 0
-    ]
+    errors = [f"failed: {no_scene_error(r, spec)}" for r, n in zip(rows, counts, strict=True) if n == 0]
     return kept, errors
 
 
@@ -326,6 +335,7 @@ def _pixels(args: argparse.Namespace) -> int:
     if not str(args.out).startswith("gs://"):
         raise InputError("server-side pixel tables go to Cloud Storage: give --out gs://BUCKET/PREFIX, "
                          "or --from-geotiff DIR to read exported GeoTIFFs into a local folder.")  # fmt: skip
+    parse_gs_url(args.out, "--out")  # before any work
     if not args.polygons:
         raise InputError("server-side pixel tables need --polygons (the mine polygons, for the labels).")
     polygons = connect_with_polygons(args, keeps_exports=True)
@@ -399,11 +409,13 @@ def _world(args: argparse.Namespace) -> int:
 
     center = tuple(float(v) for v in args.center.split(",")) if args.center else None
     if args.years:
+        if args.realism != "easy":
+            raise InputError("--realism hard is for one-year worlds: drop --years, or --realism.")
         return _world_years(args, center)
     m = generate_world(
         args.out, polygons=args.polygons, size_km=args.size_km, year=args.year, seed=args.seed,
         months=args.months, center=center, project=args.project, workers=args.workers,
-        progress=progress(args),
+        progress=progress(args), realism=args.realism,
     )  # fmt: skip
     print(f"simulated world: {len(m.scenes)} scenes over tile {m.mgrs_tile}, {m.size_bytes / 1e6:.1f} MB "
           f"in {m.timing_s['total']:.1f} s")  # fmt: skip
@@ -508,6 +520,9 @@ def _add_grid(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output table: .parquet (GeoParquet), .gpkg or .csv")
     p.add_argument("--export", metavar="gs://BUCKET/PREFIX", help="global run: start Export.table tasks per UTM zone")
     p.add_argument("--from-exports", metavar="DIR", help="build the table from a global run's downloaded exports")
+    p.add_argument(
+        "--storage", help="local engine: folder where --export's files land (default: a kept folder, printed)"
+    )
     add_json_option(p, "each level's cells, positives, negatives, file and warnings")
     p.set_defaults(func=_grid)
 
@@ -611,6 +626,9 @@ def _add_world(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--center", help="lon,lat of the world's centre (default: densest polygons, or Tapajos)")
     p.add_argument("--project", default="gee-mining-local", help="project of the mine table's asset id")
     p.add_argument("--workers", type=int, help="processes rendering scenes (default: up to 2)")
+    p.add_argument("--realism", choices=("easy", "hard"), default="easy",
+                   help="easy (default) or hard: many spectra, mine-like bare soil, imperfect cloud flags, haze, "
+                        "real texture (docs/world.md; one-year worlds only)")  # fmt: skip
     p.set_defaults(func=_world)
 
 

@@ -72,10 +72,12 @@ def demo_step(ee, report, ctx) -> None:
     Report.text(section, f"A {WORLD.size_km:g} km world over {YEARS[0]}-{YEARS[-1]} (one month of scenes a year): "
                 "known mines grow or are abandoned, new mines appear, fields, a fire scar, a flood and new roofs "
                 "change the land too. Footprint areas are scaled to the register's first-year outline; the interval "
-                f"is the area at threshold +/- {spec.band}. Review page: monitor/review.html. SIMULATED.")  # fmt: skip
+                f"is the area at threshold +/- {spec.band}. The review page is below (monitor/review.html). SIMULATED.")  # fmt: skip
     Report.table(section, ["mine", "known m2", f"area {YEARS[-1]} m2", "growth m2", "interval", "true growth m2"],
                  foot, "Known mines: estimated growth against the truth (SIMULATED)")  # fmt: skip
     Report.table(section, ["candidate", "score", "area m2", "first year", "nearest mine", "in the truth"], cands,
                  "Candidates outside the known mines (SIMULATED)")  # fmt: skip
+    Report.page(section, str(page.relative_to(ctx.out)), page.read_text(),
+                "The review page (SIMULATED): record a verdict per candidate and save verdicts.json for the next run")  # fmt: skip
     ctx.summary["monitor"] = {"SIMULATED": True, "candidates": len(run.candidates), "known_mines": len(foot),
                               "review": str(page.relative_to(ctx.out)), "files": run.files}  # fmt: skip

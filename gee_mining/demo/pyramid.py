@@ -83,7 +83,7 @@ class _Searches:
 def demo_step(ee, report, ctx) -> None:
     """Add the "Pyramid" section (see the module's docstring)."""
 
-    section = report.section("SIMULATED · The pyramid: coarse-to-fine search, its cost and recall")
+    section = report.section("SIMULATED · in-sample · The pyramid: coarse-to-fine search, its cost and recall")
     conn = current_connection()
     if conn is None or conn.storage_root is None:
         Report.text(section, "Skipped: the pyramid demo runs on an in-process local engine.", "warn")

@@ -85,6 +85,38 @@ def check_bucket_name(name: str, where: str = "bucket") -> str:
     return name
 
 
+GS_EXAMPLE = "gs://my-mining-exports/cells/z16"
+
+
+def parse_gs_url(url: Any, where: str = "destination") -> tuple[str, str]:
+    """``gs://BUCKET/PREFIX`` as (bucket, prefix without its outer slashes), else InputError naming ``where``,
+    the URL and the fix: the one reader of a Cloud Storage destination for every command and job.
+
+    The bucket follows :func:`check_bucket_name`; the prefix may be empty, and is object names' folders, so it
+    has no empty, ``.`` or ``..`` part (``a//b``, ``../x``: Earth Engine would write a different object than the
+    one the pipeline then looks for) and no control characters."""
+    if not isinstance(url, str) or not url.startswith("gs://"):
+        raise InputError(f"{where} {url!r}: give a Cloud Storage URL gs://BUCKET/PREFIX, e.g. {GS_EXAMPLE}.")
+    bucket, _, prefix = url[len("gs://") :].partition("/")
+    if not bucket:
+        raise InputError(f"{where} {url!r} names no bucket: give gs://BUCKET/PREFIX, e.g. {GS_EXAMPLE}.")
+    check_bucket_name(bucket, f"{where} {url!r}: bucket")
+    prefix = prefix.strip("/")
+    parts = prefix.split("/") if prefix else []
+    if any(p in ("", ".", "..") for p in parts) or any(ord(c) < 32 or ord(c) == 127 for c in prefix):
+        raise InputError(
+            f"{where} {url!r}: the prefix after the bucket is folder names separated by single '/', with no '.', "
+            f"'..' or control characters, e.g. {GS_EXAMPLE}."
+        )
+    return bucket, prefix
+
+
+def gs_key(url: str, name: str, where: str = "destination") -> tuple[str, str]:
+    """(bucket, object name) of ``name`` under the destination ``url`` (:func:`parse_gs_url`)."""
+    bucket, prefix = parse_gs_url(url, where)
+    return bucket, f"{prefix}/{name}" if prefix else name
+
+
 def _crc32c_of(data: bytes) -> str:
     """CRC32C of ``data``, base64 as Cloud Storage writes it."""
     return base64.b64encode(google_crc32c.Checksum(data).digest()).decode()

@@ -17,10 +17,13 @@ work grows with the region only on the server:
    ``Image.reduceToVectors``; :mod:`gee_mining.pyramid.detectors` groups pixels the same way);
 5. candidate attributes (:func:`annotate`): nearest known mine and distance (``Join.saveBest`` on
    ``Filter.withinDistance``), country (``USDOS/LSIB_SIMPLE/2017``, ``Join.saveFirst`` on ``Filter.intersects``)
-   and land cover (``ESA/WorldCover/v200`` mode), one exported table; a candidate with no mine within
-   ``nearest_within_m`` or outside every country gets null there.
+   and land cover (``ESA/WorldCover/v200`` mode), one exported table per page of candidates (their outlines travel
+   in the export request, so they are paged: at most ``ATTRIBUTE_PAGE_BYTES`` of outlines a request, 45,000
+   candidates of ~1 KB each make ~45 tasks); a candidate with no mine within ``nearest_within_m`` or outside every
+   country gets null there.
 
-Interactive requests: none that grow with the region (``getInfo`` of band names only).
+Interactive requests: none that grow with the region (``getInfo`` of band names only); no request of any kind grows
+with the number of candidates.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from gee_mining.connection import open_bucket
 from gee_mining.contracts.bands import MINE_BAND
 from gee_mining.errors import GeeMiningError, InputError
 from gee_mining.io.pages import iter_features
+from gee_mining.io.storage import gs_key, parse_gs_url
 from gee_mining.pyramid.probability import (
     FEATURE_INDICES,
     export_composite,
@@ -107,6 +111,7 @@ class MonitorSpec:
             raise InputError(f"min_ndvi_before {self.min_ndvi_before}: an NDVI, -1 to 1 (or None: no rule).")
         if not self.growth_scale > 0:
             raise InputError(f"growth_scale {self.growth_scale}: above 0 (1: no correction).")
+        parse_gs_url(self.destination, "monitor destination")  # a bad one found before any export
 
     def composite_spec(self, year: int) -> CompositeSpec:
         end = f"{year + 1}-01-01" if self.months == 12 else f"{year}-{self.months + 1:02d}-01"
@@ -142,6 +147,34 @@ class Candidate:
     first_year: int
     years_seen: int  # most years any of its pixels was seen
     attributes: dict[str, Any] = field(default_factory=dict)
+    previous_verdict: str | None = None  # a reviewer's verdict on it in an earlier run (None: new, to review)
+
+
+VERDICTS = ("mine", "not_mine", "unsure")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A reviewer's verdict on one candidate: what it is, and where (its outline, EPSG:4326)."""
+
+    candidate_id: int
+    verdict: str
+    geometry: Any  # shapely, EPSG:4326
+
+
+def mark_reviewed(candidates: Sequence[Candidate], verdicts: Sequence[Verdict]) -> list[Candidate]:
+    """Each candidate with the verdict of the reviewed outline it intersects (a mine grows, so this year's outline
+    of a candidate reviewed last year overlaps the old one); where several do, the most cautious: mine, then
+    unsure, then not mine. A candidate with a previous verdict is not new: the review page does not show it again."""
+    if not verdicts:
+        return list(candidates)
+    rank = {"mine": 0, "unsure": 1, "not_mine": 2}
+    tree = shapely.STRtree([v.geometry for v in verdicts])
+    out = []
+    for c in candidates:
+        hits = [verdicts[i].verdict for i in tree.query(c.geometry, predicate="intersects")]
+        out.append(dataclasses.replace(c, previous_verdict=min(hits, key=rank.get) if hits else None))
+    return out
 
 
 def year_composites(region: MonitorRegion, spec: MonitorSpec, out: Path, progress=None) -> dict[int, Path]:
@@ -190,8 +223,7 @@ def _export_table(collection, spec: MonitorSpec, name: str, fmt: str, out: Path,
 
 def _destination(spec: MonitorSpec, name: str) -> tuple[str, str]:
     """The bucket and object prefix of an export named ``name`` under ``spec.destination``."""
-    bucket, _, prefix = spec.destination.removeprefix("gs://").partition("/")
-    return bucket, f"{prefix.strip('/')}/{name}" if prefix.strip("/") else name
+    return gs_key(spec.destination, name, "monitor destination")
 
 
 def _run_and_download(task, name: str, bucket: str, key: str, target: Path, progress=None) -> Path:
@@ -373,12 +405,30 @@ def select(candidates: Sequence[Candidate], spec: MonitorSpec) -> list[Candidate
     return [dataclasses.replace(c, id=i) for i, c in enumerate(kept, start=1)]
 
 
-def annotate(candidates: Sequence[Candidate], region: MonitorRegion, spec: MonitorSpec, out: Path,
-             progress=None) -> None:  # fmt: skip
-    """Each candidate's nearest known mine and distance, country and land cover, from one exported table
-    (``ee`` joins and a ``reduceRegions``); sets ``Candidate.attributes`` (None where nothing matches)."""
-    if not candidates:
-        return
+ATTRIBUTE_PAGE_BYTES = 1_000_000
+"""Outlines (GeoJSON text) per attribute export request: the serialised request is about 1.4 times that plus ~6 KB
+of graph (measured with ``ee.serializer``), well under the 10 MB Earth Engine refuses."""
+
+
+def pages(candidates: Sequence[Candidate], max_bytes: int = ATTRIBUTE_PAGE_BYTES) -> list[list[Candidate]]:
+    """The candidates in consecutive pages whose outlines (GeoJSON text) hold at most ``max_bytes`` each (a larger
+    outline alone), so no export request grows with the number of candidates: the pages do."""
+    out: list[list[Candidate]] = []
+    size = 0
+    for c in candidates:
+        n = len(json.dumps(shapely.geometry.mapping(c.geometry)))
+        if not out or size + n > max_bytes:
+            out.append([])
+            size = 0
+        out[-1].append(c)
+        size += n
+    return out
+
+
+def attribute_table(candidates: Sequence[Candidate], region: MonitorRegion, spec: MonitorSpec):
+    """One page of candidates with their nearest known mine and distance (``Join.saveBest`` on
+    ``Filter.withinDistance``), country (LSIB, ``Join.saveFirst`` on ``Filter.intersects``) and land cover
+    (WorldCover mode, ``reduceRegions``): a collection of rows keyed by ``cid``."""
     fc = ee.FeatureCollection([ee.Feature(ee.Geometry(shapely.geometry.mapping(c.geometry)), {"cid": c.id})
                                for c in candidates])  # fmt: skip
     col = region.id_column
@@ -396,25 +446,55 @@ def annotate(candidates: Sequence[Candidate], region: MonitorRegion, spec: Monit
                                                       "country_code": ee.Feature(f.get("country")).get("country_co")}))  # fmt: skip
     cover = ee.ImageCollection(WORLDCOVER_ID).first().select("Map").reduceRegions(fc, ee.Reducer.mode(), 10)
     cover = cover.map(lambda f: ee.Feature(None, {"cid": f.get("cid"), "land_cover": f.get("mode")}))
-    cols = ["cid", "nearest_mine", "distance_m", "country", "country_code", "land_cover"]
-    path = _export_table(near.merge(country).merge(cover), spec, "candidate_attributes", "CSV", out, cols, progress)
-    merged: dict[int, dict[str, Any]] = {c.id: dict.fromkeys(cols[1:]) for c in candidates}
-    for r in csv.DictReader(io.StringIO(path.read_text())):
-        merged[int(float(r["cid"]))].update({k: v for k, v in r.items() if k != "cid" and v not in ("", None)})
+    return near.merge(country).merge(cover)
+
+
+ATTRIBUTE_COLUMNS = ["cid", "nearest_mine", "distance_m", "country", "country_code", "land_cover"]
+
+
+def annotate(candidates: Sequence[Candidate], region: MonitorRegion, spec: MonitorSpec, out: Path,
+             progress=None, page_bytes: int = ATTRIBUTE_PAGE_BYTES) -> int:  # fmt: skip
+    """Each candidate's nearest known mine and distance, country and land cover (:func:`attribute_table`), one
+    exported table per page of outlines (:func:`pages`), the tasks run side by side; sets ``Candidate.attributes``
+    (None where nothing matches). The number of export tasks."""
+    if not candidates:
+        return 0
+    bucket = _destination(spec, "")[0]
+    tasks, keys = [], []
+    for k, page in enumerate(pages(candidates, page_bytes), start=1):
+        key = _destination(spec, f"candidate_attributes_{k:05d}")[1]
+        tasks.append(ee.batch.Export.table.toCloudStorage(
+            attribute_table(page, region, spec), description=f"monitor_candidate_attributes_{k:05d}", bucket=bucket,
+            fileNamePrefix=key, fileFormat="CSV", selectors=ATTRIBUTE_COLUMNS))  # fmt: skip
+        keys.append(f"{key}.csv")
+    failed = [s for s in run_tasks(tasks, progress=progress) if not succeeded(s)]
+    if failed:
+        raise GeeMiningError(f"monitor: {len(failed)} candidate attribute export(s) failed: "
+                             f"{failed[0].get('error_message', failed[0])}")  # fmt: skip
+    merged: dict[int, dict[str, Any]] = {c.id: dict.fromkeys(ATTRIBUTE_COLUMNS[1:]) for c in candidates}
+    for key in keys:
+        target = out / Path(key).name
+        out.mkdir(parents=True, exist_ok=True)
+        open_bucket(bucket).download(key, target)
+        for r in csv.DictReader(io.StringIO(target.read_text())):
+            merged[int(float(r["cid"]))].update({k: v for k, v in r.items() if k != "cid" and v not in ("", None)})
     for c in candidates:
         a = merged[c.id]
         a["distance_m"] = float(a["distance_m"]) if a["distance_m"] is not None else None
         a["land_cover"] = int(float(a["land_cover"])) if a["land_cover"] is not None else None
         c.attributes = a
+    return len(tasks)
 
 
 def candidates_frame(candidates: Sequence[Candidate]):
     """The candidates as a GeoDataFrame (EPSG:4326), one row each."""
     import_cols = ["nearest_mine", "distance_m", "country", "country_code", "land_cover"]
     rows = [{"candidate_id": c.id, "score": c.score, "area_m2": c.area_m2, "first_year": c.first_year,
-             "years_seen": c.years_seen, **{k: c.attributes.get(k) for k in import_cols}} for c in candidates]  # fmt: skip
+             "years_seen": c.years_seen, **{k: c.attributes.get(k) for k in import_cols},
+             "previous_verdict": c.previous_verdict} for c in candidates]  # fmt: skip
     return gpd.GeoDataFrame(rows, geometry=[c.geometry for c in candidates], crs="EPSG:4326",
-                            columns=["candidate_id", "score", "area_m2", "first_year", "years_seen", *import_cols])  # fmt: skip
+                            columns=["candidate_id", "score", "area_m2", "first_year", "years_seen", *import_cols,
+                                     "previous_verdict"])  # fmt: skip
 
 
 @dataclass
@@ -427,11 +507,18 @@ class MonitorResult:
     tasks: int  # Earth Engine batch tasks started
     probabilities: dict[int, Any] = field(default_factory=dict)  # year -> the probability image
 
+    @property
+    def new(self) -> list[Candidate]:
+        """The candidates no reviewer has seen: what the review page shows."""
+        return [c for c in self.candidates if c.previous_verdict is None]
+
 
 def run_monitor(model, composites: dict[int, Any], region: MonitorRegion, spec: MonitorSpec, out_dir,
-                progress: Callable[[str], None] | None = None) -> MonitorResult:  # fmt: skip
+                progress: Callable[[str], None] | None = None, reviewed: Sequence[Verdict] = ()) -> MonitorResult:  # fmt: skip
     """Footprints and candidates for ``composites`` (year -> ``ee.Image``) with the screening ``model``; writes
-    ``footprints.parquet`` and ``candidates.gpkg`` (whole or not at all) and ``monitor.json`` into ``out_dir``."""
+    ``footprints.parquet`` and ``candidates.gpkg`` (whole or not at all) and ``monitor.json`` into ``out_dir``.
+    ``reviewed``: verdicts of earlier runs; a candidate on a reviewed outline keeps that verdict
+    (:func:`mark_reviewed`) and is not new."""
     say = progress or (lambda msg: None)
     out = Path(out_dir)
     work = out / "work"
@@ -443,11 +530,12 @@ def run_monitor(model, composites: dict[int, Any], region: MonitorRegion, spec: 
     after = spec.years[0] if spec.new_only else None
     groups = vectorise(raster, spec.threshold, spec.min_years, spec.min_pixels, after, spec.persistent,
                        spec.min_ndvi_before)  # fmt: skip
-    cands = select(groups, spec)
-    annotate(cands, region, spec, work)
-    say(f"[monitor] {len(cands)} candidate(s) outside the known mines")
+    cands = mark_reviewed(select(groups, spec), reviewed)
+    attribute_tasks = annotate(cands, region, spec, work)
+    new = sum(c.previous_verdict is None for c in cands)
+    say(f"[monitor] {len(cands)} candidate(s) outside the known mines, {new} new (the rest reviewed before)")
     files = write_outputs(out, foot, cands, spec, region)
-    return MonitorResult(foot, cands, files, tasks=3 if cands else 2, probabilities=probs)
+    return MonitorResult(foot, cands, files, tasks=2 + attribute_tasks, probabilities=probs)
 
 
 def write_outputs(out: Path, foot: pd.DataFrame, cands: Sequence[Candidate], spec: MonitorSpec,
@@ -462,6 +550,8 @@ def write_outputs(out: Path, foot: pd.DataFrame, cands: Sequence[Candidate], spe
     summary = {"years": list(spec.years), "spec": {k: v for k, v in spec.__dict__.items()},
                "region": {"epsg": region.epsg, "bounds": list(region.bounds), "mines": region.mines_id},
                "known_mines": int(foot["mine_id"].nunique()), "candidates": len(cands),
+               "new_candidates": sum(c.previous_verdict is None for c in cands),
+               "reviewed_before": {v: sum(c.previous_verdict == v for c in cands) for v in VERDICTS},
                "nulls": "nearest_mine/distance_m: no known mine within nearest_within_m; country: outside every "
                         "LSIB polygon; land_cover: no WorldCover pixel"}  # fmt: skip
     tmp["summary"].write_text(json.dumps(summary, indent=1, default=str))
@@ -513,3 +603,14 @@ def fit_screening(tables: Sequence[pd.DataFrame], composite):
     features = add_indices(ee.Image(composite), list(FEATURE_INDICES))
     names = feature_names(ee, composite)
     return fit_logistic(features, pd.concat(list(tables), ignore_index=True), names).model
+
+
+def fit_on_first_year(first, region: MonitorRegion, pixels: int = 500, seed: int = 0,
+                      verdicts: Sequence[Verdict] = ()):  # fmt: skip
+    """The screening model fitted on the first year's composite ``first``, labelled by the known mines and
+    stratified by land cover (:func:`sample_by_land_cover`), with a reviewer's ``verdicts`` as labels (mine) and
+    hard negatives (not mine); a ``LinearModel`` and the pixel table it was fitted on."""
+    confirmed = [v.geometry for v in verdicts if v.verdict == "mine"]
+    rejected = [v.geometry for v in verdicts if v.verdict == "not_mine"]
+    table = sample_by_land_cover(first, region, pixels, seed, confirmed, rejected)
+    return fit_screening([table], first), table

@@ -50,7 +50,7 @@ from gee_mining.monitor.core import (
     stacked_probabilities,
     vectorise,
 )
-from gee_mining.monitor.world import MonitorWorld, prepare_world
+from gee_mining.monitor.world import MonitorWorld, prepare_world, reuse_world
 from gee_mining.pyramid.calibration import clopper_pearson
 from gee_mining.world.landscape import DEFAULT_CENTER
 from gee_mining.world.years import YearsSpec, generate_years
@@ -109,14 +109,30 @@ class _World:
     area_km2: float
 
 
+def _stamp(ev: MonitorEvaluationSpec, spec: MonitorSpec, seed: int) -> dict:
+    """What a prepared world was made from: its world spec, seed and composite spec (JSON-comparable)."""
+    return json.loads(json.dumps({"seed": seed, "world": asdict(ev.world_spec(seed)),
+                                  "composites": [asdict(spec.composite_spec(y)) for y in spec.years]}))  # fmt: skip
+
+
 def _prepare(out: Path, ev: MonitorEvaluationSpec, spec: MonitorSpec, say) -> dict[int, MonitorWorld]:
+    """Each seed's world and its served composites. A world already prepared from the same spec (its
+    ``prepared.json``, written last) is reused, so an interrupted evaluation resumes where it stopped."""
     worlds = {}
-    for seed in (*ev.train_seeds, *ev.test_seeds):
+    seeds = (*ev.train_seeds, *ev.test_seeds)
+    for i, seed in enumerate(seeds, start=1):
         t0 = time.perf_counter()
         folder = out / f"seed_{seed}"
+        stamp, marker = _stamp(ev, spec, seed), folder / "prepared.json"
+        if marker.exists() and json.loads(marker.read_text()) == stamp:
+            worlds[seed] = reuse_world(folder / "world", spec, folder / "run")
+            say(f"[monitor evaluate] world {seed} reused ({i}/{len(seeds)})")
+            continue
+        marker.unlink(missing_ok=True)
         generate_years(folder / "world", ev.world_spec(seed), seed=seed)
         worlds[seed] = prepare_world(folder / "world", spec, folder / "run")
-        say(f"[monitor evaluate] world {seed} ready ({time.perf_counter() - t0:.0f} s)")
+        marker.write_text(json.dumps(stamp))
+        say(f"[monitor evaluate] world {seed} ready ({i}/{len(seeds)}, {time.perf_counter() - t0:.0f} s)")
     return worlds
 
 
@@ -295,7 +311,10 @@ def evaluate_monitor(out_dir: str | os.PathLike, ev: MonitorEvaluationSpec,
     worlds = _prepare(out, ev, spec, say)
     model = fit_model(worlds, ev, out)
     say(f"[monitor evaluate] screening model fitted on {len(ev.train_seeds)} train world(s)")
-    products = {s: export_products(s, w, model, spec, out) for s, w in worlds.items()}
+    products = {}
+    for s, w in worlds.items():
+        products[s] = export_products(s, w, model, spec, out)
+        say(f"[monitor evaluate] world {s}: probabilities, candidate image and footprints exported")
     train = [products[s] for s in ev.train_seeds]
     test = [products[s] for s in ev.test_seeds]
     rules, tried = choose_rules(train, ev)

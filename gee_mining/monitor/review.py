@@ -18,7 +18,6 @@ import html
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +26,10 @@ import shapely
 from pyproj import Transformer
 
 from gee_mining.errors import InputError
-from gee_mining.monitor.core import Candidate, MonitorRegion
+from gee_mining.monitor.core import VERDICTS, Candidate, MonitorRegion, Verdict
 from gee_mining.steps.quicklooks import QuicklookSpec, quicklook_image, stamp_simulated
 
-VERDICTS = ("mine", "not_mine", "unsure")
 QUICKLOOK_PX = 128  # a quicklook's side in 10 m pixels
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """A reviewer's verdict on one candidate: what it is, and where (its outline, EPSG:4326)."""
-
-    candidate_id: int
-    verdict: str
-    geometry: Any  # shapely, EPSG:4326
 
 
 def read_verdicts(path: str | Path) -> list[Verdict]:
@@ -97,8 +86,9 @@ function pick(btn) {
   document.getElementById('count').textContent = Object.keys(verdicts).length;
 }
 function verdictsJSON() {
+  const previous = JSON.parse(document.getElementById('previous').textContent);
   return JSON.stringify({run: document.body.dataset.run, SIMULATED: document.body.dataset.simulated === 'true',
-                         verdicts: Object.values(verdicts)}, null, 1);
+                         verdicts: previous.concat(Object.values(verdicts))}, null, 1);
 }
 function save() {
   const a = document.createElement('a');
@@ -161,9 +151,24 @@ def _row(c: Candidate, looks: dict[int, bytes], years: tuple[int, int]) -> str:
             + _img(looks.get(years[1]), f"candidate {c.id} in {years[1]}") + f"<td>{buttons}</td></tr>")  # fmt: skip
 
 
+def _previous(previous: Sequence[Verdict], candidates: Sequence[Candidate]) -> tuple[str, str]:
+    """The earlier verdicts as the page's JSON block (saved again with the new ones, so verdicts accumulate run
+    after run) and a sentence on the candidates they hide."""
+    items = [{"candidate_id": v.candidate_id, "verdict": v.verdict, "geometry_wkt": v.geometry.wkt} for v in previous]
+    block = json.dumps(items).replace("</", "<\\/")
+    hidden = [c.previous_verdict for c in candidates if c.previous_verdict is not None]
+    counts = ", ".join(f"{v.replace('_', ' ')}: {hidden.count(v)}" for v in VERDICTS if hidden.count(v))
+    note = f" {len(hidden)} candidate(s) reviewed before are not shown again ({counts})." if hidden else ""
+    return f"<script type='application/json' id='previous'>{block}</script>", note
+
+
 def review_html(candidates: Sequence[Candidate], known: Sequence[Any], bounds: tuple[float, float, float, float],
-                years: tuple[int, int], looks: dict[int, dict[int, bytes]], run: str, simulated: bool) -> str:  # fmt: skip
-    """The review page (see the module docstring)."""
+                years: tuple[int, int], looks: dict[int, dict[int, bytes]], run: str, simulated: bool,
+                previous: Sequence[Verdict] = ()) -> str:  # fmt: skip
+    """The review page (see the module docstring): the candidates no earlier verdict covers; ``previous``, the
+    verdicts this run was given, are kept in the page and saved again with the new ones."""
+    block, note = _previous(previous, candidates)
+    candidates = [c for c in candidates if c.previous_verdict is None]
     header = ["id", "score", "area m2", "first year", "years seen", "nearest mine", "distance m", "country",
               "land cover", f"{years[0]}", f"{years[1]}", "verdict"]  # fmt: skip
     ths = "".join(f'<th onclick="sortBy(this)">{h}</th>' for h in header)
@@ -172,21 +177,23 @@ def review_html(candidates: Sequence[Candidate], known: Sequence[Any], bounds: t
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>Monitoring review</title><style>{_STYLE}</style>"
             f"</head><body data-run='{html.escape(run)}' data-simulated='{str(simulated).lower()}'>"
             f"<h1>{sim}Candidates for review, {years[0]}-{years[1]}</h1>"
-            f"<p>{len(candidates)} candidate(s) outside the known mines. Record a verdict per candidate, then "
+            f"<p>{len(candidates)} new candidate(s) outside the known mines.{note} Record a verdict per candidate, then "
             f"<button id='save' onclick='save()'>Save verdicts</button> (<span id='count'>0</span> recorded) and "
             f"pass the file to the next run: <code>gee-mining monitor ... --verdicts verdicts.json</code>.</p>"
             f"{_svg(candidates, known, bounds)}<table id='candidates'><thead><tr>{ths}</tr></thead>"
-            f"<tbody>{rows}</tbody></table><script>{_SCRIPT}</script></body></html>")  # fmt: skip
+            f"<tbody>{rows}</tbody></table>{block}<script>{_SCRIPT}</script></body></html>")  # fmt: skip
 
 
 def write_review(out: Path, candidates: Sequence[Candidate], region: MonitorRegion, composites: dict[int, Any],
-                 known: Sequence[Any], simulated: bool, max_quicklooks: int = 50) -> Path:  # fmt: skip
-    """``review.html`` in ``out`` (written beside, then renamed); its path."""
+                 known: Sequence[Any], simulated: bool, max_quicklooks: int = 50,
+                 previous: Sequence[Verdict] = ()) -> Path:  # fmt: skip
+    """``review.html`` in ``out`` (written beside, then renamed); its path. Quicklooks of new candidates only."""
     tf = Transformer.from_crs(region.epsg, 4326, always_xy=True)
     xs, ys = tf.transform([region.bounds[0], region.bounds[2]], [region.bounds[1], region.bounds[3]])
-    looks = quicklooks(candidates, composites, region, simulated, max_quicklooks)
+    new = [c for c in candidates if c.previous_verdict is None]
+    looks = quicklooks(new, composites, region, simulated, max_quicklooks)
     page = review_html(candidates, known, (xs[0], ys[0], xs[1], ys[1]), (min(composites), max(composites)), looks,
-                       str(out), simulated)  # fmt: skip
+                       str(out), simulated, previous)  # fmt: skip
     path = out / "review.html"
     tmp = out / ".partial-review.html"
     tmp.write_text(page)

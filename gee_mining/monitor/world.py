@@ -19,8 +19,13 @@ import shapely
 from gee_mining.connection import connect
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import write_catalog
-from gee_mining.monitor.core import MonitorRegion, MonitorSpec, fit_screening, sample_by_land_cover, year_composites
-from gee_mining.monitor.review import Verdict
+from gee_mining.monitor.core import (
+    MonitorRegion,
+    MonitorSpec,
+    Verdict,
+    fit_on_first_year,
+    year_composites,
+)
 from gee_mining.pyramid.probability import composite_entry
 
 
@@ -68,15 +73,25 @@ def prepare_world(world_dir: str | os.PathLike, spec: MonitorSpec, out_dir: str 
     return MonitorWorld(folder, region, ids, catalog, spec.years)
 
 
+def reuse_world(world_dir: str | os.PathLike, spec: MonitorSpec, out_dir: str | os.PathLike) -> MonitorWorld:
+    """A world :func:`prepare_world` already prepared into ``out_dir``: its composites served again, nothing
+    recomputed (a clear error if they are not there)."""
+    folder = Path(world_dir).resolve()
+    region, manifest = world_region(folder)
+    out = Path(out_dir)
+    catalog = out / "work" / "catalog_monitor.toml"
+    if not catalog.exists():
+        raise InputError(f"{out}: no prepared composites ({catalog.name}); prepare the world again.")
+    project = manifest["parameters"]["project"]
+    connect("local", project=project, catalog=catalog, storage_root=out / "storage")
+    ids = {y: f"projects/{project}/assets/composite_{y}" for y in spec.years}
+    return MonitorWorld(folder, region, ids, catalog, spec.years)
+
+
 def fit_first_year(world: MonitorWorld, pixels: int = 500, seed: int = 0, verdicts: Sequence[Verdict] = ()):
-    """The screening model fitted on the first year's composite, labelled by the known mines and stratified by land
-    cover (:func:`gee_mining.monitor.core.sample_by_land_cover`), with a reviewer's ``verdicts`` as labels (mine)
-    and hard negatives (not mine); a ``LinearModel`` and the pixel table it was fitted on."""
-    first = ee.Image(world.composites[world.years[0]])
-    confirmed = [v.geometry for v in verdicts if v.verdict == "mine"]
-    rejected = [v.geometry for v in verdicts if v.verdict == "not_mine"]
-    table = sample_by_land_cover(first, world.region, pixels, seed, confirmed, rejected)
-    return fit_screening([table], first), table
+    """The screening model fitted on the world's first composite (:func:`gee_mining.monitor.core.fit_on_first_year`);
+    a ``LinearModel`` and the pixel table it was fitted on."""
+    return fit_on_first_year(ee.Image(world.composites[world.years[0]]), world.region, pixels, seed, verdicts)
 
 
 def known_outlines(world: MonitorWorld) -> list:

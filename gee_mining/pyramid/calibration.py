@@ -6,7 +6,9 @@ another seed needs lower ones (measured: recall 0.28 out of sample, issue 25). H
 over every calibration world together: at each level the mines still alive in all worlds are
 pooled (each mine's best cell score), the threshold that keeps ``target_recall ** (1/L)`` of them
 is found as before, and then lowered by ``margin`` (a factor: 0.5 halves it), so that a mine
-somewhat weaker than every calibration mine still passes. Each level reports how many mines it was
+somewhat weaker than every calibration mine still passes. With ``margin=None`` the worlds choose the
+factor themselves (:func:`cross_world_margin`, leave one world out): how far below the other worlds'
+threshold each world's own weakest kept mine lies, the worst case over the worlds. Each level reports how many mines it was
 chosen on and the Clopper-Pearson lower bound of the share it keeps, so the evidence behind a
 threshold is stated with it. Server-side work is the same ``score_cells`` as a run: the cells
 evaluated are those the calibration keeps, never the whole tree.
@@ -32,6 +34,24 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     low = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
     high = 1.0 if k == n else float(beta.ppf(1 - a / 2, k + 1, n - k))
     return low, high
+
+
+def cross_world_margin(best: dict[tuple[str, Any], float], keep_share: float) -> float:
+    """The margin the calibration worlds themselves ask for (leave one world out): for each world, the threshold
+    chosen on the other worlds' mines, and the factor it must be lowered by to keep ``keep_share`` of this world's
+    mines; the smallest factor over the worlds (at most 1). ``best``: {(world, mine): best cell score}."""
+    worlds = sorted({w for w, _ in best})
+    if len(worlds) < 2:
+        raise InputError(
+            f"a cross-world margin needs mines in at least two calibration worlds (got {len(worlds)}): give more "
+            "train worlds, or a fixed margin (e.g. 0.5)."
+        )
+    factors = []
+    for w in worlds:
+        rest, _ = _choose_threshold({k: v for k, v in best.items() if k[0] != w}, keep_share)
+        own, _ = _choose_threshold({k: v for k, v in best.items() if k[0] == w}, keep_share)
+        factors.append(min(1.0, own / rest) if rest > 0 else 1.0)
+    return min(factors)
 
 
 def margin_threshold(best: dict[Any, float], keep_share: float, margin: float) -> float:
@@ -61,6 +81,7 @@ class LevelCalibration:
     cell_size: float
     threshold: float
     unmargined: float  # the threshold before the margin
+    margin: float  # the factor applied (fixed, or chosen across worlds)
     mines: int
     kept: int
     kept_ci_low: float  # Clopper-Pearson lower bound of kept / mines
@@ -85,9 +106,10 @@ class Calibration:
 
 
 def calibrate_worlds(ee, worlds: Sequence[CalibrationWorld], spec: PyramidSpec, target_recall: float = 0.98,
-                     margin: float = 0.5, confidence: float = 0.95,
+                     margin: float | None = 0.5, confidence: float = 0.95,
                      progress: Callable[[str], None] | None = None) -> Calibration:  # fmt: skip
-    """``spec`` with thresholds chosen on the pooled mines of ``worlds`` (see the module's docstring)."""
+    """``spec`` with thresholds chosen on the pooled mines of ``worlds`` (see the module's docstring). ``margin``:
+    a fixed factor, or None: at each level the factor :func:`cross_world_margin` finds across the worlds."""
     say = progress or (lambda msg: None)
     if not worlds:
         raise InputError("calibration needs at least one world with known mines.")
@@ -112,7 +134,8 @@ def calibrate_worlds(ee, worlds: Sequence[CalibrationWorld], spec: PyramidSpec, 
                     best[(w.name, m)] = max(best.get((w.name, m), 0.0), r["score"])
         if not best:
             raise InputError(f"no calibration mine is left at level z{level.zoom}: give worlds with mines.")
-        t = margin_threshold(best, keep_share, margin)
+        m = cross_world_margin(best, keep_share) if margin is None else margin
+        t = margin_threshold(best, keep_share, m)
         thresholds.append(t)
         kept_mines = sum(s >= t for s in best.values())
         evaluated = sum(len(rows) for rows in current.values())
@@ -124,9 +147,9 @@ def calibrate_worlds(ee, worlds: Sequence[CalibrationWorld], spec: PyramidSpec, 
             )
         n_kept = sum(len(rows) for rows in current.values()) // (4 if i + 1 < len(spec.levels) else 1)
         low = clopper_pearson(kept_mines, len(best), confidence)[0]
-        out.levels.append(LevelCalibration(level.zoom, level.cell_size, t, t / margin, len(best), kept_mines, low,
+        out.levels.append(LevelCalibration(level.zoom, level.cell_size, t, t / m, m, len(best), kept_mines, low,
                                            evaluated, n_kept))  # fmt: skip
-        say(f"[calibrate] z{level.zoom}: threshold {t:.4g} keeps {kept_mines}/{len(best)} calibration mines "
+        say(f"[calibrate] z{level.zoom}: threshold {t:.4g} (margin {m:.3g}) keeps {kept_mines}/{len(best)} calibration mines "
             f"(lower bound {low:.3f}), {n_kept}/{evaluated} cells")  # fmt: skip
     out.spec = spec.with_thresholds(thresholds)
     return out

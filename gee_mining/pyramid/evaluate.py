@@ -50,6 +50,8 @@ from gee_mining.pyramid.probability import (
 )
 from gee_mining.pyramid.world import SimulatedPyramid, prepare_simulated, seed_corner
 from gee_mining.steps.indices import add_indices
+from gee_mining.world.manifest import WorldManifest
+from gee_mining.world.realism import REALISMS
 
 SIZE_BINS_KM2 = (0.05, 0.2, 1.0)  # recall is also reported for mines below 0.05 km2, 0.05-0.2, 0.2-1, above 1
 
@@ -66,12 +68,13 @@ class EvaluationSpec:
     levels: tuple[float, ...] = (2750, 1375, 687.5, 343.75)
     zooms: tuple[int, ...] = (15, 16, 17, 18)
     target_recall: float = 0.98
-    margin: float = 0.5
+    margin: float | None = None  # a fixed factor on each threshold, or None: chosen across the train worlds
     pixels: int = 1000  # sampled pixels per class per train world
     mine_share: float = 0.0007  # a realistic share of land that is mine, for precision
     confidence: float = 0.95
     exhaustive: bool = False  # also run the detector on every fine cell (slow: the reference recall)
     workers: int = 1  # processes that build worlds side by side
+    realism: str = "hard"  # the worlds' difficulty (gee_mining.world.realism): "hard" (default) or "easy"
 
     def __post_init__(self) -> None:
         train, test = tuple(int(s) for s in self.train_seeds), tuple(int(s) for s in self.test_seeds)
@@ -84,6 +87,13 @@ class EvaluationSpec:
             raise InputError(f"seed(s) {shared} are both train and test: a world is used for one or the other.")
         if any(s < 0 for s in train + test) or len(set(train)) < len(train) or len(set(test)) < len(test):
             raise InputError(f"seeds {train} / {test}: distinct seeds, 0 or more.")
+        if self.margin is None and len(train) < 2:
+            raise InputError(
+                f"a cross-world margin needs at least two train worlds (got {list(train)}): add train seeds, or give "
+                "a fixed margin, e.g. --margin 0.5."
+            )
+        if self.realism not in REALISMS:
+            raise InputError(f"realism {self.realism!r}: one of {', '.join(REALISMS)}.")
         if not 0 < self.mine_share < 1:
             raise InputError(f"mine_share {self.mine_share}: a share of land in (0, 1), e.g. 0.0007.")
         object.__setattr__(self, "train_seeds", train)
@@ -165,11 +175,31 @@ def recall_by_size(worlds: Sequence[WorldResult]) -> list[dict[str, Any]]:
 
 
 def _prepare(args: tuple) -> SimulatedPyramid:
+    """One seed's world, or the one already prepared in its folder with the same parameters (``prepared.json``,
+    written last: worlds are deterministic, so a rerun reuses them; delete the folder after changing the
+    generator's code)."""
     out, seed, part, spec = args
-    return prepare_simulated(
+    key = {"seed": seed, "library_part": part, "size_km": spec.size_km, "clusters": spec.clusters,
+           "months": spec.months, "realism": REALISMS[spec.realism].as_json()}  # fmt: skip
+    done = Path(out) / "prepared.json"
+    if done.exists():
+        saved = json.loads(done.read_text())
+        if saved["key"] == key:
+            world = WorldManifest.read(Path(out) / "world" / "manifest.json")
+            world.out_dir, world.catalog = str(Path(out) / "world"), str(Path(out) / "world" / "catalog.toml")
+            return SimulatedPyramid(world, saved["epsg"], tuple(saved["bounds"]), saved["composite_id"],
+                                    saved["mines_id"], Path(saved["catalog"]))  # fmt: skip
+    sim = prepare_simulated(
         out, None, size_km=spec.size_km, clusters=spec.clusters, months=spec.months, seed=seed,
         project=f"gee-mining-eval-{seed}", corner=seed_corner(seed, spec.size_km), library_part=part,
+        realism=spec.realism,
     )  # fmt: skip
+    saved = {"key": key, "epsg": sim.epsg, "bounds": list(sim.bounds), "composite_id": sim.composite_id,
+             "mines_id": sim.mines_id, "catalog": str(Path(sim.catalog).resolve())}  # fmt: skip
+    tmp = done.with_name(".partial-prepared.json")
+    tmp.write_text(json.dumps(saved))
+    os.replace(tmp, done)
+    return sim
 
 
 def prepare_worlds(out: Path, spec: EvaluationSpec, say: Callable[[str], None]) -> dict[int, SimulatedPyramid]:
@@ -301,7 +331,8 @@ def pooled(worlds: Sequence[WorldResult], ev: EvaluationSpec) -> dict[str, Any]:
 def evaluate_pyramid(out_dir: str | os.PathLike, ev: EvaluationSpec,
                      progress: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
     """Build the worlds, train and calibrate on ``ev.train_seeds``, report on ``ev.test_seeds``; writes
-    ``evaluation.json`` in ``out_dir`` (whole or not at all) and returns it."""
+    ``evaluation.json`` in ``out_dir`` (whole or not at all) and returns it. Each test world's figures are also
+    appended to ``worlds.jsonl`` as it finishes."""
     say = progress or (lambda msg: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -314,9 +345,13 @@ def evaluate_pyramid(out_dir: str | os.PathLike, ev: EvaluationSpec,
     say(f"[evaluate] screening model fitted on {len(train)} train world(s)")
     cal = _calibrate(train, model, ev, say)
     results = []
+    progress_file = out / "worlds.jsonl"  # one line per finished test world: a long run can be read as it goes
+    progress_file.unlink(missing_ok=True)
     for seed, sim in test.items():
         results.append(evaluate_world(seed, sim, model, cal.spec, ev, out))
         r = results[-1]
+        with progress_file.open("a") as f:
+            f.write(json.dumps(r.as_json(), default=str) + "\n")
         say(f"[evaluate] test world {seed}: {r.detected}/{r.mines} mines, {r.fine_cells}/{r.exhaustive_fine_cells} "
             f"fine cells ({r.seconds:.0f} s)")  # fmt: skip
     report = {

@@ -28,6 +28,7 @@ from gee_mining.contracts.models import LinearModel
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import CatalogEntry
 from gee_mining.io.pages import iter_features
+from gee_mining.io.storage import gs_key
 from gee_mining.ml.classify import compile_linear
 from gee_mining.steps.indices import add_indices
 from gee_mining.steps.sentinel2 import CompositeSpec, composite
@@ -113,13 +114,12 @@ def export_composite(ee, epsg: int, bounds: Sequence[float], composite_spec=None
     and the fine-level detector read it as an image asset instead of recomputing the median of every scene at each
     level (on Earth Engine, ``Export.image.toAsset`` does the same). Returns the local copy's path."""
 
+    bucket, key = gs_key(destination, name, "composite destination")  # before any work
     xmin, ymin, xmax, ymax = (float(v) for v in bounds)
     width, height = round((xmax - xmin) / 10), round((ymax - ymin) / 10)
     if width <= 0 or height <= 0 or abs(width * 10 - (xmax - xmin)) > 1e-6 or abs(height * 10 - (ymax - ymin)) > 1e-6:
         raise InputError(f"bounds {tuple(bounds)}: give xmin < xmax, ymin < ymax, on multiples of 10 m.")
     region = ee.Geometry.Rectangle([xmin, ymin, xmax, ymax], f"EPSG:{epsg}", False)
-    bucket, _, prefix = destination.removeprefix("gs://").partition("/")
-    key = f"{prefix.strip('/')}/{name}" if prefix.strip("/") else name
     task = ee.batch.Export.image.toCloudStorage(
         composite(region, composite_spec), description=f"pyramid_{name}", bucket=bucket, fileNamePrefix=key,
         crs=f"EPSG:{epsg}", crsTransform=[10, 0, xmin, 0, -10, ymax], dimensions=f"{width}x{height}",

@@ -29,15 +29,23 @@ from gee_mining.pyramid.probability import composite_entry, export_composite
 from gee_mining.steps.sentinel2 import CompositeSpec
 from gee_mining.world import generate_world
 from gee_mining.world.landscape import _blob
+from gee_mining.world.realism import Realism, realism_of
 
 DEFAULT_EPSG = 32721  # UTM 21S: the Tapajos basin (Para, Brazil), as the default world
 DEFAULT_CORNER = (561000.0, 9306000.0)  # a corner of the 5500 m grid on the 60 m world lattice (16500 = lcm)
 
 
+# Mine areas (m2) of a pyramid world: (log-normal median, sigma, smallest, largest) for each realism. The hard world
+# spans 0.01-3 km2 (the easy one 0.02-0.6 km2): small pits beside large ones, as mapped mining areas are.
+MINE_AREAS = {"easy": (0.1e6, 0.8, 0.02e6, 0.6e6), "hard": (0.1e6, 1.0, 0.01e6, 3e6)}
+
+
 def cluster_polygons(
-    size_m: float, clusters: int, rng: np.random.Generator, cluster_radius: float = 500.0, per_cluster=(2, 5)
-):
-    """Mine polygons (shapely, local metres from the square's top-left corner, y down) in compact clusters."""
+    size_m: float, clusters: int, rng: np.random.Generator, cluster_radius: float = 500.0, per_cluster=(2, 5),
+    areas: tuple[float, float, float, float] = MINE_AREAS["easy"],
+):  # fmt: skip
+    """Mine polygons (shapely, local metres from the square's top-left corner, y down) in compact clusters;
+    ``areas``: (median, sigma, smallest, largest) of their log-normal areas in m2."""
 
     polys: list = []
     margin = 0.12 * size_m
@@ -48,7 +56,7 @@ def cluster_polygons(
             centres.append(c)
     for cx, cy in centres:
         for k in range(int(rng.integers(per_cluster[0], per_cluster[1] + 1))):
-            area = float(np.clip(rng.lognormal(math.log(0.1e6), 0.8), 0.02e6, 0.6e6))
+            area = float(np.clip(rng.lognormal(math.log(areas[0]), areas[1]), areas[2], areas[3]))
             x, y = (
                 (cx, cy) if k == 0 else (cx + rng.normal(0, cluster_radius / 2), cy + rng.normal(0, cluster_radius / 2))
             )
@@ -74,15 +82,18 @@ def generate_pyramid_world(
     project: str = "gee-mining-local",
     progress=None,
     library_part: str | None = None,
+    realism: str | Realism | None = None,
 ):
     """Write a SIMULATED world (see :func:`gee_mining.world.generate_world`) whose top-left corner is ``corner``
     (UTM metres in ``epsg``) with ``clusters`` compact mine clusters; returns its manifest. ``library_part``: paint
-    it from that half of the spectral library only (``generate_world``)."""
+    it from that half of the spectral library only (``generate_world``); ``realism``: ``"easy"`` or ``"hard"``
+    (``generate_world``; the hard world's mines also span more sizes, ``MINE_AREAS``)."""
 
+    realism = realism_of(realism)
     rng = np.random.default_rng([seed, 12])
     size = max(60, int(round(size_km * 1000 / 60)) * 60)
     x0, top = corner
-    local = cluster_polygons(size, clusters, rng)
+    local = cluster_polygons(size, clusters, rng, areas=MINE_AREAS.get(realism.name, MINE_AREAS["easy"]))
     to_ll = pyproj.Transformer.from_crs(epsg, 4326, always_xy=True)
     features = []
     for i, p in enumerate(local):
@@ -101,7 +112,7 @@ def generate_pyramid_world(
     centre = to_ll.transform(x0 + size / 2 + 1, top - size / 2 + 1)
     return generate_world(
         out, polygons=poly_path, size_km=size / 1000, months=months, seed=seed, center=centre, project=project,
-        progress=progress, library_part=library_part,
+        progress=progress, library_part=library_part, realism=realism,
     )  # fmt: skip
 
 
@@ -143,17 +154,18 @@ def prepare_simulated(
     progress=None,
     corner: tuple[float, float] = DEFAULT_CORNER,
     library_part: str | None = None,
+    realism: str | None = None,
 ) -> SimulatedPyramid:
     """Generate :func:`generate_pyramid_world`, export its composite once (on the world's engine), then connect
     ``ee`` to ``base_catalog`` plus two assets: the composite (``projects/<project>/assets/composite``) and the
     world's mines (``projects/<project>/assets/world_mines``). The world's own Sentinel-2 collections are not
     served afterwards, so a caller's engine keeps its own; ``engine_project``: the project of that last connection
-    (default ``project``). ``corner`` and ``library_part``: as :func:`generate_pyramid_world`."""
+    (default ``project``). ``corner``, ``library_part`` and ``realism``: as :func:`generate_pyramid_world`."""
 
     say = progress or (lambda msg: None)
     out = Path(out_dir)
     world = generate_pyramid_world(out / "world", size_km, clusters, months, seed, corner=corner, project=project,
-                                   library_part=library_part)  # fmt: skip
+                                   library_part=library_part, realism=realism)  # fmt: skip
     say(f"[pyramid] SIMULATED world of {world.grid['size_m'] / 1000:g} km, {len(world.scenes)} scenes")
     storage = Path(storage_root or out / "storage")
     connect("local", project=project, catalog=world.catalog, storage_root=storage)

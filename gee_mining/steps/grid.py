@@ -29,7 +29,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -582,16 +581,16 @@ def stream_grid(
     keep: dict[int, set[str]] | None = None,
     metadata: Metadata | None = None,
     block: int | None = GRID_BLOCK,
-    spool: str | os.PathLike | None = None,
 ) -> GridSummary:
     """The grid of one level (see :func:`build_grid` for the arguments), handed to ``sink`` a group of blocks
-    at a time: memory follows a group of blocks and a few numbers per cell of a zone, not the rows.
+    at a time: memory follows a group of blocks (and the negatives of the row of blocks before it), not the
+    zone nor the country.
 
-    Per zone, each group's positives (one paged request, :func:`plan_groups`) go to an anonymous spool file
-    (in the folder ``spool``, default the system's) and the cells touching a polygon within the pairing's
-    reach of its blocks (one request) to the zone's blocked set; the negatives are then paired over the
-    whole zone, as one request per zone would (nearest first, the same pairs), and each group's rows are read
-    back, its negatives measured (one request) and passed on."""
+    Per zone, group by group in the lattice's row order (:func:`plan_groups`): the group's positives (one
+    paged request), the cells touching a polygon within the pairing's reach of its blocks (one request), its
+    negatives paired there (:func:`pair_group`: nearest first, never a cell an earlier group took), measured
+    (one request a thousand) and passed on. The pairs depend on the blocks only where positives of two
+    groups want the same free cell: the earlier group's positive gets it."""
     say = progress or (lambda msg: None)
     summary = GridSummary(spec)
     fc, tagged, zones, id_column, count = _prepare(ee, polygons, spec, margin, id_column)
@@ -599,60 +598,65 @@ def stream_grid(
     groups = plan_groups(ee, tagged, zones, spec, block, region)
     say(f"[grid] {count:,} polygons in {len(zones)} grid zone(s) at {spec.cell_size:g} m (zoom {spec.zoom}): "
         f"{len(groups)} request(s) of positives")  # fmt: skip
-    done = 0
-    for epsg in zones:
-        zone_groups = [g for g in groups if g.epsg == epsg]
-        with tempfile.TemporaryFile("w+", dir=spool, encoding="utf-8") as fh:
-
-            def step(i: int, first: int = done, epsg: int = epsg) -> None:
-                say(f"[grid] group {first + i}/{len(groups)} (EPSG:{epsg})")
-
-            cells, blocked = _zone_positives(
-                ee, fc, tagged, zone_groups, spec, id_column, region, keep or {}, metadata, margin, fh, step
-            )
-            done += len(zone_groups)
-            if not cells:
-                continue
-            say(f"[grid] EPSG:{epsg}: {len(cells):,} positive cells, {len(blocked):,} cells touch a polygon: pairing")
-            hits = _pair_in_grid_order(spec, epsg, cells, blocked, summary.warnings.append)
-            del blocked
-            fh.seek(0)
-            start = 0
-            for line in fh:
-                with deferred_gc():  # a group's rows decoded and tabulated: see gc_pause
-                    positives = json.loads(line)
-                    rows = paired_rows(ee, spec, epsg, positives, hits[start : start + len(positives)], metadata)
-                start += len(positives)
-                summary.positives += len(positives)
-                summary.negatives += len(rows) - len(positives)
-                sink(rows)
+    taken: dict[int, set[tuple[int, int]]] = {}
+    unpaired: dict[int, int] = {}
+    for i, group in enumerate(groups):
+        with deferred_gc():  # a group's cells decoded and tabulated (the collector runs between groups)
+            positives = _group_positives(ee, fc, tagged, group, spec, id_column, region, keep or {}, metadata)
+        say(f"[grid] group {i + 1}/{len(groups)} (EPSG:{group.epsg}): {len(positives):,} positive cells")
+        if not positives:
+            continue
+        blocked = {cell_index(k) for k in touching_cells(ee, tagged, group.epsg, spec, margin, group).getInfo()}
+        zone_taken = taken.setdefault(group.epsg, set())
+        hits = pair_group(spec, group, positives, blocked, zone_taken)
+        unpaired[group.epsg] = unpaired.get(group.epsg, 0) + sum(h is None for h in hits)
+        del blocked
+        with deferred_gc():
+            rows = paired_rows(ee, spec, group.epsg, positives, hits, metadata)
+        summary.positives += len(positives)
+        summary.negatives += len(rows) - len(positives)
+        sink(rows)
+    summary.warnings.extend(
+        f"EPSG:{epsg}: {n} positive cell(s) got no negative within {NEGATIVE_REACH} cells."
+        for epsg, n in unpaired.items()
+        if n
+    )
     say(f"[grid] {summary.positives} positives, {summary.negatives} negatives")
     return summary
 
 
-def _zone_positives(ee, polygons, tagged, groups, spec, id_column, region, keep, metadata, margin, spool, say):
-    """A zone's positives, group by group: each group's rows (in the lattice's row order) one JSON line of
-    ``spool``; returns the cells of the rows, in the spool's order, and the cells touching a polygon."""
-    cells: list[tuple[int, int]] = []
-    blocked: set[tuple[int, int]] = set()
-    for i, group in enumerate(groups):
-        kept = sorted(k for k in keep.get(group.epsg, ()) if _in_group(cell_index(k), group))
-        found = positive_cells(ee, polygons, tagged, group.epsg, spec, id_column, region, kept, metadata, False, group)
-        with deferred_gc():  # a group's cells decoded and tabulated (the collector runs between groups)
-            rows = []
-            for f in iter_features(found, PAGE_SIZE):
-                row = _row(f, spec, 1)
-                row["nesting_only"] = row["overlap"] < MIN_OVERLAP
-                rows.append(row)
-        say(i + 1)
-        if not rows:
-            continue
-        rows.sort(key=lambda r: (r["cell_y"], r["cell_x"]))
-        spool.write(json.dumps(rows) + "\n")
-        cells.extend((r["cell_x"], r["cell_y"]) for r in rows)
-        ids = touching_cells(ee, tagged, group.epsg, spec, margin, group).getInfo()
-        blocked.update(cell_index(i) for i in ids)
-    return cells, blocked
+def _group_positives(ee, polygons, tagged, group, spec, id_column, region, keep, metadata) -> list[dict[str, Any]]:
+    """A group's positive rows, in the lattice's row order (y, then x)."""
+    kept = sorted(k for k in keep.get(group.epsg, ()) if _in_group(cell_index(k), group))
+    found = positive_cells(ee, polygons, tagged, group.epsg, spec, id_column, region, kept, metadata, False, group)
+    rows = []
+    for f in iter_features(found, PAGE_SIZE):
+        row = _row(f, spec, 1)
+        row["nesting_only"] = row["overlap"] < MIN_OVERLAP
+        rows.append(row)
+    rows.sort(key=lambda r: (r["cell_y"], r["cell_x"]))
+    return rows
+
+
+def pair_group(
+    spec: GridSpec,
+    group: BlockGroup,
+    positives: Sequence[dict[str, Any]],
+    blocked: set[tuple[int, int]],
+    taken: set[tuple[int, int]],
+) -> list[tuple[tuple[int, int], float] | None]:
+    """:func:`pair_negatives` of one group's positives (in their order) against the cells touching a polygon
+    within the pairing's reach of its blocks (``blocked``) and the negatives earlier groups of the zone
+    ``taken``; the group's negatives are added to ``taken``, and those no later group can reach (below the
+    group's last row of blocks less :data:`NEGATIVE_REACH` cells: groups come in the lattice's row order)
+    dropped, so that ``taken`` holds about a row of blocks' negatives, not the zone's."""
+    cells = [(r["cell_x"], r["cell_y"]) for r in positives]
+    hits = pair_negatives(spec, group.epsg, cells, blocked | taken, lambda msg: None)  # counted per zone
+    taken.update(h[0] for h in hits if h is not None)
+    if group.blocks:
+        floor = max(by for _, by in group.blocks) * group.side - NEGATIVE_REACH
+        taken.difference_update([c for c in taken if c[1] < floor])
+    return hits
 
 
 def _in_group(cell: tuple[int, int], group: BlockGroup) -> bool:
@@ -661,7 +665,7 @@ def _in_group(cell: tuple[int, int], group: BlockGroup) -> bool:
 
 def _pair_in_grid_order(spec, epsg, cells, blocked, warn):
     """:func:`pair_negatives` of the zone's cells taken in the lattice's row order (its ties are broken by
-    the positives' order: the pairs do not depend on how the zone was cut into blocks), in ``cells``' order."""
+    the positives' order), in ``cells``' order."""
     order = sorted(range(len(cells)), key=lambda i: (cells[i][1], cells[i][0]))
     hits = pair_negatives(spec, epsg, [cells[i] for i in order], blocked, warn)
     out: list[Any] = [None] * len(cells)

@@ -203,7 +203,22 @@ def simulated_flag(region, spec: CompositeSpec | None = None):
     return ee.String(ee.Algorithms.If(count.gt(0), "true", "false"))
 
 
-def scene_counts(rows: list[dict], spec: CompositeSpec | None = None, batch: int = 500) -> list[int]:
+SCENE_BATCH = 500  # cells whose scenes one request counts (:func:`scene_counts`)
+
+
+def no_scene_error(row: dict, spec: CompositeSpec) -> str:
+    """What a cell no Sentinel-2 scene covers in the period gets, the same from ``export-cells`` and an export
+    job: its name, the period and the fix (on the local engine, a simulated world over the cell)."""
+    lon, lat = pixel_grid(row).centre_lonlat()
+    return (
+        f"{row['name']}: no Sentinel-2 scene covers this cell from {spec.start} to {spec.end} (its export would be "
+        "all nodata); on the local engine the catalog's imagery (a simulated world covers only its square: see its "
+        f"manifest.json) does not reach it. Build a world there: gee-mining world --center={lon:.4f},{lat:.4f} "
+        "--polygons FILE"
+    )
+
+
+def scene_counts(rows: list[dict], spec: CompositeSpec | None = None, batch: int = SCENE_BATCH) -> list[int]:
     """The number of Sentinel-2 scenes over each grid cell in the spec's period (before cloud masking).
 
     Why: a cell no scene covers (outside the local engine's simulated world, or at sea) would export as

@@ -133,6 +133,12 @@ class Report:
             data = Path(data).read_bytes()
         section.parts.append({"kind": "figure", "data": data, "caption": caption, "alt": alt or caption})
 
+    @staticmethod
+    def page(section: Section, src: str, page_html: str, caption: str) -> None:
+        """An HTML page a step wrote in the run's folder (``src``, relative to it), embedded whole in the report
+        (so the report stays self-contained) and linked; saved as its path, read back from the run's folder."""
+        section.parts.append({"kind": "page", "src": Path(src).as_posix(), "html": page_html, "caption": caption})
+
     # -- a run directory -------------------------------------------------------------------------------------------
 
     def save(self, run_dir: str | os.PathLike) -> Path:
@@ -153,6 +159,8 @@ class Report:
                     p = {"kind": "figure", "src": name, "caption": p["caption"], "alt": p["alt"]}
                 elif isinstance(p, str):
                     p = {"kind": "html", "html": p}
+                elif isinstance(p, dict) and p.get("kind") == "page":
+                    p = {k: v for k, v in p.items() if k != "html"}  # the page is in the run's folder
                 parts.append(p)
             sections.append({"title": s.title, "parts": parts})
         doc = {"title": self.title, "subtitle": self.subtitle, "sections": sections, "warnings": self.warnings}
@@ -174,6 +182,12 @@ class Report:
                         report.warn(f"figure {p['src']} is missing from the run directory", s["title"])
                         continue
                     p = {"kind": "figure", "data": path.read_bytes(), "caption": p["caption"], "alt": p.get("alt")}
+                elif p.get("kind") == "page":
+                    path = run_dir / p["src"]
+                    if not path.is_file():
+                        report.warn(f"page {p['src']} is missing from the run directory", s["title"])
+                        continue
+                    p = {**p, "html": path.read_text()}
                 section.parts.append(p)
         return report
 
@@ -476,6 +490,14 @@ def _part_html(p: Any) -> str:
             f'<figure><img alt="{html.escape(p.get("alt") or p["caption"])}" '
             f'src="data:image/{_image_type(data)};base64,{b64}">'
             f"<figcaption>{html.escape(p['caption'])}</figcaption></figure>"
+        )
+    if kind == "page":
+        src = html.escape(p["src"])
+        return (
+            f'<figure class="page"><iframe title="{html.escape(p["caption"])}" srcdoc="{html.escape(p["html"])}" '
+            'style="width:100%;height:720px;border:1px solid #ddd"></iframe>'
+            f'<figcaption>{html.escape(p["caption"])} (<a href="{src}">{src}</a>, beside this report)</figcaption>'
+            "</figure>"
         )
     raise ValueError(f"unknown report part kind {kind!r}")
 

@@ -38,6 +38,7 @@ from gee_mining.world.datasets import (
 )
 from gee_mining.world.landscape import DEFAULT_CENTER, WorldGrid, build_surface, generated_polygons
 from gee_mining.world.manifest import WorldManifest
+from gee_mining.world.realism import Realism, realism_of
 from gee_mining.world.scenes import make_static, render_all, schedule, write_tif
 from gee_mining.world.spectra import MATERIALS
 
@@ -178,6 +179,7 @@ def generate_world(
     workers: int | None = None,
     progress=None,
     library_part: str | None = None,
+    realism: str | Realism | None = None,
 ) -> WorldManifest:
     """Write a simulated world of ``size_km`` x ``size_km`` for ``months`` months of ``year`` into ``out_dir``.
 
@@ -185,9 +187,12 @@ def generate_world(
     centred on the densest group of them (or on ``center``, lon/lat). Without
     it, mine polygons are generated (and documented as generated). ``library_part``: paint the world from one
     half of the spectral library only (``"train"`` or ``"test"``; see ``world.spectra.library_part``), so that
-    worlds for training and for testing share no spectrum.
+    worlds for training and for testing share no spectrum. ``realism``: ``"easy"`` (default) or ``"hard"``
+    (:mod:`gee_mining.world.realism`: many spectra per material, mine soils from the brighter half of the soils, which natural soils overlap,
+    unmined patches and ragged edges in the polygons, missed thin cloud and faint shadow, haze, real texture).
     """
     t0 = time.perf_counter()
+    realism = realism_of(realism)
     out = Path(out_dir)
     _clear(out)
     rng = np.random.default_rng([seed, 1])
@@ -199,16 +204,16 @@ def generate_world(
     grid = mines.grid
     timing["polygons"] = time.perf_counter() - t0
 
-    surface = build_surface(grid, mines.utm, rng, library_part)
+    surface = build_surface(grid, mines.utm, rng, library_part, realism)
     timing["surface"] = time.perf_counter() - t0 - sum(timing.values())
-    static = make_static(grid, surface, seed, out)
+    static = make_static(grid, surface, seed, out, realism)
     specs = schedule(grid, year, months)
     n_workers = workers or min(2, os.cpu_count() or 1)
     results = render_all(static, specs, n_workers, progress)
     timing["scenes"] = time.perf_counter() - t0 - sum(timing.values())
 
     parameters = {"size_km": size_km, "year": year, "months": months, "center": list(mines.center), "project": project,
-                  "library_part": library_part}  # fmt: skip
+                  "library_part": library_part, "realism": realism.as_json()}  # fmt: skip
     manifest = finish_world(out, seed, parameters, surface, mines, results, project)
     timing["total"] = time.perf_counter() - t0
     manifest.timing_s = {k: round(v, 3) for k, v in timing.items()}

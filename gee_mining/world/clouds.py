@@ -33,6 +33,8 @@ THIN, MEDIUM, OPAQUE = 0.03, 0.25, 0.6  # opacity thresholds of the truth classe
 CIRRUS_MIN, SHADOW_MIN, SHADOW_SCL = 0.02, 0.08, 0.25
 # Reflectance of a thick cloud top in the 12 bands (bright, flat in the visible, darker in the SWIR).
 CLOUD_SPECTRUM = np.array([0.62, 0.6, 0.59, 0.58, 0.58, 0.58, 0.58, 0.57, 0.57, 0.5, 0.45, 0.32], dtype=np.float32)
+# Haze (path radiance) relative to its blue value: falls with wavelength, about lambda^-1.5 (B1..B12 centres).
+HAZE_SHAPE = (np.array([443, 490, 560, 665, 705, 740, 783, 842, 865, 945, 1610, 2190], dtype=np.float32) / 490) ** -1.5
 CIRRUS_SPECTRUM = np.array([0.35, 0.33, 0.32, 0.31, 0.31, 0.31, 0.31, 0.3, 0.3, 0.25, 0.25, 0.2], dtype=np.float32)
 
 
@@ -148,15 +150,23 @@ def qa60(alpha60: np.ndarray, tau60: np.ndarray) -> np.ndarray:
 
 
 def cloud_score_plus(
-    alpha: np.ndarray, tau: np.ndarray, shadow: np.ndarray, bright: np.ndarray, texture: np.ndarray
+    alpha: np.ndarray,
+    tau: np.ndarray,
+    shadow: np.ndarray,
+    bright: np.ndarray,
+    texture: np.ndarray,
+    thin_miss: float = 0.0,
+    shadow_miss: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(cs, cs_cdf) at 10 m: below 0.6 on every truth cloud, cirrus and shadow pixel; 0.6..1 elsewhere.
 
     ``texture`` (0..1) varies the clear-sky score; ``bright`` (0..1, bright bare
     ground) lowers ``cs`` but not ``cs_cdf``, whose per-pixel normalisation
-    removes that bias in the real product.
+    removes that bias in the real product. ``thin_miss`` / ``shadow_miss`` (the hard world,
+    ``world.realism``): cloud thinner than that opacity and shadow fainter than that strength are
+    missed (scored as clear), as the real score misses thin edges and faint shadows.
     """
-    flagged = (alpha >= THIN) | (tau >= CIRRUS_MIN) | (shadow >= SHADOW_MIN)
+    flagged = (alpha >= max(THIN, thin_miss)) | (tau >= CIRRUS_MIN) | (shadow >= max(SHADOW_MIN, shadow_miss))
     severity = np.maximum(alpha * np.float32(1 / OPAQUE), tau * np.float32(10))
     np.maximum(severity, shadow * np.float32(2), out=severity)
     np.minimum(severity, 1, out=severity)

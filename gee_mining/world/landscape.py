@@ -16,6 +16,7 @@ from rasterio.transform import Affine
 
 from gee_mining.contracts.bands import BANDS
 from gee_mining.world.fields import Field, block_mean, octaves, sample_octaves
+from gee_mining.world.realism import EASY, Realism
 from gee_mining.world.spectra import BAND_RES, MATERIAL_ID, VEGETATED, Palette, build_palette
 
 DEFAULT_CENTER = (-55.75, -6.25)  # Tapajos basin, Para, Brazil: a region of many small mines
@@ -189,6 +190,8 @@ class _Spectra:
     base: np.ndarray  # uint16 (h, w)
     green: np.ndarray  # uint16 (h, w)
     brightness: np.ndarray  # float32 (h, w)
+    under: np.ndarray | None = None  # uint16 (h, w): the soil seen through vegetation (None: none)
+    under_share: np.ndarray | None = None  # float32 (h, w): its share of the pixel
 
 
 @dataclass(frozen=True)
@@ -205,23 +208,29 @@ def _local_to_utm(grid: WorldGrid, geom: shapely.Geometry) -> shapely.Geometry:
 
 
 def build_surface(
-    grid: WorldGrid, mines_utm: list[shapely.Geometry], rng: np.random.Generator, library_part: str | None = None
+    grid: WorldGrid,
+    mines_utm: list[shapely.Geometry],
+    rng: np.random.Generator,
+    library_part: str | None = None,
+    realism: Realism = EASY,
 ) -> Surface:
     """Materials, spectra and phenology for every 10 m pixel of the world.
 
     The pieces draw from ``rng`` in a fixed order (palette, land use, fields, water and village,
     mines, spectra, phenology), which keeps a seed's world the same bytes. ``library_part``: draw the palette from
-    that half of the spectral library only (see :func:`gee_mining.world.spectra.library_part`).
+    that half of the spectral library only (see :func:`gee_mining.world.spectra.library_part`). ``realism``: how
+    hard the world is (:mod:`gee_mining.world.realism`; the easy default draws exactly what it always drew).
     """
-    palette = build_palette(rng, part=library_part)
+    palette = build_palette(rng, realism.spectra_per_material, library_part, realism.mine_soil_pool,
+                            realism.crop_soil_pool)  # fmt: skip
     h, w = grid.shape(10)
     extent = float(grid.size)
-    material = _land_use(rng, extent, h, w)
+    material = _land_use(rng, extent, h, w, realism.natural_soil_bias)
     fields = _crop_fields(rng, h, w)
     _add_water_and_village(rng, grid, material)
     material[(material == MATERIAL_ID["crop"]) & fields.boundaries] = MATERIAL_ID["grass"]
-    material, mine_mask = _add_mines(rng, grid, mines_utm, material)
-    spectra = _assign_spectra(rng, extent, material, fields.field_id, palette)
+    material, mine_mask = _add_mines(rng, grid, mines_utm, material, realism)
+    spectra = _assign_spectra(rng, extent, material, fields.field_id, palette, realism)
     phenology = _phenology(rng, material, fields.field_id)
     A, D, group = _native_resolutions(palette.values, spectra, phenology.group10)
     return Surface(
@@ -229,10 +238,11 @@ def build_surface(
     )
 
 
-def _land_use(rng: np.random.Generator, extent: float, h: int, w: int) -> np.ndarray:
+def _land_use(rng: np.random.Generator, extent: float, h: int, w: int, soil_bias: float = -0.75) -> np.ndarray:
     """Land use at 10 m (uint8 material ids): the highest of several patchy, biased scores wins."""
     scores = []
-    biases = {"forest": 0.55, "crop": -0.05, "grass": 0.0, "shrub": -0.35, "natural_soil": -0.75, "natural_rock": -0.95}
+    biases = {"forest": 0.55, "crop": -0.05, "grass": 0.0, "shrub": -0.35, "natural_soil": soil_bias,
+              "natural_rock": -0.95}  # fmt: skip
     for bias in biases.values():
         parts = octaves(rng, extent, [2400.0, 700.0, 180.0], [1.0, 0.45, 0.15])
         scores.append(sample_octaves(parts, h, w, 10.0) + np.float32(bias))
@@ -267,11 +277,16 @@ def _add_water_and_village(rng: np.random.Generator, grid: WorldGrid, material: 
 
 
 def _add_mines(
-    rng: np.random.Generator, grid: WorldGrid, mines_utm: list[shapely.Geometry], material: np.ndarray
+    rng: np.random.Generator,
+    grid: WorldGrid,
+    mines_utm: list[shapely.Geometry],
+    material: np.ndarray,
+    realism: Realism = EASY,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mines over ``material``: soil, rock benches, tailings, then haul roads and pit water.
 
-    Returns the new material array and the mine mask (bool, 10 m).
+    Returns the new material array and the mine mask (bool, 10 m: the polygons, the label). With ``realism``'s
+    ragged edges and remnants, the mine material is not the polygon: see :func:`_mined_ground`.
     """
     h, w = material.shape
     extent = float(grid.size)
@@ -281,12 +296,37 @@ def _add_mines(
     mm = np.full((h, w), MATERIAL_ID["mine_soil"], dtype=np.uint8)
     mm[inner > 0.6] = MATERIAL_ID["mine_rock"]
     mm[tail > 0.9] = MATERIAL_ID["tailings"]
-    material = np.where(mine_mask, mm, material)
+    mined = _mined_ground(rng, grid, mines_utm, mine_mask, realism)
+    material = np.where(mined, mm, material)
     pits, roads = _pits_and_roads(rng, grid, mines_utm)
     road_mask = _rasterize(roads, grid, 10, all_touched=True) > 0
     material[road_mask & (material != MATERIAL_ID["water"])] = MATERIAL_ID["haul_road"]
     material[_rasterize(pits, grid, 10) > 0] = MATERIAL_ID["pit_water"]
     return material, mine_mask
+
+
+def _mined_ground(rng: np.random.Generator, grid: WorldGrid, mines_utm: list[shapely.Geometry], mine_mask: np.ndarray,
+                  realism: Realism) -> np.ndarray:  # fmt: skip
+    """Where mine material lies (bool, 10 m): the polygons (the easy world), or, with ``realism``, an outline that
+    wanders ``ragged_edge_m`` in and out of theirs (a smooth field decides, pixel by pixel, within that band) and
+    unmined patches (``remnants`` of the inside: forest, water, fields left as they were)."""
+    if realism.ragged_edge_m <= 0 and realism.remnants <= 0:
+        return mine_mask
+    h, w = mine_mask.shape
+    extent = float(grid.size)
+    mined = mine_mask.copy()
+    e = realism.ragged_edge_m
+    if e > 0:
+        outer = _rasterize([m.buffer(e) for m in mines_utm], grid, 10) > 0
+        core = _rasterize([m.buffer(-e) for m in mines_utm], grid, 10) > 0
+        wobble = Field.random(rng, extent, 2 * e).sample(h, w, 10.0) > 0
+        mined = core | (outer & wobble)
+    if realism.remnants > 0:
+        patches = Field.random(rng, extent, 120.0).sample(h, w, 10.0)
+        inside = patches[mine_mask]
+        if inside.size:
+            mined &= patches < np.quantile(inside, 1 - realism.remnants)
+    return mined
 
 
 def _pits_and_roads(
@@ -316,9 +356,15 @@ def _pits_and_roads(
 
 
 def _assign_spectra(
-    rng: np.random.Generator, extent: float, material: np.ndarray, field_id: np.ndarray, palette: Palette
+    rng: np.random.Generator,
+    extent: float,
+    material: np.ndarray,
+    field_id: np.ndarray,
+    palette: Palette,
+    realism: Realism = EASY,
 ) -> _Spectra:
-    """Each material's candidate spectra assigned in patches (crops: one per field), and a brightness texture."""
+    """Each material's candidate spectra assigned in patches (crops: one per field), and a brightness texture
+    (with ``realism``: a per-pixel speckle on top, and soil mixed under vegetation)."""
     h, w = material.shape
     base = np.zeros((h, w), dtype=np.uint16)
     green = np.zeros((h, w), dtype=np.uint16)
@@ -336,8 +382,17 @@ def _assign_spectra(
         green[sel] = g[np.minimum((r * len(g)).astype(int), len(g) - 1)] if g is not None else candidates[k]
     parts = octaves(rng, extent, [160.0, 40.0], [0.05, 0.03])
     brightness = np.clip(1.0 + sample_octaves(parts, h, w, 10.0), 0.8, 1.2).astype(np.float32)
+    if realism.speckle > 0:
+        brightness *= np.clip(1 + realism.speckle * rng.standard_normal((h, w), dtype=np.float32), 0.7, 1.3)
     brightness[(material == MATERIAL_ID["water"]) | (material == MATERIAL_ID["pit_water"])] = 1.0
-    return _Spectra(base, green, brightness)
+    under, share = None, None
+    if realism.soil_under_canopy > 0:
+        soils = palette.base[MATERIAL_ID["natural_soil"]]
+        under = soils[np.minimum((rank * len(soils)).astype(int), len(soils) - 1)].astype(np.uint16)
+        mix = Field.random(rng, extent, 60.0).sample(h, w, 10.0)
+        share = np.clip(realism.soil_under_canopy * (1 + 0.5 * mix), 0, 0.5).astype(np.float32)
+        share[~np.isin(material, VEGETATED)] = 0
+    return _Spectra(base, green, brightness, under, share)
 
 
 def _phenology(rng: np.random.Generator, material: np.ndarray, field_id: np.ndarray) -> _Phenology:
@@ -376,8 +431,13 @@ def _native_resolutions(
         d = np.empty_like(a)
         for j, bi in enumerate(idx):
             sb = values[:, bi]
-            a[j] = block_mean(spectra.brightness * sb[spectra.base], f)
-            d[j] = block_mean(spectra.brightness * (sb[spectra.green] - sb[spectra.base]), f)
+            if spectra.under is None:
+                a[j] = block_mean(spectra.brightness * sb[spectra.base], f)
+                d[j] = block_mean(spectra.brightness * (sb[spectra.green] - sb[spectra.base]), f)
+            else:  # a linear mix: (1 - s) of the material (seasonal) and s of the soil under it
+                s, keep = spectra.under_share, 1 - spectra.under_share
+                a[j] = block_mean(spectra.brightness * (keep * sb[spectra.base] + s * sb[spectra.under]), f)
+                d[j] = block_mean(spectra.brightness * keep * (sb[spectra.green] - sb[spectra.base]), f)
         A[res], D[res] = a, d
         group[res] = group10[f // 2 :: f, f // 2 :: f] if f > 1 else group10
     return A, D, group

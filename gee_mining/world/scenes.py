@@ -24,6 +24,7 @@ from gee_mining.contracts.bands import BANDS
 from gee_mining.world import clouds
 from gee_mining.world.fields import Field, block_mean
 from gee_mining.world.landscape import Surface, WorldGrid, greenness
+from gee_mining.world.realism import EASY, Realism
 from gee_mining.world.spectra import MATERIAL_ID
 
 GROUPS = {10: ["B2", "B3", "B4", "B8"], 20: ["B5", "B6", "B7", "B8A", "B11", "B12"], 60: ["B1", "B9"]}
@@ -104,9 +105,10 @@ class Static:
     texture: np.ndarray  # (H + pad, W + pad) float32 0..1: smooth variation of clear-sky cloud scores
     seed: int
     out: Path
+    realism: Realism = EASY
 
 
-def make_static(grid: WorldGrid, surface: Surface, seed: int, out: Path) -> Static:
+def make_static(grid: WorldGrid, surface: Surface, seed: int, out: Path, realism: Realism = EASY) -> Static:
     rng = np.random.default_rng([seed, 7])
     h, w = grid.shape(10)
     noise = rng.standard_normal((2, h + 64, w + 64), dtype=np.float32)
@@ -116,7 +118,7 @@ def make_static(grid: WorldGrid, surface: Surface, seed: int, out: Path) -> Stat
     bright[np.isin(surface.material, (0, 1, 2, 3))] = 0
 
     texture = np.clip(Field.random(rng, grid.size + 640.0, 250.0).sample(h + 64, w + 64, 10.0) * 0.25 + 0.5, 0, 1)
-    return Static(grid, surface, noise, bright, texture.astype(np.float32), seed, out)
+    return Static(grid, surface, noise, bright, texture.astype(np.float32), seed, out, realism)
 
 
 def write_tif(path: Path, data: np.ndarray, grid: WorldGrid, res: int, names: list[str], **extra) -> None:
@@ -205,9 +207,14 @@ def _render_bands(
     bands: dict[str, list] = {}
     layers: dict[int, tuple] = {}
     b4_20 = nir_20 = None
+    haze = _haze(static, spec)
     for res in (10, 20, 60):
         names = GROUPS[res]
         refl = _clear_reflectance(static, res, g, rng)
+        if haze is not None:  # path radiance no product flags: added to the surface, seen under the clouds too
+            h_res = block_mean(haze, res // 10) if res > 10 else haze
+            for j, b in enumerate(names):
+                refl[j] += h_res * np.float32(clouds.HAZE_SHAPE[BANDS.index(b)])
         if res == 10:
             b4_20 = block_mean(refl[2], 2)
             layers[10] = sky.at(10.0, grid.shape(res))
@@ -223,6 +230,20 @@ def _render_bands(
         for i, b in enumerate(names):
             bands[b] = [str(path.relative_to(static.out)), i + 1]
     return _SceneBands(bands, layers, b4_20, nir_20)
+
+
+def _haze(static: Static, spec: SceneSpec) -> np.ndarray | None:
+    """The scene's haze (10 m, added blue reflectance) or None: ``realism.haze_scenes`` of the scenes have a smooth
+    patchy haze up to ``haze_max``. Its own generator (seed, 3000 + scene), so a scene's other draws do not move."""
+    r = static.realism
+    if r.haze_scenes <= 0:
+        return None
+    rng = np.random.default_rng([static.seed, 3000 + spec.number])
+    if rng.random() >= r.haze_scenes:
+        return None
+    h, w = static.grid.shape(10)
+    field = Field.random(rng, float(static.grid.size), 3000.0).sample(h, w, 10.0)
+    return (np.clip(0.5 + 0.35 * field, 0, 1) * np.float32(r.haze_max * rng.uniform(0.4, 1.0))).astype(np.float32)
 
 
 def _clear_reflectance(static: Static, res: int, g: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -282,7 +303,8 @@ def _write_cloud_products(
     write_tif(truth_path, truth, grid, 10, ["cloud_truth"])
     oy, ox = rng.integers(0, 64, 2)
     texture = static.texture[oy : oy + alpha10.shape[0], ox : ox + alpha10.shape[1]]
-    cs, cs_cdf = clouds.cloud_score_plus(alpha10, tau10, shadow10, static.bright, texture)
+    cs, cs_cdf = clouds.cloud_score_plus(alpha10, tau10, shadow10, static.bright, texture,
+                                         static.realism.cs_thin_miss, static.realism.cs_shadow_miss)  # fmt: skip
     csp_path = static.out / "CLOUD_SCORE_PLUS" / f"{spec.index}.tif"
     write_tif(csp_path, np.stack([cs, cs_cdf]), grid, 10, ["cs", "cs_cdf"])
     prob_path = static.out / "S2_CLOUD_PROBABILITY" / f"{spec.index}.tif"

@@ -151,10 +151,12 @@ def split_pool(names: list[str], pool: np.ndarray, part: str) -> np.ndarray:
     return pool[np.array([library_part(names[i], by_sample) == part for i in pool], dtype=bool)]
 
 
-def build_palette(rng: np.random.Generator, per_material: int = 5, part: str | None = None) -> Palette:
+def build_palette(rng: np.random.Generator, per_material: int = 5, part: str | None = None,
+                  mine_soil: str = "bright_soil", crop_soil: str = "dark_soil") -> Palette:  # fmt: skip
     """Pick library spectra for each material (deterministic for ``rng``). ``part``: draw only from that half of
     the library (:func:`library_part`), so that worlds made for training and for testing share no spectrum; the
-    two modelled water spectra are fixed constants, not draws, and every world has them."""
+    two modelled water spectra are fixed constants, not draws, and every world has them. ``mine_soil`` and
+    ``crop_soil``: the soil pools of mine soil and of bare fields (``world.realism.Realism``)."""
     if part is not None and part not in LIBRARY_PARTS:
         raise ValueError(f"part {part!r}: one of {', '.join(LIBRARY_PARTS)}, or None for the whole library.")
     lib = library()
@@ -170,6 +172,7 @@ def build_palette(rng: np.random.Generator, per_material: int = 5, part: str | N
         "npv": lib.where("litter", "npv", "bark", "wood"),
         "dark_soil": soils[brightness < np.quantile(brightness, 0.5)],
         "soil": soils,
+        "upper_soil": soils[brightness > np.quantile(brightness, 0.5)],
         "bright_soil": soils[brightness > np.quantile(brightness, 0.75)],
         "sand": lib.where("sand"),
         "gravel": lib.where("gravel"),
@@ -181,13 +184,13 @@ def build_palette(rng: np.random.Generator, per_material: int = 5, part: str | N
         0: ("mid_canopy", "dense_canopy"),
         1: ("npv", "sparse_canopy"),
         2: ("npv", "mid_canopy"),
-        3: ("dark_soil", "dense_canopy"),
+        3: (crop_soil, "dense_canopy"),
         4: ("roof", None),
         5: ("pavement", None),
         6: ("soil", None),
         7: ("gravel", None),
         8: (None, None),
-        9: ("bright_soil", None),
+        9: (mine_soil, None),
         10: ("sand", None),
         11: ("gravel", None),
         12: ("dirt", None),
