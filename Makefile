@@ -44,10 +44,13 @@ docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict --quiet -d runs/site
 	@echo "documentation: runs/site/index.html"
 
+# Two pytest-xdist workers (CI has two cores), a test file on one worker, the files that share a slow session
+# fixture (the demo run) on one worker together (tests/conftest.py). `make test TEST_WORKERS=0`: one process.
+TEST_WORKERS ?= 2
 test: $(STAMP) $(NODE_STAMP) chromium
 	$(PY) -m ruff check gee_mining tests bench
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q -p no:cacheprovider --durations=15
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(PY) -m ruff check gee_mining tests bench

@@ -7,16 +7,31 @@ is in-process, and ``ee_http`` gives the same engine over loopback HTTP.
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import io
 import os
+import shutil
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-# torch (for YOLO) must load before TensorFlow (for TFRecords) in one process: the other order segfaults in
-# triton's import. Tests import both late, in whatever order they run, so torch is loaded first here.
+# Under pytest-xdist (`make test` runs two workers on CI's two cores) each worker is one process of the two:
+# numerical libraries keep to one thread each, else OpenMP's spinning threads of one worker starve the other
+# (scikit-learn's HistGradientBoosting took 33 s instead of 0.3 s for 600 rows, measured on a loaded machine).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
+# torch and torchvision (for YOLO) must load before TensorFlow (for TFRecords) in one process: the other order
+# segfaults in triton's import, which torchvision makes (`import torch; import tensorflow; import torchvision`
+# segfaults; an xdist worker that ran a TFRecord test before the pyramid's YOLO test died of it). Tests import
+# them late, in whatever order they run, so both are loaded first here.
 try:
     import torch  # noqa: F401
+    import torchvision  # noqa: F401
 except ImportError:  # the `yolo` extra is not installed: the YOLO tests skip
     pass
 
@@ -66,10 +81,51 @@ SLOW_FIXTURES = frozenset({
 })  # fmt: skip
 
 
+# `make test` runs two pytest-xdist workers with `--dist loadfile`: a test file runs on one worker, so its module
+# fixtures are built once. A session fixture that takes long to build and serves several files is built once per
+# worker that uses it: those files go to one worker together (one unit of work, named after the fixture).
+SHARED_FIXTURE_FILES = {
+    "demo_run": ("test_demo.py", "test_report.py"),
+    "executed_notebook": ("test_docs.py", "test_notebook_page.py"),
+}
+_UNIT_OF_FILE = {name: fixture for fixture, names in SHARED_FIXTURE_FILES.items() for name in names}
+
+
+def _work_unit(path: str) -> str:
+    """The xdist unit of work of a test file: its shared fixture's name, else the file."""
+    return _UNIT_OF_FILE.get(Path(path).name, path)
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook, when it is installed
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile` with the files of :data:`SHARED_FIXTURE_FILES` grouped, the units in collection order
+    (:func:`pytest_collection_modifyitems` puts the heavy ones first)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedFixtureScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _work_unit(nodeid.split("::", 1)[0])
+
+    config.option.loadscopereorder = False  # xdist would order the units by their count of tests
+    return SharedFixtureScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        names = getattr(item, "fixturenames", ())
+        if SLOW_FIXTURES.intersection(names):
             item.add_marker(pytest.mark.slow)
+        for fixture in SHARED_FIXTURE_FILES:
+            if fixture in names and item.path.name not in SHARED_FIXTURE_FILES[fixture]:
+                raise pytest.UsageError(
+                    f"{item.nodeid} uses the session fixture {fixture}: add {item.path.name} to its files in "
+                    "tests/conftest.py SHARED_FIXTURE_FILES, so that xdist builds it once"
+                )
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the units with the most slow tests first: the last ones are short
+        slow = collections.Counter(_work_unit(str(i.path)) for i in items if i.get_closest_marker("slow"))
+        items.sort(key=lambda i: -slow[_work_unit(str(i.path))])
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -215,3 +271,72 @@ def sim_catalog(engine_catalog, sim_world, tmp_path_factory) -> Path:
     catalog = tmp_path_factory.mktemp("sim_catalog") / "catalog.toml"
     catalog.write_text(engine_catalog.read_text() + "\n" + world_catalog_toml(sim_world.out_dir))
     return catalog
+
+
+# -- the documentation's notebooks, executed once per session ------------------------------------------------
+_NET_GUARD = """
+import os, socket
+_log = os.environ["GEE_MINING_NET_LOG"]
+_real = socket.socket.connect
+def _guarded(self, address):
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and host not in ("127.0.0.1", "::1", "localhost") and not host.startswith("127."):
+        with open(_log, "a") as fh:
+            fh.write(f"refused {address!r}\\n")
+        raise OSError(f"network access refused in the notebook test: {address!r}")
+    return _real(self, address)
+socket.socket.connect = _guarded
+with open(_log, "a") as fh:
+    fh.write(f"guard {os.getpid()}\\n")
+"""
+
+
+@dataclass(frozen=True)
+class ExecutedNotebook:
+    """A notebook of docs/notebooks run by `make docs`'s step on a copy of the docs (``root``: docs/ and
+    mkdocs.yml), with its executed copy where `make docs` puts it and what the kernel's network guard logged."""
+
+    root: Path
+    source: Path  # root/docs/notebooks/<name>
+    executed: Path  # root/runs/notebooks/<name>
+    net_log: list[str]  # "guard <pid>" when the guard loaded in the kernel, "refused <address>" per refusal
+
+
+def _execute_notebook(name: str, tmp: Path) -> ExecutedNotebook:
+    """`python -m gee_mining.tools.notebook_doc docs/notebooks/NAME runs/notebooks/NAME` (its ``main``) on a copy of
+    the docs; the kernel (a subprocess) loads a ``sitecustomize`` that refuses and logs every non-loopback
+    connection, and makes its scratch folders (tempfile) under ``tmp``."""
+    from gee_mining.tools import notebook_doc
+
+    root = tmp / "repo"
+    shutil.copytree(ROOT / "docs", root / "docs")
+    shutil.copy(ROOT / "mkdocs.yml", root / "mkdocs.yml")
+    guard, scratch, log = tmp / "guard", tmp / "scratch", tmp / "net.log"
+    guard.mkdir()
+    scratch.mkdir()
+    (guard / "sitecustomize.py").write_text(_NET_GUARD)
+    source, executed = root / "docs" / "notebooks" / name, root / "runs" / "notebooks" / name
+    with pytest.MonkeyPatch.context() as env, contextlib.redirect_stdout(io.StringIO()):
+        env.setenv(
+            "PYTHONPATH", os.pathsep.join([str(guard), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+        )
+        env.setenv("GEE_MINING_NET_LOG", str(log))
+        env.setenv("MPLCONFIGDIR", str(ROOT / ".cache" / "matplotlib"))
+        env.setenv("TMPDIR", str(scratch))  # the notebook's scratch folder (tempfile.mkdtemp) goes away after
+        env.delenv("GEE_MINING_CATALOG", raising=False)
+        assert notebook_doc.main([str(source), str(executed)]) == 0
+    return ExecutedNotebook(root, source, executed, log.read_text().splitlines() if log.exists() else [])
+
+
+@pytest.fixture(scope="session")
+def executed_notebook(tmp_path_factory):
+    """``executed_notebook(name)``: the notebook docs/notebooks/<name> executed offline (:func:`_execute_notebook`),
+    once per session however many tests read it (the tour takes 10-20 s)."""
+    done: dict[str, ExecutedNotebook] = {}
+
+    def run(name: str) -> ExecutedNotebook:
+        if name not in done:
+            done[name] = _execute_notebook(name, tmp_path_factory.mktemp("notebook"))
+        return done[name]
+
+    return run

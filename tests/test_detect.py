@@ -30,9 +30,11 @@ def world(sim_world):
 
 @pytest.fixture(scope="module")
 def cells_dir(ee_local, engine_catalog, sim_catalog, world, tmp_path_factory):
-    """16 per-cell GeoTIFFs (4 x 4 cells of 640 m) as the export writes them: composite + label bands."""
+    """16 per-cell GeoTIFFs (4 x 4 cells of 640 m) as the export writes them: composite + label bands, the cell's
+    row in the file's GEE_MINING_CELL tag."""
     import gee_mining
     from gee_mining.contracts.lattice import pixel_grid
+    from gee_mining.io.cell_tags import write_cell_tag
     from gee_mining.steps import labels, sentinel2
 
     ee = ee_local
@@ -51,6 +53,7 @@ def cells_dir(ee_local, engine_catalog, sim_catalog, world, tmp_path_factory):
                     {"expression": image, "fileFormat": "GEO_TIFF", "grid": pixel_grid(row).ee_grid()}
                 )
                 (out / f"{row['name']}.tif").write_bytes(data)
+                write_cell_tag(out / f"{row['name']}.tif", row)  # as the export writes it (GEE_MINING_CELL)
     finally:
         gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
     return out
@@ -314,7 +317,8 @@ def test_cli_dataset_and_demo_step(cells_dir, polygons_path, world, ee_local, en
                               "--size", "32", "--stride", "32", "--polygons", str(polygons_path),
                               "--mine-stride", "16"])  # fmt: skip
     assert args.func(args) == 0
-    dense = build_dataset(tmp_path / "pm", polygons_path, tmp_path / "dm", DatasetSpec())
+    with pytest.warns(UserWarning, match="no GEE_MINING_CELL tag; the cell is named after the file"):
+        dense = build_dataset(tmp_path / "pm", polygons_path, tmp_path / "dm", DatasetSpec())  # patches: untagged
     offsets = {c["name"]: tuple(int(v) for v in c["name"].rsplit("_", 2)[1:]) for c in dense.cells}
     assert sum(1 for o in offsets.values() if o[0] % 32 == 0 and o[1] % 32 == 0) == 16 * 4  # every sparse window
     extra = [n for n, o in offsets.items() if o[0] % 32 or o[1] % 32]
@@ -360,8 +364,9 @@ def test_cut_patches_keep_pixels_and_georeference(cells_dir, polygons, tmp_path)
                     assert p.transform.c == pytest.approx(t.c + col * t.a) and p.transform.f == pytest.approx(
                         t.f + row * t.e
                     )
-    ds = build_dataset(tmp_path / "p", polygons, tmp_path / "ds", DatasetSpec())
-    assert len(ds.cells) == 16
+    with pytest.warns(UserWarning, match="no GEE_MINING_CELL tag; the cell is named after the file"):
+        ds = build_dataset(tmp_path / "p", polygons, tmp_path / "ds", DatasetSpec())  # a patch carries no tag
+    assert sorted(c["name"] for c in ds.cells) == sorted(p.stem for p in written)  # each named after its file
 
 
 def test_stratified_split_balances_positives(rgb):

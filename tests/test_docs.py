@@ -7,7 +7,6 @@ each attempt, and the test asserts the log holds none.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -107,44 +106,16 @@ def test_site_works_from_disk_in_a_browser(site, tmp_path):
     assert shot.stat().st_size > 20_000
 
 
-_GUARD = """
-import os, socket
-_log = os.environ["GEE_MINING_NET_LOG"]
-_real = socket.socket.connect
-def _guarded(self, address):
-    host = address[0] if isinstance(address, tuple) else address
-    if isinstance(host, str) and host not in ("127.0.0.1", "::1", "localhost") and not host.startswith("127."):
-        with open(_log, "a") as fh:
-            fh.write(f"refused {address!r}\\n")
-        raise OSError(f"network access refused in the notebook test: {address!r}")
-    return _real(self, address)
-socket.socket.connect = _guarded
-with open(_log, "a") as fh:
-    fh.write(f"guard {os.getpid()}\\n")
-"""
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(p.name for p in (DOCS / "notebooks").glob("*.ipynb")))
-def test_notebook_runs_offline(name, tmp_path, monkeypatch):
+def test_notebook_runs_offline(name, executed_notebook):
+    """Executed as `make docs` does (conftest's ``executed_notebook``: once a session, shared with the tour's
+    page test), under a network guard in the kernel."""
     import nbformat
-    from nbclient import NotebookClient
 
-    guard = tmp_path / "guard"
-    guard.mkdir()
-    (guard / "sitecustomize.py").write_text(_GUARD)
-    log = tmp_path / "net.log"
-    path = [str(guard), str(ROOT)]
-    monkeypatch.setenv("PYTHONPATH", ":".join(path + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-    monkeypatch.setenv("GEE_MINING_NET_LOG", str(log))
-    monkeypatch.setenv("MPLCONFIGDIR", str(ROOT / ".cache" / "matplotlib"))
-    monkeypatch.delenv("GEE_MINING_CATALOG", raising=False)
-    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the notebook's scratch folder (tempfile.mkdtemp) goes away after
-
-    nb = nbformat.read(DOCS / "notebooks" / name, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-
-    lines = log.read_text().splitlines()
+    run = executed_notebook(name)
+    nb = nbformat.read(run.executed, as_version=4)
+    lines = run.net_log
     assert lines and lines[0].startswith("guard "), "the network guard did not load in the kernel"
     assert not [line for line in lines if line.startswith("refused")], lines
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]

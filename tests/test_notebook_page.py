@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import shutil
 import subprocess
 import sys
@@ -126,19 +125,17 @@ def test_the_site_shows_the_executed_tour(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_real_tour_executes_and_its_page_opens_from_disk(tmp_path):
-    """`make docs`: the tour executed offline, the site built, the page opened from file:// in Chromium."""
+def test_the_real_tour_executes_and_its_page_opens_from_disk(executed_notebook, tmp_path):
+    """`make docs`: the tour executed offline (conftest's ``executed_notebook``, its step's ``main``, once a
+    session), the site built, the page opened from file:// in Chromium."""
     from browser import Browser
 
     from gee_mining.tools.report import find_chromium
 
+    run = executed_notebook("tour.ipynb")
+    assert executed_copy(run.source, run.executed) == run.executed  # the copy the site build picks up
     root = tmp_path / "repo"
-    shutil.copytree(ROOT / "docs", root / "docs")
-    shutil.copy(ROOT / "mkdocs.yml", root / "mkdocs.yml")
-    done = subprocess.run([sys.executable, "-m", "gee_mining.tools.notebook_doc", "docs/notebooks/tour.ipynb",
-                           "runs/notebooks/tour.ipynb"], cwd=root, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+    shutil.copytree(run.root, root)  # the site is built here: the shared copy stays as it ran
     _build_site(root, tmp_path / "site")
     page = (tmp_path / "site" / "tour.html").read_text()
     assert "gee-mining local engine" in page  # the connection the first cell printed
