@@ -200,13 +200,16 @@ def test_the_work_of_a_request_whose_client_went_away_stops(served, ee_local):
     time.sleep(0.4)
     busy = _cpu_s(pid) - before
     sock.close()  # the client goes away
-    time.sleep(0.4)  # noticed within 0.1 s; the evaluation stops at its next algorithm call
-    idle_from = _cpu_s(pid)
-    time.sleep(0.8)
-    idle = _cpu_s(pid) - idle_from
-    assert time.monotonic() - start < TIMEOUT_S  # all seen before the time budget would have stopped it
+    # noticed within 0.1 s; the evaluation stops at its next algorithm call (on a loaded machine the list's
+    # construction, which no check interrupts, may still be running): the first idle 0.8 s window counts
+    idle, windows = None, []
+    while idle is None and time.monotonic() - start < TIMEOUT_S - 0.8:
+        idle_from = _cpu_s(pid)
+        time.sleep(0.8)
+        windows.append(_cpu_s(pid) - idle_from)
+        idle = windows[-1] if windows[-1] <= 0.03 else None
     assert busy >= 0.05, busy  # it was computing (on a shared machine: not always a full core)
-    assert idle <= 0.03, (busy, idle)  # and stopped when its client went away
+    assert idle is not None, (busy, windows)  # and stopped when its client went away, before the time budget
 
 
 def _cpu_s(pid: int) -> float:
