@@ -24,7 +24,7 @@ from gee_mining.local.values.element import Element
 from gee_mining.local.values.feature import Feature, geometry_algorithm
 from gee_mining.local.values.featurecollection import FeatureCollection, as_collection
 from gee_mining.local.values.filter import _PLAIN, Filter, _geometry, field_value, parse_expression
-from gee_mining.local.values.geometry import Geometry, intersects_pairs
+from gee_mining.local.values.geometry import Geometry, intersects_any, intersects_pairs
 from gee_mining.local.values.spatial_index import candidates_intersecting, candidates_many
 
 
@@ -79,11 +79,28 @@ def filter_(ctx, collection, filter):  # noqa: A002
     geometry_test = flt.geometry_test
     if geometry_test is not None and geometry_test[1] == "intersects" and len(fc.features) > 64:
         return filter_many(1, fc, Column([flt]), ctx)[0]  # candidates from the index, tested in one call
+    if flt.geometry_any is not None and len(fc.features) > 64:
+        _count_scanned(ctx, fc)
+        return _filtered(fc, _intersecting_any(fc.features, flt.geometry_any))
     _count_scanned(ctx, fc)
     candidates = fc.features
     if flt.bounds is not None and len(fc.features) > 64:
         candidates = candidates_intersecting(fc, flt.bounds)
     return _filtered(fc, [f for f in candidates if test(f, f)])
+
+
+def _intersecting_any(feats: list[Any], tests: tuple[tuple[str, str, Any, Any], ...]) -> list[Any]:
+    """The elements passing one of the ``geometry_test``s of a ``Filter.or`` (each ``Geometry.intersects`` of
+    the element's field and a fixed geometry), in order, decided in bulk (:func:`intersects_any`: the scalar
+    algorithm's decision for each pair), not element by element and part by part."""
+    passed = np.zeros(len(feats), dtype=bool)
+    for field in dict.fromkeys(t[0] for t in tests):
+        shapes = [_geometry(field_value(f, field)) for f in feats]
+        rows = [i for i, g in enumerate(shapes) if g is not None and not passed[i]]
+        parts = [t for t in tests if t[0] == field]
+        if rows:
+            passed[rows] = intersects_any([shapes[i] for i in rows], [t[2] for t in parts], [t[3] for t in parts])
+    return [f for f, ok in zip(feats, passed, strict=True) if ok]
 
 
 def _members_of(fc: FeatureCollection, field: str, values: frozenset, test: Any) -> list[Any]:

@@ -49,6 +49,9 @@ class Filter:
     # ``(field, values)`` when an element whose ``field`` holds a plain value (int, float, str) passes exactly
     # when that value is in ``values``: what a collection's value index answers without testing each element.
     membership: tuple[str, frozenset] | None = None
+    # Several ``geometry_test``s of which an element must pass one (``Filter.or`` of bounds filters): what a
+    # collection's filter can test a part at a time over all its elements.
+    geometry_any: tuple[tuple[str, str, Any, Any], ...] | None = None
 
     ee_type = "Filter"
 
@@ -292,8 +295,13 @@ def or_(filters):
     parts = _filters("Filter.or", filters)
     tests = [f.test for f in parts]
     measure = parts[0].measure if len(parts) == 1 else None
+    geometry = [f.geometry_test for f in parts]
+    any_of = tuple(geometry) if parts and all(g is not None and g[1] == "intersects" for g in geometry) else None
     return Filter(
-        lambda p, s: any(t(p, s) for t in tests), "or(" + ", ".join(f.description for f in parts) + ")", measure=measure
+        lambda p, s: any(t(p, s) for t in tests),
+        "or(" + ", ".join(f.description for f in parts) + ")",
+        measure=measure,
+        geometry_any=any_of,
     )
 
 

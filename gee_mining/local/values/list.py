@@ -132,17 +132,16 @@ def list_filter(list, filter):
 
 @algorithm("List.flatten")
 def list_flatten(list):
-    """Nested lists at any depth are flattened."""
-    out: list_type = []
-
-    def walk(items):
-        for v in items:
+    """Nested lists at any depth are flattened (a level at a time: each keeps the order of the one above)."""
+    out: list_type = [*list]
+    while any(isinstance(v, list_type) for v in out):
+        level: list_type = []
+        for v in out:
             if isinstance(v, list_type):
-                walk(v)
+                level.extend(v)
             else:
-                out.append(v)
-
-    walk(list)
+                level.append(v)
+        out = level
     return out
 
 
