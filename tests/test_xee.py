@@ -103,6 +103,22 @@ def test_masked_pixels_read_as_nan(ee_world):
     np.testing.assert_array_equal(got[~expected_masked], raw.filled(0)[~expected_masked])
 
 
+def test_a_masked_collection_keeps_the_grid_xee_reads(ee_world):
+    """Earth Engine's "Image.updateMask" and "Image.unmask" pages: the output "retains the metadata and footprint
+    of the input image". Xee's ``extract_grid_params`` reads the first image's band ``dimensions``; a cloud-masked
+    collection (the usual input) has the grid of the unmasked one, and ``unmask(sameFootprint=false)`` has none."""
+    ee, _ = ee_world
+    raw = ee.ImageCollection(S2).select(["B4", "B11"])
+    want = xee.helpers.extract_grid_params(raw)
+    masked = raw.map(lambda im: im.updateMask(im.select("B4").gt(2000)))
+    assert xee.helpers.extract_grid_params(masked) == want
+    assert xee.helpers.extract_grid_params(masked.map(lambda im: im.unmask(0))) == want
+    bands = masked.first().unmask(0, False).getInfo()["bands"]
+    assert all("dimensions" not in b for b in bands)  # a footprint extended to the whole world
+    ds = xr.open_dataset(masked, engine="ee", **want)
+    assert ds.sizes["x"] == want["shape_2d"][0] and int(np.isnan(ds.B4.isel(time=0).values).sum()) > 0
+
+
 def test_a_lon_lat_grid_from_a_geometry_equals_compute_pixels(ee_world):
     """Resampled onto EPSG:4326 (``xee.helpers.fit_geometry``): Xee and computePixels read the same pixels."""
     ee, _ = ee_world

@@ -403,7 +403,8 @@ def run_job(
         if adopt_existing:
             _adopt_existing(ledger, spec, storage_root, say)
         counts = ledger.counts()
-        say(f"job {spec.name}: {sum(counts.values())} cells ({new} new), {counts['SUCCEEDED']} already done")
+        unit = "batches" if spec.product in BATCHED_PRODUCTS else "cells"
+        say(f"job {spec.name}: {sum(counts.values())} {unit} ({new} new), {counts['SUCCEEDED']} already done")
         wait_until: dict[str, float] = {}  # cells in backoff after a transient error
         last_report = 0.0
         while True:

@@ -360,11 +360,14 @@ def _keep_where(x: np.ma.MaskedArray, mk: np.ma.MaskedArray) -> np.ma.MaskedArra
 
 @algorithm("Image.updateMask")
 def update_mask(image, mask):
-    """Mask pixels where ``mask`` is zero or masked; existing masks stay; metadata and footprint kept."""
+    """Mask pixels where ``mask`` is zero or masked; existing masks stay; metadata and footprint kept (with the
+    footprint, a band's native ``dimensions``: Xee's grid helpers read them from the first image)."""
     img = as_image("Image.updateMask", image)
     m = as_image("Image.updateMask", mask)
     return img.with_bands(
-        derive(b.name, [b, mb], _keep_where, b.pixel_type).replace(proj=b.proj, footprint=b.footprint)
+        derive(b.name, [b, mb], _keep_where, b.pixel_type).replace(
+            proj=b.proj, footprint=b.footprint, dimensions=b.dimensions
+        )
         for b, mb in _mask_pairs("Image.updateMask", img, m)
     )
 
@@ -392,7 +395,7 @@ def unmask(input, value, sameFootprint):  # noqa: N803
     for b, fb in _mask_pairs("Image.unmask", img, fill):
         band = derive(b.name, [b, fb], _fill_masked, widest(b.pixel_type, fb.pixel_type)).replace(proj=b.proj)
         if sameFootprint and b.footprint is not None:
-            band = _clip_band(band, b.footprint)
+            band = _clip_band(band, b.footprint).replace(dimensions=b.dimensions)
         else:
             band = band.replace(footprint=None)
         out.append(band)
