@@ -57,6 +57,12 @@ class ResultCache:
         self._held = 0
         self._lock = threading.Lock()
 
+    def clear(self) -> None:
+        """Forget every value (a benchmark timing the work itself, run after run)."""
+        with self._lock:
+            self._values.clear()
+            self._held = 0
+
     def get(self, key: tuple) -> Any:
         with self._lock:
             hit = self._values.get(key)
