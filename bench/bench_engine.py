@@ -79,6 +79,7 @@ def direct_map(geoms) -> int:
 
 
 def main(argv=None) -> int:
+    sys.path.insert(0, str(ROOT))  # this checkout's gee_mining, not an installed one
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)

@@ -190,6 +190,7 @@ def _timed(fn) -> tuple[float, float, object]:
 
 
 def main(argv=None) -> int:
+    sys.path.insert(0, str(ROOT))  # this checkout's gee_mining, not an installed one
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="500,1000,2500,5232")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each side, alternating, paired")
