@@ -198,14 +198,14 @@ def test_the_launcher_polls_with_one_listing_per_round(emulated, tmp_path):
     assert calls["export_image"] == 8
 
 
-def test_a_large_job_polls_its_active_cells_not_a_growing_listing(emulated, tmp_path, monkeypatch):
-    """Past :data:`LISTED_UNITS` units (4 here, 500 in use) a round reads each active cell's operation, at most
-    ``max_running`` of them, and never lists the project's operations, whose pages grow with every task
-    the project ever ran: the rounds cost the same for 1,000 cells and for 10,000."""
+def test_active_cells_fewer_than_the_listings_pages_are_read_one_by_one(emulated, tmp_path, monkeypatch):
+    """When the active cells are fewer than the listing's pages (2 operations a page here, 500 in use: 8 cells
+    make 4 pages, 3 run at once), a round reads each active cell's operation and lists nothing: the fewer
+    requests."""
     from gee_mining.batch import jobs
 
     ee, engine = emulated
-    monkeypatch.setattr(jobs, "LISTED_UNITS", 4)
+    monkeypatch.setattr(jobs, "OPERATIONS_PAGE", 2)
     spec, _ = _spec(tmp_path, "getting", n=8)
     spec = JobSpec(**{**spec.__dict__, "max_running": 3})
     rounds = []

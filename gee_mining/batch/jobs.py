@@ -385,9 +385,9 @@ def run_job(
     SUCCEEDED. ``adopt_existing`` (a new ledger after a damaged one) does that for every planned cell,
     with one listing of the job's prefix.
     Every ``poll_interval`` seconds (15-60 s against Earth Engine, where a task runs minutes) the active
-    cells are polled (:func:`_poll_round`): a job of up to 500 units by one ``listOperations`` (one request per
-    page of 500 operations, :func:`~gee_mining.batch.tasks.list_operations`), a larger one by a ``getOperation``
-    per active cell (at most ``max_running``), as the listing grows with every task the project ran. Returns a
+    cells are polled (:func:`_poll_round`) by one ``listOperations`` (one request per page of 500 operations,
+    :func:`~gee_mining.batch.tasks.list_operations`), or by a ``getOperation`` per active cell when they are
+    fewer than the listing's pages. Returns a
     :class:`JobResult`; the ledger keeps everything.
     """
     say = progress or (lambda _msg: None)
@@ -675,20 +675,19 @@ def _submit(ee, ledger: Ledger, spec: JobSpec, product, cell: str, max_attempts:
     return "submitted"
 
 
-LISTED_UNITS = 500  # a job of at most this many units polls by listing: its operations fit one page of the listing
+OPERATIONS_PAGE = 500  # operations per listOperations request (the ee client's page)
 
 
 def _poll_round(ee, ledger: Ledger, spec: JobSpec, max_attempts: int, say, storage_root) -> None:
-    """One poll of every active cell. A job of at most :data:`LISTED_UNITS` units: one listing of the project's
-    operations (one page for the job's own: a transient error skips the round), then each cell's state from
-    it. A larger job reads each active cell's operation on its own (at most ``max_running`` requests a round,
-    whatever the job's size), as a listing grows with every operation the project ever ran (a page of 500 a
-    request): the rounds' cost, and the tasks per second, then stay flat from 1,000 to 10,000 cells."""
+    """One poll of every active cell, in the fewer requests: one listing of the project's operations (a page
+    of 500 a request, at least one per 500 of the job's units: a transient error skips the round), then each
+    cell's state from it; or, when the active cells are fewer than the listing's pages (a large job's last
+    cells), each one's operation read on its own."""
     active = ledger.rows(ACTIVE)
     if not active:
         return
     listed: dict[str, dict] = {}
-    if ledger.count() <= LISTED_UNITS:
+    if len(active) >= -(-ledger.count() // OPERATIONS_PAGE):
         try:
             listed = list_operations(ee)
         except ee.EEException as exc:
