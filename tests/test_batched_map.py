@@ -199,6 +199,25 @@ def test_or_of_bounds_filters_equal(ee_local):
     assert 0 < sum(tests) < len(cells) and 0 < sum(shapely_hits) < len(cells)  # both kinds of part keep cells
 
 
+def test_list_get_equal(ee_local):
+    """``List.get`` of one index in a map (the grid's coordinates) picks what it picks one element at a time,
+    counting from the end for a negative index; an index past a list fails with the scalar form's error."""
+    ee = ee_local
+    lists = [[3, 1.5, "a"], [[1, 2], None, 7], [0, 0, 0, 9]]
+    features = [ee.Feature(None, {"k": i}) for i in range(len(lists))]
+
+    def fn(f):
+        xs = ee.List(ee.List(lists).get(f.get("k")))
+        return f.set({"first": xs.get(0), "last": xs.get(-1), "second": xs.get(1)})
+
+    batched, one_by_one = _both(ee, fn, features)
+    assert batched == one_by_one
+    assert [(p["first"], p["last"]) for p in batched] == [(v[0], v[-1]) for v in lists]
+    fc = ee.FeatureCollection(features)
+    with pytest.raises(ee.EEException, match="List.get: List index must be between -3 and 2: 3"):
+        fc.map(lambda f: f.set("x", ee.List(ee.List(lists).get(f.get("k"))).get(3))).getInfo()
+
+
 def test_if_evaluates_only_the_branch_taken(ee_local):
     ee = ee_local
     fc = ee.FeatureCollection([ee.Feature(None, {"ok": i % 2, "v": i}) for i in range(6)])

@@ -159,6 +159,21 @@ def list_get(list, index):
     return list[_index("List.get", list, index)]
 
 
+@vectorised("List.get")
+def list_get_many(n, list, index):
+    """One index (a plain integer) into a column of lists: Python's indexing, which counts from the end as
+    :func:`_index` does; an index outside some list, or anything else, and the column goes element by element
+    (the scalar form's error)."""
+    if isinstance(index, Column) or type(index) is not int or not isinstance(list, Column):
+        return per_element("List.get", n, {"list": list, "index": index})
+    if set(map(type, list)) <= {list_type}:
+        try:
+            return [values[index] for values in list]
+        except IndexError:
+            pass
+    return per_element("List.get", n, {"list": list, "index": index})
+
+
 def _typed_get(name: str, values: list, index: int, want: str, check: Callable[[Any], bool]) -> Any:
     value = values[_index(name, values, index)]
     if not check(value):
