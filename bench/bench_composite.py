@@ -199,6 +199,12 @@ def timed_pairs(engine, numpy_, repeat: int) -> list[tuple[float, float]]:
     return pairs
 
 
+def forget_kept_values(gee_mining) -> None:
+    """Empty the connected local engine's cache of computed values (kept across requests, as Earth Engine
+    keeps them): each timed run of a bench then computes its graph, as its reference does."""
+    gee_mining.current_connection().local_engine.router.results.clear()
+
+
 def peak_mb(fn) -> float:
     tracemalloc.start()
     try:

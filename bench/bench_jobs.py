@@ -29,6 +29,7 @@ from pathlib import Path
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's gee_mining, not an installed one
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,5000,10000")
     parser.add_argument("--max-running", type=int, default=64)
@@ -46,7 +47,7 @@ def main() -> None:
     else:
         serve = subprocess.Popen(
             [sys.executable, "-m", "gee_mining.cli.main", "serve", "--project", "gee-mining-bench", "--storage",
-             str(tmp / "storage")], stdout=subprocess.PIPE, text=True,
+             str(tmp / "storage")], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1],
         )  # fmt: skip
         url = serve.stdout.readline().split(" on ")[1].split(" ")[0]
         gee_mining.connect("local", project="gee-mining-bench", url=url)

@@ -12,6 +12,7 @@ nest, and the bulk reprojection equals the one-by-one one on random shapes.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -131,6 +132,90 @@ def test_list_min_max_equal(ee_local):
     assert batched == one_by_one
     assert [(p["lo"], p["hi"]) for p in batched[:3]] == [(min(v), max(v)) for v in lists[:3]]
     assert [type(p["lo"]) for p in batched[:2]] == [float, float] and type(batched[1]["hi"]) is int
+
+
+def test_number_operations_equal(ee_local):
+    """The vectorised number forms (arithmetic, comparisons, floor, casts, format) give in a map what the
+    scalar forms give one element at a time, types kept (ints stay ints), on the awkward values: zero
+    divisors, -0.0, NaN, infinities, integers past 2**53, and a column mixing ints and floats."""
+    ee = ee_local
+    pairs = [(7, 2), (-7, 2.0), (2.5, 0), (0, 0), (-0.0, 3), (1e308, 10.0), (2**62 + 1, 3), (-2.5, -0.0)]
+    pairs += [(math.nan, 1), (math.inf, -math.inf), (3, 3.0), (-1.5, 2**63)]
+    features = [ee.Feature(None, {"k": i}) for i in range(len(pairs))]
+    table = ee.List([list(p) for p in pairs])
+
+    def fn(f):
+        a = ee.Number(ee.List(table.get(f.get("k"))).get(0))
+        b = ee.Number(ee.List(table.get(f.get("k"))).get(1))
+        ops = ("add", "subtract", "multiply", "divide", "min", "max", "lt", "lte", "gt", "gte", "eq", "neq")
+        out = {op: getattr(a, op)(b) for op in ops}
+        out.update(floor=a.floor(), int=a.int(), uint8=b.uint8(), long=a.long(), fmt=a.format("%.1f"), s=b.format())
+        return ee.Feature(None, out)
+
+    batched, one_by_one = _both(ee, fn, features)
+    assert json.dumps(batched) == json.dumps(one_by_one)  # NaN equal to NaN, and 1 distinct from 1.0
+    assert batched[0]["add"] == 9 and type(batched[0]["add"]) is int and batched[0]["divide"] == 3.5
+    assert batched[2]["divide"] == 0 and batched[3]["divide"] == 0  # division by zero answers 0 (documented)
+    assert batched[6]["add"] == 2**62 + 4 and batched[0]["floor"] == 7  # exact beyond 2**53
+    assert batched[4]["fmt"] == "-0.0" and batched[1]["fmt"] == "-7.0"  # -0.0 not taken for 0
+
+
+def test_number_operations_refuse_what_the_scalar_form_refuses(ee_local):
+    ee = ee_local
+    fc = ee.FeatureCollection([ee.Feature(None, {"v": v}) for v in (1, 2.5, "three")])
+    with pytest.raises(ee.EEException, match="Number.divide, argument 'left': Invalid type"):
+        fc.map(lambda f: f.set("x", ee.Number(f.get("v")).divide(2))).getInfo()
+
+
+def test_or_of_bounds_filters_equal(ee_local):
+    """A ``Filter.or`` of bounds filters (the grid's cells kept in a group's blocks), tested a part at a time
+    over a collection, keeps what ``Geometry.intersects`` decides for each cell and part; the parts in the
+    cells' projection also against shapely on the cells' own coordinates."""
+    ee = ee_local
+    utm = "EPSG:32721"
+    size = 1000.0
+    cells = [(600000 + i * size, 9400000 + j * size) for i in range(12) for j in range(10)]
+    fc = ee.FeatureCollection(
+        [
+            ee.Feature(ee.Geometry.Rectangle([x, y, x + size, y + size], utm, False), {"k": k})
+            for k, (x, y) in enumerate(cells)
+        ]
+    )
+    planar = [
+        (603000, 9402000, 605000, 9404000),
+        (608500, 9406500, 608600, 9406600),
+        (611999, 9409999, 613000, 9411000),
+    ]
+    parts = [ee.Geometry.Rectangle(list(b), utm, False) for b in planar]
+    lonlat = ee.Geometry.Polygon([[[-56.05, -5.40], [-56.0, -5.40], [-56.0, -5.35]]])  # geodesic, another CRS
+    kept = fc.filter(ee.Filter.Or(*[ee.Filter.bounds(g) for g in [*parts, lonlat]])).aggregate_array("k").getInfo()
+    tests = ee.List(
+        [ee.Geometry.Rectangle([x, y, x + size, y + size], utm, False).intersects(lonlat) for x, y in cells]
+    ).getInfo()
+    boxes = shapely.box(*np.array(planar).T)
+    shapely_hits = [any(shapely.intersects(shapely.box(x, y, x + size, y + size), boxes)) for x, y in cells]
+    one_by_one = [k for k in range(len(cells)) if shapely_hits[k] or tests[k]]
+    assert kept == one_by_one
+    assert 0 < sum(tests) < len(cells) and 0 < sum(shapely_hits) < len(cells)  # both kinds of part keep cells
+
+
+def test_list_get_equal(ee_local):
+    """``List.get`` of one index in a map (the grid's coordinates) picks what it picks one element at a time,
+    counting from the end for a negative index; an index past a list fails with the scalar form's error."""
+    ee = ee_local
+    lists = [[3, 1.5, "a"], [[1, 2], None, 7], [0, 0, 0, 9]]
+    features = [ee.Feature(None, {"k": i}) for i in range(len(lists))]
+
+    def fn(f):
+        xs = ee.List(ee.List(lists).get(f.get("k")))
+        return f.set({"first": xs.get(0), "last": xs.get(-1), "second": xs.get(1)})
+
+    batched, one_by_one = _both(ee, fn, features)
+    assert batched == one_by_one
+    assert [(p["first"], p["last"]) for p in batched] == [(v[0], v[-1]) for v in lists]
+    fc = ee.FeatureCollection(features)
+    with pytest.raises(ee.EEException, match="List.get: List index must be between -3 and 2: 3"):
+        fc.map(lambda f: f.set("x", ee.List(ee.List(lists).get(f.get("k"))).get(3))).getInfo()
 
 
 def test_if_evaluates_only_the_branch_taken(ee_local):

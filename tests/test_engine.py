@@ -200,6 +200,55 @@ def test_shared_subgraphs_are_evaluated_once(ee_local, monkeypatch):
     assert calls == ["projects/gee-mining-test/assets/squares"]
 
 
+def _counting_maps(monkeypatch) -> list[int]:
+    """The sizes of the collections ``Collection.map`` is computed for, from now on."""
+    from gee_mining.local.core import registry
+
+    alg = registry.get("Collection.map")
+    calls: list[int] = []
+
+    def counting(**kwargs):
+        calls.append(len(kwargs["collection"].features))
+        return alg.func(**kwargs)
+
+    monkeypatch.setitem(registry._ALGORITHMS, alg.name, dataclasses.replace(alg, func=counting))
+    return calls
+
+
+def test_mapped_collections_are_kept_across_requests(ee_local, monkeypatch):
+    """A mapped collection reading no function argument is computed once per engine: later requests holding
+    the same sub-graph (shared in their graph or written inline) get it without computing it again, with
+    the same values as a fresh computation; a map reading an outer function's argument is computed each time."""
+    ee = ee_local
+    calls = _counting_maps(monkeypatch)
+    token = time.time_ns()  # a sub-graph no earlier test has asked for
+    fc = ee.FeatureCollection([ee.Feature(None, {"v": i}) for i in range(5)])
+    mapped = fc.map(lambda f: f.set("w", ee.Number(f.get("v")).multiply(token)))
+    assert mapped.aggregate_array("w").getInfo() == [i * token for i in range(5)]
+    assert calls == [5]
+    shared = ee.Algorithms.If(mapped, mapped.aggregate_sum("w"), 0)
+    assert ee.serializer.encode(shared, for_cloud_api=True)["values"].__len__() > 1  # mapped is hoisted
+    assert shared.getInfo() == 10 * token and mapped.size().getInfo() == 5
+    assert calls == [5]  # kept: neither request computed it again
+    inner = fc.map(lambda f: f.set("n", mapped.map(lambda g: g.set("x", f.get("v"))).aggregate_sum("x")))
+    assert inner.aggregate_array("n").getInfo() == [5 * i for i in range(5)]
+    assert sorted(calls) == [5, 5, 5, 5, 5, 5, 5]  # the outer map, once; the inner one per element
+
+
+def test_kept_values_expire_when_an_asset_is_replaced(ee_local, monkeypatch, tmp_path):
+    """A table asset added again under its id (an export overwriting it) is read afresh by the next request."""
+    ee = ee_local
+    engine = gee_mining.current_connection().local_engine
+    table_id = f"projects/gee-mining-test/assets/kept_{time.time_ns()}"
+    for n in (2, 3):
+        path = tmp_path / f"t{n}.geojson"
+        features = [{"type": "Feature", "geometry": None, "properties": {"v": i}} for i in range(n)]
+        path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+        engine.catalog.add_table(table_id, path)
+        got = ee.FeatureCollection(table_id).map(lambda f: f.set("w", ee.Number(f.get("v")).add(1)))
+        assert got.aggregate_array("w").getInfo() == list(range(1, n + 1))
+
+
 def test_http_server_binds_loopback_only(tmp_path):
     engine = LocalEngine(storage_root=tmp_path)
     try:

@@ -278,3 +278,33 @@ def test_within_distance(ee_local):
     _, _, far = geod.inv(10, 10, 1.5, 1.5)
     got = names(ee_local, ee_local.Filter.withinDistance(far * 0.999, ".geo", ee_local.Geometry.Point([10, 10])))
     assert "d" in got and "a" not in got
+
+
+@pytest.mark.parametrize("odd", [None, 2.5, "7", 2**60 + 1, float("nan")])
+def test_or_of_ranges_on_a_large_collection_matches_python(ee_local, odd):
+    """An or of ands of comparisons with numbers (the grid's polygons reaching a group's blocks), tested on
+    a column of each property's numbers over a collection of more than 64 elements, keeps what Python's
+    comparisons keep; with a null, a string, an integer past 2**53 or NaN among the values too."""
+    ee = ee_local
+    xs = [(i * 37) % 101 - 50 + (0.5 if i % 3 else 0) for i in range(120)]
+    ys = [(i * 53) % 97 for i in range(120)]
+    xs[17] = odd
+    fc = ee.FeatureCollection(
+        [ee.Feature(None, {"k": i, "x": x, "y": y}) for i, (x, y) in enumerate(zip(xs, ys, strict=True))]
+    )
+    flt = ee.Filter.Or(
+        ee.Filter.And(ee.Filter.gte("x", -10), ee.Filter.lt("x", 10.5), ee.Filter.lte("y", 60)),
+        ee.Filter.And(ee.Filter.gt("y", 90), ee.Filter.greaterThanOrEquals("x", 2**60)),
+        ee.Filter.lessThan("x", -45),
+    )
+
+    def number(v):
+        return type(v) in (int, float)
+
+    want = [
+        i
+        for i, (x, y) in enumerate(zip(xs, ys, strict=True))
+        if number(x) and (-10 <= x < 10.5 and y <= 60 or y > 90 and x >= 2**60 or x < -45)
+    ]
+    assert fc.filter(flt).aggregate_array("k").getInfo() == want
+    assert 10 < len(want) < 100

@@ -198,6 +198,31 @@ def test_the_launcher_polls_with_one_listing_per_round(emulated, tmp_path):
     assert calls["export_image"] == 8
 
 
+def test_active_cells_fewer_than_the_listings_pages_are_read_one_by_one(emulated, tmp_path, monkeypatch):
+    """When the active cells are fewer than the listing's pages (2 operations a page here, 500 in use: 8 cells
+    make 4 pages, 3 run at once), a round reads each active cell's operation and lists nothing: the fewer
+    requests."""
+    from gee_mining.batch import jobs
+
+    ee, engine = emulated
+    monkeypatch.setattr(jobs, "OPERATIONS_PAGE", 2)
+    spec, _ = _spec(tmp_path, "getting", n=8)
+    spec = JobSpec(**{**spec.__dict__, "max_running": 3})
+    rounds = []
+
+    def counting(seconds):
+        rounds.append(seconds)
+        time.sleep(seconds)
+
+    engine.router.calls.clear()
+    result = run_job(ee, spec, tmp_path / "getting.sqlite", progress=None, poll_interval=0.05, timeout=120,
+                     sleep=counting)  # fmt: skip
+    calls = dict(engine.router.calls)
+    assert result.ok and result.submitted == 8 and calls["export_image"] == 8
+    assert calls.get("list_operations", 0) == 0
+    assert 8 <= calls["get_operation"] <= 3 * (len(rounds) + 1)
+
+
 def test_resume_after_crash_in_submitting(emulated, tmp_path):
     """A crash after the ledger said SUBMITTING (and the engine may or may not have heard): one op per cell."""
     ee, engine = emulated

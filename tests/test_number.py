@@ -292,6 +292,7 @@ def test_erf_inv_inverts_erf(ee_local):
         (9.999, "%.2e", "1.00e+01"),
         (1.0, "%a", "0x1.0p0"),
         (-3.14159, "%08.2f", "-0003.14"),
+        (1e308, "%.1f", "1" + "0" * 308 + ".0"),  # every digit before the point, as Java prints it
     ],
 )
 def test_format(ee_local, number, pattern, want):

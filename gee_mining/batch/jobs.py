@@ -396,10 +396,10 @@ def run_job(
     cell are looked up at the destination before they are submitted again: finished files make them
     SUCCEEDED. ``adopt_existing`` (a new ledger after a damaged one) does that for every planned cell,
     with one listing of the job's prefix.
-    Every ``poll_interval`` seconds (15-60 s against Earth Engine, where a task runs minutes) one
-    ``listOperations`` (one request per page of 500 operations, :func:`~gee_mining.batch.tasks.list_operations`)
-    reads every active cell's operation at once: the requests grow with the pages, not with the cells.
-    Only an operation the listing lacks is read on its own (``getOperation``). Returns a
+    Every ``poll_interval`` seconds (15-60 s against Earth Engine, where a task runs minutes) the active
+    cells are polled (:func:`_poll_round`) by one ``listOperations`` (one request per page of 500 operations,
+    :func:`~gee_mining.batch.tasks.list_operations`), or by a ``getOperation`` per active cell when they are
+    fewer than the listing's pages. Returns a
     :class:`JobResult`; the ledger keeps everything.
     """
     say = progress or (lambda _msg: None)
@@ -703,18 +703,25 @@ def _submit(ee, ledger: Ledger, spec: JobSpec, product, cell: str, max_attempts:
     return "submitted"
 
 
+OPERATIONS_PAGE = 500  # operations per listOperations request (the ee client's page)
+
+
 def _poll_round(ee, ledger: Ledger, spec: JobSpec, max_attempts: int, say, storage_root) -> None:
-    """One poll of every active cell: one listing of the project's operations (a transient error skips the
-    round), then each cell's state from it."""
+    """One poll of every active cell, in the fewer requests: one listing of the project's operations (a page
+    of 500 a request, at least one per 500 of the job's units: a transient error skips the round), then each
+    cell's state from it; or, when the active cells are fewer than the listing's pages (a large job's last
+    cells), each one's operation read on its own."""
     active = ledger.rows(ACTIVE)
     if not active:
         return
-    try:
-        listed = list_operations(ee)
-    except ee.EEException as exc:
-        if is_transient(str(exc)):
-            return
-        raise
+    listed: dict[str, dict] = {}
+    if len(active) >= -(-ledger.count() // OPERATIONS_PAGE):
+        try:
+            listed = list_operations(ee)
+        except ee.EEException as exc:
+            if is_transient(str(exc)):
+                return
+            raise
     for row in active:
         _poll(ee, ledger, spec, row, max_attempts, say, storage_root, listed.get(row["operation"]))
 

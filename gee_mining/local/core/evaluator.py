@@ -24,7 +24,10 @@ reported first may differ when several elements fail.
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +37,52 @@ from gee_mining.local.core import registry
 from gee_mining.local.core.errors import EngineError
 from gee_mining.local.core.limits import Limits, RequestBudget
 from gee_mining.local.core.registry import Column
+
+CACHED_ALGORITHMS = frozenset({"Collection.map"})
+"""What :class:`ResultCache` keeps: mapped collections, the work a graph asks for again request after request
+(a table's polygons tagged with their zone, in every request of the grid's blocks)."""
+
+
+class ResultCache:
+    """Values of sub-graphs that read no function argument, kept across the requests of one engine by the
+    digest of the sub-graph (as Earth Engine's service caches computed values by their expression): a later
+    request holding the same sub-graph gets the same value without computing it. Values are immutable (every
+    algorithm makes new ones), so sharing them is safe; the key also holds the catalog's generation (an asset
+    added or replaced makes a new one) and the engine's settings. Bounded: at most ``entries`` values and
+    ``elements`` collection elements in all, the least recently used dropped first."""
+
+    def __init__(self, entries: int = 32, elements: int = 200_000):
+        self.entries, self.elements = entries, elements
+        self._values: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        """Forget every value (a benchmark timing the work itself, run after run)."""
+        with self._lock:
+            self._values.clear()
+            self._held = 0
+
+    def get(self, key: tuple) -> Any:
+        with self._lock:
+            hit = self._values.get(key)
+            if hit is None:
+                return None
+            self._values.move_to_end(key)
+            return hit[0]
+
+    def put(self, key: tuple, value: Any) -> None:
+        size = len(getattr(value, "features", ()))
+        if size > self.elements:
+            return
+        with self._lock:
+            old = self._values.pop(key, None)
+            self._held -= old[1] if old else 0
+            self._values[key] = (value, size)
+            self._held += size
+            while len(self._values) > self.entries or self._held > self.elements:
+                _, (_, dropped) = self._values.popitem(last=False)
+                self._held -= dropped
 
 
 @dataclass
@@ -49,6 +98,13 @@ class Context:
     limits: Limits = field(default_factory=Limits)
     budget: RequestBudget | None = None
     pixels_computed: int = 0  # band pixels computed in this request (every band of the graph, cached ones once)
+    results: ResultCache | None = None  # the engine's values across requests (None: nothing kept)
+
+    def cache_key(self, digest: str) -> tuple:
+        """The key of a sub-graph's value in :attr:`results`: its digest, the catalog's generation, the
+        settings."""
+        settings = json.dumps(self.settings, sort_keys=True, default=repr)
+        return digest, getattr(self.catalog, "generation", None), settings
 
     def check_cancelled(self) -> None:
         """Stop a cancelled request, or an interactive one past its time budget."""
@@ -162,6 +218,7 @@ class Evaluator:
         self.root = _Frame({}, None)
         self._free: dict[str, frozenset[str]] = {}
         self._in_progress: set[str] = set()
+        self._digests: dict[str, str] = {}
 
     def evaluate(self) -> Any:
         with deferred_gc():
@@ -179,6 +236,50 @@ class Evaluator:
         result = self.node(self.values[vid], frame)
         target.memo[vid] = result
         return result
+
+    def _kept(self, body: Mapping[str, Any], frame: _Frame) -> Any:
+        """An invocation of a :data:`CACHED_ALGORITHMS` algorithm reading no function argument: its value from
+        the engine's :class:`ResultCache`, computed and kept there on a miss."""
+        node = {"functionInvocationValue": body}
+        if frame is not self.root and self._node_free(node):
+            return self.invoke(body, frame)
+        key = self.ctx.cache_key(self._canonical(node))
+        result = self.ctx.results.get(key)
+        if result is None:
+            result = self.invoke(body, frame)
+            self.ctx.results.put(key, result)
+        return result
+
+    def digest(self, vid: str) -> str:
+        """A digest of entry ``vid``'s sub-graph, equal to that of the same sub-graph written inline."""
+        known = self._digests.get(vid)
+        if known is None:
+            known = self._digests[vid] = self._canonical(self.values[vid])
+        return known
+
+    def _canonical(self, node: Any) -> Any:
+        """A value node as the digest of its kind and its children's digests (a reference to a table entry as
+        that entry's digest): equal sub-graphs have equal digests, whether shared in the table or inline, in
+        any request."""
+        if isinstance(node, list):
+            return [self._canonical(n) for n in node]
+        if not isinstance(node, Mapping):
+            return node
+        if len(node) == 1 and isinstance(node.get("valueReference"), str) and node["valueReference"] in self.values:
+            return self.digest(node["valueReference"])
+        if "constantValue" in node:
+            parts: Any = node
+        else:
+            parts = {}
+            for key, value in node.items():
+                if key in ("functionReference", "body") and isinstance(value, str) and value in self.values:
+                    parts[key] = self.digest(value)
+                else:
+                    parts[key] = self._canonical(value)
+        if len(node) != 1:
+            return parts  # a node's body (its arguments, its function's name): digested with the node
+        text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=repr)
+        return "@" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
     def free_arguments(self, vid: str) -> frozenset[str]:
         """Argument names entry ``vid`` reads that it does not bind itself."""
@@ -261,6 +362,8 @@ class Evaluator:
                 raise EngineError("Invalid expression: functionDefinitionValue needs a 'body' value id.")
             return Closure(self, names, body_id, frame)
         if kind == "functionInvocationValue":
+            if self.ctx.results is not None and body.get("functionName") in CACHED_ALGORITHMS:
+                return self._kept(body, frame)
             return self.invoke(body, frame)
         raise EngineError(f"Invalid expression: unknown value kind '{kind}'.")
 

@@ -252,7 +252,7 @@ def _checked_column(check: Callable[..., Any], name: str, arg: Argument, column:
     if first is None:
         return column
     kind = type(first)
-    if check(name, arg, first) is first and all(type(v) is kind or v is None for v in column):
+    if check(name, arg, first) is first and set(map(type, column)) <= {kind, type(None)}:
         return column
     return Column([v if v is None else check(name, arg, v) for v in column])
 

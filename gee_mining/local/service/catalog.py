@@ -110,6 +110,7 @@ class Catalog:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _handles: DatasetCache = field(default_factory=DatasetCache, repr=False)  # open rasters, across requests
     _images: dict[str, Image] = field(default_factory=dict, repr=False)  # engine images are values: built once
+    generation: int = 0  # bumped by every asset added or replaced: computed values kept across requests expire
 
     @classmethod
     def from_file(cls, path: str | Path) -> Catalog:
@@ -165,6 +166,7 @@ class Catalog:
             files[name] = (Path(path), index)
         entry = ImageEntry(id=id, bands=files, collection=collection, **options)
         self.images[id] = entry
+        self.generation += 1
         self._images.pop(id, None)
         if collection:
             items = self.collections.setdefault(collection, [])
@@ -240,12 +242,14 @@ class Catalog:
             )
         entry = TableEntry(id=id, path=path, **options)
         self.tables[id] = entry
+        self.generation += 1
         self._loaded.pop(id, None)
         return entry
 
     def add_classifier(self, id: str, path: str | Path) -> None:
         """A classifier asset (``Export.classifier.toAsset``): the engine's pickled trained classifier."""
         self.classifiers[id] = Path(path)
+        self.generation += 1
 
     def classifier(self, asset_id: str) -> Any:
         """The trained classifier of a classifier asset (``Classifier.load``); Earth Engine's error if unknown.

@@ -57,6 +57,8 @@ class Operations:
         self.project = project
         self.limits = limits or Limits(enabled=False)
         self._ops: dict[str, Operation] = {}
+        self._order: list[Operation] = []  # oldest first: a page is a slice, not a copy of every operation
+        self._active: set[str] = set()  # names of the operations not yet finished: the queue's length, uncounted
         self._by_request: dict[str, str] = {}
         self._lock = threading.Lock()
         if self.limits.enabled:  # Earth Engine runs this many whatever the machine
@@ -74,7 +76,7 @@ class Operations:
         with self._lock:
             if request_id and request_id in self._by_request:
                 return self._repeated(request_id)
-            self.limits.check_queue(sum(op.state not in TERMINAL for op in self._ops.values()))
+            self.limits.check_queue(len(self._active))
             op_id = uuid.uuid4().hex.upper()[:24]
             name = f"projects/{self.project}/operations/{op_id}"
             now = _now()
@@ -91,6 +93,8 @@ class Operations:
                 },
             )
             self._ops[op_id] = op
+            self._order.append(op)
+            self._active.add(name)
             if request_id:
                 self._by_request[request_id] = op_id
         self._pool.submit(self._run, op, work)
@@ -130,6 +134,7 @@ class Operations:
     def _finish(self, op: Operation, state: str, error: str | None = None, uris: list[str] | None = None):
         with self._lock:
             op.metadata.update(state=state, updateTime=_now(), endTime=_now())
+            self._active.discard(op.name)
             if state == "SUCCEEDED":
                 op.metadata["progress"] = 1.0
             if uris:
@@ -138,14 +143,14 @@ class Operations:
 
     def list(self) -> list[dict]:
         with self._lock:
-            return [op.to_json() for op in reversed(list(self._ops.values()))]
+            return [op.to_json() for op in reversed(self._order)]
 
     def page(self, size: int, token: str | None = None) -> tuple[list[dict], str | None]:
         """One page of operations, newest first, as ``operations.list`` answers: at most ``size`` of them and
         the token of the next page (None on the last). The token is the position, counted from the oldest,
         where the next page starts, so operations started between two pages neither shift nor repeat it."""
         with self._lock:
-            ops = list(self._ops.values())
+            ops = self._order
             end = len(ops)
             if token:
                 if not token.isdigit() or int(token) > len(ops):
@@ -181,6 +186,7 @@ class Operations:
             if op.state == "PENDING":
                 op.metadata.update(state="CANCELLED", updateTime=_now(), endTime=_now())
                 op.error = "Cancelled."
+                self._active.discard(op.name)
             else:
                 op.metadata.update(state="CANCELLING", updateTime=_now())
 

@@ -25,7 +25,7 @@ from urllib.parse import unquote
 from gee_mining.contracts import signatures
 from gee_mining.contracts.gc_pause import deferred_gc
 from gee_mining.local.core.errors import EngineError, NotFound
-from gee_mining.local.core.evaluator import Context, evaluate
+from gee_mining.local.core.evaluator import Context, ResultCache, evaluate
 from gee_mining.local.core.info import to_info
 from gee_mining.local.core.limits import Limits, RequestBudget, request_digest
 from gee_mining.local.raster.pixels import RenderStore, compute_pixels, map_tile, prepare_render, thumbnail_pixels
@@ -97,6 +97,7 @@ class Router:
         self.engine = engine
         self._pages: OrderedDict[str, list] = OrderedDict()
         self._pages_lock = threading.Lock()
+        self.results = ResultCache()  # sub-graph values across requests (the evaluator's)
         self._renders: Any = None  # maps and thumbnails (pixels.RenderStore), made on first use
         self.quotas = Quotas(self.limits)
         self.calls: Counter[str] = Counter()  # requests answered, by handler: what a plan's counts are checked on
@@ -185,6 +186,7 @@ class Router:
             limits=limits,
             budget=budget,
             cancelled=gone if gone is not None else threading.Event(),
+            results=self.results,
         )
 
     def _evaluate(self, payload: Mapping, project: str) -> Any:

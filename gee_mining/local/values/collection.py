@@ -24,7 +24,7 @@ from gee_mining.local.values.element import Element
 from gee_mining.local.values.feature import Feature, geometry_algorithm
 from gee_mining.local.values.featurecollection import FeatureCollection, as_collection
 from gee_mining.local.values.filter import _PLAIN, Filter, _geometry, field_value, parse_expression
-from gee_mining.local.values.geometry import Geometry, intersects_pairs
+from gee_mining.local.values.geometry import Geometry, intersects_any, intersects_pairs
 from gee_mining.local.values.spatial_index import candidates_intersecting, candidates_many
 
 
@@ -79,11 +79,61 @@ def filter_(ctx, collection, filter):  # noqa: A002
     geometry_test = flt.geometry_test
     if geometry_test is not None and geometry_test[1] == "intersects" and len(fc.features) > 64:
         return filter_many(1, fc, Column([flt]), ctx)[0]  # candidates from the index, tested in one call
+    if flt.geometry_any is not None and len(fc.features) > 64:
+        _count_scanned(ctx, fc)
+        return _filtered(fc, _intersecting_any(fc.features, flt.geometry_any))
+    passed = _in_ranges(fc, flt.ranges) if flt.ranges is not None and len(fc.features) > 64 else None
+    if passed is not None:
+        _count_scanned(ctx, fc)
+        return _filtered(fc, [f for f, ok in zip(fc.features, passed, strict=True) if ok])
     _count_scanned(ctx, fc)
     candidates = fc.features
     if flt.bounds is not None and len(fc.features) > 64:
         candidates = candidates_intersecting(fc, flt.bounds)
     return _filtered(fc, [f for f in candidates if test(f, f)])
+
+
+_RANGE_TESTS = {"lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal}
+
+
+def _in_ranges(fc: FeatureCollection, clauses: tuple) -> np.ndarray | None:
+    """Which elements pass one of the ``ranges`` clauses (each an and of comparisons of a property with a
+    number), tested on each property's column of numbers (kept with the collection: a collection filtered
+    for many blocks, say); None where a property holds anything but plain numbers exactly held as doubles
+    (nulls, strings, booleans, dates, integers past 2**53): the filter then tests element by element."""
+    if fc.value_index is None:
+        fc.value_index = {}
+    columns = {}
+    for field in {c[0] for clause in clauses for c in clause}:
+        key = ("numbers", field)
+        if key not in fc.value_index:
+            values = [field_value(f, field) for f in fc.features]
+            exact = set(map(type, values)) <= {int, float} and all(type(v) is float or abs(v) <= 2**53 for v in values)
+            fc.value_index[key] = np.array(values, dtype=np.float64) if exact else None
+        columns[field] = fc.value_index[key]
+        if columns[field] is None:
+            return None
+    passed = np.zeros(len(fc.features), dtype=bool)
+    for clause in clauses:
+        keep = np.ones(len(fc.features), dtype=bool)
+        for field, op, number in clause:
+            keep &= _RANGE_TESTS[op](columns[field], number)
+        passed |= keep
+    return passed
+
+
+def _intersecting_any(feats: list[Any], tests: tuple[tuple[str, str, Any, Any], ...]) -> list[Any]:
+    """The elements passing one of the ``geometry_test``s of a ``Filter.or`` (each ``Geometry.intersects`` of
+    the element's field and a fixed geometry), in order, decided in bulk (:func:`intersects_any`: the scalar
+    algorithm's decision for each pair), not element by element and part by part."""
+    passed = np.zeros(len(feats), dtype=bool)
+    for field in dict.fromkeys(t[0] for t in tests):
+        shapes = [_geometry(field_value(f, field)) for f in feats]
+        rows = [i for i, g in enumerate(shapes) if g is not None and not passed[i]]
+        parts = [t for t in tests if t[0] == field]
+        if rows:
+            passed[rows] = intersects_any([shapes[i] for i in rows], [t[2] for t in parts], [t[3] for t in parts])
+    return [f for f, ok in zip(feats, passed, strict=True) if ok]
 
 
 def _members_of(fc: FeatureCollection, field: str, values: frozenset, test: Any) -> list[Any]:
@@ -261,8 +311,7 @@ def merged_geometry(name: str, fc: FeatureCollection) -> Any:
             raise EngineError(
                 f"{name}: all the geometries of the collection must share the projection and edge interpretation."
             )
-    shapes = np.empty(len(geoms), dtype=object)
-    shapes[:] = [g.shape for g in geoms]
+    shapes = np.fromiter([g.shape for g in geoms], dtype=object, count=len(geoms))
     parts = shapely.get_parts(shapes)
     parts = list(parts[~shapely.is_empty(parts)])
     kinds = {p.geom_type for p in parts}
@@ -289,8 +338,7 @@ def geometry_many(n, collection, maxError):  # noqa: N803
         return per_element("Collection.geometry", n, {"collection": collection, "maxError": maxError})
     colls = [as_collection("Collection.geometry", c) for c in collection]
     geoms = [[f.geometry for f in fc.features if getattr(f, "geometry", None) is not None] for fc in colls]
-    shapes = np.empty(sum(map(len, geoms)), dtype=object)
-    shapes[:] = [g.shape for gs in geoms for g in gs]
+    shapes = np.fromiter([g.shape for gs in geoms for g in gs], dtype=object, count=sum(map(len, geoms)))
     owner = np.repeat(np.arange(n), [len(gs) for gs in geoms])
     parts, part_of = shapely.get_parts(shapes, return_index=True)
     keep = ~shapely.is_empty(parts)

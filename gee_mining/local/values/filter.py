@@ -49,6 +49,13 @@ class Filter:
     # ``(field, values)`` when an element whose ``field`` holds a plain value (int, float, str) passes exactly
     # when that value is in ``values``: what a collection's value index answers without testing each element.
     membership: tuple[str, frozenset] | None = None
+    # Several ``geometry_test``s of which an element must pass one (``Filter.or`` of bounds filters): what a
+    # collection's filter can test a part at a time over all its elements.
+    geometry_any: tuple[tuple[str, str, Any, Any], ...] | None = None
+    # ``((field, op, number), ...)`` clauses, one of which an element must pass in full, when the filter is an
+    # or of ands of comparisons (``lt``, ``lte``, ``gt``, ``gte``) of a property with a plain number: what a
+    # collection's filter can test on a column of the property's numbers at once.
+    ranges: tuple[tuple[tuple[str, str, int | float], ...], ...] | None = None
 
     ee_type = "Filter"
 
@@ -191,6 +198,12 @@ def _membership(name: str, field: str, allowed: frozenset, op: Callable[[Any, An
     return Filter(test, f"{name}({field}, {_short(constant)})", membership=(field, allowed))
 
 
+_RANGE_OPS = {
+    "lessThan": "lt", "lt": "lt", "lessThanOrEquals": "le", "lte": "le",
+    "greaterThan": "gt", "gt": "gt", "greaterThanOrEquals": "ge", "gte": "ge",
+}  # fmt: skip
+
+
 def _register_comparison(short: str, op: Callable[[Any, Any], bool]) -> None:
     def make(leftField, rightValue, rightField, leftValue):  # noqa: N803
         if short in ("eq", "equals", "inList") and leftField is not None and rightField is None and leftValue is None:
@@ -201,7 +214,11 @@ def _register_comparison(short: str, op: Callable[[Any, Any], bool]) -> None:
             allowed = _plain_set(leftValue)  # ee.Filter.inList(field, list) arrives in this form
             if allowed is not None:
                 return _membership(f"Filter.{short}", rightField, allowed, lambda v, c: op(c, v), leftValue)
-        return _binary(f"Filter.{short}", op, leftField, rightValue, rightField, leftValue)
+        ranges = None
+        if short in _RANGE_OPS and leftField is not None and rightField is None and leftValue is None:
+            if type(rightValue) in (int, float) and abs(rightValue) <= 2**53:  # exact as a double
+                ranges = (((leftField, _RANGE_OPS[short], rightValue),),)
+        return _binary(f"Filter.{short}", op, leftField, rightValue, rightField, leftValue, ranges=ranges)
 
     make.__name__ = short
     make.__doc__ = f"``Filter.{short}``: compares the left and right operands (null operands fail)."
@@ -278,12 +295,16 @@ def and_(filters):
     if ranges:
         date_range = (max(r[0] for r in ranges), min(r[1] for r in ranges))
     measure = next((f.measure for f in parts if f.measure is not None), None)
+    ranges = None
+    if parts and all(f.ranges is not None and len(f.ranges) == 1 for f in parts):
+        ranges = (tuple(c for f in parts for c in f.ranges[0]),)
     return Filter(
         lambda p, s: all(t(p, s) for t in tests),
         "and(" + ", ".join(f.description for f in parts) + ")",
         bounds,
         date_range,
         measure,
+        ranges=ranges,
     )
 
 
@@ -292,8 +313,14 @@ def or_(filters):
     parts = _filters("Filter.or", filters)
     tests = [f.test for f in parts]
     measure = parts[0].measure if len(parts) == 1 else None
+    geometry = [f.geometry_test for f in parts]
+    any_of = tuple(geometry) if parts and all(g is not None and g[1] == "intersects" for g in geometry) else None
     return Filter(
-        lambda p, s: any(t(p, s) for t in tests), "or(" + ", ".join(f.description for f in parts) + ")", measure=measure
+        lambda p, s: any(t(p, s) for t in tests),
+        "or(" + ", ".join(f.description for f in parts) + ")",
+        measure=measure,
+        geometry_any=any_of,
+        ranges=tuple(c for f in parts for c in f.ranges) if parts and all(f.ranges for f in parts) else None,
     )
 
 

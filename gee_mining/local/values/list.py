@@ -132,17 +132,16 @@ def list_filter(list, filter):
 
 @algorithm("List.flatten")
 def list_flatten(list):
-    """Nested lists at any depth are flattened."""
-    out: list_type = []
-
-    def walk(items):
-        for v in items:
+    """Nested lists at any depth are flattened (a level at a time: each keeps the order of the one above)."""
+    out: list_type = [*list]
+    while any(isinstance(v, list_type) for v in out):
+        level: list_type = []
+        for v in out:
             if isinstance(v, list_type):
-                walk(v)
+                level.extend(v)
             else:
-                out.append(v)
-
-    walk(list)
+                level.append(v)
+        out = level
     return out
 
 
@@ -158,6 +157,21 @@ def list_frequency(list, element):
 @algorithm("List.get")
 def list_get(list, index):
     return list[_index("List.get", list, index)]
+
+
+@vectorised("List.get")
+def list_get_many(n, list, index):
+    """One index (a plain integer) into a column of lists: Python's indexing, which counts from the end as
+    :func:`_index` does; an index outside some list, or anything else, and the column goes element by element
+    (the scalar form's error)."""
+    if isinstance(index, Column) or type(index) is not int or not isinstance(list, Column):
+        return per_element("List.get", n, {"list": list, "index": index})
+    if set(map(type, list)) <= {list_type}:
+        try:
+            return [values[index] for values in list]
+        except IndexError:
+            pass
+    return per_element("List.get", n, {"list": list, "index": index})
 
 
 def _typed_get(name: str, values: list, index: int, want: str, check: Callable[[Any], bool]) -> Any:

@@ -14,14 +14,15 @@ outputs (``ee.Number(0).lanczos()`` is 32.946318679).
 from __future__ import annotations
 
 import math
+import operator
 import re
 import struct
 from collections.abc import Callable, Mapping
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
 from gee_mining.local.core.errors import EngineError
-from gee_mining.local.core.registry import algorithm, implemented
+from gee_mining.local.core.registry import Column, algorithm, implemented, per_element, vectorised
 
 Num = int | float
 
@@ -755,8 +756,11 @@ _FORMAT_RE = re.compile(
 
 
 def _half_up(x: float, places: int) -> Decimal:
-    """Java's rounding for %f/%e: half up on the shortest decimal form of the double."""
-    return Decimal(repr(x)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    """Java's rounding for %f/%e: half up on the shortest decimal form of the double, with all its digits
+    (``1e308`` has 309 before the point: more than the default context holds)."""
+    d = Decimal(repr(x))
+    digits = Context(prec=max(28, d.adjusted() + places + 2))
+    return d.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP, context=digits)
 
 
 def _group(int_digits: str) -> str:
@@ -1164,3 +1168,107 @@ def expression(expression, vars):  # noqa: A002 - Earth Engine's argument names
         raise EngineError("Number.expression, argument 'expression': Invalid type.\nExpected type: String.")
     variables = vars if isinstance(vars, Mapping) else {}
     return _ExpressionParser(expression, variables, _expression_functions()).parse()
+
+
+# -- vectorised forms (a mapped function's numbers, a whole column at a time) ----------------------------
+#
+# Each is the scalar form applied to every element, written for lists of plain numbers (ints and floats, no
+# booleans, which the scalar forms read as 0/1): anything else, or an overflow, and the whole column goes
+# through the scalar form element by element, so that results and errors are the scalar form's.
+
+_PLAIN = frozenset((int, float))
+
+
+def _column(n: int, value: Any) -> list[Any]:
+    return value if isinstance(value, Column) else [value] * n
+
+
+def _plain(values: list[Any]) -> bool:
+    return set(map(type, values)) <= _PLAIN
+
+
+def _nan(x: Num) -> bool:
+    return x != x  # noqa: PLR0124 - NaN is the one value unequal to itself
+
+
+def _binary_many(name: str, fast: Callable[[list[Any], list[Any]], list[Any]]) -> None:
+    def many(n, left, right):
+        a, b = _column(n, left), _column(n, right)
+        if _plain(a) and _plain(b):
+            try:
+                return fast(a, b)
+            except (OverflowError, ZeroDivisionError):
+                pass
+        return per_element(name, n, {"left": left, "right": right})
+
+    many.__name__ = name.split(".")[1] + "_many"
+    vectorised(name)(many)
+
+
+_binary_many("Number.add", lambda a, b: list(map(operator.add, a, b)))
+_binary_many("Number.subtract", lambda a, b: list(map(operator.sub, a, b)))
+_binary_many("Number.multiply", lambda a, b: list(map(operator.mul, a, b)))  # int*int exact, else as floats
+_binary_many("Number.divide", lambda a, b: [x / y if y != 0 else 0 for x, y in zip(a, b, strict=True)])
+_binary_many(
+    "Number.max",
+    lambda a, b: [math.nan if _nan(x) or _nan(y) else (x if x >= y else y) for x, y in zip(a, b, strict=True)],
+)
+_binary_many(
+    "Number.min",
+    lambda a, b: [math.nan if _nan(x) or _nan(y) else (x if x <= y else y) for x, y in zip(a, b, strict=True)],
+)
+for _name, _op in (
+    ("lt", operator.lt),
+    ("lte", operator.le),
+    ("gt", operator.gt),
+    ("gte", operator.ge),
+    ("eq", operator.eq),
+    ("neq", operator.ne),
+):
+    _binary_many(f"Number.{_name}", lambda a, b, op=_op: list(map(int, map(op, a, b))))
+
+
+@vectorised("Number.floor")
+def floor_many(n, input):  # noqa: A002
+    values = _column(n, input)
+    if not _plain(values):
+        return per_element("Number.floor", n, {"input": input})
+    return [x if type(x) is int or not math.isfinite(x) else float(math.floor(x)) for x in values]
+
+
+def _cast_many(name: str, kind: str) -> None:
+    lo, hi = _INTEGER_RANGES[kind]
+
+    def many(n, input):  # noqa: A002
+        values = _column(n, input)
+        if not _plain(values):
+            return per_element(name, n, {"input": input})
+        return [
+            min(max(x, lo), hi) if type(x) is int else (0 if _nan(x) else hi if x >= hi else lo if x <= lo else int(x))
+            for x in values
+        ]
+
+    vectorised(name)(many)
+
+
+for _kind, _names in _CAST_NAMES.items():
+    for _short in _names:
+        _cast_many(f"Number.{_short}", _kind)
+
+
+@vectorised("Number.format")
+def format_many(n, number, pattern):
+    """Each distinct number formatted once per pattern (a mapped cell index repeats along its row)."""
+    numbers = _column(n, number)
+    if isinstance(pattern, Column) or not _plain(numbers):
+        return per_element("Number.format", n, {"number": number, "pattern": pattern})
+    text = pattern if pattern is not None else "%s"
+    done: dict[tuple[type, Num], str] = {}
+    out = []
+    for x in numbers:
+        key = (type(x), x)
+        s = done.get(key) if x != 0 else None  # 0.0 and -0.0 are equal keys but print differently
+        if s is None:
+            s = done[key] = format_number("Number.format", x, text)
+        out.append(s)
+    return out

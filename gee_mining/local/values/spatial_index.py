@@ -83,8 +83,7 @@ def candidates_many(collection: Any, geometries: list[Any]) -> list[np.ndarray]:
     """For each geometry, the indices (ascending) of the collection's elements that may intersect it:
     :func:`candidates_intersecting` for many geometries, with one bulk query of the index."""
     index = _index_of(collection)
-    shapes = np.empty(len(geometries), dtype=object)
-    shapes[:] = in_crs_many(geometries, "EPSG:4326", 1.0, True)
+    shapes = np.fromiter(in_crs_many(geometries, "EPSG:4326", 1.0, True), dtype=object, count=len(geometries))
     empty = shapely.is_empty(shapes)
     b = shapely.bounds(shapes)
     boxes = shapely.box(b[:, 0] - _PAD_DEGREES, b[:, 1] - _PAD_DEGREES, b[:, 2] + _PAD_DEGREES, b[:, 3] + _PAD_DEGREES)
