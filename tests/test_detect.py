@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import warnings
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ import rasterio
 import shapely
 
 from gee_mining.errors import InputError
+from gee_mining.io.cell_tags import read_cell_tag
 
 CELL = 640  # metres: 64 x 64 pixel cells
 CELLS_X = range(995, 999)
@@ -317,8 +319,9 @@ def test_cli_dataset_and_demo_step(cells_dir, polygons_path, world, ee_local, en
                               "--size", "32", "--stride", "32", "--polygons", str(polygons_path),
                               "--mine-stride", "16"])  # fmt: skip
     assert args.func(args) == 0
-    with pytest.warns(UserWarning, match="no GEE_MINING_CELL tag; the cell is named after the file"):
-        dense = build_dataset(tmp_path / "pm", polygons_path, tmp_path / "dm", DatasetSpec())  # patches: untagged
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", ".*no GEE_MINING_CELL tag")  # every patch carries its tag
+        dense = build_dataset(tmp_path / "pm", polygons_path, tmp_path / "dm", DatasetSpec())
     offsets = {c["name"]: tuple(int(v) for v in c["name"].rsplit("_", 2)[1:]) for c in dense.cells}
     assert sum(1 for o in offsets.values() if o[0] % 32 == 0 and o[1] % 32 == 0) == 16 * 4  # every sparse window
     extra = [n for n, o in offsets.items() if o[0] % 32 or o[1] % 32]
@@ -364,9 +367,13 @@ def test_cut_patches_keep_pixels_and_georeference(cells_dir, polygons, tmp_path)
                     assert p.transform.c == pytest.approx(t.c + col * t.a) and p.transform.f == pytest.approx(
                         t.f + row * t.e
                     )
-    with pytest.warns(UserWarning, match="no GEE_MINING_CELL tag; the cell is named after the file"):
-        ds = build_dataset(tmp_path / "p", polygons, tmp_path / "ds", DatasetSpec())  # a patch carries no tag
-    assert sorted(c["name"] for c in ds.cells) == sorted(p.stem for p in written)  # each named after its file
+    for path in written:  # each patch tagged with its name, its source cell and the window's pixel offsets
+        stem, col, row = path.stem.rsplit("_", 2)
+        assert read_cell_tag(path) == {"name": path.stem, "parent": stem, "col_off": int(col), "row_off": int(row)}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", ".*no GEE_MINING_CELL tag")  # named from their tags, not their file names
+        ds = build_dataset(tmp_path / "p", polygons, tmp_path / "ds", DatasetSpec())
+    assert sorted(c["name"] for c in ds.cells) == sorted(p.stem for p in written)
 
 
 def test_stratified_split_balances_positives(rgb):

@@ -59,7 +59,7 @@ from shapely.geometry import shape
 from gee_mining.contracts.bands import BANDS, LABEL_BANDS
 from gee_mining.contracts.lattice import PixelGrid
 from gee_mining.errors import InputError
-from gee_mining.io.cell_tags import read_cell_tag
+from gee_mining.io.cell_tags import CELL_TAG, cell_tag_value, read_cell_tag
 from gee_mining.io.pages import iter_features
 from gee_mining.io.polygons import read_polygons
 
@@ -438,7 +438,9 @@ def cut_patches(
     windows that would run past the image's right or bottom edge are not cut. ``keep(name,
     raster)`` (optional) chooses which patches to write. ``stride < size`` gives overlapping
     patches, so an object cut by one window's edge is seen whole in a neighbour. Written under a
-    ``.partial`` name and renamed when complete.
+    ``.partial`` name and renamed when complete. Each patch carries its own ``GEE_MINING_CELL`` tag: its name,
+    the image it was cut from (``parent``, that image's cell name where it has a tag) and the window's offsets,
+    so readers name it from the file, not from the file name.
     """
 
     stride = int(stride or size)
@@ -451,6 +453,7 @@ def cut_patches(
     written = []
     with staged_folder(out) as tmp:
         for path in paths:
+            parent = (read_cell_tag(path) or {}).get("name", Path(path).stem)
             with rasterio.open(path) as src:
                 if src.width < size or src.height < size:
                     raise InputError(f"{path} is {src.width} x {src.height} px, smaller than the patch size {size}.")
@@ -470,6 +473,8 @@ def cut_patches(
                         with rasterio.open(tmp / f"{name}.tif", "w", **{**profile, "transform": t}) as dst:
                             dst.write(src.read(window=window))
                             dst.descriptions = src.descriptions
+                            tag = {"name": name, "parent": parent, "col_off": col, "row_off": row}
+                            dst.update_tags(**{CELL_TAG: cell_tag_value(tag)})
                         written.append(name)
     return [out / f"{n}.tif" for n in written]
 
