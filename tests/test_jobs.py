@@ -182,12 +182,7 @@ def test_the_launcher_polls_with_one_listing_per_round(emulated, tmp_path):
     spec, _ = _spec(tmp_path, "listing", n=8)
     spec = JobSpec(**{**spec.__dict__, "max_running": 8})
     assert len(_ops(ee)) < 500  # one page: the listing is one request
-    rounds = []
-
-    def counting(seconds):
-        rounds.append(seconds)
-        time.sleep(seconds)
-
+    rounds, counting = _counting_sleep()
     engine.router.calls.clear()
     result = run_job(ee, spec, tmp_path / "listing.sqlite", progress=None, poll_interval=0.05, timeout=120,
                      sleep=counting)  # fmt: skip
@@ -196,6 +191,17 @@ def test_the_launcher_polls_with_one_listing_per_round(emulated, tmp_path):
     assert calls.get("get_operation", 0) == 0
     assert 1 <= calls["list_operations"] <= len(rounds) + 1
     assert calls["export_image"] == 8
+
+
+def _counting_sleep():
+    """A list of the launcher's sleeps (one a polling round) and the sleep that records them."""
+    rounds: list[float] = []
+
+    def counting(seconds):
+        rounds.append(seconds)
+        time.sleep(seconds)
+
+    return rounds, counting
 
 
 def test_active_cells_fewer_than_the_listings_pages_are_read_one_by_one(emulated, tmp_path, monkeypatch):
@@ -208,12 +214,7 @@ def test_active_cells_fewer_than_the_listings_pages_are_read_one_by_one(emulated
     monkeypatch.setattr(jobs, "OPERATIONS_PAGE", 2)
     spec, _ = _spec(tmp_path, "getting", n=8)
     spec = JobSpec(**{**spec.__dict__, "max_running": 3})
-    rounds = []
-
-    def counting(seconds):
-        rounds.append(seconds)
-        time.sleep(seconds)
-
+    rounds, counting = _counting_sleep()
     engine.router.calls.clear()
     result = run_job(ee, spec, tmp_path / "getting.sqlite", progress=None, poll_interval=0.05, timeout=120,
                      sleep=counting)  # fmt: skip
