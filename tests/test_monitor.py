@@ -9,6 +9,7 @@ import ee
 import numpy as np
 import pandas as pd
 import pyogrio
+import pypdfium2 as pdfium
 import pytest
 import rasterio
 import shapely
@@ -48,7 +49,7 @@ from gee_mining.monitor.evaluate import (
 from gee_mining.monitor.region import region_bounds, utm_region
 from gee_mining.monitor.review import QUICKLOOK_PX, read_verdicts
 from gee_mining.monitor.world import MonitorWorld, fit_first_year, world_region
-from gee_mining.tools.report import Report, build_report
+from gee_mining.tools.report import Report, build_report, print_pdf
 
 EPSG = 32721
 X0, TOP = 561000.0, 9306000.0  # a 1.5 km square in UTM 21S
@@ -292,8 +293,14 @@ def test_review_page_embedded_in_the_run_report(monitored, tmp_path):
         inner = "document.querySelector('figure.page iframe').contentDocument"
         rows = b.evaluate(f"{inner}.querySelectorAll('#candidates tbody tr').length")
         href = b.evaluate("document.querySelector('figure.page a').getAttribute('href')")
+        note = b.evaluate("getComputedStyle(document.querySelector('figure.page .print-only')).display")
     assert Image.open(shot).convert("L").getextrema()[1] > 0
     assert rows == len(cands) and (html_path.parent / href).resolve() == page.resolve()
+    # printed, the frame would show its first rows cut off: the PDF says where the page is instead
+    pdf = pdfium.PdfDocument(print_pdf(html_path, tmp_path / "report.pdf"))
+    text = " ".join(pdf[i].get_textpage().get_text_range() for i in range(len(pdf)))
+    assert note == "none" and "An interactive page, not printed" in text and "monitor/review.html" in text
+    assert "Save verdicts" not in text  # the page's own button: the frame itself was not printed
 
 
 @pytest.mark.slow

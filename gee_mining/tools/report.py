@@ -68,7 +68,9 @@ nav.toc ol { columns: 2; font-size: .92em; }
 table.params td:first-child { font-weight: 600; white-space: nowrap; }
 h2, h3, caption { break-after: avoid; page-break-after: avoid; }
 .keep { break-inside: avoid; page-break-inside: avoid; }
-@media print { body { max-width: none; margin: 0; } figure, table { break-inside: avoid; } nav.toc { display: none; } }
+.print-only { display: none; }
+@media print { body { max-width: none; margin: 0; } figure, table { break-inside: avoid; } nav.toc { display: none; }
+  figure.page iframe { display: none; } .print-only { display: block; } }
 """
 
 
@@ -496,6 +498,8 @@ def _part_html(p: Any) -> str:
         return (
             f'<figure class="page"><iframe title="{html.escape(p["caption"])}" srcdoc="{html.escape(p["html"])}" '
             'style="width:100%;height:720px;border:1px solid #ddd"></iframe>'
+            f'<p class="print-only note">An interactive page, not printed (its frame would cut it off): open '
+            f"{src} beside this report.</p>"
             f'<figcaption>{html.escape(p["caption"])} (<a href="{src}">{src}</a>, beside this report)</figcaption>'
             "</figure>"
         )
