@@ -394,6 +394,13 @@ def test_region_on_a_catalog_that_serves_sentinel2(monitored, tmp_path):
     assert set(pd.read_parquet(out / "footprints.parquet").mine_id) == meeting
     for g in pyogrio.read_dataframe(out / "candidates.gpkg").geometry:
         assert rect.buffer(1).covers(to_utm(g))
+    # a country name: its bounds from the world's LSIB table (shapely); a name no country has, a clear error
+    countries = json.loads((world / "tables" / "lsib_simple_2017.geojson").read_text())["features"]
+    brazil = [shapely.geometry.shape(f["geometry"]) for f in countries if f["properties"]["country_na"] == "Brazil"]
+    gee_mining.connect("local", project=manifest["parameters"]["project"], catalog=world / "catalog.toml")
+    assert region_bounds("Brazil") == pytest.approx(shapely.union_all(brazil).bounds, abs=0.02)  # 1 km margin
+    with pytest.raises(InputError, match="no country of that name"):
+        region_bounds("Atlantis")
 
 
 @pytest.mark.slow

@@ -72,7 +72,7 @@ def _country_bounds(name: str) -> tuple[float, float, float, float]:
     """A country's bounding box from LSIB: one request, five points whatever the country."""
     countries = ee.FeatureCollection(LSIB_ID).filter(ee.Filter.eq("country_na", name))
     ring = ee.Algorithms.If(countries.size().gt(0), countries.geometry().bounds(1000).coordinates().get(0), None)
-    coords = ee.List(ring).getInfo() if ring is not None else None
+    coords = ee.List(ring).getInfo()  # None when no country has that name
     if not coords:
         raise InputError(f"--region {name!r}: no country of that name in {LSIB_ID} (country_na, e.g. 'Brazil'); "
                          "or give west,south,east,north in degrees or a GeoJSON file.")  # fmt: skip
