@@ -168,7 +168,7 @@ def test_a_rerun_reuses_the_prepared_worlds(sim):
     before = manifest.stat().st_mtime_ns
     again = _prepare((out / "seed_2", 2, "test", spec))
     assert manifest.stat().st_mtime_ns == before  # not generated again
-    saved = json.loads((out / "seed_2" / "prepared.json").read_text())
+    saved = json.loads((out / "seed_2" / "prepared.json").read_text())["saved"]
     assert again.bounds == tuple(saved["bounds"]) and again.composite_id == saved["composite_id"]
     size = 5.52e3
     x0, top = seed_corner(2, 5.52)

@@ -23,6 +23,7 @@ from gee_mining.cli.monitor import parse_years
 from gee_mining.contracts.bands import MINE_BAND
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import table_entry, write_catalog
+from gee_mining.io.prepared import read_prepared
 from gee_mining.monitor.core import (
     REJECTED_STRATUM,
     Candidate,
@@ -423,7 +424,8 @@ def test_evaluation_resumes_prepared_worlds(tmp_path):
     with rasterio.open(next(tmp_path.glob("seed_2/run/work/composites/composite_2020.tif"))) as ds:
         assert ds.count > 0 and ds.read(1).std() > 0  # the served composite is there, not empty
     other = MonitorEvaluationSpec(**{**asdict(ev), "new_mines": 2})
-    assert _stamp(other, spec, 2) != json.loads((tmp_path / "seed_2" / "prepared.json").read_text())
+    assert read_prepared(tmp_path / "seed_2", _stamp(ev, spec, 2)) == {}  # prepared from this spec
+    assert read_prepared(tmp_path / "seed_2", _stamp(other, spec, 2)) is None  # not from another
 
 
 def _sums_world(tmp_path):

@@ -35,6 +35,7 @@ import shapely
 from gee_mining.connection import connect
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import CatalogEntry, write_catalog
+from gee_mining.io.prepared import forget_prepared, read_prepared, write_prepared
 from gee_mining.monitor.core import (
     MonitorSpec,
     candidate_image,
@@ -123,15 +124,15 @@ def _prepare(out: Path, ev: MonitorEvaluationSpec, spec: MonitorSpec, say) -> di
     for i, seed in enumerate(seeds, start=1):
         t0 = time.perf_counter()
         folder = out / f"seed_{seed}"
-        stamp, marker = _stamp(ev, spec, seed), folder / "prepared.json"
-        if marker.exists() and json.loads(marker.read_text()) == stamp:
+        stamp = _stamp(ev, spec, seed)
+        if read_prepared(folder, stamp) is not None:
             worlds[seed] = reuse_world(folder / "world", spec, folder / "run")
             say(f"[monitor evaluate] world {seed} reused ({i}/{len(seeds)})")
             continue
-        marker.unlink(missing_ok=True)
+        forget_prepared(folder)
         generate_years(folder / "world", ev.world_spec(seed), seed=seed)
         worlds[seed] = prepare_world(folder / "world", spec, folder / "run")
-        marker.write_text(json.dumps(stamp))
+        write_prepared(folder, stamp)
         say(f"[monitor evaluate] world {seed} ready ({i}/{len(seeds)}, {time.perf_counter() - t0:.0f} s)")
     return worlds
 

@@ -38,6 +38,7 @@ import shapely
 from gee_mining.connection import connect
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import write_catalog
+from gee_mining.io.prepared import forget_prepared, read_prepared, write_prepared
 from gee_mining.pyramid.calibration import Calibration, CalibrationWorld, calibrate_worlds, clopper_pearson
 from gee_mining.pyramid.core import PyramidSpec, descendants, known_polygons, run_exhaustive, run_pyramid, start_cells
 from gee_mining.pyramid.detectors import PixelModelDetector
@@ -181,24 +182,20 @@ def _prepare(args: tuple) -> SimulatedPyramid:
     out, seed, part, spec = args
     key = {"seed": seed, "library_part": part, "size_km": spec.size_km, "clusters": spec.clusters,
            "months": spec.months, "realism": REALISMS[spec.realism].as_json()}  # fmt: skip
-    done = Path(out) / "prepared.json"
-    if done.exists():
-        saved = json.loads(done.read_text())
-        if saved["key"] == key:
-            world = WorldManifest.read(Path(out) / "world" / "manifest.json")
-            world.out_dir, world.catalog = str(Path(out) / "world"), str(Path(out) / "world" / "catalog.toml")
-            return SimulatedPyramid(world, saved["epsg"], tuple(saved["bounds"]), saved["composite_id"],
-                                    saved["mines_id"], Path(saved["catalog"]))  # fmt: skip
+    saved = read_prepared(out, key)
+    if saved is not None:
+        world = WorldManifest.read(Path(out) / "world" / "manifest.json")
+        world.out_dir, world.catalog = str(Path(out) / "world"), str(Path(out) / "world" / "catalog.toml")
+        return SimulatedPyramid(world, saved["epsg"], tuple(saved["bounds"]), saved["composite_id"],
+                                saved["mines_id"], Path(saved["catalog"]))  # fmt: skip
+    forget_prepared(out)
     sim = prepare_simulated(
         out, None, size_km=spec.size_km, clusters=spec.clusters, months=spec.months, seed=seed,
         project=f"gee-mining-eval-{seed}", corner=seed_corner(seed, spec.size_km), library_part=part,
         realism=spec.realism,
     )  # fmt: skip
-    saved = {"key": key, "epsg": sim.epsg, "bounds": list(sim.bounds), "composite_id": sim.composite_id,
-             "mines_id": sim.mines_id, "catalog": str(Path(sim.catalog).resolve())}  # fmt: skip
-    tmp = done.with_name(".partial-prepared.json")
-    tmp.write_text(json.dumps(saved))
-    os.replace(tmp, done)
+    write_prepared(out, key, {"epsg": sim.epsg, "bounds": list(sim.bounds), "composite_id": sim.composite_id,
+                              "mines_id": sim.mines_id, "catalog": str(Path(sim.catalog).resolve())})  # fmt: skip
     return sim
 
 

@@ -1,0 +1,34 @@
+"""A folder's ``prepared.json``: what the work in the folder was made from, written last, so a rerun with the
+same parameters reuses the folder (an evaluation's simulated worlds resume where an interrupted run stopped)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+MARKER = "prepared.json"
+
+
+def read_prepared(folder: str | os.PathLike, key: dict[str, Any]) -> dict[str, Any] | None:
+    """What :func:`write_prepared` saved in ``folder`` when it was made from ``key`` (JSON-compared); else None."""
+    marker = Path(folder) / MARKER
+    if not marker.exists():
+        return None
+    saved = json.loads(marker.read_text())
+    return saved.get("saved", {}) if saved.get("key") == json.loads(json.dumps(key)) else None
+
+
+def forget_prepared(folder: str | os.PathLike) -> None:
+    """Remove the marker before the folder's work is redone (a half-redone folder is never reused)."""
+    (Path(folder) / MARKER).unlink(missing_ok=True)
+
+
+def write_prepared(folder: str | os.PathLike, key: dict[str, Any], saved: dict[str, Any] | None = None) -> None:
+    """Mark ``folder`` as made from ``key`` (with what a reuse needs, ``saved``), atomically, once its work is
+    complete."""
+    marker = Path(folder) / MARKER
+    tmp = marker.with_name(f".partial-{MARKER}")
+    tmp.write_text(json.dumps({"key": key, "saved": saved or {}}))
+    os.replace(tmp, marker)
