@@ -155,21 +155,32 @@ def open_datasets(folder: Path, n: int) -> dict[tuple[int, str], object]:
 
 
 def native_median(datasets: dict, n: int, band: str, res: int) -> np.ndarray:
-    """One band's median at its native resolution: a uint32 stack, masked (0) as the largest value."""
+    """One band's median at its native resolution, on integers.
+
+    The windows are read straight into one uint16 stack (``out=``, no per-read array). Masked
+    pixels are 0 (the files' nodata); ``DN - 1`` computed in uint32 maps them to 2**32 - 1, so
+    they sort last, and keeps the order of the valid values: one pass makes the sort keys. numpy
+    sorts 32-bit integers with SIMD (4-6x faster here than its uint16 sort, 2-3x faster than
+    ``np.partition`` at two fixed ranks). The median of a pixel's ``count`` valid values is the
+    mean of sorted ranks ``(count - 1) // 2`` and ``count // 2``, plus the 1 taken off."""
     from rasterio.windows import Window
 
     off = 600 // res  # the cell starts 600 m inside the scene, on every band's lattice
     size = -(-CELL * 10 // res)
-    stack = np.empty((n, size, size), np.uint32)
+    window = Window(off, off, size, size)
+    raw = np.empty((n, size, size), np.uint16)
     for k in range(n):
-        stack[k] = datasets[k, band].read(1, window=Window(off, off, size, size))
-    invalid = stack == 0
-    count = n - invalid.sum(axis=0, dtype=np.int32)
-    stack[invalid] = np.iinfo(np.uint32).max
-    stack.sort(axis=0)
-    lo = np.take_along_axis(stack, ((np.maximum(count, 1) - 1) // 2)[None], axis=0)[0]
-    hi = np.take_along_axis(stack, (count // 2)[None], axis=0)[0]
-    return np.where(count > 0, (lo.astype(np.float64) + hi) * 0.5, 0.0)
+        datasets[k, band].read(1, window=window, out=raw[k])
+    count = np.count_nonzero(raw, axis=0).reshape(-1)
+    keys = np.subtract(raw, 1, dtype=np.uint32).reshape(n, -1)
+    del raw
+    keys.sort(axis=0)
+    flat, column = keys.reshape(-1), np.arange(keys.shape[1])
+    lo = flat[((np.maximum(count, 1) - 1) // 2) * keys.shape[1] + column]
+    hi = flat[(count // 2) * keys.shape[1] + column]
+    median = (lo.astype(np.float64) + hi) * 0.5 + 1.0
+    median[count == 0] = 0.0
+    return median.reshape(size, size)
 
 
 def numpy_composite(datasets: dict, n: int) -> dict[str, np.ndarray]:

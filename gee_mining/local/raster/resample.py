@@ -391,6 +391,23 @@ class FileSource:
         with self.handles.dataset(self.path) as ds:
             return ds.read(self.index, window=window)
 
+    def read_into(self, window: PixelGrid, out: np.ndarray) -> bool:
+        """Read a window of the native lattice straight into ``out`` (the file's type, the window's
+        shape), no mask made; False, with ``out`` untouched, when the window leaves the file."""
+        col0 = round((window.transform[2] - self.transform[2]) / self.transform[0])
+        row0 = round((window.transform[5] - self.transform[5]) / self.transform[4])
+        w, h = window.width, window.height
+        if col0 < 0 or row0 < 0 or col0 + w > self.width or row0 + h > self.height:
+            return False
+        frame = Window(col0, row0, w, h)
+        if self.handles is None:
+            with rasterio.open(self.path) as ds:
+                ds.read(self.index, window=frame, out=out)
+        else:
+            with self.handles.dataset(self.path) as ds:
+                ds.read(self.index, window=frame, out=out)
+        return True
+
     def read_raw(self, window: PixelGrid) -> tuple[np.ndarray, np.ndarray] | None:
         """A window of the native lattice in the file's own type and its nodata mask, without a float
         copy; None when the window leaves the file (:meth:`read` pads that with masked pixels)."""
