@@ -265,3 +265,23 @@ def test_snow_scenes_show_snow_the_flags_confuse(hard_world):
     assert clear_snow > 1000
     assert abs(cs_false / clear_snow - HARD.snow_cs_false) < 0.08  # snow Cloud Score+ takes for cloud
     assert scl_snow / clear_snow > 0.7  # SCL calls most of it snow
+
+
+def test_hard_urban_spectra_overlap_mine_soil_and_the_easy_ones_do_not():
+    lib = library()
+    by_name = dict(zip(lib.names, lib.values, strict=True))
+    soils = lib.where("soil")
+    brightness = lib.values[soils][:, [3, 7, 10]].mean(axis=1)  # B4, B8, B11, as the soil pools are cut
+    upper = brightness[brightness > np.quantile(brightness, 0.5)]  # the hard world's mine-soil pool
+    lo, hi = np.quantile(upper, [0.05, 0.95])
+
+    def inside(palette) -> float:
+        urban = [by_name[palette.names[k]][[3, 7, 10]].mean() for m in (4, 5) for k in palette.base[m]]
+        return float(np.mean([(lo < b < hi) for b in urban]))
+
+    easy = build_palette(np.random.default_rng(1))
+    hard = build_palette(np.random.default_rng(1), HARD.spectra_per_material, None, HARD.mine_soil_pool,
+                         HARD.crop_soil_pool, HARD.urban_pool)  # fmt: skip
+    assert inside(easy) == 0 and inside(hard) >= 0.1  # concrete and painted roofs as bright as mine soil
+    with pytest.raises(ValueError, match="urban"):
+        build_palette(np.random.default_rng(1), urban="suburban")

@@ -121,6 +121,8 @@ def generated_polygons(grid: WorldGrid, rng: np.random.Generator, realism: Reali
                     continue
             if shape.geom_type == "MultiPolygon":
                 shape = max(shape.geoms, key=lambda g: g.area)
+            if realism.largest_mine_km2 > 0 and shape.area < lo:  # the hard world: no piece below the smallest
+                continue
             polys.append(shape)
     # local metres (origin top-left, y down) -> UTM
     return [_local_to_utm(grid, p) for p in polys]
@@ -235,7 +237,7 @@ def build_surface(
     hard the world is (:mod:`gee_mining.world.realism`; the easy default draws exactly what it always drew).
     """
     palette = build_palette(rng, realism.spectra_per_material, library_part, realism.mine_soil_pool,
-                            realism.crop_soil_pool)  # fmt: skip
+                            realism.crop_soil_pool, realism.urban_pool)  # fmt: skip
     h, w = grid.shape(10)
     extent = float(grid.size)
     material = _land_use(rng, extent, h, w, realism.natural_soil_bias)
@@ -244,6 +246,8 @@ def build_surface(
     material[(material == MATERIAL_ID["crop"]) & fields.boundaries] = MATERIAL_ID["grass"]
     # the hard world's own draws come from a child generator, so the easy world draws exactly what it always drew
     extra = np.random.default_rng(rng.integers(2**62)) if _has_extras(realism) else None
+    for _ in range(realism.villages - 1):
+        _paint_village(extra, grid, material)
     artisanal = _artisanal_pits(extra, grid, river, mines_utm, realism) if extra is not None else []
     material, mine_mask = _add_mines(rng, grid, mines_utm, material, realism)
     if extra is not None:
@@ -290,10 +294,17 @@ def _add_water_and_village(rng: np.random.Generator, grid: WorldGrid, material: 
     material[lake] = MATERIAL_ID["water"]
     village_roofs, village_roads = _village(rng, extent)
     material[_rasterize([_local_to_utm(grid, river)], grid, 10) > 0] = MATERIAL_ID["water"]
-    roads = [_local_to_utm(grid, g) for g in village_roads]
-    material[_rasterize(roads, grid, 10, all_touched=True) > 0] = MATERIAL_ID["paved_road"]
-    material[_rasterize([_local_to_utm(grid, g) for g in village_roofs], grid, 10) > 0] = MATERIAL_ID["roof"]
+    _paint_village(None, grid, material, (village_roofs, village_roads))
     return _River(line, half_width)
+
+
+def _paint_village(rng: np.random.Generator | None, grid: WorldGrid, material: np.ndarray, village=None) -> None:
+    """Paint a village (``village``: its roofs and roads, or one drawn from ``rng``) into ``material``, in place."""
+    roofs, roads = village if village is not None else _village(rng, float(grid.size))
+    material[_rasterize([_local_to_utm(grid, g) for g in roads], grid, 10, all_touched=True) > 0] = MATERIAL_ID[
+        "paved_road"
+    ]
+    material[_rasterize([_local_to_utm(grid, g) for g in roofs], grid, 10) > 0] = MATERIAL_ID["roof"]
 
 
 def _add_mines(
@@ -385,7 +396,7 @@ class _River:
 
 def _has_extras(realism: Realism) -> bool:
     """Whether the surface draws the hard world's extras (artisanal pits, camps in mines)."""
-    return realism.artisanal_per_100km2 > 0 or realism.mine_buildings > 0
+    return realism.artisanal_per_100km2 > 0 or realism.mine_buildings > 0 or realism.villages > 1
 
 
 def _artisanal_pits(rng: np.random.Generator, grid: WorldGrid, river: _River, mines_utm: list[shapely.Geometry],

@@ -53,11 +53,17 @@ class Realism:
     snow_scenes: float = 0.0  # share of December-March scenes with snow on the world's higher ground
     snow_cs_false: float = 0.0  # share of snow pixels Cloud Score+ flags as cloud (SCL: half of it, as cloud)
     snow_cloud_miss: float = 0.0  # cloud over snow thinner than this opacity: Cloud Score+ and SCL miss it
+    urban_pool: str = "narrow"  # "wide": metal, tile, painted roofs; sidewalks, driveways (some as bright as mines)
+    villages: int = 1  # villages (roofs and paved roads), the first drawn as the easy world draws it
 
     def __post_init__(self) -> None:
         pools = ("soil", "upper_soil", "bright_soil", "dark_soil")
         if self.mine_soil_pool not in pools or self.crop_soil_pool not in pools:
             raise ValueError(f"soil pools {self.mine_soil_pool!r}/{self.crop_soil_pool!r}: one of {pools}.")
+        if self.urban_pool not in ("narrow", "wide") or self.villages < 1:
+            raise ValueError(
+                f"urban_pool {self.urban_pool!r} / villages {self.villages}: 'narrow' or 'wide' / 1 or more."
+            )
         if self.spectra_per_material < 1:
             raise ValueError(f"spectra_per_material {self.spectra_per_material}: at least 1.")
         for k in ("soil_under_canopy", "remnants", "haze_scenes", "mine_buildings", "seasonal_crops", "snow_scenes",
@@ -98,6 +104,8 @@ HARD = Realism(
     snow_scenes=0.35,
     snow_cs_false=0.15,
     snow_cloud_miss=0.25,
+    urban_pool="wide",
+    villages=3,
 )
 REALISMS = {r.name: r for r in (EASY, HARD)}
 
@@ -115,8 +123,10 @@ def realism_of(value: str | Realism | None) -> Realism:
 
 def nir_texture(b8) -> float:
     """NIR texture of a B8 reflectance array: the robust standard deviation (1.4826 x the median absolute
-    deviation) of horizontally neighbouring differences, / sqrt 2 (the per-pixel variation, robust to edges)."""
+    deviation) of horizontally neighbouring differences, / sqrt 2 (the per-pixel variation, robust to edges).
+    NaN pixels (masked out) are left out."""
     d = np.diff(np.asarray(b8, dtype=np.float64), axis=1).ravel()
+    d = d[np.isfinite(d)]
     return float(np.median(np.abs(d - np.median(d))) * 1.4826 / np.sqrt(2))
 
 
