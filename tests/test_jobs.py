@@ -204,14 +204,59 @@ def _counting_sleep():
     return rounds, counting
 
 
-def test_active_cells_fewer_than_the_listings_pages_are_read_one_by_one(emulated, tmp_path, monkeypatch):
-    """When the active cells are fewer than the listing's pages (2 operations a page here, 500 in use: 8 cells
-    make 4 pages, 3 run at once), a round reads each active cell's operation and lists nothing: the fewer
-    requests."""
-    from gee_mining.batch import jobs
+def _table_exports(ee, n, tag):
+    """``n`` small table exports started now (the project's newest operations); their operation names."""
+    names = []
+    for i in range(n):  # one after another: each is newer than the one before
+        task = ee.batch.Export.table.toCloudStorage(
+            ee.FeatureCollection([ee.Feature(None, {"i": i})]), description=f"{tag}_{i}", bucket=BUCKET,
+            fileNamePrefix=f"{tag}/{i}",
+        )  # fmt: skip
+        task.start()
+        names.append(task.name)
+    return names
+
+
+def test_find_operations_reads_the_listing_only_as_far_as_needed(emulated, monkeypatch):
+    """Earth Engine lists a project's operations newest first, ``pageSize`` a page with ``nextPageToken``. Asked
+    for the 6 newest with 3 a page, ``find_operations`` reads 2 pages (not the whole listing) and returns them
+    as the client's full ``listOperations`` has them; asked for one old operation, it stops after the first page
+    (one ``getOperation`` is no dearer than the next page) and leaves it to ``getOperation``; asked for 6 spread
+    over the listing, it reads on while more are missing than pages were read."""
+    from gee_mining.batch.tasks import find_operations
 
     ee, engine = emulated
-    monkeypatch.setattr(jobs, "OPERATIONS_PAGE", 2)
+    names = _table_exports(ee, 8, "find")
+    every = {o["name"]: o for o in ee.data.listOperations()}
+    pages = math.ceil(len(every) / 3)
+    assert pages >= 4  # else reading every page would pass too
+    engine.router.calls.clear()
+    found = find_operations(ee, names[-6:], page_size=3)
+    assert engine.router.calls["list_operations"] == 2
+    assert sorted(found) == sorted(names[-6:])
+    assert all(found[n]["metadata"]["description"] == every[n]["metadata"]["description"] for n in found)
+    oldest = list(every)[-1]
+    engine.router.calls.clear()
+    assert find_operations(ee, [oldest], page_size=3) == {}
+    assert engine.router.calls["list_operations"] == 1
+    spread = [*names[-3:], *list(every)[-3:]]  # 3 on the first page, 3 on the last
+    engine.router.calls.clear()
+    found = find_operations(ee, spread, page_size=3)
+    assert 1 < engine.router.calls["list_operations"] <= pages
+    assert set(found) <= set(spread) and set(names[-3:]) <= set(found)
+    assert len(spread) - len(found) <= engine.router.calls["list_operations"]
+
+
+def test_a_poll_round_reads_the_first_pages_only(emulated, tmp_path, monkeypatch):
+    """A job of 8 cells, 3 at once, in a project whose listing is many pages (3 operations a page): each round
+    reads about one page and a few operations on their own, never the whole listing; every cell is exported."""
+    from gee_mining.batch import tasks
+
+    ee, engine = emulated
+    _table_exports(ee, 12, "older")
+    monkeypatch.setattr(tasks, "OPERATIONS_PAGE", 3)
+    pages = math.ceil(len(ee.data.listOperations()) / 3)
+    assert pages >= 5
     spec, _ = _spec(tmp_path, "getting", n=8)
     spec = JobSpec(**{**spec.__dict__, "max_running": 3})
     rounds, counting = _counting_sleep()
@@ -220,8 +265,8 @@ def test_active_cells_fewer_than_the_listings_pages_are_read_one_by_one(emulated
                      sleep=counting)  # fmt: skip
     calls = dict(engine.router.calls)
     assert result.ok and result.submitted == 8 and calls["export_image"] == 8
-    assert calls.get("list_operations", 0) == 0
-    assert 8 <= calls["get_operation"] <= 3 * (len(rounds) + 1)
+    assert 1 <= calls["list_operations"] <= len(rounds) + 1  # a whole listing a round would be >= 5 a round
+    assert calls.get("get_operation", 0) <= len(rounds) + 1
 
 
 def test_resume_after_crash_in_submitting(emulated, tmp_path):
