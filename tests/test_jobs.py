@@ -493,6 +493,43 @@ def test_a_task_that_succeeds_without_its_files_fails_verification(emulated, tmp
     assert all("verification" in msg and "holds no file" in msg for _, msg in result.failed)
 
 
+def test_a_one_file_product_is_verified_by_name(emulated, tmp_path):
+    """A per-cell CSV (grid-table) is checked by its name, not by listing the destination: the ledger's checksum
+    of each cell is Cloud Storage's own (the official client's crc32c of the cell's one object); a task writing
+    under another name still fails verification."""
+    from gee_mining.batch import jobs, products
+
+    ee, engine = emulated
+    spec, rows = _spec(tmp_path, "byname", product="grid-table", n=3)
+    result = run_job(ee, spec, tmp_path / "byname.sqlite", progress=None, poll_interval=0.05, timeout=120)
+    assert result.ok
+    blobs = {b.name: b.crc32c for b in engine.storage_client().list_blobs(BUCKET, prefix="runs/byname/")}
+    assert sorted(blobs) == sorted(f"runs/byname/{r['name']}.csv" for r in rows)
+    ledger = Ledger(tmp_path / "byname.sqlite")
+    try:
+        for row in ledger.rows():
+            name = f"runs/byname/{row['cell']}.csv"
+            assert json.loads(row["checksum"]) == {f"gs://{BUCKET}/{name}": blobs[name]}
+    finally:
+        ledger.close()
+
+    def elsewhere(ee, row, spec):
+        task = products.grid_table(ee, row, spec)
+        task.config["fileExportOptions"]["cloudStorageDestination"]["filenamePrefix"] = f"other/{row['name']}"
+        return task
+
+    jobs.PRODUCTS["elsewhere-test"] = elsewhere
+    try:
+        spec = jobs.JobSpec(
+            **{**spec.__dict__, "product": "elsewhere-test", "name": "byname2", "prefix": "runs/byname2"}
+        )
+        result = run_job(ee, spec, tmp_path / "byname2.sqlite", progress=None, poll_interval=0.05, timeout=120)
+    finally:
+        del jobs.PRODUCTS["elsewhere-test"]
+    assert result.counts["FAILED"] == 3
+    assert all("holds no file" in msg for _, msg in result.failed)
+
+
 def test_retry_failed_requeues_with_new_request_ids_and_cancel_stops_tasks(emulated, tmp_path):
     from gee_mining.batch.jobs import JobError, Ledger, cancel_job, retry_failed
 

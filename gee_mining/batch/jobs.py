@@ -38,7 +38,7 @@ from gee_mining.batch.batches import (
     split_batch,
 )
 from gee_mining.batch.exports import cell_files
-from gee_mining.batch.products import BATCHED_PRODUCTS, PRODUCTS, SCENE_CHECKED, uncovered
+from gee_mining.batch.products import BATCHED_PRODUCTS, PRODUCTS, SCENE_CHECKED, one_file_suffix, uncovered
 from gee_mining.batch.spec import JobSpec
 from gee_mining.batch.tasks import DEFAULT_POLL_S, find_operations, operation_state, start_with_request_id
 from gee_mining.connection import open_bucket
@@ -493,11 +493,17 @@ def verify_outputs(spec: JobSpec, cell: str, storage_root: str | Path | None = N
     """The files a finished task wrote for ``cell`` ({gs:// URI: crc32c}), or JobError when none or an empty one.
 
     Checked at the destination itself (Cloud Storage, the emulator or the local engine's folder),
-    so a task that reports success without its files is caught.
+    so a task that reports success without its files is caught. A product that writes one file of a known
+    name (:func:`~gee_mining.batch.products.one_file_suffix`) has that file checked by name: listing a
+    prefix costs a scan of the whole folder on a local engine's folder storage (the job's 10,000 files);
+    when it is missing or empty, the listing below says so.
     """
 
     bucket = open_bucket(spec.bucket, storage_root)
     prefix = f"{spec.prefix}/{cell}" if spec.prefix else cell
+    suffix = one_file_suffix(spec)
+    if suffix is not None and bucket.size(prefix + suffix) > 0:
+        return {f"gs://{spec.bucket}/{prefix}{suffix}": bucket.crc32c(prefix + suffix)}
     names = [n for n in bucket.list(prefix) if n.startswith(prefix)]
     names = cell_files(names, prefix) or [n for n in names if n.rsplit("/", 1)[-1].startswith(cell + ".")]
     if not names:
