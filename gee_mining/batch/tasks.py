@@ -94,8 +94,8 @@ def start_with_request_id(ee: Any, task: Any, request_id: str) -> str:
 
 
 DEFAULT_POLL_S = 30.0
-"""How often the launcher polls (seconds): Earth Engine tasks run minutes, so 15-60 s loses little and one
-``listOperations`` a round costs a request per 500 operations, whatever the number of cells."""
+"""How often the launcher polls (seconds): Earth Engine tasks run minutes, so 15-60 s loses little, and a round
+reads the first page(s) of the operation listing (:func:`find_operations`), whatever the number of cells."""
 
 
 LOCAL_POLL_S = 1.0
