@@ -243,6 +243,10 @@ def test_targets_patches_and_edges(sim):
     full = load_dataset(pixels, FeatureSpec(bands=("B4", "B8")))
     cut = load_dataset(pixels, FeatureSpec(bands=("B4", "B8")), edge_m=25)
     assert len(full) - len(cut) == near.sum() == cut.dropped["near an edge"] > 0
+    rows = read_pixel_table(pixels)  # every cell's rows, as the files hold them, cell after cell
+    b4, b8 = rows["B4"].to_numpy(np.float64), rows["B8"].to_numpy(np.float64)
+    np.testing.assert_allclose(full.X, np.column_stack([b4, b8, (b8 - b4) / (b8 + b4)]), rtol=1e-6)
+    assert full.cells.tolist() == rows["cell"].astype(str).tolist()
     assert (np.abs(cut.distance) >= 25).all()
 
 
