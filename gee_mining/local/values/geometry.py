@@ -1413,6 +1413,33 @@ def _in_proj_many(geoms: list[Geometry], proj: Projection, max_err: float) -> li
     return list(_affine_many(_object_array(shapes), proj.inverse()))
 
 
+@vectorised("Geometry.buffer")
+def buffer_many(n, geometry, distance, maxError, proj):  # noqa: N803
+    """:func:`buffer` of lon/lat geometries by one distance in metres, grouped by their local AEQD projection
+    (:func:`local_crs`, snapped so that many share one) and edge kind: each group reprojected there and back
+    in bulk (:func:`reproject_many`, equal to :func:`reproject` shape by shape) and buffered in one call.
+    Geometries in other projections, empty ones, and buffers in a given ``proj`` as the scalar form."""
+    if not (_all_geometries(geometry) and _shared(distance, maxError, proj)) or proj is not None:
+        return per_element(
+            "Geometry.buffer", n, {"geometry": geometry, "distance": distance, "maxError": maxError, "proj": proj}
+        )
+    err = max_error_m(maxError, abs(distance) * 0.01 if distance else DEFAULT_MAX_ERROR)
+    quad_segs = _quad_segs(abs(distance), err)
+    out: list[Any] = [None] * n
+    groups: dict[tuple[str, bool, bool], list[int]] = {}
+    for i, g in enumerate(geometry):
+        if g.crs != LONLAT or g.shape.is_empty:
+            out[i] = buffer(g, distance, maxError, None)
+        else:
+            groups.setdefault((local_crs(g.shape), g.edges_geodesic, g.geodesic), []).append(i)
+    for (crs, edges_geodesic, geodesic), idx in groups.items():
+        local = reproject_many(_object_array([geometry[i].shape for i in idx]), LONLAT, crs, edges_geodesic, False, err)
+        back = reproject_many(shapely.buffer(local, distance, quad_segs=quad_segs), crs, LONLAT, False, geodesic, err)
+        for i, shape in zip(idx, back, strict=True):
+            out[i] = Geometry(shape, geometry[i].proj, geometry[i].geodesic)
+    return out
+
+
 @vectorised("Geometry.bounds")
 def bounds_many(n, geometry, maxError, proj):  # noqa: N803
     if not (_all_geometries(geometry) and _shared(maxError, proj)):
