@@ -136,6 +136,16 @@ def compile_regex(name: str, regex: str, flags: str | None) -> tuple[Any, bool]:
     return compiled, "g" in flags
 
 
+_PATTERN_CHARS = frozenset(".^$*+?{}[]\\|()")
+
+
+@functools.lru_cache(maxsize=1024)
+def literal_selector(selector: str) -> bool:
+    """Whether a selector holds no pattern character: it then matches exactly the name equal to it (a band
+    name such as "B8A" is compared, not run through RE2 against each band)."""
+    return _PATTERN_CHARS.isdisjoint(selector)
+
+
 @functools.lru_cache(maxsize=1024)
 def selector_pattern(selector: str) -> Any:
     """A band, property or key selector as an RE2 pattern (matched in full, in linear time), or None when
