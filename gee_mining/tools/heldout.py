@@ -91,6 +91,7 @@ class Worlds:
     test: dict[int, SimulatedPyramid]
     truth_ids: dict[int, str]
     real_ids: list[str]  # the real mine-free scenes the engine serves (none without ../shared/data)
+    real_why: str = ""  # why there are none
 
 
 def truth_id(seed: int) -> str:
@@ -114,7 +115,9 @@ def prepare(out: Path, spec: HeldoutSpec, say: Callable[[str], None]) -> Worlds:
     entries += shared_entries(shared, "gee-mining-evaluate")
     catalog = write_catalog(out / "catalog_heldout.toml", entries, [(out / "catalog_evaluation.toml").resolve()])
     connect("local", project="gee-mining-evaluate", catalog=catalog, storage_root=out / "storage")
-    return Worlds(train, test, {s: truth_id(s) for s in worlds}, real)
+    why = "skipped (--no-real)" if not spec.real_data else "" if real else (
+        "the real scenes (../shared/data/imagery) are absent beside this checkout")  # fmt: skip
+    return Worlds(train, test, {s: truth_id(s) for s in worlds}, real, why)
 
 
 # -- samples -------------------------------------------------------------------------------------------------------
@@ -187,7 +190,9 @@ def figures(c: dict[str, float], spec: HeldoutSpec) -> dict[str, Any]:
     return out
 
 
-def measure_flags(flag: Any, sim: SimulatedPyramid, seed: int, truth: str, model: str, spec: HeldoutSpec) -> WorldFigures:
+def measure_flags(
+    flag: Any, sim: SimulatedPyramid, seed: int, truth: str, model: str, spec: HeldoutSpec
+) -> WorldFigures:
     """Count a frozen model's 0/1 ``flag`` image over one world on the engine: one ``reduceRegion`` (pixel sums on
     the world's 10 m lattice) and one ``reduceRegions`` (the flagged share of each mine)."""
     t0 = time.perf_counter()
@@ -220,14 +225,14 @@ def pooled(worlds: Sequence[WorldFigures], spec: HeldoutSpec) -> dict[str, Any]:
             "seconds": round(sum(w.seconds for w in worlds), 1)}  # fmt: skip
 
 
-def real_false_alarms(models: dict[str, Callable[[Any], Any]], real_ids: Sequence[str],
+def real_false_alarms(models: dict[str, Callable[[Any], Any]], worlds: Worlds,
                       say: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
     """Each frozen model (a function of a reflectance image to its 0/1 flags) on each real mine-free scene: the share
     of observed pixels flagged and the flagged 10 m pixels per km2. Every flag there is a false alarm. REAL data."""
-    if not real_ids:
-        return {"available": False, "why": "the real scenes (../shared/data/imagery) are absent beside this checkout"}
+    if not worlds.real_ids:
+        return {"available": False, "why": worlds.real_why}
     scenes = []
-    for sid in real_ids:
+    for sid in worlds.real_ids:
         image = ee.Image(sid)
         reflectance = image.select(list(BANDS)).toFloat().divide(10000)
         proj = image.select("B2").projection()

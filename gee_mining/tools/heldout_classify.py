@@ -70,7 +70,7 @@ def choose(name: str, tables: dict[int, pd.DataFrame], features: Sequence[str],
 def evaluate_classify(out_dir: str | os.PathLike, spec: H.HeldoutSpec, classifiers: Sequence[str] = ("smileRandomForest", "smileCart"),
                       progress: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
     """Prepare the worlds, choose each classifier's setting on the train worlds, measure the frozen classifiers on
-    the held-out worlds and the real scenes; writes ``evaluation_classify.json`` and ``report.html``."""
+    the held-out worlds and the real scenes; writes ``evaluation_classify.json`` and ``report_classify/report.html``."""
     bad = [c for c in classifiers if c not in CANDIDATES]
     if not classifiers or bad:
         raise InputError(f"classifiers {list(bad or classifiers)}: give some of {', '.join(CANDIDATES)}.")
@@ -102,7 +102,7 @@ def evaluate_classify(out_dir: str | os.PathLike, spec: H.HeldoutSpec, classifie
                      "spec": H.spec_json(spec), "features": features, "choices": choices},
         "models": {name: {"worlds": [w.as_json(spec) for w in ws], "pooled": H.pooled(ws, spec)}
                    for name, ws in per_model.items()},
-        "real": H.real_false_alarms(models, worlds.real_ids, say),
+        "real": H.real_false_alarms(models, worlds, say),
     }  # fmt: skip
     report["pooled"] = report["models"][classifiers[0]]["pooled"]
     report["seconds"] = round(time.perf_counter() - t0, 1)

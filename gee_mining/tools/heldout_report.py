@@ -101,8 +101,7 @@ def study_report(out: Path, doc: dict[str, Any]) -> Path:
     heldout_section(report, doc)
     stability_section(report, doc["stability"])
     real_section(report, doc["real"], list(doc["models"]))
-    report.save(out)
-    return build_report(out).html
+    return _save(report, out / "report_study")
 
 
 def classify_report(out: Path, doc: dict[str, Any]) -> Path:
@@ -114,5 +113,11 @@ def classify_report(out: Path, doc: dict[str, Any]) -> Path:
                    "yes" if c["params"] == ch["chosen"] else ""]
                   for name, ch in doc["protocol"]["choices"].items() for c in ch["settings"]])  # fmt: skip
     real_section(report, doc["real"], list(doc["models"]))
-    report.save(out)
-    return build_report(out).html
+    return _save(report, out / "report_classify")
+
+
+def _save(report: Report, folder: Path) -> Path:
+    """The report in its own folder of the evaluation's (``report.json``, figures, ``report.html``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    report.save(folder)
+    return build_report(folder).html

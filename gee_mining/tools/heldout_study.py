@@ -112,7 +112,7 @@ def stability(data: Dataset, top_k: int = 5) -> dict[str, Any]:
 def evaluate_study(out_dir: str | os.PathLike, spec: H.HeldoutSpec,
                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
     """Prepare the worlds, choose the LASSO model on the train worlds, measure it (and the pyramid's screening model)
-    on the held-out worlds and the real scenes; writes ``evaluation_study.json`` and ``report.html`` in ``out_dir``."""
+    on the held-out worlds and the real scenes; writes ``evaluation_study.json`` and ``report_study/report.html`` in ``out_dir``."""
     say = progress or (lambda msg: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -140,7 +140,7 @@ def evaluate_study(out_dir: str | os.PathLike, spec: H.HeldoutSpec,
         "stability": stability(data),
         "models": {name: {"worlds": [w.as_json(spec) for w in ws], "pooled": H.pooled(ws, spec)}
                    for name, ws in per_model.items()},
-        "real": H.real_false_alarms(models, worlds.real_ids, say),
+        "real": H.real_false_alarms(models, worlds, say),
     }  # fmt: skip
     report["pooled"] = report["models"]["lasso"]["pooled"]
     report["seconds"] = round(time.perf_counter() - t0, 1)
