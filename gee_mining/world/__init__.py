@@ -26,11 +26,10 @@ import numpy as np
 import pyogrio
 import shapely
 
+from gee_mining.contracts.datasets import CLOUD_SCORE_PLUS, LSIB, S2_CLOUD_PROBABILITY, S2_SR, WORLDCOVER
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import CatalogEntry, catalog_text, table_entry, write_catalog
 from gee_mining.world.datasets import (
-    LSIB_ID,
-    WORLDCOVER_ID,
     mine_polygons,
     write_lsib,
     write_polygons,
@@ -42,19 +41,10 @@ from gee_mining.world.realism import Realism, realism_of
 from gee_mining.world.scenes import make_static, render_all, schedule, write_tif
 from gee_mining.world.spectra import MATERIALS
 
-S2_ID = "COPERNICUS/S2_SR_HARMONIZED"
-CSPLUS_ID = "GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED"
-PROBABILITY_ID = "COPERNICUS/S2_CLOUD_PROBABILITY"
-
 __all__ = [
     "WorldManifest",
     "generate_world",
     "world_catalog_toml",
-    "S2_ID",
-    "CSPLUS_ID",
-    "PROBABILITY_ID",
-    "WORLDCOVER_ID",
-    "LSIB_ID",
 ]
 
 
@@ -137,13 +127,14 @@ def _write_catalog(out: Path, results: list[dict], worldcover: dict, lsib: Path,
 
     (out / "worldcover.jsonl").write_text(json.dumps(worldcover, sort_keys=True) + "\n")
     entries = [
-        CatalogEntry("image_collection", {"id": S2_ID, "index": jsonl("s2_sr_harmonized.jsonl", "s2")}),
-        CatalogEntry("image_collection", {"id": CSPLUS_ID, "index": jsonl("cloud_score_plus.jsonl", "csplus")}),
+        CatalogEntry("image_collection", {"id": S2_SR, "index": jsonl("s2_sr_harmonized.jsonl", "s2")}),
+        CatalogEntry("image_collection", {"id": CLOUD_SCORE_PLUS, "index": jsonl("cloud_score_plus.jsonl", "csplus")}),
         CatalogEntry(
-            "image_collection", {"id": PROBABILITY_ID, "index": jsonl("s2_cloud_probability.jsonl", "probability")}
+            "image_collection",
+            {"id": S2_CLOUD_PROBABILITY, "index": jsonl("s2_cloud_probability.jsonl", "probability")},
         ),
-        CatalogEntry("image_collection", {"id": WORLDCOVER_ID, "index": "worldcover.jsonl"}),
-        table_entry(LSIB_ID, lsib.relative_to(out).as_posix()),
+        CatalogEntry("image_collection", {"id": WORLDCOVER, "index": "worldcover.jsonl"}),
+        table_entry(LSIB, lsib.relative_to(out).as_posix()),
         table_entry(mines_id, mines_path.relative_to(out).as_posix()),
     ]
     header = "Written by `gee-mining world`: a SIMULATED Sentinel-2 world (see manifest.json and docs/world.md)."
@@ -281,11 +272,11 @@ def _manifest(out: Path, catalog: Path, seed: int, parameters: dict, grid: World
         },
         spectra=spectra,
         asset_ids={
-            "s2": S2_ID,
-            "cloud_score_plus": CSPLUS_ID,
-            "cloud_probability": PROBABILITY_ID,
-            "worldcover": WORLDCOVER_ID,
-            "lsib": LSIB_ID,
+            "s2": S2_SR,
+            "cloud_score_plus": CLOUD_SCORE_PLUS,
+            "cloud_probability": S2_CLOUD_PROBABILITY,
+            "worldcover": WORLDCOVER,
+            "lsib": LSIB,
             "mines": mines_id,
         },
         truth={

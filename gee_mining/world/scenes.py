@@ -21,6 +21,7 @@ import numpy as np
 import rasterio
 
 from gee_mining.contracts.bands import BANDS
+from gee_mining.contracts.datasets import CLOUD_SCORE_PLUS, S2_CLOUD_PROBABILITY, S2_SR
 from gee_mining.world import clouds
 from gee_mining.world.fields import Field, block_mean
 from gee_mining.world.landscape import Surface, WorldGrid, greenness
@@ -361,14 +362,14 @@ def _catalog_entry(
         "index": spec.index,
         "time_start": when,
         "s2": {
-            "id": f"COPERNICUS/S2_SR_HARMONIZED/{spec.index}",
+            "id": f"{S2_SR}/{spec.index}",
             "time_start": when,
             "bands": {b: bands[b] for b in [*BANDS, "SCL", "MSK_CLDPRB", "QA60"]},
             "pyramiding": {"SCL": "sample", "QA60": "sample"},
             "properties": props,
         },
         "csplus": {
-            "id": f"GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED/{spec.index}",
+            "id": f"{CLOUD_SCORE_PLUS}/{spec.index}",
             "time_start": when,
             "bands": {
                 "cs": [str(files.csp_path.relative_to(static.out)), 1],
@@ -377,7 +378,7 @@ def _catalog_entry(
             "properties": {"GEE_MINING_SIMULATED": True},
         },
         "probability": {
-            "id": f"COPERNICUS/S2_CLOUD_PROBABILITY/{spec.index}",
+            "id": f"{S2_CLOUD_PROBABILITY}/{spec.index}",
             "time_start": when,
             "bands": {"probability": [str(files.prob_path.relative_to(static.out)), 1]},
             "properties": {"MGRS_TILE": spec.tile, "SPACECRAFT_NAME": spec.spacecraft, "GEE_MINING_SIMULATED": True},

@@ -25,6 +25,7 @@ import numpy as np
 from earthlib.sensors import Sensor, Sentinel2
 
 from gee_mining.contracts.bands import BANDS
+from gee_mining.contracts.datasets import S2_SR
 
 BAND_RES = {"B1": 60, "B2": 10, "B3": 10, "B4": 10, "B5": 20, "B6": 20, "B7": 20, "B8": 10, "B8A": 20, "B9": 60}
 BAND_RES.update({"B11": 20, "B12": 20})
@@ -64,7 +65,7 @@ def s2_sensor():
         band_names=list(BANDS),
         band_centers=[float(centres[b]) for b in BANDS],
         band_widths=[float(widths[b]) for b in BANDS],
-        collection="COPERNICUS/S2_SR_HARMONIZED",
+        collection=S2_SR,
         scale=0.0001,
     )
 
