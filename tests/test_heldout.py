@@ -46,6 +46,16 @@ def test_spec_refuses_shared_seeds_and_a_single_train_world():
         H.HeldoutSpec((1, 2), (3,), min_mine_share=0)
 
 
+@pytest.mark.parametrize("target", ["study", "classify"])
+def test_cli_refuses_a_single_train_world_in_one_line(target, tmp_path, capsys):
+    from gee_mining.cli.main import main
+
+    code = main(["evaluate", target, "--train-seeds", "1", "--test-seeds", "2", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code != 0 and "at least two" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()  # nothing written before the inputs are checked
+
+
 def test_figures_against_hand_computation():
     spec = H.HeldoutSpec((1, 2), (3,), mine_share=0.01)
     c = {"pixels": 10_000, "mine_pixels": 400, "detected_pixels": 300, "false_alarm_pixels": 960, "bare_pixels": 200,
