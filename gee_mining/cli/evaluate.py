@@ -7,6 +7,9 @@ from gee_mining.cli.output import add_json_option, emit, print_figures, progress
 from gee_mining.errors import InputError
 from gee_mining.monitor.evaluate import MonitorEvaluationSpec, evaluate_monitor
 from gee_mining.pyramid.evaluate import EvaluationSpec, evaluate_pyramid
+from gee_mining.tools.heldout import HeldoutSpec
+from gee_mining.tools.heldout_classify import CANDIDATES, evaluate_classify
+from gee_mining.tools.heldout_study import evaluate_study
 
 
 def _seeds(text: str, option: str) -> tuple[int, ...]:
@@ -62,6 +65,56 @@ def _monitor(args) -> int:
     return 0
 
 
+def _pixel_models(args) -> int:
+    spec = HeldoutSpec(
+        train_seeds=_seeds(args.train_seeds, "--train-seeds"), test_seeds=_seeds(args.test_seeds, "--test-seeds"),
+        size_km=args.size_km, clusters=args.clusters, pixels=args.pixels, mine_share=args.mine_share,
+        min_mine_share=args.min_mine_share, realism=args.realism, workers=args.workers, real_data=not args.no_real,
+    )  # fmt: skip
+    if args.target == "study":
+        report, name = evaluate_study(args.out, spec, progress=progress(args)), "evaluation_study.json"
+    else:
+        classifiers = tuple(c.strip() for c in args.classifiers.split(",") if c.strip())
+        report = evaluate_classify(args.out, spec, classifiers, progress=progress(args))
+        name = "evaluation_classify.json"
+    pooled = {m: v["pooled"] for m, v in report["models"].items()}
+    result = {"SIMULATED": True, "pooled": pooled, "real": report["real"], "evaluation": f"{args.out}/{name}",
+              "report": f"{args.out}/report_{args.target}/report.html"}  # fmt: skip
+    emit(args, result, lambda: [print_figures(f"SIMULATED, held-out worlds, pooled: {m}", p, f"{args.out}/{name}")
+                                for m, p in pooled.items()])  # fmt: skip
+    return 0
+
+
+def _add_pixel_models(act) -> None:
+    helps = {"study": "the pixel study's LASSO model on SIMULATED worlds: chosen on train seeds, measured on test",
+             "classify": "Earth Engine classifiers on SIMULATED worlds: chosen on train seeds, measured on test"}  # fmt: skip
+    for target, text in helps.items():
+        q = act.add_parser(target, help=text)
+        q.add_argument(
+            "--train-seeds", required=True, help="world seeds to fit and choose on (two or more), e.g. 1,2,3"
+        )
+        q.add_argument("--test-seeds", required=True, help="world seeds to report on, e.g. 4,5 (never fitted on)")
+        q.add_argument(
+            "--out", required=True, help="output folder (worlds, evaluation_TARGET.json, report_TARGET/report.html)"
+        )
+        q.add_argument("--size-km", type=float, default=11.04, help="side of each world (km; default 11.04)")
+        q.add_argument("--clusters", type=int, default=4, help="mine clusters per world (default 4)")
+        q.add_argument("--pixels", type=int, default=500, help="sampled pixels per class per train world")
+        q.add_argument("--mine-share", type=float, default=0.0007, help="share of land that is mine, for precision")
+        q.add_argument("--min-mine-share", type=float, default=0.25,
+                       help="a mine counts as found when this share of its pixels is flagged")  # fmt: skip
+        q.add_argument("--workers", type=int, default=1, help="processes building worlds side by side")
+        q.add_argument("--realism", choices=("hard", "easy"), default="hard",
+                       help="the worlds' difficulty (docs/world.md): hard (default) or the old easy world")  # fmt: skip
+        q.add_argument("--no-real", action="store_true",
+                       help="skip the false alarms on the real mine-free scenes of ../shared/data")  # fmt: skip
+        if target == "classify":
+            q.add_argument("--classifiers", default="smileRandomForest,smileCart",
+                           help=f"comma-separated, of: {', '.join(CANDIDATES)}")  # fmt: skip
+        add_json_option(q, "the pooled held-out figures of each model and the real-scene false alarms")
+        q.set_defaults(func=_pixel_models)
+
+
 def _add_monitor(act) -> None:
     q = act.add_parser("monitor", help="monitoring on SIMULATED multi-year worlds: tune on train seeds, report on test")
     q.add_argument("--train-seeds", required=True, help="world seeds to fit and tune on, e.g. 1,2,3")
@@ -98,4 +151,5 @@ def add_cli(sub) -> None:
                    help="the worlds' difficulty (docs/world.md): hard (default) or the old easy world")  # fmt: skip
     add_json_option(q, "the pooled held-out figures")
     q.set_defaults(func=_pyramid)
+    _add_pixel_models(act)
     _add_monitor(act)

