@@ -210,7 +210,7 @@ def score_world(seed: int, sim: SimulatedPyramid, detections: Sequence[Detection
     matched = {ids[m["polygon"]] for m in matches if m["polygon"] is not None}
     covered = shapely.union_all(list(footprints.values()))
     epsg = patches[0].lattice.epsg if patches else sim.epsg
-    local = {i: to_crs(mines[i], epsg) for i in ids}
+    local = {i: shapely.make_valid(to_crs(mines[i], epsg)) for i in ids}  # reprojection can make a ring touch itself
     with_mine = {p.name for p in patches if any(footprints[p.name].intersects(g) for g in local.values())}
     areas = {i: g.area / 1e6 for i, g in local.items()}
     return YoloWorldResult(

@@ -284,6 +284,8 @@ def cell_boxes(
         if geometry is None:
             continue
         local = to_crs(geometry, cell.lattice.epsg, src_epsg)
+        if not local.is_valid:  # a valid lon/lat ring can touch itself once reprojected (ragged simulated edges)
+            local = shapely.make_valid(local)
         if not local.intersects(footprint):
             continue
         for j, part in enumerate(polygon_parts(local)):
