@@ -343,6 +343,7 @@ def evaluate_pyramid(out_dir: str | os.PathLike, ev: EvaluationSpec,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    yolo = yolo_model(ev) if ev.detector == "yolo" else None  # before the long work: refused weights fail fast
     worlds = prepare_worlds(out, ev, say)
     train = {s: worlds[s] for s in ev.train_seeds}
     test = {s: worlds[s] for s in ev.test_seeds}
@@ -353,7 +354,6 @@ def evaluate_pyramid(out_dir: str | os.PathLike, ev: EvaluationSpec,
     results = []
     progress_file = out / "worlds.jsonl"  # one line per finished test world: a long run can be read as it goes
     progress_file.unlink(missing_ok=True)
-    yolo = yolo_model(ev) if ev.detector == "yolo" else None
     for seed, sim in test.items():
         detector = yolo_detector(yolo, seed, sim, ev.levels, out / "yolo_cells" / f"seed_{seed}") if yolo else None
         results.append(evaluate_world(seed, sim, model, cal.spec, ev, out, detector))

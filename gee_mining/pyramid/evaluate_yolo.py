@@ -8,8 +8,9 @@ composite, exported once through ``ee``, is cut into patches by the detection pi
 (:func:`~gee_mining.ml.detect.dataset.build_dataset`, as ``gee-mining detect dataset``):
 
 - train worlds: windows holding a mine every ``mine_stride`` pixels (overlapping, shifted views), the others
-  every ``patch_px``; YOLO is trained on these only. Ultralytics validates on the same train patches (it needs a
-  validation set); nothing is chosen on it: the last epoch's weights are the model.
+  every ``patch_px``; YOLO is trained on these only. Ultralytics validates once, after the last epoch, on the same
+  train patches (it needs a validation set: an in-sample figure, reported as such); nothing is chosen on it: the
+  last epoch's weights are the model.
 - test worlds: a plain tiling (stride = ``patch_px``), so every pixel is seen once and false boxes are per area.
   With the default 138 px patches (the 1375 m level's lattice) the 1104 px world is tiled whole.
 
@@ -243,7 +244,7 @@ def train_yolo(ds, out: Path, ev: YoloEvaluationSpec, say) -> dict[str, Any]:
     yaml = ds.write_split("train_worlds", ds.names, ds.names)  # ultralytics needs a val set: the same patches
     t0 = time.process_time()
     result = train(yaml, "yolo11n.yaml", out_dir=out / "runs", name="train_worlds", epochs=ev.epochs,
-                   imgsz=ev.imgsz, batch=ev.batch, device="cpu", seed=ev.seed, progress=say, flipud=0.5)  # fmt: skip
+                   imgsz=ev.imgsz, batch=ev.batch, device="cpu", seed=ev.seed, progress=say, flipud=0.5, val=False)  # fmt: skip
     return {"weights": str(result.last), "seconds": round(result.seconds, 1),
             "cpu_seconds": round(time.process_time() - t0, 1), "epochs": result.epochs,
             "train_images": result.train_images, "images_per_s": round(result.images_per_s, 1),
