@@ -90,7 +90,7 @@ def _add_yolo(act) -> None:
     q.add_argument("--patch-px", type=int, default=138, help="patch side, pixels (default 138: the 1375 m level)")
     q.add_argument("--mine-stride", type=int, default=46, help="train windows holding a mine every N px (default 46)")
     q.add_argument("--bands", default="B4,B3,B2", help="comma-separated bands (3 = PNG, else multi-page TIFF)")
-    q.add_argument("--epochs", type=int, default=15, help="training epochs on the CPU (default 15)")
+    q.add_argument("--epochs", type=int, default=8, help="training epochs on the CPU (default 8)")
     q.add_argument("--imgsz", type=int, default=128, help="training and prediction image size (default 128)")
     q.add_argument("--batch", type=int, default=8, help="images per training batch (default 8)")
     q.add_argument("--conf", type=float, default=0.25, help="smallest box score counted (default 0.25)")

@@ -79,7 +79,7 @@ class YoloEvaluationSpec:
     patch_px: int = 138  # the 1375 m level's lattice at 10 m: 8 x 8 patches tile an 11.04 km world
     mine_stride: int = 46  # train windows holding a mine every 46 px (the others every patch_px)
     bands: tuple[str, ...] = RGB
-    epochs: int = 15
+    epochs: int = 8
     imgsz: int = 128
     batch: int = 8
     conf: float = 0.25  # a box counts from this score
