@@ -51,6 +51,7 @@ from scipy import ndimage
 from gee_mining.batch.tasks import run_tasks, succeeded
 from gee_mining.connection import open_bucket
 from gee_mining.contracts.bands import MINE_BAND
+from gee_mining.contracts.datasets import LSIB, WORLDCOVER
 from gee_mining.errors import GeeMiningError, InputError
 from gee_mining.io.pages import iter_features
 from gee_mining.io.storage import gs_key, parse_gs_url
@@ -64,8 +65,6 @@ from gee_mining.pyramid.probability import (
 from gee_mining.steps.indices import add_indices
 from gee_mining.steps.sentinel2 import CompositeSpec
 
-LSIB_ID = "USDOS/LSIB_SIMPLE/2017"
-WORLDCOVER_ID = "ESA/WorldCover/v200"
 NO_YEAR = 9999  # "never seen" in the first-year band
 
 
@@ -439,12 +438,12 @@ def attribute_table(candidates: Sequence[Candidate], region: MonitorRegion, spec
     # saveBest records the measure on the match (as Earth Engine does)
     near = near.map(lambda f: ee.Feature(None, {"cid": f.get("cid"), "nearest_mine": ee.Feature(f.get("nearest")).get(col),
                                                 "distance_m": ee.Feature(f.get("nearest")).get("distance")}))  # fmt: skip
-    country = ee.Join.saveFirst("country").apply(fc, ee.FeatureCollection(LSIB_ID),
+    country = ee.Join.saveFirst("country").apply(fc, ee.FeatureCollection(LSIB),
                                                  ee.Filter.intersects(leftField=".geo", rightField=".geo"))  # fmt: skip
     country = country.map(lambda f: ee.Feature(None, {"cid": f.get("cid"),
                                                       "country": ee.Feature(f.get("country")).get("country_na"),
                                                       "country_code": ee.Feature(f.get("country")).get("country_co")}))  # fmt: skip
-    cover = ee.ImageCollection(WORLDCOVER_ID).first().select("Map").reduceRegions(fc, ee.Reducer.mode(), 10)
+    cover = ee.ImageCollection(WORLDCOVER).first().select("Map").reduceRegions(fc, ee.Reducer.mode(), 10)
     cover = cover.map(lambda f: ee.Feature(None, {"cid": f.get("cid"), "land_cover": f.get("mode")}))
     return near.merge(country).merge(cover)
 
@@ -581,7 +580,7 @@ def sample_by_land_cover(composite, region: MonitorRegion, pixels: int = 500, se
     ``confirmed`` and ``rejected``: outlines (EPSG:4326) of candidates a reviewer called mine (sampled as mine) and
     not mine (a stratum of their own, labelled not mine: hard negatives)."""
     features = add_indices(ee.Image(composite), list(FEATURE_INDICES))
-    cover = ee.ImageCollection(WORLDCOVER_ID).first().select("Map")
+    cover = ee.ImageCollection(WORLDCOVER).first().select("Map")
     stratum = cover.unmask(0).paint(ee.FeatureCollection(region.mines_id), MINE_STRATUM)
     if rejected:
         stratum = stratum.paint(_painted(rejected), REJECTED_STRATUM)

@@ -31,11 +31,12 @@ from pyproj import CRS, Transformer
 
 from gee_mining.batch.tasks import run_tasks, succeeded
 from gee_mining.connection import connect, current_connection
+from gee_mining.contracts.datasets import LSIB, S2_SR
 from gee_mining.errors import GeeMiningError, InputError
 from gee_mining.io.catalog import write_catalog
-from gee_mining.monitor.core import LSIB_ID, MonitorRegion, MonitorSpec, year_composites
+from gee_mining.monitor.core import MonitorRegion, MonitorSpec, year_composites
 from gee_mining.pyramid.probability import composite_entry
-from gee_mining.steps.sentinel2 import S2_SR, composite
+from gee_mining.steps.sentinel2 import composite
 
 
 def region_bounds(text: str) -> tuple[float, float, float, float]:
@@ -70,11 +71,11 @@ def _file_bounds(path: Path) -> tuple[float, float, float, float]:
 
 def _country_bounds(name: str) -> tuple[float, float, float, float]:
     """A country's bounding box from LSIB: one request, five points whatever the country."""
-    countries = ee.FeatureCollection(LSIB_ID).filter(ee.Filter.eq("country_na", name))
+    countries = ee.FeatureCollection(LSIB).filter(ee.Filter.eq("country_na", name))
     ring = ee.Algorithms.If(countries.size().gt(0), countries.geometry().bounds(1000).coordinates().get(0), None)
     coords = ee.List(ring).getInfo()  # None when no country has that name
     if not coords:
-        raise InputError(f"--region {name!r}: no country of that name in {LSIB_ID} (country_na, e.g. 'Brazil'); "
+        raise InputError(f"--region {name!r}: no country of that name in {LSIB} (country_na, e.g. 'Brazil'); "
                          "or give west,south,east,north in degrees or a GeoJSON file.")  # fmt: skip
     xs, ys = [c[0] for c in coords], [c[1] for c in coords]
     return min(xs), min(ys), max(xs), max(ys)

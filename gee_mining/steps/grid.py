@@ -47,6 +47,7 @@ from gee_mining.contracts.cells import (
     neighbour_zones,
     reach_is_clear_of_antimeridian,
 )
+from gee_mining.contracts.datasets import LSIB, WORLDCOVER
 from gee_mining.contracts.gc_pause import deferred_gc
 from gee_mining.errors import InputError
 from gee_mining.io.pages import iter_features
@@ -127,9 +128,9 @@ class Metadata:
     table's feature at the cell's centre. None switches a source off.
     """
 
-    countries: str | None = "USDOS/LSIB_SIMPLE/2017"
+    countries: str | None = LSIB
     country_column: str = "country_na"
-    landcover: str | None = "ESA/WorldCover/v200"
+    landcover: str | None = WORLDCOVER
     landcover_band: str = "Map"
     landcover_scale: float = 100.0
     images: tuple[tuple[str, str, str, str], ...] = ()

@@ -37,15 +37,12 @@ from typing import Any
 import ee
 
 from gee_mining.contracts.bands import BANDS
+from gee_mining.contracts.datasets import CLOUD_SCORE_PLUS, S2_CLOUD_PROBABILITY, S2_SR
 from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.contracts.schemas import is_grid_row
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import coverage_before
 from gee_mining.steps.grid import ee_cell_geometry
-
-S2_SR = "COPERNICUS/S2_SR_HARMONIZED"
-CLOUD_SCORE_PLUS = "GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED"
-S2_CLOUD_PROBABILITY = "COPERNICUS/S2_CLOUD_PROBABILITY"
 
 MASKS = ("cs_plus", "scl", "s2cloudless", "qa60", "none")
 CS_BANDS = ("cs", "cs_cdf")

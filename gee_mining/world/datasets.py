@@ -12,13 +12,12 @@ import shapely
 from rasterio.transform import Affine
 from rasterio.warp import Resampling, reproject
 
+from gee_mining.contracts.datasets import WORLDCOVER
 from gee_mining.errors import InputError
 from gee_mining.io.polygons import read_polygons
 from gee_mining.world.landscape import Surface, WorldGrid
 from gee_mining.world.spectra import MATERIALS
 
-WORLDCOVER_ID = "ESA/WorldCover/v200"
-LSIB_ID = "USDOS/LSIB_SIMPLE/2017"
 WORLDCOVER_PIXEL = 1 / 12000  # degrees: WorldCover's native lattice (~8.3 m at the equator)
 
 
@@ -63,8 +62,8 @@ def write_worldcover(grid: WorldGrid, surface: Surface, out: Path) -> dict:
         ds.write(dst, 1)
         ds.set_band_description(1, "Map")
     return {
-        "id": f"{WORLDCOVER_ID}/2021",
-        "collection": WORLDCOVER_ID,
+        "id": f"{WORLDCOVER}/2021",
+        "collection": WORLDCOVER,
         "time_start": "2021-01-01T00:00:00Z",
         "time_end": "2022-01-01T00:00:00Z",
         "bands": {"Map": str(path.relative_to(out))},
