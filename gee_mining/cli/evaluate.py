@@ -38,7 +38,7 @@ def _pyramid(args) -> int:
         size_km=args.size_km, clusters=args.clusters, levels=_numbers(args.levels, "--levels"),
         zooms=_numbers(args.zooms, "--zooms", int), target_recall=args.target_recall, margin=_margin(args.margin),
         pixels=args.pixels, mine_share=args.mine_share, exhaustive=args.exhaustive, workers=args.workers,
-        realism=args.realism,
+        realism=args.realism, screening=args.screening,
     )  # fmt: skip
     report = evaluate_pyramid(args.out, spec, progress=progress(args))
     pooled = {"SIMULATED": True, "pooled": report["pooled"], "evaluation": f"{args.out}/evaluation.json"}
@@ -96,6 +96,8 @@ def add_cli(sub) -> None:
     q.add_argument("--workers", type=int, default=1, help="processes building worlds side by side")
     q.add_argument("--realism", choices=("hard", "easy"), default="hard",
                    help="the worlds' difficulty (docs/world.md): hard (default) or the old easy world")  # fmt: skip
+    q.add_argument("--screening", choices=("forest", "logistic"), default="forest",
+                   help="screening model: a random forest on context features (default) or the pixel-only logistic")  # fmt: skip
     add_json_option(q, "the pooled held-out figures")
     q.set_defaults(func=_pyramid)
     _add_monitor(act)

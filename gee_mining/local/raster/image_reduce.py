@@ -615,10 +615,11 @@ def _neighbourhood_bands(
         if not cells:
             raise EngineError("Image.reduceNeighborhood: The kernel has no non-zero weights.")
         h, wd = grid.height, grid.width
-        inner, use_w = _inner(reducer)
-        if len(cells) == kh * kw and w.flat[0] > 0 and np.all(w == w.flat[0]) and inner.kind in BOX_REDUCERS:
-            w0 = {"kernel": w.flat[0], "mask": 1.0, "min": min(w.flat[0], 1.0)}[input_weight] if use_w else 1.0
-            outs = box_reduce(inner.kind, data, ~smask, kh, kw, h, wd, float(w0))
+        parts = _box_parts(reducer)
+        if parts and len(cells) == kh * kw and w.flat[0] > 0 and np.all(w == w.flat[0]):
+            w0 = {"kernel": w.flat[0], "mask": 1.0, "min": min(w.flat[0], 1.0)}[input_weight]
+            outs = [o for kind, use_w in parts
+                    for o in box_reduce(kind, data, ~smask, kh, kw, h, wd, float(w0) if use_w else 1.0)]  # fmt: skip
             if skip_masked:
                 centre = smask[y : y + h, x : x + wd]
                 outs = [np.ma.MaskedArray(o.data, np.ma.getmaskarray(o) | centre) for o in outs]
@@ -651,6 +652,18 @@ def _neighbourhood_bands(
 
 BOX_REDUCERS = ("Reducer.count", "Reducer.sum", "Reducer.mean", "Reducer.stdDev", "Reducer.variance")
 """Reducers a kernel of equal weights over a whole rectangle reduces with summed-area tables (:func:`box_reduce`)."""
+
+
+def _box_parts(reducer: Reducer) -> list[tuple[str, bool]] | None:
+    """The ``BOX_REDUCERS`` a reducer is made of, in output order, each with whether it uses weights (a single
+    one, ``unweighted``, or ``combine`` with shared inputs of such), or None when it is anything else."""
+    inner, use_w = _inner(reducer)
+    if inner.kind in BOX_REDUCERS:
+        return [(inner.kind, use_w)]
+    if inner.kind == "Reducer.combine" and inner.args["sharedInputs"]:
+        a, b = _box_parts(inner.args["reducer1"]), _box_parts(inner.args["reducer2"])
+        return a + b if a and b else None
+    return None
 
 
 def _box_sums(a: np.ndarray, kh: int, kw: int, h: int, w: int) -> np.ndarray:
