@@ -36,16 +36,18 @@ DEFAULT_CORNER = (561000.0, 9306000.0)  # a corner of the 5500 m grid on the 60 
 
 
 # Mine areas (m2) of a pyramid world: (log-normal median, sigma, smallest, largest) for each realism. The hard world
-# spans 0.01-3 km2 (the easy one 0.02-0.6 km2): small pits beside large ones, as mapped mining areas are.
-MINE_AREAS = {"easy": (0.1e6, 0.8, 0.02e6, 0.6e6), "hard": (0.1e6, 1.0, 0.01e6, 3e6)}
+# spans 0.005-20 km2, at most 5 % of the world's area (the easy one 0.02-0.6 km2): small pits beside large ones, as
+# mapped mining areas are; its river also gets clusters of artisanal pits (``world.landscape``).
+MINE_AREAS = {"easy": (0.1e6, 0.8, 0.02e6, 0.6e6), "hard": (0.1e6, 1.5, 0.005e6, 20e6)}
 
 
 def cluster_polygons(
     size_m: float, clusters: int, rng: np.random.Generator, cluster_radius: float = 500.0, per_cluster=(2, 5),
-    areas: tuple[float, float, float, float] = MINE_AREAS["easy"],
+    areas: tuple[float, float, float, float] = MINE_AREAS["easy"], keep_smallest: bool = False,
 ):  # fmt: skip
     """Mine polygons (shapely, local metres from the square's top-left corner, y down) in compact clusters;
-    ``areas``: (median, sigma, smallest, largest) of their log-normal areas in m2."""
+    ``areas``: (median, sigma, smallest, largest) of their log-normal areas in m2. ``keep_smallest`` (the hard
+    world): no polygon below the smallest area, also when one was cut into pieces by its neighbours."""
 
     polys: list = []
     margin = 0.12 * size_m
@@ -67,6 +69,8 @@ def cluster_polygons(
                 continue
             if shape.geom_type != "Polygon":
                 shape = max(shape.geoms, key=lambda g: g.area)
+            if keep_smallest and shape.area < areas[2]:
+                continue
             polys.append(shape)
     return polys
 
@@ -93,7 +97,10 @@ def generate_pyramid_world(
     rng = np.random.default_rng([seed, 12])
     size = max(60, int(round(size_km * 1000 / 60)) * 60)
     x0, top = corner
-    local = cluster_polygons(size, clusters, rng, areas=MINE_AREAS.get(realism.name, MINE_AREAS["easy"]))
+    areas = MINE_AREAS.get(realism.name, MINE_AREAS["easy"])
+    if realism.largest_mine_km2 > 0:  # the hard world: at most 5 % of the world, as generate_world's own mines
+        areas = (*areas[:3], min(areas[3], 0.05 * size * size))
+    local = cluster_polygons(size, clusters, rng, areas=areas, keep_smallest=realism.largest_mine_km2 > 0)
     to_ll = pyproj.Transformer.from_crs(epsg, 4326, always_xy=True)
     features = []
     for i, p in enumerate(local):

@@ -135,6 +135,28 @@ def scl(alpha: np.ndarray, tau: np.ndarray, shadow: np.ndarray, surface_class: n
     return out
 
 
+def scl_snow(scl20: np.ndarray, alpha: np.ndarray, tau: np.ndarray, snowy: np.ndarray, false: np.ndarray,
+             cloud_miss: float) -> np.ndarray:  # fmt: skip
+    """SCL over snow (20 m): 11 (snow) where mostly snow, also under cloud thinner than ``cloud_miss`` (missed
+    cloud; shadow stays 3); 8 (medium cloud) on the clear snow in ``false`` (snow taken for cloud), as Sen2Cor
+    confuses the two."""
+    out = scl20.copy()
+    surface = np.isin(scl20, (4, 5, 6)) | ((alpha < cloud_miss) & (tau < CIRRUS_MIN) & (scl20 != 3))
+    out[snowy & surface] = 11
+    out[false & snowy & (alpha < THIN) & (tau < CIRRUS_MIN)] = 8
+    return out
+
+
+@dataclass(frozen=True)
+class SnowConfusion:
+    """What a scene's snow does to Cloud Score+: ``snowy`` pixels (mostly snow); ``false``: those it scores as
+    cloud; cloud over snow thinner than ``cloud_miss`` opacity is scored as clear."""
+
+    snowy: np.ndarray
+    false: np.ndarray
+    cloud_miss: float
+
+
 def cloud_probability_msk(alpha: np.ndarray, tau: np.ndarray) -> np.ndarray:
     """MSK_CLDPRB (0..100): Sen2Cor's cloud probability, here a function of opacity and cirrus."""
     p = np.maximum(np.clip(alpha * 110, 0, 100), np.clip(tau * 300, 0, 60))
@@ -157,6 +179,7 @@ def cloud_score_plus(
     texture: np.ndarray,
     thin_miss: float = 0.0,
     shadow_miss: float = 0.0,
+    snow: SnowConfusion | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(cs, cs_cdf) at 10 m: below 0.6 on every truth cloud, cirrus and shadow pixel; 0.6..1 elsewhere.
 
@@ -164,9 +187,14 @@ def cloud_score_plus(
     ground) lowers ``cs`` but not ``cs_cdf``, whose per-pixel normalisation
     removes that bias in the real product. ``thin_miss`` / ``shadow_miss`` (the hard world,
     ``world.realism``): cloud thinner than that opacity and shadow fainter than that strength are
-    missed (scored as clear), as the real score misses thin edges and faint shadows.
+    missed (scored as clear), as the real score misses thin edges and faint shadows. ``snow``: over snow, cloud
+    thinner than ``snow.cloud_miss`` is missed and the ``snow.false`` pixels are flagged (snow taken for cloud).
     """
     flagged = (alpha >= max(THIN, thin_miss)) | (tau >= CIRRUS_MIN) | (shadow >= max(SHADOW_MIN, shadow_miss))
+    if snow is not None:
+        faint = (alpha < snow.cloud_miss) & (tau < CIRRUS_MIN) & (shadow < max(SHADOW_MIN, shadow_miss))
+        flagged &= ~(snow.snowy & faint)
+        flagged |= snow.false
     severity = np.maximum(alpha * np.float32(1 / OPAQUE), tau * np.float32(10))
     np.maximum(severity, shadow * np.float32(2), out=severity)
     np.minimum(severity, 1, out=severity)

@@ -5,11 +5,13 @@ Everything here is fixed for the year; ``scenes.py`` adds seasons, noise and clo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import shapely
+import shapely.ops
 from pyproj import Transformer
 from rasterio.features import rasterize
 from rasterio.transform import Affine
@@ -20,6 +22,8 @@ from gee_mining.world.realism import EASY, Realism
 from gee_mining.world.spectra import BAND_RES, MATERIAL_ID, VEGETATED, Palette, build_palette
 
 DEFAULT_CENTER = (-55.75, -6.25)  # Tapajos basin, Para, Brazil: a region of many small mines
+SPRING_SOWING = (70.0, 130.0)  # days of the year the hard world's seasonal crop fields are sown
+ARTISANAL_PIT_M2 = (5500.0, 50000.0)  # an artisanal pit's drawn area (kept only from 5,000 m2: 0.005-0.05 km2)
 RESOLUTIONS = (10, 20, 60)
 
 
@@ -84,23 +88,24 @@ class WorldGrid:
 # ---------------------------------------------------------------- mine polygons
 
 
-def generated_polygons(grid: WorldGrid, rng: np.random.Generator) -> list[shapely.Polygon]:
+def generated_polygons(grid: WorldGrid, rng: np.random.Generator, realism: Realism = EASY) -> list[shapely.Polygon]:
     """Mine polygons with the sizes, shapes and clustering of mapped mining areas (in UTM metres).
 
     Areas are log-normal around 0.23 km2 (the median of the project's real demo
-    polygons; their 5th and 95th percentiles are 0.01 and 5 km2), capped to fit
-    the world; outlines are irregular, elongated star shapes; mines come in
-    clusters (a large pit with satellites along a valley), as mining areas do.
+    polygons; their 5th and 95th percentiles are 0.01 and 5 km2), clipped to ``realism``'s bounds (easy: 0.01 km2
+    to 2 % of the world; hard: 0.005 to 20 km2, at most 5 % of the world); outlines are irregular, elongated star
+    shapes; mines come in clusters (a large pit with satellites along a valley), as mining areas do.
     """
     extent = grid.size
     area_km2 = (extent / 1000) ** 2
+    lo, hi = mine_area_bounds(realism, float(extent))
     n_clusters = max(1, int(round(rng.uniform(0.8, 1.4) * math.sqrt(area_km2) / 3)))
     polys: list[shapely.Polygon] = []
     for _ in range(n_clusters):
         cx, cy = rng.uniform(0.2, 0.8, 2) * extent
         spread = rng.uniform(0.06, 0.15) * extent
         for k in range(int(rng.integers(2, 7))):
-            area = float(np.clip(rng.lognormal(math.log(0.23e6), 1.1), 0.01e6, 0.02 * extent * extent))
+            area = float(np.clip(rng.lognormal(math.log(0.23e6), realism.mine_area_sigma), lo, hi))
             if k == 0:
                 area = max(area, 0.3e6 * min(1.0, area_km2 / 100))
                 x, y = cx, cy
@@ -108,17 +113,26 @@ def generated_polygons(grid: WorldGrid, rng: np.random.Generator) -> list[shapel
                 x, y = cx + rng.normal(0, spread), cy + rng.normal(0, spread)
             shape = _blob(rng, x, y, area)
             shape = shape.intersection(shapely.box(0, 0, extent, extent).buffer(-50))
-            if shape.is_empty or shape.area < 5000:
+            if shape.is_empty or shape.area < min(5000, lo):
                 continue
             if any(shape.intersects(p) for p in polys):
                 shape = shape.difference(shapely.union_all(polys))
-                if shape.is_empty or shape.area < 5000:
+                if shape.is_empty or shape.area < min(5000, lo):
                     continue
             if shape.geom_type == "MultiPolygon":
                 shape = max(shape.geoms, key=lambda g: g.area)
+            if realism.largest_mine_km2 > 0 and shape.area < lo:  # the hard world: no piece below the smallest
+                continue
             polys.append(shape)
     # local metres (origin top-left, y down) -> UTM
     return [_local_to_utm(grid, p) for p in polys]
+
+
+def mine_area_bounds(realism: Realism, extent: float) -> tuple[float, float]:
+    """The smallest and largest area (m2) of a generated mine in a world of ``extent`` metres a side."""
+    if realism.largest_mine_km2 <= 0:
+        return realism.smallest_mine_km2 * 1e6, 0.02 * extent * extent
+    return realism.smallest_mine_km2 * 1e6, min(realism.largest_mine_km2 * 1e6, 0.05 * extent * extent)
 
 
 def _blob(rng: np.random.Generator, x: float, y: float, area: float) -> shapely.Polygon:
@@ -157,6 +171,7 @@ class Surface:
     D: dict[int, np.ndarray]
     palette: Palette
     mine_mask: np.ndarray  # bool (h, w) at 10 m
+    artisanal: list = dataclasses.field(default_factory=list)  # artisanal pits (UTM polygons) the surface added
 
 
 def _rasterize(shapes, grid: WorldGrid, res: int, value: int = 1, all_touched: bool = False) -> np.ndarray:
@@ -222,20 +237,27 @@ def build_surface(
     hard the world is (:mod:`gee_mining.world.realism`; the easy default draws exactly what it always drew).
     """
     palette = build_palette(rng, realism.spectra_per_material, library_part, realism.mine_soil_pool,
-                            realism.crop_soil_pool)  # fmt: skip
+                            realism.crop_soil_pool, realism.urban_pool)  # fmt: skip
     h, w = grid.shape(10)
     extent = float(grid.size)
     material = _land_use(rng, extent, h, w, realism.natural_soil_bias)
     fields = _crop_fields(rng, h, w)
-    _add_water_and_village(rng, grid, material)
+    river = _add_water_and_village(rng, grid, material)
     material[(material == MATERIAL_ID["crop"]) & fields.boundaries] = MATERIAL_ID["grass"]
+    # the hard world's own draws come from a child generator, so the easy world draws exactly what it always drew
+    extra = np.random.default_rng(rng.integers(2**62)) if _has_extras(realism) else None
+    for _ in range(realism.villages - 1):
+        _paint_village(extra, grid, material)
+    artisanal = _artisanal_pits(extra, grid, river, mines_utm, realism) if extra is not None else []
     material, mine_mask = _add_mines(rng, grid, mines_utm, material, realism)
+    if extra is not None:
+        _add_camps(extra, grid, mines_utm, material, realism.mine_buildings)
+        mine_mask |= _paint_artisanal(extra, grid, river, artisanal, material)
     spectra = _assign_spectra(rng, extent, material, fields.field_id, palette, realism)
-    phenology = _phenology(rng, material, fields.field_id)
+    phenology = _phenology(rng, material, fields.field_id, realism.seasonal_crops)
     A, D, group = _native_resolutions(palette.values, spectra, phenology.group10)
-    return Surface(
-        material, spectra.base, spectra.green, spectra.brightness, group, phenology.groups, A, D, palette, mine_mask
-    )
+    return Surface(material, spectra.base, spectra.green, spectra.brightness, group, phenology.groups, A, D, palette,
+                   mine_mask, [_local_to_utm(grid, p) for p in artisanal])  # fmt: skip
 
 
 def _land_use(rng: np.random.Generator, extent: float, h: int, w: int, soil_bias: float = -0.75) -> np.ndarray:
@@ -262,18 +284,27 @@ def _crop_fields(rng: np.random.Generator, h: int, w: int) -> _CropFields:
     return _CropFields(field_id, boundaries)
 
 
-def _add_water_and_village(rng: np.random.Generator, grid: WorldGrid, material: np.ndarray) -> None:
-    """Paint a lake, a river and a village (roofs and paved roads) into ``material``, in place."""
+def _add_water_and_village(rng: np.random.Generator, grid: WorldGrid, material: np.ndarray) -> _River:
+    """Paint a lake, a river and a village (roofs and paved roads) into ``material``, in place; the river."""
     h, w = material.shape
     extent = float(grid.size)
-    river = _river(rng, extent)
+    line, half_width = _river(rng, extent)
+    river = line.buffer(half_width)
     lake = Field.random(rng, extent, 900.0).sample(h, w, 10.0) > 2.3
     material[lake] = MATERIAL_ID["water"]
     village_roofs, village_roads = _village(rng, extent)
     material[_rasterize([_local_to_utm(grid, river)], grid, 10) > 0] = MATERIAL_ID["water"]
-    roads = [_local_to_utm(grid, g) for g in village_roads]
-    material[_rasterize(roads, grid, 10, all_touched=True) > 0] = MATERIAL_ID["paved_road"]
-    material[_rasterize([_local_to_utm(grid, g) for g in village_roofs], grid, 10) > 0] = MATERIAL_ID["roof"]
+    _paint_village(None, grid, material, (village_roofs, village_roads))
+    return _River(line, half_width)
+
+
+def _paint_village(rng: np.random.Generator | None, grid: WorldGrid, material: np.ndarray, village=None) -> None:
+    """Paint a village (``village``: its roofs and roads, or one drawn from ``rng``) into ``material``, in place."""
+    roofs, roads = village if village is not None else _village(rng, float(grid.size))
+    material[_rasterize([_local_to_utm(grid, g) for g in roads], grid, 10, all_touched=True) > 0] = MATERIAL_ID[
+        "paved_road"
+    ]
+    material[_rasterize([_local_to_utm(grid, g) for g in roofs], grid, 10) > 0] = MATERIAL_ID["roof"]
 
 
 def _add_mines(
@@ -355,6 +386,97 @@ def _pits_and_roads(
     return pits, roads
 
 
+@dataclass(frozen=True)
+class _River:
+    """The world's river: its centreline (local metres, y down) and half width."""
+
+    line: shapely.LineString
+    half_width: float
+
+
+def _has_extras(realism: Realism) -> bool:
+    """Whether the surface draws the hard world's extras (artisanal pits, camps in mines)."""
+    return realism.artisanal_per_100km2 > 0 or realism.mine_buildings > 0 or realism.villages > 1
+
+
+def _artisanal_pits(rng: np.random.Generator, grid: WorldGrid, river: _River, mines_utm: list[shapely.Geometry],
+                    realism: Realism) -> list[shapely.Geometry]:  # fmt: skip
+    """Artisanal clusters (local metres): on a 0.8-2.5 km reach of the river, 8-25 pits of 0.005-0.05 km2 on
+    either bank, 15-70 m from the water, as alluvial gold diggings are strung along a river. ``artisanal_per_100km2``
+    clusters (at least one); none overlaps the river, another pit or a mine."""
+    if realism.artisanal_per_100km2 <= 0:
+        return []
+    extent = float(grid.size)
+    n = max(1, int(round(realism.artisanal_per_100km2 * (extent / 1000) ** 2 / 100)))
+    line = river.line.intersection(shapely.box(0, 0, extent, extent).buffer(-100))
+    if line.is_empty or line.length < 500:
+        return []
+    if line.geom_type != "LineString":
+        line = max(line.geoms, key=lambda g: g.length)
+    taken = [
+        shapely.transform(m, lambda xy: np.column_stack([xy[:, 0] - grid.x0, grid.y0 - xy[:, 1]])) for m in mines_utm
+    ]
+    taken.append(line.buffer(river.half_width + 5))
+    pits: list[shapely.Geometry] = []
+    for _ in range(n):
+        reach = min(rng.uniform(800, 2500), line.length)
+        start = rng.uniform(0, line.length - reach)
+        for d in np.sort(rng.uniform(start, start + reach, int(rng.integers(8, 26)))):
+            area = float(np.clip(rng.lognormal(math.log(0.015e6), 0.7), *ARTISANAL_PIT_M2))
+            a, b = line.interpolate(max(d - 5, 0)), line.interpolate(min(d + 5, line.length))
+            tx, ty = b.x - a.x, b.y - a.y
+            norm = math.hypot(tx, ty) or 1.0
+            off = (river.half_width + rng.uniform(15, 70) + math.sqrt(area / math.pi)) * rng.choice([-1.0, 1.0])
+            c = line.interpolate(d)
+            shape = _blob(rng, c.x - ty / norm * off, c.y + tx / norm * off, area)
+            shape = shape.difference(shapely.union_all(taken + pits)).intersection(shapely.box(0, 0, extent, extent))
+            if shape.geom_type == "MultiPolygon":
+                shape = max(shape.geoms, key=lambda g: g.area)
+            if shape.geom_type == "Polygon" and shape.area >= 5000:
+                pits.append(shape)
+    return pits
+
+
+def _paint_artisanal(rng: np.random.Generator, grid: WorldGrid, river: _River, pits: list[shapely.Geometry],
+                     material: np.ndarray) -> np.ndarray:  # fmt: skip
+    """Paint artisanal pits into ``material`` (in place): turbid water in each pit's middle, wet sand and bare soil
+    around it; and the river turbid along each cluster's reach and 2 km on. Returns the pits' mask (10 m)."""
+    if not pits:
+        return np.zeros(material.shape, dtype=bool)
+    utm = [_local_to_utm(grid, p) for p in pits]
+    mask = _rasterize(utm, grid, 10) > 0
+    h, w = material.shape
+    spoil = Field.random(rng, float(grid.size), 40.0).sample(h, w, 10.0)
+    material[mask] = np.where(spoil[mask] > 0, MATERIAL_ID["tailings"], MATERIAL_ID["mine_soil"])
+    ponds = [p.intersection(p.representative_point().buffer(0.5 * math.sqrt(p.area / math.pi))) for p in pits]
+    material[_rasterize([_local_to_utm(grid, q) for q in ponds], grid, 10) > 0] = MATERIAL_ID["pit_water"]
+    along = [river.line.project(p.representative_point()) for p in pits]
+    reach = shapely.ops.substring(river.line, max(min(along) - 200, 0), max(along) + 2000)
+    plume = _rasterize([_local_to_utm(grid, reach.buffer(river.half_width + 10))], grid, 10) > 0
+    material[plume & (material == MATERIAL_ID["water"])] = MATERIAL_ID["pit_water"]
+    return mask
+
+
+def _add_camps(rng: np.random.Generator, grid: WorldGrid, mines_utm: list[shapely.Geometry], material: np.ndarray,
+               share: float) -> None:  # fmt: skip
+    """Camps inside mine polygons (in place): ``share`` of the mines over 0.05 km2 get 4-12 roofs of 8-20 m (the
+    polygon's label stays: buildings are inside mapped mining areas too)."""
+    roofs = []
+    for m in mines_utm:
+        if m.area < 0.05e6 or rng.random() >= share:
+            continue
+        x0, y0, x1, y1 = m.bounds
+        for _ in range(int(rng.integers(4, 13))):
+            for _try in range(20):
+                x, y = rng.uniform(x0, x1), rng.uniform(y0, y1)
+                if m.contains(shapely.Point(x, y)):
+                    s = rng.uniform(8, 20)
+                    roofs.append(shapely.box(x, y, x + s, y + s * rng.uniform(0.6, 1.4)).intersection(m))
+                    break
+    if roofs:
+        material[(_rasterize(roofs, grid, 10) > 0) & (material != MATERIAL_ID["pit_water"])] = MATERIAL_ID["roof"]
+
+
 def _assign_spectra(
     rng: np.random.Generator,
     extent: float,
@@ -395,8 +517,13 @@ def _assign_spectra(
     return _Spectra(base, green, brightness, under, share)
 
 
-def _phenology(rng: np.random.Generator, material: np.ndarray, field_id: np.ndarray) -> _Phenology:
-    """Phenology groups: crops follow their field, other vegetation its 1 km block; the rest none (kind 0)."""
+def _phenology(
+    rng: np.random.Generator, material: np.ndarray, field_id: np.ndarray, seasonal: float = 0.0
+) -> _Phenology:
+    """Phenology groups: crops follow their field, other vegetation its 1 km block; the rest none (kind 0).
+
+    A crop field is sown on any day of the year, or (a share ``seasonal`` of them) in spring, days 70-130 (the
+    world borrows a northern calendar): those are bare from their harvest (days 160-270) through winter."""
     h, w = material.shape
     block = (np.arange(h)[:, None] // 100) * 1000 + (np.arange(w)[None, :] // 100)
     key = np.where(material == MATERIAL_ID["crop"], field_id + 10_000_000, block * 16 + material)
@@ -409,7 +536,10 @@ def _phenology(rng: np.random.Generator, material: np.ndarray, field_id: np.ndar
         if kv < 0:
             continue
         if kv >= 10_000_000:
-            groups[i] = (2, rng.uniform(0, 365), rng.uniform(90, 140), 0)
+            sow, grow = rng.uniform(0, 365), rng.uniform(90, 140)
+            if seasonal > 0 and rng.random() < seasonal:
+                sow = SPRING_SOWING[0] + (SPRING_SOWING[1] - SPRING_SOWING[0]) * rng.random()
+            groups[i] = (2, sow, grow, 0)
         else:
             mat = int(kv % 16)
             g0, amp = {0: (0.7, 0.15), 1: (0.5, 0.25), 2: (0.5, 0.35)}.get(mat, (0.0, 0.0))
@@ -452,7 +582,8 @@ def greenness(groups: np.ndarray, doy: float) -> np.ndarray:
     return np.where(kind == 1, seasonal, np.where(kind == 2, crop, 0.0)).astype(np.float32)
 
 
-def _river(rng: np.random.Generator, extent: float) -> shapely.Geometry:
+def _river(rng: np.random.Generator, extent: float) -> tuple[shapely.LineString, float]:
+    """The river's centreline (local metres, crossing the world) and half width."""
     n = 60
     t = np.linspace(-0.05, 1.05, n) * extent
     wander = np.cumsum(rng.normal(0, extent * 0.02, n))
@@ -462,7 +593,7 @@ def _river(rng: np.random.Generator, extent: float) -> shapely.Geometry:
         line = shapely.LineString(np.column_stack([t, offset + wander]))
     else:
         line = shapely.LineString(np.column_stack([offset + wander, t]))
-    return line.buffer(rng.uniform(18, 35))
+    return line, rng.uniform(18, 35)
 
 
 def _village(rng: np.random.Generator, extent: float):

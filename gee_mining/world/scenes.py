@@ -23,13 +23,18 @@ import rasterio
 from gee_mining.contracts.bands import BANDS
 from gee_mining.contracts.datasets import CLOUD_SCORE_PLUS, S2_CLOUD_PROBABILITY, S2_SR
 from gee_mining.world import clouds
-from gee_mining.world.fields import Field, block_mean
+from gee_mining.world.fields import Field, block_mean, octaves, sample_octaves
 from gee_mining.world.landscape import Surface, WorldGrid, greenness
 from gee_mining.world.realism import EASY, Realism
 from gee_mining.world.spectra import MATERIAL_ID
 
 GROUPS = {10: ["B2", "B3", "B4", "B8"], 20: ["B5", "B6", "B7", "B8A", "B11", "B12"], 60: ["B1", "B9"]}
 NOISE_SIGMA = 0.004  # reflectance; additive sensor and retrieval noise per pixel and scene
+SNOW_MONTHS = (12, 1, 2, 3)  # months the hard world's scenes may have snow (a borrowed temperate winter)
+# Modelled snow reflectance (not in earthlib): fresh and aged snow, bright and flat in the visible, falling in the
+# near infrared, dark in the SWIR (B11, B12), which is what tells snow from cloud (NDSI).
+SNOW_SPECTRA = np.array([[0.95, 0.95, 0.94, 0.92, 0.90, 0.88, 0.86, 0.83, 0.80, 0.65, 0.12, 0.08],
+                         [0.75, 0.74, 0.72, 0.70, 0.68, 0.66, 0.63, 0.60, 0.58, 0.45, 0.08, 0.05]], dtype=np.float32)  # fmt: skip
 GTIFF = {"driver": "GTiff", "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "ZSTD", "zstd_level": 1}
 
 
@@ -107,9 +112,14 @@ class Static:
     seed: int
     out: Path
     realism: Realism = EASY
+    relief: np.ndarray | None = None  # (h, w) float32 ~N(0, 1): where snow lies first (None: no snow)
 
 
 def make_static(grid: WorldGrid, surface: Surface, seed: int, out: Path, realism: Realism = EASY) -> Static:
+    relief = None
+    if realism.snow_scenes > 0:  # its own generator: the other static draws do not move
+        parts = octaves(np.random.default_rng([seed, 8]), float(grid.size), [3000.0, 800.0, 200.0], [1.0, 0.4, 0.15])
+        relief = sample_octaves(parts, *grid.shape(10), 10.0)
     rng = np.random.default_rng([seed, 7])
     h, w = grid.shape(10)
     noise = rng.standard_normal((2, h + 64, w + 64), dtype=np.float32)
@@ -119,7 +129,7 @@ def make_static(grid: WorldGrid, surface: Surface, seed: int, out: Path, realism
     bright[np.isin(surface.material, (0, 1, 2, 3))] = 0
 
     texture = np.clip(Field.random(rng, grid.size + 640.0, 250.0).sample(h + 64, w + 64, 10.0) * 0.25 + 0.5, 0, 1)
-    return Static(grid, surface, noise, bright, texture.astype(np.float32), seed, out, realism)
+    return Static(grid, surface, noise, bright, texture.astype(np.float32), seed, out, realism, relief)
 
 
 def write_tif(path: Path, data: np.ndarray, grid: WorldGrid, res: int, names: list[str], **extra) -> None:
@@ -180,11 +190,69 @@ def render_scene(static: Static, spec: SceneSpec) -> dict[str, Any]:
     zen, az = sun_angles(lon, lat, spec.sensing)
     sky = _draw_sky(rng, static.grid, spec, lat, az)
     folder = static.out / "S2_SR_HARMONIZED" / spec.index
-    rendered = _render_bands(static, spec, sky, rng, folder)
-    scl = _write_qa(static, folder, rendered)
-    cloud_files = _write_cloud_products(static, spec, sky, rendered.layers[10], rng)
+    snow = _snow(static, spec)
+    rendered = _render_bands(static, spec, sky, rng, folder, snow)
+    scl = _write_qa(static, folder, rendered, snow)
+    cloud_files = _write_cloud_products(static, spec, sky, rendered.layers[10], rng, snow)
     props = _scene_properties(static, spec, scl, zen, az)
-    return _catalog_entry(static, spec, sky, rendered.bands, cloud_files, props)
+    entry = _catalog_entry(static, spec, sky, rendered.bands, cloud_files, props)
+    if snow is not None:
+        entry["truth"]["snow"] = _write_snow_truth(static, spec, snow)
+    return entry
+
+
+@dataclass(frozen=True)
+class _Snow:
+    """A scene's snow: its share of each 10 m pixel, its spectrum, and the snow the cloud products call cloud."""
+
+    fraction: np.ndarray  # float32 (h, w) 0..1
+    spectrum: np.ndarray  # (12,) float32 reflectance
+    cs_false: np.ndarray  # bool (h, w): snow Cloud Score+ flags as cloud
+    scl_false: np.ndarray  # bool (h, w): snow SCL calls medium-probability cloud (half as much)
+
+    @property
+    def snowy(self) -> np.ndarray:
+        """Pixels mostly under snow (the truth the flags are measured against)."""
+        return self.fraction >= 0.5
+
+
+def _snow(static: Static, spec: SceneSpec) -> _Snow | None:
+    """The scene's snow, or None: in December-March, ``realism.snow_scenes`` of the scenes have snow on the world's
+    higher ground (``static.relief`` above a snowline that leaves 15-80 % of it white), patchy, half hidden under
+    forest, none on water. A smooth field picks the snow the cloud products take for cloud (``snow_cs_false`` of it
+    for Cloud Score+, half that for SCL). Its own generator (seed, 4000 + scene): the scene's other draws do not
+    move."""
+    r = static.realism
+    if static.relief is None or spec.sensing.month not in SNOW_MONTHS:
+        return None
+    rng = np.random.default_rng([static.seed, 4000 + spec.number])
+    if rng.random() >= r.snow_scenes:
+        return None
+    h, w = static.grid.shape(10)
+    extent = float(static.grid.size)
+    line = float(np.quantile(static.relief[::4, ::4], 1 - rng.uniform(0.15, 0.8)))
+    frac = np.clip((static.relief - line) / 0.25 + 0.5, 0, 1)
+    frac *= np.clip(0.75 + 0.5 * Field.random(rng, extent, 150.0).sample(h, w, 10.0), 0, 1)
+    material = static.surface.material
+    frac[material == MATERIAL_ID["forest"]] *= 0.5
+    frac[(material == MATERIAL_ID["water"]) | (material == MATERIAL_ID["pit_water"])] = 0
+    frac = np.round(frac * 100).astype(np.float32) / np.float32(100)  # whole percent, as the truth file stores it
+    age = rng.random()
+    spectrum = (SNOW_SPECTRA[0] * (1 - age) + SNOW_SPECTRA[1] * age).astype(np.float32)
+    confusion = Field.random(rng, extent, 200.0).sample(h, w, 10.0)
+    snowy = frac >= 0.5
+    cs_false, scl_false = np.zeros((h, w), dtype=bool), np.zeros((h, w), dtype=bool)
+    if snowy.any() and r.snow_cs_false > 0:
+        t_cs, t_scl = np.quantile(confusion[snowy], [1 - r.snow_cs_false, 1 - r.snow_cs_false / 2])
+        cs_false, scl_false = snowy & (confusion > t_cs), snowy & (confusion > t_scl)
+    return _Snow(frac.astype(np.float32), spectrum, cs_false, scl_false)
+
+
+def _write_snow_truth(static: Static, spec: SceneSpec, snow: _Snow) -> dict[str, Any]:
+    """Write the scene's snow truth (``truth/snow/<index>.tif``, percent of each 10 m pixel); its catalog entry."""
+    path = static.out / "truth" / "snow" / f"{spec.index}.tif"
+    write_tif(path, np.round(snow.fraction * 100).astype(np.uint8), static.grid, 10, ["snow_percent"])
+    return {"path": str(path.relative_to(static.out)), "pixels": int(np.count_nonzero(snow.snowy))}
 
 
 def _draw_sky(rng: np.random.Generator, grid: WorldGrid, spec: SceneSpec, lat: float, az: float) -> clouds.Sky:
@@ -200,9 +268,10 @@ def _draw_sky(rng: np.random.Generator, grid: WorldGrid, spec: SceneSpec, lat: f
 
 
 def _render_bands(
-    static: Static, spec: SceneSpec, sky: clouds.Sky, rng: np.random.Generator, folder: Path
+    static: Static, spec: SceneSpec, sky: clouds.Sky, rng: np.random.Generator, folder: Path, snow: _Snow | None = None
 ) -> _SceneBands:
-    """Each band group at its native resolution: clear-sky reflectance seen through the sky, written as DN."""
+    """Each band group at its native resolution: clear-sky reflectance (under the scene's snow, a linear mix by
+    snow fraction) seen through the sky, written as DN."""
     grid = static.grid
     g = greenness(static.surface.groups, spec.doy)
     bands: dict[str, list] = {}
@@ -212,6 +281,11 @@ def _render_bands(
     for res in (10, 20, 60):
         names = GROUPS[res]
         refl = _clear_reflectance(static, res, g, rng)
+        if snow is not None:
+            f = block_mean(snow.fraction, res // 10) if res > 10 else snow.fraction
+            for j, b in enumerate(names):
+                refl[j] *= 1 - f
+                refl[j] += f * snow.spectrum[BANDS.index(b)]
         if haze is not None:  # path radiance no product flags: added to the surface, seen under the clouds too
             h_res = block_mean(haze, res // 10) if res > 10 else haze
             for j, b in enumerate(names):
@@ -270,9 +344,9 @@ def _to_dn(refl: np.ndarray) -> np.ndarray:
     return refl.astype(np.uint16)
 
 
-def _write_qa(static: Static, folder: Path, rendered: _SceneBands) -> np.ndarray:
+def _write_qa(static: Static, folder: Path, rendered: _SceneBands, snow: _Snow | None = None) -> np.ndarray:
     """Write the scene classification and cloud probability (20 m) and QA60 (60 m), add them to
-    ``rendered.bands``, and return the SCL band."""
+    ``rendered.bands``, and return the SCL band (with snow: 11 where mostly snow, see :func:`clouds.scl_snow`)."""
     grid = static.grid
     alpha20, tau20, shadow20 = rendered.layers[20]
     material20 = static.surface.material[1::2, 1::2]
@@ -281,6 +355,10 @@ def _write_qa(static: Static, folder: Path, rendered: _SceneBands) -> np.ndarray
     water = (material20 == MATERIAL_ID["water"]) | (material20 == MATERIAL_ID["pit_water"])
     surface_class = np.where(water, 6, np.where(ndvi > 0.4, 4, 5)).astype(np.uint8)
     scl = clouds.scl(alpha20, tau20, shadow20, surface_class)
+    if snow is not None:
+        snowy20 = block_mean(snow.fraction, 2) >= 0.5
+        false20 = block_mean(snow.scl_false.astype(np.float32), 2) >= 0.5
+        scl = clouds.scl_snow(scl, alpha20, tau20, snowy20, false20, static.realism.snow_cloud_miss)
     msk = clouds.cloud_probability_msk(alpha20, tau20)
     path = folder / "20m_qa.tif"
     write_tif(path, np.stack([scl, msk]), grid, 20, ["SCL", "MSK_CLDPRB"])
@@ -294,9 +372,15 @@ def _write_qa(static: Static, folder: Path, rendered: _SceneBands) -> np.ndarray
 
 
 def _write_cloud_products(
-    static: Static, spec: SceneSpec, sky: clouds.Sky, layers10: tuple, rng: np.random.Generator
+    static: Static,
+    spec: SceneSpec,
+    sky: clouds.Sky,
+    layers10: tuple,
+    rng: np.random.Generator,
+    snow: _Snow | None = None,
 ) -> _CloudFiles:
-    """Write the scene's cloud truth, its Cloud Score+ image and its s2cloudless probability (all 10 m)."""
+    """Write the scene's cloud truth, its Cloud Score+ image and its s2cloudless probability (all 10 m). Snow is
+    bright ground to both scores, and confuses Cloud Score+ both ways (:func:`clouds.cloud_score_plus`)."""
     grid = static.grid
     alpha10, tau10, shadow10 = layers10
     truth = clouds.truth_classes(alpha10, tau10, shadow10)
@@ -304,12 +388,16 @@ def _write_cloud_products(
     write_tif(truth_path, truth, grid, 10, ["cloud_truth"])
     oy, ox = rng.integers(0, 64, 2)
     texture = static.texture[oy : oy + alpha10.shape[0], ox : ox + alpha10.shape[1]]
-    cs, cs_cdf = clouds.cloud_score_plus(alpha10, tau10, shadow10, static.bright, texture,
-                                         static.realism.cs_thin_miss, static.realism.cs_shadow_miss)  # fmt: skip
+    bright = static.bright if snow is None else np.maximum(static.bright, snow.fraction)
+    confusion = (
+        None if snow is None else clouds.SnowConfusion(snow.snowy, snow.cs_false, static.realism.snow_cloud_miss)
+    )
+    cs, cs_cdf = clouds.cloud_score_plus(alpha10, tau10, shadow10, bright, texture, static.realism.cs_thin_miss,
+                                         static.realism.cs_shadow_miss, confusion)  # fmt: skip
     csp_path = static.out / "CLOUD_SCORE_PLUS" / f"{spec.index}.tif"
     write_tif(csp_path, np.stack([cs, cs_cdf]), grid, 10, ["cs", "cs_cdf"])
     prob_path = static.out / "S2_CLOUD_PROBABILITY" / f"{spec.index}.tif"
-    write_tif(prob_path, clouds.s2cloudless(sky, grid.shape(10), static.bright), grid, 10, ["probability"])
+    write_tif(prob_path, clouds.s2cloudless(sky, grid.shape(10), bright), grid, 10, ["probability"])
     return _CloudFiles(truth, truth_path, csp_path, prob_path)
 
 
@@ -317,7 +405,7 @@ def _scene_properties(static: Static, spec: SceneSpec, scl: np.ndarray, zen: flo
     """The scene's ``COPERNICUS/S2_SR_HARMONIZED`` properties: class percentages of its SCL, product metadata
     and sun angles."""
     n20 = scl.size
-    pct = {c: round(100.0 * float(np.count_nonzero(scl == c)) / n20, 6) for c in (3, 4, 5, 6, 8, 9, 10)}
+    pct = {c: round(100.0 * float(np.count_nonzero(scl == c)) / n20, 6) for c in (3, 4, 5, 6, 8, 9, 10, 11)}
     cloudy = round(pct[8] + pct[9] + pct[10], 6)
     return {
         "CLOUDY_PIXEL_PERCENTAGE": cloudy,
@@ -329,7 +417,7 @@ def _scene_properties(static: Static, spec: SceneSpec, scl: np.ndarray, zen: flo
         "VEGETATION_PERCENTAGE": pct[4],
         "NOT_VEGETATED_PERCENTAGE": pct[5],
         "WATER_PERCENTAGE": pct[6],
-        "SNOW_ICE_PERCENTAGE": 0.0,
+        "SNOW_ICE_PERCENTAGE": pct[11],
         "NODATA_PIXEL_PERCENTAGE": 0.0,
         "MGRS_TILE": spec.tile,
         "SPACECRAFT_NAME": spec.spacecraft,

@@ -153,11 +153,16 @@ def split_pool(names: list[str], pool: np.ndarray, part: str) -> np.ndarray:
 
 
 def build_palette(rng: np.random.Generator, per_material: int = 5, part: str | None = None,
-                  mine_soil: str = "bright_soil", crop_soil: str = "dark_soil") -> Palette:  # fmt: skip
+                  mine_soil: str = "bright_soil", crop_soil: str = "dark_soil", urban: str = "narrow") -> Palette:  # fmt: skip
     """Pick library spectra for each material (deterministic for ``rng``). ``part``: draw only from that half of
     the library (:func:`library_part`), so that worlds made for training and for testing share no spectrum; the
     two modelled water spectra are fixed constants, not draws, and every world has them. ``mine_soil`` and
-    ``crop_soil``: the soil pools of mine soil and of bare fields (``world.realism.Realism``)."""
+    ``crop_soil``: the soil pools of mine soil and of bare fields; ``urban``: ``"narrow"`` (roofs of shingle,
+    metal and tile; asphalt and roads) or ``"wide"`` (roofs of metal, tile and paint, no shingle; asphalt,
+    sidewalks, driveways and parking lots: concrete and paint, some as bright as mine soil)
+    (``world.realism.Realism``)."""
+    if urban not in ("narrow", "wide"):
+        raise ValueError(f"urban {urban!r}: 'narrow' or 'wide'.")
     if part is not None and part not in LIBRARY_PARTS:
         raise ValueError(f"part {part!r}: one of {', '.join(LIBRARY_PARTS)}, or None for the whole library.")
     lib = library()
@@ -179,6 +184,8 @@ def build_palette(rng: np.random.Generator, per_material: int = 5, part: str | N
         "gravel": lib.where("gravel"),
         "roof": lib.where("comp_shingle", "metal", "concrete_tile", "tile"),
         "pavement": lib.where("asphalt", "road"),
+        "wide_roof": lib.where("metal", "concrete_tile", "tile", "paint"),
+        "wide_pavement": lib.where("asphalt", "sidewalk", "driveway", "parking_lot"),
         "dirt": lib.where("dirt", "gravel"),
     }
     recipe = {  # material -> (base pool, green pool or None)
@@ -186,8 +193,8 @@ def build_palette(rng: np.random.Generator, per_material: int = 5, part: str | N
         1: ("npv", "sparse_canopy"),
         2: ("npv", "mid_canopy"),
         3: (crop_soil, "dense_canopy"),
-        4: ("roof", None),
-        5: ("pavement", None),
+        4: ("roof" if urban == "narrow" else "wide_roof", None),
+        5: ("pavement" if urban == "narrow" else "wide_pavement", None),
         6: ("soil", None),
         7: ("gravel", None),
         8: (None, None),
