@@ -87,3 +87,13 @@ def test_forest_screen_deployed_equals_sklearn(ee_local):
     want = screen.forest.predict_proba(table[names].to_numpy(dtype=float))[:, 1]
     assert 0 < want.min() < want.max() < 1 or len(set(want)) > 2  # not a constant
     np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_fit_forest_refuses_bad_tables():
+    from gee_mining.pyramid.probability import fit_forest
+
+    table = pd.DataFrame({"a": [0.1, 0.2, 0.3, 0.4], "_mine": [0, 0, 0, 0]})
+    with pytest.raises(InputError, match="lacks column"):
+        fit_forest(table, ["a", "b"])
+    with pytest.raises(InputError, match="one class"):
+        fit_forest(table, ["a"])
