@@ -385,3 +385,43 @@ def test_merged_geometries_dissolved_from_their_members_cached_parts():
         want = dissolve_many(len(groups), plain, ErrorMargin(1.0), utm)
         for a, b in zip(got, want, strict=True):
             assert a.shape.is_valid and shapely.equals_exact(a.shape, b.shape, 0.0)
+
+
+def test_element_set_feature_cat_slice_and_geometry_equal(ee_local):
+    """The column forms of ``Element.set`` (a property, the id), ``Feature``, ``String.cat``, ``List.slice`` and
+    ``Feature.geometry`` (what the grid's mapped functions make per cell) give what the one-by-one path gives,
+    ids and geometries included, and what Python's own slicing and concatenation give."""
+    ee = ee_local
+    rows = [("ab", [1, 2, 3, 4, 5]), ("Ñ", []), ("", [[1, 2], [3]]), ("xyz", [None, "a", 2.5])]
+    features = [
+        ee.Feature(ee.Geometry.Point([i, -i]) if i % 2 else None, {"k": i, "s": s, "l": values}).set(
+            "system:index", f"f{i}"
+        )
+        for i, (s, values) in enumerate(rows)
+    ]
+
+    def fn(f):
+        s, values = ee.String(f.get("s")), ee.List(f.get("l"))
+        made = ee.Feature(
+            f.geometry(),
+            {"cat": s.cat("-").cat(s), "odd": values.slice(1, None, 2), "head": values.slice(0, -1), "k": f.get("k")},
+        )
+        made = made.set("a", f.get("k")).set("system:index", s.cat("!")).set("b", ee.List([1, 2]))
+        return made.set("num", s.cat(f.get("k")))  # a number promoted to its text
+
+    batched = ee.FeatureCollection(features).map(fn).getInfo()["features"]
+    one_by_one = ee.List([fn(f) for f in features]).getInfo()
+    assert [json.dumps(f, sort_keys=True) for f in batched] == [json.dumps(f, sort_keys=True) for f in one_by_one]
+    assert [f["id"] for f in batched] == [s + "!" for s, _ in rows]
+    assert [f["properties"]["cat"] for f in batched] == [f"{s}-{s}" for s, _ in rows]
+    assert [f["properties"]["num"] for f in batched] == [f"{s}{i}" for i, (s, _) in enumerate(rows)]
+    assert [f["properties"]["odd"] for f in batched] == [v[1::2] for _, v in rows]
+    assert [f["properties"]["head"] for f in batched] == [v[:-1] for _, v in rows]
+    assert [f["geometry"] for f in batched] == [
+        {"type": "Point", "coordinates": [i, -i]} if i % 2 else None for i in range(4)
+    ]
+    fc = ee.FeatureCollection(features)
+    with pytest.raises(ee.EEException, match="List.slice: 'start' must be an integer, got 0.5"):
+        fc.map(lambda f: f.set("x", ee.List(f.get("l")).slice(0.5))).getInfo()
+    with pytest.raises(ee.EEException, match="Feature, argument 'metadata': Invalid type"):
+        fc.map(lambda f: ee.Feature(None, f.get("l"))).getInfo()

@@ -411,3 +411,40 @@ def test_cli_serve_over_http(tmp_path, engine_catalog):
         proc.terminate()
         proc.wait(timeout=10)
         gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": 1.0, "b": None, "c": [1e16, 1e-05, -0.0, 5e-324, 1.7976931348623157e308], "s": "Ñandú 中"},
+        {"nan": float("nan"), "inf": [float("inf"), -float("inf")], "n": None},  # json's NaN/Infinity, kept
+        {"big": 2**70, "k": [True, False, 0, -(2**63)]},  # beyond 64 bits: orjson refuses, json writes it
+        [[[0.1, 0.2], [0.30000000000000004, 1 / 3]]],
+    ],
+)
+def test_answers_decode_to_the_values_json_writes(value):
+    """The engine's JSON answers (orjson where it writes the same values) decode, with the client's own
+    ``json.loads``, to exactly what Python's ``json.dumps`` writes: floats to the bit, ints as ints,
+    non-finite numbers as NaN / Infinity, not orjson's null."""
+    from gee_mining.local.service.router import _dumps
+
+    got, want = json.loads(_dumps(value)), json.loads(json.dumps(value))
+    assert json.dumps(got, sort_keys=True) == json.dumps(want, sort_keys=True)
+    assert repr(got) == repr(want)  # int stays int, float stays float, -0.0 keeps its sign
+
+
+def test_pages_of_features_through_the_client_keep_nan_and_text(ee_local):
+    """A computeFeatures page through the real client: a NaN property comes back as NaN (as the engine
+    wrote it before its pages were encoded with orjson), text outside ASCII unchanged, None as None."""
+    import math
+
+    from gee_mining.io.pages import fetch_features
+
+    fc = ee_local.FeatureCollection([
+        ee_local.Feature(ee_local.Geometry.Point([1.5, -2.25]), {"x": ee_local.Number(-1).sqrt(), "t": "Ñandú"}),
+        ee_local.Feature(None, {"x": 2.5, "t": None}),
+    ])  # fmt: skip
+    got = fetch_features(fc)
+    assert math.isnan(got[0]["properties"]["x"]) and got[0]["properties"]["t"] == "Ñandú"
+    assert got[0]["geometry"] == {"type": "Point", "coordinates": [1.5, -2.25]}
+    assert got[1]["properties"] == {"x": 2.5, "t": None} and got[1]["geometry"] is None

@@ -308,3 +308,24 @@ def test_or_of_ranges_on_a_large_collection_matches_python(ee_local, odd):
     ]
     assert fc.filter(flt).aggregate_array("k").getInfo() == want
     assert 10 < len(want) < 100
+
+
+@pytest.mark.parametrize("odd", [None, 2.5, "7", float("nan"), float("-inf")])
+def test_lone_gte_and_lte_on_a_large_collection_match_their_not_form(ee_local, odd):
+    """``ee.Filter.gte`` / ``lte`` arrive as ``not(lt)`` / ``not(gt)``: tested on a column of numbers (more than
+    64 elements) they keep what Python's ``not (x < v)`` keeps, NaN, nulls and strings included (a comparison
+    with them fails, so its negation passes), not what ``x >= v`` would."""
+    ee = ee_local
+    xs: list = [(i * 37) % 101 - 50 + 0.25 for i in range(100)]
+    xs[3] = odd
+    fc = ee.FeatureCollection([ee.Feature(None, {"k": i, "x": x}) for i, x in enumerate(xs)])
+
+    def fails(x, compare):  # Earth Engine's comparison: only numbers with numbers (or strings with strings)
+        return not (type(x) in (int, float) and compare(x))
+
+    got_gte = fc.filter(ee.Filter.gte("x", 0)).aggregate_array("k").getInfo()
+    got_lte = fc.filter(ee.Filter.lte("x", 0)).aggregate_array("k").getInfo()
+    assert got_gte == [i for i, x in enumerate(xs) if fails(x, lambda v: v < 0)]
+    assert got_lte == [i for i, x in enumerate(xs) if fails(x, lambda v: v > 0)]
+    number = type(odd) is float and odd == odd
+    assert (3 in got_gte, 3 in got_lte) == ((odd > 0, odd < 0) if number else (True, True))

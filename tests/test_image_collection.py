@@ -468,8 +468,10 @@ def test_link_collection(ee_local):
 # -- composites of files on one lattice (computed on the native lattice, integer sorts) ---------------
 
 
-def _native_scenes(tmp_path, n=5):
-    """``n`` scenes of a 10 m band A (40 x 40) and a 20 m band B (20 x 20), uint16 with nodata 0."""
+def _native_scenes(tmp_path, n=5, extremes=False):
+    """``n`` scenes of a 10 m band A (40 x 40) and a 20 m band B (20 x 20), uint16 with nodata 0.
+    ``extremes``: band A's pixel (25, 25) holds the type's largest value 65535 in scene 0, and pixel
+    (26, 26) is nodata in every scene."""
     import rasterio
     from rasterio.transform import from_origin
 
@@ -481,6 +483,9 @@ def _native_scenes(tmp_path, n=5):
         for band, res, size in (("A", 10, 40), ("B", 20, 20)):
             data = rng.integers(1, 60000, (size, size), dtype=np.uint16)
             data[rng.random((size, size)) < 0.3] = 0
+            if extremes and band == "A":
+                data[25, 25] = 65535 if k == 0 else data[25, 25]
+                data[26, 26] = 0
             path = tmp_path / f"s{k}_{band}.tif"
             with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1, dtype="uint16",
                                crs="EPSG:32633", transform=from_origin(500000, 6000000, res, res), nodata=0) as ds:  # fmt: skip
@@ -552,3 +557,75 @@ def test_open_datasets_are_bounded_and_closed(tmp_path):
     with cache.dataset(paths[0]) as ds:  # a closed cache still reads, opening per read
         assert not ds.closed
     assert ds.closed
+
+
+def test_native_composites_inside_the_files_match_numpy_for_even_counts(tmp_path):
+    # A 10 m request inside the files, so the stack is read straight from them as sort keys DN - 1 (nodata 0
+    # sorts last). 4 scenes: pixels have 0-4 valid values; the median of an even count is the mean of the two
+    # middle values (numpy's; the engine's direct median, as Earth Engine's for up to maxRaw values), a pixel
+    # with none is masked and written 0, and the largest DN (65535) stays a valid value.
+    import ee
+
+    import gee_mining
+
+    raw = _native_scenes(tmp_path, n=4, extremes=True)
+    gee_mining.connect("local", project="native-even", catalog=tmp_path / "catalog.toml", storage_root=tmp_path / "st")
+    grid = {"dimensions": {"width": 30, "height": 30}, "crsCode": "EPSG:32633",
+            "affineTransform": {"scaleX": 10, "shearX": 0, "translateX": 500050, "shearY": 0, "scaleY": -10,
+                                "translateY": 6000000 - 50}}  # fmt: skip
+    ic = ee.ImageCollection("t/c")
+    got = ee.data.computePixels({"expression": ic.median(), "fileFormat": "NUMPY_NDARRAY", "grid": grid})
+    pct = ee.data.computePixels(
+        {"expression": ic.reduce(ee.Reducer.percentile([25, 90])), "fileFormat": "NUMPY_NDARRAY", "grid": grid}
+    )
+    gee_mining.disconnect()
+    for band, f in (("A", 1), ("B", 2)):
+        up = raw[band].repeat(f, 1).repeat(f, 2)[:, 5:35, 5:35]
+        stack = np.ma.MaskedArray(up.astype(np.float64), up == 0)
+        count = stack.count(axis=0)
+        assert {0, 1, 2, 3, 4} <= set(np.unique(count))
+        med = np.ma.median(stack, axis=0)
+        valid = count > 0
+        np.testing.assert_array_equal(got[band][valid], med.data[valid])
+        np.testing.assert_array_equal(got[band][~valid], 0)
+        for p in (25, 90):
+            want = _np_percentile(stack, p)
+            np.testing.assert_allclose(pct[f"{band}_p{p}"][valid], want.data[valid], rtol=1e-12)
+            np.testing.assert_array_equal(pct[f"{band}_p{p}"][~valid], 0)
+    assert got["A"][20, 20] == np.ma.median(np.ma.masked_equal(raw["A"][:, 25, 25], 0).astype(np.float64))
+    assert got["A"][21, 21] == 0  # no valid value at all
+
+
+def _open_files_under(folder) -> int:
+    """How many of this process's open file descriptors point into ``folder`` (Linux's /proc)."""
+    import os
+
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith(str(folder))
+        except OSError:
+            pass  # closed since listed
+    return count
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/fd"), reason="counts open files through /proc")
+def test_engine_keeps_at_most_its_bound_of_files_open_and_closes_them_on_disconnect(tmp_path):
+    import ee
+
+    import gee_mining
+
+    _native_scenes(tmp_path, n=4)  # 8 files
+    assert _open_files_under(tmp_path) == 0
+    gee_mining.connect("local", project="open-files", catalog=tmp_path / "catalog.toml", storage_root=tmp_path / "st")
+    gee_mining.current_connection().local_engine.catalog._handles.size = 3
+    grid = {"dimensions": {"width": 30, "height": 30}, "crsCode": "EPSG:32633",
+            "affineTransform": {"scaleX": 10, "shearX": 0, "translateX": 500050, "shearY": 0, "scaleY": -10,
+                                "translateY": 6000000 - 50}}  # fmt: skip
+    for _ in range(2):  # the second request reuses what the first left open
+        ee.data.computePixels(
+            {"expression": ee.ImageCollection("t/c").median(), "fileFormat": "NUMPY_NDARRAY", "grid": grid}
+        )
+        assert 1 <= _open_files_under(tmp_path) <= 3
+    gee_mining.disconnect()
+    assert _open_files_under(tmp_path) == 0

@@ -204,14 +204,59 @@ def _counting_sleep():
     return rounds, counting
 
 
-def test_active_cells_fewer_than_the_listings_pages_are_read_one_by_one(emulated, tmp_path, monkeypatch):
-    """When the active cells are fewer than the listing's pages (2 operations a page here, 500 in use: 8 cells
-    make 4 pages, 3 run at once), a round reads each active cell's operation and lists nothing: the fewer
-    requests."""
-    from gee_mining.batch import jobs
+def _table_exports(ee, n, tag):
+    """``n`` small table exports started now (the project's newest operations); their operation names."""
+    names = []
+    for i in range(n):  # one after another: each is newer than the one before
+        task = ee.batch.Export.table.toCloudStorage(
+            ee.FeatureCollection([ee.Feature(None, {"i": i})]), description=f"{tag}_{i}", bucket=BUCKET,
+            fileNamePrefix=f"{tag}/{i}",
+        )  # fmt: skip
+        task.start()
+        names.append(task.name)
+    return names
+
+
+def test_find_operations_reads_the_listing_only_as_far_as_needed(emulated, monkeypatch):
+    """Earth Engine lists a project's operations newest first, ``pageSize`` a page with ``nextPageToken``. Asked
+    for the 6 newest with 3 a page, ``find_operations`` reads 2 pages (not the whole listing) and returns them
+    as the client's full ``listOperations`` has them; asked for one old operation, it stops after the first page
+    (one ``getOperation`` is no dearer than the next page) and leaves it to ``getOperation``; asked for 6 spread
+    over the listing, it reads on while more are missing than pages were read."""
+    from gee_mining.batch.tasks import find_operations
 
     ee, engine = emulated
-    monkeypatch.setattr(jobs, "OPERATIONS_PAGE", 2)
+    names = _table_exports(ee, 8, "find")
+    every = {o["name"]: o for o in ee.data.listOperations()}
+    pages = math.ceil(len(every) / 3)
+    assert pages >= 4  # else reading every page would pass too
+    engine.router.calls.clear()
+    found = find_operations(ee, names[-6:], page_size=3)
+    assert engine.router.calls["list_operations"] == 2
+    assert sorted(found) == sorted(names[-6:])
+    assert all(found[n]["metadata"]["description"] == every[n]["metadata"]["description"] for n in found)
+    oldest = list(every)[-1]
+    engine.router.calls.clear()
+    assert find_operations(ee, [oldest], page_size=3) == {}
+    assert engine.router.calls["list_operations"] == 1
+    spread = [*names[-3:], *list(every)[-3:]]  # 3 on the first page, 3 on the last
+    engine.router.calls.clear()
+    found = find_operations(ee, spread, page_size=3)
+    assert 1 < engine.router.calls["list_operations"] <= pages
+    assert set(found) <= set(spread) and set(names[-3:]) <= set(found)
+    assert len(spread) - len(found) <= engine.router.calls["list_operations"]
+
+
+def test_a_poll_round_reads_the_first_pages_only(emulated, tmp_path, monkeypatch):
+    """A job of 8 cells, 3 at once, in a project whose listing is many pages (3 operations a page): each round
+    reads about one page and a few operations on their own, never the whole listing; every cell is exported."""
+    from gee_mining.batch import tasks
+
+    ee, engine = emulated
+    _table_exports(ee, 12, "older")
+    monkeypatch.setattr(tasks, "OPERATIONS_PAGE", 3)
+    pages = math.ceil(len(ee.data.listOperations()) / 3)
+    assert pages >= 5
     spec, _ = _spec(tmp_path, "getting", n=8)
     spec = JobSpec(**{**spec.__dict__, "max_running": 3})
     rounds, counting = _counting_sleep()
@@ -220,8 +265,8 @@ def test_active_cells_fewer_than_the_listings_pages_are_read_one_by_one(emulated
                      sleep=counting)  # fmt: skip
     calls = dict(engine.router.calls)
     assert result.ok and result.submitted == 8 and calls["export_image"] == 8
-    assert calls.get("list_operations", 0) == 0
-    assert 8 <= calls["get_operation"] <= 3 * (len(rounds) + 1)
+    assert 1 <= calls["list_operations"] <= len(rounds) + 1  # a whole listing a round would be >= 5 a round
+    assert calls.get("get_operation", 0) <= len(rounds) + 1
 
 
 def test_resume_after_crash_in_submitting(emulated, tmp_path):
@@ -446,6 +491,43 @@ def test_a_task_that_succeeds_without_its_files_fails_verification(emulated, tmp
         del jobs.PRODUCTS["elsewhere-test"]
     assert result.counts["FAILED"] == 2
     assert all("verification" in msg and "holds no file" in msg for _, msg in result.failed)
+
+
+def test_a_one_file_product_is_verified_by_name(emulated, tmp_path):
+    """A per-cell CSV (grid-table) is checked by its name, not by listing the destination: the ledger's checksum
+    of each cell is Cloud Storage's own (the official client's crc32c of the cell's one object); a task writing
+    under another name still fails verification."""
+    from gee_mining.batch import jobs, products
+
+    ee, engine = emulated
+    spec, rows = _spec(tmp_path, "byname", product="grid-table", n=3)
+    result = run_job(ee, spec, tmp_path / "byname.sqlite", progress=None, poll_interval=0.05, timeout=120)
+    assert result.ok
+    blobs = {b.name: b.crc32c for b in engine.storage_client().list_blobs(BUCKET, prefix="runs/byname/")}
+    assert sorted(blobs) == sorted(f"runs/byname/{r['name']}.csv" for r in rows)
+    ledger = Ledger(tmp_path / "byname.sqlite")
+    try:
+        for row in ledger.rows():
+            name = f"runs/byname/{row['cell']}.csv"
+            assert json.loads(row["checksum"]) == {f"gs://{BUCKET}/{name}": blobs[name]}
+    finally:
+        ledger.close()
+
+    def elsewhere(ee, row, spec):
+        task = products.grid_table(ee, row, spec)
+        task.config["fileExportOptions"]["cloudStorageDestination"]["filenamePrefix"] = f"other/{row['name']}"
+        return task
+
+    jobs.PRODUCTS["elsewhere-test"] = elsewhere
+    try:
+        spec = jobs.JobSpec(
+            **{**spec.__dict__, "product": "elsewhere-test", "name": "byname2", "prefix": "runs/byname2"}
+        )
+        result = run_job(ee, spec, tmp_path / "byname2.sqlite", progress=None, poll_interval=0.05, timeout=120)
+    finally:
+        del jobs.PRODUCTS["elsewhere-test"]
+    assert result.counts["FAILED"] == 3
+    assert all("holds no file" in msg for _, msg in result.failed)
 
 
 def test_retry_failed_requeues_with_new_request_ids_and_cancel_stops_tasks(emulated, tmp_path):

@@ -106,14 +106,19 @@ def test_features_are_the_bands_and_66_normalised_differences_named_as_indices_p
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_lasso_path_equals_sklearn_and_weights_leave_one_after_another(sim):
+@pytest.mark.parametrize("overwrite_X", [False, True])
+def test_lasso_path_equals_sklearn_and_weights_leave_one_after_another(sim, overwrite_X):
     from sklearn.linear_model import lasso_path
 
     _, _, table = sim
     names, X = numpy_features(table)
     y = np.clip(-table["distance"].to_numpy(np.float64), -200, 200)  # the distance target, as TargetSpec documents
     Z = (X - X.mean(axis=0)) / X.std(axis=0)
-    fit = lasso(X, y, names, n_penalties=50, tol=1e-8, max_iter=20000)
+    given = np.asfortranarray(X) if overwrite_X else X.copy()
+    fit = lasso(given, y, names, n_penalties=50, tol=1e-8, max_iter=20000, overwrite_X=overwrite_X)
+    # overwrite_X leaves the matrix centred (documented); without it the caller's matrix is untouched
+    np.testing.assert_allclose(given, X - X.mean(axis=0) if overwrite_X else X, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(fit.standardizer.scale, X.std(axis=0), rtol=1e-10)
     assert len(fit.penalties) == 50
     assert np.isclose(fit.penalties[0], np.abs(Z.T @ (y - y.mean())).max() / len(y))  # the smallest all-zero alpha
     _, ref, _ = lasso_path(Z, y - y.mean(), alphas=fit.penalties, tol=1e-8, max_iter=20000)
@@ -238,6 +243,10 @@ def test_targets_patches_and_edges(sim):
     full = load_dataset(pixels, FeatureSpec(bands=("B4", "B8")))
     cut = load_dataset(pixels, FeatureSpec(bands=("B4", "B8")), edge_m=25)
     assert len(full) - len(cut) == near.sum() == cut.dropped["near an edge"] > 0
+    rows = read_pixel_table(pixels)  # every cell's rows, as the files hold them, cell after cell
+    b4, b8 = rows["B4"].to_numpy(np.float64), rows["B8"].to_numpy(np.float64)
+    np.testing.assert_allclose(full.X, np.column_stack([b4, b8, (b8 - b4) / (b8 + b4)]), rtol=1e-6)
+    assert full.cells.tolist() == rows["cell"].astype(str).tolist()
     assert (np.abs(cut.distance) >= 25).all()
 
 

@@ -38,9 +38,9 @@ from gee_mining.batch.batches import (
     split_batch,
 )
 from gee_mining.batch.exports import cell_files
-from gee_mining.batch.products import BATCHED_PRODUCTS, PRODUCTS, SCENE_CHECKED, uncovered
+from gee_mining.batch.products import BATCHED_PRODUCTS, PRODUCTS, SCENE_CHECKED, one_file_suffix, uncovered
 from gee_mining.batch.spec import JobSpec
-from gee_mining.batch.tasks import DEFAULT_POLL_S, list_operations, operation_state, start_with_request_id
+from gee_mining.batch.tasks import DEFAULT_POLL_S, find_operations, operation_state, start_with_request_id
 from gee_mining.connection import open_bucket
 from gee_mining.contracts.cells import child_rows
 from gee_mining.errors import GeeMiningError, InputError
@@ -397,9 +397,9 @@ def run_job(
     SUCCEEDED. ``adopt_existing`` (a new ledger after a damaged one) does that for every planned cell,
     with one listing of the job's prefix.
     Every ``poll_interval`` seconds (15-60 s against Earth Engine, where a task runs minutes) the active
-    cells are polled (:func:`_poll_round`) by one ``listOperations`` (one request per page of 500 operations,
-    :func:`~gee_mining.batch.tasks.list_operations`), or by a ``getOperation`` per active cell when they are
-    fewer than the listing's pages. Returns a
+    cells are polled (:func:`_poll_round`) by the first page(s) of the project's operation listing (500
+    operations a request, newest first, :func:`~gee_mining.batch.tasks.find_operations`), the few not on
+    them by a ``getOperation`` each. Returns a
     :class:`JobResult`; the ledger keeps everything.
     """
     say = progress or (lambda _msg: None)
@@ -493,11 +493,17 @@ def verify_outputs(spec: JobSpec, cell: str, storage_root: str | Path | None = N
     """The files a finished task wrote for ``cell`` ({gs:// URI: crc32c}), or JobError when none or an empty one.
 
     Checked at the destination itself (Cloud Storage, the emulator or the local engine's folder),
-    so a task that reports success without its files is caught.
+    so a task that reports success without its files is caught. A product that writes one file of a known
+    name (:func:`~gee_mining.batch.products.one_file_suffix`) has that file checked by name: listing a
+    prefix costs a scan of the whole folder on a local engine's folder storage (the job's 10,000 files);
+    when it is missing or empty, the listing below says so.
     """
 
     bucket = open_bucket(spec.bucket, storage_root)
     prefix = f"{spec.prefix}/{cell}" if spec.prefix else cell
+    suffix = one_file_suffix(spec)
+    if suffix is not None and bucket.size(prefix + suffix) > 0:
+        return {f"gs://{spec.bucket}/{prefix}{suffix}": bucket.crc32c(prefix + suffix)}
     names = [n for n in bucket.list(prefix) if n.startswith(prefix)]
     names = cell_files(names, prefix) or [n for n in names if n.rsplit("/", 1)[-1].startswith(cell + ".")]
     if not names:
@@ -703,25 +709,20 @@ def _submit(ee, ledger: Ledger, spec: JobSpec, product, cell: str, max_attempts:
     return "submitted"
 
 
-OPERATIONS_PAGE = 500  # operations per listOperations request (the ee client's page)
-
-
 def _poll_round(ee, ledger: Ledger, spec: JobSpec, max_attempts: int, say, storage_root) -> None:
-    """One poll of every active cell, in the fewer requests: one listing of the project's operations (a page
-    of 500 a request, at least one per 500 of the job's units: a transient error skips the round), then each
-    cell's state from it; or, when the active cells are fewer than the listing's pages (a large job's last
-    cells), each one's operation read on its own."""
+    """One poll of every active cell, in few requests: the project's operation listing read page by page only
+    as far as the active cells' operations (:func:`~gee_mining.batch.tasks.find_operations`: the newest, one
+    page of 500 however many operations the project has; a transient error skips the round), and the few it
+    did not reach read each on its own."""
     active = ledger.rows(ACTIVE)
     if not active:
         return
-    listed: dict[str, dict] = {}
-    if len(active) >= -(-ledger.count() // OPERATIONS_PAGE):
-        try:
-            listed = list_operations(ee)
-        except ee.EEException as exc:
-            if is_transient(str(exc)):
-                return
-            raise
+    try:
+        listed = find_operations(ee, [row["operation"] for row in active])
+    except ee.EEException as exc:
+        if is_transient(str(exc)):
+            return
+        raise
     for row in active:
         _poll(ee, ledger, spec, row, max_attempts, say, storage_root, listed.get(row["operation"]))
 

@@ -287,6 +287,20 @@ PRODUCTS: dict[str, Callable[..., Any]] = {
 }
 
 TABLE_FORMATS = ("CSV", "GeoJSON", "KML", "KMZ", "SHP", "TFRecord", "GeoParquet")
+_ONE_FILE = {"CSV": ".csv", "GeoJSON": ".geojson", "KML": ".kml", "KMZ": ".kmz"}  # formats written as one file
+
+
+def one_file_suffix(spec: Job) -> str | None:
+    """The suffix of the one file a cell's task writes (``PREFIX/<cell><suffix>``), for the per-cell table products
+    in one-file formats; None where a task may write several (GeoTIFF tiles, TFRecord shards, a shapefile's parts)
+    or a batch's files. The launcher checks that file by name instead of listing the destination."""
+    if spec.product == "pixel-table":
+        return ".csv"
+    if spec.product == "grid-table":
+        return _ONE_FILE.get(str(spec.params.get("format", "CSV")))
+    return None
+
+
 _IMAGERY_PARAMS = frozenset(
     {f.name for f in fields(CompositeSpec)} | {"indices", "pairwise", "labels", "search_radius", "polygons"}
 )

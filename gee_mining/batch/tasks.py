@@ -6,15 +6,16 @@ Two ways of following a task, both here:
   :func:`wait_for`, :func:`run_tasks`): exports of a few cells, probability maps, pixel tables,
   the pyramid's composite;
 - operations by name, as the export-job launcher does (:func:`start_with_request_id`,
-  :func:`list_operations`, :func:`operation_state`): its ledger keeps the operation names and request ids
-  across runs, and one listing of the project's operations per poll round reads them all.
+  :func:`find_operations`, :func:`operation_state`): its ledger keeps the operation names and request ids
+  across runs, and each poll round reads the project's operation listing only as far as its running
+  operations, newest first.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from gee_mining.errors import GeeMiningError
@@ -93,17 +94,53 @@ def start_with_request_id(ee: Any, task: Any, request_id: str) -> str:
 
 
 DEFAULT_POLL_S = 30.0
-"""How often the launcher polls (seconds): Earth Engine tasks run minutes, so 15-60 s loses little and one
-``listOperations`` a round costs a request per 500 operations, whatever the number of cells."""
+"""How often the launcher polls (seconds): Earth Engine tasks run minutes, so 15-60 s loses little, and a round
+reads the first page(s) of the operation listing (:func:`find_operations`), whatever the number of cells."""
 
 
 LOCAL_POLL_S = 1.0
 """The local engine's tasks take seconds: the command line polls it every second."""
 
 
-def list_operations(ee: Any) -> dict[str, dict]:
-    """Every operation of the project by name: one ``ee.data.listOperations`` (one request per page of 500)."""
-    return {op["name"]: op for op in ee.data.listOperations() if "name" in op}
+OPERATIONS_PAGE = 500
+"""Operations per ``operations.list`` request: the ``ee`` client's page (``ee.data._TASKLIST_PAGE_SIZE``)."""
+
+
+def operation_pages(ee: Any, page_size: int | None = None) -> Iterator[list[dict]]:
+    """The project's operations one page (one request) at a time, as ``operations.list`` answers them
+    (``pageSize``, ``nextPageToken``): newest first on Earth Engine and the local engine.
+
+    ``ee.data.listOperations`` reads every page before it returns, and no public call of the client stops
+    after one; this makes the same requests through the client's own request builder and executor (its
+    retries and credentials included), one page when asked. A client without them gets one page of all.
+    """
+    data = ee.data
+    try:
+        operations = data._get_cloud_projects().operations()
+        request = operations.list(name=data._get_projects_path(), pageSize=page_size or OPERATIONS_PAGE)
+        execute = data._execute_cloud_call
+    except AttributeError:  # another client version: the whole listing as one page
+        yield list(data.listOperations())
+        return
+    while request is not None:
+        response = execute(request)
+        yield response.get("operations", [])
+        request = operations.list_next(request, response)
+
+
+def find_operations(ee: Any, names: Iterable[str], page_size: int | None = None) -> dict[str, dict]:
+    """The operations named in ``names`` found in the project's listing, read page by page (newest first) and
+    only as far as needed: it stops when every one is found, or when no more of them are missing than pages
+    were read (reading those one by one with ``getOperation`` then costs no more requests than the pages so
+    far). A launcher's running tasks are its newest: a project of 10,000 finished operations is one page a
+    round, not 20. Those not returned are for ``getOperation``."""
+    wanted = set(names)
+    found: dict[str, dict] = {}
+    for pages, page in enumerate(operation_pages(ee, page_size), start=1):
+        found.update((op["name"], op) for op in page if op.get("name") in wanted)
+        if len(wanted) - len(found) <= pages:
+            break
+    return found
 
 
 def find_operation(ee: Any, description: str | None) -> str | None:

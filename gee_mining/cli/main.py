@@ -589,7 +589,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", help="local engine: folder where gs:// exports land")
     p.add_argument("--url", help="a local engine already serving (gee-mining serve), e.g. http://127.0.0.1:8765")
     p.add_argument("--poll-interval", type=float, default=None, metavar="S",
-                   help="run: seconds between polls, one listOperations each (default 30 on Earth Engine, 1 on "
+                   help="run: seconds between polls, a page of the operation listing each (default 30 on Earth Engine, 1 on "
                    "the local engine, whose tasks take seconds)")  # fmt: skip
     p.add_argument("--adopt-existing", action="store_true",
                    help="run: cells whose files are already at the destination count as done (a new ledger after a "

@@ -401,8 +401,8 @@ def _has_extras(realism: Realism) -> bool:
 
 def _artisanal_pits(rng: np.random.Generator, grid: WorldGrid, river: _River, mines_utm: list[shapely.Geometry],
                     realism: Realism) -> list[shapely.Geometry]:  # fmt: skip
-    """Artisanal clusters (local metres): on a 0.8-2.5 km reach of the river, 8-25 pits of 0.005-0.05 km2 on
-    either bank, 15-70 m from the water, as alluvial gold diggings are strung along a river. ``artisanal_per_100km2``
+    """Artisanal clusters (local metres): 8-25 pits of 0.005-0.05 km2, one every 60-110 m along the river on
+    (mostly) alternating banks, 15-70 m from the water, as alluvial gold diggings are strung along a river. ``artisanal_per_100km2``
     clusters (at least one); none overlaps the river, another pit or a mine."""
     if realism.artisanal_per_100km2 <= 0:
         return []
@@ -419,14 +419,17 @@ def _artisanal_pits(rng: np.random.Generator, grid: WorldGrid, river: _River, mi
     taken.append(line.buffer(river.half_width + 5))
     pits: list[shapely.Geometry] = []
     for _ in range(n):
-        reach = min(rng.uniform(800, 2500), line.length)
-        start = rng.uniform(0, line.length - reach)
-        for d in np.sort(rng.uniform(start, start + reach, int(rng.integers(8, 26)))):
+        count = int(rng.integers(8, 26))
+        step = min(rng.uniform(60, 110), line.length / count)  # along the river, banks alternating (mostly)
+        start = rng.uniform(0, line.length - count * step)
+        for k in range(count):
+            d = start + (k + rng.uniform(0, 0.8)) * step
+            side = 1.0 if (k % 2 == 0) != (rng.random() < 0.2) else -1.0
             area = float(np.clip(rng.lognormal(math.log(0.015e6), 0.7), *ARTISANAL_PIT_M2))
             a, b = line.interpolate(max(d - 5, 0)), line.interpolate(min(d + 5, line.length))
             tx, ty = b.x - a.x, b.y - a.y
             norm = math.hypot(tx, ty) or 1.0
-            off = (river.half_width + rng.uniform(15, 70) + math.sqrt(area / math.pi)) * rng.choice([-1.0, 1.0])
+            off = (river.half_width + rng.uniform(15, 70) + math.sqrt(area / math.pi)) * side
             c = line.interpolate(d)
             shape = _blob(rng, c.x - ty / norm * off, c.y + tx / norm * off, area)
             shape = shape.difference(shapely.union_all(taken + pits)).intersection(shapely.box(0, 0, extent, extent))

@@ -152,26 +152,15 @@ def split_pool(names: list[str], pool: np.ndarray, part: str) -> np.ndarray:
     return pool[np.array([library_part(names[i], by_sample) == part for i in pool], dtype=bool)]
 
 
-def build_palette(rng: np.random.Generator, per_material: int = 5, part: str | None = None,
-                  mine_soil: str = "bright_soil", crop_soil: str = "dark_soil", urban: str = "narrow") -> Palette:  # fmt: skip
-    """Pick library spectra for each material (deterministic for ``rng``). ``part``: draw only from that half of
-    the library (:func:`library_part`), so that worlds made for training and for testing share no spectrum; the
-    two modelled water spectra are fixed constants, not draws, and every world has them. ``mine_soil`` and
-    ``crop_soil``: the soil pools of mine soil and of bare fields; ``urban``: ``"narrow"`` (roofs of shingle,
-    metal and tile; asphalt and roads) or ``"wide"`` (roofs of metal, tile and paint, no shingle; asphalt,
-    sidewalks, driveways and parking lots: concrete and paint, some as bright as mine soil)
-    (``world.realism.Realism``)."""
-    if urban not in ("narrow", "wide"):
-        raise ValueError(f"urban {urban!r}: 'narrow' or 'wide'.")
-    if part is not None and part not in LIBRARY_PARTS:
-        raise ValueError(f"part {part!r}: one of {', '.join(LIBRARY_PARTS)}, or None for the whole library.")
-    lib = library()
+def _pools(lib: Library) -> dict[str, np.ndarray]:
+    """The library's rows grouped into the pools materials draw from (canopies by leaf area index, soils by
+    brightness in B4, B8 and B11, built surfaces by kind)."""
     names = list(lib.names)
     canopy = lib.where("canopy")
     lais = np.array([lai(names[i]) or 0.0 for i in canopy])
     soils = lib.where("soil")
     brightness = lib.values[soils][:, [3, 7, 10]].mean(axis=1)  # B4, B8, B11
-    pools: dict[str, np.ndarray] = {
+    return {
         "dense_canopy": canopy[lais >= 4.5],
         "mid_canopy": canopy[(lais >= 2.5) & (lais < 4.5)],
         "sparse_canopy": canopy[(lais >= 1.0) & (lais < 2.5)],
@@ -188,6 +177,24 @@ def build_palette(rng: np.random.Generator, per_material: int = 5, part: str | N
         "wide_pavement": lib.where("asphalt", "sidewalk", "driveway", "parking_lot"),
         "dirt": lib.where("dirt", "gravel"),
     }
+
+
+def build_palette(rng: np.random.Generator, per_material: int = 5, part: str | None = None,
+                  mine_soil: str = "bright_soil", crop_soil: str = "dark_soil", urban: str = "narrow") -> Palette:  # fmt: skip
+    """Pick library spectra for each material (deterministic for ``rng``). ``part``: draw only from that half of
+    the library (:func:`library_part`), so that worlds made for training and for testing share no spectrum; the
+    two modelled water spectra are fixed constants, not draws, and every world has them. ``mine_soil`` and
+    ``crop_soil``: the soil pools of mine soil and of bare fields; ``urban``: ``"narrow"`` (roofs of shingle,
+    metal and tile; asphalt and roads) or ``"wide"`` (roofs of metal, tile and paint, no shingle; asphalt,
+    sidewalks, driveways and parking lots: concrete and paint, some as bright as mine soil)
+    (``world.realism.Realism``)."""
+    if urban not in ("narrow", "wide"):
+        raise ValueError(f"urban {urban!r}: 'narrow' or 'wide'.")
+    if part is not None and part not in LIBRARY_PARTS:
+        raise ValueError(f"part {part!r}: one of {', '.join(LIBRARY_PARTS)}, or None for the whole library.")
+    lib = library()
+    names = list(lib.names)
+    pools = _pools(lib)
     recipe = {  # material -> (base pool, green pool or None)
         0: ("mid_canopy", "dense_canopy"),
         1: ("npv", "sparse_canopy"),

@@ -42,7 +42,7 @@ from gee_mining.local.values.feature import Feature, geometry_algorithm
 from gee_mining.local.values.featurecollection import FeatureCollection
 from gee_mining.local.values.geometry import Geometry, geodesic_lonlat, in_crs
 from gee_mining.local.values.projection import Projection, at_scale, transformer
-from gee_mining.local.values.string import selector_pattern
+from gee_mining.local.values.string import literal_selector, selector_pattern
 
 _DEGREE = Projection("EPSG:4326")  # WGS84 at 1 degree, as Earth Engine reports it: transform [1, 0, 0, 0, 1, 0]
 
@@ -213,7 +213,7 @@ def select_bands(name: str, image: Image, selectors: Sequence[Any]) -> list[Band
             continue
         if not isinstance(sel, str):
             raise EngineError(f"{name}: Invalid band selector {sel!r}.")
-        pattern = selector_pattern(sel)
+        pattern = None if literal_selector(sel) else selector_pattern(sel)
         matched = [b for b in image.bands if b.name == sel or (pattern is not None and pattern.fullmatch(b.name))]
         if not matched:
             raise EngineError(f"{name}: Pattern '{sel}' did not match any bands.")

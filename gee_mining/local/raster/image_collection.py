@@ -211,7 +211,8 @@ def _stack(bands: Sequence[Band], grid: PixelGrid, ctx: Any, dtype: type) -> np.
 # the resampling: it is computed on the native lattice (a 20 m band of a 10 m request has a quarter
 # of the pixels, a 60 m band a 36th) and the result resampled by nearest neighbour. The pixels are
 # the same as reducing on the request's grid. Integer files reduced by order statistics are stacked
-# as 32-bit integers read straight from the file, with no float copy.
+# as 32-bit integers read straight from the file, with no float copy; unsigned files whose nodata is 0
+# (Sentinel-2's) are read into one stack and keyed ``value - 1`` in one pass (nodata sorts last).
 
 _INT_STACKS = {"u": (np.uint32, 32), "i": (np.int32, 31)}  # kind -> stack type, bits of the file types it holds
 
@@ -269,6 +270,10 @@ def _reduce_window(
             np.copyto(layer, x.data, casting="same_kind")
             np.copyto(layer, np.nan, where=np.ma.getmaskarray(x))
         return reduce_stack(reducer, [stack], name)
+    keys = _unsigned_keys(sources, window)
+    if keys is not None:
+        stack, count = keys
+        return reduce_int_stack(reducer, stack, count, offset=1)
     filler = np.iinfo(int_type).max
     stack = np.empty((len(sources), *window.shape), int_type)
     count = np.full(window.shape, len(sources), np.int32)
@@ -283,6 +288,23 @@ def _reduce_window(
             np.copyto(layer, filler, where=mask)
             np.subtract(count, mask, out=count, casting="unsafe")
     return reduce_int_stack(reducer, stack, count)
+
+
+def _unsigned_keys(sources: Sequence[FileSource], window: PixelGrid) -> tuple[np.ndarray, np.ndarray] | None:
+    """Sort keys of unsigned files of one type whose nodata is 0 (Sentinel-2's): ``value - 1`` in uint32,
+    which maps nodata to 2**32 - 1 (sorted last) and keeps the order of valid values, and the count
+    of valid values per pixel. The windows are read straight into one stack in the files' type, and
+    one pass makes the keys: no per-file mask or copy. None for other files (or a window that leaves
+    a file), which the general integer path handles."""
+    dtypes = {s.dtype for s in sources}
+    if len(dtypes) != 1 or np.dtype(next(iter(dtypes))).kind != "u" or any(s.nodata != 0 for s in sources):
+        return None
+    raw = np.empty((len(sources), *window.shape), next(iter(dtypes)))
+    for layer, source in zip(raw, sources, strict=True):
+        if not source.read_into(window, layer):
+            return None
+    count = np.count_nonzero(raw, axis=0)
+    return np.subtract(raw, 1, dtype=np.uint32), count
 
 
 def _grouped(specs: Sequence[tuple[str, PixelType]], compute_all: Callable[[PixelGrid, Any], list]) -> list[Band]:

@@ -94,6 +94,7 @@ def filter_(ctx, collection, filter):  # noqa: A002
 
 
 _RANGE_TESTS = {"lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal}
+_RANGE_TESTS.update({"not_" + op: (lambda a, b, test=test: ~test(a, b)) for op, test in list(_RANGE_TESTS.items())})
 
 
 def _in_ranges(fc: FeatureCollection, clauses: tuple) -> np.ndarray | None:

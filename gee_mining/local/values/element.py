@@ -10,10 +10,11 @@ through ``properties``, ``id``, ``get`` and ``copy_with``.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from gee_mining.local.core.errors import EngineError
-from gee_mining.local.core.registry import algorithm
+from gee_mining.local.core.registry import Column, algorithm, per_element, vectorised
 
 
 class Element:
@@ -104,6 +105,28 @@ def get_string(object, property):  # noqa: A002
 @algorithm("Element.set")
 def set_(object, key, value):  # noqa: A002
     return set_property(_check_element("Element.set", object), key, value)
+
+
+@vectorised("Element.set")
+def set_many(n, object, key, value):  # noqa: A002
+    """``Element.set`` of one key on a column of elements: each new properties dict made in one step, not
+    merged key by key (a mapped function sets a property on thousands of features), or, for the id property,
+    the new id alone. Anything else goes element by element (the scalar form, its errors included)."""
+    elements = object
+    if isinstance(key, Column) or not isinstance(elements, Column) or not all(isinstance(e, Element) for e in elements):
+        return per_element("Element.set", n, {"object": object, "key": key, "value": value})
+    ids = {key == e.id_property for e in elements}
+    values = value if isinstance(value, Column) else itertools.repeat(value, n)
+    if ids == {True}:  # values are never changed in place: the new element shares the old one's properties
+        return [e.copy_with(id=None if v is None else str(v)) for e, v in zip(elements, values, strict=True)]
+    if ids != {False}:
+        return per_element("Element.set", n, {"object": object, "key": key, "value": value})
+    out = []
+    for element, v in zip(elements, values, strict=True):
+        props = element.properties.copy()
+        props[key] = v
+        out.append(element.copy_with(properties=props))
+    return out
 
 
 @algorithm("Element.setMulti")

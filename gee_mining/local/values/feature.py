@@ -16,7 +16,7 @@ from typing import Any
 from gee_mining.local.core import registry
 from gee_mining.local.core.errors import EngineError
 from gee_mining.local.core.info import to_info
-from gee_mining.local.core.registry import algorithm
+from gee_mining.local.core.registry import Column, algorithm, per_element, vectorised
 from gee_mining.local.values.element import Element
 from gee_mining.local.values.geometry import Geometry, infos_many
 from gee_mining.local.values.string import selector_pattern
@@ -104,6 +104,24 @@ def feature(geometry, metadata, geometryKey):  # noqa: N803
     return Feature(geometry, props, None if new_id is None else str(new_id))
 
 
+@vectorised("Feature")
+def feature_many(n, geometry, metadata, geometryKey):  # noqa: N803
+    """``ee.Feature(geometry, properties)`` for each element (a mapped function making thousands): the same
+    features made without the per-call dispatch; anything the scalar form refuses goes through it."""
+    metas = metadata if isinstance(metadata, Column) else [metadata] * n
+    if geometryKey is not None or not all(m is None or type(m) is dict for m in metas):
+        return per_element("Feature", n, {"geometry": geometry, "metadata": metadata, "geometryKey": geometryKey})
+    geoms = geometry if isinstance(geometry, Column) else [geometry] * n
+    out = []
+    for geom, meta in zip(geoms, metas, strict=True):
+        props = dict(meta) if meta else {}
+        new_id = props.pop("system:index", None)
+        f = Feature.__new__(Feature)
+        f.properties, f.id, f.geometry = props, None if new_id is None else str(new_id), geom
+        out.append(f)
+    return out
+
+
 @algorithm("Feature.id")
 def id_(element):
     if not isinstance(element, Element):
@@ -114,6 +132,16 @@ def id_(element):
 @algorithm("Feature.geometry")
 def geometry(feature, maxError, proj, geodesics):  # noqa: N803
     return feature_geometry(feature, maxError, proj, geodesics)
+
+
+@vectorised("Feature.geometry")
+def geometry_many(n, feature, maxError, proj, geodesics):  # noqa: N803
+    """The features' own geometries (no projection or edge kind asked for); anything else element by element."""
+    if proj is None and geodesics is None and isinstance(feature, Column) and all(type(f) is Feature for f in feature):
+        return [f.geometry for f in feature]
+    return per_element(
+        "Feature.geometry", n, {"feature": feature, "maxError": maxError, "proj": proj, "geodesics": geodesics}
+    )
 
 
 @algorithm("Feature.setGeometry")

@@ -55,6 +55,7 @@ class Filter:
     # ``((field, op, number), ...)`` clauses, one of which an element must pass in full, when the filter is an
     # or of ands of comparisons (``lt``, ``lte``, ``gt``, ``gte``) of a property with a plain number: what a
     # collection's filter can test on a column of the property's numbers at once.
+    # (``not_`` before an op: its negation, ``Filter.not`` of one comparison, as ``ee.Filter.lte`` sends it.)
     ranges: tuple[tuple[tuple[str, str, int | float], ...], ...] | None = None
 
     ee_type = "Filter"
@@ -329,7 +330,17 @@ def not_(filter):  # noqa: A002
     if not isinstance(filter, Filter):
         raise EngineError("Filter.not: 'filter' must be a Filter.")
     inner = filter.test
-    return Filter(lambda p, s: not inner(p, s), f"not({filter.description})")
+    return Filter(lambda p, s: not inner(p, s), f"not({filter.description})", ranges=_negated_ranges(filter.ranges))
+
+
+def _negated_ranges(ranges: Any) -> Any:
+    """The ``ranges`` of ``not`` of one comparison (``ee.Filter.lte`` and ``gte`` arrive as ``not(gt)`` and
+    ``not(lt)``): the comparison's op negated (``"not_gt"``), which a column of numbers tests as the negation of
+    the comparison, as the scalar test does (NaN included: not NaN > x passes). Else None."""
+    if ranges is None or len(ranges) != 1 or len(ranges[0]) != 1:
+        return None
+    field, op, number = ranges[0][0]
+    return None if op.startswith("not_") else (((field, "not_" + op, number),),)
 
 
 @algorithm("Filter.notNull")

@@ -429,6 +429,20 @@ def list_slice(list, start, end, step):
     return list[s:e:k]
 
 
+@vectorised("List.slice")
+def list_slice_many(n, list, start, end, step):
+    """``List.slice`` of a column of lists with the same start, end and step (checked once, as the scalar form
+    checks them); anything else element by element."""
+    if isinstance(start, Column) or isinstance(end, Column) or isinstance(step, Column) or not isinstance(list, Column):
+        return per_element("List.slice", n, {"list": list, "start": start, "end": end, "step": step})
+    s = _whole("List.slice", "start", start)
+    e = None if end is None else _whole("List.slice", "end", end)
+    k = 1 if step is None else _whole("List.slice", "step", step)
+    if k <= 0 or not set(map(type, list)) <= {list_type}:
+        return per_element("List.slice", n, {"list": list, "start": start, "end": end, "step": step})
+    return [values[s:e:k] for values in list]
+
+
 def _sort_key(algorithm_name: str, values: list) -> Callable[[Any], Any]:
     """Ascending order of numbers, of strings, or of dates; mixed kinds are refused."""
 

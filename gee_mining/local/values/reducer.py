@@ -1206,9 +1206,17 @@ def _stack_percentiles(percentiles: list[float]) -> StackKernel:
 
 def _median_sorted(s: np.ndarray, k: np.ndarray) -> np.ndarray:
     """The median of the first ``k`` values of each sorted column (the mean of the middle two)."""
-    a = np.take_along_axis(s, ((np.maximum(k, 1) - 1) // 2)[None], axis=0)[0].astype(np.float64)
-    b = np.take_along_axis(s, (k // 2)[None], axis=0)[0]
+    a = _at_rank(s, (np.maximum(k, 1) - 1) // 2).astype(np.float64)
+    b = _at_rank(s, k // 2)
     return (a + b) * 0.5
+
+
+def _at_rank(s: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """``s[rank[j], j]`` for each column ``j`` of a 2-D C-contiguous stack, or take_along_axis."""
+    if s.ndim != 2 or not s.flags.c_contiguous:
+        return np.take_along_axis(s, rank[None], axis=0)[0]
+    columns = s.shape[1]
+    return s.reshape(-1)[rank * columns + np.arange(columns)]
 
 
 def _stack_median(stacks: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -1221,9 +1229,12 @@ def sorts_integers(reducer: Reducer) -> bool:
     return reducer.kind in ("Reducer.median", "Reducer.percentile")
 
 
-def reduce_int_stack(reducer: Reducer, stack: np.ndarray, count: np.ndarray) -> list[np.ma.MaskedArray]:
+def reduce_int_stack(
+    reducer: Reducer, stack: np.ndarray, count: np.ndarray, offset: int = 0
+) -> list[np.ma.MaskedArray]:
     """Median or percentiles of an integer stack (n_images, *shape) whose masked pixels hold the dtype's
-    largest value, with ``count`` valid values per pixel; the stack is sorted in place.
+    largest value, with ``count`` valid values per pixel; the stack is sorted in place. ``offset`` is
+    added to the results (keys made as ``value - offset``).
 
     Masked pixels sort last, so the first ``count`` sorted values of a pixel are its valid ones (a valid
     value equal to the filler ties with it and is the same number). No float copy of the stack is made:
@@ -1237,7 +1248,13 @@ def reduce_int_stack(reducer: Reducer, stack: np.ndarray, count: np.ndarray) -> 
     else:
         values = [_ranked(s, k, float(p)) for p in reducer.args["percentiles"]]
     empty = k == 0
-    return [np.ma.MaskedArray(np.where(empty, 0.0, v).reshape(shape), empty.reshape(shape)) for v in values]
+    out = []
+    for v in values:
+        if offset:
+            v += offset
+        v[empty] = 0.0
+        out.append(np.ma.MaskedArray(v.reshape(shape), empty.reshape(shape)))
+    return out
 
 
 def _stack_mode(stacks: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:

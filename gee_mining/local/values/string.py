@@ -26,7 +26,7 @@ from typing import Any
 import re2
 
 from gee_mining.local.core.errors import EngineError
-from gee_mining.local.core.registry import algorithm
+from gee_mining.local.core.registry import Column, algorithm, per_element, vectorised
 from gee_mining.local.core.types import ee_type_of
 from gee_mining.local.values.number import number_to_string
 
@@ -136,6 +136,16 @@ def compile_regex(name: str, regex: str, flags: str | None) -> tuple[Any, bool]:
     return compiled, "g" in flags
 
 
+_PATTERN_CHARS = frozenset(".^$*+?{}[]\\|()")
+
+
+@functools.lru_cache(maxsize=1024)
+def literal_selector(selector: str) -> bool:
+    """Whether a selector holds no pattern character: it then matches exactly the name equal to it (a band
+    name such as "B8A" is compared, not run through RE2 against each band)."""
+    return _PATTERN_CHARS.isdisjoint(selector)
+
+
 @functools.lru_cache(maxsize=1024)
 def selector_pattern(selector: str) -> Any:
     """A band, property or key selector as an RE2 pattern (matched in full, in linear time), or None when
@@ -182,6 +192,17 @@ def string(input):
 @algorithm("String.cat")
 def cat(string1, string2):
     return _str("String.cat", "string1", string1) + _str("String.cat", "string2", string2)
+
+
+@vectorised("String.cat")
+def cat_many(n, string1, string2):
+    """``String.cat`` of columns (or one string) holding strings only, joined in one pass; anything else
+    element by element (the scalar form's errors)."""
+    firsts = string1 if isinstance(string1, Column) else [string1] * n
+    seconds = string2 if isinstance(string2, Column) else [string2] * n
+    if set(map(type, firsts)) <= {str} and set(map(type, seconds)) <= {str}:
+        return [a + b for a, b in zip(firsts, seconds, strict=True)]
+    return per_element("String.cat", n, {"string1": string1, "string2": string2})
 
 
 @algorithm("String.compareTo")

@@ -64,7 +64,9 @@ class Standardizer:
         return out
 
 
-def standardized_gram(X: np.ndarray, yc: np.ndarray, chunk: int = 2048) -> tuple[Standardizer, np.ndarray, np.ndarray]:
+def standardized_gram(
+    X: np.ndarray, yc: np.ndarray, chunk: int = 2048, overwrite_X: bool = False
+) -> tuple[Standardizer, np.ndarray, np.ndarray]:
     """The standardiser of ``X`` and the Gram matrix ``Z'Z`` and ``Z'yc`` of the standardised features
     ``Z = (X - mean) / scale``, without forming ``Z``.
 
@@ -72,10 +74,17 @@ def standardized_gram(X: np.ndarray, yc: np.ndarray, chunk: int = 2048) -> tuple
     blocks of ``chunk`` centred rows (a block of 2,048 rows x 78 features is 1.2 MB; centring each
     block keeps the precision of a two-pass variance, unlike ``X'X - n mean mean'``). The variances are
     the Gram matrix's diagonal; the scaling is applied to the small matrices.
+
+    ``overwrite_X=True`` (for a matrix the caller owns and no longer needs, such as a fold's copied training
+    rows) centres ``X`` in place instead, leaving it centred, and takes the Gram matrix in one BLAS call: the
+    same precision (the rows are centred before the products) with one call instead of one a block, which is
+    faster, markedly so with threads on a busy machine.
     """
     n, p = X.shape
     if n == 0:
         raise InputError("no training rows to standardise.")
+    if overwrite_X and X.dtype == np.float64:  # other types take the blocks (float64 products)
+        return _scaled(*_centred_gram_in_place(X, yc), n)
     mean = np.zeros(p)
     for s in range(0, n, chunk):
         mean += X[s : s + chunk].sum(axis=0, dtype=np.float64)
@@ -88,6 +97,19 @@ def standardized_gram(X: np.ndarray, yc: np.ndarray, chunk: int = 2048) -> tuple
         np.subtract(X[s : s + chunk], mean, out=d)
         gram += d.T @ d
         xy += d.T @ yc[s : s + chunk]
+    return _scaled(mean, gram, xy, n)
+
+
+def _centred_gram_in_place(X: np.ndarray, yc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column means of ``X``, then ``X`` centred in place and its Gram matrix and ``X'yc`` (no copy of ``X``)."""
+    mean = X.sum(axis=0, dtype=np.float64) / len(X)
+    X -= mean
+    return mean, X.T @ X, X.T @ yc
+
+
+def _scaled(mean: np.ndarray, gram: np.ndarray, xy: np.ndarray, n: int) -> tuple[Standardizer, np.ndarray, np.ndarray]:
+    """The standardiser (scale from the centred Gram matrix's diagonal; 1 for constant columns), and the
+    Gram matrix and ``X'yc`` of the standardised features."""
     scale = np.sqrt(np.diag(gram) / n)
     scale[~(scale > 0)] = 1.0
     gram /= np.outer(scale, scale)
@@ -137,8 +159,13 @@ def lasso(
     alphas: np.ndarray | None = None,
     tol: float = 1e-4,
     max_iter: int = 1000,
+    overwrite_X: bool = False,
 ) -> Path:
-    """The LASSO path of ``y`` on standardised ``X`` (the training rows)."""
+    """The LASSO path of ``y`` on standardised ``X`` (the training rows).
+
+    ``overwrite_X=True``: ``X`` is a copy the caller no longer needs; it is centred in place (see
+    ``standardized_gram``) and left so.
+    """
 
     X = np.asarray(X)
     y = np.asarray(y, dtype=np.float64)
@@ -146,7 +173,7 @@ def lasso(
     n = len(X)
     ybar = float(y.mean())
     yc = np.ascontiguousarray(y - ybar)
-    st, gram, xy = standardized_gram(X, yc)
+    st, gram, xy = standardized_gram(X, yc, overwrite_X=overwrite_X)
     if alphas is None:
         alpha_max = float(np.abs(xy).max()) / n
         if not alpha_max > 0:

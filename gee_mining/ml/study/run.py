@@ -255,7 +255,9 @@ def _path_study(
     for fold in folds:
         tr = np.flatnonzero(fold.train)
         if kind == "lasso":
-            fit = P.lasso(data.X[tr], y_lasso[tr], data.features, spec.n_penalties, spec.eps, alphas=grid)
+            fit = P.lasso(  # data.X[tr] is a copy (an index array): centred in place, no second copy
+                data.X[tr], y_lasso[tr], data.features, spec.n_penalties, spec.eps, alphas=grid, overwrite_X=True
+            )
             grid = fit.penalties
         else:
             if spec.max_logistic_rows is not None and len(tr) > spec.max_logistic_rows:
