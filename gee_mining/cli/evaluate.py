@@ -42,7 +42,7 @@ def _pyramid(args) -> int:
         size_km=args.size_km, clusters=args.clusters, levels=_numbers(args.levels, "--levels"),
         zooms=_numbers(args.zooms, "--zooms", int), target_recall=args.target_recall, margin=_margin(args.margin),
         pixels=args.pixels, mine_share=args.mine_share, exhaustive=args.exhaustive, workers=args.workers,
-        realism=args.realism, detector=args.detector, weights=args.weights,
+        realism=args.realism, detector=args.detector, weights=args.weights, screening=args.screening,
     )  # fmt: skip
     report = evaluate_pyramid(args.out, spec, progress=progress(args))
     pooled = {"SIMULATED": True, "pooled": report["pooled"], "evaluation": f"{args.out}/evaluation.json"}
@@ -196,6 +196,8 @@ def add_cli(sub) -> None:
     q.add_argument(
         "--weights", help="with --detector yolo: the yolo_model.json (or weights) an `evaluate yolo` run wrote"
     )
+    q.add_argument("--screening", choices=("forest", "logistic"), default="forest",
+                   help="screening model: a random forest on context features (default) or the pixel-only logistic")  # fmt: skip
     add_json_option(q, "the pooled held-out figures")
     q.set_defaults(func=_pyramid)
     _add_pixel_models(act)

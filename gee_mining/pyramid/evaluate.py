@@ -46,9 +46,12 @@ from gee_mining.pyramid.core import PyramidSpec, descendants, known_polygons, ru
 from gee_mining.pyramid.detectors import PixelModelDetector, YoloDetector
 from gee_mining.pyramid.probability import (
     FEATURE_INDICES,
+    context_feature_names,
     feature_names,
+    fit_forest,
     fit_logistic,
     probability_image,
+    sample_context,
     sample_pixels,
 )
 from gee_mining.pyramid.world import SimulatedPyramid, prepare_simulated, seed_corner
@@ -57,6 +60,7 @@ from gee_mining.world.manifest import WorldManifest
 from gee_mining.world.realism import REALISMS
 
 MODEL_FILE = "yolo_model.json"  # written by `evaluate yolo`: the weights, their dataset spec and the seeds they saw
+SCREENINGS = ("forest", "logistic")  # the screening models fit_screening can fit
 SIZE_BINS_KM2 = (0.05, 0.2, 1.0)  # recall is also reported for mines below 0.05 km2, 0.05-0.2, 0.2-1, above 1
 
 
@@ -81,6 +85,7 @@ class EvaluationSpec:
     realism: str = "hard"  # the worlds' difficulty (gee_mining.world.realism): "hard" (default) or "easy"
     detector: str = "pixel"  # the fine level's detector: "pixel" (the pixel model in boxes) or "yolo"
     weights: str | None = None  # with detector "yolo": weights an `evaluate yolo` run trained (yolo_model.json)
+    screening: str = "forest"  # the screening model: "forest" (context features) or "logistic" (the pixel alone)
 
     def __post_init__(self) -> None:
         train, test = tuple(int(s) for s in self.train_seeds), tuple(int(s) for s in self.test_seeds)
@@ -98,6 +103,8 @@ class EvaluationSpec:
                 f"a cross-world margin needs at least two train worlds (got {list(train)}): add train seeds, or give "
                 "a fixed margin, e.g. --margin 0.5."
             )
+        if self.screening not in SCREENINGS:
+            raise InputError(f"screening {self.screening!r}: one of {', '.join(SCREENINGS)}.")
         if self.realism not in REALISMS:
             raise InputError(f"realism {self.realism!r}: one of {', '.join(REALISMS)}.")
         if not 0 < self.mine_share < 1:
@@ -262,11 +269,17 @@ def check_disjoint(train: dict[int, SimulatedPyramid], test: dict[int, Simulated
 
 
 def fit_screening(train: dict[int, SimulatedPyramid], spec: EvaluationSpec):
-    """One logistic screening model on a pixel sample pooled over the train worlds (``spec.pixels`` per class each)."""
-    tables = [sample_pixels(ee, ee.Image(w.composite_id), w.region(ee), w.mines_id, spec.pixels, seed=s)
-              for s, w in train.items()]  # fmt: skip
+    """One screening model on a pixel sample pooled over the train worlds (``spec.pixels`` per class each): the
+    random forest on context features (``screening="forest"``) or the logistic model on the pixel's own spectrum
+    and indices (``"logistic"``)."""
     first = next(iter(train.values()))
     composite = ee.Image(first.composite_id)
+    if spec.screening == "forest":
+        tables = [sample_context(ee, ee.Image(w.composite_id), w.region(ee), w.mines_id, spec.pixels, seed=s)
+                  for s, w in train.items()]  # fmt: skip
+        return fit_forest(pd.concat(tables, ignore_index=True), context_feature_names(ee, composite))
+    tables = [sample_pixels(ee, ee.Image(w.composite_id), w.region(ee), w.mines_id, spec.pixels, seed=s)
+              for s, w in train.items()]  # fmt: skip
     features = add_indices(composite, list(FEATURE_INDICES))
     return fit_logistic(features, pd.concat(tables, ignore_index=True), feature_names(ee, composite)).model
 
