@@ -41,6 +41,7 @@ def emulated(ee_local, engine_catalog, tmp_path_factory):
         storage_root=tmp_path_factory.mktemp("jobs-storage"),
         storage="emulator",
     )
+    conn.local_engine.storage_client().create_bucket(BUCKET)  # as a user makes it before a job: tests run alone
     yield ee_local, conn.local_engine
     gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
 
