@@ -440,7 +440,7 @@ def test_error_margin_arguments(ee_local):
 
 def test_map_area_centroid_buffer_equals_direct(ee_local):
     """The engine's per-feature geometry work over real polygons equals the same
-    work written directly with shapely and pyproj (bench/bench_engine.py times it)."""
+    work written directly with shapely and pyproj (bench/bench_map.py times it)."""
     shared_file("polygons/amazon_mining_2024_model.geojson")
     import pyogrio.raw
 
