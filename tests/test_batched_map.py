@@ -425,3 +425,33 @@ def test_element_set_feature_cat_slice_and_geometry_equal(ee_local):
         fc.map(lambda f: f.set("x", ee.List(f.get("l")).slice(0.5))).getInfo()
     with pytest.raises(ee.EEException, match="Feature, argument 'metadata': Invalid type"):
         fc.map(lambda f: ee.Feature(None, f.get("l"))).getInfo()
+
+
+def test_buffers_equal(ee_local):
+    """``Geometry.buffer`` in a map (lon/lat geometries grouped by their local projection, reprojected and
+    buffered in bulk) makes exactly the one-by-one buffers: outward, inward, with a coarse error margin and in
+    a given projection; and the buffer reaches the distance asked for (within its error margin), measured
+    with pyproj's geodesic inverse from a point."""
+    ee = ee_local
+    utm = ee.Projection("EPSG:32721")
+
+    def fn(f):
+        g = f.geometry()
+        return ee.Feature(
+            None,
+            {
+                "out": g.buffer(100, 1).coordinates(),
+                "in": g.buffer(-30).coordinates(),
+                "coarse": g.buffer(250, 20).coordinates(),
+                "utm": g.buffer(100, 1, utm).coordinates(),
+            },
+        )
+
+    features = _features(ee)
+    batched, one_by_one = _both(ee, fn, features)
+    assert batched == one_by_one
+    ring = np.array(batched[4]["out"][0])  # the point (-54.5, -4.5), buffered by 100 m
+    _, _, dist = pyproj.Geod(ellps="WGS84").inv(
+        np.full(len(ring), -54.5), np.full(len(ring), -4.5), ring[:, 0], ring[:, 1]
+    )
+    assert 99.0 <= dist.min() and dist.max() <= 100.0 + 1e-6

@@ -23,6 +23,7 @@ JSON_COMMANDS = {
     "gee-mining export",
     "gee-mining algorithms",
     "gee-mining evaluate pyramid",
+    "gee-mining evaluate yolo",
     "gee-mining pyramid plan",
     "gee-mining study run",
     "gee-mining classify evaluate",

@@ -58,6 +58,9 @@ def test_spec_refuses_a_seed_in_both_sets():
         EvaluationSpec((1, 2), (2, 3))
     with pytest.raises(InputError, match="at least one"):
         EvaluationSpec((), (3,))
+    with pytest.raises(InputError, match="screening 'svm'"):
+        EvaluationSpec((1, 2), (3,), screening="svm")
+    assert EvaluationSpec((1, 2), (3,)).screening == "forest"  # context screening unless asked otherwise
 
 
 def test_library_halves_share_no_spectrum_and_no_sample():
@@ -86,7 +89,8 @@ def sim(ee_local, engine_catalog, tmp_path_factory):
     import gee_mining
 
     out = tmp_path_factory.mktemp("evaluate")
-    spec = EvaluationSpec((1,), (2,), size_km=5.52, clusters=1, pixels=500, margin=0.5)
+    # the pixel-only screening: these tests are about the protocol, and the forest (tests/test_context.py) is slower
+    spec = EvaluationSpec((1,), (2,), size_km=5.52, clusters=1, pixels=500, margin=0.5, screening="logistic")
     report = evaluate_pyramid(out, spec)
     yield out, spec, report
     gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)

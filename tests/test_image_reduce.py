@@ -171,6 +171,44 @@ def test_reduce_neighborhood_mean_equals_uniform_filter(ee_local, b4):
     np.testing.assert_allclose(got, ref, rtol=1e-12)
 
 
+def test_reduce_neighborhood_wide_box_equals_scipy(ee_local, b4):
+    # a 15 x 15 box (70 m at 10 m): mean, population stdDev, sum and count against scipy.ndimage and numpy
+    ndimage = pytest.importorskip("scipy.ndimage")
+    ee = ee_local
+    img = ee.Image(L1C).select("B4")
+    stats = ee.Reducer.mean().combine(ee.Reducer.stdDev(), sharedInputs=True)
+    got = _pixels(ee, img.reduceNeighborhood(stats, ee.Kernel.square(70, "meters")))
+    r0, c0 = 204, 300
+    mean = ndimage.uniform_filter(b4, size=15)
+    sd = np.sqrt(np.maximum(ndimage.uniform_filter(b4 * b4, size=15) - mean * mean, 0))
+    np.testing.assert_allclose(got["B4_mean"], mean[r0 : r0 + 30, c0 : c0 + 40], rtol=1e-9)
+    np.testing.assert_allclose(got["B4_stdDev"], sd[r0 : r0 + 30, c0 : c0 + 40], rtol=1e-6, atol=1e-6)
+    window = b4[r0 - 7 : r0 + 8, c0 - 7 : c0 + 8]  # the first output pixel's window, by hand
+    assert got["B4_stdDev"][0, 0] == pytest.approx(window.std(), rel=1e-9)
+    summed = _pixels(ee, img.reduceNeighborhood(ee.Reducer.sum(), ee.Kernel.square(3, "pixels", False)))
+    np.testing.assert_allclose(summed["B4_sum"], 49 * ndimage.uniform_filter(b4, size=7)[r0 : r0 + 30, c0 : c0 + 40])
+
+
+def test_reduce_neighborhood_box_skips_masked_pixels(ee_local, b4):
+    # masked pixels take no part: each window's mean and count over its unmasked pixels only (numpy by hand)
+    ee = ee_local
+    img = ee.Image(L1C).select("B4")
+    masked = img.updateMask(img.lt(1060))
+    reducer = ee.Reducer.mean().combine(ee.Reducer.count(), sharedInputs=True)
+    got = _pixels(ee, masked.reduceNeighborhood(reducer, ee.Kernel.square(2), skipMasked=False))
+    r0, c0 = 204, 300
+    ok = b4 < 1060
+    assert 0.05 < ok[r0 : r0 + 30, c0 : c0 + 40].mean() < 0.95  # the mask bites
+    for i, j in [(0, 0), (5, 17), (29, 39), (12, 3)]:
+        win, keep = (
+            b4[r0 + i - 2 : r0 + i + 3, c0 + j - 2 : c0 + j + 3],
+            ok[r0 + i - 2 : r0 + i + 3, c0 + j - 2 : c0 + j + 3],
+        )
+        assert got["B4_count"][i, j] == keep.sum()
+        if keep.any():
+            assert got["B4_mean"][i, j] == pytest.approx(win[keep].mean(), rel=1e-9)
+
+
 def test_reduce_resolution_mean_of_blocks(ee_local, b4):
     # ee.Image.reduceResolution reference: inputs weighted by the fraction of the output pixel they cover
     ee = ee_local

@@ -402,3 +402,27 @@ def test_download_url_other_formats(ee_http, scene, fmt):
         assert ds.count == 2 and ds.descriptions == ("B4", "B8")
         assert tuple(ds.transform)[:6] == pytest.approx(transform)
         np.testing.assert_array_equal(ds.read(2).astype(float), want)
+
+
+def test_npy_answer_is_numpys_save_of_the_bands_with_masked_pixels_zero():
+    # The answer is written in blocks of rows (here 3, the last one short) and joined: byte for byte what
+    # np.save writes for the structured array of the bands, masked pixels 0, integer bands rounded and clipped.
+    from gee_mining.local.raster.band import Band
+    from gee_mining.local.raster.image import Image
+    from gee_mining.local.raster.pixels import encode_npy
+    from gee_mining.local.raster.pixeltype import PixelType
+
+    rng = np.random.default_rng(3)
+    shape = (300, 700)
+    types = {"d": PixelType("double"), "f": PixelType("float"), "u": PixelType.int_range(0, 65535)}
+    values = {"d": rng.normal(size=shape), "f": rng.normal(size=shape), "u": rng.uniform(-10, 70000, shape)}
+    masks = {"d": rng.random(shape) < 0.2, "f": np.zeros(shape, bool), "u": rng.random(shape) < 0.1}
+    image = Image([Band(n, t, None, None, None) for n, t in types.items()])
+    got = encode_npy(image, {n: np.ma.MaskedArray(values[n], masks[n]) for n in types})
+    want = np.zeros(shape, [("d", "<f8"), ("f", "<f4"), ("u", "<u2")])
+    for n in ("d", "f"):
+        want[n] = np.where(masks[n], 0, values[n])
+    want["u"] = np.clip(np.round(np.where(masks["u"], 0, values["u"])), 0, 65535)
+    buf = io.BytesIO()
+    np.save(buf, want)
+    assert got == buf.getvalue()

@@ -359,6 +359,22 @@ def test_yolo_detector_exports_the_surviving_cells_and_georeferences_its_boxes(e
         lon, lat = to_lonlat.transform(ring[:, 0], ring[:, 1])
         corners = shapely.Polygon(np.column_stack([lon, lat]))  # the detector densifies edges; corners suffice here
         assert corners.symmetric_difference(det.geometry).area < 1e-4 * det.geometry.area
+    # with context: each cell's 1375 m block exported once (138 px, the training patch), boxes kept over a kept cell
+    from gee_mining.pyramid.detectors import context_blocks
+
+    detector.context, detector.folder = 1375.0, tmp_path / "context"
+    run = detector.detect(ee, cells)
+    blocks = {b["name"]: b for b in context_blocks(cells, 1375.0)}
+    assert run.cost.patches_exported == len(blocks) == len(run.files) and run.cost.cells == 3
+    assert run.cost.pixels == len(blocks) * 138 * 138
+    for path in run.files:
+        with rasterio.open(path) as ds:
+            assert (ds.width, ds.height) == (138, 138)
+            assert tuple(ds.transform)[:6] == pixel_grid(blocks[path.stem]).transform
+    squares = [shapely.box(*(v * r["cell_size"] for v in (r["cell_x"], r["cell_y"], r["cell_x"] + 1, r["cell_y"] + 1)))
+               for r in cells]  # fmt: skip
+    assert run.detections, "an untrained model at conf 1e-4 still proposes boxes over the kept cells"
+    assert all(max(shapely.intersection(d.crs_geometry, q).area for q in squares) > 0 for d in run.detections)
 
 
 def test_known_polygons_are_filtered_server_side(ee_local, monkeypatch):

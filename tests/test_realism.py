@@ -263,6 +263,13 @@ def test_snow_scenes_show_snow_the_flags_confuse(hard_world):
         cs_false += int((sel & (cdf < 0.6)).sum())
         scl_snow += int((sel & (scl == 11)).sum())
     assert clear_snow > 1000
+    props = {json.loads(line)["id"].split("/")[-1]: json.loads(line)["properties"]
+             for line in (root / "s2_sr_harmonized.jsonl").read_text().splitlines()}  # fmt: skip
+    for s in hard_world.scenes:  # SNOW_ICE_PERCENTAGE: the share of SCL's snow class, as Sen2Cor reports it
+        with rasterio.open(root / "S2_SR_HARMONIZED" / s["index"] / "20m_qa.tif") as ds:
+            share = 100 * float(np.mean(ds.read(1) == 11))
+        assert props[s["index"]]["SNOW_ICE_PERCENTAGE"] == pytest.approx(share, abs=1e-5)
+        assert (share > 0) == ("snow" in s["truth"])
     assert abs(cs_false / clear_snow - HARD.snow_cs_false) < 0.08  # snow Cloud Score+ takes for cloud
     assert scl_snow / clear_snow > 0.7  # SCL calls most of it snow
 

@@ -7,6 +7,7 @@ from gee_mining.cli.output import add_json_option, emit, print_figures, progress
 from gee_mining.errors import InputError
 from gee_mining.monitor.evaluate import MonitorEvaluationSpec, evaluate_monitor
 from gee_mining.pyramid.evaluate import EvaluationSpec, evaluate_pyramid
+from gee_mining.pyramid.evaluate_yolo import YoloEvaluationSpec, evaluate_yolo
 from gee_mining.tools.heldout import HeldoutSpec
 from gee_mining.tools.heldout_classify import CANDIDATES, evaluate_classify
 from gee_mining.tools.heldout_study import evaluate_study
@@ -41,7 +42,7 @@ def _pyramid(args) -> int:
         size_km=args.size_km, clusters=args.clusters, levels=_numbers(args.levels, "--levels"),
         zooms=_numbers(args.zooms, "--zooms", int), target_recall=args.target_recall, margin=_margin(args.margin),
         pixels=args.pixels, mine_share=args.mine_share, exhaustive=args.exhaustive, workers=args.workers,
-        realism=args.realism,
+        realism=args.realism, detector=args.detector, weights=args.weights, screening=args.screening,
     )  # fmt: skip
     report = evaluate_pyramid(args.out, spec, progress=progress(args))
     pooled = {"SIMULATED": True, "pooled": report["pooled"], "evaluation": f"{args.out}/evaluation.json"}
@@ -115,6 +116,47 @@ def _add_pixel_models(act) -> None:
         q.set_defaults(func=_pixel_models)
 
 
+def _yolo(args) -> int:
+    spec = YoloEvaluationSpec(
+        train_seeds=_seeds(args.train_seeds, "--train-seeds"), test_seeds=_seeds(args.test_seeds, "--test-seeds"),
+        size_km=args.size_km, clusters=args.clusters, realism=args.realism, workers=args.workers,
+        patch_px=args.patch_px, mine_stride=args.mine_stride, bands=tuple(args.bands.split(",")), epochs=args.epochs,
+        imgsz=args.imgsz, batch=args.batch, conf=args.conf, min_iou=args.min_iou, mine_share=args.mine_share,
+    )  # fmt: skip
+    report = evaluate_yolo(args.out, spec, progress=progress(args))
+    pooled = {k: v for k, v in report["pooled"].items() if k != "recall_by_size"}
+    result = {"SIMULATED": True, "pooled": report["pooled"], "training": report["training"],
+              "evaluation": f"{args.out}/yolo_evaluation.json", "model": f"{args.out}/yolo_model.json"}  # fmt: skip
+    emit(args, result, lambda: print_figures("SIMULATED, YOLO on held-out worlds' patches, pooled",
+                                             {**pooled, "training_s": report["training"]["seconds"]},
+                                             f"{args.out}/yolo_evaluation.json"))  # fmt: skip
+    return 0
+
+
+def _add_yolo(act) -> None:
+    q = act.add_parser("yolo", help="YOLO on SIMULATED worlds: train on the train seeds' patches, measure on others")
+    q.add_argument("--train-seeds", required=True, help="world seeds to train on, e.g. 1,2,3")
+    q.add_argument("--test-seeds", required=True, help="world seeds to report on, e.g. 4,5 (never trained on)")
+    q.add_argument("--out", required=True, help="output folder (worlds, patches, datasets, yolo_evaluation.json)")
+    q.add_argument("--size-km", type=float, default=11.04, help="side of each world (km; default 11.04)")
+    q.add_argument("--clusters", type=int, default=4, help="mine clusters per world (default 4)")
+    q.add_argument("--patch-px", type=int, default=138, help="patch side, pixels (default 138: the 1375 m level)")
+    q.add_argument("--mine-stride", type=int, default=46, help="train windows holding a mine every N px (default 46)")
+    q.add_argument("--bands", default="B4,B3,B2", help="comma-separated bands (3 = PNG, else multi-page TIFF)")
+    q.add_argument("--epochs", type=int, default=8, help="training epochs on the CPU (default 8)")
+    q.add_argument("--imgsz", type=int, default=128, help="training and prediction image size (default 128)")
+    q.add_argument("--batch", type=int, default=8, help="images per training batch (default 8)")
+    q.add_argument("--conf", type=float, default=0.25, help="smallest box score counted (default 0.25)")
+    q.add_argument("--min-iou", type=float, default=0.25,
+                   help="a mine is matched by a box of this IoU with the mine inside the box's patch (default 0.25)")  # fmt: skip
+    q.add_argument("--mine-share", type=float, default=0.0007, help="share of land that is mine, for precision")
+    q.add_argument("--workers", type=int, default=1, help="processes building worlds side by side")
+    q.add_argument("--realism", choices=("hard", "easy"), default="hard",
+                   help="the worlds' difficulty (docs/world.md): hard (default) or the old easy world")  # fmt: skip
+    add_json_option(q, "the pooled held-out figures and the training's time")
+    q.set_defaults(func=_yolo)
+
+
 def _add_monitor(act) -> None:
     q = act.add_parser("monitor", help="monitoring on SIMULATED multi-year worlds: tune on train seeds, report on test")
     q.add_argument("--train-seeds", required=True, help="world seeds to fit and tune on, e.g. 1,2,3")
@@ -149,7 +191,15 @@ def add_cli(sub) -> None:
     q.add_argument("--workers", type=int, default=1, help="processes building worlds side by side")
     q.add_argument("--realism", choices=("hard", "easy"), default="hard",
                    help="the worlds' difficulty (docs/world.md): hard (default) or the old easy world")  # fmt: skip
+    q.add_argument("--detector", choices=("pixel", "yolo"), default="pixel",
+                   help="the fine level's detector: pixel (the pixel model in boxes, default) or yolo (needs --weights)")  # fmt: skip
+    q.add_argument(
+        "--weights", help="with --detector yolo: the yolo_model.json (or weights) an `evaluate yolo` run wrote"
+    )
+    q.add_argument("--screening", choices=("forest", "logistic"), default="forest",
+                   help="screening model: a random forest on context features (default) or the pixel-only logistic")  # fmt: skip
     add_json_option(q, "the pooled held-out figures")
     q.set_defaults(func=_pyramid)
     _add_pixel_models(act)
+    _add_yolo(act)
     _add_monitor(act)

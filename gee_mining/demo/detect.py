@@ -159,7 +159,9 @@ def _training_report(section, result: TrainResult, dets: list[Detection]) -> Non
         "A smoke run: it shows that training, prediction and the mapping back to EPSG:4326 work offline, not a "
         "detector. Two epochs from scratch on a handful of 64 px cells cannot learn (its boxes score near 0, and its "
         "mAP50, kept in summary.json, is not shown as a result). "
-        "The learning run is bench/bench_detect.py (SIMULATED 23 km world, 128 px patches, 20 epochs): its "
-        "validation mAP50 against an untrained model, IoU with the true polygons and speed are in docs/detect.md.",
+        "The learning run is bench/bench_detect.py (SIMULATED 23 km world, 128 px patches, 20 epochs; in-sample: its "
+        "validation tiles lie beside its training mines). Measured on held-out worlds (`gee-mining evaluate yolo`, "
+        "SIMULATED): recall 0.425 (95 % interval 0.358-0.493) on 219 mines, 68 false boxes per 1000 km2, mAP50 "
+        "0.042 after 8 CPU epochs; docs/detect.md.",
         "warn",
     )

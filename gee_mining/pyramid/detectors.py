@@ -22,6 +22,7 @@ Earth Engine computed for them and the bytes that came back.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tempfile
 import time
@@ -32,6 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import rasterio
+import shapely
 from rasterio.windows import Window
 from scipy import ndimage
 
@@ -163,6 +165,12 @@ class YoloDetector:
     each cell's image holds (:class:`gee_mining.steps.cell_image.ImagerySpec`; labels off unless ``polygons`` are
     given), or ``image``: an ``ee.Image`` exported on each cell's lattice instead (a composite already served
     as an asset); ``destination``: ``gs://bucket/prefix`` for the export tasks.
+
+    ``context``: a cell size (metres, a multiple of the cells' size) of the blocks exported instead of the cells
+    themselves. A fine cell (343.75 m, 35 px) is smaller than many mines and than the patches YOLO was trained
+    on; with ``context=1375`` each kept cell's enclosing 1375 m block (138 px, the training patch) is exported
+    once, however many of its cells were kept, and only the boxes that overlap a kept cell are returned. The
+    cost counts the blocks' pixels.
     """
 
     weights: Any
@@ -175,6 +183,7 @@ class YoloDetector:
     folder: str | os.PathLike | None = None
     name: str = "YOLO on exported patches"
     predict_args: dict = field(default_factory=dict)
+    context: float | None = None
 
     def detect(self, ee: Any, cells: Sequence[dict[str, Any]]) -> DetectorRun:
 
@@ -185,7 +194,8 @@ class YoloDetector:
             imagery = dataclasses.replace(imagery, labels=False)
         if not cells:
             return DetectorRun([], DetectorCost(0, 0, 0, 0, 0, 0.0))
-        results = export_cells(list(cells), self.polygons, ExportSpec(self.destination), imagery, download_to=out,
+        exported = context_blocks(cells, self.context) if self.context else list(cells)
+        results = export_cells(exported, self.polygons, ExportSpec(self.destination), imagery, download_to=out,
                                image=self.image)  # fmt: skip
         failed = [f"{r.cell}: {r.state} {r.error or ''}".strip() for r in results if r.state != "COMPLETED"]
         if failed:
@@ -194,7 +204,42 @@ class YoloDetector:
             )
         files = [p for r in results for p in r.local_files]
         dets = predict_cells(self.weights, files, self.dataset_spec, conf=self.conf, **self.predict_args)
-        pixels = sum(pixel_grid(r).width * pixel_grid(r).height for r in cells)
+        if self.context:
+            dets = boxes_on_cells(dets, cells)
+        pixels = sum(pixel_grid(r).width * pixel_grid(r).height for r in exported)
         cost = DetectorCost(len(cells), len(results), len(files), pixels, sum(p.stat().st_size for p in files),
                             time.perf_counter() - t0)  # fmt: skip
         return DetectorRun(dets, cost, files)
+
+
+def context_blocks(cells: Sequence[dict[str, Any]], size: float) -> list[dict[str, Any]]:
+    """The cells of ``size`` metres (same zone, same grid origin) that hold the centres of ``cells``, each once."""
+    blocks: dict[tuple, dict[str, Any]] = {}
+    for r in cells:
+        cx = (r["cell_x"] + 0.5) * float(r["cell_size"])
+        cy = (r["cell_y"] + 0.5) * float(r["cell_size"])
+        key = (int(r["epsg"]), math.floor(cx / size), math.floor(cy / size))
+        blocks.setdefault(key, {"name": f"ctx{size:g}_{key[0]}_{key[1]}_{key[2]}".replace(".", "p"),
+                                "epsg": key[0], "cell_x": key[1], "cell_y": key[2], "cell_size": float(size)})  # fmt: skip
+    return list(blocks.values())
+
+
+def boxes_on_cells(detections: Sequence[Any], cells: Sequence[dict[str, Any]]) -> list[Any]:
+    """The detections whose box overlaps (with some area) one of ``cells`` (grid rows; compared in the cell's
+    zone, on the cell's exact square)."""
+    squares: dict[int, list] = {}
+    for r in cells:
+        size = float(r["cell_size"])
+        squares.setdefault(int(r["epsg"]), []).append(
+            shapely.box(r["cell_x"] * size, r["cell_y"] * size, (r["cell_x"] + 1) * size, (r["cell_y"] + 1) * size)
+        )
+    trees = {epsg: shapely.STRtree(sq) for epsg, sq in squares.items()}
+    kept = []
+    for d in detections:
+        tree = trees.get(int(d.epsg))
+        if tree is not None and any(
+            shapely.intersection(d.crs_geometry, squares[int(d.epsg)][int(j)]).area > 0
+            for j in tree.query(d.crs_geometry, predicate="intersects")
+        ):
+            kept.append(d)
+    return kept

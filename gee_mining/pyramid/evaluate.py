@@ -22,6 +22,7 @@ All of it is SIMULATED.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -39,14 +40,18 @@ from gee_mining.connection import connect
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import write_catalog
 from gee_mining.io.prepared import forget_prepared, read_prepared, write_prepared
+from gee_mining.ml.detect.dataset import DatasetSpec
 from gee_mining.pyramid.calibration import Calibration, CalibrationWorld, calibrate_worlds, clopper_pearson
 from gee_mining.pyramid.core import PyramidSpec, descendants, known_polygons, run_exhaustive, run_pyramid, start_cells
-from gee_mining.pyramid.detectors import PixelModelDetector
+from gee_mining.pyramid.detectors import PixelModelDetector, YoloDetector
 from gee_mining.pyramid.probability import (
     FEATURE_INDICES,
+    context_feature_names,
     feature_names,
+    fit_forest,
     fit_logistic,
     probability_image,
+    sample_context,
     sample_pixels,
 )
 from gee_mining.pyramid.world import SimulatedPyramid, prepare_simulated, seed_corner
@@ -54,6 +59,8 @@ from gee_mining.steps.indices import add_indices
 from gee_mining.world.manifest import WorldManifest
 from gee_mining.world.realism import REALISMS
 
+MODEL_FILE = "yolo_model.json"  # written by `evaluate yolo`: the weights, their dataset spec and the seeds they saw
+SCREENINGS = ("forest", "logistic")  # the screening models fit_screening can fit
 SIZE_BINS_KM2 = (0.05, 0.2, 1.0)  # recall is also reported for mines below 0.05 km2, 0.05-0.2, 0.2-1, above 1
 
 
@@ -76,6 +83,9 @@ class EvaluationSpec:
     exhaustive: bool = False  # also run the detector on every fine cell (slow: the reference recall)
     workers: int = 1  # processes that build worlds side by side
     realism: str = "hard"  # the worlds' difficulty (gee_mining.world.realism): "hard" (default) or "easy"
+    detector: str = "pixel"  # the fine level's detector: "pixel" (the pixel model in boxes) or "yolo"
+    weights: str | None = None  # with detector "yolo": weights an `evaluate yolo` run trained (yolo_model.json)
+    screening: str = "forest"  # the screening model: "forest" (context features) or "logistic" (the pixel alone)
 
     def __post_init__(self) -> None:
         train, test = tuple(int(s) for s in self.train_seeds), tuple(int(s) for s in self.test_seeds)
@@ -93,10 +103,15 @@ class EvaluationSpec:
                 f"a cross-world margin needs at least two train worlds (got {list(train)}): add train seeds, or give "
                 "a fixed margin, e.g. --margin 0.5."
             )
+        if self.screening not in SCREENINGS:
+            raise InputError(f"screening {self.screening!r}: one of {', '.join(SCREENINGS)}.")
         if self.realism not in REALISMS:
             raise InputError(f"realism {self.realism!r}: one of {', '.join(REALISMS)}.")
         if not 0 < self.mine_share < 1:
             raise InputError(f"mine_share {self.mine_share}: a share of land in (0, 1), e.g. 0.0007.")
+        if self.detector not in ("pixel", "yolo") or (self.detector == "yolo") != bool(self.weights):
+            raise InputError(f"detector {self.detector!r} / weights {self.weights!r}: pixel (no weights), or yolo with "
+                             "the weights of an `evaluate yolo` run (--detector yolo --weights OUT/yolo_model.json).")  # fmt: skip
         object.__setattr__(self, "train_seeds", train)
         object.__setattr__(self, "test_seeds", test)
         self.pyramid_spec()  # validates the levels
@@ -254,22 +269,29 @@ def check_disjoint(train: dict[int, SimulatedPyramid], test: dict[int, Simulated
 
 
 def fit_screening(train: dict[int, SimulatedPyramid], spec: EvaluationSpec):
-    """One logistic screening model on a pixel sample pooled over the train worlds (``spec.pixels`` per class each)."""
-    tables = [sample_pixels(ee, ee.Image(w.composite_id), w.region(ee), w.mines_id, spec.pixels, seed=s)
-              for s, w in train.items()]  # fmt: skip
+    """One screening model on a pixel sample pooled over the train worlds (``spec.pixels`` per class each): the
+    random forest on context features (``screening="forest"``) or the logistic model on the pixel's own spectrum
+    and indices (``"logistic"``)."""
     first = next(iter(train.values()))
     composite = ee.Image(first.composite_id)
+    if spec.screening == "forest":
+        tables = [sample_context(ee, ee.Image(w.composite_id), w.region(ee), w.mines_id, spec.pixels, seed=s)
+                  for s, w in train.items()]  # fmt: skip
+        return fit_forest(pd.concat(tables, ignore_index=True), context_feature_names(ee, composite))
+    tables = [sample_pixels(ee, ee.Image(w.composite_id), w.region(ee), w.mines_id, spec.pixels, seed=s)
+              for s, w in train.items()]  # fmt: skip
     features = add_indices(composite, list(FEATURE_INDICES))
     return fit_logistic(features, pd.concat(tables, ignore_index=True), feature_names(ee, composite)).model
 
 
 def evaluate_world(seed: int, sim: SimulatedPyramid, model, spec: PyramidSpec, ev: EvaluationSpec,
-                   out: Path) -> WorldResult:  # fmt: skip
-    """The frozen model and thresholds on one held-out world."""
+                   out: Path, detector=None) -> WorldResult:  # fmt: skip
+    """The frozen model and thresholds on one held-out world; ``detector`` at the fine level (default: the pixel
+    model in boxes)."""
     t0 = time.perf_counter()
     image = probability_image(ee, model, ee.Image(sim.composite_id))
     cells = start_cells(ee, sim.region(ee), spec.levels[0], sim.epsg)
-    detector = PixelModelDetector(image, block=8, folder=out / f"seed_{seed}" / "patches")
+    detector = detector or PixelModelDetector(image, block=8, folder=out / f"seed_{seed}" / "patches")
     result = run_pyramid(ee, image, spec, cells, detector, sim.mines_id)
     polys = known_polygons(ee, sim.mines_id, "id", result.known_mines)
     tree = shapely.STRtree([polys[m] for m in result.known_mines]) if polys else None
@@ -334,6 +356,7 @@ def evaluate_pyramid(out_dir: str | os.PathLike, ev: EvaluationSpec,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    yolo = yolo_model(ev) if ev.detector == "yolo" else None  # before the long work: refused weights fail fast
     worlds = prepare_worlds(out, ev, say)
     train = {s: worlds[s] for s in ev.train_seeds}
     test = {s: worlds[s] for s in ev.test_seeds}
@@ -345,7 +368,8 @@ def evaluate_pyramid(out_dir: str | os.PathLike, ev: EvaluationSpec,
     progress_file = out / "worlds.jsonl"  # one line per finished test world: a long run can be read as it goes
     progress_file.unlink(missing_ok=True)
     for seed, sim in test.items():
-        results.append(evaluate_world(seed, sim, model, cal.spec, ev, out))
+        detector = yolo_detector(yolo, seed, sim, ev.levels, out / "yolo_cells" / f"seed_{seed}") if yolo else None
+        results.append(evaluate_world(seed, sim, model, cal.spec, ev, out, detector))
         r = results[-1]
         with progress_file.open("a") as f:
             f.write(json.dumps(r.as_json(), default=str) + "\n")
@@ -360,6 +384,10 @@ def evaluate_pyramid(out_dir: str | os.PathLike, ev: EvaluationSpec,
             "spec": {k: v for k, v in asdict(ev).items() if k not in ("train_seeds", "test_seeds")},
             "calibration": cal.as_json(),
             "screening_model": model.to_json(),
+            "detector": {
+                "name": ev.detector,
+                **({k: yolo[k] for k in ("weights", "train_seeds", "imgsz", "conf")} if yolo else {}),
+            },
         },  # fmt: skip
         "worlds": [r.as_json() for r in results],
         "pooled": pooled(results, ev),
@@ -369,6 +397,44 @@ def evaluate_pyramid(out_dir: str | os.PathLike, ev: EvaluationSpec,
     tmp.write_text(json.dumps(report, indent=1, default=str))
     os.replace(tmp, out / "evaluation.json")
     return report
+
+
+def read_model_file(weights: str | os.PathLike) -> dict[str, Any]:
+    """The ``yolo_model.json`` of an ``evaluate yolo`` run: the file itself, its folder, or weights under that folder
+    (``.../yolo/runs/train_worlds/weights/last.pt``: those weights, with the run's record); an error naming the file
+    when there is none."""
+    path = Path(weights)
+    if path.name == MODEL_FILE and path.is_file():
+        return json.loads(path.read_text())
+    for folder in [path, *path.parents]:
+        if (folder / MODEL_FILE).is_file():
+            model = json.loads((folder / MODEL_FILE).read_text())
+            if path.suffix == ".pt" and path.is_file():
+                model["weights"] = str(path)
+            return model
+    raise InputError(f"--weights {weights}: no {MODEL_FILE} beside it; give the weights an `evaluate yolo` run wrote "
+                     "(they record the seeds they were trained on).")  # fmt: skip
+
+
+def yolo_model(ev: EvaluationSpec) -> dict[str, Any]:
+    """The ``yolo_model.json`` of ``ev.weights``, refused when the model saw a test world."""
+    model = read_model_file(ev.weights)
+    seen = sorted(set(model["train_seeds"]) & set(ev.test_seeds))
+    if seen:
+        raise InputError(f"--weights {ev.weights} was trained on seed(s) {seen}, which are test seeds here: train it "
+                         "on other seeds (evaluate yolo --train-seeds) or test on other worlds.")  # fmt: skip
+    return model
+
+
+def yolo_detector(model: dict[str, Any], seed: int, sim: SimulatedPyramid, levels: Sequence[float],
+                  folder: Path) -> YoloDetector:  # fmt: skip
+    """YOLO at the fine level: each kept cell's block of the world's composite, of the level whose lattice is the
+    training patch (1375 m for 138 px), and the boxes scoring at least the model's ``conf`` that overlap a kept
+    cell."""
+    context = next((lv for lv in levels if math.ceil(lv / 10 - 1e-9) == model["patch_px"]), model["patch_px"] * 10)
+    return YoloDetector(model["weights"], DatasetSpec.from_json(model["dataset_spec"]), image=ee.Image(sim.composite_id),
+                        destination=f"gs://gee-mining-evaluate/yolo-{seed}", conf=model["conf"], folder=folder,
+                        predict_args={"imgsz": model["imgsz"]}, context=float(context))  # fmt: skip
 
 
 def _calibrate(train: dict[int, SimulatedPyramid], model, ev: EvaluationSpec, say) -> Calibration:

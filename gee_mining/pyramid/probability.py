@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import rasterio
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -29,7 +30,8 @@ from gee_mining.errors import InputError
 from gee_mining.io.catalog import CatalogEntry
 from gee_mining.io.pages import iter_features
 from gee_mining.io.storage import gs_key
-from gee_mining.ml.classify import compile_linear
+from gee_mining.ml.classify import compile_linear, forest_image
+from gee_mining.steps.context import CONTEXT_RADII_M, context_image, context_names
 from gee_mining.steps.indices import add_indices
 from gee_mining.steps.sentinel2 import CompositeSpec, composite
 
@@ -68,6 +70,64 @@ def fit_logistic(features, table, names: Sequence[str], label: str = MINE_BAND, 
     return ProbabilityModel(image, model, int(len(y)), int(np.sum(y)))
 
 
+@dataclass(frozen=True)
+class ForestScreen:
+    """A screening model that sees context: scikit-learn's random forest on each pixel's spectrum, indices and
+    neighbourhood statistics (:func:`gee_mining.steps.context.context_image` at ``radii``), deployed as
+    ``ee.Classifier.decisionTreeEnsemble`` (``ml.classify.forest_image``: each tree's leaves hold the class-1
+    share, averaged over the trees, so the image is the forest's ``predict_proba``)."""
+
+    forest: Any  # a fitted sklearn RandomForestClassifier on classes 0 / 1
+    features: tuple[str, ...]
+    radii: tuple[float, ...] = CONTEXT_RADII_M
+    train_pixels: int = 0
+    train_mine_pixels: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        ranked = sorted(zip(self.features, self.forest.feature_importances_, strict=True), key=lambda t: -t[1])
+        return {"kind": "random_forest", "deployed_as": "ee.Classifier.decisionTreeEnsemble (REGRESSION: mean of "
+                "the trees' class-1 shares)", "features": list(self.features), "context_radii_m": list(self.radii),
+                "trees": len(self.forest.estimators_), "max_depth": self.forest.max_depth,
+                "min_samples_leaf": self.forest.min_samples_leaf, "train_pixels": self.train_pixels,
+                "train_mine_pixels": self.train_mine_pixels,
+                "importance": {k: round(float(v), 4) for k, v in ranked[:12]}}  # fmt: skip
+
+
+def fit_forest(table: pd.DataFrame, names: Sequence[str], radii: Sequence[float] = CONTEXT_RADII_M,
+               label: str = MINE_BAND, trees: int = 30, max_depth: int = 12, min_leaf: int = 10,
+               seed: int = 0) -> ForestScreen:  # fmt: skip
+    """Fit scikit-learn's random forest (``trees`` trees of at most ``max_depth`` levels and ``min_leaf`` pixels a
+    leaf, kept small so the compiled ensemble stays a small request) on a pixel table of context features
+    (:func:`sample_pixels` with ``radii``)."""
+    names = list(names)
+    missing = [c for c in [*names, label] if c not in table.columns]
+    if missing:
+        raise InputError(f"pixel table lacks column(s) {', '.join(missing)}: sample the context image with labels.")
+    data = table.dropna(subset=names + [label])
+    y = (data[label].to_numpy() > 0.5).astype(int)
+    if y.all() or not y.any():
+        raise InputError("the pixel table holds only one class: sample cells with and without mines.")
+    forest = RandomForestClassifier(trees, max_depth=max_depth, min_samples_leaf=min_leaf, class_weight="balanced",
+                                    random_state=seed, n_jobs=1).fit(data[names].to_numpy(dtype=float), y)  # fmt: skip
+    return ForestScreen(forest, tuple(names), tuple(float(r) for r in radii), int(len(y)), int(y.sum()))
+
+
+def sample_context(ee, composite, region, polygons, pixels: int = 2000, scale: float = 10.0, seed: int = 0,
+                   radii: Sequence[float] = CONTEXT_RADII_M) -> pd.DataFrame:  # fmt: skip
+    """:func:`sample_pixels` of the context image (:func:`gee_mining.steps.context.context_image`)."""
+    features = context_image(ee.Image(composite), radii)
+    mine = ee.Image(0).byte().paint(ee.FeatureCollection(polygons), 1).rename(MINE_BAND)
+    sample = features.addBands(mine).stratifiedSample(
+        numPoints=pixels, classBand=MINE_BAND, region=region, scale=scale, seed=seed, geometries=False
+    )
+    return pd.DataFrame([f["properties"] for f in iter_features(sample)])
+
+
+def context_feature_names(ee, composite, radii: Sequence[float] = CONTEXT_RADII_M) -> list[str]:
+    """The forest's features over ``composite``: :func:`gee_mining.steps.context.context_names` of its bands."""
+    return context_names(ee.Image(composite).bandNames().getInfo(), radii)
+
+
 def sample_pixels(ee, composite, region, polygons, pixels: int = 2000, scale: float = 10.0, seed: int = 0,
                   indices: Sequence[str] = FEATURE_INDICES) -> pd.DataFrame:  # fmt: skip
     """A pixel table of ``pixels`` pixels per class over ``region``: server-side ``stratifiedSample`` of ``composite``
@@ -86,8 +146,12 @@ def feature_names(ee, composite, indices: Sequence[str] = FEATURE_INDICES) -> li
     return [b for b in ee.Image(composite).bandNames().getInfo()] + list(indices)
 
 
-def probability_image(ee, model: LinearModel, composite, indices: Sequence[str] = FEATURE_INDICES):
-    """A fitted screening model compiled over another composite (a world it was not fitted on)."""
+def probability_image(ee, model: LinearModel | ForestScreen, composite, indices: Sequence[str] = FEATURE_INDICES):
+    """A fitted screening model compiled over another composite (a world it was not fitted on): a linear model over
+    the composite and ``indices``, or a :class:`ForestScreen` over the composite's context image."""
+    if isinstance(model, ForestScreen):
+        features = context_image(ee.Image(composite), model.radii)
+        return forest_image(model.forest, model.features, features, features_ready=True).select("probability")
     features = add_indices(ee.Image(composite), list(indices))
     return compile_linear(model, features, features_ready=True).select("probability")
 

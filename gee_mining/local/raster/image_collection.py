@@ -211,7 +211,8 @@ def _stack(bands: Sequence[Band], grid: PixelGrid, ctx: Any, dtype: type) -> np.
 # the resampling: it is computed on the native lattice (a 20 m band of a 10 m request has a quarter
 # of the pixels, a 60 m band a 36th) and the result resampled by nearest neighbour. The pixels are
 # the same as reducing on the request's grid. Integer files reduced by order statistics are stacked
-# as 32-bit integers read straight from the file, with no float copy.
+# as 32-bit integers read straight from the file, with no float copy; unsigned files whose nodata is 0
+# (Sentinel-2's) are read into one stack and keyed ``value - 1`` in one pass (nodata sorts last).
 
 _INT_STACKS = {"u": (np.uint32, 32), "i": (np.int32, 31)}  # kind -> stack type, bits of the file types it holds
 

@@ -615,6 +615,15 @@ def _neighbourhood_bands(
         if not cells:
             raise EngineError("Image.reduceNeighborhood: The kernel has no non-zero weights.")
         h, wd = grid.height, grid.width
+        parts = _box_parts(reducer)
+        if parts and len(cells) == kh * kw and w.flat[0] > 0 and np.all(w == w.flat[0]):
+            w0 = {"kernel": w.flat[0], "mask": 1.0, "min": min(w.flat[0], 1.0)}[input_weight]
+            outs = [o for kind, use_w in parts
+                    for o in box_reduce(kind, data, ~smask, kh, kw, h, wd, float(w0) if use_w else 1.0)]  # fmt: skip
+            if skip_masked:
+                centre = smask[y : y + h, x : x + wd]
+                outs = [np.ma.MaskedArray(o.data, np.ma.getmaskarray(o) | centre) for o in outs]
+            return outs
         values = np.stack([data[i : i + h, j : j + wd] for i, j in cells])
         valid = ~np.stack([smask[i : i + h, j : j + wd] for i, j in cells])
         kw_vec = np.array([w[i, j] for i, j in cells])[:, None, None]
@@ -639,6 +648,58 @@ def _neighbourhood_bands(
         ptype = _output_type(reducer, reducer.output_names[k], band.pixel_type, 0)
         bands.append(Band(name, ptype, band.proj, band.footprint, compute))
     return bands
+
+
+BOX_REDUCERS = ("Reducer.count", "Reducer.sum", "Reducer.mean", "Reducer.stdDev", "Reducer.variance")
+"""Reducers a kernel of equal weights over a whole rectangle reduces with summed-area tables (:func:`box_reduce`)."""
+
+
+def _box_parts(reducer: Reducer) -> list[tuple[str, bool]] | None:
+    """The ``BOX_REDUCERS`` a reducer is made of, in output order, each with whether it uses weights (a single
+    one, ``unweighted``, or ``combine`` with shared inputs of such), or None when it is anything else."""
+    inner, use_w = _inner(reducer)
+    if inner.kind in BOX_REDUCERS:
+        return [(inner.kind, use_w)]
+    if inner.kind == "Reducer.combine" and inner.args["sharedInputs"]:
+        a, b = _box_parts(inner.args["reducer1"]), _box_parts(inner.args["reducer2"])
+        return a + b if a and b else None
+    return None
+
+
+def _box_sums(a: np.ndarray, kh: int, kw: int, h: int, w: int) -> np.ndarray:
+    """The sum of ``a`` over every ``kh`` x ``kw`` window (output ``h`` x ``w``), from a summed-area table."""
+    s = np.zeros((a.shape[0] + 1, a.shape[1] + 1))
+    np.cumsum(np.cumsum(a, axis=0, dtype=np.float64), axis=1, out=s[1:, 1:])
+    return s[kh : kh + h, kw : kw + w] - s[:h, kw : kw + w] - s[kh : kh + h, :w] + s[:h, :w]
+
+
+def box_reduce(kind: str, data: np.ndarray, valid: np.ndarray, kh: int, kw: int, h: int, w: int,
+               weight: float = 1.0) -> Outputs:  # fmt: skip
+    """``kind`` (one of ``BOX_REDUCERS``) over each ``kh`` x ``kw`` window of ``data`` (``valid``: unmasked)
+    with equal weights (``weight``, which only a weighted sum keeps: equal weights cancel in a mean and a
+    variance, and a count ignores them): the same figures as :func:`stack_reduce` of the window's stack, in time independent of the kernel's
+    size (Earth Engine's ``boxcar`` optimisation does the same for count, sum and mean). Windows with no valid
+    pixel are masked, except in count and sum (0)."""
+    v = valid.astype(np.float64)
+    x = np.where(valid, data, 0.0).astype(np.float64)
+    n = np.rint(_box_sums(v, kh, kw, h, w))
+    empty = n <= 0
+    none = np.zeros_like(empty)
+    if kind == "Reducer.count":
+        return [np.ma.MaskedArray(n, none)]
+    # centred on the window's data mean: sums of squares keep their precision
+    shift = float(np.mean(x[valid])) if valid.any() else 0.0
+    xs = np.where(valid, x - shift, 0.0)
+    total = _box_sums(xs, kh, kw, h, w)
+    if kind == "Reducer.sum":
+        return [np.ma.MaskedArray(weight * (total + shift * n), none)]
+    safe = np.where(empty, 1.0, n)
+    mean = total / safe
+    if kind == "Reducer.mean":
+        return [np.ma.MaskedArray(np.where(empty, 0.0, mean + shift), empty)]
+    var = np.maximum(_box_sums(xs * xs, kh, kw, h, w) / safe - mean * mean, 0.0)
+    out = np.sqrt(var) if kind == "Reducer.stdDev" else var
+    return [np.ma.MaskedArray(np.where(empty, 0.0, out), empty)]
 
 
 @algorithm("Image.reduceNeighborhood")

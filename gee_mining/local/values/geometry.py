@@ -1231,11 +1231,17 @@ def _bbox_small_many(b: np.ndarray, src: str, max_err: float) -> np.ndarray:
         return np.isfinite(diag) & (2.0 * diag**2 * (np.tan(lat) + 1.0) / (8.0 * 6_356_752.0) <= max_err)
 
 
-def _edges_small_many(shapes: np.ndarray, src: str, dst: str, max_err: float) -> np.ndarray:
+def _edges_small_many(
+    shapes: np.ndarray, src: str, dst: str, max_err: float, moved: np.ndarray | None = None
+) -> np.ndarray:
     """:func:`_edges_small` of each (multi)polygon or (multi)line, with the edges of all shapes in one
-    pass (lon/lat from one transformer call); False for other kinds of shape."""
+    pass (lon/lat from one transformer call); False for other kinds of shape. ``moved`` (an object array
+    like ``shapes``): where the shapes are all (multi)polygons and that call's lon/lat are the target's
+    coordinates, each shape with them, as ``shapely.transform`` would make it (the same points through the
+    same transformer): a shape whose edges pass needs no second transformation."""
     ok = np.zeros(len(shapes), dtype=bool)
-    idx = np.nonzero(np.isin(shapely.get_type_id(shapes), (1, 3, 5, 6)))[0]
+    types = shapely.get_type_id(shapes)
+    idx = np.nonzero(np.isin(types, (1, 3, 5, 6)))[0]
     if not len(idx):
         return ok
     parts, part_owner = shapely.get_parts(shapes[idx], return_index=True)
@@ -1249,6 +1255,9 @@ def _edges_small_many(shapes: np.ndarray, src: str, dst: str, max_err: float) ->
     good = np.ones(len(idx), dtype=bool)
     np.logical_and.at(good, seq_owner, small)
     ok[idx] = good
+    if moved is not None and lonlat is not None and len(idx) == len(shapes) and poly.all():
+        # every shape polygonal: its rings' coordinates in order are its own (shapely.get_coordinates order)
+        moved[:] = shapely.set_coordinates(shapes.copy(), lonlat)
     return ok
 
 
@@ -1325,7 +1334,13 @@ def reproject_many(shapes: np.ndarray, src: str, dst: str, src_geo: bool, dst_ge
         direct |= _bbox_small_many(b, src, max_err)
         rest = np.nonzero(~direct & ~empty)[0]
         if len(rest):
-            direct[rest] = _edges_small_many(shapes[rest], src, dst, max_err)
+            moved = np.full(len(rest), None, dtype=object)
+            passed = _edges_small_many(shapes[rest], src, dst, max_err, moved)
+            direct[rest] = passed
+            if moved[0] is not None:  # already in dst (the edges' test transformed them): not transformed again
+                out[rest[passed]] = moved[passed]
+                direct[rest[passed]] = False
+                empty = empty | np.isin(np.arange(len(shapes)), rest[passed])  # settled: left alone below
     direct &= ~empty
     if direct.any() and src != dst:
         out[direct] = shapely.transform(shapes[direct], lambda xy: _transform_xy(xy, src, dst))
@@ -1411,6 +1426,33 @@ def _in_proj_many(geoms: list[Geometry], proj: Projection, max_err: float) -> li
     if proj.is_identity:
         return shapes
     return list(_affine_many(_object_array(shapes), proj.inverse()))
+
+
+@vectorised("Geometry.buffer")
+def buffer_many(n, geometry, distance, maxError, proj):  # noqa: N803
+    """:func:`buffer` of lon/lat geometries by one distance in metres, grouped by their local AEQD projection
+    (:func:`local_crs`, snapped so that many share one) and edge kind: each group reprojected there and back
+    in bulk (:func:`reproject_many`, equal to :func:`reproject` shape by shape) and buffered in one call.
+    Geometries in other projections, empty ones, and buffers in a given ``proj`` as the scalar form."""
+    if not (_all_geometries(geometry) and _shared(distance, maxError, proj)) or proj is not None:
+        return per_element(
+            "Geometry.buffer", n, {"geometry": geometry, "distance": distance, "maxError": maxError, "proj": proj}
+        )
+    err = max_error_m(maxError, abs(distance) * 0.01 if distance else DEFAULT_MAX_ERROR)
+    quad_segs = _quad_segs(abs(distance), err)
+    out: list[Any] = [None] * n
+    groups: dict[tuple[str, bool, bool], list[int]] = {}
+    for i, g in enumerate(geometry):
+        if g.crs != LONLAT or g.shape.is_empty:
+            out[i] = buffer(g, distance, maxError, None)
+        else:
+            groups.setdefault((local_crs(g.shape), g.edges_geodesic, g.geodesic), []).append(i)
+    for (crs, edges_geodesic, geodesic), idx in groups.items():
+        local = reproject_many(_object_array([geometry[i].shape for i in idx]), LONLAT, crs, edges_geodesic, False, err)
+        back = reproject_many(shapely.buffer(local, distance, quad_segs=quad_segs), crs, LONLAT, False, geodesic, err)
+        for i, shape in zip(idx, back, strict=True):
+            out[i] = Geometry(shape, geometry[i].proj, geometry[i].geodesic)
+    return out
 
 
 @vectorised("Geometry.bounds")

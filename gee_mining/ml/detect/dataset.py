@@ -34,6 +34,7 @@ format ultralytics' multispectral loader reads; a GDAL multi-sample TIFF is reje
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -260,12 +261,19 @@ def polygon_parts(geometry) -> list:
     return []
 
 
+@functools.lru_cache(maxsize=64)
+def _transformer(src: int, dst: int) -> pyproj.Transformer:
+    """One transformer per pair of codes: building one costs milliseconds, and a dataset reprojects every polygon
+    for every cell."""
+    return pyproj.Transformer.from_crs(src, dst, always_xy=True)
+
+
 def to_crs(geometry, epsg: int, src: int = 4326):
     """``geometry`` reprojected vertex by vertex from EPSG:``src`` to EPSG:``epsg`` (pyproj, x/y order)."""
 
     if int(epsg) == int(src):
         return geometry
-    tf = pyproj.Transformer.from_crs(src, int(epsg), always_xy=True)
+    tf = _transformer(int(src), int(epsg))
     return shapely.transform(geometry, lambda xy: np.column_stack(tf.transform(xy[:, 0], xy[:, 1])))
 
 
@@ -284,6 +292,8 @@ def cell_boxes(
         if geometry is None:
             continue
         local = to_crs(geometry, cell.lattice.epsg, src_epsg)
+        if not local.is_valid:  # a valid lon/lat ring can touch itself once reprojected (ragged simulated edges)
+            local = shapely.make_valid(local)
         if not local.intersects(footprint):
             continue
         for j, part in enumerate(polygon_parts(local)):

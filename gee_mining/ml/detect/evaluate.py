@@ -139,6 +139,8 @@ def polygon_iou(detections, polygons: Sequence, min_iou: float = 0.0, footprints
             if p is None or not p.intersects(d.geometry):
                 continue
             local = to_crs(p, d.epsg)
+            if not local.is_valid:  # a valid lon/lat ring can touch itself once reprojected
+                local = shapely.make_valid(local)
             if footprints is not None and d.cell in footprints:
                 local = shapely.intersection(local, footprints[d.cell])
             inter = shapely.intersection(local, d.crs_geometry).area

@@ -174,9 +174,9 @@ def feature_matrix(columns: dict[str, np.ndarray], spec: FeatureSpec, out: np.nd
     j = len(spec.bands)
     if spec.pairwise:
         scratch = np.empty(n)
-        for a, b in nd_pairs(spec.bands):  # the one formula, computed into its column (one scratch column)
-            X[:, j] = normalized_difference(bands[a], bands[b], _into(X[:, j], scratch))
-            j += 1
+        for a, b in nd_pairs(spec.bands):  # the one formula, computed into its column (one scratch column); not
+            normalized_difference(bands[a], bands[b], _into(X[:, j], scratch))  # assigned back: numpy would copy
+            j += 1  # the overlapping column through a temporary (8 MB a column at 1M rows)
     for name in spec.indices:
         X[:, j] = np.asarray(columns[name], dtype=np.float64) if name in columns else named_index(name, columns)
         j += 1

@@ -1,0 +1,99 @@
+"""The screening's context features (steps.context) against scipy.ndimage on the real L1C crop, and the forest
+screening model (pyramid.probability.ForestScreen) deployed through ee against scikit-learn's own predict_proba."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import shared_file
+
+from gee_mining.errors import InputError
+from gee_mining.steps.context import BARE_NDVI, context_image, context_names
+
+L1C = "COPERNICUS/S2_HARMONIZED/20170216T102101_20170216T102101_T33UUU"
+BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12"]
+FILE = "imagery/s2_l1c_T33UUU_20170216/T33UUU_20170216T102101_{}.jp2"
+X0, Y0 = 330000.0, 5822040.0  # the 10 m lattice's origin
+R0, C0, H, W = 204, 300, 30, 40  # the window fetched (rows, columns of the 10 m lattice)
+
+
+def _read(band):
+    import rasterio
+
+    with rasterio.open(shared_file(FILE.format(band))) as ds:
+        return ds.read(1).astype(np.float64)
+
+
+def _pixels(ee, image):
+    grid = {
+        "dimensions": {"width": W, "height": H},
+        "affineTransform": {"scaleX": 10, "shearX": 0, "translateX": X0 + 10 * C0, "shearY": 0, "scaleY": -10,
+                            "translateY": Y0 - 10 * R0},
+        "crsCode": "EPSG:32633",
+    }  # fmt: skip
+    return ee.data.computePixels({"expression": image, "fileFormat": "NUMPY_NDARRAY", "grid": grid})
+
+
+def _window(a):
+    return a[R0 : R0 + H, C0 : C0 + W]
+
+
+def test_context_bands_equal_scipy(ee_local):
+    ndimage = pytest.importorskip("scipy.ndimage")
+    ee = ee_local
+    image = context_image(ee.Image(L1C).select(BANDS), radii=[60])
+    got = _pixels(ee, image.select(["NDVI_mean_60m", "NDVI_sd_60m", "B4_sd_60m", "bare_60m", "water_60m"]))
+    b4, b8, b3 = _read("B04"), _read("B08"), _read("B03")
+    ndvi, ndwi = (b8 - b4) / (b8 + b4), (b3 - b8) / (b3 + b8)
+
+    def mean(a):
+        return ndimage.uniform_filter(a, size=13)  # 60 m at 10 m: 6 pixels each side
+
+    def sd(a):
+        return np.sqrt(np.maximum(mean(a * a) - mean(a) ** 2, 0))
+
+    np.testing.assert_allclose(got["NDVI_mean_60m"], _window(mean(ndvi)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["NDVI_sd_60m"], _window(sd(ndvi)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got["B4_sd_60m"], _window(sd(b4)), rtol=1e-4)
+    bare = _window(mean((ndvi < BARE_NDVI).astype(float)))
+    assert 0 < bare.mean() < 1  # both kinds of pixel in the window
+    np.testing.assert_allclose(got["bare_60m"], bare, atol=1e-6)
+    np.testing.assert_allclose(got["water_60m"], _window(mean((ndwi > 0).astype(float))), atol=1e-6)
+
+
+def test_context_names_are_the_image_bands(ee_local):
+    image = context_image(ee_local.Image(L1C).select(BANDS), radii=[20, 150])
+    assert image.bandNames().getInfo() == context_names(BANDS, [20, 150])
+
+
+@pytest.mark.parametrize("radii", [[], [0], [60, 60]])
+def test_bad_radii_are_refused(ee_local, radii):
+    with pytest.raises(InputError, match="radii"):
+        context_image(ee_local.Image(L1C).select(BANDS), radii=radii)
+
+
+def test_forest_screen_deployed_equals_sklearn(ee_local):
+    # the forest compiled to ee.Classifier.decisionTreeEnsemble gives scikit-learn's predict_proba at each pixel
+    from gee_mining.pyramid.probability import fit_forest, probability_image
+
+    ee = ee_local
+    composite = ee.Image(L1C).select(BANDS)
+    names = context_names(BANDS, [20])
+    table = pd.DataFrame(_pixels(ee, context_image(composite, [20])).reshape(-1))[names]
+    table["_mine"] = (table["NDVI"] > np.median(table["NDVI"])).astype(int)  # any two classes will do
+    screen = fit_forest(table, names, radii=[20], trees=5, max_depth=4)
+    got = _pixels(ee, probability_image(ee, screen, composite))["probability"].reshape(-1)
+    want = screen.forest.predict_proba(table[names].to_numpy(dtype=float))[:, 1]
+    assert 0 < want.min() < want.max() < 1 or len(set(want)) > 2  # not a constant
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_fit_forest_refuses_bad_tables():
+    from gee_mining.pyramid.probability import fit_forest
+
+    table = pd.DataFrame({"a": [0.1, 0.2, 0.3, 0.4], "_mine": [0, 0, 0, 0]})
+    with pytest.raises(InputError, match="lacks column"):
+        fit_forest(table, ["a", "b"])
+    with pytest.raises(InputError, match="one class"):
+        fit_forest(table, ["a"])
