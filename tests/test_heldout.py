@@ -145,7 +145,7 @@ def test_study_trains_on_train_worlds_only_and_reports_held_out_ones(study):
         palettes[s] = {n for n in json.loads((world / "manifest.json").read_text())["truth"]["palette"]
                        if not n.startswith("modelled:")}  # fmt: skip
         feats = json.loads((world / "tables" / "mines.geojson").read_text())["features"]
-        mines[s] = shapely.union_all([shapely.geometry.shape(f["geometry"]) for f in feats])
+        mines[s] = shapely.union_all([shapely.make_valid(shapely.geometry.shape(f["geometry"])) for f in feats])
     assert palettes[1] and not (palettes[2] | palettes[3]) & palettes[1]
     assert not mines[1].intersects(shapely.union_all([mines[2], mines[3]]))
     st = report["stability"]
