@@ -83,12 +83,6 @@ class ForestScreen:
     train_pixels: int = 0
     train_mine_pixels: int = 0
 
-    @property
-    def cutoff(self) -> float:
-        """The class-1 share above which a pixel is called mine on its own: 0.5, scikit-learn's ``predict``
-        (the pyramid thresholds cell statistics instead; the held-out pixel figures use this)."""
-        return 0.5
-
     def to_json(self) -> dict[str, Any]:
         ranked = sorted(zip(self.features, self.forest.feature_importances_, strict=True), key=lambda t: -t[1])
         return {"kind": "random_forest", "deployed_as": "ee.Classifier.decisionTreeEnsemble (REGRESSION: mean of "

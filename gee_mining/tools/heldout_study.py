@@ -10,8 +10,8 @@ world at that penalty, compiled to ``ee`` by ``ml.classify.compile_linear``.
 Stability (:func:`ranking_stability`): the path fitted on each train world alone and on all of them pooled, the
 order in which features enter each (the study's drop-out order read from the other end), the share of worlds
 whose first ``top_k`` hold each feature, and the Spearman correlation of the entry ranks between every two
-worlds. The pyramid's screening model (``pyramid.evaluate.fit_screening``, flagged where p > 0.5) is measured
-beside it, on the same held-out worlds and real scenes.
+worlds. The pyramid's screening model (``pyramid.evaluate.fit_screening``, the evaluation's default kind, flagged where
+p > 0.5) is measured beside it, on the same held-out worlds and real scenes.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def evaluate_study(out_dir: str | os.PathLike, spec: H.HeldoutSpec,
     say(f"[evaluate] LASSO model chosen on {len(worlds.train)} train worlds: {len(model.features)} feature(s)")
     screening = fit_screening(worlds.train, spec.worlds_spec())
     models = {"lasso": lambda img: compile_linear(model, img).select("mine"),
-              "pyramid_screening": lambda img: probability_image(ee, screening, img).gt(screening.cutoff)}  # fmt: skip
+              "pyramid_screening": lambda img: probability_image(ee, screening, img).gt(0.5)}  # fmt: skip
     per_model = {name: [] for name in models}
     for seed, sim in worlds.test.items():
         for name, make in models.items():
