@@ -178,3 +178,22 @@ def test_a_rerun_reuses_the_prepared_worlds(sim):
     x0, top = seed_corner(2, 5.52)
     assert again.bounds == pytest.approx((x0, top - size, x0 + size, top))  # the seed's own square
     assert Path(again.world.out_dir) == out / "seed_2" / "world"
+
+
+def test_a_world_of_older_generator_code_is_not_reused(sim, tmp_path):
+    """The reuse key holds the generator's source digest: a copy of the world package digests alike, one edited
+    byte does not, and a marker saved under another digest is not read back."""
+    import shutil
+
+    from gee_mining.io.prepared import read_prepared
+    from gee_mining.world.manifest import WORLD_PACKAGE, generator_digest
+
+    copy = tmp_path / "world"
+    shutil.copytree(WORLD_PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert generator_digest(copy) == generator_digest()
+    (copy / "realism.py").write_text((copy / "realism.py").read_text() + "\n# edited\n")
+    assert generator_digest(copy) != generator_digest()
+    out = sim[0] / "seed_2"
+    key = json.loads((out / "prepared.json").read_text())["key"]
+    assert key["generator"] == generator_digest()
+    assert read_prepared(out, {**key, "generator": generator_digest(copy)}) is None

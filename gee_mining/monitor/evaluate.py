@@ -54,6 +54,7 @@ from gee_mining.monitor.core import (
 from gee_mining.monitor.world import MonitorWorld, prepare_world, reuse_world
 from gee_mining.pyramid.calibration import clopper_pearson
 from gee_mining.world.landscape import DEFAULT_CENTER
+from gee_mining.world.manifest import generator_digest
 from gee_mining.world.years import YearsSpec, generate_years
 
 GRID = tuple(round(0.3 + 0.05 * i, 2) for i in range(14))  # thresholds exported once per world: 0.30 .. 0.95
@@ -111,9 +112,11 @@ class _World:
 
 
 def _stamp(ev: MonitorEvaluationSpec, spec: MonitorSpec, seed: int) -> dict:
-    """What a prepared world was made from: its world spec, seed and composite spec (JSON-comparable)."""
+    """What a prepared world was made from: its world spec, seed, composite spec and the generator's source digest
+    (JSON-comparable)."""
     return json.loads(json.dumps({"seed": seed, "world": asdict(ev.world_spec(seed)),
-                                  "composites": [asdict(spec.composite_spec(y)) for y in spec.years]}))  # fmt: skip
+                                  "composites": [asdict(spec.composite_spec(y)) for y in spec.years],
+                                  "generator": generator_digest()}))  # fmt: skip
 
 
 def _prepare(out: Path, ev: MonitorEvaluationSpec, spec: MonitorSpec, say) -> dict[int, MonitorWorld]:

@@ -56,7 +56,7 @@ from gee_mining.pyramid.probability import (
 )
 from gee_mining.pyramid.world import SimulatedPyramid, prepare_simulated, seed_corner
 from gee_mining.steps.indices import add_indices
-from gee_mining.world.manifest import WorldManifest
+from gee_mining.world.manifest import WorldManifest, generator_digest
 from gee_mining.world.realism import REALISMS
 
 MODEL_FILE = "yolo_model.json"  # written by `evaluate yolo`: the weights, their dataset spec and the seeds they saw
@@ -192,11 +192,11 @@ def recall_by_size(worlds: Sequence[WorldResult]) -> list[dict[str, Any]]:
 
 def _prepare(args: tuple) -> SimulatedPyramid:
     """One seed's world, or the one already prepared in its folder with the same parameters (``prepared.json``,
-    written last: worlds are deterministic, so a rerun reuses them; delete the folder after changing the
-    generator's code)."""
+    written last: worlds are deterministic, so a rerun reuses them; the key holds the generator's
+    source digest, so a world of older generator code is rebuilt)."""
     out, seed, part, spec = args
     key = {"seed": seed, "library_part": part, "size_km": spec.size_km, "clusters": spec.clusters,
-           "months": spec.months, "realism": REALISMS[spec.realism].as_json()}  # fmt: skip
+           "months": spec.months, "realism": REALISMS[spec.realism].as_json(), "generator": generator_digest()}  # fmt: skip
     saved = read_prepared(out, key)
     if saved is not None:
         world = WorldManifest.read(Path(out) / "world" / "manifest.json")

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+WORLD_PACKAGE = Path(__file__).resolve().parent
+
+
+def generator_digest(package: Path = WORLD_PACKAGE) -> str:
+    """A digest of the world generator's source (every ``.py`` file of ``package``, by name and content).
+
+    Worlds are deterministic for a seed and settings *and* code: an evaluation that reuses a prepared world
+    (``io.prepared``) keys it on this too, so a world made by older generator code is rebuilt, not reused."""
+    h = hashlib.sha256()
+    for path in sorted(package.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
 
 SIMULATED = [
     "Every Sentinel-2 scene (COPERNICUS/S2_SR_HARMONIZED items with GEE_MINING_SIMULATED = true): no pixel is a "
