@@ -86,27 +86,30 @@ def _pixel_models(args) -> int:
     return 0
 
 
+def _add_worlds(q, fit: str, out: str) -> None:
+    """The options every evaluation on the pyramid's SIMULATED worlds shares: which seeds to ``fit`` on and which
+    to report on, the output folder (``out``: what it holds), the worlds' size, mines, difficulty, and the mine
+    share that turns false alarms into precision."""
+    q.add_argument("--train-seeds", required=True, help=f"world seeds to {fit}, e.g. 1,2,3")
+    q.add_argument("--test-seeds", required=True, help="world seeds to report on, e.g. 4,5 (never used to fit)")
+    q.add_argument("--out", required=True, help=f"output folder ({out})")
+    q.add_argument("--size-km", type=float, default=11.04, help="side of each world (km; default 11.04)")
+    q.add_argument("--clusters", type=int, default=4, help="mine clusters per world (default 4)")
+    q.add_argument("--mine-share", type=float, default=0.0007, help="share of land that is mine, for precision")
+    q.add_argument("--workers", type=int, default=1, help="processes building worlds side by side")
+    q.add_argument("--realism", choices=("hard", "easy"), default="hard",
+                   help="the worlds' difficulty (docs/world.md): hard (default) or the old easy world")  # fmt: skip
+
+
 def _add_pixel_models(act) -> None:
     helps = {"study": "the pixel study's LASSO model on SIMULATED worlds: chosen on train seeds, measured on test",
              "classify": "Earth Engine classifiers on SIMULATED worlds: chosen on train seeds, measured on test"}  # fmt: skip
     for target, text in helps.items():
         q = act.add_parser(target, help=text)
-        q.add_argument(
-            "--train-seeds", required=True, help="world seeds to fit and choose on (two or more), e.g. 1,2,3"
-        )
-        q.add_argument("--test-seeds", required=True, help="world seeds to report on, e.g. 4,5 (never fitted on)")
-        q.add_argument(
-            "--out", required=True, help="output folder (worlds, evaluation_TARGET.json, report_TARGET/report.html)"
-        )
-        q.add_argument("--size-km", type=float, default=11.04, help="side of each world (km; default 11.04)")
-        q.add_argument("--clusters", type=int, default=4, help="mine clusters per world (default 4)")
+        _add_worlds(q, "fit and choose on (two or more)", "worlds, evaluation_TARGET.json, report_TARGET/report.html")
         q.add_argument("--pixels", type=int, default=500, help="sampled pixels per class per train world")
-        q.add_argument("--mine-share", type=float, default=0.0007, help="share of land that is mine, for precision")
         q.add_argument("--min-mine-share", type=float, default=0.25,
                        help="a mine counts as found when this share of its pixels is flagged")  # fmt: skip
-        q.add_argument("--workers", type=int, default=1, help="processes building worlds side by side")
-        q.add_argument("--realism", choices=("hard", "easy"), default="hard",
-                       help="the worlds' difficulty (docs/world.md): hard (default) or the old easy world")  # fmt: skip
         q.add_argument("--no-real", action="store_true",
                        help="skip the false alarms on the real mine-free scenes of ../shared/data")  # fmt: skip
         if target == "classify":
@@ -135,11 +138,7 @@ def _yolo(args) -> int:
 
 def _add_yolo(act) -> None:
     q = act.add_parser("yolo", help="YOLO on SIMULATED worlds: train on the train seeds' patches, measure on others")
-    q.add_argument("--train-seeds", required=True, help="world seeds to train on, e.g. 1,2,3")
-    q.add_argument("--test-seeds", required=True, help="world seeds to report on, e.g. 4,5 (never trained on)")
-    q.add_argument("--out", required=True, help="output folder (worlds, patches, datasets, yolo_evaluation.json)")
-    q.add_argument("--size-km", type=float, default=11.04, help="side of each world (km; default 11.04)")
-    q.add_argument("--clusters", type=int, default=4, help="mine clusters per world (default 4)")
+    _add_worlds(q, "train on", "worlds, patches, datasets, yolo_evaluation.json")
     q.add_argument("--patch-px", type=int, default=138, help="patch side, pixels (default 138: the 1375 m level)")
     q.add_argument("--mine-stride", type=int, default=46, help="train windows holding a mine every N px (default 46)")
     q.add_argument("--bands", default="B4,B3,B2", help="comma-separated bands (3 = PNG, else multi-page TIFF)")
@@ -149,10 +148,6 @@ def _add_yolo(act) -> None:
     q.add_argument("--conf", type=float, default=0.25, help="smallest box score counted (default 0.25)")
     q.add_argument("--min-iou", type=float, default=0.25,
                    help="a mine is matched by a box of this IoU with the mine inside the box's patch (default 0.25)")  # fmt: skip
-    q.add_argument("--mine-share", type=float, default=0.0007, help="share of land that is mine, for precision")
-    q.add_argument("--workers", type=int, default=1, help="processes building worlds side by side")
-    q.add_argument("--realism", choices=("hard", "easy"), default="hard",
-                   help="the worlds' difficulty (docs/world.md): hard (default) or the old easy world")  # fmt: skip
     add_json_option(q, "the pooled held-out figures and the training's time")
     q.set_defaults(func=_yolo)
 
@@ -175,22 +170,14 @@ def add_cli(sub) -> None:
     p = sub.add_parser("evaluate", help="measure out of sample: train and calibrate on some worlds, report on others")
     act = p.add_subparsers(dest="target", required=True)
     q = act.add_parser("pyramid", help="the pyramid on SIMULATED worlds: train/calibrate seeds vs held-out seeds")
-    q.add_argument("--train-seeds", required=True, help="world seeds to train and calibrate on, e.g. 1,2,3")
-    q.add_argument("--test-seeds", required=True, help="world seeds to report on, e.g. 4,5 (never trained on)")
-    q.add_argument("--out", required=True, help="output folder (worlds, patches, evaluation.json)")
-    q.add_argument("--size-km", type=float, default=11.04, help="side of each world (km; default 11.04)")
-    q.add_argument("--clusters", type=int, default=4, help="mine clusters per world (default 4)")
+    _add_worlds(q, "train and calibrate on", "worlds, patches, evaluation.json")
     q.add_argument("--levels", default="2750,1375,687.5,343.75", help="cell sizes, coarse to fine")
     q.add_argument("--zooms", default="15,16,17,18", help="zoom labels of the levels")
     q.add_argument("--target-recall", type=float, default=0.98, help="calibration target on the train worlds")
     q.add_argument("--margin", default="cv",
                    help="factor on each calibrated threshold, (0..1], or cv: chosen leaving one train world out")  # fmt: skip
     q.add_argument("--pixels", type=int, default=1000, help="sampled pixels per class per train world")
-    q.add_argument("--mine-share", type=float, default=0.0007, help="share of land that is mine, for precision")
     q.add_argument("--exhaustive", action="store_true", help="also run the detector on every fine cell (slow)")
-    q.add_argument("--workers", type=int, default=1, help="processes building worlds side by side")
-    q.add_argument("--realism", choices=("hard", "easy"), default="hard",
-                   help="the worlds' difficulty (docs/world.md): hard (default) or the old easy world")  # fmt: skip
     q.add_argument("--detector", choices=("pixel", "yolo"), default="pixel",
                    help="the fine level's detector: pixel (the pixel model in boxes, default) or yolo (needs --weights)")  # fmt: skip
     q.add_argument(
