@@ -106,8 +106,11 @@ def test_real_false_alarms_match_numpy_on_a_bigearthnet_patch(ee_local):
     (sid,) = [e.fields["id"] for e in imagery_entries(find_shared_data()) if e.fields["id"].endswith("_87_48")]
     model = LinearModel("lasso", ["ND_B8_B4"], [0.0], [1.0], [-1.0], 0.3, 0.0, "binary")  # flag: NDVI < 0.3
     worlds = H.Worlds({}, {}, {}, [sid])
-    real = H.real_false_alarms({"low_ndvi": lambda img: compile_linear(model, img).select("mine")}, worlds,
-                               lambda m: None)  # fmt: skip
+    models = {
+        "low_ndvi": lambda img: compile_linear(model, img).select("mine"),
+        "high_ndvi": lambda img: compile_linear(model, img).select("mine").Not(),
+    }  # one request, two bands
+    real = H.real_false_alarms(models, worlds, lambda m: None)
     with rasterio.open(next(folder.glob("*_B04.tif"))) as r4, rasterio.open(next(folder.glob("*_B08.tif"))) as r8:
         b4, b8 = r4.read(1).astype(float), r8.read(1).astype(float)
     share = float(np.mean((b8 - b4) / (b8 + b4) < 0.3))
@@ -115,6 +118,7 @@ def test_real_false_alarms_match_numpy_on_a_bigearthnet_patch(ee_local):
     assert real["available"] and 0 < share < 1
     assert scene["low_ndvi"]["flagged_share"] == pytest.approx(share, abs=1e-9)
     assert scene["low_ndvi"]["flagged_pixels_per_km2"] == pytest.approx(share * 1e4)
+    assert scene["high_ndvi"]["flagged_share"] == pytest.approx(1 - share, abs=1e-9)
 
 
 # -- on tiny worlds ------------------------------------------------------------------------------------------------
