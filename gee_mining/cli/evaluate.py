@@ -43,6 +43,7 @@ def _pyramid(args) -> int:
         zooms=_numbers(args.zooms, "--zooms", int), target_recall=args.target_recall, margin=_margin(args.margin),
         pixels=args.pixels, mine_share=args.mine_share, exhaustive=args.exhaustive, workers=args.workers,
         realism=args.realism, detector=args.detector, weights=args.weights, screening=args.screening,
+        seasons=_numbers(args.seasons, "--seasons", int) if args.seasons else (),
     )  # fmt: skip
     report = evaluate_pyramid(args.out, spec, progress=progress(args))
     pooled = {"SIMULATED": True, "pooled": report["pooled"], "evaluation": f"{args.out}/evaluation.json"}
@@ -185,6 +186,9 @@ def add_cli(sub) -> None:
     )
     q.add_argument("--screening", choices=("forest", "logistic"), default="forest",
                    help="screening model: a random forest on context features (default) or the pixel-only logistic")  # fmt: skip
+    q.add_argument("--seasons", default="",
+                   help="later months whose scenes the worlds also get, e.g. 6 (January and June): the composite then "
+                        "holds the greenest NDVI over all of them, which the screening model reads (default: none)")  # fmt: skip
     add_json_option(q, "the pooled held-out figures")
     q.set_defaults(func=_pyramid)
     _add_pixel_models(act)

@@ -37,6 +37,7 @@ import pandas as pd
 import shapely
 
 from gee_mining.connection import connect
+from gee_mining.contracts.bands import GREENEST_NDVI_BAND
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import write_catalog
 from gee_mining.io.prepared import forget_prepared, read_prepared, write_prepared
@@ -58,6 +59,7 @@ from gee_mining.pyramid.world import SimulatedPyramid, prepare_simulated, seed_c
 from gee_mining.steps.indices import add_indices
 from gee_mining.world.manifest import WorldManifest, generator_digest
 from gee_mining.world.realism import REALISMS
+from gee_mining.world.scenes import check_extra_months
 
 MODEL_FILE = "yolo_model.json"  # written by `evaluate yolo`: the weights, their dataset spec and the seeds they saw
 SCREENINGS = ("forest", "logistic")  # the screening models fit_screening can fit
@@ -86,6 +88,7 @@ class EvaluationSpec:
     detector: str = "pixel"  # the fine level's detector: "pixel" (the pixel model in boxes) or "yolo"
     weights: str | None = None  # with detector "yolo": weights an `evaluate yolo` run trained (yolo_model.json)
     screening: str = "forest"  # the screening model: "forest" (context features) or "logistic" (the pixel alone)
+    seasons: tuple[int, ...] = ()  # later months with scenes too (e.g. (6,)): the composite gains the greenest NDVI
 
     def __post_init__(self) -> None:
         train, test = tuple(int(s) for s in self.train_seeds), tuple(int(s) for s in self.test_seeds)
@@ -112,6 +115,7 @@ class EvaluationSpec:
         if self.detector not in ("pixel", "yolo") or (self.detector == "yolo") != bool(self.weights):
             raise InputError(f"detector {self.detector!r} / weights {self.weights!r}: pixel (no weights), or yolo with "
                              "the weights of an `evaluate yolo` run (--detector yolo --weights OUT/yolo_model.json).")  # fmt: skip
+        object.__setattr__(self, "seasons", tuple(check_extra_months(self.months, self.seasons)))
         object.__setattr__(self, "train_seeds", train)
         object.__setattr__(self, "test_seeds", test)
         self.pyramid_spec()  # validates the levels
@@ -197,6 +201,8 @@ def _prepare(args: tuple) -> SimulatedPyramid:
     out, seed, part, spec = args
     key = {"seed": seed, "library_part": part, "size_km": spec.size_km, "clusters": spec.clusters,
            "months": spec.months, "realism": REALISMS[spec.realism].as_json(), "generator": generator_digest()}  # fmt: skip
+    if spec.seasons:  # only then: the key of a world without extra months stays as it was
+        key["extra_months"] = list(spec.seasons)
     saved = read_prepared(out, key)
     if saved is not None:
         world = WorldManifest.read(Path(out) / "world" / "manifest.json")
@@ -207,7 +213,7 @@ def _prepare(args: tuple) -> SimulatedPyramid:
     sim = prepare_simulated(
         out, None, size_km=spec.size_km, clusters=spec.clusters, months=spec.months, seed=seed,
         project=f"gee-mining-eval-{seed}", corner=seed_corner(seed, spec.size_km), library_part=part,
-        realism=spec.realism,
+        realism=spec.realism, extra_months=spec.seasons,
     )  # fmt: skip
     write_prepared(out, key, {"epsg": sim.epsg, "bounds": list(sim.bounds), "composite_id": sim.composite_id,
                               "mines_id": sim.mines_id, "catalog": str(Path(sim.catalog).resolve())})  # fmt: skip
@@ -275,9 +281,11 @@ def fit_screening(train: dict[int, SimulatedPyramid], spec: EvaluationSpec):
     first = next(iter(train.values()))
     composite = ee.Image(first.composite_id)
     if spec.screening == "forest":
-        tables = [sample_context(ee, ee.Image(w.composite_id), w.region(ee), w.mines_id, spec.pixels, seed=s)
-                  for s, w in train.items()]  # fmt: skip
-        return fit_forest(pd.concat(tables, ignore_index=True), context_feature_names(ee, composite))
+        names = context_feature_names(ee, composite)
+        seasonal = GREENEST_NDVI_BAND in names  # worlds with extra months: the composite carries the seasonal band
+        tables = [sample_context(ee, ee.Image(w.composite_id), w.region(ee), w.mines_id, spec.pixels, seed=s,
+                                 seasonal=seasonal) for s, w in train.items()]  # fmt: skip
+        return fit_forest(pd.concat(tables, ignore_index=True), names)
     tables = [sample_pixels(ee, ee.Image(w.composite_id), w.region(ee), w.mines_id, spec.pixels, seed=s)
               for s, w in train.items()]  # fmt: skip
     features = add_indices(composite, list(FEATURE_INDICES))

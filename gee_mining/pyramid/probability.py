@@ -24,7 +24,7 @@ from sklearn.preprocessing import StandardScaler
 
 from gee_mining.batch.tasks import run_tasks, succeeded
 from gee_mining.connection import open_bucket
-from gee_mining.contracts.bands import MINE_BAND
+from gee_mining.contracts.bands import GREENEST_NDVI_BAND, MINE_BAND
 from gee_mining.contracts.models import LinearModel
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import CatalogEntry
@@ -33,7 +33,7 @@ from gee_mining.io.storage import gs_key
 from gee_mining.ml.classify import compile_linear, forest_image
 from gee_mining.steps.context import CONTEXT_RADII_M, context_image, context_names
 from gee_mining.steps.indices import add_indices
-from gee_mining.steps.sentinel2 import CompositeSpec, composite
+from gee_mining.steps.sentinel2 import CompositeSpec, composite, greenest_ndvi
 
 FEATURE_INDICES: tuple[str, ...] = ("NDVI", "NDWI", "NBR", "NDBI")
 """Indices added to the 12 reflectance bands as features of the screening model."""
@@ -90,7 +90,12 @@ class ForestScreen:
                 "trees": len(self.forest.estimators_), "max_depth": self.forest.max_depth,
                 "min_samples_leaf": self.forest.min_samples_leaf, "train_pixels": self.train_pixels,
                 "train_mine_pixels": self.train_mine_pixels,
-                "importance": {k: round(float(v), 4) for k, v in ranked[:12]}}  # fmt: skip
+                "seasonal": self.seasonal, "importance": {k: round(float(v), 4) for k, v in ranked[:12]}}  # fmt: skip
+
+    @property
+    def seasonal(self) -> bool:
+        """Whether the forest reads the seasonal features (its composite carries ``GREENEST_NDVI_BAND``)."""
+        return GREENEST_NDVI_BAND in self.features
 
 
 def fit_forest(table: pd.DataFrame, names: Sequence[str], radii: Sequence[float] = CONTEXT_RADII_M,
@@ -113,9 +118,10 @@ def fit_forest(table: pd.DataFrame, names: Sequence[str], radii: Sequence[float]
 
 
 def sample_context(ee, composite, region, polygons, pixels: int = 2000, scale: float = 10.0, seed: int = 0,
-                   radii: Sequence[float] = CONTEXT_RADII_M) -> pd.DataFrame:  # fmt: skip
-    """:func:`sample_pixels` of the context image (:func:`gee_mining.steps.context.context_image`)."""
-    features = context_image(ee.Image(composite), radii)
+                   radii: Sequence[float] = CONTEXT_RADII_M, seasonal: bool = False) -> pd.DataFrame:  # fmt: skip
+    """:func:`sample_pixels` of the context image (:func:`gee_mining.steps.context.context_image`; ``seasonal``: with
+    the seasonal features of a composite that carries ``GREENEST_NDVI_BAND``)."""
+    features = context_image(ee.Image(composite), radii, seasonal)
     mine = ee.Image(0).byte().paint(ee.FeatureCollection(polygons), 1).rename(MINE_BAND)
     sample = features.addBands(mine).stratifiedSample(
         numPoints=pixels, classBand=MINE_BAND, region=region, scale=scale, seed=seed, geometries=False
@@ -150,7 +156,7 @@ def probability_image(ee, model: LinearModel | ForestScreen, composite, indices:
     """A fitted screening model compiled over another composite (a world it was not fitted on): a linear model over
     the composite and ``indices``, or a :class:`ForestScreen` over the composite's context image."""
     if isinstance(model, ForestScreen):
-        features = context_image(ee.Image(composite), model.radii)
+        features = context_image(ee.Image(composite), model.radii, model.seasonal)
         return forest_image(model.forest, model.features, features, features_ready=True).select("probability")
     features = add_indices(ee.Image(composite), list(indices))
     return compile_linear(model, features, features_ready=True).select("probability")
@@ -166,17 +172,20 @@ def fit_probability(ee, composite, region, polygons, pixels: int = 2000, scale: 
     return fit_logistic(features, table, feature_names(ee, composite, indices))
 
 
-def composite_bands(composite_spec=None) -> list[str]:
-
-    return list((composite_spec or CompositeSpec()).bands)
+def composite_bands(composite_spec=None, seasons: Sequence[CompositeSpec] = ()) -> list[str]:
+    """The exported composite's bands: the spec's reflectance bands, then ``GREENEST_NDVI_BAND`` with ``seasons``."""
+    return list((composite_spec or CompositeSpec()).bands) + ([GREENEST_NDVI_BAND] if seasons else [])
 
 
 def export_composite(ee, epsg: int, bounds: Sequence[float], composite_spec=None, destination: str = "gs://gee-mining-pyramid/composite",
-                     name: str = "composite", download_to=None, progress=None):  # fmt: skip
+                     name: str = "composite", download_to=None, progress=None,
+                     seasons: Sequence[CompositeSpec] = ()):  # fmt: skip
     """Export the composite of a rectangle (``bounds`` = xmin, ymin, xmax, ymax in ``EPSG:epsg``, multiples of
     10 m) on its 10 m lattice as one cloud-optimized GeoTIFF (``Export.image.toCloudStorage``), so that screening
     and the fine-level detector read it as an image asset instead of recomputing the median of every scene at each
-    level (on Earth Engine, ``Export.image.toAsset`` does the same). Returns the local copy's path."""
+    level (on Earth Engine, ``Export.image.toAsset`` does the same). ``seasons``: periods besides the composite's
+    own; the export then also holds ``GREENEST_NDVI_BAND``, the greenest NDVI over the composite's period and these
+    (``steps.sentinel2.greenest_ndvi``: the seasonal cue). Returns the local copy's path."""
 
     bucket, key = gs_key(destination, name, "composite destination")  # before any work
     xmin, ymin, xmax, ymax = (float(v) for v in bounds)
@@ -184,8 +193,11 @@ def export_composite(ee, epsg: int, bounds: Sequence[float], composite_spec=None
     if width <= 0 or height <= 0 or abs(width * 10 - (xmax - xmin)) > 1e-6 or abs(height * 10 - (ymax - ymin)) > 1e-6:
         raise InputError(f"bounds {tuple(bounds)}: give xmin < xmax, ymin < ymax, on multiples of 10 m.")
     region = ee.Geometry.Rectangle([xmin, ymin, xmax, ymax], f"EPSG:{epsg}", False)
+    image = composite(region, composite_spec)
+    if seasons:
+        image = image.addBands(greenest_ndvi(region, [composite_spec or CompositeSpec(), *seasons]))
     task = ee.batch.Export.image.toCloudStorage(
-        composite(region, composite_spec), description=f"pyramid_{name}", bucket=bucket, fileNamePrefix=key,
+        image, description=f"pyramid_{name}", bucket=bucket, fileNamePrefix=key,
         crs=f"EPSG:{epsg}", crsTransform=[10, 0, xmin, 0, -10, ymax], dimensions=f"{width}x{height}",
         maxPixels=int(1e10), fileFormat="GeoTIFF", formatOptions={"cloudOptimized": True},
     )  # fmt: skip
@@ -214,8 +226,8 @@ def _band_interleaved(path) -> None:
     os.replace(tmp, path)
 
 
-def composite_entry(path, asset_id: str, composite_spec=None) -> CatalogEntry:
-    """A catalog ``[[image]]`` entry serving an exported composite GeoTIFF under ``asset_id``."""
+def composite_entry(path, asset_id: str, composite_spec=None, seasons: Sequence[CompositeSpec] = ()) -> CatalogEntry:
+    """A catalog ``[[image]]`` entry serving an exported composite GeoTIFF (of ``seasons`` too) under ``asset_id``."""
 
-    bands = composite_bands(composite_spec)
+    bands = composite_bands(composite_spec, seasons)
     return CatalogEntry("image", {"id": asset_id, "path": Path(path).resolve(), "band_names": bands})

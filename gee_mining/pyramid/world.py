@@ -87,11 +87,13 @@ def generate_pyramid_world(
     progress=None,
     library_part: str | None = None,
     realism: str | Realism | None = None,
+    extra_months: tuple[int, ...] = (),
 ):
     """Write a SIMULATED world (see :func:`gee_mining.world.generate_world`) whose top-left corner is ``corner``
     (UTM metres in ``epsg``) with ``clusters`` compact mine clusters; returns its manifest. ``library_part``: paint
     it from that half of the spectral library only (``generate_world``); ``realism``: ``"easy"`` or ``"hard"``
-    (``generate_world``; the hard world's mines also span more sizes, ``MINE_AREAS``)."""
+    (``generate_world``; the hard world's mines also span more sizes, ``MINE_AREAS``); ``extra_months``: scenes of
+    these later months too (``generate_world``)."""
 
     realism = realism_of(realism)
     rng = np.random.default_rng([seed, 12])
@@ -119,7 +121,7 @@ def generate_pyramid_world(
     centre = to_ll.transform(x0 + size / 2 + 1, top - size / 2 + 1)
     return generate_world(
         out, polygons=poly_path, size_km=size / 1000, months=months, seed=seed, center=centre, project=project,
-        progress=progress, library_part=library_part, realism=realism,
+        progress=progress, library_part=library_part, realism=realism, extra_months=tuple(extra_months),
     )  # fmt: skip
 
 
@@ -162,17 +164,20 @@ def prepare_simulated(
     corner: tuple[float, float] = DEFAULT_CORNER,
     library_part: str | None = None,
     realism: str | None = None,
+    extra_months: tuple[int, ...] = (),
 ) -> SimulatedPyramid:
     """Generate :func:`generate_pyramid_world`, export its composite once (on the world's engine), then connect
     ``ee`` to ``base_catalog`` plus two assets: the composite (``projects/<project>/assets/composite``) and the
     world's mines (``projects/<project>/assets/world_mines``). The world's own Sentinel-2 collections are not
     served afterwards, so a caller's engine keeps its own; ``engine_project``: the project of that last connection
-    (default ``project``). ``corner``, ``library_part`` and ``realism``: as :func:`generate_pyramid_world`."""
+    (default ``project``). ``corner``, ``library_part``, ``realism`` and ``extra_months``: as
+    :func:`generate_pyramid_world`; with ``extra_months`` the composite also holds ``GREENEST_NDVI_BAND`` over the
+    first months and those (``export_composite``'s ``seasons``)."""
 
     say = progress or (lambda msg: None)
     out = Path(out_dir)
     world = generate_pyramid_world(out / "world", size_km, clusters, months, seed, corner=corner, project=project,
-                                   library_part=library_part, realism=realism)  # fmt: skip
+                                   library_part=library_part, realism=realism, extra_months=extra_months)  # fmt: skip
     say(f"[pyramid] SIMULATED world of {world.grid['size_m'] / 1000:g} km, {len(world.scenes)} scenes")
     storage = Path(storage_root or out / "storage")
     connect("local", project=project, catalog=world.catalog, storage_root=storage)
@@ -184,13 +189,15 @@ def prepare_simulated(
     spec = CompositeSpec(
         start=f"{year}-01-01", end=f"{year}-{1 + months:02d}-01" if months < 12 else f"{year + 1}-01-01"
     )
-    path = export_composite(ee, epsg, bounds, spec, download_to=out, progress=None)
+    seasons = [CompositeSpec(start=f"{year}-{m:02d}-01", end=f"{year}-{m + 1:02d}-01" if m < 12 else f"{year + 1}-01-01")
+               for m in sorted(set(extra_months))]  # fmt: skip
+    path = export_composite(ee, epsg, bounds, spec, download_to=out, progress=None, seasons=seasons)
     composite_id = f"projects/{project}/assets/composite"
     mines_id = f"projects/{project}/assets/world_mines"
     mines_path = Path(world.out_dir) / "tables" / "mines.geojson"
     # The base catalog is included by its absolute path: its own relative paths stay relative to it.
     include = [Path(base_catalog).resolve()] if base_catalog else []
-    entries = [composite_entry(path, composite_id, spec), table_entry(mines_id, mines_path.resolve())]
+    entries = [composite_entry(path, composite_id, spec, seasons), table_entry(mines_id, mines_path.resolve())]
     catalog = write_catalog(out / "catalog_pyramid.toml", entries, include)
     connect("local", project=engine_project or project, catalog=catalog, storage_root=storage)
     say(f"[pyramid] composite exported and served as {composite_id}")

@@ -31,12 +31,13 @@ shadows and to single odd acquisitions.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import ee
 
-from gee_mining.contracts.bands import BANDS
+from gee_mining.contracts.bands import BANDS, GREENEST_NDVI_BAND
 from gee_mining.contracts.datasets import CLOUD_SCORE_PLUS, S2_CLOUD_PROBABILITY, S2_SR
 from gee_mining.contracts.lattice import pixel_grid
 from gee_mining.contracts.schemas import is_grid_row
@@ -262,3 +263,23 @@ def composite(cell_row_or_geometry, spec: CompositeSpec | None = None, **overrid
         grid = pixel_grid(cell_row_or_geometry, scale=10)
         image = image.reproject(crs=grid.crs, crsTransform=list(grid.transform))
     return image
+
+
+def greenest_ndvi(region, specs: Sequence[CompositeSpec]):
+    """The greenest NDVI (B8, B4) each pixel showed in any cloud-masked scene of the periods of ``specs``: one band,
+    ``GREENEST_NDVI_BAND``, the maximum over every scene of every period.
+
+    Why: a median composite of one season sees a crop field bare in winter as bare as a mine. Over a winter and a
+    summer period (e.g. January and June), a field or grass is green at least once and a mine, natural bare ground
+    or a roof never is: the seasonal cue, as a band. Missed thin cloud and shadow lower NDVI, so the maximum is
+    robust to them. Pixels no scene of any period sees stay masked.
+    """
+    if not specs:
+        raise InputError("greenest_ndvi needs at least one period (a CompositeSpec per season).")
+    scenes = ee.ImageCollection([ee.Image.constant(0).rename(GREENEST_NDVI_BAND).toFloat().updateMask(0)])
+    for spec in specs:
+        ndvi = collection(region, spec).map(
+            lambda img: img.normalizedDifference(["B8", "B4"]).rename(GREENEST_NDVI_BAND).toFloat()
+        )
+        scenes = scenes.merge(ndvi)
+    return scenes.max().rename(GREENEST_NDVI_BAND).toFloat()

@@ -38,7 +38,7 @@ from gee_mining.world.datasets import (
 from gee_mining.world.landscape import DEFAULT_CENTER, WorldGrid, build_surface, generated_polygons
 from gee_mining.world.manifest import WorldManifest
 from gee_mining.world.realism import Realism, realism_of
-from gee_mining.world.scenes import make_static, render_all, schedule, write_tif
+from gee_mining.world.scenes import check_extra_months, make_static, render_all, schedule, write_tif
 from gee_mining.world.spectra import MATERIALS
 
 __all__ = [
@@ -197,6 +197,7 @@ def generate_world(
     progress=None,
     library_part: str | None = None,
     realism: str | Realism | None = None,
+    extra_months: tuple[int, ...] = (),
 ) -> WorldManifest:
     """Write a simulated world of ``size_km`` x ``size_km`` for ``months`` months of ``year`` into ``out_dir``.
 
@@ -207,9 +208,12 @@ def generate_world(
     worlds for training and for testing share no spectrum. ``realism``: ``"easy"`` (default) or ``"hard"``
     (:mod:`gee_mining.world.realism`: many spectra per material, mine soils from the brighter half of the soils, which natural soils overlap,
     unmined patches and ragged edges in the polygons, missed thin cloud and faint shadow, haze, real texture).
+    ``extra_months``: also the scenes of these later months (``scenes.schedule``), e.g. ``(6,)`` with ``months=1``:
+    a winter and a summer month, where a crop field is green in one and a mine bare in both.
     """
     t0 = time.perf_counter()
     realism = realism_of(realism)
+    extra_months = tuple(check_extra_months(months, extra_months))  # before any work
     out = Path(out_dir)
     _clear(out)
     rng = np.random.default_rng([seed, 1])
@@ -225,13 +229,15 @@ def generate_world(
     _add_artisanal(mines, surface.artisanal)
     timing["surface"] = time.perf_counter() - t0 - sum(timing.values())
     static = make_static(grid, surface, seed, out, realism)
-    specs = schedule(grid, year, months)
+    specs = schedule(grid, year, months, tuple(extra_months))
     n_workers = workers or min(2, os.cpu_count() or 1)
     results = render_all(static, specs, n_workers, progress)
     timing["scenes"] = time.perf_counter() - t0 - sum(timing.values())
 
     parameters = {"size_km": size_km, "year": year, "months": months, "center": list(mines.center), "project": project,
                   "library_part": library_part, "realism": realism.as_json()}  # fmt: skip
+    if extra_months:  # only then: a world without them keeps its manifest byte for byte
+        parameters["extra_months"] = list(extra_months)
     manifest = finish_world(out, seed, parameters, surface, mines, results, project)
     timing["total"] = time.perf_counter() - t0
     manifest.timing_s = {k: round(v, 3) for k, v in timing.items()}

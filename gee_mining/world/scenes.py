@@ -22,6 +22,7 @@ import rasterio
 
 from gee_mining.contracts.bands import BANDS
 from gee_mining.contracts.datasets import CLOUD_SCORE_PLUS, S2_CLOUD_PROBABILITY, S2_SR
+from gee_mining.errors import InputError
 from gee_mining.world import clouds
 from gee_mining.world.fields import Field, block_mean, octaves, sample_octaves
 from gee_mining.world.landscape import Surface, WorldGrid, greenness
@@ -57,26 +58,40 @@ class SceneSpec:
         return float(self.sensing.timetuple().tm_yday)
 
 
-def schedule(grid: WorldGrid, year: int, months: int) -> list[SceneSpec]:
-    """Sentinel-2A and 2B alternating every 5 days (the constellation's revisit) over the world's tile."""
+def check_extra_months(months: int, extra_months) -> list[int]:
+    """``extra_months`` sorted, or an error naming them: months after the first ``months``, up to 12."""
+    extra = sorted({int(m) for m in extra_months})
+    if any(not min(months, 12) < m <= 12 for m in extra):
+        raise InputError(f"extra months {list(extra_months)}: months of the year after the first {months}, up to 12 "
+                         "(e.g. 6 with one month: January and June).")  # fmt: skip
+    return extra
+
+
+def schedule(grid: WorldGrid, year: int, months: int, extra_months: tuple[int, ...] = ()) -> list[SceneSpec]:
+    """Sentinel-2A and 2B alternating every 5 days (the constellation's revisit) over the world's tile: the passes of
+    the first ``months`` months of ``year``, then those of each month in ``extra_months`` (later months of the same
+    year, e.g. ``(6,)``: a winter and a summer month, for the seasonal cue). The first months' scenes are the same
+    with or without extra months (same numbers, times and ids)."""
     lon, _ = grid.centre_lonlat()
     tile = grid.mgrs_tile()
     offset = (grid.zone * 3 + sum(map(ord, tile))) % 5
     start = dt.datetime(year, 1, 1, tzinfo=dt.UTC) + dt.timedelta(days=offset)
     end_month = min(months, 12)
-    end = dt.datetime(year + (end_month // 12), end_month % 12 + 1, 1, tzinfo=dt.UTC)
+    extra = check_extra_months(months, extra_months)
+    end = dt.datetime(year + (max([end_month, *extra]) // 12), max([end_month, *extra]) % 12 + 1, 1, tzinfo=dt.UTC)
     hours = (10.5 - lon / 15.0) % 24  # descending node ~10:30 local solar time
     orbit = 1 + (grid.zone * 37 + 11) % 143
     specs = []
     day = start
     n = 0
     while day < end:
-        # a few seconds' drift per pass, as datatake times vary
-        seconds = int(hours * 3600) + (n * 7919) % 41 - 20
-        sensing = day.replace(hour=0, minute=0, second=0) + dt.timedelta(seconds=seconds)
-        granule = sensing + dt.timedelta(seconds=60 + (n * 104729) % 1500)
-        specs.append(SceneSpec(n, sensing, granule, "Sentinel-2A" if n % 2 == 0 else "Sentinel-2B", orbit, tile))
-        n += 1
+        if day.month <= end_month or day.month in extra:
+            # a few seconds' drift per pass, as datatake times vary
+            seconds = int(hours * 3600) + (n * 7919) % 41 - 20
+            sensing = day.replace(hour=0, minute=0, second=0) + dt.timedelta(seconds=seconds)
+            granule = sensing + dt.timedelta(seconds=60 + (n * 104729) % 1500)
+            specs.append(SceneSpec(n, sensing, granule, "Sentinel-2A" if n % 2 == 0 else "Sentinel-2B", orbit, tile))
+            n += 1
         day += dt.timedelta(days=5)
     return specs
 
