@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from conftest import shared_file
 
+from gee_mining.contracts.bands import GREENEST_NDVI_BAND
 from gee_mining.errors import InputError
 from gee_mining.steps.context import BARE_NDVI, context_image, context_names
 
@@ -103,3 +104,27 @@ def test_fit_forest_refuses_bad_tables():
         fit_forest(table, ["a", "b"])
     with pytest.raises(InputError, match="one class"):
         fit_forest(table, ["a"])
+
+
+def test_seasonal_context_bands_equal_scipy(ee_local, l1c_crop):
+    """With a greenest-NDVI band (here a stand-in: the normalized difference of B8 and B3 of the real crop), the
+    seasonal features are its local mean and the share of pixels whose greenest NDVI stays below BARE_NDVI."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    ee = ee_local
+    composite = ee.Image(L1C).select(BANDS)
+    composite = composite.addBands(composite.normalizedDifference(["B8", "B3"]).rename(GREENEST_NDVI_BAND))
+    image = context_image(composite, radii=[20, 60], seasonal=True)
+    assert image.bandNames().getInfo() == context_names([*BANDS, GREENEST_NDVI_BAND], [20, 60])
+    got = _pixels(ee, image.select(["NDVI_max_mean_60m", "bare_all_year_60m", "bare_all_year_20m"]))
+    b8, b3 = _read("B08"), _read("B03")
+    greenest = (b8 - b3) / (b8 + b3)
+    low = (greenest < BARE_NDVI).astype(float)
+    share = _window(ndimage.uniform_filter(low, size=13))
+    assert 0.05 < share.mean() < 0.95  # both kinds of pixel in the window
+    np.testing.assert_allclose(got["NDVI_max_mean_60m"], _window(ndimage.uniform_filter(greenest, size=13)),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(got["bare_all_year_60m"], share, atol=1e-6)
+    np.testing.assert_allclose(got["bare_all_year_20m"], _window(ndimage.uniform_filter(low, size=5)), atol=1e-6)
+    plain = context_image(ee.Image(L1C).select(BANDS), radii=[20, 60])  # without the band: no seasonal features
+    assert plain.bandNames().getInfo() == context_names(BANDS, [20, 60])
+    assert not any("all_year" in n for n in context_names(BANDS, [20, 60]))

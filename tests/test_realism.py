@@ -7,6 +7,7 @@ patches in ../shared/data for the NIR texture and NBR2 (skipped without them). W
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -16,9 +17,11 @@ import rasterio
 import shapely
 from conftest import shared_file
 
+from gee_mining.errors import InputError
 from gee_mining.world import clouds, generate_world
 from gee_mining.world.landscape import WorldGrid, _mined_ground, _rasterize
 from gee_mining.world.realism import EASY, HARD, Realism, index_percentiles, nir_texture, realism_of
+from gee_mining.world.scenes import schedule
 from gee_mining.world.spectra import build_palette, library
 
 
@@ -292,3 +295,20 @@ def test_hard_urban_spectra_overlap_mine_soil_and_the_easy_ones_do_not():
     assert inside(easy) == 0 and inside(hard) >= 0.1  # concrete and painted roofs as bright as mine soil
     with pytest.raises(ValueError, match="urban"):
         build_palette(np.random.default_rng(1), urban="suburban")
+
+
+def test_extra_months_add_the_later_passes_and_leave_the_first_months_alone():
+    grid = WorldGrid(32721, 561000.0, 9306000.0, 2400)
+    january = schedule(grid, 2019, 1)
+    both = schedule(grid, 2019, 1, (6,))
+    assert both[: len(january)] == january  # same numbers, times and ids: a paired comparison sees the same January
+    first = january[0].sensing.date()
+    # the reference: every 5th day from the first pass, through the year, kept in January or June
+    passes = [first + dt.timedelta(days=5 * k) for k in range(74)]
+    expected = [d for d in passes if d.year == 2019 and d.month in (1, 6)]
+    assert [s.sensing.date() for s in both] == expected
+    assert len(both) - len(january) == 6 and len({s.index for s in both}) == len(both)
+    assert [s.number for s in both] == list(range(len(both)))  # unique numbers: each scene draws its own clouds
+    for bad in [(1,), (13,), (0,)]:
+        with pytest.raises(InputError, match="extra months"):
+            schedule(grid, 2019, 1, bad)

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from gee_mining.contracts.bands import BANDS
+from gee_mining.contracts.bands import BANDS, GREENEST_NDVI_BAND
 from gee_mining.errors import InputError
-from gee_mining.steps.sentinel2 import CompositeSpec, collection, composite
+from gee_mining.steps.sentinel2 import CompositeSpec, collection, composite, greenest_ndvi, region_of
 
 CELL = 600  # metres: a 60 x 60 pixel cell inside the 3 km world
 START, END = "2019-01-01", "2019-04-01"
@@ -79,7 +79,7 @@ def files(world):
         scl = _to10(_read(out / item["bands"]["SCL"][0], item["bands"]["SCL"][1]), n)
         cs_cdf = _read(out / "CLOUD_SCORE_PLUS" / f"{index}.tif", 2)
         truth = _read(out / "truth" / "clouds" / f"{index}.tif", 1)
-        scenes.append({"bands": bands, "scl": scl, "cs_cdf": cs_cdf, "truth": truth})
+        scenes.append({"bands": bands, "scl": scl, "cs_cdf": cs_cdf, "truth": truth, "time": item["time_start"]})
     assert len(scenes) == 18
     return scenes
 
@@ -144,6 +144,31 @@ def test_cloud_score_plus_composite_equals_numpy_and_has_no_cloud(ee_world, file
         -10.0,
         (row["cell_y"] + 1) * CELL,
     ]
+
+
+def test_greenest_ndvi_over_two_seasons_equals_numpy(ee_world, files, cell):
+    """The seasonal band: the greenest NDVI over the Cloud Score+-clear scenes of January and of March (February
+    left out), against numpy's maximum of (B8 - B4) / (B8 + B4) over those scenes read from the world's files."""
+    ee = ee_world
+    row, (r, c) = cell
+    specs = [CompositeSpec(start="2019-01-01", end="2019-02-01"), CompositeSpec(start="2019-03-01", end="2019-04-01")]
+    got = _pixels(ee, greenest_ndvi(region_of(row), specs), row)[GREENEST_NDVI_BAND]
+    win = (slice(r, r + CELL // 10), slice(c, c + CELL // 10))
+    used = [s for s in files if s["time"][5:7] in ("01", "03")]
+    assert 0 < len(used) < len(files)
+    keep = np.stack([s["cs_cdf"][win] >= 0.6 for s in used])
+    ndvi = np.stack([(s["bands"]["B8"] - s["bands"]["B4"]) / (s["bands"]["B8"] + s["bands"]["B4"]) for s in used])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: no clear scene, masked in the band
+        ref = np.nanmax(np.where(keep, ndvi[:, win[0], win[1]], np.nan), axis=0)
+    has = keep.any(axis=0)
+    assert has.mean() > 0.9 and (got.mask == ~has).all()
+    np.testing.assert_allclose(got.data[has], ref[has], rtol=0, atol=1e-6)
+    # the maximum, not the median: above the January-March median composite's NDVI nearly everywhere
+    median = _pixels(ee, composite(row, start="2019-01-01", end="2019-04-01").normalizedDifference(["B8", "B4"]), row)
+    assert (got.data[has] >= median["nd"].data[has] - 1e-6).mean() > 0.95
+    with pytest.raises(InputError, match="at least one period"):
+        greenest_ndvi(region_of(row), [])
 
 
 def test_scl_composite_equals_numpy_and_lets_thin_clouds_through(ee_world, files, cell):
