@@ -43,7 +43,7 @@ def _pyramid(args) -> int:
         zooms=_numbers(args.zooms, "--zooms", int), target_recall=args.target_recall, margin=_margin(args.margin),
         pixels=args.pixels, mine_share=args.mine_share, exhaustive=args.exhaustive, workers=args.workers,
         realism=args.realism, detector=args.detector, weights=args.weights, screening=args.screening,
-        seasons=_numbers(args.seasons, "--seasons", int) if args.seasons else (),
+        seasons=_numbers(args.seasons, "--seasons", int) if args.seasons else (), use_seasons=not args.ignore_seasons,
     )  # fmt: skip
     report = evaluate_pyramid(args.out, spec, progress=progress(args))
     pooled = {"SIMULATED": True, "pooled": report["pooled"], "evaluation": f"{args.out}/evaluation.json"}
@@ -189,6 +189,9 @@ def add_cli(sub) -> None:
     q.add_argument("--seasons", default="",
                    help="later months whose scenes the worlds also get, e.g. 6 (January and June): the composite then "
                         "holds the greenest NDVI over all of them, which the screening model reads (default: none)")  # fmt: skip
+    q.add_argument("--ignore-seasons", action="store_true",
+                   help="with --seasons: screen the same worlds without the greenest NDVI (the paired baseline; a "
+                        "rerun into the same --out reuses the worlds)")  # fmt: skip
     add_json_option(q, "the pooled held-out figures")
     q.set_defaults(func=_pyramid)
     _add_pixel_models(act)

@@ -89,6 +89,7 @@ class EvaluationSpec:
     weights: str | None = None  # with detector "yolo": weights an `evaluate yolo` run trained (yolo_model.json)
     screening: str = "forest"  # the screening model: "forest" (context features) or "logistic" (the pixel alone)
     seasons: tuple[int, ...] = ()  # later months with scenes too (e.g. (6,)): the composite gains the greenest NDVI
+    use_seasons: bool = True  # False: the same worlds screened without the greenest NDVI (the paired baseline)
 
     def __post_init__(self) -> None:
         train, test = tuple(int(s) for s in self.train_seeds), tuple(int(s) for s in self.test_seeds)
@@ -281,7 +282,7 @@ def fit_screening(train: dict[int, SimulatedPyramid], spec: EvaluationSpec):
     first = next(iter(train.values()))
     composite = ee.Image(first.composite_id)
     if spec.screening == "forest":
-        names = context_feature_names(ee, composite)
+        names = _without_seasons(context_feature_names(ee, composite), spec)
         seasonal = GREENEST_NDVI_BAND in names  # worlds with extra months: the composite carries the seasonal band
         tables = [sample_context(ee, ee.Image(w.composite_id), w.region(ee), w.mines_id, spec.pixels, seed=s,
                                  seasonal=seasonal) for s, w in train.items()]  # fmt: skip
@@ -289,7 +290,14 @@ def fit_screening(train: dict[int, SimulatedPyramid], spec: EvaluationSpec):
     tables = [sample_pixels(ee, ee.Image(w.composite_id), w.region(ee), w.mines_id, spec.pixels, seed=s)
               for s, w in train.items()]  # fmt: skip
     features = add_indices(composite, list(FEATURE_INDICES))
-    return fit_logistic(features, pd.concat(tables, ignore_index=True), feature_names(ee, composite)).model
+    names = _without_seasons(feature_names(ee, composite), spec)
+    return fit_logistic(features, pd.concat(tables, ignore_index=True), names).model
+
+
+def _without_seasons(names: list[str], spec: EvaluationSpec) -> list[str]:
+    """The screening's feature names, less ``GREENEST_NDVI_BAND`` when ``spec.use_seasons`` is off (the model then
+    never reads it: its compiled image selects its features by name)."""
+    return names if spec.use_seasons else [n for n in names if n != GREENEST_NDVI_BAND]
 
 
 def evaluate_world(seed: int, sim: SimulatedPyramid, model, spec: PyramidSpec, ev: EvaluationSpec,
