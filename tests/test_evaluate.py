@@ -61,6 +61,9 @@ def test_spec_refuses_a_seed_in_both_sets():
     with pytest.raises(InputError, match="screening 'svm'"):
         EvaluationSpec((1, 2), (3,), screening="svm")
     assert EvaluationSpec((1, 2), (3,)).screening == "forest"  # context screening unless asked otherwise
+    with pytest.raises(InputError, match="extra months"):
+        EvaluationSpec((1, 2), (3,), seasons=(1,))  # January is the worlds' first month already
+    assert EvaluationSpec((1, 2), (3,), seasons=(9, 6, 6)).seasons == (6, 9)
 
 
 def test_library_halves_share_no_spectrum_and_no_sample():
