@@ -47,8 +47,6 @@ from gee_mining.pyramid.core import PyramidSpec, descendants, known_polygons, ru
 from gee_mining.pyramid.detectors import PixelModelDetector, YoloDetector
 from gee_mining.pyramid.probability import (
     FEATURE_INDICES,
-    context_feature_names,
-    feature_names,
     fit_forest,
     fit_logistic,
     probability_image,
@@ -56,6 +54,7 @@ from gee_mining.pyramid.probability import (
     sample_pixels,
 )
 from gee_mining.pyramid.world import SimulatedPyramid, prepare_simulated, seed_corner
+from gee_mining.steps.context import context_names
 from gee_mining.steps.indices import add_indices
 from gee_mining.world.manifest import WorldManifest, generator_digest
 from gee_mining.world.realism import REALISMS
@@ -278,26 +277,20 @@ def check_disjoint(train: dict[int, SimulatedPyramid], test: dict[int, Simulated
 def fit_screening(train: dict[int, SimulatedPyramid], spec: EvaluationSpec):
     """One screening model on a pixel sample pooled over the train worlds (``spec.pixels`` per class each): the
     random forest on context features (``screening="forest"``) or the logistic model on the pixel's own spectrum
-    and indices (``"logistic"``)."""
+    and indices (``"logistic"``). Worlds with extra months carry ``GREENEST_NDVI_BAND``; the model reads it unless
+    ``spec.use_seasons`` is off."""
     first = next(iter(train.values()))
     composite = ee.Image(first.composite_id)
+    bands = [b for b in composite.bandNames().getInfo() if spec.use_seasons or b != GREENEST_NDVI_BAND]
     if spec.screening == "forest":
-        names = _without_seasons(context_feature_names(ee, composite), spec)
-        seasonal = GREENEST_NDVI_BAND in names  # worlds with extra months: the composite carries the seasonal band
+        seasonal = GREENEST_NDVI_BAND in bands
         tables = [sample_context(ee, ee.Image(w.composite_id), w.region(ee), w.mines_id, spec.pixels, seed=s,
                                  seasonal=seasonal) for s, w in train.items()]  # fmt: skip
-        return fit_forest(pd.concat(tables, ignore_index=True), names)
+        return fit_forest(pd.concat(tables, ignore_index=True), context_names(bands))
     tables = [sample_pixels(ee, ee.Image(w.composite_id), w.region(ee), w.mines_id, spec.pixels, seed=s)
               for s, w in train.items()]  # fmt: skip
     features = add_indices(composite, list(FEATURE_INDICES))
-    names = _without_seasons(feature_names(ee, composite), spec)
-    return fit_logistic(features, pd.concat(tables, ignore_index=True), names).model
-
-
-def _without_seasons(names: list[str], spec: EvaluationSpec) -> list[str]:
-    """The screening's feature names, less ``GREENEST_NDVI_BAND`` when ``spec.use_seasons`` is off (the model then
-    never reads it: its compiled image selects its features by name)."""
-    return names if spec.use_seasons else [n for n in names if n != GREENEST_NDVI_BAND]
+    return fit_logistic(features, pd.concat(tables, ignore_index=True), bands + list(FEATURE_INDICES)).model
 
 
 def evaluate_world(seed: int, sim: SimulatedPyramid, model, spec: PyramidSpec, ev: EvaluationSpec,
