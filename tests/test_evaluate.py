@@ -18,8 +18,16 @@ import shapely
 from scipy.stats import binomtest
 
 from gee_mining.errors import InputError
+from gee_mining.io.prepared import refuse_links
 from gee_mining.pyramid.calibration import clopper_pearson, cross_world_margin, margin_threshold
-from gee_mining.pyramid.evaluate import EvaluationSpec, _prepare, check_disjoint, evaluate_pyramid, rates
+from gee_mining.pyramid.evaluate import (
+    EvaluationSpec,
+    _prepare,
+    check_disjoint,
+    evaluate_pyramid,
+    prepare_worlds,
+    rates,
+)
 from gee_mining.pyramid.world import seed_corner
 from gee_mining.world.spectra import LIBRARY_PARTS, build_palette, library_part, sample_stem
 
@@ -197,3 +205,38 @@ def test_a_world_of_older_generator_code_is_not_reused(sim, tmp_path):
     key = json.loads((out / "prepared.json").read_text())["key"]
     assert key["generator"] == generator_digest()
     assert read_prepared(out, {**key, "generator": generator_digest(copy)}) is None
+
+
+def _files(folder: Path) -> dict[str, tuple[int, bytes]]:
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.rglob("*") if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("linked", ["seed_2", "seed_2/world"])
+def test_a_linked_world_folder_is_refused_before_any_world_is_built(tmp_path, linked):
+    """A seed folder that is, or holds, a link to another run's world is refused with the path and the fix, before
+    the first world is built, and the other run's files are left as they were."""
+    other = tmp_path / "other_run" / "seed_2"
+    (other / "world").mkdir(parents=True)
+    (other / "world" / "manifest.json").write_text('{"seed": 2}')
+    (other / "prepared.json").write_text("{}")
+    before = _files(tmp_path / "other_run")
+    out = tmp_path / "run"
+    (out / "seed_2").mkdir(parents=True) if linked != "seed_2" else out.mkdir()
+    (out / linked).symlink_to(other / Path(linked).relative_to("seed_2"))
+    with pytest.raises(InputError) as err:
+        prepare_worlds(out, EvaluationSpec((1,), (2,), margin=0.5), print)
+    assert str(out / linked) in str(err.value) and "cp -r" in str(err.value)
+    assert not (out / "seed_1").exists()  # refused before seed 1's world was built
+    assert _files(tmp_path / "other_run") == before
+
+
+def test_refuse_links_passes_a_plain_folder_and_finds_a_deep_link(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "f.txt").write_text("x")
+    refuse_links(tmp_path / "a")  # no link: no error
+    refuse_links(tmp_path / "absent")  # a folder still to be made: no error
+    (tmp_path / "a" / "b" / "g.txt").symlink_to(tmp_path / "a" / "b" / "f.txt")
+    with pytest.raises(InputError, match="g.txt is a link to"):
+        refuse_links(tmp_path / "a")

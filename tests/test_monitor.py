@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
 
 import ee
@@ -461,3 +462,17 @@ def test_ties_go_to_the_rule_still_clean_when_loosened():
         (r["persistent"], r["threshold"]): v for r in tried for k, v in _looser_false(tried).items() if k == id(r)
     }
     assert margin[(False, GRID[2])] == 4 and margin[(True, GRID[2])] == 1 and margin[(True, GRID[0])] == 1
+
+
+def test_evaluation_refuses_a_linked_seed_folder_before_building(tmp_path):
+    """A seed folder linked to another run's is refused (naming it) before the first world is built."""
+    other = tmp_path / "other" / "seed_2"
+    other.mkdir(parents=True)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "seed_2").symlink_to(other)
+    ev = MonitorEvaluationSpec(train_seeds=(1,), test_seeds=(2,), years=(2019, 2020), size_km=4.2, known_mines=1,
+                               new_mines=1)  # fmt: skip
+    spec = MonitorSpec(years=ev.years, months=ev.months, band=ev.band)
+    with pytest.raises(InputError, match=re.escape(str(tmp_path / "run" / "seed_2"))):
+        _prepare(tmp_path / "run", ev, spec, print)
+    assert not (tmp_path / "run" / "seed_1").exists() and list(other.iterdir()) == []

@@ -39,7 +39,7 @@ import shapely
 from gee_mining.connection import connect
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import write_catalog
-from gee_mining.io.prepared import forget_prepared, read_prepared, write_prepared
+from gee_mining.io.prepared import forget_prepared, read_prepared, refuse_links, write_prepared
 from gee_mining.ml.detect.dataset import DatasetSpec
 from gee_mining.pyramid.calibration import Calibration, CalibrationWorld, calibrate_worlds, clopper_pearson
 from gee_mining.pyramid.core import PyramidSpec, descendants, known_polygons, run_exhaustive, run_pyramid, start_cells
@@ -216,9 +216,12 @@ def _prepare(args: tuple) -> SimulatedPyramid:
 
 def prepare_worlds(out: Path, spec: EvaluationSpec, say: Callable[[str], None]) -> dict[int, SimulatedPyramid]:
     """Each seed's world (train worlds from the library's ``train`` half, test worlds from its ``test`` half), then
-    ``ee`` connected to one catalog that serves every world's composite and mines under its own project."""
+    ``ee`` connected to one catalog that serves every world's composite and mines under its own project. A seed
+    folder that is or holds a link is refused before any world is built (it would be rebuilt in another run's)."""
     jobs = [(out / f"seed_{s}", s, "train", spec) for s in spec.train_seeds]
     jobs += [(out / f"seed_{s}", s, "test", spec) for s in spec.test_seeds]
+    for job in jobs:
+        refuse_links(job[0])
     t0 = time.perf_counter()
     if spec.workers > 1:
         with ProcessPoolExecutor(spec.workers, mp_context=get_context("spawn")) as pool:
