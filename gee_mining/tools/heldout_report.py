@@ -4,10 +4,18 @@ scenes (or a line saying they are absent)."""
 
 from __future__ import annotations
 
+import json
+import os
+import platform
+import time
 from pathlib import Path
 from typing import Any
 
-from gee_mining.tools.report import Report, build_report
+import ee
+
+from gee_mining import __version__
+from gee_mining.connection import current_connection
+from gee_mining.tools.report import SUMMARY_JSON, Report, build_report
 
 EVIDENCE = (
     "What the ranking is evidence of: which of the 12 bands and 66 normalised differences separate mine pixels from "
@@ -96,12 +104,38 @@ def stability_section(report: Report, st: dict[str, Any]) -> None:
     Report.text(s, EVIDENCE.format(k=k), "note")
 
 
+def run_summary(command: str, out: Path, doc: dict[str, Any]) -> dict[str, Any]:
+    """The report's "Parameters and engine" box (``summary.json``): the command, the worlds it trained on and those
+    it measured on, how a mine counts as found, the real scenes, the engine and the versions."""
+    proto, spec, real = doc["protocol"], doc["protocol"]["spec"], doc.get("real", {})
+    conn = current_connection()
+    scenes = f"{len(real.get('scenes', []))} scenes" if real.get("available") else f"none: {real.get('why', 'absent')}"
+    params = {
+        "command": command,
+        "output folder": str(Path(out).resolve()),
+        "train worlds (seeds)": ", ".join(str(s) for s in proto["train_seeds"]),
+        "held-out worlds (seeds)": ", ".join(str(s) for s in proto["test_seeds"]),
+        "worlds (SIMULATED)": f"{spec['size_km']} km square, {spec['clusters']} mine clusters, {spec['months']} "
+        f"month(s) of scenes, realism {spec['realism']}",
+        "pixels sampled per class per train world": spec["pixels"],
+        "a mine is found when": f"at least {spec['min_mine_share']:.0%} of its pixels are flagged",
+        "real mine-free scenes": scenes,
+        "run time": f"{doc.get('seconds', 0):.0f} s",
+        "gee-mining": __version__,
+        "earthengine-api": ee.__version__,
+        "python": platform.python_version(),
+        "written (UTC)": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+    }
+    engine = conn.describe() if conn is not None else "none connected"
+    return {"simulated": True, "engine": engine, "parameters": params}
+
+
 def study_report(out: Path, doc: dict[str, Any]) -> Path:
     report = Report("gee-mining evaluate study", "SIMULATED held-out worlds, and real mine-free scenes")
     heldout_section(report, doc)
     stability_section(report, doc["stability"])
     real_section(report, doc["real"], list(doc["models"]))
-    return _save(report, out / "report_study")
+    return _save(report, out / "report_study", run_summary("gee-mining evaluate study", out, doc))
 
 
 def classify_report(out: Path, doc: dict[str, Any]) -> Path:
@@ -113,11 +147,15 @@ def classify_report(out: Path, doc: dict[str, Any]) -> Path:
                    "yes" if c["params"] == ch["chosen"] else ""]
                   for name, ch in doc["protocol"]["choices"].items() for c in ch["settings"]])  # fmt: skip
     real_section(report, doc["real"], list(doc["models"]))
-    return _save(report, out / "report_classify")
+    return _save(report, out / "report_classify", run_summary("gee-mining evaluate classify", out, doc))
 
 
-def _save(report: Report, folder: Path) -> Path:
-    """The report in its own folder of the evaluation's (``report.json``, figures, ``report.html``)."""
+def _save(report: Report, folder: Path, summary: dict[str, Any]) -> Path:
+    """The report in its own folder of the evaluation's (``report.json``, ``summary.json``, figures,
+    ``report.html``)."""
     folder.mkdir(parents=True, exist_ok=True)
     report.save(folder)
+    tmp = folder / f".partial-{SUMMARY_JSON}"
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, folder / SUMMARY_JSON)
     return build_report(folder).html
