@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict
+from types import SimpleNamespace
 
 import ee
 import numpy as np
@@ -22,6 +23,7 @@ import gee_mining
 from gee_mining.cli.main import main
 from gee_mining.cli.monitor import parse_years
 from gee_mining.contracts.bands import MINE_BAND
+from gee_mining.demo.monitor import _truth_rows
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import table_entry, write_catalog
 from gee_mining.io.prepared import read_prepared
@@ -476,3 +478,21 @@ def test_evaluation_refuses_a_linked_seed_folder_before_building(tmp_path):
     with pytest.raises(InputError, match=re.escape(str(tmp_path / "run" / "seed_2"))):
         _prepare(tmp_path / "run", ev, spec, print)
     assert not (tmp_path / "run" / "seed_1").exists() and list(other.iterdir()) == []
+
+
+def test_demo_candidate_table_prints_years_as_years(tmp_path):
+    """The demo's candidate table shows a candidate's first year as 2020, not as the number 2,020."""
+    (tmp_path / "truth").mkdir()
+    mine = shapely.box(-60.0, -3.0, -59.99, -2.99)
+    pd.DataFrame({"mine_id": ["0", "0", "0"], "year": list(YEARS), "known": [True] * 3,
+                  "disturbed_m2": [100.0, 200.0, 300.0], "geometry_wkt": [mine.wkt] * 3}).to_parquet(
+        tmp_path / "truth" / "mines_by_year.parquet")  # fmt: skip
+    fp = pd.DataFrame([{"mine_id": "0", "year": 2021, "known_area_m2": 90.0, "area_m2": 280.0, "growth_m2": 190.0,
+                        "growth_low_m2": 150.0, "growth_high_m2": 210.0}])  # fmt: skip
+    cand = Candidate(1, mine.centroid.buffer(0.001), 0.9, 1200.0, 2020, 2, {"nearest_mine": 1234})
+    _, cands = _truth_rows(SimpleNamespace(footprints=fp, candidates=[cand]), tmp_path)
+    report = Report("t")
+    Report.table(report.section("c"), ["candidate", "score", "area m2", "first year", "nearest mine", "in the truth"],
+                 cands)  # fmt: skip
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", report.render())
+    assert cells[3:5] == ["2020", "1234"] and cells[5] == "new mine 0"
