@@ -227,7 +227,7 @@ def test_a_linked_world_folder_is_refused_before_any_world_is_built(tmp_path, li
     (out / linked).symlink_to(other / Path(linked).relative_to("seed_2"))
     with pytest.raises(InputError) as err:
         prepare_worlds(out, EvaluationSpec((1,), (2,), margin=0.5), print)
-    assert str(out / linked) in str(err.value) and "cp -r" in str(err.value)
+    assert str(out / linked) in str(err.value) and f"rm {out / linked}" in str(err.value)
     assert not (out / "seed_1").exists()  # refused before seed 1's world was built
     assert _files(tmp_path / "other_run") == before
 

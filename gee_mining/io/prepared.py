@@ -22,8 +22,7 @@ def refuse_links(folder: str | os.PathLike) -> None:
         target = link.resolve()
         raise InputError(
             f"{link} is a link to {target}: this run rebuilds and rewrites what is in {folder}, so through the link "
-            f"it would rewrite another run's files. Remove the link to build it here, or reuse the other run's work "
-            f"as a copy: rm {link} && cp -r {target} {link}"
+            f"it would rewrite another run's files. Remove the link (rm {link}) and this run builds its own there."
         )
 
 
