@@ -9,6 +9,7 @@ library names, scipy's ``binomtest`` for the interval, and plain counting for th
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,13 +23,16 @@ from gee_mining.io.prepared import refuse_links
 from gee_mining.pyramid.calibration import clopper_pearson, cross_world_margin, margin_threshold
 from gee_mining.pyramid.evaluate import (
     EvaluationSpec,
+    WorldsSpec,
     _prepare,
     check_disjoint,
     evaluate_pyramid,
     prepare_worlds,
     rates,
 )
+from gee_mining.pyramid.evaluate_yolo import YoloEvaluationSpec
 from gee_mining.pyramid.world import seed_corner
+from gee_mining.tools.heldout import HeldoutSpec
 from gee_mining.world.spectra import LIBRARY_PARTS, build_palette, library_part, sample_stem
 
 
@@ -240,3 +244,17 @@ def test_refuse_links_passes_a_plain_folder_and_finds_a_deep_link(tmp_path):
     (tmp_path / "a" / "b" / "g.txt").symlink_to(tmp_path / "a" / "b" / "f.txt")
     with pytest.raises(InputError, match="g.txt is a link to"):
         refuse_links(tmp_path / "a")
+
+
+def test_every_evaluation_spec_is_one_worlds_spec():
+    """The world fields are declared once (WorldsSpec), so the three evaluations validate seeds alike and a folder
+    of worlds serves each: none of them declares a world field of its own."""
+    world_fields = {f.name for f in fields(WorldsSpec)}
+    assert world_fields == {"train_seeds", "test_seeds", "size_km", "clusters", "months", "realism", "workers"}
+    for cls in (EvaluationSpec, HeldoutSpec, YoloEvaluationSpec):
+        assert issubclass(cls, WorldsSpec) and not world_fields & set(cls.__annotations__), cls
+        with pytest.raises(InputError, match=r"seed\(s\) \[2\] are both train and test"):
+            cls((1, 2), (2, 3))
+        spec = cls(("1", "2"), [3], size_km=5.52, clusters=2, realism="easy")
+        assert (spec.train_seeds, spec.test_seeds, spec.size_km, spec.clusters, spec.realism) == (
+            (1, 2), (3,), 5.52, 2, "easy")  # fmt: skip
