@@ -32,7 +32,7 @@ from gee_mining.ml.classify import DEFAULT_FEATURES, ClassifySpec, accuracy, com
 from gee_mining.tools import heldout as H
 from gee_mining.tools.heldout import HeldoutSpec, spec_json
 from gee_mining.tools.heldout_classify import CANDIDATES, constant_samples, evaluate_classify
-from gee_mining.tools.heldout_report import EVIDENCE, _save, run_summary
+from gee_mining.tools.heldout_report import EVIDENCE, _pooled_rows, _save, run_summary
 from gee_mining.tools.heldout_study import entry_order, evaluate_study, ranking_stability
 from gee_mining.tools.report import Report
 from tests.conftest import shared_file
@@ -245,3 +245,13 @@ def test_report_box_shows_the_protocol_not_only_the_folder(tmp_path):
     assert rows["command"] == "gee-mining evaluate study" and rows["output folder"] == str(tmp_path.resolve())
     assert "SIMULATED inputs" in page
     assert not (tmp_path / "report_study" / "report_figures").exists()
+
+
+def test_report_gives_false_alarms_as_flagged_area():
+    """The report's false alarms are the flagged area of mine-free land in km2 per 1000 km2, as the docs give them:
+    960 flagged 10 m pixels (0.096 km2) on 0.96 km2 of mine-free land are 100 km2 per 1000 km2."""
+    spec = H.HeldoutSpec((1, 2), (3,))
+    c = {"pixels": 10_000, "mine_pixels": 400, "detected_pixels": 300, "false_alarm_pixels": 960, "bare_pixels": 200,
+         "bare_flagged": 50, "mines": 7, "detected": 3, "area_km2": 1.0, "mine_area_km2": 0.04, "fine_cells": 9}  # fmt: skip
+    (row,) = _pooled_rows({"models": {"lasso": {"pooled": {**c, **H.figures(c, spec)}}}})
+    assert row[4] == pytest.approx(1000 * 960 * 10 * 10 / 1e6 / 0.96) == 100.0

@@ -43,7 +43,7 @@ def _pooled_rows(report: dict[str, Any]) -> list[list[Any]]:
         bare = p["natural_bare_called_mine"]
         rows.append([name, f"{p['detected']}/{p['mines']}", _ci(p["recall"], p["recall_ci_low"], p["recall_ci_high"]),
                      _ci(p["pixel_recall"], p["pixel_recall_ci_low"], p["pixel_recall_ci_high"]),
-                     round(p["false_alarms_per_1000km2"]), "-" if bare is None else round(bare, 3),
+                     round(p["false_alarm_km2_per_1000km2"], 1), "-" if bare is None else round(bare, 3),
                      "-" if p["precision_at_mine_share"] is None else round(p["precision_at_mine_share"], 4),
                      p["cost"]["pixels"]])  # fmt: skip
     return rows
@@ -59,14 +59,15 @@ def heldout_section(report: Report, doc: dict[str, Any]) -> None:
                    "(pixel intervals treat pixels as independent, which neighbouring pixels are not: too narrow). "
                    f"Precision is for mines covering {proto['spec']['mine_share']:.2%} of the land.", "note")  # fmt: skip
     Report.table(s, ["model", "mines found", "mine recall (95 % CI)", "pixel recall (95 % CI)",
-                     "false-alarm pixels / 1000 km2", "natural bare ground called mine", "precision at mine share",
-                     "pixels read"], _pooled_rows(doc), caption="SIMULATED, pooled over the held-out worlds")  # fmt: skip
+                     "mine-free land flagged (km2 per 1000 km2)", "natural bare ground called mine",
+                     "precision at mine share", "pixels read"], _pooled_rows(doc), caption="SIMULATED, pooled over the held-out worlds")  # fmt: skip
     rows = [[name, w["seed"], f"{w['detected']}/{w['mines']}", _ci(w["recall"], w["recall_ci_low"], w["recall_ci_high"]),
-             round(w["pixel_recall"] or 0, 3), round(w["false_alarms_per_1000km2"]),
+             round(w["pixel_recall"] or 0, 3), round(w["false_alarm_km2_per_1000km2"], 1),
              "-" if w["natural_bare_called_mine"] is None else round(w["natural_bare_called_mine"], 3)]
             for name, m in doc["models"].items() for w in m["worlds"]]  # fmt: skip
     Report.table(s, ["model", "world", "mines found", "mine recall (95 % CI)", "pixel recall",
-                     "false-alarm pixels / 1000 km2", "bare called mine"], rows, caption="SIMULATED, per held-out world")  # fmt: skip
+                     "mine-free land flagged (km2 per 1000 km2)", "bare called mine"], rows,
+                 caption="SIMULATED, per held-out world")  # fmt: skip
 
 
 def real_section(report: Report, real: dict[str, Any], models: list[str]) -> None:
