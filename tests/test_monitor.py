@@ -51,7 +51,7 @@ from gee_mining.monitor.evaluate import (
     growth_errors,
 )
 from gee_mining.monitor.region import region_bounds, utm_region
-from gee_mining.monitor.review import QUICKLOOK_PX, read_verdicts
+from gee_mining.monitor.review import QUICKLOOK_PX, read_verdicts, review_html
 from gee_mining.monitor.world import MonitorWorld, fit_first_year, world_region
 from gee_mining.tools.report import Report, build_report, print_pdf
 
@@ -496,3 +496,16 @@ def test_demo_candidate_table_prints_years_as_years(tmp_path):
                  cands)  # fmt: skip
     cells = re.findall(r"<td[^>]*>(.*?)</td>", report.render())
     assert cells[3:5] == ["2020", "1234"] and cells[5] == "new mine 0"
+
+
+def test_review_page_names_the_land_cover_and_explains_its_map():
+    """A candidate's WorldCover class shows with its name from the catalog's legend (60 is bare / sparse vegetation,
+    30 grassland), and the map says which colour is which."""
+    cands = [Candidate(1, shapely.box(-60.0, -3.0, -59.99, -2.99), 0.9, 1200.0, 2020, 2, {"land_cover": 60}),
+             Candidate(2, shapely.box(-60.02, -3.0, -60.01, -2.99), 0.8, 900.0, 2020, 2, {"land_cover": 30}),
+             Candidate(3, shapely.box(-60.04, -3.0, -60.03, -2.99), 0.7, 800.0, 2021, 1, {})]  # fmt: skip
+    page = review_html(cands, [], (-60.05, -3.01, -59.98, -2.98), (2019, 2021), {}, "run", simulated=True)
+    rows = re.findall(r"<tr data-id=.*?</tr>", page)
+    cover = [re.findall(r"<td>(.*?)</td>", r)[8] for r in rows]
+    assert cover == ["60 bare / sparse vegetation", "30 grassland", ""]
+    assert "known mines grey, candidates red" in page
