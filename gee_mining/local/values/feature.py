@@ -49,10 +49,11 @@ class Feature(Element):
         return info
 
 
-def features_info(features: list[Feature]) -> list[dict]:
-    """``f.to_info()`` of each feature, their geometries' coordinates made in bulk (``infos_many``)."""
+def features_info(features: list[Feature], arrays: bool = False) -> list[dict]:
+    """``f.to_info()`` of each feature, their geometries' coordinates made in bulk (``infos_many``; with
+    ``arrays``, polygon rings as numpy arrays, for an encoder that writes them)."""
     with_geometry = [i for i, f in enumerate(features) if f.geometry is not None]
-    infos = dict(zip(with_geometry, infos_many([features[i].geometry for i in with_geometry]), strict=True))
+    infos = dict(zip(with_geometry, infos_many([features[i].geometry for i in with_geometry], arrays), strict=True))
     return [f.to_info(infos.get(i)) for i, f in enumerate(features)]
 
 

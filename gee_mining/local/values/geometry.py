@@ -158,21 +158,23 @@ def _shape_info(shape: shapely.Geometry, type_name: str | None = None, coordinat
     return {"type": kind, "coordinates": _coordinates(shape) if coordinates is None else coordinates}
 
 
-def infos_many(geoms: list[Geometry]) -> list[dict]:
+def infos_many(geoms: list[Geometry], arrays: bool = False) -> list[dict]:
     """``g.to_info()`` of each geometry, the coordinates of all (multi)polygons taken in one call: what a
-    page of thousands of features is made of."""
+    page of thousands of features is made of. With ``arrays``, each ring's coordinates are an ``(n, 2)``
+    numpy array (a view of one array), for an encoder that writes arrays as JSON lists (the service's
+    orjson): no Python float or list is made per vertex."""
     shapes = _object_array([g.shape for g in geoms])
     bulk = np.nonzero(np.isin(shapely.get_type_id(shapes), (3, 6)) & ~shapely.is_empty(shapes))[0]
-    coords = dict(zip(bulk.tolist(), _polygon_coordinates_many(shapes[bulk]), strict=True))
+    coords = dict(zip(bulk.tolist(), _polygon_coordinates_many(shapes[bulk], arrays), strict=True))
     return [g.to_info(coords.get(i)) for i, g in enumerate(geoms)]
 
 
-def _polygon_coordinates_many(shapes: np.ndarray) -> list[list]:
-    """:func:`_coordinates` of non-empty polygons and multipolygons: every vertex in one list, sliced."""
+def _polygon_coordinates_many(shapes: np.ndarray, arrays: bool = False) -> list[list]:
+    """:func:`_coordinates` of non-empty polygons and multipolygons: every vertex in one list (or array), sliced."""
     parts, part_owner = shapely.get_parts(shapes, return_index=True)
     rings, ring_part = shapely.get_rings(parts, return_index=True)
     xy, ring_of = shapely.get_coordinates(rings, return_index=True)
-    points = xy.tolist()
+    points = xy if arrays else xy.tolist()
     cuts = np.searchsorted(ring_of, np.arange(len(rings) + 1)).tolist()
     ring_lists = [points[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
     cuts = np.searchsorted(ring_part, np.arange(len(parts) + 1)).tolist()
@@ -1445,19 +1447,18 @@ def buffer_many(n, geometry, distance, maxError, proj):  # noqa: N803
         )
     err = max_error_m(maxError, abs(distance) * 0.01 if distance else DEFAULT_MAX_ERROR)
     out: list[Any] = [None] * n
-    todo = []
-    for i, g in enumerate(geometry):
-        if g.crs != LONLAT or g.shape.is_empty:
-            out[i] = buffer(g, distance, maxError, None)
-        else:
-            todo.append(i)
+    shapes = _object_array([g.shape for g in geometry])
+    bulk = np.array([g.proj.crs == LONLAT for g in geometry], dtype=bool) & ~shapely.is_empty(shapes)
+    for i in np.nonzero(~bulk)[0].tolist():
+        out[i] = buffer(geometry[i], distance, maxError, None)
+    todo = np.nonzero(bulk)[0].tolist()
     if not todo:
         return out
-    shapes = _object_array([geometry[i].shape for i in todo])
+    shapes = shapes[bulk]
     crs, pair_of = np.unique(_local_crs_many(shapes), return_inverse=True)
     pair_of = pair_of.ravel()
-    edges_geo = np.array([geometry[i].edges_geodesic for i in todo], dtype=bool)
     geo = np.array([geometry[i].geodesic for i in todo], dtype=bool)
+    edges_geo = geo & ~np.isin(shapely.get_type_id(shapes), (0, 4))  # Geometry.edges_geodesic
     planar = np.zeros(len(todo), dtype=bool)
     local = _reproject_pairs(shapes, [(LONLAT, c) for c in crs], pair_of, edges_geo, planar, err)
     grown = shapely.buffer(local, distance, quad_segs=_quad_segs(abs(distance), err))
@@ -1503,23 +1504,20 @@ def _reproject_pairs(
     order = np.argsort(pair_of, kind="stable")
     ordered = shapes[order]
     types = shapely.get_type_id(ordered)
-    plain = np.isin(types, (3, 6)) & ~shapely.is_empty(ordered) & ~shapely.has_z(ordered)
-    fast = np.nonzero(plain)[0]
-    parts, part_owner = shapely.get_parts(ordered[fast], return_index=True)
-    rings, ring_part = shapely.get_rings(parts, return_index=True)
-    xy, ring_of = shapely.get_coordinates(rings, return_index=True)  # each shape's own order, shapes in order
-    point_pair = pair_of[order][fast][part_owner[ring_part[ring_of]]]
+    fast = np.nonzero(np.isin(types, (3, 6)) & ~shapely.is_empty(ordered) & ~shapely.has_z(ordered))[0]
+    xy, owner = shapely.get_coordinates(ordered[fast], return_index=True)  # shapes in order, each in its own
     moved = np.empty_like(xy)
-    cuts = np.searchsorted(point_pair, np.arange(len(pairs) + 1)).tolist()
+    cuts = np.searchsorted(pair_of[order][fast][owner], np.arange(len(pairs) + 1)).tolist()
     for k, (a, z) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
         if z > a:
             moved[a:z] = _transform_xy(xy[a:z], *pairs[k])
     passed = np.ones(len(fast), dtype=bool)
     if math.isfinite(max_err):
-        lonlat = moved if is_geographic(dst0) and not is_geographic(src0) else None
-        small = _rings_small(xy, lonlat, ring_of, len(rings), src0, max_err)
-        passed[part_owner[ring_part[~small]]] = False
-        passed |= _bbox_small_many(shapely.bounds(ordered[fast]), src0, max_err)
+        passed = _bbox_small_many(shapely.bounds(ordered[fast]), src0, max_err)
+        unsure = np.nonzero(~passed)[0]
+        points = np.isin(owner, unsure)
+        lonlat = moved[points] if is_geographic(dst0) and not is_geographic(src0) else None
+        passed[unsure] = _edges_small_of(ordered[fast][unsure], xy[points], lonlat, src0, max_err)
     result = ordered.copy()
     result[fast] = shapely.set_coordinates(ordered[fast].copy(), moved)
     slow = np.ones(len(ordered), dtype=bool)
@@ -1530,6 +1528,20 @@ def _reproject_pairs(
     out = np.empty(len(shapes), dtype=object)
     out[order] = result
     return out
+
+
+def _edges_small_of(
+    shapes: np.ndarray, xy: np.ndarray, lonlat: np.ndarray | None, src: str, max_err: float
+) -> np.ndarray:
+    """:func:`_edges_small` of each (multi)polygon, given its vertices ``xy`` (``shapely.get_coordinates``
+    order; ``lonlat``: the same in longitude and latitude, for a projected ``src``), all rings in one pass."""
+    parts, part_owner = shapely.get_parts(shapes, return_index=True)
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    ring_of = np.repeat(np.arange(len(rings)), shapely.get_num_coordinates(rings))
+    small = _rings_small(xy, lonlat, ring_of, len(rings), src, max_err)
+    passed = np.ones(len(shapes), dtype=bool)
+    passed[part_owner[ring_part[~small]]] = False
+    return passed
 
 
 def _reproject_rest(result, shapes, rows, pairs, pair_of, src_geo, dst_geo, max_err) -> None:
