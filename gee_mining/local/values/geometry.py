@@ -152,6 +152,8 @@ class Geometry:
 
 
 def _shape_info(shape: shapely.Geometry, type_name: str | None = None, coordinates: list | None = None) -> dict:
+    if coordinates is not None and type_name in _GEOJSON_TYPES and type_name != "GeometryCollection":
+        return {"type": type_name, "coordinates": coordinates}  # made in bulk, for a shape of this type
     if shape.geom_type == "GeometryCollection":
         return {"type": "GeometryCollection", "geometries": [_shape_info(g) for g in shapely.get_parts(shape)]}
     kind = type_name if type_name in _GEOJSON_TYPES and type_name != "GeometryCollection" else shape.geom_type
@@ -159,13 +161,16 @@ def _shape_info(shape: shapely.Geometry, type_name: str | None = None, coordinat
 
 
 def infos_many(geoms: list[Geometry], arrays: bool = False) -> list[dict]:
-    """``g.to_info()`` of each geometry, the coordinates of all (multi)polygons taken in one call: what a
-    page of thousands of features is made of. With ``arrays``, each ring's coordinates are an ``(n, 2)``
-    numpy array (a view of one array), for an encoder that writes arrays as JSON lists (the service's
-    orjson): no Python float or list is made per vertex."""
+    """``g.to_info()`` of each geometry, the coordinates of all (multi)polygons, and of all points, taken in
+    one call each: what a page of thousands of features is made of. With ``arrays``, each ring's coordinates
+    are an ``(n, 2)`` numpy array (a view of one array), for an encoder that writes arrays as JSON lists (the
+    service's orjson): no Python float or list is made per vertex."""
     shapes = _object_array([g.shape for g in geoms])
-    bulk = np.nonzero(np.isin(shapely.get_type_id(shapes), (3, 6)) & ~shapely.is_empty(shapes))[0]
+    types, full = shapely.get_type_id(shapes), ~shapely.is_empty(shapes)
+    bulk = np.nonzero(np.isin(types, (3, 6)) & full)[0]
     coords = dict(zip(bulk.tolist(), _polygon_coordinates_many(shapes[bulk], arrays), strict=True))
+    points = np.nonzero((types == 0) & full)[0]
+    coords.update(zip(points.tolist(), shapely.get_coordinates(shapes[points]).tolist(), strict=True))
     return [g.to_info(coords.get(i)) for i, g in enumerate(geoms)]
 
 
@@ -1510,7 +1515,10 @@ def _reproject_pairs(
     cuts = np.searchsorted(pair_of[order][fast][owner], np.arange(len(pairs) + 1)).tolist()
     for k, (a, z) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
         if z > a:
-            moved[a:z] = _transform_xy(xy[a:z], *pairs[k])
+            moved[a:z, 0], moved[a:z, 1] = transformer(*pairs[k]).transform(xy[a:z, 0], xy[a:z, 1])
+    if not math.isfinite(float(moved.sum())):  # _transform_xy's error, naming the first pair that failed
+        k = int(np.searchsorted(cuts, np.nonzero(~np.isfinite(moved).all(axis=1))[0][0], side="right")) - 1
+        raise EngineError(f"Geometry: Unable to transform coordinates from {pairs[k][0]} to {pairs[k][1]}.")
     passed = np.ones(len(fast), dtype=bool)
     if math.isfinite(max_err):
         passed = _bbox_small_many(shapely.bounds(ordered[fast]), src0, max_err)
