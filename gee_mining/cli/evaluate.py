@@ -40,7 +40,9 @@ def _pyramid(args) -> int:
     spec = EvaluationSpec(
         train_seeds=_seeds(args.train_seeds, "--train-seeds"), test_seeds=_seeds(args.test_seeds, "--test-seeds"),
         size_km=args.size_km, clusters=args.clusters, levels=_numbers(args.levels, "--levels"),
-        zooms=_numbers(args.zooms, "--zooms", int), target_recall=args.target_recall, margin=_margin(args.margin),
+        zooms=_numbers(args.zooms, "--zooms", int), scales=_numbers(args.scales, "--scales") if args.scales else (),
+        target_recall=args.target_recall, margin=_margin(args.margin),
+        min_prune=args.min_prune,
         pixels=args.pixels, mine_share=args.mine_share, exhaustive=args.exhaustive, workers=args.workers,
         realism=args.realism, detector=args.detector, weights=args.weights, screening=args.screening,
     )  # fmt: skip
@@ -173,9 +175,14 @@ def add_cli(sub) -> None:
     _add_worlds(q, "train and calibrate on", "worlds, patches, evaluation.json")
     q.add_argument("--levels", default="2750,1375,687.5,343.75", help="cell sizes, coarse to fine")
     q.add_argument("--zooms", default="15,16,17,18", help="zoom labels of the levels")
+    q.add_argument("--scales", default="",
+                   help="metres per pixel each level is scored at, e.g. 10,10,10,10 (default: cell size / 64, >= 10)")  # fmt: skip
     q.add_argument("--target-recall", type=float, default=0.98, help="calibration target on the train worlds")
     q.add_argument("--margin", default="cv",
                    help="factor on each calibrated threshold, (0..1], or cv: chosen leaving one train world out")  # fmt: skip
+    q.add_argument("--min-prune", type=float, default=0.0,
+                   help="a coarse level whose calibrated threshold drops less than this share of the train cells is "
+                        "not screened (keeps every cell; default 0: every level screens)")  # fmt: skip
     q.add_argument("--pixels", type=int, default=1000, help="sampled pixels per class per train world")
     q.add_argument("--exhaustive", action="store_true", help="also run the detector on every fine cell (slow)")
     q.add_argument("--detector", choices=("pixel", "yolo"), default="pixel",

@@ -75,8 +75,10 @@ class EvaluationSpec:
     months: int = 1
     levels: tuple[float, ...] = (2750, 1375, 687.5, 343.75)
     zooms: tuple[int, ...] = (15, 16, 17, 18)
+    scales: tuple[float, ...] = ()  # metres per pixel each level is scored at; () = PyramidSpec's default (cell / 64)
     target_recall: float = 0.98
     margin: float | None = None  # a fixed factor on each threshold, or None: chosen across the train worlds
+    min_prune: float = 0.0  # a coarse level whose threshold drops less than this share of cells is not screened
     pixels: int = 1000  # sampled pixels per class per train world
     mine_share: float = 0.0007  # a realistic share of land that is mine, for precision
     confidence: float = 0.95
@@ -103,6 +105,10 @@ class EvaluationSpec:
                 f"a cross-world margin needs at least two train worlds (got {list(train)}): add train seeds, or give "
                 "a fixed margin, e.g. --margin 0.5."
             )
+        if not 0 <= self.min_prune < 1:
+            raise InputError(
+                f"min_prune {self.min_prune}: a share of cells in [0, 1), e.g. 0.25 (0 screens every level)."
+            )
         if self.screening not in SCREENINGS:
             raise InputError(f"screening {self.screening!r}: one of {', '.join(SCREENINGS)}.")
         if self.realism not in REALISMS:
@@ -117,7 +123,7 @@ class EvaluationSpec:
         self.pyramid_spec()  # validates the levels
 
     def pyramid_spec(self) -> PyramidSpec:
-        return PyramidSpec.of(self.levels, self.zooms)
+        return PyramidSpec.of(self.levels, self.zooms, scales=tuple(self.scales))
 
 
 @dataclass
@@ -444,4 +450,4 @@ def _calibrate(train: dict[int, SimulatedPyramid], model, ev: EvaluationSpec, sa
         image = probability_image(ee, model, ee.Image(sim.composite_id))
         cells = start_cells(ee, sim.region(ee), spec.levels[0], sim.epsg)
         worlds.append(CalibrationWorld(f"seed_{seed}", image, cells, sim.mines_id))
-    return calibrate_worlds(ee, worlds, spec, ev.target_recall, ev.margin, ev.confidence, say)
+    return calibrate_worlds(ee, worlds, spec, ev.target_recall, ev.margin, ev.confidence, say, ev.min_prune)
