@@ -18,7 +18,7 @@ import shapely
 from scipy.stats import binomtest
 
 from gee_mining.errors import InputError
-from gee_mining.pyramid.calibration import clopper_pearson, cross_world_margin, margin_threshold
+from gee_mining.pyramid.calibration import clopper_pearson, cross_world_margin, level_threshold, margin_threshold
 from gee_mining.pyramid.evaluate import EvaluationSpec, _prepare, check_disjoint, evaluate_pyramid, rates
 from gee_mining.pyramid.world import seed_corner
 from gee_mining.world.spectra import LIBRARY_PARTS, build_palette, library_part, sample_stem
@@ -51,6 +51,19 @@ def test_cross_world_margin_is_the_worst_left_out_world():
         cross_world_margin({("a", 1): 0.5}, 1.0)
     with pytest.raises(InputError, match="two train worlds"):
         EvaluationSpec((1,), (2,))  # the cross-world margin (the default) needs two
+
+
+def test_a_level_that_prunes_few_cells_is_not_screened():
+    best = {("a", 1): 0.4, ("b", 1): 0.2}  # keep both: threshold 0.2, halved by the margin: 0.1
+    cells = [0.0, 0.05, 0.15, 0.3, 0.5, 0.6, 0.7, 0.8]  # 0.1 drops 2 of these 8 cells: 25 %
+    assert level_threshold(best, cells, 1.0, 0.5) == pytest.approx((0.1, 0.2, 0.5, 0.25))
+    assert level_threshold(best, cells, 1.0, 0.5, min_prune=0.25)[0] == pytest.approx(0.1)  # prunes enough
+    t, unmargined, margin, pruned = level_threshold(best, cells, 1.0, 0.5, min_prune=0.3)
+    assert t is None and unmargined == pytest.approx(0.2) and pruned == pytest.approx(0.25)
+    # the cross-world margin: leaving a out, b's 0.2 is under a's own 0.4 (factor 1); leaving b out, 0.2 / 0.4
+    assert level_threshold(best, cells, 1.0, None)[2] == pytest.approx(0.5)
+    with pytest.raises(InputError, match="min_prune"):
+        EvaluationSpec((1, 2), (3,), min_prune=1.0)
 
 
 def test_spec_refuses_a_seed_in_both_sets():
