@@ -166,7 +166,8 @@ def test_pooled_figures_are_counts_of_the_world_figures(sim):
     assert sum(b["mines"] for b in pooled["recall_by_size"]) == pooled["mines"]
     # the thresholds in the report are the ones calibrated on the train world only
     cal = report["protocol"]["calibration"]
-    assert cal["worlds"] == ["seed_1"] and all(0 < t < 1 for t in cal["thresholds"])
+    assert cal["worlds"] == ["seed_1"] and all(t is None or 0 < t < 1 for t in cal["thresholds"])
+    assert cal["thresholds"][-1] is not None  # the fine level always screens (a coarse one may keep every cell)
     assert json.loads((out / "evaluation.json").read_text())["pooled"]["mines"] == pooled["mines"]
     lines = [json.loads(line) for line in (out / "worlds.jsonl").read_text().splitlines()]
     assert [(x["seed"], x["detected"], x["fine_cells"]) for x in lines] == [(w["seed"], w["detected"], w["fine_cells"])]

@@ -6,7 +6,7 @@ from gee_mining.cli.monitor import parse_years
 from gee_mining.cli.output import add_json_option, emit, print_figures, progress
 from gee_mining.errors import InputError
 from gee_mining.monitor.evaluate import MonitorEvaluationSpec, evaluate_monitor
-from gee_mining.pyramid.evaluate import EvaluationSpec, evaluate_pyramid
+from gee_mining.pyramid.evaluate import MIN_PRUNE, EvaluationSpec, evaluate_pyramid
 from gee_mining.pyramid.evaluate_yolo import YoloEvaluationSpec, evaluate_yolo
 from gee_mining.tools.heldout import HeldoutSpec
 from gee_mining.tools.heldout_classify import CANDIDATES, evaluate_classify
@@ -180,9 +180,9 @@ def add_cli(sub) -> None:
     q.add_argument("--target-recall", type=float, default=0.98, help="calibration target on the train worlds")
     q.add_argument("--margin", default="cv",
                    help="factor on each calibrated threshold, (0..1], or cv: chosen leaving one train world out")  # fmt: skip
-    q.add_argument("--min-prune", type=float, default=0.0,
+    q.add_argument("--min-prune", type=float, default=MIN_PRUNE,
                    help="a coarse level whose calibrated threshold drops less than this share of the train cells is "
-                        "not screened (keeps every cell; default 0: every level screens)")  # fmt: skip
+                        f"not screened, it keeps every cell (default {MIN_PRUNE}; 0: every level screens)")  # fmt: skip
     q.add_argument("--pixels", type=int, default=1000, help="sampled pixels per class per train world")
     q.add_argument("--exhaustive", action="store_true", help="also run the detector on every fine cell (slow)")
     q.add_argument("--detector", choices=("pixel", "yolo"), default="pixel",
