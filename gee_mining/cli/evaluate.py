@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from gee_mining.cli.monitor import parse_years
 from gee_mining.cli.output import add_json_option, emit, print_figures, progress
 from gee_mining.errors import InputError
@@ -10,6 +12,7 @@ from gee_mining.pyramid.evaluate import EvaluationSpec, evaluate_pyramid
 from gee_mining.pyramid.evaluate_yolo import YoloEvaluationSpec, evaluate_yolo
 from gee_mining.tools.heldout import HeldoutSpec
 from gee_mining.tools.heldout_classify import CANDIDATES, evaluate_classify
+from gee_mining.tools.heldout_report import pyramid_report
 from gee_mining.tools.heldout_study import evaluate_study
 
 
@@ -45,9 +48,15 @@ def _pyramid(args) -> int:
         realism=args.realism, detector=args.detector, weights=args.weights, screening=args.screening,
     )  # fmt: skip
     report = evaluate_pyramid(args.out, spec, progress=progress(args))
-    pooled = {"SIMULATED": True, "pooled": report["pooled"], "evaluation": f"{args.out}/evaluation.json"}
-    emit(args, pooled, lambda: print_figures("SIMULATED, held-out worlds, pooled", report["pooled"],
-                                             f"{args.out}/evaluation.json"))  # fmt: skip
+    html_path = pyramid_report(Path(args.out), report)
+    pooled = {"SIMULATED": True, "pooled": report["pooled"], "evaluation": f"{args.out}/evaluation.json",
+              "report": str(html_path)}  # fmt: skip
+
+    def text() -> None:
+        print_figures("SIMULATED, held-out worlds, pooled", report["pooled"], f"{args.out}/evaluation.json")
+        print(f"report: {html_path}")
+
+    emit(args, pooled, text)
     return 0
 
 
