@@ -109,9 +109,12 @@ def stability_section(report: Report, st: dict[str, Any]) -> None:
 
 
 def found_when(spec: dict[str, Any]) -> str:
-    """How a held-out mine counts as found: a share of its pixels flagged (pixel models), or a box touching it."""
+    """How a held-out mine counts as found: a share of its pixels flagged (pixel models), a YOLO box scoring enough
+    touching it, or a box the pyramid keeps touching it."""
     if "min_mine_share" in spec:
         return f"at least {spec['min_mine_share']:.0%} of its pixels are flagged"
+    if "min_iou" in spec:
+        return f"a box scoring at least {spec['conf']:g} touches it (matched: IoU at least {spec['min_iou']:g})"
     return "a box the pyramid keeps touches it"
 
 
@@ -196,6 +199,38 @@ def pyramid_report(out: Path, doc: dict[str, Any]) -> Path:
                    f"{lv['kept']}/{lv['mines']}", f"{lv['cells_kept']}/{lv['cells_evaluated']}"]
                   for lv in proto["calibration"]["levels"]])  # fmt: skip
     return _save(report, out / "report_pyramid", run_summary("gee-mining evaluate pyramid", out, doc))
+
+
+def yolo_report(out: Path, doc: dict[str, Any]) -> Path:
+    """``evaluate yolo``'s report (``DIR/report_yolo/report.html``): pooled and per-world held-out figures, recall
+    by mine area (a figure with its intervals), the held-out box metrics and the training (its in-sample mAP
+    labelled so)."""
+    report = Report("gee-mining evaluate yolo", "SIMULATED held-out worlds")
+    p, t = doc["pooled"], doc["training"]
+    s = report.section("Held-out worlds", simulated=True)
+    Report.text(s, f"{doc['what'][0].upper()}{doc['what'][1:]}. Train worlds {doc['protocol']['train_seeds']}, "
+                   f"held-out worlds {doc['protocol']['test_seeds']}. A mine is found when a box scoring at least "
+                   f"{p['conf']:g} touches it, matched when a box's IoU with it is at least {p['min_iou']:g}; intervals "
+                   f"are 95 % Clopper-Pearson. Precision is for mines covering {p['mine_share']:.2%} of the land.",
+                "note")  # fmt: skip
+    rows = [[name, f"{w['detected']}/{w['mines']}", _ci(w["recall"], w["recall_ci_low"], w["recall_ci_high"]),
+             _ci(w["recall_matched"], w["recall_matched_ci_low"], w["recall_matched_ci_high"]),
+             f"{w['false_alarm_boxes']}/{w['boxes']}", round(w["false_alarms_per_1000km2"]),
+             "-" if w["precision_at_mine_share"] is None else round(w["precision_at_mine_share"], 4)]
+            for name, w in [("pooled", p), *((f"world {w['seed']}", w) for w in doc["worlds"])]]  # fmt: skip
+    Report.table(s, ["", "mines touched", "recall (95 % CI)", "recall, IoU matched (95 % CI)",
+                     "boxes touching no mine", "false boxes / 1000 km2", "precision at mine share"], rows,
+                 caption="SIMULATED: pooled over the held-out worlds, then each world")  # fmt: skip
+    if p.get("recall_by_size"):
+        Report.figure(s, _size_figure(p["recall_by_size"]), "SIMULATED: held-out recall (a box touches the mine) "
+                      "by mine area, with 95 % Clopper-Pearson intervals; the number of mines above each bar.")  # fmt: skip
+    m = report.section("Box metrics and training", simulated=True)
+    Report.table(m, ["what", "value"], [
+        ("mAP50 / mAP50-95 on the held-out patches", f"{p['box_map50']:.3f} / {p['box_map50_95']:.3f}"),
+        ("training", f"{t['epochs']} epochs on {t['train_images']} patches, {t['seconds']:.0f} s wall"),
+        ("mAP50 on its own training patches (in-sample, not a result)", f"{t['in_sample_metrics']['map50']:.3f}"),
+    ])  # fmt: skip
+    return _save(report, out / "report_yolo", run_summary("gee-mining evaluate yolo", out, doc))
 
 
 def _size_figure(bins: list[dict[str, Any]]):
