@@ -16,11 +16,13 @@ folder and registered as an image collection in a temporary catalog. For one
 2. the reference, "native numpy" (``numpy_composite``): the fastest plain
    numpy we could write on the same files. Each band's median is taken at its
    NATIVE resolution (10, 20 or 60 m; 1, 1/4 or 1/36 of the pixels): the 73
-   windows are read with ``out=`` straight into one uint16 stack, one pass
-   makes uint32 sort keys ``DN - 1`` (nodata 0 wraps to 2**32 - 1 and sorts
+   windows are read with ``out=`` straight into one uint16 stack (rasterio's
+   public ``read``), one pass makes uint32 sort keys ``DN - 1``, pixel-major
+   (each pixel's 73 values in one row; nodata 0 wraps to 2**32 - 1 and sorts
    last; numpy's SIMD sort of 32-bit keys is 4-6x faster here than its
-   uint16 sort and 2-3x faster than ``np.partition`` at two fixed ranks), the
-   stack is sorted along the scenes, and the median of each pixel's ``count``
+   uint16 sort and 2-3x faster than ``np.partition`` at two fixed ranks, and
+   sorting contiguous rows about 1.3x faster than sorting along the scenes
+   axis of a scene-major stack), the rows are sorted, and the median of each pixel's ``count``
    valid values is the mean of ranks ``(count - 1) // 2`` and ``count // 2``
    (picked by flat index). Then nearest upsampling to 10 m and the same ND
    arithmetic. Its datasets are opened once and kept open across runs, as the
@@ -176,12 +178,13 @@ def native_median(datasets: dict, n: int, band: str, res: int) -> np.ndarray:
     for k in range(n):
         datasets[k, band].read(1, window=window, out=raw[k])
     count = np.count_nonzero(raw, axis=0).reshape(-1)
-    keys = np.subtract(raw, 1, dtype=np.uint32).reshape(n, -1)
+    keys = np.empty((size * size, n), np.uint32)  # pixel-major: each pixel's n values in one row
+    np.subtract(raw.reshape(n, -1).T, 1, out=keys, dtype=np.uint32)
     del raw
-    keys.sort(axis=0)
-    flat, column = keys.reshape(-1), np.arange(keys.shape[1])
-    lo = flat[((np.maximum(count, 1) - 1) // 2) * keys.shape[1] + column]
-    hi = flat[(count // 2) * keys.shape[1] + column]
+    keys.sort(axis=1)
+    flat, row = keys.reshape(-1), np.arange(keys.shape[0]) * n
+    lo = flat[row + (np.maximum(count, 1) - 1) // 2]
+    hi = flat[row + count // 2]
     median = (lo.astype(np.float64) + hi) * 0.5 + 1.0
     median[count == 0] = 0.0
     return median.reshape(size, size)

@@ -629,3 +629,24 @@ def test_engine_keeps_at_most_its_bound_of_files_open_and_closes_them_on_disconn
         assert 1 <= _open_files_under(tmp_path) <= 3
     gee_mining.disconnect()
     assert _open_files_under(tmp_path) == 0
+
+
+def test_window_reads_through_rasterios_c_read_equal_its_public_read(tmp_path, monkeypatch):
+    # The composite's reads call rasterio's C read under ``ds.read`` (its Python layer costs more than the
+    # read); the pixels must be those of the public read, and the fallback (a rasterio without it) too.
+    import rasterio
+    from rasterio.windows import Window
+
+    from gee_mining.local.raster import resample
+
+    _native_scenes(tmp_path, n=1)
+    frame = Window(3, 5, 17, 11)
+    with rasterio.open(tmp_path / "s0_A.tif") as ds:
+        want = ds.read(1, window=frame)
+        assert resample._C_READ is not None  # this rasterio (>= 1.3) has it: the fast path is the one tested
+        for reader in (resample._C_READ, None):
+            monkeypatch.setattr(resample, "_C_READ", reader)
+            out = np.zeros((11, 17), np.uint16)
+            resample._read_window(ds, 1, frame, out)
+            np.testing.assert_array_equal(out, want)
+    assert (want > 0).any()
