@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             ds.close()
         gee_mining.disconnect()
 
-    print(f"\nreference: native numpy (uint16 read with out=, uint32 keys DN - 1, integer sort at native "
+    print(f"\nreference: native numpy (uint16 read with out=, uint32 keys DN - 1 pixel-major, 2048 px at a time, integer sort at native "
           f"resolution, nearest upsampling); {args.repeat} pairs, engine run first in each")  # fmt: skip
     report(pairs, m_engine, m_numpy)
     return 0
