@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+import numpy as np
 import orjson
 
 from gee_mining.contracts import signatures
@@ -35,7 +36,7 @@ from gee_mining.local.raster.pixels import RenderStore, compute_pixels, map_tile
 from gee_mining.local.service.access import Caller
 from gee_mining.local.service.export import classifier_export_work, image_export_work, table_export_work
 from gee_mining.local.service.quotas import Quotas
-from gee_mining.local.values.feature import features_info
+from gee_mining.local.values.feature import Feature, features_info
 from gee_mining.local.values.featurecollection import FeatureCollection
 
 JSON = "application/json; charset=UTF-8"
@@ -225,16 +226,17 @@ class Router:
             features, digest = kept
             offset = int(offset_text)
         else:
-            features, digest = self._features(payload, project), request_digest(payload.get("expression"))
+            features, digest = self._collection(payload, project), request_digest(payload.get("expression"))
             key, offset = uuid.uuid4().hex, 0
             with self._pages_lock:
                 self._pages[key] = (features, digest)
                 while len(self._pages) > 64:
                     self._pages.popitem(last=False)
         # Earth Engine "may return fewer" than pageSize: a short page by default, and never over page_bytes.
-        # Each feature is encoded once, to measure the page and to send it.
+        # Each feature is encoded once, to measure the page and to send it; only this page's features are
+        # turned into GeoJSON (the rest are kept as the engine's features, a few times smaller).
         chunk = features[offset : offset + self.limits.page_length(size, digest, offset)]
-        page = self.limits.fit_page([_dumps(f) for f in chunk])
+        page = self.limits.fit_page([_dumps(f) for f in features_info(chunk, arrays=True)])
         end = offset + len(page)
         tail = b""
         if end < len(features):
@@ -244,14 +246,14 @@ class Router:
                 self._pages.pop(key, None)
         return RawAnswer(JSON, b'{"type":"FeatureCollection","features":[' + b",".join(page) + b"]" + tail + b"}")
 
-    def _features(self, payload, project: str) -> list[dict]:
-        """The GeoJSON features of a computeFeatures request's collection."""
+    def _collection(self, payload, project: str) -> list[Feature]:
+        """The features of a computeFeatures request's collection."""
         value = self._evaluate(payload, project)
         if not isinstance(value, FeatureCollection):
             raise EngineError(
                 f"table:computeFeatures needs a FeatureCollection, not {getattr(value, 'ee_type', type(value).__name__)}."
             )
-        return features_info(value.features)
+        return value.features
 
     def compute_pixels(self, payload, project: str, **_):
         ctx = self._context(project)
@@ -352,7 +354,7 @@ def _dumps(value: Any) -> bytes:
     are not strings. Those answers go through ``json``: its output is kept wherever orjson's would differ
     (an answer with a ``null`` is searched for non-finite numbers; one without cannot hold any)."""
     try:
-        out = orjson.dumps(value)
+        out = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
     except TypeError:  # orjson.JSONEncodeError: a huge integer, a key that is not a string, an unknown type
         return _json_dumps(value)
     if b"null" in out and _has_non_finite(value):
@@ -361,7 +363,15 @@ def _dumps(value: Any) -> bytes:
 
 
 def _json_dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), check_circular=False).encode()
+    return json.dumps(value, separators=(",", ":"), check_circular=False, default=_plain).encode()
+
+
+def _plain(value: Any) -> Any:
+    """A numpy array or scalar (a page's coordinates, see ``features_info``) as the lists or number ``json``
+    writes; anything else is refused as ``json`` refuses it."""
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _has_non_finite(value: Any) -> bool:
@@ -377,6 +387,8 @@ def _has_non_finite(value: Any) -> bool:
         elif isinstance(v, list | tuple):
             stack.extend(v)
         elif isinstance(v, float) and not math.isfinite(v):
+            return True
+        elif isinstance(v, np.ndarray) and v.dtype.kind in "fc" and not np.isfinite(v).all():
             return True
     return False
 
