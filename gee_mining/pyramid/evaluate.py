@@ -62,8 +62,8 @@ from gee_mining.world.realism import REALISMS
 MODEL_FILE = "yolo_model.json"  # written by `evaluate yolo`: the weights, their dataset spec and the seeds they saw
 SCREENINGS = ("forest", "logistic")  # the screening models fit_screening can fit
 # A coarse level whose calibrated threshold would drop less than a quarter of the train cells is not screened: on the
-# hard worlds the 2750 m level kept 42 of 48 train cells and dropped 34 of 63 held-out mines of seeds 8 and 10, whole
-# clusters of pits in one cell (issue 25; docs/pyramid.md, "Where the held-out mines are lost").
+# hard worlds the 2750 m level kept 42 of 48 train cells and dropped 48 of 305 held-out mines, whole clusters of pits
+# in one cell (issue 25; docs/pyramid.md, "Where the held-out mines are lost").
 MIN_PRUNE = 0.25
 SIZE_BINS_KM2 = (0.05, 0.2, 1.0)  # recall is also reported for mines below 0.05 km2, 0.05-0.2, 0.2-1, above 1
 
