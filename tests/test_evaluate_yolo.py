@@ -170,7 +170,7 @@ def test_yolo_spec_checks_its_inputs():
         YoloEvaluationSpec((1,), (2,), imgsz=100)
     with pytest.raises(InputError, match="bands"):
         YoloEvaluationSpec((1,), (2,), bands=("_mine",))
-    assert YoloEvaluationSpec((1,), (2,)).worlds().train_seeds == (1,)  # one train world is enough for YOLO
+    assert YoloEvaluationSpec((1,), (2,)).train_seeds == (1,)  # one train world is enough for YOLO
 
 
 def test_cli_evaluate_yolo_options_reach_the_spec(monkeypatch, tmp_path):

@@ -81,9 +81,16 @@ def _pixel_models(args) -> int:
     pooled = {m: v["pooled"] for m, v in report["models"].items()}
     result = {"SIMULATED": True, "pooled": pooled, "real": report["real"], "evaluation": f"{args.out}/{name}",
               "report": f"{args.out}/report_{args.target}/report.html"}  # fmt: skip
-    emit(args, result, lambda: [print_figures(f"SIMULATED, held-out worlds, pooled: {m}", p, f"{args.out}/{name}")
-                                for m, p in pooled.items()])  # fmt: skip
+    emit(args, result, lambda: print_pixel_models(pooled, result["evaluation"], result["report"]))
     return 0
+
+
+def print_pixel_models(pooled: dict, evaluation: str, report: str) -> None:
+    """Each model's pooled held-out figures, then the two files written, once (not once per model)."""
+    for m, p in pooled.items():
+        print_figures(f"SIMULATED, held-out worlds, pooled: {m}", p)
+    print(f"written: {evaluation}")
+    print(f"report: {report}")
 
 
 def _add_worlds(q, fit: str, out: str) -> None:
@@ -106,7 +113,8 @@ def _add_pixel_models(act) -> None:
              "classify": "Earth Engine classifiers on SIMULATED worlds: chosen on train seeds, measured on test"}  # fmt: skip
     for target, text in helps.items():
         q = act.add_parser(target, help=text)
-        _add_worlds(q, "fit and choose on (two or more)", "worlds, evaluation_TARGET.json, report_TARGET/report.html")
+        _add_worlds(q, "fit and choose on (two or more)",
+                    f"worlds, evaluation_{target}.json, report_{target}/report.html")  # fmt: skip
         q.add_argument("--pixels", type=int, default=500, help="sampled pixels per class per train world")
         q.add_argument("--min-mine-share", type=float, default=0.25,
                        help="a mine counts as found when this share of its pixels is flagged")  # fmt: skip

@@ -4,10 +4,18 @@ scenes (or a line saying they are absent)."""
 
 from __future__ import annotations
 
+import json
+import os
+import platform
+import time
 from pathlib import Path
 from typing import Any
 
-from gee_mining.tools.report import Report, build_report
+import ee
+
+from gee_mining import __version__
+from gee_mining.connection import current_connection
+from gee_mining.tools.report import SUMMARY_JSON, Report, build_report
 
 EVIDENCE = (
     "What the ranking is evidence of: which of the 12 bands and 66 normalised differences separate mine pixels from "
@@ -35,7 +43,7 @@ def _pooled_rows(report: dict[str, Any]) -> list[list[Any]]:
         bare = p["natural_bare_called_mine"]
         rows.append([name, f"{p['detected']}/{p['mines']}", _ci(p["recall"], p["recall_ci_low"], p["recall_ci_high"]),
                      _ci(p["pixel_recall"], p["pixel_recall_ci_low"], p["pixel_recall_ci_high"]),
-                     round(p["false_alarms_per_1000km2"]), "-" if bare is None else round(bare, 3),
+                     round(p["false_alarm_km2_per_1000km2"], 1), "-" if bare is None else round(bare, 3),
                      "-" if p["precision_at_mine_share"] is None else round(p["precision_at_mine_share"], 4),
                      p["cost"]["pixels"]])  # fmt: skip
     return rows
@@ -51,14 +59,15 @@ def heldout_section(report: Report, doc: dict[str, Any]) -> None:
                    "(pixel intervals treat pixels as independent, which neighbouring pixels are not: too narrow). "
                    f"Precision is for mines covering {proto['spec']['mine_share']:.2%} of the land.", "note")  # fmt: skip
     Report.table(s, ["model", "mines found", "mine recall (95 % CI)", "pixel recall (95 % CI)",
-                     "false-alarm pixels / 1000 km2", "natural bare ground called mine", "precision at mine share",
-                     "pixels read"], _pooled_rows(doc), caption="SIMULATED, pooled over the held-out worlds")  # fmt: skip
+                     "mine-free land flagged (km2 per 1000 km2)", "natural bare ground called mine",
+                     "precision at mine share", "pixels read"], _pooled_rows(doc), caption="SIMULATED, pooled over the held-out worlds")  # fmt: skip
     rows = [[name, w["seed"], f"{w['detected']}/{w['mines']}", _ci(w["recall"], w["recall_ci_low"], w["recall_ci_high"]),
-             round(w["pixel_recall"] or 0, 3), round(w["false_alarms_per_1000km2"]),
+             round(w["pixel_recall"] or 0, 3), round(w["false_alarm_km2_per_1000km2"], 1),
              "-" if w["natural_bare_called_mine"] is None else round(w["natural_bare_called_mine"], 3)]
             for name, m in doc["models"].items() for w in m["worlds"]]  # fmt: skip
     Report.table(s, ["model", "world", "mines found", "mine recall (95 % CI)", "pixel recall",
-                     "false-alarm pixels / 1000 km2", "bare called mine"], rows, caption="SIMULATED, per held-out world")  # fmt: skip
+                     "mine-free land flagged (km2 per 1000 km2)", "bare called mine"], rows,
+                 caption="SIMULATED, per held-out world")  # fmt: skip
 
 
 def real_section(report: Report, real: dict[str, Any], models: list[str]) -> None:
@@ -96,12 +105,38 @@ def stability_section(report: Report, st: dict[str, Any]) -> None:
     Report.text(s, EVIDENCE.format(k=k), "note")
 
 
+def run_summary(command: str, out: Path, doc: dict[str, Any]) -> dict[str, Any]:
+    """The report's "Parameters and engine" box (``summary.json``): the command, the worlds it trained on and those
+    it measured on, how a mine counts as found, the real scenes, the engine and the versions."""
+    proto, spec, real = doc["protocol"], doc["protocol"]["spec"], doc.get("real", {})
+    conn = current_connection()
+    scenes = f"{len(real.get('scenes', []))} scenes" if real.get("available") else f"none: {real.get('why', 'absent')}"
+    params = {
+        "command": command,
+        "output folder": str(Path(out).resolve()),
+        "train worlds (seeds)": ", ".join(str(s) for s in proto["train_seeds"]),
+        "held-out worlds (seeds)": ", ".join(str(s) for s in proto["test_seeds"]),
+        "worlds (SIMULATED)": f"{spec['size_km']} km square, {spec['clusters']} mine clusters, {spec['months']} "
+        f"month(s) of scenes, realism {spec['realism']}",
+        "pixels sampled per class per train world": spec["pixels"],
+        "a mine is found when": f"at least {spec['min_mine_share']:.0%} of its pixels are flagged",
+        "real mine-free scenes": scenes,
+        "run time": f"{doc.get('seconds', 0):.0f} s",
+        "gee-mining": __version__,
+        "earthengine-api": ee.__version__,
+        "python": platform.python_version(),
+        "written (UTC)": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+    }
+    engine = conn.describe() if conn is not None else "none connected"
+    return {"simulated": True, "engine": engine, "parameters": params}
+
+
 def study_report(out: Path, doc: dict[str, Any]) -> Path:
     report = Report("gee-mining evaluate study", "SIMULATED held-out worlds, and real mine-free scenes")
     heldout_section(report, doc)
     stability_section(report, doc["stability"])
     real_section(report, doc["real"], list(doc["models"]))
-    return _save(report, out / "report_study")
+    return _save(report, out / "report_study", run_summary("gee-mining evaluate study", out, doc))
 
 
 def classify_report(out: Path, doc: dict[str, Any]) -> Path:
@@ -113,11 +148,15 @@ def classify_report(out: Path, doc: dict[str, Any]) -> Path:
                    "yes" if c["params"] == ch["chosen"] else ""]
                   for name, ch in doc["protocol"]["choices"].items() for c in ch["settings"]])  # fmt: skip
     real_section(report, doc["real"], list(doc["models"]))
-    return _save(report, out / "report_classify")
+    return _save(report, out / "report_classify", run_summary("gee-mining evaluate classify", out, doc))
 
 
-def _save(report: Report, folder: Path) -> Path:
-    """The report in its own folder of the evaluation's (``report.json``, figures, ``report.html``)."""
+def _save(report: Report, folder: Path, summary: dict[str, Any]) -> Path:
+    """The report in its own folder of the evaluation's (``report.json``, ``summary.json``, figures,
+    ``report.html``)."""
     folder.mkdir(parents=True, exist_ok=True)
     report.save(folder)
+    tmp = folder / f".partial-{SUMMARY_JSON}"
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, folder / SUMMARY_JSON)
     return build_report(folder).html
