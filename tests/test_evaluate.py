@@ -9,6 +9,7 @@ library names, scipy's ``binomtest`` for the interval, and plain counting for th
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import fields
 from pathlib import Path
 from types import SimpleNamespace
@@ -33,6 +34,7 @@ from gee_mining.pyramid.evaluate import (
 from gee_mining.pyramid.evaluate_yolo import YoloEvaluationSpec
 from gee_mining.pyramid.world import seed_corner
 from gee_mining.tools.heldout import HeldoutSpec
+from gee_mining.tools.heldout_report import pyramid_report
 from gee_mining.world.spectra import LIBRARY_PARTS, build_palette, library_part, sample_stem
 
 
@@ -258,3 +260,21 @@ def test_every_evaluation_spec_is_one_worlds_spec():
         spec = cls(("1", "2"), [3], size_km=5.52, clusters=2, realism="easy")
         assert (spec.train_seeds, spec.test_seeds, spec.size_km, spec.clusters, spec.realism) == (
             (1, 2), (3,), 5.52, 2, "easy")  # fmt: skip
+
+
+def test_the_pyramid_report_shows_the_held_out_figures(sim):
+    """`evaluate pyramid`'s report: the per-world row carries what worlds.jsonl recorded as the world finished, the
+    pooled row the fine-cell ratio of those counts, a recall-by-size figure, and one calibration row per level."""
+    out, spec, report = sim
+    page = pyramid_report(out, report).read_text()
+    (world,) = [json.loads(line) for line in (out / "worlds.jsonl").read_text().splitlines()]
+    rows = {r[0]: r[1:] for r in (re.findall(r"<td[^>]*>(.*?)</td>", tr) for tr in re.findall(r"<tr>.*?</tr>", page))
+            if r}  # fmt: skip
+    assert rows["world 2"][0] == f"{world['detected']}/{world['mines']}"
+    assert rows["world 2"][2] == f"{world['fine_cells']:,} of {world['exhaustive_fine_cells']:,}"
+    ratio = world["exhaustive_fine_cells"] / world["fine_cells"]
+    assert rows["pooled"][2].endswith(f"({ratio:.1f}x fewer)")
+    assert page.count("<img") == 1 and "SIMULATED: recall by mine area" not in page  # the title is in the image
+    levels = page.rsplit("Thresholds calibrated on the train worlds", 1)[1].split("</table>")[0]  # after the heading
+    assert levels.count("<tr>") - 1 == len(spec.levels)
+    assert "<td>train worlds (seeds)</td><td>1</td>" in page and "<td>held-out worlds (seeds)</td><td>2</td>" in page
