@@ -9,6 +9,7 @@ library names, scipy's ``binomtest`` for the interval, and plain counting for th
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import fields
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,7 +21,7 @@ from scipy.stats import binomtest
 
 from gee_mining.errors import InputError
 from gee_mining.io.prepared import refuse_links
-from gee_mining.pyramid.calibration import clopper_pearson, cross_world_margin, margin_threshold
+from gee_mining.pyramid.calibration import clopper_pearson, cross_world_margin, level_threshold, margin_threshold
 from gee_mining.pyramid.evaluate import (
     EvaluationSpec,
     WorldsSpec,
@@ -33,6 +34,7 @@ from gee_mining.pyramid.evaluate import (
 from gee_mining.pyramid.evaluate_yolo import YoloEvaluationSpec
 from gee_mining.pyramid.world import seed_corner
 from gee_mining.tools.heldout import HeldoutSpec
+from gee_mining.tools.heldout_report import pyramid_report
 from gee_mining.world.spectra import LIBRARY_PARTS, build_palette, library_part, sample_stem
 
 
@@ -63,6 +65,19 @@ def test_cross_world_margin_is_the_worst_left_out_world():
         cross_world_margin({("a", 1): 0.5}, 1.0)
     with pytest.raises(InputError, match="two train worlds"):
         EvaluationSpec((1,), (2,))  # the cross-world margin (the default) needs two
+
+
+def test_a_level_that_prunes_few_cells_is_not_screened():
+    best = {("a", 1): 0.4, ("b", 1): 0.2}  # keep both: threshold 0.2, halved by the margin: 0.1
+    cells = [0.0, 0.05, 0.15, 0.3, 0.5, 0.6, 0.7, 0.8]  # 0.1 drops 2 of these 8 cells: 25 %
+    assert level_threshold(best, cells, 1.0, 0.5) == pytest.approx((0.1, 0.2, 0.5, 0.25))
+    assert level_threshold(best, cells, 1.0, 0.5, min_prune=0.25)[0] == pytest.approx(0.1)  # prunes enough
+    t, unmargined, margin, pruned = level_threshold(best, cells, 1.0, 0.5, min_prune=0.3)
+    assert t is None and unmargined == pytest.approx(0.2) and pruned == pytest.approx(0.25)
+    # the cross-world margin: leaving a out, b's 0.2 is under a's own 0.4 (factor 1); leaving b out, 0.2 / 0.4
+    assert level_threshold(best, cells, 1.0, None)[2] == pytest.approx(0.5)
+    with pytest.raises(InputError, match="min_prune"):
+        EvaluationSpec((1, 2), (3,), min_prune=1.0)
 
 
 def test_spec_refuses_a_seed_in_both_sets():
@@ -168,7 +183,8 @@ def test_pooled_figures_are_counts_of_the_world_figures(sim):
     assert sum(b["mines"] for b in pooled["recall_by_size"]) == pooled["mines"]
     # the thresholds in the report are the ones calibrated on the train world only
     cal = report["protocol"]["calibration"]
-    assert cal["worlds"] == ["seed_1"] and all(0 < t < 1 for t in cal["thresholds"])
+    assert cal["worlds"] == ["seed_1"] and all(t is None or 0 < t < 1 for t in cal["thresholds"])
+    assert cal["thresholds"][-1] is not None  # the fine level always screens (a coarse one may keep every cell)
     assert json.loads((out / "evaluation.json").read_text())["pooled"]["mines"] == pooled["mines"]
     lines = [json.loads(line) for line in (out / "worlds.jsonl").read_text().splitlines()]
     assert [(x["seed"], x["detected"], x["fine_cells"]) for x in lines] == [(w["seed"], w["detected"], w["fine_cells"])]
@@ -261,3 +277,21 @@ def test_every_evaluation_spec_is_one_worlds_spec():
         spec = cls(("1", "2"), [3], size_km=5.52, clusters=2, realism="easy")
         assert (spec.train_seeds, spec.test_seeds, spec.size_km, spec.clusters, spec.realism) == (
             (1, 2), (3,), 5.52, 2, "easy")  # fmt: skip
+
+
+def test_the_pyramid_report_shows_the_held_out_figures(sim):
+    """`evaluate pyramid`'s report: the per-world row carries what worlds.jsonl recorded as the world finished, the
+    pooled row the fine-cell ratio of those counts, a recall-by-size figure, and one calibration row per level."""
+    out, spec, report = sim
+    page = pyramid_report(out, report).read_text()
+    (world,) = [json.loads(line) for line in (out / "worlds.jsonl").read_text().splitlines()]
+    rows = {r[0]: r[1:] for r in (re.findall(r"<td[^>]*>(.*?)</td>", tr) for tr in re.findall(r"<tr>.*?</tr>", page))
+            if r}  # fmt: skip
+    assert rows["world 2"][0] == f"{world['detected']}/{world['mines']}"
+    assert rows["world 2"][2] == f"{world['fine_cells']:,} of {world['exhaustive_fine_cells']:,}"
+    ratio = world["exhaustive_fine_cells"] / world["fine_cells"]
+    assert rows["pooled"][2].endswith(f"({ratio:.1f}x fewer)")
+    assert page.count("<img") == 1 and "SIMULATED: recall by mine area" not in page  # the title is in the image
+    levels = page.rsplit("Thresholds calibrated on the train worlds", 1)[1].split("</table>")[0]  # after the heading
+    assert levels.count("<tr>") - 1 == len(spec.levels)
+    assert "<td>train worlds (seeds)</td><td>1</td>" in page and "<td>held-out worlds (seeds)</td><td>2</td>" in page

@@ -509,3 +509,15 @@ def test_review_page_names_the_land_cover_and_explains_its_map():
     cover = [re.findall(r"<td>(.*?)</td>", r)[8] for r in rows]
     assert cover == ["60 bare / sparse vegetation", "30 grassland", ""]
     assert "known mines grey, candidates red" in page
+
+
+def test_footprint_frame_area_is_never_below_zero_when_a_mine_regrows():
+    """A 10000 m2 mine with 4000 m2 detected inside (share 0.4) whose zone falls from 5000 to 0 m2: growth
+    -5000 / 0.4 = -12500, more than its registered area; the area reads 0, the growth keeps its sign."""
+    rows = [{"mine_id": "3", "known_area_m2": "10000", "a050_2019": "5000", "a060_2019": "4000", "a040_2019": "6000",
+             "a050_2020": "0", "a060_2020": "0", "a040_2020": "0", "i050": "4000", "i060": "4000",
+             "i040": "4000"}]  # fmt: skip
+    f = footprint_frame(rows, [2019, 2020], (0.5, 0.6, 0.4)).set_index("year")
+    assert f.loc[2020, "growth_m2"] == pytest.approx(-5000 / 0.4)
+    assert f.loc[2020, "area_m2"] == 0 and f.loc[2020, "area_low_m2"] == 0 and f.loc[2020, "area_high_m2"] == 0
+    assert f.loc[2019, "area_m2"] == 10000

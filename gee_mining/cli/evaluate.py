@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from gee_mining.cli.monitor import parse_years
 from gee_mining.cli.output import add_json_option, emit, print_figures, progress
 from gee_mining.errors import InputError
 from gee_mining.monitor.evaluate import MonitorEvaluationSpec, evaluate_monitor
-from gee_mining.pyramid.evaluate import EvaluationSpec, evaluate_pyramid
+from gee_mining.pyramid.evaluate import MIN_PRUNE, EvaluationSpec, evaluate_pyramid
 from gee_mining.pyramid.evaluate_yolo import YoloEvaluationSpec, evaluate_yolo
 from gee_mining.tools.heldout import HeldoutSpec
 from gee_mining.tools.heldout_classify import CANDIDATES, evaluate_classify
+from gee_mining.tools.heldout_report import pyramid_report, yolo_report
 from gee_mining.tools.heldout_study import evaluate_study
 
 
@@ -40,15 +43,23 @@ def _pyramid(args) -> int:
     spec = EvaluationSpec(
         train_seeds=_seeds(args.train_seeds, "--train-seeds"), test_seeds=_seeds(args.test_seeds, "--test-seeds"),
         size_km=args.size_km, clusters=args.clusters, levels=_numbers(args.levels, "--levels"),
-        zooms=_numbers(args.zooms, "--zooms", int), target_recall=args.target_recall, margin=_margin(args.margin),
+        zooms=_numbers(args.zooms, "--zooms", int), scales=_numbers(args.scales, "--scales") if args.scales else (),
+        target_recall=args.target_recall, margin=_margin(args.margin),
+        min_prune=args.min_prune,
         pixels=args.pixels, mine_share=args.mine_share, exhaustive=args.exhaustive, workers=args.workers,
         realism=args.realism, detector=args.detector, weights=args.weights, screening=args.screening,
         seasons=_numbers(args.seasons, "--seasons", int) if args.seasons else (), use_seasons=not args.ignore_seasons,
     )  # fmt: skip
     report = evaluate_pyramid(args.out, spec, progress=progress(args))
-    pooled = {"SIMULATED": True, "pooled": report["pooled"], "evaluation": f"{args.out}/evaluation.json"}
-    emit(args, pooled, lambda: print_figures("SIMULATED, held-out worlds, pooled", report["pooled"],
-                                             f"{args.out}/evaluation.json"))  # fmt: skip
+    html_path = pyramid_report(Path(args.out), report)
+    pooled = {"SIMULATED": True, "pooled": report["pooled"], "evaluation": f"{args.out}/evaluation.json",
+              "report": str(html_path)}  # fmt: skip
+
+    def text() -> None:
+        print_figures("SIMULATED, held-out worlds, pooled", report["pooled"], f"{args.out}/evaluation.json")
+        print(f"report: {html_path}")
+
+    emit(args, pooled, text)
     return 0
 
 
@@ -136,18 +147,26 @@ def _yolo(args) -> int:
         imgsz=args.imgsz, batch=args.batch, conf=args.conf, min_iou=args.min_iou, mine_share=args.mine_share,
     )  # fmt: skip
     report = evaluate_yolo(args.out, spec, progress=progress(args))
+    html_path = yolo_report(Path(args.out), report)
     pooled = {k: v for k, v in report["pooled"].items() if k != "recall_by_size"}
     result = {"SIMULATED": True, "pooled": report["pooled"], "training": report["training"],
-              "evaluation": f"{args.out}/yolo_evaluation.json", "model": f"{args.out}/yolo_model.json"}  # fmt: skip
-    emit(args, result, lambda: print_figures("SIMULATED, YOLO on held-out worlds' patches, pooled",
-                                             {**pooled, "training_s": report["training"]["seconds"]},
-                                             f"{args.out}/yolo_evaluation.json"))  # fmt: skip
+              "evaluation": f"{args.out}/yolo_evaluation.json", "model": f"{args.out}/yolo_model.json",
+              "report": str(html_path)}  # fmt: skip
+
+    def text() -> None:
+        figures = {**pooled, "training_s": report["training"]["seconds"]}
+        print_figures(
+            "SIMULATED, YOLO on held-out worlds' patches, pooled", figures, f"{args.out}/yolo_evaluation.json"
+        )
+        print(f"report: {html_path}")
+
+    emit(args, result, text)
     return 0
 
 
 def _add_yolo(act) -> None:
     q = act.add_parser("yolo", help="YOLO on SIMULATED worlds: train on the train seeds' patches, measure on others")
-    _add_worlds(q, "train on", "worlds, patches, datasets, yolo_evaluation.json")
+    _add_worlds(q, "train on", "worlds, patches, datasets, yolo_evaluation.json, report_yolo/report.html")
     q.add_argument("--patch-px", type=int, default=138, help="patch side, pixels (default 138: the 1375 m level)")
     q.add_argument("--mine-stride", type=int, default=46, help="train windows holding a mine every N px (default 46)")
     q.add_argument("--bands", default="B4,B3,B2", help="comma-separated bands (3 = PNG, else multi-page TIFF)")
@@ -179,12 +198,17 @@ def add_cli(sub) -> None:
     p = sub.add_parser("evaluate", help="measure out of sample: train and calibrate on some worlds, report on others")
     act = p.add_subparsers(dest="target", required=True)
     q = act.add_parser("pyramid", help="the pyramid on SIMULATED worlds: train/calibrate seeds vs held-out seeds")
-    _add_worlds(q, "train and calibrate on", "worlds, patches, evaluation.json")
+    _add_worlds(q, "train and calibrate on", "worlds, patches, evaluation.json, report_pyramid/report.html")
     q.add_argument("--levels", default="2750,1375,687.5,343.75", help="cell sizes, coarse to fine")
     q.add_argument("--zooms", default="15,16,17,18", help="zoom labels of the levels")
+    q.add_argument("--scales", default="",
+                   help="metres per pixel each level is scored at, e.g. 10,10,10,10 (default: cell size / 64, >= 10)")  # fmt: skip
     q.add_argument("--target-recall", type=float, default=0.98, help="calibration target on the train worlds")
     q.add_argument("--margin", default="cv",
                    help="factor on each calibrated threshold, (0..1], or cv: chosen leaving one train world out")  # fmt: skip
+    q.add_argument("--min-prune", type=float, default=MIN_PRUNE,
+                   help="a coarse level whose calibrated threshold drops less than this share of the train cells is "
+                        f"not screened, it keeps every cell (default {MIN_PRUNE}; 0: every level screens)")  # fmt: skip
     q.add_argument("--pixels", type=int, default=1000, help="sampled pixels per class per train world")
     q.add_argument("--exhaustive", action="store_true", help="also run the detector on every fine cell (slow)")
     q.add_argument("--detector", choices=("pixel", "yolo"), default="pixel",

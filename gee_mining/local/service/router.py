@@ -233,18 +233,23 @@ class Router:
                 while len(self._pages) > 64:
                     self._pages.popitem(last=False)
         # Earth Engine "may return fewer" than pageSize: a short page by default, and never over page_bytes.
-        # Each feature is encoded once, to measure the page and to send it; only this page's features are
-        # turned into GeoJSON (the rest are kept as the engine's features, a few times smaller).
+        # Only this page's features are turned into GeoJSON (the rest are kept as the engine's features, a
+        # few times smaller), encoded in one call; one by one only when the page must be cut to fit.
         chunk = features[offset : offset + self.limits.page_length(size, digest, offset)]
-        page = self.limits.fit_page([_dumps(f) for f in features_info(chunk, arrays=True)])
-        end = offset + len(page)
+        infos = features_info(chunk, arrays=True)
+        whole = _dumps(infos)  # [f1,f2,...]: the page's features, as the FeatureCollection answer holds them
+        if self.limits.fits_page(len(whole)):
+            body, end = whole[1:-1], offset + len(infos)
+        else:
+            page = self.limits.fit_page([_dumps(f) for f in infos])
+            body, end = b",".join(page), offset + len(page)
         tail = b""
         if end < len(features):
             tail = f',"nextPageToken":"{key}:{end}"'.encode()
         else:  # the last page: nothing asks for this result again, so it need not stay in memory
             with self._pages_lock:
                 self._pages.pop(key, None)
-        return RawAnswer(JSON, b'{"type":"FeatureCollection","features":[' + b",".join(page) + b"]" + tail + b"}")
+        return RawAnswer(JSON, b'{"type":"FeatureCollection","features":[' + body + b"]" + tail + b"}")
 
     def _collection(self, payload, project: str) -> list[Feature]:
         """The features of a computeFeatures request's collection."""

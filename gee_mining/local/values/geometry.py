@@ -1468,9 +1468,13 @@ def buffer_many(n, geometry, distance, maxError, proj):  # noqa: N803
     local = _reproject_pairs(shapes, [(LONLAT, c) for c in crs], pair_of, edges_geo, planar, err)
     grown = shapely.buffer(local, distance, quad_segs=_quad_segs(abs(distance), err))
     back = _reproject_pairs(grown, [(c, LONLAT) for c in crs], pair_of, planar, geo, err)
-    for i, shape in zip(todo, back.tolist(), strict=True):
-        out[i] = Geometry(shape, geometry[i].proj, geometry[i].geodesic)
+    kinds = [_POLYGON_KINDS.get(t) for t in shapely.get_type_id(back).tolist()]  # as Geometry() names them
+    for i, shape, kind in zip(todo, back.tolist(), kinds, strict=True):
+        out[i] = Geometry(shape, geometry[i].proj, geometry[i].geodesic, kind)
     return out
+
+
+_POLYGON_KINDS = {3: "Polygon", 6: "MultiPolygon"}  # shapely type ids: what shape.geom_type says
 
 
 def _local_crs_many(shapes: np.ndarray) -> list[str]:
