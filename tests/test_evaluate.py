@@ -269,7 +269,16 @@ def test_every_evaluation_spec_is_one_worlds_spec():
     """The world fields are declared once (WorldsSpec), so the three evaluations validate seeds alike and a folder
     of worlds serves each: none of them declares a world field of its own."""
     world_fields = {f.name for f in fields(WorldsSpec)}
-    assert world_fields == {"train_seeds", "test_seeds", "size_km", "clusters", "months", "realism", "workers"}
+    assert world_fields == {
+        "train_seeds",
+        "test_seeds",
+        "size_km",
+        "clusters",
+        "months",
+        "realism",
+        "workers",
+        "seasons",
+    }
     for cls in (EvaluationSpec, HeldoutSpec, YoloEvaluationSpec):
         assert issubclass(cls, WorldsSpec) and not world_fields & set(cls.__annotations__), cls
         with pytest.raises(InputError, match=r"seed\(s\) \[2\] are both train and test"):
