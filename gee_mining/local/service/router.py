@@ -234,7 +234,7 @@ class Router:
         # Earth Engine "may return fewer" than pageSize: a short page by default, and never over page_bytes.
         # Each feature is encoded once, to measure the page and to send it.
         chunk = features[offset : offset + self.limits.page_length(size, digest, offset)]
-        page = self.limits.fit_page([_dumps(f) for f in chunk])
+        page = self.limits.fit_page([_dumps_feature(f) for f in chunk])
         end = offset + len(page)
         tail = b""
         if end < len(features):
@@ -357,6 +357,21 @@ def _dumps(value: Any) -> bytes:
         return _json_dumps(value)
     if b"null" in out and _has_non_finite(value):
         return _json_dumps(value)
+    return out
+
+
+def _dumps_feature(feature: Any) -> bytes:
+    """:func:`_dumps` of a GeoJSON feature, where a feature without geometry (``"geometry":null``, every cell of
+    a grid's tables) is not searched for non-finite numbers for that one ``null``: only a second one (orjson
+    writes NaN and the infinities as ``null``) can be one."""
+    try:
+        out = orjson.dumps(feature)
+    except TypeError:
+        return _json_dumps(feature)
+    nulls = out.count(b"null")
+    if nulls and nulls > (type(feature) is dict and "geometry" in feature and feature["geometry"] is None):
+        if _has_non_finite(feature):
+            return _json_dumps(feature)
     return out
 
 
