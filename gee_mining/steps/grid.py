@@ -570,19 +570,24 @@ Sink = Callable[[list[dict[str, Any]]], None]
 
 def _prepare(ee, polygons: Any, spec: GridSpec, margin: float, id_column: str | None):
     """The polygons checked (not empty, within the projection's latitudes), tagged with their zones: (the
-    table as loaded, the tagged collection, zone EPSGs, id column, count)."""
+    table as loaded, the tagged collection, zone EPSGs, id column, count). Two requests: the count, the first
+    polygon's property names and the zones in one, then the latitudes (which name polygons by the id column)."""
     fc = ee.FeatureCollection(polygons) if isinstance(polygons, str) else polygons
     if margin < 0:
         raise InputError(f"margin {margin}: give a distance in metres >= 0.")
-    count = fc.size().getInfo()
+    tagged = tag_zones(ee, fc, spec)
+    size = fc.size()
+    names = ee.Algorithms.If(size, fc.first().propertyNames(), []) if id_column is None else []
+    found = ee.Dictionary(
+        {"n": size, "names": names, "zones": tagged.aggregate_array("grid_epsg").distinct()}
+    ).getInfo()
+    count = found["n"]
     if count == 0:
         raise InputError("the polygon set is empty: give a table with at least one mine polygon.")
     if id_column is None:
-        first = fc.first().propertyNames().getInfo()
-        id_column = "id" if "id" in first else "system:index"
+        id_column = "id" if "id" in found["names"] else "system:index"
     check_latitudes(ee, fc, spec, id_column)
-    tagged = tag_zones(ee, fc, spec)
-    zones = sorted({int(z) for z in tagged.aggregate_array("grid_epsg").distinct().getInfo()})
+    zones = sorted({int(z) for z in found["zones"]})
     return fc, tagged, zones, id_column, count
 
 
