@@ -7,21 +7,28 @@ a small shift to reach larger N), its geodesic area (``area(1)``), its geodesic 
 1. through the engine: ``ee.FeatureCollection(table).map(...)`` paged back with
    ``gee_mining.io.pages.iter_features`` (``computeFeatures``, 1,000 features a page) through the
    real ``ee`` client, in-process; the table read once before the timings, as the engine keeps it;
-2. the reference, "vectorised shapely + pyproj": every vertex of every polygon in one array; the
-   geodesic areas with ``pyproj.Geod.polygon_area_perimeter`` per ring (pyproj has no batched
-   polygon area; its C call is the cheapest there is), the centroids as planar centroids in an
-   azimuthal equidistant projection centred on each polygon (the engine's rule: its box's centre
-   snapped to 0.25 degree; grouped by centre, one Transformer call per centre each way), the
-   buffers in the same projections (``shapely.buffer`` of each group in one call, with the engine's
-   segments per quarter circle for a 1 m error), then the output as GeoJSON dicts (what the client
-   gets).
+2. the reference, "vectorised shapely + pyproj": the geodesic areas with ``pyproj.Geod.polygon_area_perimeter``
+   per ring (pyproj has no batched polygon area; its C call is the cheapest there is), the centroids in one
+   ``shapely.centroid`` call (a table's polygons have planar edges, so Earth Engine's centroid is the planar
+   one in degrees), the buffers in an azimuthal equidistant projection centred on each polygon (the engine's
+   rule: its box's centre snapped to 0.25 degree, so that polygons share one): every vertex of every polygon
+   in one array, one pyproj call per projection each way on its slice (transformers built from PROJ
+   pipelines, kept across runs as the engine keeps its own), all polygons buffered in one ``shapely.buffer``
+   call with the engine's segments per quarter circle for a 1 m error; then the output as GeoJSON dicts.
+
+What the reference does not do, and the engine must (it favours the reference):
+- it leaves each buffer as GeoJSON text, where the engine's answer pages are decoded by the ``ee`` client
+  (``json.loads`` of about 3.5 MB: about 0.35 s at 5,232 polygons, a quarter of the engine's CPU time);
+- it does not test the edges of the shapes it reprojects, which the engine does to know whether they must
+  be densified (maxError 1 m); at these polygons' sizes none needs it, so the outputs are the same.
 
 Checked in the same run: areas within 1e-9 relative, centroids within 1 cm and buffers within 1 mm
-(Hausdorff) except for the few large polygons whose geodesic edges the engine densifies before
-projecting them (maxError 1 m; the reference does not, which favours it): within 2 m. Times paired
+(Hausdorff) except for any large polygon whose edges the engine densifies: within 2 m. Times paired
 run by run (engine and reference alternate, so a busy machine slows both alike), CPU seconds of this
-process (the engine runs in-process) and wall: min and median of both and of the per-pair ratios;
-peak memory (tracemalloc, in a separate run). Goal (issue 26): median ratio <= 1.5.
+process (the engine runs in-process) and wall: min and median of both and of the per-pair ratios; before each
+timed run what is alive is collected and frozen out of the garbage collector's passes, so that neither side
+pays for walking the other's objects. Peak memory (tracemalloc, in a separate run). Goal (issue 26): median
+ratio <= 1.5.
 
 Usage: ``.venv/bin/python bench/bench_map.py [--sizes 5232,20000] [--repeat 5]``
 """
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import json
 import math
 import statistics
@@ -88,12 +96,26 @@ def engine_map(ee) -> list[dict]:
 
 @functools.cache
 def _aeqd(lon0: float, lat0: float) -> tuple[pyproj.Transformer, pyproj.Transformer]:
-    """Transformers to and from the AEQD projection centred there, kept across runs as the engine keeps its
-    own (building one costs about 10 ms, more than the work of a group)."""
-    aeqd = f"+proj=aeqd +lat_0={lat0:.6f} +lon_0={lon0:.6f} +ellps=WGS84 +units=m +no_defs +type=crs"
-    return pyproj.Transformer.from_crs(4326, aeqd, always_xy=True), pyproj.Transformer.from_crs(
-        aeqd, 4326, always_xy=True
+    """Transformers to and from the AEQD projection centred there, written as PROJ pipelines (about 0.1 ms to
+    build, where ``Transformer.from_crs`` searches for operations for about 10 ms) and kept across runs, as the
+    engine keeps its own."""
+    aeqd = f"+proj=aeqd +lat_0={lat0:.6f} +lon_0={lon0:.6f} +ellps=WGS84 +units=m +no_defs"
+    return (
+        pyproj.Transformer.from_pipeline(f"+proj=pipeline +step +proj=unitconvert +xy_in=deg +xy_out=rad +step {aeqd}"),
+        pyproj.Transformer.from_pipeline(
+            f"+proj=pipeline +step +inv {aeqd} +step +proj=unitconvert +xy_in=rad +xy_out=deg"
+        ),
     )
+
+
+def _grouped_transform(shapes: np.ndarray, group: np.ndarray, transformers: list) -> np.ndarray:
+    """Every vertex of ``shapes`` (sorted by ``group``) through its group's transformer, one call per group."""
+    xy, owner = shapely.get_coordinates(shapes, return_index=True)
+    cuts = np.searchsorted(group[owner], np.arange(len(transformers) + 1))
+    out = np.empty_like(xy)
+    for t, a, z in zip(transformers, cuts[:-1], cuts[1:], strict=True):
+        out[a:z, 0], out[a:z, 1] = t.transform(xy[a:z, 0], xy[a:z, 1])
+    return shapely.set_coordinates(shapes.copy(), out)
 
 
 def reference_map(polys: np.ndarray) -> list[dict]:
@@ -107,25 +129,22 @@ def reference_map(polys: np.ndarray) -> list[dict]:
     )
     exterior = np.r_[True, ring_owner[1:] != ring_owner[:-1]]
     areas = np.bincount(part_owner[ring_owner], np.where(exterior, ring_area, -ring_area), len(polys))
-    b = shapely.bounds(polys)  # centroids in an azimuthal equidistant projection centred on each polygon's
-    lon0 = np.round((b[:, 0] + b[:, 2]) / 2 * 4) / 4  # box (snapped to 0.25 degree: the engine's rule, so that
+    centroids = shapely.get_coordinates(shapely.centroid(polys))  # planar edges (a table's): planar centroids
+    b = shapely.bounds(polys)  # buffers in an azimuthal equidistant projection centred on each polygon's box
+    lon0 = np.round((b[:, 0] + b[:, 2]) / 2 * 4) / 4  # (snapped to 0.25 degree: the engine's rule, so that
     lat0 = np.round((b[:, 1] + b[:, 3]) / 2 * 4) / 4  # polygons share transformers), one group per centre
-    cx, cy, buffered = np.empty(len(polys)), np.empty(len(polys)), np.empty(len(polys), dtype=object)
     centres, group = np.unique(np.column_stack([lon0, lat0]), axis=0, return_inverse=True)
-    order = np.argsort(group.ravel(), kind="stable")
-    cuts = np.searchsorted(group.ravel()[order], np.arange(len(centres) + 1))
-    for (x0, y0), a, z in zip(centres, cuts[:-1], cuts[1:], strict=True):
-        k = order[a:z]
-        fwd, inv = _aeqd(float(x0), float(y0))
-        local = shapely.transform(polys[k], lambda v, f=fwd: np.column_stack(f.transform(v[:, 0], v[:, 1])))
-        c = shapely.centroid(local)
-        cx[k], cy[k] = inv.transform(shapely.get_x(c), shapely.get_y(c))
-        grown = shapely.buffer(local, DISTANCE, quad_segs=QUAD_SEGS)
-        buffered[k] = shapely.transform(grown, lambda v, f=inv: np.column_stack(f.transform(v[:, 0], v[:, 1])))
+    group = group.ravel()
+    order = np.argsort(group, kind="stable")
+    pairs = [_aeqd(float(x0), float(y0)) for x0, y0 in centres]
+    local = _grouped_transform(polys[order], group[order], [p[0] for p in pairs])
+    grown = shapely.buffer(local, DISTANCE, quad_segs=QUAD_SEGS)
+    buffered = np.empty(len(polys), dtype=object)
+    buffered[order] = _grouped_transform(grown, group[order], [p[1] for p in pairs])
     geo = shapely.to_geojson(buffered)  # GeoJSON text of each, as a client would get it
     return [
         {"geometry": g, "properties": {"area": float(a), "centroid": {"type": "Point", "coordinates": [x, y]}}}
-        for g, a, x, y in zip(geo, areas, cx.tolist(), cy.tolist(), strict=True)
+        for g, a, (x, y) in zip(geo, areas, centroids.tolist(), strict=True)
     ]
 
 
@@ -146,8 +165,8 @@ def check(got: list[dict], want: list[dict], polys: np.ndarray) -> str:
     assert d_area < 1e-9 and d_cent < 2.0 and d_buf < 2.0, (d_area, d_cent, d_buf)
     return (
         f"areas within {d_area:.1e} (relative); centroids within 1 cm but {n_far} within {d_cent:.2f} m, buffers "
-        f"within 1 mm but {n_buf} within {d_buf:.2f} m (large polygons whose geodesic edges the engine densifies "
-        "to maxError 1 m)"
+        f"within 1 mm but {n_buf} within {d_buf:.2f} m (large polygons whose edges the engine densifies to "
+        "maxError 1 m)"
     )
 
 
@@ -179,7 +198,12 @@ def run_size(ee, gee_mining, folder: Path, n: int, repeat: int) -> bool:
 
 
 def _timed(fn) -> tuple[float, float]:
-    """``fn()``'s wall and CPU seconds (this process: the in-process engine and the reference alike)."""
+    """``fn()``'s wall and CPU seconds (this process: the in-process engine and the reference alike). What is
+    alive before the run is collected and frozen out of the cyclic collector's passes first, so that neither
+    side pays for walking the other's objects (the reference, which runs with the collector on, otherwise
+    paid 0.2-0.3 s for a full pass over the engine's objects in some runs)."""
+    gc.collect()
+    gc.freeze()
     wall, cpu = time.perf_counter(), time.process_time()
     fn()
     return time.perf_counter() - wall, time.process_time() - cpu

@@ -455,3 +455,46 @@ def test_buffers_equal(ee_local):
         np.full(len(ring), -54.5), np.full(len(ring), -4.5), ring[:, 0], ring[:, 1]
     )
     assert 99.0 <= dist.min() and dist.max() <= 100.0 + 1e-6
+
+
+def test_buffer_many_equals_buffer_on_real_polygons():
+    """The batched buffer (every polygon to its local AEQD and back in one pass a way, one transformer call per
+    projection, the edge test on all rings at once) gives exactly the scalar buffer's vertices, for real mine
+    polygons (planar, as a table's, and geodesic), ones whose edges must be densified, inward buffers, and
+    shapes it leaves to the scalar path (points, lines, empty, 3-d); its local projections are
+    ``local_crs``'s, including where rounding meets a half and where the centre rounds to -0."""
+    import pyogrio
+
+    from gee_mining.local.core.registry import Column
+    from gee_mining.local.values.geometry import ErrorMargin, Geometry, _local_crs_many, buffer, buffer_many, local_crs
+
+    _, _, wkb, _ = pyogrio.raw.read(shared_file("polygons/amazon_mining_2024_model.geojson"))
+    polys = list(shapely.from_wkb(wkb)[:150])
+    odd = [
+        shapely.box(-60.0, -10.0, -50.0, 0.0),  # its edges need densifying both ways
+        shapely.box(-0.2, -0.2, 0.01, 0.01),  # a centre of -0.095: rounds to -0.0
+        shapely.box(0.1, 0.1, 0.15, 0.15),  # 0.125 * 4 = 0.5: half to even
+        shapely.box(179.9, 1.0, 180.0, 1.1),
+        shapely.MultiPolygon([shapely.box(179.9, 1.0, 180.0, 1.1), shapely.box(-180.0, 1.0, -179.9, 1.1)]),
+        shapely.Point(-54.5, -4.5),
+        shapely.LineString([(-55.0, -5.0), (-54.9, -4.9)]),
+        shapely.Polygon(),
+        shapely.Polygon([(-55.0, -5.0, 1.0), (-54.99, -5.0, 1.0), (-54.99, -4.99, 1.0)]),
+    ]
+    geoms = Column([Geometry(p, geodesic=False) for p in polys + odd] + [Geometry(p) for p in polys[:40] + odd[:5]])
+    shapes = np.array([g.shape for g in geoms if not g.shape.is_empty], dtype=object)
+    assert _local_crs_many(shapes) == [local_crs(s) for s in shapes]
+    assert "+lat_0=0.000000 +lon_0=0.000000" in local_crs(odd[1]) and "+lon_0=0.000000" in local_crs(odd[2])
+    for distance, margin in ((100.0, ErrorMargin(1.0)), (-30.0, None), (5000.0, ErrorMargin(1.0))):
+        bulk = buffer_many(len(geoms), geoms, distance, margin, None)
+        for g, got in zip(geoms, bulk, strict=True):
+            want = buffer(g, distance, margin, None)
+            assert got.shape.geom_type == want.shape.geom_type and got.geodesic == want.geodesic
+            assert np.array_equal(shapely.get_coordinates(got.shape), shapely.get_coordinates(want.shape))
+    grown = buffer_many(len(geoms), geoms, 100.0, ErrorMargin(1.0), None)[0].shape  # a real mine, 100 m out
+    ring = shapely.get_coordinates(shapely.get_exterior_ring(grown))
+    edge = shapely.get_coordinates(shapely.segmentize(polys[0].exterior, 2e-6))  # its outline every 20 cm
+    x, e = np.repeat(ring, len(edge), axis=0), np.tile(edge, (len(ring), 1))
+    _, _, dist = pyproj.Geod(ellps="WGS84").inv(x[:, 0], x[:, 1], e[:, 0], e[:, 1])
+    nearest = dist.reshape(len(ring), len(edge)).min(axis=1)  # each buffer vertex to the mine's outline
+    assert 99.0 <= nearest.min() and nearest.max() <= 100.3

@@ -443,7 +443,7 @@ def test_demo_step_writes_a_simulated_section(ee_world, world, cells, tmp_path):
     _assert_figures(got["kmeans_matched"], want["kmeans_matched"], "k-means")
 
     # the report: one section, its table carries scikit-learn's figures, two figures drawn
-    (section,) = [s for s in report.sections if s.title.startswith("SIMULATED · Step 3 server-side")]
+    (section,) = [s for s in report.sections if s.title.startswith("SIMULATED · in-sample · Step 3 server-side")]
     (table,) = [p for p in section.parts if isinstance(p, dict) and p["kind"] == "table"]
     assert [r[0] for r in table["rows"]] == ["random forest (Earth Engine)", "logistic, compiled",
                                              "k-means (4) matched to labels"]  # fmt: skip
@@ -453,7 +453,7 @@ def test_demo_step_writes_a_simulated_section(ee_world, world, cells, tmp_path):
                          f"{a['consumers'][1]:.3f}", f"{a['fscore'][1]:.3f}"]  # fmt: skip
     assert sum(isinstance(p, dict) and p["kind"] == "figure" for p in section.parts) == 2
     html = report.write(tmp_path / "r.html").read_text()
-    assert html.count("<img") == 2 and "SIMULATED · Step 3 server-side" in html
+    assert html.count("<img") == 2 and "SIMULATED · in-sample · Step 3 server-side" in html
     cells = re.sub(r"<td[^>]*>", "<td>", html)  # the cell's text, whatever its class
     for key in want:
         assert f"<td>{want[key]['accuracy']:.3f}</td><td>{want[key]['kappa']:.3f}</td>" in cells, key

@@ -13,6 +13,7 @@ import geopandas
 import pytest
 from conftest import TEST_DATA
 
+from gee_mining.cli.evaluate import print_pixel_models
 from gee_mining.cli.main import build_parser, main
 from gee_mining.cli.output import QUIET_ENVIRONMENT, leaf_parsers
 
@@ -173,3 +174,16 @@ def test_a_warning_is_one_plain_line(monkeypatch):
     message = "--polygons a.gpkg: 1 Point feature(s) are not polygons and are left out."
     plain_warnings()
     assert warnings.formatwarning(message, UserWarning, "/x/gee_mining/io/polygons.py", 157) == f"warning: {message}\n"
+
+
+def test_evaluate_figures_print_small_shares_with_their_digits_and_the_files_once(capsys):
+    """A mine share of 0.0007 prints as 0.0007 (not 0.001), and the files an evaluation wrote print once, after
+    every model's figures."""
+    pooled = {"lasso": {"recall": 0.9791, "mine_share": 0.0007, "precision_at_mine_share": 0.00193, "pixels": 7312896},
+              "cart": {"recall": 1.0, "mine_share": 0.0007, "precision_at_mine_share": 0.0, "pixels": 12}}  # fmt: skip
+    print_pixel_models(pooled, "D/evaluation_study.json", "D/report_study/report.html")
+    lines = capsys.readouterr().out.splitlines()
+    assert "  mine_share: 0.0007" in lines and "  precision_at_mine_share: 0.0019" in lines
+    assert "  recall: 0.979" in lines and "  pixels: 7,312,896" in lines and "  precision_at_mine_share: 0.000" in lines
+    assert lines[-2:] == ["written: D/evaluation_study.json", "report: D/report_study/report.html"]
+    assert sum(line.startswith("written:") for line in lines) == 1

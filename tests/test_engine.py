@@ -447,10 +447,12 @@ def test_answers_decode_to_the_values_json_writes(value):
 def test_features_without_geometry_keep_their_non_finite_numbers(feature):
     """A page's feature is written as ``json.dumps`` writes it, NaN and infinities included, also where its
     geometry is null (the one ``null`` the feature encoder does not search past)."""
-    from gee_mining.local.service.router import _dumps_feature
+    from gee_mining.local.service.router import _dumps_features
 
-    got, want = json.loads(_dumps_feature(feature)), json.loads(json.dumps(feature))
-    assert repr(got) == repr(want)
+    plain = {"type": "Feature", "geometry": None, "properties": {"x": 1.5}}
+    for page in ([feature], [plain, feature, plain]):
+        got, want = json.loads(_dumps_features(page)), json.loads(json.dumps(page))
+        assert repr(got) == repr(want)
 
 
 def test_pages_of_features_through_the_client_keep_nan_and_text(ee_local):
@@ -468,3 +470,36 @@ def test_pages_of_features_through_the_client_keep_nan_and_text(ee_local):
     assert math.isnan(got[0]["properties"]["x"]) and got[0]["properties"]["t"] == "Ñandú"
     assert got[0]["geometry"] == {"type": "Point", "coordinates": [1.5, -2.25]}
     assert got[1]["properties"] == {"x": 2.5, "t": None} and got[1]["geometry"] is None
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in linearrings:RuntimeWarning")  # the NaN vertex, on purpose
+def test_pages_with_rings_as_arrays_are_the_bytes_json_writes():
+    """A page's polygon rings go to orjson as numpy arrays (no Python float per vertex): the page decodes to
+    exactly what ``json.dumps`` writes for the same features as lists (floats to the bit, -0.0 kept, holes
+    and multipolygons in order, points and geometries among the properties), and a NaN vertex still comes
+    back as json's NaN, not null."""
+    import shapely
+
+    from gee_mining.local.service.router import _dumps
+    from gee_mining.local.values.feature import Feature, features_info
+    from gee_mining.local.values.geometry import Geometry
+
+    hole = shapely.Polygon([(0, 0), (1, 0), (1, 1), (0, 1)], [[(0.25, 0.25), (0.5, 0.25), (0.5, 0.5)]])
+    shapes = [
+        hole,
+        shapely.MultiPolygon([hole, shapely.box(-0.0, 2.0, 1 / 3, 2.1)]),
+        shapely.Point(1e-05, -0.0),
+        shapely.LineString([(0.1, 0.2), (0.3, 0.4)]),
+        shapely.Polygon(),
+    ]
+    features = [
+        Feature(Geometry(s, geodesic=False), {"k": i, "c": Geometry(shapely.centroid(s)), "v": [0.1, "t"]})
+        for i, s in enumerate(shapes)
+    ]
+    features.append(Feature(None, {"k": 9}))
+    for arrays, plain in zip(features_info(features, arrays=True), features_info(features), strict=True):
+        assert json.loads(_dumps(arrays)) == json.loads(json.dumps(plain))
+        assert repr(json.loads(_dumps(arrays))) == repr(json.loads(json.dumps(plain)))  # -0.0, ints
+    bad = Feature(Geometry(shapely.Polygon([(0, 0), (1, 0), (float("nan"), 1)]), geodesic=False), {})
+    text = _dumps(features_info([bad], arrays=True)[0])
+    assert b"NaN" in text and b"null" not in text

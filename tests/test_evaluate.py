@@ -9,6 +9,8 @@ library names, scipy's ``binomtest`` for the interval, and plain counting for th
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import fields
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,9 +20,21 @@ import shapely
 from scipy.stats import binomtest
 
 from gee_mining.errors import InputError
+from gee_mining.io.prepared import refuse_links
 from gee_mining.pyramid.calibration import clopper_pearson, cross_world_margin, margin_threshold
-from gee_mining.pyramid.evaluate import EvaluationSpec, _prepare, check_disjoint, evaluate_pyramid, rates
+from gee_mining.pyramid.evaluate import (
+    EvaluationSpec,
+    WorldsSpec,
+    _prepare,
+    check_disjoint,
+    evaluate_pyramid,
+    prepare_worlds,
+    rates,
+)
+from gee_mining.pyramid.evaluate_yolo import YoloEvaluationSpec
 from gee_mining.pyramid.world import seed_corner
+from gee_mining.tools.heldout import HeldoutSpec
+from gee_mining.tools.heldout_report import pyramid_report
 from gee_mining.world.spectra import LIBRARY_PARTS, build_palette, library_part, sample_stem
 
 
@@ -197,3 +211,70 @@ def test_a_world_of_older_generator_code_is_not_reused(sim, tmp_path):
     key = json.loads((out / "prepared.json").read_text())["key"]
     assert key["generator"] == generator_digest()
     assert read_prepared(out, {**key, "generator": generator_digest(copy)}) is None
+
+
+def _files(folder: Path) -> dict[str, tuple[int, bytes]]:
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.rglob("*") if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("linked", ["seed_2", "seed_2/world"])
+def test_a_linked_world_folder_is_refused_before_any_world_is_built(tmp_path, linked):
+    """A seed folder that is, or holds, a link to another run's world is refused with the path and the fix, before
+    the first world is built, and the other run's files are left as they were."""
+    other = tmp_path / "other_run" / "seed_2"
+    (other / "world").mkdir(parents=True)
+    (other / "world" / "manifest.json").write_text('{"seed": 2}')
+    (other / "prepared.json").write_text("{}")
+    before = _files(tmp_path / "other_run")
+    out = tmp_path / "run"
+    (out / "seed_2").mkdir(parents=True) if linked != "seed_2" else out.mkdir()
+    (out / linked).symlink_to(other / Path(linked).relative_to("seed_2"))
+    with pytest.raises(InputError) as err:
+        prepare_worlds(out, EvaluationSpec((1,), (2,), margin=0.5), print)
+    assert str(out / linked) in str(err.value) and f"rm {out / linked}" in str(err.value)
+    assert not (out / "seed_1").exists()  # refused before seed 1's world was built
+    assert _files(tmp_path / "other_run") == before
+
+
+def test_refuse_links_passes_a_plain_folder_and_finds_a_deep_link(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "f.txt").write_text("x")
+    refuse_links(tmp_path / "a")  # no link: no error
+    refuse_links(tmp_path / "absent")  # a folder still to be made: no error
+    (tmp_path / "a" / "b" / "g.txt").symlink_to(tmp_path / "a" / "b" / "f.txt")
+    with pytest.raises(InputError, match="g.txt is a link to"):
+        refuse_links(tmp_path / "a")
+
+
+def test_every_evaluation_spec_is_one_worlds_spec():
+    """The world fields are declared once (WorldsSpec), so the three evaluations validate seeds alike and a folder
+    of worlds serves each: none of them declares a world field of its own."""
+    world_fields = {f.name for f in fields(WorldsSpec)}
+    assert world_fields == {"train_seeds", "test_seeds", "size_km", "clusters", "months", "realism", "workers"}
+    for cls in (EvaluationSpec, HeldoutSpec, YoloEvaluationSpec):
+        assert issubclass(cls, WorldsSpec) and not world_fields & set(cls.__annotations__), cls
+        with pytest.raises(InputError, match=r"seed\(s\) \[2\] are both train and test"):
+            cls((1, 2), (2, 3))
+        spec = cls(("1", "2"), [3], size_km=5.52, clusters=2, realism="easy")
+        assert (spec.train_seeds, spec.test_seeds, spec.size_km, spec.clusters, spec.realism) == (
+            (1, 2), (3,), 5.52, 2, "easy")  # fmt: skip
+
+
+def test_the_pyramid_report_shows_the_held_out_figures(sim):
+    """`evaluate pyramid`'s report: the per-world row carries what worlds.jsonl recorded as the world finished, the
+    pooled row the fine-cell ratio of those counts, a recall-by-size figure, and one calibration row per level."""
+    out, spec, report = sim
+    page = pyramid_report(out, report).read_text()
+    (world,) = [json.loads(line) for line in (out / "worlds.jsonl").read_text().splitlines()]
+    rows = {r[0]: r[1:] for r in (re.findall(r"<td[^>]*>(.*?)</td>", tr) for tr in re.findall(r"<tr>.*?</tr>", page))
+            if r}  # fmt: skip
+    assert rows["world 2"][0] == f"{world['detected']}/{world['mines']}"
+    assert rows["world 2"][2] == f"{world['fine_cells']:,} of {world['exhaustive_fine_cells']:,}"
+    ratio = world["exhaustive_fine_cells"] / world["fine_cells"]
+    assert rows["pooled"][2].endswith(f"({ratio:.1f}x fewer)")
+    assert page.count("<img") == 1 and "SIMULATED: recall by mine area" not in page  # the title is in the image
+    levels = page.rsplit("Thresholds calibrated on the train worlds", 1)[1].split("</table>")[0]  # after the heading
+    assert levels.count("<tr>") - 1 == len(spec.levels)
+    assert "<td>train worlds (seeds)</td><td>1</td>" in page and "<td>held-out worlds (seeds)</td><td>2</td>" in page

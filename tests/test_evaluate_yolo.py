@@ -9,6 +9,8 @@ the detector's export of blocks runs in ``tests/test_pyramid.py``.
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import asdict
 from types import SimpleNamespace
 
 import numpy as np
@@ -23,7 +25,14 @@ from gee_mining.ml.detect.dataset import CellRaster
 from gee_mining.ml.detect.predict import detection_from_box
 from gee_mining.pyramid.detectors import boxes_on_cells, context_blocks
 from gee_mining.pyramid.evaluate import EvaluationSpec, read_model_file, yolo_model
-from gee_mining.pyramid.evaluate_yolo import YoloEvaluationSpec, pooled, recall_figures, score_world
+from gee_mining.pyramid.evaluate_yolo import (
+    YoloEvaluationSpec,
+    YoloWorldResult,
+    pooled,
+    recall_figures,
+    score_world,
+)
+from gee_mining.tools.heldout_report import yolo_report
 
 EPSG = 32721
 X0, TOP = 561000.0, 9306000.0
@@ -170,7 +179,7 @@ def test_yolo_spec_checks_its_inputs():
         YoloEvaluationSpec((1,), (2,), imgsz=100)
     with pytest.raises(InputError, match="bands"):
         YoloEvaluationSpec((1,), (2,), bands=("_mine",))
-    assert YoloEvaluationSpec((1,), (2,)).worlds().train_seeds == (1,)  # one train world is enough for YOLO
+    assert YoloEvaluationSpec((1,), (2,)).train_seeds == (1,)  # one train world is enough for YOLO
 
 
 def test_cli_evaluate_yolo_options_reach_the_spec(monkeypatch, tmp_path):
@@ -184,6 +193,7 @@ def test_cli_evaluate_yolo_options_reach_the_spec(monkeypatch, tmp_path):
         return {"pooled": {"recall": 1.0}, "training": {"seconds": 1.0}}
 
     monkeypatch.setattr(cli, "evaluate_yolo", fake)
+    monkeypatch.setattr(cli, "yolo_report", lambda out, doc: out / "report_yolo" / "report.html")  # needs a full doc
     args = build_parser().parse_args(["evaluate", "yolo", "--train-seeds", "1,2", "--test-seeds", "4,5", "--out",
                                       str(tmp_path), "--epochs", "3", "--bands", "B4,B3,B2,B8", "--json"])  # fmt: skip
     assert args.func(args) == 0
@@ -211,3 +221,26 @@ def test_a_self_touching_mine_still_gets_its_box():
                       for x0, y0, x1, y1 in (p.bounds for p in parts))  # fmt: skip
     assert len(parts) == 2
     np.testing.assert_allclose(sorted((b.x0, b.y0, b.x1, b.y1) for b in boxes), expected, atol=1e-6)
+
+
+def test_the_yolo_report_shows_the_held_out_figures(tmp_path):
+    """`evaluate yolo`'s report: the pooled row sums the worlds' counts, its intervals are scipy's exact binomial
+    ones, the counting rule names the score and IoU, and the training patches' mAP is labelled in-sample."""
+    ev = YoloEvaluationSpec((1, 2), (3, 4), conf=0.3, min_iou=0.4)
+    worlds = [YoloWorldResult(3, 20, 9, 5, 64, 14, 6, 4, 121.9, 3.1, {"a": 0.01, "b": 0.3}, ["a"]),
+              YoloWorldResult(4, 10, 6, 2, 64, 9, 3, 2, 121.9, 1.2, {"c": 2.0}, ["c"])]  # fmt: skip
+    p = pooled(worlds, ev) | {"box_map50": 0.042, "box_map50_95": 0.01}
+    doc = {"what": "YOLO trained on the train worlds' patches only, measured on the test worlds' patches",
+           "protocol": {"train_seeds": [1, 2], "test_seeds": [3, 4],
+                        "spec": {k: v for k, v in asdict(ev).items() if k not in ("train_seeds", "test_seeds")}},
+           "training": {"epochs": 8, "train_images": 439, "seconds": 646.4, "in_sample_metrics": {"map50": 0.135}},
+           "worlds": [w.as_json(ev) for w in worlds], "pooled": p, "seconds": 958.0}  # fmt: skip
+    page = yolo_report(tmp_path, doc).read_text()
+    rows = {r[0]: r[1:] for r in (re.findall(r"<td[^>]*>(.*?)</td>", tr) for tr in re.findall(r"<tr>.*?</tr>", page))
+            if r}  # fmt: skip
+    ci = binomtest(15, 30).proportion_ci(confidence_level=0.95, method="exact")
+    assert rows["pooled"][:2] == ["15/30", f"0.500 ({ci.low:.3f}-{ci.high:.3f})"]
+    assert rows["world 3"][0] == "9/20" and rows["world 4"][3] == "3/9"
+    assert rows["a mine is found when"] == ["a box scoring at least 0.3 touches it (matched: IoU at least 0.4)"]
+    assert rows["mAP50 on its own training patches (in-sample, not a result)"] == ["0.135"]
+    assert page.count("<img") == 1

@@ -10,6 +10,7 @@ rasterised with rasterio from the GeoJSON (pyproj to UTM). Worlds are tiny (2.76
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import ee
@@ -29,9 +30,11 @@ from gee_mining.errors import InputError
 from gee_mining.io.catalog import find_shared_data, imagery_entries
 from gee_mining.ml.classify import DEFAULT_FEATURES, ClassifySpec, accuracy, compile_linear, train
 from gee_mining.tools import heldout as H
+from gee_mining.tools.heldout import HeldoutSpec, spec_json
 from gee_mining.tools.heldout_classify import CANDIDATES, constant_samples, evaluate_classify
-from gee_mining.tools.heldout_report import EVIDENCE
+from gee_mining.tools.heldout_report import EVIDENCE, _pooled_rows, _save, run_summary
 from gee_mining.tools.heldout_study import entry_order, evaluate_study, ranking_stability
+from gee_mining.tools.report import Report
 from tests.conftest import shared_file
 
 SPEC = dict(size_km=2.76, clusters=1, pixels=60)
@@ -223,3 +226,32 @@ def test_classify_chooses_on_train_worlds_and_reports_held_out_ones(study):
     pred = [f["properties"]["classification"] for f in test.classify(clf).getInfo()["features"]]
     assert accuracy(clf, test).fscore[1] == pytest.approx(f1_score(tables[3]["_mine"].astype(int), pred))
     assert ee.Image(worlds.truth_ids[1]).bandNames().getInfo()[0] == "material"
+
+
+def test_report_box_shows_the_protocol_not_only_the_folder(tmp_path):
+    """The "Parameters and engine" box of an evaluate report lists the seeds, the worlds and the counting rule the
+    evaluation was given, and the report of a run without figures has no empty figures folder."""
+    spec = HeldoutSpec((1, 2, 3), (4, 5), size_km=5.52, clusters=2, min_mine_share=0.4)
+    doc = {"protocol": {"train_seeds": [1, 2, 3], "test_seeds": [4, 5], "spec": spec_json(spec)},
+           "real": {"available": False, "why": "skipped (--no-real)"}, "seconds": 12.3}  # fmt: skip
+    page = _save(Report("gee-mining evaluate study"), tmp_path / "report_study",
+                 run_summary("gee-mining evaluate study", tmp_path, doc)).read_text()  # fmt: skip
+    box = re.search(r'<table class="params">.*?</table>', page, re.S).group(0)
+    rows = dict(re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td></tr>", box))
+    assert rows["train worlds (seeds)"] == "1, 2, 3" and rows["held-out worlds (seeds)"] == "4, 5"
+    assert rows["worlds (SIMULATED)"].startswith("5.52 km square, 2 mine clusters, 1 month(s)")
+    assert rows["a mine is found when"] == "at least 40% of its pixels are flagged"
+    assert rows["real mine-free scenes"] == "none: skipped (--no-real)"
+    assert rows["command"] == "gee-mining evaluate study" and rows["output folder"] == str(tmp_path.resolve())
+    assert "SIMULATED inputs" in page
+    assert not (tmp_path / "report_study" / "report_figures").exists()
+
+
+def test_report_gives_false_alarms_as_flagged_area():
+    """The report's false alarms are the flagged area of mine-free land in km2 per 1000 km2, as the docs give them:
+    960 flagged 10 m pixels (0.096 km2) on 0.96 km2 of mine-free land are 100 km2 per 1000 km2."""
+    spec = H.HeldoutSpec((1, 2), (3,))
+    c = {"pixels": 10_000, "mine_pixels": 400, "detected_pixels": 300, "false_alarm_pixels": 960, "bare_pixels": 200,
+         "bare_flagged": 50, "mines": 7, "detected": 3, "area_km2": 1.0, "mine_area_km2": 0.04, "fine_cells": 9}  # fmt: skip
+    (row,) = _pooled_rows({"models": {"lasso": {"pooled": {**c, **H.figures(c, spec)}}}})
+    assert row[4] == pytest.approx(1000 * 960 * 10 * 10 / 1e6 / 0.96) == 100.0

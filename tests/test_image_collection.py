@@ -498,13 +498,17 @@ def _native_scenes(tmp_path, n=5, extremes=False):
     return {b: np.stack(v) for b, v in arrays.items()}
 
 
-def test_native_lattice_composites_match_numpy(tmp_path):
+def test_native_lattice_composites_match_numpy(tmp_path, monkeypatch):
     # A 10 m request over a 10 m and a 20 m band, reaching 10 px past the files' edge: nearest upsampling
     # of the 20 m band (pixel i, j of 10 m reads i // 2, j // 2), nodata and outside masked; the median
     # and percentiles equal numpy's on the upsampled stack, at full and at a coarser (pyramid) scale.
+    # The integer keys are sorted 7 pixels at a time here (many blocks, the last one short).
     import ee
 
     import gee_mining
+    from gee_mining.local.values import reducer
+
+    monkeypatch.setattr(reducer, "_KEY_BLOCK", 7)
 
     raw = _native_scenes(tmp_path)
     gee_mining.connect("local", project="native-test", catalog=tmp_path / "catalog.toml", storage_root=tmp_path / "st")
@@ -559,7 +563,8 @@ def test_open_datasets_are_bounded_and_closed(tmp_path):
     assert ds.closed
 
 
-def test_native_composites_inside_the_files_match_numpy_for_even_counts(tmp_path):
+@pytest.mark.parametrize("key_block", [2048, 64])  # one block of keys; 15 blocks, the last one short
+def test_native_composites_inside_the_files_match_numpy_for_even_counts(tmp_path, monkeypatch, key_block):
     # A 10 m request inside the files, so the stack is read straight from them as sort keys DN - 1 (nodata 0
     # sorts last). 4 scenes: pixels have 0-4 valid values; the median of an even count is the mean of the two
     # middle values (numpy's; the engine's direct median, as Earth Engine's for up to maxRaw values), a pixel
@@ -567,7 +572,9 @@ def test_native_composites_inside_the_files_match_numpy_for_even_counts(tmp_path
     import ee
 
     import gee_mining
+    from gee_mining.local.values import reducer
 
+    monkeypatch.setattr(reducer, "_KEY_BLOCK", key_block)
     raw = _native_scenes(tmp_path, n=4, extremes=True)
     gee_mining.connect("local", project="native-even", catalog=tmp_path / "catalog.toml", storage_root=tmp_path / "st")
     grid = {"dimensions": {"width": 30, "height": 30}, "crsCode": "EPSG:32633",
@@ -629,3 +636,24 @@ def test_engine_keeps_at_most_its_bound_of_files_open_and_closes_them_on_disconn
         assert 1 <= _open_files_under(tmp_path) <= 3
     gee_mining.disconnect()
     assert _open_files_under(tmp_path) == 0
+
+
+def test_window_reads_through_rasterios_c_read_equal_its_public_read(tmp_path, monkeypatch):
+    # The composite's reads call rasterio's C read under ``ds.read`` (its Python layer costs more than the
+    # read); the pixels must be those of the public read, and the fallback (a rasterio without it) too.
+    import rasterio
+    from rasterio.windows import Window
+
+    from gee_mining.local.raster import resample
+
+    _native_scenes(tmp_path, n=1)
+    frame = Window(3, 5, 17, 11)
+    with rasterio.open(tmp_path / "s0_A.tif") as ds:
+        want = ds.read(1, window=frame)
+        assert resample._C_READ is not None  # this rasterio (>= 1.3) has it: the fast path is the one tested
+        for reader in (resample._C_READ, None):
+            monkeypatch.setattr(resample, "_C_READ", reader)
+            out = np.zeros((11, 17), np.uint16)
+            resample._read_window(ds, 1, frame, out)
+            np.testing.assert_array_equal(out, want)
+    assert (want > 0).any()

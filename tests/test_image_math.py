@@ -449,7 +449,10 @@ def test_mask_propagates_through_arithmetic(ee_local, s2):
 
 def test_normalized_difference_masks_negative_inputs(ee_local):
     # ee.Image.normalizedDifference: a negative pixel value in either input band masks the output.
-    for pair, want_mask, want in (([-1, 2], 0, 0), ([3, 1], 1, 0.5), ([0, 0], 1, 0)):
+    # Floats are checked in both bands (one comparison for both), ints only where their type can be negative.
+    cases = (([-1, 2], 0, 0), ([2, -1], 0, 0), ([3, 1], 1, 0.5), ([0, 0], 1, 0), ([1.5, -0.5], 0, 0),
+             ([-0.5, 1.5], 0, 0), ([1.5, 0.5], 1, 0.5))  # fmt: skip
+    for pair, want_mask, want in cases:
         nd = ee_local.Image.constant(pair).normalizedDifference()
         arr = pixels(ee_local, nd.addBands(nd.mask().rename("m")))
         assert (arr["m"] == want_mask).all()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
+from types import SimpleNamespace
 
 import ee
 import numpy as np
@@ -21,6 +23,7 @@ import gee_mining
 from gee_mining.cli.main import main
 from gee_mining.cli.monitor import parse_years
 from gee_mining.contracts.bands import MINE_BAND
+from gee_mining.demo.monitor import _truth_rows
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import table_entry, write_catalog
 from gee_mining.io.prepared import read_prepared
@@ -48,7 +51,7 @@ from gee_mining.monitor.evaluate import (
     growth_errors,
 )
 from gee_mining.monitor.region import region_bounds, utm_region
-from gee_mining.monitor.review import QUICKLOOK_PX, read_verdicts
+from gee_mining.monitor.review import QUICKLOOK_PX, read_verdicts, review_html
 from gee_mining.monitor.world import MonitorWorld, fit_first_year, world_region
 from gee_mining.tools.report import Report, build_report, print_pdf
 
@@ -461,3 +464,60 @@ def test_ties_go_to_the_rule_still_clean_when_loosened():
         (r["persistent"], r["threshold"]): v for r in tried for k, v in _looser_false(tried).items() if k == id(r)
     }
     assert margin[(False, GRID[2])] == 4 and margin[(True, GRID[2])] == 1 and margin[(True, GRID[0])] == 1
+
+
+def test_evaluation_refuses_a_linked_seed_folder_before_building(tmp_path):
+    """A seed folder linked to another run's is refused (naming it) before the first world is built."""
+    other = tmp_path / "other" / "seed_2"
+    other.mkdir(parents=True)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "seed_2").symlink_to(other)
+    ev = MonitorEvaluationSpec(train_seeds=(1,), test_seeds=(2,), years=(2019, 2020), size_km=4.2, known_mines=1,
+                               new_mines=1)  # fmt: skip
+    spec = MonitorSpec(years=ev.years, months=ev.months, band=ev.band)
+    with pytest.raises(InputError, match=re.escape(str(tmp_path / "run" / "seed_2"))):
+        _prepare(tmp_path / "run", ev, spec, print)
+    assert not (tmp_path / "run" / "seed_1").exists() and list(other.iterdir()) == []
+
+
+def test_demo_candidate_table_prints_years_as_years(tmp_path):
+    """The demo's candidate table shows a candidate's first year as 2020, not as the number 2,020."""
+    (tmp_path / "truth").mkdir()
+    mine = shapely.box(-60.0, -3.0, -59.99, -2.99)
+    pd.DataFrame({"mine_id": ["0", "0", "0"], "year": list(YEARS), "known": [True] * 3,
+                  "disturbed_m2": [100.0, 200.0, 300.0], "geometry_wkt": [mine.wkt] * 3}).to_parquet(
+        tmp_path / "truth" / "mines_by_year.parquet")  # fmt: skip
+    fp = pd.DataFrame([{"mine_id": "0", "year": 2021, "known_area_m2": 90.0, "area_m2": 280.0, "growth_m2": 190.0,
+                        "growth_low_m2": 150.0, "growth_high_m2": 210.0}])  # fmt: skip
+    cand = Candidate(1, mine.centroid.buffer(0.001), 0.9, 1200.0, 2020, 2, {"nearest_mine": 1234})
+    _, cands = _truth_rows(SimpleNamespace(footprints=fp, candidates=[cand]), tmp_path)
+    report = Report("t")
+    Report.table(report.section("c"), ["candidate", "score", "area m2", "first year", "nearest mine", "in the truth"],
+                 cands)  # fmt: skip
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", report.render())
+    assert cells[3:5] == ["2020", "1234"] and cells[5] == "new mine 0"
+
+
+def test_review_page_names_the_land_cover_and_explains_its_map():
+    """A candidate's WorldCover class shows with its name from the catalog's legend (60 is bare / sparse vegetation,
+    30 grassland), and the map says which colour is which."""
+    cands = [Candidate(1, shapely.box(-60.0, -3.0, -59.99, -2.99), 0.9, 1200.0, 2020, 2, {"land_cover": 60}),
+             Candidate(2, shapely.box(-60.02, -3.0, -60.01, -2.99), 0.8, 900.0, 2020, 2, {"land_cover": 30}),
+             Candidate(3, shapely.box(-60.04, -3.0, -60.03, -2.99), 0.7, 800.0, 2021, 1, {})]  # fmt: skip
+    page = review_html(cands, [], (-60.05, -3.01, -59.98, -2.98), (2019, 2021), {}, "run", simulated=True)
+    rows = re.findall(r"<tr data-id=.*?</tr>", page)
+    cover = [re.findall(r"<td>(.*?)</td>", r)[8] for r in rows]
+    assert cover == ["60 bare / sparse vegetation", "30 grassland", ""]
+    assert "known mines grey, candidates red" in page
+
+
+def test_footprint_frame_area_is_never_below_zero_when_a_mine_regrows():
+    """A 10000 m2 mine with 4000 m2 detected inside (share 0.4) whose zone falls from 5000 to 0 m2: growth
+    -5000 / 0.4 = -12500, more than its registered area; the area reads 0, the growth keeps its sign."""
+    rows = [{"mine_id": "3", "known_area_m2": "10000", "a050_2019": "5000", "a060_2019": "4000", "a040_2019": "6000",
+             "a050_2020": "0", "a060_2020": "0", "a040_2020": "0", "i050": "4000", "i060": "4000",
+             "i040": "4000"}]  # fmt: skip
+    f = footprint_frame(rows, [2019, 2020], (0.5, 0.6, 0.4)).set_index("year")
+    assert f.loc[2020, "growth_m2"] == pytest.approx(-5000 / 0.4)
+    assert f.loc[2020, "area_m2"] == 0 and f.loc[2020, "area_low_m2"] == 0 and f.loc[2020, "area_high_m2"] == 0
+    assert f.loc[2019, "area_m2"] == 10000

@@ -7,8 +7,11 @@ from __future__ import annotations
 import re
 
 import matplotlib
+import numpy as np
+import pandas as pd
 import pytest
 
+from gee_mining.demo.imagery import _distributions_figure
 from gee_mining.tools.report import Report, build_report, find_chromium
 
 matplotlib.use("Agg")
@@ -91,3 +94,14 @@ def test_no_heading_is_orphaned_at_the_foot_of_a_pdf_page(tmp_path):
     for n, lines in enumerate(pages[:-1]):
         assert lines[-1] not in titles, f"page {n + 1} ends with the heading {lines[-1]!r}"
         assert lines[-1] not in intros, f"page {n + 1} ends with a heading and its introduction {lines[-1]!r}"
+
+
+def test_the_pixel_distributions_have_labelled_axes():
+    """The demo's pixel-table histograms say what each axis is (the distance in metres, its sign)."""
+    rng = np.random.default_rng(0)
+    pixels = pd.DataFrame({"NDVI": rng.normal(size=200), "NBR2": rng.normal(size=200),
+                           "distance": rng.normal(size=200) * 100})  # fmt: skip
+    fig = _distributions_figure(pixels, pixels["distance"] < 0)
+    assert [ax.get_xlabel() for ax in fig.axes] == ["NDVI", "NBR2",
+                                                    "signed distance to the nearest mine edge, m (< 0 inside)"]  # fmt: skip
+    assert fig.axes[0].get_ylabel().startswith("density")

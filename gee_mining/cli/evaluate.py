@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from gee_mining.cli.monitor import parse_years
 from gee_mining.cli.output import add_json_option, emit, print_figures, progress
 from gee_mining.errors import InputError
@@ -10,6 +12,7 @@ from gee_mining.pyramid.evaluate import EvaluationSpec, evaluate_pyramid
 from gee_mining.pyramid.evaluate_yolo import YoloEvaluationSpec, evaluate_yolo
 from gee_mining.tools.heldout import HeldoutSpec
 from gee_mining.tools.heldout_classify import CANDIDATES, evaluate_classify
+from gee_mining.tools.heldout_report import pyramid_report, yolo_report
 from gee_mining.tools.heldout_study import evaluate_study
 
 
@@ -45,9 +48,15 @@ def _pyramid(args) -> int:
         realism=args.realism, detector=args.detector, weights=args.weights, screening=args.screening,
     )  # fmt: skip
     report = evaluate_pyramid(args.out, spec, progress=progress(args))
-    pooled = {"SIMULATED": True, "pooled": report["pooled"], "evaluation": f"{args.out}/evaluation.json"}
-    emit(args, pooled, lambda: print_figures("SIMULATED, held-out worlds, pooled", report["pooled"],
-                                             f"{args.out}/evaluation.json"))  # fmt: skip
+    html_path = pyramid_report(Path(args.out), report)
+    pooled = {"SIMULATED": True, "pooled": report["pooled"], "evaluation": f"{args.out}/evaluation.json",
+              "report": str(html_path)}  # fmt: skip
+
+    def text() -> None:
+        print_figures("SIMULATED, held-out worlds, pooled", report["pooled"], f"{args.out}/evaluation.json")
+        print(f"report: {html_path}")
+
+    emit(args, pooled, text)
     return 0
 
 
@@ -81,9 +90,16 @@ def _pixel_models(args) -> int:
     pooled = {m: v["pooled"] for m, v in report["models"].items()}
     result = {"SIMULATED": True, "pooled": pooled, "real": report["real"], "evaluation": f"{args.out}/{name}",
               "report": f"{args.out}/report_{args.target}/report.html"}  # fmt: skip
-    emit(args, result, lambda: [print_figures(f"SIMULATED, held-out worlds, pooled: {m}", p, f"{args.out}/{name}")
-                                for m, p in pooled.items()])  # fmt: skip
+    emit(args, result, lambda: print_pixel_models(pooled, result["evaluation"], result["report"]))
     return 0
+
+
+def print_pixel_models(pooled: dict, evaluation: str, report: str) -> None:
+    """Each model's pooled held-out figures, then the two files written, once (not once per model)."""
+    for m, p in pooled.items():
+        print_figures(f"SIMULATED, held-out worlds, pooled: {m}", p)
+    print(f"written: {evaluation}")
+    print(f"report: {report}")
 
 
 def _add_worlds(q, fit: str, out: str) -> None:
@@ -106,7 +122,8 @@ def _add_pixel_models(act) -> None:
              "classify": "Earth Engine classifiers on SIMULATED worlds: chosen on train seeds, measured on test"}  # fmt: skip
     for target, text in helps.items():
         q = act.add_parser(target, help=text)
-        _add_worlds(q, "fit and choose on (two or more)", "worlds, evaluation_TARGET.json, report_TARGET/report.html")
+        _add_worlds(q, "fit and choose on (two or more)",
+                    f"worlds, evaluation_{target}.json, report_{target}/report.html")  # fmt: skip
         q.add_argument("--pixels", type=int, default=500, help="sampled pixels per class per train world")
         q.add_argument("--min-mine-share", type=float, default=0.25,
                        help="a mine counts as found when this share of its pixels is flagged")  # fmt: skip
@@ -127,18 +144,26 @@ def _yolo(args) -> int:
         imgsz=args.imgsz, batch=args.batch, conf=args.conf, min_iou=args.min_iou, mine_share=args.mine_share,
     )  # fmt: skip
     report = evaluate_yolo(args.out, spec, progress=progress(args))
+    html_path = yolo_report(Path(args.out), report)
     pooled = {k: v for k, v in report["pooled"].items() if k != "recall_by_size"}
     result = {"SIMULATED": True, "pooled": report["pooled"], "training": report["training"],
-              "evaluation": f"{args.out}/yolo_evaluation.json", "model": f"{args.out}/yolo_model.json"}  # fmt: skip
-    emit(args, result, lambda: print_figures("SIMULATED, YOLO on held-out worlds' patches, pooled",
-                                             {**pooled, "training_s": report["training"]["seconds"]},
-                                             f"{args.out}/yolo_evaluation.json"))  # fmt: skip
+              "evaluation": f"{args.out}/yolo_evaluation.json", "model": f"{args.out}/yolo_model.json",
+              "report": str(html_path)}  # fmt: skip
+
+    def text() -> None:
+        figures = {**pooled, "training_s": report["training"]["seconds"]}
+        print_figures(
+            "SIMULATED, YOLO on held-out worlds' patches, pooled", figures, f"{args.out}/yolo_evaluation.json"
+        )
+        print(f"report: {html_path}")
+
+    emit(args, result, text)
     return 0
 
 
 def _add_yolo(act) -> None:
     q = act.add_parser("yolo", help="YOLO on SIMULATED worlds: train on the train seeds' patches, measure on others")
-    _add_worlds(q, "train on", "worlds, patches, datasets, yolo_evaluation.json")
+    _add_worlds(q, "train on", "worlds, patches, datasets, yolo_evaluation.json, report_yolo/report.html")
     q.add_argument("--patch-px", type=int, default=138, help="patch side, pixels (default 138: the 1375 m level)")
     q.add_argument("--mine-stride", type=int, default=46, help="train windows holding a mine every N px (default 46)")
     q.add_argument("--bands", default="B4,B3,B2", help="comma-separated bands (3 = PNG, else multi-page TIFF)")
@@ -170,7 +195,7 @@ def add_cli(sub) -> None:
     p = sub.add_parser("evaluate", help="measure out of sample: train and calibrate on some worlds, report on others")
     act = p.add_subparsers(dest="target", required=True)
     q = act.add_parser("pyramid", help="the pyramid on SIMULATED worlds: train/calibrate seeds vs held-out seeds")
-    _add_worlds(q, "train and calibrate on", "worlds, patches, evaluation.json")
+    _add_worlds(q, "train and calibrate on", "worlds, patches, evaluation.json, report_pyramid/report.html")
     q.add_argument("--levels", default="2750,1375,687.5,343.75", help="cell sizes, coarse to fine")
     q.add_argument("--zooms", default="15,16,17,18", help="zoom labels of the levels")
     q.add_argument("--target-recall", type=float, default=0.98, help="calibration target on the train worlds")

@@ -166,11 +166,14 @@ def _number(value: Any) -> str:
         return str(value)
     if isinstance(value, int):
         return f"{value:,}"
+    if 0 < abs(value) < 0.01:
+        return f"{value:.2g}"  # two significant digits: 0.0007, not 0.001 (or 0.000)
     return f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
 def print_figures(title: str, figures: dict[str, Any], written: str | Path | None = None, indent: str = "  ") -> None:
-    """A result's figures as indented ``name: value`` lines (numbers with 3 decimals), for people."""
+    """A result's figures as indented ``name: value`` lines (numbers with 3 decimals, or 2 significant digits below
+    0.01), for people."""
     if title:
         print(f"{title}:")
     for name, value in figures.items():

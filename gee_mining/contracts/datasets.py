@@ -17,5 +17,10 @@ S2_CLOUD_PROBABILITY = "COPERNICUS/S2_CLOUD_PROBABILITY"
 WORLDCOVER = "ESA/WorldCover/v200"
 """ESA WorldCover 10 m land cover, 2021 (band ``Map``)."""
 
+WORLDCOVER_CLASSES = {10: "tree cover", 20: "shrubland", 30: "grassland", 40: "cropland", 50: "built-up",
+                      60: "bare / sparse vegetation", 70: "snow and ice", 80: "permanent water bodies",
+                      90: "herbaceous wetland", 95: "mangroves", 100: "moss and lichen"}  # fmt: skip
+"""WorldCover's classes (band ``Map``), as the Earth Engine catalog and ESA's product manual name them."""
+
 LSIB = "USDOS/LSIB_SIMPLE/2017"
 """US Department of State simplified international boundaries (column ``country_na``)."""

@@ -172,13 +172,16 @@ def _quicklooks_figure(looks: list[Path]):
 def _distributions_figure(pixels: pd.DataFrame, mine: pd.Series):
     """Histograms of NDVI, NBR2 and the signed distance for mine and non-mine pixels."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.4))
+    xlabels = {"NDVI": "NDVI", "NBR2": "NBR2", "distance": "signed distance to the nearest mine edge, m (< 0 inside)"}
     for ax, band in zip(axes, ("NDVI", "NBR2", "distance"), strict=True):
         lo, hi = np.nanpercentile(pixels[band], [1, 99])
         bins = np.linspace(lo, hi, 50)
         ax.hist(pixels.loc[~mine, band], bins=bins, alpha=0.6, label="not mine", color="#2e7d32", density=True)
         ax.hist(pixels.loc[mine, band], bins=bins, alpha=0.6, label="mine", color="#c62828", density=True)
         ax.set_title(band)
+        ax.set_xlabel(xlabels[band])
         ax.legend(fontsize=8)
+    axes[0].set_ylabel("density (area under each class = 1)")
     return fig
 
 

@@ -34,7 +34,9 @@ def _truth_rows(run, world: Path) -> tuple[list, list]:
     for c in run.candidates:
         hit = sorted({m for m, g in outlines.items() if g.intersects(c.geometry)})
         what = f"new mine {', '.join(hit)}" if hit else "not a mine (false candidate)"
-        cands.append([c.id, f"{c.score:.2f}", f"{c.area_m2:.0f}", c.first_year, c.attributes.get("nearest_mine"), what])
+        near = c.attributes.get("nearest_mine")  # a year and an id as text: as numbers they would print 2,020
+        cands.append([c.id, f"{c.score:.2f}", f"{c.area_m2:.0f}", str(c.first_year), "-" if near is None else str(near),
+                      what])  # fmt: skip
     return foot, cands
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import platform
 import time
@@ -493,9 +494,11 @@ def _grid_figure(ee, section, table_id: str, specs, tables) -> None:
                 ax.fill(px, py, color="#c62828", alpha=0.55, lw=0)
         ax.set_xlim(lon0 - half, lon0 + half)
         ax.set_ylim(lat0 - half, lat0 + half)
-        ax.set_aspect(1 / max(0.2, abs(__import__("math").cos(__import__("math").radians(lat0)))))
+        ax.set_aspect(1 / max(0.2, abs(math.cos(math.radians(lat0)))))
         ax.set_title(f"zoom {spec.zoom} ({spec.cell_size:g} m)")
+        ax.set_xlabel("longitude", fontsize=8)
         ax.tick_params(labelsize=7)
+    axes[0].set_ylabel("latitude", fontsize=8)
     Report.figure(
         section,
         fig,

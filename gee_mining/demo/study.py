@@ -8,11 +8,19 @@ from gee_mining.ml.study import plots
 from gee_mining.ml.study.run import StudySpec, run_study, summary, write_outputs
 from gee_mining.tools.report import Report
 
+HELD_OUT = (
+    "In-sample: the train, validation and test cells are of one world, so these figures say how well the models "
+    "fit this world, not how they do on another. Measured on held-out worlds (`gee-mining evaluate study`, "
+    "SIMULATED, 175 mines in 6 worlds never used to choose the model): the LASSO model finds 175/175 mines "
+    "(95 % interval 0.979-1.000) only by flagging 310 km2 of every 1000 km2 of mine-free land and 87 % of natural "
+    "bare ground; no feature is in the first 5 of all three train worlds; docs/pyramid.md."
+)
+
 
 def demo_step(ee, report, ctx) -> None:
     """Add "Pixel study": LASSO and L1-logistic paths, drop-out order, model comparison, the ranked answer."""
 
-    section = report.section("SIMULATED · Pixel study: which channel combinations make mines stand out")
+    section = report.section("SIMULATED · in-sample · Pixel study: which channel combinations make mines stand out")
     pixels = ctx.out / "imagery" / "pixels"
     if ctx.world is None or not pixels.is_dir():
         Report.text(section, "Skipped: the study runs on the pixel tables of the simulated world's cells.", "warn")
@@ -45,6 +53,7 @@ def demo_step(ee, report, ctx) -> None:
         + ".",
         "warn",
     )
+    Report.text(section, HELD_OUT, "warn")
     note = " - SIMULATED"
     Report.figure(section, plots.metrics_figure(result, note), "SIMULATED: validation (solid) and test (dashed) metrics "
                   "along each path, non-zero weights in grey; dotted: the chosen penalty (sparsest within 0.005 AUC "

@@ -8,7 +8,37 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gee_mining.errors import InputError
+
 MARKER = "prepared.json"
+
+
+def refuse_links(folder: str | os.PathLike) -> None:
+    """Refuse a work folder that is, or holds, a link: the work is redone in place, so through a link it would
+    rewrite another run's folder (one evaluation rebuilt another's worlds this way)."""
+    folder = Path(folder)
+    link = folder if folder.is_symlink() else _first_link(folder)
+    if link is not None:
+        target = link.resolve()
+        raise InputError(
+            f"{link} is a link to {target}: this run rebuilds and rewrites what is in {folder}, so through the link "
+            f"it would rewrite another run's files. Remove the link (rm {link}) and this run builds its own there."
+        )
+
+
+def _first_link(folder: Path) -> Path | None:
+    """The first link found under ``folder`` (not followed), or None."""
+    if not folder.is_dir():
+        return None
+    stack = [folder]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for e in entries:
+                if e.is_symlink():
+                    return Path(e.path)
+                if e.is_dir():
+                    stack.append(Path(e.path))
+    return None
 
 
 def read_prepared(folder: str | os.PathLike, key: dict[str, Any]) -> dict[str, Any] | None:

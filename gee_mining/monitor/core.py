@@ -270,7 +270,8 @@ def footprint_frame(rows: list[dict], years: Sequence[int], ts: Sequence[float],
     the polygon's area): what the model misses inside a mine is taken as the same share every year, and what it
     sees around the mine (bare ground, roads) cancels in the change; times ``scale``, a correction chosen on train
     worlds (the model also counts the ground cleared ahead of a pit, which grows with it: growth runs ahead).
-    ``area_m2``: the known area plus that growth.
+    ``area_m2``: the known area plus that growth, floored at 0: a mine that was abandoned and regrew loses the
+    cleared ground around it too, so its growth can exceed its registered area; an area is never below 0.
     Intervals: the same estimates at threshold + band and - band, in order. A mine nothing was detected in during
     the first year has no estimate (NaN).
     """
@@ -286,7 +287,8 @@ def footprint_frame(rows: list[dict], years: Sequence[int], ts: Sequence[float],
             g = {k: scale * (raw[k] - first[k]) / share[k] for k in (t, hi, lo)}
             growths = sorted((g[hi], g[lo], g[t]))
             out.append({"mine_id": str(r["mine_id"]), "year": int(y), "known_area_m2": known, "detected_m2": raw[t],
-                        "area_m2": known + g[t], "area_low_m2": known + growths[0], "area_high_m2": known + growths[2],
+                        "area_m2": max(0.0, known + g[t]), "area_low_m2": max(0.0, known + growths[0]),
+                        "area_high_m2": max(0.0, known + growths[2]),
                         "growth_m2": g[t], "growth_low_m2": growths[0], "growth_high_m2": growths[2]})  # fmt: skip
     return pd.DataFrame(out, columns=FOOTPRINT_COLUMNS)
 

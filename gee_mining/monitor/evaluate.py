@@ -35,7 +35,7 @@ import shapely
 from gee_mining.connection import connect
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import CatalogEntry, write_catalog
-from gee_mining.io.prepared import forget_prepared, read_prepared, write_prepared
+from gee_mining.io.prepared import forget_prepared, read_prepared, refuse_links, write_prepared
 from gee_mining.monitor.core import (
     MonitorSpec,
     candidate_image,
@@ -121,9 +121,12 @@ def _stamp(ev: MonitorEvaluationSpec, spec: MonitorSpec, seed: int) -> dict:
 
 def _prepare(out: Path, ev: MonitorEvaluationSpec, spec: MonitorSpec, say) -> dict[int, MonitorWorld]:
     """Each seed's world and its served composites. A world already prepared from the same spec (its
-    ``prepared.json``, written last) is reused, so an interrupted evaluation resumes where it stopped."""
+    ``prepared.json``, written last) is reused, so an interrupted evaluation resumes where it stopped. A seed folder
+    that is or holds a link is refused before any world is built (it would be rebuilt in another run's)."""
     worlds = {}
     seeds = (*ev.train_seeds, *ev.test_seeds)
+    for seed in seeds:
+        refuse_links(out / f"seed_{seed}")
     for i, seed in enumerate(seeds, start=1):
         t0 = time.perf_counter()
         folder = out / f"seed_{seed}"

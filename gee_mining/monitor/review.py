@@ -25,6 +25,7 @@ import ee
 import shapely
 from pyproj import Transformer
 
+from gee_mining.contracts.datasets import WORLDCOVER_CLASSES
 from gee_mining.errors import InputError
 from gee_mining.monitor.core import VERDICTS, Candidate, MonitorRegion, Verdict
 from gee_mining.steps.quicklooks import QuicklookSpec, quicklook_image, stamp_simulated
@@ -139,11 +140,19 @@ def _img(jpeg: bytes | None, alt: str) -> str:
     return f'<td><img alt="{html.escape(alt)}" src="data:image/jpeg;base64,{base64.b64encode(jpeg).decode()}"></td>'
 
 
+def _land_cover(code: Any) -> str:
+    """A WorldCover class as its code and name (``60 bare / sparse vegetation``), or blank when there is none."""
+    if code is None:
+        return ""
+    name = WORLDCOVER_CLASSES.get(int(code))
+    return f"{int(code)} {name}" if name else str(code)
+
+
 def _row(c: Candidate, looks: dict[int, bytes], years: tuple[int, int]) -> str:
     a = c.attributes
     cells = [str(c.id), f"{c.score:.3f}", f"{c.area_m2:.0f}", str(c.first_year), str(c.years_seen),
              str(a.get("nearest_mine") or ""), "" if a.get("distance_m") is None else f"{a['distance_m']:.0f}",
-             html.escape(str(a.get("country") or "")), str(a.get("land_cover") or "")]  # fmt: skip
+             html.escape(str(a.get("country") or "")), _land_cover(a.get("land_cover"))]  # fmt: skip
     buttons = "".join(f'<button class="v" data-verdict="{v}" onclick="pick(this)">{v.replace("_", " ")}</button>'
                       for v in VERDICTS)  # fmt: skip
     return (f'<tr data-id="{c.id}" data-wkt="{html.escape(c.geometry.wkt)}">' + "".join(f"<td>{x}</td>" for x in cells)
@@ -180,7 +189,10 @@ def review_html(candidates: Sequence[Candidate], known: Sequence[Any], bounds: t
             f"<p>{len(candidates)} new candidate(s) outside the known mines.{note} Record a verdict per candidate, then "
             f"<button id='save' onclick='save()'>Save verdicts</button> (<span id='count'>0</span> recorded) and "
             f"pass the file to the next run: <code>gee-mining monitor ... --verdicts verdicts.json</code>.</p>"
-            f"{_svg(candidates, known, bounds)}<table id='candidates'><thead><tr>{ths}</tr></thead>"
+            f"{_svg(candidates, known, bounds)}<p>The region, north up: known mines grey, candidates red (numbered "
+            "by id). Quicklooks: natural colour (B4, B3, B2) of the first and last year, the candidate outlined in "
+            "yellow.</p>"
+            f"<table id='candidates'><thead><tr>{ths}</tr></thead>"
             f"<tbody>{rows}</tbody></table>{block}<script>{_SCRIPT}</script></body></html>")  # fmt: skip
 
 

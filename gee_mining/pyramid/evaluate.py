@@ -39,7 +39,7 @@ import shapely
 from gee_mining.connection import connect
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import write_catalog
-from gee_mining.io.prepared import forget_prepared, read_prepared, write_prepared
+from gee_mining.io.prepared import forget_prepared, read_prepared, refuse_links, write_prepared
 from gee_mining.ml.detect.dataset import DatasetSpec
 from gee_mining.pyramid.calibration import Calibration, CalibrationWorld, calibrate_worlds, clopper_pearson
 from gee_mining.pyramid.core import PyramidSpec, descendants, known_polygons, run_exhaustive, run_pyramid, start_cells
@@ -65,27 +65,19 @@ SIZE_BINS_KM2 = (0.05, 0.2, 1.0)  # recall is also reported for mines below 0.05
 
 
 @dataclass(frozen=True)
-class EvaluationSpec:
-    """What an evaluation builds and how it tunes: seeds, world size, levels, calibration target and margin."""
+class WorldsSpec:
+    """The SIMULATED worlds an evaluation builds (:func:`prepare_worlds`: one square world per seed): the seeds it
+    trains on and those it holds out, and each world's size, mine clusters, months of scenes and difficulty. Every
+    evaluation's spec is one (``EvaluationSpec``, ``HeldoutSpec``, ``YoloEvaluationSpec``), so a folder of worlds
+    serves them all."""
 
     train_seeds: tuple[int, ...]
     test_seeds: tuple[int, ...]
     size_km: float = 11.04
     clusters: int = 4
     months: int = 1
-    levels: tuple[float, ...] = (2750, 1375, 687.5, 343.75)
-    zooms: tuple[int, ...] = (15, 16, 17, 18)
-    target_recall: float = 0.98
-    margin: float | None = None  # a fixed factor on each threshold, or None: chosen across the train worlds
-    pixels: int = 1000  # sampled pixels per class per train world
-    mine_share: float = 0.0007  # a realistic share of land that is mine, for precision
-    confidence: float = 0.95
-    exhaustive: bool = False  # also run the detector on every fine cell (slow: the reference recall)
-    workers: int = 1  # processes that build worlds side by side
     realism: str = "hard"  # the worlds' difficulty (gee_mining.world.realism): "hard" (default) or "easy"
-    detector: str = "pixel"  # the fine level's detector: "pixel" (the pixel model in boxes) or "yolo"
-    weights: str | None = None  # with detector "yolo": weights an `evaluate yolo` run trained (yolo_model.json)
-    screening: str = "forest"  # the screening model: "forest" (context features) or "logistic" (the pixel alone)
+    workers: int = 1  # processes that build worlds side by side
 
     def __post_init__(self) -> None:
         train, test = tuple(int(s) for s in self.train_seeds), tuple(int(s) for s in self.test_seeds)
@@ -98,22 +90,42 @@ class EvaluationSpec:
             raise InputError(f"seed(s) {shared} are both train and test: a world is used for one or the other.")
         if any(s < 0 for s in train + test) or len(set(train)) < len(train) or len(set(test)) < len(test):
             raise InputError(f"seeds {train} / {test}: distinct seeds, 0 or more.")
-        if self.margin is None and len(train) < 2:
+        if self.realism not in REALISMS:
+            raise InputError(f"realism {self.realism!r}: one of {', '.join(REALISMS)}.")
+        object.__setattr__(self, "train_seeds", train)
+        object.__setattr__(self, "test_seeds", test)
+
+
+@dataclass(frozen=True)
+class EvaluationSpec(WorldsSpec):
+    """What the pyramid's evaluation builds and how it tunes: the worlds, levels, calibration target and margin."""
+
+    levels: tuple[float, ...] = (2750, 1375, 687.5, 343.75)
+    zooms: tuple[int, ...] = (15, 16, 17, 18)
+    target_recall: float = 0.98
+    margin: float | None = None  # a fixed factor on each threshold, or None: chosen across the train worlds
+    pixels: int = 1000  # sampled pixels per class per train world
+    mine_share: float = 0.0007  # a realistic share of land that is mine, for precision
+    confidence: float = 0.95
+    exhaustive: bool = False  # also run the detector on every fine cell (slow: the reference recall)
+    detector: str = "pixel"  # the fine level's detector: "pixel" (the pixel model in boxes) or "yolo"
+    weights: str | None = None  # with detector "yolo": weights an `evaluate yolo` run trained (yolo_model.json)
+    screening: str = "forest"  # the screening model: "forest" (context features) or "logistic" (the pixel alone)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.margin is None and len(self.train_seeds) < 2:
             raise InputError(
-                f"a cross-world margin needs at least two train worlds (got {list(train)}): add train seeds, or give "
-                "a fixed margin, e.g. --margin 0.5."
+                f"a cross-world margin needs at least two train worlds (got {list(self.train_seeds)}): add train "
+                "seeds, or give a fixed margin, e.g. --margin 0.5."
             )
         if self.screening not in SCREENINGS:
             raise InputError(f"screening {self.screening!r}: one of {', '.join(SCREENINGS)}.")
-        if self.realism not in REALISMS:
-            raise InputError(f"realism {self.realism!r}: one of {', '.join(REALISMS)}.")
         if not 0 < self.mine_share < 1:
             raise InputError(f"mine_share {self.mine_share}: a share of land in (0, 1), e.g. 0.0007.")
         if self.detector not in ("pixel", "yolo") or (self.detector == "yolo") != bool(self.weights):
             raise InputError(f"detector {self.detector!r} / weights {self.weights!r}: pixel (no weights), or yolo with "
                              "the weights of an `evaluate yolo` run (--detector yolo --weights OUT/yolo_model.json).")  # fmt: skip
-        object.__setattr__(self, "train_seeds", train)
-        object.__setattr__(self, "test_seeds", test)
         self.pyramid_spec()  # validates the levels
 
     def pyramid_spec(self) -> PyramidSpec:
@@ -214,11 +226,14 @@ def _prepare(args: tuple) -> SimulatedPyramid:
     return sim
 
 
-def prepare_worlds(out: Path, spec: EvaluationSpec, say: Callable[[str], None]) -> dict[int, SimulatedPyramid]:
+def prepare_worlds(out: Path, spec: WorldsSpec, say: Callable[[str], None]) -> dict[int, SimulatedPyramid]:
     """Each seed's world (train worlds from the library's ``train`` half, test worlds from its ``test`` half), then
-    ``ee`` connected to one catalog that serves every world's composite and mines under its own project."""
+    ``ee`` connected to one catalog that serves every world's composite and mines under its own project. A seed
+    folder that is or holds a link is refused before any world is built (it would be rebuilt in another run's)."""
     jobs = [(out / f"seed_{s}", s, "train", spec) for s in spec.train_seeds]
     jobs += [(out / f"seed_{s}", s, "test", spec) for s in spec.test_seeds]
+    for job in jobs:
+        refuse_links(job[0])
     t0 = time.perf_counter()
     if spec.workers > 1:
         with ProcessPoolExecutor(spec.workers, mp_context=get_context("spawn")) as pool:

@@ -55,7 +55,7 @@ from gee_mining.ml.detect.train import load_model, train
 from gee_mining.pyramid.calibration import clopper_pearson
 from gee_mining.pyramid.evaluate import (
     MODEL_FILE,
-    EvaluationSpec,
+    WorldsSpec,
     check_disjoint,
     prepare_worlds,
     rates,
@@ -66,16 +66,10 @@ from gee_mining.pyramid.world import SimulatedPyramid
 
 
 @dataclass(frozen=True)
-class YoloEvaluationSpec:
-    """The worlds (as :class:`~gee_mining.pyramid.evaluate.EvaluationSpec`), the patches and a small CPU training."""
+class YoloEvaluationSpec(WorldsSpec):
+    """The worlds (``WorldsSpec``, as the pyramid's evaluation builds them, so a folder serves both evaluations), the
+    patches and a small CPU training."""
 
-    train_seeds: tuple[int, ...]
-    test_seeds: tuple[int, ...]
-    size_km: float = 11.04
-    clusters: int = 4
-    months: int = 1
-    realism: str = "hard"
-    workers: int = 1
     patch_px: int = 138  # the 1375 m level's lattice at 10 m: 8 x 8 patches tile an 11.04 km world
     mine_stride: int = 46  # train windows holding a mine every 46 px (the others every patch_px)
     bands: tuple[str, ...] = RGB
@@ -89,23 +83,17 @@ class YoloEvaluationSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # validates the seeds and the realism
         object.__setattr__(self, "bands", tuple(self.bands))
-        ws = self.worlds()  # validates the seeds and the realism
-        object.__setattr__(self, "train_seeds", ws.train_seeds)
-        object.__setattr__(self, "test_seeds", ws.test_seeds)
         if self.patch_px < 32 or self.mine_stride < 1:
             raise InputError(f"patch_px {self.patch_px} / mine_stride {self.mine_stride}: at least 32 and 1 pixels.")
         if self.epochs < 1 or self.imgsz < 32 or self.imgsz % 32:
             raise InputError(f"epochs {self.epochs} / imgsz {self.imgsz}: at least 1 epoch, imgsz a multiple of 32.")
         if not 0 < self.conf < 1 or not 0 < self.min_iou <= 1:
             raise InputError(f"conf {self.conf} / min_iou {self.min_iou}: a score in (0, 1) and an IoU in (0, 1].")
+        if not 0 < self.mine_share < 1:
+            raise InputError(f"mine_share {self.mine_share}: a share of land in (0, 1), e.g. 0.0007.")
         DatasetSpec(bands=self.bands)  # validates the bands
-
-    def worlds(self) -> EvaluationSpec:
-        """The worlds' part, as the pyramid's evaluation builds them (so a folder serves both evaluations)."""
-        return EvaluationSpec(self.train_seeds, self.test_seeds, size_km=self.size_km, clusters=self.clusters,
-                              months=self.months, margin=1.0, mine_share=self.mine_share,
-                              confidence=self.confidence, workers=self.workers, realism=self.realism)  # fmt: skip
 
 
 @dataclass
@@ -271,7 +259,7 @@ def evaluate_yolo(out_dir: str | os.PathLike, ev: YoloEvaluationSpec,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    worlds = prepare_worlds(out, ev.worlds(), say)
+    worlds = prepare_worlds(out, ev, say)
     check_disjoint({s: worlds[s] for s in ev.train_seeds}, {s: worlds[s] for s in ev.test_seeds})
     work = out / "yolo"
     data = build_datasets(worlds, work, ev, say)

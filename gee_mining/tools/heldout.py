@@ -22,7 +22,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,14 @@ from gee_mining.errors import InputError
 from gee_mining.io.catalog import CatalogEntry, find_shared_data, imagery_entries, shared_entries, write_catalog
 from gee_mining.io.pages import iter_features
 from gee_mining.pyramid.calibration import clopper_pearson
-from gee_mining.pyramid.evaluate import EvaluationSpec, check_disjoint, prepare_worlds, rates, world_mines
+from gee_mining.pyramid.evaluate import (
+    EvaluationSpec,
+    WorldsSpec,
+    check_disjoint,
+    prepare_worlds,
+    rates,
+    world_mines,
+)
 from gee_mining.pyramid.world import SimulatedPyramid
 from gee_mining.steps.indices import feature_image
 from gee_mining.steps.labels import label_bands
@@ -47,27 +54,19 @@ LABEL_RADIUS_M = 300.0  # the distance label's reach: beyond the study's 200 m c
 
 
 @dataclass(frozen=True)
-class HeldoutSpec:
-    """The worlds (as ``evaluate pyramid``'s), the pixel sample drawn from each train world, and how flags count."""
+class HeldoutSpec(WorldsSpec):
+    """The worlds (``WorldsSpec``, as ``evaluate pyramid``'s), the pixel sample drawn from each train world, and how
+    flags count."""
 
-    train_seeds: tuple[int, ...]
-    test_seeds: tuple[int, ...]
-    size_km: float = 11.04
-    clusters: int = 4
-    months: int = 1
     pixels: int = 500  # sampled pixels per class per train world
     mine_share: float = 0.0007  # a realistic share of land that is mine, for precision
     min_mine_share: float = 0.25  # a mine counts as found when at least this share of its pixels is flagged
     confidence: float = 0.95
     fine_cell_m: float = 343.75  # the pyramid's finest cell: a pixel model reads all of them
-    realism: str = "hard"
-    workers: int = 1
     real_data: bool = True  # also count the frozen models' flags on the real mine-free scenes (when present)
 
     def __post_init__(self) -> None:
-        self.worlds_spec()  # validates the seeds and the realism
-        object.__setattr__(self, "train_seeds", tuple(int(s) for s in self.train_seeds))
-        object.__setattr__(self, "test_seeds", tuple(int(s) for s in self.test_seeds))
+        super().__post_init__()  # validates the seeds and the realism
         if len(self.train_seeds) < 2:
             raise InputError(f"train seeds {list(self.train_seeds)}: the models are chosen leaving one train world "
                              "out, so give at least two, e.g. --train-seeds 1,2,3.")  # fmt: skip
@@ -75,12 +74,13 @@ class HeldoutSpec:
             raise InputError(f"pixels {self.pixels}: sample at least 10 pixels per class per train world.")
         if not 0 < self.min_mine_share <= 1:
             raise InputError(f"min_mine_share {self.min_mine_share}: a share in (0, 1], e.g. 0.25.")
+        self.worlds_spec()  # validates the mine share
 
     def worlds_spec(self) -> EvaluationSpec:
-        """The pyramid evaluation's spec of the same worlds (its validation and its world preparation)."""
-        return EvaluationSpec(self.train_seeds, self.test_seeds, size_km=self.size_km, clusters=self.clusters,
-                              months=self.months, margin=0.5, pixels=self.pixels, mine_share=self.mine_share,
-                              confidence=self.confidence, workers=self.workers, realism=self.realism)  # fmt: skip
+        """The pyramid evaluation's spec of the same worlds (what its screening model is fitted with)."""
+        worlds = {f.name: getattr(self, f.name) for f in fields(WorldsSpec)}
+        return EvaluationSpec(**worlds, margin=0.5, pixels=self.pixels, mine_share=self.mine_share,
+                              confidence=self.confidence)  # fmt: skip
 
 
 @dataclass
@@ -101,7 +101,7 @@ def truth_id(seed: int) -> str:
 def prepare(out: Path, spec: HeldoutSpec, say: Callable[[str], None]) -> Worlds:
     """The worlds (:func:`~gee_mining.pyramid.evaluate.prepare_worlds`, checked disjoint), then ``ee`` connected to
     one catalog that also serves each world's truth raster and the real scenes of ``../shared/data`` (if any)."""
-    worlds = prepare_worlds(out, spec.worlds_spec(), say)
+    worlds = prepare_worlds(out, spec, say)
     train = {s: worlds[s] for s in spec.train_seeds}
     test = {s: worlds[s] for s in spec.test_seeds}
     check_disjoint(train, test)

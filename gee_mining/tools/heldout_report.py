@@ -4,10 +4,21 @@ scenes (or a line saying they are absent)."""
 
 from __future__ import annotations
 
+import json
+import os
+import platform
+import time
 from pathlib import Path
 from typing import Any
 
-from gee_mining.tools.report import Report, build_report
+import ee
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+
+from gee_mining import __version__
+from gee_mining.connection import current_connection
+from gee_mining.tools.report import SUMMARY_JSON, Report, build_report
 
 EVIDENCE = (
     "What the ranking is evidence of: which of the 12 bands and 66 normalised differences separate mine pixels from "
@@ -35,7 +46,7 @@ def _pooled_rows(report: dict[str, Any]) -> list[list[Any]]:
         bare = p["natural_bare_called_mine"]
         rows.append([name, f"{p['detected']}/{p['mines']}", _ci(p["recall"], p["recall_ci_low"], p["recall_ci_high"]),
                      _ci(p["pixel_recall"], p["pixel_recall_ci_low"], p["pixel_recall_ci_high"]),
-                     round(p["false_alarms_per_1000km2"]), "-" if bare is None else round(bare, 3),
+                     round(p["false_alarm_km2_per_1000km2"], 1), "-" if bare is None else round(bare, 3),
                      "-" if p["precision_at_mine_share"] is None else round(p["precision_at_mine_share"], 4),
                      p["cost"]["pixels"]])  # fmt: skip
     return rows
@@ -51,14 +62,15 @@ def heldout_section(report: Report, doc: dict[str, Any]) -> None:
                    "(pixel intervals treat pixels as independent, which neighbouring pixels are not: too narrow). "
                    f"Precision is for mines covering {proto['spec']['mine_share']:.2%} of the land.", "note")  # fmt: skip
     Report.table(s, ["model", "mines found", "mine recall (95 % CI)", "pixel recall (95 % CI)",
-                     "false-alarm pixels / 1000 km2", "natural bare ground called mine", "precision at mine share",
-                     "pixels read"], _pooled_rows(doc), caption="SIMULATED, pooled over the held-out worlds")  # fmt: skip
+                     "mine-free land flagged (km2 per 1000 km2)", "natural bare ground called mine",
+                     "precision at mine share", "pixels read"], _pooled_rows(doc), caption="SIMULATED, pooled over the held-out worlds")  # fmt: skip
     rows = [[name, w["seed"], f"{w['detected']}/{w['mines']}", _ci(w["recall"], w["recall_ci_low"], w["recall_ci_high"]),
-             round(w["pixel_recall"] or 0, 3), round(w["false_alarms_per_1000km2"]),
+             round(w["pixel_recall"] or 0, 3), round(w["false_alarm_km2_per_1000km2"], 1),
              "-" if w["natural_bare_called_mine"] is None else round(w["natural_bare_called_mine"], 3)]
             for name, m in doc["models"].items() for w in m["worlds"]]  # fmt: skip
     Report.table(s, ["model", "world", "mines found", "mine recall (95 % CI)", "pixel recall",
-                     "false-alarm pixels / 1000 km2", "bare called mine"], rows, caption="SIMULATED, per held-out world")  # fmt: skip
+                     "mine-free land flagged (km2 per 1000 km2)", "bare called mine"], rows,
+                 caption="SIMULATED, per held-out world")  # fmt: skip
 
 
 def real_section(report: Report, real: dict[str, Any], models: list[str]) -> None:
@@ -96,12 +108,53 @@ def stability_section(report: Report, st: dict[str, Any]) -> None:
     Report.text(s, EVIDENCE.format(k=k), "note")
 
 
+def found_when(spec: dict[str, Any]) -> str:
+    """How a held-out mine counts as found: a share of its pixels flagged (pixel models), a YOLO box scoring enough
+    touching it, or a box the pyramid keeps touching it."""
+    if "min_mine_share" in spec:
+        return f"at least {spec['min_mine_share']:.0%} of its pixels are flagged"
+    if "min_iou" in spec:
+        return f"a box scoring at least {spec['conf']:g} touches it (matched: IoU at least {spec['min_iou']:g})"
+    return "a box the pyramid keeps touches it"
+
+
+def run_summary(command: str, out: Path, doc: dict[str, Any]) -> dict[str, Any]:
+    """The report's "Parameters and engine" box (``summary.json``): the command, the worlds it trained on and those
+    it measured on, how a mine counts as found, the real scenes (pixel models), the engine and the versions."""
+    proto, spec, real = doc["protocol"], doc["protocol"]["spec"], doc.get("real")
+    conn = current_connection()
+    scenes = None
+    if real is not None:
+        scenes = f"{len(real.get('scenes', []))} scenes" if real.get("available") else f"none: {real.get('why')}"
+    params = {
+        "command": command,
+        "output folder": str(Path(out).resolve()),
+        "train worlds (seeds)": ", ".join(str(s) for s in proto["train_seeds"]),
+        "held-out worlds (seeds)": ", ".join(str(s) for s in proto["test_seeds"]),
+        "worlds (SIMULATED)": f"{spec['size_km']} km square, {spec['clusters']} mine clusters, {spec['months']} "
+        f"month(s) of scenes, realism {spec['realism']}",
+        "pixels sampled per class per train world": spec.get("pixels"),
+        "a mine is found when": found_when(spec),
+        "real mine-free scenes": scenes,
+        "levels (m)": ", ".join(f"{c:g}" for c in spec.get("levels", ())) or None,
+        "screening model": spec.get("screening"),
+        "run time": f"{doc.get('seconds', 0):.0f} s",
+        "gee-mining": __version__,
+        "earthengine-api": ee.__version__,
+        "python": platform.python_version(),
+        "written (UTC)": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+    }
+    engine = conn.describe() if conn is not None else "none connected"
+    params = {k: v for k, v in params.items() if v is not None}
+    return {"simulated": True, "engine": engine, "parameters": params}
+
+
 def study_report(out: Path, doc: dict[str, Any]) -> Path:
     report = Report("gee-mining evaluate study", "SIMULATED held-out worlds, and real mine-free scenes")
     heldout_section(report, doc)
     stability_section(report, doc["stability"])
     real_section(report, doc["real"], list(doc["models"]))
-    return _save(report, out / "report_study")
+    return _save(report, out / "report_study", run_summary("gee-mining evaluate study", out, doc))
 
 
 def classify_report(out: Path, doc: dict[str, Any]) -> Path:
@@ -113,11 +166,100 @@ def classify_report(out: Path, doc: dict[str, Any]) -> Path:
                    "yes" if c["params"] == ch["chosen"] else ""]
                   for name, ch in doc["protocol"]["choices"].items() for c in ch["settings"]])  # fmt: skip
     real_section(report, doc["real"], list(doc["models"]))
-    return _save(report, out / "report_classify")
+    return _save(report, out / "report_classify", run_summary("gee-mining evaluate classify", out, doc))
 
 
-def _save(report: Report, folder: Path) -> Path:
-    """The report in its own folder of the evaluation's (``report.json``, figures, ``report.html``)."""
+def pyramid_report(out: Path, doc: dict[str, Any]) -> Path:
+    """``evaluate pyramid``'s report (``DIR/report_pyramid/report.html``): pooled and per-world held-out figures,
+    recall by mine size (a figure with its intervals) and the thresholds calibrated on the train worlds."""
+    report = Report("gee-mining evaluate pyramid", "SIMULATED held-out worlds")
+    p, proto = doc["pooled"], doc["protocol"]
+    s = report.section("Held-out worlds", simulated=True)
+    Report.text(s, f"{doc['what'][0].upper()}{doc['what'][1:]}. Train worlds {proto['train_seeds']}, held-out worlds "
+                   f"{proto['test_seeds']} (no seed, mine, ground or spectrum shared). A mine is found when a box the "
+                   "pyramid keeps touches it; intervals are 95 % Clopper-Pearson. Precision is for mines covering "
+                   f"{p['mine_share']:.2%} of the land.", "note")  # fmt: skip
+    rows = [["pooled", f"{p['detected']}/{p['mines']}", _ci(p["recall"], p["recall_ci_low"], p["recall_ci_high"]),
+             f"{p['fine_cells']:,} of {p['exhaustive_fine_cells']:,} ({p['fine_cell_ratio']:.1f}x fewer)",
+             round(p["false_alarm_cells_per_1000km2"]), round(p["false_alarms_per_1000km2"]),
+             "-" if p["precision_at_mine_share"] is None else round(p["precision_at_mine_share"], 4)]]  # fmt: skip
+    rows += [[f"world {w['seed']}", f"{w['detected']}/{w['mines']}", _ci(w["recall"], w["recall_ci_low"],
+              w["recall_ci_high"]), f"{w['fine_cells']:,} of {w['exhaustive_fine_cells']:,}",
+              round(w["false_alarm_cells_per_1000km2"]), round(w["false_alarms_per_1000km2"]),
+              "-" if w["precision_at_mine_share"] is None else round(w["precision_at_mine_share"], 4)]
+             for w in doc["worlds"]]  # fmt: skip
+    Report.table(s, ["", "mines found", "recall (95 % CI)", "fine cells read (of exhaustive)",
+                     "false-alarm fine cells / 1000 km2", "false boxes / 1000 km2", "precision at mine share"], rows,
+                 caption="SIMULATED: pooled over the held-out worlds, then each world")  # fmt: skip
+    Report.figure(s, _size_figure(p["recall_by_size"]), "SIMULATED: held-out recall by mine area, with 95 % "
+                  "Clopper-Pearson intervals; the number of mines above each bar.")  # fmt: skip
+    c = report.section("Thresholds calibrated on the train worlds", simulated=True)
+    Report.table(c, ["zoom", "cell (m)", "threshold", "margin", "train mines kept", "train cells kept"],
+                 [[lv["zoom"], f"{lv['cell_size']:g}", round(lv["threshold"], 4), round(lv["margin"], 3),
+                   f"{lv['kept']}/{lv['mines']}", f"{lv['cells_kept']}/{lv['cells_evaluated']}"]
+                  for lv in proto["calibration"]["levels"]])  # fmt: skip
+    return _save(report, out / "report_pyramid", run_summary("gee-mining evaluate pyramid", out, doc))
+
+
+def yolo_report(out: Path, doc: dict[str, Any]) -> Path:
+    """``evaluate yolo``'s report (``DIR/report_yolo/report.html``): pooled and per-world held-out figures, recall
+    by mine area (a figure with its intervals), the held-out box metrics and the training (its in-sample mAP
+    labelled so)."""
+    report = Report("gee-mining evaluate yolo", "SIMULATED held-out worlds")
+    p, t = doc["pooled"], doc["training"]
+    s = report.section("Held-out worlds", simulated=True)
+    Report.text(s, f"{doc['what'][0].upper()}{doc['what'][1:]}. Train worlds {doc['protocol']['train_seeds']}, "
+                   f"held-out worlds {doc['protocol']['test_seeds']}. A mine is found when a box scoring at least "
+                   f"{p['conf']:g} touches it, matched when a box's IoU with it is at least {p['min_iou']:g}; intervals "
+                   f"are 95 % Clopper-Pearson. Precision is for mines covering {p['mine_share']:.2%} of the land.",
+                "note")  # fmt: skip
+    rows = [[name, f"{w['detected']}/{w['mines']}", _ci(w["recall"], w["recall_ci_low"], w["recall_ci_high"]),
+             _ci(w["recall_matched"], w["recall_matched_ci_low"], w["recall_matched_ci_high"]),
+             f"{w['false_alarm_boxes']}/{w['boxes']}", round(w["false_alarms_per_1000km2"]),
+             "-" if w["precision_at_mine_share"] is None else round(w["precision_at_mine_share"], 4)]
+            for name, w in [("pooled", p), *((f"world {w['seed']}", w) for w in doc["worlds"])]]  # fmt: skip
+    Report.table(s, ["", "mines touched", "recall (95 % CI)", "recall, IoU matched (95 % CI)",
+                     "boxes touching no mine", "false boxes / 1000 km2", "precision at mine share"], rows,
+                 caption="SIMULATED: pooled over the held-out worlds, then each world")  # fmt: skip
+    if p.get("recall_by_size"):
+        Report.figure(s, _size_figure(p["recall_by_size"]), "SIMULATED: held-out recall (a box touches the mine) "
+                      "by mine area, with 95 % Clopper-Pearson intervals; the number of mines above each bar.")  # fmt: skip
+    m = report.section("Box metrics and training", simulated=True)
+    Report.table(m, ["what", "value"], [
+        ("mAP50 / mAP50-95 on the held-out patches", f"{p['box_map50']:.3f} / {p['box_map50_95']:.3f}"),
+        ("training", f"{t['epochs']} epochs on {t['train_images']} patches, {t['seconds']:.0f} s wall"),
+        ("mAP50 on its own training patches (in-sample, not a result)", f"{t['in_sample_metrics']['map50']:.3f}"),
+    ])  # fmt: skip
+    return _save(report, out / "report_yolo", run_summary("gee-mining evaluate yolo", out, doc))
+
+
+def _size_figure(bins: list[dict[str, Any]]):
+    """Recall per mine-area bin with its interval (bins without mines left out)."""
+    matplotlib.use("Agg")
+    bins = [b for b in bins if b["mines"]]
+    labels = [f"{b['area_km2'][0]:g}-{b['area_km2'][1]:g}" if b["area_km2"][1] else f"> {b['area_km2'][0]:g}"
+              for b in bins]  # fmt: skip
+    r = np.array([b["recall"] for b in bins])
+    err = np.array(
+        [[b["recall"] - b["recall_ci_low"] for b in bins], [b["recall_ci_high"] - b["recall"] for b in bins]]
+    )
+    fig, ax = plt.subplots(figsize=(7, 3.2), layout="constrained")
+    ax.bar(labels, r, yerr=err, capsize=4, color="#b33")
+    for x, b in enumerate(bins):
+        ax.text(x, 1.02, f"{b['detected']}/{b['mines']}", ha="center", fontsize=8)
+    ax.set_ylim(0, 1.1)
+    ax.set_xlabel("mine area, km2")
+    ax.set_ylabel("recall (held out)")
+    ax.set_title("SIMULATED: recall by mine area, 95 % intervals", fontsize=10)
+    return fig
+
+
+def _save(report: Report, folder: Path, summary: dict[str, Any]) -> Path:
+    """The report in its own folder of the evaluation's (``report.json``, ``summary.json``, figures,
+    ``report.html``)."""
     folder.mkdir(parents=True, exist_ok=True)
     report.save(folder)
+    tmp = folder / f".partial-{SUMMARY_JSON}"
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, folder / SUMMARY_JSON)
     return build_report(folder).html

@@ -134,7 +134,7 @@ def evaluate_study(out_dir: str | os.PathLike, spec: H.HeldoutSpec,
             f"{r.detected_pixels}/{r.mine_pixels} mine pixels ({r.seconds:.0f} s)")  # fmt: skip
     report = {
         "SIMULATED": True,
-        "what": "the study's LASSO model chosen on the train worlds only, measured on the held-out worlds",
+        "what": "The study's LASSO model chosen on the train worlds only, measured on the held-out worlds",
         "protocol": {"train_seeds": list(spec.train_seeds), "test_seeds": list(spec.test_seeds),
                      "spec": H.spec_json(spec), "model": model.to_json(), "screening_model": screening.to_json()},
         "stability": stability(data),

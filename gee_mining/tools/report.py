@@ -149,13 +149,13 @@ class Report:
         figures = run_dir / FIGURES_DIR
         if figures.exists():
             shutil.rmtree(figures)
-        figures.mkdir(parents=True)
         sections, n = [], 0
         for s in self.sections:
             parts = []
             for p in s.parts:
                 if isinstance(p, dict) and p.get("kind") == "figure" and "data" in p:
                     n += 1
+                    figures.mkdir(parents=True, exist_ok=True)  # only a report with figures has the folder
                     name = f"{FIGURES_DIR}/{n:03d}-{_slug(s.title)[:40]}.{_image_type(p['data'])}"
                     (run_dir / name).write_bytes(p["data"])
                     p = {"kind": "figure", "src": name, "caption": p["caption"], "alt": p["alt"]}

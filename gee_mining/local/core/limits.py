@@ -170,6 +170,11 @@ class Limits:
         draw = random.Random(f"{self.seed}|{digest}|{offset}").random()
         return max(1, math.ceil(draw * size))
 
+    def fits_page(self, list_bytes: int) -> bool:
+        """Whether features encoded together as one JSON list of ``list_bytes`` bytes fit ``page_bytes`` as
+        :meth:`fit_page` counts them (the list's brackets and commas are what it adds per feature)."""
+        return not self.enabled or list_bytes + 1 <= self.page_bytes
+
     def fit_page(self, page: list[str]) -> list[str]:
         """The longest head of ``page`` (features encoded as compact JSON) that fits ``page_bytes`` in a
         FeatureCollection (at least one feature, which must fit itself): Earth Engine may answer fewer

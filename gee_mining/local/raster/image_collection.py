@@ -212,7 +212,8 @@ def _stack(bands: Sequence[Band], grid: PixelGrid, ctx: Any, dtype: type) -> np.
 # of the pixels, a 60 m band a 36th) and the result resampled by nearest neighbour. The pixels are
 # the same as reducing on the request's grid. Integer files reduced by order statistics are stacked
 # as 32-bit integers read straight from the file, with no float copy; unsigned files whose nodata is 0
-# (Sentinel-2's) are read into one stack and keyed ``value - 1`` in one pass (nodata sorts last).
+# (Sentinel-2's) are read into one stack and keyed ``value - 1`` (nodata sorts last). The keys are
+# made and sorted a cache-sized block of pixels at a time, pixel-major (each pixel's values one row).
 
 _INT_STACKS = {"u": (np.uint32, 32), "i": (np.int32, 31)}  # kind -> stack type, bits of the file types it holds
 
@@ -270,10 +271,9 @@ def _reduce_window(
             np.copyto(layer, x.data, casting="same_kind")
             np.copyto(layer, np.nan, where=np.ma.getmaskarray(x))
         return reduce_stack(reducer, [stack], name)
-    keys = _unsigned_keys(sources, window)
-    if keys is not None:
-        stack, count = keys
-        return reduce_int_stack(reducer, stack, count, offset=1)
+    unsigned = _unsigned_stack(sources, window)
+    if unsigned is not None:
+        return reduce_int_stack(reducer, *unsigned, offset=1, key_type=np.uint32)
     filler = np.iinfo(int_type).max
     stack = np.empty((len(sources), *window.shape), int_type)
     count = np.full(window.shape, len(sources), np.int32)
@@ -290,12 +290,11 @@ def _reduce_window(
     return reduce_int_stack(reducer, stack, count)
 
 
-def _unsigned_keys(sources: Sequence[FileSource], window: PixelGrid) -> tuple[np.ndarray, np.ndarray] | None:
-    """Sort keys of unsigned files of one type whose nodata is 0 (Sentinel-2's): ``value - 1`` in uint32,
-    which maps nodata to 2**32 - 1 (sorted last) and keeps the order of valid values, and the count
-    of valid values per pixel. The windows are read straight into one stack in the files' type, and
-    one pass makes the keys: no per-file mask or copy. None for other files (or a window that leaves
-    a file), which the general integer path handles."""
+def _unsigned_stack(sources: Sequence[FileSource], window: PixelGrid) -> tuple[np.ndarray, np.ndarray] | None:
+    """The stack of unsigned files of one type whose nodata is 0 (Sentinel-2's), read straight into one
+    array in the files' type (no per-file mask or copy), and the count of valid values per pixel. Keyed
+    ``value - 1`` in uint32, nodata maps to 2**32 - 1 (sorted last) and valid values keep their order.
+    None for other files (or a window that leaves a file), which the general integer path handles."""
     dtypes = {s.dtype for s in sources}
     if len(dtypes) != 1 or np.dtype(next(iter(dtypes))).kind != "u" or any(s.nodata != 0 for s in sources):
         return None
@@ -303,8 +302,7 @@ def _unsigned_keys(sources: Sequence[FileSource], window: PixelGrid) -> tuple[np
     for layer, source in zip(raw, sources, strict=True):
         if not source.read_into(window, layer):
             return None
-    count = np.count_nonzero(raw, axis=0)
-    return np.subtract(raw, 1, dtype=np.uint32), count
+    return raw, np.count_nonzero(raw, axis=0)
 
 
 def _grouped(specs: Sequence[tuple[str, PixelType]], compute_all: Callable[[PixelGrid, Any], list]) -> list[Band]:

@@ -615,13 +615,17 @@ def _normalized_difference(first: Band, second: Band) -> Callable[[Masked, Maske
     def fn(x: Masked, y: Masked) -> Masked:
         a, b = x.data, y.data
         mask = _mask(x) | _mask(y)
-        if check_x:
-            mask |= a < 0
-        if check_y:
-            mask |= b < 0
+        if check_x and check_y:
+            mask |= np.minimum(a, b) < 0  # one comparison for both
+        elif check_x or check_y:
+            mask |= (a if check_x else b) < 0
         total = a + b
         diff = a - b
-        np.divide(diff, total, out=diff, where=total != 0)  # (a - b) is 0 where a + b is 0 and neither is negative
+        zero = total == 0
+        if zero.any():  # (a - b) is 0 where a + b is 0 and neither is negative
+            np.divide(diff, total, out=diff, where=~zero)
+        else:  # the plain divide is about twice as fast as one with where=
+            np.divide(diff, total, out=diff)
         return _out(diff, mask)
 
     return fn

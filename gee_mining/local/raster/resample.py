@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import inspect
 import math
 import threading
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 import rasterio
 import shapely
+from rasterio import _io as rasterio_io
 from rasterio.windows import Window
 
 try:
@@ -410,7 +412,7 @@ class FileSource:
             return True
         ds = self.handles.lend(self.path)
         try:
-            ds.read(self.index, window=frame, out=out)
+            _read_window(ds, self.index, frame, out)
         finally:
             self.handles.give_back(self.path, ds)
         return True
@@ -430,6 +432,32 @@ class FileSource:
         if self.nodata is None:
             return np.zeros(block.shape, dtype=bool)
         return block == self.nodata if not math.isnan(self.nodata) else np.isnan(block)
+
+
+def _c_reader() -> Callable[..., Any] | None:
+    """rasterio's ``DatasetReaderBase._read(indexes, out, window, dtype, ...)``, the C read under
+    ``ds.read``, if this rasterio has it with that signature; else None (``ds.read`` is used)."""
+    read = getattr(getattr(rasterio_io, "DatasetReaderBase", None), "_read", None)
+    try:
+        params = list(inspect.signature(read).parameters)[:5] if read is not None else []
+    except (TypeError, ValueError):
+        return None
+    return read if params == ["self", "indexes", "out", "window", "dtype"] else None
+
+
+_C_READ = _c_reader()
+
+
+def _read_window(ds: Any, index: int, frame: Window, out: np.ndarray) -> None:
+    """``ds.read(index, window=frame, out=out)`` for a window inside the file and ``out`` a C-contiguous
+    array of the window's shape: the checks ``ds.read`` makes are known to hold, so its C read is called
+    straight. From GDAL's block cache a window read costs about 0.07 ms through ``ds.read`` and 0.025 ms
+    through its C read (the rest is Python: three Window copies, dtype lookups, seven logging calls), and
+    a year of scenes is 876 reads a request."""
+    if _C_READ is None or not out.flags.c_contiguous:
+        ds.read(index, window=frame, out=out)
+        return
+    _C_READ(ds, [index], out[np.newaxis], frame, out.dtype)
 
 
 def _aggregate(data: np.ndarray, mask: np.ndarray, f: int, policy: str) -> np.ma.MaskedArray:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+import numpy as np
 import orjson
 
 from gee_mining.contracts import signatures
@@ -35,7 +36,7 @@ from gee_mining.local.raster.pixels import RenderStore, compute_pixels, map_tile
 from gee_mining.local.service.access import Caller
 from gee_mining.local.service.export import classifier_export_work, image_export_work, table_export_work
 from gee_mining.local.service.quotas import Quotas
-from gee_mining.local.values.feature import features_info
+from gee_mining.local.values.feature import Feature, features_info
 from gee_mining.local.values.featurecollection import FeatureCollection
 
 JSON = "application/json; charset=UTF-8"
@@ -225,33 +226,39 @@ class Router:
             features, digest = kept
             offset = int(offset_text)
         else:
-            features, digest = self._features(payload, project), request_digest(payload.get("expression"))
+            features, digest = self._collection(payload, project), request_digest(payload.get("expression"))
             key, offset = uuid.uuid4().hex, 0
             with self._pages_lock:
                 self._pages[key] = (features, digest)
                 while len(self._pages) > 64:
                     self._pages.popitem(last=False)
         # Earth Engine "may return fewer" than pageSize: a short page by default, and never over page_bytes.
-        # Each feature is encoded once, to measure the page and to send it.
+        # Only this page's features are turned into GeoJSON (the rest are kept as the engine's features, a
+        # few times smaller), encoded in one call; one by one only when the page must be cut to fit.
         chunk = features[offset : offset + self.limits.page_length(size, digest, offset)]
-        page = self.limits.fit_page([_dumps_feature(f) for f in chunk])
-        end = offset + len(page)
+        infos = features_info(chunk, arrays=True)
+        whole = _dumps_features(infos)  # [f1,f2,...]: the page's features, as the FeatureCollection answer holds them
+        if self.limits.fits_page(len(whole)):
+            body, end = whole[1:-1], offset + len(infos)
+        else:
+            page = self.limits.fit_page([_dumps_features([f])[1:-1] for f in infos])
+            body, end = b",".join(page), offset + len(page)
         tail = b""
         if end < len(features):
             tail = f',"nextPageToken":"{key}:{end}"'.encode()
         else:  # the last page: nothing asks for this result again, so it need not stay in memory
             with self._pages_lock:
                 self._pages.pop(key, None)
-        return RawAnswer(JSON, b'{"type":"FeatureCollection","features":[' + b",".join(page) + b"]" + tail + b"}")
+        return RawAnswer(JSON, b'{"type":"FeatureCollection","features":[' + body + b"]" + tail + b"}")
 
-    def _features(self, payload, project: str) -> list[dict]:
-        """The GeoJSON features of a computeFeatures request's collection."""
+    def _collection(self, payload, project: str) -> list[Feature]:
+        """The features of a computeFeatures request's collection."""
         value = self._evaluate(payload, project)
         if not isinstance(value, FeatureCollection):
             raise EngineError(
                 f"table:computeFeatures needs a FeatureCollection, not {getattr(value, 'ee_type', type(value).__name__)}."
             )
-        return features_info(value.features)
+        return value.features
 
     def compute_pixels(self, payload, project: str, **_):
         ctx = self._context(project)
@@ -352,7 +359,7 @@ def _dumps(value: Any) -> bytes:
     are not strings. Those answers go through ``json``: its output is kept wherever orjson's would differ
     (an answer with a ``null`` is searched for non-finite numbers; one without cannot hold any)."""
     try:
-        out = orjson.dumps(value)
+        out = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
     except TypeError:  # orjson.JSONEncodeError: a huge integer, a key that is not a string, an unknown type
         return _json_dumps(value)
     if b"null" in out and _has_non_finite(value):
@@ -360,23 +367,32 @@ def _dumps(value: Any) -> bytes:
     return out
 
 
-def _dumps_feature(feature: Any) -> bytes:
-    """:func:`_dumps` of a GeoJSON feature, where a feature without geometry (``"geometry":null``, every cell of
-    a grid's tables) is not searched for non-finite numbers for that one ``null``: only a second one (orjson
-    writes NaN and the infinities as ``null``) can be one."""
+def _dumps_features(features: list) -> bytes:
+    """:func:`_dumps` of a list of GeoJSON features, where the ``null`` of a feature without geometry (every
+    cell of a grid's tables) is not taken for a non-finite number: the list is searched for those (orjson
+    writes NaN and the infinities as ``null``) only if it holds more ``null`` than null geometries."""
     try:
-        out = orjson.dumps(feature)
+        out = orjson.dumps(features, option=orjson.OPT_SERIALIZE_NUMPY)
     except TypeError:
-        return _json_dumps(feature)
+        return _json_dumps(features)
     nulls = out.count(b"null")
-    if nulls and nulls > (type(feature) is dict and "geometry" in feature and feature["geometry"] is None):
-        if _has_non_finite(feature):
-            return _json_dumps(feature)
+    if nulls:
+        bare = sum(1 for f in features if type(f) is dict and "geometry" in f and f["geometry"] is None)
+        if nulls > bare and _has_non_finite(features):
+            return _json_dumps(features)
     return out
 
 
 def _json_dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), check_circular=False).encode()
+    return json.dumps(value, separators=(",", ":"), check_circular=False, default=_plain).encode()
+
+
+def _plain(value: Any) -> Any:
+    """A numpy array or scalar (a page's coordinates, see ``features_info``) as the lists or number ``json``
+    writes; anything else is refused as ``json`` refuses it."""
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _has_non_finite(value: Any) -> bool:
@@ -392,6 +408,8 @@ def _has_non_finite(value: Any) -> bool:
         elif isinstance(v, list | tuple):
             stack.extend(v)
         elif isinstance(v, float) and not math.isfinite(v):
+            return True
+        elif isinstance(v, np.ndarray) and v.dtype.kind in "fc" and not np.isfinite(v).all():
             return True
     return False
 

@@ -38,22 +38,43 @@ class Feature(Element):
         out.geometry = changes.get("geometry", self.geometry)
         return out
 
-    def to_info(self, geometry: dict | None = None) -> dict:
-        """GeoJSON of the feature (``geometry``: its geometry's, when already made in bulk)."""
+    def to_info(self, geometry: dict | None = None, made: dict[str, dict] | None = None) -> dict:
+        """GeoJSON of the feature (``geometry``: its geometry's, when already made in bulk; ``made``: the info
+        of some of its properties, likewise)."""
         if geometry is None and self.geometry is not None:
             geometry = self.geometry.to_info()
         info: dict[str, Any] = {"type": "Feature", "geometry": geometry}
         if self.id is not None:
             info["id"] = self.id
-        info["properties"] = to_info(self.properties)
+        if made is None:
+            info["properties"] = to_info(self.properties)
+        else:  # what to_info(self.properties) makes, with the made infos as they are
+            info["properties"] = {str(k): made[k] if k in made else to_info(v) for k, v in self.properties.items()}
         return info
 
 
-def features_info(features: list[Feature]) -> list[dict]:
-    """``f.to_info()`` of each feature, their geometries' coordinates made in bulk (``infos_many``)."""
-    with_geometry = [i for i, f in enumerate(features) if f.geometry is not None]
-    infos = dict(zip(with_geometry, infos_many([features[i].geometry for i in with_geometry]), strict=True))
-    return [f.to_info(infos.get(i)) for i, f in enumerate(features)]
+def features_info(features: list[Feature], arrays: bool = False) -> list[dict]:
+    """``f.to_info()`` of each feature, the coordinates of their geometries, and of the geometries among their
+    properties, made in bulk (``infos_many``; with ``arrays``, polygon rings as numpy arrays, for an encoder
+    that writes them)."""
+    geoms: list[Geometry] = []
+    where: list[tuple[int, str | None]] = []
+    for i, f in enumerate(features):
+        if f.geometry is not None:
+            geoms.append(f.geometry)
+            where.append((i, None))
+        for k, v in f.properties.items():
+            if type(v) is Geometry:
+                geoms.append(v)
+                where.append((i, k))
+    made: dict[int, dict[str, dict]] = {}
+    shapes: dict[int, dict] = {}
+    for (i, k), info in zip(where, infos_many(geoms, arrays), strict=True):
+        if k is None:
+            shapes[i] = info
+        else:
+            made.setdefault(i, {})[k] = info
+    return [f.to_info(shapes.get(i), made.get(i)) for i, f in enumerate(features)]
 
 
 @functools.cache

@@ -152,27 +152,34 @@ class Geometry:
 
 
 def _shape_info(shape: shapely.Geometry, type_name: str | None = None, coordinates: list | None = None) -> dict:
+    if coordinates is not None and type_name in _GEOJSON_TYPES and type_name != "GeometryCollection":
+        return {"type": type_name, "coordinates": coordinates}  # made in bulk, for a shape of this type
     if shape.geom_type == "GeometryCollection":
         return {"type": "GeometryCollection", "geometries": [_shape_info(g) for g in shapely.get_parts(shape)]}
     kind = type_name if type_name in _GEOJSON_TYPES and type_name != "GeometryCollection" else shape.geom_type
     return {"type": kind, "coordinates": _coordinates(shape) if coordinates is None else coordinates}
 
 
-def infos_many(geoms: list[Geometry]) -> list[dict]:
-    """``g.to_info()`` of each geometry, the coordinates of all (multi)polygons taken in one call: what a
-    page of thousands of features is made of."""
+def infos_many(geoms: list[Geometry], arrays: bool = False) -> list[dict]:
+    """``g.to_info()`` of each geometry, the coordinates of all (multi)polygons, and of all points, taken in
+    one call each: what a page of thousands of features is made of. With ``arrays``, each ring's coordinates
+    are an ``(n, 2)`` numpy array (a view of one array), for an encoder that writes arrays as JSON lists (the
+    service's orjson): no Python float or list is made per vertex."""
     shapes = _object_array([g.shape for g in geoms])
-    bulk = np.nonzero(np.isin(shapely.get_type_id(shapes), (3, 6)) & ~shapely.is_empty(shapes))[0]
-    coords = dict(zip(bulk.tolist(), _polygon_coordinates_many(shapes[bulk]), strict=True))
+    types, full = shapely.get_type_id(shapes), ~shapely.is_empty(shapes)
+    bulk = np.nonzero(np.isin(types, (3, 6)) & full)[0]
+    coords = dict(zip(bulk.tolist(), _polygon_coordinates_many(shapes[bulk], arrays), strict=True))
+    points = np.nonzero((types == 0) & full)[0]
+    coords.update(zip(points.tolist(), shapely.get_coordinates(shapes[points]).tolist(), strict=True))
     return [g.to_info(coords.get(i)) for i, g in enumerate(geoms)]
 
 
-def _polygon_coordinates_many(shapes: np.ndarray) -> list[list]:
-    """:func:`_coordinates` of non-empty polygons and multipolygons: every vertex in one list, sliced."""
+def _polygon_coordinates_many(shapes: np.ndarray, arrays: bool = False) -> list[list]:
+    """:func:`_coordinates` of non-empty polygons and multipolygons: every vertex in one list (or array), sliced."""
     parts, part_owner = shapely.get_parts(shapes, return_index=True)
     rings, ring_part = shapely.get_rings(parts, return_index=True)
     xy, ring_of = shapely.get_coordinates(rings, return_index=True)
-    points = xy.tolist()
+    points = xy if arrays else xy.tolist()
     cuts = np.searchsorted(ring_of, np.arange(len(rings) + 1)).tolist()
     ring_lists = [points[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
     cuts = np.searchsorted(ring_part, np.arange(len(parts) + 1)).tolist()
@@ -443,6 +450,11 @@ def local_crs(shape_lonlat: shapely.Geometry) -> str:
     lon, lat = (x0 + x1) / 2.0, (y0 + y1) / 2.0
     if max(x1 - x0, y1 - y0) < 2.0:
         lon, lat = round(lon * 4) / 4, round(lat * 4) / 4
+    return _local_crs_at(lon, lat)
+
+
+def _local_crs_at(lon: float, lat: float) -> str:
+    """The AEQD CRS centred at ``lon``, ``lat`` (wrapped and clamped): :func:`local_crs`'s string."""
     lon = ((lon + 180.0) % 360.0) - 180.0
     lat = min(max(lat, -90.0), 90.0)
     return f"{LOCAL_PREFIX}+lat_0={lat:.6f} +lon_0={lon:.6f} +ellps=WGS84 +units=m +no_defs +type=crs"
@@ -1430,29 +1442,128 @@ def _in_proj_many(geoms: list[Geometry], proj: Projection, max_err: float) -> li
 
 @vectorised("Geometry.buffer")
 def buffer_many(n, geometry, distance, maxError, proj):  # noqa: N803
-    """:func:`buffer` of lon/lat geometries by one distance in metres, grouped by their local AEQD projection
-    (:func:`local_crs`, snapped so that many share one) and edge kind: each group reprojected there and back
-    in bulk (:func:`reproject_many`, equal to :func:`reproject` shape by shape) and buffered in one call.
-    Geometries in other projections, empty ones, and buffers in a given ``proj`` as the scalar form."""
+    """:func:`buffer` of lon/lat geometries by one distance in metres: each reprojected to its local AEQD
+    projection (:func:`local_crs`) and back by :func:`_reproject_pairs` (equal to :func:`reproject` shape by
+    shape, one transformer call per projection each way), and all buffered in one call. Geometries in other
+    projections, empty ones, and buffers in a given ``proj`` as the scalar form."""
     if not (_all_geometries(geometry) and _shared(distance, maxError, proj)) or proj is not None:
         return per_element(
             "Geometry.buffer", n, {"geometry": geometry, "distance": distance, "maxError": maxError, "proj": proj}
         )
     err = max_error_m(maxError, abs(distance) * 0.01 if distance else DEFAULT_MAX_ERROR)
-    quad_segs = _quad_segs(abs(distance), err)
     out: list[Any] = [None] * n
-    groups: dict[tuple[str, bool, bool], list[int]] = {}
-    for i, g in enumerate(geometry):
-        if g.crs != LONLAT or g.shape.is_empty:
-            out[i] = buffer(g, distance, maxError, None)
-        else:
-            groups.setdefault((local_crs(g.shape), g.edges_geodesic, g.geodesic), []).append(i)
-    for (crs, edges_geodesic, geodesic), idx in groups.items():
-        local = reproject_many(_object_array([geometry[i].shape for i in idx]), LONLAT, crs, edges_geodesic, False, err)
-        back = reproject_many(shapely.buffer(local, distance, quad_segs=quad_segs), crs, LONLAT, False, geodesic, err)
-        for i, shape in zip(idx, back, strict=True):
-            out[i] = Geometry(shape, geometry[i].proj, geometry[i].geodesic)
+    shapes = _object_array([g.shape for g in geometry])
+    bulk = np.array([g.proj.crs == LONLAT for g in geometry], dtype=bool) & ~shapely.is_empty(shapes)
+    for i in np.nonzero(~bulk)[0].tolist():
+        out[i] = buffer(geometry[i], distance, maxError, None)
+    todo = np.nonzero(bulk)[0].tolist()
+    if not todo:
+        return out
+    shapes = shapes[bulk]
+    crs, pair_of = np.unique(_local_crs_many(shapes), return_inverse=True)
+    pair_of = pair_of.ravel()
+    geo = np.array([geometry[i].geodesic for i in todo], dtype=bool)
+    edges_geo = geo & ~np.isin(shapely.get_type_id(shapes), (0, 4))  # Geometry.edges_geodesic
+    planar = np.zeros(len(todo), dtype=bool)
+    local = _reproject_pairs(shapes, [(LONLAT, c) for c in crs], pair_of, edges_geo, planar, err)
+    grown = shapely.buffer(local, distance, quad_segs=_quad_segs(abs(distance), err))
+    back = _reproject_pairs(grown, [(c, LONLAT) for c in crs], pair_of, planar, geo, err)
+    kinds = [_POLYGON_KINDS.get(t) for t in shapely.get_type_id(back).tolist()]  # as Geometry() names them
+    for i, shape, kind in zip(todo, back.tolist(), kinds, strict=True):
+        out[i] = Geometry(shape, geometry[i].proj, geometry[i].geodesic, kind)
     return out
+
+
+_POLYGON_KINDS = {3: "Polygon", 6: "MultiPolygon"}  # shapely type ids: what shape.geom_type says
+
+
+def _local_crs_many(shapes: np.ndarray) -> list[str]:
+    """:func:`local_crs` of each non-empty lon/lat shape: centres computed on whole arrays, one string made per
+    distinct centre (by :func:`_local_crs_at`, as the scalar form makes it); a shape across the antimeridian as
+    the scalar form."""
+    b = shapely.bounds(shapes)
+    x0, y0, x1, y1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    lon, lat = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    snap = np.maximum(x1 - x0, y1 - y0) < 2.0
+    # np.round rounds half to even as Python's round does; + 0.0 turns its -0.0 into round()'s 0
+    lon = np.where(snap, np.round(lon * 4) / 4 + 0.0, lon)
+    lat = np.where(snap, np.round(lat * 4) / 4 + 0.0, lat)
+    centres, which = np.unique(np.column_stack([lon, lat]), axis=0, return_inverse=True)
+    names = [_local_crs_at(x, y) for x, y in centres.tolist()]
+    out = [names[k] for k in which.ravel().tolist()]
+    for i in np.nonzero(x1 - x0 > 180.0)[0].tolist():
+        out[i] = local_crs(shapes[i])
+    return out
+
+
+def _reproject_pairs(
+    shapes: np.ndarray,
+    pairs: list[tuple[str, str]],
+    pair_of: np.ndarray,
+    src_geo: np.ndarray,
+    dst_geo: np.ndarray,
+    max_err: float,
+) -> np.ndarray:
+    """``reproject(shapes[i], *pairs[pair_of[i]], src_geo[i], dst_geo[i], max_err)`` of each shape, where the
+    pairs go between EPSG:4326 and local AEQD projections, all one way: every (multi)polygon's vertices
+    through one transformer call per pair, the analytic edge test (:func:`reproject_many`'s) on all rings at
+    once, and the shapes it does not settle, or that are not plain 2-d (multi)polygons, by
+    :func:`reproject_many` in groups of one pair and edge kind."""
+    src0, dst0 = pairs[0]
+    order = np.argsort(pair_of, kind="stable")
+    ordered = shapes[order]
+    types = shapely.get_type_id(ordered)
+    fast = np.nonzero(np.isin(types, (3, 6)) & ~shapely.is_empty(ordered) & ~shapely.has_z(ordered))[0]
+    xy, owner = shapely.get_coordinates(ordered[fast], return_index=True)  # shapes in order, each in its own
+    moved = np.empty_like(xy)
+    cuts = np.searchsorted(pair_of[order][fast][owner], np.arange(len(pairs) + 1)).tolist()
+    for k, (a, z) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
+        if z > a:
+            moved[a:z, 0], moved[a:z, 1] = transformer(*pairs[k]).transform(xy[a:z, 0], xy[a:z, 1])
+    if not math.isfinite(float(moved.sum())):  # _transform_xy's error, naming the first pair that failed
+        k = int(np.searchsorted(cuts, np.nonzero(~np.isfinite(moved).all(axis=1))[0][0], side="right")) - 1
+        raise EngineError(f"Geometry: Unable to transform coordinates from {pairs[k][0]} to {pairs[k][1]}.")
+    passed = np.ones(len(fast), dtype=bool)
+    if math.isfinite(max_err):
+        passed = _bbox_small_many(shapely.bounds(ordered[fast]), src0, max_err)
+        unsure = np.nonzero(~passed)[0]
+        points = np.isin(owner, unsure)
+        lonlat = moved[points] if is_geographic(dst0) and not is_geographic(src0) else None
+        passed[unsure] = _edges_small_of(ordered[fast][unsure], xy[points], lonlat, src0, max_err)
+    result = ordered.copy()
+    result[fast] = shapely.set_coordinates(ordered[fast].copy(), moved)
+    slow = np.ones(len(ordered), dtype=bool)
+    slow[fast[passed]] = False
+    _reproject_rest(
+        result, ordered, np.nonzero(slow)[0], pairs, pair_of[order], src_geo[order], dst_geo[order], max_err
+    )
+    out = np.empty(len(shapes), dtype=object)
+    out[order] = result
+    return out
+
+
+def _edges_small_of(
+    shapes: np.ndarray, xy: np.ndarray, lonlat: np.ndarray | None, src: str, max_err: float
+) -> np.ndarray:
+    """:func:`_edges_small` of each (multi)polygon, given its vertices ``xy`` (``shapely.get_coordinates``
+    order; ``lonlat``: the same in longitude and latitude, for a projected ``src``), all rings in one pass."""
+    parts, part_owner = shapely.get_parts(shapes, return_index=True)
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    ring_of = np.repeat(np.arange(len(rings)), shapely.get_num_coordinates(rings))
+    small = _rings_small(xy, lonlat, ring_of, len(rings), src, max_err)
+    passed = np.ones(len(shapes), dtype=bool)
+    passed[part_owner[ring_part[~small]]] = False
+    return passed
+
+
+def _reproject_rest(result, shapes, rows, pairs, pair_of, src_geo, dst_geo, max_err) -> None:
+    """``result[rows]``: ``shapes[rows]`` by :func:`reproject_many`, in groups of one pair and edge kinds."""
+    groups: dict[tuple[int, bool, bool], list[int]] = {}
+    keys = zip(pair_of[rows].tolist(), src_geo[rows].tolist(), dst_geo[rows].tolist(), strict=True)
+    for i, key in zip(rows.tolist(), keys, strict=True):
+        groups.setdefault(key, []).append(i)
+    for (k, sg, dg), idx in groups.items():
+        result[idx] = reproject_many(shapes[idx], *pairs[k], sg, dg, max_err)
 
 
 @vectorised("Geometry.bounds")

@@ -1190,8 +1190,8 @@ def _ranked(s: np.ndarray, k: np.ndarray, p: float) -> np.ndarray:
     pos = (p / 100.0) * np.maximum(k - 1, 0)
     lo = np.floor(pos).astype(np.int64)
     hi = np.minimum(lo + 1, np.maximum(k - 1, 0))
-    a = np.take_along_axis(s, lo[None], axis=0)[0].astype(np.float64)
-    b = np.take_along_axis(s, hi[None], axis=0)[0].astype(np.float64)
+    a = _at_rank(s, lo).astype(np.float64)
+    b = _at_rank(s, hi).astype(np.float64)
     frac = pos - lo
     return np.where(frac > 0, a + (b - a) * frac, a)
 
@@ -1212,11 +1212,15 @@ def _median_sorted(s: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 
 def _at_rank(s: np.ndarray, rank: np.ndarray) -> np.ndarray:
-    """``s[rank[j], j]`` for each column ``j`` of a 2-D C-contiguous stack, or take_along_axis."""
-    if s.ndim != 2 or not s.flags.c_contiguous:
-        return np.take_along_axis(s, rank[None], axis=0)[0]
-    columns = s.shape[1]
-    return s.reshape(-1)[rank * columns + np.arange(columns)]
+    """``s[rank[j], j]`` for each column ``j`` of a 2-D stack, picked by flat index when the stack is
+    C-contiguous or the transpose of a C-contiguous (pixel-major) one; else take_along_axis."""
+    if s.ndim == 2 and s.flags.c_contiguous:
+        columns = s.shape[1]
+        return s.reshape(-1)[rank * columns + np.arange(columns)]
+    if s.ndim == 2 and s.T.flags.c_contiguous:
+        rows = s.shape[0]
+        return s.T.reshape(-1)[np.arange(s.shape[1]) * rows + rank]
+    return np.take_along_axis(s, rank[None], axis=0)[0]
 
 
 def _stack_median(stacks: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -1229,24 +1233,36 @@ def sorts_integers(reducer: Reducer) -> bool:
     return reducer.kind in ("Reducer.median", "Reducer.percentile")
 
 
-def reduce_int_stack(
-    reducer: Reducer, stack: np.ndarray, count: np.ndarray, offset: int = 0
-) -> list[np.ma.MaskedArray]:
-    """Median or percentiles of an integer stack (n_images, *shape) whose masked pixels hold the dtype's
-    largest value, with ``count`` valid values per pixel; the stack is sorted in place. ``offset`` is
-    added to the results (keys made as ``value - offset``).
+_KEY_BLOCK = 2048  # pixels sorted at a time: 2048 x 73 scenes x 4 bytes stay in a 1 MiB L2 cache
 
-    Masked pixels sort last, so the first ``count`` sorted values of a pixel are its valid ones (a valid
-    value equal to the filler ties with it and is the same number). No float copy of the stack is made:
-    numpy sorts 32-bit integers with SIMD, several times faster than a float64 stack.
-    """
-    stack.sort(axis=0)
-    shape = stack.shape[1:]
-    s, k = stack.reshape(stack.shape[0], -1), count.reshape(-1)
-    if reducer.kind == "Reducer.median":
-        values = [_median_sorted(s, k)]
-    else:
-        values = [_ranked(s, k, float(p)) for p in reducer.args["percentiles"]]
+
+def reduce_int_stack(
+    reducer: Reducer, stack: np.ndarray, count: np.ndarray, offset: int = 0, key_type: type | None = None
+) -> list[np.ma.MaskedArray]:
+    """Median or percentiles of an image-major integer stack (n_images, *shape) with ``count`` valid values
+    per pixel. The sort keys are ``stack - offset`` in ``key_type`` (default: the stack's type), in which
+    masked values must be the type's largest value: Sentinel-2's nodata 0 keyed ``DN - 1`` in uint32 wraps
+    to 2**32 - 1. ``offset`` is added back to the results.
+
+    Masked values sort last, so the first ``count`` sorted keys of a pixel are its valid ones (a valid
+    value equal to the filler ties with it and is the same number). No float copy is made: numpy sorts
+    32-bit integers with SIMD, several times faster than a float64 stack. The keys are made, sorted and
+    picked ``_KEY_BLOCK`` pixels at a time in one reused buffer, pixel-major (each pixel's values one
+    contiguous row): sorting rows is about 1.3-1.5x faster than sorting along the images axis, which
+    gathers each pixel's values from ``n_images`` strided places, and the buffer stays in cache, where a
+    whole key array (88 MB for a year of a 550 x 550 band) is fresh memory, page-faulted in each time."""
+    n, shape = stack.shape[0], stack.shape[1:]
+    flat, k = stack.reshape(n, -1), count.reshape(-1)
+    fractions = [None] if reducer.kind == "Reducer.median" else [float(p) for p in reducer.args["percentiles"]]
+    values = [np.empty(k.shape) for _ in fractions]
+    keys = np.empty((min(_KEY_BLOCK, k.size), n), key_type or stack.dtype)
+    for start in range(0, k.size, _KEY_BLOCK):
+        block = slice(start, min(start + _KEY_BLOCK, k.size))
+        rows = keys[: block.stop - start]
+        np.subtract(flat[:, block].T, offset, out=rows, dtype=rows.dtype)
+        rows.sort(axis=1)
+        for v, p in zip(values, fractions, strict=True):
+            v[block] = _median_sorted(rows.T, k[block]) if p is None else _ranked(rows.T, k[block], p)
     empty = k == 0
     out = []
     for v in values:
