@@ -228,3 +228,37 @@ def test_memory_of_the_pairing_follows_a_row_of_blocks_not_the_zone():
         most = max(most, len(taken))
     assert len(negatives) == len(set(negatives)) == 3200 and not set(negatives) & positives
     assert most <= side * side * (NEGATIVE_REACH // side + 2), most
+
+
+def test_pairing_asks_for_the_wider_touching_cells_only_when_a_round_goes_past_them():
+    """pair_negatives with the touching cells known only within ``reach`` cells (those a group's request brings)
+    and ``wider()`` for the rest: a positive whose free cells within 6 cells are all blocked gets the nearest
+    free cell of the complete blocked set (a brute-force search), the cells blocked beyond 6 cells avoided,
+    and ``wider`` is called once; positives settled within 6 cells never call it."""
+    from gee_mining.contracts.cells import NEGATIVE_REACH
+    from gee_mining.steps.grid import pair_negatives
+
+    spec = GridSpec.of(5500)
+    positive = (0, 0)
+    full = {(x, y) for x in range(-7, 8) for y in range(-7, 8)}  # everything within 7 cells blocked
+    full |= {(x, 8) for x in range(-8, 9)} | {(8, y) for y in range(-8, 8)}  # the nearest cells past 7 too
+    near = {c for c in full if max(abs(c[0]), abs(c[1])) <= 6}
+    calls = []
+
+    def wider():
+        calls.append(1)
+        return full
+
+    hits = pair_negatives(spec, 32633, [positive], near, lambda msg: None, 6, wider)
+    window = [
+        (dx * dx + dy * dy, dy, dx)
+        for dx in range(-NEGATIVE_REACH, NEGATIVE_REACH + 1)
+        for dy in range(-NEGATIVE_REACH, NEGATIVE_REACH + 1)
+        if (dx, dy) not in full
+    ]
+    d2, y, x = min(window)
+    assert hits == [((x, y), 5500.0 * math.sqrt(d2))] and calls == [1]
+    assert hits == pair_negatives(spec, 32633, [positive], full, lambda msg: None)  # as with the whole set
+    calls.clear()
+    assert pair_negatives(spec, 32633, [(100, 100)], near, lambda msg: None, 6, wider)[0][1] == 5500.0
+    assert calls == []

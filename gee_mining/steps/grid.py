@@ -248,13 +248,16 @@ def positive_cells(
     one request can answer, however large the polygons.
     """
     crs = ee.Projection(f"EPSG:{epsg}")
-    zone_polys = tagged.filter(ee.Filter.eq("grid_epsg", epsg))
+    blocks = group is not None and bool(group.blocks)
+    # With blocks: the boxes of the zone's and its neighbours' polygons, as the touching cells box them.
+    zone_polys = _boxed(ee, _near(ee, tagged, epsg), crs) if blocks else tagged
+    zone_polys = zone_polys.filter(ee.Filter.eq("grid_epsg", epsg))
     if region is not None:
         zone_polys = zone_polys.filterBounds(region)
-    if group is None or not group.blocks:
-        cells = zone_polys.geometry().coveringGrid(crs.atScale(spec.cell_size))
-    else:
+    if blocks:
         cells = _block_cells(ee, zone_polys, crs, spec.cell_size, group)
+    else:
+        cells = zone_polys.geometry().coveringGrid(crs.atScale(spec.cell_size))
     area = spec.cell_size * spec.cell_size
 
     def measure(cell):
@@ -285,18 +288,17 @@ def _square_rings(cell_size: float, group: BlockGroup, grow: float) -> list[list
 CLIP_ERROR_M = 0.01  # the clip of the polygons to a group's blocks: as fine as coveringGrid's own reprojection
 
 
-def _block_cells(ee, polys, crs, cell_size: float, group: BlockGroup, rim: int = 0):
-    """The covering grid's cells (exactly those of the unblocked grid) that lie in the group's blocks (grown
-    by ``rim`` cells): the grid of the polygons whose box (in the zone's metres) reaches a block, clipped to
-    the blocks grown by two thousandths of a cell (the engine's work follows the blocks, not the polygons: a
-    country is clipped to a block), kept where a cell meets a block's square shrunk by a thousandth of a cell
-    (planar in the zone's projection, all of them: cells of the neighbouring blocks only touch its edge).
-    The polygons are chosen by numbers, not by a filter on the square, which would go through longitude and
-    latitude and break where the block crosses 180 degrees."""
-    side, pad = group.side * cell_size, cell_size / 1000
-    grow = rim * cell_size + pad
+def _near(ee, tagged, epsg: int):
+    """The polygons of a zone and of its neighbours (:func:`~gee_mining.contracts.cells.neighbour_zones`)."""
+    return tagged.filter(ee.Filter.inList("grid_epsg", neighbour_zones(epsg)))
 
-    def box(f):  # the bounds' corners (a point's bounds are the point)
+
+def _boxed(ee, polys, crs):
+    """Each polygon with its bounds' corners in the zone's projection (``gx0``, ``gy0``, ``gx1``, ``gy1``; a
+    point's bounds are the point): what :func:`_block_cells` chooses the polygons of blocks by. One mapped
+    collection per zone, which every request of the zone's blocks asks for again (the engine keeps it)."""
+
+    def box(f):
         flat = f.geometry().bounds(MAX_ERROR_M, crs).coordinates().flatten()
         xs, ys = flat.slice(0, None, 2), flat.slice(1, None, 2)
         return f.set({
@@ -304,6 +306,20 @@ def _block_cells(ee, polys, crs, cell_size: float, group: BlockGroup, rim: int =
             "gy0": ys.reduce(ee.Reducer.min()), "gy1": ys.reduce(ee.Reducer.max()),
         })  # fmt: skip
 
+    return polys.map(box)
+
+
+def _block_cells(ee, polys, crs, cell_size: float, group: BlockGroup, rim: int = 0):
+    """The covering grid's cells (exactly those of the unblocked grid) that lie in the group's blocks (grown
+    by ``rim`` cells), of ``polys`` as :func:`_boxed` gives them: the grid of the polygons whose box (in the
+    zone's metres) reaches a block, clipped to
+    the blocks grown by two thousandths of a cell (the engine's work follows the blocks, not the polygons: a
+    country is clipped to a block), kept where a cell meets a block's square shrunk by a thousandth of a cell
+    (planar in the zone's projection, all of them: cells of the neighbouring blocks only touch its edge).
+    The polygons are chosen by numbers, not by a filter on the square, which would go through longitude and
+    latitude and break where the block crosses 180 degrees."""
+    side, pad = group.side * cell_size, cell_size / 1000
+    grow = rim * cell_size + pad
     reaches = [
         ee.Filter.And(
             ee.Filter.lte("gx0", (bx + 1) * side + grow),
@@ -315,7 +331,7 @@ def _block_cells(ee, polys, crs, cell_size: float, group: BlockGroup, rim: int =
     ]
     rings = _square_rings(cell_size, group, grow + pad)
     clip = ee.Geometry.MultiPolygon([[r] for r in rings], crs, False).dissolve(CLIP_ERROR_M, crs)
-    shapes = polys.map(box).filter(ee.Filter.Or(*reaches)).geometry()
+    shapes = polys.filter(ee.Filter.Or(*reaches)).geometry()
     cells = shapes.intersection(clip, CLIP_ERROR_M, crs).coveringGrid(crs.atScale(cell_size))
     squares = [ee.Geometry.Polygon([r], crs, False) for r in _square_rings(cell_size, group, grow - 2 * pad)]
     return cells.filter(ee.Filter.Or(*[ee.Filter.bounds(sq) for sq in squares]))
@@ -406,19 +422,20 @@ def keyed_cells(ee, cells, crs, cell_size: float):
     return cells.map(keyed)
 
 
-def _touching_grid(ee, tagged, epsg: int, spec: GridSpec, margin: float, group: BlockGroup | None = None):
+def _touching_grid(ee, tagged, epsg: int, spec: GridSpec, margin: float, group: BlockGroup | None = None,
+                   reach: int = NEGATIVE_REACH):  # fmt: skip
     """The zone's cells touching a (buffered) polygon of it or of a neighbouring zone, within reach of the
-    pairing. With a ``group`` of blocks: those in its blocks grown by the pairing's reach (see
-    :func:`_block_cells`). Else polygons farther than :data:`NEGATIVE_REACH` cells (plus two, against
+    pairing. With a ``group`` of blocks: those in its blocks grown by ``reach`` cells (plus two, against
+    rounding; see :func:`_block_cells`). Else polygons farther than :data:`NEGATIVE_REACH` cells (plus two, against
     rounding) from the box around the zone's own polygons cannot touch a cell a negative may be looked for
     in. Zones whose box could reach the antimeridian keep every neighbour (see
     :func:`reach_is_clear_of_antimeridian`); the grid itself is planar in the zone and safe there."""
     crs = ee.Projection(f"EPSG:{epsg}")
-    near = tagged.filter(ee.Filter.inList("grid_epsg", neighbour_zones(epsg)))
+    near = _near(ee, tagged, epsg)
     if margin > 0:
         near = near.map(lambda f: f.setGeometry(f.geometry().buffer(margin, MAX_ERROR_M)))
     if group is not None and group.blocks:
-        return _block_cells(ee, near, crs, spec.cell_size, group, NEGATIVE_REACH + 2)
+        return _block_cells(ee, _boxed(ee, near, crs), crs, spec.cell_size, group, reach + 2)
     reach = (NEGATIVE_REACH + 2) * spec.cell_size * math.sqrt(2)  # the box's corners too
     if reach_is_clear_of_antimeridian(epsg, reach + margin):
         zone_box = tagged.filter(ee.Filter.eq("grid_epsg", epsg)).geometry().bounds(MAX_ERROR_M, crs)
@@ -435,13 +452,13 @@ def touching_collection(ee, tagged, epsg: int, spec: GridSpec, margin: float):
     return keyed_cells(ee, _touching_grid(ee, tagged, epsg, spec, margin), crs, spec.cell_size)
 
 
-def touching_cells(ee, tagged, epsg: int, spec: GridSpec, margin: float, group: BlockGroup | None = None):
-    """Keys (``"x,y"``) of :func:`touching_collection`'s cells (of the ``group``'s blocks and their rims), as a
-    list."""
+def touching_cells(ee, tagged, epsg: int, spec: GridSpec, margin: float, group: BlockGroup | None = None,
+                   reach: int = NEGATIVE_REACH):  # fmt: skip
+    """Keys (``"x,y"``) of :func:`touching_collection`'s cells (of the ``group``'s blocks and their rims of
+    ``reach`` cells), as a list."""
     crs = ee.Projection(f"EPSG:{epsg}")
-    return keyed_cells(ee, _touching_grid(ee, tagged, epsg, spec, margin, group), crs, spec.cell_size).aggregate_array(
-        "cell"
-    )
+    grid = _touching_grid(ee, tagged, epsg, spec, margin, group, reach)
+    return keyed_cells(ee, grid, crs, spec.cell_size).aggregate_array("cell")
 
 
 def measured_cells(ee, epsg: int, spec: GridSpec, cells: Sequence[tuple[int, int]], metadata: Metadata = NO_METADATA):
@@ -553,19 +570,24 @@ Sink = Callable[[list[dict[str, Any]]], None]
 
 def _prepare(ee, polygons: Any, spec: GridSpec, margin: float, id_column: str | None):
     """The polygons checked (not empty, within the projection's latitudes), tagged with their zones: (the
-    table as loaded, the tagged collection, zone EPSGs, id column, count)."""
+    table as loaded, the tagged collection, zone EPSGs, id column, count). Two requests: the count, the first
+    polygon's property names and the zones in one, then the latitudes (which name polygons by the id column)."""
     fc = ee.FeatureCollection(polygons) if isinstance(polygons, str) else polygons
     if margin < 0:
         raise InputError(f"margin {margin}: give a distance in metres >= 0.")
-    count = fc.size().getInfo()
+    tagged = tag_zones(ee, fc, spec)
+    size = fc.size()
+    names = ee.Algorithms.If(size, fc.first().propertyNames(), []) if id_column is None else []
+    found = ee.Dictionary(
+        {"n": size, "names": names, "zones": tagged.aggregate_array("grid_epsg").distinct()}
+    ).getInfo()
+    count = found["n"]
     if count == 0:
         raise InputError("the polygon set is empty: give a table with at least one mine polygon.")
     if id_column is None:
-        first = fc.first().propertyNames().getInfo()
-        id_column = "id" if "id" in first else "system:index"
+        id_column = "id" if "id" in found["names"] else "system:index"
     check_latitudes(ee, fc, spec, id_column)
-    tagged = tag_zones(ee, fc, spec)
-    zones = sorted({int(z) for z in tagged.aggregate_array("grid_epsg").distinct().getInfo()})
+    zones = sorted({int(z) for z in found["zones"]})
     return fc, tagged, zones, id_column, count
 
 
@@ -587,11 +609,14 @@ def stream_grid(
     at a time: memory follows a group of blocks (and the negatives of the row of blocks before it), not the
     zone nor the country.
 
-    Per zone, group by group in the lattice's row order (:func:`plan_groups`): the group's positives (one
-    paged request), the cells touching a polygon within the pairing's reach of its blocks (one request), its
-    negatives paired there (:func:`pair_group`: nearest first, never a cell an earlier group took), measured
-    (one request a thousand) and passed on. The pairs depend on the blocks only where positives of two
-    groups want the same free cell: the earlier group's positive gets it."""
+    Per zone, group by group in the lattice's row order (:func:`plan_groups`), one paged request a group
+    (:func:`_group_cells`): the group's positives, the cells touching a polygon within :data:`NEAR_REACH` cells
+    of its blocks, and the previous group's negatives measured. Its negatives are paired there
+    (:func:`pair_group`: nearest first, never a cell an earlier group took; the touching cells within the
+    pairing's whole reach asked for in one more request only when a positive has no negative within
+    :data:`NEAR_REACH`), measured with the next group's cells (more than :data:`MEASURE_BLOCK`: the rest one
+    request a thousand) and passed on. The pairs depend on the blocks only where positives of two groups want
+    the same free cell: the earlier group's positive gets it."""
     say = progress or (lambda msg: None)
     summary = GridSummary(spec)
     fc, tagged, zones, id_column, count = _prepare(ee, polygons, spec, margin, id_column)
@@ -599,24 +624,20 @@ def stream_grid(
     groups = plan_groups(ee, tagged, zones, spec, block, region)
     say(f"[grid] {count:,} polygons in {len(zones)} grid zone(s) at {spec.cell_size:g} m (zoom {spec.zoom}): "
         f"{len(groups)} request(s) of positives")  # fmt: skip
-    taken: dict[int, set[tuple[int, int]]] = {}
-    unpaired: dict[int, int] = {}
+    pairing = _Pairing(ee, tagged, spec, margin, metadata, summary, sink)
     for i, group in enumerate(groups):
         with deferred_gc():  # a group's cells decoded and tabulated (the collector runs between groups)
-            positives = _group_positives(ee, fc, tagged, group, spec, id_column, region, keep or {}, metadata)
+            ahead = pairing.negatives_ahead()
+            positives, near, measured = _group_cells(
+                ee, fc, tagged, group, spec, id_column, region, keep or {}, metadata, margin, ahead
+            )
+            pairing.flush(measured)
         say(f"[grid] group {i + 1}/{len(groups)} (EPSG:{group.epsg}): {len(positives):,} positive cells")
-        if not positives:
-            continue
-        blocked = {cell_index(k) for k in touching_cells(ee, tagged, group.epsg, spec, margin, group).getInfo()}
-        zone_taken = taken.setdefault(group.epsg, set())
-        hits = pair_group(spec, group, positives, blocked, zone_taken)
-        unpaired[group.epsg] = unpaired.get(group.epsg, 0) + sum(h is None for h in hits)
-        del blocked
-        with deferred_gc():
-            rows = paired_rows(ee, spec, group.epsg, positives, hits, metadata)
-        summary.positives += len(positives)
-        summary.negatives += len(rows) - len(positives)
-        sink(rows)
+        if positives:
+            pairing.pair(group, positives, near)
+    with deferred_gc():
+        pairing.flush({})
+    unpaired = pairing.unpaired
     summary.warnings.extend(
         f"EPSG:{epsg}: {n} positive cell(s) got no negative within {NEGATIVE_REACH} cells."
         for epsg, n in unpaired.items()
@@ -626,17 +647,93 @@ def stream_grid(
     return summary
 
 
-def _group_positives(ee, polygons, tagged, group, spec, id_column, region, keep, metadata) -> list[dict[str, Any]]:
-    """A group's positive rows, in the lattice's row order (y, then x)."""
+NEAR_REACH = 6  # cells: the rim of a group's blocks whose touching cells come with its positives
+
+
+@dataclass
+class _Pairing:
+    """:func:`stream_grid`'s pairing, group after group: a group's negatives paired (:func:`pair_group`), then
+    measured in the next group's request (:meth:`negatives_ahead`; at most :data:`MEASURE_BLOCK` of them,
+    the rest by :func:`paired_rows`), and its rows passed on (:meth:`flush`)."""
+
+    ee: Any
+    tagged: Any
+    spec: GridSpec
+    margin: float
+    metadata: Metadata
+    summary: GridSummary
+    sink: Sink
+    taken: dict[int, set[tuple[int, int]]] = dataclasses.field(default_factory=dict)
+    unpaired: dict[int, int] = dataclasses.field(default_factory=dict)
+    pending: tuple[int, list[dict[str, Any]], list[Any]] | None = None
+
+    def pair(self, group: BlockGroup, positives: list[dict[str, Any]], near: set[tuple[int, int]] | None) -> None:
+        ee, spec = self.ee, self.spec
+
+        def wider() -> set[tuple[int, int]]:
+            keys = touching_cells(ee, self.tagged, group.epsg, spec, self.margin, group).getInfo()
+            return {cell_index(k) for k in keys}
+
+        if near is None:  # one group for the zone: its touching cells asked for on their own
+            blocked, reach = wider(), NEGATIVE_REACH
+        else:
+            blocked, reach = near, NEAR_REACH
+        hits = pair_group(spec, group, positives, blocked, self.taken.setdefault(group.epsg, set()), reach, wider)
+        self.unpaired[group.epsg] = self.unpaired.get(group.epsg, 0) + sum(h is None for h in hits)
+        self.pending = (group.epsg, positives, hits)
+
+    def negatives_ahead(self):
+        """The pending group's negatives (the first :data:`MEASURE_BLOCK`) as :func:`measured_cells`, or None."""
+        if self.pending is None:
+            return None
+        epsg, _, hits = self.pending
+        chosen = [h[0] for h in hits if h is not None][:MEASURE_BLOCK]
+        return measured_cells(self.ee, epsg, self.spec, chosen, self.metadata) if chosen else None
+
+    def flush(self, measured: dict[tuple[int, int], dict[str, Any]]) -> None:
+        """The pending group's rows, its negatives as ``measured`` holds them (the rest measured here), to the
+        sink."""
+        if self.pending is None:
+            return
+        epsg, positives, hits = self.pending
+        self.pending = None
+        rows = paired_rows(self.ee, self.spec, epsg, positives, hits, self.metadata, measured=measured)
+        self.summary.positives += len(positives)
+        self.summary.negatives += len(rows) - len(positives)
+        self.sink(rows)
+
+
+def _group_cells(ee, polygons, tagged, group, spec, id_column, region, keep, metadata, margin, ahead=None):
+    """A group's positive rows, in the lattice's row order (y, then x); with blocks, the cells touching a
+    polygon within :data:`NEAR_REACH` cells of its blocks (what the pairing's first rounds need: most
+    positives find their negative there; see :func:`pair_negatives`), else None; and the rows of the cells
+    ``ahead`` measures (:func:`measured_cells`: the previous group's negatives) by ``(x, y)``. One request:
+    the positives, then one feature holding the touching cells' keys, then the measured cells (an answer
+    bounded by the group's blocks and :data:`MEASURE_BLOCK`)."""
     kept = sorted(k for k in keep.get(group.epsg, ()) if _in_group(cell_index(k), group))
-    found = positive_cells(ee, polygons, tagged, group.epsg, spec, id_column, region, kept, metadata, False, group)
-    rows = []
+    parts = [positive_cells(ee, polygons, tagged, group.epsg, spec, id_column, region, kept, metadata, False, group)]
+    near = None
+    if group.blocks:
+        keys = touching_cells(ee, tagged, group.epsg, spec, margin, group, NEAR_REACH)
+        parts.append(ee.FeatureCollection([ee.Feature(None, {"touching": keys})]))
+        near = set()
+    if ahead is not None:
+        parts.append(ahead)
+    found = parts[0] if len(parts) == 1 else ee.FeatureCollection(parts).flatten()
+    rows, measured = [], {}
     for f in iter_features(found, PAGE_SIZE):
-        row = _row(f, spec, 1)
-        row["nesting_only"] = row["overlap"] < MIN_OVERLAP
-        rows.append(row)
+        props = f["properties"]
+        if "touching" in props:
+            near.update(cell_index(k) for k in props["touching"])
+        elif "overlap" not in props:  # a measured cell (positives have their overlap)
+            row = _row(f, spec, 0)
+            measured[(row["cell_x"], row["cell_y"])] = row
+        else:
+            row = _row(f, spec, 1)
+            row["nesting_only"] = row["overlap"] < MIN_OVERLAP
+            rows.append(row)
     rows.sort(key=lambda r: (r["cell_y"], r["cell_x"]))
-    return rows
+    return rows, near, measured
 
 
 def pair_group(
@@ -645,14 +742,17 @@ def pair_group(
     positives: Sequence[dict[str, Any]],
     blocked: set[tuple[int, int]],
     taken: set[tuple[int, int]],
+    reach: int = NEGATIVE_REACH,
+    wider: Callable[[], set[tuple[int, int]]] | None = None,
 ) -> list[tuple[tuple[int, int], float] | None]:
     """:func:`pair_negatives` of one group's positives (in their order) against the cells touching a polygon
-    within the pairing's reach of its blocks (``blocked``) and the negatives earlier groups of the zone
-    ``taken``; the group's negatives are added to ``taken``, and those no later group can reach (below the
+    within ``reach`` cells of its blocks (``blocked``; ``wider()``: those within the pairing's whole reach,
+    asked for only if a positive has no negative within ``reach``) and the negatives earlier groups of the
+    zone ``taken``; the group's negatives are added to ``taken``, and those no later group can reach (below the
     group's last row of blocks less :data:`NEGATIVE_REACH` cells: groups come in the lattice's row order)
     dropped, so that ``taken`` holds about a row of blocks' negatives, not the zone's."""
     cells = [(r["cell_x"], r["cell_y"]) for r in positives]
-    hits = pair_negatives(spec, group.epsg, cells, blocked | taken, lambda msg: None)  # counted per zone
+    hits = pair_negatives(spec, group.epsg, cells, blocked | taken, lambda msg: None, reach, wider)  # counted per zone
     taken.update(h[0] for h in hits if h is not None)
     if group.blocks:
         floor = max(by for _, by in group.blocks) * group.side - NEGATIVE_REACH
@@ -705,18 +805,25 @@ def pair_negatives(
     positives: Sequence[tuple[int, int]],
     blocked: set[tuple[int, int]],
     warn: Callable[[str], None],
+    reach: int = NEGATIVE_REACH,
+    wider: Callable[[], set[tuple[int, int]]] | None = None,
 ) -> list[tuple[tuple[int, int], float] | None]:
     """Each positive's (cell indices x, y) distinct nearest free cell of its zone (see
     :func:`assign_negatives`), searching ever farther (3 to :data:`NEGATIVE_REACH` cells) for the positives
     still without one.
 
     A first round over the 8 neighbours settles most positives cheaply; it makes the same choices as the
-    first pairs of the 3-cell round (those at distance 1 and sqrt 2, taken first there too)."""
+    first pairs of the 3-cell round (those at distance 1 and sqrt 2, taken first there too). ``blocked`` need
+    only be complete within ``reach`` cells of the positives: a round farther first adds ``wider()`` (the
+    blocked cells within :data:`NEGATIVE_REACH`), so that the choices are those of the complete set."""
     pos_index = list(positives)
     assigned: list = [None] * len(positives)
     blocked = set(blocked)
     radius = 1
     while True:
+        if radius > reach and wider is not None:
+            blocked |= wider()
+            reach, wider = NEGATIVE_REACH, None
         todo = [i for i, a in enumerate(assigned) if a is None]
         hits = assign_negatives([pos_index[i] for i in todo], blocked, spec.cell_size, radius)
         for k, hit in zip(todo, hits, strict=True):
@@ -740,15 +847,18 @@ def paired_rows(
     hits: Sequence[tuple[tuple[int, int], float] | None],
     metadata: Metadata,
     measure_block: int = MEASURE_BLOCK,
+    measured: dict[tuple[int, int], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """The positives of a zone, each followed by its negative (``hits``, from :func:`pair_negatives`), the
     negatives measured server-side ``measure_block`` cells a request (one paged ``computeFeatures`` each:
     every answer, its work and its time stay bounded however many cells the run has; Earth Engine aborts an
-    interactive request after about 5 minutes or 10 MB), the pairs named on both rows."""
+    interactive request after about 5 minutes or 10 MB), the pairs named on both rows. ``measured``: rows of
+    negatives measured already (by ``(x, y)``; :func:`stream_grid` measures them with the next group's
+    cells)."""
     if measure_block < 1:
         raise InputError(f"measure_block {measure_block!r}: give a number of cells >= 1.")
-    chosen = [h[0] for h in hits if h is not None]
-    measured = {}
+    measured = dict(measured or {})
+    chosen = [h[0] for h in hits if h is not None and h[0] not in measured]
     for i in range(0, len(chosen), measure_block):
         for f in iter_features(measured_cells(ee, epsg, spec, chosen[i : i + measure_block], metadata), PAGE_SIZE):
             row = _row(f, spec, 0)

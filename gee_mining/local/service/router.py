@@ -237,11 +237,11 @@ class Router:
         # few times smaller), encoded in one call; one by one only when the page must be cut to fit.
         chunk = features[offset : offset + self.limits.page_length(size, digest, offset)]
         infos = features_info(chunk, arrays=True)
-        whole = _dumps(infos)  # [f1,f2,...]: the page's features, as the FeatureCollection answer holds them
+        whole = _dumps_features(infos)  # [f1,f2,...]: the page's features, as the FeatureCollection answer holds them
         if self.limits.fits_page(len(whole)):
             body, end = whole[1:-1], offset + len(infos)
         else:
-            page = self.limits.fit_page([_dumps(f) for f in infos])
+            page = self.limits.fit_page([_dumps_features([f])[1:-1] for f in infos])
             body, end = b",".join(page), offset + len(page)
         tail = b""
         if end < len(features):
@@ -364,6 +364,22 @@ def _dumps(value: Any) -> bytes:
         return _json_dumps(value)
     if b"null" in out and _has_non_finite(value):
         return _json_dumps(value)
+    return out
+
+
+def _dumps_features(features: list) -> bytes:
+    """:func:`_dumps` of a list of GeoJSON features, where the ``null`` of a feature without geometry (every
+    cell of a grid's tables) is not taken for a non-finite number: the list is searched for those (orjson
+    writes NaN and the infinities as ``null``) only if it holds more ``null`` than null geometries."""
+    try:
+        out = orjson.dumps(features, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:
+        return _json_dumps(features)
+    nulls = out.count(b"null")
+    if nulls:
+        bare = sum(1 for f in features if type(f) is dict and "geometry" in f and f["geometry"] is None)
+        if nulls > bare and _has_non_finite(features):
+            return _json_dumps(features)
     return out
 
 
