@@ -472,7 +472,9 @@ def test_pages_of_features_through_the_client_keep_nan_and_text(ee_local):
     assert got[1]["properties"] == {"x": 2.5, "t": None} and got[1]["geometry"] is None
 
 
-@pytest.mark.filterwarnings("ignore:invalid value encountered in linearrings:RuntimeWarning")  # the NaN vertex, on purpose
+@pytest.mark.filterwarnings(
+    "ignore:invalid value encountered in linearrings:RuntimeWarning"
+)  # the NaN vertex, on purpose
 def test_pages_with_rings_as_arrays_are_the_bytes_json_writes():
     """A page's polygon rings go to orjson as numpy arrays (no Python float per vertex): the page decodes to
     exactly what ``json.dumps`` writes for the same features as lists (floats to the bit, -0.0 kept, holes
