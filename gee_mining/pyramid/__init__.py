@@ -12,6 +12,7 @@ from __future__ import annotations
 from gee_mining.contracts.cells import cell_row
 from gee_mining.pyramid.core import (
     DetectorCost,
+    IslandScore,
     LevelStats,
     PyramidResult,
     PyramidSpec,
@@ -30,6 +31,7 @@ from gee_mining.pyramid.core import (
 from gee_mining.pyramid.detectors import Detector, DetectorRun, PixelModelDetector, YoloDetector
 
 __all__ = [
+    "IslandScore",
     "Detector",
     "DetectorCost",
     "DetectorRun",

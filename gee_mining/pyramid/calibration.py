@@ -142,7 +142,8 @@ def calibrate_worlds(ee, worlds: Sequence[CalibrationWorld], spec: PyramidSpec, 
         best: dict[tuple[str, str], float] = {}
         for w in worlds:
             rows = current[w.name]
-            scores = score_cells(ee, w.probability, rows, scale, spec.pixel_threshold, w.polygons, w.id_column)
+            scores = score_cells(ee, w.probability, rows, scale, spec.pixel_threshold, w.polygons, w.id_column,
+                                 island=spec.islands[i])  # fmt: skip
             for r in rows:
                 r.update(scores[r["name"]])
             touched = {m for r in rows for m in r["mines"]}
