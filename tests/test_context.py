@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import shapely
 from conftest import shared_file
 
 from gee_mining.contracts.bands import GREENEST_NDVI_BAND
@@ -129,35 +128,6 @@ def test_seasonal_context_bands_equal_scipy(ee_local, l1c_crop):
     plain = context_image(ee.Image(L1C).select(BANDS), radii=[20, 60])  # without the band: no seasonal features
     assert plain.bandNames().getInfo() == context_names(BANDS, [20, 60])
     assert not any("all_year" in n for n in context_names(BANDS, [20, 60]))
-
-
-def test_bare_negatives_are_drawn_from_bare_mine_free_ground(ee_local, l1c_crop):
-    """``sample_context(bare_negatives=h)``: ``h`` of the mine-free sample is bare ground (NDVI below BARE_NDVI, here
-    recomputed with numpy from each sampled pixel's own B8 and B4), the rest is not, and the mine stratum is still
-    full; with h = 0 the mine-free sample is uniform, its bare share near numpy's share of the window."""
-    from gee_mining.pyramid.probability import sample_context
-
-    ee = ee_local
-    composite = ee.Image(L1C).select(BANDS)
-    x0, y1 = X0 + 10 * C0, Y0 - 10 * R0
-    region = ee.Geometry.Rectangle([x0, y1 - 10 * H, x0 + 10 * W, y1], "EPSG:32633", False)
-    mine = shapely.box(x0 + 50, y1 - 150, x0 + 150, y1 - 50)  # 10 x 10 pixels
-    polygons = ee.FeatureCollection([ee.Feature(ee.Geometry.Rectangle(list(mine.bounds), "EPSG:32633", False))])
-    b4, b8 = _window(_read("B04")), _window(_read("B08"))
-    bare_share = float(np.mean((b8 - b4) / (b8 + b4) < BARE_NDVI))
-    assert 0.1 < bare_share < 0.9  # both kinds of ground in the window: the strata can be filled
-    n, h = 60, 0.5
-    table = sample_context(ee, composite, region, polygons, pixels=n, radii=[20], bare_negatives=h, seed=3)
-    assert "_stratum" not in table.columns
-    free = table[table["_mine"] == 0]
-    ndvi = (free["B8"] - free["B4"]) / (free["B8"] + free["B4"])
-    assert len(free) == n and int((ndvi < BARE_NDVI).sum()) == round(n * h)
-    assert (table["_mine"] == 1).sum() == 60  # the polygon's 100 pixels hold enough
-    uniform = sample_context(ee, composite, region, polygons, pixels=n, radii=[20], seed=3)
-    u = uniform[uniform["_mine"] == 0]
-    assert abs(float(np.mean((u["B8"] - u["B4"]) / (u["B8"] + u["B4"]) < BARE_NDVI)) - bare_share) < 0.2
-    with pytest.raises(InputError, match="bare_negatives"):
-        sample_context(ee, composite, region, polygons, pixels=n, bare_negatives=1.0)
 
 
 def test_island_score_equals_numpy(ee_local, l1c_crop):

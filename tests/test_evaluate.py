@@ -91,6 +91,11 @@ def test_spec_refuses_a_seed_in_both_sets():
     with pytest.raises(InputError, match="extra months"):
         EvaluationSpec((1, 2), (3,), seasons=(1,))  # January is the worlds' first month already
     assert EvaluationSpec((1, 2), (3,), seasons=(9, 6, 6)).seasons == (6, 9)
+    assert set(EvaluationSpec((1, 2), (3,)).pyramid_spec().islands) == {None}  # the plain share unless asked
+    islands = EvaluationSpec((1, 2), (3,), island_weight=20).pyramid_spec().islands
+    assert islands[:2] == (None, None) and [i.weight for i in islands[2:]] == [20, 20]  # the two finest levels
+    with pytest.raises(InputError, match="island_weight"):
+        EvaluationSpec((1, 2), (3,), island_weight=-1)
 
 
 def test_library_halves_share_no_spectrum_and_no_sample():

@@ -8,7 +8,7 @@ from gee_mining.cli.monitor import parse_years
 from gee_mining.cli.output import add_json_option, emit, print_figures, progress
 from gee_mining.errors import InputError
 from gee_mining.monitor.evaluate import MonitorEvaluationSpec, evaluate_monitor
-from gee_mining.pyramid.evaluate import CONTEXT_RADII_M, MIN_PRUNE, EvaluationSpec, evaluate_pyramid
+from gee_mining.pyramid.evaluate import MIN_PRUNE, EvaluationSpec, evaluate_pyramid
 from gee_mining.pyramid.evaluate_yolo import YoloEvaluationSpec, evaluate_yolo
 from gee_mining.tools.heldout import HeldoutSpec
 from gee_mining.tools.heldout_classify import CANDIDATES, evaluate_classify
@@ -49,7 +49,6 @@ def _pyramid(args) -> int:
         pixels=args.pixels, mine_share=args.mine_share, exhaustive=args.exhaustive, workers=args.workers,
         realism=args.realism, detector=args.detector, weights=args.weights, screening=args.screening,
         seasons=_numbers(args.seasons, "--seasons", int) if args.seasons else (), use_seasons=not args.ignore_seasons,
-        context_radii=_numbers(args.context_radii, "--context-radii"), bare_negatives=args.bare_negatives,
         island_weight=args.island_weight,
     )  # fmt: skip
     report = evaluate_pyramid(args.out, spec, progress=progress(args))
@@ -226,11 +225,6 @@ def add_cli(sub) -> None:
     q.add_argument("--ignore-seasons", action="store_true",
                    help="with --seasons: screen the same worlds without the greenest NDVI (the paired baseline; a "
                         "rerun into the same --out reuses the worlds)")  # fmt: skip
-    q.add_argument("--context-radii", default=",".join(f"{r:g}" for r in CONTEXT_RADII_M),
-                   help="the forest's neighbourhood radii in metres (default %(default)s)")  # fmt: skip
-    q.add_argument("--bare-negatives", type=float, default=0.0,
-                   help="share of the forest's mine-free sample drawn from bare mine-free ground, [0, 1) (default 0: "
-                        "a uniform sample)")  # fmt: skip
     q.add_argument("--island-weight", type=float, default=0.0,
                    help="> 0: the two finest levels score max(share, WEIGHT x share of isolated mine pixels), so a "
                         "small pit counts against natural bare ground (e.g. 10; default 0: the plain share)")  # fmt: skip

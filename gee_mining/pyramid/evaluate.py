@@ -62,7 +62,7 @@ from gee_mining.pyramid.probability import (
     sample_pixels,
 )
 from gee_mining.pyramid.world import SimulatedPyramid, prepare_simulated, seed_corner
-from gee_mining.steps.context import CONTEXT_RADII_M, context_names
+from gee_mining.steps.context import context_names
 from gee_mining.steps.indices import add_indices
 from gee_mining.world.manifest import WorldManifest, generator_digest
 from gee_mining.world.realism import REALISMS
@@ -129,8 +129,6 @@ class EvaluationSpec(WorldsSpec):
     weights: str | None = None  # with detector "yolo": weights an `evaluate yolo` run trained (yolo_model.json)
     screening: str = "forest"  # the screening model: "forest" (context features) or "logistic" (the pixel alone)
     use_seasons: bool = True  # False: worlds with seasons screened without the greenest NDVI (the paired baseline)
-    context_radii: tuple[float, ...] = CONTEXT_RADII_M  # the forest's neighbourhood radii (m): steps.context
-    bare_negatives: float = 0.0  # share of the forest's mine-free sample drawn from bare mine-free ground
     island_weight: float = 0.0  # > 0: the two finest levels score max(share, weight * island share) (IslandScore)
 
     def __post_init__(self) -> None:
@@ -144,13 +142,6 @@ class EvaluationSpec(WorldsSpec):
             raise InputError(
                 f"min_prune {self.min_prune}: a share of cells in [0, 1), e.g. 0.25 (0 screens every level)."
             )
-        radii = tuple(float(r) for r in self.context_radii)
-        if not radii or any(r <= 0 for r in radii) or len(set(radii)) < len(radii):
-            raise InputError(f"context radii {self.context_radii}: distinct positive radii in metres, e.g. 20,60,150.")
-        object.__setattr__(self, "context_radii", radii)
-        if not 0 <= self.bare_negatives < 1:
-            raise InputError(f"bare_negatives {self.bare_negatives}: a share of the mine-free sample in [0, 1), e.g. "
-                             "0.5 (0: a uniform mine-free sample).")  # fmt: skip
         if self.island_weight < 0:
             raise InputError(f"island_weight {self.island_weight}: 0 (the plain share) or a positive weight, e.g. 10.")
         if self.screening not in SCREENINGS:
@@ -329,18 +320,15 @@ def fit_screening(train: dict[int, SimulatedPyramid], spec: EvaluationSpec):
     """One screening model on a pixel sample pooled over the train worlds (``spec.pixels`` per class each): the
     random forest on context features (``screening="forest"``) or the logistic model on the pixel's own spectrum
     and indices (``"logistic"``). Worlds with extra months carry ``GREENEST_NDVI_BAND``; the model reads it unless
-    ``spec.use_seasons`` is off. The forest's neighbourhoods are ``spec.context_radii``; ``spec.bare_negatives`` of
-    its mine-free sample comes from bare ground (:func:`~gee_mining.pyramid.probability.sample_context`)."""
+    ``spec.use_seasons`` is off."""
     first = next(iter(train.values()))
     composite = ee.Image(first.composite_id)
     bands = [b for b in composite.bandNames().getInfo() if spec.use_seasons or b != GREENEST_NDVI_BAND]
     if spec.screening == "forest":
         seasonal = GREENEST_NDVI_BAND in bands
         tables = [sample_context(ee, ee.Image(w.composite_id), w.region(ee), w.mines_id, spec.pixels, seed=s,
-                                 radii=spec.context_radii, seasonal=seasonal, bare_negatives=spec.bare_negatives)
-                  for s, w in train.items()]  # fmt: skip
-        return fit_forest(pd.concat(tables, ignore_index=True), context_names(bands, spec.context_radii),
-                          radii=spec.context_radii)  # fmt: skip
+                                 seasonal=seasonal) for s, w in train.items()]  # fmt: skip
+        return fit_forest(pd.concat(tables, ignore_index=True), context_names(bands))
     tables = [sample_pixels(ee, ee.Image(w.composite_id), w.region(ee), w.mines_id, spec.pixels, seed=s)
               for s, w in train.items()]  # fmt: skip
     features = add_indices(composite, list(FEATURE_INDICES))

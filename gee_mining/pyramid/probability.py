@@ -31,13 +31,12 @@ from gee_mining.io.catalog import CatalogEntry
 from gee_mining.io.pages import iter_features
 from gee_mining.io.storage import gs_key
 from gee_mining.ml.classify import compile_linear, forest_image
-from gee_mining.steps.context import BARE_NDVI, CONTEXT_RADII_M, context_image, context_names
+from gee_mining.steps.context import CONTEXT_RADII_M, context_image, context_names
 from gee_mining.steps.indices import add_indices
 from gee_mining.steps.sentinel2 import CompositeSpec, composite, greenest_ndvi
 
 FEATURE_INDICES: tuple[str, ...] = ("NDVI", "NDWI", "NBR", "NDBI")
 """Indices added to the 12 reflectance bands as features of the screening model."""
-STRATUM_BAND = "_stratum"  # sample_context's strata with bare negatives: 0 mine-free, 1 mine, 2 mine-free bare ground
 
 
 @dataclass(frozen=True)
@@ -119,34 +118,15 @@ def fit_forest(table: pd.DataFrame, names: Sequence[str], radii: Sequence[float]
 
 
 def sample_context(ee, composite, region, polygons, pixels: int = 2000, scale: float = 10.0, seed: int = 0,
-                   radii: Sequence[float] = CONTEXT_RADII_M, seasonal: bool = False,
-                   bare_negatives: float = 0.0) -> pd.DataFrame:  # fmt: skip
+                   radii: Sequence[float] = CONTEXT_RADII_M, seasonal: bool = False) -> pd.DataFrame:  # fmt: skip
     """:func:`sample_pixels` of the context image (:func:`gee_mining.steps.context.context_image`; ``seasonal``: with
-    the seasonal features of a composite that carries ``GREENEST_NDVI_BAND``).
-
-    ``bare_negatives``: the share of the ``pixels`` mine-free pixels drawn from mine-free *bare* ground (greenest
-    NDVI below ``BARE_NDVI`` with ``seasonal``, else NDVI below it), the rest from the other mine-free pixels. Why:
-    a uniform mine-free sample is mostly forest and fields, while the screening's false alarms are natural bare soil
-    and rock (issue 25: 52-78 % of the false-alarm pixels on a held-out world); drawing more of them teaches the
-    forest that boundary. One ``stratifiedSample`` still (a stratum band: 0 mine-free, 1 mine, 2 mine-free bare)."""
-    if not 0 <= bare_negatives < 1:
-        raise InputError(f"bare_negatives {bare_negatives}: a share of the mine-free sample in [0, 1), e.g. 0.5.")
+    the seasonal features of a composite that carries ``GREENEST_NDVI_BAND``)."""
     features = context_image(ee.Image(composite), radii, seasonal)
     mine = ee.Image(0).byte().paint(ee.FeatureCollection(polygons), 1).rename(MINE_BAND)
-    if not bare_negatives:
-        sample = features.addBands(mine).stratifiedSample(
-            numPoints=pixels, classBand=MINE_BAND, region=region, scale=scale, seed=seed, geometries=False
-        )
-        return pd.DataFrame([f["properties"] for f in iter_features(sample)])
-    bare = features.select(GREENEST_NDVI_BAND if seasonal else "NDVI").lt(BARE_NDVI)
-    stratum = mine.where(mine.eq(0).And(bare), 2).rename(STRATUM_BAND)
-    bare_points = round(pixels * bare_negatives)
-    sample = features.addBands(mine).addBands(stratum).stratifiedSample(
-        numPoints=pixels, classBand=STRATUM_BAND, region=region, scale=scale, seed=seed, geometries=False,
-        classValues=[0, 1, 2], classPoints=[pixels - bare_points, pixels, bare_points],
-    )  # fmt: skip
-    table = pd.DataFrame([f["properties"] for f in iter_features(sample)])
-    return table.drop(columns=[STRATUM_BAND], errors="ignore")
+    sample = features.addBands(mine).stratifiedSample(
+        numPoints=pixels, classBand=MINE_BAND, region=region, scale=scale, seed=seed, geometries=False
+    )
+    return pd.DataFrame([f["properties"] for f in iter_features(sample)])
 
 
 def context_feature_names(ee, composite, radii: Sequence[float] = CONTEXT_RADII_M) -> list[str]:
