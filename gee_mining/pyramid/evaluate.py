@@ -40,6 +40,7 @@ from gee_mining.connection import connect
 from gee_mining.contracts.bands import GREENEST_NDVI_BAND
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import write_catalog
+from gee_mining.io.files import write_json
 from gee_mining.io.prepared import forget_prepared, read_prepared, refuse_links, write_prepared
 from gee_mining.ml.detect.dataset import DatasetSpec
 from gee_mining.pyramid.calibration import Calibration, CalibrationWorld, calibrate_worlds, clopper_pearson
@@ -427,9 +428,7 @@ def evaluate_pyramid(out_dir: str | os.PathLike, ev: EvaluationSpec,
         "pooled": pooled(results, ev),
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    tmp = out / ".partial-evaluation.json"
-    tmp.write_text(json.dumps(report, indent=1, default=str))
-    os.replace(tmp, out / "evaluation.json")
+    write_json(out / "evaluation.json", report)
     return report
 
 

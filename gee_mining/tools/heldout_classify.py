@@ -24,6 +24,7 @@ import pandas as pd
 
 from gee_mining.contracts.bands import MINE_BAND
 from gee_mining.errors import InputError
+from gee_mining.io.files import write_json
 from gee_mining.ml.classify import DEFAULT_FEATURES, ClassifySpec, accuracy, train
 from gee_mining.steps.indices import feature_image
 from gee_mining.tools import heldout as H
@@ -106,6 +107,6 @@ def evaluate_classify(out_dir: str | os.PathLike, spec: H.HeldoutSpec, classifie
     }  # fmt: skip
     report["pooled"] = report["models"][classifiers[0]]["pooled"]
     report["seconds"] = round(time.perf_counter() - t0, 1)
-    H.write_json(out, "evaluation_classify.json", report)
+    write_json(out / "evaluation_classify.json", report)
     classify_report(out, report)
     return report

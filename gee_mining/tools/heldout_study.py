@@ -29,6 +29,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from gee_mining.contracts.models import LinearModel
+from gee_mining.io.files import write_json
 from gee_mining.ml.classify import compile_linear
 from gee_mining.ml.study import Dataset, FeatureSpec, TargetSpec, choose_penalty, dropout_order, from_frame, lasso
 from gee_mining.ml.study.paths import best_f1_threshold, path_metrics
@@ -144,6 +145,6 @@ def evaluate_study(out_dir: str | os.PathLike, spec: H.HeldoutSpec,
     }  # fmt: skip
     report["pooled"] = report["models"]["lasso"]["pooled"]
     report["seconds"] = round(time.perf_counter() - t0, 1)
-    H.write_json(out, "evaluation_study.json", report)
+    write_json(out / "evaluation_study.json", report)
     study_report(out, report)
     return report
