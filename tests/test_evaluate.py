@@ -8,8 +8,10 @@ library names, scipy's ``binomtest`` for the interval, and plain counting for th
 
 from __future__ import annotations
 
+import html
 import json
 import re
+import shlex
 from dataclasses import fields
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,6 +21,7 @@ import pytest
 import shapely
 from scipy.stats import binomtest
 
+from gee_mining.cli.main import command_line
 from gee_mining.errors import InputError
 from gee_mining.io.prepared import refuse_links
 from gee_mining.pyramid.calibration import clopper_pearson, cross_world_margin, level_threshold, margin_threshold
@@ -292,7 +295,10 @@ def test_the_pyramid_report_shows_the_held_out_figures(sim):
     """`evaluate pyramid`'s report: the per-world row carries what worlds.jsonl recorded as the world finished, the
     pooled row the fine-cell ratio of those counts, a recall-by-size figure, and one calibration row per level."""
     out, spec, report = sim
-    page = pyramid_report(out, report).read_text()
+    argv = ["evaluate", "pyramid", "--train-seeds", "1", "--test-seeds", "2", "--out", "my runs/a"]
+    page = pyramid_report(out, report, command_line(argv)).read_text()
+    shown = re.search(r"<td>command</td><td>(.*?)</td>", page).group(1)
+    assert shlex.split(html.unescape(shown)) == ["gee-mining", *argv]  # the whole command, as a shell reads it back
     (world,) = [json.loads(line) for line in (out / "worlds.jsonl").read_text().splitlines()]
     rows = {r[0]: r[1:] for r in (re.findall(r"<td[^>]*>(.*?)</td>", tr) for tr in re.findall(r"<tr>.*?</tr>", page))
             if r}  # fmt: skip

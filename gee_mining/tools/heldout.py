@@ -259,8 +259,6 @@ def real_false_alarms(models: dict[str, Callable[[Any], Any]], worlds: Worlds,
             "scenes": scenes}  # fmt: skip
 
 
-
-
 def held_out_mines(worlds: Worlds) -> int:
     """How many mines the held-out worlds hold (their own files)."""
     return sum(len(world_mines(w)) for w in worlds.test.values())

@@ -110,10 +110,11 @@ def stability(data: Dataset, top_k: int = 5) -> dict[str, Any]:
     return ranking_stability(orders, top_k)
 
 
-def evaluate_study(out_dir: str | os.PathLike, spec: H.HeldoutSpec,
-                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
+def evaluate_study(out_dir: str | os.PathLike, spec: H.HeldoutSpec, progress: Callable[[str], None] | None = None,
+                   command: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Prepare the worlds, choose the LASSO model on the train worlds, measure it (and the pyramid's screening model)
-    on the held-out worlds and the real scenes; writes ``evaluation_study.json`` and ``report_study/report.html`` in ``out_dir``."""
+    on the held-out worlds and the real scenes; writes ``evaluation_study.json`` and ``report_study/report.html`` in ``out_dir``
+    (``command``: the command line the report names)."""
     say = progress or (lambda msg: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -146,5 +147,5 @@ def evaluate_study(out_dir: str | os.PathLike, spec: H.HeldoutSpec,
     report["pooled"] = report["models"]["lasso"]["pooled"]
     report["seconds"] = round(time.perf_counter() - t0, 1)
     write_json(out / "evaluation_study.json", report)
-    study_report(out, report)
+    study_report(out, report, command)
     return report
