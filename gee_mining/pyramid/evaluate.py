@@ -231,7 +231,7 @@ def _prepare(args: tuple) -> SimulatedPyramid:
         world = WorldManifest.read(Path(out) / "world" / "manifest.json")
         world.out_dir, world.catalog = str(Path(out) / "world"), str(Path(out) / "world" / "catalog.toml")
         return SimulatedPyramid(world, saved["epsg"], tuple(saved["bounds"]), saved["composite_id"],
-                                saved["mines_id"], Path(saved["catalog"]))  # fmt: skip
+                                saved["mines_id"], Path(out) / "catalog_pyramid.toml")  # fmt: skip
     forget_prepared(out)
     sim = prepare_simulated(
         out, None, size_km=spec.size_km, clusters=spec.clusters, months=spec.months, seed=seed,
@@ -239,7 +239,7 @@ def _prepare(args: tuple) -> SimulatedPyramid:
         realism=spec.realism, extra_months=spec.seasons,
     )  # fmt: skip
     write_prepared(out, key, {"epsg": sim.epsg, "bounds": list(sim.bounds), "composite_id": sim.composite_id,
-                              "mines_id": sim.mines_id, "catalog": str(Path(sim.catalog).resolve())})  # fmt: skip
+                              "mines_id": sim.mines_id})  # fmt: skip
     return sim
 
 
