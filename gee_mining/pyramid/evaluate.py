@@ -43,7 +43,13 @@ from gee_mining.io.catalog import write_catalog
 from gee_mining.io.files import write_json
 from gee_mining.io.prepared import forget_prepared, read_prepared, refuse_links, write_prepared
 from gee_mining.ml.detect.dataset import DatasetSpec
-from gee_mining.pyramid.calibration import Calibration, CalibrationWorld, calibrate_worlds, clopper_pearson
+from gee_mining.pyramid.calibration import (
+    Calibration,
+    CalibrationWorld,
+    calibrate_worlds,
+    clopper_pearson,
+    world_bootstrap_interval,
+)
 from gee_mining.pyramid.core import PyramidSpec, descendants, known_polygons, run_exhaustive, run_pyramid, start_cells
 from gee_mining.pyramid.detectors import PixelModelDetector, YoloDetector
 from gee_mining.pyramid.probability import (
@@ -376,6 +382,9 @@ def pooled(worlds: Sequence[WorldResult], ev: EvaluationSpec) -> dict[str, Any]:
         "recall_by_size": recall_by_size(worlds),
     }  # fmt: skip
     out.update(rates(area, mine_km2, out["false_alarm_cells"], fa_boxes, out["boxes"] - fa_boxes, ev.mine_share))
+    if n:  # mines of one world are not independent: the interval with the worlds resampled, beside the exact one
+        wl, wh = world_bootstrap_interval([w.detected for w in worlds], [w.mines for w in worlds], ev.confidence)
+        out.update(recall_ci_low_worlds=wl, recall_ci_high_worlds=wh)
     if all(w.exhaustive_recall is not None for w in worlds):
         hits = sum(round((w.exhaustive_recall or 0) * w.mines) for w in worlds)
         out["exhaustive_recall"] = hits / n if n else None

@@ -179,7 +179,7 @@ def pyramid_report(out: Path, doc: dict[str, Any], command: str | None = None) -
     Report.text(s, f"{doc['what'][0].upper()}{doc['what'][1:]}. Train worlds {proto['train_seeds']}, held-out worlds "
                    f"{proto['test_seeds']} (no seed, mine, ground or spectrum shared). A mine is found when a box the "
                    "pyramid keeps touches it; intervals are 95 % Clopper-Pearson. Precision is for mines covering "
-                   f"{p['mine_share']:.2%} of the land.", "note")  # fmt: skip
+                   f"{p['mine_share']:.2%} of the land.{_world_interval(p)}", "note")  # fmt: skip
     rows = [["pooled", f"{p['detected']}/{p['mines']}", _ci(p["recall"], p["recall_ci_low"], p["recall_ci_high"]),
              f"{p['fine_cells']:,} of {p['exhaustive_fine_cells']:,} ({p['fine_cell_ratio']:.1f}x fewer)",
              round(p["false_alarm_cells_per_1000km2"]), round(p["false_alarms_per_1000km2"]),
@@ -201,6 +201,15 @@ def pyramid_report(out: Path, doc: dict[str, Any], command: str | None = None) -
                    f"{lv['kept']}/{lv['mines']}", f"{lv['cells_kept']}/{lv['cells_evaluated']}"]
                   for lv in proto["calibration"]["levels"]])  # fmt: skip
     return _save(report, out / "report_pyramid", run_summary(command or "gee-mining evaluate pyramid", out, doc))
+
+
+def _world_interval(p: dict[str, Any]) -> str:
+    """The pooled recall's interval with the worlds resampled, as a sentence (empty for reports without it)."""
+    if p.get("recall_ci_low_worlds") is None:
+        return ""
+    return (f" Mines of one world share its ground and cluster, so they are not independent: resampling the worlds "
+            f"instead of the mines, the pooled recall's 95 % interval is {p['recall_ci_low_worlds']:.3f}-"
+            f"{p['recall_ci_high_worlds']:.3f} (percentile bootstrap over {p['worlds']} worlds).")  # fmt: skip
 
 
 def yolo_report(out: Path, doc: dict[str, Any], command: str | None = None) -> Path:
