@@ -232,9 +232,9 @@ def test_memory_of_the_pairing_follows_a_row_of_blocks_not_the_zone():
 
 def test_pairing_asks_for_the_wider_touching_cells_only_when_a_round_goes_past_them():
     """pair_negatives with the touching cells known only within ``reach`` cells (those a group's request brings)
-    and ``wider()`` for the rest: a positive whose free cells within 6 cells are all blocked gets the nearest
+    and ``wider(r)`` for the rest: a positive whose free cells within 6 cells are all blocked gets the nearest
     free cell of the complete blocked set (a brute-force search), the cells blocked beyond 6 cells avoided,
-    and ``wider`` is called once; positives settled within 6 cells never call it."""
+    and ``wider`` is called once, for the 12-cell round; positives settled within 6 cells never call it."""
     from gee_mining.contracts.cells import NEGATIVE_REACH
     from gee_mining.steps.grid import pair_negatives
 
@@ -245,8 +245,8 @@ def test_pairing_asks_for_the_wider_touching_cells_only_when_a_round_goes_past_t
     near = {c for c in full if max(abs(c[0]), abs(c[1])) <= 6}
     calls = []
 
-    def wider():
-        calls.append(1)
+    def wider(reach):
+        calls.append(reach)
         return full
 
     hits = pair_negatives(spec, 32633, [positive], near, lambda msg: None, 6, wider)
@@ -257,8 +257,38 @@ def test_pairing_asks_for_the_wider_touching_cells_only_when_a_round_goes_past_t
         if (dx, dy) not in full
     ]
     d2, y, x = min(window)
-    assert hits == [((x, y), 5500.0 * math.sqrt(d2))] and calls == [1]
+    assert hits == [((x, y), 5500.0 * math.sqrt(d2))] and calls == [12]  # the 12-cell round's own reach
     assert hits == pair_negatives(spec, 32633, [positive], full, lambda msg: None)  # as with the whole set
     calls.clear()
     assert pair_negatives(spec, 32633, [(100, 100)], near, lambda msg: None, 6, wider)[0][1] == 5500.0
     assert calls == []
+
+
+def test_pairing_asks_for_the_whole_reach_when_the_first_wider_round_is_not_enough():
+    """A positive with every cell within 13 cells blocked (and half of those at 14): ``wider(12)`` for the
+    12-cell round, then ``wider(48)`` for the 24-cell one, and the nearest free cell of the complete set (a
+    brute-force search). It fails if the second round kept the cells known within 12 only (it would take a
+    cell at 13, blocked beyond what the first answer held)."""
+    from gee_mining.contracts.cells import NEGATIVE_REACH
+    from gee_mining.steps.grid import pair_negatives
+
+    spec = GridSpec.of(5500)
+    full = {(x, y) for x in range(-13, 14) for y in range(-13, 14)}
+    full |= {(x, y) for x in range(-14, 15) for y in range(-14, 15) if y <= 0}
+    calls = []
+
+    def wider(reach):
+        calls.append(reach)
+        return {c for c in full if max(abs(c[0]), abs(c[1])) <= reach}
+
+    near = {c for c in full if max(abs(c[0]), abs(c[1])) <= 6}
+    hits = pair_negatives(spec, 32633, [(0, 0)], near, lambda msg: None, 6, wider)
+    window = [
+        (dx * dx + dy * dy, dy, dx)
+        for dx in range(-NEGATIVE_REACH, NEGATIVE_REACH + 1)
+        for dy in range(-NEGATIVE_REACH, NEGATIVE_REACH + 1)
+        if (dx, dy) not in full
+    ]
+    d2, y, x = min(window)
+    assert (x, y) == (0, 14) and hits == [((0, 14), 5500.0 * 14)]
+    assert calls == [12, NEGATIVE_REACH]

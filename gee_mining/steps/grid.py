@@ -670,8 +670,8 @@ class _Pairing:
     def pair(self, group: BlockGroup, positives: list[dict[str, Any]], near: set[tuple[int, int]] | None) -> None:
         ee, spec = self.ee, self.spec
 
-        def wider() -> set[tuple[int, int]]:
-            keys = touching_cells(ee, self.tagged, group.epsg, spec, self.margin, group).getInfo()
+        def wider(reach: int = NEGATIVE_REACH) -> set[tuple[int, int]]:
+            keys = touching_cells(ee, self.tagged, group.epsg, spec, self.margin, group, reach).getInfo()
             return {cell_index(k) for k in keys}
 
         if near is None:  # one group for the zone: its touching cells asked for on their own
@@ -743,11 +743,11 @@ def pair_group(
     blocked: set[tuple[int, int]],
     taken: set[tuple[int, int]],
     reach: int = NEGATIVE_REACH,
-    wider: Callable[[], set[tuple[int, int]]] | None = None,
+    wider: Callable[[int], set[tuple[int, int]]] | None = None,
 ) -> list[tuple[tuple[int, int], float] | None]:
     """:func:`pair_negatives` of one group's positives (in their order) against the cells touching a polygon
-    within ``reach`` cells of its blocks (``blocked``; ``wider()``: those within the pairing's whole reach,
-    asked for only if a positive has no negative within ``reach``) and the negatives earlier groups of the
+    within ``reach`` cells of its blocks (``blocked``; ``wider(r)``: those within ``r`` cells, asked for only
+    if a positive has no negative within ``reach``) and the negatives earlier groups of the
     zone ``taken``; the group's negatives are added to ``taken``, and those no later group can reach (below the
     group's last row of blocks less :data:`NEGATIVE_REACH` cells: groups come in the lattice's row order)
     dropped, so that ``taken`` holds about a row of blocks' negatives, not the zone's."""
@@ -806,7 +806,7 @@ def pair_negatives(
     blocked: set[tuple[int, int]],
     warn: Callable[[str], None],
     reach: int = NEGATIVE_REACH,
-    wider: Callable[[], set[tuple[int, int]]] | None = None,
+    wider: Callable[[int], set[tuple[int, int]]] | None = None,
 ) -> list[tuple[tuple[int, int], float] | None]:
     """Each positive's (cell indices x, y) distinct nearest free cell of its zone (see
     :func:`assign_negatives`), searching ever farther (3 to :data:`NEGATIVE_REACH` cells) for the positives
@@ -814,16 +814,20 @@ def pair_negatives(
 
     A first round over the 8 neighbours settles most positives cheaply; it makes the same choices as the
     first pairs of the 3-cell round (those at distance 1 and sqrt 2, taken first there too). ``blocked`` need
-    only be complete within ``reach`` cells of the positives: a round farther first adds ``wider()`` (the
-    blocked cells within :data:`NEGATIVE_REACH`), so that the choices are those of the complete set."""
+    only be complete within ``reach`` cells of the positives: a round farther first adds ``wider(r)`` (the
+    blocked cells within ``r`` cells), so that the choices are those of the complete set. The first such round
+    asks for its own radius only (say the 12-cell round of a group whose request brought :data:`NEAR_REACH`:
+    most positives left settle there, and the cells within 12 of a block are a fraction of those within
+    :data:`NEGATIVE_REACH`), a later one for the whole reach."""
     pos_index = list(positives)
     assigned: list = [None] * len(positives)
     blocked = set(blocked)
-    radius = 1
+    radius, widened = 1, False
     while True:
         if radius > reach and wider is not None:
-            blocked |= wider()
-            reach, wider = NEGATIVE_REACH, None
+            reach = NEGATIVE_REACH if widened else radius
+            blocked |= wider(reach)
+            widened, wider = True, None if reach >= NEGATIVE_REACH else wider
         todo = [i for i, a in enumerate(assigned) if a is None]
         hits = assign_negatives([pos_index[i] for i in todo], blocked, spec.cell_size, radius)
         for k, hit in zip(todo, hits, strict=True):
