@@ -292,3 +292,34 @@ def test_pairing_asks_for_the_whole_reach_when_the_first_wider_round_is_not_enou
     d2, y, x = min(window)
     assert (x, y) == (0, 14) and hits == [((0, 14), 5500.0 * 14)]
     assert calls == [12, NEGATIVE_REACH]
+
+
+def test_a_zone_boxes_only_the_neighbours_polygons_within_reach_of_its_blocks(ee_local):
+    """The polygons a zone's requests box (``_near`` with the zone's blocks): its own and a neighbour zone's
+    polygon 5 km across the zone edge (within the pairing's reach of the blocks), not one 600 km east; the
+    table is that of the whole zone asked for in one request (block=None, no such choice), and its negatives
+    touch neither polygon (shapely, in the zone's UTM)."""
+    from gee_mining.steps.grid import _near, plan_groups, tag_zones
+
+    spec = GridSpec.of(5500)
+    own = shapely.box(17.93, 1.0, 17.98, 1.05)  # zone 33 N, whose east edge is 18 E
+    across = shapely.box(17.99 + 0.02, 0.9, 18.1, 1.15)  # zone 34 N, just across
+    far = shapely.box(23.5, 1.0, 23.53, 1.03)  # zone 34 N, 600 km east: beyond 4 + 51 cells of 5.5 km
+    fc = _collection(ee_local, [own, across, far])
+    tagged = tag_zones(ee_local, fc, spec)
+    (group,) = plan_groups(ee_local, tagged, [32633], spec, 4)
+    assert sorted(_near(ee_local, tagged, 32633).aggregate_array("id").getInfo()) == [0, 1, 2]
+    assert sorted(_near(ee_local, tagged, 32633, group, spec.cell_size).aggregate_array("id").getInfo()) == [0, 1]
+    blocked = build_grid(ee_local, fc, spec, block=4, metadata=NO_METADATA)
+    whole = build_grid(ee_local, fc, spec, block=None, metadata=NO_METADATA)
+    assert blocked.rows == whole.rows and blocked.negatives
+    tf = pyproj.Transformer.from_crs(4326, 32633, always_xy=True)
+    utm = [
+        shapely.transform(shapely.segmentize(p, 0.001), lambda xy: np.column_stack(tf.transform(*xy.T)))
+        for p in (own, across)
+    ]
+    s = spec.cell_size
+    for r in blocked.rows:
+        if r["epsg"] == 32633 and r["label"] == 0:
+            cell = shapely.box(r["cell_x"] * s, r["cell_y"] * s, (r["cell_x"] + 1) * s, (r["cell_y"] + 1) * s)
+            assert not any(cell.intersects(u) for u in utm), r["name"]
