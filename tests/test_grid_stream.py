@@ -323,3 +323,18 @@ def test_a_zone_boxes_only_the_neighbours_polygons_within_reach_of_its_blocks(ee
         if r["epsg"] == 32633 and r["label"] == 0:
             cell = shapely.box(r["cell_x"] * s, r["cell_y"] * s, (r["cell_x"] + 1) * s, (r["cell_y"] + 1) * s)
             assert not any(cell.intersects(u) for u in utm), r["name"]
+
+
+def test_blocks_merge_into_runs_along_their_rows():
+    """A group's blocks as runs of side-by-side blocks of one row (hand-computed): a gap or another row starts a
+    new run; the rings of the runs cover exactly the blocks' squares (shapely), grown or shrunk."""
+    from gee_mining.steps.grid import BlockGroup, _runs, _square_rings
+
+    blocks = ((0, 0), (1, 0), (3, 0), (1, 1), (2, 1), (5, 2))
+    assert _runs(blocks) == [(0, 1, 0), (3, 3, 0), (1, 2, 1), (5, 5, 2)]
+    group = BlockGroup(32633, 4, blocks)
+    squares = shapely.union_all([shapely.box(4 * bx, 4 * by, 4 * bx + 4, 4 * by + 4) for bx, by in blocks])
+    rings = shapely.union_all([shapely.Polygon(r) for r in _square_rings(1.0, group, 0.0)])
+    assert rings.symmetric_difference(squares).area == 0.0
+    grown = shapely.union_all([shapely.Polygon(r) for r in _square_rings(1.0, group, 0.5)])
+    assert grown.symmetric_difference(squares.buffer(0.5, join_style="mitre")).area < 1e-9

@@ -279,13 +279,28 @@ def positive_cells(
     return cells.map(measure).filter(passes)
 
 
+def _runs(blocks: Sequence[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """Blocks as runs of neighbours along a row of the lattice, ``(first bx, last bx, by)``: a group's blocks
+    (in the lattice's row order, mostly side by side) in a few rectangles, not one each, so that its graph
+    holds a few filters and rings where it held a block's each (the same cells: see :func:`_block_cells`)."""
+    runs: list[list[int]] = []
+    for bx, by in sorted(set(blocks), key=lambda b: (b[1], b[0])):
+        if runs and runs[-1][2] == by and runs[-1][1] == bx - 1:
+            runs[-1][1] = bx
+        else:
+            runs.append([bx, bx, by])
+    return [(a, b, c) for a, b, c in runs]
+
+
 def _square_rings(cell_size: float, group: BlockGroup, grow: float) -> list[list[list[float]]]:
-    """The group's blocks as rings of the zone's projection (metres), each grown by ``grow`` metres a side."""
+    """The group's blocks as rings of the zone's projection (metres), a ring a run of neighbouring blocks
+    (:func:`_runs`), each grown by ``grow`` metres a side (shrunk, if negative: then the ring of a run holds
+    the gaps between its blocks' shrunk squares, which no cell lies in alone)."""
     side = group.side * cell_size
     return [
         [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
-        for bx, by in group.blocks
-        for x0, y0, x1, y1 in [(bx * side - grow, by * side - grow, (bx + 1) * side + grow, (by + 1) * side + grow)]
+        for b0, b1, by in _runs(group.blocks)
+        for x0, y0, x1, y1 in [(b0 * side - grow, by * side - grow, (b1 + 1) * side + grow, (by + 1) * side + grow)]
     ]
 
 
@@ -360,14 +375,14 @@ def _block_cells(ee, polys, crs, cell_size: float, group: BlockGroup, rim: int =
     latitude and break where the block crosses 180 degrees."""
     side, pad = group.side * cell_size, cell_size / 1000
     grow = rim * cell_size + pad
-    reaches = [
+    reaches = [  # a polygon's box meets a grown block of a run iff it meets the run's grown rectangle
         ee.Filter.And(
-            ee.Filter.lte("gx0", (bx + 1) * side + grow),
-            ee.Filter.gte("gx1", bx * side - grow),
+            ee.Filter.lte("gx0", (b1 + 1) * side + grow),
+            ee.Filter.gte("gx1", b0 * side - grow),
             ee.Filter.lte("gy0", (by + 1) * side + grow),
             ee.Filter.gte("gy1", by * side - grow),
         )
-        for bx, by in group.blocks
+        for b0, b1, by in _runs(group.blocks)
     ]
     rings = _square_rings(cell_size, group, grow + pad)
     clip = ee.Geometry.MultiPolygon([[r] for r in rings], crs, False).dissolve(CLIP_ERROR_M, crs)
