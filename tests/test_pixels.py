@@ -405,7 +405,7 @@ def test_download_url_other_formats(ee_http, scene, fmt):
 
 
 def test_npy_answer_is_numpys_save_of_the_bands_with_masked_pixels_zero():
-    # The answer is written in blocks of rows (here 3, the last one short) and joined: byte for byte what
+    # The answer is written a block of rows at a time (here 3, the last one short) into one buffer: byte for byte what
     # np.save writes for the structured array of the bands, masked pixels 0, integer bands rounded and clipped.
     from gee_mining.local.raster.band import Band
     from gee_mining.local.raster.image import Image

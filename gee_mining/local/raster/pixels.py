@@ -88,23 +88,27 @@ def encode_npy(image: Image, arrays: Mapping[str, np.ma.MaskedArray]) -> bytes:
     names = list(arrays)
     shape = next(iter(arrays.values())).shape
     dtype = np.dtype([(n, types[n]) for n in names])
-    # The records are written a block of rows at a time into blocks that stay in cache, band after band,
-    # and the answer is joined once from the header and the blocks: one pass over its bytes, no zero-filled
-    # buffer and no second copy (np.save into a BytesIO writes in chunks and regrows its buffer).
+    # The records are written straight into one numpy buffer holding the whole answer, a block of rows at a
+    # time (band after band, the block stays in cache), and copied once into the answer's bytes. numpy asks
+    # for huge pages for large buffers, so first touching 36 MB costs a few ms; the bytes cannot be written
+    # in place. Blocks kept apart and joined at the end cost a second pass over fresh memory (about 0.08 s
+    # of 0.24 s for the composite bench's three 36.8 MB strips).
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(
         header, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
     )
+    head = header.getvalue()
+    answer = np.empty(len(head) + dtype.itemsize * int(np.prod(shape, dtype=np.int64)), np.uint8)
+    answer[: len(head)] = np.frombuffer(head, np.uint8)
+    records = np.ndarray(shape, dtype, buffer=answer, offset=len(head))
     fields = [_field_source(arrays[n], types[n]) for n in names]
-    parts: list[Any] = [header.getvalue()]
     for rows in _row_blocks(shape[0], dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))):
-        block = np.empty((rows.stop - rows.start, *shape[1:]), dtype)
+        block = records[rows]
         for n, (values, mask) in zip(names, fields, strict=True):
             np.copyto(block[n], values[rows], casting="unsafe")
             if mask is not None:
                 np.copyto(block[n], 0, where=mask[rows])
-        parts.append(block.reshape(-1).view(np.uint8))
-    return b"".join(parts)
+    return answer.tobytes()
 
 
 _NPY_BLOCK_BYTES = 1 << 20  # records written band by band a block at a time: the block stays in cache
