@@ -235,8 +235,12 @@ def timed_pairs(engine, numpy_, repeat: int) -> list[tuple[float, float, float, 
 
 def forget_kept_values(gee_mining) -> None:
     """Empty the connected local engine's cache of computed values (kept across requests, as Earth Engine
-    keeps them): each timed run of a bench then computes its graph, as its reference does."""
-    gee_mining.current_connection().local_engine.router.results.clear()
+    keeps them): each timed run of a bench then computes its graph, as its reference does. Its NPY answer
+    buffer is dropped too, so that each run allocates (and the traced run counts) the memory it writes its
+    answers in, as the reference allocates its outputs."""
+    router = gee_mining.current_connection().local_engine.router
+    router.results.clear()
+    router.answer_buffer.clear()
 
 
 def peak_mb(fn) -> float:
