@@ -1230,8 +1230,11 @@ def _object_array(items: list[Any]) -> np.ndarray:
     return np.fromiter(items, dtype=object, count=len(items))
 
 
-def _bbox_small_many(b: np.ndarray, src: str, max_err: float) -> np.ndarray:
-    """:func:`_bbox_small` (without longitudes and latitudes) for many bounds at once; False for empty shapes."""
+def _bbox_small_many(b: np.ndarray, src: str, max_err: float, lat_max: np.ndarray | None = None) -> np.ndarray:
+    """:func:`_bbox_small` for many bounds at once; False for empty shapes. For a projected ``src``,
+    ``lat_max``: each shape's largest absolute latitude in degrees (its vertices in lon/lat), where known:
+    the test then holds where the scalar form's holds without them or with them (the bound grows with the
+    latitude, so at the lower of the two, capped at 84 degrees)."""
     x0, y0, x1, y1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
     with np.errstate(invalid="ignore"):
         if is_geographic(src):
@@ -1239,7 +1242,7 @@ def _bbox_small_many(b: np.ndarray, src: str, max_err: float) -> np.ndarray:
             diag = np.hypot((x1 - x0) * 111_320.0, (y1 - y0) * 110_600.0) * 1.01
         else:
             diag = np.hypot(x1 - x0, y1 - y0) * meters_per_unit(src) * 1.01
-            lat = math.radians(84.0)
+            lat = math.radians(84.0) if lat_max is None else np.radians(np.minimum(lat_max, 84.0))
         return np.isfinite(diag) & (2.0 * diag**2 * (np.tan(lat) + 1.0) / (8.0 * 6_356_752.0) <= max_err)
 
 
@@ -1525,11 +1528,16 @@ def _reproject_pairs(
         raise EngineError(f"Geometry: Unable to transform coordinates from {pairs[k][0]} to {pairs[k][1]}.")
     passed = np.ones(len(fast), dtype=bool)
     if math.isfinite(max_err):
-        passed = _bbox_small_many(shapely.bounds(ordered[fast]), src0, max_err)
+        to_lonlat = is_geographic(dst0) and not is_geographic(src0)
+        lat_max = None
+        if to_lonlat and len(fast):  # each shape's largest |latitude| (its vertices are consecutive in moved)
+            lat_max = np.maximum.reduceat(np.abs(moved[:, 1]), np.searchsorted(owner, np.arange(len(fast))))
+        passed = _bbox_small_many(shapely.bounds(ordered[fast]), src0, max_err, lat_max)
         unsure = np.nonzero(~passed)[0]
-        points = np.isin(owner, unsure)
-        lonlat = moved[points] if is_geographic(dst0) and not is_geographic(src0) else None
-        passed[unsure] = _edges_small_of(ordered[fast][unsure], xy[points], lonlat, src0, max_err)
+        if len(unsure):
+            points = np.isin(owner, unsure)
+            lonlat = moved[points] if to_lonlat else None
+            passed[unsure] = _edges_small_of(ordered[fast][unsure], xy[points], lonlat, src0, max_err)
     result = ordered.copy()
     result[fast] = shapely.set_coordinates(ordered[fast].copy(), moved)
     slow = np.ones(len(ordered), dtype=bool)
