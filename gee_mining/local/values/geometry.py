@@ -1529,9 +1529,7 @@ def _reproject_pairs(
     passed = np.ones(len(fast), dtype=bool)
     if math.isfinite(max_err):
         to_lonlat = is_geographic(dst0) and not is_geographic(src0)
-        lat_max = None
-        if to_lonlat and len(fast):  # each shape's largest |latitude| (its vertices are consecutive in moved)
-            lat_max = np.maximum.reduceat(np.abs(moved[:, 1]), np.searchsorted(owner, np.arange(len(fast))))
+        lat_max = _largest_per_owner(np.abs(moved[:, 1]), owner, len(fast)) if to_lonlat else None
         passed = _bbox_small_many(shapely.bounds(ordered[fast]), src0, max_err, lat_max)
         unsure = np.nonzero(~passed)[0]
         if len(unsure):
@@ -1548,6 +1546,14 @@ def _reproject_pairs(
     out = np.empty(len(shapes), dtype=object)
     out[order] = result
     return out
+
+
+def _largest_per_owner(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+    """The largest of ``values`` of each of ``n`` owners, where ``owner`` (sorted) gives every owner at least
+    one value (``shapely.get_coordinates(..., return_index=True)`` of non-empty shapes)."""
+    if n == 0:
+        return np.zeros(0)
+    return np.maximum.reduceat(values, np.searchsorted(owner, np.arange(n)))
 
 
 def _edges_small_of(
