@@ -171,11 +171,46 @@ def infos_many(geoms: list[Geometry], arrays: bool = False) -> list[dict]:
     coords = dict(zip(bulk.tolist(), _polygon_coordinates_many(shapes[bulk], arrays), strict=True))
     points = np.nonzero((types == 0) & full)[0]
     coords.update(zip(points.tolist(), shapely.get_coordinates(shapes[points]).tolist(), strict=True))
-    return [g.to_info(coords.get(i)) for i, g in enumerate(geoms)]
+    out = []
+    for i, g in enumerate(geoms):
+        c, kind = coords.get(i), g.type_name
+        if c is None or kind == "GeometryCollection" or g.proj.crs != LONLAT:
+            out.append(g.to_info(c))
+            continue
+        info = {"type": kind, "coordinates": c}  # what g.to_info(c) makes for lon/lat (a geographic CRS)
+        if not g.geodesic and kind not in ("Point", "MultiPoint"):
+            info["geodesic"] = False
+        if not g.even_odd and kind in _POLYGONAL:
+            info["evenOdd"] = False
+        out.append(info)
+    return out
 
 
 def _polygon_coordinates_many(shapes: np.ndarray, arrays: bool = False) -> list[list]:
-    """:func:`_coordinates` of non-empty polygons and multipolygons: every vertex in one list (or array), sliced."""
+    """:func:`_coordinates` of non-empty polygons and multipolygons: every vertex in one list (or array), sliced.
+    Polygons without holes (a buffer's, most mines') are sliced from their own coordinates, the others through
+    their parts and rings (which shapely copies)."""
+    simple = (shapely.get_type_id(shapes) == 3) & (shapely.get_num_interior_rings(shapes) == 0)
+    if not simple.all():
+        out: list[Any] = [None] * len(shapes)
+        for rows, coords in ((simple, _rings_of_simple), (~simple, _coordinates_by_rings)):
+            idx = np.nonzero(rows)[0]
+            for i, c in zip(idx.tolist(), coords(shapes[idx], arrays), strict=True):
+                out[i] = c
+        return out
+    return _rings_of_simple(shapes, arrays)
+
+
+def _rings_of_simple(shapes: np.ndarray, arrays: bool) -> list[list]:
+    """:func:`_coordinates` of polygons without holes: each one ring, all of their coordinates."""
+    xy = shapely.get_coordinates(shapes)
+    points = xy if arrays else xy.tolist()
+    cuts = np.cumsum(np.concatenate([[0], shapely.get_num_coordinates(shapes)])).tolist()
+    return [[points[a:b]] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+def _coordinates_by_rings(shapes: np.ndarray, arrays: bool) -> list[list]:
+    """:func:`_coordinates` of non-empty polygons and multipolygons, through their parts and rings."""
     parts, part_owner = shapely.get_parts(shapes, return_index=True)
     rings, ring_part = shapely.get_rings(parts, return_index=True)
     xy, ring_of = shapely.get_coordinates(rings, return_index=True)
