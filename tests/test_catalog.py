@@ -171,7 +171,7 @@ def test_register_polygon_file_writes_an_escaped_catalog(tmp_path):
     assert (asset, repaired) == ("projects/my-project/assets/mines", 1)
     data = tomllib.loads(catalog.read_text())
     assert data["include"] == [str(src.resolve())]
-    served = read_polygons(data["table"][0]["path"])
+    served = read_polygons(catalog.parent / data["table"][0]["path"])  # relative to the catalog, as the engine reads it
     assert [p["id"] for p in served.properties] == [0, 1]
     assert all(shapely.is_valid(g) for g in served.geometries)
     assert shapely.equals(served.geometries[1], square)
@@ -203,3 +203,39 @@ def test_collections_carry_their_global_coverage_and_composites_warn_before_it(e
         warnings.simplefilter("error")
         collection(region, CompositeSpec(start="2020-01-01", end="2021-01-01"))
         collection(region, CompositeSpec(start="2019-01-01", end="2019-02-01"))  # the first global day
+
+
+def test_a_catalog_folder_copied_whole_serves_its_own_files(ee_local, tmp_path):
+    """write_catalog writes the files inside its folder relative to it: after the folder is copied and the
+    original deleted, the copy's engine serves the copy's table and raster (counted and averaged against the
+    files read with shapely and numpy), and a file outside the folder keeps its absolute path."""
+    import shutil
+
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from gee_mining.io.catalog import CatalogEntry, write_catalog
+
+    first, outside = tmp_path / "first", tmp_path / "outside.geojson"
+    (first / "sub").mkdir(parents=True)
+    _write_ogr(first / "mines.geojson", "GeoJSON")
+    shutil.copy(first / "mines.geojson", outside)
+    pixels = np.arange(16, dtype=np.uint16).reshape(4, 4)
+    with rasterio.open(first / "sub" / "b1.tif", "w", driver="GTiff", width=4, height=4, count=1, dtype="uint16",
+                       crs="EPSG:32633", transform=from_origin(500000, 5000040, 10, 10)) as ds:  # fmt: skip
+        ds.write(pixels, 1)
+    entries = [table_entry("projects/copy-test/assets/inside", (first / "mines.geojson").resolve()),
+               table_entry("projects/copy-test/assets/outside", outside.resolve()),
+               CatalogEntry("image", {"id": "projects/copy-test/assets/img", "bands": {"B1": (first / "sub" / "b1.tif").resolve()}})]  # fmt: skip
+    write_catalog(first / "catalog.toml", entries)
+    data = tomllib.loads((first / "catalog.toml").read_text())
+    assert [t["path"] for t in data["table"]] == ["mines.geojson", str(outside.resolve())]
+    copy = tmp_path / "copy"
+    shutil.copytree(first, copy)
+    shutil.rmtree(first)
+    gee_mining.connect("local", project="copy-test", catalog=copy / "catalog.toml", storage_root=tmp_path / "storage")
+    assert ee_local.FeatureCollection("projects/copy-test/assets/inside").size().getInfo() == len(POLYS)
+    assert ee_local.FeatureCollection("projects/copy-test/assets/outside").size().getInfo() == len(POLYS)
+    region = ee_local.Geometry.Rectangle([500000, 5000000, 500040, 5000040], "EPSG:32633", False)
+    mean = ee_local.Image("projects/copy-test/assets/img").reduceRegion(ee_local.Reducer.mean(), region, 10).getInfo()
+    assert mean["B1"] == pytest.approx(float(pixels.mean()))

@@ -540,3 +540,18 @@ def test_pages_with_rings_as_arrays_are_the_bytes_json_writes():
     bad = Feature(Geometry(shapely.Polygon([(0, 0), (1, 0), (float("nan"), 1)]), geodesic=False), {})
     text = _dumps(features_info([bad], arrays=True)[0])
     assert b"NaN" in text and b"null" not in text
+
+
+def test_storage_the_engine_made_itself_is_removed_when_it_closes(tmp_path):
+    """Without ``storage_root`` the engine's storage is a temporary folder of its own: gone after ``close``
+    (the process's end too: a finalizer). A given ``storage_root`` is the caller's and stays."""
+    made = LocalEngine()
+    scratch = made.storage_root
+    (scratch / "bkt").mkdir(parents=True, exist_ok=True)
+    (scratch / "bkt" / "x.tif").write_bytes(b"x")
+    made.close()
+    assert not scratch.exists()
+    (tmp_path / "mine" / "bkt").mkdir(parents=True)
+    given = LocalEngine(storage_root=tmp_path / "mine")
+    given.close()
+    assert (tmp_path / "mine" / "bkt").is_dir()

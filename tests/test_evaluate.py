@@ -8,8 +8,11 @@ library names, scipy's ``binomtest`` for the interval, and plain counting for th
 
 from __future__ import annotations
 
+import html
+import itertools
 import json
 import re
+import shlex
 from dataclasses import fields
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,9 +22,16 @@ import pytest
 import shapely
 from scipy.stats import binomtest
 
+from gee_mining.cli.main import command_line
 from gee_mining.errors import InputError
 from gee_mining.io.prepared import refuse_links
-from gee_mining.pyramid.calibration import clopper_pearson, cross_world_margin, level_threshold, margin_threshold
+from gee_mining.pyramid.calibration import (
+    clopper_pearson,
+    cross_world_margin,
+    level_threshold,
+    margin_threshold,
+    world_bootstrap_interval,
+)
 from gee_mining.pyramid.evaluate import (
     EvaluationSpec,
     WorldsSpec,
@@ -174,6 +184,8 @@ def test_pooled_figures_are_counts_of_the_world_figures(sim):
     assert pooled["recall"] == pytest.approx(w["detected"] / w["mines"])
     ci = binomtest(w["detected"], w["mines"]).proportion_ci(method="exact")
     assert (pooled["recall_ci_low"], pooled["recall_ci_high"]) == pytest.approx((ci.low, ci.high))
+    # one world: every resample of the worlds is that world, so the world interval is the point
+    assert pooled["recall_ci_low_worlds"] == pooled["recall_ci_high_worlds"] == pytest.approx(pooled["recall"])
     assert pooled["exhaustive_fine_cells"] == 4 * 4**3  # 2 x 2 start cells of 2750 m, three halvings
     assert 0 < pooled["fine_cells"] <= pooled["exhaustive_fine_cells"]
     assert pooled["area_km2"] == pytest.approx(5.52**2)
@@ -292,7 +304,10 @@ def test_the_pyramid_report_shows_the_held_out_figures(sim):
     """`evaluate pyramid`'s report: the per-world row carries what worlds.jsonl recorded as the world finished, the
     pooled row the fine-cell ratio of those counts, a recall-by-size figure, and one calibration row per level."""
     out, spec, report = sim
-    page = pyramid_report(out, report).read_text()
+    argv = ["evaluate", "pyramid", "--train-seeds", "1", "--test-seeds", "2", "--out", "my runs/a"]
+    page = pyramid_report(out, report, command_line(argv)).read_text()
+    shown = re.search(r"<td>command</td><td>(.*?)</td>", page).group(1)
+    assert shlex.split(html.unescape(shown)) == ["gee-mining", *argv]  # the whole command, as a shell reads it back
     (world,) = [json.loads(line) for line in (out / "worlds.jsonl").read_text().splitlines()]
     rows = {r[0]: r[1:] for r in (re.findall(r"<td[^>]*>(.*?)</td>", tr) for tr in re.findall(r"<tr>.*?</tr>", page))
             if r}  # fmt: skip
@@ -304,3 +319,19 @@ def test_the_pyramid_report_shows_the_held_out_figures(sim):
     levels = page.rsplit("Thresholds calibrated on the train worlds", 1)[1].split("</table>")[0]  # after the heading
     assert levels.count("<tr>") - 1 == len(spec.levels)
     assert "<td>train worlds (seeds)</td><td>1</td>" in page and "<td>held-out worlds (seeds)</td><td>2</td>" in page
+
+
+def test_world_bootstrap_interval_matches_the_enumerated_bootstrap():
+    """Three worlds: the bootstrap over worlds has 27 equally likely resamples, enumerated here; the sampled
+    percentile interval lands on their exact quantiles (to the sampling error of 20,000 draws), and it is wider than
+    Clopper-Pearson over the mines when one world holds most of the misses."""
+    detected, mines = [30, 2, 19], [31, 12, 20]
+    shares = sorted(sum(detected[i] for i in pick) / sum(mines[i] for i in pick)
+                    for pick in itertools.product(range(3), repeat=3))  # fmt: skip
+    exact = np.quantile(np.repeat(shares, 1000), [0.025, 0.975])
+    low, high = world_bootstrap_interval(detected, mines)
+    assert abs(low - exact[0]) < 0.02 and abs(high - exact[1]) < 0.02
+    cp_low, cp_high = clopper_pearson(sum(detected), sum(mines))
+    assert low < cp_low and high - low > cp_high - cp_low
+    with pytest.raises(InputError, match="0 <= detected <= mines"):
+        world_bootstrap_interval([3], [2])

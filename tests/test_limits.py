@@ -508,3 +508,38 @@ def test_pixel_table_pages_stay_under_their_byte_bound(limited, monkeypatch):
         assert answered == asked == size and bound / 2 < nbytes <= bound, (asked, answered, nbytes)
     assert page_size_for(names) * len(json.dumps(got[0], separators=(",", ":"))) <= 4 * 1024 * 1024
     assert page_size_for(names) < 5000 and page_size_for(["x"]) == 5000  # narrow tables keep full pages
+
+
+def test_a_scoring_page_that_times_out_is_scored_in_halves(limited):
+    """The pyramid's interactive scoring (``score_cells``): a page the engine refuses as "Computation timed out."
+    is scored again in halves, with the same scores as an engine without the bound; one cell that still times out
+    is an error naming the cell and the way out. The bound here is the engine's band-pixel work bound, lowered so
+    that one and two cells pass and a whole page does not (checked first)."""
+    from gee_mining.errors import GeeMiningError
+    from gee_mining.pyramid.core import PyramidSpec, score_cells, score_collection, start_cells
+
+    spec = PyramidSpec.of([2750, 1375], [15, 16])
+    region = ee.Geometry.Rectangle([561000, 9294960, 572000, 9305960], "EPSG:32721", False)
+    probability = ee.Image.pixelCoordinates(ee.Projection("EPSG:32721")).select("x").divide(3000).sin().abs()
+    limited()
+    cells = start_cells(ee, region, spec.levels[0], 32721)
+    unbounded = score_cells(ee, probability, cells, spec.scales[0], 0.5)
+    assert len(cells) > 4 and len({v["score"] for v in unbounded.values()}) > 1
+
+    def page(n: int):
+        return ee.data.computeFeatures(
+            {"expression": score_collection(ee, probability, cells[:n], spec.scales[0], 0.5)}
+        )
+
+    limited(pixels_per_request=80_000)
+    assert len(page(2)["features"]) == 2
+    with pytest.raises(ee.EEException, match="Computation timed out"):
+        page(len(cells))
+    said: list[str] = []
+    assert score_cells(ee, probability, cells, spec.scales[0], 0.5, progress=said.append) == unbounded
+    assert said and said[0] == f"[pyramid] a request of {len(cells)} cells timed out: scoring them as " \
+        f"{len(cells) // 2} + {len(cells) - len(cells) // 2}"  # fmt: skip
+    limited(pixels_per_request=5_000)
+    with pytest.raises(GeeMiningError, match=f"scoring cell {cells[0]['name']} alone timed out.*--scales.*export_to"):
+        score_cells(ee, probability, cells, spec.scales[0], 0.5)
+    _serving()

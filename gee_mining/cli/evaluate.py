@@ -51,7 +51,7 @@ def _pyramid(args) -> int:
         seasons=_numbers(args.seasons, "--seasons", int) if args.seasons else (), use_seasons=not args.ignore_seasons,
     )  # fmt: skip
     report = evaluate_pyramid(args.out, spec, progress=progress(args))
-    html_path = pyramid_report(Path(args.out), report)
+    html_path = pyramid_report(Path(args.out), report, args.command_line)
     pooled = {"SIMULATED": True, "pooled": report["pooled"], "evaluation": f"{args.out}/evaluation.json",
               "report": str(html_path)}  # fmt: skip
 
@@ -85,10 +85,10 @@ def _pixel_models(args) -> int:
         min_mine_share=args.min_mine_share, realism=args.realism, workers=args.workers, real_data=not args.no_real,
     )  # fmt: skip
     if args.target == "study":
-        report, name = evaluate_study(args.out, spec, progress=progress(args)), "evaluation_study.json"
+        report, name = evaluate_study(args.out, spec, progress(args), args.command_line), "evaluation_study.json"
     else:
         classifiers = tuple(c.strip() for c in args.classifiers.split(",") if c.strip())
-        report = evaluate_classify(args.out, spec, classifiers, progress=progress(args))
+        report = evaluate_classify(args.out, spec, classifiers, progress(args), args.command_line)
         name = "evaluation_classify.json"
     pooled = {m: v["pooled"] for m, v in report["models"].items()}
     result = {"SIMULATED": True, "pooled": pooled, "real": report["real"], "evaluation": f"{args.out}/{name}",
@@ -147,7 +147,7 @@ def _yolo(args) -> int:
         imgsz=args.imgsz, batch=args.batch, conf=args.conf, min_iou=args.min_iou, mine_share=args.mine_share,
     )  # fmt: skip
     report = evaluate_yolo(args.out, spec, progress=progress(args))
-    html_path = yolo_report(Path(args.out), report)
+    html_path = yolo_report(Path(args.out), report, args.command_line)
     pooled = {k: v for k, v in report["pooled"].items() if k != "recall_by_size"}
     result = {"SIMULATED": True, "pooled": report["pooled"], "training": report["training"],
               "evaluation": f"{args.out}/yolo_evaluation.json", "model": f"{args.out}/yolo_model.json",

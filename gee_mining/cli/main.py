@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -641,6 +642,12 @@ def _add_algorithms(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_algorithms)
 
 
+def command_line(argv: Sequence[str]) -> str:
+    """``gee-mining`` and ``argv`` as one line a shell splits back into the same words: what reports name as the
+    command that made them."""
+    return shlex.join(["gee-mining", *argv])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Every known failure ends as one line on stderr, exit status 2 (``cli.errors.explain``);
     ``--debug`` anywhere on the command line shows the traceback. The run's scratch folder (``gee-mining-*``
@@ -650,6 +657,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_third_party()
     plain_warnings()
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    args.command_line = command_line(argv)
     with scratch_folder(args), json_stdout(args):
         try:
             return args.func(args)

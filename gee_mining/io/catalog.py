@@ -147,10 +147,34 @@ def catalog_text(entries: Iterable[CatalogEntry], include: Sequence[str | os.Pat
 def write_catalog(
     path: str | os.PathLike, entries: Iterable[CatalogEntry], include: Sequence[str | os.PathLike] = (), header=""
 ) -> Path:
-    """Write :func:`catalog_text` to ``path``; the path."""
+    """Write :func:`catalog_text` to ``path``; the path. Files inside the catalog's folder are written relative to
+    it (the engine reads them relative to the catalog), so a folder copied or moved whole still serves its own
+    files, not those of the folder it was copied from; files elsewhere keep their absolute paths."""
     path = Path(path)
-    path.write_text(catalog_text(entries, include, header))
+    folder = path.parent.resolve()
+    entries = [CatalogEntry(e.kind, {k: _relative_field(k, v, folder) for k, v in e.fields.items()}) for e in entries]
+    path.write_text(catalog_text(entries, [_relative(p, folder) for p in include], header))
     return path
+
+
+def _relative(value: str | os.PathLike, folder: Path) -> str | os.PathLike:
+    """``value`` relative to ``folder`` (POSIX form) when it is an absolute path inside it, else unchanged."""
+    p = Path(value)
+    if not p.is_absolute():
+        return value
+    try:
+        return p.resolve().relative_to(folder).as_posix()
+    except ValueError:
+        return value
+
+
+def _relative_field(key: str, value: Any, folder: Path) -> Any:
+    if key in ("path", "index"):
+        return _relative(value, folder)
+    if key == "bands" and isinstance(value, dict):
+        return {b: _relative(v, folder) if isinstance(v, (str, os.PathLike)) else [_relative(v[0], folder), *v[1:]]
+                for b, v in value.items()}  # fmt: skip
+    return value
 
 
 def coverage_entry(asset_id: str) -> CatalogEntry:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gee_mining.errors import InputError
+from gee_mining.io.files import write_json
 
 MARKER = "prepared.json"
 
@@ -58,7 +59,4 @@ def forget_prepared(folder: str | os.PathLike) -> None:
 def write_prepared(folder: str | os.PathLike, key: dict[str, Any], saved: dict[str, Any] | None = None) -> None:
     """Mark ``folder`` as made from ``key`` (with what a reuse needs, ``saved``), atomically, once its work is
     complete."""
-    marker = Path(folder) / MARKER
-    tmp = marker.with_name(f".partial-{MARKER}")
-    tmp.write_text(json.dumps({"key": key, "saved": saved or {}}))
-    os.replace(tmp, marker)
+    write_json(Path(folder) / MARKER, {"key": key, "saved": saved or {}}, indent=None)

@@ -22,7 +22,9 @@ gee_mining imports the engine from here only.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +94,9 @@ class LocalEngine:
     """One engine: a catalog, its operations and its router.
 
     ``catalog``: a :class:`Catalog`, the path of a catalog TOML file, or None
-    for an empty catalog. ``storage_root``: where exports land (a temporary
-    folder by default). ``workers``: threads for batch tasks.
+    for an empty catalog. ``storage_root``: where exports land (by default a
+    temporary folder, removed when the engine closes or the process ends).
+    ``workers``: threads for batch tasks.
 
     ``storage``: where Cloud Storage exports go: "local" (folders under
     ``storage_root``, the default), "emulator" (a Cloud Storage emulator the
@@ -125,6 +128,10 @@ class LocalEngine:
         self.catalog = catalog
         self.project = project
         self.storage_root = Path(storage_root or tempfile.mkdtemp(prefix="gee-mining-storage-"))
+        # storage the engine made itself is scratch: removed when the engine closes or the process ends
+        self._remove_storage = (
+            weakref.finalize(self, shutil.rmtree, self.storage_root, ignore_errors=True) if not storage_root else None
+        )
         load_exported_assets(self.catalog, self.storage_root)  # table assets earlier engines exported here
         self.settings = dict(settings or {})
         self.storage_kind = storage
@@ -170,3 +177,5 @@ class LocalEngine:
         if self._emulator is not None:
             self._emulator.stop()
             self._emulator = None
+        if self._remove_storage is not None:
+            self._remove_storage()

@@ -35,6 +35,7 @@ import shapely
 from gee_mining.connection import connect
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import CatalogEntry, write_catalog
+from gee_mining.io.files import write_json
 from gee_mining.io.prepared import forget_prepared, read_prepared, refuse_links, write_prepared
 from gee_mining.monitor.core import (
     MonitorSpec,
@@ -347,7 +348,5 @@ def evaluate_monitor(out_dir: str | os.PathLike, ev: MonitorEvaluationSpec,
         "goals": {"recall": 0.90, "false_per_1000km2_year": 10.0, "growth_median_abs_rel_error": 0.15},
         "seconds": round(time.perf_counter() - t0, 1),
     }  # fmt: skip
-    tmp = out / ".partial-monitor_evaluation.json"
-    tmp.write_text(json.dumps(report, indent=1, default=str))
-    os.replace(tmp, out / "monitor_evaluation.json")
+    write_json(out / "monitor_evaluation.json", report)
     return report

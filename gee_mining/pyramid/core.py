@@ -160,7 +160,9 @@ def score_cells(ee, probability, rows: Sequence[dict[str, Any]], scale: float, p
     """``{cell name: {"score", "pixels", "mines"}}`` for ``rows``, computed server-side.
 
     Interactive by default, for small runs: one request per page of at most ``PAGE_CELLS`` cells of one zone,
-    so no request (its graph, its ``reduceRegions`` work, its answer) grows with the run. With ``export_to``
+    so no request (its graph, its ``reduceRegions`` work, its answer) grows with the run. A page the engine
+    refuses as too long ("Computation timed out.": Earth Engine's 5-minute interactive bound) is scored again as
+    two half pages, down to one cell (:func:`_score_page`). With ``export_to``
     (``gs://BUCKET/PREFIX``), the path of a global run: :func:`export_scores`, one batch task per
     ``SCORE_BATCH_CELLS`` cells, read back from storage."""
     if export_to is not None:
@@ -172,10 +174,32 @@ def score_cells(ee, probability, rows: Sequence[dict[str, Any]], scale: float, p
     for zone_rows in by_zone.values():
         for i in range(0, len(zone_rows), PAGE_CELLS):
             page = zone_rows[i : i + PAGE_CELLS]
-            fc = score_collection(ee, probability, page, scale, pixel_threshold, polygons, id_column)
-            for f in iter_features(fc, page_size=PAGE_CELLS):
-                out[f["properties"]["name"]] = _score(f["properties"])
+            out.update(_score_page(ee, probability, page, scale, pixel_threshold, polygons, id_column, progress))
     return _all_scored(rows, out)
+
+
+def _score_page(ee, probability, page: Sequence[dict[str, Any]], scale: float, pixel_threshold: float, polygons,
+                id_column: str, progress: Callable[[str], None] | None) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """One page's scores; a page refused as "Computation timed out." is scored as two halves (a slow engine, or
+    a heavy probability image, costs more requests, not the run). One cell that still times out is an error
+    naming the cell and the way out."""
+    try:
+        fc = score_collection(ee, probability, page, scale, pixel_threshold, polygons, id_column)
+        return {f["properties"]["name"]: _score(f["properties"]) for f in iter_features(fc, page_size=len(page))}
+    except ee.EEException as exc:
+        if "Computation timed out" not in str(exc):
+            raise
+        if len(page) == 1:
+            raise GeeMiningError(
+                f"scoring cell {page[0]['name']} alone timed out on the engine ({exc}); score at a coarser scale "
+                "(PyramidSpec.scales, --scales) or by batch export (export_to=gs://BUCKET/PREFIX)."
+            ) from exc
+        half = len(page) // 2
+        if progress:
+            progress(f"[pyramid] a request of {len(page)} cells timed out: scoring them as {half} + {len(page) - half}")
+        scores = _score_page(ee, probability, page[:half], scale, pixel_threshold, polygons, id_column, progress)
+        return scores | _score_page(ee, probability, page[half:], scale, pixel_threshold, polygons, id_column,
+                                    progress)  # fmt: skip
 
 
 def _score(p: dict[str, Any]) -> dict[str, Any]:

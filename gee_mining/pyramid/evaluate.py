@@ -40,9 +40,16 @@ from gee_mining.connection import connect
 from gee_mining.contracts.bands import GREENEST_NDVI_BAND
 from gee_mining.errors import InputError
 from gee_mining.io.catalog import write_catalog
+from gee_mining.io.files import write_json
 from gee_mining.io.prepared import forget_prepared, read_prepared, refuse_links, write_prepared
 from gee_mining.ml.detect.dataset import DatasetSpec
-from gee_mining.pyramid.calibration import Calibration, CalibrationWorld, calibrate_worlds, clopper_pearson
+from gee_mining.pyramid.calibration import (
+    Calibration,
+    CalibrationWorld,
+    calibrate_worlds,
+    clopper_pearson,
+    world_bootstrap_interval,
+)
 from gee_mining.pyramid.core import PyramidSpec, descendants, known_polygons, run_exhaustive, run_pyramid, start_cells
 from gee_mining.pyramid.detectors import PixelModelDetector, YoloDetector
 from gee_mining.pyramid.probability import (
@@ -230,7 +237,7 @@ def _prepare(args: tuple) -> SimulatedPyramid:
         world = WorldManifest.read(Path(out) / "world" / "manifest.json")
         world.out_dir, world.catalog = str(Path(out) / "world"), str(Path(out) / "world" / "catalog.toml")
         return SimulatedPyramid(world, saved["epsg"], tuple(saved["bounds"]), saved["composite_id"],
-                                saved["mines_id"], Path(saved["catalog"]))  # fmt: skip
+                                saved["mines_id"], Path(out) / "catalog_pyramid.toml")  # fmt: skip
     forget_prepared(out)
     sim = prepare_simulated(
         out, None, size_km=spec.size_km, clusters=spec.clusters, months=spec.months, seed=seed,
@@ -238,7 +245,7 @@ def _prepare(args: tuple) -> SimulatedPyramid:
         realism=spec.realism, extra_months=spec.seasons,
     )  # fmt: skip
     write_prepared(out, key, {"epsg": sim.epsg, "bounds": list(sim.bounds), "composite_id": sim.composite_id,
-                              "mines_id": sim.mines_id, "catalog": str(Path(sim.catalog).resolve())})  # fmt: skip
+                              "mines_id": sim.mines_id})  # fmt: skip
     return sim
 
 
@@ -375,6 +382,9 @@ def pooled(worlds: Sequence[WorldResult], ev: EvaluationSpec) -> dict[str, Any]:
         "recall_by_size": recall_by_size(worlds),
     }  # fmt: skip
     out.update(rates(area, mine_km2, out["false_alarm_cells"], fa_boxes, out["boxes"] - fa_boxes, ev.mine_share))
+    if n:  # mines of one world are not independent: the interval with the worlds resampled, beside the exact one
+        wl, wh = world_bootstrap_interval([w.detected for w in worlds], [w.mines for w in worlds], ev.confidence)
+        out.update(recall_ci_low_worlds=wl, recall_ci_high_worlds=wh)
     if all(w.exhaustive_recall is not None for w in worlds):
         hits = sum(round((w.exhaustive_recall or 0) * w.mines) for w in worlds)
         out["exhaustive_recall"] = hits / n if n else None
@@ -427,9 +437,7 @@ def evaluate_pyramid(out_dir: str | os.PathLike, ev: EvaluationSpec,
         "pooled": pooled(results, ev),
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    tmp = out / ".partial-evaluation.json"
-    tmp.write_text(json.dumps(report, indent=1, default=str))
-    os.replace(tmp, out / "evaluation.json")
+    write_json(out / "evaluation.json", report)
     return report
 
 

@@ -28,7 +28,6 @@ Reported per test world and pooled, all SIMULATED:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -40,6 +39,7 @@ from typing import Any
 import shapely
 
 from gee_mining.errors import InputError
+from gee_mining.io.files import write_json
 from gee_mining.ml.detect.dataset import (
     RGB,
     DatasetSpec,
@@ -242,13 +242,9 @@ def train_yolo(ds, out: Path, ev: YoloEvaluationSpec, say) -> dict[str, Any]:
 def write_model_file(out: Path, training: dict[str, Any], dspec: DatasetSpec, ev: YoloEvaluationSpec) -> Path:
     """``yolo_model.json``: what ``evaluate pyramid --detector yolo`` needs (weights, bands and scaling, image size)
     and what it checks (the seeds the model was trained on)."""
-    path = out / MODEL_FILE
-    tmp = path.with_name(".partial-" + path.name)
-    tmp.write_text(json.dumps({"SIMULATED": True, "weights": training["weights"], "dataset_spec": dspec.to_json(),
-                               "imgsz": ev.imgsz, "conf": ev.conf, "train_seeds": list(ev.train_seeds),
-                               "patch_px": ev.patch_px}, indent=1))  # fmt: skip
-    os.replace(tmp, path)
-    return path
+    return write_json(out / MODEL_FILE, {"SIMULATED": True, "weights": training["weights"],
+                                         "dataset_spec": dspec.to_json(), "imgsz": ev.imgsz, "conf": ev.conf,
+                                         "train_seeds": list(ev.train_seeds), "patch_px": ev.patch_px})  # fmt: skip
 
 
 def evaluate_yolo(out_dir: str | os.PathLike, ev: YoloEvaluationSpec,
@@ -290,7 +286,5 @@ def evaluate_yolo(out_dir: str | os.PathLike, ev: YoloEvaluationSpec,
         "seconds": round(time.perf_counter() - t0, 1),
     }  # fmt: skip
     write_model_file(out, training, test_ds.spec, ev)
-    tmp = out / ".partial-yolo_evaluation.json"
-    tmp.write_text(json.dumps(report, indent=1, default=str))
-    os.replace(tmp, out / "yolo_evaluation.json")
+    write_json(out / "yolo_evaluation.json", report)
     return report

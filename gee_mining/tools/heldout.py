@@ -18,8 +18,6 @@ mine-free pixels per 1000 km2, the share of natural bare ground (the truth's ``n
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -259,14 +257,6 @@ def real_false_alarms(models: dict[str, Callable[[Any], Any]], worlds: Worlds,
             f"{m} {row[m]['flagged_share']:.3f}" for m in models if row[m]["flagged_share"] is not None))  # fmt: skip
     return {"available": True, "REAL": True, "mines": "none (mine-free scenes: every flag is a false alarm)",
             "scenes": scenes}  # fmt: skip
-
-
-def write_json(out: Path, name: str, doc: dict[str, Any]) -> Path:
-    """``doc`` as ``out/name``, whole or not at all."""
-    tmp = out / f".partial-{name}"
-    tmp.write_text(json.dumps(doc, indent=1, default=str))
-    os.replace(tmp, out / name)
-    return out / name
 
 
 def held_out_mines(worlds: Worlds) -> int:

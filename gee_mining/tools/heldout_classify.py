@@ -24,6 +24,7 @@ import pandas as pd
 
 from gee_mining.contracts.bands import MINE_BAND
 from gee_mining.errors import InputError
+from gee_mining.io.files import write_json
 from gee_mining.ml.classify import DEFAULT_FEATURES, ClassifySpec, accuracy, train
 from gee_mining.steps.indices import feature_image
 from gee_mining.tools import heldout as H
@@ -68,9 +69,10 @@ def choose(name: str, tables: dict[int, pd.DataFrame], features: Sequence[str],
 
 
 def evaluate_classify(out_dir: str | os.PathLike, spec: H.HeldoutSpec, classifiers: Sequence[str] = ("smileRandomForest", "smileCart"),
-                      progress: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
+                      progress: Callable[[str], None] | None = None, command: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Prepare the worlds, choose each classifier's setting on the train worlds, measure the frozen classifiers on
-    the held-out worlds and the real scenes; writes ``evaluation_classify.json`` and ``report_classify/report.html``."""
+    the held-out worlds and the real scenes; writes ``evaluation_classify.json`` and ``report_classify/report.html``
+    (``command``: the command line the report names)."""
     bad = [c for c in classifiers if c not in CANDIDATES]
     if not classifiers or bad:
         raise InputError(f"classifiers {list(bad or classifiers)}: give some of {', '.join(CANDIDATES)}.")
@@ -106,6 +108,6 @@ def evaluate_classify(out_dir: str | os.PathLike, spec: H.HeldoutSpec, classifie
     }  # fmt: skip
     report["pooled"] = report["models"][classifiers[0]]["pooled"]
     report["seconds"] = round(time.perf_counter() - t0, 1)
-    H.write_json(out, "evaluation_classify.json", report)
-    classify_report(out, report)
+    write_json(out / "evaluation_classify.json", report)
+    classify_report(out, report, command)
     return report

@@ -119,7 +119,8 @@ def found_when(spec: dict[str, Any]) -> str:
 
 
 def run_summary(command: str, out: Path, doc: dict[str, Any]) -> dict[str, Any]:
-    """The report's "Parameters and engine" box (``summary.json``): the command, the worlds it trained on and those
+    """The report's "Parameters and engine" box (``summary.json``): the command line that made it (the subcommand
+    alone when run from Python), the worlds it trained on and those
     it measured on, how a mine counts as found, the real scenes (pixel models), the engine and the versions."""
     proto, spec, real = doc["protocol"], doc["protocol"]["spec"], doc.get("real")
     conn = current_connection()
@@ -149,15 +150,15 @@ def run_summary(command: str, out: Path, doc: dict[str, Any]) -> dict[str, Any]:
     return {"simulated": True, "engine": engine, "parameters": params}
 
 
-def study_report(out: Path, doc: dict[str, Any]) -> Path:
+def study_report(out: Path, doc: dict[str, Any], command: str | None = None) -> Path:
     report = Report("gee-mining evaluate study", "SIMULATED held-out worlds, and real mine-free scenes")
     heldout_section(report, doc)
     stability_section(report, doc["stability"])
     real_section(report, doc["real"], list(doc["models"]))
-    return _save(report, out / "report_study", run_summary("gee-mining evaluate study", out, doc))
+    return _save(report, out / "report_study", run_summary(command or "gee-mining evaluate study", out, doc))
 
 
-def classify_report(out: Path, doc: dict[str, Any]) -> Path:
+def classify_report(out: Path, doc: dict[str, Any], command: str | None = None) -> Path:
     report = Report("gee-mining evaluate classify", "SIMULATED held-out worlds, and real mine-free scenes")
     heldout_section(report, doc)
     s = report.section("Settings chosen on the train worlds", simulated=True)
@@ -166,10 +167,10 @@ def classify_report(out: Path, doc: dict[str, Any]) -> Path:
                    "yes" if c["params"] == ch["chosen"] else ""]
                   for name, ch in doc["protocol"]["choices"].items() for c in ch["settings"]])  # fmt: skip
     real_section(report, doc["real"], list(doc["models"]))
-    return _save(report, out / "report_classify", run_summary("gee-mining evaluate classify", out, doc))
+    return _save(report, out / "report_classify", run_summary(command or "gee-mining evaluate classify", out, doc))
 
 
-def pyramid_report(out: Path, doc: dict[str, Any]) -> Path:
+def pyramid_report(out: Path, doc: dict[str, Any], command: str | None = None) -> Path:
     """``evaluate pyramid``'s report (``DIR/report_pyramid/report.html``): pooled and per-world held-out figures,
     recall by mine size (a figure with its intervals) and the thresholds calibrated on the train worlds."""
     report = Report("gee-mining evaluate pyramid", "SIMULATED held-out worlds")
@@ -178,7 +179,7 @@ def pyramid_report(out: Path, doc: dict[str, Any]) -> Path:
     Report.text(s, f"{doc['what'][0].upper()}{doc['what'][1:]}. Train worlds {proto['train_seeds']}, held-out worlds "
                    f"{proto['test_seeds']} (no seed, mine, ground or spectrum shared). A mine is found when a box the "
                    "pyramid keeps touches it; intervals are 95 % Clopper-Pearson. Precision is for mines covering "
-                   f"{p['mine_share']:.2%} of the land.", "note")  # fmt: skip
+                   f"{p['mine_share']:.2%} of the land.{_world_interval(p)}", "note")  # fmt: skip
     rows = [["pooled", f"{p['detected']}/{p['mines']}", _ci(p["recall"], p["recall_ci_low"], p["recall_ci_high"]),
              f"{p['fine_cells']:,} of {p['exhaustive_fine_cells']:,} ({p['fine_cell_ratio']:.1f}x fewer)",
              round(p["false_alarm_cells_per_1000km2"]), round(p["false_alarms_per_1000km2"]),
@@ -199,10 +200,19 @@ def pyramid_report(out: Path, doc: dict[str, Any]) -> Path:
                    "not screened" if lv["threshold"] is None else round(lv["threshold"], 4), round(lv["margin"], 3),
                    f"{lv['kept']}/{lv['mines']}", f"{lv['cells_kept']}/{lv['cells_evaluated']}"]
                   for lv in proto["calibration"]["levels"]])  # fmt: skip
-    return _save(report, out / "report_pyramid", run_summary("gee-mining evaluate pyramid", out, doc))
+    return _save(report, out / "report_pyramid", run_summary(command or "gee-mining evaluate pyramid", out, doc))
 
 
-def yolo_report(out: Path, doc: dict[str, Any]) -> Path:
+def _world_interval(p: dict[str, Any]) -> str:
+    """The pooled recall's interval with the worlds resampled, as a sentence (empty for reports without it)."""
+    if p.get("recall_ci_low_worlds") is None:
+        return ""
+    return (f" Mines of one world share its ground and cluster, so they are not independent: resampling the worlds "
+            f"instead of the mines, the pooled recall's 95 % interval is {p['recall_ci_low_worlds']:.3f}-"
+            f"{p['recall_ci_high_worlds']:.3f} (percentile bootstrap over {p['worlds']} worlds).")  # fmt: skip
+
+
+def yolo_report(out: Path, doc: dict[str, Any], command: str | None = None) -> Path:
     """``evaluate yolo``'s report (``DIR/report_yolo/report.html``): pooled and per-world held-out figures, recall
     by mine area (a figure with its intervals), the held-out box metrics and the training (its in-sample mAP
     labelled so)."""
@@ -231,7 +241,7 @@ def yolo_report(out: Path, doc: dict[str, Any]) -> Path:
         ("training", f"{t['epochs']} epochs on {t['train_images']} patches, {t['seconds']:.0f} s wall"),
         ("mAP50 on its own training patches (in-sample, not a result)", f"{t['in_sample_metrics']['map50']:.3f}"),
     ])  # fmt: skip
-    return _save(report, out / "report_yolo", run_summary("gee-mining evaluate yolo", out, doc))
+    return _save(report, out / "report_yolo", run_summary(command or "gee-mining evaluate yolo", out, doc))
 
 
 def _size_figure(bins: list[dict[str, Any]]):

@@ -29,6 +29,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from gee_mining.contracts.models import LinearModel
+from gee_mining.io.files import write_json
 from gee_mining.ml.classify import compile_linear
 from gee_mining.ml.study import Dataset, FeatureSpec, TargetSpec, choose_penalty, dropout_order, from_frame, lasso
 from gee_mining.ml.study.paths import best_f1_threshold, path_metrics
@@ -109,10 +110,11 @@ def stability(data: Dataset, top_k: int = 5) -> dict[str, Any]:
     return ranking_stability(orders, top_k)
 
 
-def evaluate_study(out_dir: str | os.PathLike, spec: H.HeldoutSpec,
-                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
+def evaluate_study(out_dir: str | os.PathLike, spec: H.HeldoutSpec, progress: Callable[[str], None] | None = None,
+                   command: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Prepare the worlds, choose the LASSO model on the train worlds, measure it (and the pyramid's screening model)
-    on the held-out worlds and the real scenes; writes ``evaluation_study.json`` and ``report_study/report.html`` in ``out_dir``."""
+    on the held-out worlds and the real scenes; writes ``evaluation_study.json`` and ``report_study/report.html`` in ``out_dir``
+    (``command``: the command line the report names)."""
     say = progress or (lambda msg: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -144,6 +146,6 @@ def evaluate_study(out_dir: str | os.PathLike, spec: H.HeldoutSpec,
     }  # fmt: skip
     report["pooled"] = report["models"]["lasso"]["pooled"]
     report["seconds"] = round(time.perf_counter() - t0, 1)
-    H.write_json(out, "evaluation_study.json", report)
-    study_report(out, report)
+    write_json(out / "evaluation_study.json", report)
+    study_report(out, report, command)
     return report
