@@ -1692,25 +1692,40 @@ def _geodesic_areas(geometry: list[Geometry], maxError: Any) -> list[float]:  # 
     if slow.any():
         fast[slow] = _bbox_small_many(shapely.bounds(shapes[slow]), LONLAT, err)
     idx = np.nonzero(fast)[0]
-    parts, part_owner = shapely.get_parts(shapes[idx], return_index=True)
-    parts_ok = ~shapely.is_empty(parts)
-    rings, ring_part = shapely.get_rings(parts[parts_ok], return_index=True)
-    xy, ring_of = shapely.get_coordinates(rings, return_index=True)
-    x, y = np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1])
-    cuts = np.searchsorted(ring_of, np.arange(len(rings) + 1)).tolist()
-    ring_area = GEOD._polygon_area_perimeter  # what Geod.polygon_area_perimeter calls, on views of one copy
-    rings_m2 = [abs(ring_area(x[a:b], y[a:b])[0]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
-    cuts = np.searchsorted(ring_part, np.arange(int(parts_ok.sum()) + 1)).tolist()
-    parts_m2 = [rings_m2[a] - sum(rings_m2[a + 1 : b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
-    cuts = np.searchsorted(part_owner[parts_ok], np.arange(len(idx) + 1)).tolist()
-    totals = {  # each shape's parts added one by one from 0.0, as the scalar form adds them
-        i: functools.reduce(operator.add, parts_m2[a:b], 0.0)
-        for i, a, b in zip(idx.tolist(), cuts[:-1], cuts[1:], strict=True)
-    }
+    simple = (shapely.get_type_id(shapes[idx]) == 3) & (shapely.get_num_interior_rings(shapes[idx]) == 0)
+    xy = shapely.get_coordinates(shapes[idx[simple]])  # a polygon without holes: its one ring's area, as the
+    counts = shapely.get_num_coordinates(shapes[idx[simple]])  # scalar form's 0.0 + (ring - 0) gives it
+    totals = dict(zip(idx[simple].tolist(), _ring_areas(xy, np.cumsum(np.concatenate([[0], counts]))), strict=True))
+    totals.update(_areas_by_parts(idx[~simple], shapes[idx[~simple]]))
     out: list[Any] = [None] * len(geometry)
     for i, g in enumerate(geometry):
         out[i] = totals[i] if i in totals else area(g, maxError, None)
     return out
+
+
+def _ring_areas(xy: np.ndarray, cuts: np.ndarray) -> list[float]:
+    """The geodesic area of each ring whose vertices are ``xy[cuts[k]:cuts[k + 1]]`` (square metres, unsigned)."""
+    x, y = np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1])
+    ring_area = GEOD._polygon_area_perimeter  # what Geod.polygon_area_perimeter calls, on views of one copy
+    bounds = cuts.tolist()
+    return [abs(ring_area(x[a:b], y[a:b])[0]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _areas_by_parts(idx: np.ndarray, shapes: np.ndarray) -> dict[int, float]:
+    """``{idx[k]: area of shapes[k]}`` for lon/lat (multi)polygons: each part's exterior less its holes, the
+    parts added one by one from 0.0, in the scalar form's order."""
+    parts, part_owner = shapely.get_parts(shapes, return_index=True)
+    parts_ok = ~shapely.is_empty(parts)
+    rings, ring_part = shapely.get_rings(parts[parts_ok], return_index=True)
+    xy, ring_of = shapely.get_coordinates(rings, return_index=True)
+    rings_m2 = _ring_areas(xy, np.searchsorted(ring_of, np.arange(len(rings) + 1)))
+    cuts = np.searchsorted(ring_part, np.arange(int(parts_ok.sum()) + 1)).tolist()
+    parts_m2 = [rings_m2[a] - sum(rings_m2[a + 1 : b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    cuts = np.searchsorted(part_owner[parts_ok], np.arange(len(idx) + 1)).tolist()
+    return {
+        i: functools.reduce(operator.add, parts_m2[a:b], 0.0)
+        for i, a, b in zip(idx.tolist(), cuts[:-1], cuts[1:], strict=True)
+    }
 
 
 def intersects_pairs(lefts: list[Geometry], rights: list[Geometry], margins: list[Any]) -> np.ndarray:
