@@ -1498,8 +1498,7 @@ def buffer_many(n, geometry, distance, maxError, proj):  # noqa: N803
     if not todo:
         return out
     shapes = shapes[bulk]
-    crs, pair_of = np.unique(_local_crs_many(shapes), return_inverse=True)
-    pair_of = pair_of.ravel()
+    crs, pair_of = _local_crs_groups(shapes)
     geo = np.array([geometry[i].geodesic for i in todo], dtype=bool)
     edges_geo = geo & ~np.isin(shapely.get_type_id(shapes), (0, 4))  # Geometry.edges_geodesic
     planar = np.zeros(len(todo), dtype=bool)
@@ -1516,9 +1515,15 @@ _POLYGON_KINDS = {3: "Polygon", 6: "MultiPolygon"}  # shapely type ids: what sha
 
 
 def _local_crs_many(shapes: np.ndarray) -> list[str]:
-    """:func:`local_crs` of each non-empty lon/lat shape: centres computed on whole arrays, one string made per
-    distinct centre (by :func:`_local_crs_at`, as the scalar form makes it); a shape across the antimeridian as
-    the scalar form."""
+    """:func:`local_crs` of each non-empty lon/lat shape (see :func:`_local_crs_groups`)."""
+    names, which = _local_crs_groups(shapes)
+    return [names[k] for k in which.tolist()]
+
+
+def _local_crs_groups(shapes: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """:func:`local_crs` of non-empty lon/lat shapes as groups: the CRS of each group, and each shape's group.
+    Centres computed on whole arrays, one string made per distinct centre (by :func:`_local_crs_at`, as the
+    scalar form makes it); a shape across the antimeridian as the scalar form, in a group of its own."""
     b = shapely.bounds(shapes)
     x0, y0, x1, y1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
     lon, lat = (x0 + x1) / 2.0, (y0 + y1) / 2.0
@@ -1528,10 +1533,11 @@ def _local_crs_many(shapes: np.ndarray) -> list[str]:
     lat = np.where(snap, np.round(lat * 4) / 4 + 0.0, lat)
     centres, which = np.unique(np.column_stack([lon, lat]), axis=0, return_inverse=True)
     names = [_local_crs_at(x, y) for x, y in centres.tolist()]
-    out = [names[k] for k in which.ravel().tolist()]
+    which = which.ravel()
     for i in np.nonzero(x1 - x0 > 180.0)[0].tolist():
-        out[i] = local_crs(shapes[i])
-    return out
+        which[i] = len(names)
+        names.append(local_crs(shapes[i]))
+    return names, which
 
 
 def _reproject_pairs(
@@ -1652,7 +1658,7 @@ def centroid_many(n, geometry, maxError, proj):  # noqa: N803
     for i, c in zip(planar, cents, strict=True):
         g = geometry[i]
         if g.crs == LONLAT or c.is_empty:
-            out[i] = Geometry(c, g.proj, g.geodesic)
+            out[i] = Geometry(c, g.proj, g.geodesic, "Point")  # a centroid is a (maybe empty) Point
         else:
             to_lonlat.setdefault(g.crs, []).append(i)
             out[i] = c
