@@ -38,6 +38,7 @@ from gee_mining.pyramid.evaluate import (
     _prepare,
     check_disjoint,
     evaluate_pyramid,
+    fine_cell_ratio_at_share,
     prepare_worlds,
     rates,
 )
@@ -184,6 +185,11 @@ def test_pooled_figures_are_counts_of_the_world_figures(sim):
     assert pooled["recall"] == pytest.approx(w["detected"] / w["mines"])
     ci = binomtest(w["detected"], w["mines"]).proportion_ci(method="exact")
     assert (pooled["recall_ci_low"], pooled["recall_ci_high"]) == pytest.approx((ci.low, ci.high))
+    # at the worlds' own mine share the projected fine-cell ratio is the measured one
+    own = pooled["mine_area_km2"] / pooled["area_km2"]
+    assert fine_cell_ratio_at_share(pooled["fine_cells"], pooled["false_alarm_cells"], pooled["exhaustive_fine_cells"],
+                                    pooled["area_km2"], pooled["mine_area_km2"], own) == pytest.approx(
+        pooled["exhaustive_fine_cells"] / pooled["fine_cells"])  # fmt: skip
     # one world: every resample of the worlds is that world, so the world interval is the point
     assert pooled["recall_ci_low_worlds"] == pooled["recall_ci_high_worlds"] == pytest.approx(pooled["recall"])
     assert pooled["exhaustive_fine_cells"] == 4 * 4**3  # 2 x 2 start cells of 2750 m, three halvings
@@ -200,6 +206,13 @@ def test_pooled_figures_are_counts_of_the_world_figures(sim):
     assert json.loads((out / "evaluation.json").read_text())["pooled"]["mines"] == pooled["mines"]
     lines = [json.loads(line) for line in (out / "worlds.jsonl").read_text().splitlines()]
     assert [(x["seed"], x["detected"], x["fine_cells"]) for x in lines] == [(w["seed"], w["detected"], w["fine_cells"])]
+
+
+def test_fine_cell_ratio_at_a_realistic_share_by_hand():
+    """100 kept of 400 exhaustive cells on 50 km2, 10 of them mined, 60 kept cells touching no mine; at a 1 %
+    mine share: 60/40 x 0.99 + 40/10 x 0.01 = 1.525 kept cells a km2 against 8, so 8 / 1.525 = 5.2459x."""
+    assert fine_cell_ratio_at_share(100, 60, 400, 50.0, 10.0, 0.01) == pytest.approx(8 / 1.525)
+    assert fine_cell_ratio_at_share(0, 0, 400, 50.0, 10.0, 0.01) is None  # nothing kept: no ratio
 
 
 def test_rates_at_a_realistic_share():

@@ -207,6 +207,18 @@ def rates(area_km2: float, mine_km2: float, fa_cells: int, fa_boxes: int, true_b
     }
 
 
+def fine_cell_ratio_at_share(fine: int, fa_cells: int, exhaustive: int, area_km2: float, mine_km2: float,
+                             mine_share: float = 0.0007) -> float | None:  # fmt: skip
+    """Exhaustive over kept fine cells on land where mines cover ``mine_share``, as :func:`rates` scales precision:
+    kept cells that touch no mine scale with the mine-free area, kept cells that touch one with the mined area,
+    exhaustive cells with the land. The worlds are mine-dense (a few % of their area, so that they hold enough
+    mines); real land is not, and there the ratio is set by the false alarms."""
+    free = max(area_km2 - mine_km2, 1e-9)
+    true_rate = (fine - fa_cells) / mine_km2 if mine_km2 > 0 else 0.0
+    kept = fa_cells / free * (1 - mine_share) + true_rate * mine_share  # per km2
+    return (exhaustive / area_km2) / kept if kept > 0 and area_km2 > 0 else None
+
+
 def recall_by_size(worlds: Sequence[WorldResult]) -> list[dict[str, Any]]:
     """Recall per mine-area bin (``SIZE_BINS_KM2``), with its interval."""
     edges = (0.0, *SIZE_BINS_KM2, float("inf"))
@@ -382,6 +394,8 @@ def pooled(worlds: Sequence[WorldResult], ev: EvaluationSpec) -> dict[str, Any]:
         "recall_by_size": recall_by_size(worlds),
     }  # fmt: skip
     out.update(rates(area, mine_km2, out["false_alarm_cells"], fa_boxes, out["boxes"] - fa_boxes, ev.mine_share))
+    out["fine_cell_ratio_at_mine_share"] = fine_cell_ratio_at_share(fine, out["false_alarm_cells"], exhaustive, area,
+                                                                    mine_km2, ev.mine_share)  # fmt: skip
     if n:  # mines of one world are not independent: the interval with the worlds resampled, beside the exact one
         wl, wh = world_bootstrap_interval([w.detected for w in worlds], [w.mines for w in worlds], ev.confidence)
         out.update(recall_ci_low_worlds=wl, recall_ci_high_worlds=wh)
