@@ -227,6 +227,7 @@ def run_size(ee, gee_mining, folder: Path, n: int, repeat: int) -> bool:
     print(f"\n== {n:,} polygons: {check(engine_map(ee), reference_map(polys), polys)} ==")
     texts = [json.loads(f["geometry"]) for f in reference_map(polys[:200])]
     assert [f["geometry"] for f in reference_map(polys[:200], dicts=True)] == texts  # the two products agree
+    assert [json.loads(t) for t in geojson_texts(polys)] == [json.loads(t) for t in shapely.to_geojson(polys)]
     cpu, wall, cpu_dicts = [], [], []
     for _ in range(repeat):
         forget_kept_values(gee_mining)  # the map computed in each run, not read from the engine's cache
