@@ -15,9 +15,9 @@ a small shift to reach larger N), its geodesic area (``area(1)``), its geodesic 
    in one array, one pyproj call per projection each way on its slice (transformers built from PROJ
    pipelines, kept across runs as the engine keeps its own), all polygons buffered in one ``shapely.buffer``
    call with the engine's segments per quarter circle for a 1 m error; then the output as GeoJSON dicts,
-   each buffer's geometry as GeoJSON text written by orjson from views of one coordinate array per call (the
-   same numbers as ``shapely.to_geojson``, in half its time; the areas with contiguous coordinates and one
-   ``get_parts`` call likewise).
+   each buffer's geometry as GeoJSON text written by orjson from views of one coordinate array (the same
+   numbers as ``shapely.to_geojson``, checked in every run, in half its time). The areas read contiguous
+   coordinate arrays (pyproj copies no slice) with one ``get_parts`` call.
 
 A second reference, timed in the same rounds and printed beside ("ref. as dicts"), hands back the engine's own
 product: each buffer as the GeoJSON dict the ``ee`` client gives (rings as lists of ``[x, y]`` lists, all made by
@@ -25,7 +25,7 @@ one ``tolist``). The goal is judged against the first (text), the faster.
 
 What the reference does not do, and the engine must (it favours the reference):
 - it leaves each buffer as GeoJSON text, where the engine's answer pages are decoded by the ``ee`` client
-  (``json.loads`` of about 11.7 MB at 5,232 polygons: about 0.25 s, 30 % of the engine's CPU time; the
+  (``json.loads`` of about 11.7 MB at 5,232 polygons: 0.25-0.30 s, a third of the engine's CPU time; the
   bench prints it, measured apart on the same features);
 - it does not test the edges of the shapes it reprojects, which the engine does to know whether they must
   be densified (maxError 1 m); at these polygons' sizes none needs it, so the outputs are the same.
