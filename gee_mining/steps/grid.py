@@ -69,7 +69,9 @@ def tag_zones(ee, polygons, spec: GridSpec):
 
     A polygon with parts on both sides of the antimeridian (split there, as RFC 7946 asks: its
     longitude/latitude bounds span more than 180 degrees) goes to zone 60, whose projection is continuous
-    across the antimeridian; its planar centroid in degrees would be near longitude 0, half a world away."""
+    across the antimeridian; its planar centroid in degrees would be near longitude 0, half a world away.
+    In UTM, each polygon also keeps its longitude/latitude bounds (``grid_west``, ``grid_south``, ``grid_east``,
+    ``grid_north``): what a zone's requests choose the polygons within their reach by (:func:`_near`)."""
     if spec.projection == "EPSG:3857":
         return polygons.map(lambda f: f.set("grid_epsg", 3857))
 
