@@ -10,9 +10,13 @@ folder and registered as an image collection in a temporary catalog. For one
 
 1. through the engine: ``ee.ImageCollection(...).median()`` plus 66
    ``normalizedDifference`` bands, fetched with ``ee.data.computePixels``
-   (NPY) through the real ``ee`` client, in-process. The 78 bands of the whole
-   cell are 109 MB, over Earth Engine's 48 MiB per request, so the cell is
-   fetched as three strips of rows (on the 60 m lattice), as a user must;
+   (NPY) through the real ``ee`` client, in-process, and read as the library
+   reads an NPY answer (``gee_mining.io.pixels.compute_npy``: a read-only
+   view of the answer's bytes; the client's ``NUMPY_NDARRAY`` conversion,
+   ``numpy.load``, copies the records field by field, about 0.05 s a strip).
+   The 78 bands of the whole cell are 109 MB, over Earth Engine's 48 MiB per
+   request, so the cell is fetched as three strips of rows (on the 60 m
+   lattice), as a user must;
 2. the reference, "native numpy" (``numpy_composite``): the fastest plain
    numpy we could write on the same files. Each band's median is taken at its
    NATIVE resolution (10, 20 or 60 m; 1, 1/4 or 1/36 of the pixels): the 73
@@ -142,6 +146,8 @@ KEY_BLOCK = 2048  # pixels keyed and sorted at a time by the reference: 2048 x 7
 
 
 def engine_composite(ee) -> list[np.ndarray]:
+    from gee_mining.io.pixels import compute_npy
+
     median = ee.ImageCollection(COLLECTION).median()
     image = median
     for a, b in PAIRS:
@@ -153,7 +159,7 @@ def engine_composite(ee) -> list[np.ndarray]:
             "affineTransform": {**GRID["affineTransform"], "translateY": CELL_Y0 - 10 * r0},
             "crsCode": CRS,
         }
-        parts.append(ee.data.computePixels({"expression": image, "fileFormat": "NUMPY_NDARRAY", "grid": grid}))
+        parts.append(compute_npy({"expression": image, "grid": grid}))
     return parts  # the cell's three strips of rows, as Earth Engine answers them
 
 
@@ -229,8 +235,12 @@ def timed_pairs(engine, numpy_, repeat: int) -> list[tuple[float, float, float, 
 
 def forget_kept_values(gee_mining) -> None:
     """Empty the connected local engine's cache of computed values (kept across requests, as Earth Engine
-    keeps them): each timed run of a bench then computes its graph, as its reference does."""
-    gee_mining.current_connection().local_engine.router.results.clear()
+    keeps them): each timed run of a bench then computes its graph, as its reference does. Its NPY answer
+    buffer is dropped too, so that each run allocates (and the traced run counts) the memory it writes its
+    answers in, as the reference allocates its outputs."""
+    router = gee_mining.current_connection().local_engine.router
+    router.results.clear()
+    router.answer_buffer.clear()
 
 
 def peak_mb(fn) -> float:

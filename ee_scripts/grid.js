@@ -7,29 +7,33 @@ var table = ee.FeatureCollection('projects/gee-mining-local/assets/mining_tropic
 var collection = table.map(function (feature) {
   var geometry = feature.geometry();
   var list = geometry.centroid(1).coordinates();
-  var list2 = geometry.bounds(1).coordinates().flatten().slice(0, 3, 2);
-  return feature.set(
-    'grid_epsg',
-    ee.Number(list.get(1))
-      .lt(0)
-      .multiply(100)
-      .add(32600)
-      .add(
-        ee.Number(list.get(0))
-          .add(180)
-          .divide(6)
-          .floor()
-          .add(1)
-          .min(60)
-          .max(
-            ee.Number(list2.reduce(ee.Reducer.max()))
-              .subtract(list2.reduce(ee.Reducer.min()))
-              .gt(180)
-              .multiply(60)
-          )
-      )
-      .int()
-  );
+  var list2 = geometry.bounds(1).coordinates().flatten();
+  var list3 = list2.slice(0, 3, 2);
+  var value = list3.reduce(ee.Reducer.max());
+  var value2 = list3.reduce(ee.Reducer.min());
+  var list4 = list2.slice(1, 6, 4);
+  return feature
+    .set(
+      'grid_epsg',
+      ee.Number(list.get(1))
+        .lt(0)
+        .multiply(100)
+        .add(32600)
+        .add(
+          ee.Number(list.get(0))
+            .add(180)
+            .divide(6)
+            .floor()
+            .add(1)
+            .min(60)
+            .max(ee.Number(value).subtract(value2).gt(180).multiply(60))
+        )
+        .int()
+    )
+    .set('grid_west', value2)
+    .set('grid_east', value)
+    .set('grid_south', list4.reduce(ee.Reducer.min()))
+    .set('grid_north', list4.reduce(ee.Reducer.max()));
 });
 var collection2 = collection.filter(ee.Filter.eq('grid_epsg', 32719));
 var geometry = collection2.geometry();

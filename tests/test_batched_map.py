@@ -480,6 +480,9 @@ def test_buffer_many_equals_buffer_on_real_polygons():
         shapely.LineString([(-55.0, -5.0), (-54.9, -4.9)]),
         shapely.Polygon(),
         shapely.Polygon([(-55.0, -5.0, 1.0), (-54.99, -5.0, 1.0), (-54.99, -4.99, 1.0)]),
+        # far from the equator, where the way back tests each box at its own latitude: boxes it settles,
+        # ones left to the edge test, and past 84 degrees, where the test without latitudes holds
+        *[shapely.box(10.0, lat, 10.0 + w, lat + w / 4) for lat in (60.0, 75.0, 83.9, 85.5, 88.0) for w in (0.02, 0.3)],
     ]
     geoms = Column([Geometry(p, geodesic=False) for p in polys + odd] + [Geometry(p) for p in polys[:40] + odd[:5]])
     shapes = np.array([g.shape for g in geoms if not g.shape.is_empty], dtype=object)
@@ -498,3 +501,46 @@ def test_buffer_many_equals_buffer_on_real_polygons():
     _, _, dist = pyproj.Geod(ellps="WGS84").inv(x[:, 0], x[:, 1], e[:, 0], e[:, 1])
     nearest = dist.reshape(len(ring), len(edge)).min(axis=1)  # each buffer vertex to the mine's outline
     assert 99.0 <= nearest.min() and nearest.max() <= 100.3
+
+
+def test_box_test_with_latitudes_is_the_scalar_one():
+    """The batched box test on the way back to lon/lat (each shape's largest latitude, taken from its
+    vertices) decides as the scalar form does with and without the vertices' latitudes, from the equator to
+    past 84 degrees, for boxes the test settles and ones it leaves to the edge test; the largest latitude
+    of each shape is numpy's maximum over its own vertices."""
+    from gee_mining.local.values.geometry import _bbox_small, _bbox_small_many, _largest_per_owner, local_crs
+    from gee_mining.local.values.projection import transformer
+
+    rng = np.random.default_rng(5)
+    boxes = [
+        shapely.box(x, y, x + w, y + w * f)
+        for x, y, w, f in zip(
+            rng.uniform(-170, 170, 300),
+            rng.uniform(-89, 88, 300),
+            10 ** rng.uniform(-3, 0, 300),
+            rng.uniform(0.1, 2, 300),
+            strict=True,
+        )
+    ]
+    src = local_crs(shapely.box(10, 70, 11, 71))  # one AEQD for all: its planar boxes, as a buffer's way back
+    local = np.array(
+        [
+            shapely.transform(
+                b, lambda xy: np.column_stack(transformer("EPSG:4326", src).transform(xy[:, 0], xy[:, 1]))
+            )
+            for b in boxes
+        ]
+    )
+    xy, owner = shapely.get_coordinates(local, return_index=True)
+    lon, lat = transformer(src, "EPSG:4326").transform(xy[:, 0], xy[:, 1])
+    lat_max = _largest_per_owner(np.abs(lat), owner, len(local))
+    assert np.array_equal(lat_max, [np.abs(lat[owner == i]).max() for i in range(len(local))])
+    for err in (1.0, 30.0):
+        got = _bbox_small_many(shapely.bounds(local), src, err, lat_max)
+        want = [
+            _bbox_small(s.bounds, np.column_stack([lon, lat])[owner == i], src, err)
+            or _bbox_small(s.bounds, None, src, err)
+            for i, s in enumerate(local)
+        ]
+        assert got.tolist() == want
+        assert 0 < got.sum() < len(got)

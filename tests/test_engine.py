@@ -475,6 +475,41 @@ def test_pages_of_features_through_the_client_keep_nan_and_text(ee_local):
 @pytest.mark.filterwarnings(
     "ignore:invalid value encountered in linearrings:RuntimeWarning"
 )  # the NaN vertex, on purpose
+def test_page_infos_made_in_bulk_equal_each_features_own():
+    """A page's GeoJSON made in bulk (polygons without holes sliced from their own coordinates, the others
+    through their rings, lon/lat geometries written inline) equals what each feature makes alone
+    (``Feature.to_info``: its geometry's shape walked by itself), for lon/lat polygons with and without
+    holes, geodesic or not, even-odd or not, multipolygons, points, a geometry in another projection, a
+    collection and geometries among the properties."""
+    import shapely
+
+    from gee_mining.local.values.feature import Feature, features_info
+    from gee_mining.local.values.geometry import Geometry
+    from gee_mining.local.values.projection import Projection
+
+    hole = shapely.Polygon([(0, 0), (1, 0), (1, 1), (0, 1)], [[(0.25, 0.25), (0.5, 0.25), (0.5, 0.5)]])
+    box = shapely.box(-54.1, -5.2, -54.0, -5.1)
+    geoms = [
+        Geometry(box),
+        Geometry(box, geodesic=False),
+        Geometry(hole, even_odd=False),
+        Geometry(shapely.MultiPolygon([box, shapely.box(-53.0, -5.2, -52.9, -5.1)]), geodesic=False),
+        Geometry(shapely.Point(-54.0, -5.0)),
+        Geometry(shapely.MultiPoint([(1.0, 2.0), (3.0, 4.0)])),
+        Geometry(shapely.box(500_000.0, 9_000_000.0, 500_100.0, 9_000_100.0), Projection("EPSG:32721")),
+        Geometry(shapely.GeometryCollection([shapely.Point(1.0, 2.0), box])),
+        Geometry(shapely.Polygon()),
+    ]
+    features = [Feature(g, {"i": i, "c": geoms[i - 1], "s": "x"}) for i, g in enumerate(geoms)]
+    features.append(Feature(None, {"c": geoms[0]}))
+    want = [f.to_info() for f in features]
+    assert features_info(features) == want
+    bulk = features_info(features, arrays=True)
+    assert json.loads(json.dumps(bulk, default=lambda a: a.tolist())) == json.loads(json.dumps(want))
+    assert want[1]["geometry"].get("geodesic") is False and want[2]["geometry"].get("evenOdd") is False
+    assert "crs" in want[6]["geometry"] and want[7]["geometry"]["type"] == "GeometryCollection"
+
+
 def test_pages_with_rings_as_arrays_are_the_bytes_json_writes():
     """A page's polygon rings go to orjson as numpy arrays (no Python float per vertex): the page decodes to
     exactly what ``json.dumps`` writes for the same features as lists (floats to the bit, -0.0 kept, holes

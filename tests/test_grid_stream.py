@@ -232,9 +232,9 @@ def test_memory_of_the_pairing_follows_a_row_of_blocks_not_the_zone():
 
 def test_pairing_asks_for_the_wider_touching_cells_only_when_a_round_goes_past_them():
     """pair_negatives with the touching cells known only within ``reach`` cells (those a group's request brings)
-    and ``wider()`` for the rest: a positive whose free cells within 6 cells are all blocked gets the nearest
+    and ``wider(r)`` for the rest: a positive whose free cells within 6 cells are all blocked gets the nearest
     free cell of the complete blocked set (a brute-force search), the cells blocked beyond 6 cells avoided,
-    and ``wider`` is called once; positives settled within 6 cells never call it."""
+    and ``wider`` is called once, for the 12-cell round; positives settled within 6 cells never call it."""
     from gee_mining.contracts.cells import NEGATIVE_REACH
     from gee_mining.steps.grid import pair_negatives
 
@@ -245,8 +245,8 @@ def test_pairing_asks_for_the_wider_touching_cells_only_when_a_round_goes_past_t
     near = {c for c in full if max(abs(c[0]), abs(c[1])) <= 6}
     calls = []
 
-    def wider():
-        calls.append(1)
+    def wider(reach):
+        calls.append(reach)
         return full
 
     hits = pair_negatives(spec, 32633, [positive], near, lambda msg: None, 6, wider)
@@ -257,8 +257,84 @@ def test_pairing_asks_for_the_wider_touching_cells_only_when_a_round_goes_past_t
         if (dx, dy) not in full
     ]
     d2, y, x = min(window)
-    assert hits == [((x, y), 5500.0 * math.sqrt(d2))] and calls == [1]
+    assert hits == [((x, y), 5500.0 * math.sqrt(d2))] and calls == [12]  # the 12-cell round's own reach
     assert hits == pair_negatives(spec, 32633, [positive], full, lambda msg: None)  # as with the whole set
     calls.clear()
     assert pair_negatives(spec, 32633, [(100, 100)], near, lambda msg: None, 6, wider)[0][1] == 5500.0
     assert calls == []
+
+
+def test_pairing_asks_for_the_whole_reach_when_the_first_wider_round_is_not_enough():
+    """A positive with every cell within 13 cells blocked (and half of those at 14): ``wider(12)`` for the
+    12-cell round, then ``wider(48)`` for the 24-cell one, and the nearest free cell of the complete set (a
+    brute-force search). It fails if the second round kept the cells known within 12 only (it would take a
+    cell at 13, blocked beyond what the first answer held)."""
+    from gee_mining.contracts.cells import NEGATIVE_REACH
+    from gee_mining.steps.grid import pair_negatives
+
+    spec = GridSpec.of(5500)
+    full = {(x, y) for x in range(-13, 14) for y in range(-13, 14)}
+    full |= {(x, y) for x in range(-14, 15) for y in range(-14, 15) if y <= 0}
+    calls = []
+
+    def wider(reach):
+        calls.append(reach)
+        return {c for c in full if max(abs(c[0]), abs(c[1])) <= reach}
+
+    near = {c for c in full if max(abs(c[0]), abs(c[1])) <= 6}
+    hits = pair_negatives(spec, 32633, [(0, 0)], near, lambda msg: None, 6, wider)
+    window = [
+        (dx * dx + dy * dy, dy, dx)
+        for dx in range(-NEGATIVE_REACH, NEGATIVE_REACH + 1)
+        for dy in range(-NEGATIVE_REACH, NEGATIVE_REACH + 1)
+        if (dx, dy) not in full
+    ]
+    d2, y, x = min(window)
+    assert (x, y) == (0, 14) and hits == [((0, 14), 5500.0 * 14)]
+    assert calls == [12, NEGATIVE_REACH]
+
+
+def test_a_zone_boxes_only_the_neighbours_polygons_within_reach_of_its_blocks(ee_local):
+    """The polygons a zone's requests box (``_near`` with the zone's blocks): its own and a neighbour zone's
+    polygon 5 km across the zone edge (within the pairing's reach of the blocks), not one 600 km east; the
+    table is that of the whole zone asked for in one request (block=None, no such choice), and its negatives
+    touch neither polygon (shapely, in the zone's UTM)."""
+    from gee_mining.steps.grid import _near, plan_groups, tag_zones
+
+    spec = GridSpec.of(5500)
+    own = shapely.box(17.93, 1.0, 17.98, 1.05)  # zone 33 N, whose east edge is 18 E
+    across = shapely.box(17.99 + 0.02, 0.9, 18.1, 1.15)  # zone 34 N, just across
+    far = shapely.box(23.5, 1.0, 23.53, 1.03)  # zone 34 N, 600 km east: beyond 4 + 51 cells of 5.5 km
+    fc = _collection(ee_local, [own, across, far])
+    tagged = tag_zones(ee_local, fc, spec)
+    (group,) = plan_groups(ee_local, tagged, [32633], spec, 4)
+    assert sorted(_near(ee_local, tagged, 32633).aggregate_array("id").getInfo()) == [0, 1, 2]
+    assert sorted(_near(ee_local, tagged, 32633, group, spec.cell_size).aggregate_array("id").getInfo()) == [0, 1]
+    blocked = build_grid(ee_local, fc, spec, block=4, metadata=NO_METADATA)
+    whole = build_grid(ee_local, fc, spec, block=None, metadata=NO_METADATA)
+    assert blocked.rows == whole.rows and blocked.negatives
+    tf = pyproj.Transformer.from_crs(4326, 32633, always_xy=True)
+    utm = [
+        shapely.transform(shapely.segmentize(p, 0.001), lambda xy: np.column_stack(tf.transform(*xy.T)))
+        for p in (own, across)
+    ]
+    s = spec.cell_size
+    for r in blocked.rows:
+        if r["epsg"] == 32633 and r["label"] == 0:
+            cell = shapely.box(r["cell_x"] * s, r["cell_y"] * s, (r["cell_x"] + 1) * s, (r["cell_y"] + 1) * s)
+            assert not any(cell.intersects(u) for u in utm), r["name"]
+
+
+def test_blocks_merge_into_runs_along_their_rows():
+    """A group's blocks as runs of side-by-side blocks of one row (hand-computed): a gap or another row starts a
+    new run; the rings of the runs cover exactly the blocks' squares (shapely), grown or shrunk."""
+    from gee_mining.steps.grid import BlockGroup, _runs, _square_rings
+
+    blocks = ((0, 0), (1, 0), (3, 0), (1, 1), (2, 1), (5, 2))
+    assert _runs(blocks) == [(0, 1, 0), (3, 3, 0), (1, 2, 1), (5, 5, 2)]
+    group = BlockGroup(32633, 4, blocks)
+    squares = shapely.union_all([shapely.box(4 * bx, 4 * by, 4 * bx + 4, 4 * by + 4) for bx, by in blocks])
+    rings = shapely.union_all([shapely.Polygon(r) for r in _square_rings(1.0, group, 0.0)])
+    assert rings.symmetric_difference(squares).area == 0.0
+    grown = shapely.union_all([shapely.Polygon(r) for r in _square_rings(1.0, group, 0.5)])
+    assert grown.symmetric_difference(squares.buffer(0.5, join_style="mitre")).area < 1e-9

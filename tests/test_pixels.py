@@ -405,7 +405,7 @@ def test_download_url_other_formats(ee_http, scene, fmt):
 
 
 def test_npy_answer_is_numpys_save_of_the_bands_with_masked_pixels_zero():
-    # The answer is written in blocks of rows (here 3, the last one short) and joined: byte for byte what
+    # The answer is written a block of rows at a time (here 3, the last one short) into one buffer: byte for byte what
     # np.save writes for the structured array of the bands, masked pixels 0, integer bands rounded and clipped.
     from gee_mining.local.raster.band import Band
     from gee_mining.local.raster.image import Image
@@ -426,3 +426,47 @@ def test_npy_answer_is_numpys_save_of_the_bands_with_masked_pixels_zero():
     buf = io.BytesIO()
     np.save(buf, want)
     assert got == buf.getvalue()
+
+
+def test_npy_answers_written_in_the_engines_kept_buffer_are_numpys_save():
+    # A larger answer, then a smaller one written in the same kept buffer (its tail holds the first answer's
+    # bytes), then one too large to keep: each is byte for byte np.save's.
+    from gee_mining.local.raster.band import Band
+    from gee_mining.local.raster.image import Image
+    from gee_mining.local.raster.pixels import AnswerBuffer, encode_npy
+    from gee_mining.local.raster.pixeltype import PixelType
+
+    rng = np.random.default_rng(4)
+    kept = AnswerBuffer(max_bytes=200_000)
+    image = Image([Band(n, PixelType(t), None, None, None) for n, t in (("a", "double"), ("b", "float"))])
+    sizes = []
+    for shape in ((90, 110), (40, 30), (150, 170)):
+        values = {n: rng.normal(size=shape) for n in ("a", "b")}
+        got = encode_npy(image, {n: np.ma.MaskedArray(v, np.zeros(shape, bool)) for n, v in values.items()}, kept)
+        want = np.zeros(shape, [("a", "<f8"), ("b", "<f4")])
+        for n, v in values.items():
+            want[n] = v
+        buf = io.BytesIO()
+        np.save(buf, want)
+        assert got == buf.getvalue()
+        sizes.append(len(got))
+    assert sizes[0] < kept.max_bytes < sizes[2]
+    assert kept.lend(1).size == sizes[0]  # the first answer's buffer is kept, the last one (over the bound) not
+
+
+def test_the_answer_buffer_is_lent_to_one_request_at_a_time():
+    from gee_mining.local.raster.pixels import AnswerBuffer
+
+    kept = AnswerBuffer(max_bytes=1000)
+    first = kept.lend(100)
+    second = kept.lend(100)  # a concurrent request: fresh memory
+    assert first is not second
+    kept.give_back(first)
+    kept.give_back(second)  # no larger than the one kept meanwhile: dropped
+    assert kept.lend(50) is first
+    kept.give_back(first)
+    assert kept.lend(500) is not first  # too small for this answer: fresh memory, and the small one stays kept
+    assert kept.lend(50) is first
+    kept.give_back(first)
+    kept.clear()
+    assert kept.lend(10) is not first

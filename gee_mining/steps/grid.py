@@ -69,19 +69,25 @@ def tag_zones(ee, polygons, spec: GridSpec):
 
     A polygon with parts on both sides of the antimeridian (split there, as RFC 7946 asks: its
     longitude/latitude bounds span more than 180 degrees) goes to zone 60, whose projection is continuous
-    across the antimeridian; its planar centroid in degrees would be near longitude 0, half a world away."""
+    across the antimeridian; its planar centroid in degrees would be near longitude 0, half a world away.
+    In UTM, each polygon also keeps its longitude/latitude bounds (``grid_west``, ``grid_south``, ``grid_east``,
+    ``grid_north``): what a zone's requests choose the polygons within their reach by (:func:`_near`)."""
     if spec.projection == "EPSG:3857":
         return polygons.map(lambda f: f.set("grid_epsg", 3857))
 
     def tag(f):
         c = f.geometry().centroid(MAX_ERROR_M).coordinates()
         lon, lat = ee.Number(c.get(0)), ee.Number(c.get(1))
-        # The bounds' west and east (a point's bounds are the point: one longitude).
-        lons = f.geometry().bounds(MAX_ERROR_M).coordinates().flatten().slice(0, 3, 2)
-        width = ee.Number(lons.reduce(ee.Reducer.max())).subtract(lons.reduce(ee.Reducer.min()))
+        # The bounds' west and east, south and north (a point's bounds are the point: one of each).
+        flat = f.geometry().bounds(MAX_ERROR_M).coordinates().flatten()
+        lons, lats = flat.slice(0, 3, 2), flat.slice(1, 6, 4)
+        west, east = lons.reduce(ee.Reducer.min()), lons.reduce(ee.Reducer.max())
+        width = ee.Number(east).subtract(west)
         zone = lon.add(180).divide(6).floor().add(1).min(60).max(width.gt(180).multiply(60))
         south = lat.lt(0).multiply(100)  # 326zz north of the equator, 327zz south
-        return f.set("grid_epsg", south.add(32600).add(zone).int())
+        box = {"grid_west": west, "grid_east": east}
+        box.update(grid_south=lats.reduce(ee.Reducer.min()), grid_north=lats.reduce(ee.Reducer.max()))
+        return f.set({"grid_epsg": south.add(32600).add(zone).int(), **box})
 
     return polygons.map(tag)
 
@@ -250,7 +256,7 @@ def positive_cells(
     crs = ee.Projection(f"EPSG:{epsg}")
     blocks = group is not None and bool(group.blocks)
     # With blocks: the boxes of the zone's and its neighbours' polygons, as the touching cells box them.
-    zone_polys = _boxed(ee, _near(ee, tagged, epsg), crs) if blocks else tagged
+    zone_polys = _boxed(ee, _near(ee, tagged, epsg, group, spec.cell_size), crs) if blocks else tagged
     zone_polys = zone_polys.filter(ee.Filter.eq("grid_epsg", epsg))
     if region is not None:
         zone_polys = zone_polys.filterBounds(region)
@@ -275,22 +281,73 @@ def positive_cells(
     return cells.map(measure).filter(passes)
 
 
+def _runs(blocks: Sequence[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """Blocks as runs of neighbours along a row of the lattice, ``(first bx, last bx, by)``: a group's blocks
+    (in the lattice's row order, mostly side by side) in a few rectangles, not one each, so that its graph
+    holds a few filters and rings where it held a block's each (the same cells: see :func:`_block_cells`)."""
+    runs: list[list[int]] = []
+    for bx, by in sorted(set(blocks), key=lambda b: (b[1], b[0])):
+        if runs and runs[-1][2] == by and runs[-1][1] == bx - 1:
+            runs[-1][1] = bx
+        else:
+            runs.append([bx, bx, by])
+    return [(a, b, c) for a, b, c in runs]
+
+
 def _square_rings(cell_size: float, group: BlockGroup, grow: float) -> list[list[list[float]]]:
-    """The group's blocks as rings of the zone's projection (metres), each grown by ``grow`` metres a side."""
+    """The group's blocks as rings of the zone's projection (metres), a ring a run of neighbouring blocks
+    (:func:`_runs`), each grown by ``grow`` metres a side (shrunk, if negative: then the ring of a run holds
+    the gaps between its blocks' shrunk squares, which no cell lies in alone)."""
     side = group.side * cell_size
     return [
         [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
-        for bx, by in group.blocks
-        for x0, y0, x1, y1 in [(bx * side - grow, by * side - grow, (bx + 1) * side + grow, (by + 1) * side + grow)]
+        for b0, b1, by in _runs(group.blocks)
+        for x0, y0, x1, y1 in [(b0 * side - grow, by * side - grow, (b1 + 1) * side + grow, (by + 1) * side + grow)]
     ]
 
 
 CLIP_ERROR_M = 0.01  # the clip of the polygons to a group's blocks: as fine as coveringGrid's own reprojection
 
 
-def _near(ee, tagged, epsg: int):
-    """The polygons of a zone and of its neighbours (:func:`~gee_mining.contracts.cells.neighbour_zones`)."""
-    return tagged.filter(ee.Filter.inList("grid_epsg", neighbour_zones(epsg)))
+def _near(ee, tagged, epsg: int, group: BlockGroup | None = None, cell_size: float = 0.0, margin: float = 0.0):
+    """The polygons of a zone and of its neighbours (:func:`~gee_mining.contracts.cells.neighbour_zones`).
+
+    With a ``group`` whose ``zone`` lists every block of the zone: only those whose longitude/latitude bounds
+    (:func:`tag_zones`) meet those of the rectangle around the zone's blocks grown by :data:`NEGATIVE_REACH` + 3
+    cells and ``margin`` metres (every rim :func:`_block_cells` is asked for lies within :data:`NEGATIVE_REACH`
+    + 2 cells; one more against rounding): the same collection for every group of the zone, which the engine
+    keeps with the zone's box map, so the neighbours' polygons far from the zone's blocks are neither boxed
+    nor scanned request after request (at 5,232 Amazon polygons each was boxed for 6 zones). Chosen by
+    numbers, not by a spatial filter (whose test of each polygon would go through a densified copy of the
+    rectangle); left out near the antimeridian, where longitudes wrap
+    (:func:`~gee_mining.contracts.cells.reach_is_clear_of_antimeridian`)."""
+    near = tagged.filter(ee.Filter.inList("grid_epsg", neighbour_zones(epsg)))
+    if group is None or not group.zone:
+        return near
+    grow = (NEGATIVE_REACH + 3) * cell_size + margin
+    if not reach_is_clear_of_antimeridian(epsg, (group.side * cell_size + grow) * math.sqrt(2)):
+        return near
+    side = group.side * cell_size
+    xs, ys = [b[0] for b in group.zone], [b[1] for b in group.zone]
+    x0, y0, x1, y1 = (
+        min(xs) * side - grow,
+        min(ys) * side - grow,
+        (max(xs) + 1) * side + grow,
+        (max(ys) + 1) * side + grow,
+    )
+    crs = f"EPSG:{epsg}"
+    box = ee.Geometry.Rectangle([x0, y0, x1, y1], crs, False).transform("EPSG:4326", MAX_ERROR_M).bounds(MAX_ERROR_M)
+    corners = ee.List(box.coordinates().get(0))
+    sw, ne = ee.List(corners.get(0)), ee.List(corners.get(2))
+    west, south, east, north = sw.get(0), sw.get(1), ne.get(0), ne.get(1)
+    return near.filter(
+        ee.Filter.And(
+            ee.Filter.lte("grid_west", east),
+            ee.Filter.gte("grid_east", west),
+            ee.Filter.lte("grid_south", north),
+            ee.Filter.gte("grid_north", south),
+        )
+    )
 
 
 def _boxed(ee, polys, crs):
@@ -320,14 +377,14 @@ def _block_cells(ee, polys, crs, cell_size: float, group: BlockGroup, rim: int =
     latitude and break where the block crosses 180 degrees."""
     side, pad = group.side * cell_size, cell_size / 1000
     grow = rim * cell_size + pad
-    reaches = [
+    reaches = [  # a polygon's box meets a grown block of a run iff it meets the run's grown rectangle
         ee.Filter.And(
-            ee.Filter.lte("gx0", (bx + 1) * side + grow),
-            ee.Filter.gte("gx1", bx * side - grow),
+            ee.Filter.lte("gx0", (b1 + 1) * side + grow),
+            ee.Filter.gte("gx1", b0 * side - grow),
             ee.Filter.lte("gy0", (by + 1) * side + grow),
             ee.Filter.gte("gy1", by * side - grow),
         )
-        for bx, by in group.blocks
+        for b0, b1, by in _runs(group.blocks)
     ]
     rings = _square_rings(cell_size, group, grow + pad)
     clip = ee.Geometry.MultiPolygon([[r] for r in rings], crs, False).dissolve(CLIP_ERROR_M, crs)
@@ -341,12 +398,14 @@ def _block_cells(ee, polys, crs, cell_size: float, group: BlockGroup, rim: int =
 class BlockGroup:
     """Blocks of a zone's lattice (squares of ``side`` x ``side`` cells, indices ``(bx, by)``) whose cells
     one request asks for; ``cells``: at most how many cells they hold near the polygons (occupied tiles
-    times a tile's cells). No blocks: the whole zone in one request."""
+    times a tile's cells); ``zone``: every block of the zone's groups (see :func:`_near`). No blocks: the whole
+    zone in one request."""
 
     epsg: int
     side: int = 0
     blocks: tuple[tuple[int, int], ...] = ()
     cells: int = 0
+    zone: tuple[tuple[int, int], ...] = ()
 
 
 TILE = 16  # cells: the side of the squares (at most) whose occupancy sizes the blocks
@@ -404,7 +463,12 @@ def plan_groups(ee, tagged, zones: Sequence[int], spec: GridSpec, block: int | N
     tiles: dict[int, list[tuple[int, int]]] = {epsg: [] for epsg in zones}
     for f in iter_features(ee.FeatureCollection(grids).flatten(), PAGE_SIZE):
         tiles[int(f["properties"]["zone"])].append(cell_index(f["properties"]["cell"]))
-    return [g for epsg in zones for g in group_blocks(epsg, tiles[epsg], block, tile)]
+    out = []
+    for epsg in zones:
+        groups = group_blocks(epsg, tiles[epsg], block, tile)
+        every = tuple(b for g in groups for b in g.blocks)
+        out += [dataclasses.replace(g, zone=every) for g in groups]
+    return out
 
 
 def _without_geometry(ee, cell, props: dict):
@@ -431,7 +495,7 @@ def _touching_grid(ee, tagged, epsg: int, spec: GridSpec, margin: float, group: 
     in. Zones whose box could reach the antimeridian keep every neighbour (see
     :func:`reach_is_clear_of_antimeridian`); the grid itself is planar in the zone and safe there."""
     crs = ee.Projection(f"EPSG:{epsg}")
-    near = _near(ee, tagged, epsg)
+    near = _near(ee, tagged, epsg, group, spec.cell_size, margin)
     if margin > 0:
         near = near.map(lambda f: f.setGeometry(f.geometry().buffer(margin, MAX_ERROR_M)))
     if group is not None and group.blocks:
@@ -670,8 +734,8 @@ class _Pairing:
     def pair(self, group: BlockGroup, positives: list[dict[str, Any]], near: set[tuple[int, int]] | None) -> None:
         ee, spec = self.ee, self.spec
 
-        def wider() -> set[tuple[int, int]]:
-            keys = touching_cells(ee, self.tagged, group.epsg, spec, self.margin, group).getInfo()
+        def wider(reach: int = NEGATIVE_REACH) -> set[tuple[int, int]]:
+            keys = touching_cells(ee, self.tagged, group.epsg, spec, self.margin, group, reach).getInfo()
             return {cell_index(k) for k in keys}
 
         if near is None:  # one group for the zone: its touching cells asked for on their own
@@ -743,11 +807,11 @@ def pair_group(
     blocked: set[tuple[int, int]],
     taken: set[tuple[int, int]],
     reach: int = NEGATIVE_REACH,
-    wider: Callable[[], set[tuple[int, int]]] | None = None,
+    wider: Callable[[int], set[tuple[int, int]]] | None = None,
 ) -> list[tuple[tuple[int, int], float] | None]:
     """:func:`pair_negatives` of one group's positives (in their order) against the cells touching a polygon
-    within ``reach`` cells of its blocks (``blocked``; ``wider()``: those within the pairing's whole reach,
-    asked for only if a positive has no negative within ``reach``) and the negatives earlier groups of the
+    within ``reach`` cells of its blocks (``blocked``; ``wider(r)``: those within ``r`` cells, asked for only
+    if a positive has no negative within ``reach``) and the negatives earlier groups of the
     zone ``taken``; the group's negatives are added to ``taken``, and those no later group can reach (below the
     group's last row of blocks less :data:`NEGATIVE_REACH` cells: groups come in the lattice's row order)
     dropped, so that ``taken`` holds about a row of blocks' negatives, not the zone's."""
@@ -806,7 +870,7 @@ def pair_negatives(
     blocked: set[tuple[int, int]],
     warn: Callable[[str], None],
     reach: int = NEGATIVE_REACH,
-    wider: Callable[[], set[tuple[int, int]]] | None = None,
+    wider: Callable[[int], set[tuple[int, int]]] | None = None,
 ) -> list[tuple[tuple[int, int], float] | None]:
     """Each positive's (cell indices x, y) distinct nearest free cell of its zone (see
     :func:`assign_negatives`), searching ever farther (3 to :data:`NEGATIVE_REACH` cells) for the positives
@@ -814,16 +878,20 @@ def pair_negatives(
 
     A first round over the 8 neighbours settles most positives cheaply; it makes the same choices as the
     first pairs of the 3-cell round (those at distance 1 and sqrt 2, taken first there too). ``blocked`` need
-    only be complete within ``reach`` cells of the positives: a round farther first adds ``wider()`` (the
-    blocked cells within :data:`NEGATIVE_REACH`), so that the choices are those of the complete set."""
+    only be complete within ``reach`` cells of the positives: a round farther first adds ``wider(r)`` (the
+    blocked cells within ``r`` cells), so that the choices are those of the complete set. The first such round
+    asks for its own radius only (say the 12-cell round of a group whose request brought :data:`NEAR_REACH`:
+    most positives left settle there, and the cells within 12 of a block are a fraction of those within
+    :data:`NEGATIVE_REACH`), a later one for the whole reach."""
     pos_index = list(positives)
     assigned: list = [None] * len(positives)
     blocked = set(blocked)
-    radius = 1
+    radius, widened = 1, False
     while True:
         if radius > reach and wider is not None:
-            blocked |= wider()
-            reach, wider = NEGATIVE_REACH, None
+            reach = NEGATIVE_REACH if widened else radius
+            blocked |= wider(reach)
+            widened, wider = True, None if reach >= NEGATIVE_REACH else wider
         todo = [i for i, a in enumerate(assigned) if a is None]
         hits = assign_negatives([pos_index[i] for i in todo], blocked, spec.cell_size, radius)
         for k, hit in zip(todo, hits, strict=True):

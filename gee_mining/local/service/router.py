@@ -32,7 +32,14 @@ from gee_mining.local.core.errors import EngineError, NotFound
 from gee_mining.local.core.evaluator import Context, ResultCache, evaluate
 from gee_mining.local.core.info import to_info
 from gee_mining.local.core.limits import Limits, RequestBudget, request_digest
-from gee_mining.local.raster.pixels import RenderStore, compute_pixels, map_tile, prepare_render, thumbnail_pixels
+from gee_mining.local.raster.pixels import (
+    AnswerBuffer,
+    RenderStore,
+    compute_pixels,
+    map_tile,
+    prepare_render,
+    thumbnail_pixels,
+)
 from gee_mining.local.service.access import Caller
 from gee_mining.local.service.export import classifier_export_work, image_export_work, table_export_work
 from gee_mining.local.service.quotas import Quotas
@@ -102,6 +109,7 @@ class Router:
         self._pages: OrderedDict[str, list] = OrderedDict()
         self._pages_lock = threading.Lock()
         self.results = ResultCache()  # sub-graph values across requests (the evaluator's)
+        self.answer_buffer = AnswerBuffer()  # NPY answers are written in it, across requests
         self._renders: Any = None  # maps and thumbnails (pixels.RenderStore), made on first use
         self.quotas = Quotas(self.limits)
         self.calls: Counter[str] = Counter()  # requests answered, by handler: what a plan's counts are checked on
@@ -191,6 +199,7 @@ class Router:
             budget=budget,
             cancelled=gone if gone is not None else threading.Event(),
             results=self.results,
+            answer_buffer=self.answer_buffer,
         )
 
     def _evaluate(self, payload: Mapping, project: str) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 
 from gee_mining.local.core import registry
 from gee_mining.local.core.errors import EngineError
-from gee_mining.local.core.info import to_info
+from gee_mining.local.core.info import _PLAIN, to_info
 from gee_mining.local.core.registry import Column, algorithm, per_element, vectorised
 from gee_mining.local.values.element import Element
 from gee_mining.local.values.geometry import Geometry, infos_many
@@ -49,7 +49,10 @@ class Feature(Element):
         if made is None:
             info["properties"] = to_info(self.properties)
         else:  # what to_info(self.properties) makes, with the made infos as they are
-            info["properties"] = {str(k): made[k] if k in made else to_info(v) for k, v in self.properties.items()}
+            info["properties"] = {
+                str(k): v if type(v) in _PLAIN else made[k] if k in made else to_info(v)  # made: geometries only
+                for k, v in self.properties.items()
+            }
         return info
 
 

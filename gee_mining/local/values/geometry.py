@@ -171,11 +171,46 @@ def infos_many(geoms: list[Geometry], arrays: bool = False) -> list[dict]:
     coords = dict(zip(bulk.tolist(), _polygon_coordinates_many(shapes[bulk], arrays), strict=True))
     points = np.nonzero((types == 0) & full)[0]
     coords.update(zip(points.tolist(), shapely.get_coordinates(shapes[points]).tolist(), strict=True))
-    return [g.to_info(coords.get(i)) for i, g in enumerate(geoms)]
+    out = []
+    for i, g in enumerate(geoms):
+        c, kind = coords.get(i), g.type_name
+        if c is None or kind == "GeometryCollection" or g.proj.crs != LONLAT:
+            out.append(g.to_info(c))
+            continue
+        info = {"type": kind, "coordinates": c}  # what g.to_info(c) makes for lon/lat (a geographic CRS)
+        if not g.geodesic and kind not in ("Point", "MultiPoint"):
+            info["geodesic"] = False
+        if not g.even_odd and kind in _POLYGONAL:
+            info["evenOdd"] = False
+        out.append(info)
+    return out
 
 
 def _polygon_coordinates_many(shapes: np.ndarray, arrays: bool = False) -> list[list]:
-    """:func:`_coordinates` of non-empty polygons and multipolygons: every vertex in one list (or array), sliced."""
+    """:func:`_coordinates` of non-empty polygons and multipolygons: every vertex in one list (or array), sliced.
+    Polygons without holes (a buffer's, most mines') are sliced from their own coordinates, the others through
+    their parts and rings (which shapely copies)."""
+    simple = (shapely.get_type_id(shapes) == 3) & (shapely.get_num_interior_rings(shapes) == 0)
+    if not simple.all():
+        out: list[Any] = [None] * len(shapes)
+        for rows, coords in ((simple, _rings_of_simple), (~simple, _coordinates_by_rings)):
+            idx = np.nonzero(rows)[0]
+            for i, c in zip(idx.tolist(), coords(shapes[idx], arrays), strict=True):
+                out[i] = c
+        return out
+    return _rings_of_simple(shapes, arrays)
+
+
+def _rings_of_simple(shapes: np.ndarray, arrays: bool) -> list[list]:
+    """:func:`_coordinates` of polygons without holes: each one ring, all of their coordinates."""
+    xy = shapely.get_coordinates(shapes)
+    points = xy if arrays else xy.tolist()
+    cuts = np.cumsum(np.concatenate([[0], shapely.get_num_coordinates(shapes)])).tolist()
+    return [[points[a:b]] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+def _coordinates_by_rings(shapes: np.ndarray, arrays: bool) -> list[list]:
+    """:func:`_coordinates` of non-empty polygons and multipolygons, through their parts and rings."""
     parts, part_owner = shapely.get_parts(shapes, return_index=True)
     rings, ring_part = shapely.get_rings(parts, return_index=True)
     xy, ring_of = shapely.get_coordinates(rings, return_index=True)
@@ -1230,8 +1265,11 @@ def _object_array(items: list[Any]) -> np.ndarray:
     return np.fromiter(items, dtype=object, count=len(items))
 
 
-def _bbox_small_many(b: np.ndarray, src: str, max_err: float) -> np.ndarray:
-    """:func:`_bbox_small` (without longitudes and latitudes) for many bounds at once; False for empty shapes."""
+def _bbox_small_many(b: np.ndarray, src: str, max_err: float, lat_max: np.ndarray | None = None) -> np.ndarray:
+    """:func:`_bbox_small` for many bounds at once; False for empty shapes. For a projected ``src``,
+    ``lat_max``: each shape's largest absolute latitude in degrees (its vertices in lon/lat), where known:
+    the test then holds where the scalar form's holds without them or with them (the bound grows with the
+    latitude, so at the lower of the two, capped at 84 degrees)."""
     x0, y0, x1, y1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
     with np.errstate(invalid="ignore"):
         if is_geographic(src):
@@ -1239,7 +1277,7 @@ def _bbox_small_many(b: np.ndarray, src: str, max_err: float) -> np.ndarray:
             diag = np.hypot((x1 - x0) * 111_320.0, (y1 - y0) * 110_600.0) * 1.01
         else:
             diag = np.hypot(x1 - x0, y1 - y0) * meters_per_unit(src) * 1.01
-            lat = math.radians(84.0)
+            lat = math.radians(84.0) if lat_max is None else np.radians(np.minimum(lat_max, 84.0))
         return np.isfinite(diag) & (2.0 * diag**2 * (np.tan(lat) + 1.0) / (8.0 * 6_356_752.0) <= max_err)
 
 
@@ -1460,8 +1498,7 @@ def buffer_many(n, geometry, distance, maxError, proj):  # noqa: N803
     if not todo:
         return out
     shapes = shapes[bulk]
-    crs, pair_of = np.unique(_local_crs_many(shapes), return_inverse=True)
-    pair_of = pair_of.ravel()
+    crs, pair_of = _local_crs_groups(shapes)
     geo = np.array([geometry[i].geodesic for i in todo], dtype=bool)
     edges_geo = geo & ~np.isin(shapely.get_type_id(shapes), (0, 4))  # Geometry.edges_geodesic
     planar = np.zeros(len(todo), dtype=bool)
@@ -1478,9 +1515,15 @@ _POLYGON_KINDS = {3: "Polygon", 6: "MultiPolygon"}  # shapely type ids: what sha
 
 
 def _local_crs_many(shapes: np.ndarray) -> list[str]:
-    """:func:`local_crs` of each non-empty lon/lat shape: centres computed on whole arrays, one string made per
-    distinct centre (by :func:`_local_crs_at`, as the scalar form makes it); a shape across the antimeridian as
-    the scalar form."""
+    """:func:`local_crs` of each non-empty lon/lat shape (see :func:`_local_crs_groups`)."""
+    names, which = _local_crs_groups(shapes)
+    return [names[k] for k in which.tolist()]
+
+
+def _local_crs_groups(shapes: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """:func:`local_crs` of non-empty lon/lat shapes as groups: the CRS of each group, and each shape's group.
+    Centres computed on whole arrays, one string made per distinct centre (by :func:`_local_crs_at`, as the
+    scalar form makes it); a shape across the antimeridian as the scalar form, in a group of its own."""
     b = shapely.bounds(shapes)
     x0, y0, x1, y1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
     lon, lat = (x0 + x1) / 2.0, (y0 + y1) / 2.0
@@ -1490,10 +1533,11 @@ def _local_crs_many(shapes: np.ndarray) -> list[str]:
     lat = np.where(snap, np.round(lat * 4) / 4 + 0.0, lat)
     centres, which = np.unique(np.column_stack([lon, lat]), axis=0, return_inverse=True)
     names = [_local_crs_at(x, y) for x, y in centres.tolist()]
-    out = [names[k] for k in which.ravel().tolist()]
+    which = which.ravel()
     for i in np.nonzero(x1 - x0 > 180.0)[0].tolist():
-        out[i] = local_crs(shapes[i])
-    return out
+        which[i] = len(names)
+        names.append(local_crs(shapes[i]))
+    return names, which
 
 
 def _reproject_pairs(
@@ -1525,11 +1569,14 @@ def _reproject_pairs(
         raise EngineError(f"Geometry: Unable to transform coordinates from {pairs[k][0]} to {pairs[k][1]}.")
     passed = np.ones(len(fast), dtype=bool)
     if math.isfinite(max_err):
-        passed = _bbox_small_many(shapely.bounds(ordered[fast]), src0, max_err)
+        to_lonlat = is_geographic(dst0) and not is_geographic(src0)
+        lat_max = _largest_per_owner(np.abs(moved[:, 1]), owner, len(fast)) if to_lonlat else None
+        passed = _bbox_small_many(shapely.bounds(ordered[fast]), src0, max_err, lat_max)
         unsure = np.nonzero(~passed)[0]
-        points = np.isin(owner, unsure)
-        lonlat = moved[points] if is_geographic(dst0) and not is_geographic(src0) else None
-        passed[unsure] = _edges_small_of(ordered[fast][unsure], xy[points], lonlat, src0, max_err)
+        if len(unsure):
+            points = np.isin(owner, unsure)
+            lonlat = moved[points] if to_lonlat else None
+            passed[unsure] = _edges_small_of(ordered[fast][unsure], xy[points], lonlat, src0, max_err)
     result = ordered.copy()
     result[fast] = shapely.set_coordinates(ordered[fast].copy(), moved)
     slow = np.ones(len(ordered), dtype=bool)
@@ -1540,6 +1587,14 @@ def _reproject_pairs(
     out = np.empty(len(shapes), dtype=object)
     out[order] = result
     return out
+
+
+def _largest_per_owner(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+    """The largest of ``values`` of each of ``n`` owners, where ``owner`` (sorted) gives every owner at least
+    one value (``shapely.get_coordinates(..., return_index=True)`` of non-empty shapes)."""
+    if n == 0:
+        return np.zeros(0)
+    return np.maximum.reduceat(values, np.searchsorted(owner, np.arange(n)))
 
 
 def _edges_small_of(
@@ -1603,7 +1658,7 @@ def centroid_many(n, geometry, maxError, proj):  # noqa: N803
     for i, c in zip(planar, cents, strict=True):
         g = geometry[i]
         if g.crs == LONLAT or c.is_empty:
-            out[i] = Geometry(c, g.proj, g.geodesic)
+            out[i] = Geometry(c, g.proj, g.geodesic, "Point")  # a centroid is a (maybe empty) Point
         else:
             to_lonlat.setdefault(g.crs, []).append(i)
             out[i] = c
@@ -1643,25 +1698,40 @@ def _geodesic_areas(geometry: list[Geometry], maxError: Any) -> list[float]:  # 
     if slow.any():
         fast[slow] = _bbox_small_many(shapely.bounds(shapes[slow]), LONLAT, err)
     idx = np.nonzero(fast)[0]
-    parts, part_owner = shapely.get_parts(shapes[idx], return_index=True)
-    parts_ok = ~shapely.is_empty(parts)
-    rings, ring_part = shapely.get_rings(parts[parts_ok], return_index=True)
-    xy, ring_of = shapely.get_coordinates(rings, return_index=True)
-    x, y = np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1])
-    cuts = np.searchsorted(ring_of, np.arange(len(rings) + 1)).tolist()
-    ring_area = GEOD._polygon_area_perimeter  # what Geod.polygon_area_perimeter calls, on views of one copy
-    rings_m2 = [abs(ring_area(x[a:b], y[a:b])[0]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
-    cuts = np.searchsorted(ring_part, np.arange(int(parts_ok.sum()) + 1)).tolist()
-    parts_m2 = [rings_m2[a] - sum(rings_m2[a + 1 : b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
-    cuts = np.searchsorted(part_owner[parts_ok], np.arange(len(idx) + 1)).tolist()
-    totals = {  # each shape's parts added one by one from 0.0, as the scalar form adds them
-        i: functools.reduce(operator.add, parts_m2[a:b], 0.0)
-        for i, a, b in zip(idx.tolist(), cuts[:-1], cuts[1:], strict=True)
-    }
+    simple = (shapely.get_type_id(shapes[idx]) == 3) & (shapely.get_num_interior_rings(shapes[idx]) == 0)
+    xy = shapely.get_coordinates(shapes[idx[simple]])  # a polygon without holes: its one ring's area, as the
+    counts = shapely.get_num_coordinates(shapes[idx[simple]])  # scalar form's 0.0 + (ring - 0) gives it
+    totals = dict(zip(idx[simple].tolist(), _ring_areas(xy, np.cumsum(np.concatenate([[0], counts]))), strict=True))
+    totals.update(_areas_by_parts(idx[~simple], shapes[idx[~simple]]))
     out: list[Any] = [None] * len(geometry)
     for i, g in enumerate(geometry):
         out[i] = totals[i] if i in totals else area(g, maxError, None)
     return out
+
+
+def _ring_areas(xy: np.ndarray, cuts: np.ndarray) -> list[float]:
+    """The geodesic area of each ring whose vertices are ``xy[cuts[k]:cuts[k + 1]]`` (square metres, unsigned)."""
+    x, y = np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1])
+    ring_area = GEOD._polygon_area_perimeter  # what Geod.polygon_area_perimeter calls, on views of one copy
+    bounds = cuts.tolist()
+    return [abs(ring_area(x[a:b], y[a:b])[0]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _areas_by_parts(idx: np.ndarray, shapes: np.ndarray) -> dict[int, float]:
+    """``{idx[k]: area of shapes[k]}`` for lon/lat (multi)polygons: each part's exterior less its holes, the
+    parts added one by one from 0.0, in the scalar form's order."""
+    parts, part_owner = shapely.get_parts(shapes, return_index=True)
+    parts_ok = ~shapely.is_empty(parts)
+    rings, ring_part = shapely.get_rings(parts[parts_ok], return_index=True)
+    xy, ring_of = shapely.get_coordinates(rings, return_index=True)
+    rings_m2 = _ring_areas(xy, np.searchsorted(ring_of, np.arange(len(rings) + 1)))
+    cuts = np.searchsorted(ring_part, np.arange(int(parts_ok.sum()) + 1)).tolist()
+    parts_m2 = [rings_m2[a] - sum(rings_m2[a + 1 : b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    cuts = np.searchsorted(part_owner[parts_ok], np.arange(len(idx) + 1)).tolist()
+    return {
+        i: functools.reduce(operator.add, parts_m2[a:b], 0.0)
+        for i, a, b in zip(idx.tolist(), cuts[:-1], cuts[1:], strict=True)
+    }
 
 
 def intersects_pairs(lefts: list[Geometry], rights: list[Geometry], margins: list[Any]) -> np.ndarray:

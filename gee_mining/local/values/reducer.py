@@ -1256,16 +1256,23 @@ def reduce_int_stack(
     fractions = [None] if reducer.kind == "Reducer.median" else [float(p) for p in reducer.args["percentiles"]]
     values = [np.empty(k.shape) for _ in fractions]
     keys = np.empty((min(_KEY_BLOCK, k.size), n), key_type or stack.dtype)
+    starts = np.arange(keys.shape[0]) * n  # where each pixel's row starts in the flattened block
     for start in range(0, k.size, _KEY_BLOCK):
         block = slice(start, min(start + _KEY_BLOCK, k.size))
-        rows = keys[: block.stop - start]
+        rows, c = keys[: block.stop - start], k[block]
         np.subtract(flat[:, block].T, offset, out=rows, dtype=rows.dtype)
         rows.sort(axis=1)
         for v, p in zip(values, fractions, strict=True):
-            v[block] = _median_sorted(rows.T, k[block]) if p is None else _ranked(rows.T, k[block], p)
+            if p is None:  # the sum of the middle two ranks (picked by flat index), halved below
+                picked, r = rows.reshape(-1), starts[: len(c)]
+                np.add(picked[r + (np.maximum(c, 1) - 1) // 2], picked[r + c // 2], out=v[block], dtype=np.float64)
+            else:
+                v[block] = _ranked(rows.T, c, p)
     empty = k == 0
     out = []
-    for v in values:
+    for v, p in zip(values, fractions, strict=True):
+        if p is None:
+            v *= 0.5
         if offset:
             v += offset
         v[empty] = 0.0
