@@ -245,6 +245,10 @@ def test_report_box_shows_the_protocol_not_only_the_folder(tmp_path):
     assert rows["command"] == "gee-mining evaluate study" and rows["output folder"] == str(tmp_path.resolve())
     assert "SIMULATED inputs" in page
     assert not (tmp_path / "report_study" / "report_figures").exists()
+    # worlds with June's scenes (--seasons 6) say so
+    doc["protocol"]["spec"] = spec_json(HeldoutSpec((1, 2, 3), (4, 5), size_km=5.52, clusters=2, seasons=(6,)))
+    seasonal = run_summary("gee-mining evaluate study", tmp_path, doc)
+    assert "1 month(s) of scenes plus month(s) 6 (--seasons)" in str(seasonal)
 
 
 def test_report_gives_false_alarms_as_flagged_area():

@@ -118,6 +118,14 @@ def found_when(spec: dict[str, Any]) -> str:
     return "a box the pyramid keeps touches it"
 
 
+def _seasons(spec: dict[str, Any]) -> str:
+    """The later months' scenes the worlds also hold, and whether screening read them (``--seasons``)."""
+    if not spec.get("seasons"):
+        return ""
+    read = "" if spec.get("use_seasons", True) else "; screening ignored them (--ignore-seasons)"
+    return f" plus month(s) {', '.join(str(m) for m in spec['seasons'])} (--seasons{read})"
+
+
 def run_summary(command: str, out: Path, doc: dict[str, Any]) -> dict[str, Any]:
     """The report's "Parameters and engine" box (``summary.json``): the command line that made it (the subcommand
     alone when run from Python), the worlds it trained on and those
@@ -133,7 +141,7 @@ def run_summary(command: str, out: Path, doc: dict[str, Any]) -> dict[str, Any]:
         "train worlds (seeds)": ", ".join(str(s) for s in proto["train_seeds"]),
         "held-out worlds (seeds)": ", ".join(str(s) for s in proto["test_seeds"]),
         "worlds (SIMULATED)": f"{spec['size_km']} km square, {spec['clusters']} mine clusters, {spec['months']} "
-        f"month(s) of scenes, realism {spec['realism']}",
+        f"month(s) of scenes{_seasons(spec)}, realism {spec['realism']}",
         "pixels sampled per class per train world": spec.get("pixels"),
         "a mine is found when": found_when(spec),
         "real mine-free scenes": scenes,
