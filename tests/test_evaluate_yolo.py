@@ -193,7 +193,9 @@ def test_cli_evaluate_yolo_options_reach_the_spec(monkeypatch, tmp_path):
         return {"pooled": {"recall": 1.0}, "training": {"seconds": 1.0}}
 
     monkeypatch.setattr(cli, "evaluate_yolo", fake)
-    monkeypatch.setattr(cli, "yolo_report", lambda out, doc: out / "report_yolo" / "report.html")  # needs a full doc
+    monkeypatch.setattr(
+        cli, "yolo_report", lambda out, doc, command: out / "report_yolo" / "report.html"
+    )  # needs a full doc
     args = build_parser().parse_args(["evaluate", "yolo", "--train-seeds", "1,2", "--test-seeds", "4,5", "--out",
                                       str(tmp_path), "--epochs", "3", "--bands", "B4,B3,B2,B8", "--json"])  # fmt: skip
     assert args.func(args) == 0

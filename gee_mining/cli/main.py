@@ -438,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find mines in Sentinel-2 imagery with Earth Engine.",
         epilog="--debug (anywhere): show the full traceback of an error",
     )
+    parser.set_defaults(command_line=None)  # main() sets it; a handler called without main() names the subcommand
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
     _add_runs(sub)
