@@ -179,6 +179,11 @@ def native_median(datasets: dict, n: int, band: str, res: int) -> np.ndarray:
     array is fresh memory each run). numpy sorts 32-bit integers with SIMD (4-6x faster here than
     its uint16 sort, 2-3x faster than ``np.partition`` at two fixed ranks). The median of a pixel's ``count`` valid values is the
     mean of sorted ranks ``(count - 1) // 2`` and ``count // 2``, plus the 1 taken off."""
+    return sorted_median(*read_band(datasets, n, band, res))
+
+
+def read_band(datasets: dict, n: int, band: str, res: int) -> tuple[np.ndarray, np.ndarray]:
+    """One band's windows of the cell in one uint16 stack (``out=``), and each pixel's count of valid values."""
     from rasterio.windows import Window
 
     off = 600 // res  # the cell starts 600 m inside the scene, on every band's lattice
@@ -187,7 +192,13 @@ def native_median(datasets: dict, n: int, band: str, res: int) -> np.ndarray:
     raw = np.empty((n, size, size), np.uint16)
     for k in range(n):
         datasets[k, band].read(1, window=window, out=raw[k])
-    count = np.count_nonzero(raw, axis=0).reshape(-1)
+    return raw, np.count_nonzero(raw, axis=0).reshape(-1)
+
+
+def sorted_median(raw: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """The median of each pixel's ``count`` valid values of ``raw`` (uint16, 0 masked), as :func:`native_median`
+    describes."""
+    n, size = raw.shape[0], raw.shape[1]
     flat, pixels = raw.reshape(n, -1), size * size
     median = np.empty(pixels)
     keys = np.empty((KEY_BLOCK, n), np.uint32)  # one buffer, reused: it stays in cache, no fresh memory

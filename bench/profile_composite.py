@@ -72,37 +72,8 @@ def wrap_engine() -> None:
 
 def reference_median(datasets: dict, n: int, band: str, res: int) -> np.ndarray:
     """``bench_composite.native_median`` cut into its three phases, each timed."""
-    raw, count = timed("shared: reads + count", _reads)(datasets, n, band, res)
-    return timed("shared: keys + sort + pick", _sorted_median)(raw, count)
-
-
-def _reads(datasets: dict, n: int, band: str, res: int) -> tuple[np.ndarray, np.ndarray]:
-    from rasterio.windows import Window
-
-    off, size = 600 // res, -(-bc.CELL * 10 // res)
-    raw = np.empty((n, size, size), np.uint16)
-    for k in range(n):
-        datasets[k, band].read(1, window=Window(off, off, size, size), out=raw[k])
-    return raw, np.count_nonzero(raw, axis=0).reshape(-1)
-
-
-def _sorted_median(raw: np.ndarray, count: np.ndarray) -> np.ndarray:
-    n, size = raw.shape[0], raw.shape[1]
-    flat, pixels = raw.reshape(n, -1), size * size
-    median = np.empty(pixels)
-    keys = np.empty((bc.KEY_BLOCK, n), np.uint32)
-    row = np.arange(bc.KEY_BLOCK) * n
-    for start in range(0, pixels, bc.KEY_BLOCK):
-        stop = min(start + bc.KEY_BLOCK, pixels)
-        block, c, r = keys[: stop - start], count[start:stop], row[: stop - start]
-        np.subtract(flat[:, start:stop].T, 1, out=block, dtype=np.uint32)
-        block.sort(axis=1)
-        picked = block.reshape(-1)
-        np.add(picked[r + (np.maximum(c, 1) - 1) // 2], picked[r + c // 2], out=median[start:stop], dtype=np.float64)
-    median *= 0.5
-    median += 1.0
-    median[count == 0] = 0.0
-    return median.reshape(size, size)
+    raw, count = timed("shared: reads + count", bc.read_band)(datasets, n, band, res)
+    return timed("shared: keys + sort + pick", bc.sorted_median)(raw, count)
 
 
 def main(argv: list[str] | None = None) -> int:
