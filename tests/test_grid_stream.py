@@ -235,7 +235,6 @@ def test_pairing_asks_for_the_wider_touching_cells_only_when_a_round_goes_past_t
     and ``wider(r)`` for the rest: a positive whose free cells within 6 cells are all blocked gets the nearest
     free cell of the complete blocked set (a brute-force search), the cells blocked beyond 6 cells avoided,
     and ``wider`` is called once, for the 12-cell round; positives settled within 6 cells never call it."""
-    from gee_mining.contracts.cells import NEGATIVE_REACH
     from gee_mining.steps.grid import pair_negatives
 
     spec = GridSpec.of(5500)
@@ -250,18 +249,21 @@ def test_pairing_asks_for_the_wider_touching_cells_only_when_a_round_goes_past_t
         return full
 
     hits = pair_negatives(spec, 32633, [positive], near, lambda msg: None, 6, wider)
-    window = [
-        (dx * dx + dy * dy, dy, dx)
-        for dx in range(-NEGATIVE_REACH, NEGATIVE_REACH + 1)
-        for dy in range(-NEGATIVE_REACH, NEGATIVE_REACH + 1)
-        if (dx, dy) not in full
-    ]
-    d2, y, x = min(window)
+    d2, y, x = _nearest_free(full)
     assert hits == [((x, y), 5500.0 * math.sqrt(d2))] and calls == [12]  # the 12-cell round's own reach
     assert hits == pair_negatives(spec, 32633, [positive], full, lambda msg: None)  # as with the whole set
     calls.clear()
     assert pair_negatives(spec, 32633, [(100, 100)], near, lambda msg: None, 6, wider)[0][1] == 5500.0
     assert calls == []
+
+
+def _nearest_free(blocked: set[tuple[int, int]]) -> tuple[int, int, int]:
+    """Brute force: (squared distance, y, x) of the nearest cell within the negatives' reach of (0, 0) that is not
+    blocked, ties to the smaller y then x."""
+    from gee_mining.contracts.cells import NEGATIVE_REACH
+
+    r = range(-NEGATIVE_REACH, NEGATIVE_REACH + 1)
+    return min((dx * dx + dy * dy, dy, dx) for dx in r for dy in r if (dx, dy) not in blocked)
 
 
 def test_pairing_asks_for_the_whole_reach_when_the_first_wider_round_is_not_enough():
@@ -283,13 +285,7 @@ def test_pairing_asks_for_the_whole_reach_when_the_first_wider_round_is_not_enou
 
     near = {c for c in full if max(abs(c[0]), abs(c[1])) <= 6}
     hits = pair_negatives(spec, 32633, [(0, 0)], near, lambda msg: None, 6, wider)
-    window = [
-        (dx * dx + dy * dy, dy, dx)
-        for dx in range(-NEGATIVE_REACH, NEGATIVE_REACH + 1)
-        for dy in range(-NEGATIVE_REACH, NEGATIVE_REACH + 1)
-        if (dx, dy) not in full
-    ]
-    d2, y, x = min(window)
+    d2, y, x = _nearest_free(full)
     assert (x, y) == (0, 14) and hits == [((0, 14), 5500.0 * 14)]
     assert calls == [12, NEGATIVE_REACH]
 
