@@ -58,8 +58,9 @@ class IslandScore:
     island share is the share of its pixels that are such hits *and* whose square neighbourhood of ``radius_m``
     metres holds less than ``below`` hits. Why: a 0.005-0.05 km2 pit is 1-4 % of a 343.75 m cell, so its share is
     below that of mine-free cells with natural bare soil or rock, which covers whole neighbourhoods; as an island it
-    counts ``weight`` times (issue 25: on SIMULATED validation worlds the fine level kept 0.97 of the mines on 4.0x
-    fewer fine cells with it, 0.94 on 3.1x without). Server-side: ``Image.reduceNeighborhood`` and one
+    counts ``weight`` times. On one fold of SIMULATED validation worlds the fine level kept 0.97 of the mines on 4.0x
+    fewer fine cells with it, 0.94 on 3.1x without; on fresh validation worlds the gain did not hold up (0.973 at
+    4.1x against the plain share's 0.982 at 3.5x), so it is off by default (docs/pyramid.md). Server-side: ``Image.reduceNeighborhood`` and one
     ``reduceRegions`` of two bands."""
 
     weight: float = 10.0
