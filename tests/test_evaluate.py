@@ -22,7 +22,8 @@ import pytest
 import shapely
 from scipy.stats import binomtest
 
-from gee_mining.cli.main import command_line
+from gee_mining.cli.evaluate import pyramid_spec
+from gee_mining.cli.main import build_parser, command_line
 from gee_mining.errors import InputError
 from gee_mining.io.prepared import refuse_links
 from gee_mining.pyramid.calibration import (
@@ -107,6 +108,18 @@ def test_spec_refuses_a_seed_in_both_sets():
     assert islands[:2] == (None, None) and [i.weight for i in islands[2:]] == [20, 20]  # the two finest levels
     with pytest.raises(InputError, match="island_weight"):
         EvaluationSpec((1, 2), (3,), island_weight=-1)
+
+
+def test_evaluate_pyramid_builds_seasonal_worlds_unless_told_none():
+    """`evaluate pyramid` gives its worlds June's scenes by default (the held-out goal's recall was reached with
+    them); `--seasons none` is January alone, and the spec the library's own callers build keeps no season."""
+    base = ["evaluate", "pyramid", "--train-seeds", "1,2", "--test-seeds", "3", "--out", "o"]
+    assert pyramid_spec(build_parser().parse_args(base)).seasons == (6,)
+    assert pyramid_spec(build_parser().parse_args([*base, "--seasons", "none"])).seasons == ()
+    assert pyramid_spec(build_parser().parse_args([*base, "--seasons", "6,9"])).seasons == (6, 9)
+    with pytest.raises(InputError, match="--seasons 'june'"):
+        pyramid_spec(build_parser().parse_args([*base, "--seasons", "june"]))
+    assert EvaluationSpec((1, 2), (3,)).seasons == ()  # the shared WorldsSpec default: tests' small worlds stay fast
 
 
 def test_library_halves_share_no_spectrum_and_no_sample():
