@@ -87,3 +87,29 @@ def test_cell_features_equal_numpy(ee_local, l1c_crop):  # noqa: F811
     assert {n: s["score"] for n, s in server.items()} == pytest.approx(table, abs=1e-9)
     assert len(set(table.values())) > 1  # the classifier tells the cells apart
     assert all(s["pixels"] == 32 * 32 for s in server.values())
+
+
+def test_a_cell_model_is_refused_where_it_cannot_run():
+    """A cell model must be trained (by the calibration) before a run, reads the world's context image, scores
+    interactively only, sits on the last level alone, and needs the forest screening's context image."""
+    from gee_mining.pyramid.core import IslandScore, PyramidSpec, _check_cell_model
+    from gee_mining.pyramid.evaluate import EvaluationSpec
+
+    with pytest.raises(InputError, match="CellModelSpec"):
+        PyramidSpec.of([687.5, 343.75], [17, 18], cell_model="forest")
+    with pytest.raises(InputError, match="both an island score and a cell model"):
+        PyramidSpec.of([687.5, 343.75], [17, 18], islands=(None, IslandScore()), cell_model=cm.CellModelSpec())
+    untrained = PyramidSpec.of([687.5, 343.75], [17, 18], cell_model=cm.CellModelSpec())
+    with pytest.raises(InputError, match="not trained"):
+        _check_cell_model(untrained, object(), None)
+    trained = PyramidSpec.of([687.5, 343.75], [17, 18], cell_model=cm.CellModel(cm.CellModelSpec(), ("p_mean",), None))
+    with pytest.raises(InputError, match="context image"):
+        _check_cell_model(trained, None, None)
+    with pytest.raises(InputError, match="interactively"):
+        _check_cell_model(trained, object(), "gs://b/p")
+    assert EvaluationSpec((1, 2), (3,), cell_model=True).pyramid_spec().cell_model == cm.CellModelSpec()
+    assert EvaluationSpec((1, 2), (3,)).pyramid_spec().cell_model is None  # the share unless asked
+    islands = EvaluationSpec((1, 2), (3,), cell_model=True, island_weight=10).pyramid_spec().islands
+    assert islands[-2] is not None and islands[-1] is None  # the cell model reads the island share itself
+    with pytest.raises(InputError, match="--screening forest"):
+        EvaluationSpec((1, 2), (3,), cell_model=True, screening="logistic")

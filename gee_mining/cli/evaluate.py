@@ -58,7 +58,7 @@ def pyramid_spec(args) -> EvaluationSpec:
         pixels=args.pixels, mine_share=args.mine_share, exhaustive=args.exhaustive, workers=args.workers,
         realism=args.realism, detector=args.detector, weights=args.weights, screening=args.screening,
         seasons=_seasons(args.seasons), use_seasons=not args.ignore_seasons,
-        island_weight=args.island_weight,
+        island_weight=args.island_weight, cell_model=args.cell_model,
     )  # fmt: skip
 
 
@@ -241,6 +241,10 @@ def add_cli(sub) -> None:
     q.add_argument("--island-weight", type=float, default=0.0,
                    help="> 0: the two finest levels score max(share, WEIGHT x share of isolated mine pixels), so a "
                         "small pit counts against natural bare ground (e.g. 10; default 0: the plain share)")  # fmt: skip
+    q.add_argument("--cell-model", action="store_true",
+                   help="the finest level scores each cell by a classifier trained on the train worlds' cells (a "
+                        "handful of per-cell aggregates: shares, probability, island share, context under the mine "
+                        "pixels) instead of its share of mine pixels (default: the share)")  # fmt: skip
     add_json_option(q, "the pooled held-out figures")
     q.set_defaults(func=_pyramid)
     _add_pixel_models(act)

@@ -16,6 +16,7 @@ evaluated are those the calibration keeps, never the whole tree.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,8 @@ import numpy as np
 from scipy.stats import beta
 
 from gee_mining.errors import InputError
+from gee_mining.pyramid import cellmodel
+from gee_mining.pyramid.cellmodel import CellModel, CellModelSpec
 from gee_mining.pyramid.core import PyramidSpec, _choose_threshold, children, score_cells
 
 
@@ -101,13 +104,15 @@ def level_threshold(best: dict[tuple[str, Any], float], scores: Sequence[float],
 
 @dataclass(frozen=True)
 class CalibrationWorld:
-    """One world to calibrate on: its probability image, its first-level cells and its known mines (an ee table)."""
+    """One world to calibrate on: its probability image, its first-level cells and its known mines (an ee table);
+    ``context``: its context image, which a cell model (``PyramidSpec.cell_model``) reads."""
 
     name: str
     probability: Any
     cells: Sequence[dict[str, Any]]
     polygons: Any
     id_column: str = "id"
+    context: Any = None
 
 
 @dataclass
@@ -136,11 +141,37 @@ class Calibration:
     worlds: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
+        model = self.spec.cell_model
         return {
             "worlds": self.worlds,
             "thresholds": list(self.spec.thresholds),
             "levels": [vars(lv) for lv in self.levels],
+            **({"cell_model": model.as_json()} if isinstance(model, CellModel) else {}),
         }
+
+
+def cell_model_level(ee, worlds: Sequence[CalibrationWorld], current: dict[str, list[dict[str, Any]]],
+                     spec: CellModelSpec, scale: float) -> CellModel:  # fmt: skip
+    """The last level's scores of the calibration cells (``current``, updated in place: ``score``, ``pixels``,
+    ``mines``) from a cell model cross-fitted by world (each world scored by a classifier trained on the others), and
+    the classifier trained on every world, which the run uses."""
+    missing = [w.name for w in worlds if w.context is None]
+    if missing:
+        raise InputError(f"a cell model reads each world's context image: calibration world(s) {missing} lack one.")
+    available = ee.Image(worlds[0].context).bandNames().getInfo()
+    context = cellmodel.context_bands(spec, available)
+    names = cellmodel.feature_names(spec, context)
+    tables = {}
+    for w in worlds:
+        feats = cellmodel.cell_features(ee, w.probability, w.context, current[w.name], scale, spec, context,
+                                        w.polygons, w.id_column)  # fmt: skip
+        tables[w.name] = [feats[r["name"]] | {"name": r["name"]} for r in current[w.name]]
+    scores, model = cellmodel.cross_fitted_scores(ee, tables, spec, names)
+    for w in worlds:
+        for r, f in zip(current[w.name], tables[w.name], strict=True):
+            r.update(score=scores[w.name][r["name"]], pixels=int(f.get("pixels") or 0),
+                     mines=[str(m) for m in f.get("mines") or []])  # fmt: skip
+    return model
 
 
 def calibrate_worlds(ee, worlds: Sequence[CalibrationWorld], spec: PyramidSpec, target_recall: float = 0.98,
@@ -160,14 +191,19 @@ def calibrate_worlds(ee, worlds: Sequence[CalibrationWorld], spec: PyramidSpec, 
     alive: dict[str, set[str]] = {}
     out = Calibration(spec, worlds=[w.name for w in worlds])
     thresholds: list[float] = []
+    model = None
     for i, (level, scale) in enumerate(zip(spec.levels, spec.scales, strict=True)):
         best: dict[tuple[str, str], float] = {}
+        learned = i + 1 == len(spec.levels) and isinstance(spec.cell_model, CellModelSpec)
+        if learned:
+            model = cell_model_level(ee, worlds, current, spec.cell_model, scale)
         for w in worlds:
             rows = current[w.name]
-            scores = score_cells(ee, w.probability, rows, scale, spec.pixel_threshold, w.polygons, w.id_column,
-                                 island=spec.islands[i])  # fmt: skip
-            for r in rows:
-                r.update(scores[r["name"]])
+            if not learned:
+                scores = score_cells(ee, w.probability, rows, scale, spec.pixel_threshold, w.polygons, w.id_column,
+                                     island=spec.islands[i])  # fmt: skip
+                for r in rows:
+                    r.update(scores[r["name"]])
             touched = {m for r in rows for m in r["mines"]}
             alive[w.name] = touched if i == 0 else alive[w.name] & touched
             for r in rows:
@@ -177,7 +213,13 @@ def calibrate_worlds(ee, worlds: Sequence[CalibrationWorld], spec: PyramidSpec, 
             raise InputError(f"no calibration mine is left at level z{level.zoom}: give worlds with mines.")
         cell_scores = [r["score"] for rows in current.values() for r in rows]
         last = i + 1 == len(spec.levels)
-        t, unmargined, m, pruned = level_threshold(best, cell_scores, keep_share, margin, 0.0 if last else min_prune)
+        if learned:  # out-of-world scores already: the spec's keep share, no margin
+            t, _ = _choose_threshold(best, spec.cell_model.keep)
+            unmargined, m, pruned = t, 1.0, sum(s < t for s in cell_scores) / max(1, len(cell_scores))
+        else:
+            t, unmargined, m, pruned = level_threshold(
+                best, cell_scores, keep_share, margin, 0.0 if last else min_prune
+            )
         evaluated = len(cell_scores)
         thresholds.append(t)
         kept_mines = sum(t is None or s >= t for s in best.values())
@@ -195,4 +237,6 @@ def calibrate_worlds(ee, worlds: Sequence[CalibrationWorld], spec: PyramidSpec, 
         say(f"[calibrate] z{level.zoom}: {what}, margin {m:.3g}, prunes {pruned:.0%} of cells; keeps {kept_mines}/{len(best)} "
             f"calibration mines (lower bound {low:.3f}), {n_kept}/{evaluated} cells")  # fmt: skip
     out.spec = spec.with_thresholds(thresholds)
+    if model is not None:
+        out.spec = dataclasses.replace(out.spec, cell_model=model)
     return out

@@ -40,6 +40,8 @@ from gee_mining.connection import open_bucket
 from gee_mining.contracts.cells import GridSpec, cell_index, cell_row, check_nesting, child_indices
 from gee_mining.errors import GeeMiningError, InputError
 from gee_mining.io.pages import iter_features
+from gee_mining.pyramid import cellmodel
+from gee_mining.pyramid.cellmodel import CellModel, CellModelSpec
 from gee_mining.steps.grid import ee_cell_geometry, keyed_cells
 
 MAX_ERROR_M = 1.0
@@ -80,8 +82,10 @@ class PyramidSpec:
     least 10 m: 86 m for 5500 m cells, 21 m for 1375 m). ``pixel_threshold``: a pixel counts as mine
     when its probability exceeds it. ``thresholds``: per level, the least score (share of mine pixels,
     0..1) a cell needs to be kept; ``None`` keeps every cell of that level (no screening there). ``islands``: per
-    level, an :class:`IslandScore` (small isolated blobs count more) or None. The detector runs on the cells kept at
-    the last level.
+    level, an :class:`IslandScore` (small isolated blobs count more) or None. ``cell_model``: the last level's score
+    is a learned classifier's probability (:mod:`gee_mining.pyramid.cellmodel`): a ``CellModelSpec`` that
+    :func:`~gee_mining.pyramid.calibration.calibrate_worlds` trains, or the trained ``CellModel`` a run uses. The
+    detector runs on the cells kept at the last level.
     """
 
     levels: tuple[GridSpec, ...]
@@ -89,6 +93,7 @@ class PyramidSpec:
     pixel_threshold: float = 0.5
     thresholds: tuple[float | None, ...] = ()
     islands: tuple[IslandScore | None, ...] = ()  # per level: the island score, or None (the plain share)
+    cell_model: CellModelSpec | CellModel | None = None  # the last level's learned score, or None (the share)
 
     def __post_init__(self) -> None:
         levels = tuple(self.levels)
@@ -113,6 +118,10 @@ class PyramidSpec:
         object.__setattr__(self, "islands", islands)
         if not 0 <= self.pixel_threshold < 1:
             raise InputError(f"pixel_threshold {self.pixel_threshold}: a probability in 0..1.")
+        if self.cell_model is not None and not isinstance(self.cell_model, (CellModelSpec, CellModel)):
+            raise InputError(f"cell_model {self.cell_model!r}: a CellModelSpec (to train) or a trained CellModel.")
+        if self.cell_model is not None and islands[-1] is not None:
+            raise InputError("the last level has both an island score and a cell model: give one of them.")
 
     @classmethod
     def of(cls, sizes: Iterable[float], zooms: Iterable[int] | None = None, **kwargs: Any) -> PyramidSpec:
@@ -421,12 +430,15 @@ def run_levels(
     calibrate_to: float | None = None,
     progress: Callable[[str], None] | None = None,
     export_to: str | None = None,
+    context=None,
 ) -> PyramidResult:
     """Screen ``cells`` (of ``spec.levels[0]``) level by level; with ``calibrate_to``, choose each level's threshold
     on the known ``polygons`` so the level keeps that share of the mines still alive (see :func:`calibrate`).
     With ``export_to`` (``gs://BUCKET/PREFIX``), each level's scores are batch exports (:func:`export_scores`)
-    under ``PREFIX/z<zoom>``: a global run's path; without it, interactive pages of ``PAGE_CELLS`` cells."""
+    under ``PREFIX/z<zoom>``: a global run's path; without it, interactive pages of ``PAGE_CELLS`` cells.
+    ``context``: the world's context image, which a trained ``spec.cell_model`` reads at the last level."""
     say = progress or (lambda msg: None)
+    _check_cell_model(spec, context, export_to)
     if not cells:
         raise InputError("no cells to start from: give the region's cells of the first level (start_cells).")
     sizes = {float(r["cell_size"]) for r in cells}
@@ -450,7 +462,12 @@ def run_levels(
             current = [c for r in result.kept[-1] for c in children(r, level)]
         where = f"{export_to.rstrip('/')}/z{level.zoom}" if export_to else None
         args = (scale, spec.pixel_threshold, polygons, id_column, where, progress, spec.islands[i])
-        scores = score_cells(ee, probability, current, *args) if current else {}
+        if i + 1 == len(spec.levels) and spec.cell_model is not None:
+            scores = cellmodel.score_rows(
+                ee, spec.cell_model, probability, context, current, scale, polygons, id_column
+            )
+        else:
+            scores = score_cells(ee, probability, current, *args) if current else {}
         for r in current:
             r.update(scores[r["name"]])
         if labelled:
@@ -488,6 +505,18 @@ def run_levels(
     return result
 
 
+def _check_cell_model(spec: PyramidSpec, context, export_to: str | None) -> None:
+    """A run with a cell model needs it trained, the world's context image, and interactive scoring."""
+    if spec.cell_model is None:
+        return
+    if not isinstance(spec.cell_model, CellModel):
+        raise InputError("the pyramid's cell model is not trained: calibrate on train worlds first (calibrate_worlds).")
+    if context is None:
+        raise InputError("a cell model reads the world's context image: pass context=context_image(composite, ...).")
+    if export_to is not None:
+        raise InputError("a cell model scores interactively only (export_to is not supported with it yet).")
+
+
 def calibrate(ee, probability, spec: PyramidSpec, cells, polygons, target_recall: float = 0.98,
               id_column: str = "id", progress=None, export_to: str | None = None) -> PyramidSpec:  # fmt: skip
     """``spec`` with thresholds chosen on labelled cells: at each of the L levels, the highest score threshold
@@ -521,6 +550,7 @@ def run_pyramid(
     id_column: str = "id",
     progress: Callable[[str], None] | None = None,
     export_to: str | None = None,
+    context=None,
 ) -> PyramidResult:
     """Screen level by level with ``spec``'s thresholds, then run ``detector`` on the cells kept at the finest
     level. With ``polygons`` (known mines: an ee table id or FeatureCollection), count recall per level and the
@@ -528,7 +558,7 @@ def run_pyramid(
     (:func:`run_levels`), the path of a global run."""
     if any(t is None for t in spec.thresholds[:-1]) and progress:
         progress("[pyramid] some levels have no threshold: every cell of those levels is kept (calibrate first?)")
-    result = run_levels(ee, probability, spec, cells, polygons, id_column, None, progress, export_to)
+    result = run_levels(ee, probability, spec, cells, polygons, id_column, None, progress, export_to, context)
     if detector is not None:
         run = detector.detect(ee, result.fine_cells)
         result.detections, result.detector = run.detections, run.cost

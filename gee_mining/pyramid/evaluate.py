@@ -50,6 +50,7 @@ from gee_mining.pyramid.calibration import (
     clopper_pearson,
     world_bootstrap_interval,
 )
+from gee_mining.pyramid.cellmodel import CellModelSpec
 from gee_mining.pyramid.core import (
     IslandScore,
     PyramidSpec,
@@ -69,7 +70,7 @@ from gee_mining.pyramid.probability import (
     sample_pixels,
 )
 from gee_mining.pyramid.world import SimulatedPyramid, prepare_simulated, seed_corner
-from gee_mining.steps.context import context_names
+from gee_mining.steps.context import context_image, context_names
 from gee_mining.steps.indices import add_indices
 from gee_mining.world.manifest import WorldManifest, generator_digest
 from gee_mining.world.realism import REALISMS
@@ -137,6 +138,7 @@ class EvaluationSpec(WorldsSpec):
     screening: str = "forest"  # the screening model: "forest" (context features) or "logistic" (the pixel alone)
     use_seasons: bool = True  # False: worlds with seasons screened without the greenest NDVI (the paired baseline)
     island_weight: float = 0.0  # > 0: the two finest levels score max(share, weight * island share) (IslandScore)
+    cell_model: bool = False  # True: the finest level's score is a learned cell classifier (pyramid.cellmodel)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -151,6 +153,8 @@ class EvaluationSpec(WorldsSpec):
             )
         if self.island_weight < 0:
             raise InputError(f"island_weight {self.island_weight}: 0 (the plain share) or a positive weight, e.g. 10.")
+        if self.cell_model and self.screening != "forest":
+            raise InputError("a cell model reads the forest's context image: use --screening forest with it.")
         if self.screening not in SCREENINGS:
             raise InputError(f"screening {self.screening!r}: one of {', '.join(SCREENINGS)}.")
         if not 0 < self.mine_share < 1:
@@ -167,7 +171,10 @@ class EvaluationSpec(WorldsSpec):
         if self.island_weight:
             n = len(self.levels)
             islands = tuple(IslandScore(self.island_weight) if i >= n - 2 else None for i in range(n))
-        return PyramidSpec.of(self.levels, self.zooms, scales=tuple(self.scales), islands=islands)
+        if self.cell_model and islands:
+            islands = islands[:-1] + (None,)  # the cell model reads the island share itself
+        cell = CellModelSpec() if self.cell_model else None
+        return PyramidSpec.of(self.levels, self.zooms, scales=tuple(self.scales), islands=islands, cell_model=cell)
 
 
 @dataclass
@@ -362,7 +369,8 @@ def evaluate_world(seed: int, sim: SimulatedPyramid, model, spec: PyramidSpec, e
     image = probability_image(ee, model, ee.Image(sim.composite_id))
     cells = start_cells(ee, sim.region(ee), spec.levels[0], sim.epsg)
     detector = detector or PixelModelDetector(image, block=8, folder=out / f"seed_{seed}" / "patches")
-    result = run_pyramid(ee, image, spec, cells, detector, sim.mines_id)
+    context = _context(model, sim) if spec.cell_model is not None else None
+    result = run_pyramid(ee, image, spec, cells, detector, sim.mines_id, context=context)
     polys = known_polygons(ee, sim.mines_id, "id", result.known_mines)
     tree = shapely.STRtree([polys[m] for m in result.known_mines]) if polys else None
     false_boxes = sum(
@@ -510,11 +518,17 @@ def yolo_detector(model: dict[str, Any], seed: int, sim: SimulatedPyramid, level
                         predict_args={"imgsz": model["imgsz"]}, context=float(context))  # fmt: skip
 
 
+def _context(model, sim: SimulatedPyramid):
+    """The world's context image as the screening forest reads it (a cell model reads some of its bands)."""
+    return context_image(ee.Image(sim.composite_id), model.radii, model.seasonal)
+
+
 def _calibrate(train: dict[int, SimulatedPyramid], model, ev: EvaluationSpec, say) -> Calibration:
     spec = ev.pyramid_spec()
     worlds = []
     for seed, sim in train.items():
         image = probability_image(ee, model, ee.Image(sim.composite_id))
         cells = start_cells(ee, sim.region(ee), spec.levels[0], sim.epsg)
-        worlds.append(CalibrationWorld(f"seed_{seed}", image, cells, sim.mines_id))
+        context = _context(model, sim) if ev.cell_model else None
+        worlds.append(CalibrationWorld(f"seed_{seed}", image, cells, sim.mines_id, context=context))
     return calibrate_worlds(ee, worlds, spec, ev.target_recall, ev.margin, ev.confidence, say, ev.min_prune)
