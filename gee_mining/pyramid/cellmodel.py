@@ -146,9 +146,13 @@ def cell_features(ee, probability, context_image, rows: Sequence[dict[str, Any]]
     """``{cell name: properties}`` of :func:`feature_collection`, one request per page of ``PAGE_CELLS`` cells of
     one zone (no request grows with the run)."""
     out: dict[str, dict[str, Any]] = {}
-    for page in _pages(rows):
+
+    def fetch(page):
         fc = feature_collection(ee, probability, context_image, page, scale, spec, context, polygons, id_column)
-        out |= {f["properties"]["name"]: f["properties"] for f in iter_features(fc, page_size=len(page))}
+        return {f["properties"]["name"]: f["properties"] for f in iter_features(fc, page_size=len(page))}
+
+    for page in _pages(rows):
+        out |= _halving(ee, fetch, page)
     missing = [r["name"] for r in rows if r["name"] not in out]
     if missing:
         raise InputError(f"the engine returned no cell features for {len(missing)} cell(s), e.g. {missing[0]}")
@@ -163,6 +167,18 @@ def _pages(rows: Sequence[dict[str, Any]]):
     for zone_rows in by_zone.values():
         for i in range(0, len(zone_rows), PAGE_CELLS):
             yield zone_rows[i : i + PAGE_CELLS]
+
+
+def _halving(ee, fetch, page: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``fetch(page)``; a page the engine refuses as "Computation timed out." (Earth Engine's 5-minute interactive
+    bound) is fetched again as two halves, down to one cell (as the share's scoring does)."""
+    try:
+        return fetch(page)
+    except ee.EEException as exc:
+        if "Computation timed out" not in str(exc) or len(page) == 1:
+            raise
+        half = len(page) // 2
+        return _halving(ee, fetch, page[:half]) | _halving(ee, fetch, page[half:])
 
 
 def overlap_labels(rows: Sequence[dict[str, Any]], cut: float) -> list[int | None]:
@@ -244,11 +260,14 @@ def score_rows(ee, model: CellModel, probability, context_image, rows: Sequence[
     one request per page (the run's fine level on a world no classifier saw)."""
     context = [n for n in model.names if not n.endswith("_hit")][len(model.spec.thresholds) + 3 :]
     out: dict[str, dict[str, Any]] = {}
-    for page in _pages(rows):
+
+    def fetch(page):
         fc = feature_collection(ee, probability, context_image, page, scale, model.spec, context, polygons, id_column)
         fc = fc.classify(model.classifier, "classification")
-        for f in iter_features(fc, page_size=len(page)):
-            p = f["properties"]
+        return {f["properties"]["name"]: f["properties"] for f in iter_features(fc, page_size=len(page))}
+
+    for page in _pages(rows):
+        for p in _halving(ee, fetch, page).values():
             out[p["name"]] = {"score": float(p.get("classification") or 0.0), "pixels": int(p.get("pixels") or 0),
                               "mines": [str(m) for m in p.get("mines") or []]}  # fmt: skip
     return out
