@@ -461,13 +461,7 @@ def run_levels(
         if i > 0:
             current = [c for r in result.kept[-1] for c in children(r, level)]
         where = f"{export_to.rstrip('/')}/z{level.zoom}" if export_to else None
-        args = (scale, spec.pixel_threshold, polygons, id_column, where, progress, spec.islands[i])
-        if i + 1 == len(spec.levels) and spec.cell_model is not None:
-            scores = cellmodel.score_rows(
-                ee, spec.cell_model, probability, context, current, scale, polygons, id_column
-            )
-        else:
-            scores = score_cells(ee, probability, current, *args) if current else {}
+        scores = _level_scores(ee, probability, spec, i, current, polygons, id_column, where, progress, context)
         for r in current:
             r.update(scores[r["name"]])
         if labelled:
@@ -503,6 +497,19 @@ def run_levels(
     result.spec = spec.with_thresholds(thresholds)
     result.known_mines = sorted(known or ())
     return result
+
+
+def _level_scores(ee, probability, spec: PyramidSpec, i: int, rows: Sequence[dict[str, Any]], polygons,
+                  id_column: str, where: str | None, progress, context) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Level ``i``'s scores of ``rows``: the trained cell model's at the last level when the spec has one, else
+    the share (:func:`score_cells`)."""
+    if not rows:
+        return {}
+    scale = spec.scales[i]
+    if i + 1 == len(spec.levels) and spec.cell_model is not None:
+        return cellmodel.score_rows(ee, spec.cell_model, probability, context, rows, scale, polygons, id_column)
+    return score_cells(ee, probability, rows, scale, spec.pixel_threshold, polygons, id_column, where, progress,
+                       spec.islands[i])  # fmt: skip
 
 
 def _check_cell_model(spec: PyramidSpec, context, export_to: str | None) -> None:
