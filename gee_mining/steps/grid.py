@@ -525,6 +525,43 @@ def touching_cells(ee, tagged, epsg: int, spec: GridSpec, margin: float, group: 
     return keyed_cells(ee, grid, crs, spec.cell_size).aggregate_array("cell")
 
 
+ANSWER_BYTES = 8_000_000  # bytes: the most touching-cell keys one answer carries (Earth Engine's cap: about 10 MB)
+WORLD_M = 21_000_000  # metres: no UTM or Web Mercator coordinate is farther from its projection's origin
+
+
+def key_bytes(cell_size: float, group: BlockGroup | None = None, reach: int = NEGATIVE_REACH) -> int:
+    """At most how many bytes one cell key (``"x,y"``) takes in an answer's list, quotes and separator
+    included: from the lattice indices of the ``group``'s blocks grown by ``reach`` cells (plus two, as
+    :func:`_touching_grid` grows them), or, without blocks, of any cell of the projection."""
+    if group is None or not group.blocks:
+        far = math.ceil(WORLD_M / cell_size)
+        xs = ys = (-far, far)
+    else:
+        grow = reach + 2
+        bxs, bys = [b[0] for b in group.blocks], [b[1] for b in group.blocks]
+        xs = (min(bxs) * group.side - grow, (max(bxs) + 1) * group.side + grow)
+        ys = (min(bys) * group.side - grow, (max(bys) + 1) * group.side + grow)
+    return max(len(str(v)) for v in xs) + max(len(str(v)) for v in ys) + 5  # the comma, 2 quotes, ", "
+
+
+def touching_pages(ee, keys, per: int):
+    """The keys of a list (:func:`touching_cells`) as features of at most ``per`` keys each (property
+    ``touching``), so that every answer that holds them stays bounded however dense the polygons: a paged
+    request sends a few features a page, where one feature of all the keys could pass Earth Engine's
+    10 MB. At least one feature (empty for no keys)."""
+    keys = ee.List(keys)
+    starts = ee.List.sequence(0, keys.size().subtract(1).max(0), per)
+    return ee.FeatureCollection(
+        starts.map(lambda i: ee.Feature(None, {"touching": keys.slice(i, ee.Number(i).add(per))}))
+    )
+
+
+def keys_per_page(cell_size: float, group: BlockGroup | None, reach: int, answer_bytes: int) -> int:
+    """How many keys one :func:`touching_pages` feature may hold within ``answer_bytes`` (less 200 bytes for
+    the feature around them)."""
+    return max(1, (answer_bytes - 200) // key_bytes(cell_size, group, reach))
+
+
 def measured_cells(ee, epsg: int, spec: GridSpec, cells: Sequence[tuple[int, int]], metadata: Metadata = NO_METADATA):
     """Centroids and bounds (EPSG:4326) of the given cells of a zone's grid, as a FeatureCollection of
     features without geometry (ids ``"x,y"``).
@@ -668,6 +705,7 @@ def stream_grid(
     keep: dict[int, set[str]] | None = None,
     metadata: Metadata | None = None,
     block: int | None = GRID_BLOCK,
+    answer_bytes: int = ANSWER_BYTES,
 ) -> GridSummary:
     """The grid of one level (see :func:`build_grid` for the arguments), handed to ``sink`` a group of blocks
     at a time: memory follows a group of blocks (and the negatives of the row of blocks before it), not the
@@ -680,7 +718,9 @@ def stream_grid(
     pairing's whole reach asked for in one more request only when a positive has no negative within
     :data:`NEAR_REACH`), measured with the next group's cells (more than :data:`MEASURE_BLOCK`: the rest one
     request a thousand) and passed on. The pairs depend on the blocks only where positives of two groups want
-    the same free cell: the earlier group's positive gets it."""
+    the same free cell: the earlier group's positive gets it. ``answer_bytes``: the most bytes of touching-cell
+    keys one answer carries (:func:`touching_pages`; an engine with a lower answer limit than Earth Engine's
+    10 MB needs less), so that no answer grows with how dense the polygons are."""
     say = progress or (lambda msg: None)
     summary = GridSummary(spec)
     fc, tagged, zones, id_column, count = _prepare(ee, polygons, spec, margin, id_column)
@@ -688,12 +728,12 @@ def stream_grid(
     groups = plan_groups(ee, tagged, zones, spec, block, region)
     say(f"[grid] {count:,} polygons in {len(zones)} grid zone(s) at {spec.cell_size:g} m (zoom {spec.zoom}): "
         f"{len(groups)} request(s) of positives")  # fmt: skip
-    pairing = _Pairing(ee, tagged, spec, margin, metadata, summary, sink)
+    pairing = _Pairing(ee, tagged, spec, margin, metadata, summary, sink, answer_bytes=answer_bytes)
     for i, group in enumerate(groups):
         with deferred_gc():  # a group's cells decoded and tabulated (the collector runs between groups)
             ahead = pairing.negatives_ahead()
             positives, near, measured = _group_cells(
-                ee, fc, tagged, group, spec, id_column, region, keep or {}, metadata, margin, ahead
+                ee, fc, tagged, group, spec, id_column, region, keep or {}, metadata, margin, ahead, answer_bytes
             )
             pairing.flush(measured)
         say(f"[grid] group {i + 1}/{len(groups)} (EPSG:{group.epsg}): {len(positives):,} positive cells")
@@ -730,13 +770,16 @@ class _Pairing:
     taken: dict[int, set[tuple[int, int]]] = dataclasses.field(default_factory=dict)
     unpaired: dict[int, int] = dataclasses.field(default_factory=dict)
     pending: tuple[int, list[dict[str, Any]], list[Any]] | None = None
+    answer_bytes: int = ANSWER_BYTES
 
     def pair(self, group: BlockGroup, positives: list[dict[str, Any]], near: set[tuple[int, int]] | None) -> None:
         ee, spec = self.ee, self.spec
 
         def wider(reach: int = NEGATIVE_REACH) -> set[tuple[int, int]]:
-            keys = touching_cells(ee, self.tagged, group.epsg, spec, self.margin, group, reach).getInfo()
-            return {cell_index(k) for k in keys}
+            keys = touching_cells(ee, self.tagged, group.epsg, spec, self.margin, group, reach)
+            per = keys_per_page(spec.cell_size, group, reach, self.answer_bytes)
+            pages = iter_features(touching_pages(ee, keys, per), 1)  # one bounded list an answer
+            return {cell_index(k) for f in pages for k in f["properties"]["touching"]}
 
         if near is None:  # one group for the zone: its touching cells asked for on their own
             blocked, reach = wider(), NEGATIVE_REACH
@@ -767,19 +810,20 @@ class _Pairing:
         self.sink(rows)
 
 
-def _group_cells(ee, polygons, tagged, group, spec, id_column, region, keep, metadata, margin, ahead=None):
+def _group_cells(ee, polygons, tagged, group, spec, id_column, region, keep, metadata, margin, ahead=None,
+                 answer_bytes: int = ANSWER_BYTES):  # fmt: skip
     """A group's positive rows, in the lattice's row order (y, then x); with blocks, the cells touching a
     polygon within :data:`NEAR_REACH` cells of its blocks (what the pairing's first rounds need: most
     positives find their negative there; see :func:`pair_negatives`), else None; and the rows of the cells
     ``ahead`` measures (:func:`measured_cells`: the previous group's negatives) by ``(x, y)``. One request:
-    the positives, then one feature holding the touching cells' keys, then the measured cells (an answer
-    bounded by the group's blocks and :data:`MEASURE_BLOCK`)."""
+    the positives, then the touching cells' keys (:func:`touching_pages`: at most ``answer_bytes`` a feature),
+    then the measured cells (an answer bounded by the group's blocks and :data:`MEASURE_BLOCK`; paged)."""
     kept = sorted(k for k in keep.get(group.epsg, ()) if _in_group(cell_index(k), group))
     parts = [positive_cells(ee, polygons, tagged, group.epsg, spec, id_column, region, kept, metadata, False, group)]
     near = None
     if group.blocks:
         keys = touching_cells(ee, tagged, group.epsg, spec, margin, group, NEAR_REACH)
-        parts.append(ee.FeatureCollection([ee.Feature(None, {"touching": keys})]))
+        parts.append(touching_pages(ee, keys, keys_per_page(spec.cell_size, group, NEAR_REACH, answer_bytes)))
         near = set()
     if ahead is not None:
         parts.append(ahead)
