@@ -96,11 +96,14 @@ UTM_LIMITS = (-80.0, 84.0)  # UTM's latitudes (beyond them: the polar UPS zones,
 MERCATOR_LIMIT = 85.0511  # Web Mercator's square world
 
 
-def check_latitudes(ee, polygons, spec: GridSpec, id_column: str) -> None:
-    """Refuse polygons beyond the grid projection's latitudes (UTM: 80 S to 84 N; Web Mercator: 85.05 S to
-    85.05 N), naming up to five of them: cells there would not be the true-sized squares the grid promises
-    (one request)."""
+def beyond_latitudes(ee, polygons, tagged, spec: GridSpec):
+    """The polygons that reach beyond the grid projection's latitudes (UTM: 80 S to 84 N; Web Mercator: 85.05 S
+    to 85.05 N). In UTM, by the latitude bounds :func:`tag_zones` keeps (``grid_south``, ``grid_north``: the
+    geodesic edges' bulge included), two numeric filters on what the zones are read from; in Web Mercator,
+    whose tags hold no bounds, by ``filterBounds`` of the two caps beyond (an exact test of each polygon)."""
     south, north = UTM_LIMITS if spec.projection == "utm" else (-MERCATOR_LIMIT, MERCATOR_LIMIT)
+    if spec.projection == "utm":
+        return tagged.filter(ee.Filter.Or(ee.Filter.gte("grid_north", north), ee.Filter.lte("grid_south", south)))
     caps = ee.Geometry.MultiPolygon(
         [
             [[[-180, north], [180, north], [180, 90], [-180, 90]]],
@@ -109,15 +112,30 @@ def check_latitudes(ee, polygons, spec: GridSpec, id_column: str) -> None:
         None,
         False,
     )
-    beyond = polygons.filterBounds(caps)
+    return polygons.filterBounds(caps)
+
+
+def refuse_beyond(spec: GridSpec, id_column: str, count: int, ids: Sequence[Any]) -> None:
+    """Refuse ``count`` polygons beyond the projection's latitudes (:func:`beyond_latitudes`), naming up to five
+    (``ids``): cells there would not be the true-sized squares the grid promises."""
+    if not count:
+        return
+    south, north = UTM_LIMITS if spec.projection == "utm" else (-MERCATOR_LIMIT, MERCATOR_LIMIT)
+    names = ", ".join(str(i) for i in ids)
+    where = "UTM zones end (the grid has no polar UPS zones)" if spec.projection == "utm" else "Web Mercator ends"
+    raise InputError(
+        f"{count} polygon(s) ({id_column} {names}{', ...' if count > 5 else ''}) reach beyond "
+        f"{north:g} N or {-south:g} S, where {where}: clip them at those latitudes or leave them out."
+    )
+
+
+def check_latitudes(ee, polygons, spec: GridSpec, id_column: str, tagged=None) -> None:
+    """Refuse polygons beyond the grid projection's latitudes (:func:`beyond_latitudes`, :func:`refuse_beyond`;
+    one request). ``tagged``: the polygons as :func:`tag_zones` gives them (made here if None)."""
+    tagged = tag_zones(ee, polygons, spec) if tagged is None else tagged
+    beyond = beyond_latitudes(ee, polygons, tagged, spec)
     found = ee.Dictionary({"n": beyond.size(), "ids": beyond.limit(5).aggregate_array(id_column)}).getInfo()
-    if found["n"]:
-        ids = ", ".join(str(i) for i in found["ids"])
-        where = "UTM zones end (the grid has no polar UPS zones)" if spec.projection == "utm" else "Web Mercator ends"
-        raise InputError(
-            f"{found['n']} polygon(s) ({id_column} {ids}{', ...' if found['n'] > 5 else ''}) reach beyond "
-            f"{north:g} N or {-south:g} S, where {where}: clip them at those latitudes or leave them out."
-        )
+    refuse_beyond(spec, id_column, found["n"], found["ids"])
 
 
 @dataclass(frozen=True)
@@ -671,23 +689,29 @@ Sink = Callable[[list[dict[str, Any]]], None]
 
 def _prepare(ee, polygons: Any, spec: GridSpec, margin: float, id_column: str | None):
     """The polygons checked (not empty, within the projection's latitudes), tagged with their zones: (the
-    table as loaded, the tagged collection, zone EPSGs, id column, count). Two requests: the count, the first
-    polygon's property names and the zones in one, then the latitudes (which name polygons by the id column)."""
+    table as loaded, the tagged collection, zone EPSGs, id column, count). One request: the count, the first
+    polygon's property names, the zones and the polygons beyond the latitudes (:func:`beyond_latitudes`; up to
+    five of their ids, by ``id`` if the table has it, else by ``system:index``, when no ``id_column`` is given)."""
     fc = ee.FeatureCollection(polygons) if isinstance(polygons, str) else polygons
     if margin < 0:
         raise InputError(f"margin {margin}: give a distance in metres >= 0.")
     tagged = tag_zones(ee, fc, spec)
     size = fc.size()
-    names = ee.Algorithms.If(size, fc.first().propertyNames(), []) if id_column is None else []
-    found = ee.Dictionary(
-        {"n": size, "names": names, "zones": tagged.aggregate_array("grid_epsg").distinct()}
-    ).getInfo()
+    beyond = beyond_latitudes(ee, fc, tagged, spec)
+    first = beyond.limit(5)
+    if id_column is None:
+        names = ee.List(ee.Algorithms.If(size, fc.first().propertyNames(), []))
+        ids = ee.Algorithms.If(names.contains("id"), first.aggregate_array("id"), first.aggregate_array("system:index"))
+    else:
+        names, ids = ee.List([]), first.aggregate_array(id_column)
+    zones = tagged.aggregate_array("grid_epsg").distinct()
+    found = ee.Dictionary({"n": size, "names": names, "zones": zones, "beyond": beyond.size(), "ids": ids}).getInfo()
     count = found["n"]
     if count == 0:
         raise InputError("the polygon set is empty: give a table with at least one mine polygon.")
     if id_column is None:
         id_column = "id" if "id" in found["names"] else "system:index"
-    check_latitudes(ee, fc, spec, id_column)
+    refuse_beyond(spec, id_column, found["beyond"], found["ids"])
     zones = sorted({int(z) for z in found["zones"]})
     return fc, tagged, zones, id_column, count
 
@@ -1012,8 +1036,8 @@ def export_grid(
         id_column = "id" if "id" in fc.first().propertyNames().getInfo() else "system:index"
     warnings_: list[str] = []
     metadata = available_metadata(ee, Metadata() if metadata is None else metadata, warnings_.append)
-    check_latitudes(ee, fc, spec, id_column)
     tagged = tag_zones(ee, fc, spec)
+    check_latitudes(ee, fc, spec, id_column, tagged)
     zones = sorted({int(z) for z in tagged.aggregate_array("grid_epsg").distinct().getInfo()})
     tasks = []
     for epsg in zones:
