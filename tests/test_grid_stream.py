@@ -383,3 +383,18 @@ def test_touching_cells_come_in_answers_bounded_however_many_there_are(tmp_path)
     assert (pos["cell_x"], pos["cell_y"]) == (90, 20)
     assert (neg["cell_x"], neg["cell_y"]) == (90 + dx, 20 + dy)
     assert neg["distance_m"] == pytest.approx(spec.cell_size * math.sqrt(d2))
+
+
+def test_touching_keys_are_sliced_only_where_the_blocks_could_hold_more_than_an_answer(ee_local):
+    """touching_pages: 25 keys of a 4-cell block with a 6-cell rim (keys of at most 9 bytes: 2 digits a side, a
+    sign, quotes and separators) and 300 bytes an answer: slices of (300 - 200) // 9 = 11 keys, in order; with
+    8 MB, one feature (the block and rim hold 20 x 20 cells, far fewer than an answer's keys)."""
+    from gee_mining.steps.grid import BlockGroup, key_bytes, touching_pages
+
+    group = BlockGroup(32633, 4, ((0, 0),))
+    keys = [f"{x},{y}" for x in range(-5, 0) for y in range(5)]
+    assert key_bytes(5500.0, group, 6) == 9
+    sliced = touching_pages(ee_local, keys, 5500.0, group, 6, 300).aggregate_array("touching").getInfo()
+    assert [len(k) for k in sliced] == [11, 11, 3] and sum(sliced, []) == keys
+    whole = touching_pages(ee_local, keys, 5500.0, group, 6, 8_000_000).aggregate_array("touching").getInfo()
+    assert whole == [keys]

@@ -562,22 +562,23 @@ def key_bytes(cell_size: float, group: BlockGroup | None = None, reach: int = NE
     return max(len(str(v)) for v in xs) + max(len(str(v)) for v in ys) + 5  # the comma, 2 quotes, ", "
 
 
-def touching_pages(ee, keys, per: int):
-    """The keys of a list (:func:`touching_cells`) as features of at most ``per`` keys each (property
-    ``touching``), so that every answer that holds them stays bounded however dense the polygons: a paged
-    request sends a few features a page, where one feature of all the keys could pass Earth Engine's
-    10 MB. At least one feature (empty for no keys)."""
+def touching_pages(ee, keys, cell_size: float, group: BlockGroup | None, reach: int, answer_bytes: int):
+    """The keys of a list (:func:`touching_cells` of the ``group``'s blocks and a rim of ``reach`` cells) as
+    features (property ``touching``) of at most ``answer_bytes`` of keys each (:func:`key_bytes`), so that every
+    answer that holds them stays bounded however dense the polygons: a paged request sends a few features a
+    page, where one list of all the keys could pass Earth Engine's 10 MB (a fully covered group's 50-cell rim:
+    up to 16 x 232 x 232 keys). One feature of the whole list where the blocks and rims cannot hold more keys
+    than that (the group's request, the 12-cell rim at 1375 m); else slices of the list, at least one."""
     keys = ee.List(keys)
+    per = max(1, (answer_bytes - 200) // key_bytes(cell_size, group, reach))  # 200 bytes: the feature around
+    if group is not None and group.blocks:
+        most = len(group.blocks) * (group.side + 2 * (reach + 2)) ** 2  # the grown blocks' cells (_touching_grid)
+        if most <= per:
+            return ee.FeatureCollection([ee.Feature(None, {"touching": keys})])
     starts = ee.List.sequence(0, keys.size().subtract(1).max(0), per)
     return ee.FeatureCollection(
         starts.map(lambda i: ee.Feature(None, {"touching": keys.slice(i, ee.Number(i).add(per))}))
     )
-
-
-def keys_per_page(cell_size: float, group: BlockGroup | None, reach: int, answer_bytes: int) -> int:
-    """How many keys one :func:`touching_pages` feature may hold within ``answer_bytes`` (less 200 bytes for
-    the feature around them)."""
-    return max(1, (answer_bytes - 200) // key_bytes(cell_size, group, reach))
 
 
 def measured_cells(ee, epsg: int, spec: GridSpec, cells: Sequence[tuple[int, int]], metadata: Metadata = NO_METADATA):
@@ -801,8 +802,7 @@ class _Pairing:
 
         def wider(reach: int = NEGATIVE_REACH) -> set[tuple[int, int]]:
             keys = touching_cells(ee, self.tagged, group.epsg, spec, self.margin, group, reach)
-            per = keys_per_page(spec.cell_size, group, reach, self.answer_bytes)
-            pages = iter_features(touching_pages(ee, keys, per), 1)  # one bounded list an answer
+            pages = iter_features(touching_pages(ee, keys, spec.cell_size, group, reach, self.answer_bytes), 1)
             return {cell_index(k) for f in pages for k in f["properties"]["touching"]}
 
         if near is None:  # one group for the zone: its touching cells asked for on their own
@@ -847,7 +847,7 @@ def _group_cells(ee, polygons, tagged, group, spec, id_column, region, keep, met
     near = None
     if group.blocks:
         keys = touching_cells(ee, tagged, group.epsg, spec, margin, group, NEAR_REACH)
-        parts.append(touching_pages(ee, keys, keys_per_page(spec.cell_size, group, NEAR_REACH, answer_bytes)))
+        parts.append(touching_pages(ee, keys, spec.cell_size, group, NEAR_REACH, answer_bytes))
         near = set()
     if ahead is not None:
         parts.append(ahead)
