@@ -19,6 +19,7 @@ import pytest
 import shapely
 
 from gee_mining.contracts.cells import GridSpec
+from gee_mining.errors import InputError
 from gee_mining.io import grid_table
 from gee_mining.io.grid_table import GridTableWriter, read_grid_table
 from gee_mining.local.service.router import INTERACTIVE
@@ -383,6 +384,8 @@ def test_touching_cells_come_in_answers_bounded_however_many_there_are(tmp_path)
     assert (pos["cell_x"], pos["cell_y"]) == (90, 20)
     assert (neg["cell_x"], neg["cell_y"]) == (90 + dx, 20 + dy)
     assert neg["distance_m"] == pytest.approx(spec.cell_size * math.sqrt(d2))
+    with pytest.raises(InputError, match="answer_bytes 100: give at least 1024"):
+        build_grid(ee, fc, spec, margin=margin, metadata=NO_METADATA, answer_bytes=100)
 
 
 def test_touching_keys_are_sliced_only_where_the_blocks_could_hold_more_than_an_answer(ee_local):

@@ -746,6 +746,10 @@ def stream_grid(
     the same free cell: the earlier group's positive gets it. ``answer_bytes``: the most bytes of touching-cell
     keys one answer carries (:func:`touching_pages`; an engine with a lower answer limit than Earth Engine's
     10 MB needs less), so that no answer grows with how dense the polygons are."""
+    if not answer_bytes >= 1024:
+        raise InputError(
+            f"answer_bytes {answer_bytes!r}: give at least 1024 (Earth Engine's answers hold about 10 MB)."
+        )
     say = progress or (lambda msg: None)
     summary = GridSummary(spec)
     fc, tagged, zones, id_column, count = _prepare(ee, polygons, spec, margin, id_column)
