@@ -61,7 +61,7 @@ def wrap_engine() -> None:
     serializer.encode = timed("client: serialise the graph", serializer.encode)
     Router._evaluate_in = staticmethod(timed("engine: graph evaluation", Router._evaluate_in))
     pixels.compute_image = timed("engine: band dispatch, caches", pixels.compute_image)
-    pixels.encode_npy = timed("engine: NPY bytes copy, header", pixels.encode_npy)
+    pixels.encode_npy = timed("engine: NPY header, answer buffers", pixels.encode_npy)
     pixels._fill_records = timed("engine: NPY fill records", pixels._fill_records)
     image_collection._unsigned_stack = timed("shared: reads + count", image_collection._unsigned_stack)
     image_collection.reduce_int_stack = timed("shared: keys + sort + pick", image_collection.reduce_int_stack)

@@ -1,7 +1,8 @@
 """One door for every endpoint of Earth Engine's REST API that the engine answers.
 
 ``Router.handle(method, path, query, body, base_url, caller=None)`` returns
-``(status, content_type, bytes)``. The loopback HTTP server and the in-process
+``(status, content_type, body)``: the body is ``bytes``, or for an NPY answer a read-only
+``memoryview`` of the buffer it was written in (no copy; ``bytes``-like). The loopback HTTP server and the in-process
 ``http_transport`` are thin adapters around it. A request over HTTP comes with
 its :class:`~.access.Caller`: its headers are checked against the server's
 access rule (token, loopback Host and Origin, JSON bodies) before anything else,
@@ -33,7 +34,7 @@ from gee_mining.local.core.evaluator import Context, ResultCache, evaluate
 from gee_mining.local.core.info import to_info
 from gee_mining.local.core.limits import Limits, RequestBudget, request_digest
 from gee_mining.local.raster.pixels import (
-    AnswerBuffer,
+    AnswerBuffers,
     RenderStore,
     compute_pixels,
     map_tile,
@@ -51,7 +52,7 @@ COMPUTE_COLLECTION_LIMIT = 5000
 DEFAULT_PAGE_SIZE = 1000
 MAX_OPERATIONS_PAGE = 1000
 
-Response = tuple[int, str, bytes]
+Response = tuple[int, str, bytes | memoryview]  # an NPY answer is a read-only memoryview (pixels.AnswerBuffers)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class RawAnswer:
     """An answer that is not JSON (pixels, files)."""
 
     content_type: str
-    content: bytes
+    content: bytes | memoryview
 
 
 _ROUTES: list[tuple[str, re.Pattern, str]] = [
@@ -109,7 +110,7 @@ class Router:
         self._pages: OrderedDict[str, list] = OrderedDict()
         self._pages_lock = threading.Lock()
         self.results = ResultCache()  # sub-graph values across requests (the evaluator's)
-        self.answer_buffer = AnswerBuffer()  # NPY answers are written in it, across requests
+        self.answer_buffers = AnswerBuffers()  # NPY answers are written in them, across requests
         self._renders: Any = None  # maps and thumbnails (pixels.RenderStore), made on first use
         self.quotas = Quotas(self.limits)
         self.calls: Counter[str] = Counter()  # requests answered, by handler: what a plan's counts are checked on
@@ -199,7 +200,7 @@ class Router:
             budget=budget,
             cancelled=gone if gone is not None else threading.Event(),
             results=self.results,
-            answer_buffer=self.answer_buffer,
+            answer_buffers=self.answer_buffers,
         )
 
     def _evaluate(self, payload: Mapping, project: str) -> Any:
