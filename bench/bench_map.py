@@ -36,9 +36,9 @@ run by run (engine and reference alternate, so a busy machine slows both alike),
 process (the engine runs in-process) and wall: min and median of both and of the per-pair ratios; before each
 timed run what is alive is collected and frozen out of the garbage collector's passes, so that neither side
 pays for walking the other's objects. Peak memory (tracemalloc, in a separate run). Per side, to show where
-its run-to-run spread comes from: its CPU round by round, and medians of its system CPU, minor page faults
-(memory taken back from the kernel: the ``ee`` client's decoded answer is about 45 MiB of Python objects, whose
-allocator hands emptied arenas back) and the cyclic collector's passes by generation. Goal (issue 26): median
+its run-to-run spread comes from: round by round, its CPU, system CPU and minor page faults (memory taken back
+from the kernel: the ``ee`` client's decoded answer is about 45 MiB of Python objects, whose allocator hands
+emptied arenas back), and the medians of the cyclic collector's passes by generation. Goal (issue 26): median
 ratio <= 1.5.
 
 Usage: ``.venv/bin/python bench/bench_map.py [--sizes 5232,20000] [--repeat 5]``
@@ -273,16 +273,16 @@ def _report(cpu: list, wall: list, cpu_dicts: list, peaks: tuple[float, float], 
 
 
 def _report_runs(runs: list[tuple[Run, Run]]) -> None:
-    """Where a side's CPU varies from run to run: its CPU by round, the kernel's share (system CPU, minor page
-    faults: memory the allocators took back from the kernel) and the cyclic collector's passes, medians."""
+    """Where a side's CPU varies from run to run: by round, its CPU and the kernel's share (system CPU, minor page
+    faults: memory the allocators took back from the kernel); the cyclic collector's passes (medians)."""
     for k, side in enumerate(("engine", "reference")):
         mine = [pair[k] for pair in runs]
         passes = " / ".join(f"{statistics.median([g for g, _ in r.gc].count(k) for r in mine):g}" for k in range(3))
         print(
-            f"{side}: CPU by round {' '.join(f'{r.cpu:.3f}' for r in mine)} s; medians: system CPU "
-            f"{statistics.median(r.sys for r in mine):.3f} s, minor page faults "
-            f"{statistics.median(r.faults for r in mine):,.0f}, collector passes {passes} (generations 0 / 1 / 2) "
-            f"taking {statistics.median(sum(t for _, t in r.gc) for r in mine):.3f} s"
+            f"{side}: by round, CPU {' '.join(f'{r.cpu:.3f}' for r in mine)} s, system CPU "
+            f"{' '.join(f'{r.sys:.3f}' for r in mine)} s, minor page faults {' '.join(str(r.faults) for r in mine)}; "
+            f"collector passes {passes} (generations 0 / 1 / 2, medians) taking "
+            f"{statistics.median(sum(t for _, t in r.gc) for r in mine):.3f} s"
         )
 
 
