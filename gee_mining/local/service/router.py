@@ -244,22 +244,21 @@ class Router:
                     self._pages.popitem(last=False)
         # Earth Engine "may return fewer" than pageSize: a short page by default, and never over page_bytes.
         # Only this page's features are turned into GeoJSON (the rest are kept as the engine's features, a
-        # few times smaller), encoded in one call; one by one only when the page must be cut to fit.
+        # few times smaller), and the whole answer encoded in one call, its bytes not copied after; the
+        # features one by one only when the page must be cut to fit.
         chunk = features[offset : offset + self.limits.page_length(size, digest, offset)]
         infos = features_info(chunk, arrays=True)
-        whole = _dumps_features(infos)  # [f1,f2,...]: the page's features, as the FeatureCollection answer holds them
-        if self.limits.fits_page(len(whole)):
-            body, end = whole[1:-1], offset + len(infos)
-        else:
+        end = offset + len(infos)
+        answer, list_bytes = _dumps_page(infos, f"{key}:{end}" if end < len(features) else None)
+        if not self.limits.fits_page(list_bytes):
             page = self.limits.fit_page([_dumps_features([f])[1:-1] for f in infos])
-            body, end = b",".join(page), offset + len(page)
-        tail = b""
-        if end < len(features):
-            tail = f',"nextPageToken":"{key}:{end}"'.encode()
-        else:  # the last page: nothing asks for this result again, so it need not stay in memory
+            end = offset + len(page)
+            tail = f',"nextPageToken":"{key}:{end}"'.encode() if end < len(features) else b""
+            answer = _PAGE_HEAD + b"[" + b",".join(page) + b"]" + tail + b"}"
+        if end >= len(features):  # the last page: nothing asks for this result again, so it need not stay in memory
             with self._pages_lock:
                 self._pages.pop(key, None)
-        return RawAnswer(JSON, b'{"type":"FeatureCollection","features":[' + body + b"]" + tail + b"}")
+        return RawAnswer(JSON, answer)
 
     def _collection(self, payload, project: str) -> list[Feature]:
         """The features of a computeFeatures request's collection."""
@@ -377,19 +376,35 @@ def _dumps(value: Any) -> bytes:
     return out
 
 
-def _dumps_features(features: list) -> bytes:
-    """:func:`_dumps` of a list of GeoJSON features, where the ``null`` of a feature without geometry (every
-    cell of a grid's tables) is not taken for a non-finite number: the list is searched for those (orjson
-    writes NaN and the infinities as ``null``) only if it holds more ``null`` than null geometries."""
+_PAGE_HEAD = b'{"type":"FeatureCollection","features":'
+
+
+def _dumps_page(features: list, token: str | None) -> tuple[bytes, int]:
+    """A ``computeFeatures`` answer (``{"type":"FeatureCollection","features":[...],"nextPageToken":...}``,
+    the token only if given) encoded in one call, as :func:`_dumps_features` encodes its features; and the
+    length in bytes of its features' list, which the page's size limit counts."""
+    answer: dict[str, Any] = {"type": "FeatureCollection", "features": features}
+    if token is not None:
+        answer["nextPageToken"] = token
+    out = _dumps_features(features, answer)
+    return out, len(out) - len(_dumps({**answer, "features": []})) + 2
+
+
+def _dumps_features(features: list, value: Any = None) -> bytes:
+    """:func:`_dumps` of a list of GeoJSON features (or of ``value``, which holds them and no other ``null``),
+    where the ``null`` of a feature without geometry (every cell of a grid's tables) is not taken for a
+    non-finite number: the features are searched for those (orjson writes NaN and the infinities as ``null``)
+    only if the text holds more ``null`` than null geometries."""
+    value = features if value is None else value
     try:
-        out = orjson.dumps(features, option=orjson.OPT_SERIALIZE_NUMPY)
+        out = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
     except TypeError:
-        return _json_dumps(features)
+        return _json_dumps(value)
     nulls = out.count(b"null")
     if nulls:
         bare = sum(1 for f in features if type(f) is dict and "geometry" in f and f["geometry"] is None)
         if nulls > bare and _has_non_finite(features):
-            return _json_dumps(features)
+            return _json_dumps(value)
     return out
 
 
