@@ -35,7 +35,10 @@ Checked in the same run: areas within 1e-9 relative, centroids within 1 cm and b
 run by run (engine and reference alternate, so a busy machine slows both alike), CPU seconds of this
 process (the engine runs in-process) and wall: min and median of both and of the per-pair ratios; before each
 timed run what is alive is collected and frozen out of the garbage collector's passes, so that neither side
-pays for walking the other's objects. Peak memory (tracemalloc, in a separate run). Goal (issue 26): median
+pays for walking the other's objects. Peak memory (tracemalloc, in a separate run). Per side, to show where
+its run-to-run spread comes from: round by round, its CPU, system CPU and minor page faults (memory taken back
+from the kernel: the ``ee`` client's decoded answer is about 45 MiB of Python objects, whose allocator hands
+emptied arenas back), and the medians of the cyclic collector's passes by generation. Goal (issue 26): median
 ratio <= 1.5.
 
 Usage: ``.venv/bin/python bench/bench_map.py [--sizes 5232,20000] [--repeat 5]``
@@ -44,10 +47,12 @@ Usage: ``.venv/bin/python bench/bench_map.py [--sizes 5232,20000] [--repeat 5]``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import gc
 import json
 import math
+import resource
 import statistics
 import sys
 import tempfile
@@ -228,14 +233,15 @@ def run_size(ee, gee_mining, folder: Path, n: int, repeat: int) -> bool:
     texts = [json.loads(f["geometry"]) for f in reference_map(polys[:200])]
     assert [f["geometry"] for f in reference_map(polys[:200], dicts=True)] == texts  # the two products agree
     assert [json.loads(t) for t in geojson_texts(polys)] == [json.loads(t) for t in shapely.to_geojson(polys)]
-    cpu, wall, cpu_dicts = [], [], []
+    cpu, wall, cpu_dicts, runs = [], [], [], []
     for _ in range(repeat):
         forget_kept_values(gee_mining)  # the map computed in each run, not read from the engine's cache
         e = _timed(lambda: engine_map(ee))
         r = _timed(lambda: reference_map(polys))
-        wall.append((e[0], r[0]))
-        cpu.append((e[1], r[1]))
-        cpu_dicts.append((e[1], _timed(lambda: reference_map(polys, dicts=True))[1]))
+        wall.append((e.wall, r.wall))
+        cpu.append((e.cpu, r.cpu))
+        cpu_dicts.append((e.cpu, _timed(lambda: reference_map(polys, dicts=True)).cpu))
+        runs.append((e, r))
     forget_kept_values(gee_mining)
     got = engine_map(ee)
     decode = min(_decode_cpu(orjson.dumps({"type": "FeatureCollection", "features": got})) for _ in range(repeat))
@@ -243,6 +249,7 @@ def run_size(ee, gee_mining, folder: Path, n: int, repeat: int) -> bool:
     m_engine, m_ref = peak_mb(lambda: engine_map(ee)), peak_mb(lambda: reference_map(polys))
     gee_mining.disconnect()
     _report(cpu, wall, cpu_dicts, (m_engine, m_ref), decode)
+    _report_runs(runs)
     return statistics.median(e / r for e, r in cpu) <= 1.5
 
 
@@ -265,6 +272,20 @@ def _report(cpu: list, wall: list, cpu_dicts: list, peaks: tuple[float, float], 
     )
 
 
+def _report_runs(runs: list[tuple[Run, Run]]) -> None:
+    """Where a side's CPU varies from run to run: by round, its CPU and the kernel's share (system CPU, minor page
+    faults: memory the allocators took back from the kernel); the cyclic collector's passes (medians)."""
+    for k, side in enumerate(("engine", "reference")):
+        mine = [pair[k] for pair in runs]
+        passes = " / ".join(f"{statistics.median([g for g, _ in r.gc].count(k) for r in mine):g}" for k in range(3))
+        print(
+            f"{side}: by round, CPU {' '.join(f'{r.cpu:.3f}' for r in mine)} s, system CPU "
+            f"{' '.join(f'{r.sys:.3f}' for r in mine)} s, minor page faults {' '.join(str(r.faults) for r in mine)}; "
+            f"collector passes {passes} (generations 0 / 1 / 2, medians) taking "
+            f"{statistics.median(sum(t for _, t in r.gc) for r in mine):.3f} s"
+        )
+
+
 def _decode_cpu(text: bytes) -> float:
     """CPU seconds of the ``ee`` client's decoding of an answer (googleapiclient: ``json.loads`` of the text;
     the collector paused as ``iter_features`` pauses it)."""
@@ -279,16 +300,45 @@ def _decode_cpu(text: bytes) -> float:
         gc.enable()
 
 
-def _timed(fn) -> tuple[float, float]:
-    """``fn()``'s wall and CPU seconds (this process: the in-process engine and the reference alike). What is
-    alive before the run is collected and frozen out of the cyclic collector's passes first, so that neither
-    side pays for walking the other's objects (the reference, which runs with the collector on, otherwise
-    paid 0.2-0.3 s for a full pass over the engine's objects in some runs)."""
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One timed run: wall and CPU seconds, of which system CPU; minor page faults; the cyclic collector's
+    passes (generation, CPU seconds)."""
+
+    wall: float
+    cpu: float
+    sys: float
+    faults: int
+    gc: list[tuple[int, float]]
+
+
+def _timed(fn) -> Run:
+    """``fn()``'s wall and CPU seconds (this process: the in-process engine and the reference alike), with its
+    system CPU, page faults and collector passes. What is alive before the run is collected and frozen out of
+    the cyclic collector's passes first, so that neither side pays for walking the other's objects (the
+    reference, which runs with the collector on, otherwise paid 0.2-0.3 s for a full pass over the engine's
+    objects in some runs)."""
     gc.collect()
     gc.freeze()
+    passes: list[tuple[int, float]] = []
+    started = [0.0]
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[0] = time.process_time()
+        else:
+            passes.append((info["generation"], time.process_time() - started[0]))
+
+    gc.callbacks.append(on_gc)
+    before = resource.getrusage(resource.RUSAGE_SELF)
     wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
+    try:
+        fn()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        gc.callbacks.remove(on_gc)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return Run(wall, cpu, after.ru_stime - before.ru_stime, after.ru_minflt - before.ru_minflt, passes)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -455,6 +455,29 @@ def test_features_without_geometry_keep_their_non_finite_numbers(feature):
         assert repr(got) == repr(want)
 
 
+@pytest.mark.parametrize("token", [None, "0123abcd:2"])
+@pytest.mark.parametrize("x", [0.25, float("nan")])
+def test_page_answer_is_encoded_once_with_its_list_length(token, x):
+    """A computeFeatures answer is written in one encoding (orjson, or json where a non-finite number needs it),
+    decodes to the page, and the length it reports is that of its features' list within it (what the page's
+    size limit counts)."""
+    from gee_mining.local.service.router import _dumps_page
+
+    features = [
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [1.5, -2.25]}, "id": "0",
+         "properties": {"a": 0.1, "t": "Ñandú"}},
+        {"type": "Feature", "geometry": None, "id": "1", "properties": {"x": x, "n": None}},
+    ]  # fmt: skip
+    answer, list_bytes = _dumps_page(features, token)
+    want = {"type": "FeatureCollection", "features": features} | ({"nextPageToken": token} if token else {})
+    assert repr(json.loads(answer)) == repr(want)
+    head = b'{"type":"FeatureCollection","features":'
+    tail = b"}" if token is None else f',"nextPageToken":"{token}"}}'.encode()
+    assert answer.startswith(head) and answer.endswith(tail)
+    listed = answer[len(head) : len(answer) - len(tail)]
+    assert repr(json.loads(listed)) == repr(features) and list_bytes == len(listed)
+
+
 def test_pages_of_features_through_the_client_keep_nan_and_text(ee_local):
     """A computeFeatures page through the real client: a NaN property comes back as NaN (as the engine
     wrote it before its pages were encoded with orjson), text outside ASCII unchanged, None as None."""

@@ -16,7 +16,7 @@ import shapely.affinity
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gee_mining.contracts.cells import lonlat_bounds, split_antimeridian
+from gee_mining.contracts.cells import GridSpec, lonlat_bounds, split_antimeridian
 
 ZONE60_SOUTH = 32760
 SIZE = 5500.0
@@ -144,6 +144,27 @@ def test_polygons_beyond_utm_are_refused_by_name(tmp_path, engine_catalog, capsy
     err = capsys.readouterr().err
     assert rc == 2 and rows is None
     assert "2 polygon(s) (id 1, 2)" in err and "84 N" in err and "80 S" in err
+
+
+def test_a_polygon_whose_geodesic_edge_bulges_past_84_n_is_refused_by_its_index(ee_local):
+    """A polygon with every vertex within 83.6 N whose northern edge, a geodesic 60 degrees of longitude long,
+    bulges past 84 N (pyproj's Geod: its highest point) is refused, named by ``system:index`` (the table has no
+    ``id``); the same polygon a degree south, whose edge stays below 84 N, is not."""
+    from gee_mining.errors import InputError
+    from gee_mining.steps.grid import NO_METADATA, _prepare, build_grid
+
+    def top(lat):
+        return max(p for _, p in pyproj.Geod(ellps="WGS84").npts(-30, lat, 30, lat, 200))
+
+    def table(south):
+        ring = [[-30, south], [30, south], [30, south + 0.1], [-30, south + 0.1], [-30, south]]
+        feature = ee_local.Feature(ee_local.Geometry.Polygon([ring]), {"name": "bulge"})
+        return ee_local.FeatureCollection([feature.set("system:index", "arctic-7")])
+
+    assert top(83.6) > 84.3 and top(82.6) < 83.9
+    with pytest.raises(InputError, match=r"1 polygon\(s\) \(system:index arctic-7\) reach beyond 84 N"):
+        build_grid(ee_local, table(83.5), GridSpec.of(5500), metadata=NO_METADATA, block=None)
+    assert _prepare(ee_local, table(82.5), GridSpec.of(5500), 0.0, None)[3:] == ("system:index", 1)
 
 
 def test_a_mine_near_utm_northern_limit_agrees_with_shapely(tmp_path, engine_catalog):

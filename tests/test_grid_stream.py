@@ -19,6 +19,7 @@ import pytest
 import shapely
 
 from gee_mining.contracts.cells import GridSpec
+from gee_mining.errors import InputError
 from gee_mining.io import grid_table
 from gee_mining.io.grid_table import GridTableWriter, read_grid_table
 from gee_mining.local.service.router import INTERACTIVE
@@ -334,3 +335,69 @@ def test_blocks_merge_into_runs_along_their_rows():
     assert rings.symmetric_difference(squares).area == 0.0
     grown = shapely.union_all([shapely.Polygon(r) for r in _square_rings(1.0, group, 0.5)])
     assert grown.symmetric_difference(squares.buffer(0.5, join_style="mitre")).area < 1e-9
+
+
+def _margin_blocked(poly, size: float, margin: float, centre: tuple[int, int], reach: int = 20) -> set[tuple[int, int]]:
+    """Cells (offsets from ``centre``) within ``margin`` metres of ``poly`` in UTM 33 N (shapely, pyproj)."""
+    tf = pyproj.Transformer.from_crs(4326, 32633, always_xy=True)
+    q = shapely.transform(shapely.segmentize(poly, 0.001), lambda xy: np.column_stack(tf.transform(*xy.T)))
+    offsets = [(dx, dy) for dx in range(-reach, reach + 1) for dy in range(-reach, reach + 1)]
+    x0, y0 = ((np.array(offsets) + centre) * size).T
+    distance = shapely.distance(shapely.box(x0, y0, x0 + size, y0 + size), q)
+    return {o for o, d in zip(offsets, distance, strict=True) if d <= margin}
+
+
+def _free_near(blocked: set[tuple[int, int]], reach: int = 12) -> list[tuple[int, int]]:
+    """The offsets within ``reach`` cells (Chebyshev) not in ``blocked``."""
+    r = range(-reach, reach + 1)
+    return [(dx, dy) for dx in r for dy in r if (dx, dy) not in blocked]
+
+
+def test_touching_cells_come_in_answers_bounded_however_many_there_are(tmp_path):
+    """An engine whose answers are capped at 2,000 bytes (Earth Engine's 10 MB, lowered): a polygon whose margin
+    blocks every cell within 12 cells (Chebyshev, the pairing's round) of its positive (1,041 touching cells,
+    about 9 kB of keys) still gets its grid with ``answer_bytes=2000``: the touching cells of the group's request
+    and of both wider requests (12 cells, then the 48-cell reach) come a bounded list a feature. The negative is
+    the brute-force nearest free cell (shapely, pyproj), past 12 cells. It fails with one list of all the keys
+    (the answer is refused)."""
+    import ee
+
+    import gee_mining
+
+    spec, margin = GridSpec.of(5500), 95_950.0
+    poly = shapely.box(14.965, 1.0, 14.974, 1.009)  # inside cell (90, 20) of UTM 33 N
+    blocked = _margin_blocked(poly, spec.cell_size, margin, (90, 20))
+    assert blocked == _margin_blocked(poly, spec.cell_size, margin - 100, (90, 20))  # no cell near the margin:
+    assert blocked == _margin_blocked(poly, spec.cell_size, margin + 100, (90, 20))  # geodesic or planar alike
+    d2, dy, dx = _nearest_free(blocked)
+    assert d2 > 12 * 12 and len(blocked) == 1041 and not _free_near(blocked)
+    settings = {"limits": {"answer_bytes": 2000, "page_bytes": 2000}}
+    gee_mining.connect("local", project="gee-mining-answers", storage_root=tmp_path, engine_settings=settings)
+    try:
+        with pytest.raises(ee.EEException, match="Response size exceeds limit of 2000 bytes"):
+            ee.List.repeat("90,20", 400).getInfo()  # the cap holds: 1,041 keys in one list would pass it
+        fc = _collection(ee, [poly])
+        table = build_grid(ee, fc, spec, margin=margin, metadata=NO_METADATA, answer_bytes=2000)
+    finally:
+        gee_mining.disconnect()
+    (pos,), (neg,) = table.positives, table.negatives
+    assert (pos["cell_x"], pos["cell_y"]) == (90, 20)
+    assert (neg["cell_x"], neg["cell_y"]) == (90 + dx, 20 + dy)
+    assert neg["distance_m"] == pytest.approx(spec.cell_size * math.sqrt(d2))
+    with pytest.raises(InputError, match="answer_bytes 100: give at least 1024"):
+        build_grid(ee, fc, spec, margin=margin, metadata=NO_METADATA, answer_bytes=100)
+
+
+def test_touching_keys_are_sliced_only_where_the_blocks_could_hold_more_than_an_answer(ee_local):
+    """touching_pages: 25 keys of a 4-cell block with a 6-cell rim (keys of at most 9 bytes: 2 digits a side, a
+    sign, quotes and separators) and 300 bytes an answer: slices of (300 - 200) // 9 = 11 keys, in order; with
+    8 MB, one feature (the block and rim hold 20 x 20 cells, far fewer than an answer's keys)."""
+    from gee_mining.steps.grid import BlockGroup, key_bytes, touching_pages
+
+    group = BlockGroup(32633, 4, ((0, 0),))
+    keys = [f"{x},{y}" for x in range(-5, 0) for y in range(5)]
+    assert key_bytes(5500.0, group, 6) == 9
+    sliced = touching_pages(ee_local, keys, 5500.0, group, 6, 300).aggregate_array("touching").getInfo()
+    assert [len(k) for k in sliced] == [11, 11, 3] and sum(sliced, []) == keys
+    whole = touching_pages(ee_local, keys, 5500.0, group, 6, 8_000_000).aggregate_array("touching").getInfo()
+    assert whole == [keys]

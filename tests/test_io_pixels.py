@@ -34,6 +34,19 @@ def test_read_npy_equals_numpys_load_and_copies_nothing(version):
     assert not got.flags.writeable
 
 
+@pytest.mark.parametrize("version", [(1, 0), (2, 0)])
+def test_read_npy_of_a_memoryview_copies_nothing(version):
+    # The local engine answers in-process with a read-only memoryview of its buffer; the header's length takes 2
+    # bytes in version 1.0, 4 in version 2.0.
+    want = np.zeros((3, 2), [(f"b{i}", "<u2") for i in range(300)])
+    want["b299"] = [[1, 2], [3, 4], [5, 6]]
+    body = _saved(want, version)
+    buffer = np.frombuffer(body, np.uint8).copy()
+    got = read_npy(memoryview(buffer).toreadonly())
+    np.testing.assert_array_equal(got, want)
+    assert np.shares_memory(got, buffer) and not got.flags.writeable
+
+
 def test_read_npy_of_a_fortran_ordered_array():
     want = np.asfortranarray(np.arange(12, dtype="<i2").reshape(3, 4))
     np.testing.assert_array_equal(read_npy(_saved(want)), np.arange(12).reshape(3, 4))

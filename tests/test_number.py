@@ -299,6 +299,31 @@ def test_format(ee_local, number, pattern, want):
     assert ee_local.Number(number).format(pattern).getInfo() == want
 
 
+def _formatter(ee, pattern):
+    return lambda x: ee.Number(x).format(pattern)
+
+
+def test_format_of_integral_doubles_in_bulk_is_javas(ee_local):
+    """``%.Nf`` and ``%,.0f`` of integral doubles (a mapped cell index: the bulk path, each distinct number
+    once) against Java's definition, the double's shortest decimal form set to N places half up (Decimal),
+    across signs, zero, -0.0, 2**53 and past it (1e23, whose shortest form is not its exact integer)."""
+    from decimal import ROUND_HALF_UP, Context, Decimal
+
+    values = [0.0, -0.0, 1.0, -7.0, 412.0, 7001.0, 2.0**53 - 1, 2.0**53, -(2.0**53) - 2, 1e22, 1e23, 123456789.0]
+
+    def java(x, places, grouping=False):
+        d = Decimal(repr(abs(x))).quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP, Context(prec=60))
+        whole, _, frac = format(d, "f").partition(".")
+        whole = f"{int(whole):,}" if grouping else whole
+        return ("-" if math.copysign(1.0, x) < 0 else "") + whole + ("." + frac if frac else "")
+
+    numbers = ee_local.List(values)
+    for pattern, places, grouping in (("%.0f", 0, False), ("%.2f", 2, False), ("%,.0f", 0, True)):
+        got = numbers.map(_formatter(ee_local, pattern)).getInfo()
+        assert got == [java(x, places, grouping) for x in values], pattern
+    assert ee_local.Number(1e23).format("%.0f").getInfo() == "1" + "0" * 23  # not 99999999999999991611392
+
+
 def test_format_default_pattern(ee_local):
     assert ee_local.Number(12).format().getInfo() == "12"
 

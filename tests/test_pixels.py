@@ -428,45 +428,82 @@ def test_npy_answer_is_numpys_save_of_the_bands_with_masked_pixels_zero():
     assert got == buf.getvalue()
 
 
-def test_npy_answers_written_in_the_engines_kept_buffer_are_numpys_save():
-    # A larger answer, then a smaller one written in the same kept buffer (its tail holds the first answer's
-    # bytes), then one too large to keep: each is byte for byte np.save's.
+def _npy_answer(kept, shape, seed):
+    """An NPY answer of two bands written through ``kept``, and np.save's bytes of the same bands."""
     from gee_mining.local.raster.band import Band
     from gee_mining.local.raster.image import Image
-    from gee_mining.local.raster.pixels import AnswerBuffer, encode_npy
+    from gee_mining.local.raster.pixels import encode_npy
     from gee_mining.local.raster.pixeltype import PixelType
 
-    rng = np.random.default_rng(4)
-    kept = AnswerBuffer(max_bytes=200_000)
+    rng = np.random.default_rng(seed)
     image = Image([Band(n, PixelType(t), None, None, None) for n, t in (("a", "double"), ("b", "float"))])
-    sizes = []
-    for shape in ((90, 110), (40, 30), (150, 170)):
-        values = {n: rng.normal(size=shape) for n in ("a", "b")}
-        got = encode_npy(image, {n: np.ma.MaskedArray(v, np.zeros(shape, bool)) for n, v in values.items()}, kept)
-        want = np.zeros(shape, [("a", "<f8"), ("b", "<f4")])
-        for n, v in values.items():
-            want[n] = v
-        buf = io.BytesIO()
-        np.save(buf, want)
-        assert got == buf.getvalue()
-        sizes.append(len(got))
-    assert sizes[0] < kept.max_bytes < sizes[2]
-    assert kept.lend(1).size == sizes[0]  # the first answer's buffer is kept, the last one (over the bound) not
+    values = {n: rng.normal(size=shape) for n in ("a", "b")}
+    got = encode_npy(image, {n: np.ma.MaskedArray(v, np.zeros(shape, bool)) for n, v in values.items()}, kept)
+    want = np.zeros(shape, [("a", "<f8"), ("b", "<f4")])
+    for n, v in values.items():
+        want[n] = v
+    buf = io.BytesIO()
+    np.save(buf, want)
+    return got, buf.getvalue()
 
 
-def test_the_answer_buffer_is_lent_to_one_request_at_a_time():
-    from gee_mining.local.raster.pixels import AnswerBuffer
+def test_npy_answers_are_numpys_save_and_a_kept_buffer_is_reused_only_once_its_answer_is_dropped():
+    # Answers are handed over without a copy (a read-only view of the buffer), so a buffer may be written again
+    # only when nothing refers to its last answer: answers held stay np.save's bytes while others are written.
+    from gee_mining.local.raster.pixels import AnswerBuffers
 
-    kept = AnswerBuffer(max_bytes=1000)
-    first = kept.lend(100)
-    second = kept.lend(100)  # a concurrent request: fresh memory
-    assert first is not second
-    kept.give_back(first)
-    kept.give_back(second)  # no larger than the one kept meanwhile: dropped
-    assert kept.lend(50) is first
-    kept.give_back(first)
-    assert kept.lend(500) is not first  # too small for this answer: fresh memory, and the small one stays kept
-    assert kept.lend(50) is first
-    kept.give_back(first)
+    kept = AnswerBuffers(max_bytes=200_000, keep=2)
+    first, first_want = _npy_answer(kept, (90, 110), 1)
+    held = np.frombuffer(first, np.uint8)  # what a reader keeps of the first answer: a view, no copy
+    del first
+    second, second_want = _npy_answer(kept, (40, 30), 2)  # the first buffer is still referred to: fresh memory
+    assert not np.shares_memory(np.frombuffer(second, np.uint8), held)
+    assert len(kept) == 2 and held.tobytes() == first_want and second == second_want
+    with pytest.raises(ValueError, match="read-only"):
+        held[0] = 1
+    third, third_want = _npy_answer(kept, (20, 30), 3)  # nothing free: the third is fresh memory, not kept
+    assert len(kept) == 2 and held.tobytes() == first_want and second == second_want and third == third_want
+    address = held.__array_interface__["data"][0]
+    del held
+    fourth, fourth_want = _npy_answer(kept, (50, 60), 4)  # written in the first answer's buffer, now free
+    assert np.frombuffer(fourth, np.uint8).__array_interface__["data"][0] == address
+    assert fourth == fourth_want and second == second_want and third == third_want
+    big, big_want = _npy_answer(kept, (150, 170), 5)  # over max_bytes: fresh memory, never kept
+    assert big == big_want and len(big) > kept.max_bytes and len(kept) == 2
     kept.clear()
-    assert kept.lend(10) is not first
+    assert len(kept) == 0 and fourth == fourth_want  # an answer held keeps its memory
+
+
+def test_a_failed_answer_frees_its_kept_buffer():
+    from gee_mining.local.raster.pixels import AnswerBuffers
+
+    kept = AnswerBuffers(max_bytes=1000, keep=1)
+    kept.write(100, lambda a: a.fill(1))  # dropped at once: its buffer is free
+    with pytest.raises(RuntimeError):
+        kept.write(50, lambda a: (_ for _ in ()).throw(RuntimeError("boom")))
+    answer = kept.write(80, lambda a: a.fill(7))
+    assert len(kept) == 1 and bytes(answer) == bytes([7]) * 80
+
+
+def test_an_npy_answer_held_in_process_is_not_overwritten_by_the_next_request(ee_local):
+    # In-process the engine's answer reaches the caller without a copy (compute_npy reads it as a view): a later
+    # request may write in an answer's memory only once the caller has dropped it. Even answers are held, odd ones
+    # dropped at once: each even answer after the first is written where the odd one before it was.
+    from gee_mining.io.pixels import compute_npy
+
+    ee = ee_local
+    image = ee.Image.pixelCoordinates("EPSG:32633")
+    base = native_grid(width=40, height=30)
+    held, addresses = {}, []
+    for k in range(6):
+        grid = {**base, "affineTransform": {**base["affineTransform"], "translateX": ORIGIN[0] + 400 * k}}
+        got = compute_npy({"expression": image, "grid": grid})
+        addresses.append(got.__array_interface__["data"][0])
+        if k % 2 == 0:
+            held[k] = got
+        del got
+    for k, got in held.items():
+        x = ORIGIN[0] + 400 * k + 10 * np.arange(40) + 5  # pixel centres
+        np.testing.assert_array_equal(got["x"], np.broadcast_to(x, (30, 40)))
+    assert addresses[2] == addresses[1] and addresses[4] == addresses[3]  # reused once dropped
+    assert len(set(addresses[0::2])) == 3  # never while held

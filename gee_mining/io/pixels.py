@@ -26,26 +26,38 @@ from gee_mining.errors import GeeMiningError
 _READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
-def read_npy(body: bytes) -> np.ndarray:
+def read_npy(body: bytes | memoryview) -> np.ndarray:
     """The array of an NPY file's bytes, as a read-only view of ``body`` (no copy; ``.copy()`` it to
-    write). Raises ``GeeMiningError`` for bytes that are not a complete NPY array of plain values."""
-    stream = io.BytesIO(body)  # shares the bytes: nothing is copied
+    write). ``body`` is ``bytes`` or another bytes-like object (the local engine answers in-process with a
+    read-only memoryview of its answer buffer). Raises ``GeeMiningError`` for bytes that are not a complete
+    NPY array of plain values."""
+    view = memoryview(body).cast("B")
     try:
+        stream = io.BytesIO(view[: _header_end(view)])  # only the header is copied (BytesIO copies all but bytes)
         version = np.lib.format.read_magic(stream)
         shape, fortran_order, dtype = _READERS[version](stream)
     except (ValueError, KeyError) as e:
-        raise GeeMiningError(f"The engine's answer is not an NPY array ({len(body)} bytes): {e}") from None
+        raise GeeMiningError(f"The engine's answer is not an NPY array ({view.nbytes} bytes): {e}") from None
     if dtype.hasobject:
         raise GeeMiningError("The engine's NPY answer holds Python objects; computePixels answers plain values.")
     count = int(np.prod(shape, dtype=np.int64))
     offset = stream.tell()
-    if len(body) - offset != count * dtype.itemsize:
+    if view.nbytes - offset != count * dtype.itemsize:
         raise GeeMiningError(
-            f"The engine's NPY answer is cut short or padded: {len(body) - offset} bytes of data for "
+            f"The engine's NPY answer is cut short or padded: {view.nbytes - offset} bytes of data for "
             f"{count} values of {dtype.itemsize} bytes."
         )
-    flat = np.frombuffer(body, dtype, count=count, offset=offset)
+    flat = np.frombuffer(view.toreadonly(), dtype, count=count, offset=offset)
     return flat.reshape(shape, order="F" if fortran_order else "C")
+
+
+def _header_end(view: memoryview) -> int:
+    """Where an NPY file's header ends: magic and version (8 bytes), the header's length (2 bytes in version 1,
+    4 in version 2, little-endian), the header. Bytes that are not NPY give 8 (``read_magic`` refuses them)."""
+    lengths = {1: 2, 2: 4}.get(view[6]) if len(view) >= 8 else None
+    if lengths is None or len(view) < 8 + lengths:
+        return min(len(view), 8)
+    return 8 + lengths + int.from_bytes(view[8 : 8 + lengths], "little")
 
 
 def compute_npy(params: Mapping[str, Any]) -> np.ndarray:

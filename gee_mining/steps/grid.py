@@ -96,11 +96,14 @@ UTM_LIMITS = (-80.0, 84.0)  # UTM's latitudes (beyond them: the polar UPS zones,
 MERCATOR_LIMIT = 85.0511  # Web Mercator's square world
 
 
-def check_latitudes(ee, polygons, spec: GridSpec, id_column: str) -> None:
-    """Refuse polygons beyond the grid projection's latitudes (UTM: 80 S to 84 N; Web Mercator: 85.05 S to
-    85.05 N), naming up to five of them: cells there would not be the true-sized squares the grid promises
-    (one request)."""
+def beyond_latitudes(ee, polygons, tagged, spec: GridSpec):
+    """The polygons that reach beyond the grid projection's latitudes (UTM: 80 S to 84 N; Web Mercator: 85.05 S
+    to 85.05 N). In UTM, by the latitude bounds :func:`tag_zones` keeps (``grid_south``, ``grid_north``: the
+    geodesic edges' bulge included), two numeric filters on what the zones are read from; in Web Mercator,
+    whose tags hold no bounds, by ``filterBounds`` of the two caps beyond (an exact test of each polygon)."""
     south, north = UTM_LIMITS if spec.projection == "utm" else (-MERCATOR_LIMIT, MERCATOR_LIMIT)
+    if spec.projection == "utm":
+        return tagged.filter(ee.Filter.Or(ee.Filter.gte("grid_north", north), ee.Filter.lte("grid_south", south)))
     caps = ee.Geometry.MultiPolygon(
         [
             [[[-180, north], [180, north], [180, 90], [-180, 90]]],
@@ -109,15 +112,30 @@ def check_latitudes(ee, polygons, spec: GridSpec, id_column: str) -> None:
         None,
         False,
     )
-    beyond = polygons.filterBounds(caps)
+    return polygons.filterBounds(caps)
+
+
+def refuse_beyond(spec: GridSpec, id_column: str, count: int, ids: Sequence[Any]) -> None:
+    """Refuse ``count`` polygons beyond the projection's latitudes (:func:`beyond_latitudes`), naming up to five
+    (``ids``): cells there would not be the true-sized squares the grid promises."""
+    if not count:
+        return
+    south, north = UTM_LIMITS if spec.projection == "utm" else (-MERCATOR_LIMIT, MERCATOR_LIMIT)
+    names = ", ".join(str(i) for i in ids)
+    where = "UTM zones end (the grid has no polar UPS zones)" if spec.projection == "utm" else "Web Mercator ends"
+    raise InputError(
+        f"{count} polygon(s) ({id_column} {names}{', ...' if count > 5 else ''}) reach beyond "
+        f"{north:g} N or {-south:g} S, where {where}: clip them at those latitudes or leave them out."
+    )
+
+
+def check_latitudes(ee, polygons, spec: GridSpec, id_column: str, tagged=None) -> None:
+    """Refuse polygons beyond the grid projection's latitudes (:func:`beyond_latitudes`, :func:`refuse_beyond`;
+    one request). ``tagged``: the polygons as :func:`tag_zones` gives them (made here if None)."""
+    tagged = tag_zones(ee, polygons, spec) if tagged is None else tagged
+    beyond = beyond_latitudes(ee, polygons, tagged, spec)
     found = ee.Dictionary({"n": beyond.size(), "ids": beyond.limit(5).aggregate_array(id_column)}).getInfo()
-    if found["n"]:
-        ids = ", ".join(str(i) for i in found["ids"])
-        where = "UTM zones end (the grid has no polar UPS zones)" if spec.projection == "utm" else "Web Mercator ends"
-        raise InputError(
-            f"{found['n']} polygon(s) ({id_column} {ids}{', ...' if found['n'] > 5 else ''}) reach beyond "
-            f"{north:g} N or {-south:g} S, where {where}: clip them at those latitudes or leave them out."
-        )
+    refuse_beyond(spec, id_column, found["n"], found["ids"])
 
 
 @dataclass(frozen=True)
@@ -525,6 +543,44 @@ def touching_cells(ee, tagged, epsg: int, spec: GridSpec, margin: float, group: 
     return keyed_cells(ee, grid, crs, spec.cell_size).aggregate_array("cell")
 
 
+ANSWER_BYTES = 8_000_000  # bytes: the most touching-cell keys one answer carries (Earth Engine's cap: about 10 MB)
+WORLD_M = 21_000_000  # metres: no UTM or Web Mercator coordinate is farther from its projection's origin
+
+
+def key_bytes(cell_size: float, group: BlockGroup | None = None, reach: int = NEGATIVE_REACH) -> int:
+    """At most how many bytes one cell key (``"x,y"``) takes in an answer's list, quotes and separator
+    included: from the lattice indices of the ``group``'s blocks grown by ``reach`` cells (plus two, as
+    :func:`_touching_grid` grows them), or, without blocks, of any cell of the projection."""
+    if group is None or not group.blocks:
+        far = math.ceil(WORLD_M / cell_size)
+        xs = ys = (-far, far)
+    else:
+        grow = reach + 2
+        bxs, bys = [b[0] for b in group.blocks], [b[1] for b in group.blocks]
+        xs = (min(bxs) * group.side - grow, (max(bxs) + 1) * group.side + grow)
+        ys = (min(bys) * group.side - grow, (max(bys) + 1) * group.side + grow)
+    return max(len(str(v)) for v in xs) + max(len(str(v)) for v in ys) + 5  # the comma, 2 quotes, ", "
+
+
+def touching_pages(ee, keys, cell_size: float, group: BlockGroup | None, reach: int, answer_bytes: int):
+    """The keys of a list (:func:`touching_cells` of the ``group``'s blocks and a rim of ``reach`` cells) as
+    features (property ``touching``) of at most ``answer_bytes`` of keys each (:func:`key_bytes`), so that every
+    answer that holds them stays bounded however dense the polygons: a paged request sends a few features a
+    page, where one list of all the keys could pass Earth Engine's 10 MB (a fully covered group's 50-cell rim:
+    up to 16 x 232 x 232 keys). One feature of the whole list where the blocks and rims cannot hold more keys
+    than that (the group's request, the 12-cell rim at 1375 m); else slices of the list, at least one."""
+    keys = ee.List(keys)
+    per = max(1, (answer_bytes - 200) // key_bytes(cell_size, group, reach))  # 200 bytes: the feature around
+    if group is not None and group.blocks:
+        most = len(group.blocks) * (group.side + 2 * (reach + 2)) ** 2  # the grown blocks' cells (_touching_grid)
+        if most <= per:
+            return ee.FeatureCollection([ee.Feature(None, {"touching": keys})])
+    starts = ee.List.sequence(0, keys.size().subtract(1).max(0), per)
+    return ee.FeatureCollection(
+        starts.map(lambda i: ee.Feature(None, {"touching": keys.slice(i, ee.Number(i).add(per))}))
+    )
+
+
 def measured_cells(ee, epsg: int, spec: GridSpec, cells: Sequence[tuple[int, int]], metadata: Metadata = NO_METADATA):
     """Centroids and bounds (EPSG:4326) of the given cells of a zone's grid, as a FeatureCollection of
     features without geometry (ids ``"x,y"``).
@@ -634,23 +690,29 @@ Sink = Callable[[list[dict[str, Any]]], None]
 
 def _prepare(ee, polygons: Any, spec: GridSpec, margin: float, id_column: str | None):
     """The polygons checked (not empty, within the projection's latitudes), tagged with their zones: (the
-    table as loaded, the tagged collection, zone EPSGs, id column, count). Two requests: the count, the first
-    polygon's property names and the zones in one, then the latitudes (which name polygons by the id column)."""
+    table as loaded, the tagged collection, zone EPSGs, id column, count). One request: the count, the first
+    polygon's property names, the zones and the polygons beyond the latitudes (:func:`beyond_latitudes`; up to
+    five of their ids, by ``id`` if the table has it, else by ``system:index``, when no ``id_column`` is given)."""
     fc = ee.FeatureCollection(polygons) if isinstance(polygons, str) else polygons
     if margin < 0:
         raise InputError(f"margin {margin}: give a distance in metres >= 0.")
     tagged = tag_zones(ee, fc, spec)
     size = fc.size()
-    names = ee.Algorithms.If(size, fc.first().propertyNames(), []) if id_column is None else []
-    found = ee.Dictionary(
-        {"n": size, "names": names, "zones": tagged.aggregate_array("grid_epsg").distinct()}
-    ).getInfo()
+    beyond = beyond_latitudes(ee, fc, tagged, spec)
+    first = beyond.limit(5)
+    if id_column is None:
+        names = ee.List(ee.Algorithms.If(size, fc.first().propertyNames(), []))
+        ids = ee.Algorithms.If(names.contains("id"), first.aggregate_array("id"), first.aggregate_array("system:index"))
+    else:
+        names, ids = ee.List([]), first.aggregate_array(id_column)
+    zones = tagged.aggregate_array("grid_epsg").distinct()
+    found = ee.Dictionary({"n": size, "names": names, "zones": zones, "beyond": beyond.size(), "ids": ids}).getInfo()
     count = found["n"]
     if count == 0:
         raise InputError("the polygon set is empty: give a table with at least one mine polygon.")
     if id_column is None:
         id_column = "id" if "id" in found["names"] else "system:index"
-    check_latitudes(ee, fc, spec, id_column)
+    refuse_beyond(spec, id_column, found["beyond"], found["ids"])
     zones = sorted({int(z) for z in found["zones"]})
     return fc, tagged, zones, id_column, count
 
@@ -668,6 +730,7 @@ def stream_grid(
     keep: dict[int, set[str]] | None = None,
     metadata: Metadata | None = None,
     block: int | None = GRID_BLOCK,
+    answer_bytes: int = ANSWER_BYTES,
 ) -> GridSummary:
     """The grid of one level (see :func:`build_grid` for the arguments), handed to ``sink`` a group of blocks
     at a time: memory follows a group of blocks (and the negatives of the row of blocks before it), not the
@@ -680,7 +743,13 @@ def stream_grid(
     pairing's whole reach asked for in one more request only when a positive has no negative within
     :data:`NEAR_REACH`), measured with the next group's cells (more than :data:`MEASURE_BLOCK`: the rest one
     request a thousand) and passed on. The pairs depend on the blocks only where positives of two groups want
-    the same free cell: the earlier group's positive gets it."""
+    the same free cell: the earlier group's positive gets it. ``answer_bytes``: the most bytes of touching-cell
+    keys one answer carries (:func:`touching_pages`; an engine with a lower answer limit than Earth Engine's
+    10 MB needs less), so that no answer grows with how dense the polygons are."""
+    if not answer_bytes >= 1024:
+        raise InputError(
+            f"answer_bytes {answer_bytes!r}: give at least 1024 (Earth Engine's answers hold about 10 MB)."
+        )
     say = progress or (lambda msg: None)
     summary = GridSummary(spec)
     fc, tagged, zones, id_column, count = _prepare(ee, polygons, spec, margin, id_column)
@@ -688,12 +757,12 @@ def stream_grid(
     groups = plan_groups(ee, tagged, zones, spec, block, region)
     say(f"[grid] {count:,} polygons in {len(zones)} grid zone(s) at {spec.cell_size:g} m (zoom {spec.zoom}): "
         f"{len(groups)} request(s) of positives")  # fmt: skip
-    pairing = _Pairing(ee, tagged, spec, margin, metadata, summary, sink)
+    pairing = _Pairing(ee, tagged, spec, margin, metadata, summary, sink, answer_bytes=answer_bytes)
     for i, group in enumerate(groups):
         with deferred_gc():  # a group's cells decoded and tabulated (the collector runs between groups)
             ahead = pairing.negatives_ahead()
             positives, near, measured = _group_cells(
-                ee, fc, tagged, group, spec, id_column, region, keep or {}, metadata, margin, ahead
+                ee, fc, tagged, group, spec, id_column, region, keep or {}, metadata, margin, ahead, answer_bytes
             )
             pairing.flush(measured)
         say(f"[grid] group {i + 1}/{len(groups)} (EPSG:{group.epsg}): {len(positives):,} positive cells")
@@ -730,13 +799,15 @@ class _Pairing:
     taken: dict[int, set[tuple[int, int]]] = dataclasses.field(default_factory=dict)
     unpaired: dict[int, int] = dataclasses.field(default_factory=dict)
     pending: tuple[int, list[dict[str, Any]], list[Any]] | None = None
+    answer_bytes: int = ANSWER_BYTES
 
     def pair(self, group: BlockGroup, positives: list[dict[str, Any]], near: set[tuple[int, int]] | None) -> None:
         ee, spec = self.ee, self.spec
 
         def wider(reach: int = NEGATIVE_REACH) -> set[tuple[int, int]]:
-            keys = touching_cells(ee, self.tagged, group.epsg, spec, self.margin, group, reach).getInfo()
-            return {cell_index(k) for k in keys}
+            keys = touching_cells(ee, self.tagged, group.epsg, spec, self.margin, group, reach)
+            pages = iter_features(touching_pages(ee, keys, spec.cell_size, group, reach, self.answer_bytes), 1)
+            return {cell_index(k) for f in pages for k in f["properties"]["touching"]}
 
         if near is None:  # one group for the zone: its touching cells asked for on their own
             blocked, reach = wider(), NEGATIVE_REACH
@@ -767,19 +838,20 @@ class _Pairing:
         self.sink(rows)
 
 
-def _group_cells(ee, polygons, tagged, group, spec, id_column, region, keep, metadata, margin, ahead=None):
+def _group_cells(ee, polygons, tagged, group, spec, id_column, region, keep, metadata, margin, ahead=None,
+                 answer_bytes: int = ANSWER_BYTES):  # fmt: skip
     """A group's positive rows, in the lattice's row order (y, then x); with blocks, the cells touching a
     polygon within :data:`NEAR_REACH` cells of its blocks (what the pairing's first rounds need: most
     positives find their negative there; see :func:`pair_negatives`), else None; and the rows of the cells
     ``ahead`` measures (:func:`measured_cells`: the previous group's negatives) by ``(x, y)``. One request:
-    the positives, then one feature holding the touching cells' keys, then the measured cells (an answer
-    bounded by the group's blocks and :data:`MEASURE_BLOCK`)."""
+    the positives, then the touching cells' keys (:func:`touching_pages`: at most ``answer_bytes`` a feature),
+    then the measured cells (an answer bounded by the group's blocks and :data:`MEASURE_BLOCK`; paged)."""
     kept = sorted(k for k in keep.get(group.epsg, ()) if _in_group(cell_index(k), group))
     parts = [positive_cells(ee, polygons, tagged, group.epsg, spec, id_column, region, kept, metadata, False, group)]
     near = None
     if group.blocks:
         keys = touching_cells(ee, tagged, group.epsg, spec, margin, group, NEAR_REACH)
-        parts.append(ee.FeatureCollection([ee.Feature(None, {"touching": keys})]))
+        parts.append(touching_pages(ee, keys, spec.cell_size, group, NEAR_REACH, answer_bytes))
         near = set()
     if ahead is not None:
         parts.append(ahead)
@@ -968,8 +1040,8 @@ def export_grid(
         id_column = "id" if "id" in fc.first().propertyNames().getInfo() else "system:index"
     warnings_: list[str] = []
     metadata = available_metadata(ee, Metadata() if metadata is None else metadata, warnings_.append)
-    check_latitudes(ee, fc, spec, id_column)
     tagged = tag_zones(ee, fc, spec)
+    check_latitudes(ee, fc, spec, id_column, tagged)
     zones = sorted({int(z) for z in tagged.aggregate_array("grid_epsg").distinct().getInfo()})
     tasks = []
     for epsg in zones:

@@ -99,7 +99,7 @@ class Context:
     budget: RequestBudget | None = None
     pixels_computed: int = 0  # band pixels computed in this request (every band of the graph, cached ones once)
     results: ResultCache | None = None  # the engine's values across requests (None: nothing kept)
-    answer_buffer: Any = None  # the engine's NPY answer buffer (raster.pixels.AnswerBuffer; None: fresh memory)
+    answer_buffers: Any = None  # the engine's NPY answer buffers (raster.pixels.AnswerBuffers; None: fresh memory)
 
     def cache_key(self, digest: str) -> tuple:
         """The key of a sub-graph's value in :attr:`results`: its digest, the catalog's generation, the

@@ -25,9 +25,10 @@ import io
 import math
 import threading
 import uuid
+import weakref
 import zipfile
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,14 +84,16 @@ def compute_image(image: Image, grid: PixelGrid, ctx: Any, band_ids=None) -> dic
     return {b.name: b.compute(grid, ctx) for b in bands}
 
 
-def encode_npy(image: Image, arrays: Mapping[str, np.ma.MaskedArray], kept: AnswerBuffer | None = None) -> bytes:
+def encode_npy(
+    image: Image, arrays: Mapping[str, np.ma.MaskedArray], buffers: AnswerBuffers | None = None
+) -> memoryview:
     """The NPY answer of ``arrays``: numpy's ``save`` of the structured array of the bands (one field per band, in
-    the band's type), masked pixels 0, integer bands rounded and clipped.
+    the band's type), masked pixels 0, integer bands rounded and clipped; a read-only memoryview (``bytes``-like).
 
     The records are written straight into one buffer holding the whole answer, a block of rows at a time (band
-    after band, the block stays in cache), and copied once into the answer's bytes (bytes cannot be written in
-    place). The buffer is ``kept``'s when given (the engine's, reused across requests: a fresh 36.8 MB buffer is
-    page-faulted in on every request, and under memory pressure that costs as much as writing it)."""
+    after band, the block stays in cache), and that buffer is the answer: no copy into ``bytes`` (a fresh 36.8 MB
+    ``bytes`` costs about 28 ms, page faults mostly). The buffer is one of ``buffers``' when given (the engine's,
+    reused once an answer written in it is dropped), else fresh memory."""
     types = {b.name: b.pixel_type.numpy_dtype() for b in image.bands}
     names = list(arrays)
     shape = next(iter(arrays.values())).shape
@@ -100,16 +103,13 @@ def encode_npy(image: Image, arrays: Mapping[str, np.ma.MaskedArray], kept: Answ
         header, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
     )
     head = header.getvalue()
-    size = len(head) + dtype.itemsize * int(np.prod(shape, dtype=np.int64))
-    buffer = kept.lend(size) if kept is not None else np.empty(size, np.uint8)
-    try:
-        answer = buffer[:size]
+
+    def fill(answer: np.ndarray) -> None:
         answer[: len(head)] = np.frombuffer(head, np.uint8)
         _fill_records(np.ndarray(shape, dtype, buffer=answer, offset=len(head)), arrays, types)
-        return answer.tobytes()
-    finally:
-        if kept is not None:
-            kept.give_back(buffer)
+
+    size = len(head) + dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+    return (buffers if buffers is not None else AnswerBuffers(keep=0)).write(size, fill)
 
 
 def _fill_records(records: np.ndarray, arrays: Mapping[str, np.ma.MaskedArray], types: Mapping[str, Any]) -> None:
@@ -128,37 +128,80 @@ def _fill_records(records: np.ndarray, arrays: Mapping[str, np.ma.MaskedArray], 
 _KEPT_BYTES = 48 * 2**20 + 2**16  # Earth Engine's computePixels limit (50,331,648 bytes) and an NPY header
 
 
-class AnswerBuffer:
-    """The engine's buffer for writing NPY answers, kept across requests (one, at most ``max_bytes``: the
-    largest answer Earth Engine's limit allows). A request lends it and gives it back; a concurrent request, or
-    one needing more than the kept buffer holds, gets fresh memory, and a buffer over ``max_bytes`` is not kept.
-    :meth:`clear` drops it."""
+@dataclass
+class _Kept:
+    """A kept buffer; ``answer`` refers weakly to the last answer written in it, ``lent`` while one is written."""
 
-    def __init__(self, max_bytes: int = _KEPT_BYTES):
+    buffer: np.ndarray
+    answer: Callable[[], Any] | None = None
+    lent: bool = False
+
+    def free(self) -> bool:
+        return not self.lent and (self.answer is None or self.answer() is None)
+
+
+class AnswerBuffers:
+    """The engine's buffers for NPY answers, kept across requests; an answer is handed over without a copy.
+
+    :meth:`write` fills a buffer and returns the answer as a read-only memoryview of it (``bytes``-like: ``len``,
+    slicing, ``==``, the buffer protocol; ``bytes(answer)`` copies it). A kept buffer is written again only once
+    every reference to the last answer in it is gone (a weak reference to the answer's array tells): over HTTP,
+    when the server has sent it; in-process, when the caller has dropped it (and any array read from it).
+
+    At most ``keep`` buffers of at most ``max_bytes`` each (Earth Engine's computePixels limit and a header) are
+    kept; ``keep`` is 3 because a cell of the composite's 78 bands (109 MB) comes in three answers held at once.
+    Others are fresh memory, freed with their answer. Why keep any: a fresh 36.8 MB buffer is page-faulted in on
+    every request (numpy asks for huge pages, about 6 ms, but with THP defrag on ``madvise`` a fault may wait for
+    the kernel to compact memory: 50-80 ms now and then); a kept one is written from resident pages (2 ms).
+    :meth:`clear` forgets them all (answers still held keep their own memory)."""
+
+    def __init__(self, max_bytes: int = _KEPT_BYTES, keep: int = 3):
         self.max_bytes = max_bytes
-        self._kept: np.ndarray | None = None
+        self.keep = keep
+        self._kept: list[_Kept] = []
         self._lock = threading.Lock()
 
-    def lend(self, size: int) -> np.ndarray:
-        """A uint8 buffer of at least ``size`` bytes, the kept one if it is free and large enough."""
-        with self._lock:
-            kept = self._kept
-            if kept is not None and kept.size >= size:
-                self._kept = None
-                return kept
-        return np.empty(size, np.uint8)
+    def write(self, size: int, fill: Callable[[np.ndarray], None]) -> memoryview:
+        """The answer of ``size`` bytes that ``fill`` writes (into a free kept buffer, else fresh memory)."""
+        slot = self._take(size)
+        answer = (slot.buffer if slot is not None else np.empty(size, np.uint8))[:size]
+        try:
+            fill(answer)
+        finally:
+            self._hand_over(slot, answer)
+        return memoryview(answer).toreadonly()
 
-    def give_back(self, buffer: np.ndarray) -> None:
-        """Keep ``buffer`` (if within ``max_bytes``, and larger than one kept meanwhile)."""
-        if buffer.size > self.max_bytes:
-            return
+    def _take(self, size: int) -> _Kept | None:
+        """The smallest free kept buffer of at least ``size`` bytes, lent; None if there is none."""
         with self._lock:
-            if self._kept is None or self._kept.size < buffer.size:
-                self._kept = buffer
+            fits = [k for k in self._kept if k.free() and k.buffer.size >= size]
+            if not fits:
+                return None
+            slot = min(fits, key=lambda k: k.buffer.size)
+            slot.lent = True
+            return slot
+
+    def _hand_over(self, slot: _Kept | None, answer: np.ndarray) -> None:
+        """Watch ``answer`` (written in ``slot``, or in fresh memory that is kept if there is room)."""
+        with self._lock:
+            if slot is not None:
+                slot.answer, slot.lent = weakref.ref(answer), False
+                return
+            if answer.size > self.max_bytes or self.keep <= 0:
+                return
+            if len(self._kept) >= self.keep:  # full: a larger buffer replaces the smallest free one
+                free = [k for k in self._kept if k.free() and k.buffer.size < answer.size]
+                if not free:
+                    return
+                self._kept.remove(min(free, key=lambda k: k.buffer.size))
+            self._kept.append(_Kept(answer.base if answer.base is not None else answer, weakref.ref(answer)))
+
+    def __len__(self) -> int:
+        return len(self._kept)
 
     def clear(self) -> None:
         with self._lock:
-            self._kept = None
+            self._kept = []
 
 
 _NPY_BLOCK_BYTES = 1 << 20  # records written band by band a block at a time: the block stays in cache
@@ -345,7 +388,7 @@ def encode_data(image: Image, grid: PixelGrid, ctx: Any, fmt: str) -> tuple[str,
     check_request_size(image, grid, ctx)
     arrays = compute_image(image, grid, ctx)
     if fmt == "NPY":
-        return "application/octet-stream", encode_npy(image, arrays, getattr(ctx, "answer_buffer", None))
+        return "application/octet-stream", encode_npy(image, arrays, getattr(ctx, "answer_buffers", None))
     return "image/tiff", encode_geotiff(image, arrays, grid)
 
 

@@ -1,7 +1,8 @@
 """One door for every endpoint of Earth Engine's REST API that the engine answers.
 
 ``Router.handle(method, path, query, body, base_url, caller=None)`` returns
-``(status, content_type, bytes)``. The loopback HTTP server and the in-process
+``(status, content_type, body)``: the body is ``bytes``, or for an NPY answer a read-only
+``memoryview`` of the buffer it was written in (no copy; ``bytes``-like). The loopback HTTP server and the in-process
 ``http_transport`` are thin adapters around it. A request over HTTP comes with
 its :class:`~.access.Caller`: its headers are checked against the server's
 access rule (token, loopback Host and Origin, JSON bodies) before anything else,
@@ -33,7 +34,7 @@ from gee_mining.local.core.evaluator import Context, ResultCache, evaluate
 from gee_mining.local.core.info import to_info
 from gee_mining.local.core.limits import Limits, RequestBudget, request_digest
 from gee_mining.local.raster.pixels import (
-    AnswerBuffer,
+    AnswerBuffers,
     RenderStore,
     compute_pixels,
     map_tile,
@@ -51,7 +52,7 @@ COMPUTE_COLLECTION_LIMIT = 5000
 DEFAULT_PAGE_SIZE = 1000
 MAX_OPERATIONS_PAGE = 1000
 
-Response = tuple[int, str, bytes]
+Response = tuple[int, str, bytes | memoryview]  # an NPY answer is a read-only memoryview (pixels.AnswerBuffers)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class RawAnswer:
     """An answer that is not JSON (pixels, files)."""
 
     content_type: str
-    content: bytes
+    content: bytes | memoryview
 
 
 _ROUTES: list[tuple[str, re.Pattern, str]] = [
@@ -109,7 +110,7 @@ class Router:
         self._pages: OrderedDict[str, list] = OrderedDict()
         self._pages_lock = threading.Lock()
         self.results = ResultCache()  # sub-graph values across requests (the evaluator's)
-        self.answer_buffer = AnswerBuffer()  # NPY answers are written in it, across requests
+        self.answer_buffers = AnswerBuffers()  # NPY answers are written in them, across requests
         self._renders: Any = None  # maps and thumbnails (pixels.RenderStore), made on first use
         self.quotas = Quotas(self.limits)
         self.calls: Counter[str] = Counter()  # requests answered, by handler: what a plan's counts are checked on
@@ -199,7 +200,7 @@ class Router:
             budget=budget,
             cancelled=gone if gone is not None else threading.Event(),
             results=self.results,
-            answer_buffer=self.answer_buffer,
+            answer_buffers=self.answer_buffers,
         )
 
     def _evaluate(self, payload: Mapping, project: str) -> Any:
@@ -243,22 +244,21 @@ class Router:
                     self._pages.popitem(last=False)
         # Earth Engine "may return fewer" than pageSize: a short page by default, and never over page_bytes.
         # Only this page's features are turned into GeoJSON (the rest are kept as the engine's features, a
-        # few times smaller), encoded in one call; one by one only when the page must be cut to fit.
+        # few times smaller), and the whole answer encoded in one call, its bytes not copied after; the
+        # features one by one only when the page must be cut to fit.
         chunk = features[offset : offset + self.limits.page_length(size, digest, offset)]
         infos = features_info(chunk, arrays=True)
-        whole = _dumps_features(infos)  # [f1,f2,...]: the page's features, as the FeatureCollection answer holds them
-        if self.limits.fits_page(len(whole)):
-            body, end = whole[1:-1], offset + len(infos)
-        else:
+        end = offset + len(infos)
+        answer, list_bytes = _dumps_page(infos, f"{key}:{end}" if end < len(features) else None)
+        if not self.limits.fits_page(list_bytes):
             page = self.limits.fit_page([_dumps_features([f])[1:-1] for f in infos])
-            body, end = b",".join(page), offset + len(page)
-        tail = b""
-        if end < len(features):
-            tail = f',"nextPageToken":"{key}:{end}"'.encode()
-        else:  # the last page: nothing asks for this result again, so it need not stay in memory
+            end = offset + len(page)
+            tail = f',"nextPageToken":"{key}:{end}"'.encode() if end < len(features) else b""
+            answer = _PAGE_HEAD + b"[" + b",".join(page) + b"]" + tail + b"}"
+        if end >= len(features):  # the last page: nothing asks for this result again, so it need not stay in memory
             with self._pages_lock:
                 self._pages.pop(key, None)
-        return RawAnswer(JSON, b'{"type":"FeatureCollection","features":[' + body + b"]" + tail + b"}")
+        return RawAnswer(JSON, answer)
 
     def _collection(self, payload, project: str) -> list[Feature]:
         """The features of a computeFeatures request's collection."""
@@ -376,19 +376,35 @@ def _dumps(value: Any) -> bytes:
     return out
 
 
-def _dumps_features(features: list) -> bytes:
-    """:func:`_dumps` of a list of GeoJSON features, where the ``null`` of a feature without geometry (every
-    cell of a grid's tables) is not taken for a non-finite number: the list is searched for those (orjson
-    writes NaN and the infinities as ``null``) only if it holds more ``null`` than null geometries."""
+_PAGE_HEAD = b'{"type":"FeatureCollection","features":'
+
+
+def _dumps_page(features: list, token: str | None) -> tuple[bytes, int]:
+    """A ``computeFeatures`` answer (``{"type":"FeatureCollection","features":[...],"nextPageToken":...}``,
+    the token only if given) encoded in one call, as :func:`_dumps_features` encodes its features; and the
+    length in bytes of its features' list, which the page's size limit counts."""
+    answer: dict[str, Any] = {"type": "FeatureCollection", "features": features}
+    if token is not None:
+        answer["nextPageToken"] = token
+    out = _dumps_features(features, answer)
+    return out, len(out) - len(_dumps({**answer, "features": []})) + 2
+
+
+def _dumps_features(features: list, value: Any = None) -> bytes:
+    """:func:`_dumps` of a list of GeoJSON features (or of ``value``, which holds them and no other ``null``),
+    where the ``null`` of a feature without geometry (every cell of a grid's tables) is not taken for a
+    non-finite number: the features are searched for those (orjson writes NaN and the infinities as ``null``)
+    only if the text holds more ``null`` than null geometries."""
+    value = features if value is None else value
     try:
-        out = orjson.dumps(features, option=orjson.OPT_SERIALIZE_NUMPY)
+        out = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
     except TypeError:
-        return _json_dumps(features)
+        return _json_dumps(value)
     nulls = out.count(b"null")
     if nulls:
         bare = sum(1 for f in features if type(f) is dict and "geometry" in f and f["geometry"] is None)
         if nulls > bare and _has_non_finite(features):
-            return _json_dumps(features)
+            return _json_dumps(value)
     return out
 
 

@@ -113,6 +113,8 @@ class Geometry:
         self.geodesic = proj.is_geographic if geodesic is None else bool(geodesic and proj.is_geographic)
         self.type_name = type_name if type_name in _GEOJSON_TYPES else shape.geom_type
         self.even_odd = even_odd
+        self._in_crs: dict | None = None  # reprojections kept (see in_crs); set here: an unset slot is slow to test
+        self._members: tuple[Geometry, ...] | None = None  # see merged
 
     @property
     def crs(self) -> str:
@@ -438,14 +440,13 @@ def in_crs(geom: Geometry, crs: str, max_err: float, geodesic: bool = False) -> 
 
     Kept on the (immutable) geometry: a polygon tested against many grid cells,
     or a cell measured several ways, is reprojected once per target."""
-    try:
-        cache = geom._in_crs
-    except AttributeError:
+    cache = geom._in_crs
+    if cache is None:
         cache = geom._in_crs = {}
     key = (crs, max_err, geodesic)
     shape = cache.get(key)
     if shape is None:
-        if getattr(geom, "_members", None) is not None:
+        if geom._members is not None:
             return in_crs_many([geom], crs, max_err, geodesic)[0]
         if len(cache) > 8:
             cache.clear()
@@ -1411,14 +1412,14 @@ def in_crs_many(geoms: list[Geometry], crs: str, max_err: float, geodesic: bool 
     todo: dict[tuple[str, bool], list[int]] = {}
     merged: list[int] = []
     for i, g in enumerate(geoms):
-        cache = getattr(g, "_in_crs", None)
+        cache = g._in_crs
         shape = cache.get(key) if cache else None
         if shape is not None:
             out[i] = shape
-        elif getattr(g, "_members", None) is not None:
+        elif g._members is not None:
             merged.append(i)
         else:
-            todo.setdefault((g.crs, g.edges_geodesic), []).append(i)
+            todo.setdefault((g.proj.crs, g.geodesic and g.edges_geodesic), []).append(i)
     for (src, src_geo), idx in todo.items():
         shapes = reproject_many(_object_array([geoms[i].shape for i in idx]), src, crs, src_geo, geodesic, max_err)
         for i, shape in zip(idx, shapes, strict=True):
@@ -1432,7 +1433,7 @@ def in_crs_many(geoms: list[Geometry], crs: str, max_err: float, geodesic: bool 
     for idx in [*todo.values(), merged]:
         for i in idx:
             g = geoms[i]
-            cache = getattr(g, "_in_crs", None)
+            cache = g._in_crs
             if cache is None:
                 cache = g._in_crs = {}
             elif len(cache) > 8:
@@ -1832,7 +1833,7 @@ def dissolve_many(n, geometry, maxError, proj):  # noqa: N803
         return per_element("Geometry.dissolve", n, {"geometry": geometry, "maxError": maxError, "proj": proj})
     err = max_error_m(maxError, proj=proj)
     out: list[Any] = [None] * n
-    merged = [i for i, g in enumerate(geometry) if proj.is_identity and getattr(g, "_members", None) is not None]
+    merged = [i for i, g in enumerate(geometry) if proj.is_identity and g._members is not None]
     if merged:  # collections' merged geometries: their members' repaired parts, cached on the members
         members = list({id(m): m for i in merged for m in geometry[i]._members}.values())
         parts_of = dict(zip(map(id, members), _clean_parts_many(members, proj.crs, err), strict=True))
@@ -1859,7 +1860,7 @@ def _clean_parts_many(members: list[Geometry], crs: str, err: float) -> list[lis
     key = (crs, err, False, "clean parts")
     out: list[Any] = [None] * len(members)
     for i, m in enumerate(members):
-        cache = getattr(m, "_in_crs", None)
+        cache = m._in_crs
         out[i] = cache.get(key) if cache else None
     todo = [i for i, parts in enumerate(out) if parts is None]
     if todo:

@@ -13,6 +13,7 @@ outputs (``ee.Number(0).lanczos()`` is 32.946318679).
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 import re
@@ -772,8 +773,14 @@ def _group(int_digits: str) -> str:
     return "".join(reversed(out))
 
 
+_EXACT_INT = 2.0**53  # below it an integral double's shortest decimal form is the integer itself
+
+
 def _fixed(x: float, prec: int, grouping: bool, alternate: bool) -> str:
-    text = format(_half_up(x, prec), "f")
+    if x.is_integer() and x < _EXACT_INT:  # nothing to round (a cell index, a count): no Decimal
+        text = str(int(x)) + ("." + "0" * prec if prec else "")
+    else:
+        text = format(_half_up(x, prec), "f")
     if grouping:
         whole, _, frac = text.partition(".")
         text = _group(whole) + ("." + frac if frac else "")
@@ -828,9 +835,16 @@ def _hex_float(x: float, upper: bool) -> str:
     return text.upper() if upper else text
 
 
+@functools.lru_cache(maxsize=256)
+def _pattern(pattern: str) -> dict[str, str | None] | None:
+    """A format pattern's parts (prefix, flags, width, precision, conversion, suffix), parsed once."""
+    m = _FORMAT_RE.match(pattern)
+    return None if m is None else m.groupdict()
+
+
 def format_number(name: str, number: Num, pattern: str) -> str:
     """A printf-style pattern as Java's Formatter applies it to one number."""
-    m = _FORMAT_RE.match(pattern)
+    m = _pattern(pattern)
     if m is None:
         raise EngineError(
             f"{name}: Invalid format pattern '{pattern}'. Expected a prefix, exactly one '%', modifiers in "
