@@ -9,6 +9,8 @@ import pytest
 import shapely
 from test_context import BANDS, L1C, l1c_crop  # noqa: F401  (the fixture)
 
+from gee_mining.cli.evaluate import pyramid_spec
+from gee_mining.cli.main import build_parser
 from gee_mining.errors import InputError
 from gee_mining.pyramid import cellmodel as cm
 from gee_mining.steps.context import context_image, context_names
@@ -113,3 +115,20 @@ def test_a_cell_model_is_refused_where_it_cannot_run():
     assert islands[-2] is not None and islands[-1] is None  # the cell model reads the island share itself
     with pytest.raises(InputError, match="--screening forest"):
         EvaluationSpec((1, 2), (3,), cell_model=True, screening="logistic")
+
+
+def test_cell_keep_option_sets_the_fine_threshold_share_and_is_refused_out_of_range(capsys):
+    """``evaluate pyramid --cell-keep K`` is ``CellModelSpec.keep``; outside (0, 1], without ``--cell-model`` or not
+    a number it is refused by name."""
+    base = ["evaluate", "pyramid", "--train-seeds", "1,2", "--test-seeds", "3", "--out", "o", "--cell-model"]
+    assert pyramid_spec(build_parser().parse_args(base)).pyramid_spec().cell_model.keep == 0.98  # the default
+    spec = pyramid_spec(build_parser().parse_args([*base, "--cell-keep", "0.995"])).pyramid_spec()
+    assert spec.cell_model.keep == 0.995 and spec.cell_model.trees == cm.CellModelSpec().trees
+    for bad in (["--cell-keep", "0"], ["--cell-keep", "1.5"]):
+        with pytest.raises(InputError, match=r"--cell-keep\).*\(0, 1\]"):
+            pyramid_spec(build_parser().parse_args([*base, *bad]))
+    with pytest.raises(InputError, match="--cell-model"):
+        pyramid_spec(build_parser().parse_args([*base[:-1], "--cell-keep", "0.99"]))
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*base, "--cell-keep", "most"])
+    assert "--cell-keep" in capsys.readouterr().err

@@ -58,7 +58,7 @@ def pyramid_spec(args) -> EvaluationSpec:
         pixels=args.pixels, mine_share=args.mine_share, exhaustive=args.exhaustive, workers=args.workers,
         realism=args.realism, detector=args.detector, weights=args.weights, screening=args.screening,
         seasons=_seasons(args.seasons), use_seasons=not args.ignore_seasons,
-        island_weight=args.island_weight, cell_model=args.cell_model,
+        island_weight=args.island_weight, cell_model=args.cell_model, cell_keep=args.cell_keep,
     )  # fmt: skip
 
 
@@ -245,6 +245,9 @@ def add_cli(sub) -> None:
                    help="the finest level scores each cell by a classifier trained on the train worlds' cells (a "
                         "handful of per-cell aggregates: shares, probability, island share, context under the mine "
                         "pixels) instead of its share of mine pixels (default: the share)")  # fmt: skip
+    q.add_argument("--cell-keep", type=float, metavar="K",
+                   help="with --cell-model: the share of train mines still alive at the finest level that its "
+                        "threshold keeps, on cross-fitted scores, in (0, 1], e.g. 0.99 (default: 0.98)")  # fmt: skip
     add_json_option(q, "the pooled held-out figures")
     q.set_defaults(func=_pyramid)
     _add_pixel_models(act)

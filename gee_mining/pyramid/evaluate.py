@@ -139,6 +139,7 @@ class EvaluationSpec(WorldsSpec):
     use_seasons: bool = True  # False: worlds with seasons screened without the greenest NDVI (the paired baseline)
     island_weight: float = 0.0  # > 0: the two finest levels score max(share, weight * island share) (IslandScore)
     cell_model: bool = False  # True: the finest level's score is a learned cell classifier (pyramid.cellmodel)
+    cell_keep: float | None = None  # with cell_model: CellModelSpec.keep (None: its default, 0.98)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -153,6 +154,9 @@ class EvaluationSpec(WorldsSpec):
             )
         if self.island_weight < 0:
             raise InputError(f"island_weight {self.island_weight}: 0 (the plain share) or a positive weight, e.g. 10.")
+        if self.cell_keep is not None and not (self.cell_model and 0 < self.cell_keep <= 1):
+            raise InputError(f"cell_keep {self.cell_keep} (--cell-keep): a share of train mines in (0, 1], e.g. 0.99, "
+                             "and only with the cell model (--cell-model).")  # fmt: skip
         if self.cell_model and self.screening != "forest":
             raise InputError("a cell model reads the forest's context image: use --screening forest with it.")
         if self.screening not in SCREENINGS:
@@ -173,7 +177,8 @@ class EvaluationSpec(WorldsSpec):
             islands = tuple(IslandScore(self.island_weight) if i >= n - 2 else None for i in range(n))
         if self.cell_model and islands:
             islands = islands[:-1] + (None,)  # the cell model reads the island share itself
-        cell = CellModelSpec() if self.cell_model else None
+        keep = {} if self.cell_keep is None else {"keep": self.cell_keep}
+        cell = CellModelSpec(**keep) if self.cell_model else None
         return PyramidSpec.of(self.levels, self.zooms, scales=tuple(self.scales), islands=islands, cell_model=cell)
 
 
