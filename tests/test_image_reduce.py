@@ -6,6 +6,8 @@ References are computed here from the same files read with rasterio, with region
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 import shapely
@@ -103,6 +105,59 @@ def test_reduce_regions_names_single_band_outputs(ee_local, b4, inside):
     fc = ee.FeatureCollection([ee.Feature(_region(ee), {"name": "a"})])
     feats = ee.Image(L1C).select("B4").reduceRegions(fc, ee.Reducer.count(), 10).getInfo()["features"]
     assert feats[0]["properties"] == {"name": "a", "count": int(inside.sum())}
+
+
+def _peak_bytes(run) -> int:
+    """tracemalloc's peak (numpy reports its buffers to it) while ``run()`` runs, over what was held before."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        run()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def test_reduce_regions_holds_one_region_of_pixels_at_a_time(ee_local, b4):
+    """reduceRegions over many cells holds one cell's intermediate pixels at a time: its peak memory does not grow
+    with the cells (a page of 500 fine cells of a 58-band image held 8.7 GB when every cell's pixels stayed cached),
+    and each cell's means are those of the B4 file (rasterio) and of its 3x3 focal mean (scipy) there."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    ee = ee_local
+    b = ee.Image(L1C).select("B4")
+    image = ee.Image.cat([b, *[b.focalMean(10 * k, "square", "meters").rename(f"m{k}") for k in (1, 2, 3)]])
+
+    def cells(n):  # 64 x 64 pixel cells at 10 m, side by side
+        boxes = [(331000 + 640 * (i % 6), 5818000 + 640 * (i // 6)) for i in range(n)]
+        geoms = [ee.Geometry.Rectangle([x, y, x + 640, y + 640], "EPSG:32633", False) for x, y in boxes]
+        return boxes, ee.FeatureCollection([ee.Feature(g, {"i": i}) for i, g in enumerate(geoms)])
+
+    def reduce(n):
+        return image.reduceRegions(cells(n)[1], ee.Reducer.mean(), 10, "EPSG:32633").getInfo()["features"]
+
+    reduce(1)  # the file's reader and the engine's one-time state, out of the measure
+    few, many = _peak_bytes(lambda: reduce(3)), _peak_bytes(lambda: reduce(24))
+    assert many < 2 * few  # 8x the cells: every cell's pixels held would be about 8x the peak
+    boxes, _ = cells(24)
+    m1 = ndimage.uniform_filter(b4, size=3, mode="nearest")
+    for f, (x, y) in zip(sorted(reduce(24), key=lambda f: f["properties"]["i"]), boxes, strict=True):
+        c, r = int((x - X0) / 10), int((Y0 - y - 640) / 10)
+        assert f["properties"]["B4"] == pytest.approx(b4[r : r + 64, c : c + 64].mean(), rel=1e-9)
+        assert f["properties"]["m1"] == pytest.approx(m1[r : r + 64, c : c + 64].mean(), rel=1e-6)
+
+
+def test_own_pixels_reads_the_request_cache_drops_its_writes_and_counts_its_work():
+    """A region's own pixel cache sees what the request cached, forgets what it added, and the band pixels it
+    computed still count as the request's (a batch task's work, an interactive request's bound)."""
+    from gee_mining.local.core.evaluator import Context
+    from gee_mining.local.raster.band import own_pixels
+
+    ctx = Context(pixels={"seen": 1}, pixels_computed=5)
+    with own_pixels(ctx) as scope:
+        assert scope.pixels["seen"] == 1
+        scope.pixels["new"] = 2
+        scope.count_pixels(7)
+    assert ctx.pixels == {"seen": 1} and ctx.pixels_computed == 12
 
 
 def test_sample_counts(ee_local, b4, inside):

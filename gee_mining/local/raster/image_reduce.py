@@ -48,6 +48,7 @@ from rasterio.features import rasterize
 from gee_mining.contracts.lattice import PixelGrid
 from gee_mining.local.core.errors import EngineError
 from gee_mining.local.core.registry import algorithm
+from gee_mining.local.raster.band import own_pixels
 from gee_mining.local.raster.grid import grid_covering, grid_projection
 from gee_mining.local.raster.image import Band, Image, _projection_from, as_image
 from gee_mining.local.raster.pixeltype import PixelType, widest
@@ -278,7 +279,8 @@ def reduce_regions(ctx, image, collection, reducer, scale, crs, crsTransform, ti
     for f in collection.features:
         if f.geometry is None:
             raise EngineError(f"{name}: Feature '{f.id}' has no geometry.")
-        values = reduce_over(name, img, reducer, f.geometry, proj, ctx, maxPixelsPerRegion, False, direct_first=True)
+        with own_pixels(ctx) as scope:  # one feature's pixels held at a time
+            values = reduce_over(name, img, reducer, f.geometry, proj, scope, maxPixelsPerRegion, False, True)
         out.append(f.copy_with(properties={**f.properties, **values}))
     return collection.with_features(out)
 
@@ -385,7 +387,8 @@ def sample_regions(ctx, image, collection, properties, scale, projection, tileSc
         if grid is None or any(b.surely_masked(grid) for b in img.bands):  # every pixel null: no row, no work
             continue
         idx = np.flatnonzero(inside.reshape(-1))
-        vals, null = _values(img, grid, ctx, idx)
+        with own_pixels(ctx) as scope:  # one feature's pixels held at a time
+            vals, null = _values(img, grid, scope, idx)
         keep = ~null
         idx = idx[keep]
         vals = {k: v[keep] for k, v in vals.items()}
