@@ -132,3 +132,21 @@ def test_cell_keep_option_sets_the_fine_threshold_share_and_is_refused_out_of_ra
     with pytest.raises(SystemExit):
         build_parser().parse_args([*base, "--cell-keep", "most"])
     assert "--cell-keep" in capsys.readouterr().err
+
+
+def test_pages_follow_band_pixels_not_a_fixed_count_of_cells():
+    """A page holds PAGE_CELLS fine cells at the seasonal worlds' 40 bands and 64 x 64 pixels; half the pixel size
+    (4x the pixels) or twice the bands make it smaller in proportion; a cell larger than the bound is a page alone.
+    Pages never mix UTM zones."""
+    fine = 343.75
+    assert cm.page_cells(fine, fine / 64, 40) == cm.PAGE_CELLS == 500
+    assert cm.page_cells(fine, fine / 64, 20) == 500  # fewer bands: not more than PAGE_CELLS
+    assert cm.page_cells(fine, fine / 128, 40) == 500 // 4
+    assert cm.page_cells(fine, fine / 64, 80) == 500 // 2
+    assert cm.page_cells(fine * 64, 1.0, 40) == 1
+    spec = cm.CellModelSpec()
+    assert cm._image_bands(spec, cm.CELL_CONTEXT) == 40  # the feature image of the seasonal worlds
+    rows = [{"epsg": 32633 + i % 2, "name": str(i)} for i in range(7)]
+    pages = list(cm._pages(rows, 2))
+    assert [len(p) for p in pages] == [2, 2, 2, 1] and all(len({r["epsg"] for r in p}) == 1 for p in pages)
+    assert sorted(r["name"] for p in pages for r in p) == sorted(r["name"] for r in rows)

@@ -18,6 +18,7 @@ each page (its training table: a few thousand cells of 40 numbers)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,10 @@ from gee_mining.errors import InputError
 from gee_mining.io.pages import iter_features
 from gee_mining.steps.grid import ee_cell_geometry
 
-PAGE_CELLS = 500  # cells per interactive request, as the share's scoring
+PAGE_CELLS = 500  # at most, cells per interactive request, as the share's scoring
+# At most, band pixels of the feature image that one page reduces: 500 cells of 64 x 64 pixels (343.75 m at 5.37 m)
+# and 40 bands (17 context bands, the seasonal worlds' fine level); finer pixels or more bands make pages smaller.
+PAGE_BAND_PIXELS = 500 * 64 * 64 * 40
 LABEL = "mine_cell"
 # Context bands (gee_mining.steps.context names) whose cell mean and mean over the cell's mine pixels the classifier
 # reads; the greenest-NDVI ones exist only on a seasonal composite and are left out elsewhere.
@@ -143,15 +147,15 @@ def feature_collection(ee, probability, context_image, rows: Sequence[dict[str, 
 
 def cell_features(ee, probability, context_image, rows: Sequence[dict[str, Any]], scale: float, spec: CellModelSpec,
                   context: Sequence[str], polygons=None, id_column: str = "id") -> dict[str, dict[str, Any]]:  # fmt: skip
-    """``{cell name: properties}`` of :func:`feature_collection`, one request per page of ``PAGE_CELLS`` cells of
-    one zone (no request grows with the run)."""
+    """``{cell name: properties}`` of :func:`feature_collection`, one request per page of :func:`page_cells` cells
+    of one zone (no request grows with the run)."""
     out: dict[str, dict[str, Any]] = {}
 
     def fetch(page):
         fc = feature_collection(ee, probability, context_image, page, scale, spec, context, polygons, id_column)
         return {f["properties"]["name"]: f["properties"] for f in iter_features(fc, page_size=len(page))}
 
-    for page in _pages(rows):
+    for page in _pages(rows, page_cells(rows[0]["cell_size"], scale, _image_bands(spec, context)) if rows else 1):
         out |= _halving(ee, fetch, page)
     missing = [r["name"] for r in rows if r["name"] not in out]
     if missing:
@@ -159,14 +163,27 @@ def cell_features(ee, probability, context_image, rows: Sequence[dict[str, Any]]
     return out
 
 
-def _pages(rows: Sequence[dict[str, Any]]):
-    """Pages of at most ``PAGE_CELLS`` rows of one zone each."""
+def page_cells(cell_size: float, scale: float, bands: int) -> int:
+    """Cells per page: ``PAGE_CELLS``, fewer where the page's cells x pixels x bands of the feature image would pass
+    ``PAGE_BAND_PIXELS`` (a finer scale, more context bands), at least one. Why: a page's work and memory follow its
+    band pixels, not its cells; a fixed count of cells lets them grow with the scale and the bands."""
+    per_cell = math.ceil(cell_size / scale - 1e-9) ** 2 * max(1, bands)
+    return max(1, min(PAGE_CELLS, PAGE_BAND_PIXELS // per_cell))
+
+
+def _image_bands(spec: CellModelSpec, context: Sequence[str]) -> int:
+    """Bands of :func:`feature_image`: the shares, the probability, the island, each context band twice."""
+    return len(spec.thresholds) + 2 + 2 * len(context)
+
+
+def _pages(rows: Sequence[dict[str, Any]], size: int = PAGE_CELLS):
+    """Pages of at most ``size`` rows of one zone each."""
     by_zone: dict[int, list[dict[str, Any]]] = {}
     for r in rows:
         by_zone.setdefault(r["epsg"], []).append(r)
     for zone_rows in by_zone.values():
-        for i in range(0, len(zone_rows), PAGE_CELLS):
-            yield zone_rows[i : i + PAGE_CELLS]
+        for i in range(0, len(zone_rows), size):
+            yield zone_rows[i : i + size]
 
 
 def _halving(ee, fetch, page: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -266,7 +283,8 @@ def score_rows(ee, model: CellModel, probability, context_image, rows: Sequence[
         fc = fc.classify(model.classifier, "classification")
         return {f["properties"]["name"]: f["properties"] for f in iter_features(fc, page_size=len(page))}
 
-    for page in _pages(rows):
+    size = page_cells(rows[0]["cell_size"], scale, _image_bands(model.spec, context)) if rows else 1
+    for page in _pages(rows, size):
         for p in _halving(ee, fetch, page).values():
             out[p["name"]] = {"score": float(p.get("classification") or 0.0), "pixels": int(p.get("pixels") or 0),
                               "mines": [str(m) for m in p.get("mines") or []]}  # fmt: skip
