@@ -1,6 +1,6 @@
 """Peak memory of the cell model's feature page on the local engine: ``cellmodel.cell_features`` of N fine cells
 (343.75 m at 343.75/64 = 5.37 m, as the pyramid's finest level) of the real L1C crop, one request, with context
-radii 20, 60 and 150 m (13 context bands, 33 bands in the feature image), each run in a fresh process.
+radii 20, 60 and 150 m (13 context bands, 32 bands in the feature image), each run in a fresh process.
 
 Issue 25: one page of 500 cells of the seasonal worlds' feature image (about 58 bands) peaked at 8.7 GB, because
 the engine kept every cell's intermediate pixels for the whole request. ``reduceRegions`` now gives each region its
@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHILD = r"""
-import contextlib, json, resource, sys, tempfile, time
+import contextlib, json, resource, shutil, sys, tempfile, time
 from pathlib import Path
 import gee_mining
 from gee_mining.contracts.cells import GridSpec, cell_row
@@ -63,6 +63,7 @@ peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 digest = round(sum(v["share_50"] + v["B11_hit"] for v in got.values()), 6)
 print(json.dumps({"wall_s": wall, "cpu_s": cpu, "peak_mb": peak / 1e3, "before_mb": before / 1e3, "check": digest,
                   "bands": cm._image_bands(spec, context)}))
+shutil.rmtree(tmp, ignore_errors=True)
 """
 
 
