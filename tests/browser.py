@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -25,10 +26,10 @@ class Browser:
         exe = find_chromium()
         if exe is None:
             raise FileNotFoundError("Chromium not found (apt-get install chromium)")
-        self._profile = tempfile.TemporaryDirectory(prefix="gee-mining-browser-")
+        self._profile = tempfile.mkdtemp(prefix="gee-mining-browser-")
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
-        cmd = [exe, *CHROMIUM_FLAGS, "--remote-debugging-pipe", f"--user-data-dir={self._profile.name}",
+        cmd = [exe, *CHROMIUM_FLAGS, "--remote-debugging-pipe", f"--user-data-dir={self._profile}",
                f"--window-size={width},{height}", "about:blank"]  # fmt: skip
 
         def fds_3_and_4() -> None:  # in the child: the pipe ends at fds 3 and 4, where Chromium expects them
@@ -54,11 +55,28 @@ class Browser:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._proc.kill()
-        self._proc.wait(timeout=30)
+        try:  # closed as a user closes it: its helper processes stop writing into the profile
+            self.call("Browser.close", timeout=10)
+            self._proc.wait(timeout=10)
+        except (OSError, RuntimeError, TimeoutError, subprocess.TimeoutExpired):
+            self._proc.kill()
+            self._proc.wait(timeout=30)
         os.close(self._to_browser)
         os.close(self._from_browser)
-        self._profile.cleanup()
+        self._remove_profile()
+
+    def _remove_profile(self) -> None:
+        """Remove the profile folder; a helper process (crashpad, a renderer) that outlives the browser for a moment
+        may still write into it, which made ``rmtree`` fail with 'Directory not empty' now and then."""
+        for _ in range(20):
+            try:
+                shutil.rmtree(self._profile)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.25)
+        shutil.rmtree(self._profile, ignore_errors=True)
 
     def _read(self, timeout: float) -> dict:
         deadline = time.monotonic() + timeout
