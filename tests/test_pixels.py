@@ -507,3 +507,19 @@ def test_an_npy_answer_held_in_process_is_not_overwritten_by_the_next_request(ee
         np.testing.assert_array_equal(got["x"], np.broadcast_to(x, (30, 40)))
     assert addresses[2] == addresses[1] and addresses[4] == addresses[3]  # reused once dropped
     assert len(set(addresses[0::2])) == 3  # never while held
+
+
+def test_a_larger_answer_replaces_a_free_kept_buffer_behind_a_held_one():
+    # The pool is full: a held answer's buffer, then a free one; a larger fresh answer takes the free one's place.
+    # (Kept buffers of different sizes were once compared elementwise while the free one was looked up: "operands
+    # could not be broadcast together", an internal error of computePixels after other requests.)
+    from gee_mining.local.raster.pixels import AnswerBuffers
+
+    kept = AnswerBuffers(max_bytes=10_000, keep=2)
+    held = kept.write(1000, lambda a: a.fill(1))
+    dropped = kept.write(2000, lambda a: a.fill(2))
+    del dropped
+    larger = kept.write(3000, lambda a: a.fill(3))
+    assert len(kept) == 2 and bytes(held) == bytes([1]) * 1000 and bytes(larger) == bytes([3]) * 3000
+    sizes = sorted(k.buffer.size for k in kept._kept)
+    assert sizes == [1000, 3000]

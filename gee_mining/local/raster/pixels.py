@@ -128,7 +128,7 @@ def _fill_records(records: np.ndarray, arrays: Mapping[str, np.ma.MaskedArray], 
 _KEPT_BYTES = 48 * 2**20 + 2**16  # Earth Engine's computePixels limit (50,331,648 bytes) and an NPY header
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: list.remove must not compare the buffers elementwise
 class _Kept:
     """A kept buffer; ``answer`` refers weakly to the last answer written in it, ``lent`` while one is written."""
 
