@@ -32,17 +32,26 @@ def own_pixels(ctx: Any) -> Iterator[Any]:
     (``reduceRegions``, ``sampleRegions``): it reads what the request cached before, keeps its own writes and drops
     them when the block ends, so such a request holds one region's pixels at a time, not every region's (a page of
     500 fine cells of a 58-band feature image held 8.7 GB). The pixels it computes still count as the request's."""
-    cache = getattr(ctx, "pixels", None)
-    if cache is None:
+    child = pixel_scope(ctx)
+    if child is ctx:
         yield ctx
         return
-    child = copy.copy(ctx)
-    child.pixels = collections.ChainMap({}, cache)
     start = child.pixels_computed
     try:
         yield child
     finally:
         ctx.pixels_computed += child.pixels_computed - start
+
+
+def pixel_scope(ctx: Any) -> Any:
+    """A child of ``ctx`` whose pixel cache reads the request's but keeps its own writes (``ctx`` itself when it has
+    no cache). Its pixels are not added to the request's count: :func:`own_pixels` does that, for a block."""
+    cache = getattr(ctx, "pixels", None)
+    if cache is None:
+        return ctx
+    child = copy.copy(ctx)
+    child.pixels = collections.ChainMap({}, cache)
+    return child
 
 
 class Band:

@@ -22,8 +22,6 @@ from files on one lattice are computed on that lattice and then resampled
 
 from __future__ import annotations
 
-import collections
-import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,6 +30,7 @@ import numpy as np
 from gee_mining.contracts.lattice import PixelGrid
 from gee_mining.local.core.errors import EngineError
 from gee_mining.local.core.registry import algorithm
+from gee_mining.local.raster.band import own_pixels, pixel_scope
 from gee_mining.local.raster.image import _DEGREE, Band, Image, ImageCollection, _clip_band, merge_bands, select_bands
 from gee_mining.local.raster.pixeltype import PixelType, widest
 from gee_mining.local.raster.resample import FileSource, pyramid_level, resample_into, scale_ratio
@@ -170,16 +169,6 @@ def _masked_band(template: Band) -> Band:
 # -- stacks of pixels ---------------------------------------------------------------------
 
 
-def _scoped(ctx: Any) -> Any:
-    """A child context whose pixel cache reads the request's but keeps its own writes."""
-    cache = getattr(ctx, "pixels", None)
-    if cache is None:
-        return ctx
-    child = copy.copy(ctx)
-    child.pixels = collections.ChainMap({}, cache)
-    return child
-
-
 _EXACT_IN_FLOAT32 = 1 << 24
 
 
@@ -196,7 +185,8 @@ def _stack(bands: Sequence[Band], grid: PixelGrid, ctx: Any, dtype: type) -> np.
     """(len(bands), H, W) pixels of ``bands`` on ``grid``, NaN where masked; each band computed in its own scope."""
     out = np.empty((len(bands), *grid.shape), dtype)
     for i, b in enumerate(bands):
-        x = b.compute(grid, _scoped(ctx))
+        with own_pixels(ctx) as scope:  # one image's pixels held at a time; they count as the request's
+            x = b.compute(grid, scope)
         layer = out[i]
         np.copyto(layer, x.data, casting="same_kind")
         np.copyto(layer, np.nan, where=np.ma.getmaskarray(x))
@@ -507,12 +497,12 @@ def mosaic(collection):
         values = {n: np.zeros(grid.shape) for n in names}
         masks = {n: np.ones(grid.shape, dtype=bool) for n in names}
         for im in images:
-            scope = _scoped(ctx)
-            for b in im.bands:
-                x = b.compute(grid, scope)
-                valid = ~np.ma.getmaskarray(x)
-                np.copyto(values[b.name], x.data, where=valid)
-                masks[b.name] &= ~valid
+            with own_pixels(ctx) as scope:  # one image's pixels held at a time
+                for b in im.bands:
+                    x = b.compute(grid, scope)
+                    valid = ~np.ma.getmaskarray(x)
+                    np.copyto(values[b.name], x.data, where=valid)
+                    masks[b.name] &= ~valid
         return [np.ma.MaskedArray(values[n], masks[n]) for n in names]
 
     specs = [(n, widest(*(b.pixel_type for b in by_name[n]))) for n in names]
@@ -539,7 +529,7 @@ def quality_mosaic(collection, qualityBand):  # noqa: N803
         chosen = np.full(grid.shape, -1, dtype=np.int64)
         scopes = []
         for i, im in enumerate(images):
-            scope = _scoped(ctx)
+            scope = pixel_scope(ctx)  # kept until its image's bands are read below
             scopes.append(scope)
             q = im.band(qualityBand).compute(grid, scope)
             better = ~np.ma.getmaskarray(q) & (q.data >= best)
