@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 
 import numpy as np
 import pytest
@@ -358,6 +359,40 @@ def test_quality_mosaic_takes_all_bands_of_the_best_image(ee_local):
     best = quality.shape[0] - 1 - np.argmax(quality[::-1], axis=0)
     np.testing.assert_array_equal(got["q"], quality.max(axis=0))
     np.testing.assert_array_equal(got["v"], np.take_along_axis(values, best[None], axis=0)[0])
+
+
+def _batch_work(ee, image, name: str) -> int:
+    """Export ``image`` on GRID as a batch task; the band pixels the task computed (the engine's work counter)."""
+    import gee_mining
+
+    task = ee.batch.Export.image.toCloudStorage(image.toFloat(), description=name, bucket="work-count",
+                                                fileNamePrefix=name, crs=GRID["crsCode"],
+                                                crsTransform=[GRID["affineTransform"][k] for k in
+                                                              ("scaleX", "shearX", "translateX", "shearY", "scaleY",
+                                                               "translateY")],
+                                                dimensions=f"{W}x{H}")  # fmt: skip
+    task.start()
+    deadline = time.time() + 60
+    while task.status()["state"] not in ("COMPLETED", "FAILED", "CANCELLED"):
+        assert time.time() < deadline, task.status()
+        time.sleep(0.05)
+    assert task.status()["state"] == "COMPLETED", task.status()
+    return gee_mining.current_connection().local_engine.operations.pixels_computed(task.id)
+
+
+def test_a_batch_task_counts_the_pixels_of_every_image_a_composite_reads(ee_local):
+    """A batch task's work (band pixels computed, every band of the graph once) includes the pixels each image of a
+    composite or quality mosaic computes in its own scope. Lower bounds: each image's band is a read and a sum (2
+    bands); the median computes both bands of the 3 images, the quality mosaic at least each image's quality band;
+    then the 2 output bands. (Before, the quality mosaic's scopes were not counted: 7 of its at least 8.)"""
+    shared_file("imagery")
+    ee = ee_local
+    img = ee.Image(L1C_ID)
+    ic = ee.ImageCollection([img.select([q, v], ["q", "v"]).add(0) for q, v in (("B2", "B8"), ("B3", "B4"),
+                                                                            ("B4", "B2"))])  # fmt: skip
+    n = W * H
+    assert _batch_work(ee, ic.median(), "median") >= (3 * 2 * 2 + 2) * n
+    assert _batch_work(ee, ic.qualityMosaic("q"), "quality") >= (3 * 2 + 2) * n
 
 
 # -- collections of images: merge, toBands, joins, links -------------------------------------------------

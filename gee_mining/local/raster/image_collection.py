@@ -527,10 +527,11 @@ def quality_mosaic(collection, qualityBand):  # noqa: N803
     def compute_all(grid: PixelGrid, ctx: Any) -> list[np.ma.MaskedArray]:
         best = np.full(grid.shape, -np.inf)
         chosen = np.full(grid.shape, -1, dtype=np.int64)
-        scopes = []
+        scopes, starts = [], []
         for i, im in enumerate(images):
             scope = pixel_scope(ctx)  # kept until its image's bands are read below
             scopes.append(scope)
+            starts.append(scope.pixels_computed if scope is not ctx else None)
             q = im.band(qualityBand).compute(grid, scope)
             better = ~np.ma.getmaskarray(q) & (q.data >= best)
             best[better] = q.data[better]
@@ -540,12 +541,12 @@ def quality_mosaic(collection, qualityBand):  # noqa: N803
         for i, im in enumerate(images):
             here = chosen == i
             scope, scopes[i] = scopes[i], None
-            if not here.any():
-                continue
-            for b in im.bands:
+            for b in im.bands if here.any() else ():
                 x = b.compute(grid, scope)
                 values[b.name][here] = x.data[here]
                 masks[b.name][here] = np.ma.getmaskarray(x)[here]
+            if starts[i] is not None:  # the scope's pixels count as the request's (a batch task's work)
+                ctx.pixels_computed += scope.pixels_computed - starts[i]
         return [np.ma.MaskedArray(values[n], masks[n]) for n in names]
 
     specs = [(n, widest(*(b.pixel_type for b in by_name[n]))) for n in names]
