@@ -420,6 +420,48 @@ def _choose_threshold(best: dict[str, float], target: float) -> tuple[float, lis
     return t, sorted(m for m, s in best.items() if s < t)
 
 
+def _level_target(
+    spec: PyramidSpec, cells: Sequence[dict[str, Any]], labelled: bool, calibrate_to: float | None
+) -> float | None:
+    """Check a run's start cells and calibration target; each level's share of the mines still alive to keep
+    (the target's ``1 / levels`` power), or None without calibration."""
+    if not cells:
+        raise InputError("no cells to start from: give the region's cells of the first level (start_cells).")
+    sizes = {float(r["cell_size"]) for r in cells}
+    if sizes != {spec.levels[0].cell_size}:
+        raise InputError(f"start cells of {sorted(sizes)} m: the first level is {spec.levels[0].cell_size:g} m.")
+    if calibrate_to is None:
+        return None
+    if not labelled:
+        raise InputError("calibration needs the known mine polygons (polygons=...).")
+    if not 0 < calibrate_to <= 1:
+        raise InputError(f"target recall {calibrate_to}: a share in (0, 1].")
+    return calibrate_to ** (1 / len(spec.levels))
+
+
+def _calibrated_threshold(current: Sequence[dict[str, Any]], alive: set[str], target: float) -> float | None:
+    """The level's threshold that keeps ``target`` of the mines still alive, each by its best-scoring cell."""
+    best = {m: 0.0 for m in alive}
+    for r in current:
+        for m in r["mines"]:
+            if m in best:
+                best[m] = max(best[m], r["score"])
+    threshold, _ = _choose_threshold(best, target)
+    return threshold
+
+
+def _count_mines(
+    stats: LevelStats, current: Sequence[dict[str, Any]], kept: Sequence[dict[str, Any]], alive: set[str]
+) -> set[str]:
+    """Fill a labelled level's mine counts in ``stats``; the mines still alive after it."""
+    stats.positives_evaluated = sum(bool(r["mines"]) for r in current)
+    stats.positives_kept = sum(bool(r["mines"]) for r in kept)
+    still = {m for r in kept for m in r["mines"]} & alive
+    stats.mines_dropped = sorted(alive - still)
+    stats.mines_alive = len(still)
+    return still
+
+
 def run_levels(
     ee,
     probability,
@@ -439,19 +481,8 @@ def run_levels(
     ``context``: the world's context image, which a trained ``spec.cell_model`` reads at the last level."""
     say = progress or (lambda msg: None)
     _check_cell_model(spec, context, export_to)
-    if not cells:
-        raise InputError("no cells to start from: give the region's cells of the first level (start_cells).")
-    sizes = {float(r["cell_size"]) for r in cells}
-    if sizes != {spec.levels[0].cell_size}:
-        raise InputError(f"start cells of {sorted(sizes)} m: the first level is {spec.levels[0].cell_size:g} m.")
     labelled = polygons is not None
-    if calibrate_to is not None and not labelled:
-        raise InputError("calibration needs the known mine polygons (polygons=...).")
-    per_level_target = None
-    if calibrate_to is not None:
-        if not 0 < calibrate_to <= 1:
-            raise InputError(f"target recall {calibrate_to}: a share in (0, 1].")
-        per_level_target = calibrate_to ** (1 / len(spec.levels))
+    per_level_target = _level_target(spec, cells, labelled, calibrate_to)
     known: set[str] | None = None
     alive: set[str] = set()
     result = PyramidResult(spec, [], [], [])
@@ -466,30 +497,16 @@ def run_levels(
             r.update(scores[r["name"]])
         if labelled:
             touched = {m for r in current for m in r["mines"]}
-            if known is None:
-                known = touched
-                alive = set(touched)
-            else:
-                alive &= touched
+            known, alive = (touched, set(touched)) if known is None else (known, alive & touched)
         if per_level_target is not None:
-            best = {m: 0.0 for m in alive}
-            for r in current:
-                for m in r["mines"]:
-                    if m in best:
-                        best[m] = max(best[m], r["score"])
-            thresholds[i], _ = _choose_threshold(best, per_level_target)
+            thresholds[i] = _calibrated_threshold(current, alive, per_level_target)
         t = thresholds[i]
         kept = [r for r in current if t is None or r["score"] >= t]
         dropped = [r for r in current if not (t is None or r["score"] >= t)]
         stats = LevelStats(level.zoom, level.cell_size, scale, t, len(current), len(kept),
                            sum(r["pixels"] for r in current))  # fmt: skip
         if labelled:
-            stats.positives_evaluated = sum(bool(r["mines"]) for r in current)
-            stats.positives_kept = sum(bool(r["mines"]) for r in kept)
-            still = {m for r in kept for m in r["mines"]} & alive
-            stats.mines_dropped = sorted(alive - still)
-            alive = still
-            stats.mines_alive = len(alive)
+            alive = _count_mines(stats, current, kept, alive)
         result.levels.append(stats)
         result.kept.append(kept)
         result.dropped.append(dropped)
