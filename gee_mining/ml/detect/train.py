@@ -81,6 +81,38 @@ def _metrics_of(trainer_metrics: dict | None) -> dict[str, float]:
     return {v: float(m[k]) for k, v in keys.items() if k in m}
 
 
+class _EpochRecord:
+    """Ultralytics callbacks that keep each epoch's validation metrics (``history``) and the training time and
+    image count (``timing``), and say each epoch's mAP50 through ``progress``."""
+
+    def __init__(self, name: str, progress: Callable[[str], None] | None):
+        self.name, self.progress = name, progress
+        self.history: list[dict[str, float]] = []
+        self.timing = {"train_s": 0.0, "start": 0.0, "images": 0}
+
+    def attach(self, yolo: Any) -> None:
+        yolo.add_callback("on_train_epoch_start", self.on_train_epoch_start)
+        yolo.add_callback("on_train_epoch_end", self.on_train_epoch_end)
+        yolo.add_callback("on_fit_epoch_end", self.on_fit_epoch_end)
+
+    def on_train_epoch_start(self, trainer: Any) -> None:
+        self.timing["start"] = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: Any) -> None:
+        self.timing["train_s"] += time.perf_counter() - self.timing["start"]
+        self.timing["images"] = len(trainer.train_loader.dataset)
+
+    def on_fit_epoch_end(self, trainer: Any) -> None:
+        row = {"epoch": min(trainer.epoch + 1, trainer.epochs), **_metrics_of(trainer.metrics)}
+        if self.history and self.history[-1]["epoch"] >= row["epoch"]:
+            return  # the final validation of best.pt fires this callback again
+        self.history.append(row)
+        if self.progress:
+            self.progress(
+                f"[detect] {self.name}: epoch {row['epoch']}/{trainer.epochs} mAP50 {row.get('map50', 0):.3f}"
+            )
+
+
 def train(
     data: str | os.PathLike,
     model: str | os.PathLike | None = DEFAULT_MODEL,
@@ -109,27 +141,8 @@ def train(
     yolo = load_model(model, weights)
     args = {**OFFLINE_TRAIN_ARGS, **settings}
     out = Path(out_dir).resolve()
-    history: list[dict[str, float]] = []
-    timing = {"train_s": 0.0, "start": 0.0, "images": 0}
-
-    def on_train_epoch_start(trainer):
-        timing["start"] = time.perf_counter()
-
-    def on_train_epoch_end(trainer):
-        timing["train_s"] += time.perf_counter() - timing["start"]
-        timing["images"] = len(trainer.train_loader.dataset)
-
-    def on_fit_epoch_end(trainer):
-        row = {"epoch": min(trainer.epoch + 1, trainer.epochs), **_metrics_of(trainer.metrics)}
-        if history and history[-1]["epoch"] >= row["epoch"]:
-            return  # the final validation of best.pt fires this callback again
-        history.append(row)
-        if progress:
-            progress(f"[detect] {name}: epoch {row['epoch']}/{trainer.epochs} mAP50 {row.get('map50', 0):.3f}")
-
-    yolo.add_callback("on_train_epoch_start", on_train_epoch_start)
-    yolo.add_callback("on_train_epoch_end", on_train_epoch_end)
-    yolo.add_callback("on_fit_epoch_end", on_fit_epoch_end)
+    record = _EpochRecord(name, progress)
+    record.attach(yolo)
     t0 = time.perf_counter()
     with no_network():
         yolo.train(
@@ -147,6 +160,7 @@ def train(
         )
     seconds = time.perf_counter() - t0
     trainer = yolo.trainer
+    history, timing = record.history, record.timing
     n_epochs = len(history) or epochs
     return TrainResult(
         run_dir=Path(trainer.save_dir),
