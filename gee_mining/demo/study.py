@@ -54,6 +54,20 @@ def demo_step(ee, report, ctx) -> None:
         "warn",
     )
     Report.text(section, HELD_OUT, "warn")
+    _figures(section, result)
+    _tables(section, result, out)
+    ctx.summary["study"] = {
+        "rows": s["rows"],
+        "top_features": s["top_features"],
+        "logistic": s.get("logistic"),
+        "lasso": s.get("lasso"),
+        "output_dir": str(out),
+    }
+    ctx.progress(f"[demo] pixel study: top features {', '.join(s['top_features'][:5])}")
+
+
+def _figures(section, result) -> None:
+    """The study's four figures: metrics along the paths, weights, drop-out order, models."""
     note = " - SIMULATED"
     Report.figure(section, plots.metrics_figure(result, note), "SIMULATED: validation (solid) and test (dashed) metrics "
                   "along each path, non-zero weights in grey; dotted: the chosen penalty (sparsest within 0.005 AUC "
@@ -65,6 +79,10 @@ def demo_step(ee, report, ctx) -> None:
     if len(result.models):
         Report.figure(section, plots.models_figure(result, note), "SIMULATED: test metrics of each model and "
                       "its cost to apply per pixel (features given; this machine, its threads).")  # fmt: skip
+
+
+def _tables(section, result, out) -> None:
+    """The study's two tables: the ranked features and the models on the test split."""
     top = result.ranking.head(12)
     Report.table(
         section,
@@ -84,11 +102,3 @@ def demo_step(ee, report, ctx) -> None:
         [(name, r["auc"], r["f1"], r["precision"], r["recall"], r["apply_us_per_pixel"]) for name, r in m.iterrows()],
         f"SIMULATED: models on the same split. Tables, plots and model_lasso.json / model_logistic.json in {out}.",
     )
-    ctx.summary["study"] = {
-        "rows": s["rows"],
-        "top_features": s["top_features"],
-        "logistic": s.get("logistic"),
-        "lasso": s.get("lasso"),
-        "output_dir": str(out),
-    }
-    ctx.progress(f"[demo] pixel study: top features {', '.join(s['top_features'][:5])}")
