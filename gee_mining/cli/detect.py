@@ -143,7 +143,16 @@ def add_cli(subparsers) -> None:
     """Add ``gee-mining detect ...`` to the CLI's subparsers."""
     det = subparsers.add_parser("detect", help="YOLO mine detection: datasets, training, evaluation, predictions")
     sub = det.add_subparsers(dest="detect_command", required=True)
+    _add_patches(sub)
+    _add_dataset(sub)
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_predict(sub)
+    _add_cv(sub)
 
+
+def _add_patches(sub) -> None:
+    """``gee-mining detect patches``."""
     p = sub.add_parser("patches", help="cut exported GeoTIFFs (tiles, larger cells) into patch GeoTIFFs")
     p.add_argument("--images", required=True, help="folder of GeoTIFFs (or one file)")
     p.add_argument("--out", required=True, help="folder for the patch GeoTIFFs")
@@ -154,6 +163,9 @@ def add_cli(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace patches already in --out")
     p.set_defaults(func=_patches)
 
+
+def _add_dataset(sub) -> None:
+    """``gee-mining detect dataset``."""
     p = sub.add_parser("dataset", help="YOLO images + labels + data.yaml from per-cell GeoTIFFs and mine polygons")
     p.add_argument("--cells", required=True, help="folder of per-cell GeoTIFFs (<cell name>.tif)")
     p.add_argument("--polygons", required=True, help="polygon file, or an Earth Engine table id")
@@ -169,6 +181,9 @@ def add_cli(subparsers) -> None:
     add_json_option(p, "the dataset's counts (cells, images, boxes) and its data.yaml")
     p.set_defaults(func=_dataset)
 
+
+def _add_train(sub) -> None:
+    """``gee-mining detect train``."""
     p = sub.add_parser("train", help="train with ultralytics, offline")
     p.add_argument("--dataset", required=True, help="folder written by `detect dataset`")
     p.add_argument("--val-fraction", type=float, default=0.25, help="geographic hold-out (0: train and val on all)")
@@ -180,6 +195,9 @@ def add_cli(subparsers) -> None:
     add_json_option(p, "the best weights' path and validation figures")
     p.set_defaults(func=_train)
 
+
+def _add_evaluate(sub) -> None:
+    """``gee-mining detect evaluate``."""
     p = sub.add_parser("evaluate", help="mAP50, mAP50-95, precision, recall and cell-level metrics")
     p.add_argument("--dataset", required=True, help="folder written by `detect dataset`")
     p.add_argument("--weights", required=True, help="trained weights (.pt file on disk)")
@@ -190,6 +208,9 @@ def add_cli(subparsers) -> None:
     add_json_option(p, "the box and cell figures")
     p.set_defaults(func=_evaluate)
 
+
+def _add_predict(sub) -> None:
+    """``gee-mining detect predict``."""
     p = sub.add_parser("predict", help="boxes on per-cell GeoTIFFs -> EPSG:4326 polygons (GeoJSON / GeoParquet)")
     p.add_argument("--cells", required=True, help="folder of per-cell GeoTIFFs (<cell name>.tif)")
     p.add_argument("--weights", required=True, help="a .pt file on disk (yours, or a COCO / YOLO-World model)")
@@ -202,6 +223,9 @@ def add_cli(subparsers) -> None:
     p.add_argument("--out", required=True, help=".geojson or .parquet")
     p.set_defaults(func=_predict)
 
+
+def _add_cv(sub) -> None:
+    """``gee-mining detect cv``."""
     p = sub.add_parser("cv", help="k-fold cross-validation by geography, with a summary across folds")
     p.add_argument("--dataset", required=True, help="folder written by `detect dataset`")
     p.add_argument("--k", type=int, default=5, help="number of geographic folds")
