@@ -1198,9 +1198,35 @@ class Script:
         return [(e.name, e.objects[0]) for e in self.entries if e.kind == "value"]
 
     def render(self, api: JsApi | None = None) -> str:
+        """The Code Editor script: each entry's statement in order, under the title and description."""
         api = api or js_api()
-
         graph = Graph()
+        roots = self._roots(graph)
+        writer = Writer(graph, api)
+        top = Block(parent=None)
+        top.names |= {e.name for e in self.entries if e.kind == "value"}
+
+        def expr(obj: Any) -> Js:
+            if id(obj) in roots:
+                return writer.value(roots[id(obj)], top)
+            return literal(obj)
+
+        for e in self.entries:
+            if e.kind == "value":
+                node = roots[id(e.objects[0])]
+                v = writer.expression(node, top, None) if node.key not in top.declared else top.declared[node.key]
+                v = _typed(v, e.objects[0], ee)
+                top.statements.append(f"var {e.name} = {render(v, 0, len(e.name) + 7)};")
+                top.declared.setdefault(node.key, atom(e.name, v.cls))
+            else:
+                top.statements.append(render(_call(e, expr)) + ";")
+        header = [f"// {self.title}"] if self.title else []
+        header += [f"// {line}".rstrip() for line in self.description.strip().splitlines()]
+        return "\n".join(header + ([""] if header else []) + top.statements) + "\n"
+
+    def _roots(self, graph: Graph) -> dict[int, Node]:
+        """Each ee object of the entries added to ``graph`` once, by ``id``; a graph the JavaScript client would
+        build differently (equal constants it merges) is refused."""
         roots: dict[int, Node] = {}
         for e in self.entries:
             for obj in e.objects:
@@ -1214,60 +1240,35 @@ class Script:
                             "so no Code Editor script builds the same graph. Compute one of them instead."
                         )
                     roots[id(obj)] = graph.add(tree)
-        writer = Writer(graph, api)
-        top = Block(parent=None)
-        top.names |= {e.name for e in self.entries if e.kind == "value"}
+        return roots
 
-        def expr(obj: Any) -> Js:
-            if id(obj) in roots:
-                return writer.value(roots[id(obj)], top)
-            return literal(obj)
 
-        lines = []
-        for e in self.entries:
-            if e.kind == "value":
-                node = roots[id(e.objects[0])]
-                v = writer.expression(node, top, None) if node.key not in top.declared else top.declared[node.key]
-                v = _typed(v, e.objects[0], ee)
-                top.statements.append(f"var {e.name} = {render(v, 0, len(e.name) + 7)};")
-                top.declared.setdefault(node.key, atom(e.name, v.cls))
-            elif e.kind == "print":
-                args = ([literal(e.params["label"])] if e.params["label"] else []) + [expr(o) for o in e.objects]
-                top.statements.append(render(Js("call", "print", args=args)) + ";")
-            elif e.kind == "addLayer":
-                args = [expr(e.objects[0])]
-                for p in ("vis", "name", "shown"):
-                    if e.params[p] is not None:
-                        args.append(literal(e.params[p]))
-                    elif any(
-                        e.params[q] is not None for q in ("vis", "name", "shown")[("vis", "name", "shown").index(p) :]
-                    ):
-                        args.append(literal({} if p == "vis" else None))
-                top.statements.append(render(Js("call", "Map.addLayer", args=args)) + ";")
-            elif e.kind == "centerObject":
-                args = [expr(e.objects[0])] + ([literal(e.params["zoom"])] if e.params["zoom"] is not None else [])
-                top.statements.append(render(Js("call", "Map.centerObject", args=args)) + ";")
-            else:
-                first = "image" if e.kind.startswith("Export.image") else "collection"
-                keys, values = [first], [expr(e.objects[0])]
-                if e.kind.startswith("Export.image") and e.objects[1] is not None:
-                    keys.append("region")
-                    values.append(expr(e.objects[1]))
-                for k, v in e.params.items():
-                    keys.append(js_key(k))
-                    values.append(literal(v))
-                obj = Js("object", keys=keys, args=values, plain=True)
-                top.statements.append(render(Js("call", e.kind, args=[obj])) + ";")
-        for s in top.statements:
-            lines.append(s)
-        header = []
-        if self.title:
-            header.append(f"// {self.title}")
-        for line in self.description.strip().splitlines():
-            header.append(f"// {line}".rstrip())
-        if header:
-            header.append("")
-        return "\n".join(header + lines) + "\n"
+def _call(e: Any, expr: Callable[[Any], Js]) -> Js:
+    """The call of a print, addLayer, centerObject or Export entry; ``expr`` writes its ee objects."""
+    if e.kind == "print":
+        args = ([literal(e.params["label"])] if e.params["label"] else []) + [expr(o) for o in e.objects]
+        return Js("call", "print", args=args)
+    if e.kind == "addLayer":
+        args = [expr(e.objects[0])]
+        given = [e.params[p] is not None for p in ("vis", "name", "shown")]
+        for i, p in enumerate(("vis", "name", "shown")):
+            if given[i]:
+                args.append(literal(e.params[p]))
+            elif any(given[i:]):  # a later argument is given: this one's default is written out
+                args.append(literal({} if p == "vis" else None))
+        return Js("call", "Map.addLayer", args=args)
+    if e.kind == "centerObject":
+        args = [expr(e.objects[0])] + ([literal(e.params["zoom"])] if e.params["zoom"] is not None else [])
+        return Js("call", "Map.centerObject", args=args)
+    first = "image" if e.kind.startswith("Export.image") else "collection"
+    keys, values = [first], [expr(e.objects[0])]
+    if e.kind.startswith("Export.image") and e.objects[1] is not None:
+        keys.append("region")
+        values.append(expr(e.objects[1]))
+    for k, v in e.params.items():
+        keys.append(js_key(k))
+        values.append(literal(v))
+    return Js("call", e.kind, args=[Js("object", keys=keys, args=values, plain=True)])
 
 
 def _typed(v: Js, obj: Any, ee: Any) -> Js:
