@@ -610,7 +610,9 @@ def _write_geotiff(
     return any_valid
 
 
-def _tfrecord_writer(options: Mapping[str, Any], prefix: str):
+def _tfrecord_options(options: Mapping[str, Any]) -> tuple:
+    """A TFRecord export's format options, checked: patch size, margin (x, y), compress, maximum file bytes, the
+    default value of masked pixels and the largest masked share of a patch kept."""
     patch = _dims(options.get("tileDimensions"), "patchDimensions")
     if patch is None:
         raise EngineError("Export.image: TFRecord exports need formatOptions.patchDimensions.")
@@ -630,6 +632,13 @@ def _tfrecord_writer(options: Mapping[str, Any], prefix: str):
     for unsupported in ("tensorDepths", "sequenceData", "collapseBands"):
         if options.get(unsupported):
             raise EngineError(f"Export.image: TFRecord option {unsupported} is not supported by the local engine.")
+    return patch, (mx, my), compress, max_bytes, default, ratio
+
+
+def _tfrecord_writer(options: Mapping[str, Any], prefix: str):
+    """The writer of a TFRecord export: its patches as ``tf.train.Example`` records in files of at most
+    ``maxSizeBytes``, and the ``mixer.json`` where every patch is kept."""
+    patch, (mx, my), compress, max_bytes, default, ratio = _tfrecord_options(options)
     suffix = ".tfrecord.gz" if compress else ".tfrecord"
 
     def write(image: Image, grid: PixelGrid, ctx: Context, tmp: Path, progress) -> Staged:
@@ -672,18 +681,23 @@ def _tfrecord_writer(options: Mapping[str, Any], prefix: str):
             if fh is not None:
                 fh.close()
         if ratio == 1.0:
-            mixer = {
-                "projection": {"crs": grid.crs, "affine": {"doubleMatrix": [float(t) for t in grid.transform]}},
-                "patchDimensions": [pw, ph],
-                "patchesPerRow": per_row,
-                "totalPatches": total,
-            }
-            path = tmp / "mixer.json"
-            path.write_text(json.dumps(mixer, indent=2))
-            staged.append((f"{prefix}-mixer.json", path))
+            staged.append((f"{prefix}-mixer.json", _write_mixer(tmp, grid, patch, per_row, total)))
         return staged
 
     return write
+
+
+def _write_mixer(tmp: Path, grid: PixelGrid, patch: tuple[int, int], per_row: int, total: int) -> Path:
+    """The export's ``mixer.json``: its projection, patch size and patch counts, as Earth Engine writes it."""
+    mixer = {
+        "projection": {"crs": grid.crs, "affine": {"doubleMatrix": [float(t) for t in grid.transform]}},
+        "patchDimensions": list(patch),
+        "patchesPerRow": per_row,
+        "totalPatches": total,
+    }
+    path = tmp / "mixer.json"
+    path.write_text(json.dumps(mixer, indent=2))
+    return path
 
 
 STRIP_PIXELS = 2048  # patches are computed a strip of up to this many pixels wide at a time
