@@ -842,6 +842,48 @@ def _pattern(pattern: str) -> dict[str, str | None] | None:
     return None if m is None else m.groupdict()
 
 
+def _integer_body(name: str, number: Num, conv: str, grouping: bool, alternate: bool) -> tuple[str, bool]:
+    """The digits of ``%d``, ``%o``, ``%x`` or ``%X`` (no sign) and whether the number is negative."""
+    x: Num = number
+    if isinstance(x, float):
+        if not x.is_integer():
+            raise EngineError(f"{name}: Cannot format the non-integer {number_to_string(x)} with %{conv}.")
+        x = int(x)
+    if conv in "oxX" and x < 0:
+        raise EngineError(f"{name}: Formatting a negative number with %{conv} is not supported by the local engine.")
+    magnitude = abs(x)
+    if conv == "d":
+        body = _group(str(magnitude)) if grouping else str(magnitude)
+    elif conv == "o":
+        body = ("0" if alternate else "") + format(magnitude, "o")
+    else:
+        body = ("0x" if alternate else "") + format(magnitude, "x")
+        body = body.upper() if conv == "X" else body
+    return body, x < 0
+
+
+def _float_body(
+    name: str, number: Num, conv: str, prec: int | None, grouping: bool, alternate: bool
+) -> tuple[str, bool, bool]:
+    """The digits of ``%f``, ``%e``, ``%g`` or ``%a`` (no sign), whether the number is negative, and whether it is
+    finite (Java pads NaN and Infinity with spaces, never zeros)."""
+    v = float(number)
+    if math.isnan(v) or math.isinf(v):
+        return ("NaN" if math.isnan(v) else "Infinity"), v < 0, False
+    negative = math.copysign(1.0, v) < 0
+    v = abs(v)
+    p = 6 if prec is None else prec
+    if conv == "f":
+        return _fixed(v, p, grouping, alternate), negative, True
+    if conv in "eE":
+        return _scientific(v, p, conv == "E"), negative, True
+    if conv in "gG":
+        return _general(v, p, grouping, conv == "G"), negative, True
+    if prec is not None:
+        raise EngineError(f"{name}: precision with %{conv} is not supported by the local engine.")
+    return _hex_float(v, conv == "A"), negative, True
+
+
 def format_number(name: str, number: Num, pattern: str) -> str:
     """A printf-style pattern as Java's Formatter applies it to one number."""
     m = _pattern(pattern)
@@ -866,48 +908,13 @@ def format_number(name: str, number: Num, pattern: str) -> str:
             body = body[:prec]
         return m["prefix"] + (body.ljust(width) if left_align else body.rjust(width)) + m["suffix"]
 
-    x: Num = number
-    negative = False
     if conv in "doxX":
         if prec is not None:
             raise EngineError(f"{name}: Invalid format pattern '{pattern}': precision is not allowed with %{conv}.")
-        if isinstance(x, float):
-            if not x.is_integer():
-                raise EngineError(f"{name}: Cannot format the non-integer {number_to_string(x)} with %{conv}.")
-            x = int(x)
-        if conv in "oxX" and x < 0:
-            raise EngineError(
-                f"{name}: Formatting a negative number with %{conv} is not supported by the local engine."
-            )
-        negative = x < 0
-        magnitude = abs(x)
-        if conv == "d":
-            body = _group(str(magnitude)) if grouping else str(magnitude)
-        elif conv == "o":
-            body = ("0" if alternate else "") + format(magnitude, "o")
-        else:
-            body = ("0x" if alternate else "") + format(magnitude, "x")
-            body = body.upper() if conv == "X" else body
+        body, negative = _integer_body(name, number, conv, grouping, alternate)
     else:
-        v = float(x)
-        if math.isnan(v) or math.isinf(v):
-            body = "NaN" if math.isnan(v) else "Infinity"
-            negative = v < 0
-            zero = False
-        else:
-            negative = math.copysign(1.0, v) < 0
-            v = abs(v)
-            p = 6 if prec is None else prec
-            if conv == "f":
-                body = _fixed(v, p, grouping, alternate)
-            elif conv in "eE":
-                body = _scientific(v, p, conv == "E")
-            elif conv in "gG":
-                body = _general(v, p, grouping, conv == "G")
-            else:
-                if prec is not None:
-                    raise EngineError(f"{name}: precision with %{conv} is not supported by the local engine.")
-                body = _hex_float(v, conv == "A")
+        body, negative, finite = _float_body(name, number, conv, prec, grouping, alternate)
+        zero = zero and finite
 
     if negative:
         sign_prefix, sign_suffix = ("(", ")") if paren else ("-", "")
