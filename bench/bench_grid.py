@@ -9,10 +9,13 @@ a vectorised shapely STRtree reference that builds the same table:
 - every cell's centroid and bounds in longitude/latitude.
 
 The reference is written here with shapely, pyproj and numpy only, and is
-checked against the engine's table in the same run. Each engine run starts a
-fresh local engine (the table read outside the timing), so that nothing the
-engine derived from the polygons in an earlier run is reused. Also: how the
-engine's time grows from 500 to 5,232 polygons.
+checked against the engine's table in the same run. Each size is a table of its
+own: the first n polygons written to one GeoJSON file, which the engine reads as
+a table asset (as a user's table is) and the reference reads its polygons from
+(both outside the timing). Each engine run starts a fresh local engine, so that
+nothing the engine derived from the polygons in an earlier run (their spatial
+index, their reprojections) is reused. Also: how the engine's time grows from
+500 to 5,232 polygons.
 
 Usage: ``.venv/bin/python bench/bench_grid.py [--sizes 500,1000,2500,5232] [--repeat 3] [--no-memory]``
 Goal (issue 26): paired ratio <= 1.5x at 5,232 polygons, <= 2x at 500.
@@ -22,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import math
+import shutil
 import statistics
 import sys
 import tempfile
@@ -181,6 +186,19 @@ def agreement(table, ref: dict) -> str:
     )
 
 
+ASSET = "projects/gee-mining-bench/assets/amazon"
+
+
+def _table_of(n: int, folder: Path) -> str:
+    """The first ``n`` Amazon polygons as a GeoJSON file in ``folder`` (features copied as they are, so the
+    coordinates are the same numbers), and its catalog entry (``ASSET_n``)."""
+    data = json.loads(AMAZON.read_text())
+    data["features"] = data["features"][:n]
+    path = folder / f"amazon_{n}.geojson"
+    path.write_text(json.dumps(data))
+    return f'[[table]]\nid = "{ASSET}_{n}"\npath = "{path}"\n'
+
+
 def _timed(fn) -> tuple[float, float, object]:
     """``fn()``'s wall and CPU seconds (this process: the in-process engine and the reference alike) and its
     result."""
@@ -205,19 +223,18 @@ def main(argv=None) -> int:
     from gee_mining.contracts.cells import GridSpec
     from gee_mining.steps.grid import build_grid
 
-    _, _, wkb, _ = pyogrio.raw.read(AMAZON)
-    polys = shapely.from_wkb(wkb)
+    sizes = [int(v) for v in args.sizes.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="gee-mining-bench-"))
     catalog = tmp / "catalog.toml"
-    catalog.write_text(f'[[table]]\nid = "projects/gee-mining-bench/assets/amazon"\npath = "{AMAZON}"\n')
+    catalog.write_text("".join(_table_of(n, tmp) for n in sizes))
 
-    def fresh_engine():
-        """A new local engine for each run, the table read outside the timing: nothing it derived from the
-        polygons in an earlier run (their reprojections, cached on them) is reused, as the reference
-        reuses nothing either."""
+    def fresh_engine(n: int):
+        """A new local engine for each run, the table of ``n`` polygons read outside the timing: nothing it
+        derived from the polygons in an earlier run (their spatial index, their reprojections, cached on them)
+        is reused, as the reference reuses nothing either."""
         gee_mining.disconnect()
         gee_mining.connect("local", project="gee-mining-bench", catalog=catalog)
-        fc = ee.FeatureCollection("projects/gee-mining-bench/assets/amazon")
+        fc = ee.FeatureCollection(f"{ASSET}_{n}")
         fc.size().getInfo()
         gc.collect()
         return fc
@@ -231,21 +248,22 @@ def main(argv=None) -> int:
         f"{'polygons':>9} {'cells':>7} {'engine s':>9} {'ref s':>7} {'wall ratio min/med':>19} "
         f"{'engine cpu':>11} {'ref cpu':>8} {'cpu ratio min/med':>18} {'peak MiB eng/ref':>17}  agreement"
     )
-    for n in [int(v) for v in args.sizes.split(",")]:
+    for n in sizes:
+        polys = shapely.from_wkb(pyogrio.raw.read(tmp / f"amazon_{n}.geojson")[2])  # the engine's table's polygons
         engine, refs = [], []
         for _ in range(args.repeat):  # alternating, so that a noisy moment hits both sides
-            fc = fresh_engine()
-            engine.append(_timed(lambda fc=fc, n=n: build_grid(ee, fc.limit(n), spec)))
+            fc = fresh_engine(n)
+            engine.append(_timed(lambda fc=fc: build_grid(ee, fc, spec)))
             table = engine[-1][2]
             gc.collect()
-            refs.append(_timed(lambda n=n: reference(polys[:n])))
+            refs.append(_timed(lambda polys=polys: reference(polys)))
             ref = refs[-1][2]
         wall = sorted(e[0] / r[0] for e, r in zip(engine, refs, strict=True))
         cpu = sorted(e[1] / r[1] for e, r in zip(engine, refs, strict=True))
         peak = ""
         if args.memory:
-            fc = fresh_engine()
-            peak = f"{peak_mb(lambda fc=fc, n=n: build_grid(ee, fc.limit(n), spec)):.0f}/{peak_mb(lambda n=n: reference(polys[:n])):.0f}"
+            fc = fresh_engine(n)
+            peak = f"{peak_mb(lambda fc=fc: build_grid(ee, fc, spec)):.0f}/{peak_mb(lambda polys=polys: reference(polys)):.0f}"
         print(
             f"{'':>9} runs: engine {', '.join(f'{e[0]:.2f}' for e in engine)} s wall, "
             f"{', '.join(f'{e[1]:.2f}' for e in engine)} s cpu; reference {', '.join(f'{r[0]:.2f}' for r in refs)} s wall, "
@@ -258,6 +276,7 @@ def main(argv=None) -> int:
             f"{agreement(table, ref)}"
         )
     print("goal (issue 26): ratio <= 1.5x at 5,232 polygons, <= 2x at 500")
+    shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
