@@ -3,7 +3,8 @@
 Side by side in one run: ``gee_mining.steps.grid.build_grid`` on the local engine vs
 a vectorised shapely STRtree reference that builds the same table:
 
-- positive cells with their overlap fraction and the ids of the polygons they touch;
+- positive cells with their overlap fraction (the union of the polygons a cell touches, a lone polygon
+  taken as it is, intersected with the cell) and the ids of the polygons they touch;
 - each positive's distinct nearest cell touching no polygon (same rule: nearest
   centre first, ties by positive order, then by the cell's y and x);
 - every cell's centroid and bounds in longitude/latitude.
@@ -57,16 +58,19 @@ def _square(cells: np.ndarray):
 
 def _candidates(shapes) -> np.ndarray:
     """Integer cells (x, y) inside the shapes' bounding boxes, without repeats, in rows (by y, then x) as
-    ``coveringGrid`` lists them: the order that breaks ties between positives wanting the same negative."""
+    ``coveringGrid`` lists them: the order that breaks ties between positives wanting the same negative. All
+    boxes' cells made at once (no array per polygon), their repeats dropped by one sort of row-major keys."""
     b = shapely.bounds(shapes)
-    i0, j0 = np.floor(b[:, 0] / SIZE).astype(int), np.floor(b[:, 1] / SIZE).astype(int)
-    i1, j1 = np.floor(b[:, 2] / SIZE).astype(int), np.floor(b[:, 3] / SIZE).astype(int)
-    blocks = [
-        np.stack(np.meshgrid(np.arange(a, c + 1), np.arange(d, e + 1)), -1).reshape(-1, 2)
-        for a, d, c, e in zip(i0, j0, i1, j1, strict=True)
-    ]
-    cells = np.unique(np.concatenate(blocks), axis=0)
-    return cells[np.lexsort((cells[:, 0], cells[:, 1]))]
+    i0, j0 = np.floor(b[:, 0] / SIZE).astype(np.int64), np.floor(b[:, 1] / SIZE).astype(np.int64)
+    i1, j1 = np.floor(b[:, 2] / SIZE).astype(np.int64), np.floor(b[:, 3] / SIZE).astype(np.int64)
+    nx = i1 - i0 + 1
+    counts = nx * (j1 - j0 + 1)
+    owner = np.repeat(np.arange(len(shapes)), counts)
+    offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    x, y = i0[owner] + offset % nx[owner], j0[owner] + offset // nx[owner]
+    x0, y0, width = x.min(), y.min(), x.max() - x.min() + 1
+    key = np.unique((y - y0) * width + (x - x0))  # sorted: by y, then x
+    return np.column_stack([key % width + x0, key // width + y0])
 
 
 def _touching(shapes) -> set[tuple[int, int]]:
@@ -131,7 +135,8 @@ def reference(polys) -> dict:
         for k in range(len(cand)):
             hits = poly_k[cuts[k] : cuts[k + 1]]
             if len(hits):
-                frac = shapely.intersection(boxes[k], shapely.union_all(utm[hits])).area / SIZE**2
+                shape = utm[hits[0]] if len(hits) == 1 else shapely.union_all(utm[hits])  # one: its own union
+                frac = shapely.intersection(boxes[k], shape).area / SIZE**2
                 if frac >= 0.001:
                     positives.append((k, frac, sorted(int(h) for h in hits)))
         if not positives:
