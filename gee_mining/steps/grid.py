@@ -29,6 +29,7 @@ import dataclasses
 import json
 import math
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -206,6 +207,7 @@ def _image(ee, asset_id: str):
 
 TRACED_FUNCTIONS = 64  # mapped functions kept traced (a run's zones times the grid's few kinds of map)
 _TRACED: OrderedDict[Hashable, Any] = OrderedDict()
+_TRACED_LOCK = threading.Lock()
 
 
 def mapped(ee, collection, key: Hashable, fn: Callable[[Any], Any]):
@@ -215,16 +217,18 @@ def mapped(ee, collection, key: Hashable, fn: Callable[[Any], Any]):
     body), and the grid maps the same few functions in every request of a zone's groups. The graph sent is
     the same as ``map``'s; an unhashable key is mapped as ``map`` does."""
     try:
-        custom = _TRACED.get(key)
+        hash(key)
     except TypeError:
         return collection.map(fn)
-    if custom is None:
-        custom = ee.CustomFunction.create(lambda e: fn(ee.Feature(e, None)), "Object", ["Object"])
-        _TRACED[key] = custom
-        while len(_TRACED) > TRACED_FUNCTIONS:
-            _TRACED.popitem(last=False)
-    else:
-        _TRACED.move_to_end(key)
+    with _TRACED_LOCK:
+        custom = _TRACED.get(key)
+        if custom is None:
+            custom = ee.CustomFunction.create(lambda e: fn(ee.Feature(e, None)), "Object", ["Object"])
+            _TRACED[key] = custom
+            while len(_TRACED) > TRACED_FUNCTIONS:
+                _TRACED.popitem(last=False)
+        else:
+            _TRACED.move_to_end(key)
     return ee.FeatureCollection(ee.ApiFunction.call_("Collection.map", collection, custom))
 
 

@@ -1017,17 +1017,7 @@ def dissolve(geometry, maxError, proj):  # noqa: N803
     parts = shapely.get_parts(shape)
     if len(parts) <= 1 and shape.geom_type not in ("GeometryCollection",) and not shape.geom_type.startswith("Multi"):
         return _result(shape, space, geodesic)
-    return _result(union_of([_clean(p) for p in _flat_parts(shape)]), space, geodesic)
-
-
-def union_of(parts: Sequence[shapely.Geometry]) -> shapely.Geometry:
-    """The union of repaired parts (:func:`_clean`): one polygonal part is its own union, given back as it is
-    (GEOS's unary union of one valid polygon only rewrites its rings, not the area they hold), not overlaid
-    with itself, as a multi-geometry of one part (a collection's one polygon, say) is in most cells of a grid.
-    A single line or point set is still overlaid: its union nodes crossing lines and drops repeated points."""
-    if len(parts) == 1 and shapely.get_type_id(parts[0]) in (3, 6):  # Polygon, MultiPolygon
-        return parts[0]
-    return shapely.union_all(parts)
+    return _result(shapely.union_all([_clean(p) for p in _flat_parts(shape)]), space, geodesic)
 
 
 @algorithm("Geometry.convexHull")
@@ -1848,13 +1838,13 @@ def dissolve_many(n, geometry, maxError, proj):  # noqa: N803
         members = list({id(m): m for i in merged for m in geometry[i]._members}.values())
         parts_of = dict(zip(map(id, members), _clean_parts_many(members, proj.crs, err), strict=True))
         for i in merged:
-            out[i] = _result(union_of([p for m in geometry[i]._members for p in parts_of[id(m)]]), proj, False)
+            out[i] = _result(shapely.union_all([p for m in geometry[i]._members for p in parts_of[id(m)]]), proj, False)
     rest = [i for i in range(n) if out[i] is None]
     shapes = _in_proj_many([geometry[i] for i in rest], proj, err)
     multi = [s.geom_type == "GeometryCollection" or s.geom_type.startswith("Multi") for s in shapes]
     parts = _cleaned_groups([_flat_parts(s) if m else [] for s, m in zip(shapes, multi, strict=True)])
     for i, shape, m, ps in zip(rest, shapes, multi, parts, strict=True):
-        out[i] = _result(union_of(ps) if m else shape, proj, False)
+        out[i] = _result(shapely.union_all(ps) if m else shape, proj, False)
     return out
 
 
