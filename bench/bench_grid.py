@@ -4,7 +4,8 @@ Side by side in one run: ``gee_mining.steps.grid.build_grid`` on the local engin
 a vectorised shapely STRtree reference that builds the same table:
 
 - positive cells with their overlap fraction (the union of the polygons a cell touches, a lone polygon
-  taken as it is, intersected with the cell) and the ids of the polygons they touch;
+  taken as it is, clipped to the cell's square by ``shapely.clip_by_rect``: 2-4x faster than a general
+  intersection, the same areas within 1e-12) and the ids of the polygons they touch;
 - each positive's distinct nearest cell touching no polygon (same rule: nearest
   centre first, ties by positive order, then by the cell's y and x);
 - every cell's centroid and bounds in longitude/latitude.
@@ -136,7 +137,8 @@ def reference(polys) -> dict:
             hits = poly_k[cuts[k] : cuts[k + 1]]
             if len(hits):
                 shape = utm[hits[0]] if len(hits) == 1 else shapely.union_all(utm[hits])  # one: its own union
-                frac = shapely.intersection(boxes[k], shape).area / SIZE**2
+                x0, y0 = cand[k] * SIZE
+                frac = shapely.clip_by_rect(shape, x0, y0, x0 + SIZE, y0 + SIZE).area / SIZE**2
                 if frac >= 0.001:
                     positives.append((k, frac, sorted(int(h) for h in hits)))
         if not positives:
