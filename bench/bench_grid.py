@@ -4,7 +4,7 @@ Side by side in one run: ``gee_mining.steps.grid.build_grid`` on the local engin
 a vectorised shapely STRtree reference that builds the same table:
 
 - positive cells with their overlap fraction (the union of the polygons a cell touches, a lone polygon
-  taken as it is, clipped to the cell's square by ``shapely.clip_by_rect``: 2-4x faster than a general
+  taken as it is, clipped to the cell's square by ``shapely.clip_by_rect``: about 2x faster than a general
   intersection, the same areas within 1e-12) and the ids of the polygons they touch;
 - each positive's distinct nearest cell touching no polygon (same rule: nearest
   centre first, ties by positive order, then by the cell's y and x);
