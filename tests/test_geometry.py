@@ -406,6 +406,33 @@ def test_dissolve_convex_hull_bounds_simplify(ee_local):
     assert len(wiggly.simplify(10).coordinates().getInfo()) == 2
 
 
+def test_dissolve_of_one_part_keeps_its_area_and_still_nodes_a_lone_crossing_line(ee_local):
+    """dissolve of a one-part multi-geometry (a collection's lone polygon, in UTM, as the grid's cells dissolve
+    them; scalar and batched): the polygon's area (pyproj and shapely), a hole kept; one self-crossing line is
+    still noded at the crossing (two tails and a loop), as shapely's union of it is."""
+    ee = ee_local
+    utm = ee.Projection("EPSG:32721")
+    ring = SMALL["amazon_pit"]
+    hole = [[-55.705, -6.425], [-55.705, -6.42], [-55.70, -6.42], [-55.70, -6.425]]
+    polygon = shapely.Polygon(ring + [ring[0]])
+    assert polygon.contains(shapely.Polygon(hole)), "the hole must lie inside the pit"
+    tf = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:32721", always_xy=True)
+
+    def projected(r):
+        return np.column_stack(tf.transform(*np.asarray(shapely.segmentize(shapely.LinearRing(r), 1e-5).coords).T))
+
+    want = shapely.Polygon(projected(ring), [projected(hole)]).area
+    one = ee.Geometry.MultiPolygon([[ring, hole]])
+    fc = ee.FeatureCollection([ee.Feature(one, {"k": 1}), ee.Feature(one, {"k": 2})])
+    batched = fc.map(lambda f: f.set("a", f.geometry().dissolve(1, utm).area(1, utm))).aggregate_array("a")
+    scalar = one.dissolve(1, utm).area(1, utm)
+    got = ee.List([scalar]).cat(batched).getInfo()
+    assert got == pytest.approx([want] * 3, rel=1e-6)
+    cross = [[0, 0], [0.01, 0.01], [0.01, 0], [0, 0.01]]  # crosses itself once
+    noded = ee.Geometry.MultiLineString([cross], None, False).dissolve(1).getInfo()
+    assert len(noded["coordinates"]) == len(shapely.get_parts(shapely.union_all(shapely.LineString(cross)))) == 3
+
+
 def test_transform_to_utm_matches_pyproj(ee_local):
     ring = SMALL["amazon_pit"]
     got = ee_local.Geometry.Polygon([ring]).transform("EPSG:32721", 0.01).getInfo()

@@ -401,3 +401,34 @@ def test_touching_keys_are_sliced_only_where_the_blocks_could_hold_more_than_an_
     assert [len(k) for k in sliced] == [11, 11, 3] and sum(sliced, []) == keys
     whole = touching_pages(ee_local, keys, 5500.0, group, 6, 8_000_000).aggregate_array("touching").getInfo()
     assert whole == [keys]
+
+
+def test_a_mapped_function_is_traced_once_per_key_and_sent_as_map_sends_it(ee_local):
+    """mapped: the graph equals the ee client's own ``map`` of the same function; a second map with the same key
+    (another collection) does not call the Python function again, and its values are computed per feature (areas
+    against shapely in the zone's projection, pyproj); another key traces again; an unhashable key maps as
+    ``map`` does."""
+    from gee_mining.steps.grid import _TRACED, mapped
+
+    calls = []
+
+    def area(f):
+        calls.append(1)
+        return f.set("a", f.geometry().area(1, ee_local.Projection("EPSG:32633")))
+
+    polys = SCATTERED[:3]
+    fc = _collection(ee_local, polys)
+    key = ("test-area", len(_TRACED), object.__hash__(calls))
+    assert mapped(ee_local, fc, key, area).serialize() == fc.map(area).serialize()
+    traced = len(calls)  # the client's map traced it 3 times, mapped 3 more
+    other = _collection(ee_local, polys[::-1])
+    got = mapped(ee_local, other, key, area).aggregate_array("a").getInfo()
+    assert len(calls) == traced
+    tf = pyproj.Transformer.from_crs(4326, 32633, always_xy=True)
+    want = [shapely.transform(shapely.segmentize(p, 1e-4), lambda xy: np.column_stack(tf.transform(*xy.T))).area
+            for p in polys[::-1]]  # fmt: skip
+    assert got == pytest.approx(want, rel=1e-6)
+    mapped(ee_local, fc, (*key, "other"), area)
+    assert len(calls) == traced + 3
+    unhashable = mapped(ee_local, fc, ("test-area", []), area)
+    assert unhashable.serialize() == fc.map(area).serialize() and len(calls) == traced + 9

@@ -29,7 +29,9 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,6 +205,33 @@ def _image(ee, asset_id: str):
     return ee.Image(asset_id)
 
 
+TRACED_FUNCTIONS = 64  # mapped functions kept traced (a run's zones times the grid's few kinds of map)
+_TRACED: OrderedDict[Hashable, Any] = OrderedDict()
+_TRACED_LOCK = threading.Lock()
+
+
+def mapped(ee, collection, key: Hashable, fn: Callable[[Any], Any]):
+    """``collection.map(fn)`` over features, ``fn`` traced once per ``key``, which must hold everything ``fn``
+    reads besides its feature (ee objects compare and hash by their graphs): the ``ee`` client traces a mapped
+    Python function three times at each ``map`` (to check that it returns, to name its argument, to keep its
+    body), and the grid maps the same few functions in every request of a zone's groups. The graph sent is
+    the same as ``map``'s; an unhashable key is mapped as ``map`` does."""
+    try:
+        hash(key)
+    except TypeError:
+        return collection.map(fn)
+    with _TRACED_LOCK:
+        custom = _TRACED.get(key)
+        if custom is None:
+            custom = ee.CustomFunction.create(lambda e: fn(ee.Feature(e, None)), "Object", ["Object"])
+            _TRACED[key] = custom
+            while len(_TRACED) > TRACED_FUNCTIONS:
+                _TRACED.popitem(last=False)
+        else:
+            _TRACED.move_to_end(key)
+    return ee.FeatureCollection(ee.ApiFunction.call_("Collection.map", collection, custom))
+
+
 def _corners(ee, box):
     """A bounding rectangle's south-west and north-east corners (all the table needs of its ring)."""
     ring = ee.List(box.coordinates().get(0))
@@ -296,7 +325,8 @@ def positive_cells(
     passes = ee.Filter.gte("overlap", MIN_OVERLAP)
     if keep:
         passes = ee.Filter.Or(passes, ee.Filter.inList("cell", list(keep)))
-    return cells.map(measure).filter(passes)
+    key = ("measure", polygons, epsg, spec.cell_size, id_column, metadata, with_geometry)
+    return mapped(ee, cells, key, measure).filter(passes)
 
 
 def _runs(blocks: Sequence[tuple[int, int]]) -> list[tuple[int, int, int]]:
@@ -381,7 +411,7 @@ def _boxed(ee, polys, crs):
             "gy0": ys.reduce(ee.Reducer.min()), "gy1": ys.reduce(ee.Reducer.max()),
         })  # fmt: skip
 
-    return polys.map(box)
+    return mapped(ee, polys, ("box", crs), box)
 
 
 def _block_cells(ee, polys, crs, cell_size: float, group: BlockGroup, rim: int = 0):
@@ -501,7 +531,7 @@ def keyed_cells(ee, cells, crs, cell_size: float):
         key = lattice_index(ee, cell.geometry(), crs, cell_size)["cell"]
         return ee.Feature(None, {"cell": key}).set("system:index", key)
 
-    return cells.map(keyed)
+    return mapped(ee, cells, ("keyed", crs, cell_size), keyed)
 
 
 def _touching_grid(ee, tagged, epsg: int, spec: GridSpec, margin: float, group: BlockGroup | None = None,
@@ -593,8 +623,11 @@ def measured_cells(ee, epsg: int, spec: GridSpec, cells: Sequence[tuple[int, int
     size = spec.cell_size
     centres = json.dumps([[(x + 0.5) * size, (y + 0.5) * size] for x, y in cells])
     points = ee.Geometry.MultiPoint(ee.List(ee.String(centres).decodeJSON()), f"EPSG:{epsg}")
-    return points.coveringGrid(crs.atScale(size)).map(
-        lambda cell: _without_geometry(ee, cell, _cell_properties(ee, cell, crs, epsg, size, metadata))
+    return mapped(
+        ee,
+        points.coveringGrid(crs.atScale(size)),
+        ("measured", epsg, size, metadata),
+        lambda cell: _without_geometry(ee, cell, _cell_properties(ee, cell, crs, epsg, size, metadata)),
     )
 
 
