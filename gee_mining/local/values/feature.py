@@ -59,25 +59,33 @@ class Feature(Element):
 def features_info(features: list[Feature], arrays: bool = False) -> list[dict]:
     """``f.to_info()`` of each feature, the coordinates of their geometries, and of the geometries among their
     properties, made in bulk (``infos_many``; with ``arrays``, polygon rings as numpy arrays, for an encoder
-    that writes them)."""
+    that writes them). One pass makes every feature's dict with its geometries' places held (the same keys
+    in the same order), and the geometries' infos, made together, are put in their places."""
+    out: list[dict] = []
     geoms: list[Geometry] = []
-    where: list[tuple[int, str | None]] = []
-    for i, f in enumerate(features):
+    places: list[tuple[dict, str]] = []
+    for f in features:
+        info: dict[str, Any] = {"type": "Feature", "geometry": None}
         if f.geometry is not None:
             geoms.append(f.geometry)
-            where.append((i, None))
+            places.append((info, "geometry"))
+        if f.id is not None:
+            info["id"] = f.id
+        props: dict[str, Any] = {}
         for k, v in f.properties.items():
-            if type(v) is Geometry:
+            if type(v) in _PLAIN:
+                props[str(k)] = v
+            elif type(v) is Geometry:
+                props[str(k)] = None
                 geoms.append(v)
-                where.append((i, k))
-    made: dict[int, dict[str, dict]] = {}
-    shapes: dict[int, dict] = {}
-    for (i, k), info in zip(where, infos_many(geoms, arrays), strict=True):
-        if k is None:
-            shapes[i] = info
-        else:
-            made.setdefault(i, {})[k] = info
-    return [f.to_info(shapes.get(i), made.get(i)) for i, f in enumerate(features)]
+                places.append((props, str(k)))
+            else:
+                props[str(k)] = to_info(v)
+        info["properties"] = props
+        out.append(info)
+    for (holder, key), made in zip(places, infos_many(geoms, arrays), strict=True):
+        holder[key] = made
+    return out
 
 
 @functools.cache

@@ -116,6 +116,16 @@ class Geometry:
         self._in_crs: dict | None = None  # reprojections kept (see in_crs); set here: an unset slot is slow to test
         self._members: tuple[Geometry, ...] | None = None  # see merged
 
+    @classmethod
+    def settled(cls, shape: shapely.Geometry, proj: Projection, geodesic: bool, type_name: str) -> Geometry:
+        """``Geometry(shape, proj, geodesic, type_name)`` where its checks are settled already (``proj`` has no
+        transform, ``geodesic`` is ``bool(geodesic and proj.is_geographic)``, ``type_name`` a GeoJSON type that
+        is ``shape``'s), made without them: a map's buffers and centroids make thousands."""
+        g = cls.__new__(cls)
+        g.shape, g.proj, g.geodesic, g.type_name, g.even_odd = shape, proj, geodesic, type_name, True
+        g._in_crs = g._members = None
+        return g
+
     @property
     def crs(self) -> str:
         return self.proj.crs
@@ -170,12 +180,15 @@ def infos_many(geoms: list[Geometry], arrays: bool = False) -> list[dict]:
     shapes = _object_array([g.shape for g in geoms])
     types, full = shapely.get_type_id(shapes), ~shapely.is_empty(shapes)
     bulk = np.nonzero(np.isin(types, (3, 6)) & full)[0]
-    coords = dict(zip(bulk.tolist(), _polygon_coordinates_many(shapes[bulk], arrays), strict=True))
+    coords: list[Any] = [None] * len(geoms)
+    for i, c in zip(bulk.tolist(), _polygon_coordinates_many(shapes[bulk], arrays), strict=True):
+        coords[i] = c
     points = np.nonzero((types == 0) & full)[0]
-    coords.update(zip(points.tolist(), shapely.get_coordinates(shapes[points]).tolist(), strict=True))
+    for i, c in zip(points.tolist(), shapely.get_coordinates(shapes[points]).tolist(), strict=True):
+        coords[i] = c
     out = []
-    for i, g in enumerate(geoms):
-        c, kind = coords.get(i), g.type_name
+    for g, c in zip(geoms, coords, strict=True):
+        kind = g.type_name
         if c is None or kind == "GeometryCollection" or g.proj.crs != LONLAT:
             out.append(g.to_info(c))
             continue
@@ -1508,7 +1521,8 @@ def buffer_many(n, geometry, distance, maxError, proj):  # noqa: N803
     back = _reproject_pairs(grown, [(c, LONLAT) for c in crs], pair_of, planar, geo, err)
     kinds = [_POLYGON_KINDS.get(t) for t in shapely.get_type_id(back).tolist()]  # as Geometry() names them
     for i, shape, kind in zip(todo, back.tolist(), kinds, strict=True):
-        out[i] = Geometry(shape, geometry[i].proj, geometry[i].geodesic, kind)
+        g = geometry[i]  # a Geometry's proj has no transform and its geodesic is settled for it
+        out[i] = Geometry.settled(shape, g.proj, g.geodesic, kind) if kind else Geometry(shape, g.proj, g.geodesic)
     return out
 
 
@@ -1579,7 +1593,7 @@ def _reproject_pairs(
             lonlat = moved[points] if to_lonlat else None
             passed[unsure] = _edges_small_of(ordered[fast][unsure], xy[points], lonlat, src0, max_err)
     result = ordered.copy()
-    result[fast] = shapely.set_coordinates(ordered[fast].copy(), moved)
+    result[fast] = _with_coordinates(ordered[fast], moved)
     slow = np.ones(len(ordered), dtype=bool)
     slow[fast[passed]] = False
     _reproject_rest(
@@ -1588,6 +1602,29 @@ def _reproject_pairs(
     out = np.empty(len(shapes), dtype=object)
     out[order] = result
     return out
+
+
+def _with_coordinates(shapes: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """``shapely.set_coordinates(shapes.copy(), xy)`` of non-empty 2-d (multi)polygons: the polygons without holes
+    (every buffer of a polygon without holes, most mines) made anew from ``xy`` by ``from_ragged_array``, a third
+    of ``set_coordinates``' time on a map's buffers; the others by ``set_coordinates``."""
+    simple = (shapely.get_type_id(shapes) == 3) & (shapely.get_num_interior_rings(shapes) == 0)
+    if not simple.any():
+        return shapely.set_coordinates(shapes.copy(), xy)
+    counts = shapely.get_num_coordinates(shapes)
+    if simple.all():
+        return _polygons_from(xy, counts)
+    mine = np.repeat(simple, counts)  # each vertex: whether its shape is a polygon without holes
+    out = np.empty(len(shapes), dtype=object)
+    out[simple] = _polygons_from(xy[mine], counts[simple])
+    out[~simple] = shapely.set_coordinates(shapes[~simple].copy(), xy[~mine])
+    return out
+
+
+def _polygons_from(xy: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Polygons of one ring each, the k-th made of the next ``counts[k]`` points of ``xy`` (closed rings)."""
+    rings = np.concatenate([[0], np.cumsum(counts)])
+    return shapely.from_ragged_array(shapely.GeometryType.POLYGON, xy, (rings, np.arange(len(counts) + 1)))
 
 
 def _largest_per_owner(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
@@ -1653,13 +1690,14 @@ def centroid_many(n, geometry, maxError, proj):  # noqa: N803
         return [_result(c, proj, False) for c in shapely.centroid(_object_array(shapes))]
     err = max_error_m(maxError)
     out: list[Any] = [None] * n
-    planar = [i for i, g in enumerate(geometry) if not g.edges_geodesic]
+    curved = [g.edges_geodesic for g in geometry]
+    planar = [i for i, c in enumerate(curved) if not c]
     cents = shapely.centroid(_object_array([geometry[i].shape for i in planar]))
     to_lonlat: dict[str, list[int]] = {}
-    for i, c in zip(planar, cents, strict=True):
+    for i, c, empty in zip(planar, cents.tolist(), shapely.is_empty(cents).tolist(), strict=True):
         g = geometry[i]
-        if g.crs == LONLAT or c.is_empty:
-            out[i] = Geometry(c, g.proj, g.geodesic, "Point")  # a centroid is a (maybe empty) Point
+        if empty or g.proj.crs == LONLAT:  # a centroid is a (maybe empty) Point
+            out[i] = Geometry.settled(c, g.proj, g.geodesic, "Point")
         else:
             to_lonlat.setdefault(g.crs, []).append(i)
             out[i] = c
@@ -1667,9 +1705,9 @@ def centroid_many(n, geometry, maxError, proj):  # noqa: N803
         points = reproject_many(_object_array([out[i] for i in idx]), crs, LONLAT, False, False, err)
         for i, p in zip(idx, points, strict=True):
             out[i] = Geometry(p, WGS84)
-    for i, g in enumerate(geometry):
-        if g.edges_geodesic:
-            out[i] = centroid(g, maxError, None)
+    for i, c in enumerate(curved):
+        if c:
+            out[i] = centroid(geometry[i], maxError, None)
     return out
 
 
