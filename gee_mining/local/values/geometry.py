@@ -1573,9 +1573,11 @@ def _reproject_pairs(
     ordered = shapes[order]
     types = shapely.get_type_id(ordered)
     fast = np.nonzero(np.isin(types, (3, 6)) & ~shapely.is_empty(ordered) & ~shapely.has_z(ordered))[0]
-    xy, owner = shapely.get_coordinates(ordered[fast], return_index=True)  # shapes in order, each in its own
+    xy = shapely.get_coordinates(ordered[fast])  # shapes in order, each in its own
+    counts = shapely.get_num_coordinates(ordered[fast])
+    starts = np.concatenate([[0], np.cumsum(counts)])  # where each shape's vertices start (and the last end)
     moved = np.empty_like(xy)
-    cuts = np.searchsorted(pair_of[order][fast][owner], np.arange(len(pairs) + 1)).tolist()
+    cuts = starts[np.searchsorted(pair_of[order][fast], np.arange(len(pairs) + 1))].tolist()
     for k, (a, z) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
         if z > a:
             moved[a:z, 0], moved[a:z, 1] = transformer(*pairs[k]).transform(xy[a:z, 0], xy[a:z, 1])
@@ -1585,15 +1587,15 @@ def _reproject_pairs(
     passed = np.ones(len(fast), dtype=bool)
     if math.isfinite(max_err):
         to_lonlat = is_geographic(dst0) and not is_geographic(src0)
-        lat_max = _largest_per_owner(np.abs(moved[:, 1]), owner, len(fast)) if to_lonlat else None
+        lat_max = _largest_per_shape(np.abs(moved[:, 1]), starts) if to_lonlat else None
         passed = _bbox_small_many(shapely.bounds(ordered[fast]), src0, max_err, lat_max)
         unsure = np.nonzero(~passed)[0]
         if len(unsure):
-            points = np.isin(owner, unsure)
+            points = np.repeat(~passed, counts)  # the vertices of the shapes the box test did not settle
             lonlat = moved[points] if to_lonlat else None
             passed[unsure] = _edges_small_of(ordered[fast][unsure], xy[points], lonlat, src0, max_err)
     result = ordered.copy()
-    result[fast] = _with_coordinates(ordered[fast], moved)
+    result[fast] = _with_coordinates(ordered[fast], moved, counts)
     slow = np.ones(len(ordered), dtype=bool)
     slow[fast[passed]] = False
     _reproject_rest(
@@ -1604,14 +1606,15 @@ def _reproject_pairs(
     return out
 
 
-def _with_coordinates(shapes: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """``shapely.set_coordinates(shapes.copy(), xy)`` of non-empty 2-d (multi)polygons: the polygons without holes
-    (every buffer of a polygon without holes, most mines) made anew from ``xy`` by ``from_ragged_array``, a third
-    of ``set_coordinates``' time on a map's buffers; the others by ``set_coordinates``."""
+def _with_coordinates(shapes: np.ndarray, xy: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+    """``shapely.set_coordinates(shapes.copy(), xy)`` of non-empty 2-d (multi)polygons (``counts``: their numbers
+    of vertices, where known): the polygons without holes (every buffer of a polygon without holes, most mines)
+    made anew from ``xy`` by ``from_ragged_array``, a third of ``set_coordinates``' time on a map's buffers; the
+    others by ``set_coordinates``."""
     simple = (shapely.get_type_id(shapes) == 3) & (shapely.get_num_interior_rings(shapes) == 0)
     if not simple.any():
         return shapely.set_coordinates(shapes.copy(), xy)
-    counts = shapely.get_num_coordinates(shapes)
+    counts = shapely.get_num_coordinates(shapes) if counts is None else counts
     if simple.all():
         return _polygons_from(xy, counts)
     mine = np.repeat(simple, counts)  # each vertex: whether its shape is a polygon without holes
@@ -1627,12 +1630,12 @@ def _polygons_from(xy: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return shapely.from_ragged_array(shapely.GeometryType.POLYGON, xy, (rings, np.arange(len(counts) + 1)))
 
 
-def _largest_per_owner(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
-    """The largest of ``values`` of each of ``n`` owners, where ``owner`` (sorted) gives every owner at least
-    one value (``shapely.get_coordinates(..., return_index=True)`` of non-empty shapes)."""
-    if n == 0:
+def _largest_per_shape(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The largest of ``values`` of each shape, whose values are ``values[starts[k]:starts[k + 1]]`` (at least
+    one each: the vertices of non-empty shapes)."""
+    if len(starts) < 2:
         return np.zeros(0)
-    return np.maximum.reduceat(values, np.searchsorted(owner, np.arange(n)))
+    return np.maximum.reduceat(values, starts[:-1])
 
 
 def _edges_small_of(
