@@ -32,6 +32,7 @@ longitudes must be continuous), and unbounded geometries are not represented.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import operator
 from collections.abc import Callable, Sequence
@@ -1456,7 +1457,7 @@ def in_crs_many(geoms: list[Geometry], crs: str, max_err: float, geodesic: bool 
 
 
 def _all_geometries(value: Any) -> bool:
-    return isinstance(value, Column) and all(isinstance(g, Geometry) for g in value)
+    return isinstance(value, Column) and all(map(isinstance, value, itertools.repeat(Geometry)))
 
 
 def _shared(*values: Any) -> bool:
