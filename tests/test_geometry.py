@@ -506,14 +506,3 @@ def test_polygons_given_new_coordinates_equal_shapely_set_coordinates():
         assert shapely.equals_exact(got, want, 0.0).all()
         assert np.array_equal(shapely.get_coordinates(got), xy)
         assert all(a.equals_exact(b, 0.0) for a, b in zip(arr, shapes, strict=True))  # the inputs untouched
-
-
-def test_settled_geometries_are_the_constructors():
-    """``Geometry.settled`` (a buffer's, a centroid's) holds what the constructor makes of the same, already
-    settled, arguments."""
-    from gee_mining.local.values.geometry import WGS84, Geometry
-
-    for shape, geodesic, kind in ((shapely.Point(1, 2), False, "Point"), (shapely.box(0, 0, 1, 1), True, "Polygon")):
-        got, want = Geometry.settled(shape, WGS84, geodesic, kind), Geometry(shape, WGS84, geodesic, kind)
-        for name in Geometry.__slots__:
-            assert getattr(got, name) == getattr(want, name), name

@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import itertools
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -443,12 +442,14 @@ class Evaluator:
             return batch.elements
         if kind == "arrayValue":
             items = [self._batch_node(n, batch) for n in _field(body, "values", list)]
-            return Column([list(row) for row in _rows(items, len(batch.elements))])
+            return Column([[v[i] if isinstance(v, Column) else v for v in items] for i in range(len(batch.elements))])
         if kind == "dictionaryValue":
             entries = {k: self._batch_node(n, batch) for k, n in _field(body, "values", Mapping).items()}
-            keys = list(entries)
             return Column(
-                [dict(zip(keys, row, strict=True)) for row in _rows(list(entries.values()), len(batch.elements))]
+                [
+                    {k: v[i] if isinstance(v, Column) else v for k, v in entries.items()}
+                    for i in range(len(batch.elements))
+                ]
             )
         if kind == "functionInvocationValue" and "functionReference" not in body:
             name = body.get("functionName")
@@ -485,16 +486,6 @@ class Evaluator:
             raise EngineError(f"User memory limit exceeded. (local engine: {alg.name} ran out of memory)") from None
         except Exception as e:
             raise EngineError(f"{alg.name}: internal error: {type(e).__name__}: {e}") from e
-
-
-def _rows(items: list[Any], n: int) -> Iterator[tuple]:
-    """Each element's values of ``items`` (a batch's per-element ``Column`` or one value shared by all), as a
-    tuple per element: element ``i``'s is ``tuple(v[i] if isinstance(v, Column) else v for v in items)``."""
-    return (
-        zip(*(v if isinstance(v, Column) else itertools.repeat(v, n) for v in items), strict=True)
-        if items
-        else iter([()] * n)
-    )
 
 
 def _thunk(evaluator: Evaluator, node: Any, frame: _Frame):

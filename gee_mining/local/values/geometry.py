@@ -32,7 +32,6 @@ longitudes must be continuous), and unbounded geometries are not represented.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 import operator
 from collections.abc import Callable, Sequence
@@ -116,16 +115,6 @@ class Geometry:
         self.even_odd = even_odd
         self._in_crs: dict | None = None  # reprojections kept (see in_crs); set here: an unset slot is slow to test
         self._members: tuple[Geometry, ...] | None = None  # see merged
-
-    @classmethod
-    def settled(cls, shape: shapely.Geometry, proj: Projection, geodesic: bool, type_name: str) -> Geometry:
-        """``Geometry(shape, proj, geodesic, type_name)`` where its checks are settled already (``proj`` has no
-        transform, ``geodesic`` is ``bool(geodesic and proj.is_geographic)``, ``type_name`` a GeoJSON type that
-        is ``shape``'s), made without them: a map's buffers and centroids make thousands."""
-        g = cls.__new__(cls)
-        g.shape, g.proj, g.geodesic, g.type_name, g.even_odd = shape, proj, geodesic, type_name, True
-        g._in_crs = g._members = None
-        return g
 
     @property
     def crs(self) -> str:
@@ -1457,7 +1446,7 @@ def in_crs_many(geoms: list[Geometry], crs: str, max_err: float, geodesic: bool 
 
 
 def _all_geometries(value: Any) -> bool:
-    return isinstance(value, Column) and all(map(isinstance, value, itertools.repeat(Geometry)))
+    return isinstance(value, Column) and all(isinstance(g, Geometry) for g in value)
 
 
 def _shared(*values: Any) -> bool:
@@ -1522,8 +1511,7 @@ def buffer_many(n, geometry, distance, maxError, proj):  # noqa: N803
     back = _reproject_pairs(grown, [(c, LONLAT) for c in crs], pair_of, planar, geo, err)
     kinds = [_POLYGON_KINDS.get(t) for t in shapely.get_type_id(back).tolist()]  # as Geometry() names them
     for i, shape, kind in zip(todo, back.tolist(), kinds, strict=True):
-        g = geometry[i]  # a Geometry's proj has no transform and its geodesic is settled for it
-        out[i] = Geometry.settled(shape, g.proj, g.geodesic, kind) if kind else Geometry(shape, g.proj, g.geodesic)
+        out[i] = Geometry(shape, geometry[i].proj, geometry[i].geodesic, kind)
     return out
 
 
@@ -1694,14 +1682,13 @@ def centroid_many(n, geometry, maxError, proj):  # noqa: N803
         return [_result(c, proj, False) for c in shapely.centroid(_object_array(shapes))]
     err = max_error_m(maxError)
     out: list[Any] = [None] * n
-    curved = [g.edges_geodesic for g in geometry]
-    planar = [i for i, c in enumerate(curved) if not c]
+    planar = [i for i, g in enumerate(geometry) if not g.edges_geodesic]
     cents = shapely.centroid(_object_array([geometry[i].shape for i in planar]))
     to_lonlat: dict[str, list[int]] = {}
-    for i, c, empty in zip(planar, cents.tolist(), shapely.is_empty(cents).tolist(), strict=True):
+    for i, c in zip(planar, cents, strict=True):
         g = geometry[i]
-        if empty or g.proj.crs == LONLAT:  # a centroid is a (maybe empty) Point
-            out[i] = Geometry.settled(c, g.proj, g.geodesic, "Point")
+        if g.crs == LONLAT or c.is_empty:
+            out[i] = Geometry(c, g.proj, g.geodesic, "Point")  # a centroid is a (maybe empty) Point
         else:
             to_lonlat.setdefault(g.crs, []).append(i)
             out[i] = c
@@ -1709,9 +1696,9 @@ def centroid_many(n, geometry, maxError, proj):  # noqa: N803
         points = reproject_many(_object_array([out[i] for i in idx]), crs, LONLAT, False, False, err)
         for i, p in zip(idx, points, strict=True):
             out[i] = Geometry(p, WGS84)
-    for i, c in enumerate(curved):
-        if c:
-            out[i] = centroid(geometry[i], maxError, None)
+    for i, g in enumerate(geometry):
+        if g.edges_geodesic:
+            out[i] = centroid(g, maxError, None)
     return out
 
 
