@@ -30,8 +30,9 @@ reference can be reached at all.
 
 What the reference does not do, and the engine must (it favours the reference):
 - it leaves each buffer as GeoJSON text, where the engine's answer pages are decoded by the ``ee`` client
-  (``json.loads`` of about 11.7 MB at 5,232 polygons: 0.18-0.30 s, about a third of the engine's CPU time;
-  the bench prints it, measured apart on the same features), and the collector walks what it decoded;
+  (``json.loads`` of about 11.7 MB at 5,232 polygons: 0.16-0.30 s, about a third of the engine's CPU time;
+  the bench prints it, measured apart on the same features, page by page), and the collector walks what it
+  decoded;
 - it does not test the edges of the shapes it reprojects, which the engine does to know whether they must
   be densified (maxError 1 m); at these polygons' sizes none needs it, so the outputs are the same.
 
