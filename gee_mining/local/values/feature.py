@@ -38,21 +38,15 @@ class Feature(Element):
         out.geometry = changes.get("geometry", self.geometry)
         return out
 
-    def to_info(self, geometry: dict | None = None, made: dict[str, dict] | None = None) -> dict:
-        """GeoJSON of the feature (``geometry``: its geometry's, when already made in bulk; ``made``: the info
-        of some of its properties, likewise)."""
-        if geometry is None and self.geometry is not None:
-            geometry = self.geometry.to_info()
-        info: dict[str, Any] = {"type": "Feature", "geometry": geometry}
+    def to_info(self) -> dict:
+        """GeoJSON of the feature (a page of many is made in bulk by :func:`features_info`)."""
+        info: dict[str, Any] = {
+            "type": "Feature",
+            "geometry": None if self.geometry is None else self.geometry.to_info(),
+        }
         if self.id is not None:
             info["id"] = self.id
-        if made is None:
-            info["properties"] = to_info(self.properties)
-        else:  # what to_info(self.properties) makes, with the made infos as they are
-            info["properties"] = {
-                str(k): v if type(v) in _PLAIN else made[k] if k in made else to_info(v)  # made: geometries only
-                for k, v in self.properties.items()
-            }
+        info["properties"] = to_info(self.properties)
         return info
 
 
