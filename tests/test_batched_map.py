@@ -508,7 +508,7 @@ def test_box_test_with_latitudes_is_the_scalar_one():
     vertices) decides as the scalar form does with and without the vertices' latitudes, from the equator to
     past 84 degrees, for boxes the test settles and ones it leaves to the edge test; the largest latitude
     of each shape is numpy's maximum over its own vertices."""
-    from gee_mining.local.values.geometry import _bbox_small, _bbox_small_many, _largest_per_owner, local_crs
+    from gee_mining.local.values.geometry import _bbox_small, _bbox_small_many, _largest_per_shape, local_crs
     from gee_mining.local.values.projection import transformer
 
     rng = np.random.default_rng(5)
@@ -533,7 +533,8 @@ def test_box_test_with_latitudes_is_the_scalar_one():
     )
     xy, owner = shapely.get_coordinates(local, return_index=True)
     lon, lat = transformer(src, "EPSG:4326").transform(xy[:, 0], xy[:, 1])
-    lat_max = _largest_per_owner(np.abs(lat), owner, len(local))
+    starts = np.concatenate([[0], np.cumsum(shapely.get_num_coordinates(local))])
+    lat_max = _largest_per_shape(np.abs(lat), starts)
     assert np.array_equal(lat_max, [np.abs(lat[owner == i]).max() for i in range(len(local))])
     for err in (1.0, 30.0):
         got = _bbox_small_many(shapely.bounds(local), src, err, lat_max)

@@ -565,6 +565,20 @@ def test_pages_with_rings_as_arrays_are_the_bytes_json_writes():
     assert b"NaN" in text and b"null" not in text
 
 
+@pytest.mark.parametrize(
+    "text",
+    [b"", b"n", b"nul", b"null", b"nnull", b"nulnull", b"null,null]", b'{"t":"null and nu","x":null}', b"ull" * 5],
+)
+def test_nulls_are_counted_as_bytes_count_counts_them(text):
+    """The page encoder's count of ``null`` (found on the bytes as an array) is ``bytes.count``'s, at the
+    ends of the text, overlapping near-misses and all, and on a page of numbers with a few nulls among them."""
+    from gee_mining.local.service.router import _count_null
+
+    assert _count_null(text) == text.count(b"null")
+    page = b",".join(b"null" if k % 97 == 0 else str(k * 0.1).encode() for k in range(5000))
+    assert _count_null(page) == page.count(b"null") == 52
+
+
 def test_storage_the_engine_made_itself_is_removed_when_it_closes(tmp_path):
     """Without ``storage_root`` the engine's storage is a temporary folder of its own: gone after ``close``
     (the process's end too: a finalizer). A given ``storage_root`` is the caller's and stays."""

@@ -514,3 +514,22 @@ def test_map_area_centroid_buffer_equals_direct(ee_local):
         return out
 
     assert engine() == pytest.approx(direct(), rel=1e-9)
+
+
+def test_polygons_given_new_coordinates_equal_shapely_set_coordinates():
+    """A reprojection's shapes made from their new vertices (polygons without holes built anew, the rest by
+    ``set_coordinates``) are ``shapely.set_coordinates``' shapes exactly, in order, for polygons alone, for
+    polygons with holes and multipolygons alone, and for the two mixed."""
+    from gee_mining.local.values.geometry import _with_coordinates
+
+    hole = shapely.Polygon([(0, 0), (4, 0), (4, 4), (0, 4)], [[(1, 1), (2, 1), (2, 2), (1, 2)]])
+    plain = [shapely.box(k, 0.0, k + 0.5, 0.5) for k in range(3)] + [shapely.Polygon([(0, 0), (1, 0), (0, 2)])]
+    multi = shapely.MultiPolygon([shapely.box(10, 10, 11, 11), hole])
+    for shapes in (plain, [hole, multi], [plain[0], hole, plain[1], multi, plain[3]]):
+        arr = np.array(shapes, dtype=object)
+        xy = shapely.get_coordinates(arr) * 1.5 + 0.25
+        got, want = _with_coordinates(arr, xy), shapely.set_coordinates(arr.copy(), xy)
+        assert list(shapely.get_type_id(got)) == list(shapely.get_type_id(want))
+        assert shapely.equals_exact(got, want, 0.0).all()
+        assert np.array_equal(shapely.get_coordinates(got), xy)
+        assert all(a.equals_exact(b, 0.0) for a, b in zip(arr, shapes, strict=True))  # the inputs untouched

@@ -144,17 +144,24 @@ class _Frame:
 
 
 class _Batch:
-    """A batched call's state: the mapped argument's name, one scalar frame per element, the memo."""
+    """A batched call's state: the mapped argument's name, one scalar frame per element (made when a node is
+    first evaluated element by element: a map whose every node is vectorised needs none), the memo."""
 
-    __slots__ = ("name", "elements", "frames", "parent", "memo", "unshared")
+    __slots__ = ("name", "elements", "_frames", "parent", "memo", "unshared")
 
     def __init__(self, name: str, elements: list[Any], parent: _Frame):
         self.name = name
         self.elements = Column(elements)
         self.parent = parent
-        self.frames = [_Frame({name: e}, parent) for e in elements]
+        self._frames: list[_Frame] | None = None
         self.memo: dict[str, Any] = {}
         self.unshared: list[str] = []  # memo entries not yet copied into the frames' own memos
+
+    @property
+    def frames(self) -> list[_Frame]:
+        if self._frames is None:
+            self._frames = [_Frame({self.name: e}, self.parent) for e in self.elements]
+        return self._frames
 
     def share_memo(self) -> None:
         """Each element's values computed so far into its frame's memo, for a node evaluated element by
@@ -435,13 +442,13 @@ class Evaluator:
             return batch.elements
         if kind == "arrayValue":
             items = [self._batch_node(n, batch) for n in _field(body, "values", list)]
-            return Column([[v[i] if isinstance(v, Column) else v for v in items] for i in range(len(batch.frames))])
+            return Column([[v[i] if isinstance(v, Column) else v for v in items] for i in range(len(batch.elements))])
         if kind == "dictionaryValue":
             entries = {k: self._batch_node(n, batch) for k, n in _field(body, "values", Mapping).items()}
             return Column(
                 [
                     {k: v[i] if isinstance(v, Column) else v for k, v in entries.items()}
-                    for i in range(len(batch.frames))
+                    for i in range(len(batch.elements))
                 ]
             )
         if kind == "functionInvocationValue" and "functionReference" not in body:
@@ -459,7 +466,7 @@ class Evaluator:
         if not isinstance(args_nodes, Mapping):
             raise EngineError("Invalid expression: 'arguments' must be an object.")
         given = {k: self._batch_node(n, batch) for k, n in args_nodes.items()}
-        n = len(batch.frames)
+        n = len(batch.elements)
         try:
             kwargs = registry.bind_batched(alg, given, n)
             if alg.context:

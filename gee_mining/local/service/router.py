@@ -400,12 +400,21 @@ def _dumps_features(features: list, value: Any = None) -> bytes:
         out = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
     except TypeError:
         return _json_dumps(value)
-    nulls = out.count(b"null")
+    nulls = _count_null(out)
     if nulls:
         bare = sum(1 for f in features if type(f) is dict and "geometry" in f and f["geometry"] is None)
         if nulls > bare and _has_non_finite(features):
             return _json_dumps(value)
     return out
+
+
+def _count_null(text: bytes) -> int:
+    """How many times ``null`` occurs in ``text``: each ``n`` followed by ``ull``, found on the bytes as an array
+    (``bytes.count(b"null")`` scans a page of digits at under 1 GB/s: its skip filter takes ``5``, ``.`` and ``,``
+    for the letters of ``null``; a map's 11.7 MB answer took 15 ms)."""
+    b = np.frombuffer(text, dtype=np.uint8)
+    at = np.flatnonzero(b[:-3] == ord("n"))
+    return int(np.count_nonzero((b[at + 1] == ord("u")) & (b[at + 2] == ord("l")) & (b[at + 3] == ord("l"))))
 
 
 def _json_dumps(value: Any) -> bytes:

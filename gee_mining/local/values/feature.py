@@ -38,46 +38,48 @@ class Feature(Element):
         out.geometry = changes.get("geometry", self.geometry)
         return out
 
-    def to_info(self, geometry: dict | None = None, made: dict[str, dict] | None = None) -> dict:
-        """GeoJSON of the feature (``geometry``: its geometry's, when already made in bulk; ``made``: the info
-        of some of its properties, likewise)."""
-        if geometry is None and self.geometry is not None:
-            geometry = self.geometry.to_info()
-        info: dict[str, Any] = {"type": "Feature", "geometry": geometry}
+    def to_info(self) -> dict:
+        """GeoJSON of the feature (a page of many is made in bulk by :func:`features_info`)."""
+        info: dict[str, Any] = {
+            "type": "Feature",
+            "geometry": None if self.geometry is None else self.geometry.to_info(),
+        }
         if self.id is not None:
             info["id"] = self.id
-        if made is None:
-            info["properties"] = to_info(self.properties)
-        else:  # what to_info(self.properties) makes, with the made infos as they are
-            info["properties"] = {
-                str(k): v if type(v) in _PLAIN else made[k] if k in made else to_info(v)  # made: geometries only
-                for k, v in self.properties.items()
-            }
+        info["properties"] = to_info(self.properties)
         return info
 
 
 def features_info(features: list[Feature], arrays: bool = False) -> list[dict]:
     """``f.to_info()`` of each feature, the coordinates of their geometries, and of the geometries among their
     properties, made in bulk (``infos_many``; with ``arrays``, polygon rings as numpy arrays, for an encoder
-    that writes them)."""
+    that writes them). One pass makes every feature's dict with its geometries' places held (the same keys
+    in the same order), and the geometries' infos, made together, are put in their places."""
+    out: list[dict] = []
     geoms: list[Geometry] = []
-    where: list[tuple[int, str | None]] = []
-    for i, f in enumerate(features):
+    places: list[tuple[dict, str]] = []
+    for f in features:
+        info: dict[str, Any] = {"type": "Feature", "geometry": None}
         if f.geometry is not None:
             geoms.append(f.geometry)
-            where.append((i, None))
+            places.append((info, "geometry"))
+        if f.id is not None:
+            info["id"] = f.id
+        props: dict[str, Any] = {}
         for k, v in f.properties.items():
-            if type(v) is Geometry:
+            if type(v) in _PLAIN:
+                props[str(k)] = v
+            elif type(v) is Geometry:
+                props[str(k)] = None
                 geoms.append(v)
-                where.append((i, k))
-    made: dict[int, dict[str, dict]] = {}
-    shapes: dict[int, dict] = {}
-    for (i, k), info in zip(where, infos_many(geoms, arrays), strict=True):
-        if k is None:
-            shapes[i] = info
-        else:
-            made.setdefault(i, {})[k] = info
-    return [f.to_info(shapes.get(i), made.get(i)) for i, f in enumerate(features)]
+                places.append((props, str(k)))
+            else:
+                props[str(k)] = to_info(v)
+        info["properties"] = props
+        out.append(info)
+    for (holder, key), made in zip(places, infos_many(geoms, arrays), strict=True):
+        holder[key] = made
+    return out
 
 
 @functools.cache

@@ -170,12 +170,15 @@ def infos_many(geoms: list[Geometry], arrays: bool = False) -> list[dict]:
     shapes = _object_array([g.shape for g in geoms])
     types, full = shapely.get_type_id(shapes), ~shapely.is_empty(shapes)
     bulk = np.nonzero(np.isin(types, (3, 6)) & full)[0]
-    coords = dict(zip(bulk.tolist(), _polygon_coordinates_many(shapes[bulk], arrays), strict=True))
+    coords: list[Any] = [None] * len(geoms)
+    for i, c in zip(bulk.tolist(), _polygon_coordinates_many(shapes[bulk], arrays), strict=True):
+        coords[i] = c
     points = np.nonzero((types == 0) & full)[0]
-    coords.update(zip(points.tolist(), shapely.get_coordinates(shapes[points]).tolist(), strict=True))
+    for i, c in zip(points.tolist(), shapely.get_coordinates(shapes[points]).tolist(), strict=True):
+        coords[i] = c
     out = []
-    for i, g in enumerate(geoms):
-        c, kind = coords.get(i), g.type_name
+    for g, c in zip(geoms, coords, strict=True):
+        kind = g.type_name
         if c is None or kind == "GeometryCollection" or g.proj.crs != LONLAT:
             out.append(g.to_info(c))
             continue
@@ -1559,9 +1562,11 @@ def _reproject_pairs(
     ordered = shapes[order]
     types = shapely.get_type_id(ordered)
     fast = np.nonzero(np.isin(types, (3, 6)) & ~shapely.is_empty(ordered) & ~shapely.has_z(ordered))[0]
-    xy, owner = shapely.get_coordinates(ordered[fast], return_index=True)  # shapes in order, each in its own
+    xy = shapely.get_coordinates(ordered[fast])  # shapes in order, each in its own
+    counts = shapely.get_num_coordinates(ordered[fast])
+    starts = np.concatenate([[0], np.cumsum(counts)])  # where each shape's vertices start (and the last end)
     moved = np.empty_like(xy)
-    cuts = np.searchsorted(pair_of[order][fast][owner], np.arange(len(pairs) + 1)).tolist()
+    cuts = starts[np.searchsorted(pair_of[order][fast], np.arange(len(pairs) + 1))].tolist()
     for k, (a, z) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
         if z > a:
             moved[a:z, 0], moved[a:z, 1] = transformer(*pairs[k]).transform(xy[a:z, 0], xy[a:z, 1])
@@ -1571,15 +1576,15 @@ def _reproject_pairs(
     passed = np.ones(len(fast), dtype=bool)
     if math.isfinite(max_err):
         to_lonlat = is_geographic(dst0) and not is_geographic(src0)
-        lat_max = _largest_per_owner(np.abs(moved[:, 1]), owner, len(fast)) if to_lonlat else None
+        lat_max = _largest_per_shape(np.abs(moved[:, 1]), starts) if to_lonlat else None
         passed = _bbox_small_many(shapely.bounds(ordered[fast]), src0, max_err, lat_max)
         unsure = np.nonzero(~passed)[0]
         if len(unsure):
-            points = np.isin(owner, unsure)
+            points = np.repeat(~passed, counts)  # the vertices of the shapes the box test did not settle
             lonlat = moved[points] if to_lonlat else None
             passed[unsure] = _edges_small_of(ordered[fast][unsure], xy[points], lonlat, src0, max_err)
     result = ordered.copy()
-    result[fast] = shapely.set_coordinates(ordered[fast].copy(), moved)
+    result[fast] = _with_coordinates(ordered[fast], moved, counts)
     slow = np.ones(len(ordered), dtype=bool)
     slow[fast[passed]] = False
     _reproject_rest(
@@ -1590,12 +1595,36 @@ def _reproject_pairs(
     return out
 
 
-def _largest_per_owner(values: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
-    """The largest of ``values`` of each of ``n`` owners, where ``owner`` (sorted) gives every owner at least
-    one value (``shapely.get_coordinates(..., return_index=True)`` of non-empty shapes)."""
-    if n == 0:
+def _with_coordinates(shapes: np.ndarray, xy: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+    """``shapely.set_coordinates(shapes.copy(), xy)`` of non-empty 2-d (multi)polygons (``counts``: their numbers
+    of vertices, where known): the polygons without holes (every buffer of a polygon without holes, most mines)
+    made anew from ``xy`` by ``from_ragged_array``, a third of ``set_coordinates``' time on a map's buffers; the
+    others by ``set_coordinates``."""
+    simple = (shapely.get_type_id(shapes) == 3) & (shapely.get_num_interior_rings(shapes) == 0)
+    if not simple.any():
+        return shapely.set_coordinates(shapes.copy(), xy)
+    counts = shapely.get_num_coordinates(shapes) if counts is None else counts
+    if simple.all():
+        return _polygons_from(xy, counts)
+    mine = np.repeat(simple, counts)  # each vertex: whether its shape is a polygon without holes
+    out = np.empty(len(shapes), dtype=object)
+    out[simple] = _polygons_from(xy[mine], counts[simple])
+    out[~simple] = shapely.set_coordinates(shapes[~simple].copy(), xy[~mine])
+    return out
+
+
+def _polygons_from(xy: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Polygons of one ring each, the k-th made of the next ``counts[k]`` points of ``xy`` (closed rings)."""
+    rings = np.concatenate([[0], np.cumsum(counts)])
+    return shapely.from_ragged_array(shapely.GeometryType.POLYGON, xy, (rings, np.arange(len(counts) + 1)))
+
+
+def _largest_per_shape(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The largest of ``values`` of each shape, whose values are ``values[starts[k]:starts[k + 1]]`` (at least
+    one each: the vertices of non-empty shapes)."""
+    if len(starts) < 2:
         return np.zeros(0)
-    return np.maximum.reduceat(values, np.searchsorted(owner, np.arange(n)))
+    return np.maximum.reduceat(values, starts[:-1])
 
 
 def _edges_small_of(
