@@ -14,6 +14,9 @@ folder and registered as an image collection in a temporary catalog. For one
    reads an NPY answer (``gee_mining.io.pixels.compute_npy``: a read-only
    view of the answer's bytes; the client's ``NUMPY_NDARRAY`` conversion,
    ``numpy.load``, copies the records field by field, about 0.05 s a strip).
+   The engine writes the answer's records a block of rows at a time and
+   computes each normalised difference straight into its field of the block
+   (``Band.rows_into``), never as a whole float64 band.
    In-process the engine hands its answer over without a copy (a read-only
    memoryview of the buffer it wrote it in); its buffers are kept across
    runs and reused once the previous run's answers are dropped
