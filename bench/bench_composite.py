@@ -237,6 +237,20 @@ def numpy_composite(datasets: dict, n: int) -> dict[str, np.ndarray]:
     return out
 
 
+def check_same_pixels(ee, datasets: dict, n: int) -> None:
+    """Both sides give the same pixels, bit for bit (NDs included). A function, so that its answers are dropped when
+    it returns: held (they once stayed in ``main``'s locals through the timed runs), they kept the engine's three
+    answer buffers in use, and every timed run wrote its 110 MB of answers in fresh memory (page faults, a cold
+    cache) instead of reusing the buffers as the header describes; ``--fresh-answers`` measures that case."""
+    got = engine_composite(ee)
+    want = numpy_composite(datasets, n)
+    assert all(list(part.dtype.names) == list(want) for part in got), "band names differ"
+    for name, ref in want.items():
+        joined = np.concatenate([part[name] for part in got])
+        np.testing.assert_array_equal(joined, ref, err_msg=name)
+    print(f"same pixels: {len(want)} bands ({len(BANDS)} medians + {len(PAIRS)} NDs) on {CELL} x {CELL}")
+
+
 def timed_pairs(engine, numpy_, repeat: int) -> list[tuple[float, float, float, float]]:
     """(engine wall, reference wall, engine CPU, reference CPU) seconds of back-to-back runs, the two
     alternating (CPU: this process's, all threads; a shared machine slows wall time, not CPU time)."""
@@ -294,13 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         gee_mining.connect("local", project="gee-mining-bench", catalog=catalog, storage_root=folder / "storage")
 
         datasets = open_datasets(folder, args.scenes)
-        got = engine_composite(ee)
-        want = numpy_composite(datasets, args.scenes)
-        assert all(list(part.dtype.names) == list(want) for part in got), "band names differ"
-        for name, ref in want.items():
-            joined = np.concatenate([part[name] for part in got])
-            np.testing.assert_array_equal(joined, ref, err_msg=name)  # bit for bit, NDs included
-        print(f"same pixels: {len(want)} bands ({len(BANDS)} medians + {len(PAIRS)} NDs) on {CELL} x {CELL}")
+        check_same_pixels(ee, datasets, args.scenes)  # its answers are dropped when it returns, as each run's
 
         def engine_run(answers: bool = args.fresh_answers):
             forget_kept_values(gee_mining, answers)
