@@ -14,6 +14,9 @@ folder and registered as an image collection in a temporary catalog. For one
    reads an NPY answer (``gee_mining.io.pixels.compute_npy``: a read-only
    view of the answer's bytes; the client's ``NUMPY_NDARRAY`` conversion,
    ``numpy.load``, copies the records field by field, about 0.05 s a strip).
+   The engine writes the answer's records a block of rows at a time and
+   computes each normalised difference straight into its field of the block
+   (``Band.rows_into``), never as a whole float64 band.
    In-process the engine hands its answer over without a copy (a read-only
    memoryview of the buffer it wrote it in); its buffers are kept across
    runs and reused once the previous run's answers are dropped
@@ -234,6 +237,20 @@ def numpy_composite(datasets: dict, n: int) -> dict[str, np.ndarray]:
     return out
 
 
+def check_same_pixels(ee, datasets: dict, n: int) -> None:
+    """Both sides give the same pixels, bit for bit (NDs included). A function, so that its answers are dropped when
+    it returns: held (they once stayed in ``main``'s locals through the timed runs), they kept the engine's three
+    answer buffers in use, and every timed run wrote its 110 MB of answers in fresh memory (page faults, a cold
+    cache) instead of reusing the buffers as the header describes; ``--fresh-answers`` measures that case."""
+    got = engine_composite(ee)
+    want = numpy_composite(datasets, n)
+    assert all(list(part.dtype.names) == list(want) for part in got), "band names differ"
+    for name, ref in want.items():
+        joined = np.concatenate([part[name] for part in got])
+        np.testing.assert_array_equal(joined, ref, err_msg=name)
+    print(f"same pixels: {len(want)} bands ({len(BANDS)} medians + {len(PAIRS)} NDs) on {CELL} x {CELL}")
+
+
 def timed_pairs(engine, numpy_, repeat: int) -> list[tuple[float, float, float, float]]:
     """(engine wall, reference wall, engine CPU, reference CPU) seconds of back-to-back runs, the two
     alternating (CPU: this process's, all threads; a shared machine slows wall time, not CPU time)."""
@@ -291,13 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         gee_mining.connect("local", project="gee-mining-bench", catalog=catalog, storage_root=folder / "storage")
 
         datasets = open_datasets(folder, args.scenes)
-        got = engine_composite(ee)
-        want = numpy_composite(datasets, args.scenes)
-        assert all(list(part.dtype.names) == list(want) for part in got), "band names differ"
-        for name, ref in want.items():
-            joined = np.concatenate([part[name] for part in got])
-            np.testing.assert_array_equal(joined, ref, err_msg=name)  # bit for bit, NDs included
-        print(f"same pixels: {len(want)} bands ({len(BANDS)} medians + {len(PAIRS)} NDs) on {CELL} x {CELL}")
+        check_same_pixels(ee, datasets, args.scenes)  # its answers are dropped when it returns, as each run's
 
         def engine_run(answers: bool = args.fresh_answers):
             forget_kept_values(gee_mining, answers)

@@ -238,6 +238,19 @@ def test_pixels_per_request(limited):
     _serving()
 
 
+def test_pixels_per_request_counts_bands_written_straight_into_the_answer(limited):
+    """A normalised difference is written straight into its field of an NPY answer, never computed as a whole band;
+    its pixels still count: two constant inputs and the difference on 30 x 30 are 2,700 band pixels."""
+    nd = ee.Image.constant([3, 1]).normalizedDifference()
+    limited(pixels_per_request=2700)
+    answer = np.load(io.BytesIO(bytes(_pixels(nd, 30, 30))))
+    np.testing.assert_array_equal(answer["nd"], np.full((30, 30), 0.5, np.float32))  # (3 - 1) / (3 + 1)
+    limited(pixels_per_request=2699)
+    with pytest.raises(ee.EEException, match=r"Computation timed out\..*2,700 band pixels.*bound of 2,699"):
+        _pixels(nd, 30, 30)
+    _serving()
+
+
 def test_features_scanned_by_filters_on_computed_collections(limited, engine_catalog, tmp_path):
     """A work bound for what Earth Engine does not finish interactively in 5 minutes (notes row 1): Earth
     Engine filters a stored asset by its index, a computed collection (made by ``map``, a list of features,

@@ -44,6 +44,7 @@ import scipy.special
 from gee_mining.contracts.lattice import PixelGrid
 from gee_mining.local.core.errors import EngineError
 from gee_mining.local.core.registry import algorithm
+from gee_mining.local.raster.band import RowsInto, RowWriter
 from gee_mining.local.raster.image import (
     _DEGREE,
     Band,
@@ -609,26 +610,91 @@ def unit_scale(input, low, high):  # noqa: A002
 
 def _normalized_difference(first: Band, second: Band) -> Callable[[Masked, Masked], Masked]:
     """The pixel function; the negativity tests are skipped for bands whose type cannot be negative."""
-    check_x = not (first.pixel_type.is_int and first.pixel_type.min >= 0)
-    check_y = not (second.pixel_type.is_int and second.pixel_type.min >= 0)
+    check_x, check_y = _may_be_negative(first), _may_be_negative(second)
 
     def fn(x: Masked, y: Masked) -> Masked:
-        a, b = x.data, y.data
-        mask = _mask(x) | _mask(y)
-        if check_x and check_y:
-            mask |= np.minimum(a, b) < 0  # one comparison for both
-        elif check_x or check_y:
-            mask |= (a if check_x else b) < 0
-        total = a + b
-        diff = a - b
-        zero = total == 0
-        if zero.any():  # (a - b) is 0 where a + b is 0 and neither is negative
-            np.divide(diff, total, out=diff, where=~zero)
-        else:  # the plain divide is about twice as fast as one with where=
-            np.divide(diff, total, out=diff)
+        mask = _nd_mask(x, y, check_x, check_y)
+        diff = np.empty(x.shape)
+        _nd_into(x.data, y.data, diff, diff, zero_free=False)
         return _out(diff, mask)
 
     return fn
+
+
+def _may_be_negative(band: Band) -> bool:
+    return not (band.pixel_type.is_int and band.pixel_type.min >= 0)
+
+
+def _nd_mask(x: Masked, y: Masked, check_x: bool, check_y: bool) -> np.ndarray:
+    """Pixels masked in either input or negative in one that may be negative (documented)."""
+    a, b = x.data, y.data
+    mask = _mask(x) | _mask(y)
+    if check_x and check_y:
+        mask |= np.minimum(a, b) < 0  # one comparison for both
+    elif check_x or check_y:
+        mask |= (a if check_x else b) < 0
+    return mask
+
+
+def _nd_into(a: np.ndarray, b: np.ndarray, out: np.ndarray, diff: np.ndarray, zero_free: bool) -> None:
+    """(a - b) / (a + b) of float64 ``a`` and ``b`` into ``out`` (any float type and strides: a band, or rows of an
+    answer's field), computed in float64 and cast once; 0 where a + b is 0 (a - b is 0 there too unless an input is
+    negative, and such a pixel is masked). ``diff``: float64 scratch of ``a``'s shape, or ``out`` itself.
+    ``zero_free``: the caller knows a + b has no 0 (then no test; the plain divide is twice as fast as one with
+    ``where=``)."""
+    total = a + b
+    np.subtract(a, b, out=diff)
+    if zero_free:
+        np.divide(diff, total, out=out)
+        return
+    zero = total == 0
+    if not zero.any():
+        np.divide(diff, total, out=out)
+        return
+    np.divide(diff, total, out=diff, where=~zero)
+    if out is not diff:
+        np.copyto(out, diff)
+
+
+def _nd_rows_into(first: Band, second: Band) -> RowsInto:
+    """``Band.rows_into`` of a normalised difference: the same arithmetic (:func:`_nd_into`), a block of rows at a
+    time straight into the answer's field. Whether any pixel is masked or negative, or any a + b can be 0, is
+    decided once per input band and grid (:func:`_lowest_and_masked`), so the usual case (medians of reflectance:
+    all valid, all positive) is three ufunc calls a block and no mask at all."""
+    check_x, check_y = _may_be_negative(first), _may_be_negative(second)
+
+    def prepare(grid: PixelGrid, ctx: Any) -> RowWriter:
+        x, y = first.compute(grid, ctx), second.compute(grid, ctx)
+        (lo_a, masked_a), (lo_b, masked_b) = (
+            _lowest_and_masked(first, x, grid, ctx),
+            _lowest_and_masked(second, y, grid, ctx),
+        )
+        negative = (check_x and lo_a < 0) or (check_y and lo_b < 0)
+        mask = _nd_mask(x, y, check_x, check_y) if negative or masked_a or masked_b else None
+        zero_free = min(lo_a, lo_b) >= 0 and max(lo_a, lo_b) > 0  # False when either is NaN (all NaN)
+        a, b = x.data, y.data
+
+        def write(rows: slice, out: np.ndarray) -> None:
+            _nd_into(a[rows], b[rows], out, np.empty(out.shape), zero_free)
+            if mask is not None:
+                np.copyto(out, 0, where=mask[rows])
+
+        return write
+
+    return prepare
+
+
+def _lowest_and_masked(band: Band, x: Masked, grid: PixelGrid, ctx: Any) -> tuple[float, bool]:
+    """The lowest value of ``x``'s data (NaN ignored, masked pixels included) and whether any pixel of it is
+    masked; kept in the request's pixel cache beside the band's pixels (66 differences of 12 bands ask 132 times)."""
+    cache = getattr(ctx, "pixels", None)
+    key = (band.key, grid, "lowest, masked")
+    got = cache.get(key) if cache is not None else None
+    if got is None:
+        got = float(np.fmin.reduce(x.data, axis=None)), bool(_mask(x).any())
+        if cache is not None:
+            cache[key] = got
+    return got
 
 
 @algorithm("Image.normalizedDifference")
@@ -646,7 +712,9 @@ def normalized_difference(input, bandNames):  # noqa: A002, N803
         if len(img.bands) < 2:
             raise EngineError(f"Image.normalizedDifference: Need 2 bands, but found {len(img.bands)}.")
         bands = list(img.bands[:2])
-    return Image([_new_band("nd", bands, _normalized_difference(*bands), PixelType("float"), strict=True)])
+    band = _new_band("nd", bands, _normalized_difference(*bands), PixelType("float"), strict=True)
+    band.rows_into = _nd_rows_into(*bands)
+    return Image([band])
 
 
 @algorithm("Image.id")
