@@ -46,7 +46,7 @@ from gee_mining.pyramid.evaluate import (
 from gee_mining.pyramid.evaluate_yolo import YoloEvaluationSpec
 from gee_mining.pyramid.world import seed_corner
 from gee_mining.tools.heldout import HeldoutSpec
-from gee_mining.tools.heldout_report import pyramid_report
+from gee_mining.tools.heldout_report import _ratio_at_share, pyramid_report
 from gee_mining.world.spectra import LIBRARY_PARTS, build_palette, library_part, sample_stem
 
 
@@ -120,6 +120,20 @@ def test_evaluate_pyramid_builds_seasonal_worlds_unless_told_none():
     with pytest.raises(InputError, match="--seasons 'june'"):
         pyramid_spec(build_parser().parse_args([*base, "--seasons", "june"]))
     assert EvaluationSpec((1, 2), (3,)).seasons == ()  # the shared WorldsSpec default: tests' small worlds stay fast
+
+
+def test_evaluate_pyramid_screens_five_levels_unless_told_otherwise():
+    """`evaluate pyramid` screens five levels by default, each half the last's side, down to 171.875 m (the held-out
+    figure's pyramid: a small pit is 4-16 % of such a cell, 1-4 % of a 343.75 m one); `--levels` and `--zooms`
+    give the four-level pyramid of earlier runs, and the library's spec keeps four (tests' worlds stay fast)."""
+    base = ["evaluate", "pyramid", "--train-seeds", "1,2", "--test-seeds", "3", "--out", "o"]
+    spec = pyramid_spec(build_parser().parse_args(base))
+    assert len(spec.levels) == 5 and spec.levels[-1] == 171.875
+    assert all(a == 2 * b for a, b in zip(spec.levels, spec.levels[1:], strict=False))
+    assert list(spec.zooms) == list(range(spec.zooms[0], spec.zooms[0] + 5))
+    four = pyramid_spec(build_parser().parse_args([*base, "--levels", "2750,1375,687.5,343.75",
+                                                   "--zooms", "15,16,17,18"]))  # fmt: skip
+    assert four.levels == (2750, 1375, 687.5, 343.75) and EvaluationSpec((1, 2), (3,)).levels == four.levels
 
 
 def test_library_halves_share_no_spectrum_and_no_sample():
@@ -231,6 +245,16 @@ def test_fine_cell_ratio_at_a_realistic_share_by_hand():
     mine share: 60/40 x 0.99 + 40/10 x 0.01 = 1.525 kept cells a km2 against 8, so 8 / 1.525 = 5.2459x."""
     assert fine_cell_ratio_at_share(100, 60, 400, 50.0, 10.0, 0.01) == pytest.approx(8 / 1.525)
     assert fine_cell_ratio_at_share(0, 0, 400, 50.0, 10.0, 0.01) is None  # nothing kept: no ratio
+
+
+def test_the_report_never_rounds_the_ratio_at_a_realistic_share_up_to_a_goal():
+    """The held-out run's 9.9745x at a 0.07 % mine share read "10.0x" in the report, as if the 10x goal were met:
+    the sentence rounds down, to two decimals."""
+    p = {"fine_cell_ratio_at_mine_share": 9.974487719493697, "mine_area_km2": 52.65, "area_km2": 1340.7,
+         "mine_share": 0.0007}  # fmt: skip
+    text = _ratio_at_share(p)
+    assert "9.97x fewer fine cells" in text and "10.0" not in text
+    assert "10.00x" in _ratio_at_share({**p, "fine_cell_ratio_at_mine_share": 10.0})
 
 
 def test_rates_at_a_realistic_share():

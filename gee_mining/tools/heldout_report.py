@@ -5,6 +5,7 @@ scenes (or a line saying they are absent)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
@@ -225,9 +226,10 @@ def _ratio_at_share(p: dict[str, Any]) -> str:
     if p.get("fine_cell_ratio_at_mine_share") is None:
         return ""
     own = p["mine_area_km2"] / p["area_km2"]
+    ratio = math.floor(p["fine_cell_ratio_at_mine_share"] * 100) / 100  # rounded down: 9.97x never reads as 10.0x
     return (f" The worlds are mine-dense (mines cover {own:.1%} of them, so that they hold enough mines); where mines "
             f"cover {p['mine_share']:.2%} of the land, the same false-alarm rate keeps "
-            f"{p['fine_cell_ratio_at_mine_share']:.1f}x fewer fine cells than exhaustive.")  # fmt: skip
+            f"{ratio:.2f}x fewer fine cells than exhaustive.")  # fmt: skip
 
 
 def yolo_report(out: Path, doc: dict[str, Any], command: str | None = None) -> Path:
