@@ -13,6 +13,7 @@ import io
 import os
 import shutil
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,18 @@ def l1c_grid(col0: int, row0: int, width: int, height: int, scale: float = 10.0)
         },
         "crsCode": "EPSG:32633",
     }
+
+
+def finished_task(task, timeout: float = 60.0) -> dict:
+    """``task``'s status once it has finished (COMPLETED, FAILED or CANCELLED); an AssertionError after
+    ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = task.status()
+        if status["state"] in ("COMPLETED", "FAILED", "CANCELLED"):
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"task did not finish: {task.status()}")
 
 
 def shared_file(relative: str) -> Path:

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import shared_file
+from conftest import finished_task, shared_file
 
 S2 = "COPERNICUS/S2_HARMONIZED/20170216T102101_20170216T102101_T33UUU"
 L1C_B04 = "imagery/s2_l1c_T33UUU_20170216/T33UUU_20170216T102101_B04.jp2"
@@ -47,16 +47,6 @@ def emulated(ee_local, engine_catalog, tmp_path_factory):
     )
     yield ee_local, conn.local_engine
     gee_mining.connect("local", project="gee-mining-test", catalog=engine_catalog)
-
-
-def _wait(task, timeout=60.0) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = task.status()
-        if status["state"] in ("COMPLETED", "FAILED", "CANCELLED"):
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"task did not finish: {task.status()}")
 
 
 def _image(ee):
@@ -121,7 +111,7 @@ def test_cog_export_lands_in_the_emulated_bucket_and_equals_compute_pixels(emula
     ee, engine = emulated
     image = _image(ee)
     task = _export(ee, image, "cog/s2", formatOptions={"cloudOptimized": True})
-    status = _wait(task)
+    status = finished_task(task)
     assert status["state"] == "COMPLETED", status
     assert status["destination_uris"] == ["gs://exports/cog/s2.tif"]
     assert _blobs(engine, "exports", "cog/") == ["cog/s2.tif"]
@@ -150,7 +140,7 @@ def test_geotiff_file_dimensions_shard_with_earth_engine_names(emulated):
 
     ee, engine = emulated
     image = _image(ee).select(["B4"])
-    status = _wait(_export(ee, image, "shards/b4", fileDimensions=256))
+    status = finished_task(_export(ee, image, "shards/b4", fileDimensions=256))
     assert status["state"] == "COMPLETED", status
     offsets = [0, 256, 512]
     expected = [f"shards/b4-{r:010d}-{c:010d}.tif" for r in offsets for c in offsets]
@@ -180,7 +170,7 @@ def test_no_data_value_marks_masked_pixels(emulated):
     ee, engine = emulated
     image = _image(ee).select(["B4"])
     masked = image.updateMask(image.gt(1500))
-    status = _wait(_export(ee, masked, "nodata/b4", formatOptions={"noData": 7}))
+    status = finished_task(_export(ee, masked, "nodata/b4", formatOptions={"noData": 7}))
     assert status["state"] == "COMPLETED", status
     ref = _reference(ee, image)[0]
     with MemoryFile(_download(engine, "exports", "nodata/b4.tif")) as mem, mem.open() as ds:
@@ -197,12 +187,12 @@ def test_integer_bands_widen_and_float_with_integer_is_refused(emulated):
 
     ee, engine = emulated
     b4 = _image(ee).select(["B4"])
-    status = _wait(_export(ee, b4.addBands(ee.Image.constant(-3)), "types/ints"))
+    status = finished_task(_export(ee, b4.addBands(ee.Image.constant(-3)), "types/ints"))
     assert status["state"] == "COMPLETED", status
     with MemoryFile(_download(engine, "exports", "types/ints.tif")) as mem, mem.open() as ds:
         assert ds.dtypes == ("int32", "int32")  # uint16 and a negative constant: int32 holds both
         assert (ds.read(2) == -3).all()
-    status = _wait(_export(ee, b4.addBands(ee.Image.constant(0.5)), "types/mixed"))
+    status = finished_task(_export(ee, b4.addBands(ee.Image.constant(0.5)), "types/mixed"))
     assert status["state"] == "FAILED"
     assert (
         "Exported bands must have compatible data types; found inconsistent types: UInt16 and Float32"
@@ -214,7 +204,7 @@ def test_integer_bands_widen_and_float_with_integer_is_refused(emulated):
 def test_max_pixels_error(emulated):
     # Export.image.toCloudStorage: "maxPixels: Restrict the number of pixels in the export."
     ee, engine = emulated
-    status = _wait(_export(ee, _image(ee), "big/s2", maxPixels=1000))
+    status = finished_task(_export(ee, _image(ee), "big/s2", maxPixels=1000))
     assert status["state"] == "FAILED"
     assert status["error_message"].startswith(
         f"Export too large: specified {SIZE * SIZE} pixels (max: 1000). Specify higher maxPixels value"
@@ -239,7 +229,7 @@ def test_region_and_scale_export(emulated):
         region=region,
     )
     task.start()
-    status = _wait(task)
+    status = finished_task(task)
     assert status["state"] == "COMPLETED", status
     with MemoryFile(_download(engine, "exports", "scaled/b4.tif")) as mem, mem.open() as ds:
         assert (ds.width, ds.height) == (75, 50)
@@ -267,7 +257,7 @@ def test_tfrecord_patches_read_back_with_tf_data(emulated, tmp_path, kernel):
     if kernel:
         options["kernelSize"] = [kernel, kernel]
     prefix = f"tfr{kernel}/s2"
-    status = _wait(_export(ee, image, prefix, fileFormat="TFRecord", formatOptions=options))
+    status = finished_task(_export(ee, image, prefix, fileFormat="TFRecord", formatOptions=options))
     assert status["state"] == "COMPLETED", status
     names = _blobs(engine, "exports", f"tfr{kernel}/")
     assert names == [f"{prefix}-00000.tfrecord.gz", f"{prefix}-mixer.json"]
@@ -309,7 +299,7 @@ def test_tfrecord_max_file_size_shards_files(emulated):
     ee, engine = emulated
     image = _image(ee).select(["B4"])
     options = {"patchDimensions": [128, 128], "maxFileSize": 2 * 128 * 128 * 4 + 200}
-    status = _wait(_export(ee, image, "small/b4", fileFormat="TFRecord", formatOptions=options))
+    status = finished_task(_export(ee, image, "small/b4", fileFormat="TFRecord", formatOptions=options))
     assert status["state"] == "COMPLETED", status
     names = _blobs(engine, "exports", "small/")
     assert names == [f"small/b4-{i:05d}.tfrecord" for i in range(8)] + ["small/b4-mixer.json"]  # 16 patches, 2 a file
@@ -341,7 +331,7 @@ def test_cancel_mid_run_leaves_nothing(emulated):
         time.sleep(0.01)
     assert 0 < seen[-1] < 1, seen
     task.cancel()
-    status = _wait(task)
+    status = finished_task(task)
     assert status["state"] == "CANCELLED"
     assert _blobs(engine, "exports", "cancelled/") == []
 
@@ -350,7 +340,7 @@ def test_failure_carries_its_error(emulated):
     shared_file("imagery")
     ee, engine = emulated
     task = _export(ee, ee.Image("projects/gee-mining-test/assets/no_such_image"), "failed/x")
-    status = _wait(task)
+    status = finished_task(task)
     assert status["state"] == "FAILED"
     assert "not found" in status["error_message"].lower()
     assert _blobs(engine, "exports", "failed/") == []
@@ -377,7 +367,7 @@ def test_drive_export_lands_in_the_local_drive_folder(emulated):
         dimensions="64x32",
     )
     task.start()
-    status = _wait(task)
+    status = finished_task(task)
     assert status["state"] == "COMPLETED", status
     path = engine.storage_root / "drive" / "results" / "b4.tif"
     assert path.is_file() and status["destination_uris"] == [path.resolve().as_uri()]
@@ -391,7 +381,7 @@ def test_table_export_to_the_emulated_bucket(emulated):
     fc = ee.FeatureCollection("projects/gee-mining-test/assets/squares")
     task = ee.batch.Export.table.toCloudStorage(fc, description="sq", bucket="tables", fileNamePrefix="t/squares")
     task.start()
-    status = _wait(task)
+    status = finished_task(task)
     assert status["state"] == "COMPLETED", status
     assert status["destination_uris"] == ["gs://tables/t/squares.csv"]
     rows = list(csv.DictReader(io.StringIO(_download(engine, "tables", "t/squares.csv").decode())))

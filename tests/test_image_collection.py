@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, l1c_grid, shared_file
+from conftest import SHARED_DATA, finished_task, l1c_grid, shared_file
 
 L1C_ID = "COPERNICUS/S2_HARMONIZED/20170216T102101_20170216T102101_T33UUU"
 L1C_DIR = "imagery/s2_l1c_T33UUU_20170216"
@@ -372,11 +371,7 @@ def _batch_work(ee, image, name: str) -> int:
                                                                "translateY")],
                                                 dimensions=f"{W}x{H}")  # fmt: skip
     task.start()
-    deadline = time.time() + 60
-    while task.status()["state"] not in ("COMPLETED", "FAILED", "CANCELLED"):
-        assert time.time() < deadline, task.status()
-        time.sleep(0.05)
-    assert task.status()["state"] == "COMPLETED", task.status()
+    assert finished_task(task)["state"] == "COMPLETED", task.status()
     return gee_mining.current_connection().local_engine.operations.pixels_computed(task.id)
 
 

@@ -9,10 +9,9 @@ GeoTIFF of a batch export read with rasterio. The world is SIMULATED (a 1 km wor
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
+from conftest import finished_task
 
 xr = pytest.importorskip("xarray")
 xee = pytest.importorskip("xee")
@@ -150,11 +149,7 @@ def test_xee_pixels_equal_a_batch_export_read_with_rasterio(ee_world):
         dimensions=f"{width}x{height}",
     )
     task.start()
-    deadline = time.time() + 60
-    while task.status()["state"] not in ("COMPLETED", "FAILED", "CANCELLED"):
-        assert time.time() < deadline, task.status()
-        time.sleep(0.05)
-    assert task.status()["state"] == "COMPLETED", task.status()
+    assert finished_task(task)["state"] == "COMPLETED", task.status()
     path = conn.storage_root / "xee-test" / "xee" / "first.tif"
     with rasterio.open(path) as src:
         exported = src.read().astype(np.float64)
