@@ -409,7 +409,7 @@ def test_npy_answer_is_numpys_save_of_the_bands_with_masked_pixels_zero():
     # np.save writes for the structured array of the bands, masked pixels 0, integer bands rounded and clipped.
     from gee_mining.local.raster.band import Band
     from gee_mining.local.raster.image import Image
-    from gee_mining.local.raster.pixels import encode_npy
+    from gee_mining.local.raster.pixels import encode_npy, pixels_writer
     from gee_mining.local.raster.pixeltype import PixelType
 
     rng = np.random.default_rng(3)
@@ -418,7 +418,8 @@ def test_npy_answer_is_numpys_save_of_the_bands_with_masked_pixels_zero():
     values = {"d": rng.normal(size=shape), "f": rng.normal(size=shape), "u": rng.uniform(-10, 70000, shape)}
     masks = {"d": rng.random(shape) < 0.2, "f": np.zeros(shape, bool), "u": rng.random(shape) < 0.1}
     image = Image([Band(n, t, None, None, None) for n, t in types.items()])
-    got = encode_npy(image, {n: np.ma.MaskedArray(values[n], masks[n]) for n in types})
+    arrays = {n: np.ma.MaskedArray(values[n], masks[n]) for n in types}
+    got = encode_npy(image, shape, {n: pixels_writer(a, types[n].numpy_dtype()) for n, a in arrays.items()})
     want = np.zeros(shape, [("d", "<f8"), ("f", "<f4"), ("u", "<u2")])
     for n in ("d", "f"):
         want[n] = np.where(masks[n], 0, values[n])
@@ -432,13 +433,16 @@ def _npy_answer(kept, shape, seed):
     """An NPY answer of two bands written through ``kept``, and np.save's bytes of the same bands."""
     from gee_mining.local.raster.band import Band
     from gee_mining.local.raster.image import Image
-    from gee_mining.local.raster.pixels import encode_npy
+    from gee_mining.local.raster.pixels import encode_npy, pixels_writer
     from gee_mining.local.raster.pixeltype import PixelType
 
     rng = np.random.default_rng(seed)
     image = Image([Band(n, PixelType(t), None, None, None) for n, t in (("a", "double"), ("b", "float"))])
     values = {n: rng.normal(size=shape) for n in ("a", "b")}
-    got = encode_npy(image, {n: np.ma.MaskedArray(v, np.zeros(shape, bool)) for n, v in values.items()}, kept)
+    writers = {
+        b.name: pixels_writer(np.ma.MaskedArray(values[b.name]), b.pixel_type.numpy_dtype()) for b in image.bands
+    }
+    got = encode_npy(image, shape, writers, kept)
     want = np.zeros(shape, [("a", "<f8"), ("b", "<f4")])
     for n, v in values.items():
         want[n] = v

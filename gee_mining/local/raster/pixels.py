@@ -86,13 +86,13 @@ def compute_image(image: Image, grid: PixelGrid, ctx: Any, band_ids=None) -> dic
 
 
 def encode_npy(
-    image: Image, arrays: Mapping[str, np.ma.MaskedArray], buffers: AnswerBuffers | None = None
+    image: Image, shape: tuple[int, ...], writers: Mapping[str, RowWriter], buffers: AnswerBuffers | None = None
 ) -> memoryview:
-    """The NPY answer of ``arrays`` (computed bands of ``image``), as :func:`encode_npy_rows` writes it."""
-    types = {b.name: b.pixel_type.numpy_dtype() for b in image.bands}
-    dtype = np.dtype([(n, types[n]) for n in arrays])
-    shape = next(iter(arrays.values())).shape
-    return encode_npy_rows(dtype, shape, {n: _copier(a, types[n]) for n, a in arrays.items()}, buffers)
+    """The NPY answer of ``image``'s bands on a grid of ``shape``: one record field per band, in the band's own
+    type, filled by each band's :data:`RowWriter` (:func:`npy_writers`; :func:`pixels_writer` for pixels already
+    computed), as :func:`encode_npy_rows` writes it."""
+    dtype = np.dtype([(b.name, b.pixel_type.numpy_dtype()) for b in image.bands])
+    return encode_npy_rows(dtype, shape, writers, buffers)
 
 
 def npy_writers(image: Image, grid: PixelGrid, ctx: Any) -> dict[str, RowWriter]:
@@ -103,7 +103,7 @@ def npy_writers(image: Image, grid: PixelGrid, ctx: Any) -> dict[str, RowWriter]
     for band in image.bands:
         dtype = band.pixel_type.numpy_dtype()
         direct = band.row_writer(grid, ctx) if dtype.kind == "f" else None
-        writers[band.name] = direct if direct is not None else _copier(band.compute(grid, ctx), dtype)
+        writers[band.name] = direct if direct is not None else pixels_writer(band.compute(grid, ctx), dtype)
     return writers
 
 
@@ -142,7 +142,7 @@ def _fill_records(records: np.ndarray, writers: Mapping[str, RowWriter]) -> None
             write(rows, block[name])
 
 
-def _copier(values: np.ma.MaskedArray, dtype: np.dtype) -> RowWriter:
+def pixels_writer(values: np.ma.MaskedArray, dtype: np.dtype) -> RowWriter:
     """The :data:`RowWriter` of computed pixels: rows of ``values`` (integer bands rounded and clipped to their
     type first), masked pixels 0."""
     source, mask = _field_source(values, dtype)
@@ -417,11 +417,8 @@ def encode_data(image: Image, grid: PixelGrid, ctx: Any, fmt: str) -> tuple[str,
     """NPY or GeoTIFF of every band of ``image`` on ``grid``."""
     check_request_size(image, grid, ctx)
     if fmt == "NPY":
-        dtype = np.dtype([(b.name, b.pixel_type.numpy_dtype()) for b in image.bands])
         writers = npy_writers(image, grid, ctx)
-        return "application/octet-stream", encode_npy_rows(
-            dtype, grid.shape, writers, getattr(ctx, "answer_buffers", None)
-        )
+        return "application/octet-stream", encode_npy(image, grid.shape, writers, getattr(ctx, "answer_buffers", None))
     return "image/tiff", encode_geotiff(image, compute_image(image, grid, ctx), grid)
 
 
