@@ -322,6 +322,31 @@ def test_a_zone_boxes_only_the_neighbours_polygons_within_reach_of_its_blocks(ee
             assert not any(cell.intersects(u) for u in utm), r["name"]
 
 
+def test_groups_count_the_cells_of_the_small_tiles_the_mines_touch(ee_local):
+    """The 64 scattered mines at 1375 m in blocks of 128 cells: each occupied 4 x 4-cell tile counts 16 cells
+    toward a group's bound (the tiles from shapely and pyproj: 5.5 km squares of the zone's lattice that a
+    mine, reprojected, meets): 1,280 cells for the 9 blocks' one group, where 16 x 16-cell tiles counted 256
+    cells each, 16,384 in all, a full block's bound."""
+    from gee_mining.steps.grid import GROUP_CELLS, plan_groups, tag_zones
+
+    spec = GridSpec.of(1375)
+    tagged = tag_zones(ee_local, _collection(ee_local, SCATTERED), spec)
+    groups = plan_groups(ee_local, tagged, [32633], spec, 128)
+    tf = pyproj.Transformer.from_crs(4326, 32633, always_xy=True)
+    side = 4 * spec.cell_size
+    tiles = set()
+    for p in SCATTERED:
+        q = shapely.transform(shapely.segmentize(p, 0.001), lambda xy: np.column_stack(tf.transform(*xy.T)))
+        x0, y0, x1, y1 = q.bounds
+        for i in range(math.floor(x0 / side), math.floor(x1 / side) + 1):
+            for j in range(math.floor(y0 / side), math.floor(y1 / side) + 1):
+                if q.intersects(shapely.box(i * side, j * side, (i + 1) * side, (j + 1) * side)):
+                    tiles.add((i, j))
+    blocks = {(i // 32, j // 32) for i, j in tiles}
+    assert len(tiles) >= 64 and 16 * len(tiles) <= GROUP_CELLS < 256 * len(tiles)
+    assert [(len(g.blocks), g.cells) for g in groups] == [(len(blocks), 16 * len(tiles))]
+
+
 def test_blocks_merge_into_runs_along_their_rows():
     """A group's blocks as runs of side-by-side blocks of one row (hand-computed): a gap or another row starts a
     new run; the rings of the runs cover exactly the blocks' squares (shapely), grown or shrunk."""

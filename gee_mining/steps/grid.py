@@ -456,7 +456,10 @@ class BlockGroup:
     zone: tuple[tuple[int, int], ...] = ()
 
 
-TILE = 16  # cells: the side of the squares (at most) whose occupancy sizes the blocks
+# cells: the side of the squares (at most) whose occupancy sizes the groups. A small mine's tile counts 16 cells
+# (a 16-cell tile counted 256): groups of scattered mines hold more of them, fewer requests (25 -> 15 at 5,232
+# Amazon polygons), while a densely covered block still counts its 16,384 cells.
+TILE = 4
 GROUP_CELLS = GRID_BLOCK * GRID_BLOCK  # cells: what one request's blocks hold at most (a full block alone)
 GROUP_BLOCKS = 16  # blocks one request asks for at most (each brings its rim of touching cells)
 
