@@ -143,6 +143,7 @@ def report(pairs, args) -> None:
             f"cpu min {min(cpus):6.2f} / median {statistics.median(cpus):6.2f} s, "
             f"peak RSS median {statistics.median(rss):7.0f} MB (before: {pairs[0][i]['base_rss_mb']:.0f} MB)"
         )
+        print(f"         by pair, CPU s: {' '.join(f'{c:.2f}' for c in cpus)}")
     for key, label in (("wall_s", "wall time"), ("cpu_s", "CPU time"), ("peak_rss_mb", "peak RSS")):
         r = ratios[key]
         print(f"  pair ratio study/plain, {label:<9}: min {min(r):.2f} / median {statistics.median(r):.2f}")
