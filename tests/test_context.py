@@ -165,3 +165,44 @@ def test_island_score_equals_numpy(ee_local, l1c_crop):
         assert got[row["name"]]["pixels"] == 32 * 32
         raised += got[row["name"]]["score"] > share
     assert 0 < raised < len(rows)  # the island term decides some cells, the share the others
+
+
+def _square_lonlat(x0: float, y0: float, side: float):
+    """A ``side`` m square of UTM 33N with its lower-left corner at (x0, y0), as lon/lat coordinates."""
+    import pyproj
+
+    to_lonlat = pyproj.Transformer.from_crs(32633, 4326, always_xy=True)
+    xs, ys = [x0, x0 + side, x0 + side, x0, x0], [y0, y0, y0 + side, y0 + side, y0]
+    lon, lat = to_lonlat.transform(xs, ys)
+    return [list(map(list, zip(lon, lat, strict=True)))]
+
+
+def test_mine_pixels_drawn_equally_by_mine_size(ee_local, l1c_crop):
+    """With ``mine_strata_km2`` every size class gives its share of the mine pixels (all of a class's pixels when it
+    has fewer), where a uniform draw over mine area takes nearly all from the largest mine. Reference: the pixel
+    counts of each square on the 10 m lattice, and each square's area on the ellipsoid (pyproj.Geod)."""
+    import pyproj
+    import shapely
+
+    from gee_mining.pyramid.probability import sample_context
+
+    ee = ee_local
+    geod = pyproj.Geod(ellps="WGS84")
+    x0, y0 = 333000.0, 5816000.0  # 10 m lattice lines: each square holds (side / 10) ** 2 pixels
+    sides = {1: 30.0, 2: 400.0, 3: 1100.0}  # 0.0009 km2 (class 1: < 0.05), 0.16 (0.05-1), 1.21 (>= 1)
+    offsets = {1: (0.0, 0.0), 2: (100.0, 0.0), 3: (600.0, 0.0)}
+    squares = {c: _square_lonlat(x0 + offsets[c][0], y0 + offsets[c][1], s) for c, s in sides.items()}
+    km2 = {c: abs(geod.geometry_area_perimeter(shapely.Polygon(sq[0]))[0]) / 1e6 for c, sq in squares.items()}
+    assert km2[1] < 0.05 <= km2[2] < 1 <= km2[3]
+    polygons = ee.FeatureCollection([ee.Feature(ee.Geometry.Polygon(sq), {"id": c}) for c, sq in squares.items()])
+    region = ee.Geometry.Rectangle([x0 - 200, y0 - 200, x0 + 1900, y0 + 1300], "EPSG:32633", False)
+    image = ee.Image(L1C).select(BANDS)
+    pixels = 300
+    table = sample_context(ee, image, region, polygons, pixels, seed=3, radii=[20], mine_strata_km2=(0.05, 1))
+    counts = table["_mine"].value_counts().to_dict()
+    inside = {c: round((s / 10) ** 2) for c, s in sides.items()}
+    assert counts == {0: pixels, 1: min(inside[1], pixels // 3), 2: pixels // 3, 3: pixels // 3}
+    uniform = sample_context(ee, image, region, polygons, pixels, seed=3, radii=[20])
+    assert uniform["_mine"].value_counts().to_dict() == {0: pixels, 1: pixels}
+    with pytest.raises(InputError, match="ascending"):
+        sample_context(ee, image, region, polygons, pixels, radii=[20], mine_strata_km2=(1, 0.05))

@@ -110,6 +110,21 @@ def test_spec_refuses_a_seed_in_both_sets():
         EvaluationSpec((1, 2), (3,), island_weight=-1)
 
 
+def test_mine_strata_option_reaches_the_spec_and_bad_strata_are_refused():
+    """``evaluate pyramid --mine-strata 0.05,1`` sets the forest sample's size classes; unsorted, repeated or
+    non-positive areas, or strata with the logistic screening (which draws no context sample), are refused."""
+    base = ["evaluate", "pyramid", "--train-seeds", "1,2", "--test-seeds", "3", "--out", "o"]
+    assert pyramid_spec(build_parser().parse_args(base)).mine_strata_km2 == ()
+    assert pyramid_spec(build_parser().parse_args([*base, "--mine-strata", "0.05,1"])).mine_strata_km2 == (0.05, 1)
+    for bad in ("1,0.05", "0.05,0.05", "0,1"):
+        with pytest.raises(InputError, match=r"--mine-strata\).*ascending"):
+            pyramid_spec(build_parser().parse_args([*base, "--mine-strata", bad]))
+    with pytest.raises(InputError, match="--mine-strata 'small'"):
+        pyramid_spec(build_parser().parse_args([*base, "--mine-strata", "small"]))
+    with pytest.raises(InputError, match="--screening forest"):
+        EvaluationSpec((1, 2), (3,), mine_strata_km2=(0.05,), screening="logistic")
+
+
 def test_evaluate_pyramid_builds_seasonal_worlds_unless_told_none():
     """`evaluate pyramid` gives its worlds June's scenes by default (the held-out goal's recall was reached with
     them); `--seasons none` is January alone, and the spec the library's own callers build keeps no season."""

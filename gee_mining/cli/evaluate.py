@@ -56,7 +56,8 @@ def pyramid_spec(args) -> EvaluationSpec:
         zooms=_numbers(args.zooms, "--zooms", int), scales=_numbers(args.scales, "--scales") if args.scales else (),
         target_recall=args.target_recall, margin=_margin(args.margin),
         min_prune=args.min_prune,
-        pixels=args.pixels, mine_share=args.mine_share, exhaustive=args.exhaustive, workers=args.workers,
+        pixels=args.pixels, mine_strata_km2=_numbers(args.mine_strata, "--mine-strata") if args.mine_strata else (),
+        mine_share=args.mine_share, exhaustive=args.exhaustive, workers=args.workers,
         realism=args.realism, detector=args.detector, weights=args.weights, screening=args.screening,
         seasons=_seasons(args.seasons), use_seasons=not args.ignore_seasons,
         island_weight=args.island_weight, cell_model=args.cell_model, cell_keep=args.cell_keep,
@@ -228,6 +229,9 @@ def add_cli(sub) -> None:
                    help="a coarse level whose calibrated threshold drops less than this share of the train cells is "
                         f"not screened, it keeps every cell (default {MIN_PRUNE}; 0: every level screens)")  # fmt: skip
     q.add_argument("--pixels", type=int, default=1000, help="sampled pixels per class per train world")
+    q.add_argument("--mine-strata", default="", metavar="KM2,...",
+                   help="draw the forest's mine pixels in equal parts from the mines of each size class cut at these "
+                        "areas, e.g. 0.05,1 (default: uniformly over mine area, where large mines give nearly all)")  # fmt: skip
     q.add_argument("--exhaustive", action="store_true", help="also run the detector on every fine cell (slow)")
     q.add_argument("--detector", choices=("pixel", "yolo"), default="pixel",
                    help="the fine level's detector: pixel (the pixel model in boxes, default) or yolo (needs --weights)")  # fmt: skip

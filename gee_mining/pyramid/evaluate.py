@@ -130,6 +130,7 @@ class EvaluationSpec(WorldsSpec):
     margin: float | None = None  # a fixed factor on each threshold, or None: chosen across the train worlds
     min_prune: float = MIN_PRUNE  # a coarse level whose threshold drops less than this share of cells keeps them all
     pixels: int = 1000  # sampled pixels per class per train world
+    mine_strata_km2: tuple[float, ...] = ()  # mine pixels drawn equally by mine size class (probability.sample_context)
     mine_share: float = 0.0007  # a realistic share of land that is mine, for precision
     confidence: float = 0.95
     exhaustive: bool = False  # also run the detector on every fine cell (slow: the reference recall)
@@ -152,6 +153,11 @@ class EvaluationSpec(WorldsSpec):
             raise InputError(
                 f"min_prune {self.min_prune}: a share of cells in [0, 1), e.g. 0.25 (0 screens every level)."
             )
+        strata = list(self.mine_strata_km2)
+        if strata != sorted(set(strata)) or any(e <= 0 for e in strata):
+            raise InputError(f"mine_strata_km2 {strata} (--mine-strata): ascending positive areas, e.g. 0.05,1.")
+        if strata and self.screening != "forest":
+            raise InputError("--mine-strata draws the forest's pixel sample: use it with --screening forest.")
         if self.island_weight < 0:
             raise InputError(f"island_weight {self.island_weight}: 0 (the plain share) or a positive weight, e.g. 10.")
         if self.cell_keep is not None and not (self.cell_model and 0 < self.cell_keep <= 1):
@@ -358,7 +364,8 @@ def fit_screening(train: dict[int, SimulatedPyramid], spec: EvaluationSpec):
     if spec.screening == "forest":
         seasonal = GREENEST_NDVI_BAND in bands
         tables = [sample_context(ee, ee.Image(w.composite_id), w.region(ee), w.mines_id, spec.pixels, seed=s,
-                                 seasonal=seasonal) for s, w in train.items()]  # fmt: skip
+                                 seasonal=seasonal, mine_strata_km2=spec.mine_strata_km2)
+                  for s, w in train.items()]  # fmt: skip
         return fit_forest(pd.concat(tables, ignore_index=True), context_names(bands))
     tables = [sample_pixels(ee, ee.Image(w.composite_id), w.region(ee), w.mines_id, spec.pixels, seed=s)
               for s, w in train.items()]  # fmt: skip

@@ -118,14 +118,37 @@ def fit_forest(table: pd.DataFrame, names: Sequence[str], radii: Sequence[float]
 
 
 def sample_context(ee, composite, region, polygons, pixels: int = 2000, scale: float = 10.0, seed: int = 0,
-                   radii: Sequence[float] = CONTEXT_RADII_M, seasonal: bool = False) -> pd.DataFrame:  # fmt: skip
+                   radii: Sequence[float] = CONTEXT_RADII_M, seasonal: bool = False,
+                   mine_strata_km2: Sequence[float] = ()) -> pd.DataFrame:  # fmt: skip
     """:func:`sample_pixels` of the context image (:func:`gee_mining.steps.context.context_image`; ``seasonal``: with
-    the seasonal features of a composite that carries ``GREENEST_NDVI_BAND``)."""
+    the seasonal features of a composite that carries ``GREENEST_NDVI_BAND``).
+
+    ``mine_strata_km2`` (ascending areas, e.g. ``(0.05, 1)``): the ``pixels`` mine pixels are drawn in equal parts
+    from the mines of each size class (below 0.05 km2, 0.05-1, 1 and above) instead of uniformly over mine area,
+    where a few large mines give nearly every pixel and the small pits a few per cent. The table's ``_mine`` is
+    then the pixel's class (1, 2, ...; 0 outside mines), which :func:`fit_forest` reads as mine / not mine."""
     features = context_image(ee.Image(composite), radii, seasonal)
-    mine = ee.Image(0).byte().paint(ee.FeatureCollection(polygons), 1).rename(MINE_BAND)
+    fc = ee.FeatureCollection(polygons)
+    edges = [float(e) for e in mine_strata_km2]
+    if edges != sorted(edges) or any(e <= 0 for e in edges):
+        raise InputError(f"mine_strata_km2 {list(mine_strata_km2)}: ascending positive areas, e.g. (0.05, 1).")
+    classes, points = None, None
+    if edges:
+
+        def stratum(f):
+            area, k = f.geometry().area(1).divide(1e6), ee.Number(1)
+            for e in edges:
+                k = k.add(area.gte(e))
+            return f.set("_stratum", k)
+
+        fc = fc.map(stratum)
+        classes = list(range(len(edges) + 2))
+        points = [pixels] + [pixels // (len(edges) + 1)] * (len(edges) + 1)
+    mine = ee.Image(0).byte().paint(fc, "_stratum" if edges else 1).byte().rename(MINE_BAND)
     sample = features.addBands(mine).stratifiedSample(
-        numPoints=pixels, classBand=MINE_BAND, region=region, scale=scale, seed=seed, geometries=False
-    )
+        numPoints=pixels, classBand=MINE_BAND, region=region, scale=scale, seed=seed, geometries=False,
+        classValues=classes, classPoints=points,
+    )  # fmt: skip
     return pd.DataFrame([f["properties"] for f in iter_features(sample)])
 
 
