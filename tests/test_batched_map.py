@@ -89,6 +89,43 @@ def test_geometry_algorithms_equal(ee_local):
     assert batched == one_by_one
 
 
+def test_made_geometries_keep_their_types_edges_and_projections(ee_local):
+    """The geometries the vectorised forms make in bulk (boxes, centroids, overlays, dissolves,
+    transforms) are the GeoJSON the one-by-one path makes: type, coordinates, edge kind and CRS; and their
+    types are those shapely gives the same operation (an edge-touching cut is a collection, a cut far away
+    an empty polygon)."""
+    ee = ee_local
+    utm = ee.Projection("EPSG:32721")
+    other = ee.Geometry.Rectangle([-55.2, -5.2, -54.7, -4.7])
+
+    def fn(f):
+        g = f.geometry()
+        made = {
+            "box": g.bounds(1),
+            "box_utm": g.bounds(1, utm),
+            "centre": g.centroid(1),
+            "centre_utm": g.centroid(1, utm),
+            "cut": g.intersection(other, 1, utm),
+            "dissolved": g.dissolve(1, utm),
+            "to_lonlat": g.transform("EPSG:4326", 1),
+            "to_utm": g.transform(utm, 1),
+        }
+        return ee.Feature(None, made)
+
+    batched, one_by_one = _both(ee, fn, _features(ee))
+    assert batched == one_by_one
+    square = shapely.box(-55.2, -5.2, -54.7, -4.7)
+    edge = ee.Geometry.Polygon([[[-54.7, -5.0], [-54.6, -5.0], [-54.6, -4.9], [-54.7, -4.9]]])  # touches its edge
+    far = ee.Geometry.Polygon([[[10.0, 10.0], [10.1, 10.0], [10.1, 10.1], [10.0, 10.1]]])
+    cuts = ee.FeatureCollection([ee.Feature(g) for g in (edge, far)]).map(
+        lambda f: ee.Feature(f.geometry().intersection(other, 1, "EPSG:4326"))
+    )
+    got = [f["geometry"]["type"] for f in cuts.getInfo()["features"]]
+    edge_shape = shapely.box(-54.7, -5.0, -54.6, -4.9)
+    far_shape = shapely.box(10.0, 10.0, 10.1, 10.1)
+    assert got == [shapely.intersection(s, square).geom_type for s in (edge_shape, far_shape)]
+
+
 def test_bounds_filters_equal(ee_local):
     """``filterBounds`` of one collection inside a map (the grid's positives) picks what it picks alone."""
     shared_file("polygons/amazon_mining_2024_model.geojson")  # the Amazon table: skips without the shared data
