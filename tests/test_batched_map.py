@@ -89,6 +89,43 @@ def test_geometry_algorithms_equal(ee_local):
     assert batched == one_by_one
 
 
+def test_made_geometries_keep_their_types_edges_and_projections(ee_local):
+    """The geometries the vectorised forms make in bulk (boxes, centroids, overlays, dissolves,
+    transforms) are the GeoJSON the one-by-one path makes: type, coordinates, edge kind and CRS; and their
+    types are those shapely gives the same operation (an edge-touching cut is a collection, a cut far away
+    an empty polygon)."""
+    ee = ee_local
+    utm = ee.Projection("EPSG:32721")
+    other = ee.Geometry.Rectangle([-55.2, -5.2, -54.7, -4.7])
+
+    def fn(f):
+        g = f.geometry()
+        made = {
+            "box": g.bounds(1),
+            "box_utm": g.bounds(1, utm),
+            "centre": g.centroid(1),
+            "centre_utm": g.centroid(1, utm),
+            "cut": g.intersection(other, 1, utm),
+            "dissolved": g.dissolve(1, utm),
+            "to_lonlat": g.transform("EPSG:4326", 1),
+            "to_utm": g.transform(utm, 1),
+        }
+        return ee.Feature(None, made)
+
+    batched, one_by_one = _both(ee, fn, _features(ee))
+    assert batched == one_by_one
+    square = shapely.box(-55.2, -5.2, -54.7, -4.7)
+    edge = ee.Geometry.Polygon([[[-54.7, -5.0], [-54.6, -5.0], [-54.6, -4.9], [-54.7, -4.9]]])  # touches its edge
+    far = ee.Geometry.Polygon([[[10.0, 10.0], [10.1, 10.0], [10.1, 10.1], [10.0, 10.1]]])
+    cuts = ee.FeatureCollection([ee.Feature(g) for g in (edge, far)]).map(
+        lambda f: ee.Feature(f.geometry().intersection(other, 1, "EPSG:4326"))
+    )
+    got = [f["geometry"]["type"] for f in cuts.getInfo()["features"]]
+    edge_shape = shapely.box(-54.7, -5.0, -54.6, -4.9)
+    far_shape = shapely.box(10.0, 10.0, 10.1, 10.1)
+    assert got == [shapely.intersection(s, square).geom_type for s in (edge_shape, far_shape)]
+
+
 def test_bounds_filters_equal(ee_local):
     """``filterBounds`` of one collection inside a map (the grid's positives) picks what it picks alone."""
     shared_file("polygons/amazon_mining_2024_model.geojson")  # the Amazon table: skips without the shared data
@@ -360,6 +397,56 @@ def test_merged_geometry_reprojected_member_by_member(shapes, src, dst, src_geo,
         assert a.geom_type == b.geom_type == "MultiPolygon"
         assert np.array_equal(shapely.get_coordinates(a), shapely.get_coordinates(b))
         merged = Geometry.merged(whole, members)
+
+
+def _edge_errors_m(lonlat: np.ndarray, utm: str, geodesic: bool) -> np.ndarray:
+    """For each edge of a reprojected ring (vertices on the image of straight UTM edges), how far (metres) its
+    midpoint, straight in longitude/latitude or geodesic, lies from the image of the UTM midpoint between
+    its two vertices' preimages (pyproj both ways)."""
+    geod = pyproj.Geod(ellps="WGS84")
+    back = pyproj.Transformer.from_crs("EPSG:4326", utm, always_xy=True)
+    x, y = back.transform(lonlat[:, 0], lonlat[:, 1])
+    mid = pyproj.Transformer.from_crs(utm, "EPSG:4326", always_xy=True).transform(
+        (x[:-1] + x[1:]) / 2, (y[:-1] + y[1:]) / 2
+    )
+    a, b = lonlat[:-1], lonlat[1:]
+    if geodesic:
+        az, _, dist = geod.inv(a[:, 0], a[:, 1], b[:, 0], b[:, 1])
+        lon, lat, _ = geod.fwd(a[:, 0], a[:, 1], az, np.asarray(dist) / 2)
+    else:
+        lon, lat = (a[:, 0] + b[:, 0]) / 2, (a[:, 1] + b[:, 1]) / 2
+    return np.asarray(geod.inv(lon, lat, mid[0], mid[1])[2])
+
+
+def test_a_reprojection_adding_no_vertex_serves_both_kinds_of_edge():
+    """A UTM grid cell reprojected to longitude/latitude needs no new vertex at 1 m, straight or geodesic:
+    its vertices through pyproj either way, and the shape made for geodesic edges is kept for straight ones
+    (the grid's spatial filter asks for both). A 100 km square needs vertices, a different number per kind
+    of edge: neither serves the other, and each is within 1 m of the UTM edges (pyproj, pyproj.Geod)."""
+    from gee_mining.local.values.geometry import Geometry, in_crs, in_crs_many
+    from gee_mining.local.values.projection import Projection
+
+    utm = "EPSG:32721"
+    to_lonlat = pyproj.Transformer.from_crs(utm, "EPSG:4326", always_xy=True)
+    cell = shapely.box(687500, 9447000, 688875, 9448375)
+    cell_geom = Geometry(cell, Projection.coerce(utm), False)
+    geodesic = in_crs_many([cell_geom], "EPSG:4326", 1.0, True)[0]
+    assert ("EPSG:4326", 1.0, False) in cell_geom._in_crs  # kept for straight edges too
+    straight = in_crs(cell_geom, "EPSG:4326", 1.0, False)
+    xy = shapely.get_coordinates(cell)
+    want = np.column_stack(to_lonlat.transform(xy[:, 0], xy[:, 1]))
+    for got in (geodesic, straight):
+        assert np.array_equal(shapely.get_coordinates(got), want)
+
+    square = shapely.box(600000, 9300000, 700000, 9400000)
+    big = Geometry(square, Projection.coerce(utm), False)
+    shapes = {kind: in_crs_many([big], "EPSG:4326", 1.0, kind)[0] for kind in (True, False)}
+    for kind, shape in shapes.items():
+        alone = in_crs(Geometry(square, Projection.coerce(utm), False), "EPSG:4326", 1.0, kind)
+        assert np.array_equal(shapely.get_coordinates(shape), shapely.get_coordinates(alone))
+        assert _edge_errors_m(shapely.get_coordinates(shape), utm, kind).max() <= 1.0 + 1e-6
+    assert len(shapely.get_coordinates(shapes[True])) != len(shapely.get_coordinates(shapes[False]))
+    assert len(shapely.get_coordinates(shapes[False])) > 5  # densified
 
 
 def test_merged_geometries_dissolved_from_their_members_cached_parts():

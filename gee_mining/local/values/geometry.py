@@ -1374,10 +1374,22 @@ def _densify_polygons_many(
     return result
 
 
-def reproject_many(shapes: np.ndarray, src: str, dst: str, src_geo: bool, dst_geo: bool, max_err: float) -> np.ndarray:
+def reproject_many(
+    shapes: np.ndarray,
+    src: str,
+    dst: str,
+    src_geo: bool,
+    dst_geo: bool,
+    max_err: float,
+    plain: np.ndarray | None = None,
+) -> np.ndarray:
     """:func:`reproject` of each shape: the points and the small shapes (no densification needed)
-    through one transformer call, the rest one by one."""
+    through one transformer call, the rest one by one. ``plain`` (a boolean array like ``shapes``, filled
+    in): which shapes came out as their vertices transformed and nothing more, which does not depend on
+    ``dst_geo`` (the test of their edges does not), so that their shapes serve both kinds of edge."""
     if src == dst and src_geo == dst_geo:
+        if plain is not None:
+            plain[:] = True
         return shapes
     out = shapes.copy()
     empty = shapely.is_empty(shapes)
@@ -1399,6 +1411,8 @@ def reproject_many(shapes: np.ndarray, src: str, dst: str, src_geo: bool, dst_ge
     if direct.any() and src != dst:
         out[direct] = shapely.transform(shapes[direct], lambda xy: _transform_xy(xy, src, dst))
     rest = ~direct & ~empty
+    if plain is not None:
+        plain[:] = ~rest
     polygonal = rest & np.isin(types, (3, 6))
     if polygonal.sum() > 1 and math.isfinite(max_err):
         out[polygonal] = _densify_polygons_many(shapes[polygonal], src, dst, src_geo, dst_geo, max_err)
@@ -1410,10 +1424,11 @@ def reproject_many(shapes: np.ndarray, src: str, dst: str, src_geo: bool, dst_ge
 
 def in_crs_many(geoms: list[Geometry], crs: str, max_err: float, geodesic: bool = False) -> list[shapely.Geometry]:
     """:func:`in_crs` of each geometry (its cache read and filled), reprojected in groups of one source CRS."""
-    key = (crs, max_err, geodesic)
+    key, twin = (crs, max_err, geodesic), (crs, max_err, not geodesic)
     out: list[Any] = [None] * len(geoms)
     todo: dict[tuple[str, bool], list[int]] = {}
     merged: list[int] = []
+    both: list[int] = []  # reprojected with no vertex added: the same shape for the other kind of edge
     for i, g in enumerate(geoms):
         cache = g._in_crs
         shape = cache.get(key) if cache else None
@@ -1421,12 +1436,18 @@ def in_crs_many(geoms: list[Geometry], crs: str, max_err: float, geodesic: bool 
             out[i] = shape
         elif g._members is not None:
             merged.append(i)
+        elif g.proj.crs == crs and not g.geodesic and not geodesic:
+            out[i] = g.shape  # planar and in crs already: reproject_many would return it as it is
         else:
             todo.setdefault((g.proj.crs, g.geodesic and g.edges_geodesic), []).append(i)
     for (src, src_geo), idx in todo.items():
-        shapes = reproject_many(_object_array([geoms[i].shape for i in idx]), src, crs, src_geo, geodesic, max_err)
+        plain = np.zeros(len(idx), dtype=bool)
+        shapes = reproject_many(
+            _object_array([geoms[i].shape for i in idx]), src, crs, src_geo, geodesic, max_err, plain
+        )
         for i, shape in zip(idx, shapes, strict=True):
             out[i] = shape
+        both.extend(np.asarray(idx)[plain].tolist())
     if merged:
         members = list({id(m): m for i in merged for m in geoms[i]._members}.values())
         shape_of = dict(zip(map(id, members), in_crs_many(members, crs, max_err, geodesic), strict=True))
@@ -1442,6 +1463,8 @@ def in_crs_many(geoms: list[Geometry], crs: str, max_err: float, geodesic: bool 
             elif len(cache) > 8:
                 cache.clear()
             cache[key] = out[i]
+    for i in both:
+        geoms[i]._in_crs[twin] = out[i]
     return out
 
 
@@ -1462,9 +1485,14 @@ def transform_many(n, geometry, proj, maxError, geodesic):  # noqa: N803
     target_geo = proj.is_geographic if geodesic is None else bool(geodesic and proj.is_geographic)
     err = max_error_m(maxError)
     out: list[Any] = [None] * n
+    plain = [i for i, g in enumerate(geometry) if g._members is None]
+    for i, shape in zip(plain, in_crs_many([geometry[i] for i in plain], proj.crs, err, target_geo), strict=True):
+        g = geometry[i]  # reprojected as in_crs does (so kept for a filter or a bound of the same geometry)
+        out[i] = Geometry(shape, proj.base, target_geo, g.type_name, g.even_odd)
     groups: dict[tuple[str, bool], list[int]] = {}
     for i, g in enumerate(geometry):
-        groups.setdefault((g.crs, g.edges_geodesic), []).append(i)
+        if g._members is not None:  # a collection's merged geometry: its own shape reprojected, as the scalar form
+            groups.setdefault((g.crs, g.edges_geodesic), []).append(i)
     for (src, src_geo), idx in groups.items():
         shapes = reproject_many(
             _object_array([geometry[i].shape for i in idx]), src, proj.crs, src_geo, target_geo, err
