@@ -204,5 +204,6 @@ def test_mine_pixels_drawn_equally_by_mine_size(ee_local, l1c_crop):
     assert counts == {0: pixels, 1: min(inside[1], pixels // 3), 2: pixels // 3, 3: pixels // 3}
     uniform = sample_context(ee, image, region, polygons, pixels, seed=3, radii=[20])
     assert uniform["_mine"].value_counts().to_dict() == {0: pixels, 1: pixels}
-    with pytest.raises(InputError, match="ascending"):
-        sample_context(ee, image, region, polygons, pixels, radii=[20], mine_strata_km2=(1, 0.05))
+    for bad in ((1, 0.05), (0.05, 0.05), (0, 1)):
+        with pytest.raises(InputError, match="ascending"):
+            sample_context(ee, image, region, polygons, pixels, radii=[20], mine_strata_km2=bad)

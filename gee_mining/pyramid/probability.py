@@ -130,7 +130,7 @@ def sample_context(ee, composite, region, polygons, pixels: int = 2000, scale: f
     features = context_image(ee.Image(composite), radii, seasonal)
     fc = ee.FeatureCollection(polygons)
     edges = [float(e) for e in mine_strata_km2]
-    if edges != sorted(edges) or any(e <= 0 for e in edges):
+    if edges != sorted(set(edges)) or any(e <= 0 for e in edges):
         raise InputError(f"mine_strata_km2 {list(mine_strata_km2)}: ascending positive areas, e.g. (0.05, 1).")
     classes, points = None, None
     if edges:
