@@ -1,15 +1,19 @@
 """The screening's context features (steps.context) against scipy.ndimage on the real L1C crop, and the forest
-screening model (pyramid.probability.ForestScreen) deployed through ee against scikit-learn's own predict_proba."""
+screening model (pyramid.probability.ForestScreen) deployed through ee against scikit-learn's own predict_proba, and its
+pixel sample drawn by mine size against pixel counts and pyproj areas."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyproj
 import pytest
+import shapely
 from conftest import shared_file
 
 from gee_mining.contracts.bands import GREENEST_NDVI_BAND
 from gee_mining.errors import InputError
+from gee_mining.pyramid.probability import sample_context
 from gee_mining.steps.context import BARE_NDVI, context_image, context_names
 
 L1C = "COPERNICUS/S2_HARMONIZED/20170216T102101_20170216T102101_T33UUU"
@@ -169,8 +173,6 @@ def test_island_score_equals_numpy(ee_local, l1c_crop):
 
 def _square_lonlat(x0: float, y0: float, side: float):
     """A ``side`` m square of UTM 33N with its lower-left corner at (x0, y0), as lon/lat coordinates."""
-    import pyproj
-
     to_lonlat = pyproj.Transformer.from_crs(32633, 4326, always_xy=True)
     xs, ys = [x0, x0 + side, x0 + side, x0, x0], [y0, y0, y0 + side, y0 + side, y0]
     lon, lat = to_lonlat.transform(xs, ys)
@@ -181,11 +183,6 @@ def test_mine_pixels_drawn_equally_by_mine_size(ee_local, l1c_crop):
     """With ``mine_strata_km2`` every size class gives its share of the mine pixels (all of a class's pixels when it
     has fewer), where a uniform draw over mine area takes nearly all from the largest mine. Reference: the pixel
     counts of each square on the 10 m lattice, and each square's area on the ellipsoid (pyproj.Geod)."""
-    import pyproj
-    import shapely
-
-    from gee_mining.pyramid.probability import sample_context
-
     ee = ee_local
     geod = pyproj.Geod(ellps="WGS84")
     x0, y0 = 333000.0, 5816000.0  # 10 m lattice lines: each square holds (side / 10) ** 2 pixels
