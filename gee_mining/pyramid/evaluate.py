@@ -65,6 +65,7 @@ from gee_mining.pyramid.probability import (
     FEATURE_INDICES,
     fit_forest,
     fit_logistic,
+    mine_strata,
     probability_image,
     sample_context,
     sample_pixels,
@@ -153,10 +154,7 @@ class EvaluationSpec(WorldsSpec):
             raise InputError(
                 f"min_prune {self.min_prune}: a share of cells in [0, 1), e.g. 0.25 (0 screens every level)."
             )
-        strata = list(self.mine_strata_km2)
-        if strata != sorted(set(strata)) or any(e <= 0 for e in strata):
-            raise InputError(f"mine_strata_km2 {strata} (--mine-strata): ascending positive areas, e.g. 0.05,1.")
-        if strata and self.screening != "forest":
+        if mine_strata(self.mine_strata_km2) and self.screening != "forest":
             raise InputError("--mine-strata draws the forest's pixel sample: use it with --screening forest.")
         if self.island_weight < 0:
             raise InputError(f"island_weight {self.island_weight}: 0 (the plain share) or a positive weight, e.g. 10.")

@@ -117,6 +117,15 @@ def fit_forest(table: pd.DataFrame, names: Sequence[str], radii: Sequence[float]
     return ForestScreen(forest, tuple(names), tuple(float(r) for r in radii), int(len(y)), int(y.sum()))
 
 
+def mine_strata(areas_km2: Sequence[float]) -> tuple[float, ...]:
+    """The edges of :func:`sample_context`'s mine size classes, checked: ascending positive areas in km2."""
+    edges = tuple(float(e) for e in areas_km2)
+    if list(edges) != sorted(set(edges)) or any(e <= 0 for e in edges):
+        raise InputError(f"mine strata {list(edges)} (mine_strata_km2, --mine-strata): ascending positive areas in "
+                         "km2, e.g. 0.05,1.")  # fmt: skip
+    return edges
+
+
 def sample_context(ee, composite, region, polygons, pixels: int = 2000, scale: float = 10.0, seed: int = 0,
                    radii: Sequence[float] = CONTEXT_RADII_M, seasonal: bool = False,
                    mine_strata_km2: Sequence[float] = ()) -> pd.DataFrame:  # fmt: skip
@@ -129,9 +138,7 @@ def sample_context(ee, composite, region, polygons, pixels: int = 2000, scale: f
     then the pixel's class (1, 2, ...; 0 outside mines), which :func:`fit_forest` reads as mine / not mine."""
     features = context_image(ee.Image(composite), radii, seasonal)
     fc = ee.FeatureCollection(polygons)
-    edges = [float(e) for e in mine_strata_km2]
-    if edges != sorted(set(edges)) or any(e <= 0 for e in edges):
-        raise InputError(f"mine_strata_km2 {list(mine_strata_km2)}: ascending positive areas, e.g. (0.05, 1).")
+    edges = mine_strata(mine_strata_km2)
     classes, points = None, None
     if edges:
 
