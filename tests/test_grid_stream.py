@@ -18,12 +18,30 @@ import pyproj
 import pytest
 import shapely
 
-from gee_mining.contracts.cells import GridSpec
+from gee_mining.contracts.cells import NEGATIVE_REACH, GridSpec, cell_row
 from gee_mining.errors import InputError
 from gee_mining.io import grid_table
 from gee_mining.io.grid_table import GridTableWriter, read_grid_table
 from gee_mining.local.service.router import INTERACTIVE
-from gee_mining.steps.grid import GROUP_BLOCKS, NO_METADATA, build_grid, stream_grid
+from gee_mining.steps.grid import (
+    _TRACED,
+    GROUP_BLOCKS,
+    GROUP_CELLS,
+    NO_METADATA,
+    BlockGroup,
+    _near,
+    _runs,
+    _square_rings,
+    build_grid,
+    key_bytes,
+    mapped,
+    pair_group,
+    pair_negatives,
+    plan_groups,
+    stream_grid,
+    tag_zones,
+    touching_pages,
+)
 
 # 64 small squares (about 1.1 km) half a degree apart in UTM zone 33 N: each alone in its block of 4 cells.
 SCATTERED = [
@@ -139,7 +157,6 @@ def test_writer_writes_group_by_group_what_one_table_would(tmp_path, monkeypatch
     (pyarrow, csv, pyogrio), as a table written at once would, and is there only once closed."""
     monkeypatch.setattr(grid_table, "ROWS_PER_GROUP", 3)
     spec = GridSpec.of(5500)
-    from gee_mining.contracts.cells import cell_row
 
     rows = []
     for k in range(8):
@@ -178,8 +195,6 @@ def test_groups_pair_in_turn_and_keep_only_the_negatives_a_later_group_can_reach
     """pair_group: two groups' positives (3, 0) and (5, 0) both want the one free cell at distance 1, (4, 0): the
     earlier group's takes it and the later one's gets the nearest free cell left (a brute-force search over the
     window, ties by y then x); a group 20 blocks up drops from ``taken`` what no later group can reach."""
-    from gee_mining.contracts.cells import NEGATIVE_REACH
-    from gee_mining.steps.grid import BlockGroup, pair_group
 
     spec = GridSpec.of(5500)
     p1, p2 = (3, 0), (5, 0)
@@ -212,8 +227,6 @@ def test_memory_of_the_pairing_follows_a_row_of_blocks_not_the_zone():
     negatives of the blocks within the pairing's reach below the current one: what the pairing keeps between
     groups does not grow with the zone (before, the zone's cells and touching cells were held until the zone
     was paired: about 3 KB a positive)."""
-    from gee_mining.contracts.cells import NEGATIVE_REACH
-    from gee_mining.steps.grid import BlockGroup, pair_group
 
     spec, side = GridSpec.of(5500), 4
     taken: set = set()
@@ -236,7 +249,6 @@ def test_pairing_asks_for_the_wider_touching_cells_only_when_a_round_goes_past_t
     and ``wider(r)`` for the rest: a positive whose free cells within 6 cells are all blocked gets the nearest
     free cell of the complete blocked set (a brute-force search), the cells blocked beyond 6 cells avoided,
     and ``wider`` is called once, for the 12-cell round; positives settled within 6 cells never call it."""
-    from gee_mining.steps.grid import pair_negatives
 
     spec = GridSpec.of(5500)
     positive = (0, 0)
@@ -261,7 +273,6 @@ def test_pairing_asks_for_the_wider_touching_cells_only_when_a_round_goes_past_t
 def _nearest_free(blocked: set[tuple[int, int]]) -> tuple[int, int, int]:
     """Brute force: (squared distance, y, x) of the nearest cell within the negatives' reach of (0, 0) that is not
     blocked, ties to the smaller y then x."""
-    from gee_mining.contracts.cells import NEGATIVE_REACH
 
     r = range(-NEGATIVE_REACH, NEGATIVE_REACH + 1)
     return min((dx * dx + dy * dy, dy, dx) for dx in r for dy in r if (dx, dy) not in blocked)
@@ -272,8 +283,6 @@ def test_pairing_asks_for_the_whole_reach_when_the_first_wider_round_is_not_enou
     12-cell round, then ``wider(48)`` for the 24-cell one, and the nearest free cell of the complete set (a
     brute-force search). It fails if the second round kept the cells known within 12 only (it would take a
     cell at 13, blocked beyond what the first answer held)."""
-    from gee_mining.contracts.cells import NEGATIVE_REACH
-    from gee_mining.steps.grid import pair_negatives
 
     spec = GridSpec.of(5500)
     full = {(x, y) for x in range(-13, 14) for y in range(-13, 14)}
@@ -296,7 +305,6 @@ def test_a_zone_boxes_only_the_neighbours_polygons_within_reach_of_its_blocks(ee
     polygon 5 km across the zone edge (within the pairing's reach of the blocks), not one 600 km east; the
     table is that of the whole zone asked for in one request (block=None, no such choice), and its negatives
     touch neither polygon (shapely, in the zone's UTM)."""
-    from gee_mining.steps.grid import _near, plan_groups, tag_zones
 
     spec = GridSpec.of(5500)
     own = shapely.box(17.93, 1.0, 17.98, 1.05)  # zone 33 N, whose east edge is 18 E
@@ -327,7 +335,6 @@ def test_groups_count_the_cells_of_the_small_tiles_the_mines_touch(ee_local):
     toward a group's bound (the tiles from shapely and pyproj: 5.5 km squares of the zone's lattice that a
     mine, reprojected, meets): 1,280 cells for the 9 blocks' one group, where 16 x 16-cell tiles counted 256
     cells each, 16,384 in all, a full block's bound."""
-    from gee_mining.steps.grid import GROUP_CELLS, plan_groups, tag_zones
 
     spec = GridSpec.of(1375)
     tagged = tag_zones(ee_local, _collection(ee_local, SCATTERED), spec)
@@ -350,7 +357,6 @@ def test_groups_count_the_cells_of_the_small_tiles_the_mines_touch(ee_local):
 def test_blocks_merge_into_runs_along_their_rows():
     """A group's blocks as runs of side-by-side blocks of one row (hand-computed): a gap or another row starts a
     new run; the rings of the runs cover exactly the blocks' squares (shapely), grown or shrunk."""
-    from gee_mining.steps.grid import BlockGroup, _runs, _square_rings
 
     blocks = ((0, 0), (1, 0), (3, 0), (1, 1), (2, 1), (5, 2))
     assert _runs(blocks) == [(0, 1, 0), (3, 3, 0), (1, 2, 1), (5, 5, 2)]
@@ -417,7 +423,6 @@ def test_touching_keys_are_sliced_only_where_the_blocks_could_hold_more_than_an_
     """touching_pages: 25 keys of a 4-cell block with a 6-cell rim (keys of at most 9 bytes: 2 digits a side, a
     sign, quotes and separators) and 300 bytes an answer: slices of (300 - 200) // 9 = 11 keys, in order; with
     8 MB, one feature (the block and rim hold 20 x 20 cells, far fewer than an answer's keys)."""
-    from gee_mining.steps.grid import BlockGroup, key_bytes, touching_pages
 
     group = BlockGroup(32633, 4, ((0, 0),))
     keys = [f"{x},{y}" for x in range(-5, 0) for y in range(5)]
@@ -433,7 +438,6 @@ def test_a_mapped_function_is_traced_once_per_key_and_sent_as_map_sends_it(ee_lo
     (another collection) does not call the Python function again, and its values are computed per feature (areas
     against shapely in the zone's projection, pyproj); another key traces again; an unhashable key maps as
     ``map`` does."""
-    from gee_mining.steps.grid import _TRACED, mapped
 
     calls = []
 
