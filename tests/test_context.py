@@ -13,7 +13,7 @@ from conftest import shared_file
 
 from gee_mining.contracts.bands import GREENEST_NDVI_BAND
 from gee_mining.errors import InputError
-from gee_mining.pyramid.probability import sample_context
+from gee_mining.pyramid.probability import sample_context, sample_hard_negatives
 from gee_mining.steps.context import BARE_NDVI, context_image, context_names
 
 L1C = "COPERNICUS/S2_HARMONIZED/20170216T102101_20170216T102101_T33UUU"
@@ -204,3 +204,30 @@ def test_mine_pixels_drawn_equally_by_mine_size(ee_local, l1c_crop):
     for bad in ((1, 0.05), (0.05, 0.05), (0, 1)):
         with pytest.raises(InputError, match="ascending"):
             sample_context(ee, image, region, polygons, pixels, radii=[20], mine_strata_km2=bad)
+
+
+def test_hard_negatives_are_the_flagged_mine_free_pixels(ee_local, l1c_crop):
+    """``sample_hard_negatives`` draws only pixels outside the mines whose probability exceeds the threshold, all of
+    them when there are fewer than asked, labelled 0. Reference: NDVI from the crop's own JP2 bands (rasterio), the
+    stand-in probability ``(NDVI - 0.2) / 0.4 > 0.5`` being ``NDVI > 0.4``, and the mine square's pixels on the
+    10 m lattice."""
+    ee = ee_local
+    probability = ee.Image(L1C).normalizedDifference(["B8", "B4"]).unitScale(0.2, 0.6).rename("probability")
+    features = context_image(ee.Image(L1C).select(BANDS), radii=[20])
+    x0, y0 = X0 + 10 * C0, Y0 - 10 * (R0 + H)  # the window's lower-left corner
+    region = ee.Geometry.Rectangle([x0, y0, x0 + 10 * W, y0 + 10 * H], "EPSG:32633", False)
+    mine = ee.FeatureCollection([ee.Feature(ee.Geometry.Polygon(_square_lonlat(x0 + 100, y0 + 100, 100)))])
+    ndvi = _window((_read("B08") - _read("B04")) / (_read("B08") + _read("B04")))
+    inside = np.zeros((H, W), dtype=bool)
+    inside[H - 20 : H - 10, 10:20] = True  # rows from the top: the square spans 100-200 m above the lower edge
+    flagged = int(((ndvi > 0.4) & ~inside).sum())
+    assert 20 < flagged < H * W - inside.sum() - 20  # both kinds of mine-free pixel, and some flagged in the square
+    assert ((ndvi > 0.4) & inside).any()
+    every = sample_hard_negatives(ee, probability, features, region, mine, pixels=H * W, seed=1)
+    assert len(every) == flagged
+    assert (every["NDVI"] > 0.4).all() and (every["_mine"] == 0).all()
+    assert sorted(every["NDVI"].round(5)) == sorted(np.round(ndvi[(ndvi > 0.4) & ~inside], 5))
+    some = sample_hard_negatives(ee, probability, features, region, mine, pixels=flagged // 2, seed=1)
+    assert len(some) == flagged // 2 and set(some.columns) == set(context_names(BANDS, [20])) | {"_mine"}
+    with pytest.raises(InputError, match="hard-negatives"):
+        sample_hard_negatives(ee, probability, features, region, mine, pixels=0)

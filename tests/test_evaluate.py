@@ -125,6 +125,18 @@ def test_mine_strata_option_reaches_the_spec_and_bad_strata_are_refused():
         EvaluationSpec((1, 2), (3,), mine_strata_km2=(0.05,), screening="logistic")
 
 
+def test_hard_negatives_option_reaches_the_spec_and_bad_counts_are_refused():
+    """``evaluate pyramid --hard-negatives 1000`` asks for the second forest; a negative count, or hard negatives
+    with the logistic screening (which fits no forest), are refused naming the option."""
+    base = ["evaluate", "pyramid", "--train-seeds", "1,2", "--test-seeds", "3", "--out", "o"]
+    assert pyramid_spec(build_parser().parse_args(base)).hard_negatives == 0
+    assert pyramid_spec(build_parser().parse_args([*base, "--hard-negatives", "1000"])).hard_negatives == 1000
+    with pytest.raises(InputError, match="--hard-negatives"):
+        pyramid_spec(build_parser().parse_args([*base, "--hard-negatives", "-5"]))
+    with pytest.raises(InputError, match="--hard-negatives"):
+        EvaluationSpec((1, 2), (3,), hard_negatives=500, screening="logistic")
+
+
 def test_evaluate_pyramid_builds_seasonal_worlds_unless_told_none():
     """`evaluate pyramid` gives its worlds June's scenes by default (the held-out goal's recall was reached with
     them); `--seasons none` is January alone, and the spec the library's own callers build keeps no season."""

@@ -57,7 +57,7 @@ def pyramid_spec(args) -> EvaluationSpec:
         target_recall=args.target_recall, margin=_margin(args.margin),
         min_prune=args.min_prune,
         pixels=args.pixels, mine_strata_km2=_numbers(args.mine_strata, "--mine-strata") if args.mine_strata else (),
-        mine_share=args.mine_share, exhaustive=args.exhaustive, workers=args.workers,
+        hard_negatives=args.hard_negatives, mine_share=args.mine_share, exhaustive=args.exhaustive, workers=args.workers,
         realism=args.realism, detector=args.detector, weights=args.weights, screening=args.screening,
         seasons=_seasons(args.seasons), use_seasons=not args.ignore_seasons,
         island_weight=args.island_weight, cell_model=args.cell_model, cell_keep=args.cell_keep,
@@ -232,6 +232,9 @@ def add_cli(sub) -> None:
     q.add_argument("--mine-strata", default="", metavar="KM2,...",
                    help="draw the forest's mine pixels in equal parts from the mines of each size class cut at these "
                         "areas, e.g. 0.05,1 (default: uniformly over mine area, where large mines give nearly all)")  # fmt: skip
+    q.add_argument("--hard-negatives", type=int, default=0, metavar="N",
+                   help="> 0: fit the forest twice, the second time also on N mine-free pixels a train world that the "
+                        "first one flags (hard-negative mining; default 0: one forest)")  # fmt: skip
     q.add_argument("--exhaustive", action="store_true", help="also run the detector on every fine cell (slow)")
     q.add_argument("--detector", choices=("pixel", "yolo"), default="pixel",
                    help="the fine level's detector: pixel (the pixel model in boxes, default) or yolo (needs --weights)")  # fmt: skip

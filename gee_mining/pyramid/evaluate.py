@@ -68,6 +68,7 @@ from gee_mining.pyramid.probability import (
     mine_strata,
     probability_image,
     sample_context,
+    sample_hard_negatives,
     sample_pixels,
 )
 from gee_mining.pyramid.world import SimulatedPyramid, prepare_simulated, seed_corner
@@ -132,6 +133,7 @@ class EvaluationSpec(WorldsSpec):
     min_prune: float = MIN_PRUNE  # a coarse level whose threshold drops less than this share of cells keeps them all
     pixels: int = 1000  # sampled pixels per class per train world
     mine_strata_km2: tuple[float, ...] = ()  # mine pixels drawn equally by mine size class (probability.sample_context)
+    hard_negatives: int = 0  # > 0: a second forest, with this many of the first one's mine-free flagged pixels a world
     mine_share: float = 0.0007  # a realistic share of land that is mine, for precision
     confidence: float = 0.95
     exhaustive: bool = False  # also run the detector on every fine cell (slow: the reference recall)
@@ -156,6 +158,9 @@ class EvaluationSpec(WorldsSpec):
             )
         if mine_strata(self.mine_strata_km2) and self.screening != "forest":
             raise InputError("--mine-strata draws the forest's pixel sample: use it with --screening forest.")
+        if self.hard_negatives < 0 or (self.hard_negatives and self.screening != "forest"):
+            raise InputError(f"hard_negatives {self.hard_negatives} (--hard-negatives): 0, or pixels a train world "
+                             "for a second forest (with --screening forest), e.g. 1000.")  # fmt: skip
         if self.island_weight < 0:
             raise InputError(f"island_weight {self.island_weight}: 0 (the plain share) or a positive weight, e.g. 10.")
         if self.cell_keep is not None and not (self.cell_model and 0 < self.cell_keep <= 1):
@@ -364,6 +369,14 @@ def fit_screening(train: dict[int, SimulatedPyramid], spec: EvaluationSpec):
         tables = [sample_context(ee, ee.Image(w.composite_id), w.region(ee), w.mines_id, spec.pixels, seed=s,
                                  seasonal=seasonal, mine_strata_km2=spec.mine_strata_km2)
                   for s, w in train.items()]  # fmt: skip
+        forest = fit_forest(pd.concat(tables, ignore_index=True), context_names(bands))
+        if not spec.hard_negatives:
+            return forest
+        for s, w in train.items():
+            composite = ee.Image(w.composite_id)
+            tables.append(sample_hard_negatives(ee, probability_image(ee, forest, composite),
+                                                context_image(composite, forest.radii, seasonal), w.region(ee),
+                                                w.mines_id, spec.hard_negatives, seed=s))  # fmt: skip
         return fit_forest(pd.concat(tables, ignore_index=True), context_names(bands))
     tables = [sample_pixels(ee, ee.Image(w.composite_id), w.region(ee), w.mines_id, spec.pixels, seed=s)
               for s, w in train.items()]  # fmt: skip

@@ -159,6 +159,27 @@ def sample_context(ee, composite, region, polygons, pixels: int = 2000, scale: f
     return pd.DataFrame([f["properties"] for f in iter_features(sample)])
 
 
+def sample_hard_negatives(ee, probability, features, region, polygons, pixels: int, scale: float = 10.0,
+                          seed: int = 0, threshold: float = 0.5) -> pd.DataFrame:  # fmt: skip
+    """``pixels`` mine-free pixels of ``region`` that a first screening model flags (``probability`` above
+    ``threshold``, the pyramid's pixel threshold): its false alarms on a train world, with ``features`` (the context
+    image), labelled 0 (one ``stratifiedSample`` request; a world with fewer such pixels gives them all).
+
+    Why: a uniform draw of mine-free pixels is nearly all vegetation; the natural bare soil, rock and bare fields
+    that the pyramid's fine cells must tell from small pits are a few per cent of it. A second forest fitted with
+    these pixels as well spends its splits where the first one errs (hard-negative mining)."""
+    if pixels <= 0:
+        raise InputError(f"hard negatives {pixels} (--hard-negatives): a positive number of pixels a train world.")
+    mine = ee.Image(0).byte().paint(ee.FeatureCollection(polygons), 1)
+    flagged = ee.Image(probability).gt(threshold).And(mine.Not()).byte().rename("_flagged")
+    sample = ee.Image(features).addBands(flagged).stratifiedSample(
+        numPoints=pixels, classBand="_flagged", region=region, scale=scale, seed=seed, geometries=False,
+        classValues=[0, 1], classPoints=[0, pixels],
+    )  # fmt: skip
+    table = pd.DataFrame([f["properties"] for f in iter_features(sample)])
+    return table.drop(columns="_flagged", errors="ignore").assign(**{MINE_BAND: 0})
+
+
 def context_feature_names(ee, composite, radii: Sequence[float] = CONTEXT_RADII_M) -> list[str]:
     """The forest's features over ``composite``: :func:`gee_mining.steps.context.context_names` of its bands."""
     return context_names(ee.Image(composite).bandNames().getInfo(), radii)
