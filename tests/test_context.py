@@ -221,8 +221,8 @@ def test_hard_negatives_are_the_flagged_mine_free_pixels(ee_local, l1c_crop):
     inside = np.zeros((H, W), dtype=bool)
     inside[H - 20 : H - 10, 10:20] = True  # rows from the top: the square spans 100-200 m above the lower edge
     flagged = int(((ndvi > 0.4) & ~inside).sum())
-    assert 20 < flagged < H * W - inside.sum() - 20  # both kinds of mine-free pixel, and some flagged in the square
-    assert ((ndvi > 0.4) & inside).any()
+    assert 20 < flagged < H * W - inside.sum() - 20  # both kinds of mine-free pixel
+    assert ((ndvi > 0.4) & inside).any()  # and flagged pixels inside the mine, which must not be drawn
     every = sample_hard_negatives(ee, probability, features, region, mine, pixels=H * W, seed=1)
     assert len(every) == flagged
     assert (every["NDVI"] > 0.4).all() and (every["_mine"] == 0).all()
