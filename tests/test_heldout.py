@@ -32,7 +32,7 @@ from gee_mining.ml.classify import DEFAULT_FEATURES, ClassifySpec, accuracy, com
 from gee_mining.tools import heldout as H
 from gee_mining.tools.heldout import HeldoutSpec, spec_json
 from gee_mining.tools.heldout_classify import CANDIDATES, constant_samples, evaluate_classify
-from gee_mining.tools.heldout_report import EVIDENCE, _pooled_rows, _save, run_summary
+from gee_mining.tools.heldout_report import EVIDENCE, _pooled_rows, _save, run_summary, screening
 from gee_mining.tools.heldout_study import entry_order, evaluate_study, ranking_stability
 from gee_mining.tools.report import Report
 from tests.conftest import shared_file
@@ -249,6 +249,17 @@ def test_report_box_shows_the_protocol_not_only_the_folder(tmp_path):
     doc["protocol"]["spec"] = spec_json(HeldoutSpec((1, 2, 3), (4, 5), size_km=5.52, clusters=2, seasons=(6,)))
     seasonal = run_summary("gee-mining evaluate study", tmp_path, doc)
     assert "1 month(s) of scenes plus month(s) 6 (--seasons)" in str(seasonal)
+
+
+def test_report_box_says_how_the_pyramid_screening_was_drawn():
+    """The pyramid report's box names the screening model with the options that changed its sample and margin."""
+    plain = {"screening": "forest", "margin": None, "hard_negatives": 0, "mine_strata_km2": ()}
+    assert screening(plain) == "forest; thresholds' margin chosen across the train worlds"
+    tuned = {**plain, "margin": 0.6, "hard_negatives": 1000, "mine_strata_km2": (0.05, 1)}
+    assert screening(tuned) == ("forest; mine pixels drawn equally by mine size, cut at 0.05, 1 km2 (--mine-strata); "
+                                "a second forest also fitted on 1000 of the first one's mine-free flagged pixels a "
+                                "train world (--hard-negatives); thresholds' margin 0.6 at every level (--margin)")  # fmt: skip
+    assert screening({"pixels": 500}) is None  # the study's and classifiers' reports have no screening row
 
 
 def test_report_gives_false_alarms_as_flagged_area():

@@ -127,6 +127,25 @@ def _seasons(spec: dict[str, Any]) -> str:
     return f" plus month(s) {', '.join(str(m) for m in spec['seasons'])} (--seasons{read})"
 
 
+def screening(spec: dict[str, Any]) -> str | None:
+    """The pyramid's screening model as its run drew and tuned it: how the forest's pixel sample was drawn
+    (``--mine-strata``, ``--hard-negatives``) and the thresholds' margin (``--margin``); None for other evaluations."""
+    if spec.get("screening") is None:
+        return None
+    parts = [spec["screening"]]
+    if spec.get("mine_strata_km2"):
+        cuts = ", ".join(f"{e:g}" for e in spec["mine_strata_km2"])
+        parts.append(f"mine pixels drawn equally by mine size, cut at {cuts} km2 (--mine-strata)")
+    if spec.get("hard_negatives"):
+        parts.append(f"a second forest also fitted on {spec['hard_negatives']} of the first one's mine-free flagged "
+                     "pixels a train world (--hard-negatives)")  # fmt: skip
+    if "margin" in spec:
+        margin = spec["margin"]
+        parts.append("thresholds' margin chosen across the train worlds" if margin is None
+                     else f"thresholds' margin {margin:g} at every level (--margin)")  # fmt: skip
+    return "; ".join(parts)
+
+
 def run_summary(command: str, out: Path, doc: dict[str, Any]) -> dict[str, Any]:
     """The report's "Parameters and engine" box (``summary.json``): the command line that made it (the subcommand
     alone when run from Python), the worlds it trained on and those
@@ -147,7 +166,7 @@ def run_summary(command: str, out: Path, doc: dict[str, Any]) -> dict[str, Any]:
         "a mine is found when": found_when(spec),
         "real mine-free scenes": scenes,
         "levels (m)": ", ".join(f"{c:g}" for c in spec.get("levels", ())) or None,
-        "screening model": spec.get("screening"),
+        "screening model": screening(spec),
         "run time": f"{doc.get('seconds', 0):.0f} s",
         "gee-mining": __version__,
         "earthengine-api": ee.__version__,
