@@ -117,6 +117,17 @@ def fit_forest(table: pd.DataFrame, names: Sequence[str], radii: Sequence[float]
     return ForestScreen(forest, tuple(names), tuple(float(r) for r in radii), int(len(y)), int(y.sum()))
 
 
+def _painted(ee, polygons, value: Any = 1):
+    """The label image of a pixel sample: ``value`` (a number, or a property of each polygon) where a pixel's centre
+    lies inside ``polygons``, 0 elsewhere; byte."""
+    return ee.Image(0).byte().paint(ee.FeatureCollection(polygons), value).byte()
+
+
+def _table(sample) -> pd.DataFrame:
+    """A sample's properties as a table, read page by page (``io.pages.iter_features``)."""
+    return pd.DataFrame([f["properties"] for f in iter_features(sample)])
+
+
 def mine_strata(areas_km2: Sequence[float]) -> tuple[float, ...]:
     """The edges of :func:`sample_context`'s mine size classes, checked: ascending positive areas in km2."""
     edges = tuple(float(e) for e in areas_km2)
@@ -151,12 +162,12 @@ def sample_context(ee, composite, region, polygons, pixels: int = 2000, scale: f
         fc = fc.map(stratum)
         classes = list(range(len(edges) + 2))
         points = [pixels] + [pixels // (len(edges) + 1)] * (len(edges) + 1)
-    mine = ee.Image(0).byte().paint(fc, "_stratum" if edges else 1).byte().rename(MINE_BAND)
+    mine = _painted(ee, fc, "_stratum" if edges else 1).rename(MINE_BAND)
     sample = features.addBands(mine).stratifiedSample(
         numPoints=pixels, classBand=MINE_BAND, region=region, scale=scale, seed=seed, geometries=False,
         classValues=classes, classPoints=points,
     )  # fmt: skip
-    return pd.DataFrame([f["properties"] for f in iter_features(sample)])
+    return _table(sample)
 
 
 def sample_hard_negatives(ee, probability, features, region, polygons, pixels: int, scale: float = 10.0,
@@ -170,14 +181,12 @@ def sample_hard_negatives(ee, probability, features, region, polygons, pixels: i
     these pixels as well spends its splits where the first one errs (hard-negative mining)."""
     if pixels <= 0:
         raise InputError(f"hard negatives {pixels} (--hard-negatives): a positive number of pixels a train world.")
-    mine = ee.Image(0).byte().paint(ee.FeatureCollection(polygons), 1)
-    flagged = ee.Image(probability).gt(threshold).And(mine.Not()).byte().rename("_flagged")
+    flagged = ee.Image(probability).gt(threshold).And(_painted(ee, polygons).Not()).byte().rename("_flagged")
     sample = ee.Image(features).addBands(flagged).stratifiedSample(
         numPoints=pixels, classBand="_flagged", region=region, scale=scale, seed=seed, geometries=False,
         classValues=[0, 1], classPoints=[0, pixels],
     )  # fmt: skip
-    table = pd.DataFrame([f["properties"] for f in iter_features(sample)])
-    return table.drop(columns="_flagged", errors="ignore").assign(**{MINE_BAND: 0})
+    return _table(sample).drop(columns="_flagged", errors="ignore").assign(**{MINE_BAND: 0})
 
 
 def context_feature_names(ee, composite, radii: Sequence[float] = CONTEXT_RADII_M) -> list[str]:
@@ -191,11 +200,11 @@ def sample_pixels(ee, composite, region, polygons, pixels: int = 2000, scale: fl
     with its indices and the ``_mine`` label painted from ``polygons`` (one request)."""
 
     features = add_indices(ee.Image(composite), list(indices))
-    mine = ee.Image(0).byte().paint(ee.FeatureCollection(polygons), 1).rename(MINE_BAND)
+    mine = _painted(ee, polygons).rename(MINE_BAND)
     sample = features.addBands(mine).stratifiedSample(
         numPoints=pixels, classBand=MINE_BAND, region=region, scale=scale, seed=seed, geometries=False
     )
-    return pd.DataFrame([f["properties"] for f in iter_features(sample)])
+    return _table(sample)
 
 
 def feature_names(ee, composite, indices: Sequence[str] = FEATURE_INDICES) -> list[str]:
