@@ -33,6 +33,7 @@ from gee_mining.pyramid.calibration import (
     margin_threshold,
     world_bootstrap_interval,
 )
+from gee_mining.pyramid.core import LevelStats, PyramidResult, PyramidSpec
 from gee_mining.pyramid.evaluate import (
     EvaluationSpec,
     WorldsSpec,
@@ -40,6 +41,7 @@ from gee_mining.pyramid.evaluate import (
     check_disjoint,
     evaluate_pyramid,
     fine_cell_ratio_at_share,
+    lost_mines,
     prepare_worlds,
     rates,
 )
@@ -265,6 +267,40 @@ def test_pooled_figures_are_counts_of_the_world_figures(sim):
     assert json.loads((out / "evaluation.json").read_text())["pooled"]["mines"] == pooled["mines"]
     lines = [json.loads(line) for line in (out / "worlds.jsonl").read_text().splitlines()]
     assert [(x["seed"], x["detected"], x["fine_cells"]) for x in lines] == [(w["seed"], w["detected"], w["fine_cells"])]
+
+
+def test_each_missed_mine_names_the_stage_that_lost_it():
+    """A mine dropped by a screening level is lost there; one a kept fine cell still touched but no box did is lost
+    to the detector; a found mine is not listed, even where the screening had dropped it (a box of a neighbouring
+    cell touched it)."""
+    spec = PyramidSpec.of((1375, 687.5), (16, 17))
+    levels = [LevelStats(16, 1375, 21.5, 0.1, 4, 2, 100, mines_dropped=["a"]),
+              LevelStats(17, 687.5, 10.7, 0.2, 8, 3, 100, mines_dropped=["b", "d"])]  # fmt: skip
+    result = PyramidResult(spec, levels, [[], []], [[], []], known_mines=["a", "b", "c", "d", "e"],
+                           detected_mines=["d", "e"])  # fmt: skip
+    lost = lost_mines(result, {"a": 0.01, "b": 2.0, "c": 0.3}, {"a": "artisanal"})
+    assert [(m["id"], m["lost_at"], m["kind"], m["area_km2"]) for m in lost] == [
+        ("a", "z16", "artisanal", 0.01), ("b", "z17", "mine", 2.0), ("c", "detector", "mine", 0.3)]  # fmt: skip
+
+
+def test_the_held_out_worlds_list_their_missed_mines(sim):
+    out, _, report = sim
+    (w,) = report["worlds"]
+    features = json.loads((out / "seed_2" / "world" / "tables" / "mines.geojson").read_text())["features"]
+    props = {str(f["properties"]["id"]): f["properties"] for f in features}
+    assert len(w["lost"]) == w["mines"] - w["detected"]
+    missed = report["pooled"]["missed"]
+    assert sum(missed["lost_at"].values()) == sum(missed["kind"].values()) == w["mines"] - w["detected"]
+    for m in w["lost"]:
+        assert m["area_km2"] == pytest.approx(props[m["id"]]["area_m2"] / 1e6)
+        assert m["kind"] == props[m["id"]].get("kind", "mine")
+    # the report lists each of them; a world that missed none gets a made-up miss to show the section
+    doc = json.loads(json.dumps(report))
+    doc["worlds"][0]["lost"] = w["lost"] or [{"id": "7", "area_km2": 0.0123, "kind": "artisanal", "lost_at": "z18"}]
+    page = pyramid_report(out, doc).read_text()
+    section = page.rsplit("Where the missed mines were lost", 1)[1].split("</table>")[0]  # after the heading
+    assert section.count("<tr>") - 1 == len(doc["worlds"][0]["lost"])
+    assert all(f">{m['lost_at']}</td>" in section for m in doc["worlds"][0]["lost"])
 
 
 def test_fine_cell_ratio_at_a_realistic_share_by_hand():

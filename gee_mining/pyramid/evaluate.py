@@ -25,6 +25,7 @@ import json
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -53,6 +54,7 @@ from gee_mining.pyramid.calibration import (
 from gee_mining.pyramid.cellmodel import CellModelSpec
 from gee_mining.pyramid.core import (
     IslandScore,
+    PyramidResult,
     PyramidSpec,
     descendants,
     known_polygons,
@@ -218,6 +220,7 @@ class WorldResult:
     alive_ids: list[str] = field(default_factory=list)
     exhaustive_recall: float | None = None
     seconds: float = 0.0
+    lost: list[dict[str, Any]] = field(default_factory=list)  # each missed mine: where it was lost (lost_mines)
 
     def as_json(self) -> dict[str, Any]:
         out = {"SIMULATED": True, **asdict(self)}
@@ -402,7 +405,8 @@ def evaluate_world(seed: int, sim: SimulatedPyramid, model, spec: PyramidSpec, e
     n, k = len(result.known_mines), len(result.detected_mines)
     low, high = clopper_pearson(k, n, ev.confidence) if n else (None, None)
     alive = sorted({m for r in result.fine_cells for m in r["mines"]})
-    areas = {m: a / 1e6 for m, a in _mine_areas(sim).items() if m in set(result.known_mines)}
+    table = _mine_table(sim)
+    areas = {m: table[m][0] / 1e6 for m in result.known_mines if m in table}
     side = (sim.bounds[2] - sim.bounds[0]) * (sim.bounds[3] - sim.bounds[1]) / 1e6
     res = WorldResult(
         seed, n, k, k / n if n else None, low, high, len(alive) / n if n else None, len(result.fine_cells),
@@ -411,15 +415,40 @@ def evaluate_world(seed: int, sim: SimulatedPyramid, model, spec: PyramidSpec, e
         sum(lv.pixels for lv in result.levels), result.detector.pixels, 1, result.detector.patches_exported,
         areas, list(result.detected_mines), alive,
     )  # fmt: skip
+    res.lost = lost_mines(result, areas, {m: kind for m, (_, kind) in table.items()})
     if ev.exhaustive:
         res.exhaustive_recall = run_exhaustive(ee, spec, cells, detector, sim.mines_id).recall
     res.seconds = time.perf_counter() - t0
     return res
 
 
-def _mine_areas(sim: SimulatedPyramid) -> dict[str, float]:
+def _mine_table(sim: SimulatedPyramid) -> dict[str, tuple[float, str]]:
+    """Mine id -> (area in m2, kind: "artisanal" for the river pits, "mine" for the others)."""
     data = json.loads((Path(sim.world.out_dir) / "tables" / "mines.geojson").read_text())
-    return {str(f["properties"]["id"]): float(f["properties"]["area_m2"]) for f in data["features"]}
+    return {str(f["properties"]["id"]): (float(f["properties"]["area_m2"]), str(f["properties"].get("kind", "mine")))
+            for f in data["features"]}  # fmt: skip
+
+
+def lost_mines(result: PyramidResult, areas_km2: dict[str, float], kinds: dict[str, str]) -> list[dict[str, Any]]:
+    """Each known mine no detection touches, with where the pyramid lost it: ``lost_at`` is ``"z<zoom>"`` of the
+    screening level after which no kept cell touched it, or ``"detector"`` when a kept fine cell still did and no
+    box touched it. Says which stage to look at when recall falls short."""
+    dropped, found = result.dropped_at(), set(result.detected_mines)
+    return [{"id": m, "area_km2": areas_km2.get(m), "kind": kinds.get(m, "mine"),
+             "lost_at": f"z{dropped[m]}" if m in dropped else "detector"}
+            for m in result.known_mines if m not in found]  # fmt: skip
+
+
+def _missed(world: WorldResult) -> str:
+    counts = lost_counts([world])["lost_at"]
+    return "; missed at " + ", ".join(f"{k}: {v}" for k, v in counts.items()) if counts else ""
+
+
+def lost_counts(worlds: Sequence[WorldResult]) -> dict[str, dict[str, int]]:
+    """Missed mines counted by where they were lost and by kind, over ``worlds``."""
+    lost = [m for w in worlds for m in w.lost]
+    return {"lost_at": dict(sorted(Counter(m["lost_at"] for m in lost).items())),
+            "kind": dict(sorted(Counter(m["kind"] for m in lost).items()))}  # fmt: skip
 
 
 def pooled(worlds: Sequence[WorldResult], ev: EvaluationSpec) -> dict[str, Any]:
@@ -440,6 +469,7 @@ def pooled(worlds: Sequence[WorldResult], ev: EvaluationSpec) -> dict[str, Any]:
                  "pixels_detector": sum(w.pixels_detector for w in worlds), "tasks": sum(w.tasks for w in worlds),
                  "patches": sum(w.patches for w in worlds)},
         "recall_by_size": recall_by_size(worlds),
+        "missed": lost_counts(worlds),
     }  # fmt: skip
     out.update(rates(area, mine_km2, out["false_alarm_cells"], fa_boxes, out["boxes"] - fa_boxes, ev.mine_share))
     out["fine_cell_ratio_at_mine_share"] = fine_cell_ratio_at_share(fine, out["false_alarm_cells"], exhaustive, area,
@@ -480,7 +510,7 @@ def evaluate_pyramid(out_dir: str | os.PathLike, ev: EvaluationSpec,
         with progress_file.open("a") as f:
             f.write(json.dumps(r.as_json(), default=str) + "\n")
         say(f"[evaluate] test world {seed}: {r.detected}/{r.mines} mines, {r.fine_cells}/{r.exhaustive_fine_cells} "
-            f"fine cells ({r.seconds:.0f} s)")  # fmt: skip
+            f"fine cells ({r.seconds:.0f} s){_missed(r)}")  # fmt: skip
     report = {
         "SIMULATED": True,
         "what": "the pyramid trained and calibrated on the train worlds only, measured on the test worlds",
