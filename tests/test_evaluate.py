@@ -284,7 +284,7 @@ def test_each_missed_mine_names_the_stage_that_lost_it():
 
 
 def test_the_held_out_worlds_list_their_missed_mines(sim):
-    out, _, report = sim
+    out, spec, report = sim
     (w,) = report["worlds"]
     features = json.loads((out / "seed_2" / "world" / "tables" / "mines.geojson").read_text())["features"]
     props = {str(f["properties"]["id"]): f["properties"] for f in features}
@@ -300,7 +300,8 @@ def test_the_held_out_worlds_list_their_missed_mines(sim):
     page = pyramid_report(out, doc).read_text()
     section = page.rsplit("Where the missed mines were lost", 1)[1].split("</table>")[0]  # after the heading
     assert section.count("<tr>") - 1 == len(doc["worlds"][0]["lost"])
-    assert all(f">{m['lost_at']}</td>" in section for m in doc["worlds"][0]["lost"])
+    cells = {f"z{z}": size for z, size in zip(spec.zooms, spec.levels, strict=True)}
+    assert all(f">{m['lost_at']} ({cells[m['lost_at']]:g} m cells)</td>" in section for m in doc["worlds"][0]["lost"])
 
 
 def test_fine_cell_ratio_at_a_realistic_share_by_hand():
