@@ -23,6 +23,7 @@ from gee_mining.io.polygons import POLYGON_SUFFIXES
 from gee_mining.steps.cell_image import ImagerySpec
 from gee_mining.steps.cell_image import cell_image as image_of
 from gee_mining.steps.grid import ee_cell_geometry
+from gee_mining.steps.labels import painted
 from gee_mining.steps.pixel_tables import cells_pixel_features
 from gee_mining.steps.sentinel2 import CompositeSpec, no_scene_error, scene_counts
 
@@ -151,7 +152,7 @@ def _cells_mask(ee, batch: Batch):
     crs = f"EPSG:{batch.epsg}"
     boxes = [pixel_grid(c).bounds for c in batch.cells]
     fc = ee.FeatureCollection([ee.Feature(ee.Geometry.Rectangle(list(b), crs, False)) for b in boxes])
-    return ee.Image(0).byte().paint(fc, 1)
+    return painted(fc)
 
 
 def _batch_stack(ee, batch: Batch, spec: Job):

@@ -63,6 +63,7 @@ from gee_mining.pyramid.probability import (
     probability_image,
 )
 from gee_mining.steps.indices import add_indices
+from gee_mining.steps.labels import painted
 from gee_mining.steps.sentinel2 import CompositeSpec
 
 NO_YEAR = 9999  # "never seen" in the first-year band
@@ -242,7 +243,7 @@ def footprint_sums(probs: dict[int, Any], region: MonitorRegion, spec: MonitorSp
     buffered known polygons, one exported table for any number of mines."""
     first = probs[min(probs)]
     known = ee.FeatureCollection(region.mines_id).filterBounds(region.geometry())
-    inside = ee.Image(0).byte().paint(known, 1).multiply(ee.Image.pixelArea())
+    inside = painted(known).multiply(ee.Image.pixelArea())
     image = footprint_image(probs, thresholds).addBands(
         ee.Image.cat([first.gte(t).multiply(inside).rename(f"i{_tag(t)}") for t in thresholds])
     )
@@ -304,7 +305,7 @@ def candidate_image(probs: dict[int, Any], region: MonitorRegion, spec: MonitorS
     to the last: a mine stays, a fire scar or a flood does not), and ``score`` (the highest yearly probability).
     With ``first_composite`` (the first year's composite) also ``ndvi0``: its NDVI, to keep only ground that was
     vegetated when the span began (a new mine clears vegetation; natural bare ground was bare all along)."""
-    outside = ee.Image(0).byte().paint(known_zones(region, spec), 1).Not()
+    outside = painted(known_zones(region, spec)).Not()
     bands = []
     for t in thresholds or (spec.threshold,):
         bands += list(temporal_bands(probs, t))
@@ -567,7 +568,7 @@ MINE_STRATUM = 255  # the mine pixels' stratum (WorldCover classes are 10 .. 100
 REJECTED_STRATUM = 254  # pixels of candidates a reviewer rejected: hard negatives
 
 
-def _painted(geoms: Sequence[Any]):
+def _as_collection(geoms: Sequence[Any]):
     return ee.FeatureCollection([ee.Feature(ee.Geometry(shapely.geometry.mapping(g))) for g in geoms])
 
 
@@ -585,9 +586,9 @@ def sample_by_land_cover(composite, region: MonitorRegion, pixels: int = 500, se
     cover = ee.ImageCollection(WORLDCOVER).first().select("Map")
     stratum = cover.unmask(0).paint(ee.FeatureCollection(region.mines_id), MINE_STRATUM)
     if rejected:
-        stratum = stratum.paint(_painted(rejected), REJECTED_STRATUM)
+        stratum = stratum.paint(_as_collection(rejected), REJECTED_STRATUM)
     if confirmed:
-        stratum = stratum.paint(_painted(confirmed), MINE_STRATUM)
+        stratum = stratum.paint(_as_collection(confirmed), MINE_STRATUM)
     sample = features.addBands(stratum.rename("stratum").toInt()).stratifiedSample(
         numPoints=pixels, classBand="stratum", region=region.geometry(), scale=10, seed=seed, geometries=False
     )

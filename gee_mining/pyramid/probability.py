@@ -33,6 +33,7 @@ from gee_mining.io.storage import gs_key
 from gee_mining.ml.classify import compile_linear, forest_image
 from gee_mining.steps.context import CONTEXT_RADII_M, context_image, context_names
 from gee_mining.steps.indices import add_indices
+from gee_mining.steps.labels import painted
 from gee_mining.steps.sentinel2 import CompositeSpec, composite, greenest_ndvi
 
 FEATURE_INDICES: tuple[str, ...] = ("NDVI", "NDWI", "NBR", "NDBI")
@@ -117,12 +118,6 @@ def fit_forest(table: pd.DataFrame, names: Sequence[str], radii: Sequence[float]
     return ForestScreen(forest, tuple(names), tuple(float(r) for r in radii), int(len(y)), int(y.sum()))
 
 
-def _painted(ee, polygons, value: Any = 1):
-    """The label image of a pixel sample: ``value`` (a number, or a property of each polygon) where a pixel's centre
-    lies inside ``polygons``, 0 elsewhere; byte."""
-    return ee.Image(0).byte().paint(ee.FeatureCollection(polygons), value).byte()
-
-
 def _table(sample) -> pd.DataFrame:
     """A sample's properties as a table, read page by page (``io.pages.iter_features``)."""
     return pd.DataFrame([f["properties"] for f in iter_features(sample)])
@@ -162,7 +157,7 @@ def sample_context(ee, composite, region, polygons, pixels: int = 2000, scale: f
         fc = fc.map(stratum)
         classes = list(range(len(edges) + 2))
         points = [pixels] + [pixels // (len(edges) + 1)] * (len(edges) + 1)
-    mine = _painted(ee, fc, "_stratum" if edges else 1).rename(MINE_BAND)
+    mine = painted(fc, "_stratum" if edges else 1).rename(MINE_BAND)
     sample = features.addBands(mine).stratifiedSample(
         numPoints=pixels, classBand=MINE_BAND, region=region, scale=scale, seed=seed, geometries=False,
         classValues=classes, classPoints=points,
@@ -181,7 +176,7 @@ def sample_hard_negatives(ee, probability, features, region, polygons, pixels: i
     these pixels as well spends its splits where the first one errs (hard-negative mining)."""
     if pixels <= 0:
         raise InputError(f"hard negatives {pixels} (--hard-negatives): a positive number of pixels a train world.")
-    flagged = ee.Image(probability).gt(threshold).And(_painted(ee, polygons).Not()).byte().rename("_flagged")
+    flagged = ee.Image(probability).gt(threshold).And(painted(polygons).Not()).byte().rename("_flagged")
     sample = ee.Image(features).addBands(flagged).stratifiedSample(
         numPoints=pixels, classBand="_flagged", region=region, scale=scale, seed=seed, geometries=False,
         classValues=[0, 1], classPoints=[0, pixels],
@@ -200,7 +195,7 @@ def sample_pixels(ee, composite, region, polygons, pixels: int = 2000, scale: fl
     with its indices and the ``_mine`` label painted from ``polygons`` (one request)."""
 
     features = add_indices(ee.Image(composite), list(indices))
-    mine = _painted(ee, polygons).rename(MINE_BAND)
+    mine = painted(polygons).rename(MINE_BAND)
     sample = features.addBands(mine).stratifiedSample(
         numPoints=pixels, classBand=MINE_BAND, region=region, scale=scale, seed=seed, geometries=False
     )

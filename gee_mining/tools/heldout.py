@@ -43,7 +43,7 @@ from gee_mining.pyramid.evaluate import (
 )
 from gee_mining.pyramid.world import SimulatedPyramid
 from gee_mining.steps.indices import feature_image
-from gee_mining.steps.labels import label_bands
+from gee_mining.steps.labels import label_bands, painted
 from gee_mining.world.spectra import MATERIAL_ID
 
 NATURAL_BARE = (MATERIAL_ID["natural_soil"], MATERIAL_ID["natural_rock"])
@@ -197,7 +197,7 @@ def measure_flags(
     centre counts as missed)."""
     t0 = time.perf_counter()
     mines = ee.FeatureCollection(sim.mines_id)
-    mine = ee.Image(0).byte().paint(mines, 1)
+    mine = painted(mines)
     free = mine.Not()
     material = ee.Image(truth).select("material")
     bare = material.eq(NATURAL_BARE[0]).Or(material.eq(NATURAL_BARE[1])).And(free)
