@@ -113,7 +113,7 @@ var geometry2 = ee.Algorithms.GeometryConstructors.MultiPolygon([
 ], 'EPSG:4326', false);
 var collection = table.filterBounds(geometry2);
 var image61 = image60.paint(collection, 1);
-var image62 = image61.toUint8();
+var image62 = image61.byte();
 var image63 = image62.rename('_mine');
 var image64 = collection.distance(7779, 1);
 var image65 = image64.unmask(7779);

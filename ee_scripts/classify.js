@@ -85,7 +85,7 @@ var geometry2 = ee.Algorithms.GeometryConstructors.MultiPolygon([
 ], 'EPSG:4326', false);
 var collection = table.filterBounds(geometry2);
 var image33 = image32.paint(collection, 1);
-var image34 = image33.toUint8();
+var image34 = image33.byte();
 var image35 = image34.rename('_mine');
 var image36 = collection.distance(7779, 1);
 var image37 = image36.unmask(7779);
