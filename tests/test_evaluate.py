@@ -22,7 +22,7 @@ import pytest
 import shapely
 from scipy.stats import binomtest
 
-from gee_mining.cli.evaluate import pyramid_spec
+from gee_mining.cli.evaluate import by_size, pyramid_spec
 from gee_mining.cli.main import build_parser, command_line
 from gee_mining.errors import InputError
 from gee_mining.io.prepared import refuse_links
@@ -302,6 +302,23 @@ def test_the_held_out_worlds_list_their_missed_mines(sim):
     assert section.count("<tr>") - 1 == len(doc["worlds"][0]["lost"])
     cells = {f"z{z}": size for z, size in zip(spec.zooms, spec.levels, strict=True)}
     assert all(f">{m['lost_at']} ({cells[m['lost_at']]:g} m cells)</td>" in section for m in doc["worlds"][0]["lost"])
+
+
+def test_the_cli_prints_recall_by_size_as_one_line_a_size_class(sim):
+    """The pooled figures a person reads: each size class as found/mines = recall, counted here from the world's own
+    mine areas and found ids; the JSON keeps the bins with their intervals."""
+    _, _, report = sim
+    lines = by_size(report["pooled"])["recall_by_size"]
+    (w,) = report["worlds"]
+    lost = {m["id"] for m in w["lost"]}
+    features = json.loads((sim[0] / "seed_2" / "world" / "tables" / "mines.geojson").read_text())["features"]
+    areas = [(str(f["properties"]["id"]), f["properties"]["area_m2"] / 1e6) for f in features]
+    for name, (lo, hi) in {"0-0.05 km2": (0, 0.05), "0.05-0.2 km2": (0.05, 0.2), "0.2-1 km2": (0.2, 1),
+                           "1 km2 and over": (1, float("inf"))}.items():  # fmt: skip
+        ids = [m for m, a in areas if lo <= a < hi]
+        found = sum(m not in lost for m in ids)
+        assert lines[name] == (f"{found}/{len(ids)} = {found / len(ids):.3f}" if ids else "0/0")
+    assert isinstance(report["pooled"]["recall_by_size"], list)  # the report itself is left as it was
 
 
 def test_fine_cell_ratio_at_a_realistic_share_by_hand():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from gee_mining.cli.monitor import parse_years
 from gee_mining.cli.output import add_json_option, emit, print_figures, progress
@@ -71,11 +72,22 @@ def _pyramid(args) -> int:
               "report": str(html_path)}  # fmt: skip
 
     def text() -> None:
-        print_figures("SIMULATED, held-out worlds, pooled", report["pooled"], f"{args.out}/evaluation.json")
+        print_figures("SIMULATED, held-out worlds, pooled", by_size(report["pooled"]), f"{args.out}/evaluation.json")
         print(f"report: {html_path}")
 
     emit(args, pooled, text)
     return 0
+
+
+def by_size(pooled: dict[str, Any]) -> dict[str, Any]:
+    """``pooled`` with its recall by mine area as one ``found/mines = recall`` line per size class, for people (the
+    JSON keeps the full bins, with their intervals)."""
+    lines = {}
+    for b in pooled.get("recall_by_size", []):
+        lo, hi = b["area_km2"]
+        name = f"{lo:g}-{hi:g} km2" if hi is not None else f"{lo:g} km2 and over"
+        lines[name] = f"{b['detected']}/{b['mines']}" + (f" = {b['recall']:.3f}" if b["mines"] else "")
+    return {**pooled, "recall_by_size": lines} if lines else pooled
 
 
 def _monitor(args) -> int:
@@ -163,7 +175,7 @@ def _yolo(args) -> int:
     )  # fmt: skip
     report = evaluate_yolo(args.out, spec, progress=progress(args))
     html_path = yolo_report(Path(args.out), report, args.command_line)
-    pooled = {k: v for k, v in report["pooled"].items() if k != "recall_by_size"}
+    pooled = by_size(report["pooled"])
     result = {"SIMULATED": True, "pooled": report["pooled"], "training": report["training"],
               "evaluation": f"{args.out}/yolo_evaluation.json", "model": f"{args.out}/yolo_model.json",
               "report": str(html_path)}  # fmt: skip
