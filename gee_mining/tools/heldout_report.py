@@ -9,7 +9,6 @@ import math
 import os
 import platform
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -223,7 +222,7 @@ def pyramid_report(out: Path, doc: dict[str, Any], command: str | None = None) -
                  caption="SIMULATED: pooled over the held-out worlds, then each world")  # fmt: skip
     Report.figure(s, _size_figure(p["recall_by_size"]), "SIMULATED: held-out recall by mine area, with 95 % "
                   "Clopper-Pearson intervals; the number of mines above each bar.")  # fmt: skip
-    missed_section(report, doc["worlds"], {f"z{lv['zoom']}": lv["cell_size"] for lv in proto["calibration"]["levels"]})
+    missed_section(report, doc, {f"z{lv['zoom']}": lv["cell_size"] for lv in proto["calibration"]["levels"]})
     c = report.section("Thresholds calibrated on the train worlds", simulated=True)
     Report.table(c, ["zoom", "cell (m)", "threshold", "margin", "train mines kept", "train cells kept"],
                  [[lv["zoom"], f"{lv['cell_size']:g}",
@@ -233,18 +232,20 @@ def pyramid_report(out: Path, doc: dict[str, Any], command: str | None = None) -
     return _save(report, out / "report_pyramid", run_summary(command or "gee-mining evaluate pyramid", out, doc))
 
 
-def missed_section(report: Report, worlds: list[dict[str, Any]], cells: dict[str, float]) -> None:
+def missed_section(report: Report, doc: dict[str, Any], cells: dict[str, float]) -> None:
     """Each held-out mine no box touched, and the stage that lost it: the screening level after which no kept cell
-    touched it (``cells``: its cell size in metres), or the detector (a kept fine cell touched it, no box did). Says
-    where to look when recall falls short. Evaluations written before the field existed have no section."""
+    touched it (``cells``: its cell size in metres), or the detector (a kept fine cell touched it, no box did); the
+    pooled counts by stage above them. Says where to look when recall falls short. Evaluations written before the
+    field existed have no section."""
+    worlds = doc["worlds"]
     rows = [[f"world {w['seed']}", m["id"], "-" if m["area_km2"] is None else f"{m['area_km2']:.4f}", m["kind"],
              f"{m['lost_at']} ({cells[m['lost_at']]:g} m cells)" if m["lost_at"] in cells else m["lost_at"]]
             for w in worlds for m in w.get("lost", [])]  # fmt: skip
-    if not rows or not all("lost" in w for w in worlds):
+    if not rows or "missed" not in doc["pooled"]:
         return
     s = report.section("Where the missed mines were lost", simulated=True)
-    counts = Counter(m["lost_at"] for w in worlds for m in w["lost"])
-    Report.text(s, "Missed mines by stage: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ". A "
+    counts = doc["pooled"]["missed"]["lost_at"]
+    Report.text(s, "Missed mines by stage: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + ". A "
                    "zoom is the screening level after which no kept cell touched the mine; the detector missed a mine "
                    "a kept fine cell still touched.", "note")  # fmt: skip
     Report.table(s, ["world", "mine", "area (km2)", "kind", "lost at"], rows,
